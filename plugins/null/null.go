@@ -1,0 +1,275 @@
+// Package null is the in-memory, ephemeral backend (STORAGE_BACKEND=null).
+//
+// It keeps everything in process memory and loses it on Close. It is also
+// the reference model the conformance suite compares other backends with,
+// so it favours obvious correctness over speed, and it builds for
+// GOOS=wasip1 GOARCH=wasm, where the guest SDK serves it as a plugin.
+package null
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Name is the backend name reported by Describe.
+const Name = "null"
+
+type bucketID struct {
+	mapName string
+	backup  bool
+}
+
+type bucket struct {
+	recs   map[string]*abi.Record
+	sorted []string // keys in byte order; valid only when !dirty
+	dirty  bool
+}
+
+type expKey struct {
+	bucketID
+	key string
+}
+
+// Backend is the in-memory backend. The zero value is not usable; call Open.
+type Backend struct {
+	mu       sync.RWMutex
+	closed   bool
+	buckets  map[bucketID]*bucket
+	expiring map[expKey]int64
+}
+
+var _ abi.Backend = (*Backend)(nil)
+
+// Open returns an empty in-memory backend.
+func Open() *Backend {
+	return &Backend{buckets: map[bucketID]*bucket{}, expiring: map[expKey]int64{}}
+}
+
+// Describe reports the null backend: atomic batches, nothing durable.
+func (b *Backend) Describe() abi.Description {
+	return abi.Description{Name: Name, ABIMajor: abi.VersionMajor, ABIMinor: abi.VersionMinor, Capabilities: abi.CapAtomicBatch}
+}
+
+func errClosed() error { return abi.Errorf(abi.CodeUnavailable, "null: backend is closed") }
+
+// Apply applies the batch under one lock, so it is atomic.
+func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
+	if err := abi.ContextError(ctx); err != nil {
+		return err
+	}
+	if err := abi.ValidateBatch(batch); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errClosed()
+	}
+	for i := range batch.Mutations {
+		m := &batch.Mutations[i]
+		id := bucketID{m.Map, m.Backup}
+		ek := expKey{id, m.Key}
+		bk := b.buckets[id]
+		switch m.Kind {
+		case abi.OpPut:
+			if bk == nil {
+				bk = &bucket{recs: map[string]*abi.Record{}}
+				b.buckets[id] = bk
+			}
+			r := bk.recs[m.Key]
+			if r == nil {
+				r = &abi.Record{Map: m.Map, Key: m.Key, Backup: m.Backup, CreatedAt: batch.Now}
+				bk.recs[m.Key] = r
+				bk.dirty = true
+			}
+			r.Value = append(make([]byte, 0, len(m.Value)), m.Value...)
+			r.ExpirationTime = m.ExpirationTime
+			r.UpdatedAt = batch.Now
+			if m.ExpirationTime > 0 {
+				b.expiring[ek] = m.ExpirationTime
+			} else {
+				delete(b.expiring, ek)
+			}
+		case abi.OpDelete:
+			if bk == nil {
+				continue
+			}
+			if _, ok := bk.recs[m.Key]; ok {
+				delete(bk.recs, m.Key)
+				bk.dirty = true
+				delete(b.expiring, ek)
+				if len(bk.recs) == 0 {
+					delete(b.buckets, id)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func copyRecord(r *abi.Record) abi.Record {
+	c := *r
+	c.Value = append(make([]byte, 0, len(r.Value)), r.Value...)
+	return c
+}
+
+// Get returns copies of the records found, in the order of keys.
+func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	if err := abi.ValidateGet(mapName, keys); err != nil {
+		return nil, err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, errClosed()
+	}
+	bk := b.buckets[bucketID{mapName, backup}]
+	if bk == nil {
+		return nil, nil
+	}
+	out := make([]abi.Record, 0, len(keys))
+	var seen map[string]struct{}
+	if len(keys) > 1 {
+		seen = make(map[string]struct{}, len(keys))
+	}
+	for _, k := range keys {
+		if seen != nil {
+			if _, dup := seen[k]; dup {
+				continue
+			}
+			seen[k] = struct{}{}
+		}
+		if r := bk.recs[k]; r != nil {
+			out = append(out, copyRecord(r))
+		}
+	}
+	return out, nil
+}
+
+// Scan pages through one map in byte order of keys.
+func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return abi.Page{}, err
+	}
+	if err := abi.ValidateScan(&req); err != nil {
+		return abi.Page{}, err
+	}
+	after, hasAfter, err := abi.ParseKeyCursor(req.Cursor)
+	if err != nil {
+		return abi.Page{}, err
+	}
+	// Sorting mutates the bucket, so take the write lock.
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return abi.Page{}, errClosed()
+	}
+	bk := b.buckets[bucketID{req.Map, req.Backup}]
+	if bk == nil {
+		return abi.Page{}, nil
+	}
+	if bk.dirty {
+		bk.sorted = bk.sorted[:0]
+		for k := range bk.recs {
+			bk.sorted = append(bk.sorted, k)
+		}
+		sort.Strings(bk.sorted)
+		bk.dirty = false
+	}
+	i := 0
+	if hasAfter {
+		i = sort.Search(len(bk.sorted), func(j int) bool { return strings.Compare(bk.sorted[j], after) > 0 })
+	}
+	var page abi.Page
+	used := 0
+	for ; i < len(bk.sorted); i++ {
+		r := bk.recs[bk.sorted[i]]
+		if len(page.Records) >= req.Limit || (len(page.Records) > 0 && used+r.Size() > req.MaxBytes) {
+			page.Cursor = abi.KeyCursor(page.Records[len(page.Records)-1].Key)
+			return page, nil
+		}
+		page.Records = append(page.Records, copyRecord(r))
+		used += r.Size()
+	}
+	return page, nil
+}
+
+// ListMaps returns the sorted names of maps with primary records.
+func (b *Backend) ListMaps(ctx context.Context) ([]string, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, errClosed()
+	}
+	var out []string
+	for id, bk := range b.buckets {
+		if !id.backup && len(bk.recs) > 0 {
+			out = append(out, id.mapName)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// ListExpired returns records whose expiration has passed, oldest first.
+func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = abi.DefaultScanLimit
+	}
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil, errClosed()
+	}
+	var out []abi.Record
+	for ek, exp := range b.expiring {
+		if exp > now {
+			continue
+		}
+		r := b.buckets[ek.bucketID].recs[ek.key]
+		out = append(out, abi.Record{Map: r.Map, Key: r.Key, Backup: r.Backup, ExpirationTime: r.ExpirationTime, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt})
+	}
+	sort.Slice(out, func(i, j int) bool { return ExpiredLess(&out[i], &out[j]) })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// ExpiredLess is the order of ListExpired results: expiration time, then
+// map, backup flag and key. Other backends need not break ties the same way.
+func ExpiredLess(a, b *abi.Record) bool {
+	if a.ExpirationTime != b.ExpirationTime {
+		return a.ExpirationTime < b.ExpirationTime
+	}
+	if a.Map != b.Map {
+		return a.Map < b.Map
+	}
+	if a.Backup != b.Backup {
+		return !a.Backup
+	}
+	return a.Key < b.Key
+}
+
+// Close drops all data. It is idempotent.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	b.buckets = nil
+	b.expiring = nil
+	return nil
+}
