@@ -1,0 +1,84 @@
+// Package redb is the default embedded backend (STORAGE_BACKEND=redb): one
+// file on local disk, TOPGUN_REDB_PATH (default ./topgun.redb), written
+// through go.etcd.io/bbolt. It is named "redb" for compatibility with
+// TopGun's settings; the file is a bbolt database, not a redb one, and
+// TopGun's own redb files cannot be opened (Open says so).
+//
+// # Basics
+//
+// Open takes an exclusive lock on the file for the life of the Backend. A
+// second process that opens the same file waits Options.Timeout (1 s by
+// default) and then fails with abi.CodeUnavailable and an error naming the
+// file; the server is meant to be the only process using it. Describe
+// declares abi.CapDurable, abi.CapAtomicBatch and abi.CapExpiryIndex, not
+// abi.CapShared.
+//
+// Every Apply is one bbolt write transaction: all of its mutations commit
+// together, durably (bbolt syncs the data and then the meta page), or none
+// do. bbolt runs one write transaction at a time, so concurrent Apply calls
+// queue; callers that want throughput batch their writes (the server group-
+// commits). Reads (Get, Scan pages, ListMaps, ListExpired) each run in
+// their own read transaction, concurrently with each other and with a
+// writer, and see a consistent snapshot. A scan that pages sees each page's
+// snapshot; records present for the whole scan are visited exactly once.
+//
+// # Layout
+//
+// The file holds four top-level buckets:
+//
+//   - "topgun": the format marker, key "format" = the format version as a
+//     decimal string ("1"). A bbolt file with other buckets but no marker
+//     belongs to another program and is refused; a file with a larger
+//     version is refused with abi.CodeUnsupported.
+//   - "primary" and "backup": one nested bucket per map name. Bucket names
+//     are arbitrary bytes, so any valid map name works ("todo-items",
+//     "a/b", "ключ", "with space:and colon"). A map bucket is dropped when
+//     a batch leaves it empty, so ListMaps lists bucket names.
+//   - "expiry": the expiry index, keys only: big-endian expiration time,
+//     map name, a NUL, the backup flag (0 or 1), the key. ListExpired is a
+//     cursor walk from its start that stops at the first entry after now, so
+//     its cost is bounded by what it returns. Its order (expiration, map,
+//     backup, key) is the one plugins/null uses.
+//
+// Inside a map bucket the bbolt key is the byte 'r' followed by the record
+// key (bbolt does not store empty keys; the empty record key is valid), so
+// keys sort in byte order and a Scan cursor is abi.KeyCursor of the last
+// key. The stored value is a 25-byte header (a tag byte 1, then created_at,
+// updated_at and expiration_time as big-endian int64 Unix milliseconds)
+// followed by the opaque value bytes. bbolt's key limit (32 KiB) is well
+// above abi.MaxMapNameBytes and abi.MaxKeyBytes.
+//
+// # Errors
+//
+// Inputs are validated with the abi helpers before any transaction, so a
+// bad batch changes nothing. bbolt errors are mapped at the edge to *abi.Error
+// with the bbolt error kept as the cause: a closed backend gives
+// abi.CodeUnavailable, a full disk abi.CodeResourceExhausted, a context
+// done before or during an operation abi.CodeCanceled or
+// abi.CodeDeadlineExceeded (long loops check it every 256 records; a
+// commit in progress is not interrupted).
+//
+// # Caveats
+//
+//   - Open checks bbolt's file header itself before bbolt reads it, because
+//     bbolt trusts the page ids in its meta page and panics or faults on a
+//     truncated file. Garbage, text, truncated files, directories and foreign
+//     bbolt files give abi.CodeInvalidArgument with the path and a fix, never
+//     a panic. An empty (0-byte) file is treated as a new database, as bbolt
+//     and SQLite do.
+//   - Corruption inside the tree (a damaged page that still has a valid
+//     header) is found only when an operation reads it. Every transaction
+//     recovers bbolt panics and memory faults (runtime/debug.SetPanicOnFault)
+//     and returns abi.CodeInternal naming the file, so the process survives;
+//     the data in the damaged pages is not recoverable by this package. If a
+//     panic escapes bolt.Open itself the file descriptor is closed (releasing
+//     the lock) but bbolt's memory map of the file is not unmapped.
+//   - A record whose stored header does not decode makes Get, Scan and a Put
+//     of that key fail with abi.CodeInternal rather than guess its times.
+//   - Options.NoSync is for tests: commits skip fsync, so batches may be lost
+//     on a crash (not on Close), and Describe drops abi.CapDurable.
+//   - The file grows and does not shrink when records are deleted; bbolt
+//     reuses the free pages. `bbolt compact` can shrink an unused file.
+//   - A context without a deadline cannot interrupt the lock wait of Open;
+//     Options.Timeout bounds it.
+package redb

@@ -1,0 +1,257 @@
+package redb
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Layout of the file (see doc.go for the prose).
+var (
+	bucketMeta    = []byte("topgun")  // format marker: key "format" = decimal version
+	bucketPrimary = []byte("primary") // one nested bucket per map name
+	bucketBackup  = []byte("backup")  // one nested bucket per map name
+	bucketExpiry  = []byte("expiry")  // expiry index, keys only
+	keyFormat     = []byte("format")
+)
+
+// formatVersion is the layout version this package writes and understands.
+// Open refuses files with a larger version.
+const formatVersion = 1
+
+// recordKeyPrefix starts every record key inside a map bucket. bbolt does not
+// store empty keys, and the empty key is a valid record key, so every key
+// gets one constant leading byte; byte order between keys is unchanged.
+const recordKeyPrefix = 'r'
+
+// appendRecordKey appends the bbolt key of a record key to dst.
+func appendRecordKey(dst []byte, key string) []byte {
+	dst = append(dst, recordKeyPrefix)
+	return append(dst, key...)
+}
+
+// Record values are a fixed header followed by the opaque value bytes:
+//
+//	offset 0   1 byte   recordTag (layout of the header)
+//	offset 1   8 bytes  created_at, big-endian int64 (Unix ms, > 0)
+//	offset 9   8 bytes  updated_at, big-endian int64 (Unix ms, > 0)
+//	offset 17  8 bytes  expiration_time, big-endian int64 (Unix ms, >= 0; 0 = never)
+//	offset 25  ...      value
+const (
+	recordTag       = 1
+	recordHeaderLen = 25
+)
+
+// recordHeader is the metadata stored in front of every value.
+type recordHeader struct {
+	CreatedAt      int64
+	UpdatedAt      int64
+	ExpirationTime int64
+}
+
+// errCorruptRecord is the cause of every record decoding error.
+var errCorruptRecord = errors.New("corrupt record")
+
+// putRecord writes the header and value into dst, which must be exactly
+// recordHeaderLen+len(value) bytes long.
+func putRecord(dst []byte, h recordHeader, value []byte) {
+	dst[0] = recordTag
+	binary.BigEndian.PutUint64(dst[1:], uint64(h.CreatedAt))
+	binary.BigEndian.PutUint64(dst[9:], uint64(h.UpdatedAt))
+	binary.BigEndian.PutUint64(dst[17:], uint64(h.ExpirationTime))
+	copy(dst[recordHeaderLen:], value)
+}
+
+// encodeRecord returns a new encoded record.
+func encodeRecord(h recordHeader, value []byte) []byte {
+	dst := make([]byte, recordHeaderLen+len(value))
+	putRecord(dst, h, value)
+	return dst
+}
+
+// decodeRecord splits a stored record into its header and value. The value
+// aliases b. Bytes that putRecord could not have produced from a valid batch
+// are an error wrapping errCorruptRecord.
+func decodeRecord(b []byte) (recordHeader, []byte, error) {
+	if len(b) < recordHeaderLen {
+		return recordHeader{}, nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", errCorruptRecord, len(b), recordHeaderLen)
+	}
+	if b[0] != recordTag {
+		return recordHeader{}, nil, fmt.Errorf("%w: unknown header tag %d", errCorruptRecord, b[0])
+	}
+	h := recordHeader{
+		CreatedAt:      int64(binary.BigEndian.Uint64(b[1:])),
+		UpdatedAt:      int64(binary.BigEndian.Uint64(b[9:])),
+		ExpirationTime: int64(binary.BigEndian.Uint64(b[17:])),
+	}
+	if h.CreatedAt <= 0 || h.UpdatedAt <= 0 || h.ExpirationTime < 0 {
+		return recordHeader{}, nil, fmt.Errorf("%w: times out of range (created %d, updated %d, expiration %d)", errCorruptRecord, h.CreatedAt, h.UpdatedAt, h.ExpirationTime)
+	}
+	return h, b[recordHeaderLen:], nil
+}
+
+// Expiry index keys sort by expiration time, then map, backup flag and key
+// (the order plugins/null uses), and carry everything needed to find the
+// record. Map names never contain NUL, so a NUL ends the map name.
+//
+//	8 bytes big-endian expiration | map name | 0x00 | backup 0 or 1 | key
+const expiryKeyMin = 8 + 1 + 1 + 1 // non-empty map name
+
+func appendExpiryKey(dst []byte, exp int64, mapName string, backup bool, key string) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(exp))
+	dst = append(dst, mapName...)
+	dst = append(dst, 0)
+	if backup {
+		dst = append(dst, 1)
+	} else {
+		dst = append(dst, 0)
+	}
+	return append(dst, key...)
+}
+
+// parseExpiryKey is the inverse of appendExpiryKey. mapName and key alias k.
+func parseExpiryKey(k []byte) (exp int64, mapName []byte, backup bool, key []byte, err error) {
+	if len(k) < expiryKeyMin {
+		return 0, nil, false, nil, fmt.Errorf("%w: expiry index key of %d bytes", errCorruptRecord, len(k))
+	}
+	exp = int64(binary.BigEndian.Uint64(k))
+	rest := k[8:]
+	i := bytes.IndexByte(rest, 0)
+	if exp <= 0 || i <= 0 || i+1 >= len(rest) || rest[i+1] > 1 {
+		return 0, nil, false, nil, fmt.Errorf("%w: malformed expiry index key", errCorruptRecord)
+	}
+	return exp, rest[:i], rest[i+1] == 1, rest[i+2:], nil
+}
+
+// The checks below read bbolt's own file header before bbolt opens the file.
+// bbolt validates its meta pages, but it trusts the page ids they hold: a
+// truncated file makes it read past the end of the file during Open, which
+// panics or faults. These constants mirror go.etcd.io/bbolt/internal/common
+// (file format version 2); the layout is fixed by that on-disk format.
+const (
+	boltMagic        = 0xED0CDAED
+	boltVersion      = 2
+	boltPageHeader   = 16 // id u64, flags u16, count u16, overflow u32
+	boltMetaLen      = 64 // magic, version, page size, flags, root (pgid, seq), freelist, pgid, txid, checksum
+	boltMetaSumLen   = 56 // bytes covered by the checksum
+	boltMinPageSize  = 512
+	boltMaxPageSize  = 1 << 24
+	boltNoFreelist   = ^uint64(0)
+	boltMetaReadSize = boltPageHeader + boltMetaLen
+)
+
+// boltMeta is the part of a bbolt meta page the file check uses.
+type boltMeta struct {
+	pageSize uint64
+	root     uint64
+	freelist uint64
+	pgid     uint64 // high water mark: pages in use
+	txid     uint64
+}
+
+// parseBoltMeta decodes the meta page at the start of p. bbolt writes it in
+// the machine's byte order.
+func parseBoltMeta(p []byte) (boltMeta, error) {
+	if len(p) < boltMetaReadSize {
+		return boltMeta{}, bolt.ErrInvalid
+	}
+	m := p[boltPageHeader:boltMetaReadSize]
+	ne := binary.NativeEndian
+	if ne.Uint32(m[0:]) != boltMagic {
+		return boltMeta{}, bolt.ErrInvalid
+	}
+	if ne.Uint32(m[4:]) != boltVersion {
+		return boltMeta{}, bolt.ErrVersionMismatch
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(m[:boltMetaSumLen])
+	if h.Sum64() != ne.Uint64(m[56:]) {
+		return boltMeta{}, bolt.ErrChecksum
+	}
+	return boltMeta{
+		pageSize: uint64(ne.Uint32(m[8:])),
+		root:     ne.Uint64(m[16:]),
+		freelist: ne.Uint64(m[32:]),
+		pgid:     ne.Uint64(m[40:]),
+		txid:     ne.Uint64(m[48:]),
+	}, nil
+}
+
+// readMeta reads and decodes a meta page at off.
+func readMeta(r io.ReaderAt, off int64) (boltMeta, error) {
+	var buf [boltMetaReadSize]byte
+	n, err := r.ReadAt(buf[:], off)
+	if n < len(buf) {
+		if err == nil || errors.Is(err, io.EOF) {
+			return boltMeta{}, bolt.ErrInvalid
+		}
+		return boltMeta{}, err
+	}
+	return parseBoltMeta(buf[:])
+}
+
+// checkFile checks that the size bytes readable from r look like a bbolt
+// database that bbolt can open without reading past the end: a valid meta
+// page whose page ids all lie inside the file. An empty file is fine (bbolt
+// initialises it). It mirrors how bbolt picks its meta page: page 0, else
+// page 1 found by trying page sizes, and the valid one with the highest
+// transaction id.
+func checkFile(r io.ReaderAt, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	m0, err0 := readMeta(r, 0)
+	var m1 boltMeta
+	err1 := bolt.ErrInvalid
+	if err0 == nil && m0.pageSize >= boltMinPageSize && m0.pageSize <= boltMaxPageSize {
+		m1, err1 = readMeta(r, int64(m0.pageSize))
+	} else {
+		for i := 0; i <= 14; i++ {
+			pos := int64(1024) << i
+			if pos >= size-1024 {
+				break
+			}
+			if m1, err1 = readMeta(r, pos); err1 == nil && m1.pageSize == uint64(pos) {
+				break
+			}
+			err1 = bolt.ErrInvalid
+		}
+	}
+	var m boltMeta
+	switch {
+	case err0 == nil && (err1 != nil || m0.txid >= m1.txid):
+		m = m0
+	case err1 == nil:
+		m = m1
+	default:
+		err := err0
+		if errors.Is(err0, bolt.ErrInvalid) && err1 != nil && !errors.Is(err1, bolt.ErrInvalid) {
+			err = err1
+		}
+		switch {
+		case errors.Is(err, bolt.ErrVersionMismatch):
+			return fmt.Errorf("unsupported bbolt file format version (%w)", err)
+		case errors.Is(err, bolt.ErrChecksum):
+			return fmt.Errorf("both bbolt meta pages fail their checksum (%w)", err)
+		case errors.Is(err, bolt.ErrInvalid):
+			return fmt.Errorf("no bbolt header found (%w)", err)
+		}
+		return err
+	}
+	ps := m.pageSize
+	if ps < boltMinPageSize || ps > boltMaxPageSize || ps&(ps-1) != 0 {
+		return fmt.Errorf("bbolt page size %d is not a power of two between %d and %d (%w)", ps, boltMinPageSize, boltMaxPageSize, bolt.ErrInvalid)
+	}
+	if m.pgid < 3 || m.root < 2 || m.root >= m.pgid || (m.freelist != boltNoFreelist && (m.freelist < 2 || m.freelist >= m.pgid)) {
+		return fmt.Errorf("bbolt meta page holds page ids out of range (root %d, freelist %d, pages %d) (%w)", m.root, m.freelist, m.pgid, bolt.ErrInvalid)
+	}
+	if m.pgid > uint64(size)/ps {
+		return fmt.Errorf("file is truncated: it has %d bytes, its header needs %d (%w)", size, m.pgid*ps, bolt.ErrInvalid)
+	}
+	return nil
+}

@@ -1,0 +1,332 @@
+package redb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Name is the backend name reported by Describe (STORAGE_BACKEND=redb).
+const Name = "redb"
+
+// DefaultPath is the file used when TOPGUN_REDB_PATH is not set. Only cmd/
+// reads the environment; it passes the path to Open.
+const DefaultPath = "./topgun.redb"
+
+// DefaultTimeout is how long Open waits for another process to release the
+// file lock before it gives up.
+const DefaultTimeout = time.Second
+
+// Options configure Open. The zero value of each field means its default,
+// and a nil *Options means all defaults.
+type Options struct {
+	// Timeout is how long Open waits for the file lock held by another
+	// process. Zero means DefaultTimeout; it must not be negative. A context
+	// deadline that comes earlier shortens the wait.
+	Timeout time.Duration
+
+	// NoSync skips fsync at commit. It is for tests and benchmarks only: an
+	// applied batch may be lost on a crash or power loss (it still survives
+	// Close and a clean restart), and Describe no longer declares
+	// abi.CapDurable.
+	NoSync bool
+
+	// Logger receives the backend's few debug logs. Nil means
+	// hclog.NewNullLogger().
+	Logger hclog.Logger
+}
+
+// DefaultOptions returns the options used when Open gets nil.
+func DefaultOptions() *Options {
+	return &Options{Timeout: DefaultTimeout, Logger: hclog.NewNullLogger()}
+}
+
+// Validate reports the first invalid option.
+func (o *Options) Validate() error {
+	if o == nil {
+		return nil
+	}
+	if o.Timeout < 0 {
+		return abi.Errorf(abi.CodeInvalidArgument, "redb: lock timeout %s is negative; use 0 for the default of %s", o.Timeout, DefaultTimeout)
+	}
+	return nil
+}
+
+// withDefaults returns a copy of o with defaults filled in.
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	return c
+}
+
+// Backend is the embedded, file-backed backend. It is safe for concurrent
+// use. The zero value is not usable; call Open.
+type Backend struct {
+	db     *bolt.DB
+	path   string
+	noSync bool
+	log    hclog.Logger
+	closed atomic.Bool
+}
+
+var _ abi.Backend = (*Backend)(nil)
+
+// Open opens the database file at path, creating it with mode 0600 when it
+// does not exist (its directory must exist). It holds an exclusive lock on
+// the file until Close: a second process (or a second Open in this process)
+// waits up to opts.Timeout and then fails with CodeUnavailable and an error
+// that names the file. A file that is not a topgun redb database fails with
+// CodeInvalidArgument (CodeUnsupported for a newer format version); Open
+// never panics on a bad file.
+func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	o := opts.withDefaults()
+	if path == "" {
+		return nil, abi.Errorf(abi.CodeInvalidArgument, "redb: database path is empty; set TOPGUN_REDB_PATH to a file path (default %s)", DefaultPath)
+	}
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	if err := precheck(path); err != nil {
+		return nil, err
+	}
+
+	timeout, byCtx := o.Timeout, false
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < timeout {
+			timeout, byCtx = max(left, time.Millisecond), true
+		}
+	}
+	db, err := openBolt(path, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			if byCtx {
+				return nil, abi.Wrap(abi.CodeDeadlineExceeded, err, "redb: %s is locked by another process and the context deadline came first", path)
+			}
+			return nil, abi.Wrap(abi.CodeUnavailable, err, "redb: %s is locked by another process (is another server running on it?); stop it or set TOPGUN_REDB_PATH to another file", path)
+		}
+		return nil, openError(path, err)
+	}
+	b := &Backend{db: db, path: path, noSync: o.NoSync, log: o.Logger}
+	created, err := b.initFormat()
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	b.log.Debug("opened database", "path", path, "format_version", formatVersion, "created", created, "no_sync", o.NoSync)
+	return b, nil
+}
+
+// precheck refuses a directory and a file whose bbolt header is broken or
+// truncated before bbolt sees it (bbolt panics or faults on some of them). A
+// missing file is fine: bbolt creates it.
+func precheck(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return openError(path, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return openError(path, err)
+	}
+	if st.IsDir() {
+		return abi.Errorf(abi.CodeInvalidArgument, "redb: %s is a directory; set TOPGUN_REDB_PATH to a file path, e.g. %s/topgun.redb", path, path)
+	}
+	if !st.Mode().IsRegular() {
+		return abi.Errorf(abi.CodeInvalidArgument, "redb: %s is not a regular file; set TOPGUN_REDB_PATH to a file path", path)
+	}
+	if err := checkFile(f, st.Size()); err != nil {
+		return notOurs(path, err)
+	}
+	return nil
+}
+
+// openBolt calls bolt.Open and turns a panic or memory fault inside it (a
+// corrupt file that passed precheck) into an error, closing the file so its
+// lock is released.
+func openBolt(path string, bo *bolt.Options) (db *bolt.DB, err error) {
+	var file *os.File
+	bo.OpenFile = func(name string, flag int, mode os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, mode)
+		file = f
+		return f, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			if file != nil {
+				_ = file.Close()
+			}
+			db, err = nil, fmt.Errorf("%v (%w)", r, bolt.ErrInvalid)
+		}
+	}()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return bolt.Open(path, 0o600, bo)
+}
+
+func notOurs(path string, cause error) error {
+	return abi.Wrap(abi.CodeInvalidArgument, cause, "redb: %s is not a topgun redb database (move it away or set TOPGUN_REDB_PATH to another file)", path)
+}
+
+// openError maps an error of opening the file.
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrChecksum):
+		return notOurs(path, err)
+	case errors.Is(err, fs.ErrNotExist):
+		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot create %s: its directory does not exist; create it or set TOPGUN_REDB_PATH to another file", path)
+	case errors.Is(err, fs.ErrPermission):
+		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot open %s for reading and writing; fix its permissions or set TOPGUN_REDB_PATH to another file", path)
+	case errors.Is(err, syscall.EISDIR):
+		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: %s is a directory; set TOPGUN_REDB_PATH to a file path", path)
+	}
+	return abi.Wrap(abi.CodeUnavailable, err, "redb: cannot open %s", path)
+}
+
+// initFormat creates the layout in a new (empty) bbolt file, or checks the
+// format marker of an existing one. It reports whether it created the layout.
+func (b *Backend) initFormat() (created bool, err error) {
+	var fresh bool
+	err = b.view(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			c := tx.Cursor()
+			if k, _ := c.First(); k != nil {
+				return notOurs(b.path, fmt.Errorf("it is a bbolt database of another program: it has no %q bucket", bucketMeta))
+			}
+			fresh = true
+			return nil
+		}
+		raw := meta.Get(keyFormat)
+		v, perr := strconv.ParseUint(string(raw), 10, 32)
+		if raw == nil || perr != nil || v == 0 {
+			return notOurs(b.path, fmt.Errorf("its format marker %q is missing or malformed", raw))
+		}
+		if v > formatVersion {
+			return abi.Errorf(abi.CodeUnsupported, "redb: %s has format version %d, newer than the version %d this server supports; upgrade the server or set TOPGUN_REDB_PATH to another file", b.path, v, formatVersion)
+		}
+		for _, name := range [][]byte{bucketPrimary, bucketBackup, bucketExpiry} {
+			if tx.Bucket(name) == nil {
+				return notOurs(b.path, fmt.Errorf("bucket %q is missing", name))
+			}
+		}
+		return nil
+	})
+	if err != nil || !fresh {
+		return false, err
+	}
+	err = b.update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketPrimary, bucketBackup, bucketExpiry} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		meta, err := tx.CreateBucket(bucketMeta)
+		if err != nil {
+			return err
+		}
+		return meta.Put(keyFormat, strconv.AppendUint(nil, formatVersion, 10))
+	})
+	return err == nil, err
+}
+
+// Path returns the path of the database file, as given to Open.
+func (b *Backend) Path() string { return b.path }
+
+// Describe reports redb: durable (unless Options.NoSync), atomic batches and
+// an expiry index. It is not shared: one process holds the file.
+func (b *Backend) Describe() abi.Description {
+	caps := abi.CapAtomicBatch | abi.CapExpiryIndex
+	if !b.noSync {
+		caps |= abi.CapDurable
+	}
+	return abi.Description{Name: Name, ABIMajor: abi.VersionMajor, ABIMinor: abi.VersionMinor, Capabilities: caps}
+}
+
+// Close releases the file and its lock, after in-flight operations finish.
+// It is idempotent.
+func (b *Backend) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	if err := b.db.Close(); err != nil {
+		return abi.Wrap(abi.CodeInternal, err, "redb: closing %s", b.path)
+	}
+	b.log.Debug("closed database", "path", b.path)
+	return nil
+}
+
+func (b *Backend) errClosed() error {
+	return abi.Errorf(abi.CodeUnavailable, "redb: backend for %s is closed", b.path)
+}
+
+// view runs fn in a read transaction; update in a write transaction that
+// commits (durably unless NoSync) when fn returns nil. Both turn a panic or
+// memory fault inside bbolt, which a corrupt file can cause, into an error;
+// bbolt rolls the transaction back on the way out.
+func (b *Backend) view(fn func(*bolt.Tx) error) (err error) {
+	defer b.recoverCorrupt(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return b.mapErr(b.db.View(fn))
+}
+
+func (b *Backend) update(fn func(*bolt.Tx) error) (err error) {
+	defer b.recoverCorrupt(&err)
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	return b.mapErr(b.db.Update(fn))
+}
+
+func (b *Backend) recoverCorrupt(err *error) {
+	if r := recover(); r != nil {
+		*err = abi.Wrap(abi.CodeInternal, fmt.Errorf("%v", r), "redb: %s is corrupt (bbolt failed reading it); restore it from a backup, or inspect it with `bbolt check`", b.path)
+	}
+}
+
+// mapErr maps a bbolt error at the edge, keeping it as the cause.
+func (b *Backend) mapErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *abi.Error
+	switch {
+	case errors.As(err, &ae):
+		return err
+	case errors.Is(err, bolt.ErrDatabaseNotOpen):
+		return abi.Wrap(abi.CodeUnavailable, err, "redb: backend for %s is closed", b.path)
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return abi.Wrap(abi.CodeResourceExhausted, err, "redb: no space left for %s; free disk space", b.path)
+	case errors.Is(err, errCorruptRecord):
+		return abi.Wrap(abi.CodeInternal, err, "redb: %s is corrupt; restore it from a backup", b.path)
+	}
+	return abi.Wrap(abi.CodeInternal, err, "redb: %s", b.path)
+}
+
+// corrupt reports a record that does not decode.
+func corrupt(mapName string, backup bool, key string, err error) error {
+	return fmt.Errorf("map %q (backup %t) key %q: %w", mapName, backup, key, err)
+}
