@@ -1,0 +1,716 @@
+package abi
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// This file is the msgpack encoding of the wasm ABI's request and response
+// bodies (WASM.md, "Messages"). Both sides use the streaming Encoder and
+// Decoder methods of github.com/vmihailenco/msgpack/v5, never reflection.
+//
+// Every message is a msgpack array of fields in a fixed order. A decoder
+// reads the fields it knows and skips any further elements, so a later minor
+// version may append fields. Decoding is safe on untrusted input: every
+// length is bounded by the bytes that remain, and nothing panics.
+
+// OpenRequest is the body of the open call.
+type OpenRequest struct {
+	// Config is the plugin configuration (TOPGUN_PLUGIN_CONFIG).
+	Config map[string]string
+	// DataDir is the guest path of the granted data directory
+	// (WasmDataDir), or "" when none is granted.
+	DataDir string
+	// MaxResponseBytes is the largest response the host accepts; a plugin
+	// answers a bigger one with CodeResourceExhausted instead.
+	MaxResponseBytes uint32
+	// MemoryLimitBytes is the instance's linear memory limit.
+	MemoryLimitBytes uint64
+}
+
+// GetRequest is the body of the get call.
+type GetRequest struct {
+	Map    string
+	Backup bool
+	Keys   []string
+}
+
+// ErrMalformed is returned (wrapped) for bytes that are not a valid message.
+var ErrMalformed = errors.New("abi: malformed message")
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
+}
+
+// appendWriter is an io.Writer and io.ByteWriter that appends to a slice.
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+func (w *appendWriter) WriteByte(c byte) error      { w.b = append(w.b, c); return nil }
+
+// Encoder appends ABI messages to a byte slice. The zero value is not
+// usable; call NewEncoder. An Encoder is not safe for concurrent use.
+type Encoder struct {
+	w   appendWriter
+	enc *msgpack.Encoder
+}
+
+// NewEncoder returns an Encoder with an empty output.
+func NewEncoder() *Encoder {
+	e := &Encoder{}
+	e.enc = msgpack.NewEncoder(&e.w)
+	return e
+}
+
+// Reset makes dst[:0] the output: messages are appended to it, growing it
+// (and so reallocating it) when it is too small.
+func (e *Encoder) Reset(dst []byte) { e.w.b = dst[:0] }
+
+// Bytes returns the output.
+func (e *Encoder) Bytes() []byte { return e.w.b }
+
+// Len returns the length of the output.
+func (e *Encoder) Len() int { return len(e.w.b) }
+
+// Errors of the msgpack encoder come only from the writer, and appendWriter
+// never fails, so the Encoder methods return no error.
+
+func (e *Encoder) arr(n int)       { _ = e.enc.EncodeArrayLen(n) }
+func (e *Encoder) str(s string)    { _ = e.enc.EncodeString(s) }
+func (e *Encoder) bin(b []byte)    { _ = e.enc.EncodeBytes(b) }
+func (e *Encoder) boolean(v bool)  { _ = e.enc.EncodeBool(v) }
+func (e *Encoder) int64(v int64)   { _ = e.enc.EncodeInt(v) }
+func (e *Encoder) uint64(v uint64) { _ = e.enc.EncodeUint(v) }
+func (e *Encoder) optBin(b []byte) { e.binOrNil(b, b == nil) }
+func (e *Encoder) binOrNil(b []byte, isNil bool) {
+	if isNil {
+		_ = e.enc.EncodeNil()
+		return
+	}
+	e.bin(b)
+}
+
+// OpenRequest encodes [config map<str,str>, data_dir str,
+// max_response_bytes uint, memory_limit_bytes uint].
+func (e *Encoder) OpenRequest(r *OpenRequest) {
+	e.arr(4)
+	_ = e.enc.EncodeMapLen(len(r.Config))
+	for k, v := range r.Config {
+		e.str(k)
+		e.str(v)
+	}
+	e.str(r.DataDir)
+	e.uint64(uint64(r.MaxResponseBytes))
+	e.uint64(r.MemoryLimitBytes)
+}
+
+// Description encodes [name str, abi_major uint, abi_minor uint,
+// capabilities uint]: the response of describe and open.
+func (e *Encoder) Description(d *Description) {
+	e.arr(4)
+	e.str(d.Name)
+	e.uint64(uint64(d.ABIMajor))
+	e.uint64(uint64(d.ABIMinor))
+	e.uint64(uint64(d.Capabilities))
+}
+
+// ApplyRequest encodes [now int, mutations array], each mutation
+// [kind uint, map str, key str, backup bool, value bin, expiration int].
+func (e *Encoder) ApplyRequest(b *Batch) {
+	e.arr(2)
+	e.int64(b.Now)
+	e.arr(len(b.Mutations))
+	for i := range b.Mutations {
+		m := &b.Mutations[i]
+		e.arr(6)
+		e.uint64(uint64(m.Kind))
+		e.str(m.Map)
+		e.str(m.Key)
+		e.boolean(m.Backup)
+		e.bin(m.Value)
+		e.int64(m.ExpirationTime)
+	}
+}
+
+// GetRequest encodes [map str, backup bool, keys array<str>].
+func (e *Encoder) GetRequest(mapName string, backup bool, keys []string) {
+	e.arr(3)
+	e.str(mapName)
+	e.boolean(backup)
+	e.arr(len(keys))
+	for _, k := range keys {
+		e.str(k)
+	}
+}
+
+// ScanRequest encodes [map str, backup bool, cursor bin|nil, limit int,
+// max_bytes int].
+func (e *Encoder) ScanRequest(r *ScanRequest) {
+	e.arr(5)
+	e.str(r.Map)
+	e.boolean(r.Backup)
+	e.binOrNil(r.Cursor, len(r.Cursor) == 0)
+	e.int64(int64(r.Limit))
+	e.int64(int64(r.MaxBytes))
+}
+
+// ListExpiredRequest encodes [now int, limit int].
+func (e *Encoder) ListExpiredRequest(now int64, limit int) {
+	e.arr(2)
+	e.int64(now)
+	e.int64(int64(limit))
+}
+
+// Records encodes the records of one map: the response of get, an array
+// of [key str, value bin, expiration int, created_at int, updated_at int].
+func (e *Encoder) Records(recs []Record) {
+	e.arr(len(recs))
+	for i := range recs {
+		e.record(&recs[i])
+	}
+}
+
+func (e *Encoder) record(r *Record) {
+	e.arr(5)
+	e.str(r.Key)
+	e.bin(r.Value)
+	e.int64(r.ExpirationTime)
+	e.int64(r.CreatedAt)
+	e.int64(r.UpdatedAt)
+}
+
+// Page encodes [records (as Records), cursor bin|nil]: the response of scan.
+func (e *Encoder) Page(p *Page) {
+	e.arr(2)
+	e.Records(p.Records)
+	e.optBin(p.Cursor)
+}
+
+// Strings encodes an array of strings: the response of list_maps.
+func (e *Encoder) Strings(s []string) {
+	e.arr(len(s))
+	for _, v := range s {
+		e.str(v)
+	}
+}
+
+// Expired encodes the response of list_expired: an array of [map str,
+// key str, backup bool, expiration int, created_at int, updated_at int].
+func (e *Encoder) Expired(recs []Record) {
+	e.arr(len(recs))
+	for i := range recs {
+		r := &recs[i]
+		e.arr(6)
+		e.str(r.Map)
+		e.str(r.Key)
+		e.boolean(r.Backup)
+		e.int64(r.ExpirationTime)
+		e.int64(r.CreatedAt)
+		e.int64(r.UpdatedAt)
+	}
+}
+
+// Decoder reads ABI messages from a byte slice. The zero value is not
+// usable; call NewDecoder. A Decoder is not safe for concurrent use.
+type Decoder struct {
+	r   bytes.Reader
+	dec *msgpack.Decoder
+	// Arena, when set, makes ApplyRequest place all values of a batch in
+	// one allocation instead of one per value (the guest's hot path).
+	Arena   bool
+	last    string // last map name, reused to avoid one allocation per record
+	scratch []byte
+}
+
+// NewDecoder returns a Decoder with an empty input.
+func NewDecoder() *Decoder {
+	d := &Decoder{}
+	d.dec = msgpack.NewDecoder(&d.r)
+	return d
+}
+
+// Reset makes b the input. The decoder never keeps references to b: every
+// string and byte slice it returns is a copy.
+func (d *Decoder) Reset(b []byte) {
+	d.r.Reset(b)
+	d.dec.ResetReader(&d.r)
+}
+
+// Remaining returns the number of unread input bytes.
+func (d *Decoder) Remaining() int { return d.r.Len() }
+
+// End checks that the whole input was read.
+func (d *Decoder) End() error {
+	if n := d.r.Len(); n != 0 {
+		return malformed("%d trailing bytes", n)
+	}
+	return nil
+}
+
+// arr reads an array header with at least min elements and returns its
+// length. Each element takes at least one byte, which bounds the length.
+func (d *Decoder) arr(what string, min int) (int, error) {
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil {
+		return 0, malformed("%s: %v", what, err)
+	}
+	if n < min || n > d.r.Len() {
+		return 0, malformed("%s: array of %d elements, want at least %d (and at most %d)", what, n, min, d.r.Len())
+	}
+	return n, nil
+}
+
+// list reads an array header of any length (nil counts as empty).
+func (d *Decoder) list(what string, minElemBytes int) (int, error) {
+	n, err := d.dec.DecodeArrayLen()
+	if err != nil {
+		return 0, malformed("%s: %v", what, err)
+	}
+	if n < 0 {
+		return 0, nil
+	}
+	if n > d.r.Len()/minElemBytes {
+		return 0, malformed("%s: %d elements cannot fit in %d bytes", what, n, d.r.Len())
+	}
+	return n, nil
+}
+
+// skip skips the n-have trailing elements of an array.
+func (d *Decoder) skip(what string, n, have int) error {
+	for ; have < n; have++ {
+		if err := d.dec.Skip(); err != nil {
+			return malformed("%s: %v", what, err)
+		}
+	}
+	return nil
+}
+
+func (d *Decoder) rawLen(what string) (int, error) {
+	n, err := d.dec.DecodeBytesLen()
+	if err != nil {
+		return 0, malformed("%s: %v", what, err)
+	}
+	if n > d.r.Len() {
+		return 0, malformed("%s: length %d exceeds the %d bytes left", what, n, d.r.Len())
+	}
+	return n, nil
+}
+
+func (d *Decoder) str(what string) (string, error) {
+	n, err := d.rawLen(what)
+	if err != nil || n <= 0 {
+		return "", err
+	}
+	b := make([]byte, n)
+	if err := d.dec.ReadFull(b); err != nil {
+		return "", malformed("%s: %v", what, err)
+	}
+	return string(b), nil
+}
+
+// mapName reads a string, returning the previous map name when the bytes
+// are equal: a batch usually names one map many times.
+func (d *Decoder) mapName(what string) (string, error) {
+	n, err := d.rawLen(what)
+	if err != nil || n <= 0 {
+		return "", err
+	}
+	b := d.scratch
+	if n > 1024 {
+		b = make([]byte, n) // do not keep a large scratch buffer
+	} else if cap(b) < n {
+		d.scratch = make([]byte, 1024)
+		b = d.scratch
+	}
+	b = b[:n]
+	if err := d.dec.ReadFull(b); err != nil {
+		return "", malformed("%s: %v", what, err)
+	}
+	if string(b) != d.last {
+		d.last = string(b)
+	}
+	return d.last, nil
+}
+
+// bin reads a bin (or str) as a fresh slice; nil stays nil.
+func (d *Decoder) bin(what string) ([]byte, error) {
+	n, err := d.rawLen(what)
+	if err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, nil
+	}
+	b := make([]byte, n)
+	if err := d.dec.ReadFull(b); err != nil {
+		return nil, malformed("%s: %v", what, err)
+	}
+	return b, nil
+}
+
+func (d *Decoder) int64(what string) (int64, error) {
+	v, err := d.dec.DecodeInt64()
+	if err != nil {
+		return 0, malformed("%s: %v", what, err)
+	}
+	return v, nil
+}
+
+func (d *Decoder) uint64(what string) (uint64, error) {
+	v, err := d.dec.DecodeUint64()
+	if err != nil {
+		return 0, malformed("%s: %v", what, err)
+	}
+	return v, nil
+}
+
+func (d *Decoder) uint32(what string) (uint32, error) {
+	v, err := d.uint64(what)
+	if err == nil && v > math.MaxUint32 {
+		return 0, malformed("%s: %d does not fit 32 bits", what, v)
+	}
+	return uint32(v), err
+}
+
+func (d *Decoder) int(what string) (int, error) {
+	v, err := d.int64(what)
+	if err == nil && (v > math.MaxInt32 || v < math.MinInt32) {
+		return 0, malformed("%s: %d is out of range", what, v)
+	}
+	return int(v), err
+}
+
+func (d *Decoder) boolean(what string) (bool, error) {
+	v, err := d.dec.DecodeBool()
+	if err != nil {
+		return false, malformed("%s: %v", what, err)
+	}
+	return v, nil
+}
+
+// OpenRequest decodes the body of open.
+func (d *Decoder) OpenRequest() (OpenRequest, error) {
+	var r OpenRequest
+	n, err := d.arr("open request", 4)
+	if err != nil {
+		return r, err
+	}
+	m, err := d.dec.DecodeMapLen()
+	if err != nil {
+		return r, malformed("open config: %v", err)
+	}
+	if m > d.r.Len()/2 {
+		return r, malformed("open config: %d entries cannot fit in %d bytes", m, d.r.Len())
+	}
+	if m > 0 {
+		r.Config = make(map[string]string, m)
+	}
+	for i := 0; i < m; i++ {
+		k, err := d.str("config key")
+		if err != nil {
+			return r, err
+		}
+		v, err := d.str("config value")
+		if err != nil {
+			return r, err
+		}
+		r.Config[k] = v
+	}
+	if r.DataDir, err = d.str("data dir"); err != nil {
+		return r, err
+	}
+	if r.MaxResponseBytes, err = d.uint32("max response bytes"); err != nil {
+		return r, err
+	}
+	if r.MemoryLimitBytes, err = d.uint64("memory limit bytes"); err != nil {
+		return r, err
+	}
+	return r, d.skip("open request", n, 4)
+}
+
+// Description decodes the response of describe and open.
+func (d *Decoder) Description() (Description, error) {
+	var r Description
+	n, err := d.arr("description", 4)
+	if err != nil {
+		return r, err
+	}
+	if r.Name, err = d.str("name"); err != nil {
+		return r, err
+	}
+	if r.ABIMajor, err = d.uint32("abi major"); err != nil {
+		return r, err
+	}
+	if r.ABIMinor, err = d.uint32("abi minor"); err != nil {
+		return r, err
+	}
+	caps, err := d.uint64("capabilities")
+	if err != nil {
+		return r, err
+	}
+	r.Capabilities = Capability(caps)
+	return r, d.skip("description", n, 4)
+}
+
+// ApplyRequest decodes the body of apply into b, reusing the capacity of
+// b.Mutations.
+func (d *Decoder) ApplyRequest(b *Batch) error {
+	n, err := d.arr("apply request", 2)
+	if err != nil {
+		return err
+	}
+	if b.Now, err = d.int64("batch time"); err != nil {
+		return err
+	}
+	// A mutation takes at least 7 bytes (a fixarray and six fields).
+	count, err := d.list("mutations", 7)
+	if err != nil {
+		return err
+	}
+	old := len(b.Mutations)
+	if cap(b.Mutations) < count {
+		b.Mutations = make([]Mutation, count)
+	} else {
+		b.Mutations = b.Mutations[:count]
+		if old > count {
+			clear(b.Mutations[count:old])
+		}
+	}
+	var arena []byte
+	if d.Arena {
+		arena = make([]byte, 0, d.r.Len())
+	}
+	for i := 0; i < count; i++ {
+		m := &b.Mutations[i]
+		f, err := d.arr("mutation", 6)
+		if err != nil {
+			return err
+		}
+		kind, err := d.uint64("mutation kind")
+		if err != nil {
+			return err
+		}
+		if kind > math.MaxUint8 {
+			return malformed("mutation kind %d", kind)
+		}
+		m.Kind = OpKind(kind)
+		if m.Map, err = d.mapName("map name"); err != nil {
+			return err
+		}
+		if m.Key, err = d.str("key"); err != nil {
+			return err
+		}
+		if m.Backup, err = d.boolean("backup"); err != nil {
+			return err
+		}
+		if d.Arena {
+			vn, err := d.rawLen("value")
+			if err != nil {
+				return err
+			}
+			if vn < 0 {
+				m.Value = nil
+			} else {
+				start := len(arena)
+				arena = arena[:start+vn]
+				if err := d.dec.ReadFull(arena[start:]); err != nil {
+					return malformed("value: %v", err)
+				}
+				m.Value = arena[start : start+vn : start+vn]
+			}
+		} else if m.Value, err = d.bin("value"); err != nil {
+			return err
+		}
+		if m.ExpirationTime, err = d.int64("expiration time"); err != nil {
+			return err
+		}
+		if err := d.skip("mutation", f, 6); err != nil {
+			return err
+		}
+	}
+	return d.skip("apply request", n, 2)
+}
+
+// GetRequest decodes the body of get, reusing the capacity of keys.
+func (d *Decoder) GetRequest(keys []string) (GetRequest, error) {
+	var r GetRequest
+	n, err := d.arr("get request", 3)
+	if err != nil {
+		return r, err
+	}
+	if r.Map, err = d.mapName("map name"); err != nil {
+		return r, err
+	}
+	if r.Backup, err = d.boolean("backup"); err != nil {
+		return r, err
+	}
+	count, err := d.list("keys", 1)
+	if err != nil {
+		return r, err
+	}
+	r.Keys = keys[:0]
+	for i := 0; i < count; i++ {
+		k, err := d.str("key")
+		if err != nil {
+			return r, err
+		}
+		r.Keys = append(r.Keys, k)
+	}
+	return r, d.skip("get request", n, 3)
+}
+
+// ScanRequest decodes the body of scan.
+func (d *Decoder) ScanRequest() (ScanRequest, error) {
+	var r ScanRequest
+	n, err := d.arr("scan request", 5)
+	if err != nil {
+		return r, err
+	}
+	if r.Map, err = d.mapName("map name"); err != nil {
+		return r, err
+	}
+	if r.Backup, err = d.boolean("backup"); err != nil {
+		return r, err
+	}
+	if r.Cursor, err = d.bin("cursor"); err != nil {
+		return r, err
+	}
+	if r.Limit, err = d.int("limit"); err != nil {
+		return r, err
+	}
+	if r.MaxBytes, err = d.int("max bytes"); err != nil {
+		return r, err
+	}
+	return r, d.skip("scan request", n, 5)
+}
+
+// ListExpiredRequest decodes the body of list_expired.
+func (d *Decoder) ListExpiredRequest() (now int64, limit int, err error) {
+	n, err := d.arr("list_expired request", 2)
+	if err != nil {
+		return 0, 0, err
+	}
+	if now, err = d.int64("now"); err != nil {
+		return 0, 0, err
+	}
+	if limit, err = d.int("limit"); err != nil {
+		return 0, 0, err
+	}
+	return now, limit, d.skip("list_expired request", n, 2)
+}
+
+// Records decodes the response of get; every record gets mapName and backup.
+func (d *Decoder) Records(mapName string, backup bool) ([]Record, error) {
+	// A record takes at least 6 bytes.
+	count, err := d.list("records", 6)
+	if err != nil || count == 0 {
+		return nil, err
+	}
+	out := make([]Record, count)
+	for i := range out {
+		r := &out[i]
+		r.Map, r.Backup = mapName, backup
+		f, err := d.arr("record", 5)
+		if err != nil {
+			return nil, err
+		}
+		if r.Key, err = d.str("key"); err != nil {
+			return nil, err
+		}
+		if r.Value, err = d.bin("value"); err != nil {
+			return nil, err
+		}
+		if r.Value == nil {
+			r.Value = []byte{}
+		}
+		if r.ExpirationTime, err = d.int64("expiration time"); err != nil {
+			return nil, err
+		}
+		if r.CreatedAt, err = d.int64("created at"); err != nil {
+			return nil, err
+		}
+		if r.UpdatedAt, err = d.int64("updated at"); err != nil {
+			return nil, err
+		}
+		if err := d.skip("record", f, 5); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Page decodes the response of scan.
+func (d *Decoder) Page(mapName string, backup bool) (Page, error) {
+	var p Page
+	n, err := d.arr("page", 2)
+	if err != nil {
+		return p, err
+	}
+	if p.Records, err = d.Records(mapName, backup); err != nil {
+		return p, err
+	}
+	if p.Cursor, err = d.bin("cursor"); err != nil {
+		return p, err
+	}
+	if len(p.Cursor) == 0 {
+		p.Cursor = nil
+	}
+	return p, d.skip("page", n, 2)
+}
+
+// Strings decodes an array of strings (the response of list_maps).
+func (d *Decoder) Strings() ([]string, error) {
+	count, err := d.list("strings", 1)
+	if err != nil || count == 0 {
+		return nil, err
+	}
+	out := make([]string, count)
+	for i := range out {
+		if out[i], err = d.str("string"); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Expired decodes the response of list_expired.
+func (d *Decoder) Expired() ([]Record, error) {
+	count, err := d.list("expired records", 7)
+	if err != nil || count == 0 {
+		return nil, err
+	}
+	out := make([]Record, count)
+	for i := range out {
+		r := &out[i]
+		f, err := d.arr("expired record", 6)
+		if err != nil {
+			return nil, err
+		}
+		if r.Map, err = d.mapName("map name"); err != nil {
+			return nil, err
+		}
+		if r.Key, err = d.str("key"); err != nil {
+			return nil, err
+		}
+		if r.Backup, err = d.boolean("backup"); err != nil {
+			return nil, err
+		}
+		if r.ExpirationTime, err = d.int64("expiration time"); err != nil {
+			return nil, err
+		}
+		if r.CreatedAt, err = d.int64("created at"); err != nil {
+			return nil, err
+		}
+		if r.UpdatedAt, err = d.int64("updated at"); err != nil {
+			return nil, err
+		}
+		if err := d.skip("expired record", f, 6); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

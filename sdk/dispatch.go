@@ -1,0 +1,264 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"unicode/utf8"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Yield policy (see doc.go, "Rules for backends inside wasm"): the guest
+// yields after yieldBytes of request and response traffic or yieldCalls
+// calls, whichever comes first, and forces a collection when the live heap
+// passes gcFraction of the instance's memory limit.
+const (
+	yieldBytes       = 1 << 20
+	yieldCalls       = 256
+	callOverhead     = 512 // bytes a call is assumed to allocate besides its bodies
+	gcFraction       = 4   // force GC above limit/gcFraction of heap objects
+	defaultMemLimit  = 256 << 20
+	memoryLimitShare = 2 // Go's soft memory limit is limit/memoryLimitShare
+)
+
+// server dispatches ABI calls to a backend. It holds the state of one wasm
+// instance (or one loopback) and is not safe for concurrent use: a wasm
+// instance runs one call at a time.
+type server struct {
+	backend abi.Backend // nil until open when open != nil
+	name    string
+	caps    abi.Capability
+	open    OpenFunc
+	opened  bool
+	maxResp uint32
+
+	enc   *abi.Encoder
+	dec   *abi.Decoder
+	batch abi.Batch
+	keys  []string
+
+	work, calls int
+	gcAbove     uint64
+	sample      []metrics.Sample
+}
+
+func newServer(b abi.Backend, name string, caps abi.Capability, open OpenFunc) *server {
+	s := &server{backend: b, name: name, caps: caps, open: open, enc: abi.NewEncoder(), dec: abi.NewDecoder()}
+	s.dec.Arena = true
+	s.gcAbove = defaultMemLimit / gcFraction
+	s.sample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	return s
+}
+
+// handle runs one call whose request body is req and writes the response
+// into out[:0] (growing it, so the result may be a new slice). req and out
+// may share memory: the request is fully decoded before anything is written.
+func (s *server) handle(call uint32, req, out []byte) (status uint32, resp []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			status, resp = errResponse(out, abi.Errorf(abi.CodeInternal, "plugin %s: panic in %s: %v\n%s", s.describe().Name, abi.WasmCall(call), r, debug.Stack()))
+		}
+	}()
+	err := s.dispatch(abi.WasmCall(call), req, out)
+	if err != nil {
+		return errResponse(out, err)
+	}
+	resp = s.enc.Bytes()
+	if s.maxResp > 0 && uint64(len(resp)) > uint64(s.maxResp) {
+		return errResponse(resp, abi.Errorf(abi.CodeResourceExhausted,
+			"%s response of %d bytes exceeds the host's limit of %d bytes; ask for fewer records or raise TOPGUN_PLUGIN_MAX_RESPONSE_BYTES",
+			abi.WasmCall(call), len(resp), s.maxResp))
+	}
+	return uint32(abi.CodeOK), resp
+}
+
+func errResponse(out []byte, err error) (uint32, []byte) {
+	code := abi.CodeOf(err)
+	if code == abi.CodeOK || uint32(code) > abi.StatusCodeMask {
+		code = abi.CodeInternal
+	}
+	msg := err.Error()
+	if len(msg) > abi.MaxErrorMessageBytes {
+		cut := abi.MaxErrorMessageBytes
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut]
+	}
+	return uint32(code), append(out[:0], msg...)
+}
+
+func (s *server) describe() abi.Description {
+	if s.backend != nil {
+		d := s.backend.Describe()
+		if d.ABIMajor == 0 {
+			d.ABIMajor, d.ABIMinor = abi.VersionMajor, abi.VersionMinor
+		}
+		if d.Name == "" {
+			d.Name = s.name
+		}
+		return d
+	}
+	return abi.Description{Name: s.name, ABIMajor: abi.VersionMajor, ABIMinor: abi.VersionMinor, Capabilities: s.caps}
+}
+
+func (s *server) ready(call abi.WasmCall) error {
+	if s.backend == nil {
+		return abi.Errorf(abi.CodeUnavailable, "plugin %s is not open; the host must call open before %s", s.name, call)
+	}
+	return nil
+}
+
+func badRequest(call abi.WasmCall, err error) error {
+	return abi.Wrap(abi.CodeInvalidArgument, err, "%s: bad request", call)
+}
+
+func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
+	ctx := context.Background()
+	s.dec.Reset(req)
+	switch call {
+	case abi.CallDescribe:
+		d := s.describe()
+		s.enc.Reset(out)
+		s.enc.Description(&d)
+		return nil
+
+	case abi.CallOpen:
+		r, err := s.dec.OpenRequest()
+		if err != nil {
+			return badRequest(call, err)
+		}
+		if s.opened {
+			return abi.Errorf(abi.CodeConflict, "plugin %s is already open", s.describe().Name)
+		}
+		s.maxResp = r.MaxResponseBytes
+		if r.MemoryLimitBytes > 0 {
+			s.gcAbove = r.MemoryLimitBytes / gcFraction
+			debug.SetMemoryLimit(int64(r.MemoryLimitBytes / memoryLimitShare))
+		}
+		if s.open != nil {
+			cfg := make(map[string]string, len(r.Config)+1)
+			for k, v := range r.Config {
+				cfg[k] = v
+			}
+			if r.DataDir != "" {
+				cfg[DataDirKey] = r.DataDir
+			}
+			b, err := s.open(cfg)
+			if err != nil {
+				return err
+			}
+			if b == nil {
+				return abi.Errorf(abi.CodeInternal, "plugin %s: open returned no backend and no error", s.name)
+			}
+			s.backend = b
+		}
+		s.opened = true
+		d := s.describe()
+		s.enc.Reset(out)
+		s.enc.Description(&d)
+		return nil
+
+	case abi.CallApply:
+		if err := s.ready(call); err != nil {
+			return err
+		}
+		if err := s.dec.ApplyRequest(&s.batch); err != nil {
+			return badRequest(call, err)
+		}
+		err := s.backend.Apply(ctx, &s.batch)
+		s.enc.Reset(out)
+		return err
+
+	case abi.CallGet:
+		if err := s.ready(call); err != nil {
+			return err
+		}
+		r, err := s.dec.GetRequest(s.keys)
+		if err != nil {
+			return badRequest(call, err)
+		}
+		s.keys = r.Keys
+		recs, err := s.backend.Get(ctx, r.Map, r.Backup, r.Keys)
+		clear(s.keys)
+		if err != nil {
+			return err
+		}
+		s.enc.Reset(out)
+		s.enc.Records(recs)
+		return nil
+
+	case abi.CallScan:
+		if err := s.ready(call); err != nil {
+			return err
+		}
+		r, err := s.dec.ScanRequest()
+		if err != nil {
+			return badRequest(call, err)
+		}
+		p, err := s.backend.Scan(ctx, r)
+		if err != nil {
+			return err
+		}
+		s.enc.Reset(out)
+		s.enc.Page(&p)
+		return nil
+
+	case abi.CallListMaps:
+		if err := s.ready(call); err != nil {
+			return err
+		}
+		maps, err := s.backend.ListMaps(ctx)
+		if err != nil {
+			return err
+		}
+		s.enc.Reset(out)
+		s.enc.Strings(maps)
+		return nil
+
+	case abi.CallListExpired:
+		if err := s.ready(call); err != nil {
+			return err
+		}
+		now, limit, err := s.dec.ListExpiredRequest()
+		if err != nil {
+			return badRequest(call, err)
+		}
+		recs, err := s.backend.ListExpired(ctx, now, limit)
+		if err != nil {
+			return err
+		}
+		s.enc.Reset(out)
+		s.enc.Expired(recs)
+		return nil
+
+	case abi.CallClose:
+		s.enc.Reset(out)
+		if s.backend == nil {
+			return nil
+		}
+		return s.backend.Close()
+	}
+	return abi.Errorf(abi.CodeUnsupported, "unknown call %d; the plugin implements ABI %d.%d", uint32(call), abi.VersionMajor, abi.VersionMinor)
+}
+
+// afterCall applies the yield policy after a call that moved reqLen and
+// respLen bytes.
+func (s *server) afterCall(reqLen, respLen int) {
+	s.work += reqLen + respLen + callOverhead
+	s.calls++
+	if s.work < yieldBytes && s.calls < yieldCalls {
+		return
+	}
+	s.work, s.calls = 0, 0
+	runtime.Gosched()
+	metrics.Read(s.sample)
+	if v := s.sample[0].Value; v.Kind() == metrics.KindUint64 && v.Uint64() > s.gcAbove {
+		runtime.GC()
+	}
+}
+
+func (s *server) String() string { return fmt.Sprintf("sdk server %q", s.describe().Name) }

@@ -1,0 +1,93 @@
+// Package sdk turns a Go abi.Backend into a TopGun storage plugin: a
+// wasip1 reactor module that speaks the wasm storage ABI (abi/WASM.md) and
+// runs under the server's wazero host (package host).
+//
+// # Writing a plugin
+//
+// A plugin is a main package whose init function registers its backend.
+// When the backend can be built at once:
+//
+//	package main
+//
+//	import (
+//		"github.com/topgun-go/topgun/plugins/null"
+//		"github.com/topgun-go/topgun/sdk"
+//	)
+//
+//	func init() { sdk.Serve(null.Open()) }
+//
+//	func main() {}
+//
+// When the backend needs its configuration or its data directory, register
+// an open function instead. The name and capabilities are what the plugin
+// reports before it is opened (for `topgun plugin inspect`); once open, the
+// backend's own Describe is authoritative:
+//
+//	func init() {
+//		sdk.ServeOpen("logstore", abi.CapDurable|abi.CapAtomicBatch,
+//			func(cfg map[string]string) (abi.Backend, error) {
+//				dir, ok := cfg[sdk.DataDirKey] // "/data" inside wasm
+//				if !ok {
+//					return nil, abi.Errorf(abi.CodeInvalidArgument,
+//						"logstore: no data directory; set TOPGUN_PLUGIN_DATA_DIR")
+//				}
+//				return logstore.Open(context.Background(), dir, nil)
+//			})
+//	}
+//
+// Build it with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o bin/plugins/NAME.wasm ./path/to/plugin
+//
+// and run it with STORAGE_BACKEND=bin/plugins/NAME.wasm. Call Serve or
+// ServeOpen exactly once, from init; calling neither, or both, or twice, is
+// a programming error and panics at start.
+//
+// # What the SDK does
+//
+// The SDK exports topgun_abi_version, topgun_buffer and topgun_call, keeps
+// the scratch buffer, decodes requests and encodes responses with the abi
+// codec, and answers describe and open. An error returned by the backend
+// crosses as its abi.Code and message, so errors.Is(err, abi.ErrNotFound)
+// holds on the host. A panic in the backend is recovered and returned as
+// abi.CodeInternal with the panic value and stack in the message; the
+// instance stays usable. A fatal runtime error (out of memory, a deadlock)
+// traps; the host then discards the instance.
+//
+// The configuration map is TOPGUN_PLUGIN_CONFIG (a JSON object) as the host
+// parsed it. When the host grants a data directory, cfg[DataDirKey] holds
+// its guest path, WasmDataDir ("/data"); the host refuses user keys that
+// start with "topgun.". A plugin registered with Serve ignores the
+// configuration.
+//
+// # Rules for backends inside wasm
+//
+// Go in wasip1 is single-threaded and an export runs to completion: a
+// goroutine started during a call does not run after the call returns, and
+// blocking (time.Sleep, waiting on a channel nobody else will send to)
+// hangs the call until the host's deadline discards the instance. Keep all
+// work inside the call. There is no network; the filesystem is only the
+// data directory; the environment and arguments are empty; clocks are real.
+//
+// Memory only grows in wasm: the Go runtime never returns linear memory to
+// the host, and the garbage collector only makes progress when the guest
+// yields. The SDK therefore yields (runtime.Gosched) after every call that
+// allocated much and every few calls otherwise, and forces a collection
+// when the heap passes a threshold derived from the host's memory limit,
+// so memory stays flat under steady load. Backends need not do anything.
+//
+// # Logging
+//
+// Log and Logf send a line to the host, which logs it under
+// plugin.<file name> at the given level. Guest stdout and stderr are
+// logged too, at info and warn. Lines are capped at 4 KiB by the host.
+//
+// # Native builds and tests
+//
+// Everything but the export shims also builds natively, so the plugin's
+// code runs under ordinary Go tools. Loopback and LoopbackOpen serve a
+// backend through the whole ABI path in process: each call is encoded as
+// the host encodes it, dispatched by the same code that runs inside wasm,
+// and its response decoded as the host decodes it. Natively, Log writes to
+// the function set by SetLogOutput (default: discard).
+package sdk
