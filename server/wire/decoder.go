@@ -1,0 +1,598 @@
+package wire
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+// decoder reads one frame with the msgpack library's primitives. It adds
+// what the library lacks for untrusted input: a nesting limit, lengths
+// checked against the bytes that remain (so a header claiming 4G elements
+// allocates nothing), whole-float integers, and key reads without copies.
+type decoder struct {
+	buf   []byte
+	r     *bytes.Reader
+	d     *msgpack.Decoder
+	depth int
+	max   int
+}
+
+func newDecoder(b []byte, maxDepth int) *decoder {
+	r := bytes.NewReader(b)
+	// bytes.Reader is an io.ByteScanner, so the library reads it directly
+	// without buffering and r.Len() is exactly what is left.
+	return &decoder{buf: b, r: r, d: msgpack.NewDecoder(r), max: maxDepth}
+}
+
+// reset rewinds to the start of the frame.
+func (d *decoder) reset() {
+	d.r.Reset(d.buf)
+	d.d.Reset(d.r)
+	d.depth = 0
+}
+
+func (d *decoder) remaining() int { return d.r.Len() }
+
+func (d *decoder) peek() (byte, error) {
+	c, err := d.d.PeekCode()
+	if err != nil {
+		return 0, errMalformed("truncated frame")
+	}
+	return c, nil
+}
+
+func (d *decoder) enter() error {
+	d.depth++
+	if d.depth > d.max {
+		return errTooDeep(fmt.Sprintf("more than %d nested maps and arrays", d.max))
+	}
+	return nil
+}
+
+func (d *decoder) leave() { d.depth-- }
+
+func isMapCode(c byte) bool {
+	return msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32
+}
+func isArrayCode(c byte) bool {
+	return msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32
+}
+func isUintCode(c byte) bool {
+	return c <= msgpcode.PosFixedNumHigh || (c >= msgpcode.Uint8 && c <= msgpcode.Uint64)
+}
+func isIntCode(c byte) bool {
+	return c >= msgpcode.NegFixedNumLow || (c >= msgpcode.Int8 && c <= msgpcode.Int64)
+}
+func isFloatCode(c byte) bool { return c == msgpcode.Float || c == msgpcode.Double }
+
+// codeName names the kind of a MsgPack code for error messages.
+func codeName(c byte) string {
+	switch {
+	case c == msgpcode.Nil:
+		return "nil"
+	case c == msgpcode.True || c == msgpcode.False:
+		return "a boolean"
+	case isUintCode(c) || isIntCode(c):
+		return "an integer"
+	case isFloatCode(c):
+		return "a float"
+	case msgpcode.IsString(c):
+		return "a string"
+	case msgpcode.IsBin(c):
+		return "binary"
+	case isArrayCode(c):
+		return "an array"
+	case isMapCode(c):
+		return "a map"
+	case msgpcode.IsExt(c):
+		return "an extension"
+	}
+	return fmt.Sprintf("invalid code 0x%02x", c)
+}
+
+func wrongType(want string, c byte) error {
+	return errMalformed("expected " + want + ", got " + codeName(c))
+}
+
+// mapHeader reads a map header. isNil reports a nil instead of a map.
+func (d *decoder) mapHeader() (n int, isNil bool, err error) {
+	c, err := d.peek()
+	if err != nil {
+		return 0, false, err
+	}
+	if c == msgpcode.Nil {
+		_ = d.d.DecodeNil()
+		return 0, true, nil
+	}
+	if !isMapCode(c) {
+		return 0, false, wrongType("a map", c)
+	}
+	n, err = d.d.DecodeMapLen()
+	if err != nil {
+		return 0, false, errMalformed("truncated frame")
+	}
+	if n > d.remaining()/2 {
+		return 0, false, errTooLarge(fmt.Sprintf("map claims %d entries but only %d bytes remain", n, d.remaining()))
+	}
+	return n, false, nil
+}
+
+// arrayHeader reads an array header. isNil reports a nil instead of an array.
+func (d *decoder) arrayHeader() (n int, isNil bool, err error) {
+	c, err := d.peek()
+	if err != nil {
+		return 0, false, err
+	}
+	if c == msgpcode.Nil {
+		_ = d.d.DecodeNil()
+		return 0, true, nil
+	}
+	if !isArrayCode(c) {
+		return 0, false, wrongType("an array", c)
+	}
+	n, err = d.d.DecodeArrayLen()
+	if err != nil {
+		return 0, false, errMalformed("truncated frame")
+	}
+	if n > d.remaining() {
+		return 0, false, errTooLarge(fmt.Sprintf("array claims %d elements but only %d bytes remain", n, d.remaining()))
+	}
+	return n, false, nil
+}
+
+// rawBytes reads the payload of a str or bin value (after its header) as a
+// slice of the frame itself, without copying.
+func (d *decoder) rawBytes() ([]byte, error) {
+	n, err := d.d.DecodeBytesLen()
+	if err != nil {
+		return nil, errMalformed("truncated frame")
+	}
+	if n < 0 {
+		return nil, nil
+	}
+	if n > d.remaining() {
+		return nil, errMalformed(fmt.Sprintf("string claims %d bytes but only %d remain", n, d.remaining()))
+	}
+	pos := len(d.buf) - d.remaining()
+	if _, err := d.r.Seek(int64(n), io.SeekCurrent); err != nil {
+		return nil, errMalformed("truncated frame")
+	}
+	return d.buf[pos : pos+n : pos+n], nil
+}
+
+// skip consumes one value of any kind, checking depth and lengths.
+func (d *decoder) skip() error {
+	c, err := d.peek()
+	if err != nil {
+		return err
+	}
+	switch {
+	case isMapCode(c):
+		n, _, err := d.mapHeader()
+		if err != nil {
+			return err
+		}
+		if err := d.enter(); err != nil {
+			return err
+		}
+		for i := 0; i < 2*n; i++ {
+			if err := d.skip(); err != nil {
+				return err
+			}
+		}
+		d.leave()
+		return nil
+	case isArrayCode(c):
+		n, _, err := d.arrayHeader()
+		if err != nil {
+			return err
+		}
+		if err := d.enter(); err != nil {
+			return err
+		}
+		for i := 0; i < n; i++ {
+			if err := d.skip(); err != nil {
+				return err
+			}
+		}
+		d.leave()
+		return nil
+	case msgpcode.IsString(c) || msgpcode.IsBin(c):
+		_, err := d.rawBytes()
+		return err
+	case c == 0xc1:
+		return errMalformed("invalid MsgPack code 0xc1")
+	}
+	if err := d.d.Skip(); err != nil {
+		return errMalformed("truncated frame")
+	}
+	return nil
+}
+
+// readStruct decodes a map whose keys name fields. fn must consume the value
+// of every key it is given (d.skip() for unknown ones). The key slice is only
+// valid during the call. Non-string keys are skipped with their values, as
+// TopGun's decoder ignores unknown fields.
+func (d *decoder) readStruct(fn func(key []byte) error) error {
+	n, isNil, err := d.mapHeader()
+	if err != nil {
+		return err
+	}
+	if isNil {
+		return errMalformed("expected a map, got nil")
+	}
+	if err := d.enter(); err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		c, err := d.peek()
+		if err != nil {
+			return err
+		}
+		if !msgpcode.IsString(c) {
+			if err := d.skip(); err != nil {
+				return err
+			}
+			if err := d.skip(); err != nil {
+				return err
+			}
+			continue
+		}
+		key, err := d.rawBytes()
+		if err != nil {
+			return err
+		}
+		if err := fn(key); err != nil {
+			return inField(string(key), err)
+		}
+	}
+	d.leave()
+	return nil
+}
+
+// readArray decodes an array, calling fn for each element index. A nil is
+// treated as an empty array only when nilOK.
+func (d *decoder) readArray(nilOK bool, fn func(i, n int) error) (isNil bool, err error) {
+	n, isNil, err := d.arrayHeader()
+	if err != nil {
+		return false, err
+	}
+	if isNil {
+		if !nilOK {
+			return true, errMalformed("expected an array, got nil")
+		}
+		return true, nil
+	}
+	if err := d.enter(); err != nil {
+		return false, err
+	}
+	for i := 0; i < n; i++ {
+		if err := fn(i, n); err != nil {
+			return false, inField("["+strconv.Itoa(i)+"]", err)
+		}
+	}
+	d.leave()
+	return false, nil
+}
+
+// str decodes a required string field (valid UTF-8, not nil).
+func (d *decoder) str() (string, error) {
+	c, err := d.peek()
+	if err != nil {
+		return "", err
+	}
+	if !msgpcode.IsString(c) {
+		return "", wrongType("a string", c)
+	}
+	b, err := d.rawBytes()
+	if err != nil {
+		return "", err
+	}
+	if !utf8.Valid(b) {
+		return "", errMalformed("string is not valid UTF-8")
+	}
+	return string(b), nil
+}
+
+// optStr decodes an optional string field: nil gives ok=false.
+func (d *decoder) optStr() (s string, ok bool, err error) {
+	if d.isNil() {
+		_ = d.d.DecodeNil()
+		return "", false, nil
+	}
+	s, err = d.str()
+	return s, err == nil, err
+}
+
+func (d *decoder) isNil() bool {
+	c, err := d.d.PeekCode()
+	return err == nil && c == msgpcode.Nil
+}
+
+// boolean decodes a required boolean.
+func (d *decoder) boolean() (bool, error) {
+	c, err := d.peek()
+	if err != nil {
+		return false, err
+	}
+	if c != msgpcode.True && c != msgpcode.False {
+		return false, wrongType("a boolean", c)
+	}
+	v, err := d.d.DecodeBool()
+	if err != nil {
+		return false, errMalformed("truncated frame")
+	}
+	return v, nil
+}
+
+// binary decodes bin (or str) bytes into a fresh slice.
+func (d *decoder) binary() ([]byte, error) {
+	c, err := d.peek()
+	if err != nil {
+		return nil, err
+	}
+	if !msgpcode.IsBin(c) && !msgpcode.IsString(c) {
+		return nil, wrongType("binary", c)
+	}
+	b, err := d.rawBytes()
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{}, b...), nil
+}
+
+// two64 is 2^64 as a float64 (exact).
+const two64 = 18446744073709551616.0
+
+// uint decodes an unsigned integer no larger than max. Like TopGun's
+// serde_number helpers it accepts any MsgPack integer and a whole float64 or
+// float32 (the TS client sends integers above 2^32 as float64) and rejects
+// fractions, negatives and out-of-range values.
+func (d *decoder) uint(max uint64) (uint64, error) {
+	c, err := d.peek()
+	if err != nil {
+		return 0, err
+	}
+	var u uint64
+	switch {
+	case isUintCode(c):
+		u, err = d.d.DecodeUint64()
+		if err != nil {
+			return 0, errMalformed("truncated frame")
+		}
+	case isIntCode(c):
+		i, err := d.d.DecodeInt64()
+		if err != nil {
+			return 0, errMalformed("truncated frame")
+		}
+		if i < 0 {
+			return 0, errMalformed(fmt.Sprintf("%d is negative; expected an unsigned integer", i))
+		}
+		u = uint64(i)
+	case isFloatCode(c):
+		f, err := d.d.DecodeFloat64()
+		if err != nil {
+			return 0, errMalformed("truncated frame")
+		}
+		if f != math.Trunc(f) {
+			return 0, errMalformed(fmt.Sprintf("%v is not a whole number", f))
+		}
+		if f < 0 {
+			return 0, errMalformed(fmt.Sprintf("%v is negative; expected an unsigned integer", f))
+		}
+		if f >= two64 || (max != math.MaxUint64 && f > float64(max)) {
+			return 0, errMalformed(fmt.Sprintf("%v is out of range (max %d)", f, max))
+		}
+		return uint64(f), nil
+	default:
+		return 0, wrongType("an unsigned integer", c)
+	}
+	if u > max {
+		return 0, errMalformed(fmt.Sprintf("%d is out of range (max %d)", u, max))
+	}
+	return u, nil
+}
+
+func (d *decoder) u64() (uint64, error) { return d.uint(math.MaxUint64) }
+
+func (d *decoder) u32() (uint32, error) {
+	u, err := d.uint(math.MaxUint32)
+	return uint32(u), err
+}
+
+// optU64 decodes an optional u64: nil gives nil.
+func (d *decoder) optU64() (*uint64, error) {
+	if d.isNil() {
+		_ = d.d.DecodeNil()
+		return nil, nil
+	}
+	u, err := d.u64()
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// optU32 decodes an optional u32: nil gives nil.
+func (d *decoder) optU32() (*uint32, error) {
+	if d.isNil() {
+		_ = d.d.DecodeNil()
+		return nil, nil
+	}
+	u, err := d.u32()
+	if err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// stringList decodes an array of strings; nil gives nil when nilOK.
+func (d *decoder) stringList(nilOK bool) ([]string, error) {
+	var out []string
+	isNil, err := d.readArray(nilOK, func(i, n int) error {
+		if out == nil {
+			out = make([]string, 0, n)
+		}
+		s, err := d.str()
+		out = append(out, s)
+		return err
+	})
+	if err != nil || isNil {
+		return nil, err
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
+}
+
+// hashMap decodes a {string: u32} map (Merkle buckets).
+func (d *decoder) hashMap() (map[string]uint32, error) {
+	out := map[string]uint32{}
+	err := d.readStruct(func(key []byte) error {
+		h, err := d.u32()
+		out[string(key)] = h
+		return err
+	})
+	return out, err
+}
+
+// value decodes an arbitrary user value into the package's value model:
+// nil, bool, int64 (uint64 only above MaxInt64), float64, string, []byte,
+// []any and map[string]any. Non-string map keys become their decimal or
+// textual form, as TopGun's server turns them into strings; MsgPack
+// extensions (including timestamps) decode to nil, as TopGun stores them as
+// Null.
+func (d *decoder) value() (any, error) {
+	c, err := d.peek()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c == msgpcode.Nil:
+		_ = d.d.DecodeNil()
+		return nil, nil
+	case c == msgpcode.True || c == msgpcode.False:
+		return d.boolean()
+	case isUintCode(c):
+		u, err := d.d.DecodeUint64()
+		if err != nil {
+			return nil, errMalformed("truncated frame")
+		}
+		if u <= math.MaxInt64 {
+			return int64(u), nil
+		}
+		return u, nil
+	case isIntCode(c):
+		i, err := d.d.DecodeInt64()
+		if err != nil {
+			return nil, errMalformed("truncated frame")
+		}
+		return i, nil
+	case isFloatCode(c):
+		f, err := d.d.DecodeFloat64()
+		if err != nil {
+			return nil, errMalformed("truncated frame")
+		}
+		return f, nil
+	case msgpcode.IsString(c):
+		b, err := d.rawBytes()
+		return string(b), err
+	case msgpcode.IsBin(c):
+		b, err := d.rawBytes()
+		if err != nil {
+			return nil, err
+		}
+		return append([]byte{}, b...), nil
+	case isArrayCode(c):
+		var out []any
+		_, err := d.readArray(false, func(i, n int) error {
+			if out == nil {
+				out = make([]any, 0, n)
+			}
+			v, err := d.value()
+			out = append(out, v)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = []any{}
+		}
+		return out, nil
+	case isMapCode(c):
+		n, _, err := d.mapHeader()
+		if err != nil {
+			return nil, err
+		}
+		if err := d.enter(); err != nil {
+			return nil, err
+		}
+		out := make(map[string]any, n)
+		for i := 0; i < n; i++ {
+			k, err := d.mapKey()
+			if err != nil {
+				return nil, err
+			}
+			v, err := d.value()
+			if err != nil {
+				return nil, inField(k, err)
+			}
+			out[k] = v
+		}
+		d.leave()
+		return out, nil
+	case msgpcode.IsExt(c):
+		if err := d.d.Skip(); err != nil {
+			return nil, errMalformed("truncated frame")
+		}
+		return nil, nil
+	}
+	return nil, errMalformed(fmt.Sprintf("invalid MsgPack code 0x%02x", c))
+}
+
+// mapKey decodes the key of a user-value map as a string.
+func (d *decoder) mapKey() (string, error) {
+	c, err := d.peek()
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case msgpcode.IsString(c) || msgpcode.IsBin(c):
+		b, err := d.rawBytes()
+		return string(b), err
+	case isUintCode(c), isIntCode(c), isFloatCode(c), c == msgpcode.True, c == msgpcode.False, c == msgpcode.Nil:
+		v, err := d.value()
+		if err != nil {
+			return "", err
+		}
+		return keyString(v), nil
+	}
+	return "", errMalformed("map key must be a string, number, boolean or nil, got " + codeName(c))
+}
+
+func keyString(v any) string {
+	switch k := v.(type) {
+	case nil:
+		return "nil"
+	case bool:
+		return strconv.FormatBool(k)
+	case int64:
+		return strconv.FormatInt(k, 10)
+	case uint64:
+		return strconv.FormatUint(k, 10)
+	case float64:
+		return strconv.FormatFloat(k, 'g', -1, 64)
+	case string:
+		return k
+	}
+	return fmt.Sprint(v)
+}

@@ -1,0 +1,302 @@
+package wire
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// encoder writes one message with the msgpack library. Writes go to a
+// bytes.Buffer and cannot fail, so the only errors are user values that
+// cannot be encoded; they are kept sticky in err so message encoders read
+// as a flat list of fields.
+type encoder struct {
+	buf   bytes.Buffer
+	e     *msgpack.Encoder
+	err   error
+	depth int
+	max   int
+}
+
+var encoderPool = sync.Pool{New: func() any {
+	e := &encoder{}
+	e.e = msgpack.NewEncoder(&e.buf)
+	e.e.UseCompactInts(true)
+	e.e.SetSortMapKeys(true)
+	return e
+}}
+
+func getEncoder(maxDepth int) *encoder {
+	e := encoderPool.Get().(*encoder)
+	e.buf.Reset()
+	e.err = nil
+	e.depth = 0
+	e.max = maxDepth
+	return e
+}
+
+func putEncoder(e *encoder) {
+	if e.buf.Cap() > 1<<20 {
+		return // do not keep huge buffers alive
+	}
+	encoderPool.Put(e)
+}
+
+// bytes returns a copy of what was written.
+func (e *encoder) bytes() []byte {
+	return append([]byte(nil), e.buf.Bytes()...)
+}
+
+func (e *encoder) fail(format string, args ...any) {
+	if e.err == nil {
+		e.err = fmt.Errorf(format, args...)
+	}
+}
+
+func (e *encoder) mapLen(n int) {
+	if e.err == nil {
+		e.err = e.e.EncodeMapLen(n)
+	}
+}
+
+func (e *encoder) arrayLen(n int) {
+	if e.err == nil {
+		e.err = e.e.EncodeArrayLen(n)
+	}
+}
+
+func (e *encoder) str(s string) {
+	if e.err == nil {
+		e.err = e.e.EncodeString(s)
+	}
+}
+
+// kv writes a string key and a string value.
+func (e *encoder) kv(k, v string) {
+	e.str(k)
+	e.str(v)
+}
+
+func (e *encoder) uint(u uint64) {
+	if e.err == nil {
+		e.err = e.e.EncodeUint(u)
+	}
+}
+
+func (e *encoder) boolean(b bool) {
+	if e.err == nil {
+		e.err = e.e.EncodeBool(b)
+	}
+}
+
+func (e *encoder) null() {
+	if e.err == nil {
+		e.err = e.e.EncodeNil()
+	}
+}
+
+func (e *encoder) bin(b []byte) {
+	if e.err == nil {
+		e.err = e.e.EncodeBytes(b)
+	}
+}
+
+func (e *encoder) strings(ss []string) {
+	e.arrayLen(len(ss))
+	for _, s := range ss {
+		e.str(s)
+	}
+}
+
+// hashMap writes a {string: u32} map with sorted keys.
+func (e *encoder) hashMap(m map[string]uint32) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	e.mapLen(len(keys))
+	for _, k := range keys {
+		e.str(k)
+		e.uint(uint64(m[k]))
+	}
+}
+
+// count returns the number of true conditions (for map lengths).
+func count(conds ...bool) int {
+	n := 0
+	for _, c := range conds {
+		if c {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *encoder) enter() bool {
+	e.depth++
+	if e.depth > e.max {
+		e.fail("value nested deeper than %d levels (or cyclic)", e.max)
+		return false
+	}
+	return true
+}
+
+func (e *encoder) leave() { e.depth-- }
+
+// value writes an arbitrary user value. The package's own value model
+// (what the decoder produces) is written directly; other Go values are
+// written through reflection for slices, maps and pointers, and through
+// the msgpack library for the rest (structs, time.Time, ...). Map keys are
+// written sorted, as TopGun's server writes its BTreeMap values.
+func (e *encoder) value(v any) {
+	if e.err != nil {
+		return
+	}
+	switch x := v.(type) {
+	case nil:
+		e.null()
+	case bool:
+		e.boolean(x)
+	case string:
+		e.str(x)
+	case int64:
+		e.err = e.e.EncodeInt(x)
+	case uint64:
+		e.uint(x)
+	case float64:
+		e.err = e.e.EncodeFloat64(x)
+	case int:
+		e.err = e.e.EncodeInt(int64(x))
+	case int8:
+		e.err = e.e.EncodeInt(int64(x))
+	case int16:
+		e.err = e.e.EncodeInt(int64(x))
+	case int32:
+		e.err = e.e.EncodeInt(int64(x))
+	case uint:
+		e.uint(uint64(x))
+	case uint8:
+		e.uint(uint64(x))
+	case uint16:
+		e.uint(uint64(x))
+	case uint32:
+		e.uint(uint64(x))
+	case float32:
+		e.err = e.e.EncodeFloat64(float64(x))
+	case []byte:
+		e.bin(x)
+	case []any:
+		if !e.enter() {
+			return
+		}
+		e.arrayLen(len(x))
+		for _, el := range x {
+			e.value(el)
+		}
+		e.leave()
+	case map[string]any:
+		if !e.enter() {
+			return
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		e.mapLen(len(keys))
+		for _, k := range keys {
+			e.str(k)
+			e.value(x[k])
+		}
+		e.leave()
+	default:
+		e.reflectValue(reflect.ValueOf(v))
+	}
+}
+
+func (e *encoder) reflectValue(rv reflect.Value) {
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if rv.IsNil() {
+			e.null()
+			return
+		}
+		if !e.enter() {
+			return
+		}
+		e.value(rv.Elem().Interface())
+		e.leave()
+	case reflect.Slice, reflect.Array:
+		if rv.Kind() == reflect.Slice && rv.IsNil() {
+			e.null()
+			return
+		}
+		if !e.enter() {
+			return
+		}
+		e.arrayLen(rv.Len())
+		for i := 0; i < rv.Len(); i++ {
+			e.value(rv.Index(i).Interface())
+		}
+		e.leave()
+	case reflect.Map:
+		if rv.IsNil() {
+			e.null()
+			return
+		}
+		if !e.enter() {
+			return
+		}
+		type entry struct {
+			k string
+			v reflect.Value
+		}
+		entries := make([]entry, 0, rv.Len())
+		it := rv.MapRange()
+		for it.Next() {
+			entries = append(entries, entry{keyString(normalizeKey(it.Key())), it.Value()})
+		}
+		sort.Slice(entries, func(i, j int) bool { return entries[i].k < entries[j].k })
+		e.mapLen(len(entries))
+		for _, en := range entries {
+			e.str(en.k)
+			e.value(en.v.Interface())
+		}
+		e.leave()
+	case reflect.Func, reflect.Chan, reflect.UnsafePointer, reflect.Complex64, reflect.Complex128:
+		e.fail("user value of Go type %s cannot be encoded as MsgPack", rv.Type())
+	default:
+		if e.err == nil {
+			if err := e.e.Encode(rv.Interface()); err != nil {
+				e.fail("user value of Go type %s: %v", rv.Type(), err)
+			}
+		}
+	}
+}
+
+// normalizeKey turns a reflected map key into the value model for keyString.
+func normalizeKey(k reflect.Value) any {
+	switch k.Kind() {
+	case reflect.String:
+		return k.String()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return k.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return k.Uint()
+	case reflect.Float32, reflect.Float64:
+		return k.Float()
+	case reflect.Bool:
+		return k.Bool()
+	case reflect.Interface:
+		if k.IsNil() {
+			return nil
+		}
+		return normalizeKey(k.Elem())
+	}
+	return fmt.Sprint(k.Interface())
+}

@@ -1,0 +1,527 @@
+package wire
+
+import (
+	"bytes"
+	"cmp"
+	"math"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Match reports whether a record value satisfies the query's filter, the
+// way TopGun's server evaluates queries: the Predicate when set, else the
+// Where clause, else everything matches. Values are in the package's value
+// model (what Decode produces; other Go numeric kinds and []any/map[string]
+// any trees also work). A value that is not a map matches only a query
+// with neither Predicate nor Where. Match never panics and treats a malformed filter as no match.
+//
+// Where clause: each field (a top-level key, else a dotted path) must equal
+// the given value, numbers comparing across int/float as in JavaScript. As
+// an extension over TopGun's server, which only compares for equality, a
+// value that is a map whose keys all start with "$" is an operator object:
+// $eq, $ne, $gt, $gte, $lt, $lte, $in, $nin, $like, $regex, $exists (the
+// form TopGun's own fixture uses, {"age": {"$gt": 18}}).
+//
+// Predicates: see PredicateOp. Attributes are dotted paths. eq/neq use the
+// same equality; gt/gte/lt/lte compare numbers with numbers and strings
+// with strings (byte-wise) and are false across kinds; like is SQL LIKE
+// (% and _), case-insensitive, anchored; regex is RE2, unanchored, case-
+// sensitive; in takes an array; between takes [low, high] inclusive;
+// containsAll/containsAny test an array attribute; startsWith/endsWith test
+// strings; isNull is true for a missing or nil attribute. and of no children
+// is true, or of none is false, not of none is true. A ValueRef "data.path"
+// reads the record itself; "auth.path" reads the auth value given to
+// MatchAuth (Match has none, so such leaves are false).
+func (q *Query) Match(value any) bool { return q.MatchAuth(value, nil) }
+
+// MatchAuth is Match with an auth context (the caller's principal as a
+// value tree) for predicates whose ValueRef starts with "auth.".
+func (q *Query) MatchAuth(value, auth any) bool {
+	if q == nil {
+		return true
+	}
+	switch {
+	case q.Predicate != nil:
+		return q.Predicate.eval(value, auth, 0)
+	case q.Where != nil:
+		return matchWhere(q.Where, value)
+	}
+	return true
+}
+
+// Eval evaluates the predicate against a record value and an optional auth
+// context (nil when none).
+func (p *Predicate) Eval(value, auth any) bool {
+	if p == nil {
+		return true
+	}
+	return p.eval(value, auth, 0)
+}
+
+// maxEvalDepth bounds recursion for predicate trees built in code (decoded
+// ones are already bounded by Limits.MaxDepth).
+const maxEvalDepth = 1000
+
+func (p *Predicate) eval(data, auth any, depth int) bool {
+	if p == nil || depth > maxEvalDepth {
+		return false
+	}
+	switch p.Op {
+	case OpAnd:
+		for _, c := range p.Children {
+			if !c.eval(data, auth, depth+1) {
+				return false
+			}
+		}
+		return true
+	case OpOr:
+		for _, c := range p.Children {
+			if c.eval(data, auth, depth+1) {
+				return true
+			}
+		}
+		return false
+	case OpNot:
+		if len(p.Children) == 0 {
+			return true
+		}
+		return !p.Children[0].eval(data, auth, depth+1)
+	case OpIsNull, OpIsNotNull:
+		if p.Attribute == "" {
+			return false
+		}
+		v, ok := lookup(data, p.Attribute)
+		isNull := !ok || v == nil
+		return isNull == (p.Op == OpIsNull)
+	}
+
+	if p.Attribute == "" {
+		return false
+	}
+	actual, ok := lookup(data, p.Attribute)
+	if !ok {
+		return false
+	}
+	var expected any
+	if p.ValueRef != "" {
+		ns, rest, _ := strings.Cut(p.ValueRef, ".")
+		var root any
+		switch ns {
+		case "data":
+			root = data
+		case "auth":
+			if auth == nil {
+				return false
+			}
+			root = auth
+		default:
+			return false
+		}
+		if rest == "" {
+			expected = root
+		} else if expected, ok = lookup(root, rest); !ok {
+			return false
+		}
+	} else {
+		expected = p.Value
+	}
+	if expected == nil {
+		return false
+	}
+
+	switch p.Op {
+	case OpEq:
+		return valuesEqual(actual, expected)
+	case OpNeq:
+		return !valuesEqual(actual, expected)
+	case OpGt, OpGte, OpLt, OpLte:
+		c, ok := compareOrdered(actual, expected)
+		return ok && cmpHolds(p.Op, c)
+	case OpLike, OpRegex:
+		text, ok1 := actual.(string)
+		pattern, ok2 := expected.(string)
+		if !ok1 || !ok2 {
+			return false
+		}
+		re := p.pattern(pattern)
+		return re != nil && re.MatchString(text)
+	case OpIn:
+		list, ok := expected.([]any)
+		if !ok {
+			return false
+		}
+		return slices.ContainsFunc(list, func(x any) bool { return valuesEqual(actual, x) })
+	case OpBetween:
+		r, ok := expected.([]any)
+		if !ok || len(r) != 2 {
+			return false
+		}
+		lo, ok1 := compareOrdered(actual, r[0])
+		hi, ok2 := compareOrdered(actual, r[1])
+		return ok1 && ok2 && lo >= 0 && hi <= 0
+	case OpContainsAll, OpContainsAny:
+		have, ok1 := actual.([]any)
+		want, ok2 := expected.([]any)
+		if !ok1 || !ok2 {
+			return false
+		}
+		contains := func(x any) bool {
+			return slices.ContainsFunc(have, func(h any) bool { return valuesEqual(h, x) })
+		}
+		if p.Op == OpContainsAll {
+			for _, w := range want {
+				if !contains(w) {
+					return false
+				}
+			}
+			return true
+		}
+		return slices.ContainsFunc(want, contains)
+	case OpStartsWith, OpEndsWith:
+		s, ok1 := actual.(string)
+		x, ok2 := expected.(string)
+		if !ok1 || !ok2 {
+			return false
+		}
+		if p.Op == OpStartsWith {
+			return strings.HasPrefix(s, x)
+		}
+		return strings.HasSuffix(s, x)
+	}
+	return false
+}
+
+func cmpHolds(op PredicateOp, c int) bool {
+	switch op {
+	case OpGt:
+		return c > 0
+	case OpGte:
+		return c >= 0
+	case OpLt:
+		return c < 0
+	case OpLte:
+		return c <= 0
+	}
+	return false
+}
+
+// pattern compiles (once per pattern) the regexp of a like/regex node. It
+// returns nil for a pattern that does not compile.
+func (p *Predicate) pattern(pattern string) *regexp.Regexp {
+	if c := p.re.Load(); c != nil && c.pattern == pattern && c.op == p.Op {
+		return c.re
+	}
+	c := &compiledPattern{op: p.Op, pattern: pattern, re: compilePattern(p.Op, pattern)}
+	p.re.Store(c)
+	return c.re
+}
+
+func compilePattern(op PredicateOp, pattern string) *regexp.Regexp {
+	src := pattern
+	if op == OpLike {
+		// QuoteMeta leaves % and _ alone; they become the wildcards.
+		q := regexp.QuoteMeta(pattern)
+		q = strings.ReplaceAll(q, "%", ".*")
+		q = strings.ReplaceAll(q, "_", ".")
+		src = "(?i)^" + q + "$"
+	}
+	re, err := regexp.Compile(src)
+	if err != nil {
+		return nil
+	}
+	return re
+}
+
+func matchWhere(where map[string]any, data any) bool {
+	if _, ok := data.(map[string]any); !ok {
+		return false
+	}
+	for field, want := range where {
+		got, ok := lookup(data, field)
+		if ops, isOps := operatorObject(want); isOps {
+			if !matchOperators(ops, got, ok) {
+				return false
+			}
+			continue
+		}
+		if !ok || !valuesEqual(got, want) {
+			return false
+		}
+	}
+	return true
+}
+
+// operatorObject reports whether v is {"$op": operand, ...}.
+func operatorObject(v any) (map[string]any, bool) {
+	m, ok := v.(map[string]any)
+	if !ok || len(m) == 0 {
+		return nil, false
+	}
+	for k := range m {
+		if !strings.HasPrefix(k, "$") {
+			return nil, false
+		}
+	}
+	return m, true
+}
+
+func matchOperators(ops map[string]any, got any, present bool) bool {
+	for op, arg := range ops {
+		if op == "$exists" {
+			want, _ := arg.(bool)
+			if present != want {
+				return false
+			}
+			continue
+		}
+		if !present {
+			return false
+		}
+		var ok bool
+		switch op {
+		case "$eq":
+			ok = valuesEqual(got, arg)
+		case "$ne", "$neq":
+			ok = !valuesEqual(got, arg)
+		case "$gt", "$gte", "$lt", "$lte":
+			c, comparable := compareOrdered(got, arg)
+			ok = comparable && cmpHolds(PredicateOp(op[1:]), c)
+		case "$in", "$nin":
+			list, isList := arg.([]any)
+			in := isList && slices.ContainsFunc(list, func(x any) bool { return valuesEqual(got, x) })
+			ok = isList && in == (op == "$in")
+		case "$like", "$regex":
+			s, ok1 := got.(string)
+			pat, ok2 := arg.(string)
+			if ok1 && ok2 {
+				kind := OpRegex
+				if op == "$like" {
+					kind = OpLike
+				}
+				re := compilePattern(kind, pat)
+				ok = re != nil && re.MatchString(s)
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// lookup finds field in a map value: the key itself first, else a dotted
+// path through nested maps.
+func lookup(v any, field string) (any, bool) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	if x, ok := m[field]; ok {
+		return x, true
+	}
+	if !strings.Contains(field, ".") {
+		return nil, false
+	}
+	cur := v
+	for seg := range strings.SplitSeq(field, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[seg]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+// number is a numeric value kept exact for integers.
+type number struct {
+	isFloat bool
+	neg     bool    // integer sign
+	mag     uint64  // integer magnitude
+	f       float64 // value as float64
+}
+
+func toNumber(v any) (number, bool) {
+	switch x := v.(type) {
+	case int64:
+		return intNumber(x), true
+	case int:
+		return intNumber(int64(x)), true
+	case int32:
+		return intNumber(int64(x)), true
+	case int16:
+		return intNumber(int64(x)), true
+	case int8:
+		return intNumber(int64(x)), true
+	case uint64:
+		return number{mag: x, f: float64(x)}, true
+	case uint:
+		return number{mag: uint64(x), f: float64(x)}, true
+	case uint32:
+		return number{mag: uint64(x), f: float64(x)}, true
+	case uint16:
+		return number{mag: uint64(x), f: float64(x)}, true
+	case uint8:
+		return number{mag: uint64(x), f: float64(x)}, true
+	case float64:
+		return number{isFloat: true, f: x}, true
+	case float32:
+		return number{isFloat: true, f: float64(x)}, true
+	}
+	return number{}, false
+}
+
+func intNumber(i int64) number {
+	if i < 0 {
+		return number{neg: true, mag: uint64(-(i + 1)) + 1, f: float64(i)}
+	}
+	return number{mag: uint64(i), f: float64(i)}
+}
+
+// compareNumbers compares exactly when both are integers, else as float64.
+// ok is false when a NaN is involved.
+func compareNumbers(a, b number) (int, bool) {
+	if a.isFloat || b.isFloat {
+		if math.IsNaN(a.f) || math.IsNaN(b.f) {
+			return 0, false
+		}
+		return cmp.Compare(a.f, b.f), true
+	}
+	switch {
+	case a.neg && !b.neg:
+		return -1, true
+	case !a.neg && b.neg:
+		return 1, true
+	case a.neg:
+		return cmp.Compare(b.mag, a.mag), true
+	}
+	return cmp.Compare(a.mag, b.mag), true
+}
+
+// compareOrdered compares numbers with numbers and strings with strings.
+func compareOrdered(a, b any) (int, bool) {
+	if na, ok := toNumber(a); ok {
+		if nb, ok := toNumber(b); ok {
+			return compareNumbers(na, nb)
+		}
+		return 0, false
+	}
+	if sa, ok := a.(string); ok {
+		if sb, ok := b.(string); ok {
+			return strings.Compare(sa, sb), true
+		}
+	}
+	return 0, false
+}
+
+// valuesEqual is TopGun's equality: numbers across int/float, then strings,
+// booleans, nil, bytes, and structural equality for arrays and maps.
+func valuesEqual(a, b any) bool {
+	return valuesEqualDepth(a, b, 0)
+}
+
+func valuesEqualDepth(a, b any, depth int) bool {
+	if depth > maxEvalDepth {
+		return false
+	}
+	if na, ok := toNumber(a); ok {
+		nb, ok := toNumber(b)
+		if !ok {
+			return false
+		}
+		c, ok := compareNumbers(na, nb)
+		return ok && c == 0
+	}
+	switch x := a.(type) {
+	case nil:
+		return b == nil
+	case string:
+		y, ok := b.(string)
+		return ok && x == y
+	case bool:
+		y, ok := b.(bool)
+		return ok && x == y
+	case []byte:
+		y, ok := b.([]byte)
+		return ok && bytes.Equal(x, y)
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !valuesEqualDepth(x[i], y[i], depth+1) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, xv := range x {
+			yv, ok := y[k]
+			if !ok || !valuesEqualDepth(xv, yv, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// Compare orders two results by the query's sort fields: values compare as
+// in compareOrdered (incomparable values tie), a missing field sorts last in
+// either direction, and the key (ascending) breaks ties so the order is
+// total and deterministic.
+func (q *Query) Compare(a, b QueryResult) int {
+	if q != nil {
+		for _, s := range q.Sort {
+			va, oka := lookup(a.Value, s.Field)
+			vb, okb := lookup(b.Value, s.Field)
+			switch {
+			case !oka && !okb:
+				continue
+			case !oka:
+				return 1
+			case !okb:
+				return -1
+			}
+			c, ok := compareOrdered(va, vb)
+			if !ok || c == 0 {
+				continue
+			}
+			if s.Direction == Desc {
+				return -c
+			}
+			return c
+		}
+	}
+	return strings.Compare(a.Key, b.Key)
+}
+
+// SortResults sorts results in place by Compare.
+func (q *Query) SortResults(results []QueryResult) {
+	slices.SortFunc(results, q.Compare)
+}
+
+// Apply filters entries with Match, sorts them with Compare and applies the
+// limit: the initial result set of a live query. entries is not modified.
+// Cursors and aggregation are not evaluated here.
+func (q *Query) Apply(entries []QueryResult) []QueryResult {
+	out := make([]QueryResult, 0, len(entries))
+	for _, e := range entries {
+		if q.Match(e.Value) {
+			out = append(out, e)
+		}
+	}
+	q.SortResults(out)
+	if q != nil && q.Limit != nil && int64(len(out)) > int64(*q.Limit) {
+		out = out[:*q.Limit]
+	}
+	return out
+}
