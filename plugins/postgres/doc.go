@@ -1,0 +1,77 @@
+// Package postgres is the PostgreSQL backend (STORAGE_BACKEND=postgres),
+// built on github.com/jackc/pgx/v5 and its pgxpool connection pool.
+//
+// # Basics
+//
+// Open(ctx, databaseURL, opts) connects to DATABASE_URL and creates, if
+// missing, exactly the table TopGun's server uses, so that either server
+// reads the other's data:
+//
+//	CREATE TABLE IF NOT EXISTS topgun_maps (
+//	  map_name TEXT NOT NULL, key TEXT NOT NULL, value BYTEA NOT NULL,
+//	  expiration_time BIGINT NOT NULL DEFAULT 0, is_backup BOOLEAN NOT NULL DEFAULT FALSE,
+//	  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+//	  PRIMARY KEY (map_name, key, is_backup));
+//	CREATE INDEX IF NOT EXISTS idx_topgun_maps_map ON topgun_maps (map_name);
+//	CREATE INDEX IF NOT EXISTS topgun_maps_expiry ON topgun_maps (expiration_time) WHERE expiration_time > 0;
+//
+// The table lives in the first schema of the connection's search_path (set
+// it in the URL, e.g. ?search_path=tenant1). Nothing outside the topgun_
+// namespace is created, altered or dropped; an existing topgun_maps that
+// lacks the columns or primary key above is refused before anything is
+// added to it. Schema creation is serialised between processes with a
+// transaction-level advisory lock, so several servers may start at once.
+//
+// Rows are TopGun's: a put inserts created_at = updated_at = Batch.Now and,
+// on conflict, replaces value, expiration_time and updated_at while keeping
+// created_at.
+//
+// # Operations
+//
+//   - Apply is one statement whatever the batch size: the rows travel as
+//     arrays expanded by unnest into one INSERT ... ON CONFLICT and one
+//     DELETE (in one WITH statement when the batch has both), so a batch is
+//     one round trip and one commit, all or nothing. Several mutations of one
+//     record in a batch are first collapsed to the last one, and rows are
+//     sent in (map, key, backup) order so that concurrent batches lock them
+//     in the same order.
+//   - Get is one key = ANY($keys) query on the primary key.
+//   - Scan pages with a keyset on key within (map_name, is_backup), one
+//     statement (one snapshot) per page on the primary key index. The byte
+//     budget (key + value bytes) is applied inside the database, with a
+//     running sum of octet_length that does not read values, so a page never
+//     transfers values it does not return.
+//   - ListMaps is a loose index scan of idx_topgun_maps_map (cost grows with
+//     the number of maps, not of records).
+//   - ListExpired reads the partial index topgun_maps_expiry.
+//
+// # Errors
+//
+// Errors are *abi.Error values that keep the pgx error as their cause (for
+// errors.As with *pgconn.PgError). A lost or refused connection, an
+// administrator shutdown, and deadlocks or serialization failures that
+// persist after one retry give CodeUnavailable; ctx gives CodeCanceled or
+// CodeDeadlineExceeded; data the database rejects gives CodeInvalidArgument;
+// anything else CodeInternal. An operation that fails because a pooled
+// connection was dead (after a database restart, or pg_terminate_backend)
+// is retried once on another connection; the pool reconnects by itself, so
+// the backend recovers when the database returns, without being reopened.
+//
+// # Caveats
+//
+//   - If the connection breaks after a batch was sent, PostgreSQL may or may
+//     not have committed it; Apply then returns CodeUnavailable and says so.
+//     Applying the same batch again is safe.
+//   - Scan order is the key column's collation. With a C, POSIX or C.UTF-8
+//     database (the usual for this table) that is byte order, as for the other
+//     backends. With another collation keys come in that collation's order
+//     (stable, and paging still visits every record exactly once), ByteOrder
+//     reports false and Open logs a warning: ordering by COLLATE "C" instead
+//     would not use the primary key index. ListMaps is sorted by bytes in
+//     any case.
+//   - The database must use the UTF8 encoding (or SQL_ASCII).
+//   - TopGun creates its own idx_topgun_maps_expiry on (map_name,
+//     expiration_time), which ListExpired cannot use; on such a database Open
+//     adds topgun_maps_expiry beside it. Creating an index on a large
+//     existing table blocks writes to it while it is built.
+package postgres

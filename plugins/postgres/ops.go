@@ -1,0 +1,359 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Apply statements. A batch is one statement, so one round trip and one
+// commit whatever its size: rows travel as arrays and are expanded by
+// unnest. A statement may not touch a row twice, so Apply first collapses
+// the batch to the last mutation of each record. On conflict the upsert
+// keeps created_at and replaces value, expiration_time and updated_at, as
+// TopGun's server does.
+const (
+	upsertSQL = `INSERT INTO topgun_maps AS t (map_name, key, value, expiration_time, is_backup, created_at, updated_at)
+SELECT u.m, u.k, u.v, u.e, u.b, $6, $6 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int8[], $5::bool[]) AS u(m, k, v, e, b)
+ON CONFLICT (map_name, key, is_backup) DO UPDATE
+SET value = EXCLUDED.value, expiration_time = EXCLUDED.expiration_time, updated_at = EXCLUDED.updated_at`
+
+	deleteSQL = `DELETE FROM topgun_maps AS t USING unnest($1::text[], $2::text[], $3::bool[]) AS d(m, k, b)
+WHERE t.map_name = d.m AND t.key = d.k AND t.is_backup = d.b`
+
+	// Deletes and upserts in one statement touch disjoint rows (the batch
+	// is collapsed), so their order inside the statement does not matter.
+	applySQL = `WITH deleted AS (
+DELETE FROM topgun_maps AS t USING unnest($7::text[], $8::text[], $9::bool[]) AS d(m, k, b)
+WHERE t.map_name = d.m AND t.key = d.k AND t.is_backup = d.b)
+` + upsertSQL
+)
+
+type recordID struct {
+	mapName string
+	key     string
+	backup  bool
+}
+
+func compareID(a, b recordID) int {
+	if c := cmp.Compare(a.mapName, b.mapName); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	switch {
+	case a.backup == b.backup:
+		return 0
+	case !a.backup:
+		return -1
+	}
+	return 1
+}
+
+// Apply commits the batch as one statement: all of it or none of it.
+//
+// If the connection breaks after the statement was sent, PostgreSQL may or
+// may not have committed it; Apply then returns CodeUnavailable and says
+// so. Applying the same batch again is safe: it converges to the same rows.
+func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	if err := abi.ValidateBatch(batch); err != nil {
+		return err
+	}
+	muts := batch.Mutations
+	if len(muts) == 0 {
+		return nil
+	}
+
+	// Keep the last mutation of each record, then sort by record so that
+	// concurrent batches lock rows in the same order.
+	last := make(map[recordID]int, len(muts))
+	for i := range muts {
+		last[recordID{muts[i].Map, muts[i].Key, muts[i].Backup}] = i
+	}
+	ids := make([]recordID, 0, len(last))
+	for id := range last {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, compareID)
+
+	var (
+		nPut             int
+		putMaps, putKeys []string
+		putVals          [][]byte
+		putExps          []int64
+		putBackups       []bool
+		delMaps, delKeys []string
+		delBackups       []bool
+	)
+	for _, id := range ids {
+		if muts[last[id]].Kind == abi.OpPut {
+			nPut++
+		}
+	}
+	if nPut > 0 {
+		putMaps, putKeys = make([]string, 0, nPut), make([]string, 0, nPut)
+		putVals, putExps, putBackups = make([][]byte, 0, nPut), make([]int64, 0, nPut), make([]bool, 0, nPut)
+	}
+	for _, id := range ids {
+		m := &muts[last[id]]
+		if m.Kind == abi.OpDelete {
+			delMaps, delKeys, delBackups = append(delMaps, id.mapName), append(delKeys, id.key), append(delBackups, id.backup)
+			continue
+		}
+		v := m.Value
+		if v == nil {
+			v = []byte{} // nil would be NULL
+		}
+		putMaps, putKeys, putBackups = append(putMaps, id.mapName), append(putKeys, id.key), append(putBackups, id.backup)
+		putVals, putExps = append(putVals, v), append(putExps, m.ExpirationTime)
+	}
+
+	var (
+		sql  string
+		args []any
+	)
+	switch {
+	case len(delKeys) == 0:
+		sql, args = upsertSQL, []any{putMaps, putKeys, putVals, putExps, putBackups, batch.Now}
+	case len(putKeys) == 0:
+		sql, args = deleteSQL, []any{delMaps, delKeys, delBackups}
+	default:
+		sql, args = applySQL, []any{putMaps, putKeys, putVals, putExps, putBackups, batch.Now, delMaps, delKeys, delBackups}
+	}
+	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
+		_, err := b.pool.Exec(ctx, sql, args...)
+		return err
+	})
+	if err != nil && abi.CodeOf(err) == abi.CodeUnavailable && ctx.Err() == nil && !b.closed.Load() {
+		if cause := unwrapCause(err); cause != nil && !retryable(cause) && isConnectionError(cause) {
+			return abi.Wrap(abi.CodeUnavailable, cause, "postgres: apply: the connection broke after the batch was sent, so it may or may not be committed; apply it again when the database is reachable")
+		}
+	}
+	return err
+}
+
+// unwrapCause returns the native cause kept in an *abi.Error.
+func unwrapCause(err error) error {
+	if e, ok := err.(*abi.Error); ok {
+		return e.Err
+	}
+	return nil
+}
+
+const getSQL = `SELECT key, value, expiration_time, created_at, updated_at FROM topgun_maps
+WHERE map_name = $1 AND is_backup = $2 AND key = ANY($3::text[])`
+
+// Get reads the records of keys in one statement and returns them in the
+// order of keys.
+func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	if err := abi.ValidateGet(mapName, keys); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	uniq := keys
+	if len(keys) > 1 {
+		seen := make(map[string]struct{}, len(keys))
+		uniq = make([]string, 0, len(keys))
+		for _, k := range keys {
+			if _, dup := seen[k]; !dup {
+				seen[k] = struct{}{}
+				uniq = append(uniq, k)
+			}
+		}
+	}
+	var found map[string]abi.Record
+	err := b.retry(ctx, "get", true, func(ctx context.Context) error {
+		found = make(map[string]abi.Record, len(uniq))
+		rows, err := b.pool.Query(ctx, getSQL, mapName, backup, uniq)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r := abi.Record{Map: mapName, Backup: backup}
+			if err := rows.Scan(&r.Key, &r.Value, &r.ExpirationTime, &r.CreatedAt, &r.UpdatedAt); err != nil {
+				return err
+			}
+			found[r.Key] = r
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]abi.Record, 0, len(found))
+	for _, k := range uniq {
+		if r, ok := found[k]; ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Scan statements: keyset pagination on the primary key index, one
+// statement (one snapshot) per page. The window sums key and value sizes
+// in key order without reading values (octet_length of a stored value
+// reads its length only), so the page stops at the byte budget inside the
+// database. A row is kept when it is the first or fits the row limit and
+// the budget; the statement also returns the first row not kept, without
+// its value, which says that the scan is not complete.
+const scanSQLTemplate = `SELECT key, CASE WHEN keep THEN value END, expiration_time, created_at, updated_at, keep FROM (
+  SELECT key, value, expiration_time, created_at, updated_at,
+         rn = 1 OR (rn <= $3 AND total <= $4) AS keep, rn, total - size AS before
+  FROM (
+    SELECT key, value, expiration_time, created_at, updated_at,
+           row_number() OVER w AS rn,
+           sum(octet_length(key) + octet_length(value)) OVER w AS total,
+           octet_length(key) + octet_length(value) AS size
+    FROM topgun_maps
+    WHERE map_name = $1 AND is_backup = $2%s
+    WINDOW w AS (ORDER BY key ROWS UNBOUNDED PRECEDING)
+    ORDER BY key
+    LIMIT $3 + 1
+  ) AS win
+) AS page
+WHERE rn <= 2 OR before <= $4
+ORDER BY key`
+
+var (
+	scanFirstSQL = fmt.Sprintf(scanSQLTemplate, "")
+	scanAfterSQL = fmt.Sprintf(scanSQLTemplate, " AND key > $5")
+)
+
+// maxScanLimit caps a page's record count so that the row limit stays far
+// from overflow; a page never needs more.
+const maxScanLimit = 1 << 20
+
+// Scan returns one page of a map in key order (byte order unless the key
+// column has a non-C collation, see ByteOrder).
+func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	if err := b.begin(ctx); err != nil {
+		return abi.Page{}, err
+	}
+	if err := abi.ValidateScan(&req); err != nil {
+		return abi.Page{}, err
+	}
+	after, hasAfter, err := abi.ParseKeyCursor(req.Cursor)
+	if err != nil {
+		return abi.Page{}, err
+	}
+	if err := abi.ValidateKey(after); err != nil {
+		return abi.Page{}, abi.Errorf(abi.CodeInvalidArgument, "postgres: scan cursor is not one this backend issued")
+	}
+	limit := int64(min(req.Limit, maxScanLimit))
+	sql, args := scanFirstSQL, []any{req.Map, req.Backup, limit, int64(req.MaxBytes)}
+	if hasAfter {
+		sql, args = scanAfterSQL, append(args, after)
+	}
+	var page abi.Page
+	err = b.retry(ctx, "scan", true, func(ctx context.Context) error {
+		page = abi.Page{}
+		rows, err := b.pool.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r := abi.Record{Map: req.Map, Backup: req.Backup}
+			var keep bool
+			if err := rows.Scan(&r.Key, &r.Value, &r.ExpirationTime, &r.CreatedAt, &r.UpdatedAt, &keep); err != nil {
+				return err
+			}
+			if !keep {
+				page.Cursor = abi.KeyCursor(page.Records[len(page.Records)-1].Key)
+				break
+			}
+			if r.Value == nil {
+				r.Value = []byte{}
+			}
+			page.Records = append(page.Records, r)
+		}
+		rows.Close()
+		return rows.Err()
+	})
+	if err != nil {
+		return abi.Page{}, err
+	}
+	return page, nil
+}
+
+// ListMaps walks the distinct map names with a recursive query that jumps
+// from one name to the next on the map index (a loose index scan), so its
+// cost grows with the number of maps, not of records.
+const listMapsSQL = `WITH RECURSIVE m(name) AS (
+  (SELECT map_name FROM topgun_maps WHERE NOT is_backup ORDER BY map_name LIMIT 1)
+  UNION ALL
+  SELECT (SELECT t.map_name FROM topgun_maps AS t WHERE t.map_name > m.name AND NOT t.is_backup ORDER BY t.map_name LIMIT 1)
+  FROM m WHERE m.name IS NOT NULL
+)
+SELECT name FROM m WHERE name IS NOT NULL`
+
+// ListMaps returns the sorted names of the maps with primary records.
+func (b *Backend) ListMaps(ctx context.Context) ([]string, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	var names []string
+	err := b.retry(ctx, "list maps", true, func(ctx context.Context) error {
+		rows, err := b.pool.Query(ctx, listMapsSQL)
+		if err != nil {
+			return err
+		}
+		names, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names) // byte order whatever the collation
+	return names, nil
+}
+
+// ListExpired reads the partial index topgun_maps_expiry; ties are broken
+// by map, backup flag and key, as the null backend does.
+const listExpiredSQL = `SELECT map_name, key, is_backup, expiration_time, created_at, updated_at FROM topgun_maps
+WHERE expiration_time > 0 AND expiration_time <= $1
+ORDER BY expiration_time, map_name, is_backup, key
+LIMIT $2`
+
+// ListExpired returns up to limit records (without values) whose
+// expiration time is set and not after now, oldest first.
+func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	if err := b.begin(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = abi.DefaultScanLimit
+	}
+	var out []abi.Record
+	err := b.retry(ctx, "list expired", true, func(ctx context.Context) error {
+		rows, err := b.pool.Query(ctx, listExpiredSQL, now, int64(limit))
+		if err != nil {
+			return err
+		}
+		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (abi.Record, error) {
+			var r abi.Record
+			err := row.Scan(&r.Map, &r.Key, &r.Backup, &r.ExpirationTime, &r.CreatedAt, &r.UpdatedAt)
+			return r, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

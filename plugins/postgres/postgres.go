@@ -1,0 +1,201 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Name is the backend name reported by Describe and used in STORAGE_BACKEND.
+const Name = "postgres"
+
+// Defaults used by DefaultOptions and for zero fields of Options.
+const (
+	DefaultMaxConns       = 8
+	DefaultConnectTimeout = 10 * time.Second
+)
+
+// Options configure a Backend. The zero value of a field means its default.
+type Options struct {
+	// MaxConns is the size of the connection pool. It overrides any
+	// pool_max_conns in the URL. Zero means DefaultMaxConns.
+	MaxConns int32
+
+	// ConnectTimeout bounds each attempt to open a connection, including
+	// the first one made by Open, so that an unreachable database gives a
+	// prompt error instead of a hang. A connect_timeout in the URL takes
+	// precedence. Zero means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+
+	// Logger receives the backend's logs. Nil means no logging.
+	Logger hclog.Logger
+}
+
+// DefaultOptions returns the options used when Open is given nil.
+func DefaultOptions() *Options {
+	return &Options{MaxConns: DefaultMaxConns, ConnectTimeout: DefaultConnectTimeout, Logger: hclog.NewNullLogger()}
+}
+
+// Validate reports the first invalid field of o.
+func (o *Options) Validate() error {
+	if o == nil {
+		return nil
+	}
+	if o.MaxConns < 0 {
+		return abi.Errorf(abi.CodeInvalidArgument, "postgres: MaxConns is %d; use a positive pool size, or 0 for the default %d", o.MaxConns, DefaultMaxConns)
+	}
+	if o.ConnectTimeout < 0 {
+		return abi.Errorf(abi.CodeInvalidArgument, "postgres: ConnectTimeout is %s; use a positive duration, or 0 for the default %s", o.ConnectTimeout, DefaultConnectTimeout)
+	}
+	return nil
+}
+
+// withDefaults returns a copy of o with zero fields set to their defaults.
+func (o *Options) withDefaults() Options {
+	d := DefaultOptions()
+	if o == nil {
+		return *d
+	}
+	out := *o
+	if out.MaxConns == 0 {
+		out.MaxConns = d.MaxConns
+	}
+	if out.ConnectTimeout == 0 {
+		out.ConnectTimeout = d.ConnectTimeout
+	}
+	if out.Logger == nil {
+		out.Logger = d.Logger
+	}
+	return out
+}
+
+// Backend stores records in the table topgun_maps of a PostgreSQL database
+// through a pgx connection pool. It is safe for concurrent use, and several
+// processes may share one database.
+type Backend struct {
+	pool   *pgxpool.Pool
+	log    hclog.Logger
+	closed atomic.Bool
+
+	// byteOrder is true when the key column's collation orders keys by
+	// their bytes (C, POSIX, C.UTF-8); otherwise scans follow the collation.
+	byteOrder bool
+}
+
+var _ abi.Backend = (*Backend)(nil)
+
+// Open connects to the database at databaseURL (a postgres:// URL or a
+// keyword/value connection string, as DATABASE_URL holds), checks that it
+// is usable, and creates the table topgun_maps and its indexes if they are
+// missing. It never touches objects outside the topgun_ namespace. The
+// first schema on the connection's search_path holds the table.
+//
+// Open fails with CodeInvalidArgument for a missing or malformed URL and
+// with CodeUnavailable when the database cannot be reached within
+// opts.ConnectTimeout (or before ctx is done).
+func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	o := opts.withDefaults()
+	if strings.TrimSpace(databaseURL) == "" {
+		return nil, abi.Errorf(abi.CodeInvalidArgument, "postgres: the database URL is empty; set DATABASE_URL to a URL such as postgres://user:password@host:5432/database")
+	}
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		// pgx's message already masks the password.
+		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: the database URL is not valid; expected a URL such as postgres://user:password@host:5432/database")
+	}
+	cfg.MaxConns = o.MaxConns
+	if cfg.MinConns > cfg.MaxConns {
+		cfg.MinConns = cfg.MaxConns
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: cannot configure a connection pool for %s", RedactURL(databaseURL))
+	}
+	b := &Backend{pool: pool, log: o.Logger}
+
+	// Bound the first connection even when ctx has no deadline: with
+	// several hosts pgx may try each in turn.
+	pingCtx, cancel := context.WithTimeout(ctx, 2*cfg.ConnConfig.ConnectTimeout)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		if ctx.Err() != nil {
+			return nil, b.mapErr(ctx, "open", err)
+		}
+		if code := classify(ctx, err); code != abi.CodeUnavailable && code != abi.CodeDeadlineExceeded {
+			// The server answered and refused us (authentication, missing
+			// database, bad options).
+			return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: the database at %s refused the connection; check the user, password and database name in DATABASE_URL", RedactURL(databaseURL))
+		}
+		return nil, abi.Wrap(abi.CodeUnavailable, err, "postgres: cannot connect to the database at %s within %s; check that PostgreSQL is running and DATABASE_URL is right", RedactURL(databaseURL), cfg.ConnConfig.ConnectTimeout)
+	}
+	if err := b.ensureSchema(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	b.log.Debug("opened", "url", RedactURL(databaseURL), "max_conns", o.MaxConns, "byte_order", b.byteOrder)
+	return b, nil
+}
+
+// Describe reports a durable, shared backend with atomic batches and an
+// index on expiration times.
+func (b *Backend) Describe() abi.Description {
+	return abi.Description{
+		Name:         Name,
+		ABIMajor:     abi.VersionMajor,
+		ABIMinor:     abi.VersionMinor,
+		Capabilities: abi.CapDurable | abi.CapShared | abi.CapAtomicBatch | abi.CapExpiryIndex,
+	}
+}
+
+// ByteOrder reports whether Scan returns keys in byte order. It is false
+// only when the key column's collation is not C, POSIX or C.UTF-8; then the
+// order is the collation's (still stable, and paging still visits every
+// record once).
+func (b *Backend) ByteOrder() bool { return b.byteOrder }
+
+// Close closes the pool. It waits for operations in flight to release
+// their connections and is idempotent.
+func (b *Backend) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	b.pool.Close()
+	return nil
+}
+
+// begin checks ctx and the closed flag at the start of every operation.
+func (b *Backend) begin(ctx context.Context) error {
+	if err := abi.ContextError(ctx); err != nil {
+		return err
+	}
+	if b.closed.Load() {
+		return errClosed()
+	}
+	return nil
+}
+
+// retry runs fn, and once more when the first attempt failed because a
+// pooled connection was dead, which is what happens to idle connections
+// after a database restart or a terminated session. A read (idempotent) is
+// retried after any connection failure; a write only when it certainly
+// took no effect.
+func (b *Backend) retry(ctx context.Context, op string, idempotent bool, fn func(context.Context) error) error {
+	err := fn(ctx)
+	if err != nil && ctx.Err() == nil && !b.closed.Load() && (retryable(err) || (idempotent && isConnectionError(err))) {
+		b.log.Debug("retrying after a connection failure", "op", op, "error", err)
+		err = fn(ctx)
+	}
+	return b.mapErr(ctx, op, err)
+}

@@ -1,0 +1,203 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Table and index names. Everything this package creates starts with
+// "topgun_" or "idx_topgun_".
+const (
+	tableName       = "topgun_maps"
+	mapIndexName    = "idx_topgun_maps_map"
+	expiryIndexName = "topgun_maps_expiry"
+)
+
+// The statements Open runs when the table or an index is missing. The table
+// and the map index are exactly TopGun's, so a database written by TopGun's
+// server is read as is and the other way round. The expiry index is ours:
+// TopGun's idx_topgun_maps_expiry is on (map_name, expiration_time), which
+// ListExpired cannot use, so ours has another name and both may coexist.
+var schemaDDL = []string{
+	`CREATE TABLE IF NOT EXISTS topgun_maps (
+  map_name TEXT NOT NULL, key TEXT NOT NULL, value BYTEA NOT NULL,
+  expiration_time BIGINT NOT NULL DEFAULT 0, is_backup BOOLEAN NOT NULL DEFAULT FALSE,
+  created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+  PRIMARY KEY (map_name, key, is_backup))`,
+	`CREATE INDEX IF NOT EXISTS idx_topgun_maps_map ON topgun_maps (map_name)`,
+	`CREATE INDEX IF NOT EXISTS topgun_maps_expiry ON topgun_maps (expiration_time) WHERE expiration_time > 0`,
+}
+
+// schemaLockKey is the transaction-level advisory lock that serialises
+// schema creation between processes opening the same database at once
+// (concurrent CREATE TABLE IF NOT EXISTS can otherwise fail). It is
+// "topgun" in ASCII.
+const schemaLockKey int64 = 0x746f7067756e
+
+// wantColumns are the columns every statement of this package relies on,
+// with the types format_type reports.
+var wantColumns = map[string]string{
+	"map_name":        "text",
+	"key":             "text",
+	"value":           "bytea",
+	"expiration_time": "bigint",
+	"is_backup":       "boolean",
+	"created_at":      "bigint",
+	"updated_at":      "bigint",
+}
+
+// orderProbe are keys whose byte order differs from most natural-language
+// collations; comparing how the database sorts them with Go's byte order
+// tells whether scans are in byte order.
+var orderProbe = []string{"", " ", "-", "1", "10", "9", "A", "B", "Z", "_", "a", "a b", "aB", "ab", "b", "z", "\u00a0", "ß", "ä", "é", "ſ", "中", "\uffff", "😀"}
+
+// ensureSchema creates what is missing, then checks that an existing table
+// has the columns and primary key this package needs.
+func (b *Backend) ensureSchema(ctx context.Context) error {
+	var (
+		schema                       *string
+		encoding                     string
+		hasTable, hasMapIdx, hasExpI bool
+	)
+	err := b.pool.QueryRow(ctx, `SELECT current_schema(), current_setting('server_encoding'),
+  to_regclass(format('%I.%I', current_schema(), $1::text)) IS NOT NULL,
+  to_regclass(format('%I.%I', current_schema(), $2::text)) IS NOT NULL,
+  to_regclass(format('%I.%I', current_schema(), $3::text)) IS NOT NULL`,
+		tableName, mapIndexName, expiryIndexName).Scan(&schema, &encoding, &hasTable, &hasMapIdx, &hasExpI)
+	if err != nil {
+		return b.mapErr(ctx, "open: inspect schema", err)
+	}
+	if schema == nil {
+		var path string
+		_ = b.pool.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&path)
+		return abi.Errorf(abi.CodeInvalidArgument, "postgres: no schema to create %s in: search_path %q names no existing schema; create the schema or set search_path in DATABASE_URL", tableName, path)
+	}
+	if encoding != "UTF8" && encoding != "SQL_ASCII" {
+		return abi.Errorf(abi.CodeUnsupported, "postgres: the database encoding is %s; keys are UTF-8, so use a database created with ENCODING 'UTF8'", encoding)
+	}
+	// An existing table is checked before anything is added to it, so a
+	// foreign table that happens to be called topgun_maps is left alone.
+	if hasTable {
+		if err := b.checkTable(ctx, *schema); err != nil {
+			return err
+		}
+	}
+	if !hasTable || !hasMapIdx || !hasExpI {
+		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
+				return err
+			}
+			for _, stmt := range schemaDDL {
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return b.mapErr(ctx, "open: create table "+tableName+" in schema "+*schema, err)
+		}
+		b.log.Info("created missing schema objects", "schema", *schema, "table", !hasTable, "map_index", !hasMapIdx, "expiry_index", !hasExpI)
+	}
+	if !hasTable {
+		// Another process may have created it first, in another shape.
+		if err := b.checkTable(ctx, *schema); err != nil {
+			return err
+		}
+	}
+	return b.checkOrder(ctx, *schema)
+}
+
+// checkTable verifies the columns and the primary key of an existing table,
+// so that a table of the same name made by something else is reported at
+// Open rather than at the first write.
+func (b *Backend) checkTable(ctx context.Context, schema string) error {
+	table := pgx.Identifier{schema, tableName}.Sanitize()
+	rows, err := b.pool.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, table)
+	if err != nil {
+		return b.mapErr(ctx, "open: inspect table "+table, err)
+	}
+	got := map[string]string{}
+	for rows.Next() {
+		var name, typ string
+		var notNull bool
+		if err := rows.Scan(&name, &typ, &notNull); err != nil {
+			rows.Close()
+			return b.mapErr(ctx, "open: inspect table "+table, err)
+		}
+		if !notNull {
+			typ += " (nullable)"
+		}
+		got[name] = typ
+	}
+	if err := rows.Err(); err != nil {
+		return b.mapErr(ctx, "open: inspect table "+table, err)
+	}
+	var problems []string
+	for name, want := range wantColumns {
+		switch have, ok := got[name]; {
+		case !ok:
+			problems = append(problems, fmt.Sprintf("column %s is missing", name))
+		case have != want:
+			problems = append(problems, fmt.Sprintf("column %s is %s, expected %s NOT NULL", name, have, want))
+		}
+	}
+	var pk []string
+	err = b.pool.QueryRow(ctx, `SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}')
+FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, table).Scan(&pk)
+	if err != nil {
+		return b.mapErr(ctx, "open: inspect table "+table, err)
+	}
+	if !slices.Equal(pk, []string{"map_name", "key", "is_backup"}) {
+		problems = append(problems, fmt.Sprintf("primary key is (%s), expected (map_name, key, is_backup)", strings.Join(pk, ", ")))
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return abi.Errorf(abi.CodeInvalidArgument, "postgres: table %s exists but is not a topgun table: %s; drop or rename it, or point search_path at another schema", table, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// checkOrder finds out whether the key column's collation sorts keys by
+// their bytes, as the other backends do. If it does not, scans still page
+// exactly once, in the collation's order, and a warning is logged: an
+// order-independent COLLATE "C" would lose the primary key index.
+func (b *Backend) checkOrder(ctx context.Context, schema string) error {
+	table := pgx.Identifier{schema, tableName}.Sanitize()
+	var coll string
+	err := b.pool.QueryRow(ctx, `SELECT co.collname::text FROM pg_attribute a JOIN pg_collation co ON co.oid = a.attcollation
+WHERE a.attrelid = $1::regclass AND a.attname = 'key'`, table).Scan(&coll)
+	if err != nil {
+		return b.mapErr(ctx, "open: inspect collation of "+table, err)
+	}
+	collate := ""
+	if coll != "default" {
+		collate = " COLLATE " + pgx.Identifier{coll}.Sanitize()
+	}
+	var got []string
+	err = b.pool.QueryRow(ctx, `SELECT array_agg(k`+collate+` ORDER BY k`+collate+`) FROM unnest($1::text[]) AS p(k)`, orderProbe).Scan(&got)
+	if err != nil {
+		return b.mapErr(ctx, "open: inspect collation of "+table, err)
+	}
+	want := slices.Clone(orderProbe)
+	sort.Strings(want)
+	b.byteOrder = slices.Equal(got, want)
+	if !b.byteOrder {
+		var dbColl string
+		if err := b.pool.QueryRow(ctx, `SELECT datcollate FROM pg_database WHERE datname = current_database()`).Scan(&dbColl); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return b.mapErr(ctx, "open: inspect collation", err)
+		}
+		b.log.Warn("keys of topgun_maps sort by their collation, not by bytes; scans follow that order", "collation", coll, "database_collation", dbColl)
+	}
+	return nil
+}

@@ -1,0 +1,292 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
+)
+
+// schemaDump describes every relation, column, index and constraint of the
+// connection's current schema, in a stable textual form.
+func schemaDump(t testing.TB, conn *pgx.Conn) []string {
+	t.Helper()
+	ctx := testCtx(t)
+	var out []string
+	collect := func(prefix, sql string) {
+		rows, err := conn.Query(ctx, sql)
+		if err != nil {
+			t.Fatalf("%s: %v", prefix, err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatalf("%s: %v", prefix, err)
+		}
+		for _, l := range lines {
+			out = append(out, prefix+" "+l)
+		}
+	}
+	collect("relation", `SELECT c.relname || ' ' || c.relkind::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace ORDER BY 1`)
+	collect("column", `SELECT table_name || '.' || column_name || ' ' || data_type || ' nullable=' || is_nullable || ' default=' || coalesce(column_default, '-')
+FROM information_schema.columns WHERE table_schema = current_schema() ORDER BY table_name, ordinal_position`)
+	collect("index", `SELECT indexname || ': ' || regexp_replace(indexdef, ' ON \S+ USING ', ' USING ') FROM pg_indexes WHERE schemaname = current_schema() ORDER BY 1`)
+	collect("constraint", `SELECT conname || ': ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = current_schema()::regnamespace ORDER BY 1`)
+	return out
+}
+
+func TestOpen_createsExactlyTheSchema(t *testing.T) {
+	t.Parallel()
+	_, url := openFresh(t)
+	got := schemaDump(t, sqlConn(t, url))
+	want := []string{
+		"relation idx_topgun_maps_map i",
+		"relation topgun_maps r",
+		"relation topgun_maps_expiry i",
+		"relation topgun_maps_pkey i",
+		"column topgun_maps.map_name text nullable=NO default=-",
+		"column topgun_maps.key text nullable=NO default=-",
+		"column topgun_maps.value bytea nullable=NO default=-",
+		"column topgun_maps.expiration_time bigint nullable=NO default=0",
+		"column topgun_maps.is_backup boolean nullable=NO default=false",
+		"column topgun_maps.created_at bigint nullable=NO default=-",
+		"column topgun_maps.updated_at bigint nullable=NO default=-",
+		"index idx_topgun_maps_map: CREATE INDEX idx_topgun_maps_map USING btree (map_name)",
+		"index topgun_maps_expiry: CREATE INDEX topgun_maps_expiry USING btree (expiration_time) WHERE (expiration_time > 0)",
+		"index topgun_maps_pkey: CREATE UNIQUE INDEX topgun_maps_pkey USING btree (map_name, key, is_backup)",
+		"constraint topgun_maps_pkey: PRIMARY KEY (map_name, key, is_backup)",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("schema:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestOpen_leavesOtherTablesUntouched(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	ctx := testCtx(t)
+	for _, stmt := range []string{
+		`CREATE TABLE orders (id BIGINT PRIMARY KEY, customer TEXT NOT NULL, total NUMERIC(10,2), note TEXT DEFAULT 'none')`,
+		`CREATE INDEX orders_customer ON orders (customer)`,
+		`CREATE TABLE maps (map_name TEXT, key TEXT)`, // names like ours, outside the topgun_ namespace
+		`INSERT INTO orders SELECT i, 'customer-' || (i % 7), i * 1.5, CASE WHEN i % 2 = 0 THEN NULL ELSE 'n' || i END FROM generate_series(1, 50) i`,
+		`INSERT INTO maps VALUES ('todo', 'k1'), ('todo', 'k2')`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	rowsDump := func() string {
+		var s string
+		err := conn.QueryRow(ctx, `SELECT (SELECT string_agg(format('%s|%s|%s|%s', id, customer, total, note), ';' ORDER BY id) FROM orders) || '#' ||
+			(SELECT string_agg(map_name || '/' || key, ';' ORDER BY key) FROM maps)`).Scan(&s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	appSchema := func() []string {
+		var out []string
+		for _, l := range schemaDump(t, conn) {
+			if !strings.Contains(l, "topgun_") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	rowsBefore, schemaBefore := rowsDump(), appSchema()
+
+	b := openURL(t, url)
+	var batch abi.Batch
+	batch.Now = 1000
+	for i := range 20 {
+		batch.Put("maps", fmt.Sprintf("k%d", i), false, []byte("v"), 0)
+		batch.Put("orders", fmt.Sprintf("k%d", i), true, []byte("v"), 5)
+	}
+	batch.Delete("maps", "k1", false)
+	apply(t, b, &batch)
+	if _, err := b.ListMaps(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ListExpired(ctx, 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Open again (the idempotent path) and close.
+	_ = openURL(t, url).Close()
+
+	if got := rowsDump(); got != rowsBefore {
+		t.Errorf("application rows changed:\n%s\nwant:\n%s", got, rowsBefore)
+	}
+	if got := appSchema(); !slices.Equal(got, schemaBefore) {
+		t.Errorf("application schema changed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(schemaBefore, "\n"))
+	}
+	for _, l := range schemaDump(t, conn) {
+		if strings.HasPrefix(l, "relation ") && strings.Contains(l, "topgun") &&
+			!strings.HasPrefix(l, "relation topgun_") && !strings.HasPrefix(l, "relation idx_topgun_") {
+			t.Errorf("created outside the topgun_ namespace: %s", l)
+		}
+	}
+}
+
+func TestOpen_twiceIsIdempotent(t *testing.T) {
+	t.Parallel()
+	b1, url := openFresh(t)
+	ctx := testCtx(t)
+	var batch abi.Batch
+	batch.Now = 7
+	batch.Put("m", "k", false, []byte("v1"), 0)
+	apply(t, b1, &batch)
+	before := schemaDump(t, sqlConn(t, url))
+
+	b2 := openURL(t, url)
+	b3 := openURL(t, url)
+	if got := schemaDump(t, sqlConn(t, url)); !slices.Equal(got, before) {
+		t.Fatalf("schema changed by a second Open:\n%s", strings.Join(got, "\n"))
+	}
+	for i, b := range []*Backend{b1, b2, b3} {
+		r, err := abi.GetOne(ctx, b, "m", "k", false)
+		if err != nil || string(r.Value) != "v1" || r.CreatedAt != 7 {
+			t.Fatalf("backend %d: %+v, %v", i, r, err)
+		}
+	}
+}
+
+// TestOpen_concurrentFirstOpen opens several backends at once on an empty
+// schema, as several server processes starting together would.
+func TestOpen_concurrentFirstOpen(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			b, err := Open(context.Background(), url, testOptions(t))
+			if err == nil {
+				err = b.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Open: %v", err)
+		}
+	}
+}
+
+// TestOpen_existingTopGunTable opens a table as TopGun's server creates it
+// (with its own idx_topgun_maps_expiry) holding rows it wrote.
+func TestOpen_existingTopGunTable(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	ctx := testCtx(t)
+	for _, stmt := range []string{
+		schemaDDL[0], schemaDDL[1],
+		`CREATE INDEX IF NOT EXISTS idx_topgun_maps_expiry ON topgun_maps (map_name, expiration_time) WHERE expiration_time > 0`,
+		`INSERT INTO topgun_maps (map_name, key, value, expiration_time, is_backup, created_at, updated_at)
+		 VALUES ('todos', 'a', '\x81a3', 0, false, 100, 200), ('todos', 'b', '\x', 0, false, 101, 201), ('todos', 'a', '\x01', 0, true, 5, 6)`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	b := openURL(t, url)
+	recs, _ := scanAll(t, b, "todos", false, 0, 0)
+	want := []abi.Record{
+		{Map: "todos", Key: "a", Value: []byte{0x81, 0xa3}, CreatedAt: 100, UpdatedAt: 200},
+		{Map: "todos", Key: "b", Value: []byte{}, CreatedAt: 101, UpdatedAt: 201},
+	}
+	if !recordsEqual(recs, want) {
+		t.Fatalf("scan = %+v, want %+v", recs, want)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN ('idx_topgun_maps_expiry', 'topgun_maps_expiry')`).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("expiry indexes = %d, %v; want TopGun's and ours", n, err)
+	}
+}
+
+func TestOpen_rejectsForeignTopgunMapsTable(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	if _, err := conn.Exec(testCtx(t), `CREATE TABLE topgun_maps (map_name TEXT, key TEXT, value TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(testCtx(t), url, testOptions(t))
+	mustCode(t, err, abi.ErrInvalidArgument)
+	t.Logf("error: %v", err)
+	var n int
+	if err := conn.QueryRow(testCtx(t), `SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema()`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("indexes added to the foreign table: %d, %v", n, err)
+	}
+}
+
+func TestOpen_noSchemaOnSearchPath(t *testing.T) {
+	t.Parallel()
+	url, err := pgtest.WithSearchPath(pgtest.URL(t), pgtest.SchemaName(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(testCtx(t), url, testOptions(t))
+	mustCode(t, err, abi.ErrInvalidArgument)
+	t.Logf("error: %v", err)
+}
+
+// TestApply_atomic makes the database reject one row of a batch (with a
+// trigger in the test's schema) and checks that nothing of it is applied.
+func TestApply_atomic(t *testing.T) {
+	t.Parallel()
+	b, url := openFresh(t)
+	ctx := testCtx(t)
+	var first abi.Batch
+	first.Now = 10
+	first.Put("m", "keep", false, []byte("old"), 0)
+	first.Put("m", "gone", false, []byte("old"), 0)
+	apply(t, b, &first)
+
+	conn := sqlConn(t, url)
+	for _, stmt := range []string{
+		`CREATE FUNCTION reject_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN IF NEW.key = 'poison' THEN RAISE EXCEPTION 'poison row'; END IF; RETURN NEW; END $$`,
+		`CREATE TRIGGER reject_poison BEFORE INSERT OR UPDATE ON topgun_maps FOR EACH ROW EXECUTE FUNCTION reject_poison()`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var bad abi.Batch
+	bad.Now = 20
+	bad.Put("m", "keep", false, []byte("new"), 0)
+	bad.Delete("m", "gone", false)
+	for i := range 50 {
+		bad.Put("m", fmt.Sprintf("new-%d", i), false, []byte("x"), 0)
+	}
+	bad.Put("m", "poison", false, []byte("x"), 0)
+	err := b.Apply(ctx, &bad)
+	if err == nil {
+		t.Fatal("Apply of a batch the database rejects succeeded")
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "P0001" {
+		t.Errorf("error %v does not keep the PostgreSQL cause", err)
+	}
+	mustCode(t, err, abi.ErrInternal)
+	recs, _ := scanAll(t, b, "m", false, 0, 0)
+	want := []abi.Record{
+		{Map: "m", Key: "gone", Value: []byte("old"), CreatedAt: 10, UpdatedAt: 10},
+		{Map: "m", Key: "keep", Value: []byte("old"), CreatedAt: 10, UpdatedAt: 10},
+	}
+	if !recordsEqual(recs, want) {
+		t.Fatalf("after a failed batch: %+v, want %+v", recs, want)
+	}
+}
