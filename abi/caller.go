@@ -2,135 +2,125 @@ package abi
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
-// RoundTripper carries one encoded call to a plugin and brings back its
-// encoded response: the wazero host (package host) does it through a wasm
-// instance, the guest SDK's loopback (package sdk) in process.
+// RoundTripper carries one encoded call to a plugin and hands its encoded
+// response to a handler: the wazero host (package host) does it through a
+// wasm instance, the guest SDK's loopback (package sdk) in process.
 type RoundTripper interface {
-	// RoundTrip runs call with the request body req and appends the
-	// response body to dst. status is the call's status code: on CodeOK
-	// resp is the response message, otherwise resp is the error message.
-	// err is non-nil only when the call itself failed (a trap, a deadline,
-	// a malformed response): err is then already an *Error.
-	RoundTrip(ctx context.Context, call WasmCall, req, dst []byte) (resp []byte, status Code, err error)
+	// RoundTrip runs call with the request body req and calls handle once
+	// with the call's status and response body: on CodeOK the response
+	// message, otherwise the error message text. resp is valid only during
+	// handle. RoundTrip returns handle's error, or an *Error when the call
+	// itself failed (a trap, a deadline, a malformed result). A handle
+	// error that wraps ErrMalformed means the plugin answered garbage: the
+	// transport must not reuse the instance.
+	RoundTrip(ctx context.Context, call WasmCall, req []byte, handle func(status Code, resp []byte) error) error
 }
 
-// Caller implements the data operations of Backend over a RoundTripper: it
+// Caller implements the operations of Backend over a RoundTripper: it
 // encodes each request, sends it, and decodes the response or turns the
-// error status into an *Error. Hosts build their Backend on it, so the
-// native loopback and the wasm host share the same client code.
+// error status into an *Error. The wasm host and the SDK's native loopback
+// both build their Backend on it, so they share the client code.
 //
 // A Caller is safe for concurrent use if its RoundTripper is.
 type Caller struct {
-	rt RoundTripper
-	// Prefix starts every error message, e.g. "plugin null.wasm".
+	rt     RoundTripper
 	prefix string
 	pool   sync.Pool
 }
 
 type callState struct {
-	enc  *Encoder
-	dec  *Decoder
-	req  []byte
-	resp []byte
+	enc *Encoder
+	dec *Decoder
+	req []byte
 }
 
-// maxPooledBuffer bounds the buffers a Caller keeps between calls.
+// maxPooledBuffer bounds the request buffer a Caller keeps between calls.
 const maxPooledBuffer = 1 << 20
 
 // NewCaller returns a Caller that sends calls through rt and starts every
-// error message with prefix ("plugin null.wasm").
+// error message with prefix (e.g. "plugin null.wasm").
 func NewCaller(rt RoundTripper, prefix string) *Caller {
 	c := &Caller{rt: rt, prefix: prefix}
 	c.pool.New = func() any { return &callState{enc: NewEncoder(), dec: NewDecoder()} }
 	return c
 }
 
-func (c *Caller) get() *callState { return c.pool.Get().(*callState) }
+// Prefix returns the prefix of the Caller's error messages.
+func (c *Caller) Prefix() string { return c.prefix }
+
+func (c *Caller) get() *callState {
+	s := c.pool.Get().(*callState)
+	s.enc.Reset(s.req)
+	return s
+}
 
 func (c *Caller) put(s *callState) {
-	if cap(s.req) > maxPooledBuffer {
+	if b := s.enc.Bytes(); cap(b) <= maxPooledBuffer {
+		s.req = b[:0]
+	} else {
 		s.req = nil
 	}
-	if cap(s.resp) > maxPooledBuffer {
-		s.resp = nil
-	}
+	s.dec.Reset(nil)
 	c.pool.Put(s)
 }
 
-// do sends the encoded request in s.enc and leaves the response in s.dec.
-func (c *Caller) do(ctx context.Context, s *callState, call WasmCall) error {
-	s.req = s.enc.Bytes()
-	resp, status, err := c.rt.RoundTrip(ctx, call, s.req, s.resp[:0])
-	s.resp = resp
-	if err != nil {
-		return err
-	}
-	if status != CodeOK {
-		msg := resp
-		if len(msg) > MaxErrorMessageBytes {
-			msg = msg[:MaxErrorMessageBytes]
+// do sends the request encoded in s.enc and runs decode on the response.
+func (c *Caller) do(ctx context.Context, s *callState, call WasmCall, decode func(d *Decoder) error) error {
+	return c.rt.RoundTrip(ctx, call, s.enc.Bytes(), func(status Code, resp []byte) error {
+		if status != CodeOK {
+			if len(resp) > MaxErrorMessageBytes {
+				resp = resp[:MaxErrorMessageBytes]
+			}
+			return &Error{Code: status, Message: c.prefix + ": " + call.String() + ": " + string(resp)}
 		}
-		return &Error{Code: status, Message: c.prefix + ": " + call.String() + ": " + string(msg)}
-	}
-	s.dec.Reset(resp)
-	return nil
+		s.dec.Reset(resp)
+		if decode != nil {
+			if err := decode(s.dec); err != nil {
+				return Wrap(CodeInternal, err, "%s: %s: malformed response", c.prefix, call)
+			}
+		}
+		if err := s.dec.End(); err != nil {
+			return Wrap(CodeInternal, err, "%s: %s: malformed response", c.prefix, call)
+		}
+		return nil
+	})
 }
 
-// malformed reports a response that does not decode.
-func (c *Caller) malformed(call WasmCall, err error) error {
-	return Wrap(CodeInternal, err, "%s: %s: malformed response", c.prefix, call)
-}
-
-func (c *Caller) end(call WasmCall, s *callState) error {
-	if err := s.dec.End(); err != nil {
-		return c.malformed(call, err)
-	}
-	return nil
-}
+// IsMalformed reports whether err says a plugin's response did not decode.
+func IsMalformed(err error) bool { return errors.Is(err, ErrMalformed) }
 
 // Describe runs the describe call.
-func (c *Caller) Describe(ctx context.Context) (Description, error) {
+func (c *Caller) Describe(ctx context.Context) (d Description, err error) {
 	s := c.get()
 	defer c.put(s)
-	s.enc.Reset(s.req)
-	if err := c.do(ctx, s, CallDescribe); err != nil {
-		return Description{}, err
-	}
-	d, err := s.dec.Description()
-	if err != nil {
-		return d, c.malformed(CallDescribe, err)
-	}
-	return d, c.end(CallDescribe, s)
+	err = c.do(ctx, s, CallDescribe, func(dec *Decoder) (err error) {
+		d, err = dec.Description()
+		return err
+	})
+	return d, err
 }
 
 // Open runs the open call and returns the plugin's description.
-func (c *Caller) Open(ctx context.Context, req *OpenRequest) (Description, error) {
+func (c *Caller) Open(ctx context.Context, req *OpenRequest) (d Description, err error) {
 	s := c.get()
 	defer c.put(s)
-	s.enc.Reset(s.req)
 	s.enc.OpenRequest(req)
-	if err := c.do(ctx, s, CallOpen); err != nil {
-		return Description{}, err
-	}
-	d, err := s.dec.Description()
-	if err != nil {
-		return d, c.malformed(CallOpen, err)
-	}
-	return d, c.end(CallOpen, s)
+	err = c.do(ctx, s, CallOpen, func(dec *Decoder) (err error) {
+		d, err = dec.Description()
+		return err
+	})
+	return d, err
 }
 
 // Close runs the close call.
 func (c *Caller) Close(ctx context.Context) error {
 	s := c.get()
 	defer c.put(s)
-	s.enc.Reset(s.req)
-	if err := c.do(ctx, s, CallClose); err != nil {
-		return err
-	}
-	return nil
+	return c.do(ctx, s, CallClose, nil)
 }
 
 // Apply runs the apply call.
@@ -140,70 +130,53 @@ func (c *Caller) Apply(ctx context.Context, b *Batch) error {
 	}
 	s := c.get()
 	defer c.put(s)
-	s.enc.Reset(s.req)
 	s.enc.ApplyRequest(b)
-	return c.do(ctx, s, CallApply)
+	return c.do(ctx, s, CallApply, nil)
 }
 
 // Get runs the get call.
-func (c *Caller) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]Record, error) {
+func (c *Caller) Get(ctx context.Context, mapName string, backup bool, keys []string) (recs []Record, err error) {
 	s := c.get()
 	defer c.put(s)
-	s.enc.Reset(s.req)
 	s.enc.GetRequest(mapName, backup, keys)
-	if err := c.do(ctx, s, CallGet); err != nil {
-		return nil, err
-	}
-	recs, err := s.dec.Records(mapName, backup)
-	if err != nil {
-		return nil, c.malformed(CallGet, err)
-	}
-	return recs, c.end(CallGet, s)
+	err = c.do(ctx, s, CallGet, func(dec *Decoder) (err error) {
+		recs, err = dec.Records(mapName, backup)
+		return err
+	})
+	return recs, err
 }
 
 // Scan runs the scan call.
-func (c *Caller) Scan(ctx context.Context, req ScanRequest) (Page, error) {
+func (c *Caller) Scan(ctx context.Context, req ScanRequest) (p Page, err error) {
 	s := c.get()
 	defer c.put(s)
-	s.enc.Reset(s.req)
 	s.enc.ScanRequest(&req)
-	if err := c.do(ctx, s, CallScan); err != nil {
-		return Page{}, err
-	}
-	p, err := s.dec.Page(req.Map, req.Backup)
-	if err != nil {
-		return Page{}, c.malformed(CallScan, err)
-	}
-	return p, c.end(CallScan, s)
+	err = c.do(ctx, s, CallScan, func(dec *Decoder) (err error) {
+		p, err = dec.Page(req.Map, req.Backup)
+		return err
+	})
+	return p, err
 }
 
 // ListMaps runs the list_maps call.
-func (c *Caller) ListMaps(ctx context.Context) ([]string, error) {
+func (c *Caller) ListMaps(ctx context.Context) (maps []string, err error) {
 	s := c.get()
 	defer c.put(s)
-	s.enc.Reset(s.req)
-	if err := c.do(ctx, s, CallListMaps); err != nil {
-		return nil, err
-	}
-	out, err := s.dec.Strings()
-	if err != nil {
-		return nil, c.malformed(CallListMaps, err)
-	}
-	return out, c.end(CallListMaps, s)
+	err = c.do(ctx, s, CallListMaps, func(dec *Decoder) (err error) {
+		maps, err = dec.Strings()
+		return err
+	})
+	return maps, err
 }
 
 // ListExpired runs the list_expired call.
-func (c *Caller) ListExpired(ctx context.Context, now int64, limit int) ([]Record, error) {
+func (c *Caller) ListExpired(ctx context.Context, now int64, limit int) (recs []Record, err error) {
 	s := c.get()
 	defer c.put(s)
-	s.enc.Reset(s.req)
 	s.enc.ListExpiredRequest(now, limit)
-	if err := c.do(ctx, s, CallListExpired); err != nil {
-		return nil, err
-	}
-	out, err := s.dec.Expired()
-	if err != nil {
-		return nil, c.malformed(CallListExpired, err)
-	}
-	return out, c.end(CallListExpired, s)
+	err = c.do(ctx, s, CallListExpired, func(dec *Decoder) (err error) {
+		recs, err = dec.Expired()
+		return err
+	})
+	return recs, err
 }

@@ -1,0 +1,375 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Backend is a wasm storage plugin behind abi.Backend. It is safe for
+// concurrent use: calls are serialised on the plugin's one instance, or
+// spread over a bounded pool when the plugin declares abi.CapMultiInstance.
+type Backend struct {
+	*abi.Caller
+	p    *plugin
+	pool *pool
+	desc abi.Description
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ abi.Backend = (*Backend)(nil)
+
+// plugin is what every instance of one loaded file shares.
+type plugin struct {
+	path   string
+	file   string // base name, used in messages and the logger name
+	prefix string // "plugin <file>"
+	opts   *Options
+	log    hclog.Logger
+	rt     wazero.Runtime
+	mod    wazero.CompiledModule
+
+	size        int64
+	sum         string
+	compileTime time.Duration
+}
+
+// wasm is the magic and version of a wasm binary module.
+var wasmMagic = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
+
+// Load opens the plugin at path behind abi.Backend: it verifies the file,
+// compiles it (through the on-disk compilation cache), checks its exports,
+// imports and ABI version, starts an instance and opens it with
+// opts.Config. A nil opts means DefaultOptions. Every error names the file.
+func Load(ctx context.Context, path string, opts *Options) (*Backend, error) {
+	return load(ctx, path, opts, nil)
+}
+
+// load is Load with an optional compilation cache that overrides the shared
+// one for opts.CacheDir (benchmarks use a fresh one to measure the disk).
+func load(ctx context.Context, path string, opts *Options, cache wazero.CompilationCache) (*Backend, error) {
+	p, err := compile(ctx, path, opts, cache)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{p: p}
+	b.Caller = abi.NewCaller(b, p.prefix)
+	in, desc, err := p.newInstance(ctx, 0)
+	if err != nil {
+		p.close(ctx)
+		return nil, err
+	}
+	if desc.ABIMajor != abi.VersionMajor {
+		in.discard(ctx)
+		p.close(ctx)
+		return nil, fmt.Errorf("%s: open describes storage ABI %d.%d, this server implements %d.%d; rebuild the plugin against ABI %d",
+			p.prefix, desc.ABIMajor, desc.ABIMinor, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor)
+	}
+	size := 1
+	if desc.Capabilities.Has(abi.CapMultiInstance) {
+		size = p.opts.PoolSize
+	}
+	b.desc = desc
+	b.pool = newPool(p, size, in)
+	p.log.Debug("plugin loaded", "name", desc.Name, "abi", fmt.Sprintf("%d.%d", desc.ABIMajor, desc.ABIMinor),
+		"capabilities", strings.Join(desc.Capabilities.Names(), ","), "instances", size, "compile_time", p.compileTime)
+	return b, nil
+}
+
+// compile reads, verifies and compiles the file and prepares its runtime.
+func compile(ctx context.Context, path string, opts *Options, cache wazero.CompilationCache) (*plugin, error) {
+	file := filepath.Base(path)
+	prefix := "plugin " + file
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", prefix, err)
+	}
+	o := opts.withDefaults()
+	p := &plugin{path: path, file: file, prefix: prefix, opts: o, log: o.Logger.Named("plugin." + file)}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w; check STORAGE_BACKEND", prefix, err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s: %s is a directory, not a wasm file", prefix, path)
+	}
+	if st.Size() > MaxPluginFileBytes {
+		return nil, fmt.Errorf("%s: file is %d bytes, the limit is %d", prefix, st.Size(), MaxPluginFileBytes)
+	}
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", prefix, err)
+	}
+	p.size = int64(len(bin))
+	h := sha256.Sum256(bin)
+	p.sum = hex.EncodeToString(h[:])
+	if !bytes.HasPrefix(bin, wasmMagic) {
+		return nil, fmt.Errorf("%s: %s is not a wasm binary module (it does not start with \\0asm version 1); build plugins with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared", prefix, path)
+	}
+	if o.SHA256 != "" {
+		want := strings.TrimPrefix(strings.ToLower(o.SHA256), "sha256:")
+		if want != p.sum {
+			return nil, fmt.Errorf("%s: sha256 mismatch: the file has %s, TOPGUN_PLUGIN_SHA256 pins %s; refusing to load it", prefix, p.sum, want)
+		}
+	}
+	if cache == nil {
+		if cache, err = sharedCache(o.CacheDir); err != nil {
+			return nil, fmt.Errorf("%s: compilation cache %s: %w; set TOPGUN_PLUGIN_CACHE_DIR to a writable directory (or - to disable it)", prefix, o.CacheDir, err)
+		}
+	}
+	rc := wazero.NewRuntimeConfigCompiler().
+		WithMemoryLimitPages(uint32(o.MemoryLimitMB) * 16).
+		WithCloseOnContextDone(o.Trust == TrustSandboxed)
+	if cache != nil {
+		rc = rc.WithCompilationCache(cache)
+	}
+	p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	start := time.Now()
+	p.mod, err = p.rt.CompileModule(ctx, bin)
+	p.compileTime = time.Since(start)
+	if err != nil {
+		p.close(ctx)
+		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
+	}
+	if err := p.checkShape(); err != nil {
+		p.close(ctx)
+		return nil, err
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
+		p.close(ctx)
+		return nil, fmt.Errorf("%s: wasi: %w", prefix, err)
+	}
+	_, err = p.rt.NewHostModuleBuilder(abi.WasmImportModule).
+		NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(p.hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).
+		WithParameterNames("level", "ptr", "len").
+		Export(abi.WasmImportLog).
+		Instantiate(ctx)
+	if err != nil {
+		p.close(ctx)
+		return nil, fmt.Errorf("%s: host module: %w", prefix, err)
+	}
+	return p, nil
+}
+
+type wantFunc struct {
+	name    string
+	params  []api.ValueType
+	results []api.ValueType
+}
+
+var i32, i64 = api.ValueTypeI32, api.ValueTypeI64
+
+var wantExports = []wantFunc{
+	{abi.WasmExportInitialize, nil, nil},
+	{abi.WasmExportVersion, nil, []api.ValueType{i32}},
+	{abi.WasmExportBuffer, []api.ValueType{i32}, []api.ValueType{i32}},
+	{abi.WasmExportCall, []api.ValueType{i32, i32}, []api.ValueType{i64}},
+}
+
+func sig(params, results []api.ValueType) string {
+	names := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return strings.Join(s, ", ")
+	}
+	return "(" + names(params) + ") -> (" + names(results) + ")"
+}
+
+// checkShape checks exports and imports before any guest code runs.
+func (p *plugin) checkShape() error {
+	var problems []string
+	for _, imp := range p.mod.ImportedFunctions() {
+		mod, name, _ := imp.Import()
+		switch {
+		case mod == wasi_snapshot_preview1.ModuleName:
+		case mod == abi.WasmImportModule:
+			if name != abi.WasmImportLog {
+				problems = append(problems, fmt.Sprintf("it imports %s.%s, which this server (storage ABI %d.%d) does not provide; it needs a newer server",
+					mod, name, abi.VersionMajor, abi.VersionMinor))
+			}
+		case strings.HasPrefix(mod, abi.WasmPrefix):
+			if n, err := strconv.Atoi(mod[len(abi.WasmPrefix):]); err == nil {
+				return fmt.Errorf("%s was built for storage ABI %d (it imports %s.%s), this server implements %d.%d; rebuild the plugin against ABI %d",
+					p.prefix, n, mod, name, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor)
+			}
+			problems = append(problems, fmt.Sprintf("it imports %s.%s from an unknown module", mod, name))
+		default:
+			problems = append(problems, fmt.Sprintf("it imports %s.%s; plugins may import only from %s and %s",
+				mod, name, wasi_snapshot_preview1.ModuleName, abi.WasmImportModule))
+		}
+	}
+	for _, m := range p.mod.ImportedMemories() {
+		mod, name, _ := m.Import()
+		problems = append(problems, fmt.Sprintf("it imports memory %s.%s; a plugin must define and export its own memory", mod, name))
+	}
+	exports := p.mod.ExportedFunctions()
+	var missing []string
+	if _, ok := exports["_start"]; ok {
+		if _, ok := exports[abi.WasmExportInitialize]; !ok {
+			problems = append(problems, "it is a command module (exports _start); build it as a reactor: go build -buildmode=c-shared")
+		}
+	}
+	for _, w := range wantExports {
+		f, ok := exports[w.name]
+		if !ok {
+			missing = append(missing, w.name)
+			continue
+		}
+		if got, want := sig(f.ParamTypes(), f.ResultTypes()), sig(w.params, w.results); got != want {
+			problems = append(problems, fmt.Sprintf("export %s has signature %s, want %s", w.name, got, want))
+		}
+	}
+	if _, ok := p.mod.ExportedMemories()[abi.WasmExportMemory]; !ok {
+		missing = append(missing, abi.WasmExportMemory)
+	}
+	if len(missing) > 0 {
+		problems = append([]string{"missing exports " + strings.Join(missing, ", ") + " (is it a TopGun storage plugin? see abi/WASM.md)"}, problems...)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s: not a storage plugin: %s", p.prefix, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// close releases the runtime (and every instance in it).
+func (p *plugin) close(ctx context.Context) {
+	if p.rt != nil {
+		_ = p.rt.Close(context.WithoutCancel(ctx))
+	}
+}
+
+// hostLog is the log import: log(level, ptr, len). It never traps.
+func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
+	level := hclog.Level(int32(uint32(stack[0])))
+	ptr, n := uint32(stack[1]), uint32(stack[2])
+	truncated := false
+	if n > MaxLogLineBytes {
+		n, truncated = MaxLogLineBytes, true
+	}
+	b, ok := m.Memory().Read(ptr, n)
+	if !ok {
+		p.log.Warn("plugin log call with a range outside its memory", "ptr", ptr, "len", n)
+		return
+	}
+	if level < hclog.Trace || level > hclog.Error {
+		level = hclog.Info
+	}
+	msg := strings.TrimRight(string(b), "\n")
+	if truncated {
+		p.log.Log(level, msg, "truncated", true)
+		return
+	}
+	p.log.Log(level, msg)
+}
+
+// Describe returns the description the plugin gave when it was opened.
+func (b *Backend) Describe() abi.Description { return b.desc }
+
+// File returns the plugin's file name.
+func (b *Backend) File() string { return b.p.file }
+
+// SHA256 returns the hex SHA-256 of the plugin file.
+func (b *Backend) SHA256() string { return b.p.sum }
+
+// RoundTrip implements abi.RoundTripper on the instance pool.
+func (b *Backend) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, handle func(abi.Code, []byte) error) error {
+	if err := abi.ContextError(ctx); err != nil {
+		return abi.Wrap(abi.CodeOf(err), err, "%s: %s: %s", b.p.prefix, call, err)
+	}
+	if len(req) > b.p.opts.MaxRequestBytes {
+		return abi.Errorf(abi.CodeResourceExhausted, "%s: %s: request of %d bytes exceeds the limit of %d bytes; send smaller batches or raise TOPGUN_PLUGIN_MAX_REQUEST_BYTES",
+			b.p.prefix, call, len(req), b.p.opts.MaxRequestBytes)
+	}
+	in, err := b.pool.acquire(ctx, call)
+	if err != nil {
+		return err
+	}
+	err = in.RoundTrip(ctx, call, req, handle)
+	b.pool.release(in)
+	return err
+}
+
+// Scan clamps the page to what fits in a response, then runs scan.
+func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	if max := b.p.opts.MaxResponseBytes / 2; req.MaxBytes <= 0 || req.MaxBytes > max {
+		if req.MaxBytes > 0 || abi.DefaultScanBytes > max {
+			req.MaxBytes = max
+		}
+	}
+	if req.Limit > abi.MaxGetKeys {
+		req.Limit = abi.MaxGetKeys
+	}
+	return b.Caller.Scan(ctx, req)
+}
+
+// ListExpired clamps limit like Scan, then runs list_expired.
+func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	if limit > abi.MaxGetKeys {
+		limit = abi.MaxGetKeys
+	}
+	return b.Caller.ListExpired(ctx, now, limit)
+}
+
+// Close closes every instance (calling the plugin's close) and the runtime.
+// It waits for calls in flight. It is idempotent.
+func (b *Backend) Close() error {
+	b.closeOnce.Do(func() {
+		ctx := context.Background()
+		b.closeErr = b.pool.close(ctx)
+		b.p.close(ctx)
+	})
+	return b.closeErr
+}
+
+var caches struct {
+	sync.Mutex
+	m map[string]wazero.CompilationCache
+}
+
+// sharedCache returns the process-wide compilation cache of dir (nil for
+// "-"), creating the directory.
+func sharedCache(dir string) (wazero.CompilationCache, error) {
+	if dir == "-" {
+		return nil, nil
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	caches.Lock()
+	defer caches.Unlock()
+	if c := caches.m[abs]; c != nil {
+		return c, nil
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, err
+	}
+	c, err := wazero.NewCompilationCacheWithDir(abs)
+	if err != nil {
+		return nil, err
+	}
+	if caches.m == nil {
+		caches.m = map[string]wazero.CompilationCache{}
+	}
+	caches.m[abs] = c
+	return c, nil
+}

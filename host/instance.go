@@ -1,0 +1,250 @@
+package host
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// initialBuffer is the scratch buffer size asked for at instance start.
+const initialBuffer = 64 << 10
+
+// instance is one wasm instance of a plugin. It runs one call at a time
+// (the pool guarantees it) and is discarded after any failure of a call.
+type instance struct {
+	p      *plugin
+	id     int
+	mod    api.Module
+	mem    api.Memory
+	call   api.Function // topgun_call, looked up once
+	buffer api.Function // topgun_buffer, looked up once
+	stack  [2]uint64
+	bufPtr uint32
+	bufCap uint32 // a lower bound of the scratch buffer's capacity
+	stdout *lineWriter
+	stderr *lineWriter
+	// poisoned: the instance trapped, timed out or answered garbage; it
+	// must not run another call.
+	poisoned bool
+}
+
+// newInstance instantiates the module, runs _initialize, checks the ABI
+// version, finds the scratch buffer and opens the plugin.
+func (p *plugin) newInstance(ctx context.Context, id int) (*instance, abi.Description, error) {
+	in := &instance{p: p, id: id}
+	in.stdout = newLineWriter(p.log, 0, "stdout")
+	in.stderr = newLineWriter(p.log, 1, "stderr")
+	cfg := wazero.NewModuleConfig().
+		WithName("").
+		WithStartFunctions().
+		WithStdout(in.stdout).
+		WithStderr(in.stderr).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader)
+	if p.opts.DataDir != "" {
+		cfg = cfg.WithFSConfig(wazero.NewFSConfig().WithDirMount(p.opts.DataDir, abi.WasmDataDir))
+	}
+	mod, err := p.rt.InstantiateModule(ctx, p.mod, cfg)
+	if err != nil {
+		return nil, abi.Description{}, fmt.Errorf("%s: instantiate: %w (the memory limit is %d MiB, TOPGUN_PLUGIN_MEMORY_MB)", p.prefix, err, p.opts.MemoryLimitMB)
+	}
+	in.mod = mod
+	in.mem = mod.ExportedMemory(abi.WasmExportMemory)
+	in.call = mod.ExportedFunction(abi.WasmExportCall)
+	in.buffer = mod.ExportedFunction(abi.WasmExportBuffer)
+	fail := func(err error) (*instance, abi.Description, error) {
+		in.discard(ctx)
+		return nil, abi.Description{}, err
+	}
+	initFn := mod.ExportedFunction(abi.WasmExportInitialize)
+	if _, err := in.invoke(ctx, initFn, nil); err != nil {
+		return fail(in.failure(ctx, "initialize", err))
+	}
+	res, err := in.invoke(ctx, mod.ExportedFunction(abi.WasmExportVersion), nil)
+	if err != nil {
+		return fail(in.failure(ctx, "abi version", err))
+	}
+	major, minor := abi.UnpackVersion(uint32(res))
+	if major != abi.VersionMajor {
+		return fail(fmt.Errorf("%s was built for storage ABI %d.%d, this server implements %d.%d; rebuild the plugin against ABI %d",
+			p.prefix, major, minor, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor))
+	}
+	if err := in.grow(ctx, initialBuffer); err != nil {
+		return fail(err)
+	}
+	dataDir := ""
+	if p.opts.DataDir != "" {
+		dataDir = abi.WasmDataDir
+	}
+	desc, err := abi.NewCaller(in, p.prefix).Open(ctx, &abi.OpenRequest{
+		Config:           p.opts.Config,
+		DataDir:          dataDir,
+		MaxResponseBytes: uint32(p.opts.MaxResponseBytes),
+		MemoryLimitBytes: uint64(p.opts.MemoryLimitMB) << 20,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return in, desc, nil
+}
+
+// invoke calls a function of no or one argument under the call timeout.
+func (in *instance) invoke(ctx context.Context, f api.Function, arg []uint64) (uint64, error) {
+	cctx, cancel := context.WithTimeout(ctx, in.p.opts.CallTimeout)
+	defer cancel()
+	var stack [2]uint64
+	copy(stack[:], arg)
+	if err := f.CallWithStack(cctx, stack[:]); err != nil {
+		return 0, callError{err: err, timedOut: cctx.Err() != nil && ctx.Err() == nil}
+	}
+	return stack[0], nil
+}
+
+// callError is a failed wasm call, with whether the call timeout fired.
+type callError struct {
+	err      error
+	timedOut bool
+}
+
+func (e callError) Error() string { return e.err.Error() }
+func (e callError) Unwrap() error { return e.err }
+
+// grow asks for a scratch buffer of at least n bytes.
+func (in *instance) grow(ctx context.Context, n uint32) error {
+	res, err := in.invoke(ctx, in.buffer, []uint64{uint64(n)})
+	if err != nil {
+		return in.failure(ctx, "buffer", err)
+	}
+	ptr := uint32(res)
+	if ptr == 0 {
+		return abi.Errorf(abi.CodeResourceExhausted, "%s: the plugin cannot grow its buffer to %d bytes (memory limit %d MiB, TOPGUN_PLUGIN_MEMORY_MB)",
+			in.p.prefix, n, in.p.opts.MemoryLimitMB)
+	}
+	if uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
+		in.poisoned = true
+		return abi.Errorf(abi.CodeInternal, "%s: buffer: the plugin returned buffer %d+%d outside its %d-byte memory; the instance was discarded",
+			in.p.prefix, ptr, n, in.mem.Size())
+	}
+	in.bufPtr, in.bufCap = ptr, n
+	return nil
+}
+
+// RoundTrip implements abi.RoundTripper on this instance: one write into
+// the buffer, one topgun_call, one read of the response.
+func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, handle func(abi.Code, []byte) error) error {
+	p := in.p
+	if in.poisoned {
+		return abi.Errorf(abi.CodeUnavailable, "%s: %s: the instance was discarded after an earlier failure", p.prefix, call)
+	}
+	if uint64(len(req)) > uint64(in.bufCap) {
+		if err := in.grow(ctx, uint32(len(req))); err != nil {
+			return err
+		}
+	}
+	if !in.mem.Write(in.bufPtr, req) {
+		return in.malformed(call, "its buffer is outside its memory")
+	}
+	cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+	in.stack[0], in.stack[1] = uint64(call), uint64(len(req))
+	err := in.call.CallWithStack(cctx, in.stack[:])
+	timedOut := err != nil && cctx.Err() != nil && ctx.Err() == nil
+	cancel()
+	if err != nil {
+		return in.failure(ctx, call.String(), callError{err: err, timedOut: timedOut})
+	}
+	status, n := abi.UnpackResult(in.stack[0])
+	if status&^(abi.StatusCodeMask|abi.StatusBufferMoved) != 0 {
+		return in.malformed(call, fmt.Sprintf("status %#x has reserved bits set", status))
+	}
+	if n > uint32(p.opts.MaxResponseBytes) {
+		return in.malformed(call, fmt.Sprintf("response of %d bytes exceeds the limit of %d bytes (TOPGUN_PLUGIN_MAX_RESPONSE_BYTES)", n, p.opts.MaxResponseBytes))
+	}
+	if status&abi.StatusBufferMoved != 0 {
+		if err := in.grow(ctx, n); err != nil {
+			return err
+		}
+	}
+	resp, ok := in.mem.Read(in.bufPtr, n)
+	if !ok {
+		return in.malformed(call, fmt.Sprintf("response of %d bytes at %d is outside its memory", n, in.bufPtr))
+	}
+	err = handle(abi.Code(status&abi.StatusCodeMask), resp)
+	if err != nil && abi.IsMalformed(err) {
+		in.poisoned = true
+		p.log.Warn("plugin instance discarded", "op", call.String(), "error", err)
+	}
+	return err
+}
+
+func (in *instance) malformed(call abi.WasmCall, what string) error {
+	in.poisoned = true
+	err := abi.Errorf(abi.CodeInternal, "%s: %s: malformed result: %s; the instance was discarded", in.p.prefix, call, what)
+	in.p.log.Warn("plugin instance discarded", "op", call.String(), "error", err)
+	return err
+}
+
+// failure turns a failed wasm call into an *Error naming the plugin, the op
+// and what happened, and poisons the instance.
+func (in *instance) failure(ctx context.Context, op string, err error) error {
+	in.poisoned = true
+	p := in.p
+	var ce callError
+	timedOut := errors.As(err, &ce) && ce.timedOut
+	var out error
+	var exit *sys.ExitError
+	switch {
+	case ctx.Err() != nil:
+		cerr := abi.FromContext(ctx.Err())
+		out = abi.Wrap(abi.CodeOf(cerr), ctx.Err(), "%s: %s: %s during the call; the instance was discarded", p.prefix, op, ctx.Err())
+	case timedOut:
+		out = abi.Wrap(abi.CodeDeadlineExceeded, context.DeadlineExceeded,
+			"%s: %s: did not finish within %s (TOPGUN_PLUGIN_CALL_TIMEOUT); the instance was discarded", p.prefix, op, p.opts.CallTimeout)
+	case errors.As(err, &exit):
+		msg := fmt.Sprintf("%s: %s: the plugin exited with code %d", p.prefix, op, exit.ExitCode())
+		if last := in.stderr.last(); last != "" {
+			msg += fmt.Sprintf(" (its last stderr line: %q)", last)
+		}
+		out = abi.Wrap(abi.CodeInternal, err, "%s; the instance was discarded", msg)
+	default:
+		msg := err.Error()
+		if len(msg) > 2048 {
+			msg = msg[:2048] + "..."
+		}
+		full := fmt.Sprintf("%s: %s: trapped: %s", p.prefix, op, msg)
+		if last := in.stderr.last(); last != "" {
+			full += fmt.Sprintf(" (its last stderr line: %q)", last)
+		}
+		out = abi.Wrap(abi.CodeInternal, err, "%s; the instance was discarded", full)
+	}
+	p.log.Warn("plugin instance discarded", "op", op, "error", out)
+	return out
+}
+
+// close calls the plugin's close (when the instance is healthy), then
+// closes the module.
+func (in *instance) close(ctx context.Context) error {
+	var err error
+	if !in.poisoned {
+		err = abi.NewCaller(in, in.p.prefix).Close(ctx)
+	}
+	in.discard(ctx)
+	return err
+}
+
+// discard closes the module without calling into it.
+func (in *instance) discard(ctx context.Context) {
+	in.poisoned = true
+	if in.mod != nil {
+		_ = in.mod.Close(context.WithoutCancel(ctx))
+	}
+	in.stdout.flush()
+	in.stderr.flush()
+}

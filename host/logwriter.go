@@ -1,0 +1,85 @@
+package host
+
+import (
+	"bytes"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// lineWriter turns a guest's stdout or stderr into log entries, one per
+// line, each capped at MaxLogLineBytes. Bytes past the cap up to the next
+// newline are dropped and the entry is marked truncated.
+type lineWriter struct {
+	mu        sync.Mutex
+	log       hclog.Logger
+	level     hclog.Level
+	stream    string
+	buf       []byte
+	truncated bool
+	lastLine  string
+}
+
+func newLineWriter(log hclog.Logger, stream int, name string) *lineWriter {
+	level := hclog.Info
+	if stream == 1 {
+		level = hclog.Warn
+	}
+	return &lineWriter{log: log, level: level, stream: name}
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if room := MaxLogLineBytes - len(w.buf); len(chunk) > room {
+			w.buf = append(w.buf, chunk[:room]...)
+			w.truncated = true
+		} else {
+			w.buf = append(w.buf, chunk...)
+		}
+		if i < 0 {
+			break
+		}
+		w.emit()
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+func (w *lineWriter) emit() {
+	line := string(bytes.TrimRight(w.buf, "\r"))
+	w.lastLine = line
+	if w.truncated {
+		w.log.Log(w.level, line, "stream", w.stream, "truncated", true)
+	} else {
+		w.log.Log(w.level, line, "stream", w.stream)
+	}
+	w.buf = w.buf[:0]
+	w.truncated = false
+}
+
+// flush logs a final line without a newline.
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.emit()
+	}
+}
+
+// last returns the last complete line written.
+func (w *lineWriter) last() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		return string(w.buf)
+	}
+	return w.lastLine
+}

@@ -1,0 +1,282 @@
+package host
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Trust selects how much the host trusts a plugin's code.
+type Trust string
+
+const (
+	// TrustSandboxed (the default) instruments guest loops so that a call
+	// past its deadline is interrupted, at some cost per call
+	// (wazero's WithCloseOnContextDone).
+	TrustSandboxed Trust = "sandboxed"
+	// TrustTrusted runs guest code without that instrumentation: faster,
+	// but a call that never returns hangs its caller. For first-party
+	// plugins only.
+	TrustTrusted Trust = "trusted"
+)
+
+// Defaults of Options.
+const (
+	DefaultMemoryLimitMB    = 256
+	DefaultCallTimeout      = 10 * time.Second
+	DefaultMaxRequestBytes  = 32 << 20
+	DefaultMaxResponseBytes = 32 << 20
+	// MaxPluginFileBytes bounds the size of a plugin file.
+	MaxPluginFileBytes = 256 << 20
+	// MaxLogLineBytes caps each line a plugin logs (log import, stdout, stderr).
+	MaxLogLineBytes = 4096
+	// ReservedConfigPrefix starts configuration keys the host sets itself.
+	ReservedConfigPrefix = "topgun."
+)
+
+// Options configure Load and Inspect. The zero value of a field means its
+// default; a nil *Options means all defaults.
+type Options struct {
+	// CacheDir holds wazero's compilation cache, shared by every plugin the
+	// process loads (TOPGUN_PLUGIN_CACHE_DIR). Default DefaultCacheDir();
+	// "-" disables the on-disk cache.
+	CacheDir string
+	// SHA256, when set, pins the plugin file: its hex SHA-256 must match
+	// or Load fails (TOPGUN_PLUGIN_SHA256).
+	SHA256 string
+	// DataDir, when set, is the one host directory the plugin may use,
+	// mounted at abi.WasmDataDir ("/data") (TOPGUN_PLUGIN_DATA_DIR). It
+	// must exist. Without it the plugin sees no files at all.
+	DataDir string
+	// Config is passed to the plugin's open call (TOPGUN_PLUGIN_CONFIG).
+	// Keys starting with ReservedConfigPrefix are refused.
+	Config map[string]string
+	// MemoryLimitMB caps the linear memory of each instance
+	// (TOPGUN_PLUGIN_MEMORY_MB). Default 256.
+	MemoryLimitMB int
+	// CallTimeout bounds every call, and _initialize
+	// (TOPGUN_PLUGIN_CALL_TIMEOUT). Default 10s.
+	CallTimeout time.Duration
+	// MaxRequestBytes bounds an encoded request
+	// (TOPGUN_PLUGIN_MAX_REQUEST_BYTES). Default 32 MiB.
+	MaxRequestBytes int
+	// MaxResponseBytes bounds an encoded response
+	// (TOPGUN_PLUGIN_MAX_RESPONSE_BYTES). Default 32 MiB.
+	MaxResponseBytes int
+	// PoolSize bounds the instances of a plugin that declares
+	// abi.CapMultiInstance (TOPGUN_PLUGIN_POOL_SIZE). Default GOMAXPROCS.
+	// Other plugins always run on one instance.
+	PoolSize int
+	// Trust is TrustSandboxed (default) or TrustTrusted (TOPGUN_PLUGIN_TRUST).
+	Trust Trust
+	// Logger is the parent logger; the plugin logs under
+	// Named("plugin.<file name>"). Default hclog.NewNullLogger().
+	Logger hclog.Logger
+}
+
+// DefaultOptions returns the options with every default filled in.
+func DefaultOptions() *Options {
+	return &Options{
+		CacheDir:         DefaultCacheDir(),
+		MemoryLimitMB:    DefaultMemoryLimitMB,
+		CallTimeout:      DefaultCallTimeout,
+		MaxRequestBytes:  DefaultMaxRequestBytes,
+		MaxResponseBytes: DefaultMaxResponseBytes,
+		PoolSize:         runtime.GOMAXPROCS(0),
+		Trust:            TrustSandboxed,
+		Logger:           hclog.NewNullLogger(),
+	}
+}
+
+// DefaultCacheDir is the default compilation cache directory:
+// <user cache dir>/topgun/wasm, or <temp dir>/topgun-wasm-cache when the
+// user has no cache directory.
+func DefaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "topgun", "wasm")
+	}
+	return filepath.Join(os.TempDir(), "topgun-wasm-cache")
+}
+
+// withDefaults returns a copy of o (nil: defaults) with zero fields set to
+// their defaults.
+func (o *Options) withDefaults() *Options {
+	d := DefaultOptions()
+	if o == nil {
+		return d
+	}
+	c := *o
+	if c.CacheDir == "" {
+		c.CacheDir = d.CacheDir
+	}
+	if c.MemoryLimitMB == 0 {
+		c.MemoryLimitMB = d.MemoryLimitMB
+	}
+	if c.CallTimeout == 0 {
+		c.CallTimeout = d.CallTimeout
+	}
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if c.MaxResponseBytes == 0 {
+		c.MaxResponseBytes = d.MaxResponseBytes
+	}
+	if c.PoolSize == 0 {
+		c.PoolSize = d.PoolSize
+	}
+	if c.Trust == "" {
+		c.Trust = d.Trust
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	return &c
+}
+
+// Validate reports every problem of o (after defaults) at once.
+func (o *Options) Validate() error {
+	c := o.withDefaults()
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("host: "+format, args...)) }
+	if c.SHA256 != "" {
+		h := strings.TrimPrefix(strings.ToLower(c.SHA256), "sha256:")
+		if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+			bad("TOPGUN_PLUGIN_SHA256 %q is not a hex SHA-256 (64 hex digits, e.g. from sha256sum)", c.SHA256)
+		}
+	}
+	if c.DataDir != "" {
+		if st, err := os.Stat(c.DataDir); err != nil {
+			bad("TOPGUN_PLUGIN_DATA_DIR %q: %v; create the directory first", c.DataDir, err)
+		} else if !st.IsDir() {
+			bad("TOPGUN_PLUGIN_DATA_DIR %q is not a directory", c.DataDir)
+		}
+	}
+	for k := range c.Config {
+		if strings.HasPrefix(k, ReservedConfigPrefix) {
+			bad("TOPGUN_PLUGIN_CONFIG key %q is reserved (keys starting with %q are set by the host); rename it", k, ReservedConfigPrefix)
+		}
+	}
+	if c.MemoryLimitMB < 1 || c.MemoryLimitMB > 4096 {
+		bad("TOPGUN_PLUGIN_MEMORY_MB %d is out of range; use 1 to 4096", c.MemoryLimitMB)
+	}
+	if c.CallTimeout < time.Millisecond || c.CallTimeout > time.Hour {
+		bad("TOPGUN_PLUGIN_CALL_TIMEOUT %s is out of range; use 1ms to 1h", c.CallTimeout)
+	}
+	minBody := abi.MaxValueBytes + 64<<10
+	if c.MaxRequestBytes < minBody || c.MaxRequestBytes > 1<<30 {
+		bad("TOPGUN_PLUGIN_MAX_REQUEST_BYTES %d is out of range; use %d (the largest value plus overhead) to %d", c.MaxRequestBytes, minBody, 1<<30)
+	}
+	if c.MaxResponseBytes < minBody || c.MaxResponseBytes > 1<<30 {
+		bad("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES %d is out of range; use %d (the largest value plus overhead) to %d", c.MaxResponseBytes, minBody, 1<<30)
+	}
+	if c.PoolSize < 1 || c.PoolSize > 1024 {
+		bad("TOPGUN_PLUGIN_POOL_SIZE %d is out of range; use 1 to 1024", c.PoolSize)
+	}
+	if c.Trust != TrustSandboxed && c.Trust != TrustTrusted {
+		bad("TOPGUN_PLUGIN_TRUST %q is unknown; use %q or %q", c.Trust, TrustSandboxed, TrustTrusted)
+	}
+	return errors.Join(errs...)
+}
+
+// ParseConfig parses TOPGUN_PLUGIN_CONFIG: a JSON object whose values are
+// strings (numbers and booleans are taken as their JSON text), e.g.
+// {"sync":"always","segment_mb":64}. The empty string is an empty map.
+func ParseConfig(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &raw); err != nil {
+		return nil, fmt.Errorf("host: TOPGUN_PLUGIN_CONFIG is not a JSON object (%v); write it like {\"key\":\"value\"}", err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("host: TOPGUN_PLUGIN_CONFIG is null; write a JSON object like {\"key\":\"value\"}")
+	}
+	for k, v := range raw {
+		var str string
+		if err := json.Unmarshal(v, &str); err == nil {
+			out[k] = str
+			continue
+		}
+		var num json.Number
+		var b bool
+		switch {
+		case json.Unmarshal(v, &num) == nil:
+			out[k] = num.String()
+		case json.Unmarshal(v, &b) == nil:
+			out[k] = strconv.FormatBool(b)
+		default:
+			return nil, fmt.Errorf("host: TOPGUN_PLUGIN_CONFIG key %q has value %s; values must be strings, numbers or booleans", k, v)
+		}
+	}
+	return out, nil
+}
+
+// OptionsFromEnv builds Options from the TOPGUN_PLUGIN_* settings found by
+// lookup (os.LookupEnv in cmd/), reporting every problem at once. Unset
+// settings keep their defaults. Logger is left nil.
+func OptionsFromEnv(lookup func(string) (string, bool)) (*Options, error) {
+	o := &Options{}
+	var errs []error
+	get := func(name string) (string, bool) {
+		v, ok := lookup(name)
+		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
+	}
+	num := func(name string, dst *int) {
+		if v, ok := get(name); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("host: %s=%q is not an integer", name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	if v, ok := get("TOPGUN_PLUGIN_CACHE_DIR"); ok {
+		o.CacheDir = v
+	}
+	if v, ok := get("TOPGUN_PLUGIN_SHA256"); ok {
+		o.SHA256 = v
+	}
+	if v, ok := get("TOPGUN_PLUGIN_DATA_DIR"); ok {
+		o.DataDir = v
+	}
+	if v, ok := get("TOPGUN_PLUGIN_CONFIG"); ok {
+		cfg, err := ParseConfig(v)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		o.Config = cfg
+	}
+	num("TOPGUN_PLUGIN_MEMORY_MB", &o.MemoryLimitMB)
+	if v, ok := get("TOPGUN_PLUGIN_CALL_TIMEOUT"); ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("host: TOPGUN_PLUGIN_CALL_TIMEOUT=%q is not a duration; write it like 10s or 500ms", v))
+		}
+		o.CallTimeout = d
+	}
+	num("TOPGUN_PLUGIN_MAX_REQUEST_BYTES", &o.MaxRequestBytes)
+	num("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", &o.MaxResponseBytes)
+	num("TOPGUN_PLUGIN_POOL_SIZE", &o.PoolSize)
+	if v, ok := get("TOPGUN_PLUGIN_TRUST"); ok {
+		o.Trust = Trust(v)
+	}
+	if len(errs) == 0 {
+		if err := o.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return o, errors.Join(errs...)
+}

@@ -1,0 +1,132 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// pool holds a plugin's instances: at most size live ones, idle ones in a
+// channel. An acquired instance is used by one goroutine only. A poisoned
+// instance is discarded on release and a fresh one is created on demand.
+type pool struct {
+	p     *plugin
+	size  int
+	idle  chan *instance
+	freed chan struct{} // a slot was freed
+	done  chan struct{} // closed by close
+
+	mu     sync.Mutex
+	live   int
+	nextID int
+	closed bool
+}
+
+func newPool(p *plugin, size int, first *instance) *pool {
+	pl := &pool{p: p, size: size, idle: make(chan *instance, size), freed: make(chan struct{}, size), done: make(chan struct{})}
+	pl.live, pl.nextID = 1, 1
+	pl.idle <- first
+	return pl
+}
+
+func (pl *pool) errClosed(call abi.WasmCall) error {
+	return abi.Errorf(abi.CodeUnavailable, "%s: %s: backend is closed", pl.p.prefix, call)
+}
+
+// acquire returns an instance for one call, creating one when none is idle
+// and fewer than size are live, or waiting for one.
+func (pl *pool) acquire(ctx context.Context, call abi.WasmCall) (*instance, error) {
+	for {
+		select {
+		case in := <-pl.idle:
+			return in, nil
+		default:
+		}
+		pl.mu.Lock()
+		if pl.closed {
+			pl.mu.Unlock()
+			return nil, pl.errClosed(call)
+		}
+		if pl.live < pl.size {
+			pl.live++
+			id := pl.nextID
+			pl.nextID++
+			pl.mu.Unlock()
+			in, desc, err := pl.p.newInstance(ctx, id)
+			if err == nil && desc.ABIMajor != abi.VersionMajor {
+				in.discard(ctx)
+				err = abi.Errorf(abi.CodeInternal, "%s: a new instance describes storage ABI %d.%d", pl.p.prefix, desc.ABIMajor, desc.ABIMinor)
+			}
+			if err != nil {
+				pl.slotFreed()
+				return nil, abi.Wrap(abi.CodeOf(err), err, "%s: %s: cannot start a fresh instance", pl.p.prefix, call)
+			}
+			pl.p.log.Debug("plugin instance started", "instance", id)
+			return in, nil
+		}
+		pl.mu.Unlock()
+		select {
+		case in := <-pl.idle:
+			return in, nil
+		case <-pl.freed:
+		case <-pl.done:
+			return nil, pl.errClosed(call)
+		case <-ctx.Done():
+			err := abi.FromContext(ctx.Err())
+			return nil, abi.Wrap(abi.CodeOf(err), ctx.Err(), "%s: %s: waiting for a plugin instance: %s", pl.p.prefix, call, ctx.Err())
+		}
+	}
+}
+
+func (pl *pool) slotFreed() {
+	pl.mu.Lock()
+	pl.live--
+	pl.mu.Unlock()
+	select {
+	case pl.freed <- struct{}{}:
+	default:
+	}
+}
+
+// release returns an instance after a call, discarding it when poisoned.
+func (pl *pool) release(in *instance) {
+	if in.poisoned {
+		in.discard(context.Background())
+		pl.slotFreed()
+		return
+	}
+	pl.idle <- in
+}
+
+// close stops new calls, waits for the live instances and closes them.
+func (pl *pool) close(ctx context.Context) error {
+	pl.mu.Lock()
+	if pl.closed {
+		pl.mu.Unlock()
+		return nil
+	}
+	pl.closed = true
+	close(pl.done)
+	pl.mu.Unlock()
+	var errs []error
+	for {
+		pl.mu.Lock()
+		live := pl.live
+		pl.mu.Unlock()
+		if live == 0 {
+			return errors.Join(errs...)
+		}
+		select {
+		case in := <-pl.idle:
+			if err := in.close(ctx); err != nil {
+				errs = append(errs, err)
+			}
+			pl.mu.Lock()
+			pl.live--
+			pl.mu.Unlock()
+		case <-pl.freed:
+		}
+	}
+}
