@@ -1,0 +1,54 @@
+// Package logstore is a durable storage backend kept in one append-only log
+// file: the example to copy when writing a storage plugin that keeps its
+// data in the data directory the host grants it.
+//
+// It uses only the standard library and package abi, so the same code runs
+// natively (where its tests run, with -race) and as a wasm plugin
+// (GOOS=wasip1, see the cmd directory): it uses plain os file calls, no mmap,
+// no file locks and no background goroutines.
+//
+// # Basics
+//
+// Open(ctx, dir, opts) opens or creates dir/logstore.log. Every Apply
+// appends one frame per put or delete and then a commit frame, writes them
+// with WriteAt, and calls File.Sync once before it returns: one fsync per
+// batch. Only then does the batch become visible to readers.
+//
+// The index (map, backup, key) -> (frame offset, value length, expiration,
+// created and updated times) lives in memory and is rebuilt by reading the
+// whole log at Open. Values stay in the file and are read with ReadAt, so
+// memory grows with the number of keys, not with the size of the data.
+// Keys are sorted lazily per map, on the first scan after a change; an
+// expiry heap serves ListExpired (CapExpiryIndex).
+//
+// # Crash safety
+//
+// Each frame carries its length and a CRC32-C of its length and body. At
+// Open, reading stops at the first frame that is incomplete or whose
+// checksum does not match, and the file is truncated after the last commit
+// frame before it: a batch is there completely or not at all. A frame whose
+// checksum matches but whose content is invalid means the file was damaged
+// or written by something else; Open refuses it rather than lose data.
+//
+// When a write or fsync fails, Apply truncates the batch away and returns an
+// error. If even that fails, the store refuses further writes until it is
+// reopened.
+//
+// # Compaction
+//
+// Overwritten and deleted records, delete frames and commit frames are
+// garbage. After a batch (and at Open), when the log is at least
+// Options.CompactMinBytes long and Options.CompactGarbageRatio of it is
+// garbage, the live frames are copied in key order to logstore.log.compact,
+// which is synced and renamed over the log; then the directory is synced.
+// Compaction runs inside the Apply call that triggers it, which is slower by
+// the time it takes to copy the live data.
+//
+// # Caveats
+//
+// Only one process may open a directory at a time; nothing enforces it
+// (there are no file locks under wasip1). Open reads the whole log, so it
+// takes time proportional to the log's size. A damaged frame in the middle
+// of the log cannot be told from a torn tail when its checksum fails: the
+// log is truncated there, and the truncation is logged with its size.
+package logstore

@@ -1,0 +1,643 @@
+package logstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Name is the backend name reported by Describe.
+const Name = "logstore"
+
+// FileName is the name of the log file inside the store's directory.
+const FileName = "logstore.log"
+
+// compactFileName is the file a compaction writes before renaming it over
+// the log. A leftover one is an interrupted compaction and is removed.
+const compactFileName = FileName + ".compact"
+
+// Logger is the logging interface the store uses. A hclog.Logger satisfies
+// it; so does any adapter a plugin SDK provides.
+type Logger interface {
+	Debug(msg string, args ...any)
+	Info(msg string, args ...any)
+	Warn(msg string, args ...any)
+}
+
+type nullLogger struct{}
+
+func (nullLogger) Debug(string, ...any) {}
+func (nullLogger) Info(string, ...any)  {}
+func (nullLogger) Warn(string, ...any)  {}
+
+// Options configure a Store. The zero value is not valid; start from
+// DefaultOptions. A nil *Options means DefaultOptions().
+type Options struct {
+	// Logger receives recovery and compaction events. Nil discards them.
+	Logger Logger
+
+	// CompactMinBytes is the log size below which the log is never
+	// compacted, however much of it is garbage.
+	CompactMinBytes int64
+
+	// CompactGarbageRatio is the fraction of the log that must be garbage
+	// (overwritten or deleted records, delete and commit frames) before
+	// it is compacted; in (0, 1].
+	CompactGarbageRatio float64
+}
+
+// DefaultOptions returns the default options: compact logs of 16 MiB or more
+// once half of them is garbage.
+func DefaultOptions() *Options {
+	return &Options{CompactMinBytes: 16 << 20, CompactGarbageRatio: 0.5}
+}
+
+// Validate reports the first invalid option.
+func (o *Options) Validate() error {
+	if o.CompactMinBytes < 0 {
+		return abi.Errorf(abi.CodeInvalidArgument, "logstore: CompactMinBytes is %d; use 0 or more", o.CompactMinBytes)
+	}
+	if !(o.CompactGarbageRatio > 0 && o.CompactGarbageRatio <= 1) {
+		return abi.Errorf(abi.CodeInvalidArgument, "logstore: CompactGarbageRatio is %v; use a value in (0, 1], for example 0.5", o.CompactGarbageRatio)
+	}
+	return nil
+}
+
+// Stats describe the log.
+type Stats struct {
+	FileBytes   int64 // size of the log file
+	LiveBytes   int64 // bytes of the frames of current records
+	Records     int   // current records, primary and backup
+	Compactions int   // compactions since open
+}
+
+// Store is a durable abi.Backend kept in one append-only log file.
+//
+// Locking: wmu serializes everything that writes the file (Apply,
+// compaction, Close), so the index entries and the file handle change only
+// under wmu; mu guards them against readers, which hold it for reading while
+// they read values from the file.
+type Store struct {
+	dir  string
+	path string
+	opts Options
+	log  Logger
+
+	wmu sync.Mutex
+	buf []byte // write buffer, under wmu
+
+	mu          sync.RWMutex
+	f           *os.File
+	size        int64 // end of the last committed batch and size of the file
+	ix          *index
+	closed      bool
+	failed      error // set when the file's tail is in an unknown state
+	compactions int
+}
+
+var _ abi.Backend = (*Store)(nil)
+
+// writeChunk is the size at which a batch's frames are written out before
+// the batch is complete, bounding the write buffer.
+const writeChunk = 1 << 20
+
+// Open opens the store kept in dir, creating dir and the log if needed. It
+// reads the whole log to rebuild the index, truncates a torn tail left by a
+// crash (the frames of a batch whose commit frame is missing or damaged),
+// and refuses a log whose committed content is invalid.
+//
+// Only one Store may use a directory at a time; nothing enforces this.
+func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
+	if opts == nil {
+		opts = DefaultOptions()
+	}
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if dir == "" {
+		return nil, abi.Errorf(abi.CodeInvalidArgument, "logstore: data directory is empty; pass the directory the store may write")
+	}
+	s := &Store{dir: dir, path: filepath.Join(dir, FileName), opts: *opts, log: opts.Logger, ix: newIndex()}
+	if s.log == nil {
+		s.log = nullLogger{}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, abi.Wrap(abi.CodeUnavailable, err, "logstore: create data directory %s", dir)
+	}
+	if err := os.Remove(filepath.Join(dir, compactFileName)); err == nil {
+		s.log.Info("removed an interrupted compaction", "file", compactFileName)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, abi.Wrap(abi.CodeUnavailable, err, "logstore: remove interrupted compaction file in %s", dir)
+	}
+	f, err := os.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, abi.Wrap(abi.CodeUnavailable, err, "logstore: open %s", s.path)
+	}
+	s.f = f
+	if err := s.load(ctx); err != nil {
+		f.Close()
+		return nil, err
+	}
+	s.wmu.Lock()
+	s.maybeCompact()
+	s.wmu.Unlock()
+	return s, nil
+}
+
+// load checks the header and replays the log into the index.
+func (s *Store) load(ctx context.Context) error {
+	st, err := s.f.Stat()
+	if err != nil {
+		return abi.Wrap(abi.CodeUnavailable, err, "logstore: stat %s", s.path)
+	}
+	size := st.Size()
+	if size < headerLen {
+		// New, or created by a crash before its header was synced.
+		if err := s.initFile(size); err != nil {
+			return err
+		}
+		s.size = headerLen
+		return nil
+	}
+	hdr := make([]byte, headerLen)
+	if _, err := s.f.ReadAt(hdr, 0); err != nil {
+		return abi.Wrap(abi.CodeUnavailable, err, "logstore: read header of %s", s.path)
+	}
+	if err := checkHeader(hdr); err != nil {
+		return abi.Errorf(abi.CodeInvalidArgument, "logstore: %s is not a logstore log: %v; point the store at its own directory", s.path, err)
+	}
+
+	type op struct {
+		del bool
+		id  bucketID
+		key string
+		e   *entry
+	}
+	var pending []op
+	fr := newFrameReader(io.NewSectionReader(s.f, headerLen, size-headerLen), headerLen, size)
+	committed := int64(headerLen)
+	batches := 0
+	for n := 0; ; n++ {
+		if n%4096 == 0 {
+			if err := abi.ContextError(ctx); err != nil {
+				return err
+			}
+		}
+		start := fr.off
+		f, err := fr.next()
+		if err == io.EOF || err == errTorn {
+			break
+		}
+		var ce *corruptError
+		if errors.As(err, &ce) {
+			return abi.Wrap(abi.CodeInternal, err, "logstore: %s is damaged; restore it from a backup, or move it aside to start empty", s.path)
+		}
+		if err != nil {
+			return abi.Wrap(abi.CodeUnavailable, err, "logstore: read %s", s.path)
+		}
+		switch f.kind {
+		case kindPut:
+			pending = append(pending, op{id: bucketID{f.mapName, f.backup}, key: f.key, e: &entry{
+				off: start, frameLen: uint32(fr.off - start), valueOff: uint32(f.valueOff), valueLen: uint32(len(f.value)),
+				exp: f.exp, created: f.created, updated: f.updated,
+			}})
+		case kindDelete:
+			pending = append(pending, op{del: true, id: bucketID{f.mapName, f.backup}, key: f.key})
+		case kindCommit:
+			if int(f.count) != len(pending) {
+				err := &corruptError{off: start, msg: fmt.Sprintf("commit of %d frames ends a batch of %d", f.count, len(pending))}
+				return abi.Wrap(abi.CodeInternal, err, "logstore: %s is damaged; restore it from a backup, or move it aside to start empty", s.path)
+			}
+			for _, o := range pending {
+				if o.del {
+					s.ix.del(o.id, o.key)
+				} else {
+					s.ix.put(o.id, o.key, o.e)
+				}
+			}
+			clear(pending)
+			pending = pending[:0]
+			committed = fr.off
+			batches++
+		}
+	}
+	if committed < size {
+		s.log.Warn("truncating the unfinished tail of the log", "file", s.path, "offset", committed, "bytes", size-committed)
+		if err := s.f.Truncate(committed); err != nil {
+			return abi.Wrap(abi.CodeUnavailable, err, "logstore: truncate the unfinished tail of %s", s.path)
+		}
+		if err := s.f.Sync(); err != nil {
+			return abi.Wrap(abi.CodeUnavailable, err, "logstore: sync %s", s.path)
+		}
+	}
+	s.size = committed
+	s.log.Debug("log loaded", "file", s.path, "batches", batches, "records", s.ix.records, "bytes", committed)
+	return nil
+}
+
+// initFile writes the header of a new log, replacing partial content.
+func (s *Store) initFile(size int64) error {
+	if size > 0 {
+		if err := s.f.Truncate(0); err != nil {
+			return abi.Wrap(abi.CodeUnavailable, err, "logstore: reset %s", s.path)
+		}
+	}
+	if _, err := s.f.WriteAt(appendHeader(nil), 0); err != nil {
+		return abi.Wrap(abi.CodeUnavailable, err, "logstore: write header of %s", s.path)
+	}
+	if err := s.f.Sync(); err != nil {
+		return abi.Wrap(abi.CodeUnavailable, err, "logstore: sync %s", s.path)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return abi.Wrap(abi.CodeUnavailable, err, "logstore: sync directory %s", s.dir)
+	}
+	return nil
+}
+
+// syncDir makes the creation or renaming of files in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Describe reports a durable store with atomic batches and an expiry index.
+func (s *Store) Describe() abi.Description {
+	return abi.Description{
+		Name:         Name,
+		ABIMajor:     abi.VersionMajor,
+		ABIMinor:     abi.VersionMinor,
+		Capabilities: abi.CapDurable | abi.CapAtomicBatch | abi.CapExpiryIndex,
+	}
+}
+
+// Stats returns the current size and content of the log.
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Stats{FileBytes: s.size, LiveBytes: s.ix.liveBytes, Records: s.ix.records, Compactions: s.compactions}
+}
+
+func errClosed() error { return abi.Errorf(abi.CodeUnavailable, "logstore: store is closed") }
+
+// readable reports why the store cannot be read; callers hold mu.
+func (s *Store) readable() error {
+	if s.closed {
+		return errClosed()
+	}
+	return nil
+}
+
+// writable reports why the store cannot be written; callers hold wmu.
+func (s *Store) writable() error {
+	if s.closed {
+		return errClosed()
+	}
+	if s.failed != nil {
+		return abi.Wrap(abi.CodeUnavailable, s.failed, "logstore: a failed write left %s in an unknown state; close and reopen the store", s.path)
+	}
+	return nil
+}
+
+type recKey struct {
+	id  bucketID
+	key string
+}
+
+// batchOp is one mutation as it will change the index once committed.
+type batchOp struct {
+	id  bucketID
+	key string
+	e   *entry // nil for a delete
+}
+
+// Apply appends the batch's frames and a commit frame, syncs the file, and
+// only then makes the batch visible. A failed write is truncated away, so
+// the batch is never replayed.
+func (s *Store) Apply(ctx context.Context, b *abi.Batch) error {
+	if err := abi.ContextError(ctx); err != nil {
+		return err
+	}
+	if err := abi.ValidateBatch(b); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	if err := abi.ContextError(ctx); err != nil {
+		return err
+	}
+
+	// State of the records this batch touched, so that later mutations of
+	// a record see earlier ones (nil: deleted in this batch).
+	var touched map[recKey]*entry
+	if len(b.Mutations) > 1 {
+		touched = make(map[recKey]*entry, len(b.Mutations))
+	}
+	current := func(k recKey) *entry {
+		if e, ok := touched[k]; ok {
+			return e
+		}
+		return s.ix.get(k.id, k.key)
+	}
+	ops := make([]batchOp, 0, len(b.Mutations))
+	base := s.size
+	written := int64(0) // bytes of this batch already written at base
+	buf := s.buf[:0]
+	for i := range b.Mutations {
+		m := &b.Mutations[i]
+		k := recKey{bucketID{m.Map, m.Backup}, m.Key}
+		prev := current(k)
+		switch m.Kind {
+		case abi.OpPut:
+			created := b.Now
+			if prev != nil {
+				created = prev.created
+			}
+			start := len(buf)
+			var voff int
+			buf, voff = appendPut(buf, m.Backup, m.Map, m.Key, m.ExpirationTime, created, b.Now, m.Value)
+			e := &entry{
+				off: base + written + int64(start), frameLen: uint32(len(buf) - start),
+				valueOff: uint32(voff), valueLen: uint32(len(m.Value)),
+				exp: m.ExpirationTime, created: created, updated: b.Now,
+			}
+			ops = append(ops, batchOp{k.id, k.key, e})
+			if touched != nil {
+				touched[k] = e
+			}
+		case abi.OpDelete:
+			if prev == nil {
+				continue // nothing to delete: write nothing
+			}
+			buf = appendDelete(buf, m.Backup, m.Map, m.Key)
+			ops = append(ops, batchOp{k.id, k.key, nil})
+			if touched != nil {
+				touched[k] = nil
+			}
+		}
+		if len(buf) >= writeChunk {
+			if err := s.write(buf, base+written); err != nil {
+				return s.rollback(base, err)
+			}
+			written += int64(len(buf))
+			buf = buf[:0]
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	buf = appendCommit(buf, uint32(len(ops)))
+	if err := s.write(buf, base+written); err != nil {
+		return s.rollback(base, err)
+	}
+	written += int64(len(buf))
+	if err := s.f.Sync(); err != nil {
+		// After a failed fsync the kernel may have dropped the dirty pages:
+		// neither the batch nor what follows can be trusted any more.
+		return s.rollback(base, err)
+	}
+	if cap(buf) <= 2*writeChunk {
+		s.buf = buf[:0]
+	} else {
+		s.buf = nil
+	}
+
+	s.mu.Lock()
+	for _, o := range ops {
+		if o.e == nil {
+			s.ix.del(o.id, o.key)
+		} else {
+			s.ix.put(o.id, o.key, o.e)
+		}
+	}
+	s.size = base + written
+	s.mu.Unlock()
+
+	s.maybeCompact()
+	return nil
+}
+
+func (s *Store) write(p []byte, off int64) error {
+	_, err := s.f.WriteAt(p, off)
+	return err
+}
+
+// rollback truncates a failed batch away so that it is never replayed, and
+// marks the store failed when that is not certain. It returns the error for
+// Apply.
+func (s *Store) rollback(base int64, cause error) error {
+	s.buf = nil
+	terr := s.f.Truncate(base)
+	if terr == nil {
+		terr = s.f.Sync()
+	}
+	if terr != nil {
+		s.mu.Lock()
+		s.failed = errors.Join(cause, terr)
+		s.mu.Unlock()
+	}
+	return abi.Wrap(abi.CodeUnavailable, cause, "logstore: write batch to %s; nothing of the batch was applied", s.path)
+}
+
+// Get returns the records of keys found in one map, reading values from the
+// log.
+func (s *Store) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	if err := abi.ValidateGet(mapName, keys); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.readable(); err != nil {
+		return nil, err
+	}
+	bk := s.ix.buckets[bucketID{mapName, backup}]
+	if bk == nil {
+		return nil, nil
+	}
+	var seen map[string]struct{}
+	if len(keys) > 1 {
+		seen = make(map[string]struct{}, len(keys))
+	}
+	out := make([]abi.Record, 0, len(keys))
+	for i, k := range keys {
+		if i%1024 == 1023 {
+			if err := abi.ContextError(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if seen != nil {
+			if _, dup := seen[k]; dup {
+				continue
+			}
+			seen[k] = struct{}{}
+		}
+		e := bk.recs[k]
+		if e == nil {
+			continue
+		}
+		r, err := s.record(mapName, k, backup, e, true)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// record builds a record from its index entry; callers hold mu.
+func (s *Store) record(mapName, key string, backup bool, e *entry, withValue bool) (abi.Record, error) {
+	r := abi.Record{Map: mapName, Key: key, Backup: backup, ExpirationTime: e.exp, CreatedAt: e.created, UpdatedAt: e.updated}
+	if !withValue {
+		return r, nil
+	}
+	r.Value = make([]byte, e.valueLen)
+	if _, err := s.f.ReadAt(r.Value, e.valuePos()); err != nil {
+		return abi.Record{}, abi.Wrap(abi.CodeInternal, err, "logstore: read value of key %q in map %q from %s at offset %d", key, mapName, s.path, e.valuePos())
+	}
+	return r, nil
+}
+
+// Scan pages through one map in byte order of keys.
+func (s *Store) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return abi.Page{}, err
+	}
+	if err := abi.ValidateScan(&req); err != nil {
+		return abi.Page{}, err
+	}
+	after, hasAfter, err := abi.ParseKeyCursor(req.Cursor)
+	if err != nil {
+		return abi.Page{}, err
+	}
+	id := bucketID{req.Map, req.Backup}
+	s.mu.RLock()
+	if bk := s.ix.buckets[id]; bk != nil && bk.needsSort() {
+		// Sorting changes the bucket: do it under the write lock, then
+		// read under the read lock like every other reader.
+		s.mu.RUnlock()
+		s.mu.Lock()
+		if bk := s.ix.buckets[id]; bk != nil {
+			bk.sortKeys()
+		}
+		s.mu.Unlock()
+		s.mu.RLock()
+	}
+	defer s.mu.RUnlock()
+	if err := s.readable(); err != nil {
+		return abi.Page{}, err
+	}
+	bk := s.ix.buckets[id]
+	if bk == nil {
+		return abi.Page{}, nil
+	}
+	if bk.needsSort() {
+		// A batch landed between the two locks; its keys are not sorted yet.
+		// Serve the page from a sorted copy.
+		cp := &bucket{recs: bk.recs, sorted: bk.sorted, added: append([]string(nil), bk.added...), stale: bk.stale}
+		cp.sortKeys()
+		bk = cp
+	}
+	i := 0
+	if hasAfter {
+		i = bk.after(after)
+	}
+	var page abi.Page
+	used := 0
+	for ; i < len(bk.sorted); i++ {
+		k := bk.sorted[i]
+		e := bk.recs[k]
+		size := len(k) + int(e.valueLen)
+		if len(page.Records) >= req.Limit || (len(page.Records) > 0 && used+size > req.MaxBytes) {
+			page.Cursor = abi.KeyCursor(page.Records[len(page.Records)-1].Key)
+			return page, nil
+		}
+		r, err := s.record(req.Map, k, req.Backup, e, true)
+		if err != nil {
+			return abi.Page{}, err
+		}
+		page.Records = append(page.Records, r)
+		used += size
+	}
+	return page, nil
+}
+
+// ListMaps returns the sorted names of maps with primary records.
+func (s *Store) ListMaps(ctx context.Context) ([]string, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if err := s.readable(); err != nil {
+		return nil, err
+	}
+	var out []string
+	for id, bk := range s.ix.buckets {
+		if !id.backup && len(bk.recs) > 0 {
+			out = append(out, id.mapName)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// ListExpired returns records whose expiration has passed, oldest first,
+// from the expiry index.
+func (s *Store) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = abi.DefaultScanLimit
+	}
+	// The index drops stale items as it goes: it needs the write lock.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.readable(); err != nil {
+		return nil, err
+	}
+	items := s.ix.expired(now, limit)
+	out := make([]abi.Record, 0, len(items))
+	for _, it := range items {
+		r, _ := s.record(it.id.mapName, it.key, it.id.backup, s.ix.get(it.id, it.key), false)
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Close closes the log file. Every later call fails with CodeUnavailable.
+// It is idempotent.
+func (s *Store) Close() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.ix = newIndex()
+	if err := s.f.Close(); err != nil {
+		return abi.Wrap(abi.CodeInternal, err, "logstore: close %s", s.path)
+	}
+	return nil
+}
