@@ -253,5 +253,61 @@ func checkFile(r io.ReaderAt, size int64) error {
 	if m.pgid > uint64(size)/ps {
 		return fmt.Errorf("file is truncated: it has %d bytes, its header needs %d (%w)", size, m.pgid*ps, bolt.ErrInvalid)
 	}
+	// bbolt reads the root page and the freelist at Open, trusting their
+	// headers (a bad freelist count makes it allocate without bound).
+	root, err := readPageHeader(r, m.root, ps)
+	if err != nil {
+		return err
+	}
+	if root.id != m.root || (root.flags != boltBranchPage && root.flags != boltLeafPage) || m.root+uint64(root.overflow) >= m.pgid {
+		return fmt.Errorf("root page %d is damaged (%w)", m.root, bolt.ErrInvalid)
+	}
+	if m.freelist == boltNoFreelist {
+		return nil
+	}
+	fl, err := readPageHeader(r, m.freelist, ps)
+	if err != nil {
+		return err
+	}
+	if fl.id != m.freelist || fl.flags != boltFreelistPage || m.freelist+uint64(fl.overflow) >= m.pgid {
+		return fmt.Errorf("freelist page %d is damaged (%w)", m.freelist, bolt.ErrInvalid)
+	}
+	capacity := ((uint64(fl.overflow)+1)*ps - boltPageHeader) / 8 // page ids that fit
+	count, idx := uint64(fl.count), uint64(0)
+	if count == 0xFFFF {
+		var buf [8]byte
+		if _, err := r.ReadAt(buf[:], int64(m.freelist*ps+boltPageHeader)); err != nil {
+			return fmt.Errorf("reading the freelist: %w", err)
+		}
+		count, idx = binary.NativeEndian.Uint64(buf[:]), 1
+	}
+	if count > capacity-idx {
+		return fmt.Errorf("freelist page %d claims %d entries, room for %d (%w)", m.freelist, count, capacity-idx, bolt.ErrInvalid)
+	}
 	return nil
+}
+
+// boltPage is a bbolt page header.
+type boltPage struct {
+	id       uint64
+	flags    uint16
+	count    uint16
+	overflow uint32
+}
+
+const (
+	boltBranchPage   = 0x01
+	boltLeafPage     = 0x02
+	boltFreelistPage = 0x10
+)
+
+// readPageHeader reads the header of page id; the caller checked that the
+// page lies inside the file.
+func readPageHeader(r io.ReaderAt, id, pageSize uint64) (boltPage, error) {
+	var buf [boltPageHeader]byte
+	if _, err := r.ReadAt(buf[:], int64(id*pageSize)); err != nil {
+		return boltPage{}, fmt.Errorf("reading page %d: %w", id, err)
+	}
+	ne := binary.NativeEndian
+	return boltPage{id: ne.Uint64(buf[0:]), flags: ne.Uint16(buf[8:]), count: ne.Uint16(buf[10:]), overflow: ne.Uint32(buf[12:])}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
@@ -109,23 +110,29 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	if err := abi.ContextError(ctx); err != nil {
 		return nil, err
 	}
-	if err := precheck(path); err != nil {
+	deadline, byCtx := time.Now().Add(o.Timeout), false
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline, byCtx = dl, true
+	}
+	locked := func(cause error) error {
+		if byCtx {
+			return abi.Wrap(abi.CodeDeadlineExceeded, cause, "redb: %s is locked by another process and the context deadline came first", path)
+		}
+		return abi.Wrap(abi.CodeUnavailable, cause, "redb: %s is locked by another process (is another server running on it?); stop it or set TOPGUN_REDB_PATH to another file", path)
+	}
+	if err := precheck(path, deadline); err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, locked(err)
+		}
 		return nil, err
 	}
-
-	timeout, byCtx := o.Timeout, false
-	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left < timeout {
-			timeout, byCtx = max(left, time.Millisecond), true
-		}
-	}
+	// Another process may take the lock between precheck and here; bbolt
+	// then waits for what is left of the timeout.
+	timeout := max(time.Until(deadline), 50*time.Millisecond)
 	db, err := openBolt(path, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			if byCtx {
-				return nil, abi.Wrap(abi.CodeDeadlineExceeded, err, "redb: %s is locked by another process and the context deadline came first", path)
-			}
-			return nil, abi.Wrap(abi.CodeUnavailable, err, "redb: %s is locked by another process (is another server running on it?); stop it or set TOPGUN_REDB_PATH to another file", path)
+			return nil, locked(err)
 		}
 		return nil, openError(path, err)
 	}
@@ -140,9 +147,11 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 }
 
 // precheck refuses a directory and a file whose bbolt header is broken or
-// truncated before bbolt sees it (bbolt panics or faults on some of them). A
-// missing file is fine: bbolt creates it.
-func precheck(path string) error {
+// truncated before bbolt sees it (bbolt panics, faults or allocates without
+// bound on some of them). It holds the file lock while it reads, waiting
+// until deadline, and returns bolt.ErrTimeout if the lock stays taken. A
+// missing or empty file is fine: bbolt initialises it.
+func precheck(path string, deadline time.Time) error {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -156,12 +165,25 @@ func precheck(path string) error {
 		return openError(path, err)
 	}
 	if st.IsDir() {
-		return abi.Errorf(abi.CodeInvalidArgument, "redb: %s is a directory; set TOPGUN_REDB_PATH to a file path, e.g. %s/topgun.redb", path, path)
+		return abi.Errorf(abi.CodeInvalidArgument, "redb: %s is a directory; set TOPGUN_REDB_PATH to a file path, e.g. %s", path, filepath.Join(path, "topgun.redb"))
 	}
 	if !st.Mode().IsRegular() {
 		return abi.Errorf(abi.CodeInvalidArgument, "redb: %s is not a regular file; set TOPGUN_REDB_PATH to a file path", path)
 	}
+	if st.Size() == 0 {
+		return nil
+	}
+	if err := lockFile(f, deadline); err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return err
+		}
+		return openError(path, err)
+	}
 	if err := checkFile(f, st.Size()); err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return openError(path, err)
+		}
 		return notOurs(path, err)
 	}
 	return nil
@@ -202,6 +224,8 @@ func openError(path string, err error) error {
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot create %s: its directory does not exist; create it or set TOPGUN_REDB_PATH to another file", path)
 	case errors.Is(err, fs.ErrPermission):
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot open %s for reading and writing; fix its permissions or set TOPGUN_REDB_PATH to another file", path)
+	case errors.Is(err, syscall.ENOTDIR):
+		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot open %s: a parent of it is not a directory; set TOPGUN_REDB_PATH to another file", path)
 	case errors.Is(err, syscall.EISDIR):
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: %s is a directory; set TOPGUN_REDB_PATH to a file path", path)
 	}

@@ -1,0 +1,308 @@
+package redb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// validFile returns the bytes of a closed topgun redb database holding
+// enough records to span many pages.
+func validFile(t *testing.T) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "valid.redb")
+	b, err := Open(context.Background(), path, &Options{NoSync: true, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := &abi.Batch{Now: 1}
+	for i := range 3000 {
+		batch.Put(fmt.Sprintf("map-%d", i%3), fmt.Sprintf("key-%06d", i), i%5 == 0, make([]byte, 100), int64(i%7))
+	}
+	mustApply(t, b, batch)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// boltFile creates a bbolt file with fn run in one update.
+func boltFile(t *testing.T, fn func(tx *bolt.Tx) error) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "bolt.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func writeFile(t *testing.T, data []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "file.redb")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestOpen_notADatabase(t *testing.T) {
+	t.Parallel()
+	valid := validFile(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	garbage := make([]byte, 64<<10)
+	for i := range garbage {
+		garbage[i] = byte(rng.Uint32())
+	}
+	badMeta := append([]byte(nil), valid...)
+	badMeta[boltPageHeader+4] ^= 0xff      // meta 0 version
+	badMeta[4096+boltPageHeader+4] ^= 0xff // meta 1 version (4 KiB pages)
+	checksum := append([]byte(nil), valid[:16<<10]...)
+	checksum[boltPageHeader+20] ^= 1
+	checksum[4096+boltPageHeader+20] ^= 1
+
+	tests := []struct {
+		name string
+		path func(t *testing.T) string
+		code abi.Code
+		is   error // a cause errors.Is must find, if not nil
+	}{
+		{"garbage", func(t *testing.T) string { return writeFile(t, garbage) }, abi.CodeInvalidArgument, bolt.ErrInvalid},
+		{"text", func(t *testing.T) string { return writeFile(t, []byte("hello, this is not a database\n")) }, abi.CodeInvalidArgument, bolt.ErrInvalid},
+		{"one byte", func(t *testing.T) string { return writeFile(t, []byte{0}) }, abi.CodeInvalidArgument, bolt.ErrInvalid},
+		{"bbolt version mismatch", func(t *testing.T) string { return writeFile(t, badMeta) }, abi.CodeInvalidArgument, bolt.ErrVersionMismatch},
+		{"bad meta checksums", func(t *testing.T) string { return writeFile(t, checksum) }, abi.CodeInvalidArgument, bolt.ErrChecksum},
+		{"directory", func(t *testing.T) string { return t.TempDir() }, abi.CodeInvalidArgument, nil},
+		{"missing directory", func(t *testing.T) string { return filepath.Join(t.TempDir(), "no", "such", "dir", "x.redb") }, abi.CodeInvalidArgument, os.ErrNotExist},
+		{"parent is a file", func(t *testing.T) string { return filepath.Join(writeFile(t, nil), "x.redb") }, abi.CodeInvalidArgument, nil},
+		{"foreign bbolt file", func(t *testing.T) string {
+			return boltFile(t, func(tx *bolt.Tx) error {
+				b, err := tx.CreateBucket([]byte("widgets"))
+				if err != nil {
+					return err
+				}
+				return b.Put([]byte("w1"), []byte("blue"))
+			})
+		}, abi.CodeInvalidArgument, nil},
+		{"malformed marker", func(t *testing.T) string {
+			return boltFile(t, func(tx *bolt.Tx) error {
+				b, err := tx.CreateBucket(bucketMeta)
+				if err != nil {
+					return err
+				}
+				return b.Put(keyFormat, []byte("one"))
+			})
+		}, abi.CodeInvalidArgument, nil},
+		{"marker without data buckets", func(t *testing.T) string {
+			return boltFile(t, func(tx *bolt.Tx) error {
+				b, err := tx.CreateBucket(bucketMeta)
+				if err != nil {
+					return err
+				}
+				return b.Put(keyFormat, []byte("1"))
+			})
+		}, abi.CodeInvalidArgument, nil},
+		{"newer format version", func(t *testing.T) string {
+			return boltFile(t, func(tx *bolt.Tx) error {
+				for _, n := range [][]byte{bucketPrimary, bucketBackup, bucketExpiry} {
+					if _, err := tx.CreateBucket(n); err != nil {
+						return err
+					}
+				}
+				b, err := tx.CreateBucket(bucketMeta)
+				if err != nil {
+					return err
+				}
+				return b.Put(keyFormat, []byte("2"))
+			})
+		}, abi.CodeUnsupported, nil},
+	}
+	m, err := parseBoltMeta(valid[4096:]) // meta 1 holds the last commit of validFile
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := int(m.pgid * m.pageSize)
+	for _, size := range []int{100, 4096, 8192, 8193, 16384, 20000, used / 2, used - 4096, used - 1} {
+		tests = append(tests, struct {
+			name string
+			path func(t *testing.T) string
+			code abi.Code
+			is   error
+		}{fmt.Sprintf("truncated to %d", size), func(t *testing.T) string { return writeFile(t, valid[:size]) }, abi.CodeInvalidArgument, nil})
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := tc.path(t)
+			b, err := Open(context.Background(), path, testOptions(t))
+			if err == nil {
+				_ = b.Close()
+				t.Fatalf("Open(%s) succeeded", tc.name)
+			}
+			t.Logf("error: %v", err)
+			wantCode(t, err, tc.code)
+			if !strings.HasPrefix(err.Error(), "redb: ") || !strings.Contains(err.Error(), path) {
+				t.Errorf("error %q does not start with \"redb: \" and name %s", err, path)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("error %v does not keep cause %v", err, tc.is)
+			}
+		})
+	}
+}
+
+func TestOpen_acceptedFiles(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		path func(t *testing.T) string
+	}{
+		{"empty file", func(t *testing.T) string { return writeFile(t, nil) }},
+		{"bbolt file without buckets", func(t *testing.T) string { return boltFile(t, func(*bolt.Tx) error { return nil }) }},
+		{"valid file with an unused tail cut off", func(t *testing.T) string {
+			v := validFile(t)
+			return writeFile(t, v[:len(v)-4096])
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b, err := Open(context.Background(), tc.path(t), testOptions(t))
+			if err != nil {
+				t.Fatalf("Open: %v", err)
+			}
+			defer b.Close()
+			mustApply(t, b, &abi.Batch{Now: 1, Mutations: []abi.Mutation{{Kind: abi.OpPut, Map: "m", Key: "k"}}})
+			checkConsistency(t, b)
+		})
+	}
+}
+
+func TestOpen_unreadableFile(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() == 0 {
+		t.Skip("root reads files whatever their mode")
+	}
+	path := writeFile(t, validFile(t))
+	if err := os.Chmod(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), path, testOptions(t))
+	wantCode(t, err, abi.CodeInvalidArgument)
+	if !errors.Is(err, os.ErrPermission) {
+		t.Errorf("error %v does not keep the permission error", err)
+	}
+}
+
+// TestBackend_corruptPages damages pages inside valid files (seeded, bounded)
+// and runs every operation: each either works or returns an error; none
+// panics or kills the process.
+func TestBackend_corruptPages(t *testing.T) {
+	t.Parallel()
+	valid := validFile(t)
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	pages := len(valid) / 4096
+	const rounds = 40
+	failures := 0
+	for round := range rounds {
+		data := append([]byte(nil), valid...)
+		switch round % 3 {
+		case 0: // one page of random bytes
+			p := 2 + rng.IntN(pages-2)
+			for i := range 4096 {
+				data[p*4096+i] = byte(rng.Uint32())
+			}
+		case 1: // a few flipped bytes anywhere after the meta pages
+			for range 8 {
+				data[8192+rng.IntN(len(data)-8192)] ^= byte(1 + rng.IntN(255))
+			}
+		case 2: // a zeroed page
+			p := 2 + rng.IntN(pages-2)
+			clear(data[p*4096 : (p+1)*4096])
+		}
+		path := writeFile(t, data)
+		b, err := Open(context.Background(), path, testOptions(t))
+		if err != nil {
+			failures++
+			t.Logf("round %d: open: %v", round, err)
+			continue
+		}
+		errs := exercise(b)
+		if len(errs) > 0 {
+			failures++
+			t.Logf("round %d: %d operations failed, first: %v", round, len(errs), errs[0])
+		}
+		for _, err := range errs {
+			if c := abi.CodeOf(err); c != abi.CodeInternal && c != abi.CodeInvalidArgument {
+				t.Errorf("round %d: unexpected code %v: %v", round, c, err)
+			}
+		}
+		if err := b.Close(); err != nil {
+			t.Logf("round %d: close: %v", round, err)
+		}
+	}
+	t.Logf("%d of %d damaged files gave errors", failures, rounds)
+}
+
+// exercise runs every read and a write over the whole database.
+func exercise(b *Backend) []error {
+	ctx := context.Background()
+	var errs []error
+	maps, err := b.ListMaps(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	maps = append(maps, "map-0", "map-1", "map-2")
+	for _, m := range maps {
+		for _, backup := range []bool{false, true} {
+			var cursor []byte
+			for range 100 {
+				p, err := b.Scan(ctx, abi.ScanRequest{Map: m, Backup: backup, Cursor: cursor})
+				if err != nil {
+					errs = append(errs, err)
+					break
+				}
+				if p.Cursor == nil {
+					break
+				}
+				cursor = p.Cursor
+			}
+			if _, err := b.Get(ctx, m, backup, []string{"key-000001", "key-001500", "key-002999"}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if _, err := b.ListExpired(ctx, 1<<40, 10000); err != nil {
+		errs = append(errs, err)
+	}
+	batch := &abi.Batch{Now: 2}
+	for i := 0; i < 3000; i += 7 {
+		batch.Put(fmt.Sprintf("map-%d", i%3), fmt.Sprintf("key-%06d", i), false, []byte("new"), 0)
+		batch.Delete(fmt.Sprintf("map-%d", i%3), fmt.Sprintf("key-%06d", i+1), true)
+	}
+	if err := b.Apply(ctx, batch); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
