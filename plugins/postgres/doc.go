@@ -54,7 +54,9 @@
 // CodeDeadlineExceeded; data the database rejects gives CodeInvalidArgument;
 // anything else CodeInternal. An operation that fails because a pooled
 // connection was dead (after a database restart, or pg_terminate_backend)
-// is retried once on another connection; the pool reconnects by itself, so
+// is retried on another connection (at most pool size + 1 attempts; a write
+// only when it certainly did not commit); a failure to open a connection is
+// returned at once as CodeUnavailable. The pool reconnects by itself, so
 // the backend recovers when the database returns, without being reopened.
 //
 // # Caveats

@@ -122,6 +122,12 @@ func isConnectionError(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
+// isConnectError reports whether err is a failure to open a connection.
+func isConnectError(err error) bool {
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &connectErr)
+}
+
 // retryable reports whether an operation that failed with err certainly
 // did not take effect and may be run once more on another connection: the
 // request never reached the server, or the server reported that it ended

@@ -82,6 +82,9 @@ type Backend struct {
 	log    hclog.Logger
 	closed atomic.Bool
 
+	// maxRetries bounds retries after dead pooled connections.
+	maxRetries int
+
 	// byteOrder is true when the key column's collation orders keys by
 	// their bytes (C, POSIX, C.UTF-8); otherwise scans follow the collation.
 	byteOrder bool
@@ -122,7 +125,7 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 	if err != nil {
 		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: cannot configure a connection pool for %s", RedactURL(databaseURL))
 	}
-	b := &Backend{pool: pool, log: o.Logger}
+	b := &Backend{pool: pool, log: o.Logger, maxRetries: int(cfg.MaxConns) + 1}
 
 	// Bound the first connection even when ctx has no deadline: with
 	// several hosts pgx may try each in turn.
@@ -186,16 +189,22 @@ func (b *Backend) begin(ctx context.Context) error {
 	return nil
 }
 
-// retry runs fn, and once more when the first attempt failed because a
-// pooled connection was dead, which is what happens to idle connections
-// after a database restart or a terminated session. A read (idempotent) is
-// retried after any connection failure; a write only when it certainly
-// took no effect.
+// retry runs fn, and again when an attempt failed because the pooled
+// connection it used was dead, which is what happens to idle connections
+// after a database restart or a terminated session: each such attempt
+// discards one dead connection, so there are at most pool size + 1 of them.
+// A read (idempotent) is retried after any failure of an established
+// connection; a write only when it certainly took no effect. A failure to
+// open a new connection ends the retries at once: the database is down.
 func (b *Backend) retry(ctx context.Context, op string, idempotent bool, fn func(context.Context) error) error {
-	err := fn(ctx)
-	if err != nil && ctx.Err() == nil && !b.closed.Load() && (retryable(err) || (idempotent && isConnectionError(err))) {
-		b.log.Debug("retrying after a connection failure", "op", op, "error", err)
+	var err error
+	for attempt := 0; ; attempt++ {
 		err = fn(ctx)
+		if err == nil || attempt >= b.maxRetries || ctx.Err() != nil || b.closed.Load() || isConnectError(err) ||
+			!(retryable(err) || (idempotent && isConnectionError(err))) {
+			break
+		}
+		b.log.Debug("retrying on another connection", "op", op, "attempt", attempt+1, "error", err)
 	}
 	return b.mapErr(ctx, op, err)
 }

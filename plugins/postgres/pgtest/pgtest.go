@@ -69,8 +69,9 @@ func URL(t testing.TB) string {
 	if p.err != nil {
 		if os.Getenv(EnvRequire) == "1" {
 			t.Fatalf("pgtest: PostgreSQL is required (%s=1) but unreachable: %v; set %s to a reachable database", EnvRequire, p.err, EnvURL)
+		} else {
+			t.Skipf("pgtest: skipping, PostgreSQL unreachable (%v); set %s to a reachable database (and %s=1 to fail instead of skipping)", p.err, EnvURL, EnvRequire)
 		}
-		t.Skipf("pgtest: skipping, PostgreSQL unreachable (%v); set %s to a reachable database (and %s=1 to fail instead of skipping)", p.err, EnvURL, EnvRequire)
 	}
 	return u
 }

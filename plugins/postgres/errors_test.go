@@ -1,0 +1,99 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"syscall"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/topgun-go/topgun/abi"
+)
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	pg := func(code string) error { return &pgconn.PgError{Severity: "ERROR", Code: code, Message: "m"} }
+	cases := []struct {
+		name string
+		err  error
+		want abi.Code
+	}{
+		{"admin shutdown", pg("57P01"), abi.CodeUnavailable},
+		{"crash shutdown", pg("57P02"), abi.CodeUnavailable},
+		{"starting up", pg("57P03"), abi.CodeUnavailable},
+		{"connection failure", pg("08006"), abi.CodeUnavailable},
+		{"too many connections", pg("53300"), abi.CodeUnavailable},
+		{"read-only standby", pg("25006"), abi.CodeUnavailable},
+		{"deadlock", pg("40P01"), abi.CodeUnavailable},
+		{"disk full", pg("53100"), abi.CodeResourceExhausted},
+		{"invalid byte sequence", pg("22021"), abi.CodeInvalidArgument},
+		{"index row too large", pg("54000"), abi.CodeInvalidArgument},
+		{"undefined table", pg("42P01"), abi.CodeInternal},
+		{"raise exception", pg("P0001"), abi.CodeInternal},
+		{"eof", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), abi.CodeUnavailable},
+		{"reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, abi.CodeUnavailable},
+		{"refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), abi.CodeUnavailable},
+		{"closed conn", fmt.Errorf("x: %w", pgconn.ErrConnClosed), abi.CodeUnavailable},
+		{"canceled", fmt.Errorf("x: %w", context.Canceled), abi.CodeCanceled},
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), abi.CodeDeadlineExceeded},
+		{"other", errors.New("boom"), abi.CodeInternal},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := classify(context.Background(), c.err); got != c.want {
+				t.Fatalf("classify(%v) = %v, want %v", c.err, got, c.want)
+			}
+		})
+	}
+}
+
+func TestMapErr_keepsCauseAndCode(t *testing.T) {
+	t.Parallel()
+	b := &Backend{}
+	cause := &pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"}
+	err := b.mapErr(context.Background(), "apply", cause)
+	if !errors.Is(err, abi.ErrUnavailable) {
+		t.Fatalf("%v is not unavailable", err)
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr != cause {
+		t.Fatalf("cause lost: %v", err)
+	}
+	// The caller's context wins over the shape pgx reports.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.mapErr(ctx, "scan", &pgconn.PgError{Code: "57014"}); !errors.Is(err, abi.ErrCanceled) {
+		t.Fatalf("cancelled query = %v", err)
+	}
+	// An *abi.Error passes through unchanged.
+	in := abi.Errorf(abi.CodeNotFound, "x")
+	if got := b.mapErr(context.Background(), "get", in); got != in {
+		t.Fatalf("mapErr changed %v to %v", in, got)
+	}
+	if b.mapErr(context.Background(), "get", nil) != nil {
+		t.Fatal("nil error mapped to non-nil")
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "57P01"}, true},
+		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "40P01"}, true},
+		{&pgconn.PgError{Code: "23505"}, false},
+		{fmt.Errorf("x: %w", pgconn.ErrConnClosed), false}, // not typed as safe to retry by itself
+		{io.ErrUnexpectedEOF, false},                       // may have been sent: outcome unknown
+		{errors.New("boom"), false},
+	} {
+		if got := retryable(c.err); got != c.want {
+			t.Errorf("retryable(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}

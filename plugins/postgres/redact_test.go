@@ -1,0 +1,41 @@
+package postgres
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ in, want string }{
+		{"postgres://user:s3cret@db.example:5432/app?sslmode=require", "postgres://user:xxxxx@db.example:5432/app?sslmode=require"},
+		{"postgresql://user:p%40ss%3Aword@host/db", "postgresql://user:xxxxx@host/db"},
+		{"postgres://user@host/db", "postgres://user@host/db"},
+		{"postgres://host/db?user=u&password=s3cret&sslmode=disable", "postgres://host/db?user=u&password=xxxxx&sslmode=disable"},
+		{"postgres://u:s3cret@host/db?sslpassword=s3cret", "postgres://u:xxxxx@host/db?sslpassword=xxxxx"},
+		{"postgres://u:s3cret@h1:5432,h2:5432/db", "postgres://u:xxxxx@h1:5432,h2:5432/db"},
+		{"postgres://u:s3cret@[bad/db?password=s3cret", "postgres://u:xxxxx@[bad/db?password=xxxxx"},
+		{"host=localhost user=u password=s3cret dbname=app", "host=localhost user=u password=xxxxx dbname=app"},
+		{"host=localhost password = 's3 cret\\'x' dbname=app", "host=localhost password=xxxxx dbname=app"},
+		{"host=localhost sslpassword=s3cret", "host=localhost sslpassword=xxxxx"},
+		{"", ""},
+	}
+	for _, c := range cases {
+		got := RedactURL(c.in)
+		if got != c.want {
+			t.Errorf("RedactURL(%q) = %q, want %q", c.in, got, c.want)
+		}
+		if strings.Contains(got, "s3cret") || strings.Contains(got, "cret") {
+			t.Errorf("RedactURL(%q) leaks the password: %q", c.in, got)
+		}
+	}
+}
+
+func FuzzRedactURL(f *testing.F) {
+	f.Add("postgres://user:s3cret@host/db")
+	f.Add("host=h password='a b' user=u")
+	f.Add("postgres://u:pw@[::1/db?password=pw")
+	f.Fuzz(func(t *testing.T, s string) {
+		_ = RedactURL(s) // must not panic
+	})
+}
