@@ -1,0 +1,792 @@
+package abitest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/abi/abitest"
+	"github.com/topgun-go/topgun/plugins/null"
+)
+
+// faulty wraps the null backend; each non-nil hook replaces one method, so a
+// test can break exactly one promise of the contract.
+type faulty struct {
+	inner *null.Backend
+
+	describe    func(d abi.Description) abi.Description
+	apply       func(ctx context.Context, b *abi.Batch) error
+	get         func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error)
+	scan        func(ctx context.Context, req abi.ScanRequest) (abi.Page, error)
+	listMaps    func(ctx context.Context) ([]string, error)
+	listExpired func(ctx context.Context, now int64, limit int) ([]abi.Record, error)
+	close       func() error
+}
+
+var _ abi.Backend = (*faulty)(nil)
+
+func (f *faulty) Describe() abi.Description {
+	d := f.inner.Describe()
+	if f.describe != nil {
+		return f.describe(d)
+	}
+	return d
+}
+
+func (f *faulty) Apply(ctx context.Context, b *abi.Batch) error {
+	if f.apply != nil {
+		return f.apply(ctx, b)
+	}
+	return f.inner.Apply(ctx, b)
+}
+
+func (f *faulty) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if f.get != nil {
+		return f.get(ctx, m, backup, keys)
+	}
+	return f.inner.Get(ctx, m, backup, keys)
+}
+
+func (f *faulty) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	if f.scan != nil {
+		return f.scan(ctx, req)
+	}
+	return f.inner.Scan(ctx, req)
+}
+
+func (f *faulty) ListMaps(ctx context.Context) ([]string, error) {
+	if f.listMaps != nil {
+		return f.listMaps(ctx)
+	}
+	return f.inner.ListMaps(ctx)
+}
+
+func (f *faulty) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	if f.listExpired != nil {
+		return f.listExpired(ctx, now, limit)
+	}
+	return f.inner.ListExpired(ctx, now, limit)
+}
+
+func (f *faulty) Close() error {
+	if f.close != nil {
+		return f.close()
+	}
+	return f.inner.Close()
+}
+
+// faults are broken backends, each with the cases that must catch it.
+type fault struct {
+	name  string
+	cases []string
+	make  func(in *null.Backend) *faulty
+}
+
+var faults = []fault{
+	{"get of nothing is not found", []string{"Get/NotFound"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+			recs, err := in.Get(ctx, m, backup, keys)
+			if err == nil && len(recs) == 0 {
+				return nil, abi.Errorf(abi.CodeNotFound, "faulty: nothing found")
+			}
+			return recs, err
+		}}
+	}},
+	{"get accepts invalid keys", []string{"Get/InvalidArgument"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+			recs, err := in.Get(ctx, m, backup, keys)
+			if errors.Is(err, abi.ErrInvalidArgument) {
+				return nil, nil
+			}
+			return recs, err
+		}}
+	}},
+	{"put drops the expiration", []string{"Put/Get", "ListExpired", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			c := &abi.Batch{Now: b.Now, Mutations: slices.Clone(b.Mutations)}
+			for i := range c.Mutations {
+				c.Mutations[i].ExpirationTime = 0
+			}
+			return in.Apply(ctx, c)
+		}}
+	}},
+	{"deletes ignored", []string{"Delete", "Batch/LaterWins", "ListMaps", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			c := &abi.Batch{Now: b.Now, Mutations: slices.DeleteFunc(slices.Clone(b.Mutations), func(m abi.Mutation) bool { return m.Kind == abi.OpDelete })}
+			if len(c.Mutations) == 0 {
+				return nil
+			}
+			return in.Apply(ctx, c)
+		}}
+	}},
+	{"nil batch accepted", []string{"Batch/Empty"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if b == nil {
+				return nil
+			}
+			return in.Apply(ctx, b)
+		}}
+	}},
+	{"batch over the limit truncated", []string{"Batch/Limits"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if len(b.Mutations) > abi.MaxBatchOps {
+				b = &abi.Batch{Now: b.Now, Mutations: b.Mutations[:abi.MaxBatchOps]}
+			}
+			return in.Apply(ctx, b)
+		}}
+	}},
+	{"scan of a missing map is not found", []string{"Scan/Empty", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			p, err := in.Scan(ctx, req)
+			if err == nil && len(p.Records) == 0 {
+				return p, abi.Errorf(abi.CodeNotFound, "faulty: no such map")
+			}
+			return p, err
+		}}
+	}},
+	{"scan accepts invalid map names", []string{"Scan/InvalidArgument"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			p, err := in.Scan(ctx, req)
+			if errors.Is(err, abi.ErrInvalidArgument) {
+				return abi.Page{}, nil
+			}
+			return p, err
+		}}
+	}},
+	{"scan cursor is an offset", []string{"Scan/WritesBetweenPages"}, func(in *null.Backend) *faulty {
+		// A cursor that counts records instead of naming the last key
+		// skips or repeats records when others are written between pages.
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			off := 0
+			if len(req.Cursor) > 0 {
+				off = int(binary.BigEndian.Uint32(req.Cursor))
+			}
+			all, err := in.Scan(ctx, abi.ScanRequest{Map: req.Map, Backup: req.Backup, Limit: 1 << 30, MaxBytes: 1 << 30})
+			if err != nil {
+				return abi.Page{}, err
+			}
+			if req.Limit <= 0 {
+				req.Limit = abi.DefaultScanLimit
+			}
+			recs := all.Records[min(off, len(all.Records)):]
+			p := abi.Page{Records: recs[:min(req.Limit, len(recs))]}
+			if len(p.Records) < len(recs) {
+				p.Cursor = binary.BigEndian.AppendUint32(nil, uint32(off+len(p.Records)))
+			}
+			return p, nil
+		}}
+	}},
+	{"describe wrong ABI major", []string{"Describe"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, describe: func(d abi.Description) abi.Description { d.ABIMajor++; return d }}
+	}},
+	{"describe without atomic batch", []string{"Describe"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, describe: func(d abi.Description) abi.Description { d.Capabilities = 0; return d }}
+	}},
+	{"get without dedup", []string{"Get/Order", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+			var out []abi.Record
+			for _, k := range keys {
+				r, err := in.Get(ctx, m, backup, []string{k})
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, r...)
+			}
+			return out, nil
+		}}
+	}},
+	{"get in key order", []string{"Get/Order"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+			recs, err := in.Get(ctx, m, backup, keys)
+			sort.Slice(recs, func(i, j int) bool { return recs[i].Key < recs[j].Key })
+			return recs, err
+		}}
+	}},
+	{"get drops empty values", []string{"Value/Empty", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+			recs, err := in.Get(ctx, m, backup, keys)
+			return slices.DeleteFunc(recs, func(r abi.Record) bool { return len(r.Value) == 0 }), err
+		}}
+	}},
+	{"get shares stored values", []string{"Put/ValueOwnership"}, func(in *null.Backend) *faulty {
+		var mu sync.Mutex
+		shared := map[string][]byte{}
+		return &faulty{inner: in, get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+			recs, err := in.Get(ctx, m, backup, keys)
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range recs {
+				id := m + "\x00" + recs[i].Key
+				if v, ok := shared[id]; ok && string(v[1:]) == string(recs[i].Value[1:]) {
+					recs[i].Value = v // hands out the same buffer again
+				} else {
+					shared[id] = recs[i].Value
+				}
+			}
+			return recs, err
+		}}
+	}},
+	{"overwrite resets CreatedAt", []string{"Put/Overwrite", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			c := &abi.Batch{Now: b.Now}
+			for _, m := range b.Mutations {
+				if m.Kind == abi.OpPut {
+					c.Delete(m.Map, m.Key, m.Backup)
+				}
+				c.Mutations = append(c.Mutations, m)
+			}
+			return in.Apply(ctx, c)
+		}}
+	}},
+	{"batch applied mutation by mutation", []string{"Batch/Atomicity", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if b == nil {
+				return in.Apply(ctx, b)
+			}
+			for _, m := range b.Mutations {
+				if err := in.Apply(ctx, &abi.Batch{Now: b.Now, Mutations: []abi.Mutation{m}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}}
+	}},
+	{"first mutation wins", []string{"Batch/LaterWins", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if b == nil {
+				return in.Apply(ctx, b)
+			}
+			c := &abi.Batch{Now: b.Now, Mutations: slices.Clone(b.Mutations)}
+			slices.Reverse(c.Mutations)
+			return in.Apply(ctx, c)
+		}}
+	}},
+	{"batch collapsed to last mutation per key", []string{"Batch/LaterWins"}, func(in *null.Backend) *faulty {
+		// Keeps only the last mutation of each record, so a delete then a
+		// put of an existing record keeps its old CreatedAt.
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if b == nil {
+				return in.Apply(ctx, b)
+			}
+			type id struct {
+				m, k string
+				bk   bool
+			}
+			last := map[id]int{}
+			for i, m := range b.Mutations {
+				last[id{m.Map, m.Key, m.Backup}] = i
+			}
+			c := &abi.Batch{Now: b.Now}
+			for i, m := range b.Mutations {
+				if last[id{m.Map, m.Key, m.Backup}] == i {
+					c.Mutations = append(c.Mutations, m)
+				}
+			}
+			return in.Apply(ctx, c)
+		}}
+	}},
+	{"empty key rejected", []string{"Names/Weird", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			for _, m := range b.Mutations {
+				if m.Key == "" {
+					return abi.Errorf(abi.CodeInvalidArgument, "faulty: empty key")
+				}
+			}
+			return in.Apply(ctx, b)
+		}}
+	}},
+	{"keys folded to lower case", []string{"Names/Weird", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in,
+			apply: func(ctx context.Context, b *abi.Batch) error {
+				c := &abi.Batch{Now: b.Now, Mutations: slices.Clone(b.Mutations)}
+				for i := range c.Mutations {
+					c.Mutations[i].Key = strings.ToLower(c.Mutations[i].Key)
+				}
+				return in.Apply(ctx, c)
+			},
+			get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+				var out []abi.Record
+				seen := map[string]bool{}
+				for _, k := range keys {
+					r, err := in.Get(ctx, m, backup, []string{strings.ToLower(k)})
+					if err != nil {
+						return nil, err
+					}
+					if len(r) == 1 && !seen[k] {
+						seen[k] = true
+						r[0].Key = k
+						out = append(out, r[0])
+					}
+				}
+				return out, nil
+			},
+		}
+	}},
+	{"large values truncated", []string{"Value/Large"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			c := &abi.Batch{Now: b.Now, Mutations: slices.Clone(b.Mutations)}
+			for i := range c.Mutations {
+				if len(c.Mutations[i].Value) > 1<<20 {
+					c.Mutations[i].Value = c.Mutations[i].Value[:1<<20]
+				}
+			}
+			return in.Apply(ctx, c)
+		}}
+	}},
+	{"scan ignores the byte budget", []string{"Scan/Paging", "Scan/LargeRecord", "Value/Large", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			req.MaxBytes = 0
+			return in.Scan(ctx, req)
+		}}
+	}},
+	{"scan exceeds the limit", []string{"Scan/Paging", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			if req.Limit > 0 {
+				req.Limit++
+			}
+			return in.Scan(ctx, req)
+		}}
+	}},
+	{"scan repeats a page's last record", []string{"Scan/Paging", "Scan/Order", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			p, err := in.Scan(ctx, req)
+			if n := len(p.Records); len(p.Cursor) > 0 && n >= 2 {
+				p.Cursor = abi.KeyCursor(p.Records[n-2].Key)
+			}
+			return p, err
+		}}
+	}},
+	{"scan skips a record after each page", []string{"Scan/Paging", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			p, err := in.Scan(ctx, req)
+			if len(p.Cursor) > 0 {
+				next, err := in.Scan(ctx, abi.ScanRequest{Map: req.Map, Backup: req.Backup, Cursor: p.Cursor, Limit: 1})
+				if err == nil && len(next.Records) == 1 {
+					p.Cursor = abi.KeyCursor(next.Records[0].Key)
+				}
+			}
+			return p, err
+		}}
+	}},
+	{"scan ends with an extra empty page", []string{"Scan/Paging", "Scan/Order", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			p, err := in.Scan(ctx, req)
+			if n := len(p.Records); n > 0 && len(p.Cursor) == 0 {
+				p.Cursor = abi.KeyCursor(p.Records[n-1].Key)
+			}
+			return p, err
+		}}
+	}},
+	{"scan pages in reverse", []string{"Scan/Order", "Scan/Paging", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			p, err := in.Scan(ctx, req)
+			slices.Reverse(p.Records)
+			return p, err
+		}}
+	}},
+	{"scan mixes backup and primary", []string{"Scan/Backup", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			if req.Backup {
+				req.Backup = false
+			}
+			return in.Scan(ctx, req)
+		}}
+	}},
+	{"scan fails on foreign cursors", []string{"Scan/Cursor"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			p, err := in.Scan(ctx, req)
+			if errors.Is(err, abi.ErrInvalidArgument) && req.Map != "" {
+				return p, abi.Errorf(abi.CodeInternal, "faulty: bad cursor")
+			}
+			return p, err
+		}}
+	}},
+	{"scan panics on garbage cursors", []string{"Scan/Cursor"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			if len(req.Cursor) > 0 && req.Cursor[0] != 'k' {
+				panic("faulty: garbage cursor")
+			}
+			return in.Scan(ctx, req)
+		}}
+	}},
+	{"list maps includes backup-only maps", []string{"Backup/Separation"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listMaps: func(ctx context.Context) ([]string, error) {
+			maps, err := in.ListMaps(ctx)
+			if p, _ := in.Scan(ctx, abi.ScanRequest{Map: "backup-only", Backup: true, Limit: 1}); len(p.Records) > 0 {
+				maps = append(maps, "backup-only")
+				sort.Strings(maps)
+			}
+			return maps, err
+		}}
+	}},
+	{"list maps unsorted", []string{"ListMaps", "Names/Weird", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listMaps: func(ctx context.Context) ([]string, error) {
+			maps, err := in.ListMaps(ctx)
+			slices.Reverse(maps)
+			return maps, err
+		}}
+	}},
+	{"list expired skips backup records", []string{"ListExpired", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listExpired: func(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+			recs, err := in.ListExpired(ctx, now, limit)
+			return slices.DeleteFunc(recs, func(r abi.Record) bool { return r.Backup }), err
+		}}
+	}},
+	{"list expired ignores the limit", []string{"ListExpired/Limit", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listExpired: func(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+			return in.ListExpired(ctx, now, 1<<30)
+		}}
+	}},
+	{"list expired excludes now", []string{"ListExpired"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listExpired: func(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+			return in.ListExpired(ctx, now-1, limit)
+		}}
+	}},
+	{"list expired latest first", []string{"ListExpired", "ListExpired/Limit"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listExpired: func(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+			recs, err := in.ListExpired(ctx, now, 1<<30)
+			slices.Reverse(recs)
+			return recs[:min(limit, len(recs))], err
+		}}
+	}},
+	{"list expired returns values", []string{"ListExpired", "Model/Random"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listExpired: func(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+			recs, err := in.ListExpired(ctx, now, limit)
+			for i := range recs {
+				recs[i].Value = []byte("value")
+			}
+			return recs, err
+		}}
+	}},
+	{"context ignored", []string{"Context/Canceled", "Context/DeadlineExceeded"}, func(in *null.Backend) *faulty {
+		bg := context.Background()
+		return &faulty{inner: in,
+			apply: func(_ context.Context, b *abi.Batch) error { return in.Apply(bg, b) },
+			get: func(_ context.Context, m string, bk bool, k []string) ([]abi.Record, error) {
+				return in.Get(bg, m, bk, k)
+			},
+			scan:        func(_ context.Context, r abi.ScanRequest) (abi.Page, error) { return in.Scan(bg, r) },
+			listMaps:    func(context.Context) ([]string, error) { return in.ListMaps(bg) },
+			listExpired: func(_ context.Context, n int64, l int) ([]abi.Record, error) { return in.ListExpired(bg, n, l) },
+		}
+	}},
+	{"slow to notice cancellation", []string{"Context/Canceled"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, get: func(ctx context.Context, m string, bk bool, k []string) ([]abi.Record, error) {
+			if ctx.Err() != nil {
+				time.Sleep(1100 * time.Millisecond)
+			}
+			return in.Get(ctx, m, bk, k)
+		}}
+	}},
+	{"wrong code after close", []string{"Close/UseAfterClose"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listMaps: func(ctx context.Context) ([]string, error) {
+			maps, err := in.ListMaps(ctx)
+			if errors.Is(err, abi.ErrUnavailable) {
+				err = abi.Errorf(abi.CodeInternal, "faulty: closed")
+			}
+			return maps, err
+		}}
+	}},
+	{"close not idempotent", []string{"Close/UseAfterClose"}, func(in *null.Backend) *faulty {
+		closed := false
+		return &faulty{inner: in, close: func() error {
+			if closed {
+				return abi.Errorf(abi.CodeUnavailable, "faulty: already closed")
+			}
+			closed = true
+			return in.Close()
+		}}
+	}},
+}
+
+// runOne runs one case with Run and returns its counts and output.
+func runOne(t *testing.T, h abitest.Harness, name string) (passed, failed, skipped int, out string) {
+	t.Helper()
+	var buf bytes.Buffer
+	passed, failed, skipped = abitest.Run(context.Background(), &buf, h, func(c abitest.Case) bool { return c.Name == name })
+	if passed+failed+skipped != 1 {
+		t.Fatalf("Run with a filter for %q ran %d cases; want 1", name, passed+failed+skipped)
+	}
+	return passed, failed, skipped, buf.String()
+}
+
+// TestSuite_catchesFaults checks that every case fails against a backend that
+// breaks the promise it tests: a suite that passes everything proves nothing.
+func TestSuite_catchesFaults(t *testing.T) {
+	t.Setenv("TOPGUN_MODEL_SEED", "1")
+	for _, f := range faults {
+		h := abitest.Harness{Open: func(abitest.TB) abi.Backend { return f.make(null.Open()) }}
+		for _, name := range f.cases {
+			t.Run(f.name+"/"+name, func(t *testing.T) {
+				_, failed, _, out := runOne(t, h, name)
+				t.Logf("%s", out)
+				if failed != 1 {
+					t.Errorf("case %s passed against a backend whose %s", name, f.name)
+				}
+			})
+		}
+	}
+}
+
+// TestSuite_everyCaseCanFail makes sure the fault table covers the cases
+// that test a backend's own behaviour.
+func TestSuite_everyCaseCanFail(t *testing.T) {
+	covered := map[string]bool{
+		// Covered by TestRun_durable below.
+		"Durability/Reopen": true,
+	}
+	for _, f := range faults {
+		for _, c := range f.cases {
+			covered[c] = true
+		}
+	}
+	for _, c := range abitest.Cases() {
+		if !covered[c.Name] && !uncoveredOK[c.Name] {
+			t.Errorf("no fault in the table is caught by case %s; add one", c.Name)
+		}
+	}
+}
+
+// uncoveredOK are cases the fault table does not cover, with the test that
+// does.
+var uncoveredOK = map[string]bool{
+	"Concurrency/Writers": true, // TestSuite_catchesTornBatches
+}
+
+// TestSuite_catchesTornBatches checks that the concurrency case catches an
+// Apply that commits a batch mutation by mutation, so that readers and other
+// writers see parts of it. Whether the goroutines interleave at the wrong
+// moment is up to the scheduler: one run catches it about two times in
+// three without -race (always with it), so the case gets 10 tries.
+func TestSuite_catchesTornBatches(t *testing.T) {
+	h := abitest.Harness{Open: func(abitest.TB) abi.Backend {
+		in := null.Open()
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if err := abi.ValidateBatch(b); err != nil {
+				return err
+			}
+			for _, m := range b.Mutations {
+				if err := in.Apply(ctx, &abi.Batch{Now: b.Now, Mutations: []abi.Mutation{m}}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}}
+	}}
+	for try := 1; try <= 10; try++ {
+		if _, failed, _, out := runOne(t, h, "Concurrency/Writers"); failed == 1 {
+			t.Logf("caught at try %d:\n%s", try, out)
+			return
+		}
+	}
+	t.Errorf("Concurrency/Writers passed 10 times against a backend that applies batches mutation by mutation")
+}
+
+// store is a "durable" backend for the tests: the null backend behind a
+// handle that can be closed and opened again over the same data.
+type store struct {
+	mu     sync.Mutex
+	data   *null.Backend
+	closed bool
+	lose   bool // reopen loses the data
+}
+
+type handle struct {
+	s      *store
+	closed bool
+	mu     sync.Mutex
+}
+
+var _ abi.Backend = (*handle)(nil)
+
+func (h *handle) live() (*null.Backend, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, abi.Errorf(abi.CodeUnavailable, "store: closed")
+	}
+	return h.s.data, nil
+}
+
+func (h *handle) Describe() abi.Description {
+	return abi.Description{Name: "store", ABIMajor: abi.VersionMajor, Capabilities: abi.CapAtomicBatch | abi.CapDurable}
+}
+
+func (h *handle) Apply(ctx context.Context, b *abi.Batch) error {
+	if err := abi.ContextError(ctx); err != nil {
+		return err
+	}
+	d, err := h.live()
+	if err != nil {
+		return err
+	}
+	return d.Apply(ctx, b)
+}
+
+func (h *handle) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	d, err := h.live()
+	if err != nil {
+		return nil, err
+	}
+	return d.Get(ctx, m, backup, keys)
+}
+
+func (h *handle) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return abi.Page{}, err
+	}
+	d, err := h.live()
+	if err != nil {
+		return abi.Page{}, err
+	}
+	return d.Scan(ctx, req)
+}
+
+func (h *handle) ListMaps(ctx context.Context) ([]string, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	d, err := h.live()
+	if err != nil {
+		return nil, err
+	}
+	return d.ListMaps(ctx)
+}
+
+func (h *handle) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	d, err := h.live()
+	if err != nil {
+		return nil, err
+	}
+	return d.ListExpired(ctx, now, limit)
+}
+
+func (h *handle) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	return nil
+}
+
+func durableHarness(lose bool) abitest.Harness {
+	return abitest.Harness{
+		Open: func(abitest.TB) abi.Backend { return &handle{s: &store{data: null.Open(), lose: lose}} },
+		Reopen: func(t abitest.TB, b abi.Backend) abi.Backend {
+			old := b.(*handle)
+			if err := old.Close(); err != nil {
+				t.Fatalf("Close() = %v", err)
+			}
+			if old.s.lose {
+				old.s.data = null.Open()
+			}
+			return &handle{s: old.s}
+		},
+	}
+}
+
+var lineRE = regexp.MustCompile(`^(PASS \S+ \(\S+\)|SKIP \S+: .+|FAIL \S+ \(\S+\)|    .*)$`)
+
+func checkOutput(t *testing.T, out string) {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if !lineRE.MatchString(line) {
+			t.Errorf("Run wrote %q; want PASS/FAIL/SKIP lines and indented messages", line)
+		}
+	}
+}
+
+func TestRun_null(t *testing.T) {
+	var buf bytes.Buffer
+	// Short: the full run is null's own TestConformance.
+	passed, failed, skipped := abitest.Run(context.Background(), &buf, abitest.Harness{Open: func(abitest.TB) abi.Backend { return null.Open() }, Short: true}, nil)
+	out := buf.String()
+	t.Logf("%s", out)
+	checkOutput(t, out)
+	if failed != 0 || skipped != 1 || passed != len(abitest.Cases())-1 {
+		t.Errorf("Run against null = %d passed, %d failed, %d skipped; want %d, 0, 1 (durability)", passed, failed, skipped, len(abitest.Cases())-1)
+	}
+	if !strings.Contains(out, "SKIP Durability/Reopen: Harness.Reopen is nil") {
+		t.Errorf("Run did not say why it skipped durability")
+	}
+}
+
+func TestRun_durable(t *testing.T) {
+	var buf bytes.Buffer
+	passed, failed, skipped := abitest.Run(context.Background(), &buf, durableHarness(false), nil)
+	t.Logf("%s", buf.String())
+	if failed != 0 || skipped != 0 || passed != len(abitest.Cases()) {
+		t.Errorf("Run against a durable store = %d passed, %d failed, %d skipped; want all %d passed", passed, failed, skipped, len(abitest.Cases()))
+	}
+	for _, name := range []string{"Durability/Reopen"} {
+		_, failed, _, out := runOne(t, durableHarness(true), name)
+		t.Logf("%s", out)
+		if failed != 1 {
+			t.Errorf("case %s passed against a store that loses its data on reopen", name)
+		}
+		checkOutput(t, out)
+	}
+}
+
+func TestRun_modelReopen(t *testing.T) {
+	t.Setenv("TOPGUN_MODEL_SEED", "7")
+	_, failed, _, out := runOne(t, durableHarness(true), "Model/Random")
+	t.Logf("%s", out)
+	if failed != 1 {
+		t.Errorf("the model passed against a store that loses its data on reopen")
+	}
+	if !strings.Contains(out, "seed 7") || !strings.Contains(out, "TOPGUN_MODEL_SEED=7") {
+		t.Errorf("the model's failure does not name its seed")
+	}
+}
+
+func TestRun_filterAndCancel(t *testing.T) {
+	h := abitest.Harness{Open: func(abitest.TB) abi.Backend { return null.Open() }}
+	var buf bytes.Buffer
+	core := 0
+	for _, c := range abitest.Cases() {
+		if c.Core {
+			core++
+		}
+	}
+	passed, failed, skipped := abitest.Run(context.Background(), &buf, h, func(c abitest.Case) bool { return c.Core })
+	if passed != core || failed != 0 || skipped != 0 {
+		t.Errorf("Run of the core cases = %d passed, %d failed, %d skipped; want %d passed\n%s", passed, failed, skipped, core, buf.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	buf.Reset()
+	passed, failed, skipped = abitest.Run(ctx, &buf, h, nil)
+	if passed != 0 || failed != 0 || skipped != len(abitest.Cases()) {
+		t.Errorf("Run with a cancelled context = %d passed, %d failed, %d skipped; want every case skipped\n%s", passed, failed, skipped, buf.String())
+	}
+	checkOutput(t, buf.String())
+	buf.Reset()
+	if _, failed, _ := abitest.Run(context.Background(), &buf, abitest.Harness{}, nil); failed != 1 {
+		t.Errorf("Run with no Open did not fail:\n%s", buf.String())
+	}
+}
+
+func TestRun_failureOutput(t *testing.T) {
+	i := slices.IndexFunc(faults, func(f fault) bool { return f.name == "describe wrong ABI major" })
+	h := abitest.Harness{Open: func(abitest.TB) abi.Backend { return faults[i].make(null.Open()) }}
+	_, failed, _, out := runOne(t, h, "Describe")
+	checkOutput(t, out)
+	if failed != 1 || !strings.HasPrefix(out, "FAIL Describe (") || !strings.Contains(out, "\n    Describe().ABIMajor = 2") {
+		t.Errorf("Run output for a failing case:\n%s\nwant a FAIL line and the indented message", out)
+	}
+}
