@@ -474,10 +474,14 @@ func valuesEqualDepth(a, b any, depth int) bool {
 	return false
 }
 
-// Compare orders two results by the query's sort fields: values compare as
-// in compareOrdered (incomparable values tie), a missing field sorts last in
-// either direction, and the key (ascending) breaks ties so the order is
-// total and deterministic.
+// Compare orders two results by the query's sort fields and returns -1, 0
+// or +1. Numbers compare with numbers (across int and float), strings
+// byte-wise, false before true; across kinds numbers come before strings,
+// strings before booleans, and booleans before everything else (nil,
+// arrays, maps, binary), which tie. Desc reverses that order. A missing
+// field sorts last in either direction. The key (ascending) breaks ties, so
+// the order is total and deterministic. (TopGun's server sorts by the first
+// sort field only and leaves values of different kinds unordered.)
 func (q *Query) Compare(a, b QueryResult) int {
 	if q != nil {
 		for _, s := range q.Sort {
@@ -491,8 +495,8 @@ func (q *Query) Compare(a, b QueryResult) int {
 			case !okb:
 				return -1
 			}
-			c, ok := compareOrdered(va, vb)
-			if !ok || c == 0 {
+			c := sortCompare(va, vb)
+			if c == 0 {
 				continue
 			}
 			if s.Direction == Desc {
@@ -502,6 +506,49 @@ func (q *Query) Compare(a, b QueryResult) int {
 		}
 	}
 	return strings.Compare(a.Key, b.Key)
+}
+
+// sortCompare is the total order of sort values described at Compare.
+func sortCompare(a, b any) int {
+	ra, rb := sortRank(a), sortRank(b)
+	if ra != rb {
+		return cmp.Compare(ra, rb)
+	}
+	switch ra {
+	case 0:
+		na, _ := toNumber(a)
+		nb, _ := toNumber(b)
+		c, ok := compareNumbers(na, nb)
+		if !ok { // NaN sorts after every other number
+			return cmp.Compare(boolInt(math.IsNaN(na.f)), boolInt(math.IsNaN(nb.f)))
+		}
+		return c
+	case 1:
+		return strings.Compare(a.(string), b.(string))
+	case 2:
+		return cmp.Compare(boolInt(a.(bool)), boolInt(b.(bool)))
+	}
+	return 0
+}
+
+func sortRank(v any) int {
+	if _, ok := toNumber(v); ok {
+		return 0
+	}
+	switch v.(type) {
+	case string:
+		return 1
+	case bool:
+		return 2
+	}
+	return 3
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // SortResults sorts results in place by Compare.

@@ -1,0 +1,82 @@
+// Package wire is TopGun's client protocol: the MsgPack messages a TopGun
+// client and server exchange over WebSocket, and the bodies of HTTP
+// POST /sync, as Go types with a decoder hardened for untrusted input.
+//
+// # Messages
+//
+// Decode reads one WebSocket binary frame (one MsgPack map with a string
+// "type") into one of the concrete Message types; switch on them:
+//
+//	m, err := wire.Decode(frame)
+//	switch m := m.(type) {
+//	case *wire.ClientOpMessage: ...
+//	case *wire.OpBatch: ...
+//	}
+//
+// Encode writes a Message as TopGun's server does: "type" first, fields in
+// TopGun's order, optional fields omitted exactly where TopGun omits them,
+// integers in their most compact form. "Flat" messages (AUTH*, DEVICE_*,
+// PING, PONG, SYNC_INIT, ORMAP_SYNC_INIT, CLIENT_APPLY_ACK, BATCH) carry
+// their fields beside "type"; all others carry them in a "payload" map.
+// Types lists the types Decode understands. A well-formed frame of any
+// other type (topics, locks, counters, search, cluster, journal, entry
+// processors, resolvers, partition map, or something newer) is an
+// *UnknownTypeError, which TopGun's server ignores.
+//
+// BATCH envelopes carry several length-prefixed frames; Batch.Split and
+// PackBatch unpack and build them. HTTP POST /sync bodies have no "type";
+// use DecodeHTTPSyncRequest/EncodeHTTPSyncResponse (and the reverse pair for
+// clients).
+//
+// # What TopGun's client really sends
+//
+// The TS client packs with msgpackr: integers above 2^32 (millis,
+// lastSyncTimestamp, PING timestamps, ...) arrive as float64. Every integer
+// field therefore accepts any MsgPack integer or a whole float, and rejects
+// fractions, negatives and out-of-range values, like TopGun's serde_number.
+// Field order does not matter and unknown fields are ignored.
+//
+// Absent and nil differ where TopGun makes them differ: in a ClientOp, a nil
+// `record` means remove (RecordNil), an absent one means "nothing to store";
+// see ClientOp.Kind for TopGun's full rule. Elsewhere nil and absent are the
+// same and decode to the zero value; optional strings use "" for absent,
+// optional numbers a nil pointer, optional lists a nil slice (an empty
+// non-nil slice is written as []).
+//
+// # User values
+//
+// Record values, query results and predicate operands are arbitrary MsgPack
+// decoded into this value model: nil, bool, int64 (uint64 only above
+// MaxInt64), float64, string, []byte, []any and map[string]any. Non-string
+// map keys become strings (1 → "1"), as TopGun's server converts them.
+// MsgPack extensions, including timestamps, decode to nil, as TopGun's
+// server stores them as Null. Encode writes this model back unchanged, with
+// map keys sorted as TopGun's server writes them; other Go values (structs,
+// typed maps and slices) are written through reflection.
+//
+// LWW and OR-Map records always carry ttlMs, written as nil when absent, as
+// TopGun's server does.
+//
+// # Limits
+//
+// Decoding never panics, whatever the input. A frame is first walked once
+// without allocating, checking that it is complete, that no container is
+// nested deeper than Limits.MaxDepth (256, as TopGun) and that no length
+// claims more elements or bytes than remain in the frame; only then is it
+// decoded. Frames above Limits.MaxMessageBytes (2 MiB) are refused outright
+// and a BATCH may hold at most Limits.MaxBatchItems (8192) items. Errors are
+// *DecodeError values naming the message type and the path of the bad
+// field; errors.Is(err, ErrMalformed / ErrTooLarge / ErrTooDeep /
+// ErrUnknownType) tells them apart.
+//
+// # Queries
+//
+// Query is the typed form of a QUERY_SUB query: Where (equality, with
+// {"$gt": 18}-style operator objects as an extension), a Predicate tree,
+// Sort fields, Limit and Cursor. Query.Match, Predicate.Eval, Query.Compare
+// and Query.Apply evaluate it the way TopGun's server does (see Match for
+// the details and the deliberate differences). Aggregation queries
+// (GroupBy, Aggregations) are decoded and re-encoded but not evaluated;
+// Query.IsAggregate reports them. Cursor pagination is carried, not
+// evaluated.
+package wire

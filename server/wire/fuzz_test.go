@@ -1,0 +1,95 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// addSeeds adds every fixture and a few hostile frames to the corpus.
+func addSeeds(f *testing.F) {
+	for _, name := range fixtureNames(f) {
+		raw, err := os.ReadFile(filepath.Join(fixtureDir, name+".msgpack"))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(raw)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0xc1})
+	f.Add(unhex(f, "82 a4'type' a4'PING' a9'timestamp' cb3ff8000000000000"))       // 1.5
+	f.Add(unhex(f, "82 a4'type' a4'PING' a5'extra' dd ffffffff 01"))               // huge array
+	f.Add(unhex(f, "82 a4'type' a4'PING' a5'extra' 91919191919191919191 c0"))      // nesting
+	f.Add(unhex(f, "82 a4'type' a5'BATCH' a4'data' c4 0a 00000002 81a4'type' 91")) // bad batch
+	f.Add(unhex(f, "82 a4'type' a9'QUERY_SUB' a7'payload' 83 a7'queryId' a1'q' a7'mapName' a1'm'"+
+		" a5'query' 81 a9'predicate' 83 a2'op' a5'regex' a9'attribute' a1'a' a5'value' a3'(a+'"))
+}
+
+// FuzzDecode feeds arbitrary frames to Decode. It must never panic; errors
+// must be one of the package's kinds; decoded messages must re-encode, the
+// re-encoding must decode, and encoding must then be a fixed point. Decoded
+// queries are evaluated and BATCH envelopes split and their items decoded.
+func FuzzDecode(f *testing.F) {
+	addSeeds(f)
+	value := map[string]any{"a": int64(1), "name": "x", "tags": []any{"t"}, "nested": map[string]any{"b": 2.5}}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Decode(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) &&
+				!errors.Is(err, ErrTooDeep) && !errors.Is(err, ErrUnknownType) {
+				t.Fatalf("error of unknown kind: %v", err)
+			}
+			return
+		}
+		re, err := Encode(m)
+		if err != nil {
+			t.Fatalf("Encode(Decode(b)) failed: %v", err)
+		}
+		m2, err := Decode(re)
+		if err != nil {
+			t.Fatalf("Decode(Encode(Decode(b))) failed: %v\n%x", err, re)
+		}
+		re2, err := Encode(m2)
+		if err != nil || !bytes.Equal(re, re2) {
+			t.Fatalf("encoding is not a fixed point: %v\n%x\n%x", err, re, re2)
+		}
+		switch x := m.(type) {
+		case *QuerySub:
+			x.Query.Match(value)
+			x.Query.Apply([]QueryResult{{Key: "k", Value: value}, {Key: "j", Value: "s"}})
+		case *Batch:
+			if items, err := x.Split(); err == nil {
+				for _, it := range items {
+					_, _ = Decode(it)
+				}
+			}
+		}
+	})
+}
+
+// FuzzDecodeHTTPSync feeds arbitrary bodies to both POST /sync decoders.
+func FuzzDecodeHTTPSync(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if req, err := DecodeHTTPSyncRequest(b); err == nil {
+			re, err := EncodeHTTPSyncRequest(req)
+			if err != nil {
+				t.Fatalf("re-encode request: %v", err)
+			}
+			if _, err := DecodeHTTPSyncRequest(re); err != nil {
+				t.Fatalf("decode re-encoded request: %v", err)
+			}
+		}
+		if resp, err := DecodeHTTPSyncResponse(b); err == nil {
+			re, err := EncodeHTTPSyncResponse(resp)
+			if err != nil {
+				t.Fatalf("re-encode response: %v", err)
+			}
+			if _, err := DecodeHTTPSyncResponse(re); err != nil {
+				t.Fatalf("decode re-encoded response: %v", err)
+			}
+		}
+	})
+}

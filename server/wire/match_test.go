@@ -1,0 +1,265 @@
+package wire
+
+import (
+	"cmp"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+func leaf(op PredicateOp, attr string, v any) *Predicate {
+	return &Predicate{Op: op, Attribute: attr, Value: v}
+}
+
+func TestPredicate_Eval(t *testing.T) {
+	t.Parallel()
+	rec := map[string]any{
+		"name":  "Alice",
+		"age":   int64(30),
+		"score": 99.5,
+		"big":   uint64(math.MaxUint64),
+		"tags":  []any{"a", "b", int64(3)},
+		"addr":  map[string]any{"city": "Oslo", "zip": int64(150)},
+		"nil":   nil,
+		"bin":   []byte{1, 2},
+		"ok":    true,
+		"dot.k": "literal",
+	}
+	auth := map[string]any{"sub": "Alice", "roles": []any{"admin"}}
+	tests := []struct {
+		name string
+		p    *Predicate
+		want bool
+	}{
+		{"eq string", leaf(OpEq, "name", "Alice"), true},
+		{"eq int vs float", leaf(OpEq, "age", 30.0), true},
+		{"eq float vs int", leaf(OpEq, "score", int64(99)), false},
+		{"eq uint64 max exact", leaf(OpEq, "big", uint64(math.MaxUint64)), true},
+		{"eq uint64 max vs max-1", leaf(OpEq, "big", uint64(math.MaxUint64-1)), false},
+		{"eq nested path", leaf(OpEq, "addr.city", "Oslo"), true},
+		{"eq literal dotted key", leaf(OpEq, "dot.k", "literal"), true},
+		{"eq missing attribute", leaf(OpEq, "nope", "x"), false},
+		{"eq bytes", leaf(OpEq, "bin", []byte{1, 2}), true},
+		{"eq array", leaf(OpEq, "tags", []any{"a", "b", 3.0}), true},
+		{"eq map", leaf(OpEq, "addr", map[string]any{"zip": 150.0, "city": "Oslo"}), true},
+		{"eq bool", leaf(OpEq, "ok", true), true},
+		{"eq nil value never matches", leaf(OpEq, "nil", nil), false},
+		{"eq no attribute", &Predicate{Op: OpEq, Value: "x"}, false},
+		{"neq", leaf(OpNeq, "name", "Bob"), true},
+		{"neq same", leaf(OpNeq, "name", "Alice"), false},
+		{"gt int", leaf(OpGt, "age", int64(18)), true},
+		{"gt equal", leaf(OpGt, "age", int64(30)), false},
+		{"gte equal", leaf(OpGte, "age", int64(30)), true},
+		{"lt cross type", leaf(OpLt, "age", 30.5), true},
+		{"lte", leaf(OpLte, "score", 99.5), true},
+		{"gt string", leaf(OpGt, "name", "Aaron"), true},
+		{"gt across kinds is false", leaf(OpGt, "name", int64(1)), false},
+		{"gt negative", leaf(OpGt, "age", int64(-5)), true},
+		{"like prefix", leaf(OpLike, "name", "ali%"), true},
+		{"like underscore", leaf(OpLike, "name", "A_ice"), true},
+		{"like anchored", leaf(OpLike, "name", "lic"), false},
+		{"like escapes regex", leaf(OpLike, "name", "A.*"), false},
+		{"like non-string", leaf(OpLike, "age", "%"), false},
+		{"regex", leaf(OpRegex, "name", "^Al"), true},
+		{"regex case-sensitive", leaf(OpRegex, "name", "^al"), false},
+		{"regex inline flag", leaf(OpRegex, "name", "(?i)^al"), true},
+		{"regex invalid", leaf(OpRegex, "name", "(a"), false},
+		{"in", leaf(OpIn, "age", []any{int64(1), 30.0}), true},
+		{"in miss", leaf(OpIn, "age", []any{int64(1)}), false},
+		{"in not array", leaf(OpIn, "age", int64(30)), false},
+		{"between", leaf(OpBetween, "age", []any{int64(18), int64(30)}), true},
+		{"between out", leaf(OpBetween, "age", []any{int64(31), int64(40)}), false},
+		{"between bad arity", leaf(OpBetween, "age", []any{int64(1)}), false},
+		{"containsAll", leaf(OpContainsAll, "tags", []any{"a", 3.0}), true},
+		{"containsAll miss", leaf(OpContainsAll, "tags", []any{"a", "z"}), false},
+		{"containsAny", leaf(OpContainsAny, "tags", []any{"z", "b"}), true},
+		{"containsAny miss", leaf(OpContainsAny, "tags", []any{"z"}), false},
+		{"startsWith", leaf(OpStartsWith, "name", "Al"), true},
+		{"endsWith", leaf(OpEndsWith, "name", "ce"), true},
+		{"endsWith miss", leaf(OpEndsWith, "name", "Al"), false},
+		{"isNull missing", &Predicate{Op: OpIsNull, Attribute: "nope"}, true},
+		{"isNull nil", &Predicate{Op: OpIsNull, Attribute: "nil"}, true},
+		{"isNull set", &Predicate{Op: OpIsNull, Attribute: "name"}, false},
+		{"isNotNull", &Predicate{Op: OpIsNotNull, Attribute: "name"}, true},
+		{"and", &Predicate{Op: OpAnd, Children: []*Predicate{leaf(OpGte, "age", int64(18)), leaf(OpEq, "ok", true)}}, true},
+		{"and one false", &Predicate{Op: OpAnd, Children: []*Predicate{leaf(OpGte, "age", int64(18)), leaf(OpEq, "ok", false)}}, false},
+		{"and empty", &Predicate{Op: OpAnd}, true},
+		{"or", &Predicate{Op: OpOr, Children: []*Predicate{leaf(OpEq, "name", "Bob"), leaf(OpEq, "name", "Alice")}}, true},
+		{"or empty", &Predicate{Op: OpOr}, false},
+		{"not", &Predicate{Op: OpNot, Children: []*Predicate{leaf(OpEq, "name", "Bob")}}, true},
+		{"not empty", &Predicate{Op: OpNot}, true},
+		{"valueRef data", &Predicate{Op: OpEq, Attribute: "name", ValueRef: "data.name"}, true},
+		{"valueRef auth", &Predicate{Op: OpEq, Attribute: "name", ValueRef: "auth.sub"}, true},
+		{"valueRef auth array", &Predicate{Op: OpContainsAny, Attribute: "tags", ValueRef: "auth.roles"}, false},
+		{"valueRef unknown namespace", &Predicate{Op: OpEq, Attribute: "name", ValueRef: "env.x"}, false},
+		{"valueRef missing", &Predicate{Op: OpEq, Attribute: "name", ValueRef: "auth.nope"}, false},
+	}
+	for _, tc := range tests {
+		if got := tc.p.Eval(rec, auth); got != tc.want {
+			t.Errorf("%s: Eval = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Without an auth context auth references never match.
+	if (&Query{Predicate: &Predicate{Op: OpEq, Attribute: "name", ValueRef: "auth.sub"}}).Match(rec) {
+		t.Error("auth reference matched without auth")
+	}
+	// Non-map values match only an unfiltered query.
+	if leaf(OpEq, "x", int64(1)).Eval("scalar", nil) || !(&Query{}).Match("scalar") {
+		t.Error("non-map value handling")
+	}
+	if (&Query{Where: map[string]any{}}).Match(int64(5)) {
+		t.Error("where on a non-map value matched")
+	}
+}
+
+func TestQuery_Match_where(t *testing.T) {
+	t.Parallel()
+	rec := map[string]any{"status": "active", "age": int64(30), "tags": []any{"x"}, "addr": map[string]any{"city": "Oslo"}}
+	tests := []struct {
+		name  string
+		where map[string]any
+		want  bool
+	}{
+		{"empty", map[string]any{}, true},
+		{"equal", map[string]any{"status": "active"}, true},
+		{"equal number across kinds", map[string]any{"age": 30.0}, true},
+		{"not equal", map[string]any{"status": "gone"}, false},
+		{"all fields", map[string]any{"status": "active", "age": int64(31)}, false},
+		{"missing field", map[string]any{"nope": nil}, false},
+		{"dotted path", map[string]any{"addr.city": "Oslo"}, true},
+		{"$gt", map[string]any{"age": map[string]any{"$gt": int64(18)}}, true},
+		{"$gt and $lt", map[string]any{"age": map[string]any{"$gt": int64(18), "$lt": int64(30)}}, false},
+		{"$gte $lte", map[string]any{"age": map[string]any{"$gte": int64(30), "$lte": 30.0}}, true},
+		{"$ne", map[string]any{"status": map[string]any{"$ne": "gone"}}, true},
+		{"$in", map[string]any{"status": map[string]any{"$in": []any{"a", "active"}}}, true},
+		{"$nin", map[string]any{"status": map[string]any{"$nin": []any{"active"}}}, false},
+		{"$like", map[string]any{"status": map[string]any{"$like": "act%"}}, true},
+		{"$regex", map[string]any{"status": map[string]any{"$regex": "^a.*e$"}}, true},
+		{"$exists true", map[string]any{"age": map[string]any{"$exists": true}}, true},
+		{"$exists false on missing", map[string]any{"nope": map[string]any{"$exists": false}}, true},
+		{"$exists false on present", map[string]any{"age": map[string]any{"$exists": false}}, false},
+		{"operator on missing field", map[string]any{"nope": map[string]any{"$ne": 1}}, false},
+		{"unknown operator", map[string]any{"age": map[string]any{"$near": 1}}, false},
+		{"map without $ keys is equality", map[string]any{"addr": map[string]any{"city": "Oslo"}}, true},
+		{"mixed keys are equality", map[string]any{"addr": map[string]any{"$gt": 1, "city": "Oslo"}}, false},
+	}
+	for _, tc := range tests {
+		q := &Query{Where: tc.where}
+		if got := q.Match(rec); got != tc.want {
+			t.Errorf("%s: Match = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// A predicate takes precedence over where.
+	q := &Query{Where: map[string]any{"status": "gone"}, Predicate: leaf(OpEq, "status", "active")}
+	if !q.Match(rec) {
+		t.Error("predicate did not take precedence over where")
+	}
+}
+
+func TestQuery_Apply(t *testing.T) {
+	t.Parallel()
+	entries := []QueryResult{
+		{Key: "a", Value: map[string]any{"n": int64(3), "s": "x"}},
+		{Key: "b", Value: map[string]any{"n": 1.5, "s": "y"}},
+		{Key: "c", Value: map[string]any{"s": "z"}}, // no n
+		{Key: "d", Value: map[string]any{"n": int64(3), "s": "w"}},
+		{Key: "e", Value: "not a map"},
+		{Key: "f", Value: map[string]any{"n": "text", "s": "v"}},
+	}
+	keys := func(rs []QueryResult) []string {
+		out := []string{}
+		for _, r := range rs {
+			out = append(out, r.Key)
+		}
+		return out
+	}
+	limit := uint32(2)
+	tests := []struct {
+		name string
+		q    *Query
+		want []string
+	}{
+		{"no filter sorts by key", &Query{}, []string{"a", "b", "c", "d", "e", "f"}},
+		{"nil query", nil, []string{"a", "b", "c", "d", "e", "f"}},
+		{"asc: numbers, then strings, missing last, ties by key", &Query{Where: map[string]any{}, Sort: []SortField{{"n", Asc}}}, []string{"b", "a", "d", "f", "c"}},
+		{"desc reverses kinds, missing still last", &Query{Where: map[string]any{}, Sort: []SortField{{"n", Desc}}}, []string{"f", "a", "d", "b", "c"}},
+		{"second field breaks ties", &Query{Where: map[string]any{}, Sort: []SortField{{"n", Desc}, {"s", Asc}}}, []string{"f", "d", "a", "b", "c"}},
+		{"filter and limit", &Query{Predicate: leaf(OpGte, "n", int64(1)), Sort: []SortField{{"n", Asc}}, Limit: &limit}, []string{"b", "a"}},
+	}
+	for _, tc := range tests {
+		if got := keys(tc.q.Apply(entries)); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: Apply = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if entries[0].Key != "a" || entries[5].Key != "f" {
+		t.Error("Apply modified its input")
+	}
+}
+
+func TestPredicate_patternCache(t *testing.T) {
+	t.Parallel()
+	p := leaf(OpLike, "s", "a%")
+	v := map[string]any{"s": "abc"}
+	if !p.Eval(v, nil) {
+		t.Fatal("like a% did not match abc")
+	}
+	// Changing the pattern recompiles.
+	p.Value = "b%"
+	if p.Eval(v, nil) {
+		t.Fatal("stale compiled pattern")
+	}
+	// Concurrent evaluation is safe (run with -race).
+	p = leaf(OpRegex, "s", "^a")
+	done := make(chan bool)
+	for i := 0; i < 4; i++ {
+		go func() {
+			ok := true
+			for j := 0; j < 100; j++ {
+				ok = ok && p.Eval(v, nil)
+			}
+			done <- ok
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if !<-done {
+			t.Error("concurrent Eval mismatched")
+		}
+	}
+}
+
+// TestQuery_Compare_totalOrder checks that Compare is a total order on
+// random values of mixed kinds (antisymmetric and transitive), so sorting
+// is well defined.
+func TestQuery_Compare_totalOrder(t *testing.T) {
+	t.Parallel()
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	g := gen{rand.New(rand.NewPCG(seed, 3))}
+	q := &Query{Sort: []SortField{{"v", Asc}, {"w", Desc}}}
+	rs := make([]QueryResult, 60)
+	for i := range rs {
+		v := map[string]any{}
+		if !g.chance(5) {
+			v["v"] = g.value(3)
+		}
+		if g.bool() {
+			v["w"] = []any{int64(1), 2.5, "s", true, math.NaN()}[g.r.IntN(5)]
+		}
+		rs[i] = QueryResult{Key: g.str(), Value: v}
+	}
+	sign := func(c int) int { return cmp.Compare(c, 0) }
+	for _, a := range rs {
+		for _, b := range rs {
+			if sign(q.Compare(a, b)) != -sign(q.Compare(b, a)) {
+				t.Fatalf("seed %d: not antisymmetric: %v vs %v", seed, a, b)
+			}
+			for _, c := range rs {
+				if q.Compare(a, b) <= 0 && q.Compare(b, c) <= 0 && q.Compare(a, c) > 0 {
+					t.Fatalf("seed %d: not transitive: %v <= %v <= %v but a > c", seed, a, b, c)
+				}
+			}
+		}
+	}
+}
