@@ -18,7 +18,11 @@ const (
 //
 // All methods are safe for concurrent use. Every I/O method returns promptly
 // with CodeCanceled or CodeDeadlineExceeded when ctx is done. After Close,
-// every method returns an error with CodeUnavailable.
+// every method returns an error with CodeUnavailable (argument and context
+// errors may be reported first).
+//
+// Backends copy values in both directions: they never keep the caller's
+// buffers, and callers may modify what they get back.
 type Backend interface {
 	// Describe returns the backend's name, ABI version and capabilities.
 	// It does no I/O and is valid after Close.
@@ -26,10 +30,12 @@ type Backend interface {
 
 	// Apply commits every mutation of b atomically and durably (when the
 	// backend declares CapDurable): after Apply returns nil, all of them
-	// survive a crash; when it returns an error, none of them is applied.
-	// A Put of an existing record keeps its CreatedAt and sets UpdatedAt to
-	// b.Now; a Delete of a missing record is not an error. Later mutations of
-	// the same record in one batch win over earlier ones.
+	// survive a crash; when it returns an error, none of them is applied, and
+	// readers never see part of a batch. Mutations apply in order: a Put of
+	// an existing record keeps its CreatedAt and sets UpdatedAt to b.Now; a
+	// Delete of a missing record is not an error; a Delete then a Put of the
+	// same record in one batch re-creates it with CreatedAt = b.Now. A nil or
+	// invalid batch is CodeInvalidArgument.
 	Apply(ctx context.Context, b *Batch) error
 
 	// Get returns the records of the given keys of one map, in the order of
@@ -37,21 +43,23 @@ type Backend interface {
 	Get(ctx context.Context, mapName string, backup bool, keys []string) ([]Record, error)
 
 	// Scan returns the next page of one map (primary or backup records) in
-	// the backend's stable key order, starting after req.Cursor (nil: from
-	// the start). The page holds at most req.Limit records and at most
+	// byte order of keys, starting after req.Cursor (nil: from the start). The page holds at most req.Limit records and at most
 	// req.MaxBytes bytes of keys and values, except that a single record
-	// larger than MaxBytes is returned alone. Page.Cursor is nil when the
-	// scan is complete; otherwise it resumes after the page's last record.
-	// Paging visits every record present for the whole scan exactly once.
+	// larger than MaxBytes is returned alone. Page.Cursor is nil on the page
+	// that holds the last record (no trailing empty page); otherwise it
+	// resumes after the page's last record. Paging visits every record
+	// present for the whole scan exactly once. A cursor the backend did not
+	// issue gives CodeInvalidArgument or a valid page of that map.
 	Scan(ctx context.Context, req ScanRequest) (Page, error)
 
 	// ListMaps returns the sorted names of the maps that hold at least one
 	// primary record.
 	ListMaps(ctx context.Context) ([]string, error)
 
-	// ListExpired returns up to limit records (without values) whose
-	// ExpirationTime is non-zero and <= now, in ascending ExpirationTime
-	// order (ties in any stable order). It includes backup records.
+	// ListExpired returns min(limit, eligible) records (with metadata, without
+	// values) whose ExpirationTime is non-zero and <= now, in ascending
+	// ExpirationTime order (ties in any stable order). It includes backup
+	// records.
 	ListExpired(ctx context.Context, now int64, limit int) ([]Record, error)
 
 	// Close releases the backend. It is idempotent.
