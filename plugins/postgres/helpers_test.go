@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,20 +13,21 @@ import (
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 )
 
-// tWriter sends log lines to t.Log, so they show only for failing tests.
-type tWriter struct{ t testing.TB }
+// tWriter sends log lines to t.Logf, so they show only for failing tests.
+type tWriter struct {
+	t interface{ Logf(string, ...any) }
+}
 
 func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(p))
+	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
-func testLogger(t testing.TB) hclog.Logger {
+func testLogger(t interface{ Logf(string, ...any) }) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "storage.postgres", Level: hclog.Debug, Output: tWriter{t}})
 }
 
-func testOptions(t testing.TB) *Options {
+func testOptions(t interface{ Logf(string, ...any) }) *Options {
 	o := DefaultOptions()
 	o.Logger = testLogger(t)
 	o.MaxConns = 4

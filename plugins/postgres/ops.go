@@ -75,9 +75,24 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 
 	// Keep the last mutation of each record, then sort by record so that
 	// concurrent batches lock rows in the same order.
+	// A put that follows a delete of the same record makes a new record
+	// (CreatedAt = Now), which an upsert alone would not: such records are
+	// deleted first, in a second statement of the same transaction.
 	last := make(map[recordID]int, len(muts))
+	var recreated map[recordID]bool
 	for i := range muts {
-		last[recordID{muts[i].Map, muts[i].Key, muts[i].Backup}] = i
+		id := recordID{muts[i].Map, muts[i].Key, muts[i].Backup}
+		if muts[i].Kind == abi.OpPut {
+			if j, ok := last[id]; ok && (muts[j].Kind == abi.OpDelete || recreated[id]) {
+				if recreated == nil {
+					recreated = map[recordID]bool{}
+				}
+				recreated[id] = true
+			}
+		} else if recreated != nil {
+			delete(recreated, id)
+		}
+		last[id] = i
 	}
 	ids := make([]recordID, 0, len(last))
 	for id := range last {
@@ -117,6 +132,9 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 		putVals, putExps = append(putVals, v), append(putExps, m.ExpirationTime)
 	}
 
+	if len(recreated) > 0 {
+		return b.applyRecreating(ctx, batch.Now, recreated, putMaps, putKeys, putVals, putExps, putBackups, delMaps, delKeys, delBackups)
+	}
 	var (
 		sql  string
 		args []any
@@ -133,6 +151,34 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 		_, err := b.pool.Exec(ctx, sql, args...)
 		return err
 	})
+	return b.applyErr(ctx, err)
+}
+
+// applyRecreating applies a batch in which some records are deleted and
+// put again: it deletes them together with the batch's deletes, then
+// upserts the puts, in one transaction.
+func (b *Backend) applyRecreating(ctx context.Context, now int64, recreated map[recordID]bool,
+	putMaps, putKeys []string, putVals [][]byte, putExps []int64, putBackups []bool,
+	delMaps, delKeys []string, delBackups []bool) error {
+	for i := range putKeys {
+		if recreated[recordID{putMaps[i], putKeys[i], putBackups[i]}] {
+			delMaps, delKeys, delBackups = append(delMaps, putMaps[i]), append(delKeys, putKeys[i]), append(delBackups, putBackups[i])
+		}
+	}
+	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, deleteSQL, delMaps, delKeys, delBackups); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, upsertSQL, putMaps, putKeys, putVals, putExps, putBackups, now)
+			return err
+		})
+	})
+	return b.applyErr(ctx, err)
+}
+
+// applyErr explains a connection failure after a batch was sent.
+func (b *Backend) applyErr(ctx context.Context, err error) error {
 	if err != nil && abi.CodeOf(err) == abi.CodeUnavailable && ctx.Err() == nil && !b.closed.Load() {
 		if cause := unwrapCause(err); cause != nil && !retryable(cause) && isConnectionError(cause) {
 			return abi.Wrap(abi.CodeUnavailable, cause, "postgres: apply: the connection broke after the batch was sent, so it may or may not be committed; apply it again when the database is reachable")

@@ -99,7 +99,7 @@ func TestApply_collapsesDuplicatesLastWins(t *testing.T) {
 
 	recs, _ := scanAll(t, b, "m", false, 0, 0)
 	want := []abi.Record{
-		{Map: "m", Key: "del-then-put", Value: []byte("new"), CreatedAt: 1, UpdatedAt: 2},
+		{Map: "m", Key: "del-then-put", Value: []byte("new"), CreatedAt: 2, UpdatedAt: 2}, // a new record
 		{Map: "m", Key: "new-put-del-put", Value: []byte{}, CreatedAt: 2, UpdatedAt: 2},
 		{Map: "m", Key: "put-put", Value: []byte("second"), CreatedAt: 2, UpdatedAt: 2},
 	}

@@ -17,7 +17,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,6 +36,17 @@ const SchemaPrefix = "topgun_test_"
 
 const timeout = 10 * time.Second
 
+// TB is the part of testing.TB this package uses. *testing.T, *testing.B
+// and the conformance suite's own runner satisfy it.
+type TB interface {
+	Helper()
+	Name() string
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+}
+
 var probes sync.Map // url -> *probe
 
 type probe struct {
@@ -47,7 +57,7 @@ type probe struct {
 // URL returns the test database URL. It skips t when the database is
 // unreachable, or fails it when TOPGUN_REQUIRE_POSTGRES=1. The database is
 // probed once per process.
-func URL(t testing.TB) string {
+func URL(t TB) string {
 	t.Helper()
 	u := os.Getenv(EnvURL)
 	if u == "" {
@@ -89,7 +99,7 @@ func connect(ctx context.Context, u string) (*pgx.Conn, error) {
 
 // Exec runs one statement on the test database (not in any fresh schema),
 // failing t on error. It is for test setup such as creating a schema.
-func Exec(t testing.TB, databaseURL, sql string, args ...any) {
+func Exec(t TB, databaseURL, sql string, args ...any) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -106,7 +116,7 @@ func Exec(t testing.TB, databaseURL, sql string, args ...any) {
 // FreshSchema creates a uniquely named, empty schema in the test database,
 // drops it (with everything in it) when t ends, and returns a URL whose
 // connections use it as search_path. It skips or fails t like URL.
-func FreshSchema(t testing.TB) string {
+func FreshSchema(t TB) string {
 	t.Helper()
 	base := URL(t)
 	name := SchemaName(t)
@@ -133,7 +143,7 @@ func FreshSchema(t testing.TB) string {
 
 // SchemaName returns a new schema name: SchemaPrefix, a short form of the
 // test's name and random hex, within PostgreSQL's 63-byte identifier limit.
-func SchemaName(t testing.TB) string {
+func SchemaName(t TB) string {
 	var rnd [6]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
 		t.Fatalf("pgtest: random schema name: %v", err)
