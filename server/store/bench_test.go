@@ -1,0 +1,199 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/redb"
+	"github.com/topgun-go/topgun/server/hlc"
+	"github.com/topgun-go/topgun/server/record"
+)
+
+// Benchmarks of the store against its backend, each with a baseline measured
+// in the same run. `make bench` prints the ratio lines.
+
+func benchRedb(b *testing.B) abi.Backend {
+	be, err := redb.Open(context.Background(), filepath.Join(b.TempDir(), "bench.redb"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.Close() })
+	return be
+}
+
+func benchStore(b *testing.B, be abi.Backend) *Store {
+	clock, _ := hlc.New("bench", nil)
+	s, err := Open(context.Background(), be, &Options{Clock: clock, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+var benchValue = record.StringValue(string(make([]byte, 100)))
+
+// benchWriters measures acknowledged single-op writes per second with w
+// concurrent writers.
+func benchWriters(b *testing.B, w int) {
+	s := benchStore(b, benchRedb(b))
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := 0; g < w; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				op := Op{Map: "bench", Key: fmt.Sprintf("key-%015d", i), Kind: OpPut, Value: benchValue}
+				if _, err := s.Apply(context.Background(), []Op{op}, 0); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
+}
+
+// benchRawBatches measures the backend alone applying batches of n
+// records of the same size, the rate group commit can at best reach.
+func benchRawBatches(b *testing.B, n int) {
+	be := benchRedb(b)
+	rv := record.NewLWW(benchValue, record.Timestamp{Millis: 1, NodeID: "bench"})
+	val, _ := record.Encode(nil, &rv)
+	b.ResetTimer()
+	start := time.Now()
+	for done := 0; done < b.N; {
+		batch := &abi.Batch{Now: time.Now().UnixMilli()}
+		for j := 0; j < n && done < b.N; j++ {
+			done++
+			batch.Put("bench", fmt.Sprintf("key-%015d", done), false, val, 0)
+		}
+		if err := be.Apply(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
+}
+
+func BenchmarkStoreWriters(b *testing.B) {
+	for _, w := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("writers=%d", w), func(b *testing.B) { benchWriters(b, w) })
+	}
+	b.Run("raw-batches=64", func(b *testing.B) { benchRawBatches(b, 64) })
+}
+
+// BenchmarkStoreRatio prints acknowledged writes/s at 1, 8 and 64 writers
+// against the raw redb rate for batches of 64 (goal at 64 writers: >= 0.5x).
+func BenchmarkStoreRatio(b *testing.B) {
+	if b.N > 1 {
+		b.Skip("ratio printer: runs its own benchmarks once")
+	}
+	rate := func(f func(b *testing.B)) float64 {
+		r := testing.Benchmark(f)
+		return r.Extra["writes/s"]
+	}
+	raw := rate(func(b *testing.B) { benchRawBatches(b, 64) })
+	for _, w := range []int{1, 8, 64} {
+		got := rate(func(b *testing.B) { benchWriters(b, w) })
+		fmt.Printf("store/redb acked writes, %2d writers: %9.0f/s = %.2fx raw redb batches of 64 (%.0f/s)\n", w, got, got/raw, raw)
+	}
+}
+
+// BenchmarkStoreRebuild measures the start-up index rebuild of 1,000,000
+// records on redb: seconds, and heap bytes per record (goal <= 100,
+// excluding values, which the index does not hold).
+func BenchmarkStoreRebuild(b *testing.B) {
+	const n = 1_000_000
+	ctx := context.Background()
+	be := benchRedb(b)
+	rv := record.NewLWW(record.StringValue("v"), record.Timestamp{})
+	for i := 0; i < n; i += 1000 {
+		batch := &abi.Batch{Now: 1}
+		for j := i; j < i+1000; j++ {
+			rv.LWW.Timestamp = record.Timestamp{Millis: 1_700_000_000_000 + uint64(j), Counter: uint32(j % 7), NodeID: fmt.Sprintf("client-%d", j%16)}
+			val, _ := record.Encode(nil, &rv)
+			batch.Put("big", fmt.Sprintf("key-%07d", j), false, val, 0)
+		}
+		if err := be.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		clock, _ := hlc.New("bench", nil)
+		s, err := Open(ctx, be, &Options{Clock: clock, Logger: hclog.NewNullLogger(), CacheBytes: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(start)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perRecord := float64(after.HeapAlloc-before.HeapAlloc) / n
+		b.ReportMetric(took.Seconds(), "s/rebuild")
+		b.ReportMetric(perRecord, "heapB/record")
+		fmt.Printf("store rebuild of %d records on redb: %.2f s, %.0f heap bytes per record (goal <= 100)\n", n, took.Seconds(), perRecord)
+		runtime.KeepAlive(s)
+		s.Close()
+	}
+}
+
+// BenchmarkStoreGet compares a warm-cache store Get with a raw backend Get.
+func BenchmarkStoreGet(b *testing.B) {
+	ctx := context.Background()
+	be := benchRedb(b)
+	s := benchStore(b, be)
+	const keys = 10_000
+	ops := make([]Op, 0, 1000)
+	for i := 0; i < keys; i++ {
+		ops = append(ops, Op{Map: "bench", Key: fmt.Sprintf("key-%06d", i), Kind: OpPut, Value: benchValue})
+		if len(ops) == cap(ops) {
+			if _, err := s.Apply(ctx, ops, 0); err != nil {
+				b.Fatal(err)
+			}
+			ops = ops[:0]
+		}
+	}
+	rng := rand.New(rand.NewSource(1))
+	storeGet := func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, ok, err := s.Get(ctx, "bench", fmt.Sprintf("key-%06d", rng.Intn(keys))); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	}
+	rawGet := func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if recs, err := be.Get(ctx, "bench", false, []string{fmt.Sprintf("key-%06d", rng.Intn(keys))}); err != nil || len(recs) != 1 {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("store-warm", storeGet)
+	b.Run("raw-redb", rawGet)
+	if b.N == 1 {
+		st, raw := testing.Benchmark(storeGet), testing.Benchmark(rawGet)
+		fmt.Printf("store warm-cache get: %d ns vs raw redb get %d ns = %.2fx the raw speed\n", st.NsPerOp(), raw.NsPerOp(), float64(raw.NsPerOp())/float64(st.NsPerOp()))
+	}
+}

@@ -1,0 +1,387 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/server/record"
+)
+
+// request is one Apply call (or one piece of server-side work) waiting for
+// the committer.
+type request struct {
+	ops     []Op
+	origin  uint64
+	results []Result
+	fn      func(t *txn) // server-side work (expiry, GC) instead of ops
+	done    chan error
+}
+
+// Apply merges ops into the store and returns once the changes are durable
+// in the backend (one group commit may carry the ops of many concurrent
+// callers). Ops that cannot be applied are rejected one by one in the
+// results; the error is for the call as a whole (backend failure, closed
+// store, ctx done before the commit — in that last case the ops may still
+// be committed, and re-sending them is harmless).
+func (s *Store) Apply(ctx context.Context, ops []Op, origin uint64) ([]Result, error) {
+	req := &request{ops: ops, origin: origin, results: make([]Result, len(ops)), done: make(chan error, 1)}
+	if err := s.submit(ctx, req); err != nil {
+		return nil, err
+	}
+	return req.results, nil
+}
+
+func (s *Store) submit(ctx context.Context, req *request) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.closing:
+		return ErrClosed
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// committer is the single goroutine that merges and commits. Being the only
+// writer of the index, it reads the index without locking and takes the
+// write lock only to install a committed batch.
+func (s *Store) committer() {
+	defer s.wg.Done()
+	for {
+		var first *request
+		select {
+		case first = <-s.reqs:
+		case <-s.closing:
+			// Commit what was already queued, then fail late arrivals.
+			for {
+				select {
+				case r := <-s.reqs:
+					s.commitGroup([]*request{r})
+				default:
+					go s.failLate()
+					return
+				}
+			}
+		}
+		group := []*request{first}
+		n := len(first.ops) + 1
+	gather:
+		for n < s.opts.MaxCommitOps {
+			select {
+			case r := <-s.reqs:
+				group = append(group, r)
+				n += len(r.ops) + 1
+			default:
+				break gather
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// failLate answers requests that raced with Close.
+func (s *Store) failLate() {
+	for r := range s.reqs {
+		r.done <- ErrClosed
+	}
+}
+
+func (s *Store) commitGroup(group []*request) {
+	t := &txn{s: s, pending: map[cacheKey]*state{}}
+	for _, r := range group {
+		if r.fn != nil {
+			r.fn(t)
+			continue
+		}
+		for i := range r.ops {
+			r.results[i] = t.apply(i, &r.ops[i], r.origin)
+		}
+	}
+	err := t.err
+	if err == nil && len(t.order) > 0 {
+		err = t.commit()
+	}
+	for _, r := range group {
+		r.done <- err
+	}
+}
+
+// state is a key's record state inside a commit.
+type state struct {
+	mapName, key string
+	present      bool
+	rv           record.RecordValue
+	exp          int64
+	dirty        bool
+}
+
+// txn is the overlay of one group commit: merged states not yet durable.
+type txn struct {
+	s       *Store
+	pending map[cacheKey]*state
+	order   []*state // dirty states in first-touch order
+	changes []Change
+	prune   *record.Timestamp
+	err     error // infrastructure failure: the whole group fails
+}
+
+func reject(i int, format string, args ...any) Result {
+	return Result{Err: &RejectError{Op: i, Reason: fmt.Sprintf(format, args...)}}
+}
+
+// current returns the state of a key as this commit sees it. needValue
+// false allows answering LWW keys from the index alone.
+func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
+	ck := cacheKey{mapName, key}
+	if st, ok := t.pending[ck]; ok {
+		return st, nil
+	}
+	st := &state{mapName: mapName, key: key}
+	if ms := t.s.maps[mapName]; ms != nil {
+		if m, ok := ms.lww.get(key); ok && !needValue {
+			st.present = true
+			st.rv = record.NewLWW(record.Value{}, t.s.lwwTimestamp(m))
+			st.exp = m.exp
+			if !m.tombstone() {
+				// The value is unknown here; mark it non-null so callers can
+				// tell a live record from a tombstone without loading it.
+				st.rv.LWW.Value = record.BoolValue(true)
+			}
+			return st, nil // not cached in pending: only a peek
+		}
+	}
+	es, err := t.s.loadRaw(context.Background(), mapName, []string{key})
+	if err != nil {
+		return nil, err
+	}
+	if len(es) == 1 {
+		st.present, st.rv, st.exp = true, es[0].Record, es[0].ExpirationTime
+		st.rv.Normalize()
+	}
+	t.pending[ck] = st
+	return st, nil
+}
+
+// write records a new state for a key.
+func (t *txn) write(st *state) {
+	ck := cacheKey{st.mapName, st.key}
+	if p, ok := t.pending[ck]; !ok || p != st {
+		t.pending[ck] = st
+	}
+	if !st.dirty {
+		st.dirty = true
+		t.order = append(t.order, st)
+	}
+}
+
+func (t *txn) apply(i int, op *Op, origin uint64) Result {
+	if t.err != nil {
+		return Result{}
+	}
+	if err := abi.ValidateMapName(op.Map); err != nil {
+		return reject(i, "%v", err)
+	}
+	if err := abi.ValidateKey(op.Key); err != nil {
+		return reject(i, "%v", err)
+	}
+	ts := op.Timestamp
+	if ts.IsZero() {
+		ts = t.s.clock.Now()
+	} else if err := t.s.clock.Update(ts); err != nil {
+		return reject(i, "%v", err)
+	}
+	switch op.Kind {
+	case OpPut, OpRemove:
+		return t.applyLWW(i, op, ts, origin)
+	case OpORAdd:
+		return t.applyORAdd(i, op, ts, origin)
+	case OpORRemove:
+		return t.applyORRemove(i, op, origin)
+	}
+	return reject(i, "unknown op kind %d", op.Kind)
+}
+
+func (t *txn) applyLWW(i int, op *Op, ts record.Timestamp, origin uint64) Result {
+	cur, err := t.current(op.Map, op.Key, false)
+	if err != nil {
+		t.err = err
+		return Result{}
+	}
+	if cur.present {
+		if cur.rv.Kind != record.KindLWW {
+			return reject(i, "key %q of map %q holds an OR-Map record, not an LWW one", op.Key, op.Map)
+		}
+		if ts.Compare(cur.rv.LWW.Timestamp) <= 0 {
+			return Result{} // older or the same write: LWW keeps the current one
+		}
+	}
+	v := op.Value
+	kind := ChangePut
+	if op.Kind == OpRemove {
+		v = record.Value{}
+	}
+	if v.IsNull() {
+		kind = ChangeRemove
+	}
+	st := &state{mapName: op.Map, key: op.Key, present: true, rv: record.NewLWW(v, ts)}
+	ttl := op.TTLMs
+	if ttl > 0 && kind == ChangePut {
+		st.exp = int64(min(ts.Millis+ttl, 1<<62))
+	} else {
+		ttl = 0
+	}
+	if err := t.checkSize(st); err != nil {
+		return reject(i, "%v", err)
+	}
+	t.write(st)
+	t.changes = append(t.changes, Change{Map: op.Map, Key: op.Key, Kind: kind, Record: st.rv, ExpirationTime: st.exp, TTLMs: ttl, Origin: origin})
+	return Result{Changed: true}
+}
+
+func (t *txn) orState(i int, op *Op) (*state, Result, bool) {
+	cur, err := t.current(op.Map, op.Key, true)
+	if err != nil {
+		t.err = err
+		return nil, Result{}, false
+	}
+	if cur.present && cur.rv.Kind == record.KindLWW {
+		return nil, reject(i, "key %q of map %q holds an LWW record, not an OR-Map one", op.Key, op.Map), false
+	}
+	// Copy so a rejected op (e.g. too large) leaves the current state alone.
+	st := &state{mapName: op.Map, key: op.Key, present: true, exp: cur.exp, rv: record.NewORMap(
+		slices.Clone(cur.rv.ORMap.Records), slices.Clone(cur.rv.ORMap.Tombstones))}
+	return st, Result{}, true
+}
+
+func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Result {
+	tag := op.Tag
+	if tag == "" {
+		if !op.Timestamp.IsZero() {
+			return reject(i, "OR add of key %q has no tag", op.Key)
+		}
+		tag = ts.String()
+	}
+	st, res, ok := t.orState(i, op)
+	if !ok {
+		return res
+	}
+	m := &st.rv.ORMap
+	if slices.Contains(m.Tombstones, tag) {
+		return Result{} // removed before: remove wins
+	}
+	for _, r := range m.Records {
+		if r.Tag == tag {
+			return Result{} // a re-sent add
+		}
+	}
+	e := record.ORMapEntry{Value: op.Value, Tag: tag, Timestamp: ts, TTLMs: op.TTLMs}
+	m.Records = append(m.Records, e)
+	st.exp = orExpiry(m)
+	if err := t.checkSize(st); err != nil {
+		return reject(i, "%v", err)
+	}
+	t.write(st)
+	t.changes = append(t.changes, Change{Map: op.Map, Key: op.Key, Kind: ChangeORAdd, Record: st.rv, ExpirationTime: st.exp, Entry: e, Tag: tag, Origin: origin})
+	return Result{Changed: true}
+}
+
+func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
+	if op.Tag == "" {
+		return reject(i, "OR remove of key %q has no tag", op.Key)
+	}
+	st, res, ok := t.orState(i, op)
+	if !ok {
+		return res
+	}
+	m := &st.rv.ORMap
+	if slices.Contains(m.Tombstones, op.Tag) {
+		return Result{}
+	}
+	m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { return r.Tag == op.Tag })
+	m.Tombstones = append(m.Tombstones, op.Tag)
+	st.exp = orExpiry(m)
+	if err := t.checkSize(st); err != nil {
+		return reject(i, "%v", err)
+	}
+	t.write(st)
+	t.changes = append(t.changes, Change{Map: op.Map, Key: op.Key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tag: op.Tag, Origin: origin})
+	return Result{Changed: true}
+}
+
+// orExpiry is the row's expiration: the earliest entry expiry, 0 for none.
+func orExpiry(m *record.ORMap) int64 {
+	var exp int64
+	for i := range m.Records {
+		r := &m.Records[i]
+		if r.TTLMs == 0 {
+			continue
+		}
+		e := int64(min(r.Timestamp.Millis+r.TTLMs, 1<<62))
+		if exp == 0 || e < exp {
+			exp = e
+		}
+	}
+	return exp
+}
+
+// checkSize rejects a state whose encoding would exceed the backend's
+// value limit, before it can fail a whole group commit.
+func (t *txn) checkSize(st *state) error {
+	b, err := record.Encode(nil, &st.rv)
+	if err != nil {
+		return err
+	}
+	if len(b) > abi.MaxValueBytes {
+		return fmt.Errorf("record of key %q would be %d bytes, the limit is %d", st.key, len(b), abi.MaxValueBytes)
+	}
+	return nil
+}
+
+// commit writes the dirty states as one backend batch and, once it is
+// durable, installs them in the index and cache and publishes the changes.
+func (t *txn) commit() error {
+	s := t.s
+	b := &abi.Batch{Now: s.now(), Mutations: make([]abi.Mutation, 0, len(t.order))}
+	var buf []byte
+	for _, st := range t.order {
+		if !st.present {
+			b.Delete(st.mapName, st.key, false)
+			continue
+		}
+		var err error
+		start := len(buf)
+		buf, err = record.Encode(buf, &st.rv)
+		if err != nil {
+			return fmt.Errorf("store: encode %q/%q: %w", st.mapName, st.key, err)
+		}
+		b.Put(st.mapName, st.key, false, buf[start:len(buf):len(buf)], st.exp)
+	}
+	if err := s.be.Apply(context.Background(), b); err != nil {
+		return fmt.Errorf("store: commit of %d records: %w", len(b.Mutations), err)
+	}
+	s.mu.Lock()
+	for _, st := range t.order {
+		if st.present {
+			s.index(st.mapName, st.key, &st.rv, st.exp)
+		} else {
+			s.index(st.mapName, st.key, nil, 0)
+		}
+	}
+	s.mu.Unlock()
+	for _, st := range t.order {
+		s.cache.put(cacheKey{st.mapName, st.key}, &entryValue{rv: st.rv, exp: st.exp, present: st.present})
+	}
+	c := &Commit{Seq: s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune}
+	s.feed.publish(c)
+	return nil
+}

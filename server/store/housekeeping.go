@@ -1,0 +1,164 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/server/record"
+)
+
+// housekeeping runs the TTL reaper and the tombstone collector.
+func (s *Store) housekeeping() {
+	defer s.wg.Done()
+	reap := time.NewTicker(s.opts.ReapInterval)
+	defer reap.Stop()
+	gc := time.NewTicker(s.opts.GCInterval)
+	defer gc.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.closing
+		cancel()
+	}()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-reap.C:
+			if _, err := s.ReapExpired(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("expiry pass failed", "error", err)
+			}
+		case <-gc.C:
+			if _, err := s.CollectTombstones(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("tombstone collection failed", "error", err)
+			}
+		}
+	}
+}
+
+// reapBatch bounds the records one expiry commit handles.
+const reapBatch = 1000
+
+// ReapExpired replaces every record whose TTL has passed: an LWW record by
+// a tombstone stamped now (so clients holding it converge on the delete),
+// an OR-Map key by the same key without its expired entries, whose tags
+// become tombstones. It returns how many records it changed. The loop runs
+// it every ReapInterval; reads hide expired records before that.
+func (s *Store) ReapExpired(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		now := s.now()
+		recs, err := s.be.ListExpired(ctx, now, reapBatch)
+		if err != nil {
+			return total, err
+		}
+		primary := recs[:0]
+		for _, r := range recs {
+			if !r.Backup {
+				primary = append(primary, r)
+			}
+		}
+		if len(primary) == 0 {
+			return total, nil
+		}
+		n := 0
+		req := &request{done: make(chan error, 1), fn: func(t *txn) { n = t.expire(primary, now) }}
+		if err := s.submit(ctx, req); err != nil {
+			return total, err
+		}
+		total += n
+		if n == 0 || len(recs) < reapBatch {
+			// Nothing more to do, or nothing changed (records re-written
+			// since the listing): stop rather than spin on them.
+			return total, nil
+		}
+	}
+}
+
+func (t *txn) expire(recs []abi.Record, now int64) int {
+	n := 0
+	for _, r := range recs {
+		cur, err := t.current(r.Map, r.Key, true)
+		if err != nil {
+			t.err = err
+			return n
+		}
+		if !cur.present || cur.exp == 0 || cur.exp > now {
+			continue // re-written since the listing
+		}
+		st := &state{mapName: r.Map, key: r.Key, present: true}
+		switch cur.rv.Kind {
+		case record.KindLWW:
+			st.rv = record.NewLWW(record.Value{}, t.s.clock.Now())
+		default:
+			var keep []record.ORMapEntry
+			tombs := append([]string(nil), cur.rv.ORMap.Tombstones...)
+			for _, e := range cur.rv.ORMap.Records {
+				if orEntryExpired(&e, now) {
+					tombs = append(tombs, e.Tag)
+				} else {
+					keep = append(keep, e)
+				}
+			}
+			st.rv = record.NewORMap(keep, tombs)
+			st.exp = orExpiry(&st.rv.ORMap)
+		}
+		t.write(st)
+		t.changes = append(t.changes, Change{Map: r.Map, Key: r.Key, Kind: ChangeExpired, Record: st.rv, ExpirationTime: st.exp})
+		n++
+	}
+	return n
+}
+
+// CollectTombstones removes LWW tombstones older than the tombstone TTL
+// from storage and the Merkle index, and publishes the cut-off so clients
+// prune the same ones (GC_PRUNE). It returns how many it removed.
+func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
+	if s.opts.TombstoneTTL < 0 {
+		return 0, nil
+	}
+	cutoff := uint64(s.now() - s.opts.TombstoneTTL.Milliseconds())
+	before := record.Timestamp{Millis: cutoff}
+	type victim struct{ mapName, key string }
+	var victims []victim
+	s.mu.RLock()
+	for name, ms := range s.maps {
+		ms.lww.each(func(k string, m lwwMeta) bool {
+			if m.tombstone() && m.millis < cutoff {
+				victims = append(victims, victim{name, k})
+			}
+			return true
+		})
+	}
+	s.mu.RUnlock()
+	total := 0
+	for len(victims) > 0 {
+		chunk := victims[:min(len(victims), s.opts.MaxCommitOps)]
+		victims = victims[len(chunk):]
+		last := len(victims) == 0
+		n := 0
+		req := &request{done: make(chan error, 1), fn: func(t *txn) {
+			for _, v := range chunk {
+				cur, err := t.current(v.mapName, v.key, false)
+				if err != nil {
+					t.err = err
+					return
+				}
+				if !cur.present || cur.rv.Kind != record.KindLWW || !cur.rv.LWW.Value.IsNull() || cur.rv.LWW.Timestamp.Millis >= cutoff {
+					continue
+				}
+				t.write(&state{mapName: v.mapName, key: v.key})
+				n++
+			}
+			if last {
+				t.prune = &before
+			}
+		}}
+		if err := s.submit(ctx, req); err != nil {
+			return total, err
+		}
+		total += n
+	}
+	return total, nil
+}

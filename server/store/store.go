@@ -1,0 +1,558 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/server/record"
+)
+
+// Clock is the server's hybrid logical clock (package hlc implements it).
+type Clock interface {
+	// Now returns a new timestamp, greater than every one seen before.
+	Now() record.Timestamp
+	// Update merges a remote timestamp into the clock. It fails, leaving the
+	// clock unchanged, when ts lies further ahead of the wall clock than the
+	// allowed drift.
+	Update(ts record.Timestamp) error
+}
+
+// Options configure a Store. The zero value of a field means its default.
+type Options struct {
+	// Clock stamps server-side changes and checks client stamps. Required.
+	Clock Clock
+	// CacheBytes bounds the value cache (default 64 MiB; negative disables it).
+	CacheBytes int64
+	// TombstoneTTL: LWW tombstones older than this are removed and clients
+	// are told to prune theirs. Default 7 days; negative keeps them forever.
+	TombstoneTTL time.Duration
+	// ReapInterval is how often expired records are looked for (default 1s).
+	ReapInterval time.Duration
+	// GCInterval is how often old tombstones are collected (default 1h).
+	GCInterval time.Duration
+	// MaxCommitOps caps the mutations of one group commit (default 4096).
+	MaxCommitOps int
+	// FeedBuffer is each change-feed subscriber's buffer in commits (default 1024).
+	FeedBuffer int
+	// ScanBytes is the page budget of the start-up index rebuild (default 4 MiB).
+	ScanBytes int
+	// WallClock returns the current time; tests replace it. Default time.Now.
+	WallClock func() time.Time
+	Logger    hclog.Logger
+}
+
+// DefaultOptions returns the defaults (without a Clock).
+func DefaultOptions() *Options {
+	return &Options{
+		CacheBytes:   64 << 20,
+		TombstoneTTL: 7 * 24 * time.Hour,
+		ReapInterval: time.Second,
+		GCInterval:   time.Hour,
+		MaxCommitOps: 4096,
+		FeedBuffer:   1024,
+		ScanBytes:    4 << 20,
+		WallClock:    time.Now,
+	}
+}
+
+// Validate checks the options and fills in defaults.
+func (o *Options) Validate() error {
+	d := DefaultOptions()
+	if o.Clock == nil {
+		return errors.New("store: options need a Clock")
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = d.CacheBytes
+	}
+	if o.TombstoneTTL == 0 {
+		o.TombstoneTTL = d.TombstoneTTL
+	}
+	if o.ReapInterval <= 0 {
+		o.ReapInterval = d.ReapInterval
+	}
+	if o.GCInterval <= 0 {
+		o.GCInterval = d.GCInterval
+	}
+	if o.MaxCommitOps <= 0 {
+		o.MaxCommitOps = d.MaxCommitOps
+	}
+	if o.MaxCommitOps > abi.MaxBatchOps {
+		return fmt.Errorf("store: MaxCommitOps %d is above the backend batch limit %d", o.MaxCommitOps, abi.MaxBatchOps)
+	}
+	if o.FeedBuffer <= 0 {
+		o.FeedBuffer = d.FeedBuffer
+	}
+	if o.ScanBytes <= 0 {
+		o.ScanBytes = d.ScanBytes
+	}
+	if o.WallClock == nil {
+		o.WallClock = d.WallClock
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	return nil
+}
+
+// ErrClosed is returned by every operation after Close.
+var ErrClosed = errors.New("store: closed")
+
+// lwwMeta is what the index keeps per LWW key: enough to merge and to hash,
+// nothing of the value. 24 bytes.
+type lwwMeta struct {
+	millis  uint64
+	exp     int64
+	counter uint32
+	node    uint32 // index into Store.nodes; tombstoneBit set for a tombstone
+}
+
+const tombstoneBit = 1 << 31
+
+func (m lwwMeta) tombstone() bool { return m.node&tombstoneBit != 0 }
+
+// orMeta is what the index keeps per OR-Map key.
+type orMeta struct {
+	exp  int64  // earliest entry expiry, 0 for none
+	hash uint32 // the client's OR-Map leaf item hash
+}
+
+type mapState struct {
+	lww *trie[lwwMeta]
+	or  *trie[orMeta]
+}
+
+// Store is the record store: TopGun's CRDT maps on top of an abi.Backend,
+// with an in-memory index and Merkle tries, a bounded value cache, group
+// commit, TTL expiry, tombstone collection and a change feed.
+type Store struct {
+	be    abi.Backend
+	opts  Options
+	log   hclog.Logger
+	clock Clock
+	cache *cache
+	feed  *feed
+
+	mu    sync.RWMutex // guards maps and nodes; written only by the committer
+	maps  map[string]*mapState
+	nodes []string
+	nodeI map[string]uint32
+
+	reqs    chan *request
+	seq     atomic.Uint64
+	closing chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+	closed  atomic.Bool
+}
+
+// Open builds the index by scanning the backend with bounded memory and
+// starts the committer and the TTL and GC loops.
+func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if !be.Describe().Capabilities.Has(abi.CapAtomicBatch) {
+		return nil, fmt.Errorf("store: backend %q does not declare atomic batches, which the store needs", be.Describe().Name)
+	}
+	s := &Store{
+		be: be, opts: o, log: o.Logger, clock: o.Clock,
+		cache:   newCache(o.CacheBytes),
+		feed:    newFeed(),
+		maps:    map[string]*mapState{},
+		nodeI:   map[string]uint32{},
+		reqs:    make(chan *request, 1024),
+		closing: make(chan struct{}),
+	}
+	start := time.Now()
+	n, err := s.rebuild(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("index rebuilt", "maps", len(s.maps), "records", n, "took", time.Since(start).Round(time.Millisecond))
+	s.wg.Add(2)
+	go s.committer()
+	go s.housekeeping()
+	return s, nil
+}
+
+// rebuild scans every map's primary records and indexes them.
+func (s *Store) rebuild(ctx context.Context) (int, error) {
+	names, err := s.be.ListMaps(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: list maps: %w", err)
+	}
+	total := 0
+	for _, name := range names {
+		var cursor []byte
+		for {
+			page, err := s.be.Scan(ctx, abi.ScanRequest{Map: name, Cursor: cursor, Limit: 4096, MaxBytes: s.opts.ScanBytes})
+			if err != nil {
+				return total, fmt.Errorf("store: scan map %q: %w", name, err)
+			}
+			for i := range page.Records {
+				r := &page.Records[i]
+				rv, err := record.Decode(r.Value)
+				if err != nil {
+					// A record we cannot read must not stop the server; it is
+					// left untouched in storage and skipped.
+					s.log.Warn("skipping undecodable record", "map", name, "key", r.Key, "error", err)
+					continue
+				}
+				s.index(name, r.Key, &rv, r.ExpirationTime)
+				total++
+			}
+			if page.Cursor == nil {
+				break
+			}
+			cursor = page.Cursor
+		}
+	}
+	return total, nil
+}
+
+func (s *Store) mapState(name string, create bool) *mapState {
+	ms := s.maps[name]
+	if ms == nil && create {
+		ms = &mapState{lww: newTrie[lwwMeta](), or: newTrie[orMeta]()}
+		s.maps[name] = ms
+	}
+	return ms
+}
+
+func (s *Store) nodeIndex(id string) uint32 {
+	if i, ok := s.nodeI[id]; ok {
+		return i
+	}
+	i := uint32(len(s.nodes))
+	s.nodes = append(s.nodes, id)
+	s.nodeI[id] = i
+	return i
+}
+
+func (s *Store) lwwTimestamp(m lwwMeta) record.Timestamp {
+	return record.Timestamp{Millis: m.millis, Counter: m.counter, NodeID: s.nodes[m.node&^tombstoneBit]}
+}
+
+// index installs the state of one key (caller holds s.mu for writing, or
+// is the rebuild before any reader exists). rv nil removes the key.
+func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
+	ms := s.mapState(mapName, rv != nil)
+	if ms == nil {
+		return
+	}
+	oldL, hadL := ms.lww.get(key)
+	oldO, hadO := ms.or.get(key)
+	if hadL && (rv == nil || rv.Kind != record.KindLWW) {
+		ms.lww.remove(key, lwwItemHash(key, s.lwwTimestamp(oldL)))
+	}
+	if hadO && (rv == nil || rv.Kind == record.KindLWW) {
+		ms.or.remove(key, oldO.hash)
+	}
+	if rv == nil {
+		return
+	}
+	switch rv.Kind {
+	case record.KindLWW:
+		ts := rv.LWW.Timestamp
+		m := lwwMeta{millis: ts.Millis, counter: ts.Counter, node: s.nodeIndex(ts.NodeID), exp: exp}
+		if rv.LWW.Value.IsNull() {
+			m.node |= tombstoneBit
+		}
+		var oldItem uint32
+		if hadL {
+			oldItem = lwwItemHash(key, s.lwwTimestamp(oldL))
+		}
+		ms.lww.set(key, m, hadL, oldItem, lwwItemHash(key, ts))
+	default:
+		if rv.Kind == record.KindORTombstones {
+			// TopGun's legacy shape: tombstones only, no live entry and no leaf.
+			return
+		}
+		m := orMeta{exp: exp, hash: orItemHash(key, &rv.ORMap)}
+		ms.or.set(key, m, hadO, oldO.hash, m.hash)
+	}
+}
+
+func (s *Store) now() int64 { return s.opts.WallClock().UnixMilli() }
+
+// Subscribe returns a subscription to the change feed.
+func (s *Store) Subscribe() *Subscription { return s.feed.subscribe(s.opts.FeedBuffer) }
+
+// Clock returns the store's HLC.
+func (s *Store) Clock() Clock { return s.clock }
+
+// Backend returns the backend the store persists to.
+func (s *Store) Backend() abi.Backend { return s.be }
+
+// Maps returns the names of the maps the index holds.
+func (s *Store) Maps() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.maps))
+	for n := range s.maps {
+		out = append(out, n)
+	}
+	return out
+}
+
+// Root returns the Merkle root of a map's LWW or OR index (0 when empty).
+func (s *Store) Root(mapName string, kind Kind) uint32 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ms := s.maps[mapName]
+	if ms == nil {
+		return 0
+	}
+	if kind == KindOR {
+		return ms.or.root()
+	}
+	return ms.lww.root()
+}
+
+// Buckets returns the non-empty children of the node at path (0–2 hex
+// digits), keyed by hex digit. ok is false when path names no internal node.
+func (s *Store) Buckets(mapName string, kind Kind, path string) (map[string]uint32, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ms := s.maps[mapName]
+	if ms == nil {
+		if len(path) <= 2 {
+			return map[string]uint32{}, true
+		}
+		return nil, false
+	}
+	if kind == KindOR {
+		return ms.or.buckets(path)
+	}
+	return ms.lww.buckets(path)
+}
+
+// Leaf returns the records of the depth-3 leaf at path (3 hex digits),
+// tombstones and expired records included, as a client that holds them
+// hashes them. ok is false when path is not a leaf path.
+func (s *Store) Leaf(ctx context.Context, mapName string, kind Kind, path string) ([]Entry, bool, error) {
+	s.mu.RLock()
+	ms := s.maps[mapName]
+	var keys []string
+	ok := len(path) == 3
+	if ms != nil {
+		if kind == KindOR {
+			keys, ok = ms.or.leafKeys(path)
+		} else {
+			keys, ok = ms.lww.leafKeys(path)
+		}
+	}
+	s.mu.RUnlock()
+	if !ok || len(keys) == 0 {
+		return nil, ok, nil
+	}
+	entries, err := s.load(ctx, mapName, keys)
+	return entries, true, err
+}
+
+// Get returns the live record of a key. Expired records and LWW tombstones
+// are reported as absent.
+func (s *Store) Get(ctx context.Context, mapName, key string) (Entry, bool, error) {
+	es, err := s.load(ctx, mapName, []string{key})
+	if err != nil || len(es) == 0 {
+		return Entry{}, false, err
+	}
+	e := es[0]
+	if !s.live(&e) {
+		return Entry{}, false, nil
+	}
+	return e, true, nil
+}
+
+// live reports whether a record is visible to reads: not an LWW tombstone,
+// not expired, and for OR-Maps with at least one unexpired entry. It trims
+// expired OR entries from e.
+func (s *Store) live(e *Entry) bool {
+	now := s.now()
+	switch e.Record.Kind {
+	case record.KindLWW:
+		if e.Record.LWW.Value.IsNull() {
+			return false
+		}
+		return e.ExpirationTime == 0 || e.ExpirationTime > now
+	default:
+		recs := e.Record.ORMap.Records[:0:0]
+		for _, r := range e.Record.ORMap.Records {
+			if !orEntryExpired(&r, now) {
+				recs = append(recs, r)
+			}
+		}
+		e.Record.ORMap.Records = recs
+		return len(recs) > 0
+	}
+}
+
+func orEntryExpired(r *record.ORMapEntry, now int64) bool {
+	return r.TTLMs > 0 && int64(r.Timestamp.Millis+r.TTLMs) <= now
+}
+
+// Scan calls f with every live record of a map, in the backend's key order,
+// reading pages from the backend; f returning false stops the scan.
+func (s *Store) Scan(ctx context.Context, mapName string, f func(e *Entry) bool) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	var cursor []byte
+	for {
+		page, err := s.be.Scan(ctx, abi.ScanRequest{Map: mapName, Cursor: cursor, MaxBytes: s.opts.ScanBytes})
+		if err != nil {
+			return fmt.Errorf("store: scan %q: %w", mapName, err)
+		}
+		for i := range page.Records {
+			r := &page.Records[i]
+			rv, err := record.Decode(r.Value)
+			if err != nil {
+				continue
+			}
+			e := Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime}
+			if s.live(&e) && !f(&e) {
+				return nil
+			}
+		}
+		if page.Cursor == nil {
+			return nil
+		}
+		cursor = page.Cursor
+	}
+}
+
+// Since returns the LWW records of a map (tombstones included) whose
+// timestamp is after since, for HTTP sync deltas.
+func (s *Store) Since(ctx context.Context, mapName string, since uint64) ([]Entry, error) {
+	s.mu.RLock()
+	var keys []string
+	if ms := s.maps[mapName]; ms != nil {
+		ms.lww.each(func(k string, m lwwMeta) bool {
+			if m.millis > since {
+				keys = append(keys, k)
+			}
+			return true
+		})
+	}
+	s.mu.RUnlock()
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	return s.load(ctx, mapName, keys)
+}
+
+// load reads records through the cache, in the order of keys, skipping
+// absent ones.
+func (s *Store) load(ctx context.Context, mapName string, keys []string) ([]Entry, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	return s.loadRaw(ctx, mapName, keys)
+}
+
+// loadRaw is load without the closed check, for the committer's final drain.
+func (s *Store) loadRaw(ctx context.Context, mapName string, keys []string) ([]Entry, error) {
+	gen := s.cache.generation()
+	out := make([]Entry, 0, len(keys))
+	var miss []string
+	for _, k := range keys {
+		if v, ok := s.cache.get(cacheKey{mapName, k}); ok {
+			if v.present {
+				out = append(out, Entry{Key: k, Record: v.rv, ExpirationTime: v.exp})
+			}
+			continue
+		}
+		miss = append(miss, k)
+	}
+	for len(miss) > 0 {
+		n := min(len(miss), 1000)
+		recs, err := s.be.Get(ctx, mapName, false, miss[:n])
+		if err != nil {
+			return nil, fmt.Errorf("store: get from %q: %w", mapName, err)
+		}
+		for i := range recs {
+			r := &recs[i]
+			rv, err := record.Decode(r.Value)
+			if err != nil {
+				s.log.Warn("skipping undecodable record", "map", mapName, "key", r.Key, "error", err)
+				continue
+			}
+			out = append(out, Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime})
+			s.cache.fill(cacheKey{mapName, r.Key}, &entryValue{rv: rv, exp: r.ExpirationTime, present: true}, gen)
+		}
+		miss = miss[n:]
+	}
+	return out, nil
+}
+
+// Close stops the loops, waits for in-flight commits and closes the feed.
+// It does not close the backend, which the caller owns.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		close(s.closing)
+		s.wg.Wait()
+		s.feed.close()
+	})
+	return nil
+}
+
+// entryValue is a cached record state; present false caches an absence.
+type entryValue struct {
+	rv      record.RecordValue
+	exp     int64
+	present bool
+}
+
+func (v *entryValue) size() int {
+	if !v.present {
+		return 0
+	}
+	n := 64
+	switch v.rv.Kind {
+	case record.KindLWW:
+		n += valueSize(v.rv.LWW.Value) + len(v.rv.LWW.Timestamp.NodeID)
+	default:
+		for i := range v.rv.ORMap.Records {
+			r := &v.rv.ORMap.Records[i]
+			n += 64 + valueSize(r.Value) + len(r.Tag) + len(r.Timestamp.NodeID)
+		}
+		for _, t := range v.rv.ORMap.Tombstones {
+			n += 16 + len(t)
+		}
+	}
+	return n
+}
+
+func valueSize(v record.Value) int {
+	switch v.Type() {
+	case record.TypeString:
+		return 32 + len(v.Text())
+	case record.TypeBytes:
+		return 32 + len(v.Bytes())
+	case record.TypeArray:
+		n := 32
+		for _, it := range v.Items() {
+			n += valueSize(it)
+		}
+		return n
+	case record.TypeMap:
+		n := 32
+		for _, f := range v.Fields() {
+			n += 16 + len(f.Key) + valueSize(f.Value)
+		}
+		return n
+	}
+	return 32
+}

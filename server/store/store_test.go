@@ -1,0 +1,470 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
+	"github.com/topgun-go/topgun/server/record"
+)
+
+// testClock is a minimal HLC over a settable wall clock, with a drift bound.
+type testClock struct {
+	mu    sync.Mutex
+	wall  *atomic.Int64
+	last  record.Timestamp
+	drift uint64
+}
+
+func (c *testClock) Now() record.Timestamp {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := uint64(c.wall.Load())
+	if w > c.last.Millis {
+		c.last = record.Timestamp{Millis: w, NodeID: "server"}
+	} else {
+		c.last.Counter++
+	}
+	return c.last
+}
+
+func (c *testClock) Update(ts record.Timestamp) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := uint64(c.wall.Load())
+	if ts.Millis > w+c.drift {
+		return fmt.Errorf("timestamp %s is more than %d ms ahead of the server clock", ts, c.drift)
+	}
+	if ts.Millis > c.last.Millis {
+		c.last = record.Timestamp{Millis: ts.Millis, Counter: ts.Counter, NodeID: "server"}
+	}
+	return nil
+}
+
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: "store", Output: logWriter{t}, Level: hclog.Debug})
+}
+
+type fixture struct {
+	t     *testing.T
+	be    abi.Backend
+	s     *Store
+	wall  *atomic.Int64
+	clock *testClock
+	opts  Options
+}
+
+func newFixture(t *testing.T, be abi.Backend, mod func(*Options)) *fixture {
+	t.Helper()
+	wall := &atomic.Int64{}
+	wall.Store(1_700_000_000_000)
+	f := &fixture{t: t, be: be, wall: wall, clock: &testClock{wall: wall, drift: 60_000}}
+	f.opts = Options{
+		Clock:        f.clock,
+		WallClock:    func() time.Time { return time.UnixMilli(wall.Load()) },
+		ReapInterval: time.Hour, // tests drive housekeeping by hand
+		GCInterval:   time.Hour,
+		Logger:       testLogger(t),
+	}
+	if mod != nil {
+		mod(&f.opts)
+	}
+	f.open()
+	t.Cleanup(func() { f.s.Close() })
+	return f
+}
+
+func (f *fixture) open() {
+	f.t.Helper()
+	s, err := Open(context.Background(), f.be, &f.opts)
+	if err != nil {
+		f.t.Fatalf("open: %v", err)
+	}
+	f.s = s
+}
+
+func (f *fixture) apply(ops ...Op) []Result {
+	f.t.Helper()
+	res, err := f.s.Apply(context.Background(), ops, 1)
+	if err != nil {
+		f.t.Fatalf("apply: %v", err)
+	}
+	return res
+}
+
+func ts(ms uint64, c uint32, node string) record.Timestamp {
+	return record.Timestamp{Millis: ms, Counter: c, NodeID: node}
+}
+
+func put(m, k, v string, t record.Timestamp) Op {
+	return Op{Map: m, Key: k, Kind: OpPut, Value: record.StringValue(v), Timestamp: t}
+}
+
+func (f *fixture) get(m, k string) (string, bool) {
+	f.t.Helper()
+	e, ok, err := f.s.Get(context.Background(), m, k)
+	if err != nil {
+		f.t.Fatalf("get: %v", err)
+	}
+	if !ok {
+		return "", false
+	}
+	return e.Record.LWW.Value.Text(), true
+}
+
+const t0 = 1_700_000_000_000
+
+func TestStore_LWW_newerWinsOlderIgnored(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	r := f.apply(put("todo-items", "a", "one", ts(t0, 0, "c1")))
+	if !r[0].Changed || r[0].Err != nil {
+		t.Fatalf("first put: %+v", r[0])
+	}
+	r = f.apply(put("todo-items", "a", "old", ts(t0-5, 0, "c2")))
+	if r[0].Changed {
+		t.Fatalf("an older write changed the record")
+	}
+	if v, _ := f.get("todo-items", "a"); v != "one" {
+		t.Fatalf("value %q, want one", v)
+	}
+	r = f.apply(put("todo-items", "a", "two", ts(t0, 1, "c2")))
+	if !r[0].Changed {
+		t.Fatalf("newer write ignored")
+	}
+	if v, _ := f.get("todo-items", "a"); v != "two" {
+		t.Fatalf("value %q, want two", v)
+	}
+}
+
+func TestStore_LWW_resentOpIsNoOp(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	op := put("m", "k", "v", ts(t0, 0, "c1"))
+	f.apply(op)
+	root := f.s.Root("m", KindLWW)
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	for i := 0; i < 3; i++ {
+		if r := f.apply(op); r[0].Changed {
+			t.Fatalf("re-sent op changed the store")
+		}
+	}
+	if got := f.s.Root("m", KindLWW); got != root {
+		t.Fatalf("root changed from %d to %d by a re-sent op", root, got)
+	}
+	select {
+	case c := <-sub.C():
+		t.Fatalf("re-sent op published a commit: %+v", c)
+	default:
+	}
+}
+
+func TestStore_LWW_removeKeepsTombstone(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	f.apply(put("m", "k", "v", ts(t0, 0, "c1")))
+	before := f.s.Root("m", KindLWW)
+	f.apply(Op{Map: "m", Key: "k", Kind: OpRemove, Timestamp: ts(t0+1, 0, "c1")})
+	if _, ok := f.get("m", "k"); ok {
+		t.Fatalf("removed key still visible")
+	}
+	after := f.s.Root("m", KindLWW)
+	if after == 0 || after == before {
+		t.Fatalf("tombstone not in the Merkle index: root %d -> %d", before, after)
+	}
+	if want := lwwRootOf(map[string]record.Timestamp{"k": ts(t0+1, 0, "c1")}); after != want {
+		t.Fatalf("root %d, want %d (tombstone hashed like a record)", after, want)
+	}
+	// The tombstone is durable and served in leaves with a null value.
+	path := leafPath("k")
+	es, ok, err := f.s.Leaf(context.Background(), "m", KindLWW, path)
+	if err != nil || !ok || len(es) != 1 || !es[0].Record.LWW.Value.IsNull() {
+		t.Fatalf("leaf %s: %+v ok=%v err=%v", path, es, ok, err)
+	}
+	// An older put does not resurrect it.
+	f.apply(put("m", "k", "zombie", ts(t0, 5, "c2")))
+	if _, ok := f.get("m", "k"); ok {
+		t.Fatalf("older put resurrected a removed key")
+	}
+}
+
+func TestStore_driftRejected(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	res := f.apply(put("m", "k", "v", ts(t0+120_000, 0, "c1")), put("m", "k2", "v", ts(t0+1000, 0, "c1")))
+	var rej *RejectError
+	if !errors.As(res[0].Err, &rej) {
+		t.Fatalf("op 2 min ahead not rejected: %+v", res[0])
+	}
+	if res[1].Err != nil || !res[1].Changed {
+		t.Fatalf("op within drift: %+v", res[1])
+	}
+	if _, ok := f.get("m", "k"); ok {
+		t.Fatalf("rejected op was stored")
+	}
+}
+
+func TestStore_invalidOpsRejectedOthersApplied(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	big := make([]byte, abi.MaxValueBytes+1)
+	res := f.apply(
+		put("", "k", "v", ts(t0, 0, "c")),
+		Op{Map: "m", Key: "big", Kind: OpPut, Value: record.BytesValue(big), Timestamp: ts(t0, 0, "c")},
+		put("m", "ok", "v", ts(t0, 0, "c")),
+	)
+	if res[0].Err == nil || res[1].Err == nil {
+		t.Fatalf("invalid ops not rejected: %+v", res)
+	}
+	if res[2].Err != nil {
+		t.Fatalf("valid op rejected: %v", res[2].Err)
+	}
+	if _, ok := f.get("m", "ok"); !ok {
+		t.Fatalf("valid op of a batch with rejected ops not stored")
+	}
+}
+
+func TestStore_OR_addRemoveSemantics(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	add := func(tag, v string, at record.Timestamp) Op {
+		return Op{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue(v), Timestamp: at, Tag: tag}
+	}
+	f.apply(add("t1", "a", ts(t0, 0, "c1")), add("t2", "b", ts(t0, 1, "c1")))
+	if r := f.apply(add("t1", "a", ts(t0, 0, "c1"))); r[0].Changed {
+		t.Fatalf("re-sent OR add created a duplicate")
+	}
+	f.apply(Op{Map: "tags", Key: "k", Kind: OpORRemove, Tag: "t1"})
+	// A stale re-send of the removed add must not bring it back.
+	if r := f.apply(add("t1", "a", ts(t0, 0, "c1"))); r[0].Changed {
+		t.Fatalf("re-sent add of a removed tag was applied")
+	}
+	e, ok, err := f.s.Get(context.Background(), "tags", "k")
+	if err != nil || !ok {
+		t.Fatalf("get: %v %v", ok, err)
+	}
+	if n := len(e.Record.ORMap.Records); n != 1 || e.Record.ORMap.Records[0].Tag != "t2" {
+		t.Fatalf("records %+v, want only t2", e.Record.ORMap.Records)
+	}
+	if ts := e.Record.ORMap.Tombstones; len(ts) != 1 || ts[0] != "t1" {
+		t.Fatalf("tombstones %v, want [t1]", ts)
+	}
+	// Kinds do not mix on one key.
+	if r := f.apply(put("tags", "k", "x", ts(t0+5, 0, "c1"))); r[0].Err == nil {
+		t.Fatalf("LWW put on an OR key not rejected")
+	}
+}
+
+func TestStore_TTL_hiddenThenReaped(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	op := put("m", "k", "v", ts(t0, 0, "c1"))
+	op.TTLMs = 1000
+	f.apply(op)
+	if _, ok := f.get("m", "k"); !ok {
+		t.Fatalf("record hidden before it expired")
+	}
+	leaf, _, _ := f.s.Leaf(context.Background(), "m", KindLWW, leafPath("k"))
+	if len(leaf) != 1 || leaf[0].TTLMs() != 1000 {
+		t.Fatalf("leaf does not carry ttlMs 1000: %+v", leaf)
+	}
+	f.wall.Add(1000)
+	if _, ok := f.get("m", "k"); ok {
+		t.Fatalf("expired record still visible")
+	}
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	n, err := f.s.ReapExpired(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("reap: n=%d err=%v", n, err)
+	}
+	c := <-sub.C()
+	if len(c.Changes) != 1 || c.Changes[0].Kind != ChangeExpired || !c.Changes[0].Record.LWW.Value.IsNull() {
+		t.Fatalf("reap published %+v", c)
+	}
+	// The tombstone replaces the record in the index (newer timestamp).
+	leaf, _, _ = f.s.Leaf(context.Background(), "m", KindLWW, leafPath("k"))
+	if len(leaf) != 1 || !leaf[0].Record.LWW.Value.IsNull() || leaf[0].Record.LWW.Timestamp.Compare(op.Timestamp) <= 0 {
+		t.Fatalf("leaf after reap: %+v", leaf)
+	}
+	if n, _ := f.s.ReapExpired(context.Background()); n != 0 {
+		t.Fatalf("second reap changed %d records", n)
+	}
+}
+
+func TestStore_tombstoneGC(t *testing.T) {
+	f := newFixture(t, null.Open(), func(o *Options) { o.TombstoneTTL = time.Hour })
+	f.apply(put("m", "k", "v", ts(t0, 0, "c1")), Op{Map: "m", Key: "gone", Kind: OpRemove, Timestamp: ts(t0, 0, "c1")})
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	if n, _ := f.s.CollectTombstones(context.Background()); n != 0 {
+		t.Fatalf("young tombstone collected")
+	}
+	f.wall.Add(2 * time.Hour.Milliseconds())
+	n, err := f.s.CollectTombstones(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("collect: n=%d err=%v", n, err)
+	}
+	c := <-sub.C()
+	if c.PruneBefore == nil || c.PruneBefore.Millis != uint64(f.wall.Load()-time.Hour.Milliseconds()) {
+		t.Fatalf("no prune cut-off published: %+v", c)
+	}
+	if want := lwwRootOf(map[string]record.Timestamp{"k": ts(t0, 0, "c1")}); f.s.Root("m", KindLWW) != want {
+		t.Fatalf("root still counts the collected tombstone")
+	}
+	recs, _ := f.be.Get(context.Background(), "m", false, []string{"gone"})
+	if len(recs) != 0 {
+		t.Fatalf("collected tombstone still in storage")
+	}
+}
+
+func TestStore_rebuildFromBackend(t *testing.T) {
+	be := null.Open()
+	f := newFixture(t, be, nil)
+	for i := 0; i < 500; i++ {
+		f.apply(put("m", fmt.Sprintf("k%03d", i), "v", ts(t0, uint32(i), "c1")))
+	}
+	f.apply(Op{Map: "m", Key: "k007", Kind: OpRemove, Timestamp: ts(t0+1, 0, "c1")})
+	f.apply(Op{Map: "o", Key: "x", Kind: OpORAdd, Value: record.IntValue(1), Tag: "t", Timestamp: ts(t0, 0, "c1")})
+	root, orRoot := f.s.Root("m", KindLWW), f.s.Root("o", KindOR)
+	f.s.Close()
+	f.opts.ScanBytes = 1000 // many pages
+	f.open()
+	if got := f.s.Root("m", KindLWW); got != root {
+		t.Fatalf("LWW root after rebuild %d, want %d", got, root)
+	}
+	if got := f.s.Root("o", KindOR); got != orRoot || got == 0 {
+		t.Fatalf("OR root after rebuild %d, want %d", got, orRoot)
+	}
+	if r := f.apply(put("m", "k001", "old", ts(t0-1, 0, "c9"))); r[0].Changed {
+		t.Fatalf("rebuilt index lost the timestamp of k001")
+	}
+}
+
+// countingBackend counts Apply calls and can be made to fail.
+type countingBackend struct {
+	abi.Backend
+	applies atomic.Int64
+	fail    atomic.Bool
+	delay   time.Duration
+}
+
+func (b *countingBackend) Apply(ctx context.Context, batch *abi.Batch) error {
+	b.applies.Add(1)
+	if b.delay > 0 {
+		time.Sleep(b.delay)
+	}
+	if b.fail.Load() {
+		return abi.Errorf(abi.CodeUnavailable, "test: backend down")
+	}
+	return b.Backend.Apply(ctx, batch)
+}
+
+func TestStore_groupCommit(t *testing.T) {
+	be := &countingBackend{Backend: null.Open(), delay: 2 * time.Millisecond}
+	f := newFixture(t, be, nil)
+	const writers, each = 32, 20
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				res, err := f.s.Apply(context.Background(), []Op{put("m", fmt.Sprintf("w%d-%d", w, i), "v", ts(t0, uint32(i), fmt.Sprint("c", w)))}, uint64(w))
+				if err != nil || res[0].Err != nil {
+					t.Errorf("apply: %v %+v", err, res)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	n := be.applies.Load()
+	if n >= writers*each/2 {
+		t.Fatalf("%d backend batches for %d concurrent writes: no group commit", n, writers*each)
+	}
+	recs, err := be.Backend.ListMaps(context.Background())
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("maps %v %v", recs, err)
+	}
+	t.Logf("%d writes in %d backend batches", writers*each, n)
+}
+
+func TestStore_backendFailureAppliesNothing(t *testing.T) {
+	be := &countingBackend{Backend: null.Open()}
+	f := newFixture(t, be, nil)
+	f.apply(put("m", "k", "one", ts(t0, 0, "c1")))
+	root := f.s.Root("m", KindLWW)
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	be.fail.Store(true)
+	if _, err := f.s.Apply(context.Background(), []Op{put("m", "k", "two", ts(t0+1, 0, "c1"))}, 1); !errors.Is(err, abi.ErrUnavailable) {
+		t.Fatalf("apply on a failing backend: %v", err)
+	}
+	if f.s.Root("m", KindLWW) != root {
+		t.Fatalf("index changed by a failed commit")
+	}
+	be.fail.Store(false)
+	if v, _ := f.get("m", "k"); v != "one" {
+		t.Fatalf("value %q after failed commit", v)
+	}
+	// The same op succeeds once the backend is back.
+	if r := f.apply(put("m", "k", "two", ts(t0+1, 0, "c1"))); !r[0].Changed {
+		t.Fatalf("retry after failure did not apply")
+	}
+	c := <-sub.C()
+	if len(c.Changes) != 1 || c.Changes[0].Record.LWW.Value.Text() != "two" {
+		t.Fatalf("feed: %+v", c)
+	}
+}
+
+func TestStore_feedOrderAndLag(t *testing.T) {
+	f := newFixture(t, null.Open(), func(o *Options) { o.FeedBuffer = 4 })
+	fast := f.s.Subscribe()
+	slow := f.s.Subscribe()
+	defer fast.Close()
+	defer slow.Close()
+	var got []uint64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for c := range fast.C() {
+			got = append(got, c.Seq)
+			if len(got) == 20 {
+				return
+			}
+		}
+	}()
+	for i := 0; i < 20; i++ {
+		f.apply(put("m", fmt.Sprint(i), "v", ts(t0, uint32(i), "c")))
+	}
+	<-done
+	for i := 1; i < len(got); i++ {
+		if got[i] != got[i-1]+1 {
+			t.Fatalf("commits out of order: %v", got)
+		}
+	}
+	for range slow.C() {
+	}
+	if !errors.Is(slow.Err(), ErrLagged) {
+		t.Fatalf("slow subscriber: %v, want ErrLagged", slow.Err())
+	}
+}
+
+func TestStore_closed(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	f.s.Close()
+	if _, err := f.s.Apply(context.Background(), []Op{put("m", "k", "v", ts(t0, 0, "c"))}, 0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("apply after close: %v", err)
+	}
+	if _, _, err := f.s.Get(context.Background(), "m", "k"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("get after close: %v", err)
+	}
+	f.s.Close()
+}
