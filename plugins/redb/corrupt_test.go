@@ -123,10 +123,8 @@ func TestOpen_notADatabase(t *testing.T) {
 		}, abi.CodeInvalidArgument, nil},
 		{"newer format version", func(t *testing.T) string {
 			return boltFile(t, func(tx *bolt.Tx) error {
-				for _, n := range [][]byte{bucketPrimary, bucketBackup, bucketExpiry} {
-					if _, err := tx.CreateBucket(n); err != nil {
-						return err
-					}
+				if _, err := tx.CreateBucket(bucketExpiry); err != nil {
+					return err
 				}
 				b, err := tx.CreateBucket(bucketMeta)
 				if err != nil {

@@ -13,12 +13,27 @@ import (
 
 // Layout of the file (see doc.go for the prose).
 var (
-	bucketMeta    = []byte("topgun")  // format marker: key "format" = decimal version
-	bucketPrimary = []byte("primary") // one nested bucket per map name
-	bucketBackup  = []byte("backup")  // one nested bucket per map name
-	bucketExpiry  = []byte("expiry")  // expiry index, keys only
-	keyFormat     = []byte("format")
+	bucketMeta   = []byte("topgun") // format marker: key "format" = decimal version
+	bucketExpiry = []byte("expiry") // expiry index, keys only
+	keyFormat    = []byte("format")
 )
+
+// Each map has a top-level bucket per kind, named by a prefix and the map
+// name, so that reaching a map's records costs one bucket lookup.
+const (
+	prefixPrimary = "p:"
+	prefixBackup  = "b:"
+)
+
+// appendBucketName appends the name of the bucket of one map to dst.
+func appendBucketName(dst []byte, mapName string, backup bool) []byte {
+	if backup {
+		dst = append(dst, prefixBackup...)
+	} else {
+		dst = append(dst, prefixPrimary...)
+	}
+	return append(dst, mapName...)
+}
 
 // formatVersion is the layout version this package writes and understands.
 // Open refuses files with a larger version.

@@ -81,35 +81,42 @@ func checkConsistency(t testing.TB, b *Backend) {
 			return err
 		}
 		want := map[string]bool{}
-		for _, backup := range []bool{false, true} {
-			p := parentBucket(tx, backup)
-			err := p.ForEachBucket(func(name []byte) error {
-				mb := p.Bucket(name)
-				n := 0
-				err := mb.ForEach(func(k, v []byte) error {
-					n++
-					if len(k) == 0 || k[0] != recordKeyPrefix {
-						return errors.New("record key without prefix")
-					}
-					h, _, err := decodeRecord(v)
-					if err != nil {
-						return err
-					}
-					if h.ExpirationTime != 0 {
-						want[string(appendExpiryKey(nil, h.ExpirationTime, string(name), backup, string(k[1:])))] = true
-					}
-					return nil
-				})
-				if err == nil && n == 0 {
-					err = errors.New("empty map bucket " + string(name))
-				}
-				return err
-			})
-			if err != nil {
-				return err
+		err := tx.ForEach(func(name []byte, mb *bolt.Bucket) error {
+			var backup bool
+			switch {
+			case bytes.Equal(name, bucketMeta) || bytes.Equal(name, bucketExpiry):
+				return nil
+			case bytes.HasPrefix(name, []byte(prefixPrimary)):
+			case bytes.HasPrefix(name, []byte(prefixBackup)):
+				backup = true
+			default:
+				return fmt.Errorf("unexpected bucket %q", name)
 			}
+			mapName := string(name[2:])
+			n := 0
+			err := mb.ForEach(func(k, v []byte) error {
+				n++
+				if len(k) == 0 || k[0] != recordKeyPrefix {
+					return errors.New("record key without prefix")
+				}
+				h, _, err := decodeRecord(v)
+				if err != nil {
+					return err
+				}
+				if h.ExpirationTime != 0 {
+					want[string(appendExpiryKey(nil, h.ExpirationTime, mapName, backup, string(k[1:])))] = true
+				}
+				return nil
+			})
+			if err == nil && n == 0 {
+				err = fmt.Errorf("empty map bucket %q", name)
+			}
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		err := tx.Bucket(bucketExpiry).ForEach(func(k, _ []byte) error {
+		err = tx.Bucket(bucketExpiry).ForEach(func(k, _ []byte) error {
 			if !want[string(k)] {
 				return fmt.Errorf("dangling expiry index entry %q", k)
 			}

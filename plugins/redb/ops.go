@@ -12,21 +12,10 @@ import (
 // ctxEvery is how many records a long loop handles between context checks.
 const ctxEvery = 256
 
-// parentBucket returns the top-level bucket that holds the maps of one kind.
-func parentBucket(tx *bolt.Tx, backup bool) *bolt.Bucket {
-	if backup {
-		return tx.Bucket(bucketBackup)
-	}
-	return tx.Bucket(bucketPrimary)
-}
-
 // mapBucket returns the bucket of one map, or nil when it holds no records.
 func mapBucket(tx *bolt.Tx, mapName string, backup bool) *bolt.Bucket {
-	p := parentBucket(tx, backup)
-	if p == nil {
-		return nil
-	}
-	return p.Bucket([]byte(mapName))
+	var stack [80]byte
+	return tx.Bucket(appendBucketName(stack[:0], mapName, backup))
 }
 
 type bucketID struct {
@@ -36,11 +25,15 @@ type bucketID struct {
 
 // batchBucket caches the bucket of one map during Apply.
 type batchBucket struct {
-	name    string
-	backup  bool
-	parent  *bolt.Bucket
-	b       *bolt.Bucket // nil while the map has no bucket
-	deleted bool         // a record was deleted: drop the bucket if it ends empty
+	name []byte       // bucket name
+	b    *bolt.Bucket // nil while the map has no bucket
+	// max is an upper bound of the keys in the bucket when maxKnown: a key
+	// above it is new, so its put needs no lookup. Sequential keys (time
+	// ordered, counters) take this path.
+	max      []byte
+	maxKnown bool
+	looked   bool // some put of the batch had to look up an existing record
+	deleted  bool // a record was deleted: drop the bucket if it ends empty
 }
 
 // Apply commits the batch in one bbolt write transaction: one durable commit
@@ -74,6 +67,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 			buckets []batchBucket
 			index   map[bucketID]int
 			cur     *batchBucket
+			curID   bucketID
 			kbuf    = make([]byte, 0, 64)
 			xbuf    = make([]byte, 0, 64)
 		)
@@ -84,24 +78,34 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 					return err
 				}
 			}
-			if cur == nil || cur.name != m.Map || cur.backup != m.Backup {
-				id := bucketID{m.Map, m.Backup}
-				j, ok := index[id]
+			if cur == nil || curID.name != m.Map || curID.backup != m.Backup {
+				curID = bucketID{m.Map, m.Backup}
+				j, ok := index[curID]
 				if !ok {
-					p := parentBucket(tx, m.Backup)
+					name := appendBucketName(nil, m.Map, m.Backup)
 					j = len(buckets)
-					buckets = append(buckets, batchBucket{name: m.Map, backup: m.Backup, parent: p, b: p.Bucket([]byte(m.Map))})
+					buckets = append(buckets, batchBucket{name: name, b: tx.Bucket(name)})
 					if index == nil {
 						index = make(map[bucketID]int)
 					}
-					index[id] = j
+					index[curID] = j
 				}
 				cur = &buckets[j]
 			}
 			kbuf = appendRecordKey(kbuf[:0], m.Key)
+			if m.Kind == abi.OpPut && !cur.maxKnown {
+				cur.maxKnown = true
+				if cur.b != nil {
+					last, _ := cur.b.Cursor().Last()
+					cur.max = append(cur.max[:0], last...)
+				}
+			}
 			var old []byte
-			if cur.b != nil {
+			if m.Kind == abi.OpPut && cur.maxKnown && bytes.Compare(kbuf, cur.max) > 0 {
+				cur.max = append(cur.max[:0], kbuf...) // new key: nothing to look up
+			} else if cur.b != nil {
 				old = cur.b.Get(kbuf)
+				cur.looked = cur.looked || m.Kind == abi.OpPut
 			}
 			var oldHdr recordHeader
 			if old != nil {
@@ -137,7 +141,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 				}
 			}
 			if cur.b == nil {
-				nb, err := cur.parent.CreateBucket([]byte(m.Map))
+				nb, err := tx.CreateBucket(cur.name)
 				if err != nil {
 					return err
 				}
@@ -157,13 +161,20 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 		}
 		for i := range buckets {
 			bb := &buckets[i]
-			if !bb.deleted || bb.b == nil {
+			if bb.b == nil {
 				continue
 			}
-			if k, _ := bb.b.Cursor().First(); k == nil {
-				if err := bb.parent.DeleteBucket([]byte(bb.name)); err != nil {
-					return err
+			if bb.deleted {
+				if k, _ := bb.b.Cursor().First(); k == nil {
+					if err := tx.DeleteBucket(bb.name); err != nil {
+						return err
+					}
+					continue
 				}
+			}
+			if !bb.looked && !bb.deleted {
+				// Only appends: pack pages full, as for a bulk load.
+				bb.b.FillPercent = 1.0
 			}
 		}
 		return nil
@@ -319,7 +330,8 @@ func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, erro
 }
 
 // ListMaps returns the sorted names of maps with primary records. A map
-// bucket exists only while it holds records, so this lists bucket names.
+// bucket exists only while it holds records, so this lists the names of
+// the primary map buckets.
 func (b *Backend) ListMaps(ctx context.Context) ([]string, error) {
 	if err := abi.ContextError(ctx); err != nil {
 		return nil, err
@@ -329,10 +341,10 @@ func (b *Backend) ListMaps(ctx context.Context) ([]string, error) {
 	}
 	var out []string
 	err := b.view(func(tx *bolt.Tx) error {
-		p := tx.Bucket(bucketPrimary)
-		c := p.Cursor()
+		c := tx.Cursor()
+		prefix := []byte(prefixPrimary)
 		n := 0
-		for k, v := c.First(); k != nil; k, v = c.Next() {
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if n++; n%ctxEvery == 0 {
 				if err := abi.ContextError(ctx); err != nil {
 					return err
@@ -341,9 +353,9 @@ func (b *Backend) ListMaps(ctx context.Context) ([]string, error) {
 			if v != nil {
 				continue // not a bucket
 			}
-			if mb := p.Bucket(k); mb != nil {
+			if mb := tx.Bucket(k); mb != nil {
 				if first, _ := mb.Cursor().First(); first != nil {
-					out = append(out, string(k))
+					out = append(out, string(k[len(prefix):]))
 				}
 			}
 		}

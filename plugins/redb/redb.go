@@ -254,10 +254,8 @@ func (b *Backend) initFormat() (created bool, err error) {
 		if v > formatVersion {
 			return abi.Errorf(abi.CodeUnsupported, "redb: %s has format version %d, newer than the version %d this server supports; upgrade the server or set TOPGUN_REDB_PATH to another file", b.path, v, formatVersion)
 		}
-		for _, name := range [][]byte{bucketPrimary, bucketBackup, bucketExpiry} {
-			if tx.Bucket(name) == nil {
-				return notOurs(b.path, fmt.Errorf("bucket %q is missing", name))
-			}
+		if tx.Bucket(bucketExpiry) == nil {
+			return notOurs(b.path, fmt.Errorf("bucket %q is missing", bucketExpiry))
 		}
 		return nil
 	})
@@ -265,10 +263,8 @@ func (b *Backend) initFormat() (created bool, err error) {
 		return false, err
 	}
 	err = b.update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketPrimary, bucketBackup, bucketExpiry} {
-			if _, err := tx.CreateBucket(name); err != nil {
-				return err
-			}
+		if _, err := tx.CreateBucket(bucketExpiry); err != nil {
+			return err
 		}
 		meta, err := tx.CreateBucket(bucketMeta)
 		if err != nil {
