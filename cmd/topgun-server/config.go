@@ -1,0 +1,192 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/plugins"
+)
+
+// config is the server's whole configuration, read from the environment and
+// the command line.
+type config struct {
+	storageBackend string
+	redbPath       string
+	databaseURL    string
+	port           int
+	bindAddr       string
+	logLevel       hclog.Level
+	logJSON        bool
+}
+
+// setting is one configuration value: an environment variable mirrored by a
+// flag. set parses a value into c; its error says what is wrong and how to
+// fix it, without naming the setting (the caller prefixes the name).
+type setting struct {
+	env  string
+	flag string
+	def  string
+	help string
+	set  func(c *config, v string) error
+}
+
+// settings is every setting the server reads, in the order --help shows
+// them. Empty values count as unset and take the default.
+var settings = []setting{
+	{"STORAGE_BACKEND", "storage-backend", "redb", "storage backend: null, postgres, redb, or a path to a .wasm plugin", func(c *config, v string) error { c.storageBackend = v; return nil }},
+	{"TOPGUN_REDB_PATH", "redb-path", plugins.DefaultRedbPath, "file of the redb backend", func(c *config, v string) error { c.redbPath = v; return nil }},
+	{"DATABASE_URL", "database-url", "", "PostgreSQL URL of the postgres backend, e.g. postgres://user:password@host:5432/db", func(c *config, v string) error { c.databaseURL = v; return nil }},
+	{"PORT", "port", "8080", "TCP port to listen on; 0 picks a free port", setPort},
+	{"TOPGUN_BIND_ADDR", "bind-addr", "0.0.0.0", "IP address or host name to listen on", setBindAddr},
+	{"TOPGUN_LOG_LEVEL", "log-level", "info", "log level: trace, debug, info, warn, error or off", setLogLevel},
+	{"TOPGUN_LOG_FORMAT", "log-format", "text", "log format: text or json", setLogFormat},
+}
+
+func setPort(c *config, v string) error {
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 0 || p > 65535 {
+		return errors.New("is not a port number: use an integer from 0 to 65535 (0 picks a free port)")
+	}
+	c.port = p
+	return nil
+}
+
+func setBindAddr(c *config, v string) error {
+	if net.ParseIP(v) == nil && strings.ContainsAny(v, ":/[] ") {
+		return errors.New("is not an IP address or host name: give one without a port (set the port with PORT)")
+	}
+	c.bindAddr = v
+	return nil
+}
+
+func setLogLevel(c *config, v string) error {
+	l := hclog.LevelFromString(v)
+	if l == hclog.NoLevel {
+		return errors.New("is not a log level: use trace, debug, info, warn, error or off")
+	}
+	c.logLevel = l
+	return nil
+}
+
+func setLogFormat(c *config, v string) error {
+	switch strings.ToLower(v) {
+	case "text":
+		c.logJSON = false
+	case "json":
+		c.logJSON = true
+	default:
+		return errors.New("is not a log format: use text or json")
+	}
+	return nil
+}
+
+// errHelp is returned by parseConfig when --help was asked for; the usage has
+// been written to stdout.
+var errHelp = errors.New("help requested")
+
+// configError lists every configuration problem found at once.
+type configError struct {
+	problems []string
+}
+
+func (e *configError) Error() string {
+	var b strings.Builder
+	n := len(e.problems)
+	fmt.Fprintf(&b, "topgun-server: the configuration has %d problem", n)
+	if n != 1 {
+		b.WriteString("s")
+	}
+	b.WriteString(" (run with --help to list every setting):")
+	for _, p := range e.problems {
+		b.WriteString("\n  - ")
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// parseConfig reads every setting from args and lookupEnv (flags win over
+// the environment, which wins over the defaults) and validates all of them,
+// storage included, reporting every problem in one *configError. A request
+// for --help prints the usage to stdout and returns errHelp.
+func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("topgun-server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	flagValues := make([]string, len(settings))
+	for i, s := range settings {
+		fs.StringVar(&flagValues[i], s.flag, s.def, s.help)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			writeUsage(stdout)
+			return nil, errHelp
+		}
+		return nil, &configError{problems: []string{err.Error()}}
+	}
+	setFlags := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { setFlags[f.Name] = true })
+
+	c := &config{}
+	var problems []string
+	if fs.NArg() > 0 {
+		problems = append(problems, fmt.Sprintf("unexpected argument %q: settings are given as --name=value flags or environment variables", fs.Arg(0)))
+	}
+	for i, s := range settings {
+		v, source := s.def, ""
+		if setFlags[s.flag] {
+			v, source = flagValues[i], "--"+s.flag
+		} else if ev, ok := lookupEnv(s.env); ok && ev != "" {
+			v, source = ev, s.env
+		}
+		if err := s.set(c, v); err != nil {
+			if source == "" {
+				source = s.env + " default"
+			}
+			problems = append(problems, fmt.Sprintf("%s=%q %v", source, v, err))
+		}
+	}
+	if err := plugins.Check(c.storageBackend, c.storageOptions(nil)); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return nil, &configError{problems: problems}
+	}
+	return c, nil
+}
+
+// storageOptions returns the plugins options of c, logging under log.
+func (c *config) storageOptions(log hclog.Logger) *plugins.Options {
+	return &plugins.Options{RedbPath: c.redbPath, DatabaseURL: c.databaseURL, Logger: log}
+}
+
+// listenAddr is the address to listen on.
+func (c *config) listenAddr() string {
+	return net.JoinHostPort(c.bindAddr, strconv.Itoa(c.port))
+}
+
+// writeUsage prints every setting with its flag, environment variable and
+// default.
+func writeUsage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: topgun-server [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "A TopGun-compatible data server with pluggable storage.")
+	fmt.Fprintln(w, "Every setting is read from its environment variable; a flag overrides it.")
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FLAG\tENVIRONMENT\tDEFAULT\tMEANING")
+	for _, s := range settings {
+		def := s.def
+		if def == "" {
+			def = "(none)"
+		}
+		fmt.Fprintf(tw, "--%s\t%s\t%s\t%s\n", s.flag, s.env, def, s.help)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// envOf returns a lookupEnv over m.
+func envOf(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func TestParseConfig_sources(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want config
+	}{
+		{
+			name: "defaults",
+			want: config{storageBackend: "redb", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info},
+		},
+		{
+			name: "environment",
+			env: map[string]string{
+				"STORAGE_BACKEND": "postgres", "DATABASE_URL": "postgres://u@h/db", "TOPGUN_REDB_PATH": "/d/x.redb",
+				"PORT": "0", "TOPGUN_BIND_ADDR": "127.0.0.1", "TOPGUN_LOG_LEVEL": "DEBUG", "TOPGUN_LOG_FORMAT": "json",
+			},
+			want: config{storageBackend: "postgres", databaseURL: "postgres://u@h/db", redbPath: "/d/x.redb", port: 0, bindAddr: "127.0.0.1", logLevel: hclog.Debug, logJSON: true},
+		},
+		{
+			name: "flags_override_environment",
+			args: []string{"--port=9000", "-storage-backend", "null", "--log-format=text"},
+			env:  map[string]string{"PORT": "abc", "STORAGE_BACKEND": "postgres", "TOPGUN_LOG_FORMAT": "xml"},
+			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 9000, bindAddr: "0.0.0.0", logLevel: hclog.Info},
+		},
+		{
+			name: "empty_environment_means_default",
+			env:  map[string]string{"PORT": "", "STORAGE_BACKEND": "", "TOPGUN_LOG_LEVEL": ""},
+			want: config{storageBackend: "redb", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info},
+		},
+		{
+			name: "ipv6_bind_address",
+			env:  map[string]string{"TOPGUN_BIND_ADDR": "::1", "STORAGE_BACKEND": "null"},
+			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "::1", logLevel: hclog.Info},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseConfig(tt.args, envOf(tt.env), &bytes.Buffer{})
+			if err != nil {
+				t.Fatalf("parseConfig = %v", err)
+			}
+			if *got != tt.want {
+				t.Errorf("parseConfig = %+v, want %+v", *got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseConfig_problems(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want []string // each problem must be named
+	}{
+		{name: "port_not_a_number", env: map[string]string{"PORT": "abc"}, want: []string{`PORT="abc" is not a port number`}},
+		{name: "port_out_of_range", env: map[string]string{"PORT": "70000"}, want: []string{`PORT="70000"`}},
+		{name: "port_flag", args: []string{"--port=-1"}, want: []string{`--port="-1"`}},
+		{name: "bind_with_port", env: map[string]string{"TOPGUN_BIND_ADDR": "0.0.0.0:80"}, want: []string{`TOPGUN_BIND_ADDR="0.0.0.0:80"`}},
+		{name: "log_level", env: map[string]string{"TOPGUN_LOG_LEVEL": "loud"}, want: []string{`TOPGUN_LOG_LEVEL="loud"`}},
+		{name: "unknown_backend", env: map[string]string{"STORAGE_BACKEND": "mysql"}, want: []string{"valid: null, postgres, redb, or a path to a .wasm plugin"}},
+		{name: "wasm_backend", env: map[string]string{"STORAGE_BACKEND": "./kv.wasm"}, want: []string{"wasm plugins are not supported yet"}},
+		{name: "unknown_flag", args: []string{"--nope"}, want: []string{"-nope"}},
+		{name: "positional_argument", args: []string{"serve"}, want: []string{`unexpected argument "serve"`}},
+		{
+			name: "all_together",
+			env:  map[string]string{"PORT": "abc", "TOPGUN_LOG_FORMAT": "xml", "STORAGE_BACKEND": "postgres"},
+			want: []string{"3 problems", `PORT="abc"`, `TOPGUN_LOG_FORMAT="xml"`, "STORAGE_BACKEND=postgres requires DATABASE_URL"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := parseConfig(tt.args, envOf(tt.env), &bytes.Buffer{})
+			var ce *configError
+			if !errors.As(err, &ce) {
+				t.Fatalf("parseConfig = %v, want a *configError", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestRun_configProblemsTogether checks that one start reports every
+// problem, each with its fix, and exits 2 without opening anything.
+func TestRun_configProblemsTogether(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	env := map[string]string{"PORT": "abc", "TOPGUN_LOG_FORMAT": "xml", "STORAGE_BACKEND": "postgres"}
+	code := run(context.Background(), nil, envOf(env), &stdout, &stderr)
+	if code != exitConfig {
+		t.Fatalf("exit code = %d, want %d; stderr:\n%s", code, exitConfig, &stderr)
+	}
+	out := stderr.String()
+	for _, w := range []string{
+		`PORT="abc" is not a port number: use an integer from 0 to 65535`,
+		`TOPGUN_LOG_FORMAT="xml" is not a log format: use text or json`,
+		"STORAGE_BACKEND=postgres requires DATABASE_URL (for example postgres://",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("stderr does not say %q:\n%s", w, out)
+		}
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout = %q, want nothing", &stdout)
+	}
+}
+
+func TestRun_help(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"--help", "-h"} {
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{arg}, envOf(nil), &stdout, &stderr); code != exitOK {
+			t.Fatalf("run(%s) = %d, want 0; stderr:\n%s", arg, code, &stderr)
+		}
+		lines := strings.Split(stdout.String(), "\n")
+		for _, s := range settings {
+			def := s.def
+			if def == "" {
+				def = "(none)"
+			}
+			if !hasLineWith(lines, "--"+s.flag+" ", s.env+" ", def+" ") {
+				t.Errorf("%s output has no line with --%s, %s and default %s:\n%s", arg, s.flag, s.env, def, &stdout)
+			}
+		}
+	}
+}
+
+// hasLineWith reports whether one of lines contains every part, in order.
+func hasLineWith(lines []string, parts ...string) bool {
+next:
+	for _, l := range lines {
+		rest := l
+		for _, p := range parts {
+			i := strings.Index(rest, p)
+			if i < 0 {
+				continue next
+			}
+			rest = rest[i+len(p):]
+		}
+		return true
+	}
+	return false
+}
+
+// TestREADME_listsEverySetting keeps the README's settings table in step with
+// the settings table: one row per setting, with its flag and default.
+func TestREADME_listsEverySetting(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatalf("read README.md: %v", err)
+	}
+	var rows []string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(l, "|") {
+			rows = append(rows, l)
+		}
+	}
+	for _, s := range settings {
+		def := "`" + s.def + "`"
+		if s.def == "" {
+			def = "(none)"
+		}
+		if !hasLineWith(rows, "`"+s.env+"`", "`--"+s.flag+"`", def) {
+			t.Errorf("README.md has no table row | `%s` | `--%s` | %s |", s.env, s.flag, def)
+		}
+	}
+}

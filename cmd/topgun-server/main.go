@@ -1,0 +1,183 @@
+// Command topgun-server is a TopGun-compatible data server whose storage is
+// pluggable. It is the only place that reads the environment: every setting
+// is listed by `topgun-server --help` and in README.md.
+//
+// On start it validates the whole configuration (reporting every problem at
+// once and exiting 2), opens the storage backend, listens on
+// TOPGUN_BIND_ADDR:PORT and prints `PORT=<port>` on stdout. It serves
+// GET /health (the process is up) and GET /ready (the storage answers). On
+// SIGINT or SIGTERM it stops accepting connections, drains requests for at
+// most drainTimeout, closes the storage and exits 0.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/plugins"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the storage or the listener could not be opened, or closing failed
+	exitConfig = 2 // the configuration is invalid
+)
+
+const (
+	// drainTimeout bounds how long shutdown waits for requests in flight.
+	drainTimeout = 10 * time.Second
+	// readyTimeout bounds the storage check of GET /ready.
+	readyTimeout = 2 * time.Second
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, a second one kills the process at once.
+		<-ctx.Done()
+		stop()
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+}
+
+// run is the whole server: it returns the process exit code. It shuts down
+// when ctx is done.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, lookupEnv, stdout)
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+
+	// The root logger has no name: the server logs under "server" and each
+	// backend under "storage.<name>", side by side.
+	root := hclog.New(&hclog.LoggerOptions{
+		Level:      cfg.logLevel,
+		Output:     stderr,
+		JSONFormat: cfg.logJSON,
+	})
+	log := root.Named("server")
+
+	store, err := plugins.Open(ctx, cfg.storageBackend, cfg.storageOptions(root))
+	if err != nil {
+		if ctx.Err() != nil {
+			// A signal arrived while the backend was opening: a stop request.
+			log.Info("stopped before the storage was open", "backend", backendName(cfg.storageBackend))
+			return exitOK
+		}
+		log.Error("cannot open storage", "backend", backendName(cfg.storageBackend), "error", err)
+		return exitFailed
+	}
+	d := store.Describe()
+	log.Info("storage opened", "backend", d.Name, "location", store.Location(), "capabilities", strings.Join(d.Capabilities.Names(), ","))
+	if ctx.Err() != nil {
+		log.Info("stopped before serving")
+		return closeStore(store, log, exitOK)
+	}
+
+	code := serve(ctx, cfg, store, log, stdout)
+	code = closeStore(store, log, code)
+	if code == exitOK {
+		log.Info("stopped")
+	}
+	return code
+}
+
+// closeStore closes store and returns code, or exitFailed if closing fails.
+func closeStore(store *plugins.Store, log hclog.Logger, code int) int {
+	if err := store.Close(); err != nil {
+		log.Error("cannot close storage", "backend", store.Describe().Name, "error", err)
+		return exitFailed
+	}
+	return code
+}
+
+// backendName names the backend a spec selects, for logs.
+func backendName(spec string) string {
+	if spec == "" {
+		return "redb"
+	}
+	return spec
+}
+
+// serve listens and serves HTTP until ctx is done, then drains. It does not
+// close store.
+func serve(ctx context.Context, cfg *config, store *plugins.Store, log hclog.Logger, stdout io.Writer) int {
+	ln, err := net.Listen("tcp", cfg.listenAddr())
+	if err != nil {
+		log.Error("cannot listen", "addr", cfg.listenAddr(), "error", err)
+		return exitFailed
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	srv := &http.Server{
+		Handler:           newMux(store, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	log.Info("listening", "addr", ln.Addr().String())
+	fmt.Fprintf(stdout, "PORT=%d\n", port)
+
+	select {
+	case err := <-serveErr:
+		// Serve returns only on a listener failure before Shutdown.
+		log.Error("http server failed", "error", err)
+		return exitFailed
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "drain_timeout", drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(dctx); err != nil {
+		log.Warn("requests still in flight after the drain timeout were cut", "error", err)
+		srv.Close()
+	}
+	<-serveErr
+	return exitOK
+}
+
+// newMux builds every HTTP route of the server. The server core mounts its
+// protocol endpoints (/, /ws, /sync) here.
+func newMux(store *plugins.Store, log hclog.Logger) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := store.Ping(ctx); err != nil {
+			log.Warn("not ready", "error", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, body map[string]string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(body)
+}
