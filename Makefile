@@ -1,0 +1,75 @@
+GO ?= go
+
+# Packages whose benchmarks `make bench` runs together, so the ratio
+# printers compare backends measured in the same run.
+BENCH_PKGS ?= ./plugins/...
+BENCHTIME ?= 200ms
+# How long `make fuzz` runs each Fuzz target, and where it looks for them.
+FUZZTIME ?= 30s
+FUZZ_PKGS ?= ./...
+# Packages that must also build for GOOS=wasip1 GOARCH=wasm (only the
+# directories that exist).
+WASM_PKGS = ./abi/... ./plugins/null $(if $(wildcard sdk),./sdk/...)
+# Main packages of wasm storage plugins, built by `make wasm` into bin/plugins.
+WASM_PLUGINS ?=
+
+.PHONY: all build run test bench fuzz lint check wasm clean
+
+all: build
+
+build:
+	$(GO) build -o bin/topgun-server ./cmd/topgun-server
+	@if [ -d cmd/topgun ]; then echo "$(GO) build -o bin/topgun ./cmd/topgun"; $(GO) build -o bin/topgun ./cmd/topgun; fi
+
+# Starts the server on the default redb backend (./topgun.redb) on port 8080.
+# Settings come from the environment, e.g. `PORT=9090 make run`.
+run: export TOPGUN_NO_AUTH = 1
+run:
+	$(GO) build -o bin/topgun-server ./cmd/topgun-server
+	./bin/topgun-server
+
+# The test command CI runs (.ci/run). PostgreSQL tests skip without a
+# database unless TOPGUN_REQUIRE_POSTGRES=1.
+test:
+	$(GO) test -race -timeout 25m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime=$(BENCHTIME) $(BENCH_PKGS)
+
+# Runs every Fuzz target of FUZZ_PKGS for FUZZTIME each; targets are
+# discovered with `go test -list`, so new ones are picked up. A package whose
+# tests do not build fails the run.
+fuzz:
+	@set -e; \
+	for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' $(FUZZ_PKGS)); do \
+		list=$$($(GO) test -list '^Fuzz' $$pkg 2>&1) || { echo "$$list"; exit 1; }; \
+		for target in $$(echo "$$list" | grep '^Fuzz'); do \
+			echo "== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# lint, the wasip1 cross-build, and a tidy check: `go mod tidy -diff` prints
+# what tidy would change and writes nothing, so go.mod and go.sum stay as
+# they are.
+check: lint
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_PKGS)
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy and commit the result"; exit 1; }
+
+wasm:
+ifeq ($(strip $(WASM_PLUGINS)),)
+	@echo "wasm: no plugins to build"
+else
+	@mkdir -p bin/plugins
+	@set -e; for dir in $(WASM_PLUGINS); do \
+		echo "GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o bin/plugins/$$(basename $$dir).wasm ./$$dir"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o bin/plugins/$$(basename $$dir).wasm ./$$dir; \
+	done
+endif
+
+clean:
+	rm -rf bin
