@@ -24,16 +24,18 @@
 //
 // # Layout
 //
-// The file holds four top-level buckets:
+// The file holds these top-level buckets:
 //
 //   - "topgun": the format marker, key "format" = the format version as a
 //     decimal string ("1"). A bbolt file with other buckets but no marker
 //     belongs to another program and is refused; a file with a larger
 //     version is refused with abi.CodeUnsupported.
-//   - "primary" and "backup": one nested bucket per map name. Bucket names
-//     are arbitrary bytes, so any valid map name works ("todo-items",
-//     "a/b", "ключ", "with space:and colon"). A map bucket is dropped when
-//     a batch leaves it empty, so ListMaps lists bucket names.
+//   - "p:" + map name and "b:" + map name: the primary and the backup
+//     records of one map. Bucket names are arbitrary bytes, so any valid map
+//     name works ("todo-items", "a/b", "ключ", "with space:and colon").
+//     Reaching a map costs one bucket lookup, as in a plain bbolt program. A
+//     map bucket is dropped when a batch leaves it empty, so ListMaps lists
+//     the "p:" bucket names.
 //   - "expiry": the expiry index, keys only: big-endian expiration time,
 //     map name, a NUL, the backup flag (0 or 1), the key. ListExpired is a
 //     cursor walk from its start that stops at the first entry after now, so
@@ -47,6 +49,17 @@
 // updated_at and expiration_time as big-endian int64 Unix milliseconds)
 // followed by the opaque value bytes. bbolt's key limit (32 KiB) is well
 // above abi.MaxMapNameBytes and abi.MaxKeyBytes.
+//
+// # Performance
+//
+// A put must know whether its record exists (to keep CreatedAt and move the
+// expiry index entry). Apply reads the greatest key of each map bucket it
+// touches once per batch; a put whose key is above every key so far is new
+// and skips the lookup, and a batch made only of such appends (time-ordered
+// or counter keys) fills its pages completely (bucket FillPercent 1.0), as
+// a bulk load does. Other puts cost one lookup more than a plain bbolt Put.
+// Encoded values of a batch share one allocation. BenchmarkRatio compares
+// redb with plain bbolt doing the same work in the same run.
 //
 // # Errors
 //
