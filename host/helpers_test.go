@@ -33,3 +33,5 @@ func mustLoad(t testing.TB, path string, o *Options) *Backend {
 	t.Cleanup(func() { _ = b.Close() })
 	return b
 }
+
+func buildPlugin(t testing.TB, dir string) string { return hosttest.BuildPlugin(t, dir) }

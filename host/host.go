@@ -145,6 +145,9 @@ func compile(ctx context.Context, path string, opts *Options, cache wazero.Compi
 	p.compileTime = time.Since(start)
 	if err != nil {
 		p.close(ctx)
+		if strings.Contains(err.Error(), "over limit") {
+			return nil, fmt.Errorf("%s: the module needs more memory than the limit of %d MiB (TOPGUN_PLUGIN_MEMORY_MB): %w", prefix, o.MemoryLimitMB, err)
+		}
 		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
 	}
 	if err := p.checkShape(); err != nil {

@@ -25,11 +25,8 @@ func bufAddr(b []byte) int32 { return int32(uint32(uintptr(unsafe.Pointer(unsafe
 //go:wasmimport topgun_v1 log
 func hostLog(level int32, ptr unsafe.Pointer, n int32)
 
-// Log sends one line to the host at level.
+// Log sends one line to the host at level. The host caps lines at 4 KiB.
 func Log(level abi.LogLevel, msg string) {
-	if len(msg) > abi.MaxErrorMessageBytes {
-		msg = msg[:abi.MaxErrorMessageBytes]
-	}
 	hostLog(int32(level), unsafe.Pointer(unsafe.StringData(msg)), int32(len(msg)))
 }
 

@@ -1,0 +1,136 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// The load errors are the user interface of a plugin problem, so these
+// tests check that each names the facts the user needs (the file, both
+// versions, the missing exports, both hashes), not just that Load failed.
+
+func TestLoad_errors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		file string
+		opts func(o *Options)
+		want []string
+	}{
+		{"NotWasm", "testdata/wat/notwasm.wasm", nil, []string{"plugin notwasm.wasm", "not a wasm binary module"}},
+		{"MissingFile", "testdata/wat/nope.wasm", nil, []string{"plugin nope.wasm", "no such file"}},
+		{"MissingExports", "testdata/wat/noexports.wasm", nil, []string{"plugin noexports.wasm", "missing exports", "topgun_abi_version", "topgun_buffer", "topgun_call"}},
+		{"Command", "testdata/wat/command.wasm", nil, []string{"command module", "-buildmode=c-shared", "_initialize"}},
+		{"WrongMajorImport", "testdata/wat/v2import.wasm", nil, []string{"plugin v2import.wasm", "storage ABI 2", "topgun_v2.log", "implements 1.0"}},
+		{"WrongMajorExport", "testdata/wat/v2export.wasm", nil, []string{"plugin v2export.wasm", "storage ABI 2.3", "implements 1.0"}},
+		{"BadSignature", "testdata/wat/badsig.wasm", nil, []string{"topgun_call", "signature (i32) -> (i32)", "want (i32, i32) -> (i64)"}},
+		{"InitTrap", "testdata/wat/inittrap.wasm", nil, []string{"plugin inittrap.wasm", "initialize", "trapped", "unreachable"}},
+		{"InitNeverReturns", "testdata/wat/initloop.wasm", func(o *Options) { o.CallTimeout = 300 * time.Millisecond }, []string{"plugin initloop.wasm", "initialize", "did not finish within 300ms"}},
+		{"MemoryLimitAtInit", "testdata/wat/bigmem.wasm", nil, []string{"plugin bigmem.wasm", "limit of 256 MiB", "TOPGUN_PLUGIN_MEMORY_MB"}},
+		{"BadOptions", "testdata/wat/noexports.wasm", func(o *Options) { o.Trust = "yolo"; o.MemoryLimitMB = -1 }, []string{"TOPGUN_PLUGIN_TRUST", "TOPGUN_PLUGIN_MEMORY_MB"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := testOptions(t)
+			if tc.opts != nil {
+				tc.opts(o)
+			}
+			start := time.Now()
+			b, err := Load(context.Background(), tc.file, o)
+			if err == nil {
+				b.Close()
+				t.Fatalf("Load(%s) succeeded, want an error", tc.file)
+			}
+			if time.Since(start) > 20*time.Second {
+				t.Errorf("Load took %s", time.Since(start))
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Load(%s) error %q does not mention %q", tc.file, err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoad_sha256Pin(t *testing.T) {
+	t.Parallel()
+	path := nullWasm(t)
+	bin, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(bin)
+	good := hex.EncodeToString(sum[:])
+	bad := strings.Repeat("ab", 32)
+
+	o := testOptions(t)
+	o.SHA256 = bad
+	if _, err := Load(context.Background(), path, o); err == nil {
+		t.Fatal("Load with a wrong sha256 pin succeeded")
+	} else if !strings.Contains(err.Error(), good) || !strings.Contains(err.Error(), bad) {
+		t.Errorf("sha256 mismatch error %q does not name both hashes", err)
+	}
+
+	o.SHA256 = strings.ToUpper(good)
+	b := mustLoad(t, path, o)
+	if b.SHA256() != good {
+		t.Errorf("SHA256() = %s, want %s", b.SHA256(), good)
+	}
+}
+
+// TestHostile_malformedResults loads a hand-written plugin whose data ops
+// return garbage, oversized lengths, reserved status bits or trap: each
+// call fails with CodeInternal naming the plugin and op, the instance is
+// replaced, and the next call works.
+func TestHostile_malformedResults(t *testing.T) {
+	t.Parallel()
+	b := mustLoad(t, "testdata/wat/hostile.wasm", nil)
+	ctx := context.Background()
+	apply := func() {
+		t.Helper()
+		if err := b.Apply(ctx, &abi.Batch{Now: 1}); err != nil {
+			t.Fatalf("Apply after a failure: %v", err)
+		}
+	}
+	apply()
+	ops := []struct {
+		op   string
+		call func() error
+	}{
+		{"get", func() error { _, err := b.Get(ctx, "m", false, []string{"k"}); return err }},
+		{"scan", func() error { _, err := b.Scan(ctx, abi.ScanRequest{Map: "m"}); return err }},
+		{"list_maps", func() error { _, err := b.ListMaps(ctx); return err }},
+		{"list_expired", func() error { _, err := b.ListExpired(ctx, 1, 1); return err }},
+	}
+	for i, o := range ops {
+		err := o.call()
+		if !errors.Is(err, abi.ErrInternal) {
+			t.Errorf("%s: err = %v, want CodeInternal", o.op, err)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "plugin hostile.wasm: "+o.op+": ") {
+			t.Errorf("%s: error %q does not start with the plugin and op", o.op, err)
+		}
+		apply()
+		if got, want := b.pool.nextID, i+2; got != want {
+			t.Errorf("after %s: %d instances started, want %d (a fresh one after each failure)", o.op, got, want)
+		}
+	}
+}
+
+func hostileWasm(t testing.TB) string { return buildTestPlugin(t, "hostile") }
+
+func buildTestPlugin(t testing.TB, name string) string {
+	t.Helper()
+	return buildPlugin(t, filepath.Join("testdata", "plugins", name))
+}

@@ -1,0 +1,50 @@
+// Command hostile is a test plugin: the null backend, except that applying a
+// batch to certain maps misbehaves, so tests can check that the host
+// survives it: "loop" spins forever, "panic" panics, "oom" allocates until
+// the memory limit, "exit" exits, "log" logs a very long line and writes to
+// stdout and stderr.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
+	"github.com/topgun-go/topgun/sdk"
+)
+
+type hostile struct{ *null.Backend }
+
+var sink [][]byte
+
+func (h hostile) Apply(ctx context.Context, b *abi.Batch) error {
+	if len(b.Mutations) > 0 {
+		switch b.Mutations[0].Map {
+		case "loop":
+			n := 0
+			for {
+				n++
+			}
+		case "panic":
+			panic("hostile: asked to panic")
+		case "oom":
+			for {
+				sink = append(sink, make([]byte, 1<<20))
+			}
+		case "exit":
+			os.Exit(3)
+		case "log":
+			sdk.Log(abi.LogWarn, "hostile: "+strings.Repeat("x", 10000))
+			fmt.Println("hello from stdout")
+			fmt.Fprintln(os.Stderr, "hello from stderr")
+		}
+	}
+	return h.Backend.Apply(ctx, b)
+}
+
+func init() { sdk.Serve(hostile{null.Open()}) }
+
+func main() {}

@@ -1,0 +1,7 @@
+;; Asks for 300 MiB of memory at start: over the default 256 MiB limit.
+(module
+  (memory (export "memory") 4800)
+  (func (export "_initialize"))
+  (func (export "topgun_abi_version") (result i32) (i32.const 0x10000))
+  (func (export "topgun_buffer") (param i32) (result i32) (i32.const 1024))
+  (func (export "topgun_call") (param i32 i32) (result i64) (i64.const 0)))
