@@ -1,0 +1,63 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// TestMemory_steadyLoad makes 200,000 calls (puts of 1 KiB values over a
+// rolling set of 100 keys, and gets) and checks that the instance's linear
+// memory stops growing: the SDK's yield and GC policy must let the guest's
+// collector keep up, since wasm memory never shrinks.
+func TestMemory_steadyLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200,000 calls; skipped in -short mode")
+	}
+	b := mustLoad(t, nullWasm(t), nil)
+	ctx := context.Background()
+	value := make([]byte, 1024)
+	keys := make([]string, 100)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("key-%03d", i)
+	}
+	pages := func() uint32 {
+		in := <-b.pool.idle
+		defer func() { b.pool.idle <- in }()
+		return in.mem.Size() / 65536
+	}
+	const calls = 200_000
+	var warm uint32
+	batch := &abi.Batch{}
+	one := make([]string, 1)
+	for i := 1; i <= calls; i++ {
+		if i%2 == 0 {
+			batch.Now = int64(i)
+			batch.Mutations = batch.Mutations[:0]
+			batch.Put("m", keys[i%len(keys)], false, value, 0)
+			if err := b.Apply(ctx, batch); err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+		} else {
+			one[0] = keys[i%len(keys)]
+			if _, err := b.Get(ctx, "m", false, one); err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		switch i {
+		case 20_000:
+			warm = pages()
+		case 50_000, 100_000, 150_000:
+			t.Logf("after %d calls: %d pages (%d KiB)", i, pages(), pages()*64)
+		}
+	}
+	final := pages()
+	t.Logf("memory: %d pages after 20,000 calls, %d pages after %d calls", warm, final, calls)
+	// About 200 MiB of garbage went through the guest; memory must stay
+	// within a few MiB of its warmed-up size.
+	if final > warm+64 {
+		t.Errorf("linear memory grew from %d to %d pages under steady load", warm, final)
+	}
+}
