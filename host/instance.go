@@ -30,15 +30,45 @@ type instance struct {
 	bufCap uint32 // a lower bound of the scratch buffer's capacity
 	stdout *lineWriter
 	stderr *lineWriter
+	// major and minor are the ABI version the plugin reported.
+	major, minor uint32
 	// poisoned: the instance trapped, timed out or answered garbage; it
 	// must not run another call.
 	poisoned bool
 }
 
-// newInstance instantiates the module, runs _initialize, checks the ABI
-// version, finds the scratch buffer and opens the plugin.
+// newInstance starts an instance and opens the plugin in it.
 func (p *plugin) newInstance(ctx context.Context, id int) (*instance, abi.Description, error) {
-	in := &instance{p: p, id: id}
+	in, err := p.startInstance(ctx)
+	if err != nil {
+		if in != nil {
+			in.discard(ctx)
+		}
+		return nil, abi.Description{}, err
+	}
+	in.id = id
+	dataDir := ""
+	if p.opts.DataDir != "" {
+		dataDir = abi.WasmDataDir
+	}
+	desc, err := abi.NewCaller(in, p.prefix).Open(ctx, &abi.OpenRequest{
+		Config:           p.opts.Config,
+		DataDir:          dataDir,
+		MaxResponseBytes: uint32(p.opts.MaxResponseBytes),
+		MemoryLimitBytes: uint64(p.opts.MemoryLimitMB) << 20,
+	})
+	if err != nil {
+		in.discard(ctx)
+		return nil, abi.Description{}, err
+	}
+	return in, desc, nil
+}
+
+// startInstance instantiates the module, runs _initialize, checks the ABI
+// version and finds the scratch buffer. On error the returned instance, if
+// any, has recorded how far it got and must be discarded.
+func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
+	in := &instance{p: p}
 	in.stdout = newLineWriter(p.log, 0, "stdout")
 	in.stderr = newLineWriter(p.log, 1, "stderr")
 	cfg := wazero.NewModuleConfig().
@@ -54,46 +84,28 @@ func (p *plugin) newInstance(ctx context.Context, id int) (*instance, abi.Descri
 	}
 	mod, err := p.rt.InstantiateModule(ctx, p.mod, cfg)
 	if err != nil {
-		return nil, abi.Description{}, fmt.Errorf("%s: instantiate: %w (the memory limit is %d MiB, TOPGUN_PLUGIN_MEMORY_MB)", p.prefix, err, p.opts.MemoryLimitMB)
+		return nil, fmt.Errorf("%s: instantiate: %w (the memory limit is %d MiB, TOPGUN_PLUGIN_MEMORY_MB)", p.prefix, err, p.opts.MemoryLimitMB)
 	}
 	in.mod = mod
 	in.mem = mod.ExportedMemory(abi.WasmExportMemory)
 	in.call = mod.ExportedFunction(abi.WasmExportCall)
 	in.buffer = mod.ExportedFunction(abi.WasmExportBuffer)
-	fail := func(err error) (*instance, abi.Description, error) {
-		in.discard(ctx)
-		return nil, abi.Description{}, err
-	}
-	initFn := mod.ExportedFunction(abi.WasmExportInitialize)
-	if _, err := in.invoke(ctx, initFn, nil); err != nil {
-		return fail(in.failure(ctx, "initialize", err))
+	if _, err := in.invoke(ctx, mod.ExportedFunction(abi.WasmExportInitialize), nil); err != nil {
+		return in, in.failure(ctx, "initialize", err)
 	}
 	res, err := in.invoke(ctx, mod.ExportedFunction(abi.WasmExportVersion), nil)
 	if err != nil {
-		return fail(in.failure(ctx, "abi version", err))
+		return in, in.failure(ctx, "abi version", err)
 	}
-	major, minor := abi.UnpackVersion(uint32(res))
-	if major != abi.VersionMajor {
-		return fail(fmt.Errorf("%s was built for storage ABI %d.%d, this server implements %d.%d; rebuild the plugin against ABI %d",
-			p.prefix, major, minor, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor))
+	in.major, in.minor = abi.UnpackVersion(uint32(res))
+	if in.major != abi.VersionMajor {
+		return in, fmt.Errorf("%s was built for storage ABI %d.%d, this server implements %d.%d; rebuild the plugin against ABI %d",
+			p.prefix, in.major, in.minor, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor)
 	}
 	if err := in.grow(ctx, initialBuffer); err != nil {
-		return fail(err)
+		return in, err
 	}
-	dataDir := ""
-	if p.opts.DataDir != "" {
-		dataDir = abi.WasmDataDir
-	}
-	desc, err := abi.NewCaller(in, p.prefix).Open(ctx, &abi.OpenRequest{
-		Config:           p.opts.Config,
-		DataDir:          dataDir,
-		MaxResponseBytes: uint32(p.opts.MaxResponseBytes),
-		MemoryLimitBytes: uint64(p.opts.MemoryLimitMB) << 20,
-	})
-	if err != nil {
-		return fail(err)
-	}
-	return in, desc, nil
+	return in, nil
 }
 
 // invoke calls a function of no or one argument under the call timeout.
