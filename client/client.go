@@ -1,0 +1,672 @@
+package client
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// State is the connection state of a Client.
+type State int32
+
+// Connection states.
+const (
+	StateDisconnected State = iota // between a drop and the next successful reconnect
+	StateConnected                 // authenticated (or on a no-auth server) and serving calls
+	StateClosed                    // closed by Close or failed for good (see Err)
+)
+
+func (s State) String() string {
+	switch s {
+	case StateDisconnected:
+		return "disconnected"
+	case StateConnected:
+		return "connected"
+	case StateClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("State(%d)", int32(s))
+}
+
+// Session is what the server told the client about itself at the handshake.
+type Session struct {
+	Authenticated bool   // the server asked for auth and acknowledged the token
+	UserID        string // the JWT's sub, from AUTH_ACK
+	DeviceID      string
+	DeviceToken   string // the latest device token the server issued
+}
+
+// Client is a connection to a TopGun-compatible server over WebSocket.
+// All methods are safe for concurrent use.
+type Client struct {
+	url  string
+	opts Options
+	log  hclog.Logger
+	hlc  *hlc
+
+	ctx    context.Context // lives until Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// sendMu orders sends: writes and the reconnect replay hold it, so a
+	// replay of old ops is never overtaken by new ones.
+	sendMu sync.Mutex
+
+	mu       sync.Mutex
+	conn     *conn // nil while disconnected
+	state    State
+	err      error // terminal error once StateClosed
+	session  Session
+	nextOpID uint64
+	pending  map[uint64]*pendingOp
+	groups   map[string][]uint64 // lastId of a sent CLIENT_OP/OP_BATCH → its op ids
+	subs     map[string]*Subscription
+	nextSub  uint64
+	syncs    map[string]*syncSession
+	pings    map[uint64]chan struct{}
+	lastPing uint64
+}
+
+// conn is one WebSocket connection and its reader.
+type conn struct {
+	ws       *websocket.Conn
+	in       chan wire.Message // decoded frames; closed when the reader stops
+	done     chan struct{}     // closed when the connection is finished with
+	readErr  error             // why the reader stopped (valid after in is closed)
+	lastPong atomic.Int64      // unix ms of the last PONG (or of the connect)
+}
+
+// Dial connects to url (ws://host:port/ or /ws), completes TopGun's
+// handshake and returns a connected Client. With Options.Token it sends AUTH
+// and waits for AUTH_ACK; without it it sends DEVICE_HELLO. A server that
+// stays silent for Options.NoAuthGrace, or answers DEVICE_ACK, has auth
+// off. Dial fails if this first connection fails; later drops are handled by
+// reconnecting (Options.Reconnect).
+func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
+	if opts == nil {
+		opts = DefaultOptions()
+	}
+	o := *opts
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if o.NodeID == "" {
+		var b [4]byte
+		_, _ = crand.Read(b[:])
+		o.NodeID = "go-client-" + hex.EncodeToString(b[:])
+	}
+	log := o.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	log = log.Named("client")
+	c := &Client{
+		url:     url,
+		opts:    o,
+		log:     log,
+		hlc:     newHLC(o.NodeID, log),
+		pending: map[uint64]*pendingOp{},
+		groups:  map[string][]uint64{},
+		subs:    map[string]*Subscription{},
+		syncs:   map[string]*syncSession{},
+		pings:   map[uint64]chan struct{}{},
+	}
+	c.session.DeviceToken = o.DeviceToken
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+
+	cn, leftover, err := c.connect(ctx)
+	if err != nil {
+		c.cancel()
+		return nil, err
+	}
+	c.install(cn)
+	c.wg.Add(1)
+	go c.run(cn, leftover)
+	return c, nil
+}
+
+// State returns the current connection state.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Err returns why the client stopped for good (ErrClosed after Close), or
+// nil while it is connected or reconnecting.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Session returns what the server said at the last handshake.
+func (c *Client) Session() Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+// NodeID returns the node id of the client's HLC timestamps.
+func (c *Client) NodeID() string { return c.opts.NodeID }
+
+// Close closes the connection and stops reconnecting. Calls waiting for the
+// server fail with ErrClosed and subscriptions are closed. Close is
+// idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.state == StateClosed {
+		c.mu.Unlock()
+		c.wg.Wait()
+		return nil
+	}
+	cn := c.conn
+	c.conn = nil
+	c.mu.Unlock()
+	c.fail(ErrClosed)
+	if cn != nil {
+		_ = cn.ws.Close(websocket.StatusNormalClosure, "client closed")
+	}
+	c.cancel()
+	c.wg.Wait()
+	return nil
+}
+
+// fail stops the client for good with err: pending writes, pings and syncs
+// fail with it and subscriptions close.
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	if c.state == StateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.state = StateClosed
+	c.err = err
+	pending := c.pending
+	c.pending = map[uint64]*pendingOp{}
+	c.groups = map[string][]uint64{}
+	subs := c.subs
+	c.subs = map[string]*Subscription{}
+	syncs := c.syncs
+	c.syncs = map[string]*syncSession{}
+	pings := c.pings
+	c.pings = map[uint64]chan struct{}{}
+	c.mu.Unlock()
+
+	for _, p := range pending {
+		p.finish(err)
+	}
+	for _, s := range subs {
+		s.closeWith(err)
+	}
+	for _, s := range syncs {
+		s.abort(err)
+	}
+	for _, ch := range pings {
+		close(ch)
+	}
+	c.notify(StateClosed)
+	c.cancel()
+}
+
+func (c *Client) notify(s State) {
+	if c.opts.OnStateChange != nil {
+		c.opts.OnStateChange(s)
+	}
+}
+
+// connect dials and completes the handshake. leftover is a message that
+// arrived during the handshake and must still be dispatched.
+func (c *Client) connect(ctx context.Context) (_ *conn, leftover wire.Message, err error) {
+	dctx, cancel := context.WithTimeout(ctx, c.opts.DialTimeout)
+	defer cancel()
+	ws, _, err := websocket.Dial(dctx, c.url, &websocket.DialOptions{HTTPHeader: c.opts.Header})
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: dial %s: %w", c.url, err)
+	}
+	ws.SetReadLimit(int64(c.opts.Limits.MaxMessageBytes))
+	cn := &conn{ws: ws, in: make(chan wire.Message, 64), done: make(chan struct{})}
+	cn.lastPong.Store(time.Now().UnixMilli())
+	go c.readLoop(cn)
+
+	leftover, err = c.handshake(ctx, cn)
+	if err != nil {
+		code := websocket.StatusPolicyViolation
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			code = websocket.StatusGoingAway
+		}
+		_ = ws.Close(code, "handshake failed")
+		close(cn.done)
+		return nil, nil, err
+	}
+	return cn, leftover, nil
+}
+
+func (c *Client) handshake(ctx context.Context, cn *conn) (wire.Message, error) {
+	c.mu.Lock()
+	deviceToken := c.session.DeviceToken
+	c.mu.Unlock()
+	token := c.opts.Token
+	var first wire.Message = &wire.DeviceHello{DeviceToken: deviceToken}
+	if token != "" {
+		first = &wire.Auth{Token: token, DeviceToken: deviceToken}
+	}
+	if err := c.send(cn, first); err != nil {
+		return nil, fmt.Errorf("client: send %s: %w", first.Type(), err)
+	}
+
+	grace := time.NewTimer(c.opts.NoAuthGrace)
+	defer grace.Stop()
+	var authDeadline <-chan time.Time
+	for {
+		select {
+		case m, ok := <-cn.in:
+			if !ok {
+				return nil, fmt.Errorf("client: connection closed during the handshake: %w", cn.readErr)
+			}
+			switch m := m.(type) {
+			case *wire.AuthRequired:
+				if token == "" {
+					return nil, ErrAuthRequired
+				}
+				if authDeadline == nil {
+					grace.Stop()
+					t := time.NewTimer(c.opts.AuthTimeout)
+					defer t.Stop()
+					authDeadline = t.C
+				}
+			case *wire.AuthAck:
+				c.mu.Lock()
+				c.session.Authenticated = true
+				c.session.UserID = m.UserID
+				if m.DeviceID != "" {
+					c.session.DeviceID = m.DeviceID
+				}
+				if m.DeviceToken != "" {
+					c.session.DeviceToken = m.DeviceToken
+				}
+				c.mu.Unlock()
+				return nil, nil
+			case *wire.AuthFail:
+				msg := m.Error
+				return nil, &AuthError{Message: msg}
+			case *wire.DeviceAck:
+				if authDeadline != nil {
+					continue // auth pending; device identity comes with AUTH_ACK
+				}
+				c.mu.Lock()
+				c.session.Authenticated = false
+				c.session.DeviceID = m.DeviceID
+				if m.DeviceToken != "" {
+					c.session.DeviceToken = m.DeviceToken
+				}
+				c.mu.Unlock()
+				return nil, nil
+			default:
+				if authDeadline != nil {
+					continue
+				}
+				// A server with auth off speaks without a handshake.
+				return m, nil
+			}
+		case <-grace.C:
+			// Silence: a server with auth off (TopGun sends nothing, and
+			// ignores AUTH).
+			if token != "" {
+				c.log.Debug("server did not ask for auth; continuing without it")
+			}
+			return nil, nil
+		case <-authDeadline:
+			return nil, fmt.Errorf("client: no AUTH_ACK within %v", c.opts.AuthTimeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+}
+
+// readLoop decodes binary frames into cn.in until the connection fails.
+// Text frames and frames that do not decode are ignored, as TopGun does.
+func (c *Client) readLoop(cn *conn) {
+	defer close(cn.in)
+	for {
+		typ, data, err := cn.ws.Read(c.ctx)
+		if err != nil {
+			cn.readErr = err
+			return
+		}
+		if typ != websocket.MessageBinary {
+			continue
+		}
+		m, err := c.opts.Limits.Decode(data)
+		if err != nil {
+			c.log.Debug("ignoring frame", "error", err)
+			continue
+		}
+		select {
+		case cn.in <- m:
+		case <-cn.done:
+			return
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// install makes cn the current connection: it replays unacknowledged
+// writes and live subscriptions before any new send can use it.
+func (c *Client) install(cn *conn) {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.mu.Lock()
+	if c.state == StateClosed {
+		c.mu.Unlock()
+		_ = cn.ws.Close(websocket.StatusNormalClosure, "client closed")
+		return
+	}
+	c.conn = cn
+	c.state = StateConnected
+	ops := c.pendingInOrder()
+	c.groups = map[string][]uint64{}
+	subs := make([]*Subscription, 0, len(c.subs))
+	for _, s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	c.notify(StateConnected)
+
+	if len(ops) > 0 {
+		// All unacknowledged writes go as OP_BATCH, as the TS client does.
+		c.log.Debug("re-sending unacknowledged writes", "ops", len(ops))
+		c.sendOps(cn, ops, true)
+	}
+	for _, s := range subs {
+		if err := c.send(cn, s.subMessage()); err != nil {
+			c.log.Debug("re-subscribe failed", "query_id", s.ID, "error", err)
+		}
+	}
+	if c.opts.PingInterval > 0 {
+		c.wg.Add(1)
+		go c.heartbeat(cn)
+	}
+}
+
+// run dispatches messages of the current connection and reconnects when it
+// drops, until Close or a terminal error.
+func (c *Client) run(cn *conn, leftover wire.Message) {
+	defer c.wg.Done()
+	for {
+		if leftover != nil {
+			c.dispatch(cn, leftover)
+		}
+		for m := range cn.in {
+			c.dispatch(cn, m)
+		}
+		close(cn.done)
+		_ = cn.ws.CloseNow()
+
+		c.mu.Lock()
+		if c.state == StateClosed {
+			c.mu.Unlock()
+			return
+		}
+		c.conn = nil
+		c.state = StateDisconnected
+		syncs := c.syncs
+		c.syncs = map[string]*syncSession{}
+		pings := c.pings
+		c.pings = map[uint64]chan struct{}{}
+		c.mu.Unlock()
+		c.log.Warn("connection lost", "error", cn.readErr)
+		for _, s := range syncs {
+			s.abort(ErrDisconnected)
+		}
+		for _, ch := range pings {
+			close(ch)
+		}
+		c.notify(StateDisconnected)
+
+		if !c.opts.Reconnect {
+			c.fail(fmt.Errorf("%w: %v", ErrReconnectFailed, cn.readErr))
+			return
+		}
+		cn, leftover = c.reconnect()
+		if cn == nil {
+			return
+		}
+		c.install(cn)
+	}
+}
+
+// reconnect dials with exponential backoff until it succeeds, the client is
+// closed, the server refuses the credentials, or the attempts run out.
+func (c *Client) reconnect() (*conn, wire.Message) {
+	delay := c.opts.BackoffInitial
+	for attempt := 1; ; attempt++ {
+		jittered := time.Duration(float64(delay) * (0.8 + 0.4*rand.Float64()))
+		t := time.NewTimer(jittered)
+		select {
+		case <-c.ctx.Done():
+			t.Stop()
+			return nil, nil
+		case <-t.C:
+		}
+		cn, leftover, err := c.connect(c.ctx)
+		if err == nil {
+			c.log.Info("reconnected", "attempt", attempt)
+			return cn, leftover
+		}
+		if c.ctx.Err() != nil {
+			return nil, nil
+		}
+		if errors.Is(err, ErrAuthFailed) || errors.Is(err, ErrAuthRequired) {
+			c.fail(err)
+			return nil, nil
+		}
+		c.log.Warn("reconnect failed", "attempt", attempt, "retry_in", delay, "error", err)
+		if c.opts.MaxReconnectAttempts > 0 && attempt >= c.opts.MaxReconnectAttempts {
+			c.fail(fmt.Errorf("%w after %d attempts: %v", ErrReconnectFailed, attempt, err))
+			return nil, nil
+		}
+		delay = min(delay*2, c.opts.BackoffMax)
+	}
+}
+
+// heartbeat sends PING every PingInterval and drops a connection that has
+// not answered with PONG for PongTimeout.
+func (c *Client) heartbeat(cn *conn) {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-cn.done:
+			return
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if since := time.Now().UnixMilli() - cn.lastPong.Load(); since > c.opts.PongTimeout.Milliseconds() {
+			c.log.Warn("no PONG; dropping the connection", "silent_ms", since)
+			_ = cn.ws.CloseNow()
+			return
+		}
+		if err := c.send(cn, &wire.Ping{Timestamp: c.pingStamp()}); err != nil {
+			c.log.Debug("heartbeat ping failed", "error", err)
+		}
+	}
+}
+
+// pingStamp returns a wall-clock ms strictly greater than the last one, so
+// PONGs can be matched to PINGs.
+func (c *Client) pingStamp() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ts := max(uint64(time.Now().UnixMilli()), c.lastPing+1)
+	c.lastPing = ts
+	return ts
+}
+
+// Ping sends PING and waits for the matching PONG, returning the round
+// trip time.
+func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
+	ts := c.pingStamp()
+	ch := make(chan struct{}, 1) // the dispatcher never blocks on a caller that gave up
+	c.mu.Lock()
+	if c.state == StateClosed {
+		err := c.err
+		c.mu.Unlock()
+		return 0, err
+	}
+	cn := c.conn
+	if cn == nil {
+		c.mu.Unlock()
+		return 0, ErrNotConnected
+	}
+	c.pings[ts] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pings, ts)
+		c.mu.Unlock()
+	}()
+	start := time.Now()
+	if err := c.send(cn, &wire.Ping{Timestamp: ts}); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrDisconnected, err)
+	}
+	select {
+	case _, ok := <-ch:
+		if !ok {
+			if err := c.Err(); err != nil {
+				return 0, err
+			}
+			return 0, ErrDisconnected
+		}
+		return time.Since(start), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// send encodes and writes one message on cn.
+func (c *Client) send(cn *conn, m wire.Message) error {
+	b, err := c.opts.Limits.Encode(m)
+	if err != nil {
+		return err
+	}
+	return c.write(cn, b)
+}
+
+func (c *Client) write(cn *conn, b []byte) error {
+	if len(b) > c.opts.Limits.MaxMessageBytes {
+		return fmt.Errorf("client: message of %d bytes exceeds the %d-byte frame limit", len(b), c.opts.Limits.MaxMessageBytes)
+	}
+	wctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
+	defer cancel()
+	return cn.ws.Write(wctx, websocket.MessageBinary, b)
+}
+
+// dispatch handles one server message.
+func (c *Client) dispatch(cn *conn, m wire.Message) {
+	switch m := m.(type) {
+	case *wire.OpAck:
+		c.ack(m.LastID)
+	case *wire.Pong:
+		cn.lastPong.Store(time.Now().UnixMilli())
+		c.mu.Lock()
+		ch := c.pings[m.Timestamp]
+		delete(c.pings, m.Timestamp)
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- struct{}{}
+		}
+	case *wire.QueryResp:
+		c.mu.Lock()
+		s := c.subs[m.QueryID]
+		c.mu.Unlock()
+		if s != nil {
+			s.onResp(m)
+		}
+	case *wire.QueryUpdate:
+		c.mu.Lock()
+		s := c.subs[m.QueryID]
+		c.mu.Unlock()
+		if s != nil {
+			s.deliver(Update{Key: m.Key, Value: m.Value, Change: m.ChangeType})
+		}
+	case *wire.ServerEvent:
+		c.onEvent(m)
+	case *wire.ServerBatchEvent:
+		for i := range m.Events {
+			c.onEvent(&m.Events[i])
+		}
+	case *wire.SyncRespRoot:
+		c.hlc.Update(m.Timestamp)
+		c.toSync(m.MapName, m)
+	case *wire.SyncRespBuckets:
+		c.toSync(m.MapName, m)
+	case *wire.SyncRespLeaf:
+		c.toSync(m.MapName, m)
+	case *wire.SyncResetRequired:
+		c.log.Warn("server requires a full resync", "map", m.MapName, "reason", m.Reason)
+		c.toSync(m.MapName, m)
+	case *wire.ErrorMessage:
+		c.log.Warn("server error", "code", m.Code, "message", m.Message)
+		if c.opts.OnServerError != nil {
+			c.opts.OnServerError(m)
+		}
+	case *wire.AuthRequired:
+		// The server wants auth again (e.g. an expired session).
+		if c.opts.Token != "" {
+			c.mu.Lock()
+			dt := c.session.DeviceToken
+			c.mu.Unlock()
+			if err := c.send(cn, &wire.Auth{Token: c.opts.Token, DeviceToken: dt}); err != nil {
+				c.log.Debug("re-auth failed", "error", err)
+			}
+		}
+	case *wire.AuthFail:
+		c.log.Error("authentication failed", "error", m.Error)
+		c.fail(&AuthError{Message: m.Error})
+	default:
+		c.log.Trace("ignoring message", "type", m.Type())
+	}
+}
+
+func (c *Client) onEvent(ev *wire.ServerEvent) {
+	if ev.Record != nil {
+		c.hlc.Update(ev.Record.Timestamp)
+	}
+	if ev.ORRecord != nil {
+		c.hlc.Update(ev.ORRecord.Timestamp)
+	}
+	c.mu.Lock()
+	var targets []*Subscription
+	for _, s := range c.subs {
+		if s.MapName == ev.MapName {
+			targets = append(targets, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range targets {
+		u := Update{Key: ev.Key, Event: ev}
+		if ev.Record != nil {
+			u.Value = ev.Record.Value
+		} else if ev.ORRecord != nil {
+			u.Value = ev.ORRecord.Value
+		}
+		s.deliver(u)
+	}
+}

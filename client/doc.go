@@ -1,0 +1,50 @@
+// Package client is a Go client for TopGun-compatible servers: it speaks
+// TopGun's WebSocket protocol (package server/wire) the way TopGun's
+// TypeScript client does, and is what the server's end-to-end tests drive.
+//
+// # Connecting
+//
+// Dial connects and completes the handshake. With Options.Token the client
+// sends AUTH at once and waits for AUTH_ACK (AUTH_FAIL is an *AuthError);
+// without a token it sends DEVICE_HELLO. A server with auth off never sends
+// AUTH_REQUIRED, so silence for Options.NoAuthGrace (or a DEVICE_ACK) means
+// "no auth" and the client proceeds; a server that does send AUTH_REQUIRED
+// to a client without a token fails Dial with ErrAuthRequired.
+//
+// # Writes
+//
+// Put, Remove and Batch stamp each op with the client's hybrid logical
+// clock (TopGun's rules) and wait for OP_ACK. A single op goes as
+// CLIENT_OP, several as OP_BATCH (TopGun acks a batch with its last op's
+// id). Writes made while disconnected are queued and sent, with every other
+// unacknowledged write, as OP_BATCH right after the next handshake, as the
+// TS client does; delivery is therefore at-least-once. TopGun's server
+// sends no reply at all for a failed CLIENT_OP and an uncorrelated ERROR for
+// a failed OP_BATCH, so a failed write surfaces as the caller's context
+// expiring (and through Options.OnServerError).
+//
+// # Subscriptions
+//
+// Subscribe sends QUERY_SUB and returns the initial results; the
+// Subscription's Updates channel then carries QUERY_UPDATE changes and the
+// map's SERVER_EVENTs. A subscriber that does not drain its channel is
+// closed with ErrSlowConsumer instead of stalling the connection.
+//
+// # Merkle sync
+//
+// SyncMap performs the LWW Merkle drill-down (SYNC_INIT, SYNC_RESP_ROOT,
+// MERKLE_REQ_BUCKET, SYNC_RESP_BUCKETS, SYNC_RESP_LEAF) hashing the local
+// records exactly as the TS client does (FNV-1a over UTF-16 code units,
+// depth 3, fmix32 sums), and reports the records received and the number of
+// messages exchanged.
+//
+// # Reconnecting
+//
+// When the connection drops (or sends no PONG for Options.PongTimeout) the
+// client re-dials with exponential backoff (Options.BackoffInitial doubling
+// to Options.BackoffMax, ±20 % jitter), re-authenticates, replays
+// unacknowledged writes and re-subscribes live queries, whose fresh result
+// sets arrive as Reset updates. An AUTH_FAIL on reconnect, or
+// Options.MaxReconnectAttempts failures in a row, stop the client for good
+// (see Err).
+package client

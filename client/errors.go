@@ -1,0 +1,48 @@
+package client
+
+import "errors"
+
+// Errors returned by the client.
+var (
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("client: closed")
+	// ErrAuthRequired: the server asked for auth and Options.Token is empty.
+	ErrAuthRequired = errors.New("client: the server requires authentication; set Options.Token to a JWT")
+	// ErrAuthFailed: the server answered AUTH with AUTH_FAIL (wrapped in an
+	// *AuthError carrying the server's text). The client does not retry.
+	ErrAuthFailed = errors.New("client: authentication failed")
+	// ErrReconnectFailed: Options.MaxReconnectAttempts attempts in a row
+	// failed, or reconnecting is off and the connection dropped.
+	ErrReconnectFailed = errors.New("client: connection lost and not re-established")
+	// ErrBacklogFull: Options.MaxPendingOps writes are already waiting for
+	// an ack.
+	ErrBacklogFull = errors.New("client: too many writes waiting for an ack; wait for some to finish or raise Options.MaxPendingOps")
+	// ErrNotConnected: the call needs a live connection (SyncMap).
+	ErrNotConnected = errors.New("client: not connected")
+	// ErrDisconnected: the connection dropped while the call was waiting
+	// for the server (SyncMap, Ping). Retry after the client reconnects.
+	ErrDisconnected = errors.New("client: connection dropped during the call")
+	// ErrSlowConsumer: a Subscription's Updates channel was full, so the
+	// subscription was closed instead of stalling the connection.
+	ErrSlowConsumer = errors.New("client: subscription closed because its Updates channel was not drained; raise Options.SubscriptionBuffer or read faster")
+	// ErrSyncInProgress: another SyncMap of the same map is running.
+	ErrSyncInProgress = errors.New("client: a sync of this map is already running")
+	// ErrSyncReset: the server sent SYNC_RESET_REQUIRED during SyncMap; wipe
+	// the local copy and sync again with no local records.
+	ErrSyncReset = errors.New("client: the server requires a full resync of this map")
+)
+
+// AuthError is the server's AUTH_FAIL. errors.Is(err, ErrAuthFailed) holds.
+type AuthError struct {
+	Message string // the server's error text ("Authentication failed")
+}
+
+func (e *AuthError) Error() string {
+	if e.Message == "" {
+		return ErrAuthFailed.Error()
+	}
+	return ErrAuthFailed.Error() + ": " + e.Message
+}
+
+// Is reports whether target is ErrAuthFailed.
+func (e *AuthError) Is(target error) bool { return target == ErrAuthFailed }

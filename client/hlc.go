@@ -1,0 +1,78 @@
+package client
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// maxDrift is how far ahead of the wall clock a remote timestamp may be
+// before the clock warns (TopGun's default, non-strict: it still advances).
+const maxDrift = 60 * time.Second
+
+// hlc is a hybrid logical clock with TopGun's rules (core HLC.ts/hlc.rs):
+// now() takes the wall clock when it moved forward, else bumps the counter;
+// update() merges a remote timestamp; a counter overflow carries into
+// millis, as in TopGun's Rust core.
+type hlc struct {
+	mu      sync.Mutex
+	millis  uint64
+	counter uint32
+	nodeID  string
+	wall    func() uint64
+	log     hclog.Logger
+}
+
+func newHLC(nodeID string, log hclog.Logger) *hlc {
+	return &hlc{nodeID: nodeID, log: log, wall: func() uint64 { return uint64(time.Now().UnixMilli()) }}
+}
+
+// Now returns a timestamp greater than every one returned or observed so far.
+func (h *hlc) Now() wire.Timestamp {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if w := h.wall(); w > h.millis {
+		h.millis, h.counter = w, 0
+	} else {
+		h.bump()
+	}
+	return wire.Timestamp{Millis: h.millis, Counter: h.counter, NodeID: h.nodeID}
+}
+
+func (h *hlc) bump() {
+	if h.counter == math.MaxUint32 {
+		h.millis++
+		h.counter = 0
+		return
+	}
+	h.counter++
+}
+
+// Update merges a remote timestamp so later Now values order after it.
+func (h *hlc) Update(remote wire.Timestamp) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.wall()
+	if remote.Millis > w && remote.Millis-w > uint64(maxDrift/time.Millisecond) {
+		h.log.Warn("remote clock ahead of local clock", "drift_ms", remote.Millis-w, "node_id", remote.NodeID)
+	}
+	m := max(h.millis, w, remote.Millis)
+	switch {
+	case m == h.millis && m == remote.Millis:
+		h.counter = max(h.counter, remote.Counter)
+		h.bump()
+	case m == h.millis:
+		h.bump()
+	case m == remote.Millis:
+		h.counter = remote.Counter
+		h.millis = m
+		h.bump()
+	default:
+		h.counter = 0
+	}
+	h.millis = max(h.millis, m)
+}

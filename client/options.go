@@ -1,0 +1,168 @@
+package client
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// Options configure a Client. A nil *Options means DefaultOptions().
+type Options struct {
+	// Token is the JWT sent in AUTH. Leave it empty for servers started
+	// with TOPGUN_NO_AUTH; a server that asks for auth then fails Dial with
+	// ErrAuthRequired.
+	Token string
+	// DeviceToken is presented in AUTH or DEVICE_HELLO to keep a device
+	// identity across processes. The client keeps the one the server issues
+	// for its own reconnects (see Client.Session).
+	DeviceToken string
+	// NodeID names this client in its HLC timestamps. It must not contain
+	// ':'. Default: "go-client-" and 8 random hex digits.
+	NodeID string
+	// Header is sent with the WebSocket upgrade request.
+	Header http.Header
+	// Logger receives the client's logs (named "client"). Default: none.
+	Logger hclog.Logger
+
+	// DialTimeout bounds one WebSocket dial (TCP + upgrade).
+	DialTimeout time.Duration
+	// AuthTimeout bounds the wait for AUTH_ACK after the server asked for
+	// auth (TopGun closes unauthenticated sockets after 10 s).
+	AuthTimeout time.Duration
+	// NoAuthGrace is how long the client waits after connecting for the
+	// server to speak. A server with auth on sends AUTH_REQUIRED at once; one
+	// with auth off sends nothing (or DEVICE_ACK), so silence for this long
+	// means "no auth". TopGun's TS client waits 500 ms.
+	NoAuthGrace time.Duration
+	// WriteTimeout bounds one frame write; a stuck write drops the
+	// connection (and the client reconnects).
+	WriteTimeout time.Duration
+
+	// PingInterval is the heartbeat period (TopGun's server reaps a
+	// connection that sends no PING for 60 s; the TS client pings every 5 s).
+	// Zero disables the heartbeat.
+	PingInterval time.Duration
+	// PongTimeout drops a connection that has sent no PONG for this long
+	// (the TS client uses 15 s). Ignored when PingInterval is zero.
+	PongTimeout time.Duration
+
+	// Reconnect re-dials after a connection drops, with exponential
+	// backoff from BackoffInitial doubling up to BackoffMax (±20 % jitter),
+	// re-authenticates, re-sends every unacknowledged write and
+	// re-subscribes every live query. TopGun's TS client uses 1 s and 30 s.
+	Reconnect      bool
+	BackoffInitial time.Duration
+	BackoffMax     time.Duration
+	// MaxReconnectAttempts stops reconnecting after this many failed
+	// attempts in a row; the client then fails with ErrReconnectFailed.
+	// Zero means keep trying until Close.
+	MaxReconnectAttempts int
+
+	// MaxPendingOps bounds writes waiting for OP_ACK (including those
+	// queued while disconnected); beyond it writes fail with ErrBacklogFull.
+	MaxPendingOps int
+	// MaxBatchOps is the most ops sent in one OP_BATCH; larger Batch calls
+	// and reconnect replays are split.
+	MaxBatchOps int
+	// SubscriptionBuffer is the capacity of each Subscription's Updates
+	// channel. A subscriber that falls this far behind is closed with
+	// ErrSlowConsumer rather than stalling the connection.
+	SubscriptionBuffer int
+	// SyncIdleTimeout ends a SyncMap whose outstanding bucket requests get
+	// no reply for this long. TopGun's server does not answer a request for
+	// a path that holds nothing; such requests are counted in
+	// SyncResult.Unanswered.
+	SyncIdleTimeout time.Duration
+
+	// Limits bound decoding of server frames (and the WebSocket read limit).
+	Limits wire.Limits
+
+	// OnServerError is called (on the connection's goroutine; do not block)
+	// for every ERROR the server sends. TopGun cannot correlate them with a
+	// request: it answers a failed OP_BATCH with ERROR 500 or 429 and a
+	// failed CLIENT_OP with nothing at all.
+	OnServerError func(*wire.ErrorMessage)
+	// OnStateChange is called (do not block) when the connection state
+	// changes.
+	OnStateChange func(State)
+}
+
+// DefaultOptions returns the defaults: no token, 5 s dial timeout, 10 s auth
+// timeout, 1 s no-auth grace, 5 s heartbeat with a 15 s pong timeout,
+// reconnect with 1 s..30 s backoff and no attempt limit, 10000 pending ops,
+// 500 ops per batch, 256 buffered updates per subscription, 5 s sync idle
+// timeout, wire.DefaultLimits.
+func DefaultOptions() *Options {
+	return &Options{
+		DialTimeout:        5 * time.Second,
+		AuthTimeout:        10 * time.Second,
+		NoAuthGrace:        time.Second,
+		WriteTimeout:       10 * time.Second,
+		PingInterval:       5 * time.Second,
+		PongTimeout:        15 * time.Second,
+		Reconnect:          true,
+		BackoffInitial:     time.Second,
+		BackoffMax:         30 * time.Second,
+		MaxPendingOps:      10000,
+		MaxBatchOps:        500,
+		SubscriptionBuffer: 256,
+		SyncIdleTimeout:    5 * time.Second,
+		Limits:             wire.DefaultLimits(),
+	}
+}
+
+// Validate reports every setting that cannot work, each with its fix.
+func (o *Options) Validate() error {
+	var probs []string
+	bad := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
+	if strings.Contains(o.NodeID, ":") {
+		bad("NodeID %q contains ':'; use a name without colons", o.NodeID)
+	}
+	positive := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"DialTimeout", o.DialTimeout}, {"AuthTimeout", o.AuthTimeout}, {"NoAuthGrace", o.NoAuthGrace},
+		{"WriteTimeout", o.WriteTimeout}, {"SyncIdleTimeout", o.SyncIdleTimeout},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			bad("%s is %v; set a positive duration", p.name, p.d)
+		}
+	}
+	if o.PingInterval < 0 {
+		bad("PingInterval is %v; set a positive duration or 0 to disable the heartbeat", o.PingInterval)
+	}
+	if o.PingInterval > 0 && o.PongTimeout <= o.PingInterval {
+		bad("PongTimeout %v must be longer than PingInterval %v", o.PongTimeout, o.PingInterval)
+	}
+	if o.Reconnect {
+		if o.BackoffInitial <= 0 || o.BackoffMax < o.BackoffInitial {
+			bad("backoff %v..%v is invalid; set 0 < BackoffInitial <= BackoffMax", o.BackoffInitial, o.BackoffMax)
+		}
+		if o.MaxReconnectAttempts < 0 {
+			bad("MaxReconnectAttempts is %d; set 0 (unlimited) or more", o.MaxReconnectAttempts)
+		}
+	}
+	if o.MaxPendingOps < 1 {
+		bad("MaxPendingOps is %d; set at least 1", o.MaxPendingOps)
+	}
+	if o.MaxBatchOps < 1 {
+		bad("MaxBatchOps is %d; set at least 1", o.MaxBatchOps)
+	}
+	if o.SubscriptionBuffer < 1 {
+		bad("SubscriptionBuffer is %d; set at least 1", o.SubscriptionBuffer)
+	}
+	if err := o.Limits.Validate(); err != nil {
+		bad("Limits: %v", err)
+	}
+	if len(probs) > 0 {
+		return fmt.Errorf("client: invalid options: %s", strings.Join(probs, "; "))
+	}
+	return nil
+}

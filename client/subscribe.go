@@ -1,0 +1,180 @@
+package client
+
+import (
+	"context"
+	"strconv"
+	"sync"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// Update is one change delivered to a Subscription. Exactly one of three
+// shapes:
+//
+//   - a live-query change (QUERY_UPDATE): Change is ENTER, UPDATE or LEAVE,
+//     Key and Value (nil on LEAVE) say what changed;
+//   - a map event (SERVER_EVENT on the subscribed map): Event is set, Key
+//     and Value are copied from it (Value nil for removes);
+//   - a reset after a reconnect: Reset is true and Results holds the
+//     query's full result set as the server re-sent it.
+type Update struct {
+	Key     string
+	Value   any
+	Change  wire.ChangeType
+	Event   *wire.ServerEvent
+	Reset   bool
+	Results []wire.QueryResult
+}
+
+// Subscription is a live query (QUERY_SUB). Read Updates until it is
+// closed; then Err says why.
+type Subscription struct {
+	c       *Client
+	ID      string
+	MapName string
+	Query   wire.Query
+	// Initial is the result set of the first QUERY_RESP.
+	Initial []wire.QueryResult
+	// Updates delivers changes in arrival order. It is closed by Close, by
+	// Client.Close, or with ErrSlowConsumer when it fills up.
+	Updates <-chan Update
+
+	updates chan Update
+	first   chan *wire.QueryResp
+
+	mu      sync.Mutex
+	gotResp bool
+	closed  bool
+	err     error
+}
+
+// Subscribe starts a live query on mapName (QUERY_SUB) and waits for its
+// initial results. A nil query subscribes to the whole map. The
+// subscription also receives the SERVER_EVENTs of the map, which TopGun
+// sends to every connection with a live query on it. After a reconnect the
+// query is re-sent and its new result set arrives as a Reset update.
+func (c *Client) Subscribe(ctx context.Context, mapName string, query *wire.Query) (*Subscription, error) {
+	var q wire.Query
+	if query != nil {
+		q = *query
+	}
+	ch := make(chan Update, c.opts.SubscriptionBuffer)
+	s := &Subscription{c: c, MapName: mapName, Query: q, Updates: ch, updates: ch, first: make(chan *wire.QueryResp, 1)}
+
+	c.sendMu.Lock()
+	c.mu.Lock()
+	if c.state == StateClosed {
+		err := c.err
+		c.mu.Unlock()
+		c.sendMu.Unlock()
+		return nil, err
+	}
+	c.nextSub++
+	s.ID = "go-q-" + strconv.FormatUint(c.nextSub, 10)
+	c.subs[s.ID] = s
+	cn := c.conn
+	c.mu.Unlock()
+	var err error
+	if cn != nil {
+		err = c.send(cn, s.subMessage())
+	}
+	c.sendMu.Unlock()
+	if err != nil {
+		c.log.Debug("QUERY_SUB not sent; it is re-sent after reconnecting", "query_id", s.ID, "error", err)
+	}
+
+	select {
+	case resp := <-s.first:
+		s.Initial = resp.Results
+		return s, nil
+	case <-ctx.Done():
+		s.Close()
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		if err := c.Err(); err != nil {
+			return nil, err
+		}
+		return nil, ErrClosed
+	}
+}
+
+func (s *Subscription) subMessage() *wire.QuerySub {
+	return &wire.QuerySub{QueryID: s.ID, MapName: s.MapName, Query: s.Query}
+}
+
+// onResp handles a QUERY_RESP: the first one completes Subscribe, later
+// ones (after a reconnect) become Reset updates.
+func (s *Subscription) onResp(m *wire.QueryResp) {
+	s.mu.Lock()
+	first := !s.gotResp
+	s.gotResp = true
+	s.mu.Unlock()
+	if first {
+		s.first <- m
+		return
+	}
+	s.deliver(Update{Reset: true, Results: m.Results})
+}
+
+// deliver queues u without ever blocking the connection; a full channel
+// closes the subscription with ErrSlowConsumer.
+func (s *Subscription) deliver(u Update) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	select {
+	case s.updates <- u:
+		s.mu.Unlock()
+		return
+	default:
+	}
+	s.mu.Unlock()
+	s.c.log.Warn("subscription not drained; closing it", "query_id", s.ID, "buffer", cap(s.updates))
+	s.unsubscribe(ErrSlowConsumer)
+}
+
+// Err returns why the subscription closed (nil after Close or while open).
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close ends the subscription (QUERY_UNSUB) and closes Updates. It is
+// idempotent.
+func (s *Subscription) Close() error {
+	s.unsubscribe(nil)
+	return nil
+}
+
+func (s *Subscription) unsubscribe(err error) {
+	c := s.c
+	c.mu.Lock()
+	_, live := c.subs[s.ID]
+	delete(c.subs, s.ID)
+	cn := c.conn
+	c.mu.Unlock()
+	s.closeWith(err)
+	if live && cn != nil {
+		if err := c.send(cn, &wire.QueryUnsub{QueryID: s.ID}); err != nil {
+			c.log.Debug("QUERY_UNSUB failed", "query_id", s.ID, "error", err)
+		}
+	}
+}
+
+// closeWith closes Updates once, recording err (nil for ErrClosed-free
+// closes by the user).
+func (s *Subscription) closeWith(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if err != ErrClosed {
+		s.err = err
+	}
+	close(s.updates)
+}

@@ -1,0 +1,250 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+func TestFNV1a_vectors(t *testing.T) {
+	t.Parallel()
+	// TopGun's test vectors (core-rust/src/hash.rs, core/src/utils/hash.ts).
+	for in, want := range map[string]uint32{
+		"":                2166136261,
+		"hello":           1335831723,
+		"key1":            927623783,
+		"key1:100:0:test": 3988528110,
+	} {
+		if got := fnv1a(in); got != want {
+			t.Errorf("fnv1a(%q) = %d, want %d", in, got, want)
+		}
+	}
+	// UTF-16 code units, not UTF-8 bytes: "é" is one unit 0xe9, "🙂" two.
+	basis, prime := uint32(0x811c9dc5), uint32(0x01000193)
+	if e := (basis ^ 0xe9) * prime; fnv1a("é") != e {
+		t.Error("fnv1a does not hash UTF-16 code units")
+	}
+	h := uint32(0x811c9dc5)
+	for _, u := range []uint32{0xd83d, 0xde42} {
+		h = (h ^ u) * 0x01000193
+	}
+	if fnv1a("🙂") != h {
+		t.Error("fnv1a does not hash surrogate pairs")
+	}
+	// combine([0x64, 0xc8]) = 0xbc1dab1c, mix(0) = 0.
+	if got := fmix32(0x64) + fmix32(0xc8); got != 0xbc1dab1c {
+		t.Errorf("combine = %#x", got)
+	}
+	if fmix32(0) != 0 {
+		t.Error("fmix32(0) != 0")
+	}
+}
+
+func TestMerkleTree(t *testing.T) {
+	t.Parallel()
+	if newMerkleTree(nil).root() != 0 {
+		t.Error("empty tree root != 0")
+	}
+	ts := wire.Timestamp{Millis: 100, Counter: 0, NodeID: "test"}
+	one := newMerkleTree(map[string]wire.LWWRecord{"key1": {Timestamp: ts}})
+	h := lwwItemHash("key1", ts)
+	if h != 3988528110 {
+		t.Fatalf("item hash %d", h)
+	}
+	// One key: the leaf, its two ancestors and the root each apply fmix32.
+	if want := fmix32(fmix32(fmix32(fmix32(h)))); one.root() != want {
+		t.Errorf("root = %d, want mix^4(h) = %d", one.root(), want)
+	}
+	path := hex8(fnv1a("key1"))
+	if one.hash(path[:3]) != fmix32(h) || one.hash(path[:1]) != fmix32(fmix32(fmix32(h))) || one.hash("z") != 0 {
+		t.Error("node hashes along the path are wrong")
+	}
+	// Order independence and sensitivity to timestamps.
+	recs := map[string]wire.LWWRecord{}
+	for i := 0; i < 200; i++ {
+		recs[fmt.Sprintf("k%d", i)] = wire.LWWRecord{Timestamp: wire.Timestamp{Millis: uint64(i), NodeID: "n"}}
+	}
+	a := newMerkleTree(recs).root()
+	recs["k7"] = wire.LWWRecord{Timestamp: wire.Timestamp{Millis: 7, Counter: 1, NodeID: "n"}}
+	if newMerkleTree(recs).root() == a {
+		t.Error("root did not change with a timestamp")
+	}
+}
+
+func TestHLC(t *testing.T) {
+	t.Parallel()
+	wall := uint64(1000)
+	h := newHLC("n", hclog.NewNullLogger())
+	h.wall = func() uint64 { return wall }
+	ts := func(m uint64, c uint32) wire.Timestamp { return wire.Timestamp{Millis: m, Counter: c, NodeID: "n"} }
+
+	steps := []struct {
+		name string
+		do   func() wire.Timestamp
+		want wire.Timestamp
+	}{
+		{"now takes the wall clock", h.Now, ts(1000, 0)},
+		{"same ms bumps the counter", h.Now, ts(1000, 1)},
+		{"remote ahead wins, counter+1", func() wire.Timestamp { h.Update(ts(2000, 5)); return h.Now() }, ts(2000, 7)},
+		{"remote equal: max counter+1", func() wire.Timestamp { h.Update(ts(2000, 9)); return h.Now() }, ts(2000, 11)},
+		{"remote behind: local counter+1", func() wire.Timestamp { h.Update(ts(1, 99)); return h.Now() }, ts(2000, 13)},
+		{"wall ahead of both resets", func() wire.Timestamp { wall = 3000; h.Update(ts(2500, 4)); return h.Now() }, ts(3000, 1)},
+		{"counter overflow carries into millis", func() wire.Timestamp { h.Update(ts(3000, math.MaxUint32)); return h.Now() }, ts(3001, 1)},
+	}
+	for _, s := range steps {
+		if got := s.do(); got != s.want {
+			t.Fatalf("%s: got %v, want %v", s.name, got, s.want)
+		}
+	}
+	// Strictly increasing under load.
+	prev := h.Now()
+	for i := 0; i < 10000; i++ {
+		next := h.Now()
+		if next.Compare(prev) <= 0 {
+			t.Fatalf("timestamp went backwards: %v after %v", next, prev)
+		}
+		prev = next
+	}
+}
+
+func TestSyncMap(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	c := dial(t, fs.URL, testOptions(t))
+	ts := func(m uint64) wire.Timestamp { return wire.Timestamp{Millis: 1700000000000 + m, NodeID: "srv"} }
+	server := map[string]wire.LWWRecord{}
+	for i := 0; i < 300; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		server[k] = wire.LWWRecord{Value: int64(i), Timestamp: ts(uint64(i))}
+		fs.put("m", k, server[k])
+	}
+	copyMap := func(m map[string]wire.LWWRecord) map[string]wire.LWWRecord {
+		out := map[string]wire.LWWRecord{}
+		for k, v := range m {
+			out[k] = v
+		}
+		return out
+	}
+	keys := func(rs []wire.LeafRecord) []string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Key)
+		}
+		sort.Strings(out)
+		return out
+	}
+
+	t.Run("in sync from the root", func(t *testing.T) {
+		res, err := c.SyncMap(ctxT(t), "m", copyMap(server))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.InSync || res.Messages != 2 || res.BucketRequests != 0 || len(res.Records) != 0 {
+			t.Errorf("result %+v", res)
+		}
+		if res.LocalRoot != res.ServerRoot || res.LocalRoot == 0 {
+			t.Errorf("roots %d %d", res.LocalRoot, res.ServerRoot)
+		}
+	})
+	t.Run("one stale key drills one path", func(t *testing.T) {
+		local := copyMap(server)
+		local["key-42"] = wire.LWWRecord{Value: "old", Timestamp: ts(0)}
+		res, err := c.SyncMap(ctxT(t), "m", local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// "" → level 1 → level 2 → leaf: 4 requests, each answered.
+		if res.InSync || res.BucketRequests != 4 || res.Messages != 2+2*4 || res.Unanswered != 0 {
+			t.Errorf("result %+v", res)
+		}
+		if got := keys(res.Newer); len(got) != 1 || got[0] != "key-42" {
+			t.Errorf("newer %v, want [key-42]", got)
+		}
+		for _, r := range res.Records {
+			if r.Record != server[r.Key] {
+				t.Errorf("record %s = %+v, want %+v", r.Key, r.Record, server[r.Key])
+			}
+		}
+	})
+	t.Run("empty local gets everything", func(t *testing.T) {
+		res, err := c.SyncMap(ctxT(t), "m", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Records) != len(server) || len(res.Newer) != len(server) {
+			t.Errorf("received %d records, %d newer, want %d", len(res.Records), len(res.Newer), len(server))
+		}
+		if res.Messages != 2+2*res.BucketRequests {
+			t.Errorf("messages %d for %d requests", res.Messages, res.BucketRequests)
+		}
+	})
+	t.Run("local newer is not reported", func(t *testing.T) {
+		local := copyMap(server)
+		local["key-1"] = wire.LWWRecord{Value: "mine", Timestamp: ts(10000)}
+		res, err := c.SyncMap(ctxT(t), "m", local)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Newer) != 0 || len(res.Records) == 0 {
+			t.Errorf("newer %v, records %d", keys(res.Newer), len(res.Records))
+		}
+	})
+	t.Run("local-only keys and an empty server map", func(t *testing.T) {
+		o := testOptions(t)
+		o.SyncIdleTimeout = 300 * time.Millisecond
+		c := dial(t, fs.URL, o)
+		res, err := c.SyncMap(ctxT(t), "empty", map[string]wire.LWWRecord{"x": {Timestamp: ts(1)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Server root 0 differs; the root path holds nothing, so no reply.
+		if res.InSync || res.ServerRoot != 0 || res.Unanswered != 1 || len(res.Records) != 0 {
+			t.Errorf("result %+v", res)
+		}
+	})
+	t.Run("both empty", func(t *testing.T) {
+		res, err := c.SyncMap(ctxT(t), "empty", nil)
+		if err != nil || !res.InSync {
+			t.Errorf("result %+v, %v", res, err)
+		}
+	})
+}
+
+func TestSyncMap_errors(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	o := testOptions(t)
+	o.SyncIdleTimeout = 5 * time.Second
+	c := dial(t, fs.URL, o)
+	fs.noPongs.Store(true)
+	// A sync whose replies never come is aborted when the connection drops.
+	fs.mu.Lock()
+	fs.data["m"] = map[string]wire.LWWRecord{"k": {Timestamp: wire.Timestamp{Millis: 1, NodeID: "n"}}}
+	fs.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.SyncMap(ctxT(t), "m", nil)
+		done <- err
+	}()
+	eventually(t, "the sync to start", func() bool { return fs.count(wire.TypeSyncInit) == 1 })
+	if _, err := c.SyncMap(ctxT(t), "m", nil); err != nil && !errors.Is(err, ErrSyncInProgress) {
+		t.Errorf("second concurrent sync = %v", err)
+	}
+	fs.dropAll()
+	select {
+	case err := <-done:
+		// It may have finished before the drop; if not it must say why.
+		if err != nil && !errors.Is(err, ErrDisconnected) {
+			t.Errorf("sync during a drop = %v, want ErrDisconnected", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sync not aborted")
+	}
+}
