@@ -1,0 +1,283 @@
+package abi
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func sampleRecords() []Record {
+	return []Record{
+		{Map: "m", Key: "a", Value: []byte("one"), ExpirationTime: 5, CreatedAt: 1, UpdatedAt: 2},
+		{Map: "m", Key: "", Value: []byte{}, CreatedAt: 3, UpdatedAt: 4},
+		{Map: "m", Key: "ключ/😀", Value: bytes.Repeat([]byte{0xff}, 300), CreatedAt: 1 << 40, UpdatedAt: 1<<40 + 1},
+	}
+}
+
+func sampleExpired() []Record {
+	return []Record{
+		{Map: "m", Key: "a", Backup: true, ExpirationTime: 5, CreatedAt: 1, UpdatedAt: 2},
+		{Map: "todo-items", Key: "b", ExpirationTime: 6, CreatedAt: 1, UpdatedAt: 2},
+	}
+}
+
+func TestCodec_roundTrip(t *testing.T) {
+	e, d := NewEncoder(), NewDecoder()
+	check := func(t *testing.T, name string, got, want any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := d.End(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: got %+v, want %+v", name, got, want)
+		}
+	}
+	t.Run("Open", func(t *testing.T) {
+		want := OpenRequest{Config: map[string]string{"a": "1", "b": ""}, DataDir: "/data", MaxResponseBytes: 1 << 25, MemoryLimitBytes: 1 << 28}
+		e.Reset(nil)
+		e.OpenRequest(&want)
+		d.Reset(e.Bytes())
+		got, err := d.OpenRequest()
+		check(t, "open", got, want, err)
+	})
+	t.Run("Description", func(t *testing.T) {
+		want := Description{Name: "null", ABIMajor: 1, ABIMinor: 7, Capabilities: CapAtomicBatch | 1<<40}
+		e.Reset(nil)
+		e.Description(&want)
+		d.Reset(e.Bytes())
+		got, err := d.Description()
+		check(t, "description", got, want, err)
+	})
+	for _, arena := range []bool{false, true} {
+		t.Run("Apply", func(t *testing.T) {
+			want := Batch{Now: 42}
+			want.Put("m", "k", false, []byte("v"), 9)
+			want.Put("m", "k2", true, []byte{}, 0)
+			want.Delete("other", "k", false)
+			want.Put("m", "k3", false, bytes.Repeat([]byte("x"), 70000), 0)
+			e.Reset(nil)
+			e.ApplyRequest(&want)
+			d.Reset(e.Bytes())
+			d.Arena = arena
+			got := Batch{Mutations: make([]Mutation, 10)}
+			err := d.ApplyRequest(&got)
+			d.Arena = false
+			// nil and empty values are not distinguished on the wire.
+			for i := range want.Mutations {
+				if len(want.Mutations[i].Value) == 0 {
+					want.Mutations[i].Value, got.Mutations[i].Value = nil, nil
+				}
+			}
+			check(t, "apply", got, want, err)
+		})
+	}
+	t.Run("Get", func(t *testing.T) {
+		want := GetRequest{Map: "m", Backup: true, Keys: []string{"a", "", "ключ"}}
+		e.Reset(nil)
+		e.GetRequest(want.Map, want.Backup, want.Keys)
+		d.Reset(e.Bytes())
+		got, err := d.GetRequest(nil)
+		check(t, "get", got, want, err)
+	})
+	t.Run("Scan", func(t *testing.T) {
+		for _, want := range []ScanRequest{{Map: "m", Cursor: []byte("kabc"), Limit: 10, MaxBytes: 100}, {Map: "m", Backup: true}} {
+			e.Reset(nil)
+			e.ScanRequest(&want)
+			d.Reset(e.Bytes())
+			got, err := d.ScanRequest()
+			check(t, "scan", got, want, err)
+		}
+	})
+	t.Run("ListExpired", func(t *testing.T) {
+		e.Reset(nil)
+		e.ListExpiredRequest(123, 45)
+		d.Reset(e.Bytes())
+		now, limit, err := d.ListExpiredRequest()
+		check(t, "list_expired", [2]int64{now, int64(limit)}, [2]int64{123, 45}, err)
+	})
+	t.Run("Records", func(t *testing.T) {
+		want := sampleRecords()
+		e.Reset(nil)
+		e.Records(want)
+		d.Reset(e.Bytes())
+		got, err := d.Records("m", false)
+		check(t, "records", got, want, err)
+	})
+	t.Run("Page", func(t *testing.T) {
+		for _, want := range []Page{{Records: sampleRecords(), Cursor: []byte("kz")}, {}} {
+			e.Reset(nil)
+			e.Page(&want)
+			d.Reset(e.Bytes())
+			got, err := d.Page("m", false)
+			check(t, "page", got, want, err)
+		}
+	})
+	t.Run("Strings", func(t *testing.T) {
+		want := []string{"a", "b", ""}
+		e.Reset(nil)
+		e.Strings(want)
+		d.Reset(e.Bytes())
+		got, err := d.Strings()
+		check(t, "strings", got, want, err)
+	})
+	t.Run("Expired", func(t *testing.T) {
+		want := sampleExpired()
+		e.Reset(nil)
+		e.Expired(want)
+		d.Reset(e.Bytes())
+		got, err := d.Expired()
+		check(t, "expired", got, want, err)
+	})
+}
+
+// TestCodec_forwardCompatible checks that decoders skip fields appended by
+// a later minor version, at the top level and inside elements.
+func TestCodec_forwardCompatible(t *testing.T) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	// A Page whose record has a sixth field and which has a third field.
+	_ = enc.EncodeArrayLen(3)
+	_ = enc.EncodeArrayLen(1)
+	_ = enc.EncodeArrayLen(6)
+	_ = enc.EncodeString("k")
+	_ = enc.EncodeBytes([]byte("v"))
+	_ = enc.EncodeInt(0)
+	_ = enc.EncodeInt(1)
+	_ = enc.EncodeInt(2)
+	_ = enc.EncodeMap(map[string]any{"future": []any{1, "x"}})
+	_ = enc.EncodeNil()
+	_ = enc.EncodeString("future field")
+	d := NewDecoder()
+	d.Reset(buf.Bytes())
+	p, err := d.Page("m", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.End(); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Records) != 1 || p.Records[0].Key != "k" || p.Records[0].UpdatedAt != 2 || p.Cursor != nil {
+		t.Errorf("page = %+v", p)
+	}
+}
+
+// TestCodec_malformed checks that every truncation of valid messages, and
+// lengths that claim more than the input holds, fail with ErrMalformed and
+// without large allocations.
+func TestCodec_malformed(t *testing.T) {
+	e := NewEncoder()
+	e.Page(&Page{Records: sampleRecords(), Cursor: []byte("k")})
+	page := append([]byte(nil), e.Bytes()...)
+	d := NewDecoder()
+	for n := 0; n < len(page); n++ {
+		d.Reset(page[:n])
+		if _, err := d.Page("m", false); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("page truncated to %d bytes: err = %v, want ErrMalformed", n, err)
+		}
+	}
+	d.Reset(append(page, 0))
+	if _, err := d.Page("m", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.End(); !errors.Is(err, ErrMalformed) {
+		t.Errorf("trailing byte: End = %v, want ErrMalformed", err)
+	}
+	huge := [][]byte{
+		{0xdd, 0xff, 0xff, 0xff, 0xff},                         // array32 of 4G records
+		{0x91, 0x95, 0xdb, 0xff, 0xff, 0xff, 0xff},             // a key of 4 GiB
+		{0x91, 0x95, 0xa1, 'k', 0xc6, 0x7f, 0xff, 0xff, 0xff}, // a value of 2 GiB
+	}
+	for _, b := range huge {
+		allocs := testing.AllocsPerRun(1, func() {
+			d.Reset(b)
+			if _, err := d.Records("m", false); !errors.Is(err, ErrMalformed) {
+				t.Errorf("% x: err = %v, want ErrMalformed", b, err)
+			}
+		})
+		if allocs > 10 {
+			t.Errorf("% x: %v allocations", b, allocs)
+		}
+	}
+}
+
+// FuzzDecodeResponse feeds arbitrary bytes to every response decoder (what
+// the host reads from a plugin) and every request decoder (what a plugin
+// reads). None may panic; a successful decode must re-encode to a message
+// that decodes to the same value.
+func FuzzDecodeResponse(f *testing.F) {
+	e := NewEncoder()
+	seed := func(fn func()) {
+		e.Reset(nil)
+		fn()
+		f.Add(append([]byte(nil), e.Bytes()...))
+	}
+	seed(func() { e.Description(&Description{Name: "null", ABIMajor: 1, Capabilities: CapAtomicBatch}) })
+	seed(func() { e.Records(sampleRecords()) })
+	seed(func() { e.Page(&Page{Records: sampleRecords(), Cursor: []byte("k")}) })
+	seed(func() { e.Strings([]string{"a", "todo-items"}) })
+	seed(func() { e.Expired(sampleExpired()) })
+	seed(func() {
+		b := Batch{Now: 1}
+		b.Put("m", "k", false, []byte("v"), 0)
+		b.Delete("m", "x", true)
+		e.ApplyRequest(&b)
+	})
+	seed(func() { e.OpenRequest(&OpenRequest{Config: map[string]string{"a": "b"}, DataDir: "/data"}) })
+	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := NewDecoder()
+		d.Reset(data)
+		if recs, err := d.Records("m", false); err == nil && d.End() == nil {
+			e := NewEncoder()
+			e.Records(recs)
+			d2 := NewDecoder()
+			d2.Reset(e.Bytes())
+			again, err := d2.Records("m", false)
+			if err != nil || !reflect.DeepEqual(again, recs) {
+				t.Fatalf("records do not round-trip: %v", err)
+			}
+		}
+		d.Reset(data)
+		_, _ = d.Description()
+		d.Reset(data)
+		_, _ = d.Page("m", true)
+		d.Reset(data)
+		_, _ = d.Strings()
+		d.Reset(data)
+		_, _ = d.Expired()
+		d.Reset(data)
+		_, _ = d.OpenRequest()
+		d.Reset(data)
+		_, _ = d.GetRequest(nil)
+		d.Reset(data)
+		_, _ = d.ScanRequest()
+		d.Reset(data)
+		_, _, _ = d.ListExpiredRequest()
+		var b Batch
+		d.Reset(data)
+		d.Arena = true
+		_ = d.ApplyRequest(&b)
+	})
+}
+
+func TestWasm_pack(t *testing.T) {
+	if got := PackVersion(1, 2); got != 0x10002 {
+		t.Errorf("PackVersion = %#x", got)
+	}
+	if ma, mi := UnpackVersion(0x20003); ma != 2 || mi != 3 {
+		t.Errorf("UnpackVersion = %d.%d", ma, mi)
+	}
+	s, n := UnpackResult(PackResult(StatusBufferMoved|uint32(CodeNotFound), 77))
+	if s != StatusBufferMoved|uint32(CodeNotFound) || n != 77 {
+		t.Errorf("UnpackResult = %#x, %d", s, n)
+	}
+	if CallListExpired.String() != "list_expired" || WasmCall(99).String() != "call(99)" {
+		t.Errorf("call names: %s %s", CallListExpired, WasmCall(99))
+	}
+}
