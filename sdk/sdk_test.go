@@ -1,0 +1,134 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/abi/abitest"
+	"github.com/topgun-go/topgun/plugins/null"
+)
+
+// TestLoopback_conformance runs the suite on null served through the whole
+// ABI path in process: the same dispatch code as inside wasm.
+func TestLoopback_conformance(t *testing.T) {
+	abitest.RunConformance(t, abitest.Harness{Open: func(abitest.TB) abi.Backend { return Loopback(null.Open()) }})
+}
+
+type panicky struct{ *null.Backend }
+
+func (p panicky) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if m == "boom" {
+		panic("kaboom")
+	}
+	return p.Backend.Get(ctx, m, backup, keys)
+}
+
+func TestDispatch_panicBecomesInternal(t *testing.T) {
+	b := Loopback(panicky{null.Open()})
+	ctx := context.Background()
+	_, err := b.Get(ctx, "boom", false, []string{"k"})
+	if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "kaboom") {
+		t.Fatalf("Get = %v, want CodeInternal naming the panic", err)
+	}
+	if _, err := b.Get(ctx, "fine", false, []string{"k"}); err != nil {
+		t.Fatalf("Get after a panic: %v", err)
+	}
+}
+
+func TestLoopbackOpen(t *testing.T) {
+	ctx := context.Background()
+	var got map[string]string
+	open := func(cfg map[string]string) (abi.Backend, error) {
+		got = cfg
+		if cfg["fail"] != "" {
+			return nil, abi.Errorf(abi.CodeInvalidArgument, "test: bad config %q", cfg["fail"])
+		}
+		return null.Open(), nil
+	}
+	dir := t.TempDir()
+	b, err := LoopbackOpen(ctx, "thing", abi.CapDurable, open, map[string]string{"a": "1", DataDirKey: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if got["a"] != "1" || got[DataDirKey] != dir {
+		t.Errorf("open got config %v", got)
+	}
+	if d := b.Describe(); d.Name != null.Name {
+		t.Errorf("description after open = %+v, want the backend's", d)
+	}
+	_, err = LoopbackOpen(ctx, "thing", 0, open, map[string]string{"fail": "x"})
+	if !errors.Is(err, abi.ErrInvalidArgument) || !strings.Contains(err.Error(), `bad config "x"`) {
+		t.Errorf("LoopbackOpen with a failing open = %v", err)
+	}
+}
+
+// call runs one raw call on a server and decodes nothing.
+func call(s *server, c abi.WasmCall, req []byte) (abi.Code, string) {
+	status, resp := s.handle(uint32(c), req, make([]byte, 0, 64))
+	return abi.Code(status & abi.StatusCodeMask), string(resp)
+}
+
+func TestDispatch_protocol(t *testing.T) {
+	open := func(map[string]string) (abi.Backend, error) { return null.Open(), nil }
+	s := newServer(nil, "thing", abi.CapDurable, open)
+	e := abi.NewEncoder()
+	d := abi.NewDecoder()
+
+	// describe before open gives the declared name and capabilities.
+	status, resp := s.handle(uint32(abi.CallDescribe), nil, nil)
+	d.Reset(resp)
+	desc, err := d.Description()
+	if status != 0 || err != nil || desc.Name != "thing" || desc.Capabilities != abi.CapDurable || desc.ABIMajor != abi.VersionMajor {
+		t.Errorf("describe before open = %d %+v %v", status, desc, err)
+	}
+	if code, msg := call(s, abi.CallListMaps, nil); code != abi.CodeUnavailable {
+		t.Errorf("list_maps before open = %v %q, want unavailable", code, msg)
+	}
+	e.OpenRequest(&abi.OpenRequest{MaxResponseBytes: 100})
+	open1 := append([]byte(nil), e.Bytes()...)
+	if code, msg := call(s, abi.CallOpen, open1); code != abi.CodeOK {
+		t.Fatalf("open = %v %q", code, msg)
+	}
+	if code, _ := call(s, abi.CallOpen, open1); code != abi.CodeConflict {
+		t.Errorf("second open = %v, want conflict", code)
+	}
+	if code, _ := call(s, 99, nil); code != abi.CodeUnsupported {
+		t.Errorf("unknown call = %v, want unsupported", code)
+	}
+	if code, _ := call(s, abi.CallGet, []byte{0xc1}); code != abi.CodeInvalidArgument {
+		t.Errorf("garbage get request = %v, want invalid argument", code)
+	}
+	// A response over max_response_bytes is refused with resource exhausted.
+	b := &abi.Batch{Now: 1}
+	b.Put("m", "k", false, make([]byte, 200), 0)
+	e.Reset(nil)
+	e.ApplyRequest(b)
+	if code, msg := call(s, abi.CallApply, e.Bytes()); code != abi.CodeOK {
+		t.Fatalf("apply = %v %q", code, msg)
+	}
+	e.Reset(nil)
+	e.GetRequest("m", false, []string{"k"})
+	if code, msg := call(s, abi.CallGet, e.Bytes()); code != abi.CodeResourceExhausted || !strings.Contains(msg, "TOPGUN_PLUGIN_MAX_RESPONSE_BYTES") {
+		t.Errorf("oversized get response = %v %q, want resource exhausted", code, msg)
+	}
+	if code, _ := call(s, abi.CallClose, nil); code != abi.CodeOK {
+		t.Errorf("close = %v", code)
+	}
+	if code, _ := call(s, abi.CallListMaps, nil); code != abi.CodeUnavailable {
+		t.Errorf("list_maps after close = %v, want unavailable", code)
+	}
+}
+
+func TestLog_native(t *testing.T) {
+	var got []string
+	SetLogOutput(func(level abi.LogLevel, msg string) { got = append(got, msg) })
+	defer SetLogOutput(nil)
+	Logf(abi.LogInfo, "hello %d", 7)
+	if len(got) != 1 || got[0] != "hello 7" {
+		t.Errorf("logged %q", got)
+	}
+}
