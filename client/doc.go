@@ -34,9 +34,9 @@
 //
 // SyncMap performs the LWW Merkle drill-down (SYNC_INIT, SYNC_RESP_ROOT,
 // MERKLE_REQ_BUCKET, SYNC_RESP_BUCKETS, SYNC_RESP_LEAF) hashing the local
-// records exactly as the TS client does (FNV-1a over UTF-16 code units,
-// depth 3, fmix32 sums), and reports the records received and the number of
-// messages exchanged.
+// records with package server/merkle, exactly as the TS client does (FNV-1a
+// over UTF-16 code units, depth 3, fmix32 sums), and reports the records
+// received and the number of messages exchanged.
 //
 // # Reconnecting
 //

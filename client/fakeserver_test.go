@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/topgun-go/topgun/server/merkle"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -270,29 +270,20 @@ func (fs *fakeServer) handle(c *fakeConn, m wire.Message) {
 		c.mu.Unlock()
 	case *wire.SyncInit:
 		tree := newMerkleTree(fs.mapCopy(m.MapName))
-		fs.send(c, &wire.SyncRespRoot{MapName: m.MapName, RootHash: tree.root(), Timestamp: fs.hlc.Now()})
+		fs.send(c, &wire.SyncRespRoot{MapName: m.MapName, RootHash: tree.Root(), Timestamp: fs.hlc.Now()})
 	case *wire.MerkleReqBucket:
 		recs := fs.mapCopy(m.MapName)
 		tree := newMerkleTree(recs)
-		if len(m.Path) < merkleDepth {
-			buckets := map[string]uint32{}
-			for _, ch := range "0123456789abcdef" {
-				if h, ok := tree.nodes[m.Path+string(ch)]; ok {
-					buckets[string(ch)] = h
-				}
-			}
-			if len(buckets) > 0 {
+		if len(m.Path) < merkle.Depth {
+			if buckets := tree.Buckets(m.Path); len(buckets) > 0 {
 				fs.send(c, &wire.SyncRespBuckets{MapName: m.MapName, Path: m.Path, Buckets: buckets})
 			}
 			return // nothing at this path: TopGun sends no reply
 		}
 		var leaf []wire.LeafRecord
-		for k, r := range recs {
-			if strings.HasPrefix(hex8(fnv1a(k)), m.Path) {
-				leaf = append(leaf, wire.LeafRecord{Key: k, Record: r})
-			}
+		for _, k := range tree.LeafKeys(m.Path) {
+			leaf = append(leaf, wire.LeafRecord{Key: k, Record: recs[k]})
 		}
-		sort.Slice(leaf, func(i, j int) bool { return leaf[i].Key < leaf[j].Key })
 		if len(leaf) > 0 {
 			fs.send(c, &wire.SyncRespLeaf{MapName: m.MapName, Path: m.Path, Records: leaf})
 		}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/topgun-go/topgun/server/merkle"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -92,7 +93,7 @@ func (c *Client) toSync(mapName string, m wire.Message) {
 // ErrDisconnected if it drops; only one sync per map may run at a time.
 func (c *Client) SyncMap(ctx context.Context, mapName string, local map[string]wire.LWWRecord) (*SyncResult, error) {
 	tree := newMerkleTree(local)
-	res := &SyncResult{LocalRoot: tree.root()}
+	res := &SyncResult{LocalRoot: tree.Root()}
 
 	s := newSyncSession()
 	c.mu.Lock()
@@ -166,7 +167,7 @@ func (c *Client) SyncMap(ctx context.Context, mapName string, local map[string]w
 				sort.Strings(chars)
 				for _, ch := range chars {
 					path := m.Path + ch
-					if len(path) > merkleDepth || tree.hash(path) == m.Buckets[ch] {
+					if len(path) > merkle.Depth || nodeHash(tree, path) == m.Buckets[ch] {
 						continue
 					}
 					res.BucketRequests++

@@ -10,70 +10,37 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/topgun-go/topgun/server/merkle"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
-func TestFNV1a_vectors(t *testing.T) {
-	t.Parallel()
-	// TopGun's test vectors (core-rust/src/hash.rs, core/src/utils/hash.ts).
-	for in, want := range map[string]uint32{
-		"":                2166136261,
-		"hello":           1335831723,
-		"key1":            927623783,
-		"key1:100:0:test": 3988528110,
-	} {
-		if got := fnv1a(in); got != want {
-			t.Errorf("fnv1a(%q) = %d, want %d", in, got, want)
-		}
-	}
-	// UTF-16 code units, not UTF-8 bytes: "é" is one unit 0xe9, "🙂" two.
-	basis, prime := uint32(0x811c9dc5), uint32(0x01000193)
-	if e := (basis ^ 0xe9) * prime; fnv1a("é") != e {
-		t.Error("fnv1a does not hash UTF-16 code units")
-	}
-	h := uint32(0x811c9dc5)
-	for _, u := range []uint32{0xd83d, 0xde42} {
-		h = (h ^ u) * 0x01000193
-	}
-	if fnv1a("🙂") != h {
-		t.Error("fnv1a does not hash surrogate pairs")
-	}
-	// combine([0x64, 0xc8]) = 0xbc1dab1c, mix(0) = 0.
-	if got := fmix32(0x64) + fmix32(0xc8); got != 0xbc1dab1c {
-		t.Errorf("combine = %#x", got)
-	}
-	if fmix32(0) != 0 {
-		t.Error("fmix32(0) != 0")
-	}
-}
-
 func TestMerkleTree(t *testing.T) {
 	t.Parallel()
-	if newMerkleTree(nil).root() != 0 {
+	if newMerkleTree(nil).Root() != 0 {
 		t.Error("empty tree root != 0")
 	}
+	// TopGun's vector: fnv1a("key1:100:0:test") = 3988528110.
 	ts := wire.Timestamp{Millis: 100, Counter: 0, NodeID: "test"}
-	one := newMerkleTree(map[string]wire.LWWRecord{"key1": {Timestamp: ts}})
 	h := lwwItemHash("key1", ts)
 	if h != 3988528110 {
-		t.Fatalf("item hash %d", h)
+		t.Fatalf("item hash %d, want 3988528110", h)
 	}
-	// One key: the leaf, its two ancestors and the root each apply fmix32.
-	if want := fmix32(fmix32(fmix32(fmix32(h)))); one.root() != want {
-		t.Errorf("root = %d, want mix^4(h) = %d", one.root(), want)
+	// One key: the leaf, its two ancestors and the root each apply fmix32,
+	// so the client's root is mix^4(h).
+	one := newMerkleTree(map[string]wire.LWWRecord{"key1": {Timestamp: ts}})
+	if want := merkle.Mix(merkle.Mix(merkle.Mix(merkle.Mix(h)))); one.Root() != want {
+		t.Errorf("root = %d, want mix^4(h) = %d", one.Root(), want)
 	}
-	path := hex8(fnv1a("key1"))
-	if one.hash(path[:3]) != fmix32(h) || one.hash(path[:1]) != fmix32(fmix32(fmix32(h))) || one.hash("z") != 0 {
-		t.Error("node hashes along the path are wrong")
+	if nodeHash(one, "z") != 0 {
+		t.Error("missing node hash != 0")
 	}
-	// Order independence and sensitivity to timestamps.
 	recs := map[string]wire.LWWRecord{}
 	for i := 0; i < 200; i++ {
 		recs[fmt.Sprintf("k%d", i)] = wire.LWWRecord{Timestamp: wire.Timestamp{Millis: uint64(i), NodeID: "n"}}
 	}
-	a := newMerkleTree(recs).root()
+	a := newMerkleTree(recs).Root()
 	recs["k7"] = wire.LWWRecord{Timestamp: wire.Timestamp{Millis: 7, Counter: 1, NodeID: "n"}}
-	if newMerkleTree(recs).root() == a {
+	if newMerkleTree(recs).Root() == a {
 		t.Error("root did not change with a timestamp")
 	}
 }
