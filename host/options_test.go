@@ -1,0 +1,81 @@
+package host
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     map[string]string
+		wantErr  string
+	}{
+		{"Empty", "", map[string]string{}, ""},
+		{"Strings", `{"sync":"always","dir":"a,b=c"}`, map[string]string{"sync": "always", "dir": "a,b=c"}, ""},
+		{"NumbersAndBools", `{"mb":64,"ratio":0.5,"on":true}`, map[string]string{"mb": "64", "ratio": "0.5", "on": "true"}, ""},
+		{"NotObject", `a=b,c=d`, nil, "not a JSON object"},
+		{"Nested", `{"a":{"b":1}}`, nil, `key "a"`},
+		{"Null", `null`, nil, "null"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseConfig(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ParseConfig(%q) = %v, %v; want an error about %q", tc.in, got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("ParseConfig(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOptionsFromEnv(t *testing.T) {
+	env := map[string]string{
+		"TOPGUN_PLUGIN_MEMORY_MB":    "64",
+		"TOPGUN_PLUGIN_CALL_TIMEOUT": "1500ms",
+		"TOPGUN_PLUGIN_CONFIG":       `{"k":"v"}`,
+		"TOPGUN_PLUGIN_TRUST":        "trusted",
+		"TOPGUN_PLUGIN_DATA_DIR":     t.TempDir(),
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	o, err := OptionsFromEnv(lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.MemoryLimitMB != 64 || o.CallTimeout != 1500*time.Millisecond || o.Config["k"] != "v" || o.Trust != TrustTrusted {
+		t.Errorf("options = %+v", o)
+	}
+
+	// Every problem is reported at once.
+	env = map[string]string{
+		"TOPGUN_PLUGIN_MEMORY_MB":    "lots",
+		"TOPGUN_PLUGIN_CALL_TIMEOUT": "soon",
+		"TOPGUN_PLUGIN_CONFIG":       "a=b",
+	}
+	_, err = OptionsFromEnv(lookup)
+	for _, name := range []string{"TOPGUN_PLUGIN_MEMORY_MB", "TOPGUN_PLUGIN_CALL_TIMEOUT", "TOPGUN_PLUGIN_CONFIG"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+}
+
+func TestOptions_Validate(t *testing.T) {
+	if err := (*Options)(nil).Validate(); err != nil {
+		t.Errorf("nil options: %v", err)
+	}
+	o := &Options{Config: map[string]string{"topgun.data_dir": "/etc"}, DataDir: "/nonexistent/dir", SHA256: "xyz", MaxRequestBytes: 10, PoolSize: -1}
+	err := o.Validate()
+	for _, name := range []string{"reserved", "TOPGUN_PLUGIN_DATA_DIR", "TOPGUN_PLUGIN_SHA256", "TOPGUN_PLUGIN_MAX_REQUEST_BYTES", "TOPGUN_PLUGIN_POOL_SIZE"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Validate error %v does not mention %s", err, name)
+		}
+	}
+}
