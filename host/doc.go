@@ -1,0 +1,70 @@
+// Package host runs TopGun storage plugins: WebAssembly modules that
+// implement the wasm storage ABI (abi/WASM.md), under wazero, behind the
+// same abi.Backend the built-in backends implement.
+//
+//	b, err := host.Load(ctx, "bin/plugins/null.wasm", &host.Options{Logger: log})
+//	...
+//	defer b.Close()
+//
+// # Loading
+//
+// Load reads the file, checks the optional SHA-256 pin, compiles it once
+// (through wazero's on-disk compilation cache in CacheDir, shared by every
+// plugin the process loads, so a second start does not recompile), checks
+// the exports, the imports and the ABI version before and after running
+// _initialize, and opens the plugin with its configuration. Every error
+// names the file ("plugin null.wasm: ...") and says what to do. Inspect
+// does the same short of opening, for `topgun plugin inspect`.
+//
+// # Sandbox
+//
+// Each loaded plugin gets its own wazero.Runtime (plugins cannot link to
+// each other). Deny by default: no environment, no arguments, no files, no
+// network. DataDir grants one host directory, visible to the guest as
+// "/data" only. Configuration reaches the guest only through the open call
+// (Config; TOPGUN_PLUGIN_CONFIG is a JSON object, see ParseConfig). Clocks
+// are real; random is crypto/rand; sleeping returns at once. Guest stdout,
+// stderr and log calls go to the logger named plugin.<file name> (stdout at
+// info, stderr at warn, log calls at their level), one entry per line,
+// capped at MaxLogLineBytes.
+//
+// # Limits and their defaults
+//
+//	MemoryLimitMB     256      TOPGUN_PLUGIN_MEMORY_MB        linear memory per instance
+//	CallTimeout       10s      TOPGUN_PLUGIN_CALL_TIMEOUT     every call, and _initialize
+//	MaxRequestBytes   32 MiB   TOPGUN_PLUGIN_MAX_REQUEST_BYTES
+//	MaxResponseBytes  32 MiB   TOPGUN_PLUGIN_MAX_RESPONSE_BYTES
+//	PoolSize          GOMAXPROCS TOPGUN_PLUGIN_POOL_SIZE     instances of a multi-instance plugin
+//	Trust             sandboxed  TOPGUN_PLUGIN_TRUST          sandboxed | trusted
+//	CacheDir          DefaultCacheDir() TOPGUN_PLUGIN_CACHE_DIR
+//	SHA256            none     TOPGUN_PLUGIN_SHA256
+//	DataDir           none     TOPGUN_PLUGIN_DATA_DIR
+//
+// OptionsFromEnv maps these variables to Options for cmd/.
+//
+// # Calls and concurrency
+//
+// A wasm instance runs one call at a time. A plugin that does not declare
+// abi.CapMultiInstance runs on one instance and its calls are serialised;
+// one that does gets a pool of up to PoolSize instances, created on demand,
+// each opened with the same configuration. Each call is one write of the
+// msgpack request into the guest's scratch buffer, one topgun_call and one
+// read of the response; function handles are looked up once per instance.
+//
+// # Failures
+//
+// A trap, a call past its deadline (in sandboxed mode the guest is
+// interrupted even inside a loop), a guest exit, or a malformed result
+// poisons the instance: the call returns an *abi.Error naming the plugin,
+// the op and what happened ("plugin null.wasm: apply: did not finish within
+// 10s (TOPGUN_PLUGIN_CALL_TIMEOUT); the instance was discarded"), the
+// instance is closed, and the next call starts a fresh one (running
+// _initialize and open again). A plugin without CapMultiInstance loses its
+// in-memory state then. A panic that the Go SDK recovers is not a failure
+// of the instance: it returns abi.CodeInternal and the instance lives on.
+// In trusted mode loops are not instrumented: a guest that never returns
+// hangs its caller.
+//
+// A guest error crosses as its abi.Code and message, so
+// errors.Is(err, abi.ErrNotFound) holds for plugins as for built-ins.
+package host
