@@ -32,6 +32,7 @@ type decoder struct {
 	size     int           // len of the input when r != nil
 	wire     bool          // decoding the plain wire form (for error messages)
 	maxDepth int
+	scratch  [32]byte // holds field and variant names, which need no allocation
 }
 
 type pooledDecoder struct {
@@ -267,6 +268,42 @@ func (d *decoder) str() (string, error) {
 	return s, nil
 }
 
+// name reads a string (or binary) naming a field or a variant without
+// allocating: the result is valid until the next call. Names longer than the
+// scratch buffer cannot be known names; they are skipped and reported as
+// tooLong.
+func (d *decoder) name() (b []byte, tooLong bool, err error) {
+	c, off, err := d.peek()
+	if err != nil {
+		return nil, false, err
+	}
+	if !isStr(c) && !isBin(c) {
+		return nil, false, d.failAt(off, "found %s, want a string", codeName(c))
+	}
+	n, err := d.dec.DecodeBytesLen()
+	if err != nil {
+		return nil, false, d.ioFail(off, err)
+	}
+	if n <= len(d.scratch) {
+		b = d.scratch[:n]
+		if err := d.dec.ReadFull(b); err != nil {
+			return nil, false, d.ioFail(off, err)
+		}
+		return b, false, nil
+	}
+	if d.r != nil && n > d.r.Len() {
+		return nil, false, d.failAt(off, "the input ends in the middle of a value")
+	}
+	for n > 0 {
+		k := min(n, len(d.scratch))
+		if err := d.dec.ReadFull(d.scratch[:k]); err != nil {
+			return nil, false, d.ioFail(off, err)
+		}
+		n -= k
+	}
+	return nil, true, nil
+}
+
 // containerLen reads a map or array header at nesting depth (the number of
 // containers already open) and checks the depth limit.
 func (d *decoder) containerLen(c byte, off, depth int) (int, error) {
@@ -329,40 +366,56 @@ func (d *decoder) skip(depth int) error {
 
 // variantHead reads the head of an externally tagged enum at depth: either a
 // bare variant name or index (a unit variant), or a one-entry map whose key
-// names the variant and whose value is the content. It returns the variant
-// name (index -1) or its index, and whether content follows.
-func (d *decoder) variantHead(depth int) (name string, index int, content bool, err error) {
+// names the variant and whose value is the content. It returns the index of
+// the variant name in names, or the variant index as written, or -1 and the
+// name (for messages) when the name is unknown; and whether content follows.
+func (d *decoder) variantHead(depth int, names []string) (index int, unknown string, content bool, err error) {
 	c, off, err := d.peek()
 	if err != nil {
-		return "", -1, false, err
+		return -1, "", false, err
 	}
 	switch {
 	case isStr(c) || isBin(c):
-		name, err = d.str()
-		return name, -1, false, err
+		index, unknown, err = d.variantName(names)
+		return index, unknown, false, err
 	case isInt(c):
-		idx, err := d.variantIndex(c, off)
-		return "", idx, false, err
+		index, err = d.variantIndex(c, off)
+		return index, "", false, err
 	case isMap(c):
 		n, err := d.containerLen(c, off, depth)
 		if err != nil {
-			return "", -1, false, err
+			return -1, "", false, err
 		}
 		if n != 1 {
-			return "", -1, false, d.failAt(off, "found a map with %d entries, want a one-entry map naming the variant", n)
+			return -1, "", false, d.failAt(off, "found a map with %d entries, want a one-entry map naming the variant", n)
 		}
 		c, off, err = d.peek()
 		if err != nil {
-			return "", -1, false, err
+			return -1, "", false, err
 		}
 		if isInt(c) {
-			idx, err := d.variantIndex(c, off)
-			return "", idx, true, err
+			index, err = d.variantIndex(c, off)
+			return index, "", true, err
 		}
-		name, err = d.str()
-		return name, -1, true, err
+		index, unknown, err = d.variantName(names)
+		return index, unknown, true, err
 	}
-	return "", -1, false, d.failAt(off, "found %s, want a variant (a name, or a one-entry map from the name to the content)", codeName(c))
+	return -1, "", false, d.failAt(off, "found %s, want a variant (a name, or a one-entry map from the name to the content)", codeName(c))
+}
+
+// variantName reads a variant name and looks it up in names.
+func (d *decoder) variantName(names []string) (int, string, error) {
+	b, tooLong, err := d.name()
+	if err != nil {
+		return -1, "", err
+	}
+	if tooLong {
+		return -1, "(a long name)", nil
+	}
+	if i := lookupBytes(names, b); i >= 0 {
+		return i, "", nil
+	}
+	return -1, string(b), nil
 }
 
 func (d *decoder) variantIndex(c byte, off int) (int, error) {
@@ -376,9 +429,9 @@ func (d *decoder) variantIndex(c byte, off int) (int, error) {
 	return int(i), nil
 }
 
-func lookup(names []string, name string) int {
+func lookupBytes(names []string, name []byte) int {
 	for i, n := range names {
-		if n == name {
+		if n == string(name) {
 			return i
 		}
 	}
@@ -456,15 +509,18 @@ func (d *decoder) fieldIndex(names []string) (int, error) {
 		}
 		return int(i), nil
 	}
-	name, err := d.str()
-	if err != nil {
+	name, tooLong, err := d.name()
+	if err != nil || tooLong {
 		return -1, err
 	}
-	return lookup(names, name), nil
+	return lookupBytes(names, name), nil
 }
 
 var (
-	recordNames     = []string{KindLWW: "lww", KindORMap: "orMap", KindORTombstones: "orTombstones"}
+	recordNames = []string{KindLWW: "lww", KindORMap: "orMap", KindORTombstones: "orTombstones"}
+	// headNames are the names the head of stored bytes may carry: a
+	// RecordValue variant, or (a legacy bare value) a Value variant.
+	headNames       = append(append([]string(nil), recordNames...), typeNames[:]...)
 	lwwFields       = []string{"value", "timestamp"}
 	orMapFields     = []string{"records", "tombstones"}
 	orTombFields    = []string{"tags"}
@@ -473,19 +529,15 @@ var (
 )
 
 func (d *decoder) recordValue() (RecordValue, error) {
-	name, idx, content, err := d.variantHead(0)
+	idx, unknown, content, err := d.variantHead(0, headNames)
 	if err != nil {
 		return RecordValue{}, err
 	}
-	if idx < 0 {
-		idx = lookup(recordNames, name)
-		if idx < 0 {
-			if lookup(typeNames[:], name) >= 0 {
-				return RecordValue{}, errBareValue
-			}
-			return RecordValue{}, d.failAt(0, "unknown variant %q, want lww, orMap or orTombstones", name)
-		}
-	} else if idx >= len(recordNames) {
+	switch {
+	case idx < 0:
+		return RecordValue{}, d.failAt(0, "unknown variant %q, want lww, orMap or orTombstones", unknown)
+	case idx >= len(recordNames):
+		// A Value variant name, or an index past the RecordValue variants.
 		return RecordValue{}, errBareValue
 	}
 	if !content {
@@ -611,16 +663,14 @@ func (d *decoder) strings(depth int) ([]string, error) {
 // storedValue reads TopGun's externally tagged Value at depth.
 func (d *decoder) storedValue(depth int) (Value, error) {
 	off := d.offset()
-	name, idx, content, err := d.variantHead(depth)
+	idx, unknown, content, err := d.variantHead(depth, typeNames[:])
 	if err != nil {
 		return Value{}, err
 	}
-	if idx < 0 {
-		idx = lookup(typeNames[:], name)
-		if idx < 0 {
-			return Value{}, d.failAt(off, "unknown Value variant %q", name)
-		}
-	} else if idx >= len(typeNames) {
+	switch {
+	case idx < 0:
+		return Value{}, d.failAt(off, "unknown Value variant %q", unknown)
+	case idx >= len(typeNames):
 		return Value{}, d.failAt(off, "unknown Value variant index %d", idx)
 	}
 	t := Type(idx)
