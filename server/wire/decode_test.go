@@ -401,6 +401,17 @@ func TestBatch_packSplit(t *testing.T) {
 		t.Fatalf("inner decode = %v, %v", got, err)
 	}
 
+	// An empty BATCH (nil data) encodes as an empty bin and splits to nothing.
+	raw, err = Encode(&Batch{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := Decode(raw); err != nil {
+		t.Fatalf("empty batch: %v", err)
+	} else if items, err := m.(*Batch).Split(); err != nil || len(items) != 0 {
+		t.Fatalf("empty batch split = %v, %v", items, err)
+	}
+
 	tests := []struct {
 		name  string
 		batch Batch

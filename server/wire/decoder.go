@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -24,11 +25,28 @@ type decoder struct {
 	max   int
 }
 
-func newDecoder(b []byte, maxDepth int) *decoder {
-	r := bytes.NewReader(b)
+var decoderPool = sync.Pool{New: func() any {
+	r := bytes.NewReader(nil)
 	// bytes.Reader is an io.ByteScanner, so the library reads it directly
 	// without buffering and r.Len() is exactly what is left.
-	return &decoder{buf: b, r: r, d: msgpack.NewDecoder(r), max: maxDepth}
+	return &decoder{r: r, d: msgpack.NewDecoder(r)}
+}}
+
+// newDecoder returns a pooled decoder over b; release it with putDecoder
+// once nothing decoded still points into it (decoded values never do: the
+// decoder copies every string and byte slice it returns).
+func newDecoder(b []byte, maxDepth int) *decoder {
+	d := decoderPool.Get().(*decoder)
+	d.buf = b
+	d.max = maxDepth
+	d.reset()
+	return d
+}
+
+func putDecoder(d *decoder) {
+	d.buf = nil
+	d.r.Reset(nil)
+	decoderPool.Put(d)
 }
 
 // reset rewinds to the start of the frame.

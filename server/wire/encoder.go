@@ -99,7 +99,12 @@ func (e *encoder) null() {
 	}
 }
 
+// bin writes b as MsgPack bin (an empty bin for nil; the library would
+// write nil).
 func (e *encoder) bin(b []byte) {
+	if b == nil {
+		b = []byte{}
+	}
 	if e.err == nil {
 		e.err = e.e.EncodeBytes(b)
 	}

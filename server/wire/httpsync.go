@@ -408,6 +408,7 @@ func (l Limits) decodeStandalone(b []byte, fn func(d *decoder) error) error {
 		l.MaxDepth = DefaultMaxDepth
 	}
 	d := newDecoder(b, l.MaxDepth)
+	defer putDecoder(d)
 	if err := d.skip(); err != nil {
 		return err
 	}

@@ -65,6 +65,7 @@ func (l Limits) Decode(b []byte) (Message, error) {
 		l.MaxDepth = DefaultMaxDepth
 	}
 	d := newDecoder(b, l.MaxDepth)
+	defer putDecoder(d)
 
 	// Pass 1: find "type" and check the whole frame's structure (depth,
 	// lengths, trailing bytes) before anything is allocated for it.
