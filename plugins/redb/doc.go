@@ -83,7 +83,11 @@
 //     header) is found only when an operation reads it. Every transaction
 //     recovers bbolt panics and memory faults (runtime/debug.SetPanicOnFault)
 //     and returns abi.CodeInternal naming the file, so the process survives;
-//     the data in the damaged pages is not recoverable by this package. If a
+//     the data in the damaged pages is not recoverable by this package, and
+//     a write on a damaged tree may make bbolt allocate (and grow the file)
+//     by whatever size a damaged page header claims. Open does not walk the
+//     whole tree (that would cost a read of the whole file); use `bbolt check`
+//     on a file that returned such an error. If a
 //     panic escapes bolt.Open itself the file descriptor is closed (releasing
 //     the lock) but bbolt's memory map of the file is not unmapped.
 //   - A record whose stored header does not decode makes Get, Scan and a Put
