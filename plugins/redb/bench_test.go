@@ -119,7 +119,7 @@ func benchRawBatchPut(b *testing.B) {
 	keys := make([]string, benchBatch)
 	b.SetBytes(int64(benchBatch * (20 + benchValue)))
 	b.ResetTimer()
-	for n := 0; n < b.N; n++ {
+	for n := 0; n < max(b.N, minRatioSteps); n++ {
 		for i := range keys {
 			keys[i] = benchKey(n*benchBatch + i)
 		}
@@ -201,6 +201,10 @@ func benchRawGet(b *testing.B) {
 		}
 	}
 }
+
+// minRatioSteps is the fewest steps (batches, or blocks of gets) a ratio
+// measures on each side, whatever -benchtime asks for.
+const minRatioSteps = 21
 
 // ratio is one line of BenchmarkRatio's summary.
 type ratio struct {
@@ -307,7 +311,7 @@ func ratioBatchPut(b *testing.B, r *ratio, noSync, random bool) {
 		tRaw = append(tRaw, time.Since(start))
 	}
 	b.ResetTimer()
-	for n := 0; n < b.N; n++ {
+	for n := 0; n < max(b.N, minRatioSteps); n++ {
 		for i := range keys {
 			if random {
 				keys[i] = benchKey(rng.Intn(1 << 30))
@@ -393,8 +397,9 @@ func ratioGet(b *testing.B, r *ratio) {
 		}
 	}
 	b.ResetTimer()
-	for n := 0; n < b.N; n += block {
-		m := min(block, b.N-n)
+	total := max(b.N, minRatioSteps*block)
+	for n := 0; n < total; n += block {
+		m := min(block, total-n)
 		for j := range m {
 			idx[j] = rng.Intn(len(keys))
 		}
@@ -405,9 +410,6 @@ func ratioGet(b *testing.B, r *ratio) {
 			rawBlock(m)
 			redbBlock(m)
 		}
-	}
-	if len(tRaw) == 0 {
-		return // b.N < block: the framework's first probe
 	}
 	r.redbNs, r.rawNs = medianNs(tRedb, block), medianNs(tRaw, block)
 }

@@ -211,8 +211,11 @@ func openBolt(path string, bo *bolt.Options) (db *bolt.DB, err error) {
 	return bolt.Open(path, 0o600, bo)
 }
 
+// notOurs reports a file that is not a topgun redb database; cause says
+// why and stays in the chain for errors.Is.
 func notOurs(path string, cause error) error {
-	return abi.Wrap(abi.CodeInvalidArgument, cause, "redb: %s is not a topgun redb database (move it away or set TOPGUN_REDB_PATH to another file)", path)
+	return abi.Wrap(abi.CodeInvalidArgument, fmt.Errorf("%w; move it away or set TOPGUN_REDB_PATH to another file", cause),
+		"redb: %s is not a topgun redb database", path)
 }
 
 // openError maps an error of opening the file.
