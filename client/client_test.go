@@ -257,6 +257,18 @@ func TestSubscribe(t *testing.T) {
 	}
 }
 
+func TestSubscribe_rejected(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	c := dial(t, fs.URL, testOptions(t))
+	_, err := c.Subscribe(ctxT(t), "m", &wire.Query{GroupBy: []string{"category"}})
+	var qe *QueryError
+	if !errors.As(err, &qe) || qe.Code != "UNSUPPORTED" {
+		t.Fatalf("Subscribe = %v, want a *QueryError", err)
+	}
+	eventually(t, "QUERY_UNSUB", func() bool { return fs.count(wire.TypeQueryUnsub) == 1 })
+}
+
 func TestSubscribe_slowConsumer(t *testing.T) {
 	t.Parallel()
 	fs := newFakeServer(t, "")

@@ -260,6 +260,11 @@ func (fs *fakeServer) handle(c *fakeConn, m wire.Message) {
 			fs.send(c, &wire.OpAck{LastID: last, AchievedLevel: wire.Applied})
 		}
 	case *wire.QuerySub:
+		if m.Query.IsAggregate() {
+			fs.send(c, &wire.QueryResp{QueryID: m.QueryID, Results: []wire.QueryResult{},
+				Error: "aggregation queries are not supported", Code: "UNSUPPORTED"})
+			return
+		}
 		c.mu.Lock()
 		c.subs[m.QueryID] = m
 		c.mu.Unlock()

@@ -85,6 +85,10 @@ func (c *Client) Subscribe(ctx context.Context, mapName string, query *wire.Quer
 
 	select {
 	case resp := <-s.first:
+		if resp.Error != "" {
+			s.Close()
+			return nil, &QueryError{QueryID: s.ID, Message: resp.Error, Code: resp.Code}
+		}
 		s.Initial = resp.Results
 		return s, nil
 	case <-ctx.Done():
@@ -96,6 +100,21 @@ func (c *Client) Subscribe(ctx context.Context, mapName string, query *wire.Quer
 		}
 		return nil, ErrClosed
 	}
+}
+
+// QueryError is a QUERY_RESP that carries an error instead of results.
+type QueryError struct {
+	QueryID string
+	Message string
+	Code    string
+}
+
+func (e *QueryError) Error() string {
+	msg := "client: the server rejected query " + e.QueryID + ": " + e.Message
+	if e.Code != "" {
+		msg += " (" + e.Code + ")"
+	}
+	return msg
 }
 
 func (s *Subscription) subMessage() *wire.QuerySub {
