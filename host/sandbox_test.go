@@ -98,7 +98,7 @@ func TestHostile_recovery(t *testing.T) {
 
 	tests := []struct {
 		mapName   string
-		want      *abi.Error
+		want      *abi.Error // oom may also hit the deadline on a slow machine
 		fresh     bool // a fresh instance: memory state is lost
 		mentioned string
 	}{
@@ -114,7 +114,9 @@ func TestHostile_recovery(t *testing.T) {
 			}
 			start := time.Now()
 			err := b.Apply(ctx, put(tc.mapName))
-			if !errors.Is(err, tc.want) {
+			if tc.mapName == "oom" && errors.Is(err, abi.ErrDeadlineExceeded) {
+				t.Logf("oom hit the call deadline before the memory limit: %v", err)
+			} else if !errors.Is(err, tc.want) {
 				t.Fatalf("Apply(%s) = %v, want code %v", tc.mapName, err, tc.want.Code)
 			}
 			if !strings.Contains(err.Error(), tc.mentioned) {

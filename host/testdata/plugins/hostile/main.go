@@ -32,7 +32,7 @@ func (h hostile) Apply(ctx context.Context, b *abi.Batch) error {
 			panic("hostile: asked to panic")
 		case "oom":
 			for {
-				sink = append(sink, make([]byte, 1<<20))
+				sink = append(sink, make([]byte, 8<<20))
 			}
 		case "exit":
 			os.Exit(3)
