@@ -28,13 +28,16 @@
 //
 // # Operations
 //
-//   - Apply is one statement whatever the batch size: the rows travel as
-//     arrays expanded by unnest into one INSERT ... ON CONFLICT and one
-//     DELETE (in one WITH statement when the batch has both), so a batch is
-//     one round trip and one commit, all or nothing. Several mutations of one
-//     record in a batch are first collapsed to the last one, and rows are
+//   - Apply is usually one statement whatever the batch size: the rows
+//     travel as arrays expanded by unnest into one INSERT ... ON CONFLICT and
+//     one DELETE (in one WITH statement when the batch has both), so a batch
+//     is one round trip and one commit, all or nothing. Several mutations of
+//     one record in a batch are first collapsed to the last one, and rows are
 //     sent in (map, key, backup) order so that concurrent batches lock them
-//     in the same order.
+//     in the same order. Two cases take a transaction of several statements:
+//     a record deleted and put again in the batch (deleted first, so that it
+//     gets a new created_at), and batches whose values exceed 256 MiB
+//     (PostgreSQL's array parameters stay below 1 GiB).
 //   - Get is one key = ANY($keys) query on the primary key.
 //   - Scan pages with a keyset on key within (map_name, is_backup), one
 //     statement (one snapshot) per page on the primary key index. The byte

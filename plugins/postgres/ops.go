@@ -56,11 +56,33 @@ func compareID(a, b recordID) int {
 	return 1
 }
 
-// Apply commits the batch as one statement: all of it or none of it.
+// maxStatementBytes bounds the values sent in one statement: PostgreSQL
+// cannot take an array parameter of 1 GiB or more, while a batch may hold
+// up to MaxBatchOps values of MaxValueBytes. Larger batches are split into
+// several statements of one transaction.
+const maxStatementBytes = 256 << 20
+
+// rows are the columns of a batch's puts or deletes, as array parameters.
+type rows struct {
+	maps    []string
+	keys    []string
+	vals    [][]byte // puts only
+	exps    []int64  // puts only
+	backups []bool
+}
+
+func (r *rows) add(id recordID) {
+	r.maps, r.keys, r.backups = append(r.maps, id.mapName), append(r.keys, id.key), append(r.backups, id.backup)
+}
+
+// Apply commits the batch atomically. A batch is usually one statement:
+// one round trip and one commit. It is a transaction of several statements
+// when a record is deleted and put again in the batch, or when its values
+// exceed maxStatementBytes.
 //
-// If the connection breaks after the statement was sent, PostgreSQL may or
-// may not have committed it; Apply then returns CodeUnavailable and says
-// so. Applying the same batch again is safe: it converges to the same rows.
+// If the connection breaks after the batch was sent, PostgreSQL may or may
+// not have committed it; Apply then returns CodeUnavailable and says so.
+// Applying the same batch again is safe: it converges to the same rows.
 func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	if err := b.begin(ctx); err != nil {
 		return err
@@ -73,11 +95,10 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 		return nil
 	}
 
-	// Keep the last mutation of each record, then sort by record so that
-	// concurrent batches lock rows in the same order.
-	// A put that follows a delete of the same record makes a new record
-	// (CreatedAt = Now), which an upsert alone would not: such records are
-	// deleted first, in a second statement of the same transaction.
+	// Keep the last mutation of each record (one statement may not touch a
+	// row twice). A put that follows a delete of the same record makes a
+	// new record (CreatedAt = Now), which an upsert alone would not do:
+	// such records are also deleted first.
 	last := make(map[recordID]int, len(muts))
 	var recreated map[recordID]bool
 	for i := range muts {
@@ -94,58 +115,57 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 		}
 		last[id] = i
 	}
+	// Sorted by record, so that concurrent batches lock rows in one order.
 	ids := make([]recordID, 0, len(last))
 	for id := range last {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, compareID)
 
-	var (
-		nPut             int
-		putMaps, putKeys []string
-		putVals          [][]byte
-		putExps          []int64
-		putBackups       []bool
-		delMaps, delKeys []string
-		delBackups       []bool
-	)
+	nPut := 0
 	for _, id := range ids {
 		if muts[last[id]].Kind == abi.OpPut {
 			nPut++
 		}
 	}
-	if nPut > 0 {
-		putMaps, putKeys = make([]string, 0, nPut), make([]string, 0, nPut)
-		putVals, putExps, putBackups = make([][]byte, 0, nPut), make([]int64, 0, nPut), make([]bool, 0, nPut)
+	puts := rows{
+		maps: make([]string, 0, nPut), keys: make([]string, 0, nPut),
+		vals: make([][]byte, 0, nPut), exps: make([]int64, 0, nPut), backups: make([]bool, 0, nPut),
 	}
+	var dels rows
+	valueBytes := 0
 	for _, id := range ids {
 		m := &muts[last[id]]
 		if m.Kind == abi.OpDelete {
-			delMaps, delKeys, delBackups = append(delMaps, id.mapName), append(delKeys, id.key), append(delBackups, id.backup)
+			dels.add(id)
 			continue
+		}
+		if recreated[id] {
+			dels.add(id)
 		}
 		v := m.Value
 		if v == nil {
 			v = []byte{} // nil would be NULL
 		}
-		putMaps, putKeys, putBackups = append(putMaps, id.mapName), append(putKeys, id.key), append(putBackups, id.backup)
-		putVals, putExps = append(putVals, v), append(putExps, m.ExpirationTime)
+		puts.add(id)
+		puts.vals, puts.exps = append(puts.vals, v), append(puts.exps, m.ExpirationTime)
+		valueBytes += len(v)
+	}
+	if len(recreated) > 0 || valueBytes > b.maxStatementBytes {
+		return b.applyTx(ctx, batch.Now, &puts, &dels)
 	}
 
-	if len(recreated) > 0 {
-		return b.applyRecreating(ctx, batch.Now, recreated, putMaps, putKeys, putVals, putExps, putBackups, delMaps, delKeys, delBackups)
-	}
 	var (
 		sql  string
 		args []any
 	)
 	switch {
-	case len(delKeys) == 0:
-		sql, args = upsertSQL, []any{putMaps, putKeys, putVals, putExps, putBackups, batch.Now}
-	case len(putKeys) == 0:
-		sql, args = deleteSQL, []any{delMaps, delKeys, delBackups}
+	case len(dels.keys) == 0:
+		sql, args = upsertSQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, batch.Now}
+	case len(puts.keys) == 0:
+		sql, args = deleteSQL, []any{dels.maps, dels.keys, dels.backups}
 	default:
-		sql, args = applySQL, []any{putMaps, putKeys, putVals, putExps, putBackups, batch.Now, delMaps, delKeys, delBackups}
+		sql, args = applySQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, batch.Now, dels.maps, dels.keys, dels.backups}
 	}
 	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
 		_, err := b.pool.Exec(ctx, sql, args...)
@@ -154,24 +174,30 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	return b.applyErr(ctx, err)
 }
 
-// applyRecreating applies a batch in which some records are deleted and
-// put again: it deletes them together with the batch's deletes, then
-// upserts the puts, in one transaction.
-func (b *Backend) applyRecreating(ctx context.Context, now int64, recreated map[recordID]bool,
-	putMaps, putKeys []string, putVals [][]byte, putExps []int64, putBackups []bool,
-	delMaps, delKeys []string, delBackups []bool) error {
-	for i := range putKeys {
-		if recreated[recordID{putMaps[i], putKeys[i], putBackups[i]}] {
-			delMaps, delKeys, delBackups = append(delMaps, putMaps[i]), append(delKeys, putKeys[i]), append(delBackups, putBackups[i])
-		}
-	}
+// applyTx applies a batch as one transaction: the deletes first (which
+// include the records put again), then the puts in statements of at most
+// b.maxStatementBytes of values.
+func (b *Backend) applyTx(ctx context.Context, now int64, puts, dels *rows) error {
 	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, deleteSQL, delMaps, delKeys, delBackups); err != nil {
-				return err
+			if len(dels.keys) > 0 {
+				if _, err := tx.Exec(ctx, deleteSQL, dels.maps, dels.keys, dels.backups); err != nil {
+					return err
+				}
 			}
-			_, err := tx.Exec(ctx, upsertSQL, putMaps, putKeys, putVals, putExps, putBackups, now)
-			return err
+			for start := 0; start < len(puts.keys); {
+				end, size := start, 0
+				for end < len(puts.keys) && (end == start || size+len(puts.vals[end]) <= b.maxStatementBytes) {
+					size += len(puts.vals[end])
+					end++
+				}
+				if _, err := tx.Exec(ctx, upsertSQL, puts.maps[start:end], puts.keys[start:end], puts.vals[start:end],
+					puts.exps[start:end], puts.backups[start:end], now); err != nil {
+					return err
+				}
+				start = end
+			}
+			return nil
 		})
 	})
 	return b.applyErr(ctx, err)

@@ -84,6 +84,8 @@ type Backend struct {
 
 	// maxRetries bounds retries after dead pooled connections.
 	maxRetries int
+	// maxStatementBytes is maxStatementBytes, lowered by tests.
+	maxStatementBytes int
 
 	// byteOrder is true when the key column's collation orders keys by
 	// their bytes (C, POSIX, C.UTF-8); otherwise scans follow the collation.
@@ -125,7 +127,7 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 	if err != nil {
 		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: cannot configure a connection pool for %s", RedactURL(databaseURL))
 	}
-	b := &Backend{pool: pool, log: o.Logger, maxRetries: int(cfg.MaxConns) + 1}
+	b := &Backend{pool: pool, log: o.Logger, maxRetries: int(cfg.MaxConns) + 1, maxStatementBytes: maxStatementBytes}
 
 	// Bound the first connection even when ctx has no deadline: with
 	// several hosts pgx may try each in turn.

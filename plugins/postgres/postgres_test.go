@@ -568,3 +568,54 @@ func TestOpen_authFailureIsNotUnavailable(t *testing.T) {
 	mustCode(t, err, abi.ErrInvalidArgument)
 	t.Logf("error: %v", err)
 }
+
+// TestApply_largeBatchIsSplit lowers the per-statement value budget so that
+// a batch is applied as several statements of one transaction, and checks
+// the result and its atomicity.
+func TestApply_largeBatchIsSplit(t *testing.T) {
+	t.Parallel()
+	b, url := openFresh(t)
+	b.maxStatementBytes = 1000
+	ctx := testCtx(t)
+	var batch abi.Batch
+	batch.Now = 9
+	for i := range 100 {
+		batch.Put("big", fmt.Sprintf("k%03d", i), false, bytes.Repeat([]byte{byte(i)}, 90+i), 0)
+	}
+	batch.Put("big", "huge", false, make([]byte, 5000), 0) // alone in its statement
+	apply(t, b, &batch)
+	recs, _ := scanAll(t, b, "big", false, 0, 0)
+	if len(recs) != 101 {
+		t.Fatalf("%d records, want 101", len(recs))
+	}
+	if recs[0].Key != "huge" || len(recs[0].Value) != 5000 {
+		t.Fatalf("record huge = %q with %d bytes", recs[0].Key, len(recs[0].Value))
+	}
+	for i, r := range recs[1:] {
+		if r.Key != fmt.Sprintf("k%03d", i) || !bytes.Equal(r.Value, bytes.Repeat([]byte{byte(i)}, 90+i)) || r.CreatedAt != 9 {
+			t.Fatalf("record %d = %q (%d bytes, created %d)", i, r.Key, len(r.Value), r.CreatedAt)
+		}
+	}
+
+	// A failure in a later statement undoes the earlier ones.
+	conn := sqlConn(t, url)
+	if _, err := conn.Exec(ctx, `ALTER TABLE topgun_maps ADD CONSTRAINT test_no_k099 CHECK (key <> 'k099' OR created_at < 10)`); err != nil {
+		t.Fatal(err)
+	}
+	var bad abi.Batch
+	bad.Now = 10
+	bad.Delete("big", "huge", false)
+	for i := range 100 {
+		bad.Put("big", fmt.Sprintf("k%03d", i), false, []byte("new"), 0)
+		bad.Put("big", fmt.Sprintf("n%03d", i), false, bytes.Repeat([]byte{1}, 100), 0)
+	}
+	bad.Delete("big", "k099", false)
+	bad.Put("big", "k099", false, []byte("recreated, violates the check"), 0)
+	if err := b.Apply(ctx, &bad); err == nil {
+		t.Fatal("batch violating a check succeeded")
+	}
+	after, _ := scanAll(t, b, "big", false, 0, 0)
+	if !recordsEqual(after, recs) {
+		t.Fatal("a failed multi-statement batch left changes")
+	}
+}
