@@ -290,3 +290,50 @@ func TestApply_atomic(t *testing.T) {
 		t.Fatalf("after a failed batch: %+v, want %+v", recs, want)
 	}
 }
+
+// TestScan_nonByteCollation opens a topgun_maps whose key column has a
+// natural-language collation: ByteOrder is false, and paging still visits
+// every record exactly once, in the collation's order.
+func TestScan_nonByteCollation(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	ctx := testCtx(t)
+	var coll string
+	if err := conn.QueryRow(ctx, `SELECT collname FROM pg_collation WHERE collname IN ('en-x-icu', 'und-x-icu', 'en_US.utf8', 'en_US') ORDER BY 1 LIMIT 1`).Scan(&coll); err != nil {
+		t.Skipf("no natural-language collation in this database: %v", err)
+	}
+	ddl := strings.Replace(schemaDDL[0], "key TEXT NOT NULL", "key TEXT COLLATE "+pgx.Identifier{coll}.Sanitize()+" NOT NULL", 1)
+	if _, err := conn.Exec(ctx, ddl); err != nil {
+		t.Fatal(err)
+	}
+	b := openURL(t, url)
+	if b.ByteOrder() {
+		t.Fatalf("ByteOrder() = true with collation %s", coll)
+	}
+	keys := []string{"a", "B", "b", "A", "_x", "-y", "é", "e", "f", "10", "9", "", "ä", "z", "Z"}
+	var batch abi.Batch
+	batch.Now = 1
+	for _, k := range keys {
+		batch.Put("m", k, false, []byte(k), 0)
+	}
+	apply(t, b, &batch)
+	for _, limit := range []int{1, 2, 4, 100} {
+		recs, _ := scanAll(t, b, "m", false, limit, 0)
+		var got []string
+		for _, r := range recs {
+			got = append(got, r.Key)
+		}
+		var want []string
+		rows, err := conn.Query(ctx, `SELECT key FROM topgun_maps WHERE map_name = 'm' ORDER BY key`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("limit %d: scan order %q, want the collation's %q", limit, got, want)
+		}
+	}
+}
