@@ -99,7 +99,7 @@ func TestHostile_recovery(t *testing.T) {
 	tests := []struct {
 		mapName   string
 		want      *abi.Error // oom may also hit the deadline on a slow machine
-		fresh     bool // a fresh instance: memory state is lost
+		fresh     bool       // a fresh instance: memory state is lost
 		mentioned string
 	}{
 		{"panic", abi.ErrInternal, false, "hostile: asked to panic"},

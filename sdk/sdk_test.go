@@ -122,13 +122,3 @@ func TestDispatch_protocol(t *testing.T) {
 		t.Errorf("list_maps after close = %v, want unavailable", code)
 	}
 }
-
-func TestLog_native(t *testing.T) {
-	var got []string
-	SetLogOutput(func(level abi.LogLevel, msg string) { got = append(got, msg) })
-	defer SetLogOutput(nil)
-	Logf(abi.LogInfo, "hello %d", 7)
-	if len(got) != 1 || got[0] != "hello 7" {
-		t.Errorf("logged %q", got)
-	}
-}
