@@ -1,0 +1,93 @@
+package protocol
+
+import (
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// ErrAuth is matched (errors.Is) by every error Auth.Verify returns.
+var ErrAuth = errors.New("protocol: authentication failed")
+
+// clockSkew is the leeway on exp (TopGun's jwt_clock_skew_secs).
+const clockSkew = 60 * time.Second
+
+// Auth verifies the JWTs clients present in AUTH and in the Authorization
+// header of POST /sync, as TopGun's server does: one algorithm per server
+// (HS256 with a shared secret, or RS256 with an RSA public key), exp
+// required (60 s leeway), a string sub required, roles an optional array of
+// strings.
+type Auth struct {
+	alg    string
+	key    any
+	parser *jwt.Parser
+}
+
+// Principal is who a verified token speaks for.
+type Principal struct {
+	// UserID is the token's sub claim.
+	UserID string
+	// Roles is the token's roles claim (nil when absent).
+	Roles []string
+}
+
+// NewAuth builds the verifier for a JWT_SECRET value. As in TopGun, literal
+// `\n` sequences are first turned into newlines (so a PEM fits on one line
+// of an environment variable); a value that then starts with "-----BEGIN"
+// is an RSA public key in PEM form and tokens must be RS256, anything else
+// is the HS256 secret itself.
+func NewAuth(jwtSecret string) (*Auth, error) {
+	if jwtSecret == "" {
+		return nil, errors.New("protocol: the JWT secret is empty; set JWT_SECRET to an HS256 secret or an RSA public key PEM, or set TOPGUN_NO_AUTH=1 to disable authentication")
+	}
+	secret := strings.ReplaceAll(jwtSecret, `\n`, "\n")
+	a := &Auth{}
+	if strings.HasPrefix(strings.TrimSpace(secret), "-----BEGIN") {
+		key, err := jwt.ParseRSAPublicKeyFromPEM([]byte(strings.TrimSpace(secret)))
+		if err != nil {
+			return nil, fmt.Errorf("protocol: JWT_SECRET looks like a PEM but is not an RSA public key (%v); give the PEM of the RSA public key that verifies RS256 tokens", err)
+		}
+		a.alg, a.key = jwt.SigningMethodRS256.Alg(), key
+	} else {
+		a.alg, a.key = jwt.SigningMethodHS256.Alg(), []byte(secret)
+	}
+	a.parser = jwt.NewParser(
+		jwt.WithValidMethods([]string{a.alg}),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(clockSkew),
+	)
+	return a, nil
+}
+
+// Algorithm returns the one algorithm tokens must use: "HS256" or "RS256".
+func (a *Auth) Algorithm() string { return a.alg }
+
+// RSAKey returns the RSA public key of an RS256 verifier, nil for HS256.
+func (a *Auth) RSAKey() *rsa.PublicKey {
+	k, _ := a.key.(*rsa.PublicKey)
+	return k
+}
+
+type claims struct {
+	jwt.RegisteredClaims
+	Roles []string `json:"roles,omitempty"`
+}
+
+// Verify checks a token and returns its principal. Every error matches
+// ErrAuth; its text says what was wrong with the token, for logs (clients
+// are only told "Authentication failed", as TopGun does).
+func (a *Auth) Verify(token string) (Principal, error) {
+	var c claims
+	_, err := a.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return a.key, nil })
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: %v", ErrAuth, err)
+	}
+	if c.Subject == "" {
+		return Principal{}, fmt.Errorf("%w: missing sub claim in JWT", ErrAuth)
+	}
+	return Principal{UserID: c.Subject, Roles: c.Roles}, nil
+}

@@ -1,0 +1,250 @@
+package protocol
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+func TestNewAuth_errors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, secret string
+	}{
+		{"empty", ""},
+		{"pem that is not a key", "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewAuth(tc.secret); err == nil || !strings.HasPrefix(err.Error(), "protocol: ") {
+				t.Fatalf("NewAuth(%q) = %v, want a protocol error", tc.secret, err)
+			}
+		})
+	}
+}
+
+func rsaKeyPEM(t *testing.T) (*rsa.PrivateKey, string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	// As it would sit in an environment variable: on one line, with
+	// literal \n sequences.
+	return key, strings.ReplaceAll(string(p), "\n", `\n`)
+}
+
+func TestAuth_Verify(t *testing.T) {
+	t.Parallel()
+	hs := mustAuth(t, testSecret)
+	key, pemText := rsaKeyPEM(t)
+	rs := mustAuth(t, pemText)
+	if hs.Algorithm() != "HS256" || rs.Algorithm() != "RS256" || rs.RSAKey() == nil {
+		t.Fatalf("algorithms %s/%s", hs.Algorithm(), rs.Algorithm())
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	rsToken := func(claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodRS256, claims).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	noneToken, _ := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "u", "exp": exp}).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	for _, tc := range []struct {
+		name  string
+		a     *Auth
+		token string
+		user  string // "" = must fail
+		roles []string
+	}{
+		{"hs256 ok", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": "alice", "roles": []string{"admin", "x"}, "exp": exp}), "alice", []string{"admin", "x"}},
+		{"hs256 no roles", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": "bob", "exp": exp}), "bob", nil},
+		{"expired beyond leeway", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": "a", "exp": time.Now().Add(-2 * time.Minute).Unix()}), "", nil},
+		{"expired within leeway", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": "a", "exp": time.Now().Add(-30 * time.Second).Unix()}), "a", nil},
+		{"no exp", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": "a"}), "", nil},
+		{"no sub", hs, hsToken(t, testSecret, jwt.MapClaims{"exp": exp}), "", nil},
+		{"numeric sub", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": 42, "exp": exp}), "", nil},
+		{"wrong secret", hs, hsToken(t, "other", jwt.MapClaims{"sub": "a", "exp": exp}), "", nil},
+		{"alg none", hs, noneToken, "", nil},
+		{"garbage", hs, "not.a.jwt", "", nil},
+		{"rs256 ok", rs, rsToken(jwt.MapClaims{"sub": "carol", "exp": exp}), "carol", nil},
+		{"hs256 token on rs256 server", rs, hsToken(t, pemText, jwt.MapClaims{"sub": "a", "exp": exp}), "", nil},
+		{"rs256 token on hs256 server", hs, rsToken(jwt.MapClaims{"sub": "a", "exp": exp}), "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := tc.a.Verify(tc.token)
+			if tc.user == "" {
+				if !errors.Is(err, ErrAuth) {
+					t.Fatalf("Verify = %+v, %v; want ErrAuth", p, err)
+				}
+				return
+			}
+			if err != nil || p.UserID != tc.user || strings.Join(p.Roles, ",") != strings.Join(tc.roles, ",") {
+				t.Fatalf("Verify = %+v, %v; want user %q roles %v", p, err, tc.user, tc.roles)
+			}
+		})
+	}
+}
+
+func TestAuth_handshake(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{Auth: mustAuth(t, testSecret)}})
+	c := e.dial(t)
+	expect[*wire.AuthRequired](c)
+
+	// Before AUTH_ACK everything else is dropped without a reply.
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "todos", "early", "x", cts("c1"))}})
+	c.send(&wire.Ping{Timestamp: 1})
+	c.send(&wire.SyncInit{MapName: "todos"})
+	c.sendRaw([]byte{0xc1, 0xff}) // malformed: dropped too
+	c.send(&wire.Auth{Token: userToken(t, "alice")})
+	ack := expect[*wire.AuthAck](c)
+	if ack.UserID != "alice" || ack.DeviceID == "" || !strings.HasPrefix(ack.DeviceToken, ack.DeviceID+".") {
+		t.Fatalf("AUTH_ACK = %+v", ack)
+	}
+	c.ping()
+	if _, _, ok := e.getLWW("todos", "early"); ok {
+		t.Fatal("a write sent before AUTH_ACK was applied")
+	}
+
+	// A duplicate AUTH is tolerated: no reply, the connection goes on.
+	c.send(&wire.Auth{Token: userToken(t, "alice")})
+	c.send(&wire.Auth{Token: "bad"})
+	c.ping()
+	if ack := c.write(putOp("2", "todos", "late", "y", cts("c1"))); ack.LastID != "2" {
+		t.Fatalf("OP_ACK = %+v", ack)
+	}
+	c.quiet(50 * time.Millisecond)
+}
+
+func TestAuth_badTokenFailsAndCloses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{Auth: mustAuth(t, testSecret)}})
+	c := e.dial(t)
+	expect[*wire.AuthRequired](c)
+	c.send(&wire.Auth{Token: hsToken(t, "wrong", jwt.MapClaims{"sub": "a", "exp": time.Now().Add(time.Hour).Unix()})})
+	f := expect[*wire.AuthFail](c)
+	if f.Error != "Authentication failed" {
+		t.Fatalf("AUTH_FAIL = %+v", f)
+	}
+	if code := c.closed(); code != websocket.StatusPolicyViolation {
+		t.Fatalf("close status %v, want %v", code, websocket.StatusPolicyViolation)
+	}
+}
+
+func TestAuth_timeoutCloses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{Auth: mustAuth(t, testSecret), AuthTimeout: 150 * time.Millisecond}})
+	start := time.Now()
+	c := e.dial(t)
+	expect[*wire.AuthRequired](c)
+	c.send(&wire.Ping{Timestamp: 1}) // not AUTH: does not count
+	if code := c.closed(); code != websocket.StatusPolicyViolation {
+		t.Fatalf("close status %v", code)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Fatalf("closed after %s, before the auth timeout", d)
+	}
+
+	// An authenticated connection outlives the timeout.
+	c2 := e.dial(t)
+	expect[*wire.AuthRequired](c2)
+	c2.send(&wire.Auth{Token: userToken(t, "bob")})
+	expect[*wire.AuthAck](c2)
+	time.Sleep(300 * time.Millisecond)
+	c2.ping()
+}
+
+func TestAuth_RS256Handshake(t *testing.T) {
+	t.Parallel()
+	key, pemText := rsaKeyPEM(t)
+	e := newEnv(t, envConfig{opts: Options{Auth: mustAuth(t, pemText)}})
+	token, err := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"sub": "dave", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := e.dial(t)
+	expect[*wire.AuthRequired](c)
+	c.send(&wire.Auth{Token: token})
+	if ack := expect[*wire.AuthAck](c); ack.UserID != "dave" {
+		t.Fatalf("AUTH_ACK = %+v", ack)
+	}
+}
+
+func TestAuth_deviceIdentity(t *testing.T) {
+	t.Parallel()
+	t.Run("no auth: DEVICE_HELLO", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envConfig{})
+		c := e.dial(t)
+		c.send(&wire.DeviceHello{})
+		a := expect[*wire.DeviceAck](c) // no AUTH_REQUIRED first
+		if a.DeviceID == "" || !strings.HasPrefix(a.DeviceToken, a.DeviceID+".") {
+			t.Fatalf("DEVICE_ACK = %+v", a)
+		}
+		// A second connection presenting the token keeps the id, no new token.
+		c2 := e.dial(t)
+		c2.send(&wire.DeviceHello{DeviceToken: a.DeviceToken})
+		if b := expect[*wire.DeviceAck](c2); b.DeviceID != a.DeviceID || b.DeviceToken != "" {
+			t.Fatalf("re-presented token: DEVICE_ACK = %+v, want id %s and no token", b, a.DeviceID)
+		}
+		// A forged secret gets a new identity.
+		c3 := e.dial(t)
+		forged := a.DeviceID + "." + strings.Repeat("0", 64)
+		c3.send(&wire.DeviceHello{DeviceToken: forged})
+		if b := expect[*wire.DeviceAck](c3); b.DeviceID == a.DeviceID || b.DeviceToken == "" {
+			t.Fatalf("forged token: DEVICE_ACK = %+v", b)
+		}
+		// AUTH on a server without auth is acknowledged, not ignored.
+		c4 := e.dial(t)
+		c4.send(&wire.Auth{Token: "anything", DeviceToken: a.DeviceToken})
+		if b := expect[*wire.AuthAck](c4); b.DeviceID != a.DeviceID {
+			t.Fatalf("AUTH_ACK = %+v", b)
+		}
+		// The credentials map is the server's own.
+		c4.send(&wire.SyncInit{MapName: DeviceMap})
+		if m := expect[*wire.ErrorMessage](c4); m.Code != 403 {
+			t.Fatalf("SYNC_INIT of the device map: %+v", m)
+		}
+	})
+	t.Run("auth: token bound to the user", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, envConfig{opts: Options{Auth: mustAuth(t, testSecret)}})
+		c := e.dial(t)
+		expect[*wire.AuthRequired](c)
+		c.send(&wire.DeviceHello{}) // before AUTH: dropped
+		c.send(&wire.Auth{Token: userToken(t, "alice")})
+		a := expect[*wire.AuthAck](c)
+		c.send(&wire.DeviceHello{})
+		if b := expect[*wire.DeviceAck](c); b.DeviceID != a.DeviceID || b.DeviceToken != "" {
+			t.Fatalf("DEVICE_ACK after AUTH = %+v", b)
+		}
+		c2 := e.dial(t)
+		expect[*wire.AuthRequired](c2)
+		c2.send(&wire.Auth{Token: userToken(t, "alice"), DeviceToken: a.DeviceToken})
+		if b := expect[*wire.AuthAck](c2); b.DeviceID != a.DeviceID || b.DeviceToken != "" {
+			t.Fatalf("same user: AUTH_ACK = %+v", b)
+		}
+		c3 := e.dial(t)
+		expect[*wire.AuthRequired](c3)
+		c3.send(&wire.Auth{Token: userToken(t, "mallory"), DeviceToken: a.DeviceToken})
+		if b := expect[*wire.AuthAck](c3); b.DeviceID == a.DeviceID {
+			t.Fatalf("another user took over the device: %+v", b)
+		}
+	})
+}

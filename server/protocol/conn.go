@@ -1,0 +1,321 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// conn is one client connection. Its goroutines:
+//
+//   - the reader (the HTTP handler's goroutine): reads frames and handles
+//     them; requests are answered from here, writes go to the worker;
+//   - the writer: the only one writing to the socket, draining the bounded
+//     outbound queue;
+//   - the write worker (writes.go): applies writes and sends the acks.
+//
+// Everything else that talks to the client (the change-feed fan-out, query
+// resyncs, timers) only enqueues on the outbound queue, never blocking: a
+// client that lets the queue fill up is disconnected.
+type conn struct {
+	s   *Server
+	id  uint64 // the origin passed to store.Apply
+	ws  *websocket.Conn
+	log hclog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // writer and write worker
+
+	out     chan outItem
+	closing atomic.Bool // a close is queued or done: send nothing more
+
+	// Reader-owned handshake state; authed is read by other goroutines.
+	authed      atomic.Bool
+	authAcked   bool
+	principal   Principal
+	deviceID    string
+	deviceBound bool
+
+	writes  chan *writeJob
+	settled *settledSet // write worker only
+
+	mu       sync.Mutex // guards pending, draining, drained
+	pending  int        // write jobs queued or running
+	draining bool
+	drained  chan struct{}
+
+	subsMu sync.Mutex
+	subs   map[string]*subscription // by query id
+
+	idle      *time.Timer
+	authTimer *time.Timer
+}
+
+type outItem struct {
+	b     []byte
+	close *closeReq
+}
+
+type closeReq struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	id := s.origins.Add(1)
+	c := &conn{
+		s: s, id: id, ws: ws,
+		log:     s.log.With("conn", id, "remote", remote),
+		ctx:     ctx,
+		cancel:  cancel,
+		out:     make(chan outItem, s.opts.OutboundQueue),
+		writes:  make(chan *writeJob, 256),
+		settled: newSettledSet(),
+		drained: make(chan struct{}),
+		subs:    map[string]*subscription{},
+	}
+	if s.opts.Auth == nil {
+		c.authed.Store(true)
+	}
+	return c
+}
+
+// start launches the writer and the write worker and the timers, and opens
+// the handshake.
+func (c *conn) start() {
+	if c.ws != nil {
+		c.wg.Add(1)
+		go c.writer()
+	}
+	c.wg.Add(1)
+	go c.writeWorker()
+	c.idle = time.AfterFunc(c.s.opts.IdleTimeout, func() {
+		if !c.closing.Load() {
+			c.log.Debug("closing idle connection", "idle_timeout", c.s.opts.IdleTimeout)
+			c.closeGraceful(websocket.StatusGoingAway, "idle timeout")
+		}
+	})
+	if !c.authed.Load() {
+		c.authTimer = time.AfterFunc(c.s.opts.AuthTimeout, func() {
+			if !c.authed.Load() && !c.closing.Load() {
+				c.log.Debug("closing connection that did not authenticate", "auth_timeout", c.s.opts.AuthTimeout)
+				c.closeGraceful(websocket.StatusPolicyViolation, "authentication timeout")
+			}
+		})
+		c.sendMsg(&wire.AuthRequired{})
+	}
+}
+
+// touch records activity: the idle timer starts over.
+func (c *conn) touch() {
+	if c.idle != nil {
+		c.idle.Reset(c.s.opts.IdleTimeout)
+	}
+}
+
+// send queues an encoded message. It never blocks: when the queue is full
+// the client is too slow and is disconnected.
+func (c *conn) send(b []byte) {
+	if c.closing.Load() {
+		return
+	}
+	select {
+	case c.out <- outItem{b: b}:
+	default:
+		c.log.Warn("disconnecting a client that does not read its messages", "queued", cap(c.out))
+		c.abort()
+	}
+}
+
+// sendMsg encodes and queues a message.
+func (c *conn) sendMsg(m wire.Message) {
+	b, err := wire.Encode(m)
+	if err != nil {
+		c.log.Error("cannot encode message", "type", m.Type(), "error", err)
+		return
+	}
+	c.send(b)
+}
+
+// closeGraceful queues a close after the messages already queued (an
+// AUTH_FAIL, acks), so they reach the client first.
+func (c *conn) closeGraceful(code websocket.StatusCode, reason string) {
+	if c.closing.Swap(true) {
+		return
+	}
+	select {
+	case c.out <- outItem{close: &closeReq{code: code, reason: reason}}:
+	default:
+		c.abort()
+	}
+}
+
+// abort drops the connection at once.
+func (c *conn) abort() {
+	c.closing.Store(true)
+	c.cancel()
+	if c.ws != nil {
+		go c.ws.CloseNow()
+	}
+}
+
+// writer writes queued messages to the socket until the connection ends.
+func (c *conn) writer() {
+	defer c.wg.Done()
+	for {
+		select {
+		case it := <-c.out:
+			if it.close != nil {
+				_ = c.ws.Close(it.close.code, it.close.reason)
+				c.abort()
+				return
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.WriteTimeout)
+			err := c.ws.Write(ctx, websocket.MessageBinary, it.b)
+			cancel()
+			if err != nil {
+				if c.ctx.Err() == nil && !c.closing.Load() {
+					c.log.Debug("write to client failed", "error", err)
+				}
+				c.abort()
+				return
+			}
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+// errFrameTooLarge: the frame is over MaxMessageBytes (it was read to its
+// end and dropped).
+var errFrameTooLarge = errors.New("protocol: frame too large")
+
+// readLoop reads frames until the connection ends.
+func (c *conn) readLoop() {
+	max := int64(c.s.opts.MaxMessageBytes)
+	for {
+		typ, r, err := c.ws.Reader(c.ctx)
+		if err != nil {
+			if c.ctx.Err() == nil && websocket.CloseStatus(err) == -1 && !c.closing.Load() {
+				c.log.Debug("read from client ended", "error", err)
+			}
+			return
+		}
+		c.touch()
+		if typ != websocket.MessageBinary {
+			// TopGun's protocol is binary only; text frames are ignored.
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return
+			}
+			c.log.Debug("ignoring a text frame")
+			continue
+		}
+		frame, err := io.ReadAll(io.LimitReader(r, max+1))
+		if err == nil && int64(len(frame)) > max {
+			_, err = io.Copy(io.Discard, r)
+			if err == nil {
+				err = errFrameTooLarge
+			}
+		}
+		switch {
+		case errors.Is(err, errFrameTooLarge):
+			if c.authed.Load() {
+				c.sendMsg(tooLargeError(c.s.opts.MaxMessageBytes))
+			}
+			continue
+		case err != nil:
+			return // the frame itself is unreadable
+		}
+		if c.isDraining() {
+			continue
+		}
+		c.handleFrame(frame, 0)
+	}
+}
+
+// finish tears the connection down once its reader has returned.
+func (c *conn) finish() {
+	c.closing.Store(true)
+	c.cancel()
+	if c.idle != nil {
+		c.idle.Stop()
+	}
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+	}
+	if c.ws != nil {
+		_ = c.ws.CloseNow()
+	}
+	c.wg.Wait()
+	c.log.Debug("disconnected")
+	c.s.removeConn(c) // after this, Close may return: log nothing more
+}
+
+// enqueueWrite hands a write to the worker, in arrival order. It blocks
+// while the worker's queue is full (backpressure on the socket).
+func (c *conn) enqueueWrite(j *writeJob) {
+	c.mu.Lock()
+	if c.draining {
+		c.mu.Unlock()
+		return
+	}
+	c.pending++
+	c.mu.Unlock()
+	select {
+	case c.writes <- j:
+	case <-c.ctx.Done():
+		c.jobsDone(1)
+	}
+}
+
+func (c *conn) jobsDone(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pending -= n
+	if c.draining && c.pending == 0 {
+		c.closeDrained()
+	}
+}
+
+func (c *conn) closeDrained() {
+	select {
+	case <-c.drained:
+	default:
+		close(c.drained)
+	}
+}
+
+func (c *conn) isDraining() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.draining
+}
+
+// drain stops taking new frames, waits (until deadline) for the writes in
+// flight to be acknowledged, then closes the connection.
+func (c *conn) drain(deadline time.Time) {
+	c.mu.Lock()
+	c.draining = true
+	if c.pending == 0 {
+		c.closeDrained()
+	}
+	c.mu.Unlock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-c.drained:
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
+	c.closeGraceful(websocket.StatusGoingAway, "server shutting down")
+}

@@ -1,0 +1,314 @@
+package protocol
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+func TestOptions_Validate(t *testing.T) {
+	t.Parallel()
+	o := Options{}
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := DefaultOptions()
+	d.Logger = o.Logger
+	if !reflect.DeepEqual(*d, o) || o.Logger == nil {
+		t.Fatalf("zero options did not become the defaults: %+v", o)
+	}
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{
+		{"tiny message limit", Options{MaxMessageBytes: 10}},
+		{"huge batch limit", Options{MaxBatchOps: 1 << 30}},
+		{"negative batch limit", Options{MaxBatchOps: -1}},
+		{"negative idle", Options{IdleTimeout: -time.Second}},
+		{"negative queue", Options{OutboundQueue: -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.o.Validate(); err == nil || !strings.HasPrefix(err.Error(), "protocol: ") {
+				t.Fatalf("Validate = %v", err)
+			}
+		})
+	}
+	if _, err := New(nil, nil); err == nil {
+		t.Fatal("New(nil) succeeded")
+	}
+}
+
+func TestTransport_routes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	for _, tc := range []struct {
+		path string
+		code int
+	}{
+		{"/health", 200}, // the binary's route is not shadowed
+		{"/", http.StatusUpgradeRequired},
+		{"/ws", http.StatusUpgradeRequired},
+		{"/other", 404},
+	} {
+		resp, err := http.Get(e.http.URL + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("GET %s = %d, want %d", tc.path, resp.StatusCode, tc.code)
+		}
+	}
+	// The upgrade works at / as well as /ws.
+	c := e.dialPath(t, "/")
+	c.ping()
+}
+
+func TestConn_pingPongAndIdleClose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{IdleTimeout: 300 * time.Millisecond}})
+	c := e.dial(t)
+	before := uint64(time.Now().UnixMilli())
+	c.send(&wire.Ping{Timestamp: 1700000000000})
+	p := expect[*wire.Pong](c)
+	if p.Timestamp != 1700000000000 || p.ServerTime < before || p.ServerTime > uint64(time.Now().UnixMilli()) {
+		t.Fatalf("PONG %+v", p)
+	}
+	// A client that keeps pinging stays connected past the idle timeout.
+	alive := e.dial(t)
+	for range 6 {
+		time.Sleep(100 * time.Millisecond)
+		alive.ping()
+	}
+	// A silent one is closed.
+	start := time.Now()
+	if code := c.closed(); code != websocket.StatusGoingAway {
+		t.Fatalf("idle close status %v", code)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatal("idle close too late")
+	}
+}
+
+func TestConn_badFramesNeverHurt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxMessageBytes: 1 << 16}})
+	c := e.dial(t)
+	guard := putOp("1", "guard", "k", map[string]any{"v": "precious"}, cts("c"))
+	c.write(guard)
+	before, _, _ := e.getLWW("guard", "k")
+
+	deep := bytes.Repeat([]byte{0x91}, 300) // 300 nested arrays
+	deep = append(deep, 0xc0)
+	deepMsg := func() []byte {
+		var b bytes.Buffer
+		enc := msgpack.NewEncoder(&b)
+		enc.EncodeMapLen(2)
+		enc.EncodeString("type")
+		enc.EncodeString("CLIENT_OP")
+		enc.EncodeString("payload")
+		b.Write(bytes.Repeat([]byte{0x81, 0xa1, 'x'}, 300))
+		b.WriteByte(0xc0)
+		return b.Bytes()
+	}()
+	good, _ := wire.Encode(&wire.OpBatch{Ops: []wire.ClientOp{putOp("2", "guard", "k", "overwritten", cts("c"))}})
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		reply bool // an ERROR is expected
+	}{
+		{"empty", nil, true},
+		{"garbage", []byte{0xc1, 0xc1, 0xc1}, true},
+		{"not a map", []byte{0x93, 1, 2, 3}, true},
+		{"huge array length", []byte{0xdd, 0xff, 0xff, 0xff, 0xff}, true},
+		{"huge map length", []byte{0xdf, 0x7f, 0xff, 0xff, 0xff, 0xa4, 't', 'y', 'p', 'e'}, true},
+		{"huge string length", []byte{0x81, 0xa4, 't', 'y', 'p', 'e', 0xdb, 0xff, 0xff, 0xff, 0xf0}, true},
+		{"deep nesting", deep, true},
+		{"deep payload", deepMsg, true},
+		{"truncated good frame", good[:len(good)-3], true},
+		{"good frame plus trailing bytes", append(append([]byte{}, good...), 0x00), true},
+		{"unknown type", mustEncodeMap(t, map[string]any{"type": "TOPIC_PUB", "payload": map[string]any{"topic": "x"}}), false},
+		{"missing type", mustEncodeMap(t, map[string]any{"payload": map[string]any{}}), true},
+		{"bad batch", mustEncode(t, &wire.Batch{Count: 3, Data: []byte{0, 0, 0, 9, 1}}), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c.sendRaw(tc.frame)
+			if tc.reply {
+				if m := expect[*wire.ErrorMessage](c); m.Code != 400 && m.Code != 413 {
+					t.Fatalf("ERROR %+v", m)
+				}
+			}
+			c.ping()
+		})
+	}
+	// Text frames are ignored.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageText, good); err != nil {
+		t.Fatal(err)
+	}
+	c.ping()
+	// A frame over the hard read cap is unreadable: the connection closes.
+	huge := make([]byte, 8<<16+10)
+	_ = c.ws.Write(ctx, websocket.MessageBinary, huge)
+	if code := c.closed(); code != websocket.StatusMessageTooBig {
+		t.Fatalf("close status %v", code)
+	}
+	after, _, ok := e.getLWW("guard", "k")
+	if !ok || !after.Equal(before) {
+		t.Fatalf("guard record changed: %v -> %v", before, after)
+	}
+}
+
+func mustEncode(t *testing.T, m wire.Message) []byte {
+	t.Helper()
+	b, err := wire.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustEncodeMap(t *testing.T, m map[string]any) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestConn_batchEnvelope(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	b, err := wire.PackBatch(
+		mustEncode(t, &wire.Ping{Timestamp: 1}),
+		mustEncode(t, &wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "k", "v", cts("c"))}}),
+		mustEncode(t, &wire.Ping{Timestamp: 2}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.send(b)
+	if p := expect[*wire.Pong](c); p.Timestamp != 1 {
+		t.Fatalf("%+v", p)
+	}
+	var gotAck, gotPong bool
+	for !gotAck || !gotPong {
+		switch m := c.next().(type) {
+		case *wire.OpAck:
+			gotAck = true
+		case *wire.Pong:
+			gotPong = m.Timestamp == 2
+		default:
+			t.Fatalf("got %s", m.Type())
+		}
+	}
+	// A BATCH inside a BATCH is not unpacked.
+	inner, _ := wire.PackBatch(mustEncode(t, &wire.Ping{Timestamp: 3}))
+	outer, _ := wire.PackBatch(mustEncode(t, inner))
+	c.send(outer)
+	if m := expect[*wire.ErrorMessage](c); m.Code != 400 {
+		t.Fatalf("%+v", m)
+	}
+	c.ping()
+}
+
+func TestConn_slowClientIsDisconnected(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{OutboundQueue: 4}})
+	// A connection whose writer never runs: its queue fills up.
+	c := e.srv.newConn(nil, "test")
+	for i := 0; i < 4; i++ {
+		c.sendMsg(&wire.Ping{Timestamp: uint64(i)})
+	}
+	if c.ctx.Err() != nil {
+		t.Fatal("disconnected before the queue was full")
+	}
+	done := make(chan struct{})
+	go func() { c.sendMsg(&wire.Ping{}); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		t.Fatal("send blocked on a full queue")
+	}
+	if c.ctx.Err() == nil {
+		t.Fatal("a client that does not read was not disconnected")
+	}
+
+	// Through the fan-out: a subscriber that stops reading is cut off and
+	// writers and other subscribers go on.
+	slowWS, _, err := websocket.Dial(context.Background(), e.wsURL("/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slowWS.CloseNow()
+	q, _ := wire.Encode(&wire.QuerySub{QueryID: "q", MapName: "big"})
+	if err := slowWS.Write(context.Background(), websocket.MessageBinary, q); err != nil {
+		t.Fatal(err)
+	}
+	fast := e.dial(t)
+	fast.send(&wire.QuerySub{QueryID: "q", MapName: "big"})
+	expect[*wire.QueryResp](fast)
+	w := e.dial(t)
+	value := strings.Repeat("x", 64<<10)
+	for i := 0; i < 1000 && e.srv.Connections() == 3; i++ {
+		w.write(putOp(itoa(i+1), "big", "k", value+itoa(i), cts("w")))
+		skipUntil[*wire.QueryUpdate](fast)
+	}
+	if n := e.srv.Connections(); n != 2 {
+		t.Fatalf("%d connections: the subscriber that does not read was not dropped", n)
+	}
+}
+
+func TestServer_closeAcksWritesInFlight(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	c.ping()
+	release := e.be.holdCommits()
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "k", "v", cts("c"))}})
+	time.Sleep(50 * time.Millisecond)
+	closed := make(chan struct{})
+	go func() { e.srv.Close(); close(closed) }()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a write was in flight")
+	default:
+	}
+	release()
+	if ack := expect[*wire.OpAck](c); ack.LastID != "1" {
+		t.Fatalf("OP_ACK %+v", ack)
+	}
+	if code := c.closed(); code != websocket.StatusGoingAway {
+		t.Fatalf("close status %v", code)
+	}
+	<-closed
+	// New connections are refused.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, _, err := websocket.Dial(ctx, e.wsURL("/ws"), nil); err == nil {
+		t.Fatal("dial after Close succeeded")
+	}
+	resp, err := http.Post(e.http.URL+"/sync", "application/x-msgpack", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("POST /sync after Close: %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,75 @@
+// Package protocol serves TopGun's client protocol on top of the record
+// store (package store): WebSocket connections at / and /ws, one MsgPack
+// message per binary frame (package wire), and HTTP POST /sync.
+//
+// # Basics
+//
+//	auth, err := protocol.NewAuth(os.Getenv("JWT_SECRET")) // or nil: no authentication
+//	srv, err := protocol.New(st, &protocol.Options{Auth: auth, Logger: log})
+//	srv.Register(mux)          // GET /, GET /ws, POST /sync
+//	...
+//	srv.Close()                // on SIGTERM, before closing the store
+//
+// # Connections
+//
+// With authentication on, the server speaks first with AUTH_REQUIRED.
+// Until AUTH_ACK every message but AUTH is dropped; a connection that has
+// not authenticated within Options.AuthTimeout (10 s) is closed; a bad
+// token gets AUTH_FAIL, then the close. A repeated AUTH is ignored. AUTH
+// and DEVICE_HELLO bind the connection to a device identity, minting one
+// (and returning its token once) unless the client presents a valid one.
+// Without authentication AUTH is acknowledged without checking (TopGun
+// ignores it, leaving a client configured with a token waiting).
+//
+// Each connection has a reader, a writer draining a bounded outbound queue
+// (a client that does not read is disconnected; it never holds up the
+// store or other clients) and a write worker. PING gets PONG; a connection
+// from which nothing arrived for Options.IdleTimeout (60 s) is closed.
+// Text frames are ignored. A frame over Options.MaxMessageBytes is read to
+// its end, dropped and answered with ERROR 413 naming the limit; a
+// malformed frame gets ERROR 400 and a frame of an unknown type (topics,
+// locks, search, ...) is ignored; the connection survives all of these.
+//
+// # Writes
+//
+// CLIENT_OP, OP_BATCH and ORMAP_PUSH_DIFF are merged through
+// store.Apply. OP_ACK{lastId} is sent only after the ops are durable, and
+// acknowledgements leave in the order the writes arrived (TopGun's client
+// marks every op up to lastId as synced). An op the store refuses gets
+// OP_REJECTED with the reason (TopGun drops it silently) and is still
+// covered by the batch's OP_ACK. A backend failure gets ERROR 500 and no
+// acknowledgement, so the client re-sends. The acknowledgement level is
+// PERSISTED on a durable backend, APPLIED otherwise.
+//
+// TopGun's client re-sends every unacknowledged op with each new write;
+// such re-sends are recognised and skipped before they reach the store,
+// and do not count against Options.MaxBatchOps (see writes.go).
+//
+// # Sync
+//
+// SYNC_INIT and ORMAP_SYNC_INIT are answered with the root of the map's
+// LWW or OR-Map Merkle trie, which the store hashes as TopGun's client
+// does: an in-sync client stops there. MERKLE_REQ_BUCKET (and its OR-Map
+// twin) returns the children of a path or, at depth 3, the leaf's records,
+// tombstones and expired records included, with ttlMs. ORMAP_DIFF_REQUEST
+// returns the OR state of keys. GC_PRUNE is relayed to every client when
+// the store collects old tombstones.
+//
+// # Live queries
+//
+// QUERY_SUB answers QUERY_RESP, then QUERY_UPDATE (ENTER, UPDATE, LEAVE)
+// as changes commit; every connection with a live query on a map also gets
+// SERVER_EVENT for each change of it, except the change's writer. See
+// query.go for the details (limits, resyncs, what is not supported).
+//
+// # Differences from TopGun's server
+//
+// Deliberate, each for the client's benefit: OP_REJECTED for refused ops;
+// acks only after durability; ORMAP_PUSH_DIFF acknowledged with lastId "0"
+// (TopGun's internal call id can mark unrelated pending ops as synced);
+// SERVER_EVENT for removes carries the tombstone record; POST /sync answers
+// syncMaps with deltas and requires a token when authentication is on;
+// maps whose names start with "_topgun_", "__topgun" or "$sys/" are the
+// server's own and refused to clients; AUTH is acknowledged on a server
+// without authentication.
+package protocol

@@ -1,0 +1,178 @@
+package protocol
+
+import (
+	"errors"
+
+	"github.com/topgun-go/topgun/server/record"
+	"github.com/topgun-go/topgun/server/store"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// feedLoop is the Server's one reader of the store's change feed. For each
+// commit it sends SERVER_EVENT to every connection holding a live query on
+// a changed map (except the connection that wrote the change), updates the
+// live queries (QUERY_UPDATE) and relays GC_PRUNE to every client. It never
+// blocks on a client: sends only enqueue, and a full queue disconnects that
+// client.
+func (s *Server) feedLoop(sub *store.Subscription) {
+	defer s.wg.Done()
+	for {
+		select {
+		case cm, ok := <-sub.C():
+			if !ok {
+				if errors.Is(sub.Err(), store.ErrLagged) {
+					// Commits were missed: start over and re-read every
+					// live query's map (the subscriptions buffer what
+					// arrives meanwhile).
+					s.log.Warn("change feed fell behind; resyncing live queries")
+					sub = s.store.Subscribe()
+					s.resyncAll()
+					continue
+				}
+				return // the store closed
+			}
+			if s.dispatchHook != nil {
+				s.dispatchHook()
+			}
+			s.dispatch(cm)
+		case <-s.stop:
+			sub.Close()
+			return
+		}
+	}
+}
+
+// resyncAll queues a fresh QUERY_RESP for every live query.
+func (s *Server) resyncAll() {
+	s.mu.RLock()
+	var subs []*subscription
+	for _, m := range s.byMap {
+		for sub := range m {
+			subs = append(subs, sub)
+		}
+	}
+	s.mu.RUnlock()
+	for _, sub := range subs {
+		s.queueResync(sub, true)
+	}
+}
+
+// mapFanout is who hears about one map's changes in one commit.
+type mapFanout struct {
+	subs  []*subscription
+	conns []*conn
+}
+
+func (s *Server) dispatch(cm *store.Commit) {
+	if cm.PruneBefore != nil {
+		s.broadcast(&wire.GCPrune{OlderThan: tsToWire(*cm.PruneBefore)})
+	}
+	var fan map[string]*mapFanout
+	s.mu.RLock()
+	if len(s.byMap) > 0 {
+		for i := range cm.Changes {
+			name := cm.Changes[i].Map
+			subs := s.byMap[name]
+			if len(subs) == 0 {
+				continue
+			}
+			if fan == nil {
+				fan = map[string]*mapFanout{}
+			}
+			if fan[name] != nil {
+				continue
+			}
+			f := &mapFanout{}
+			seen := map[*conn]bool{}
+			for sub := range subs {
+				f.subs = append(f.subs, sub)
+				if !seen[sub.c] {
+					seen[sub.c] = true
+					f.conns = append(f.conns, sub.c)
+				}
+			}
+			fan[name] = f
+		}
+	}
+	s.mu.RUnlock()
+	if fan == nil {
+		return
+	}
+	for i := range cm.Changes {
+		ch := &cm.Changes[i]
+		f := fan[ch.Map]
+		if f == nil {
+			continue
+		}
+		if ev := serverEvent(ch); ev != nil {
+			var b []byte
+			for _, c := range f.conns {
+				if c.id == ch.Origin {
+					continue
+				}
+				if b == nil {
+					var err error
+					if b, err = wire.Encode(wire.OmitAbsentORTTL(ev)); err != nil {
+						s.log.Error("cannot encode an event", "map", ch.Map, "error", err)
+						break
+					}
+				}
+				c.send(b)
+			}
+		}
+		for _, sub := range f.subs {
+			sub.onChange(ch)
+		}
+	}
+}
+
+// serverEvent is the SERVER_EVENT announcing a change, nil when there is
+// none to send. Removes and LWW expiries carry the tombstone (value nil and
+// its timestamp) so clients learn of the delete; puts carry ttlMs.
+func serverEvent(ch *store.Change) *wire.ServerEvent {
+	ev := &wire.ServerEvent{MapName: ch.Map, Key: ch.Key}
+	switch ch.Kind {
+	case store.ChangePut:
+		r := lwwToWire(&ch.Record, ch.TTLMs)
+		ev.EventType, ev.Record = wire.EventPut, &r
+	case store.ChangeRemove:
+		r := lwwToWire(&ch.Record, 0)
+		ev.EventType, ev.Record = wire.EventRemove, &r
+	case store.ChangeORAdd:
+		r := orEntryToWire(&ch.Entry)
+		ev.EventType, ev.ORRecord, ev.ORTag = wire.EventORAdd, &r, ch.Tag
+	case store.ChangeORRemove:
+		ev.EventType, ev.ORTag = wire.EventORRemove, ch.Tag
+	case store.ChangeExpired:
+		if ch.Record.Kind != record.KindLWW {
+			// The expired OR entries carried their ttlMs, so clients
+			// already hide them.
+			return nil
+		}
+		r := lwwToWire(&ch.Record, 0)
+		ev.EventType, ev.Record = wire.EventRemove, &r
+	default:
+		return nil
+	}
+	return ev
+}
+
+// broadcast sends a message to every authenticated connection.
+func (s *Server) broadcast(m wire.Message) {
+	b, err := wire.Encode(m)
+	if err != nil {
+		s.log.Error("cannot encode message", "type", m.Type(), "error", err)
+		return
+	}
+	s.mu.RLock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.RUnlock()
+	for _, c := range conns {
+		if c.authed.Load() {
+			c.send(b)
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// maxBatchNesting: a BATCH inside a BATCH is not unpacked again.
+const maxBatchNesting = 1
+
+// handleFrame handles one binary frame. It runs on the reader goroutine
+// (and in tests and fuzzing, on the caller's). It never panics on any
+// input: the decoder is hardened, and every handler checks what it uses.
+func (c *conn) handleFrame(frame []byte, depth int) {
+	m, err := c.s.limits.Decode(frame)
+	if !c.authed.Load() {
+		// Before AUTH_ACK everything but AUTH is dropped, without a word.
+		if a, ok := m.(*wire.Auth); ok && err == nil {
+			c.handleAuth(a)
+		}
+		return
+	}
+	if err != nil {
+		c.decodeFailed(err)
+		return
+	}
+	switch m := m.(type) {
+	case *wire.Auth:
+		c.handleAuth(m)
+	case *wire.DeviceHello:
+		c.handleDeviceHello(m)
+	case *wire.Ping:
+		c.sendMsg(&wire.Pong{Timestamp: m.Timestamp, ServerTime: uint64(time.Now().UnixMilli())})
+	case *wire.ClientOpMessage:
+		id := m.ID
+		if id == "" {
+			id = "unknown"
+		}
+		c.enqueueWrite(&writeJob{typ: wire.TypeClientOp, ops: []wire.ClientOp{m.ClientOp}, ack: id})
+	case *wire.OpBatch:
+		c.enqueueWrite(&writeJob{typ: wire.TypeOpBatch, ops: m.Ops, ack: lastOpID(m.Ops)})
+	case *wire.ORMapPushDiff:
+		c.enqueueWrite(&writeJob{typ: wire.TypeORMapPushDiff, push: m, ack: pushAckID})
+	case *wire.SyncInit:
+		c.handleSyncInit(m)
+	case *wire.MerkleReqBucket:
+		c.handleBucket(m.MapName, m.Path, false)
+	case *wire.ORMapSyncInit:
+		c.handleORSyncInit(m)
+	case *wire.ORMapMerkleReqBucket:
+		c.handleBucket(m.MapName, m.Path, true)
+	case *wire.ORMapDiffRequest:
+		c.handleDiffRequest(m)
+	case *wire.QuerySub:
+		c.handleQuerySub(m)
+	case *wire.QueryUnsub:
+		c.handleQueryUnsub(m)
+	case *wire.Batch:
+		c.handleBatch(m, depth)
+	case *wire.ClientApplyAck:
+		// Tombstone GC by client epochs is not used: nothing to do.
+	default:
+		// Server-to-client types sent by a client are ignored, as TopGun does.
+		c.log.Debug("ignoring message", "type", m.Type())
+	}
+}
+
+// decodeFailed answers a frame that could not be decoded. Unknown types
+// (topics, locks, search, ...) are ignored as TopGun ignores them; a
+// malformed frame gets ERROR 400 and a frame nested too deeply ERROR 413.
+// The connection survives either way.
+func (c *conn) decodeFailed(err error) {
+	switch {
+	case errors.Is(err, wire.ErrUnknownType):
+		c.log.Debug("ignoring message of an unknown type", "error", err)
+	case errors.Is(err, wire.ErrTooDeep):
+		c.sendMsg(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
+			"protocol: message nested deeper than the limit of %d maps and arrays; flatten the value", wire.DefaultMaxDepth)})
+	default:
+		c.sendMsg(&wire.ErrorMessage{Code: 400, Message: "protocol: message ignored: " + err.Error()})
+	}
+}
+
+// tooLargeError is the ERROR for a frame over MaxMessageBytes.
+func tooLargeError(limit int) *wire.ErrorMessage {
+	return &wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
+		"protocol: message ignored: it is larger than the limit of %d bytes (TOPGUN_MAX_MESSAGE_BYTES); send smaller messages or raise the limit", limit)}
+}
+
+// handleBatch unpacks a BATCH; each inner message is handled as if it had
+// arrived alone.
+func (c *conn) handleBatch(b *wire.Batch, depth int) {
+	if depth >= maxBatchNesting {
+		c.sendMsg(&wire.ErrorMessage{Code: 400, Message: "protocol: a BATCH inside a BATCH is not unpacked"})
+		return
+	}
+	frames, err := c.s.limits.SplitBatch(b)
+	if err != nil {
+		code := uint32(400)
+		if errors.Is(err, wire.ErrTooLarge) {
+			code = 413
+		}
+		c.sendMsg(&wire.ErrorMessage{Code: code, Message: "protocol: BATCH ignored: " + err.Error()})
+		return
+	}
+	for _, f := range frames {
+		c.handleFrame(f, depth+1)
+	}
+}
+
+// handleAuth verifies an AUTH. A duplicate AUTH after AUTH_ACK is ignored,
+// as TopGun ignores it.
+func (c *conn) handleAuth(a *wire.Auth) {
+	if c.authAcked {
+		c.log.Debug("ignoring a repeated AUTH")
+		return
+	}
+	if c.s.opts.Auth == nil {
+		// No authentication: TopGun ignores AUTH here, which leaves its
+		// client waiting for AUTH_ACK forever; acknowledging it lets a
+		// client configured with a token work against a no-auth server.
+		id, token := c.bindDevice("", a.DeviceToken)
+		c.authAcked = true
+		c.sendMsg(&wire.AuthAck{DeviceID: id, DeviceToken: token})
+		return
+	}
+	p, err := c.s.opts.Auth.Verify(a.Token)
+	if err != nil {
+		c.log.Info("authentication failed", "error", err)
+		c.sendMsg(&wire.AuthFail{Error: "Authentication failed"})
+		c.closeGraceful(websocket.StatusPolicyViolation, "authentication failed")
+		return
+	}
+	c.principal = p
+	if c.authTimer != nil {
+		c.authTimer.Stop()
+	}
+	id, token := c.bindDevice(p.UserID, a.DeviceToken)
+	c.authAcked = true
+	c.authed.Store(true)
+	c.log.Debug("authenticated", "user", p.UserID)
+	c.sendMsg(&wire.AuthAck{UserID: p.UserID, DeviceID: id, DeviceToken: token})
+}
+
+// handleDeviceHello answers DEVICE_HELLO (a client without a token, on a
+// server without authentication) with its device identity.
+func (c *conn) handleDeviceHello(m *wire.DeviceHello) {
+	id, token := c.bindDevice(c.principal.UserID, m.DeviceToken)
+	c.sendMsg(&wire.DeviceAck{DeviceID: id, DeviceToken: token})
+}

@@ -1,0 +1,421 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
+	"github.com/topgun-go/topgun/server/hlc"
+	"github.com/topgun-go/topgun/server/record"
+	"github.com/topgun-go/topgun/server/store"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+const testSecret = "test-e2e-secret"
+
+// logWriter sends logs to t.Log, so they show only when a test fails.
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB, name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Output: logWriter{t}, Level: hclog.Debug})
+}
+
+// gateBackend wraps a backend so tests can hold or fail commits.
+type gateBackend struct {
+	abi.Backend
+	mu      sync.Mutex
+	hold    chan struct{} // non-nil: Apply waits until it is closed
+	fail    error         // non-nil: Apply fails with it
+	applied atomic.Int64  // mutations committed
+	durable bool
+}
+
+func (g *gateBackend) Describe() abi.Description {
+	d := g.Backend.Describe()
+	if g.durable {
+		d.Capabilities |= abi.CapDurable
+	}
+	return d
+}
+
+func (g *gateBackend) Apply(ctx context.Context, b *abi.Batch) error {
+	g.mu.Lock()
+	hold, fail := g.hold, g.fail
+	g.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if fail != nil {
+		return fail
+	}
+	if err := g.Backend.Apply(ctx, b); err != nil {
+		return err
+	}
+	g.applied.Add(int64(len(b.Mutations)))
+	return nil
+}
+
+// holdCommits makes every commit wait; the returned func releases them.
+func (g *gateBackend) holdCommits() func() {
+	ch := make(chan struct{})
+	g.mu.Lock()
+	g.hold = ch
+	g.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			g.hold = nil
+			g.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+func (g *gateBackend) setFail(err error) {
+	g.mu.Lock()
+	g.fail = err
+	g.mu.Unlock()
+}
+
+// env is a protocol server on a null store behind an httptest server on
+// 127.0.0.1.
+type env struct {
+	t     testing.TB
+	be    *gateBackend
+	st    *store.Store
+	srv   *Server
+	http  *httptest.Server
+	wall  *atomic.Int64 // store's and clock's wall clock (ms); 0 = real time
+	mux   *http.ServeMux
+	clock *hlc.Clock
+}
+
+type envConfig struct {
+	opts      Options
+	storeOpts func(*store.Options)
+	fakeWall  bool // a settable wall clock for the store and the HLC
+	hook      func()
+	durable   bool
+}
+
+func newEnv(t testing.TB, cfg envConfig) *env {
+	t.Helper()
+	e := &env{t: t, be: &gateBackend{Backend: null.Open(), durable: cfg.durable}, wall: &atomic.Int64{}}
+	now := func() time.Time {
+		if ms := e.wall.Load(); ms != 0 {
+			return time.UnixMilli(ms)
+		}
+		return time.Now()
+	}
+	if cfg.fakeWall {
+		e.wall.Store(time.Now().UnixMilli())
+	}
+	clock, err := hlc.New("server-1", &hlc.Options{WallClock: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock = clock
+	so := &store.Options{Clock: clock, WallClock: now, Logger: testLogger(t, "store"),
+		ReapInterval: time.Hour, GCInterval: time.Hour}
+	if cfg.storeOpts != nil {
+		cfg.storeOpts(so)
+	}
+	e.st, err = store.Open(context.Background(), e.be, so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := cfg.opts
+	if o.Logger == nil {
+		o.Logger = testLogger(t, "protocol")
+	}
+	e.srv, err = newServer(e.st, &o, cfg.hook)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mux = http.NewServeMux()
+	e.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	e.srv.Register(e.mux)
+	e.http = httptest.NewServer(e.mux)
+	t.Cleanup(func() {
+		e.srv.Close()
+		e.http.Close()
+		e.st.Close()
+		e.be.Close()
+	})
+	return e
+}
+
+func (e *env) wsURL(path string) string {
+	return "ws" + strings.TrimPrefix(e.http.URL, "http") + path
+}
+
+// client is a raw WebSocket client speaking server/wire.
+type client struct {
+	t    *testing.T
+	ws   *websocket.Conn
+	msgs chan wire.Message
+	done chan struct{}
+	err  error // why reading stopped (valid after done)
+	raw  atomic.Int64
+}
+
+func (e *env) dial(t *testing.T) *client {
+	t.Helper()
+	return e.dialPath(t, "/ws")
+}
+
+func (e *env) dialPath(t *testing.T, path string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, e.wsURL(path), nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	ws.SetReadLimit(64 << 20)
+	c := &client{t: t, ws: ws, msgs: make(chan wire.Message, 100_000), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for {
+			_, b, err := ws.Read(context.Background())
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.raw.Add(1)
+			m, err := wire.Decode(b)
+			if err != nil {
+				c.err = err
+				t.Errorf("server sent an undecodable frame: %v", err)
+				return
+			}
+			c.msgs <- m
+		}
+	}()
+	t.Cleanup(func() { ws.CloseNow() })
+	return c
+}
+
+func (c *client) send(m wire.Message) {
+	c.t.Helper()
+	b, err := wire.Encode(m)
+	if err != nil {
+		c.t.Fatalf("encode %s: %v", m.Type(), err)
+	}
+	c.sendRaw(b)
+}
+
+func (c *client) sendRaw(b []byte) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+const waitFor = 5 * time.Second
+
+// next returns the next message, failing after waitFor.
+func (c *client) next() wire.Message {
+	c.t.Helper()
+	select {
+	case m := <-c.msgs:
+		return m
+	case <-c.done:
+		select {
+		case m := <-c.msgs:
+			return m
+		default:
+		}
+		c.t.Fatalf("connection ended while waiting for a message: %v", c.err)
+	case <-time.After(waitFor):
+		c.t.Fatalf("no message within %s", waitFor)
+	}
+	return nil
+}
+
+// expect returns the next message, which must be of type T.
+func expect[T wire.Message](c *client) T {
+	c.t.Helper()
+	m := c.next()
+	v, ok := m.(T)
+	if !ok {
+		var zero T
+		c.t.Fatalf("got %s %+v, want %T", m.Type(), m, zero)
+	}
+	return v
+}
+
+// skipUntil returns the first message of type T, dropping others.
+func skipUntil[T wire.Message](c *client) T {
+	c.t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case m := <-c.msgs:
+			if v, ok := m.(T); ok {
+				return v
+			}
+		case <-c.done:
+			var zero T
+			c.t.Fatalf("connection ended while waiting for %T: %v", zero, c.err)
+		case <-deadline:
+			var zero T
+			c.t.Fatalf("no %T within %s", zero, waitFor)
+		}
+	}
+}
+
+// quiet asserts that no message arrives within d.
+func (c *client) quiet(d time.Duration) {
+	c.t.Helper()
+	select {
+	case m := <-c.msgs:
+		c.t.Fatalf("unexpected %s %+v", m.Type(), m)
+	case <-time.After(d):
+	}
+}
+
+// ping checks the connection is alive and in order: everything sent
+// before is handled (the reader is sequential), and the next message not
+// discarded is the PONG.
+func (c *client) ping() {
+	c.t.Helper()
+	c.send(&wire.Ping{Timestamp: 12345})
+	p := skipUntil[*wire.Pong](c)
+	if p.Timestamp != 12345 {
+		c.t.Fatalf("PONG echoes %d, want 12345", p.Timestamp)
+	}
+}
+
+// closed waits for the server to close the connection and returns the
+// close status.
+func (c *client) closed() websocket.StatusCode {
+	c.t.Helper()
+	select {
+	case <-c.done:
+		return websocket.CloseStatus(c.err)
+	case <-time.After(waitFor):
+		c.t.Fatalf("connection still open after %s", waitFor)
+	}
+	return 0
+}
+
+func hsToken(t testing.TB, secret string, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func userToken(t testing.TB, sub string) string {
+	return hsToken(t, testSecret, jwt.MapClaims{"sub": sub, "roles": []string{"user"}, "exp": time.Now().Add(time.Hour).Unix()})
+}
+
+func mustAuth(t testing.TB, secret string) *Auth {
+	t.Helper()
+	a, err := NewAuth(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Client-side op builders.
+
+var clientClock struct {
+	mu      sync.Mutex
+	millis  uint64
+	counter uint32
+}
+
+// cts returns a fresh client timestamp near the real clock.
+func cts(node string) wire.Timestamp {
+	clientClock.mu.Lock()
+	defer clientClock.mu.Unlock()
+	now := uint64(time.Now().UnixMilli())
+	if now > clientClock.millis {
+		clientClock.millis, clientClock.counter = now, 0
+	} else {
+		clientClock.counter++
+	}
+	return wire.Timestamp{Millis: clientClock.millis, Counter: clientClock.counter, NodeID: node}
+}
+
+func putOp(id, mapName, key string, value any, ts wire.Timestamp) wire.ClientOp {
+	return wire.ClientOp{ID: id, MapName: mapName, Key: key, OpType: "PUT",
+		Record: &wire.LWWRecord{Value: value, Timestamp: ts}}
+}
+
+func removeOp(id, mapName, key string, ts wire.Timestamp) wire.ClientOp {
+	return wire.ClientOp{ID: id, MapName: mapName, Key: key, OpType: "REMOVE",
+		Record: &wire.LWWRecord{Value: nil, Timestamp: ts}}
+}
+
+func orAddOp(id, mapName, key string, value any, ts wire.Timestamp) wire.ClientOp {
+	return wire.ClientOp{ID: id, MapName: mapName, Key: key, OpType: "OR_ADD",
+		ORRecord: &wire.ORMapRecord{Value: value, Timestamp: ts, Tag: ts.String()}}
+}
+
+func orRemoveOp(id, mapName, key, tag string) wire.ClientOp {
+	return wire.ClientOp{ID: id, MapName: mapName, Key: key, OpType: "OR_REMOVE", ORTag: &tag}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// write sends one OP_BATCH and waits for its OP_ACK (failing on anything
+// else but events).
+func (c *client) write(ops ...wire.ClientOp) *wire.OpAck {
+	c.t.Helper()
+	c.send(&wire.OpBatch{Ops: ops})
+	for {
+		switch m := c.next().(type) {
+		case *wire.OpAck:
+			return m
+		case *wire.ServerEvent, *wire.QueryUpdate:
+		default:
+			c.t.Fatalf("waiting for OP_ACK, got %s %+v", m.Type(), m)
+		}
+	}
+}
+
+// getLWW reads a live LWW record from the store.
+func (e *env) getLWW(mapName, key string) (record.Value, record.Timestamp, bool) {
+	e.t.Helper()
+	en, ok, err := e.st.Get(context.Background(), mapName, key)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !ok || en.Record.Kind != record.KindLWW {
+		return record.Value{}, record.Timestamp{}, false
+	}
+	return en.Record.LWW.Value, en.Record.LWW.Timestamp, true
+}
+
+var errInjected = errors.New("injected backend failure")

@@ -1,0 +1,279 @@
+package protocol
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/topgun-go/topgun/server/record"
+	"github.com/topgun-go/topgun/server/store"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// POST /sync: TopGun's HTTP sync for clients that cannot hold a WebSocket
+// (its HttpSyncProvider polls it every 5 s). The body is an
+// HTTPSyncRequest in MsgPack; the answer an HTTPSyncResponse.
+//
+//   - operations are applied like an OP_BATCH: ack{lastId} once durable,
+//     one error (with the op id as context) per op the store refused, or a
+//     single error and no ack when nothing could be stored;
+//   - syncMaps, which TopGun ignores, are answered with deltas: every LWW
+//     record of the map (tombstones as REMOVE) newer than lastSyncTimestamp;
+//   - queries scan the LWW records of a map, filter with `filter` used as a
+//     where-clause, in key order, with offset, limit and a cursor.
+//
+// With authentication on, a valid "Authorization: Bearer <jwt>" is
+// required (TopGun's default lets anonymous HTTP writes through).
+
+const httpSyncTimeout = 30 * time.Second
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"code": code, "message": msg})
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) < 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return "", false
+	}
+	t := strings.TrimSpace(h[7:])
+	return t, t != ""
+}
+
+func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
+	if s.isClosed() {
+		httpError(w, http.StatusServiceUnavailable, "server shutting down")
+		return
+	}
+	if s.opts.Auth != nil {
+		token, ok := bearer(r)
+		if !ok {
+			httpError(w, http.StatusUnauthorized, "authentication required")
+			return
+		}
+		if _, err := s.opts.Auth.Verify(token); err != nil {
+			s.log.Info("authentication failed", "remote", r.RemoteAddr, "error", err)
+			httpError(w, http.StatusUnauthorized, "Authentication failed")
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.opts.MaxMessageBytes)))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
+				"body larger than the limit of %d bytes (TOPGUN_MAX_MESSAGE_BYTES); send fewer operations per request or raise the limit", s.opts.MaxMessageBytes))
+			return
+		}
+		httpError(w, http.StatusBadRequest, "cannot read the body: "+err.Error())
+		return
+	}
+	req, err := s.limits.DecodeHTTPSyncRequest(body)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "invalid MsgPack body: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), httpSyncTimeout)
+	defer cancel()
+	resp := s.httpSync(ctx, req)
+	out, err := wire.EncodeHTTPSyncResponse(resp)
+	if err != nil {
+		s.log.Error("cannot encode a POST /sync response", "error", err)
+		httpError(w, http.StatusInternalServerError, "cannot encode the response")
+		return
+	}
+	w.Header().Set("Content-Type", "application/msgpack")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(out)
+}
+
+// httpSync processes a decoded request.
+func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.HTTPSyncResponse {
+	resp := &wire.HTTPSyncResponse{}
+	addErr := func(code uint32, msg, context string) {
+		resp.Errors = append(resp.Errors, wire.HTTPSyncError{Code: code, Message: msg, Context: context})
+	}
+	if req.Operations != nil {
+		s.httpOps(ctx, req.Operations, resp, addErr)
+	}
+	for _, sm := range req.SyncMaps {
+		if reservedMap(sm.MapName) {
+			addErr(403, "map "+quoteName(sm.MapName)+" is reserved for the server", sm.MapName)
+			continue
+		}
+		d, err := s.delta(ctx, sm)
+		if err != nil {
+			s.log.Warn("cannot read deltas", "map", sm.MapName, "error", err)
+			addErr(500, "cannot read the changes of map "+quoteName(sm.MapName)+"; retry later", sm.MapName)
+			continue
+		}
+		resp.Deltas = append(resp.Deltas, d)
+	}
+	for i := range req.Queries {
+		q := &req.Queries[i]
+		if reservedMap(q.MapName) {
+			addErr(403, "map "+quoteName(q.MapName)+" is reserved for the server", q.QueryID)
+			continue
+		}
+		qr, code, err := s.httpQuery(ctx, q)
+		if err != nil {
+			if code == 500 {
+				s.log.Warn("cannot run a query", "map", q.MapName, "error", err)
+			}
+			addErr(code, err.Error(), q.QueryID)
+			continue
+		}
+		resp.QueryResults = append(resp.QueryResults, qr)
+	}
+	resp.ServerHLC = tsToWire(s.store.Clock().Now())
+	return resp
+}
+
+func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HTTPSyncResponse, addErr func(uint32, string, string)) {
+	sops := make([]store.Op, 0, len(ops))
+	ids := make([]string, 0, len(ops))
+	for i := range ops {
+		sop, skip, err := clientOp(&ops[i])
+		if err != nil {
+			addErr(403, err.Error(), ops[i].ID)
+			continue
+		}
+		if !skip {
+			sops = append(sops, sop)
+			ids = append(ids, ops[i].ID)
+		}
+	}
+	if len(sops) > s.opts.MaxBatchOps {
+		addErr(413, fmt.Sprintf("the request carries %d operations, more than the limit of %d per batch (TOPGUN_MAX_BATCH_OPS); send fewer per request or raise the limit",
+			len(sops), s.opts.MaxBatchOps), "")
+		return
+	}
+	if len(sops) > 0 {
+		results, err := s.store.Apply(ctx, sops, s.origins.Add(1))
+		if err != nil {
+			s.log.Warn("write failed", "ops", len(sops), "error", err)
+			addErr(500, "the operations could not be stored ("+err.Error()+"); they were not acknowledged, re-send them", "")
+			return
+		}
+		for i, res := range results {
+			if res.Err == nil {
+				continue
+			}
+			reason := res.Err.Error()
+			var re *store.RejectError
+			if errors.As(res.Err, &re) {
+				reason = re.Reason
+			}
+			addErr(400, reason, ids[i])
+		}
+	}
+	resp.Ack = &wire.HTTPSyncAck{LastID: lastOpID(ops)}
+}
+
+// delta lists the LWW records of a map changed after lastSyncTimestamp.
+func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry) (wire.MapDelta, error) {
+	since := tsFromWire(sm.LastSyncTimestamp)
+	// Taken before reading, so the next request's lastSyncTimestamp does
+	// not skip what commits while this one reads.
+	now := s.store.Clock().Now()
+	millis := since.Millis
+	if millis > 0 {
+		millis-- // Since compares millis only; the full timestamp is compared below
+	}
+	entries, err := s.store.Since(ctx, sm.MapName, millis)
+	if err != nil {
+		return wire.MapDelta{}, err
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Key < entries[j].Key })
+	d := wire.MapDelta{MapName: sm.MapName, Records: []wire.DeltaRecord{}, ServerSyncTimestamp: tsToWire(now)}
+	for i := range entries {
+		e := &entries[i]
+		if e.Record.Kind != record.KindLWW || (!since.IsZero() && e.Record.LWW.Timestamp.Compare(since) <= 0) {
+			continue
+		}
+		ev := wire.EventPut
+		if e.Record.LWW.Value.IsNull() {
+			ev = wire.EventRemove
+		}
+		d.Records = append(d.Records, wire.DeltaRecord{Key: e.Key, Record: lwwToWire(&e.Record, e.TTLMs()), EventType: ev})
+	}
+	return d, nil
+}
+
+func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+
+func decodeCursor(c string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	return string(b), err == nil
+}
+
+// httpQuery runs one HTTP query. code is the error's HTTP-style code.
+func (s *Server) httpQuery(ctx context.Context, hq *wire.HTTPQuery) (wire.HTTPQueryResult, uint32, error) {
+	q := &wire.Query{}
+	if m, ok := hq.Filter.(map[string]any); ok {
+		q.Where = m
+	}
+	after, hasCursor := "", hq.Cursor != ""
+	if hasCursor {
+		var ok bool
+		if after, ok = decodeCursor(hq.Cursor); !ok {
+			return wire.HTTPQueryResult{}, 400, errors.New("invalid or expired cursor")
+		}
+	}
+	skip := 0
+	if hq.Offset != nil && !hasCursor {
+		skip = int(*hq.Offset)
+	}
+	limit := -1
+	if hq.Limit != nil {
+		limit = int(*hq.Limit)
+	}
+	var keys []string
+	var values []any
+	more := false
+	err := s.store.Scan(ctx, hq.MapName, func(e *store.Entry) bool {
+		if e.Record.Kind != record.KindLWW || (hasCursor && e.Key <= after) {
+			return true
+		}
+		v := e.Record.LWW.Value.ToWire()
+		if !q.Match(v) {
+			return true
+		}
+		if skip > 0 {
+			skip--
+			return true
+		}
+		if limit >= 0 && len(values) == limit {
+			more = true
+			return false
+		}
+		keys = append(keys, e.Key)
+		values = append(values, v)
+		return true
+	})
+	if err != nil {
+		return wire.HTTPQueryResult{}, 500, fmt.Errorf("cannot read map %s; retry later", quoteName(hq.MapName))
+	}
+	// Keys are compared as the backend orders them (byte order).
+	res := wire.HTTPQueryResult{QueryID: hq.QueryID, Results: values}
+	if res.Results == nil {
+		res.Results = []any{}
+	}
+	if limit >= 0 {
+		res.HasMore = &more
+		if more && len(keys) > 0 {
+			res.NextCursor = encodeCursor(keys[len(keys)-1])
+		}
+	}
+	return res, 0, nil
+}

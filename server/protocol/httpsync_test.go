@@ -1,0 +1,191 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// postSync sends a POST /sync and decodes a 200 answer.
+func (e *env) postSync(t *testing.T, req *wire.HTTPSyncRequest, token string) *wire.HTTPSyncResponse {
+	t.Helper()
+	body, err := wire.EncodeHTTPSyncRequest(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := e.postRaw(t, body, token)
+	if code != 200 {
+		t.Fatalf("POST /sync = %d %s", code, out)
+	}
+	resp, err := wire.DecodeHTTPSyncResponse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func (e *env) postRaw(t *testing.T, body []byte, token string) (int, []byte) {
+	t.Helper()
+	r, err := http.NewRequest("POST", e.http.URL+"/sync", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Content-Type", "application/x-msgpack")
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == 200 && resp.Header.Get("Content-Type") != "application/msgpack" {
+		t.Fatalf("content type %q", resp.Header.Get("Content-Type"))
+	}
+	return resp.StatusCode, out
+}
+
+func TestHTTPSync_operationsDeltasQueries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	sub := e.dial(t)
+	sub.send(&wire.QuerySub{QueryID: "q", MapName: "todos"})
+	expect[*wire.QueryResp](sub)
+
+	t0 := cts("http-client")
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: t0, Operations: []wire.ClientOp{
+		putOp("1", "todos", "a", map[string]any{"done": false}, cts("http-client")),
+		putOp("2", "todos", "b", map[string]any{"done": true}, cts("http-client")),
+		putOp("3", "_topgun_device_credentials", "x", "no", cts("http-client")),
+	}}, "")
+	if resp.Ack == nil || resp.Ack.LastID != "3" {
+		t.Fatalf("ack %+v", resp.Ack)
+	}
+	if len(resp.Errors) != 1 || resp.Errors[0].Context != "3" || resp.Errors[0].Code != 403 {
+		t.Fatalf("errors %+v", resp.Errors)
+	}
+	// Live subscribers hear of HTTP writes.
+	if ev := expect[*wire.ServerEvent](sub); ev.Key != "a" {
+		t.Fatalf("event %+v", ev)
+	}
+
+	mid := cts("http-client")
+	rm := cts("http-client")
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: rm, Operations: []wire.ClientOp{removeOp("4", "todos", "a", rm)}}, "")
+
+	// Deltas since the start: b, and a as a REMOVE; since mid: only a.
+	resp = e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c2", ClientHLC: cts("x"), SyncMaps: []wire.SyncMapEntry{
+		{MapName: "todos", LastSyncTimestamp: wire.Timestamp{}},
+		{MapName: "todos", LastSyncTimestamp: mid},
+	}}, "")
+	if len(resp.Deltas) != 2 {
+		t.Fatalf("deltas %+v", resp.Deltas)
+	}
+	all, since := resp.Deltas[0], resp.Deltas[1]
+	if len(all.Records) != 2 || all.Records[0].Key != "a" || all.Records[0].EventType != wire.EventRemove ||
+		all.Records[0].Record.Value != nil || all.Records[1].Key != "b" || all.Records[1].EventType != wire.EventPut {
+		t.Fatalf("full delta %+v", all.Records)
+	}
+	if len(since.Records) != 1 || since.Records[0].Key != "a" || since.Records[0].Record.Timestamp != rm {
+		t.Fatalf("delta since mid %+v", since.Records)
+	}
+	if since.ServerSyncTimestamp.Millis == 0 || resp.ServerHLC.Millis == 0 {
+		t.Fatalf("timestamps %+v %+v", since.ServerSyncTimestamp, resp.ServerHLC)
+	}
+
+	// Queries: filter as a where-clause, key order, pages with a cursor.
+	var ops []wire.ClientOp
+	for i := 0; i < 5; i++ {
+		ops = append(ops, putOp(itoa(10+i), "items", "k"+itoa(i), map[string]any{"kind": "x", "i": int64(i)}, cts("h")))
+	}
+	ops = append(ops, putOp("20", "items", "other", map[string]any{"kind": "y"}, cts("h")))
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: cts("h"), Operations: ops}, "")
+	lim := uint32(2)
+	var got []int64
+	cursor := ""
+	for page := 0; page < 5; page++ {
+		resp = e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: cts("h"), Queries: []wire.HTTPQuery{
+			{QueryID: "q1", MapName: "items", Filter: map[string]any{"kind": "x"}, Limit: &lim, Cursor: cursor},
+		}}, "")
+		qr := resp.QueryResults[0]
+		for _, v := range qr.Results {
+			got = append(got, v.(map[string]any)["i"].(int64))
+		}
+		if qr.HasMore == nil || !*qr.HasMore {
+			break
+		}
+		cursor = qr.NextCursor
+	}
+	if len(got) != 5 || got[0] != 0 || got[4] != 4 {
+		t.Fatalf("paged results %v", got)
+	}
+	resp = e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: cts("h"), Queries: []wire.HTTPQuery{{QueryID: "bad", MapName: "items", Cursor: "!!!"}}}, "")
+	if len(resp.Errors) != 1 || resp.Errors[0].Code != 400 || resp.Errors[0].Context != "bad" {
+		t.Fatalf("bad cursor: %+v", resp.Errors)
+	}
+}
+
+func TestHTTPSync_errors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{Auth: mustAuth(t, testSecret), MaxMessageBytes: 2048, MaxBatchOps: 3}})
+	req := &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("c"), Operations: []wire.ClientOp{putOp("1", "m", "k", "v", cts("c"))}}
+	body, _ := wire.EncodeHTTPSyncRequest(req)
+	jsonErr := func(b []byte) (int, string) {
+		var m struct {
+			Code    int
+			Message string
+		}
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("error body %q: %v", b, err)
+		}
+		return m.Code, m.Message
+	}
+	if code, out := e.postRaw(t, body, ""); code != 401 {
+		t.Fatalf("no token: %d %s", code, out)
+	}
+	if code, out := e.postRaw(t, body, "garbage"); code != 401 {
+		t.Fatalf("bad token: %d %s", code, out)
+	}
+	tok := userToken(t, "alice")
+	if code, out := e.postRaw(t, []byte{0xc1, 0x00}, tok); code != 400 {
+		t.Fatalf("bad body: %d %s", code, out)
+	} else if c, msg := jsonErr(out); c != 400 || !strings.Contains(msg, "invalid MsgPack body") {
+		t.Fatalf("bad body answer %d %q", c, msg)
+	}
+	code, out := e.postRaw(t, bytes.Repeat([]byte{0xc0}, 4096), tok)
+	if c, msg := jsonErr(out); code != 413 || c != 413 || !strings.Contains(msg, "TOPGUN_MAX_MESSAGE_BYTES") {
+		t.Fatalf("large body: %d %s", code, out)
+	}
+	// Over the ops limit: an error naming it, no ack, nothing stored.
+	many := &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("c")}
+	for i := 0; i < 4; i++ {
+		many.Operations = append(many.Operations, putOp(itoa(i), "m", "k"+itoa(i), "v", cts("c")))
+	}
+	resp := e.postSync(t, many, tok)
+	if resp.Ack != nil || len(resp.Errors) != 1 || resp.Errors[0].Code != 413 || !strings.Contains(resp.Errors[0].Message, "TOPGUN_MAX_BATCH_OPS") {
+		t.Fatalf("too many ops: %+v", resp)
+	}
+	if _, _, ok := e.getLWW("m", "k0"); ok {
+		t.Fatal("ops of a refused request were stored")
+	}
+	// A backend failure: no ack.
+	e.be.setFail(errInjected)
+	resp = e.postSync(t, req, tok)
+	if resp.Ack != nil || len(resp.Errors) != 1 || resp.Errors[0].Code != 500 {
+		t.Fatalf("failing backend: %+v", resp)
+	}
+	e.be.setFail(nil)
+	if resp = e.postSync(t, req, tok); resp.Ack == nil || resp.Ack.LastID != "1" {
+		t.Fatalf("ack %+v", resp)
+	}
+	// An empty body is an empty request.
+	if code, _ := e.postRaw(t, nil, tok); code != 200 {
+		t.Fatalf("empty body: %d", code)
+	}
+}

@@ -1,0 +1,138 @@
+package protocol
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxMessageBytes = 2 << 20 // 2 MiB, TopGun's WebSocket message and HTTP body limit
+	DefaultMaxBatchOps     = 10_000
+	DefaultAuthTimeout     = 10 * time.Second
+	DefaultIdleTimeout     = 60 * time.Second
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultOutboundQueue   = 1024
+	DefaultMaxQueries      = 1024
+	DefaultShutdownTimeout = 5 * time.Second
+)
+
+// Options configure a Server. The zero value of a field means its default;
+// nil Options mean all defaults (and no authentication).
+type Options struct {
+	// Auth verifies the JWTs clients present. nil disables authentication:
+	// no AUTH_REQUIRED is sent and every message is served.
+	Auth *Auth
+
+	// MaxMessageBytes is the largest WebSocket message and POST /sync body
+	// accepted (TOPGUN_MAX_MESSAGE_BYTES). A larger message is answered
+	// with ERROR 413 and skipped; the connection survives.
+	MaxMessageBytes int
+
+	// MaxBatchOps is the most operations one OP_BATCH, ORMAP_PUSH_DIFF or
+	// POST /sync may ask the store to apply (TOPGUN_MAX_BATCH_OPS). Ops the
+	// connection already made durable and re-sends (TopGun's client re-sends
+	// every unacknowledged op with each new write) are not counted.
+	MaxBatchOps int
+
+	// AuthTimeout closes a connection that has not authenticated in time.
+	AuthTimeout time.Duration
+
+	// IdleTimeout closes a connection from which nothing (not even PING)
+	// arrived for this long. TopGun's client pings every 5 s.
+	IdleTimeout time.Duration
+
+	// WriteTimeout bounds the write of one message to a client.
+	WriteTimeout time.Duration
+
+	// OutboundQueue is the number of messages queued for one client. A client
+	// that lets it fill up is disconnected, so it never holds up writers or
+	// other clients.
+	OutboundQueue int
+
+	// MaxQueries is the most live queries one connection may hold.
+	MaxQueries int
+
+	// OriginPatterns restricts the Origin of WebSocket upgrades (host
+	// patterns as in path.Match). nil accepts every origin: clients
+	// authenticate with a token inside the protocol, not with cookies, so a
+	// cross-site page gains nothing by connecting.
+	OriginPatterns []string
+
+	// ShutdownTimeout bounds how long Close waits for acknowledgements of
+	// writes in flight before cutting connections.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the server's logs. Default: a null logger.
+	Logger hclog.Logger
+}
+
+// DefaultOptions returns the defaults: no authentication, TopGun's limits
+// and timeouts.
+func DefaultOptions() *Options {
+	return &Options{
+		MaxMessageBytes: DefaultMaxMessageBytes,
+		MaxBatchOps:     DefaultMaxBatchOps,
+		AuthTimeout:     DefaultAuthTimeout,
+		IdleTimeout:     DefaultIdleTimeout,
+		WriteTimeout:    DefaultWriteTimeout,
+		OutboundQueue:   DefaultOutboundQueue,
+		MaxQueries:      DefaultMaxQueries,
+		ShutdownTimeout: DefaultShutdownTimeout,
+	}
+}
+
+// Validate fills in defaults and reports settings that cannot work.
+func (o *Options) Validate() error {
+	d := DefaultOptions()
+	if o.MaxMessageBytes == 0 {
+		o.MaxMessageBytes = d.MaxMessageBytes
+	}
+	if o.MaxBatchOps == 0 {
+		o.MaxBatchOps = d.MaxBatchOps
+	}
+	if o.AuthTimeout == 0 {
+		o.AuthTimeout = d.AuthTimeout
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = d.IdleTimeout
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = d.WriteTimeout
+	}
+	if o.OutboundQueue == 0 {
+		o.OutboundQueue = d.OutboundQueue
+	}
+	if o.MaxQueries == 0 {
+		o.MaxQueries = d.MaxQueries
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	switch {
+	case o.MaxMessageBytes < 1024 || o.MaxMessageBytes > 1<<30:
+		return fmt.Errorf("protocol: MaxMessageBytes is %d; set it between 1024 and %d (default %d)", o.MaxMessageBytes, 1<<30, DefaultMaxMessageBytes)
+	case o.MaxBatchOps < 1 || o.MaxBatchOps > abi.MaxBatchOps:
+		return fmt.Errorf("protocol: MaxBatchOps is %d; set it between 1 and %d (default %d)", o.MaxBatchOps, abi.MaxBatchOps, DefaultMaxBatchOps)
+	case o.AuthTimeout < 0:
+		return fmt.Errorf("protocol: AuthTimeout is %s; it must be positive (default %s)", o.AuthTimeout, DefaultAuthTimeout)
+	case o.IdleTimeout < 0:
+		return fmt.Errorf("protocol: IdleTimeout is %s; it must be positive (default %s)", o.IdleTimeout, DefaultIdleTimeout)
+	case o.WriteTimeout < 0:
+		return fmt.Errorf("protocol: WriteTimeout is %s; it must be positive (default %s)", o.WriteTimeout, DefaultWriteTimeout)
+	case o.OutboundQueue < 1:
+		return fmt.Errorf("protocol: OutboundQueue is %d; set at least 1 (default %d)", o.OutboundQueue, DefaultOutboundQueue)
+	case o.MaxQueries < 1:
+		return fmt.Errorf("protocol: MaxQueries is %d; set at least 1 (default %d)", o.MaxQueries, DefaultMaxQueries)
+	case o.ShutdownTimeout < 0:
+		return fmt.Errorf("protocol: ShutdownTimeout is %s; it must be positive (default %s)", o.ShutdownTimeout, DefaultShutdownTimeout)
+	}
+	return nil
+}

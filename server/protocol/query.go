@@ -1,0 +1,420 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/topgun-go/topgun/server/record"
+	"github.com/topgun-go/topgun/server/store"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// Live queries.
+//
+// QUERY_SUB registers a subscription, then reads the map (Store.Scan) and
+// answers QUERY_RESP with the matching records, sorted and limited. From
+// then on the change feed (fanout.go) hands every committed change of the
+// map to the subscription, which keeps the set of keys in the result and
+// sends QUERY_UPDATE ENTER, UPDATE or LEAVE, except for changes the
+// subscriber itself wrote (its client already applied them locally).
+//
+// While the map is being read the subscription buffers the changes the
+// feed delivers and replays them afterwards, so no change falls between the
+// read and the live updates; a buffered change older than what the read
+// saw for a key in the result is skipped.
+//
+// A limited query keeps only its top `limit` records. When one of them
+// leaves (or sinks to the bottom) while other matching records exist
+// outside the result, the subscription reads the map again in the
+// background and sends the difference, so the result refills.
+//
+// Results hold the LWW records of the map; OR-Map keys are not query
+// results. Aggregation queries (groupBy, aggregations) are refused with an
+// error in QUERY_RESP; cursors are ignored.
+
+// maxPending bounds the changes buffered while a subscription reads its
+// map; past it the read is simply done again.
+const maxPending = 10_000
+
+const queryTimeout = 60 * time.Second
+
+type subState uint8
+
+const (
+	subInit subState = iota
+	subReady
+	subClosed
+)
+
+type member struct {
+	ts    record.Timestamp
+	value any // the record's value, kept for limited queries (ordering)
+}
+
+type subscription struct {
+	c       *conn
+	id      string
+	mapName string
+	q       *wire.Query
+	fields  []string
+	limit   int // -1 when none
+
+	mu       sync.Mutex
+	state    subState
+	pending  []store.Change
+	overflow bool
+	members  map[string]member
+	complete bool // every matching record is in members (limited queries)
+	queued   bool // a resync is queued
+	full     bool // the queued resync sends a fresh QUERY_RESP
+}
+
+func (c *conn) queryError(id, msg, code string) {
+	c.sendMsg(&wire.QueryResp{QueryID: id, Results: []wire.QueryResult{}, Error: msg, Code: code})
+}
+
+func (c *conn) handleQuerySub(m *wire.QuerySub) {
+	if reservedMap(m.MapName) {
+		c.queryError(m.QueryID, "protocol: map "+quoteName(m.MapName)+" is reserved for the server", "FORBIDDEN")
+		return
+	}
+	if m.Query.IsAggregate() {
+		c.queryError(m.QueryID, "protocol: aggregation queries (groupBy, aggregations) are not supported by this server", "UNSUPPORTED")
+		return
+	}
+	c.subsMu.Lock()
+	old := c.subs[m.QueryID]
+	if old == nil && len(c.subs) >= c.s.opts.MaxQueries {
+		c.subsMu.Unlock()
+		c.queryError(m.QueryID, fmt.Sprintf("protocol: the connection already has %d live queries, the limit; unsubscribe some first", c.s.opts.MaxQueries), "LIMIT")
+		return
+	}
+	c.subsMu.Unlock()
+	if old != nil {
+		c.s.unregister(old)
+	}
+	q := m.Query
+	sub := &subscription{c: c, id: m.QueryID, mapName: m.MapName, q: &q, fields: m.Fields, limit: -1, members: map[string]member{}}
+	if q.Limit != nil {
+		sub.limit = int(*q.Limit)
+	}
+	c.subsMu.Lock()
+	c.subs[m.QueryID] = sub
+	c.subsMu.Unlock()
+	c.s.register(sub)
+	c.s.runQuery(sub, true)
+}
+
+func (c *conn) handleQueryUnsub(m *wire.QueryUnsub) {
+	c.subsMu.Lock()
+	sub := c.subs[m.QueryID]
+	c.subsMu.Unlock()
+	if sub != nil {
+		c.s.unregister(sub)
+	}
+}
+
+// register adds a subscription to the fan-out index (state subInit: the
+// feed buffers changes for it from now on).
+func (s *Server) register(sub *subscription) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.byMap[sub.mapName]
+	if m == nil {
+		m = map[*subscription]struct{}{}
+		s.byMap[sub.mapName] = m
+	}
+	m[sub] = struct{}{}
+}
+
+// unregister removes a subscription everywhere.
+func (s *Server) unregister(sub *subscription) {
+	s.mu.Lock()
+	if m := s.byMap[sub.mapName]; m != nil {
+		delete(m, sub)
+		if len(m) == 0 {
+			delete(s.byMap, sub.mapName)
+		}
+	}
+	s.mu.Unlock()
+	sub.c.subsMu.Lock()
+	if sub.c.subs[sub.id] == sub {
+		delete(sub.c.subs, sub.id)
+	}
+	sub.c.subsMu.Unlock()
+	sub.mu.Lock()
+	sub.state = subClosed
+	sub.pending = nil
+	sub.members = nil
+	sub.mu.Unlock()
+}
+
+type scanned struct {
+	res []wire.QueryResult
+	ts  map[string]record.Timestamp
+}
+
+// scanQuery reads the map and returns the matching records in result
+// order, at most limit+1 of them for a limited query (the extra one tells
+// whether the result is complete).
+func (s *Server) scanQuery(ctx context.Context, sub *subscription) (scanned, error) {
+	out := scanned{ts: map[string]record.Timestamp{}}
+	keep := -1
+	if sub.limit >= 0 {
+		keep = sub.limit + 1
+	}
+	err := s.store.Scan(ctx, sub.mapName, func(e *store.Entry) bool {
+		if e.Record.Kind != record.KindLWW {
+			return true
+		}
+		v := e.Record.LWW.Value.ToWire()
+		if !sub.q.Match(v) {
+			return true
+		}
+		out.res = append(out.res, wire.QueryResult{Key: e.Key, Value: v})
+		out.ts[e.Key] = e.Record.LWW.Timestamp
+		if keep >= 0 && len(out.res) > 2*keep+64 {
+			sub.q.SortResults(out.res)
+			for _, r := range out.res[keep:] {
+				delete(out.ts, r.Key)
+			}
+			out.res = out.res[:keep]
+		}
+		return true
+	})
+	sub.q.SortResults(out.res)
+	return out, err
+}
+
+// runQuery (re)reads a subscription's map and brings its result up to
+// date: with full, by sending a fresh QUERY_RESP; otherwise by sending the
+// difference as QUERY_UPDATEs.
+func (s *Server) runQuery(sub *subscription, full bool) {
+	sub.mu.Lock()
+	if sub.state == subClosed {
+		sub.mu.Unlock()
+		return
+	}
+	sub.state, sub.pending, sub.overflow = subInit, nil, false
+	sub.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(sub.c.ctx, queryTimeout)
+	sc, err := s.scanQuery(ctx, sub)
+	cancel()
+
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.state == subClosed {
+		return
+	}
+	if err != nil {
+		if sub.c.ctx.Err() == nil {
+			sub.c.log.Warn("cannot read the map of a live query", "map", sub.mapName, "query", sub.id, "error", err)
+		}
+		if full {
+			sub.c.queryError(sub.id, "protocol: cannot read map "+quoteName(sub.mapName)+"; subscribe again later", "UNAVAILABLE")
+		}
+		sub.state = subReady
+		sub.pending = nil
+		return
+	}
+	complete := true
+	if sub.limit >= 0 && len(sc.res) > sub.limit {
+		complete = false
+		sc.res = sc.res[:sub.limit]
+	}
+	fresh := make(map[string]member, len(sc.res))
+	for _, r := range sc.res {
+		m := member{ts: sc.ts[r.Key]}
+		if sub.limit >= 0 {
+			m.value = r.Value
+		}
+		fresh[r.Key] = m
+	}
+	if full {
+		results := make([]wire.QueryResult, len(sc.res))
+		for i, r := range sc.res {
+			results[i] = wire.QueryResult{Key: r.Key, Value: project(r.Value, sub.fields)}
+		}
+		resp := &wire.QueryResp{QueryID: sub.id, Results: results}
+		if sub.limit >= 0 {
+			more := !complete
+			resp.HasMore = &more
+		}
+		sub.c.sendMsg(resp)
+	} else {
+		for k := range sub.members {
+			if _, ok := fresh[k]; !ok {
+				sub.emit(k, nil, wire.Leave)
+			}
+		}
+		for _, r := range sc.res {
+			old, was := sub.members[r.Key]
+			switch {
+			case !was:
+				sub.emit(r.Key, r.Value, wire.Enter)
+			case old.ts != fresh[r.Key].ts:
+				sub.emit(r.Key, r.Value, wire.Update)
+			}
+		}
+	}
+	sub.members, sub.complete = fresh, complete
+	pending := sub.pending
+	sub.pending = nil
+	sub.state = subReady
+	for i := range pending {
+		sub.applyLocked(&pending[i])
+	}
+	if sub.overflow {
+		sub.overflow = false
+		s.queueResync(sub, false)
+	}
+}
+
+// onChange hands one committed change of the subscription's map to it.
+func (sub *subscription) onChange(ch *store.Change) {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	switch sub.state {
+	case subClosed:
+		return
+	case subInit:
+		if len(sub.pending) >= maxPending {
+			sub.overflow = true
+			return
+		}
+		sub.pending = append(sub.pending, *ch)
+		return
+	}
+	sub.applyLocked(ch)
+}
+
+// emit sends one QUERY_UPDATE (the value projected; nil on LEAVE).
+func (sub *subscription) emit(key string, value any, ct wire.ChangeType) {
+	if ct == wire.Leave {
+		value = nil
+	} else {
+		value = project(value, sub.fields)
+	}
+	sub.c.sendMsg(&wire.QueryUpdate{QueryID: sub.id, Key: key, Value: value, ChangeType: ct})
+}
+
+// worst returns the member that sorts last.
+func (sub *subscription) worst() (string, member, bool) {
+	var wk string
+	var wm member
+	found := false
+	for k, m := range sub.members {
+		if !found || sub.q.Compare(wire.QueryResult{Key: k, Value: m.value}, wire.QueryResult{Key: wk, Value: wm.value}) > 0 {
+			wk, wm, found = k, m, true
+		}
+	}
+	return wk, wm, found
+}
+
+// applyLocked updates the result for one change and tells the client,
+// unless the subscriber wrote the change itself.
+func (sub *subscription) applyLocked(ch *store.Change) {
+	if ch.Record.Kind != record.KindLWW || sub.limit == 0 {
+		return
+	}
+	notify := ch.Origin != sub.c.id
+	send := func(key string, v any, ct wire.ChangeType) {
+		if notify {
+			sub.emit(key, v, ct)
+		}
+	}
+	ts := ch.Record.LWW.Timestamp
+	old, was := sub.members[ch.Key]
+	if was && ts.Compare(old.ts) <= 0 {
+		return // older than what the result holds (a replayed change)
+	}
+	live := !ch.Record.LWW.Value.IsNull() && (ch.ExpirationTime == 0 || ch.ExpirationTime > time.Now().UnixMilli())
+	var v any
+	matches := false
+	if live {
+		v = ch.Record.LWW.Value.ToWire()
+		matches = sub.q.Match(v)
+	}
+	m := member{ts: ts}
+	if sub.limit >= 0 {
+		m.value = v
+	}
+	switch {
+	case matches && was:
+		sub.members[ch.Key] = m
+		send(ch.Key, v, wire.Update)
+		if sub.limit >= 0 && !sub.complete {
+			if wk, _, _ := sub.worst(); wk == ch.Key {
+				// It may now sort after a record outside the result.
+				sub.c.s.queueResync(sub, false)
+			}
+		}
+	case matches:
+		if sub.limit < 0 || len(sub.members) < sub.limit {
+			sub.members[ch.Key] = m
+			send(ch.Key, v, wire.Enter)
+			return
+		}
+		wk, wm, _ := sub.worst()
+		if sub.q.Compare(wire.QueryResult{Key: ch.Key, Value: v}, wire.QueryResult{Key: wk, Value: wm.value}) < 0 {
+			delete(sub.members, wk)
+			sub.members[ch.Key] = m
+			send(wk, nil, wire.Leave)
+			send(ch.Key, v, wire.Enter)
+		}
+		sub.complete = false
+	case was:
+		delete(sub.members, ch.Key)
+		send(ch.Key, nil, wire.Leave)
+		if sub.limit >= 0 && !sub.complete {
+			sub.c.s.queueResync(sub, false)
+		}
+	}
+}
+
+// queueResync schedules a background re-read of a subscription's map.
+func (s *Server) queueResync(sub *subscription, full bool) {
+	s.resyncMu.Lock()
+	defer s.resyncMu.Unlock()
+	if sub.queuedFlag(full) {
+		return
+	}
+	s.resyncQ = append(s.resyncQ, sub)
+	s.resyncCond.Signal()
+}
+
+// queuedFlag marks sub queued; it reports whether it already was (a full
+// request upgrades a queued partial one). Caller holds s.resyncMu.
+func (sub *subscription) queuedFlag(full bool) bool {
+	if sub.queued {
+		sub.full = sub.full || full
+		return true
+	}
+	sub.queued, sub.full = true, full
+	return false
+}
+
+// resyncWorker runs queued resyncs until the server closes.
+func (s *Server) resyncWorker() {
+	defer s.wg.Done()
+	for {
+		s.resyncMu.Lock()
+		for len(s.resyncQ) == 0 && !s.resyncStop {
+			s.resyncCond.Wait()
+		}
+		if s.resyncStop {
+			s.resyncMu.Unlock()
+			return
+		}
+		sub := s.resyncQ[0]
+		s.resyncQ[0] = nil
+		s.resyncQ = s.resyncQ[1:]
+		full := sub.full
+		sub.queued, sub.full = false, false
+		s.resyncMu.Unlock()
+		s.runQuery(sub, full)
+	}
+}

@@ -1,0 +1,263 @@
+package protocol
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/server/store"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+func person(name string, age int64) map[string]any {
+	return map[string]any{"name": name, "age": age}
+}
+
+func adultsQuery(id string) *wire.QuerySub {
+	lim := uint32(50)
+	return &wire.QuerySub{QueryID: id, MapName: "users", Query: wire.Query{
+		Where: map[string]any{"age": map[string]any{"$gt": int64(18)}},
+		Sort:  []wire.SortField{{Field: "age", Direction: wire.Desc}},
+		Limit: &lim,
+	}}
+}
+
+func TestQuery_initialResultsSortedAndFiltered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	w.write(
+		putOp("1", "users", "u1", person("Ann", 30), cts("w")),
+		putOp("2", "users", "u2", person("Bob", 12), cts("w")),
+		putOp("3", "users", "u3", person("Cid", 45), cts("w")),
+		putOp("4", "users", "u4", person("Dee", 19), cts("w")),
+		putOp("5", "users", "u5", "not a map", cts("w")),
+		orAddOp("6", "users", "u6", person("Orr", 99), cts("w")),
+	)
+	w.write(removeOp("7", "users", "u4", cts("w")))
+	c := e.dial(t)
+	c.send(adultsQuery("q1"))
+	resp := expect[*wire.QueryResp](c)
+	var keys []string
+	for _, r := range resp.Results {
+		keys = append(keys, r.Key)
+	}
+	if len(keys) != 2 || keys[0] != "u3" || keys[1] != "u1" {
+		t.Fatalf("results %v, want [u3 u1] (age desc, minors, tombstones and OR keys excluded)", keys)
+	}
+	if resp.HasMore == nil || *resp.HasMore {
+		t.Fatalf("hasMore %v", resp.HasMore)
+	}
+	// Projection.
+	c.send(&wire.QuerySub{QueryID: "q2", MapName: "users", Query: wire.Query{Where: map[string]any{"name": "Ann"}}, Fields: []string{"name"}})
+	r2 := expect[*wire.QueryResp](c)
+	if len(r2.Results) != 1 || len(r2.Results[0].Value.(map[string]any)) != 1 {
+		t.Fatalf("projected results %+v", r2.Results)
+	}
+	// Aggregations are refused with an error, not silently wrong.
+	c.send(&wire.QuerySub{QueryID: "q3", MapName: "users", Query: wire.Query{GroupBy: []string{"age"}}})
+	if r := expect[*wire.QueryResp](c); r.Error == "" || r.Code != "UNSUPPORTED" {
+		t.Fatalf("aggregate query: %+v", r)
+	}
+}
+
+func TestQuery_liveUpdatesAndEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	sub := e.dial(t)
+	sub.send(adultsQuery("adults"))
+	if r := expect[*wire.QueryResp](sub); len(r.Results) != 0 {
+		t.Fatalf("initial %+v", r)
+	}
+	other := e.dial(t) // subscribed too: sees the subscriber's own writes
+	other.send(adultsQuery("adults-2"))
+	expect[*wire.QueryResp](other)
+	bystander := e.dial(t) // no query on the map: no events
+	w := e.dial(t)
+
+	ttl := uint64(90_000)
+	op := putOp("1", "users", "u1", person("Ann", 30), cts("w"))
+	op.Record.TTLMs = &ttl
+	w.write(op)
+	ev := expect[*wire.ServerEvent](sub)
+	if ev.EventType != wire.EventPut || ev.Key != "u1" || ev.Record == nil || ev.Record.TTLMs == nil || *ev.Record.TTLMs != ttl {
+		t.Fatalf("SERVER_EVENT %+v", ev)
+	}
+	if u := expect[*wire.QueryUpdate](sub); u.ChangeType != wire.Enter || u.Key != "u1" || u.QueryID != "adults" {
+		t.Fatalf("QUERY_UPDATE %+v", u)
+	}
+
+	w.write(putOp("2", "users", "u1", person("Ann", 31), cts("w")))
+	expect[*wire.ServerEvent](sub)
+	if u := expect[*wire.QueryUpdate](sub); u.ChangeType != wire.Update || u.Value.(map[string]any)["age"] != int64(31) {
+		t.Fatalf("QUERY_UPDATE %+v", u)
+	}
+
+	w.write(putOp("3", "users", "u1", person("Ann", 15), cts("w")))
+	expect[*wire.ServerEvent](sub)
+	if u := expect[*wire.QueryUpdate](sub); u.ChangeType != wire.Leave || u.Value != nil {
+		t.Fatalf("QUERY_UPDATE %+v", u)
+	}
+
+	w.write(putOp("4", "users", "u2", person("Bo", 40), cts("w")))
+	expect[*wire.ServerEvent](sub)
+	expect[*wire.QueryUpdate](sub) // ENTER u2
+	rm := cts("w")
+	w.write(removeOp("5", "users", "u2", rm))
+	ev = expect[*wire.ServerEvent](sub)
+	if ev.EventType != wire.EventRemove || ev.Record == nil || ev.Record.Value != nil || ev.Record.Timestamp != rm {
+		t.Fatalf("REMOVE event %+v, want the tombstone", ev)
+	}
+	if u := expect[*wire.QueryUpdate](sub); u.ChangeType != wire.Leave || u.Key != "u2" {
+		t.Fatalf("QUERY_UPDATE %+v", u)
+	}
+
+	// The subscriber's own write: no event and no update for it, but the
+	// other subscriber hears of it, and the result state follows.
+	sub.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("10", "users", "u3", person("Cy", 50), cts("s"))}})
+	expect[*wire.OpAck](sub)          // nothing else before the ack...
+	sub.quiet(100 * time.Millisecond) // ...nor after it
+	for range 5 {                     // the other subscriber saw the five earlier changes too
+		skipUntil[*wire.ServerEvent](other)
+	}
+	if ev := skipUntil[*wire.ServerEvent](other); ev.Key != "u3" {
+		t.Fatalf("other subscriber: %+v", ev)
+	}
+	if u := skipUntil[*wire.QueryUpdate](other); u.Key != "u3" || u.ChangeType != wire.Enter {
+		t.Fatalf("other subscriber: %+v", u)
+	}
+	w.write(putOp("6", "users", "u3", person("Cy", 5), cts("w")))
+	expect[*wire.ServerEvent](sub)
+	if u := expect[*wire.QueryUpdate](sub); u.ChangeType != wire.Leave || u.Key != "u3" {
+		t.Fatalf("after own ENTER, a LEAVE: %+v", u)
+	}
+	bystander.quiet(50 * time.Millisecond)
+
+	// Unsubscribed: nothing more.
+	sub.send(&wire.QueryUnsub{QueryID: "adults"})
+	sub.ping()
+	w.write(putOp("7", "users", "u9", person("Zed", 70), cts("w")))
+	sub.quiet(100 * time.Millisecond)
+}
+
+func TestQuery_limitRefills(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	w.write(
+		putOp("1", "scores", "a", map[string]any{"s": int64(10)}, cts("w")),
+		putOp("2", "scores", "b", map[string]any{"s": int64(20)}, cts("w")),
+		putOp("3", "scores", "c", map[string]any{"s": int64(30)}, cts("w")),
+	)
+	lim := uint32(2)
+	c := e.dial(t)
+	c.send(&wire.QuerySub{QueryID: "top", MapName: "scores", Query: wire.Query{Sort: []wire.SortField{{Field: "s", Direction: wire.Desc}}, Limit: &lim}})
+	r := expect[*wire.QueryResp](c)
+	if len(r.Results) != 2 || r.Results[0].Key != "c" || r.Results[1].Key != "b" || r.HasMore == nil || !*r.HasMore {
+		t.Fatalf("initial %+v", r)
+	}
+	// A better record enters and pushes the last one out.
+	w.write(putOp("4", "scores", "d", map[string]any{"s": int64(40)}, cts("w")))
+	expect[*wire.ServerEvent](c)
+	u1, u2 := expect[*wire.QueryUpdate](c), expect[*wire.QueryUpdate](c)
+	if u1.Key != "b" || u1.ChangeType != wire.Leave || u2.Key != "d" || u2.ChangeType != wire.Enter {
+		t.Fatalf("updates %+v %+v", u1, u2)
+	}
+	// A member leaves: the result refills from the records outside it.
+	w.write(removeOp("5", "scores", "c", cts("w")))
+	expect[*wire.ServerEvent](c)
+	if u := expect[*wire.QueryUpdate](c); u.Key != "c" || u.ChangeType != wire.Leave {
+		t.Fatalf("update %+v", u)
+	}
+	if u := expect[*wire.QueryUpdate](c); u.Key != "b" || u.ChangeType != wire.Enter {
+		t.Fatalf("refill %+v", u)
+	}
+}
+
+func TestQuery_expiryReachesSubscribers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true})
+	c := e.dial(t)
+	c.send(&wire.QuerySub{QueryID: "all", MapName: "sessions"})
+	expect[*wire.QueryResp](c)
+	w := e.dial(t)
+	ts := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "w"}
+	ttl := uint64(1000)
+	op := putOp("1", "sessions", "s1", "token", ts)
+	op.Record.TTLMs = &ttl
+	w.write(op)
+	expect[*wire.ServerEvent](c)
+	expect[*wire.QueryUpdate](c)
+
+	e.wall.Add(5000)
+	if n, err := e.st.ReapExpired(context.Background()); err != nil || n != 1 {
+		t.Fatalf("ReapExpired = %d, %v", n, err)
+	}
+	ev := expect[*wire.ServerEvent](c)
+	if ev.EventType != wire.EventRemove || ev.Key != "s1" || ev.Record == nil || ev.Record.Value != nil {
+		t.Fatalf("expiry event %+v", ev)
+	}
+	if u := expect[*wire.QueryUpdate](c); u.ChangeType != wire.Leave || u.Key != "s1" {
+		t.Fatalf("expiry update %+v", u)
+	}
+}
+
+func TestQuery_gcPruneReachesClients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true, storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }})
+	w := e.dial(t)
+	listener := e.dial(t)
+	listener.ping()
+	ts := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "w"}
+	w.write(putOp("1", "m", "k", "v", ts))
+	ts.Counter++
+	w.write(removeOp("2", "m", "k", ts))
+	e.wall.Add(int64(2 * time.Minute / time.Millisecond))
+	if n, err := e.st.CollectTombstones(context.Background()); err != nil || n != 1 {
+		t.Fatalf("CollectTombstones = %d, %v", n, err)
+	}
+	p := expect[*wire.GCPrune](listener)
+	if p.OlderThan.Millis == 0 || p.OlderThan.Millis <= ts.Millis {
+		t.Fatalf("GC_PRUNE %+v", p)
+	}
+}
+
+func TestQuery_laggedFeedResyncs(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	var blocked = make(chan struct{}, 1)
+	hook := func() {
+		select {
+		case blocked <- struct{}{}:
+		default:
+		}
+		<-gate
+	}
+	e := newEnv(t, envConfig{hook: hook, storeOpts: func(o *store.Options) { o.FeedBuffer = 2 }})
+	c := e.dial(t)
+	c.send(&wire.QuerySub{QueryID: "all", MapName: "m"})
+	expect[*wire.QueryResp](c)
+	w := e.dial(t)
+	// The feed reader is stuck on the first commit while more commit.
+	w.write(putOp("1", "m", "k0", int64(0), cts("w")))
+	<-blocked
+	for i := 1; i <= 5; i++ {
+		w.write(putOp(itoa(i+1), "m", "k"+itoa(i), int64(i), cts("w")))
+	}
+	close(gate)
+	// After the lag the subscriber gets a fresh, complete result.
+	deadline := time.After(waitFor)
+	for {
+		select {
+		case <-deadline:
+			t.Fatal("no resync QUERY_RESP")
+		default:
+		}
+		if r, ok := c.next().(*wire.QueryResp); ok {
+			if len(r.Results) != 6 {
+				t.Fatalf("resync has %d results, want 6", len(r.Results))
+			}
+			return
+		}
+	}
+}

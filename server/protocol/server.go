@@ -1,0 +1,248 @@
+package protocol
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/server/store"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// resyncWorkers is the number of goroutines re-reading maps for live
+// queries in the background.
+const resyncWorkers = 2
+
+// Server speaks TopGun's client protocol over WebSocket and HTTP on top of
+// a record store. It does not own the store.
+type Server struct {
+	store    *store.Store
+	opts     Options
+	log      hclog.Logger
+	limits   wire.Limits
+	ackLevel wire.WriteConcern
+	origins  atomic.Uint64 // origin ids of connections and HTTP requests
+
+	mu     sync.RWMutex
+	conns  map[*conn]struct{}
+	byMap  map[string]map[*subscription]struct{} // live queries by map
+	closed bool
+	connWG sync.WaitGroup
+
+	resyncMu   sync.Mutex
+	resyncCond *sync.Cond
+	resyncQ    []*subscription
+	resyncStop bool
+
+	stop      chan struct{}
+	wg        sync.WaitGroup // feed loop and resync workers
+	closeOnce sync.Once
+
+	opsApplied atomic.Uint64 // ops handed to the store
+	opsSkipped atomic.Uint64 // re-sent ops skipped
+
+	dispatchHook func() // tests: runs before each commit is dispatched
+}
+
+// Stats are counters of a Server since New.
+type Stats struct {
+	// Connections is the number of open WebSocket connections.
+	Connections int
+	// OpsApplied counts the client operations handed to the store.
+	OpsApplied uint64
+	// OpsResent counts the re-sent operations recognised and skipped.
+	OpsResent uint64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{Connections: s.Connections(), OpsApplied: s.opsApplied.Load(), OpsResent: s.opsSkipped.Load()}
+}
+
+// New returns a Server on st. It subscribes to the store's change feed at
+// once, so every change committed from now on reaches live queries.
+func New(st *store.Store, opts *Options) (*Server, error) {
+	return newServer(st, opts, nil)
+}
+
+func newServer(st *store.Store, opts *Options, dispatchHook func()) (*Server, error) {
+	if st == nil {
+		return nil, errors.New("protocol: New needs a store")
+	}
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		store: st, opts: o, log: o.Logger,
+		limits:   wire.Limits{MaxMessageBytes: o.MaxMessageBytes, MaxDepth: wire.DefaultMaxDepth, MaxBatchItems: wire.DefaultMaxBatchItems},
+		ackLevel: wire.Applied,
+		conns:    map[*conn]struct{}{},
+		byMap:    map[string]map[*subscription]struct{}{},
+		stop:     make(chan struct{}),
+
+		dispatchHook: dispatchHook,
+	}
+	if st.Backend().Describe().Capabilities.Has(abi.CapDurable) {
+		// Acks are sent once the write is durable in the backend.
+		s.ackLevel = wire.Persisted
+	}
+	s.resyncCond = sync.NewCond(&s.resyncMu)
+	sub := st.Subscribe()
+	s.wg.Add(1 + resyncWorkers)
+	go s.feedLoop(sub)
+	for i := 0; i < resyncWorkers; i++ {
+		go s.resyncWorker()
+	}
+	return s, nil
+}
+
+// Register mounts the protocol's endpoints: the WebSocket upgrade at GET /
+// and GET /ws, and POST /sync. It leaves every other path (such as /health
+// and /ready) to the caller.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /{$}", s.serveWS)
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("POST /sync", s.serveHTTPSync)
+}
+
+// ServeWS is the WebSocket endpoint, for callers that route it themselves.
+func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r) }
+
+// ServeHTTPSync is the POST /sync endpoint, for callers that route it
+// themselves.
+func (s *Server) ServeHTTPSync(w http.ResponseWriter, r *http.Request) { s.serveHTTPSync(w, r) }
+
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !isUpgrade(r) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Upgrade", "websocket")
+		w.WriteHeader(http.StatusUpgradeRequired)
+		_, _ = w.Write([]byte("TopGun-compatible server: connect a TopGun client over WebSocket to / or /ws\n"))
+		return
+	}
+	if s.isClosed() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		InsecureSkipVerify: s.opts.OriginPatterns == nil,
+		OriginPatterns:     s.opts.OriginPatterns,
+	})
+	if err != nil {
+		s.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "error", err)
+		return
+	}
+	// Frames up to this size are read and, when over MaxMessageBytes,
+	// answered with an ERROR; a larger one closes the connection.
+	ws.SetReadLimit(int64(s.opts.MaxMessageBytes) * 8)
+	c := s.newConn(ws, r.RemoteAddr)
+	if !s.addConn(c) {
+		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	c.log.Debug("connected")
+	c.start()
+	c.readLoop()
+	c.finish()
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
+
+func (s *Server) addConn(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	return true
+}
+
+// removeConn forgets a finished connection and its live queries.
+func (s *Server) removeConn(c *conn) {
+	c.subsMu.Lock()
+	subs := make([]*subscription, 0, len(c.subs))
+	for _, sub := range c.subs {
+		subs = append(subs, sub)
+	}
+	c.subsMu.Unlock()
+	for _, sub := range subs {
+		s.unregister(sub)
+	}
+	s.mu.Lock()
+	_, ok := s.conns[c]
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if ok {
+		s.connWG.Done()
+	}
+}
+
+// Connections returns the number of open client connections.
+func (s *Server) Connections() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.conns)
+}
+
+// Close stops accepting connections and requests, lets each connection
+// finish acknowledging the writes it already received (for at most
+// ShutdownTimeout), closes every connection and stops the change-feed
+// reader. It does not close the store. It is idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		conns := make([]*conn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+
+		deadline := time.Now().Add(s.opts.ShutdownTimeout)
+		for _, c := range conns {
+			go c.drain(deadline)
+		}
+		done := make(chan struct{})
+		go func() { s.connWG.Wait(); close(done) }()
+		t := time.NewTimer(time.Until(deadline) + 2*time.Second)
+		select {
+		case <-done:
+		case <-t.C:
+			s.log.Warn("connections still open after the shutdown timeout are cut")
+			for _, c := range conns {
+				c.abort()
+			}
+			<-done
+		}
+		t.Stop()
+
+		close(s.stop)
+		s.resyncMu.Lock()
+		s.resyncStop = true
+		s.resyncCond.Broadcast()
+		s.resyncMu.Unlock()
+		s.wg.Wait()
+	})
+	return nil
+}

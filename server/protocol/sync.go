@@ -1,0 +1,178 @@
+package protocol
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/topgun-go/topgun/server/merkle"
+	"github.com/topgun-go/topgun/server/record"
+	"github.com/topgun-go/topgun/server/store"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// Merkle sync. The store keeps, per map and CRDT kind, a trie hashed
+// exactly as TopGun's TypeScript client hashes its own, so a client in sync
+// learns it from SYNC_RESP_ROOT alone; otherwise it walks down the buckets
+// that differ to the leaves (3-digit paths) and merges their records.
+// Leaves carry tombstones (LWW records with a nil value; OR tombstone tags)
+// and ttlMs, so clients learn of deletes and hide expired records.
+
+const syncTimeout = 30 * time.Second
+
+func (c *conn) reservedMapError(typ, mapName string) bool {
+	if !reservedMap(mapName) {
+		return false
+	}
+	c.sendMsg(&wire.ErrorMessage{Code: 403, Message: "protocol: " + typ + " refused: map " + quoteName(mapName) + " is reserved for the server"})
+	return true
+}
+
+func quoteName(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return "\"" + s + "\""
+}
+
+func (c *conn) handleSyncInit(m *wire.SyncInit) {
+	if c.reservedMapError(m.Type(), m.MapName) {
+		return
+	}
+	c.sendMsg(&wire.SyncRespRoot{
+		MapName:   m.MapName,
+		RootHash:  c.s.store.Root(m.MapName, store.KindLWW),
+		Timestamp: tsToWire(c.s.store.Clock().Now()),
+	})
+}
+
+func (c *conn) handleORSyncInit(m *wire.ORMapSyncInit) {
+	if c.reservedMapError(m.Type(), m.MapName) {
+		return
+	}
+	c.sendMsg(&wire.ORMapSyncRespRoot{
+		MapName:   m.MapName,
+		RootHash:  c.s.store.Root(m.MapName, store.KindOR),
+		Timestamp: tsToWire(c.s.store.Clock().Now()),
+	})
+}
+
+// handleBucket answers MERKLE_REQ_BUCKET (or its OR-Map twin): the hashes
+// of the children of an inner path (0 to 2 hex digits), or the records of a
+// leaf (3 digits). An empty inner node answers an empty bucket map and an
+// empty leaf an empty record list (TopGun sends nothing then).
+func (c *conn) handleBucket(mapName, path string, or bool) {
+	typ := wire.TypeMerkleReqBucket
+	kind := store.KindLWW
+	if or {
+		typ, kind = wire.TypeORMapMerkleReqBucket, store.KindOR
+	}
+	if c.reservedMapError(typ, mapName) {
+		return
+	}
+	if len(path) < merkle.Depth {
+		buckets, ok := c.s.store.Buckets(mapName, kind, path)
+		if !ok {
+			c.badPath(typ, path)
+			return
+		}
+		if or {
+			c.sendMsg(&wire.ORMapSyncRespBuckets{MapName: mapName, Path: path, Buckets: buckets})
+		} else {
+			c.sendMsg(&wire.SyncRespBuckets{MapName: mapName, Path: path, Buckets: buckets})
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, syncTimeout)
+	defer cancel()
+	entries, ok, err := c.s.store.Leaf(ctx, mapName, kind, path)
+	switch {
+	case err != nil:
+		c.log.Warn("cannot read a Merkle leaf", "map", mapName, "path", path, "error", err)
+		c.sendMsg(&wire.ErrorMessage{Code: 500, Message: "protocol: " + typ + " failed: cannot read the records of the leaf; retry later"})
+		return
+	case !ok:
+		c.badPath(typ, path)
+		return
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Key < entries[j].Key })
+	if or {
+		out := make([]wire.ORMapEntry, 0, len(entries))
+		for i := range entries {
+			e := &entries[i]
+			if e.Record.Kind == record.KindLWW {
+				continue // the key changed kind since the index listed it
+			}
+			out = append(out, orStateToWire(e.Key, &e.Record.ORMap))
+		}
+		c.sendMsg(wire.OmitAbsentORTTL(&wire.ORMapSyncRespLeaf{MapName: mapName, Path: path, Entries: out}))
+		return
+	}
+	out := make([]wire.LeafRecord, 0, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		if e.Record.Kind != record.KindLWW {
+			continue
+		}
+		out = append(out, wire.LeafRecord{Key: e.Key, Record: lwwToWire(&e.Record, e.TTLMs())})
+	}
+	c.sendMsg(&wire.SyncRespLeaf{MapName: mapName, Path: path, Records: out})
+}
+
+func (c *conn) badPath(typ, path string) {
+	c.sendMsg(&wire.ErrorMessage{Code: 400, Message: "protocol: " + typ + " ignored: path " + quoteName(path) +
+		" is not a trie path (0 to 3 lowercase hex digits)"})
+}
+
+// handleDiffRequest answers ORMAP_DIFF_REQUEST with the OR state of each
+// requested key (empty lists for a key that is absent or not an OR key).
+func (c *conn) handleDiffRequest(m *wire.ORMapDiffRequest) {
+	if c.reservedMapError(m.Type(), m.MapName) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, syncTimeout)
+	defer cancel()
+	states, err := c.s.orStates(ctx, m.MapName, m.Keys)
+	if err != nil {
+		c.log.Warn("cannot read OR-Map keys", "map", m.MapName, "error", err)
+		c.sendMsg(&wire.ErrorMessage{Code: 500, Message: "protocol: ORMAP_DIFF_REQUEST failed: cannot read the keys; retry later"})
+		return
+	}
+	out := make([]wire.ORMapEntry, 0, len(m.Keys))
+	for _, k := range m.Keys {
+		if st, ok := states[k]; ok {
+			out = append(out, orStateToWire(k, st))
+		} else {
+			out = append(out, wire.ORMapEntry{Key: k, Records: []wire.ORMapRecord{}, Tombstones: []string{}})
+		}
+	}
+	c.sendMsg(wire.OmitAbsentORTTL(&wire.ORMapDiffResponse{MapName: m.MapName, Entries: out}))
+}
+
+// orStates reads the full OR state (expired entries and tombstones
+// included) of some keys, through the leaves that hold them: Store.Get
+// hides expired entries, which a syncing client still needs to hash.
+func (s *Server) orStates(ctx context.Context, mapName string, keys []string) (map[string]*record.ORMap, error) {
+	want := map[string]map[string]bool{} // leaf path -> keys
+	for _, k := range keys {
+		p := merkle.Path(k)[:merkle.Depth]
+		if want[p] == nil {
+			want[p] = map[string]bool{}
+		}
+		want[p][k] = true
+	}
+	out := map[string]*record.ORMap{}
+	for p, ks := range want {
+		entries, _, err := s.store.Leaf(ctx, mapName, store.KindOR, p)
+		if err != nil {
+			return nil, err
+		}
+		for i := range entries {
+			e := &entries[i]
+			if ks[e.Key] && e.Record.Kind != record.KindLWW {
+				out[e.Key] = &e.Record.ORMap
+			}
+		}
+	}
+	return out, nil
+}

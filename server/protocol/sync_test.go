@@ -1,0 +1,370 @@
+package protocol
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+	"unicode/utf16"
+
+	"github.com/topgun-go/topgun/server/merkle"
+	"github.com/topgun-go/topgun/server/record"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// refTrie is the Merkle tree of TopGun's TypeScript client, written
+// independently of the server's: FNV-1a over UTF-16 code units, depth 3,
+// node hash = wrapping sum of fmix32 of the children.
+type refTrie struct {
+	leaves map[string]map[string]uint32 // 3-digit path -> key -> item hash
+}
+
+func newRefTrie() *refTrie { return &refTrie{leaves: map[string]map[string]uint32{}} }
+
+func refFNV(s string) uint32 {
+	h := uint32(0x811c9dc5)
+	for _, u := range utf16.Encode([]rune(s)) {
+		h ^= uint32(u)
+		h *= 0x01000193
+	}
+	return h
+}
+
+func refMix(h uint32) uint32 {
+	h ^= h >> 16
+	h *= 0x85ebca6b
+	h ^= h >> 13
+	h *= 0xc2b2ae35
+	h ^= h >> 16
+	return h
+}
+
+func refPath(key string) string { return fmt.Sprintf("%08x", refFNV(key)) }
+
+func refLWWItem(key string, ts wire.Timestamp) uint32 {
+	return refFNV(key + ":" + strconv.FormatUint(ts.Millis, 10) + ":" + strconv.FormatUint(uint64(ts.Counter), 10) + ":" + ts.NodeID)
+}
+
+func (t *refTrie) set(key string, item uint32) {
+	p := refPath(key)[:3]
+	if t.leaves[p] == nil {
+		t.leaves[p] = map[string]uint32{}
+	}
+	t.leaves[p][key] = item
+}
+
+func (t *refTrie) node(path string) uint32 {
+	var h uint32
+	if len(path) == 3 {
+		for _, item := range t.leaves[path] {
+			h += refMix(item)
+		}
+		return h
+	}
+	for _, c := range "0123456789abcdef" {
+		h += refMix(t.node(path + string(c)))
+	}
+	return h
+}
+
+func (t *refTrie) root() uint32 { return t.node("") }
+
+func (t *refTrie) bucket(path string, c string) uint32 { return t.node(path + c) }
+
+type lwwRec struct {
+	key   string
+	value any
+	ts    wire.Timestamp
+}
+
+// seed writes n records through a connection and returns them.
+func seed(t *testing.T, e *env, mapName string, n int) []lwwRec {
+	t.Helper()
+	c := e.dial(t)
+	recs := make([]lwwRec, n)
+	ops := make([]wire.ClientOp, n)
+	for i := range recs {
+		recs[i] = lwwRec{key: "key-" + itoa(i), value: map[string]any{"i": int64(i)}, ts: cts("writer")}
+		ops[i] = putOp(itoa(i+1), mapName, recs[i].key, recs[i].value, recs[i].ts)
+	}
+	c.write(ops...)
+	return recs
+}
+
+func TestSync_inSyncClientAnsweredByRootAlone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	recs := seed(t, e, "todos", 300)
+	local := newRefTrie()
+	for _, r := range recs {
+		local.set(r.key, refLWWItem(r.key, r.ts))
+	}
+	c := e.dial(t)
+	before := c.raw.Load()
+	c.send(&wire.SyncInit{MapName: "todos"})
+	root := expect[*wire.SyncRespRoot](c)
+	if root.RootHash != local.root() || root.RootHash == 0 {
+		t.Fatalf("server root %d, client root %d", root.RootHash, local.root())
+	}
+	c.quiet(100 * time.Millisecond)
+	if n := c.raw.Load() - before; n != 1 {
+		t.Fatalf("%d messages for an in-sync client, want 1", n)
+	}
+	// An unknown map has root 0, as the client's empty tree.
+	c.send(&wire.SyncInit{MapName: "nothing-here"})
+	if r := expect[*wire.SyncRespRoot](c); r.RootHash != 0 {
+		t.Fatalf("empty map root %d", r.RootHash)
+	}
+}
+
+// drill walks the trie from the root as TopGun's client does, requesting
+// only the buckets whose hash differs from the local one, and returns the
+// leaf paths requested and the records received.
+func drill(t *testing.T, c *client, mapName string, local *refTrie) ([]string, []wire.LeafRecord) {
+	t.Helper()
+	c.send(&wire.SyncInit{MapName: mapName})
+	root := expect[*wire.SyncRespRoot](c)
+	if root.RootHash == local.root() {
+		return nil, nil
+	}
+	var leaves []string
+	var recs []wire.LeafRecord
+	queue := []string{""}
+	for len(queue) > 0 {
+		path := queue[0]
+		queue = queue[1:]
+		c.send(&wire.MerkleReqBucket{MapName: mapName, Path: path})
+		switch m := c.next().(type) {
+		case *wire.SyncRespBuckets:
+			if m.Path != path {
+				t.Fatalf("buckets for %q answer %q", path, m.Path)
+			}
+			keys := make([]string, 0, len(m.Buckets))
+			for ch := range m.Buckets {
+				keys = append(keys, ch)
+			}
+			sort.Strings(keys)
+			for _, ch := range keys {
+				if local.bucket(path, ch) != m.Buckets[ch] {
+					queue = append(queue, path+ch)
+				}
+			}
+		case *wire.SyncRespLeaf:
+			if len(path) != 3 {
+				t.Fatalf("leaf at path %q", path)
+			}
+			leaves = append(leaves, path)
+			recs = append(recs, m.Records...)
+		default:
+			t.Fatalf("MERKLE_REQ_BUCKET %q answered %s", path, m.Type())
+		}
+	}
+	return leaves, recs
+}
+
+func TestSync_drillDownFetchesExactlyTheMissingLeaves(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	recs := seed(t, e, "todos", 400)
+	local := newRefTrie()
+	missing := map[string]lwwRec{}
+	wantLeaves := map[string]bool{}
+	for i, r := range recs {
+		if i%20 == 7 {
+			missing[r.key] = r
+			wantLeaves[refPath(r.key)[:3]] = true
+			continue
+		}
+		local.set(r.key, refLWWItem(r.key, r.ts))
+	}
+	c := e.dial(t)
+	leaves, got := drill(t, c, "todos", local)
+	if len(leaves) != len(wantLeaves) {
+		t.Fatalf("requested %d leaves, want exactly the %d holding missing keys", len(leaves), len(wantLeaves))
+	}
+	for _, p := range leaves {
+		if !wantLeaves[p] {
+			t.Fatalf("requested leaf %s holds no missing key", p)
+		}
+	}
+	found := 0
+	for _, lr := range got {
+		if r, ok := missing[lr.Key]; ok {
+			found++
+			if lr.Record.Timestamp != r.ts || lr.Record.TTLMs != nil {
+				t.Fatalf("record %s: %+v, want timestamp %+v and no ttl", lr.Key, lr.Record, r.ts)
+			}
+		}
+		local.set(lr.Key, refLWWItem(lr.Key, lr.Record.Timestamp))
+	}
+	if found != len(missing) {
+		t.Fatalf("leaves carried %d of the %d missing records", found, len(missing))
+	}
+	// After merging the leaves the client is in sync.
+	if l, _ := drill(t, c, "todos", local); l != nil {
+		t.Fatalf("still out of sync after merging: leaves %v", l)
+	}
+}
+
+func TestSync_leavesCarryTombstonesAndTTL(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	ttl := uint64(60_000)
+	put := putOp("1", "m", "expiring", "v", cts("c1"))
+	put.Record.TTLMs = &ttl
+	del := putOp("2", "m", "deleted", "v", cts("c1"))
+	gone := cts("c1")
+	c.write(put, del, removeOp("3", "m", "deleted", gone))
+
+	// A client that knows nothing drills to the two leaves.
+	leaves, recs := drill(t, e.dial(t), "m", newRefTrie())
+	if len(leaves) == 0 {
+		t.Fatal("no leaves")
+	}
+	byKey := map[string]wire.LWWRecord{}
+	for _, r := range recs {
+		byKey[r.Key] = r.Record
+	}
+	if r := byKey["expiring"]; r.TTLMs == nil || *r.TTLMs != ttl || r.Value != "v" {
+		t.Fatalf("expiring record %+v, want ttlMs %d", r, ttl)
+	}
+	if r, ok := byKey["deleted"]; !ok || r.Value != nil || r.Timestamp != gone {
+		t.Fatalf("tombstone %+v (present %v), want value nil at %+v", r, ok, gone)
+	}
+	// The client, holding both (tombstone included), is in sync.
+	local := newRefTrie()
+	for k, r := range byKey {
+		local.set(k, refLWWItem(k, r.Timestamp))
+	}
+	if l, _ := drill(t, e.dial(t), "m", local); l != nil {
+		t.Fatalf("out of sync: %v", l)
+	}
+}
+
+func TestSync_badPaths(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	seed(t, e, "m", 10)
+	c := e.dial(t)
+	for _, p := range []string{"0/1/2", "ABC", "abcd", "zz"} {
+		c.send(&wire.MerkleReqBucket{MapName: "m", Path: p})
+		if m := expect[*wire.ErrorMessage](c); m.Code != 400 {
+			t.Fatalf("path %q: %+v", p, m)
+		}
+	}
+	// An existing but empty leaf answers an empty record list.
+	c.send(&wire.MerkleReqBucket{MapName: "empty", Path: "abc"})
+	if m := expect[*wire.SyncRespLeaf](c); len(m.Records) != 0 {
+		t.Fatalf("%+v", m)
+	}
+}
+
+// orClientRoot is the OR-Map root TopGun's client computes for the given
+// key states (item hashes from merkle.ORItemHash, the client's formula).
+func orClientRoot(states map[string][]record.ORMapEntry) uint32 {
+	tr := newRefTrie()
+	for k, recs := range states {
+		if h, ok := merkle.ORItemHash(k, recs); ok {
+			tr.set(k, h)
+		}
+	}
+	return tr.root()
+}
+
+func orFromWire(rs []wire.ORMapRecord) []record.ORMapEntry {
+	out := make([]record.ORMapEntry, len(rs))
+	for i, r := range rs {
+		out[i] = record.ORMapEntry{Value: record.FromWire(r.Value), Tag: r.Tag, Timestamp: tsFromWire(r.Timestamp), TTLMs: ttlOf(r.TTLMs)}
+	}
+	return out
+}
+
+func TestSync_ORMapFlow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	watcher := e.dial(t)
+	watcher.send(&wire.QuerySub{QueryID: "q", MapName: "tags"})
+	expect[*wire.QueryResp](watcher)
+
+	red, blue, green := orAddOp("1", "tags", "post-1", "red", cts("w")), orAddOp("2", "tags", "post-1", "blue", cts("w")), orAddOp("3", "tags", "post-2", "green", cts("w"))
+	w.write(red, blue, green, orRemoveOp("4", "tags", "post-1", blue.ORRecord.Tag))
+	for range 4 {
+		skipUntil[*wire.ServerEvent](watcher)
+	}
+
+	c := e.dial(t)
+	c.send(&wire.ORMapSyncInit{MapName: "tags", BucketHashes: map[string]uint32{}})
+	root := expect[*wire.ORMapSyncRespRoot](c)
+	want := orClientRoot(map[string][]record.ORMapEntry{
+		"post-1": orFromWire([]wire.ORMapRecord{*red.ORRecord}),
+		"post-2": orFromWire([]wire.ORMapRecord{*green.ORRecord}),
+	})
+	if root.RootHash != want {
+		t.Fatalf("OR root %d, client computes %d", root.RootHash, want)
+	}
+
+	// Drill to the leaf of post-1.
+	path := refPath("post-1")
+	for i := 0; i < 3; i++ {
+		c.send(&wire.ORMapMerkleReqBucket{MapName: "tags", Path: path[:i]})
+		b := expect[*wire.ORMapSyncRespBuckets](c)
+		if _, ok := b.Buckets[path[i:i+1]]; !ok {
+			t.Fatalf("bucket %q lacks %q: %v", path[:i], path[i:i+1], b.Buckets)
+		}
+	}
+	c.send(&wire.ORMapMerkleReqBucket{MapName: "tags", Path: path[:3]})
+	leaf := expect[*wire.ORMapSyncRespLeaf](c)
+	var p1 *wire.ORMapEntry
+	for i := range leaf.Entries {
+		if leaf.Entries[i].Key == "post-1" {
+			p1 = &leaf.Entries[i]
+		}
+	}
+	if p1 == nil || len(p1.Records) != 1 || p1.Records[0].Tag != red.ORRecord.Tag || !slices.Equal(p1.Tombstones, []string{blue.ORRecord.Tag}) {
+		t.Fatalf("leaf entry %+v", p1)
+	}
+
+	// Diff request: one entry per key, empty for unknown keys.
+	c.send(&wire.ORMapDiffRequest{MapName: "tags", Keys: []string{"post-2", "nope"}})
+	diff := expect[*wire.ORMapDiffResponse](c)
+	if len(diff.Entries) != 2 || diff.Entries[0].Key != "post-2" || len(diff.Entries[0].Records) != 1 ||
+		diff.Entries[1].Key != "nope" || len(diff.Entries[1].Records) != 0 || diff.Entries[1].Tombstones == nil {
+		t.Fatalf("diff %+v", diff)
+	}
+
+	// Push: the client removed red and added yellow while offline.
+	yellowTS := cts("c")
+	yellow := wire.ORMapRecord{Value: "yellow", Timestamp: yellowTS, Tag: yellowTS.String()}
+	c.send(&wire.ORMapPushDiff{MapName: "tags", Entries: []wire.ORMapEntry{{
+		Key: "post-1", Records: []wire.ORMapRecord{yellow, *red.ORRecord}, Tombstones: []string{red.ORRecord.Tag, blue.ORRecord.Tag},
+	}}})
+	if ack := expect[*wire.OpAck](c); ack.LastID != pushAckID {
+		t.Fatalf("OP_ACK = %+v", ack)
+	}
+	en, ok, err := e.st.Get(t.Context(), "tags", "post-1")
+	if err != nil || !ok || len(en.Record.ORMap.Records) != 1 || en.Record.ORMap.Records[0].Tag != yellow.Tag ||
+		len(en.Record.ORMap.Tombstones) != 2 {
+		t.Fatalf("post-1 after push: %+v %v %v", en.Record.ORMap, ok, err)
+	}
+	ev := skipUntil[*wire.ServerEvent](watcher)
+	if ev.EventType != wire.EventORRemove && ev.EventType != wire.EventORAdd {
+		t.Fatalf("event %+v", ev)
+	}
+	// Pushing the same state again changes nothing and is acknowledged.
+	c.send(&wire.ORMapPushDiff{MapName: "tags", Entries: []wire.ORMapEntry{{Key: "post-1", Records: []wire.ORMapRecord{yellow}, Tombstones: []string{red.ORRecord.Tag}}}})
+	expect[*wire.OpAck](c)
+
+	// A client holding the server's state is in sync from the root.
+	c.send(&wire.ORMapSyncInit{MapName: "tags", BucketHashes: map[string]uint32{}})
+	want = orClientRoot(map[string][]record.ORMapEntry{
+		"post-1": orFromWire([]wire.ORMapRecord{yellow}),
+		"post-2": orFromWire([]wire.ORMapRecord{*green.ORRecord}),
+	})
+	if r := expect[*wire.ORMapSyncRespRoot](c); r.RootHash != want {
+		t.Fatalf("OR root after push %d, client computes %d", r.RootHash, want)
+	}
+}

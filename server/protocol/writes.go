@@ -1,0 +1,297 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sort"
+	"strconv"
+
+	"github.com/topgun-go/topgun/server/store"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// The write path of one connection.
+//
+// The reader hands every CLIENT_OP, OP_BATCH and ORMAP_PUSH_DIFF to the
+// connection's single write worker, in arrival order. The worker takes all
+// the jobs waiting (up to maxGroupOps operations), drops operations this
+// connection already settled, applies the rest with ONE store.Apply (which
+// returns once they are durable and may share a group commit with other
+// connections), then answers each job in order: OP_REJECTED for each op the
+// store refused, then OP_ACK. One Apply in flight per connection keeps the
+// acknowledgements in order (TopGun's client marks every op up to lastId
+// as synced) and the ops applied in the order the client sent them.
+//
+// TopGun's client re-sends every unacknowledged op with each new write, so
+// 100 quick writes arrive as 100 OP_BATCHes with 5,050 ops. A re-sent op is
+// recognised by a fingerprint of (id, map, key, kind, client timestamp,
+// tag): one already applied (or refused) on this connection, or carried by
+// an earlier job of the same group, is skipped before it reaches the store
+// and does not count against MaxBatchOps. Skipping is exactly what the
+// store would do with it (an LWW write with an equal timestamp, an OR add
+// of a present tag, an OR remove of a tombstoned tag are no-ops), so it
+// changes nothing but the cost. Ops the server stamps (no client
+// timestamp) are never skipped.
+
+// maxGroupOps bounds the operations the worker gathers into one Apply.
+const maxGroupOps = 4096
+
+// settledCap bounds the fingerprints a connection remembers (two
+// generations of half this size; 8 bytes each).
+const settledCap = 1 << 15
+
+// writeJob is one write message waiting for the worker.
+type writeJob struct {
+	typ  string          // wire type, for errors
+	ops  []wire.ClientOp // CLIENT_OP, OP_BATCH
+	push *wire.ORMapPushDiff
+	ack  string // lastId of the OP_ACK
+}
+
+func (j *writeJob) size() int {
+	if j.push != nil {
+		n := 0
+		for i := range j.push.Entries {
+			n += len(j.push.Entries[i].Records) + len(j.push.Entries[i].Tombstones)
+		}
+		return n
+	}
+	return len(j.ops)
+}
+
+// settledSet remembers fingerprints of ops a connection already settled.
+type settledSet struct {
+	seed      maphash.Seed
+	cur, prev map[uint64]struct{}
+}
+
+func newSettledSet() *settledSet {
+	return &settledSet{seed: maphash.MakeSeed(), cur: map[uint64]struct{}{}}
+}
+
+func (s *settledSet) has(k uint64) bool {
+	if _, ok := s.cur[k]; ok {
+		return true
+	}
+	_, ok := s.prev[k]
+	return ok
+}
+
+func (s *settledSet) add(k uint64) {
+	if len(s.cur) >= settledCap/2 {
+		s.prev, s.cur = s.cur, make(map[uint64]struct{}, settledCap/2)
+	}
+	s.cur[k] = struct{}{}
+}
+
+// fingerprint identifies a re-sent op. ok is false for ops that must not be
+// skipped: without an id, or stamped by the server.
+func (s *settledSet) fingerprint(id string, op *store.Op) (uint64, bool) {
+	if id == "" || (op.Timestamp.IsZero() && op.Kind != store.OpORRemove) {
+		return 0, false
+	}
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	for _, str := range [...]string{id, op.Map, op.Key, op.Timestamp.NodeID, op.Tag} {
+		h.WriteString(strconv.Itoa(len(str)))
+		h.WriteByte(':')
+		h.WriteString(str)
+	}
+	var b [13]byte
+	b[0] = byte(op.Kind)
+	for i := 0; i < 8; i++ {
+		b[1+i] = byte(op.Timestamp.Millis >> (8 * i))
+	}
+	for i := 0; i < 4; i++ {
+		b[9+i] = byte(op.Timestamp.Counter >> (8 * i))
+	}
+	h.Write(b[:])
+	return h.Sum64(), true
+}
+
+// opRef ties a store op back to the job that asked for it.
+type opRef struct {
+	idx  int // position in the job's ops, for ordering OP_REJECTED
+	id   string
+	fp   uint64
+	fpOK bool
+	at   int // index in the Apply call
+}
+
+type rejection struct {
+	idx int
+	msg wire.OpRejected
+}
+
+// jobState is the outcome of one job in a group.
+type jobState struct {
+	job      *writeJob
+	refs     []opRef
+	rejected []rejection
+	err      *wire.ErrorMessage // the whole job failed
+	grouped  bool               // an op was skipped because an earlier job of the group carries it
+}
+
+// writeWorker is the connection's write loop.
+func (c *conn) writeWorker() {
+	defer c.wg.Done()
+	for {
+		var first *writeJob
+		select {
+		case first = <-c.writes:
+		case <-c.ctx.Done():
+			return
+		}
+		group := []*writeJob{first}
+		n := first.size()
+	gather:
+		for n < maxGroupOps {
+			select {
+			case j := <-c.writes:
+				group = append(group, j)
+				n += j.size()
+			default:
+				break gather
+			}
+		}
+		c.applyGroup(group)
+		c.jobsDone(len(group))
+	}
+}
+
+// applyGroup applies a group of jobs with one store.Apply and answers them
+// in order.
+func (c *conn) applyGroup(group []*writeJob) {
+	s := c.s
+	states := make([]jobState, len(group))
+	var all []store.Op
+	inGroup := map[uint64]struct{}{}
+	type candidate struct {
+		op  store.Op
+		ref opRef
+	}
+	var cands []candidate
+	for gi, job := range group {
+		st := &states[gi]
+		st.job = job
+		cands = cands[:0]
+		add := func(idx int, id string, op store.Op) {
+			fp, ok := c.settled.fingerprint(id, &op)
+			if ok {
+				if c.settled.has(fp) {
+					s.opsSkipped.Add(1)
+					return
+				}
+				if _, dup := inGroup[fp]; dup {
+					s.opsSkipped.Add(1)
+					st.grouped = true
+					return
+				}
+			}
+			cands = append(cands, candidate{op: op, ref: opRef{idx: idx, id: id, fp: fp, fpOK: ok}})
+		}
+		if job.push != nil {
+			ops, err := pushDiffOps(job.push)
+			if err != nil {
+				st.err = &wire.ErrorMessage{Code: 403, Message: "protocol: ORMAP_PUSH_DIFF refused: " + err.Error()}
+				continue
+			}
+			for i := range ops {
+				// Push-diff ops carry no id; the tag and the client's
+				// timestamp identify them.
+				add(i, "#push", ops[i])
+			}
+		} else {
+			for i := range job.ops {
+				op := &job.ops[i]
+				sop, skip, err := clientOp(op)
+				if err != nil {
+					code := uint32(403)
+					st.rejected = append(st.rejected, rejection{idx: i, msg: wire.OpRejected{OpID: op.ID, Reason: err.Error(), Code: &code}})
+					continue
+				}
+				if !skip {
+					add(i, op.ID, sop)
+				}
+			}
+		}
+		if len(cands) > s.opts.MaxBatchOps {
+			st.err = &wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
+				"protocol: %s asks to apply %d operations, more than the limit of %d operations per batch (TOPGUN_MAX_BATCH_OPS); send smaller batches or raise the limit",
+				job.typ, len(cands), s.opts.MaxBatchOps)}
+			st.rejected = nil
+			st.grouped = false
+			continue
+		}
+		for _, cd := range cands {
+			if cd.ref.fpOK {
+				inGroup[cd.ref.fp] = struct{}{}
+			}
+			cd.ref.at = len(all)
+			all = append(all, cd.op)
+			st.refs = append(st.refs, cd.ref)
+		}
+	}
+
+	var results []store.Result
+	var applyErr error
+	if len(all) > 0 {
+		s.opsApplied.Add(uint64(len(all)))
+		results, applyErr = s.store.Apply(c.ctx, all, c.id)
+	}
+	if applyErr != nil && c.ctx.Err() == nil {
+		c.log.Warn("write failed", "ops", len(all), "error", applyErr)
+	}
+
+	for i := range states {
+		st := &states[i]
+		if st.err != nil {
+			c.sendMsg(st.err)
+			continue
+		}
+		if applyErr != nil && (len(st.refs) > 0 || st.grouped) {
+			c.sendMsg(&wire.ErrorMessage{Code: 500, Message: "protocol: the write could not be stored (" + applyErr.Error() + "); it was not acknowledged, re-send it"})
+			continue
+		}
+		for _, ref := range st.refs {
+			res := results[ref.at]
+			if res.Err != nil {
+				reason := res.Err.Error()
+				var re *store.RejectError
+				if errors.As(res.Err, &re) {
+					reason = re.Reason
+				}
+				code := uint32(400)
+				st.rejected = append(st.rejected, rejection{idx: ref.idx, msg: wire.OpRejected{OpID: ref.id, Reason: reason, Code: &code}})
+			}
+			if ref.fpOK {
+				c.settled.add(ref.fp)
+			}
+		}
+		sort.SliceStable(st.rejected, func(a, b int) bool { return st.rejected[a].idx < st.rejected[b].idx })
+		for k := range st.rejected {
+			m := st.rejected[k].msg
+			if st.job.push != nil {
+				m.OpID = ""
+			}
+			c.sendMsg(&m)
+		}
+		c.sendMsg(&wire.OpAck{LastID: st.job.ack, AchievedLevel: s.ackLevel})
+	}
+}
+
+// lastOpID is the lastId TopGun acknowledges a batch with: the id of its
+// last op, or "unknown".
+func lastOpID(ops []wire.ClientOp) string {
+	if len(ops) == 0 || ops[len(ops)-1].ID == "" {
+		return "unknown"
+	}
+	return ops[len(ops)-1].ID
+}
+
+// pushAckID is the lastId of the OP_ACK answering ORMAP_PUSH_DIFF. TopGun
+// sends an internal call id, which its own client can mistake for an op-log
+// id and mark pending ops as synced; "0" marks nothing (op-log ids start
+// at 1).
+const pushAckID = "0"
