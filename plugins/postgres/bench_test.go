@@ -233,7 +233,7 @@ func BenchmarkRatio(b *testing.B) {
 	}
 	x := median(paired)
 	for k := range steps {
-		b.Logf("%-9s median %7.2f ms/batch (%6.0f rows/s)", names[k], median(times[k])/1e6, benchBatch*1e9/median(times[k]))
+		fmt.Printf("  %-9s median %7.2f ms/batch (%6.0f rows/s)\n", names[k], median(times[k])/1e6, benchBatch*1e9/median(times[k]))
 	}
 	verdict := "goal >= 0.8x, ok"
 	if x < 0.8 {
