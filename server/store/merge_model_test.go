@@ -88,14 +88,13 @@ func (m *modelClient) lwwRoot() uint32 {
 func (m *modelClient) orRoot() uint32 {
 	items := map[string]uint32{}
 	for k, o := range m.or {
-		if len(o.entries) == 0 && len(o.tombs) == 0 {
-			continue
-		}
-		var om record.ORMap
+		var recs []record.ORMapEntry
 		for _, e := range o.entries {
-			om.Records = append(om.Records, e)
+			recs = append(recs, e)
 		}
-		items[k] = orClientHash(k, &om)
+		if h, ok := merkle.ORItemHash(k, recs); ok {
+			items[k] = h
+		}
 	}
 	return clientRoot(items)
 }

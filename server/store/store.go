@@ -258,6 +258,7 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 	}
 	if hadO && (rv == nil || rv.Kind == record.KindLWW) {
 		ms.or.remove(key, oldO.hash)
+		hadO = false
 	}
 	if rv == nil {
 		return
@@ -277,9 +278,20 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 	default:
 		if rv.Kind == record.KindORTombstones {
 			// TopGun's legacy shape: tombstones only, no live entry and no leaf.
+			if hadO {
+				ms.or.remove(key, oldO.hash)
+			}
 			return
 		}
-		m := orMeta{exp: exp, hash: orItemHash(key, &rv.ORMap)}
+		h, ok := orItemHash(key, &rv.ORMap)
+		if !ok {
+			// No live entry: the client keeps no leaf for the key either.
+			if hadO {
+				ms.or.remove(key, oldO.hash)
+			}
+			return
+		}
+		m := orMeta{exp: exp, hash: h}
 		ms.or.set(key, m, hadO, oldO.hash, m.hash)
 	}
 }
