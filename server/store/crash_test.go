@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/postgres"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
