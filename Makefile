@@ -2,7 +2,7 @@ GO ?= go
 
 # Packages whose benchmarks `make bench` runs together, so the ratio
 # printers compare backends measured in the same run.
-BENCH_PKGS ?= ./plugins/...
+BENCH_PKGS ?= ./plugins/... ./host/... ./server/store
 BENCHTIME ?= 200ms
 # How long `make fuzz` runs each Fuzz target, and where it looks for them.
 FUZZTIME ?= 30s
@@ -11,9 +11,11 @@ FUZZ_PKGS ?= ./...
 # directories that exist).
 WASM_PKGS = ./abi/... ./plugins/null $(if $(wildcard sdk),./sdk/...)
 # Main packages of wasm storage plugins, built by `make wasm` into bin/plugins.
-WASM_PLUGINS ?=
+WASM_PLUGINS ?= examples/plugins/null examples/plugins/logstore/cmd/logstore
+# Kills per backend in `make crash-test` (make test runs 20).
+CRASH_KILLS ?= 200
 
-.PHONY: all build run test bench fuzz lint check wasm clean
+.PHONY: all build run test bench fuzz lint check wasm clean crash-test
 
 all: build
 
@@ -32,6 +34,12 @@ run:
 # database unless TOPGUN_REQUIRE_POSTGRES=1.
 test:
 	$(GO) test -race -timeout 25m ./...
+
+# The long crash test: SIGKILLs a writer CRASH_KILLS times per durable
+# backend (redb, postgres, the example plugin) and fails if any
+# acknowledged write is missing.
+crash-test:
+	TOPGUN_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 60m -run '^TestCrash_' -v ./server/store
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime=$(BENCHTIME) $(BENCH_PKGS)
