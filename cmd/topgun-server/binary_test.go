@@ -188,12 +188,13 @@ type proc struct {
 }
 
 // launch starts the server with a clean environment: only PATH, loopback,
-// PORT=0, JSON logs, then env.
+// PORT=0, JSON logs, no client authentication, then env (where an empty
+// value unsets a setting).
 func launch(t *testing.T, env map[string]string) *proc {
 	t.Helper()
 	cmd := exec.Command(serverBinary(t))
 	cmd.Dir = t.TempDir() // where a relative TOPGUN_REDB_PATH lands
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TOPGUN_BIND_ADDR=127.0.0.1", "PORT=0", "TOPGUN_LOG_FORMAT=json", "TOPGUN_LOG_LEVEL=debug"}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TOPGUN_BIND_ADDR=127.0.0.1", "PORT=0", "TOPGUN_LOG_FORMAT=json", "TOPGUN_LOG_LEVEL=debug", "TOPGUN_NO_AUTH=1"}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

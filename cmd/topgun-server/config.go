@@ -9,10 +9,14 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins"
+	"github.com/topgun-go/topgun/server/hlc"
+	"github.com/topgun-go/topgun/server/protocol"
 )
 
 // config is the server's whole configuration, read from the environment and
@@ -25,6 +29,15 @@ type config struct {
 	bindAddr       string
 	logLevel       hclog.Level
 	logJSON        bool
+
+	jwtSecret       string
+	noAuth          bool
+	maxMessageBytes int
+	maxBatchOps     int
+	nodeID          string // "" = hlc.DefaultNodeID() at start
+	maxDrift        time.Duration
+	cacheMB         int64         // 0 disables the value cache
+	tombstoneTTL    time.Duration // negative keeps tombstones forever
 }
 
 // setting is one configuration value: an environment variable mirrored by a
@@ -48,6 +61,88 @@ var settings = []setting{
 	{"TOPGUN_BIND_ADDR", "bind-addr", "0.0.0.0", "IP address or host name to listen on", setBindAddr},
 	{"TOPGUN_LOG_LEVEL", "log-level", "info", "log level: trace, debug, info, warn, error or off", setLogLevel},
 	{"TOPGUN_LOG_FORMAT", "log-format", "text", "log format: text or json", setLogFormat},
+	{"JWT_SECRET", "jwt-secret", "", "key that verifies client JWTs: an HS256 secret, or an RSA public key PEM for RS256 (\\n for newlines); required unless TOPGUN_NO_AUTH is set", func(c *config, v string) error { c.jwtSecret = v; return nil }},
+	{"TOPGUN_NO_AUTH", "no-auth", "false", "1 or true serves clients without authentication (for development)", setNoAuth},
+	{"TOPGUN_MAX_MESSAGE_BYTES", "max-message-bytes", strconv.Itoa(protocol.DefaultMaxMessageBytes), "largest WebSocket message or POST /sync body accepted, in bytes", setMaxMessageBytes},
+	{"TOPGUN_MAX_BATCH_OPS", "max-batch-ops", strconv.Itoa(protocol.DefaultMaxBatchOps), "most new operations one OP_BATCH or POST /sync may carry (re-sent ones do not count)", setMaxBatchOps},
+	{"TOPGUN_NODE_ID", "node-id", "", "node id in the server's timestamps; default: the host name plus a random suffix", setNodeID},
+	{"TOPGUN_MAX_DRIFT_MS", "max-drift-ms", "60000", "writes stamped further ahead of the server clock than this (ms) are rejected", setMaxDrift},
+	{"TOPGUN_CACHE_MB", "cache-mb", "64", "memory for cached record values, in MiB; 0 disables the cache", setCacheMB},
+	{"TOPGUN_TOMBSTONE_TTL", "tombstone-ttl", "168h", "how long deletes are remembered for offline clients (e.g. 168h); off keeps them forever", setTombstoneTTL},
+}
+
+func setNoAuth(c *config, v string) error {
+	switch strings.ToLower(v) {
+	case "1", "true", "yes", "on":
+		c.noAuth = true
+	case "0", "false", "no", "off":
+		c.noAuth = false
+	default:
+		return errors.New("is not a boolean: use 1 or true to disable authentication, 0 or false to keep it")
+	}
+	return nil
+}
+
+func setMaxMessageBytes(c *config, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1024 || n > 1<<30 {
+		return fmt.Errorf("is not a message size: use a number of bytes from 1024 to %d (default %d)", 1<<30, protocol.DefaultMaxMessageBytes)
+	}
+	c.maxMessageBytes = n
+	return nil
+}
+
+func setMaxBatchOps(c *config, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > abi.MaxBatchOps {
+		return fmt.Errorf("is not an operation count: use an integer from 1 to %d (default %d)", abi.MaxBatchOps, protocol.DefaultMaxBatchOps)
+	}
+	c.maxBatchOps = n
+	return nil
+}
+
+func setNodeID(c *config, v string) error {
+	if v == "" {
+		c.nodeID = ""
+		return nil
+	}
+	if err := hlc.ValidateNodeID(v); err != nil {
+		return errors.New("is not a usable node id: " + strings.TrimPrefix(err.Error(), "hlc: "))
+	}
+	c.nodeID = v
+	return nil
+}
+
+func setMaxDrift(c *config, v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 || n > 365*24*3600*1000 {
+		return errors.New("is not a drift bound: use a number of milliseconds of at least 1 (default 60000)")
+	}
+	c.maxDrift = time.Duration(n) * time.Millisecond
+	return nil
+}
+
+func setCacheMB(c *config, v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 1<<30 {
+		return errors.New("is not a cache size: use a number of MiB, 0 to disable the cache (default 64)")
+	}
+	c.cacheMB = n
+	return nil
+}
+
+func setTombstoneTTL(c *config, v string) error {
+	switch strings.ToLower(v) {
+	case "off", "forever", "never":
+		c.tombstoneTTL = -1
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Minute {
+		return errors.New("is not a tombstone lifetime: use a duration of at least 1m such as 168h, or off to keep tombstones forever")
+	}
+	c.tombstoneTTL = d
+	return nil
 }
 
 func setPort(c *config, v string) error {
@@ -155,6 +250,15 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 	if err := plugins.Check(c.storageBackend, c.storageOptions(nil)); err != nil {
 		problems = append(problems, err.Error())
 	}
+	switch {
+	case c.noAuth:
+	case c.jwtSecret == "":
+		problems = append(problems, "client authentication needs a key: set JWT_SECRET to the HS256 secret (or the RSA public key PEM) that verifies your clients' tokens, or set TOPGUN_NO_AUTH=1 to serve clients without authentication")
+	default:
+		if _, err := protocol.NewAuth(c.jwtSecret); err != nil {
+			problems = append(problems, "JWT_SECRET "+strings.TrimPrefix(err.Error(), "protocol: "))
+		}
+	}
 	if len(problems) > 0 {
 		return nil, &configError{problems: problems}
 	}
@@ -164,6 +268,16 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 // storageOptions returns the plugins options of c, logging under log.
 func (c *config) storageOptions(log hclog.Logger) *plugins.Options {
 	return &plugins.Options{RedbPath: c.redbPath, DatabaseURL: c.databaseURL, Logger: log}
+}
+
+// loopbackOnly reports whether the bind address only accepts connections
+// from this machine.
+func (c *config) loopbackOnly() bool {
+	if strings.EqualFold(c.bindAddr, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(c.bindAddr)
+	return ip != nil && ip.IsLoopback()
 }
 
 // listenAddr is the address to listen on.

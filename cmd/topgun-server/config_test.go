@@ -7,9 +7,36 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
+
+// withNoAuth returns m plus TOPGUN_NO_AUTH=1 unless m sets TOPGUN_NO_AUTH or
+// JWT_SECRET, so tests of other settings start.
+func withNoAuth(m map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = v
+	}
+	_, secret := m["JWT_SECRET"]
+	if _, set := m["TOPGUN_NO_AUTH"]; !set && !secret {
+		out["TOPGUN_NO_AUTH"] = "1"
+	}
+	return out
+}
+
+// withProtocolDefaults returns c with the protocol settings at their
+// defaults (and authentication off, as withNoAuth sets it).
+func withProtocolDefaults(c config) config {
+	c.noAuth = true
+	c.maxMessageBytes = 2 << 20
+	c.maxBatchOps = 10000
+	c.maxDrift = time.Minute
+	c.cacheMB = 64
+	c.tombstoneTTL = 168 * time.Hour
+	return c
+}
 
 // envOf returns a lookupEnv over m.
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -51,6 +78,21 @@ func TestParseConfig_sources(t *testing.T) {
 			want: config{storageBackend: "redb", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info},
 		},
 		{
+			name: "protocol_settings",
+			env: map[string]string{
+				"STORAGE_BACKEND": "null", "JWT_SECRET": "s3cret", "TOPGUN_MAX_MESSAGE_BYTES": "65536", "TOPGUN_MAX_BATCH_OPS": "500",
+				"TOPGUN_NODE_ID": "node-7", "TOPGUN_MAX_DRIFT_MS": "1500", "TOPGUN_CACHE_MB": "0", "TOPGUN_TOMBSTONE_TTL": "off",
+			},
+			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info,
+				jwtSecret: "s3cret", maxMessageBytes: 65536, maxBatchOps: 500, nodeID: "node-7", maxDrift: 1500 * time.Millisecond,
+				cacheMB: 0, tombstoneTTL: -1},
+		},
+		{
+			name: "no_auth_values",
+			env:  map[string]string{"TOPGUN_NO_AUTH": "TRUE", "JWT_SECRET": "ignored", "STORAGE_BACKEND": "null"},
+			want: withProtocolDefaults(config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info, jwtSecret: "ignored"}),
+		},
+		{
 			name: "ipv6_bind_address",
 			env:  map[string]string{"TOPGUN_BIND_ADDR": "::1", "STORAGE_BACKEND": "null"},
 			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "::1", logLevel: hclog.Info},
@@ -59,9 +101,12 @@ func TestParseConfig_sources(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := parseConfig(tt.args, envOf(tt.env), &bytes.Buffer{})
+			got, err := parseConfig(tt.args, envOf(withNoAuth(tt.env)), &bytes.Buffer{})
 			if err != nil {
 				t.Fatalf("parseConfig = %v", err)
+			}
+			if tt.want.maxMessageBytes == 0 {
+				tt.want = withProtocolDefaults(tt.want)
 			}
 			if *got != tt.want {
 				t.Errorf("parseConfig = %+v, want %+v", *got, tt.want)
@@ -76,8 +121,19 @@ func TestParseConfig_problems(t *testing.T) {
 		name string
 		args []string
 		env  map[string]string
+		auth bool     // leave the authentication settings as env has them
 		want []string // each problem must be named
 	}{
+		{name: "no_auth_setting", auth: true, want: []string{"1 problem", "set JWT_SECRET", "or set TOPGUN_NO_AUTH=1"}},
+		{name: "empty_auth_settings", auth: true, env: map[string]string{"JWT_SECRET": "", "TOPGUN_NO_AUTH": ""}, want: []string{"set JWT_SECRET", "TOPGUN_NO_AUTH=1"}},
+		{name: "bad_pem", auth: true, env: map[string]string{"JWT_SECRET": "-----BEGIN PUBLIC KEY-----\\nxx\\n-----END PUBLIC KEY-----"}, want: []string{"JWT_SECRET looks like a PEM"}},
+		{name: "no_auth_not_boolean", env: map[string]string{"TOPGUN_NO_AUTH": "maybe"}, want: []string{`TOPGUN_NO_AUTH="maybe" is not a boolean`}},
+		{name: "message_bytes", env: map[string]string{"TOPGUN_MAX_MESSAGE_BYTES": "10"}, want: []string{`TOPGUN_MAX_MESSAGE_BYTES="10" is not a message size`}},
+		{name: "batch_ops", env: map[string]string{"TOPGUN_MAX_BATCH_OPS": "0"}, want: []string{`TOPGUN_MAX_BATCH_OPS="0"`}},
+		{name: "node_id", env: map[string]string{"TOPGUN_NODE_ID": "a:b"}, want: []string{`TOPGUN_NODE_ID="a:b" is not a usable node id`}},
+		{name: "drift", env: map[string]string{"TOPGUN_MAX_DRIFT_MS": "-5"}, want: []string{`TOPGUN_MAX_DRIFT_MS="-5"`}},
+		{name: "cache", env: map[string]string{"TOPGUN_CACHE_MB": "lots"}, want: []string{`TOPGUN_CACHE_MB="lots"`}},
+		{name: "tombstone_ttl", env: map[string]string{"TOPGUN_TOMBSTONE_TTL": "7d"}, want: []string{`TOPGUN_TOMBSTONE_TTL="7d" is not a tombstone lifetime`}},
 		{name: "port_not_a_number", env: map[string]string{"PORT": "abc"}, want: []string{`PORT="abc" is not a port number`}},
 		{name: "port_out_of_range", env: map[string]string{"PORT": "70000"}, want: []string{`PORT="70000"`}},
 		{name: "port_flag", args: []string{"--port=-1"}, want: []string{`--port="-1"`}},
@@ -96,7 +152,11 @@ func TestParseConfig_problems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := parseConfig(tt.args, envOf(tt.env), &bytes.Buffer{})
+			env := tt.env
+			if _, ok := env["TOPGUN_NO_AUTH"]; !ok && !tt.auth {
+				env = withNoAuth(env)
+			}
+			_, err := parseConfig(tt.args, envOf(env), &bytes.Buffer{})
 			var ce *configError
 			if !errors.As(err, &ce) {
 				t.Fatalf("parseConfig = %v, want a *configError", err)

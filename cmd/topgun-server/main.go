@@ -3,11 +3,14 @@
 // is listed by `topgun-server --help` and in README.md.
 //
 // On start it validates the whole configuration (reporting every problem at
-// once and exiting 2), opens the storage backend, listens on
-// TOPGUN_BIND_ADDR:PORT and prints `PORT=<port>` on stdout. It serves
+// once and exiting 2; client authentication needs JWT_SECRET unless
+// TOPGUN_NO_AUTH is set), opens the storage backend and the record store on
+// it, listens on TOPGUN_BIND_ADDR:PORT and prints `PORT=<port>` on stdout.
+// It serves TopGun's client protocol (WebSocket at / and /ws, POST /sync),
 // GET /health (the process is up) and GET /ready (the storage answers). On
-// SIGINT or SIGTERM it stops accepting connections, drains requests for at
-// most drainTimeout, closes the storage and exits 0.
+// SIGINT or SIGTERM it closes the client connections once their writes in
+// flight are acknowledged, drains requests for at most drainTimeout, closes
+// the record store and the storage and exits 0.
 package main
 
 import (
@@ -27,6 +30,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/topgun-go/topgun/plugins"
+	"github.com/topgun-go/topgun/server/hlc"
+	"github.com/topgun-go/topgun/server/protocol"
+	recordstore "github.com/topgun-go/topgun/server/store"
 )
 
 // Exit codes.
@@ -73,6 +79,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		JSONFormat: cfg.logJSON,
 	})
 	log := root.Named("server")
+	if cfg.noAuth {
+		if cfg.jwtSecret != "" {
+			log.Warn("JWT_SECRET is ignored: TOPGUN_NO_AUTH turns authentication off")
+		}
+		if !cfg.loopbackOnly() {
+			log.Warn("authentication is off (TOPGUN_NO_AUTH) and the server listens beyond this machine: anyone who reaches it can read and change all data; set TOPGUN_BIND_ADDR=127.0.0.1 or JWT_SECRET",
+				"bind_addr", cfg.bindAddr)
+		}
+	}
 
 	store, err := plugins.Open(ctx, cfg.storageBackend, cfg.storageOptions(root))
 	if err != nil {
@@ -91,12 +106,79 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return closeStore(store, log, exitOK)
 	}
 
-	code := serve(ctx, cfg, store, log, stdout)
+	code := serveProtocol(ctx, cfg, store, root, log, stdout)
 	code = closeStore(store, log, code)
 	if code == exitOK {
 		log.Info("stopped")
 	}
 	return code
+}
+
+// serveProtocol opens the record store on the storage backend and serves
+// the client protocol beside /health and /ready until ctx is done. It
+// closes, in order, the protocol server (acknowledging the writes in
+// flight), the HTTP server and the record store; the caller closes the
+// backend.
+func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, root, log hclog.Logger, stdout io.Writer) int {
+	nodeID := cfg.nodeID
+	if nodeID == "" {
+		nodeID = hlc.DefaultNodeID()
+	}
+	clock, err := hlc.New(nodeID, &hlc.Options{MaxDrift: cfg.maxDrift, Logger: log})
+	if err != nil {
+		log.Error("cannot start the clock", "node_id", nodeID, "error", err)
+		return exitFailed
+	}
+	cacheBytes := cfg.cacheMB << 20
+	if cacheBytes == 0 {
+		cacheBytes = -1 // disabled
+	}
+	st, err := recordstore.Open(ctx, backend.Backend(), &recordstore.Options{
+		Clock:        clock,
+		CacheBytes:   cacheBytes,
+		TombstoneTTL: cfg.tombstoneTTL,
+		Logger:       root.Named("store"),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped before the record store was open")
+			return exitOK
+		}
+		log.Error("cannot open the record store", "error", err)
+		return exitFailed
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Error("cannot close the record store", "error", err)
+		}
+	}()
+	var auth *protocol.Auth
+	if !cfg.noAuth {
+		if auth, err = protocol.NewAuth(cfg.jwtSecret); err != nil {
+			log.Error("cannot use JWT_SECRET", "error", err) // checked with the configuration already
+			return exitFailed
+		}
+	}
+	proto, err := protocol.New(st, &protocol.Options{
+		Auth:            auth,
+		MaxMessageBytes: cfg.maxMessageBytes,
+		MaxBatchOps:     cfg.maxBatchOps,
+		Logger:          root.Named("protocol"),
+	})
+	if err != nil {
+		log.Error("cannot start the protocol server", "error", err)
+		return exitFailed
+	}
+	defer proto.Close()
+	authMode := "off"
+	if auth != nil {
+		authMode = auth.Algorithm()
+	}
+	log.Info("protocol ready", "node_id", nodeID, "auth", authMode, "max_message_bytes", cfg.maxMessageBytes, "max_batch_ops", cfg.maxBatchOps)
+
+	mux := newMux(backend, log)
+	proto.Register(mux)
+	return serve(ctx, cfg, mux, func() { proto.Close() }, log, stdout)
 }
 
 // closeStore closes store and returns code, or exitFailed if closing fails.
@@ -116,9 +198,10 @@ func backendName(spec string) string {
 	return spec
 }
 
-// serve listens and serves HTTP until ctx is done, then drains. It does not
-// close store.
-func serve(ctx context.Context, cfg *config, store *plugins.Store, log hclog.Logger, stdout io.Writer) int {
+// serve listens and serves HTTP until ctx is done; then it calls stop
+// (which closes the WebSocket connections, which the HTTP server does not
+// track) and drains the remaining requests.
+func serve(ctx context.Context, cfg *config, handler http.Handler, stop func(), log hclog.Logger, stdout io.Writer) int {
 	ln, err := net.Listen("tcp", cfg.listenAddr())
 	if err != nil {
 		log.Error("cannot listen", "addr", cfg.listenAddr(), "error", err)
@@ -127,7 +210,7 @@ func serve(ctx context.Context, cfg *config, store *plugins.Store, log hclog.Log
 	port := ln.Addr().(*net.TCPAddr).Port
 
 	srv := &http.Server{
-		Handler:           newMux(store, log),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
@@ -145,6 +228,7 @@ func serve(ctx context.Context, cfg *config, store *plugins.Store, log hclog.Log
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "drain_timeout", drainTimeout)
+	stop()
 	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	if err := srv.Shutdown(dctx); err != nil {
@@ -155,8 +239,8 @@ func serve(ctx context.Context, cfg *config, store *plugins.Store, log hclog.Log
 	return exitOK
 }
 
-// newMux builds every HTTP route of the server. The server core mounts its
-// protocol endpoints (/, /ws, /sync) here.
+// newMux builds the server's own HTTP routes; the protocol server mounts
+// its endpoints (/, /ws, /sync) beside them.
 func newMux(store *plugins.Store, log hclog.Logger) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {

@@ -95,7 +95,7 @@ func TestRun_servesUntilCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stdoutR, stdoutW := io.Pipe()
-	env := map[string]string{"STORAGE_BACKEND": "null", "PORT": "0", "TOPGUN_BIND_ADDR": "127.0.0.1", "TOPGUN_LOG_LEVEL": "debug"}
+	env := map[string]string{"STORAGE_BACKEND": "null", "PORT": "0", "TOPGUN_BIND_ADDR": "127.0.0.1", "TOPGUN_LOG_LEVEL": "debug", "TOPGUN_NO_AUTH": "1"}
 
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() }) // no logging after the test ends
@@ -159,7 +159,7 @@ func TestRun_stopRequestedDuringStart(t *testing.T) {
 	cancel()
 	var stdout strings.Builder
 	for _, backend := range []string{"null", "redb"} {
-		env := map[string]string{"STORAGE_BACKEND": backend, "TOPGUN_REDB_PATH": t.TempDir() + "/data.redb", "PORT": "0", "TOPGUN_BIND_ADDR": "127.0.0.1"}
+		env := map[string]string{"STORAGE_BACKEND": backend, "TOPGUN_REDB_PATH": t.TempDir() + "/data.redb", "PORT": "0", "TOPGUN_BIND_ADDR": "127.0.0.1", "TOPGUN_NO_AUTH": "1"}
 		if code := run(ctx, nil, envOf(env), &stdout, tWriter{t}); code != exitOK {
 			t.Errorf("%s: run with a canceled context = %d, want 0", backend, code)
 		}
