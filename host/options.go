@@ -65,7 +65,8 @@ type Options struct {
 	// (TOPGUN_PLUGIN_MEMORY_MB). Default 256.
 	MemoryLimitMB int
 	// CallTimeout bounds every call, and _initialize
-	// (TOPGUN_PLUGIN_CALL_TIMEOUT). Default 10s.
+	// (TOPGUN_PLUGIN_CALL_TIMEOUT). Default 10s. Only sandboxed plugins
+	// are interrupted; trusted ones run to completion.
 	CallTimeout time.Duration
 	// MaxRequestBytes bounds an encoded request
 	// (TOPGUN_PLUGIN_MAX_REQUEST_BYTES). Default 32 MiB.
