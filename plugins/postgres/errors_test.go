@@ -97,3 +97,35 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyErr checks which failures Apply reports as "may or may not be
+// committed": only a connection that broke after the batch was sent.
+func TestApplyErr(t *testing.T) {
+	t.Parallel()
+	b := &Backend{}
+	ctx := context.Background()
+	sentThenBroken := b.mapErr(ctx, "apply", fmt.Errorf("read: %w", io.ErrUnexpectedEOF))
+	if got := b.applyErr(ctx, sentThenBroken); got == sentThenBroken || !errors.Is(got, abi.ErrUnavailable) || !errors.Is(got, io.ErrUnexpectedEOF) {
+		t.Errorf("broken after sending: %v", got)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = l.Close()
+	_, refused := pgconn.Connect(ctx, "postgres://u@"+l.Addr().String()+"/db?sslmode=disable&connect_timeout=2")
+	var connectErr *pgconn.ConnectError
+	if !errors.As(refused, &connectErr) {
+		t.Fatalf("connecting to a closed port gave %T %v", refused, refused)
+	}
+	for _, cause := range []error{
+		refused, // never connected, so the batch was not sent
+		&pgconn.PgError{Severity: "FATAL", Code: "57P01", Message: "x"}, // the server refused the statement
+		&pgconn.PgError{Code: "23505"},
+	} {
+		in := b.mapErr(ctx, "apply", cause)
+		if got := b.applyErr(ctx, in); got != in {
+			t.Errorf("%v reworded as %v", in, got)
+		}
+	}
+}

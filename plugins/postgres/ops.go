@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -11,9 +12,9 @@ import (
 	"github.com/topgun-go/topgun/abi"
 )
 
-// Apply statements. A batch is one statement, so one round trip and one
-// commit whatever its size: rows travel as arrays and are expanded by
-// unnest. A statement may not touch a row twice, so Apply first collapses
+// Apply statements. A batch is usually one statement, so one round trip
+// and one commit whatever its size: rows travel as arrays and are expanded
+// by unnest. A statement may not touch a row twice, so Apply first collapses
 // the batch to the last mutation of each record. On conflict the upsert
 // keeps created_at and replaces value, expiration_time and updated_at, as
 // TopGun's server does.
@@ -206,7 +207,7 @@ func (b *Backend) applyTx(ctx context.Context, now int64, puts, dels *rows) erro
 // applyErr explains a connection failure after a batch was sent.
 func (b *Backend) applyErr(ctx context.Context, err error) error {
 	if err != nil && abi.CodeOf(err) == abi.CodeUnavailable && ctx.Err() == nil && !b.closed.Load() {
-		if cause := unwrapCause(err); cause != nil && !retryable(cause) && isConnectionError(cause) {
+		if cause := unwrapCause(err); cause != nil && !retryable(cause) && !isConnectError(cause) && isConnectionError(cause) {
 			return abi.Wrap(abi.CodeUnavailable, cause, "postgres: apply: the connection broke after the batch was sent, so it may or may not be committed; apply it again when the database is reachable")
 		}
 	}
@@ -215,7 +216,8 @@ func (b *Backend) applyErr(ctx context.Context, err error) error {
 
 // unwrapCause returns the native cause kept in an *abi.Error.
 func unwrapCause(err error) error {
-	if e, ok := err.(*abi.Error); ok {
+	var e *abi.Error
+	if errors.As(err, &e) {
 		return e.Err
 	}
 	return nil
@@ -259,6 +261,9 @@ func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []s
 			r := abi.Record{Map: mapName, Backup: backup}
 			if err := rows.Scan(&r.Key, &r.Value, &r.ExpirationTime, &r.CreatedAt, &r.UpdatedAt); err != nil {
 				return err
+			}
+			if r.Value == nil {
+				r.Value = []byte{}
 			}
 			found[r.Key] = r
 		}
