@@ -28,6 +28,7 @@ func TestClassify(t *testing.T) {
 		{"too many connections", pg("53300"), abi.CodeUnavailable},
 		{"read-only standby", pg("25006"), abi.CodeUnavailable},
 		{"deadlock", pg("40P01"), abi.CodeUnavailable},
+		{"lock timeout", pg("55P03"), abi.CodeUnavailable},
 		{"disk full", pg("53100"), abi.CodeResourceExhausted},
 		{"invalid byte sequence", pg("22021"), abi.CodeInvalidArgument},
 		{"index row too large", pg("54000"), abi.CodeInvalidArgument},

@@ -143,7 +143,7 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 			// database, bad options).
 			return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: the database at %s refused the connection; check the user, password and database name in DATABASE_URL", RedactURL(databaseURL))
 		}
-		return nil, abi.Wrap(abi.CodeUnavailable, err, "postgres: cannot connect to the database at %s within %s; check that PostgreSQL is running and DATABASE_URL is right", RedactURL(databaseURL), cfg.ConnConfig.ConnectTimeout)
+		return nil, abi.Wrap(abi.CodeUnavailable, err, "postgres: cannot connect to the database at %s (connect timeout %s); check that PostgreSQL is running and DATABASE_URL is right", RedactURL(databaseURL), cfg.ConnConfig.ConnectTimeout)
 	}
 	if err := b.ensureSchema(ctx); err != nil {
 		pool.Close()

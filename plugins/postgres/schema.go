@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/topgun-go/topgun/abi"
 )
 
@@ -91,6 +92,11 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 	}
 	if !hasTable || !hasMapIdx || !hasExpI {
 		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			// Bounded waits: another process may be creating an index on a
+			// large table, or hold a lock on it.
+			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '60s'`); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
 				return err
 			}
@@ -101,6 +107,10 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 			}
 			return nil
 		})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+			return abi.Wrap(abi.CodeUnavailable, err, "postgres: open: waited 60s for a lock on %s.%s held by another session (an index build or a long transaction); retry later", *schema, tableName)
+		}
 		if err != nil {
 			return b.mapErr(ctx, "open: create table "+tableName+" in schema "+*schema, err)
 		}

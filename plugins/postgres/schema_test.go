@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -335,5 +336,34 @@ func TestScan_nonByteCollation(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("limit %d: scan order %q, want the collation's %q", limit, got, want)
 		}
+	}
+}
+
+// TestOpen_lockedTableWaitsForCtx holds a lock on a table that lacks its
+// indexes, so Open's index creation must wait: it waits only as long as ctx
+// allows (and at most its 60 s lock timeout), then fails with the ctx code.
+func TestOpen_lockedTableWaitsForCtx(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	ctx := testCtx(t)
+	if _, err := conn.Exec(ctx, schemaDDL[0]); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `LOCK TABLE topgun_maps IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = Open(short, url, testOptions(t))
+	mustCode(t, err, abi.ErrDeadlineExceeded)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Open took %s after its deadline", d)
 	}
 }
