@@ -49,6 +49,7 @@ type plugin struct {
 	size        int64
 	sum         string
 	compileTime time.Duration
+	limiter     *logLimiter
 }
 
 // wasm is the magic and version of a wasm binary module.
@@ -101,7 +102,7 @@ func compile(ctx context.Context, path string, opts *Options, cache wazero.Compi
 		return nil, fmt.Errorf("%s: %w", prefix, err)
 	}
 	o := opts.withDefaults()
-	p := &plugin{path: path, file: file, prefix: prefix, opts: o, log: o.Logger.Named("plugin." + file)}
+	p := &plugin{path: path, file: file, prefix: prefix, opts: o, log: o.Logger.Named("plugin." + file), limiter: newLogLimiter()}
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w; check STORAGE_BACKEND", prefix, err)
@@ -278,10 +279,10 @@ func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 	}
 	msg := strings.TrimRight(string(b), "\n")
 	if truncated {
-		p.log.Log(level, msg, "truncated", true)
+		p.limiter.emit(p.log, level, msg, "truncated", true)
 		return
 	}
-	p.log.Log(level, msg)
+	p.limiter.emit(p.log, level, msg)
 }
 
 // Describe returns the description the plugin gave when it was opened.

@@ -69,8 +69,8 @@ func (p *plugin) newInstance(ctx context.Context, id int) (*instance, abi.Descri
 // any, has recorded how far it got and must be discarded.
 func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 	in := &instance{p: p}
-	in.stdout = newLineWriter(p.log, 0, "stdout")
-	in.stderr = newLineWriter(p.log, 1, "stderr")
+	in.stdout = newLineWriter(p.log, p.limiter, 0, "stdout")
+	in.stderr = newLineWriter(p.log, p.limiter, 1, "stderr")
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().

@@ -13,6 +13,7 @@ import (
 type lineWriter struct {
 	mu        sync.Mutex
 	log       hclog.Logger
+	limiter   *logLimiter
 	level     hclog.Level
 	stream    string
 	buf       []byte
@@ -20,12 +21,12 @@ type lineWriter struct {
 	lastLine  string
 }
 
-func newLineWriter(log hclog.Logger, stream int, name string) *lineWriter {
+func newLineWriter(log hclog.Logger, limiter *logLimiter, stream int, name string) *lineWriter {
 	level := hclog.Info
 	if stream == 1 {
 		level = hclog.Warn
 	}
-	return &lineWriter{log: log, level: level, stream: name}
+	return &lineWriter{log: log, limiter: limiter, level: level, stream: name}
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
@@ -57,9 +58,9 @@ func (w *lineWriter) emit() {
 	line := string(bytes.TrimRight(w.buf, "\r"))
 	w.lastLine = line
 	if w.truncated {
-		w.log.Log(w.level, line, "stream", w.stream, "truncated", true)
+		w.limiter.emit(w.log, w.level, line, "stream", w.stream, "truncated", true)
 	} else {
-		w.log.Log(w.level, line, "stream", w.stream)
+		w.limiter.emit(w.log, w.level, line, "stream", w.stream)
 	}
 	w.buf = w.buf[:0]
 	w.truncated = false
