@@ -26,7 +26,8 @@
 // are real; random is crypto/rand; sleeping returns at once. Guest stdout,
 // stderr and log calls go to the logger named plugin.<file name> (stdout at
 // info, stderr at warn, log calls at their level), one entry per line,
-// capped at MaxLogLineBytes.
+// capped at MaxLogLineBytes and rate-limited per plugin (200 lines per
+// second, bursts of 1000; dropped lines are counted in the log).
 //
 // # Limits and their defaults
 //
