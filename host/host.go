@@ -307,9 +307,42 @@ func (b *Backend) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, 
 	if err != nil {
 		return err
 	}
+	b.pool.calls.Add(1)
 	err = in.RoundTrip(ctx, call, req, handle)
+	if in.poisoned {
+		b.pool.failures.Add(1)
+	}
 	b.pool.release(in)
 	return err
+}
+
+// Stats are counters of a loaded plugin, for health checks and metrics.
+type Stats struct {
+	// Calls is the number of calls that reached an instance.
+	Calls int64
+	// Failures is the number of calls that poisoned their instance (a
+	// trap, a deadline, an exit, a malformed result).
+	Failures int64
+	// InstancesStarted counts instances started, the first included.
+	InstancesStarted int64
+	// InstancesDiscarded counts instances discarded after a failure.
+	InstancesDiscarded int64
+	// Live is the number of instances alive now.
+	Live int
+}
+
+// Stats returns the plugin's counters.
+func (b *Backend) Stats() Stats {
+	b.pool.mu.Lock()
+	live, started := b.pool.live, b.pool.nextID
+	b.pool.mu.Unlock()
+	return Stats{
+		Calls:              b.pool.calls.Load(),
+		Failures:           b.pool.failures.Load(),
+		InstancesStarted:   int64(started),
+		InstancesDiscarded: b.pool.discarded.Load(),
+		Live:               live,
+	}
 }
 
 // Scan clamps the page to what fits in a response, then runs scan.

@@ -122,8 +122,9 @@ func TestHostile_malformedResults(t *testing.T) {
 			t.Errorf("%s: error %q does not start with the plugin and op", o.op, err)
 		}
 		apply()
-		if got, want := b.pool.nextID, i+2; got != want {
-			t.Errorf("after %s: %d instances started, want %d (a fresh one after each failure)", o.op, got, want)
+		st := b.Stats()
+		if st.InstancesStarted != int64(i+2) || st.InstancesDiscarded != int64(i+1) || st.Failures != int64(i+1) || st.Live != 1 {
+			t.Errorf("after %s: stats %+v, want %d started, %d discarded and failed, 1 live (a fresh instance after each failure)", o.op, st, i+2, i+1)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/topgun-go/topgun/abi"
 )
@@ -22,6 +23,8 @@ type pool struct {
 	live   int
 	nextID int
 	closed bool
+
+	calls, failures, discarded atomic.Int64
 }
 
 func newPool(p *plugin, size int, first *instance) *pool {
@@ -93,6 +96,7 @@ func (pl *pool) slotFreed() {
 // release returns an instance after a call, discarding it when poisoned.
 func (pl *pool) release(in *instance) {
 	if in.poisoned {
+		pl.discarded.Add(1)
 		in.discard(context.Background())
 		pl.slotFreed()
 		return
