@@ -58,7 +58,9 @@ func BuildPlugin(t testing.TB, pkgDir string) string {
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		t.Fatalf("hosttest: %v", err)
 	}
-	tmp := out + ".tmp"
+	// A per-process name: test binaries of several packages may build the
+	// same plugin at once; the rename makes the winner's file appear whole.
+	tmp := fmt.Sprintf("%s.%d.tmp", out, os.Getpid())
 	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", tmp, ".")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
