@@ -66,7 +66,13 @@
 //
 //   - If the connection breaks after a batch was sent, PostgreSQL may or may
 //     not have committed it; Apply then returns CodeUnavailable and says so.
-//     Applying the same batch again is safe.
+//     The same holds when ctx ends while the statement runs (CodeCanceled or
+//     CodeDeadlineExceeded). Applying the same batch again is safe.
+//   - Statements are prepared and cached per connection (pgx's default). Behind
+//     a PgBouncer in transaction mode, add default_query_exec_mode=exec to the
+//     URL.
+//   - Scans cost the database about 1 µs per record more than a plain keyset
+//     query, for the window that applies the byte budget.
 //   - Scan order is the key column's collation. With a C, POSIX or C.UTF-8
 //     database (the usual for this table) that is byte order, as for the other
 //     backends. With another collation keys come in that collation's order
