@@ -138,12 +138,20 @@ func TestAuth_badTokenFailsAndCloses(t *testing.T) {
 	c := e.dial(t)
 	expect[*wire.AuthRequired](c)
 	c.send(&wire.Auth{Token: hsToken(t, "wrong", jwt.MapClaims{"sub": "a", "exp": time.Now().Add(time.Hour).Unix()})})
+	// Whatever follows a failed AUTH is not served, not even a good AUTH.
+	for _, m := range []wire.Message{&wire.Auth{Token: userToken(t, "a")}, &wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "after-fail", "x", cts("c"))}}} {
+		b, _ := wire.Encode(m)
+		_ = c.ws.Write(t.Context(), websocket.MessageBinary, b)
+	}
 	f := expect[*wire.AuthFail](c)
 	if f.Error != "Authentication failed" {
 		t.Fatalf("AUTH_FAIL = %+v", f)
 	}
 	if code := c.closed(); code != websocket.StatusPolicyViolation {
 		t.Fatalf("close status %v, want %v", code, websocket.StatusPolicyViolation)
+	}
+	if _, _, ok := e.getLWW("m", "after-fail"); ok {
+		t.Fatal("a write sent after AUTH_FAIL was applied")
 	}
 }
 

@@ -17,6 +17,9 @@ const maxBatchNesting = 1
 // (and in tests and fuzzing, on the caller's). It never panics on any
 // input: the decoder is hardened, and every handler checks what it uses.
 func (c *conn) handleFrame(frame []byte, depth int) {
+	if c.closing.Load() {
+		return // closing (after AUTH_FAIL, a timeout, a shutdown): nothing more is served
+	}
 	m, err := c.s.limits.Decode(frame)
 	if !c.authed.Load() {
 		// Before AUTH_ACK everything but AUTH is dropped, without a word.

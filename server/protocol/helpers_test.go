@@ -114,6 +114,7 @@ type env struct {
 }
 
 type envConfig struct {
+	backend   abi.Backend // default: a fresh null backend
 	opts      Options
 	storeOpts func(*store.Options)
 	fakeWall  bool // a settable wall clock for the store and the HLC
@@ -123,7 +124,11 @@ type envConfig struct {
 
 func newEnv(t testing.TB, cfg envConfig) *env {
 	t.Helper()
-	e := &env{t: t, be: &gateBackend{Backend: null.Open(), durable: cfg.durable}, wall: &atomic.Int64{}}
+	var inner abi.Backend = null.Open()
+	if cfg.backend != nil {
+		inner = cfg.backend
+	}
+	e := &env{t: t, be: &gateBackend{Backend: inner, durable: cfg.durable}, wall: &atomic.Int64{}}
 	now := func() time.Time {
 		if ms := e.wall.Load(); ms != 0 {
 			return time.UnixMilli(ms)
@@ -174,7 +179,7 @@ func (e *env) wsURL(path string) string {
 
 // client is a raw WebSocket client speaking server/wire.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	ws   *websocket.Conn
 	msgs chan wire.Message
 	done chan struct{}
@@ -182,12 +187,12 @@ type client struct {
 	raw  atomic.Int64
 }
 
-func (e *env) dial(t *testing.T) *client {
+func (e *env) dial(t testing.TB) *client {
 	t.Helper()
 	return e.dialPath(t, "/ws")
 }
 
-func (e *env) dialPath(t *testing.T, path string) *client {
+func (e *env) dialPath(t testing.TB, path string) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -48,6 +48,19 @@ func TestQuery_initialResultsSortedAndFiltered(t *testing.T) {
 	if resp.HasMore == nil || *resp.HasMore {
 		t.Fatalf("hasMore %v", resp.HasMore)
 	}
+	// A predicate tree takes precedence over where.
+	c.send(&wire.QuerySub{QueryID: "qp", MapName: "users", Query: wire.Query{
+		Where: map[string]any{"name": "nobody"},
+		Predicate: &wire.Predicate{Op: wire.OpOr, Children: []*wire.Predicate{
+			{Op: wire.OpLt, Attribute: "age", Value: int64(13)},
+			{Op: wire.OpStartsWith, Attribute: "name", Value: "Ci"},
+		}},
+		Sort: []wire.SortField{{Field: "name", Direction: wire.Asc}},
+	}})
+	rp := expect[*wire.QueryResp](c)
+	if len(rp.Results) != 2 || rp.Results[0].Key != "u2" || rp.Results[1].Key != "u3" || rp.HasMore != nil {
+		t.Fatalf("predicate results %+v", rp.Results)
+	}
 	// Projection.
 	c.send(&wire.QuerySub{QueryID: "q2", MapName: "users", Query: wire.Query{Where: map[string]any{"name": "Ann"}}, Fields: []string{"name"}})
 	r2 := expect[*wire.QueryResp](c)
