@@ -36,6 +36,11 @@ type Backend interface {
 	// Delete of a missing record is not an error; a Delete then a Put of the
 	// same record in one batch re-creates it with CreatedAt = b.Now. A nil or
 	// invalid batch is CodeInvalidArgument.
+	//
+	// A networked backend may lose its connection after sending the commit:
+	// then it returns CodeUnavailable (or a context code) and the batch may
+	// or may not have been applied. Callers that need to know re-read the
+	// records; re-applying the same batch is always safe.
 	Apply(ctx context.Context, b *Batch) error
 
 	// Get returns the records of the given keys of one map, in the order of
