@@ -97,6 +97,7 @@ func (s *Store) failLate() {
 }
 
 func (s *Store) commitGroup(group []*request) {
+	s.repairIndex()
 	t := &txn{s: s, pending: map[cacheKey]*state{}}
 	for _, r := range group {
 		if r.fn != nil {
@@ -110,6 +111,15 @@ func (s *Store) commitGroup(group []*request) {
 	err := t.err
 	if err == nil && len(t.order) > 0 {
 		err = t.commit()
+		if err != nil {
+			// The batch may have been applied (a networked backend can lose
+			// the connection after sending the commit): re-read its keys
+			// before the next commit so the index matches storage.
+			for _, st := range t.order {
+				s.repair[cacheKey{st.mapName, st.key}] = struct{}{}
+				s.cache.remove(cacheKey{st.mapName, st.key})
+			}
+		}
 	}
 	for _, r := range group {
 		r.done <- err
@@ -384,4 +394,37 @@ func (t *txn) commit() error {
 	c := &Commit{Seq: s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune}
 	s.feed.publish(c)
 	return nil
+}
+
+// repairIndex re-reads keys whose last commit failed and indexes what
+// storage holds. Keys it cannot read stay queued for the next commit.
+func (s *Store) repairIndex() {
+	if len(s.repair) == 0 {
+		return
+	}
+	byMap := map[string][]string{}
+	for k := range s.repair {
+		byMap[k.mapName] = append(byMap[k.mapName], k.key)
+	}
+	for name, keys := range byMap {
+		es, err := s.loadRaw(context.Background(), name, keys)
+		if err != nil {
+			s.log.Warn("cannot re-read records after a failed commit", "map", name, "keys", len(keys), "error", err)
+			continue
+		}
+		found := make(map[string]*Entry, len(es))
+		for i := range es {
+			found[es[i].Key] = &es[i]
+		}
+		s.mu.Lock()
+		for _, k := range keys {
+			if e := found[k]; e != nil {
+				s.index(name, k, &e.Record, e.ExpirationTime)
+			} else {
+				s.index(name, k, nil, 0)
+			}
+			delete(s.repair, cacheKey{name, k})
+		}
+		s.mu.Unlock()
+	}
 }

@@ -144,6 +144,8 @@ type Store struct {
 	nodes []string
 	nodeI map[string]uint32
 
+	repair map[cacheKey]struct{} // keys of failed commits; committer only
+
 	reqs    chan *request
 	seq     atomic.Uint64
 	closing chan struct{}
@@ -171,6 +173,7 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		feed:    newFeed(),
 		maps:    map[string]*mapState{},
 		nodeI:   map[string]uint32{},
+		repair:  map[cacheKey]struct{}{},
 		reqs:    make(chan *request, 1024),
 		closing: make(chan struct{}),
 	}

@@ -468,3 +468,39 @@ func TestStore_closed(t *testing.T) {
 	}
 	f.s.Close()
 }
+
+// lyingBackend applies a batch and then reports it failed, as a networked
+// backend does when the connection breaks after the commit was sent.
+type lyingBackend struct {
+	abi.Backend
+	lie atomic.Bool
+}
+
+func (b *lyingBackend) Apply(ctx context.Context, batch *abi.Batch) error {
+	err := b.Backend.Apply(ctx, batch)
+	if err == nil && b.lie.Load() {
+		return abi.Errorf(abi.CodeUnavailable, "test: connection lost after commit")
+	}
+	return err
+}
+
+func TestStore_unknownOutcomeRepairsIndex(t *testing.T) {
+	be := &lyingBackend{Backend: null.Open()}
+	f := newFixture(t, be, nil)
+	f.apply(put("m", "k", "one", ts(t0, 0, "c1")))
+	be.lie.Store(true)
+	if _, err := f.s.Apply(context.Background(), []Op{put("m", "k", "two", ts(t0+1, 0, "c1"))}, 1); err == nil {
+		t.Fatalf("expected the reported failure")
+	}
+	be.lie.Store(false)
+	// The next commit re-reads k: the index must now hold the stored write,
+	// so an op older than it is ignored and the root is the stored state's.
+	f.apply(put("m", "other", "x", ts(t0, 0, "c1")))
+	if r := f.apply(put("m", "k", "older", ts(t0, 5, "c2"))); r[0].Changed {
+		t.Fatalf("index not repaired: an op older than the stored write was applied")
+	}
+	want := lwwRootOf(map[string]record.Timestamp{"k": ts(t0+1, 0, "c1"), "other": ts(t0, 0, "c1")})
+	if got := f.s.Root("m", KindLWW); got != want {
+		t.Fatalf("root %d, want %d", got, want)
+	}
+}
