@@ -7,8 +7,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -213,12 +215,19 @@ func TestOpen_unreadableFile(t *testing.T) {
 
 // TestBackend_corruptPages damages pages inside valid files (seeded, bounded)
 // and runs every operation: each either works or returns an error; none
-// panics or kills the process.
+// panics or kills the process, and once bbolt has failed on a file, writes
+// are refused.
 func TestBackend_corruptPages(t *testing.T) {
 	t.Parallel()
 	valid := validFile(t)
 	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	if s := os.Getenv("TOPGUN_REDB_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("TOPGUN_REDB_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed %d (set TOPGUN_REDB_SEED to replay)", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	pages := len(valid) / 4096
 	const rounds = 40
@@ -240,6 +249,7 @@ func TestBackend_corruptPages(t *testing.T) {
 			clear(data[p*4096 : (p+1)*4096])
 		}
 		path := writeFile(t, data)
+		start := time.Now()
 		b, err := Open(context.Background(), path, testOptions(t))
 		if err != nil {
 			failures++
@@ -256,14 +266,26 @@ func TestBackend_corruptPages(t *testing.T) {
 				t.Errorf("round %d: unexpected code %v: %v", round, c, err)
 			}
 		}
+		if b.damaged.Load() {
+			// Once bbolt failed on the file, writes are refused.
+			err := b.Apply(context.Background(), &abi.Batch{Now: 3, Mutations: []abi.Mutation{{Kind: abi.OpPut, Map: "m", Key: "k"}}})
+			if abi.CodeOf(err) != abi.CodeInternal {
+				t.Errorf("round %d: Apply on a damaged file = %v, want CodeInternal", round, err)
+			}
+		}
 		if err := b.Close(); err != nil {
 			t.Logf("round %d: close: %v", round, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			st, _ := os.Stat(path)
+			t.Logf("round %d took %v; file now %d bytes", round, d, st.Size())
 		}
 	}
 	t.Logf("%d of %d damaged files gave errors", failures, rounds)
 }
 
-// exercise runs every read and a write over the whole database.
+// exercise runs every read over the whole database, then a write (which is
+// refused if a read found damaged pages).
 func exercise(b *Backend) []error {
 	ctx := context.Background()
 	var errs []error

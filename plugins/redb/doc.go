@@ -42,13 +42,16 @@
 //     its cost is bounded by what it returns. Its order (expiration, map,
 //     backup, key) is the one plugins/null uses.
 //
-// Inside a map bucket the bbolt key is the byte 'r' followed by the record
-// key (bbolt does not store empty keys; the empty record key is valid), so
-// keys sort in byte order and a Scan cursor is abi.KeyCursor of the last
-// key. The stored value is a 25-byte header (a tag byte 1, then created_at,
-// updated_at and expiration_time as big-endian int64 Unix milliseconds)
-// followed by the opaque value bytes. bbolt's key limit (32 KiB) is well
-// above abi.MaxMapNameBytes and abi.MaxKeyBytes.
+// Inside a map bucket the bbolt key is the record key's bytes, except that
+// the empty key (valid, but bbolt does not store empty keys) is a single NUL
+// byte, which no valid key contains and which sorts first; so keys sort in
+// byte order and a Scan cursor is abi.KeyCursor of the last key. The stored
+// value is a 29-byte header followed by the opaque value bytes: a tag byte
+// (1), a CRC-32C of the bbolt key and the rest of the record, then
+// created_at, updated_at and expiration_time as big-endian int64 Unix
+// milliseconds. bbolt checks only its meta pages; the checksum makes a
+// damaged value, length or key an error instead of wrong data. bbolt's key
+// limit (32 KiB) is well above abi.MaxMapNameBytes and abi.MaxKeyBytes.
 //
 // # Performance
 //
@@ -58,7 +61,8 @@
 // and skips the lookup, and a batch made only of such appends (time-ordered
 // or counter keys) fills its pages completely (bucket FillPercent 1.0), as
 // a bulk load does. Other puts cost one lookup more than a plain bbolt Put.
-// Encoded values of a batch share one allocation. BenchmarkRatio compares
+// Encoded values of a batch share one allocation, and keys are passed to
+// bbolt without copying. BenchmarkRatio compares
 // redb with plain bbolt doing the same work in the same run.
 //
 // # Errors
@@ -90,8 +94,15 @@
 //     on a file that returned such an error. If a
 //     panic escapes bolt.Open itself the file descriptor is closed (releasing
 //     the lock) but bbolt's memory map of the file is not unmapped.
-//   - A record whose stored header does not decode makes Get, Scan and a Put
-//     of that key fail with abi.CodeInternal rather than guess its times.
+//   - A record that fails its checksum or does not decode makes Get, Scan,
+//     ListExpired and a Put of that key fail with abi.CodeInternal rather
+//     than return wrong data.
+//   - Once bbolt has panicked or faulted on the file, or a record has failed
+//     its checksum, the Backend refuses every later Apply with
+//     abi.CodeInternal (reads go on): bbolt trusts the pages it reads, and a
+//     write through a damaged page can spread the damage or make bbolt
+//     allocate by whatever size the page claims. Reopening clears this;
+//     restore the file from a backup first.
 //   - Options.NoSync is for tests: commits skip fsync, so batches may be lost
 //     on a crash (not on Close), and Describe drops abi.CapDurable.
 //   - The file grows and does not shrink when records are deleted; bbolt

@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"hash/fnv"
 	"io"
+	"unsafe"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -39,28 +41,47 @@ func appendBucketName(dst []byte, mapName string, backup bool) []byte {
 // Open refuses files with a larger version.
 const formatVersion = 1
 
-// recordKeyPrefix starts every record key inside a map bucket. bbolt does not
-// store empty keys, and the empty key is a valid record key, so every key
-// gets one constant leading byte; byte order between keys is unchanged.
-const recordKeyPrefix = 'r'
+// Inside a map bucket the bbolt key of a record is its key's bytes, except
+// for the empty key, which bbolt does not store: it is emptyRecordKey, a NUL
+// byte, which no valid key contains and which sorts before every other key.
+var emptyRecordKey = []byte{0}
 
-// appendRecordKey appends the bbolt key of a record key to dst.
-func appendRecordKey(dst []byte, key string) []byte {
-	dst = append(dst, recordKeyPrefix)
-	return append(dst, key...)
+// recordKey returns the bbolt key of a record key without copying it. The
+// slice shares the string's memory and must only be read: bbolt only reads
+// the keys it seeks with and copies the keys it stores.
+func recordKey(key string) []byte {
+	if key == "" {
+		return emptyRecordKey
+	}
+	return unsafe.Slice(unsafe.StringData(key), len(key))
+}
+
+// keyOf returns the record key of a bbolt key.
+func keyOf(k []byte) string {
+	if len(k) == 1 && k[0] == 0 {
+		return ""
+	}
+	return string(k)
 }
 
 // Record values are a fixed header followed by the opaque value bytes:
 //
 //	offset 0   1 byte   recordTag (layout of the header)
-//	offset 1   8 bytes  created_at, big-endian int64 (Unix ms, > 0)
-//	offset 9   8 bytes  updated_at, big-endian int64 (Unix ms, > 0)
-//	offset 17  8 bytes  expiration_time, big-endian int64 (Unix ms, >= 0; 0 = never)
-//	offset 25  ...      value
+//	offset 1   4 bytes  CRC-32C (Castagnoli), big-endian, of the bbolt key
+//	                    followed by bytes 5 to the end
+//	offset 5   8 bytes  created_at, big-endian int64 (Unix ms, > 0)
+//	offset 13  8 bytes  updated_at, big-endian int64 (Unix ms, > 0)
+//	offset 21  8 bytes  expiration_time, big-endian int64 (Unix ms, >= 0; 0 = never)
+//	offset 29  ...      value
+//
+// bbolt checks nothing but its meta pages; the checksum finds a damaged
+// value, a damaged length or a key that changed, instead of returning them.
 const (
 	recordTag       = 1
-	recordHeaderLen = 25
+	recordHeaderLen = 29
 )
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // recordHeader is the metadata stored in front of every value.
 type recordHeader struct {
@@ -72,37 +93,45 @@ type recordHeader struct {
 // errCorruptRecord is the cause of every record decoding error.
 var errCorruptRecord = errors.New("corrupt record")
 
-// putRecord writes the header and value into dst, which must be exactly
-// recordHeaderLen+len(value) bytes long.
-func putRecord(dst []byte, h recordHeader, value []byte) {
+func recordCRC(key, rec []byte) uint32 {
+	return crc32.Update(crc32.Update(0, castagnoli, key), castagnoli, rec[5:])
+}
+
+// putRecord writes the record of key (its bbolt key) into dst, which must be
+// exactly recordHeaderLen+len(value) bytes long.
+func putRecord(dst, key []byte, h recordHeader, value []byte) {
 	dst[0] = recordTag
-	binary.BigEndian.PutUint64(dst[1:], uint64(h.CreatedAt))
-	binary.BigEndian.PutUint64(dst[9:], uint64(h.UpdatedAt))
-	binary.BigEndian.PutUint64(dst[17:], uint64(h.ExpirationTime))
+	binary.BigEndian.PutUint64(dst[5:], uint64(h.CreatedAt))
+	binary.BigEndian.PutUint64(dst[13:], uint64(h.UpdatedAt))
+	binary.BigEndian.PutUint64(dst[21:], uint64(h.ExpirationTime))
 	copy(dst[recordHeaderLen:], value)
+	binary.BigEndian.PutUint32(dst[1:], recordCRC(key, dst))
 }
 
 // encodeRecord returns a new encoded record.
-func encodeRecord(h recordHeader, value []byte) []byte {
+func encodeRecord(key []byte, h recordHeader, value []byte) []byte {
 	dst := make([]byte, recordHeaderLen+len(value))
-	putRecord(dst, h, value)
+	putRecord(dst, key, h, value)
 	return dst
 }
 
-// decodeRecord splits a stored record into its header and value. The value
-// aliases b. Bytes that putRecord could not have produced from a valid batch
-// are an error wrapping errCorruptRecord.
-func decodeRecord(b []byte) (recordHeader, []byte, error) {
+// decodeRecord splits the stored record b of key (its bbolt key) into its
+// header and value. The value aliases b. Bytes that putRecord could not have
+// produced from a valid batch are an error wrapping errCorruptRecord.
+func decodeRecord(key, b []byte) (recordHeader, []byte, error) {
 	if len(b) < recordHeaderLen {
 		return recordHeader{}, nil, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", errCorruptRecord, len(b), recordHeaderLen)
 	}
 	if b[0] != recordTag {
 		return recordHeader{}, nil, fmt.Errorf("%w: unknown header tag %d", errCorruptRecord, b[0])
 	}
+	if got, want := binary.BigEndian.Uint32(b[1:]), recordCRC(key, b); got != want {
+		return recordHeader{}, nil, fmt.Errorf("%w: checksum %08x, computed %08x", errCorruptRecord, got, want)
+	}
 	h := recordHeader{
-		CreatedAt:      int64(binary.BigEndian.Uint64(b[1:])),
-		UpdatedAt:      int64(binary.BigEndian.Uint64(b[9:])),
-		ExpirationTime: int64(binary.BigEndian.Uint64(b[17:])),
+		CreatedAt:      int64(binary.BigEndian.Uint64(b[5:])),
+		UpdatedAt:      int64(binary.BigEndian.Uint64(b[13:])),
+		ExpirationTime: int64(binary.BigEndian.Uint64(b[21:])),
 	}
 	if h.CreatedAt <= 0 || h.UpdatedAt <= 0 || h.ExpirationTime < 0 {
 		return recordHeader{}, nil, fmt.Errorf("%w: times out of range (created %d, updated %d, expiration %d)", errCorruptRecord, h.CreatedAt, h.UpdatedAt, h.ExpirationTime)

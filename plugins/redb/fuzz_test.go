@@ -3,6 +3,7 @@ package redb
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,26 +12,54 @@ import (
 	"github.com/topgun-go/topgun/abi"
 )
 
-// FuzzDecodeRecord checks the record header decoder on arbitrary stored
-// bytes: it never panics, and what it accepts re-encodes to the same bytes.
+// FuzzDecodeRecord checks the record decoder on arbitrary stored bytes: it
+// never panics, and what it accepts re-encodes to the same bytes.
 func FuzzDecodeRecord(f *testing.F) {
-	f.Add(encodeRecord(recordHeader{CreatedAt: 1, UpdatedAt: 2, ExpirationTime: 3}, []byte("value")))
-	f.Add(encodeRecord(recordHeader{CreatedAt: 1 << 62, UpdatedAt: 1 << 62}, nil))
-	f.Add([]byte{})
-	f.Add([]byte{recordTag})
-	f.Add(bytes.Repeat([]byte{0xff}, recordHeaderLen+3))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		h, v, err := decodeRecord(b)
+	f.Add([]byte("rkey"), encodeRecord([]byte("rkey"), recordHeader{CreatedAt: 1, UpdatedAt: 2, ExpirationTime: 3}, []byte("value")))
+	f.Add([]byte("r"), encodeRecord([]byte("r"), recordHeader{CreatedAt: 1 << 62, UpdatedAt: 1 << 62}, nil))
+	f.Add([]byte("rk"), []byte{})
+	f.Add([]byte("rk"), []byte{recordTag})
+	f.Add([]byte("rk"), bytes.Repeat([]byte{0xff}, recordHeaderLen+3))
+	f.Fuzz(func(t *testing.T, key, b []byte) {
+		h, v, err := decodeRecord(key, b)
 		if err != nil {
 			return
 		}
 		if h.CreatedAt <= 0 || h.UpdatedAt <= 0 || h.ExpirationTime < 0 {
 			t.Fatalf("accepted out-of-range header %+v", h)
 		}
-		if got := encodeRecord(h, v); !bytes.Equal(got, b) {
+		if got := encodeRecord(key, h, v); !bytes.Equal(got, b) {
 			t.Fatalf("re-encoded %x, want %x", got, b)
 		}
 	})
+}
+
+// TestDecodeRecord_detectsDamage flips every bit of a record, and of its
+// key, and checks that the checksum catches each one.
+func TestDecodeRecord_detectsDamage(t *testing.T) {
+	t.Parallel()
+	key := []byte("rsome-key")
+	rec := encodeRecord(key, recordHeader{CreatedAt: 10, UpdatedAt: 20, ExpirationTime: 30}, []byte("some value"))
+	if _, v, err := decodeRecord(key, rec); err != nil || string(v) != "some value" {
+		t.Fatalf("decodeRecord = %q, %v", v, err)
+	}
+	for i := range len(rec) * 8 {
+		bad := bytes.Clone(rec)
+		bad[i/8] ^= 1 << (i % 8)
+		if _, _, err := decodeRecord(key, bad); !errors.Is(err, errCorruptRecord) {
+			t.Fatalf("bit %d of the record flipped: %v", i, err)
+		}
+	}
+	for i := range len(key) * 8 {
+		bad := bytes.Clone(key)
+		bad[i/8] ^= 1 << (i % 8)
+		if _, _, err := decodeRecord(bad, rec); !errors.Is(err, errCorruptRecord) {
+			t.Fatalf("bit %d of the key flipped: %v", i, err)
+		}
+	}
+	if _, _, err := decodeRecord(key, rec[:len(rec)-1]); !errors.Is(err, errCorruptRecord) {
+		t.Fatalf("truncated value: %v", err)
+	}
 }
 
 // FuzzExpiryKey checks the expiry index key parser: it never panics, and

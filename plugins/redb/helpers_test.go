@@ -3,7 +3,6 @@ package redb
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -96,15 +95,15 @@ func checkConsistency(t testing.TB, b *Backend) {
 			n := 0
 			err := mb.ForEach(func(k, v []byte) error {
 				n++
-				if len(k) == 0 || k[0] != recordKeyPrefix {
-					return errors.New("record key without prefix")
+				if bytes.IndexByte(k, 0) >= 0 && !bytes.Equal(k, emptyRecordKey) {
+					return fmt.Errorf("record key %q contains NUL", k)
 				}
-				h, _, err := decodeRecord(v)
+				h, _, err := decodeRecord(k, v)
 				if err != nil {
 					return err
 				}
 				if h.ExpirationTime != 0 {
-					want[string(appendExpiryKey(nil, h.ExpirationTime, mapName, backup, string(k[1:])))] = true
+					want[string(appendExpiryKey(nil, h.ExpirationTime, mapName, backup, keyOf(k)))] = true
 				}
 				return nil
 			})

@@ -49,6 +49,9 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	if b.closed.Load() {
 		return b.errClosed()
 	}
+	if b.damaged.Load() {
+		return b.errDamaged()
+	}
 	if len(batch.Mutations) == 0 {
 		return nil
 	}
@@ -68,7 +71,6 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 			index   map[bucketID]int
 			cur     *batchBucket
 			curID   bucketID
-			kbuf    = make([]byte, 0, 64)
 			xbuf    = make([]byte, 0, 64)
 		)
 		for i := range batch.Mutations {
@@ -92,7 +94,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 				}
 				cur = &buckets[j]
 			}
-			kbuf = appendRecordKey(kbuf[:0], m.Key)
+			kbuf := recordKey(m.Key)
 			if m.Kind == abi.OpPut && !cur.maxKnown {
 				cur.maxKnown = true
 				if cur.b != nil {
@@ -109,7 +111,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 			}
 			var oldHdr recordHeader
 			if old != nil {
-				h, _, err := decodeRecord(old)
+				h, _, err := decodeRecord(kbuf, old)
 				if err != nil {
 					return corrupt(m.Map, m.Backup, m.Key, err)
 				}
@@ -154,7 +156,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 			n := recordHeaderLen + len(m.Value)
 			rec := arena[:n:n]
 			arena = arena[n:]
-			putRecord(rec, h, m.Value)
+			putRecord(rec, kbuf, h, m.Value)
 			if err := cur.b.Put(kbuf, rec); err != nil {
 				return err
 			}
@@ -205,8 +207,6 @@ func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []s
 		if len(keys) > 16 {
 			seen = make(map[string]struct{}, len(keys))
 		}
-		var stack [80]byte
-		kbuf := stack[:0]
 		for i, k := range keys {
 			if i%ctxEvery == ctxEvery-1 {
 				if err := abi.ContextError(ctx); err != nil {
@@ -216,12 +216,12 @@ func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []s
 			if isDup(keys, i, seen) {
 				continue
 			}
-			kbuf = appendRecordKey(kbuf[:0], k)
+			kbuf := recordKey(k)
 			v := mb.Get(kbuf)
 			if v == nil {
 				continue
 			}
-			h, val, err := decodeRecord(v)
+			h, val, err := decodeRecord(kbuf, v)
 			if err != nil {
 				return corrupt(mapName, backup, k, err)
 			}
@@ -286,7 +286,7 @@ func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, erro
 		c := mb.Cursor()
 		var k, v []byte
 		if hasAfter {
-			seek := appendRecordKey(nil, after)
+			seek := recordKey(after)
 			k, v = c.Seek(seek)
 			if bytes.Equal(k, seek) {
 				k, v = c.Next()
@@ -301,16 +301,19 @@ func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, erro
 					return err
 				}
 			}
-			if len(k) == 0 || k[0] != recordKeyPrefix || v == nil {
+			if v == nil {
 				return corrupt(req.Map, req.Backup, string(k), errCorruptRecord)
 			}
-			size := len(k) - 1 + len(v) - recordHeaderLen
+			size := len(k) + len(v) - recordHeaderLen
+			if bytes.Equal(k, emptyRecordKey) {
+				size-- // the empty key counts for nothing
+			}
 			if len(page.Records) >= req.Limit || (len(page.Records) > 0 && used+size > req.MaxBytes) {
 				page.Cursor = abi.KeyCursor(page.Records[len(page.Records)-1].Key)
 				return nil
 			}
-			key := string(k[1:])
-			h, val, err := decodeRecord(v)
+			key := keyOf(k)
+			h, val, err := decodeRecord(k, v)
 			if err != nil {
 				return corrupt(req.Map, req.Backup, key, err)
 			}
@@ -386,7 +389,6 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 			mb       *bolt.Bucket
 			mbName   []byte
 			mbBackup bool
-			kbuf     []byte
 		)
 		n := 0
 		for k, _ := c.First(); k != nil && len(out) < limit; k, _ = c.Next() {
@@ -409,12 +411,15 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 			if mb == nil {
 				continue // dangling entry: no record
 			}
-			kbuf = append(append(kbuf[:0], recordKeyPrefix), key...)
+			kbuf := key
+			if len(kbuf) == 0 {
+				kbuf = emptyRecordKey
+			}
 			v := mb.Get(kbuf)
 			if v == nil {
 				continue
 			}
-			h, _, err := decodeRecord(v)
+			h, _, err := decodeRecord(kbuf, v)
 			if err != nil {
 				return corrupt(string(mapName), backup, string(key), err)
 			}

@@ -88,6 +88,11 @@ type Backend struct {
 	noSync bool
 	log    hclog.Logger
 	closed atomic.Bool
+	// damaged is set when bbolt panicked or faulted reading the file, or a
+	// record failed its checksum: from then on writes are refused, because
+	// bbolt trusts what it reads and a write through a damaged page can
+	// spread the damage or make it allocate without bound.
+	damaged atomic.Bool
 }
 
 var _ abi.Backend = (*Backend)(nil)
@@ -304,6 +309,10 @@ func (b *Backend) Close() error {
 	return nil
 }
 
+func (b *Backend) errDamaged() error {
+	return abi.Errorf(abi.CodeInternal, "redb: %s is corrupt (an earlier operation found damaged pages), so writes are refused to keep the damage from spreading; restore it from a backup, or inspect it with `bbolt check`", b.path)
+}
+
 func (b *Backend) errClosed() error {
 	return abi.Errorf(abi.CodeUnavailable, "redb: backend for %s is closed", b.path)
 }
@@ -326,6 +335,7 @@ func (b *Backend) update(fn func(*bolt.Tx) error) (err error) {
 
 func (b *Backend) recoverCorrupt(err *error) {
 	if r := recover(); r != nil {
+		b.damaged.Store(true)
 		*err = abi.Wrap(abi.CodeInternal, fmt.Errorf("%v", r), "redb: %s is corrupt (bbolt failed reading it); restore it from a backup, or inspect it with `bbolt check`", b.path)
 	}
 }
@@ -344,7 +354,8 @@ func (b *Backend) mapErr(err error) error {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return abi.Wrap(abi.CodeResourceExhausted, err, "redb: no space left for %s; free disk space", b.path)
 	case errors.Is(err, errCorruptRecord):
-		return abi.Wrap(abi.CodeInternal, err, "redb: %s is corrupt; restore it from a backup", b.path)
+		b.damaged.Store(true)
+		return abi.Wrap(abi.CodeInternal, err, "redb: %s is corrupt; restore it from a backup, or inspect it with `bbolt check`", b.path)
 	}
 	return abi.Wrap(abi.CodeInternal, err, "redb: %s", b.path)
 }
