@@ -80,6 +80,16 @@ func TestRun_usage(t *testing.T) {
 	}
 }
 
+// TestRun_process runs the entry point main uses with the process's
+// environment.
+func TestRun_process(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"plugin", "-h"}, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "inspect FILE.wasm") || errOut.Len() != 0 {
+		t.Fatalf("run(plugin -h) = %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+}
+
 func TestRun_badEnvironment(t *testing.T) {
 	t.Parallel()
 	code, _, stderr := runT(t, map[string]string{"TOPGUN_PLUGIN_MEMORY_MB": "lots"}, "plugin", "test", "a.wasm")

@@ -91,6 +91,20 @@ func lastBatch(t testing.TB, s *Store) int {
 	return n
 }
 
+// crashKills returns the number of kills: TOPGUN_CRASH_KILLS when set (the
+// long run of make crash-test), else def.
+func crashKills(t *testing.T, def int) int {
+	v := os.Getenv("TOPGUN_CRASH_KILLS")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("TOPGUN_CRASH_KILLS=%q is not a positive integer", v)
+	}
+	return n
+}
+
 // TestCrashChild is the child of TestCrash_killAndReopen; it does nothing
 // in a normal test run.
 func TestCrashChild(t *testing.T) {
@@ -129,7 +143,7 @@ func TestCrash_killAndReopen(t *testing.T) {
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 1))
 	t.Logf("seed %d", seed)
-	const rounds = 10
+	rounds := crashKills(t, 10)
 	maxAcked := -1
 	for round := 0; round < rounds; round++ {
 		acked, killed := runCrashChild(t, dir, time.Duration(5+rng.IntN(120))*time.Millisecond)

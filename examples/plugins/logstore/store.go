@@ -408,8 +408,9 @@ func (s *Store) Apply(ctx context.Context, b *abi.Batch) error {
 	}
 	written += int64(len(buf))
 	if err := s.f.Sync(); err != nil {
-		// After a failed fsync the kernel may have dropped the dirty pages:
-		// neither the batch nor what follows can be trusted any more.
+		// The batch may be partly on disk. Earlier batches were synced by
+		// earlier calls, so cutting the file back to base (and syncing
+		// that) leaves exactly the acknowledged batches.
 		return s.rollback(base, err)
 	}
 	if cap(buf) <= 2*writeChunk {

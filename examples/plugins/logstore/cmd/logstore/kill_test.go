@@ -41,7 +41,11 @@ func killBatch(i int) *abi.Batch {
 }
 
 func loadForKill(wasm, dir string) (*host.Backend, error) {
-	return host.Load(context.Background(), wasm, &host.Options{DataDir: dir, Config: map[string]string{"compact_min_bytes": "4096"}})
+	return host.Load(context.Background(), wasm, &host.Options{
+		DataDir:     dir,
+		Config:      map[string]string{"compact_min_bytes": "4096"},
+		CallTimeout: time.Minute, // a loaded machine must not fail a call
+	})
 }
 
 func lastOf(t testing.TB, b abi.Backend) int {
@@ -96,7 +100,14 @@ func TestHost_killKeepsData(t *testing.T) {
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 2))
 	t.Logf("seed %d", seed)
-	const rounds = 5
+	rounds := 5
+	if v := os.Getenv("TOPGUN_CRASH_KILLS"); v != "" { // the long run of make crash-test
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("TOPGUN_CRASH_KILLS=%q is not a positive integer", v)
+		}
+		rounds = n
+	}
 	last := -1
 	for round := 0; round < rounds; round++ {
 		acked := runKillChild(t, wasm, dir, time.Duration(20+rng.IntN(200))*time.Millisecond)

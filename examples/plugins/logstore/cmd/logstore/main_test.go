@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -130,8 +131,12 @@ func TestHost_conformance(t *testing.T) {
 	abitest.RunConformance(t, dirHarness(t.TempDir(), func(t abitest.TB, dir string) abi.Backend {
 		b, err := host.Load(context.Background(), wasm, &host.Options{
 			DataDir: dir,
-			Config:  map[string]string{"compact_min_bytes": "65536"},
-			Logger:  hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: tbWriter{t}}),
+			// The largest batches take seconds in wasm (decoding 100,000
+			// mutations); a loaded machine or -race must not fail them on
+			// the default 10s deadline.
+			CallTimeout: 2 * time.Minute,
+			Config:      map[string]string{"compact_min_bytes": "65536"},
+			Logger:      hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: tbWriter{t}}),
 		})
 		if err != nil {
 			t.Fatalf("host.Load: %v", err)
