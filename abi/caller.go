@@ -128,6 +128,9 @@ func (c *Caller) Apply(ctx context.Context, b *Batch) error {
 	if b == nil {
 		return Errorf(CodeInvalidArgument, "%s: apply: batch is nil", c.prefix)
 	}
+	if len(b.Mutations) > MaxBatchOps {
+		return Errorf(CodeInvalidArgument, "%s: apply: batch has %d mutations, the limit is %d", c.prefix, len(b.Mutations), MaxBatchOps)
+	}
 	s := c.get()
 	defer c.put(s)
 	s.enc.ApplyRequest(b)
@@ -136,6 +139,9 @@ func (c *Caller) Apply(ctx context.Context, b *Batch) error {
 
 // Get runs the get call.
 func (c *Caller) Get(ctx context.Context, mapName string, backup bool, keys []string) (recs []Record, err error) {
+	if len(keys) > MaxGetKeys {
+		return nil, Errorf(CodeInvalidArgument, "%s: get: get of %d keys, the limit is %d", c.prefix, len(keys), MaxGetKeys)
+	}
 	s := c.get()
 	defer c.put(s)
 	s.enc.GetRequest(mapName, backup, keys)

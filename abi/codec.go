@@ -457,7 +457,8 @@ func (d *Decoder) Description() (Description, error) {
 }
 
 // ApplyRequest decodes the body of apply into b, reusing the capacity of
-// b.Mutations.
+// b.Mutations. More than MaxBatchOps mutations is an *Error with
+// CodeInvalidArgument, found before any mutation is decoded.
 func (d *Decoder) ApplyRequest(b *Batch) error {
 	n, err := d.arr("apply request", 2)
 	if err != nil {
@@ -470,6 +471,9 @@ func (d *Decoder) ApplyRequest(b *Batch) error {
 	count, err := d.list("mutations", 7)
 	if err != nil {
 		return err
+	}
+	if count > MaxBatchOps {
+		return Errorf(CodeInvalidArgument, "batch has %d mutations, the limit is %d", count, MaxBatchOps)
 	}
 	old := len(b.Mutations)
 	if cap(b.Mutations) < count {
@@ -535,7 +539,8 @@ func (d *Decoder) ApplyRequest(b *Batch) error {
 	return d.skip("apply request", n, 2)
 }
 
-// GetRequest decodes the body of get, reusing the capacity of keys.
+// GetRequest decodes the body of get, reusing the capacity of keys. More
+// than MaxGetKeys keys is an *Error with CodeInvalidArgument.
 func (d *Decoder) GetRequest(keys []string) (GetRequest, error) {
 	var r GetRequest
 	n, err := d.arr("get request", 3)
@@ -551,6 +556,9 @@ func (d *Decoder) GetRequest(keys []string) (GetRequest, error) {
 	count, err := d.list("keys", 1)
 	if err != nil {
 		return r, err
+	}
+	if count > MaxGetKeys {
+		return r, Errorf(CodeInvalidArgument, "get of %d keys, the limit is %d", count, MaxGetKeys)
 	}
 	r.Keys = keys[:0]
 	for i := 0; i < count; i++ {

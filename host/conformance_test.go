@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/abi/abitest"
@@ -12,6 +13,9 @@ import (
 func wasmNullHarness(t *testing.T) abitest.Harness {
 	path := nullWasm(t)
 	opts := testOptions(t)
+	// A batch of exactly abi.MaxBatchOps mutations takes seconds to decode
+	// in a sandboxed guest on a busy machine (and under -race).
+	opts.CallTimeout = time.Minute
 	return abitest.Harness{Open: func(tb abitest.TB) abi.Backend {
 		b, err := Load(context.Background(), path, opts)
 		if err != nil {
