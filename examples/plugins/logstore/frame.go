@@ -162,7 +162,11 @@ type frameReader struct {
 }
 
 func newFrameReader(r io.Reader, off, end int64) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, 64<<10), off: off, end: end}
+	size := int64(64 << 10)
+	if n := end - off; n < size {
+		size = max(n, 16) // bufio's minimum
+	}
+	return &frameReader{r: bufio.NewReaderSize(r, int(size)), off: off, end: end}
 }
 
 // next reads the frame at fr.off. It returns io.EOF at a clean end, errTorn
