@@ -186,9 +186,11 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry) (wire.MapDelta
 	// Taken before reading, so the next request's lastSyncTimestamp does
 	// not skip what commits while this one reads.
 	now := s.store.Clock().Now()
-	millis := since.Millis
+	// Since compares commit times in ms; one ms of overlap re-sends what
+	// committed in the same ms, which the client's LWW merge ignores.
+	millis := int64(min(since.Millis, 1<<62))
 	if millis > 0 {
-		millis-- // Since compares millis only; the full timestamp is compared below
+		millis--
 	}
 	entries, err := s.store.Since(ctx, sm.MapName, millis)
 	if err != nil {
@@ -198,7 +200,7 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry) (wire.MapDelta
 	d := wire.MapDelta{MapName: sm.MapName, Records: []wire.DeltaRecord{}, ServerSyncTimestamp: tsToWire(now)}
 	for i := range entries {
 		e := &entries[i]
-		if e.Record.Kind != record.KindLWW || (!since.IsZero() && e.Record.LWW.Timestamp.Compare(since) <= 0) {
+		if e.Record.Kind != record.KindLWW {
 			continue
 		}
 		ev := wire.EventPut

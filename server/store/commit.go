@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
@@ -57,6 +58,8 @@ func (s *Store) submit(ctx context.Context, req *request) error {
 // write lock only to install a committed batch.
 func (s *Store) committer() {
 	defer s.wg.Done()
+	var expected int         // requests in the last group
+	var linger time.Duration // half the last commit's duration
 	for {
 		var first *request
 		select {
@@ -85,9 +88,35 @@ func (s *Store) committer() {
 				break gather
 			}
 		}
+		// Writers answered by the last commit are still on their way back:
+		// when the last group was bigger than what has arrived, linger for a
+		// fraction of a commit's time so they share this commit instead of
+		// each waiting for the next one.
+		if want := expected / 2; len(group) < want && linger > 0 {
+			timer := time.NewTimer(linger)
+		more:
+			for len(group) < expected && n < s.opts.MaxCommitOps {
+				select {
+				case r := <-s.reqs:
+					group = append(group, r)
+					n += len(r.ops) + 1
+				case <-timer.C:
+					break more
+				case <-s.closing:
+					break more
+				}
+			}
+			timer.Stop()
+		}
+		start := time.Now()
 		s.commitGroup(group)
+		expected = len(group)
+		linger = min(time.Since(start)/2, maxLinger)
 	}
 }
+
+// maxLinger bounds how long a commit waits for writers of the last one.
+const maxLinger = 2 * time.Millisecond
 
 // failLate answers requests that raced with Close.
 func (s *Store) failLate() {
@@ -133,6 +162,7 @@ type state struct {
 	rv           record.RecordValue
 	exp          int64
 	dirty        bool
+	enc          []byte // encoded rv, set by checkSize
 }
 
 // txn is the overlay of one group commit: merged states not yet durable.
@@ -142,7 +172,8 @@ type txn struct {
 	order   []*state // dirty states in first-touch order
 	changes []Change
 	prune   *record.Timestamp
-	err     error // infrastructure failure: the whole group fails
+	buf     []byte // encodings of the states (checkSize)
+	err     error  // infrastructure failure: the whole group fails
 }
 
 func reject(i int, format string, args ...any) Result {
@@ -157,7 +188,22 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 		return st, nil
 	}
 	st := &state{mapName: mapName, key: key}
-	if ms := t.s.maps[mapName]; ms != nil {
+	ms := t.s.maps[mapName]
+	if !needValue {
+		// The index knows every LWW key and every OR key with live
+		// entries; a key in neither holds nothing an LWW write must respect
+		// (at most OR tombstones or an unreadable record, which the write
+		// replaces), so no backend read is needed.
+		if ms == nil {
+			return st, nil
+		}
+		if _, ok := ms.or.get(key); !ok {
+			if _, ok := ms.lww.get(key); !ok {
+				return st, nil
+			}
+		}
+	}
+	if ms != nil {
 		if m, ok := ms.lww.get(key); ok && !needValue {
 			st.present = true
 			st.rv = record.NewLWW(record.Value{}, t.s.lwwTimestamp(m))
@@ -258,7 +304,8 @@ func (t *txn) applyLWW(i int, op *Op, ts record.Timestamp, origin uint64) Result
 	return Result{Changed: true}
 }
 
-func (t *txn) orState(i int, op *Op) (*state, Result, bool) {
+// orCurrent returns the current state of an OR-Map key (read-only).
+func (t *txn) orCurrent(i int, op *Op) (*state, Result, bool) {
 	cur, err := t.current(op.Map, op.Key, true)
 	if err != nil {
 		t.err = err
@@ -267,10 +314,14 @@ func (t *txn) orState(i int, op *Op) (*state, Result, bool) {
 	if cur.present && cur.rv.Kind == record.KindLWW {
 		return nil, reject(i, "key %q of map %q holds an LWW record, not an OR-Map one", op.Key, op.Map), false
 	}
-	// Copy so a rejected op (e.g. too large) leaves the current state alone.
-	st := &state{mapName: op.Map, key: op.Key, present: true, exp: cur.exp, rv: record.NewORMap(
+	return cur, Result{}, true
+}
+
+// orCopy returns a new state holding a copy of an OR-Map key's state, so
+// a rejected op (e.g. too large) leaves the current one alone.
+func (cur *state) orCopy() *state {
+	return &state{mapName: cur.mapName, key: cur.key, present: true, exp: cur.exp, rv: record.NewORMap(
 		slices.Clone(cur.rv.ORMap.Records), slices.Clone(cur.rv.ORMap.Tombstones))}
-	return st, Result{}, true
 }
 
 func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Result {
@@ -281,19 +332,20 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 		}
 		tag = ts.String()
 	}
-	st, res, ok := t.orState(i, op)
+	cur, res, ok := t.orCurrent(i, op)
 	if !ok {
 		return res
 	}
-	m := &st.rv.ORMap
-	if slices.Contains(m.Tombstones, tag) {
+	if slices.Contains(cur.rv.ORMap.Tombstones, tag) {
 		return Result{} // removed before: remove wins
 	}
-	for _, r := range m.Records {
+	for _, r := range cur.rv.ORMap.Records {
 		if r.Tag == tag {
 			return Result{} // a re-sent add
 		}
 	}
+	st := cur.orCopy()
+	m := &st.rv.ORMap
 	e := record.ORMapEntry{Value: op.Value, Tag: tag, Timestamp: ts, TTLMs: op.TTLMs}
 	m.Records = append(m.Records, e)
 	st.exp = orExpiry(m)
@@ -309,14 +361,15 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	if op.Tag == "" {
 		return reject(i, "OR remove of key %q has no tag", op.Key)
 	}
-	st, res, ok := t.orState(i, op)
+	cur, res, ok := t.orCurrent(i, op)
 	if !ok {
 		return res
 	}
-	m := &st.rv.ORMap
-	if slices.Contains(m.Tombstones, op.Tag) {
-		return Result{}
+	if slices.Contains(cur.rv.ORMap.Tombstones, op.Tag) {
+		return Result{} // a re-sent remove
 	}
+	st := cur.orCopy()
+	m := &st.rv.ORMap
 	m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { return r.Tag == op.Tag })
 	m.Tombstones = append(m.Tombstones, op.Tag)
 	st.exp = orExpiry(m)
@@ -346,14 +399,19 @@ func orExpiry(m *record.ORMap) int64 {
 
 // checkSize rejects a state whose encoding would exceed the backend's
 // value limit, before it can fail a whole group commit.
+// The encoding is kept for the commit.
 func (t *txn) checkSize(st *state) error {
-	b, err := record.Encode(nil, &st.rv)
+	start := len(t.buf)
+	b, err := record.Encode(t.buf, &st.rv)
 	if err != nil {
 		return err
 	}
-	if len(b) > abi.MaxValueBytes {
-		return fmt.Errorf("record of key %q would be %d bytes, the limit is %d", st.key, len(b), abi.MaxValueBytes)
+	if n := len(b) - start; n > abi.MaxValueBytes {
+		t.buf = b[:start]
+		return fmt.Errorf("record of key %q would be %d bytes, the limit is %d", st.key, n, abi.MaxValueBytes)
 	}
+	t.buf = b
+	st.enc = b[start:len(b):len(b)]
 	return nil
 }
 
@@ -362,19 +420,17 @@ func (t *txn) checkSize(st *state) error {
 func (t *txn) commit() error {
 	s := t.s
 	b := &abi.Batch{Now: s.now(), Mutations: make([]abi.Mutation, 0, len(t.order))}
-	var buf []byte
 	for _, st := range t.order {
 		if !st.present {
 			b.Delete(st.mapName, st.key, false)
 			continue
 		}
-		var err error
-		start := len(buf)
-		buf, err = record.Encode(buf, &st.rv)
-		if err != nil {
-			return fmt.Errorf("store: encode %q/%q: %w", st.mapName, st.key, err)
+		if st.enc == nil {
+			if err := t.checkSize(st); err != nil {
+				return fmt.Errorf("store: encode %q/%q: %w", st.mapName, st.key, err)
+			}
 		}
-		b.Put(st.mapName, st.key, false, buf[start:len(buf):len(buf)], st.exp)
+		b.Put(st.mapName, st.key, false, st.enc, st.exp)
 	}
 	if err := s.be.Apply(context.Background(), b); err != nil {
 		return fmt.Errorf("store: commit of %d records: %w", len(b.Mutations), err)

@@ -88,6 +88,7 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 			continue // re-written since the listing
 		}
 		st := &state{mapName: r.Map, key: r.Key, present: true}
+		var dropped []string
 		switch cur.rv.Kind {
 		case record.KindLWW:
 			st.rv = record.NewLWW(record.Value{}, t.s.clock.Now())
@@ -97,6 +98,7 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 			for _, e := range cur.rv.ORMap.Records {
 				if orEntryExpired(&e, now) {
 					tombs = append(tombs, e.Tag)
+					dropped = append(dropped, e.Tag)
 				} else {
 					keep = append(keep, e)
 				}
@@ -105,7 +107,7 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 			st.exp = orExpiry(&st.rv.ORMap)
 		}
 		t.write(st)
-		t.changes = append(t.changes, Change{Map: r.Map, Key: r.Key, Kind: ChangeExpired, Record: st.rv, ExpirationTime: st.exp})
+		t.changes = append(t.changes, Change{Map: r.Map, Key: r.Key, Kind: ChangeExpired, Record: st.rv, ExpirationTime: st.exp, Tags: dropped})
 		n++
 	}
 	return n

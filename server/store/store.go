@@ -447,24 +447,37 @@ func (s *Store) Scan(ctx context.Context, mapName string, f func(e *Entry) bool)
 	}
 }
 
-// Since returns the LWW records of a map (tombstones included) whose
-// timestamp is after since, for HTTP sync deltas.
-func (s *Store) Since(ctx context.Context, mapName string, since uint64) ([]Entry, error) {
-	s.mu.RLock()
-	var keys []string
-	if ms := s.maps[mapName]; ms != nil {
-		ms.lww.each(func(k string, m lwwMeta) bool {
-			if m.millis > since {
-				keys = append(keys, k)
+// Since returns the LWW records of a map, tombstones included, committed
+// after since (Unix ms of the commit, not of the record's timestamp: a
+// client's late write with an old stamp is still new to others). It scans
+// the map in storage, for HTTP sync deltas.
+func (s *Store) Since(ctx context.Context, mapName string, since int64) ([]Entry, error) {
+	if s.closed.Load() {
+		return nil, ErrClosed
+	}
+	var out []Entry
+	var cursor []byte
+	for {
+		page, err := s.be.Scan(ctx, abi.ScanRequest{Map: mapName, Cursor: cursor, MaxBytes: s.opts.ScanBytes})
+		if err != nil {
+			return nil, fmt.Errorf("store: scan %q: %w", mapName, err)
+		}
+		for i := range page.Records {
+			r := &page.Records[i]
+			if r.UpdatedAt <= since {
+				continue
 			}
-			return true
-		})
+			rv, err := record.Decode(r.Value)
+			if err != nil || rv.Kind != record.KindLWW {
+				continue
+			}
+			out = append(out, Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime})
+		}
+		if page.Cursor == nil {
+			return out, nil
+		}
+		cursor = page.Cursor
 	}
-	s.mu.RUnlock()
-	if len(keys) == 0 {
-		return nil, nil
-	}
-	return s.load(ctx, mapName, keys)
 }
 
 // load reads records through the cache, in the order of keys, skipping

@@ -504,3 +504,23 @@ func TestStore_unknownOutcomeRepairsIndex(t *testing.T) {
 		t.Fatalf("root %d, want %d", got, want)
 	}
 }
+
+func TestStore_Since_byCommitTime(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	f.apply(put("m", "early", "v", ts(t0-5000, 0, "c1")))
+	since := f.wall.Load()
+	f.wall.Add(10)
+	// A late write stamped long ago (an offline client) is new to others.
+	f.apply(put("m", "late", "v", ts(t0-9000, 0, "c2")), Op{Map: "m", Key: "gone", Kind: OpRemove, Timestamp: ts(t0-9000, 1, "c2")})
+	es, err := f.s.Since(context.Background(), "m", since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, e := range es {
+		got[e.Key] = true
+	}
+	if len(got) != 2 || !got["late"] || !got["gone"] {
+		t.Fatalf("Since returned %v, want the late write and the tombstone", got)
+	}
+}

@@ -89,8 +89,10 @@ type Change struct {
 	ExpirationTime int64
 	// Entry is the OR entry added (ChangeORAdd).
 	Entry record.ORMapEntry
-	// Tag is the OR tag removed (ChangeORRemove).
+	// Tag is the OR tag removed (ChangeORRemove) or added (ChangeORAdd).
 	Tag string
+	// Tags are the tags of the OR entries dropped by expiry (ChangeExpired).
+	Tags []string
 	// TTLMs of an LWW put, as the client gave it.
 	TTLMs uint64
 	// Origin is the origin passed to Apply (0 for the server's own changes),
