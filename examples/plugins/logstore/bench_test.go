@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/abi/abitest"
 )
 
 // BenchmarkApply measures one durable batch of n 100-byte puts: one fsync
@@ -33,4 +34,15 @@ func BenchmarkApply(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/put")
 		})
 	}
+}
+
+// BenchmarkShared runs the benchmarks every backend runs (abitest).
+func BenchmarkShared(b *testing.B) {
+	abitest.RunBenchmarks(b, func(b *testing.B) abi.Backend {
+		s, err := Open(context.Background(), b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	})
 }

@@ -1,6 +1,7 @@
 package logstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -479,6 +480,7 @@ func (s *Store) Get(ctx context.Context, mapName string, backup bool, keys []str
 		seen = make(map[string]struct{}, len(keys))
 	}
 	out := make([]abi.Record, 0, len(keys))
+	var es []*entry
 	for i, k := range keys {
 		if i%1024 == 1023 {
 			if err := abi.ContextError(ctx); err != nil {
@@ -495,26 +497,63 @@ func (s *Store) Get(ctx context.Context, mapName string, backup bool, keys []str
 		if e == nil {
 			continue
 		}
-		r, err := s.record(mapName, k, backup, e, true)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
+		out = append(out, s.record(mapName, k, backup, e))
+		es = append(es, e)
+	}
+	if err := s.readValues(out, es); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
-// record builds a record from its index entry; callers hold mu.
-func (s *Store) record(mapName, key string, backup bool, e *entry, withValue bool) (abi.Record, error) {
-	r := abi.Record{Map: mapName, Key: key, Backup: backup, ExpirationTime: e.exp, CreatedAt: e.created, UpdatedAt: e.updated}
-	if !withValue {
-		return r, nil
+// record builds a record without its value from its index entry.
+func (s *Store) record(mapName, key string, backup bool, e *entry) abi.Record {
+	return abi.Record{Map: mapName, Key: key, Backup: backup, ExpirationTime: e.exp, CreatedAt: e.created, UpdatedAt: e.updated}
+}
+
+// Reads of values that lie close together in the log are merged into one
+// read of at most maxReadRun bytes, skipping gaps of up to maxReadGap bytes:
+// after a compaction, or for keys written in order, a page of a scan is one
+// read instead of one per record.
+const (
+	maxReadGap = 4 << 10
+	maxReadRun = 1 << 20
+)
+
+// readValues sets recs[i].Value to the value of es[i]; callers hold mu.
+// Values read in one run share its buffer, each capped to its own length
+// so that appending to one cannot overwrite another.
+func (s *Store) readValues(recs []abi.Record, es []*entry) error {
+	order := make([]int, len(es))
+	for i := range order {
+		order[i] = i
 	}
-	r.Value = make([]byte, e.valueLen)
-	if _, err := s.f.ReadAt(r.Value, e.valuePos()); err != nil {
-		return abi.Record{}, abi.Wrap(abi.CodeInternal, err, "logstore: read value of key %q in map %q from %s at offset %d", key, mapName, s.path, e.valuePos())
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(es[a].valuePos(), es[b].valuePos()) })
+	for i := 0; i < len(order); {
+		start := es[order[i]].valuePos()
+		end := start + int64(es[order[i]].valueLen)
+		j := i + 1
+		for ; j < len(order); j++ {
+			e := es[order[j]]
+			p := e.valuePos()
+			if p-end > maxReadGap || p+int64(e.valueLen)-start > maxReadRun {
+				break
+			}
+			end = max(end, p+int64(e.valueLen))
+		}
+		buf := make([]byte, end-start)
+		if _, err := s.f.ReadAt(buf, start); err != nil {
+			r := &recs[order[i]]
+			return abi.Wrap(abi.CodeInternal, err, "logstore: read value of key %q in map %q from %s at offset %d", r.Key, r.Map, s.path, start)
+		}
+		for _, k := range order[i:j] {
+			off := es[k].valuePos() - start
+			n := int64(es[k].valueLen)
+			recs[k].Value = buf[off : off+n : off+n]
+		}
+		i = j
 	}
-	return r, nil
+	return nil
 }
 
 // Scan pages through one map in byte order of keys.
@@ -562,6 +601,7 @@ func (s *Store) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error)
 		i = bk.after(after)
 	}
 	var page abi.Page
+	var es []*entry
 	used := 0
 	for ; i < len(bk.sorted); i++ {
 		k := bk.sorted[i]
@@ -569,14 +609,14 @@ func (s *Store) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error)
 		size := len(k) + int(e.valueLen)
 		if len(page.Records) >= req.Limit || (len(page.Records) > 0 && used+size > req.MaxBytes) {
 			page.Cursor = abi.KeyCursor(page.Records[len(page.Records)-1].Key)
-			return page, nil
+			break
 		}
-		r, err := s.record(req.Map, k, req.Backup, e, true)
-		if err != nil {
-			return abi.Page{}, err
-		}
-		page.Records = append(page.Records, r)
+		page.Records = append(page.Records, s.record(req.Map, k, req.Backup, e))
+		es = append(es, e)
 		used += size
+	}
+	if err := s.readValues(page.Records, es); err != nil {
+		return abi.Page{}, err
 	}
 	return page, nil
 }
@@ -619,8 +659,7 @@ func (s *Store) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Re
 	items := s.ix.expired(now, limit)
 	out := make([]abi.Record, 0, len(items))
 	for _, it := range items {
-		r, _ := s.record(it.id.mapName, it.key, it.id.backup, s.ix.get(it.id, it.key), false)
-		out = append(out, r)
+		out = append(out, s.record(it.id.mapName, it.key, it.id.backup, s.ix.get(it.id, it.key)))
 	}
 	return out, nil
 }

@@ -566,3 +566,42 @@ func TestStore_largeBatchChunks(t *testing.T) {
 		}
 	}
 }
+
+// TestStore_valuesOwned: values read in one merged read share a buffer;
+// appending to one must not change another, and changing a returned value
+// must not change the store.
+func TestStore_valuesOwned(t *testing.T) {
+	t.Parallel()
+	s := openT(t, t.TempDir(), testOptions(t))
+	var b abi.Batch
+	b.Now = 1
+	b.Put("m", "a", false, []byte("aaaa"), 0)
+	b.Put("m", "b", false, []byte("bbbb"), 0)
+	b.Put("m", "c", false, []byte{}, 0)
+	applyT(t, s, &b)
+	for _, read := range []func() []abi.Record{
+		func() []abi.Record { return scanAll(t, s, "m", false) },
+		func() []abi.Record {
+			r, err := s.Get(context.Background(), "m", false, []string{"c", "a", "b"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.SortFunc(r, func(x, y abi.Record) int { return strings.Compare(x.Key, y.Key) })
+			return r
+		},
+	} {
+		got := read()
+		if len(got) != 3 || got[2].Value == nil {
+			t.Fatalf("read %+v, want a, b and c with an empty, non-nil value", got)
+		}
+		_ = append(got[0].Value, "XXXX"...)
+		got[1].Value[0] = 'Z'
+		if string(got[1].Value) != "Zbbb" || len(got[2].Value) != 0 {
+			t.Fatalf("appending to one value changed another: %q %q", got[1].Value, got[2].Value)
+		}
+		again := read()
+		if string(again[0].Value) != "aaaa" || string(again[1].Value) != "bbbb" {
+			t.Fatalf("changing returned values changed the store: %q %q", again[0].Value, again[1].Value)
+		}
+	}
+}
