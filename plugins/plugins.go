@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/host"
 	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/plugins/postgres"
 	"github.com/topgun-go/topgun/plugins/redb"
@@ -43,9 +44,9 @@ var (
 	ErrUnknownBackend = errors.New("plugins: unknown storage backend")
 	// ErrMissingDatabaseURL: the postgres backend was chosen without a URL.
 	ErrMissingDatabaseURL = errors.New("plugins: postgres backend needs a database URL")
-	// ErrPluginUnsupported: the spec names a wasm plugin, which this build
-	// cannot load yet.
-	ErrPluginUnsupported = errors.New("plugins: wasm plugins are not supported yet")
+	// ErrPluginNotFound: the spec names a wasm plugin file that does not
+	// exist or is not a regular file.
+	ErrPluginNotFound = errors.New("plugins: plugin file not found")
 )
 
 // specError is an error with a user-facing message that still matches its
@@ -64,6 +65,10 @@ type Options struct {
 	RedbPath string
 	// DatabaseURL is the PostgreSQL connection string (required for postgres).
 	DatabaseURL string
+	// Plugin configures the wasm host for a plugin spec; nil means
+	// host.DefaultOptions(). Its Logger is ignored: the plugin logs as
+	// "plugin.<file name>" under Logger.
+	Plugin *host.Options
 	// Logger is the parent of the backend's logger, which is named
 	// "storage.<backend>" under it; nil means no logging.
 	Logger hclog.Logger
@@ -220,17 +225,45 @@ func Open(ctx context.Context, spec string, opts *Options) (*Store, error) {
 	return newStore(b, loc), nil
 }
 
-// checkPlugin reports whether the plugin at path can be loaded.
-func checkPlugin(path string, _ *Options) error {
-	return &specError{
-		msg:  fmt.Sprintf("plugins: STORAGE_BACKEND=%s: wasm plugins are not supported yet (use one of: %s)", path, strings.Join(Builtins(), ", ")),
-		kind: ErrPluginUnsupported,
+// checkPlugin reports whether the plugin at path exists and the host
+// options are valid; the file itself is verified when it is loaded.
+func checkPlugin(path string, opts *Options) error {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		why := "it is not a regular file"
+		if err != nil {
+			why = err.Error()
+		}
+		return &specError{
+			msg:  fmt.Sprintf("plugins: STORAGE_BACKEND=%s names a wasm plugin, but %s; give the path of a .wasm file (or one of: %s)", path, why, strings.Join(Builtins(), ", ")),
+			kind: ErrPluginNotFound,
+		}
 	}
+	if opts.Plugin != nil {
+		if err := opts.Plugin.Validate(); err != nil {
+			return fmt.Errorf("plugins: STORAGE_BACKEND=%s: %w", path, err)
+		}
+	}
+	return nil
 }
 
-// openPlugin loads the wasm storage plugin at path.
-func openPlugin(_ context.Context, path string, opts *Options) (*Store, error) {
-	return nil, checkPlugin(path, opts)
+// openPlugin loads the wasm storage plugin at path through the host.
+func openPlugin(ctx context.Context, path string, opts *Options) (*Store, error) {
+	ho := host.DefaultOptions()
+	if opts.Plugin != nil {
+		c := *opts.Plugin
+		ho = &c
+	}
+	ho.Logger = opts.Logger
+	b, err := host.Load(ctx, path, ho)
+	if err != nil {
+		return nil, err
+	}
+	loc := path
+	if abs, err := filepath.Abs(path); err == nil {
+		loc = abs
+	}
+	return newStore(b, loc), nil
 }
 
 // Store is the portable storage handle the server core uses: one opened

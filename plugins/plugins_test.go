@@ -3,6 +3,8 @@ package plugins_test
 import (
 	"context"
 	"errors"
+	"github.com/topgun-go/topgun/host"
+	"github.com/topgun-go/topgun/host/hosttest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -47,9 +49,10 @@ func TestOpen_spec(t *testing.T) {
 		{name: "unknown", spec: "mysql", wantErr: plugins.ErrUnknownBackend, wantMsg: choices},
 		{name: "case_sensitive", spec: "REDB", wantErr: plugins.ErrUnknownBackend, wantMsg: choices},
 		{name: "postgres_without_url", spec: "postgres", wantErr: plugins.ErrMissingDatabaseURL, wantMsg: "STORAGE_BACKEND=postgres requires DATABASE_URL"},
-		{name: "wasm_file", spec: "store.wasm", wantErr: plugins.ErrPluginUnsupported, wantMsg: "STORAGE_BACKEND=store.wasm: wasm plugins are not supported yet"},
-		{name: "relative_path", spec: "./x/y", wantErr: plugins.ErrPluginUnsupported, wantMsg: "STORAGE_BACKEND=./x/y: wasm plugins are not supported yet"},
-		{name: "absolute_path", spec: "/opt/plugins/kv", wantErr: plugins.ErrPluginUnsupported, wantMsg: "wasm plugins are not supported yet"},
+		{name: "missing_wasm_file", spec: "store.wasm", wantErr: plugins.ErrPluginNotFound, wantMsg: "STORAGE_BACKEND=store.wasm names a wasm plugin, but"},
+		{name: "missing_relative_path", spec: "./x/y", wantErr: plugins.ErrPluginNotFound, wantMsg: "STORAGE_BACKEND=./x/y names a wasm plugin"},
+		{name: "missing_absolute_path", spec: "/opt/plugins/kv", wantErr: plugins.ErrPluginNotFound, wantMsg: "give the path of a .wasm file"},
+		{name: "directory", spec: "/", wantErr: plugins.ErrPluginNotFound, wantMsg: "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -251,4 +254,37 @@ func TestStore_postgres(t *testing.T) {
 		t.Errorf("Location() = %q: want the host without the password", loc)
 	}
 	testPingAndClose(t, s)
+}
+
+// TestOpen_wasmPlugin opens the null plugin built from examples/ through
+// the same Open the server uses: it is an abi backend like the built-ins.
+func TestOpen_wasmPlugin(t *testing.T) {
+	wasm := hosttest.BuildPlugin(t, "../examples/plugins/null")
+	ctx := context.Background()
+	s, err := plugins.Open(ctx, wasm, &plugins.Options{Logger: testLogger(t), Plugin: &host.Options{CacheDir: t.TempDir()}})
+	if err != nil {
+		t.Fatalf("Open(%s) = %v", wasm, err)
+	}
+	defer s.Close()
+	if d := s.Describe(); d.Name != "null" || !d.Capabilities.Has(abi.CapAtomicBatch) {
+		t.Fatalf("Describe = %+v", d)
+	}
+	if s.Location() != wasm {
+		t.Errorf("Location = %q, want %q", s.Location(), wasm)
+	}
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping = %v", err)
+	}
+	b := &abi.Batch{Now: 1}
+	b.Put("todo-items", "k", false, []byte("v"), 0)
+	if err := s.Backend().Apply(ctx, b); err != nil {
+		t.Fatalf("Apply = %v", err)
+	}
+	if r, err := abi.GetOne(ctx, s.Backend(), "todo-items", "k", false); err != nil || string(r.Value) != "v" {
+		t.Fatalf("GetOne = %+v, %v", r, err)
+	}
+	bad := &host.Options{MemoryLimitMB: -1}
+	if err := plugins.Check(wasm, &plugins.Options{Plugin: bad}); err == nil || !strings.Contains(err.Error(), "TOPGUN_PLUGIN_MEMORY_MB") {
+		t.Fatalf("Check with a bad memory limit = %v", err)
+	}
 }

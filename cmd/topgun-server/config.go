@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/host"
 	"github.com/topgun-go/topgun/plugins"
 	"github.com/topgun-go/topgun/server/hlc"
 	"github.com/topgun-go/topgun/server/protocol"
@@ -38,6 +39,9 @@ type config struct {
 	maxDrift        time.Duration
 	cacheMB         int64         // 0 disables the value cache
 	tombstoneTTL    time.Duration // negative keeps tombstones forever
+
+	pluginEnv map[string]string // TOPGUN_PLUGIN_* values
+	plugin    *host.Options
 }
 
 // setting is one configuration value: an environment variable mirrored by a
@@ -69,6 +73,28 @@ var settings = []setting{
 	{"TOPGUN_MAX_DRIFT_MS", "max-drift-ms", "60000", "writes stamped further ahead of the server clock than this (ms) are rejected", setMaxDrift},
 	{"TOPGUN_CACHE_MB", "cache-mb", "64", "memory for cached record values, in MiB; 0 disables the cache", setCacheMB},
 	{"TOPGUN_TOMBSTONE_TTL", "tombstone-ttl", "168h", "how long deletes are remembered for offline clients (e.g. 168h); off keeps them forever", setTombstoneTTL},
+	{"TOPGUN_PLUGIN_CACHE_DIR", "plugin-cache-dir", "", "directory of the wasm compilation cache, so a plugin is compiled once; default: topgun/wasm under the user cache directory (~/.cache); - disables it", pluginSetting("TOPGUN_PLUGIN_CACHE_DIR")},
+	{"TOPGUN_PLUGIN_SHA256", "plugin-sha256", "", "hex SHA-256 the plugin file must have, or it is refused", pluginSetting("TOPGUN_PLUGIN_SHA256")},
+	{"TOPGUN_PLUGIN_DATA_DIR", "plugin-data-dir", "", "the one directory a plugin may use (it sees it as /data); unset: no files at all", pluginSetting("TOPGUN_PLUGIN_DATA_DIR")},
+	{"TOPGUN_PLUGIN_CONFIG", "plugin-config", "", `plugin configuration as a JSON object, e.g. {"sync":"always"}`, pluginSetting("TOPGUN_PLUGIN_CONFIG")},
+	{"TOPGUN_PLUGIN_MEMORY_MB", "plugin-memory-mb", strconv.Itoa(host.DefaultMemoryLimitMB), "memory limit of each plugin instance, in MiB", pluginSetting("TOPGUN_PLUGIN_MEMORY_MB")},
+	{"TOPGUN_PLUGIN_CALL_TIMEOUT", "plugin-call-timeout", host.DefaultCallTimeout.String(), "deadline of each call into a plugin", pluginSetting("TOPGUN_PLUGIN_CALL_TIMEOUT")},
+	{"TOPGUN_PLUGIN_MAX_REQUEST_BYTES", "plugin-max-request-bytes", strconv.Itoa(host.DefaultMaxRequestBytes), "largest request sent to a plugin, in bytes", pluginSetting("TOPGUN_PLUGIN_MAX_REQUEST_BYTES")},
+	{"TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", "plugin-max-response-bytes", strconv.Itoa(host.DefaultMaxResponseBytes), "largest response accepted from a plugin, in bytes", pluginSetting("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES")},
+	{"TOPGUN_PLUGIN_POOL_SIZE", "plugin-pool-size", "", "instances of a plugin that declares multi_instance; default: the number of CPUs", pluginSetting("TOPGUN_PLUGIN_POOL_SIZE")},
+	{"TOPGUN_PLUGIN_TRUST", "plugin-trust", string(host.TrustSandboxed), "sandboxed (deadlines stop running plugin code) or trusted (first-party plugins: faster, deadlines only between calls)", pluginSetting("TOPGUN_PLUGIN_TRUST")},
+}
+
+// pluginSetting records a TOPGUN_PLUGIN_* value; parseConfig hands them all
+// to host.OptionsFromEnv, which owns their parsing and checks.
+func pluginSetting(name string) func(c *config, v string) error {
+	return func(c *config, v string) error {
+		if c.pluginEnv == nil {
+			c.pluginEnv = map[string]string{}
+		}
+		c.pluginEnv[name] = v
+		return nil
+	}
 }
 
 func setNoAuth(c *config, v string) error {
@@ -247,6 +273,17 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 			problems = append(problems, fmt.Sprintf("%s=%q %v", source, v, err))
 		}
 	}
+	po, err := host.OptionsFromEnv(func(name string) (string, bool) {
+		v, ok := c.pluginEnv[name]
+		return v, ok
+	})
+	if err != nil {
+		for _, e := range strings.Split(err.Error(), "\n") {
+			problems = append(problems, e)
+		}
+	} else {
+		c.plugin = po
+	}
 	if err := plugins.Check(c.storageBackend, c.storageOptions(nil)); err != nil {
 		problems = append(problems, err.Error())
 	}
@@ -267,7 +304,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 
 // storageOptions returns the plugins options of c, logging under log.
 func (c *config) storageOptions(log hclog.Logger) *plugins.Options {
-	return &plugins.Options{RedbPath: c.redbPath, DatabaseURL: c.databaseURL, Logger: log}
+	return &plugins.Options{RedbPath: c.redbPath, DatabaseURL: c.databaseURL, Plugin: c.plugin, Logger: log}
 }
 
 // loopbackOnly reports whether the bind address only accepts connections

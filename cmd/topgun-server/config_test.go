@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/topgun-go/topgun/host"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -108,10 +110,31 @@ func TestParseConfig_sources(t *testing.T) {
 			if tt.want.maxMessageBytes == 0 {
 				tt.want = withProtocolDefaults(tt.want)
 			}
-			if *got != tt.want {
+			if got.plugin == nil || got.plugin.MemoryLimitMB != host.DefaultMemoryLimitMB || got.plugin.Trust != host.TrustSandboxed {
+				t.Errorf("plugin options = %+v, want the defaults", got.plugin)
+			}
+			got.pluginEnv, got.plugin = nil, nil // checked by TestParseConfig_plugin
+			if !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("parseConfig = %+v, want %+v", *got, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseConfig_plugin(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	got, err := parseConfig([]string{"--plugin-trust=trusted"}, envOf(withNoAuth(map[string]string{
+		"TOPGUN_PLUGIN_DATA_DIR": dir, "TOPGUN_PLUGIN_MEMORY_MB": "64", "TOPGUN_PLUGIN_CALL_TIMEOUT": "250ms",
+		"TOPGUN_PLUGIN_CONFIG": `{"sync":"always","segment_mb":8}`, "TOPGUN_PLUGIN_SHA256": strings.Repeat("ab", 32),
+	})), &bytes.Buffer{})
+	if err != nil {
+		t.Fatalf("parseConfig = %v", err)
+	}
+	p := got.storageOptions(nil).Plugin
+	if p == nil || p.DataDir != dir || p.MemoryLimitMB != 64 || p.CallTimeout != 250*time.Millisecond ||
+		p.Trust != host.TrustTrusted || p.Config["sync"] != "always" || p.Config["segment_mb"] != "8" || p.SHA256 != strings.Repeat("ab", 32) {
+		t.Fatalf("plugin options = %+v", p)
 	}
 }
 
@@ -140,7 +163,8 @@ func TestParseConfig_problems(t *testing.T) {
 		{name: "bind_with_port", env: map[string]string{"TOPGUN_BIND_ADDR": "0.0.0.0:80"}, want: []string{`TOPGUN_BIND_ADDR="0.0.0.0:80"`}},
 		{name: "log_level", env: map[string]string{"TOPGUN_LOG_LEVEL": "loud"}, want: []string{`TOPGUN_LOG_LEVEL="loud"`}},
 		{name: "unknown_backend", env: map[string]string{"STORAGE_BACKEND": "mysql"}, want: []string{"valid: null, postgres, redb, or a path to a .wasm plugin"}},
-		{name: "wasm_backend", env: map[string]string{"STORAGE_BACKEND": "./kv.wasm"}, want: []string{"wasm plugins are not supported yet"}},
+		{name: "missing_wasm_backend", env: map[string]string{"STORAGE_BACKEND": "./kv.wasm"}, want: []string{"STORAGE_BACKEND=./kv.wasm names a wasm plugin, but"}},
+		{name: "plugin_settings", env: map[string]string{"TOPGUN_PLUGIN_MEMORY_MB": "lots", "TOPGUN_PLUGIN_TRUST": "yolo", "TOPGUN_PLUGIN_CONFIG": "a=b"}, want: []string{"TOPGUN_PLUGIN_MEMORY_MB", "TOPGUN_PLUGIN_CONFIG"}},
 		{name: "unknown_flag", args: []string{"--nope"}, want: []string{"-nope"}},
 		{name: "positional_argument", args: []string{"serve"}, want: []string{`unexpected argument "serve"`}},
 		{
