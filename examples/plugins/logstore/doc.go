@@ -17,7 +17,9 @@
 // The index (map, backup, key) -> (frame offset, value length, expiration,
 // created and updated times) lives in memory and is rebuilt by reading the
 // whole log at Open. Values stay in the file and are read with ReadAt, so
-// memory grows with the number of keys, not with the size of the data.
+// memory grows with the number of keys, not with the size of the data; the
+// values of a scan page or a multi-key get that lie close together in the
+// file are read with one ReadAt.
 // Keys are sorted lazily per map, on the first scan after a change; an
 // expiry heap serves ListExpired (CapExpiryIndex).
 //
