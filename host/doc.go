@@ -66,6 +66,12 @@
 // In trusted mode loops are not instrumented: a guest that never returns
 // hangs its caller.
 //
+// A caller's context is checked before a call starts and while it waits
+// for an instance; a call that has started runs to completion or to the
+// call timeout, whatever happens to the caller's context, because stopping
+// the guest would discard the instance and with it the in-memory state of
+// a plugin without CapMultiInstance.
+//
 // A guest error crosses as its abi.Code and message, so
 // errors.Is(err, abi.ErrNotFound) holds for plugins as for built-ins.
 package host

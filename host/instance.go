@@ -110,12 +110,12 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 
 // invoke calls a function of no or one argument under the call timeout.
 func (in *instance) invoke(ctx context.Context, f api.Function, arg []uint64) (uint64, error) {
-	cctx, cancel := context.WithTimeout(ctx, in.p.opts.CallTimeout)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.p.opts.CallTimeout)
 	defer cancel()
 	var stack [2]uint64
 	copy(stack[:], arg)
 	if err := f.CallWithStack(cctx, stack[:]); err != nil {
-		return 0, callError{err: err, timedOut: cctx.Err() != nil && ctx.Err() == nil}
+		return 0, callError{err: err, timedOut: cctx.Err() != nil}
 	}
 	return stack[0], nil
 }
@@ -168,9 +168,12 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	var err error
 	timedOut := false
 	if p.opts.Trust == TrustSandboxed {
-		cctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+		// The caller's cancellation does not reach a running call: stopping
+		// the guest discards the instance and, for a plugin without
+		// CapMultiInstance, all it holds. Only the call timeout stops it.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.CallTimeout)
 		err = in.call.CallWithStack(cctx, in.stack[:])
-		timedOut = err != nil && cctx.Err() != nil && ctx.Err() == nil
+		timedOut = err != nil && cctx.Err() != nil
 		cancel()
 	} else {
 		// Trusted code is not interrupted, so a deadline would only cost.
@@ -212,7 +215,7 @@ func (in *instance) malformed(call abi.WasmCall, what string) error {
 
 // failure turns a failed wasm call into an *Error naming the plugin, the op
 // and what happened, and poisons the instance.
-func (in *instance) failure(ctx context.Context, op string, err error) error {
+func (in *instance) failure(_ context.Context, op string, err error) error {
 	in.poisoned = true
 	p := in.p
 	var ce callError
@@ -220,9 +223,6 @@ func (in *instance) failure(ctx context.Context, op string, err error) error {
 	var out error
 	var exit *sys.ExitError
 	switch {
-	case ctx.Err() != nil:
-		cerr := abi.FromContext(ctx.Err())
-		out = abi.Wrap(abi.CodeOf(cerr), ctx.Err(), "%s: %s: %s during the call; the instance was discarded", p.prefix, op, ctx.Err())
 	case timedOut:
 		out = abi.Wrap(abi.CodeDeadlineExceeded, context.DeadlineExceeded,
 			"%s: %s: did not finish within %s (TOPGUN_PLUGIN_CALL_TIMEOUT); the instance was discarded", p.prefix, op, p.opts.CallTimeout)

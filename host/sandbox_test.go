@@ -191,3 +191,30 @@ func TestLogging(t *testing.T) {
 		t.Errorf("stderr line %q", l)
 	}
 }
+
+// TestCancel_runningCallKeepsInstance cancels the caller's context while a
+// call runs: the call completes, and the instance and its data survive.
+func TestCancel_runningCallKeepsInstance(t *testing.T) {
+	b := mustLoad(t, hostileWasm(t), nil)
+	keep := &abi.Batch{Now: 1}
+	keep.Put("keep", "k", false, []byte("v"), 0)
+	if err := b.Apply(context.Background(), keep); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	slow := &abi.Batch{Now: 2}
+	slow.Put("slow", "k", false, []byte("v"), 0)
+	if err := b.Apply(ctx, slow); err != nil {
+		t.Fatalf("Apply canceled while running = %v, want it to complete", err)
+	}
+	if err := b.Apply(ctx, slow); !errors.Is(err, abi.ErrCanceled) {
+		t.Errorf("Apply with a canceled context = %v, want canceled", err)
+	}
+	if recs, err := b.Get(context.Background(), "keep", false, []string{"k"}); err != nil || len(recs) != 1 {
+		t.Errorf("Get after the cancellation = %v, %v; want the record kept", recs, err)
+	}
+	if st := b.Stats(); st.InstancesStarted != 1 || st.Failures != 0 {
+		t.Errorf("stats %+v, want one instance and no failures", st)
+	}
+}

@@ -1,7 +1,7 @@
 // Command hostile is a test plugin: the null backend, except that applying a
 // batch to certain maps misbehaves, so tests can check that the host
 // survives it: "loop" spins forever, "panic" panics, "oom" allocates until
-// the memory limit, "exit" exits, "log" logs a very long line and writes to
+// the memory limit, "exit" exits, "slow" takes 300ms, "log" logs a very long line and writes to
 // stdout and stderr.
 package main
 
@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/null"
@@ -27,6 +28,10 @@ func (h hostile) Apply(ctx context.Context, b *abi.Batch) error {
 			n := 0
 			for {
 				n++
+			}
+		case "slow":
+			start := time.Now()
+			for time.Since(start) < 300*time.Millisecond {
 			}
 		case "panic":
 			panic("hostile: asked to panic")
