@@ -300,16 +300,30 @@ func (d *Decoder) rawLen(what string) (int, error) {
 	return n, nil
 }
 
+// str reads a string with one allocation: short strings go through the
+// scratch buffer.
 func (d *Decoder) str(what string) (string, error) {
 	n, err := d.rawLen(what)
 	if err != nil || n <= 0 {
 		return "", err
 	}
-	b := make([]byte, n)
+	b := d.scratchFor(n)
 	if err := d.dec.ReadFull(b); err != nil {
 		return "", malformed("%s: %v", what, err)
 	}
 	return string(b), nil
+}
+
+// scratchFor returns n bytes of scratch space (a fresh slice when n is
+// large, so that the decoder does not keep a large buffer).
+func (d *Decoder) scratchFor(n int) []byte {
+	if n > 1024 {
+		return make([]byte, n)
+	}
+	if cap(d.scratch) < n {
+		d.scratch = make([]byte, 1024)
+	}
+	return d.scratch[:n]
 }
 
 // mapName reads a string, returning the previous map name when the bytes
@@ -319,14 +333,7 @@ func (d *Decoder) mapName(what string) (string, error) {
 	if err != nil || n <= 0 {
 		return "", err
 	}
-	b := d.scratch
-	if n > 1024 {
-		b = make([]byte, n) // do not keep a large scratch buffer
-	} else if cap(b) < n {
-		d.scratch = make([]byte, 1024)
-		b = d.scratch
-	}
-	b = b[:n]
+	b := d.scratchFor(n)
 	if err := d.dec.ReadFull(b); err != nil {
 		return "", malformed("%s: %v", what, err)
 	}
