@@ -121,6 +121,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 	s.dec.Reset(req)
 	switch call {
 	case abi.CallDescribe:
+		if err := s.dec.End(); err != nil {
+			return badRequest(call, err)
+		}
 		d := s.describe()
 		s.enc.Reset(out)
 		s.enc.Description(&d)
@@ -128,6 +131,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 
 	case abi.CallOpen:
 		r, err := s.dec.OpenRequest()
+		if err == nil {
+			err = s.dec.End()
+		}
 		if err != nil {
 			return badRequest(call, err)
 		}
@@ -166,10 +172,14 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		if err := s.ready(call); err != nil {
 			return err
 		}
-		if err := s.dec.ApplyRequest(&s.batch); err != nil {
+		err := s.dec.ApplyRequest(&s.batch)
+		if err == nil {
+			err = s.dec.End()
+		}
+		if err != nil {
 			return badRequest(call, err)
 		}
-		err := s.backend.Apply(ctx, &s.batch)
+		err = s.backend.Apply(ctx, &s.batch)
 		s.enc.Reset(out)
 		return err
 
@@ -178,6 +188,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			return err
 		}
 		r, err := s.dec.GetRequest(s.keys)
+		if err == nil {
+			err = s.dec.End()
+		}
 		if err != nil {
 			return badRequest(call, err)
 		}
@@ -196,6 +209,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			return err
 		}
 		r, err := s.dec.ScanRequest()
+		if err == nil {
+			err = s.dec.End()
+		}
 		if err != nil {
 			return badRequest(call, err)
 		}
@@ -211,6 +227,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		if err := s.ready(call); err != nil {
 			return err
 		}
+		if err := s.dec.End(); err != nil {
+			return badRequest(call, err)
+		}
 		maps, err := s.backend.ListMaps(ctx)
 		if err != nil {
 			return err
@@ -224,6 +243,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			return err
 		}
 		now, limit, err := s.dec.ListExpiredRequest()
+		if err == nil {
+			err = s.dec.End()
+		}
 		if err != nil {
 			return badRequest(call, err)
 		}
@@ -236,6 +258,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		return nil
 
 	case abi.CallClose:
+		if err := s.dec.End(); err != nil {
+			return badRequest(call, err)
+		}
 		s.enc.Reset(out)
 		if s.backend == nil {
 			return nil

@@ -71,10 +71,11 @@
 //
 // Memory only grows in wasm: the Go runtime never returns linear memory to
 // the host, and the garbage collector only makes progress when the guest
-// yields. The SDK therefore yields (runtime.Gosched) after every call that
-// allocated much and every few calls otherwise, and forces a collection
-// when the heap passes a threshold derived from the host's memory limit,
-// so memory stays flat under steady load. Backends need not do anything.
+// yields. The SDK therefore yields (runtime.Gosched) after every 1 MiB of
+// request and response traffic and every 256 calls otherwise, sets Go's
+// soft memory limit to half of the instance's limit, and forces a
+// collection when the heap passes a quarter of it, so memory stays flat
+// under steady load. Backends need not do anything.
 //
 // # Logging
 //

@@ -122,3 +122,16 @@ func TestDispatch_protocol(t *testing.T) {
 		t.Errorf("list_maps after close = %v, want unavailable", code)
 	}
 }
+
+func TestDispatch_trailingBytes(t *testing.T) {
+	s := newServer(null.Open(), "", 0, nil)
+	e := abi.NewEncoder()
+	e.GetRequest("m", false, []string{"k"})
+	req := append(append([]byte(nil), e.Bytes()...), 0xc0)
+	if code, _ := call(s, abi.CallGet, req); code != abi.CodeInvalidArgument {
+		t.Errorf("get with a trailing byte = %v, want invalid argument", code)
+	}
+	if code, _ := call(s, abi.CallListMaps, []byte{0x90}); code != abi.CodeInvalidArgument {
+		t.Errorf("list_maps with a body = %v, want invalid argument", code)
+	}
+}
