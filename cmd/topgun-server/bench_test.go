@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/client/loadgen"
+)
+
+// benchDurationEnv sets how long each load run of BenchmarkServerLoad lasts.
+const benchDurationEnv = "TOPGUN_BENCH_DURATION"
+
+// BenchmarkServerLoad starts the server binary twice, on the null backend
+// and on redb, and drives both over loopback with package loadgen (what
+// `topgun bench` runs): acknowledged puts of 100-byte values to 4 maps,
+// from 1 and 64 connections, in batches of 1 and 100 ops, for
+// TOPGUN_BENCH_DURATION per backend and shape (default 3s). So that load
+// from other processes hits both backends alike, each shape's time is cut
+// into benchSlices slices per backend, run alternately (null, redb, null,
+// ...); a backend's ops/s is its acknowledged ops over its summed elapsed
+// time, its p50 the median of its slices' p50s and its p99 the worst of
+// its slices' p99s. It prints every figure, then the redb/null ratio of
+// each shape as lines starting with "RATIO" (goal at 64 connections x
+// 100-op batches: >= 0.5x).
+//
+// The load generator shares the machine with the server, so the figures
+// are a floor of what the server does with its clients elsewhere.
+func BenchmarkServerLoad(b *testing.B) {
+	dur := 3 * time.Second
+	if v := os.Getenv(benchDurationEnv); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			b.Fatalf("%s=%q is not a duration; use e.g. 3s", benchDurationEnv, v)
+		}
+		dur = d
+	}
+	backends := []string{"null", "redb"}
+	urls := map[string]string{
+		"null": startBenchServer(b, map[string]string{"STORAGE_BACKEND": "null"}),
+		"redb": startBenchServer(b, map[string]string{"TOPGUN_REDB_PATH": filepath.Join(b.TempDir(), "bench.redb")}),
+	}
+	for _, be := range backends {
+		// Warm up: connections, the first map pages, the Go runtime.
+		if _, err := loadgen.Run(context.Background(), loadgen.Options{URL: urls[be], Connections: 8, BatchSize: 10, Maps: 4, MapPrefix: "warmup-", Duration: 500 * time.Millisecond}); err != nil {
+			b.Fatalf("warm-up on %s: %v", be, err)
+		}
+	}
+
+	var lines []*loadLine
+	for _, s := range []struct{ conns, batch int }{{1, 1}, {1, 100}, {64, 1}, {64, 100}} {
+		l := &loadLine{conns: s.conns, batch: s.batch, goal: s.conns == 64 && s.batch == 100}
+		b.Run(fmt.Sprintf("conns=%d/batch=%d", s.conns, s.batch), func(b *testing.B) {
+			for range b.N {
+				*l = loadLine{conns: l.conns, batch: l.batch, goal: l.goal}
+				for i := range benchSlices {
+					for _, be := range backends {
+						res, err := loadgen.Run(context.Background(), loadgen.Options{
+							URL: urls[be], Connections: s.conns, BatchSize: s.batch, Maps: 4, ValueBytes: 100,
+							Duration: max(dur/benchSlices, 100*time.Millisecond),
+						})
+						if err != nil {
+							b.Fatalf("%s, slice %d: %v", be, i, err)
+						}
+						l.add(be, res)
+					}
+				}
+			}
+			b.ReportMetric(0, "ns/op") // one op is a whole measurement
+			for _, be := range backends {
+				b.ReportMetric(l.opsPerSec(be), be+"-ops/s")
+				b.ReportMetric(float64(l.p99(be).Microseconds())/1000, be+"-p99-ms")
+			}
+			b.ReportMetric(l.ratio(), "redb/null")
+		})
+		lines = append(lines, l)
+	}
+
+	fmt.Println()
+	for _, l := range lines {
+		for _, be := range backends {
+			if len(l.slices[be]) > 0 {
+				fmt.Printf("LOAD server %-4s %2d conns x %3d: %8.0f ops/s  p50 %9v  p99 %9v  errors %d  acks %s\n",
+					be, l.conns, l.batch, l.opsPerSec(be), roundMs(l.p50(be)), roundMs(l.p99(be)), l.errors(be), l.slices[be][0].AckLevel)
+			}
+		}
+	}
+	for _, l := range lines {
+		if l.opsPerSec("null") == 0 {
+			continue // filtered out by -bench
+		}
+		verdict := "no goal, informational"
+		if l.goal {
+			verdict = "goal >= 0.5x, ok"
+			if l.ratio() < 0.5 {
+				verdict = "goal >= 0.5x, BELOW GOAL"
+			}
+		}
+		fmt.Printf("RATIO server redb/null, %d conns x %d: %.0f / %.0f ops/s = %.2fx (%s)\n",
+			l.conns, l.batch, l.opsPerSec("redb"), l.opsPerSec("null"), l.ratio(), verdict)
+	}
+	fmt.Println()
+}
+
+// benchSlices is how many alternating slices each backend's time is cut into.
+const benchSlices = 3
+
+// loadLine is one shape of BenchmarkServerLoad: the slices measured on
+// each backend.
+type loadLine struct {
+	conns, batch int
+	goal         bool
+	slices       map[string][]loadgen.Result
+}
+
+func (l *loadLine) add(backend string, r loadgen.Result) {
+	if l.slices == nil {
+		l.slices = map[string][]loadgen.Result{}
+	}
+	l.slices[backend] = append(l.slices[backend], r)
+}
+
+func (l *loadLine) opsPerSec(backend string) float64 {
+	var ops int64
+	var elapsed time.Duration
+	for _, r := range l.slices[backend] {
+		ops += r.Ops
+		elapsed += r.Elapsed
+	}
+	if elapsed == 0 {
+		return 0
+	}
+	return float64(ops) / elapsed.Seconds()
+}
+
+func (l *loadLine) ratio() float64 {
+	if n := l.opsPerSec("null"); n > 0 {
+		return l.opsPerSec("redb") / n
+	}
+	return 0
+}
+
+func (l *loadLine) p50(backend string) time.Duration {
+	var ps []time.Duration
+	for _, r := range l.slices[backend] {
+		ps = append(ps, r.P50)
+	}
+	if len(ps) == 0 {
+		return 0
+	}
+	slices.Sort(ps)
+	return ps[len(ps)/2]
+}
+
+func (l *loadLine) p99(backend string) time.Duration {
+	var worst time.Duration
+	for _, r := range l.slices[backend] {
+		worst = max(worst, r.P99)
+	}
+	return worst
+}
+
+func (l *loadLine) errors(backend string) int64 {
+	var n int64
+	for _, r := range l.slices[backend] {
+		n += r.Errors
+	}
+	return n
+}
+
+func roundMs(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
+}
+
+// startBenchServer starts the server binary on 127.0.0.1 with PORT=0,
+// without authentication and with warnings only, and returns its
+// WebSocket URL; it is stopped with SIGTERM when the benchmark ends.
+// (launch and startServer take a *testing.T.)
+func startBenchServer(b *testing.B, env map[string]string) string {
+	b.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "topgun-server-test-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "topgun-server")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		b.Fatal(buildErr)
+	}
+	cmd := exec.Command(binPath)
+	cmd.Dir = b.TempDir()
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TOPGUN_BIND_ADDR=127.0.0.1", "PORT=0", "TOPGUN_LOG_LEVEL=warn", "TOPGUN_NO_AUTH=1"}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	p := &proc{cmd: cmd, stdout: &portWriter{portc: make(chan int, 1)}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go func() {
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			p.code = ee.ExitCode()
+		}
+		close(p.exited)
+	}()
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(stopTimeout):
+			cmd.Process.Kill()
+			<-p.exited
+		}
+		if s := p.stderr.String(); s != "" {
+			b.Logf("server stderr:\n%s", s)
+		}
+	})
+	select {
+	case p.port = <-p.stdout.portc:
+	case <-p.exited:
+		b.Fatalf("server exited with %d before printing PORT=:\n%s", p.code, p.stderr)
+	case <-time.After(startTimeout):
+		b.Fatalf("server printed no PORT= line within %v", startTimeout)
+	}
+	return p.wsURL()
+}
