@@ -3,6 +3,7 @@
 //
 //	topgun plugin inspect FILE.wasm     describe a storage plugin without running its storage
 //	topgun plugin test FILE.wasm        run the conformance suite against a storage plugin
+//	topgun bench [flags]                drive a running server with writes; print ops/s and latency
 //
 // Run `topgun help` or `topgun COMMAND -h` for the flags of each command.
 // Exit status: 0 on success, 1 when the command ran and failed (a failed
@@ -39,6 +40,7 @@ type command struct {
 // A new command is one more entry here.
 var commands = []command{
 	{name: "plugin", args: "COMMAND ...", summary: "inspect and test wasm storage plugins", run: runPlugin},
+	{name: "bench", args: "[flags]", summary: "drive a running server with acknowledged writes; print ops/s and latency", run: runBench},
 }
 
 // cli carries what every command needs; main fills it from the process.
