@@ -2,7 +2,7 @@ GO ?= go
 
 # Packages whose benchmarks `make bench` runs together, so the ratio
 # printers compare backends measured in the same run.
-BENCH_PKGS ?= ./plugins/... ./host/... ./server/store
+BENCH_PKGS ?= ./plugins/... ./host/... ./server/store ./cmd/topgun-server
 BENCHTIME ?= 200ms
 # How long `make fuzz` runs each Fuzz target, and where it looks for them.
 FUZZTIME ?= 30s
