@@ -72,6 +72,21 @@
 // the guest would discard the instance and with it the in-memory state of
 // a plugin without CapMultiInstance.
 //
+// # Circuit breaker
+//
+// Every failure that poisons an instance, and every fresh instance that
+// cannot start, counts. BreakerFailures of them (default 5) within
+// BreakerWindow (30s) open the plugin's circuit breaker: calls then fail
+// at once with abi.CodeUnavailable and a message saying the breaker is
+// open, the last failure, and when it retries; Healthy returns that error,
+// so plugins.Store.Ping and the server's /ready report the backend
+// unavailable. After BreakerBackoff (1s) the first call (or /ready check)
+// is let through as a retry on a fresh instance while the others still
+// fail fast: success closes the breaker, failure opens it again with the
+// wait doubled, up to BreakerMaxBackoff (1m). Instances discarded, failed
+// starts and the breaker's transitions (open, half-open, closed) are each
+// logged once under plugin.<file name> and counted in Stats.
+//
 // A guest error crosses as its abi.Code and message, so
 // errors.Is(err, abi.ErrNotFound) holds for plugins as for built-ins.
 package host

@@ -26,9 +26,10 @@ import (
 // spread over a bounded pool when the plugin declares abi.CapMultiInstance.
 type Backend struct {
 	*abi.Caller
-	p    *plugin
-	pool *pool
-	desc abi.Description
+	p       *plugin
+	pool    *pool
+	breaker *breaker
+	desc    abi.Description
 
 	closeOnce sync.Once
 	closeErr  error
@@ -70,7 +71,7 @@ func load(ctx context.Context, path string, opts *Options, cache wazero.Compilat
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{p: p}
+	b := &Backend{p: p, breaker: newBreaker(p)}
 	b.Caller = abi.NewCaller(b, p.prefix)
 	in, desc, err := p.newInstance(ctx, 0)
 	if err != nil {
@@ -303,18 +304,38 @@ func (b *Backend) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, 
 		return abi.Errorf(abi.CodeResourceExhausted, "%s: %s: request of %d bytes exceeds the limit of %d bytes; send smaller batches or raise TOPGUN_PLUGIN_MAX_REQUEST_BYTES",
 			b.p.prefix, call, len(req), b.p.opts.MaxRequestBytes)
 	}
-	in, err := b.pool.acquire(ctx, call)
+	probe, err := b.breaker.allow(call)
 	if err != nil {
+		return err
+	}
+	in, startFailed, err := b.pool.acquire(ctx, call)
+	if err != nil {
+		o := outcomeNeutral
+		if startFailed {
+			o = outcomeFailed
+		}
+		b.breaker.done(probe, o, err)
 		return err
 	}
 	b.pool.calls.Add(1)
 	err = in.RoundTrip(ctx, call, req, handle)
+	o := outcomeOK
 	if in.poisoned {
 		b.pool.failures.Add(1)
+		o = outcomeFailed
 	}
 	b.pool.release(in)
+	b.breaker.done(probe, o, err)
 	return err
 }
+
+// Healthy reports whether the plugin can serve calls: nil, or an
+// abi.CodeUnavailable error while its circuit breaker is open (after
+// Options.BreakerFailures failures within BreakerWindow) and no retry is
+// due. When a retry is due Healthy returns nil and the next call is the
+// retry. plugins.Store.Ping consults it, so /ready reports the plugin
+// unavailable while the breaker is open.
+func (b *Backend) Healthy() error { return b.breaker.healthy() }
 
 // Stats are counters of a loaded plugin, for health checks and metrics.
 type Stats struct {
@@ -329,6 +350,11 @@ type Stats struct {
 	InstancesDiscarded int64
 	// Live is the number of instances alive now.
 	Live int
+	// MemoryBytes is the linear memory of the live instances, as of the
+	// end of their last call (it drops when an instance is discarded).
+	MemoryBytes int64
+	// Breaker is the state and the counters of the circuit breaker.
+	Breaker BreakerStats
 }
 
 // Stats returns the plugin's counters.
@@ -342,6 +368,8 @@ func (b *Backend) Stats() Stats {
 		InstancesStarted:   int64(started),
 		InstancesDiscarded: b.pool.discarded.Load(),
 		Live:               live,
+		MemoryBytes:        b.pool.memBytes.Load(),
+		Breaker:            b.breaker.stats(),
 	}
 }
 

@@ -35,6 +35,20 @@ type instance struct {
 	// poisoned: the instance trapped, timed out or answered garbage; it
 	// must not run another call.
 	poisoned bool
+	// memBytes is the size of its linear memory the pool last counted.
+	memBytes int64
+}
+
+// trackMemory updates the pool's memory total with the instance's size. Only
+// the goroutine that holds the instance calls it (the guest may grow its
+// memory during a call).
+func (in *instance) trackMemory(pl *pool) {
+	if in.mem == nil {
+		return
+	}
+	n := int64(in.mem.Size())
+	pl.memBytes.Add(n - in.memBytes)
+	in.memBytes = n
 }
 
 // newInstance starts an instance and opens the plugin in it.
@@ -185,6 +199,9 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	status, n := abi.UnpackResult(in.stack[0])
 	if status&^(abi.StatusCodeMask|abi.StatusBufferMoved) != 0 {
 		return in.malformed(call, fmt.Sprintf("status %#x has reserved bits set", status))
+	}
+	if code := abi.Code(status & abi.StatusCodeMask); code > abi.CodeInternal {
+		return in.malformed(call, fmt.Sprintf("status code %d is not an error code of storage ABI %d.%d", uint32(code), abi.VersionMajor, abi.VersionMinor))
 	}
 	if n > uint32(p.opts.MaxResponseBytes) {
 		return in.malformed(call, fmt.Sprintf("response of %d bytes exceeds the limit of %d bytes (TOPGUN_PLUGIN_MAX_RESPONSE_BYTES)", n, p.opts.MaxResponseBytes))

@@ -80,6 +80,17 @@ type Options struct {
 	PoolSize int
 	// Trust is TrustSandboxed (default) or TrustTrusted (TOPGUN_PLUGIN_TRUST).
 	Trust Trust
+	// BreakerFailures failures (traps, deadlines, exits, out-of-memory,
+	// malformed results, instances that cannot start) within BreakerWindow
+	// open the plugin's circuit breaker: calls fail at once with
+	// abi.CodeUnavailable and Healthy reports the plugin unhealthy until a
+	// retry after BreakerBackoff succeeds; each failed retry doubles the
+	// wait, up to BreakerMaxBackoff. Defaults 5, 30s, 1s and 1m. A
+	// negative BreakerFailures disables the breaker.
+	BreakerFailures   int
+	BreakerWindow     time.Duration
+	BreakerBackoff    time.Duration
+	BreakerMaxBackoff time.Duration
 	// Logger is the parent logger; the plugin logs under
 	// Named("plugin.<file name>"). Default hclog.NewNullLogger().
 	Logger hclog.Logger
@@ -88,14 +99,18 @@ type Options struct {
 // DefaultOptions returns the options with every default filled in.
 func DefaultOptions() *Options {
 	return &Options{
-		CacheDir:         DefaultCacheDir(),
-		MemoryLimitMB:    DefaultMemoryLimitMB,
-		CallTimeout:      DefaultCallTimeout,
-		MaxRequestBytes:  DefaultMaxRequestBytes,
-		MaxResponseBytes: DefaultMaxResponseBytes,
-		PoolSize:         runtime.GOMAXPROCS(0),
-		Trust:            TrustSandboxed,
-		Logger:           hclog.NewNullLogger(),
+		CacheDir:          DefaultCacheDir(),
+		MemoryLimitMB:     DefaultMemoryLimitMB,
+		CallTimeout:       DefaultCallTimeout,
+		MaxRequestBytes:   DefaultMaxRequestBytes,
+		MaxResponseBytes:  DefaultMaxResponseBytes,
+		PoolSize:          runtime.GOMAXPROCS(0),
+		Trust:             TrustSandboxed,
+		BreakerFailures:   DefaultBreakerFailures,
+		BreakerWindow:     DefaultBreakerWindow,
+		BreakerBackoff:    DefaultBreakerBackoff,
+		BreakerMaxBackoff: DefaultBreakerMaxBackoff,
+		Logger:            hclog.NewNullLogger(),
 	}
 }
 
@@ -137,6 +152,18 @@ func (o *Options) withDefaults() *Options {
 	}
 	if c.Trust == "" {
 		c.Trust = d.Trust
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = d.BreakerFailures
+	}
+	if c.BreakerWindow == 0 {
+		c.BreakerWindow = d.BreakerWindow
+	}
+	if c.BreakerBackoff == 0 {
+		c.BreakerBackoff = d.BreakerBackoff
+	}
+	if c.BreakerMaxBackoff == 0 {
+		c.BreakerMaxBackoff = d.BreakerMaxBackoff
 	}
 	if c.Logger == nil {
 		c.Logger = d.Logger
@@ -185,6 +212,13 @@ func (o *Options) Validate() error {
 	}
 	if c.Trust != TrustSandboxed && c.Trust != TrustTrusted {
 		bad("TOPGUN_PLUGIN_TRUST %q is unknown; use %q or %q", c.Trust, TrustSandboxed, TrustTrusted)
+	}
+	if c.BreakerFailures > 1000 {
+		bad("breaker failures %d is out of range; use 1 to 1000, or a negative number to disable the breaker", c.BreakerFailures)
+	}
+	if c.BreakerWindow < time.Millisecond || c.BreakerBackoff < time.Millisecond || c.BreakerMaxBackoff < c.BreakerBackoff || c.BreakerMaxBackoff > 24*time.Hour {
+		bad("breaker window %s, backoff %s and maximum backoff %s are out of range; use durations of at least 1ms with backoff <= maximum backoff <= 24h",
+			c.BreakerWindow, c.BreakerBackoff, c.BreakerMaxBackoff)
 	}
 	return errors.Join(errs...)
 }

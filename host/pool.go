@@ -25,11 +25,15 @@ type pool struct {
 	closed bool
 
 	calls, failures, discarded atomic.Int64
+	// memBytes is the linear memory of the live instances, as of the end
+	// of their last call.
+	memBytes atomic.Int64
 }
 
 func newPool(p *plugin, size int, first *instance) *pool {
 	pl := &pool{p: p, size: size, idle: make(chan *instance, size), freed: make(chan struct{}, size), done: make(chan struct{})}
 	pl.live, pl.nextID = 1, 1
+	first.trackMemory(pl)
 	pl.idle <- first
 	return pl
 }
@@ -39,18 +43,20 @@ func (pl *pool) errClosed(call abi.WasmCall) error {
 }
 
 // acquire returns an instance for one call, creating one when none is idle
-// and fewer than size are live, or waiting for one.
-func (pl *pool) acquire(ctx context.Context, call abi.WasmCall) (*instance, error) {
+// and fewer than size are live, or waiting for one. startFailed reports
+// that err is a fresh instance that failed to start (a failure of the
+// plugin, which the breaker counts).
+func (pl *pool) acquire(ctx context.Context, call abi.WasmCall) (in *instance, startFailed bool, err error) {
 	for {
 		select {
 		case in := <-pl.idle:
-			return in, nil
+			return in, false, nil
 		default:
 		}
 		pl.mu.Lock()
 		if pl.closed {
 			pl.mu.Unlock()
-			return nil, pl.errClosed(call)
+			return nil, false, pl.errClosed(call)
 		}
 		if pl.live < pl.size {
 			pl.live++
@@ -64,21 +70,24 @@ func (pl *pool) acquire(ctx context.Context, call abi.WasmCall) (*instance, erro
 			}
 			if err != nil {
 				pl.slotFreed()
-				return nil, abi.Wrap(abi.CodeOf(err), err, "%s: %s: cannot start a fresh instance", pl.p.prefix, call)
+				pl.failures.Add(1)
+				pl.p.log.Warn("plugin instance failed to start", "plugin", pl.p.file, "op", call.String(), "error", err)
+				return nil, true, abi.Wrap(abi.CodeOf(err), err, "%s: %s: cannot start a fresh instance", pl.p.prefix, call)
 			}
+			in.trackMemory(pl)
 			pl.p.log.Debug("plugin instance started", "instance", id)
-			return in, nil
+			return in, false, nil
 		}
 		pl.mu.Unlock()
 		select {
 		case in := <-pl.idle:
-			return in, nil
+			return in, false, nil
 		case <-pl.freed:
 		case <-pl.done:
-			return nil, pl.errClosed(call)
+			return nil, false, pl.errClosed(call)
 		case <-ctx.Done():
 			err := abi.FromContext(ctx.Err())
-			return nil, abi.Wrap(abi.CodeOf(err), ctx.Err(), "%s: %s: waiting for a plugin instance: %s", pl.p.prefix, call, ctx.Err())
+			return nil, false, abi.Wrap(abi.CodeOf(err), ctx.Err(), "%s: %s: waiting for a plugin instance: %s", pl.p.prefix, call, ctx.Err())
 		}
 	}
 }
@@ -97,10 +106,13 @@ func (pl *pool) slotFreed() {
 func (pl *pool) release(in *instance) {
 	if in.poisoned {
 		pl.discarded.Add(1)
+		pl.memBytes.Add(-in.memBytes)
+		in.memBytes = 0
 		in.discard(context.Background())
 		pl.slotFreed()
 		return
 	}
+	in.trackMemory(pl)
 	pl.idle <- in
 }
 
@@ -127,6 +139,7 @@ func (pl *pool) close(ctx context.Context) error {
 			if err := in.close(ctx); err != nil {
 				errs = append(errs, err)
 			}
+			pl.memBytes.Add(-in.memBytes)
 			pl.mu.Lock()
 			pl.live--
 			pl.mu.Unlock()

@@ -295,10 +295,24 @@ func (s *Store) Location() string { return s.location }
 // pingMap is the map Ping reads; it need not exist.
 const pingMap = "__topgun_ping"
 
+// healthReporter is implemented by backends with a health state of their
+// own beyond answering calls: a wasm plugin (host.Backend) whose circuit
+// breaker is open after repeated crashes. It is host health, not a storage
+// capability, so it is found by type assertion rather than declared in the
+// backend's description.
+type healthReporter interface{ Healthy() error }
+
 // Ping checks cheaply that the backend answers: it reads one key of a map
 // the server never writes, which costs one read transaction (redb) or one
-// round trip (postgres). It returns the backend's error, with its code.
+// round trip (postgres). It returns the backend's error, with its code. A
+// backend that reports itself unhealthy (a plugin whose circuit breaker is
+// open) fails without the read.
 func (s *Store) Ping(ctx context.Context) error {
+	if h, ok := s.b.(healthReporter); ok {
+		if err := h.Healthy(); err != nil {
+			return fmt.Errorf("plugins: %s backend at %s is unhealthy: %w", s.desc.Name, s.location, err)
+		}
+	}
 	if _, err := s.b.Get(ctx, pingMap, false, []string{"ping"}); err != nil {
 		return fmt.Errorf("plugins: %s backend at %s does not answer: %w", s.desc.Name, s.location, err)
 	}
