@@ -270,9 +270,15 @@ func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 	if n > MaxLogLineBytes {
 		n, truncated = MaxLogLineBytes, true
 	}
+	// The limit is checked first, so a plugin that logs in a loop costs
+	// the host no copy of the lines it drops.
+	allowed, dropped := p.limiter.allow()
+	if !allowed {
+		return
+	}
 	b, ok := m.Memory().Read(ptr, n)
 	if !ok {
-		p.log.Warn("plugin log call with a range outside its memory", "ptr", ptr, "len", n)
+		write(p.log, hclog.Warn, dropped, "plugin log call with a range outside its memory", "ptr", ptr, "len", n)
 		return
 	}
 	if level < hclog.Trace || level > hclog.Error {
@@ -280,10 +286,10 @@ func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 	}
 	msg := strings.TrimRight(string(b), "\n")
 	if truncated {
-		p.limiter.emit(p.log, level, msg, "truncated", true)
+		write(p.log, level, dropped, msg, "truncated", true)
 		return
 	}
-	p.limiter.emit(p.log, level, msg)
+	write(p.log, level, dropped, msg)
 }
 
 // Describe returns the description the plugin gave when it was opened.

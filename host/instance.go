@@ -8,6 +8,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/topgun-go/topgun/abi"
@@ -94,7 +95,11 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 		WithSysNanotime().
 		WithRandSource(rand.Reader)
 	if p.opts.DataDir != "" {
-		cfg = cfg.WithFSConfig(wazero.NewFSConfig().WithDirMount(p.opts.DataDir, abi.WasmDataDir))
+		dir, err := newConfinedFS(p.opts.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("%s: data directory %s: %w; check TOPGUN_PLUGIN_DATA_DIR", p.prefix, p.opts.DataDir, err)
+		}
+		cfg = cfg.WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(dir, abi.WasmDataDir))
 	}
 	mod, err := p.rt.InstantiateModule(ctx, p.mod, cfg)
 	if err != nil {
@@ -133,6 +138,15 @@ func (in *instance) invoke(ctx context.Context, f api.Function, arg []uint64) (u
 	}
 	return stack[0], nil
 }
+
+// trapError is the text of a trap with the wazero error it came from.
+type trapError struct {
+	msg   string
+	cause error
+}
+
+func (e *trapError) Error() string { return e.msg }
+func (e *trapError) Unwrap() error { return e.cause }
 
 // callError is a failed wasm call, with whether the call timeout fired.
 type callError struct {
@@ -218,6 +232,7 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	err = handle(abi.Code(status&abi.StatusCodeMask), resp)
 	if err != nil && abi.IsMalformed(err) {
 		in.poisoned = true
+		err = &abi.Error{Code: abi.CodeOf(err), Err: &trapError{msg: err.Error() + "; the instance was discarded", cause: err}}
 		p.log.Warn("plugin instance discarded", "op", call.String(), "error", err)
 	}
 	return err
@@ -246,19 +261,21 @@ func (in *instance) failure(_ context.Context, op string, err error) error {
 	case errors.As(err, &exit):
 		msg := fmt.Sprintf("%s: %s: the plugin exited with code %d", p.prefix, op, exit.ExitCode())
 		if last := in.stderr.last(); last != "" {
-			msg += fmt.Sprintf(" (its last stderr line: %q)", last)
+			msg += fmt.Sprintf(" (its stderr said: %q)", last)
 		}
 		out = abi.Wrap(abi.CodeInternal, err, "%s; the instance was discarded", msg)
 	default:
+		// wazero's message is the trap and the guest's stack; the cause is
+		// kept for errors.As but its text is not repeated.
 		msg := err.Error()
 		if len(msg) > 2048 {
 			msg = msg[:2048] + "..."
 		}
 		full := fmt.Sprintf("%s: %s: trapped: %s", p.prefix, op, msg)
 		if last := in.stderr.last(); last != "" {
-			full += fmt.Sprintf(" (its last stderr line: %q)", last)
+			full += fmt.Sprintf(" (its stderr said: %q)", last)
 		}
-		out = abi.Wrap(abi.CodeInternal, err, "%s; the instance was discarded", full)
+		out = &abi.Error{Code: abi.CodeInternal, Err: &trapError{msg: full + "; the instance was discarded", cause: err}}
 	}
 	p.log.Warn("plugin instance discarded", "op", op, "error", out)
 	return out

@@ -2,6 +2,7 @@ package host
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,6 +20,10 @@ type lineWriter struct {
 	buf       []byte
 	truncated bool
 	lastLine  string
+	// fatal is the last line that reported a crash ("fatal error: ...",
+	// "panic: ..."): the useful line of a Go runtime's dying words, which
+	// end with a stack trace.
+	fatal string
 }
 
 func newLineWriter(log hclog.Logger, limiter *logLimiter, stream int, name string) *lineWriter {
@@ -57,6 +62,9 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 func (w *lineWriter) emit() {
 	line := string(bytes.TrimRight(w.buf, "\r"))
 	w.lastLine = line
+	if strings.HasPrefix(line, "fatal error: ") || strings.HasPrefix(line, "panic: ") {
+		w.fatal = line
+	}
 	if w.truncated {
 		w.limiter.emit(w.log, w.level, line, "stream", w.stream, "truncated", true)
 	} else {
@@ -75,10 +83,14 @@ func (w *lineWriter) flush() {
 	}
 }
 
-// last returns the last complete line written.
+// last returns the last line that reported a crash, or else the last line
+// written.
 func (w *lineWriter) last() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.fatal != "" {
+		return w.fatal
+	}
 	if len(w.buf) > 0 {
 		return string(w.buf)
 	}

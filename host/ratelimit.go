@@ -54,6 +54,12 @@ func (l *logLimiter) emit(log hclog.Logger, level hclog.Level, msg string, args 
 	if !ok {
 		return
 	}
+	write(log, level, dropped, msg, args...)
+}
+
+// write logs a line allow let through, after the count of the lines
+// dropped before it.
+func write(log hclog.Logger, level hclog.Level, dropped int, msg string, args ...any) {
 	if dropped > 0 {
 		log.Warn("plugin log lines dropped by the rate limit", "dropped", dropped, "limit_per_second", logLinesPerSecond)
 	}

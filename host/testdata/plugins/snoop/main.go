@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -35,10 +36,43 @@ func open(cfg map[string]string) (abi.Backend, error) {
 		names = append(names, e.Name())
 	}
 	found["list_root"] = strings.Join(names, ",") + " " + try(err)
+	found["getenv"] = os.Getenv("TOPGUN_TEST_SECRET")
+	if addr := cfg["dial"]; addr != "" {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		found["dial"] = try(err)
+	}
+	// Go's net package for wasip1 emulates a network inside the guest:
+	// a listener it opens is not a socket of the host.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err == nil {
+		found["listen_addr"] = l.Addr().String()
+		l.Close()
+	}
+	found["listen"] = try(err)
 	dir := cfg[sdk.DataDirKey]
 	found["data_dir"] = dir
 	if dir != "" {
 		found["write_data"] = try(os.WriteFile(dir+"/hello.txt", []byte("hello"), 0o644))
+		// A symlink the operator (or an earlier run) left in the data
+		// directory that points outside it, and one the plugin makes.
+		data, err := os.ReadFile(dir + "/link")
+		found["read_symlink"] = try(err) + " " + string(data)
+		data = nil
+		err = os.Symlink("/etc/passwd", dir+"/mylink")
+		if err == nil {
+			data, err = os.ReadFile(dir + "/mylink")
+		}
+		found["make_symlink"] = try(err) + " " + string(data)
+		data = nil
+		data, err = os.ReadFile(dir + "/../outside.txt")
+		found["read_dotdot"] = try(err) + " " + string(data)
+		err = os.WriteFile(dir+"/../written.txt", []byte("x"), 0o644)
+		found["write_dotdot"] = try(err)
+		err = os.WriteFile(dir+"/link", []byte("overwritten"), 0o644)
+		found["write_symlink"] = try(err)
 	}
 	var keys []string
 	for k, v := range cfg {

@@ -1,0 +1,171 @@
+package host
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// confinedFS is the data directory a plugin is granted. wazero's directory
+// mount refuses ".." above its root but follows symbolic links wherever
+// they point, so a link in the data directory (left by an operator, a
+// restore or another process) would let the plugin read or write any file
+// the server can. confinedFS resolves every path the guest uses, links
+// included, and refuses with EPERM a path that ends up outside the
+// directory. A path that does not exist yet is checked through its
+// nearest existing parent; a dangling link is refused.
+//
+// The check and the use of a path are two steps: another process of the
+// host that swaps a directory for a link between them could still win
+// that race. The plugin itself cannot create links (wasip1 symlinks to
+// absolute or escaping targets are refused by wazero).
+type confinedFS struct {
+	experimentalsys.FS
+	root string // absolute, links resolved
+}
+
+func newConfinedFS(dir string) (*confinedFS, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	root, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, err
+	}
+	return &confinedFS{FS: sysfs.DirFS(root), root: root}, nil
+}
+
+func (c *confinedFS) within(p string) bool {
+	return p == c.root || strings.HasPrefix(p, c.root+string(filepath.Separator))
+}
+
+// check resolves the guest path p (relative to the root) and reports EPERM
+// when it leaves the root. With follow false the last element is not
+// resolved (Lstat, Unlink, Rename of a link itself).
+func (c *confinedFS) check(p string, follow bool) experimentalsys.Errno {
+	host := filepath.Join(c.root, filepath.FromSlash(p))
+	if !c.within(host) {
+		return experimentalsys.EPERM
+	}
+	if !follow {
+		if host == c.root {
+			return 0
+		}
+		return c.check(filepath.Dir(host)[len(c.root):], true)
+	}
+	real, err := filepath.EvalSymlinks(host)
+	switch {
+	case err == nil:
+		if !c.within(real) {
+			return experimentalsys.EPERM
+		}
+		return 0
+	case errors.Is(err, fs.ErrNotExist):
+		if _, lerr := os.Lstat(host); lerr == nil {
+			return experimentalsys.EPERM // a dangling link: where it points is outside or unknown
+		}
+		if host == c.root {
+			return experimentalsys.ENOENT
+		}
+		return c.check(filepath.Dir(host)[len(c.root):], true)
+	default:
+		// Let the real call report the error (permission, not a directory...).
+		return 0
+	}
+}
+
+func (c *confinedFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
+	if e := c.check(path, flag&experimentalsys.O_NOFOLLOW == 0); e != 0 {
+		return nil, e
+	}
+	return c.FS.OpenFile(path, flag, perm)
+}
+
+func (c *confinedFS) Lstat(path string) (sys.Stat_t, experimentalsys.Errno) {
+	if e := c.check(path, false); e != 0 {
+		return sys.Stat_t{}, e
+	}
+	return c.FS.Lstat(path)
+}
+
+func (c *confinedFS) Stat(path string) (sys.Stat_t, experimentalsys.Errno) {
+	if e := c.check(path, true); e != 0 {
+		return sys.Stat_t{}, e
+	}
+	return c.FS.Stat(path)
+}
+
+func (c *confinedFS) Mkdir(path string, perm fs.FileMode) experimentalsys.Errno {
+	if e := c.check(path, true); e != 0 {
+		return e
+	}
+	return c.FS.Mkdir(path, perm)
+}
+
+func (c *confinedFS) Chmod(path string, perm fs.FileMode) experimentalsys.Errno {
+	if e := c.check(path, true); e != 0 {
+		return e
+	}
+	return c.FS.Chmod(path, perm)
+}
+
+func (c *confinedFS) Rename(from, to string) experimentalsys.Errno {
+	if e := c.check(from, false); e != 0 {
+		return e
+	}
+	if e := c.check(to, false); e != 0 {
+		return e
+	}
+	return c.FS.Rename(from, to)
+}
+
+func (c *confinedFS) Rmdir(path string) experimentalsys.Errno {
+	if e := c.check(path, false); e != 0 {
+		return e
+	}
+	return c.FS.Rmdir(path)
+}
+
+func (c *confinedFS) Unlink(path string) experimentalsys.Errno {
+	if e := c.check(path, false); e != 0 {
+		return e
+	}
+	return c.FS.Unlink(path)
+}
+
+func (c *confinedFS) Link(oldPath, newPath string) experimentalsys.Errno {
+	if e := c.check(oldPath, true); e != 0 {
+		return e
+	}
+	if e := c.check(newPath, false); e != 0 {
+		return e
+	}
+	return c.FS.Link(oldPath, newPath)
+}
+
+// Symlink is refused: a plugin has no use for links, and a link it made
+// could point anywhere once the directory is moved or restored.
+func (c *confinedFS) Symlink(oldPath, linkName string) experimentalsys.Errno {
+	return experimentalsys.EPERM
+}
+
+func (c *confinedFS) Readlink(path string) (string, experimentalsys.Errno) {
+	if e := c.check(path, false); e != 0 {
+		return "", e
+	}
+	return c.FS.Readlink(path)
+}
+
+func (c *confinedFS) Utimens(path string, atim, mtim int64) experimentalsys.Errno {
+	if e := c.check(path, true); e != 0 {
+		return e
+	}
+	return c.FS.Utimens(path, atim, mtim)
+}
