@@ -12,6 +12,9 @@ FUZZ_PKGS ?= ./...
 WASM_PKGS = ./abi/... ./plugins/null $(if $(wildcard sdk),./sdk/...)
 # Main packages of wasm storage plugins, built by `make wasm` into bin/plugins.
 WASM_PLUGINS ?= examples/plugins/null examples/plugins/logstore/cmd/logstore
+# The C compiler of the C example plugin (examples/plugins/c/memkv), built by
+# `make wasm` when it can target wasm32-wasi.
+CLANG ?= clang
 # Kills per backend in `make crash-test` (make test runs 20).
 CRASH_KILLS ?= 200
 
@@ -78,6 +81,16 @@ else
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o bin/plugins/$$(basename $$dir).wasm ./$$dir; \
 	done
 endif
+	@mkdir -p bin/plugins
+	@probe=$$(mktemp -d); \
+	if printf 'int probe(void) { return 0; }\n' | $(CLANG) --target=wasm32-wasi -mexec-model=reactor -x c - -o $$probe/probe.wasm >/dev/null 2>&1; then \
+		rm -rf $$probe; \
+		echo "$(CLANG) @examples/plugins/c/memkv/flags.rsp -o bin/plugins/memkv.wasm examples/plugins/c/memkv/memkv.c"; \
+		$(CLANG) @examples/plugins/c/memkv/flags.rsp -o bin/plugins/memkv.wasm examples/plugins/c/memkv/memkv.c; \
+	else \
+		rm -rf $$probe; \
+		echo "wasm: skipping the C plugin: clang with wasm32-wasi support not found (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)"; \
+	fi
 
 clean:
 	rm -rf bin
