@@ -64,7 +64,7 @@ type Backend interface {
 	// ListExpired returns min(limit, eligible) records (with metadata, without
 	// values) whose ExpirationTime is non-zero and <= now, in ascending
 	// ExpirationTime order (ties in any stable order). It includes backup
-	// records.
+	// records. A limit <= 0 means DefaultScanLimit.
 	ListExpired(ctx context.Context, now int64, limit int) ([]Record, error)
 
 	// Close releases the backend. It is idempotent.
