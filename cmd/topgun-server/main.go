@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -246,13 +247,22 @@ func newMux(store *plugins.Store, log hclog.Logger) *http.ServeMux {
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	// unready is set while /ready fails, so that a probe polling a backend
+	// that stays down (a plugin whose circuit breaker is open) logs the
+	// change of state once, not once per probe.
+	var unready atomic.Bool
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		if err := store.Ping(ctx); err != nil {
-			log.Warn("not ready", "error", err)
+			if !unready.Swap(true) {
+				log.Warn("not ready", "error", err)
+			}
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
 			return
+		}
+		if unready.Swap(false) {
+			log.Info("ready again")
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
