@@ -21,7 +21,12 @@
 // Each loaded plugin gets its own wazero.Runtime (plugins cannot link to
 // each other). Deny by default: no environment, no arguments, no files, no
 // network. DataDir grants one host directory, visible to the guest as
-// "/data" only. Configuration reaches the guest only through the open call
+// "/data" only; every path the guest uses is resolved, symbolic links
+// included, and refused with EPERM when it leads outside the directory,
+// and the guest cannot create links (see confinedFS for the one race
+// left: another host process swapping a path between check and use).
+// Go's net package for wasip1 emulates a network inside the guest; no
+// host socket is reachable. Configuration reaches the guest only through the open call
 // (Config; TOPGUN_PLUGIN_CONFIG is a JSON object, see ParseConfig). Clocks
 // are real; random is crypto/rand; sleeping returns at once. Guest stdout,
 // stderr and log calls go to the logger named plugin.<file name> (stdout at
@@ -63,8 +68,12 @@
 // _initialize and open again). A plugin without CapMultiInstance loses its
 // in-memory state then. A panic that the Go SDK recovers is not a failure
 // of the instance: it returns abi.CodeInternal and the instance lives on.
-// In trusted mode loops are not instrumented: a guest that never returns
-// hangs its caller.
+// A status code that is not an abi.Code, or reserved status bits, count
+// as a malformed result. In trusted mode loops are not instrumented: a
+// guest that never returns hangs its caller; deadlines are checked only
+// before a call starts and while it waits for an instance.
+// BenchmarkTrust measures the difference (the README's Sandbox section
+// has the figures: sandboxed calls were 2 to 4 times slower).
 //
 // A caller's context is checked before a call starts and while it waits
 // for an instance; a call that has started runs to completion or to the
