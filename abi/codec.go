@@ -1,9 +1,9 @@
 package abi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -214,16 +214,66 @@ func (e *Encoder) Expired(recs []Record) {
 	}
 }
 
+// sliceReader is the Decoder's input: a byte slice read by the msgpack
+// decoder through io.Reader and io.ByteScanner (so the decoder does no
+// buffering of its own), and by the Decoder itself for the payload of
+// strings and byte strings, which it takes from the slice directly instead
+// of through io.ReadFull.
+type sliceReader struct {
+	b []byte
+	i int
+}
+
+func (r *sliceReader) ReadByte() (byte, error) {
+	if r.i >= len(r.b) {
+		return 0, io.EOF
+	}
+	c := r.b[r.i]
+	r.i++
+	return c, nil
+}
+
+func (r *sliceReader) UnreadByte() error {
+	if r.i <= 0 {
+		return errUnread
+	}
+	r.i--
+	return nil
+}
+
+func (r *sliceReader) Read(p []byte) (int, error) {
+	if r.i >= len(r.b) {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	n := copy(p, r.b[r.i:])
+	r.i += n
+	return n, nil
+}
+
+// len returns the number of unread bytes.
+func (r *sliceReader) len() int { return len(r.b) - r.i }
+
+// next returns the next n bytes (n <= r.len()) and skips them.
+func (r *sliceReader) next(n int) []byte {
+	p := r.b[r.i : r.i+n : r.i+n]
+	r.i += n
+	return p
+}
+
+var errUnread = errors.New("abi: UnreadByte at the start of the input")
+
 // Decoder reads ABI messages from a byte slice. The zero value is not
 // usable; call NewDecoder. A Decoder is not safe for concurrent use.
 type Decoder struct {
-	r   bytes.Reader
+	r   sliceReader
 	dec *msgpack.Decoder
 	// Arena, when set, makes ApplyRequest place all values of a batch in
 	// one allocation instead of one per value (the guest's hot path).
-	Arena   bool
-	last    string // last map name, reused to avoid one allocation per record
-	scratch []byte
+	Arena bool
+	last  string // last map name, reused to avoid one allocation per record
 }
 
 // NewDecoder returns a Decoder with an empty input.
@@ -236,16 +286,18 @@ func NewDecoder() *Decoder {
 // Reset makes b the input. The decoder never keeps references to b: every
 // string and byte slice it returns is a copy.
 func (d *Decoder) Reset(b []byte) {
-	d.r.Reset(b)
-	d.dec.ResetReader(&d.r)
+	// The msgpack decoder reads d.r and keeps no state between values, so
+	// resetting the slice is enough (and avoids its per-reset type
+	// assertion, which costs in wasm).
+	d.r.b, d.r.i = b, 0
 }
 
 // Remaining returns the number of unread input bytes.
-func (d *Decoder) Remaining() int { return d.r.Len() }
+func (d *Decoder) Remaining() int { return d.r.len() }
 
 // End checks that the whole input was read.
 func (d *Decoder) End() error {
-	if n := d.r.Len(); n != 0 {
+	if n := d.r.len(); n != 0 {
 		return malformed("%d trailing bytes", n)
 	}
 	return nil
@@ -258,8 +310,8 @@ func (d *Decoder) arr(what string, min int) (int, error) {
 	if err != nil {
 		return 0, malformed("%s: %v", what, err)
 	}
-	if n < min || n > d.r.Len() {
-		return 0, malformed("%s: array of %d elements, want at least %d (and at most %d)", what, n, min, d.r.Len())
+	if n < min || n > d.r.len() {
+		return 0, malformed("%s: array of %d elements, want at least %d (and at most %d)", what, n, min, d.r.len())
 	}
 	return n, nil
 }
@@ -273,8 +325,8 @@ func (d *Decoder) list(what string, minElemBytes int) (int, error) {
 	if n < 0 {
 		return 0, nil
 	}
-	if n > d.r.Len()/minElemBytes {
-		return 0, malformed("%s: %d elements cannot fit in %d bytes", what, n, d.r.Len())
+	if n > d.r.len()/minElemBytes {
+		return 0, malformed("%s: %d elements cannot fit in %d bytes", what, n, d.r.len())
 	}
 	return n, nil
 }
@@ -294,69 +346,51 @@ func (d *Decoder) rawLen(what string) (int, error) {
 	if err != nil {
 		return 0, malformed("%s: %v", what, err)
 	}
-	if n > d.r.Len() {
-		return 0, malformed("%s: length %d exceeds the %d bytes left", what, n, d.r.Len())
+	if n > d.r.len() {
+		return 0, malformed("%s: length %d exceeds the %d bytes left", what, n, d.r.len())
 	}
 	return n, nil
 }
 
-// str reads a string with one allocation: short strings go through the
-// scratch buffer.
-func (d *Decoder) str(what string) (string, error) {
+// raw reads a str or bin header and returns its payload, which aliases the
+// input; nil is returned as (nil, true).
+func (d *Decoder) raw(what string) (p []byte, isNil bool, err error) {
 	n, err := d.rawLen(what)
-	if err != nil || n <= 0 {
-		return "", err
+	if err != nil {
+		return nil, false, err
 	}
-	b := d.scratchFor(n)
-	if err := d.dec.ReadFull(b); err != nil {
-		return "", malformed("%s: %v", what, err)
+	if n < 0 {
+		return nil, true, nil
 	}
-	return string(b), nil
+	return d.r.next(n), false, nil
 }
 
-// scratchFor returns n bytes of scratch space (a fresh slice when n is
-// large, so that the decoder does not keep a large buffer).
-func (d *Decoder) scratchFor(n int) []byte {
-	if n > 1024 {
-		return make([]byte, n)
-	}
-	if cap(d.scratch) < n {
-		d.scratch = make([]byte, 1024)
-	}
-	return d.scratch[:n]
+// str reads a string (or bin, or nil as "") with one allocation.
+func (d *Decoder) str(what string) (string, error) {
+	p, _, err := d.raw(what)
+	return string(p), err
 }
 
 // mapName reads a string, returning the previous map name when the bytes
 // are equal: a batch usually names one map many times.
 func (d *Decoder) mapName(what string) (string, error) {
-	n, err := d.rawLen(what)
-	if err != nil || n <= 0 {
+	p, _, err := d.raw(what)
+	if err != nil {
 		return "", err
 	}
-	b := d.scratchFor(n)
-	if err := d.dec.ReadFull(b); err != nil {
-		return "", malformed("%s: %v", what, err)
-	}
-	if string(b) != d.last {
-		d.last = string(b)
+	if string(p) != d.last {
+		d.last = string(p)
 	}
 	return d.last, nil
 }
 
 // bin reads a bin (or str) as a fresh slice; nil stays nil.
 func (d *Decoder) bin(what string) ([]byte, error) {
-	n, err := d.rawLen(what)
-	if err != nil {
+	p, isNil, err := d.raw(what)
+	if err != nil || isNil {
 		return nil, err
 	}
-	if n < 0 {
-		return nil, nil
-	}
-	b := make([]byte, n)
-	if err := d.dec.ReadFull(b); err != nil {
-		return nil, malformed("%s: %v", what, err)
-	}
-	return b, nil
+	return append(make([]byte, 0, len(p)), p...), nil
 }
 
 func (d *Decoder) int64(what string) (int64, error) {
@@ -410,8 +444,8 @@ func (d *Decoder) OpenRequest() (OpenRequest, error) {
 	if err != nil {
 		return r, malformed("open config: %v", err)
 	}
-	if m > d.r.Len()/2 {
-		return r, malformed("open config: %d entries cannot fit in %d bytes", m, d.r.Len())
+	if m > d.r.len()/2 {
+		return r, malformed("open config: %d entries cannot fit in %d bytes", m, d.r.len())
 	}
 	if m > 0 {
 		r.Config = make(map[string]string, m)
@@ -493,7 +527,7 @@ func (d *Decoder) ApplyRequest(b *Batch) error {
 	}
 	var arena []byte
 	if d.Arena {
-		arena = make([]byte, 0, d.r.Len())
+		arena = make([]byte, 0, d.r.len())
 	}
 	for i := 0; i < count; i++ {
 		m := &b.Mutations[i]
@@ -519,19 +553,16 @@ func (d *Decoder) ApplyRequest(b *Batch) error {
 			return err
 		}
 		if d.Arena {
-			vn, err := d.rawLen("value")
+			p, isNil, err := d.raw("value")
 			if err != nil {
 				return err
 			}
-			if vn < 0 {
+			if isNil {
 				m.Value = nil
 			} else {
 				start := len(arena)
-				arena = arena[:start+vn]
-				if err := d.dec.ReadFull(arena[start:]); err != nil {
-					return malformed("value: %v", err)
-				}
-				m.Value = arena[start : start+vn : start+vn]
+				arena = append(arena, p...)
+				m.Value = arena[start:len(arena):len(arena)]
 			}
 		} else if m.Value, err = d.bin("value"); err != nil {
 			return err

@@ -3,6 +3,7 @@ package abi
 import (
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
 	"runtime"
 	"testing"
@@ -281,5 +282,57 @@ func TestWasm_pack(t *testing.T) {
 	}
 	if CallListExpired.String() != "list_expired" || WasmCall(99).String() != "call(99)" {
 		t.Errorf("call names: %s %s", CallListExpired, WasmCall(99))
+	}
+}
+
+func TestSliceReader(t *testing.T) {
+	var r sliceReader
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Errorf("ReadByte on empty input = %v, want io.EOF", err)
+	}
+	if err := r.UnreadByte(); err == nil {
+		t.Error("UnreadByte at the start succeeded")
+	}
+	r = sliceReader{b: []byte{1, 2, 3}}
+	if c, err := r.ReadByte(); c != 1 || err != nil {
+		t.Errorf("ReadByte = %d, %v", c, err)
+	}
+	if err := r.UnreadByte(); err != nil {
+		t.Errorf("UnreadByte = %v", err)
+	}
+	p := make([]byte, 5)
+	if n, err := r.Read(p); n != 3 || err != nil || !bytes.Equal(p[:n], []byte{1, 2, 3}) {
+		t.Errorf("Read = %d %v %v", n, err, p[:n])
+	}
+	if n, err := r.Read(p[:0]); n != 0 || err != nil {
+		t.Errorf("empty Read at the end = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := r.Read(p); n != 0 || err != io.EOF {
+		t.Errorf("Read at the end = %d, %v; want io.EOF", n, err)
+	}
+}
+
+// TestDecoder_copies checks that nothing a Decoder returns aliases its
+// input: the guest reuses the request buffer for the response.
+func TestDecoder_copies(t *testing.T) {
+	e, d := NewEncoder(), NewDecoder()
+	b := &Batch{Now: 1}
+	b.Put("m", "k1", false, []byte("v1"), 0)
+	b.Put("m", "k2", false, []byte("v2"), 0)
+	e.ApplyRequest(b)
+	for _, arena := range []bool{false, true} {
+		in := append([]byte(nil), e.Bytes()...)
+		d.Reset(in)
+		d.Arena = arena
+		var got Batch
+		if err := d.ApplyRequest(&got); err != nil {
+			t.Fatal(err)
+		}
+		clear(in)
+		for i, m := range got.Mutations {
+			if m.Map != "m" || m.Key != b.Mutations[i].Key || string(m.Value) != string(b.Mutations[i].Value) {
+				t.Errorf("arena=%v: mutation %d = %+v after the input was cleared", arena, i, m)
+			}
+		}
 	}
 }
