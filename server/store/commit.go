@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
+	"sync/atomic"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
@@ -53,13 +53,24 @@ func (s *Store) submit(ctx context.Context, req *request) error {
 	}
 }
 
-// committer is the single goroutine that merges and commits. Being the only
-// writer of the index, it reads the index without locking and takes the
-// write lock only to install a committed batch.
+// The write path is a two-stage pipeline. The committer goroutine merges
+// requests into a txn against the index plus the txns still in flight; the
+// applier goroutine commits txns to the backend one at a time, in order,
+// then installs them in the index and answers their callers. While the
+// applier waits for a commit to become durable, the committer keeps
+// merging arriving requests into the next txn, so one backend batch carries
+// everything that arrived during the previous commit (group commit), and
+// merging overlaps with the backend's fsync.
+//
+// A txn merged on top of a txn that then fails is failed too, unapplied:
+// its merge decisions assumed the failed one's state.
+
+// committer is the only goroutine that merges. It reads the index under
+// the read lock; the applier is the only writer of the index.
 func (s *Store) committer() {
 	defer s.wg.Done()
-	var expected int         // requests in the last group
-	var linger time.Duration // half the last commit's duration
+	defer close(s.applyq)
+	var inflight []*txn // handed to the applier, oldest first
 	for {
 		var first *request
 		select {
@@ -69,89 +80,105 @@ func (s *Store) committer() {
 			for {
 				select {
 				case r := <-s.reqs:
-					s.commitGroup([]*request{r})
+					t := s.newTxn(&inflight)
+					t.add(r)
+					s.applyq <- t
+					inflight = append(inflight, t)
 				default:
 					go s.failLate()
 					return
 				}
 			}
 		}
-		group := []*request{first}
-		n := len(first.ops) + 1
-	gather:
-		for n < s.opts.MaxCommitOps {
+		t := s.newTxn(&inflight)
+		t.add(first)
+	fill:
+		for t.n < s.opts.MaxCommitOps {
 			select {
+			case s.applyq <- t:
+				inflight = append(inflight, t)
+				t = nil
+				break fill
 			case r := <-s.reqs:
-				group = append(group, r)
-				n += len(r.ops) + 1
-			default:
-				break gather
+				t.add(r)
 			}
 		}
-		// Writers answered by the last commit are still on their way back:
-		// when the last group was bigger than what has arrived, linger for a
-		// fraction of a commit's time so they share this commit instead of
-		// each waiting for the next one.
-		if want := expected / 2; len(group) < want && linger > 0 {
-			timer := time.NewTimer(linger)
-		more:
-			for len(group) < expected && n < s.opts.MaxCommitOps {
-				select {
-				case r := <-s.reqs:
-					group = append(group, r)
-					n += len(r.ops) + 1
-				case <-timer.C:
-					break more
-				case <-s.closing:
-					break more
-				}
-			}
-			timer.Stop()
+		if t != nil {
+			s.applyq <- t
+			inflight = append(inflight, t)
 		}
-		start := time.Now()
-		s.commitGroup(group)
-		expected = len(group)
-		linger = min(time.Since(start)/2, maxLinger)
 	}
 }
 
-// maxLinger bounds how long a commit waits for writers of the last one.
-const maxLinger = 2 * time.Millisecond
+// newTxn starts a txn whose overlay is the txns still in flight.
+func (s *Store) newTxn(inflight *[]*txn) *txn {
+	// Drop settled txns: their states are in the index now.
+	live := (*inflight)[:0]
+	for _, o := range *inflight {
+		if !o.settled.Load() {
+			live = append(live, o)
+		}
+	}
+	*inflight = live
+	t := &txn{s: s, pending: map[cacheKey]*state{}, overlay: append([]*txn(nil), live...)}
+	if len(live) > 0 {
+		t.dep = live[len(live)-1]
+	}
+	return t
+}
+
+// add merges one request into the txn.
+func (t *txn) add(r *request) {
+	t.reqs = append(t.reqs, r)
+	t.n += len(r.ops) + 1
+	if r.fn != nil {
+		r.fn(t)
+		return
+	}
+	for i := range r.ops {
+		r.results[i] = t.apply(i, &r.ops[i], r.origin)
+	}
+	if h := t.s.mergedHook; h != nil {
+		h()
+	}
+}
+
+// applier commits txns in order and answers their callers.
+func (s *Store) applier() {
+	defer s.wg.Done()
+	for t := range s.applyq {
+		err := t.err
+		if err == nil && t.dep != nil && t.dep.failed.Load() {
+			err = t.dep.failErr
+		}
+		if err == nil && len(t.order) > 0 {
+			err = t.commit()
+			if err != nil {
+				// The batch may have been applied (a networked backend can
+				// lose the connection after sending the commit): re-read its
+				// keys so the index matches storage.
+				for _, st := range t.order {
+					s.repair[cacheKey{st.mapName, st.key}] = struct{}{}
+					s.cache.remove(cacheKey{st.mapName, st.key})
+				}
+				s.repairIndex()
+			}
+		}
+		if err != nil {
+			t.failErr = err
+			t.failed.Store(true)
+		}
+		t.settled.Store(true)
+		for _, r := range t.reqs {
+			r.done <- err
+		}
+	}
+}
 
 // failLate answers requests that raced with Close.
 func (s *Store) failLate() {
 	for r := range s.reqs {
 		r.done <- ErrClosed
-	}
-}
-
-func (s *Store) commitGroup(group []*request) {
-	s.repairIndex()
-	t := &txn{s: s, pending: map[cacheKey]*state{}}
-	for _, r := range group {
-		if r.fn != nil {
-			r.fn(t)
-			continue
-		}
-		for i := range r.ops {
-			r.results[i] = t.apply(i, &r.ops[i], r.origin)
-		}
-	}
-	err := t.err
-	if err == nil && len(t.order) > 0 {
-		err = t.commit()
-		if err != nil {
-			// The batch may have been applied (a networked backend can lose
-			// the connection after sending the commit): re-read its keys
-			// before the next commit so the index matches storage.
-			for _, st := range t.order {
-				s.repair[cacheKey{st.mapName, st.key}] = struct{}{}
-				s.cache.remove(cacheKey{st.mapName, st.key})
-			}
-		}
-	}
-	for _, r := range group {
-		r.done <- err
 	}
 }
 
@@ -168,6 +195,13 @@ type state struct {
 // txn is the overlay of one group commit: merged states not yet durable.
 type txn struct {
 	s       *Store
+	reqs    []*request
+	n       int    // ops and requests merged, bounded by MaxCommitOps
+	overlay []*txn // txns in flight when this one started, oldest first
+	dep     *txn   // the newest of them: if it fails, this one fails
+	settled atomic.Bool
+	failed  atomic.Bool
+	failErr error // set before failed
 	pending map[cacheKey]*state
 	order   []*state // dirty states in first-touch order
 	changes []Change
@@ -180,42 +214,27 @@ func reject(i int, format string, args ...any) Result {
 	return Result{Err: &RejectError{Op: i, Reason: fmt.Sprintf(format, args...)}}
 }
 
-// current returns the state of a key as this commit sees it. needValue
-// false allows answering LWW keys from the index alone.
+// current returns the state of a key as this commit sees it: its own
+// pending states, then those of the txns still in flight, then the index,
+// then storage. needValue false allows answering LWW keys from the index.
 func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 	ck := cacheKey{mapName, key}
 	if st, ok := t.pending[ck]; ok {
 		return st, nil
 	}
-	st := &state{mapName: mapName, key: key}
-	ms := t.s.maps[mapName]
-	if !needValue {
-		// The index knows every LWW key and every OR key with live
-		// entries; a key in neither holds nothing an LWW write must respect
-		// (at most OR tombstones or an unreadable record, which the write
-		// replaces), so no backend read is needed.
-		if ms == nil {
+	for i := len(t.overlay) - 1; i >= 0; i-- {
+		o := t.overlay[i]
+		if o.settled.Load() {
+			break // it and the older ones are in the index
+		}
+		if st, ok := o.pending[ck]; ok {
 			return st, nil
 		}
-		if _, ok := ms.or.get(key); !ok {
-			if _, ok := ms.lww.get(key); !ok {
-				return st, nil
-			}
-		}
 	}
-	if ms != nil {
-		if m, ok := ms.lww.get(key); ok && !needValue {
-			st.present = true
-			st.rv = record.NewLWW(record.Value{}, t.s.lwwTimestamp(m))
-			st.exp = m.exp
-			if !m.tombstone() {
-				// The value is unknown here; mark it non-null so callers can
-				// tell a live record from a tombstone without loading it.
-				st.rv.LWW.Value = record.BoolValue(true)
-			}
-			return st, nil // not cached in pending: only a peek
-		}
+	if st, ok := t.peekIndex(mapName, key, needValue); ok {
+		return st, nil
 	}
+	st := &state{mapName: mapName, key: key}
 	es, err := t.s.loadRaw(context.Background(), mapName, []string{key})
 	if err != nil {
 		return nil, err
@@ -226,6 +245,38 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 	}
 	t.pending[ck] = st
 	return st, nil
+}
+
+// peekIndex answers from the index alone when it can (needValue false).
+func (t *txn) peekIndex(mapName, key string, needValue bool) (*state, bool) {
+	if needValue {
+		return nil, false
+	}
+	t.s.mu.RLock()
+	defer t.s.mu.RUnlock()
+	st := &state{mapName: mapName, key: key}
+	ms := t.s.maps[mapName]
+	if ms == nil {
+		return st, true
+	}
+	if m, ok := ms.lww.get(key); ok {
+		st.present = true
+		st.rv = record.NewLWW(record.Value{}, t.s.lwwTimestamp(m))
+		st.exp = m.exp
+		if !m.tombstone() {
+			// The value is unknown here; mark it non-null so callers can
+			// tell a live record from a tombstone without loading it.
+			st.rv.LWW.Value = record.BoolValue(true)
+		}
+		return st, true
+	}
+	if _, ok := ms.or.get(key); ok {
+		return nil, false // an OR key: the caller loads it
+	}
+	// The index knows every LWW key and every OR key with live entries; a
+	// key in neither holds nothing an LWW write must respect (at most OR
+	// tombstones or an unreadable record, which the write replaces).
+	return st, true
 }
 
 // write records a new state for a key.
@@ -454,6 +505,7 @@ func (t *txn) commit() error {
 
 // repairIndex re-reads keys whose last commit failed and indexes what
 // storage holds. Keys it cannot read stay queued for the next commit.
+// It runs on the applier.
 func (s *Store) repairIndex() {
 	if len(s.repair) == 0 {
 		return

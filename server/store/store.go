@@ -144,9 +144,12 @@ type Store struct {
 	nodes []string
 	nodeI map[string]uint32
 
-	repair map[cacheKey]struct{} // keys of failed commits; committer only
+	repair map[cacheKey]struct{} // keys of failed commits; applier only
+
+	mergedHook func() // tests: called after each request is merged
 
 	reqs    chan *request
+	applyq  chan *txn
 	seq     atomic.Uint64
 	closing chan struct{}
 	wg      sync.WaitGroup
@@ -175,6 +178,7 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		nodeI:   map[string]uint32{},
 		repair:  map[cacheKey]struct{}{},
 		reqs:    make(chan *request, 1024),
+		applyq:  make(chan *txn),
 		closing: make(chan struct{}),
 	}
 	start := time.Now()
@@ -183,8 +187,9 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s.log.Info("index rebuilt", "maps", len(s.maps), "records", n, "took", time.Since(start).Round(time.Millisecond))
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.committer()
+	go s.applier()
 	go s.housekeeping()
 	return s, nil
 }

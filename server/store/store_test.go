@@ -524,3 +524,74 @@ func TestStore_Since_byCommitTime(t *testing.T) {
 		t.Fatalf("Since returned %v, want the late write and the tombstone", got)
 	}
 }
+
+// gateBackend holds each Apply until released and fails it when told to.
+type gateBackend struct {
+	abi.Backend
+	entered chan struct{}
+	release chan bool // true: fail this Apply
+}
+
+func (b *gateBackend) Apply(ctx context.Context, batch *abi.Batch) error {
+	b.entered <- struct{}{}
+	if <-b.release {
+		return abi.Errorf(abi.CodeUnavailable, "test: commit failed")
+	}
+	return b.Backend.Apply(ctx, batch)
+}
+
+// TestStore_pipelineDependentFails: a write merged while an earlier commit
+// is in flight, on top of its state, fails with it instead of being
+// applied on a state that never became durable.
+func TestStore_pipelineDependentFails(t *testing.T) {
+	be := &gateBackend{Backend: null.Open(), entered: make(chan struct{}), release: make(chan bool)}
+	f := newFixture(t, be, nil)
+	first := make(chan error, 1)
+	go func() {
+		_, err := f.s.Apply(context.Background(), []Op{put("m", "k", "one", ts(t0, 0, "c1"))}, 1)
+		first <- err
+	}()
+	<-be.entered // the first commit is in flight
+	merged := make(chan struct{}, 1)
+	f.s.mergedHook = func() {
+		select {
+		case merged <- struct{}{}:
+		default:
+		}
+	}
+	second := make(chan []Result, 1)
+	secondErr := make(chan error, 1)
+	go func() {
+		// Older than "one": it is a no-op only because of the in-flight write.
+		res, err := f.s.Apply(context.Background(), []Op{put("m", "k", "older", ts(t0-1, 0, "c2"))}, 2)
+		second <- res
+		secondErr <- err
+	}()
+	<-merged // merged on top of the in-flight write, which now fails
+	be.release <- true
+	if err := <-first; err == nil {
+		t.Fatalf("first write: want the commit failure")
+	}
+	select {
+	case <-be.entered: // a dependent commit must not reach the backend
+		t.Fatalf("the dependent write was sent to the backend")
+	case err := <-secondErr:
+		<-second
+		if err == nil {
+			t.Fatalf("dependent write acknowledged although its basis failed")
+		}
+	}
+	// Retried, the older write now applies: nothing else holds the key.
+	go func() { <-be.entered; be.release <- false }()
+	if r := f.apply(put("m", "k", "older", ts(t0-1, 0, "c2"))); !r[0].Changed {
+		t.Fatalf("retry after the failure was not applied")
+	}
+	if v, _ := f.get("m", "k"); v != "older" {
+		t.Fatalf("value %q", v)
+	}
+	go func() {
+		for range be.entered {
+			be.release <- false
+		}
+	}()
+}
