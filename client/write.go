@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -15,6 +16,9 @@ type Op struct {
 	Key    string
 	Value  any
 	Remove bool
+	// TTL, when positive, makes the record expire that long after the
+	// op's timestamp (sent as the record's ttlMs, whole milliseconds).
+	TTL time.Duration
 }
 
 // pendingOp is a write waiting for its OP_ACK.
@@ -66,6 +70,9 @@ func (c *Client) Batch(ctx context.Context, ops ...Op) error {
 		if o.Remove {
 			opType = "REMOVE"
 			rec.Value = nil
+		} else if o.TTL > 0 {
+			ms := uint64(max(o.TTL.Milliseconds(), 1))
+			rec.TTLMs = &ms
 		}
 		ps[i] = &pendingOp{
 			op:   wire.ClientOp{MapName: o.Map, Key: o.Key, OpType: opType, Record: rec},
