@@ -270,10 +270,13 @@ var errUnread = errors.New("abi: UnreadByte at the start of the input")
 type Decoder struct {
 	r   sliceReader
 	dec *msgpack.Decoder
-	// Arena, when set, makes ApplyRequest place all values of a batch in
-	// one allocation instead of one per value (the guest's hot path).
-	Arena bool
-	last  string // last map name, reused to avoid one allocation per record
+	// AliasValues, when set, makes ApplyRequest return values that alias
+	// the input instead of copies: no allocation and no copy per value.
+	// They are valid until the input is reused. It is for a caller that
+	// passes the batch straight to a Backend, which never keeps the
+	// caller's buffers (the guest's hot path).
+	AliasValues bool
+	last        string // last map name, reused to avoid one allocation per record
 }
 
 // NewDecoder returns a Decoder with an empty input.
@@ -283,8 +286,8 @@ func NewDecoder() *Decoder {
 	return d
 }
 
-// Reset makes b the input. The decoder never keeps references to b: every
-// string and byte slice it returns is a copy.
+// Reset makes b the input. Every string and byte slice the decoder returns
+// is a copy, except the values of ApplyRequest when AliasValues is set.
 func (d *Decoder) Reset(b []byte) {
 	// The msgpack decoder reads d.r and keeps no state between values, so
 	// resetting the slice is enough (and avoids its per-reset type
@@ -525,10 +528,6 @@ func (d *Decoder) ApplyRequest(b *Batch) error {
 			clear(b.Mutations[count:old])
 		}
 	}
-	var arena []byte
-	if d.Arena {
-		arena = make([]byte, 0, d.r.len())
-	}
 	for i := 0; i < count; i++ {
 		m := &b.Mutations[i]
 		f, err := d.arr("mutation", 6)
@@ -552,18 +551,12 @@ func (d *Decoder) ApplyRequest(b *Batch) error {
 		if m.Backup, err = d.boolean("backup"); err != nil {
 			return err
 		}
-		if d.Arena {
-			p, isNil, err := d.raw("value")
+		if d.AliasValues {
+			p, _, err := d.raw("value")
 			if err != nil {
 				return err
 			}
-			if isNil {
-				m.Value = nil
-			} else {
-				start := len(arena)
-				arena = append(arena, p...)
-				m.Value = arena[start:len(arena):len(arena)]
-			}
+			m.Value = p
 		} else if m.Value, err = d.bin("value"); err != nil {
 			return err
 		}

@@ -56,7 +56,7 @@ func TestCodec_roundTrip(t *testing.T) {
 		got, err := d.Description()
 		check(t, "description", got, want, err)
 	})
-	for _, arena := range []bool{false, true} {
+	for _, alias := range []bool{false, true} {
 		t.Run("Apply", func(t *testing.T) {
 			want := Batch{Now: 42}
 			want.Put("m", "k", false, []byte("v"), 9)
@@ -66,10 +66,10 @@ func TestCodec_roundTrip(t *testing.T) {
 			e.Reset(nil)
 			e.ApplyRequest(&want)
 			d.Reset(e.Bytes())
-			d.Arena = arena
+			d.AliasValues = alias
 			got := Batch{Mutations: make([]Mutation, 10)}
 			err := d.ApplyRequest(&got)
-			d.Arena = false
+			d.AliasValues = false
 			// nil and empty values are not distinguished on the wire.
 			for i := range want.Mutations {
 				if len(want.Mutations[i].Value) == 0 {
@@ -264,7 +264,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		_, _, _ = d.ListExpiredRequest()
 		var b Batch
 		d.Reset(data)
-		d.Arena = true
+		d.AliasValues = true
 		_ = d.ApplyRequest(&b)
 	})
 }
@@ -312,26 +312,37 @@ func TestSliceReader(t *testing.T) {
 	}
 }
 
-// TestDecoder_copies checks that nothing a Decoder returns aliases its
-// input: the guest reuses the request buffer for the response.
+// TestDecoder_copies checks that what a Decoder returns does not alias its
+// input (the guest reuses the request buffer for the response), except the
+// values of ApplyRequest with AliasValues.
 func TestDecoder_copies(t *testing.T) {
 	e, d := NewEncoder(), NewDecoder()
 	b := &Batch{Now: 1}
 	b.Put("m", "k1", false, []byte("v1"), 0)
 	b.Put("m", "k2", false, []byte("v2"), 0)
 	e.ApplyRequest(b)
-	for _, arena := range []bool{false, true} {
+	for _, alias := range []bool{false, true} {
 		in := append([]byte(nil), e.Bytes()...)
 		d.Reset(in)
-		d.Arena = arena
+		d.AliasValues = alias
 		var got Batch
 		if err := d.ApplyRequest(&got); err != nil {
 			t.Fatal(err)
 		}
+		if alias {
+			for i, m := range got.Mutations {
+				if cap(m.Value) != len(m.Value) {
+					t.Errorf("aliased value %d has room to grow into the input: len %d, cap %d", i, len(m.Value), cap(m.Value))
+				}
+			}
+		}
 		clear(in)
 		for i, m := range got.Mutations {
-			if m.Map != "m" || m.Key != b.Mutations[i].Key || string(m.Value) != string(b.Mutations[i].Value) {
-				t.Errorf("arena=%v: mutation %d = %+v after the input was cleared", arena, i, m)
+			if m.Map != "m" || m.Key != b.Mutations[i].Key {
+				t.Errorf("alias=%v: mutation %d = %+v after the input was cleared", alias, i, m)
+			}
+			if want := string(b.Mutations[i].Value); !alias && string(m.Value) != want {
+				t.Errorf("mutation %d value = %q after the input was cleared, want a copy of %q", i, m.Value, want)
 			}
 		}
 	}

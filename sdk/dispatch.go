@@ -47,7 +47,9 @@ type server struct {
 
 func newServer(b abi.Backend, name string, caps abi.Capability, open OpenFunc) *server {
 	s := &server{backend: b, name: name, caps: caps, open: open, enc: abi.NewEncoder(), dec: abi.NewDecoder()}
-	s.dec.Arena = true
+	// The batch goes straight to the backend, which never keeps the
+	// caller's buffers, so its values may point into the request.
+	s.dec.AliasValues = true
 	s.gcAbove = defaultMemLimit / gcFraction
 	s.sample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	return s
