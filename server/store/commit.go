@@ -262,7 +262,7 @@ func (t *txn) peekIndex(mapName, key string, needValue bool) (*state, bool) {
 	if m, ok := ms.lww.get(key); ok {
 		st.present = true
 		st.rv = record.NewLWW(record.Value{}, t.s.lwwTimestamp(m))
-		st.exp = m.exp
+		st.exp = ms.exp[key]
 		if !m.tombstone() {
 			// The value is unknown here; mark it non-null so callers can
 			// tell a live record from a tombstone without loading it.

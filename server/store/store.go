@@ -105,10 +105,10 @@ func (o *Options) Validate() error {
 var ErrClosed = errors.New("store: closed")
 
 // lwwMeta is what the index keeps per LWW key: enough to merge and to hash,
-// nothing of the value. 24 bytes.
+// nothing of the value. 16 bytes; the expiry of the few keys that have one
+// is kept beside it, in mapState.exp.
 type lwwMeta struct {
 	millis  uint64
-	exp     int64
 	counter uint32
 	node    uint32 // index into Store.nodes; tombstoneBit set for a tombstone
 }
@@ -126,6 +126,7 @@ type orMeta struct {
 type mapState struct {
 	lww *trie[lwwMeta]
 	or  *trie[orMeta]
+	exp map[string]int64 // expiration of LWW keys that have one
 }
 
 // Store is the record store: TopGun's CRDT maps on top of an abi.Backend,
@@ -232,7 +233,7 @@ func (s *Store) rebuild(ctx context.Context) (int, error) {
 func (s *Store) mapState(name string, create bool) *mapState {
 	ms := s.maps[name]
 	if ms == nil && create {
-		ms = &mapState{lww: newTrie[lwwMeta](), or: newTrie[orMeta]()}
+		ms = &mapState{lww: newTrie[lwwMeta](), or: newTrie[orMeta](), exp: map[string]int64{}}
 		s.maps[name] = ms
 	}
 	return ms
@@ -263,6 +264,7 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 	oldO, hadO := ms.or.get(key)
 	if hadL && (rv == nil || rv.Kind != record.KindLWW) {
 		ms.lww.remove(key, lwwItemHash(key, s.lwwTimestamp(oldL)))
+		delete(ms.exp, key)
 	}
 	if hadO && (rv == nil || rv.Kind == record.KindLWW) {
 		ms.or.remove(key, oldO.hash)
@@ -274,7 +276,12 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 	switch rv.Kind {
 	case record.KindLWW:
 		ts := rv.LWW.Timestamp
-		m := lwwMeta{millis: ts.Millis, counter: ts.Counter, node: s.nodeIndex(ts.NodeID), exp: exp}
+		m := lwwMeta{millis: ts.Millis, counter: ts.Counter, node: s.nodeIndex(ts.NodeID)}
+		if exp != 0 {
+			ms.exp[key] = exp
+		} else if hadL {
+			delete(ms.exp, key)
+		}
 		if rv.LWW.Value.IsNull() {
 			m.node |= tombstoneBit
 		}
