@@ -1,0 +1,84 @@
+package host
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+)
+
+// TestConfinedFS checks the data directory's path checks directly: links
+// that stay inside work, links that lead out (or dangle) are refused, and
+// files that do not exist yet may be created only inside.
+func TestConfinedFS(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	dir := filepath.Join(root, "data")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "sub"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "sub", "in.txt"), []byte("in"), 0o644))
+	must(os.WriteFile(filepath.Join(root, "out.txt"), []byte("out"), 0o644))
+	must(os.Symlink("sub/in.txt", filepath.Join(dir, "inside")))
+	must(os.Symlink(filepath.Join(root, "out.txt"), filepath.Join(dir, "outside")))
+	must(os.Symlink(root, filepath.Join(dir, "outdir")))
+	must(os.Symlink(filepath.Join(root, "nothing-yet"), filepath.Join(dir, "dangling")))
+	fsys, err := newConfinedFS(dir)
+	must(err)
+
+	open := []struct {
+		path string
+		flag experimentalsys.Oflag
+		want experimentalsys.Errno
+	}{
+		{"sub/in.txt", experimentalsys.O_RDONLY, 0},
+		{"inside", experimentalsys.O_RDONLY, 0},
+		{"new.txt", experimentalsys.O_RDWR | experimentalsys.O_CREAT, 0},
+		{"sub/new.txt", experimentalsys.O_RDWR | experimentalsys.O_CREAT, 0},
+		{"outside", experimentalsys.O_RDONLY, experimentalsys.EPERM},
+		{"outside", experimentalsys.O_RDWR | experimentalsys.O_TRUNC, experimentalsys.EPERM},
+		{"outdir/out.txt", experimentalsys.O_RDONLY, experimentalsys.EPERM},
+		{"outdir/new.txt", experimentalsys.O_RDWR | experimentalsys.O_CREAT, experimentalsys.EPERM},
+		{"dangling", experimentalsys.O_RDWR | experimentalsys.O_CREAT, experimentalsys.EPERM},
+		{"../out.txt", experimentalsys.O_RDONLY, experimentalsys.EPERM},
+		{"sub/../../out.txt", experimentalsys.O_RDONLY, experimentalsys.EPERM},
+	}
+	for _, tc := range open {
+		f, errno := fsys.OpenFile(tc.path, tc.flag, 0o644)
+		if errno != tc.want {
+			t.Errorf("OpenFile(%q) = %v, want %v", tc.path, errno, tc.want)
+		}
+		if f != nil {
+			f.Close()
+		}
+	}
+	if _, errno := fsys.Stat("outside"); errno != experimentalsys.EPERM {
+		t.Errorf("Stat(outside) = %v, want EPERM", errno)
+	}
+	if _, errno := fsys.Lstat("outside"); errno != 0 {
+		t.Errorf("Lstat(outside) = %v: the link itself is inside", errno)
+	}
+	if errno := fsys.Rename("sub/in.txt", "outdir/stolen.txt"); errno != experimentalsys.EPERM {
+		t.Errorf("Rename into a linked directory outside = %v, want EPERM", errno)
+	}
+	if errno := fsys.Mkdir("outdir/x", 0o755); errno != experimentalsys.EPERM {
+		t.Errorf("Mkdir through a link outside = %v, want EPERM", errno)
+	}
+	if errno := fsys.Symlink("/etc/passwd", "mine"); errno != experimentalsys.EPERM {
+		t.Errorf("Symlink = %v, want EPERM", errno)
+	}
+	if errno := fsys.Unlink("outside"); errno != 0 {
+		t.Errorf("Unlink(outside) = %v: removing the link itself is allowed", errno)
+	}
+	if data, err := os.ReadFile(filepath.Join(root, "out.txt")); err != nil || string(data) != "out" {
+		t.Errorf("the file outside is %q, %v", data, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "stolen.txt")); err == nil {
+		t.Error("a file was moved outside")
+	}
+}
