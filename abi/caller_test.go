@@ -1,0 +1,46 @@
+package abi
+
+import (
+	"context"
+	"testing"
+)
+
+// cannedRT answers every call with one fixed response.
+type cannedRT struct{ resp []byte }
+
+func (rt cannedRT) RoundTrip(_ context.Context, _ WasmCall, _ []byte, handle func(Code, []byte) error) error {
+	return handle(CodeOK, rt.resp)
+}
+
+// BenchmarkCaller_Get measures the host's side of a get of one record: the
+// request encoding and the response decoding, without a plugin.
+func BenchmarkCaller_Get(b *testing.B) {
+	e := NewEncoder()
+	e.Records([]Record{{Key: "key-0000000000000001", Value: make([]byte, 100), CreatedAt: 1, UpdatedAt: 2}})
+	c := NewCaller(cannedRT{resp: e.Bytes()}, "plugin test")
+	ctx := context.Background()
+	keys := []string{"key-0000000000000001"}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		recs, err := c.Get(ctx, "bench", false, keys)
+		if err != nil || len(recs) != 1 {
+			b.Fatal(err, len(recs))
+		}
+	}
+}
+
+// BenchmarkCaller_Apply measures the host's side of an apply of 1000 puts.
+func BenchmarkCaller_Apply(b *testing.B) {
+	c := NewCaller(cannedRT{}, "plugin test")
+	ctx := context.Background()
+	batch := &Batch{Now: 1}
+	for i := 0; i < 1000; i++ {
+		batch.Put("bench", "key-0000000000000001", false, make([]byte, 100), 0)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if err := c.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
