@@ -73,7 +73,7 @@
 // guest that never returns hangs its caller; deadlines are checked only
 // before a call starts and while it waits for an instance.
 // BenchmarkTrust measures the difference (the README's Sandbox section
-// has the figures: sandboxed calls were 2 to 4 times slower).
+// has the figures: sandboxed calls were 2 to 6 times slower).
 //
 // A caller's context is checked before a call starts and while it waits
 // for an instance; a call that has started runs to completion or to the
