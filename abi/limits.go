@@ -60,10 +60,15 @@ func ValidateBatch(b *Batch) error {
 	if len(b.Mutations) > MaxBatchOps {
 		return Errorf(CodeInvalidArgument, "batch has %d mutations, the limit is %d", len(b.Mutations), MaxBatchOps)
 	}
+	prevMap := ""
 	for i := range b.Mutations {
 		m := &b.Mutations[i]
-		if err := ValidateMapName(m.Map); err != nil {
-			return err
+		// Batches usually name one map many times: check each run once.
+		if i == 0 || m.Map != prevMap {
+			if err := ValidateMapName(m.Map); err != nil {
+				return err
+			}
+			prevMap = m.Map
 		}
 		if err := ValidateKey(m.Key); err != nil {
 			return err

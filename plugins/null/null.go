@@ -69,11 +69,17 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	if b.closed {
 		return errClosed()
 	}
+	var lastID bucketID
+	var lastBk *bucket
 	for i := range batch.Mutations {
 		m := &batch.Mutations[i]
 		id := bucketID{m.Map, m.Backup}
+		// Consecutive mutations of one map share the bucket lookup.
+		bk := lastBk
+		if i == 0 || id != lastID || bk == nil {
+			bk = b.buckets[id]
+		}
 		ek := expKey{id, m.Key}
-		bk := b.buckets[id]
 		switch m.Kind {
 		case abi.OpPut:
 			if bk == nil {
@@ -91,7 +97,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 			r.UpdatedAt = batch.Now
 			if m.ExpirationTime > 0 {
 				b.expiring[ek] = m.ExpirationTime
-			} else {
+			} else if len(b.expiring) > 0 {
 				delete(b.expiring, ek)
 			}
 		case abi.OpDelete:
@@ -104,9 +110,11 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 				delete(b.expiring, ek)
 				if len(bk.recs) == 0 {
 					delete(b.buckets, id)
+					bk = nil
 				}
 			}
 		}
+		lastID, lastBk = id, bk
 	}
 	return nil
 }
