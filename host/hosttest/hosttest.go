@@ -85,8 +85,8 @@ func moduleRoot(dir string) (string, error) {
 	}
 }
 
-// sourceHash hashes the Go version, the package path, go.mod, go.sum and
-// every non-test .go file of the module.
+// sourceHash hashes the Go version, the package path, go.mod, go.sum,
+// every non-test .go file of the module and its PGO profiles.
 func sourceHash(root, pkg string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintln(h, runtime.Version(), pkg)
@@ -101,7 +101,7 @@ func sourceHash(root, pkg string) (string, error) {
 			}
 			return nil
 		}
-		if !(strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) && name != "go.mod" && name != "go.sum" {
+		if !(strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) && name != "go.mod" && name != "go.sum" && name != "default.pgo" {
 			return nil
 		}
 		f, err := os.Open(path)
