@@ -38,6 +38,9 @@ type instance struct {
 	poisoned bool
 	// memBytes is the size of its linear memory the pool last counted.
 	memBytes int64
+	// starting: the instance is being started; a failure is returned to
+	// Load or reported once by the pool, not logged here.
+	starting bool
 }
 
 // trackMemory updates the pool's memory total with the instance's size. Only
@@ -66,12 +69,14 @@ func (p *plugin) newInstance(ctx context.Context, id int) (*instance, abi.Descri
 	if p.opts.DataDir != "" {
 		dataDir = abi.WasmDataDir
 	}
+	in.starting = true
 	desc, err := abi.NewCaller(in, p.prefix).Open(ctx, &abi.OpenRequest{
 		Config:           p.opts.Config,
 		DataDir:          dataDir,
 		MaxResponseBytes: uint32(p.opts.MaxResponseBytes),
 		MemoryLimitBytes: uint64(p.opts.MemoryLimitMB) << 20,
 	})
+	in.starting = false
 	if err != nil {
 		in.discard(ctx)
 		return nil, abi.Description{}, err
@@ -83,7 +88,8 @@ func (p *plugin) newInstance(ctx context.Context, id int) (*instance, abi.Descri
 // version and finds the scratch buffer. On error the returned instance, if
 // any, has recorded how far it got and must be discarded.
 func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
-	in := &instance{p: p}
+	in := &instance{p: p, starting: true}
+	defer func() { in.starting = false }()
 	in.stdout = newLineWriter(p.log, p.limiter, 0, "stdout")
 	in.stderr = newLineWriter(p.log, p.limiter, 1, "stderr")
 	cfg := wazero.NewModuleConfig().
@@ -233,7 +239,9 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	if err != nil && abi.IsMalformed(err) {
 		in.poisoned = true
 		err = &abi.Error{Code: abi.CodeOf(err), Err: &trapError{msg: err.Error() + "; the instance was discarded", cause: err}}
-		p.log.Warn("plugin instance discarded", "op", call.String(), "error", err)
+		if !in.starting {
+			p.log.Warn("plugin instance discarded", "op", call.String(), "error", err)
+		}
 	}
 	return err
 }
@@ -241,7 +249,9 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 func (in *instance) malformed(call abi.WasmCall, what string) error {
 	in.poisoned = true
 	err := abi.Errorf(abi.CodeInternal, "%s: %s: malformed result: %s; the instance was discarded", in.p.prefix, call, what)
-	in.p.log.Warn("plugin instance discarded", "op", call.String(), "error", err)
+	if !in.starting {
+		in.p.log.Warn("plugin instance discarded", "op", call.String(), "error", err)
+	}
 	return err
 }
 
@@ -277,7 +287,9 @@ func (in *instance) failure(_ context.Context, op string, err error) error {
 		}
 		out = &abi.Error{Code: abi.CodeInternal, Err: &trapError{msg: full + "; the instance was discarded", cause: err}}
 	}
-	p.log.Warn("plugin instance discarded", "op", op, "error", out)
+	if !in.starting {
+		p.log.Warn("plugin instance discarded", "op", op, "error", out)
+	}
 	return out
 }
 
