@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -41,7 +43,39 @@ type instance struct {
 	// starting: the instance is being started; a failure is returned to
 	// Load or reported once by the pool, not logged here.
 	starting bool
+	// deadline stops a sandboxed call that runs past the call timeout by
+	// closing the module, which the instrumented guest code notices. One
+	// reusable timer per instance is much cheaper than a context with a
+	// timeout per call (wazero watches such a context from a goroutine).
+	deadline *time.Timer
+	expired  atomic.Bool
 }
+
+// callSandboxed runs topgun_call under the call timeout.
+func (in *instance) callSandboxed(ctx context.Context) (timedOut bool, err error) {
+	if in.deadline == nil {
+		in.deadline = time.AfterFunc(time.Hour, func() {
+			in.expired.Store(true)
+			in.mod.CloseWithExitCode(context.Background(), exitDeadline)
+		})
+		in.deadline.Stop()
+	}
+	in.expired.Store(false)
+	in.deadline.Reset(in.p.opts.CallTimeout)
+	err = in.call.CallWithStack(context.WithoutCancel(ctx), in.stack[:])
+	if !in.deadline.Stop() || in.expired.Load() {
+		// The timer fired: the module is closed (or being closed), whether
+		// or not the call managed to return first.
+		if err == nil {
+			err = errors.New("the module was closed at its deadline")
+		}
+		return true, err
+	}
+	return false, err
+}
+
+// exitDeadline is the exit code the deadline timer closes a module with.
+const exitDeadline = 0xdead
 
 // trackMemory updates the pool's memory total with the instance's size. Only
 // the goroutine that holds the instance calls it (the guest may grow its
@@ -205,10 +239,7 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 		// The caller's cancellation does not reach a running call: stopping
 		// the guest discards the instance and, for a plugin without
 		// CapMultiInstance, all it holds. Only the call timeout stops it.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.CallTimeout)
-		err = in.call.CallWithStack(cctx, in.stack[:])
-		timedOut = err != nil && cctx.Err() != nil
-		cancel()
+		timedOut, err = in.callSandboxed(ctx)
 	} else {
 		// Trusted code is not interrupted, so a deadline would only cost.
 		err = in.call.CallWithStack(ctx, in.stack[:])
@@ -307,6 +338,9 @@ func (in *instance) close(ctx context.Context) error {
 // discard closes the module without calling into it.
 func (in *instance) discard(ctx context.Context) {
 	in.poisoned = true
+	if in.deadline != nil {
+		in.deadline.Stop()
+	}
 	if in.mod != nil {
 		_ = in.mod.Close(context.WithoutCancel(ctx))
 	}
