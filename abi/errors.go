@@ -37,6 +37,11 @@ var codeNames = [...]string{
 	CodeInternal:          "internal",
 }
 
+// Known reports whether c is a code of this ABI version (CodeOK to
+// CodeInternal). A later minor version may add codes; a host treats a code
+// it does not know as a malformed answer.
+func (c Code) Known() bool { return c <= CodeInternal }
+
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
 		return codeNames[c]

@@ -251,7 +251,7 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	if status&^(abi.StatusCodeMask|abi.StatusBufferMoved) != 0 {
 		return in.malformed(call, fmt.Sprintf("status %#x has reserved bits set", status))
 	}
-	if code := abi.Code(status & abi.StatusCodeMask); code > abi.CodeInternal {
+	if code := abi.Code(status & abi.StatusCodeMask); !code.Known() {
 		return in.malformed(call, fmt.Sprintf("status code %d is not an error code of storage ABI %d.%d", uint32(code), abi.VersionMajor, abi.VersionMinor))
 	}
 	if n > uint32(p.opts.MaxResponseBytes) {
