@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -179,62 +177,23 @@ func roundMs(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000)
 }
 
-// startBenchServer starts the server binary on 127.0.0.1 with PORT=0,
-// without authentication and with warnings only, and returns its
-// WebSocket URL; it is stopped with SIGTERM when the benchmark ends.
-// (launch and startServer take a *testing.T.)
+// startBenchServer starts the server binary (startServer) logging warnings
+// only, and returns its WebSocket URL; it is stopped with SIGTERM when the
+// benchmark ends.
 func startBenchServer(b *testing.B, env map[string]string) string {
 	b.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "topgun-server-test-")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "topgun-server")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		b.Fatal(buildErr)
-	}
-	cmd := exec.Command(binPath)
-	cmd.Dir = b.TempDir()
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "TOPGUN_BIND_ADDR=127.0.0.1", "PORT=0", "TOPGUN_LOG_LEVEL=warn", "TOPGUN_NO_AUTH=1"}
+	quiet := map[string]string{"TOPGUN_LOG_LEVEL": "warn", "TOPGUN_LOG_FORMAT": "text"}
 	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		quiet[k] = v
 	}
-	p := &proc{cmd: cmd, stdout: &portWriter{portc: make(chan int, 1)}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	go func() {
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			p.code = ee.ExitCode()
-		}
-		close(p.exited)
-	}()
+	p := startServer(b, quiet)
+	// Registered after launch's cleanup, so it runs first: a graceful stop.
 	b.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.exited:
 		case <-time.After(stopTimeout):
-			cmd.Process.Kill()
-			<-p.exited
-		}
-		if s := p.stderr.String(); s != "" {
-			b.Logf("server stderr:\n%s", s)
 		}
 	})
-	select {
-	case p.port = <-p.stdout.portc:
-	case <-p.exited:
-		b.Fatalf("server exited with %d before printing PORT=:\n%s", p.code, p.stderr)
-	case <-time.After(startTimeout):
-		b.Fatalf("server printed no PORT= line within %v", startTimeout)
-	}
 	return p.wsURL()
 }

@@ -114,7 +114,7 @@ func runChild(t *testing.T, mode, redbPath string) string {
 }
 
 // serverBinary builds the server once per test run.
-func serverBinary(t *testing.T) string {
+func serverBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "topgun-server-test-")
@@ -190,7 +190,7 @@ type proc struct {
 // launch starts the server with a clean environment: only PATH, loopback,
 // PORT=0, JSON logs, no client authentication, then env (where an empty
 // value unsets a setting).
-func launch(t *testing.T, env map[string]string) *proc {
+func launch(t testing.TB, env map[string]string) *proc {
 	t.Helper()
 	cmd := exec.Command(serverBinary(t))
 	cmd.Dir = t.TempDir() // where a relative TOPGUN_REDB_PATH lands
@@ -228,7 +228,7 @@ func launch(t *testing.T, env map[string]string) *proc {
 }
 
 // startServer launches the server and waits for its PORT= line.
-func startServer(t *testing.T, env map[string]string) *proc {
+func startServer(t testing.TB, env map[string]string) *proc {
 	t.Helper()
 	p := launch(t, env)
 	select {
