@@ -203,28 +203,20 @@ func (s *Store) rebuild(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for _, name := range names {
-		var cursor []byte
-		for {
-			page, err := s.be.Scan(ctx, abi.ScanRequest{Map: name, Cursor: cursor, Limit: 4096, MaxBytes: s.opts.ScanBytes})
+		err := s.scanPages(ctx, name, 4096, func(r *abi.Record) bool {
+			rv, err := record.Decode(r.Value)
 			if err != nil {
-				return total, fmt.Errorf("store: scan map %q: %w", name, err)
+				// A record we cannot read must not stop the server; it is
+				// left untouched in storage and skipped.
+				s.log.Warn("skipping undecodable record", "map", name, "key", r.Key, "error", err)
+				return true
 			}
-			for i := range page.Records {
-				r := &page.Records[i]
-				rv, err := record.Decode(r.Value)
-				if err != nil {
-					// A record we cannot read must not stop the server; it is
-					// left untouched in storage and skipped.
-					s.log.Warn("skipping undecodable record", "map", name, "key", r.Key, "error", err)
-					continue
-				}
-				s.index(name, r.Key, &rv, r.ExpirationTime)
-				total++
-			}
-			if page.Cursor == nil {
-				break
-			}
-			cursor = page.Cursor
+			s.index(name, r.Key, &rv, r.ExpirationTime)
+			total++
+			return true
+		})
+		if err != nil {
+			return total, err
 		}
 	}
 	return total, nil
@@ -435,28 +427,14 @@ func (s *Store) Scan(ctx context.Context, mapName string, f func(e *Entry) bool)
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	var cursor []byte
-	for {
-		page, err := s.be.Scan(ctx, abi.ScanRequest{Map: mapName, Cursor: cursor, MaxBytes: s.opts.ScanBytes})
+	return s.scanPages(ctx, mapName, 0, func(r *abi.Record) bool {
+		rv, err := record.Decode(r.Value)
 		if err != nil {
-			return fmt.Errorf("store: scan %q: %w", mapName, err)
+			return true
 		}
-		for i := range page.Records {
-			r := &page.Records[i]
-			rv, err := record.Decode(r.Value)
-			if err != nil {
-				continue
-			}
-			e := Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime}
-			if s.live(&e) && !f(&e) {
-				return nil
-			}
-		}
-		if page.Cursor == nil {
-			return nil
-		}
-		cursor = page.Cursor
-	}
+		e := Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime}
+		return !s.live(&e) || f(&e)
+	})
 }
 
 // Since returns the LWW records of a map, tombstones included, committed
@@ -468,25 +446,34 @@ func (s *Store) Since(ctx context.Context, mapName string, since int64) ([]Entry
 		return nil, ErrClosed
 	}
 	var out []Entry
-	var cursor []byte
-	for {
-		page, err := s.be.Scan(ctx, abi.ScanRequest{Map: mapName, Cursor: cursor, MaxBytes: s.opts.ScanBytes})
-		if err != nil {
-			return nil, fmt.Errorf("store: scan %q: %w", mapName, err)
+	err := s.scanPages(ctx, mapName, 0, func(r *abi.Record) bool {
+		if r.UpdatedAt <= since {
+			return true
 		}
-		for i := range page.Records {
-			r := &page.Records[i]
-			if r.UpdatedAt <= since {
-				continue
-			}
-			rv, err := record.Decode(r.Value)
-			if err != nil || rv.Kind != record.KindLWW {
-				continue
-			}
+		if rv, err := record.Decode(r.Value); err == nil && rv.Kind == record.KindLWW {
 			out = append(out, Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime})
 		}
+		return true
+	})
+	return out, err
+}
+
+// scanPages calls f with every primary record of a map, page by page with
+// the scan byte budget, until f returns false.
+func (s *Store) scanPages(ctx context.Context, mapName string, limit int, f func(r *abi.Record) bool) error {
+	var cursor []byte
+	for {
+		page, err := s.be.Scan(ctx, abi.ScanRequest{Map: mapName, Cursor: cursor, Limit: limit, MaxBytes: s.opts.ScanBytes})
+		if err != nil {
+			return fmt.Errorf("store: scan map %q: %w", mapName, err)
+		}
+		for i := range page.Records {
+			if !f(&page.Records[i]) {
+				return nil
+			}
+		}
 		if page.Cursor == nil {
-			return out, nil
+			return nil
 		}
 		cursor = page.Cursor
 	}
