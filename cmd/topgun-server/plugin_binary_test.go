@@ -20,9 +20,6 @@ func TestBinary_pluginBackend(t *testing.T) {
 		"TOPGUN_PLUGIN_CACHE_DIR": filepath.Join(t.TempDir(), "cache"),
 	}
 	p := startServer(t, env)
-	if line := p.storageLine(t); line["backend"] != "logstore" {
-		t.Fatalf("storage log line %v, want backend logstore", line)
-	}
 	c := dialServer(t, p)
 	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "a", map[string]any{"title": "kept"})}})
 	if ack := c.expect(wire.TypeOpAck).(*wire.OpAck); ack.LastID != "1" {
@@ -30,6 +27,10 @@ func TestBinary_pluginBackend(t *testing.T) {
 	}
 	if code := p.stop(t); code != exitOK {
 		t.Fatalf("exit code = %d", code)
+	}
+	// Read once the process has exited, so all of its stderr is in.
+	if line := p.storageLine(t); line["backend"] != "logstore" {
+		t.Fatalf("storage log line %v, want backend logstore", line)
 	}
 	p = startServer(t, env)
 	c = dialServer(t, p)
