@@ -6,6 +6,7 @@ import (
 	"io"
 	"reflect"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -344,6 +345,53 @@ func TestDecoder_copies(t *testing.T) {
 			if want := string(b.Mutations[i].Value); !alias && string(m.Value) != want {
 				t.Errorf("mutation %d value = %q after the input was cleared, want a copy of %q", i, m.Value, want)
 			}
+		}
+	}
+}
+
+// benchApplyRequest returns an apply request of n puts of 100-byte values
+// to one map, the shape of the guest's hot path.
+func benchApplyRequest(n int) []byte {
+	b := &Batch{Now: 1}
+	value := make([]byte, 100)
+	for i := 0; i < n; i++ {
+		b.Put("bench", "key-"+strconv.Itoa(1e15+i), false, value, 0)
+	}
+	e := NewEncoder()
+	e.ApplyRequest(b)
+	return e.Bytes()
+}
+
+// BenchmarkDecoder_ApplyRequest measures the guest's decoding of an apply
+// of 1000 puts, with values aliasing the input as the SDK decodes them.
+func BenchmarkDecoder_ApplyRequest(b *testing.B) {
+	req := benchApplyRequest(1000)
+	d := NewDecoder()
+	d.AliasValues = true
+	var batch Batch
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		d.Reset(req)
+		if err := d.ApplyRequest(&batch); err != nil || len(batch.Mutations) != 1000 {
+			b.Fatal(err, len(batch.Mutations))
+		}
+	}
+}
+
+// BenchmarkDecoder_GetRequest measures the guest's decoding of a get of
+// one key.
+func BenchmarkDecoder_GetRequest(b *testing.B) {
+	e := NewEncoder()
+	e.GetRequest("bench", false, []string{"key-0000000000000001"})
+	req := e.Bytes()
+	d := NewDecoder()
+	keys := make([]string, 0, 1)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		d.Reset(req)
+		r, err := d.GetRequest(keys)
+		if err != nil || len(r.Keys) != 1 {
+			b.Fatal(err, len(r.Keys))
 		}
 	}
 }

@@ -92,7 +92,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 				bk.recs[m.Key] = r
 				bk.dirty = true
 			}
-			r.Value = append(make([]byte, 0, len(m.Value)), m.Value...)
+			r.Value = setValue(r.Value, m.Value)
 			r.ExpirationTime = m.ExpirationTime
 			r.UpdatedAt = batch.Now
 			if m.ExpirationTime > 0 {
@@ -117,6 +117,17 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 		lastID, lastBk = id, bk
 	}
 	return nil
+}
+
+// setValue returns v copied into old's storage when it fits and would not
+// leave more than half of it unused, else into a new slice: overwriting a
+// record then allocates nothing. Only Apply writes to a record's Value, and
+// every path that hands a record out copies it, so reuse is not observable.
+func setValue(old, v []byte) []byte {
+	if old != nil && cap(old) >= len(v) && cap(old) <= 2*len(v)+64 {
+		return append(old[:0], v...)
+	}
+	return append(make([]byte, 0, len(v)), v...)
 }
 
 func copyRecord(r *abi.Record) abi.Record {

@@ -1,6 +1,8 @@
 package null_test
 
 import (
+	"context"
+	"strconv"
 	"testing"
 
 	"github.com/topgun-go/topgun/abi"
@@ -30,4 +32,24 @@ func TestDescribe_notDurable(t *testing.T) {
 
 func BenchmarkNull(b *testing.B) {
 	abitest.RunBenchmarks(b, func(*testing.B) abi.Backend { return null.Open() })
+}
+
+// BenchmarkApply_overwrite measures batches of 1000 puts of 100-byte values
+// over records that already exist: the steady state of a write-heavy map.
+func BenchmarkApply_overwrite(b *testing.B) {
+	be := null.Open()
+	defer be.Close()
+	ctx := context.Background()
+	value := make([]byte, 100)
+	batch := &abi.Batch{}
+	for i := 0; i < 1000; i++ {
+		batch.Put("bench", "key-"+strconv.Itoa(1e15+i), false, value, 0)
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		batch.Now = int64(i + 1)
+		if err := be.Apply(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
