@@ -53,3 +53,54 @@ func BenchmarkApply_overwrite(b *testing.B) {
 		}
 	}
 }
+
+// TestApply_overwriteReusesNothingVisible checks that overwriting a record
+// in place (its value storage is reused) changes neither what earlier Gets
+// and Scans returned nor the caller's batch, and that shorter, longer and
+// empty values read back exactly.
+func TestApply_overwriteReusesNothingVisible(t *testing.T) {
+	be := null.Open()
+	defer be.Close()
+	ctx := context.Background()
+	put := func(now int64, v string) {
+		t.Helper()
+		val := []byte(v)
+		b := &abi.Batch{Now: now}
+		b.Put("m", "k", false, val, 0)
+		if err := be.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		val[0] = '!' // the backend must have copied it
+	}
+	get := func() string {
+		t.Helper()
+		recs, err := be.Get(ctx, "m", false, []string{"k"})
+		if err != nil || len(recs) != 1 {
+			t.Fatal(err, len(recs))
+		}
+		return string(recs[0].Value)
+	}
+	put(1, "first value")
+	got := get()
+	page, err := be.Scan(ctx, abi.ScanRequest{Map: "m"})
+	if err != nil || len(page.Records) != 1 {
+		t.Fatal(err, len(page.Records))
+	}
+	for i, v := range []string{"second", "a longer third value", "x", "same size!!"} {
+		put(int64(i+2), v)
+		if g := get(); g != v {
+			t.Errorf("after put %d: Get = %q, want %q", i+2, g, v)
+		}
+	}
+	if got != "first value" || string(page.Records[0].Value) != "first value" {
+		t.Errorf("earlier results changed: Get %q, Scan %q", got, page.Records[0].Value)
+	}
+	b := &abi.Batch{Now: 9}
+	b.Put("m", "k", false, []byte{}, 0)
+	if err := be.Apply(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if g := get(); g != "" {
+		t.Errorf("empty value reads back as %q", g)
+	}
+}
