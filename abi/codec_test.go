@@ -395,3 +395,84 @@ func BenchmarkDecoder_GetRequest(b *testing.B) {
 		}
 	}
 }
+
+// TestDecoder_applyRequestEdges checks the apply decoder's own field
+// handling: every truncation fails with ErrMalformed, lengths beyond the
+// input and kinds beyond a byte are refused, a nil value stays nil, and
+// fields a later version appends to a mutation are skipped.
+func TestDecoder_applyRequestEdges(t *testing.T) {
+	b := &Batch{Now: 7}
+	b.Put("m", "k1", false, []byte("v1"), 5)
+	b.Put("m", "k2", true, nil, 0)
+	b.Delete("other", "k3", false)
+	e := NewEncoder()
+	e.ApplyRequest(b)
+	full := append([]byte(nil), e.Bytes()...)
+	d := NewDecoder()
+	for _, alias := range []bool{false, true} {
+		d.AliasValues = alias
+		for n := 0; n < len(full); n++ {
+			d.Reset(full[:n])
+			var got Batch
+			if err := d.ApplyRequest(&got); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("alias=%v, truncated to %d bytes: err = %v, want ErrMalformed", alias, n, err)
+			}
+		}
+		d.Reset(full)
+		var got Batch
+		if err := d.ApplyRequest(&got); err != nil || d.End() != nil {
+			t.Fatalf("alias=%v: %v", alias, err)
+		}
+		if !reflect.DeepEqual(got.Mutations, b.Mutations) || got.Now != 7 {
+			t.Errorf("alias=%v: decoded %+v, want %+v", alias, got, *b)
+		}
+		if got.Mutations[1].Value != nil {
+			t.Errorf("alias=%v: a nil value decoded as %#v", alias, got.Mutations[1].Value)
+		}
+	}
+
+	mutation := func(kind uint64, key []byte, extra bool) []byte {
+		var buf bytes.Buffer
+		enc := msgpack.NewEncoder(&buf)
+		_ = enc.EncodeArrayLen(2)
+		_ = enc.EncodeInt(1)
+		_ = enc.EncodeArrayLen(1)
+		if extra {
+			_ = enc.EncodeArrayLen(7)
+		} else {
+			_ = enc.EncodeArrayLen(6)
+		}
+		_ = enc.EncodeUint(kind)
+		_ = enc.EncodeString("m")
+		if key != nil {
+			buf.Write(key)
+		} else {
+			_ = enc.EncodeString("k")
+		}
+		_ = enc.EncodeBool(false)
+		_ = enc.EncodeBytes([]byte("v"))
+		_ = enc.EncodeInt(0)
+		if extra {
+			_ = enc.EncodeMap(map[string]any{"future": []any{1, "x"}})
+		}
+		return buf.Bytes()
+	}
+	var got Batch
+	d.Reset(mutation(1, nil, true))
+	if err := d.ApplyRequest(&got); err != nil || d.End() != nil || len(got.Mutations) != 1 || got.Mutations[0].Key != "k" || string(got.Mutations[0].Value) != "v" {
+		t.Errorf("mutation with a seventh field: %v, %+v", err, got.Mutations)
+	}
+	for name, req := range map[string][]byte{
+		"kind 256":        mutation(256, nil, false),
+		"key of 4 GiB":    mutation(1, []byte{0xdb, 0xff, 0xff, 0xff, 0xff}, false),
+		"key not a str":   mutation(1, []byte{0x01}, false),
+		"array32 of 4G":   {0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff},
+		"mutation of 5":   {0x92, 0x01, 0x91, 0x95, 0x01, 0xa1, 'm', 0xa1, 'k', 0xc2, 0xc4, 0x00},
+		"backup not bool": {0x92, 0x01, 0x91, 0x96, 0x01, 0xa1, 'm', 0xa1, 'k', 0x01, 0xc4, 0x00, 0x00},
+	} {
+		d.Reset(req)
+		if err := d.ApplyRequest(&got); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
