@@ -621,14 +621,21 @@ func (d *Decoder) GetRequest(keys []string) (GetRequest, error) {
 		return r, Errorf(CodeInvalidArgument, "get of %d keys, the limit is %d", count, MaxGetKeys)
 	}
 	r.Keys = keys[:0]
+	// As in ApplyRequest, the per-key loop calls msgpack directly.
 	for i := 0; i < count; i++ {
-		k, err := d.str("key")
+		l, err := d.dec.DecodeBytesLen()
 		if err != nil {
-			return r, err
+			return r, malformed("key %d: %v", i, err)
 		}
-		r.Keys = append(r.Keys, k)
+		if l > d.r.len() {
+			return r, malformed("key %d: length %d exceeds the %d bytes left", i, l, d.r.len())
+		}
+		r.Keys = append(r.Keys, string(d.r.next(max(l, 0))))
 	}
-	return r, d.skip("get request", n, 3)
+	if n > 3 {
+		return r, d.skip("get request", n, 3)
+	}
+	return r, nil
 }
 
 // ScanRequest decodes the body of scan.
