@@ -1,0 +1,530 @@
+package meter
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// reader reads a wasm binary. The first error sticks; reads after it
+// return zero values, so callers check r.err once per item.
+type reader struct {
+	b   []byte
+	i   int
+	err error
+}
+
+func (r *reader) fail(err error) {
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+func (r *reader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if r.i >= len(r.b) {
+		r.fail(malformed("unexpected end at offset %d", r.i))
+		return 0
+	}
+	c := r.b[r.i]
+	r.i++
+	return c
+}
+
+// u32 reads an unsigned LEB128 of at most 5 bytes that fits 32 bits.
+func (r *reader) u32() uint32 {
+	v := r.uleb(5)
+	if v > 1<<32-1 {
+		r.fail(malformed("u32 out of range at offset %d", r.i))
+		return 0
+	}
+	return uint32(v)
+}
+
+// uleb reads an unsigned LEB128 of at most max bytes.
+func (r *reader) uleb(max int) uint64 {
+	var v uint64
+	for n := 0; n < max; n++ {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= uint64(c&0x7f) << (7 * n)
+		if c&0x80 == 0 {
+			return v
+		}
+	}
+	r.fail(malformed("LEB128 longer than %d bytes at offset %d", max, r.i))
+	return 0
+}
+
+// sleb reads a signed LEB128 of at most max bytes.
+func (r *reader) sleb(max int) int64 {
+	var v int64
+	shift := 0
+	for n := 0; n < max; n++ {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= int64(c&0x7f) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			if shift < 64 && c&0x40 != 0 {
+				v |= -1 << shift
+			}
+			return v
+		}
+	}
+	r.fail(malformed("LEB128 longer than %d bytes at offset %d", max, r.i))
+	return 0
+}
+
+func (r *reader) bytes(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b)-r.i {
+		r.fail(malformed("length %d at offset %d runs past the end", n, r.i))
+		return nil
+	}
+	p := r.b[r.i : r.i+n]
+	r.i += n
+	return p
+}
+
+func (r *reader) name() []byte { return r.bytes(int(r.u32())) }
+
+// valType reads a one-byte value type; typed references (GC, function
+// references) are unsupported.
+func (r *reader) valType() error {
+	c := r.byte()
+	if r.err != nil {
+		return r.err
+	}
+	if !isValType(c) {
+		return unsupported("value type %#x", c)
+	}
+	return nil
+}
+
+func isValType(c byte) bool {
+	switch c {
+	case 0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f:
+		return true
+	}
+	return false
+}
+
+func (r *reader) limits() {
+	flags := r.byte()
+	if flags > 0x07 {
+		r.fail(unsupported("limits flags %#x", flags))
+		return
+	}
+	r.uleb(10)
+	if flags&1 != 0 {
+		r.uleb(10)
+	}
+}
+
+func (r *reader) done(what string) error {
+	if r.err != nil {
+		return fmt.Errorf("%s: %w", what, r.err)
+	}
+	if r.i != len(r.b) {
+		return malformed("%s: %d trailing bytes", what, len(r.b)-r.i)
+	}
+	return nil
+}
+
+// walker copies code, renumbering function indices and, in function
+// bodies, inserting the metering sequences.
+type walker struct {
+	remap   func(uint32) uint32
+	counter uint32 // the counter global
+	check   uint32 // the check function
+	frames  []frame
+	out     []byte
+	count   int // instructions copied so far in the current body
+	r       *reader
+	info    *Info
+}
+
+// frame is an open block; charge is the offset of the weight placeholder of
+// the check site it opened (a loop, or the function itself), or -1.
+type frame struct {
+	charge int
+	start  int
+}
+
+func (w *walker) globals(body, extra []byte) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	w.out = binary.AppendUvarint(nil, uint64(n)+1)
+	w.r = r
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		start := r.i
+		if err := r.valType(); err != nil {
+			return nil, err
+		}
+		r.byte()
+		w.out = append(w.out, r.b[start:r.i]...)
+		if err := w.expr(false); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.done("global section"); err != nil {
+		return nil, err
+	}
+	return append(w.out, extra...), nil
+}
+
+func (w *walker) elements(body []byte) ([]byte, error) {
+	r := &reader{b: body}
+	w.r = r
+	n := r.u32()
+	w.out = binary.AppendUvarint(nil, uint64(n))
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		if r.err != nil {
+			break
+		}
+		if flags > 7 {
+			return nil, unsupported("element segment flags %d", flags)
+		}
+		w.out = binary.AppendUvarint(w.out, uint64(flags))
+		if flags&2 != 0 && flags&1 == 0 { // explicit table index
+			w.out = binary.AppendUvarint(w.out, uint64(r.u32()))
+		}
+		if flags&1 == 0 { // active: an offset expression
+			if err := w.expr(false); err != nil {
+				return nil, err
+			}
+		}
+		if flags&3 != 0 { // elemkind or reftype
+			start := r.i
+			if flags&4 != 0 {
+				if err := r.valType(); err != nil {
+					return nil, err
+				}
+			} else if k := r.byte(); k != 0x00 && r.err == nil {
+				return nil, unsupported("element kind %#x", k)
+			}
+			w.out = append(w.out, r.b[start:r.i]...)
+		}
+		k := r.u32()
+		w.out = binary.AppendUvarint(w.out, uint64(k))
+		for j := uint32(0); j < k && r.err == nil; j++ {
+			if flags&4 != 0 {
+				if err := w.expr(false); err != nil {
+					return nil, err
+				}
+			} else {
+				w.out = binary.AppendUvarint(w.out, uint64(w.remap(r.u32())))
+			}
+		}
+	}
+	if err := r.done("element section"); err != nil {
+		return nil, err
+	}
+	return w.out, nil
+}
+
+func (w *walker) code(body []byte, info *Info) ([]byte, error) {
+	r := &reader{b: body}
+	n := r.u32()
+	out := binary.AppendUvarint(make([]byte, 0, len(body)+len(body)/4), uint64(n))
+	w.info = info
+	var fn []byte
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		size := r.u32()
+		b := r.bytes(int(size))
+		if r.err != nil {
+			break
+		}
+		var err error
+		fn, err = w.function(b, fn[:0])
+		if err != nil {
+			return nil, fmt.Errorf("function body %d: %w", i, err)
+		}
+		out = binary.AppendUvarint(out, uint64(len(fn)))
+		out = append(out, fn...)
+		info.Functions++
+	}
+	if err := r.done("code section"); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (w *walker) function(body, dst []byte) ([]byte, error) {
+	r := &reader{b: body}
+	w.r = r
+	w.out = dst
+	n := r.u32()
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		r.u32()
+		if err := r.valType(); err != nil {
+			return nil, err
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	w.out = append(w.out, body[:r.i]...)
+	if err := w.expr(true); err != nil {
+		return nil, err
+	}
+	if r.i != len(r.b) {
+		return nil, malformed("%d bytes after the end of the body", len(r.b)-r.i)
+	}
+	return w.out, nil
+}
+
+// chargeSite appends the metering sequence and returns the offset of its
+// 5-byte weight, patched when the charged block ends:
+//
+//	global.get C; i32.const W; i32.sub; global.set C
+//	global.get C; i32.const 0; i32.lt_s
+//	if; call check; global.set C; end
+func (w *walker) chargeSite() int {
+	o := w.out
+	o = append(o, 0x23)
+	o = binary.AppendUvarint(o, uint64(w.counter))
+	o = append(o, 0x41)
+	at := len(o)
+	o = append(o, 0x81, 0x80, 0x80, 0x80, 0x00) // weight 1, padded to 5 bytes
+	o = append(o, 0x6b, 0x24)
+	o = binary.AppendUvarint(o, uint64(w.counter))
+	o = append(o, 0x23)
+	o = binary.AppendUvarint(o, uint64(w.counter))
+	o = append(o, 0x41, 0x00, 0x48, 0x04, 0x40, 0x10)
+	o = binary.AppendUvarint(o, uint64(w.check))
+	o = append(o, 0x24)
+	o = binary.AppendUvarint(o, uint64(w.counter))
+	o = append(o, 0x0b)
+	w.out = o
+	w.info.Checks++
+	return at
+}
+
+func (w *walker) patch(at, weight int) {
+	if weight < 1 {
+		weight = 1
+	}
+	if weight > maxWeight {
+		weight = maxWeight
+	}
+	for k := 0; k < 4; k++ {
+		w.out[at+k] = 0x80 | byte(weight>>(7*k))&0x7f
+	}
+	w.out[at+4] = byte(weight>>28) & 0x07
+}
+
+// u32 copies a u32 immediate.
+func (w *walker) u32() uint32 {
+	start := w.r.i
+	v := w.r.u32()
+	w.out = append(w.out, w.r.b[start:w.r.i]...)
+	return v
+}
+
+func (w *walker) copyFrom(start int) { w.out = append(w.out, w.r.b[start:w.r.i]...) }
+
+func (w *walker) blockType() error {
+	r := w.r
+	start := r.i
+	c := r.byte()
+	if r.err != nil {
+		return r.err
+	}
+	if c != 0x40 && !isValType(c) {
+		r.i = start
+		if v := r.sleb(5); r.err == nil && v < 0 {
+			return unsupported("block type %d", v)
+		}
+	}
+	w.copyFrom(start)
+	return r.err
+}
+
+func (w *walker) memArg() {
+	align := w.u32()
+	if align&0x40 != 0 { // multiple memories: a memory index follows
+		w.u32()
+	}
+	start := w.r.i
+	w.r.uleb(10)
+	w.copyFrom(start)
+}
+
+// expr copies one expression up to and including its final end. With
+// metered set it is a function body: the entry and every loop are charged.
+func (w *walker) expr(metered bool) error {
+	r := w.r
+	w.frames = w.frames[:0]
+	w.count = 0
+	if metered {
+		w.frames = append(w.frames, frame{charge: w.chargeSite(), start: 0})
+	} else {
+		w.frames = append(w.frames, frame{charge: -1})
+	}
+	for r.err == nil {
+		start := r.i
+		op := r.byte()
+		if r.err != nil {
+			break
+		}
+		w.count++
+		w.out = append(w.out, op)
+		switch {
+		case op == 0x02 || op == 0x04: // block, if
+			if err := w.blockType(); err != nil {
+				return err
+			}
+			w.frames = append(w.frames, frame{charge: -1})
+		case op == 0x03: // loop
+			if err := w.blockType(); err != nil {
+				return err
+			}
+			f := frame{charge: -1, start: w.count}
+			if metered {
+				f.charge = w.chargeSite()
+			}
+			w.frames = append(w.frames, f)
+		case op == 0x0b: // end
+			f := w.frames[len(w.frames)-1]
+			w.frames = w.frames[:len(w.frames)-1]
+			if f.charge >= 0 {
+				w.patch(f.charge, w.count-f.start)
+			}
+			if len(w.frames) == 0 {
+				return nil
+			}
+		case op == 0x0c || op == 0x0d: // br, br_if
+			w.u32()
+		case op == 0x0e: // br_table
+			n := w.u32()
+			for i := uint32(0); i <= n && r.err == nil; i++ {
+				w.u32()
+			}
+		case op == 0x10 || op == 0x12 || op == 0xd2: // call, return_call, ref.func
+			f := r.u32()
+			w.out = binary.AppendUvarint(w.out, uint64(w.remap(f)))
+		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
+			w.u32()
+			w.u32()
+		case op == 0x1c: // select t*
+			n := w.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				s := r.i
+				if err := r.valType(); err != nil {
+					return err
+				}
+				w.copyFrom(s)
+			}
+		case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
+			w.u32()
+		case op >= 0x28 && op <= 0x3e: // loads and stores
+			w.memArg()
+		case op == 0x3f || op == 0x40: // memory.size, memory.grow
+			w.u32()
+		case op == 0x41:
+			s := r.i
+			r.sleb(5)
+			w.copyFrom(s)
+		case op == 0x42:
+			s := r.i
+			r.sleb(10)
+			w.copyFrom(s)
+		case op == 0x43:
+			w.out = append(w.out, r.bytes(4)...)
+		case op == 0x44:
+			w.out = append(w.out, r.bytes(8)...)
+		case op == 0xd0: // ref.null
+			s := r.i
+			if err := r.valType(); err != nil {
+				return err
+			}
+			w.copyFrom(s)
+		case op <= 0x01 || op == 0x05 || op == 0x0f || op == 0x1a || op == 0x1b ||
+			(op >= 0x45 && op <= 0xc4) || op == 0xd1:
+			// no immediates
+		case op == 0xfc:
+			if err := w.prefixFC(); err != nil {
+				return err
+			}
+		case op == 0xfd:
+			if err := w.prefixFD(); err != nil {
+				return err
+			}
+		case op == 0xfe:
+			if err := w.prefixFE(); err != nil {
+				return err
+			}
+		default:
+			return unsupported("opcode %#x at offset %d", op, start)
+		}
+	}
+	return r.err
+}
+
+func (w *walker) prefixFC() error {
+	sub := w.u32()
+	switch {
+	case sub <= 7: // saturating truncations
+	case sub == 8 || sub == 10 || sub == 12 || sub == 14: // memory.init, memory.copy, table.init, table.copy
+		w.u32()
+		w.u32()
+	case sub == 9 || sub == 11 || sub == 13 || (sub >= 15 && sub <= 17): // data.drop, memory.fill, elem.drop, table.grow/size/fill
+		w.u32()
+	default:
+		return unsupported("opcode 0xfc %d", sub)
+	}
+	return w.r.err
+}
+
+func (w *walker) prefixFD() error {
+	sub := w.u32()
+	switch {
+	case sub <= 11 || sub == 92 || sub == 93: // v128 loads and stores
+		w.memArg()
+	case sub == 12 || sub == 13: // v128.const, i8x16.shuffle
+		w.out = append(w.out, w.r.bytes(16)...)
+	case sub >= 21 && sub <= 34: // extract_lane, replace_lane
+		w.out = append(w.out, w.r.bytes(1)...)
+	case sub >= 84 && sub <= 91: // load/store lane
+		w.memArg()
+		w.out = append(w.out, w.r.bytes(1)...)
+	case sub <= 0x113: // no immediates (including relaxed SIMD)
+	default:
+		return unsupported("opcode 0xfd %d", sub)
+	}
+	return w.r.err
+}
+
+func (w *walker) prefixFE() error {
+	sub := w.u32()
+	switch {
+	case sub == 0x03: // atomic.fence
+		w.out = append(w.out, w.r.bytes(1)...)
+	case sub <= 0x02 || (sub >= 0x10 && sub <= 0x4e):
+		w.memArg()
+	default:
+		return unsupported("opcode 0xfe %d", sub)
+	}
+	return w.r.err
+}
+
+func appendSLEB(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}

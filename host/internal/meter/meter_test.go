@@ -1,0 +1,272 @@
+package meter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+)
+
+func shapes(t testing.TB) []byte {
+	bin, err := os.ReadFile("testdata/shapes.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+var errStop = errors.New("stopped by the meter")
+
+// meterHost counts check calls and stops the guest after stopAfter of them
+// (never when stopAfter is 0).
+type meterHost struct {
+	budget    int32
+	calls     int
+	stopAfter int
+}
+
+// instantiate runs bin with the env import of shapes.wat and, for metered
+// modules, the check import.
+func instantiate(t *testing.T, bin []byte, h *meterHost) api.Module {
+	t.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler())
+	t.Cleanup(func() { rt.Close(ctx) })
+	_, err := rt.NewHostModuleBuilder("env").NewFunctionBuilder().
+		WithFunc(func(x int32) int32 { return 2 * x }).Export("twice").Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h != nil {
+		_, err = rt.NewHostModuleBuilder(ImportModule).NewFunctionBuilder().
+			WithFunc(func() int32 {
+				h.calls++
+				if h.stopAfter > 0 && h.calls >= h.stopAfter {
+					panic(errStop)
+				}
+				return h.budget
+			}).Export(ImportName).Instantiate(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mod, err := rt.Instantiate(ctx, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mod
+}
+
+func call(t *testing.T, mod api.Module, name string, args ...uint64) (uint64, error) {
+	t.Helper()
+	res, err := mod.ExportedFunction(name).Call(context.Background(), args...)
+	if err != nil {
+		return 0, err
+	}
+	if len(res) == 0 {
+		return 0, nil
+	}
+	return res[0], nil
+}
+
+func TestInstrument_sameResults(t *testing.T) {
+	orig := shapes(t)
+	metered, info, err := Instrument(orig, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Functions != 10 || info.Checks < 10+2 {
+		t.Fatalf("info %+v: want 10 functions and a check per function plus one per loop", info)
+	}
+	h := &meterHost{budget: 50}
+	a, b := instantiate(t, orig, nil), instantiate(t, metered, h)
+	cases := []struct {
+		fn   string
+		args []uint64
+	}{
+		{"sumsq", []uint64{0}}, {"sumsq", []uint64{1000}},
+		{"fib", []uint64{1}}, {"fib", []uint64{20}},
+		{"mix", []uint64{0}}, {"mix", []uint64{1}}, {"mix", []uint64{2}}, {"mix", []uint64{9}},
+		{"bulk", nil},
+	}
+	for _, c := range cases {
+		want, err := call(t, a, c.fn, c.args...)
+		if err != nil {
+			t.Fatalf("original %s%v: %v", c.fn, c.args, err)
+		}
+		got, err := call(t, b, c.fn, c.args...)
+		if err != nil {
+			t.Fatalf("metered %s%v: %v", c.fn, c.args, err)
+		}
+		if got != want {
+			t.Errorf("%s%v = %d metered, %d original", c.fn, c.args, got, want)
+		}
+	}
+	if h.calls == 0 {
+		t.Error("the metered module never called the check function")
+	}
+}
+
+// Every loop iteration is charged at least one unit, so n iterations with
+// a budget of b call the check function at least n/b times.
+func TestInstrument_chargesEveryIteration(t *testing.T) {
+	const budget, n = 100, 100_000
+	metered, _, err := Instrument(shapes(t), budget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &meterHost{budget: budget}
+	mod := instantiate(t, metered, h)
+	if _, err := call(t, mod, "sumsq", n); err != nil {
+		t.Fatal(err)
+	}
+	if h.calls < n/budget {
+		t.Fatalf("%d check calls for %d iterations at budget %d, want at least %d", h.calls, n, budget, n/budget)
+	}
+	// Calls without loops are charged too: fib(20) makes 21,891 calls.
+	h.calls = 0
+	if _, err := call(t, mod, "fib", 20); err != nil {
+		t.Fatal(err)
+	}
+	if h.calls < 21891/budget {
+		t.Fatalf("%d check calls for 21,891 calls at budget %d", h.calls, budget)
+	}
+}
+
+func TestInstrument_stopsRunawayCode(t *testing.T) {
+	metered, _, err := Instrument(shapes(t), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fn, args := range map[string][]uint64{"spin": nil, "deep": {0}} {
+		h := &meterHost{budget: 1000, stopAfter: 50}
+		mod := instantiate(t, metered, h)
+		_, err := call(t, mod, fn, args...)
+		if err == nil || !strings.Contains(err.Error(), errStop.Error()) {
+			t.Fatalf("%s: err = %v, want the check function's panic", fn, err)
+		}
+		if h.calls != 50 {
+			t.Fatalf("%s: %d check calls, want 50", fn, h.calls)
+		}
+	}
+}
+
+// Names follow their functions through the renumbering.
+func TestInstrument_keepsNames(t *testing.T) {
+	metered, _, err := Instrument(shapes(t), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntime(ctx)
+	defer rt.Close(ctx)
+	cm, err := rt.CompileModule(ctx, metered)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for export, name := range map[string]string{"fib": "fib", "deep": "deep"} {
+		if got := cm.ExportedFunctions()[export].Name(); got != name {
+			t.Errorf("export %s is named %q, want %q", export, got, name)
+		}
+	}
+	imports := cm.ImportedFunctions()
+	if len(imports) != 2 {
+		t.Fatalf("%d imported functions, want env.twice and the check", len(imports))
+	}
+	if m, n, _ := imports[1].Import(); m != ImportModule || n != ImportName {
+		t.Fatalf("second import is %s.%s", m, n)
+	}
+}
+
+// A module with an instruction the meter does not know is refused, so the
+// host can fall back to another mechanism.
+func TestInstrument_unsupported(t *testing.T) {
+	// (module (func)) with the body "0xfb 0x00 end" (a GC instruction).
+	bin := []byte("\x00asm\x01\x00\x00\x00" +
+		"\x01\x04\x01\x60\x00\x00" + // type section: () -> ()
+		"\x03\x02\x01\x00" + // function section
+		"\x0a\x06\x01\x04\x00\xfb\x00\x0b") // code section
+	_, _, err := Instrument(bin, 1000)
+	if !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("err = %v, want ErrUnsupported", err)
+	}
+}
+
+// Every prefix of a module either fails to parse or meters to a module the
+// runtime accepts exactly when it accepts the original.
+func TestInstrument_truncated(t *testing.T) {
+	bin := shapes(t)
+	for n := 0; n < len(bin); n++ {
+		checkAgainstRuntime(t, bin[:n])
+	}
+}
+
+func checkAgainstRuntime(t *testing.T, bin []byte) {
+	t.Helper()
+	if Precheck(bin) != nil {
+		// Refused before the runtime sees it (the runtime could allocate
+		// gigabytes for such a module).
+		return
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	origErr := compile(rt, bin)
+	metered, _, err := Instrument(bin, 1000)
+	if err != nil {
+		if origErr == nil && !errors.Is(err, ErrUnsupported) {
+			t.Fatalf("the runtime accepts a module of %d bytes the meter calls malformed: %v", len(bin), err)
+		}
+		return
+	}
+	metErr := compile(rt, metered)
+	if origErr == nil && metErr != nil {
+		t.Fatalf("the runtime accepts the original of %d bytes but not its metered form: %v", len(bin), metErr)
+	}
+}
+
+// compile compiles bin, turning a panic of the runtime (wazero panics on
+// some malformed modules; the host recovers the same way) into an error.
+func compile(rt wazero.Runtime, bin []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("runtime panic: %v", r)
+		}
+	}()
+	_, err = rt.CompileModule(context.Background(), bin)
+	return err
+}
+
+// The modules of the host's own tests all meter to valid modules.
+func TestInstrument_hostTestdata(t *testing.T) {
+	files, _ := filepath.Glob("../../testdata/wat/*.wasm")
+	if len(files) == 0 {
+		t.Fatal("no host test modules found")
+	}
+	for _, f := range files {
+		bin, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAgainstRuntime(t, bin)
+	}
+}
+
+func FuzzInstrument(f *testing.F) {
+	f.Add(shapes(f))
+	files, _ := filepath.Glob("../../testdata/wat/*.wasm")
+	for _, file := range files {
+		if bin, err := os.ReadFile(file); err == nil && len(bin) < 1<<16 {
+			f.Add(bin)
+		}
+	}
+	f.Fuzz(func(t *testing.T, bin []byte) {
+		checkAgainstRuntime(t, bin)
+	})
+}

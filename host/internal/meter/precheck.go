@@ -1,0 +1,179 @@
+package meter
+
+// MaxLocals caps the locals one function declares (the limit V8 and
+// wasmtime use too).
+const MaxLocals = 50_000
+
+// Precheck checks that every count a module claims fits the bytes that
+// follow it: vector lengths of all sections, element segments, data
+// segments, export names, the locals of each function and the name
+// section's maps. (Import names, type signatures and section sizes are
+// checked as the module is parsed.)
+//
+// wazero v1.12 allocates for a claimed count before it reads the elements,
+// so a module of a hundred bytes claiming four billion function names or
+// locals makes it allocate gigabytes and takes the process down. The host
+// runs Precheck on every module before wazero sees it, in every trust mode.
+func Precheck(bin []byte) error {
+	m, err := parseModule(bin)
+	if err != nil {
+		return err
+	}
+	for _, s := range m.sections {
+		r := &reader{b: s.body}
+		var err error
+		switch s.id {
+		case secElement:
+			err = precheckElements(r)
+		case secData:
+			err = precheckData(r)
+		case secExport:
+			n := r.count("export section", 3)
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				r.name()
+				r.byte()
+				r.u32()
+			}
+			err = r.done("export section")
+		case secCode:
+			err = precheckCode(r)
+		case secCustom:
+			if s.name == "name" {
+				err = precheckNames(r)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// count reads a vector length that must fit the remaining bytes, each
+// element taking at least min bytes.
+func (r *reader) count(what string, min int) uint32 {
+	n := r.u32()
+	if r.err == nil && int64(n)*int64(min) > int64(len(r.b)-r.i) {
+		r.fail(malformed("%s claims %d elements in %d bytes", what, n, len(r.b)-r.i))
+		return 0
+	}
+	return n
+}
+
+// skipExpr skips a constant expression, which ends at its first end opcode
+// at depth zero; the runtime validates what it contains.
+func skipExpr(r *reader) {
+	w := &walker{remap: func(f uint32) uint32 { return f }, r: r}
+	if err := w.expr(false); err != nil {
+		r.fail(err)
+	}
+}
+
+func precheckElements(r *reader) error {
+	n := r.count("element section", 1)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		if flags > 7 {
+			return unsupported("element segment flags %d", flags)
+		}
+		if flags&2 != 0 && flags&1 == 0 {
+			r.u32()
+		}
+		if flags&1 == 0 {
+			skipExpr(r)
+		}
+		if flags&3 != 0 {
+			r.byte()
+		}
+		k := r.count("element segment", 1)
+		for j := uint32(0); j < k && r.err == nil; j++ {
+			if flags&4 != 0 {
+				skipExpr(r)
+			} else {
+				r.u32()
+			}
+		}
+	}
+	return r.done("element section")
+}
+
+func precheckData(r *reader) error {
+	n := r.count("data section", 1)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		flags := r.u32()
+		switch flags {
+		case 0:
+			skipExpr(r)
+		case 1:
+		case 2:
+			r.u32()
+			skipExpr(r)
+		default:
+			return unsupported("data segment flags %d", flags)
+		}
+		r.bytes(int(r.u32()))
+	}
+	return r.done("data section")
+}
+
+func precheckCode(r *reader) error {
+	n := r.count("code section", 1)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		body := r.bytes(int(r.u32()))
+		if r.err != nil {
+			break
+		}
+		br := &reader{b: body}
+		k := br.count("locals", 2)
+		var sum uint64
+		for j := uint32(0); j < k && br.err == nil; j++ {
+			sum += uint64(br.u32())
+			br.byte()
+		}
+		if br.err != nil {
+			return br.err
+		}
+		if sum > MaxLocals {
+			return malformed("function body %d declares %d locals, the limit is %d", i, sum, MaxLocals)
+		}
+	}
+	return r.done("code section")
+}
+
+func precheckNames(r *reader) error {
+	for r.i < len(r.b) && r.err == nil {
+		id := r.byte()
+		sub := &reader{b: r.bytes(int(r.u32()))}
+		if r.err != nil {
+			break
+		}
+		switch id {
+		case 0:
+			sub.name()
+		case 1:
+			n := sub.count("function names", 2)
+			for i := uint32(0); i < n && sub.err == nil; i++ {
+				sub.u32()
+				sub.name()
+			}
+		case 2:
+			n := sub.count("local names", 2)
+			for i := uint32(0); i < n && sub.err == nil; i++ {
+				sub.u32()
+				k := sub.count("local names of a function", 2)
+				for j := uint32(0); j < k && sub.err == nil; j++ {
+					sub.u32()
+					sub.name()
+				}
+			}
+		}
+		if id <= 2 {
+			// The runtime reads these without bounding them by their size,
+			// so each must end exactly where its size says.
+			if err := sub.done("name subsection"); err != nil {
+				return err
+			}
+		}
+	}
+	return r.done("name section")
+}
