@@ -178,6 +178,18 @@ func wat(name string) func(*testing.T) string {
 	return func(*testing.T) string { return "testdata/wat/" + name + ".wasm" }
 }
 
+// rawModule writes a module that no WAT can express (it is malformed) to a
+// temporary file.
+func rawModule(name, bin string) func(*testing.T) string {
+	return func(t *testing.T) string {
+		path := filepath.Join(t.TempDir(), name+".wasm")
+		if err := os.WriteFile(path, []byte(bin), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+}
+
 func goPlugin(name string) func(*testing.T) string {
 	return func(t *testing.T) string { return buildTestPlugin(t, name) }
 }
@@ -331,6 +343,9 @@ func adversaries() []adversary {
 		{name: "InitializeNeverReturns", file: wat("initloop"),
 			opts: func(t *testing.T, o *Options) { o.CallTimeout = 300 * time.Millisecond },
 			want: []string{"plugin initloop.wasm: initialize:", "did not finish within 300ms"}},
+		{name: "StartFunctionNeverReturns", file: wat("startloop"),
+			opts: func(t *testing.T, o *Options) { o.CallTimeout = 300 * time.Millisecond },
+			want: []string{"plugin startloop.wasm: instantiate:", "did not finish within 300ms"}},
 
 		// Memory.
 		{name: "MemoryBomb", file: wat("bomb"), attack: getEvil("k"),
@@ -385,6 +400,18 @@ func adversaries() []adversary {
 			want: []string{"plugin badimport.wasm:", "topgun_v1.http_get", "does not provide", "env.abort", "may import only"}},
 		{name: "InitializeTraps", file: wat("inittrap"),
 			want: []string{"plugin inittrap.wasm: initialize:", "trapped", "unreachable"}},
+		// A name section of 15 bytes claiming 4,294,967,295 function names:
+		// wazero would allocate ~100 GiB for them and the process would die.
+		{name: "ClaimsBillionsOfNames", file: rawModule("namebomb", "\x00asm\x01\x00\x00\x00"+
+			"\x00\x10\x04name\x01\x09\xff\xff\xff\xff\x0f\x00\x00\x00\x00"),
+			want: []string{"plugin namebomb.wasm: invalid wasm module:", "claims 4294967295 elements"}},
+		// Function 0 calls function 1, whose type index 5 does not exist:
+		// wazero's validator panics on it.
+		{name: "RuntimePanicsOnModule", file: rawModule("badcall", "\x00asm\x01\x00\x00\x00"+
+			"\x01\x04\x01\x60\x00\x00"+ // one type, () -> ()
+			"\x03\x03\x02\x00\x05"+ // functions of types 0 and 5
+			"\x0a\x09\x02\x04\x00\x10\x01\x0b\x02\x00\x0b"), // call 1; an empty body
+			want: []string{"plugin badcall.wasm: invalid wasm module:"}},
 		{name: "NotWasm", file: wat("notwasm"),
 			want: []string{"plugin notwasm.wasm:", "not a wasm binary module"}},
 		{name: "HugeFile", file: hugeFile,

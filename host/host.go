@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/host/internal/meter"
 )
 
 // Backend is a wasm storage plugin behind abi.Backend. It is safe for
@@ -51,6 +53,9 @@ type plugin struct {
 	sum         string
 	compileTime time.Duration
 	limiter     *logLimiter
+	// metered: the module was compiled with the deadline meter
+	// (internal/meter) instead of wazero's WithCloseOnContextDone.
+	metered bool
 }
 
 // wasm is the magic and version of a wasm binary module.
@@ -135,15 +140,30 @@ func compile(ctx context.Context, path string, opts *Options, cache wazero.Compi
 			return nil, fmt.Errorf("%s: compilation cache %s: %w; set TOPGUN_PLUGIN_CACHE_DIR to a writable directory (or - to disable it)", prefix, o.CacheDir, err)
 		}
 	}
+	// wazero allocates for the counts a module claims before reading what
+	// they count; a few hostile bytes must not make it allocate gigabytes.
+	if err := meter.Precheck(bin); err != nil && !errors.Is(err, meter.ErrUnsupported) {
+		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
+	}
+	start := time.Now()
+	code := bin
+	if o.Trust == TrustSandboxed {
+		metered, info, err := instrument(bin, meterBudget)
+		if err == nil {
+			code, p.metered = metered, true
+			p.log.Debug("plugin metered", "checks", info.Checks, "functions", info.Functions, "took", time.Since(start))
+		} else {
+			p.log.Info("plugin uses wasm features the deadline meter does not know; deadlines use wazero's slower interruption", "reason", err)
+		}
+	}
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(uint32(o.MemoryLimitMB) * 16).
-		WithCloseOnContextDone(o.Trust == TrustSandboxed)
+		WithCloseOnContextDone(o.Trust == TrustSandboxed && !p.metered)
 	if cache != nil {
 		rc = rc.WithCompilationCache(cache)
 	}
 	p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
-	start := time.Now()
-	p.mod, err = p.rt.CompileModule(ctx, bin)
+	p.mod, err = compileModule(ctx, p.rt, code)
 	p.compileTime = time.Since(start)
 	if err != nil {
 		p.close(ctx)
@@ -159,6 +179,17 @@ func compile(ctx context.Context, path string, opts *Options, cache wazero.Compi
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
 		p.close(ctx)
 		return nil, fmt.Errorf("%s: wasi: %w", prefix, err)
+	}
+	if p.metered {
+		_, err = p.rt.NewHostModuleBuilder(meter.ImportModule).
+			NewFunctionBuilder().
+			WithGoModuleFunction(api.GoModuleFunc(meterCheck), nil, []api.ValueType{api.ValueTypeI32}).
+			Export(meter.ImportName).
+			Instantiate(ctx)
+		if err != nil {
+			p.close(ctx)
+			return nil, fmt.Errorf("%s: meter module: %w", prefix, err)
+		}
 	}
 	_, err = p.rt.NewHostModuleBuilder(abi.WasmImportModule).
 		NewFunctionBuilder().
@@ -199,10 +230,36 @@ func sig(params, results []api.ValueType) string {
 	return "(" + names(params) + ") -> (" + names(results) + ")"
 }
 
+// instrument is meter.Instrument; tests replace it to exercise the
+// fallback to wazero's interruption.
+var instrument = meter.Instrument
+
+// compileModule compiles code, turning a panic of the runtime into an
+// error: wazero v1.12 panics on some malformed modules (found by
+// FuzzInstrument), and a bad plugin file must not take the server down.
+func compileModule(ctx context.Context, rt wazero.Runtime, code []byte) (mod wazero.CompiledModule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			mod, err = nil, fmt.Errorf("the runtime failed on it: %v", r)
+		}
+	}()
+	return rt.CompileModule(ctx, code)
+}
+
+// importedFunctions returns the module's imports as the file declares them,
+// without the meter's check function.
+func (p *plugin) importedFunctions() []api.FunctionDefinition {
+	imports := p.mod.ImportedFunctions()
+	if p.metered && len(imports) > 0 {
+		imports = imports[:len(imports)-1]
+	}
+	return imports
+}
+
 // checkShape checks exports and imports before any guest code runs.
 func (p *plugin) checkShape() error {
 	var problems []string
-	for _, imp := range p.mod.ImportedFunctions() {
+	for _, imp := range p.importedFunctions() {
 		mod, name, _ := imp.Import()
 		switch {
 		case mod == wasi_snapshot_preview1.ModuleName:

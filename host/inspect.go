@@ -54,7 +54,7 @@ func Inspect(ctx context.Context, path string, opts *Options) (Info, error) {
 	for name, f := range p.mod.ExportedFunctions() {
 		info.Exports = append(info.Exports, name+sig(f.ParamTypes(), f.ResultTypes()))
 	}
-	for _, f := range p.mod.ImportedFunctions() {
+	for _, f := range p.importedFunctions() {
 		mod, name, _ := f.Import()
 		info.Imports = append(info.Imports, mod+"."+name+sig(f.ParamTypes(), f.ResultTypes()))
 	}

@@ -49,6 +49,48 @@ type instance struct {
 	// timeout per call (wazero watches such a context from a goroutine).
 	deadline *time.Timer
 	expired  atomic.Bool
+	// For a metered plugin: ctx carries the instance to meterCheck, which
+	// runs on the calling goroutine and traps the guest once the clock
+	// passes dueAt (nanoseconds on monoClock, 0 = none); overdue records
+	// that it did.
+	ctx     context.Context
+	dueAt   int64
+	overdue bool
+}
+
+// meterBudget is the work (in instructions counted statically, see
+// internal/meter) a metered guest does between two calls of meterCheck:
+// well under a millisecond, and the check costs a fraction of a
+// microsecond.
+const meterBudget = 1 << 20
+
+type instanceKey struct{}
+
+var monoStart = time.Now()
+
+// monoClock reads the monotonic clock.
+func monoClock() int64 { return int64(time.Since(monoStart)) }
+
+// errOverdue is the panic meterCheck stops an overdue guest with; wazero
+// turns it into the error of the call.
+var errOverdue = errors.New("the call ran past its deadline")
+
+// meterCheck is the metered guest's topgun_meter.check: it refills the
+// guest's budget, or traps it when its call is overdue.
+func meterCheck(ctx context.Context, _ api.Module, stack []uint64) {
+	if in, ok := ctx.Value(instanceKey{}).(*instance); ok && in.dueAt != 0 && monoClock() >= in.dueAt {
+		in.overdue = true
+		panic(errOverdue)
+	}
+	stack[0] = meterBudget
+}
+
+// metered arms the deadline of one call of a metered instance and returns
+// the context to run it with.
+func (in *instance) metered() context.Context {
+	in.overdue = false
+	in.dueAt = monoClock() + int64(in.p.opts.CallTimeout)
+	return in.ctx
 }
 
 // callSandboxed runs topgun_call under the call timeout.
@@ -141,8 +183,21 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 		}
 		cfg = cfg.WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(dir, abi.WasmDataDir))
 	}
-	mod, err := p.rt.InstantiateModule(ctx, p.mod, cfg)
+	// Instantiation runs the module's start function, if any, under the
+	// call timeout too.
+	in.ctx = context.WithValue(context.WithoutCancel(ctx), instanceKey{}, in)
+	ictx := in.metered()
+	if !p.metered {
+		var cancel context.CancelFunc
+		ictx, cancel = context.WithTimeout(context.WithoutCancel(ctx), p.opts.CallTimeout)
+		defer cancel()
+	}
+	mod, err := p.rt.InstantiateModule(ictx, p.mod, cfg)
+	in.dueAt = 0
 	if err != nil {
+		if in.overdue || ictx.Err() != nil {
+			return nil, fmt.Errorf("%s: instantiate: its start function did not finish within %s (TOPGUN_PLUGIN_CALL_TIMEOUT)", p.prefix, p.opts.CallTimeout)
+		}
 		return nil, fmt.Errorf("%s: instantiate: %w (the memory limit is %d MiB, TOPGUN_PLUGIN_MEMORY_MB)", p.prefix, err, p.opts.MemoryLimitMB)
 	}
 	in.mod = mod
@@ -169,10 +224,18 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 
 // invoke calls a function of no or one argument under the call timeout.
 func (in *instance) invoke(ctx context.Context, f api.Function, arg []uint64) (uint64, error) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.p.opts.CallTimeout)
-	defer cancel()
 	var stack [2]uint64
 	copy(stack[:], arg)
+	if in.p.metered {
+		err := f.CallWithStack(in.metered(), stack[:])
+		in.dueAt = 0
+		if err != nil {
+			return 0, callError{err: err, timedOut: in.overdue}
+		}
+		return stack[0], nil
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.p.opts.CallTimeout)
+	defer cancel()
 	if err := f.CallWithStack(cctx, stack[:]); err != nil {
 		return 0, callError{err: err, timedOut: cctx.Err() != nil}
 	}
@@ -235,12 +298,17 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	in.stack[0], in.stack[1] = uint64(call), uint64(len(req))
 	var err error
 	timedOut := false
-	if p.opts.Trust == TrustSandboxed {
+	switch {
+	case p.metered:
 		// The caller's cancellation does not reach a running call: stopping
 		// the guest discards the instance and, for a plugin without
 		// CapMultiInstance, all it holds. Only the call timeout stops it.
+		err = in.call.CallWithStack(in.metered(), in.stack[:])
+		in.dueAt = 0
+		timedOut = in.overdue
+	case p.opts.Trust == TrustSandboxed:
 		timedOut, err = in.callSandboxed(ctx)
-	} else {
+	default:
 		// Trusted code is not interrupted, so a deadline would only cost.
 		err = in.call.CallWithStack(ctx, in.stack[:])
 	}

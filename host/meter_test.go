@@ -1,0 +1,92 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/host/internal/meter"
+)
+
+// Sandboxed plugins run metered: deadlines are enforced by the guest's own
+// checks, not by wazero's exits to Go at every loop.
+func TestMeter_sandboxedPluginsAreMetered(t *testing.T) {
+	b := mustLoad(t, nullWasm(t), nil)
+	if !b.p.metered {
+		t.Fatal("the null plugin was not metered in sandboxed mode")
+	}
+	o := testOptions(t)
+	o.Trust = TrustTrusted
+	if mustLoad(t, nullWasm(t), o).p.metered {
+		t.Fatal("a trusted plugin was metered")
+	}
+	// The meter's import is not the plugin's: inspect shows the file's own.
+	info, err := Inspect(context.Background(), nullWasm(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, imp := range info.Imports {
+		if len(imp) >= len(meter.ImportModule) && imp[:len(meter.ImportModule)] == meter.ImportModule {
+			t.Fatalf("inspect lists the meter's import %s", imp)
+		}
+	}
+}
+
+// A module the meter cannot rewrite still loads, and its deadlines are
+// enforced by wazero's interruption instead.
+func TestMeter_fallback(t *testing.T) {
+	instrument = func([]byte, int32) ([]byte, meter.Info, error) {
+		return nil, meter.Info{}, fmt.Errorf("%w: test", meter.ErrUnsupported)
+	}
+	defer func() { instrument = meter.Instrument }()
+	o := testOptions(t)
+	o.CallTimeout = 300 * time.Millisecond
+	b := mustLoad(t, "testdata/wat/loop.wasm", o)
+	if b.p.metered {
+		t.Fatal("metered although the meter refused the module")
+	}
+	_, err := b.Get(context.Background(), "evil", false, []string{"k"})
+	if !errors.Is(err, abi.ErrDeadlineExceeded) {
+		t.Fatalf("err = %v, want a deadline error", err)
+	}
+}
+
+// With more looping guests than processors, every call still stops at its
+// deadline: the check runs on the guest's own goroutine, so it needs no
+// other goroutine (a timer, say) to get a processor.
+func TestMeter_deadlinesWithEveryProcessorBusy(t *testing.T) {
+	n := 2*runtime.GOMAXPROCS(0) + 1
+	o := testOptions(t)
+	o.CallTimeout = 300 * time.Millisecond
+	backends := make([]*Backend, n)
+	for i := range backends {
+		backends[i] = mustLoad(t, "testdata/wat/loop.wasm", o)
+	}
+	start := time.Now()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, b := range backends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = b.Get(context.Background(), "evil", false, []string{"k"})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, abi.ErrDeadlineExceeded) {
+			t.Errorf("call %d: err = %v, want a deadline error", i, err)
+		}
+	}
+	// Each call holds a processor for its 300 ms; n of them on GOMAXPROCS
+	// processors need about n/GOMAXPROCS rounds. Far more means a deadline
+	// was missed.
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("%d looping calls took %s to stop", n, d)
+	}
+}
