@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -363,11 +364,11 @@ func benchApplyRequest(n int) []byte {
 }
 
 // BenchmarkDecoder_ApplyRequest measures the guest's decoding of an apply
-// of 1000 puts, with values aliasing the input as the SDK decodes them.
+// of 1000 puts, with aliased values and shared keys as the SDK decodes them.
 func BenchmarkDecoder_ApplyRequest(b *testing.B) {
 	req := benchApplyRequest(1000)
 	d := NewDecoder()
-	d.AliasValues = true
+	d.AliasValues, d.ShareKeys = true, true
 	var batch Batch
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -385,6 +386,7 @@ func BenchmarkDecoder_GetRequest(b *testing.B) {
 	e.GetRequest("bench", false, []string{"key-0000000000000001"})
 	req := e.Bytes()
 	d := NewDecoder()
+	d.ShareKeys = true
 	keys := make([]string, 0, 1)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -473,6 +475,62 @@ func TestDecoder_applyRequestEdges(t *testing.T) {
 		d.Reset(req)
 		if err := d.ApplyRequest(&got); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// TestDecoder_shareKeys checks that keys cut from shared chunks are right
+// and stay unchanged when the input is cleared and later requests are
+// decoded into fresh chunks, for empty, short and long keys.
+func TestDecoder_shareKeys(t *testing.T) {
+	keysOf := func(round int) []string {
+		var keys []string
+		for i := 0; i < 100; i++ {
+			keys = append(keys, strings.Repeat(string(rune('a'+round)), i%25)+strconv.Itoa(i))
+		}
+		return append(keys, "", strings.Repeat("long", 100), "ключ/😀")
+	}
+	e, d := NewEncoder(), NewDecoder()
+	d.ShareKeys = true
+	var batches []Batch
+	var gets [][]string
+	for round := 0; round < 3; round++ {
+		want := keysOf(round)
+		b := &Batch{Now: 1}
+		for _, k := range want {
+			b.Put("m", k, false, []byte("v"), 0)
+		}
+		e.Reset(nil)
+		e.ApplyRequest(b)
+		in := append([]byte(nil), e.Bytes()...)
+		d.Reset(in)
+		var got Batch
+		if err := d.ApplyRequest(&got); err != nil {
+			t.Fatal(err)
+		}
+		clear(in)
+		batches = append(batches, got)
+
+		e.Reset(nil)
+		e.GetRequest("m", false, want)
+		in = append([]byte(nil), e.Bytes()...)
+		d.Reset(in)
+		r, err := d.GetRequest(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clear(in)
+		gets = append(gets, r.Keys)
+	}
+	for round := range batches {
+		want := keysOf(round)
+		for i, m := range batches[round].Mutations {
+			if m.Key != want[i] {
+				t.Errorf("round %d: apply key %d = %q, want %q", round, i, m.Key, want[i])
+			}
+		}
+		if !reflect.DeepEqual(gets[round], want) {
+			t.Errorf("round %d: get keys = %q, want %q", round, gets[round], want)
 		}
 	}
 }

@@ -50,6 +50,9 @@ func newServer(b abi.Backend, name string, caps abi.Capability, open OpenFunc) *
 	// The batch goes straight to the backend, which never keeps the
 	// caller's buffers, so its values may point into the request.
 	s.dec.AliasValues = true
+	// Keys share chunks instead of an allocation each (see doc.go on keys
+	// a backend keeps).
+	s.dec.ShareKeys = true
 	s.gcAbove = defaultMemLimit / gcFraction
 	s.sample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	return s

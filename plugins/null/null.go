@@ -79,7 +79,6 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 		if i == 0 || id != lastID || bk == nil {
 			bk = b.buckets[id]
 		}
-		ek := expKey{id, m.Key}
 		switch m.Kind {
 		case abi.OpPut:
 			if bk == nil {
@@ -88,17 +87,20 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 			}
 			r := bk.recs[m.Key]
 			if r == nil {
-				r = &abi.Record{Map: m.Map, Key: m.Key, Backup: m.Backup, CreatedAt: batch.Now}
-				bk.recs[m.Key] = r
+				key := keepKey(m.Key)
+				r = &abi.Record{Map: m.Map, Key: key, Backup: m.Backup, CreatedAt: batch.Now}
+				bk.recs[key] = r
 				bk.dirty = true
 			}
 			r.Value = setValue(r.Value, m.Value)
 			r.ExpirationTime = m.ExpirationTime
 			r.UpdatedAt = batch.Now
+			// The record's own key: assigning to a map replaces its stored
+			// key, which must not become the caller's string.
 			if m.ExpirationTime > 0 {
-				b.expiring[ek] = m.ExpirationTime
+				b.expiring[expKey{id, r.Key}] = m.ExpirationTime
 			} else if len(b.expiring) > 0 {
-				delete(b.expiring, ek)
+				delete(b.expiring, expKey{id, r.Key})
 			}
 		case abi.OpDelete:
 			if bk == nil {
@@ -107,7 +109,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 			if _, ok := bk.recs[m.Key]; ok {
 				delete(bk.recs, m.Key)
 				bk.dirty = true
-				delete(b.expiring, ek)
+				delete(b.expiring, expKey{id, m.Key})
 				if len(bk.recs) == 0 {
 					delete(b.buckets, id)
 					bk = nil
