@@ -69,11 +69,29 @@
 // in-memory state then. A panic that the Go SDK recovers is not a failure
 // of the instance: it returns abi.CodeInternal and the instance lives on.
 // A status code that is not an abi.Code, or reserved status bits, count
-// as a malformed result. In trusted mode loops are not instrumented: a
+// as a malformed result.
+//
+// # Deadlines inside guest code
+//
+// In sandboxed mode the module is compiled from a metered copy
+// (internal/meter): every function entry and loop header subtracts the
+// static size of the code ahead from a counter, and when the counter runs
+// out (every million or so instructions) the guest calls the host's
+// topgun_meter.check, which traps it once the call is overdue. The check
+// runs on the goroutine that made the call, so a deadline holds even when
+// every processor is busy running guests, and guest code otherwise stays in
+// compiled code (wazero's WithCloseOnContextDone instead leaves it for Go
+// at every loop iteration, which made our plugins 2 to 6 times slower).
+// A module using instructions the meter does not know (GC, typed function
+// references, exception handling) falls back to WithCloseOnContextDone,
+// and says so in the log. In trusted mode nothing is instrumented: a
 // guest that never returns hangs its caller; deadlines are checked only
-// before a call starts and while it waits for an instance.
-// BenchmarkTrust measures the difference (the README's Sandbox section
-// has the figures: sandboxed calls were 2 to 6 times slower).
+// before a call starts and while it waits for an instance. BenchmarkTrust
+// measures the difference (the README's Sandbox section has the figures).
+//
+// Before wazero sees a module, meter.Precheck refuses one whose claimed
+// counts do not fit its bytes (wazero allocates for claimed counts first),
+// and a panic of wazero's compiler is turned into a load error.
 //
 // A caller's context is checked before a call starts and while it waits
 // for an instance; a call that has started runs to completion or to the

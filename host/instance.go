@@ -43,8 +43,9 @@ type instance struct {
 	// starting: the instance is being started; a failure is returned to
 	// Load or reported once by the pool, not logged here.
 	starting bool
-	// deadline stops a sandboxed call that runs past the call timeout by
-	// closing the module, which the instrumented guest code notices. One
+	// deadline stops a sandboxed call of a module the meter could not
+	// rewrite when it runs past the call timeout, by closing the module,
+	// which wazero's instrumented guest code notices. One
 	// reusable timer per instance is much cheaper than a context with a
 	// timeout per call (wazero watches such a context from a goroutine).
 	deadline *time.Timer
