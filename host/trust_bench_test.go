@@ -7,16 +7,18 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/host/internal/meter"
 )
 
-// BenchmarkTrust measures what sandboxed mode (wazero's
-// WithCloseOnContextDone, which instruments guest loops so a deadline can
-// stop them) costs against trusted mode (no instrumentation), on wasm null
-// and on the durable logstore example: a batch of 1000 puts, a scan of
-// 1000 records (both loop-heavy in the guest: decoding, copying, encoding)
-// and a single-key get (mostly the cost of crossing). It prints one line
-// per plugin and op starting with "RATIO trusted/sandboxed": how many
-// times faster the trusted run was.
+// BenchmarkTrust measures what sandboxed mode costs against trusted mode
+// (no instrumentation), and what the meter saves against wazero's own
+// interruption (WithCloseOnContextDone, the fallback for modules the meter
+// cannot rewrite), on wasm null and on the durable logstore example: a
+// batch of 1000 puts, a scan of 1000 records (both loop-heavy in the guest:
+// decoding, copying, encoding) and a single-key get (mostly the cost of
+// crossing). It prints per plugin and op a line starting with
+// "RATIO sandboxed/trusted" (the meter's cost) and one starting with
+// "RATIO fallback/sandboxed" (how many times slower the fallback is).
 func BenchmarkTrust(b *testing.B) {
 	plugins := []struct {
 		name string
@@ -62,9 +64,18 @@ func BenchmarkTrust(b *testing.B) {
 	}
 	for _, pl := range plugins {
 		path := pl.path(b)
-		open := func(trust Trust) *Backend {
+		open := func(mode string) *Backend {
 			o := DefaultOptions()
-			o.Trust = trust
+			o.Trust = TrustTrusted
+			if mode != "trusted" {
+				o.Trust = TrustSandboxed
+			}
+			if mode == "fallback" {
+				instrument = func([]byte, int32) ([]byte, meter.Info, error) {
+					return nil, meter.Info{}, meter.ErrUnsupported
+				}
+				defer func() { instrument = meter.Instrument }()
+			}
 			o.CallTimeout = time.Minute
 			if pl.dir {
 				o.DataDir = b.TempDir()
@@ -82,18 +93,24 @@ func BenchmarkTrust(b *testing.B) {
 			}
 			return be
 		}
-		backends := map[Trust]*Backend{TrustSandboxed: open(TrustSandboxed), TrustTrusted: open(TrustTrusted)}
+		modes := []string{"sandboxed", "trusted", "fallback"}
+		backends := map[string]*Backend{}
+		for _, m := range modes {
+			backends[m] = open(m)
+		}
 		for _, op := range ops {
-			ns := map[Trust]float64{}
-			for _, trust := range []Trust{TrustSandboxed, TrustTrusted} {
-				b.Run(pl.name+"/"+op.name+"/"+string(trust), func(b *testing.B) {
-					op.run(b, backends[trust])
-					ns[trust] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+			ns := map[string]float64{}
+			for _, m := range modes {
+				b.Run(pl.name+"/"+op.name+"/"+m, func(b *testing.B) {
+					op.run(b, backends[m])
+					ns[m] = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 				})
 			}
-			if ns[TrustSandboxed] > 0 && ns[TrustTrusted] > 0 {
-				fmt.Printf("RATIO trusted/sandboxed %s %s: sandboxed %.1f us/op, trusted %.1f us/op = %.2fx faster trusted\n",
-					pl.name, op.name, ns[TrustSandboxed]/1e3, ns[TrustTrusted]/1e3, ns[TrustSandboxed]/ns[TrustTrusted])
+			if ns["sandboxed"] > 0 && ns["trusted"] > 0 && ns["fallback"] > 0 {
+				fmt.Printf("RATIO sandboxed/trusted %s %s: sandboxed %.1f us/op, trusted %.1f us/op = %.2fx the trusted time\n",
+					pl.name, op.name, ns["sandboxed"]/1e3, ns["trusted"]/1e3, ns["sandboxed"]/ns["trusted"])
+				fmt.Printf("RATIO fallback/sandboxed %s %s: wazero's interruption %.1f us/op = %.2fx the metered time\n",
+					pl.name, op.name, ns["fallback"]/1e3, ns["fallback"]/ns["sandboxed"])
 			}
 		}
 		for _, be := range backends {
