@@ -40,6 +40,13 @@ type Backend struct {
 	closed   bool
 	buckets  map[bucketID]*bucket
 	expiring map[expKey]int64
+	// lastID and lastBk are the bucket of the last mutation of the last
+	// Apply (lastBk nil when none, or when that bucket was deleted):
+	// consecutive calls usually name one map, and comparing its id costs
+	// less than a map lookup (a lot less inside wasm). Written only under
+	// the write lock.
+	lastID bucketID
+	lastBk *bucket
 }
 
 var _ abi.Backend = (*Backend)(nil)
@@ -69,14 +76,13 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	if b.closed {
 		return errClosed()
 	}
-	var lastID bucketID
-	var lastBk *bucket
+	lastID, lastBk := b.lastID, b.lastBk
 	for i := range batch.Mutations {
 		m := &batch.Mutations[i]
 		id := bucketID{m.Map, m.Backup}
 		// Consecutive mutations of one map share the bucket lookup.
 		bk := lastBk
-		if i == 0 || id != lastID || bk == nil {
+		if bk == nil || id != lastID {
 			bk = b.buckets[id]
 		}
 		switch m.Kind {
@@ -118,7 +124,16 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 		}
 		lastID, lastBk = id, bk
 	}
+	b.lastID, b.lastBk = lastID, lastBk
 	return nil
+}
+
+// bucket returns the bucket of id, or nil. The caller holds the lock.
+func (b *Backend) bucket(id bucketID) *bucket {
+	if b.lastBk != nil && b.lastID == id {
+		return b.lastBk
+	}
+	return b.buckets[id]
 }
 
 // setValue returns v copied into old's storage when it fits and would not
@@ -139,23 +154,27 @@ func copyRecord(r *abi.Record) abi.Record {
 }
 
 // Get returns copies of the records found, in the order of keys.
+//
+// Map names and keys are validated only when they are not found: a map
+// that has a bucket and a key that has a record passed validation when
+// they were written.
 func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
 	if err := abi.ContextError(ctx); err != nil {
 		return nil, err
 	}
-	if err := abi.ValidateGet(mapName, keys); err != nil {
-		return nil, err
+	if len(keys) > abi.MaxGetKeys {
+		return nil, abi.ValidateGet(mapName, keys)
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
 		return nil, errClosed()
 	}
-	bk := b.buckets[bucketID{mapName, backup}]
+	bk := b.bucket(bucketID{mapName, backup})
 	if bk == nil {
-		return nil, nil
+		return nil, abi.ValidateGet(mapName, keys)
 	}
-	out := make([]abi.Record, 0, len(keys))
+	var out []abi.Record
 	var seen map[string]struct{}
 	if len(keys) > 1 {
 		seen = make(map[string]struct{}, len(keys))
@@ -167,9 +186,17 @@ func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []s
 			}
 			seen[k] = struct{}{}
 		}
-		if r := bk.recs[k]; r != nil {
-			out = append(out, copyRecord(r))
+		r := bk.recs[k]
+		if r == nil {
+			if err := abi.ValidateKey(k); err != nil {
+				return nil, err
+			}
+			continue
 		}
+		if out == nil {
+			out = make([]abi.Record, 0, len(keys))
+		}
+		out = append(out, copyRecord(r))
 	}
 	return out, nil
 }
@@ -192,7 +219,7 @@ func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, erro
 	if b.closed {
 		return abi.Page{}, errClosed()
 	}
-	bk := b.buckets[bucketID{req.Map, req.Backup}]
+	bk := b.bucket(bucketID{req.Map, req.Backup})
 	if bk == nil {
 		return abi.Page{}, nil
 	}
@@ -291,6 +318,7 @@ func (b *Backend) Close() error {
 	defer b.mu.Unlock()
 	b.closed = true
 	b.buckets = nil
+	b.lastBk = nil
 	b.expiring = nil
 	return nil
 }

@@ -104,3 +104,69 @@ func TestApply_overwriteReusesNothingVisible(t *testing.T) {
 		t.Errorf("empty value reads back as %q", g)
 	}
 }
+
+// TestApply_lastBucket checks the remembered bucket of the last Apply: a
+// map emptied by the batch that remembered it, or by a later one, reads
+// as empty, and a map re-created after that sees only its new records.
+func TestApply_lastBucket(t *testing.T) {
+	be := null.Open()
+	defer be.Close()
+	ctx := context.Background()
+	apply := func(fill func(b *abi.Batch)) {
+		t.Helper()
+		b := &abi.Batch{Now: 1}
+		fill(b)
+		if err := be.Apply(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(mapName string, keys ...string) int {
+		t.Helper()
+		recs, err := be.Get(ctx, mapName, false, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, err := be.Scan(ctx, abi.ScanRequest{Map: mapName})
+		if err != nil || len(page.Records) != len(recs) {
+			t.Fatalf("Scan: %v, %d records; Get found %d", err, len(page.Records), len(recs))
+		}
+		return len(recs)
+	}
+	apply(func(b *abi.Batch) { b.Put("a", "k1", false, []byte("v"), 0); b.Put("a", "k2", false, nil, 0) })
+	if n := count("a", "k1", "k2"); n != 2 {
+		t.Fatalf("a has %d records, want 2", n)
+	}
+	apply(func(b *abi.Batch) { b.Delete("a", "k1", false); b.Delete("a", "k2", false) })
+	if n := count("a", "k1", "k2"); n != 0 {
+		t.Errorf("a emptied by the remembering batch: %d records", n)
+	}
+	apply(func(b *abi.Batch) { b.Put("a", "k3", false, nil, 0) })
+	if maps, err := be.ListMaps(ctx); err != nil || len(maps) != 1 || maps[0] != "a" {
+		t.Errorf("ListMaps after a was re-created = %q, %v; want [a]", maps, err)
+	}
+	apply(func(b *abi.Batch) { b.Put("b", "k", false, nil, 0) })
+	apply(func(b *abi.Batch) { b.Delete("a", "k3", false); b.Delete("z", "missing", false) })
+	if n := count("a", "k1", "k2", "k3"); n != 0 {
+		t.Errorf("a emptied by a later batch: %d records", n)
+	}
+	apply(func(b *abi.Batch) { b.Put("a", "k4", false, nil, 0) })
+	if n := count("a", "k1", "k2", "k3", "k4"); n != 1 {
+		t.Errorf("re-created a has %d records, want 1", n)
+	}
+	if n := count("b", "k"); n != 1 {
+		t.Errorf("b has %d records, want 1", n)
+	}
+	if maps, err := be.ListMaps(ctx); err != nil || len(maps) != 2 || maps[0] != "a" || maps[1] != "b" {
+		t.Errorf("ListMaps = %q, %v; want [a b]", maps, err)
+	}
+	if _, err := be.Get(ctx, "a", false, []string{"bad\x00key"}); abi.CodeOf(err) != abi.CodeInvalidArgument {
+		t.Errorf("Get of an invalid key in a present map: %v, want CodeInvalidArgument", err)
+	}
+	if _, err := be.Get(ctx, "", false, []string{"k4"}); abi.CodeOf(err) != abi.CodeInvalidArgument {
+		t.Errorf("Get of an empty map name: %v, want CodeInvalidArgument", err)
+	}
+	be.Close()
+	if _, err := be.Get(ctx, "a", false, []string{"k4"}); abi.CodeOf(err) != abi.CodeUnavailable {
+		t.Errorf("Get after Close: %v, want CodeUnavailable", err)
+	}
+}
