@@ -30,6 +30,9 @@ type Caller struct {
 	rt     RoundTripper
 	prefix string
 	pool   sync.Pool
+	// runs: the peer implements ABI 1.1 or later, so batches go as
+	// apply_runs.
+	runs bool
 }
 
 type callState struct {
@@ -48,6 +51,11 @@ func NewCaller(rt RoundTripper, prefix string) *Caller {
 	c.pool.New = func() any { return &callState{enc: NewEncoder(), dec: NewDecoder()} }
 	return c
 }
+
+// SetPeerMinor tells the Caller the ABI minor version the peer implements
+// (from its description), so that it uses the calls that version offers.
+// Call it before the Caller is shared.
+func (c *Caller) SetPeerMinor(minor uint32) { c.runs = minor >= 1 }
 
 // Prefix returns the prefix of the Caller's error messages.
 func (c *Caller) Prefix() string { return c.prefix }
@@ -133,6 +141,10 @@ func (c *Caller) Apply(ctx context.Context, b *Batch) error {
 	}
 	s := c.get()
 	defer c.put(s)
+	if c.runs {
+		s.enc.ApplyRunsRequest(b)
+		return c.do(ctx, s, CallApplyRuns, nil)
+	}
 	s.enc.ApplyRequest(b)
 	return c.do(ctx, s, CallApply, nil)
 }

@@ -45,6 +45,8 @@ const (
 	CallListMaps    WasmCall = 6
 	CallListExpired WasmCall = 7
 	CallClose       WasmCall = 8
+	// CallApplyRuns (ABI 1.1) is apply with the batch in runs (runs.go).
+	CallApplyRuns WasmCall = 9
 )
 
 var callNames = [...]string{
@@ -56,6 +58,7 @@ var callNames = [...]string{
 	CallListMaps:    "list_maps",
 	CallListExpired: "list_expired",
 	CallClose:       "close",
+	CallApplyRuns:   "apply_runs",
 }
 
 func (c WasmCall) String() string {

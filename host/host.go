@@ -94,6 +94,7 @@ func load(ctx context.Context, path string, opts *Options, cache wazero.Compilat
 		size = p.opts.PoolSize
 	}
 	b.desc = desc
+	b.Caller.SetPeerMinor(desc.ABIMinor)
 	b.pool = newPool(p, size, in)
 	p.log.Debug("plugin loaded", "name", desc.Name, "abi", fmt.Sprintf("%d.%d", desc.ABIMajor, desc.ABIMinor),
 		"capabilities", strings.Join(desc.Capabilities.Names(), ","), "instances", size, "compile_time", p.compileTime)
