@@ -633,33 +633,37 @@ func (d *Decoder) badMutation(i int, what string, v int, err error) error {
 // GetRequest decodes the body of get, reusing the capacity of keys. More
 // than MaxGetKeys keys is an *Error with CodeInvalidArgument.
 func (d *Decoder) GetRequest(keys []string) (GetRequest, error) {
+	// Like ApplyRequest, it calls msgpack directly instead of through the
+	// helpers: a get is one of the most frequent calls.
 	var r GetRequest
-	n, err := d.arr("get request", 3)
-	if err != nil {
-		return r, err
+	dec := d.dec
+	n, err := dec.DecodeArrayLen()
+	if err != nil || n < 3 || n > d.r.len() {
+		return r, d.badGet("array", n, err)
 	}
-	if r.Map, err = d.mapName("map name"); err != nil {
-		return r, err
+	l, err := dec.DecodeBytesLen()
+	if err != nil || l > d.r.len() {
+		return r, d.badGet("map name", l, err)
 	}
-	if r.Backup, err = d.boolean("backup"); err != nil {
-		return r, err
+	if p := d.r.next(max(l, 0)); string(p) != d.last {
+		d.last = string(p)
 	}
-	count, err := d.list("keys", 1)
-	if err != nil {
-		return r, err
+	r.Map = d.last
+	if r.Backup, err = dec.DecodeBool(); err != nil {
+		return r, d.badGet("backup", 0, err)
+	}
+	count, err := dec.DecodeArrayLen()
+	if err != nil || count > d.r.len() {
+		return r, d.badGet("keys", count, err)
 	}
 	if count > MaxGetKeys {
 		return r, Errorf(CodeInvalidArgument, "get of %d keys, the limit is %d", count, MaxGetKeys)
 	}
 	r.Keys = keys[:0]
-	// As in ApplyRequest, the per-key loop calls msgpack directly.
 	for i := 0; i < count; i++ {
-		l, err := d.dec.DecodeBytesLen()
-		if err != nil {
-			return r, malformed("key %d: %v", i, err)
-		}
-		if l > d.r.len() {
-			return r, malformed("key %d: length %d exceeds the %d bytes left", i, l, d.r.len())
+		l, err := dec.DecodeBytesLen()
+		if err != nil || l > d.r.len() {
+			return r, d.badGet(fmt.Sprintf("key %d", i), l, err)
 		}
 		r.Keys = append(r.Keys, d.key(d.r.next(max(l, 0))))
 	}
@@ -667,6 +671,18 @@ func (d *Decoder) GetRequest(keys []string) (GetRequest, error) {
 		return r, d.skip("get request", n, 3)
 	}
 	return r, nil
+}
+
+// badGet is the error of GetRequest for field what: the decoder's error,
+// or else the out-of-range length v.
+func (d *Decoder) badGet(what string, v int, err error) error {
+	if err != nil {
+		return malformed("get request: %s: %v", what, err)
+	}
+	if what == "array" {
+		return malformed("get request: array of %d elements, want at least 3 (and at most %d)", v, d.r.len())
+	}
+	return malformed("get request: %s: length %d exceeds the %d bytes left", what, v, d.r.len())
 }
 
 // ScanRequest decodes the body of scan.

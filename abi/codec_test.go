@@ -534,3 +534,47 @@ func TestDecoder_shareKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestDecoder_getRequestEdges checks the get decoder's own field handling:
+// every truncation fails with ErrMalformed, a nil key list is empty, and
+// fields a later version appends are skipped.
+func TestDecoder_getRequestEdges(t *testing.T) {
+	e, d := NewEncoder(), NewDecoder()
+	e.GetRequest("m", true, []string{"a", "", "ключ"})
+	full := append([]byte(nil), e.Bytes()...)
+	for n := 0; n < len(full); n++ {
+		d.Reset(full[:n])
+		if _, err := d.GetRequest(nil); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("truncated to %d bytes: err = %v, want ErrMalformed", n, err)
+		}
+	}
+	d.Reset(full)
+	r, err := d.GetRequest(nil)
+	if err != nil || d.End() != nil || r.Map != "m" || !r.Backup || !reflect.DeepEqual(r.Keys, []string{"a", "", "ключ"}) {
+		t.Errorf("GetRequest = %+v, %v", r, err)
+	}
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	_ = enc.EncodeArrayLen(4)
+	_ = enc.EncodeString("m")
+	_ = enc.EncodeBool(false)
+	_ = enc.EncodeNil()
+	_ = enc.EncodeString("future field")
+	d.Reset(buf.Bytes())
+	if r, err := d.GetRequest(nil); err != nil || d.End() != nil || len(r.Keys) != 0 || r.Map != "m" {
+		t.Errorf("nil keys and a fourth field: %+v, %v", r, err)
+	}
+	for name, req := range map[string][]byte{
+		"array of 2":      {0x92, 0xa1, 'm', 0xc2},
+		"key of 4 GiB":    {0x93, 0xa1, 'm', 0xc2, 0x91, 0xdb, 0xff, 0xff, 0xff, 0xff},
+		"key not a str":   {0x93, 0xa1, 'm', 0xc2, 0x91, 0x01},
+		"map not a str":   {0x93, 0x01, 0xc2, 0x90},
+		"keys of 4G":      {0x93, 0xa1, 'm', 0xc2, 0xdd, 0xff, 0xff, 0xff, 0xff},
+		"backup not bool": {0x93, 0xa1, 'm', 0x01, 0x90},
+	} {
+		d.Reset(req)
+		if _, err := d.GetRequest(nil); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
+		}
+	}
+}
