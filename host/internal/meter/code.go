@@ -145,6 +145,11 @@ type walker struct {
 	remap   func(uint32) uint32
 	counter uint32 // the counter global
 	check   uint32 // the check function
+	// params and funcTypes give each function's parameter count, to find
+	// the index of the scratch local the metering sequence adds.
+	params    []uint32
+	funcTypes []uint32
+	scratch   uint32 // the current function's scratch local
 	frames  []frame
 	out     []byte
 	count   int // instructions copied so far in the current body
@@ -245,7 +250,10 @@ func (w *walker) code(body []byte, info *Info) ([]byte, error) {
 			break
 		}
 		var err error
-		fn, err = w.function(b, fn[:0])
+		if int(i) >= len(w.funcTypes) || int(w.funcTypes[i]) >= len(w.params) {
+			return nil, malformed("function body %d has no valid type in the function section", i)
+		}
+		fn, err = w.function(b, fn[:0], w.params[w.funcTypes[i]])
 		if err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
 		}
@@ -259,13 +267,15 @@ func (w *walker) code(body []byte, info *Info) ([]byte, error) {
 	return out, nil
 }
 
-func (w *walker) function(body, dst []byte) ([]byte, error) {
+func (w *walker) function(body, dst []byte, params uint32) ([]byte, error) {
 	r := &reader{b: body}
 	w.r = r
 	w.out = dst
 	n := r.u32()
+	locals := uint64(params)
+	start := r.i
 	for i := uint32(0); i < n && r.err == nil; i++ {
-		r.u32()
+		locals += uint64(r.u32())
 		if err := r.valType(); err != nil {
 			return nil, err
 		}
@@ -273,7 +283,15 @@ func (w *walker) function(body, dst []byte) ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	w.out = append(w.out, body[:r.i]...)
+	if locals >= 1<<32-1 {
+		return nil, malformed("%d locals", locals)
+	}
+	// One more i32 local: the metering sequence keeps the counter in it
+	// rather than reading the global back.
+	w.scratch = uint32(locals)
+	w.out = binary.AppendUvarint(w.out, uint64(n)+1)
+	w.out = append(w.out, body[start:r.i]...)
+	w.out = append(w.out, 0x01, 0x7f)
 	if err := w.expr(true); err != nil {
 		return nil, err
 	}
@@ -284,10 +302,11 @@ func (w *walker) function(body, dst []byte) ([]byte, error) {
 }
 
 // chargeSite appends the metering sequence and returns the offset of its
-// 5-byte weight, patched when the charged block ends:
+// 5-byte weight, patched when the charged block ends (L is the scratch
+// local):
 //
-//	global.get C; i32.const W; i32.sub; global.set C
-//	global.get C; i32.const 0; i32.lt_s
+//	global.get C; i32.const W; i32.sub; local.tee L; global.set C
+//	local.get L; i32.const 0; i32.lt_s
 //	if; call check; global.set C; end
 func (w *walker) chargeSite() int {
 	o := w.out
@@ -296,10 +315,12 @@ func (w *walker) chargeSite() int {
 	o = append(o, 0x41)
 	at := len(o)
 	o = append(o, 0x81, 0x80, 0x80, 0x80, 0x00) // weight 1, padded to 5 bytes
-	o = append(o, 0x6b, 0x24)
+	o = append(o, 0x6b, 0x22)
+	o = binary.AppendUvarint(o, uint64(w.scratch))
+	o = append(o, 0x24)
 	o = binary.AppendUvarint(o, uint64(w.counter))
-	o = append(o, 0x23)
-	o = binary.AppendUvarint(o, uint64(w.counter))
+	o = append(o, 0x20)
+	o = binary.AppendUvarint(o, uint64(w.scratch))
 	o = append(o, 0x41, 0x00, 0x48, 0x04, 0x40, 0x10)
 	o = binary.AppendUvarint(o, uint64(w.check))
 	o = append(o, 0x24)

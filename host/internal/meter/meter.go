@@ -116,6 +116,8 @@ type section struct {
 type module struct {
 	size           int
 	sections       []section
+	params         []uint32 // parameter count of each type
+	funcTypes      []uint32 // type of each defined function
 	importedFuncs  uint32
 	importedGlobal uint32
 	definedGlobals uint32
@@ -183,13 +185,21 @@ func parseModule(bin []byte) (*module, error) {
 		var err error
 		switch s.id {
 		case secType:
-			m.types, err = countTypes(s.body)
+			m.params, err = typeParams(s.body)
+			m.types = uint32(len(m.params))
 		case secImport:
 			m.importedFuncs, m.importedGlobal, err = countImports(s.body)
 		case secGlobal:
 			r := &reader{b: s.body}
 			m.definedGlobals = r.u32()
 			err = r.err
+		case secFunction:
+			r := &reader{b: s.body}
+			n := r.u32()
+			for i := uint32(0); i < n && r.err == nil; i++ {
+				m.funcTypes = append(m.funcTypes, r.u32())
+			}
+			err = r.done("function section")
 		}
 		if err != nil {
 			return nil, err
@@ -198,28 +208,33 @@ func parseModule(bin []byte) (*module, error) {
 	return m, nil
 }
 
-// countTypes checks that every type is a plain function type (one index
-// each; GC rec groups would make the count differ) and counts them.
-func countTypes(body []byte) (uint32, error) {
+// typeParams checks that every type is a plain function type (one index
+// each; GC rec groups would make the count differ) and returns the number
+// of parameters of each.
+func typeParams(body []byte) ([]uint32, error) {
 	r := &reader{b: body}
 	n := r.u32()
+	var params []uint32
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if form := r.byte(); form != 0x60 {
 			if r.err == nil {
-				return 0, unsupported("type form %#x", form)
+				return nil, unsupported("type form %#x", form)
 			}
 			break
 		}
 		for j := 0; j < 2; j++ {
 			k := r.count("function type", 1)
+			if j == 0 {
+				params = append(params, k)
+			}
 			for v := uint32(0); v < k && r.err == nil; v++ {
 				if err := r.valType(); err != nil {
-					return 0, err
+					return nil, err
 				}
 			}
 		}
 	}
-	return n, r.done("type section")
+	return params, r.done("type section")
 }
 
 func countImports(body []byte) (funcs, globals uint32, err error) {
@@ -266,7 +281,7 @@ func (m *module) rewrite(budget int32) ([]byte, Info, error) {
 		}
 		return f
 	}
-	w := &walker{remap: remap, counter: counter, check: checkFunc}
+	w := &walker{remap: remap, counter: counter, check: checkFunc, params: m.params, funcTypes: m.funcTypes}
 
 	out := make([]byte, 0, m.size+m.size/4+64)
 	out = append(out, "\x00asm\x01\x00\x00\x00"...)
