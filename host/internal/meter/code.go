@@ -150,11 +150,11 @@ type walker struct {
 	params    []uint32
 	funcTypes []uint32
 	scratch   uint32 // the current function's scratch local
-	frames  []frame
-	out     []byte
-	count   int // instructions copied so far in the current body
-	r       *reader
-	info    *Info
+	frames    []frame
+	out       []byte
+	count     int // instructions copied so far in the current body
+	r         *reader
+	info      *Info
 }
 
 // frame is an open block; charge is the offset of the weight placeholder of
