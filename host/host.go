@@ -56,6 +56,8 @@ type plugin struct {
 	// metered: the module was compiled with the deadline meter
 	// (internal/meter) instead of wazero's WithCloseOnContextDone.
 	metered bool
+	// deadlines describes the mechanism, for Inspect.
+	deadlines string
 }
 
 // wasm is the magic and version of a wasm binary module.
@@ -148,12 +150,15 @@ func compile(ctx context.Context, path string, opts *Options, cache wazero.Compi
 	}
 	start := time.Now()
 	code := bin
+	p.deadlines = "checked only between calls (trusted)"
 	if o.Trust == TrustSandboxed {
 		metered, info, err := instrument(bin, meterBudget)
 		if err == nil {
 			code, p.metered = metered, true
+			p.deadlines = fmt.Sprintf("metered (%d check sites in %d functions)", info.Checks, info.Functions)
 			p.log.Debug("plugin metered", "checks", info.Checks, "functions", info.Functions, "took", time.Since(start))
 		} else {
+			p.deadlines = fmt.Sprintf("wazero's interruption, several times slower (the meter refused the module: %v)", err)
 			p.log.Info("plugin uses wasm features the deadline meter does not know; deadlines use wazero's slower interruption", "reason", err)
 		}
 	}

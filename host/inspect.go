@@ -29,6 +29,10 @@ type Info struct {
 	InitialMemoryPages uint32
 	CompileTime        time.Duration
 	InitTime           time.Duration
+	// Deadlines says how a sandboxed call of this module is stopped at its
+	// deadline: "metered (N check sites)" or why the host falls back to
+	// wazero's interruption.
+	Deadlines string
 }
 
 // Inspect loads the plugin at path far enough to describe it: it verifies
@@ -51,6 +55,7 @@ func Inspect(ctx context.Context, path string, opts *Options) (Info, error) {
 	}
 	defer p.close(ctx)
 	info.CompileTime = p.compileTime
+	info.Deadlines = p.deadlines
 	for name, f := range p.mod.ExportedFunctions() {
 		info.Exports = append(info.Exports, name+sig(f.ParamTypes(), f.ResultTypes()))
 	}
@@ -90,6 +95,7 @@ func (i Info) String() string {
 	fmt.Fprintf(&b, "capabilities: %s\n", strings.Join(i.Capabilities.Names(), ", "))
 	fmt.Fprintf(&b, "memory:       %d pages (%d KiB) after init\n", i.InitialMemoryPages, i.InitialMemoryPages*64)
 	fmt.Fprintf(&b, "compile:      %s, init %s\n", i.CompileTime.Round(time.Millisecond), i.InitTime.Round(time.Microsecond))
+	fmt.Fprintf(&b, "deadlines:    %s\n", i.Deadlines)
 	fmt.Fprintf(&b, "exports:      %s\n", strings.Join(i.Exports, "\n              "))
 	fmt.Fprintf(&b, "imports:      %s\n", strings.Join(i.Imports, "\n              "))
 	return b.String()

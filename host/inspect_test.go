@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/topgun-go/topgun/abi"
@@ -24,6 +25,9 @@ func TestInspect(t *testing.T) {
 		}
 		if len(info.SHA256) != 64 || info.Size == 0 || info.InitialMemoryPages == 0 {
 			t.Errorf("info = %+v", info)
+		}
+		if !strings.HasPrefix(info.Deadlines, "metered (") {
+			t.Errorf("deadlines: %q, want the null plugin metered", info.Deadlines)
 		}
 	})
 	t.Run("ServeOpenBeforeOpen", func(t *testing.T) {

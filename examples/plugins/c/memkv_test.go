@@ -109,6 +109,19 @@ func TestPluginTest_core(t *testing.T) {
 	}
 }
 
+// The C plugin runs metered in sandboxed mode, not under wazero's slower
+// fallback: the meter knows every instruction clang emits for it.
+func TestInspect_metered(t *testing.T) {
+	t.Parallel()
+	info, err := host.Inspect(context.Background(), build(t, t.TempDir()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(info.Deadlines, "metered (") {
+		t.Fatalf("deadlines: %q", info.Deadlines)
+	}
+}
+
 // TestConformance runs every case of the suite. Durability/Reopen skips
 // itself: memkv does not declare durable.
 func TestConformance(t *testing.T) {
