@@ -87,7 +87,8 @@ type Options struct {
 	// open the plugin's circuit breaker: calls fail at once with
 	// abi.CodeUnavailable and Healthy reports the plugin unhealthy until a
 	// retry after BreakerBackoff succeeds; each failed retry doubles the
-	// wait, up to BreakerMaxBackoff. Defaults 5, 30s, 1s and 1m. A
+	// wait, up to BreakerMaxBackoff. Defaults 5, 30s, 1s and 1m
+	// (TOPGUN_PLUGIN_BREAKER_FAILURES, _WINDOW, _BACKOFF, _MAX_BACKOFF). A
 	// negative BreakerFailures disables the breaker.
 	BreakerFailures   int
 	BreakerWindow     time.Duration
@@ -216,10 +217,10 @@ func (o *Options) Validate() error {
 		bad("TOPGUN_PLUGIN_TRUST %q is unknown; use %q or %q", c.Trust, TrustSandboxed, TrustTrusted)
 	}
 	if c.BreakerFailures > 1000 {
-		bad("breaker failures %d is out of range; use 1 to 1000, or a negative number to disable the breaker", c.BreakerFailures)
+		bad("TOPGUN_PLUGIN_BREAKER_FAILURES %d is out of range; use 1 to 1000, or a negative number to disable the breaker", c.BreakerFailures)
 	}
 	if c.BreakerWindow < time.Millisecond || c.BreakerBackoff < time.Millisecond || c.BreakerMaxBackoff < c.BreakerBackoff || c.BreakerMaxBackoff > 24*time.Hour {
-		bad("breaker window %s, backoff %s and maximum backoff %s are out of range; use durations of at least 1ms with backoff <= maximum backoff <= 24h",
+		bad("TOPGUN_PLUGIN_BREAKER_WINDOW %s, TOPGUN_PLUGIN_BREAKER_BACKOFF %s and TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF %s are out of range; use durations of at least 1ms with backoff <= maximum backoff <= 24h",
 			c.BreakerWindow, c.BreakerBackoff, c.BreakerMaxBackoff)
 	}
 	return errors.Join(errs...)
@@ -297,13 +298,20 @@ func OptionsFromEnv(lookup func(string) (string, bool)) (*Options, error) {
 		o.Config = cfg
 	}
 	num("TOPGUN_PLUGIN_MEMORY_MB", &o.MemoryLimitMB)
-	if v, ok := get("TOPGUN_PLUGIN_CALL_TIMEOUT"); ok {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("host: TOPGUN_PLUGIN_CALL_TIMEOUT=%q is not a duration; write it like 10s or 500ms", v))
+	dur := func(name string, dst *time.Duration) {
+		if v, ok := get(name); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("host: %s=%q is not a duration; write it like 10s or 500ms", name, v))
+			}
+			*dst = d
 		}
-		o.CallTimeout = d
 	}
+	dur("TOPGUN_PLUGIN_CALL_TIMEOUT", &o.CallTimeout)
+	num("TOPGUN_PLUGIN_BREAKER_FAILURES", &o.BreakerFailures)
+	dur("TOPGUN_PLUGIN_BREAKER_WINDOW", &o.BreakerWindow)
+	dur("TOPGUN_PLUGIN_BREAKER_BACKOFF", &o.BreakerBackoff)
+	dur("TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF", &o.BreakerMaxBackoff)
 	num("TOPGUN_PLUGIN_MAX_REQUEST_BYTES", &o.MaxRequestBytes)
 	num("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", &o.MaxResponseBytes)
 	num("TOPGUN_PLUGIN_POOL_SIZE", &o.PoolSize)

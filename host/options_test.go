@@ -43,6 +43,11 @@ func TestOptionsFromEnv(t *testing.T) {
 		"TOPGUN_PLUGIN_CONFIG":       `{"k":"v"}`,
 		"TOPGUN_PLUGIN_TRUST":        "trusted",
 		"TOPGUN_PLUGIN_DATA_DIR":     t.TempDir(),
+
+		"TOPGUN_PLUGIN_BREAKER_FAILURES":    "-1",
+		"TOPGUN_PLUGIN_BREAKER_WINDOW":      "10s",
+		"TOPGUN_PLUGIN_BREAKER_BACKOFF":     "2s",
+		"TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF": "5m",
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	o, err := OptionsFromEnv(lookup)
@@ -51,6 +56,9 @@ func TestOptionsFromEnv(t *testing.T) {
 	}
 	if o.MemoryLimitMB != 64 || o.CallTimeout != 1500*time.Millisecond || o.Config["k"] != "v" || o.Trust != TrustTrusted {
 		t.Errorf("options = %+v", o)
+	}
+	if o.BreakerFailures != -1 || o.BreakerWindow != 10*time.Second || o.BreakerBackoff != 2*time.Second || o.BreakerMaxBackoff != 5*time.Minute {
+		t.Errorf("breaker options = %d %s %s %s", o.BreakerFailures, o.BreakerWindow, o.BreakerBackoff, o.BreakerMaxBackoff)
 	}
 
 	// Every problem is reported at once.

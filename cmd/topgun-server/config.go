@@ -83,6 +83,10 @@ var settings = []setting{
 	{"TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", "plugin-max-response-bytes", strconv.Itoa(host.DefaultMaxResponseBytes), "largest response accepted from a plugin, in bytes", pluginSetting("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES")},
 	{"TOPGUN_PLUGIN_POOL_SIZE", "plugin-pool-size", "", "instances of a plugin that declares multi_instance; default: the number of CPUs", pluginSetting("TOPGUN_PLUGIN_POOL_SIZE")},
 	{"TOPGUN_PLUGIN_TRUST", "plugin-trust", string(host.TrustSandboxed), "sandboxed (deadlines stop running plugin code) or trusted (first-party plugins: faster, deadlines only between calls)", pluginSetting("TOPGUN_PLUGIN_TRUST")},
+	{"TOPGUN_PLUGIN_BREAKER_FAILURES", "plugin-breaker-failures", strconv.Itoa(host.DefaultBreakerFailures), "failures of a plugin within the breaker window that open its circuit breaker (calls then fail fast); negative: no breaker", pluginSetting("TOPGUN_PLUGIN_BREAKER_FAILURES")},
+	{"TOPGUN_PLUGIN_BREAKER_WINDOW", "plugin-breaker-window", host.DefaultBreakerWindow.String(), "window in which the breaker counts a plugin's failures", pluginSetting("TOPGUN_PLUGIN_BREAKER_WINDOW")},
+	{"TOPGUN_PLUGIN_BREAKER_BACKOFF", "plugin-breaker-backoff", host.DefaultBreakerBackoff.String(), "wait before an open breaker lets one call retry; doubles after each failed retry", pluginSetting("TOPGUN_PLUGIN_BREAKER_BACKOFF")},
+	{"TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF", "plugin-breaker-max-backoff", "1m", "longest wait of an open breaker", pluginSetting("TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF")},
 }
 
 // pluginSetting records a TOPGUN_PLUGIN_* value; parseConfig hands them all
