@@ -95,6 +95,7 @@ func (ix *index) get(id bucketID, key string) *entry {
 }
 
 func (ix *index) put(id bucketID, key string, e *entry) {
+	key = keepKey(key)
 	b := ix.buckets[id]
 	if b == nil {
 		b = &bucket{recs: map[string]*entry{}}
