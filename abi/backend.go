@@ -6,7 +6,7 @@ import "context"
 // plugins; VersionMinor adds operations or fields that old plugins may ignore.
 const (
 	VersionMajor = 1
-	VersionMinor = 0
+	VersionMinor = 1
 )
 
 // Backend is the storage contract every backend implements: the built-ins

@@ -339,7 +339,7 @@ func adversaries() []adversary {
 			code: abi.ErrDeadlineExceeded, want: []string{"plugin loop.wasm: get:", "did not finish within 300ms", "instance was discarded"}},
 		{name: "InfiniteLoopInGoCall", file: goPlugin("hostile"), attack: applyTo("loop"),
 			opts: func(t *testing.T, o *Options) { o.CallTimeout = time.Second },
-			code: abi.ErrDeadlineExceeded, want: []string{"plugin hostile.wasm: apply:", "did not finish within 1s"}},
+			code: abi.ErrDeadlineExceeded, want: []string{"plugin hostile.wasm: apply_runs:", "did not finish within 1s"}},
 		{name: "InitializeNeverReturns", file: wat("initloop"),
 			opts: func(t *testing.T, o *Options) { o.CallTimeout = 300 * time.Millisecond },
 			want: []string{"plugin initloop.wasm: initialize:", "did not finish within 300ms"}},
@@ -352,7 +352,7 @@ func adversaries() []adversary {
 			code: abi.ErrInternal, want: []string{"plugin bomb.wasm: get:", "trapped", "unreachable"}},
 		{name: "GoMemoryBomb", file: goPlugin("hostile"), attack: applyTo("oom"),
 			opts: func(t *testing.T, o *Options) { o.MemoryLimitMB = 64; o.CallTimeout = 10 * time.Second },
-			code: abi.ErrInternal, want: []string{"plugin hostile.wasm: apply:"}},
+			code: abi.ErrInternal, want: []string{"plugin hostile.wasm: apply_runs:"}},
 		{name: "SlowGrowthAcrossCalls", file: wat("leak"), attack: slowGrowth,
 			code: abi.ErrInternal, want: []string{"plugin leak.wasm: get:", "trapped", "unreachable"}},
 
@@ -360,12 +360,12 @@ func adversaries() []adversary {
 		{name: "TrapMidCall", file: wat("trap"), attack: getEvil("k"),
 			code: abi.ErrInternal, want: []string{"plugin trap.wasm: get:", "trapped", "unreachable", "instance was discarded"}},
 		{name: "GoPanicMidCall", file: goPlugin("hostile"), attack: applyTo("panic"), kept: true,
-			code: abi.ErrInternal, want: []string{"plugin hostile.wasm: apply:", "hostile: asked to panic"}},
+			code: abi.ErrInternal, want: []string{"plugin hostile.wasm: apply_runs:", "hostile: asked to panic"}},
 		{name: "GoExitMidCall", file: goPlugin("hostile"), attack: applyTo("exit"),
-			code: abi.ErrInternal, want: []string{"plugin hostile.wasm: apply:", "exited with code 3"}},
+			code: abi.ErrInternal, want: []string{"plugin hostile.wasm: apply_runs:", "exited with code 3"}},
 		{name: "TrapMidBatch", file: goPlugin("crashstore"), attack: trapMidBatch, after: checkMidBatch,
 			opts: func(t *testing.T, o *Options) { o.DataDir = t.TempDir() },
-			code: abi.ErrInternal, want: []string{"plugin crashstore.wasm: apply: trapped", "fatal error: sync: unlock of unlocked mutex", "instance was discarded"}},
+			code: abi.ErrInternal, want: []string{"plugin crashstore.wasm: apply_runs: trapped", "fatal error: sync: unlock of unlocked mutex", "instance was discarded"}},
 
 		// Responses that lie.
 		{name: "TruncatedResponse", file: wat("liar"), attack: getEvil("t"),
@@ -391,9 +391,9 @@ func adversaries() []adversary {
 
 		// Not a plugin of this server.
 		{name: "WrongABIVersionExport", file: wat("v2export"),
-			want: []string{"plugin v2export.wasm was built for storage ABI 2.3", "implements 1.0", "rebuild the plugin"}},
+			want: []string{"plugin v2export.wasm was built for storage ABI 2.3", "implements 1.1", "rebuild the plugin"}},
 		{name: "WrongABIVersionImport", file: wat("v2import"),
-			want: []string{"plugin v2import.wasm was built for storage ABI 2", "topgun_v2.log", "implements 1.0"}},
+			want: []string{"plugin v2import.wasm was built for storage ABI 2", "topgun_v2.log", "implements 1.1"}},
 		{name: "MissingExports", file: wat("noexports"),
 			want: []string{"plugin noexports.wasm:", "missing exports", "topgun_abi_version", "topgun_buffer", "topgun_call"}},
 		{name: "UnknownHostImports", file: wat("badimport"),

@@ -104,7 +104,7 @@ func TestHostile_recovery(t *testing.T) {
 	}{
 		{"panic", abi.ErrInternal, false, "hostile: asked to panic"},
 		{"loop", abi.ErrDeadlineExceeded, true, "did not finish within 2s"},
-		{"oom", abi.ErrInternal, true, "plugin hostile.wasm: apply:"},
+		{"oom", abi.ErrInternal, true, "plugin hostile.wasm: apply_runs:"},
 		{"exit", abi.ErrInternal, true, "exited with code 3"},
 	}
 	for _, tc := range tests {

@@ -173,11 +173,16 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		s.enc.Description(&d)
 		return nil
 
-	case abi.CallApply:
+	case abi.CallApply, abi.CallApplyRuns:
 		if err := s.ready(call); err != nil {
 			return err
 		}
-		err := s.dec.ApplyRequest(&s.batch)
+		var err error
+		if call == abi.CallApplyRuns {
+			err = s.dec.ApplyRunsRequest(&s.batch)
+		} else {
+			err = s.dec.ApplyRequest(&s.batch)
+		}
 		if err == nil {
 			err = s.dec.End()
 		}

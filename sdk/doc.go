@@ -97,7 +97,9 @@
 // Keys are ordinary immutable strings, but a key a backend keeps in memory
 // keeps its whole chunk alive. A backend that keeps keys of new records
 // (an in-memory index) while most keys of a request are dropped should
-// keep strings.Clone(key) instead, as plugins/null does inside wasm.
+// keep strings.Clone(key) instead, as plugins/null does inside wasm
+// (assigning to an existing key of a Go map replaces the stored key too, as
+// examples/plugins/logstore's index found).
 //
 // Build plugins with profile-guided optimization: put the CPU profile of
 // the plugin's hot path, run natively, in the main package's directory as

@@ -46,6 +46,7 @@ func newLoopback(ctx context.Context, srv *server, cfg map[string]string, dataDi
 		return nil, err
 	}
 	lb.desc = d
+	lb.Caller.SetPeerMinor(d.ABIMinor)
 	return lb, nil
 }
 

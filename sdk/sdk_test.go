@@ -3,6 +3,8 @@ package sdk
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -133,5 +135,59 @@ func TestDispatch_trailingBytes(t *testing.T) {
 	}
 	if code, _ := call(s, abi.CallListMaps, []byte{0x90}); code != abi.CodeInvalidArgument {
 		t.Errorf("list_maps with a body = %v, want invalid argument", code)
+	}
+}
+
+// The SDK serves both forms of a batch: apply (ABI 1.0 hosts) and
+// apply_runs (1.1). The same batch through either leaves the same records.
+func TestDispatch_applyForms(t *testing.T) {
+	b := &abi.Batch{Now: 5}
+	b.Put("m", "a", false, []byte("1"), 0)
+	b.Put("m", "b", true, []byte("2"), 9)
+	b.Delete("m", "a", false)
+	b.Put("other", "c", false, []byte("3"), 0)
+	b.Put("m", "a", false, []byte("4"), 0)
+	contents := func(s *server) []string {
+		var out []string
+		e := abi.NewEncoder()
+		d := abi.NewDecoder()
+		for _, q := range []struct {
+			m      string
+			backup bool
+		}{{"m", false}, {"m", true}, {"other", false}} {
+			e.Reset(nil)
+			e.GetRequest(q.m, q.backup, []string{"a", "b", "c"})
+			status, resp := s.handle(uint32(abi.CallGet), e.Bytes(), nil)
+			if status != 0 {
+				t.Fatalf("get: %s", resp)
+			}
+			d.Reset(resp)
+			recs, err := d.Records(q.m, q.backup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				out = append(out, fmt.Sprintf("%s/%v/%s=%s@%d", r.Map, r.Backup, r.Key, r.Value, r.ExpirationTime))
+			}
+		}
+		return out
+	}
+	var got [2][]string
+	for i, call := range []abi.WasmCall{abi.CallApply, abi.CallApplyRuns} {
+		s := newServer(null.Open(), "", 0, nil)
+		e := abi.NewEncoder()
+		if call == abi.CallApply {
+			e.ApplyRequest(b)
+		} else {
+			e.ApplyRunsRequest(b)
+		}
+		if status, resp := s.handle(uint32(call), e.Bytes(), nil); status != 0 {
+			t.Fatalf("%s: %s", call, resp)
+		}
+		got[i] = contents(s)
+	}
+	want := []string{"m/false/a=4@0", "m/true/b=2@9", "other/false/c=3@0"}
+	if !reflect.DeepEqual(got[0], want) || !reflect.DeepEqual(got[1], want) {
+		t.Fatalf("apply left %v, apply_runs %v; want %v", got[0], got[1], want)
 	}
 }

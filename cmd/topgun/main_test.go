@@ -161,7 +161,7 @@ func TestPluginTest_null(t *testing.T) {
 	if !strings.Contains(stdout, fmt.Sprintf("\n%d passed, 0 failed, 0 skipped\n", n)) {
 		t.Errorf("stdout lacks the summary %q", fmt.Sprintf("%d passed, 0 failed, 0 skipped", n))
 	}
-	if !strings.HasPrefix(stdout, "plugin null.wasm (sha256 ") || !strings.Contains(stdout, `name "null", ABI 1.0, capabilities atomic_batch`) {
+	if !strings.HasPrefix(stdout, "plugin null.wasm (sha256 ") || !strings.Contains(stdout, `name "null", ABI 1.1, capabilities atomic_batch`) {
 		t.Errorf("stdout does not start with the plugin's identity")
 	}
 	for _, c := range abitest.Cases() {
@@ -267,7 +267,7 @@ func TestPluginInspect(t *testing.T) {
 				fmt.Sprintf("(%d bytes)", len(bin)),
 				"sha256:       " + wantSum,
 				"name:         " + tt.name,
-				"abi:          1.0",
+				"abi:          1.1",
 				"capabilities: " + strings.Join(tt.caps, ", "),
 				"topgun_call(i32, i32) -> (i64)",
 				tt.imports,
