@@ -28,7 +28,11 @@ func benchHandle(b *testing.B, call abi.WasmCall, reqs [][]byte, s *server) {
 	}
 }
 
-func benchBatches(n int) [][]byte {
+func benchBatches(n int) [][]byte { return benchBatchesAs(abi.CallApply, n) }
+
+// benchBatchesAs encodes the batches as the request of call (apply or
+// apply_runs).
+func benchBatchesAs(call abi.WasmCall, n int) [][]byte {
 	e := abi.NewEncoder()
 	value := make([]byte, 100)
 	reqs := make([][]byte, 10)
@@ -38,7 +42,11 @@ func benchBatches(n int) [][]byte {
 			batch.Put("bench", benchKey(r*n+j), false, value, 0)
 		}
 		e.Reset(nil)
-		e.ApplyRequest(batch)
+		if call == abi.CallApplyRuns {
+			e.ApplyRunsRequest(batch)
+		} else {
+			e.ApplyRequest(batch)
+		}
 		reqs[r] = append([]byte(nil), e.Bytes()...)
 	}
 	return reqs
@@ -46,11 +54,15 @@ func benchBatches(n int) [][]byte {
 
 func benchKey(i int) string { return "key-" + strconv.FormatInt(int64(1e15+i), 10) }
 
+// BenchmarkHandle_apply runs batches in both forms: apply_runs is what a
+// 1.1 host sends, apply what a 1.0 host sent.
 func BenchmarkHandle_apply(b *testing.B) {
-	for _, n := range []int{1, 1000} {
-		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			benchHandle(b, abi.CallApply, benchBatches(n), newServer(null.Open(), "", 0, nil))
-		})
+	for _, call := range []abi.WasmCall{abi.CallApplyRuns, abi.CallApply} {
+		for _, n := range []int{1, 1000} {
+			b.Run(call.String()+"/"+strconv.Itoa(n), func(b *testing.B) {
+				benchHandle(b, call, benchBatchesAs(call, n), newServer(null.Open(), "", 0, nil))
+			})
+		}
 	}
 }
 
