@@ -34,6 +34,11 @@ func (r *reader) byte() byte {
 
 // u32 reads an unsigned LEB128 of at most 5 bytes that fits 32 bits.
 func (r *reader) u32() uint32 {
+	// Most immediates are one byte; this path inlines.
+	if r.i < len(r.b) && r.b[r.i] < 0x80 && r.err == nil {
+		r.i++
+		return uint32(r.b[r.i-1])
+	}
 	v := r.uleb(5)
 	if v > 1<<32-1 {
 		r.fail(malformed("u32 out of range at offset %d", r.i))
@@ -152,6 +157,7 @@ type walker struct {
 	scratch   uint32 // the current function's scratch local
 	frames    []frame
 	out       []byte
+	flushed   int // input offset up to which the current expression is copied
 	count     int // instructions copied so far in the current body
 	r         *reader
 	info      *Info
@@ -344,15 +350,15 @@ func (w *walker) patch(at, weight int) {
 	w.out[at+4] = byte(weight>>28) & 0x07
 }
 
-// u32 copies a u32 immediate.
-func (w *walker) u32() uint32 {
-	start := w.r.i
-	v := w.r.u32()
-	w.out = append(w.out, w.r.b[start:w.r.i]...)
-	return v
-}
+// u32 skips a u32 immediate. Instructions are not copied one by one: expr
+// copies the input in spans between the places it changes (flush).
+func (w *walker) u32() uint32 { return w.r.u32() }
 
-func (w *walker) copyFrom(start int) { w.out = append(w.out, w.r.b[start:w.r.i]...) }
+// flush copies the input from the last flush up to pos.
+func (w *walker) flush(pos int) {
+	w.out = append(w.out, w.r.b[w.flushed:pos]...)
+	w.flushed = pos
+}
 
 func (w *walker) blockType() error {
 	r := w.r
@@ -367,7 +373,6 @@ func (w *walker) blockType() error {
 			return unsupported("block type %d", v)
 		}
 	}
-	w.copyFrom(start)
 	return r.err
 }
 
@@ -376,9 +381,7 @@ func (w *walker) memArg() {
 	if align&0x40 != 0 { // multiple memories: a memory index follows
 		w.u32()
 	}
-	start := w.r.i
 	w.r.uleb(10)
-	w.copyFrom(start)
 }
 
 // expr copies one expression up to and including its final end. With
@@ -387,6 +390,7 @@ func (w *walker) expr(metered bool) error {
 	r := w.r
 	w.frames = w.frames[:0]
 	w.count = 0
+	w.flushed = r.i
 	if metered {
 		w.frames = append(w.frames, frame{charge: w.chargeSite(), start: 0})
 	} else {
@@ -399,7 +403,6 @@ func (w *walker) expr(metered bool) error {
 			break
 		}
 		w.count++
-		w.out = append(w.out, op)
 		switch {
 		case op == 0x02 || op == 0x04: // block, if
 			if err := w.blockType(); err != nil {
@@ -412,6 +415,7 @@ func (w *walker) expr(metered bool) error {
 			}
 			f := frame{charge: -1, start: w.count}
 			if metered {
+				w.flush(r.i)
 				f.charge = w.chargeSite()
 			}
 			w.frames = append(w.frames, f)
@@ -422,6 +426,7 @@ func (w *walker) expr(metered bool) error {
 				w.patch(f.charge, w.count-f.start)
 			}
 			if len(w.frames) == 0 {
+				w.flush(r.i)
 				return nil
 			}
 		case op == 0x0c || op == 0x0d: // br, br_if
@@ -432,19 +437,19 @@ func (w *walker) expr(metered bool) error {
 				w.u32()
 			}
 		case op == 0x10 || op == 0x12 || op == 0xd2: // call, return_call, ref.func
+			w.flush(r.i)
 			f := r.u32()
 			w.out = binary.AppendUvarint(w.out, uint64(w.remap(f)))
+			w.flushed = r.i
 		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
 			w.u32()
 			w.u32()
 		case op == 0x1c: // select t*
 			n := w.u32()
 			for i := uint32(0); i < n && r.err == nil; i++ {
-				s := r.i
 				if err := r.valType(); err != nil {
 					return err
 				}
-				w.copyFrom(s)
 			}
 		case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
 			w.u32()
@@ -453,23 +458,17 @@ func (w *walker) expr(metered bool) error {
 		case op == 0x3f || op == 0x40: // memory.size, memory.grow
 			w.u32()
 		case op == 0x41:
-			s := r.i
 			r.sleb(5)
-			w.copyFrom(s)
 		case op == 0x42:
-			s := r.i
 			r.sleb(10)
-			w.copyFrom(s)
 		case op == 0x43:
-			w.out = append(w.out, r.bytes(4)...)
+			r.bytes(4)
 		case op == 0x44:
-			w.out = append(w.out, r.bytes(8)...)
+			r.bytes(8)
 		case op == 0xd0: // ref.null
-			s := r.i
 			if err := r.valType(); err != nil {
 				return err
 			}
-			w.copyFrom(s)
 		case op <= 0x01 || op == 0x05 || op == 0x0f || op == 0x1a || op == 0x1b ||
 			(op >= 0x45 && op <= 0xc4) || op == 0xd1:
 			// no immediates
@@ -513,12 +512,12 @@ func (w *walker) prefixFD() error {
 	case sub <= 11 || sub == 92 || sub == 93: // v128 loads and stores
 		w.memArg()
 	case sub == 12 || sub == 13: // v128.const, i8x16.shuffle
-		w.out = append(w.out, w.r.bytes(16)...)
+		w.r.bytes(16)
 	case sub >= 21 && sub <= 34: // extract_lane, replace_lane
-		w.out = append(w.out, w.r.bytes(1)...)
+		w.r.bytes(1)
 	case sub >= 84 && sub <= 91: // load/store lane
 		w.memArg()
-		w.out = append(w.out, w.r.bytes(1)...)
+		w.r.bytes(1)
 	case sub <= 0x113: // no immediates (including relaxed SIMD)
 	default:
 		return unsupported("opcode 0xfd %d", sub)
@@ -530,7 +529,7 @@ func (w *walker) prefixFE() error {
 	sub := w.u32()
 	switch {
 	case sub == 0x03: // atomic.fence
-		w.out = append(w.out, w.r.bytes(1)...)
+		w.r.bytes(1)
 	case sub <= 0x02 || (sub >= 0x10 && sub <= 0x4e):
 		w.memArg()
 	default:
