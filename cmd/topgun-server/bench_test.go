@@ -11,23 +11,26 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/client/loadgen"
+	"github.com/topgun-go/topgun/host/hosttest"
 )
 
 // benchDurationEnv sets how long each load run of BenchmarkServerLoad lasts.
 const benchDurationEnv = "TOPGUN_BENCH_DURATION"
 
-// BenchmarkServerLoad starts the server binary twice, on the null backend
-// and on redb, and drives both over loopback with package loadgen (what
+// BenchmarkServerLoad starts the server binary four times, on the null
+// backend, on redb, and on the example plugins wasm null and logstore
+// (sandboxed), and drives each over loopback with package loadgen (what
 // `topgun bench` runs): acknowledged puts of 100-byte values to 4 maps,
 // from 1 and 64 connections, in batches of 1 and 100 ops, for
 // TOPGUN_BENCH_DURATION per backend and shape (default 3s). So that load
 // from other processes hits both backends alike, each shape's time is cut
-// into benchSlices slices per backend, run alternately (null, redb, null,
-// ...); a backend's ops/s is its acknowledged ops over its summed elapsed
+// into benchSlices slices per backend, run alternately (null, redb,
+// wasm-null, logstore, null, ...); a backend's ops/s is its acknowledged ops over its summed elapsed
 // time, its p50 the median of its slices' p50s and its p99 the worst of
 // its slices' p99s. It prints every figure, then the redb/null ratio of
 // each shape as lines starting with "RATIO" (goal at 64 connections x
-// 100-op batches: >= 0.5x).
+// 100-op batches: >= 0.5x), and the wasm-null/null and logstore/redb
+// ratios (informational: what a plugin backend costs the whole server).
 //
 // The load generator shares the machine with the server, so the figures
 // are a floor of what the server does with its clients elsewhere.
@@ -40,10 +43,23 @@ func BenchmarkServerLoad(b *testing.B) {
 		}
 		dur = d
 	}
-	backends := []string{"null", "redb"}
+	backends := []string{"null", "redb", "wasm-null", "logstore"}
 	urls := map[string]string{
 		"null": startBenchServer(b, map[string]string{"STORAGE_BACKEND": "null"}),
 		"redb": startBenchServer(b, map[string]string{"TOPGUN_REDB_PATH": filepath.Join(b.TempDir(), "bench.redb")}),
+		// The example plugins, sandboxed (the default trust mode).
+		// The null plugin keeps every record in its Go heap inside wasm: with
+		// the default 256 MiB the run's million records would reach the
+		// limit, and the benchmark would measure a garbage collector
+		// working next to it.
+		"wasm-null": startBenchServer(b, map[string]string{
+			"STORAGE_BACKEND":         hosttest.BuildPlugin(b, "../../examples/plugins/null"),
+			"TOPGUN_PLUGIN_MEMORY_MB": "2048",
+		}),
+		"logstore": startBenchServer(b, map[string]string{
+			"STORAGE_BACKEND":        hosttest.BuildPlugin(b, "../../examples/plugins/logstore/cmd/logstore"),
+			"TOPGUN_PLUGIN_DATA_DIR": b.TempDir(),
+		}),
 	}
 	for _, be := range backends {
 		// Warm up: connections, the first map pages, the Go runtime.
@@ -76,7 +92,7 @@ func BenchmarkServerLoad(b *testing.B) {
 				b.ReportMetric(l.opsPerSec(be), be+"-ops/s")
 				b.ReportMetric(float64(l.p99(be).Microseconds())/1000, be+"-p99-ms")
 			}
-			b.ReportMetric(l.ratio(), "redb/null")
+			b.ReportMetric(l.ratio("redb", "null"), "redb/null")
 		})
 		lines = append(lines, l)
 	}
@@ -85,7 +101,7 @@ func BenchmarkServerLoad(b *testing.B) {
 	for _, l := range lines {
 		for _, be := range backends {
 			if len(l.slices[be]) > 0 {
-				fmt.Printf("LOAD server %-4s %2d conns x %3d: %8.0f ops/s  p50 %9v  p99 %9v  errors %d  acks %s\n",
+				fmt.Printf("LOAD server %-9s %2d conns x %3d: %8.0f ops/s  p50 %9v  p99 %9v  errors %d  acks %s\n",
 					be, l.conns, l.batch, l.opsPerSec(be), roundMs(l.p50(be)), roundMs(l.p99(be)), l.errors(be), l.slices[be][0].AckLevel)
 			}
 		}
@@ -97,12 +113,16 @@ func BenchmarkServerLoad(b *testing.B) {
 		verdict := "no goal, informational"
 		if l.goal {
 			verdict = "goal >= 0.5x, ok"
-			if l.ratio() < 0.5 {
+			if l.ratio("redb", "null") < 0.5 {
 				verdict = "goal >= 0.5x, BELOW GOAL"
 			}
 		}
 		fmt.Printf("RATIO server redb/null, %d conns x %d: %.0f / %.0f ops/s = %.2fx (%s)\n",
-			l.conns, l.batch, l.opsPerSec("redb"), l.opsPerSec("null"), l.ratio(), verdict)
+			l.conns, l.batch, l.opsPerSec("redb"), l.opsPerSec("null"), l.ratio("redb", "null"), verdict)
+		for _, pair := range [][2]string{{"wasm-null", "null"}, {"logstore", "redb"}} {
+			fmt.Printf("RATIO server %s/%s, %d conns x %d: %.0f / %.0f ops/s = %.2fx (informational)\n",
+				pair[0], pair[1], l.conns, l.batch, l.opsPerSec(pair[0]), l.opsPerSec(pair[1]), l.ratio(pair[0], pair[1]))
+		}
 	}
 	fmt.Println()
 }
@@ -138,9 +158,10 @@ func (l *loadLine) opsPerSec(backend string) float64 {
 	return float64(ops) / elapsed.Seconds()
 }
 
-func (l *loadLine) ratio() float64 {
-	if n := l.opsPerSec("null"); n > 0 {
-		return l.opsPerSec("redb") / n
+// ratio is backend a's ops/s over backend b's.
+func (l *loadLine) ratio(a, b string) float64 {
+	if n := l.opsPerSec(b); n > 0 {
+		return l.opsPerSec(a) / n
 	}
 	return 0
 }
