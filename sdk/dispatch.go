@@ -13,8 +13,10 @@ import (
 
 // Yield policy (see doc.go, "Rules for backends inside wasm"): the guest
 // yields after yieldBytes of request and response traffic or yieldCalls
-// calls, whichever comes first, and forces a collection when the live heap
-// passes gcFraction of the instance's memory limit.
+// calls, whichever comes first, and forces a collection when the heap
+// passes gcFraction of the instance's memory limit, or twice what the last
+// forced collection left if that is more: a backend whose live data is
+// above the threshold must not be collected at every yield.
 const (
 	yieldBytes       = 1 << 20
 	yieldCalls       = 256
@@ -41,7 +43,9 @@ type server struct {
 	keys  []string
 
 	work, calls int
-	gcAbove     uint64
+	gcBase      uint64 // the memory limit / gcFraction
+	gcAbove     uint64 // force a collection above this many bytes of heap objects
+	forcedGCs   int
 	sample      []metrics.Sample
 }
 
@@ -53,7 +57,8 @@ func newServer(b abi.Backend, name string, caps abi.Capability, open OpenFunc) *
 	// Keys share chunks instead of an allocation each (see doc.go on keys
 	// a backend keeps).
 	s.dec.ShareKeys = true
-	s.gcAbove = defaultMemLimit / gcFraction
+	s.gcBase = defaultMemLimit / gcFraction
+	s.gcAbove = s.gcBase
 	s.sample = []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	return s
 }
@@ -147,7 +152,8 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		}
 		s.maxResp = r.MaxResponseBytes
 		if r.MemoryLimitBytes > 0 {
-			s.gcAbove = r.MemoryLimitBytes / gcFraction
+			s.gcBase = r.MemoryLimitBytes / gcFraction
+			s.gcAbove = s.gcBase
 			debug.SetMemoryLimit(int64(r.MemoryLimitBytes / memoryLimitShare))
 		}
 		if s.open != nil {
@@ -293,6 +299,9 @@ func (s *server) afterCall(reqLen, respLen int) {
 	metrics.Read(s.sample)
 	if v := s.sample[0].Value; v.Kind() == metrics.KindUint64 && v.Uint64() > s.gcAbove {
 		runtime.GC()
+		s.forcedGCs++
+		metrics.Read(s.sample)
+		s.gcAbove = max(s.gcBase, 2*s.sample[0].Value.Uint64())
 	}
 }
 

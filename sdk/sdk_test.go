@@ -191,3 +191,48 @@ func TestDispatch_applyForms(t *testing.T) {
 		t.Fatalf("apply left %v, apply_runs %v; want %v", got[0], got[1], want)
 	}
 }
+
+// A backend whose live data is above the forced-collection threshold is
+// not collected at every yield: after a forced collection the threshold
+// rises to twice what it left.
+func TestYield_noCollectionAtEveryYieldAboveThreshold(t *testing.T) {
+	s := newServer(null.Open(), "", 0, nil)
+	s.gcBase, s.gcAbove = 8<<20, 8<<20
+	// About 32 MiB of live records: four times the threshold.
+	value := make([]byte, 64<<10)
+	e := abi.NewEncoder()
+	for i := 0; i < 512; i++ {
+		b := &abi.Batch{Now: 1}
+		b.Put("m", fmt.Sprintf("k%04d", i), false, value, 0)
+		e.Reset(nil)
+		e.ApplyRunsRequest(b)
+		if status, resp := s.handle(uint32(abi.CallApplyRuns), e.Bytes(), nil); status != 0 {
+			t.Fatalf("apply: %s", resp)
+		}
+	}
+	// Calls that make little garbage: a get of a small record.
+	b := &abi.Batch{Now: 1}
+	b.Put("m", "small", false, []byte("v"), 0)
+	e.Reset(nil)
+	e.ApplyRunsRequest(b)
+	if status, resp := s.handle(uint32(abi.CallApplyRuns), e.Bytes(), nil); status != 0 {
+		t.Fatalf("apply: %s", resp)
+	}
+	e.Reset(nil)
+	e.GetRequest("m", false, []string{"small"})
+	get := append([]byte(nil), e.Bytes()...)
+	s.forcedGCs = 0
+	for i := 0; i < 20*yieldCalls; i++ {
+		status, resp := s.handle(uint32(abi.CallGet), get, nil)
+		if status != 0 {
+			t.Fatalf("get: %s", resp)
+		}
+		s.afterCall(len(get), len(resp))
+	}
+	if s.forcedGCs > 2 {
+		t.Fatalf("%d forced collections in %d yields with the live heap above the threshold, want at most 2", s.forcedGCs, 20)
+	}
+	if s.gcAbove < 2*(32<<20) {
+		t.Fatalf("threshold %d after forced collections, want at least twice the live heap", s.gcAbove)
+	}
+}
