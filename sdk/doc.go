@@ -74,17 +74,21 @@
 // yields. The SDK therefore yields (runtime.Gosched) after every 1 MiB of
 // request and response traffic and every 256 calls otherwise, sets Go's
 // soft memory limit to half of the instance's limit, and forces a
-// collection when the heap passes a quarter of it, so memory stays flat
-// under steady load. Backends need not do anything.
+// collection when the heap passes a quarter of the limit, or twice what the
+// last forced collection left if that is more, so memory stays flat under
+// steady load. Backends need not do anything. A collection stops the guest
+// for its whole mark (there is no concurrent marking inside wasm), so its
+// pauses grow with the live heap: a backend holding much data should keep
+// it in its data directory rather than in Go's heap.
 //
 // # Performance inside wasm
 //
-// Go code runs about 10 times slower inside wasm than natively under the
+// Go code runs 5 to 10 times slower inside wasm than natively under the
 // host's compiler (every branch of Go's wasm output goes through a jump
-// table, and every memory access is bounds checked), and 20 to 40 times
-// slower in the host's sandboxed mode, which checks for its deadline at
-// every function entry and loop back-edge. A small allocation costs about
-// a microsecond. What a call costs is therefore mostly the number of
+// table, and every memory access is bounds checked), and 10 to 25% slower
+// again in the host's sandboxed mode, which meters every function entry
+// and loop header for its deadline. A small allocation costs 170 to 280 ns
+// with the collector's share. What a call costs is therefore mostly the number of
 // function calls and allocations in the guest, not the crossing (about
 // 20 ns). The SDK keeps its own share small: requests are decoded from the
 // scratch buffer without copies through io.Reader, the values of an apply
