@@ -217,3 +217,30 @@ func BenchmarkDecodeApply(b *testing.B) {
 		})
 	}
 }
+
+// A Records or Page message built from headers and single records is the
+// same bytes as the one built from a slice.
+func TestEncoder_piecewise(t *testing.T) {
+	recs := sampleRecords()
+	whole, parts, side := NewEncoder(), NewEncoder(), NewEncoder()
+	whole.Records(recs)
+	for i := range recs {
+		side.Record(&recs[i])
+	}
+	parts.RecordsHeader(len(recs))
+	parts.AppendEncoded(side.Bytes())
+	if !bytes.Equal(whole.Bytes(), parts.Bytes()) {
+		t.Fatalf("records: %x, piecewise %x", whole.Bytes(), parts.Bytes())
+	}
+	for _, cursor := range [][]byte{nil, []byte("k")} {
+		whole.Reset(nil)
+		whole.Page(&Page{Records: recs, Cursor: cursor})
+		parts.Reset(nil)
+		parts.PageHeader(len(recs))
+		parts.AppendEncoded(side.Bytes())
+		parts.PageCursor(cursor)
+		if !bytes.Equal(whole.Bytes(), parts.Bytes()) {
+			t.Fatalf("page: %x, piecewise %x", whole.Bytes(), parts.Bytes())
+		}
+	}
+}

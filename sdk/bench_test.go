@@ -60,14 +60,17 @@ func BenchmarkHandle_apply(b *testing.B) {
 	for _, call := range []abi.WasmCall{abi.CallApplyRuns, abi.CallApply} {
 		for _, n := range []int{1, 1000} {
 			b.Run(call.String()+"/"+strconv.Itoa(n), func(b *testing.B) {
-				benchHandle(b, call, benchBatchesAs(call, n), newServer(null.Open(), "", 0, nil))
+				benchHandle(b, call, benchBatchesAs(call, n), newNullServer())
 			})
 		}
 	}
 }
 
+// newNullServer serves null as examples/plugins/null does.
+func newNullServer() *server { return newServer(null.Open(), "", 0, nil).with([]Option{LendRecords()}) }
+
 func BenchmarkHandle_get(b *testing.B) {
-	s := newServer(null.Open(), "", 0, nil)
+	s := newNullServer()
 	for _, req := range benchBatches(1000) {
 		buf := append([]byte(nil), req...)
 		if status, resp := s.handle(uint32(abi.CallApply), buf, buf); status != 0 {

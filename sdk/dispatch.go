@@ -37,10 +37,17 @@ type server struct {
 	opened  bool
 	maxResp uint32
 
-	enc   *abi.Encoder
-	dec   *abi.Decoder
-	batch abi.Batch
-	keys  []string
+	enc *abi.Encoder
+	dec *abi.Decoder
+	// lend: use the backend's abi.RecordViewer (LendRecords). side,
+	// sideBuf, viewed and viewFn encode the records it lends (startView).
+	lend    bool
+	side    *abi.Encoder
+	sideBuf []byte
+	viewed  int
+	viewFn  func(*abi.Record)
+	batch   abi.Batch
+	keys    []string
 
 	work, calls int
 	gcBase      uint64 // the memory limit / gcFraction
@@ -50,7 +57,8 @@ type server struct {
 }
 
 func newServer(b abi.Backend, name string, caps abi.Capability, open OpenFunc) *server {
-	s := &server{backend: b, name: name, caps: caps, open: open, enc: abi.NewEncoder(), dec: abi.NewDecoder()}
+	s := &server{backend: b, name: name, caps: caps, open: open, enc: abi.NewEncoder(), dec: abi.NewDecoder(), side: abi.NewEncoder()}
+	s.viewFn = s.viewRecord
 	// The batch goes straight to the backend, which never keeps the
 	// caller's buffers, so its values may point into the request.
 	s.dec.AliasValues = true
@@ -211,6 +219,21 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			return badRequest(call, err)
 		}
 		s.keys = r.Keys
+		if v, ok := s.backend.(abi.RecordViewer); ok && s.lend {
+			// Records lent by the backend are encoded as they come, into
+			// the side encoder, since the header counts them.
+			s.startView()
+			err := v.ViewGet(ctx, r.Map, r.Backup, r.Keys, s.viewFn)
+			clear(s.keys)
+			if err != nil {
+				return err
+			}
+			s.enc.Reset(out)
+			s.enc.RecordsHeader(s.viewed)
+			s.enc.AppendEncoded(s.side.Bytes())
+			s.endView()
+			return nil
+		}
 		recs, err := s.backend.Get(ctx, r.Map, r.Backup, r.Keys)
 		clear(s.keys)
 		if err != nil {
@@ -230,6 +253,19 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		}
 		if err != nil {
 			return badRequest(call, err)
+		}
+		if v, ok := s.backend.(abi.RecordViewer); ok && s.lend {
+			s.startView()
+			cursor, err := v.ViewScan(ctx, r, s.viewFn)
+			if err != nil {
+				return err
+			}
+			s.enc.Reset(out)
+			s.enc.PageHeader(s.viewed)
+			s.enc.AppendEncoded(s.side.Bytes())
+			s.enc.PageCursor(cursor)
+			s.endView()
+			return nil
 		}
 		p, err := s.backend.Scan(ctx, r)
 		if err != nil {
@@ -284,6 +320,28 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		return s.backend.Close()
 	}
 	return abi.Errorf(abi.CodeUnsupported, "unknown call %d; the plugin implements ABI %d.%d", uint32(call), abi.VersionMajor, abi.VersionMinor)
+}
+
+// maxSideBuffer bounds the side encoder's buffer kept between calls.
+const maxSideBuffer = 1 << 20
+
+func (s *server) startView() {
+	s.side.Reset(s.sideBuf)
+	s.viewed = 0
+}
+
+// viewRecord encodes one record lent by an abi.RecordViewer.
+func (s *server) viewRecord(r *abi.Record) {
+	s.side.Record(r)
+	s.viewed++
+}
+
+func (s *server) endView() {
+	if b := s.side.Bytes(); cap(b) <= maxSideBuffer {
+		s.sideBuf = b[:0]
+	} else {
+		s.sideBuf = nil
+	}
 }
 
 // afterCall applies the yield policy after a call that moved reqLen and

@@ -23,19 +23,19 @@ var _ abi.Backend = (*loopback)(nil)
 // call is encoded as the host encodes it, dispatched by the code that runs
 // inside wasm, and decoded as the host decodes it. Errors are prefixed with
 // "plugin <name> (loopback)".
-func Loopback(b abi.Backend) abi.Backend {
-	lb, _ := newLoopback(context.Background(), newServer(b, "", 0, nil), nil, "")
+func Loopback(b abi.Backend, opts ...Option) abi.Backend {
+	lb, _ := newLoopback(context.Background(), newServer(b, "", 0, nil).with(opts), nil, "")
 	return lb
 }
 
 // LoopbackOpen is Loopback for a plugin registered with ServeOpen: it opens
 // the plugin with cfg (put the data directory under DataDirKey) and the
 // host's default response limit.
-func LoopbackOpen(ctx context.Context, name string, caps abi.Capability, open OpenFunc, cfg map[string]string) (abi.Backend, error) {
+func LoopbackOpen(ctx context.Context, name string, caps abi.Capability, open OpenFunc, cfg map[string]string, opts ...Option) (abi.Backend, error) {
 	if open == nil {
 		return nil, abi.Errorf(abi.CodeInvalidArgument, "sdk: LoopbackOpen with a nil open function")
 	}
-	return newLoopback(ctx, newServer(nil, name, caps, open), cfg, "")
+	return newLoopback(ctx, newServer(nil, name, caps, open).with(opts), cfg, "")
 }
 
 func newLoopback(ctx context.Context, srv *server, cfg map[string]string, dataDir string) (*loopback, error) {

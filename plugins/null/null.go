@@ -49,7 +49,10 @@ type Backend struct {
 	lastBk *bucket
 }
 
-var _ abi.Backend = (*Backend)(nil)
+var (
+	_ abi.Backend      = (*Backend)(nil)
+	_ abi.RecordViewer = (*Backend)(nil)
+)
 
 // Open returns an empty in-memory backend.
 func Open() *Backend {
@@ -159,22 +162,40 @@ func copyRecord(r *abi.Record) abi.Record {
 // that has a bucket and a key that has a record passed validation when
 // they were written.
 func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
-	if err := abi.ContextError(ctx); err != nil {
+	var out []abi.Record
+	err := b.ViewGet(ctx, mapName, backup, keys, func(r *abi.Record) {
+		if out == nil {
+			out = make([]abi.Record, 0, len(keys))
+		}
+		out = append(out, copyRecord(r))
+	})
+	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// ViewGet implements abi.RecordViewer: Get without the copies.
+func (b *Backend) ViewGet(ctx context.Context, mapName string, backup bool, keys []string, fn func(r *abi.Record)) error {
+	if err := abi.ContextError(ctx); err != nil {
+		return err
+	}
 	if len(keys) > abi.MaxGetKeys {
-		return nil, abi.ValidateGet(mapName, keys)
+		return abi.ValidateGet(mapName, keys)
 	}
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
-		return nil, errClosed()
+		return errClosed()
 	}
 	bk := b.bucket(bucketID{mapName, backup})
 	if bk == nil {
-		return nil, abi.ValidateGet(mapName, keys)
+		return abi.ValidateGet(mapName, keys)
 	}
-	var out []abi.Record
+	// Keys are checked before fn sees any record, so that an invalid key
+	// fails the call as a whole.
+	var found [8]*abi.Record
+	hits := found[:0]
 	var seen map[string]struct{}
 	if len(keys) > 1 {
 		seen = make(map[string]struct{}, len(keys))
@@ -189,39 +210,52 @@ func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []s
 		r := bk.recs[k]
 		if r == nil {
 			if err := abi.ValidateKey(k); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
-		if out == nil {
-			out = make([]abi.Record, 0, len(keys))
-		}
-		out = append(out, copyRecord(r))
+		hits = append(hits, r)
 	}
-	return out, nil
+	for _, r := range hits {
+		fn(r)
+	}
+	return nil
 }
 
 // Scan pages through one map in byte order of keys.
 func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
-	if err := abi.ContextError(ctx); err != nil {
+	var page abi.Page
+	cursor, err := b.ViewScan(ctx, req, func(r *abi.Record) {
+		page.Records = append(page.Records, copyRecord(r))
+	})
+	if err != nil {
 		return abi.Page{}, err
 	}
+	page.Cursor = cursor
+	return page, nil
+}
+
+// ViewScan implements abi.RecordViewer: Scan without the copies.
+func (b *Backend) ViewScan(ctx context.Context, req abi.ScanRequest, fn func(r *abi.Record)) ([]byte, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
 	if err := abi.ValidateScan(&req); err != nil {
-		return abi.Page{}, err
+		return nil, err
 	}
 	after, hasAfter, err := abi.ParseKeyCursor(req.Cursor)
 	if err != nil {
-		return abi.Page{}, err
+		return nil, err
 	}
 	// Sorting mutates the bucket, so take the write lock.
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		return abi.Page{}, errClosed()
+		return nil, errClosed()
 	}
 	bk := b.bucket(bucketID{req.Map, req.Backup})
 	if bk == nil {
-		return abi.Page{}, nil
+		return nil, nil
 	}
 	if bk.dirty {
 		bk.sorted = bk.sorted[:0]
@@ -235,18 +269,19 @@ func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, erro
 	if hasAfter {
 		i = sort.Search(len(bk.sorted), func(j int) bool { return strings.Compare(bk.sorted[j], after) > 0 })
 	}
-	var page abi.Page
-	used := 0
+	n, used := 0, 0
+	last := ""
 	for ; i < len(bk.sorted); i++ {
 		r := bk.recs[bk.sorted[i]]
-		if len(page.Records) >= req.Limit || (len(page.Records) > 0 && used+r.Size() > req.MaxBytes) {
-			page.Cursor = abi.KeyCursor(page.Records[len(page.Records)-1].Key)
-			return page, nil
+		if n >= req.Limit || (n > 0 && used+r.Size() > req.MaxBytes) {
+			return abi.KeyCursor(last), nil
 		}
-		page.Records = append(page.Records, copyRecord(r))
+		fn(r)
+		n++
 		used += r.Size()
+		last = r.Key
 	}
-	return page, nil
+	return nil, nil
 }
 
 // ListMaps returns the sorted names of maps with primary records.

@@ -22,6 +22,8 @@ import (
 	"github.com/topgun-go/topgun/sdk"
 )
 
-func init() { sdk.Serve(null.Open()) }
+// null's ViewGet and ViewScan answer exactly as its Get and Scan, so the
+// SDK may encode responses from the records it lends.
+func init() { sdk.Serve(null.Open(), sdk.LendRecords()) }
 
 func main() {}
