@@ -162,40 +162,48 @@ func copyRecord(r *abi.Record) abi.Record {
 // that has a bucket and a key that has a record passed validation when
 // they were written.
 func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
-	var out []abi.Record
-	err := b.ViewGet(ctx, mapName, backup, keys, func(r *abi.Record) {
-		if out == nil {
-			out = make([]abi.Record, 0, len(keys))
-		}
-		out = append(out, copyRecord(r))
-	})
-	if err != nil {
+	var found [8]*abi.Record
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	hits, err := b.lookup(ctx, mapName, backup, keys, found[:0])
+	if err != nil || len(hits) == 0 {
 		return nil, err
+	}
+	out := make([]abi.Record, len(hits))
+	for i, r := range hits {
+		out[i] = copyRecord(r)
 	}
 	return out, nil
 }
 
 // ViewGet implements abi.RecordViewer: Get without the copies.
 func (b *Backend) ViewGet(ctx context.Context, mapName string, backup bool, keys []string, fn func(r *abi.Record)) error {
-	if err := abi.ContextError(ctx); err != nil {
-		return err
-	}
-	if len(keys) > abi.MaxGetKeys {
-		return abi.ValidateGet(mapName, keys)
-	}
+	var found [8]*abi.Record
 	b.mu.RLock()
 	defer b.mu.RUnlock()
+	hits, err := b.lookup(ctx, mapName, backup, keys, found[:0])
+	for _, r := range hits {
+		fn(r)
+	}
+	return err
+}
+
+// lookup appends to hits the records of keys, skipping absent and repeated
+// keys, or returns the error Get returns. The caller holds b.mu.
+func (b *Backend) lookup(ctx context.Context, mapName string, backup bool, keys []string, hits []*abi.Record) ([]*abi.Record, error) {
+	if err := abi.ContextError(ctx); err != nil {
+		return nil, err
+	}
+	if len(keys) > abi.MaxGetKeys {
+		return nil, abi.ValidateGet(mapName, keys)
+	}
 	if b.closed {
-		return errClosed()
+		return nil, errClosed()
 	}
 	bk := b.bucket(bucketID{mapName, backup})
 	if bk == nil {
-		return abi.ValidateGet(mapName, keys)
+		return nil, abi.ValidateGet(mapName, keys)
 	}
-	// Keys are checked before fn sees any record, so that an invalid key
-	// fails the call as a whole.
-	var found [8]*abi.Record
-	hits := found[:0]
 	var seen map[string]struct{}
 	if len(keys) > 1 {
 		seen = make(map[string]struct{}, len(keys))
@@ -209,17 +217,15 @@ func (b *Backend) ViewGet(ctx context.Context, mapName string, backup bool, keys
 		}
 		r := bk.recs[k]
 		if r == nil {
+			// An invalid key fails the call as a whole.
 			if err := abi.ValidateKey(k); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
 		hits = append(hits, r)
 	}
-	for _, r := range hits {
-		fn(r)
-	}
-	return nil
+	return hits, nil
 }
 
 // Scan pages through one map in byte order of keys.
