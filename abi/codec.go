@@ -292,6 +292,18 @@ type Decoder struct {
 // keys of 20 bytes); keys longer than a quarter of it get their own string.
 const keyChunk = 512
 
+// value returns the next l bytes of the input as a mutation's value: nil
+// for a msgpack nil (l < 0), else aliased or copied as AliasValues says.
+func (d *Decoder) value(l int) []byte {
+	switch {
+	case l < 0:
+		return nil
+	case d.AliasValues:
+		return d.r.next(l)
+	}
+	return append(make([]byte, 0, l), d.r.next(l)...)
+}
+
 // key returns p as a string, cut from the shared chunk when ShareKeys is set.
 func (d *Decoder) key(p []byte) string {
 	if !d.ShareKeys || len(p) == 0 || len(p) > keyChunk/4 {
@@ -595,14 +607,7 @@ func (d *Decoder) ApplyRequest(b *Batch) error {
 		if l, err = dec.DecodeBytesLen(); err != nil || l > d.r.len() {
 			return d.badMutation(i, "value", l, err)
 		}
-		switch {
-		case l < 0:
-			m.Value = nil
-		case d.AliasValues:
-			m.Value = d.r.next(l)
-		default:
-			m.Value = append(make([]byte, 0, l), d.r.next(l)...)
-		}
+		m.Value = d.value(l)
 		if m.ExpirationTime, err = dec.DecodeInt64(); err != nil {
 			return d.badMutation(i, "expiration time", 0, err)
 		}

@@ -142,14 +142,7 @@ func (d *Decoder) ApplyRunsRequest(b *Batch) error {
 			if l, err = dec.DecodeBytesLen(); err != nil || l > d.r.len() {
 				return d.badMutation(i, "value", l, err)
 			}
-			switch {
-			case l < 0:
-				m.Value = nil
-			case d.AliasValues:
-				m.Value = d.r.next(l)
-			default:
-				m.Value = append(make([]byte, 0, l), d.r.next(l)...)
-			}
+			m.Value = d.value(l)
 			if m.ExpirationTime, err = dec.DecodeInt64(); err != nil {
 				return d.badMutation(i, "expiration time", 0, err)
 			}
