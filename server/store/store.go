@@ -148,6 +148,9 @@ type Store struct {
 	repair map[cacheKey]struct{} // keys of failed commits; applier only
 
 	mergedHook func() // tests: called after each request is merged
+	// merged counts the requests merged into the txn being filled (reset
+	// when it is handed to the applier); see regroup.
+	merged atomic.Int64
 
 	reqs    chan *request
 	applyq  chan *txn
