@@ -62,7 +62,9 @@ func (s *Store) submit(ctx context.Context, req *request) error {
 // applier waits for a commit to become durable, the committer keeps
 // merging arriving requests into the next txn, so one backend batch carries
 // everything that arrived during the previous commit (group commit), and
-// merging overlaps with the backend's fsync.
+// merging overlaps with the backend's fsync. After answering a commit the
+// applier gives its callers a moment to send their next requests (regroup),
+// so that many writers do not split into two half-full alternating groups.
 //
 // A txn merged on top of a txn that then fails is failed too, unapplied:
 // its merge decisions assumed the failed one's state.
