@@ -20,6 +20,9 @@ type encoder struct {
 	err   error
 	depth int
 	max   int
+	// omitAbsentTTL: OR-Map records without a TTL are written without a
+	// ttlMs field (OmitAbsentORTTL).
+	omitAbsentTTL bool
 }
 
 var encoderPool = sync.Pool{New: func() any {

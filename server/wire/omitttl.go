@@ -16,93 +16,22 @@ package wire
 // SERVER_EVENT; other messages are returned unchanged. The result shares m.
 func OmitAbsentORTTL(m Message) Message {
 	switch x := m.(type) {
-	case *ORMapSyncRespLeaf:
-		return (*orLeafOmitTTL)(x)
-	case *ORMapDiffResponse:
-		return (*orDiffOmitTTL)(x)
+	case *ORMapSyncRespLeaf, *ORMapDiffResponse:
+		return omitTTL{m}
 	case *ServerEvent:
 		if x.ORRecord != nil {
-			return (*serverEventOmitTTL)(x)
+			return omitTTL{m}
 		}
 	}
 	return m
 }
 
-type orLeafOmitTTL ORMapSyncRespLeaf
+// omitTTL writes its message with the encoder's omitAbsentTTL set, which
+// orMapRecord reads: the message's own body does the rest.
+type omitTTL struct{ Message }
 
-func (*orLeafOmitTTL) Type() string  { return TypeORMapSyncRespLeaf }
-func (m *orLeafOmitTTL) fields() int { return (*ORMapSyncRespLeaf)(m).fields() }
-func (m *orLeafOmitTTL) body(e *encoder) {
-	e.kv("mapName", m.MapName)
-	e.kv("path", m.Path)
-	e.str("entries")
-	e.orMapEntriesOmitTTL(m.Entries)
-	if m.CoveringEpoch != nil {
-		e.str("coveringEpoch")
-		e.uint(*m.CoveringEpoch)
-	}
-}
-
-type orDiffOmitTTL ORMapDiffResponse
-
-func (*orDiffOmitTTL) Type() string  { return TypeORMapDiffResponse }
-func (m *orDiffOmitTTL) fields() int { return (*ORMapDiffResponse)(m).fields() }
-func (m *orDiffOmitTTL) body(e *encoder) {
-	e.kv("mapName", m.MapName)
-	e.str("entries")
-	e.orMapEntriesOmitTTL(m.Entries)
-	if m.CoveringEpoch != nil {
-		e.str("coveringEpoch")
-		e.uint(*m.CoveringEpoch)
-	}
-}
-
-type serverEventOmitTTL ServerEvent
-
-func (*serverEventOmitTTL) Type() string  { return TypeServerEvent }
-func (m *serverEventOmitTTL) fields() int { return (*ServerEvent)(m).fieldCount() }
-func (m *serverEventOmitTTL) body(e *encoder) {
-	e.kv("mapName", m.MapName)
-	e.kv("eventType", string(m.EventType))
-	e.kv("key", m.Key)
-	if m.Record != nil {
-		e.str("record")
-		e.lwwRecord(m.Record)
-	}
-	if m.ORRecord != nil {
-		e.str("orRecord")
-		e.orMapRecordOmitTTL(m.ORRecord)
-	}
-	if m.ORTag != "" {
-		e.kv("orTag", m.ORTag)
-	}
-}
-
-func (e *encoder) orMapRecordOmitTTL(r *ORMapRecord) {
-	e.mapLen(3 + count(r.TTLMs != nil))
-	e.str("value")
-	e.value(r.Value)
-	e.str("timestamp")
-	e.timestamp(r.Timestamp)
-	e.kv("tag", r.Tag)
-	if r.TTLMs != nil {
-		e.str("ttlMs")
-		e.uint(*r.TTLMs)
-	}
-}
-
-func (e *encoder) orMapEntriesOmitTTL(es []ORMapEntry) {
-	e.arrayLen(len(es))
-	for i := range es {
-		en := &es[i]
-		e.mapLen(3)
-		e.kv("key", en.Key)
-		e.str("records")
-		e.arrayLen(len(en.Records))
-		for j := range en.Records {
-			e.orMapRecordOmitTTL(&en.Records[j])
-		}
-		e.str("tombstones")
-		e.strings(en.Tombstones)
-	}
+func (m omitTTL) body(e *encoder) {
+	e.omitAbsentTTL = true
+	m.Message.body(e)
+	e.omitAbsentTTL = false
 }

@@ -165,14 +165,17 @@ func (d *decoder) orMapRecord() (ORMapRecord, error) {
 }
 
 func (e *encoder) orMapRecord(r *ORMapRecord) {
-	e.mapLen(4)
+	omit := e.omitAbsentTTL && r.TTLMs == nil // see OmitAbsentORTTL
+	e.mapLen(4 - count(omit))
 	e.str("value")
 	e.value(r.Value)
 	e.str("timestamp")
 	e.timestamp(r.Timestamp)
 	e.kv("tag", r.Tag)
-	e.str("ttlMs")
-	e.optU64(r.TTLMs)
+	if !omit {
+		e.str("ttlMs")
+		e.optU64(r.TTLMs)
+	}
 }
 
 // ORMapEntry is the state of one OR-Map key in sync messages: its live
