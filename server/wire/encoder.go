@@ -39,6 +39,7 @@ func getEncoder(maxDepth int) *encoder {
 	e.err = nil
 	e.depth = 0
 	e.max = maxDepth
+	e.omitAbsentTTL = false
 	return e
 }
 
