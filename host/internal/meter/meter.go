@@ -57,11 +57,12 @@ type Info struct {
 const maxWeight = 1 << 24
 
 // Instrument returns the metered module. The counter starts at budget and
-// the check function's result refills it. A module that is not a
-// well-formed binary, or that uses instructions the meter does not know, is
-// an error wrapping ErrUnsupported or describing the malformation; the
-// caller should then compile the original bytes and let the runtime report
-// the problem.
+// the check function's result refills it. Run Precheck on bin first (the
+// host does, for every module): Instrument does not repeat its checks. A
+// module that is not a well-formed binary, or that uses instructions the
+// meter does not know, is an error wrapping ErrUnsupported or describing
+// the malformation; the caller should then compile the original bytes and
+// let the runtime report the problem.
 func Instrument(bin []byte, budget int32) (out []byte, info Info, err error) {
 	defer func() {
 		// The parser bounds every read; a panic here is a bug, but a hostile
@@ -72,9 +73,6 @@ func Instrument(bin []byte, budget int32) (out []byte, info Info, err error) {
 	}()
 	if budget <= 0 {
 		return nil, info, fmt.Errorf("meter: budget %d must be positive", budget)
-	}
-	if err := Precheck(bin); err != nil {
-		return nil, info, err
 	}
 	m, err := parseModule(bin)
 	if err != nil {
