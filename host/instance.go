@@ -94,6 +94,13 @@ func (in *instance) metered() context.Context {
 	return in.ctx
 }
 
+// callMetered runs f on a metered instance under the call timeout.
+func (in *instance) callMetered(f api.Function, stack []uint64) (timedOut bool, err error) {
+	err = f.CallWithStack(in.metered(), stack)
+	in.dueAt = 0
+	return in.overdue, err
+}
+
 // callSandboxed runs topgun_call under the call timeout.
 func (in *instance) callSandboxed(ctx context.Context) (timedOut bool, err error) {
 	if in.deadline == nil {
@@ -228,10 +235,8 @@ func (in *instance) invoke(ctx context.Context, f api.Function, arg []uint64) (u
 	var stack [2]uint64
 	copy(stack[:], arg)
 	if in.p.metered {
-		err := f.CallWithStack(in.metered(), stack[:])
-		in.dueAt = 0
-		if err != nil {
-			return 0, callError{err: err, timedOut: in.overdue}
+		if timedOut, err := in.callMetered(f, stack[:]); err != nil {
+			return 0, callError{err: err, timedOut: timedOut}
 		}
 		return stack[0], nil
 	}
@@ -304,9 +309,7 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 		// The caller's cancellation does not reach a running call: stopping
 		// the guest discards the instance and, for a plugin without
 		// CapMultiInstance, all it holds. Only the call timeout stops it.
-		err = in.call.CallWithStack(in.metered(), in.stack[:])
-		in.dueAt = 0
-		timedOut = in.overdue
+		timedOut, err = in.callMetered(in.call, in.stack[:])
 	case p.opts.Trust == TrustSandboxed:
 		timedOut, err = in.callSandboxed(ctx)
 	default:
