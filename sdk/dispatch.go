@@ -31,6 +31,9 @@ const (
 // instance runs one call at a time.
 type server struct {
 	backend abi.Backend // nil until open when open != nil
+	// viewer is backend as an abi.RecordViewer, or nil: asserted once in
+	// setBackend, since an interface assertion per call costs a lookup.
+	viewer  abi.RecordViewer
 	name    string
 	caps    abi.Capability
 	open    OpenFunc
@@ -57,7 +60,8 @@ type server struct {
 }
 
 func newServer(b abi.Backend, name string, caps abi.Capability, open OpenFunc) *server {
-	s := &server{backend: b, name: name, caps: caps, open: open, enc: abi.NewEncoder(), dec: abi.NewDecoder(), side: abi.NewEncoder()}
+	s := &server{name: name, caps: caps, open: open, enc: abi.NewEncoder(), dec: abi.NewDecoder(), side: abi.NewEncoder()}
+	s.setBackend(b)
 	s.viewFn = s.viewRecord
 	// The batch goes straight to the backend, which never keeps the
 	// caller's buffers, so its values may point into the request.
@@ -91,6 +95,11 @@ func (s *server) handle(call uint32, req, out []byte) (status uint32, resp []byt
 			abi.WasmCall(call), len(resp), s.maxResp))
 	}
 	return uint32(abi.CodeOK), resp
+}
+
+func (s *server) setBackend(b abi.Backend) {
+	s.backend = b
+	s.viewer, _ = b.(abi.RecordViewer)
 }
 
 func errResponse(out []byte, err error) (uint32, []byte) {
@@ -179,7 +188,7 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			if b == nil {
 				return abi.Errorf(abi.CodeInternal, "plugin %s: open returned no backend and no error", s.name)
 			}
-			s.backend = b
+			s.setBackend(b)
 		}
 		s.opened = true
 		d := s.describe()
@@ -219,7 +228,7 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			return badRequest(call, err)
 		}
 		s.keys = r.Keys
-		if v, ok := s.backend.(abi.RecordViewer); ok && s.lend {
+		if v := s.viewer; v != nil && s.lend {
 			// Records lent by the backend are encoded as they come, into
 			// the side encoder, since the header counts them.
 			s.startView()
@@ -254,7 +263,7 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		if err != nil {
 			return badRequest(call, err)
 		}
-		if v, ok := s.backend.(abi.RecordViewer); ok && s.lend {
+		if v := s.viewer; v != nil && s.lend {
 			s.startView()
 			cursor, err := v.ViewScan(ctx, r, s.viewFn)
 			if err != nil {
