@@ -115,6 +115,24 @@
 // handle benchmarks). It inlines the hot codec and backend calls and makes
 // a call about 15% cheaper inside wasm.
 //
+// To see where a plugin spends its time inside wasm, profile the server
+// with Linux perf: wazero writes the names of the guest functions it
+// compiles to /tmp/perf-<pid>.map when built with the perfmap tag, and
+// perf report reads it. Compile without the cache, whose entries carry no
+// names:
+//
+//	go build -tags perfmap -o /tmp/topgun-server ./cmd/topgun-server
+//	STORAGE_BACKEND=my.wasm TOPGUN_PLUGIN_CACHE_DIR=- TOPGUN_NO_AUTH=1 \
+//		perf record -g -o perf.data /tmp/topgun-server
+//	# drive load (topgun bench), stop the server, then
+//	perf report -i perf.data --sort symbol
+//
+// A guest function appears as a line like
+//
+//	[2416/2492].github.com_topgun_go_topgun_abi.__Decoder_.GetRequest:::::L37
+//
+// (function 2416 of 2492, at its basic block 37).
+//
 // # Logging
 //
 // Log and Logf send a line to the host, which logs it under
