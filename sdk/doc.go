@@ -83,14 +83,14 @@
 //
 // # Performance inside wasm
 //
-// Go code runs 5 to 10 times slower inside wasm than natively under the
+// Go code runs 5 to 20 times slower inside wasm than natively under the
 // host's compiler (every branch of Go's wasm output goes through a jump
 // table, and every memory access is bounds checked), and 10 to 25% slower
 // again in the host's sandboxed mode, which meters every function entry
 // and loop header for its deadline. A small allocation costs 170 to 280 ns
 // with the collector's share. What a call costs is therefore mostly the number of
-// function calls and allocations in the guest, not the crossing (about
-// 20 ns). The SDK keeps its own share small: requests are decoded from the
+// function calls and allocations in the guest, not the crossing (20 to
+// 50 ns). The SDK keeps its own share small: requests are decoded from the
 // scratch buffer without copies through io.Reader, the values of an apply
 // point into the request (a Backend never keeps the caller's buffers, so
 // it must copy a value it keeps, as it would natively), map names are
