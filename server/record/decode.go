@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -258,9 +259,9 @@ func (d *decoder) str() (string, error) {
 	if !isStr(c) && !isBin(c) {
 		return "", d.failAt(off, "found %s, want a string", codeName(c))
 	}
-	s, err := d.dec.DecodeString()
+	s, err := d.text(off)
 	if err != nil {
-		return "", d.ioFail(off, err)
+		return "", err
 	}
 	if !utf8.ValidString(s) {
 		return "", d.failAt(off, "the string is not valid UTF-8")
@@ -302,6 +303,110 @@ func (d *decoder) name() (b []byte, tooLong bool, err error) {
 		n -= k
 	}
 	return nil, true, nil
+}
+
+// The library's DecodeBytes allocates the length a str or bin header claims
+// before reading (seven bytes claiming 4 GiB allocate 4 GiB), and its
+// DecodeString and Skip up to 1 MiB. The decoder reads their payloads
+// itself instead: the length is checked against the input first or, on a
+// stream, read in bounded steps, so memory follows the bytes that arrive.
+
+// payloadLen reads the header of a str or bin value (its code peeked at
+// off) and checks the length it claims against the input.
+func (d *decoder) payloadLen(off int) (int, error) {
+	n, err := d.dec.DecodeBytesLen()
+	if err != nil {
+		return 0, d.ioFail(off, err)
+	}
+	if d.r != nil && n > d.r.Len() {
+		return 0, d.failAt(off, "the input ends in the middle of a value")
+	}
+	return max(n, 0), nil
+}
+
+// streamStep bounds what is buffered ahead of the bytes of a stream.
+const streamStep = 64 << 10
+
+// payload reads the n bytes of a value whose header payloadLen read, into
+// a new slice.
+func (d *decoder) payload(off, n int) ([]byte, error) {
+	if d.r != nil {
+		b := make([]byte, n)
+		if err := d.dec.ReadFull(b); err != nil {
+			return nil, d.ioFail(off, err)
+		}
+		return b, nil
+	}
+	b := make([]byte, 0, min(n, streamStep))
+	for len(b) < n {
+		k := min(n-len(b), streamStep)
+		b = append(b, make([]byte, k)...)
+		if err := d.dec.ReadFull(b[len(b)-k:]); err != nil {
+			return nil, d.ioFail(off, err)
+		}
+	}
+	return b, nil
+}
+
+// binary reads a bin (or str) value as bytes; nil when empty.
+func (d *decoder) binary(off int) ([]byte, error) {
+	n, err := d.payloadLen(off)
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	return d.payload(off, n)
+}
+
+// text reads a str (or bin) value as a string, not checking UTF-8.
+func (d *decoder) text(off int) (string, error) {
+	n, err := d.payloadLen(off)
+	if err != nil || n == 0 {
+		return "", err
+	}
+	if n <= len(d.scratch) {
+		if err := d.dec.ReadFull(d.scratch[:n]); err != nil {
+			return "", d.ioFail(off, err)
+		}
+		return string(d.scratch[:n]), nil
+	}
+	b, err := d.payload(off, n)
+	if err != nil {
+		return "", err
+	}
+	// b is new and never written again: the string may share it.
+	return unsafe.String(unsafe.SliceData(b), len(b)), nil
+}
+
+// skipPayload skips a str, bin or ext value (its code peeked at off)
+// without keeping it.
+func (d *decoder) skipPayload(off int) error {
+	var n int
+	var err error
+	if c, _ := d.dec.PeekCode(); msgpcode.IsExt(c) {
+		_, n, err = d.dec.DecodeExtHeader()
+		if err == nil && d.r != nil && n > d.r.Len() {
+			return d.failAt(off, "the input ends in the middle of a value")
+		}
+		if err != nil {
+			return d.ioFail(off, err)
+		}
+	} else if n, err = d.payloadLen(off); err != nil {
+		return err
+	}
+	if d.r != nil {
+		// The msgpack decoder reads a bytes.Reader directly, unbuffered.
+		_, err := d.r.Seek(int64(n), io.SeekCurrent)
+		return err
+	}
+	var step [512]byte
+	for n > 0 {
+		k := min(n, len(step))
+		if err := d.dec.ReadFull(step[:k]); err != nil {
+			return d.ioFail(off, err)
+		}
+		n -= k
+	}
+	return nil
 }
 
 // containerLen reads a map or array header at nesting depth (the number of
@@ -357,6 +462,9 @@ func (d *decoder) skip(depth int) error {
 	}
 	if c == 0xc1 {
 		return d.failAt(off, "found %s", codeName(c))
+	}
+	if isStr(c) || isBin(c) || msgpcode.IsExt(c) {
+		return d.skipPayload(off)
 	}
 	if err := d.dec.Skip(); err != nil {
 		return d.ioFail(off, err)
@@ -796,9 +904,9 @@ func (d *decoder) storedContent(t Type, depth int) (Value, error) {
 // serde writes a Vec<u8>, or (leniently) msgpack binary.
 func (d *decoder) storedBytes(c byte, off, depth int) (Value, error) {
 	if isBin(c) {
-		b, err := d.dec.DecodeBytes()
+		b, err := d.binary(off)
 		if err != nil {
-			return Value{}, d.ioFail(off, err)
+			return Value{}, err
 		}
 		return Value{typ: TypeBytes, str: string(b)}, nil
 	}

@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // f64 is the msgpack float64 encoding of f, in hx notation.
@@ -180,15 +184,61 @@ func TestDecode_rejects(t *testing.T) {
 	}
 }
 
+// TestDecode_hostileLengthsDoNotAllocate: a length claimed by a few bytes
+// of input is checked against the input before anything is allocated for
+// it, on every path: stored records, and plain values from a byte slice or
+// from a stream (where only what arrives is buffered).
 func TestDecode_hostileLengthsDoNotAllocate(t *testing.T) {
-	in := hx(t, `81 a5'Array' dd ff ff ff ff`)
-	allocs := testing.AllocsPerRun(20, func() {
-		if _, err := Decode(in); err == nil {
-			t.Fatal("want an error")
+	stored := map[string]string{
+		"array":               `81 a5'Array' dd ff ff ff ff`,
+		"bytes as bin":        `81 05 c6 ff ff ff ff`,
+		"bytes as bin, named": `81 a5'Bytes' c6 ff ff ff ff`,
+		"unknown field":       `81 a5'orMap' 83 a1'0' c6 ff ff ff ff`,
+		"string":              `81 a6'String' db ff ff ff ff`,
+		"unknown ext field":   `81 a5'orMap' 83 a1'0' c9 ff ff ff ff 01`,
+	}
+	wire := map[string]string{
+		"bin":          `c6 ff ff ff ff`,
+		"bin in array": `92 01 c6 ff ff ff f0`,
+		"str":          `db ff ff ff ff`,
+		"array":        `dd ff ff ff ff`,
+		"ext":          `c9 ff ff ff ff 01`,
+	}
+	check := func(t *testing.T, decode func() error) {
+		t.Helper()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := 0; i < 4; i++ {
+			if err := decode(); err == nil {
+				t.Fatal("want an error")
+			} else if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not match ErrMalformed", err)
+			}
 		}
-	})
-	if allocs > 10 {
-		t.Fatalf("Decode of a hostile array length made %v allocations", allocs)
+		runtime.ReadMemStats(&after)
+		// The library reads a string in steps of at most 1 MiB.
+		if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+			t.Fatalf("4 decodes allocated %d MiB", got>>20)
+		}
+	}
+	for name, h := range stored {
+		in := hx(t, h)
+		t.Run("Decode/"+name, func(t *testing.T) {
+			check(t, func() error { _, err := Decode(in); return err })
+		})
+	}
+	for name, h := range wire {
+		in := hx(t, h)
+		t.Run("UnmarshalWire/"+name, func(t *testing.T) {
+			check(t, func() error { _, err := UnmarshalWire(in); return err })
+		})
+		t.Run("DecodeWire/"+name, func(t *testing.T) {
+			check(t, func() error {
+				// A reader without Len: the decoder sees only a stream.
+				_, err := DecodeWire(msgpack.NewDecoder(io.MultiReader(bytes.NewReader(in))))
+				return err
+			})
+		})
 	}
 }
 

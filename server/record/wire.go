@@ -162,18 +162,18 @@ func (d *decoder) wireValue(depth int) (Value, error) {
 		}
 		return FloatValue(f), nil
 	case isStr(c):
-		s, err := d.dec.DecodeString()
+		s, err := d.text(off)
 		if err != nil {
-			return Value{}, d.ioFail(off, err)
+			return Value{}, err
 		}
 		if !utf8.ValidString(s) {
 			s = ""
 		}
 		return StringValue(s), nil
 	case isBin(c):
-		b, err := d.dec.DecodeBytes()
+		b, err := d.binary(off)
 		if err != nil {
-			return Value{}, d.ioFail(off, err)
+			return Value{}, err
 		}
 		return Value{typ: TypeBytes, str: string(b)}, nil
 	case isArray(c):
@@ -209,8 +209,8 @@ func (d *decoder) wireValue(depth int) (Value, error) {
 		}
 		return MapValue(fields...), nil
 	case msgpcode.IsExt(c):
-		if err := d.dec.Skip(); err != nil {
-			return Value{}, d.ioFail(off, err)
+		if err := d.skipPayload(off); err != nil {
+			return Value{}, err
 		}
 		return Value{}, nil
 	}
@@ -225,9 +225,9 @@ func (d *decoder) wireKey(depth int) (string, error) {
 		return "", err
 	}
 	if isStr(c) {
-		s, err := d.dec.DecodeString()
+		s, err := d.text(off)
 		if err != nil {
-			return "", d.ioFail(off, err)
+			return "", err
 		}
 		if !utf8.ValidString(s) {
 			s = ""
@@ -286,9 +286,9 @@ func (d *decoder) display(b *strings.Builder, depth int) error {
 		}
 		b.WriteString(rustFloat(f, 64))
 	case isStr(c):
-		s, err := d.dec.DecodeString()
+		s, err := d.text(off)
 		if err != nil {
-			return d.ioFail(off, err)
+			return err
 		}
 		if utf8.ValidString(s) {
 			b.WriteByte('"')
@@ -298,9 +298,9 @@ func (d *decoder) display(b *strings.Builder, depth int) error {
 			writeByteList(b, []byte(s))
 		}
 	case isBin(c):
-		v, err := d.dec.DecodeBytes()
+		v, err := d.binary(off)
 		if err != nil {
-			return d.ioFail(off, err)
+			return err
 		}
 		writeByteList(b, v)
 	case isArray(c), isMap(c):
