@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -356,7 +357,13 @@ func TestLimits_hugeLengths(t *testing.T) {
 	for _, tc := range tests {
 		raw := append(append([]byte{}, prefix...), unhex(t, tc.tail)...)
 		allocs := testing.AllocsPerRun(5, func() { _, _ = Decode(raw) })
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		_, err := Decode(raw)
+		runtime.ReadMemStats(&after)
+		if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+			t.Errorf("%s: %d KiB allocated to reject a %d-byte frame", tc.name, got>>10, len(raw))
+		}
 		if !errors.Is(err, tc.kind) {
 			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.kind)
 		}

@@ -185,6 +185,23 @@ func (d *decoder) rawBytes() ([]byte, error) {
 	return d.buf[pos : pos+n : pos+n], nil
 }
 
+// skipExt consumes an extension value. The library's Skip would allocate
+// up to 1 MiB for the length a hostile header claims before finding the
+// frame too short.
+func (d *decoder) skipExt() error {
+	_, n, err := d.d.DecodeExtHeader()
+	if err != nil {
+		return errMalformed("truncated frame")
+	}
+	if n > d.remaining() {
+		return errMalformed(fmt.Sprintf("extension claims %d bytes but only %d remain", n, d.remaining()))
+	}
+	if _, err := d.r.Seek(int64(n), io.SeekCurrent); err != nil {
+		return errMalformed("truncated frame")
+	}
+	return nil
+}
+
 // skip consumes one value of any kind, checking depth and lengths.
 func (d *decoder) skip() error {
 	c, err := d.peek()
@@ -227,6 +244,8 @@ func (d *decoder) skip() error {
 		return err
 	case c == 0xc1:
 		return errMalformed("invalid MsgPack code 0xc1")
+	case msgpcode.IsExt(c):
+		return d.skipExt()
 	}
 	if err := d.d.Skip(); err != nil {
 		return errMalformed("truncated frame")
@@ -569,10 +588,7 @@ func (d *decoder) value() (any, error) {
 		d.leave()
 		return out, nil
 	case msgpcode.IsExt(c):
-		if err := d.d.Skip(); err != nil {
-			return nil, errMalformed("truncated frame")
-		}
-		return nil, nil
+		return nil, d.skipExt()
 	}
 	return nil, errMalformed(fmt.Sprintf("invalid MsgPack code 0x%02x", c))
 }
