@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // This file is the msgpack encoding of the wasm ABI's request and response
@@ -377,11 +378,56 @@ func (d *Decoder) list(what string, minElemBytes int) (int, error) {
 	return n, nil
 }
 
-// skip skips the n-have trailing elements of an array.
+// skip skips the n-have trailing elements of an array (fields of a later
+// minor version). It walks nested values without recursion: the library's
+// Skip recurses once per level, so 30 MiB of nested arrays in a plugin's
+// response overflowed the stack, which kills the process. Every claimed
+// length is checked against the bytes left before anything is read.
 func (d *Decoder) skip(what string, n, have int) error {
-	for ; have < n; have++ {
-		if err := d.dec.Skip(); err != nil {
+	pending := n - have
+	for pending > 0 {
+		// Every value takes at least one byte.
+		if pending > d.r.len() {
+			return malformed("%s: %d values still to skip but %d bytes left", what, pending, d.r.len())
+		}
+		c, err := d.dec.PeekCode()
+		if err != nil {
 			return malformed("%s: %v", what, err)
+		}
+		pending--
+		switch {
+		case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
+			k, err := d.dec.DecodeArrayLen()
+			if err != nil {
+				return malformed("%s: %v", what, err)
+			}
+			pending += k
+		case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
+			k, err := d.dec.DecodeMapLen()
+			if err != nil {
+				return malformed("%s: %v", what, err)
+			}
+			pending += 2 * k
+		case msgpcode.IsString(c) || msgpcode.IsBin(c):
+			l, err := d.rawLen(what)
+			if err != nil {
+				return err
+			}
+			d.r.next(max(l, 0))
+		case msgpcode.IsExt(c):
+			_, l, err := d.dec.DecodeExtHeader()
+			if err != nil {
+				return malformed("%s: %v", what, err)
+			}
+			if l > d.r.len() {
+				return malformed("%s: extension of %d bytes exceeds the %d bytes left", what, l, d.r.len())
+			}
+			d.r.next(l)
+		default:
+			// A scalar of fixed size.
+			if err := d.dec.Skip(); err != nil {
+				return malformed("%s: %v", what, err)
+			}
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -576,5 +577,80 @@ func TestDecoder_getRequestEdges(t *testing.T) {
 		if _, err := d.GetRequest(nil); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s: err = %v, want ErrMalformed", name, err)
 		}
+	}
+}
+
+// TestDecoder_skipsTrailingFields: fields a later minor version adds are
+// skipped whatever their shape, nested values without recursion (the stack
+// is capped here so that recursing once per level would overflow it, which
+// kills the process), and hostile lengths are refused before anything is
+// allocated for them.
+func TestDecoder_skipsTrailingFields(t *testing.T) {
+	head := []byte{0x96, 0xa4, 'n', 'u', 'l', 'l', 0x01, 0x00, 0x04}
+	want := Description{Name: "null", ABIMajor: 1, Capabilities: 4}
+	decode := func(t *testing.T, in []byte) error {
+		t.Helper()
+		d := NewDecoder()
+		d.Reset(in)
+		got, err := d.Description()
+		if err == nil {
+			err = d.End()
+		}
+		if err == nil && !reflect.DeepEqual(got, want) {
+			t.Fatalf("got %+v, want %+v", got, want)
+		}
+		return err
+	}
+	nested := func(depth int) []byte {
+		b := bytes.Repeat([]byte{0x91}, depth)
+		return append(b, 0x01)
+	}
+	enc := func(v any) []byte {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	concat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+	t.Run("any shape", func(t *testing.T) {
+		in := concat(head, enc(map[string]any{"a": []any{1, "two", map[string]any{"b": []byte("c")}}}), []byte{0xd4, 0x05, 0x07})
+		if err := decode(t, in); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("deep nesting", func(t *testing.T) {
+		old := debug.SetMaxStack(8 << 20)
+		defer debug.SetMaxStack(old)
+		if err := decode(t, concat(head, nested(1<<20), []byte{0x02})); err != nil {
+			t.Fatal(err)
+		}
+		if err := decode(t, concat(head, nested(1<<20))); err == nil || !IsMalformed(err) {
+			t.Fatalf("one value missing at the end: got %v, want malformed", err)
+		}
+	})
+	for name, tail := range map[string][]byte{
+		"str32 of 4 GiB":   {0xdb, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02},
+		"bin32 of 4 GiB":   {0xc6, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02},
+		"ext32 of 4 GiB":   {0xc9, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02},
+		"array32 of 4 Gi":  {0xdd, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02},
+		"map32 of 4 Gi":    {0xdf, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02},
+		"nested past end":  concat(bytes.Repeat([]byte{0x92}, 100), []byte{0x01}),
+		"reserved code c1": {0xc1, 0x01},
+	} {
+		t.Run(name, func(t *testing.T) {
+			in := concat(head, tail)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := decode(t, in)
+			runtime.ReadMemStats(&after)
+			if err == nil || !IsMalformed(err) {
+				t.Fatalf("got %v, want malformed", err)
+			}
+			if got := after.TotalAlloc - before.TotalAlloc; got > 256<<10 {
+				t.Fatalf("%d KiB allocated to refuse %d bytes", got>>10, len(in))
+			}
+		})
 	}
 }

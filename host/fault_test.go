@@ -380,6 +380,8 @@ func adversaries() []adversary {
 			code: abi.ErrInternal, want: []string{"plugin liar.wasm: get:", "reserved bits"}},
 		{name: "ClaimsMoreRecordsThanSent", file: wat("liar"), attack: getEvil("m"),
 			code: abi.ErrInternal, want: []string{"plugin liar.wasm: get:", "malformed response"}},
+		{name: "DeeplyNestedResponse", file: wat("liar"), attack: getEvil("n"),
+			code: abi.ErrInternal, want: []string{"plugin liar.wasm: get:", "malformed response", "values still to skip"}},
 		{name: "LengthPastItsMemory", file: wat("liar"), attack: getEvil("p"),
 			code: abi.ErrInternal, want: []string{"plugin liar.wasm: get:", "outside its memory"}},
 

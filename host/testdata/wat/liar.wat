@@ -8,6 +8,8 @@
 ;;   m  claims 1000 records and sends one
 ;;   p  a length inside the limit but past the end of its memory
 ;;   r  reserved status bits set
+;;   n  one record whose sixth, unknown field opens 8 MiB of nested
+;;      arrays and never closes them
 ;;   s  replays what a test staged: the i64 result at 16 and the body at
 ;;      0x20000
 ;; and any op replays what a test staged when the i32 at 24 is not zero
@@ -84,6 +86,15 @@
       (then
         (i32.store8 (i32.const 1024) (i32.const 0x90))
         (return (i64.const 0x0004000000000001))))
+    (if (i32.eq (local.get $k) (i32.const 0x6e)) ;; n
+      (then
+        ;; 91 96 a1 'k' c4 01 'v' 00 00 00, then 8 MiB of 91
+        (drop (memory.grow (i32.const 128)))
+        (i32.store (i32.const 1024) (i32.const 0x6ba19691))
+        (i32.store (i32.const 1028) (i32.const 0x007601c4))
+        (i32.store16 (i32.const 1032) (i32.const 0))
+        (memory.fill (i32.const 1034) (i32.const 0x91) (i32.const 0x800000))
+        (return (i64.const 0x80000a))))
     (if (i32.eq (local.get $k) (i32.const 0x73)) ;; s
       (then (return (call $staged))))
     (i32.store8 (i32.const 1024) (i32.const 0x90))
