@@ -110,6 +110,38 @@ func TestDispatch_viewerSameResponses(t *testing.T) {
 	}
 }
 
+// A backend opened by ServeOpen's function lends its records too.
+func TestDispatch_viewerAfterOpen(t *testing.T) {
+	s := newServer(nil, "opened", 0, func(map[string]string) (abi.Backend, error) { return null.Open(), nil }).with([]Option{LendRecords()})
+	e := abi.NewEncoder()
+	e.OpenRequest(&abi.OpenRequest{})
+	if status, resp := s.handle(uint32(abi.CallOpen), e.Bytes(), nil); status != 0 {
+		t.Fatalf("open: %s", resp)
+	}
+	b := &abi.Batch{Now: 1}
+	b.Put("m", "k", false, []byte("v"), 0)
+	e.Reset(nil)
+	e.ApplyRunsRequest(b)
+	if status, resp := s.handle(uint32(abi.CallApplyRuns), e.Bytes(), nil); status != 0 {
+		t.Fatalf("apply: %s", resp)
+	}
+	e.Reset(nil)
+	e.GetRequest("m", false, []string{"k"})
+	status, resp := s.handle(uint32(abi.CallGet), e.Bytes(), nil)
+	if status != 0 {
+		t.Fatalf("get: %s", resp)
+	}
+	d := abi.NewDecoder()
+	d.Reset(resp)
+	recs, err := d.Records("m", false)
+	if err != nil || len(recs) != 1 || string(recs[0].Value) != "v" {
+		t.Fatalf("get: %+v, %v", recs, err)
+	}
+	if s.viewed != 1 {
+		t.Fatalf("%d records lent, want 1", s.viewed)
+	}
+}
+
 func TestLoopbackOpen(t *testing.T) {
 	ctx := context.Background()
 	var got map[string]string
