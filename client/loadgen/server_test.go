@@ -2,55 +2,30 @@ package loadgen_test
 
 import (
 	"bufio"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/internal/testbin"
 )
 
 // The tests run the real server binary, built once per test run.
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
 func serverBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "loadgen-test-")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "topgun-server")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/topgun-go/topgun/cmd/topgun-server").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return testbin.Build(t, "github.com/topgun-go/topgun/cmd/topgun-server")
 }
 
 // logWriter sends what is written to t.Log.
@@ -63,24 +38,6 @@ func (w logWriter) Write(p []byte) (int, error) {
 
 func testLogger(t testing.TB) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: logWriter{t}})
-}
-
-// lockedBuffer collects the server's stderr for the log at the end.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // startServer runs the server on 127.0.0.1 with PORT=0, no authentication
@@ -98,7 +55,7 @@ func startServer(t testing.TB, env map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &lockedBuffer{}
+	stderr := &testbin.LockedBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

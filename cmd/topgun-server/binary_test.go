@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/testbin"
 	"github.com/topgun-go/topgun/plugins"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 )
@@ -39,21 +40,12 @@ const (
 	stopTimeout  = drainTimeout + 10*time.Second
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
 		os.Exit(childMain(mode))
 	}
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
@@ -114,53 +106,18 @@ func runChild(t *testing.T, mode, redbPath string) string {
 }
 
 // serverBinary builds the server once per test run.
-func serverBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "topgun-server-test-")
-		if buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "topgun-server")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// lockedBuffer is a bytes.Buffer safe for one writer and many readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+func serverBinary(t testing.TB) string { return testbin.Build(t, ".") }
 
 // portWriter collects stdout and reports the first PORT= line.
 type portWriter struct {
-	lockedBuffer
+	testbin.LockedBuffer
 	once  sync.Once
 	portc chan int
 	line  []byte
 }
 
 func (w *portWriter) Write(p []byte) (int, error) {
-	w.lockedBuffer.Write(p)
+	w.LockedBuffer.Write(p)
 	w.line = append(w.line, p...)
 	for {
 		i := bytes.IndexByte(w.line, '\n')
@@ -181,7 +138,7 @@ func (w *portWriter) Write(p []byte) (int, error) {
 type proc struct {
 	cmd    *exec.Cmd
 	stdout *portWriter
-	stderr *lockedBuffer
+	stderr *testbin.LockedBuffer
 	exited chan struct{} // closed once the process has exited
 	code   int           // exit code, valid after exited
 	port   int
@@ -198,7 +155,7 @@ func launch(t testing.TB, env map[string]string) *proc {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &proc{cmd: cmd, stdout: &portWriter{portc: make(chan int, 1)}, stderr: &lockedBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, stdout: &portWriter{portc: make(chan int, 1)}, stderr: &testbin.LockedBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout = p.stdout
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {

@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/testbin"
 	"github.com/topgun-go/topgun/plugins/postgres"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 	"github.com/topgun-go/topgun/plugins/redb"
@@ -52,32 +52,15 @@ func openCrashBackend(ctx context.Context, spec crashSpec) (abi.Backend, error) 
 	return open(ctx, spec.arg)
 }
 
-// buildCrashChild builds testdata/crashchild without the race detector,
-// once per test process.
-func buildCrashChild(t *testing.T) string {
-	crashChildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "topgun-crashchild")
-		if err != nil {
-			crashChildErr = err
-			return
-		}
-		crashChildPath = filepath.Join(dir, "crashchild")
-		cmd := exec.Command("go", "build", "-o", crashChildPath, "./testdata/crashchild")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			crashChildErr = fmt.Errorf("go build crashchild: %v\n%s", err, out)
-		}
-	})
-	if crashChildErr != nil {
-		t.Fatal(crashChildErr)
-	}
-	return crashChildPath
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
 
-var (
-	crashChildOnce sync.Once
-	crashChildPath string
-	crashChildErr  error
-)
+// buildCrashChild builds testdata/crashchild without the race detector,
+// once per test process.
+func buildCrashChild(t *testing.T) string { return testbin.Build(t, "./testdata/crashchild") }
 
 func crashKills(t *testing.T) int {
 	if v := os.Getenv("TOPGUN_CRASH_KILLS"); v != "" {
