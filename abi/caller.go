@@ -36,9 +36,22 @@ type Caller struct {
 }
 
 type callState struct {
+	c   *Caller
 	enc *Encoder
 	dec *Decoder
 	req []byte
+	// handle is s.handleResponse, bound once: a closure per call would be
+	// allocated, since it escapes through the RoundTripper.
+	handle func(Code, []byte) error
+	// The call in flight, what its response is decoded with, and what it
+	// decoded to.
+	call    WasmCall
+	mapName string
+	backup  bool
+	desc    Description
+	recs    []Record
+	page    Page
+	strs    []string
 }
 
 // maxPooledBuffer bounds the request buffer a Caller keeps between calls.
@@ -48,7 +61,11 @@ const maxPooledBuffer = 1 << 20
 // error message with prefix (e.g. "plugin null.wasm").
 func NewCaller(rt RoundTripper, prefix string) *Caller {
 	c := &Caller{rt: rt, prefix: prefix}
-	c.pool.New = func() any { return &callState{enc: NewEncoder(), dec: NewDecoder()} }
+	c.pool.New = func() any {
+		s := &callState{c: c, enc: NewEncoder(), dec: NewDecoder()}
+		s.handle = s.handleResponse
+		return s
+	}
 	return c
 }
 
@@ -73,29 +90,50 @@ func (c *Caller) put(s *callState) {
 		s.req = nil
 	}
 	s.dec.Reset(nil)
+	// The results belong to the caller now.
+	s.mapName, s.desc, s.recs, s.page, s.strs = "", Description{}, nil, Page{}, nil
 	c.pool.Put(s)
 }
 
-// do sends the request encoded in s.enc and runs decode on the response.
-func (c *Caller) do(ctx context.Context, s *callState, call WasmCall, decode func(d *Decoder) error) error {
-	return c.rt.RoundTrip(ctx, call, s.enc.Bytes(), func(status Code, resp []byte) error {
-		if status != CodeOK {
-			if len(resp) > MaxErrorMessageBytes {
-				resp = resp[:MaxErrorMessageBytes]
-			}
-			return &Error{Code: status, Message: c.prefix + ": " + call.String() + ": " + string(resp)}
+// do sends the request encoded in s.enc; the response is decoded by
+// handleResponse into s.
+func (c *Caller) do(ctx context.Context, s *callState, call WasmCall) error {
+	s.call = call
+	return c.rt.RoundTrip(ctx, call, s.enc.Bytes(), s.handle)
+}
+
+// handleResponse turns an error status into an *Error, or decodes the
+// response of s.call into s.
+func (s *callState) handleResponse(status Code, resp []byte) error {
+	c, call := s.c, s.call
+	if status != CodeOK {
+		if len(resp) > MaxErrorMessageBytes {
+			resp = resp[:MaxErrorMessageBytes]
 		}
-		s.dec.Reset(resp)
-		if decode != nil {
-			if err := decode(s.dec); err != nil {
-				return Wrap(CodeInternal, err, "%s: %s: malformed response", c.prefix, call)
-			}
-		}
-		if err := s.dec.End(); err != nil {
-			return Wrap(CodeInternal, err, "%s: %s: malformed response", c.prefix, call)
-		}
-		return nil
-	})
+		return &Error{Code: status, Message: c.prefix + ": " + call.String() + ": " + string(resp)}
+	}
+	d := s.dec
+	d.Reset(resp)
+	var err error
+	switch call {
+	case CallDescribe, CallOpen:
+		s.desc, err = d.Description()
+	case CallGet:
+		s.recs, err = d.Records(s.mapName, s.backup)
+	case CallScan:
+		s.page, err = d.Page(s.mapName, s.backup)
+	case CallListMaps:
+		s.strs, err = d.Strings()
+	case CallListExpired:
+		s.recs, err = d.Expired()
+	}
+	if err == nil {
+		err = d.End()
+	}
+	if err != nil {
+		return Wrap(CodeInternal, err, "%s: %s: malformed response", c.prefix, call)
+	}
+	return nil
 }
 
 // IsMalformed reports whether err says a plugin's response did not decode.
@@ -105,11 +143,8 @@ func IsMalformed(err error) bool { return errors.Is(err, ErrMalformed) }
 func (c *Caller) Describe(ctx context.Context) (d Description, err error) {
 	s := c.get()
 	defer c.put(s)
-	err = c.do(ctx, s, CallDescribe, func(dec *Decoder) (err error) {
-		d, err = dec.Description()
-		return err
-	})
-	return d, err
+	err = c.do(ctx, s, CallDescribe)
+	return s.desc, err
 }
 
 // Open runs the open call and returns the plugin's description.
@@ -117,18 +152,15 @@ func (c *Caller) Open(ctx context.Context, req *OpenRequest) (d Description, err
 	s := c.get()
 	defer c.put(s)
 	s.enc.OpenRequest(req)
-	err = c.do(ctx, s, CallOpen, func(dec *Decoder) (err error) {
-		d, err = dec.Description()
-		return err
-	})
-	return d, err
+	err = c.do(ctx, s, CallOpen)
+	return s.desc, err
 }
 
 // Close runs the close call.
 func (c *Caller) Close(ctx context.Context) error {
 	s := c.get()
 	defer c.put(s)
-	return c.do(ctx, s, CallClose, nil)
+	return c.do(ctx, s, CallClose)
 }
 
 // Apply runs the apply call.
@@ -143,10 +175,10 @@ func (c *Caller) Apply(ctx context.Context, b *Batch) error {
 	defer c.put(s)
 	if c.runs {
 		s.enc.ApplyRunsRequest(b)
-		return c.do(ctx, s, CallApplyRuns, nil)
+		return c.do(ctx, s, CallApplyRuns)
 	}
 	s.enc.ApplyRequest(b)
-	return c.do(ctx, s, CallApply, nil)
+	return c.do(ctx, s, CallApply)
 }
 
 // Get runs the get call.
@@ -157,11 +189,9 @@ func (c *Caller) Get(ctx context.Context, mapName string, backup bool, keys []st
 	s := c.get()
 	defer c.put(s)
 	s.enc.GetRequest(mapName, backup, keys)
-	err = c.do(ctx, s, CallGet, func(dec *Decoder) (err error) {
-		recs, err = dec.Records(mapName, backup)
-		return err
-	})
-	return recs, err
+	s.mapName, s.backup = mapName, backup
+	err = c.do(ctx, s, CallGet)
+	return s.recs, err
 }
 
 // Scan runs the scan call.
@@ -169,22 +199,17 @@ func (c *Caller) Scan(ctx context.Context, req ScanRequest) (p Page, err error) 
 	s := c.get()
 	defer c.put(s)
 	s.enc.ScanRequest(&req)
-	err = c.do(ctx, s, CallScan, func(dec *Decoder) (err error) {
-		p, err = dec.Page(req.Map, req.Backup)
-		return err
-	})
-	return p, err
+	s.mapName, s.backup = req.Map, req.Backup
+	err = c.do(ctx, s, CallScan)
+	return s.page, err
 }
 
 // ListMaps runs the list_maps call.
 func (c *Caller) ListMaps(ctx context.Context) (maps []string, err error) {
 	s := c.get()
 	defer c.put(s)
-	err = c.do(ctx, s, CallListMaps, func(dec *Decoder) (err error) {
-		maps, err = dec.Strings()
-		return err
-	})
-	return maps, err
+	err = c.do(ctx, s, CallListMaps)
+	return s.strs, err
 }
 
 // ListExpired runs the list_expired call.
@@ -192,9 +217,6 @@ func (c *Caller) ListExpired(ctx context.Context, now int64, limit int) (recs []
 	s := c.get()
 	defer c.put(s)
 	s.enc.ListExpiredRequest(now, limit)
-	err = c.do(ctx, s, CallListExpired, func(dec *Decoder) (err error) {
-		recs, err = dec.Expired()
-		return err
-	})
-	return recs, err
+	err = c.do(ctx, s, CallListExpired)
+	return s.recs, err
 }

@@ -44,3 +44,35 @@ func BenchmarkCaller_Apply(b *testing.B) {
 		}
 	}
 }
+
+// TestCaller_noAllocationPerCall: the Caller's own work per call (pooled
+// state, a handler bound once) allocates nothing; what a call allocates is
+// what its response decodes to.
+func TestCaller_noAllocationPerCall(t *testing.T) {
+	ctx := context.Background()
+	e := NewEncoder()
+	e.Records(nil)
+	get := NewCaller(cannedRT{resp: append([]byte(nil), e.Bytes()...)}, "plugin test")
+	apply := NewCaller(cannedRT{}, "plugin test")
+	apply.SetPeerMinor(1)
+	batch := &Batch{Now: 1}
+	batch.Put("m", "k", false, []byte("v"), 0)
+	keys := []string{"k"}
+	// Warm the pools.
+	_, _ = get.Get(ctx, "m", false, keys)
+	_ = apply.Apply(ctx, batch)
+	if n := testing.AllocsPerRun(100, func() {
+		if recs, err := get.Get(ctx, "m", false, keys); err != nil || len(recs) != 0 {
+			t.Fatal(recs, err)
+		}
+	}); n != 0 {
+		t.Errorf("a get answered with no records made %v allocations", n)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if err := apply.Apply(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("an apply made %v allocations", n)
+	}
+}
