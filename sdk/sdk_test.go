@@ -57,6 +57,17 @@ func TestDispatch_panicBecomesInternal(t *testing.T) {
 	}
 }
 
+// mustHandle runs one call on s and returns its response, failing the test
+// on an error status.
+func mustHandle(t *testing.T, s *server, call abi.WasmCall, req []byte) []byte {
+	t.Helper()
+	status, resp := s.handle(uint32(call), req, nil)
+	if status != 0 {
+		t.Fatalf("%s: status %d: %s", call, status, resp)
+	}
+	return resp
+}
+
 // The SDK answers get and scan the same whether the backend lends its
 // records (abi.RecordViewer) or returns copies.
 func TestDispatch_viewerSameResponses(t *testing.T) {
@@ -69,9 +80,7 @@ func TestDispatch_viewerSameResponses(t *testing.T) {
 	e := abi.NewEncoder()
 	e.ApplyRunsRequest(b)
 	for _, s := range []*server{viewer, copier} {
-		if status, resp := s.handle(uint32(abi.CallApplyRuns), e.Bytes(), nil); status != 0 {
-			t.Fatalf("apply: %s", resp)
-		}
+		mustHandle(t, s, abi.CallApplyRuns, e.Bytes())
 	}
 	var reqs []struct {
 		call abi.WasmCall
@@ -115,22 +124,15 @@ func TestDispatch_viewerAfterOpen(t *testing.T) {
 	s := newServer(nil, "opened", 0, func(map[string]string) (abi.Backend, error) { return null.Open(), nil }).with([]Option{LendRecords()})
 	e := abi.NewEncoder()
 	e.OpenRequest(&abi.OpenRequest{})
-	if status, resp := s.handle(uint32(abi.CallOpen), e.Bytes(), nil); status != 0 {
-		t.Fatalf("open: %s", resp)
-	}
+	mustHandle(t, s, abi.CallOpen, e.Bytes())
 	b := &abi.Batch{Now: 1}
 	b.Put("m", "k", false, []byte("v"), 0)
 	e.Reset(nil)
 	e.ApplyRunsRequest(b)
-	if status, resp := s.handle(uint32(abi.CallApplyRuns), e.Bytes(), nil); status != 0 {
-		t.Fatalf("apply: %s", resp)
-	}
+	mustHandle(t, s, abi.CallApplyRuns, e.Bytes())
 	e.Reset(nil)
 	e.GetRequest("m", false, []string{"k"})
-	status, resp := s.handle(uint32(abi.CallGet), e.Bytes(), nil)
-	if status != 0 {
-		t.Fatalf("get: %s", resp)
-	}
+	resp := mustHandle(t, s, abi.CallGet, e.Bytes())
 	d := abi.NewDecoder()
 	d.Reset(resp)
 	recs, err := d.Records("m", false)
@@ -259,10 +261,7 @@ func TestDispatch_applyForms(t *testing.T) {
 		}{{"m", false}, {"m", true}, {"other", false}} {
 			e.Reset(nil)
 			e.GetRequest(q.m, q.backup, []string{"a", "b", "c"})
-			status, resp := s.handle(uint32(abi.CallGet), e.Bytes(), nil)
-			if status != 0 {
-				t.Fatalf("get: %s", resp)
-			}
+			resp := mustHandle(t, s, abi.CallGet, e.Bytes())
 			d.Reset(resp)
 			recs, err := d.Records(q.m, q.backup)
 			if err != nil {
@@ -283,9 +282,7 @@ func TestDispatch_applyForms(t *testing.T) {
 		} else {
 			e.ApplyRunsRequest(b)
 		}
-		if status, resp := s.handle(uint32(call), e.Bytes(), nil); status != 0 {
-			t.Fatalf("%s: %s", call, resp)
-		}
+		mustHandle(t, s, call, e.Bytes())
 		got[i] = contents(s)
 	}
 	want := []string{"m/false/a=4@0", "m/true/b=2@9", "other/false/c=3@0"}
@@ -308,27 +305,20 @@ func TestYield_noCollectionAtEveryYieldAboveThreshold(t *testing.T) {
 		b.Put("m", fmt.Sprintf("k%04d", i), false, value, 0)
 		e.Reset(nil)
 		e.ApplyRunsRequest(b)
-		if status, resp := s.handle(uint32(abi.CallApplyRuns), e.Bytes(), nil); status != 0 {
-			t.Fatalf("apply: %s", resp)
-		}
+		mustHandle(t, s, abi.CallApplyRuns, e.Bytes())
 	}
 	// Calls that make little garbage: a get of a small record.
 	b := &abi.Batch{Now: 1}
 	b.Put("m", "small", false, []byte("v"), 0)
 	e.Reset(nil)
 	e.ApplyRunsRequest(b)
-	if status, resp := s.handle(uint32(abi.CallApplyRuns), e.Bytes(), nil); status != 0 {
-		t.Fatalf("apply: %s", resp)
-	}
+	mustHandle(t, s, abi.CallApplyRuns, e.Bytes())
 	e.Reset(nil)
 	e.GetRequest("m", false, []string{"small"})
 	get := append([]byte(nil), e.Bytes()...)
 	s.forcedGCs = 0
 	for i := 0; i < 20*yieldCalls; i++ {
-		status, resp := s.handle(uint32(abi.CallGet), get, nil)
-		if status != 0 {
-			t.Fatalf("get: %s", resp)
-		}
+		resp := mustHandle(t, s, abi.CallGet, get)
 		s.afterCall(len(get), len(resp))
 	}
 	if s.forcedGCs > 2 {
