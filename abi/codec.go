@@ -409,11 +409,9 @@ func (d *Decoder) skip(what string, n, have int) error {
 			}
 			pending += 2 * k
 		case msgpcode.IsString(c) || msgpcode.IsBin(c):
-			l, err := d.rawLen(what)
-			if err != nil {
+			if _, _, err := d.raw(what); err != nil {
 				return err
 			}
-			d.r.next(max(l, 0))
 		case msgpcode.IsExt(c):
 			_, l, err := d.dec.DecodeExtHeader()
 			if err != nil {
@@ -470,10 +468,17 @@ func (d *Decoder) mapName(what string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return d.reuseName(p), nil
+}
+
+// reuseName returns p as a string, reusing the previous map name's string
+// when the bytes are equal: a batch usually names one map many times. It
+// is small enough to inline on the hot paths.
+func (d *Decoder) reuseName(p []byte) string {
 	if string(p) != d.last {
 		d.last = string(p)
 	}
-	return d.last, nil
+	return d.last
 }
 
 // bin reads a bin (or str) as a fresh slice; nil stays nil.
@@ -633,16 +638,11 @@ func (d *Decoder) ApplyRequest(b *Batch) error {
 			return d.badMutation(i, "kind", int(min(kind, math.MaxInt32)), err)
 		}
 		m.Kind = OpKind(kind)
-		// The map name: a batch usually names one map many times, so the
-		// previous name's string is reused when the bytes are equal.
 		l, err := dec.DecodeBytesLen()
 		if err != nil || l > d.r.len() {
 			return d.badMutation(i, "map name", l, err)
 		}
-		if p := d.r.next(max(l, 0)); string(p) != d.last {
-			d.last = string(p)
-		}
-		m.Map = d.last
+		m.Map = d.reuseName(d.r.next(max(l, 0)))
 		if l, err = dec.DecodeBytesLen(); err != nil || l > d.r.len() {
 			return d.badMutation(i, "key", l, err)
 		}
@@ -696,10 +696,7 @@ func (d *Decoder) GetRequest(keys []string) (GetRequest, error) {
 	if err != nil || l > d.r.len() {
 		return r, d.badGet("map name", l, err)
 	}
-	if p := d.r.next(max(l, 0)); string(p) != d.last {
-		d.last = string(p)
-	}
-	r.Map = d.last
+	r.Map = d.reuseName(d.r.next(max(l, 0)))
 	if r.Backup, err = dec.DecodeBool(); err != nil {
 		return r, d.badGet("backup", 0, err)
 	}

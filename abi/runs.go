@@ -94,10 +94,7 @@ func (d *Decoder) ApplyRunsRequest(b *Batch) error {
 		if err != nil || l > d.r.len() {
 			return badRun(r, "map name", l, err)
 		}
-		if p := d.r.next(max(l, 0)); string(p) != d.last {
-			d.last = string(p)
-		}
-		mapName := d.last
+		mapName := d.reuseName(d.r.next(max(l, 0)))
 		backup, err := dec.DecodeBool()
 		if err != nil {
 			return badRun(r, "backup", 0, err)
