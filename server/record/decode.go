@@ -281,9 +281,9 @@ func (d *decoder) name() (b []byte, tooLong bool, err error) {
 	if !isStr(c) && !isBin(c) {
 		return nil, false, d.failAt(off, "found %s, want a string", codeName(c))
 	}
-	n, err := d.dec.DecodeBytesLen()
+	n, err := d.payloadLen(off)
 	if err != nil {
-		return nil, false, d.ioFail(off, err)
+		return nil, false, err
 	}
 	if n <= len(d.scratch) {
 		b = d.scratch[:n]
@@ -292,17 +292,7 @@ func (d *decoder) name() (b []byte, tooLong bool, err error) {
 		}
 		return b, false, nil
 	}
-	if d.r != nil && n > d.r.Len() {
-		return nil, false, d.failAt(off, "the input ends in the middle of a value")
-	}
-	for n > 0 {
-		k := min(n, len(d.scratch))
-		if err := d.dec.ReadFull(d.scratch[:k]); err != nil {
-			return nil, false, d.ioFail(off, err)
-		}
-		n -= k
-	}
-	return nil, true, nil
+	return nil, true, d.discard(off, n)
 }
 
 // The library's DecodeBytes allocates the length a str or bin header claims
@@ -318,10 +308,35 @@ func (d *decoder) payloadLen(off int) (int, error) {
 	if err != nil {
 		return 0, d.ioFail(off, err)
 	}
+	return max(n, 0), d.fits(off, n)
+}
+
+// fits checks a length claimed at off against the bytes left of a slice
+// input (a stream's are unknown).
+func (d *decoder) fits(off, n int) error {
 	if d.r != nil && n > d.r.Len() {
-		return 0, d.failAt(off, "the input ends in the middle of a value")
+		return d.failAt(off, "the input ends in the middle of a value")
 	}
-	return max(n, 0), nil
+	return nil
+}
+
+// discard skips n bytes whose length fits was checked.
+func (d *decoder) discard(off, n int) error {
+	if d.r != nil {
+		// The msgpack decoder reads a bytes.Reader directly, unbuffered.
+		if _, err := d.r.Seek(int64(n), io.SeekCurrent); err != nil {
+			return d.ioFail(off, err)
+		}
+		return nil
+	}
+	for n > 0 {
+		k := min(n, len(d.scratch))
+		if err := d.dec.ReadFull(d.scratch[:k]); err != nil {
+			return d.ioFail(off, err)
+		}
+		n -= k
+	}
+	return nil
 }
 
 // streamStep bounds what is buffered ahead of the bytes of a stream.
@@ -383,30 +398,17 @@ func (d *decoder) skipPayload(off int) error {
 	var n int
 	var err error
 	if c, _ := d.dec.PeekCode(); msgpcode.IsExt(c) {
-		_, n, err = d.dec.DecodeExtHeader()
-		if err == nil && d.r != nil && n > d.r.Len() {
-			return d.failAt(off, "the input ends in the middle of a value")
-		}
-		if err != nil {
+		if _, n, err = d.dec.DecodeExtHeader(); err != nil {
 			return d.ioFail(off, err)
 		}
-	} else if n, err = d.payloadLen(off); err != nil {
+		err = d.fits(off, n)
+	} else {
+		n, err = d.payloadLen(off)
+	}
+	if err != nil {
 		return err
 	}
-	if d.r != nil {
-		// The msgpack decoder reads a bytes.Reader directly, unbuffered.
-		_, err := d.r.Seek(int64(n), io.SeekCurrent)
-		return err
-	}
-	var step [512]byte
-	for n > 0 {
-		k := min(n, len(step))
-		if err := d.dec.ReadFull(step[:k]); err != nil {
-			return d.ioFail(off, err)
-		}
-		n -= k
-	}
-	return nil
+	return d.discard(off, n)
 }
 
 // containerLen reads a map or array header at nesting depth (the number of
