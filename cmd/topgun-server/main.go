@@ -213,7 +213,11 @@ func serve(ctx context.Context, cfg *config, handler http.Handler, stop func(), 
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		// Keep-alive connections between requests; without it an idle
+		// HTTP client holds its connection forever. (WebSocket connections
+		// leave the HTTP server at the upgrade and have their own.)
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

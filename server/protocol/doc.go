@@ -24,7 +24,8 @@
 // Each connection has a reader, a writer draining a bounded outbound queue
 // (a client that does not read is disconnected; it never holds up the
 // store or other clients) and a write worker. PING gets PONG; a connection
-// from which nothing arrived for Options.IdleTimeout (60 s) is closed.
+// from which nothing arrived for Options.IdleTimeout (60 s) is closed, and
+// a POST /sync body gets as long to arrive (408 after it).
 // Text frames are ignored. A frame over Options.MaxMessageBytes is read to
 // its end, dropped and answered with ERROR 413 naming the limit; a
 // malformed frame gets ERROR 400 and a frame of an unknown type (topics,

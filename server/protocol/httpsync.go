@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -67,12 +68,23 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// A client that sends its body slowly, or stops halfway, must not hold
+	// a connection and a goroutine forever: the body gets IdleTimeout, as a
+	// silent WebSocket does. Errors are ignored: a connection that cannot
+	// take deadlines (HTTP/2, tests) is left as it was.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.opts.MaxMessageBytes)))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
 				"body larger than the limit of %d bytes (TOPGUN_MAX_MESSAGE_BYTES); send fewer operations per request or raise the limit", s.opts.MaxMessageBytes))
+			return
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.log.Info("POST /sync body too slow", "remote", r.RemoteAddr, "timeout", s.opts.IdleTimeout)
+			httpError(w, http.StatusRequestTimeout, fmt.Sprintf("the body did not arrive within %s", s.opts.IdleTimeout))
 			return
 		}
 		httpError(w, http.StatusBadRequest, "cannot read the body: "+err.Error())
@@ -94,6 +106,8 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/msgpack")
 	w.Header().Set("Cache-Control", "no-store")
+	// Nor may a client that does not read the answer.
+	_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 	_, _ = w.Write(out)
 }
 

@@ -1,9 +1,11 @@
 package protocol
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -192,5 +194,40 @@ func TestHTTPSync_errors(t *testing.T) {
 	// An empty body is an empty request.
 	if code, _ := e.postRaw(t, nil, tok); code != 200 {
 		t.Fatalf("empty body: %d", code)
+	}
+}
+
+// A client that stops sending its body halfway gets 408 once IdleTimeout
+// passes, and its connection is closed, instead of holding both forever.
+func TestHTTPSync_slowBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{IdleTimeout: 200 * time.Millisecond}})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.http.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /sync HTTP/1.1\r\nHost: test\r\nContent-Type: application/x-msgpack\r\nContent-Length: 100\r\n\r\n0123456789"); err != nil {
+		t.Fatal(err)
+	}
+	// Not a speed check: without the server's deadline nothing would ever
+	// arrive, and this read would fail at its own deadline.
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(body), "did not arrive within 200ms") {
+		t.Fatalf("stalled body: %d %s", resp.StatusCode, body)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("connection still open after the timeout: %v", err)
+	}
+	// Whole requests are still served.
+	if code, out := e.postRaw(t, nil, ""); code != 200 {
+		t.Fatalf("after a stalled body: %d %s", code, out)
 	}
 }

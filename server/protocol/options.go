@@ -43,7 +43,8 @@ type Options struct {
 	AuthTimeout time.Duration
 
 	// IdleTimeout closes a connection from which nothing (not even PING)
-	// arrived for this long. TopGun's client pings every 5 s.
+	// arrived for this long. TopGun's client pings every 5 s. It also
+	// bounds the time a POST /sync body may take to arrive (408 after it).
 	IdleTimeout time.Duration
 
 	// WriteTimeout bounds the write of one message to a client.
