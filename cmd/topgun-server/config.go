@@ -35,6 +35,7 @@ type config struct {
 	noAuth          bool
 	maxMessageBytes int
 	maxBatchOps     int
+	maxOutbound     int64
 	nodeID          string // "" = hlc.DefaultNodeID() at start
 	maxDrift        time.Duration
 	cacheMB         int64         // 0 disables the value cache
@@ -69,6 +70,7 @@ var settings = []setting{
 	{"TOPGUN_NO_AUTH", "no-auth", "false", "1 or true serves clients without authentication (for development)", setNoAuth},
 	{"TOPGUN_MAX_MESSAGE_BYTES", "max-message-bytes", strconv.Itoa(protocol.DefaultMaxMessageBytes), "largest WebSocket message or POST /sync body accepted, in bytes", setMaxMessageBytes},
 	{"TOPGUN_MAX_BATCH_OPS", "max-batch-ops", strconv.Itoa(protocol.DefaultMaxBatchOps), "most new operations one OP_BATCH or POST /sync may carry (re-sent ones do not count)", setMaxBatchOps},
+	{"TOPGUN_MAX_OUTBOUND_BYTES", "max-outbound-bytes", strconv.Itoa(protocol.DefaultOutboundBytes), "bytes of messages queued for one client; a client that lets more pile up unread is disconnected", setMaxOutbound},
 	{"TOPGUN_NODE_ID", "node-id", "", "node id in the server's timestamps; default: the host name plus a random suffix", setNodeID},
 	{"TOPGUN_MAX_DRIFT_MS", "max-drift-ms", "60000", "writes stamped further ahead of the server clock than this (ms) are rejected", setMaxDrift},
 	{"TOPGUN_CACHE_MB", "cache-mb", "64", "memory for cached record values, in MiB; 0 disables the cache", setCacheMB},
@@ -128,6 +130,15 @@ func setMaxBatchOps(c *config, v string) error {
 		return fmt.Errorf("is not an operation count: use an integer from 1 to %d (default %d)", abi.MaxBatchOps, protocol.DefaultMaxBatchOps)
 	}
 	c.maxBatchOps = n
+	return nil
+}
+
+func setMaxOutbound(c *config, v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < protocol.MinOutboundBytes || n > 1<<40 {
+		return fmt.Errorf("is not a queue size: use a number of bytes from %d to %d (default %d)", protocol.MinOutboundBytes, int64(1)<<40, protocol.DefaultOutboundBytes)
+	}
+	c.maxOutbound = n
 	return nil
 }
 

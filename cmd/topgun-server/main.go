@@ -164,6 +164,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 		Auth:            auth,
 		MaxMessageBytes: cfg.maxMessageBytes,
 		MaxBatchOps:     cfg.maxBatchOps,
+		OutboundBytes:   cfg.maxOutbound,
 		Logger:          root.Named("protocol"),
 	})
 	if err != nil {

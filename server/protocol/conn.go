@@ -36,7 +36,8 @@ type conn struct {
 	wg     sync.WaitGroup // writer and write worker
 
 	out     chan outItem
-	closing atomic.Bool // a close is queued or done: send nothing more
+	queued  atomic.Int64 // bytes of the messages in out
+	closing atomic.Bool  // a close is queued or done: send nothing more
 
 	// Reader-owned handshake state; authed is read by other goroutines.
 	authed      atomic.Bool
@@ -123,15 +124,24 @@ func (c *conn) touch() {
 	}
 }
 
-// send queues an encoded message. It never blocks: when the queue is full
-// the client is too slow and is disconnected.
+// send queues an encoded message. It never blocks: when the queue is full,
+// in messages or in bytes, the client is too slow and is disconnected.
 func (c *conn) send(b []byte) {
 	if c.closing.Load() {
+		return
+	}
+	n := int64(len(b))
+	if q := c.queued.Add(n); q > c.s.opts.OutboundBytes && q != n {
+		c.queued.Add(-n)
+		c.log.Warn("disconnecting a client that does not read its messages", "queued_bytes", q-n, "message_bytes", n,
+			"limit_bytes", c.s.opts.OutboundBytes)
+		c.abort()
 		return
 	}
 	select {
 	case c.out <- outItem{b: b}:
 	default:
+		c.queued.Add(-n)
 		c.log.Warn("disconnecting a client that does not read its messages", "queued", cap(c.out))
 		c.abort()
 	}
@@ -183,6 +193,7 @@ func (c *conn) writer() {
 			ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.WriteTimeout)
 			err := c.ws.Write(ctx, websocket.MessageBinary, it.b)
 			cancel()
+			c.queued.Add(-int64(len(it.b)))
 			if err != nil {
 				if c.ctx.Err() == nil && !c.closing.Load() {
 					c.log.Debug("write to client failed", "error", err)

@@ -272,6 +272,56 @@ func TestConn_slowClientIsDisconnected(t *testing.T) {
 	}
 }
 
+// The queue is bounded in bytes too: a client that stops reading while its
+// requests produce large answers is cut off long before the 1024-message
+// bound, and one large message still goes to a client that reads.
+func TestConn_outboundBytesBound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{OutboundBytes: MinOutboundBytes, WriteTimeout: time.Minute}})
+	c := e.srv.newConn(nil, "test")
+	c.send(make([]byte, 2*MinOutboundBytes))
+	if c.ctx.Err() != nil {
+		t.Fatal("a message larger than the bound was refused with nothing else queued")
+	}
+	c.send(make([]byte, 1))
+	if c.ctx.Err() == nil {
+		t.Fatal("not disconnected with more bytes queued than the bound")
+	}
+
+	// Over the wire: 250 KB of records, and a client that asks for them 100
+	// times without reading. The 100 answers (25 MB, more than loopback's
+	// socket buffers take) are well under the 1024-message bound, and the
+	// write timeout (a minute here) would not cut the client off before.
+	e2 := newEnv(t, envConfig{opts: Options{OutboundBytes: 256 << 10, WriteTimeout: time.Minute}})
+	w := e2.dial(t)
+	value := strings.Repeat("x", 50<<10)
+	for i := 0; i < 5; i++ {
+		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), value, cts("w")))
+	}
+	slow, _, err := websocket.Dial(context.Background(), e2.wsURL("/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.CloseNow()
+	for i := 0; i < 100; i++ {
+		q, _ := wire.Encode(&wire.QuerySub{QueryID: "q" + itoa(i), MapName: "big"})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := slow.Write(ctx, websocket.MessageBinary, q)
+		cancel()
+		if err != nil {
+			break // the server closed it
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for e2.srv.Connections() == 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := e2.srv.Connections(); n != 1 {
+		t.Fatalf("%d connections: the client that does not read was not dropped", n)
+	}
+	w.ping() // the writer's connection is untouched
+}
+
 func TestServer_closeAcksWritesInFlight(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})

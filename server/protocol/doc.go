@@ -21,9 +21,10 @@
 // Without authentication AUTH is acknowledged without checking (TopGun
 // ignores it, leaving a client configured with a token waiting).
 //
-// Each connection has a reader, a writer draining a bounded outbound queue
-// (a client that does not read is disconnected; it never holds up the
-// store or other clients) and a write worker. PING gets PONG; a connection
+// Each connection has a reader, a writer draining an outbound queue bounded
+// in messages and in bytes (a client that does not read is disconnected;
+// it never holds up the store or other clients, nor piles up its answers
+// in the server's memory) and a write worker. PING gets PONG; a connection
 // from which nothing arrived for Options.IdleTimeout (60 s) is closed, and
 // a POST /sync body gets as long to arrive (408 after it).
 // Text frames are ignored. A frame over Options.MaxMessageBytes is read to

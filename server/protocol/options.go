@@ -17,9 +17,13 @@ const (
 	DefaultIdleTimeout     = 60 * time.Second
 	DefaultWriteTimeout    = 10 * time.Second
 	DefaultOutboundQueue   = 1024
+	DefaultOutboundBytes   = 64 << 20
 	DefaultMaxQueries      = 1024
 	DefaultShutdownTimeout = 5 * time.Second
 )
+
+// MinOutboundBytes is the smallest Options.OutboundBytes accepted.
+const MinOutboundBytes = 64 << 10
 
 // Options configure a Server. The zero value of a field means its default;
 // nil Options mean all defaults (and no authentication).
@@ -55,6 +59,14 @@ type Options struct {
 	// other clients.
 	OutboundQueue int
 
+	// OutboundBytes bounds the bytes of the messages queued for one client
+	// (TOPGUN_MAX_OUTBOUND_BYTES): a client that stops reading while its
+	// requests or subscriptions produce large answers is disconnected once
+	// they pass it, before they exhaust the server's memory. A single
+	// message larger than the bound is still sent when nothing else is
+	// queued (a query's answer is one message, however large).
+	OutboundBytes int64
+
 	// MaxQueries is the most live queries one connection may hold.
 	MaxQueries int
 
@@ -82,6 +94,7 @@ func DefaultOptions() *Options {
 		IdleTimeout:     DefaultIdleTimeout,
 		WriteTimeout:    DefaultWriteTimeout,
 		OutboundQueue:   DefaultOutboundQueue,
+		OutboundBytes:   DefaultOutboundBytes,
 		MaxQueries:      DefaultMaxQueries,
 		ShutdownTimeout: DefaultShutdownTimeout,
 	}
@@ -108,6 +121,9 @@ func (o *Options) Validate() error {
 	if o.OutboundQueue == 0 {
 		o.OutboundQueue = d.OutboundQueue
 	}
+	if o.OutboundBytes == 0 {
+		o.OutboundBytes = d.OutboundBytes
+	}
 	if o.MaxQueries == 0 {
 		o.MaxQueries = d.MaxQueries
 	}
@@ -130,6 +146,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("protocol: WriteTimeout is %s; it must be positive (default %s)", o.WriteTimeout, DefaultWriteTimeout)
 	case o.OutboundQueue < 1:
 		return fmt.Errorf("protocol: OutboundQueue is %d; set at least 1 (default %d)", o.OutboundQueue, DefaultOutboundQueue)
+	case o.OutboundBytes < MinOutboundBytes:
+		return fmt.Errorf("protocol: OutboundBytes is %d; set at least %d (default %d)", o.OutboundBytes, MinOutboundBytes, DefaultOutboundBytes)
 	case o.MaxQueries < 1:
 		return fmt.Errorf("protocol: MaxQueries is %d; set at least 1 (default %d)", o.MaxQueries, DefaultMaxQueries)
 	case o.ShutdownTimeout < 0:
