@@ -165,6 +165,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 		MaxMessageBytes: cfg.maxMessageBytes,
 		MaxBatchOps:     cfg.maxBatchOps,
 		OutboundBytes:   cfg.maxOutbound,
+		MaxConnections:  cfg.maxConnections,
 		Logger:          root.Named("protocol"),
 	})
 	if err != nil {

@@ -322,6 +322,34 @@ func TestConn_outboundBytesBound(t *testing.T) {
 	w.ping() // the writer's connection is untouched
 }
 
+// Beyond MaxConnections an upgrade gets 503 with Retry-After; a slot freed
+// by a closed connection is taken again.
+func TestServer_maxConnections(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxConnections: 2}})
+	a, b := e.dial(t), e.dial(t)
+	a.ping()
+	b.ping()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, e.wsURL("/ws"), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("third connection: err %v, response %+v", err, resp)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "TOPGUN_MAX_CONNECTIONS") {
+		t.Fatalf("refusal does not name the setting: %q", body)
+	}
+	a.ws.Close(websocket.StatusNormalClosure, "")
+	deadline := time.Now().Add(10 * time.Second)
+	for e.srv.upgrades.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := e.dial(t)
+	c.ping()
+	b.ping()
+}
+
 func TestServer_closeAcksWritesInFlight(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})

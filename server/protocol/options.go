@@ -19,6 +19,7 @@ const (
 	DefaultOutboundQueue   = 1024
 	DefaultOutboundBytes   = 64 << 20
 	DefaultMaxQueries      = 1024
+	DefaultMaxConnections  = 10_000
 	DefaultShutdownTimeout = 5 * time.Second
 )
 
@@ -70,6 +71,11 @@ type Options struct {
 	// MaxQueries is the most live queries one connection may hold.
 	MaxQueries int
 
+	// MaxConnections is the most WebSocket connections served at once
+	// (TOPGUN_MAX_CONNECTIONS); an upgrade beyond it is answered 503 with
+	// Retry-After, and TopGun's client retries.
+	MaxConnections int
+
 	// OriginPatterns restricts the Origin of WebSocket upgrades (host
 	// patterns as in path.Match). nil accepts every origin: clients
 	// authenticate with a token inside the protocol, not with cookies, so a
@@ -96,6 +102,7 @@ func DefaultOptions() *Options {
 		OutboundQueue:   DefaultOutboundQueue,
 		OutboundBytes:   DefaultOutboundBytes,
 		MaxQueries:      DefaultMaxQueries,
+		MaxConnections:  DefaultMaxConnections,
 		ShutdownTimeout: DefaultShutdownTimeout,
 	}
 }
@@ -127,6 +134,9 @@ func (o *Options) Validate() error {
 	if o.MaxQueries == 0 {
 		o.MaxQueries = d.MaxQueries
 	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = d.MaxConnections
+	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = d.ShutdownTimeout
 	}
@@ -150,6 +160,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("protocol: OutboundBytes is %d; set at least %d (default %d)", o.OutboundBytes, MinOutboundBytes, DefaultOutboundBytes)
 	case o.MaxQueries < 1:
 		return fmt.Errorf("protocol: MaxQueries is %d; set at least 1 (default %d)", o.MaxQueries, DefaultMaxQueries)
+	case o.MaxConnections < 1:
+		return fmt.Errorf("protocol: MaxConnections is %d; set at least 1 (default %d)", o.MaxConnections, DefaultMaxConnections)
 	case o.ShutdownTimeout < 0:
 		return fmt.Errorf("protocol: ShutdownTimeout is %s; it must be positive (default %s)", o.ShutdownTimeout, DefaultShutdownTimeout)
 	}

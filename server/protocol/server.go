@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ type Server struct {
 	limits   wire.Limits
 	ackLevel wire.WriteConcern
 	origins  atomic.Uint64 // origin ids of connections and HTTP requests
+	upgrades atomic.Int64  // WebSocket connections being upgraded or open
 
 	mu     sync.RWMutex
 	conns  map[*conn]struct{}
@@ -137,6 +139,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.isClosed() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	// Counted before the upgrade, so that a flood of connections is refused
+	// before each costs its goroutines and queue.
+	defer s.upgrades.Add(-1)
+	if n := s.upgrades.Add(1); n > int64(s.opts.MaxConnections) {
+		s.log.Warn("connection refused: too many connections", "remote", r.RemoteAddr, "limit", s.opts.MaxConnections)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, fmt.Sprintf("too many connections: this server takes at most %d (TOPGUN_MAX_CONNECTIONS); retry later", s.opts.MaxConnections),
+			http.StatusServiceUnavailable)
 		return
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
