@@ -322,8 +322,8 @@ func TestConn_outboundBytesBound(t *testing.T) {
 	w.ping() // the writer's connection is untouched
 }
 
-// Beyond MaxConnections an upgrade gets 503 with Retry-After; a slot freed
-// by a closed connection is taken again.
+// Beyond MaxConnections an upgrade or a POST /sync gets 503 with
+// Retry-After; a slot freed by a closed connection is taken again.
 func TestServer_maxConnections(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{opts: Options{MaxConnections: 2}})
@@ -340,9 +340,13 @@ func TestServer_maxConnections(t *testing.T) {
 	if !strings.Contains(string(body), "TOPGUN_MAX_CONNECTIONS") {
 		t.Fatalf("refusal does not name the setting: %q", body)
 	}
+	// POST /sync shares the slots.
+	if code, out := e.postRaw(t, nil, ""); code != http.StatusServiceUnavailable || !strings.Contains(string(out), "TOPGUN_MAX_CONNECTIONS") {
+		t.Fatalf("POST /sync with every slot taken: %d %s", code, out)
+	}
 	a.ws.Close(websocket.StatusNormalClosure, "")
 	deadline := time.Now().Add(10 * time.Second)
-	for e.srv.upgrades.Load() != 1 && time.Now().Before(deadline) {
+	for e.srv.clients.Load() != 1 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	c := e.dial(t)

@@ -21,8 +21,9 @@
 // Without authentication AUTH is acknowledged without checking (TopGun
 // ignores it, leaving a client configured with a token waiting).
 //
-// At most Options.MaxConnections WebSocket connections are served at once;
-// an upgrade beyond it is answered 503 with Retry-After. Each connection
+// At most Options.MaxConnections WebSocket connections and POST /sync
+// requests are served at once; one beyond it is answered 503 with
+// Retry-After. Each connection
 // has a reader, a writer draining an outbound queue bounded
 // in messages and in bytes (a client that does not read is disconnected;
 // it never holds up the store or other clients, nor piles up its answers

@@ -56,6 +56,12 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
 	}
+	// Each request holds up to MaxMessageBytes of body while it runs.
+	if !s.admit(w, r) {
+		httpError(w, http.StatusServiceUnavailable, s.tooManyClients())
+		return
+	}
+	defer s.clients.Add(-1)
 	if s.opts.Auth != nil {
 		token, ok := bearer(r)
 		if !ok {

@@ -71,9 +71,10 @@ type Options struct {
 	// MaxQueries is the most live queries one connection may hold.
 	MaxQueries int
 
-	// MaxConnections is the most WebSocket connections served at once
-	// (TOPGUN_MAX_CONNECTIONS); an upgrade beyond it is answered 503 with
-	// Retry-After, and TopGun's client retries.
+	// MaxConnections is the most WebSocket connections and POST /sync
+	// requests served at once (TOPGUN_MAX_CONNECTIONS); an upgrade or a
+	// request beyond it is answered 503 with Retry-After, and TopGun's
+	// client retries.
 	MaxConnections int
 
 	// OriginPatterns restricts the Origin of WebSocket upgrades (host

@@ -30,7 +30,7 @@ type Server struct {
 	limits   wire.Limits
 	ackLevel wire.WriteConcern
 	origins  atomic.Uint64 // origin ids of connections and HTTP requests
-	upgrades atomic.Int64  // WebSocket connections being upgraded or open
+	clients  atomic.Int64  // WebSocket connections being upgraded or open, and POST /sync requests
 
 	mu     sync.RWMutex
 	conns  map[*conn]struct{}
@@ -143,14 +143,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Counted before the upgrade, so that a flood of connections is refused
 	// before each costs its goroutines and queue.
-	defer s.upgrades.Add(-1)
-	if n := s.upgrades.Add(1); n > int64(s.opts.MaxConnections) {
-		s.log.Warn("connection refused: too many connections", "remote", r.RemoteAddr, "limit", s.opts.MaxConnections)
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, fmt.Sprintf("too many connections: this server takes at most %d (TOPGUN_MAX_CONNECTIONS); retry later", s.opts.MaxConnections),
-			http.StatusServiceUnavailable)
+	if !s.admit(w, r) {
+		http.Error(w, s.tooManyClients(), http.StatusServiceUnavailable)
 		return
 	}
+	defer s.clients.Add(-1)
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		InsecureSkipVerify: s.opts.OriginPatterns == nil,
 		OriginPatterns:     s.opts.OriginPatterns,
@@ -171,6 +168,25 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.start()
 	c.readLoop()
 	c.finish()
+}
+
+// admit takes one of the MaxConnections slots shared by WebSocket
+// connections and POST /sync requests. When none is free it sets
+// Retry-After and returns false; the caller answers 503 with
+// tooManyClients. A caller admitted releases the slot with
+// s.clients.Add(-1).
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
+	if n := s.clients.Add(1); n > int64(s.opts.MaxConnections) {
+		s.clients.Add(-1)
+		s.log.Warn("client refused: too many connections", "remote", r.RemoteAddr, "path", r.URL.Path, "limit", s.opts.MaxConnections)
+		w.Header().Set("Retry-After", "5")
+		return false
+	}
+	return true
+}
+
+func (s *Server) tooManyClients() string {
+	return fmt.Sprintf("too many connections: this server serves at most %d at once (TOPGUN_MAX_CONNECTIONS); retry later", s.opts.MaxConnections)
 }
 
 func (s *Server) isClosed() bool {
