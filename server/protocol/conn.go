@@ -49,10 +49,12 @@ type conn struct {
 	writes  chan *writeJob
 	settled *settledSet // write worker only
 
-	mu       sync.Mutex // guards pending, draining, drained
-	pending  int        // write jobs queued or running
-	draining bool
-	drained  chan struct{}
+	mu           sync.Mutex // guards pending, queuedWrites, draining, drained
+	pending      int        // write jobs queued or running
+	queuedWrites int        // bytes of the frames of those jobs
+	writesFreed  chan struct{}
+	draining     bool
+	drained      chan struct{}
 
 	subsMu sync.Mutex
 	subs   map[string]*subscription // by query id
@@ -76,14 +78,15 @@ func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
 	id := s.origins.Add(1)
 	c := &conn{
 		s: s, id: id, ws: ws,
-		log:     s.log.With("conn", id, "remote", remote),
-		ctx:     ctx,
-		cancel:  cancel,
-		out:     make(chan outItem, s.opts.OutboundQueue),
-		writes:  make(chan *writeJob, 256),
-		settled: newSettledSet(),
-		drained: make(chan struct{}),
-		subs:    map[string]*subscription{},
+		log:         s.log.With("conn", id, "remote", remote),
+		ctx:         ctx,
+		cancel:      cancel,
+		out:         make(chan outItem, s.opts.OutboundQueue),
+		writes:      make(chan *writeJob, 256),
+		settled:     newSettledSet(),
+		drained:     make(chan struct{}),
+		writesFreed: make(chan struct{}, 1),
+		subs:        map[string]*subscription{},
 	}
 	if s.opts.Auth == nil {
 		c.authed.Store(true)
@@ -272,27 +275,51 @@ func (c *conn) finish() {
 	c.s.removeConn(c) // after this, Close may return: log nothing more
 }
 
+// writeQueueFrames is how many maximum-size messages of writes one
+// connection may have waiting for its worker: the queue's bound in bytes
+// is this times MaxMessageBytes (16 MiB by default).
+const writeQueueFrames = 8
+
 // enqueueWrite hands a write to the worker, in arrival order. It blocks
-// while the worker's queue is full (backpressure on the socket).
+// while the worker's queue is full, in jobs or in bytes of their frames
+// (backpressure on the socket): a client cannot make the server hold more
+// than a bounded amount of its writes while the store is slow.
 func (c *conn) enqueueWrite(j *writeJob) {
+	limit := writeQueueFrames * c.s.opts.MaxMessageBytes
 	c.mu.Lock()
+	for !c.draining && c.queuedWrites > 0 && c.queuedWrites+j.bytes > limit {
+		c.mu.Unlock()
+		select {
+		case <-c.writesFreed:
+		case <-c.ctx.Done():
+			return // the connection is ending: the write is not acknowledged
+		}
+		c.mu.Lock()
+	}
 	if c.draining {
 		c.mu.Unlock()
 		return
 	}
 	c.pending++
+	c.queuedWrites += j.bytes
 	c.mu.Unlock()
 	select {
 	case c.writes <- j:
 	case <-c.ctx.Done():
-		c.jobsDone(1)
+		c.jobsDone(1, j.bytes)
 	}
 }
 
-func (c *conn) jobsDone(n int) {
+// jobsDone records that n jobs whose frames held bytes are finished.
+func (c *conn) jobsDone(n, bytes int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pending -= n
+	c.queuedWrites -= bytes
+	select {
+	case c.writesFreed <- struct{}{}:
+	default:
+	}
 	if c.draining && c.pending == 0 {
 		c.closeDrained()
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -352,6 +353,82 @@ func TestServer_maxConnections(t *testing.T) {
 	c := e.dial(t)
 	c.ping()
 	b.ping()
+}
+
+// While the store is slow, a connection holds at most writeQueueFrames
+// maximum-size messages of writes: the reader stops reading instead of
+// queueing more. Nothing is lost: every write is acknowledged once the
+// store catches up.
+func TestConn_writeQueueBoundInBytes(t *testing.T) {
+	t.Parallel()
+	const maxMsg = 64 << 10
+	e := newEnv(t, envConfig{opts: Options{MaxMessageBytes: maxMsg}})
+	c := e.dial(t)
+	c.ping()
+	var srvConn *conn
+	e.srv.mu.RLock()
+	for sc := range e.srv.conns {
+		srvConn = sc
+	}
+	e.srv.mu.RUnlock()
+	queued := func() (int, int) {
+		srvConn.mu.Lock()
+		defer srvConn.mu.Unlock()
+		return srvConn.queuedWrites, srvConn.pending
+	}
+
+	release := e.be.holdCommits()
+	defer release()
+	const batches = 40 // 40 x 60 KB: 2.4 MB, well under the 256-job bound
+	value := strings.Repeat("v", 60<<10)
+	sent := make(chan error, 1)
+	go func() {
+		for i := 1; i <= batches; i++ {
+			b, err := wire.Encode(&wire.OpBatch{Ops: []wire.ClientOp{putOp(itoa(i), "m", "k"+itoa(i), value, cts("c"))}})
+			if err == nil {
+				err = c.ws.Write(context.Background(), websocket.MessageBinary, b)
+			}
+			if err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	// Wait until the reader is blocked: the queue stops growing.
+	limit := writeQueueFrames * maxMsg
+	last, stable := -1, 0
+	deadline := time.Now().Add(20 * time.Second)
+	for stable < 20 && time.Now().Before(deadline) {
+		q, _ := queued()
+		if q > limit {
+			t.Fatalf("%d bytes of writes queued, over the bound of %d", q, limit)
+		}
+		if q == last {
+			stable++
+		} else {
+			last, stable = q, 0
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if q, jobs := queued(); q == 0 || jobs >= batches {
+		t.Fatalf("queued %d bytes in %d jobs: the bound did not hold the writes back", q, jobs)
+	}
+	release()
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	acked := 0
+	for acked < batches {
+		if m, ok := c.next().(*wire.OpAck); ok {
+			acked, _ = strconv.Atoi(m.LastID)
+		}
+	}
+	for i := 1; i <= batches; i++ {
+		if _, _, ok := e.getLWW("m", "k"+itoa(i)); !ok {
+			t.Fatalf("write %d was lost", i)
+		}
+	}
 }
 
 func TestServer_closeAcksWritesInFlight(t *testing.T) {

@@ -44,7 +44,10 @@
 // OP_REJECTED with the reason (TopGun drops it silently) and is still
 // covered by the batch's OP_ACK. A backend failure gets ERROR 500 and no
 // acknowledgement, so the client re-sends. The acknowledgement level is
-// PERSISTED on a durable backend, APPLIED otherwise.
+// PERSISTED on a durable backend, APPLIED otherwise. While the store is
+// slow, a connection queues at most 256 writes and 8 × MaxMessageBytes of
+// them; then its reader stops reading until the store catches up
+// (backpressure through the socket, nothing dropped).
 //
 // TopGun's client re-sends every unacknowledged op with each new write;
 // such re-sends are recognised and skipped before they reach the store,

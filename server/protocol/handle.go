@@ -44,11 +44,11 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 		if id == "" {
 			id = "unknown"
 		}
-		c.enqueueWrite(&writeJob{typ: wire.TypeClientOp, ops: []wire.ClientOp{m.ClientOp}, ack: id})
+		c.enqueueWrite(&writeJob{typ: wire.TypeClientOp, ops: []wire.ClientOp{m.ClientOp}, ack: id, bytes: len(frame)})
 	case *wire.OpBatch:
-		c.enqueueWrite(&writeJob{typ: wire.TypeOpBatch, ops: m.Ops, ack: lastOpID(m.Ops)})
+		c.enqueueWrite(&writeJob{typ: wire.TypeOpBatch, ops: m.Ops, ack: lastOpID(m.Ops), bytes: len(frame)})
 	case *wire.ORMapPushDiff:
-		c.enqueueWrite(&writeJob{typ: wire.TypeORMapPushDiff, push: m, ack: pushAckID})
+		c.enqueueWrite(&writeJob{typ: wire.TypeORMapPushDiff, push: m, ack: pushAckID, bytes: len(frame)})
 	case *wire.SyncInit:
 		c.handleSyncInit(m)
 	case *wire.MerkleReqBucket:

@@ -47,6 +47,9 @@ type writeJob struct {
 	ops  []wire.ClientOp // CLIENT_OP, OP_BATCH
 	push *wire.ORMapPushDiff
 	ack  string // lastId of the OP_ACK
+	// bytes is the size of the frame the job came in, which bounds
+	// what a connection may queue.
+	bytes int
 }
 
 func (j *writeJob) size() int {
@@ -156,7 +159,11 @@ func (c *conn) writeWorker() {
 			}
 		}
 		c.applyGroup(group)
-		c.jobsDone(len(group))
+		bytes := 0
+		for _, j := range group {
+			bytes += j.bytes
+		}
+		c.jobsDone(len(group), bytes)
 	}
 }
 
