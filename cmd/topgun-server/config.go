@@ -37,6 +37,7 @@ type config struct {
 	maxBatchOps     int
 	maxOutbound     int64
 	maxConnections  int
+	maxQueryResults int
 	nodeID          string // "" = hlc.DefaultNodeID() at start
 	maxDrift        time.Duration
 	cacheMB         int64         // 0 disables the value cache
@@ -73,6 +74,7 @@ var settings = []setting{
 	{"TOPGUN_MAX_BATCH_OPS", "max-batch-ops", strconv.Itoa(protocol.DefaultMaxBatchOps), "most new operations one OP_BATCH or POST /sync may carry (re-sent ones do not count)", setMaxBatchOps},
 	{"TOPGUN_MAX_OUTBOUND_BYTES", "max-outbound-bytes", strconv.Itoa(protocol.DefaultOutboundBytes), "bytes of messages queued for one client; a client that lets more pile up unread is disconnected", setMaxOutbound},
 	{"TOPGUN_MAX_CONNECTIONS", "max-connections", strconv.Itoa(protocol.DefaultMaxConnections), "most WebSocket connections and POST /sync requests served at once; more are answered 503 and retry", setMaxConnections},
+	{"TOPGUN_MAX_QUERY_RESULTS", "max-query-results", strconv.Itoa(protocol.DefaultMaxQueryResults), "most records the live queries of one connection may hold when a query starts; a query over it is refused", setMaxQueryResults},
 	{"TOPGUN_NODE_ID", "node-id", "", "node id in the server's timestamps; default: the host name plus a random suffix", setNodeID},
 	{"TOPGUN_MAX_DRIFT_MS", "max-drift-ms", "60000", "writes stamped further ahead of the server clock than this (ms) are rejected", setMaxDrift},
 	{"TOPGUN_CACHE_MB", "cache-mb", "64", "memory for cached record values, in MiB; 0 disables the cache", setCacheMB},
@@ -150,6 +152,15 @@ func setMaxConnections(c *config, v string) error {
 		return fmt.Errorf("is not a connection count: use an integer from 1 to 1000000 (default %d)", protocol.DefaultMaxConnections)
 	}
 	c.maxConnections = n
+	return nil
+}
+
+func setMaxQueryResults(c *config, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1<<30 {
+		return fmt.Errorf("is not a record count: use an integer from 1 to %d (default %d)", 1<<30, protocol.DefaultMaxQueryResults)
+	}
+	c.maxQueryResults = n
 	return nil
 }
 

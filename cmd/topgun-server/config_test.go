@@ -36,6 +36,7 @@ func withProtocolDefaults(c config) config {
 	c.maxBatchOps = 10000
 	c.maxOutbound = 64 << 20
 	c.maxConnections = 10000
+	c.maxQueryResults = 1000000
 	c.maxDrift = time.Minute
 	c.cacheMB = 64
 	c.tombstoneTTL = 168 * time.Hour
@@ -86,10 +87,11 @@ func TestParseConfig_sources(t *testing.T) {
 			env: map[string]string{
 				"STORAGE_BACKEND": "null", "JWT_SECRET": "s3cret", "TOPGUN_MAX_MESSAGE_BYTES": "65536", "TOPGUN_MAX_BATCH_OPS": "500",
 				"TOPGUN_MAX_OUTBOUND_BYTES": "1048576", "TOPGUN_MAX_CONNECTIONS": "50",
-				"TOPGUN_NODE_ID": "node-7", "TOPGUN_MAX_DRIFT_MS": "1500", "TOPGUN_CACHE_MB": "0", "TOPGUN_TOMBSTONE_TTL": "off",
+				"TOPGUN_MAX_QUERY_RESULTS": "5000",
+				"TOPGUN_NODE_ID":           "node-7", "TOPGUN_MAX_DRIFT_MS": "1500", "TOPGUN_CACHE_MB": "0", "TOPGUN_TOMBSTONE_TTL": "off",
 			},
 			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info,
-				jwtSecret: "s3cret", maxMessageBytes: 65536, maxBatchOps: 500, maxOutbound: 1 << 20, maxConnections: 50, nodeID: "node-7", maxDrift: 1500 * time.Millisecond,
+				jwtSecret: "s3cret", maxMessageBytes: 65536, maxBatchOps: 500, maxOutbound: 1 << 20, maxConnections: 50, maxQueryResults: 5000, nodeID: "node-7", maxDrift: 1500 * time.Millisecond,
 				cacheMB: 0, tombstoneTTL: -1},
 		},
 		{
@@ -158,6 +160,7 @@ func TestParseConfig_problems(t *testing.T) {
 		{name: "batch_ops", env: map[string]string{"TOPGUN_MAX_BATCH_OPS": "0"}, want: []string{`TOPGUN_MAX_BATCH_OPS="0"`}},
 		{name: "outbound_bytes", env: map[string]string{"TOPGUN_MAX_OUTBOUND_BYTES": "1000"}, want: []string{`TOPGUN_MAX_OUTBOUND_BYTES="1000" is not a queue size`}},
 		{name: "connections", env: map[string]string{"TOPGUN_MAX_CONNECTIONS": "0"}, want: []string{`TOPGUN_MAX_CONNECTIONS="0" is not a connection count`}},
+		{name: "query_results", env: map[string]string{"TOPGUN_MAX_QUERY_RESULTS": "-1"}, want: []string{`TOPGUN_MAX_QUERY_RESULTS="-1" is not a record count`}},
 		{name: "node_id", env: map[string]string{"TOPGUN_NODE_ID": "a:b"}, want: []string{`TOPGUN_NODE_ID="a:b" is not a usable node id`}},
 		{name: "drift", env: map[string]string{"TOPGUN_MAX_DRIFT_MS": "-5"}, want: []string{`TOPGUN_MAX_DRIFT_MS="-5"`}},
 		{name: "cache", env: map[string]string{"TOPGUN_CACHE_MB": "lots"}, want: []string{`TOPGUN_CACHE_MB="lots"`}},

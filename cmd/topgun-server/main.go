@@ -166,6 +166,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 		MaxBatchOps:     cfg.maxBatchOps,
 		OutboundBytes:   cfg.maxOutbound,
 		MaxConnections:  cfg.maxConnections,
+		MaxQueryResults: cfg.maxQueryResults,
 		Logger:          root.Named("protocol"),
 	})
 	if err != nil {

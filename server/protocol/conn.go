@@ -58,6 +58,9 @@ type conn struct {
 
 	subsMu sync.Mutex
 	subs   map[string]*subscription // by query id
+	// queryResults is the records held in the results of subs (bounded
+	// by Options.MaxQueryResults when a query starts).
+	queryResults atomic.Int64
 
 	idle      *time.Timer
 	authTimer *time.Timer

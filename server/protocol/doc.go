@@ -67,7 +67,10 @@
 //
 // QUERY_SUB answers QUERY_RESP, then QUERY_UPDATE (ENTER, UPDATE, LEAVE)
 // as changes commit; every connection with a live query on a map also gets
-// SERVER_EVENT for each change of it, except the change's writer. See
+// SERVER_EVENT for each change of it, except the change's writer. A
+// connection holds at most Options.MaxQueries live queries, whose results
+// hold at most Options.MaxQueryResults records when a query starts; a
+// QUERY_SUB beyond either gets QUERY_RESP with an error (code LIMIT). See
 // query.go for the details (limits, resyncs, what is not supported).
 //
 // # Differences from TopGun's server

@@ -20,6 +20,7 @@ const (
 	DefaultOutboundBytes   = 64 << 20
 	DefaultMaxQueries      = 1024
 	DefaultMaxConnections  = 10_000
+	DefaultMaxQueryResults = 1_000_000
 	DefaultShutdownTimeout = 5 * time.Second
 )
 
@@ -71,6 +72,13 @@ type Options struct {
 	// MaxQueries is the most live queries one connection may hold.
 	MaxQueries int
 
+	// MaxQueryResults bounds the records the live queries of one connection
+	// hold in their results (TOPGUN_MAX_QUERY_RESULTS): the server keeps
+	// each result's keys to send its updates. A QUERY_SUB whose result would
+	// pass it is answered with an error (code LIMIT) and not kept. Results
+	// that grow later through live updates are not cut.
+	MaxQueryResults int
+
 	// MaxConnections is the most WebSocket connections and POST /sync
 	// requests served at once (TOPGUN_MAX_CONNECTIONS); an upgrade or a
 	// request beyond it is answered 503 with Retry-After, and TopGun's
@@ -104,6 +112,7 @@ func DefaultOptions() *Options {
 		OutboundBytes:   DefaultOutboundBytes,
 		MaxQueries:      DefaultMaxQueries,
 		MaxConnections:  DefaultMaxConnections,
+		MaxQueryResults: DefaultMaxQueryResults,
 		ShutdownTimeout: DefaultShutdownTimeout,
 	}
 }
@@ -138,6 +147,9 @@ func (o *Options) Validate() error {
 	if o.MaxConnections == 0 {
 		o.MaxConnections = d.MaxConnections
 	}
+	if o.MaxQueryResults == 0 {
+		o.MaxQueryResults = d.MaxQueryResults
+	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = d.ShutdownTimeout
 	}
@@ -161,6 +173,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("protocol: OutboundBytes is %d; set at least %d (default %d)", o.OutboundBytes, MinOutboundBytes, DefaultOutboundBytes)
 	case o.MaxQueries < 1:
 		return fmt.Errorf("protocol: MaxQueries is %d; set at least 1 (default %d)", o.MaxQueries, DefaultMaxQueries)
+	case o.MaxQueryResults < 1:
+		return fmt.Errorf("protocol: MaxQueryResults is %d; set at least 1 (default %d)", o.MaxQueryResults, DefaultMaxQueryResults)
 	case o.MaxConnections < 1:
 		return fmt.Errorf("protocol: MaxConnections is %d; set at least 1 (default %d)", o.MaxConnections, DefaultMaxConnections)
 	case o.ShutdownTimeout < 0:

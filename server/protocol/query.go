@@ -147,6 +147,7 @@ func (s *Server) unregister(sub *subscription) {
 	sub.mu.Lock()
 	sub.state = subClosed
 	sub.pending = nil
+	sub.c.queryResults.Add(-int64(len(sub.members)))
 	sub.members = nil
 	sub.mu.Unlock()
 }
@@ -205,7 +206,13 @@ func (s *Server) runQuery(sub *subscription, full bool) {
 	cancel()
 
 	sub.mu.Lock()
-	defer sub.mu.Unlock()
+	refused := false
+	defer func() {
+		sub.mu.Unlock()
+		if refused {
+			s.unregister(sub)
+		}
+	}()
 	if sub.state == subClosed {
 		return
 	}
@@ -224,6 +231,13 @@ func (s *Server) runQuery(sub *subscription, full bool) {
 	if sub.limit >= 0 && len(sc.res) > sub.limit {
 		complete = false
 		sc.res = sc.res[:sub.limit]
+	}
+	delta := int64(len(sc.res) - len(sub.members))
+	if max := int64(s.opts.MaxQueryResults); full && delta > 0 && sub.c.queryResults.Load()+delta > max {
+		refused = true
+		sub.c.queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
+			sub.c.queryResults.Load()+delta, max), "LIMIT")
+		return
 	}
 	fresh := make(map[string]member, len(sc.res))
 	for _, r := range sc.res {
@@ -260,6 +274,7 @@ func (s *Server) runQuery(sub *subscription, full bool) {
 			}
 		}
 	}
+	sub.c.queryResults.Add(delta)
 	sub.members, sub.complete = fresh, complete
 	pending := sub.pending
 	sub.pending = nil
@@ -355,6 +370,7 @@ func (sub *subscription) applyLocked(ch *store.Change) {
 	case matches:
 		if sub.limit < 0 || len(sub.members) < sub.limit {
 			sub.members[ch.Key] = m
+			sub.c.queryResults.Add(1)
 			send(ch.Key, v, wire.Enter)
 			return
 		}
@@ -368,6 +384,7 @@ func (sub *subscription) applyLocked(ch *store.Change) {
 		sub.complete = false
 	case was:
 		delete(sub.members, ch.Key)
+		sub.c.queryResults.Add(-1)
 		send(ch.Key, nil, wire.Leave)
 		if sub.limit >= 0 && !sub.complete {
 			sub.c.s.queueResync(sub, false)

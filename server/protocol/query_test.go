@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -272,5 +273,54 @@ func TestQuery_laggedFeedResyncs(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+// The live queries of one connection hold at most MaxQueryResults records
+// when a query starts; one that would pass it is refused with LIMIT and
+// not kept, and the budget comes back when a query ends.
+func TestQuery_resultBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxQueryResults: 10}})
+	w := e.dial(t)
+	var ops []wire.ClientOp
+	for i := 0; i < 8; i++ {
+		ops = append(ops, putOp(itoa(i+1), "m", "k"+itoa(i), map[string]any{"n": int64(i)}, cts("w")))
+	}
+	w.write(ops...)
+	c := e.dial(t)
+	sub := func(id string, limit uint32) *wire.QueryResp {
+		q := wire.Query{}
+		if limit > 0 {
+			q.Limit = &limit
+		}
+		c.send(&wire.QuerySub{QueryID: id, MapName: "m", Query: q})
+		return skipUntil[*wire.QueryResp](c)
+	}
+	if r := sub("all", 0); r.Error != "" || len(r.Results) != 8 {
+		t.Fatalf("first query: %+v", r)
+	}
+	r := sub("again", 0)
+	if r.Code != "LIMIT" || !strings.Contains(r.Error, "TOPGUN_MAX_QUERY_RESULTS") || len(r.Results) != 0 {
+		t.Fatalf("query over the budget: %+v", r)
+	}
+	if r := sub("top2", 2); r.Error != "" || len(r.Results) != 2 {
+		t.Fatalf("query within the budget: %+v", r)
+	}
+	// The refused query was not kept: a write reaches the others only.
+	w.write(putOp("9", "m", "k8", map[string]any{"n": int64(8)}, cts("w")))
+	u := skipUntil[*wire.QueryUpdate](c)
+	if u.QueryID != "all" || u.Key != "k8" || u.ChangeType != wire.Enter {
+		t.Fatalf("update %+v", u)
+	}
+	// Ending a query frees its share: "all" held 9 records now, "top2"
+	// holds 2, so 9 more fit only once both are gone.
+	c.send(&wire.QueryUnsub{QueryID: "all"})
+	if r := sub("again", 0); r.Code != "LIMIT" || !strings.Contains(r.Error, "would hold 11 records") {
+		t.Fatalf("with 2 records held: %+v", r)
+	}
+	c.send(&wire.QueryUnsub{QueryID: "top2"})
+	if r := sub("again", 0); r.Error != "" || len(r.Results) != 9 {
+		t.Fatalf("after unsubscribing: %+v", r)
 	}
 }
