@@ -141,6 +141,7 @@ func (c *conn) send(b []byte) {
 		c.queued.Add(-n)
 		c.log.Warn("disconnecting a client that does not read its messages", "queued_bytes", q-n, "message_bytes", n,
 			"limit_bytes", c.s.opts.OutboundBytes)
+		c.s.slowDrops.Add(1)
 		c.abort()
 		return
 	}
@@ -149,6 +150,7 @@ func (c *conn) send(b []byte) {
 	default:
 		c.queued.Add(-n)
 		c.log.Warn("disconnecting a client that does not read its messages", "queued", cap(c.out))
+		c.s.slowDrops.Add(1)
 		c.abort()
 	}
 }

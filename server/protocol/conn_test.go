@@ -320,6 +320,9 @@ func TestConn_outboundBytesBound(t *testing.T) {
 	if n := e2.srv.Connections(); n != 1 {
 		t.Fatalf("%d connections: the client that does not read was not dropped", n)
 	}
+	if n := e2.srv.Stats().SlowClientsDropped; n != 1 {
+		t.Fatalf("SlowClientsDropped = %d, want 1", n)
+	}
 	w.ping() // the writer's connection is untouched
 }
 
@@ -344,6 +347,9 @@ func TestServer_maxConnections(t *testing.T) {
 	// POST /sync shares the slots.
 	if code, out := e.postRaw(t, nil, ""); code != http.StatusServiceUnavailable || !strings.Contains(string(out), "TOPGUN_MAX_CONNECTIONS") {
 		t.Fatalf("POST /sync with every slot taken: %d %s", code, out)
+	}
+	if n := e.srv.Stats().ClientsRefused; n != 2 {
+		t.Fatalf("ClientsRefused = %d, want 2", n)
 	}
 	a.ws.Close(websocket.StatusNormalClosure, "")
 	deadline := time.Now().Add(10 * time.Second)

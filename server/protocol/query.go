@@ -88,6 +88,7 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 	old := c.subs[m.QueryID]
 	if old == nil && len(c.subs) >= c.s.opts.MaxQueries {
 		c.subsMu.Unlock()
+		c.s.queriesCut.Add(1)
 		c.queryError(m.QueryID, fmt.Sprintf("protocol: the connection already has %d live queries, the limit; unsubscribe some first", c.s.opts.MaxQueries), "LIMIT")
 		return
 	}
@@ -235,6 +236,7 @@ func (s *Server) runQuery(sub *subscription, full bool) {
 	delta := int64(len(sc.res) - len(sub.members))
 	if max := int64(s.opts.MaxQueryResults); full && delta > 0 && sub.c.queryResults.Load()+delta > max {
 		refused = true
+		s.queriesCut.Add(1)
 		sub.c.queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
 			sub.c.queryResults.Load()+delta, max), "LIMIT")
 		return

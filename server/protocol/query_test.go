@@ -323,4 +323,7 @@ func TestQuery_resultBudget(t *testing.T) {
 	if r := sub("again", 0); r.Error != "" || len(r.Results) != 9 {
 		t.Fatalf("after unsubscribing: %+v", r)
 	}
+	if n := e.srv.Stats().QueriesRefused; n != 2 {
+		t.Fatalf("QueriesRefused = %d, want 2", n)
+	}
 }

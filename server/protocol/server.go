@@ -49,6 +49,9 @@ type Server struct {
 
 	opsApplied atomic.Uint64 // ops handed to the store
 	opsSkipped atomic.Uint64 // re-sent ops skipped
+	slowDrops  atomic.Uint64 // connections cut for not reading
+	refused    atomic.Uint64 // connections and requests refused at MaxConnections
+	queriesCut atomic.Uint64 // QUERY_SUBs refused at MaxQueries or MaxQueryResults
 
 	dispatchHook func() // tests: runs before each commit is dispatched
 }
@@ -61,11 +64,27 @@ type Stats struct {
 	OpsApplied uint64
 	// OpsResent counts the re-sent operations recognised and skipped.
 	OpsResent uint64
+	// SlowClientsDropped counts connections cut because their client did
+	// not read its messages (OutboundQueue, OutboundBytes).
+	SlowClientsDropped uint64
+	// ClientsRefused counts WebSocket upgrades and POST /sync requests
+	// refused at MaxConnections.
+	ClientsRefused uint64
+	// QueriesRefused counts QUERY_SUBs refused at MaxQueries or
+	// MaxQueryResults.
+	QueriesRefused uint64
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Connections: s.Connections(), OpsApplied: s.opsApplied.Load(), OpsResent: s.opsSkipped.Load()}
+	return Stats{
+		Connections:        s.Connections(),
+		OpsApplied:         s.opsApplied.Load(),
+		OpsResent:          s.opsSkipped.Load(),
+		SlowClientsDropped: s.slowDrops.Load(),
+		ClientsRefused:     s.refused.Load(),
+		QueriesRefused:     s.queriesCut.Load(),
+	}
 }
 
 // New returns a Server on st. It subscribes to the store's change feed at
@@ -178,6 +197,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	if n := s.clients.Add(1); n > int64(s.opts.MaxConnections) {
 		s.clients.Add(-1)
+		s.refused.Add(1)
 		s.log.Warn("client refused: too many connections", "remote", r.RemoteAddr, "path", r.URL.Path, "limit", s.opts.MaxConnections)
 		w.Header().Set("Retry-After", "5")
 		return false
