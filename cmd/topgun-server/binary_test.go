@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -222,7 +223,7 @@ func (p *proc) stop(t *testing.T) int {
 	return p.wait(t, stopTimeout)
 }
 
-// checkUp checks /health and /ready.
+// checkUp checks /health, /ready and /metrics.
 func (p *proc) checkUp(t *testing.T) {
 	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -232,6 +233,15 @@ func (p *proc) checkUp(t *testing.T) {
 	}
 	if code, body := getJSON(t, client, base+"/ready"); code != http.StatusOK || body["status"] != "ready" {
 		t.Errorf("/ready = %d %v, want 200 ready", code, body)
+	}
+	resp, err := client.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "topgun_backend_info{") {
+		t.Errorf("/metrics = %d, without topgun_backend_info:\n%.300s", resp.StatusCode, b)
 	}
 }
 

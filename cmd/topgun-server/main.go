@@ -181,6 +181,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	log.Info("protocol ready", "node_id", nodeID, "auth", authMode, "max_message_bytes", cfg.maxMessageBytes, "max_batch_ops", cfg.maxBatchOps)
 
 	mux := newMux(backend, log)
+	mux.Handle("GET /metrics", metricsHandler(proto, backend))
 	proto.Register(mux)
 	return serve(ctx, cfg, mux, func() { proto.Close() }, log, stdout)
 }

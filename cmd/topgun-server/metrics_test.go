@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/topgun-go/topgun/client"
+	"github.com/topgun-go/topgun/host"
+	"github.com/topgun-go/topgun/plugins"
+	"github.com/topgun-go/topgun/server/hlc"
+	"github.com/topgun-go/topgun/server/protocol"
+	recordstore "github.com/topgun-go/topgun/server/store"
+)
+
+// metricsServer serves the binary's mux (/metrics, the protocol) on store.
+func metricsServer(t *testing.T, store *plugins.Store) *httptest.Server {
+	t.Helper()
+	clock, err := hlc.New("metrics-test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := recordstore.Open(context.Background(), store.Backend(), &recordstore.Options{Clock: clock, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	proto, err := protocol.New(st, &protocol.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proto.Close() })
+	mux := newMux(store, testLogger(t))
+	mux.Handle("GET /metrics", metricsHandler(proto, store))
+	proto.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// scrape reads /metrics in Prometheus' text format.
+func scrape(t *testing.T, srv *httptest.Server) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics = %d", resp.StatusCode)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics is not in the text format: %v", err)
+	}
+	return fams
+}
+
+// metricValue returns the value of the metric of fams named name whose
+// labels include labels (name=value pairs), and whether there is one.
+func metricValue(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	f := fams[name]
+	if f == nil {
+		return 0, false
+	}
+next:
+	for _, m := range f.GetMetric() {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+func mustMetric(t *testing.T, fams map[string]*dto.MetricFamily, name string, want float64, labels ...string) {
+	t.Helper()
+	v, ok := metricValue(fams, name, labels...)
+	if !ok {
+		t.Fatalf("metric %s%v missing", name, labels)
+	}
+	if v != want {
+		t.Fatalf("%s%v = %v, want %v", name, labels, v, want)
+	}
+}
+
+func TestMetrics_protocolAndRuntime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, err := plugins.Open(ctx, "null", &plugins.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	srv := metricsServer(t, store)
+	fams := scrape(t, srv)
+	mustMetric(t, fams, "topgun_backend_info", 1, "backend", "null")
+	mustMetric(t, fams, "topgun_connections", 0)
+	mustMetric(t, fams, "topgun_ops_applied_total", 0)
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "topgun_slow_clients_dropped_total", "topgun_clients_refused_total", "topgun_queries_refused_total"} {
+		if _, ok := metricValue(fams, name); !ok {
+			t.Errorf("metric %s missing", name)
+		}
+	}
+	if _, ok := metricValue(fams, "topgun_plugin_calls_total"); ok {
+		t.Error("plugin metrics on a built-in backend")
+	}
+
+	opts := client.DefaultOptions()
+	opts.Logger = testLogger(t)
+	opts.Reconnect = false
+	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Batch(ctx, client.Op{Map: "m", Key: "a", Value: "1"}, client.Op{Map: "m", Key: "b", Value: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	fams = scrape(t, srv)
+	mustMetric(t, fams, "topgun_connections", 1)
+	mustMetric(t, fams, "topgun_ops_applied_total", 2)
+}
+
+// A plugin backend adds the host's counters: a trap shows as a failure, a
+// discarded instance and a started one.
+func TestMetrics_plugin(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// A plugin whose get of map "evil" traps (see host/testdata/wat).
+	store, err := plugins.Open(ctx, "../../host/testdata/wat/trap.wasm", &plugins.Options{Plugin: host.DefaultOptions(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	srv := metricsServer(t, store)
+	fams := scrape(t, srv)
+	mustMetric(t, fams, "topgun_plugin_failures_total", 0)
+	mustMetric(t, fams, "topgun_plugin_instances", 1)
+	mustMetric(t, fams, "topgun_plugin_breaker_state", 1, "state", "closed")
+	calls, _ := metricValue(fams, "topgun_plugin_calls_total")
+	if _, err := store.Backend().Get(ctx, "evil", false, []string{"k"}); err == nil {
+		t.Fatal("Get(evil) succeeded, want the trap")
+	}
+	fams = scrape(t, srv)
+	mustMetric(t, fams, "topgun_plugin_failures_total", 1)
+	mustMetric(t, fams, "topgun_plugin_instances_discarded_total", 1)
+	mustMetric(t, fams, "topgun_plugin_calls_total", calls+1)
+	if v, _ := metricValue(fams, "topgun_plugin_memory_bytes"); v < 0 {
+		t.Fatalf("plugin memory %v", v)
+	}
+}
