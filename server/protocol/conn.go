@@ -36,8 +36,9 @@ type conn struct {
 	wg     sync.WaitGroup // writer and write worker
 
 	out     chan outItem
-	queued  atomic.Int64 // bytes of the messages in out
-	closing atomic.Bool  // a close is queued or done: send nothing more
+	queued  atomic.Int64  // bytes of the messages in out
+	wrote   chan struct{} // signalled by the writer after each message
+	closing atomic.Bool   // a close is queued or done: send nothing more
 
 	// Reader-owned handshake state; authed is read by other goroutines.
 	authed      atomic.Bool
@@ -85,6 +86,7 @@ func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
 		ctx:         ctx,
 		cancel:      cancel,
 		out:         make(chan outItem, s.opts.OutboundQueue),
+		wrote:       make(chan struct{}, 1),
 		writes:      make(chan *writeJob, 256),
 		settled:     newSettledSet(),
 		drained:     make(chan struct{}),
@@ -132,12 +134,16 @@ func (c *conn) touch() {
 
 // send queues an encoded message. It never blocks: when the queue is full,
 // in messages or in bytes, the client is too slow and is disconnected.
-func (c *conn) send(b []byte) {
+func (c *conn) send(b []byte) { c.enqueue(b, false) }
+
+// enqueue queues b; with requested (an answer the reader waited for room
+// for, see reply) the byte bound does not apply.
+func (c *conn) enqueue(b []byte, requested bool) {
 	if c.closing.Load() {
 		return
 	}
 	n := int64(len(b))
-	if q := c.queued.Add(n); q > c.s.opts.OutboundBytes && q != n {
+	if q := c.queued.Add(n); !requested && q > c.s.opts.OutboundBytes && q != n {
 		c.queued.Add(-n)
 		c.log.Warn("disconnecting a client that does not read its messages", "queued_bytes", q-n, "message_bytes", n,
 			"limit_bytes", c.s.opts.OutboundBytes)
@@ -163,6 +169,46 @@ func (c *conn) sendMsg(m wire.Message) {
 		return
 	}
 	c.send(b)
+}
+
+// reply queues the answer to a request the reader is handling. Unlike
+// sendMsg it first waits for room (waitRoom), and the answer is queued
+// even when it is larger than what is left: the reader reads no further
+// requests until the client has read the answers it asked for, so a client
+// that asks for much (a whole map's sync, many queries) is slowed down
+// rather than disconnected, and what it has queued stays under half the
+// bound plus one answer.
+func (c *conn) reply(m wire.Message) {
+	c.waitRoom()
+	c.replyNow(m)
+}
+
+// replyNow queues an answer the reader already waited for room for.
+func (c *conn) replyNow(m wire.Message) {
+	b, err := wire.Encode(m)
+	if err != nil {
+		c.log.Error("cannot encode message", "type", m.Type(), "error", err)
+		return
+	}
+	c.enqueue(b, true)
+}
+
+// waitRoom waits until the outbound queue is at most half full, in
+// messages and in bytes, or the connection ends. The other half is left
+// to the messages sent without waiting (changes, acknowledgements), whose
+// senders cannot be held up. Only the reader waits, and never while
+// holding a lock others need.
+func (c *conn) waitRoom() {
+	for !c.closing.Load() {
+		if c.queued.Load() <= c.s.opts.OutboundBytes/2 && len(c.out) < (cap(c.out)+1)/2 {
+			return
+		}
+		select {
+		case <-c.wrote:
+		case <-c.ctx.Done():
+			return
+		}
+	}
 }
 
 // closeGraceful queues a close after the messages already queued (an
@@ -202,6 +248,10 @@ func (c *conn) writer() {
 			err := c.ws.Write(ctx, websocket.MessageBinary, it.b)
 			cancel()
 			c.queued.Add(-int64(len(it.b)))
+			select {
+			case c.wrote <- struct{}{}:
+			default:
+			}
 			if err != nil {
 				if c.ctx.Err() == nil && !c.closing.Load() {
 					c.log.Debug("write to client failed", "error", err)
@@ -249,7 +299,7 @@ func (c *conn) readLoop() {
 		switch {
 		case errors.Is(err, errFrameTooLarge):
 			if c.authed.Load() {
-				c.sendMsg(tooLargeError(c.s.opts.MaxMessageBytes))
+				c.reply(tooLargeError(c.s.opts.MaxMessageBytes))
 			}
 			continue
 		case err != nil:

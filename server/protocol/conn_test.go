@@ -273,9 +273,9 @@ func TestConn_slowClientIsDisconnected(t *testing.T) {
 	}
 }
 
-// The queue is bounded in bytes too: a client that stops reading while its
-// requests produce large answers is cut off long before the 1024-message
-// bound, and one large message still goes to a client that reads.
+// The queue is bounded in bytes too: a subscriber that stops reading while
+// large changes stream to it is cut off long before the 1024-message bound,
+// and one large message still goes to a client that reads.
 func TestConn_outboundBytesBound(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{opts: Options{OutboundBytes: MinOutboundBytes, WriteTimeout: time.Minute}})
@@ -289,41 +289,100 @@ func TestConn_outboundBytesBound(t *testing.T) {
 		t.Fatal("not disconnected with more bytes queued than the bound")
 	}
 
-	// Over the wire: 250 KB of records, and a client that asks for them 100
-	// times without reading. The 100 answers (25 MB, more than loopback's
-	// socket buffers take) are well under the 1024-message bound, and the
-	// write timeout (a minute here) would not cut the client off before.
+	// Over the wire: a live query on a map whose records another client
+	// overwrites with 50 KB values; the subscriber reads nothing. 200
+	// writes make 400 messages (20 MB, more than loopback's socket buffers
+	// take), under the 1024-message bound, and the write timeout (a minute
+	// here) would not cut the subscriber off before.
 	e2 := newEnv(t, envConfig{opts: Options{OutboundBytes: 256 << 10, WriteTimeout: time.Minute}})
-	w := e2.dial(t)
-	value := strings.Repeat("x", 50<<10)
-	for i := 0; i < 5; i++ {
-		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), value, cts("w")))
-	}
 	slow, _, err := websocket.Dial(context.Background(), e2.wsURL("/ws"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer slow.CloseNow()
-	for i := 0; i < 100; i++ {
-		q, _ := wire.Encode(&wire.QuerySub{QueryID: "q" + itoa(i), MapName: "big"})
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := slow.Write(ctx, websocket.MessageBinary, q)
-		cancel()
-		if err != nil {
-			break // the server closed it
-		}
+	q, _ := wire.Encode(&wire.QuerySub{QueryID: "q", MapName: "big"})
+	if err := slow.Write(context.Background(), websocket.MessageBinary, q); err != nil {
+		t.Fatal(err)
+	}
+	w := e2.dial(t)
+	value := strings.Repeat("x", 50<<10)
+	for i := 0; i < 200 && e2.srv.Connections() == 2; i++ {
+		w.write(putOp(itoa(i+1), "big", "k"+itoa(i%5), value+itoa(i), cts("w")))
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for e2.srv.Connections() == 2 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := e2.srv.Connections(); n != 1 {
-		t.Fatalf("%d connections: the client that does not read was not dropped", n)
+		t.Fatalf("%d connections: the subscriber that does not read was not dropped", n)
 	}
 	if n := e2.srv.Stats().SlowClientsDropped; n != 1 {
 		t.Fatalf("SlowClientsDropped = %d, want 1", n)
 	}
 	w.ping() // the writer's connection is untouched
+}
+
+// Answers to requests are not cut off but hold the reader back: a client
+// that asks for the same 250 KB query 100 times and reads nothing makes
+// the server queue at most half the byte bound plus one answer, and gets
+// every answer once it reads.
+func TestConn_repliesHoldTheReader(t *testing.T) {
+	t.Parallel()
+	const bound = 256 << 10
+	e := newEnv(t, envConfig{opts: Options{OutboundBytes: bound, WriteTimeout: time.Minute}})
+	w := e.dial(t)
+	value := strings.Repeat("x", 50<<10)
+	for i := 0; i < 5; i++ {
+		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), value, cts("w")))
+	}
+	c := e.dialPaused(t)
+	var srvConn *conn
+	e.srv.mu.RLock()
+	for sc := range e.srv.conns {
+		if sc.id != 1 {
+			srvConn = sc
+		}
+	}
+	e.srv.mu.RUnlock()
+	const queries = 100
+	sent := make(chan error, 1)
+	go func() {
+		for i := 0; i < queries; i++ {
+			q, _ := wire.Encode(&wire.QuerySub{QueryID: "q" + itoa(i), MapName: "big"})
+			if err := c.ws.Write(context.Background(), websocket.MessageBinary, q); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	// While the client reads nothing, the queue stays bounded.
+	maxQueued := int64(0)
+	for i := 0; i < 100; i++ {
+		maxQueued = max(maxQueued, srvConn.queued.Load())
+		time.Sleep(5 * time.Millisecond)
+	}
+	if limit := int64(bound/2 + 300<<10); maxQueued > limit {
+		t.Fatalf("%d bytes queued, over half the bound plus one answer (%d)", maxQueued, limit)
+	}
+	if e.srv.Connections() != 2 {
+		t.Fatal("the client was disconnected for asking")
+	}
+	c.resume()
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for len(got) < queries {
+		r := skipUntil[*wire.QueryResp](c)
+		if len(r.Results) != 5 {
+			t.Fatalf("answer %s: %d results", r.QueryID, len(r.Results))
+		}
+		got[r.QueryID] = true
+	}
+	if n := e.srv.Stats().SlowClientsDropped; n != 0 {
+		t.Fatalf("SlowClientsDropped = %d", n)
+	}
 }
 
 // Beyond MaxConnections an upgrade or a POST /sync gets 503 with

@@ -23,11 +23,13 @@
 //
 // At most Options.MaxConnections WebSocket connections and POST /sync
 // requests are served at once; one beyond it is answered 503 with
-// Retry-After. Each connection
-// has a reader, a writer draining an outbound queue bounded
-// in messages and in bytes (a client that does not read is disconnected;
-// it never holds up the store or other clients, nor piles up its answers
-// in the server's memory) and a write worker. PING gets PONG; a connection
+// Retry-After. Each connection has a reader, a writer draining an outbound
+// queue bounded in messages and in bytes, and a write worker. Answers to
+// the client's requests wait for room in the queue, so the reader stops
+// reading while the client does not read; a client that lets changes
+// pushed to it fill the queue is disconnected. Either way it never holds
+// up the store or other clients, nor piles up messages in the server's
+// memory. PING gets PONG; a connection
 // from which nothing arrived for Options.IdleTimeout (60 s) is closed, and
 // a POST /sync body gets as long to arrive (408 after it).
 // Text frames are ignored. A frame over Options.MaxMessageBytes is read to

@@ -38,7 +38,7 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 	case *wire.DeviceHello:
 		c.handleDeviceHello(m)
 	case *wire.Ping:
-		c.sendMsg(&wire.Pong{Timestamp: m.Timestamp, ServerTime: uint64(time.Now().UnixMilli())})
+		c.reply(&wire.Pong{Timestamp: m.Timestamp, ServerTime: uint64(time.Now().UnixMilli())})
 	case *wire.ClientOpMessage:
 		id := m.ID
 		if id == "" {
@@ -82,10 +82,10 @@ func (c *conn) decodeFailed(err error) {
 	case errors.Is(err, wire.ErrUnknownType):
 		c.log.Debug("ignoring message of an unknown type", "error", err)
 	case errors.Is(err, wire.ErrTooDeep):
-		c.sendMsg(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
+		c.reply(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
 			"protocol: message nested deeper than the limit of %d maps and arrays; flatten the value", wire.DefaultMaxDepth)})
 	default:
-		c.sendMsg(&wire.ErrorMessage{Code: 400, Message: "protocol: message ignored: " + err.Error()})
+		c.reply(&wire.ErrorMessage{Code: 400, Message: "protocol: message ignored: " + err.Error()})
 	}
 }
 
@@ -99,7 +99,7 @@ func tooLargeError(limit int) *wire.ErrorMessage {
 // arrived alone.
 func (c *conn) handleBatch(b *wire.Batch, depth int) {
 	if depth >= maxBatchNesting {
-		c.sendMsg(&wire.ErrorMessage{Code: 400, Message: "protocol: a BATCH inside a BATCH is not unpacked"})
+		c.reply(&wire.ErrorMessage{Code: 400, Message: "protocol: a BATCH inside a BATCH is not unpacked"})
 		return
 	}
 	frames, err := c.s.limits.SplitBatch(b)
@@ -108,7 +108,7 @@ func (c *conn) handleBatch(b *wire.Batch, depth int) {
 		if errors.Is(err, wire.ErrTooLarge) {
 			code = 413
 		}
-		c.sendMsg(&wire.ErrorMessage{Code: code, Message: "protocol: BATCH ignored: " + err.Error()})
+		c.reply(&wire.ErrorMessage{Code: code, Message: "protocol: BATCH ignored: " + err.Error()})
 		return
 	}
 	for _, f := range frames {
@@ -129,13 +129,13 @@ func (c *conn) handleAuth(a *wire.Auth) {
 		// client configured with a token work against a no-auth server.
 		id, token := c.bindDevice("", a.DeviceToken)
 		c.authAcked = true
-		c.sendMsg(&wire.AuthAck{DeviceID: id, DeviceToken: token})
+		c.reply(&wire.AuthAck{DeviceID: id, DeviceToken: token})
 		return
 	}
 	p, err := c.s.opts.Auth.Verify(a.Token)
 	if err != nil {
 		c.log.Info("authentication failed", "error", err)
-		c.sendMsg(&wire.AuthFail{Error: "Authentication failed"})
+		c.reply(&wire.AuthFail{Error: "Authentication failed"})
 		c.closeGraceful(websocket.StatusPolicyViolation, "authentication failed")
 		return
 	}
@@ -147,12 +147,12 @@ func (c *conn) handleAuth(a *wire.Auth) {
 	c.authAcked = true
 	c.authed.Store(true)
 	c.log.Debug("authenticated", "user", p.UserID)
-	c.sendMsg(&wire.AuthAck{UserID: p.UserID, DeviceID: id, DeviceToken: token})
+	c.reply(&wire.AuthAck{UserID: p.UserID, DeviceID: id, DeviceToken: token})
 }
 
 // handleDeviceHello answers DEVICE_HELLO (a client without a token, on a
 // server without authentication) with its device identity.
 func (c *conn) handleDeviceHello(m *wire.DeviceHello) {
 	id, token := c.bindDevice(c.principal.UserID, m.DeviceToken)
-	c.sendMsg(&wire.DeviceAck{DeviceID: id, DeviceToken: token})
+	c.reply(&wire.DeviceAck{DeviceID: id, DeviceToken: token})
 }

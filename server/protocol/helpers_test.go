@@ -184,7 +184,9 @@ type client struct {
 	msgs chan wire.Message
 	done chan struct{}
 	err  error // why reading stopped (valid after done)
-	raw  atomic.Int64
+	// start, when not nil, holds reading back until closed (dialPaused).
+	start chan struct{}
+	raw   atomic.Int64
 }
 
 func (e *env) dial(t testing.TB) *client {
@@ -192,7 +194,22 @@ func (e *env) dial(t testing.TB) *client {
 	return e.dialPath(t, "/ws")
 }
 
+// dialPaused dials /ws with a client that reads nothing until resume.
+func (e *env) dialPaused(t testing.TB) *client {
+	t.Helper()
+	return e.dialWith(t, "/ws", make(chan struct{}))
+}
+
+// resume lets a client from dialPaused read.
+func (c *client) resume() { close(c.start) }
+
 func (e *env) dialPath(t testing.TB, path string) *client {
+	t.Helper()
+	return e.dialWith(t, path, nil)
+}
+
+// dialWith dials path; with start, the client reads only once it is closed.
+func (e *env) dialWith(t testing.TB, path string, start chan struct{}) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -201,9 +218,12 @@ func (e *env) dialPath(t testing.TB, path string) *client {
 		t.Fatalf("dial: %v", err)
 	}
 	ws.SetReadLimit(64 << 20)
-	c := &client{t: t, ws: ws, msgs: make(chan wire.Message, 100_000), done: make(chan struct{})}
+	c := &client{t: t, ws: ws, msgs: make(chan wire.Message, 100_000), done: make(chan struct{}), start: start}
 	go func() {
 		defer close(c.done)
+		if start != nil {
+			<-start
+		}
 		for {
 			_, b, err := ws.Read(context.Background())
 			if err != nil {

@@ -62,11 +62,13 @@ type Options struct {
 	OutboundQueue int
 
 	// OutboundBytes bounds the bytes of the messages queued for one client
-	// (TOPGUN_MAX_OUTBOUND_BYTES): a client that stops reading while its
-	// requests or subscriptions produce large answers is disconnected once
-	// they pass it, before they exhaust the server's memory. A single
-	// message larger than the bound is still sent when nothing else is
-	// queued (a query's answer is one message, however large).
+	// (TOPGUN_MAX_OUTBOUND_BYTES). Answers to the client's own requests
+	// (sync, queries) hold its reader back while the queue is over half of
+	// it, so a client that asks for much is slowed down, not cut off;
+	// messages pushed to it (changes of its live queries, acknowledgements)
+	// that would pass it disconnect the client, before they exhaust the
+	// server's memory. A single message larger than the bound is still
+	// sent when nothing else is queued.
 	OutboundBytes int64
 
 	// MaxQueries is the most live queries one connection may hold.

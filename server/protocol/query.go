@@ -71,17 +71,30 @@ type subscription struct {
 	full     bool // the queued resync sends a fresh QUERY_RESP
 }
 
-func (c *conn) queryError(id, msg, code string) {
-	c.sendMsg(&wire.QueryResp{QueryID: id, Results: []wire.QueryResult{}, Error: msg, Code: code})
+func queryError(id, msg, code string) *wire.QueryResp {
+	return &wire.QueryResp{QueryID: id, Results: []wire.QueryResult{}, Error: msg, Code: code}
+}
+
+// answer queues a message about a subscription: as a reply when the reader
+// runs it (it waited for room before), else without waiting.
+func (sub *subscription) answer(reader bool, m wire.Message) {
+	if reader {
+		sub.c.replyNow(m)
+	} else {
+		sub.c.sendMsg(m)
+	}
 }
 
 func (c *conn) handleQuerySub(m *wire.QuerySub) {
+	// Room for the answer is waited for here, since runQuery sends it
+	// holding the subscription's lock, which the change feed needs.
+	c.waitRoom()
 	if reservedMap(m.MapName) {
-		c.queryError(m.QueryID, "protocol: map "+quoteName(m.MapName)+" is reserved for the server", "FORBIDDEN")
+		c.replyNow(queryError(m.QueryID, "protocol: map "+quoteName(m.MapName)+" is reserved for the server", "FORBIDDEN"))
 		return
 	}
 	if m.Query.IsAggregate() {
-		c.queryError(m.QueryID, "protocol: aggregation queries (groupBy, aggregations) are not supported by this server", "UNSUPPORTED")
+		c.replyNow(queryError(m.QueryID, "protocol: aggregation queries (groupBy, aggregations) are not supported by this server", "UNSUPPORTED"))
 		return
 	}
 	c.subsMu.Lock()
@@ -89,7 +102,7 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 	if old == nil && len(c.subs) >= c.s.opts.MaxQueries {
 		c.subsMu.Unlock()
 		c.s.queriesCut.Add(1)
-		c.queryError(m.QueryID, fmt.Sprintf("protocol: the connection already has %d live queries, the limit; unsubscribe some first", c.s.opts.MaxQueries), "LIMIT")
+		c.replyNow(queryError(m.QueryID, fmt.Sprintf("protocol: the connection already has %d live queries, the limit; unsubscribe some first", c.s.opts.MaxQueries), "LIMIT"))
 		return
 	}
 	c.subsMu.Unlock()
@@ -105,7 +118,7 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 	c.subs[m.QueryID] = sub
 	c.subsMu.Unlock()
 	c.s.register(sub)
-	c.s.runQuery(sub, true)
+	c.s.runQuery(sub, true, true)
 }
 
 func (c *conn) handleQueryUnsub(m *wire.QueryUnsub) {
@@ -193,7 +206,7 @@ func (s *Server) scanQuery(ctx context.Context, sub *subscription) (scanned, err
 // runQuery (re)reads a subscription's map and brings its result up to
 // date: with full, by sending a fresh QUERY_RESP; otherwise by sending the
 // difference as QUERY_UPDATEs.
-func (s *Server) runQuery(sub *subscription, full bool) {
+func (s *Server) runQuery(sub *subscription, full, reader bool) {
 	sub.mu.Lock()
 	if sub.state == subClosed {
 		sub.mu.Unlock()
@@ -222,7 +235,7 @@ func (s *Server) runQuery(sub *subscription, full bool) {
 			sub.c.log.Warn("cannot read the map of a live query", "map", sub.mapName, "query", sub.id, "error", err)
 		}
 		if full {
-			sub.c.queryError(sub.id, "protocol: cannot read map "+quoteName(sub.mapName)+"; subscribe again later", "UNAVAILABLE")
+			sub.answer(reader, queryError(sub.id, "protocol: cannot read map "+quoteName(sub.mapName)+"; subscribe again later", "UNAVAILABLE"))
 		}
 		sub.state = subReady
 		sub.pending = nil
@@ -237,8 +250,8 @@ func (s *Server) runQuery(sub *subscription, full bool) {
 	if max := int64(s.opts.MaxQueryResults); full && delta > 0 && sub.c.queryResults.Load()+delta > max {
 		refused = true
 		s.queriesCut.Add(1)
-		sub.c.queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
-			sub.c.queryResults.Load()+delta, max), "LIMIT")
+		sub.answer(reader, queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
+			sub.c.queryResults.Load()+delta, max), "LIMIT"))
 		return
 	}
 	fresh := make(map[string]member, len(sc.res))
@@ -259,7 +272,7 @@ func (s *Server) runQuery(sub *subscription, full bool) {
 			more := !complete
 			resp.HasMore = &more
 		}
-		sub.c.sendMsg(resp)
+		sub.answer(reader, resp)
 	} else {
 		for k := range sub.members {
 			if _, ok := fresh[k]; !ok {
@@ -434,6 +447,6 @@ func (s *Server) resyncWorker() {
 		full := sub.full
 		sub.queued, sub.full = false, false
 		s.resyncMu.Unlock()
-		s.runQuery(sub, full)
+		s.runQuery(sub, full, false)
 	}
 }

@@ -24,7 +24,7 @@ func (c *conn) reservedMapError(typ, mapName string) bool {
 	if !reservedMap(mapName) {
 		return false
 	}
-	c.sendMsg(&wire.ErrorMessage{Code: 403, Message: "protocol: " + typ + " refused: map " + quoteName(mapName) + " is reserved for the server"})
+	c.reply(&wire.ErrorMessage{Code: 403, Message: "protocol: " + typ + " refused: map " + quoteName(mapName) + " is reserved for the server"})
 	return true
 }
 
@@ -39,7 +39,7 @@ func (c *conn) handleSyncInit(m *wire.SyncInit) {
 	if c.reservedMapError(m.Type(), m.MapName) {
 		return
 	}
-	c.sendMsg(&wire.SyncRespRoot{
+	c.reply(&wire.SyncRespRoot{
 		MapName:   m.MapName,
 		RootHash:  c.s.store.Root(m.MapName, store.KindLWW),
 		Timestamp: tsToWire(c.s.store.Clock().Now()),
@@ -50,7 +50,7 @@ func (c *conn) handleORSyncInit(m *wire.ORMapSyncInit) {
 	if c.reservedMapError(m.Type(), m.MapName) {
 		return
 	}
-	c.sendMsg(&wire.ORMapSyncRespRoot{
+	c.reply(&wire.ORMapSyncRespRoot{
 		MapName:   m.MapName,
 		RootHash:  c.s.store.Root(m.MapName, store.KindOR),
 		Timestamp: tsToWire(c.s.store.Clock().Now()),
@@ -77,9 +77,9 @@ func (c *conn) handleBucket(mapName, path string, or bool) {
 			return
 		}
 		if or {
-			c.sendMsg(&wire.ORMapSyncRespBuckets{MapName: mapName, Path: path, Buckets: buckets})
+			c.reply(&wire.ORMapSyncRespBuckets{MapName: mapName, Path: path, Buckets: buckets})
 		} else {
-			c.sendMsg(&wire.SyncRespBuckets{MapName: mapName, Path: path, Buckets: buckets})
+			c.reply(&wire.SyncRespBuckets{MapName: mapName, Path: path, Buckets: buckets})
 		}
 		return
 	}
@@ -89,7 +89,7 @@ func (c *conn) handleBucket(mapName, path string, or bool) {
 	switch {
 	case err != nil:
 		c.log.Warn("cannot read a Merkle leaf", "map", mapName, "path", path, "error", err)
-		c.sendMsg(&wire.ErrorMessage{Code: 500, Message: "protocol: " + typ + " failed: cannot read the records of the leaf; retry later"})
+		c.reply(&wire.ErrorMessage{Code: 500, Message: "protocol: " + typ + " failed: cannot read the records of the leaf; retry later"})
 		return
 	case !ok:
 		c.badPath(typ, path)
@@ -105,7 +105,7 @@ func (c *conn) handleBucket(mapName, path string, or bool) {
 			}
 			out = append(out, orStateToWire(e.Key, &e.Record.ORMap))
 		}
-		c.sendMsg(wire.OmitAbsentORTTL(&wire.ORMapSyncRespLeaf{MapName: mapName, Path: path, Entries: out}))
+		c.reply(wire.OmitAbsentORTTL(&wire.ORMapSyncRespLeaf{MapName: mapName, Path: path, Entries: out}))
 		return
 	}
 	out := make([]wire.LeafRecord, 0, len(entries))
@@ -116,11 +116,11 @@ func (c *conn) handleBucket(mapName, path string, or bool) {
 		}
 		out = append(out, wire.LeafRecord{Key: e.Key, Record: lwwToWire(&e.Record, e.TTLMs())})
 	}
-	c.sendMsg(&wire.SyncRespLeaf{MapName: mapName, Path: path, Records: out})
+	c.reply(&wire.SyncRespLeaf{MapName: mapName, Path: path, Records: out})
 }
 
 func (c *conn) badPath(typ, path string) {
-	c.sendMsg(&wire.ErrorMessage{Code: 400, Message: "protocol: " + typ + " ignored: path " + quoteName(path) +
+	c.reply(&wire.ErrorMessage{Code: 400, Message: "protocol: " + typ + " ignored: path " + quoteName(path) +
 		" is not a trie path (0 to 3 lowercase hex digits)"})
 }
 
@@ -135,7 +135,7 @@ func (c *conn) handleDiffRequest(m *wire.ORMapDiffRequest) {
 	states, err := c.s.orStates(ctx, m.MapName, m.Keys)
 	if err != nil {
 		c.log.Warn("cannot read OR-Map keys", "map", m.MapName, "error", err)
-		c.sendMsg(&wire.ErrorMessage{Code: 500, Message: "protocol: ORMAP_DIFF_REQUEST failed: cannot read the keys; retry later"})
+		c.reply(&wire.ErrorMessage{Code: 500, Message: "protocol: ORMAP_DIFF_REQUEST failed: cannot read the keys; retry later"})
 		return
 	}
 	out := make([]wire.ORMapEntry, 0, len(m.Keys))
@@ -146,7 +146,7 @@ func (c *conn) handleDiffRequest(m *wire.ORMapDiffRequest) {
 			out = append(out, wire.ORMapEntry{Key: k, Records: []wire.ORMapRecord{}, Tombstones: []string{}})
 		}
 	}
-	c.sendMsg(wire.OmitAbsentORTTL(&wire.ORMapDiffResponse{MapName: m.MapName, Entries: out}))
+	c.reply(wire.OmitAbsentORTTL(&wire.ORMapDiffResponse{MapName: m.MapName, Entries: out}))
 }
 
 // orStates reads the full OR state (expired entries and tombstones
