@@ -205,6 +205,9 @@ func (c *conn) waitRoom() {
 		}
 		select {
 		case <-c.wrote:
+			// The client reads; that nothing arrives from it now is the
+			// reader's doing, so it does not count as idleness.
+			c.touch()
 		case <-c.ctx.Done():
 			return
 		}

@@ -385,6 +385,42 @@ func TestConn_repliesHoldTheReader(t *testing.T) {
 	}
 }
 
+// A reader held back by a client that reads its answers slowly is not
+// idle: while the writer makes progress, waiting for room outlives
+// IdleTimeout without the connection being closed.
+func TestConn_heldReaderIsNotIdle(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{OutboundBytes: MinOutboundBytes, IdleTimeout: 200 * time.Millisecond}})
+	c := e.srv.newConn(nil, "test") // no socket: this test plays the writer
+	c.start()
+	defer c.abort()
+	// 40 messages fill the queue to twice the half the reader waits for.
+	msg := make([]byte, MinOutboundBytes/40)
+	for i := 0; i < 40; i++ {
+		c.send(msg)
+	}
+	waited := make(chan struct{})
+	go func() { c.waitRoom(); close(waited) }()
+	// A slow client: one message written every 25 ms, so the queue is
+	// back to half after 20 of them, 500 ms, over twice the idle timeout.
+	for i := 0; ; i++ {
+		select {
+		case <-waited:
+			if c.closing.Load() {
+				t.Fatalf("closed as idle after %d messages written", i)
+			}
+			return
+		case <-time.After(25 * time.Millisecond):
+		}
+		it := <-c.out
+		c.queued.Add(-int64(len(it.b)))
+		select {
+		case c.wrote <- struct{}{}:
+		default:
+		}
+	}
+}
+
 // Beyond MaxConnections an upgrade or a POST /sync gets 503 with
 // Retry-After; a slot freed by a closed connection is taken again.
 func TestServer_maxConnections(t *testing.T) {
