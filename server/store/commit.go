@@ -516,7 +516,12 @@ func (t *txn) commit() error {
 		}
 		b.Put(st.mapName, st.key, false, st.enc, st.exp)
 	}
-	if err := s.be.Apply(context.Background(), b); err != nil {
+	start := time.Now()
+	err := s.be.Apply(context.Background(), b)
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(len(b.Mutations), time.Since(start), err)
+	}
+	if err != nil {
 		return fmt.Errorf("store: commit of %d records: %w", len(b.Mutations), err)
 	}
 	s.mu.Lock()

@@ -46,6 +46,12 @@ type Options struct {
 	// WallClock returns the current time; tests replace it. Default time.Now.
 	WallClock func() time.Time
 	Logger    hclog.Logger
+	// OnCommit, when set, is called after each group commit's backend
+	// batch with its number of records, the time the backend took and its
+	// error (nil once durable). It runs on the commit path: it must be
+	// fast and must not call the Store. The server feeds its metrics
+	// from it.
+	OnCommit func(records int, took time.Duration, err error)
 }
 
 // DefaultOptions returns the defaults (without a Clock).

@@ -424,6 +424,38 @@ func TestStore_backendFailureAppliesNothing(t *testing.T) {
 	}
 }
 
+// OnCommit sees every backend batch: its records, and its error.
+func TestStore_onCommit(t *testing.T) {
+	type seen struct {
+		records int
+		err     error
+	}
+	var mu sync.Mutex
+	var got []seen
+	be := &countingBackend{Backend: null.Open()}
+	f := newFixture(t, be, func(o *Options) {
+		o.OnCommit = func(records int, took time.Duration, err error) {
+			if took < 0 {
+				t.Errorf("commit took %s", took)
+			}
+			mu.Lock()
+			got = append(got, seen{records, err})
+			mu.Unlock()
+		}
+	})
+	f.apply(put("m", "a", "1", ts(t0, 0, "c1")), put("m", "b", "2", ts(t0, 0, "c1")))
+	be.fail.Store(true)
+	if _, err := f.s.Apply(context.Background(), []Op{put("m", "c", "3", ts(t0, 0, "c1"))}, 1); err == nil {
+		t.Fatal("apply on a failing backend succeeded")
+	}
+	be.fail.Store(false)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || got[0].records != 2 || got[0].err != nil || got[1].records != 1 || !errors.Is(got[1].err, abi.ErrUnavailable) {
+		t.Fatalf("OnCommit saw %+v", got)
+	}
+}
+
 func TestStore_feedOrderAndLag(t *testing.T) {
 	f := newFixture(t, null.Open(), func(o *Options) { o.FeedBuffer = 4 })
 	fast := f.s.Subscribe()
