@@ -134,11 +134,13 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	if cacheBytes == 0 {
 		cacheBytes = -1 // disabled
 	}
+	metrics := newServerMetrics()
 	st, err := recordstore.Open(ctx, backend.Backend(), &recordstore.Options{
 		Clock:        clock,
 		CacheBytes:   cacheBytes,
 		TombstoneTTL: cfg.tombstoneTTL,
 		Logger:       root.Named("store"),
+		OnCommit:     metrics.observeCommit,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -181,7 +183,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	log.Info("protocol ready", "node_id", nodeID, "auth", authMode, "max_message_bytes", cfg.maxMessageBytes, "max_batch_ops", cfg.maxBatchOps)
 
 	mux := newMux(backend, log)
-	mux.Handle("GET /metrics", metricsHandler(proto, backend))
+	mux.Handle("GET /metrics", metrics.handler(proto, backend))
 	proto.Register(mux)
 	return serve(ctx, cfg, mux, func() { proto.Close() }, log, stdout)
 }

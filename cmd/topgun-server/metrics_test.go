@@ -26,7 +26,8 @@ func metricsServer(t *testing.T, store *plugins.Store) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := recordstore.Open(context.Background(), store.Backend(), &recordstore.Options{Clock: clock, Logger: testLogger(t)})
+	metrics := newServerMetrics()
+	st, err := recordstore.Open(context.Background(), store.Backend(), &recordstore.Options{Clock: clock, Logger: testLogger(t), OnCommit: metrics.observeCommit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func metricsServer(t *testing.T, store *plugins.Store) *httptest.Server {
 	}
 	t.Cleanup(func() { proto.Close() })
 	mux := newMux(store, testLogger(t))
-	mux.Handle("GET /metrics", metricsHandler(proto, store))
+	mux.Handle("GET /metrics", metrics.handler(proto, store))
 	proto.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -134,12 +135,23 @@ func TestMetrics_protocolAndRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	if _, err := c.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Connecting stores the client's device before PONG; count from here.
+	before, _ := metricValue(scrape(t, srv), "topgun_store_committed_records_total")
 	if err := c.Batch(ctx, client.Op{Map: "m", Key: "a", Value: "1"}, client.Op{Map: "m", Key: "b", Value: "2"}); err != nil {
 		t.Fatal(err)
 	}
 	fams = scrape(t, srv)
 	mustMetric(t, fams, "topgun_connections", 1)
 	mustMetric(t, fams, "topgun_ops_applied_total", 2)
+	mustMetric(t, fams, "topgun_store_committed_records_total", before+2)
+	mustMetric(t, fams, "topgun_store_commit_failures_total", 0)
+	h := fams["topgun_store_commit_seconds"]
+	if h == nil || len(h.GetMetric()) != 1 || h.GetMetric()[0].GetHistogram().GetSampleCount() < 1 {
+		t.Fatalf("topgun_store_commit_seconds: %v", h)
+	}
 }
 
 // A plugin backend adds the host's counters: a trap shows as a failure, a
