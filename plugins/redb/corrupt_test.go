@@ -1,7 +1,9 @@
 package redb
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -29,6 +31,31 @@ func validFile(t *testing.T) []byte {
 	batch := &abi.Batch{Now: 1}
 	for i := range 3000 {
 		batch.Put(fmt.Sprintf("map-%d", i%3), fmt.Sprintf("key-%06d", i), i%5 == 0, make([]byte, 100), int64(i%7))
+	}
+	mustApply(t, b, batch)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// smallFile returns the bytes of a closed topgun redb database of 20
+// records in map "m", half of them backups, with expiration times: a few
+// pages, mostly inline buckets.
+func smallFile(t *testing.T) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "small.redb")
+	b, err := Open(context.Background(), path, &Options{NoSync: true, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := &abi.Batch{Now: 1}
+	for i := range 20 {
+		batch.Put("m", strconv.Itoa(i), i%2 == 0, []byte("value"), int64(i))
 	}
 	mustApply(t, b, batch)
 	if err := b.Close(); err != nil {
@@ -211,6 +238,161 @@ func TestOpen_unreadableFile(t *testing.T) {
 	if !errors.Is(err, os.ErrPermission) {
 		t.Errorf("error %v does not keep the permission error", err)
 	}
+}
+
+// currentMeta returns the meta page bbolt uses in data (4 KiB pages).
+func currentMeta(t *testing.T, data []byte) boltMeta {
+	t.Helper()
+	r := bytes.NewReader(data)
+	m0, err0 := readMeta(r, 0)
+	m1, err1 := readMeta(r, 4096)
+	if err0 != nil || err1 != nil {
+		t.Fatalf("meta pages: %v, %v", err0, err1)
+	}
+	if m1.txid > m0.txid {
+		return m1
+	}
+	return m0
+}
+
+// TestOpen_damagedTreeRefused: a page inside the tree whose structure is
+// broken makes Open fail with an error naming the file and the damage,
+// before bbolt can follow it outside its memory map (which can stop the
+// process: see walk.go).
+func TestOpen_damagedTreeRefused(t *testing.T) {
+	t.Parallel()
+	valid := validFile(t)
+	m := currentMeta(t, valid)
+	ne := binary.NativeEndian
+	root := int(m.root) * 4096 // the root bucket: a leaf page of bucket elements
+	if h := ne.Uint16(valid[root+8:]); h != boltLeafPage {
+		t.Fatalf("root page flags %#x, want a leaf page", h)
+	}
+	elem := func(i int) int { return root + boltPageHeader + i*boltElementSize }
+	// bucketRoot returns the offset of the root page id in the value of
+	// the root bucket's element i (a sub-bucket stored in its own pages).
+	bucketRoot := func(data []byte, i int) int {
+		e := elem(i)
+		if ne.Uint32(data[e:])&boltBucketLeaf == 0 {
+			t.Fatalf("element %d of the root page is not a bucket", i)
+		}
+		v := e + int(ne.Uint32(data[e+4:])) + int(ne.Uint32(data[e+8:]))
+		if ne.Uint64(data[v:]) == 0 {
+			t.Fatalf("element %d of the root page is an inline bucket", i)
+		}
+		return v
+	}
+	fl := int(m.freelist) * 4096
+	if ne.Uint16(valid[fl+10:]) == 0 {
+		t.Fatal("the test file has an empty freelist")
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(data []byte)
+		want   string
+	}{
+		{"element count", func(d []byte) { ne.PutUint16(d[root+10:], 0xFFFF) }, "claims 65535 elements"},
+		{"key past the page", func(d []byte) { ne.PutUint32(d[elem(0)+8:], 1<<30) }, "lie past the end of the page"},
+		{"child out of range", func(d []byte) { ne.PutUint64(d[bucketRoot(d, 0):], m.pgid+5) }, "outside the"},
+		{"child reached twice", func(d []byte) {
+			ne.PutUint64(d[bucketRoot(d, 1):], ne.Uint64(d[bucketRoot(d, 0):]))
+		}, "reached twice"},
+		{"child names another page", func(d []byte) {
+			child := int(ne.Uint64(d[bucketRoot(d, 0):])) * 4096
+			ne.PutUint64(d[child:], 3)
+		}, "names itself 3"},
+		{"free page in use", func(d []byte) { ne.PutUint64(d[fl+boltPageHeader:], m.root) }, "both free and in use"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := append([]byte(nil), valid...)
+			tc.damage(data)
+			path := writeFile(t, data)
+			b, err := Open(context.Background(), path, testOptions(t))
+			if err == nil {
+				b.Close()
+				t.Fatal("Open accepted the damaged file")
+			}
+			if abi.CodeOf(err) != abi.CodeInvalidArgument || !strings.Contains(err.Error(), path+" is corrupt") ||
+				!strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "bbolt check") {
+				t.Fatalf("Open = %v; want invalid argument naming the file, %q and the fix", err, tc.want)
+			}
+		})
+	}
+	// The undamaged file opens.
+	b, err := Open(context.Background(), writeFile(t, valid), testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+}
+
+// TestBackend_randomDamageNeverStopsTheProcess flips, sets and cuts bytes
+// of small and large valid files (seeded, bounded). Before Open walked the
+// tree, such files made bbolt keep pointers into the Go heap (a fatal
+// "found bad pointer in Go heap" that no recover catches) or allocate
+// until the process was killed, within a few thousand files. Each file
+// must be refused at Open or serve every read without stopping the process.
+func TestBackend_randomDamageNeverStopsTheProcess(t *testing.T) {
+	t.Parallel()
+	seed := rand.Uint64()
+	if s := os.Getenv("TOPGUN_REDB_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("TOPGUN_REDB_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed %d (set TOPGUN_REDB_SEED to replay)", seed)
+	rng := rand.New(rand.NewPCG(seed, 11))
+	small := smallFile(t)
+	large := validFile(t)
+	dir := t.TempDir()
+	deadline := time.Now().Add(15 * time.Second)
+	files, opened := 0, 0
+	for ; files < 4000 && time.Now().Before(deadline); files++ {
+		src := small
+		if files%4 == 3 {
+			src = large
+		}
+		data := append([]byte(nil), src...)
+		for range 1 + rng.IntN(8) {
+			pos := rng.IntN(len(data))
+			switch rng.IntN(3) {
+			case 0:
+				data[pos] = byte(rng.Uint32())
+			case 1:
+				data[pos] ^= 1 << rng.IntN(8)
+			case 2:
+				data[pos] = 0xff
+			}
+		}
+		if rng.IntN(4) == 0 {
+			data = data[:rng.IntN(len(data))]
+		}
+		path := filepath.Join(dir, "f.redb")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b, err := Open(context.Background(), path, &Options{NoSync: true})
+		if err != nil {
+			if abi.CodeOf(err) != abi.CodeInvalidArgument {
+				t.Fatalf("file %d: Open = %v, want invalid argument", files, err)
+			}
+			continue
+		}
+		opened++
+		ctx := context.Background()
+		maps, _ := b.ListMaps(ctx)
+		for _, m := range append(maps, "m", "map-0") {
+			_, _ = b.Scan(ctx, abi.ScanRequest{Map: m, Limit: 100})
+			_, _ = b.Scan(ctx, abi.ScanRequest{Map: m, Backup: true, Limit: 100})
+			_, _ = b.Get(ctx, m, false, []string{"0", "1", "key-000003"})
+		}
+		_, _ = b.ListExpired(ctx, 1<<40, 100)
+		if err := b.Close(); err != nil {
+			t.Logf("file %d: close: %v", files, err)
+		}
+	}
+	t.Logf("%d damaged files, %d opened", files, opened)
 }
 
 // TestBackend_corruptPages damages pages inside valid files (seeded, bounded)

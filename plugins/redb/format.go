@@ -240,8 +240,9 @@ func readMeta(r io.ReaderAt, off int64) (boltMeta, error) {
 }
 
 // checkFile checks that the size bytes readable from r look like a bbolt
-// database that bbolt can open without reading past the end: a valid meta
-// page whose page ids all lie inside the file. An empty file is fine (bbolt
+// database that bbolt can open and read without reading past the end or
+// outside its pages: a valid meta page whose page ids all lie inside the
+// file, and a sound page structure (walkTree). An empty file is fine (bbolt
 // initialises it). It mirrors how bbolt picks its meta page: page 0, else
 // page 1 found by trying page sizes, and the valid one with the highest
 // transaction id.
@@ -307,7 +308,7 @@ func checkFile(r io.ReaderAt, size int64) error {
 		return fmt.Errorf("root page %d is damaged (%w)", m.root, bolt.ErrInvalid)
 	}
 	if m.freelist == boltNoFreelist {
-		return nil
+		return walkTree(r, m)
 	}
 	fl, err := readPageHeader(r, m.freelist, ps)
 	if err != nil {
@@ -328,7 +329,7 @@ func checkFile(r io.ReaderAt, size int64) error {
 	if count > capacity-idx {
 		return fmt.Errorf("freelist page %d claims %d entries, room for %d (%w)", m.freelist, count, capacity-idx, bolt.ErrInvalid)
 	}
-	return nil
+	return walkTree(r, m)
 }
 
 // boltPage is a bbolt page header.

@@ -186,8 +186,11 @@ func precheck(path string, deadline time.Time) error {
 	}
 	if err := checkFile(f, st.Size()); err != nil {
 		var pe *fs.PathError
-		if errors.As(err, &pe) {
+		switch {
+		case errors.As(err, &pe):
 			return openError(path, err)
+		case errors.Is(err, errDamaged):
+			return abi.Wrap(abi.CodeInvalidArgument, err, "redb: %s is corrupt; restore it from a backup, or inspect it with `bbolt check`", path)
 		}
 		return notOurs(path, err)
 	}

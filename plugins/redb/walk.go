@@ -1,0 +1,220 @@
+package redb
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The tree walk below checks, before bbolt opens a file, the structure of
+// every page bbolt can reach from the root bucket. bbolt trusts the pages
+// it reads: it turns the offsets, lengths and page ids they hold into
+// pointers without bounds checks, so a damaged page can make it read, and
+// keep pointers to, memory outside its memory map. Reading unmapped memory
+// is a fault the Backend recovers from (debug.SetPanicOnFault), but a
+// pointer that lands in the Go heap is found by the garbage collector,
+// which stops the process ("found bad pointer in Go heap"); nothing can
+// recover from that. So a file is opened only when every reachable page
+// checks out: its header names it, its elements and the keys and values
+// they point to lie inside it, the pages it points to exist and are
+// reached once, and no free page is also in use. Pages bbolt writes later
+// are its own and sound; damage done to the file while it is open is not
+// caught here.
+
+// errDamaged marks a file whose page structure is broken.
+var errDamaged = errors.New("damaged page structure")
+
+const (
+	boltElementSize   = 16 // branch: pos u32, ksize u32, pgid u64; leaf: flags u32, pos u32, ksize u32, vsize u32
+	boltBucketHeader  = 16 // root pgid u64, sequence u64
+	boltBucketLeaf    = 0x01
+	maxTreeDepth      = 64 // B+tree levels plus nested buckets; real files use under 10
+	boltMaxInlineSize = 1 << 24
+)
+
+// walkItem is a page to check: a page id, or an inline bucket's page.
+type walkItem struct {
+	id     uint64
+	inline []byte // an inline bucket's page, copied; nil for a page id
+	depth  int
+}
+
+type treeWalker struct {
+	r     io.ReaderAt
+	ps    uint64
+	pages uint64   // the meta page's high water mark: ids below it are in the file
+	seen  []uint64 // bitset of the pages reached
+	buf   []byte
+	stack []walkItem
+}
+
+func damaged(format string, args ...any) error {
+	return fmt.Errorf("%s (%w: %w)", fmt.Sprintf(format, args...), errDamaged, bolt.ErrInvalid)
+}
+
+// walkTree checks every page reachable from m's root bucket, then m's
+// freelist against them.
+func walkTree(r io.ReaderAt, m boltMeta) error {
+	w := &treeWalker{r: r, ps: m.pageSize, pages: m.pgid, seen: make([]uint64, (m.pgid+63)/64)}
+	// Meta pages 0 and 1 are never part of the tree.
+	w.seen[0] |= 3
+	w.stack = append(w.stack, walkItem{id: m.root})
+	for len(w.stack) > 0 {
+		it := w.stack[len(w.stack)-1]
+		w.stack = w.stack[:len(w.stack)-1]
+		if it.depth > maxTreeDepth {
+			return damaged("the tree is nested more than %d levels deep", maxTreeDepth)
+		}
+		var err error
+		if it.inline != nil {
+			err = w.checkInline(it.inline, it.depth)
+		} else {
+			err = w.checkPage(it.id, it.depth)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if m.freelist != boltNoFreelist {
+		return w.checkFreelist(m.freelist)
+	}
+	return nil
+}
+
+func (w *treeWalker) reached(id uint64) bool { return w.seen[id/64]&(1<<(id%64)) != 0 }
+
+// checkPage reads page id (with its overflow pages) and checks it.
+func (w *treeWalker) checkPage(id uint64, depth int) error {
+	if id < 2 || id >= w.pages {
+		return damaged("a page points to page %d, outside the %d pages of the file", id, w.pages)
+	}
+	h, err := readPageHeader(w.r, id, w.ps)
+	if err != nil {
+		return err
+	}
+	if h.id != id {
+		return damaged("page %d names itself %d", id, h.id)
+	}
+	if h.flags != boltBranchPage && h.flags != boltLeafPage {
+		return damaged("page %d is in the tree but is not a branch or leaf page (flags %#x)", id, h.flags)
+	}
+	last := id + uint64(h.overflow)
+	if last >= w.pages || last < id {
+		return damaged("page %d claims %d overflow pages, past the end of the file", id, h.overflow)
+	}
+	for p := id; p <= last; p++ {
+		if w.reached(p) {
+			return damaged("page %d is reached twice", p)
+		}
+		w.seen[p/64] |= 1 << (p % 64)
+	}
+	n := (uint64(h.overflow) + 1) * w.ps
+	if uint64(cap(w.buf)) < n {
+		w.buf = make([]byte, n)
+	}
+	p := w.buf[:n]
+	if _, err := w.r.ReadAt(p, int64(id*w.ps)); err != nil {
+		return fmt.Errorf("reading page %d: %w", id, err)
+	}
+	return w.checkElements(p, fmt.Sprintf("page %d", id), h, depth)
+}
+
+// checkInline checks the page of an inline bucket: a leaf page stored in
+// its parent's value.
+func (w *treeWalker) checkInline(p []byte, depth int) error {
+	if len(p) < boltPageHeader {
+		return damaged("an inline bucket of %d bytes has no page header", len(p))
+	}
+	ne := binary.NativeEndian
+	h := boltPage{id: ne.Uint64(p[0:]), flags: ne.Uint16(p[8:]), count: ne.Uint16(p[10:]), overflow: ne.Uint32(p[12:])}
+	if h.flags != boltLeafPage {
+		return damaged("an inline bucket's page is not a leaf page (flags %#x)", h.flags)
+	}
+	return w.checkElements(p, "an inline bucket's page", h, depth)
+}
+
+// checkElements checks the elements of page p (header h) and queues the
+// pages they point to.
+func (w *treeWalker) checkElements(p []byte, name string, h boltPage, depth int) error {
+	count := uint64(h.count)
+	if h.flags == boltBranchPage && count == 0 {
+		return damaged("%s is a branch page without elements", name)
+	}
+	if boltPageHeader+count*boltElementSize > uint64(len(p)) {
+		return damaged("%s claims %d elements, more than its %d bytes hold", name, count, len(p))
+	}
+	ne := binary.NativeEndian
+	for i := uint64(0); i < count; i++ {
+		off := boltPageHeader + i*boltElementSize
+		e := p[off : off+boltElementSize]
+		if h.flags == boltBranchPage {
+			pos, ksize, child := uint64(ne.Uint32(e[0:])), uint64(ne.Uint32(e[4:])), ne.Uint64(e[8:])
+			if off+pos+ksize > uint64(len(p)) {
+				return damaged("%s: element %d's key lies past the end of the page", name, i)
+			}
+			w.stack = append(w.stack, walkItem{id: child, depth: depth + 1})
+			continue
+		}
+		flags, pos, ksize, vsize := ne.Uint32(e[0:]), uint64(ne.Uint32(e[4:])), uint64(ne.Uint32(e[8:])), uint64(ne.Uint32(e[12:]))
+		start := off + pos
+		end := start + ksize + vsize
+		if end > uint64(len(p)) {
+			return damaged("%s: element %d's key and value lie past the end of the page", name, i)
+		}
+		if flags&boltBucketLeaf == 0 {
+			continue
+		}
+		v := p[start+ksize : end]
+		if len(v) < boltBucketHeader {
+			return damaged("%s: element %d is a bucket of %d bytes, too short for its header", name, i, len(v))
+		}
+		if root := ne.Uint64(v); root != 0 {
+			w.stack = append(w.stack, walkItem{id: root, depth: depth + 1})
+			continue
+		}
+		if len(v)-boltBucketHeader > boltMaxInlineSize {
+			return damaged("%s: element %d is an inline bucket of %d bytes", name, i, len(v))
+		}
+		w.stack = append(w.stack, walkItem{inline: append([]byte(nil), v[boltBucketHeader:]...), depth: depth + 1})
+	}
+	return nil
+}
+
+// checkFreelist checks that every page id on the freelist (whose header
+// checkFile checked) is in the file and not in use by the tree: bbolt
+// writes over a free page, so one still in use would be overwritten.
+func (w *treeWalker) checkFreelist(id uint64) error {
+	h, err := readPageHeader(w.r, id, w.ps)
+	if err != nil {
+		return err
+	}
+	n := (uint64(h.overflow) + 1) * w.ps
+	if uint64(cap(w.buf)) < n {
+		w.buf = make([]byte, n)
+	}
+	p := w.buf[:n]
+	if _, err := w.r.ReadAt(p, int64(id*w.ps)); err != nil {
+		return fmt.Errorf("reading the freelist: %w", err)
+	}
+	ne := binary.NativeEndian
+	count, start := uint64(h.count), uint64(boltPageHeader)
+	if count == 0xFFFF {
+		count, start = ne.Uint64(p[boltPageHeader:]), boltPageHeader+8
+	}
+	if start+count*8 > n {
+		return damaged("the freelist page %d claims %d entries, more than it holds", id, count)
+	}
+	for i := uint64(0); i < count; i++ {
+		free := ne.Uint64(p[start+i*8:])
+		if free < 2 || free >= w.pages {
+			return damaged("the freelist holds page %d, outside the %d pages of the file", free, w.pages)
+		}
+		if w.reached(free) {
+			return damaged("page %d is both free and in use", free)
+		}
+	}
+	return nil
+}
