@@ -140,7 +140,7 @@ func compile(ctx context.Context, path string, opts *Options, cache wazero.Compi
 	}
 	if cache == nil {
 		if cache, err = sharedCache(o.CacheDir); err != nil {
-			return nil, fmt.Errorf("%s: compilation cache %s: %w; set TOPGUN_PLUGIN_CACHE_DIR to a writable directory (or - to disable it)", prefix, o.CacheDir, err)
+			return nil, fmt.Errorf("%s: compilation cache %s: %w; set TOPGUN_PLUGIN_CACHE_DIR to a private writable directory (or - to disable it)", prefix, o.CacheDir, err)
 		}
 	}
 	// wazero allocates for the counts a module claims before reading what
@@ -165,11 +165,18 @@ func compile(ctx context.Context, path string, opts *Options, cache wazero.Compi
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(uint32(o.MemoryLimitMB) * 16).
 		WithCloseOnContextDone(o.Trust == TrustSandboxed && !p.metered)
-	if cache != nil {
-		rc = rc.WithCompilationCache(cache)
-	}
-	p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+	p.rt = wazero.NewRuntimeWithConfig(ctx, withCache(rc, cache))
 	p.mod, err = compileModule(ctx, p.rt, code)
+	if err != nil && cache != nil && strings.Contains(err.Error(), "compilationcache") {
+		// A damaged cache entry (wazero checks a checksum of the code it
+		// caches) is no reason to refuse the plugin: compile it again
+		// without the cache.
+		p.log.Warn("the compilation cache holds a damaged entry for this plugin; compiling it without the cache (delete the cache directory to rebuild it)",
+			"cache_dir", o.CacheDir, "error", err)
+		_ = p.rt.Close(ctx)
+		p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+		p.mod, err = compileModule(ctx, p.rt, code)
+	}
 	p.compileTime = time.Since(start)
 	if err != nil {
 		p.close(ctx)
@@ -243,6 +250,14 @@ var instrument = meter.Instrument
 // compileModule compiles code, turning a panic of the runtime into an
 // error: wazero v1.12 panics on some malformed modules (found by
 // FuzzInstrument), and a bad plugin file must not take the server down.
+// withCache returns rc with cache, or rc itself when cache is nil.
+func withCache(rc wazero.RuntimeConfig, cache wazero.CompilationCache) wazero.RuntimeConfig {
+	if cache == nil {
+		return rc
+	}
+	return rc.WithCompilationCache(cache)
+}
+
 func compileModule(ctx context.Context, rt wazero.Runtime, code []byte) (mod wazero.CompiledModule, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -495,6 +510,9 @@ func sharedCache(dir string) (wazero.CompilationCache, error) {
 		return c, nil
 	}
 	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, err
+	}
+	if err := checkCacheDir(abs); err != nil {
 		return nil, err
 	}
 	c, err := wazero.NewCompilationCacheWithDir(abs)

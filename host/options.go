@@ -51,7 +51,10 @@ const (
 type Options struct {
 	// CacheDir holds wazero's compilation cache, shared by every plugin the
 	// process loads (TOPGUN_PLUGIN_CACHE_DIR). Default DefaultCacheDir();
-	// "-" disables the on-disk cache.
+	// "-" disables the on-disk cache. The host runs the native code it
+	// holds, so on Unix Load refuses a directory that belongs to another
+	// user or that others may write to. A damaged entry (wazero checks a
+	// checksum of the code) is compiled again, with a warning.
 	CacheDir string
 	// SHA256, when set, pins the plugin file: its hex SHA-256 must match
 	// or Load fails (TOPGUN_PLUGIN_SHA256).
@@ -118,13 +121,14 @@ func DefaultOptions() *Options {
 }
 
 // DefaultCacheDir is the default compilation cache directory:
-// <user cache dir>/topgun/wasm, or <temp dir>/topgun-wasm-cache when the
-// user has no cache directory.
+// <user cache dir>/topgun/wasm, or <temp dir>/topgun-wasm-cache-<uid> when
+// the user has no cache directory. Either must belong to the server's user
+// and be writable by it alone (see Options.CacheDir).
 func DefaultCacheDir() string {
 	if d, err := os.UserCacheDir(); err == nil {
 		return filepath.Join(d, "topgun", "wasm")
 	}
-	return filepath.Join(os.TempDir(), "topgun-wasm-cache")
+	return filepath.Join(os.TempDir(), fmt.Sprintf("topgun-wasm-cache-%d", os.Getuid()))
 }
 
 // withDefaults returns a copy of o (nil: defaults) with zero fields set to

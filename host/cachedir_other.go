@@ -1,0 +1,6 @@
+//go:build !unix
+
+package host
+
+// checkCacheDir has no ownership to check on this system.
+func checkCacheDir(dir string) error { return nil }
