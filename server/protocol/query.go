@@ -247,11 +247,11 @@ func (s *Server) runQuery(sub *subscription, full, reader bool) {
 		sc.res = sc.res[:sub.limit]
 	}
 	delta := int64(len(sc.res) - len(sub.members))
-	if max := int64(s.opts.MaxQueryResults); full && delta > 0 && sub.c.queryResults.Load()+delta > max {
+	if limit := int64(s.opts.MaxQueryResults); full && delta > 0 && sub.c.queryResults.Load()+delta > limit {
 		refused = true
 		s.queriesCut.Add(1)
 		sub.answer(reader, queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
-			sub.c.queryResults.Load()+delta, max), "LIMIT"))
+			sub.c.queryResults.Load()+delta, limit), "LIMIT"))
 		return
 	}
 	fresh := make(map[string]member, len(sc.res))
