@@ -143,6 +143,7 @@ func BenchmarkHandleOps(b *testing.B) {
 				for {
 					select {
 					case it := <-c.out:
+						c.sent(it)
 						if m, err := wire.Decode(it.b); err == nil && m.Type() == wire.TypeOpAck {
 							acks <- struct{}{}
 						}

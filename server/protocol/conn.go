@@ -236,6 +236,16 @@ func (c *conn) abort() {
 	}
 }
 
+// sent records that the writer is done with it (written, or failed):
+// its bytes leave the queue and a reader waiting for room looks again.
+func (c *conn) sent(it outItem) {
+	c.queued.Add(-int64(len(it.b)))
+	select {
+	case c.wrote <- struct{}{}:
+	default:
+	}
+}
+
 // writer writes queued messages to the socket until the connection ends.
 func (c *conn) writer() {
 	defer c.wg.Done()
@@ -250,11 +260,7 @@ func (c *conn) writer() {
 			ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.WriteTimeout)
 			err := c.ws.Write(ctx, websocket.MessageBinary, it.b)
 			cancel()
-			c.queued.Add(-int64(len(it.b)))
-			select {
-			case c.wrote <- struct{}{}:
-			default:
-			}
+			c.sent(it)
 			if err != nil {
 				if c.ctx.Err() == nil && !c.closing.Load() {
 					c.log.Debug("write to client failed", "error", err)

@@ -412,12 +412,7 @@ func TestConn_heldReaderIsNotIdle(t *testing.T) {
 			return
 		case <-time.After(25 * time.Millisecond):
 		}
-		it := <-c.out
-		c.queued.Add(-int64(len(it.b)))
-		select {
-		case c.wrote <- struct{}{}:
-		default:
-		}
+		c.sent(<-c.out)
 	}
 }
 

@@ -95,7 +95,8 @@ func FuzzHandleFrame(f *testing.F) {
 	go func() {
 		for {
 			select {
-			case <-c.out:
+			case it := <-c.out:
+				c.sent(it)
 			case <-c.ctx.Done():
 				return
 			}
