@@ -68,6 +68,17 @@ func mustHandle(t *testing.T, s *server, call abi.WasmCall, req []byte) []byte {
 	return resp
 }
 
+// mustPut applies one put through s (apply_runs) and fails t unless it
+// succeeds.
+func mustPut(t *testing.T, s *server, mapName, key string, value []byte) {
+	t.Helper()
+	b := &abi.Batch{Now: 1}
+	b.Put(mapName, key, false, value, 0)
+	e := abi.NewEncoder()
+	e.ApplyRunsRequest(b)
+	mustHandle(t, s, abi.CallApplyRuns, e.Bytes())
+}
+
 // The SDK answers get and scan the same whether the backend lends its
 // records (abi.RecordViewer) or returns copies.
 func TestDispatch_viewerSameResponses(t *testing.T) {
@@ -125,11 +136,7 @@ func TestDispatch_viewerAfterOpen(t *testing.T) {
 	e := abi.NewEncoder()
 	e.OpenRequest(&abi.OpenRequest{})
 	mustHandle(t, s, abi.CallOpen, e.Bytes())
-	b := &abi.Batch{Now: 1}
-	b.Put("m", "k", false, []byte("v"), 0)
-	e.Reset(nil)
-	e.ApplyRunsRequest(b)
-	mustHandle(t, s, abi.CallApplyRuns, e.Bytes())
+	mustPut(t, s, "m", "k", []byte("v"))
 	e.Reset(nil)
 	e.GetRequest("m", false, []string{"k"})
 	resp := mustHandle(t, s, abi.CallGet, e.Bytes())
@@ -299,21 +306,12 @@ func TestYield_noCollectionAtEveryYieldAboveThreshold(t *testing.T) {
 	s.gcBase, s.gcAbove = 8<<20, 8<<20
 	// About 32 MiB of live records: four times the threshold.
 	value := make([]byte, 64<<10)
-	e := abi.NewEncoder()
 	for i := 0; i < 512; i++ {
-		b := &abi.Batch{Now: 1}
-		b.Put("m", fmt.Sprintf("k%04d", i), false, value, 0)
-		e.Reset(nil)
-		e.ApplyRunsRequest(b)
-		mustHandle(t, s, abi.CallApplyRuns, e.Bytes())
+		mustPut(t, s, "m", fmt.Sprintf("k%04d", i), value)
 	}
 	// Calls that make little garbage: a get of a small record.
-	b := &abi.Batch{Now: 1}
-	b.Put("m", "small", false, []byte("v"), 0)
-	e.Reset(nil)
-	e.ApplyRunsRequest(b)
-	mustHandle(t, s, abi.CallApplyRuns, e.Bytes())
-	e.Reset(nil)
+	mustPut(t, s, "m", "small", []byte("v"))
+	e := abi.NewEncoder()
 	e.GetRequest("m", false, []string{"small"})
 	get := append([]byte(nil), e.Bytes()...)
 	s.forcedGCs = 0

@@ -23,24 +23,11 @@ import (
 // enough records to span many pages.
 func validFile(t *testing.T) []byte {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "valid.redb")
-	b, err := Open(context.Background(), path, &Options{NoSync: true, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	batch := &abi.Batch{Now: 1}
 	for i := range 3000 {
 		batch.Put(fmt.Sprintf("map-%d", i%3), fmt.Sprintf("key-%06d", i), i%5 == 0, make([]byte, 100), int64(i%7))
 	}
-	mustApply(t, b, batch)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
+	return fileWith(t, batch)
 }
 
 // smallFile returns the bytes of a closed topgun redb database of 20
@@ -48,14 +35,21 @@ func validFile(t *testing.T) []byte {
 // pages, mostly inline buckets.
 func smallFile(t *testing.T) []byte {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "small.redb")
-	b, err := Open(context.Background(), path, &Options{NoSync: true, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	batch := &abi.Batch{Now: 1}
 	for i := range 20 {
 		batch.Put("m", strconv.Itoa(i), i%2 == 0, []byte("value"), int64(i))
+	}
+	return fileWith(t, batch)
+}
+
+// fileWith returns the bytes of a closed topgun redb database holding
+// batch.
+func fileWith(t *testing.T, batch *abi.Batch) []byte {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "db.redb")
+	b, err := Open(context.Background(), path, &Options{NoSync: true, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
 	}
 	mustApply(t, b, batch)
 	if err := b.Close(); err != nil {
