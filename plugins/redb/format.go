@@ -353,6 +353,12 @@ func readPageHeader(r io.ReaderAt, id, pageSize uint64) (boltPage, error) {
 	if _, err := r.ReadAt(buf[:], int64(id*pageSize)); err != nil {
 		return boltPage{}, fmt.Errorf("reading page %d: %w", id, err)
 	}
+	return parsePageHeader(buf[:]), nil
+}
+
+// parsePageHeader decodes the page header at the start of p, which holds
+// at least boltPageHeader bytes.
+func parsePageHeader(p []byte) boltPage {
 	ne := binary.NativeEndian
-	return boltPage{id: ne.Uint64(buf[0:]), flags: ne.Uint16(buf[8:]), count: ne.Uint16(buf[10:]), overflow: ne.Uint32(buf[12:])}, nil
+	return boltPage{id: ne.Uint64(p[0:]), flags: ne.Uint16(p[8:]), count: ne.Uint16(p[10:]), overflow: ne.Uint32(p[12:])}
 }

@@ -111,15 +111,25 @@ func (w *treeWalker) checkPage(id uint64, depth int) error {
 		}
 		w.seen[p/64] |= 1 << (p % 64)
 	}
+	p, err := w.read(id, h)
+	if err != nil {
+		return err
+	}
+	return w.checkElements(p, fmt.Sprintf("page %d", id), h, depth)
+}
+
+// read reads page id, whose header is h, with its overflow pages into the
+// walker's buffer.
+func (w *treeWalker) read(id uint64, h boltPage) ([]byte, error) {
 	n := (uint64(h.overflow) + 1) * w.ps
 	if uint64(cap(w.buf)) < n {
 		w.buf = make([]byte, n)
 	}
 	p := w.buf[:n]
 	if _, err := w.r.ReadAt(p, int64(id*w.ps)); err != nil {
-		return fmt.Errorf("reading page %d: %w", id, err)
+		return nil, fmt.Errorf("reading page %d: %w", id, err)
 	}
-	return w.checkElements(p, fmt.Sprintf("page %d", id), h, depth)
+	return p, nil
 }
 
 // checkInline checks the page of an inline bucket: a leaf page stored in
@@ -128,8 +138,7 @@ func (w *treeWalker) checkInline(p []byte, depth int) error {
 	if len(p) < boltPageHeader {
 		return damaged("an inline bucket of %d bytes has no page header", len(p))
 	}
-	ne := binary.NativeEndian
-	h := boltPage{id: ne.Uint64(p[0:]), flags: ne.Uint16(p[8:]), count: ne.Uint16(p[10:]), overflow: ne.Uint32(p[12:])}
+	h := parsePageHeader(p)
 	if h.flags != boltLeafPage {
 		return damaged("an inline bucket's page is not a leaf page (flags %#x)", h.flags)
 	}
@@ -191,14 +200,11 @@ func (w *treeWalker) checkFreelist(id uint64) error {
 	if err != nil {
 		return err
 	}
-	n := (uint64(h.overflow) + 1) * w.ps
-	if uint64(cap(w.buf)) < n {
-		w.buf = make([]byte, n)
+	p, err := w.read(id, h)
+	if err != nil {
+		return err
 	}
-	p := w.buf[:n]
-	if _, err := w.r.ReadAt(p, int64(id*w.ps)); err != nil {
-		return fmt.Errorf("reading the freelist: %w", err)
-	}
+	n := uint64(len(p))
 	ne := binary.NativeEndian
 	count, start := uint64(h.count), uint64(boltPageHeader)
 	if count == 0xFFFF {
