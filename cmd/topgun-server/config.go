@@ -119,50 +119,32 @@ func setNoAuth(c *config, v string) error {
 	return nil
 }
 
-func setMaxMessageBytes(c *config, v string) error {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1024 || n > 1<<30 {
-		return fmt.Errorf("is not a message size: use a number of bytes from 1024 to %d (default %d)", 1<<30, protocol.DefaultMaxMessageBytes)
+// intSetting parses an integer setting that must lie in [min, max]; an
+// error reads "is not <what>: use <unit> from <min> to <max> (default
+// <def>)".
+func intSetting(what, unit string, min, max, def int64, set func(c *config, n int64)) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < min || n > max {
+			return fmt.Errorf("is not %s: use %s from %d to %d (default %d)", what, unit, min, max, def)
+		}
+		set(c, n)
+		return nil
 	}
-	c.maxMessageBytes = n
-	return nil
 }
 
-func setMaxBatchOps(c *config, v string) error {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > abi.MaxBatchOps {
-		return fmt.Errorf("is not an operation count: use an integer from 1 to %d (default %d)", abi.MaxBatchOps, protocol.DefaultMaxBatchOps)
-	}
-	c.maxBatchOps = n
-	return nil
-}
-
-func setMaxOutbound(c *config, v string) error {
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < protocol.MinOutboundBytes || n > 1<<40 {
-		return fmt.Errorf("is not a queue size: use a number of bytes from %d to %d (default %d)", protocol.MinOutboundBytes, int64(1)<<40, protocol.DefaultOutboundBytes)
-	}
-	c.maxOutbound = n
-	return nil
-}
-
-func setMaxConnections(c *config, v string) error {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 1_000_000 {
-		return fmt.Errorf("is not a connection count: use an integer from 1 to 1000000 (default %d)", protocol.DefaultMaxConnections)
-	}
-	c.maxConnections = n
-	return nil
-}
-
-func setMaxQueryResults(c *config, v string) error {
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 1<<30 {
-		return fmt.Errorf("is not a record count: use an integer from 1 to %d (default %d)", 1<<30, protocol.DefaultMaxQueryResults)
-	}
-	c.maxQueryResults = n
-	return nil
-}
+var (
+	setMaxMessageBytes = intSetting("a message size", "a number of bytes", 1024, 1<<30, protocol.DefaultMaxMessageBytes,
+		func(c *config, n int64) { c.maxMessageBytes = int(n) })
+	setMaxBatchOps = intSetting("an operation count", "an integer", 1, abi.MaxBatchOps, protocol.DefaultMaxBatchOps,
+		func(c *config, n int64) { c.maxBatchOps = int(n) })
+	setMaxOutbound = intSetting("a queue size", "a number of bytes", protocol.MinOutboundBytes, 1<<40, protocol.DefaultOutboundBytes,
+		func(c *config, n int64) { c.maxOutbound = n })
+	setMaxConnections = intSetting("a connection count", "an integer", 1, 1_000_000, protocol.DefaultMaxConnections,
+		func(c *config, n int64) { c.maxConnections = int(n) })
+	setMaxQueryResults = intSetting("a record count", "an integer", 1, 1<<30, protocol.DefaultMaxQueryResults,
+		func(c *config, n int64) { c.maxQueryResults = int(n) })
+)
 
 func setNodeID(c *config, v string) error {
 	if v == "" {
