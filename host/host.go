@@ -165,7 +165,11 @@ func compile(ctx context.Context, path string, opts *Options, cache wazero.Compi
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(uint32(o.MemoryLimitMB) * 16).
 		WithCloseOnContextDone(o.Trust == TrustSandboxed && !p.metered)
-	p.rt = wazero.NewRuntimeWithConfig(ctx, withCache(rc, cache))
+	cached := rc
+	if cache != nil {
+		cached = rc.WithCompilationCache(cache)
+	}
+	p.rt = wazero.NewRuntimeWithConfig(ctx, cached)
 	p.mod, err = compileModule(ctx, p.rt, code)
 	if err != nil && cache != nil && strings.Contains(err.Error(), "compilationcache") {
 		// A damaged cache entry (wazero checks a checksum of the code it
@@ -250,14 +254,6 @@ var instrument = meter.Instrument
 // compileModule compiles code, turning a panic of the runtime into an
 // error: wazero v1.12 panics on some malformed modules (found by
 // FuzzInstrument), and a bad plugin file must not take the server down.
-// withCache returns rc with cache, or rc itself when cache is nil.
-func withCache(rc wazero.RuntimeConfig, cache wazero.CompilationCache) wazero.RuntimeConfig {
-	if cache == nil {
-		return rc
-	}
-	return rc.WithCompilationCache(cache)
-}
-
 func compileModule(ctx context.Context, rt wazero.Runtime, code []byte) (mod wazero.CompiledModule, err error) {
 	defer func() {
 		if r := recover(); r != nil {
