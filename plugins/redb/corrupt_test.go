@@ -234,6 +234,21 @@ func TestOpen_unreadableFile(t *testing.T) {
 	}
 }
 
+// seededRand returns a random source seeded from TOPGUN_REDB_SEED, or at
+// random, and logs the seed so that a failure can be replayed.
+func seededRand(t *testing.T, stream uint64) *rand.Rand {
+	t.Helper()
+	seed := rand.Uint64()
+	if s := os.Getenv("TOPGUN_REDB_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("TOPGUN_REDB_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed %d (set TOPGUN_REDB_SEED to replay)", seed)
+	return rand.New(rand.NewPCG(seed, stream))
+}
+
 // currentMeta returns the meta page bbolt uses in data (4 KiB pages).
 func currentMeta(t *testing.T, data []byte) boltMeta {
 	t.Helper()
@@ -328,15 +343,7 @@ func TestOpen_damagedTreeRefused(t *testing.T) {
 // must be refused at Open or serve every read without stopping the process.
 func TestBackend_randomDamageNeverStopsTheProcess(t *testing.T) {
 	t.Parallel()
-	seed := rand.Uint64()
-	if s := os.Getenv("TOPGUN_REDB_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("TOPGUN_REDB_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (set TOPGUN_REDB_SEED to replay)", seed)
-	rng := rand.New(rand.NewPCG(seed, 11))
+	rng := seededRand(t, 11)
 	small := smallFile(t)
 	large := validFile(t)
 	dir := t.TempDir()
@@ -396,15 +403,7 @@ func TestBackend_randomDamageNeverStopsTheProcess(t *testing.T) {
 func TestBackend_corruptPages(t *testing.T) {
 	t.Parallel()
 	valid := validFile(t)
-	seed := rand.Uint64()
-	if s := os.Getenv("TOPGUN_REDB_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("TOPGUN_REDB_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (set TOPGUN_REDB_SEED to replay)", seed)
-	rng := rand.New(rand.NewPCG(seed, 7))
+	rng := seededRand(t, 7)
 	pages := len(valid) / 4096
 	const rounds = 40
 	failures := 0
