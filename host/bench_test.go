@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/abi/abitest"
 	"github.com/topgun-go/topgun/plugins/null"
@@ -148,11 +146,11 @@ func BenchmarkLoad(b *testing.B) {
 	path := nullWasm(b)
 	ctx := context.Background()
 	loadWith := func(b *testing.B, dir string) time.Duration {
-		cache, err := wazero.NewCompilationCacheWithDir(dir)
+		cache, err := newCompileCache(dir)
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer cache.Close(ctx)
+		defer cache.wz.Close(ctx)
 		start := time.Now()
 		be, err := load(ctx, path, nil, cache)
 		if err != nil {

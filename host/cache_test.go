@@ -2,10 +2,11 @@ package host
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -14,56 +15,147 @@ import (
 	"github.com/topgun-go/topgun/internal/testbin"
 )
 
-// A damaged entry in the compilation cache (wazero finds it by its
-// checksum) does not stop the plugin from loading: it is compiled again
-// without the cache, with a warning.
-func TestLoad_damagedCacheEntryRecompiles(t *testing.T) {
-	t.Parallel()
-	path := "testdata/wat/trap.wasm" // small: compiles in milliseconds
+// cacheLoader loads a plugin through a fresh cache object on dir each
+// time, as a new server process would, logging into a buffer.
+type cacheLoader struct {
+	t    *testing.T
+	dir  string
+	path string
+	logs *testbin.LockedBuffer
+}
+
+func newCacheLoader(t *testing.T, path string) *cacheLoader {
+	return &cacheLoader{t: t, dir: t.TempDir(), path: path}
+}
+
+func (l *cacheLoader) load() *Backend {
+	l.t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	loadWith := func(o *Options) (*Backend, error) {
-		cache, err := wazero.NewCompilationCacheWithDir(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cache.Close(ctx) })
-		return load(ctx, path, o, cache)
+	cache, err := newCompileCache(l.dir)
+	if err != nil {
+		l.t.Fatal(err)
 	}
-	b, err := loadWith(testOptions(t))
+	l.t.Cleanup(func() { cache.wz.Close(ctx) })
+	l.logs = &testbin.LockedBuffer{}
+	o := testOptions(l.t)
+	o.Logger = hclog.New(&hclog.LoggerOptions{Output: l.logs, Level: hclog.Debug})
+	b, err := load(ctx, l.path, o, cache)
+	if err != nil {
+		l.t.Fatalf("load: %v", err)
+	}
+	l.t.Cleanup(func() { b.Close() })
+	if _, err := b.Get(ctx, "m", false, []string{"k"}); err != nil {
+		l.t.Fatalf("Get: %v", err)
+	}
+	return b
+}
+
+// entry returns the path of the one cache entry.
+func (l *cacheLoader) entry() string {
+	l.t.Helper()
+	c := &compileCache{entries: filepath.Join(l.dir, "wazero-"+wazeroVersion()+"-"+runtime.GOARCH+"-"+runtime.GOOS)}
+	es := c.listEntries()
+	if len(es) != 1 {
+		l.t.Fatalf("want one cache entry in %s, have %v", c.entries, es)
+	}
+	return filepath.Join(c.entries, es[0])
+}
+
+// damage applies f to the cache entry's bytes.
+func (l *cacheLoader) damage(f func([]byte)) {
+	l.t.Helper()
+	p := l.entry()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	f(data)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+func (l *cacheLoader) wantLog(s string) {
+	l.t.Helper()
+	if !strings.Contains(l.logs.String(), s) {
+		l.t.Fatalf("no %q in the log:\n%s", s, l.logs.String())
+	}
+}
+
+// The host records the sum of the entry wazero writes, in the
+// directory where wazero really writes it.
+func TestCompileCache_recordsTheEntryItWrote(t *testing.T) {
+	t.Parallel()
+	l := newCacheLoader(t, "testdata/wat/trap.wasm")
+	l.load()
+	entry := l.entry()
+	sum, err := fileSum(entry)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.Close()
-	damaged := 0
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		data[len(data)/2] ^= 0xff // inside the compiled code, which the checksum covers
-		damaged++
-		return os.WriteFile(p, data, 0o600)
-	})
-	if err != nil || damaged == 0 {
-		t.Fatalf("damaging the cache in %s: %v (%d files)", dir, err, damaged)
+	records, err := os.ReadDir(filepath.Join(l.dir, sumsDirName))
+	if err != nil || len(records) != 1 {
+		t.Fatalf("records: %v %v", records, err)
 	}
-	var logs testbin.LockedBuffer
-	o := testOptions(t)
-	o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
-	b, err = loadWith(o)
+	rec, err := os.ReadFile(filepath.Join(l.dir, sumsDirName, records[0].Name()))
 	if err != nil {
-		t.Fatalf("load with a damaged cache entry: %v", err)
+		t.Fatal(err)
 	}
-	defer b.Close()
-	if _, err := b.Get(ctx, "m", false, []string{"k"}); err != nil {
-		t.Fatalf("Get: %v", err)
+	if want := filepath.Base(entry) + " " + sum + "\n"; string(rec) != want {
+		t.Fatalf("record = %q, want %q", rec, want)
 	}
-	if !strings.Contains(logs.String(), "damaged entry") {
-		t.Fatalf("no warning about the damaged entry in:\n%s", logs.String())
+	// A second start reads the entry, writing nothing new.
+	l.load()
+	if l.entry() != entry {
+		t.Fatalf("entry changed")
+	}
+	if strings.Contains(l.logs.String(), "removing") {
+		t.Fatalf("an intact entry was removed:\n%s", l.logs.String())
+	}
+}
+
+// Damage wazero's checksum covers (the compiled code) and damage it does
+// not (the function offsets stored before the code) are both found before
+// wazero reads the entry: the plugin is compiled again and serves calls.
+func TestCompileCache_damagedEntryIsCompiledAgain(t *testing.T) {
+	t.Parallel()
+	for name, f := range map[string]func([]byte){
+		"code":    func(b []byte) { b[len(b)/2] ^= 0xff },
+		"offsets": func(b []byte) { b[6+1+len(wazeroVersion())+4] ^= 0x40 }, // first function's offset
+		"cut":     func(b []byte) { clear(b[len(b)-64:]) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			l := newCacheLoader(t, "testdata/wat/trap.wasm")
+			l.load()
+			l.damage(f)
+			l.load()
+			l.wantLog("does not match its checksum")
+			// The entry written again is recorded and read quietly next time.
+			l.load()
+			if strings.Contains(l.logs.String(), "removing") {
+				t.Fatalf("the new entry was not recorded:\n%s", l.logs.String())
+			}
+		})
+	}
+}
+
+// An entry no record covers (a crash between wazero's write and the
+// record, or a server from before the records) is not run: it is removed
+// and compiled again.
+func TestCompileCache_unrecordedEntryIsRemoved(t *testing.T) {
+	t.Parallel()
+	l := newCacheLoader(t, "testdata/wat/trap.wasm")
+	l.load()
+	if err := os.RemoveAll(filepath.Join(l.dir, sumsDirName)); err != nil {
+		t.Fatal(err)
+	}
+	l.damage(func(b []byte) { b[6+1+len(wazeroVersion())+4] ^= 0x40 })
+	l.load()
+	l.wantLog("has no checksum record")
+	l.load()
+	if strings.Contains(l.logs.String(), "removing") {
+		t.Fatalf("the new entry was not recorded:\n%s", l.logs.String())
 	}
 }
 
@@ -106,5 +198,49 @@ func TestSharedCache_refusesADirectoryOthersCanWrite(t *testing.T) {
 	}
 	if _, err := sharedCache(theirs); err == nil || !strings.Contains(err.Error(), "belongs to user 12345") {
 		t.Fatalf("directory of another user: %v", err)
+	}
+}
+
+// Modules compiled at once through one cache (tenants starting together)
+// all end up recorded: a sweep never removes an entry whose compile is
+// still in flight, so the next start finds every entry intact and quiet.
+func TestCompileCache_concurrentCompilesAllRecorded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	files := []string{"trap", "loop", "flood", "leak", "bigmem", "hostile"}
+	compileAll := func(parallel int) string {
+		c, err := newCompileCache(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.wz.Close(ctx)
+		var logs testbin.LockedBuffer
+		log := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
+		var wg sync.WaitGroup
+		for _, f := range files {
+			bin, err := os.ReadFile("testdata/wat/" + f + ".wasm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range parallel {
+				wg.Go(func() {
+					rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCompilationCache(c.wz))
+					defer rt.Close(ctx)
+					if _, err := c.compile(ctx, rt, bin, log); err != nil {
+						t.Errorf("%s: %v", f, err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		if n := len(c.listEntries()); n != len(files) {
+			t.Fatalf("%d entries, want %d", n, len(files))
+		}
+		return logs.String()
+	}
+	compileAll(3)
+	if logs := compileAll(1); strings.Contains(logs, "removing") {
+		t.Fatalf("an entry was removed at the second start:\n%s", logs)
 	}
 }

@@ -10,7 +10,9 @@
 //
 // Load reads the file, checks the optional SHA-256 pin, compiles it once
 // (through wazero's on-disk compilation cache in CacheDir, shared by every
-// plugin the process loads, so a second start does not recompile), checks
+// plugin the process loads, so a second start does not recompile; the
+// host checks each entry against its own record before wazero reads it,
+// see compileCache), checks
 // the exports, the imports and the ABI version before and after running
 // _initialize, and opens the plugin with its configuration. Every error
 // names the file ("plugin null.wasm: ...") and says what to do. Inspect

@@ -73,7 +73,7 @@ func Load(ctx context.Context, path string, opts *Options) (*Backend, error) {
 
 // load is Load with an optional compilation cache that overrides the shared
 // one for opts.CacheDir (benchmarks use a fresh one to measure the disk).
-func load(ctx context.Context, path string, opts *Options, cache wazero.CompilationCache) (*Backend, error) {
+func load(ctx context.Context, path string, opts *Options, cache *compileCache) (*Backend, error) {
 	p, err := compile(ctx, path, opts, cache)
 	if err != nil {
 		return nil, err
@@ -104,7 +104,7 @@ func load(ctx context.Context, path string, opts *Options, cache wazero.Compilat
 }
 
 // compile reads, verifies and compiles the file and prepares its runtime.
-func compile(ctx context.Context, path string, opts *Options, cache wazero.CompilationCache) (*plugin, error) {
+func compile(ctx context.Context, path string, opts *Options, cache *compileCache) (*plugin, error) {
 	file := filepath.Base(path)
 	prefix := "plugin " + file
 	if err := opts.Validate(); err != nil {
@@ -165,12 +165,13 @@ func compile(ctx context.Context, path string, opts *Options, cache wazero.Compi
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(uint32(o.MemoryLimitMB) * 16).
 		WithCloseOnContextDone(o.Trust == TrustSandboxed && !p.metered)
-	cached := rc
 	if cache != nil {
-		cached = rc.WithCompilationCache(cache)
+		p.rt = wazero.NewRuntimeWithConfig(ctx, rc.WithCompilationCache(cache.wz))
+		p.mod, err = cache.compile(ctx, p.rt, code, p.log)
+	} else {
+		p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+		p.mod, err = compileModule(ctx, p.rt, code)
 	}
-	p.rt = wazero.NewRuntimeWithConfig(ctx, cached)
-	p.mod, err = compileModule(ctx, p.rt, code)
 	if err != nil && cache != nil && strings.Contains(err.Error(), "compilationcache") {
 		// A damaged cache entry (wazero checks a checksum of the code it
 		// caches) is no reason to refuse the plugin: compile it again
@@ -487,12 +488,12 @@ func (b *Backend) Close() error {
 
 var caches struct {
 	sync.Mutex
-	m map[string]wazero.CompilationCache
+	m map[string]*compileCache
 }
 
 // sharedCache returns the process-wide compilation cache of dir (nil for
 // "-"), creating the directory.
-func sharedCache(dir string) (wazero.CompilationCache, error) {
+func sharedCache(dir string) (*compileCache, error) {
 	if dir == "-" {
 		return nil, nil
 	}
@@ -511,12 +512,12 @@ func sharedCache(dir string) (wazero.CompilationCache, error) {
 	if err := checkCacheDir(abs); err != nil {
 		return nil, err
 	}
-	c, err := wazero.NewCompilationCacheWithDir(abs)
+	c, err := newCompileCache(abs)
 	if err != nil {
 		return nil, err
 	}
 	if caches.m == nil {
-		caches.m = map[string]wazero.CompilationCache{}
+		caches.m = map[string]*compileCache{}
 	}
 	caches.m[abs] = c
 	return c, nil

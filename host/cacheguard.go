@@ -1,0 +1,293 @@
+package host
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/tetratelabs/wazero"
+)
+
+// compileCache is wazero's on-disk compilation cache plus the host's own
+// record of what its entries hold.
+//
+// The cache holds native code the server runs. wazero checks a CRC of the
+// code when it reads an entry, but not the function offsets stored beside
+// it, so disk damage there could make a call jump into the middle of the
+// code. The host keeps the size and CRC-32C of every whole entry it has
+// seen wazero write (in <dir>/topgun-sums, one file per compiled module
+// listing its entries),
+// checks a module's entries before wazero reads them and removes one that
+// does not match. An entry no record covers (left by a crash, or by a
+// server from before the records) is removed too. wazero then compiles
+// the module again and the host records the new entry. Server processes
+// sharing the directory may remove each other's entries written a moment
+// before their record: that costs a compile at a later start, never runs
+// an unchecked entry.
+type compileCache struct {
+	wz      wazero.CompilationCache
+	entries string // wazero's version-specific directory of entries
+	sums    string // the host's records
+
+	// mu orders sweeps, which remove entries no record covers (Lock),
+	// against compiles in flight, whose fresh entries have no record yet
+	// (RLock).
+	mu sync.RWMutex
+	// recordMu serialises rewriting one module's record in this process.
+	recordMu sync.Mutex
+}
+
+const sumsDirName = "topgun-sums"
+
+// newCompileCache opens the cache in dir, which must exist.
+func newCompileCache(dir string) (*compileCache, error) {
+	wz, err := wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &compileCache{
+		wz:      wz,
+		entries: filepath.Join(dir, "wazero-"+wazeroVersion()+"-"+runtime.GOARCH+"-"+runtime.GOOS),
+		sums:    filepath.Join(dir, sumsDirName),
+	}
+	// wazero creates its directory up front; if it is not where the host
+	// looks, the entries could not be checked, so the cache is refused.
+	if st, err := os.Stat(c.entries); err != nil || !st.IsDir() {
+		_ = wz.Close(context.Background())
+		return nil, fmt.Errorf("wazero did not create its entry directory %s where the host checks entries", c.entries)
+	}
+	if err := os.MkdirAll(c.sums, 0o700); err != nil {
+		_ = wz.Close(context.Background())
+		return nil, err
+	}
+	return c, nil
+}
+
+// wazeroVersion is the version wazero names its entry directory after
+// (wazero's internal/version.GetWazeroVersion, which reads the same build
+// information).
+func wazeroVersion() string {
+	missing := func(v string) bool { return v == "" || v == "(devel)" }
+	v := ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if strings.Contains(dep.Path, "github.com/tetratelabs/wazero") {
+				v = dep.Version
+			}
+		}
+		if missing(v) {
+			v = info.Main.Version
+		}
+	}
+	if missing(v) {
+		return "dev"
+	}
+	return v
+}
+
+// compile compiles code on rt, whose config uses c.wz, after checking the
+// module's cache entries, and records the entries the compile wrote.
+func (c *compileCache) compile(ctx context.Context, rt wazero.Runtime, code []byte, log hclog.Logger) (wazero.CompiledModule, error) {
+	sum := sha256.Sum256(code)
+	module := hex.EncodeToString(sum[:])
+
+	c.mu.Lock()
+	c.check(module, log)
+	c.sweep(log)
+	c.mu.Unlock()
+
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	before := c.listEntries()
+	mod, err := compileModule(ctx, rt, code)
+	if err != nil {
+		return nil, err
+	}
+	var fresh []string
+	for _, e := range c.listEntries() {
+		if !slices.Contains(before, e) {
+			fresh = append(fresh, e)
+		}
+	}
+	if len(fresh) > 0 {
+		// Entries of other compiles running beside this one may be among
+		// them; recording them here too costs a check, never safety.
+		c.record(module, fresh, log)
+	}
+	return mod, nil
+}
+
+// check verifies the entries recorded for module, removing those that do
+// not match their sum, and drops vanished ones from the record.
+func (c *compileCache) check(module string, log hclog.Logger) {
+	c.recordMu.Lock()
+	defer c.recordMu.Unlock()
+	rec := c.readRecord(filepath.Join(c.sums, module))
+	kept := map[string]string{}
+	for entry, want := range rec {
+		got, err := fileSum(filepath.Join(c.entries, entry))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			log.Warn("cannot read a compilation cache entry; removing it", "entry", entry, "error", err)
+			_ = os.Remove(filepath.Join(c.entries, entry))
+		case got != want:
+			log.Warn("a compilation cache entry does not match its checksum (damaged on disk); removing it, the plugin is compiled again",
+				"entry", filepath.Join(c.entries, entry))
+			_ = os.Remove(filepath.Join(c.entries, entry))
+		default:
+			kept[entry] = want
+		}
+	}
+	if len(kept) != len(rec) {
+		c.writeRecord(module, kept, log)
+	}
+}
+
+// sweep removes the entries no record covers: nothing vouches for what
+// they hold.
+func (c *compileCache) sweep(log hclog.Logger) {
+	covered := map[string]bool{}
+	records, _ := os.ReadDir(c.sums)
+	for _, r := range records {
+		if isHexName(r.Name()) {
+			for entry := range c.readRecord(filepath.Join(c.sums, r.Name())) {
+				covered[entry] = true
+			}
+		}
+	}
+	for _, e := range c.listEntries() {
+		if !covered[e] {
+			log.Debug("removing a compilation cache entry that has no checksum record", "entry", filepath.Join(c.entries, e))
+			_ = os.Remove(filepath.Join(c.entries, e))
+		}
+	}
+}
+
+// record adds entries, hashed now, to module's record.
+func (c *compileCache) record(module string, entries []string, log hclog.Logger) {
+	c.recordMu.Lock()
+	defer c.recordMu.Unlock()
+	rec := c.readRecord(filepath.Join(c.sums, module))
+	for _, e := range entries {
+		// wazero renames a finished, synced file into place, so what is
+		// there is what it wrote.
+		if s, err := fileSum(filepath.Join(c.entries, e)); err == nil {
+			rec[e] = s
+		}
+	}
+	c.writeRecord(module, rec, log)
+}
+
+// listEntries lists wazero's entries (named by the hex of a SHA-256; its
+// temporary files are not).
+func (c *compileCache) listEntries() []string {
+	des, _ := os.ReadDir(c.entries)
+	var out []string
+	for _, d := range des {
+		if d.Type().IsRegular() && isHexName(d.Name()) {
+			out = append(out, d.Name())
+		}
+	}
+	return out
+}
+
+// readRecord reads lines of "<entry> <sum>" (see fileSum); a damaged line
+// is skipped, which at worst costs a compile.
+func (c *compileCache) readRecord(path string) map[string]string {
+	rec := map[string]string{}
+	f, err := os.Open(path)
+	if err != nil {
+		return rec
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
+	for sc.Scan() {
+		entry, sum, ok := strings.Cut(sc.Text(), " ")
+		if ok && isHexName(entry) && sum != "" {
+			rec[entry] = sum
+		}
+	}
+	return rec
+}
+
+// writeRecord replaces module's record atomically (or removes it when
+// empty).
+func (c *compileCache) writeRecord(module string, rec map[string]string, log hclog.Logger) {
+	path := filepath.Join(c.sums, module)
+	if len(rec) == 0 {
+		_ = os.Remove(path)
+		return
+	}
+	var b strings.Builder
+	for _, e := range slices.Sorted(maps.Keys(rec)) {
+		fmt.Fprintf(&b, "%s %s\n", e, rec[e])
+	}
+	tmp, err := os.CreateTemp(c.sums, module+".*.tmp")
+	if err == nil {
+		_, err = tmp.WriteString(b.String())
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), path)
+		}
+		if err != nil {
+			_ = os.Remove(tmp.Name())
+		}
+	}
+	if err != nil {
+		// Without a record the entry is removed at the next load and
+		// compiled again: slower, not unsafe.
+		log.Warn("cannot record the checksum of a compilation cache entry", "dir", c.sums, "error", err)
+	}
+}
+
+// fileSum is "<size> <CRC-32C>" of the file. The directory is the server
+// user's alone (checkCacheDir), so what the sum must catch is damage, not
+// forgery: a CRC finds it and, in hardware, reads a 17 MB entry in about a
+// millisecond, where a SHA-256 would add a tenth to a warm load.
+func fileSum(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := crc32.New(castagnoli)
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d %08x", n, h.Sum32()), nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func isHexName(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !('0' <= s[i] && s[i] <= '9' || 'a' <= s[i] && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
+}
