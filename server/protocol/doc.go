@@ -31,7 +31,9 @@
 // up the store or other clients, nor piles up messages in the server's
 // memory. PING gets PONG; a connection
 // from which nothing arrived for Options.IdleTimeout (60 s) is closed, and
-// a POST /sync body gets as long to arrive (408 after it).
+// a POST /sync body gets as long to arrive (408 after it). A POST /sync
+// answer holds at most MaxQueryResults records and OutboundBytes bytes of
+// them: larger deltas come in pages, larger queries get an error (413).
 // Text frames are ignored. A frame over Options.MaxMessageBytes is read to
 // its end, dropped and answered with ERROR 413 naming the limit; a
 // malformed frame gets ERROR 400 and a frame of an unknown type (topics,

@@ -28,7 +28,12 @@ import (
 //   - syncMaps, which TopGun ignores, are answered with deltas: every LWW
 //     record of the map (tombstones as REMOVE) newer than lastSyncTimestamp;
 //   - queries scan the LWW records of a map, filter with `filter` used as a
-//     where-clause, in key order, with offset, limit and a cursor.
+//     where-clause, in key order, with offset, limit and a cursor;
+//   - one answer holds at most MaxQueryResults records and OutboundBytes
+//     bytes of them (answerBudget): a delta that does not fit comes in
+//     pages, the oldest changes first, its serverSyncTimestamp marking
+//     where the next request resumes; a query that does not fit, or a
+//     delta when the answer is full, gets an error (413).
 //
 // With authentication on, a valid "Authorization: Bearer <jwt>" is
 // required (TopGun's default lets anonymous HTTP writes through).
@@ -120,6 +125,7 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 // httpSync processes a decoded request.
 func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.HTTPSyncResponse {
 	resp := &wire.HTTPSyncResponse{}
+	budget := &answerBudget{records: s.opts.MaxQueryResults, bytes: s.opts.OutboundBytes}
 	addErr := func(code uint32, msg, context string) {
 		resp.Errors = append(resp.Errors, wire.HTTPSyncError{Code: code, Message: msg, Context: context})
 	}
@@ -131,10 +137,12 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 			addErr(403, "map "+quoteName(sm.MapName)+" is reserved for the server", sm.MapName)
 			continue
 		}
-		d, err := s.delta(ctx, sm)
+		d, code, err := s.delta(ctx, sm, budget)
 		if err != nil {
-			s.log.Warn("cannot read deltas", "map", sm.MapName, "error", err)
-			addErr(500, "cannot read the changes of map "+quoteName(sm.MapName)+"; retry later", sm.MapName)
+			if code == 500 {
+				s.log.Warn("cannot read deltas", "map", sm.MapName, "error", err)
+			}
+			addErr(code, err.Error(), sm.MapName)
 			continue
 		}
 		resp.Deltas = append(resp.Deltas, d)
@@ -145,7 +153,7 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 			addErr(403, "map "+quoteName(q.MapName)+" is reserved for the server", q.QueryID)
 			continue
 		}
-		qr, code, err := s.httpQuery(ctx, q)
+		qr, code, err := s.httpQuery(ctx, q, budget)
 		if err != nil {
 			if code == 500 {
 				s.log.Warn("cannot run a query", "map", q.MapName, "error", err)
@@ -200,8 +208,26 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 	resp.Ack = &wire.HTTPSyncAck{LastID: lastOpID(ops)}
 }
 
-// delta lists the LWW records of a map changed after lastSyncTimestamp.
-func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry) (wire.MapDelta, error) {
+// answerBudget is what is left of the records and bytes (as stored) one
+// POST /sync answer may hold. Without it a 2 MiB request naming one large
+// map thousands of times would make the server hold as many copies.
+type answerBudget struct {
+	records int
+	bytes   int64
+}
+
+func (s *Server) answerLimit() string {
+	return fmt.Sprintf("the limit of %d records or %d bytes per answer (TOPGUN_MAX_QUERY_RESULTS, TOPGUN_MAX_OUTBOUND_BYTES)",
+		s.opts.MaxQueryResults, s.opts.OutboundBytes)
+}
+
+// delta lists the LWW records of a map changed after lastSyncTimestamp,
+// the oldest first when they do not all fit in the budget. code is the
+// error's HTTP-style code.
+func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answerBudget) (wire.MapDelta, uint32, error) {
+	if budget.records <= 0 || budget.bytes <= 0 {
+		return wire.MapDelta{}, 413, fmt.Errorf("this answer reached %s; ask for the changes of map %s in another request", s.answerLimit(), quoteName(sm.MapName))
+	}
 	since := tsFromWire(sm.LastSyncTimestamp)
 	// Taken before reading, so the next request's lastSyncTimestamp does
 	// not skip what commits while this one reads.
@@ -212,14 +238,28 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry) (wire.MapDelta
 	if millis > 0 {
 		millis--
 	}
-	entries, err := s.store.Since(ctx, sm.MapName, millis)
+	entries, upTo, complete, err := s.store.Since(ctx, sm.MapName, millis, budget.records, budget.bytes)
 	if err != nil {
-		return wire.MapDelta{}, err
+		return wire.MapDelta{}, 500, fmt.Errorf("cannot read the changes of map %s; retry later", quoteName(sm.MapName))
+	}
+	if !complete && len(entries) == 0 {
+		if budget.records < s.opts.MaxQueryResults || budget.bytes < s.opts.OutboundBytes {
+			return wire.MapDelta{}, 413, fmt.Errorf("the rest of this answer cannot hold the changes of map %s up to one millisecond under %s; ask for them in another request", quoteName(sm.MapName), s.answerLimit())
+		}
+		return wire.MapDelta{}, 413, fmt.Errorf("the changes of map %s committed in one millisecond pass %s; sync the map over the WebSocket or raise the limits",
+			quoteName(sm.MapName), s.answerLimit())
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Key < entries[j].Key })
 	d := wire.MapDelta{MapName: sm.MapName, Records: []wire.DeltaRecord{}, ServerSyncTimestamp: tsToWire(now)}
+	if !complete {
+		// The client sends this back as lastSyncTimestamp; less the
+		// millisecond of overlap, the next page starts after upTo.
+		d.ServerSyncTimestamp = wire.Timestamp{Millis: uint64(upTo) + 1, NodeID: now.NodeID}
+	}
 	for i := range entries {
 		e := &entries[i]
+		budget.records--
+		budget.bytes -= int64(e.Size)
 		if e.Record.Kind != record.KindLWW {
 			continue
 		}
@@ -229,7 +269,7 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry) (wire.MapDelta
 		}
 		d.Records = append(d.Records, wire.DeltaRecord{Key: e.Key, Record: lwwToWire(&e.Record, e.TTLMs()), EventType: ev})
 	}
-	return d, nil
+	return d, 0, nil
 }
 
 func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
@@ -240,7 +280,7 @@ func decodeCursor(c string) (string, bool) {
 }
 
 // httpQuery runs one HTTP query. code is the error's HTTP-style code.
-func (s *Server) httpQuery(ctx context.Context, hq *wire.HTTPQuery) (wire.HTTPQueryResult, uint32, error) {
+func (s *Server) httpQuery(ctx context.Context, hq *wire.HTTPQuery, budget *answerBudget) (wire.HTTPQueryResult, uint32, error) {
 	q := &wire.Query{}
 	if m, ok := hq.Filter.(map[string]any); ok {
 		q.Where = m
@@ -262,7 +302,8 @@ func (s *Server) httpQuery(ctx context.Context, hq *wire.HTTPQuery) (wire.HTTPQu
 	}
 	var keys []string
 	var values []any
-	more := false
+	var bytes int64
+	more, over := false, false
 	err := s.store.Scan(ctx, hq.MapName, func(e *store.Entry) bool {
 		if e.Record.Kind != record.KindLWW || (hasCursor && e.Key <= after) {
 			return true
@@ -279,13 +320,23 @@ func (s *Server) httpQuery(ctx context.Context, hq *wire.HTTPQuery) (wire.HTTPQu
 			more = true
 			return false
 		}
+		if len(values) >= budget.records || bytes+int64(e.Size) > budget.bytes {
+			over = true
+			return false
+		}
 		keys = append(keys, e.Key)
 		values = append(values, v)
+		bytes += int64(e.Size)
 		return true
 	})
 	if err != nil {
 		return wire.HTTPQueryResult{}, 500, fmt.Errorf("cannot read map %s; retry later", quoteName(hq.MapName))
 	}
+	if over {
+		return wire.HTTPQueryResult{}, 413, fmt.Errorf("the query's results pass what is left of %s; ask for fewer with limit and page with the cursor", s.answerLimit())
+	}
+	budget.records -= len(values)
+	budget.bytes -= bytes
 	// Keys are compared as the backend orders them (byte order).
 	res := wire.HTTPQueryResult{QueryID: hq.QueryID, Results: values}
 	if res.Results == nil {

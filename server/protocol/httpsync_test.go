@@ -231,3 +231,101 @@ func TestHTTPSync_slowBody(t *testing.T) {
 		t.Fatalf("after a stalled body: %d %s", code, out)
 	}
 }
+
+// One answer holds at most MaxQueryResults records (and OutboundBytes
+// bytes): a delta larger than that comes in pages, oldest first, each
+// serverSyncTimestamp resuming where the page ended; a second delta or a
+// query that no longer fits gets an error naming the limits, and a query
+// that pages with limit fits.
+func TestHTTPSync_answerBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true, opts: Options{MaxQueryResults: 5}})
+	for i := range 12 {
+		e.wall.Add(1)
+		e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{
+			putOp(itoa(i), "big", "k"+itoa(100-i), map[string]any{"i": int64(i)}, cts("w")),
+		}}, "")
+	}
+	e.wall.Add(1)
+	got := map[string]bool{}
+	last := wire.Timestamp{}
+	for page := 0; ; page++ {
+		if page > 12 {
+			t.Fatal("no end to the pages")
+		}
+		resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{
+			{MapName: "big", LastSyncTimestamp: last},
+			{MapName: "big", LastSyncTimestamp: last},
+		}}, "")
+		total := 0
+		for _, d := range resp.Deltas {
+			total += len(d.Records)
+		}
+		if len(resp.Deltas) == 0 || total > 5 {
+			t.Fatalf("page %d: %+v", page, resp.Deltas)
+		}
+		d := resp.Deltas[0]
+		if len(d.Records) == 5 {
+			// The second copy of the request found the answer full.
+			if len(resp.Errors) != 1 || resp.Errors[0].Code != 413 || resp.Errors[0].Context != "big" ||
+				!strings.Contains(resp.Errors[0].Message, "TOPGUN_MAX_QUERY_RESULTS") {
+				t.Fatalf("page %d: errors %+v", page, resp.Errors)
+			}
+		}
+		fresh := 0
+		for _, r := range d.Records {
+			if !got[r.Key] {
+				fresh++
+			}
+			got[r.Key] = true
+		}
+		if len(got) == 12 {
+			break
+		}
+		if fresh == 0 || d.ServerSyncTimestamp.Millis <= last.Millis {
+			t.Fatalf("page %d made no progress: %+v after %+v", page, d, last)
+		}
+		last = d.ServerSyncTimestamp
+	}
+
+	all := &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), Queries: []wire.HTTPQuery{{QueryID: "all", MapName: "big"}}}
+	resp := e.postSync(t, all, "")
+	if len(resp.QueryResults) != 0 || len(resp.Errors) != 1 || resp.Errors[0].Code != 413 || resp.Errors[0].Context != "all" ||
+		!strings.Contains(resp.Errors[0].Message, "limit and page with the cursor") {
+		t.Fatalf("query over the limit: %+v", resp)
+	}
+	lim := uint32(5)
+	resp = e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), Queries: []wire.HTTPQuery{{QueryID: "p", MapName: "big", Limit: &lim}}}, "")
+	if len(resp.Errors) != 0 || len(resp.QueryResults) != 1 || len(resp.QueryResults[0].Results) != 5 || !*resp.QueryResults[0].HasMore {
+		t.Fatalf("paged query: %+v", resp)
+	}
+}
+
+// The bytes bound pages a delta too: three 30 KB records do not fit in a
+// 64 KiB answer together.
+func TestHTTPSync_answerBoundedInBytes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true, opts: Options{OutboundBytes: MinOutboundBytes}})
+	big := strings.Repeat("x", 30_000)
+	for i := range 3 {
+		e.wall.Add(1)
+		e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{
+			putOp(itoa(i), "m", "k"+itoa(i), big, cts("w")),
+		}}, "")
+	}
+	e.wall.Add(1)
+	ask := func(last wire.Timestamp) wire.MapDelta {
+		resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
+		if len(resp.Deltas) != 1 {
+			t.Fatalf("%+v", resp)
+		}
+		return resp.Deltas[0]
+	}
+	first := ask(wire.Timestamp{})
+	if len(first.Records) != 2 || first.Records[0].Key != "k0" || first.Records[1].Key != "k1" {
+		t.Fatalf("first page: %d records", len(first.Records))
+	}
+	if rest := ask(first.ServerSyncTimestamp); len(rest.Records) < 1 || rest.Records[len(rest.Records)-1].Key != "k2" {
+		t.Fatalf("second page: %d records", len(rest.Records))
+	}
+}

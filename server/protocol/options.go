@@ -68,7 +68,8 @@ type Options struct {
 	// messages pushed to it (changes of its live queries, acknowledgements)
 	// that would pass it disconnect the client, before they exhaust the
 	// server's memory. A single message larger than the bound is still
-	// sent when nothing else is queued.
+	// sent when nothing else is queued. It also bounds the bytes of stored
+	// records one POST /sync answer holds (see httpsync.go).
 	OutboundBytes int64
 
 	// MaxQueries is the most live queries one connection may hold.
@@ -78,7 +79,8 @@ type Options struct {
 	// hold in their results (TOPGUN_MAX_QUERY_RESULTS): the server keeps
 	// each result's keys to send its updates. A QUERY_SUB whose result would
 	// pass it is answered with an error (code LIMIT) and not kept. Results
-	// that grow later through live updates are not cut.
+	// that grow later through live updates are not cut. It also bounds the
+	// records one POST /sync answer holds (see httpsync.go).
 	MaxQueryResults int
 
 	// MaxConnections is the most WebSocket connections and POST /sync

@@ -441,30 +441,9 @@ func (s *Store) Scan(ctx context.Context, mapName string, f func(e *Entry) bool)
 		if err != nil {
 			return true
 		}
-		e := Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime}
+		e := Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime, Size: len(r.Key) + len(r.Value)}
 		return !s.live(&e) || f(&e)
 	})
-}
-
-// Since returns the LWW records of a map, tombstones included, committed
-// after since (Unix ms of the commit, not of the record's timestamp: a
-// client's late write with an old stamp is still new to others). It scans
-// the map in storage, for HTTP sync deltas.
-func (s *Store) Since(ctx context.Context, mapName string, since int64) ([]Entry, error) {
-	if s.closed.Load() {
-		return nil, ErrClosed
-	}
-	var out []Entry
-	err := s.scanPages(ctx, mapName, 0, func(r *abi.Record) bool {
-		if r.UpdatedAt <= since {
-			return true
-		}
-		if rv, err := record.Decode(r.Value); err == nil && rv.Kind == record.KindLWW {
-			out = append(out, Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime})
-		}
-		return true
-	})
-	return out, err
 }
 
 // scanPages calls f with every primary record of a map, page by page with

@@ -544,9 +544,9 @@ func TestStore_Since_byCommitTime(t *testing.T) {
 	f.wall.Add(10)
 	// A late write stamped long ago (an offline client) is new to others.
 	f.apply(put("m", "late", "v", ts(t0-9000, 0, "c2")), Op{Map: "m", Key: "gone", Kind: OpRemove, Timestamp: ts(t0-9000, 1, "c2")})
-	es, err := f.s.Since(context.Background(), "m", since)
-	if err != nil {
-		t.Fatal(err)
+	es, _, complete, err := f.s.Since(context.Background(), "m", since, 100, 1<<20)
+	if err != nil || !complete {
+		t.Fatal(complete, err)
 	}
 	got := map[string]bool{}
 	for _, e := range es {
@@ -554,6 +554,68 @@ func TestStore_Since_byCommitTime(t *testing.T) {
 	}
 	if len(got) != 2 || !got["late"] || !got["gone"] {
 		t.Fatalf("Since returned %v, want the late write and the tombstone", got)
+	}
+}
+
+// Since bounded by records and bytes hands out the changes in pages, the
+// oldest first, each page ending at a whole millisecond; resuming from
+// upTo delivers every change, and a millisecond that alone passes the
+// bounds is reported rather than cut.
+func TestStore_Since_pages(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	ctx := context.Background()
+	start := f.wall.Load()
+	want := map[string]bool{}
+	// 40 commits of 1-3 changes each, one ms apart, keys out of commit
+	// order so key order and commit order differ.
+	for i := range 40 {
+		var ops []Op
+		for j := range 1 + i%3 {
+			k := fmt.Sprintf("k%02d-%d", (i*7)%40, j)
+			ops = append(ops, put("m", k, "v", ts(t0+uint64(i), uint32(j), "c1")))
+			want[k] = true
+		}
+		f.apply(ops...)
+		f.wall.Add(1)
+	}
+	for _, bounds := range []struct {
+		records int
+		bytes   int64
+	}{{5, 1 << 20}, {3, 1 << 20}, {100, 400}} {
+		got := map[string]bool{}
+		since, pages := start-1, 0
+		for {
+			es, upTo, complete, err := f.s.Since(ctx, "m", since, bounds.records, bounds.bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var bytes int64
+			for _, e := range es {
+				got[e.Key] = true
+				bytes += int64(e.Size)
+			}
+			if len(es) > bounds.records || bytes > bounds.bytes || (len(es) > 0 && es[0].Size == 0) {
+				t.Fatalf("bounds %+v: a page of %d records, %d bytes", bounds, len(es), bytes)
+			}
+			if complete {
+				break
+			}
+			if len(es) == 0 || upTo <= since {
+				t.Fatalf("bounds %+v: no progress from %d (upTo %d)", bounds, since, upTo)
+			}
+			since = upTo
+			if pages++; pages > 100 {
+				t.Fatalf("bounds %+v: more than 100 pages", bounds)
+			}
+		}
+		if len(got) != len(want) || pages < 2 {
+			t.Fatalf("bounds %+v: %d of %d changes delivered in %d pages", bounds, len(got), len(want), pages+1)
+		}
+	}
+	// Three changes committed in one millisecond do not fit in two.
+	es, _, complete, err := f.s.Since(ctx, "m", start+1, 2, 1<<20)
+	if err != nil || complete || len(es) != 0 {
+		t.Fatalf("a millisecond over the bounds: %d entries, complete %v, %v", len(es), complete, err)
 	}
 }
 

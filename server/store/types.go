@@ -116,6 +116,10 @@ type Entry struct {
 	Record record.RecordValue
 	// ExpirationTime is absolute ms, 0 for none.
 	ExpirationTime int64
+	// Size is the bytes of the key and encoded record as stored, set by
+	// Scan and Since, which read from storage, for callers that bound what
+	// they hold.
+	Size int
 }
 
 // TTLMs returns the time to live to send to clients for an LWW record:
