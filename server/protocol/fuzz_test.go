@@ -133,3 +133,60 @@ func FuzzHandleFrame(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHTTPSync feeds arbitrary POST /sync bodies to the handler's logic on
+// a null store holding one map larger than an answer may be: it must never
+// panic, its answer must encode, and the answer must hold at most
+// MaxQueryResults records over its deltas and query results.
+func FuzzHTTPSync(f *testing.F) {
+	lim, off := uint32(3), uint32(2)
+	reqs := []*wire.HTTPSyncRequest{
+		{ClientID: "c", ClientHLC: cts("c"), Operations: []wire.ClientOp{putOp("1", "m", "k", "v", cts("c")), removeOp("2", "m", "k0", cts("c"))}},
+		{ClientID: "c", ClientHLC: cts("c"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}, {MapName: "m", LastSyncTimestamp: cts("c")}, {MapName: "m"}}},
+		{ClientID: "c", ClientHLC: cts("c"), Queries: []wire.HTTPQuery{{QueryID: "a", MapName: "m"}, {QueryID: "b", MapName: "m", Limit: &lim, Offset: &off},
+			{QueryID: "c", MapName: "m", Filter: map[string]any{"i": int64(3)}, Cursor: encodeCursor("k10")}}},
+	}
+	for _, r := range reqs {
+		b, err := wire.EncodeHTTPSyncRequest(r)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	if raw, err := os.ReadFile(filepath.Join("..", "wire", "testdata", "fixtures", "HTTP_SYNC_REQUEST.msgpack")); err == nil {
+		f.Add(raw)
+	}
+	f.Add([]byte{})
+
+	const maxResults = 20
+	e := newEnv(f, envConfig{fakeWall: true, opts: Options{Logger: hclog.NewNullLogger(), MaxQueryResults: maxResults, MaxBatchOps: 100}})
+	ctx := context.Background()
+	for i := range 3 * maxResults {
+		e.wall.Add(1)
+		res, err := e.st.Apply(ctx, []store.Op{{Map: "m", Key: "k" + itoa(i), Kind: store.OpPut,
+			Value: record.MapValue(record.Field{Key: "i", Value: record.IntValue(int64(i % 5))}), Timestamp: record.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "seed"}}}, 0)
+		if err != nil || res[0].Err != nil {
+			f.Fatal(err, res)
+		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := e.srv.limits.DecodeHTTPSyncRequest(body)
+		if err != nil {
+			return
+		}
+		resp := e.srv.httpSync(ctx, req)
+		if _, err := wire.EncodeHTTPSyncResponse(resp); err != nil {
+			t.Fatalf("encode the answer: %v", err)
+		}
+		n := 0
+		for _, d := range resp.Deltas {
+			n += len(d.Records)
+		}
+		for _, q := range resp.QueryResults {
+			n += len(q.Results)
+		}
+		if n > maxResults {
+			t.Fatalf("the answer holds %d records, the limit is %d", n, maxResults)
+		}
+	})
+}
