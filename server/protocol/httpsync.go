@@ -26,14 +26,19 @@ import (
 //     one error (with the op id as context) per op the store refused, or a
 //     single error and no ack when nothing could be stored;
 //   - syncMaps, which TopGun ignores, are answered with deltas: every LWW
-//     record of the map (tombstones as REMOVE) newer than lastSyncTimestamp;
+//     record of the map (tombstones as REMOVE) committed since
+//     lastSyncTimestamp, less a millisecond. Its serverSyncTimestamp is a
+//     commit time of the store (store.SyncPoint), never past a commit
+//     still being applied, so a client that sends it back misses nothing;
 //   - queries scan the LWW records of a map, filter with `filter` used as a
 //     where-clause, in key order, with offset, limit and a cursor;
 //   - one answer holds at most MaxQueryResults records and OutboundBytes
 //     bytes of them (answerBudget): a delta that does not fit comes in
 //     pages, the oldest changes first, its serverSyncTimestamp marking
 //     where the next request resumes; a query that does not fit, or a
-//     delta when the answer is full, gets an error (413).
+//     delta when the answer is full, gets an error (413). An answer that
+//     holds nothing else may pass the bounds by the changes of one
+//     millisecond, so a large record cannot stop a map's sync.
 //
 // With authentication on, a valid "Authorization: Bearer <jwt>" is
 // required (TopGun's default lets anonymous HTTP writes through).
@@ -229,33 +234,36 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 		return wire.MapDelta{}, 413, fmt.Errorf("this answer reached %s; ask for the changes of map %s in another request", s.answerLimit(), quoteName(sm.MapName))
 	}
 	since := tsFromWire(sm.LastSyncTimestamp)
-	// Taken before reading, so the next request's lastSyncTimestamp does
-	// not skip what commits while this one reads.
-	now := s.store.Clock().Now()
-	// Since compares commit times in ms; one ms of overlap re-sends what
-	// committed in the same ms, which the client's LWW merge ignores.
+	// Taken before reading: the next request resumes from it, so it must
+	// not pass what commits while this one reads. It is a commit time
+	// (the store's wall clock), not the HLC, which a client's write
+	// stamped ahead can move up to the allowed drift.
+	point := s.store.SyncPoint()
+	// The client sends back serverSyncTimestamp as lastSyncTimestamp, and
+	// a request reads what committed after it less one millisecond (a
+	// re-sent record is harmless to the client's LWW merge).
 	millis := int64(min(since.Millis, 1<<62))
 	if millis > 0 {
 		millis--
 	}
-	entries, upTo, complete, err := s.store.Since(ctx, sm.MapName, millis, budget.records, budget.bytes)
+	// An answer that holds nothing yet may pass the limits by the changes
+	// of one millisecond, so that no map is ever stuck.
+	untouched := budget.records == s.opts.MaxQueryResults && budget.bytes == s.opts.OutboundBytes
+	entries, upTo, complete, err := s.store.Since(ctx, sm.MapName, millis,
+		store.SinceLimits{Records: budget.records, Bytes: budget.bytes, WholeFirst: untouched})
 	if err != nil {
 		return wire.MapDelta{}, 500, fmt.Errorf("cannot read the changes of map %s; retry later", quoteName(sm.MapName))
 	}
 	if !complete && len(entries) == 0 {
-		if budget.records < s.opts.MaxQueryResults || budget.bytes < s.opts.OutboundBytes {
-			return wire.MapDelta{}, 413, fmt.Errorf("the rest of this answer cannot hold the changes of map %s up to one millisecond under %s; ask for them in another request", quoteName(sm.MapName), s.answerLimit())
-		}
-		return wire.MapDelta{}, 413, fmt.Errorf("the changes of map %s committed in one millisecond pass %s; sync the map over the WebSocket or raise the limits",
-			quoteName(sm.MapName), s.answerLimit())
+		return wire.MapDelta{}, 413, fmt.Errorf("the rest of this answer cannot hold the changes of map %s up to one millisecond under %s; ask for them in another request", quoteName(sm.MapName), s.answerLimit())
 	}
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Key < entries[j].Key })
-	d := wire.MapDelta{MapName: sm.MapName, Records: []wire.DeltaRecord{}, ServerSyncTimestamp: tsToWire(now)}
+	resume := point
 	if !complete {
-		// The client sends this back as lastSyncTimestamp; less the
-		// millisecond of overlap, the next page starts after upTo.
-		d.ServerSyncTimestamp = wire.Timestamp{Millis: uint64(upTo) + 1, NodeID: now.NodeID}
+		resume = min(resume, upTo)
 	}
+	d := wire.MapDelta{MapName: sm.MapName, Records: []wire.DeltaRecord{},
+		ServerSyncTimestamp: wire.Timestamp{Millis: uint64(max(resume+1, 0)), NodeID: s.store.Clock().Now().NodeID}}
 	for i := range entries {
 		e := &entries[i]
 		budget.records--

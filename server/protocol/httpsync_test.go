@@ -329,3 +329,56 @@ func TestHTTPSync_answerBoundedInBytes(t *testing.T) {
 		t.Fatalf("second page: %d records", len(rest.Records))
 	}
 }
+
+// A record larger than an answer's bytes still reaches the client: an
+// answer holding nothing else may pass the bound by one millisecond's
+// changes, so no map is stuck, and what follows comes next.
+func TestHTTPSync_oversizedChangeStillDelivered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true, opts: Options{OutboundBytes: MinOutboundBytes}})
+	for i, v := range []string{strings.Repeat("x", 70_000), "small"} {
+		e.wall.Add(1)
+		e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{
+			putOp(itoa(i), "m", "k"+itoa(i), v, cts("w")),
+		}}, "")
+	}
+	e.wall.Add(1)
+	got := map[string]bool{}
+	last := wire.Timestamp{}
+	for range 3 {
+		resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
+		if len(resp.Deltas) != 1 {
+			t.Fatalf("answer %+v", resp.Errors)
+		}
+		for _, r := range resp.Deltas[0].Records {
+			got[r.Key] = true
+		}
+		last = resp.Deltas[0].ServerSyncTimestamp
+	}
+	if !got["k0"] || !got["k1"] {
+		t.Fatalf("delivered %v, want k0 and k1", got)
+	}
+}
+
+// serverSyncTimestamp is a commit time of the store's clock: a client
+// write stamped ahead (within the allowed drift) moves the HLC forward,
+// and must not make HTTP clients skip what commits meanwhile.
+func TestHTTPSync_clockAheadSkipsNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true})
+	ahead := cts("w")
+	ahead.Millis = uint64(e.wall.Load()) + 30_000
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: ahead, Operations: []wire.ClientOp{putOp("1", "m", "a", "v", ahead)}}, "")
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "")
+	last := resp.Deltas[0].ServerSyncTimestamp
+	e.wall.Add(10)
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("2", "m", "b", "v", cts("w"))}}, "")
+	e.wall.Add(10)
+	resp = e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
+	for _, r := range resp.Deltas[0].Records {
+		if r.Key == "b" {
+			return
+		}
+	}
+	t.Fatalf("the change committed after the first sync was skipped: %+v", resp.Deltas[0].Records)
+}

@@ -503,7 +503,8 @@ func (t *txn) checkSize(st *state) error {
 // durable, installs them in the index and cache and publishes the changes.
 func (t *txn) commit() error {
 	s := t.s
-	b := &abi.Batch{Now: s.now(), Mutations: make([]abi.Mutation, 0, len(t.order))}
+	b := &abi.Batch{Now: s.stamp(), Mutations: make([]abi.Mutation, 0, len(t.order))}
+	defer s.applied()
 	for _, st := range t.order {
 		if !st.present {
 			b.Delete(st.mapName, st.key, false)

@@ -158,6 +158,12 @@ type Store struct {
 	// when it is handed to the applier); see regroup.
 	merged atomic.Int64
 
+	// stampMu orders stamping a batch's commit time against SyncPoint.
+	stampMu   sync.Mutex
+	lastStamp int64 // commit times never go back, even if the wall clock does
+	applying  int64 // the commit time of the batch being applied, 0 for none
+	shared    bool  // other processes commit to the same storage
+
 	reqs    chan *request
 	applyq  chan *txn
 	seq     atomic.Uint64
@@ -182,6 +188,7 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 	}
 	s := &Store{
 		be: be, opts: o, log: o.Logger, clock: o.Clock,
+		shared:  be.Describe().Capabilities.Has(abi.CapShared),
 		cache:   newCache(o.CacheBytes),
 		feed:    newFeed(),
 		maps:    map[string]*mapState{},

@@ -544,7 +544,7 @@ func TestStore_Since_byCommitTime(t *testing.T) {
 	f.wall.Add(10)
 	// A late write stamped long ago (an offline client) is new to others.
 	f.apply(put("m", "late", "v", ts(t0-9000, 0, "c2")), Op{Map: "m", Key: "gone", Kind: OpRemove, Timestamp: ts(t0-9000, 1, "c2")})
-	es, _, complete, err := f.s.Since(context.Background(), "m", since, 100, 1<<20)
+	es, _, complete, err := f.s.Since(context.Background(), "m", since, SinceLimits{Records: 100, Bytes: 1 << 20})
 	if err != nil || !complete {
 		t.Fatal(complete, err)
 	}
@@ -560,20 +560,23 @@ func TestStore_Since_byCommitTime(t *testing.T) {
 // Since bounded by records and bytes hands out the changes in pages, the
 // oldest first, each page ending at a whole millisecond; resuming from
 // upTo delivers every change, and a millisecond that alone passes the
-// bounds is reported rather than cut.
+// bounds is reported rather than cut, or returned whole with WholeFirst.
 func TestStore_Since_pages(t *testing.T) {
 	f := newFixture(t, null.Open(), nil)
 	ctx := context.Background()
 	start := f.wall.Load()
 	want := map[string]bool{}
 	// 40 commits of 1-3 changes each, one ms apart, keys out of commit
-	// order so key order and commit order differ.
+	// order so key order and commit order differ. commitOf recovers a
+	// key's commit (7 and 40 are coprime).
+	commitOf := map[string]int{}
 	for i := range 40 {
 		var ops []Op
 		for j := range 1 + i%3 {
 			k := fmt.Sprintf("k%02d-%d", (i*7)%40, j)
 			ops = append(ops, put("m", k, "v", ts(t0+uint64(i), uint32(j), "c1")))
 			want[k] = true
+			commitOf[k] = i
 		}
 		f.apply(ops...)
 		f.wall.Add(1)
@@ -585,14 +588,21 @@ func TestStore_Since_pages(t *testing.T) {
 		got := map[string]bool{}
 		since, pages := start-1, 0
 		for {
-			es, upTo, complete, err := f.s.Since(ctx, "m", since, bounds.records, bounds.bytes)
+			es, upTo, complete, err := f.s.Since(ctx, "m", since, SinceLimits{Records: bounds.records, Bytes: bounds.bytes})
 			if err != nil {
 				t.Fatal(err)
 			}
 			var bytes int64
+			perCommit := map[int]int{}
 			for _, e := range es {
 				got[e.Key] = true
 				bytes += int64(e.Size)
+				perCommit[commitOf[e.Key]]++
+			}
+			for i, n := range perCommit {
+				if n != 1+i%3 {
+					t.Fatalf("bounds %+v: the page holds %d of the %d changes of commit %d", bounds, n, 1+i%3, i)
+				}
 			}
 			if len(es) > bounds.records || bytes > bounds.bytes || (len(es) > 0 && es[0].Size == 0) {
 				t.Fatalf("bounds %+v: a page of %d records, %d bytes", bounds, len(es), bytes)
@@ -613,10 +623,68 @@ func TestStore_Since_pages(t *testing.T) {
 		}
 	}
 	// Three changes committed in one millisecond do not fit in two.
-	es, _, complete, err := f.s.Since(ctx, "m", start+1, 2, 1<<20)
+	es, _, complete, err := f.s.Since(ctx, "m", start+1, SinceLimits{Records: 2, Bytes: 1 << 20})
 	if err != nil || complete || len(es) != 0 {
 		t.Fatalf("a millisecond over the bounds: %d entries, complete %v, %v", len(es), complete, err)
 	}
+	// With WholeFirst they come whole, and the next page resumes after.
+	es, upTo, complete, err := f.s.Since(ctx, "m", start+1, SinceLimits{Records: 2, Bytes: 1 << 20, WholeFirst: true})
+	if err != nil || complete || len(es) != 3 || upTo != start+2 {
+		t.Fatalf("WholeFirst: %d entries, upTo %d (want %d), complete %v, %v", len(es), upTo, start+2, complete, err)
+	}
+	// The last commit, alone and whole, completes.
+	if es, _, complete, err := f.s.Since(ctx, "m", start+38, SinceLimits{Records: 1, Bytes: 1, WholeFirst: true}); err != nil || !complete || len(es) != 1 {
+		t.Fatalf("WholeFirst on the last millisecond: %d entries, complete %v, %v", len(es), complete, err)
+	}
+}
+
+// SyncPoint is the last whole millisecond, before a commit still being
+// applied (its changes may not be visible to a scan yet), and further
+// back on storage other processes share.
+func TestStore_SyncPoint(t *testing.T) {
+	be := &gateBackend{Backend: null.Open(), entered: make(chan struct{}), release: make(chan bool)}
+	f := newFixture(t, be, nil)
+	now := f.wall.Load()
+	if p := f.s.SyncPoint(); p != now-1 {
+		t.Fatalf("idle: SyncPoint %d, want %d", p, now-1)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.s.Apply(context.Background(), []Op{put("m", "k", "v", ts(t0, 0, "c1"))}, 1)
+		done <- err
+	}()
+	<-be.entered // stamped at now, not yet applied
+	f.wall.Add(50)
+	if p := f.s.SyncPoint(); p != now-1 {
+		t.Fatalf("during a commit stamped %d: SyncPoint %d, want %d", now, p, now-1)
+	}
+	be.release <- false
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if p := f.s.SyncPoint(); p != now+49 {
+		t.Fatalf("after the commit: SyncPoint %d, want %d", p, now+49)
+	}
+	// A wall clock stepping back does not take SyncPoint below a commit
+	// time already given out.
+	f.wall.Add(-1000)
+	if p := f.s.SyncPoint(); p != now-1 {
+		t.Fatalf("clock stepped back: SyncPoint %d, want %d", p, now-1)
+	}
+
+	shared := newFixture(t, sharedBackend{null.Open()}, nil)
+	if p, want := shared.s.SyncPoint(), shared.wall.Load()-1-SharedSyncAllowance; p != want {
+		t.Fatalf("shared storage: SyncPoint %d, want %d", p, want)
+	}
+}
+
+// sharedBackend declares that other processes use the same storage.
+type sharedBackend struct{ abi.Backend }
+
+func (b sharedBackend) Describe() abi.Description {
+	d := b.Backend.Describe()
+	d.Capabilities |= abi.CapShared
+	return d
 }
 
 // gateBackend holds each Apply until released and fails it when told to.
