@@ -2,12 +2,14 @@ package host
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
@@ -244,4 +246,83 @@ func TestCompileCache_concurrentCompilesAllRecorded(t *testing.T) {
 	if logs := compileAll(1); strings.Contains(logs, "removing") {
 		t.Fatalf("an entry was removed at the second start:\n%s", logs)
 	}
+}
+
+// What cannot be recorded is not kept: with the records' directory
+// unusable, the entry a compile wrote is removed (the next start compiles
+// again) rather than left for a sweep that another record might pass.
+func TestCompileCache_unrecordableEntryIsRemoved(t *testing.T) {
+	t.Parallel()
+	l := newCacheLoader(t, "testdata/wat/trap.wasm")
+	sums := filepath.Join(l.dir, sumsDirName)
+	if err := os.MkdirAll(sums, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	c, err := newCompileCache(l.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.wz.Close(ctx)
+	// A file where the records' directory was: no record can be written.
+	if err := os.RemoveAll(sums); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sums, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs testbin.LockedBuffer
+	o := testOptions(t)
+	o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
+	b, err := load(ctx, l.path, o, c)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	defer b.Close()
+	if es := c.listEntries(); len(es) != 0 {
+		t.Fatalf("unrecorded entries kept: %v", es)
+	}
+	if !strings.Contains(logs.String(), "cannot record the checksum") {
+		t.Fatalf("no warning in:\n%s", logs.String())
+	}
+}
+
+// The sweep removes what has no business in the cache: a symbolic link
+// under an entry's name (wazero would follow it), records whose entries
+// are gone, and temporary files a crash left an hour ago, but not one a
+// writer may still be filling.
+func TestCompileCache_sweepRemovesLeftovers(t *testing.T) {
+	t.Parallel()
+	l := newCacheLoader(t, "testdata/wat/trap.wasm")
+	l.load()
+	entries := filepath.Dir(l.entry())
+	sums := filepath.Join(l.dir, sumsDirName)
+	hexName := strings.Repeat("ab", 32)
+	link := filepath.Join(entries, hexName)
+	if err := os.Symlink(l.entry(), link); err != nil {
+		t.Fatal(err)
+	}
+	staleRecord := filepath.Join(sums, strings.Repeat("cd", 32))
+	if err := os.WriteFile(staleRecord, []byte(strings.Repeat("ef", 32)+" 1 00000000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := filepath.Join(entries, "x.123.tmp"), filepath.Join(entries, "y.456.tmp")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(old, time.Now().Add(-2*time.Hour), time.Now().Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	l.load()
+	for _, p := range []string{link, staleRecord, old} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s was not removed (%v)", p, err)
+		}
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a recent temporary file was removed: %v", err)
+	}
+	l.entry() // the real entry stays
 }

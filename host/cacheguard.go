@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
@@ -36,8 +37,14 @@ import (
 // server from before the records) is removed too. wazero then compiles
 // the module again and the host records the new entry. Server processes
 // sharing the directory may remove each other's entries written a moment
-// before their record: that costs a compile at a later start, never runs
-// an unchecked entry.
+// before their record, which costs a compile at a later start; an entry
+// another process writes between this one's check and wazero's read is
+// used as just written.
+//
+// The host finds wazero's directory by the same build information wazero
+// names it after; a build that overrides wazero's version string with
+// -ldflags -X names it differently, and the cache is then refused at load
+// (newCompileCache) when the host's name does not exist.
 type compileCache struct {
 	wz      wazero.CompilationCache
 	entries string // wazero's version-specific directory of entries
@@ -126,7 +133,15 @@ func (c *compileCache) compile(ctx context.Context, rt wazero.Runtime, code []by
 	if len(fresh) > 0 {
 		// Entries of other compiles running beside this one may be among
 		// them; recording them here too costs a check, never safety.
-		c.record(module, fresh, log)
+		if err := c.record(module, fresh); err != nil {
+			// Unrecorded, they could later pass the sweep under another
+			// module's record unchecked: remove them; the next start
+			// compiles again.
+			log.Warn("cannot record the checksum of a compilation cache entry; removing the entry", "dir", c.sums, "error", err)
+			for _, e := range fresh {
+				_ = os.Remove(filepath.Join(c.entries, e))
+			}
+		}
 	}
 	return mod, nil
 }
@@ -154,23 +169,52 @@ func (c *compileCache) check(module string, log hclog.Logger) {
 		}
 	}
 	if len(kept) != len(rec) {
-		c.writeRecord(module, kept, log)
+		if err := c.writeRecord(module, kept); err != nil {
+			// The record still names entries that are gone or removed:
+			// the sweep then removes nothing it should not keep.
+			log.Warn("cannot update a compilation cache record", "dir", c.sums, "error", err)
+		}
 	}
 }
 
-// sweep removes the entries no record covers: nothing vouches for what
-// they hold.
+// sweep removes the entries no record covers (nothing vouches for what
+// they hold), anything but a regular file under an entry's name, records
+// whose entries are all gone, and temporary files a crash left behind.
 func (c *compileCache) sweep(log hclog.Logger) {
+	entries := map[string]bool{}
+	des, _ := os.ReadDir(c.entries)
+	for _, d := range des {
+		name, path := d.Name(), filepath.Join(c.entries, d.Name())
+		switch {
+		case isHexName(name) && d.Type().IsRegular():
+			entries[name] = true
+		case isHexName(name):
+			log.Warn("removing what is not a regular file from the compilation cache", "path", path)
+			_ = os.RemoveAll(path)
+		case strings.HasSuffix(name, ".tmp"):
+			removeStale(path, d)
+		}
+	}
 	covered := map[string]bool{}
 	records, _ := os.ReadDir(c.sums)
 	for _, r := range records {
-		if isHexName(r.Name()) {
-			for entry := range c.readRecord(filepath.Join(c.sums, r.Name())) {
-				covered[entry] = true
+		path := filepath.Join(c.sums, r.Name())
+		if !isHexName(r.Name()) {
+			if strings.HasSuffix(r.Name(), ".tmp") {
+				removeStale(path, r)
 			}
+			continue
+		}
+		live := false
+		for entry := range c.readRecord(path) {
+			covered[entry] = true
+			live = live || entries[entry]
+		}
+		if !live {
+			_ = os.Remove(path)
 		}
 	}
-	for _, e := range c.listEntries() {
+	for e := range entries {
 		if !covered[e] {
 			log.Debug("removing a compilation cache entry that has no checksum record", "entry", filepath.Join(c.entries, e))
 			_ = os.Remove(filepath.Join(c.entries, e))
@@ -178,8 +222,16 @@ func (c *compileCache) sweep(log hclog.Logger) {
 	}
 }
 
+// removeStale removes a temporary file old enough that no writer (of this
+// process or another) can still be filling it.
+func removeStale(path string, d os.DirEntry) {
+	if info, err := d.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+		_ = os.Remove(path)
+	}
+}
+
 // record adds entries, hashed now, to module's record.
-func (c *compileCache) record(module string, entries []string, log hclog.Logger) {
+func (c *compileCache) record(module string, entries []string) error {
 	c.recordMu.Lock()
 	defer c.recordMu.Unlock()
 	rec := c.readRecord(filepath.Join(c.sums, module))
@@ -190,7 +242,7 @@ func (c *compileCache) record(module string, entries []string, log hclog.Logger)
 			rec[e] = s
 		}
 	}
-	c.writeRecord(module, rec, log)
+	return c.writeRecord(module, rec)
 }
 
 // listEntries lists wazero's entries (named by the hex of a SHA-256; its
@@ -227,11 +279,13 @@ func (c *compileCache) readRecord(path string) map[string]string {
 
 // writeRecord replaces module's record atomically (or removes it when
 // empty).
-func (c *compileCache) writeRecord(module string, rec map[string]string, log hclog.Logger) {
+func (c *compileCache) writeRecord(module string, rec map[string]string) error {
 	path := filepath.Join(c.sums, module)
 	if len(rec) == 0 {
-		_ = os.Remove(path)
-		return
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
 	}
 	var b strings.Builder
 	for _, e := range slices.Sorted(maps.Keys(rec)) {
@@ -253,11 +307,7 @@ func (c *compileCache) writeRecord(module string, rec map[string]string, log hcl
 			_ = os.Remove(tmp.Name())
 		}
 	}
-	if err != nil {
-		// Without a record the entry is removed at the next load and
-		// compiled again: slower, not unsafe.
-		log.Warn("cannot record the checksum of a compilation cache entry", "dir", c.sums, "error", err)
-	}
+	return err
 }
 
 // fileSum is "<size> <CRC-32C>" of the file. The directory is the server
