@@ -263,6 +263,7 @@ func TestConn_slowClientIsDisconnected(t *testing.T) {
 	fast.send(&wire.QuerySub{QueryID: "q", MapName: "big"})
 	expect[*wire.QueryResp](fast)
 	w := e.dial(t)
+	e.waitConnections(3)
 	value := strings.Repeat("x", 64<<10)
 	for i := 0; i < 1000 && e.srv.Connections() == 3; i++ {
 		w.write(putOp(itoa(i+1), "big", "k", value+itoa(i), cts("w")))
@@ -305,6 +306,7 @@ func TestConn_outboundBytesBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := e2.dial(t)
+	e2.waitConnections(2)
 	value := strings.Repeat("x", 50<<10)
 	for i := 0; i < 200 && e2.srv.Connections() == 2; i++ {
 		w.write(putOp(itoa(i+1), "big", "k"+itoa(i%5), value+itoa(i), cts("w")))
@@ -565,5 +567,18 @@ func TestServer_closeAcksWritesInFlight(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("POST /sync after Close: %d", resp.StatusCode)
+	}
+}
+
+// waitConnections waits until the server holds n connections: one is
+// registered when the upgrade's handler runs, which may trail the client's
+// dial.
+func (e *env) waitConnections(n int) {
+	e.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); e.srv.Connections() != n; {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%d connections, want %d", e.srv.Connections(), n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
