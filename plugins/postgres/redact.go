@@ -4,16 +4,24 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // redacted replaces every password RedactURL finds.
 const redacted = "xxxxx"
 
+// unshown stands for a whole connection string whose password RedactURL
+// cannot tell apart from the rest.
+const unshown = "(a connection string whose password cannot be told apart; not shown)"
+
 var (
 	// password=... in a keyword/value connection string, quoted or not.
 	kvPassword = regexp.MustCompile(`\b((?:ssl)?password)\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s]*)`)
-	// user:password@ in a URL that net/url cannot parse.
-	urlUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@?#]*:)[^@/?#]*@`)
+	// user:password@ in a URL that net/url cannot parse (one with '#' or
+	// '?' in the password, which pgx accepts): up to the last '@', which
+	// may hide more than the password but never less.
+	urlUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@?#]*:).*@`)
 	// password=... in a URL's query string.
 	urlQueryPassword = regexp.MustCompile(`([?&](?:ssl)?password=)[^&#]*`)
 )
@@ -24,7 +32,24 @@ var (
 // ("host=... password=..."), and never returns a password it recognises,
 // even from a malformed URL.
 func RedactURL(u string) string {
-	if !strings.Contains(u, "://") {
+	out := redactSyntax(u)
+	// pgx parses what net/url refuses; the password it would use must not
+	// survive in any spelling, or nothing of the string is shown.
+	if cfg, err := pgconn.ParseConfig(u); err == nil && cfg.Password != "" {
+		for _, spelling := range []string{cfg.Password, url.QueryEscape(cfg.Password), url.PathEscape(cfg.Password)} {
+			if strings.Contains(out, spelling) {
+				return unshown
+			}
+		}
+	}
+	return out
+}
+
+// redactSyntax redacts the passwords RedactURL finds by the syntax of u,
+// which it tells apart as pgx does: a URL starts with postgres:// or
+// postgresql://, anything else is keyword/value.
+func redactSyntax(u string) string {
+	if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
 		return kvPassword.ReplaceAllString(u, "${1}="+redacted)
 	}
 	p, err := url.Parse(u)
