@@ -338,6 +338,7 @@ func TestConn_repliesHoldTheReader(t *testing.T) {
 		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), value, cts("w")))
 	}
 	c := e.dialPaused(t)
+	e.waitConnections(2)
 	var srvConn *conn
 	e.srv.mu.RLock()
 	for sc := range e.srv.conns {
