@@ -105,12 +105,15 @@ func (c *cache) insert(k cacheKey, v *entryValue, fillGen uint64) {
 	}
 }
 
+// remove drops k, and like a write makes fills of readers that started
+// before it void: they may carry what the removal is meant to forget.
 func (c *cache) remove(k cacheKey) {
 	if c.max <= 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	if e, ok := c.items[k]; ok {
 		c.ll.Remove(e)
 		delete(c.items, k)

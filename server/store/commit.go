@@ -153,6 +153,9 @@ func (t *txn) add(r *request) {
 func (s *Store) applier() {
 	defer s.wg.Done()
 	for t := range s.applyq {
+		// A re-read that failed is tried again before each commit, so the
+		// index does not stay behind storage once the backend is back.
+		s.repairIndex(true)
 		err := t.err
 		if err == nil && t.dep != nil && t.dep.failed.Load() {
 			err = t.dep.failErr
@@ -163,11 +166,15 @@ func (s *Store) applier() {
 				// The batch may have been applied (a networked backend can
 				// lose the connection after sending the commit): re-read its
 				// keys so the index matches storage.
+				s.mu.Lock()
 				for _, st := range t.order {
 					s.repair[cacheKey{st.mapName, st.key}] = struct{}{}
+				}
+				s.mu.Unlock()
+				for _, st := range t.order {
 					s.cache.remove(cacheKey{st.mapName, st.key})
 				}
-				s.repairIndex()
+				s.repairIndex(false)
 			}
 		}
 		if err != nil {
@@ -287,6 +294,9 @@ func (t *txn) peekIndex(mapName, key string, needValue bool) (*state, bool) {
 	}
 	t.s.mu.RLock()
 	defer t.s.mu.RUnlock()
+	if _, unknown := t.s.repair[cacheKey{mapName, key}]; unknown {
+		return nil, false // the index may be behind storage: load it
+	}
 	st := &state{mapName: mapName, key: key}
 	ms := t.s.maps[mapName]
 	if ms == nil {
@@ -532,6 +542,8 @@ func (t *txn) commit() error {
 		} else {
 			s.index(st.mapName, st.key, nil, 0)
 		}
+		// Merged from storage (see peekIndex), so now known again.
+		delete(s.repair, cacheKey{st.mapName, st.key})
 	}
 	s.mu.Unlock()
 	for _, st := range t.order {
@@ -543,20 +555,24 @@ func (t *txn) commit() error {
 }
 
 // repairIndex re-reads keys whose last commit failed and indexes what
-// storage holds. Keys it cannot read stay queued for the next commit.
-// It runs on the applier.
-func (s *Store) repairIndex() {
-	if len(s.repair) == 0 {
-		return
-	}
+// storage holds. Keys it cannot read stay queued: the applier tries again
+// before each commit (retry, logged quietly: the commits fail loudly
+// enough while the backend is down). It runs on the applier.
+func (s *Store) repairIndex(retry bool) {
+	s.mu.RLock()
 	byMap := map[string][]string{}
 	for k := range s.repair {
 		byMap[k.mapName] = append(byMap[k.mapName], k.key)
 	}
+	s.mu.RUnlock()
 	for name, keys := range byMap {
 		es, err := s.loadRaw(context.Background(), name, keys)
 		if err != nil {
-			s.log.Warn("cannot re-read records after a failed commit", "map", name, "keys", len(keys), "error", err)
+			if retry {
+				s.log.Debug("still cannot re-read records after a failed commit", "map", name, "keys", len(keys), "error", err)
+			} else {
+				s.log.Warn("cannot re-read records after a failed commit; until they are, writes to them read storage", "map", name, "keys", len(keys), "error", err)
+			}
 			continue
 		}
 		found := make(map[string]*Entry, len(es))

@@ -151,7 +151,11 @@ type Store struct {
 	nodes []string
 	nodeI map[string]uint32
 
-	repair map[cacheKey]struct{} // keys of failed commits; applier only
+	// repair holds the keys of failed commits whose stored state is not
+	// known (the batch may have been applied); guarded by mu. Merges
+	// read them from storage, not the index, until a re-read or a commit
+	// settles them.
+	repair map[cacheKey]struct{}
 
 	mergedHook func() // tests: called after each request is merged
 	// merged counts the requests merged into the txn being filled (reset

@@ -505,7 +505,15 @@ func TestStore_closed(t *testing.T) {
 // backend does when the connection breaks after the commit was sent.
 type lyingBackend struct {
 	abi.Backend
-	lie atomic.Bool
+	lie  atomic.Bool
+	down atomic.Bool // reads fail, as while the connection is down
+}
+
+func (b *lyingBackend) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if b.down.Load() {
+		return nil, abi.Errorf(abi.CodeUnavailable, "test: connection down")
+	}
+	return b.Backend.Get(ctx, m, backup, keys)
 }
 
 func (b *lyingBackend) Apply(ctx context.Context, batch *abi.Batch) error {
@@ -534,6 +542,48 @@ func TestStore_unknownOutcomeRepairsIndex(t *testing.T) {
 	want := lwwRootOf(map[string]record.Timestamp{"k": ts(t0+1, 0, "c1"), "other": ts(t0, 0, "c1")})
 	if got := f.s.Root("m", KindLWW); got != want {
 		t.Fatalf("root %d, want %d", got, want)
+	}
+}
+
+// When the re-read after an unclear commit fails too, the keys stay
+// unknown: writes to them read storage, not the index, and the re-read is
+// tried again before later commits. Before, the index kept the older
+// state and an older write replaced the newer stored one.
+func TestStore_unknownOutcomeRepairRetried(t *testing.T) {
+	be := &lyingBackend{Backend: null.Open()}
+	f := newFixture(t, be, nil)
+	f.apply(put("m", "k", "one", ts(t0, 0, "c1")))
+	be.lie.Store(true)
+	be.down.Store(true)
+	if _, err := f.s.Apply(context.Background(), []Op{put("m", "k", "three", ts(t0+10, 0, "c1"))}, 1); err == nil {
+		t.Fatal("expected the reported failure")
+	}
+	be.lie.Store(false)
+	be.down.Store(false)
+	if r := f.apply(put("m", "k", "two", ts(t0+5, 0, "c2"))); r[0].Changed {
+		t.Fatal("an op older than the stored write was applied")
+	}
+	if v, _ := f.get("m", "k"); v != "three" {
+		t.Fatalf("k = %q, want the stored %q", v, "three")
+	}
+	// The repair was retried: the index holds the stored write.
+	f.apply(put("m", "other", "x", ts(t0, 0, "c1")))
+	want := lwwRootOf(map[string]record.Timestamp{"k": ts(t0+10, 0, "c1"), "other": ts(t0, 0, "c1")})
+	if got := f.s.Root("m", KindLWW); got != want {
+		t.Fatalf("root %d, want %d", got, want)
+	}
+}
+
+// A reader that read storage before a key's cache entry was removed
+// cannot put what it read back: removal voids older fills as a write does.
+func TestCache_removeVoidsOlderFills(t *testing.T) {
+	c := newCache(1 << 20)
+	k := cacheKey{"m", "k"}
+	gen := c.generation() // a reader starts, reads storage...
+	c.remove(k)           // ...a failed commit forgets k...
+	c.fill(k, &entryValue{present: true}, gen)
+	if _, ok := c.get(k); ok {
+		t.Fatal("a fill from before the removal was kept")
 	}
 }
 
