@@ -386,7 +386,7 @@ func (t *txn) applyLWW(i int, op *Op, ts record.Timestamp, origin uint64) Result
 	st := &state{mapName: op.Map, key: op.Key, present: true, rv: record.NewLWW(v, ts)}
 	ttl := op.TTLMs
 	if ttl > 0 && kind == ChangePut {
-		st.exp = int64(min(ts.Millis+ttl, 1<<62))
+		st.exp = expiresAt(ts.Millis, ttl)
 	} else {
 		ttl = 0
 	}
@@ -476,6 +476,17 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 }
 
 // orExpiry is the row's expiration: the earliest entry expiry, 0 for none.
+// expiresAt is when a record stamped at millis with a time to live of ttl
+// ms expires (Unix ms). It saturates at 2^62: ttlMs is any u64 on the
+// wire, and a sum that wrapped would expire the record at once.
+func expiresAt(millis, ttl uint64) int64 {
+	const never = 1 << 62
+	if ttl >= never || millis >= never-ttl {
+		return never
+	}
+	return int64(millis + ttl)
+}
+
 func orExpiry(m *record.ORMap) int64 {
 	var exp int64
 	for i := range m.Records {
@@ -483,7 +494,7 @@ func orExpiry(m *record.ORMap) int64 {
 		if r.TTLMs == 0 {
 			continue
 		}
-		e := int64(min(r.Timestamp.Millis+r.TTLMs, 1<<62))
+		e := expiresAt(r.Timestamp.Millis, r.TTLMs)
 		if exp == 0 || e < exp {
 			exp = e
 		}

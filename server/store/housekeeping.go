@@ -120,7 +120,11 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 	if s.opts.TombstoneTTL < 0 {
 		return 0, nil
 	}
-	cutoff := uint64(s.now() - s.opts.TombstoneTTL.Milliseconds())
+	now, ttl := s.now(), s.opts.TombstoneTTL.Milliseconds()
+	if ttl >= now {
+		return 0, nil // nothing is that old (and now-ttl would wrap)
+	}
+	cutoff := uint64(now - ttl)
 	before := record.Timestamp{Millis: cutoff}
 	type victim struct{ mapName, key string }
 	var victims []victim

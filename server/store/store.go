@@ -438,7 +438,7 @@ func (s *Store) live(e *Entry) bool {
 }
 
 func orEntryExpired(r *record.ORMapEntry, now int64) bool {
-	return r.TTLMs > 0 && int64(r.Timestamp.Millis+r.TTLMs) <= now
+	return r.TTLMs > 0 && expiresAt(r.Timestamp.Millis, r.TTLMs) <= now
 }
 
 // Scan calls f with every live record of a map, in the backend's key order,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -259,6 +260,48 @@ func TestStore_OR_addRemoveSemantics(t *testing.T) {
 	// Kinds do not mix on one key.
 	if r := f.apply(put("tags", "k", "x", ts(t0+5, 0, "c1"))); r[0].Err == nil {
 		t.Fatalf("LWW put on an OR key not rejected")
+	}
+}
+
+// ttlMs is any u64 on the wire: one so large that the expiry would wrap
+// means "never", for LWW records and OR entries alike, hidden by no read
+// and reaped by no pass.
+func TestStore_TTL_hugeNeverExpires(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	for i, ttl := range []uint64{1 << 62, 1 << 63, ^uint64(0), 0} {
+		at := uint64(f.wall.Load())
+		if ttl == 0 {
+			ttl = ^uint64(0) - at + 2 // at+ttl wraps to 1
+		}
+		lww := put("m", "k", "v", ts(at, 0, "c1"))
+		lww.TTLMs = ttl
+		or := Op{Map: "o", Key: "k", Kind: OpORAdd, Value: record.IntValue(1), Tag: "t" + strconv.Itoa(i), Timestamp: ts(at, 0, "c1"), TTLMs: ttl}
+		// A short-lived entry beside it, so the reaper visits the key.
+		short := Op{Map: "o", Key: "k", Kind: OpORAdd, Value: record.IntValue(2), Tag: "s" + strconv.Itoa(i), Timestamp: ts(at, 1, "c1"), TTLMs: 1}
+		f.apply(lww, or, short)
+		f.wall.Add(10)
+		if _, err := f.s.ReapExpired(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := f.get("m", "k"); !ok {
+			t.Fatalf("ttl %d: the LWW record expired", ttl)
+		}
+		e, ok, err := f.s.Get(context.Background(), "o", "k")
+		if err != nil || !ok || len(e.Record.ORMap.Records) != 1 || e.Record.ORMap.Records[0].Tag != "t"+strconv.Itoa(i) {
+			t.Fatalf("ttl %d: OR entries %+v (%v %v), want only the entry t%d", ttl, e.Record.ORMap, ok, err, i)
+		}
+		f.apply(Op{Map: "m", Key: "k", Kind: OpRemove, Timestamp: ts(at+100, 0, "c1")}, Op{Map: "o", Key: "k", Kind: OpORRemove, Tag: "t" + strconv.Itoa(i)})
+		f.wall.Add(1000)
+	}
+}
+
+// A tombstone lifetime longer than the time since 1970 ("keep them") does
+// not wrap the cut-off into the future and collect every tombstone.
+func TestStore_tombstoneTTLLongerThanTime(t *testing.T) {
+	f := newFixture(t, null.Open(), func(o *Options) { o.TombstoneTTL = 500_000 * time.Hour })
+	f.apply(Op{Map: "m", Key: "gone", Kind: OpRemove, Timestamp: ts(t0, 0, "c1")})
+	if n, err := f.s.CollectTombstones(context.Background()); err != nil || n != 0 {
+		t.Fatalf("collected %d fresh tombstones (%v)", n, err)
 	}
 }
 
