@@ -41,7 +41,8 @@ func (s *Store) housekeeping() {
 const reapBatch = 1000
 
 // ReapExpired replaces every record whose TTL has passed: an LWW record by
-// a tombstone stamped now (so clients holding it converge on the delete),
+// a tombstone stamped at its expiry (so clients holding it converge on the
+// delete, and a write stamped after the expiry still wins),
 // an OR-Map key by the same key without its expired entries, whose tags
 // become tombstones. It returns how many records it changed. The loop runs
 // it every ReapInterval; reads hide expired records before that.
@@ -84,14 +85,29 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 			t.err = err
 			return n
 		}
-		if !cur.present || cur.exp == 0 || cur.exp > now {
+		if !cur.present {
+			// Listed as expired but nothing readable is there: gone since
+			// the listing, or a record the server cannot decode. Deleting
+			// it loses nothing readable, and keeps such rows from heading
+			// every listing and stopping the pass.
+			t.write(&state{mapName: r.Map, key: r.Key})
+			n++
+			continue
+		}
+		if cur.exp == 0 || cur.exp > now {
 			continue // re-written since the listing
 		}
 		st := &state{mapName: r.Map, key: r.Key, present: true}
 		var dropped []string
 		switch cur.rv.Kind {
 		case record.KindLWW:
-			st.rv = record.NewLWW(record.Value{}, t.s.clock.Now())
+			// The delete happened when the record expired: a write
+			// stamped after that still wins, however late this pass runs.
+			at := record.Timestamp{Millis: uint64(cur.exp), NodeID: t.s.clock.Now().NodeID}
+			if at.Compare(cur.rv.LWW.Timestamp) <= 0 {
+				at = t.s.clock.Now()
+			}
+			st.rv = record.NewLWW(record.Value{}, at)
 		default:
 			var keep []record.ORMapEntry
 			tombs := append([]string(nil), cur.rv.ORMap.Tombstones...)

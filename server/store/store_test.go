@@ -305,6 +305,55 @@ func TestStore_tombstoneTTLLongerThanTime(t *testing.T) {
 	}
 }
 
+// The tombstone of an expired record is stamped at its expiry, not when
+// the pass runs: a write stamped after the expiry that arrives after a
+// late pass still wins.
+func TestStore_TTL_laterWriteBeatsLateReap(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	op := put("m", "k", "v", ts(t0, 0, "c1"))
+	op.TTLMs = 1000
+	f.apply(op)
+	f.wall.Add(60_000) // the pass runs a minute late
+	if n, err := f.s.ReapExpired(context.Background()); err != nil || n != 1 {
+		t.Fatalf("reap: %d %v", n, err)
+	}
+	if r := f.apply(put("m", "k", "offline", ts(t0+30_000, 0, "c2"))); !r[0].Changed {
+		t.Fatal("a write stamped after the expiry lost to the expiry's tombstone")
+	}
+	if v, _ := f.get("m", "k"); v != "offline" {
+		t.Fatalf("k = %q", v)
+	}
+}
+
+// Expired rows the server cannot decode are deleted rather than left at
+// the head of every listing, where they stopped the pass before the
+// records behind them.
+func TestStore_TTL_undecodableExpiredRowsDoNotStall(t *testing.T) {
+	be := null.Open()
+	f := newFixture(t, be, nil)
+	b := &abi.Batch{Now: t0}
+	for i := range reapBatch + 10 {
+		b.Put("m", fmt.Sprintf("bad%05d", i), false, []byte{0xc1}, t0-1000)
+	}
+	if err := be.Apply(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	op := put("m", "k", "v", ts(t0, 0, "c1"))
+	op.TTLMs = 1
+	f.apply(op)
+	f.wall.Add(10)
+	if _, err := f.s.ReapExpired(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	leaf, _, _ := f.s.Leaf(context.Background(), "m", KindLWW, leafPath("k"))
+	if len(leaf) != 1 || !leaf[0].Record.LWW.Value.IsNull() {
+		t.Fatalf("the record behind the undecodable rows was not reaped: %+v", leaf)
+	}
+	if recs, _ := be.ListExpired(context.Background(), f.wall.Load(), 10); len(recs) != 0 {
+		t.Fatalf("%d expired rows left", len(recs))
+	}
+}
+
 func TestStore_TTL_hiddenThenReaped(t *testing.T) {
 	f := newFixture(t, null.Open(), nil)
 	op := put("m", "k", "v", ts(t0, 0, "c1"))
