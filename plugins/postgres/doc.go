@@ -21,6 +21,10 @@
 // lacks the columns or primary key above is refused before anything is
 // added to it. Schema creation is serialised between processes with a
 // transaction-level advisory lock, so several servers may start at once.
+// Only missing objects are created, so a role allowed only to read and
+// write an existing table opens it; an expiry index such a role may not
+// add is done without (Describe then lacks CapExpiryIndex and
+// ListExpired scans the table).
 //
 // Rows are TopGun's: a put inserts created_at = updated_at = Batch.Now and,
 // on conflict, replaces value, expiration_time and updated_at while keeping

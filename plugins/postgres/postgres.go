@@ -90,6 +90,10 @@ type Backend struct {
 	// byteOrder is true when the key column's collation orders keys by
 	// their bytes (C, POSIX, C.UTF-8); otherwise scans follow the collation.
 	byteOrder bool
+	// expiryIndex is false when the role could not create the expiry
+	// index (not the table's owner, or the table locked): ListExpired
+	// then scans the table.
+	expiryIndex bool
 }
 
 var _ abi.Backend = (*Backend)(nil)
@@ -153,15 +157,23 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 	return b, nil
 }
 
-// Describe reports a durable, shared backend with atomic batches and an
-// index on expiration times.
+// Describe reports a durable, shared backend with atomic batches and, when
+// the role could create it, an index on expiration times.
 func (b *Backend) Describe() abi.Description {
 	return abi.Description{
 		Name:         Name,
 		ABIMajor:     abi.VersionMajor,
 		ABIMinor:     abi.VersionMinor,
-		Capabilities: abi.CapDurable | abi.CapShared | abi.CapAtomicBatch | abi.CapExpiryIndex,
+		Capabilities: b.capabilities(),
 	}
+}
+
+func (b *Backend) capabilities() abi.Capability {
+	c := abi.CapDurable | abi.CapShared | abi.CapAtomicBatch
+	if b.expiryIndex {
+		c |= abi.CapExpiryIndex
+	}
+	return c
 }
 
 // ByteOrder reports whether Scan returns keys in byte order. It is false

@@ -90,31 +90,43 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 			return err
 		}
 	}
-	if !hasTable || !hasMapIdx || !hasExpI {
-		err := pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-			// Bounded waits: another process may be creating an index on a
-			// large table, or hold a lock on it.
-			if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '60s'`); err != nil {
-				return err
+	// Only what is missing is created: PostgreSQL checks the right to
+	// create in the schema before it sees that a table exists, so a role
+	// allowed only to read and write the table runs no DDL at all.
+	var required []string
+	if !hasTable {
+		required = append(required, schemaDDL[0])
+	}
+	if !hasMapIdx {
+		required = append(required, schemaDDL[1])
+	}
+	if len(required) > 0 {
+		if err := b.createSchema(ctx, required); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+				return abi.Wrap(abi.CodeInvalidArgument, err, "postgres: open: the role may not create %s in schema %s; create the table and its index once as a role that may (the statements are in the README), or grant CREATE on the schema", tableName, *schema)
 			}
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
-				return err
-			}
-			for _, stmt := range schemaDDL {
-				if _, err := tx.Exec(ctx, stmt); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+			return b.schemaErr(ctx, *schema, err)
+		}
+		b.log.Info("created missing schema objects", "schema", *schema, "table", !hasTable, "map_index", !hasMapIdx)
+	}
+	b.expiryIndex = true
+	if !hasExpI {
+		err := b.createSchema(ctx, schemaDDL[2:])
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
-			return abi.Wrap(abi.CodeUnavailable, err, "postgres: open: waited 60s for a lock on %s.%s held by another session (an index build or a long transaction); retry later", *schema, tableName)
+		switch {
+		case err == nil:
+			b.log.Info("created missing schema objects", "schema", *schema, "expiry_index", true)
+		case errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "55P03"):
+			// Only the table's owner may add an index, and a busy table
+			// may not give the lock in time: the backend works without
+			// it, finding expired records by a scan.
+			b.expiryIndex = false
+			b.log.Warn("cannot create the expiry index; expired records are found by scanning the table until it exists",
+				"schema", *schema, "index", expiryIndexName, "error", err)
+		default:
+			return b.schemaErr(ctx, *schema, err)
 		}
-		if err != nil {
-			return b.mapErr(ctx, "open: create table "+tableName+" in schema "+*schema, err)
-		}
-		b.log.Info("created missing schema objects", "schema", *schema, "table", !hasTable, "map_index", !hasMapIdx, "expiry_index", !hasExpI)
 	}
 	if !hasTable {
 		// Another process may have created it first, in another shape.
@@ -123,6 +135,36 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 		}
 	}
 	return b.checkOrder(ctx, *schema)
+}
+
+// createSchema runs stmts in one transaction, serialised with other
+// processes doing the same.
+func (b *Backend) createSchema(ctx context.Context, stmts []string) error {
+	return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		// Bounded waits: another process may be creating an index on a
+		// large table, or hold a lock on it.
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '60s'`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
+			return err
+		}
+		for _, stmt := range stmts {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// schemaErr maps a failure to create schema objects.
+func (b *Backend) schemaErr(ctx context.Context, schema string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "55P03" {
+		return abi.Wrap(abi.CodeUnavailable, err, "postgres: open: waited 60s for a lock on %s.%s held by another session (an index build or a long transaction); retry later", schema, tableName)
+	}
+	return b.mapErr(ctx, "open: create table "+tableName+" in schema "+schema, err)
 }
 
 // checkTable verifies the columns and the primary key of an existing table,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	neturl "net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -365,5 +367,78 @@ func TestOpen_lockedTableWaitsForCtx(t *testing.T) {
 	mustCode(t, err, abi.ErrDeadlineExceeded)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("Open took %s after its deadline", d)
+	}
+}
+
+// A role allowed only to read and write an existing table opens it: no DDL
+// runs for what exists, and the expiry index it may not create is done
+// without (ListExpired scans). Before, Open ran CREATE TABLE IF NOT EXISTS,
+// which needs the right to create in the schema, and failed.
+func TestOpen_leastPrivilegeRole(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	ctx := testCtx(t)
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	role := schema + "_app"
+	// Registered first: roles outlive the test's schema.
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), url)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), `REVOKE ALL ON topgun_maps FROM `+role)
+		_, _ = c.Exec(context.Background(), `REVOKE ALL ON SCHEMA `+schema+` FROM `+role)
+		_, _ = c.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
+	})
+	for _, stmt := range []string{
+		schemaDDL[0], schemaDDL[1],
+		`CREATE ROLE ` + role + ` LOGIN`,
+		`GRANT USAGE ON SCHEMA ` + schema + ` TO ` + role,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON topgun_maps TO ` + role,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.User(role)
+	if c, err := pgx.Connect(ctx, u.String()); err != nil {
+		t.Skipf("cannot log in as a new role without a password on this server (%v); the test needs trust authentication, as CI has", err)
+	} else {
+		_ = c.Close(ctx)
+	}
+	b := openURL(t, u.String())
+	if b.Describe().Capabilities.Has(abi.CapExpiryIndex) {
+		t.Fatal("declares an expiry index it could not create")
+	}
+	batch := &abi.Batch{Now: 100}
+	batch.Put("m", "k", false, []byte{1}, 50)
+	apply(t, b, batch)
+	if recs, err := b.ListExpired(ctx, 60, 10); err != nil || len(recs) != 1 || recs[0].Key != "k" {
+		t.Fatalf("ListExpired without the index: %+v %v", recs, err)
+	}
+}
+
+// The README shows the statements Open runs, for operators who create the
+// table themselves.
+func TestREADME_showsTheSchema(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.Join(strings.Fields(string(readme)), " ")
+	for _, stmt := range schemaDDL {
+		if !strings.Contains(flat, strings.Join(strings.Fields(stmt), " ")) {
+			t.Errorf("README lacks %s", stmt)
+		}
 	}
 }
