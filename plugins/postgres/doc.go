@@ -77,13 +77,14 @@
 //     URL.
 //   - Scans cost the database about 1 µs per record more than a plain keyset
 //     query, for the window that applies the byte budget.
-//   - Scan order is the key column's collation. With a C, POSIX or C.UTF-8
-//     database (the usual for this table) that is byte order, as for the other
-//     backends. With another collation keys come in that collation's order
-//     (stable, and paging still visits every record exactly once), ByteOrder
-//     reports false and Open logs a warning: ordering by COLLATE "C" instead
-//     would not use the primary key index. ListMaps is sorted by bytes in
-//     any case.
+//   - Scans are in byte order of the keys, as from every backend. With a C,
+//     POSIX or C.UTF-8 collation on the key column (the usual for this
+//     table) that is the primary key's order. With another collation
+//     (ByteOrder reports false) scans order by key COLLATE "C", and Open
+//     adds the index topgun_maps_key_bytes on (map_name, is_backup, key
+//     COLLATE "C") to serve them; a role that may not add it gets a
+//     warning, and each page then sorts the map. ListMaps is sorted by
+//     bytes in any case.
 //   - The database must use the UTF8 encoding (or SQL_ASCII).
 //   - TopGun creates its own idx_topgun_maps_expiry on (map_name,
 //     expiration_time), which ListExpired cannot use; on such a database Open

@@ -297,26 +297,26 @@ const scanSQLTemplate = `SELECT key, CASE WHEN keep THEN value END, expiration_t
            sum(octet_length(key) + octet_length(value)) OVER w AS total,
            octet_length(key) + octet_length(value) AS size
     FROM topgun_maps
-    WHERE map_name = $1 AND is_backup = $2%s
-    WINDOW w AS (ORDER BY key ROWS UNBOUNDED PRECEDING)
-    ORDER BY key
+    WHERE map_name = $1 AND is_backup = $2%[2]s
+    WINDOW w AS (ORDER BY key%[1]s ROWS UNBOUNDED PRECEDING)
+    ORDER BY key%[1]s
     LIMIT $3 + 1
   ) AS win
 ) AS page
 WHERE rn <= 2 OR before <= $4
-ORDER BY key`
+ORDER BY key%[1]s`
 
-var (
-	scanFirstSQL = fmt.Sprintf(scanSQLTemplate, "")
-	scanAfterSQL = fmt.Sprintf(scanSQLTemplate, " AND key > $5")
-)
+// scanSQL returns the statements of a first and of a later page; collate
+// is empty when the key column sorts by bytes, else ` COLLATE "C"`.
+func scanSQL(collate string) (first, after string) {
+	return fmt.Sprintf(scanSQLTemplate, collate, ""), fmt.Sprintf(scanSQLTemplate, collate, " AND key"+collate+" > $5")
+}
 
 // maxScanLimit caps a page's record count so that the row limit stays far
 // from overflow; a page never needs more.
 const maxScanLimit = 1 << 20
 
-// Scan returns one page of a map in key order (byte order unless the key
-// column has a non-C collation, see ByteOrder).
+// Scan returns one page of a map in byte order of its keys.
 func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
 	if err := b.begin(ctx); err != nil {
 		return abi.Page{}, err
@@ -332,9 +332,9 @@ func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, erro
 		return abi.Page{}, abi.Errorf(abi.CodeInvalidArgument, "postgres: scan cursor is not one this backend issued")
 	}
 	limit := int64(min(req.Limit, maxScanLimit))
-	sql, args := scanFirstSQL, []any{req.Map, req.Backup, limit, int64(req.MaxBytes)}
+	sql, args := b.scanFirst, []any{req.Map, req.Backup, limit, int64(req.MaxBytes)}
 	if hasAfter {
-		sql, args = scanAfterSQL, append(args, after)
+		sql, args = b.scanAfter, append(args, after)
 	}
 	var page abi.Page
 	err = b.retry(ctx, "scan", true, func(ctx context.Context) error {

@@ -54,6 +54,7 @@ func TestQueries_useIndexes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	scanFirstSQL, scanAfterSQL := scanSQL("")
 	cases := []struct {
 		name      string
 		sql       string

@@ -88,8 +88,11 @@ type Backend struct {
 	maxStatementBytes int
 
 	// byteOrder is true when the key column's collation orders keys by
-	// their bytes (C, POSIX, C.UTF-8); otherwise scans follow the collation.
+	// their bytes (C, POSIX, C.UTF-8); otherwise scans order by COLLATE
+	// "C", served by keyIndexName.
 	byteOrder bool
+	// scanFirst and scanAfter are the scan statements for that order.
+	scanFirst, scanAfter string
 	// expiryIndex is false when the role could not create the expiry
 	// index (not the table's owner, or the table locked): ListExpired
 	// then scans the table.
@@ -176,10 +179,9 @@ func (b *Backend) capabilities() abi.Capability {
 	return c
 }
 
-// ByteOrder reports whether Scan returns keys in byte order. It is false
-// only when the key column's collation is not C, POSIX or C.UTF-8; then the
-// order is the collation's (still stable, and paging still visits every
-// record once).
+// ByteOrder reports whether the key column's own collation orders keys by
+// their bytes. Scans are in byte order either way; when it does not, they
+// order by COLLATE "C", with an index of their own (see the package doc).
 func (b *Backend) ByteOrder() bool { return b.byteOrder }
 
 // Close closes the pool. It waits for operations in flight to release

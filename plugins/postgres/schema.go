@@ -19,7 +19,13 @@ const (
 	tableName       = "topgun_maps"
 	mapIndexName    = "idx_topgun_maps_map"
 	expiryIndexName = "topgun_maps_expiry"
+	keyIndexName    = "topgun_maps_key_bytes"
 )
+
+// keyIndexDDL serves scans in byte order when the key column's collation
+// is not: the primary key index follows the collation, and ORDER BY key
+// COLLATE "C" could not use it (each page would sort the whole map).
+const keyIndexDDL = `CREATE INDEX IF NOT EXISTS topgun_maps_key_bytes ON topgun_maps (map_name, is_backup, key COLLATE "C")`
 
 // The statements Open runs when the table or an index is missing. The table
 // and the map index are exactly TopGun's, so a database written by TopGun's
@@ -244,12 +250,31 @@ WHERE a.attrelid = $1::regclass AND a.attname = 'key'`, table).Scan(&coll)
 	want := slices.Clone(orderProbe)
 	sort.Strings(want)
 	b.byteOrder = slices.Equal(got, want)
-	if !b.byteOrder {
-		var dbColl string
-		if err := b.pool.QueryRow(ctx, `SELECT datcollate FROM pg_database WHERE datname = current_database()`).Scan(&dbColl); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return b.mapErr(ctx, "open: inspect collation", err)
-		}
-		b.log.Warn("keys of topgun_maps sort by their collation, not by bytes; scans follow that order", "collation", coll, "database_collation", dbColl)
+	if b.byteOrder {
+		b.scanFirst, b.scanAfter = scanSQL("")
+		return nil
+	}
+	// Every backend scans in byte order (the server pages by comparing
+	// keys as bytes): order by COLLATE "C", from an index of our own.
+	b.scanFirst, b.scanAfter = scanSQL(` COLLATE "C"`)
+	var hasIdx bool
+	if err := b.pool.QueryRow(ctx, `SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL`, schema, keyIndexName).Scan(&hasIdx); err != nil {
+		return b.mapErr(ctx, "open: inspect schema", err)
+	}
+	if hasIdx {
+		return nil
+	}
+	err = b.createSchema(ctx, []string{keyIndexDDL})
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		b.log.Info("created an index for scans in byte order: the key column's collation orders otherwise",
+			"schema", schema, "index", keyIndexName, "collation", coll)
+	case errors.As(err, &pgErr) && (pgErr.Code == "42501" || pgErr.Code == "55P03"):
+		b.log.Warn("cannot create the index for scans in byte order; each scan page sorts the map until it exists",
+			"schema", schema, "index", keyIndexName, "collation", coll, "error", err)
+	default:
+		return b.schemaErr(ctx, schema, err)
 	}
 	return nil
 }

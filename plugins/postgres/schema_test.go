@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	neturl "net/url"
@@ -294,9 +295,10 @@ func TestApply_atomic(t *testing.T) {
 	}
 }
 
-// TestScan_nonByteCollation opens a topgun_maps whose key column has a
-// natural-language collation: ByteOrder is false, and paging still visits
-// every record exactly once, in the collation's order.
+// TestScan_nonByteCollation opens a table whose key column has a
+// natural-language collation: ByteOrder is false, yet scans come in byte
+// order, as from every backend (the server pages by comparing keys as
+// bytes), served by an index of the backend's own without sorting.
 func TestScan_nonByteCollation(t *testing.T) {
 	t.Parallel()
 	url := pgtest.FreshSchema(t)
@@ -321,23 +323,48 @@ func TestScan_nonByteCollation(t *testing.T) {
 		batch.Put("m", k, false, []byte(k), 0)
 	}
 	apply(t, b, &batch)
+	want := slices.Clone(keys)
+	slices.Sort(want)
+	var collated []string
+	rows, err := conn.Query(ctx, `SELECT key FROM topgun_maps WHERE map_name = 'm' ORDER BY key`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if collated, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(collated, want) {
+		t.Fatalf("collation %s orders the keys by bytes; the test needs one that does not", coll)
+	}
 	for _, limit := range []int{1, 2, 4, 100} {
 		recs, _ := scanAll(t, b, "m", false, limit, 0)
 		var got []string
 		for _, r := range recs {
 			got = append(got, r.Key)
 		}
-		var want []string
-		rows, err := conn.Query(ctx, `SELECT key FROM topgun_maps WHERE map_name = 'm' ORDER BY key`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-			t.Fatal(err)
-		}
 		if !slices.Equal(got, want) {
-			t.Fatalf("limit %d: scan order %q, want the collation's %q", limit, got, want)
+			t.Fatalf("limit %d: scan order %q, want byte order %q", limit, got, want)
 		}
+	}
+	// The plan reads the index in order: no sort.
+	for _, s := range []string{`ANALYZE topgun_maps`, `SET enable_seqscan = off`} {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var raw []byte
+	if err := conn.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+b.scanAfter, "m", false, int64(10), int64(1<<20), "b").Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	var plan []map[string]any
+	if err := json.Unmarshal(raw, &plan); err != nil || len(plan) == 0 {
+		t.Fatalf("plan %s: %v", raw, err)
+	}
+	var nodes []string
+	planNodes(plan[0]["Plan"].(map[string]any), &nodes)
+	if !slices.ContainsFunc(nodes, func(n string) bool { return strings.HasSuffix(n, " on "+keyIndexName) }) ||
+		slices.Contains(nodes, "Sort") || slices.Contains(nodes, "Incremental Sort") {
+		t.Fatalf("scan plan %q: want %s in order, without a sort", nodes, keyIndexName)
 	}
 }
 
