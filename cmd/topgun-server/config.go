@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -32,6 +33,9 @@ type config struct {
 	logJSON        bool
 
 	jwtSecret       string
+	jwtIssuer       string
+	jwtAudience     string
+	allowedOrigins  []string
 	noAuth          bool
 	maxMessageBytes int
 	maxBatchOps     int
@@ -65,10 +69,13 @@ var settings = []setting{
 	{"TOPGUN_REDB_PATH", "redb-path", plugins.DefaultRedbPath, "file of the redb backend", func(c *config, v string) error { c.redbPath = v; return nil }},
 	{"DATABASE_URL", "database-url", "", "PostgreSQL URL of the postgres backend, e.g. postgres://user:password@host:5432/db", func(c *config, v string) error { c.databaseURL = v; return nil }},
 	{"PORT", "port", "8080", "TCP port to listen on; 0 picks a free port", setPort},
-	{"TOPGUN_BIND_ADDR", "bind-addr", "0.0.0.0", "IP address or host name to listen on", setBindAddr},
+	{"TOPGUN_BIND_ADDR", "bind-addr", "", "IP address or host name to listen on; default 0.0.0.0, or 127.0.0.1 when TOPGUN_NO_AUTH is set (as TopGun)", setBindAddr},
 	{"TOPGUN_LOG_LEVEL", "log-level", "info", "log level: trace, debug, info, warn, error or off", setLogLevel},
 	{"TOPGUN_LOG_FORMAT", "log-format", "text", "log format: text or json", setLogFormat},
 	{"JWT_SECRET", "jwt-secret", "", "key that verifies client JWTs: an HS256 secret, or an RSA public key PEM for RS256 (\\n for newlines); required unless TOPGUN_NO_AUTH is set", func(c *config, v string) error { c.jwtSecret = v; return nil }},
+	{"TOPGUN_JWT_ISSUER", "jwt-issuer", "", "when set, a client JWT's iss claim must equal it", func(c *config, v string) error { c.jwtIssuer = v; return nil }},
+	{"TOPGUN_JWT_AUDIENCE", "jwt-audience", "", "when set, a client JWT's aud claim must name it (so tokens your identity provider issues for other services are refused)", func(c *config, v string) error { c.jwtAudience = v; return nil }},
+	{"TOPGUN_ALLOWED_ORIGINS", "allowed-origins", "", "comma-separated origins (host[:port] patterns, * for any) whose web pages may connect; unset: any with authentication, this machine's pages without", setAllowedOrigins},
 	{"TOPGUN_NO_AUTH", "no-auth", "false", "1 or true serves clients without authentication (for development)", setNoAuth},
 	{"TOPGUN_MAX_MESSAGE_BYTES", "max-message-bytes", strconv.Itoa(protocol.DefaultMaxMessageBytes), "largest WebSocket message or POST /sync body accepted, in bytes", setMaxMessageBytes},
 	{"TOPGUN_MAX_BATCH_OPS", "max-batch-ops", strconv.Itoa(protocol.DefaultMaxBatchOps), "most new operations one OP_BATCH or POST /sync may carry (re-sent ones do not count)", setMaxBatchOps},
@@ -199,6 +206,24 @@ func setPort(c *config, v string) error {
 	return nil
 }
 
+func setAllowedOrigins(c *config, v string) error {
+	c.allowedOrigins = nil
+	for _, p := range strings.Split(v, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if strings.Contains(p, "://") || strings.Contains(p, "/") {
+			return fmt.Errorf("has %q: give hosts with an optional port (app.example.com, localhost:*), not URLs", p)
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("has %q, which is not a valid pattern: %v", p, err)
+		}
+		c.allowedOrigins = append(c.allowedOrigins, p)
+	}
+	return nil
+}
+
 func setBindAddr(c *config, v string) error {
 	if net.ParseIP(v) == nil && strings.ContainsAny(v, ":/[] ") {
 		return errors.New("is not an IP address or host name: give one without a port (set the port with PORT)")
@@ -315,10 +340,29 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 			problems = append(problems, "JWT_SECRET "+strings.TrimPrefix(err.Error(), "protocol: "))
 		}
 	}
+	if c.bindAddr == "" {
+		// As TopGun: without authentication, only this machine by default.
+		c.bindAddr = "0.0.0.0"
+		if c.noAuth {
+			c.bindAddr = "127.0.0.1"
+		}
+	}
 	if len(problems) > 0 {
 		return nil, &configError{problems: problems}
 	}
 	return c, nil
+}
+
+// auth returns the verifier of client tokens, nil without authentication.
+func (c *config) auth() (*protocol.Auth, error) {
+	if c.noAuth {
+		return nil, nil
+	}
+	a, err := protocol.NewAuth(c.jwtSecret)
+	if err != nil {
+		return nil, err
+	}
+	return a.WithClaims(c.jwtIssuer, c.jwtAudience), nil
 }
 
 // storageOptions returns the plugins options of c, logging under log.

@@ -61,7 +61,8 @@ func TestParseConfig_sources(t *testing.T) {
 	}{
 		{
 			name: "defaults",
-			want: config{storageBackend: "redb", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info},
+			// Without authentication (withNoAuth), loopback, as TopGun.
+			want: config{storageBackend: "redb", redbPath: "./topgun.redb", port: 8080, bindAddr: "127.0.0.1", logLevel: hclog.Info},
 		},
 		{
 			name: "environment",
@@ -75,12 +76,12 @@ func TestParseConfig_sources(t *testing.T) {
 			name: "flags_override_environment",
 			args: []string{"--port=9000", "-storage-backend", "null", "--log-format=text"},
 			env:  map[string]string{"PORT": "abc", "STORAGE_BACKEND": "postgres", "TOPGUN_LOG_FORMAT": "xml"},
-			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 9000, bindAddr: "0.0.0.0", logLevel: hclog.Info},
+			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 9000, bindAddr: "127.0.0.1", logLevel: hclog.Info},
 		},
 		{
 			name: "empty_environment_means_default",
 			env:  map[string]string{"PORT": "", "STORAGE_BACKEND": "", "TOPGUN_LOG_LEVEL": ""},
-			want: config{storageBackend: "redb", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info},
+			want: config{storageBackend: "redb", redbPath: "./topgun.redb", port: 8080, bindAddr: "127.0.0.1", logLevel: hclog.Info},
 		},
 		{
 			name: "protocol_settings",
@@ -89,15 +90,17 @@ func TestParseConfig_sources(t *testing.T) {
 				"TOPGUN_MAX_OUTBOUND_BYTES": "1048576", "TOPGUN_MAX_CONNECTIONS": "50",
 				"TOPGUN_MAX_QUERY_RESULTS": "5000",
 				"TOPGUN_NODE_ID":           "node-7", "TOPGUN_MAX_DRIFT_MS": "1500", "TOPGUN_CACHE_MB": "0", "TOPGUN_TOMBSTONE_TTL": "off",
+				"TOPGUN_JWT_ISSUER": "https://id.example", "TOPGUN_JWT_AUDIENCE": "topgun", "TOPGUN_ALLOWED_ORIGINS": " app.example.com, localhost:* ,",
 			},
+			// With authentication the default bind is every address.
 			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info,
-				jwtSecret: "s3cret", maxMessageBytes: 65536, maxBatchOps: 500, maxOutbound: 1 << 20, maxConnections: 50, maxQueryResults: 5000, nodeID: "node-7", maxDrift: 1500 * time.Millisecond,
+				jwtSecret: "s3cret", jwtIssuer: "https://id.example", jwtAudience: "topgun", allowedOrigins: []string{"app.example.com", "localhost:*"}, maxMessageBytes: 65536, maxBatchOps: 500, maxOutbound: 1 << 20, maxConnections: 50, maxQueryResults: 5000, nodeID: "node-7", maxDrift: 1500 * time.Millisecond,
 				cacheMB: 0, tombstoneTTL: -1},
 		},
 		{
 			name: "no_auth_values",
 			env:  map[string]string{"TOPGUN_NO_AUTH": "TRUE", "JWT_SECRET": "ignored", "STORAGE_BACKEND": "null"},
-			want: withProtocolDefaults(config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info, jwtSecret: "ignored"}),
+			want: withProtocolDefaults(config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "127.0.0.1", logLevel: hclog.Info, jwtSecret: "ignored"}),
 		},
 		{
 			name: "ipv6_bind_address",
@@ -170,6 +173,8 @@ func TestParseConfig_problems(t *testing.T) {
 		{name: "port_flag", args: []string{"--port=-1"}, want: []string{`--port="-1"`}},
 		{name: "bind_with_port", env: map[string]string{"TOPGUN_BIND_ADDR": "0.0.0.0:80"}, want: []string{`TOPGUN_BIND_ADDR="0.0.0.0:80"`}},
 		{name: "log_level", env: map[string]string{"TOPGUN_LOG_LEVEL": "loud"}, want: []string{`TOPGUN_LOG_LEVEL="loud"`}},
+		{name: "origin_url", env: map[string]string{"TOPGUN_ALLOWED_ORIGINS": "https://app.example.com"}, want: []string{`TOPGUN_ALLOWED_ORIGINS="https://app.example.com" has "https://app.example.com": give hosts`}},
+		{name: "origin_pattern", env: map[string]string{"TOPGUN_ALLOWED_ORIGINS": "app[.example.com"}, want: []string{`is not a valid pattern`}},
 		{name: "unknown_backend", env: map[string]string{"STORAGE_BACKEND": "mysql"}, want: []string{"valid: null, postgres, redb, or a path to a .wasm plugin"}},
 		{name: "missing_wasm_backend", env: map[string]string{"STORAGE_BACKEND": "./kv.wasm"}, want: []string{"STORAGE_BACKEND=./kv.wasm names a wasm plugin, but"}},
 		{name: "plugin_settings", env: map[string]string{"TOPGUN_PLUGIN_MEMORY_MB": "lots", "TOPGUN_PLUGIN_TRUST": "yolo", "TOPGUN_PLUGIN_CONFIG": "a=b"}, want: []string{"TOPGUN_PLUGIN_MEMORY_MB", "TOPGUN_PLUGIN_CONFIG"}},

@@ -155,15 +155,14 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 			log.Error("cannot close the record store", "error", err)
 		}
 	}()
-	var auth *protocol.Auth
-	if !cfg.noAuth {
-		if auth, err = protocol.NewAuth(cfg.jwtSecret); err != nil {
-			log.Error("cannot use JWT_SECRET", "error", err) // checked with the configuration already
-			return exitFailed
-		}
+	auth, err := cfg.auth()
+	if err != nil {
+		log.Error("cannot use JWT_SECRET", "error", err) // checked with the configuration already
+		return exitFailed
 	}
 	proto, err := protocol.New(st, &protocol.Options{
 		Auth:            auth,
+		OriginPatterns:  cfg.allowedOrigins,
 		MaxMessageBytes: cfg.maxMessageBytes,
 		MaxBatchOps:     cfg.maxBatchOps,
 		OutboundBytes:   cfg.maxOutbound,

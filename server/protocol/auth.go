@@ -55,12 +55,34 @@ func NewAuth(jwtSecret string) (*Auth, error) {
 	} else {
 		a.alg, a.key = jwt.SigningMethodHS256.Alg(), []byte(secret)
 	}
-	a.parser = jwt.NewParser(
+	a.parser = a.newParser("", "")
+	return a, nil
+}
+
+// WithClaims returns a verifier that also requires a token's iss claim to
+// be issuer and its aud claim to name audience (TopGun's
+// TOPGUN_JWT_ISSUER and TOPGUN_JWT_AUDIENCE). An empty one is not checked,
+// as in TopGun. Without an audience, a server sharing its identity
+// provider's key with other services accepts tokens issued for them.
+func (a *Auth) WithClaims(issuer, audience string) *Auth {
+	b := *a
+	b.parser = a.newParser(issuer, audience)
+	return &b
+}
+
+func (a *Auth) newParser(issuer, audience string) *jwt.Parser {
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{a.alg}),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(clockSkew),
-	)
-	return a, nil
+	}
+	if issuer != "" {
+		opts = append(opts, jwt.WithIssuer(issuer))
+	}
+	if audience != "" {
+		opts = append(opts, jwt.WithAudience(audience))
+	}
+	return jwt.NewParser(opts...)
 }
 
 // Algorithm returns the one algorithm tokens must use: "HS256" or "RS256".

@@ -256,3 +256,34 @@ func TestAuth_deviceIdentity(t *testing.T) {
 		}
 	})
 }
+
+// WithClaims requires iss and aud when set (TOPGUN_JWT_ISSUER,
+// TOPGUN_JWT_AUDIENCE): a token the same key signed for another audience
+// or issuer is refused.
+func TestAuth_WithClaims(t *testing.T) {
+	t.Parallel()
+	a := mustAuth(t, testSecret).WithClaims("https://id.example", "topgun")
+	exp := time.Now().Add(time.Hour).Unix()
+	cases := []struct {
+		name   string
+		claims jwt.MapClaims
+		ok     bool
+	}{
+		{"both match", jwt.MapClaims{"sub": "u", "exp": exp, "iss": "https://id.example", "aud": "topgun"}, true},
+		{"audience among several", jwt.MapClaims{"sub": "u", "exp": exp, "iss": "https://id.example", "aud": []string{"other", "topgun"}}, true},
+		{"other audience", jwt.MapClaims{"sub": "u", "exp": exp, "iss": "https://id.example", "aud": "billing"}, false},
+		{"no audience", jwt.MapClaims{"sub": "u", "exp": exp, "iss": "https://id.example"}, false},
+		{"other issuer", jwt.MapClaims{"sub": "u", "exp": exp, "iss": "https://evil.example", "aud": "topgun"}, false},
+		{"no issuer", jwt.MapClaims{"sub": "u", "exp": exp, "aud": "topgun"}, false},
+	}
+	for _, c := range cases {
+		_, err := a.Verify(hsToken(t, testSecret, c.claims))
+		if (err == nil) != c.ok {
+			t.Errorf("%s: Verify = %v, want ok %v", c.name, err, c.ok)
+		}
+	}
+	// Unset, neither is checked (TopGun's default).
+	if _, err := mustAuth(t, testSecret).WithClaims("", "").Verify(hsToken(t, testSecret, jwt.MapClaims{"sub": "u", "exp": exp, "aud": "billing"})); err != nil {
+		t.Errorf("without claims to check: %v", err)
+	}
+}

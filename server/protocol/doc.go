@@ -86,5 +86,6 @@
 // syncMaps with deltas and requires a token when authentication is on;
 // maps whose names start with "_topgun_", "__topgun" or "$sys/" are the
 // server's own and refused to clients; AUTH is acknowledged on a server
-// without authentication.
+// without authentication, which serves browser pages of this machine only
+// unless Options.OriginPatterns lists others (origin.go).
 package protocol

@@ -72,6 +72,12 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.clients.Add(-1)
+	// Without authentication a cross-site page could otherwise post writes
+	// (a text/plain POST needs no preflight) through a visitor's browser.
+	if !s.originAllowed(r) {
+		httpError(w, http.StatusForbidden, s.originRefused(r))
+		return
+	}
 	if s.opts.Auth != nil {
 		token, ok := bearer(r)
 		if !ok {

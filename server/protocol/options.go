@@ -89,10 +89,15 @@ type Options struct {
 	// client retries.
 	MaxConnections int
 
-	// OriginPatterns restricts the Origin of WebSocket upgrades (host
-	// patterns as in path.Match). nil accepts every origin: clients
-	// authenticate with a token inside the protocol, not with cookies, so a
-	// cross-site page gains nothing by connecting.
+	// OriginPatterns restricts the Origin of WebSocket upgrades and POST
+	// /sync requests from browsers (host[:port] patterns as in path.Match,
+	// "*" for any; a request without Origin, or from the server's own
+	// origin, is always served). nil means: with Auth, every origin
+	// (clients authenticate with a token, not cookies, so a cross-site
+	// page gains nothing); without Auth, pages served from this machine
+	// (localhost, 127.0.0.1, [::1], any port), so that a web page from
+	// elsewhere cannot read or change an open server through a visitor's
+	// browser.
 	OriginPatterns []string
 
 	// ShutdownTimeout bounds how long Close waits for acknowledgements of

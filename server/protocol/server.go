@@ -167,10 +167,13 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer s.clients.Add(-1)
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
-		InsecureSkipVerify: s.opts.OriginPatterns == nil,
-		OriginPatterns:     s.opts.OriginPatterns,
-	})
+	if !s.originAllowed(r) {
+		s.log.Debug("websocket upgrade refused: origin not allowed", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+		http.Error(w, s.originRefused(r), http.StatusForbidden)
+		return
+	}
+	// Checked above, by the same rule as POST /sync.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	if err != nil {
 		s.log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "error", err)
 		return
