@@ -41,11 +41,12 @@ func testLogger(t testing.TB, name string) hclog.Logger {
 // gateBackend wraps a backend so tests can hold or fail commits.
 type gateBackend struct {
 	abi.Backend
-	mu      sync.Mutex
-	hold    chan struct{} // non-nil: Apply waits until it is closed
-	fail    error         // non-nil: Apply fails with it
-	applied atomic.Int64  // mutations committed
-	durable bool
+	mu       sync.Mutex
+	hold     chan struct{} // non-nil: Apply waits until it is closed
+	fail     error         // non-nil: Apply fails with it
+	scanHook func() error  // non-nil: called by every Scan, which fails with its error
+	applied  atomic.Int64  // mutations committed
+	durable  bool
 }
 
 func (g *gateBackend) Describe() abi.Description {
@@ -92,6 +93,26 @@ func (g *gateBackend) holdCommits() func() {
 			close(ch)
 		})
 	}
+}
+
+// setScanHook makes every Scan call hook first and fail with what it
+// returns (nil: scan normally); nil removes the hook.
+func (g *gateBackend) setScanHook(hook func() error) {
+	g.mu.Lock()
+	g.scanHook = hook
+	g.mu.Unlock()
+}
+
+func (g *gateBackend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	g.mu.Lock()
+	hook := g.scanHook
+	g.mu.Unlock()
+	if hook != nil {
+		if err := hook(); err != nil {
+			return abi.Page{}, err
+		}
+	}
+	return g.Backend.Scan(ctx, req)
 }
 
 func (g *gateBackend) setFail(err error) {

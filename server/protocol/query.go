@@ -203,6 +203,10 @@ func (s *Server) scanQuery(ctx context.Context, sub *subscription) (scanned, err
 	return out, err
 }
 
+// resyncRetry is how long a resync that could not read the map waits
+// before it is tried again.
+const resyncRetry = time.Second
+
 // runQuery (re)reads a subscription's map and brings its result up to
 // date: with full, by sending a fresh QUERY_RESP; otherwise by sending the
 // difference as QUERY_UPDATEs.
@@ -234,11 +238,23 @@ func (s *Server) runQuery(sub *subscription, full, reader bool) {
 		if sub.c.ctx.Err() == nil {
 			sub.c.log.Warn("cannot read the map of a live query", "map", sub.mapName, "query", sub.id, "error", err)
 		}
-		if full {
+		if reader {
+			// The client is told its QUERY_SUB failed: it must not go on
+			// hearing of the query, nor hold a slot with it.
 			sub.answer(reader, queryError(sub.id, "protocol: cannot read map "+quoteName(sub.mapName)+"; subscribe again later", "UNAVAILABLE"))
+			refused = true
+			return
 		}
+		// A resync that could not read: what committed meanwhile still
+		// reaches the client against the result it holds, and the resync
+		// is tried again (the result may lack what a limit would refill).
+		pending := sub.pending
+		sub.pending, sub.overflow = nil, false
 		sub.state = subReady
-		sub.pending = nil
+		for i := range pending {
+			sub.applyLocked(&pending[i])
+		}
+		time.AfterFunc(resyncRetry, func() { s.queueResync(sub, full) })
 		return
 	}
 	complete := true

@@ -2,10 +2,13 @@ package protocol
 
 import (
 	"context"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -325,5 +328,71 @@ func TestQuery_resultBudget(t *testing.T) {
 	}
 	if n := e.srv.Stats().QueriesRefused; n != 2 {
 		t.Fatalf("QueriesRefused = %d, want 2", n)
+	}
+}
+
+// A QUERY_SUB answered UNAVAILABLE (the map could not be read) is not
+// kept: the client hears nothing more of it and may subscribe again.
+func TestQuery_failedSubscribeIsNotKept(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	e.be.setScanHook(func() error { return abi.Errorf(abi.CodeUnavailable, "test: storage down") })
+	c := e.dial(t)
+	c.send(&wire.QuerySub{QueryID: "q", MapName: "m"})
+	if r := expect[*wire.QueryResp](c); r.Code != "UNAVAILABLE" {
+		t.Fatalf("want an error, got %+v", r)
+	}
+	e.be.setScanHook(nil)
+	w := e.dial(t)
+	w.write(putOp("1", "m", "a", "v", cts("w")))
+	c.quiet(300 * time.Millisecond) // no QUERY_UPDATE (nor SERVER_EVENT: no live query on m)
+	c.send(&wire.QuerySub{QueryID: "q", MapName: "m"})
+	if r := expect[*wire.QueryResp](c); r.Error != "" || len(r.Results) != 1 {
+		t.Fatalf("subscribing again: %+v", r)
+	}
+}
+
+// A resync that cannot read the map keeps what committed meanwhile and is
+// tried again: with limit 1, "a" leaves (a resync refills), "c" is written
+// while the resync's scan fails; "c" still enters, and the retried resync
+// settles the result on "b", which ranks above it. Before, the buffered
+// "c" was dropped and the result stayed empty for good.
+func TestQuery_failedResyncKeepsChangesAndRetries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	w.write(
+		putOp("1", "m", "a", map[string]any{"s": int64(30)}, cts("w")),
+		putOp("2", "m", "b", map[string]any{"s": int64(10)}, cts("w")),
+	)
+	lim := uint32(1)
+	c := e.dial(t)
+	c.send(&wire.QuerySub{QueryID: "top", MapName: "m", Query: wire.Query{Sort: []wire.SortField{{Field: "s", Direction: wire.Desc}}, Limit: &lim}})
+	if r := expect[*wire.QueryResp](c); len(r.Results) != 1 || r.Results[0].Key != "a" {
+		t.Fatalf("initial %+v", r)
+	}
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	e.be.setScanHook(func() error {
+		fail := false
+		once.Do(func() { close(entered); <-release; fail = true })
+		if fail {
+			return abi.Errorf(abi.CodeUnavailable, "test: storage down")
+		}
+		return nil
+	})
+	w.write(removeOp("3", "m", "a", cts("w")))
+	<-entered // the resync is scanning
+	w.write(putOp("4", "m", "c", map[string]any{"s": int64(5)}, cts("w")))
+	close(release)
+	var got []string
+	for len(got) < 4 {
+		if u, ok := c.next().(*wire.QueryUpdate); ok {
+			got = append(got, u.Key+":"+string(u.ChangeType))
+		}
+	}
+	if want := []string{"a:LEAVE", "c:ENTER", "c:LEAVE", "b:ENTER"}; !slices.Equal(got, want) {
+		t.Fatalf("updates %v, want %v", got, want)
 	}
 }
