@@ -368,3 +368,48 @@ func TestSync_ORMapFlow(t *testing.T) {
 		t.Fatalf("OR root after push %d, client computes %d", r.RootHash, want)
 	}
 }
+
+// A key whose last OR entry was removed keeps a leaf with its tombstones,
+// hashed 0: the root is what an in-sync client computes (it keeps no leaf
+// for the key), yet the key's buckets are listed, so a client that still
+// holds the entry walks down to the leaf and receives the tombstone, as
+// TopGun's server gives it. Before, the key vanished from the trie: the
+// stale client found the bucket missing, pushed the entry back (dropped
+// as tombstoned) and kept showing it.
+func TestSync_ORKeyWithOnlyTombstonesReachesStaleClients(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	red := orAddOp("1", "tags", "post-1", "red", cts("w"))
+	w.write(red)
+	w.write(orRemoveOp("2", "tags", "post-1", red.ORRecord.Tag))
+
+	c := e.dial(t)
+	c.send(&wire.ORMapSyncInit{MapName: "tags", BucketHashes: map[string]uint32{}})
+	if root := expect[*wire.ORMapSyncRespRoot](c); root.RootHash != 0 {
+		t.Fatalf("OR root %d, want an in-sync client's 0", root.RootHash)
+	}
+	path := refPath("post-1")
+	for i := 0; i < 3; i++ {
+		c.send(&wire.ORMapMerkleReqBucket{MapName: "tags", Path: path[:i]})
+		b := expect[*wire.ORMapSyncRespBuckets](c)
+		if h, ok := b.Buckets[path[i:i+1]]; !ok || h != 0 {
+			t.Fatalf("bucket %q: %v, want %q listed with hash 0", path[:i], b.Buckets, path[i:i+1])
+		}
+	}
+	c.send(&wire.ORMapMerkleReqBucket{MapName: "tags", Path: path[:3]})
+	leaf := expect[*wire.ORMapSyncRespLeaf](c)
+	if len(leaf.Entries) != 1 || leaf.Entries[0].Key != "post-1" || len(leaf.Entries[0].Records) != 0 ||
+		!slices.Equal(leaf.Entries[0].Tombstones, []string{red.ORRecord.Tag}) {
+		t.Fatalf("leaf %+v, want post-1 with its tombstone", leaf.Entries)
+	}
+	c.send(&wire.ORMapDiffRequest{MapName: "tags", Keys: []string{"post-1"}})
+	if d := expect[*wire.ORMapDiffResponse](c); len(d.Entries) != 1 || !slices.Equal(d.Entries[0].Tombstones, []string{red.ORRecord.Tag}) {
+		t.Fatalf("diff %+v, want the tombstone", d.Entries)
+	}
+	// The key may still become an LWW key, as before.
+	w.write(putOp("3", "tags", "post-1", "now lww", cts("w")))
+	if v, _, ok := e.getLWW("tags", "post-1"); !ok || v.Text() != "now lww" {
+		t.Fatalf("LWW write over OR tombstones: %v %v", v, ok)
+	}
+}

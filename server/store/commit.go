@@ -316,9 +316,10 @@ func (t *txn) peekIndex(mapName, key string, needValue bool) (*state, bool) {
 	if _, ok := ms.or.get(key); ok {
 		return nil, false // an OR key: the caller loads it
 	}
-	// The index knows every LWW key and every OR key with live entries; a
-	// key in neither holds nothing an LWW write must respect (at most OR
-	// tombstones or an unreadable record, which the write replaces).
+	// The index knows every LWW key and every OR key with entries or
+	// tombstones; a key in neither holds nothing an LWW write must respect
+	// (at most TopGun's legacy OR tombstones or an unreadable record,
+	// which the write replaces).
 	return st, true
 }
 
@@ -367,10 +368,12 @@ func (t *txn) applyLWW(i int, op *Op, ts record.Timestamp, origin uint64) Result
 		t.err = err
 		return Result{}
 	}
-	if cur.present {
-		if cur.rv.Kind != record.KindLWW {
+	if cur.present && cur.rv.Kind != record.KindLWW {
+		if len(cur.rv.ORMap.Records) > 0 {
 			return reject(i, "key %q of map %q holds an OR-Map record, not an LWW one", op.Key, op.Map)
 		}
+		// OR tombstones only: nothing an LWW write must respect.
+	} else if cur.present {
 		if ts.Compare(cur.rv.LWW.Timestamp) <= 0 {
 			return Result{} // older or the same write: LWW keeps the current one
 		}

@@ -311,13 +311,19 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 			return
 		}
 		h, ok := orItemHash(key, &rv.ORMap)
-		if !ok {
-			// No live entry: the client keeps no leaf for the key either.
+		if !ok && len(rv.ORMap.Tombstones) == 0 {
 			if hadO {
 				ms.or.remove(key, oldO.hash)
 			}
 			return
 		}
+		// A key with tombstones only stays in the trie with item hash 0,
+		// which changes no node hash (Mix(0) == 0): a client in sync, which
+		// keeps no leaf for it, sees the same hashes, while its bucket is
+		// still listed, so a client that missed the removal walks down to
+		// the leaf and receives the tombstones (as from TopGun's server,
+		// whose leaf covers them). Without it, such a client finds the
+		// bucket missing, pushes the entry back, and never learns.
 		m := orMeta{exp: exp, hash: h}
 		ms.or.set(key, m, hadO, oldO.hash, m.hash)
 	}
