@@ -340,6 +340,9 @@ func adversaries() []adversary {
 		{name: "InfiniteLoopInGoCall", file: goPlugin("hostile"), attack: applyTo("loop"),
 			opts: func(t *testing.T, o *Options) { o.CallTimeout = time.Second },
 			code: abi.ErrDeadlineExceeded, want: []string{"plugin hostile.wasm: apply_runs:", "did not finish within 1s"}},
+		{name: "BulkInstructionLoop", file: wat("fillloop"), attack: getEvil("k"),
+			opts: func(t *testing.T, o *Options) { o.CallTimeout = 300 * time.Millisecond },
+			code: abi.ErrDeadlineExceeded, want: []string{"plugin fillloop.wasm: get:", "did not finish within 300ms"}},
 		{name: "InitializeNeverReturns", file: wat("initloop"),
 			opts: func(t *testing.T, o *Options) { o.CallTimeout = 300 * time.Millisecond },
 			want: []string{"plugin initloop.wasm: initialize:", "did not finish within 300ms"}},
@@ -353,6 +356,7 @@ func adversaries() []adversary {
 		{name: "GoMemoryBomb", file: goPlugin("hostile"), attack: applyTo("oom"),
 			opts: func(t *testing.T, o *Options) { o.MemoryLimitMB = 64; o.CallTimeout = 10 * time.Second },
 			code: abi.ErrInternal, want: []string{"plugin hostile.wasm: apply_runs:"}},
+		{name: "TableGrowth", file: wat("tablegrow"), attack: getEvil("k")}, // traps if a grow succeeds
 		{name: "SlowGrowthAcrossCalls", file: wat("leak"), attack: slowGrowth,
 			code: abi.ErrInternal, want: []string{"plugin leak.wasm: get:", "trapped", "unreachable"}},
 

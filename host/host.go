@@ -148,11 +148,16 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	if err := meter.Precheck(bin); err != nil && !errors.Is(err, meter.ErrUnsupported) {
 		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
 	}
+	// wazero bounds linear memory, not tables, whose entries live on the
+	// host's heap: every table gets a maximum (see meter.CapTables).
+	code, err := meter.CapTables(bin)
+	if err != nil {
+		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
+	}
 	start := time.Now()
-	code := bin
 	p.deadlines = "checked only between calls (trusted)"
 	if o.Trust == TrustSandboxed {
-		metered, info, err := instrument(bin, meterBudget)
+		metered, info, err := instrument(code, meterBudget)
 		if err == nil {
 			code, p.metered = metered, true
 			p.deadlines = fmt.Sprintf("metered (%d check sites in %d functions)", info.Checks, info.Functions)

@@ -473,8 +473,13 @@ func (w *walker) expr(metered bool) error {
 			(op >= 0x45 && op <= 0xc4) || op == 0xd1:
 			// no immediates
 		case op == 0xfc:
-			if err := w.prefixFC(); err != nil {
+			sub, err := w.prefixFC()
+			if err != nil {
 				return err
+			}
+			if metered && bulkLength(sub) {
+				w.flush(start)
+				w.chargeLength()
 			}
 		case op == 0xfd:
 			if err := w.prefixFD(); err != nil {
@@ -491,7 +496,7 @@ func (w *walker) expr(metered bool) error {
 	return r.err
 }
 
-func (w *walker) prefixFC() error {
+func (w *walker) prefixFC() (uint32, error) {
 	sub := w.u32()
 	switch {
 	case sub <= 7: // saturating truncations
@@ -501,9 +506,58 @@ func (w *walker) prefixFC() error {
 	case sub == 9 || sub == 11 || sub == 13 || (sub >= 15 && sub <= 17): // data.drop, memory.fill, elem.drop, table.grow/size/fill
 		w.u32()
 	default:
-		return unsupported("opcode 0xfc %d", sub)
+		return 0, unsupported("opcode 0xfc %d", sub)
 	}
-	return w.r.err
+	return sub, w.r.err
+}
+
+// bulkLength reports whether the 0xfc instruction sub takes a length as
+// its last operand and works through that many bytes or entries:
+// memory.init, memory.copy, memory.fill, table.init, table.copy,
+// table.fill. Counted as one instruction, a loop of them would run for
+// seconds between checks (a 64 MiB fill takes milliseconds), inside
+// compiled code that also holds off the Go collector's stop-the-world.
+func bulkLength(sub uint32) bool {
+	switch sub {
+	case 8, 10, 11, 12, 14, 17:
+		return true
+	}
+	return false
+}
+
+// lengthShift converts a bulk operation's length to weight: one unit per
+// 16 bytes, about what such an operation costs against an instruction.
+const lengthShift = 4
+
+// chargeLength appends, before a bulk operation whose length is on top of
+// the stack, a sequence that leaves the length there, charges it (shifted
+// by lengthShift) to the counter and calls the check when the counter
+// goes below 0 (L is the scratch local):
+//
+//	local.tee L; global.get C; local.get L; i32.const S; i32.shr_u; i32.sub
+//	local.tee L; global.set C; local.get L; i32.const 0; i32.lt_s
+//	if; call check; global.set C; end
+func (w *walker) chargeLength() {
+	o := w.out
+	o = append(o, 0x22)
+	o = binary.AppendUvarint(o, uint64(w.scratch))
+	o = append(o, 0x23)
+	o = binary.AppendUvarint(o, uint64(w.counter))
+	o = append(o, 0x20)
+	o = binary.AppendUvarint(o, uint64(w.scratch))
+	o = append(o, 0x41, lengthShift, 0x76, 0x6b, 0x22)
+	o = binary.AppendUvarint(o, uint64(w.scratch))
+	o = append(o, 0x24)
+	o = binary.AppendUvarint(o, uint64(w.counter))
+	o = append(o, 0x20)
+	o = binary.AppendUvarint(o, uint64(w.scratch))
+	o = append(o, 0x41, 0x00, 0x48, 0x04, 0x40, 0x10)
+	o = binary.AppendUvarint(o, uint64(w.check))
+	o = append(o, 0x24)
+	o = binary.AppendUvarint(o, uint64(w.counter))
+	o = append(o, 0x0b)
+	w.out = o
+	w.info.Checks++
 }
 
 func (w *walker) prefixFD() error {

@@ -218,6 +218,12 @@ func checkAgainstRuntime(t *testing.T, bin []byte) {
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
 	origErr := compile(rt, bin)
+	// Capping tables keeps a valid module valid, unless it refuses it.
+	if capped, err := CapTables(bin); err == nil && origErr == nil {
+		if err := compile(rt, capped); err != nil {
+			t.Fatalf("the runtime accepts the original of %d bytes but not its capped tables: %v", len(bin), err)
+		}
+	}
 	metered, _, err := Instrument(bin, 1000)
 	if err != nil {
 		if origErr == nil && !errors.Is(err, ErrUnsupported) {
