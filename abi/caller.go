@@ -51,7 +51,10 @@ type callState struct {
 	desc    Description
 	recs    []Record
 	page    Page
-	strs    []string
+	// maxItems bounds the response's list by what the request asked for
+	// (Decoder.MaxItems); 0 for calls without one.
+	maxItems int
+	strs     []string
 }
 
 // maxPooledBuffer bounds the request buffer a Caller keeps between calls.
@@ -91,7 +94,7 @@ func (c *Caller) put(s *callState) {
 	}
 	s.dec.Reset(nil)
 	// The results belong to the caller now.
-	s.mapName, s.desc, s.recs, s.page, s.strs = "", Description{}, nil, Page{}, nil
+	s.mapName, s.desc, s.recs, s.page, s.strs, s.maxItems = "", Description{}, nil, Page{}, nil, 0
 	c.pool.Put(s)
 }
 
@@ -114,6 +117,7 @@ func (s *callState) handleResponse(status Code, resp []byte) error {
 	}
 	d := s.dec
 	d.Reset(resp)
+	d.MaxItems = s.maxItems
 	var err error
 	switch call {
 	case CallDescribe, CallOpen:
@@ -189,7 +193,7 @@ func (c *Caller) Get(ctx context.Context, mapName string, backup bool, keys []st
 	s := c.get()
 	defer c.put(s)
 	s.enc.GetRequest(mapName, backup, keys)
-	s.mapName, s.backup = mapName, backup
+	s.mapName, s.backup, s.maxItems = mapName, backup, max(len(keys), 1)
 	err = c.do(ctx, s, CallGet)
 	return s.recs, err
 }
@@ -199,7 +203,7 @@ func (c *Caller) Scan(ctx context.Context, req ScanRequest) (p Page, err error) 
 	s := c.get()
 	defer c.put(s)
 	s.enc.ScanRequest(&req)
-	s.mapName, s.backup = req.Map, req.Backup
+	s.mapName, s.backup, s.maxItems = req.Map, req.Backup, effectiveLimit(req.Limit)
 	err = c.do(ctx, s, CallScan)
 	return s.page, err
 }
@@ -208,6 +212,7 @@ func (c *Caller) Scan(ctx context.Context, req ScanRequest) (p Page, err error) 
 func (c *Caller) ListMaps(ctx context.Context) (maps []string, err error) {
 	s := c.get()
 	defer c.put(s)
+	s.maxItems = MaxMaps
 	err = c.do(ctx, s, CallListMaps)
 	return s.strs, err
 }
@@ -217,6 +222,15 @@ func (c *Caller) ListExpired(ctx context.Context, now int64, limit int) (recs []
 	s := c.get()
 	defer c.put(s)
 	s.enc.ListExpiredRequest(now, limit)
+	s.maxItems = effectiveLimit(limit)
 	err = c.do(ctx, s, CallListExpired)
 	return s.recs, err
+}
+
+// effectiveLimit is the record limit a backend applies for limit.
+func effectiveLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultScanLimit
+	}
+	return limit
 }

@@ -79,3 +79,36 @@ func TestCaller_noAllocationPerCall(t *testing.T) {
 		t.Errorf("an apply made %v allocations", n)
 	}
 }
+
+// A response holding more than its request allows is malformed, refused
+// before the Caller allocates for it: more records than keys for get, more
+// than the limit for scan and list_expired.
+func TestCaller_responseBoundedByRequest(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	recs := []Record{{Map: "m", Key: "a", Value: []byte{1}}, {Map: "m", Key: "b", Value: []byte{2}}}
+	e := NewEncoder()
+	e.Records(recs)
+	two := NewCaller(cannedRT{resp: append([]byte(nil), e.Bytes()...)}, "plugin test")
+	if _, err := two.Get(ctx, "m", false, []string{"a"}); !IsMalformed(err) {
+		t.Errorf("get of 1 key answered with 2 records: %v, want malformed", err)
+	}
+	if got, err := two.Get(ctx, "m", false, []string{"a", "b"}); err != nil || len(got) != 2 {
+		t.Errorf("get of 2 keys: %v %v", got, err)
+	}
+	e = NewEncoder()
+	e.Page(&Page{Records: recs})
+	page := NewCaller(cannedRT{resp: append([]byte(nil), e.Bytes()...)}, "plugin test")
+	if _, err := page.Scan(ctx, ScanRequest{Map: "m", Limit: 1}); !IsMalformed(err) {
+		t.Errorf("scan with limit 1 answered with 2 records: %v, want malformed", err)
+	}
+	if p, err := page.Scan(ctx, ScanRequest{Map: "m"}); err != nil || len(p.Records) != 2 {
+		t.Errorf("scan with the default limit: %+v %v", p, err)
+	}
+	e = NewEncoder()
+	e.Expired(recs)
+	expired := NewCaller(cannedRT{resp: append([]byte(nil), e.Bytes()...)}, "plugin test")
+	if _, err := expired.ListExpired(ctx, 1, 1); !IsMalformed(err) {
+		t.Errorf("list_expired with limit 1 answered with 2 records: %v, want malformed", err)
+	}
+}

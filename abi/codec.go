@@ -272,6 +272,12 @@ var errUnread = errors.New("abi: UnreadByte at the start of the input")
 type Decoder struct {
 	r   sliceReader
 	dec *msgpack.Decoder
+	// MaxItems, when positive, bounds the elements of the list a response
+	// holds (records of get, scan and list_expired, names of list_maps):
+	// the caller sets it from its request, so that a plugin cannot make
+	// it allocate for more than it asked (a record of 6 bytes decodes to
+	// about 90).
+	MaxItems int
 	// AliasValues, when set, makes ApplyRequest return values that alias
 	// the input instead of copies: no allocation and no copy per value.
 	// They are valid until the input is reused. It is for a caller that
@@ -374,6 +380,9 @@ func (d *Decoder) list(what string, minElemBytes int) (int, error) {
 	}
 	if n > d.r.len()/minElemBytes {
 		return 0, malformed("%s: %d elements cannot fit in %d bytes", what, n, d.r.len())
+	}
+	if d.MaxItems > 0 && n > d.MaxItems {
+		return 0, malformed("%s: %d elements, more than the %d the request allows", what, n, d.MaxItems)
 	}
 	return n, nil
 }

@@ -15,6 +15,8 @@ const (
 	MaxValueBytes   = 8 << 20
 	MaxBatchOps     = 100_000
 	MaxGetKeys      = 100_000
+	// MaxMaps is the most map names a list_maps response may hold.
+	MaxMaps = 1 << 20
 )
 
 // ValidateMapName checks a map name: non-empty, valid UTF-8, no NUL byte,
