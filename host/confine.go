@@ -27,10 +27,11 @@ import (
 // absolute or escaping targets are refused by wazero).
 type confinedFS struct {
 	experimentalsys.FS
-	root string // absolute, links resolved
+	root string      // absolute, links resolved
+	stop func() bool // past the call's deadline (see deadlineFile); nil: never
 }
 
-func newConfinedFS(dir string) (*confinedFS, error) {
+func newConfinedFS(dir string, stop func() bool) (*confinedFS, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -39,7 +40,7 @@ func newConfinedFS(dir string) (*confinedFS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &confinedFS{FS: sysfs.DirFS(root), root: root}, nil
+	return &confinedFS{FS: sysfs.DirFS(root), root: root, stop: stop}, nil
 }
 
 func (c *confinedFS) within(p string) bool {
@@ -85,7 +86,47 @@ func (c *confinedFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.F
 	if e := c.check(path, flag&experimentalsys.O_NOFOLLOW == 0); e != 0 {
 		return nil, e
 	}
-	return c.FS.OpenFile(path, flag, perm)
+	f, e := c.FS.OpenFile(path, flag, perm)
+	if e != 0 || c.stop == nil {
+		return f, e
+	}
+	return deadlineFile{File: f, stop: c.stop}, 0
+}
+
+// deadlineFile fails reads and writes once the call is past its deadline:
+// one fd_write or fd_read may carry a million iovecs of the whole memory
+// each, terabytes the meter cannot stop inside the host call.
+type deadlineFile struct {
+	experimentalsys.File
+	stop func() bool
+}
+
+func (f deadlineFile) Read(p []byte) (int, experimentalsys.Errno) {
+	if f.stop() {
+		return 0, experimentalsys.EINTR
+	}
+	return f.File.Read(p)
+}
+
+func (f deadlineFile) Pread(p []byte, off int64) (int, experimentalsys.Errno) {
+	if f.stop() {
+		return 0, experimentalsys.EINTR
+	}
+	return f.File.Pread(p, off)
+}
+
+func (f deadlineFile) Write(p []byte) (int, experimentalsys.Errno) {
+	if f.stop() {
+		return 0, experimentalsys.EINTR
+	}
+	return f.File.Write(p)
+}
+
+func (f deadlineFile) Pwrite(p []byte, off int64) (int, experimentalsys.Errno) {
+	if f.stop() {
+		return 0, experimentalsys.EINTR
+	}
+	return f.File.Pwrite(p, off)
 }
 
 func (c *confinedFS) Lstat(path string) (sys.Stat_t, experimentalsys.Errno) {

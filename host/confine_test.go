@@ -3,6 +3,7 @@ package host
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
@@ -28,7 +29,7 @@ func TestConfinedFS(t *testing.T) {
 	must(os.Symlink(filepath.Join(root, "out.txt"), filepath.Join(dir, "outside")))
 	must(os.Symlink(root, filepath.Join(dir, "outdir")))
 	must(os.Symlink(filepath.Join(root, "nothing-yet"), filepath.Join(dir, "dangling")))
-	fsys, err := newConfinedFS(dir)
+	fsys, err := newConfinedFS(dir, nil)
 	must(err)
 
 	open := []struct {
@@ -80,5 +81,43 @@ func TestConfinedFS(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "stolen.txt")); err == nil {
 		t.Error("a file was moved outside")
+	}
+}
+
+// Past the call's deadline, the data directory's files and the random
+// source refuse I/O: one fd_write, fd_read or random_get may carry
+// terabytes that nothing else could stop inside the host call.
+func TestConfinedFS_ioStopsAtTheDeadline(t *testing.T) {
+	t.Parallel()
+	var past bool
+	stop := func() bool { return past }
+	fsys, err := newConfinedFS(t.TempDir(), stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, errno := fsys.OpenFile("f", experimentalsys.O_RDWR|experimentalsys.O_CREAT, 0o600)
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	defer f.Close()
+	buf := make([]byte, 4)
+	if _, errno := f.Write(buf); errno != 0 {
+		t.Fatalf("write before the deadline: %v", errno)
+	}
+	past = true
+	if _, errno := f.Write(buf); errno != experimentalsys.EINTR {
+		t.Fatalf("write past the deadline: %v, want EINTR", errno)
+	}
+	if _, errno := f.Pwrite(buf, 0); errno != experimentalsys.EINTR {
+		t.Fatalf("pwrite past the deadline: %v, want EINTR", errno)
+	}
+	if _, errno := f.Read(buf); errno != experimentalsys.EINTR {
+		t.Fatalf("read past the deadline: %v, want EINTR", errno)
+	}
+	if _, errno := f.Pread(buf, 0); errno != experimentalsys.EINTR {
+		t.Fatalf("pread past the deadline: %v, want EINTR", errno)
+	}
+	if _, err := (deadlineReader{r: strings.NewReader("xxxx"), stop: stop}).Read(buf); err != errPastDeadline {
+		t.Fatalf("random source past the deadline: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +72,39 @@ var monoStart = time.Now()
 
 // monoClock reads the monotonic clock.
 func monoClock() int64 { return int64(time.Since(monoStart)) }
+
+// pastDeadline reports whether the call in progress has run past its
+// deadline. The host functions that can work through much data in one
+// call (fd_write and fd_read over many large iovecs, random_get) check it
+// through their writers, readers and files: the meter charges a host call
+// as one instruction and cannot stop it, and wazero's interruption only
+// acts between guest instructions. It runs on the calling goroutine.
+func (in *instance) pastDeadline() bool {
+	if (in.dueAt != 0 && monoClock() >= in.dueAt) || in.expired.Load() {
+		in.overdue = true // the call is reported as timed out
+		return true
+	}
+	return false
+}
+
+// deadlineReader is the guest's random source: it fails once the call is
+// past its deadline, so random_get over a large buffer in a loop ends.
+type deadlineReader struct {
+	r    io.Reader
+	stop func() bool
+}
+
+func (d deadlineReader) Read(p []byte) (int, error) {
+	if d.stop() {
+		return 0, errPastDeadline
+	}
+	return d.r.Read(p)
+}
+
+// errPastDeadline fails a host function's I/O once the call is past its
+// deadline (the guest sees EIO or EINTR; the meter or the deadline timer
+// then ends the call).
+var errPastDeadline = errors.New("the call is past its deadline")
 
 // errOverdue is the panic meterCheck stops an overdue guest with; wazero
 // turns it into the error of the call.
@@ -176,6 +210,7 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 	defer func() { in.starting = false }()
 	in.stdout = newLineWriter(p.log, p.limiter, 0, "stdout")
 	in.stderr = newLineWriter(p.log, p.limiter, 1, "stderr")
+	in.stdout.stop, in.stderr.stop = in.pastDeadline, in.pastDeadline
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
@@ -183,9 +218,9 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 		WithStderr(in.stderr).
 		WithSysWalltime().
 		WithSysNanotime().
-		WithRandSource(rand.Reader)
+		WithRandSource(deadlineReader{rand.Reader, in.pastDeadline})
 	if p.opts.DataDir != "" {
-		dir, err := newConfinedFS(p.opts.DataDir)
+		dir, err := newConfinedFS(p.opts.DataDir, in.pastDeadline)
 		if err != nil {
 			return nil, fmt.Errorf("%s: data directory %s: %w; check TOPGUN_PLUGIN_DATA_DIR", p.prefix, p.opts.DataDir, err)
 		}
@@ -235,7 +270,11 @@ func (in *instance) invoke(ctx context.Context, f api.Function, arg []uint64) (u
 	var stack [2]uint64
 	copy(stack[:], arg)
 	if in.p.metered {
-		if timedOut, err := in.callMetered(f, stack[:]); err != nil {
+		timedOut, err := in.callMetered(f, stack[:])
+		if err == nil && timedOut {
+			err = errPastDeadline // its I/O was cut at the deadline
+		}
+		if err != nil {
 			return 0, callError{err: err, timedOut: timedOut}
 		}
 		return stack[0], nil
@@ -315,6 +354,11 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	default:
 		// Trusted code is not interrupted, so a deadline would only cost.
 		err = in.call.CallWithStack(ctx, in.stack[:])
+	}
+	if err == nil && timedOut {
+		// A host function's I/O was cut at the deadline (pastDeadline):
+		// whatever the guest answered after that is not trusted.
+		err = errPastDeadline
 	}
 	if err != nil {
 		return in.failure(ctx, call.String(), callError{err: err, timedOut: timedOut})

@@ -24,6 +24,9 @@ type lineWriter struct {
 	// "panic: ..."): the useful line of a Go runtime's dying words, which
 	// end with a stack trace.
 	fatal string
+	// stop, when set, fails writes once the call is past its deadline
+	// (instance.pastDeadline).
+	stop func() bool
 }
 
 func newLineWriter(log hclog.Logger, limiter *logLimiter, stream int, name string) *lineWriter {
@@ -35,6 +38,9 @@ func newLineWriter(log hclog.Logger, limiter *logLimiter, stream int, name strin
 }
 
 func (w *lineWriter) Write(p []byte) (int, error) {
+	if w.stop != nil && w.stop() {
+		return 0, errPastDeadline
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(p)
