@@ -23,8 +23,13 @@ import (
 //
 // The check and the use of a path are two steps: another process of the
 // host that swaps a directory for a link between them could still win
-// that race. The plugin itself cannot create links (wasip1 symlinks to
-// absolute or escaping targets are refused by wazero).
+// that race. The plugin itself cannot create links (Symlink is refused),
+// nor move or hard-link the operator's (a relative link can point outside
+// from another place). One race is left to a multi_instance plugin with
+// an operator's relative link in its directory: one instance moving the
+// directory that holds the link to a shallower place while another opens
+// a path through it. Resolving with os.Root (openat beneath the root)
+// would close it; keep links out of plugin data directories meanwhile.
 type confinedFS struct {
 	experimentalsys.FS
 	root string      // absolute, links resolved
@@ -164,7 +169,20 @@ func (c *confinedFS) Rename(from, to string) experimentalsys.Errno {
 	if e := c.check(to, false); e != 0 {
 		return e
 	}
+	if c.isLink(from) {
+		return experimentalsys.EPERM
+	}
 	return c.FS.Rename(from, to)
+}
+
+// isLink reports whether the guest path p is a symbolic link. Renaming or
+// hard-linking one is refused: a relative link that points inside from
+// where it is may point outside from elsewhere ("sub/up -> .." moved to
+// "up"), and the guest cannot create links, so the operator's stay where
+// they were put.
+func (c *confinedFS) isLink(p string) bool {
+	st, e := c.FS.Lstat(p)
+	return e == 0 && st.Mode&fs.ModeSymlink != 0
 }
 
 func (c *confinedFS) Rmdir(path string) experimentalsys.Errno {
@@ -187,6 +205,11 @@ func (c *confinedFS) Link(oldPath, newPath string) experimentalsys.Errno {
 	}
 	if e := c.check(newPath, false); e != 0 {
 		return e
+	}
+	if c.isLink(oldPath) {
+		// The hard link would be to the link itself, not to what it
+		// resolves to (the check above).
+		return experimentalsys.EPERM
 	}
 	return c.FS.Link(oldPath, newPath)
 }

@@ -70,6 +70,19 @@ func TestConfinedFS(t *testing.T) {
 	if errno := fsys.Mkdir("outdir/x", 0o755); errno != experimentalsys.EPERM {
 		t.Errorf("Mkdir through a link outside = %v, want EPERM", errno)
 	}
+	// A relative link inside may point outside from elsewhere: links are
+	// neither moved nor hard-linked (sub/up -> .. is the root from sub,
+	// the root's parent from the root).
+	must(os.Symlink("..", filepath.Join(dir, "sub", "up")))
+	if errno := fsys.Rename("sub/up", "up"); errno != experimentalsys.EPERM {
+		t.Errorf("Rename of a link = %v, want EPERM", errno)
+	}
+	if errno := fsys.Link("sub/up", "up2"); errno != experimentalsys.EPERM {
+		t.Errorf("Link of a link = %v, want EPERM", errno)
+	}
+	if errno := fsys.Rename("sub/in.txt", "sub/moved.txt"); errno != 0 {
+		t.Errorf("Rename of a file = %v", errno)
+	}
 	if errno := fsys.Symlink("/etc/passwd", "mine"); errno != experimentalsys.EPERM {
 		t.Errorf("Symlink = %v, want EPERM", errno)
 	}
