@@ -181,10 +181,16 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	}
 	log.Info("protocol ready", "node_id", nodeID, "auth", authMode, "max_message_bytes", cfg.maxMessageBytes, "max_batch_ops", cfg.maxBatchOps)
 
-	mux := newMux(backend, log)
+	var draining atomic.Bool
+	mux := newMux(backend, log, &draining)
 	mux.Handle("GET /metrics", metrics.handler(proto, backend))
 	proto.Register(mux)
-	return serve(ctx, cfg, mux, func() { proto.Close() }, log, stdout)
+	return serve(ctx, cfg, mux, func() {
+		// /ready fails while connections drain, so load balancers stop
+		// sending new clients before the listener closes.
+		draining.Store(true)
+		proto.Close()
+	}, log, stdout)
 }
 
 // closeStore closes store and returns code, or exitFailed if closing fails.
@@ -251,7 +257,7 @@ func serve(ctx context.Context, cfg *config, handler http.Handler, stop func(), 
 
 // newMux builds the server's own HTTP routes; the protocol server mounts
 // its endpoints (/, /ws, /sync) beside them.
-func newMux(store *plugins.Store, log hclog.Logger) *http.ServeMux {
+func newMux(store *plugins.Store, log hclog.Logger, draining *atomic.Bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -261,6 +267,10 @@ func newMux(store *plugins.Store, log hclog.Logger) *http.ServeMux {
 	// change of state once, not once per probe.
 	var unready atomic.Bool
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
+		if draining != nil && draining.Load() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
 		if err := store.Ping(ctx); err != nil {

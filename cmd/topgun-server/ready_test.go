@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestNewMux_readyBreakerOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	srv := httptest.NewServer(newMux(store, testLogger(t)))
+	srv := httptest.NewServer(newMux(store, testLogger(t), nil))
 	defer srv.Close()
 	client := srv.Client()
 	if code, body := getJSON(t, client, srv.URL+"/ready"); code != http.StatusOK {
@@ -53,5 +54,26 @@ func TestNewMux_readyBreakerOpen(t *testing.T) {
 			t.Fatalf("/ready = %d %v 10s after a 200ms backoff, want 200", code, body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// While the server drains its connections at shutdown, /ready fails, so
+// that load balancers stop sending it new clients.
+func TestReady_failsWhileDraining(t *testing.T) {
+	t.Parallel()
+	store, err := plugins.Open(context.Background(), "null", &plugins.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	var draining atomic.Bool
+	srv := httptest.NewServer(newMux(store, testLogger(t), &draining))
+	defer srv.Close()
+	if code, body := getJSON(t, srv.Client(), srv.URL+"/ready"); code != http.StatusOK {
+		t.Fatalf("/ready = %d %v, want 200", code, body)
+	}
+	draining.Store(true)
+	if code, body := getJSON(t, srv.Client(), srv.URL+"/ready"); code != http.StatusServiceUnavailable || body["status"] != "shutting down" {
+		t.Fatalf("/ready while draining = %d %v, want 503 shutting down", code, body)
 	}
 }

@@ -503,3 +503,42 @@ func exercise(b *Backend) []error {
 	}
 	return errs
 }
+
+// A backend that found damage refuses writes while reads may still
+// answer: Healthy reports it, so readiness probes fail too.
+func TestBackend_healthyReportsDamage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, err := Open(ctx, filepath.Join(t.TempDir(), "test.redb"), testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close() // no consistency check: the file is damaged on purpose
+	if err := b.Healthy(); err != nil {
+		t.Fatalf("fresh backend: %v", err)
+	}
+	batch := &abi.Batch{Now: 1}
+	batch.Put("m", "k", false, []byte("v"), 0)
+	if err := b.Apply(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	// Damage the stored record's checksum; the read that finds it marks
+	// the backend damaged.
+	if err := b.db.Update(func(tx *bolt.Tx) error {
+		mb := tx.Bucket([]byte("p:m"))
+		v := append([]byte(nil), mb.Get([]byte("k"))...)
+		v[len(v)-1] ^= 1
+		return mb.Put([]byte("k"), v)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, "m", false, []string{"k"}); abi.CodeOf(err) != abi.CodeInternal {
+		t.Fatalf("Get of the damaged record: %v", err)
+	}
+	if _, err := b.Get(ctx, "other", false, []string{"x"}); err != nil {
+		t.Fatalf("reads elsewhere still answer: %v", err)
+	}
+	if err := b.Healthy(); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Healthy after damage: %v", err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
@@ -146,6 +147,15 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	if err != nil {
 		_ = db.Close()
 		return nil, err
+	}
+	if created && !o.NoSync {
+		// bbolt syncs the file, not the directory entry that names it: a
+		// power loss soon after the first start could lose the whole file,
+		// and with it writes already acknowledged as durable.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			_ = db.Close()
+			return nil, abi.Wrap(abi.CodeUnavailable, err, "redb: cannot make the creation of %s durable", path)
+		}
 	}
 	b.log.Debug("opened database", "path", path, "format_version", formatVersion, "created", created, "no_sync", o.NoSync)
 	return b, nil
@@ -310,6 +320,30 @@ func (b *Backend) Close() error {
 	}
 	b.log.Debug("closed database", "path", b.path)
 	return nil
+}
+
+// Healthy reports a backend that refuses writes because an operation
+// found the file damaged: reads may still answer, so readiness probes
+// (plugins.Store.Ping) ask this too.
+func (b *Backend) Healthy() error {
+	if b.damaged.Load() {
+		return b.errDamaged()
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory, making the entries it holds durable.
+// Windows has no such call (NTFS journals the entry with the file).
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func (b *Backend) errDamaged() error {
