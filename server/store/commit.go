@@ -97,7 +97,7 @@ func (s *Store) committer() {
 		t := s.newTxn(&inflight)
 		t.add(first)
 	fill:
-		for t.n < s.opts.MaxCommitOps {
+		for t.n < s.opts.MaxCommitOps && len(t.buf) < s.maxCommitBytes {
 			select {
 			case s.applyq <- t:
 				inflight = append(inflight, t)
@@ -148,6 +148,13 @@ func (t *txn) add(r *request) {
 		h()
 	}
 }
+
+// maxCommitBytes caps the encoded records one group commit gathers (the
+// backend holds them all until the commit): without it, many writers of
+// large values arriving during a slow commit made one batch of gigabytes.
+// A txn stops taking requests once past it, so it holds at most this
+// plus one request.
+const maxCommitBytes = 64 << 20
 
 // applier commits txns in order and answers their callers.
 func (s *Store) applier() {

@@ -158,6 +158,8 @@ type Store struct {
 	repair map[cacheKey]struct{}
 
 	mergedHook func() // tests: called after each request is merged
+	// maxCommitBytes is maxCommitBytes (tests lower it).
+	maxCommitBytes int
 	// merged counts the requests merged into the txn being filled (reset
 	// when it is handed to the applier); see regroup.
 	merged atomic.Int64
@@ -192,15 +194,16 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 	}
 	s := &Store{
 		be: be, opts: o, log: o.Logger, clock: o.Clock,
-		shared:  be.Describe().Capabilities.Has(abi.CapShared),
-		cache:   newCache(o.CacheBytes),
-		feed:    newFeed(),
-		maps:    map[string]*mapState{},
-		nodeI:   map[string]uint32{},
-		repair:  map[cacheKey]struct{}{},
-		reqs:    make(chan *request, 1024),
-		applyq:  make(chan *txn),
-		closing: make(chan struct{}),
+		shared:         be.Describe().Capabilities.Has(abi.CapShared),
+		maxCommitBytes: maxCommitBytes,
+		cache:          newCache(o.CacheBytes),
+		feed:           newFeed(),
+		maps:           map[string]*mapState{},
+		nodeI:          map[string]uint32{},
+		repair:         map[cacheKey]struct{}{},
+		reqs:           make(chan *request, 1024),
+		applyq:         make(chan *txn),
+		closing:        make(chan struct{}),
 	}
 	start := time.Now()
 	n, err := s.rebuild(ctx)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -827,6 +828,73 @@ func (b sharedBackend) Describe() abi.Description {
 	d := b.Backend.Describe()
 	d.Capabilities |= abi.CapShared
 	return d
+}
+
+// sizeBackend holds its first Apply until hold is closed and records the
+// value bytes of every batch.
+type sizeBackend struct {
+	abi.Backend
+	entered chan struct{}
+	hold    chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	largest int
+}
+
+func (b *sizeBackend) Apply(ctx context.Context, batch *abi.Batch) error {
+	b.once.Do(func() { b.entered <- struct{}{}; <-b.hold })
+	n := 0
+	for i := range batch.Mutations {
+		n += len(batch.Mutations[i].Value)
+	}
+	b.mu.Lock()
+	b.largest = max(b.largest, n)
+	b.mu.Unlock()
+	return b.Backend.Apply(ctx, batch)
+}
+
+// A group commit gathers at most maxCommitBytes of records, plus one
+// request: writers of large values arriving during a slow commit no
+// longer make one batch of them all.
+func TestStore_groupCommitBoundedInBytes(t *testing.T) {
+	be := &sizeBackend{Backend: null.Open(), entered: make(chan struct{}, 1), hold: make(chan struct{})}
+	f := newFixture(t, be, nil)
+	f.s.maxCommitBytes = 1 << 20
+	var merged atomic.Int64
+	f.s.mergedHook = func() { merged.Add(1) }
+	first := make(chan error, 1)
+	go func() {
+		_, err := f.s.Apply(context.Background(), []Op{put("m", "first", "v", ts(t0, 0, "c"))}, 1)
+		first <- err
+	}()
+	<-be.entered // the applier is busy: what arrives now is gathered
+	const writers = 40
+	big := strings.Repeat("x", 256<<10)
+	errs := make(chan error, writers)
+	for i := range writers {
+		go func() {
+			_, err := f.s.Apply(context.Background(), []Op{put("m", "k"+strconv.Itoa(i), big, ts(t0, 0, "c"))}, uint64(i+2))
+			errs <- err
+		}()
+	}
+	// The committer takes requests until the txn passes the bound, then
+	// waits for the applier; give it time to take more if it would.
+	for deadline := time.Now().Add(5 * time.Second); merged.Load() < 5 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(be.hold)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if limit := 1<<20 + 2*len(big); be.largest > limit {
+		t.Fatalf("a batch held %d value bytes, over the bound of %d plus a request", be.largest, 1<<20)
+	}
 }
 
 // gateBackend holds each Apply until released and fails it when told to.
