@@ -37,6 +37,7 @@ func TestOptions_Validate(t *testing.T) {
 		{"negative batch limit", Options{MaxBatchOps: -1}},
 		{"negative idle", Options{IdleTimeout: -time.Second}},
 		{"negative queue", Options{OutboundQueue: -1}},
+		{"origin pattern with a scheme", Options{OriginPatterns: []string{"https://app.example.com"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.o.Validate(); err == nil || !strings.HasPrefix(err.Error(), "protocol: ") {

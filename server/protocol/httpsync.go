@@ -36,9 +36,9 @@ import (
 //     bytes of them (answerBudget): a delta that does not fit comes in
 //     pages, the oldest changes first, its serverSyncTimestamp marking
 //     where the next request resumes; a query that does not fit, or a
-//     delta when the answer is full, gets an error (413). An answer that
-//     holds nothing else may pass the bounds by the changes of one
-//     millisecond, so a large record cannot stop a map's sync.
+//     delta when the answer is full, gets an error (413). One delta per
+//     answer may pass what is left by the changes of one millisecond, so
+//     a large record cannot stop a map's sync.
 //
 // With authentication on, a valid "Authorization: Bearer <jwt>" is
 // required (TopGun's default lets anonymous HTTP writes through).
@@ -225,6 +225,9 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 type answerBudget struct {
 	records int
 	bytes   int64
+	// oversized: a delta already passed what was left by the changes of
+	// one millisecond; an answer allows that once.
+	oversized bool
 }
 
 func (s *Server) answerLimit() string {
@@ -252,11 +255,11 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 	if millis > 0 {
 		millis--
 	}
-	// An answer that holds nothing yet may pass the limits by the changes
-	// of one millisecond, so that no map is ever stuck.
-	untouched := budget.records == s.opts.MaxQueryResults && budget.bytes == s.opts.OutboundBytes
+	// One delta per answer may pass what is left by the changes of one
+	// millisecond, so that no map is ever stuck behind one larger than
+	// the rest of an answer (whichever maps come before it).
 	entries, upTo, complete, err := s.store.Since(ctx, sm.MapName, millis,
-		store.SinceLimits{Records: budget.records, Bytes: budget.bytes, WholeFirst: untouched})
+		store.SinceLimits{Records: budget.records, Bytes: budget.bytes, WholeFirst: !budget.oversized})
 	if err != nil {
 		return wire.MapDelta{}, 500, fmt.Errorf("cannot read the changes of map %s; retry later", quoteName(sm.MapName))
 	}
@@ -270,6 +273,13 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 	}
 	d := wire.MapDelta{MapName: sm.MapName, Records: []wire.DeltaRecord{},
 		ServerSyncTimestamp: wire.Timestamp{Millis: uint64(max(resume+1, 0)), NodeID: s.store.Clock().Now().NodeID}}
+	var size int64
+	for i := range entries {
+		size += int64(entries[i].Size)
+	}
+	if len(entries) > budget.records || size > budget.bytes {
+		budget.oversized = true
+	}
 	for i := range entries {
 		e := &entries[i]
 		budget.records--

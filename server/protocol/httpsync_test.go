@@ -382,3 +382,37 @@ func TestHTTPSync_clockAheadSkipsNothing(t *testing.T) {
 	}
 	t.Fatalf("the change committed after the first sync was skipped: %+v", resp.Deltas[0].Records)
 }
+
+// A map whose oldest change is larger than what other maps leave of an
+// answer is still delivered: one delta per answer may pass the rest by
+// one millisecond's changes. Before, only an answer holding nothing yet
+// could, and a map listed after a busy one was stuck for good.
+func TestHTTPSync_oversizedChangeAfterOtherMaps(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true, opts: Options{OutboundBytes: MinOutboundBytes}})
+	e.wall.Add(1)
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{
+		putOp("big", "m", "big", strings.Repeat("x", 70_000), cts("w"))}}, "")
+	lastA, lastM, gotBig := wire.Timestamp{}, wire.Timestamp{}, false
+	for round := 0; round < 3 && !gotBig; round++ {
+		e.wall.Add(1)
+		e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{
+			putOp("a"+itoa(round), "a", "tick", int64(round), cts("w"))}}, "")
+		e.wall.Add(1)
+		resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{
+			{MapName: "a", LastSyncTimestamp: lastA}, {MapName: "m", LastSyncTimestamp: lastM}}}, "")
+		for _, d := range resp.Deltas {
+			if d.MapName == "a" {
+				lastA = d.ServerSyncTimestamp
+				continue
+			}
+			lastM = d.ServerSyncTimestamp
+			for _, r := range d.Records {
+				gotBig = gotBig || r.Key == "big"
+			}
+		}
+	}
+	if !gotBig {
+		t.Fatal("map m never delivered its record")
+	}
+}

@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -91,8 +93,9 @@ type Options struct {
 
 	// OriginPatterns restricts the Origin of WebSocket upgrades and POST
 	// /sync requests from browsers (host[:port] patterns as in path.Match,
-	// "*" for any; a request without Origin, or from the server's own
-	// origin, is always served). nil means: with Auth, every origin
+	// "*" for any, "null" for pages without a host such as file: pages,
+	// which "*" admits too; a request without Origin, or from the server's
+	// own origin, is always served). nil means: with Auth, every origin
 	// (clients authenticate with a token, not cookies, so a cross-site
 	// page gains nothing); without Auth, pages served from this machine
 	// (localhost, 127.0.0.1, [::1], any port), so that a web page from
@@ -182,6 +185,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("protocol: OutboundBytes is %d; set at least %d (default %d)", o.OutboundBytes, MinOutboundBytes, DefaultOutboundBytes)
 	case o.MaxQueries < 1:
 		return fmt.Errorf("protocol: MaxQueries is %d; set at least 1 (default %d)", o.MaxQueries, DefaultMaxQueries)
+	case slices.ContainsFunc(o.OriginPatterns, func(p string) bool { return strings.Contains(p, "/") }):
+		return fmt.Errorf("protocol: OriginPatterns %q: give hosts with an optional port (app.example.com, localhost:*), not URLs", o.OriginPatterns)
 	case o.MaxQueryResults < 1:
 		return fmt.Errorf("protocol: MaxQueryResults is %d; set at least 1 (default %d)", o.MaxQueryResults, DefaultMaxQueryResults)
 	case o.MaxConnections < 1:

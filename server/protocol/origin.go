@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -30,7 +31,9 @@ func (s *Server) originAllowed(r *http.Request) bool {
 	}
 	u, err := url.Parse(origin)
 	if err != nil || u.Host == "" {
-		return false // "null" (a sandboxed or file: page) or garbage
+		// "null" (a sandboxed page, a file: page, an app loaded from
+		// files) has no host: only "*" or "null" lets it in.
+		return slices.Contains(patterns, "*") || slices.Contains(patterns, "null")
 	}
 	host := strings.ToLower(u.Host)
 	if host == strings.ToLower(r.Host) {

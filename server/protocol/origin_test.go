@@ -23,6 +23,7 @@ func TestServer_originRule(t *testing.T) {
 	open := newEnv(t, envConfig{})
 	authed := newEnv(t, envConfig{opts: Options{Auth: mustAuth(t, testSecret)}})
 	listed := newEnv(t, envConfig{opts: Options{OriginPatterns: []string{"app.example.com", "*.example.org"}}})
+	anyOrigin := newEnv(t, envConfig{opts: Options{OriginPatterns: []string{"*"}}})
 	own := "http://" + strings.TrimPrefix(open.http.URL, "http://")
 	cases := []struct {
 		name   string
@@ -42,6 +43,9 @@ func TestServer_originRule(t *testing.T) {
 		{"listed", listed, "https://app.example.com", true},
 		{"listed by pattern", listed, "https://www.example.org", true},
 		{"not listed", listed, "https://evil.example", false},
+		{"not listed, no host", listed, "null", false},
+		{"any", anyOrigin, "https://evil.example", true},
+		{"any, no host (a file: page)", anyOrigin, "null", true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -65,6 +65,9 @@ type subscription struct {
 	state    subState
 	pending  []store.Change
 	overflow bool
+	// retryIn is the wait before a failed resync is tried again (0 after
+	// a resync that read the map).
+	retryIn  time.Duration
 	members  map[string]member
 	complete bool // every matching record is in members (limited queries)
 	queued   bool // a resync is queued
@@ -203,9 +206,12 @@ func (s *Server) scanQuery(ctx context.Context, sub *subscription) (scanned, err
 	return out, err
 }
 
-// resyncRetry is how long a resync that could not read the map waits
-// before it is tried again.
-const resyncRetry = time.Second
+// resyncRetry is how long a resync that could not read the map first
+// waits before it is tried again; the wait doubles up to maxResyncRetry.
+const (
+	resyncRetry    = time.Second
+	maxResyncRetry = time.Minute
+)
 
 // runQuery (re)reads a subscription's map and brings its result up to
 // date: with full, by sending a fresh QUERY_RESP; otherwise by sending the
@@ -254,9 +260,13 @@ func (s *Server) runQuery(sub *subscription, full, reader bool) {
 		for i := range pending {
 			sub.applyLocked(&pending[i])
 		}
-		time.AfterFunc(resyncRetry, func() { s.queueResync(sub, full) })
+		// Doubling, so that a map that stays unreadable does not take a
+		// resync worker every second.
+		sub.retryIn = min(max(2*sub.retryIn, resyncRetry), maxResyncRetry)
+		time.AfterFunc(sub.retryIn, func() { s.queueResync(sub, full) })
 		return
 	}
+	sub.retryIn = 0
 	complete := true
 	if sub.limit >= 0 && len(sc.res) > sub.limit {
 		complete = false
