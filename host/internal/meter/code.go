@@ -321,7 +321,19 @@ func (w *walker) chargeSite() int {
 	o = append(o, 0x41)
 	at := len(o)
 	o = append(o, 0x81, 0x80, 0x80, 0x80, 0x00) // weight 1, padded to 5 bytes
-	o = append(o, 0x6b, 0x22)
+	o = append(o, 0x6b)
+	w.out = w.storeAndCheck(o)
+	return at
+}
+
+// storeAndCheck appends, after the sequence that left the new counter on
+// the stack, the part that stores it and calls the check when it is below
+// 0 (L is the scratch local):
+//
+//	local.tee L; global.set C; local.get L; i32.const 0; i32.lt_s
+//	if; call check; global.set C; end
+func (w *walker) storeAndCheck(o []byte) []byte {
+	o = append(o, 0x22)
 	o = binary.AppendUvarint(o, uint64(w.scratch))
 	o = append(o, 0x24)
 	o = binary.AppendUvarint(o, uint64(w.counter))
@@ -332,9 +344,8 @@ func (w *walker) chargeSite() int {
 	o = append(o, 0x24)
 	o = binary.AppendUvarint(o, uint64(w.counter))
 	o = append(o, 0x0b)
-	w.out = o
 	w.info.Checks++
-	return at
+	return o
 }
 
 func (w *walker) patch(at, weight int) {
@@ -545,19 +556,8 @@ func (w *walker) chargeLength() {
 	o = binary.AppendUvarint(o, uint64(w.counter))
 	o = append(o, 0x20)
 	o = binary.AppendUvarint(o, uint64(w.scratch))
-	o = append(o, 0x41, lengthShift, 0x76, 0x6b, 0x22)
-	o = binary.AppendUvarint(o, uint64(w.scratch))
-	o = append(o, 0x24)
-	o = binary.AppendUvarint(o, uint64(w.counter))
-	o = append(o, 0x20)
-	o = binary.AppendUvarint(o, uint64(w.scratch))
-	o = append(o, 0x41, 0x00, 0x48, 0x04, 0x40, 0x10)
-	o = binary.AppendUvarint(o, uint64(w.check))
-	o = append(o, 0x24)
-	o = binary.AppendUvarint(o, uint64(w.counter))
-	o = append(o, 0x0b)
-	w.out = o
-	w.info.Checks++
+	o = append(o, 0x41, lengthShift, 0x76, 0x6b)
+	w.out = w.storeAndCheck(o)
 }
 
 func (w *walker) prefixFD() error {
