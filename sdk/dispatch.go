@@ -39,6 +39,8 @@ type server struct {
 	open    OpenFunc
 	opened  bool
 	maxResp uint32
+	// over: the records a viewer lent passed maxResp (viewRecord).
+	over bool
 
 	enc *abi.Encoder
 	dec *abi.Decoder
@@ -81,7 +83,8 @@ func newServer(b abi.Backend, name string, caps abi.Capability, open OpenFunc) *
 func (s *server) handle(call uint32, req, out []byte) (status uint32, resp []byte) {
 	defer func() {
 		if r := recover(); r != nil {
-			status, resp = errResponse(out, abi.Errorf(abi.CodeInternal, "plugin %s: panic in %s: %v\n%s", s.describe().Name, abi.WasmCall(call), r, debug.Stack()))
+			// s.name, not Describe: a panic in Describe must not repeat here.
+			status, resp = errResponse(out, abi.Errorf(abi.CodeInternal, "backend %q: panic in %s: %v\n%s", s.name, abi.WasmCall(call), r, debug.Stack()))
 		}
 	}()
 	err := s.dispatch(abi.WasmCall(call), req, out)
@@ -90,11 +93,39 @@ func (s *server) handle(call uint32, req, out []byte) (status uint32, resp []byt
 	}
 	resp = s.enc.Bytes()
 	if s.maxResp > 0 && uint64(len(resp)) > uint64(s.maxResp) {
-		return errResponse(resp, abi.Errorf(abi.CodeResourceExhausted,
-			"%s response of %d bytes exceeds the host's limit of %d bytes; ask for fewer records or raise TOPGUN_PLUGIN_MAX_RESPONSE_BYTES",
-			abi.WasmCall(call), len(resp), s.maxResp))
+		// The error goes into the caller's buffer, not the oversized
+		// encoding, which would otherwise stay as the scratch buffer.
+		return errResponse(out, s.tooBig(abi.WasmCall(call), len(resp)))
 	}
 	return uint32(abi.CodeOK), resp
+}
+
+func (s *server) tooBig(call abi.WasmCall, n int) error {
+	return abi.Errorf(abi.CodeResourceExhausted,
+		"%s response of %d bytes or more exceeds the host's limit of %d bytes; ask for fewer records or raise TOPGUN_PLUGIN_MAX_RESPONSE_BYTES",
+		call, n, s.maxResp)
+}
+
+// recordOverhead bounds what a record adds to a response beyond its key
+// and value (array header, lengths, three integers).
+const recordOverhead = 48
+
+// checkFits refuses records whose response would pass the host's limit
+// before they are encoded: encoding them first would take memory for a
+// response the host refuses anyway (a get of eight 8 MiB values ran the
+// guest out of memory rather than failing cleanly).
+func (s *server) checkFits(call abi.WasmCall, recs []abi.Record) error {
+	if s.maxResp == 0 {
+		return nil
+	}
+	n := 0
+	for i := range recs {
+		n += len(recs[i].Key) + len(recs[i].Value) + recordOverhead
+		if n > int(s.maxResp) {
+			return s.tooBig(call, n)
+		}
+	}
+	return nil
 }
 
 func (s *server) setBackend(b abi.Backend) {
@@ -104,7 +135,9 @@ func (s *server) setBackend(b abi.Backend) {
 
 func errResponse(out []byte, err error) (uint32, []byte) {
 	code := abi.CodeOf(err)
-	if code == abi.CodeOK || uint32(code) > abi.StatusCodeMask {
+	if code == abi.CodeOK || !code.Known() {
+		// A code the host does not know is a malformed result to it, which
+		// discards the instance and all it holds.
 		code = abi.CodeInternal
 	}
 	msg := err.Error()
@@ -234,7 +267,11 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			s.startView()
 			err := v.ViewGet(ctx, r.Map, r.Backup, r.Keys, s.viewFn)
 			clear(s.keys)
+			if err == nil && s.over {
+				err = s.tooBig(call, len(s.side.Bytes()))
+			}
 			if err != nil {
+				s.endView()
 				return err
 			}
 			s.enc.Reset(out)
@@ -246,6 +283,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		recs, err := s.backend.Get(ctx, r.Map, r.Backup, r.Keys)
 		clear(s.keys)
 		if err != nil {
+			return err
+		}
+		if err := s.checkFits(call, recs); err != nil {
 			return err
 		}
 		s.enc.Reset(out)
@@ -266,7 +306,11 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		if v := s.viewer; v != nil && s.lend {
 			s.startView()
 			cursor, err := v.ViewScan(ctx, r, s.viewFn)
+			if err == nil && s.over {
+				err = s.tooBig(call, len(s.side.Bytes()))
+			}
 			if err != nil {
+				s.endView()
 				return err
 			}
 			s.enc.Reset(out)
@@ -278,6 +322,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		}
 		p, err := s.backend.Scan(ctx, r)
 		if err != nil {
+			return err
+		}
+		if err := s.checkFits(call, p.Records); err != nil {
 			return err
 		}
 		s.enc.Reset(out)
@@ -336,13 +383,20 @@ const maxSideBuffer = 1 << 20
 
 func (s *server) startView() {
 	s.side.Reset(s.sideBuf)
-	s.viewed = 0
+	s.viewed, s.over = 0, false
 }
 
-// viewRecord encodes one record lent by an abi.RecordViewer.
+// viewRecord encodes one record lent by an abi.RecordViewer, until the
+// encoding passes the host's limit (over; the call then fails).
 func (s *server) viewRecord(r *abi.Record) {
+	if s.over {
+		return
+	}
 	s.side.Record(r)
 	s.viewed++
+	if s.maxResp > 0 && len(s.side.Bytes()) > int(s.maxResp) {
+		s.over = true
+	}
 }
 
 func (s *server) endView() {

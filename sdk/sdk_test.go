@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/abi/abitest"
@@ -324,5 +326,74 @@ func TestYield_noCollectionAtEveryYieldAboveThreshold(t *testing.T) {
 	}
 	if s.gcAbove < 2*(32<<20) {
 		t.Fatalf("threshold %d after forced collections, want at least twice the live heap", s.gcAbove)
+	}
+}
+
+// codeBackend answers every get with an error of a code the host does not
+// know.
+type codeBackend struct{ *null.Backend }
+
+func (codeBackend) Get(context.Context, string, bool, []string) ([]abi.Record, error) {
+	return nil, abi.Errorf(abi.Code(10), "a code of a later ABI")
+}
+
+// panicDescribe panics in Describe.
+type panicDescribe struct{ *null.Backend }
+
+func (panicDescribe) Describe() abi.Description { panic("describe broke") }
+
+// A backend error of a code the host does not know goes out as internal:
+// the host takes an unknown code for a malformed result and discards the
+// instance with all it holds. A panic in Describe comes back as internal
+// too, rather than panicking again while it is reported.
+func TestDispatch_errorsTheHostUnderstands(t *testing.T) {
+	s := newServer(codeBackend{null.Open()}, "", 0, nil)
+	e := abi.NewEncoder()
+	e.GetRequest("m", false, []string{"k"})
+	if code, msg := call(s, abi.CallGet, e.Bytes()); code != abi.CodeInternal || !strings.Contains(msg, "later ABI") {
+		t.Errorf("get with an unknown error code = %v %q, want internal with the message", code, msg)
+	}
+	p := newServer(panicDescribe{null.Open()}, "broken", 0, nil)
+	if code, msg := call(p, abi.CallDescribe, nil); code != abi.CodeInternal || !strings.Contains(msg, "describe broke") {
+		t.Errorf("describe that panics = %v %q, want internal", code, msg)
+	}
+}
+
+// A response over the host's limit is refused before it is encoded, and
+// the error goes into the caller's buffer, not a grown one the instance
+// would keep as its scratch buffer, through both the copying and the
+// lending path.
+func TestDispatch_oversizedResponseRefusedEarly(t *testing.T) {
+	for name, opts := range map[string][]Option{"copy": nil, "lend": {LendRecords()}} {
+		t.Run(name, func(t *testing.T) {
+			s := newServer(null.Open(), "", 0, nil).with(opts)
+			e := abi.NewEncoder()
+			e.OpenRequest(&abi.OpenRequest{MaxResponseBytes: 1 << 20})
+			if code, msg := call(s, abi.CallOpen, e.Bytes()); code != abi.CodeOK {
+				t.Fatalf("open = %v %q", code, msg)
+			}
+			b := &abi.Batch{Now: 1}
+			var keys []string
+			for i := range 16 {
+				k := "k" + strconv.Itoa(i)
+				keys = append(keys, k)
+				b.Put("m", k, false, make([]byte, 1<<20), 0)
+			}
+			e.Reset(nil)
+			e.ApplyRequest(b)
+			if code, msg := call(s, abi.CallApply, e.Bytes()); code != abi.CodeOK {
+				t.Fatalf("apply = %v %q", code, msg)
+			}
+			e.Reset(nil)
+			e.GetRequest("m", false, keys)
+			out := make([]byte, 0, 64<<10)
+			status, resp := s.handle(uint32(abi.CallGet), e.Bytes(), out)
+			if abi.Code(status&abi.StatusCodeMask) != abi.CodeResourceExhausted {
+				t.Fatalf("get of 16 MiB with a 1 MiB limit = %d %q", status, resp)
+			}
+			if cap(resp) != cap(out) || unsafe.SliceData(resp) != unsafe.SliceData(out) {
+				t.Fatalf("the error went into a buffer of %d bytes, not the caller's of %d", cap(resp), cap(out))
+			}
+		})
 	}
 }
