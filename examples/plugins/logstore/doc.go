@@ -55,7 +55,10 @@
 // instance under the host's default 256 MiB memory limit holds on the
 // order of a million records. Each Apply pays a full fsync; concurrent
 // Apply calls are serialized, not group-committed, so callers should batch
-// (the server commits in groups). A damaged frame in the middle
-// of the log cannot be told from a torn tail when its checksum fails: the
-// log is truncated there, and the truncation is logged with its size.
+// (the server commits in groups). A frame whose checksum fails is a torn
+// tail when nothing past its batch is intact, and the log is truncated
+// there (logged with its size). When a later batch follows intact, the
+// damage is in the middle: Open refuses the log and leaves it as it is,
+// since cutting it would lose acknowledged batches. Damage to a frame's
+// length field cannot be told from a tear and is still truncated.
 package logstore

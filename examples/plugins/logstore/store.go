@@ -3,6 +3,7 @@ package logstore
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -193,6 +194,10 @@ func (s *Store) load(ctx context.Context) error {
 		}
 		start := fr.off
 		f, err := fr.next()
+		if err == errTorn && s.batchAfter(start, size) {
+			err := &corruptError{off: start, msg: "a frame fails its checksum, and a later batch follows it intact"}
+			return abi.Wrap(abi.CodeInternal, err, "logstore: %s is damaged in the middle (not a torn tail, which would be cut off); restore it from a backup, or move it aside to start empty", s.path)
+		}
 		if err == io.EOF || err == errTorn {
 			break
 		}
@@ -241,6 +246,39 @@ func (s *Store) load(ctx context.Context) error {
 	s.size = committed
 	s.log.Debug("log loaded", "file", s.path, "batches", batches, "records", s.ix.records, "bytes", committed)
 	return nil
+}
+
+// batchAfter reports whether a complete later batch follows the damaged
+// frame at off. A crash tears only the last batch, which was never synced:
+// its frames may reach the disk out of order, so damage followed by valid
+// frames of the same batch is a torn tail. A later batch is written only
+// after the damaged one was synced and acknowledged, so frames past the
+// damaged batch's commit mean damage in the middle, which cutting off
+// would lose acknowledged batches and bring back what they overwrote.
+// It needs the damaged frame's length field intact (a flipped byte in its
+// body or checksum); damage to the length reads as a torn tail.
+func (s *Store) batchAfter(off, size int64) bool {
+	var hdr [frameHeaderLen]byte
+	if _, err := s.f.ReadAt(hdr[:], off); err != nil {
+		return false
+	}
+	n := binary.LittleEndian.Uint32(hdr[0:4])
+	next := off + frameLen(int(n))
+	if n == 0 || n > maxFrameBody || next >= size {
+		return false
+	}
+	fr := newFrameReader(io.NewSectionReader(s.f, next, size-next), next, size)
+	committed := false
+	for {
+		f, err := fr.next()
+		if err != nil {
+			return false
+		}
+		if committed {
+			return true // a frame of a later batch
+		}
+		committed = f.kind == kindCommit
+	}
 }
 
 // initFile writes the header of a new log, replacing partial content.

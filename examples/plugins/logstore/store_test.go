@@ -220,6 +220,44 @@ func TestOpen_tornTail(t *testing.T) {
 	})
 }
 
+// Damage in the middle of the log (a later batch follows the damaged one
+// intact) is refused and the file left as it is: cutting it there, as a
+// torn tail is cut, would lose acknowledged batches and bring back a key
+// a later batch deleted.
+func TestOpen_damagedMiddleRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openT(t, dir, testOptions(t))
+	var b1, b2, b3 abi.Batch
+	b1.Now, b2.Now, b3.Now = 1, 2, 3
+	b1.Put("m", "a", false, []byte("a1"), 0)
+	b2.Put("m", "b", false, []byte("b2"), 0)
+	b3.Delete("m", "a", false)
+	applyT(t, s, &b1)
+	end1 := s.Stats().FileBytes
+	applyT(t, s, &b2)
+	applyT(t, s, &b3)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, FileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[end1+frameHeaderLen+2] ^= 0x01 // inside batch 2's put, its length intact
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), dir, testOptions(t))
+	if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "damaged in the middle") {
+		t.Fatalf("Open = %v, want the damage refused", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
+		t.Fatalf("the file changed: %d bytes, was %d", len(after), len(data))
+	}
+}
+
 // TestOpen_invalidContent checks that a log whose checksums match but whose
 // content is invalid is refused, not truncated.
 func TestOpen_invalidContent(t *testing.T) {
