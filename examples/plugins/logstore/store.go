@@ -172,6 +172,16 @@ func (s *Store) load(ctx context.Context) error {
 	if _, err := s.f.ReadAt(hdr, 0); err != nil {
 		return abi.Wrap(abi.CodeUnavailable, err, "logstore: read header of %s", s.path)
 	}
+	if s.allZero(size) {
+		// A crash between writing the header and syncing it, on a file
+		// system that extends the file before its data lands: nothing was
+		// ever written after the header, which is synced first.
+		if err := s.initFile(size); err != nil {
+			return err
+		}
+		s.size = headerLen
+		return nil
+	}
 	if err := checkHeader(hdr); err != nil {
 		return abi.Errorf(abi.CodeInvalidArgument, "logstore: %s is not a logstore log: %v; point the store at its own directory", s.path, err)
 	}
@@ -246,6 +256,19 @@ func (s *Store) load(ctx context.Context) error {
 	s.size = committed
 	s.log.Debug("log loaded", "file", s.path, "batches", batches, "records", s.ix.records, "bytes", committed)
 	return nil
+}
+
+// allZero reports a small file holding only zero bytes (a larger one is
+// left to the header check: zeros there are damage, not a new file).
+func (s *Store) allZero(size int64) bool {
+	if size > 1<<20 {
+		return false
+	}
+	b := make([]byte, size)
+	if _, err := s.f.ReadAt(b, 0); err != nil {
+		return false
+	}
+	return !slices.ContainsFunc(b, func(c byte) bool { return c != 0 })
 }
 
 // batchAfter reports whether a complete later batch follows the damaged
