@@ -128,10 +128,16 @@ func (in *instance) metered() context.Context {
 	return in.ctx
 }
 
-// callMetered runs f on a metered instance under the call timeout.
+// callMetered runs f on a metered instance under the call timeout. A call
+// that returned after a host function's I/O was cut at the deadline
+// (pastDeadline) fails too: what the guest answered after that is not
+// trusted.
 func (in *instance) callMetered(f api.Function, stack []uint64) (timedOut bool, err error) {
 	err = f.CallWithStack(in.metered(), stack)
 	in.dueAt = 0
+	if err == nil && in.overdue {
+		err = errPastDeadline
+	}
 	return in.overdue, err
 }
 
@@ -270,11 +276,7 @@ func (in *instance) invoke(ctx context.Context, f api.Function, arg []uint64) (u
 	var stack [2]uint64
 	copy(stack[:], arg)
 	if in.p.metered {
-		timedOut, err := in.callMetered(f, stack[:])
-		if err == nil && timedOut {
-			err = errPastDeadline // its I/O was cut at the deadline
-		}
-		if err != nil {
+		if timedOut, err := in.callMetered(f, stack[:]); err != nil {
 			return 0, callError{err: err, timedOut: timedOut}
 		}
 		return stack[0], nil
@@ -354,11 +356,6 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	default:
 		// Trusted code is not interrupted, so a deadline would only cost.
 		err = in.call.CallWithStack(ctx, in.stack[:])
-	}
-	if err == nil && timedOut {
-		// A host function's I/O was cut at the deadline (pastDeadline):
-		// whatever the guest answered after that is not trusted.
-		err = errPastDeadline
 	}
 	if err != nil {
 		return in.failure(ctx, call.String(), callError{err: err, timedOut: timedOut})
