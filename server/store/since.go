@@ -102,11 +102,8 @@ func (s *Store) Since(ctx context.Context, mapName string, since int64, lim Sinc
 
 // sinceEntry decodes an LWW record for Since.
 func sinceEntry(r *abi.Record) (Entry, bool) {
-	rv, err := record.Decode(r.Value)
-	if err != nil || rv.Kind != record.KindLWW {
-		return Entry{}, false
-	}
-	return Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime, Size: len(r.Key) + len(r.Value)}, true
+	e, err := storedEntry(r)
+	return e, err == nil && e.Record.Kind == record.KindLWW
 }
 
 type sinceItem struct {

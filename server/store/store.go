@@ -457,13 +457,21 @@ func (s *Store) Scan(ctx context.Context, mapName string, f func(e *Entry) bool)
 		return ErrClosed
 	}
 	return s.scanPages(ctx, mapName, 0, func(r *abi.Record) bool {
-		rv, err := record.Decode(r.Value)
+		e, err := storedEntry(r)
 		if err != nil {
 			return true
 		}
-		e := Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime, Size: len(r.Key) + len(r.Value)}
 		return !s.live(&e) || f(&e)
 	})
+}
+
+// storedEntry decodes a record read from storage, with its stored size.
+func storedEntry(r *abi.Record) (Entry, error) {
+	rv, err := record.Decode(r.Value)
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime, Size: len(r.Key) + len(r.Value)}, nil
 }
 
 // scanPages calls f with every primary record of a map, page by page with
