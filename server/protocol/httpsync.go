@@ -273,13 +273,6 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 	}
 	d := wire.MapDelta{MapName: sm.MapName, Records: []wire.DeltaRecord{},
 		ServerSyncTimestamp: wire.Timestamp{Millis: uint64(max(resume+1, 0)), NodeID: s.store.Clock().Now().NodeID}}
-	var size int64
-	for i := range entries {
-		size += int64(entries[i].Size)
-	}
-	if len(entries) > budget.records || size > budget.bytes {
-		budget.oversized = true
-	}
 	for i := range entries {
 		e := &entries[i]
 		budget.records--
@@ -292,6 +285,9 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 			ev = wire.EventRemove
 		}
 		d.Records = append(d.Records, wire.DeltaRecord{Key: e.Key, Record: lwwToWire(&e.Record, e.TTLMs()), EventType: ev})
+	}
+	if budget.records < 0 || budget.bytes < 0 {
+		budget.oversized = true // this delta passed what was left
 	}
 	return d, 0, nil
 }
