@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
@@ -25,18 +26,21 @@ import (
 // host that swaps a directory for a link between them could still win
 // that race. The plugin itself cannot create links (Symlink is refused),
 // nor move or hard-link the operator's (a relative link can point outside
-// from another place). One race is left to a multi_instance plugin with
-// an operator's relative link in its directory: one instance moving the
-// directory that holds the link to a shallower place while another opens
-// a path through it. Resolving with os.Root (openat beneath the root)
-// would close it; keep links out of plugin data directories meanwhile.
+// from another place). Moving a directory that holds an operator's
+// relative link changes where the link leads, so the instances of a
+// multi_instance plugin share one lock: a Rename holds it exclusively,
+// every other path operation shared from its check to its use, and no
+// instance can move a directory while another is between the two.
 type confinedFS struct {
 	experimentalsys.FS
-	root string      // absolute, links resolved
-	stop func() bool // past the call's deadline (see deadlineFile); nil: never
+	root  string        // absolute, links resolved
+	stop  func() bool   // past the call's deadline (see deadlineFile); nil: never
+	moves *sync.RWMutex // shared by the instances of one plugin
 }
 
-func newConfinedFS(dir string, stop func() bool) (*confinedFS, error) {
+// newConfinedFS confines a plugin instance to dir. moves must be shared
+// by every instance of the plugin (nil: the instance is alone).
+func newConfinedFS(dir string, stop func() bool, moves *sync.RWMutex) (*confinedFS, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -45,7 +49,10 @@ func newConfinedFS(dir string, stop func() bool) (*confinedFS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &confinedFS{FS: sysfs.DirFS(root), root: root, stop: stop}, nil
+	if moves == nil {
+		moves = new(sync.RWMutex)
+	}
+	return &confinedFS{FS: sysfs.DirFS(root), root: root, stop: stop, moves: moves}, nil
 }
 
 func (c *confinedFS) within(p string) bool {
@@ -88,6 +95,8 @@ func (c *confinedFS) check(p string, follow bool) experimentalsys.Errno {
 }
 
 func (c *confinedFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.FileMode) (experimentalsys.File, experimentalsys.Errno) {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(path, flag&experimentalsys.O_NOFOLLOW == 0); e != 0 {
 		return nil, e
 	}
@@ -135,6 +144,8 @@ func (f deadlineFile) Pwrite(p []byte, off int64) (int, experimentalsys.Errno) {
 }
 
 func (c *confinedFS) Lstat(path string) (sys.Stat_t, experimentalsys.Errno) {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(path, false); e != 0 {
 		return sys.Stat_t{}, e
 	}
@@ -142,6 +153,8 @@ func (c *confinedFS) Lstat(path string) (sys.Stat_t, experimentalsys.Errno) {
 }
 
 func (c *confinedFS) Stat(path string) (sys.Stat_t, experimentalsys.Errno) {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(path, true); e != 0 {
 		return sys.Stat_t{}, e
 	}
@@ -149,6 +162,8 @@ func (c *confinedFS) Stat(path string) (sys.Stat_t, experimentalsys.Errno) {
 }
 
 func (c *confinedFS) Mkdir(path string, perm fs.FileMode) experimentalsys.Errno {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(path, true); e != 0 {
 		return e
 	}
@@ -156,6 +171,8 @@ func (c *confinedFS) Mkdir(path string, perm fs.FileMode) experimentalsys.Errno 
 }
 
 func (c *confinedFS) Chmod(path string, perm fs.FileMode) experimentalsys.Errno {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(path, true); e != 0 {
 		return e
 	}
@@ -163,6 +180,8 @@ func (c *confinedFS) Chmod(path string, perm fs.FileMode) experimentalsys.Errno 
 }
 
 func (c *confinedFS) Rename(from, to string) experimentalsys.Errno {
+	c.moves.Lock()
+	defer c.moves.Unlock()
 	if e := c.check(from, false); e != 0 {
 		return e
 	}
@@ -186,6 +205,8 @@ func (c *confinedFS) isLink(p string) bool {
 }
 
 func (c *confinedFS) Rmdir(path string) experimentalsys.Errno {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(path, false); e != 0 {
 		return e
 	}
@@ -193,6 +214,8 @@ func (c *confinedFS) Rmdir(path string) experimentalsys.Errno {
 }
 
 func (c *confinedFS) Unlink(path string) experimentalsys.Errno {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(path, false); e != 0 {
 		return e
 	}
@@ -200,6 +223,8 @@ func (c *confinedFS) Unlink(path string) experimentalsys.Errno {
 }
 
 func (c *confinedFS) Link(oldPath, newPath string) experimentalsys.Errno {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(oldPath, true); e != 0 {
 		return e
 	}
@@ -221,6 +246,8 @@ func (c *confinedFS) Symlink(oldPath, linkName string) experimentalsys.Errno {
 }
 
 func (c *confinedFS) Readlink(path string) (string, experimentalsys.Errno) {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(path, false); e != 0 {
 		return "", e
 	}
@@ -228,6 +255,8 @@ func (c *confinedFS) Readlink(path string) (string, experimentalsys.Errno) {
 }
 
 func (c *confinedFS) Utimens(path string, atim, mtim int64) experimentalsys.Errno {
+	c.moves.RLock()
+	defer c.moves.RUnlock()
 	if e := c.check(path, true); e != 0 {
 		return e
 	}

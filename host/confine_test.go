@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 )
@@ -29,7 +31,7 @@ func TestConfinedFS(t *testing.T) {
 	must(os.Symlink(filepath.Join(root, "out.txt"), filepath.Join(dir, "outside")))
 	must(os.Symlink(root, filepath.Join(dir, "outdir")))
 	must(os.Symlink(filepath.Join(root, "nothing-yet"), filepath.Join(dir, "dangling")))
-	fsys, err := newConfinedFS(dir, nil)
+	fsys, err := newConfinedFS(dir, nil, nil)
 	must(err)
 
 	open := []struct {
@@ -104,7 +106,7 @@ func TestConfinedFS_ioStopsAtTheDeadline(t *testing.T) {
 	t.Parallel()
 	var past bool
 	stop := func() bool { return past }
-	fsys, err := newConfinedFS(t.TempDir(), stop)
+	fsys, err := newConfinedFS(t.TempDir(), stop, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,5 +134,71 @@ func TestConfinedFS_ioStopsAtTheDeadline(t *testing.T) {
 	}
 	if _, err := (deadlineReader{r: strings.NewReader("xxxx"), stop: stop}).Read(buf); err != errPastDeadline {
 		t.Fatalf("random source past the deadline: %v", err)
+	}
+}
+
+// Two instances of a multi_instance plugin share the data directory: one
+// moving the directory that holds an operator's relative link to a
+// shallower place (where the link leads outside) must not land between
+// the other's path check and its open. The instances share one lock, as
+// newInstance gives them.
+func TestConfinedFS_movesDoNotRaceChecks(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	dir := filepath.Join(root, "data")
+	if err := os.MkdirAll(filepath.Join(dir, "a", "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "secret.txt"), []byte("outside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// From data/a/d, ../.. is data; moved to data/d, it is data's parent.
+	if err := os.Symlink("../..", filepath.Join(dir, "a", "d", "up")); err != nil {
+		t.Fatal(err)
+	}
+	var moves sync.RWMutex
+	mover, err := newConfinedFS(dir, nil, &moves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader, err := newConfinedFS(dir, nil, &moves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, stop := make(chan struct{}), make(chan struct{})
+	defer func() { close(stop); <-done }()
+	deadline := time.Now().Add(2 * time.Second)
+	go func() {
+		defer close(done)
+		for i := 0; i < 50_000 && time.Now().Before(deadline); i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if e := mover.Rename("a/d", "d"); e != 0 {
+				t.Errorf("Rename(a/d, d) = %v", e)
+				return
+			}
+			if e := mover.Rename("d", "a/d"); e != 0 {
+				t.Errorf("Rename(d, a/d) = %v", e)
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 16)
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		f, e := reader.OpenFile("d/up/secret.txt", experimentalsys.O_RDONLY, 0)
+		if e != 0 {
+			continue
+		}
+		n, _ := f.Read(buf)
+		f.Close()
+		t.Fatalf("an instance read %q outside its data directory while another moved a directory", buf[:n])
 	}
 }

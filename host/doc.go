@@ -25,8 +25,9 @@
 // network. DataDir grants one host directory, visible to the guest as
 // "/data" only; every path the guest uses is resolved, symbolic links
 // included, and refused with EPERM when it leads outside the directory,
-// and the guest cannot create links (see confinedFS for the one race
-// left: another host process swapping a path between check and use).
+// and the guest cannot create links nor move them (see confinedFS for the
+// one race left: another host process swapping a path between check and
+// use).
 // Go's net package for wasip1 emulates a network inside the guest; no
 // host socket is reachable. Configuration reaches the guest only through the open call
 // (Config; TOPGUN_PLUGIN_CONFIG is a JSON object, see ParseConfig). Clocks

@@ -58,6 +58,9 @@ type plugin struct {
 	metered bool
 	// deadlines describes the mechanism, for Inspect.
 	deadlines string
+	// moves orders directory moves in the data directory against the
+	// other instances' path checks (see confinedFS).
+	moves sync.RWMutex
 }
 
 // wasm is the magic and version of a wasm binary module.

@@ -226,7 +226,7 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 		WithSysNanotime().
 		WithRandSource(deadlineReader{rand.Reader, in.pastDeadline})
 	if p.opts.DataDir != "" {
-		dir, err := newConfinedFS(p.opts.DataDir, in.pastDeadline)
+		dir, err := newConfinedFS(p.opts.DataDir, in.pastDeadline, &p.moves)
 		if err != nil {
 			return nil, fmt.Errorf("%s: data directory %s: %w; check TOPGUN_PLUGIN_DATA_DIR", p.prefix, p.opts.DataDir, err)
 		}
