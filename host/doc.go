@@ -80,7 +80,10 @@
 // (internal/meter): every function entry and loop header subtracts the
 // static size of the code ahead from a counter, and when the counter runs
 // out (every million or so instructions) the guest calls the host's
-// topgun_meter.check, which traps it once the call is overdue. The check
+// topgun_meter.check, which traps it once the call is overdue. The meter
+// also bounds the call stack, which wazero keeps on the host's heap
+// outside the memory limit: an entry that takes the estimated stack past
+// 16 MiB calls topgun_meter.stack, which traps (meterStackLimit). The check
 // runs on the goroutine that made the call, so a deadline holds even when
 // every processor is busy running guests, and guest code otherwise stays in
 // compiled code (wazero's WithCloseOnContextDone instead leaves it for Go

@@ -360,6 +360,8 @@ func adversaries() []adversary {
 			opts: func(t *testing.T, o *Options) { o.MemoryLimitMB = 64; o.CallTimeout = 10 * time.Second },
 			code: abi.ErrInternal, want: []string{"plugin hostile.wasm: apply_runs:"}},
 		{name: "TableGrowth", file: wat("tablegrow"), attack: getEvil("k")}, // traps if a grow succeeds
+		{name: "DeepRecursion", file: wat("recurse"), attack: getEvil("k"),
+			code: abi.ErrInternal, want: []string{"plugin recurse.wasm: get:", "call stack passed the limit of 16 MiB", "instance was discarded"}},
 		{name: "SlowGrowthAcrossCalls", file: wat("leak"), attack: slowGrowth,
 			code: abi.ErrInternal, want: []string{"plugin leak.wasm: get:", "trapped", "unreachable"}},
 

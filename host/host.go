@@ -160,7 +160,7 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	start := time.Now()
 	p.deadlines = "checked only between calls (trusted)"
 	if o.Trust == TrustSandboxed {
-		metered, info, err := instrument(code, meterBudget)
+		metered, info, err := instrument(code, meterBudget, meterStackLimit)
 		if err == nil {
 			code, p.metered = metered, true
 			p.deadlines = fmt.Sprintf("metered (%d check sites in %d functions)", info.Checks, info.Functions)
@@ -211,6 +211,9 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 			NewFunctionBuilder().
 			WithGoModuleFunction(api.GoModuleFunc(meterCheck), nil, []api.ValueType{api.ValueTypeI32}).
 			Export(meter.ImportName).
+			NewFunctionBuilder().
+			WithGoModuleFunction(api.GoModuleFunc(meterStack), nil, nil).
+			Export(meter.StackImportName).
 			Instantiate(ctx)
 		if err != nil {
 			p.close(ctx)
@@ -273,11 +276,11 @@ func compileModule(ctx context.Context, rt wazero.Runtime, code []byte) (mod waz
 }
 
 // importedFunctions returns the module's imports as the file declares them,
-// without the meter's check function.
+// without the meter's check and stack functions.
 func (p *plugin) importedFunctions() []api.FunctionDefinition {
 	imports := p.mod.ImportedFunctions()
-	if p.metered && len(imports) > 0 {
-		imports = imports[:len(imports)-1]
+	if p.metered && len(imports) >= 2 {
+		imports = imports[:len(imports)-2] // the meter's check and stack
 	}
 	return imports
 }

@@ -120,6 +120,23 @@ func meterCheck(ctx context.Context, _ api.Module, stack []uint64) {
 	stack[0] = meterBudget
 }
 
+// meterStackLimit bounds a metered guest's call stack, as the meter
+// estimates it (see internal/meter): wazero keeps the stack on the host's
+// heap, outside the memory limit, and would let it reach about 100 MB per
+// instance (150 MB with the copy it grows from). The estimate is an upper
+// bound, several times what compiled frames take; the Go example plugins
+// need 512-768 KiB of it through the whole conformance suite.
+const meterStackLimit = 16 << 20
+
+// errStackExceeded is the panic meterStack stops a guest with.
+var errStackExceeded = fmt.Errorf("its call stack passed the limit of %d MiB (deep or unbounded recursion)", meterStackLimit>>20)
+
+// meterStack is the metered guest's topgun_meter.stack, called when a
+// function entry takes the stack past meterStackLimit.
+func meterStack(context.Context, api.Module, []uint64) {
+	panic(errStackExceeded)
+}
+
 // metered arms the deadline of one call of a metered instance and returns
 // the context to run it with.
 func (in *instance) metered() context.Context {

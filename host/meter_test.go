@@ -40,7 +40,7 @@ func TestMeter_sandboxedPluginsAreMetered(t *testing.T) {
 // A module the meter cannot rewrite still loads, and its deadlines are
 // enforced by wazero's interruption instead.
 func TestMeter_fallback(t *testing.T) {
-	instrument = func([]byte, int32) ([]byte, meter.Info, error) {
+	instrument = func([]byte, int32, int32) ([]byte, meter.Info, error) {
 		return nil, meter.Info{}, fmt.Errorf("%w: test", meter.ErrUnsupported)
 	}
 	defer func() { instrument = meter.Instrument }()

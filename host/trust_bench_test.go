@@ -71,7 +71,7 @@ func BenchmarkTrust(b *testing.B) {
 				o.Trust = TrustSandboxed
 			}
 			if mode == "fallback" {
-				instrument = func([]byte, int32) ([]byte, meter.Info, error) {
+				instrument = func([]byte, int32, int32) ([]byte, meter.Info, error) {
 					return nil, meter.Info{}, meter.ErrUnsupported
 				}
 				defer func() { instrument = meter.Instrument }()

@@ -155,25 +155,38 @@ type walker struct {
 	params    []uint32
 	funcTypes []uint32
 	scratch   uint32 // the current function's scratch local
-	frames    []frame
-	out       []byte
-	flushed   int // input offset up to which the current expression is copied
-	count     int // instructions copied so far in the current body
-	r         *reader
-	info      *Info
+	// The call stack bound: the stack global, the stack function, the
+	// limit, and what the frame estimate needs (see Instrument).
+	depth       uint32
+	stack       uint32
+	stackLimit  int32
+	results     [][]byte
+	importTypes []uint32
+	blockTypes  map[string]uint32 // [] -> results, by results, for functions with parameters
+	bodyType    []byte            // the current function's wrapping block type
+	locals      uint64            // the current function's locals, parameters and scratch included
+	extra       int               // values the current body's calls push beyond one each
+	sizeAt      []int             // offsets of the current frame size's placeholders
+	frames      []frame
+	out         []byte
+	flushed     int // input offset up to which the current expression is copied
+	count       int // instructions copied so far in the current body
+	r           *reader
+	info        *Info
 }
 
 // frame is an open block; charge is the offset of the weight placeholder of
 // the check site it opened (a loop, or the function itself), or -1.
 type frame struct {
-	charge int
-	start  int
+	charge  int
+	start   int
+	wrapper bool // the block wrapping a function body
 }
 
-func (w *walker) globals(body, extra []byte) ([]byte, error) {
+func (w *walker) globals(body []byte, extra ...[]byte) ([]byte, error) {
 	r := &reader{b: body}
 	n := r.u32()
-	w.out = binary.AppendUvarint(nil, uint64(n)+1)
+	w.out = binary.AppendUvarint(nil, uint64(n)+uint64(len(extra)))
 	w.r = r
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		start := r.i
@@ -189,7 +202,10 @@ func (w *walker) globals(body, extra []byte) ([]byte, error) {
 	if err := r.done("global section"); err != nil {
 		return nil, err
 	}
-	return append(w.out, extra...), nil
+	for _, g := range extra {
+		w.out = append(w.out, g...)
+	}
+	return w.out, nil
 }
 
 func (w *walker) elements(body []byte) ([]byte, error) {
@@ -259,7 +275,7 @@ func (w *walker) code(body []byte, info *Info) ([]byte, error) {
 		if int(i) >= len(w.funcTypes) || int(w.funcTypes[i]) >= len(w.params) {
 			return nil, malformed("function body %d has no valid type in the function section", i)
 		}
-		fn, err = w.function(b, fn[:0], w.params[w.funcTypes[i]])
+		fn, err = w.function(b, fn[:0], w.funcTypes[i])
 		if err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
 		}
@@ -273,7 +289,20 @@ func (w *walker) code(body []byte, info *Info) ([]byte, error) {
 	return out, nil
 }
 
-func (w *walker) function(body, dst []byte, params uint32) ([]byte, error) {
+func (w *walker) function(body, dst []byte, typ uint32) ([]byte, error) {
+	params, results := w.params[typ], w.results[typ]
+	// bodyType is reused across bodies; it never aliases results, which
+	// point into the input.
+	switch bt := w.bodyType[:0]; {
+	case len(results) == 0:
+		w.bodyType = append(bt, 0x40)
+	case len(results) == 1:
+		w.bodyType = append(bt, results[0])
+	case params == 0:
+		w.bodyType = appendSLEB(bt, int64(typ))
+	default:
+		w.bodyType = appendSLEB(bt, int64(w.blockTypes[string(results)]))
+	}
 	r := &reader{b: body}
 	w.r = r
 	w.out = dst
@@ -295,6 +324,7 @@ func (w *walker) function(body, dst []byte, params uint32) ([]byte, error) {
 	// One more i32 local: the metering sequence keeps the counter in it
 	// rather than reading the global back.
 	w.scratch = uint32(locals)
+	w.locals = locals + 1
 	w.out = binary.AppendUvarint(w.out, uint64(n)+1)
 	w.out = append(w.out, body[start:r.i]...)
 	w.out = append(w.out, 0x01, 0x7f)
@@ -346,6 +376,77 @@ func (w *walker) storeAndCheck(o []byte) []byte {
 	o = append(o, 0x0b)
 	w.info.Checks++
 	return o
+}
+
+// funcType is the type of function f (original index), or -1.
+func (w *walker) funcType(f uint32) int64 {
+	if f < uint32(len(w.importTypes)) {
+		return int64(w.importTypes[f])
+	}
+	if f -= uint32(len(w.importTypes)); f < uint32(len(w.funcTypes)) {
+		return int64(w.funcTypes[f])
+	}
+	return -1
+}
+
+// pushes counts the values a call of type typ leaves beyond the one its
+// instruction is counted for.
+func (w *walker) pushes(typ int64) {
+	if typ >= 0 && typ < int64(len(w.results)) && len(w.results[typ]) > 1 {
+		w.extra += len(w.results[typ]) - 1
+	}
+}
+
+// enterSite appends the stack entry sequence (S the stack global, F the
+// frame estimate, patched at the end of the body, L the scratch local):
+//
+//	global.get S; i32.const F; i32.add; local.tee L; global.set S
+//	local.get L; i32.const limit; i32.gt_u; if; call stack; end
+func (w *walker) enterSite() {
+	o := append(w.out, 0x23)
+	o = binary.AppendUvarint(o, uint64(w.depth))
+	o = append(o, 0x41)
+	w.sizeAt = append(w.sizeAt, len(o))
+	o = append(o, 0x80, 0x80, 0x80, 0x80, 0x00, 0x6a, 0x22)
+	o = binary.AppendUvarint(o, uint64(w.scratch))
+	o = append(o, 0x24)
+	o = binary.AppendUvarint(o, uint64(w.depth))
+	o = append(o, 0x20)
+	o = binary.AppendUvarint(o, uint64(w.scratch))
+	o = append(o, 0x41)
+	o = appendSLEB(o, int64(w.stackLimit))
+	o = append(o, 0x4b, 0x04, 0x40, 0x10)
+	o = binary.AppendUvarint(o, uint64(w.stack))
+	w.out = append(o, 0x0b)
+}
+
+// exitSite appends the stack exit sequence, which leaves the operand
+// stack as it was:
+//
+//	global.get S; i32.const F; i32.sub; global.set S
+func (w *walker) exitSite() {
+	o := append(w.out, 0x23)
+	o = binary.AppendUvarint(o, uint64(w.depth))
+	o = append(o, 0x41)
+	w.sizeAt = append(w.sizeAt, len(o))
+	o = append(o, 0x80, 0x80, 0x80, 0x80, 0x00, 0x6b, 0x24)
+	w.out = binary.AppendUvarint(o, uint64(w.depth))
+}
+
+// patchSizes writes the current function's frame estimate into its entry
+// and exit sequences: 64 bytes, and 16 for every local and every value
+// its instructions can push (see Instrument), at most limit+1.
+func (w *walker) patchSizes() {
+	size := uint64(64) + 16*w.locals + 16*uint64(w.count+w.extra)
+	if size > uint64(w.stackLimit)+1 {
+		size = uint64(w.stackLimit) + 1
+	}
+	for _, at := range w.sizeAt {
+		for k := 0; k < 4; k++ {
+			w.out[at+k] = 0x80 | byte(size>>(7*k))&0x7f
+		}
+		w.out[at+4] = byte(size>>28) & 0x07
+	}
 }
 
 func (w *walker) patch(at, weight int) {
@@ -404,6 +505,12 @@ func (w *walker) expr(metered bool) error {
 	w.flushed = r.i
 	if metered {
 		w.frames = append(w.frames, frame{charge: w.chargeSite(), start: 0})
+		w.extra = 0
+		w.sizeAt = w.sizeAt[:0]
+		w.enterSite()
+		w.out = append(w.out, 0x02)
+		w.out = append(w.out, w.bodyType...)
+		w.frames = append(w.frames, frame{charge: -1, wrapper: true})
 	} else {
 		w.frames = append(w.frames, frame{charge: -1})
 	}
@@ -436,10 +543,27 @@ func (w *walker) expr(metered bool) error {
 			if f.charge >= 0 {
 				w.patch(f.charge, w.count-f.start)
 			}
+			if f.wrapper {
+				// The body's end now closes the wrapping block; the
+				// function's own end follows the subtraction.
+				w.flush(r.i)
+				w.exitSite()
+				w.out = append(w.out, 0x0b)
+				w.patchSizes()
+				f = w.frames[0]
+				w.frames = w.frames[:0]
+				w.patch(f.charge, w.count-f.start)
+				return nil
+			}
 			if len(w.frames) == 0 {
 				w.flush(r.i)
 				return nil
 			}
+		case op == 0x0f && metered: // return: a branch to the wrapping block
+			w.flush(start)
+			w.out = append(w.out, 0x0c)
+			w.out = binary.AppendUvarint(w.out, uint64(len(w.frames)-2))
+			w.flushed = r.i
 		case op == 0x0c || op == 0x0d: // br, br_if
 			w.u32()
 		case op == 0x0e: // br_table
@@ -448,12 +572,26 @@ func (w *walker) expr(metered bool) error {
 				w.u32()
 			}
 		case op == 0x10 || op == 0x12 || op == 0xd2: // call, return_call, ref.func
+			if op == 0x12 && metered {
+				// The callee replaces this frame: leave it first.
+				w.flush(start)
+				w.exitSite()
+				w.flushed = start
+			}
 			w.flush(r.i)
 			f := r.u32()
 			w.out = binary.AppendUvarint(w.out, uint64(w.remap(f)))
 			w.flushed = r.i
+			if op != 0xd2 {
+				w.pushes(w.funcType(f))
+			}
 		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect
-			w.u32()
+			if op == 0x13 && metered {
+				w.flush(start)
+				w.exitSite()
+				w.flushed = start
+			}
+			w.pushes(int64(w.u32()))
 			w.u32()
 		case op == 0x1c: // select t*
 			n := w.u32()

@@ -14,11 +14,23 @@
 // loop and every call is charged, so the guest cannot run longer than one
 // budget plus one body between checks.
 //
-// The rewrite changes nothing else: one type, one imported function and one
-// global are appended, function indices after the imports shift by one and
-// are renumbered everywhere (calls, ref.func, exports, the start function,
-// element segments, the name section). DWARF sections, whose code offsets
-// the rewrite would invalidate, are dropped.
+// It also bounds the call stack, which wazero keeps on the host's heap
+// outside linear memory (its own ceiling is about 100 MB per instance):
+// each function entry adds an estimate of its frame's size to a second
+// global and each exit subtracts it, and an entry that takes the sum past
+// the limit calls the imported stack function, which traps. The estimate
+// is an upper bound of what the compiled frame can hold: 16 bytes for
+// every local and for every value the body's instructions can leave on
+// the operand stack (at most one per instruction, or a call's results),
+// plus 64 bytes of fixed overhead. A body is wrapped in a block so that
+// every way out (its end, return, a branch to its label) passes the
+// subtraction; return becomes a branch to that block.
+//
+// The rewrite changes nothing else: types, two imported functions and two
+// globals are appended, function indices after the imports shift by two
+// and are renumbered everywhere (calls, ref.func, exports, the start
+// function, element segments, the name section). DWARF sections, whose
+// code offsets the rewrite would invalidate, are dropped.
 //
 // Modules using proposals whose instructions the meter does not know (GC,
 // typed function references, exception handling, multiple memories with
@@ -33,11 +45,14 @@ import (
 	"strings"
 )
 
-// Import is the function the metered module imports: () -> i32, the next
-// budget. It may trap (a host panic) to stop the guest.
+// The functions the metered module imports: ImportName, () -> i32, returns
+// the next budget and may trap (a host panic) to stop the guest;
+// StackImportName, () -> (), is called when the call stack passes its
+// limit and must trap.
 const (
-	ImportModule = "topgun_meter"
-	ImportName   = "check"
+	ImportModule    = "topgun_meter"
+	ImportName      = "check"
+	StackImportName = "stack"
 )
 
 // ErrUnsupported wraps the reason a module cannot be metered.
@@ -57,13 +72,14 @@ type Info struct {
 const maxWeight = 1 << 24
 
 // Instrument returns the metered module. The counter starts at budget and
-// the check function's result refills it. Run Precheck on bin first (the
+// the check function's result refills it; stackLimit bounds the estimated
+// call stack in bytes (at most 1 GiB). Run Precheck on bin first (the
 // host does, for every module): Instrument does not repeat its checks. A
 // module that is not a well-formed binary, or that uses instructions the
 // meter does not know, is an error wrapping ErrUnsupported or describing
 // the malformation; the caller should then compile the original bytes and
 // let the runtime report the problem.
-func Instrument(bin []byte, budget int32) (out []byte, info Info, err error) {
+func Instrument(bin []byte, budget, stackLimit int32) (out []byte, info Info, err error) {
 	defer func() {
 		// The parser bounds every read; a panic here is a bug, but a hostile
 		// module must never take the process down with it.
@@ -74,12 +90,19 @@ func Instrument(bin []byte, budget int32) (out []byte, info Info, err error) {
 	if budget <= 0 {
 		return nil, info, fmt.Errorf("meter: budget %d must be positive", budget)
 	}
+	if stackLimit <= 0 || stackLimit > maxStackLimit {
+		return nil, info, fmt.Errorf("meter: stack limit %d must be in [1, %d]", stackLimit, maxStackLimit)
+	}
 	m, err := parseModule(bin)
 	if err != nil {
 		return nil, info, err
 	}
-	return m.rewrite(budget)
+	return m.rewrite(budget, stackLimit)
 }
+
+// maxStackLimit keeps the stack arithmetic within i32: the sum never
+// exceeds the limit before an entry adds at most limit+1.
+const maxStackLimit = 1 << 30
 
 // Section ids.
 const (
@@ -115,7 +138,9 @@ type module struct {
 	size           int
 	sections       []section
 	params         []uint32 // parameter count of each type
+	results        [][]byte // result types of each type
 	funcTypes      []uint32 // type of each defined function
+	importTypes    []uint32 // type of each imported function
 	importedFuncs  uint32
 	importedGlobal uint32
 	definedGlobals uint32
@@ -183,10 +208,11 @@ func parseModule(bin []byte) (*module, error) {
 		var err error
 		switch s.id {
 		case secType:
-			m.params, err = typeParams(s.body)
+			m.params, m.results, err = typeSigs(s.body)
 			m.types = uint32(len(m.params))
 		case secImport:
-			m.importedFuncs, m.importedGlobal, err = countImports(s.body)
+			m.importTypes, m.importedGlobal, err = countImports(s.body)
+			m.importedFuncs = uint32(len(m.importTypes))
 		case secGlobal:
 			r := &reader{b: s.body}
 			m.definedGlobals = r.u32()
@@ -206,36 +232,38 @@ func parseModule(bin []byte) (*module, error) {
 	return m, nil
 }
 
-// typeParams checks that every type is a plain function type (one index
+// typeSigs checks that every type is a plain function type (one index
 // each; GC rec groups would make the count differ) and returns the number
-// of parameters of each.
-func typeParams(body []byte) ([]uint32, error) {
+// of parameters and the result types of each.
+func typeSigs(body []byte) (params []uint32, results [][]byte, err error) {
 	r := &reader{b: body}
 	n := r.u32()
-	var params []uint32
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		if form := r.byte(); form != 0x60 {
 			if r.err == nil {
-				return nil, unsupported("type form %#x", form)
+				return nil, nil, unsupported("type form %#x", form)
 			}
 			break
 		}
 		for j := 0; j < 2; j++ {
 			k := r.count("function type", 1)
-			if j == 0 {
-				params = append(params, k)
-			}
+			start := r.i
 			for v := uint32(0); v < k && r.err == nil; v++ {
 				if err := r.valType(); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
+			}
+			if j == 0 {
+				params = append(params, k)
+			} else if r.err == nil {
+				results = append(results, r.b[start:r.i])
 			}
 		}
 	}
-	return params, r.done("type section")
+	return params, results, r.done("type section")
 }
 
-func countImports(body []byte) (funcs, globals uint32, err error) {
+func countImports(body []byte) (funcs []uint32, globals uint32, err error) {
 	r := &reader{b: body}
 	n := r.u32()
 	for i := uint32(0); i < n && r.err == nil; i++ {
@@ -243,24 +271,23 @@ func countImports(body []byte) (funcs, globals uint32, err error) {
 		r.name()
 		switch kind := r.byte(); kind {
 		case 0x00:
-			r.u32()
-			funcs++
+			funcs = append(funcs, r.u32())
 		case 0x01:
 			if err := r.valType(); err != nil {
-				return 0, 0, err
+				return nil, 0, err
 			}
 			r.limits()
 		case 0x02:
 			r.limits()
 		case 0x03:
 			if err := r.valType(); err != nil {
-				return 0, 0, err
+				return nil, 0, err
 			}
 			r.byte()
 			globals++
 		default:
 			if r.err == nil {
-				return 0, 0, unsupported("import kind %#x", kind)
+				return nil, 0, unsupported("import kind %#x", kind)
 			}
 		}
 	}
@@ -268,18 +295,37 @@ func countImports(body []byte) (funcs, globals uint32, err error) {
 }
 
 // rewrite builds the metered binary.
-func (m *module) rewrite(budget int32) ([]byte, Info, error) {
+func (m *module) rewrite(budget, stackLimit int32) ([]byte, Info, error) {
 	var info Info
 	checkFunc := m.importedFuncs
 	counter := m.importedGlobal + m.definedGlobals
 	checkType := m.types
 	remap := func(f uint32) uint32 {
 		if f >= checkFunc {
-			return f + 1
+			return f + 2
 		}
 		return f
 	}
-	w := &walker{remap: remap, counter: counter, check: checkFunc, params: m.params, funcTypes: m.funcTypes}
+	// The check's type, the stack function's, and a block type [] -> results
+	// for each result list of a function with parameters and several
+	// results (the wrapping block cannot take the function's own type).
+	newTypes := [][]byte{funcTypeI32(), {0x60, 0x00, 0x00}}
+	blockTypes := map[string]uint32{}
+	for _, ft := range m.funcTypes {
+		if int(ft) >= len(m.params) || m.params[ft] == 0 || len(m.results[ft]) < 2 {
+			continue
+		}
+		if _, ok := blockTypes[string(m.results[ft])]; !ok {
+			blockTypes[string(m.results[ft])] = m.types + uint32(len(newTypes))
+			t := binary.AppendUvarint([]byte{0x60, 0x00}, uint64(len(m.results[ft])))
+			newTypes = append(newTypes, append(t, m.results[ft]...))
+		}
+	}
+	w := &walker{remap: remap, counter: counter, check: checkFunc, params: m.params, funcTypes: m.funcTypes,
+		depth: counter + 1, stack: checkFunc + 1, stackLimit: stackLimit, results: m.results,
+		importTypes: m.importTypes, blockTypes: blockTypes}
+	imports := [][]byte{checkImport(checkType, ImportName), checkImport(checkType+1, StackImportName)}
+	globals := [][]byte{counterGlobal(budget), {0x7f, 0x01, 0x41, 0x00, 0x0b}} // the counter; the stack, i32 0
 
 	out := make([]byte, 0, m.size+m.size/4+64)
 	out = append(out, "\x00asm\x01\x00\x00\x00"...)
@@ -298,9 +344,9 @@ func (m *module) rewrite(budget int32) ([]byte, Info, error) {
 		id   byte
 		body func() []byte
 	}{
-		{secType, func() []byte { return appendVec(nil, 0, nil, funcTypeI32()) }},
-		{secImport, func() []byte { return appendVec(nil, 0, nil, checkImport(checkType)) }},
-		{secGlobal, func() []byte { return appendVec(nil, 0, nil, counterGlobal(budget)) }},
+		{secType, func() []byte { return appendVec(nil, 0, nil, newTypes...) }},
+		{secImport, func() []byte { return appendVec(nil, 0, nil, imports...) }},
+		{secGlobal, func() []byte { return appendVec(nil, 0, nil, globals...) }},
 	}
 	flush := func(before int) {
 		for len(pending) > 0 && order[pending[0].id] < before {
@@ -337,11 +383,11 @@ func (m *module) rewrite(budget int32) ([]byte, Info, error) {
 			emit(secCustom, append(cb, body...))
 			continue
 		case secType:
-			body, err = appendToVec(s.body, funcTypeI32())
+			body, err = appendToVec(s.body, newTypes...)
 		case secImport:
-			body, err = appendToVec(s.body, checkImport(checkType))
+			body, err = appendToVec(s.body, imports...)
 		case secGlobal:
-			body, err = w.globals(s.body, counterGlobal(budget))
+			body, err = w.globals(s.body, globals...)
 		case secExport:
 			body, err = exports(s.body, remap)
 		case secStart:
@@ -367,12 +413,12 @@ func (m *module) rewrite(budget int32) ([]byte, Info, error) {
 
 func funcTypeI32() []byte { return []byte{0x60, 0x00, 0x01, 0x7f} }
 
-func checkImport(typeIdx uint32) []byte {
+func checkImport(typeIdx uint32, name string) []byte {
 	var b []byte
 	b = binary.AppendUvarint(b, uint64(len(ImportModule)))
 	b = append(b, ImportModule...)
-	b = binary.AppendUvarint(b, uint64(len(ImportName)))
-	b = append(b, ImportName...)
+	b = binary.AppendUvarint(b, uint64(len(name)))
+	b = append(b, name...)
 	b = append(b, 0x00)
 	return binary.AppendUvarint(b, uint64(typeIdx))
 }
@@ -383,20 +429,24 @@ func counterGlobal(budget int32) []byte {
 	return append(b, 0x0b)
 }
 
-// appendToVec appends one encoded item to a vector section body.
-func appendToVec(body, item []byte) ([]byte, error) {
+// appendToVec appends encoded items to a vector section body.
+func appendToVec(body []byte, items ...[]byte) ([]byte, error) {
 	r := &reader{b: body}
 	n := r.u32()
 	if r.err != nil {
 		return nil, r.err
 	}
-	return appendVec(nil, n, body[r.i:], item), nil
+	return appendVec(nil, n, body[r.i:], items...), nil
 }
 
-func appendVec(dst []byte, n uint32, items, item []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(n)+1)
-	dst = append(dst, items...)
-	return append(dst, item...)
+// appendVec appends a vector of n encoded items, then the extra ones.
+func appendVec(dst []byte, n uint32, encoded []byte, extra ...[]byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(n)+uint64(len(extra)))
+	dst = append(dst, encoded...)
+	for _, item := range extra {
+		dst = append(dst, item...)
+	}
+	return dst
 }
 
 func exports(body []byte, remap func(uint32) uint32) ([]byte, error) {

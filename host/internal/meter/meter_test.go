@@ -23,12 +23,18 @@ func shapes(t testing.TB) []byte {
 
 var errStop = errors.New("stopped by the meter")
 
+var errStack = errors.New("the call stack passed its limit")
+
+// testStackLimit is the stack limit of the tests that do not test it.
+const testStackLimit = 1 << 20
+
 // meterHost counts check calls and stops the guest after stopAfter of them
 // (never when stopAfter is 0).
 type meterHost struct {
-	budget    int32
-	calls     int
-	stopAfter int
+	budget     int32
+	calls      int
+	stopAfter  int
+	stackCalls int
 }
 
 // instantiate runs bin with the env import of shapes.wat and, for metered
@@ -51,7 +57,12 @@ func instantiate(t *testing.T, bin []byte, h *meterHost) api.Module {
 					panic(errStop)
 				}
 				return h.budget
-			}).Export(ImportName).Instantiate(ctx)
+			}).Export(ImportName).
+			NewFunctionBuilder().WithFunc(func() {
+			h.stackCalls++
+			panic(errStack)
+		}).Export(StackImportName).
+			Instantiate(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,12 +88,12 @@ func call(t *testing.T, mod api.Module, name string, args ...uint64) (uint64, er
 
 func TestInstrument_sameResults(t *testing.T) {
 	orig := shapes(t)
-	metered, info, err := Instrument(orig, 50)
+	metered, info, err := Instrument(orig, 50, testStackLimit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Functions != 10 || info.Checks < 10+2 {
-		t.Fatalf("info %+v: want 10 functions and a check per function plus one per loop", info)
+	if info.Functions != 12 || info.Checks < 12+2 {
+		t.Fatalf("info %+v: want 12 functions and a check per function plus one per loop", info)
 	}
 	h := &meterHost{budget: 50}
 	a, b := instantiate(t, orig, nil), instantiate(t, metered, h)
@@ -94,6 +105,7 @@ func TestInstrument_sameResults(t *testing.T) {
 		{"fib", []uint64{1}}, {"fib", []uint64{20}},
 		{"mix", []uint64{0}}, {"mix", []uint64{1}}, {"mix", []uint64{2}}, {"mix", []uint64{9}},
 		{"bulk", nil},
+		{"exits", []uint64{0}}, {"exits", []uint64{1}}, {"exits", []uint64{2}}, {"exits", []uint64{3}}, {"exits", []uint64{5}},
 	}
 	for _, c := range cases {
 		want, err := call(t, a, c.fn, c.args...)
@@ -117,7 +129,7 @@ func TestInstrument_sameResults(t *testing.T) {
 // a budget of b call the check function at least n/b times.
 func TestInstrument_chargesEveryIteration(t *testing.T) {
 	const budget, n = 100, 100_000
-	metered, _, err := Instrument(shapes(t), budget)
+	metered, _, err := Instrument(shapes(t), budget, testStackLimit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,26 +152,73 @@ func TestInstrument_chargesEveryIteration(t *testing.T) {
 }
 
 func TestInstrument_stopsRunawayCode(t *testing.T) {
-	metered, _, err := Instrument(shapes(t), 1000)
+	metered, _, err := Instrument(shapes(t), 1000, testStackLimit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for fn, args := range map[string][]uint64{"spin": nil, "deep": {0}} {
-		h := &meterHost{budget: 1000, stopAfter: 50}
-		mod := instantiate(t, metered, h)
-		_, err := call(t, mod, fn, args...)
-		if err == nil || !strings.Contains(err.Error(), errStop.Error()) {
-			t.Fatalf("%s: err = %v, want the check function's panic", fn, err)
+	h := &meterHost{budget: 1000, stopAfter: 50}
+	mod := instantiate(t, metered, h)
+	_, err = call(t, mod, "spin")
+	if err == nil || !strings.Contains(err.Error(), errStop.Error()) {
+		t.Fatalf("spin: err = %v, want the check function's panic", err)
+	}
+	if h.calls != 50 {
+		t.Fatalf("spin: %d check calls, want 50", h.calls)
+	}
+}
+
+// Unbounded recursion stops at the stack limit, where the check alone
+// would let it run (the budget is never used up), and shallow recursion
+// passes.
+func TestInstrument_boundsTheStack(t *testing.T) {
+	const limit = 64 << 10
+	metered, _, err := Instrument(shapes(t), 1<<30, limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &meterHost{budget: 1 << 30}
+	mod := instantiate(t, metered, h)
+	_, err = call(t, mod, "deep", 0)
+	if err == nil || !strings.Contains(err.Error(), errStack.Error()) {
+		t.Fatalf("deep: err = %v, want the stack function's panic", err)
+	}
+	if h.stackCalls != 1 {
+		t.Fatalf("%d stack calls, want 1", h.stackCalls)
+	}
+	// Shallow recursion passes.
+	mod = instantiate(t, metered, h)
+	if got, err := call(t, mod, "fib", 15); err != nil || got != 610 {
+		t.Fatalf("fib(15) = %d, %v", got, err)
+	}
+}
+
+// Every way out of a body gives its frame back: thousands of calls
+// through each of them stay within a limit a few frames fit in.
+func TestInstrument_stackReturnsToZero(t *testing.T) {
+	metered, _, err := Instrument(shapes(t), 1<<30, 8<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &meterHost{budget: 1 << 30}
+	mod := instantiate(t, metered, h)
+	for i := 0; i < 10_000; i++ {
+		for _, k := range []uint64{0, 1, 2, 3, 5} {
+			if _, err := call(t, mod, "exits", k); err != nil {
+				t.Fatalf("call %d of exits(%d): %v", i, k, err)
+			}
 		}
-		if h.calls != 50 {
-			t.Fatalf("%s: %d check calls, want 50", fn, h.calls)
+		if _, err := call(t, mod, "mix", uint64(i%3)); err != nil {
+			t.Fatalf("call %d of mix: %v", i, err)
 		}
+	}
+	if _, err := call(t, mod, "fib", 10); err != nil {
+		t.Fatalf("fib after 60,000 calls: %v", err)
 	}
 }
 
 // Names follow their functions through the renumbering.
 func TestInstrument_keepsNames(t *testing.T) {
-	metered, _, err := Instrument(shapes(t), 1000)
+	metered, _, err := Instrument(shapes(t), 1000, testStackLimit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,11 +235,14 @@ func TestInstrument_keepsNames(t *testing.T) {
 		}
 	}
 	imports := cm.ImportedFunctions()
-	if len(imports) != 2 {
-		t.Fatalf("%d imported functions, want env.twice and the check", len(imports))
+	if len(imports) != 3 {
+		t.Fatalf("%d imported functions, want env.twice, the check and the stack function", len(imports))
 	}
 	if m, n, _ := imports[1].Import(); m != ImportModule || n != ImportName {
 		t.Fatalf("second import is %s.%s", m, n)
+	}
+	if m, n, _ := imports[2].Import(); m != ImportModule || n != StackImportName {
+		t.Fatalf("third import is %s.%s", m, n)
 	}
 }
 
@@ -192,7 +254,7 @@ func TestInstrument_unsupported(t *testing.T) {
 		"\x01\x04\x01\x60\x00\x00" + // type section: () -> ()
 		"\x03\x02\x01\x00" + // function section
 		"\x0a\x06\x01\x04\x00\xfb\x00\x0b") // code section
-	_, _, err := Instrument(bin, 1000)
+	_, _, err := Instrument(bin, 1000, testStackLimit)
 	if !errors.Is(err, ErrUnsupported) {
 		t.Fatalf("err = %v, want ErrUnsupported", err)
 	}
@@ -224,7 +286,7 @@ func checkAgainstRuntime(t *testing.T, bin []byte) {
 			t.Fatalf("the runtime accepts the original of %d bytes but not its capped tables: %v", len(bin), err)
 		}
 	}
-	metered, _, err := Instrument(bin, 1000)
+	metered, _, err := Instrument(bin, 1000, testStackLimit)
 	if err != nil {
 		if origErr == nil && !errors.Is(err, ErrUnsupported) {
 			t.Fatalf("the runtime accepts a module of %d bytes the meter calls malformed: %v", len(bin), err)

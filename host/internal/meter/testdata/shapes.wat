@@ -1,7 +1,8 @@
 ;; Code shapes the meter must rewrite without changing their results:
 ;; imports before and after the check function's index, loops, nested
 ;; blocks, br_table, direct and indirect calls, ref.func, element segments,
-;; a start function, globals, memory and bulk memory, multi-value blocks.
+;; a start function, globals, memory and bulk memory, multi-value blocks,
+;; and every way out of a function body.
 ;; Regenerate shapes.wasm with: wat2wasm --debug-names shapes.wat
 (module
   (type $binop (func (param i32 i32) (result i32)))
@@ -69,4 +70,23 @@
 
   ;; unbounded recursion without loops.
   (func $deep (export "deep") (param $n i32) (result i32)
-    (call $deep (i32.add (local.get $n) (i32.const 1)))))
+    (call $deep (i32.add (local.get $n) (i32.const 1))))
+  ;; two results from parameters, one way out by return.
+  (func $pair (param $x i32) (result i32 i32)
+    (if (i32.eqz (local.get $x))
+      (then (return (i32.const 1) (i32.const 2))))
+    (local.get $x)
+    (i32.const 3))
+
+  ;; every way out of a body: return from nested blocks, br_if and
+  ;; br_table to the function's label, and its end.
+  (func (export "exits") (param $k i32) (result i32)
+    (block $out
+      (block $inner
+        (br_if $inner (local.get $k))
+        (return (i32.const 100)))
+      (drop (br_if 1 (i32.const 101) (i32.eq (local.get $k) (i32.const 1))))
+      (if (i32.eq (local.get $k) (i32.const 2))
+        (then (br_table 2 2 (i32.const 102) (i32.const 0)))))
+    (call $pair (i32.sub (local.get $k) (i32.const 3)))
+    (i32.add)))
