@@ -589,6 +589,9 @@ func (d *Decoder) Description() (Description, error) {
 	if r.Name, err = d.str("name"); err != nil {
 		return r, err
 	}
+	if err := ValidateBackendName(r.Name); err != nil {
+		return r, malformed("description: %v", err)
+	}
 	if r.ABIMajor, err = d.uint32("abi major"); err != nil {
 		return r, err
 	}

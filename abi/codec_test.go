@@ -58,6 +58,23 @@ func TestCodec_roundTrip(t *testing.T) {
 		d.Reset(e.Bytes())
 		got, err := d.Description()
 		check(t, "description", got, want, err)
+		// The name goes into logs and a metric label.
+		for name, ok := range map[string]bool{
+			"日本語-store": true, strings.Repeat("n", MaxBackendNameBytes): true,
+			"": false, strings.Repeat("n", MaxBackendNameBytes+1): false,
+			"bad\xffname": false, "two\nlines": false, "nul\x00": false,
+		} {
+			e.Reset(nil)
+			e.Description(&Description{Name: name, ABIMajor: 1})
+			d.Reset(e.Bytes())
+			_, err := d.Description()
+			if ok && err != nil {
+				t.Errorf("name %q: %v", name, err)
+			}
+			if !ok && !errors.Is(err, ErrMalformed) {
+				t.Errorf("name %q: err = %v, want malformed", name, err)
+			}
+		}
 	})
 	for _, alias := range []bool{false, true} {
 		t.Run("Apply", func(t *testing.T) {

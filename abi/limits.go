@@ -1,7 +1,9 @@
 package abi
 
 import (
+	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -17,7 +19,27 @@ const (
 	MaxGetKeys      = 100_000
 	// MaxMaps is the most map names a list_maps response may hold.
 	MaxMaps = 1 << 20
+	// MaxBackendNameBytes bounds a backend's name, which goes into logs
+	// and metric labels.
+	MaxBackendNameBytes = 64
 )
+
+// ValidateBackendName checks the name a backend describes itself with:
+// 1 to MaxBackendNameBytes bytes of valid UTF-8 without control
+// characters. It ends up in logs and in a metric label, which must be
+// valid UTF-8 (the metrics library panics on anything else).
+func ValidateBackendName(name string) error {
+	if name == "" || len(name) > MaxBackendNameBytes {
+		return fmt.Errorf("backend name of %d bytes; want 1 to %d", len(name), MaxBackendNameBytes)
+	}
+	if !utf8.ValidString(name) {
+		return fmt.Errorf("backend name %q is not valid UTF-8", name)
+	}
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return fmt.Errorf("backend name %q holds a control character", name)
+	}
+	return nil
+}
 
 // ValidateMapName checks a map name: non-empty, valid UTF-8, no NUL byte,
 // at most MaxMapNameBytes bytes.

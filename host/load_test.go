@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -134,4 +135,35 @@ func hostileWasm(t testing.TB) string { return buildTestPlugin(t, "hostile") }
 func buildTestPlugin(t testing.TB, name string) string {
 	t.Helper()
 	return buildPlugin(t, filepath.Join("testdata", "plugins", name))
+}
+
+// A plugin's name goes into logs and a metric label (which must be valid
+// UTF-8, or the metrics library panics): a description whose name is not
+// valid UTF-8 is a malformed result, and the plugin does not load.
+func TestLoad_badName(t *testing.T) {
+	t.Parallel()
+	bin, err := os.ReadFile("testdata/wat/loop.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// loop.wasm describes itself as "loop" (the str "\xa4loop" in a data
+	// segment); same length, so the module stays valid.
+	bad := bytes.Replace(bin, []byte("\xa4loop"), []byte("\xa4lo\xffp"), 1)
+	if bytes.Equal(bad, bin) {
+		t.Fatal("loop.wasm does not hold its name where expected")
+	}
+	path := filepath.Join(t.TempDir(), "badname.wasm")
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(context.Background(), path, testOptions(t))
+	if err == nil {
+		b.Close()
+		t.Fatal("a plugin named with invalid UTF-8 loaded")
+	}
+	for _, w := range []string{"plugin badname.wasm", "malformed", "not valid UTF-8"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
 }

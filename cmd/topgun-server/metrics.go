@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,8 +37,10 @@ func newCollector(proto *protocol.Server, store *plugins.Store) *collector {
 		return prometheus.NewDesc("topgun_"+name, help, labels, nil)
 	}
 	c := &collector{
-		proto:          proto,
-		backend:        store.Describe().Name,
+		proto: proto,
+		// A plugin's name is checked at load; a label value that is not
+		// valid UTF-8 would make the metrics library panic in Collect.
+		backend:        strings.ToValidUTF8(store.Describe().Name, "\uFFFD"),
 		info:           d("backend_info", "The storage backend in use (value 1).", "backend"),
 		connections:    d("connections", "Open WebSocket connections."),
 		opsApplied:     d("ops_applied_total", "Client operations handed to the record store."),
