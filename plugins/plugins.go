@@ -183,6 +183,14 @@ func Check(spec string, opts *Options) error {
 	if err := opts.Validate(); err != nil {
 		return err
 	}
+	if strings.Contains(spec, "://") {
+		// Most likely the database URL in the wrong variable: never echo
+		// its password.
+		return &specError{
+			msg:  fmt.Sprintf("plugins: STORAGE_BACKEND=%s is a URL, not a backend; for PostgreSQL set STORAGE_BACKEND=postgres and DATABASE_URL to the URL", postgres.RedactURL(spec)),
+			kind: ErrUnknownBackend,
+		}
+	}
 	if isPluginPath(spec) {
 		return checkPlugin(spec, opts)
 	}

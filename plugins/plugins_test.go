@@ -53,6 +53,8 @@ func TestOpen_spec(t *testing.T) {
 		{name: "missing_relative_path", spec: "./x/y", wantErr: plugins.ErrPluginNotFound, wantMsg: "STORAGE_BACKEND=./x/y names a wasm plugin"},
 		{name: "missing_absolute_path", spec: "/opt/plugins/kv", wantErr: plugins.ErrPluginNotFound, wantMsg: "give the path of a .wasm file"},
 		{name: "directory", spec: "/", wantErr: plugins.ErrPluginNotFound, wantMsg: "not a regular file"},
+		{name: "database_url", spec: "postgres://app:Sup3rSecret@db.internal:5432/topgun", wantErr: plugins.ErrUnknownBackend,
+			wantMsg: "STORAGE_BACKEND=postgres://app:xxxxx@db.internal:5432/topgun is a URL, not a backend; for PostgreSQL set STORAGE_BACKEND=postgres and DATABASE_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +76,9 @@ func TestOpen_spec(t *testing.T) {
 				}
 				if !strings.Contains(err.Error(), tt.wantMsg) {
 					t.Errorf("Open(%q) error %q does not say %q", tt.spec, err, tt.wantMsg)
+				}
+				if strings.Contains(err.Error(), "Sup3rSecret") || strings.Contains(checkErr.Error(), "Sup3rSecret") {
+					t.Errorf("Open(%q) error %q shows the password", tt.spec, err)
 				}
 				if !strings.HasPrefix(err.Error(), "plugins: ") {
 					t.Errorf("Open(%q) error %q does not name its package", tt.spec, err)
