@@ -253,6 +253,14 @@ func setLogFormat(c *config, v string) error {
 	return nil
 }
 
+// switchFlag is a setting that defaults to false given as a flag: bare, it
+// is "true"; with =value, the value (checked by the setting's set).
+type switchFlag string
+
+func (f *switchFlag) String() string     { return string(*f) }
+func (f *switchFlag) Set(v string) error { *f = switchFlag(v); return nil }
+func (f *switchFlag) IsBoolFlag() bool   { return true }
+
 // errHelp is returned by parseConfig when --help was asked for; the usage has
 // been written to stdout.
 var errHelp = errors.New("help requested")
@@ -286,6 +294,12 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 	fs.SetOutput(io.Discard)
 	flagValues := make([]string, len(settings))
 	for i, s := range settings {
+		if s.def == "false" {
+			// A switch: --no-auth alone means true, as users expect.
+			flagValues[i] = s.def
+			fs.Var((*switchFlag)(&flagValues[i]), s.flag, s.help)
+			continue
+		}
 		fs.StringVar(&flagValues[i], s.flag, s.def, s.help)
 	}
 	if err := fs.Parse(args); err != nil {

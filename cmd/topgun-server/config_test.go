@@ -103,6 +103,24 @@ func TestParseConfig_sources(t *testing.T) {
 			want: withProtocolDefaults(config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "127.0.0.1", logLevel: hclog.Info, jwtSecret: "ignored"}),
 		},
 		{
+			// --no-auth is a switch: bare, it means true and does not take
+			// the next argument as its value.
+			name: "no_auth_switch",
+			args: []string{"--no-auth", "--storage-backend=null"},
+			env:  map[string]string{"JWT_SECRET": "s3cret"},
+			want: withProtocolDefaults(config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "127.0.0.1", logLevel: hclog.Info, jwtSecret: "s3cret"}),
+		},
+		{
+			name: "no_auth_switch_off",
+			args: []string{"--storage-backend=null", "--no-auth=false"},
+			env:  map[string]string{"JWT_SECRET": "s3cret", "TOPGUN_NO_AUTH": "1"},
+			want: func() config {
+				c := withProtocolDefaults(config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info, jwtSecret: "s3cret"})
+				c.noAuth = false
+				return c
+			}(),
+		},
+		{
 			name: "ipv6_bind_address",
 			env:  map[string]string{"TOPGUN_BIND_ADDR": "::1", "STORAGE_BACKEND": "null"},
 			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "::1", logLevel: hclog.Info},
