@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -80,7 +79,9 @@ func runBench(ctx context.Context, c *cli, args []string) int {
 	fmt.Fprintf(c.stderr, "%s: %d connections x %d ops per batch, %d maps, %d-byte values, for %v against %s\n",
 		prog, *conns, *batch, *maps, *valueBytes, *duration, *url)
 	res, err := loadgen.Run(ctx, opts)
-	interrupted := errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+	// Interrupted means the caller's context (a signal) ended the run; a
+	// dial or ack timeout inside the run is an error to show as such.
+	interrupted := err != nil && ctx.Err() != nil
 	if err != nil && !interrupted {
 		if res.Ops == 0 && res.Batches == 0 && res.Errors == 0 {
 			return c.fail(prog, err) // could not start

@@ -146,3 +146,34 @@ func TestBench_usageAndFailures(t *testing.T) {
 		})
 	}
 }
+
+// A server that accepts connections but never answers the handshake makes
+// the dial time out (loadgen's 10 s): that is a failure to report as such,
+// not an interruption.
+func TestBench_dialTimeoutIsAnError(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c) // answer nothing
+		}
+	}()
+	code, _, stderr := runT(t, nil, "bench", "--url", "ws://"+ln.Addr().String()+"/ws", "--connections", "1", "--duration", "1s", "--no-progress")
+	if code != exitFail || strings.Contains(stderr, "interrupted") || !strings.Contains(stderr, "loadgen: dial") {
+		t.Errorf("exit %d, stderr %q; want exit %d naming the dial failure, not an interruption", code, stderr, exitFail)
+	}
+}
