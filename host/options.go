@@ -275,11 +275,22 @@ func OptionsFromEnv(lookup func(string) (string, bool)) (*Options, error) {
 		v, ok := lookup(name)
 		return strings.TrimSpace(v), ok && strings.TrimSpace(v) != ""
 	}
-	num := func(name string, dst *int) {
+	// Zero in Options means "the default"; written explicitly it is
+	// refused rather than silently replaced (BREAKER_FAILURES=0 reads as
+	// "no breaker", which is a negative number).
+	def := DefaultOptions()
+	zero := func(name string, dflt any) {
+		errs = append(errs, fmt.Errorf("host: %s=0 is out of range; unset it for the default (%v)", name, dflt))
+	}
+	num := func(name string, dst *int, dflt int) {
 		if v, ok := get(name); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("host: %s=%q is not an integer", name, v))
+				return
+			}
+			if n == 0 {
+				zero(name, dflt)
 				return
 			}
 			*dst = n
@@ -301,24 +312,29 @@ func OptionsFromEnv(lookup func(string) (string, bool)) (*Options, error) {
 		}
 		o.Config = cfg
 	}
-	num("TOPGUN_PLUGIN_MEMORY_MB", &o.MemoryLimitMB)
-	dur := func(name string, dst *time.Duration) {
+	num("TOPGUN_PLUGIN_MEMORY_MB", &o.MemoryLimitMB, def.MemoryLimitMB)
+	dur := func(name string, dst *time.Duration, dflt time.Duration) {
 		if v, ok := get(name); ok {
 			d, err := time.ParseDuration(v)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("host: %s=%q is not a duration; write it like 10s or 500ms", name, v))
+				return
+			}
+			if d == 0 {
+				zero(name, dflt)
+				return
 			}
 			*dst = d
 		}
 	}
-	dur("TOPGUN_PLUGIN_CALL_TIMEOUT", &o.CallTimeout)
-	num("TOPGUN_PLUGIN_BREAKER_FAILURES", &o.BreakerFailures)
-	dur("TOPGUN_PLUGIN_BREAKER_WINDOW", &o.BreakerWindow)
-	dur("TOPGUN_PLUGIN_BREAKER_BACKOFF", &o.BreakerBackoff)
-	dur("TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF", &o.BreakerMaxBackoff)
-	num("TOPGUN_PLUGIN_MAX_REQUEST_BYTES", &o.MaxRequestBytes)
-	num("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", &o.MaxResponseBytes)
-	num("TOPGUN_PLUGIN_POOL_SIZE", &o.PoolSize)
+	dur("TOPGUN_PLUGIN_CALL_TIMEOUT", &o.CallTimeout, def.CallTimeout)
+	num("TOPGUN_PLUGIN_BREAKER_FAILURES", &o.BreakerFailures, def.BreakerFailures)
+	dur("TOPGUN_PLUGIN_BREAKER_WINDOW", &o.BreakerWindow, def.BreakerWindow)
+	dur("TOPGUN_PLUGIN_BREAKER_BACKOFF", &o.BreakerBackoff, def.BreakerBackoff)
+	dur("TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF", &o.BreakerMaxBackoff, def.BreakerMaxBackoff)
+	num("TOPGUN_PLUGIN_MAX_REQUEST_BYTES", &o.MaxRequestBytes, def.MaxRequestBytes)
+	num("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", &o.MaxResponseBytes, def.MaxResponseBytes)
+	num("TOPGUN_PLUGIN_POOL_SIZE", &o.PoolSize, def.PoolSize)
 	if v, ok := get("TOPGUN_PLUGIN_TRUST"); ok {
 		o.Trust = Trust(v)
 	}

@@ -73,6 +73,22 @@ func TestOptionsFromEnv(t *testing.T) {
 			t.Errorf("error %v does not name %s", err, name)
 		}
 	}
+
+	// Zero is the default only when unset: written, it is refused (a
+	// breaker of 0 failures reads as "no breaker", which is -1).
+	zeros := []string{"TOPGUN_PLUGIN_MEMORY_MB", "TOPGUN_PLUGIN_CALL_TIMEOUT", "TOPGUN_PLUGIN_POOL_SIZE",
+		"TOPGUN_PLUGIN_BREAKER_FAILURES", "TOPGUN_PLUGIN_BREAKER_WINDOW", "TOPGUN_PLUGIN_MAX_REQUEST_BYTES"}
+	env = map[string]string{}
+	for _, name := range zeros {
+		env[name] = "0"
+	}
+	env["TOPGUN_PLUGIN_CALL_TIMEOUT"], env["TOPGUN_PLUGIN_BREAKER_WINDOW"] = "0s", "0s"
+	_, err = OptionsFromEnv(lookup)
+	for _, name := range zeros {
+		if err == nil || !strings.Contains(err.Error(), name+"=0 is out of range") {
+			t.Errorf("error %v does not refuse %s=0", err, name)
+		}
+	}
 }
 
 func TestOptions_Validate(t *testing.T) {
