@@ -59,9 +59,12 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// sendMu orders sends: writes and the reconnect replay hold it, so a
-	// replay of old ops is never overtaken by new ones.
-	sendMu sync.Mutex
+	// sendLock (a 1-slot semaphore, so a caller can give up waiting for
+	// it) orders sends: writes and the reconnect replay hold it, so a
+	// replay of old ops is never overtaken by new ones, and ops go out in
+	// id order.
+	sendLock chan struct{}
+	notes    *notifier // runs OnStateChange and OnServerError
 
 	mu       sync.Mutex
 	conn     *conn // nil while disconnected
@@ -69,11 +72,13 @@ type Client struct {
 	err      error // terminal error once StateClosed
 	session  Session
 	nextOpID uint64
-	pending  map[uint64]*pendingOp
-	groups   map[string][]uint64 // lastId of a sent CLIENT_OP/OP_BATCH → its op ids
+	pending  map[uint64]*pendingOp   // the replay set: unacknowledged writes
+	byKey    map[opKey][]*pendingOp  // pending LWW ops per (map, key), by id
+	unsent   []*pendingOp            // pending ops not yet sent on conn, by id
+	groups   map[string][]*pendingOp // lastId of a sent CLIENT_OP/OP_BATCH → its ops
 	subs     map[string]*Subscription
 	nextSub  uint64
-	syncs    map[string]*syncSession
+	syncs    map[string]*mapSyncs
 	pings    map[uint64]chan struct{}
 	lastPing uint64
 }
@@ -112,15 +117,17 @@ func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
 	}
 	log = log.Named("client")
 	c := &Client{
-		url:     url,
-		opts:    o,
-		log:     log,
-		hlc:     newHLC(o.NodeID, log),
-		pending: map[uint64]*pendingOp{},
-		groups:  map[string][]uint64{},
-		subs:    map[string]*Subscription{},
-		syncs:   map[string]*syncSession{},
-		pings:   map[uint64]chan struct{}{},
+		url:      url,
+		opts:     o,
+		log:      log,
+		hlc:      newHLC(o.NodeID, log),
+		sendLock: make(chan struct{}, 1),
+		pending:  map[uint64]*pendingOp{},
+		byKey:    map[opKey][]*pendingOp{},
+		groups:   map[string][]*pendingOp{},
+		subs:     map[string]*Subscription{},
+		syncs:    map[string]*mapSyncs{},
+		pings:    map[uint64]chan struct{}{},
 	}
 	c.session.DeviceToken = o.DeviceToken
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -130,6 +137,7 @@ func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
 		c.cancel()
 		return nil, err
 	}
+	c.notes = newNotifier()
 	c.install(cn)
 	c.wg.Add(1)
 	go c.run(cn, leftover)
@@ -163,8 +171,10 @@ func (c *Client) NodeID() string { return c.opts.NodeID }
 
 // Close closes the connection and stops reconnecting. Calls waiting for the
 // server fail with ErrClosed and subscriptions are closed. Close is
-// idempotent.
+// idempotent. It waits for the Options callbacks already queued
+// (OnStateChange up to StateClosed), except when called from one of them.
 func (c *Client) Close() error {
+	defer c.notes.wait()
 	c.mu.Lock()
 	if c.state == StateClosed {
 		c.mu.Unlock()
@@ -195,13 +205,17 @@ func (c *Client) fail(err error) {
 	c.err = err
 	pending := c.pending
 	c.pending = map[uint64]*pendingOp{}
-	c.groups = map[string][]uint64{}
+	c.byKey = map[opKey][]*pendingOp{}
+	c.unsent = nil
+	c.groups = map[string][]*pendingOp{}
 	subs := c.subs
 	c.subs = map[string]*Subscription{}
 	syncs := c.syncs
-	c.syncs = map[string]*syncSession{}
+	c.syncs = map[string]*mapSyncs{}
 	pings := c.pings
 	c.pings = map[uint64]chan struct{}{}
+	c.notifyState(StateClosed)
+	c.notes.stop()
 	c.mu.Unlock()
 
 	for _, p := range pending {
@@ -210,20 +224,29 @@ func (c *Client) fail(err error) {
 	for _, s := range subs {
 		s.closeWith(err)
 	}
-	for _, s := range syncs {
-		s.abort(err)
+	for _, ms := range syncs {
+		ms.abort(err)
 	}
 	for _, ch := range pings {
 		close(ch)
 	}
-	c.notify(StateClosed)
 	c.cancel()
 }
 
-func (c *Client) notify(s State) {
-	if c.opts.OnStateChange != nil {
-		c.opts.OnStateChange(s)
+// notifyState queues the OnStateChange callback for s. Caller holds mu, so
+// callbacks come in the order of the state changes.
+func (c *Client) notifyState(s State) {
+	if f := c.opts.OnStateChange; f != nil {
+		c.notes.push(func() { f(s) })
 	}
+}
+
+// closedErr is the error of a call that found the client closed.
+func (c *Client) closedErr() error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
 }
 
 // connect dials and completes the handshake. leftover is a message that
@@ -262,7 +285,7 @@ func (c *Client) handshake(ctx context.Context, cn *conn) (wire.Message, error) 
 	if token != "" {
 		first = &wire.Auth{Token: token, DeviceToken: deviceToken}
 	}
-	if err := c.send(cn, first); err != nil {
+	if err := c.send(ctx, cn, first); err != nil {
 		return nil, fmt.Errorf("client: send %s: %w", first.Type(), err)
 	}
 
@@ -368,8 +391,11 @@ func (c *Client) readLoop(cn *conn) {
 // install makes cn the current connection: it replays unacknowledged
 // writes and live subscriptions before any new send can use it.
 func (c *Client) install(cn *conn) {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
+	if c.lockSend(c.ctx) != nil { // closed
+		_ = cn.ws.Close(websocket.StatusNormalClosure, "client closed")
+		return
+	}
+	defer c.unlockSend()
 	c.mu.Lock()
 	if c.state == StateClosed {
 		c.mu.Unlock()
@@ -379,21 +405,23 @@ func (c *Client) install(cn *conn) {
 	c.conn = cn
 	c.state = StateConnected
 	ops := c.pendingInOrder()
-	c.groups = map[string][]uint64{}
+	c.unsent = nil // all of them are in ops
+	c.groups = map[string][]*pendingOp{}
 	subs := make([]*Subscription, 0, len(c.subs))
 	for _, s := range c.subs {
 		subs = append(subs, s)
 	}
+	c.notifyState(StateConnected)
 	c.mu.Unlock()
-	c.notify(StateConnected)
 
 	if len(ops) > 0 {
 		// All unacknowledged writes go as OP_BATCH, as the TS client does.
 		c.log.Debug("re-sending unacknowledged writes", "ops", len(ops))
-		c.sendOps(cn, ops, true)
+		// A failed write drops cn; the next connection replays again.
+		_, _ = c.sendOps(c.ctx, cn, ops, true)
 	}
 	for _, s := range subs {
-		if err := c.send(cn, s.subMessage()); err != nil {
+		if err := c.send(c.ctx, cn, s.subMessage()); err != nil {
 			c.log.Debug("re-subscribe failed", "query_id", s.ID, "error", err)
 		}
 	}
@@ -425,18 +453,18 @@ func (c *Client) run(cn *conn, leftover wire.Message) {
 		c.conn = nil
 		c.state = StateDisconnected
 		syncs := c.syncs
-		c.syncs = map[string]*syncSession{}
+		c.syncs = map[string]*mapSyncs{}
 		pings := c.pings
 		c.pings = map[uint64]chan struct{}{}
+		c.notifyState(StateDisconnected)
 		c.mu.Unlock()
 		c.log.Warn("connection lost", "error", cn.readErr)
-		for _, s := range syncs {
-			s.abort(ErrDisconnected)
+		for _, ms := range syncs {
+			ms.abort(ErrDisconnected)
 		}
 		for _, ch := range pings {
 			close(ch)
 		}
-		c.notify(StateDisconnected)
 
 		if !c.opts.Reconnect {
 			c.fail(fmt.Errorf("%w: %v", ErrReconnectFailed, cn.readErr))
@@ -503,7 +531,7 @@ func (c *Client) heartbeat(cn *conn) {
 			_ = cn.ws.CloseNow()
 			return
 		}
-		if err := c.send(cn, &wire.Ping{Timestamp: c.pingStamp()}); err != nil {
+		if err := c.sendLocked(c.ctx, cn, &wire.Ping{Timestamp: c.pingStamp()}); err != nil {
 			c.log.Debug("heartbeat ping failed", "error", err)
 		}
 	}
@@ -543,7 +571,10 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 		c.mu.Unlock()
 	}()
 	start := time.Now()
-	if err := c.send(cn, &wire.Ping{Timestamp: ts}); err != nil {
+	if err := c.sendLocked(ctx, cn, &wire.Ping{Timestamp: ts}); err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
 		return 0, fmt.Errorf("%w: %v", ErrDisconnected, err)
 	}
 	select {
@@ -560,22 +591,60 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 	}
 }
 
-// send encodes and writes one message on cn.
-func (c *Client) send(cn *conn, m wire.Message) error {
+// lockSend takes the send lock, giving up when ctx ends or the client is
+// closed.
+func (c *Client) lockSend(ctx context.Context) error {
+	select {
+	case c.sendLock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return c.closedErr()
+	}
+}
+
+func (c *Client) unlockSend() { <-c.sendLock }
+
+// sendLocked sends m on cn under the send lock.
+func (c *Client) sendLocked(ctx context.Context, cn *conn, m wire.Message) error {
+	if err := c.lockSend(ctx); err != nil {
+		return err
+	}
+	defer c.unlockSend()
+	return c.send(ctx, cn, m)
+}
+
+// send encodes and writes one message on cn. The caller holds the send lock
+// (or, during the handshake, is the connection's only user).
+func (c *Client) send(ctx context.Context, cn *conn, m wire.Message) error {
 	b, err := c.opts.Limits.Encode(m)
 	if err != nil {
 		return err
 	}
-	return c.write(cn, b)
+	return c.write(ctx, cn, b)
 }
 
-func (c *Client) write(cn *conn, b []byte) error {
+// write writes one frame on cn, bounded by the earlier of ctx and
+// WriteTimeout. A write that fails may have sent part of the frame, which
+// leaves the WebSocket unusable (coder/websocket closes it when the deadline
+// cuts a write short), so any write error drops the connection: run then
+// reconnects and replays what was not acknowledged.
+func (c *Client) write(ctx context.Context, cn *conn, b []byte) error {
 	if len(b) > c.opts.Limits.MaxMessageBytes {
 		return fmt.Errorf("client: message of %d bytes exceeds the %d-byte frame limit", len(b), c.opts.Limits.MaxMessageBytes)
 	}
-	wctx, cancel := context.WithTimeout(c.ctx, c.opts.WriteTimeout)
+	if err := ctx.Err(); err != nil {
+		return err // nothing written: the connection is intact
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.opts.WriteTimeout)
 	defer cancel()
-	return cn.ws.Write(wctx, websocket.MessageBinary, b)
+	defer context.AfterFunc(c.ctx, cancel)()
+	if err := cn.ws.Write(wctx, websocket.MessageBinary, b); err != nil {
+		_ = cn.ws.CloseNow()
+		return err
+	}
+	return nil
 }
 
 // dispatch handles one server message.
@@ -614,18 +683,18 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		}
 	case *wire.SyncRespRoot:
 		c.hlc.Update(m.Timestamp)
-		c.toSync(m.MapName, m)
+		c.toSync(m.MapName, syncKey{init: true}, m)
 	case *wire.SyncRespBuckets:
-		c.toSync(m.MapName, m)
+		c.toSync(m.MapName, syncKey{path: m.Path}, m)
 	case *wire.SyncRespLeaf:
-		c.toSync(m.MapName, m)
+		c.toSync(m.MapName, syncKey{path: m.Path}, m)
 	case *wire.SyncResetRequired:
 		c.log.Warn("server requires a full resync", "map", m.MapName, "reason", m.Reason)
-		c.toSync(m.MapName, m)
+		c.resetSync(m.MapName, m)
 	case *wire.ErrorMessage:
 		c.log.Warn("server error", "code", m.Code, "message", m.Message)
-		if c.opts.OnServerError != nil {
-			c.opts.OnServerError(m)
+		if f := c.opts.OnServerError; f != nil {
+			c.notes.push(func() { f(m) })
 		}
 	case *wire.AuthRequired:
 		// The server wants auth again (e.g. an expired session).
@@ -633,7 +702,7 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 			c.mu.Lock()
 			dt := c.session.DeviceToken
 			c.mu.Unlock()
-			if err := c.send(cn, &wire.Auth{Token: c.opts.Token, DeviceToken: dt}); err != nil {
+			if err := c.sendLocked(c.ctx, cn, &wire.Auth{Token: c.opts.Token, DeviceToken: dt}); err != nil {
 				c.log.Debug("re-auth failed", "error", err)
 			}
 		}

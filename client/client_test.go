@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -360,8 +362,14 @@ func TestReconnect_replaysWritesAndSubscriptions(t *testing.T) {
 	if fs.count(wire.TypeQuerySub) != 2 {
 		t.Errorf("QUERY_SUB sent %d times, want 2", fs.count(wire.TypeQuerySub))
 	}
-	for len(stateCh) > 0 {
-		states = append(states, <-stateCh)
+	// Callbacks run on their own goroutine: the last may still be on its way.
+	for len(states) < 3 {
+		select {
+		case s := <-stateCh:
+			states = append(states, s)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("state changes %v, want 3", states)
+		}
 	}
 	want := []State{StateConnected, StateDisconnected, StateConnected}
 	if fmt.Sprint(states) != fmt.Sprint(want) {
@@ -511,5 +519,328 @@ func TestConcurrentWrites(t *testing.T) {
 	}
 	if n := len(fs.mapCopy("m")); n != workers*each {
 		t.Fatalf("server has %d records, want %d", n, workers*each)
+	}
+}
+
+// TopGun stamps writes when they arrive, so the last write to arrive wins.
+// A write whose caller gave up stays queued; once a later write to the same
+// key is acknowledged, re-sending the older one after a reconnect would
+// overwrite the acknowledged value. Writes to other keys are still re-sent.
+func TestReconnect_doesNotReplayWriteSupersededByAck(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		newer Op  // acknowledged after the unacknowledged put of m/k = "old"
+		want  any // m/k on the server after the reconnect; nil: absent
+	}{
+		{name: "put on the same key", newer: Op{Map: "m", Key: "k", Value: "new"}, want: "new"},
+		{name: "remove of the same key", newer: Op{Map: "m", Key: "k", Remove: true}, want: nil},
+		{name: "put on another key", newer: Op{Map: "m", Key: "other", Value: "new"}, want: "old"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fs := newFakeServer(t, "")
+			// The first connection drops "old" without an ack, as TopGun does
+			// when overloaded.
+			fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+				op, ok := m.(*wire.ClientOpMessage)
+				if !ok || c.n != 1 || op.Record == nil || op.Record.Value != "old" {
+					return false
+				}
+				fs.send(c, &wire.ErrorMessage{Code: 429, Message: "server overloaded, try again later"})
+				return true
+			})
+			c := dial(t, fs.URL, testOptions(t))
+
+			oldErr := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+				defer cancel()
+				oldErr <- c.Put(ctx, "m", "k", "old")
+			}()
+			eventually(t, "the old write to reach the server", func() bool { return fs.count(wire.TypeClientOp) == 1 })
+			if err := c.Batch(ctxT(t), tc.newer); err != nil {
+				t.Fatalf("newer write: %v", err)
+			}
+			// The old write was not acknowledged: its caller is not told otherwise.
+			if err := <-oldErr; !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("Put(old) = %v, want DeadlineExceeded", err)
+			}
+
+			fs.dropAll()
+			eventually(t, "a reconnect", func() bool { return fs.upgrades.Load() == 2 && c.State() == StateConnected })
+			// A replay goes out before any new write: after this ack it is done.
+			if err := c.Put(ctxT(t), "m", "barrier", 1); err != nil {
+				t.Fatal(err)
+			}
+			var got any
+			if r, ok := fs.record("m", "k"); ok {
+				got = r.Value
+			}
+			if got != tc.want {
+				t.Errorf("m/k on the server = %v, want %v (types seen %v)", got, tc.want, fs.seenTypes())
+			}
+			if c.Pending() != 0 {
+				t.Errorf("Pending = %d, want 0", c.Pending())
+			}
+		})
+	}
+}
+
+func TestOnStateChange_callbackMayUseTheClient(t *testing.T) {
+	t.Parallel()
+	t.Run("Close on disconnect", func(t *testing.T) {
+		t.Parallel()
+		fs := newFakeServer(t, "")
+		o := testOptions(t)
+		var cp atomic.Pointer[Client]
+		var mu sync.Mutex
+		var states []State
+		closed := make(chan error, 1)
+		o.OnStateChange = func(s State) {
+			mu.Lock()
+			states = append(states, s)
+			mu.Unlock()
+			if c := cp.Load(); c != nil && s == StateDisconnected {
+				closed <- c.Close()
+			}
+		}
+		c := dial(t, fs.URL, o)
+		cp.Store(c)
+		fs.dropAll()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Fatalf("Close = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Close called from OnStateChange did not return (state %v)", c.State())
+		}
+		// Close from outside waits for the remaining callbacks.
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		want := []State{StateConnected, StateDisconnected, StateClosed}
+		if fmt.Sprint(states) != fmt.Sprint(want) {
+			t.Errorf("states %v, want %v", states, want)
+		}
+	})
+	t.Run("Put on reconnect", func(t *testing.T) {
+		t.Parallel()
+		fs := newFakeServer(t, "")
+		o := testOptions(t)
+		var cp atomic.Pointer[Client]
+		putErr := make(chan error, 1)
+		o.OnStateChange = func(s State) {
+			if c := cp.Load(); c != nil && s == StateConnected {
+				// e.g. write a presence record on every (re)connect
+				putErr <- c.Put(ctxT(t), "m", "presence", "here")
+			}
+		}
+		c := dial(t, fs.URL, o)
+		cp.Store(c)
+		fs.dropAll()
+		select {
+		case err := <-putErr:
+			if err != nil {
+				t.Fatalf("Put from OnStateChange = %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Put from OnStateChange(StateConnected) did not return")
+		}
+		if err := c.Put(ctxT(t), "m", "k", 1); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a blocked callback stalls nothing", func(t *testing.T) {
+		t.Parallel()
+		fs := newFakeServer(t, "")
+		o := testOptions(t)
+		release := make(chan struct{})
+		o.OnStateChange = func(State) { <-release }
+		dialed := make(chan *Client, 1)
+		go func() {
+			c, err := Dial(ctxT(t), fs.URL, o)
+			if err != nil {
+				t.Error(err)
+			}
+			dialed <- c
+		}()
+		var c *Client
+		select {
+		case c = <-dialed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Dial waited for a blocked OnStateChange")
+		}
+		if c == nil {
+			return
+		}
+		if err := c.Put(ctxT(t), "m", "k", 1); err != nil {
+			t.Errorf("Put while OnStateChange blocks: %v", err)
+		}
+		close(release)
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// OnServerError runs on the same callback goroutine: it may close the client.
+func TestOnServerError_callbackMayClose(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		if _, ok := m.(*wire.ClientOpMessage); !ok {
+			return false
+		}
+		fs.send(c, &wire.ErrorMessage{Code: 500, Message: "write failed"})
+		return true
+	})
+	o := testOptions(t)
+	var cp atomic.Pointer[Client]
+	closed := make(chan error, 1)
+	o.OnServerError = func(*wire.ErrorMessage) {
+		if c := cp.Load(); c != nil {
+			closed <- c.Close()
+		}
+	}
+	c := dial(t, fs.URL, o)
+	cp.Store(c)
+	if err := c.Put(ctxT(t), "m", "k", 1); !errors.Is(err, ErrClosed) {
+		t.Errorf("Put = %v, want ErrClosed", err)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close called from OnServerError did not return")
+	}
+}
+
+// A server that stops reading blocks the client's frame writes. A call
+// whose ctx ends while its write is blocked returns then, not after
+// WriteTimeout; the half-written connection is dropped and replaced, and
+// the write stays pending for the replay.
+func TestPut_ctxEndsDuringBlockedWrite(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	o := testOptions(t)
+	o.WriteTimeout = 3 * time.Second
+	c := dial(t, fs.URL, o)
+	stall(t, fs, c)
+	big := strings.Repeat("x", 1900<<10) // under the 2 MiB frame limit
+	// Fill the socket buffers until a write blocks and is cut off.
+	for i := 0; fs.upgrades.Load() == 1; i++ {
+		if i == 10 {
+			t.Fatal("no write blocked after 10 writes of 1.9 MB")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		err := c.Put(ctx, "m", strconv.Itoa(i), big)
+		cancel()
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("Put %d with a 200ms ctx returned %v after %v", i, err, took)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Put %d = %v, want DeadlineExceeded", i, err)
+		}
+		if i > 2 {
+			// Give a reconnect after a cut write the time to happen.
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The cut connection was replaced (TestReconnect_replaysWritesAndSubscriptions
+	// covers the replay itself).
+	eventually(t, "a new connection", func() bool { return c.State() == StateConnected })
+	if c.Pending() == 0 {
+		t.Fatal("the unacknowledged writes were dropped")
+	}
+}
+
+// While one write is blocked holding the send lock, other calls give up
+// waiting for it when their ctx ends.
+func TestCalls_ctxEndsWaitingForBlockedSend(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	o := testOptions(t)
+	o.WriteTimeout = 3 * time.Second
+	c := dial(t, fs.URL, o)
+	stall(t, fs, c)
+	// 8 writes of 1.9 MB to a server that does not read: the first to get
+	// the send lock blocks in a write for up to WriteTimeout.
+	big := strings.Repeat("x", 1900<<10)
+	for i := 0; i < 8; i++ {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = c.Put(ctx, "m", strconv.Itoa(i), big)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	calls := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"Put", func(ctx context.Context) error { return c.Put(ctx, "m", "small", 1) }},
+		{"Subscribe", func(ctx context.Context) error { _, err := c.Subscribe(ctx, "m", nil); return err }},
+		{"Ping", func(ctx context.Context) error { _, err := c.Ping(ctx); return err }},
+		{"SyncMap", func(ctx context.Context) error { _, err := c.SyncMap(ctx, "m", nil); return err }},
+	}
+	for _, tc := range calls {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		start := time.Now()
+		err := tc.call(ctx)
+		cancel()
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s with a 200ms ctx returned %v after %v", tc.name, err, took)
+		}
+	}
+}
+
+// Map events that arrive between QUERY_SUB and its QUERY_RESP fill the
+// Updates buffer before anyone can read it: Subscribe fails with
+// ErrSlowConsumer at once instead of waiting for a QUERY_RESP that can no
+// longer be routed.
+func TestSubscribe_slowConsumerBeforeResults(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		q, ok := m.(*wire.QuerySub)
+		if !ok {
+			return false
+		}
+		for i := 0; i < 20; i++ {
+			fs.send(c, &wire.ServerEvent{MapName: q.MapName, EventType: wire.EventPut, Key: "k",
+				Record: &wire.LWWRecord{Value: int64(i), Timestamp: wire.Timestamp{Millis: 1, NodeID: "s"}}})
+		}
+		fs.send(c, &wire.QueryResp{QueryID: q.QueryID, Results: []wire.QueryResult{}})
+		return true
+	})
+	o := testOptions(t)
+	o.SubscriptionBuffer = 8
+	c := dial(t, fs.URL, o)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.Subscribe(ctx, "m", nil); !errors.Is(err, ErrSlowConsumer) {
+		t.Fatalf("Subscribe = %v after %v, want ErrSlowConsumer", err, time.Since(start))
+	}
+	// The connection is fine.
+	if _, err := c.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stall makes fs stop reading frames after c's next PING.
+func stall(t *testing.T, fs *fakeServer, c *Client) {
+	t.Helper()
+	fs.stallOnPing.Store(true)
+	if _, err := c.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -18,17 +18,26 @@
 // CLIENT_OP, several as OP_BATCH (TopGun acks a batch with its last op's
 // id). Writes made while disconnected are queued and sent, with every other
 // unacknowledged write, as OP_BATCH right after the next handshake, as the
-// TS client does; delivery is therefore at-least-once. TopGun's server
-// sends no reply at all for a failed CLIENT_OP and an uncorrelated ERROR for
-// a failed OP_BATCH, so a failed write surfaces as the caller's context
-// expiring (and through Options.OnServerError).
+// TS client does; delivery is therefore at-least-once. A write whose
+// caller's context ends stays queued the same way. TopGun stamps each write
+// with its own clock when it arrives, so the last write to arrive wins: once
+// a write to a key is acknowledged, older unacknowledged writes to that key
+// are no longer re-sent (their callers still wait for their own acks).
+// TopGun's server sends no reply at all for a failed CLIENT_OP and an
+// uncorrelated ERROR for a failed OP_BATCH, so a failed write surfaces as
+// the caller's context expiring (and through Options.OnServerError).
+//
+// Every call gives up when its context ends, also while waiting to send or
+// during a blocked frame write; a write cut short drops the connection,
+// which is then re-established.
 //
 // # Subscriptions
 //
 // Subscribe sends QUERY_SUB and returns the initial results; the
 // Subscription's Updates channel then carries QUERY_UPDATE changes and the
 // map's SERVER_EVENTs. A subscriber that does not drain its channel is
-// closed with ErrSlowConsumer instead of stalling the connection.
+// closed with ErrSlowConsumer instead of stalling the connection; if that
+// happens before the initial results, Subscribe returns ErrSlowConsumer.
 //
 // # Merkle sync
 //
@@ -36,7 +45,10 @@
 // MERKLE_REQ_BUCKET, SYNC_RESP_BUCKETS, SYNC_RESP_LEAF) hashing the local
 // records with package server/merkle, exactly as the TS client does (FNV-1a
 // over UTF-16 code units, depth 3, fmix32 sums), and reports the records
-// received and the number of messages exchanged.
+// received and the number of messages exchanged. Replies are matched to
+// the requests: each path is requested at most once, and replies the call
+// did not ask for (including late replies to an earlier, abandoned SyncMap)
+// are ignored, so a sync sends at most 4,369 bucket requests.
 //
 // # Reconnecting
 //
@@ -46,5 +58,6 @@
 // unacknowledged writes and re-subscribes live queries, whose fresh result
 // sets arrive as Reset updates. An AUTH_FAIL on reconnect, or
 // Options.MaxReconnectAttempts failures in a row, stop the client for good
-// (see Err).
+// (see Err). Options.OnStateChange reports the transitions, in order, on a
+// goroutine of its own.
 package client

@@ -30,6 +30,10 @@ var (
 	// ErrSyncReset: the server sent SYNC_RESET_REQUIRED during SyncMap; wipe
 	// the local copy and sync again with no local records.
 	ErrSyncReset = errors.New("client: the server requires a full resync of this map")
+	// ErrSyncProtocol: during SyncMap the server sent a reply that breaks
+	// TopGun's Merkle protocol (e.g. a bucket name that is not one hex
+	// digit); the server is not TopGun-compatible.
+	ErrSyncProtocol = errors.New("client: the server's sync reply breaks the Merkle protocol")
 )
 
 // AuthError is the server's AUTH_FAIL. errors.Is(err, ErrAuthFailed) holds.

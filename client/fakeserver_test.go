@@ -47,6 +47,14 @@ type fakeServer struct {
 	noAcks    atomic.Bool            // swallow writes without OP_ACK
 	noPongs   atomic.Bool            // ignore PING
 	reject    atomic.Int32           // refuse this many upgrades with 503
+	stall     atomic.Bool            // stop reading frames, as a stuck server does
+	// stallOnPing makes the next PING set stall before it is answered, so
+	// that no frame after it is read.
+	stallOnPing atomic.Bool
+	// intercept, when set, sees each message after the handshake first; if
+	// it returns true it has handled the message (scripting replies with
+	// fs.send), otherwise the default handling follows.
+	intercept atomic.Pointer[func(c *fakeConn, m wire.Message) bool]
 
 	upgrades atomic.Int32 // accepted WebSocket connections
 	attempts atomic.Int32 // upgrade requests, accepted or not
@@ -61,6 +69,7 @@ type fakeServer struct {
 
 type fakeConn struct {
 	ws   *websocket.Conn
+	n    int // connection number, from 1
 	mu   sync.Mutex
 	subs map[string]*wire.QuerySub // queryId → sub
 }
@@ -89,6 +98,7 @@ func newFakeServer(t testing.TB, secret string) *fakeServer {
 
 // Close drops every connection, waits for the handlers and stops listening.
 func (fs *fakeServer) Close() {
+	fs.stall.Store(false)
 	fs.dropAll()
 	fs.srv.Close()
 	fs.wg.Wait()
@@ -153,8 +163,7 @@ func (fs *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws.SetReadLimit(wire.DefaultMaxMessageBytes)
-	fs.upgrades.Add(1)
-	c := &fakeConn{ws: ws, subs: map[string]*wire.QuerySub{}}
+	c := &fakeConn{ws: ws, n: int(fs.upgrades.Add(1)), subs: map[string]*wire.QuerySub{}}
 	fs.mu.Lock()
 	fs.conns[c] = true
 	fs.mu.Unlock()
@@ -171,6 +180,9 @@ func (fs *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		fs.send(c, &wire.AuthRequired{})
 	}
 	for {
+		for fs.stall.Load() {
+			time.Sleep(5 * time.Millisecond)
+		}
 		typ, data, err := ws.Read(ctx)
 		if err != nil {
 			return
@@ -230,12 +242,18 @@ func (fs *fakeServer) send(c *fakeConn, m wire.Message) {
 }
 
 func (fs *fakeServer) handle(c *fakeConn, m wire.Message) {
+	if f := fs.intercept.Load(); f != nil && (*f)(c, m) {
+		return
+	}
 	switch m := m.(type) {
 	case *wire.DeviceHello:
 		if fs.deviceAck.Load() {
 			fs.send(c, &wire.DeviceAck{DeviceID: "dev-1", DeviceToken: "dev-1.secret"})
 		}
 	case *wire.Ping:
+		if fs.stallOnPing.CompareAndSwap(true, false) {
+			fs.stall.Store(true)
+		}
 		if !fs.noPongs.Load() {
 			fs.send(c, &wire.Pong{Timestamp: m.Timestamp, ServerTime: uint64(time.Now().UnixMilli())})
 		}
@@ -375,6 +393,11 @@ func token(t testing.TB, secret, sub string) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// setIntercept installs f as fs.intercept.
+func (fs *fakeServer) setIntercept(f func(c *fakeConn, m wire.Message) bool) {
+	fs.intercept.Store(&f)
 }
 
 // testOptions are fast options for tests.

@@ -39,8 +39,10 @@ type Options struct {
 	// with auth off sends nothing (or DEVICE_ACK), so silence for this long
 	// means "no auth". TopGun's TS client waits 500 ms.
 	NoAuthGrace time.Duration
-	// WriteTimeout bounds one frame write; a stuck write drops the
-	// connection (and the client reconnects).
+	// WriteTimeout bounds one frame write, as does the ctx of the call
+	// that makes it (whichever ends first). A write cut short leaves part
+	// of a frame on the wire, so it drops the connection (and the client
+	// reconnects and re-sends what was not acknowledged).
 	WriteTimeout time.Duration
 
 	// PingInterval is the heartbeat period (TopGun's server reaps a
@@ -71,24 +73,31 @@ type Options struct {
 	MaxBatchOps int
 	// SubscriptionBuffer is the capacity of each Subscription's Updates
 	// channel. A subscriber that falls this far behind is closed with
-	// ErrSlowConsumer rather than stalling the connection.
+	// ErrSlowConsumer rather than stalling the connection (Subscribe
+	// itself fails so when that many map events precede the initial
+	// results).
 	SubscriptionBuffer int
 	// SyncIdleTimeout ends a SyncMap whose outstanding bucket requests get
 	// no reply for this long. TopGun's server does not answer a request for
 	// a path that holds nothing; such requests are counted in
-	// SyncResult.Unanswered.
+	// SyncResult.Unanswered. It is also how long replies still due to a
+	// finished SyncMap are kept from the next SyncMap of the map.
 	SyncIdleTimeout time.Duration
 
 	// Limits bound decoding of server frames (and the WebSocket read limit).
 	Limits wire.Limits
 
-	// OnServerError is called (on the connection's goroutine; do not block)
-	// for every ERROR the server sends. TopGun cannot correlate them with a
-	// request: it answers a failed OP_BATCH with ERROR 500 or 429 and a
-	// failed CLIENT_OP with nothing at all.
+	// OnServerError is called for every ERROR the server sends. TopGun
+	// cannot correlate them with a request: it answers a failed OP_BATCH
+	// with ERROR 500 or 429 and a failed CLIENT_OP with nothing at all. It
+	// runs on the callback goroutine described at OnStateChange.
 	OnServerError func(*wire.ErrorMessage)
-	// OnStateChange is called (do not block) when the connection state
-	// changes.
+	// OnStateChange is called when the connection state changes. Both
+	// callbacks run on a goroutine of their own, one call at a time, in the
+	// order of the events; the client never waits for them, so a callback
+	// may block and may call any Client method, Close included. A slow
+	// callback only delays the ones after it. Close waits for the callbacks
+	// already queued (up to StateClosed) unless it is called from one.
 	OnStateChange func(State)
 }
 

@@ -41,6 +41,7 @@ type Subscription struct {
 
 	updates chan Update
 	first   chan *wire.QueryResp
+	done    chan struct{} // closed with updates
 
 	mu      sync.Mutex
 	gotResp bool
@@ -51,36 +52,21 @@ type Subscription struct {
 // Subscribe starts a live query on mapName (QUERY_SUB) and waits for its
 // initial results. A nil query subscribes to the whole map. The
 // subscription also receives the SERVER_EVENTs of the map, which TopGun
-// sends to every connection with a live query on it. After a reconnect the
-// query is re-sent and its new result set arrives as a Reset update.
+// sends to every connection with a live query on it, from the moment
+// QUERY_SUB is sent: if more than Options.SubscriptionBuffer of them arrive
+// before the initial results, Subscribe fails with ErrSlowConsumer (nobody
+// could read them yet). After a reconnect the query is re-sent and its new
+// result set arrives as a Reset update.
 func (c *Client) Subscribe(ctx context.Context, mapName string, query *wire.Query) (*Subscription, error) {
 	var q wire.Query
 	if query != nil {
 		q = *query
 	}
 	ch := make(chan Update, c.opts.SubscriptionBuffer)
-	s := &Subscription{c: c, MapName: mapName, Query: q, Updates: ch, updates: ch, first: make(chan *wire.QueryResp, 1)}
-
-	c.sendMu.Lock()
-	c.mu.Lock()
-	if c.state == StateClosed {
-		err := c.err
-		c.mu.Unlock()
-		c.sendMu.Unlock()
+	s := &Subscription{c: c, MapName: mapName, Query: q, Updates: ch, updates: ch,
+		first: make(chan *wire.QueryResp, 1), done: make(chan struct{})}
+	if err := c.register(ctx, s); err != nil {
 		return nil, err
-	}
-	c.nextSub++
-	s.ID = "go-q-" + strconv.FormatUint(c.nextSub, 10)
-	c.subs[s.ID] = s
-	cn := c.conn
-	c.mu.Unlock()
-	var err error
-	if cn != nil {
-		err = c.send(cn, s.subMessage())
-	}
-	c.sendMu.Unlock()
-	if err != nil {
-		c.log.Debug("QUERY_SUB not sent; it is re-sent after reconnecting", "query_id", s.ID, "error", err)
 	}
 
 	select {
@@ -91,15 +77,41 @@ func (c *Client) Subscribe(ctx context.Context, mapName string, query *wire.Quer
 		}
 		s.Initial = resp.Results
 		return s, nil
+	case <-s.done: // closed before its results: a slow consumer, or Client.Close
+		if err := s.Err(); err != nil {
+			return nil, err
+		}
+		return nil, c.closedErr()
 	case <-ctx.Done():
 		s.Close()
 		return nil, ctx.Err()
-	case <-c.ctx.Done():
-		if err := c.Err(); err != nil {
-			return nil, err
-		}
-		return nil, ErrClosed
 	}
+}
+
+// register adds s to the live queries and sends its QUERY_SUB. Holding the
+// send lock, it cannot interleave with a reconnect's re-subscribe.
+func (c *Client) register(ctx context.Context, s *Subscription) error {
+	if err := c.lockSend(ctx); err != nil {
+		return err
+	}
+	defer c.unlockSend()
+	c.mu.Lock()
+	if c.state == StateClosed {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
+	c.nextSub++
+	s.ID = "go-q-" + strconv.FormatUint(c.nextSub, 10)
+	c.subs[s.ID] = s
+	cn := c.conn
+	c.mu.Unlock()
+	if cn != nil {
+		if err := c.send(ctx, cn, s.subMessage()); err != nil {
+			c.log.Debug("QUERY_SUB not sent; it is re-sent after reconnecting", "query_id", s.ID, "error", err)
+		}
+	}
+	return nil
 }
 
 // QueryError is a QUERY_RESP that carries an error instead of results.
@@ -177,7 +189,7 @@ func (s *Subscription) unsubscribe(err error) {
 	c.mu.Unlock()
 	s.closeWith(err)
 	if live && cn != nil {
-		if err := c.send(cn, &wire.QueryUnsub{QueryID: s.ID}); err != nil {
+		if err := c.sendLocked(c.ctx, cn, &wire.QueryUnsub{QueryID: s.ID}); err != nil {
 			c.log.Debug("QUERY_UNSUB failed", "query_id", s.ID, "error", err)
 		}
 	}
@@ -196,4 +208,5 @@ func (s *Subscription) closeWith(err error) {
 		s.err = err
 	}
 	close(s.updates)
+	close(s.done)
 }

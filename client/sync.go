@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,15 +35,73 @@ type SyncResult struct {
 	Unanswered int
 }
 
-// syncSession receives the sync replies for one map.
+// syncKey names one sync request: SYNC_INIT, answered by SYNC_RESP_ROOT,
+// or MERKLE_REQ_BUCKET for path, answered by SYNC_RESP_BUCKETS or
+// SYNC_RESP_LEAF with that path (the protocol has one request for both).
+type syncKey struct {
+	init bool
+	path string
+}
+
+// mapSyncs is the sync state of one map on the current connection. It is
+// guarded by Client.mu and reset when the connection drops.
+type mapSyncs struct {
+	cur *syncSession // the running SyncMap, if any
+	// owed counts the replies still due to requests of SyncMaps that have
+	// returned. A late reply pays such a debt and is dropped, so a later
+	// SyncMap never takes it for the answer to its own request for the
+	// same path: it waits for a reply of its own. (Replies to one path are
+	// assumed to come in request order, as TopGun answers a connection's
+	// messages.) TopGun sends nothing for a path that holds no keys, so the
+	// debts lapse after SyncIdleTimeout, the wait after which SyncMap deems
+	// a request unanswered; otherwise they would swallow future answers.
+	owed      map[syncKey]int
+	owedUntil time.Time
+}
+
+// claim matches a reply to the request it answers, at the time now: an
+// older SyncMap's debt first, then the running one. It returns the session
+// to hand the reply to, or nil to drop it (owed, never requested, or
+// already answered).
+func (ms *mapSyncs) claim(k syncKey, now time.Time) *syncSession {
+	if now.After(ms.owedUntil) {
+		ms.owed = nil
+	}
+	if ms.owed[k] > 0 {
+		ms.owed[k]--
+		if ms.owed[k] == 0 {
+			delete(ms.owed, k)
+		}
+		return nil
+	}
+	if s := ms.cur; s != nil && s.outstanding[k] {
+		delete(s.outstanding, k)
+		return s
+	}
+	return nil
+}
+
+func (ms *mapSyncs) abort(err error) {
+	if ms.cur != nil {
+		ms.cur.abort(err)
+	}
+}
+
+// syncSession receives the sync replies for one SyncMap call.
 type syncSession struct {
+	// outstanding are the requests sent and not yet answered; guarded by
+	// Client.mu.
+	outstanding map[syncKey]bool
+
 	mu     sync.Mutex
-	queue  []wire.Message
+	queue  []wire.Message // replies claimed from outstanding: at most one per request
 	err    error
 	notify chan struct{} // capacity 1: something was queued or err set
 }
 
-func newSyncSession() *syncSession { return &syncSession{notify: make(chan struct{}, 1)} }
+func newSyncSession() *syncSession {
+	return &syncSession{outstanding: map[syncKey]bool{}, notify: make(chan struct{}, 1)}
+}
 
 func (s *syncSession) push(m wire.Message) {
 	s.mu.Lock()
@@ -73,9 +133,27 @@ func (s *syncSession) take() ([]wire.Message, error) {
 	return q, s.err
 }
 
-func (c *Client) toSync(mapName string, m wire.Message) {
+// toSync hands a sync reply to the SyncMap that asked for it, if any.
+func (c *Client) toSync(mapName string, k syncKey, m wire.Message) {
+	var s *syncSession
 	c.mu.Lock()
-	s := c.syncs[mapName]
+	if ms := c.syncs[mapName]; ms != nil {
+		s = ms.claim(k, time.Now())
+	}
+	c.mu.Unlock()
+	if s != nil {
+		s.push(m)
+	}
+}
+
+// resetSync hands SYNC_RESET_REQUIRED, which answers no request, to the
+// running SyncMap of the map.
+func (c *Client) resetSync(mapName string, m wire.Message) {
+	var s *syncSession
+	c.mu.Lock()
+	if ms := c.syncs[mapName]; ms != nil {
+		s = ms.cur
+	}
 	c.mu.Unlock()
 	if s != nil {
 		s.push(m)
@@ -91,113 +169,191 @@ func (c *Client) toSync(mapName string, m wire.Message) {
 // timestamp). Local-only buckets are not pushed: LWW writes reach the server
 // through Put. SyncMap needs a live connection and fails with
 // ErrDisconnected if it drops; only one sync per map may run at a time.
+//
+// Only replies to this call's own requests count: a reply for a path it did
+// not ask for, or already got, is ignored. Each path is requested at most
+// once, and bucket names must be single hex digits (else ErrSyncProtocol),
+// so a sync sends at most 4,369 bucket requests (1+16+256+4096, the paths
+// of TopGun's depth-3 trie) whatever the server answers.
 func (c *Client) SyncMap(ctx context.Context, mapName string, local map[string]wire.LWWRecord) (*SyncResult, error) {
-	tree := newMerkleTree(local)
-	res := &SyncResult{LocalRoot: tree.Root()}
-
-	s := newSyncSession()
-	c.mu.Lock()
-	if c.state == StateClosed {
-		err := c.err
-		c.mu.Unlock()
+	r := &syncRun{c: c, mapName: mapName, local: local, tree: newMerkleTree(local),
+		s: newSyncSession(), requested: map[syncKey]bool{}}
+	r.res.LocalRoot = r.tree.Root()
+	if err := r.start(); err != nil {
 		return nil, err
 	}
-	cn := c.conn
-	if cn == nil {
-		c.mu.Unlock()
-		return nil, ErrNotConnected
-	}
-	if c.syncs[mapName] != nil {
-		c.mu.Unlock()
-		return nil, ErrSyncInProgress
-	}
-	c.syncs[mapName] = s
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		if c.syncs[mapName] == s {
-			delete(c.syncs, mapName)
-		}
-		c.mu.Unlock()
-	}()
-
-	send := func(m wire.Message) error {
-		res.Messages++
-		if err := c.send(cn, m); err != nil {
-			return fmt.Errorf("%w: %v", ErrDisconnected, err)
-		}
-		return nil
-	}
-	if err := send(&wire.SyncInit{MapName: mapName}); err != nil {
+	defer r.end()
+	if err := r.request(ctx, syncKey{init: true}); err != nil {
 		return nil, err
 	}
-	outstanding := 1 // the root
 	idle := time.NewTimer(c.opts.SyncIdleTimeout)
 	defer idle.Stop()
-	for outstanding > 0 {
+	for r.waiting > 0 {
 		select {
-		case <-s.notify:
+		case <-r.s.notify:
 		case <-idle.C:
-			res.Unanswered = outstanding
-			return res, nil
+			r.res.Unanswered = r.waiting
+			return &r.res, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		msgs, err := s.take()
+		msgs, err := r.s.take()
 		for _, m := range msgs {
-			res.Messages++
-			outstanding--
-			switch m := m.(type) {
-			case *wire.SyncRespRoot:
-				res.ServerRoot = m.RootHash
-				if m.RootHash == res.LocalRoot {
-					res.InSync = true
-					continue
-				}
-				res.BucketRequests++
-				outstanding++
-				if err := send(&wire.MerkleReqBucket{MapName: mapName, Path: ""}); err != nil {
-					return nil, err
-				}
-			case *wire.SyncRespBuckets:
-				chars := make([]string, 0, len(m.Buckets))
-				for ch := range m.Buckets {
-					chars = append(chars, ch)
-				}
-				sort.Strings(chars)
-				for _, ch := range chars {
-					path := m.Path + ch
-					if len(path) > merkle.Depth || nodeHash(tree, path) == m.Buckets[ch] {
-						continue
-					}
-					res.BucketRequests++
-					outstanding++
-					if err := send(&wire.MerkleReqBucket{MapName: mapName, Path: path}); err != nil {
-						return nil, err
-					}
-				}
-			case *wire.SyncRespLeaf:
-				for _, r := range m.Records {
-					c.hlc.Update(r.Record.Timestamp)
-					res.Records = append(res.Records, r)
-					if l, ok := local[r.Key]; !ok || r.Record.Timestamp.Compare(l.Timestamp) > 0 {
-						res.Newer = append(res.Newer, r)
-					}
-				}
-			case *wire.SyncResetRequired:
-				return res, ErrSyncReset
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if err := r.handle(ctx, m); errors.Is(err, ErrSyncReset) {
+				return &r.res, err
+			} else if err != nil {
+				return nil, err
 			}
 		}
 		if err != nil {
 			return nil, err
 		}
-		if !idle.Stop() {
-			select {
-			case <-idle.C:
-			default:
-			}
-		}
 		idle.Reset(c.opts.SyncIdleTimeout)
 	}
-	return res, nil
+	return &r.res, nil
 }
+
+// syncRun is the state of one SyncMap call.
+type syncRun struct {
+	c         *Client
+	mapName   string
+	local     map[string]wire.LWWRecord
+	tree      *merkle.Tree
+	s         *syncSession
+	cn        *conn
+	requested map[syncKey]bool
+	waiting   int // requests sent whose replies have not been handled
+	res       SyncResult
+}
+
+// start registers the session as the map's running sync.
+func (r *syncRun) start() error {
+	c := r.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == StateClosed {
+		return c.err
+	}
+	if c.conn == nil {
+		return ErrNotConnected
+	}
+	ms := c.syncs[r.mapName]
+	if ms == nil {
+		ms = &mapSyncs{}
+		c.syncs[r.mapName] = ms
+	}
+	if ms.cur != nil {
+		return ErrSyncInProgress
+	}
+	ms.cur = r.s
+	r.cn = c.conn
+	return nil
+}
+
+// end unregisters the session. Its unanswered requests become debts (see
+// mapSyncs.owed), unless the connection they were sent on is gone.
+func (r *syncRun) end() {
+	c := r.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ms := c.syncs[r.mapName]
+	if ms == nil || ms.cur != r.s {
+		return // the connection dropped: its replies will not come
+	}
+	ms.cur = nil
+	now := time.Now()
+	if now.After(ms.owedUntil) {
+		ms.owed = nil
+	}
+	if len(r.s.outstanding) > 0 {
+		if ms.owed == nil {
+			ms.owed = map[syncKey]int{}
+		}
+		for k := range r.s.outstanding {
+			ms.owed[k]++
+		}
+		ms.owedUntil = now.Add(c.opts.SyncIdleTimeout)
+	}
+	if len(ms.owed) == 0 {
+		delete(c.syncs, r.mapName)
+	}
+}
+
+// request sends the request k, once per sync.
+func (r *syncRun) request(ctx context.Context, k syncKey) error {
+	if r.requested[k] {
+		return nil
+	}
+	r.requested[k] = true
+	var m wire.Message = &wire.SyncInit{MapName: r.mapName}
+	if !k.init {
+		m = &wire.MerkleReqBucket{MapName: r.mapName, Path: k.path}
+		r.res.BucketRequests++
+	}
+	// Outstanding before the send: the reply may come before send returns.
+	r.c.mu.Lock()
+	r.s.outstanding[k] = true
+	r.c.mu.Unlock()
+	if err := r.c.sendLocked(ctx, r.cn, m); err != nil {
+		r.c.mu.Lock()
+		delete(r.s.outstanding, k) // not sent, or the connection is gone
+		r.c.mu.Unlock()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %v", ErrDisconnected, err)
+	}
+	r.res.Messages++
+	r.waiting++
+	return nil
+}
+
+// handle processes one reply to a request of this sync.
+func (r *syncRun) handle(ctx context.Context, m wire.Message) error {
+	res := &r.res
+	res.Messages++
+	r.waiting--
+	switch m := m.(type) {
+	case *wire.SyncRespRoot:
+		res.ServerRoot = m.RootHash
+		if m.RootHash == res.LocalRoot {
+			res.InSync = true
+			return nil
+		}
+		return r.request(ctx, syncKey{path: ""})
+	case *wire.SyncRespBuckets:
+		chars := make([]string, 0, len(m.Buckets))
+		for ch := range m.Buckets {
+			if len(ch) != 1 || !strings.Contains(hexDigits, ch) {
+				return fmt.Errorf("%w: bucket %q under path %q is not one hex digit", ErrSyncProtocol, ch, m.Path)
+			}
+			chars = append(chars, ch)
+		}
+		sort.Strings(chars)
+		for _, ch := range chars {
+			path := m.Path + ch
+			if len(path) > merkle.Depth || nodeHash(r.tree, path) == m.Buckets[ch] {
+				continue
+			}
+			if err := r.request(ctx, syncKey{path: path}); err != nil {
+				return err
+			}
+		}
+	case *wire.SyncRespLeaf:
+		for _, rec := range m.Records {
+			r.c.hlc.Update(rec.Record.Timestamp)
+			res.Records = append(res.Records, rec)
+			if l, ok := r.local[rec.Key]; !ok || rec.Record.Timestamp.Compare(l.Timestamp) > 0 {
+				res.Newer = append(res.Newer, rec)
+			}
+		}
+	case *wire.SyncResetRequired:
+		return ErrSyncReset
+	}
+	return nil
+}
+
+const hexDigits = "0123456789abcdef"

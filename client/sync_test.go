@@ -1,10 +1,12 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,5 +215,117 @@ func TestSyncMap_errors(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("sync not aborted")
+	}
+}
+
+// A server whose replies do not match the requests cannot make SyncMap
+// request without end: a reply for a path not asked for, or already
+// answered, is ignored, each path is asked for once, and bucket names must
+// be hex digits.
+func TestSyncMap_hostileServer(t *testing.T) {
+	t.Parallel()
+	allBuckets := map[string]uint32{}
+	for _, ch := range "0123456789abcdef" {
+		allBuckets[string(ch)] = 1
+	}
+	tests := []struct {
+		name    string
+		buckets map[string]uint32 // the answer to every MERKLE_REQ_BUCKET, always for path ""
+		check   func(t *testing.T, res *SyncResult, err error, requests int64)
+	}{
+		{
+			name: "every answer is for the root path", buckets: allBuckets,
+			check: func(t *testing.T, res *SyncResult, err error, requests int64) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				// "" once, then its 16 children, whose answers never come.
+				if requests != 17 || res.BucketRequests != 17 || res.Unanswered != 16 {
+					t.Errorf("%d requests received, result %+v; want 17 requests, 16 unanswered", requests, res)
+				}
+			},
+		},
+		{
+			name: "a bucket name that is not a hex digit", buckets: map[string]uint32{"zz": 1},
+			check: func(t *testing.T, _ *SyncResult, err error, requests int64) {
+				if !errors.Is(err, ErrSyncProtocol) || requests != 1 {
+					t.Errorf("SyncMap = %v after %d requests, want ErrSyncProtocol after 1", err, requests)
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fs := newFakeServer(t, "")
+			var requests atomic.Int64
+			fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+				switch m := m.(type) {
+				case *wire.SyncInit:
+					fs.send(c, &wire.SyncRespRoot{MapName: m.MapName, RootHash: 1})
+				case *wire.MerkleReqBucket:
+					// Bounded, so that a client that never stops still ends
+					// (at its idle timeout).
+					if requests.Add(1) <= 200 {
+						fs.send(c, &wire.SyncRespBuckets{MapName: m.MapName, Path: "", Buckets: tc.buckets})
+					}
+				default:
+					return false
+				}
+				return true
+			})
+			o := testOptions(t)
+			o.SyncIdleTimeout = 300 * time.Millisecond
+			c := dial(t, fs.URL, o)
+			res, err := c.SyncMap(ctxT(t), "m", nil)
+			tc.check(t, res, err, requests.Load())
+		})
+	}
+}
+
+// A SyncMap that gives up (its ctx ends) leaves requests unanswered. Their
+// late replies must not be taken by the next SyncMap of the map for its own:
+// it waits for its own replies and gets the whole map.
+func TestSyncMap_lateRepliesOfAbandonedSync(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	// Two keys in different leaves.
+	k1, k2 := "k1", ""
+	for i := 2; k2 == ""; i++ {
+		if k := fmt.Sprintf("k%d", i); merkle.Path(k)[:merkle.Depth] != merkle.Path(k1)[:merkle.Depth] {
+			k2 = k
+		}
+	}
+	ts := func(m uint64) wire.Timestamp { return wire.Timestamp{Millis: m, NodeID: "srv"} }
+	fs.put("m", k1, wire.LWWRecord{Value: "v1", Timestamp: ts(100)})
+	// Leaf reads are slow; the server answers one message at a time.
+	fs.setIntercept(func(_ *fakeConn, m wire.Message) bool {
+		if r, ok := m.(*wire.MerkleReqBucket); ok && len(r.Path) == merkle.Depth {
+			time.Sleep(600 * time.Millisecond)
+		}
+		return false
+	})
+	c := dial(t, fs.URL, testOptions(t))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.SyncMap(ctx, "m", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first SyncMap = %v, want DeadlineExceeded (it waits for the slow leaf)", err)
+	}
+	fs.put("m", k2, wire.LWWRecord{Value: "v2", Timestamp: ts(200)})
+
+	res, err := c.SyncMap(ctxT(t), "m", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, r := range res.Records {
+		keys = append(keys, r.Key)
+	}
+	sort.Strings(keys)
+	want := newMerkleTree(fs.mapCopy("m")).Root()
+	if res.ServerRoot != want || fmt.Sprint(keys) != fmt.Sprint([]string{k1, k2}) || res.Unanswered != 0 {
+		t.Errorf("second SyncMap: root %d (server's %d), records %v, unanswered %d; want both keys",
+			res.ServerRoot, want, keys, res.Unanswered)
 	}
 }

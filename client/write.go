@@ -24,6 +24,7 @@ type Op struct {
 // pendingOp is a write waiting for its OP_ACK.
 type pendingOp struct {
 	id   uint64
+	call uint64 // id of the first op of its Batch call: a call's ops go out together
 	op   wire.ClientOp
 	done chan error // receives exactly one result
 }
@@ -35,18 +36,35 @@ func (p *pendingOp) finish(err error) {
 	}
 }
 
+// opKey is the (map, key) an LWW op writes.
+type opKey struct{ mapName, key string }
+
+// lwwKey returns the (map, key) of an LWW put or remove; OR-Map ops have
+// none.
+func lwwKey(op *wire.ClientOp) (opKey, bool) {
+	switch op.Kind() {
+	case wire.OpPut, wire.OpRemove:
+		return opKey{op.MapName, op.Key}, true
+	}
+	return opKey{}, false
+}
+
 // Put writes value under key in an LWW map and waits until the server
-// acknowledges it (OP_ACK). The record carries the client's HLC timestamp.
-// While disconnected the write is queued and sent after reconnecting; if
-// ctx ends first, Put returns ctx.Err() but the write stays queued until it
-// is acknowledged (writes are at-least-once; a re-sent write carries its
-// original timestamp).
+// acknowledges it (OP_ACK). While disconnected the write is queued and sent
+// after reconnecting; if ctx ends first, Put returns ctx.Err() but the
+// write stays queued (sent with the next write or after a reconnect) until
+// it is acknowledged: writes are at-least-once. TopGun stamps every write
+// with its own clock when it arrives, so the last write to arrive wins
+// whatever timestamp the client gave it. The client therefore stops
+// re-sending a write once a later write to the same key is acknowledged
+// (its Put still waits for its own ack and fails with ctx if none comes).
 func (c *Client) Put(ctx context.Context, mapName, key string, value any) error {
 	return c.Batch(ctx, Op{Map: mapName, Key: key, Value: value})
 }
 
 // Remove deletes key from an LWW map (a REMOVE op with a nil-valued,
 // timestamped record, as TopGun's TS client sends) and waits for the ack.
+// It is queued and re-sent as Put is.
 func (c *Client) Remove(ctx context.Context, mapName, key string) error {
 	return c.Batch(ctx, Op{Map: mapName, Key: key, Remove: true})
 }
@@ -79,60 +97,120 @@ func (c *Client) Batch(ctx context.Context, ops ...Op) error {
 			done: make(chan error, 1),
 		}
 	}
-
-	c.sendMu.Lock()
-	c.mu.Lock()
-	if c.state == StateClosed {
-		err := c.err
-		c.mu.Unlock()
-		c.sendMu.Unlock()
+	if err := c.enqueue(ps); err != nil {
 		return err
 	}
-	if len(c.pending)+len(ps) > c.opts.MaxPendingOps {
-		c.mu.Unlock()
-		c.sendMu.Unlock()
-		return ErrBacklogFull
+	if err := c.lockSend(ctx); err != nil {
+		return err // the ops stay queued for the next flush or replay
 	}
+	c.flush(ctx)
+	c.unlockSend()
 	for _, p := range ps {
-		c.nextOpID++
-		p.id = c.nextOpID
-		p.op.ID = strconv.FormatUint(p.id, 10)
-		c.pending[p.id] = p
-	}
-	cn := c.conn
-	c.mu.Unlock()
-	if cn != nil {
-		c.sendOps(cn, ps, false)
-	}
-	c.sendMu.Unlock()
-
-	for _, p := range ps {
-		select {
-		case err := <-p.done:
-			if err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := c.waitAck(ctx, p); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// sendOps sends ops on cn as CLIENT_OP (one op, unless batch) or OP_BATCH
-// messages of at most MaxBatchOps ops and at most the frame limit,
-// registering each message's ack group first. The caller holds sendMu.
-// Send errors are logged: the ops stay pending and are replayed on the next
-// connection.
-func (c *Client) sendOps(cn *conn, ps []*pendingOp, batch bool) {
-	for len(ps) > 0 {
-		n := min(len(ps), c.opts.MaxBatchOps)
-		c.sendChunk(cn, ps[:n], batch)
-		ps = ps[n:]
+// enqueue gives ps their ids and adds them to the replay set and to the
+// queue of ops to send.
+func (c *Client) enqueue(ps []*pendingOp) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == StateClosed {
+		return c.err
+	}
+	if len(c.pending)+len(ps) > c.opts.MaxPendingOps {
+		return ErrBacklogFull
+	}
+	for _, p := range ps {
+		c.nextOpID++
+		p.id = c.nextOpID
+		p.call = ps[0].id
+		p.op.ID = strconv.FormatUint(p.id, 10)
+		c.pending[p.id] = p
+		if k, ok := lwwKey(&p.op); ok {
+			c.byKey[k] = append(c.byKey[k], p)
+		}
+	}
+	c.unsent = append(c.unsent, ps...)
+	return nil
+}
+
+// waitAck waits for p's own ack.
+func (c *Client) waitAck(ctx context.Context, p *pendingOp) error {
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		// fail has finished every op still in the replay set; one dropped
+		// from it (superseded) learns of the close here.
+		select {
+		case err := <-p.done:
+			return err
+		default:
+			return c.closedErr()
+		}
 	}
 }
 
-func (c *Client) sendChunk(cn *conn, ps []*pendingOp, batch bool) {
+// flush sends the queued ops on the current connection in id order, each
+// Batch call's ops together. The caller holds the send lock. What is not
+// sent when ctx ends stays queued for the next flush (or, if a failed write
+// dropped the connection, for the next install's replay).
+func (c *Client) flush(ctx context.Context) {
+	c.mu.Lock()
+	cn := c.conn
+	if cn == nil { // install will replay them all
+		c.mu.Unlock()
+		return
+	}
+	queue := make([]*pendingOp, 0, len(c.unsent))
+	for _, p := range c.unsent {
+		if c.pending[p.id] == p { // not acked, superseded or failed meanwhile
+			queue = append(queue, p)
+		}
+	}
+	c.unsent = nil
+	c.mu.Unlock()
+	for len(queue) > 0 {
+		n := 1
+		for n < len(queue) && queue[n].call == queue[0].call {
+			n++
+		}
+		sent, err := c.sendOps(ctx, cn, queue[:n], false)
+		if err != nil {
+			c.mu.Lock()
+			c.unsent = append(queue[sent:], c.unsent...)
+			c.mu.Unlock()
+			return
+		}
+		queue = queue[n:]
+	}
+}
+
+// sendOps sends ops on cn as CLIENT_OP (one op, unless batch) or OP_BATCH
+// messages of at most MaxBatchOps ops and at most the frame limit,
+// registering each message's ack group first. The caller holds the send
+// lock. It stops at the first failed write and returns how many of ps were
+// dealt with before it; the others stay pending.
+func (c *Client) sendOps(ctx context.Context, cn *conn, ps []*pendingOp, batch bool) (int, error) {
+	done := 0
+	for done < len(ps) {
+		n := min(len(ps)-done, c.opts.MaxBatchOps)
+		sent, err := c.sendChunk(ctx, cn, ps[done:done+n], batch)
+		done += sent
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+func (c *Client) sendChunk(ctx context.Context, cn *conn, ps []*pendingOp, batch bool) (int, error) {
 	var m wire.Message
 	if len(ps) == 1 && !batch {
 		m = &wire.ClientOpMessage{ClientOp: ps[0].op}
@@ -146,9 +224,13 @@ func (c *Client) sendChunk(cn *conn, ps []*pendingOp, batch bool) {
 	b, err := c.opts.Limits.Encode(m)
 	if err == nil && len(b) > c.opts.Limits.MaxMessageBytes {
 		if len(ps) > 1 {
-			c.sendChunk(cn, ps[:len(ps)/2], batch)
-			c.sendChunk(cn, ps[len(ps)/2:], batch)
-			return
+			half := len(ps) / 2
+			n, err := c.sendChunk(ctx, cn, ps[:half], batch)
+			if err != nil {
+				return n, err
+			}
+			n, err = c.sendChunk(ctx, cn, ps[half:], batch)
+			return half + n, err
 		}
 		err = fmt.Errorf("client: op on %s/%s encodes to %d bytes, over the %d-byte frame limit",
 			ps[0].op.MapName, ps[0].op.Key, len(b), c.opts.Limits.MaxMessageBytes)
@@ -157,25 +239,25 @@ func (c *Client) sendChunk(cn *conn, ps []*pendingOp, batch bool) {
 		// The op can never be sent: fail it rather than replaying it forever.
 		c.mu.Lock()
 		for _, p := range ps {
-			delete(c.pending, p.id)
+			c.forget(p)
 		}
 		c.mu.Unlock()
 		for _, p := range ps {
 			p.finish(err)
 		}
-		return
+		return len(ps), nil
 	}
-	ids := make([]uint64, len(ps))
-	for i, p := range ps {
-		ids[i] = p.id
+	if err := ctx.Err(); err != nil {
+		return 0, err // not sent, so no ack group
 	}
-	last := ps[len(ps)-1].op.ID
 	c.mu.Lock()
-	c.groups[last] = ids
+	c.groups[ps[len(ps)-1].op.ID] = ps
 	c.mu.Unlock()
-	if err := c.write(cn, b); err != nil {
-		c.log.Debug("write failed; ops stay queued for the next connection", "ops", len(ps), "error", err)
+	if err := c.write(ctx, cn, b); err != nil {
+		c.log.Debug("write failed; ops stay queued", "ops", len(ps), "error", err)
+		return 0, err
 	}
+	return len(ps), nil
 }
 
 // ack resolves the writes an OP_ACK acknowledges: the CLIENT_OP or
@@ -185,18 +267,12 @@ func (c *Client) sendChunk(cn *conn, ps []*pendingOp, batch bool) {
 func (c *Client) ack(lastID string) {
 	var done []*pendingOp
 	c.mu.Lock()
-	if ids, ok := c.groups[lastID]; ok {
+	if g, ok := c.groups[lastID]; ok {
 		delete(c.groups, lastID)
-		for _, id := range ids {
-			if p := c.pending[id]; p != nil {
-				delete(c.pending, id)
-				done = append(done, p)
-			}
-		}
+		done = g
 	} else if n, err := strconv.ParseUint(lastID, 10, 64); err == nil {
 		for id, p := range c.pending {
 			if id <= n {
-				delete(c.pending, id)
 				done = append(done, p)
 			}
 		}
@@ -208,9 +284,51 @@ func (c *Client) ack(lastID string) {
 	} else {
 		c.log.Debug("ignoring OP_ACK with a non-numeric id", "last_id", lastID)
 	}
+	for _, p := range done {
+		c.settle(p)
+	}
 	c.mu.Unlock()
 	for _, p := range done {
 		p.finish(nil)
+	}
+}
+
+// settle removes an acknowledged op from the replay set, together with
+// every older LWW op on its (map, key): TopGun stamps writes on arrival, so
+// replaying one of those after this ack would overwrite the acknowledged
+// value. Their callers are not told success; they still wait for their own
+// acks. Caller holds mu.
+func (c *Client) settle(p *pendingOp) {
+	delete(c.pending, p.id)
+	k, ok := lwwKey(&p.op)
+	if !ok {
+		return
+	}
+	q := c.byKey[k]
+	i := 0
+	for i < len(q) && q[i].id <= p.id {
+		delete(c.pending, q[i].id)
+		i++
+	}
+	if i == len(q) {
+		delete(c.byKey, k)
+	} else {
+		c.byKey[k] = q[i:]
+	}
+}
+
+// forget removes p from the replay set. Caller holds mu.
+func (c *Client) forget(p *pendingOp) {
+	delete(c.pending, p.id)
+	k, ok := lwwKey(&p.op)
+	if !ok {
+		return
+	}
+	q := slices.DeleteFunc(c.byKey[k], func(o *pendingOp) bool { return o == p })
+	if len(q) == 0 {
+		delete(c.byKey, k)
+	} else {
+		c.byKey[k] = q
 	}
 }
 

@@ -1,0 +1,88 @@
+package client
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// notifier runs the user's callbacks (Options.OnStateChange and
+// OnServerError) on a goroutine of its own, one at a time, in the order
+// they were queued. push never blocks, so neither the connection's
+// goroutine nor a lock holder waits for user code, and a callback may call
+// any Client method, Close included.
+type notifier struct {
+	mu      sync.Mutex
+	queue   []func()
+	stopped bool          // stop was called: nothing more is queued
+	wake    chan struct{} // capacity 1: something was queued
+	done    chan struct{} // closed when the goroutine has run all and exited
+	// inCallback is set while a callback runs, so that Close called from
+	// one does not wait for the goroutine it is running on.
+	inCallback atomic.Bool
+}
+
+func newNotifier() *notifier {
+	n := &notifier{wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go n.run()
+	return n
+}
+
+// push queues f. Callers push under Client.mu, so the queue order is the
+// order of the state changes.
+func (n *notifier) push(f func()) {
+	n.mu.Lock()
+	if !n.stopped {
+		n.queue = append(n.queue, f)
+	}
+	n.mu.Unlock()
+	n.poke()
+}
+
+// stop lets the goroutine exit once the queued callbacks have run.
+func (n *notifier) stop() {
+	n.mu.Lock()
+	n.stopped = true
+	n.mu.Unlock()
+	n.poke()
+}
+
+func (n *notifier) poke() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *notifier) run() {
+	defer close(n.done)
+	for range n.wake {
+		for {
+			n.mu.Lock()
+			if len(n.queue) == 0 {
+				stopped := n.stopped
+				n.mu.Unlock()
+				if stopped {
+					return
+				}
+				break
+			}
+			f := n.queue[0]
+			n.queue = n.queue[1:]
+			n.mu.Unlock()
+			n.inCallback.Store(true)
+			f()
+			n.inCallback.Store(false)
+		}
+	}
+}
+
+// wait returns once every queued callback has run (after stop). Called from
+// a callback it returns at once: the callback cannot wait for itself. (A
+// Close on another goroutine during a callback may then also return early;
+// that is allowed.)
+func (n *notifier) wait() {
+	if n.inCallback.Load() {
+		return
+	}
+	<-n.done
+}
