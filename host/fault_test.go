@@ -409,6 +409,10 @@ func adversaries() []adversary {
 			want: []string{"plugin noexports.wasm:", "missing exports", "topgun_abi_version", "topgun_buffer", "topgun_call"}},
 		{name: "UnknownHostImports", file: wat("badimport"),
 			want: []string{"plugin badimport.wasm:", "topgun_v1.http_get", "does not provide", "env.abort", "may import only"}},
+		// Invalid as written; metered, its global 0 would be the meter's
+		// budget, refilled in a loop the deadline could then not stop.
+		{name: "WritesTheMetersGlobal", file: wat("metglobal"),
+			want: []string{"plugin metglobal.wasm: invalid wasm module:", "global index"}},
 		{name: "InitializeTraps", file: wat("inittrap"),
 			want: []string{"plugin inittrap.wasm: initialize:", "trapped", "unreachable"}},
 		// A name section of 15 bytes claiming 4,294,967,295 function names:

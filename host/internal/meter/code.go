@@ -148,7 +148,8 @@ func (r *reader) done(what string) error {
 // bodies, inserting the metering sequences.
 type walker struct {
 	remap   func(uint32) uint32
-	counter uint32 // the counter global
+	counter uint32 // the counter global, also the module's own global count
+	types   uint32 // the module's own type count
 	check   uint32 // the check function
 	// params and funcTypes give each function's parameter count, to find
 	// the index of the scratch local the metering sequence adds.
@@ -378,6 +379,17 @@ func (w *walker) storeAndCheck(o []byte) []byte {
 	return o
 }
 
+// label checks a branch's label depth against the original code's labels:
+// the meter's own (the block wrapping a body) must not become reachable,
+// nor may anything else the meter adds (globals, the scratch local, types)
+// turn an invalid module valid.
+func (w *walker) label(metered bool, depth uint32) error {
+	if metered && w.r.err == nil && int64(depth) > int64(len(w.frames))-2 {
+		return malformed("branch to label %d of %d", depth, len(w.frames)-1)
+	}
+	return nil
+}
+
 // funcType is the type of function f (original index), or -1.
 func (w *walker) funcType(f uint32) int64 {
 	if f < uint32(len(w.importTypes)) {
@@ -481,8 +493,12 @@ func (w *walker) blockType() error {
 	}
 	if c != 0x40 && !isValType(c) {
 		r.i = start
-		if v := r.sleb(5); r.err == nil && v < 0 {
+		v := r.sleb(5)
+		if r.err == nil && v < 0 {
 			return unsupported("block type %d", v)
+		}
+		if r.err == nil && v >= int64(w.types) {
+			return malformed("block type %d of %d types", v, w.types)
 		}
 	}
 	return r.err
@@ -565,11 +581,15 @@ func (w *walker) expr(metered bool) error {
 			w.out = binary.AppendUvarint(w.out, uint64(len(w.frames)-2))
 			w.flushed = r.i
 		case op == 0x0c || op == 0x0d: // br, br_if
-			w.u32()
+			if err := w.label(metered, w.u32()); err != nil {
+				return err
+			}
 		case op == 0x0e: // br_table
 			n := w.u32()
 			for i := uint32(0); i <= n && r.err == nil; i++ {
-				w.u32()
+				if err := w.label(metered, w.u32()); err != nil {
+					return err
+				}
 			}
 		case op == 0x10 || op == 0x12 || op == 0xd2: // call, return_call, ref.func
 			if op == 0x12 && metered {
@@ -591,7 +611,11 @@ func (w *walker) expr(metered bool) error {
 				w.exitSite()
 				w.flushed = start
 			}
-			w.pushes(int64(w.u32()))
+			typ := w.u32()
+			if r.err == nil && typ >= w.types {
+				return malformed("call_indirect of type %d of %d types", typ, w.types)
+			}
+			w.pushes(int64(typ))
 			w.u32()
 		case op == 0x1c: // select t*
 			n := w.u32()
@@ -600,7 +624,15 @@ func (w *walker) expr(metered bool) error {
 					return err
 				}
 			}
-		case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
+		case op >= 0x20 && op <= 0x22: // local.get, local.set, local.tee
+			if i := w.u32(); r.err == nil && metered && i >= w.scratch {
+				return malformed("local %d of %d", i, w.scratch)
+			}
+		case op == 0x23 || op == 0x24: // global.get, global.set
+			if i := w.u32(); r.err == nil && i >= w.counter {
+				return malformed("global %d of %d", i, w.counter)
+			}
+		case op == 0x25 || op == 0x26: // table.get, table.set
 			w.u32()
 		case op >= 0x28 && op <= 0x3e: // loads and stores
 			w.memArg()

@@ -322,7 +322,7 @@ func (m *module) rewrite(budget, stackLimit int32) ([]byte, Info, error) {
 		}
 	}
 	w := &walker{remap: remap, counter: counter, check: checkFunc, params: m.params, funcTypes: m.funcTypes,
-		depth: counter + 1, stack: checkFunc + 1, stackLimit: stackLimit, results: m.results,
+		types: m.types, depth: counter + 1, stack: checkFunc + 1, stackLimit: stackLimit, results: m.results,
 		importTypes: m.importTypes, blockTypes: blockTypes}
 	imports := [][]byte{checkImport(checkType, ImportName), checkImport(checkType+1, StackImportName)}
 	globals := [][]byte{counterGlobal(budget), {0x7f, 0x01, 0x41, 0x00, 0x0b}} // the counter; the stack, i32 0
@@ -389,7 +389,7 @@ func (m *module) rewrite(budget, stackLimit int32) ([]byte, Info, error) {
 		case secGlobal:
 			body, err = w.globals(s.body, globals...)
 		case secExport:
-			body, err = exports(s.body, remap)
+			body, err = exports(s.body, remap, counter)
 		case secStart:
 			r := &reader{b: s.body}
 			f := r.u32()
@@ -449,7 +449,9 @@ func appendVec(dst []byte, n uint32, encoded []byte, extra ...[]byte) []byte {
 	return dst
 }
 
-func exports(body []byte, remap func(uint32) uint32) ([]byte, error) {
+// exports renumbers exported functions; an exported global must be one of
+// the module's own (globals counts them), not the meter's.
+func exports(body []byte, remap func(uint32) uint32, globals uint32) ([]byte, error) {
 	r := &reader{b: body}
 	n := r.u32()
 	out := binary.AppendUvarint(nil, uint64(n))
@@ -461,6 +463,9 @@ func exports(body []byte, remap func(uint32) uint32) ([]byte, error) {
 		idx := r.u32()
 		if kind == 0x00 {
 			idx = remap(idx)
+		}
+		if kind == 0x03 && idx >= globals && r.err == nil {
+			return nil, malformed("export of global %d of %d", idx, globals)
 		}
 		out = binary.AppendUvarint(out, uint64(idx))
 	}

@@ -297,6 +297,36 @@ func checkAgainstRuntime(t *testing.T, bin []byte) {
 	if origErr == nil && metErr != nil {
 		t.Fatalf("the runtime accepts the original of %d bytes but not its metered form: %v", len(bin), metErr)
 	}
+	if origErr != nil && metErr == nil {
+		// What the meter adds (globals, a local, a label, types) must not
+		// be reachable from the module's own code.
+		t.Fatalf("the runtime refuses the original of %d bytes (%v) but accepts its metered form", len(bin), origErr)
+	}
+}
+
+// Invalid modules that reach what the meter adds stay invalid: a write to
+// its globals would switch off the deadline and the stack bound.
+func TestInstrument_keepsInvalidModulesInvalid(t *testing.T) {
+	files, _ := filepath.Glob("testdata/invalid/*.wasm")
+	if len(files) < 6 {
+		t.Fatalf("%d invalid modules found, want 6", len(files))
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	for _, f := range files {
+		bin, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if compile(rt, bin) == nil {
+			t.Fatalf("%s: the runtime accepts it; the test needs an invalid module", f)
+		}
+		checkAgainstRuntime(t, bin)
+		if _, _, err := Instrument(bin, 1000, testStackLimit); err == nil {
+			t.Errorf("%s: the meter accepts it", f)
+		}
+	}
 }
 
 // compile compiles bin, turning a panic of the runtime (wazero panics on
