@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,5 +89,35 @@ func TestMeter_deadlinesWithEveryProcessorBusy(t *testing.T) {
 	// was missed.
 	if d := time.Since(start); d > 15*time.Second {
 		t.Fatalf("%d looping calls took %s to stop", n, d)
+	}
+}
+
+// Unbounded recursion in a sandboxed plugin stops at the meter's stack
+// bound, before wazero's own ceiling, which lets the stack take 150 MiB of
+// the server's heap: through large frames (recurse: 64 live locals) and
+// through frames of few instructions but many merged values (recursephi).
+// Not parallel: the heap allocated during the call is measured.
+func TestMeter_stackBoundHoldsTheHeap(t *testing.T) {
+	for _, name := range []string{"recurse", "recursephi"} {
+		t.Run(name, func(t *testing.T) {
+			b := mustLoad(t, "testdata/wat/"+name+".wasm", testOptions(t))
+			defer b.Close()
+			var ms runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			before := ms.TotalAlloc
+			_, err := b.Get(context.Background(), "evil", false, []string{"k"})
+			runtime.ReadMemStats(&ms)
+			alloc := ms.TotalAlloc - before
+			if err == nil || !strings.Contains(err.Error(), "call stack passed the limit of 16 MiB") {
+				t.Fatalf("Get = %v, want the stack bound's trap", err)
+			}
+			// The stack doubles as it grows: a 16 MiB bound allocates up to
+			// about 3x that in all; the ceiling it replaces, 150 MiB.
+			if alloc > 64<<20 {
+				t.Errorf("the call allocated %.1f MiB of heap, want under 64 MiB", float64(alloc)/(1<<20))
+			}
+			t.Logf("heap allocated during the call: %.1f MiB", float64(alloc)/(1<<20))
+		})
 	}
 }

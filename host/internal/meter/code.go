@@ -3,6 +3,7 @@ package meter
 import (
 	"encoding/binary"
 	"fmt"
+	"sort"
 )
 
 // reader reads a wasm binary. The first error sticks; reads after it
@@ -167,7 +168,11 @@ type walker struct {
 	bodyType    []byte            // the current function's wrapping block type
 	locals      uint64            // the current function's locals, parameters and scratch included
 	extra       int               // values the current body's calls push beyond one each
-	sizeAt      []int             // offsets of the current frame size's placeholders
+	phis        int               // merged values the current body's blocks may make (see setLocal)
+	nextID      uint64            // the next frame id
+	marks       []localMark       // by local index, for the first maxDenseMarks locals
+	bigMarks    map[uint32]localMark
+	sizeAt      []int // offsets of the current frame size's placeholders
 	frames      []frame
 	out         []byte
 	flushed     int // input offset up to which the current expression is copied
@@ -181,7 +186,16 @@ type walker struct {
 type frame struct {
 	charge  int
 	start   int
-	wrapper bool // the block wrapping a function body
+	wrapper bool   // the block wrapping a function body
+	id      uint64 // increasing along the stack (see setLocal)
+}
+
+// localMark records, for a local set in the current body, that the first
+// k open frames contained a set of it when frame id was on top (see
+// setLocal).
+type localMark struct {
+	k  int
+	id uint64
 }
 
 func (w *walker) globals(body []byte, extra ...[]byte) ([]byte, error) {
@@ -446,10 +460,11 @@ func (w *walker) exitSite() {
 }
 
 // patchSizes writes the current function's frame estimate into its entry
-// and exit sequences: 64 bytes, and 16 for every local and every value
-// its instructions can push (see Instrument), at most limit+1.
+// and exit sequences: 64 bytes, and 16 for every local, every value its
+// instructions can push and every value its blocks may merge (see
+// Instrument), at most limit+1.
 func (w *walker) patchSizes() {
-	size := uint64(64) + 16*w.locals + 16*uint64(w.count+w.extra)
+	size := uint64(64) + 16*w.locals + 16*uint64(w.count+w.extra) + 16*uint64(w.phis)
 	if size > uint64(w.stackLimit)+1 {
 		size = uint64(w.stackLimit) + 1
 	}
@@ -484,24 +499,84 @@ func (w *walker) flush(pos int) {
 	w.flushed = pos
 }
 
-func (w *walker) blockType() error {
+// blockType reads a block type and returns the number of values the
+// block merges (its parameters and results).
+func (w *walker) blockType() (int, error) {
 	r := w.r
 	start := r.i
 	c := r.byte()
 	if r.err != nil {
-		return r.err
+		return 0, r.err
 	}
-	if c != 0x40 && !isValType(c) {
-		r.i = start
-		v := r.sleb(5)
-		if r.err == nil && v < 0 {
-			return unsupported("block type %d", v)
-		}
-		if r.err == nil && v >= int64(w.types) {
-			return malformed("block type %d of %d types", v, w.types)
-		}
+	switch {
+	case c == 0x40:
+		return 0, nil
+	case isValType(c):
+		return 1, nil
 	}
-	return r.err
+	r.i = start
+	v := r.sleb(5)
+	if r.err == nil && v < 0 {
+		return 0, unsupported("block type %d", v)
+	}
+	if r.err == nil && v >= int64(w.types) {
+		return 0, malformed("block type %d of %d types", v, w.types)
+	}
+	if r.err != nil || v >= int64(len(w.params)) {
+		return 0, r.err
+	}
+	return int(w.params[v]) + len(w.results[v]), nil
+}
+
+// push opens a block frame.
+func (w *walker) push(f frame) {
+	f.id = w.nextID
+	w.nextID++
+	w.frames = append(w.frames, f)
+}
+
+// maxDenseMarks bounds the slice of local marks; a body may declare
+// billions of locals in a few bytes.
+const maxDenseMarks = 1 << 16
+
+// setLocal counts, for a local.set or local.tee of local x, the open
+// blocks that had no set of x yet: where such a block merges control flow
+// (a loop header, a block's or an if's end) the compiler may make one more
+// value for x, and wazero gives every value spilled across a call a stack
+// slot of its own. The blocks holding a set of x are always a prefix of
+// the open ones (a set counts for every enclosing block), so a mark per
+// local tells how many of the open blocks already count x: those opened
+// before the mark was taken (ids increase along the stack) and within the
+// prefix it recorded. The body and its wrapping block (the first two
+// frames) merge nothing.
+func (w *walker) setLocal(x uint32) {
+	n := len(w.frames)
+	var m localMark
+	if x < maxDenseMarks {
+		if int(x) < len(w.marks) {
+			m = w.marks[x]
+		}
+	} else {
+		m = w.bigMarks[x]
+	}
+	j := 0
+	if m.k > 0 {
+		lim := min(m.k, n)
+		j = sort.Search(lim, func(i int) bool { return w.frames[i].id > m.id })
+	}
+	w.phis += n - max(j, 2)
+	m = localMark{k: n, id: w.frames[n-1].id}
+	if x < maxDenseMarks {
+		for int(x) >= len(w.marks) {
+			w.marks = append(w.marks, localMark{})
+		}
+		w.marks[x] = m
+	} else {
+		if w.bigMarks == nil {
+			w.bigMarks = map[uint32]localMark{}
+		}
+		w.bigMarks[x] = m
+	}
 }
 
 func (w *walker) memArg() {
@@ -520,15 +595,18 @@ func (w *walker) expr(metered bool) error {
 	w.count = 0
 	w.flushed = r.i
 	if metered {
-		w.frames = append(w.frames, frame{charge: w.chargeSite(), start: 0})
-		w.extra = 0
+		w.push(frame{charge: w.chargeSite(), start: 0})
+		w.extra, w.phis = 0, 0
+		clear(w.marks)
+		w.marks = w.marks[:0]
+		clear(w.bigMarks)
 		w.sizeAt = w.sizeAt[:0]
 		w.enterSite()
 		w.out = append(w.out, 0x02)
 		w.out = append(w.out, w.bodyType...)
-		w.frames = append(w.frames, frame{charge: -1, wrapper: true})
+		w.push(frame{charge: -1, wrapper: true})
 	} else {
-		w.frames = append(w.frames, frame{charge: -1})
+		w.push(frame{charge: -1})
 	}
 	for r.err == nil {
 		start := r.i
@@ -539,20 +617,24 @@ func (w *walker) expr(metered bool) error {
 		w.count++
 		switch {
 		case op == 0x02 || op == 0x04: // block, if
-			if err := w.blockType(); err != nil {
+			arity, err := w.blockType()
+			if err != nil {
 				return err
 			}
-			w.frames = append(w.frames, frame{charge: -1})
+			w.phis += arity
+			w.push(frame{charge: -1})
 		case op == 0x03: // loop
-			if err := w.blockType(); err != nil {
+			arity, err := w.blockType()
+			if err != nil {
 				return err
 			}
+			w.phis += arity
 			f := frame{charge: -1, start: w.count}
 			if metered {
 				w.flush(r.i)
 				f.charge = w.chargeSite()
 			}
-			w.frames = append(w.frames, f)
+			w.push(f)
 		case op == 0x0b: // end
 			f := w.frames[len(w.frames)-1]
 			w.frames = w.frames[:len(w.frames)-1]
@@ -625,8 +707,14 @@ func (w *walker) expr(metered bool) error {
 				}
 			}
 		case op >= 0x20 && op <= 0x22: // local.get, local.set, local.tee
-			if i := w.u32(); r.err == nil && metered && i >= w.scratch {
-				return malformed("local %d of %d", i, w.scratch)
+			i := w.u32()
+			if r.err == nil && metered {
+				if i >= w.scratch {
+					return malformed("local %d of %d", i, w.scratch)
+				}
+				if op != 0x20 {
+					w.setLocal(i)
+				}
 			}
 		case op == 0x23 || op == 0x24: // global.get, global.set
 			if i := w.u32(); r.err == nil && i >= w.counter {

@@ -19,10 +19,15 @@
 // each function entry adds an estimate of its frame's size to a second
 // global and each exit subtracts it, and an entry that takes the sum past
 // the limit calls the imported stack function, which traps. The estimate
-// is an upper bound of what the compiled frame can hold: 16 bytes for
-// every local and for every value the body's instructions can leave on
-// the operand stack (at most one per instruction, or a call's results),
-// plus 64 bytes of fixed overhead. A body is wrapped in a block so that
+// is meant as an upper bound of what wazero's compiled frame holds (it
+// gives every value spilled across a call a slot of its own): 16 bytes
+// for every local, for every value the body's instructions can leave on
+// the operand stack (one per instruction, or a call's results) and for
+// every value a block may merge (each local set inside it, its parameters
+// and results: the compiler makes one at a loop header or a block's end),
+// plus 64 bytes of fixed overhead. It is checked against the worst shapes
+// known (many live locals; many locals changed in deeply nested loops),
+// not proved. A body is wrapped in a block so that
 // every way out (its end, return, a branch to its label) passes the
 // subtraction; return becomes a branch to that block.
 //

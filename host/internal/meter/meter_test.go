@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -367,4 +368,32 @@ func FuzzInstrument(f *testing.F) {
 	f.Fuzz(func(t *testing.T, bin []byte) {
 		checkAgainstRuntime(t, bin)
 	})
+}
+
+// emptyFunctions is a module of n functions () -> () with empty bodies.
+func emptyFunctions(n int) []byte {
+	vec := func(id byte, count int, item []byte) []byte {
+		body := binary.AppendUvarint(nil, uint64(count))
+		for i := 0; i < count; i++ {
+			body = append(body, item...)
+		}
+		out := append([]byte{id}, binary.AppendUvarint(nil, uint64(len(body)))...)
+		return append(out, body...)
+	}
+	bin := []byte("\x00asm\x01\x00\x00\x00")
+	bin = append(bin, vec(1, 1, []byte{0x60, 0x00, 0x00})...)
+	bin = append(bin, vec(3, n, []byte{0x00})...)
+	return append(bin, vec(10, n, []byte{0x02, 0x00, 0x0b})...)
+}
+
+// A module of more function bodies than MaxFunctions is refused before it
+// is metered: the metered copy of an empty body is many times its size.
+func TestPrecheck_functionCount(t *testing.T) {
+	if err := Precheck(emptyFunctions(10)); err != nil {
+		t.Fatalf("10 functions: %v", err)
+	}
+	err := Precheck(emptyFunctions(MaxFunctions + 1))
+	if err == nil || !strings.Contains(err.Error(), "the limit is 1000000") {
+		t.Fatalf("%d functions: err = %v, want the limit", MaxFunctions+1, err)
+	}
 }

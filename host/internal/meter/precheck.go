@@ -4,6 +4,12 @@ package meter
 // wasmtime use too).
 const MaxLocals = 50_000
 
+// MaxFunctions caps the function bodies of a module (V8's limit is
+// 1,000,000; a Go plugin has a few thousand). The metered copy of a tiny
+// body is many times its size, so a file of millions of empty functions
+// would make the meter allocate gigabytes.
+const MaxFunctions = 1_000_000
+
 // Precheck checks that every count a module claims fits the bytes that
 // follow it: vector lengths of all sections, element segments, data
 // segments, export names, the locals of each function and the name
@@ -118,6 +124,9 @@ func precheckData(r *reader) error {
 
 func precheckCode(r *reader) error {
 	n := r.count("code section", 1)
+	if n > MaxFunctions && r.err == nil {
+		return malformed("%d function bodies, the limit is %d", n, MaxFunctions)
+	}
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		body := r.bytes(int(r.u32()))
 		if r.err != nil {
