@@ -326,3 +326,39 @@ func TestCompileCache_sweepRemovesLeftovers(t *testing.T) {
 	}
 	l.entry() // the real entry stays
 }
+
+// A start with a warm cache uses the metered copy of the plugin the first
+// start cached, instead of metering it again; a damaged copy is removed
+// and the plugin metered again.
+func TestCompileCache_meteredCopy(t *testing.T) {
+	t.Parallel()
+	l := newCacheLoader(t, "testdata/wat/trap.wasm")
+	first := l.load()
+	l.wantLog("cached=false")
+	second := l.load()
+	l.wantLog("cached=true")
+	if !second.p.metered || second.p.deadlines != first.p.deadlines {
+		t.Fatalf("with the cached copy: metered %v, %q; first start: %q", second.p.metered, second.p.deadlines, first.p.deadlines)
+	}
+	copies, err := os.ReadDir(filepath.Join(l.dir, meteredDirName))
+	if err != nil || len(copies) != 1 {
+		t.Fatalf("metered copies: %v %v", copies, err)
+	}
+	path := filepath.Join(l.dir, meteredDirName, copies[0].Name())
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := l.load()
+	l.wantLog("cached=false")
+	if !third.p.metered || third.p.deadlines != first.p.deadlines {
+		t.Fatalf("after damage: metered %v, %q", third.p.metered, third.p.deadlines)
+	}
+	if again, err := os.ReadFile(path); err != nil || string(again) == string(data) {
+		t.Fatalf("the damaged copy was not replaced (%v)", err)
+	}
+}

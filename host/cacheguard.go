@@ -49,6 +49,7 @@ type compileCache struct {
 	wz      wazero.CompilationCache
 	entries string // wazero's version-specific directory of entries
 	sums    string // the host's records
+	metered string // metered copies of plugins (see meteredDirName)
 
 	// mu orders sweeps, which remove entries no record covers (Lock),
 	// against compiles in flight, whose fresh entries have no record yet
@@ -70,6 +71,7 @@ func newCompileCache(dir string) (*compileCache, error) {
 		wz:      wz,
 		entries: filepath.Join(dir, "wazero-"+wazeroVersion()+"-"+runtime.GOARCH+"-"+runtime.GOOS),
 		sums:    filepath.Join(dir, sumsDirName),
+		metered: filepath.Join(dir, meteredDirName),
 	}
 	// wazero creates its directory up front; if it is not where the host
 	// looks, the entries could not be checked, so the cache is refused.
@@ -77,9 +79,11 @@ func newCompileCache(dir string) (*compileCache, error) {
 		_ = wz.Close(context.Background())
 		return nil, fmt.Errorf("wazero did not create its entry directory %s where the host checks entries", c.entries)
 	}
-	if err := os.MkdirAll(c.sums, 0o700); err != nil {
-		_ = wz.Close(context.Background())
-		return nil, err
+	for _, d := range []string{c.sums, c.metered} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			_ = wz.Close(context.Background())
+			return nil, err
+		}
 	}
 	return c, nil
 }
@@ -212,6 +216,12 @@ func (c *compileCache) sweep(log hclog.Logger) {
 		}
 		if !live {
 			_ = os.Remove(path)
+		}
+	}
+	metered, _ := os.ReadDir(c.metered)
+	for _, d := range metered {
+		if strings.HasSuffix(d.Name(), ".tmp") {
+			removeStale(filepath.Join(c.metered, d.Name()), d)
 		}
 	}
 	for e := range entries {

@@ -160,11 +160,23 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	start := time.Now()
 	p.deadlines = "checked only between calls (trusted)"
 	if o.Trust == TrustSandboxed {
-		metered, info, err := instrument(code, meterBudget, meterStackLimit)
+		metered, info, cached := []byte(nil), meter.Info{}, false
+		if cache != nil {
+			metered, info, cached = cache.loadMetered(p.sum)
+		}
+		var err error
+		if !cached {
+			metered, info, err = instrument(code, meterBudget, meterStackLimit)
+			if err == nil && cache != nil {
+				if err := cache.storeMetered(p.sum, metered, info); err != nil {
+					p.log.Debug("cannot cache the metered module; it is metered again at the next start", "error", err)
+				}
+			}
+		}
 		if err == nil {
 			code, p.metered = metered, true
 			p.deadlines = fmt.Sprintf("metered (%d check sites in %d functions)", info.Checks, info.Functions)
-			p.log.Debug("plugin metered", "checks", info.Checks, "functions", info.Functions, "took", time.Since(start))
+			p.log.Debug("plugin metered", "checks", info.Checks, "functions", info.Functions, "cached", cached, "took", time.Since(start))
 		} else {
 			p.deadlines = fmt.Sprintf("wazero's interruption, several times slower (the meter refused the module: %v)", err)
 			p.log.Info("plugin uses wasm features the deadline meter does not know; deadlines use wazero's slower interruption", "reason", err)

@@ -47,6 +47,7 @@ func TestMeter_fallback(t *testing.T) {
 	defer func() { instrument = meter.Instrument }()
 	o := testOptions(t)
 	o.CallTimeout = 300 * time.Millisecond
+	o.CacheDir = t.TempDir() // no metered copy cached by other tests
 	b := mustLoad(t, "testdata/wat/loop.wasm", o)
 	if b.p.metered {
 		t.Fatal("metered although the meter refused the module")

@@ -75,6 +75,7 @@ func BenchmarkTrust(b *testing.B) {
 					return nil, meter.Info{}, meter.ErrUnsupported
 				}
 				defer func() { instrument = meter.Instrument }()
+				o.CacheDir = b.TempDir() // no metered copy cached
 			}
 			o.CallTimeout = time.Minute
 			if pl.dir {

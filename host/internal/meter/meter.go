@@ -60,6 +60,10 @@ const (
 	StackImportName = "stack"
 )
 
+// Version changes whenever Instrument's output for a given input does:
+// the host keys its cache of metered modules by it.
+const Version = 3
+
 // ErrUnsupported wraps the reason a module cannot be metered.
 var ErrUnsupported = errors.New("meter: module not supported")
 
