@@ -204,6 +204,33 @@ func TestSharedCache_refusesADirectoryOthersCanWrite(t *testing.T) {
 	}
 }
 
+// The directories the host keeps inside the cache directory are checked
+// too: one left writable from before the directory was made private, or a
+// symbolic link, would let others plant what the server runs (a metered
+// copy, a compiled entry).
+func TestCompileCache_refusesSubdirectoriesOthersCanWrite(t *testing.T) {
+	t.Parallel()
+	for _, sub := range []string{meteredDirName, sumsDirName} {
+		dir := t.TempDir()
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(dir, sub), 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newCompileCache(dir); err == nil || !strings.Contains(err.Error(), "other users may write") {
+			t.Errorf("%s world-writable: %v", sub, err)
+		}
+		linked := t.TempDir()
+		if err := os.Symlink(t.TempDir(), filepath.Join(linked, sub)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := newCompileCache(linked); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+			t.Errorf("%s a symbolic link: %v", sub, err)
+		}
+	}
+}
+
 // Modules compiled at once through one cache (tenants starting together)
 // all end up recorded: a sweep never removes an entry whose compile is
 // still in flight, so the next start finds every entry intact and quiet.

@@ -85,6 +85,12 @@ func newCompileCache(dir string) (*compileCache, error) {
 			return nil, err
 		}
 	}
+	for _, d := range []string{c.entries, c.sums, c.metered} {
+		if err := checkCacheSubdir(d); err != nil {
+			_ = wz.Close(context.Background())
+			return nil, err
+		}
+	}
 	return c, nil
 }
 

@@ -173,6 +173,9 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 				}
 			}
 		}
+		if errors.Is(err, meter.ErrFrameTooLarge) {
+			return nil, fmt.Errorf("%s: %w (sandboxed plugins' call stacks are bounded; deep recursion needs TOPGUN_PLUGIN_TRUST=trusted)", prefix, err)
+		}
 		if err == nil {
 			code, p.metered = metered, true
 			p.deadlines = fmt.Sprintf("metered (%d check sites in %d functions)", info.Checks, info.Functions)

@@ -125,7 +125,7 @@ func meterCheck(ctx context.Context, _ api.Module, stack []uint64) {
 // heap, outside the memory limit, and would let it reach about 100 MB per
 // instance (150 MB with the copy it grows from). The estimate is an upper
 // bound, several times what compiled frames take; the Go example plugins
-// need 512-768 KiB of it through the whole conformance suite.
+// need 1-1.5 MiB of it through the whole conformance suite.
 const meterStackLimit = 16 << 20
 
 // errStackExceeded is the panic meterStack stops a guest with.

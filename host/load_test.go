@@ -37,6 +37,7 @@ func TestLoad_errors(t *testing.T) {
 		{"InitTrap", "testdata/wat/inittrap.wasm", nil, []string{"plugin inittrap.wasm", "initialize", "trapped", "unreachable"}},
 		{"InitNeverReturns", "testdata/wat/initloop.wasm", func(o *Options) { o.CallTimeout = 300 * time.Millisecond }, []string{"plugin initloop.wasm", "initialize", "did not finish within 300ms"}},
 		{"MemoryLimitAtInit", "testdata/wat/bigmem.wasm", nil, []string{"plugin bigmem.wasm", "limit of 256 MiB", "TOPGUN_PLUGIN_MEMORY_MB"}},
+		{"FrameOverTheStackLimit", "testdata/wat/hugeframe.wasm", nil, []string{"plugin hugeframe.wasm", "frame is estimated at", "over the call stack limit", "TOPGUN_PLUGIN_TRUST=trusted"}},
 		{"BadOptions", "testdata/wat/noexports.wasm", func(o *Options) { o.Trust = "yolo"; o.MemoryLimitMB = -1 }, []string{"TOPGUN_PLUGIN_TRUST", "TOPGUN_PLUGIN_MEMORY_MB"}},
 	}
 	for _, tc := range tests {

@@ -99,9 +99,11 @@ func TestMeter_deadlinesWithEveryProcessorBusy(t *testing.T) {
 // through frames of few instructions but many merged values (recursephi).
 // Not parallel: the heap allocated during the call is measured.
 func TestMeter_stackBoundHoldsTheHeap(t *testing.T) {
-	for _, name := range []string{"recurse", "recursephi"} {
+	for _, name := range []string{"recurse", "recursephi", "recursebrt"} {
 		t.Run(name, func(t *testing.T) {
-			b := mustLoad(t, "testdata/wat/"+name+".wasm", testOptions(t))
+			o := testOptions(t)
+			o.CacheDir = t.TempDir() // metered now, not a copy cached by an earlier build
+			b := mustLoad(t, "testdata/wat/"+name+".wasm", o)
 			defer b.Close()
 			var ms runtime.MemStats
 			runtime.GC()

@@ -16,7 +16,8 @@ import (
 // (in <dir>/topgun-metered), so that a start with a warm cache skips the
 // rewrite as it skips the compile: the rewrite of a Go plugin takes 20-25
 // ms, a sixth of a warm load. A copy is named by what it depends on (the
-// file's SHA-256, the meter's version and its budget and stack limit) and
+// file's SHA-256, the meter's version, its budget and stack limit, the
+// table caps) and
 // ends with its counts and a CRC-32C; a copy that does not match its CRC
 // is removed and the plugin metered again.
 const meteredDirName = "topgun-metered"
@@ -26,7 +27,8 @@ const meteredDirName = "topgun-metered"
 const meteredTrailer = 12
 
 func meteredKey(fileSum string) string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%s|meter %d|budget %d|stack %d", fileSum, meter.Version, meterBudget, meterStackLimit))
+	h := sha256.Sum256(fmt.Appendf(nil, "%s|meter %d|budget %d|stack %d|tables %d of %d",
+		fileSum, meter.Version, meterBudget, meterStackLimit, meter.MaxTables, meter.MaxTableEntries))
 	return hex.EncodeToString(h[:])
 }
 

@@ -169,6 +169,8 @@ type walker struct {
 	locals      uint64            // the current function's locals, parameters and scratch included
 	extra       int               // values the current body's calls push beyond one each
 	phis        int               // merged values the current body's blocks may make (see setLocal)
+	tags        int               // the sum of the open frames' tags (see loopEdges)
+	callArity   int               // the most parameters and results of a call in the current body
 	nextID      uint64            // the next frame id
 	marks       []localMark       // by local index, for the first maxDenseMarks locals
 	bigMarks    map[uint32]localMark
@@ -188,6 +190,13 @@ type frame struct {
 	start   int
 	wrapper bool   // the block wrapping a function body
 	id      uint64 // increasing along the stack (see setLocal)
+	// For the frame estimate of a loop (see loopEdges): its arity, the
+	// branches to it, and the local sets counted from it up (tag) and in
+	// all open frames when it opened (base).
+	loop      bool
+	arity     int
+	edges     int
+	tag, base int
 }
 
 // localMark records, for a local set in the current body, that the first
@@ -401,6 +410,9 @@ func (w *walker) label(metered bool, depth uint32) error {
 	if metered && w.r.err == nil && int64(depth) > int64(len(w.frames))-2 {
 		return malformed("branch to label %d of %d", depth, len(w.frames)-1)
 	}
+	if metered && w.r.err == nil {
+		w.frames[len(w.frames)-1-int(depth)].edges++
+	}
 	return nil
 }
 
@@ -416,10 +428,36 @@ func (w *walker) funcType(f uint32) int64 {
 }
 
 // pushes counts the values a call of type typ leaves beyond the one its
-// instruction is counted for.
+// instruction is counted for, and keeps the largest call's parameters and
+// results: their area of the frame holds each of them once more.
 func (w *walker) pushes(typ int64) {
-	if typ >= 0 && typ < int64(len(w.results)) && len(w.results[typ]) > 1 {
+	if typ < 0 || typ >= int64(len(w.results)) {
+		return
+	}
+	if len(w.results[typ]) > 1 {
 		w.extra += len(w.results[typ]) - 1
+	}
+	w.callArity = max(w.callArity, int(w.params[typ])+len(w.results[typ]))
+}
+
+// maxPhis caps the merged-value count of a body: far past any stack
+// limit, and within int arithmetic.
+const maxPhis = 1 << 40
+
+// loopEdges counts, when loop frame f ends, the values its branches copy:
+// every branch back to a loop header moves each value the header merges
+// (its parameters and the locals set inside the loop) through a temporary
+// of its own in wazero's lowering, and each one spilled takes a slot, so
+// a loop costs edges x (sets + arity). The sets are counted in O(1) per
+// set: setLocal tags the lowest frame it adds a local to (which covers
+// that frame and every one above it), tags sums all open frames' tags,
+// and so a frame's count is what tags gained since it opened, once the
+// frames above it have closed and taken their tags out.
+func (w *walker) loopEdges(f frame) {
+	sets := w.tags - f.base
+	w.tags -= f.tag
+	if f.loop && f.edges > 0 {
+		w.phis = min(w.phis+min(f.edges, maxPhis/(sets+f.arity+1))*(sets+f.arity), maxPhis)
 	}
 }
 
@@ -461,12 +499,15 @@ func (w *walker) exitSite() {
 
 // patchSizes writes the current function's frame estimate into its entry
 // and exit sequences: 64 bytes, and 16 for every local, every value its
-// instructions can push and every value its blocks may merge (see
-// Instrument), at most limit+1.
-func (w *walker) patchSizes() {
-	size := uint64(64) + 16*w.locals + 16*uint64(w.count+w.extra) + 16*uint64(w.phis)
-	if size > uint64(w.stackLimit)+1 {
-		size = uint64(w.stackLimit) + 1
+// instructions can push, every value its blocks may merge or its loops'
+// branches copy, and the parameters and results of its largest call (see
+// Instrument). A frame over the limit could never run: the module is
+// refused rather than compiled (such a body can also take wazero's
+// compiler minutes and gigabytes).
+func (w *walker) patchSizes() error {
+	size := uint64(64) + 16*w.locals + 16*uint64(w.count+w.extra) + 16*uint64(w.phis) + 16*uint64(w.callArity)
+	if size > uint64(w.stackLimit) {
+		return fmt.Errorf("%w: its frame is estimated at %d bytes, over the call stack limit of %d", ErrFrameTooLarge, size, w.stackLimit)
 	}
 	for _, at := range w.sizeAt {
 		for k := 0; k < 4; k++ {
@@ -474,6 +515,7 @@ func (w *walker) patchSizes() {
 		}
 		w.out[at+4] = byte(size>>28) & 0x07
 	}
+	return nil
 }
 
 func (w *walker) patch(at, weight int) {
@@ -531,6 +573,7 @@ func (w *walker) blockType() (int, error) {
 // push opens a block frame.
 func (w *walker) push(f frame) {
 	f.id = w.nextID
+	f.base = w.tags
 	w.nextID++
 	w.frames = append(w.frames, f)
 }
@@ -564,7 +607,11 @@ func (w *walker) setLocal(x uint32) {
 		lim := min(m.k, n)
 		j = sort.Search(lim, func(i int) bool { return w.frames[i].id > m.id })
 	}
-	w.phis += n - max(j, 2)
+	if lo := max(j, 2); lo < n {
+		w.phis = min(w.phis+n-lo, maxPhis)
+		w.frames[lo].tag++
+		w.tags++
+	}
 	m = localMark{k: n, id: w.frames[n-1].id}
 	if x < maxDenseMarks {
 		for int(x) >= len(w.marks) {
@@ -596,7 +643,7 @@ func (w *walker) expr(metered bool) error {
 	w.flushed = r.i
 	if metered {
 		w.push(frame{charge: w.chargeSite(), start: 0})
-		w.extra, w.phis = 0, 0
+		w.extra, w.phis, w.tags, w.callArity = 0, 0, 0, 0
 		clear(w.marks)
 		w.marks = w.marks[:0]
 		clear(w.bigMarks)
@@ -629,7 +676,7 @@ func (w *walker) expr(metered bool) error {
 				return err
 			}
 			w.phis += arity
-			f := frame{charge: -1, start: w.count}
+			f := frame{charge: -1, start: w.count, loop: true, arity: arity}
 			if metered {
 				w.flush(r.i)
 				f.charge = w.chargeSite()
@@ -641,13 +688,18 @@ func (w *walker) expr(metered bool) error {
 			if f.charge >= 0 {
 				w.patch(f.charge, w.count-f.start)
 			}
+			if metered {
+				w.loopEdges(f)
+			}
 			if f.wrapper {
 				// The body's end now closes the wrapping block; the
 				// function's own end follows the subtraction.
 				w.flush(r.i)
 				w.exitSite()
 				w.out = append(w.out, 0x0b)
-				w.patchSizes()
+				if err := w.patchSizes(); err != nil {
+					return err
+				}
 				f = w.frames[0]
 				w.frames = w.frames[:0]
 				w.patch(f.charge, w.count-f.start)

@@ -22,12 +22,16 @@
 // is meant as an upper bound of what wazero's compiled frame holds (it
 // gives every value spilled across a call a slot of its own): 16 bytes
 // for every local, for every value the body's instructions can leave on
-// the operand stack (one per instruction, or a call's results) and for
-// every value a block may merge (each local set inside it, its parameters
-// and results: the compiler makes one at a loop header or a block's end),
-// plus 64 bytes of fixed overhead. It is checked against the worst shapes
-// known (many live locals; many locals changed in deeply nested loops),
-// not proved. A body is wrapped in a block so that
+// the operand stack (one per instruction, or a call's results), for every
+// value a block may merge (each local set inside it, its parameters and
+// results: the compiler makes one at a loop header or a block's end), for
+// every value a branch back to a loop copies (the compiler moves each
+// value the loop merges through a temporary of its own on every such
+// branch) and for the parameters and results of the largest call, plus 64
+// bytes of fixed overhead. It is checked against the worst shapes known
+// (many live locals; many locals changed in deeply nested loops; a
+// br_table of thousands of entries back to a loop), not proved. A function
+// whose frame alone is over the limit is refused (ErrFrameTooLarge). A body is wrapped in a block so that
 // every way out (its end, return, a branch to its label) passes the
 // subtraction; return becomes a branch to that block.
 //
@@ -62,7 +66,11 @@ const (
 
 // Version changes whenever Instrument's output for a given input does:
 // the host keys its cache of metered modules by it.
-const Version = 3
+const Version = 4
+
+// ErrFrameTooLarge wraps the refusal of a function whose frame alone is
+// estimated over the stack limit: it could never run.
+var ErrFrameTooLarge = errors.New("meter: function frame over the stack limit")
 
 // ErrUnsupported wraps the reason a module cannot be metered.
 var ErrUnsupported = errors.New("meter: module not supported")
@@ -236,6 +244,13 @@ func parseModule(bin []byte) (*module, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+	}
+	// The meter appends types: an import of one past the module's own
+	// would become valid.
+	for _, t := range m.importTypes {
+		if t >= m.types {
+			return nil, malformed("an import of type %d of %d types", t, m.types)
 		}
 	}
 	return m, nil
