@@ -722,17 +722,25 @@ func TestOnServerError_callbackMayClose(t *testing.T) {
 	}
 }
 
+// stalledClient dials a fake server that then stops reading, with a
+// WriteTimeout of 3 s.
+func stalledClient(t *testing.T) (*fakeServer, *Client) {
+	t.Helper()
+	fs := newFakeServer(t, "")
+	o := testOptions(t)
+	o.WriteTimeout = 3 * time.Second
+	c := dial(t, fs.URL, o)
+	stall(t, fs, c)
+	return fs, c
+}
+
 // A server that stops reading blocks the client's frame writes. A call
 // whose ctx ends while its write is blocked returns then, not after
 // WriteTimeout; the half-written connection is dropped and replaced, and
 // the write stays pending for the replay.
 func TestPut_ctxEndsDuringBlockedWrite(t *testing.T) {
 	t.Parallel()
-	fs := newFakeServer(t, "")
-	o := testOptions(t)
-	o.WriteTimeout = 3 * time.Second
-	c := dial(t, fs.URL, o)
-	stall(t, fs, c)
+	fs, c := stalledClient(t)
 	big := strings.Repeat("x", 1900<<10) // under the 2 MiB frame limit
 	// Fill the socket buffers until a write blocks and is cut off.
 	for i := 0; fs.upgrades.Load() == 1; i++ {
@@ -766,11 +774,7 @@ func TestPut_ctxEndsDuringBlockedWrite(t *testing.T) {
 // waiting for it when their ctx ends.
 func TestCalls_ctxEndsWaitingForBlockedSend(t *testing.T) {
 	t.Parallel()
-	fs := newFakeServer(t, "")
-	o := testOptions(t)
-	o.WriteTimeout = 3 * time.Second
-	c := dial(t, fs.URL, o)
-	stall(t, fs, c)
+	_, c := stalledClient(t)
 	// 8 writes of 1.9 MB to a server that does not read: the first to get
 	// the send lock blocks in a write for up to WriteTimeout.
 	big := strings.Repeat("x", 1900<<10)
