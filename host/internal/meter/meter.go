@@ -43,8 +43,9 @@
 //
 // Modules using proposals whose instructions the meter does not know (GC,
 // typed function references, exception handling, multiple memories with
-// 64-bit addresses are fine; see opcode handling) are refused with
-// ErrUnsupported, so the caller can fall back to another mechanism.
+// 64-bit addresses are fine; see opcode handling) or tail calls (which the
+// host's runtime does not enable) are refused with ErrUnsupported, so the
+// caller can fall back to another mechanism.
 package meter
 
 import (
@@ -66,7 +67,7 @@ const (
 
 // Version changes whenever Instrument's output for a given input does:
 // the host keys its cache of metered modules by it.
-const Version = 4
+const Version = 5
 
 // ErrFrameTooLarge wraps the refusal of a function whose frame alone is
 // estimated over the stack limit: it could never run.

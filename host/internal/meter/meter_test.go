@@ -261,6 +261,17 @@ func TestInstrument_unsupported(t *testing.T) {
 	}
 }
 
+// Tail calls are refused too (the host's runtime does not enable them).
+func TestInstrument_refusesTailCalls(t *testing.T) {
+	bin, err := os.ReadFile("testdata/tailcall.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Instrument(bin, 1000, testStackLimit); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "tail call") {
+		t.Fatalf("err = %v, want ErrUnsupported for the tail call", err)
+	}
+}
+
 // Every prefix of a module either fails to parse or meters to a module the
 // runtime accepts exactly when it accepts the original.
 func TestInstrument_truncated(t *testing.T) {
