@@ -72,15 +72,18 @@ type Client struct {
 	err      error // terminal error once StateClosed
 	session  Session
 	nextOpID uint64
-	pending  map[uint64]*pendingOp   // the replay set: unacknowledged writes
-	byKey    map[opKey][]*pendingOp  // pending LWW ops per (map, key), by id
-	unsent   []*pendingOp            // pending ops not yet sent on conn, by id
-	groups   map[string][]*pendingOp // lastId of a sent CLIENT_OP/OP_BATCH → its ops
-	subs     map[string]*Subscription
-	nextSub  uint64
-	syncs    map[string]*mapSyncs
-	pings    map[uint64]chan struct{}
-	lastPing uint64
+	pending  map[uint64]*pendingOp  // the replay set: unacknowledged writes
+	byKey    map[opKey][]*pendingOp // pending LWW ops per (map, key), by id
+	// superseded holds writes settle dropped from the replay set whose
+	// own ack has not come: they fail with ErrSuperseded once it cannot.
+	superseded map[*pendingOp]bool
+	unsent     []*pendingOp            // pending ops not yet sent on conn, by id
+	groups     map[string][]*pendingOp // lastId of a sent CLIENT_OP/OP_BATCH → its ops
+	subs       map[string]*Subscription
+	nextSub    uint64
+	syncs      map[string]*mapSyncs
+	pings      map[uint64]chan struct{}
+	lastPing   uint64
 }
 
 // conn is one WebSocket connection and its reader.
@@ -117,17 +120,18 @@ func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
 	}
 	log = log.Named("client")
 	c := &Client{
-		url:      url,
-		opts:     o,
-		log:      log,
-		hlc:      newHLC(o.NodeID, log),
-		sendLock: make(chan struct{}, 1),
-		pending:  map[uint64]*pendingOp{},
-		byKey:    map[opKey][]*pendingOp{},
-		groups:   map[string][]*pendingOp{},
-		subs:     map[string]*Subscription{},
-		syncs:    map[string]*mapSyncs{},
-		pings:    map[uint64]chan struct{}{},
+		url:        url,
+		opts:       o,
+		log:        log,
+		hlc:        newHLC(o.NodeID, log),
+		sendLock:   make(chan struct{}, 1),
+		pending:    map[uint64]*pendingOp{},
+		byKey:      map[opKey][]*pendingOp{},
+		superseded: map[*pendingOp]bool{},
+		groups:     map[string][]*pendingOp{},
+		subs:       map[string]*Subscription{},
+		syncs:      map[string]*mapSyncs{},
+		pings:      map[uint64]chan struct{}{},
 	}
 	c.session.DeviceToken = o.DeviceToken
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -206,6 +210,7 @@ func (c *Client) fail(err error) {
 	pending := c.pending
 	c.pending = map[uint64]*pendingOp{}
 	c.byKey = map[opKey][]*pendingOp{}
+	c.superseded = map[*pendingOp]bool{} // waitAck reports the close
 	c.unsent = nil
 	c.groups = map[string][]*pendingOp{}
 	subs := c.subs
@@ -407,12 +412,19 @@ func (c *Client) install(cn *conn) {
 	ops := c.pendingInOrder()
 	c.unsent = nil // all of them are in ops
 	c.groups = map[string][]*pendingOp{}
+	// The connection the superseded writes went out on is gone with
+	// their acks.
+	superseded := c.superseded
+	c.superseded = map[*pendingOp]bool{}
 	subs := make([]*Subscription, 0, len(c.subs))
 	for _, s := range c.subs {
 		subs = append(subs, s)
 	}
 	c.notifyState(StateConnected)
 	c.mu.Unlock()
+	for p := range superseded {
+		p.finish(ErrSuperseded)
+	}
 
 	if len(ops) > 0 {
 		// All unacknowledged writes go as OP_BATCH, as the TS client does.

@@ -588,6 +588,46 @@ func TestReconnect_doesNotReplayWriteSupersededByAck(t *testing.T) {
 	}
 }
 
+// A write that is not re-sent because a later write to its key was
+// acknowledged fails with ErrSuperseded once its own ack cannot come (its
+// connection is gone), instead of waiting for its ctx.
+func TestReconnect_supersededWriteFails(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		op, ok := m.(*wire.ClientOpMessage)
+		return ok && c.n == 1 && op.Record != nil && op.Record.Value == "old" // dropped, no reply
+	})
+	c := dial(t, fs.URL, testOptions(t))
+	oldErr := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		oldErr <- c.Put(ctx, "m", "k", "old")
+	}()
+	eventually(t, "the old write to reach the server", func() bool { return fs.count(wire.TypeClientOp) == 1 })
+	if err := c.Put(ctxT(t), "m", "k", "new"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-oldErr:
+		t.Fatalf("Put(old) = %v before its connection was gone", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	fs.dropAll()
+	select {
+	case err := <-oldErr:
+		if !errors.Is(err, ErrSuperseded) {
+			t.Fatalf("Put(old) = %v, want ErrSuperseded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Put(old) still waiting 10s after its connection was replaced")
+	}
+	if r, ok := fs.record("m", "k"); !ok || r.Value != "new" {
+		t.Errorf("m/k on the server = %v, want new", r)
+	}
+}
+
 func TestOnStateChange_callbackMayUseTheClient(t *testing.T) {
 	t.Parallel()
 	t.Run("Close on disconnect", func(t *testing.T) {

@@ -22,7 +22,8 @@
 // caller's context ends stays queued the same way. TopGun stamps each write
 // with its own clock when it arrives, so the last write to arrive wins: once
 // a write to a key is acknowledged, older unacknowledged writes to that key
-// are no longer re-sent (their callers still wait for their own acks).
+// are no longer re-sent (their callers still wait for their own acks, and
+// get ErrSuperseded once those cannot come).
 // TopGun's server sends no reply at all for a failed CLIENT_OP and an
 // uncorrelated ERROR for a failed OP_BATCH, so a failed write surfaces as
 // the caller's context expiring (and through Options.OnServerError).

@@ -34,6 +34,13 @@ var (
 	// TopGun's Merkle protocol (e.g. a bucket name that is not one hex
 	// digit); the server is not TopGun-compatible.
 	ErrSyncProtocol = errors.New("client: the server's sync reply breaks the Merkle protocol")
+	// ErrSuperseded: a write was not acknowledged and is no longer re-sent,
+	// because a later write to the same key was acknowledged (TopGun stamps
+	// writes on arrival, so re-sending it would overwrite the later one).
+	// Whether it was applied before being replaced is unknown. It is
+	// reported when the connection it was sent on is gone, or when it was
+	// never sent.
+	ErrSuperseded = errors.New("client: write not acknowledged, and not re-sent because a later write to the same key was")
 )
 
 // AuthError is the server's AUTH_FAIL. errors.Is(err, ErrAuthFailed) holds.

@@ -56,8 +56,10 @@ func lwwKey(op *wire.ClientOp) (opKey, bool) {
 // it is acknowledged: writes are at-least-once. TopGun stamps every write
 // with its own clock when it arrives, so the last write to arrive wins
 // whatever timestamp the client gave it. The client therefore stops
-// re-sending a write once a later write to the same key is acknowledged
-// (its Put still waits for its own ack and fails with ctx if none comes).
+// re-sending a write once a later write to the same key is acknowledged:
+// its Put still waits for its own ack, and fails with ErrSuperseded once
+// that cannot come (the connection it went out on is gone, or it was never
+// sent).
 func (c *Client) Put(ctx context.Context, mapName, key string, value any) error {
 	return c.Batch(ctx, Op{Map: mapName, Key: key, Value: value})
 }
@@ -169,13 +171,21 @@ func (c *Client) flush(ctx context.Context) {
 		return
 	}
 	queue := make([]*pendingOp, 0, len(c.unsent))
+	var never []*pendingOp
 	for _, p := range c.unsent {
-		if c.pending[p.id] == p { // not acked, superseded or failed meanwhile
+		switch {
+		case c.pending[p.id] == p:
 			queue = append(queue, p)
+		case c.superseded[p]: // never sent, so no ack can come
+			delete(c.superseded, p)
+			never = append(never, p)
 		}
 	}
 	c.unsent = nil
 	c.mu.Unlock()
+	for _, p := range never {
+		p.finish(ErrSuperseded)
+	}
 	for len(queue) > 0 {
 		n := 1
 		for n < len(queue) && queue[n].call == queue[0].call {
@@ -285,6 +295,7 @@ func (c *Client) ack(lastID string) {
 		c.log.Debug("ignoring OP_ACK with a non-numeric id", "last_id", lastID)
 	}
 	for _, p := range done {
+		delete(c.superseded, p) // its own ack came
 		c.settle(p)
 	}
 	c.mu.Unlock()
@@ -296,8 +307,9 @@ func (c *Client) ack(lastID string) {
 // settle removes an acknowledged op from the replay set, together with
 // every older LWW op on its (map, key): TopGun stamps writes on arrival, so
 // replaying one of those after this ack would overwrite the acknowledged
-// value. Their callers are not told success; they still wait for their own
-// acks. Caller holds mu.
+// value. Their callers are not told success: they still wait for their own
+// acks, and get ErrSuperseded once those cannot come (see superseded).
+// Caller holds mu.
 func (c *Client) settle(p *pendingOp) {
 	delete(c.pending, p.id)
 	k, ok := lwwKey(&p.op)
@@ -307,6 +319,9 @@ func (c *Client) settle(p *pendingOp) {
 	q := c.byKey[k]
 	i := 0
 	for i < len(q) && q[i].id <= p.id {
+		if q[i] != p && c.pending[q[i].id] == q[i] {
+			c.superseded[q[i]] = true
+		}
 		delete(c.pending, q[i].id)
 		i++
 	}
