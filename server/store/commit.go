@@ -580,6 +580,11 @@ func (t *txn) commit() error {
 // before each commit (retry, logged quietly: the commits fail loudly
 // enough while the backend is down). It runs on the applier.
 func (s *Store) repairIndex(retry bool) {
+	// Only the applier writes s.repair, so it may read its length without
+	// the lock: a commit with nothing to repair takes none.
+	if len(s.repair) == 0 {
+		return
+	}
 	s.mu.RLock()
 	byMap := map[string][]string{}
 	for k := range s.repair {

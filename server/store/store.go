@@ -152,9 +152,9 @@ type Store struct {
 	nodeI map[string]uint32
 
 	// repair holds the keys of failed commits whose stored state is not
-	// known (the batch may have been applied); guarded by mu. Merges
-	// read them from storage, not the index, until a re-read or a commit
-	// settles them.
+	// known (the batch may have been applied); guarded by mu, written only
+	// by the applier. Merges read them from storage, not the index, until
+	// a re-read or a commit settles them.
 	repair map[cacheKey]struct{}
 
 	mergedHook func() // tests: called after each request is merged
