@@ -307,21 +307,29 @@ func (c *compileCache) writeRecord(module string, rec map[string]string) error {
 	for _, e := range slices.Sorted(maps.Keys(rec)) {
 		fmt.Fprintf(&b, "%s %s\n", e, rec[e])
 	}
-	tmp, err := os.CreateTemp(c.sums, module+".*.tmp")
+	return writeFileAtomic(c.sums, module, []byte(b.String()))
+}
+
+// writeFileAtomic writes data to dir/name through a synced temporary file
+// renamed into place (removed on failure; a sweep removes those a crash
+// leaves), so a reader sees the old file or the new one, never part of it.
+func writeFileAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, name+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
 	if err == nil {
-		_, err = tmp.WriteString(b.String())
-		if err == nil {
-			err = tmp.Sync()
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), path)
-		}
-		if err != nil {
-			_ = os.Remove(tmp.Name())
-		}
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
 	}
 	return err
 }

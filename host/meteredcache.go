@@ -51,28 +51,12 @@ func (c *compileCache) loadMetered(fileSum string) (code []byte, info meter.Info
 }
 
 // storeMetered caches the metered copy of the plugin file whose SHA-256 is
-// fileSum, writing a temporary file and renaming it into place, so that a
-// reader never sees part of one.
+// fileSum.
 func (c *compileCache) storeMetered(fileSum string, code []byte, info meter.Info) error {
 	b := make([]byte, 0, len(code)+meteredTrailer)
 	b = append(b, code...)
 	b = binary.LittleEndian.AppendUint32(b, uint32(info.Checks))
 	b = binary.LittleEndian.AppendUint32(b, uint32(info.Functions))
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	key := meteredKey(fileSum)
-	f, err := os.CreateTemp(c.metered, key+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), filepath.Join(c.metered, key))
-	}
-	if err != nil {
-		_ = os.Remove(f.Name())
-	}
-	return err
+	return writeFileAtomic(c.metered, meteredKey(fileSum), b)
 }

@@ -510,10 +510,7 @@ func (w *walker) patchSizes() error {
 		return fmt.Errorf("%w: its frame is estimated at %d bytes, over the call stack limit of %d", ErrFrameTooLarge, size, w.stackLimit)
 	}
 	for _, at := range w.sizeAt {
-		for k := 0; k < 4; k++ {
-			w.out[at+k] = 0x80 | byte(size>>(7*k))&0x7f
-		}
-		w.out[at+4] = byte(size>>28) & 0x07
+		w.putPadded(at, uint32(size))
 	}
 	return nil
 }
@@ -525,10 +522,16 @@ func (w *walker) patch(at, weight int) {
 	if weight > maxWeight {
 		weight = maxWeight
 	}
+	w.putPadded(at, uint32(weight))
+}
+
+// putPadded writes v, below 2^31, over the 5-byte i32.const immediate at
+// at: a LEB128 padded to 5 bytes, so placeholders can be filled in later.
+func (w *walker) putPadded(at int, v uint32) {
 	for k := 0; k < 4; k++ {
-		w.out[at+k] = 0x80 | byte(weight>>(7*k))&0x7f
+		w.out[at+k] = 0x80 | byte(v>>(7*k))&0x7f
 	}
-	w.out[at+4] = byte(weight>>28) & 0x07
+	w.out[at+4] = byte(v>>28) & 0x07
 }
 
 // u32 skips a u32 immediate. Instructions are not copied one by one: expr
