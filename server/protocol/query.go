@@ -230,11 +230,15 @@ func (s *Server) runQuery(sub *subscription, full, reader bool) {
 	cancel()
 
 	sub.mu.Lock()
-	refused := false
+	// A refusal is sent after the subscription left the fan-out index, so
+	// a client that read it hears nothing more of the query (no
+	// SERVER_EVENT for a commit it makes after reading it).
+	var refusal wire.Message
 	defer func() {
 		sub.mu.Unlock()
-		if refused {
+		if refusal != nil {
 			s.unregister(sub)
+			sub.answer(reader, refusal)
 		}
 	}()
 	if sub.state == subClosed {
@@ -247,8 +251,7 @@ func (s *Server) runQuery(sub *subscription, full, reader bool) {
 		if reader {
 			// The client is told its QUERY_SUB failed: it must not go on
 			// hearing of the query, nor hold a slot with it.
-			sub.answer(reader, queryError(sub.id, "protocol: cannot read map "+quoteName(sub.mapName)+"; subscribe again later", "UNAVAILABLE"))
-			refused = true
+			refusal = queryError(sub.id, "protocol: cannot read map "+quoteName(sub.mapName)+"; subscribe again later", "UNAVAILABLE")
 			return
 		}
 		// A resync that could not read: what committed meanwhile still
@@ -274,10 +277,9 @@ func (s *Server) runQuery(sub *subscription, full, reader bool) {
 	}
 	delta := int64(len(sc.res) - len(sub.members))
 	if limit := int64(s.opts.MaxQueryResults); full && delta > 0 && sub.c.queryResults.Load()+delta > limit {
-		refused = true
 		s.queriesCut.Add(1)
-		sub.answer(reader, queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
-			sub.c.queryResults.Load()+delta, limit), "LIMIT"))
+		refusal = queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
+			sub.c.queryResults.Load()+delta, limit), "LIMIT")
 		return
 	}
 	fresh := make(map[string]member, len(sc.res))
