@@ -272,7 +272,7 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 		resume = min(resume, upTo)
 	}
 	d := wire.MapDelta{MapName: sm.MapName, Records: []wire.DeltaRecord{},
-		ServerSyncTimestamp: wire.Timestamp{Millis: uint64(max(resume+1, 0)), NodeID: s.store.Clock().Now().NodeID}}
+		ServerSyncTimestamp: wire.Timestamp{Millis: uint64(max(resume+1, 0)), NodeID: s.store.Clock().NodeID()}}
 	for i := range entries {
 		e := &entries[i]
 		budget.records--

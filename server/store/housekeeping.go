@@ -103,7 +103,7 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 		case record.KindLWW:
 			// The delete happened when the record expired: a write
 			// stamped after that still wins, however late this pass runs.
-			at := record.Timestamp{Millis: uint64(cur.exp), NodeID: t.s.clock.Now().NodeID}
+			at := record.Timestamp{Millis: uint64(cur.exp), NodeID: t.s.clock.NodeID()}
 			if at.Compare(cur.rv.LWW.Timestamp) <= 0 {
 				at = t.s.clock.Now()
 			}

@@ -22,6 +22,8 @@ type Clock interface {
 	// clock unchanged, when ts lies further ahead of the wall clock than the
 	// allowed drift.
 	Update(ts record.Timestamp) error
+	// NodeID is the node id Now stamps with.
+	NodeID() string
 }
 
 // Options configure a Store. The zero value of a field means its default.

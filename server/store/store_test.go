@@ -38,6 +38,8 @@ func (c *testClock) Now() record.Timestamp {
 	return c.last
 }
 
+func (c *testClock) NodeID() string { return "server" }
+
 func (c *testClock) Update(ts record.Timestamp) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
