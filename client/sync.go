@@ -327,7 +327,7 @@ func (r *syncRun) handle(ctx context.Context, m wire.Message) error {
 	case *wire.SyncRespBuckets:
 		chars := make([]string, 0, len(m.Buckets))
 		for ch := range m.Buckets {
-			if len(ch) != 1 || !strings.Contains(hexDigits, ch) {
+			if len(ch) != 1 || !strings.Contains(merkle.Digits, ch) {
 				return fmt.Errorf("%w: bucket %q under path %q is not one hex digit", ErrSyncProtocol, ch, m.Path)
 			}
 			chars = append(chars, ch)
@@ -355,5 +355,3 @@ func (r *syncRun) handle(ctx context.Context, m wire.Message) error {
 	}
 	return nil
 }
-
-const hexDigits = "0123456789abcdef"

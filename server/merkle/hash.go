@@ -78,7 +78,8 @@ func Combine(hs ...uint32) uint32 {
 	return sum
 }
 
-const hexDigits = "0123456789abcdef"
+// Digits are the characters of trie paths, in bucket order.
+const Digits = "0123456789abcdef"
 
 // Path returns the trie path of key: FNV1a(key) as 8 lowercase hex digits.
 // Level i of the trie uses character i.
@@ -86,7 +87,7 @@ func Path(key string) string {
 	h := FNV1a(key)
 	var b [8]byte
 	for i := 7; i >= 0; i-- {
-		b[i] = hexDigits[h&15]
+		b[i] = Digits[h&15]
 		h >>= 4
 	}
 	return string(b[:])

@@ -437,7 +437,7 @@ func TestJS_vectors(t *testing.T) {
 func compareBuckets(t *testing.T, what string, ours, client map[string]uint32) {
 	t.Helper()
 	for i := 0; i < 16; i++ {
-		c := hexDigits[i : i+1]
+		c := Digits[i : i+1]
 		o, inOurs := ours[c]
 		m, inClient := client[c]
 		if o != m {

@@ -137,7 +137,7 @@ func appendJSONString(dst []byte, s string) []byte {
 		case '\t':
 			dst = append(dst, '\\', 't')
 		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
+			dst = append(dst, '\\', 'u', '0', '0', Digits[c>>4], Digits[c&15])
 		}
 		i++
 	}

@@ -340,19 +340,19 @@ func (t *Tree) Buckets(path string) map[string]uint32 {
 	case n2 != nil:
 		for i, k := range n2.kids {
 			if k != nil {
-				out[hexDigits[i:i+1]] = k.hash
+				out[Digits[i:i+1]] = k.hash
 			}
 		}
 	case n1 != nil:
 		for i, k := range n1.kids {
 			if k != nil {
-				out[hexDigits[i:i+1]] = k.hash
+				out[Digits[i:i+1]] = k.hash
 			}
 		}
 	default:
 		for i, k := range t.kids {
 			if k != nil {
-				out[hexDigits[i:i+1]] = k.hash
+				out[Digits[i:i+1]] = k.hash
 			}
 		}
 	}

@@ -107,8 +107,6 @@ func (t *trie[M]) root() uint32 {
 	return r
 }
 
-const hexDigits = "0123456789abcdef"
-
 // buckets returns the non-empty children of the node at path (0 to 2 hex
 // digits) with their hashes, keyed by one hex digit. ok is false for a path
 // that is not an internal node (longer than 2 digits or not hex).
@@ -134,7 +132,7 @@ func (t *trie[M]) buckets(path string) (map[string]uint32, bool) {
 			n, h = t.n3[i], t.h3[i]
 		}
 		if n > 0 {
-			out[hexDigits[c:c+1]] = h
+			out[merkle.Digits[c:c+1]] = h
 		}
 	}
 	return out, true
