@@ -195,6 +195,15 @@ const (
 	DefaultScanBytes = 8 << 20
 )
 
+// ScanLimit is the record limit a backend applies for a requested limit:
+// DefaultScanLimit when it is <= 0.
+func ScanLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultScanLimit
+	}
+	return limit
+}
+
 // GetOne returns one record, or an error with CodeNotFound when it is absent.
 func GetOne(ctx context.Context, b Backend, mapName, key string, backup bool) (Record, error) {
 	recs, err := b.Get(ctx, mapName, backup, []string{key})

@@ -203,7 +203,7 @@ func (c *Caller) Scan(ctx context.Context, req ScanRequest) (p Page, err error) 
 	s := c.get()
 	defer c.put(s)
 	s.enc.ScanRequest(&req)
-	s.mapName, s.backup, s.maxItems = req.Map, req.Backup, effectiveLimit(req.Limit)
+	s.mapName, s.backup, s.maxItems = req.Map, req.Backup, ScanLimit(req.Limit)
 	err = c.do(ctx, s, CallScan)
 	return s.page, err
 }
@@ -222,15 +222,7 @@ func (c *Caller) ListExpired(ctx context.Context, now int64, limit int) (recs []
 	s := c.get()
 	defer c.put(s)
 	s.enc.ListExpiredRequest(now, limit)
-	s.maxItems = effectiveLimit(limit)
+	s.maxItems = ScanLimit(limit)
 	err = c.do(ctx, s, CallListExpired)
 	return s.recs, err
-}
-
-// effectiveLimit is the record limit a backend applies for limit.
-func effectiveLimit(limit int) int {
-	if limit <= 0 {
-		return DefaultScanLimit
-	}
-	return limit
 }

@@ -134,9 +134,7 @@ func ValidateScan(req *ScanRequest) error {
 	if err := ValidateMapName(req.Map); err != nil {
 		return err
 	}
-	if req.Limit <= 0 {
-		req.Limit = DefaultScanLimit
-	}
+	req.Limit = ScanLimit(req.Limit)
 	if req.MaxBytes <= 0 {
 		req.MaxBytes = DefaultScanBytes
 	}

@@ -160,9 +160,7 @@ type pager struct {
 
 func newPager(ctx context.Context, be abi.Backend, mapName string, backup bool, o scanOpts) *pager {
 	p := &pager{ctx: ctx, be: be, mapName: mapName, backup: backup, o: o, limit: o.limit, budget: o.budget}
-	if p.limit <= 0 {
-		p.limit = abi.DefaultScanLimit
-	}
+	p.limit = abi.ScanLimit(p.limit)
 	if p.budget <= 0 {
 		p.budget = abi.DefaultScanBytes
 	}

@@ -315,9 +315,7 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 	if err := abi.ContextError(ctx); err != nil {
 		return nil, err
 	}
-	if limit <= 0 {
-		limit = abi.DefaultScanLimit
-	}
+	limit = abi.ScanLimit(limit)
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {

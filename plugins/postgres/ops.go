@@ -413,9 +413,7 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 	if err := b.begin(ctx); err != nil {
 		return nil, err
 	}
-	if limit <= 0 {
-		limit = abi.DefaultScanLimit
-	}
+	limit = abi.ScanLimit(limit)
 	var out []abi.Record
 	err := b.retry(ctx, "list expired", true, func(ctx context.Context) error {
 		rows, err := b.pool.Query(ctx, listExpiredSQL, now, int64(limit))

@@ -376,9 +376,7 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 	if err := abi.ContextError(ctx); err != nil {
 		return nil, err
 	}
-	if limit <= 0 {
-		limit = abi.DefaultScanLimit
-	}
+	limit = abi.ScanLimit(limit)
 	if b.closed.Load() {
 		return nil, b.errClosed()
 	}

@@ -708,9 +708,7 @@ func (s *Store) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Re
 	if err := abi.ContextError(ctx); err != nil {
 		return nil, err
 	}
-	if limit <= 0 {
-		limit = abi.DefaultScanLimit
-	}
+	limit = abi.ScanLimit(limit)
 	// The index drops stale items as it goes: it needs the write lock.
 	s.mu.Lock()
 	defer s.mu.Unlock()
