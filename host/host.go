@@ -151,19 +151,26 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	if err := meter.Precheck(bin); err != nil && !errors.Is(err, meter.ErrUnsupported) {
 		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
 	}
-	// wazero bounds linear memory, not tables, whose entries live on the
-	// host's heap: every table gets a maximum (see meter.CapTables).
-	code, err := meter.CapTables(bin)
-	if err != nil {
-		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
-	}
 	start := time.Now()
 	p.deadlines = "checked only between calls (trusted)"
-	if o.Trust == TrustSandboxed {
-		metered, info, cached := []byte(nil), meter.Info{}, false
-		if cache != nil {
-			metered, info, cached = cache.loadMetered(p.sum)
+	sandboxed := o.Trust == TrustSandboxed
+	metered, info, cached := []byte(nil), meter.Info{}, false
+	if sandboxed && cache != nil {
+		// A cached metered copy was made from the capped module: neither
+		// step below needs doing again.
+		metered, info, cached = cache.loadMetered(p.sum)
+	}
+	var code []byte
+	if !cached {
+		// wazero bounds linear memory, not tables, whose entries live on
+		// the host's heap: every table gets a maximum (see
+		// meter.CapTables).
+		var err error
+		if code, err = meter.CapTables(bin); err != nil {
+			return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
 		}
+	}
+	if sandboxed {
 		var err error
 		if !cached {
 			metered, info, err = instrument(code, meterBudget, meterStackLimit)
