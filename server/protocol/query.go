@@ -61,6 +61,13 @@ type subscription struct {
 	fields  []string
 	limit   int // -1 when none
 
+	// run is held throughout a read of the map (runQuery; handleQuerySub
+	// from before the query is registered): one at a time. Two at once (a
+	// QUERY_SUB's and a lag resync's, or two resyncs) would reset each
+	// other's buffered changes, and the older read finishing last would
+	// leave a stale result.
+	run sync.Mutex
+
 	mu       sync.Mutex
 	state    subState
 	pending  []store.Change
@@ -92,25 +99,28 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 	// Room for the answer is waited for here, since runQuery sends it
 	// holding the subscription's lock, which the change feed needs.
 	c.waitRoom()
-	if reservedMap(m.MapName) {
-		c.replyNow(queryError(m.QueryID, "protocol: map "+quoteName(m.MapName)+" is reserved for the server", "FORBIDDEN"))
-		return
-	}
-	if m.Query.IsAggregate() {
-		c.replyNow(queryError(m.QueryID, "protocol: aggregation queries (groupBy, aggregations) are not supported by this server", "UNSUPPORTED"))
-		return
-	}
+	// The QUERY_SUB replaces any query of the same id, whatever its
+	// answer: a refusal must not leave the previous one live behind it.
 	c.subsMu.Lock()
 	old := c.subs[m.QueryID]
-	if old == nil && len(c.subs) >= c.s.opts.MaxQueries {
-		c.subsMu.Unlock()
-		c.s.queriesCut.Add(1)
-		c.replyNow(queryError(m.QueryID, fmt.Sprintf("protocol: the connection already has %d live queries, the limit; unsubscribe some first", c.s.opts.MaxQueries), "LIMIT"))
-		return
-	}
+	full := old == nil && len(c.subs) >= c.s.opts.MaxQueries
 	c.subsMu.Unlock()
-	if old != nil {
-		c.s.unregister(old)
+	var refusal *wire.QueryResp
+	switch {
+	case reservedMap(m.MapName):
+		refusal = queryError(m.QueryID, "protocol: map "+quoteName(m.MapName)+" is reserved for the server", "FORBIDDEN")
+	case m.Query.IsAggregate():
+		refusal = queryError(m.QueryID, "protocol: aggregation queries (groupBy, aggregations) are not supported by this server", "UNSUPPORTED")
+	case full:
+		c.s.queriesCut.Add(1)
+		refusal = queryError(m.QueryID, fmt.Sprintf("protocol: the connection already has %d live queries, the limit; unsubscribe some first", c.s.opts.MaxQueries), "LIMIT")
+	}
+	if refusal != nil {
+		if old != nil {
+			c.s.unregister(old)
+		}
+		c.replyNow(refusal)
+		return
 	}
 	q := m.Query
 	sub := &subscription{c: c, id: m.QueryID, mapName: m.MapName, q: &q, fields: m.Fields, limit: -1, members: map[string]member{}}
@@ -120,8 +130,18 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 	c.subsMu.Lock()
 	c.subs[m.QueryID] = sub
 	c.subsMu.Unlock()
+	// Its first read is under way before the query is in the fan-out
+	// index, where a lag resync can find it: that resync waits for the
+	// QUERY_RESP (or refusal) of the QUERY_SUB.
+	sub.run.Lock()
+	defer sub.run.Unlock()
+	// The new query joins the fan-out index before the old one of its id
+	// leaves it, so no SERVER_EVENT of the map falls between the two.
 	c.s.register(sub)
-	c.s.runQuery(sub, true, true)
+	if old != nil {
+		c.s.unregister(old)
+	}
+	c.s.runQueryLocked(sub, true, true)
 }
 
 func (c *conn) handleQueryUnsub(m *wire.QueryUnsub) {
@@ -217,6 +237,13 @@ const (
 // date: with full, by sending a fresh QUERY_RESP; otherwise by sending the
 // difference as QUERY_UPDATEs.
 func (s *Server) runQuery(sub *subscription, full, reader bool) {
+	sub.run.Lock()
+	defer sub.run.Unlock()
+	s.runQueryLocked(sub, full, reader)
+}
+
+// runQueryLocked is runQuery for a caller holding sub.run.
+func (s *Server) runQueryLocked(sub *subscription, full, reader bool) {
 	sub.mu.Lock()
 	if sub.state == subClosed {
 		sub.mu.Unlock()
@@ -276,7 +303,11 @@ func (s *Server) runQuery(sub *subscription, full, reader bool) {
 		sc.res = sc.res[:sub.limit]
 	}
 	delta := int64(len(sc.res) - len(sub.members))
-	if limit := int64(s.opts.MaxQueryResults); full && delta > 0 && sub.c.queryResults.Load()+delta > limit {
+	// The budget bounds a query when it starts (its QUERY_SUB, on the
+	// reader): a resync of a query the client holds, like the live updates
+	// it replaces, is not refused. A refusal thus always leaves from the
+	// reader, before any later QUERY_SUB reusing the id is handled.
+	if limit := int64(s.opts.MaxQueryResults); reader && delta > 0 && sub.c.queryResults.Load()+delta > limit {
 		s.queriesCut.Add(1)
 		refusal = queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
 			sub.c.queryResults.Load()+delta, limit), "LIMIT")

@@ -5,10 +5,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -394,5 +396,159 @@ func TestQuery_failedResyncKeepsChangesAndRetries(t *testing.T) {
 	}
 	if want := []string{"a:LEAVE", "c:ENTER", "c:LEAVE", "b:ENTER"}; !slices.Equal(got, want) {
 		t.Fatalf("updates %v, want %v", got, want)
+	}
+}
+
+// afterScanBackend calls hook after each Scan has read its page, so a test
+// can hold a scan that already took its snapshot.
+type afterScanBackend struct {
+	abi.Backend
+	mu   sync.Mutex
+	hook func()
+}
+
+func (b *afterScanBackend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	p, err := b.Backend.Scan(ctx, req)
+	b.mu.Lock()
+	hook := b.hook
+	b.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return p, err
+}
+
+// A lag resync of a subscription whose QUERY_SUB is still reading its map
+// must not run alongside that read: the older read finishing last would
+// leave the client with a stale result (the records written between the
+// two reads missing for good).
+func TestQuery_lagResyncDuringSubscribeKeepsNewestResult(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	blocked := make(chan struct{}, 1)
+	var gated sync.Once
+	hook := func() {
+		select {
+		case blocked <- struct{}{}:
+		default:
+		}
+		gated.Do(func() { <-gate })
+	}
+	be := &afterScanBackend{Backend: null.Open()}
+	scanned := make(chan struct{})
+	release := make(chan struct{})
+	var first atomic.Bool
+	be.hook = func() {
+		if first.CompareAndSwap(false, true) {
+			close(scanned)
+			<-release
+		}
+	}
+	e := newEnv(t, envConfig{backend: be, hook: hook, storeOpts: func(o *store.Options) { o.FeedBuffer = 2 }})
+	c := e.dial(t)
+	c.send(&wire.QuerySub{QueryID: "all", MapName: "m"})
+	<-scanned // the QUERY_SUB read the (empty) map and is held
+	w := e.dial(t)
+	w.write(putOp("1", "m", "k0", int64(0), cts("w")))
+	<-blocked // the feed reader is stuck on k0's commit while more commit
+	for i := 1; i <= 5; i++ {
+		w.write(putOp(itoa(i+1), "m", "k"+itoa(i), int64(i), cts("w")))
+	}
+	close(gate) // the feed lags: every live query is resynced
+	// With the reads serialised, nothing answers while the QUERY_SUB's
+	// read is held (a second read running alongside would answer here).
+	select {
+	case m := <-c.msgs:
+		if r, ok := m.(*wire.QueryResp); ok {
+			close(release)
+			t.Fatalf("a QUERY_RESP (%d results) while the QUERY_SUB's read was held", len(r.Results))
+		}
+	case <-time.After(time.Second):
+	}
+	close(release)
+	// The QUERY_SUB's answer, then the resync's, which has every record.
+	for {
+		r := skipUntil[*wire.QueryResp](c)
+		if len(r.Results) == 6 {
+			break
+		}
+	}
+	// No stale answer follows it, and the server's view agrees: a later
+	// write to k0 is an UPDATE.
+	w.write(putOp("7", "m", "k0", int64(100), cts("w")))
+	for {
+		switch m := c.next().(type) {
+		case *wire.QueryResp:
+			t.Fatalf("a QUERY_RESP of %d results after the complete one", len(m.Results))
+		case *wire.QueryUpdate:
+			if m.Key != "k0" || m.ChangeType != wire.Update {
+				t.Fatalf("update %+v, want k0 UPDATE", m)
+			}
+			return
+		}
+	}
+}
+
+// The result budget is checked when a query starts: a lag resync of a
+// query the client holds must not refuse (and drop) it because its map
+// grew, when the same growth through live updates keeps it.
+func TestQuery_lagResyncDoesNotRefuseHeldQuery(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	blocked := make(chan struct{}, 1)
+	var gated sync.Once
+	hook := func() {
+		select {
+		case blocked <- struct{}{}:
+		default:
+		}
+		gated.Do(func() { <-gate })
+	}
+	e := newEnv(t, envConfig{hook: hook, opts: Options{MaxQueryResults: 4},
+		storeOpts: func(o *store.Options) { o.FeedBuffer = 2 }})
+	c := e.dial(t)
+	c.send(&wire.QuerySub{QueryID: "all", MapName: "m"})
+	if r := expect[*wire.QueryResp](c); r.Error != "" {
+		t.Fatalf("subscribe: %+v", r)
+	}
+	w := e.dial(t)
+	w.write(putOp("1", "m", "k0", int64(0), cts("w")))
+	<-blocked
+	for i := 1; i <= 5; i++ {
+		w.write(putOp(itoa(i+1), "m", "k"+itoa(i), int64(i), cts("w")))
+	}
+	close(gate)
+	r := skipUntil[*wire.QueryResp](c)
+	if r.Error != "" || len(r.Results) != 6 {
+		t.Fatalf("resync after the lag: %+v, want the 6 records", r)
+	}
+	w.write(putOp("7", "m", "k9", int64(9), cts("w")))
+	if u := skipUntil[*wire.QueryUpdate](c); u.Key != "k9" || u.ChangeType != wire.Enter {
+		t.Fatalf("update %+v", u)
+	}
+}
+
+// A QUERY_SUB replaces any query of the same id, whatever its answer: one
+// refused as unsupported or forbidden must not leave the previous query of
+// that id live behind the refusal.
+func TestQuery_refusedResubscribeEndsPreviousQuery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	for _, bad := range []*wire.QuerySub{
+		{QueryID: "q", MapName: "m", Query: wire.Query{GroupBy: []string{"x"}}},
+		{QueryID: "q", MapName: DeviceMap},
+	} {
+		c.send(&wire.QuerySub{QueryID: "q", MapName: "m"})
+		if r := expect[*wire.QueryResp](c); r.Error != "" {
+			t.Fatalf("subscribe: %+v", r)
+		}
+		c.send(bad)
+		if r := expect[*wire.QueryResp](c); r.Error == "" {
+			t.Fatalf("want a refusal, got %+v", r)
+		}
+		w := e.dial(t)
+		w.write(putOp("1", "m", "k", "v"+bad.MapName, cts("w")))
+		c.quiet(200 * time.Millisecond) // no QUERY_UPDATE for "q", no SERVER_EVENT
 	}
 }
