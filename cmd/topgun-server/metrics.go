@@ -26,7 +26,7 @@ type collector struct {
 	plugin  pluginStats // nil unless the backend is a wasm plugin
 	backend string
 
-	info, connections, opsApplied, opsResent, slowDropped, refused, queriesRefused *prometheus.Desc
+	info, connections, opsApplied, opsResent, slowDropped, refused, queriesRefused, feedLags *prometheus.Desc
 
 	pluginCalls, pluginFailures, pluginStarted, pluginDiscarded, pluginLive, pluginMemory *prometheus.Desc
 	breakerState, breakerOpened, breakerRejected                                          *prometheus.Desc
@@ -48,6 +48,7 @@ func newCollector(proto *protocol.Server, store *plugins.Store) *collector {
 		slowDropped:    d("slow_clients_dropped_total", "Connections cut because their client did not read its messages (TOPGUN_MAX_OUTBOUND_BYTES)."),
 		refused:        d("clients_refused_total", "WebSocket upgrades and POST /sync requests refused at TOPGUN_MAX_CONNECTIONS."),
 		queriesRefused: d("queries_refused_total", "QUERY_SUBs refused at the live-query limits (TOPGUN_MAX_QUERY_RESULTS and the 1024 queries per connection)."),
+		feedLags:       d("feed_lags_total", "Times the server fell behind the record store's changes and closed the connections holding live queries (1013) so that their clients sync again."),
 	}
 	if p, ok := store.Backend().(pluginStats); ok {
 		c.plugin = p
@@ -81,6 +82,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.slowDropped, float64(s.SlowClientsDropped))
 	counter(c.refused, float64(s.ClientsRefused))
 	counter(c.queriesRefused, float64(s.QueriesRefused))
+	counter(c.feedLags, float64(s.FeedLags))
 	if c.plugin == nil {
 		return
 	}

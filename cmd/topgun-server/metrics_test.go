@@ -118,7 +118,7 @@ func TestMetrics_protocolAndRuntime(t *testing.T) {
 	mustMetric(t, fams, "topgun_backend_info", 1, "backend", "null")
 	mustMetric(t, fams, "topgun_connections", 0)
 	mustMetric(t, fams, "topgun_ops_applied_total", 0)
-	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "topgun_slow_clients_dropped_total", "topgun_clients_refused_total", "topgun_queries_refused_total"} {
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "topgun_slow_clients_dropped_total", "topgun_clients_refused_total", "topgun_queries_refused_total", "topgun_feed_lags_total"} {
 		if _, ok := metricValue(fams, name); !ok {
 			t.Errorf("metric %s missing", name)
 		}

@@ -74,8 +74,12 @@
 // SERVER_EVENT for each change of it, except the change's writer. A
 // connection holds at most Options.MaxQueries live queries, whose results
 // hold at most Options.MaxQueryResults records when a query starts; a
-// QUERY_SUB beyond either gets QUERY_RESP with an error (code LIMIT). See
-// query.go for the details (limits, resyncs, what is not supported).
+// QUERY_SUB beyond either gets QUERY_RESP with an error (code LIMIT). If
+// the server falls behind the store's change feed (Stats.FeedLags), the
+// events it missed cannot be rebuilt: the connections holding live queries
+// are closed with 1013 (try again later), and their clients reconnect and
+// catch up through sync. See query.go for the details (limits, resyncs,
+// what is not supported).
 //
 // # Differences from TopGun's server
 //

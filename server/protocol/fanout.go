@@ -3,6 +3,8 @@ package protocol
 import (
 	"errors"
 
+	"github.com/coder/websocket"
+
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
@@ -21,12 +23,18 @@ func (s *Server) feedLoop(sub *store.Subscription) {
 		case cm, ok := <-sub.C():
 			if !ok {
 				if errors.Is(sub.Err(), store.ErrLagged) {
-					// Commits were missed: start over and re-read every
-					// live query's map (the subscriptions buffer what
-					// arrives meanwhile).
-					s.log.Warn("change feed fell behind; resyncing live queries")
+					// Commits were missed, and with them SERVER_EVENTs
+					// that no re-read can rebuild: clients apply them to
+					// their own copies of the maps. Every connection that
+					// is sent events (one holding a live query) is closed
+					// so that its client reconnects, subscribes again and
+					// catches up through a Merkle sync. The feed is joined
+					// again first: a query registered after the listing
+					// misses nothing.
 					sub = s.store.Subscribe()
-					s.resyncAll()
+					n := s.closeQueryHolders()
+					s.feedLags.Add(1)
+					s.log.Warn("change feed fell behind; closed the connections holding live queries so that their clients sync again", "connections", n)
 					continue
 				}
 				return // the store closed
@@ -42,19 +50,21 @@ func (s *Server) feedLoop(sub *store.Subscription) {
 	}
 }
 
-// resyncAll queues a fresh QUERY_RESP for every live query.
-func (s *Server) resyncAll() {
+// closeQueryHolders closes, after what is queued for them, the connections
+// holding a live query, with 1013 (try again later), and returns how many.
+func (s *Server) closeQueryHolders() int {
 	s.mu.RLock()
-	var subs []*subscription
+	conns := map[*conn]bool{}
 	for _, m := range s.byMap {
 		for sub := range m {
-			subs = append(subs, sub)
+			conns[sub.c] = true
 		}
 	}
 	s.mu.RUnlock()
-	for _, sub := range subs {
-		s.queueResync(sub, true)
+	for c := range conns {
+		c.closeGraceful(websocket.StatusTryAgainLater, "server fell behind on changes; reconnect and sync")
 	}
+	return len(conns)
 }
 
 // mapFanout is who hears about one map's changes in one commit.

@@ -78,21 +78,10 @@ type subscription struct {
 	members  map[string]member
 	complete bool // every matching record is in members (limited queries)
 	queued   bool // a resync is queued
-	full     bool // the queued resync sends a fresh QUERY_RESP
 }
 
 func queryError(id, msg, code string) *wire.QueryResp {
 	return &wire.QueryResp{QueryID: id, Results: []wire.QueryResult{}, Error: msg, Code: code}
-}
-
-// answer queues a message about a subscription: as a reply when the reader
-// runs it (it waited for room before), else without waiting.
-func (sub *subscription) answer(reader bool, m wire.Message) {
-	if reader {
-		sub.c.replyNow(m)
-	} else {
-		sub.c.sendMsg(m)
-	}
 }
 
 func (c *conn) handleQuerySub(m *wire.QuerySub) {
@@ -141,7 +130,7 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 	if old != nil {
 		c.s.unregister(old)
 	}
-	c.s.runQueryLocked(sub, true, true)
+	c.s.runQueryLocked(sub, true)
 }
 
 func (c *conn) handleQueryUnsub(m *wire.QueryUnsub) {
@@ -234,16 +223,17 @@ const (
 )
 
 // runQuery (re)reads a subscription's map and brings its result up to
-// date: with full, by sending a fresh QUERY_RESP; otherwise by sending the
-// difference as QUERY_UPDATEs.
-func (s *Server) runQuery(sub *subscription, full, reader bool) {
+// date: for the connection's reader handling the QUERY_SUB, by sending
+// the QUERY_RESP; for a resync, by sending the difference as
+// QUERY_UPDATEs.
+func (s *Server) runQuery(sub *subscription, reader bool) {
 	sub.run.Lock()
 	defer sub.run.Unlock()
-	s.runQueryLocked(sub, full, reader)
+	s.runQueryLocked(sub, reader)
 }
 
 // runQueryLocked is runQuery for a caller holding sub.run.
-func (s *Server) runQueryLocked(sub *subscription, full, reader bool) {
+func (s *Server) runQueryLocked(sub *subscription, reader bool) {
 	sub.mu.Lock()
 	if sub.state == subClosed {
 		sub.mu.Unlock()
@@ -265,7 +255,7 @@ func (s *Server) runQueryLocked(sub *subscription, full, reader bool) {
 		sub.mu.Unlock()
 		if refusal != nil {
 			s.unregister(sub)
-			sub.answer(reader, refusal)
+			sub.c.replyNow(refusal) // only the reader refuses
 		}
 	}()
 	if sub.state == subClosed {
@@ -293,7 +283,7 @@ func (s *Server) runQueryLocked(sub *subscription, full, reader bool) {
 		// Doubling, so that a map that stays unreadable does not take a
 		// resync worker every second.
 		sub.retryIn = min(max(2*sub.retryIn, resyncRetry), maxResyncRetry)
-		time.AfterFunc(sub.retryIn, func() { s.queueResync(sub, full) })
+		time.AfterFunc(sub.retryIn, func() { s.queueResync(sub) })
 		return
 	}
 	sub.retryIn = 0
@@ -305,8 +295,8 @@ func (s *Server) runQueryLocked(sub *subscription, full, reader bool) {
 	delta := int64(len(sc.res) - len(sub.members))
 	// The budget bounds a query when it starts (its QUERY_SUB, on the
 	// reader): a resync of a query the client holds, like the live updates
-	// it replaces, is not refused. A refusal thus always leaves from the
-	// reader, before any later QUERY_SUB reusing the id is handled.
+	// it replaces, is not refused. Refusals thus always leave from the
+	// reader (which waited for room), in order with its other answers.
 	if limit := int64(s.opts.MaxQueryResults); reader && delta > 0 && sub.c.queryResults.Load()+delta > limit {
 		s.queriesCut.Add(1)
 		refusal = queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
@@ -321,7 +311,7 @@ func (s *Server) runQueryLocked(sub *subscription, full, reader bool) {
 		}
 		fresh[r.Key] = m
 	}
-	if full {
+	if reader {
 		results := make([]wire.QueryResult, len(sc.res))
 		for i, r := range sc.res {
 			results[i] = wire.QueryResult{Key: r.Key, Value: project(r.Value, sub.fields)}
@@ -331,7 +321,7 @@ func (s *Server) runQueryLocked(sub *subscription, full, reader bool) {
 			more := !complete
 			resp.HasMore = &more
 		}
-		sub.answer(reader, resp)
+		sub.c.replyNow(resp)
 	} else {
 		for k := range sub.members {
 			if _, ok := fresh[k]; !ok {
@@ -358,7 +348,7 @@ func (s *Server) runQueryLocked(sub *subscription, full, reader bool) {
 	}
 	if sub.overflow {
 		sub.overflow = false
-		s.queueResync(sub, false)
+		s.queueResync(sub)
 	}
 }
 
@@ -438,7 +428,7 @@ func (sub *subscription) applyLocked(ch *store.Change) {
 		if sub.limit >= 0 && !sub.complete {
 			if wk, _, _ := sub.worst(); wk == ch.Key {
 				// It may now sort after a record outside the result.
-				sub.c.s.queueResync(sub, false)
+				sub.c.s.queueResync(sub)
 			}
 		}
 	case matches:
@@ -461,31 +451,21 @@ func (sub *subscription) applyLocked(ch *store.Change) {
 		sub.c.queryResults.Add(-1)
 		send(ch.Key, nil, wire.Leave)
 		if sub.limit >= 0 && !sub.complete {
-			sub.c.s.queueResync(sub, false)
+			sub.c.s.queueResync(sub)
 		}
 	}
 }
 
 // queueResync schedules a background re-read of a subscription's map.
-func (s *Server) queueResync(sub *subscription, full bool) {
+func (s *Server) queueResync(sub *subscription) {
 	s.resyncMu.Lock()
 	defer s.resyncMu.Unlock()
-	if sub.queuedFlag(full) {
+	if sub.queued {
 		return
 	}
+	sub.queued = true
 	s.resyncQ = append(s.resyncQ, sub)
 	s.resyncCond.Signal()
-}
-
-// queuedFlag marks sub queued; it reports whether it already was (a full
-// request upgrades a queued partial one). Caller holds s.resyncMu.
-func (sub *subscription) queuedFlag(full bool) bool {
-	if sub.queued {
-		sub.full = sub.full || full
-		return true
-	}
-	sub.queued, sub.full = true, full
-	return false
 }
 
 // resyncWorker runs queued resyncs until the server closes.
@@ -503,9 +483,8 @@ func (s *Server) resyncWorker() {
 		sub := s.resyncQ[0]
 		s.resyncQ[0] = nil
 		s.resyncQ = s.resyncQ[1:]
-		full := sub.full
-		sub.queued, sub.full = false, false
+		sub.queued = false
 		s.resyncMu.Unlock()
-		s.runQuery(sub, full, false)
+		s.runQuery(sub, false)
 	}
 }

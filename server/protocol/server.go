@@ -52,6 +52,7 @@ type Server struct {
 	slowDrops  atomic.Uint64 // connections cut for not reading
 	refused    atomic.Uint64 // connections and requests refused at MaxConnections
 	queriesCut atomic.Uint64 // QUERY_SUBs refused at MaxQueries or MaxQueryResults
+	feedLags   atomic.Uint64 // times the change feed fell behind
 
 	dispatchHook func() // tests: runs before each commit is dispatched
 }
@@ -73,6 +74,10 @@ type Stats struct {
 	// QueriesRefused counts QUERY_SUBs refused at MaxQueries or
 	// MaxQueryResults.
 	QueriesRefused uint64
+	// FeedLags counts the times the server fell behind the store's change
+	// feed and closed the connections holding live queries, so that their
+	// clients sync again the changes they were not sent.
+	FeedLags uint64
 }
 
 // Stats returns the server's counters.
@@ -84,6 +89,7 @@ func (s *Server) Stats() Stats {
 		SlowClientsDropped: s.slowDrops.Load(),
 		ClientsRefused:     s.refused.Load(),
 		QueriesRefused:     s.queriesCut.Load(),
+		FeedLags:           s.feedLags.Load(),
 	}
 }
 
