@@ -101,13 +101,11 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 		var dropped []string
 		switch cur.rv.Kind {
 		case record.KindLWW:
-			// The delete happened when the record expired: a write
-			// stamped after that still wins, however late this pass runs.
-			at := record.Timestamp{Millis: uint64(cur.exp), NodeID: t.s.clock.NodeID()}
-			if at.Compare(cur.rv.LWW.Timestamp) <= 0 {
-				at = t.s.clock.Now()
-			}
-			st.rv = record.NewLWW(record.Value{}, at)
+			// The expiry deletes this record and nothing written after
+			// it: the tombstone is stamped just above the record, so any
+			// later write (stamped before the expiry or after it) still
+			// wins, however late this pass runs or that write arrives.
+			st.rv = record.NewLWW(record.Value{}, justAfter(cur.rv.LWW.Timestamp))
 		default:
 			var keep []record.ORMapEntry
 			tombs := append([]string(nil), cur.rv.ORMap.Tombstones...)
@@ -127,6 +125,14 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 		n++
 	}
 	return n
+}
+
+// justAfter returns the least timestamp greater than ts: the same millis
+// and counter, with a node id that sorts right after ts's (a NUL appended).
+// Every server reaping the record stamps the same tombstone.
+func justAfter(ts record.Timestamp) record.Timestamp {
+	ts.NodeID += "\x00"
+	return ts
 }
 
 // CollectTombstones removes LWW tombstones older than the tombstone TTL

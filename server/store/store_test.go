@@ -328,6 +328,33 @@ func TestStore_TTL_laterWriteBeatsLateReap(t *testing.T) {
 	}
 }
 
+// A write stamped after a TTL record but before its expiry replaces it
+// under LWW, whether it reaches the server before or after the expiry pass:
+// the pass must not turn the expiry into a delete stamped later than that
+// write.
+func TestStore_TTL_writeBeforeExpiryArrivingAfterReapWins(t *testing.T) {
+	for _, reapFirst := range []bool{false, true} {
+		f := newFixture(t, null.Open(), nil)
+		op := put("m", "k", "v", ts(t0, 0, "c1"))
+		op.TTLMs = 1000
+		f.apply(op)
+		late := put("m", "k", "late", ts(t0+500, 0, "c2")) // made offline before the expiry, no TTL
+		f.wall.Add(2000)
+		if !reapFirst {
+			f.apply(late)
+		}
+		if _, err := f.s.ReapExpired(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if reapFirst {
+			f.apply(late)
+		}
+		if v, ok := f.get("m", "k"); !ok || v != "late" {
+			t.Errorf("reap first %v: k = %q (present %v), want the acknowledged write %q", reapFirst, v, ok, "late")
+		}
+	}
+}
+
 // Expired rows the server cannot decode are deleted rather than left at
 // the head of every listing, where they stopped the pass before the
 // records behind them.
