@@ -141,6 +141,16 @@ func (t *txn) add(r *request) {
 		r.fn(t)
 		return
 	}
+	if t.s.shared {
+		keys := make([]cacheKey, 0, len(r.ops))
+		for i := range r.ops {
+			op := &r.ops[i]
+			if abi.ValidateMapName(op.Map) == nil && abi.ValidateKey(op.Key) == nil {
+				keys = append(keys, cacheKey{op.Map, op.Key})
+			}
+		}
+		t.prefetch(keys)
+	}
 	for i := range r.ops {
 		r.results[i] = t.apply(i, &r.ops[i], r.origin)
 	}
@@ -187,6 +197,8 @@ func (s *Store) applier() {
 		if err != nil {
 			t.failErr = err
 			t.failed.Store(true)
+		} else {
+			t.refreshObserved()
 		}
 		t.settled.Store(true)
 		for _, r := range t.reqs {
@@ -294,9 +306,84 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 	return st, nil
 }
 
+// prefetch reads, on shared storage, the stored states of the keys that
+// neither this txn nor one in flight holds, with one backend read per map
+// instead of one per key. Other processes write the same records, so
+// merges there read storage, never the index (see peekIndex).
+func (t *txn) prefetch(keys []cacheKey) {
+	if !t.s.shared || t.err != nil {
+		return
+	}
+	byMap := map[string][]string{}
+	seen := map[cacheKey]bool{}
+next:
+	for _, ck := range keys {
+		if _, ok := t.pending[ck]; ok || seen[ck] {
+			continue
+		}
+		for i := len(t.overlay) - 1; i >= 0; i-- {
+			o := t.overlay[i]
+			if o.settled.Load() {
+				break
+			}
+			if _, ok := o.pending[ck]; ok {
+				continue next
+			}
+		}
+		seen[ck] = true
+		byMap[ck.mapName] = append(byMap[ck.mapName], ck.key)
+	}
+	for name, ks := range byMap {
+		es, err := t.s.loadRaw(context.Background(), name, ks)
+		if err != nil {
+			t.err = err
+			return
+		}
+		found := make(map[string]*Entry, len(es))
+		for i := range es {
+			found[es[i].Key] = &es[i]
+		}
+		for _, k := range ks {
+			st := &state{mapName: name, key: k}
+			if e := found[k]; e != nil {
+				st.present, st.rv, st.exp = true, e.Record, e.ExpirationTime
+				st.rv.Normalize()
+			}
+			t.pending[cacheKey{name, k}] = st
+		}
+	}
+}
+
+// refreshObserved installs in the index, on shared storage, the stored
+// states this txn read and did not change: other processes may have
+// written them since this index last saw them. It runs on the applier
+// once the txn settled without error.
+func (t *txn) refreshObserved() {
+	if !t.s.shared {
+		return
+	}
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ck, st := range t.pending {
+		if st.dirty {
+			continue
+		}
+		if _, unknown := s.repair[ck]; unknown {
+			continue
+		}
+		if st.present {
+			s.index(ck.mapName, ck.key, &st.rv, st.exp)
+		} else {
+			s.index(ck.mapName, ck.key, nil, 0)
+		}
+	}
+}
+
 // peekIndex answers from the index alone when it can (needValue false).
+// On shared storage it never can: other processes write the same records.
 func (t *txn) peekIndex(mapName, key string, needValue bool) (*state, bool) {
-	if needValue {
+	if needValue || t.s.shared {
 		return nil, false
 	}
 	t.s.mu.RLock()

@@ -79,6 +79,13 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 
 func (t *txn) expire(recs []abi.Record, now int64) int {
 	n := 0
+	if t.s.shared {
+		keys := make([]cacheKey, len(recs))
+		for i := range recs {
+			keys[i] = cacheKey{recs[i].Map, recs[i].Key}
+		}
+		t.prefetch(keys)
+	}
 	for _, r := range recs {
 		cur, err := t.current(r.Map, r.Key, true)
 		if err != nil {
@@ -167,6 +174,13 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 		last := len(victims) == 0
 		n := 0
 		req := &request{done: make(chan error, 1), fn: func(t *txn) {
+			if t.s.shared {
+				keys := make([]cacheKey, len(chunk))
+				for i, v := range chunk {
+					keys[i] = cacheKey(v)
+				}
+				t.prefetch(keys)
+			}
 			for _, v := range chunk {
 				cur, err := t.current(v.mapName, v.key, false)
 				if err != nil {

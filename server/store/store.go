@@ -207,6 +207,11 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		applyq:         make(chan *txn),
 		closing:        make(chan struct{}),
 	}
+	if s.shared {
+		// Other processes write the same records: a cached copy may be
+		// older than storage, so reads and merges go to storage.
+		s.cache = newCache(-1)
+	}
 	start := time.Now()
 	n, err := s.rebuild(ctx)
 	if err != nil {
