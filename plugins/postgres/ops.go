@@ -27,12 +27,21 @@ SET value = EXCLUDED.value, expiration_time = EXCLUDED.expiration_time, updated_
 	deleteSQL = `DELETE FROM topgun_maps AS t USING unnest($1::text[], $2::text[], $3::bool[]) AS d(m, k, b)
 WHERE t.map_name = d.m AND t.key = d.k AND t.is_backup = d.b`
 
+	// The statements of a one-statement batch also notify the other
+	// processes (see Watch): data-modifying WITH clauses always run, and
+	// the notifications go out when, and only if, the statement commits.
+	notifySQL       = `SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n`
+	upsertNotifySQL = `WITH upserted AS (` + upsertSQL + `)
+SELECT pg_notify($7, n) FROM unnest($8::text[]) AS n`
+	deleteNotifySQL = `WITH deleted AS (` + deleteSQL + `)
+SELECT pg_notify($4, n) FROM unnest($5::text[]) AS n`
 	// Deletes and upserts in one statement touch disjoint rows (the batch
 	// is collapsed), so their order inside the statement does not matter.
-	applySQL = `WITH deleted AS (
+	applyNotifySQL = `WITH deleted AS (
 DELETE FROM topgun_maps AS t USING unnest($7::text[], $8::text[], $9::bool[]) AS d(m, k, b)
-WHERE t.map_name = d.m AND t.key = d.k AND t.is_backup = d.b)
-` + upsertSQL
+WHERE t.map_name = d.m AND t.key = d.k AND t.is_backup = d.b),
+upserted AS (` + upsertSQL + `)
+SELECT pg_notify($10, n) FROM unnest($11::text[]) AS n`
 )
 
 type recordID struct {
@@ -76,26 +85,20 @@ func (r *rows) add(id recordID) {
 	r.maps, r.keys, r.backups = append(r.maps, id.mapName), append(r.keys, id.key), append(r.backups, id.backup)
 }
 
-// Apply commits the batch atomically. A batch is usually one statement:
-// one round trip and one commit. It is a transaction of several statements
-// when a record is deleted and put again in the batch, or when its values
-// exceed maxStatementBytes.
-//
-// If the connection breaks after the batch was sent, PostgreSQL may or may
-// not have committed it; Apply then returns CodeUnavailable and says so.
-// Applying the same batch again is safe: it converges to the same rows.
-func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
-	if err := b.begin(ctx); err != nil {
-		return err
-	}
-	if err := abi.ValidateBatch(batch); err != nil {
-		return err
-	}
-	muts := batch.Mutations
-	if len(muts) == 0 {
-		return nil
-	}
+// plan is a batch collapsed to the last mutation of each record, sorted
+// by record so that concurrent batches lock rows in one order.
+type plan struct {
+	now        int64
+	ids        []recordID
+	puts, dels rows
+	// recreated: a record is deleted and put again (so deleted first,
+	// which one statement cannot do); valueBytes sums the put values.
+	recreated  bool
+	valueBytes int
+}
 
+func newPlan(batch *abi.Batch) *plan {
+	muts := batch.Mutations
 	// Keep the last mutation of each record (one statement may not touch a
 	// row twice). A put that follows a delete of the same record makes a
 	// new record (CreatedAt = Now), which an upsert alone would not do:
@@ -116,57 +119,84 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 		}
 		last[id] = i
 	}
-	// Sorted by record, so that concurrent batches lock rows in one order.
-	ids := make([]recordID, 0, len(last))
+	p := &plan{now: batch.Now, ids: make([]recordID, 0, len(last)), recreated: len(recreated) > 0}
 	for id := range last {
-		ids = append(ids, id)
+		p.ids = append(p.ids, id)
 	}
-	slices.SortFunc(ids, compareID)
+	slices.SortFunc(p.ids, compareID)
 
 	nPut := 0
-	for _, id := range ids {
+	for _, id := range p.ids {
 		if muts[last[id]].Kind == abi.OpPut {
 			nPut++
 		}
 	}
-	puts := rows{
+	p.puts = rows{
 		maps: make([]string, 0, nPut), keys: make([]string, 0, nPut),
 		vals: make([][]byte, 0, nPut), exps: make([]int64, 0, nPut), backups: make([]bool, 0, nPut),
 	}
-	var dels rows
-	valueBytes := 0
-	for _, id := range ids {
+	for _, id := range p.ids {
 		m := &muts[last[id]]
 		if m.Kind == abi.OpDelete {
-			dels.add(id)
+			p.dels.add(id)
 			continue
 		}
 		if recreated[id] {
-			dels.add(id)
+			p.dels.add(id)
 		}
 		v := m.Value
 		if v == nil {
 			v = []byte{} // nil would be NULL
 		}
-		puts.add(id)
-		puts.vals, puts.exps = append(puts.vals, v), append(puts.exps, m.ExpirationTime)
-		valueBytes += len(v)
+		p.puts.add(id)
+		p.puts.vals, p.puts.exps = append(p.puts.vals, v), append(p.puts.exps, m.ExpirationTime)
+		p.valueBytes += len(v)
 	}
-	if len(recreated) > 0 || valueBytes > b.maxStatementBytes {
-		return b.applyTx(ctx, batch.Now, &puts, &dels)
+	return p
+}
+
+// Apply commits the batch atomically. A batch is usually one statement:
+// one round trip and one commit. It is a transaction of several statements
+// when a record is deleted and put again in the batch, or when its values
+// exceed maxStatementBytes. Either way it notifies the other processes
+// sharing the table of the records it changed (see Watch).
+//
+// If the connection breaks after the batch was sent, PostgreSQL may or may
+// not have committed it; Apply then returns CodeUnavailable and says so.
+// Applying the same batch again is safe: it converges to the same rows.
+func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	if err := abi.ValidateBatch(batch); err != nil {
+		return err
+	}
+	if len(batch.Mutations) == 0 {
+		return nil
+	}
+	p := newPlan(batch)
+	notes := b.notices(p.ids)
+	if p.recreated || p.valueBytes > b.maxStatementBytes {
+		err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
+			return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+				return b.writeTx(ctx, tx, p, notes)
+			})
+		})
+		return b.applyErr(ctx, err)
 	}
 
 	var (
 		sql  string
 		args []any
 	)
+	puts, dels := &p.puts, &p.dels
 	switch {
 	case len(dels.keys) == 0:
-		sql, args = upsertSQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, batch.Now}
+		sql, args = upsertNotifySQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, p.now, b.channel, notes}
 	case len(puts.keys) == 0:
-		sql, args = deleteSQL, []any{dels.maps, dels.keys, dels.backups}
+		sql, args = deleteNotifySQL, []any{dels.maps, dels.keys, dels.backups, b.channel, notes}
 	default:
-		sql, args = applySQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, batch.Now, dels.maps, dels.keys, dels.backups}
+		sql, args = applyNotifySQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, p.now, dels.maps, dels.keys, dels.backups, b.channel, notes}
 	}
 	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
 		_, err := b.pool.Exec(ctx, sql, args...)
@@ -175,33 +205,34 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	return b.applyErr(ctx, err)
 }
 
-// applyTx applies a batch as one transaction: the deletes first (which
-// include the records put again), then the puts in statements of at most
-// b.maxStatementBytes of values.
-func (b *Backend) applyTx(ctx context.Context, now int64, puts, dels *rows) error {
-	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
-		return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
-			if len(dels.keys) > 0 {
-				if _, err := tx.Exec(ctx, deleteSQL, dels.maps, dels.keys, dels.backups); err != nil {
-					return err
-				}
-			}
-			for start := 0; start < len(puts.keys); {
-				end, size := start, 0
-				for end < len(puts.keys) && (end == start || size+len(puts.vals[end]) <= b.maxStatementBytes) {
-					size += len(puts.vals[end])
-					end++
-				}
-				if _, err := tx.Exec(ctx, upsertSQL, puts.maps[start:end], puts.keys[start:end], puts.vals[start:end],
-					puts.exps[start:end], puts.backups[start:end], now); err != nil {
-					return err
-				}
-				start = end
-			}
-			return nil
-		})
-	})
-	return b.applyErr(ctx, err)
+// writeTx writes a plan inside tx: the deletes first (which include the
+// records put again), then the puts in statements of at most
+// b.maxStatementBytes of values, then the notifications.
+func (b *Backend) writeTx(ctx context.Context, tx pgx.Tx, p *plan, notes []string) error {
+	puts, dels := &p.puts, &p.dels
+	if len(dels.keys) > 0 {
+		if _, err := tx.Exec(ctx, deleteSQL, dels.maps, dels.keys, dels.backups); err != nil {
+			return err
+		}
+	}
+	for start := 0; start < len(puts.keys); {
+		end, size := start, 0
+		for end < len(puts.keys) && (end == start || size+len(puts.vals[end]) <= b.maxStatementBytes) {
+			size += len(puts.vals[end])
+			end++
+		}
+		if _, err := tx.Exec(ctx, upsertSQL, puts.maps[start:end], puts.keys[start:end], puts.vals[start:end],
+			puts.exps[start:end], puts.backups[start:end], p.now); err != nil {
+			return err
+		}
+		start = end
+	}
+	if len(notes) > 0 {
+		if _, err := tx.Exec(ctx, notifySQL, b.channel, notes); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // applyErr explains a connection failure after a batch was sent.

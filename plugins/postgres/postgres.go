@@ -97,6 +97,12 @@ type Backend struct {
 	// index (not the table's owner, or the table locked): ListExpired
 	// then scans the table.
 	expiryIndex bool
+
+	// schema holds the table; origin tells this backend's notifications
+	// from other processes' (see shared.go).
+	schema, origin, channel string
+	// stop ends the listeners of Watch at Close.
+	stop chan struct{}
 }
 
 var _ abi.Backend = (*Backend)(nil)
@@ -134,7 +140,8 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 	if err != nil {
 		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: cannot configure a connection pool for %s", RedactURL(databaseURL))
 	}
-	b := &Backend{pool: pool, log: o.Logger, maxRetries: int(cfg.MaxConns) + 1, maxStatementBytes: maxStatementBytes}
+	b := &Backend{pool: pool, log: o.Logger, maxRetries: int(cfg.MaxConns) + 1, maxStatementBytes: maxStatementBytes,
+		origin: newOrigin(), stop: make(chan struct{})}
 
 	// Bound the first connection even when ctx has no deadline: with
 	// several hosts pgx may try each in turn.
@@ -190,6 +197,7 @@ func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
+	close(b.stop)
 	b.pool.Close()
 	return nil
 }

@@ -86,6 +86,7 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 		_ = b.pool.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&path)
 		return abi.Errorf(abi.CodeInvalidArgument, "postgres: no schema to create %s in: search_path %q names no existing schema; create the schema or set search_path in DATABASE_URL", tableName, path)
 	}
+	b.schema, b.channel = *schema, channelName(*schema)
 	if encoding != "UTF8" && encoding != "SQL_ASCII" {
 		return abi.Errorf(abi.CodeUnsupported, "postgres: the database encoding is %s; keys are UTF-8, so use a database created with ENCODING 'UTF8'", encoding)
 	}

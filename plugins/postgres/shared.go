@@ -1,0 +1,301 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"hash/fnv"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Several servers may share the table. Each needs to hear of the others'
+// commits (Watch) and to write only over what it merged against
+// (ApplyChecked); PostgreSQL carries both: every Apply sends a NOTIFY on a
+// channel of the table's schema, naming the records it changed, delivered
+// to the listeners when the transaction commits.
+
+var (
+	_ abi.Watcher        = (*Backend)(nil)
+	_ abi.CheckedApplier = (*Backend)(nil)
+)
+
+// maxNotice bounds a notification's payload (PostgreSQL's limit is 8000
+// bytes).
+const maxNotice = 7000
+
+// notice is a notification's payload: the origin backend and the records
+// it changed, all of a map when K is empty, or everything with A.
+type notice struct {
+	O string   `json:"o"`
+	M string   `json:"m,omitempty"`
+	K []string `json:"k,omitempty"`
+	A bool     `json:"a,omitempty"`
+}
+
+func newOrigin() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// channelName is the notification channel of the table in schema: one per
+// schema (channels are per database), short enough for an identifier.
+func channelName(schema string) string {
+	h := fnv.New64a()
+	h.Write([]byte(schema))
+	return "topgun_maps_" + hex.EncodeToString(h.Sum(nil))
+}
+
+// notices are the payloads naming the primary records of ids (sorted by
+// record), each under maxNotice: a map whose names do not fit is named
+// whole, and everything is named when even that does not fit.
+func (b *Backend) notices(ids []recordID) []string {
+	var out []string
+	emit := func(n *notice) {
+		p, _ := json.Marshal(n)
+		out = append(out, string(p))
+	}
+	for i := 0; i < len(ids); {
+		if ids[i].backup {
+			i++
+			continue
+		}
+		m := ids[i].mapName
+		cur := &notice{O: b.origin, M: m}
+		base, _ := json.Marshal(cur)
+		if len(base)+2 > maxNotice {
+			emit(&notice{O: b.origin, A: true})
+			for i < len(ids) && ids[i].mapName == m {
+				i++
+			}
+			continue
+		}
+		size, whole := len(base)+len(`,"k":[]`), false
+		for ; i < len(ids) && ids[i].mapName == m; i++ {
+			if ids[i].backup || whole {
+				continue
+			}
+			k, _ := json.Marshal(ids[i].key)
+			if len(base)+len(`,"k":[]`)+len(k) > maxNotice {
+				whole = true // a key too long for any notice
+				continue
+			}
+			if size+len(k)+1 > maxNotice {
+				emit(cur)
+				cur = &notice{O: b.origin, M: m}
+				size = len(base) + len(`,"k":[]`)
+			}
+			cur.K = append(cur.K, ids[i].key)
+			size += len(k) + 1
+		}
+		if whole {
+			cur.K = nil
+		}
+		emit(cur)
+	}
+	return out
+}
+
+// Watch listens on the table's channel on a connection of its own (not
+// the pool's) and reports other backends' notifications to fn. When the
+// connection is lost it connects again, backing off up to 5 s, and then
+// reports Changed{All: true}.
+func (b *Backend) Watch(ctx context.Context, fn func(abi.Changed)) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	conn, err := b.listen(ctx)
+	if err != nil {
+		return err
+	}
+	go b.watch(ctx, conn, fn)
+	return nil
+}
+
+func (b *Backend) listen(ctx context.Context) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, b.mapErr(ctx, "listen", err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize()); err != nil {
+		_ = conn.Close(context.Background())
+		return nil, b.mapErr(ctx, "listen", err)
+	}
+	return conn, nil
+}
+
+func (b *Backend) watch(ctx context.Context, conn *pgx.Conn, fn func(abi.Changed)) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	defer func() {
+		if conn != nil {
+			_ = conn.Close(context.Background())
+		}
+	}()
+	wait := 100 * time.Millisecond
+	for {
+		if conn == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			c, err := b.listen(ctx)
+			if err != nil {
+				wait = min(2*wait, 5*time.Second)
+				b.log.Debug("cannot listen for other servers' commits yet", "error", err)
+				continue
+			}
+			conn, wait = c, 100*time.Millisecond
+			b.log.Info("listening again for other servers' commits; re-reading everything they may have changed meanwhile")
+			fn(abi.Changed{All: true})
+		}
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			b.log.Warn("lost the connection that listens for other servers' commits; connecting again", "error", err)
+			_ = conn.Close(context.Background())
+			conn = nil
+			continue
+		}
+		var nt notice
+		if err := json.Unmarshal([]byte(n.Payload), &nt); err != nil {
+			b.log.Warn("ignoring a malformed notification on the table's channel", "channel", n.Channel, "error", err)
+			continue
+		}
+		if nt.O == b.origin {
+			continue
+		}
+		switch {
+		case nt.A || nt.M == "":
+			fn(abi.Changed{All: true})
+		case abi.ValidateMapName(nt.M) != nil:
+			b.log.Warn("ignoring a notification naming an invalid map", "map", nt.M)
+		default:
+			keys := slices.DeleteFunc(nt.K, func(k string) bool { return abi.ValidateKey(k) != nil })
+			if len(nt.K) == 0 {
+				keys = nil
+			}
+			fn(abi.Changed{Map: nt.M, Keys: keys})
+		}
+	}
+}
+
+// lockClass is the first key of the transaction-level advisory locks
+// ApplyChecked takes, one per record ("tg" in ASCII); the second is a hash
+// of the schema, map and key. A hash collision only serialises two
+// unrelated writes.
+const lockClass = 0x7467
+
+const (
+	lockSQL   = `SELECT pg_advisory_xact_lock($1::int4, h) FROM unnest($2::int4[]) AS h`
+	expectSQL = `SELECT t.map_name, t.key, t.value FROM topgun_maps AS t
+JOIN unnest($1::text[], $2::text[]) AS e(m, k) ON t.map_name = e.m AND t.key = e.k AND NOT t.is_backup`
+)
+
+// ApplyChecked applies the batch in one transaction that first takes an
+// advisory lock per record of the batch and of expect (in one order, so
+// two servers never deadlock), then compares expect with what the table
+// holds. A lock, unlike a row lock, also covers a record that does not
+// exist yet.
+func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []abi.Expect) error {
+	if err := b.begin(ctx); err != nil {
+		return err
+	}
+	if err := abi.ValidateBatch(batch); err != nil {
+		return err
+	}
+	for i := range expect {
+		if err := abi.ValidateMapName(expect[i].Map); err != nil {
+			return err
+		}
+		if err := abi.ValidateKey(expect[i].Key); err != nil {
+			return err
+		}
+	}
+	if len(batch.Mutations) == 0 && len(expect) == 0 {
+		return nil
+	}
+	p := newPlan(batch)
+	notes := b.notices(p.ids)
+	locks := make([]int32, 0, len(p.ids)+len(expect))
+	for _, id := range p.ids {
+		if !id.backup {
+			locks = append(locks, b.lockKey(id.mapName, id.key))
+		}
+	}
+	maps, keys := make([]string, len(expect)), make([]string, len(expect))
+	want := make(map[recordID]*abi.Expect, len(expect))
+	for i := range expect {
+		e := &expect[i]
+		maps[i], keys[i] = e.Map, e.Key
+		want[recordID{e.Map, e.Key, false}] = e
+		locks = append(locks, b.lockKey(e.Map, e.Key))
+	}
+	slices.Sort(locks)
+	locks = slices.Compact(locks)
+	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, lockSQL, lockClass, locks); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, expectSQL, maps, keys)
+			if err != nil {
+				return err
+			}
+			seen := make(map[recordID]bool, len(expect))
+			var conflict *abi.Expect
+			for rows.Next() {
+				var id recordID
+				var v []byte
+				if err := rows.Scan(&id.mapName, &id.key, &v); err != nil {
+					rows.Close()
+					return err
+				}
+				seen[id] = true
+				if e := want[id]; e != nil && (!e.Present || !bytes.Equal(e.Value, v)) && conflict == nil {
+					conflict = e
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for id, e := range want {
+				if e.Present && !seen[id] && conflict == nil {
+					conflict = e
+				}
+			}
+			if conflict != nil {
+				return abi.Errorf(abi.CodeConflict, "postgres: apply: record %q of map %q changed since it was read (another server wrote it); merge again", conflict.Key, conflict.Map)
+			}
+			return b.writeTx(ctx, tx, p, notes)
+		})
+	})
+	return b.applyErr(ctx, err)
+}
+
+func (b *Backend) lockKey(mapName, key string) int32 {
+	h := fnv.New32a()
+	h.Write([]byte(b.schema))
+	h.Write([]byte{0})
+	h.Write([]byte(mapName))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	return int32(h.Sum32())
+}

@@ -1,0 +1,150 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// watchInto starts b's Watch and returns the channel of what it reports.
+func watchInto(t *testing.T, b *Backend) <-chan abi.Changed {
+	t.Helper()
+	ch := make(chan abi.Changed, 64)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := b.Watch(ctx, func(c abi.Changed) { ch <- c }); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func nextChanged(t *testing.T, ch <-chan abi.Changed) abi.Changed {
+	t.Helper()
+	select {
+	case c := <-ch:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification within 10s")
+	}
+	return abi.Changed{}
+}
+
+// A commit through one backend is reported to the Watch of another on the
+// same table, with the keys it changed, and not to its own.
+func TestWatch_reportsOtherBackendsCommits(t *testing.T) {
+	t.Parallel()
+	a, url := openFresh(t)
+	b := openURL(t, url)
+	fromA, fromB := watchInto(t, a), watchInto(t, b)
+
+	batch := &abi.Batch{Now: 1}
+	batch.Put("m", "k1", false, []byte("v"), 0)
+	batch.Put("m", "k2", false, []byte("v"), 0)
+	batch.Put("m", "kb", true, []byte("backup"), 0) // backups are not reported
+	batch.Delete("n", "gone", false)
+	apply(t, a, batch)
+	got := map[string][]string{}
+	for len(got) < 2 {
+		c := nextChanged(t, fromB)
+		got[c.Map] = append(got[c.Map], c.Keys...)
+	}
+	if !slices.Equal(got["m"], []string{"k1", "k2"}) || !slices.Equal(got["n"], []string{"gone"}) {
+		t.Fatalf("B heard %v, want m: k1 k2 and n: gone", got)
+	}
+	// A transaction of several statements notifies too (a record deleted
+	// and put again).
+	batch = &abi.Batch{Now: 2}
+	batch.Delete("m", "k1", false)
+	batch.Put("m", "k1", false, []byte("again"), 0)
+	apply(t, a, batch)
+	if c := nextChanged(t, fromB); c.Map != "m" || !slices.Equal(c.Keys, []string{"k1"}) {
+		t.Fatalf("B heard %+v", c)
+	}
+	select {
+	case c := <-fromA:
+		t.Fatalf("A heard its own commit: %+v", c)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// Notifications stay under PostgreSQL's payload limit: many keys are
+// split over several, and a map named by keys too long for one is named
+// whole.
+func TestNotices_split(t *testing.T) {
+	b := &Backend{origin: "o"}
+	var ids []recordID
+	for i := 0; i < 2000; i++ {
+		ids = append(ids, recordID{mapName: "m", key: fmt.Sprintf("key-%04d-%s", i, strings.Repeat("é", i%9))})
+	}
+	ids = append(ids, recordID{mapName: "z", key: strings.Repeat("y", maxNotice)})
+	slices.SortFunc(ids, compareID)
+	notes := b.notices(ids)
+	named, whole := 0, false
+	for _, n := range notes {
+		if len(n) > maxNotice {
+			t.Fatalf("notice of %d bytes", len(n))
+		}
+		var nt notice
+		if err := json.Unmarshal([]byte(n), &nt); err != nil || nt.O != "o" {
+			t.Fatalf("notice %q: %v", n, err)
+		}
+		switch nt.M {
+		case "m":
+			named += len(nt.K)
+		case "z":
+			whole = nt.K == nil
+		}
+	}
+	if len(notes) < 5 || named != len(ids)-1 || !whole {
+		t.Fatalf("%d notices naming %d of the %d keys of m; map z named whole: %v", len(notes), named, len(ids)-1, whole)
+	}
+}
+
+// ApplyChecked applies only over what the caller expects: a record
+// another backend changed since is a conflict, and nothing of the batch is
+// applied.
+func TestApplyChecked_conflict(t *testing.T) {
+	t.Parallel()
+	a, url := openFresh(t)
+	b := openURL(t, url)
+	ctx := testCtx(t)
+	put := func(v string) *abi.Batch {
+		batch := &abi.Batch{Now: 1}
+		batch.Put("m", "k", false, []byte(v), 0)
+		batch.Put("m", "other", false, []byte(v), 0)
+		return batch
+	}
+	// Expecting absence over an absent record.
+	if err := a.ApplyChecked(ctx, put("a1"), []abi.Expect{{Map: "m", Key: "k"}}); err != nil {
+		t.Fatal(err)
+	}
+	// B read "a1" and writes over it.
+	if err := b.ApplyChecked(ctx, put("b1"), []abi.Expect{{Map: "m", Key: "k", Present: true, Value: []byte("a1")}}); err != nil {
+		t.Fatal(err)
+	}
+	// A still expects "a1": a conflict, and "other" is not written either.
+	err := a.ApplyChecked(ctx, put("a2"), []abi.Expect{{Map: "m", Key: "k", Present: true, Value: []byte("a1")}})
+	if abi.CodeOf(err) != abi.CodeConflict {
+		t.Fatalf("want a conflict, got %v", err)
+	}
+	// Expecting absence over a present record is a conflict too.
+	err = a.ApplyChecked(ctx, put("a3"), []abi.Expect{{Map: "m", Key: "k"}})
+	if abi.CodeOf(err) != abi.CodeConflict {
+		t.Fatalf("want a conflict, got %v", err)
+	}
+	recs, err := a.Get(ctx, "m", false, []string{"k", "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if string(r.Value) != "b1" {
+			t.Fatalf("%s = %q, want b1 (the conflicting batches applied nothing)", r.Key, r.Value)
+		}
+	}
+}
