@@ -28,13 +28,27 @@ type request struct {
 // results; the error is for the call as a whole (backend failure, closed
 // store, ctx done before the commit — in that last case the ops may still
 // be committed, and re-sending them is harmless).
+//
+// On shared storage a commit fails with CodeConflict when another process
+// changed one of its records after this one read it; the ops are then
+// merged again against what storage holds, up to maxConflictTries times.
 func (s *Store) Apply(ctx context.Context, ops []Op, origin uint64) ([]Result, error) {
-	req := &request{ops: ops, origin: origin, results: make([]Result, len(ops)), done: make(chan error, 1)}
-	if err := s.submit(ctx, req); err != nil {
-		return nil, err
+	for try := 1; ; try++ {
+		req := &request{ops: ops, origin: origin, results: make([]Result, len(ops)), done: make(chan error, 1)}
+		err := s.submit(ctx, req)
+		if err != nil && try < maxConflictTries && abi.CodeOf(err) == abi.CodeConflict && ctx.Err() == nil {
+			s.log.Debug("another server changed records this commit merged against; merging again", "try", try, "error", err)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return req.results, nil
 	}
-	return req.results, nil
 }
+
+// maxConflictTries bounds the merges of one Apply on shared storage.
+const maxConflictTries = 8
 
 func (s *Store) submit(ctx context.Context, req *request) error {
 	if s.closed.Load() {
@@ -126,6 +140,9 @@ func (s *Store) newTxn(inflight *[]*txn) *txn {
 	}
 	*inflight = live
 	t := &txn{s: s, pending: map[cacheKey]*state{}, overlay: append([]*txn(nil), live...)}
+	if s.checked != nil {
+		t.base = map[cacheKey]abi.Expect{}
+	}
 	if len(live) > 0 {
 		t.dep = live[len(live)-1]
 	}
@@ -194,11 +211,12 @@ func (s *Store) applier() {
 				s.repairIndex(false)
 			}
 		}
+		if err == nil && len(t.order) == 0 {
+			t.settleClean()
+		}
 		if err != nil {
 			t.failErr = err
 			t.failed.Store(true)
-		} else {
-			t.refreshObserved()
 		}
 		t.settled.Store(true)
 		for _, r := range t.reqs {
@@ -249,6 +267,19 @@ type state struct {
 	exp          int64
 	dirty        bool
 	enc          []byte // encoded rv, set by checkSize
+	// row and raw are what storage held when the state was read from it
+	// on shared storage (row true with an undecodable value too).
+	row bool
+	raw []byte
+}
+
+// expectOf is what storage holds for a key once st is committed (st
+// dirty) or as it was read (st clean).
+func expectOf(st *state) abi.Expect {
+	if st.dirty {
+		return abi.Expect{Map: st.mapName, Key: st.key, Present: st.present, Value: st.enc}
+	}
+	return abi.Expect{Map: st.mapName, Key: st.key, Present: st.row, Value: st.raw}
 }
 
 // txn is the overlay of one group commit: merged states not yet durable.
@@ -267,6 +298,21 @@ type txn struct {
 	prune   *record.Timestamp
 	buf     []byte // encodings of the states (checkSize)
 	err     error  // infrastructure failure: the whole group fails
+	// base is, on shared storage with checked commits, what storage held
+	// for each key when this txn first saw it: the commit applies only
+	// over that.
+	base map[cacheKey]abi.Expect
+}
+
+// noteBase records the state a key had when this txn first saw it.
+func (t *txn) noteBase(st *state) {
+	if t.base == nil {
+		return
+	}
+	ck := cacheKey{st.mapName, st.key}
+	if _, ok := t.base[ck]; !ok {
+		t.base[ck] = expectOf(st)
+	}
 }
 
 func reject(i int, format string, args ...any) Result {
@@ -287,10 +333,21 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 			break // it and the older ones are in the index
 		}
 		if st, ok := o.pending[ck]; ok {
+			t.noteBase(st)
 			return st, nil
 		}
 	}
 	if st, ok := t.peekIndex(mapName, key, needValue); ok {
+		return st, nil
+	}
+	if t.s.shared {
+		rows, err := t.s.loadStored(context.Background(), mapName, []string{key})
+		if err != nil {
+			return nil, err
+		}
+		st := rows.state(mapName, key)
+		t.pending[ck] = st
+		t.noteBase(st)
 		return st, nil
 	}
 	st := &state{mapName: mapName, key: key}
@@ -334,37 +391,27 @@ next:
 		byMap[ck.mapName] = append(byMap[ck.mapName], ck.key)
 	}
 	for name, ks := range byMap {
-		es, err := t.s.loadRaw(context.Background(), name, ks)
+		rows, err := t.s.loadStored(context.Background(), name, ks)
 		if err != nil {
 			t.err = err
 			return
 		}
-		found := make(map[string]*Entry, len(es))
-		for i := range es {
-			found[es[i].Key] = &es[i]
-		}
 		for _, k := range ks {
-			st := &state{mapName: name, key: k}
-			if e := found[k]; e != nil {
-				st.present, st.rv, st.exp = true, e.Record, e.ExpirationTime
-				st.rv.Normalize()
-			}
+			st := rows.state(name, k)
 			t.pending[cacheKey{name, k}] = st
+			t.noteBase(st)
 		}
 	}
 }
 
-// refreshObserved installs in the index, on shared storage, the stored
+// installObserved installs in the index, on shared storage, the stored
 // states this txn read and did not change: other processes may have
-// written them since this index last saw them. It runs on the applier
-// once the txn settled without error.
-func (t *txn) refreshObserved() {
+// written them since this index last saw them. The caller holds s.mu.
+func (t *txn) installObserved() {
 	if !t.s.shared {
 		return
 	}
 	s := t.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for ck, st := range t.pending {
 		if st.dirty {
 			continue
@@ -377,6 +424,19 @@ func (t *txn) refreshObserved() {
 		} else {
 			s.index(ck.mapName, ck.key, nil, 0)
 		}
+	}
+}
+
+// settleClean finishes a txn that wrote nothing: it installs what it read
+// and publishes its changes (those other processes made, see refresh).
+func (t *txn) settleClean() {
+	if t.s.shared {
+		t.s.mu.Lock()
+		t.installObserved()
+		t.s.mu.Unlock()
+	}
+	if len(t.changes) > 0 {
+		t.s.feed.publish(&Commit{Seq: t.s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune})
 	}
 }
 
@@ -636,7 +696,21 @@ func (t *txn) commit() error {
 		b.Put(st.mapName, st.key, false, st.enc, st.exp)
 	}
 	start := time.Now()
-	err := s.be.Apply(context.Background(), b)
+	var err error
+	if t.base != nil {
+		expect := make([]abi.Expect, 0, len(t.order))
+		seen := make(map[cacheKey]bool, len(t.order))
+		for _, st := range t.order {
+			ck := cacheKey{st.mapName, st.key}
+			if e, ok := t.base[ck]; ok && !seen[ck] {
+				seen[ck] = true
+				expect = append(expect, e)
+			}
+		}
+		err = s.checked.ApplyChecked(context.Background(), b, expect)
+	} else {
+		err = s.be.Apply(context.Background(), b)
+	}
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(b.Mutations), time.Since(start), err)
 	}
@@ -653,6 +727,7 @@ func (t *txn) commit() error {
 		// Merged from storage (see peekIndex), so now known again.
 		delete(s.repair, cacheKey{st.mapName, st.key})
 	}
+	t.installObserved()
 	s.mu.Unlock()
 	for _, st := range t.order {
 		s.cache.put(cacheKey{st.mapName, st.key}, &entryValue{rv: st.rv, exp: st.exp, present: st.present})

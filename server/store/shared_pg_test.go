@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/postgres"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 	"github.com/topgun-go/topgun/server/record"
@@ -15,7 +18,14 @@ import (
 // pools) on one PostgreSQL schema, sharing a wall clock.
 func sharedPair(t *testing.T, mod func(*Options)) (a, b *fixture) {
 	t.Helper()
-	url := pgtest.FreshSchema(t)
+	a, b, _ = sharedPairURL(t, mod)
+	return a, b
+}
+
+// sharedPairURL is sharedPair, also returning the database URL.
+func sharedPairURL(t *testing.T, mod func(*Options)) (a, b *fixture, url string) {
+	t.Helper()
+	url = pgtest.FreshSchema(t)
 	wall := &atomic.Int64{}
 	wall.Store(t0)
 	mk := func(node string) *fixture {
@@ -39,7 +49,7 @@ func sharedPair(t *testing.T, mod func(*Options)) (a, b *fixture) {
 		t.Cleanup(func() { f.s.Close() })
 		return f
 	}
-	return mk("a"), mk("b")
+	return mk("a"), mk("b"), url
 }
 
 // stored reads a key's LWW value as storage holds it, through a fresh store.
@@ -116,4 +126,195 @@ func TestShared_GConBDeletesAsLiveWrite(t *testing.T) {
 	if v, ok := storedLWW(t, a, "m", "k"); !ok || v != "alive" {
 		t.Errorf("storage holds %q (present %v): A's acknowledged write was deleted by B's tombstone GC", v, ok)
 	}
+}
+
+// until polls cond for up to 10 s.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// nextChange returns the next change on sub within 10 s.
+func nextChange(t *testing.T, sub *Subscription) Change {
+	t.Helper()
+	for {
+		select {
+		case c, ok := <-sub.C():
+			if !ok {
+				t.Fatalf("feed closed: %v", sub.Err())
+			}
+			if len(c.Changes) > 0 {
+				if len(c.Changes) != 1 {
+					t.Fatalf("commit of %d changes, want 1: %+v", len(c.Changes), c.Changes)
+				}
+				return c.Changes[0]
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change within 10s")
+		}
+	}
+}
+
+// What A commits reaches B: its index (so Merkle sync from B includes it)
+// and its change feed (so B's clients get SERVER_EVENTs), for LWW writes
+// and removes and for OR adds and removes.
+func TestShared_BHearsAsCommits(t *testing.T) {
+	a, b := sharedPair(t, nil)
+	sub := b.s.Subscribe()
+	defer sub.Close()
+
+	a.apply(put("m", "k", "v", ts(t0, 0, "c1")))
+	if c := nextChange(t, sub); c.Map != "m" || c.Key != "k" || c.Kind != ChangePut || c.Record.LWW.Value.Text() != "v" || c.Origin != 0 {
+		t.Fatalf("B's feed: %+v", c)
+	}
+	until(t, "B's Merkle root matches A's", func() bool { return a.s.Root("m", KindLWW) == b.s.Root("m", KindLWW) })
+	if v, ok := b.get("m", "k"); !ok || v != "v" {
+		t.Fatalf("B reads %q %v", v, ok)
+	}
+	a.apply(Op{Map: "m", Key: "k", Kind: OpRemove, Timestamp: ts(t0+1, 0, "c1")})
+	if c := nextChange(t, sub); c.Key != "k" || c.Kind != ChangeRemove {
+		t.Fatalf("B's feed: %+v", c)
+	}
+
+	a.apply(Op{Map: "o", Key: "k", Kind: OpORAdd, Value: record.StringValue("x"), Timestamp: ts(t0, 0, "c"), Tag: "t1"})
+	if c := nextChange(t, sub); c.Map != "o" || c.Kind != ChangeORAdd || c.Tag != "t1" || c.Entry.Value.Text() != "x" {
+		t.Fatalf("B's feed: %+v", c)
+	}
+	until(t, "B's OR root matches A's", func() bool { return a.s.Root("o", KindOR) == b.s.Root("o", KindOR) })
+	a.apply(Op{Map: "o", Key: "k", Kind: OpORRemove, Tag: "t1"})
+	if c := nextChange(t, sub); c.Kind != ChangeORRemove || c.Tag != "t1" {
+		t.Fatalf("B's feed: %+v", c)
+	}
+	until(t, "B's OR root matches A's after the remove", func() bool { return a.s.Root("o", KindOR) == b.s.Root("o", KindOR) })
+
+	// B's own writes are not heard back as other processes' commits.
+	b.apply(put("m", "mine", "v", ts(t0+2, 0, "c2")))
+	if c := nextChange(t, sub); c.Key != "mine" {
+		t.Fatalf("B's feed: %+v", c)
+	}
+	select {
+	case c := <-sub.C():
+		t.Fatalf("an echo of B's own commit: %+v", c.Changes)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// After the listener reconnects, everything is re-read: a commit B could
+// not hear (made without a notification) is found, and a record deleted
+// meanwhile leaves B's index.
+func TestShared_reReadAfterMissedCommits(t *testing.T) {
+	a, b, url := sharedPairURL(t, nil)
+	a.apply(put("m", "gone", "v", ts(t0, 0, "c1")))
+	until(t, "B indexed A's first write", func() bool { return a.s.Root("m", KindLWW) == b.s.Root("m", KindLWW) })
+	rv := record.NewLWW(record.StringValue("quiet"), ts(t0+5, 0, "c9"))
+	enc, err := record.Encode(nil, &rv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written and deleted behind the backends' backs: no notification.
+	pgtest.Exec(t, url, `INSERT INTO topgun_maps (map_name, key, value, expiration_time, is_backup, created_at, updated_at) VALUES ('m', 'quiet', $1, 0, false, 1, 1)`, enc)
+	pgtest.Exec(t, url, `DELETE FROM topgun_maps WHERE key = 'gone'`)
+	sub := b.s.Subscribe()
+	defer sub.Close()
+	b.s.watchq.add(abi.Changed{All: true}) // what the listener reports after reconnecting
+	if c := nextChange(t, sub); c.Key != "quiet" || c.Record.LWW.Value.Text() != "quiet" {
+		t.Fatalf("B's feed: %+v", c)
+	}
+	until(t, "B's index holds what storage holds", func() bool {
+		b.s.mu.RLock()
+		defer b.s.mu.RUnlock()
+		_, hasGone := b.s.maps["m"].lww.get("gone")
+		_, hasQuiet := b.s.maps["m"].lww.get("quiet")
+		return !hasGone && hasQuiet
+	})
+}
+
+// Concurrent OR adds to one key through A and B: every acknowledged add is
+// stored (checked commits merge again after a conflict), and both stores'
+// indexes end up matching storage.
+func TestShared_concurrentORAddsAllKept(t *testing.T) {
+	a, b := sharedPair(t, nil)
+	var wg sync.WaitGroup
+	acked := make(chan string, 400)
+	for _, f := range []*fixture{a, b} {
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func(f *fixture, w int) {
+				defer wg.Done()
+				for i := 0; i < 25; i++ {
+					tag := fmt.Sprintf("%p-%d-%d", f, w, i)
+					res, err := f.s.Apply(context.Background(), []Op{{Map: "m", Key: "k", Kind: OpORAdd, Value: record.StringValue(tag), Timestamp: ts(t0, 0, "c"), Tag: tag}}, 1)
+					if err == nil && res[0].Err == nil {
+						acked <- tag
+					}
+				}
+			}(f, w)
+		}
+	}
+	wg.Wait()
+	close(acked)
+	recs, err := a.be.Get(context.Background(), "m", false, []string{"k"})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("get: %v %d", err, len(recs))
+	}
+	rv, _ := record.Decode(recs[0].Value)
+	have := map[string]bool{}
+	for _, e := range rv.ORMap.Records {
+		have[e.Tag] = true
+	}
+	lost, n := 0, 0
+	for tag := range acked {
+		n++
+		if !have[tag] {
+			lost++
+		}
+	}
+	if lost > 0 || n < 100 {
+		t.Errorf("%d of %d acknowledged OR adds lost (of 200 sent)", lost, n)
+	}
+	until(t, "both OR roots match", func() bool { return a.s.Root("m", KindOR) == b.s.Root("m", KindOR) })
+}
+
+// Concurrent LWW writes to one key through A and B: storage ends with the
+// newest acknowledged write, and both stores agree with it.
+func TestShared_concurrentLWWNewestWins(t *testing.T) {
+	a, b := sharedPair(t, nil)
+	var wg sync.WaitGroup
+	var newest atomic.Uint64
+	for fi, f := range []*fixture{a, b} {
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func(f *fixture, w int) {
+				defer wg.Done()
+				for i := 0; i < 25; i++ {
+					ms := t0 + uint64(1+(i*8+w*2+fi)*3)
+					res, err := f.s.Apply(context.Background(), []Op{put("m", "k", fmt.Sprint(ms), ts(ms, 0, "c"))}, 1)
+					if err == nil && res[0].Err == nil && res[0].Changed {
+						for {
+							cur := newest.Load()
+							if ms <= cur || newest.CompareAndSwap(cur, ms) {
+								break
+							}
+						}
+					}
+				}
+			}(f, w)
+		}
+	}
+	wg.Wait()
+	want := fmt.Sprint(newest.Load())
+	if v, _ := storedLWW(t, a, "m", "k"); v != want {
+		t.Fatalf("storage holds %q, the newest acknowledged write is %q", v, want)
+	}
+	until(t, "both stores read the newest write", func() bool {
+		av, _ := a.get("m", "k")
+		bv, _ := b.get("m", "k")
+		return av == want && bv == want && a.s.Root("m", KindLWW) == b.s.Root("m", KindLWW)
+	})
 }

@@ -171,6 +171,12 @@ type Store struct {
 	lastStamp int64 // commit times never go back, even if the wall clock does
 	applying  int64 // the commit time of the batch being applied, 0 for none
 	shared    bool  // other processes commit to the same storage
+	// checked applies commits on shared storage (nil: unchecked); watchq
+	// gathers the other processes' commits (nil: not heard), which
+	// stopWatch stops hearing. See shared.go.
+	checked   abi.CheckedApplier
+	watchq    *watchQueue
+	stopWatch context.CancelFunc
 
 	reqs    chan *request
 	applyq  chan *txn
@@ -208,13 +214,16 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		closing:        make(chan struct{}),
 	}
 	if s.shared {
-		// Other processes write the same records: a cached copy may be
-		// older than storage, so reads and merges go to storage.
-		s.cache = newCache(-1)
+		if err := s.openShared(); err != nil {
+			return nil, err
+		}
 	}
 	start := time.Now()
 	n, err := s.rebuild(ctx)
 	if err != nil {
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
 		return nil, err
 	}
 	s.log.Info("index rebuilt", "maps", len(s.maps), "records", n, "took", time.Since(start).Round(time.Millisecond))
@@ -222,6 +231,10 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 	go s.committer()
 	go s.applier()
 	go s.housekeeping()
+	if s.watchq != nil {
+		s.wg.Add(1)
+		go s.refresher()
+	}
 	return s, nil
 }
 
@@ -551,6 +564,9 @@ func (s *Store) loadRaw(ctx context.Context, mapName string, keys []string) ([]E
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.closed.Store(true)
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
 		close(s.closing)
 		s.wg.Wait()
 		s.feed.close()

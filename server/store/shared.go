@@ -1,0 +1,374 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/server/record"
+)
+
+// Shared storage (abi.CapShared): other processes commit to the same
+// records. Three things keep this store right there:
+//   - merges read storage, never the index or the value cache (prefetch,
+//     peekIndex; the cache is off);
+//   - a commit applies only over what its merges read (abi.CheckedApplier):
+//     another process's commit in between is a conflict, and Apply merges
+//     again;
+//   - the other processes' commits are heard (abi.Watcher) and re-read
+//     into the index, so that Merkle sync and live queries see them, and
+//     published on the change feed, so that clients get SERVER_EVENTs.
+
+// openShared sets up a store on shared storage, before the index is
+// built: commits heard from then on are re-read after it.
+func (s *Store) openShared() error {
+	name := s.be.Describe().Name
+	// Other processes write the same records: a cached copy may be older
+	// than storage, so reads and merges go to storage.
+	s.cache = newCache(-1)
+	if c, ok := s.be.(abi.CheckedApplier); ok {
+		s.checked = c
+	} else {
+		s.log.Warn("the backend is shared with other processes but cannot check what its commits overwrite; concurrent writes to one record from two servers can lose one", "backend", name)
+	}
+	w, ok := s.be.(abi.Watcher)
+	if !ok {
+		s.log.Warn("the backend is shared with other processes but cannot report their commits; clients of this server learn of them only when they touch the same records", "backend", name)
+		return nil
+	}
+	s.watchq = newWatchQueue()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := w.Watch(ctx, s.watchq.add); err != nil {
+		cancel()
+		return fmt.Errorf("store: listen for other servers' commits: %w", err)
+	}
+	s.stopWatch = cancel
+	return nil
+}
+
+// storedRows are records read from storage, by key.
+type storedRows map[string]*abi.Record
+
+// loadStored reads keys of a map from storage, bypassing the cache.
+func (s *Store) loadStored(ctx context.Context, mapName string, keys []string) (storedRows, error) {
+	out := make(storedRows, len(keys))
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		recs, err := s.be.Get(ctx, mapName, false, keys[:n])
+		if err != nil {
+			return nil, fmt.Errorf("store: get from %q: %w", mapName, err)
+		}
+		for i := range recs {
+			out[recs[i].Key] = &recs[i]
+		}
+		keys = keys[n:]
+	}
+	return out, nil
+}
+
+// state returns a key's state as read: absent, or the decoded record (an
+// undecodable one counts as absent for merges, as it does elsewhere, but
+// its row is expected by checked commits).
+func (rows storedRows) state(mapName, key string) *state {
+	st := &state{mapName: mapName, key: key}
+	r := rows[key]
+	if r == nil {
+		return st
+	}
+	st.row, st.raw = true, r.Value
+	rv, err := record.Decode(r.Value)
+	if err != nil {
+		return st
+	}
+	rv.Normalize()
+	st.present, st.rv, st.exp = true, rv, r.ExpirationTime
+	return st
+}
+
+// refresh re-reads keys another process changed. Keys this txn or one in
+// flight holds are left alone (their checked commit settles them). The
+// states read are installed in the index once the txn settles; what
+// differs from the index is published on the feed. It reports the error
+// of the read, leaving the txn itself unharmed.
+func (t *txn) refresh(mapName string, keys []string) error {
+	var need []string
+next:
+	for _, k := range keys {
+		ck := cacheKey{mapName, k}
+		if _, ok := t.pending[ck]; ok {
+			continue
+		}
+		for i := len(t.overlay) - 1; i >= 0; i-- {
+			o := t.overlay[i]
+			if o.settled.Load() {
+				break
+			}
+			if _, ok := o.pending[ck]; ok {
+				continue next
+			}
+		}
+		need = append(need, k)
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	rows, err := t.s.loadStored(context.Background(), mapName, need)
+	if err != nil {
+		return err
+	}
+	for _, k := range need {
+		st := rows.state(mapName, k)
+		t.pending[cacheKey{mapName, k}] = st
+		t.noteBase(st)
+		t.changes = t.s.changesSince(t.changes, st)
+	}
+	return nil
+}
+
+// changesSince appends the changes that bring the index's view of a key to
+// st. The index keeps no OR values: a changed OR key is announced whole,
+// an add per live entry and a remove per tombstone (clients ignore those
+// they already applied). Deletions (tombstone collection) are not
+// announced, as they are not from this process either.
+func (s *Store) changesSince(out []Change, st *state) []Change {
+	if !st.present {
+		return out
+	}
+	s.mu.RLock()
+	ms := s.maps[st.mapName]
+	switch st.rv.Kind {
+	case record.KindLWW:
+		ts := st.rv.LWW.Timestamp
+		if ms != nil {
+			if m, ok := ms.lww.get(st.key); ok && s.lwwTimestamp(m) == ts {
+				s.mu.RUnlock()
+				return out
+			}
+		}
+		s.mu.RUnlock()
+		c := Change{Map: st.mapName, Key: st.key, Kind: ChangePut, Record: st.rv, ExpirationTime: st.exp}
+		if st.rv.LWW.Value.IsNull() {
+			c.Kind = ChangeRemove
+		} else if st.exp > 0 && uint64(st.exp) > ts.Millis {
+			c.TTLMs = uint64(st.exp) - ts.Millis
+		}
+		return append(out, c)
+	case record.KindORMap:
+		h, _ := orItemHash(st.key, &st.rv.ORMap)
+		if ms != nil {
+			if m, ok := ms.or.get(st.key); ok && m.hash == h {
+				s.mu.RUnlock()
+				return out
+			}
+		}
+		s.mu.RUnlock()
+		for _, e := range st.rv.ORMap.Records {
+			out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORAdd, Record: st.rv, ExpirationTime: st.exp, Entry: e, Tag: e.Tag})
+		}
+		for _, tag := range st.rv.ORMap.Tombstones {
+			out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tag: tag})
+		}
+		return out
+	}
+	s.mu.RUnlock()
+	return out
+}
+
+// watchQueue gathers what the backend's Watch reports until the
+// refresher takes it: keys by map (nil: the whole map), or everything.
+type watchQueue struct {
+	mu   sync.Mutex
+	all  bool
+	maps map[string]map[string]struct{}
+	wake chan struct{}
+}
+
+func newWatchQueue() *watchQueue {
+	return &watchQueue{maps: map[string]map[string]struct{}{}, wake: make(chan struct{}, 1)}
+}
+
+// add never blocks: the backend's listener calls it.
+func (q *watchQueue) add(c abi.Changed) {
+	q.mu.Lock()
+	switch {
+	case c.All:
+		q.all = true
+	case c.Keys == nil:
+		q.maps[c.Map] = nil
+	default:
+		ks, ok := q.maps[c.Map]
+		if ok && ks == nil {
+			break // the whole map is queued
+		}
+		if ks == nil {
+			ks = map[string]struct{}{}
+			q.maps[c.Map] = ks
+		}
+		for _, k := range c.Keys {
+			ks[k] = struct{}{}
+		}
+	}
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (q *watchQueue) take() (all bool, maps map[string]map[string]struct{}) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	all, maps = q.all, q.maps
+	q.all, q.maps = false, map[string]map[string]struct{}{}
+	return all, maps
+}
+
+// requeue puts back what could not be re-read.
+func (q *watchQueue) requeue(all bool, maps map[string]map[string]struct{}) {
+	if all {
+		q.add(abi.Changed{All: true})
+	}
+	for m, ks := range maps {
+		if ks == nil {
+			q.add(abi.Changed{Map: m})
+			continue
+		}
+		keys := make([]string, 0, len(ks))
+		for k := range ks {
+			keys = append(keys, k)
+		}
+		q.add(abi.Changed{Map: m, Keys: keys})
+	}
+}
+
+// refreshRetry is the wait before re-reading again what the backend could
+// not give.
+const refreshRetry = time.Second
+
+// refresher re-reads what other processes changed, as the watch queue
+// names it, through the committer (which alone merges and indexes).
+func (s *Store) refresher() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-s.watchq.wake:
+		}
+		all, maps := s.watchq.take()
+		if all {
+			names, err := s.be.ListMaps(context.Background())
+			if err != nil {
+				s.log.Warn("cannot list the maps to re-read what other servers changed; trying again", "error", err)
+				s.watchq.requeue(true, nil)
+				s.refreshWait()
+				continue
+			}
+			s.mu.RLock()
+			for name := range s.maps {
+				names = append(names, name)
+			}
+			s.mu.RUnlock()
+			for _, name := range names {
+				maps[name] = nil
+			}
+		}
+		failed := map[string]map[string]struct{}{}
+		for name, ks := range maps {
+			var err error
+			if ks == nil {
+				err = s.refreshMap(name)
+			} else {
+				keys := make([]string, 0, len(ks))
+				for k := range ks {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				err = s.refreshKeys(name, keys)
+			}
+			if err != nil {
+				if s.closed.Load() {
+					return
+				}
+				s.log.Warn("cannot re-read records another server changed; trying again", "map", name, "error", err)
+				failed[name] = ks
+			}
+		}
+		if len(failed) > 0 {
+			s.watchq.requeue(false, failed)
+			s.refreshWait()
+		}
+	}
+}
+
+func (s *Store) refreshWait() {
+	select {
+	case <-s.closing:
+	case <-time.After(refreshRetry):
+	}
+}
+
+// refreshKeys re-reads keys of a map, 1000 per request.
+func (s *Store) refreshKeys(mapName string, keys []string) error {
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		chunk := keys[:n]
+		var rerr error
+		req := &request{done: make(chan error, 1), fn: func(t *txn) { rerr = t.refresh(mapName, chunk) }}
+		if err := s.submit(context.Background(), req); err != nil {
+			return err
+		}
+		if rerr != nil {
+			return rerr
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// refreshMap re-reads a whole map: every key storage holds, then every key
+// the index holds that storage no longer does.
+func (s *Store) refreshMap(mapName string) error {
+	seen := map[string]struct{}{}
+	var page []string
+	var ferr error
+	err := s.scanPages(context.Background(), mapName, 1000, func(r *abi.Record) bool {
+		seen[r.Key] = struct{}{}
+		page = append(page, r.Key)
+		if len(page) == 1000 {
+			ferr = s.refreshKeys(mapName, page)
+			page = nil
+		}
+		return ferr == nil
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err == nil {
+		err = s.refreshKeys(mapName, page)
+	}
+	if err != nil {
+		return err
+	}
+	var gone []string
+	s.mu.RLock()
+	if ms := s.maps[mapName]; ms != nil {
+		ms.lww.each(func(k string, _ lwwMeta) bool {
+			if _, ok := seen[k]; !ok {
+				gone = append(gone, k)
+			}
+			return true
+		})
+		ms.or.each(func(k string, _ orMeta) bool {
+			if _, ok := seen[k]; !ok {
+				gone = append(gone, k)
+			}
+			return true
+		})
+	}
+	s.mu.RUnlock()
+	return s.refreshKeys(mapName, gone)
+}
