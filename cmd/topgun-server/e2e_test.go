@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/client"
+	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -375,6 +376,55 @@ func TestE2E_inSyncReconnectIsOneRoundTripPerMap(t *testing.T) {
 		if !res.InSync || res.Messages != 2 || res.BucketRequests != 0 || len(res.Records) != 0 {
 			t.Errorf("map %s: in sync %v in %d messages, %d bucket requests, %d records; want in sync in 2 messages (SYNC_INIT, SYNC_RESP_ROOT)",
 				name, res.InSync, res.Messages, res.BucketRequests, len(res.Records))
+		}
+	}
+}
+
+// TestE2E_twoServersOnOneDatabase: two servers share one PostgreSQL
+// database. A client of one hears, live, what a client of the other
+// writes, and a client syncing from either gets every record, whichever
+// server took the write.
+func TestE2E_twoServersOnOneDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := e2eContext(t)
+	db := pgtest.FreshSchema(t)
+	env := map[string]string{"STORAGE_BACKEND": "postgres", "DATABASE_URL": db}
+	p1, p2 := startServer(t, env), startServer(t, env)
+	a := dialClient(t, ctx, p1, "A@1")
+	b := dialClient(t, ctx, p2, "B@2")
+
+	all, err := a.Subscribe(ctx, "chat", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hi := map[string]any{"text": "hi"}
+	if err := b.Put(ctx, "chat", "m1", hi); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdates(t, all, hi, "event PUT m1", "query ENTER m1")
+	if err := b.Remove(ctx, "chat", "m1"); err != nil {
+		t.Fatal(err)
+	}
+	expectUpdates(t, all, nil, "event REMOVE m1", "query LEAVE m1")
+
+	for i, c := range []*client.Client{a, b} {
+		if err := c.Put(ctx, "notes", fmt.Sprintf("n%d", i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each server hears of the other's commit within milliseconds; a sync
+	// from either returns both notes.
+	for _, c := range []*client.Client{a, b} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := recordsOf(t, syncMap(t, ctx, c, "notes", nil))
+			if len(got) == 2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("sync returned %d of the 2 notes after 10s: %v", len(got), got)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 }
