@@ -52,6 +52,10 @@ func channelName(schema string) string {
 	return "topgun_maps_" + hex.EncodeToString(h.Sum(nil))
 }
 
+// Channel is the notification channel the backend's commits are announced
+// on (see Watch).
+func (b *Backend) Channel() string { return b.channel }
+
 // notices are the payloads naming the primary records of ids (sorted by
 // record), each under maxNotice: a map whose names do not fit is named
 // whole, and everything is named when even that does not fit.

@@ -754,6 +754,16 @@ func (s *Store) repairIndex(retry bool) {
 	}
 	s.mu.RUnlock()
 	for name, keys := range byMap {
+		if s.shared {
+			if err := s.repairShared(name, keys); err != nil {
+				if retry {
+					s.log.Debug("still cannot re-read records after a failed commit", "map", name, "keys", len(keys), "error", err)
+				} else {
+					s.log.Warn("cannot re-read records after a failed commit; until they are, writes to them read storage", "map", name, "keys", len(keys), "error", err)
+				}
+			}
+			continue
+		}
 		es, err := s.loadRaw(context.Background(), name, keys)
 		if err != nil {
 			if retry {
@@ -778,4 +788,37 @@ func (s *Store) repairIndex(retry bool) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// repairShared is repairIndex on shared storage: what storage holds now
+// may be another process's commit (the one a checked commit conflicted
+// with), which this store's clients hear of only here, as the refresh of
+// its notification found the key in flight or finds the index repaired.
+// So what differs from the index is published, as refresh does. It runs
+// on the applier.
+func (s *Store) repairShared(name string, keys []string) error {
+	rows, err := s.loadStored(context.Background(), name, keys)
+	if err != nil {
+		return err
+	}
+	states := make([]*state, len(keys))
+	var changes []Change
+	for i, k := range keys {
+		states[i] = rows.state(name, k)
+		changes = s.changesSince(changes, states[i])
+	}
+	s.mu.Lock()
+	for _, st := range states {
+		if st.present {
+			s.index(name, st.key, &st.rv, st.exp)
+		} else {
+			s.index(name, st.key, nil, 0)
+		}
+		delete(s.repair, cacheKey{name, st.key})
+	}
+	s.mu.Unlock()
+	if len(changes) > 0 {
+		s.feed.publish(&Commit{Seq: s.seq.Add(1), Changes: changes})
+	}
+	return nil
 }

@@ -127,6 +127,11 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 			st.rv = record.NewORMap(keep, tombs)
 			st.exp = orExpiry(&st.rv.ORMap)
 		}
+		// Encoded now, on the committer, not by the commit: a txn merged
+		// on top of this one reads the encoding as what its checked
+		// commit expects. (Too large cannot happen, as the record only
+		// shrinks; the commit would then fail as before.)
+		_ = t.checkSize(st)
 		t.write(st)
 		t.changes = append(t.changes, Change{Map: r.Map, Key: r.Key, Kind: ChangeExpired, Record: st.rv, ExpirationTime: st.exp, Tags: dropped})
 		n++

@@ -89,16 +89,19 @@ func (rows storedRows) state(mapName, key string) *state {
 }
 
 // refresh re-reads keys another process changed. Keys this txn or one in
-// flight holds are left alone (their checked commit settles them). The
-// states read are installed in the index once the txn settles; what
-// differs from the index is published on the feed. It reports the error
-// of the read, leaving the txn itself unharmed.
-func (t *txn) refresh(mapName string, keys []string) error {
+// flight holds are returned as held, not read: what those txns install
+// once they settle may predate the change (a checked commit only proves
+// nothing changed before it), so the caller re-reads them after this txn
+// settled. The states read are installed in the index once the txn
+// settles; what differs from the index is published on the feed. It
+// reports the error of the read, leaving the txn itself unharmed.
+func (t *txn) refresh(mapName string, keys []string) (held []string, err error) {
 	var need []string
 next:
 	for _, k := range keys {
 		ck := cacheKey{mapName, k}
 		if _, ok := t.pending[ck]; ok {
+			held = append(held, k)
 			continue
 		}
 		for i := len(t.overlay) - 1; i >= 0; i-- {
@@ -107,17 +110,18 @@ next:
 				break
 			}
 			if _, ok := o.pending[ck]; ok {
+				held = append(held, k)
 				continue next
 			}
 		}
 		need = append(need, k)
 	}
 	if len(need) == 0 {
-		return nil
+		return held, nil
 	}
 	rows, err := t.s.loadStored(context.Background(), mapName, need)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, k := range need {
 		st := rows.state(mapName, k)
@@ -125,7 +129,7 @@ next:
 		t.noteBase(st)
 		t.changes = t.s.changesSince(t.changes, st)
 	}
-	return nil
+	return held, nil
 }
 
 // changesSince appends the changes that bring the index's view of a key to
@@ -311,18 +315,26 @@ func (s *Store) refreshWait() {
 	}
 }
 
-// refreshKeys re-reads keys of a map, 1000 per request.
+// refreshKeys re-reads keys of a map, 1000 per request. Keys a txn in
+// flight held are queued again once the request settled (so had every
+// txn before it): the next pass reads them over what those installed.
 func (s *Store) refreshKeys(mapName string, keys []string) error {
 	for len(keys) > 0 {
 		n := min(len(keys), 1000)
 		chunk := keys[:n]
-		var rerr error
-		req := &request{done: make(chan error, 1), fn: func(t *txn) { rerr = t.refresh(mapName, chunk) }}
+		var (
+			rerr error
+			held []string
+		)
+		req := &request{done: make(chan error, 1), fn: func(t *txn) { held, rerr = t.refresh(mapName, chunk) }}
 		if err := s.submit(context.Background(), req); err != nil {
 			return err
 		}
 		if rerr != nil {
 			return rerr
+		}
+		if len(held) > 0 {
+			s.watchq.add(abi.Changed{Map: mapName, Keys: held})
 		}
 		keys = keys[n:]
 	}

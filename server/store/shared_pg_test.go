@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/postgres"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
@@ -316,5 +317,144 @@ func TestShared_concurrentLWWNewestWins(t *testing.T) {
 		av, _ := a.get("m", "k")
 		bv, _ := b.get("m", "k")
 		return av == want && bv == want && a.s.Root("m", KindLWW) == b.s.Root("m", KindLWW)
+	})
+}
+
+// A commit of another server heard while this store's own commit of the
+// same key is in flight: the refresh skips the key ("their checked commit
+// settles them"), but the checked commit says nothing of writes made after
+// it, so the index keeps this store's value while storage holds the
+// other's, and nothing ever re-reads it.
+func TestShared_heardDuringOwnCommitLeavesIndexStale(t *testing.T) {
+	var hook atomic.Pointer[func()]
+	n := 0
+	a, b := sharedPair(t, func(o *Options) {
+		n++
+		if n == 2 {
+			o.OnCommit = func(int, time.Duration, error) {
+				if h := hook.Load(); h != nil {
+					(*h)()
+				}
+			}
+		}
+	})
+	var once sync.Once
+	h := func() {
+		once.Do(func() {
+			// B's commit is durable; before B indexes it, A writes over it.
+			if r := a.apply(put("m", "k", "fromA", ts(t0+10, 0, "c1"))); !r[0].Changed {
+				t.Error("A's put not applied")
+			}
+			time.Sleep(500 * time.Millisecond) // B hears it meanwhile
+		})
+	}
+	hook.Store(&h)
+	if r := b.apply(put("m", "k", "fromB", ts(t0, 0, "c2"))); !r[0].Changed {
+		t.Fatal("B's put not applied")
+	}
+	if v, _ := storedLWW(t, a, "m", "k"); v != "fromA" {
+		t.Fatalf("storage holds %q", v)
+	}
+	until(t, "B's Merkle root matches A's (storage)", func() bool { return a.s.Root("m", KindLWW) == b.s.Root("m", KindLWW) })
+}
+
+// A commit of another server that makes this store's commit conflict is
+// never published on this store's feed: the failed commit's keys are
+// re-read into the index without announcing what changed, and the refresh
+// (skipped while the key was in flight, or later finding the index equal)
+// announces nothing either.
+func TestShared_conflictingCommitNeverOnFeed(t *testing.T) {
+	a, b := sharedPair(t, nil)
+	sub := b.s.Subscribe()
+	defer sub.Close()
+	orAdd := func(tag string) Op {
+		return Op{Map: "o", Key: "k", Kind: OpORAdd, Value: record.StringValue(tag), Timestamp: ts(t0, 0, "c"), Tag: tag}
+	}
+	var once sync.Once
+	b.s.mergedHook = func() {
+		once.Do(func() { a.apply(orAdd("a")) }) // between B's read and B's commit
+	}
+	if r := b.apply(orAdd("b")); !r[0].Changed {
+		t.Fatal("B's add not applied")
+	}
+	deadline := time.After(3 * time.Second)
+	for {
+		select {
+		case c := <-sub.C():
+			for _, ch := range c.Changes {
+				if ch.Kind == ChangeORAdd && ch.Tag == "a" {
+					return
+				}
+			}
+		case <-deadline:
+			t.Fatal("A's OR add (tag a) never reached B's change feed")
+		}
+	}
+}
+
+// A write merged on top of an in-flight expiry reads the expiry's state
+// before the applier encodes it: its checked commit expects a nil value
+// and fails with a conflict no other process caused (and the committer's
+// read of st.enc races with the applier's write of it).
+func TestShared_writeOverInFlightExpiryConflicts(t *testing.T) {
+	var conflicts atomic.Int64
+	n := 0
+	_, b := sharedPair(t, func(o *Options) {
+		n++
+		if n == 2 {
+			o.OnCommit = func(_ int, _ time.Duration, err error) {
+				if abi.CodeOf(err) == abi.CodeConflict {
+					conflicts.Add(1)
+				}
+			}
+		}
+	})
+	b.apply(Op{Map: "m", Key: "k", Kind: OpPut, Value: record.StringValue("v"), Timestamp: ts(t0, 0, "c"), TTLMs: 1000})
+	b.wall.Add(5000)
+	b.s.stampMu.Lock() // the applier stops before encoding the expiry
+	reaped := make(chan error, 1)
+	go func() { _, err := b.s.ReapExpired(context.Background()); reaped <- err }()
+	time.Sleep(300 * time.Millisecond) // the expiry is in flight
+	merged := make(chan struct{})
+	var once sync.Once
+	b.s.mergedHook = func() { once.Do(func() { close(merged) }) }
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.s.Apply(context.Background(), []Op{put("m", "k", "new", ts(t0+6000, 0, "c"))}, 1)
+		done <- err
+	}()
+	<-merged
+	b.s.stampMu.Unlock()
+	if err := <-reaped; err != nil {
+		t.Fatalf("reap: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if v, _ := storedLWW(t, b, "m", "k"); v != "new" {
+		t.Fatalf("storage holds %q", v)
+	}
+	if c := conflicts.Load(); c != 0 {
+		t.Errorf("%d conflicts on one server with no other writer", c)
+	}
+}
+
+// The listener's connection is killed: it connects again and B re-reads
+// everything, finding a commit it could not hear.
+func TestShared_listenerReconnects(t *testing.T) {
+	a, b, url := sharedPairURL(t, nil)
+	a.apply(put("m", "k", "v1", ts(t0, 0, "c1")))
+	until(t, "B indexed A's write", func() bool { return a.s.Root("m", KindLWW) == b.s.Root("m", KindLWW) })
+	// Only this schema's listeners: other tests share the database.
+	pgtest.Exec(t, url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1`,
+		"LISTEN "+pgx.Identifier{b.be.(*postgres.Backend).Channel()}.Sanitize())
+	rv := record.NewLWW(record.StringValue("quiet"), ts(t0+5, 0, "c9"))
+	enc, _ := record.Encode(nil, &rv)
+	pgtest.Exec(t, url, `UPDATE topgun_maps SET value = $1 WHERE key = 'k'`, enc)
+	until(t, "B re-read after reconnecting", func() bool {
+		b.s.mu.RLock()
+		defer b.s.mu.RUnlock()
+		m, ok := b.s.maps["m"].lww.get("k")
+		return ok && m.millis == t0+5
 	})
 }
