@@ -327,15 +327,9 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 	if st, ok := t.pending[ck]; ok {
 		return st, nil
 	}
-	for i := len(t.overlay) - 1; i >= 0; i-- {
-		o := t.overlay[i]
-		if o.settled.Load() {
-			break // it and the older ones are in the index
-		}
-		if st, ok := o.pending[ck]; ok {
-			t.noteBase(st)
-			return st, nil
-		}
+	if st, ok := t.inFlight(ck); ok {
+		t.noteBase(st)
+		return st, nil
 	}
 	if st, ok := t.peekIndex(mapName, key, needValue); ok {
 		return st, nil
@@ -373,19 +367,12 @@ func (t *txn) prefetch(keys []cacheKey) {
 	}
 	byMap := map[string][]string{}
 	seen := map[cacheKey]bool{}
-next:
 	for _, ck := range keys {
 		if _, ok := t.pending[ck]; ok || seen[ck] {
 			continue
 		}
-		for i := len(t.overlay) - 1; i >= 0; i-- {
-			o := t.overlay[i]
-			if o.settled.Load() {
-				break
-			}
-			if _, ok := o.pending[ck]; ok {
-				continue next
-			}
+		if _, ok := t.inFlight(ck); ok {
+			continue
 		}
 		seen[ck] = true
 		byMap[ck.mapName] = append(byMap[ck.mapName], ck.key)
@@ -438,6 +425,21 @@ func (t *txn) settleClean() {
 	if len(t.changes) > 0 {
 		t.s.feed.publish(&Commit{Seq: t.s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune})
 	}
+}
+
+// inFlight returns a key's state in the newest txn still in flight that
+// holds it (the older ones settled: their states are in the index).
+func (t *txn) inFlight(ck cacheKey) (*state, bool) {
+	for i := len(t.overlay) - 1; i >= 0; i-- {
+		o := t.overlay[i]
+		if o.settled.Load() {
+			break
+		}
+		if st, ok := o.pending[ck]; ok {
+			return st, true
+		}
+	}
+	return nil, false
 }
 
 // peekIndex answers from the index alone when it can (needValue false).

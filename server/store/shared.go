@@ -97,22 +97,12 @@ func (rows storedRows) state(mapName, key string) *state {
 // reports the error of the read, leaving the txn itself unharmed.
 func (t *txn) refresh(mapName string, keys []string) (held []string, err error) {
 	var need []string
-next:
 	for _, k := range keys {
 		ck := cacheKey{mapName, k}
-		if _, ok := t.pending[ck]; ok {
+		_, mine := t.pending[ck]
+		if _, ok := t.inFlight(ck); ok || mine {
 			held = append(held, k)
 			continue
-		}
-		for i := len(t.overlay) - 1; i >= 0; i-- {
-			o := t.overlay[i]
-			if o.settled.Load() {
-				break
-			}
-			if _, ok := o.pending[ck]; ok {
-				held = append(held, k)
-				continue next
-			}
 		}
 		need = append(need, k)
 	}
