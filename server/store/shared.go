@@ -177,8 +177,13 @@ type watchQueue struct {
 	mu   sync.Mutex
 	all  bool
 	maps map[string]map[string]struct{}
+	keys int // queued keys, bounded by maxQueuedKeys
 	wake chan struct{}
 }
+
+// maxQueuedKeys bounds the keys the queue holds: past it, everything is
+// re-read instead (other servers writing faster than this one re-reads).
+const maxQueuedKeys = 100_000
 
 func newWatchQueue() *watchQueue {
 	return &watchQueue{maps: map[string]map[string]struct{}{}, wake: make(chan struct{}, 1)}
@@ -188,9 +193,12 @@ func newWatchQueue() *watchQueue {
 func (q *watchQueue) add(c abi.Changed) {
 	q.mu.Lock()
 	switch {
-	case c.All:
-		q.all = true
+	case q.all:
+		// Everything is queued already.
+	case c.All || q.keys+len(c.Keys) > maxQueuedKeys:
+		q.all, q.maps, q.keys = true, map[string]map[string]struct{}{}, 0
 	case c.Keys == nil:
+		q.keys -= len(q.maps[c.Map])
 		q.maps[c.Map] = nil
 	default:
 		ks, ok := q.maps[c.Map]
@@ -202,7 +210,10 @@ func (q *watchQueue) add(c abi.Changed) {
 			q.maps[c.Map] = ks
 		}
 		for _, k := range c.Keys {
-			ks[k] = struct{}{}
+			if _, dup := ks[k]; !dup {
+				ks[k] = struct{}{}
+				q.keys++
+			}
 		}
 	}
 	q.mu.Unlock()
@@ -216,7 +227,7 @@ func (q *watchQueue) take() (all bool, maps map[string]map[string]struct{}) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	all, maps = q.all, q.maps
-	q.all, q.maps = false, map[string]map[string]struct{}{}
+	q.all, q.maps, q.keys = false, map[string]map[string]struct{}{}, 0
 	return all, maps
 }
 

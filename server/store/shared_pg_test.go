@@ -458,3 +458,34 @@ func TestShared_listenerReconnects(t *testing.T) {
 		return ok && m.millis == t0+5
 	})
 }
+
+// The watch queue holds at most maxQueuedKeys keys: past that, it asks
+// for everything to be re-read instead of growing.
+func TestWatchQueue_bounded(t *testing.T) {
+	q := newWatchQueue()
+	keys := make([]string, 1000)
+	for i := 0; i*len(keys) < maxQueuedKeys; i++ {
+		for j := range keys {
+			keys[j] = fmt.Sprintf("k%d-%d", i, j)
+		}
+		q.add(abi.Changed{Map: "m", Keys: keys})
+		if i == 0 {
+			q.add(abi.Changed{Map: "m", Keys: keys}) // duplicates count once
+		}
+	}
+	if all, maps := q.take(); all || len(maps["m"]) != maxQueuedKeys {
+		t.Fatalf("all %v, %d keys queued, want %d", all, len(maps["m"]), maxQueuedKeys)
+	}
+	for i := 0; i*len(keys) <= maxQueuedKeys; i++ {
+		for j := range keys {
+			keys[j] = fmt.Sprintf("k%d-%d", i, j)
+		}
+		q.add(abi.Changed{Map: fmt.Sprint("m", i%3), Keys: keys})
+	}
+	if all, maps := q.take(); !all || len(maps) != 0 {
+		t.Fatalf("past the bound: all %v, %d maps queued", all, len(maps))
+	}
+	if all, maps := q.take(); all || len(maps) != 0 {
+		t.Fatalf("after take: all %v, %d maps", all, len(maps))
+	}
+}
