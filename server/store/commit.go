@@ -342,6 +342,7 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 		st := rows.state(mapName, key)
 		t.pending[ck] = st
 		t.noteBase(st)
+		t.changes = t.s.changesSince(t.changes, st)
 		return st, nil
 	}
 	st := &state{mapName: mapName, key: key}
@@ -360,7 +361,8 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 // prefetch reads, on shared storage, the stored states of the keys that
 // neither this txn nor one in flight holds, with one backend read per map
 // instead of one per key. Other processes write the same records, so
-// merges there read storage, never the index (see peekIndex).
+// merges there read storage, never the index (see peekIndex); what they
+// wrote that the index lacks is announced with this txn's changes.
 func (t *txn) prefetch(keys []cacheKey) {
 	if !t.s.shared || t.err != nil {
 		return
@@ -387,6 +389,11 @@ func (t *txn) prefetch(keys []cacheKey) {
 			st := rows.state(name, k)
 			t.pending[cacheKey{name, k}] = st
 			t.noteBase(st)
+			// What other processes wrote is installed in the index with
+			// this txn (installObserved, or under its own write): it is
+			// announced here, as refresh does, or never (its notification
+			// then finds the index equal).
+			t.changes = t.s.changesSince(t.changes, st)
 		}
 	}
 }
@@ -422,7 +429,7 @@ func (t *txn) settleClean() {
 		t.installObserved()
 		t.s.mu.Unlock()
 	}
-	if len(t.changes) > 0 {
+	if len(t.changes) > 0 || t.prune != nil {
 		t.s.feed.publish(&Commit{Seq: t.s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune})
 	}
 }

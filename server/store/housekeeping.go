@@ -172,6 +172,12 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 		})
 	}
 	s.mu.RUnlock()
+	if len(victims) == 0 && s.shared {
+		// Another process may have collected them first: this store
+		// re-reads the deletions without announcing them, so the cut-off
+		// is announced anyway, for this server's clients to prune too.
+		return 0, s.submit(ctx, &request{done: make(chan error, 1), fn: func(t *txn) { t.prune = &before }})
+	}
 	total := 0
 	for len(victims) > 0 {
 		chunk := victims[:min(len(victims), s.opts.MaxCommitOps)]

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -122,10 +124,36 @@ func (t *txn) refresh(mapName string, keys []string) (held []string, err error) 
 	return held, nil
 }
 
+// orTagPrint is the fingerprint of an OR entry's tag (kind 'a') or of a
+// tombstone (kind 'r').
+func orTagPrint(kind byte, tag string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte{kind})
+	h.Write([]byte(tag))
+	return h.Sum64()
+}
+
+// orTagSet is the sorted fingerprints of an OR key's entries and
+// tombstones.
+func orTagSet(m *record.ORMap) []uint64 {
+	out := make([]uint64, 0, len(m.Records)+len(m.Tombstones))
+	for i := range m.Records {
+		out = append(out, orTagPrint('a', m.Records[i].Tag))
+	}
+	for _, t := range m.Tombstones {
+		out = append(out, orTagPrint('r', t))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // changesSince appends the changes that bring the index's view of a key to
-// st. The index keeps no OR values: a changed OR key is announced whole,
-// an add per live entry and a remove per tombstone (clients ignore those
-// they already applied). Deletions (tombstone collection) are not
+// st. The index keeps no OR values, only (on shared storage) fingerprints
+// of a key's tags: a changed OR key announces an add per live entry and a
+// remove per tombstone the index did not hold (announcing the key whole
+// sent a client of this server one SERVER_EVENT per entry and tombstone
+// for each write of another server, past its queue for keys of a few
+// thousand). Deletions (tombstone collection) are not
 // announced, as they are not from this process either.
 func (s *Store) changesSince(out []Change, st *state) []Change {
 	if !st.present {
@@ -152,18 +180,24 @@ func (s *Store) changesSince(out []Change, st *state) []Change {
 		return append(out, c)
 	case record.KindORMap:
 		h, _ := orItemHash(st.key, &st.rv.ORMap)
+		var known []uint64
 		if ms != nil {
 			if m, ok := ms.or.get(st.key); ok && m.hash == h {
 				s.mu.RUnlock()
 				return out
 			}
+			known = ms.orTags[st.key]
 		}
 		s.mu.RUnlock()
 		for _, e := range st.rv.ORMap.Records {
-			out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORAdd, Record: st.rv, ExpirationTime: st.exp, Entry: e, Tag: e.Tag})
+			if _, seen := slices.BinarySearch(known, orTagPrint('a', e.Tag)); !seen {
+				out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORAdd, Record: st.rv, ExpirationTime: st.exp, Entry: e, Tag: e.Tag})
+			}
 		}
 		for _, tag := range st.rv.ORMap.Tombstones {
-			out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tag: tag})
+			if _, seen := slices.BinarySearch(known, orTagPrint('r', tag)); !seen {
+				out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tag: tag})
+			}
 		}
 		return out
 	}

@@ -135,6 +135,10 @@ type mapState struct {
 	lww *trie[lwwMeta]
 	or  *trie[orMeta]
 	exp map[string]int64 // expiration of LWW keys that have one
+	// orTags holds, on shared storage only, the fingerprints of each
+	// indexed OR key's entry tags and tombstones (sorted), so that a
+	// re-read announces what changed, not the whole key (see changesSince).
+	orTags map[string][]uint64
 }
 
 // Store is the record store: TopGun's CRDT maps on top of an abi.Backend,
@@ -269,6 +273,9 @@ func (s *Store) mapState(name string, create bool) *mapState {
 	ms := s.maps[name]
 	if ms == nil && create {
 		ms = &mapState{lww: newTrie[lwwMeta](), or: newTrie[orMeta](), exp: map[string]int64{}}
+		if s.shared {
+			ms.orTags = map[string][]uint64{}
+		}
 		s.maps[name] = ms
 	}
 	return ms
@@ -304,6 +311,9 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 	if hadO && (rv == nil || rv.Kind == record.KindLWW) {
 		ms.or.remove(key, oldO.hash)
 		hadO = false
+	}
+	if ms.orTags != nil {
+		delete(ms.orTags, key)
 	}
 	if rv == nil {
 		return
@@ -349,6 +359,9 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 		// bucket missing, pushes the entry back, and never learns.
 		m := orMeta{exp: exp, hash: h}
 		ms.or.set(key, m, hadO, oldO.hash, m.hash)
+		if ms.orTags != nil {
+			ms.orTags[key] = orTagSet(&rv.ORMap)
+		}
 	}
 }
 
