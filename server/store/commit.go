@@ -66,6 +66,15 @@ func (s *Store) submit(ctx context.Context, req *request) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-s.stopped:
+		// The committer and applier are gone: a request not answered by
+		// now raced with Close into the queue and was never merged.
+		select {
+		case err := <-req.done:
+			return err
+		default:
+			return ErrClosed
+		}
 	}
 }
 
@@ -94,7 +103,7 @@ func (s *Store) committer() {
 		select {
 		case first = <-s.reqs:
 		case <-s.closing:
-			// Commit what was already queued, then fail late arrivals.
+			// Commit what was already queued; later arrivals fail (submit).
 			for {
 				select {
 				case r := <-s.reqs:
@@ -103,8 +112,7 @@ func (s *Store) committer() {
 					s.applyq <- t
 					inflight = append(inflight, t)
 				default:
-					go s.failLate()
-					return
+					return // later arrivals see s.stopped (submit)
 				}
 			}
 		}
@@ -249,13 +257,6 @@ func (s *Store) regroup(n int) {
 		default:
 		}
 		runtime.Gosched()
-	}
-}
-
-// failLate answers requests that raced with Close.
-func (s *Store) failLate() {
-	for r := range s.reqs {
-		r.done <- ErrClosed
 	}
 }
 

@@ -186,6 +186,7 @@ type Store struct {
 	applyq  chan *txn
 	seq     atomic.Uint64
 	closing chan struct{}
+	stopped chan struct{} // closed once Close has stopped the goroutines
 	wg      sync.WaitGroup
 	once    sync.Once
 	closed  atomic.Bool
@@ -216,6 +217,7 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		reqs:           make(chan *request, 1024),
 		applyq:         make(chan *txn),
 		closing:        make(chan struct{}),
+		stopped:        make(chan struct{}),
 	}
 	if s.shared {
 		if err := s.openShared(); err != nil {
@@ -582,6 +584,7 @@ func (s *Store) Close() error {
 		}
 		close(s.closing)
 		s.wg.Wait()
+		close(s.stopped)
 		s.feed.close()
 	})
 	return nil

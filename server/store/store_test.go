@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -995,4 +996,31 @@ func TestStore_pipelineDependentFails(t *testing.T) {
 			be.release <- false
 		}
 	}()
+}
+
+// Close leaves no goroutine behind: a process opening and closing many
+// stores (one per tenant) does not grow.
+func TestStore_closeLeavesNoGoroutine(t *testing.T) {
+	open := func() {
+		f := newFixture(t, null.Open(), nil)
+		f.apply(put("m", "k", "v", ts(t0, 0, "c")))
+		f.s.Close()
+	}
+	open() // the first may start lasting runtime goroutines
+	before := runtime.NumGoroutine()
+	for range 20 {
+		open()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines after opening and closing 20 stores, %d before", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f := newFixture(t, null.Open(), nil)
+	f.s.Close()
+	if _, err := f.s.Apply(context.Background(), []Op{put("m", "k", "v", ts(t0, 0, "c"))}, 1); err != ErrClosed {
+		t.Fatalf("Apply after Close: %v, want ErrClosed", err)
+	}
 }
