@@ -22,7 +22,7 @@ func TestDial_handshake(t *testing.T) {
 		name      string
 		secret    string
 		deviceAck bool
-		grace     time.Duration // 0: testOptions' 150 ms
+		grace     time.Duration // 0: testOptions' 150 ms, or a minute with auth on (authOptions)
 		token     func(t *testing.T) string
 		wantErr   error
 		check     func(t *testing.T, c *Client, took time.Duration)
@@ -87,6 +87,9 @@ func TestDial_handshake(t *testing.T) {
 			fs := newFakeServer(t, tc.secret)
 			fs.deviceAck.Store(tc.deviceAck)
 			o := testOptions(t)
+			if tc.secret != "" {
+				o = authOptions(t, "")
+			}
 			o.Token = tc.token(t)
 			if tc.grace > 0 {
 				o.NoAuthGrace = tc.grace
@@ -135,8 +138,7 @@ func TestDial_errors(t *testing.T) {
 func TestPut_waitsForAck(t *testing.T) {
 	t.Parallel()
 	fs := newFakeServer(t, secret)
-	o := testOptions(t)
-	o.Token = token(t, secret, "alice")
+	o := authOptions(t, token(t, secret, "alice"))
 	o.NodeID = "writer"
 	c := dial(t, fs.URL, o)
 
@@ -305,8 +307,7 @@ func TestSubscribe_slowConsumer(t *testing.T) {
 func TestReconnect_replaysWritesAndSubscriptions(t *testing.T) {
 	t.Parallel()
 	fs := newFakeServer(t, secret)
-	o := testOptions(t)
-	o.Token = token(t, secret, "alice")
+	o := authOptions(t, token(t, secret, "alice"))
 	var states []State
 	stateCh := make(chan State, 16)
 	o.OnStateChange = func(s State) { stateCh <- s }
@@ -380,8 +381,7 @@ func TestReconnect_replaysWritesAndSubscriptions(t *testing.T) {
 func TestReconnect_authFailureIsFinal(t *testing.T) {
 	t.Parallel()
 	fs := newFakeServer(t, secret)
-	o := testOptions(t)
-	o.Token = token(t, secret, "alice")
+	o := authOptions(t, token(t, secret, "alice"))
 	c := dial(t, fs.URL, o)
 	other := "rotated-secret"
 	fs.secret.Store(&other)
@@ -554,18 +554,20 @@ func TestReconnect_doesNotReplayWriteSupersededByAck(t *testing.T) {
 			c := dial(t, fs.URL, testOptions(t))
 
 			oldErr := make(chan error, 1)
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-				defer cancel()
-				oldErr <- c.Put(ctx, "m", "k", "old")
-			}()
+			// The caller of the old write gives up once the newer one is
+			// acknowledged (not at a deadline, which a loaded machine
+			// could reach before the old write is even sent).
+			oldCtx, giveUp := context.WithCancel(context.Background())
+			defer giveUp()
+			go func() { oldErr <- c.Put(oldCtx, "m", "k", "old") }()
 			eventually(t, "the old write to reach the server", func() bool { return fs.count(wire.TypeClientOp) == 1 })
 			if err := c.Batch(ctxT(t), tc.newer); err != nil {
 				t.Fatalf("newer write: %v", err)
 			}
+			giveUp()
 			// The old write was not acknowledged: its caller is not told otherwise.
-			if err := <-oldErr; !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("Put(old) = %v, want DeadlineExceeded", err)
+			if err := <-oldErr; !errors.Is(err, context.Canceled) {
+				t.Errorf("Put(old) = %v, want Canceled", err)
 			}
 
 			fs.dropAll()
@@ -762,13 +764,23 @@ func TestOnServerError_callbackMayClose(t *testing.T) {
 	}
 }
 
+// stalledWriteTimeout is the WriteTimeout of stalledClient: far longer
+// than callBound, so that a call that waited for it is told from one that
+// returned at its own ctx's end.
+const stalledWriteTimeout = time.Minute
+
+// callBound bounds how long a call with a short ctx may take against a
+// stalled server: it may still encode and mask 1.9 MB frames, which takes
+// a second or more under the race detector on a loaded machine.
+const callBound = 15 * time.Second
+
 // stalledClient dials a fake server that then stops reading, with a
-// WriteTimeout of 3 s.
+// WriteTimeout of stalledWriteTimeout.
 func stalledClient(t *testing.T) (*fakeServer, *Client) {
 	t.Helper()
 	fs := newFakeServer(t, "")
 	o := testOptions(t)
-	o.WriteTimeout = 3 * time.Second
+	o.WriteTimeout = stalledWriteTimeout
 	c := dial(t, fs.URL, o)
 	stall(t, fs, c)
 	return fs, c
@@ -787,12 +799,14 @@ func TestPut_ctxEndsDuringBlockedWrite(t *testing.T) {
 		if i == 10 {
 			t.Fatal("no write blocked after 10 writes of 1.9 MB")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		// Long enough to encode the op and start writing it on a loaded
+		// machine (a ctx that ends before the write leaves it unsent).
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		start := time.Now()
 		err := c.Put(ctx, "m", strconv.Itoa(i), big)
 		cancel()
-		if took := time.Since(start); took > time.Second {
-			t.Fatalf("Put %d with a 200ms ctx returned %v after %v", i, err, took)
+		if took := time.Since(start); took > callBound {
+			t.Fatalf("Put %d with a 1s ctx returned %v after %v", i, err, took)
 		}
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Put %d = %v, want DeadlineExceeded", i, err)
@@ -820,7 +834,7 @@ func TestCalls_ctxEndsWaitingForBlockedSend(t *testing.T) {
 	big := strings.Repeat("x", 1900<<10)
 	for i := 0; i < 8; i++ {
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), stalledWriteTimeout)
 			defer cancel()
 			_ = c.Put(ctx, "m", strconv.Itoa(i), big)
 		}()
@@ -840,7 +854,7 @@ func TestCalls_ctxEndsWaitingForBlockedSend(t *testing.T) {
 		start := time.Now()
 		err := tc.call(ctx)
 		cancel()
-		if took := time.Since(start); took > time.Second {
+		if took := time.Since(start); took > callBound {
 			t.Errorf("%s with a 200ms ctx returned %v after %v", tc.name, err, took)
 		}
 	}

@@ -412,6 +412,18 @@ func testOptions(t testing.TB) *Options {
 	return o
 }
 
+// authOptions are testOptions for a fake server with auth on, with token
+// as Options.Token. Such a server always sends AUTH_REQUIRED, so the
+// client never needs the no-auth grace to pass: a long one keeps a loaded
+// machine, slow to deliver AUTH_REQUIRED, from being taken for a server
+// with auth off.
+func authOptions(t testing.TB, token string) *Options {
+	o := testOptions(t)
+	o.Token = token
+	o.NoAuthGrace = time.Minute
+	return o
+}
+
 func dial(t testing.TB, url string, o *Options) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -229,12 +229,13 @@ func TestSyncMap_hostileServer(t *testing.T) {
 		allBuckets[string(ch)] = 1
 	}
 	tests := []struct {
-		name    string
-		buckets map[string]uint32 // the answer to every MERKLE_REQ_BUCKET, always for path ""
-		check   func(t *testing.T, res *SyncResult, err error, requests int64)
+		name     string
+		buckets  map[string]uint32 // the answer to every MERKLE_REQ_BUCKET, always for path ""
+		requests int               // MERKLE_REQ_BUCKETs the client sends
+		check    func(t *testing.T, res *SyncResult, err error, requests int64)
 	}{
 		{
-			name: "every answer is for the root path", buckets: allBuckets,
+			name: "every answer is for the root path", buckets: allBuckets, requests: 17,
 			check: func(t *testing.T, res *SyncResult, err error, requests int64) {
 				if err != nil {
 					t.Fatal(err)
@@ -246,7 +247,7 @@ func TestSyncMap_hostileServer(t *testing.T) {
 			},
 		},
 		{
-			name: "a bucket name that is not a hex digit", buckets: map[string]uint32{"zz": 1},
+			name: "a bucket name that is not a hex digit", buckets: map[string]uint32{"zz": 1}, requests: 1,
 			check: func(t *testing.T, _ *SyncResult, err error, requests int64) {
 				if !errors.Is(err, ErrSyncProtocol) || requests != 1 {
 					t.Errorf("SyncMap = %v after %d requests, want ErrSyncProtocol after 1", err, requests)
@@ -275,9 +276,13 @@ func TestSyncMap_hostileServer(t *testing.T) {
 				return true
 			})
 			o := testOptions(t)
-			o.SyncIdleTimeout = 300 * time.Millisecond
+			// A reply may take a while on a loaded machine; the first case
+			// waits this long once, for the answers that never come.
+			o.SyncIdleTimeout = 2 * time.Second
 			c := dial(t, fs.URL, o)
 			res, err := c.SyncMap(ctxT(t), "m", nil)
+			// The requests were sent; the server may still be reading them.
+			eventually(t, "the server to read the requests", func() bool { return requests.Load() >= int64(tc.requests) })
 			tc.check(t, res, err, requests.Load())
 		})
 	}

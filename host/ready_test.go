@@ -22,8 +22,10 @@ func TestStorePing_breakerOpen(t *testing.T) {
 	t.Parallel()
 	ho := host.DefaultOptions()
 	ho.BreakerFailures = 2
-	ho.BreakerBackoff = 300 * time.Millisecond
-	ho.BreakerMaxBackoff = 300 * time.Millisecond
+	// The Ping below must come within the backoff, or it is itself the
+	// retry: long enough for a loaded machine (the test waits it out).
+	ho.BreakerBackoff = 2 * time.Second
+	ho.BreakerMaxBackoff = 2 * time.Second
 	log := hclog.New(&hclog.LoggerOptions{Output: hosttest.Writer{T: t}, Level: hclog.Debug, DisableTime: true})
 	ctx := context.Background()
 	s, err := plugins.Open(ctx, "testdata/wat/trap.wasm", &plugins.Options{Plugin: ho, Logger: log})
@@ -46,7 +48,7 @@ func TestStorePing_breakerOpen(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for s.Ping(ctx) != nil {
 		if time.Now().After(deadline) {
-			t.Fatalf("Ping still fails 10s after a 300ms backoff: %v", s.Ping(ctx))
+			t.Fatalf("Ping still fails 10s after a 2s backoff: %v", s.Ping(ctx))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -201,13 +201,25 @@ func TestCancel_runningCallKeepsInstance(t *testing.T) {
 	if err := b.Apply(context.Background(), keep); err != nil {
 		t.Fatal(err)
 	}
+	// Cancel once the call has reached the instance (it takes 300 ms
+	// there), not at a fixed delay, which a loaded machine may pass
+	// before the call starts.
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(50*time.Millisecond, cancel)
+	calls := b.Stats().Calls
+	canceled := make(chan struct{})
+	go func() {
+		defer close(canceled)
+		defer cancel()
+		for deadline := time.Now().Add(time.Minute); b.Stats().Calls == calls && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}()
 	slow := &abi.Batch{Now: 2}
 	slow.Put("slow", "k", false, []byte("v"), 0)
 	if err := b.Apply(ctx, slow); err != nil {
 		t.Fatalf("Apply canceled while running = %v, want it to complete", err)
 	}
+	<-canceled
 	if err := b.Apply(ctx, slow); !errors.Is(err, abi.ErrCanceled) {
 		t.Errorf("Apply with a canceled context = %v, want canceled", err)
 	}

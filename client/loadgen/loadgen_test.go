@@ -156,7 +156,9 @@ func TestRun_authentication(t *testing.T) {
 	t.Parallel()
 	const secret = "loadgen-test-secret"
 	url := startServer(t, map[string]string{"STORAGE_BACKEND": "null", "TOPGUN_NO_AUTH": "", "JWT_SECRET": secret})
-	opts := loadgen.Options{URL: url, Duration: 300 * time.Millisecond, Logger: testLogger(t)}
+	// Ended by MaxOps, not by a short Duration that a loaded machine may
+	// spend before the first batch.
+	opts := loadgen.Options{URL: url, Duration: time.Minute, MaxOps: 5, Logger: testLogger(t)}
 	if _, err := loadgen.Run(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "--token") {
 		t.Errorf("without a token: err = %v, want one that asks for --token", err)
 	}
@@ -170,8 +172,8 @@ func TestRun_authentication(t *testing.T) {
 	}
 	opts.Token = token
 	res, err := loadgen.Run(context.Background(), opts)
-	if err != nil || res.Ops == 0 {
-		t.Fatalf("with a valid token: %v, %v", res, err)
+	if err != nil || res.Ops != 5 {
+		t.Fatalf("with a valid token: %v, %v; want 5 ops", res, err)
 	}
 }
 

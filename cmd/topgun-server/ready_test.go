@@ -20,8 +20,10 @@ func TestNewMux_readyBreakerOpen(t *testing.T) {
 	t.Parallel()
 	ho := host.DefaultOptions()
 	ho.BreakerFailures = 2
-	ho.BreakerBackoff = 200 * time.Millisecond
-	ho.BreakerMaxBackoff = 200 * time.Millisecond
+	// The /ready below must come within the backoff, or it is itself the
+	// retry: long enough for a loaded machine (the test waits it out).
+	ho.BreakerBackoff = 2 * time.Second
+	ho.BreakerMaxBackoff = 2 * time.Second
 	ctx := context.Background()
 	// A plugin whose get of map "evil" traps (see host/testdata/wat).
 	store, err := plugins.Open(ctx, "../../host/testdata/wat/trap.wasm", &plugins.Options{Plugin: ho, Logger: testLogger(t)})
@@ -51,7 +53,7 @@ func TestNewMux_readyBreakerOpen(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/ready = %d %v 10s after a 200ms backoff, want 200", code, body)
+			t.Fatalf("/ready = %d %v 10s after a 2s backoff, want 200", code, body)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -78,28 +78,42 @@ func TestTransport_routes(t *testing.T) {
 
 func TestConn_pingPongAndIdleClose(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{opts: Options{IdleTimeout: 300 * time.Millisecond}})
+	// Long enough that a loaded machine does not leave a pinging client
+	// silent for as long; the test takes about this long.
+	const idle = 2 * time.Second
+	e := newEnv(t, envConfig{opts: Options{IdleTimeout: idle}})
+	// alive is connected (it answered) before c: when c is closed as idle,
+	// alive has been connected for longer than the idle timeout.
+	alive := e.dial(t)
+	alive.ping()
 	c := e.dial(t)
 	before := uint64(time.Now().UnixMilli())
+	lastActive := time.Now() // the server hears from c after this
 	c.send(&wire.Ping{Timestamp: 1700000000000})
 	p := expect[*wire.Pong](c)
 	if p.Timestamp != 1700000000000 || p.ServerTime < before || p.ServerTime > uint64(time.Now().UnixMilli()) {
 		t.Fatalf("PONG %+v", p)
 	}
-	// A client that keeps pinging stays connected past the idle timeout.
-	alive := e.dial(t)
-	for range 6 {
-		time.Sleep(100 * time.Millisecond)
-		alive.ping()
+	// A silent client is closed, not before the idle timeout; one that
+	// keeps pinging meanwhile stays connected past it.
+	deadline := time.After(idle + waitFor)
+	for open := true; open; {
+		select {
+		case <-c.done:
+			open = false
+		case <-deadline:
+			t.Fatalf("silent connection still open %s after its last message (idle timeout %s)", idle+waitFor, idle)
+		case <-time.After(50 * time.Millisecond):
+			alive.ping()
+		}
 	}
-	// A silent one is closed.
-	start := time.Now()
-	if code := c.closed(); code != websocket.StatusGoingAway {
-		t.Fatalf("idle close status %v", code)
+	if d := time.Since(lastActive); d < idle {
+		t.Fatalf("closed as idle %s after its last message, before the idle timeout %s", d, idle)
 	}
-	if time.Since(start) > 2*time.Second {
-		t.Fatal("idle close too late")
+	if code := websocket.CloseStatus(c.err); code != websocket.StatusGoingAway {
+		t.Fatalf("idle close status %v (%v)", code, c.err)
 	}
+	alive.ping()
 }
 
 func TestConn_badFramesNeverHurt(t *testing.T) {
@@ -154,7 +168,7 @@ func TestConn_badFramesNeverHurt(t *testing.T) {
 		})
 	}
 	// Text frames are ignored.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	if err := c.ws.Write(ctx, websocket.MessageText, good); err != nil {
 		t.Fatal(err)
@@ -242,7 +256,7 @@ func TestConn_slowClientIsDisconnected(t *testing.T) {
 	go func() { c.sendMsg(&wire.Ping{}); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(time.Second):
+	case <-time.After(waitFor):
 		t.Fatal("send blocked on a full queue")
 	}
 	if c.ctx.Err() == nil {
@@ -394,27 +408,35 @@ func TestConn_repliesHoldTheReader(t *testing.T) {
 // IdleTimeout without the connection being closed.
 func TestConn_heldReaderIsNotIdle(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{opts: Options{OutboundBytes: MinOutboundBytes, IdleTimeout: 200 * time.Millisecond}})
+	// Long enough that a loaded machine does not pause the writer for as
+	// long; the test takes one and a half times this.
+	const idle = 2 * time.Second
+	e := newEnv(t, envConfig{opts: Options{OutboundBytes: MinOutboundBytes, IdleTimeout: idle}})
 	c := e.srv.newConn(nil, "test") // no socket: this test plays the writer
 	c.start()
 	defer c.abort()
-	// 40 messages fill the queue to twice the half the reader waits for.
-	msg := make([]byte, MinOutboundBytes/40)
-	for i := 0; i < 40; i++ {
+	// 120 messages fill the queue to twice the half the reader waits for.
+	const n = 120
+	msg := make([]byte, MinOutboundBytes/n)
+	for i := 0; i < n; i++ {
 		c.send(msg)
 	}
 	waited := make(chan struct{})
 	go func() { c.waitRoom(); close(waited) }()
-	// A slow client: one message written every 25 ms, so the queue is
-	// back to half after 20 of them, 500 ms, over twice the idle timeout.
+	// A slow client: one message written every 50 ms, so the queue is
+	// back to half after 60 of them, 3 s, over the idle timeout.
+	start := time.Now()
 	for i := 0; ; i++ {
 		select {
 		case <-waited:
 			if c.closing.Load() {
 				t.Fatalf("closed as idle after %d messages written", i)
 			}
+			if d := time.Since(start); d < idle {
+				t.Fatalf("the reader waited %s, less than the idle timeout: nothing was shown", d)
+			}
 			return
-		case <-time.After(25 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 		c.sent(<-c.out)
 	}
@@ -481,21 +503,24 @@ func TestConn_writeQueueBoundInBytes(t *testing.T) {
 	defer release()
 	const batches = 40 // 40 x 60 KB: 2.4 MB, well under the 256-job bound
 	value := strings.Repeat("v", 60<<10)
+	frames := make([][]byte, batches)
+	frameMax := 0
+	for i := range frames {
+		frames[i] = mustEncode(t, &wire.OpBatch{Ops: []wire.ClientOp{putOp(itoa(i+1), "m", "k"+itoa(i+1), value, cts("c"))}})
+		frameMax = max(frameMax, len(frames[i]))
+	}
 	sent := make(chan error, 1)
 	go func() {
-		for i := 1; i <= batches; i++ {
-			b, err := wire.Encode(&wire.OpBatch{Ops: []wire.ClientOp{putOp(itoa(i), "m", "k"+itoa(i), value, cts("c"))}})
-			if err == nil {
-				err = c.ws.Write(context.Background(), websocket.MessageBinary, b)
-			}
-			if err != nil {
+		for _, b := range frames {
+			if err := c.ws.Write(context.Background(), websocket.MessageBinary, b); err != nil {
 				sent <- err
 				return
 			}
 		}
 		sent <- nil
 	}()
-	// Wait until the reader is blocked: the queue stops growing.
+	// Wait until the reader is held: one more frame would not fit. Then
+	// the queue must stay put.
 	limit := writeQueueFrames * maxMsg
 	last, stable := -1, 0
 	deadline := time.Now().Add(20 * time.Second)
@@ -504,7 +529,7 @@ func TestConn_writeQueueBoundInBytes(t *testing.T) {
 		if q > limit {
 			t.Fatalf("%d bytes of writes queued, over the bound of %d", q, limit)
 		}
-		if q == last {
+		if q == last && q+frameMax > limit {
 			stable++
 		} else {
 			last, stable = q, 0
@@ -536,9 +561,21 @@ func TestServer_closeAcksWritesInFlight(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	c := e.dial(t)
 	c.ping()
+	var srvConn *conn
+	e.srv.mu.RLock()
+	for sc := range e.srv.conns {
+		srvConn = sc
+	}
+	e.srv.mu.RUnlock()
 	release := e.be.holdCommits()
 	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "k", "v", cts("c"))}})
-	time.Sleep(50 * time.Millisecond)
+	// The write is in flight once the reader handed it to the worker (a
+	// frame still unread when Close starts is dropped, unacknowledged).
+	eventually(t, "the write to be in flight", func() bool {
+		srvConn.mu.Lock()
+		defer srvConn.mu.Unlock()
+		return srvConn.pending == 1
+	})
 	closed := make(chan struct{})
 	go func() { e.srv.Close(); close(closed) }()
 	time.Sleep(50 * time.Millisecond)

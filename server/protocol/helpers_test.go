@@ -232,7 +232,7 @@ func (e *env) dialPath(t testing.TB, path string) *client {
 // dialWith dials path; with start, the client reads only once it is closed.
 func (e *env) dialWith(t testing.TB, path string, start chan struct{}) *client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, e.wsURL(path), nil)
 	if err != nil {
@@ -276,14 +276,27 @@ func (c *client) send(m wire.Message) {
 
 func (c *client) sendRaw(b []byte) {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
 		c.t.Fatalf("write: %v", err)
 	}
 }
 
-const waitFor = 5 * time.Second
+// waitFor bounds every wait for something the test expects to happen. It
+// only bounds a hang: on a loaded machine a message may take seconds.
+const waitFor = 30 * time.Second
+
+// eventually polls cond until it holds, failing after waitFor.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(waitFor); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s", what, waitFor)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 // next returns the next message, failing after waitFor.
 func (c *client) next() wire.Message {

@@ -396,6 +396,23 @@ func TestQuery_failedResyncKeepsChangesAndRetries(t *testing.T) {
 	w.write(removeOp("3", "m", "a", cts("w")))
 	<-entered // the resync is scanning
 	w.write(putOp("4", "m", "c", map[string]any{"s": int64(5)}, cts("w")))
+	// The feed hands "c" to the subscription while it scans (the ack does
+	// not wait for the feed).
+	var sub *subscription
+	e.srv.mu.RLock()
+	for sc := range e.srv.conns {
+		sc.subsMu.Lock()
+		if s := sc.subs["top"]; s != nil {
+			sub = s
+		}
+		sc.subsMu.Unlock()
+	}
+	e.srv.mu.RUnlock()
+	eventually(t, "change buffered during the resync", func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return len(sub.pending) == 1
+	})
 	close(release)
 	var got []string
 	for len(got) < 4 {
