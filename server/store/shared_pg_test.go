@@ -377,7 +377,7 @@ func TestShared_conflictingCommitNeverOnFeed(t *testing.T) {
 	if r := b.apply(orAdd("b")); !r[0].Changed {
 		t.Fatal("B's add not applied")
 	}
-	deadline := time.After(3 * time.Second)
+	deadline := time.After(10 * time.Second)
 	for {
 		select {
 		case c := <-sub.C():
