@@ -73,30 +73,36 @@ func (b *Backend) notices(ids []recordID) []string {
 		m := ids[i].mapName
 		cur := &notice{O: b.origin, M: m}
 		base, _ := json.Marshal(cur)
-		if len(base)+2 > maxNotice {
+		// The payload is base plus `,"k":[` and `]` plus the keys and
+		// their commas.
+		empty := len(base) + len(`,"k":[]`)
+		if empty > maxNotice {
 			emit(&notice{O: b.origin, A: true})
 			for i < len(ids) && ids[i].mapName == m {
 				i++
 			}
 			continue
 		}
-		size, whole := len(base)+len(`,"k":[]`), false
+		size, whole := empty, false
 		for ; i < len(ids) && ids[i].mapName == m; i++ {
 			if ids[i].backup || whole {
 				continue
 			}
-			k, _ := json.Marshal(ids[i].key)
-			if len(base)+len(`,"k":[]`)+len(k) > maxNotice {
+			k := jsonSize(ids[i].key)
+			if empty+k > maxNotice {
 				whole = true // a key too long for any notice
 				continue
 			}
-			if size+len(k)+1 > maxNotice {
+			if len(cur.K) > 0 && size+1+k > maxNotice {
 				emit(cur)
 				cur = &notice{O: b.origin, M: m}
-				size = len(base) + len(`,"k":[]`)
+				size = empty
+			}
+			if len(cur.K) > 0 {
+				size++ // the comma
 			}
 			cur.K = append(cur.K, ids[i].key)
-			size += len(k) + 1
+			size += k
 		}
 		if whole {
 			cur.K = nil
@@ -104,6 +110,20 @@ func (b *Backend) notices(ids []recordID) []string {
 		emit(cur)
 	}
 	return out
+}
+
+// jsonSize is the length of s as encoding/json writes it: quoted, and
+// longer only if it holds a byte json escapes (most keys hold none, and
+// are not encoded twice).
+func jsonSize(s string) int {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20, c == '"', c == '\\', c == '<', c == '>', c == '&', c >= 0x80:
+			k, _ := json.Marshal(s)
+			return len(k)
+		}
+	}
+	return len(s) + 2
 }
 
 // Watch listens on the table's channel on a connection of its own (not

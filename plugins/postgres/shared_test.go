@@ -148,3 +148,13 @@ func TestApplyChecked_conflict(t *testing.T) {
 		}
 	}
 }
+
+// jsonSize is exactly the length encoding/json gives a key.
+func TestJSONSize(t *testing.T) {
+	for _, k := range []string{"", "plain-key_1", `q"uote`, `back\slash`, "<&>", "tab\t", "é", "\u2028", "中文", "\x01"} {
+		b, _ := json.Marshal(k)
+		if got := jsonSize(k); got != len(b) {
+			t.Errorf("jsonSize(%q) = %d, json.Marshal gives %d bytes", k, got, len(b))
+		}
+	}
+}
