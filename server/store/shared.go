@@ -291,6 +291,14 @@ const refreshRetry = time.Second
 // names it, through the committer (which alone merges and indexes).
 func (s *Store) refresher() {
 	defer s.wg.Done()
+	// Ended at Close: a request submitted after the committer stopped is
+	// never answered, and Close waits for this goroutine.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-s.closing
+		cancel()
+	}()
 	for {
 		select {
 		case <-s.closing:
@@ -299,7 +307,7 @@ func (s *Store) refresher() {
 		}
 		all, maps := s.watchq.take()
 		if all {
-			names, err := s.be.ListMaps(context.Background())
+			names, err := s.be.ListMaps(ctx)
 			if err != nil {
 				s.log.Warn("cannot list the maps to re-read what other servers changed; trying again", "error", err)
 				s.watchq.requeue(true, nil)
@@ -319,14 +327,14 @@ func (s *Store) refresher() {
 		for name, ks := range maps {
 			var err error
 			if ks == nil {
-				err = s.refreshMap(name)
+				err = s.refreshMap(ctx, name)
 			} else {
 				keys := make([]string, 0, len(ks))
 				for k := range ks {
 					keys = append(keys, k)
 				}
 				sort.Strings(keys)
-				err = s.refreshKeys(name, keys)
+				err = s.refreshKeys(ctx, name, keys)
 			}
 			if err != nil {
 				if s.closed.Load() {
@@ -353,7 +361,7 @@ func (s *Store) refreshWait() {
 // refreshKeys re-reads keys of a map, 1000 per request. Keys a txn in
 // flight held are queued again once the request settled (so had every
 // txn before it): the next pass reads them over what those installed.
-func (s *Store) refreshKeys(mapName string, keys []string) error {
+func (s *Store) refreshKeys(ctx context.Context, mapName string, keys []string) error {
 	for len(keys) > 0 {
 		n := min(len(keys), 1000)
 		chunk := keys[:n]
@@ -362,7 +370,7 @@ func (s *Store) refreshKeys(mapName string, keys []string) error {
 			held []string
 		)
 		req := &request{done: make(chan error, 1), fn: func(t *txn) { held, rerr = t.refresh(mapName, chunk) }}
-		if err := s.submit(context.Background(), req); err != nil {
+		if err := s.submit(ctx, req); err != nil {
 			return err
 		}
 		if rerr != nil {
@@ -378,15 +386,15 @@ func (s *Store) refreshKeys(mapName string, keys []string) error {
 
 // refreshMap re-reads a whole map: every key storage holds, then every key
 // the index holds that storage no longer does.
-func (s *Store) refreshMap(mapName string) error {
+func (s *Store) refreshMap(ctx context.Context, mapName string) error {
 	seen := map[string]struct{}{}
 	var page []string
 	var ferr error
-	err := s.scanPages(context.Background(), mapName, 1000, func(r *abi.Record) bool {
+	err := s.scanPages(ctx, mapName, 1000, func(r *abi.Record) bool {
 		seen[r.Key] = struct{}{}
 		page = append(page, r.Key)
 		if len(page) == 1000 {
-			ferr = s.refreshKeys(mapName, page)
+			ferr = s.refreshKeys(ctx, mapName, page)
 			page = nil
 		}
 		return ferr == nil
@@ -395,7 +403,7 @@ func (s *Store) refreshMap(mapName string) error {
 		err = ferr
 	}
 	if err == nil {
-		err = s.refreshKeys(mapName, page)
+		err = s.refreshKeys(ctx, mapName, page)
 	}
 	if err != nil {
 		return err
@@ -417,5 +425,5 @@ func (s *Store) refreshMap(mapName string) error {
 		})
 	}
 	s.mu.RUnlock()
-	return s.refreshKeys(mapName, gone)
+	return s.refreshKeys(ctx, mapName, gone)
 }

@@ -489,3 +489,25 @@ func TestWatchQueue_bounded(t *testing.T) {
 		t.Fatalf("after take: all %v, %d maps", all, len(maps))
 	}
 }
+
+// Close returns while the refresher is re-reading: its requests end with
+// the store instead of waiting for a committer that stopped.
+func TestShared_closeDuringRefresh(t *testing.T) {
+	for i := 0; i < 10; i++ {
+		x, y := sharedPair(t, nil)
+		ops := make([]Op, 200)
+		for j := range ops {
+			ops[j] = put(fmt.Sprint("m", j%5), fmt.Sprint("k", j), "v", ts(t0+uint64(j), 0, "c"))
+		}
+		x.apply(ops...)
+		y.s.watchq.add(abi.Changed{All: true})
+		time.Sleep(time.Duration(i) * time.Millisecond)
+		closed := make(chan struct{})
+		go func() { y.s.Close(); close(closed) }()
+		select {
+		case <-closed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Close hung while the refresher was re-reading")
+		}
+	}
+}
