@@ -150,32 +150,44 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		inner = cfg.backend
 	}
 	e := &env{t: t, be: &gateBackend{Backend: inner, durable: cfg.durable}, wall: &atomic.Int64{}}
+	if cfg.fakeWall {
+		e.wall.Store(time.Now().UnixMilli())
+	}
+	e.start(e.be, "server-1", cfg)
+	return e
+}
+
+// start runs a store and protocol server on be, stamping with node id
+// node, behind an httptest server; everything closes with the test.
+func (e *env) start(be abi.Backend, node string, cfg envConfig) {
+	t := e.t
+	t.Helper()
+	if e.wall == nil {
+		e.wall = &atomic.Int64{}
+	}
 	now := func() time.Time {
 		if ms := e.wall.Load(); ms != 0 {
 			return time.UnixMilli(ms)
 		}
 		return time.Now()
 	}
-	if cfg.fakeWall {
-		e.wall.Store(time.Now().UnixMilli())
-	}
-	clock, err := hlc.New("server-1", &hlc.Options{WallClock: now})
+	clock, err := hlc.New(node, &hlc.Options{WallClock: now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.clock = clock
-	so := &store.Options{Clock: clock, WallClock: now, Logger: testLogger(t, "store"),
+	so := &store.Options{Clock: clock, WallClock: now, Logger: testLogger(t, node+"-store"),
 		ReapInterval: time.Hour, GCInterval: time.Hour}
 	if cfg.storeOpts != nil {
 		cfg.storeOpts(so)
 	}
-	e.st, err = store.Open(context.Background(), e.be, so)
+	e.st, err = store.Open(context.Background(), be, so)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := cfg.opts
 	if o.Logger == nil {
-		o.Logger = testLogger(t, "protocol")
+		o.Logger = testLogger(t, node)
 	}
 	e.srv, err = newServer(e.st, &o, cfg.hook)
 	if err != nil {
@@ -189,9 +201,8 @@ func newEnv(t testing.TB, cfg envConfig) *env {
 		e.srv.Close()
 		e.http.Close()
 		e.st.Close()
-		e.be.Close()
+		be.Close()
 	})
-	return e
 }
 
 func (e *env) wsURL(path string) string {

@@ -3,17 +3,13 @@ package protocol
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/postgres"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
-	"github.com/topgun-go/topgun/server/hlc"
 	"github.com/topgun-go/topgun/server/record"
-	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -36,30 +32,10 @@ func sharedEnvs(t *testing.T, before func(be *postgres.Backend)) (a, b *env) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Not behind a gateBackend, which would hide the backend's
+		// Watcher and CheckedApplier from the store.
 		e := &env{t: t}
-		clock, err := hlc.New(node, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.clock = clock
-		e.st, err = store.Open(context.Background(), be, &store.Options{Clock: clock, Logger: testLogger(t, node+"-store"),
-			ReapInterval: time.Hour, GCInterval: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.srv, err = newServer(e.st, &Options{Logger: testLogger(t, node)}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.mux = http.NewServeMux()
-		e.srv.Register(e.mux)
-		e.http = httptest.NewServer(e.mux)
-		t.Cleanup(func() {
-			e.srv.Close()
-			e.http.Close()
-			e.st.Close()
-			be.Close()
-		})
+		e.start(be, node, envConfig{})
 		return e
 	}
 	return mk("server-a"), mk("server-b")
