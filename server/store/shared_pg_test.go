@@ -29,28 +29,15 @@ func sharedPairURL(t *testing.T, mod func(*Options)) (a, b *fixture, url string)
 	url = pgtest.FreshSchema(t)
 	wall := &atomic.Int64{}
 	wall.Store(t0)
-	mk := func(node string) *fixture {
+	mk := func() *fixture {
 		be, err := postgres.Open(context.Background(), url, nil)
 		if err != nil {
 			t.Fatalf("postgres open: %v", err)
 		}
 		t.Cleanup(func() { be.Close() })
-		f := &fixture{t: t, be: be, wall: wall, clock: &testClock{wall: wall, drift: 60_000}}
-		f.opts = Options{
-			Clock:        f.clock,
-			WallClock:    func() time.Time { return time.UnixMilli(wall.Load()) },
-			ReapInterval: time.Hour,
-			GCInterval:   time.Hour,
-			Logger:       testLogger(t),
-		}
-		if mod != nil {
-			mod(&f.opts)
-		}
-		f.open()
-		t.Cleanup(func() { f.s.Close() })
-		return f
+		return newFixtureOn(t, be, wall, mod)
 	}
-	return mk("a"), mk("b"), url
+	return mk(), mk(), url
 }
 
 // stored reads a key's LWW value as storage holds it, through a fresh store.

@@ -74,7 +74,14 @@ type fixture struct {
 func newFixture(t *testing.T, be abi.Backend, mod func(*Options)) *fixture {
 	t.Helper()
 	wall := &atomic.Int64{}
-	wall.Store(1_700_000_000_000)
+	wall.Store(t0)
+	return newFixtureOn(t, be, wall, mod)
+}
+
+// newFixtureOn opens a store on be whose wall clock is wall (shared by
+// the stores of one test that stand for several servers).
+func newFixtureOn(t *testing.T, be abi.Backend, wall *atomic.Int64, mod func(*Options)) *fixture {
+	t.Helper()
 	f := &fixture{t: t, be: be, wall: wall, clock: &testClock{wall: wall, drift: 60_000}}
 	f.opts = Options{
 		Clock:        f.clock,
