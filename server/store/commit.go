@@ -340,11 +340,7 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 		if err != nil {
 			return nil, err
 		}
-		st := rows.state(mapName, key)
-		t.pending[ck] = st
-		t.noteBase(st)
-		t.changes = t.s.changesSince(t.changes, st)
-		return st, nil
+		return t.admitStored(rows, mapName, key), nil
 	}
 	st := &state{mapName: mapName, key: key}
 	es, err := t.s.loadRaw(context.Background(), mapName, []string{key})
@@ -387,14 +383,7 @@ func (t *txn) prefetch(keys []cacheKey) {
 			return
 		}
 		for _, k := range ks {
-			st := rows.state(name, k)
-			t.pending[cacheKey{name, k}] = st
-			t.noteBase(st)
-			// What other processes wrote is installed in the index with
-			// this txn (installObserved, or under its own write): it is
-			// announced here, as refresh does, or never (its notification
-			// then finds the index equal).
-			t.changes = t.s.changesSince(t.changes, st)
+			t.admitStored(rows, name, k)
 		}
 	}
 }

@@ -15,12 +15,8 @@ func (s *Store) housekeeping() {
 	defer reap.Stop()
 	gc := time.NewTicker(s.opts.GCInterval)
 	defer gc.Stop()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := s.closingContext()
 	defer cancel()
-	go func() {
-		<-s.closing
-		cancel()
-	}()
 	for {
 		select {
 		case <-s.closing:

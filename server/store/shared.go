@@ -56,17 +56,13 @@ type storedRows map[string]*abi.Record
 
 // loadStored reads keys of a map from storage, bypassing the cache.
 func (s *Store) loadStored(ctx context.Context, mapName string, keys []string) (storedRows, error) {
-	out := make(storedRows, len(keys))
-	for len(keys) > 0 {
-		n := min(len(keys), 1000)
-		recs, err := s.be.Get(ctx, mapName, false, keys[:n])
-		if err != nil {
-			return nil, fmt.Errorf("store: get from %q: %w", mapName, err)
-		}
-		for i := range recs {
-			out[recs[i].Key] = &recs[i]
-		}
-		keys = keys[n:]
+	recs, err := s.getRecords(ctx, mapName, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make(storedRows, len(recs))
+	for i := range recs {
+		out[recs[i].Key] = &recs[i]
 	}
 	return out, nil
 }
@@ -116,12 +112,23 @@ func (t *txn) refresh(mapName string, keys []string) (held []string, err error) 
 		return nil, err
 	}
 	for _, k := range need {
-		st := rows.state(mapName, k)
-		t.pending[cacheKey{mapName, k}] = st
-		t.noteBase(st)
-		t.changes = t.s.changesSince(t.changes, st)
+		t.admitStored(rows, mapName, k)
 	}
 	return held, nil
+}
+
+// admitStored makes a key's state as read from storage this txn's: its
+// base for a checked commit, installed in the index once the txn settles
+// (installObserved, or under the txn's own write). What it holds that the
+// index lacks, another process wrote: it is announced with this txn's
+// changes, or never (that process's notification then finds the index
+// equal).
+func (t *txn) admitStored(rows storedRows, mapName, key string) *state {
+	st := rows.state(mapName, key)
+	t.pending[cacheKey{mapName, key}] = st
+	t.noteBase(st)
+	t.changes = t.s.changesSince(t.changes, st)
+	return st
 }
 
 // orTagPrint is the fingerprint of an OR entry's tag (kind 'a') or of a
@@ -291,14 +298,8 @@ const refreshRetry = time.Second
 // names it, through the committer (which alone merges and indexes).
 func (s *Store) refresher() {
 	defer s.wg.Done()
-	// Ended at Close: a request submitted after the committer stopped is
-	// never answered, and Close waits for this goroutine.
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := s.closingContext()
 	defer cancel()
-	go func() {
-		<-s.closing
-		cancel()
-	}()
 	for {
 		select {
 		case <-s.closing:

@@ -553,25 +553,55 @@ func (s *Store) loadRaw(ctx context.Context, mapName string, keys []string) ([]E
 		}
 		miss = append(miss, k)
 	}
-	for len(miss) > 0 {
-		n := min(len(miss), 1000)
-		recs, err := s.be.Get(ctx, mapName, false, miss[:n])
+	recs, err := s.getRecords(ctx, mapName, miss)
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		r := &recs[i]
+		rv, err := record.Decode(r.Value)
+		if err != nil {
+			s.log.Warn("skipping undecodable record", "map", mapName, "key", r.Key, "error", err)
+			continue
+		}
+		out = append(out, Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime})
+		s.cache.fill(cacheKey{mapName, r.Key}, &entryValue{rv: rv, exp: r.ExpirationTime, present: true}, gen)
+	}
+	return out, nil
+}
+
+// getRecords reads keys of a map from the backend, 1000 per call.
+func (s *Store) getRecords(ctx context.Context, mapName string, keys []string) ([]abi.Record, error) {
+	var out []abi.Record
+	for len(keys) > 0 {
+		n := min(len(keys), 1000)
+		recs, err := s.be.Get(ctx, mapName, false, keys[:n])
 		if err != nil {
 			return nil, fmt.Errorf("store: get from %q: %w", mapName, err)
 		}
-		for i := range recs {
-			r := &recs[i]
-			rv, err := record.Decode(r.Value)
-			if err != nil {
-				s.log.Warn("skipping undecodable record", "map", mapName, "key", r.Key, "error", err)
-				continue
-			}
-			out = append(out, Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime})
-			s.cache.fill(cacheKey{mapName, r.Key}, &entryValue{rv: rv, exp: r.ExpirationTime, present: true}, gen)
+		if out == nil && n == len(keys) {
+			return recs, nil // one call: no copy
 		}
-		miss = miss[n:]
+		out = append(out, recs...)
+		keys = keys[n:]
 	}
 	return out, nil
+}
+
+// closingContext is the context of the store's own goroutines' requests,
+// cancelled when Close begins: Close waits for those goroutines, and a
+// request submitted after the committer stopped is answered only once
+// Close returns.
+func (s *Store) closingContext() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // Close stops the loops, waits for in-flight commits and closes the feed.
