@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
@@ -135,12 +136,20 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 	return n
 }
 
-// justAfter returns the least timestamp greater than ts: the same millis
-// and counter, with a node id that sorts right after ts's (a NUL appended).
-// Every server reaping the record stamps the same tombstone.
+// justAfter returns a timestamp greater than ts and below every timestamp
+// stamped after ts by an HLC that saw it: the next counter (or the next
+// millisecond when the counter is at its maximum) with an empty node id.
+// Only writes concurrent with the record (same millis and counter, a
+// greater node id) sort between the two. It must not differ from ts in the
+// node id alone: TopGun's TypeScript client orders node ids with
+// localeCompare, which ignores control characters (a NUL suffix compared
+// equal there, and the client refused the tombstone). Every server reaping
+// the record stamps the same tombstone.
 func justAfter(ts record.Timestamp) record.Timestamp {
-	ts.NodeID += "\x00"
-	return ts
+	if ts.Counter == math.MaxUint32 {
+		return record.Timestamp{Millis: ts.Millis + 1}
+	}
+	return record.Timestamp{Millis: ts.Millis, Counter: ts.Counter + 1}
 }
 
 // CollectTombstones removes LWW tombstones older than the tombstone TTL

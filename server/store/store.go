@@ -338,13 +338,9 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 		}
 		ms.lww.set(key, m, hadL, oldItem, lwwItemHash(key, ts))
 	default:
-		if rv.Kind == record.KindORTombstones {
-			// TopGun's legacy shape: tombstones only, no live entry and no leaf.
-			if hadO {
-				ms.or.remove(key, oldO.hash)
-			}
-			return
-		}
+		// TopGun's legacy orTombstones shape holds tombstones only (its
+		// ORMap has no records): it is indexed like a current key with
+		// tombstones only, below, so that stale clients receive them.
 		h, ok := orItemHash(key, &rv.ORMap)
 		if !ok && len(rv.ORMap.Tombstones) == 0 {
 			if hadO {
