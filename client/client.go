@@ -528,6 +528,9 @@ func (c *Client) reconnect() (*conn, wire.Message) {
 // not answered with PONG for PongTimeout.
 func (c *Client) heartbeat(cn *conn) {
 	defer c.wg.Done()
+	// The silence counts from now: the handshake and the replay before
+	// this (which may outlast PongTimeout) sent no PING to answer.
+	cn.lastPong.Store(time.Now().UnixMilli())
 	t := time.NewTicker(c.opts.PingInterval)
 	defer t.Stop()
 	for {
@@ -664,6 +667,8 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 	switch m := m.(type) {
 	case *wire.OpAck:
 		c.ack(m.LastID)
+	case *wire.OpRejected:
+		c.reject(m)
 	case *wire.Pong:
 		cn.lastPong.Store(time.Now().UnixMilli())
 		c.mu.Lock()

@@ -26,7 +26,10 @@
 // get ErrSuperseded once those cannot come).
 // TopGun's server sends no reply at all for a failed CLIENT_OP and an
 // uncorrelated ERROR for a failed OP_BATCH, so a failed write surfaces as
-// the caller's context expiring (and through Options.OnServerError).
+// the caller's context expiring (and through Options.OnServerError). A
+// write the server refuses with OP_REJECTED (this project's server does,
+// and still covers it with the batch's OP_ACK) fails with a
+// *RejectedError (errors.Is ErrRejected) and is not re-sent.
 //
 // Every call gives up when its context ends, also while waiting to send or
 // during a blocked frame write; a write cut short drops the connection,

@@ -41,7 +41,29 @@ var (
 	// reported when the connection it was sent on is gone, or when it was
 	// never sent.
 	ErrSuperseded = errors.New("client: write not acknowledged, and not re-sent because a later write to the same key was")
+	// ErrRejected: the server refused the write (OP_REJECTED, wrapped in a
+	// *RejectedError carrying the server's reason). It is not re-sent.
+	ErrRejected = errors.New("client: the server rejected the write")
 )
+
+// RejectedError is the server's OP_REJECTED for one write.
+// errors.Is(err, ErrRejected) holds.
+type RejectedError struct {
+	OpID   string
+	Reason string
+	Code   *uint32 // nil when the server sent none
+}
+
+func (e *RejectedError) Error() string {
+	msg := ErrRejected.Error() + " (op " + e.OpID + ")"
+	if e.Reason != "" {
+		msg += ": " + e.Reason
+	}
+	return msg
+}
+
+// Is reports whether target is ErrRejected.
+func (e *RejectedError) Is(target error) bool { return target == ErrRejected }
 
 // AuthError is the server's AUTH_FAIL. errors.Is(err, ErrAuthFailed) holds.
 type AuthError struct {

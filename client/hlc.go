@@ -45,6 +45,11 @@ func (h *hlc) Now() wire.Timestamp {
 
 func (h *hlc) bump() {
 	if h.counter == math.MaxUint32 {
+		if h.millis == math.MaxUint64 {
+			// Only a hostile or broken peer's timestamp gets here:
+			// stay at the largest timestamp rather than wrap to 0.
+			return
+		}
 		h.millis++
 		h.counter = 0
 		return

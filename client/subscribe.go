@@ -27,7 +27,8 @@ type Update struct {
 }
 
 // Subscription is a live query (QUERY_SUB). Read Updates until it is
-// closed; then Err says why.
+// closed; then Err says why (a *QueryError if the server refused the
+// query when it was re-sent after a reconnect).
 type Subscription struct {
 	c       *Client
 	ID      string
@@ -142,6 +143,13 @@ func (s *Subscription) onResp(m *wire.QueryResp) {
 	s.mu.Unlock()
 	if first {
 		s.first <- m
+		return
+	}
+	if m.Error != "" {
+		// The server refused the re-sent query: it is no longer live, and
+		// its empty results are not the query's result set.
+		s.c.log.Warn("the server refused a re-subscribed query; closing it", "query_id", s.ID, "error", m.Error, "code", m.Code)
+		s.unsubscribe(&QueryError{QueryID: s.ID, Message: m.Error, Code: m.Code})
 		return
 	}
 	s.deliver(Update{Reset: true, Results: m.Results})

@@ -48,7 +48,9 @@ type syncKey struct {
 type mapSyncs struct {
 	cur *syncSession // the running SyncMap, if any
 	// owed counts the replies still due to requests of SyncMaps that have
-	// returned. A late reply pays such a debt and is dropped, so a later
+	// returned early (ctx ended, error); the requests of one that reached
+	// SyncIdleTimeout are deemed unanswered, not owed. A late reply pays
+	// such a debt and is dropped, so a later
 	// SyncMap never takes it for the answer to its own request for the
 	// same path: it waits for a reply of its own. (Replies to one path are
 	// assumed to come in request order, as TopGun answers a connection's
@@ -193,6 +195,13 @@ func (c *Client) SyncMap(ctx context.Context, mapName string, local map[string]w
 		case <-r.s.notify:
 		case <-idle.C:
 			r.res.Unanswered = r.waiting
+			// Deemed unanswered (TopGun sends nothing for a path that
+			// holds no keys): these requests are over, not owed, so end
+			// must not turn them into debts that would swallow the
+			// answer to the next SyncMap's request for the same path.
+			c.mu.Lock()
+			clear(r.s.outstanding)
+			c.mu.Unlock()
 			return &r.res, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()

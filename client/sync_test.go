@@ -334,3 +334,34 @@ func TestSyncMap_lateRepliesOfAbandonedSync(t *testing.T) {
 			res.ServerRoot, want, keys, res.Unanswered)
 	}
 }
+
+// TopGun sends nothing for a path that holds no keys, so a SyncMap of a map
+// the server has empty ends at its idle timeout with the root request
+// unanswered. That request is over, not owed: a SyncMap right after, once
+// the server holds records, must get them rather than have the answer to
+// its own root request dropped as the late reply of the first.
+func TestSyncMap_unansweredRequestDoesNotSwallowNextSyncsReply(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	o := testOptions(t)
+	o.SyncIdleTimeout = time.Second
+	c := dial(t, fs.URL, o)
+	ts := wire.Timestamp{Millis: 100, NodeID: "srv"}
+	local := map[string]wire.LWWRecord{"mine": {Value: "x", Timestamp: ts}}
+
+	res, err := c.SyncMap(ctxT(t), "m", local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Unanswered != 1 || len(res.Records) != 0 {
+		t.Fatalf("first SyncMap %+v, want the root request unanswered", res)
+	}
+	fs.put("m", "theirs", wire.LWWRecord{Value: "y", Timestamp: ts})
+	res, err = c.SyncMap(ctxT(t), "m", local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Newer) != 1 || res.Newer[0].Key != "theirs" || res.Unanswered != 0 {
+		t.Errorf("second SyncMap %+v, want the server's record", res)
+	}
+}

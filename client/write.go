@@ -27,6 +27,10 @@ type pendingOp struct {
 	call uint64 // id of the first op of its Batch call: a call's ops go out together
 	op   wire.ClientOp
 	done chan error // receives exactly one result
+	// rejected: the server refused it (OP_REJECTED); the OP_ACK that
+	// still covers it must neither report success nor supersede older
+	// writes to its key. Guarded by Client.mu.
+	rejected bool
 }
 
 func (p *pendingOp) finish(err error) {
@@ -232,7 +236,10 @@ func (c *Client) sendChunk(ctx context.Context, cn *conn, ps []*pendingOp, batch
 		m = &wire.OpBatch{Ops: ops}
 	}
 	b, err := c.opts.Limits.Encode(m)
-	if err == nil && len(b) > c.opts.Limits.MaxMessageBytes {
+	if err != nil || len(b) > c.opts.Limits.MaxMessageBytes {
+		// Split until the op that cannot go is alone, so that it fails
+		// by itself and not the other writes it was batched with (a
+		// replay batches every caller's writes together).
 		if len(ps) > 1 {
 			half := len(ps) / 2
 			n, err := c.sendChunk(ctx, cn, ps[:half], batch)
@@ -242,6 +249,8 @@ func (c *Client) sendChunk(ctx context.Context, cn *conn, ps []*pendingOp, batch
 			n, err = c.sendChunk(ctx, cn, ps[half:], batch)
 			return half + n, err
 		}
+	}
+	if err == nil && len(b) > c.opts.Limits.MaxMessageBytes {
 		err = fmt.Errorf("client: op on %s/%s encodes to %d bytes, over the %d-byte frame limit",
 			ps[0].op.MapName, ps[0].op.Key, len(b), c.opts.Limits.MaxMessageBytes)
 	}
@@ -294,14 +303,54 @@ func (c *Client) ack(lastID string) {
 	} else {
 		c.log.Debug("ignoring OP_ACK with a non-numeric id", "last_id", lastID)
 	}
+	acked := make([]*pendingOp, 0, len(done)) // not in place: done may be a sender's slice
 	for _, p := range done {
 		delete(c.superseded, p) // its own ack came
+		if p.rejected {
+			continue // already failed and forgotten by reject
+		}
 		c.settle(p)
+		acked = append(acked, p)
 	}
 	c.mu.Unlock()
-	for _, p := range done {
+	for _, p := range acked {
 		p.finish(nil)
 	}
+}
+
+// reject fails the write the server refused with OP_REJECTED. This
+// project's server sends it before the OP_ACK that still covers the op;
+// TopGun never sends it. The op leaves the replay set (re-sending it would
+// be refused again) without superseding older writes to its key.
+func (c *Client) reject(m *wire.OpRejected) {
+	id, err := strconv.ParseUint(m.OpID, 10, 64)
+	if err != nil {
+		c.log.Debug("ignoring OP_REJECTED with a non-numeric id", "op_id", m.OpID)
+		return
+	}
+	var p *pendingOp
+	c.mu.Lock()
+	if q := c.pending[id]; q != nil {
+		p = q
+		c.forget(p)
+	} else {
+		for q := range c.superseded {
+			if q.id == id {
+				p = q
+				delete(c.superseded, q)
+				break
+			}
+		}
+	}
+	if p != nil {
+		p.rejected = true
+	}
+	c.mu.Unlock()
+	if p == nil {
+		return
+	}
+	c.log.Warn("the server rejected a write", "op_id", m.OpID, "map", p.op.MapName, "key", p.op.Key, "reason", m.Reason)
+	p.finish(&RejectedError{OpID: m.OpID, Reason: m.Reason, Code: m.Code})
 }
 
 // settle removes an acknowledged op from the replay set, together with
