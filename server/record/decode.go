@@ -430,14 +430,26 @@ func (d *decoder) containerLen(c byte, off, depth int) (int, error) {
 	return n, nil
 }
 
-// capFor bounds a preallocation for n elements by the bytes left (every
-// element takes at least one byte), so a hostile length cannot allocate.
-func (d *decoder) capFor(n int) int {
-	limit := 1024
+// maxPrealloc bounds the elements preallocated for a decoded container.
+const maxPrealloc = 1024
+
+// capBytes bounds a preallocation for n bytes by the bytes left (every
+// byte takes at least one byte of input), so a hostile length cannot
+// allocate.
+func (d *decoder) capBytes(n int) int {
+	limit := maxPrealloc
 	if d.r != nil {
 		limit = d.r.Len()
 	}
 	return min(n, limit)
+}
+
+// capFor bounds a preallocation for n elements. An element takes at least
+// one byte of input but up to a hundred in memory (an ORMapEntry, a Value),
+// so bounding by the bytes left is not enough: at most maxPrealloc are
+// preallocated, and a longer slice grows as its elements really decode.
+func (d *decoder) capFor(n int) int {
+	return min(d.capBytes(n), maxPrealloc)
 }
 
 // skip skips one value at nesting depth, without recursing deeper than the
@@ -919,7 +931,7 @@ func (d *decoder) storedBytes(c byte, off, depth int) (Value, error) {
 	if err != nil {
 		return Value{}, err
 	}
-	buf := make([]byte, 0, d.capFor(n))
+	buf := make([]byte, 0, d.capBytes(n))
 	for k := 0; k < n; k++ {
 		c, off, err := d.peek()
 		if err != nil {

@@ -297,3 +297,35 @@ func TestDecode_depthLimitIsExact(t *testing.T) {
 		t.Fatalf("the deepest encodable value does not decode: %v", err)
 	}
 }
+
+// TestDecode_refusedRowAllocatesInProportionToItsSize checks the promise of
+// the package doc that Decode "bounds every preallocation by the input
+// size": a stored value of 1 MiB whose container claims one element per
+// remaining byte (each the reserved code 0xc1) must be refused
+// without allocating a hundred times its size. Stored values come from the
+// backend, which may be a sandboxed plugin answering with up to 32 MiB.
+func TestDecode_refusedRowAllocatesInProportionToItsSize(t *testing.T) {
+	n := 1 << 20
+	header := func(prefix string) []byte {
+		b := hx(t, prefix)
+		return append(b, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	cases := map[string][]byte{
+		"orMap records":    header(`81 a5'orMap' 81 a7'records'`),
+		"Array value":      header(`81 a3'lww' 82 a9'timestamp' 83 a6'millis' 01 a7'counter' 00 a6'nodeId' a1'n' a5'value' 81 a5'Array'`),
+		"orMap tombstones": header(`81 a5'orMap' 82 a7'records' 90 aa'tombstones'`),
+	}
+	for name, in := range cases {
+		in = append(in, bytes.Repeat([]byte{0xc1}, n)...)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := Decode(in)
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%s: Decode error = %v, want ErrMalformed", name, err)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+			t.Errorf("%s: refusing a value of %d KiB allocated %d MiB", name, len(in)>>10, got>>20)
+		}
+	}
+}

@@ -333,7 +333,7 @@ func (d *decoder) display(b *strings.Builder, depth int) error {
 		if err != nil {
 			return d.ioFail(off, err)
 		}
-		data := make([]byte, 0, d.capFor(n))
+		data := make([]byte, 0, d.capBytes(n))
 		for len(data) < n {
 			chunk := make([]byte, min(n-len(data), 1<<16))
 			if err := d.dec.ReadFull(chunk); err != nil {
@@ -454,6 +454,25 @@ func fromWire(x any, depth int) Value {
 		return Value{} // the timestamp extension: an ext becomes Null
 	}
 	return Value{}
+}
+
+// DisplayKey returns the string TopGun's server makes of a user-value map
+// key that is not a string, given its msgpack encoding raw (exactly one
+// value): rmpv's Display, as DecodeWire converts keys ("1", "0.1", "nil",
+// "[1, 2]", "{k: v}", "[type, [bytes]]").
+func DisplayKey(raw []byte) (string, error) {
+	p := getDecoder(raw)
+	defer putDecoder(p)
+	p.wire = true
+	p.maxDepth = MaxWireDepth
+	var b strings.Builder
+	if err := p.display(&b, 0); err != nil {
+		return "", err
+	}
+	if p.reader.Len() != 0 {
+		return "", p.failAt(p.offset(), "%d unexpected bytes after the key", p.reader.Len())
+	}
+	return b.String(), nil
 }
 
 // displayGo is display for a map key already decoded into a Go value. Keys

@@ -493,3 +493,85 @@ func TestHTTPSync_emptyBody(t *testing.T) {
 		t.Fatalf("bad body: err = %v", err)
 	}
 }
+
+// TestDecode_nonStringMapKeysBecomeTopGunDisplayStrings checks the promise
+// of the package doc ("Non-string map keys become strings (1 → "1"), as
+// TopGun's server converts them"): TopGun's server turns a non-string key
+// into rmpv's Display string, which writes floats without exponent and in
+// their own width, binary and arrays as "[1, 2]", maps as "{k: v}" and
+// extensions as "[type, [bytes]]" (record.DecodeWire does the same). A frame
+// with such keys must not be refused.
+func TestDecode_nonStringMapKeysBecomeTopGunDisplayStrings(t *testing.T) {
+	t.Parallel()
+	value := kv{
+		f64Val(1e21), "big float",
+		f64Val(1e-6), "small float",
+		f32Val(0.1), "float32",
+		f64Val(2), "whole float",
+		binVal{1, 2}, "bin",
+		[]any{1, "a"}, "array",
+		kv{"k", 1}, "map",
+		rawVal{0xd4, 0x05, 0x07}, "ext",
+		-3, "negative",
+		true, "bool",
+		nil, "nil",
+	}
+	raw := frame(t, "type", "QUERY_UPDATE", "payload", kv{"queryId", "q", "key", "k", "changeType", "ENTER", "value", value})
+	m, err := Decode(raw)
+	if err != nil {
+		t.Fatalf("Decode refused a frame TopGun accepts: %v", err)
+	}
+	want := map[string]any{
+		"1000000000000000000000": "big float",
+		"0.000001":               "small float",
+		"0.1":                    "float32",
+		"2":                      "whole float",
+		"[1, 2]":                 "bin",
+		`[1, "a"]`:               "array",
+		`{"k": 1}`:               "map",
+		"[5, [7]]":               "ext",
+		"-3":                     "negative",
+		"true":                   "bool",
+		"nil":                    "nil",
+	}
+	if got := m.(*QueryUpdate).Value; !reflect.DeepEqual(got, want) {
+		t.Fatalf("value =\n%#v\nwant\n%#v", got, want)
+	}
+}
+
+// TestLimits_frameAllocatesInProportionToItsContent checks the promise of
+// the package doc that no length in a frame makes the decoder allocate
+// beyond what the frame holds: a 2 MiB frame of one-byte elements (nils
+// where ClientOps or OR entries belong, or one map key repeated) must not
+// make Decode allocate hundreds of MiB. Decode runs before authentication,
+// so any client could send such frames.
+func TestLimits_frameAllocatesInProportionToItsContent(t *testing.T) {
+	n := (DefaultMaxMessageBytes - 128) / 2
+	nils := func(count int) rawVal { return rawVal(bytes.Repeat([]byte{0xc0}, count)) }
+	arrayHeader := func(count int) rawVal {
+		return rawVal{0xdd, byte(count >> 24), byte(count >> 16), byte(count >> 8), byte(count)}
+	}
+	mapHeader := func(count int) rawVal {
+		return rawVal{0xdf, byte(count >> 24), byte(count >> 16), byte(count >> 8), byte(count)}
+	}
+	cases := map[string][]byte{
+		"OP_BATCH ops of nils": append(frame(t, "type", "OP_BATCH", "payload", kv{"ops", arrayHeader(2 * n)}), nils(2*n)...),
+		"ORMAP_PUSH_DIFF entries of nils": append(frame(t, "type", "ORMAP_PUSH_DIFF", "payload",
+			kv{"mapName", "m", "entries", arrayHeader(2 * n)}), nils(2*n)...),
+		"value map with one key repeated": append(frame(t, "type", "QUERY_UPDATE", "payload",
+			kv{"queryId", "q", "key", "k", "changeType", "ENTER", "value", mapHeader(n)}), bytes.Repeat([]byte{0, 0}, n)...),
+	}
+	for name, raw := range cases {
+		if len(raw) > DefaultMaxMessageBytes {
+			t.Fatalf("%s: frame of %d bytes is over the limit", name, len(raw))
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, _ = Decode(raw)
+		runtime.ReadMemStats(&after)
+		got := after.TotalAlloc - before.TotalAlloc
+		if got > 32<<20 {
+			t.Errorf("%s: decoding a frame of %d KiB allocated %d MiB", name, len(raw)>>10, got>>20)
+		}
+	}
+}

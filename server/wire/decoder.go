@@ -11,6 +11,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/topgun-go/topgun/server/record"
 )
 
 // decoder reads one frame with the msgpack library's primitives. It adds
@@ -48,6 +50,16 @@ func putDecoder(d *decoder) {
 	d.r.Reset(nil)
 	decoderPool.Put(d)
 }
+
+// maxPrealloc bounds the elements preallocated for a decoded array or map.
+// Pass 1 checked every length against the bytes left in the frame, but one
+// byte on the wire (a nil where a ClientOp belongs, a repeated key) can
+// stand for a hundred bytes in memory; past this bound a slice grows only as
+// its elements really decode.
+const maxPrealloc = 1024
+
+// prealloc is the capacity to preallocate for n decoded elements.
+func prealloc(n int) int { return min(n, maxPrealloc) }
 
 // reset rewinds to the start of the frame.
 func (d *decoder) reset() {
@@ -475,7 +487,7 @@ func (d *decoder) stringList(nilOK bool) ([]string, error) {
 	var out []string
 	isNil, err := d.readArray(nilOK, func(i, n int) error {
 		if out == nil {
-			out = make([]string, 0, n)
+			out = make([]string, 0, prealloc(n))
 		}
 		s, err := d.str()
 		out = append(out, s)
@@ -552,7 +564,7 @@ func (d *decoder) value() (any, error) {
 		var out []any
 		_, err := d.readArray(false, func(i, n int) error {
 			if out == nil {
-				out = make([]any, 0, n)
+				out = make([]any, 0, prealloc(n))
 			}
 			v, err := d.value()
 			out = append(out, v)
@@ -573,7 +585,7 @@ func (d *decoder) value() (any, error) {
 		if err := d.enter(); err != nil {
 			return nil, err
 		}
-		out := make(map[string]any, n)
+		out := make(map[string]any, prealloc(n))
 		for i := 0; i < n; i++ {
 			k, err := d.mapKey()
 			if err != nil {
@@ -593,24 +605,23 @@ func (d *decoder) value() (any, error) {
 	return nil, errMalformed(fmt.Sprintf("invalid MsgPack code 0x%02x", c))
 }
 
-// mapKey decodes the key of a user-value map as a string.
+// mapKey decodes the key of a user-value map as a string. A string key is
+// kept as is; any other key becomes the display string TopGun's server
+// makes of it (record.DisplayKey: "1", "0.1", "[1, 2]", "{k: v}", ...).
 func (d *decoder) mapKey() (string, error) {
 	c, err := d.peek()
 	if err != nil {
 		return "", err
 	}
-	switch {
-	case msgpcode.IsString(c) || msgpcode.IsBin(c):
+	if msgpcode.IsString(c) {
 		b, err := d.rawBytes()
 		return string(b), err
-	case isUintCode(c), isIntCode(c), isFloatCode(c), c == msgpcode.True, c == msgpcode.False, c == msgpcode.Nil:
-		v, err := d.value()
-		if err != nil {
-			return "", err
-		}
-		return keyString(v), nil
 	}
-	return "", errMalformed("map key must be a string, number, boolean or nil, got " + codeName(c))
+	start := len(d.buf) - d.remaining()
+	if err := d.skip(); err != nil {
+		return "", err
+	}
+	return record.DisplayKey(d.buf[start : len(d.buf)-d.remaining()])
 }
 
 func keyString(v any) string {

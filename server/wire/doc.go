@@ -48,7 +48,8 @@
 // Record values, query results and predicate operands are arbitrary MsgPack
 // decoded into this value model: nil, bool, int64 (uint64 only above
 // MaxInt64), float64, string, []byte, []any and map[string]any. Non-string
-// map keys become strings (1 → "1"), as TopGun's server converts them.
+// map keys become the strings TopGun's server makes of them (1 → "1",
+// 0.5 → "0.5", [1, 2] → "[1, 2]"; record.DisplayKey).
 // MsgPack extensions, including timestamps, decode to nil, as TopGun's
 // server stores them as Null. Encode writes this model back unchanged, with
 // map keys sorted as TopGun's server writes them; other Go values (structs,

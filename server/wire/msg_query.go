@@ -299,7 +299,7 @@ func init() {
 				m.Results = []QueryResult{}
 				_, err = d.readArray(false, func(i, n int) error {
 					if i == 0 {
-						m.Results = make([]QueryResult, 0, n)
+						m.Results = make([]QueryResult, 0, prealloc(n))
 					}
 					var r QueryResult
 					var h uint8
@@ -403,7 +403,7 @@ func init() {
 			m.Events = []ServerEvent{}
 			_, err := d.readArray(false, func(i, n int) error {
 				if i == 0 {
-					m.Events = make([]ServerEvent, 0, n)
+					m.Events = make([]ServerEvent, 0, prealloc(n))
 				}
 				var ev ServerEvent
 				var h uint8

@@ -449,7 +449,7 @@ func init() {
 			m.Records = []LeafRecord{}
 			_, err := d.readArray(false, func(i, n int) error {
 				if i == 0 {
-					m.Records = make([]LeafRecord, 0, n)
+					m.Records = make([]LeafRecord, 0, prealloc(n))
 				}
 				var lr LeafRecord
 				var h uint8

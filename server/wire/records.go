@@ -216,7 +216,7 @@ func (d *decoder) orMapRecords() ([]ORMapRecord, error) {
 	out := []ORMapRecord{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
-			out = make([]ORMapRecord, 0, n)
+			out = make([]ORMapRecord, 0, prealloc(n))
 		}
 		r, err := d.orMapRecord()
 		out = append(out, r)
@@ -229,7 +229,7 @@ func (d *decoder) orMapEntries() ([]ORMapEntry, error) {
 	out := []ORMapEntry{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
-			out = make([]ORMapEntry, 0, n)
+			out = make([]ORMapEntry, 0, prealloc(n))
 		}
 		en, err := d.orMapEntry()
 		out = append(out, en)
@@ -421,7 +421,7 @@ func (d *decoder) clientOps() ([]ClientOp, error) {
 	out := []ClientOp{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
-			out = make([]ClientOp, 0, n)
+			out = make([]ClientOp, 0, prealloc(n))
 		}
 		op, err := d.clientOp()
 		out = append(out, op)
@@ -462,7 +462,7 @@ func (d *decoder) opResults() ([]OpResult, error) {
 	out := []OpResult{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
-			out = make([]OpResult, 0, n)
+			out = make([]OpResult, 0, prealloc(n))
 		}
 		var r OpResult
 		var have uint8
