@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // Match reports whether a record value satisfies the query's filter, the
@@ -27,7 +28,8 @@ import (
 // same equality; gt/gte/lt/lte compare numbers with numbers and strings
 // with strings (byte-wise) and are false across kinds; like is SQL LIKE
 // (% and _), case-insensitive, anchored; regex is RE2, unanchored, case-
-// sensitive; in takes an array; between takes [low, high] inclusive;
+// sensitive (a pattern longer than MaxPatternBytes matches nothing, as one
+// that does not compile); in takes an array; between takes [low, high] inclusive;
 // containsAll/containsAny test an array attribute; startsWith/endsWith test
 // strings; isNull is true for a missing or nil attribute. and of no children
 // is true, or of none is false, not of none is true. A ValueRef "data.path"
@@ -217,7 +219,16 @@ func (p *Predicate) pattern(pattern string) *regexp.Regexp {
 	return c.re
 }
 
+// MaxPatternBytes bounds a like or regex pattern. A longer one does not
+// compile and matches nothing, as an invalid one: compiling a 200 KB
+// pattern takes about a second, and matching costs time in proportion to
+// the pattern's size for every record a query reads.
+const MaxPatternBytes = 4096
+
 func compilePattern(op PredicateOp, pattern string) *regexp.Regexp {
+	if len(pattern) > MaxPatternBytes {
+		return nil
+	}
 	src := pattern
 	if op == OpLike {
 		// QuoteMeta leaves % and _ alone; they become the wildcards.
@@ -230,6 +241,41 @@ func compilePattern(op PredicateOp, pattern string) *regexp.Regexp {
 	if err != nil {
 		return nil
 	}
+	return re
+}
+
+// wherePatterns caches the patterns of where-clause operators ($like,
+// $regex), which, unlike predicate nodes, have no node of their own to keep
+// them on: without it every record a query reads compiled its pattern
+// again. It is emptied when full; a *regexp.Regexp is safe for concurrent
+// use.
+var wherePatterns struct {
+	sync.Mutex
+	m map[patternKey]*regexp.Regexp
+}
+
+type patternKey struct {
+	op      PredicateOp
+	pattern string
+}
+
+const maxWherePatterns = 256
+
+func wherePattern(op PredicateOp, pattern string) *regexp.Regexp {
+	k := patternKey{op, pattern}
+	wherePatterns.Lock()
+	re, ok := wherePatterns.m[k]
+	wherePatterns.Unlock()
+	if ok {
+		return re
+	}
+	re = compilePattern(op, pattern)
+	wherePatterns.Lock()
+	if wherePatterns.m == nil || len(wherePatterns.m) >= maxWherePatterns {
+		wherePatterns.m = make(map[patternKey]*regexp.Regexp, maxWherePatterns)
+	}
+	wherePatterns.m[k] = re
+	wherePatterns.Unlock()
 	return re
 }
 
@@ -299,7 +345,7 @@ func matchOperators(ops map[string]any, got any, present bool) bool {
 				if op == "$like" {
 					kind = OpLike
 				}
-				re := compilePattern(kind, pat)
+				re := wherePattern(kind, pat)
 				ok = re != nil && re.MatchString(s)
 			}
 		}

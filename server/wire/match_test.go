@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -260,6 +261,42 @@ func TestQuery_Compare_totalOrder(t *testing.T) {
 					t.Fatalf("seed %d: not transitive: %v <= %v <= %v but a > c", seed, a, b, c)
 				}
 			}
+		}
+	}
+}
+
+// A where-clause $like or $regex is compiled once, not once per record a
+// query reads: matching allocates nothing after the first record.
+func TestQuery_Match_wherePatternCompiledOnce(t *testing.T) {
+	q := &Query{Where: map[string]any{"name": map[string]any{"$regex": "^user-[0-9]+$"}}}
+	v := map[string]any{"name": "user-42"}
+	if !q.Match(v) {
+		t.Fatal("$regex ^user-[0-9]+$ did not match user-42")
+	}
+	if n := testing.AllocsPerRun(100, func() { q.Match(v) }); n > 0 {
+		t.Fatalf("matching a record allocates %.0f times: its pattern is compiled again", n)
+	}
+}
+
+// Patterns are bounded: one longer than MaxPatternBytes matches nothing, in
+// a predicate and in a where-clause, while one at the limit still matches.
+func TestMatch_patternOverLimitMatchesNothing(t *testing.T) {
+	t.Parallel()
+	text := strings.Repeat("a", MaxPatternBytes+1)
+	v := map[string]any{"s": text}
+	for _, tc := range []struct {
+		pattern string
+		want    bool
+	}{
+		{strings.Repeat("a", MaxPatternBytes-1) + "%", true},
+		{strings.Repeat("a", MaxPatternBytes) + "%", false},
+	} {
+		if got := leaf(OpLike, "s", tc.pattern).Eval(v, nil); got != tc.want {
+			t.Errorf("like pattern of %d bytes: %v, want %v", len(tc.pattern), got, tc.want)
+		}
+		q := &Query{Where: map[string]any{"s": map[string]any{"$like": tc.pattern}}}
+		if got := q.Match(v); got != tc.want {
+			t.Errorf("$like pattern of %d bytes: %v, want %v", len(tc.pattern), got, tc.want)
 		}
 	}
 }
