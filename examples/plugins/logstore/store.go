@@ -204,7 +204,7 @@ func (s *Store) load(ctx context.Context) error {
 		}
 		start := fr.off
 		f, err := fr.next()
-		if err == errTorn && s.batchAfter(start, size) {
+		if err == errTorn && s.batchAfter(start, size, len(pending)) {
 			err := &corruptError{off: start, msg: "a frame fails its checksum, and a later batch follows it intact"}
 			return abi.Wrap(abi.CodeInternal, err, "logstore: %s is damaged in the middle (not a torn tail, which would be cut off); restore it from a backup, or move it aside to start empty", s.path)
 		}
@@ -278,9 +278,14 @@ func (s *Store) allZero(size int64) bool {
 // after the damaged one was synced and acknowledged, so frames past the
 // damaged batch's commit mean damage in the middle, which cutting off
 // would lose acknowledged batches and bring back what they overwrote.
+// The first commit frame after the damaged one must end the damaged
+// frame's batch, that is count the pending frames read before it, the
+// damaged frame and those between: otherwise the damaged frame ended an
+// earlier batch (a damaged commit frame) and that commit belongs to a later,
+// acknowledged batch.
 // It needs the damaged frame's length field intact (a flipped byte in its
 // body or checksum); damage to the length reads as a torn tail.
-func (s *Store) batchAfter(off, size int64) bool {
+func (s *Store) batchAfter(off, size int64, pending int) bool {
 	var hdr [frameHeaderLen]byte
 	if _, err := s.f.ReadAt(hdr[:], off); err != nil {
 		return false
@@ -292,6 +297,7 @@ func (s *Store) batchAfter(off, size int64) bool {
 	}
 	fr := newFrameReader(io.NewSectionReader(s.f, next, size-next), next, size)
 	committed := false
+	between := 0 // frames between the damaged frame and the first commit
 	for {
 		f, err := fr.next()
 		if err != nil {
@@ -300,7 +306,16 @@ func (s *Store) batchAfter(off, size int64) bool {
 		if committed {
 			return true // a frame of a later batch
 		}
-		committed = f.kind == kindCommit
+		if f.kind != kindCommit {
+			between++
+			continue
+		}
+		if int64(f.count) != int64(pending)+1+int64(between) {
+			// This commit does not end the damaged frame's batch: the
+			// damaged frame was the commit of an earlier batch.
+			return true
+		}
+		committed = true
 	}
 }
 

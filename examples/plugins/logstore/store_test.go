@@ -646,3 +646,44 @@ func TestStore_valuesOwned(t *testing.T) {
 		}
 	}
 }
+
+// A damaged commit frame followed by exactly one later batch is damage in
+// the middle too: both batches were acknowledged (the later one was only
+// written after the damaged one was synced), so Open must refuse the log,
+// not cut it at the damaged commit and lose both batches.
+func TestOpen_damagedCommitBeforeLastBatchRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := openT(t, dir, testOptions(t))
+	var b1, b2 abi.Batch
+	b1.Now, b2.Now = 1, 2
+	b1.Put("m", "a", false, []byte("a1"), 0)
+	b2.Put("m", "b", false, []byte("b2"), 0)
+	applyT(t, s, &b1)
+	end1 := s.Stats().FileBytes
+	applyT(t, s, &b2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, FileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[end1-1] ^= 0x01 // inside batch 1's commit frame, its length intact
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(context.Background(), dir, testOptions(t))
+	if err == nil {
+		got := scanAll(t, s2, "m", false)
+		s2.Close()
+		t.Fatalf("Open succeeded with records %+v; want the damage refused (both batches were acknowledged)", got)
+	}
+	if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "damaged in the middle") {
+		t.Fatalf("Open = %v, want the damage refused", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
+		t.Fatalf("the file changed: %d bytes, was %d", len(after), len(data))
+	}
+}
