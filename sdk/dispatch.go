@@ -106,21 +106,26 @@ func (s *server) tooBig(call abi.WasmCall, n int) error {
 		call, n, s.maxResp)
 }
 
-// recordOverhead bounds what a record adds to a response beyond its key
-// and value (array header, lengths, three integers).
-const recordOverhead = 48
+// recordMinOverhead is the least a record adds to a response beyond its
+// key and value: a fixarray header, a fixstr header, a nil or empty value
+// and three fixints. It must be a lower bound: checkFits refuses a
+// response early only when it cannot fit, and handle checks the encoding.
+const recordMinOverhead = 6
 
 // checkFits refuses records whose response would pass the host's limit
 // before they are encoded: encoding them first would take memory for a
 // response the host refuses anyway (a get of eight 8 MiB values ran the
-// guest out of memory rather than failing cleanly).
+// guest out of memory rather than failing cleanly). It counts a lower
+// bound of the encoding, so a response that fits is never refused here
+// (with an upper bound, small records were refused well under the limit,
+// and only without LendRecords).
 func (s *server) checkFits(call abi.WasmCall, recs []abi.Record) error {
 	if s.maxResp == 0 {
 		return nil
 	}
 	n := 0
 	for i := range recs {
-		n += len(recs[i].Key) + len(recs[i].Value) + recordOverhead
+		n += len(recs[i].Key) + len(recs[i].Value) + recordMinOverhead
 		if n > int(s.maxResp) {
 			return s.tooBig(call, n)
 		}

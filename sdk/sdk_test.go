@@ -397,3 +397,51 @@ func TestDispatch_oversizedResponseRefusedEarly(t *testing.T) {
 		})
 	}
 }
+
+// A response that fits in max_response_bytes is served, whether the backend
+// lends its records or returns copies: the early refusal of oversized get
+// and scan responses must not refuse small records whose encoding fits.
+func TestDispatch_responseThatFitsIsServed(t *testing.T) {
+	b := &abi.Batch{Now: 1}
+	var keys []string
+	for i := range 20 {
+		k := string(rune('a' + i))
+		keys = append(keys, k)
+		b.Put("m", k, false, []byte("v"), 0)
+	}
+	e := abi.NewEncoder()
+	ref := null.Open()
+	if err := ref.Apply(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := ref.Get(context.Background(), "m", false, keys)
+	e.Records(all)
+	getSize := e.Len()
+	page, _ := ref.Scan(context.Background(), abi.ScanRequest{Map: "m"})
+	e.Reset(nil)
+	e.Page(&page)
+	limit := max(getSize, e.Len()) + 16 // both responses fit
+	for name, opts := range map[string][]Option{"copy": nil, "lend": {LendRecords()}} {
+		t.Run(name, func(t *testing.T) {
+			s := newServer(null.Open(), "", 0, nil).with(opts)
+			e := abi.NewEncoder()
+			e.OpenRequest(&abi.OpenRequest{MaxResponseBytes: uint32(limit)})
+			if code, msg := call(s, abi.CallOpen, e.Bytes()); code != abi.CodeOK {
+				t.Fatalf("open = %v %q", code, msg)
+			}
+			e.Reset(nil)
+			e.ApplyRequest(b)
+			mustHandle(t, s, abi.CallApply, e.Bytes())
+			e.Reset(nil)
+			e.GetRequest("m", false, keys)
+			if code, msg := call(s, abi.CallGet, e.Bytes()); code != abi.CodeOK {
+				t.Errorf("get of a %d-byte response with a %d-byte limit = %v %q; want it served", getSize, limit, code, msg)
+			}
+			e.Reset(nil)
+			e.ScanRequest(&abi.ScanRequest{Map: "m"})
+			if code, msg := call(s, abi.CallScan, e.Bytes()); code != abi.CodeOK {
+				t.Errorf("scan of a response under the %d-byte limit = %v %q; want it served", limit, code, msg)
+			}
+		})
+	}
+}

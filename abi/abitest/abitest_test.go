@@ -487,6 +487,64 @@ var faults = []fault{
 			return in.Get(ctx, m, bk, k)
 		}}
 	}},
+	{"scan ends with an empty, non-nil cursor", []string{"Scan/Order", "Scan/Paging", "Model/Random"}, func(in *null.Backend) *faulty {
+		// The server stops paging on a nil cursor only; an empty one is
+		// "from the start" in the next request, so it scans forever.
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			p, err := in.Scan(ctx, req)
+			if err == nil && p.Cursor == nil {
+				p.Cursor = []byte{}
+			}
+			return p, err
+		}}
+	}},
+	{"list expired returns nothing for a limit of 0", []string{"ListExpired/Limit"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listExpired: func(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+			recs, err := in.ListExpired(ctx, now, limit)
+			if limit <= 0 {
+				recs = recs[:0]
+			}
+			return recs, err
+		}}
+	}},
+	{"list expired treats a limit of 0 as no limit", []string{"ListExpired/Limit"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listExpired: func(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+			if limit <= 0 {
+				limit = 1 << 30
+			}
+			return in.ListExpired(ctx, now, limit)
+		}}
+	}},
+	{"put with an older batch time ignored", []string{"Put/Overwrite"}, func(in *null.Backend) *faulty {
+		// Last-writer-wins by batch time: a put whose batch is older than
+		// the stored record's UpdatedAt is dropped (say, an upsert with
+		// WHERE updated_at <= excluded.updated_at). The server stamps
+		// batches with its clock, which may step back across a restart.
+		var mu sync.Mutex // makes the check and the apply one atomic step
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if b == nil || b.Now <= 0 {
+				return in.Apply(ctx, b)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			c := &abi.Batch{Now: b.Now}
+			for _, m := range b.Mutations {
+				if m.Kind == abi.OpPut {
+					if r, err := abi.GetOne(ctx, in, m.Map, m.Key, m.Backup); err == nil && r.UpdatedAt > b.Now {
+						continue
+					}
+				}
+				c.Mutations = append(c.Mutations, m)
+			}
+			return in.Apply(ctx, c)
+		}}
+	}},
+	{"describe with a name the host refuses", []string{"Describe"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, describe: func(d abi.Description) abi.Description {
+			d.Name = "null\n" + strings.Repeat("x", abi.MaxBackendNameBytes)
+			return d
+		}}
+	}},
 	{"wrong code after close", []string{"Close/UseAfterClose"}, func(in *null.Backend) *faulty {
 		return &faulty{inner: in, listMaps: func(ctx context.Context) ([]string, error) {
 			maps, err := in.ListMaps(ctx)

@@ -10,8 +10,8 @@ import (
 func testDescribe(t TB, h Harness) {
 	be := open(t, h)
 	d := be.Describe()
-	if d.Name == "" {
-		t.Errorf("Describe().Name is empty; a backend must name itself")
+	if err := abi.ValidateBackendName(d.Name); err != nil {
+		t.Errorf("Describe().Name: %v; a backend must name itself (the host refuses a plugin whose name is not 1 to %d bytes of UTF-8 without control characters)", err, abi.MaxBackendNameBytes)
 	}
 	if d.ABIMajor != abi.VersionMajor {
 		t.Errorf("Describe().ABIMajor = %d; this suite tests ABI major version %d", d.ABIMajor, abi.VersionMajor)
@@ -147,6 +147,23 @@ func testPutOverwrite(t TB, h Harness) {
 	mustHave(t, be, rec("m", "k", false, "", t0+9_000, t0, t0+2_000))
 	if recs := scanAll(t, be, "m", false, 0, 0); len(recs) != 1 {
 		t.Errorf("Scan after overwrites returned %d records; want 1 (an overwrite must not add a record)", len(recs))
+	}
+	// A put applies whatever the batch time: the server may commit several
+	// batches in one millisecond, and its clock may step back across a
+	// restart. A backend must not keep the newer record instead.
+	for _, tc := range []struct {
+		what  string
+		now   int64
+		value string
+	}{
+		{"the same time as the record's UpdatedAt", t0 + 2_000, "same time"},
+		{"an older time than the record's UpdatedAt", t0 + 500, "older batch"},
+	} {
+		putRecs(t, be, tc.now, rec("m", "k", false, tc.value, 0, 0, 0))
+		want := rec("m", "k", false, tc.value, 0, t0, tc.now)
+		if got, ok := getOne(t, be, "m", "k", false); !ok || !sameRecord(got, want) {
+			t.Errorf("after a put with %s, Get = %s (found %v); want %s (a put sets the value and UpdatedAt = the batch's Now, whatever the stored UpdatedAt)", tc.what, fmtRec(got), ok, fmtRec(want))
+		}
 	}
 }
 

@@ -118,6 +118,36 @@ func testListExpiredLimit(t TB, h Harness) {
 			seen[id(r)] = true
 		}
 	}
+	// A limit <= 0 means DefaultScanLimit: with more records eligible than
+	// that, exactly DefaultScanLimit come back, the earliest first.
+	more := &abi.Batch{Now: t0}
+	for i := 0; i <= abi.DefaultScanLimit; i++ {
+		more.Put("c", fmt.Sprintf("k%04d", i), i%2 == 0, nil, t0-50)
+	}
+	apply(t, be, more)
+	for _, limit := range []int{0, -1} {
+		got, err := be.ListExpired(ctx, t0, limit)
+		if err != nil {
+			t.Fatalf("ListExpired(now=%d, limit=%d) = %v; want nil", t0, limit, err)
+		}
+		if len(got) != abi.DefaultScanLimit {
+			t.Errorf("ListExpired(now=%d, limit=%d) with %d records eligible returned %d; want %d (a limit <= 0 means DefaultScanLimit)", t0, limit, n+abi.DefaultScanLimit+1, len(got), abi.DefaultScanLimit)
+			continue
+		}
+		earliest := 0
+		for i, r := range got {
+			if r.ExpirationTime == 0 || r.ExpirationTime > t0 || (i > 0 && r.ExpirationTime < got[i-1].ExpirationTime) {
+				t.Errorf("ListExpired(now=%d, limit=%d) record %d is %s; want expired records in ascending expiration order", t0, limit, i, fmtRec(r))
+				break
+			}
+			if r.ExpirationTime < t0-50 {
+				earliest++
+			}
+		}
+		if earliest != n {
+			t.Errorf("ListExpired(now=%d, limit=%d) returned %d of the %d earliest-expiring records; want all of them (earliest first)", t0, limit, earliest, n)
+		}
+	}
 }
 
 // opResult is the outcome of one call made by callAll.

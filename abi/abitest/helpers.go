@@ -192,6 +192,9 @@ func (p *pager) next() ([]abi.Record, error) {
 	if size > p.budget && len(pg.Records) > 1 {
 		return nil, fmt.Errorf("%s page %d has %d records of %d bytes (keys and values); the budget is %d bytes, and only a single record may exceed it", p.desc, p.page, len(pg.Records), size, p.budget)
 	}
+	if len(pg.Cursor) == 0 && pg.Cursor != nil {
+		return nil, fmt.Errorf("%s page %d has an empty, non-nil cursor; the cursor must be nil on the page that holds the last record (callers stop on nil, and an empty cursor asks for the start of the map again)", p.desc, p.page)
+	}
 	if len(pg.Records) == 0 && len(pg.Cursor) > 0 {
 		return nil, fmt.Errorf("%s page %d is empty but has a cursor; a page with a cursor must hold records, and the cursor must be nil when the scan is complete", p.desc, p.page)
 	}
