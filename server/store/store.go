@@ -519,7 +519,9 @@ func (s *Store) scanPages(ctx context.Context, mapName string, limit int, f func
 				return nil
 			}
 		}
-		if page.Cursor == nil {
+		// An empty cursor would ask for the map's start again: a backend
+		// that ends its last page with one must not make this loop forever.
+		if len(page.Cursor) == 0 {
 			return nil
 		}
 		cursor = page.Cursor

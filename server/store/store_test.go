@@ -1031,3 +1031,40 @@ func TestStore_closeLeavesNoGoroutine(t *testing.T) {
 		t.Fatalf("Apply after Close: %v, want ErrClosed", err)
 	}
 }
+
+// emptyCursorBackend ends every scan with an empty, non-nil cursor where
+// the contract wants nil.
+type emptyCursorBackend struct{ *null.Backend }
+
+func (b emptyCursorBackend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	p, err := b.Backend.Scan(ctx, req)
+	if err == nil && p.Cursor == nil {
+		p.Cursor = []byte{}
+	}
+	return p, err
+}
+
+// A backend that ends its last scan page with an empty cursor instead of
+// nil must not make the store read the map from its start again, forever:
+// the index rebuild at open ends, and so do reads of a whole map.
+func TestStore_emptyCursorEndsAScan(t *testing.T) {
+	t.Parallel()
+	be := emptyCursorBackend{null.Open()}
+	f := newFixture(t, be, nil)
+	f.apply(put("m", "a", "1", ts(t0, 0, "n")), put("m", "b", "2", ts(t0, 0, "n")))
+	f.s.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.open()
+		entries, _, _, err := f.s.Since(context.Background(), "m", 0, SinceLimits{Records: 10, Bytes: 1 << 20})
+		if err != nil || len(entries) != 2 {
+			t.Errorf("Since after reopen = %d entries, %v; want the 2 records", len(entries), err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the store still scanning after 30 s: an empty cursor restarted the scan")
+	}
+}
