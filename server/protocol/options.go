@@ -95,12 +95,14 @@ type Options struct {
 	// /sync requests from browsers (host[:port] patterns as in path.Match,
 	// "*" for any, "null" for pages without a host such as file: pages,
 	// which "*" admits too; a request without Origin, or from the server's
-	// own origin, is always served). nil means: with Auth, every origin
-	// (clients authenticate with a token, not cookies, so a cross-site
-	// page gains nothing); without Auth, pages served from this machine
-	// (localhost, 127.0.0.1, [::1], any port), so that a web page from
-	// elsewhere cannot read or change an open server through a visitor's
-	// browser.
+	// own origin, is always served; without Auth, the own origin only when
+	// the server is addressed as localhost or by IP address, since a DNS
+	// name can be rebound to this machine by a page elsewhere). nil means:
+	// with Auth, every origin (clients authenticate with a token, not
+	// cookies, so a cross-site page gains nothing); without Auth, pages
+	// served from this machine (localhost, 127.0.0.1, [::1], any port), so
+	// that a web page from elsewhere cannot read or change an open server
+	// through a visitor's browser.
 	OriginPatterns []string
 
 	// ShutdownTimeout bounds how long Close waits for acknowledgements of

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -36,15 +37,46 @@ func (s *Server) originAllowed(r *http.Request) bool {
 		return slices.Contains(patterns, "*") || slices.Contains(patterns, "null")
 	}
 	host := strings.ToLower(u.Host)
-	if host == strings.ToLower(r.Host) {
+	if host == strings.ToLower(r.Host) && (s.opts.Auth != nil || !rebindable(host)) {
+		// The server's own origin. Without authentication only when it is
+		// addressed as localhost or by IP address: Host and Origin both
+		// name whatever host the page came from, so a page elsewhere whose
+		// DNS name has been rebound to this machine would otherwise pass.
 		return true
 	}
+	// A browser leaves the scheme's default port out of Origin; a pattern
+	// with a port (localhost:*, app.example.com:443) covers it too.
+	withPort := host
+	if u.Port() == "" {
+		switch strings.ToLower(u.Scheme) {
+		case "http", "ws":
+			withPort = host + ":80"
+		case "https", "wss":
+			withPort = host + ":443"
+		}
+	}
 	for _, p := range patterns {
-		if ok, _ := path.Match(strings.ToLower(p), host); ok {
+		p = strings.ToLower(p)
+		if ok, _ := path.Match(p, host); ok {
+			return true
+		}
+		if ok, _ := path.Match(p, withPort); ok && strings.Contains(p, ":") {
 			return true
 		}
 	}
 	return false
+}
+
+// rebindable reports whether host (host[:port]) is a DNS name that could
+// resolve to this machine for a page from elsewhere (DNS rebinding): any
+// name but localhost and IP addresses.
+func rebindable(host string) bool {
+	h := host
+	if sh, _, err := net.SplitHostPort(host); err == nil {
+		h = sh
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	return h != "localhost" && net.ParseIP(h) == nil
 }
 
 func (s *Server) originRefused(r *http.Request) string {
