@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -115,19 +116,9 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	}
 	o := opts.withDefaults()
 	p := &plugin{path: path, file: file, prefix: prefix, opts: o, log: o.Logger.Named("plugin." + file), limiter: newLogLimiter()}
-	st, err := os.Stat(path)
+	bin, err := readPluginFile(prefix, path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w; check STORAGE_BACKEND", prefix, err)
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("%s: %s is a directory, not a wasm file", prefix, path)
-	}
-	if st.Size() > MaxPluginFileBytes {
-		return nil, fmt.Errorf("%s: file is %d bytes, the limit is %d", prefix, st.Size(), MaxPluginFileBytes)
-	}
-	bin, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", prefix, err)
+		return nil, err
 	}
 	p.size = int64(len(bin))
 	h := sha256.Sum256(bin)
@@ -554,4 +545,38 @@ func sharedCache(dir string) (*compileCache, error) {
 	}
 	caches.m[abs] = c
 	return c, nil
+}
+
+// readPluginFile reads the plugin file at path, refusing anything but a
+// regular file of at most MaxPluginFileBytes before reading it: a FIFO
+// would block the read forever and a device such as /dev/zero would be
+// read without end. The read itself is bounded too, in case the file grows
+// after the check.
+func readPluginFile(prefix, path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w; check STORAGE_BACKEND", prefix, err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("%s: %s is a directory, not a wasm file", prefix, path)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: %s is not a regular file (%s), not a wasm file", prefix, path, st.Mode().Type())
+	}
+	if st.Size() > MaxPluginFileBytes {
+		return nil, fmt.Errorf("%s: file is %d bytes, the limit is %d", prefix, st.Size(), MaxPluginFileBytes)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", prefix, err)
+	}
+	defer f.Close()
+	bin, err := io.ReadAll(io.LimitReader(f, MaxPluginFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", prefix, err)
+	}
+	if len(bin) > MaxPluginFileBytes {
+		return nil, fmt.Errorf("%s: file is over %d bytes, the limit", prefix, MaxPluginFileBytes)
+	}
+	return bin, nil
 }

@@ -144,6 +144,9 @@ var builtins = map[string]builtin{
 					kind: ErrMissingDatabaseURL,
 				}
 			}
+			if err := postgres.CheckURL(opts.DatabaseURL); err != nil {
+				return fmt.Errorf("plugins: DATABASE_URL: %w", err)
+			}
 			return nil
 		},
 		open: func(ctx context.Context, opts *Options, log hclog.Logger) (abi.Backend, string, error) {

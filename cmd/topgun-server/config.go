@@ -168,7 +168,7 @@ func setNodeID(c *config, v string) error {
 func setMaxDrift(c *config, v string) error {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 1 || n > 365*24*3600*1000 {
-		return errors.New("is not a drift bound: use a number of milliseconds of at least 1 (default 60000)")
+		return errors.New("is not a drift bound: use a number of milliseconds from 1 to 31536000000, a year (default 60000)")
 	}
 	c.maxDrift = time.Duration(n) * time.Millisecond
 	return nil

@@ -7,6 +7,7 @@ import (
 	"github.com/topgun-go/topgun/host"
 	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -309,5 +310,121 @@ func TestREADME_listsEverySetting(t *testing.T) {
 		if !hasLineWith(rows, "`"+s.env+"`", "`--"+s.flag+"`", def) {
 			t.Errorf("README.md has no table row | `%s` | `--%s` | %s |", s.env, s.flag, def)
 		}
+	}
+}
+
+// TestRun_badDatabaseURLIsAConfigProblem checks README's promise that every
+// configuration problem is reported together at start with exit 2: a
+// DATABASE_URL that cannot be parsed is one, found without connecting, and
+// its password is never shown.
+func TestRun_badDatabaseURLIsAConfigProblem(t *testing.T) {
+	t.Parallel()
+	const secret = "pw-must-not-leak"
+	for _, url := range []string{"postgres://u:" + secret + "@127.0.0.1:notaport/x", "   "} {
+		var stdout, stderr bytes.Buffer
+		env := withNoAuth(map[string]string{"PORT": "abc", "STORAGE_BACKEND": "postgres", "DATABASE_URL": url})
+		code := run(context.Background(), nil, envOf(env), &stdout, &stderr)
+		if code != exitConfig {
+			t.Errorf("DATABASE_URL %q: exit code = %d, want %d; stderr:\n%s", url, code, exitConfig, &stderr)
+			continue
+		}
+		out := stderr.String()
+		for _, w := range []string{"2 problems", `PORT="abc"`, "DATABASE_URL", "database URL"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("DATABASE_URL %q: stderr does not say %q:\n%s", url, w, out)
+			}
+		}
+		if strings.Contains(out, secret) {
+			t.Errorf("the password was printed:\n%s", out)
+		}
+	}
+}
+
+// TestREADME_statesSettingRanges keeps the README's settings table in step
+// with the validation of each setting: every bound an out-of-range value is
+// refused with ("from A to B", "use A to B", "at least A") appears in the
+// setting's row.
+func TestREADME_statesSettingRanges(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatalf("read README.md: %v", err)
+	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(string(readme), "\n") {
+		if env, _, ok := strings.Cut(strings.TrimPrefix(l, "| `"), "` | `--"); ok && strings.HasPrefix(l, "| `") {
+			rows[env] = l
+		}
+	}
+	bound := regexp.MustCompile(`(?:from|use) (?:a number of \w+ )?(-?[0-9][0-9a-z]*) (?:\([^)]*\) )?to ([0-9][0-9a-z]*)|at least ([0-9][0-9a-z]*)`)
+	for _, s := range settings {
+		row, ok := rows[s.env]
+		if !ok {
+			t.Errorf("README.md has no row for %s", s.env)
+			continue
+		}
+		for _, v := range []string{"-99999999999", "99999999999", "0", "1ns"} {
+			_, err := parseConfig([]string{"--" + s.flag + "=" + v, "--no-auth"}, envOf(nil), &bytes.Buffer{})
+			var ce *configError
+			if !errors.As(err, &ce) {
+				continue
+			}
+			for _, p := range ce.problems {
+				if !strings.Contains(p, s.env) && !strings.Contains(p, "--"+s.flag+"=") {
+					continue
+				}
+				for _, m := range bound.FindAllStringSubmatch(p, -1) {
+					for _, b := range m[1:] {
+						if b != "" && !strings.Contains(row, b) {
+							t.Errorf("%s=%s is refused with %q, but README.md's row does not give the bound %s:\n%s", s.env, v, p, b, row)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRun_warnsAboutIgnoredSettings checks that a setting the chosen
+// configuration does not use is not ignored silently: DATABASE_URL without
+// STORAGE_BACKEND=postgres (the data then goes to ./topgun.redb, not the
+// database), and the JWT claim checks without authentication.
+func TestRun_warnsAboutIgnoredSettings(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // stop right after start
+	var stdout, stderr bytes.Buffer
+	env := map[string]string{
+		"STORAGE_BACKEND": "null", "TOPGUN_NO_AUTH": "1",
+		"DATABASE_URL":        "postgres://u:pw-must-not-leak@127.0.0.1:5432/db",
+		"TOPGUN_JWT_AUDIENCE": "my-api",
+	}
+	if code := run(ctx, nil, envOf(env), &stdout, &stderr); code != exitOK {
+		t.Fatalf("run = %d, want 0; stderr:\n%s", code, &stderr)
+	}
+	out := stderr.String()
+	for _, w := range []string{"DATABASE_URL is ignored", "TOPGUN_JWT_AUDIENCE are ignored"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("stderr does not warn %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "pw-must-not-leak") {
+		t.Errorf("the password was printed:\n%s", out)
+	}
+}
+
+// TestRun_startFailureReportedWithLogsOff checks that a server that cannot
+// start says why on stderr even with TOPGUN_LOG_LEVEL=off, rather than
+// exiting 1 without a word.
+func TestRun_startFailureReportedWithLogsOff(t *testing.T) {
+	t.Parallel()
+	missing := t.TempDir() + "/no/such/dir/data.redb"
+	var stdout, stderr bytes.Buffer
+	env := withNoAuth(map[string]string{"TOPGUN_LOG_LEVEL": "off", "TOPGUN_REDB_PATH": missing, "PORT": "0", "TOPGUN_BIND_ADDR": "127.0.0.1"})
+	if code := run(context.Background(), nil, envOf(env), &stdout, &stderr); code != exitFailed {
+		t.Fatalf("run = %d, want %d; stderr:\n%s", code, exitFailed, &stderr)
+	}
+	if out := stderr.String(); !strings.Contains(out, "cannot open storage") || !strings.Contains(out, missing) {
+		t.Errorf("stderr does not say why the server cannot start:\n%q", out)
 	}
 }

@@ -80,14 +80,28 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		JSONFormat: cfg.logJSON,
 	})
 	log := root.Named("server")
+	if cfg.logLevel == hclog.Off {
+		// Even with logging off, an exit 1 must say why: the server's own
+		// errors (all of which stop it) are still written.
+		log = hclog.New(&hclog.LoggerOptions{Name: "server", Level: hclog.Error, Output: stderr, JSONFormat: cfg.logJSON})
+	}
 	if cfg.noAuth {
 		if cfg.jwtSecret != "" {
 			log.Warn("JWT_SECRET is ignored: TOPGUN_NO_AUTH turns authentication off")
+		}
+		if cfg.jwtIssuer != "" || cfg.jwtAudience != "" {
+			log.Warn("TOPGUN_JWT_ISSUER and TOPGUN_JWT_AUDIENCE are ignored: TOPGUN_NO_AUTH turns authentication off")
 		}
 		if !cfg.loopbackOnly() {
 			log.Warn("authentication is off (TOPGUN_NO_AUTH) and the server listens beyond this machine: anyone who reaches it can read and change all data; set TOPGUN_BIND_ADDR=127.0.0.1 or JWT_SECRET",
 				"bind_addr", cfg.bindAddr)
 		}
+	}
+
+	if cfg.databaseURL != "" && cfg.storageBackend != "postgres" {
+		// Most likely STORAGE_BACKEND=postgres was forgotten: say where the
+		// data goes instead.
+		log.Warn("DATABASE_URL is ignored: it is used only with STORAGE_BACKEND=postgres", "backend", backendName(cfg.storageBackend))
 	}
 
 	store, err := plugins.Open(ctx, cfg.storageBackend, cfg.storageOptions(root))

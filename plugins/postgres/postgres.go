@@ -167,6 +167,20 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 	return b, nil
 }
 
+// CheckURL reports, without connecting, whether databaseURL is a
+// connection string Open can use; its error, like Open's, never shows the
+// password.
+func CheckURL(databaseURL string) error {
+	if strings.TrimSpace(databaseURL) == "" {
+		return abi.Errorf(abi.CodeInvalidArgument, "postgres: the database URL is empty; set DATABASE_URL to a URL such as postgres://user:password@host:5432/database")
+	}
+	if _, err := pgxpool.ParseConfig(databaseURL); err != nil {
+		// pgx's message already masks the password.
+		return abi.Wrap(abi.CodeInvalidArgument, err, "postgres: the database URL is not valid; expected a URL such as postgres://user:password@host:5432/database")
+	}
+	return nil
+}
+
 // Describe reports a durable, shared backend with atomic batches and, when
 // the role could create it, an index on expiration times.
 func (b *Backend) Describe() abi.Description {

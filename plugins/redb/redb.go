@@ -167,6 +167,18 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 // until deadline, and returns bolt.ErrTimeout if the lock stays taken. A
 // missing or empty file is fine: bbolt initialises it.
 func precheck(path string, deadline time.Time) error {
+	// Stat before opening: opening a FIFO blocks until a writer comes,
+	// which no context or timeout can interrupt.
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return openError(path, err)
+	}
+	if err := checkKind(path, st); err != nil {
+		return err
+	}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -175,15 +187,11 @@ func precheck(path string, deadline time.Time) error {
 		return openError(path, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
+	if st, err = f.Stat(); err != nil {
 		return openError(path, err)
 	}
-	if st.IsDir() {
-		return abi.Errorf(abi.CodeInvalidArgument, "redb: %s is a directory; set TOPGUN_REDB_PATH to a file path, e.g. %s", path, filepath.Join(path, "topgun.redb"))
-	}
-	if !st.Mode().IsRegular() {
-		return abi.Errorf(abi.CodeInvalidArgument, "redb: %s is not a regular file; set TOPGUN_REDB_PATH to a file path", path)
+	if err := checkKind(path, st); err != nil {
+		return err
 	}
 	if st.Size() == 0 {
 		return nil
@@ -203,6 +211,17 @@ func precheck(path string, deadline time.Time) error {
 			return abi.Wrap(abi.CodeInvalidArgument, err, "redb: %s is corrupt; restore it from a backup, or inspect it with `bbolt check`", path)
 		}
 		return notOurs(path, err)
+	}
+	return nil
+}
+
+// checkKind refuses a directory and anything else that is not a regular file.
+func checkKind(path string, st fs.FileInfo) error {
+	if st.IsDir() {
+		return abi.Errorf(abi.CodeInvalidArgument, "redb: %s is a directory; set TOPGUN_REDB_PATH to a file path, e.g. %s", path, filepath.Join(path, "topgun.redb"))
+	}
+	if !st.Mode().IsRegular() {
+		return abi.Errorf(abi.CodeInvalidArgument, "redb: %s is not a regular file; set TOPGUN_REDB_PATH to a file path", path)
 	}
 	return nil
 }
