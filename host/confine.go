@@ -55,6 +55,10 @@ func newConfinedFS(dir string, stop func() bool, moves *sync.RWMutex) (*confined
 	return &confinedFS{FS: sysfs.DirFS(root), root: root, stop: stop, moves: moves}, nil
 }
 
+// maxPathBytes is the longest guest path the data directory accepts
+// (Linux's PATH_MAX, terminating NUL included).
+const maxPathBytes = 4095
+
 func (c *confinedFS) within(p string) bool {
 	return p == c.root || strings.HasPrefix(p, c.root+string(filepath.Separator))
 }
@@ -63,6 +67,12 @@ func (c *confinedFS) within(p string) bool {
 // when it leaves the root. With follow false the last element is not
 // resolved (Lstat, Unlink, Rename of a link itself).
 func (c *confinedFS) check(p string, follow bool) experimentalsys.Errno {
+	if len(p) > maxPathBytes {
+		// The system refuses it anyway; resolving it first would copy a
+		// path as long as the guest's memory several times on the host's
+		// heap.
+		return experimentalsys.ENAMETOOLONG
+	}
 	host := filepath.Join(c.root, filepath.FromSlash(p))
 	if !c.within(host) {
 		return experimentalsys.EPERM

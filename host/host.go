@@ -384,12 +384,21 @@ func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 		level = hclog.Info
 	}
 	msg := strings.TrimRight(string(b), "\n")
+	if strings.ContainsAny(msg, "\n\r") {
+		// A log call is one line (abi/WASM.md): line breaks inside it
+		// would let the plugin write lines that look like the server's
+		// own entries, many per rate-limited call.
+		msg = lineBreaks.Replace(msg)
+	}
 	if truncated {
 		write(p.log, level, dropped, msg, "truncated", true)
 		return
 	}
 	write(p.log, level, dropped, msg)
 }
+
+// lineBreaks escapes the line breaks of a plugin's log call.
+var lineBreaks = strings.NewReplacer("\n", `\n`, "\r", `\r`)
 
 // Describe returns the description the plugin gave when it was opened.
 func (b *Backend) Describe() abi.Description { return b.desc }

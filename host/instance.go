@@ -58,6 +58,12 @@ type instance struct {
 	ctx     context.Context
 	dueAt   int64
 	overdue bool
+	// opDue, when not 0, is the deadline (on monoClock) of the sandboxed
+	// op in progress: every wasm call the op makes (topgun_buffer to grow
+	// the buffer for the request, topgun_call, topgun_buffer to find a
+	// moved response) shares it, so that the op as a whole, not each of
+	// its wasm calls, stops at CallTimeout.
+	opDue int64
 }
 
 // meterBudget is the work (in instructions counted statically, see
@@ -141,8 +147,19 @@ func meterStack(context.Context, api.Module, []uint64) {
 // the context to run it with.
 func (in *instance) metered() context.Context {
 	in.overdue = false
-	in.dueAt = monoClock() + int64(in.p.opts.CallTimeout)
+	in.dueAt = monoClock() + int64(in.timeout())
 	return in.ctx
+}
+
+// timeout is the time the next wasm call may take: what is left of the op
+// in progress, or CallTimeout for a call outside an op (_initialize and
+// the start of an instance).
+func (in *instance) timeout() time.Duration {
+	if in.opDue == 0 {
+		return in.p.opts.CallTimeout
+	}
+	// At least a nanosecond: a zero deadline means none.
+	return max(time.Duration(in.opDue-monoClock()), 1)
 }
 
 // callMetered runs f on a metered instance under the call timeout. A call
@@ -168,7 +185,7 @@ func (in *instance) callSandboxed(ctx context.Context) (timedOut bool, err error
 		in.deadline.Stop()
 	}
 	in.expired.Store(false)
-	in.deadline.Reset(in.p.opts.CallTimeout)
+	in.deadline.Reset(in.timeout())
 	err = in.call.CallWithStack(context.WithoutCancel(ctx), in.stack[:])
 	if !in.deadline.Stop() || in.expired.Load() {
 		// The timer fired: the module is closed (or being closed), whether
@@ -282,7 +299,7 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 		return in, fmt.Errorf("%s was built for storage ABI %d.%d, this server implements %d.%d; rebuild the plugin against ABI %d",
 			p.prefix, in.major, in.minor, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor)
 	}
-	if err := in.grow(ctx, initialBuffer); err != nil {
+	if err := in.grow(ctx, "buffer", initialBuffer); err != nil {
 		return in, err
 	}
 	return in, nil
@@ -298,7 +315,7 @@ func (in *instance) invoke(ctx context.Context, f api.Function, arg []uint64) (u
 		}
 		return stack[0], nil
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.p.opts.CallTimeout)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.timeout())
 	defer cancel()
 	if err := f.CallWithStack(cctx, stack[:]); err != nil {
 		return 0, callError{err: err, timedOut: cctx.Err() != nil}
@@ -324,21 +341,22 @@ type callError struct {
 func (e callError) Error() string { return e.err.Error() }
 func (e callError) Unwrap() error { return e.err }
 
-// grow asks for a scratch buffer of at least n bytes.
-func (in *instance) grow(ctx context.Context, n uint32) error {
+// grow asks for a scratch buffer of at least n bytes; op names the call
+// it is for in errors.
+func (in *instance) grow(ctx context.Context, op string, n uint32) error {
 	res, err := in.invoke(ctx, in.buffer, []uint64{uint64(n)})
 	if err != nil {
-		return in.failure(ctx, "buffer", err)
+		return in.failure(ctx, op, err)
 	}
 	ptr := uint32(res)
 	if ptr == 0 {
-		return abi.Errorf(abi.CodeResourceExhausted, "%s: the plugin cannot grow its buffer to %d bytes (memory limit %d MiB, TOPGUN_PLUGIN_MEMORY_MB)",
-			in.p.prefix, n, in.p.opts.MemoryLimitMB)
+		return abi.Errorf(abi.CodeResourceExhausted, "%s: %s: the plugin cannot grow its buffer to %d bytes (memory limit %d MiB, TOPGUN_PLUGIN_MEMORY_MB)",
+			in.p.prefix, op, n, in.p.opts.MemoryLimitMB)
 	}
 	if uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
 		in.poisoned = true
-		return abi.Errorf(abi.CodeInternal, "%s: buffer: the plugin returned buffer %d+%d outside its %d-byte memory; the instance was discarded",
-			in.p.prefix, ptr, n, in.mem.Size())
+		return abi.Errorf(abi.CodeInternal, "%s: %s: the plugin returned buffer %d+%d outside its %d-byte memory; the instance was discarded",
+			in.p.prefix, op, ptr, n, in.mem.Size())
 	}
 	in.bufPtr, in.bufCap = ptr, n
 	return nil
@@ -351,8 +369,12 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	if in.poisoned {
 		return abi.Errorf(abi.CodeUnavailable, "%s: %s: the instance was discarded after an earlier failure", p.prefix, call)
 	}
+	if p.opts.Trust == TrustSandboxed {
+		in.opDue = monoClock() + int64(p.opts.CallTimeout)
+		defer func() { in.opDue = 0 }()
+	}
 	if uint64(len(req)) > uint64(in.bufCap) {
-		if err := in.grow(ctx, uint32(len(req))); err != nil {
+		if err := in.grow(ctx, call.String(), uint32(len(req))); err != nil {
 			return err
 		}
 	}
@@ -388,7 +410,13 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 		return in.malformed(call, fmt.Sprintf("response of %d bytes exceeds the limit of %d bytes (TOPGUN_PLUGIN_MAX_RESPONSE_BYTES)", n, p.opts.MaxResponseBytes))
 	}
 	if status&abi.StatusBufferMoved != 0 {
-		if err := in.grow(ctx, n); err != nil {
+		if err := in.grow(ctx, call.String(), n); err != nil {
+			if !in.poisoned {
+				// The plugin said it moved its buffer to hold the
+				// response, then could not say where: a lie like any
+				// other malformed result.
+				return in.malformed(call, fmt.Sprintf("it reported a moved buffer, but topgun_buffer(%d) returned none", n))
+			}
 			return err
 		}
 	}

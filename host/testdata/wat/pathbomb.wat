@@ -1,0 +1,29 @@
+;; A plugin whose get opens a path of 32 MiB ("aaaa..."), one byte short
+;; of the end of its memory, in its data directory. The system refuses
+;; such a path; the host must not copy it around its heap first.
+(module
+  (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (memory (export "memory") 514)
+  ;; Description ["pathbomb", 1, 0, 4] at 512 (13 bytes).
+  (data (i32.const 512) "\94\a8pathbomb\01\00\04")
+  (func (export "_initialize"))
+  (func (export "topgun_abi_version") (result i32) (i32.const 0x10000))
+  (func (export "topgun_buffer") (param $min i32) (result i32)
+    (if (result i32) (i32.gt_u (local.get $min) (i32.const 65536))
+      (then (i32.const 0))
+      (else (i32.const 1024))))
+  (func (export "topgun_call") (param $op i32) (param $len i32) (result i64)
+    (if (i32.le_u (local.get $op) (i32.const 2))
+      (then
+        (memory.copy (i32.const 1024) (i32.const 512) (i32.const 13))
+        (return (i64.const 13))))
+    (if (i32.eq (local.get $op) (i32.const 4))
+      (then
+        (memory.fill (i32.const 0x10000) (i32.const 0x61) (i32.const 0x2000000))
+        ;; path_open(fd 3 = /data, follow links, path, len, no flags,
+        ;; rights, rights, fdflags, result at 64)
+        (drop (call $open (i32.const 3) (i32.const 1) (i32.const 0x10000) (i32.const 0x2000000)
+          (i32.const 0) (i64.const 0) (i64.const 0) (i32.const 0) (i32.const 64)))
+        (i32.store8 (i32.const 1024) (i32.const 0x90))
+        (return (i64.const 1))))
+    (i64.const 0)))
