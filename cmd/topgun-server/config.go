@@ -351,7 +351,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 		problems = append(problems, "client authentication needs a key: set JWT_SECRET to the HS256 secret (or the RSA public key PEM) that verifies your clients' tokens, or set TOPGUN_NO_AUTH=1 to serve clients without authentication")
 	default:
 		if _, err := protocol.NewAuth(c.jwtSecret); err != nil {
-			problems = append(problems, "JWT_SECRET "+strings.TrimPrefix(err.Error(), "protocol: "))
+			problems = append(problems, strings.TrimPrefix(err.Error(), "protocol: "))
 		}
 	}
 	if c.bindAddr == "" {

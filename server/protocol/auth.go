@@ -42,7 +42,7 @@ type Principal struct {
 // is the HS256 secret itself.
 func NewAuth(jwtSecret string) (*Auth, error) {
 	if jwtSecret == "" {
-		return nil, errors.New("protocol: the JWT secret is empty; set JWT_SECRET to an HS256 secret or an RSA public key PEM, or set TOPGUN_NO_AUTH=1 to disable authentication")
+		return nil, errors.New("protocol: JWT_SECRET is empty; set it to an HS256 secret or an RSA public key PEM, or set TOPGUN_NO_AUTH=1 to disable authentication")
 	}
 	secret := strings.ReplaceAll(jwtSecret, `\n`, "\n")
 	a := &Auth{}
