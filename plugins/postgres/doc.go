@@ -18,8 +18,11 @@
 // The table lives in the first schema of the connection's search_path (set
 // it in the URL, e.g. ?search_path=tenant1). Nothing outside the topgun_
 // namespace is created, altered or dropped; an existing topgun_maps that
-// lacks the columns or primary key above is refused before anything is
-// added to it. Schema creation is serialised between processes with a
+// lacks the columns or primary key above, or that no put could be stored
+// in or kept apart in (an extra NOT NULL column without a default, a
+// DEFERRABLE primary key, a nondeterministic collation on map_name or
+// key), is refused before anything is added to it. It needs PostgreSQL 12
+// or later. Schema creation is serialised between processes with a
 // transaction-level advisory lock, so several servers may start at once.
 // Only missing objects are created, so a role allowed only to read and
 // write an existing table opens it; an expiry index such a role may not

@@ -613,3 +613,36 @@ func TestApply_largeBatchIsSplit(t *testing.T) {
 		t.Fatal("a failed multi-statement batch left changes")
 	}
 }
+
+// TopGun's server puts no limit on key length (only PostgreSQL's index row
+// limit of about 2.7 KB applies), so a table it wrote may hold keys longer
+// than abi.MaxKeyBytes. Scans return them, and must then accept the cursor
+// they issued after such a key: before, the next page failed with "scan
+// cursor is not one this backend issued", so no scan of the map (queries,
+// HTTP sync) got past that key.
+func TestScan_pagesPastLongKeyOfTopGunTable(t *testing.T) {
+	t.Parallel()
+	b, url := openFresh(t)
+	ctx := testCtx(t)
+	long := strings.Repeat("b", abi.MaxKeyBytes+100)
+	conn := sqlConn(t, url)
+	if _, err := conn.Exec(ctx, `INSERT INTO topgun_maps (map_name, key, value, created_at, updated_at)
+		SELECT 'todos', k, '\x01', 1, 1 FROM unnest($1::text[]) AS k`, []string{"a", long, "c"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, limit := range []int{1, 2, 0} {
+		recs, _ := scanAll(t, b, "todos", false, limit, 0)
+		var got []string
+		for _, r := range recs {
+			got = append(got, r.Key)
+		}
+		if !slices.Equal(got, []string{"a", long, "c"}) {
+			t.Fatalf("limit %d: scan returned %d keys, want 3", limit, len(got))
+		}
+	}
+	// A cursor that is not text is still refused.
+	_, err := b.Scan(ctx, abi.ScanRequest{Map: "todos", Cursor: abi.KeyCursor("a\x00")})
+	mustCode(t, err, abi.ErrInvalidArgument)
+	_, err = b.Scan(ctx, abi.ScanRequest{Map: "todos", Cursor: abi.KeyCursor("a\xff")})
+	mustCode(t, err, abi.ErrInvalidArgument)
+}

@@ -73,10 +73,13 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 		encoding                     string
 		hasTable, hasMapIdx, hasExpI bool
 	)
+	// quote_ident, unlike format's %I, takes a NULL current_schema() (a
+	// search_path naming no existing schema) without an error, so that
+	// case reaches the explanation below.
 	err := b.pool.QueryRow(ctx, `SELECT current_schema(), current_setting('server_encoding'),
-  to_regclass(format('%I.%I', current_schema(), $1::text)) IS NOT NULL,
-  to_regclass(format('%I.%I', current_schema(), $2::text)) IS NOT NULL,
-  to_regclass(format('%I.%I', current_schema(), $3::text)) IS NOT NULL`,
+  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1::text)) IS NOT NULL,
+  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($2::text)) IS NOT NULL,
+  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($3::text)) IS NOT NULL`,
 		tableName, mapIndexName, expiryIndexName).Scan(&schema, &encoding, &hasTable, &hasMapIdx, &hasExpI)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect schema", err)
@@ -179,18 +182,32 @@ func (b *Backend) schemaErr(ctx context.Context, schema string, err error) error
 // Open rather than at the first write.
 func (b *Backend) checkTable(ctx context.Context, schema string) error {
 	table := pgx.Identifier{schema, tableName}.Sanitize()
-	rows, err := b.pool.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
-FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, table)
+	rows, err := b.pool.Query(ctx, `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+  a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', coalesce(co.collname::text, ''), coalesce(co.collisdeterministic, true)
+FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation
+WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, table)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect table "+table, err)
 	}
 	got := map[string]string{}
+	var problems []string
 	for rows.Next() {
-		var name, typ string
-		var notNull bool
-		if err := rows.Scan(&name, &typ, &notNull); err != nil {
+		var name, typ, coll string
+		var notNull, filled, deterministic bool
+		if err := rows.Scan(&name, &typ, &notNull, &filled, &coll, &deterministic); err != nil {
 			rows.Close()
 			return b.mapErr(ctx, "open: inspect table "+table, err)
+		}
+		_, known := wantColumns[name]
+		switch {
+		case known && !deterministic:
+			// The primary key would take keys (or maps) that differ only
+			// in case or accents for one record, so that a put of one
+			// overwrites the other.
+			problems = append(problems, fmt.Sprintf("column %s has the nondeterministic collation %s, under which distinct names are equal", name, coll))
+		case !known && notNull && !filled:
+			// Every insert leaves it NULL, so every put would fail.
+			problems = append(problems, fmt.Sprintf("column %s is NOT NULL without a default, and the backend does not fill it", name))
 		}
 		if !notNull {
 			typ += " (nullable)"
@@ -200,7 +217,6 @@ FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.a
 	if err := rows.Err(); err != nil {
 		return b.mapErr(ctx, "open: inspect table "+table, err)
 	}
-	var problems []string
 	for name, want := range wantColumns {
 		switch have, ok := got[name]; {
 		case !ok:
@@ -210,15 +226,19 @@ FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.a
 		}
 	}
 	var pk []string
-	err = b.pool.QueryRow(ctx, `SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}')
+	var deferrable bool
+	err = b.pool.QueryRow(ctx, `SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}'), coalesce(bool_or(c.condeferrable), false)
 FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, table).Scan(&pk)
+WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, table).Scan(&pk, &deferrable)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect table "+table, err)
 	}
 	if !slices.Equal(pk, []string{"map_name", "key", "is_backup"}) {
 		problems = append(problems, fmt.Sprintf("primary key is (%s), expected (map_name, key, is_backup)", strings.Join(pk, ", ")))
+	} else if deferrable {
+		// ON CONFLICT cannot use a deferrable constraint: every put would fail.
+		problems = append(problems, "primary key is DEFERRABLE, which INSERT ... ON CONFLICT cannot use")
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
@@ -233,15 +253,18 @@ WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, table).Scan(&pk)
 // order-independent COLLATE "C" would lose the primary key index.
 func (b *Backend) checkOrder(ctx context.Context, schema string) error {
 	table := pgx.Identifier{schema, tableName}.Sanitize()
-	var coll string
-	err := b.pool.QueryRow(ctx, `SELECT co.collname::text FROM pg_attribute a JOIN pg_collation co ON co.oid = a.attcollation
-WHERE a.attrelid = $1::regclass AND a.attname = 'key'`, table).Scan(&coll)
+	var coll, collSchema string
+	err := b.pool.QueryRow(ctx, `SELECT co.collname::text, n.nspname::text FROM pg_attribute a JOIN pg_collation co ON co.oid = a.attcollation
+JOIN pg_namespace n ON n.oid = co.collnamespace
+WHERE a.attrelid = $1::regclass AND a.attname = 'key'`, table).Scan(&coll, &collSchema)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect collation of "+table, err)
 	}
 	collate := ""
 	if coll != "default" {
-		collate = " COLLATE " + pgx.Identifier{coll}.Sanitize()
+		// Qualified: the collation's schema need not be on search_path,
+		// and one of the same name there would be another collation.
+		collate = " COLLATE " + pgx.Identifier{collSchema, coll}.Sanitize()
 	}
 	var got []string
 	err = b.pool.QueryRow(ctx, `SELECT array_agg(k`+collate+` ORDER BY k`+collate+`) FROM unnest($1::text[]) AS p(k)`, orderProbe).Scan(&got)

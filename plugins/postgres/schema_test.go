@@ -244,6 +244,10 @@ func TestOpen_noSchemaOnSearchPath(t *testing.T) {
 	_, err = Open(testCtx(t), url, testOptions(t))
 	mustCode(t, err, abi.ErrInvalidArgument)
 	t.Logf("error: %v", err)
+	// The error says what is wrong, not what a query tripped on.
+	if !strings.Contains(err.Error(), "names no existing schema") {
+		t.Fatalf("error %q does not say that search_path names no existing schema", err)
+	}
 }
 
 // TestApply_atomic makes the database reject one row of a batch (with a
@@ -467,5 +471,125 @@ func TestREADME_showsTheSchema(t *testing.T) {
 		if !strings.Contains(flat, strings.Join(strings.Fields(stmt), " ")) {
 			t.Errorf("README lacks %s", stmt)
 		}
+	}
+}
+
+// openRefused creates topgun_maps with ddl in a fresh schema (after the
+// setup statements) and checks that Open refuses it with
+// CodeInvalidArgument, naming what, before adding anything to it.
+func openRefused(t *testing.T, setup []string, ddl, what string) {
+	t.Helper()
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	ctx := testCtx(t)
+	for _, stmt := range slices.Concat(setup, []string{ddl}) {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Skipf("%s: %v", stmt, err)
+		}
+	}
+	b, err := Open(ctx, url, testOptions(t))
+	if err == nil {
+		_ = b.Close()
+		t.Fatalf("Open accepted a topgun_maps whose %s", what)
+	}
+	mustCode(t, err, abi.ErrInvalidArgument)
+	if !strings.Contains(err.Error(), what) {
+		t.Fatalf("error %q does not name %q", err, what)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname <> 'topgun_maps_pkey'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("indexes added to the refused table: %d, %v", n, err)
+	}
+}
+
+// A key (or map) column with a nondeterministic collation makes the primary
+// key treat "a" and "A" as one record: a put of "A" silently overwrote the
+// record "a" (keeping the key "a"), and Get("A") found nothing. Open must
+// refuse such a table instead of losing records.
+func TestOpen_refusesNondeterministicCollation(t *testing.T) {
+	t.Parallel()
+	setup := []string{`CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`}
+	for _, col := range []string{"key", "map_name"} {
+		t.Run(col, func(t *testing.T) {
+			t.Parallel()
+			ddl := strings.Replace(schemaDDL[0], col+" TEXT NOT NULL", col+" TEXT COLLATE ci NOT NULL", 1)
+			openRefused(t, setup, ddl, "column "+col+" has the nondeterministic collation ci")
+		})
+	}
+}
+
+// An existing table that every put would fail on is reported at Open, as
+// the package doc promises for a table that is not TopGun's, not at the
+// first write as an internal error.
+func TestOpen_refusesTableItCannotWriteTo(t *testing.T) {
+	t.Parallel()
+	t.Run("extra NOT NULL column", func(t *testing.T) {
+		t.Parallel()
+		ddl := strings.Replace(schemaDDL[0], "updated_at BIGINT NOT NULL,", "updated_at BIGINT NOT NULL, tenant TEXT NOT NULL,", 1)
+		openRefused(t, nil, ddl, "column tenant is NOT NULL without a default")
+	})
+	t.Run("deferrable primary key", func(t *testing.T) {
+		t.Parallel()
+		ddl := strings.Replace(schemaDDL[0], "PRIMARY KEY (map_name, key, is_backup)", "PRIMARY KEY (map_name, key, is_backup) DEFERRABLE", 1)
+		openRefused(t, nil, ddl, "primary key is DEFERRABLE")
+	})
+	// Extra columns the inserts can leave out are fine.
+	t.Run("extra columns with defaults", func(t *testing.T) {
+		t.Parallel()
+		url := pgtest.FreshSchema(t)
+		conn := sqlConn(t, url)
+		ddl := strings.Replace(schemaDDL[0], "updated_at BIGINT NOT NULL,",
+			"updated_at BIGINT NOT NULL, note TEXT, tenant TEXT NOT NULL DEFAULT 't', id BIGINT GENERATED ALWAYS AS IDENTITY, g BIGINT NOT NULL GENERATED ALWAYS AS (created_at + 1) STORED,", 1)
+		if _, err := conn.Exec(testCtx(t), ddl); err != nil {
+			t.Fatal(err)
+		}
+		b := openURL(t, url)
+		var batch abi.Batch
+		batch.Now = 1
+		batch.Put("m", "k", false, []byte("v"), 0)
+		apply(t, b, &batch)
+	})
+}
+
+// An existing table whose key column has a collation from a schema that is
+// not on search_path opens (before, Open named the collation unqualified
+// and failed with "collation does not exist"), and scans stay in byte order.
+func TestOpen_keyCollationInAnotherSchema(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	other := sqlConn(t, pgtest.FreshSchema(t))
+	var otherSchema string
+	if err := other.QueryRow(ctx, `SELECT current_schema()`).Scan(&otherSchema); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec(ctx, `CREATE COLLATION nat (provider = icu, locale = 'und')`); err != nil {
+		t.Skipf("no ICU collation: %v", err)
+	}
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	ddl := strings.Replace(schemaDDL[0], "key TEXT NOT NULL", "key TEXT COLLATE "+pgx.Identifier{otherSchema, "nat"}.Sanitize()+" NOT NULL", 1)
+	if _, err := conn.Exec(ctx, ddl); err != nil {
+		t.Fatal(err)
+	}
+	b := openURL(t, url)
+	if b.ByteOrder() {
+		t.Fatal("ByteOrder() = true with a natural-language collation")
+	}
+	keys := []string{"b", "A", "a", "B", "_", "1"}
+	var batch abi.Batch
+	batch.Now = 1
+	for _, k := range keys {
+		batch.Put("m", k, false, []byte(k), 0)
+	}
+	apply(t, b, &batch)
+	recs, _ := scanAll(t, b, "m", false, 2, 0)
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Key)
+	}
+	want := slices.Clone(keys)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("scan order %q, want %q", got, want)
 	}
 }
