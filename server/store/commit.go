@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"runtime"
@@ -19,6 +20,7 @@ type request struct {
 	origin  uint64
 	results []Result
 	fn      func(t *txn) // server-side work (expiry, GC) instead of ops
+	fnMuts  int          // the most records fn writes
 	done    chan error
 }
 
@@ -98,21 +100,26 @@ func (s *Store) committer() {
 	defer s.wg.Done()
 	defer close(s.applyq)
 	var inflight []*txn // handed to the applier, oldest first
+	var next *request   // taken, but for the next txn (batch limit)
 	for {
 		var first *request
-		select {
-		case first = <-s.reqs:
-		case <-s.closing:
-			// Commit what was already queued; later arrivals fail (submit).
-			for {
-				select {
-				case r := <-s.reqs:
-					t := s.newTxn(&inflight)
-					t.add(r)
-					s.applyq <- t
-					inflight = append(inflight, t)
-				default:
-					return // later arrivals see s.stopped (submit)
+		if next != nil {
+			first, next = next, nil
+		} else {
+			select {
+			case first = <-s.reqs:
+			case <-s.closing:
+				// Commit what was already queued; later arrivals fail (submit).
+				for {
+					select {
+					case r := <-s.reqs:
+						t := s.newTxn(&inflight)
+						t.add(r)
+						s.applyq <- t
+						inflight = append(inflight, t)
+					default:
+						return // later arrivals see s.stopped (submit)
+					}
 				}
 			}
 		}
@@ -126,6 +133,12 @@ func (s *Store) committer() {
 				t = nil
 				break fill
 			case r := <-s.reqs:
+				if len(t.order)+r.maxMuts() > abi.MaxBatchOps {
+					// The backend would refuse the batch, failing every
+					// caller in it: r goes into the next one.
+					next = r
+					break fill
+				}
 				t.add(r)
 			}
 		}
@@ -135,6 +148,14 @@ func (s *Store) committer() {
 			inflight = append(inflight, t)
 		}
 	}
+}
+
+// maxMuts is the most records a request writes.
+func (r *request) maxMuts() int {
+	if r.fn != nil {
+		return r.fnMuts
+	}
+	return len(r.ops)
 }
 
 // newTxn starts a txn whose overlay is the txns still in flight.
@@ -198,6 +219,7 @@ func (s *Store) applier() {
 		// A re-read that failed is tried again before each commit, so the
 		// index does not stay behind storage once the backend is back.
 		s.repairIndex(true)
+		s.settleUnsure()
 		err := t.err
 		if err == nil && t.dep != nil && t.dep.failed.Load() {
 			err = t.dep.failErr
@@ -217,6 +239,18 @@ func (s *Store) applier() {
 					s.cache.remove(cacheKey{st.mapName, st.key})
 				}
 				s.repairIndex(false)
+				if !s.shared {
+					// Storage may hold the batch all the same: then it is
+					// a commit, which the feed must report (repairShared
+					// does so on shared storage).
+					if len(s.unsure) == maxUnsure {
+						s.log.Warn("cannot tell whether a failed commit was applied; its changes, if it was, are not published", "records", len(s.unsure[0].order))
+						s.unsure[0] = nil
+						s.unsure = s.unsure[1:]
+					}
+					s.unsure = append(s.unsure, t)
+					s.settleUnsure()
+				}
 			}
 		}
 		if err == nil && len(t.order) == 0 {
@@ -232,6 +266,70 @@ func (s *Store) applier() {
 		}
 		s.regroup(len(t.reqs))
 	}
+}
+
+// maxUnsure bounds the failed commits kept for settleUnsure (each holds
+// its encoded records) while storage cannot be read.
+const maxUnsure = 16
+
+// settleUnsure finds out, oldest first, whether the failed commits whose
+// outcome was unknown were applied after all, and publishes the changes of
+// those that were, as their commits. A batch is atomic, so it was applied
+// when storage holds exactly what it wrote for every key. One that cannot
+// be read now is tried again before the next commit. It runs on the
+// applier.
+func (s *Store) settleUnsure() {
+	for len(s.unsure) > 0 {
+		t := s.unsure[0]
+		applied, err := s.wasApplied(t)
+		if err != nil {
+			s.log.Debug("cannot yet tell whether a failed commit was applied", "error", err)
+			return
+		}
+		s.unsure[0] = nil
+		s.unsure = s.unsure[1:]
+		if applied && (len(t.changes) > 0 || t.prune != nil) {
+			s.log.Warn("a commit reported failed was applied by the backend; publishing its changes", "records", len(t.order))
+			s.feed.publish(&Commit{Seq: s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune})
+		}
+	}
+}
+
+// wasApplied reports whether storage holds every key's final state of t.
+func (s *Store) wasApplied(t *txn) (bool, error) {
+	byMap := map[string][]*state{}
+	for ck, st := range t.pending {
+		if st.dirty {
+			byMap[ck.mapName] = append(byMap[ck.mapName], st)
+		}
+	}
+	for name, sts := range byMap {
+		keys := make([]string, len(sts))
+		for i, st := range sts {
+			keys[i] = st.key
+		}
+		recs, err := s.getRecords(context.Background(), name, keys)
+		if err != nil {
+			return false, err
+		}
+		found := make(map[string]*abi.Record, len(recs))
+		for i := range recs {
+			found[recs[i].Key] = &recs[i]
+		}
+		for _, st := range sts {
+			r := found[st.key]
+			if !st.present {
+				if r != nil {
+					return false, nil
+				}
+				continue
+			}
+			if r == nil || r.ExpirationTime != st.exp || !bytes.Equal(r.Value, st.enc) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 // regroupWait bounds how long the applier waits for the callers it just

@@ -61,7 +61,7 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 			return total, nil
 		}
 		n := 0
-		req := &request{done: make(chan error, 1), fn: func(t *txn) { n = t.expire(primary, now) }}
+		req := &request{done: make(chan error, 1), fnMuts: len(primary), fn: func(t *txn) { n = t.expire(primary, now) }}
 		if err := s.submit(ctx, req); err != nil {
 			return total, err
 		}
@@ -189,7 +189,7 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 		victims = victims[len(chunk):]
 		last := len(victims) == 0
 		n := 0
-		req := &request{done: make(chan error, 1), fn: func(t *txn) {
+		req := &request{done: make(chan error, 1), fnMuts: len(chunk), fn: func(t *txn) {
 			if t.s.shared {
 				keys := make([]cacheKey, len(chunk))
 				for i, v := range chunk {

@@ -162,6 +162,10 @@ type Store struct {
 	// by the applier. Merges read them from storage, not the index, until
 	// a re-read or a commit settles them.
 	repair map[cacheKey]struct{}
+	// unsure holds, oldest first, failed commits whose batch storage may
+	// hold all the same, until a re-read tells (applier only; see
+	// settleUnsure).
+	unsure []*txn
 
 	mergedHook func() // tests: called after each request is merged
 	// maxCommitBytes is maxCommitBytes (tests lower it).
@@ -507,15 +511,29 @@ func storedEntry(r *abi.Record) (Entry, error) {
 
 // scanPages calls f with every primary record of a map, page by page with
 // the scan byte budget, until f returns false.
+//
+// Keys come in strictly increasing byte order and every page but the last
+// holds a record, as abi.Backend.Scan promises: a backend breaking that (a
+// faulty plugin) fails the scan rather than making it loop forever.
 func (s *Store) scanPages(ctx context.Context, mapName string, limit int, f func(r *abi.Record) bool) error {
 	var cursor []byte
+	var last string
+	started := false
 	for {
 		page, err := s.be.Scan(ctx, abi.ScanRequest{Map: mapName, Cursor: cursor, Limit: limit, MaxBytes: s.opts.ScanBytes})
 		if err != nil {
 			return fmt.Errorf("store: scan map %q: %w", mapName, err)
 		}
+		if len(page.Cursor) > 0 && len(page.Records) == 0 {
+			return fmt.Errorf("store: scan map %q: the backend returned an empty page that is not the last", mapName)
+		}
 		for i := range page.Records {
-			if !f(&page.Records[i]) {
+			r := &page.Records[i]
+			if started && r.Key <= last {
+				return fmt.Errorf("store: scan map %q: the backend returned key %q after %q, out of order", mapName, r.Key, last)
+			}
+			started, last = true, r.Key
+			if !f(r) {
 				return nil
 			}
 		}

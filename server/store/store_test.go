@@ -1068,3 +1068,135 @@ func TestStore_emptyCursorEndsAScan(t *testing.T) {
 		t.Fatal("the store still scanning after 30 s: an empty cursor restarted the scan")
 	}
 }
+
+// A commit reported failed that storage did apply (the unknown outcome a
+// backend may report) is still a commit: once the re-read finds it, the
+// change feed reports it, before the commits after it. Before, the feed
+// never did, and a client's re-send was a no-op, so live queries never
+// heard of the write.
+func TestStore_unknownOutcomeCommitReachesFeed(t *testing.T) {
+	be := &lyingBackend{Backend: null.Open()}
+	f := newFixture(t, be, nil)
+	f.apply(put("m", "k", "one", ts(t0, 0, "c1")))
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	be.lie.Store(true)
+	if _, err := f.s.Apply(context.Background(), []Op{put("m", "k", "two", ts(t0+1, 0, "c1"))}, 1); err == nil {
+		t.Fatal("expected the reported failure")
+	}
+	be.lie.Store(false)
+	f.apply(put("m", "other", "x", ts(t0, 0, "c1")))
+	for {
+		c := <-sub.C()
+		for _, ch := range c.Changes {
+			if ch.Key == "k" {
+				if ch.Kind != ChangePut || ch.Record.LWW.Value.Text() != "two" {
+					t.Fatalf("feed reported %+v for k", ch)
+				}
+				return
+			}
+			if ch.Key == "other" {
+				t.Fatal("the applied write of k never reached the change feed")
+			}
+		}
+	}
+}
+
+// Group commit never builds a backend batch over abi.MaxBatchOps: a large
+// request (TOPGUN_MAX_BATCH_OPS may be up to that limit) arriving while a
+// smaller one waits for the next commit goes into a commit of its own.
+// Before, both went into one batch, the backend refused it as invalid, and
+// both callers' valid writes failed.
+func TestStore_groupCommitWithinBatchLimit(t *testing.T) {
+	be := &gateBackend{Backend: null.Open(), entered: make(chan struct{}), release: make(chan bool)}
+	f := newFixture(t, be, nil)
+	errs := make(chan error, 2)
+	go func() {
+		_, err := f.s.Apply(context.Background(), []Op{put("m", "first", "v", ts(t0, 0, "c1"))}, 1)
+		errs <- err
+	}()
+	<-be.entered // the first commit is in flight
+	merged := make(chan struct{}, 1)
+	f.s.mergedHook = func() {
+		select {
+		case merged <- struct{}{}:
+		default:
+		}
+	}
+	go func() {
+		_, err := f.s.Apply(context.Background(), []Op{put("m", "small", "v", ts(t0, 0, "c1"))}, 2)
+		errs <- err
+	}()
+	<-merged // waits for the next commit
+	big := make([]Op, abi.MaxBatchOps)
+	for i := range big {
+		big[i] = put("big", strconv.Itoa(i), "v", ts(t0, 0, "c1"))
+	}
+	// Queued as Apply queues it; wait until the committer took it (merged
+	// into the waiting txn, or held for the next one).
+	req := &request{ops: big, origin: 3, results: make([]Result, len(big)), done: make(chan error, 1)}
+	f.s.reqs <- req
+	for deadline := time.Now().Add(10 * time.Second); len(f.s.reqs) > 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the large request was never taken")
+		}
+		runtime.Gosched()
+	}
+	go func() {
+		for range be.entered {
+			be.release <- false
+		}
+	}()
+	be.release <- false // let the first commit through
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("valid writes failed: %v", err)
+		}
+	}
+	if err := <-req.done; err != nil {
+		t.Fatalf("the large request failed: %v", err)
+	}
+	if recs, err := f.be.Get(context.Background(), "big", false, []string{"0", strconv.Itoa(abi.MaxBatchOps - 1)}); err != nil || len(recs) != 2 {
+		t.Fatalf("large request not stored: %d records, %v", len(recs), err)
+	}
+}
+
+// stuckScanBackend pages a map the way a faulty plugin might: the same
+// records again and again, or empty pages that never end.
+type stuckScanBackend struct {
+	abi.Backend
+	empty bool
+	calls atomic.Int64
+}
+
+func (b *stuckScanBackend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	if b.calls.Add(1) > 10_000 {
+		return abi.Page{}, errors.New("test: scan never ended")
+	}
+	page, err := b.Backend.Scan(ctx, abi.ScanRequest{Map: req.Map, Limit: 1, MaxBytes: req.MaxBytes})
+	if b.empty {
+		page.Records = nil
+	}
+	page.Cursor = []byte("again")
+	return page, err
+}
+
+// A backend whose scan makes no progress (a faulty plugin) fails Open and
+// Scan with an error instead of looping forever over its pages.
+func TestStore_scanWithoutProgressFails(t *testing.T) {
+	for _, empty := range []bool{false, true} {
+		inner := null.Open()
+		f := newFixture(t, inner, nil)
+		f.apply(put("m", "a", "1", ts(t0, 0, "c1")), put("m", "b", "2", ts(t0, 0, "c1")))
+		f.s.Close()
+		be := &stuckScanBackend{Backend: inner, empty: empty}
+		s, err := Open(context.Background(), be, &f.opts)
+		if err == nil {
+			s.Close()
+			t.Fatalf("empty pages %v: Open succeeded over a scan that never ends", empty)
+		}
+		if n := be.calls.Load(); n > 10 {
+			t.Fatalf("empty pages %v: Open read %d pages of a stuck scan before failing: %v", empty, n, err)
+		}
+	}
+}
