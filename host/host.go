@@ -564,7 +564,7 @@ func sharedCache(dir string) (*compileCache, error) {
 func readPluginFile(prefix, path string) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w; check STORAGE_BACKEND", prefix, err)
+		return nil, fmt.Errorf("%s: %w", prefix, err)
 	}
 	if st.IsDir() {
 		return nil, fmt.Errorf("%s: %s is a directory, not a wasm file", prefix, path)

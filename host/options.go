@@ -338,10 +338,10 @@ func OptionsFromEnv(lookup func(string) (string, bool)) (*Options, error) {
 	if v, ok := get("TOPGUN_PLUGIN_TRUST"); ok {
 		o.Trust = Trust(v)
 	}
-	if len(errs) == 0 {
-		if err := o.Validate(); err != nil {
-			errs = append(errs, err)
-		}
+	// A setting that did not parse above was left at its zero (the
+	// default), so Validate reports the other settings' problems with it.
+	if err := o.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return o, errors.Join(errs...)
 }

@@ -74,6 +74,19 @@ func TestOptionsFromEnv(t *testing.T) {
 		}
 	}
 
+	// A setting that does not parse does not hide another one's range
+	// problem.
+	env = map[string]string{
+		"TOPGUN_PLUGIN_MEMORY_MB": "lots",
+		"TOPGUN_PLUGIN_POOL_SIZE": "1025",
+	}
+	_, err = OptionsFromEnv(lookup)
+	for _, name := range []string{"TOPGUN_PLUGIN_MEMORY_MB", "TOPGUN_PLUGIN_POOL_SIZE"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+
 	// Zero is the default only when unset: written, it is refused (a
 	// breaker of 0 failures reads as "no breaker", which is -1).
 	zeros := []string{"TOPGUN_PLUGIN_MEMORY_MB", "TOPGUN_PLUGIN_CALL_TIMEOUT", "TOPGUN_PLUGIN_POOL_SIZE",
