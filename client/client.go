@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -263,7 +264,10 @@ func (c *Client) connect(ctx context.Context) (_ *conn, leftover wire.Message, e
 	if err != nil {
 		return nil, nil, fmt.Errorf("client: dial %s: %w", c.url, err)
 	}
-	ws.SetReadLimit(int64(c.opts.Limits.MaxMessageBytes))
+	// readLoop bounds each frame by MaxReadBytes itself, so that a larger
+	// one is skipped rather than closing the connection (which a
+	// reconnect's re-subscribe would then meet again, forever).
+	ws.SetReadLimit(-1)
 	cn := &conn{ws: ws, in: make(chan wire.Message, 64), done: make(chan struct{})}
 	cn.lastPong.Store(time.Now().UnixMilli())
 	go c.readLoop(cn)
@@ -366,19 +370,41 @@ func (c *Client) handshake(ctx context.Context, cn *conn) (wire.Message, error) 
 }
 
 // readLoop decodes binary frames into cn.in until the connection fails.
-// Text frames and frames that do not decode are ignored, as TopGun does.
+// Text frames, frames over MaxReadBytes (read to their end, never held
+// whole) and frames that do not decode are ignored, as TopGun does.
 func (c *Client) readLoop(cn *conn) {
 	defer close(cn.in)
+	limits := c.opts.Limits
+	limits.MaxMessageBytes = c.opts.MaxReadBytes
 	for {
-		typ, data, err := cn.ws.Read(c.ctx)
+		typ, r, err := cn.ws.Reader(c.ctx)
 		if err != nil {
 			cn.readErr = err
 			return
 		}
 		if typ != websocket.MessageBinary {
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				cn.readErr = err
+				return
+			}
 			continue
 		}
-		m, err := c.opts.Limits.Decode(data)
+		data, err := io.ReadAll(io.LimitReader(r, int64(c.opts.MaxReadBytes)+1))
+		if err != nil {
+			cn.readErr = err
+			return
+		}
+		if len(data) > c.opts.MaxReadBytes {
+			data = nil
+			n, err := io.Copy(io.Discard, r)
+			if err != nil {
+				cn.readErr = err
+				return
+			}
+			c.log.Error("ignoring a frame over Options.MaxReadBytes", "bytes", int64(c.opts.MaxReadBytes)+1+n, "max_read_bytes", c.opts.MaxReadBytes)
+			continue
+		}
+		m, err := limits.Decode(data)
 		if err != nil {
 			c.log.Debug("ignoring frame", "error", err)
 			continue

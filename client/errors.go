@@ -30,6 +30,11 @@ var (
 	// ErrSyncReset: the server sent SYNC_RESET_REQUIRED during SyncMap; wipe
 	// the local copy and sync again with no local records.
 	ErrSyncReset = errors.New("client: the server requires a full resync of this map")
+	// ErrSyncUnanswered: the server did not answer SYNC_INIT within
+	// Options.SyncIdleTimeout. A server that serves the map always
+	// answers it, so it refused the map (an ERROR it cannot tie to the
+	// request, see Options.OnServerError) or failed; nothing was synced.
+	ErrSyncUnanswered = errors.New("client: the server did not answer SYNC_INIT; it refused or failed to sync the map")
 	// ErrSyncProtocol: during SyncMap the server sent a reply that breaks
 	// TopGun's Merkle protocol (e.g. a bucket name that is not one hex
 	// digit); the server is not TopGun-compatible.

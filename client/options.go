@@ -84,8 +84,17 @@ type Options struct {
 	// finished SyncMap are kept from the next SyncMap of the map.
 	SyncIdleTimeout time.Duration
 
-	// Limits bound decoding of server frames (and the WebSocket read limit).
+	// Limits bound the frames the client sends (MaxMessageBytes: the
+	// server's own limit, TopGun's 2 MiB) and the decoding of the frames
+	// it receives (MaxDepth, MaxBatchItems); the size of a received frame
+	// is bounded by MaxReadBytes instead.
 	Limits wire.Limits
+	// MaxReadBytes bounds one frame from the server. The server's answers
+	// are not held to the limit on what it accepts: a QUERY_RESP carries
+	// every result of a query, a SYNC_RESP_LEAF every record of a leaf.
+	// A larger frame is read to its end and ignored (logged as an error),
+	// as frames that do not decode are; the connection survives.
+	MaxReadBytes int
 
 	// OnServerError is called for every ERROR the server sends. TopGun
 	// cannot correlate them with a request: it answers a failed OP_BATCH
@@ -105,7 +114,7 @@ type Options struct {
 // timeout, 1 s no-auth grace, 5 s heartbeat with a 15 s pong timeout,
 // reconnect with 1 s..30 s backoff and no attempt limit, 10000 pending ops,
 // 500 ops per batch, 256 buffered updates per subscription, 5 s sync idle
-// timeout, wire.DefaultLimits.
+// timeout, wire.DefaultLimits, 256 MiB frames read.
 func DefaultOptions() *Options {
 	return &Options{
 		DialTimeout:        5 * time.Second,
@@ -122,6 +131,7 @@ func DefaultOptions() *Options {
 		SubscriptionBuffer: 256,
 		SyncIdleTimeout:    5 * time.Second,
 		Limits:             wire.DefaultLimits(),
+		MaxReadBytes:       256 << 20,
 	}
 }
 
@@ -169,6 +179,9 @@ func (o *Options) Validate() error {
 	}
 	if err := o.Limits.Validate(); err != nil {
 		bad("Limits: %v", err)
+	}
+	if o.MaxReadBytes < 16 {
+		bad("MaxReadBytes is %d; set at least 16 (default 256 MiB)", o.MaxReadBytes)
 	}
 	if len(probs) > 0 {
 		return fmt.Errorf("client: invalid options: %s", strings.Join(probs, "; "))

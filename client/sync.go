@@ -171,6 +171,8 @@ func (c *Client) resetSync(mapName string, m wire.Message) {
 // timestamp). Local-only buckets are not pushed: LWW writes reach the server
 // through Put. SyncMap needs a live connection and fails with
 // ErrDisconnected if it drops; only one sync per map may run at a time.
+// A SYNC_INIT left unanswered for Options.SyncIdleTimeout fails it with
+// ErrSyncUnanswered (a server answers SYNC_INIT for every map it serves).
 //
 // Only replies to this call's own requests count: a reply for a path it did
 // not ask for, or already got, is ignored. Each path is requested at most
@@ -200,8 +202,13 @@ func (c *Client) SyncMap(ctx context.Context, mapName string, local map[string]w
 			// must not turn them into debts that would swallow the
 			// answer to the next SyncMap's request for the same path.
 			c.mu.Lock()
+			noRoot := r.s.outstanding[syncKey{init: true}]
 			clear(r.s.outstanding)
 			c.mu.Unlock()
+			if noRoot {
+				// Every served SYNC_INIT is answered: nothing was synced.
+				return nil, fmt.Errorf("%w (map %q, %v)", ErrSyncUnanswered, mapName, c.opts.SyncIdleTimeout)
+			}
 			return &r.res, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()

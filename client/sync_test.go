@@ -365,3 +365,25 @@ func TestSyncMap_unansweredRequestDoesNotSwallowNextSyncsReply(t *testing.T) {
 		t.Errorf("second SyncMap %+v, want the server's record", res)
 	}
 }
+
+// SyncMap must not report a sync that never started as a success. The
+// server answers every SYNC_INIT it serves (TopGun "always replies"), so
+// silence means it refused or failed (this project's server answers a
+// reserved map with an uncorrelated ERROR 403): SyncMap fails instead of
+// returning an empty result that reads as "the server's map is empty".
+// (Unanswered counts bucket requests, not SYNC_INIT.)
+func TestSyncMap_unansweredSyncInitIsAnError(t *testing.T) {
+	t.Parallel()
+	url := realServer(t)
+	o := testOptions(t)
+	o.SyncIdleTimeout = 300 * time.Millisecond
+	c := dial(t, url, o)
+	res, err := c.SyncMap(ctxT(t), "_topgun_internal", nil)
+	if !errors.Is(err, ErrSyncUnanswered) {
+		t.Fatalf("SyncMap = %+v, %v; want ErrSyncUnanswered", res, err)
+	}
+	// The next sync of another map is not disturbed.
+	if _, err := c.SyncMap(ctxT(t), "m", nil); err != nil {
+		t.Fatal(err)
+	}
+}

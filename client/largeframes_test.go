@@ -1,0 +1,80 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// The server's answers are not held to the 2 MiB limit on what it accepts:
+// a QUERY_RESP carries every result of the query in one frame. With the
+// default options Subscribe must return such results, not drop the
+// connection on the frame and reconnect (and re-subscribe) again and again.
+func TestSubscribe_initialResultsLargerThanTheSendLimit(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	big := strings.Repeat("x", 1<<20) // 3 records of 1 MiB: a 3 MiB QUERY_RESP
+	for _, k := range []string{"a", "b", "c"} {
+		fs.put("docs", k, wire.LWWRecord{Value: big, Timestamp: wire.Timestamp{Millis: 1, NodeID: "s"}})
+	}
+	o := testOptions(t)
+	c := dial(t, fs.URL, o)
+	sub, err := c.Subscribe(ctxT(t), "docs", nil)
+	if err != nil {
+		t.Fatalf("Subscribe = %v (connections accepted: %d)", err, fs.upgrades.Load())
+	}
+	if len(sub.Initial) != 3 {
+		t.Fatalf("Initial has %d results, want 3", len(sub.Initial))
+	}
+	if n := fs.upgrades.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+}
+
+// A frame over Options.MaxReadBytes is ignored, not a reason to drop the
+// connection: the client stays connected (no reconnect loop) and goes on
+// serving calls.
+func TestReadLimit_oversizedFrameIsIgnoredAndTheConnectionSurvives(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	fs.put("docs", "a", wire.LWWRecord{Value: strings.Repeat("x", 256<<10), Timestamp: wire.Timestamp{Millis: 1, NodeID: "s"}})
+	o := testOptions(t)
+	o.MaxReadBytes = 64 << 10
+	c := dial(t, fs.URL, o)
+	ctx, cancel := context.WithTimeout(ctxT(t), 500*time.Millisecond)
+	defer cancel()
+	if _, err := c.Subscribe(ctx, "docs", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Subscribe = %v, want the deadline (its only answer was too large)", err)
+	}
+	if err := c.Put(ctxT(t), "docs", "b", "small"); err != nil {
+		t.Fatal(err)
+	}
+	if n := fs.upgrades.Load(); n != 1 {
+		t.Errorf("%d connections, want 1: the oversized frame dropped the connection", n)
+	}
+}
+
+// The same against this project's server, which answers QUERY_SUB with
+// all the results in one frame.
+func TestSubscribe_realServerResultsLargerThanTheSendLimit(t *testing.T) {
+	t.Parallel()
+	url := realServer(t)
+	c := dial(t, url, testOptions(t))
+	big := strings.Repeat("x", 1<<20)
+	for _, k := range []string{"a", "b", "c"} {
+		if err := c.Put(ctxT(t), "docs", k, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub, err := c.Subscribe(ctxT(t), "docs", nil)
+	if err != nil {
+		t.Fatalf("Subscribe = %v", err)
+	}
+	if len(sub.Initial) != 3 {
+		t.Fatalf("Initial has %d results, want 3", len(sub.Initial))
+	}
+}

@@ -1,0 +1,49 @@
+package client
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/topgun-go/topgun/plugins/null"
+	srvhlc "github.com/topgun-go/topgun/server/hlc"
+	"github.com/topgun-go/topgun/server/protocol"
+	"github.com/topgun-go/topgun/server/store"
+)
+
+// realServer runs this project's server (store on the null backend, no
+// auth) on 127.0.0.1 and returns its WebSocket URL.
+func realServer(t testing.TB) string {
+	t.Helper()
+	be := null.Open()
+	clock, err := srvhlc.New("server-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), be, &store.Options{Clock: clock, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := protocol.New(st, &protocol.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	hs := httptest.NewUnstartedServer(mux)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Listener = l
+	hs.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		hs.Close()
+		st.Close()
+		be.Close()
+	})
+	return "ws://" + l.Addr().String() + "/ws"
+}
