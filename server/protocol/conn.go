@@ -37,7 +37,8 @@ type conn struct {
 
 	out     chan outItem
 	queued  atomic.Int64  // bytes of the messages in out
-	wrote   chan struct{} // signalled by the writer after each message
+	wrote   chan struct{} // signalled by the writer after each message (for the reader)
+	wroteW  chan struct{} // the same, for the write worker
 	closing atomic.Bool   // a close is queued or done: send nothing more
 
 	// Reader-owned handshake state; authed is read by other goroutines.
@@ -87,6 +88,7 @@ func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
 		cancel:      cancel,
 		out:         make(chan outItem, s.opts.OutboundQueue),
 		wrote:       make(chan struct{}, 1),
+		wroteW:      make(chan struct{}, 1),
 		writes:      make(chan *writeJob, 256),
 		settled:     newSettledSet(),
 		drained:     make(chan struct{}),
@@ -183,6 +185,17 @@ func (c *conn) reply(m wire.Message) {
 	c.replyNow(m)
 }
 
+// answerWrite queues an answer of the write worker (OP_ACK, OP_REJECTED,
+// ERROR) as reply does for the reader: it waits for room instead of
+// disconnecting the client, which is reading what it asked for (a batch of
+// refused ops gets one OP_REJECTED per op, faster than any client reads).
+// While the worker waits, the reader's write queue fills and it stops
+// reading: backpressure through the socket.
+func (c *conn) answerWrite(m wire.Message) {
+	c.waitRoomOn(c.wroteW)
+	c.replyNow(m)
+}
+
 // replyNow queues an answer the reader already waited for room for.
 func (c *conn) replyNow(m wire.Message) {
 	b, err := wire.Encode(m)
@@ -195,16 +208,19 @@ func (c *conn) replyNow(m wire.Message) {
 
 // waitRoom waits until the outbound queue is at most half full, in
 // messages and in bytes, or the connection ends. The other half is left
-// to the messages sent without waiting (changes, acknowledgements), whose
-// senders cannot be held up. Only the reader waits, and never while
-// holding a lock others need.
-func (c *conn) waitRoom() {
+// to the messages sent without waiting (changes), whose senders cannot be
+// held up. Only the reader and the write worker wait (each on its own
+// signal, so that neither takes the other's), never while holding a lock
+// others need.
+func (c *conn) waitRoom() { c.waitRoomOn(c.wrote) }
+
+func (c *conn) waitRoomOn(wrote chan struct{}) {
 	for !c.closing.Load() {
 		if c.queued.Load() <= c.s.opts.OutboundBytes/2 && len(c.out) < (cap(c.out)+1)/2 {
 			return
 		}
 		select {
-		case <-c.wrote:
+		case <-wrote:
 			// The client reads; that nothing arrives from it now is the
 			// reader's doing, so it does not count as idleness.
 			c.touch()
@@ -242,6 +258,10 @@ func (c *conn) sent(it outItem) {
 	c.queued.Add(-int64(len(it.b)))
 	select {
 	case c.wrote <- struct{}{}:
+	default:
+	}
+	select {
+	case c.wroteW <- struct{}{}:
 	default:
 	}
 }

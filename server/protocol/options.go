@@ -67,7 +67,7 @@ type Options struct {
 	// (TOPGUN_MAX_OUTBOUND_BYTES). Answers to the client's own requests
 	// (sync, queries) hold its reader back while the queue is over half of
 	// it, so a client that asks for much is slowed down, not cut off;
-	// messages pushed to it (changes of its live queries, acknowledgements)
+	// messages pushed to it (changes of its live queries)
 	// that would pass it disconnect the client, before they exhaust the
 	// server's memory. A single message larger than the bound is still
 	// sent when nothing else is queued. It also bounds the bytes of stored

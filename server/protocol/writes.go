@@ -254,11 +254,11 @@ func (c *conn) applyGroup(group []*writeJob) {
 	for i := range states {
 		st := &states[i]
 		if st.err != nil {
-			c.sendMsg(st.err)
+			c.answerWrite(st.err)
 			continue
 		}
 		if applyErr != nil && (len(st.refs) > 0 || st.grouped) {
-			c.sendMsg(&wire.ErrorMessage{Code: 500, Message: "protocol: the write could not be stored (" + applyErr.Error() + "); it was not acknowledged, re-send it"})
+			c.answerWrite(&wire.ErrorMessage{Code: 500, Message: "protocol: the write could not be stored (" + applyErr.Error() + "); it was not acknowledged, re-send it"})
 			continue
 		}
 		for _, ref := range st.refs {
@@ -282,9 +282,9 @@ func (c *conn) applyGroup(group []*writeJob) {
 			if st.job.push != nil {
 				m.OpID = ""
 			}
-			c.sendMsg(&m)
+			c.answerWrite(&m)
 		}
-		c.sendMsg(&wire.OpAck{LastID: st.job.ack, AchievedLevel: s.ackLevel})
+		c.answerWrite(&wire.OpAck{LastID: st.job.ack, AchievedLevel: s.ackLevel})
 	}
 }
 

@@ -280,3 +280,31 @@ func TestWrite_kinds(t *testing.T) {
 		t.Fatalf("empty batch: OP_ACK = %+v", ack)
 	}
 }
+
+// A batch whose ops are all refused gets one OP_REJECTED per op and its
+// OP_ACK, on a connection that reads its messages: refusals answer the
+// client's own writes and must not disconnect it as a slow reader.
+func TestWrite_manyRejectionsDoNotDisconnectReadingClient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	const n = 5000
+	ops := make([]wire.ClientOp, n)
+	for i := range ops {
+		ops[i] = putOp(itoa(i+1), "_topgun_x", "k"+itoa(i), i, cts("c1"))
+	}
+	c.send(&wire.OpBatch{Ops: ops})
+	for i := 0; i < n; i++ {
+		m := expect[*wire.OpRejected](c)
+		if m.OpID != itoa(i+1) {
+			t.Fatalf("rejection %d is for op %s", i, m.OpID)
+		}
+	}
+	if ack := expect[*wire.OpAck](c); ack.LastID != itoa(n) {
+		t.Fatalf("OP_ACK = %+v", ack)
+	}
+	c.ping()
+	if d := e.srv.Stats().SlowClientsDropped; d != 0 {
+		t.Fatalf("%d clients dropped as slow", d)
+	}
+}
