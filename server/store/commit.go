@@ -613,6 +613,19 @@ func (t *txn) apply(i int, op *Op, origin uint64) Result {
 	return reject(i, "unknown op kind %d", op.Kind)
 }
 
+// stampAfter returns a server timestamp greater than ts: the clock's,
+// after merging ts into it, or, when the clock refuses ts (further ahead
+// of the wall clock than the drift bound), the next counter after ts.
+func (s *Store) stampAfter(ts record.Timestamp) record.Timestamp {
+	_ = s.clock.Update(ts)
+	if n := s.clock.Now(); n.Compare(ts) > 0 {
+		return n
+	}
+	n := justAfter(ts)
+	n.NodeID = s.clock.NodeID()
+	return n
+}
+
 func (t *txn) applyLWW(i int, op *Op, ts record.Timestamp, origin uint64) Result {
 	cur, err := t.current(op.Map, op.Key, false)
 	if err != nil {
@@ -625,6 +638,13 @@ func (t *txn) applyLWW(i int, op *Op, ts record.Timestamp, origin uint64) Result
 		}
 		// OR tombstones only: nothing an LWW write must respect.
 	} else if cur.present {
+		if op.Timestamp.IsZero() && ts.Compare(cur.rv.LWW.Timestamp) <= 0 {
+			// Stamped by the server, whose clock may be behind the record
+			// (a client's stamp ahead of it, another server's write, the
+			// wall clock stepped back): the server's own write is the
+			// latest, as TopGun's unconditional overwrite.
+			ts = t.s.stampAfter(cur.rv.LWW.Timestamp)
+		}
 		if ts.Compare(cur.rv.LWW.Timestamp) <= 0 {
 			return Result{} // older or the same write: LWW keeps the current one
 		}

@@ -164,19 +164,54 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 		return 0, nil // nothing is that old (and now-ttl would wrap)
 	}
 	cutoff := uint64(now - ttl)
-	before := record.Timestamp{Millis: cutoff}
-	type victim struct{ mapName, key string }
+	type victim struct {
+		mapName, key string
+		ts           record.Timestamp
+	}
 	var victims []victim
 	s.mu.RLock()
 	for name, ms := range s.maps {
 		ms.lww.each(func(k string, m lwwMeta) bool {
 			if m.tombstone() && m.millis < cutoff {
-				victims = append(victims, victim{name, k})
+				victims = append(victims, victim{name, k, s.lwwTimestamp(m)})
 			}
 			return true
 		})
 	}
 	s.mu.RUnlock()
+	// A tombstone is kept for the TTL from when it was committed too: a
+	// remove made offline long ago (or the expiry of a record written long
+	// ago) reaches the server late, and clients away for less than the TTL
+	// must still receive it. The cut-off (which clients prune by, too)
+	// stays at or below the stamp of every such tombstone, so clients keep
+	// what the server keeps and the roots stay equal.
+	byMap := map[string][]string{}
+	for _, v := range victims {
+		byMap[v.mapName] = append(byMap[v.mapName], v.key)
+	}
+	committed := make(map[cacheKey]int64, len(victims))
+	for name, keys := range byMap {
+		recs, err := s.getRecords(ctx, name, keys)
+		if err != nil {
+			return 0, err
+		}
+		for i := range recs {
+			committed[cacheKey{name, recs[i].Key}] = recs[i].UpdatedAt
+		}
+	}
+	for _, v := range victims {
+		if at, ok := committed[cacheKey{v.mapName, v.key}]; ok && at >= int64(cutoff) {
+			cutoff = min(cutoff, v.ts.Millis)
+		}
+	}
+	old := victims[:0]
+	for _, v := range victims {
+		if _, ok := committed[cacheKey{v.mapName, v.key}]; ok && v.ts.Millis < cutoff {
+			old = append(old, v)
+		}
+	}
+	victims = old
+	before := record.Timestamp{Millis: cutoff}
 	if len(victims) == 0 && s.shared {
 		// Another process may have collected them first: this store
 		// re-reads the deletions without announcing them, so the cut-off
@@ -193,7 +228,7 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 			if t.s.shared {
 				keys := make([]cacheKey, len(chunk))
 				for i, v := range chunk {
-					keys[i] = cacheKey(v)
+					keys[i] = cacheKey{v.mapName, v.key}
 				}
 				t.prefetch(keys)
 			}
@@ -203,8 +238,8 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 					t.err = err
 					return
 				}
-				if !cur.present || cur.rv.Kind != record.KindLWW || !cur.rv.LWW.Value.IsNull() || cur.rv.LWW.Timestamp.Millis >= cutoff {
-					continue
+				if !cur.present || cur.rv.Kind != record.KindLWW || !cur.rv.LWW.Value.IsNull() || cur.rv.LWW.Timestamp != v.ts {
+					continue // written again since it was checked
 				}
 				t.write(&state{mapName: v.mapName, key: v.key})
 				n++

@@ -159,6 +159,9 @@ func (s *Store) applied() {
 func (s *Store) SyncPoint() int64 {
 	s.stampMu.Lock()
 	now := max(s.lastStamp, s.now())
+	// Later commits are stamped at now or after, above the point given
+	// out, even if the wall clock steps back meanwhile.
+	s.lastStamp = now
 	applying := s.applying
 	s.stampMu.Unlock()
 	p := now - 1

@@ -177,6 +177,8 @@ type Store struct {
 	// stampMu orders stamping a batch's commit time against SyncPoint.
 	stampMu   sync.Mutex
 	lastStamp int64 // commit times never go back, even if the wall clock does
+	// maxStored is the greatest record timestamp rebuild read.
+	maxStored record.Timestamp
 	applying  int64 // the commit time of the batch being applied, 0 for none
 	shared    bool  // other processes commit to the same storage
 	// checked applies commits on shared storage (nil: unchecked); watchq
@@ -236,6 +238,7 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		}
 		return nil, err
 	}
+	s.resumeClocks()
 	s.log.Info("index rebuilt", "maps", len(s.maps), "records", n, "took", time.Since(start).Round(time.Millisecond))
 	s.wg.Add(3)
 	go s.committer()
@@ -248,7 +251,8 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-// rebuild scans every map's primary records and indexes them.
+// rebuild scans every map's primary records and indexes them. It notes
+// the latest commit time and record timestamp stored (see resumeClocks).
 func (s *Store) rebuild(ctx context.Context) (int, error) {
 	names, err := s.be.ListMaps(ctx)
 	if err != nil {
@@ -257,6 +261,9 @@ func (s *Store) rebuild(ctx context.Context) (int, error) {
 	total := 0
 	for _, name := range names {
 		err := s.scanPages(ctx, name, 4096, func(r *abi.Record) bool {
+			if !s.shared { // other processes' commit times are their clocks'
+				s.lastStamp = max(s.lastStamp, r.UpdatedAt)
+			}
 			rv, err := record.Decode(r.Value)
 			if err != nil {
 				// A record we cannot read must not stop the server; it is
@@ -264,6 +271,7 @@ func (s *Store) rebuild(ctx context.Context) (int, error) {
 				s.log.Warn("skipping undecodable record", "map", name, "key", r.Key, "error", err)
 				return true
 			}
+			s.noteStored(&rv)
 			s.index(name, r.Key, &rv, r.ExpirationTime)
 			total++
 			return true
@@ -273,6 +281,39 @@ func (s *Store) rebuild(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// noteStored keeps the greatest timestamp of a stored record (rebuild).
+func (s *Store) noteStored(rv *record.RecordValue) {
+	if rv.Kind == record.KindLWW {
+		if rv.LWW.Timestamp.Compare(s.maxStored) > 0 {
+			s.maxStored = rv.LWW.Timestamp
+		}
+		return
+	}
+	for i := range rv.ORMap.Records {
+		if ts := rv.ORMap.Records[i].Timestamp; ts.Compare(s.maxStored) > 0 {
+			s.maxStored = ts
+		}
+	}
+}
+
+// resumeClocks makes a reopened store continue its clocks past the data:
+// commit times (SyncPoint, Since) never go below those stored, and the HLC
+// stamps after every stored timestamp, so that a write the server stamps
+// (a REMOVE without a record) is not older than the record it replaces
+// when the wall clock is behind the stored stamps (a client's clock ahead
+// within the drift bound, or the wall clock stepped back across the
+// restart). A stored timestamp beyond the drift bound is not merged (it
+// would drag the clock, and through it the clients' clocks, ahead).
+func (s *Store) resumeClocks() {
+	if s.maxStored.IsZero() {
+		return
+	}
+	if err := s.clock.Update(s.maxStored); err != nil {
+		s.log.Warn("the storage holds timestamps further ahead of the wall clock than the allowed drift; "+
+			"the server's own stamps may be older than them until the clock catches up", "latest", s.maxStored.String(), "error", err)
+	}
 }
 
 func (s *Store) mapState(name string, create bool) *mapState {
