@@ -63,6 +63,12 @@ func (l *cacheLoader) entry() string {
 	return filepath.Join(c.entries, es[0])
 }
 
+// recordsDir is where the host keeps its records of the entries of this
+// build's wazero in the cache directory dir.
+func recordsDir(dir string) string {
+	return filepath.Join(dir, sumsDirName, "wazero-"+wazeroVersion()+"-"+runtime.GOARCH+"-"+runtime.GOOS)
+}
+
 // damage applies f to the cache entry's bytes.
 func (l *cacheLoader) damage(f func([]byte)) {
 	l.t.Helper()
@@ -105,11 +111,17 @@ func TestCompileCache_recordsTheEntryItWrote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	records, err := os.ReadDir(filepath.Join(l.dir, sumsDirName))
+	var records []string
+	des, err := os.ReadDir(recordsDir(l.dir))
+	for _, d := range des {
+		if isHexName(d.Name()) {
+			records = append(records, d.Name())
+		}
+	}
 	if err != nil || len(records) != 1 {
 		t.Fatalf("records: %v %v", records, err)
 	}
-	rec, err := os.ReadFile(filepath.Join(l.dir, sumsDirName, records[0].Name()))
+	rec, err := os.ReadFile(filepath.Join(recordsDir(l.dir), records[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +335,7 @@ func TestCompileCache_sweepRemovesLeftovers(t *testing.T) {
 	l := newCacheLoader(t, "testdata/wat/trap.wasm")
 	l.load()
 	entries := filepath.Dir(l.entry())
-	sums := filepath.Join(l.dir, sumsDirName)
+	sums := recordsDir(l.dir)
 	hexName := strings.Repeat("ab", 32)
 	link := filepath.Join(entries, hexName)
 	if err := os.Symlink(l.entry(), link); err != nil {

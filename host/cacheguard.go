@@ -35,11 +35,20 @@ import (
 // checks a module's entries before wazero reads them and removes one that
 // does not match. An entry no record covers (left by a crash, or by a
 // server from before the records) is removed too. wazero then compiles
-// the module again and the host records the new entry. Server processes
-// sharing the directory may remove each other's entries written a moment
-// before their record, which costs a compile at a later start; an entry
-// another process writes between this one's check and wazero's read is
-// used as just written.
+// the module again and the host records the new entry.
+//
+// Server processes may share the directory. Entries and records are only
+// ever replaced whole (a synced temporary file renamed into place). A
+// sweep, which removes unrecorded entries, holds an exclusive lock on
+// <dir>/topgun-sums/<wazero's directory>/lock, and a compile holds a
+// shared one from before wazero looks for the entry until the entry it
+// wrote is recorded: no process removes an entry another has written and
+// not yet recorded. An entry another process writes between this one's
+// check and wazero's read is used as just written (it was compiled from
+// the same module). Records are kept per wazero directory: builds of
+// another wazero version (whose entries have the same names but other
+// contents) keep their own, so they never take each other's entries for
+// damaged ones.
 //
 // The host finds wazero's directory by the same build information wazero
 // names it after; a build that overrides wazero's version string with
@@ -48,7 +57,8 @@ import (
 type compileCache struct {
 	wz      wazero.CompilationCache
 	entries string // wazero's version-specific directory of entries
-	sums    string // the host's records
+	sums    string // the host's records of the entries in entries
+	lock    string // the file locked against sweeps (see compile)
 	metered string // metered copies of plugins (see meteredDirName)
 
 	// mu orders sweeps, which remove entries no record covers (Lock),
@@ -70,22 +80,25 @@ func newCompileCache(dir string) (*compileCache, error) {
 	c := &compileCache{
 		wz:      wz,
 		entries: filepath.Join(dir, "wazero-"+wazeroVersion()+"-"+runtime.GOARCH+"-"+runtime.GOOS),
-		sums:    filepath.Join(dir, sumsDirName),
 		metered: filepath.Join(dir, meteredDirName),
 	}
+	// One directory of records per wazero directory: a build of another
+	// wazero version names its entries alike but fills them differently.
+	c.sums = filepath.Join(dir, sumsDirName, filepath.Base(c.entries))
+	c.lock = filepath.Join(c.sums, "lock")
 	// wazero creates its directory up front; if it is not where the host
 	// looks, the entries could not be checked, so the cache is refused.
 	if st, err := os.Stat(c.entries); err != nil || !st.IsDir() {
 		_ = wz.Close(context.Background())
 		return nil, fmt.Errorf("wazero did not create its entry directory %s where the host checks entries", c.entries)
 	}
-	for _, d := range []string{c.sums, c.metered} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+	for _, d := range []string{filepath.Dir(c.sums), c.sums, c.metered} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			_ = wz.Close(context.Background())
 			return nil, err
 		}
 	}
-	for _, d := range []string{c.entries, c.sums, c.metered} {
+	for _, d := range []string{c.entries, filepath.Dir(c.sums), c.sums, c.metered} {
 		if err := checkCacheSubdir(d); err != nil {
 			_ = wz.Close(context.Background())
 			return nil, err
@@ -122,13 +135,27 @@ func (c *compileCache) compile(ctx context.Context, rt wazero.Runtime, code []by
 	sum := sha256.Sum256(code)
 	module := hex.EncodeToString(sum[:])
 
+	// The in-process lock orders this process's sweeps and compiles; the
+	// file lock does the same across the processes sharing the directory.
 	c.mu.Lock()
+	unlock, locked, err := c.lockFile(ctx, true, log)
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
 	c.check(module, log)
 	c.sweep(log)
+	unlock()
 	c.mu.Unlock()
 
 	c.mu.RLock()
 	defer c.mu.RUnlock()
+	if locked { // else warned about: not waited for twice
+		if unlock, _, err = c.lockFile(ctx, false, log); err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	before := c.listEntries()
 	mod, err := compileModule(ctx, rt, code)
 	if err != nil {
@@ -154,6 +181,21 @@ func (c *compileCache) compile(ctx context.Context, rt wazero.Runtime, code []by
 		}
 	}
 	return mod, nil
+}
+
+// lockFile takes the lock shared by the processes using the directory. A
+// lock that cannot be taken (other than for ctx) is warned about and done
+// without: the cache then works as it would without other processes.
+func (c *compileCache) lockFile(ctx context.Context, exclusive bool, log hclog.Logger) (unlock func(), locked bool, err error) {
+	unlock, err = lockFile(ctx, c.lock, exclusive)
+	if err == nil {
+		return unlock, true, nil
+	}
+	if ctx.Err() != nil {
+		return nil, false, fmt.Errorf("waiting for the compilation cache lock %s: %w", c.lock, err)
+	}
+	log.Warn("cannot lock the compilation cache against other processes; they may remove the entry this one writes before it is recorded", "lock", c.lock, "error", err)
+	return func() {}, false, nil
 }
 
 // check verifies the entries recorded for module, removing those that do
@@ -232,7 +274,7 @@ func (c *compileCache) sweep(log hclog.Logger) {
 	}
 	for e := range entries {
 		if !covered[e] {
-			log.Debug("removing a compilation cache entry that has no checksum record", "entry", filepath.Join(c.entries, e))
+			log.Warn("removing a compilation cache entry that has no checksum record (left by a crash or an older server); its plugin is compiled again when loaded", "entry", filepath.Join(c.entries, e))
 			_ = os.Remove(filepath.Join(c.entries, e))
 		}
 	}
