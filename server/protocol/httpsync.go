@@ -292,10 +292,18 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 	return d, 0, nil
 }
 
-func encodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+// cursorMark starts a query cursor: the last key returned, base64url
+// encoded. Without it the empty key (which the storage contract allows)
+// would encode to "", which is no cursor at all. '.' is outside the base64url
+// alphabet, so cursors without it (from before) still decode as they did.
+const cursorMark = "."
+
+func encodeCursor(key string) string {
+	return cursorMark + base64.RawURLEncoding.EncodeToString([]byte(key))
+}
 
 func decodeCursor(c string) (string, bool) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(c, cursorMark))
 	return string(b), err == nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -414,5 +415,45 @@ func TestHTTPSync_oversizedChangeAfterOtherMaps(t *testing.T) {
 	}
 	if !gotBig {
 		t.Fatal("map m never delivered its record")
+	}
+}
+
+// Paging a POST /sync query with its cursor reads every matching record
+// once, also when a page ends on the empty key (which the storage contract
+// allows): before, its cursor encoded to "", which is no cursor at all, so
+// the answer said hasMore without a nextCursor and asking again without
+// one returned the first page forever.
+func TestHTTPSync_queryCursorAfterEmptyKey(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: cts("h"), Operations: []wire.ClientOp{
+		putOp("1", "items", "", map[string]any{"i": int64(0)}, cts("h")),
+		putOp("2", "items", "a", map[string]any{"i": int64(1)}, cts("h")),
+		putOp("3", "items", "b", map[string]any{"i": int64(2)}, cts("h")),
+	}}, "")
+	lim := uint32(1)
+	var got []int64
+	cursor := ""
+	for page := 0; page < 10; page++ {
+		resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: cts("h"), Queries: []wire.HTTPQuery{
+			{QueryID: "q", MapName: "items", Limit: &lim, Cursor: cursor},
+		}}, "")
+		if len(resp.QueryResults) != 1 {
+			t.Fatalf("page %d: %+v", page, resp)
+		}
+		qr := resp.QueryResults[0]
+		for _, v := range qr.Results {
+			got = append(got, v.(map[string]any)["i"].(int64))
+		}
+		if qr.HasMore == nil || !*qr.HasMore {
+			break
+		}
+		if qr.NextCursor == "" {
+			t.Fatalf("page %d: hasMore without a nextCursor (results so far %v)", page, got)
+		}
+		cursor = qr.NextCursor
+	}
+	if !slices.Equal(got, []int64{0, 1, 2}) {
+		t.Fatalf("paged results %v, want [0 1 2]", got)
 	}
 }

@@ -126,10 +126,14 @@ func (p *Predicate) eval(data, auth any, depth int) bool {
 			return false
 		}
 	} else {
+		// An absent value (nil: MsgPack nil decodes as absent, as in
+		// TopGun) leaves nothing to compare with. A ValueRef that names a
+		// null field does: TopGun compares with the null (eq holds for a
+		// null attribute, neq for any other value).
+		if p.Value == nil {
+			return false
+		}
 		expected = p.Value
-	}
-	if expected == nil {
-		return false
 	}
 
 	switch p.Op {

@@ -300,3 +300,31 @@ func TestMatch_patternOverLimitMatchesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A ValueRef naming a field that holds null compares with the null, as
+// TopGun's evaluate_leaf does (its resolve_value_ref yields Some(Nil)):
+// neq holds for a non-null attribute, eq for a null one. Before, any leaf
+// whose reference resolved to null was false, so such a neq query dropped
+// every record a TopGun server returns.
+func TestPredicate_valueRefToNullComparesWithNull(t *testing.T) {
+	t.Parallel()
+	rec := map[string]any{"owner": "ann", "reviewer": nil, "deleted": nil}
+	tests := []struct {
+		name string
+		p    *Predicate
+		want bool
+	}{
+		{"neq non-null vs null ref", &Predicate{Op: OpNeq, Attribute: "owner", ValueRef: "data.reviewer"}, true},
+		{"eq null vs null ref", &Predicate{Op: OpEq, Attribute: "deleted", ValueRef: "data.reviewer"}, true},
+		{"eq non-null vs null ref", &Predicate{Op: OpEq, Attribute: "owner", ValueRef: "data.reviewer"}, false},
+		{"gt vs null ref", &Predicate{Op: OpGt, Attribute: "owner", ValueRef: "data.reviewer"}, false},
+		{"in vs null ref", &Predicate{Op: OpIn, Attribute: "owner", ValueRef: "data.reviewer"}, false},
+		{"missing ref", &Predicate{Op: OpNeq, Attribute: "owner", ValueRef: "data.nope"}, false},
+		{"absent value", &Predicate{Op: OpNeq, Attribute: "owner"}, false},
+	}
+	for _, tc := range tests {
+		if got := tc.p.Eval(rec, nil); got != tc.want {
+			t.Errorf("%s: Eval = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
