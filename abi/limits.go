@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"unicode"
@@ -161,4 +162,23 @@ func ParseKeyCursor(c []byte) (key string, ok bool, err error) {
 		return "", false, Errorf(CodeInvalidArgument, "scan cursor is not one this backend issued")
 	}
 	return string(c[1:]), true, nil
+}
+
+type responseLimitKey struct{}
+
+// WithResponseLimit returns ctx carrying n, the largest response in bytes
+// the caller of a Backend can accept (the guest SDK passes the host's
+// max_response_bytes this way). Zero or less means no limit.
+func WithResponseLimit(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, responseLimitKey{}, n)
+}
+
+// ResponseLimit returns the limit WithResponseLimit put in ctx, or 0 when
+// there is none. A backend that reads values from storage checks it before
+// reading them all: a result the caller cannot accept is refused with
+// CodeResourceExhausted without first filling memory with it (inside wasm,
+// running out of memory traps and the host discards the instance).
+func ResponseLimit(ctx context.Context) int {
+	n, _ := ctx.Value(responseLimitKey{}).(int)
+	return n
 }

@@ -54,6 +54,10 @@ type server struct {
 	batch   abi.Batch
 	keys    []string
 
+	// ctx is passed to the backend: it carries the host's response limit
+	// once open (abi.ResponseLimit), built once rather than per call.
+	ctx context.Context
+
 	work, calls int
 	gcBase      uint64 // the memory limit / gcFraction
 	gcAbove     uint64 // force a collection above this many bytes of heap objects
@@ -62,7 +66,7 @@ type server struct {
 }
 
 func newServer(b abi.Backend, name string, caps abi.Capability, open OpenFunc) *server {
-	s := &server{name: name, caps: caps, open: open, enc: abi.NewEncoder(), dec: abi.NewDecoder(), side: abi.NewEncoder()}
+	s := &server{ctx: context.Background(), name: name, caps: caps, open: open, enc: abi.NewEncoder(), dec: abi.NewDecoder(), side: abi.NewEncoder()}
 	s.setBackend(b)
 	s.viewFn = s.viewRecord
 	// The batch goes straight to the backend, which never keeps the
@@ -182,7 +186,7 @@ func badRequest(call abi.WasmCall, err error) error {
 }
 
 func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
-	ctx := context.Background()
+	ctx := s.ctx
 	s.dec.Reset(req)
 	switch call {
 	case abi.CallDescribe:
@@ -206,6 +210,9 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			return abi.Errorf(abi.CodeConflict, "plugin %s is already open", s.describe().Name)
 		}
 		s.maxResp = r.MaxResponseBytes
+		if r.MaxResponseBytes > 0 {
+			s.ctx = abi.WithResponseLimit(context.Background(), int(r.MaxResponseBytes))
+		}
 		if r.MemoryLimitBytes > 0 {
 			s.gcBase = r.MemoryLimitBytes / gcFraction
 			s.gcAbove = s.gcBase

@@ -51,7 +51,11 @@
 // crosses as its abi.Code and message, so errors.Is(err, abi.ErrNotFound)
 // holds on the host. A panic in the backend is recovered and returned as
 // abi.CodeInternal with the panic value and stack in the message; the
-// instance stays usable. A fatal runtime error (out of memory, a deadlock)
+// instance stays usable. The context of every call carries the host's
+// response limit (abi.ResponseLimit): a backend that reads values from
+// storage should refuse a get that cannot fit with
+// abi.CodeResourceExhausted before reading them, as logstore does, since
+// running out of memory traps. A fatal runtime error (out of memory, a deadlock)
 // traps; the host then discards the instance.
 //
 // The configuration map is TOPGUN_PLUGIN_CONFIG (a JSON object) as the host

@@ -445,3 +445,32 @@ func TestDispatch_responseThatFitsIsServed(t *testing.T) {
 		})
 	}
 }
+
+// limitSpy records the response limit its calls see in their context.
+type limitSpy struct {
+	*null.Backend
+	seen int
+}
+
+func (b *limitSpy) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	b.seen = abi.ResponseLimit(ctx)
+	return b.Backend.Get(ctx, m, backup, keys)
+}
+
+// TestDispatch_backendSeesResponseLimit checks that a backend learns the
+// host's response limit (abi.ResponseLimit), so that it can refuse a get it
+// cannot answer before reading the values into memory.
+func TestDispatch_backendSeesResponseLimit(t *testing.T) {
+	spy := &limitSpy{Backend: null.Open()}
+	b, err := LoopbackOpen(context.Background(), "spy", 0, func(map[string]string) (abi.Backend, error) { return spy, nil }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := b.Get(context.Background(), "m", false, []string{"k"}); err != nil {
+		t.Fatal(err)
+	}
+	if spy.seen != 32<<20 {
+		t.Fatalf("the backend saw a response limit of %d, want the host's %d", spy.seen, 32<<20)
+	}
+}

@@ -576,10 +576,39 @@ func (s *Store) Get(ctx context.Context, mapName string, backup bool, keys []str
 		out = append(out, s.record(mapName, k, backup, e))
 		es = append(es, e)
 	}
+	if err := checkResponseLimit(ctx, out, es); err != nil {
+		return nil, err
+	}
 	if err := s.readValues(out, es); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// recordMinOverhead is the least a record adds to an encoded response
+// beyond its key and value (see the guest SDK's checkFits): a lower bound,
+// so that a result that fits is never refused.
+const recordMinOverhead = 6
+
+// checkResponseLimit refuses a get whose records cannot fit in the
+// caller's response limit (abi.ResponseLimit) before their values are
+// read: inside wasm, reading many large values ran the instance out of
+// memory, which traps, instead of answering CodeResourceExhausted.
+func checkResponseLimit(ctx context.Context, recs []abi.Record, es []*entry) error {
+	limit := abi.ResponseLimit(ctx)
+	if limit <= 0 {
+		return nil
+	}
+	n := 0
+	for i, e := range es {
+		n += len(recs[i].Key) + int(e.valueLen) + recordMinOverhead
+		if n > limit {
+			return abi.Errorf(abi.CodeResourceExhausted,
+				"logstore: get of %d keys needs a response of %d bytes or more, over the limit of %d bytes; ask for fewer keys",
+				len(es), n, limit)
+		}
+	}
+	return nil
 }
 
 // record builds a record without its value from its index entry.
