@@ -363,6 +363,12 @@ func writeByteList(b *strings.Builder, p []byte) {
 	b.WriteByte(']')
 }
 
+// FloatKey returns the string TopGun's server makes of a map key that is
+// a float of the given width (32 or 64): Rust's Display, the shortest
+// decimal that reads back, never in exponent form ("0.1", "1e21" as
+// "1000000000000000000000", "NaN", "inf").
+func FloatKey(f float64, bits int) string { return rustFloat(f, bits) }
+
 // rustFloat formats f as Rust's Display does for f32/f64: the shortest
 // decimal that reads back, never in exponent form.
 func rustFloat(f float64, bits int) string {

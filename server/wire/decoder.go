@@ -613,9 +613,27 @@ func (d *decoder) mapKey() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if msgpcode.IsString(c) {
+	switch {
+	case msgpcode.IsString(c):
 		b, err := d.rawBytes()
 		return string(b), err
+	case isUintCode(c), isIntCode(c), c == msgpcode.True, c == msgpcode.False, c == msgpcode.Nil:
+		// The common non-string keys, without a detour through record: a
+		// frame may hold a million of them.
+		v, err := d.value()
+		return keyString(v), err
+	case c == msgpcode.Float:
+		f, err := d.d.DecodeFloat32()
+		if err != nil {
+			return "", errMalformed("truncated frame")
+		}
+		return record.FloatKey(float64(f), 32), nil
+	case c == msgpcode.Double:
+		f, err := d.d.DecodeFloat64()
+		if err != nil {
+			return "", errMalformed("truncated frame")
+		}
+		return record.FloatKey(f, 64), nil
 	}
 	start := len(d.buf) - d.remaining()
 	if err := d.skip(); err != nil {
