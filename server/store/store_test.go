@@ -116,6 +116,19 @@ func (f *fixture) apply(ops ...Op) []Result {
 	return res
 }
 
+// mergeSignal returns a channel that receives (without blocking the
+// store) when a request has been merged into the next commit.
+func (f *fixture) mergeSignal() <-chan struct{} {
+	merged := make(chan struct{}, 1)
+	f.s.mergedHook = func() {
+		select {
+		case merged <- struct{}{}:
+		default:
+		}
+	}
+	return merged
+}
+
 func ts(ms uint64, c uint32, node string) record.Timestamp {
 	return record.Timestamp{Millis: ms, Counter: c, NodeID: node}
 }
@@ -961,13 +974,7 @@ func TestStore_pipelineDependentFails(t *testing.T) {
 		first <- err
 	}()
 	<-be.entered // the first commit is in flight
-	merged := make(chan struct{}, 1)
-	f.s.mergedHook = func() {
-		select {
-		case merged <- struct{}{}:
-		default:
-		}
-	}
+	merged := f.mergeSignal()
 	second := make(chan []Result, 1)
 	secondErr := make(chan error, 1)
 	go func() {
@@ -1116,13 +1123,7 @@ func TestStore_groupCommitWithinBatchLimit(t *testing.T) {
 		errs <- err
 	}()
 	<-be.entered // the first commit is in flight
-	merged := make(chan struct{}, 1)
-	f.s.mergedHook = func() {
-		select {
-		case merged <- struct{}{}:
-		default:
-		}
-	}
+	merged := f.mergeSignal()
 	go func() {
 		_, err := f.s.Apply(context.Background(), []Op{put("m", "small", "v", ts(t0, 0, "c1"))}, 2)
 		errs <- err

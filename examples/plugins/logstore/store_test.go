@@ -223,38 +223,61 @@ func TestOpen_tornTail(t *testing.T) {
 // Damage in the middle of the log (a later batch follows the damaged one
 // intact) is refused and the file left as it is: cutting it there, as a
 // torn tail is cut, would lose acknowledged batches and bring back a key
-// a later batch deleted.
+// a later batch deleted. That holds when the damaged frame is a batch's
+// commit followed by exactly one more batch too (the next commit is then
+// that batch's own).
 func TestOpen_damagedMiddleRefused(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	s := openT(t, dir, testOptions(t))
-	var b1, b2, b3 abi.Batch
-	b1.Now, b2.Now, b3.Now = 1, 2, 3
-	b1.Put("m", "a", false, []byte("a1"), 0)
-	b2.Put("m", "b", false, []byte("b2"), 0)
-	b3.Delete("m", "a", false)
-	applyT(t, s, &b1)
-	end1 := s.Stats().FileBytes
-	applyT(t, s, &b2)
-	applyT(t, s, &b3)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, FileName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[end1+frameHeaderLen+2] ^= 0x01 // inside batch 2's put, its length intact
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Open(context.Background(), dir, testOptions(t))
-	if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "damaged in the middle") {
-		t.Fatalf("Open = %v, want the damage refused", err)
-	}
-	if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
-		t.Fatalf("the file changed: %d bytes, was %d", len(after), len(data))
+	for _, tc := range []struct {
+		name    string
+		batches int
+		// at is the offset to damage, given the file size after batch 1.
+		at func(end1 int64) int64
+	}{
+		{"put of batch 2 of 3", 3, func(end1 int64) int64 { return end1 + frameHeaderLen + 2 }},
+		{"commit of batch 1 of 2", 2, func(end1 int64) int64 { return end1 - 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			s := openT(t, dir, testOptions(t))
+			bs := make([]abi.Batch, 3)
+			bs[0].Put("m", "a", false, []byte("a1"), 0)
+			bs[1].Put("m", "b", false, []byte("b2"), 0)
+			bs[2].Delete("m", "a", false)
+			var end1 int64
+			for i := range tc.batches {
+				bs[i].Now = int64(i + 1)
+				applyT(t, s, &bs[i])
+				if i == 0 {
+					end1 = s.Stats().FileBytes
+				}
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, FileName)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data[tc.at(end1)] ^= 0x01 // the frame's length stays intact
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s2, err := Open(context.Background(), dir, testOptions(t))
+			if err == nil {
+				got := scanAll(t, s2, "m", false)
+				s2.Close()
+				t.Fatalf("Open succeeded with records %+v; want the damage refused (every batch was acknowledged)", got)
+			}
+			if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "damaged in the middle") {
+				t.Fatalf("Open = %v, want the damage refused", err)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
+				t.Fatalf("the file changed: %d bytes, was %d", len(after), len(data))
+			}
+		})
 	}
 }
 
@@ -644,46 +667,5 @@ func TestStore_valuesOwned(t *testing.T) {
 		if string(again[0].Value) != "aaaa" || string(again[1].Value) != "bbbb" {
 			t.Fatalf("changing returned values changed the store: %q %q", again[0].Value, again[1].Value)
 		}
-	}
-}
-
-// A damaged commit frame followed by exactly one later batch is damage in
-// the middle too: both batches were acknowledged (the later one was only
-// written after the damaged one was synced), so Open must refuse the log,
-// not cut it at the damaged commit and lose both batches.
-func TestOpen_damagedCommitBeforeLastBatchRefused(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	s := openT(t, dir, testOptions(t))
-	var b1, b2 abi.Batch
-	b1.Now, b2.Now = 1, 2
-	b1.Put("m", "a", false, []byte("a1"), 0)
-	b2.Put("m", "b", false, []byte("b2"), 0)
-	applyT(t, s, &b1)
-	end1 := s.Stats().FileBytes
-	applyT(t, s, &b2)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, FileName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[end1-1] ^= 0x01 // inside batch 1's commit frame, its length intact
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(context.Background(), dir, testOptions(t))
-	if err == nil {
-		got := scanAll(t, s2, "m", false)
-		s2.Close()
-		t.Fatalf("Open succeeded with records %+v; want the damage refused (both batches were acknowledged)", got)
-	}
-	if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "damaged in the middle") {
-		t.Fatalf("Open = %v, want the damage refused", err)
-	}
-	if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
-		t.Fatalf("the file changed: %d bytes, was %d", len(after), len(data))
 	}
 }
