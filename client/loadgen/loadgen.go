@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -221,6 +222,7 @@ type run struct {
 	ackLevel string
 	hist     histogram
 	max      time.Duration
+	lastAck  time.Time // when the last OP_ACK arrived; zero before the first
 }
 
 func (r *run) fail(err error) {
@@ -271,6 +273,13 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	stopProgress()
+	r.mu.Lock()
+	if !r.lastAck.IsZero() {
+		// To the last ack: a batch that failed at the end (its AckTimeout,
+		// a re-dial) is no part of the time the acknowledged ops took.
+		elapsed = r.lastAck.Sub(start)
+	}
+	r.mu.Unlock()
 
 	for _, w := range workers {
 		w.close()
@@ -431,7 +440,7 @@ func (w *worker) dial(ctx context.Context) error {
 	o := &w.r.o
 	dctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
-	ws, _, err := websocket.Dial(dctx, o.URL, nil)
+	ws, _, err := websocket.Dial(dctx, o.URL, &websocket.DialOptions{HTTPClient: noRedirects})
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -451,6 +460,12 @@ func (w *worker) dial(ctx context.Context) error {
 	w.c = c
 	return nil
 }
+
+// noRedirects dials without following redirects: the load (and the token)
+// goes to the URL given, never to another address a server names.
+var noRedirects = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	return fmt.Errorf("the server redirected to %s; loadgen sends writes only to the URL given (give the URL it redirects to)", req.URL.Redacted())
+}}
 
 // noAuthGrace is how long a connection without a token waits for the
 // server to speak: a server with auth off may stay silent (TopGun's does).
@@ -560,6 +575,9 @@ func (w *worker) loop(ctx context.Context) {
 				}
 				continue
 			}
+			// The dial may have outlasted the run: look again before
+			// sending.
+			continue
 		}
 		n := w.reserve()
 		if n == 0 {
@@ -636,6 +654,9 @@ func (w *worker) batch(ctx context.Context, n int, ackTimer *time.Timer) error {
 			w.r.mu.Lock()
 			w.r.hist.record(lat)
 			w.r.max = max(w.r.max, lat)
+			if at := start.Add(lat); at.After(w.r.lastAck) {
+				w.r.lastAck = at
+			}
 			if m.AchievedLevel != "" {
 				w.r.ackLevel = string(m.AchievedLevel)
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/host"
 	"github.com/topgun-go/topgun/plugins"
 	"github.com/topgun-go/topgun/server/protocol"
@@ -141,7 +142,13 @@ func newServerMetrics() *serverMetrics {
 func (m *serverMetrics) observeCommit(records int, took time.Duration, err error) {
 	m.commitSeconds.Observe(took.Seconds())
 	if err != nil {
-		m.commitFailures.Inc()
+		// On shared storage (postgres) a commit that another server's
+		// write overtook fails with CodeConflict and store.Apply merges
+		// its ops again and commits them: their writes are not lost, so
+		// it is no failure of the commit's writes.
+		if abi.CodeOf(err) != abi.CodeConflict {
+			m.commitFailures.Inc()
+		}
 		return
 	}
 	m.commitRecords.Add(float64(records))

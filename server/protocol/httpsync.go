@@ -198,6 +198,7 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 		return
 	}
 	if len(sops) > 0 {
+		s.opsApplied.Add(uint64(len(sops)))
 		results, err := s.store.Apply(ctx, sops, s.origins.Add(1))
 		if err != nil {
 			s.log.Warn("write failed", "ops", len(sops), "error", err)
