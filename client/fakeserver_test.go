@@ -426,7 +426,7 @@ func authOptions(t testing.TB, token string) *Options {
 
 func dial(t testing.TB, url string, o *Options) *Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	c, err := Dial(ctx, url, o)
 	if err != nil {
@@ -436,10 +436,16 @@ func dial(t testing.TB, url string, o *Options) *Client {
 	return c
 }
 
-// eventually polls cond every 5 ms for up to 5 s.
+// waitFor bounds the waits of the tests for something they expect to
+// happen (a reply, a reconnect, a call that must return). It only guards
+// against a hang: under -race on a loaded machine a round trip may take
+// seconds.
+const waitFor = 30 * time.Second
+
+// eventually polls cond every 5 ms for up to waitFor.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitFor)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -449,7 +455,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 }
 
 func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	t.Cleanup(cancel)
 	return ctx
 }

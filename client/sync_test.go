@@ -344,7 +344,9 @@ func TestSyncMap_unansweredRequestDoesNotSwallowNextSyncsReply(t *testing.T) {
 	t.Parallel()
 	fs := newFakeServer(t, "")
 	o := testOptions(t)
-	o.SyncIdleTimeout = time.Second
+	// The first sync ends at this timeout; the second must get every
+	// answer within it, which on a loaded machine takes more than a moment.
+	o.SyncIdleTimeout = 3 * time.Second
 	c := dial(t, fs.URL, o)
 	ts := wire.Timestamp{Millis: 100, NodeID: "srv"}
 	local := map[string]wire.LWWRecord{"mine": {Value: "x", Timestamp: ts}}
@@ -376,7 +378,10 @@ func TestSyncMap_unansweredSyncInitIsAnError(t *testing.T) {
 	t.Parallel()
 	url := realServer(t)
 	o := testOptions(t)
-	o.SyncIdleTimeout = 300 * time.Millisecond
+	// The first sync ends at this timeout; the second, on the same client,
+	// must get the server's SYNC_RESP_ROOT within it: 300 ms was too short
+	// for that under -race on a busy machine.
+	o.SyncIdleTimeout = 3 * time.Second
 	c := dial(t, url, o)
 	res, err := c.SyncMap(ctxT(t), "_topgun_internal", nil)
 	if !errors.Is(err, ErrSyncUnanswered) {

@@ -24,8 +24,8 @@ func TestBinary_redbPathNotAFileFailsAtStart(t *testing.T) {
 	p := launch(t, map[string]string{"STORAGE_BACKEND": "redb", "TOPGUN_REDB_PATH": fifo})
 	select {
 	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("server still starting after 15s on a FIFO as TOPGUN_REDB_PATH; want a prompt error")
+	case <-time.After(startTimeout):
+		t.Fatalf("server still starting after %s on a FIFO as TOPGUN_REDB_PATH; want a prompt error", startTimeout)
 	}
 	if p.code != exitFailed {
 		t.Errorf("exit code = %d, want %d", p.code, exitFailed)

@@ -40,13 +40,13 @@ func TestPluginCommands_refuseNonRegularFile(t *testing.T) {
 			if !strings.Contains(r.stderr, "not a regular file") {
 				t.Errorf("%s: stderr %q does not say the file is not a regular file", sub, r.stderr)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second): // a hang guard: the refusal is a stat
 			// Unblock the reader so that the goroutine ends.
 			if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
 				w.Close()
 			}
 			<-done
-			t.Errorf("%s: still reading the FIFO after 10s; want a prompt error", sub)
+			t.Errorf("%s: still reading the FIFO after 30s; want a prompt error", sub)
 		}
 	}
 }

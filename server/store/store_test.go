@@ -1137,7 +1137,7 @@ func TestStore_groupCommitWithinBatchLimit(t *testing.T) {
 	// into the waiting txn, or held for the next one).
 	req := &request{ops: big, origin: 3, results: make([]Result, len(big)), done: make(chan error, 1)}
 	f.s.reqs <- req
-	for deadline := time.Now().Add(10 * time.Second); len(f.s.reqs) > 0; {
+	for deadline := time.Now().Add(30 * time.Second); len(f.s.reqs) > 0; { // a hang guard
 		if time.Now().After(deadline) {
 			t.Fatal("the large request was never taken")
 		}
