@@ -124,6 +124,27 @@ func (br *breaker) allow(call abi.WasmCall) (probe bool, err error) {
 	return true, nil
 }
 
+// admitStart decides whether a call that is not the retry may start a
+// fresh instance: not while the breaker is open or a retry is in progress
+// (the call was let through while the breaker was closed, then waited for
+// an instance). A refused call counts as rejected.
+func (br *breaker) admitStart(call abi.WasmCall) error {
+	if br.failures < 0 {
+		return nil
+	}
+	br.mu.Lock()
+	defer br.mu.Unlock()
+	if br.state == breakerClosed {
+		return nil
+	}
+	br.rejected++
+	if now := br.now(); br.state == breakerOpen && now.Before(br.retryAt) {
+		return br.openError(br.prefix+": "+call.String(), now)
+	}
+	return abi.Errorf(abi.CodeUnavailable, "%s: %s: the circuit breaker is open after repeated plugin failures (last: %s) and a retry is due or in progress; try again shortly",
+		br.prefix, call, br.lastErr)
+}
+
 func (br *breaker) openError(prefix string, now time.Time) error {
 	return abi.Errorf(abi.CodeUnavailable, "%s: the circuit breaker is open after repeated plugin failures (last: %s); calls fail until the next retry in %s (at %s)",
 		prefix, br.lastErr, br.retryAt.Sub(now).Round(time.Millisecond), br.retryAt.UTC().Format(time.RFC3339))

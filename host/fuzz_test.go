@@ -89,7 +89,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if len(body) > 0x10000 {
 			body = body[:0x10000]
 		}
-		in, _, err := b.pool.acquire(ctx, abi.CallGet)
+		in, _, err := b.pool.acquire(ctx, abi.CallGet, false)
 		if err != nil {
 			t.Fatalf("acquire: %v", err)
 		}

@@ -102,6 +102,7 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 	b.desc = desc
 	b.Caller.SetPeerMinor(desc.ABIMinor)
 	b.pool = newPool(p, size, in)
+	b.pool.br = b.breaker
 	p.log.Debug("plugin loaded", "name", desc.Name, "abi", fmt.Sprintf("%d.%d", desc.ABIMajor, desc.ABIMinor),
 		"capabilities", strings.Join(desc.Capabilities.Names(), ","), "instances", size, "compile_time", p.compileTime)
 	return b, nil
@@ -422,7 +423,7 @@ func (b *Backend) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, 
 	if err != nil {
 		return err
 	}
-	in, startFailed, err := b.pool.acquire(ctx, call)
+	in, startFailed, err := b.pool.acquire(ctx, call, probe)
 	if err != nil {
 		o := outcomeNeutral
 		if startFailed {
@@ -433,14 +434,21 @@ func (b *Backend) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, 
 	}
 	b.pool.calls.Add(1)
 	err = in.RoundTrip(ctx, call, req, handle)
+	b.finish(in, probe, err)
+	return err
+}
+
+// finish records the outcome of a call on in and releases it. The breaker
+// learns of a failure before the instance's slot is freed, so that a call
+// waiting for the slot sees the breaker as the failure left it.
+func (b *Backend) finish(in *instance, probe bool, err error) {
 	o := outcomeOK
 	if in.poisoned {
 		b.pool.failures.Add(1)
 		o = outcomeFailed
 	}
-	b.pool.release(in)
 	b.breaker.done(probe, o, err)
-	return err
+	b.pool.release(in)
 }
 
 // Healthy reports whether the plugin can serve calls: nil, or an
@@ -456,9 +464,11 @@ type Stats struct {
 	// Calls is the number of calls that reached an instance.
 	Calls int64
 	// Failures is the number of calls that poisoned their instance (a
-	// trap, a deadline, an exit, a malformed result).
+	// trap, a deadline, an exit, a malformed result) and of fresh
+	// instances that could not start: the failures the breaker counts.
 	Failures int64
-	// InstancesStarted counts instances started, the first included.
+	// InstancesStarted counts instances started, the first included
+	// (not fresh instances that failed to start).
 	InstancesStarted int64
 	// InstancesDiscarded counts instances discarded after a failure.
 	InstancesDiscarded int64
@@ -474,12 +484,12 @@ type Stats struct {
 // Stats returns the plugin's counters.
 func (b *Backend) Stats() Stats {
 	b.pool.mu.Lock()
-	live, started := b.pool.live, b.pool.nextID
+	live := b.pool.live
 	b.pool.mu.Unlock()
 	return Stats{
 		Calls:              b.pool.calls.Load(),
 		Failures:           b.pool.failures.Load(),
-		InstancesStarted:   int64(started),
+		InstancesStarted:   b.pool.started.Load(),
 		InstancesDiscarded: b.pool.discarded.Load(),
 		Live:               live,
 		MemoryBytes:        b.pool.memBytes.Load(),

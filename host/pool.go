@@ -14,6 +14,7 @@ import (
 // instance is discarded on release and a fresh one is created on demand.
 type pool struct {
 	p     *plugin
+	br    *breaker // nil: no breaker checks
 	size  int
 	idle  chan *instance
 	freed chan struct{} // a slot was freed
@@ -25,6 +26,11 @@ type pool struct {
 	closed bool
 
 	calls, failures, discarded atomic.Int64
+	// started counts the instances that started (ids are also used by
+	// fresh instances that failed to start).
+	started atomic.Int64
+	// waiting is the number of calls waiting for an instance.
+	waiting atomic.Int32
 	// memBytes is the linear memory of the live instances, as of the end
 	// of their last call.
 	memBytes atomic.Int64
@@ -33,6 +39,7 @@ type pool struct {
 func newPool(p *plugin, size int, first *instance) *pool {
 	pl := &pool{p: p, size: size, idle: make(chan *instance, size), freed: make(chan struct{}, size), done: make(chan struct{})}
 	pl.live, pl.nextID = 1, 1
+	pl.started.Store(1)
 	first.trackMemory(pl)
 	pl.idle <- first
 	return pl
@@ -45,8 +52,11 @@ func (pl *pool) errClosed(call abi.WasmCall) error {
 // acquire returns an instance for one call, creating one when none is idle
 // and fewer than size are live, or waiting for one. startFailed reports
 // that err is a fresh instance that failed to start (a failure of the
-// plugin, which the breaker counts).
-func (pl *pool) acquire(ctx context.Context, call abi.WasmCall) (in *instance, startFailed bool, err error) {
+// plugin, which the breaker counts). A call that is not the breaker's retry
+// (probe) does not start a fresh instance while the breaker is open: it may
+// have been let through while the breaker was closed and waited for an
+// instance since.
+func (pl *pool) acquire(ctx context.Context, call abi.WasmCall, probe bool) (in *instance, startFailed bool, err error) {
 	for {
 		select {
 		case in := <-pl.idle:
@@ -59,6 +69,15 @@ func (pl *pool) acquire(ctx context.Context, call abi.WasmCall) (in *instance, s
 			return nil, false, pl.errClosed(call)
 		}
 		if pl.live < pl.size {
+			if !probe && pl.br != nil {
+				if err := pl.br.admitStart(call); err != nil {
+					pl.mu.Unlock()
+					// The free slot is left to others: wake the next
+					// waiter, which may be the retry.
+					pl.signalFreed()
+					return nil, false, err
+				}
+			}
 			pl.live++
 			id := pl.nextID
 			pl.nextID++
@@ -74,18 +93,24 @@ func (pl *pool) acquire(ctx context.Context, call abi.WasmCall) (in *instance, s
 				pl.p.log.Warn("plugin instance failed to start", "plugin", pl.p.file, "op", call.String(), "error", err)
 				return nil, true, abi.Wrap(abi.CodeOf(err), err, "%s: %s: cannot start a fresh instance", pl.p.prefix, call)
 			}
+			pl.started.Add(1)
 			in.trackMemory(pl)
 			pl.p.log.Debug("plugin instance started", "instance", id)
 			return in, false, nil
 		}
 		pl.mu.Unlock()
+		pl.waiting.Add(1)
 		select {
 		case in := <-pl.idle:
+			pl.waiting.Add(-1)
 			return in, false, nil
 		case <-pl.freed:
+			pl.waiting.Add(-1)
 		case <-pl.done:
+			pl.waiting.Add(-1)
 			return nil, false, pl.errClosed(call)
 		case <-ctx.Done():
+			pl.waiting.Add(-1)
 			err := abi.FromContext(ctx.Err())
 			return nil, false, abi.Wrap(abi.CodeOf(err), ctx.Err(), "%s: %s: waiting for a plugin instance: %s", pl.p.prefix, call, ctx.Err())
 		}
@@ -96,6 +121,11 @@ func (pl *pool) slotFreed() {
 	pl.mu.Lock()
 	pl.live--
 	pl.mu.Unlock()
+	pl.signalFreed()
+}
+
+// signalFreed wakes a call waiting for a slot, if any.
+func (pl *pool) signalFreed() {
 	select {
 	case pl.freed <- struct{}{}:
 	default:

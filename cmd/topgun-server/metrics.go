@@ -54,7 +54,7 @@ func newCollector(proto *protocol.Server, store *plugins.Store) *collector {
 	if p, ok := store.Backend().(pluginStats); ok {
 		c.plugin = p
 		c.pluginCalls = d("plugin_calls_total", "Calls that reached a plugin instance.")
-		c.pluginFailures = d("plugin_failures_total", "Calls that poisoned their plugin instance (a trap, a deadline, an exit, a malformed result).")
+		c.pluginFailures = d("plugin_failures_total", "Calls that poisoned their plugin instance (a trap, a deadline, an exit, a malformed result), and fresh instances that could not start.")
 		c.pluginStarted = d("plugin_instances_started_total", "Plugin instances started, the first included.")
 		c.pluginDiscarded = d("plugin_instances_discarded_total", "Plugin instances discarded after a failure.")
 		c.pluginLive = d("plugin_instances", "Plugin instances alive.")
