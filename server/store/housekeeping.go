@@ -199,8 +199,14 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 			committed[cacheKey{name, recs[i].Key}] = recs[i].UpdatedAt
 		}
 	}
+	// A commit time further ahead of the wall clock than maxCommitAhead
+	// says nothing of when the tombstone was committed (commit times
+	// stayed at a time the wall clock showed once, before it was set
+	// right): counted as recent, it would keep every tombstone, and the
+	// cut-off low, until the wall clock caught up.
+	latest := now + maxCommitAhead
 	for _, v := range victims {
-		if at, ok := committed[cacheKey{v.mapName, v.key}]; ok && at >= int64(cutoff) {
+		if at, ok := committed[cacheKey{v.mapName, v.key}]; ok && at >= int64(cutoff) && at <= latest {
 			cutoff = min(cutoff, v.ts.Millis)
 		}
 	}

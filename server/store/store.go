@@ -177,10 +177,12 @@ type Store struct {
 	// stampMu orders stamping a batch's commit time against SyncPoint.
 	stampMu   sync.Mutex
 	lastStamp int64 // commit times never go back, even if the wall clock does
-	// maxStored is the greatest record timestamp rebuild read.
-	maxStored record.Timestamp
-	applying  int64 // the commit time of the batch being applied, 0 for none
-	shared    bool  // other processes commit to the same storage
+	// maxStored is the greatest record timestamp rebuild read, and
+	// maxCommitted the latest commit time (see resumeClocks).
+	maxStored    record.Timestamp
+	maxCommitted int64
+	applying     int64 // the commit time of the batch being applied, 0 for none
+	shared       bool  // other processes commit to the same storage
 	// checked applies commits on shared storage (nil: unchecked); watchq
 	// gathers the other processes' commits (nil: not heard), which
 	// stopWatch stops hearing. See shared.go.
@@ -262,7 +264,7 @@ func (s *Store) rebuild(ctx context.Context) (int, error) {
 	for _, name := range names {
 		err := s.scanPages(ctx, name, 4096, func(r *abi.Record) bool {
 			if !s.shared { // other processes' commit times are their clocks'
-				s.lastStamp = max(s.lastStamp, r.UpdatedAt)
+				s.maxCommitted = max(s.maxCommitted, r.UpdatedAt)
 			}
 			rv, err := record.Decode(r.Value)
 			if err != nil {
@@ -298,6 +300,12 @@ func (s *Store) noteStored(rv *record.RecordValue) {
 	}
 }
 
+// maxCommitAhead is how far ahead of the wall clock a commit time is
+// still taken for when the commit was made (Unix ms): commit times never
+// go back (SyncPoint), so after the wall clock stepped back they run
+// ahead of it, by as much as it stepped.
+const maxCommitAhead = 3600_000
+
 // resumeClocks makes a reopened store continue its clocks past the data:
 // commit times (SyncPoint, Since) never go below those stored, and the HLC
 // stamps after every stored timestamp, so that a write the server stamps
@@ -306,7 +314,19 @@ func (s *Store) noteStored(rv *record.RecordValue) {
 // within the drift bound, or the wall clock stepped back across the
 // restart). A stored timestamp beyond the drift bound is not merged (it
 // would drag the clock, and through it the clients' clocks, ahead).
+//
+// Commit times resume too, unless further ahead of the wall clock than
+// maxCommitAhead (stored while the wall clock was that far ahead):
+// resumed, every later commit would be stamped at that time until the
+// wall clock caught up, across restarts too (each such commit stores it
+// again), and Since could not page those commits apart.
 func (s *Store) resumeClocks() {
+	if now := s.now(); s.maxCommitted > now+maxCommitAhead {
+		s.log.Warn("the storage holds commit times far ahead of the wall clock; commit times restart from the wall clock",
+			"latest", s.maxCommitted, "now", now)
+	} else {
+		s.lastStamp = s.maxCommitted
+	}
 	if s.maxStored.IsZero() {
 		return
 	}

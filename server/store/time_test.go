@@ -138,3 +138,69 @@ func TestStore_serverStampedRemoveBeatsRecordAheadOfClock(t *testing.T) {
 		t.Fatal("the removed record is still visible")
 	}
 }
+
+// TOPGUN_TOMBSTONE_TTL is how long deletes are kept: a restart must not
+// make every later delete look committed in the future. Here the wall
+// clock was a year ahead for one commit (a host that booted with a wrong
+// clock before NTP set it) and the server restarted: deletes made after the
+// restart are still collected once older than the TTL.
+func TestStore_tombstoneGC_collectsAfterReopenOnceClockWasAhead(t *testing.T) {
+	const hour = 3600_000
+	const year = 365 * 24 * hour
+	f := newFixture(t, null.Open(), func(o *Options) { o.TombstoneTTL = time.Hour })
+	f.wall.Store(t0 + year)
+	f.apply(put("m", "a", "v", ts(t0, 0, "c1")))
+	f.s.Close()
+	f.wall.Store(t0) // NTP set the clock right; the server restarts
+	f.open()
+	f.apply(Op{Map: "m", Key: "k", Kind: OpRemove, Timestamp: ts(t0, 1, "c1")})
+	f.wall.Add(3 * hour)
+	if n, err := f.s.CollectTombstones(context.Background()); err != nil || n != 1 {
+		t.Fatalf("collected %d tombstones (%v) three TTLs after the delete, want 1", n, err)
+	}
+}
+
+// The same without a restart: the wall clock was a year ahead only while
+// an HTTP client asked for its SyncPoint (no commit then). Commit times
+// stay there, as SyncPoint promises, but tombstone collection must not
+// stop for a year because of it.
+func TestStore_tombstoneGC_collectsAfterClockWasAheadAtSyncPoint(t *testing.T) {
+	const hour = 3600_000
+	const year = 365 * 24 * hour
+	f := newFixture(t, null.Open(), func(o *Options) { o.TombstoneTTL = time.Hour })
+	f.wall.Store(t0 + year)
+	f.s.SyncPoint()
+	f.wall.Store(t0) // NTP sets the clock right
+	f.apply(Op{Map: "m", Key: "k", Kind: OpRemove, Timestamp: ts(t0, 1, "c1")})
+	f.wall.Add(3 * hour)
+	if n, err := f.s.CollectTombstones(context.Background()); err != nil || n != 1 {
+		t.Fatalf("collected %d tombstones (%v) three TTLs after the delete, want 1", n, err)
+	}
+}
+
+// Since hands out changes in pages by commit time. A store reopened after
+// the wall clock was a year ahead for one commit (and set right before the
+// restart) must not stamp every later commit with that one time: the
+// pages could not split them, and a client paging with small limits would
+// get no page at all.
+func TestStore_Since_pagesCommitsAfterReopenOnceClockWasAhead(t *testing.T) {
+	const year = 365 * 24 * 3600_000
+	f := newFixture(t, null.Open(), nil)
+	f.wall.Store(t0 + year)
+	f.apply(put("other", "a", "v", ts(t0, 0, "c1")))
+	f.s.Close()
+	f.wall.Store(t0)
+	f.open()
+	since := f.s.SyncPoint()
+	f.wall.Add(10)
+	f.apply(put("m", "b", "v", ts(t0+10, 0, "c1")))
+	f.wall.Add(10)
+	f.apply(put("m", "c", "v", ts(t0+20, 0, "c1")))
+	es, upTo, complete, err := f.s.Since(context.Background(), "m", since, SinceLimits{Records: 1, Bytes: 1 << 20})
+	if err != nil || complete || len(es) != 1 || es[0].Key != "b" {
+		t.Fatalf("first page = %d entries, complete %v, %v; want b alone", len(es), complete, err)
+	}
+	if got := sinceKeys(t, f, "m", upTo); len(got) != 1 || !got["c"] {
+		t.Fatalf("second page = %v, want c", got)
+	}
+}
