@@ -204,15 +204,26 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 	// stayed at a time the wall clock showed once, before it was set
 	// right): counted as recent, it would keep every tombstone, and the
 	// cut-off low, until the wall clock caught up.
+	//
+	// The cut-off is not lowered below four TTLs back (floor): a delete
+	// stamped in 1970 would otherwise stop collection in every map for a
+	// TTL, and one sent again each TTL for good. Clients prune a tombstone
+	// stamped before that while the server keeps it; a client that syncs
+	// the map then receives it again, at the cost of a walk to its leaf.
 	latest := now + maxCommitAhead
+	floor := uint64(max(now-4*ttl, 0))
+	recent := map[cacheKey]bool{}
 	for _, v := range victims {
-		if at, ok := committed[cacheKey{v.mapName, v.key}]; ok && at >= int64(cutoff) && at <= latest {
-			cutoff = min(cutoff, v.ts.Millis)
+		k := cacheKey{v.mapName, v.key}
+		if at, ok := committed[k]; ok && at >= int64(cutoff) && at <= latest {
+			recent[k] = true
+			cutoff = min(cutoff, max(v.ts.Millis, floor))
 		}
 	}
 	old := victims[:0]
 	for _, v := range victims {
-		if _, ok := committed[cacheKey{v.mapName, v.key}]; ok && v.ts.Millis < cutoff {
+		k := cacheKey{v.mapName, v.key}
+		if _, ok := committed[k]; ok && !recent[k] && v.ts.Millis < cutoff {
 			old = append(old, v)
 		}
 	}

@@ -204,3 +204,32 @@ func TestStore_Since_pagesCommitsAfterReopenOnceClockWasAhead(t *testing.T) {
 		t.Fatalf("second page = %v, want c", got)
 	}
 }
+
+// A delete stamped long before the tombstone TTL (a client whose clock
+// reads 1970) is kept for the TTL from its arrival, but does not stop the
+// collection of every other tombstone for that long: the prune cut-off is
+// lowered at most four TTLs back.
+func TestStore_tombstoneGC_ancientLateDeleteDoesNotStopCollection(t *testing.T) {
+	const hour = 3600_000
+	f := newFixture(t, null.Open(), func(o *Options) { o.TombstoneTTL = time.Hour })
+	f.wall.Store(t0 - 5*hour)
+	f.apply(Op{Map: "m", Key: "old", Kind: OpRemove, Timestamp: ts(t0-5*hour, 0, "c1")})
+	f.wall.Store(t0)
+	if r := f.apply(Op{Map: "other", Key: "k", Kind: OpRemove, Timestamp: ts(1, 0, "c2")}); !r[0].Changed {
+		t.Fatal("the ancient delete was not applied")
+	}
+	f.wall.Add(10 * 60_000)
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	if n, err := f.s.CollectTombstones(context.Background()); err != nil || n != 1 {
+		t.Fatalf("collected %d tombstones (%v), want the old one (not the ancient delete that just arrived)", n, err)
+	}
+	leaf, _, _ := f.s.Leaf(context.Background(), "other", KindLWW, leafPath("k"))
+	if len(leaf) != 1 {
+		t.Fatalf("the ancient delete's tombstone is gone after 10 minutes: %+v", leaf)
+	}
+	c := <-sub.C()
+	if floor := uint64(f.wall.Load() - 4*hour); c.PruneBefore == nil || c.PruneBefore.Millis < floor {
+		t.Fatalf("prune cut-off %+v: lowered further back than four TTLs (%d)", c.PruneBefore, floor)
+	}
+}
