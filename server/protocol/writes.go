@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -139,12 +140,17 @@ type jobState struct {
 // writeWorker is the connection's write loop.
 func (c *conn) writeWorker() {
 	defer c.wg.Done()
+	var next *writeJob // taken, but for the next group (batch limit)
 	for {
 		var first *writeJob
-		select {
-		case first = <-c.writes:
-		case <-c.ctx.Done():
-			return
+		if next != nil {
+			first, next = next, nil
+		} else {
+			select {
+			case first = <-c.writes:
+			case <-c.ctx.Done():
+				return
+			}
 		}
 		group := []*writeJob{first}
 		n := first.size()
@@ -152,6 +158,12 @@ func (c *conn) writeWorker() {
 		for n < maxGroupOps {
 			select {
 			case j := <-c.writes:
+				if n+j.size() > abi.MaxBatchOps {
+					// One store.Apply over the backend's batch limit
+					// would fail every job of the group.
+					next = j
+					break gather
+				}
 				group = append(group, j)
 				n += j.size()
 			default:

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -306,5 +307,36 @@ func TestWrite_manyRejectionsDoNotDisconnectReadingClient(t *testing.T) {
 	c.ping()
 	if d := e.srv.Stats().SlowClientsDropped; d != 0 {
 		t.Fatalf("%d clients dropped as slow", d)
+	}
+}
+
+// Writes queued on one connection are applied in groups, but never in one
+// over the backend's batch limit: a batch of abi.MaxBatchOps ops (the
+// largest TOPGUN_MAX_BATCH_OPS allows) queued behind a small one is applied
+// on its own, and both are acknowledged. Grouped, the store refused the
+// whole group and both got ERROR 500.
+func TestWrite_groupsStayWithinTheBatchLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxBatchOps: abi.MaxBatchOps, MaxMessageBytes: 64 << 20}})
+	c := e.dial(t)
+	release := e.be.holdCommits()
+	defer release()
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "first", 1, cts("c1"))}})
+	small := make([]wire.ClientOp, 10)
+	for i := range small {
+		small[i] = putOp(itoa(2+i), "m", "s"+itoa(i), i, cts("c1"))
+	}
+	big := make([]wire.ClientOp, abi.MaxBatchOps)
+	for i := range big {
+		big[i] = putOp(itoa(12+i), "m", "b"+itoa(i), i, cts("c1"))
+	}
+	c.send(&wire.OpBatch{Ops: small})
+	c.send(&wire.OpBatch{Ops: big})
+	c.ping() // both batches are queued behind the held commit
+	release()
+	for _, want := range []string{"1", "11", itoa(11 + abi.MaxBatchOps)} {
+		if ack := expect[*wire.OpAck](c); ack.LastID != want {
+			t.Fatalf("OP_ACK %+v, want lastId %s", ack, want)
+		}
 	}
 }
