@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -43,15 +44,17 @@ func smallFile(t *testing.T) []byte {
 }
 
 // fileWith returns the bytes of a closed topgun redb database holding
-// batch.
-func fileWith(t *testing.T, batch *abi.Batch) []byte {
+// batch, then each of more applied in turn.
+func fileWith(t *testing.T, batch *abi.Batch, more ...*abi.Batch) []byte {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "db.redb")
 	b, err := Open(context.Background(), path, &Options{NoSync: true, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustApply(t, b, batch)
+	for _, batch := range append([]*abi.Batch{batch}, more...) {
+		mustApply(t, b, batch)
+	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -540,5 +543,365 @@ func TestBackend_healthyReportsDamage(t *testing.T) {
 	}
 	if err := b.Healthy(); err == nil || !strings.Contains(err.Error(), "corrupt") {
 		t.Fatalf("Healthy after damage: %v", err)
+	}
+}
+
+// TestOpen_damagedFreelistRefused: a freelist that lists a page twice,
+// lists its own page, or whose overflow pages cover a page of the tree
+// passed the walk, and the first write then made bbolt hand one page to
+// two nodes or free a page in use: the batch was acknowledged, the tree
+// was corrupted and the next start refused the file. Open must refuse
+// such a file, naming the damage, before anything is written.
+func TestOpen_damagedFreelistRefused(t *testing.T) {
+	t.Parallel()
+	ne := binary.NativeEndian
+	batch := &abi.Batch{Now: 1}
+	for i := range 3000 {
+		batch.Put("m", fmt.Sprintf("key-%06d", i), false, make([]byte, 100), 0)
+	}
+	large := fileWith(t, batch)
+	// churned: the same records, then a few single-record commits, which
+	// leave the freelist page amid tree pages.
+	var commits []*abi.Batch
+	for i := range 3 {
+		commits = append(commits, &abi.Batch{Now: 2})
+		commits[i].Put("m", fmt.Sprintf("key-%06d", 1000*i+1), false, []byte("y"), 0)
+	}
+	churned := fileWith(t, batch, commits...)
+	freelist := func(data []byte) (m boltMeta, fl int, ids []uint64) {
+		m = currentMeta(t, data)
+		fl = int(m.freelist) * 4096
+		for i := range int(ne.Uint16(data[fl+10:])) {
+			ids = append(ids, ne.Uint64(data[fl+boltPageHeader+8*i:]))
+		}
+		return m, fl, ids
+	}
+	for _, tc := range []struct {
+		name   string
+		src    []byte
+		damage func(t *testing.T, d []byte)
+		want   string
+	}{
+		{"page listed twice", large, func(t *testing.T, d []byte) {
+			_, fl, ids := freelist(d)
+			if len(ids) < 2 {
+				t.Fatalf("freelist %v has fewer than 2 pages", ids)
+			}
+			ne.PutUint64(d[fl+boltPageHeader+8:], ids[0])
+		}, "holds page"},
+		{"freelist lists its own page", large, func(t *testing.T, d []byte) {
+			m, fl, ids := freelist(d)
+			if len(ids) < 2 {
+				t.Fatalf("freelist %v has fewer than 2 pages", ids)
+			}
+			ne.PutUint64(d[fl+boltPageHeader+8:], m.freelist)
+		}, "its own page"},
+		{"freelist overflow covers a tree page", churned, func(t *testing.T, d []byte) {
+			// Move the freelist to the first free page whose next
+			// page is in the tree, and make it claim that page as
+			// its overflow.
+			m, fl, ids := freelist(d)
+			free := map[uint64]bool{m.freelist: true}
+			for _, id := range ids {
+				free[id] = true
+			}
+			to := -1
+			for i, id := range ids {
+				next := id + 1
+				if next < m.pgid && !free[next] && ne.Uint64(d[next*4096:]) == next && ne.Uint16(d[next*4096+8:])&(boltLeafPage|boltBranchPage) != 0 {
+					to = i
+					break
+				}
+			}
+			if to < 0 {
+				t.Fatalf("no free page in %v is followed by a tree page", ids)
+			}
+			nf := ids[to]
+			dst := d[nf*4096 : (nf+1)*4096]
+			copy(dst, d[fl:fl+4096])
+			ne.PutUint64(dst, nf)
+			ne.PutUint32(dst[12:], 1)
+			ne.PutUint64(dst[boltPageHeader+8*to:], m.freelist) // the old freelist page is free now
+			for _, off := range []int{0, 4096} {
+				meta := d[off+boltPageHeader : off+boltPageHeader+boltMetaLen]
+				if ne.Uint64(meta[48:]) != m.txid {
+					continue
+				}
+				ne.PutUint64(meta[32:], nf)
+				h := fnv.New64a()
+				h.Write(meta[:boltMetaSumLen])
+				ne.PutUint64(meta[56:], h.Sum64())
+			}
+			if currentMeta(t, d).freelist != nf {
+				t.Fatal("the meta page was not rewritten")
+			}
+		}, "part of the freelist page"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := append([]byte(nil), tc.src...)
+			tc.damage(t, data)
+			path := writeFile(t, data)
+			b, err := Open(context.Background(), path, testOptions(t))
+			if err == nil {
+				// Show what the file turns into: the write is
+				// acknowledged and the tree is damaged.
+				batch := &abi.Batch{Now: 2}
+				for i := 0; i < 3000; i += 50 {
+					batch.Put("m", fmt.Sprintf("key-%06d", i), false, make([]byte, 200), 0)
+				}
+				aerr := b.Apply(context.Background(), batch)
+				_ = b.Close()
+				_, rerr := Open(context.Background(), path, testOptions(t))
+				t.Fatalf("Open accepted the damaged file; Apply = %v, then reopening = %v", aerr, rerr)
+			}
+			if abi.CodeOf(err) != abi.CodeInvalidArgument || !strings.Contains(err.Error(), path+" is corrupt") ||
+				!strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open = %v; want invalid argument naming the file and %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestOpen_branchChildMismatchRefused: bbolt finds a page through the key
+// its parent branch page holds for it, which it keeps equal to the page's
+// first key and above every key of the page before; a page a branch points
+// to is never empty. A damaged branch key (here one byte shorter) or an
+// emptied child page passed the walk (the records of an emptied page just
+// went missing), and the first write into that page made bbolt add a
+// second branch element instead of replacing the first: the old one kept
+// pointing to a page bbolt had freed. The batch was acknowledged, and the
+// next start refused the file. A last key above the next page's breaks the
+// binary search the same way. Open must refuse such files first.
+func TestOpen_branchChildMismatchRefused(t *testing.T) {
+	t.Parallel()
+	valid := validFile(t)
+	m := currentMeta(t, valid)
+	ne := binary.NativeEndian
+	branch := -1
+	for id := 2; id < int(m.pgid); id++ {
+		p := valid[id*4096:]
+		if ne.Uint64(p) != uint64(id) || ne.Uint16(p[8:]) != boltBranchPage || ne.Uint16(p[10:]) < 2 {
+			continue
+		}
+		// Element 1 of a map's branch page, not the expiry index's.
+		e := p[boltPageHeader+boltElementSize:]
+		if pos := ne.Uint32(e); bytes.HasPrefix(e[pos:], []byte("key-")) {
+			branch = id
+			break
+		}
+	}
+	if branch < 0 {
+		t.Fatal("the test file has no branch page of a map")
+	}
+	e := branch*4096 + boltPageHeader + boltElementSize // element 1
+	pos, ksize, child := int(ne.Uint32(valid[e:])), int(ne.Uint32(valid[e+4:])), int(ne.Uint64(valid[e+8:]))
+	key := string(valid[e+pos : e+pos+ksize])
+	var i int
+	if _, err := fmt.Sscanf(key, "key-%d", &i); err != nil {
+		t.Fatalf("branch key %q: %v", key, err)
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func(d []byte)
+		want   string
+	}{
+		{"branch key one byte short", func(d []byte) { ne.PutUint32(d[e+4:], uint32(ksize-1)) }, "parent branch page holds"},
+		{"child page emptied", func(d []byte) { ne.PutUint16(d[child*4096+10:], 0) }, "is empty but a branch page points to it"},
+		{"last key of the page before above the branch key", func(d []byte) {
+			// The last key of element 0's page, still last in its page,
+			// now sorts after element 1's key.
+			before := int(ne.Uint64(d[e-boltElementSize+8:])) * 4096
+			last := before + boltPageHeader + (int(ne.Uint16(d[before+10:]))-1)*boltElementSize
+			k := last + int(ne.Uint32(d[last+4:]))
+			if !bytes.HasPrefix(d[k:], []byte("key-")) {
+				t.Fatalf("the last key of page %d is %q", before/4096, d[k:k+10])
+			}
+			d[k+4] = '9'
+		}, "does not sort below"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := append([]byte(nil), valid...)
+			tc.damage(data)
+			path := writeFile(t, data)
+			b, err := Open(context.Background(), path, testOptions(t))
+			if err == nil {
+				// Rewrite the record the branch key leads to (validFile
+				// puts key i in map i%3, a backup when i%5 == 0).
+				batch := &abi.Batch{Now: 2}
+				batch.Put(fmt.Sprintf("map-%d", i%3), key, i%5 == 0, []byte("new"), 0)
+				aerr := b.Apply(context.Background(), batch)
+				_ = b.Close()
+				_, rerr := Open(context.Background(), path, testOptions(t))
+				t.Fatalf("Open accepted the damaged file; Apply(put %q) = %v, then reopening = %v", key, aerr, rerr)
+			}
+			if abi.CodeOf(err) != abi.CodeInvalidArgument || !strings.Contains(err.Error(), path+" is corrupt") ||
+				!strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Open = %v; want invalid argument naming the file and %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestBackend_damagedMapNameIsAnError: the record checksum covers the key
+// and the record, not the map, so one damaged byte of a bucket name ("p:m"
+// read as "p:n") moved every record of map "m" to a map "n" without an
+// error: ListMaps listed "n", Get and Scan of "n" returned m's records,
+// and m's expiring records were never listed. A read that reaches such a
+// bucket must fail instead, and mark the backend damaged. Buckets of files
+// written before the name checksum (sequence 0) still read.
+func TestBackend_damagedMapNameIsAnError(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	data := smallFile(t)
+	i := bytes.Index(data, []byte("p:m"))
+	if i < 0 || bytes.Index(data[i+1:], []byte("p:m")) >= 0 {
+		t.Fatal("the bucket name p:m is not in the file once")
+	}
+	data[i+2] = 'n'
+	b, err := Open(ctx, writeFile(t, data), testOptions(t))
+	if err != nil {
+		t.Fatalf("Open: %v", err) // the page structure is sound
+	}
+	defer b.Close()
+	if maps, err := b.ListMaps(ctx); abi.CodeOf(err) != abi.CodeInternal {
+		t.Errorf("ListMaps = %q, %v; want CodeInternal", maps, err)
+	}
+	if got, err := b.Get(ctx, "n", false, []string{"1"}); abi.CodeOf(err) != abi.CodeInternal {
+		t.Errorf("Get(n) = %v, %v; want CodeInternal", got, err)
+	}
+	if p, err := b.Scan(ctx, abi.ScanRequest{Map: "n"}); abi.CodeOf(err) != abi.CodeInternal {
+		t.Errorf("Scan(n) = %v, %v; want CodeInternal", p.Records, err)
+	}
+	if err := b.Healthy(); err == nil {
+		t.Error("Healthy after reading a damaged bucket name: nil")
+	}
+
+	// A bucket without a name checksum, as older servers wrote them.
+	b2 := openTemp(t)
+	batch := &abi.Batch{Now: 1}
+	batch.Put("m", "k", false, []byte("v"), 5)
+	mustApply(t, b2, batch)
+	if err := b2.db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("p:m")).SetSequence(0) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b2.Get(ctx, "m", false, []string{"k"}); err != nil || len(got) != 1 {
+		t.Fatalf("Get from a bucket without a name checksum = %v, %v", got, err)
+	}
+	if maps, err := b2.ListMaps(ctx); err != nil || len(maps) != 1 {
+		t.Fatalf("ListMaps = %q, %v", maps, err)
+	}
+	if got, err := b2.ListExpired(ctx, 10, 10); err != nil || len(got) != 1 {
+		t.Fatalf("ListExpired = %v, %v", got, err)
+	}
+	batch = &abi.Batch{Now: 2}
+	batch.Put("m", "k2", false, []byte("v"), 0)
+	mustApply(t, b2, batch)
+}
+
+// TestOpen_metaPageSizeMismatchRefused: bbolt addresses pages with the
+// page size of meta page 0 when that page is valid, even when it then uses
+// meta page 1. A file whose meta page 1 (the newer) claims another page
+// size was walked with that size, so the walk checked other bytes than the
+// ones bbolt reads, and bbolt then panicked inside bolt.Open (recovered,
+// leaving its memory map behind) or could follow unchecked pages. Open must
+// refuse the file before bbolt reads it.
+func TestOpen_metaPageSizeMismatchRefused(t *testing.T) {
+	t.Parallel()
+	ne := binary.NativeEndian
+	// A valid file of 8 KiB pages.
+	path := filepath.Join(t.TempDir(), "big-pages.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{PageSize: 8192})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(context.Background(), path, &Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := &abi.Batch{Now: 1}
+	for i := range 3000 {
+		batch.Put("m", fmt.Sprintf("key-%06d", i), false, make([]byte, 100), 5)
+	}
+	mustApply(t, b, batch)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := append([]byte(nil), data[boltPageHeader:boltMetaReadSize]...)
+	if m1 := data[8192+boltPageHeader : 8192+boltMetaReadSize]; ne.Uint64(m1[48:]) > ne.Uint64(cur[48:]) {
+		cur = append(cur[:0], m1...)
+	}
+	seal := func(m []byte) {
+		h := fnv.New64a()
+		h.Write(m[:boltMetaSumLen])
+		ne.PutUint64(m[56:], h.Sum64())
+	}
+	// Meta page 0: valid, 4 KiB pages, transaction 0.
+	m0 := data[boltPageHeader:boltMetaReadSize]
+	copy(m0, cur)
+	ne.PutUint32(m0[8:], 4096)
+	ne.PutUint64(m0[48:], 0)
+	seal(m0)
+	// Meta page 1 at 4 KiB: the file's current meta (8 KiB pages), newer.
+	p1 := data[4096:8192]
+	clear(p1)
+	ne.PutUint64(p1, 1)
+	ne.PutUint16(p1[8:], 0x04) // meta page
+	m1 := p1[boltPageHeader:boltMetaReadSize]
+	copy(m1, cur)
+	ne.PutUint64(m1[48:], ne.Uint64(cur[48:])+1)
+	seal(m1)
+
+	path = writeFile(t, data)
+	b, err = Open(context.Background(), path, testOptions(t))
+	if err == nil {
+		_ = b.Close()
+		t.Fatal("Open accepted the file")
+	}
+	if abi.CodeOf(err) != abi.CodeInvalidArgument || !strings.Contains(err.Error(), "disagree on the page size") {
+		t.Fatalf("Open = %v; want invalid argument saying the meta pages disagree on the page size", err)
+	}
+}
+
+// TestOpen_keyOutOfOrderRefused: bbolt finds keys by binary search, so one
+// damaged byte that moves a record key out of order ("key-000903" read as
+// "key-900903") made Get of intact records next to it return nothing, with
+// no error and a healthy backend (a put of them would store a second
+// copy). The record checksum only guards the damaged record. Open must
+// refuse the file, saying where.
+func TestOpen_keyOutOfOrderRefused(t *testing.T) {
+	t.Parallel()
+	data := validFile(t)
+	i := bytes.Index(data, []byte("key-000903"))
+	if i < 0 {
+		t.Fatal("key-000903 is not in the file")
+	}
+	data[i+4] = '9'
+	path := writeFile(t, data)
+	b, err := Open(context.Background(), path, testOptions(t))
+	if err == nil {
+		defer b.Close()
+		// validFile puts key-%06d i in map i%3, a backup when i%5 == 0.
+		var missing []string
+		for k := 0; k < 3000; k += 3 {
+			key := fmt.Sprintf("key-%06d", k)
+			if k%5 == 0 || k == 903 {
+				continue
+			}
+			if got, err := b.Get(context.Background(), "map-0", false, []string{key}); err != nil || len(got) != 1 {
+				missing = append(missing, key)
+			}
+		}
+		t.Fatalf("Open accepted the file; intact records Get does not find: %q; Healthy = %v", missing, b.Healthy())
+	}
+	if abi.CodeOf(err) != abi.CodeInvalidArgument || !strings.Contains(err.Error(), path+" is corrupt") ||
+		!strings.Contains(err.Error(), "does not sort after") {
+		t.Fatalf("Open = %v; want invalid argument naming the file and the key out of order", err)
 	}
 }

@@ -37,6 +37,23 @@ func appendBucketName(dst []byte, mapName string, backup bool) []byte {
 	return append(dst, mapName...)
 }
 
+// A map bucket carries a checksum of its own name in its bbolt sequence
+// (which nothing else uses): the record checksum does not cover the map,
+// so without it a damaged byte of a bucket name would move the whole map's
+// records to another map name without an error. Buckets written before
+// the name checksum have sequence 0 and are not checked.
+func bucketNameSum(name []byte) uint64 {
+	return 1<<32 | uint64(crc32.Checksum(name, castagnoli))
+}
+
+// checkBucketName checks the name checksum of map bucket mb, named name.
+func checkBucketName(mb *bolt.Bucket, name []byte) error {
+	if s := mb.Sequence(); s != 0 && s != bucketNameSum(name) {
+		return fmt.Errorf("%w: bucket %q does not carry the checksum of its name (sequence %#x)", errCorruptRecord, name, s)
+	}
+	return nil
+}
+
 // formatVersion is the layout version this package writes and understands.
 // Open refuses files with a larger version.
 const formatVersion = 1
@@ -256,12 +273,17 @@ func checkFile(r io.ReaderAt, size int64) error {
 	if err0 == nil && m0.pageSize >= boltMinPageSize && m0.pageSize <= boltMaxPageSize {
 		m1, err1 = readMeta(r, int64(m0.pageSize))
 	} else {
+		// bbolt takes its page size from the first valid meta page it
+		// finds here, wherever it is.
 		for i := 0; i <= 14; i++ {
 			pos := int64(1024) << i
 			if pos >= size-1024 {
 				break
 			}
-			if m1, err1 = readMeta(r, pos); err1 == nil && m1.pageSize == uint64(pos) {
+			if m1, err1 = readMeta(r, pos); err1 == nil {
+				if m1.pageSize != uint64(pos) {
+					err1 = fmt.Errorf("the meta page at offset %d claims page size %d (%w)", pos, m1.pageSize, bolt.ErrInvalid)
+				}
 				break
 			}
 			err1 = bolt.ErrInvalid
@@ -287,6 +309,11 @@ func checkFile(r io.ReaderAt, size int64) error {
 			return fmt.Errorf("no bbolt header found (%w)", err)
 		}
 		return err
+	}
+	// bbolt addresses pages with the page size of meta page 0 when it is
+	// valid, whichever meta page it then uses: the walk must use the same.
+	if err0 == nil && m.pageSize != m0.pageSize {
+		return fmt.Errorf("the bbolt meta pages disagree on the page size (%d and %d) (%w)", m0.pageSize, m.pageSize, bolt.ErrInvalid)
 	}
 	ps := m.pageSize
 	if ps < boltMinPageSize || ps > boltMaxPageSize || ps&(ps-1) != 0 {

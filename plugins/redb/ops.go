@@ -13,9 +13,18 @@ import (
 const ctxEvery = 256
 
 // mapBucket returns the bucket of one map, or nil when it holds no records.
-func mapBucket(tx *bolt.Tx, mapName string, backup bool) *bolt.Bucket {
+// A bucket whose name fails its checksum is an error.
+func mapBucket(tx *bolt.Tx, mapName string, backup bool) (*bolt.Bucket, error) {
 	var stack [80]byte
-	return tx.Bucket(appendBucketName(stack[:0], mapName, backup))
+	name := appendBucketName(stack[:0], mapName, backup)
+	mb := tx.Bucket(name)
+	if mb == nil {
+		return nil, nil
+	}
+	if err := checkBucketName(mb, name); err != nil {
+		return nil, err
+	}
+	return mb, nil
 }
 
 type bucketID struct {
@@ -85,8 +94,14 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 				j, ok := index[curID]
 				if !ok {
 					name := appendBucketName(nil, m.Map, m.Backup)
+					mb := tx.Bucket(name)
+					if mb != nil {
+						if err := checkBucketName(mb, name); err != nil {
+							return err
+						}
+					}
 					j = len(buckets)
-					buckets = append(buckets, batchBucket{name: name, b: tx.Bucket(name)})
+					buckets = append(buckets, batchBucket{name: name, b: mb})
 					if index == nil {
 						index = make(map[bucketID]int)
 					}
@@ -147,6 +162,9 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 				if err != nil {
 					return err
 				}
+				if err := nb.SetSequence(bucketNameSum(cur.name)); err != nil {
+					return err
+				}
 				cur.b = nb
 			}
 			h := recordHeader{CreatedAt: batch.Now, UpdatedAt: batch.Now, ExpirationTime: newExp}
@@ -199,9 +217,9 @@ func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []s
 	}
 	var out []abi.Record
 	err := b.view(func(tx *bolt.Tx) error {
-		mb := mapBucket(tx, mapName, backup)
-		if mb == nil {
-			return nil
+		mb, err := mapBucket(tx, mapName, backup)
+		if mb == nil || err != nil {
+			return err
 		}
 		var seen map[string]struct{}
 		if len(keys) > 16 {
@@ -279,9 +297,9 @@ func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, erro
 	}
 	var page abi.Page
 	err = b.view(func(tx *bolt.Tx) error {
-		mb := mapBucket(tx, req.Map, req.Backup)
-		if mb == nil {
-			return nil
+		mb, err := mapBucket(tx, req.Map, req.Backup)
+		if mb == nil || err != nil {
+			return err
 		}
 		c := mb.Cursor()
 		var k, v []byte
@@ -357,6 +375,9 @@ func (b *Backend) ListMaps(ctx context.Context) ([]string, error) {
 				continue // not a bucket
 			}
 			if mb := tx.Bucket(k); mb != nil {
+				if err := checkBucketName(mb, k); err != nil {
+					return err
+				}
 				if first, _ := mb.Cursor().First(); first != nil {
 					out = append(out, string(k[len(prefix):]))
 				}
@@ -404,7 +425,9 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 			}
 			if mbName == nil || backup != mbBackup || !bytes.Equal(mapName, mbName) {
 				mbName, mbBackup = mapName, backup
-				mb = mapBucket(tx, string(mapName), backup)
+				if mb, err = mapBucket(tx, string(mapName), backup); err != nil {
+					return err
+				}
 			}
 			if mb == nil {
 				continue // dangling entry: no record
