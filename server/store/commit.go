@@ -243,12 +243,12 @@ func (s *Store) applier() {
 					// Storage may hold the batch all the same: then it is
 					// a commit, which the feed must report (repairShared
 					// does so on shared storage).
-					if len(s.unsure) == maxUnsure {
-						s.log.Warn("cannot tell whether a failed commit was applied; its changes, if it was, are not published", "records", len(s.unsure[0].order))
-						s.unsure[0] = nil
-						s.unsure = s.unsure[1:]
-					}
 					s.unsure = append(s.unsure, t)
+					s.unsureBytes += cap(t.buf)
+					for len(s.unsure) > maxUnsure || (len(s.unsure) > 1 && s.unsureBytes > maxUnsureBytes) {
+						s.log.Warn("cannot tell whether a failed commit was applied; its changes, if it was, are not published", "records", len(s.unsure[0].order))
+						s.dropUnsure()
+					}
 					s.settleUnsure()
 				}
 			}
@@ -268,9 +268,20 @@ func (s *Store) applier() {
 	}
 }
 
-// maxUnsure bounds the failed commits kept for settleUnsure (each holds
-// its encoded records) while storage cannot be read.
-const maxUnsure = 16
+// maxUnsure and maxUnsureBytes bound the failed commits kept for
+// settleUnsure (each holds its encoded records) while storage cannot be
+// read: a long outage under heavy writes must not fill memory with them.
+const (
+	maxUnsure      = 16
+	maxUnsureBytes = 64 << 20
+)
+
+// dropUnsure forgets the oldest failed commit kept for settleUnsure.
+func (s *Store) dropUnsure() {
+	s.unsureBytes -= cap(s.unsure[0].buf)
+	s.unsure[0] = nil
+	s.unsure = s.unsure[1:]
+}
 
 // settleUnsure finds out, oldest first, whether the failed commits whose
 // outcome was unknown were applied after all, and publishes the changes of
@@ -286,8 +297,7 @@ func (s *Store) settleUnsure() {
 			s.log.Debug("cannot yet tell whether a failed commit was applied", "error", err)
 			return
 		}
-		s.unsure[0] = nil
-		s.unsure = s.unsure[1:]
+		s.dropUnsure()
 		if applied && (len(t.changes) > 0 || t.prune != nil) {
 			s.log.Warn("a commit reported failed was applied by the backend; publishing its changes", "records", len(t.order))
 			s.feed.publish(&Commit{Seq: s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune})

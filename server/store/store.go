@@ -165,7 +165,8 @@ type Store struct {
 	// unsure holds, oldest first, failed commits whose batch storage may
 	// hold all the same, until a re-read tells (applier only; see
 	// settleUnsure).
-	unsure []*txn
+	unsure      []*txn
+	unsureBytes int // the encodings the txns in unsure hold
 
 	mergedHook func() // tests: called after each request is merged
 	// maxCommitBytes is maxCommitBytes (tests lower it).

@@ -1201,3 +1201,24 @@ func TestStore_scanWithoutProgressFails(t *testing.T) {
 		}
 	}
 }
+
+// While storage cannot be read, the failed commits kept to find out
+// whether they were applied are bounded in bytes, not only in number: a
+// long outage under heavy writes must not fill memory with them.
+func TestStore_unsureCommitsBoundedInBytes(t *testing.T) {
+	be := &lyingBackend{Backend: null.Open()}
+	f := newFixture(t, be, nil)
+	be.lie.Store(true)
+	be.down.Store(true)
+	big := strings.Repeat("x", 7<<20)
+	for i := range 24 { // 168 MiB of failed commits
+		_, _ = f.s.Apply(context.Background(), []Op{put("m", "k"+strconv.Itoa(i), big, ts(t0, uint32(i), "c1"))}, 1)
+	}
+	// Read on the applier's side once it is idle: a commit that succeeds
+	// runs settleUnsure first, which cannot read storage yet.
+	be.lie.Store(false)
+	f.apply(put("m", "probe", "v", ts(t0, 99, "c1")))
+	if n := f.s.unsureBytes; n > maxUnsureBytes+(8<<20) {
+		t.Fatalf("%d MiB of failed commits kept, over the %d MiB bound", n>>20, maxUnsureBytes>>20)
+	}
+}
