@@ -55,6 +55,7 @@ enum {
 #define MAX_VALUE_BYTES (8u << 20)
 #define MAX_BATCH_OPS 100000u
 #define MAX_GET_KEYS 100000u
+#define MAX_MAPS (1u << 20) /* the most names a list_maps response may hold */
 #define DEFAULT_SCAN_LIMIT 1000
 #define DEFAULT_SCAN_BYTES (8 << 20)
 #define MAX_ERROR_BYTES 4096u
@@ -1088,9 +1089,9 @@ static int op_scan(reader *r, writer *w) {
 	return w->len > max_response ? fail_too_large("scan") : CODE_OK;
 }
 
-/* list_maps: empty -> the sorted names of the maps with primary records.
- * Records are sorted by map first, so each map's primary records are
- * adjacent. */
+/* list_maps: empty -> the sorted names of the maps with primary records,
+ * at most MAX_MAPS of them (more is code 6). Records are sorted by map
+ * first, so each map's primary records are adjacent. */
 static int op_list_maps(reader *r, writer *w) {
 	int code = empty_request(r, "list_maps");
 	if (code != CODE_OK) {
@@ -1103,6 +1104,12 @@ static int op_list_maps(reader *r, writer *w) {
 		const record *rc = recs[i];
 		if (rc->backup || (prev != NULL && cmpb(REC_MAP(prev), prev->map_len, REC_MAP(rc), rc->map_len) == 0)) {
 			continue;
+		}
+		if (count == MAX_MAPS) {
+			/* The host treats a longer list as malformed and discards the
+			 * instance, and with it every record. */
+			return fail(CODE_RESOURCE_EXHAUSTED, "memkv: more than %u maps hold records; list_maps answers at most %u names",
+				    MAX_MAPS, MAX_MAPS);
 		}
 		wr_str(w, REC_MAP(rc), rc->map_len);
 		prev = rc;
