@@ -354,6 +354,11 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 		if err != nil {
 			return err
 		}
+		if len(maps) > abi.MaxMaps {
+			// The host discards an instance that answers more (WASM.md
+			// 3.3), and with it what the plugin keeps in memory.
+			return abi.Errorf(abi.CodeResourceExhausted, "%d maps hold records; list_maps answers at most %d names", len(maps), abi.MaxMaps)
+		}
 		s.enc.Reset(out)
 		s.enc.Strings(maps)
 		return nil

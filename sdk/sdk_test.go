@@ -474,3 +474,30 @@ func TestDispatch_backendSeesResponseLimit(t *testing.T) {
 		t.Fatalf("the backend saw a response limit of %d, want the host's %d", spy.seen, 32<<20)
 	}
 }
+
+// manyMaps is a backend that lists more maps than a list_maps response
+// may hold.
+type manyMaps struct{ *null.Backend }
+
+func (manyMaps) ListMaps(context.Context) ([]string, error) {
+	names := make([]string, abi.MaxMaps+1)
+	for i := range names {
+		names[i] = strconv.Itoa(i)
+	}
+	return names, nil
+}
+
+// A list_maps response holds at most abi.MaxMaps names (WASM.md 3.3; the
+// host discards an instance that sends more, and with it what the plugin
+// keeps in memory): with more, the SDK answers resource_exhausted.
+func TestDispatch_listMapsAtMostMaxMaps(t *testing.T) {
+	s := newServer(manyMaps{null.Open()}, "", 0, nil)
+	e := abi.NewEncoder()
+	e.OpenRequest(&abi.OpenRequest{})
+	if code, msg := call(s, abi.CallOpen, e.Bytes()); code != abi.CodeOK {
+		t.Fatalf("open = %v %q", code, msg)
+	}
+	if code, msg := call(s, abi.CallListMaps, nil); code != abi.CodeResourceExhausted {
+		t.Fatalf("list_maps of %d maps = %v %q; want resource_exhausted", abi.MaxMaps+1, code, msg)
+	}
+}
