@@ -102,8 +102,11 @@ func clientOp(op *wire.ClientOp) (sop store.Op, skip bool, err error) {
 }
 
 // pushDiffOps turns an ORMAP_PUSH_DIFF into store ops: for each entry its
-// tombstones (as OR removes) first, then its records (as OR adds keeping
-// the client's tag and timestamp). The store then does what TopGun does:
+// tombstones (as one OR remove of them all) first, then its records (as OR
+// adds keeping the client's tag and timestamp). TopGun's client sends the
+// whole tombstone set of its map with every entry: one op per tombstone
+// would count each against MaxBatchOps and copy and re-encode the record
+// once per tombstone. The store then does what TopGun does:
 // union the tombstones, drop tombstoned records, add the new ones.
 func pushDiffOps(m *wire.ORMapPushDiff) ([]store.Op, error) {
 	if reservedMap(m.MapName) {
@@ -111,13 +114,13 @@ func pushDiffOps(m *wire.ORMapPushDiff) ([]store.Op, error) {
 	}
 	n := 0
 	for i := range m.Entries {
-		n += len(m.Entries[i].Tombstones) + len(m.Entries[i].Records)
+		n += 1 + len(m.Entries[i].Records)
 	}
 	ops := make([]store.Op, 0, n)
 	for i := range m.Entries {
 		en := &m.Entries[i]
-		for _, tag := range en.Tombstones {
-			ops = append(ops, store.Op{Map: m.MapName, Key: en.Key, Kind: store.OpORRemove, Tag: tag})
+		if len(en.Tombstones) > 0 {
+			ops = append(ops, store.Op{Map: m.MapName, Key: en.Key, Kind: store.OpORRemove, Tags: en.Tombstones})
 		}
 		for j := range en.Records {
 			r := &en.Records[j]

@@ -57,7 +57,7 @@ func (j *writeJob) size() int {
 	if j.push != nil {
 		n := 0
 		for i := range j.push.Entries {
-			n += len(j.push.Entries[i].Records) + len(j.push.Entries[i].Tombstones)
+			n += len(j.push.Entries[i].Records) + min(len(j.push.Entries[i].Tombstones), 1)
 		}
 		return n
 	}
@@ -90,9 +90,10 @@ func (s *settledSet) add(k uint64) {
 }
 
 // fingerprint identifies a re-sent op. ok is false for ops that must not be
-// skipped: without an id, or stamped by the server.
+// skipped: without an id, stamped by the server, or removing several tags
+// (a push-diff entry's tombstones, which the store checks in one pass).
 func (s *settledSet) fingerprint(id string, op *store.Op) (uint64, bool) {
-	if id == "" || (op.Timestamp.IsZero() && op.Kind != store.OpORRemove) {
+	if id == "" || (op.Timestamp.IsZero() && op.Kind != store.OpORRemove) || len(op.Tags) > 0 {
 		return 0, false
 	}
 	var h maphash.Hash

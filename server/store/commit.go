@@ -183,6 +183,9 @@ func (t *txn) add(r *request) {
 	t.s.merged.Add(1)
 	t.reqs = append(t.reqs, r)
 	t.n += len(r.ops) + 1
+	t.req++
+	t.changesFrom = len(t.changes)
+	defer t.seal()
 	if r.fn != nil {
 		r.fn(t)
 		return
@@ -375,7 +378,13 @@ type state struct {
 	rv           record.RecordValue
 	exp          int64
 	dirty        bool
-	enc          []byte // encoded rv, set by checkSize
+	enc          []byte // encoded rv, set by checkSize (nil: changed since)
+	// size is the length of enc, or, after ops of this txn changed the
+	// state in place (enc nil), a bound on the length of its encoding;
+	// 0 when unknown.
+	size int
+	ord  int // index in txn.order (dirty states)
+	req  int // txn.req when written
 	// row and raw are what storage held when the state was read from it
 	// on shared storage (row true with an undecodable value too).
 	row bool
@@ -406,7 +415,14 @@ type txn struct {
 	changes []Change
 	prune   *record.Timestamp
 	buf     []byte // encodings of the states (checkSize)
-	err     error  // infrastructure failure: the whole group fails
+	scratch []byte // encodings only measured (entrySize)
+	// req numbers the requests merged; ops change in place only states
+	// written by the request being merged, whose changes (from
+	// changesFrom) and unencoded states (unsealed) seal then finishes.
+	req         int
+	changesFrom int
+	unsealed    []*state
+	err         error // infrastructure failure: the whole group fails
 	// base is, on shared storage with checked commits, what storage held
 	// for each key when this txn first saw it: the commit applies only
 	// over that.
@@ -584,15 +600,82 @@ func (t *txn) peekIndex(mapName, key string, needValue bool) (*state, bool) {
 	return st, true
 }
 
-// write records a new state for a key.
+// write records a new state for a key. A key written again in the same
+// txn keeps its place in order: the batch writes each key once, with its
+// last state (before, every op added a mutation of the whole record, so n
+// OR ops on one key stored n copies of it in one batch).
 func (t *txn) write(st *state) {
 	ck := cacheKey{st.mapName, st.key}
-	if p, ok := t.pending[ck]; !ok || p != st {
+	p, ok := t.pending[ck]
+	if !ok || p != st {
 		t.pending[ck] = st
 	}
-	if !st.dirty {
-		st.dirty = true
-		t.order = append(t.order, st)
+	if st.dirty {
+		return
+	}
+	st.dirty, st.req = true, t.req
+	if ok && p != st && p.dirty {
+		st.ord = p.ord
+		t.order[p.ord] = st
+		return
+	}
+	st.ord = len(t.order)
+	t.order = append(t.order, st)
+}
+
+// owns reports whether cur is the state the request being merged wrote
+// for its key, which its later ops may change in place: nothing else sees
+// it before seal.
+func (t *txn) owns(cur *state) bool {
+	return cur.dirty && cur.req == t.req && cur.size > 0 && t.pending[cacheKey{cur.mapName, cur.key}] == cur
+}
+
+// grows reports whether an owned state may grow by at most delta encoded
+// bytes without an exact check: its size bound stays within the backend's
+// value limit. It then takes the growth into the bound and drops the
+// encoding, which seal redoes once.
+func (t *txn) grows(st *state, delta int) bool {
+	// A longer array or string header, and the tombstones field appearing.
+	n := st.size + delta + 24
+	if n > abi.MaxValueBytes {
+		return false
+	}
+	if st.enc != nil {
+		t.unsealed = append(t.unsealed, st)
+	}
+	st.size, st.enc = n, nil
+	return true
+}
+
+// entrySize bounds the encoded bytes an OR entry adds to a record.
+func (t *txn) entrySize(e *record.ORMapEntry) int {
+	rv := record.NewORMap([]record.ORMapEntry{*e}, nil)
+	b, err := record.Encode(t.scratch[:0], &rv)
+	if err != nil {
+		return abi.MaxValueBytes + 1 // take the exact path, which reports it
+	}
+	t.scratch = b[:0]
+	return len(b)
+}
+
+// seal finishes merging a request: it encodes the states its ops changed
+// in place, and gives each of its OR changes the final state of the key
+// (later ops changed it in place after the change was noted).
+func (t *txn) seal() {
+	for _, st := range t.unsealed {
+		if st.present && st.enc == nil && t.pending[cacheKey{st.mapName, st.key}] == st {
+			_ = t.checkSize(st) // within its bound: it fits
+		}
+	}
+	t.unsealed = t.unsealed[:0]
+	for i := t.changesFrom; i < len(t.changes); i++ {
+		ch := &t.changes[i]
+		if ch.Kind != ChangeORAdd && ch.Kind != ChangeORRemove {
+			continue
+		}
+		if st, ok := t.pending[cacheKey{ch.Map, ch.Key}]; ok && st.dirty && st.present && st.rv.Kind == ch.Record.Kind {
+			ch.Record, ch.ExpirationTime = st.rv, st.exp
+		}
 	}
 }
 
@@ -722,40 +805,99 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 			return Result{} // a re-sent add
 		}
 	}
-	st := cur.orCopy()
-	m := &st.rv.ORMap
 	e := record.ORMapEntry{Value: op.Value, Tag: tag, Timestamp: ts, TTLMs: op.TTLMs}
-	m.Records = append(m.Records, e)
-	st.exp = orExpiry(m)
-	if err := t.checkSize(st); err != nil {
-		return reject(i, "%v", err)
+	var st *state
+	if t.owns(cur) && t.grows(cur, t.entrySize(&e)) {
+		// Written by an earlier op of this request: changed in place, as
+		// copying and encoding it for every op cost n² for n ops on a key.
+		st = cur
+		st.rv.ORMap.Records = append(st.rv.ORMap.Records, e)
+		if e.TTLMs > 0 {
+			if x := expiresAt(e.Timestamp.Millis, e.TTLMs); st.exp == 0 || x < st.exp {
+				st.exp = x
+			}
+		}
+	} else {
+		st = cur.orCopy()
+		m := &st.rv.ORMap
+		m.Records = append(m.Records, e)
+		st.exp = orExpiry(m)
+		if err := t.checkSize(st); err != nil {
+			return reject(i, "%v", err)
+		}
+		t.write(st)
 	}
-	t.write(st)
 	t.changes = append(t.changes, Change{Map: op.Map, Key: op.Key, Kind: ChangeORAdd, Record: st.rv, ExpirationTime: st.exp, Entry: e, Tag: tag, Origin: origin})
 	return Result{Changed: true}
 }
 
 func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
-	if op.Tag == "" {
-		return reject(i, "OR remove of key %q has no tag", op.Key)
+	tags := op.Tags
+	if len(tags) == 0 {
+		tags = []string{op.Tag}
+	}
+	for _, tag := range tags {
+		if tag == "" {
+			return reject(i, "OR remove of key %q has no tag", op.Key)
+		}
 	}
 	cur, res, ok := t.orCurrent(i, op)
 	if !ok {
 		return res
 	}
-	if slices.Contains(cur.rv.ORMap.Tombstones, op.Tag) {
+	var added []string
+	if len(tags) == 1 {
+		if !slices.Contains(cur.rv.ORMap.Tombstones, tags[0]) {
+			added = tags
+		}
+	} else {
+		seen := make(map[string]struct{}, len(cur.rv.ORMap.Tombstones)+len(tags))
+		for _, tag := range cur.rv.ORMap.Tombstones {
+			seen[tag] = struct{}{}
+		}
+		for _, tag := range tags {
+			if _, ok := seen[tag]; !ok {
+				seen[tag] = struct{}{}
+				added = append(added, tag)
+			}
+		}
+	}
+	if len(added) == 0 {
 		return Result{} // a re-sent remove
 	}
-	st := cur.orCopy()
-	m := &st.rv.ORMap
-	m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { return r.Tag == op.Tag })
-	m.Tombstones = append(m.Tombstones, op.Tag)
-	st.exp = orExpiry(m)
-	if err := t.checkSize(st); err != nil {
-		return reject(i, "%v", err)
+	grow := 0
+	for _, tag := range added {
+		grow += len(tag) + 5
 	}
-	t.write(st)
-	t.changes = append(t.changes, Change{Map: op.Map, Key: op.Key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tag: op.Tag, Origin: origin})
+	st := cur
+	inPlace := t.owns(cur) && t.grows(cur, grow) // as in applyORAdd
+	if !inPlace {
+		st = cur.orCopy()
+	}
+	m := &st.rv.ORMap
+	n := len(m.Records)
+	if len(added) == 1 {
+		m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { return r.Tag == added[0] })
+	} else {
+		gone := make(map[string]struct{}, len(added))
+		for _, tag := range added {
+			gone[tag] = struct{}{}
+		}
+		m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { _, ok := gone[r.Tag]; return ok })
+	}
+	m.Tombstones = append(m.Tombstones, added...)
+	if !inPlace || len(m.Records) != n {
+		st.exp = orExpiry(m)
+	}
+	if !inPlace {
+		if err := t.checkSize(st); err != nil {
+			return reject(i, "%v", err)
+		}
+		t.write(st)
+	}
+	for _, tag := range added {
+		t.changes = append(t.changes, Change{Map: op.Map, Key: op.Key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tag: tag, Origin: origin})
+	}
 	return Result{Changed: true}
 }
 
@@ -801,6 +943,7 @@ func (t *txn) checkSize(st *state) error {
 	}
 	t.buf = b
 	st.enc = b[start:len(b):len(b)]
+	st.size = len(st.enc)
 	return nil
 }
 

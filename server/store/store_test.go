@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1220,5 +1221,97 @@ func TestStore_unsureCommitsBoundedInBytes(t *testing.T) {
 	f.apply(put("m", "probe", "v", ts(t0, 99, "c1")))
 	if n := f.s.unsureBytes; n > maxUnsureBytes+(8<<20) {
 		t.Fatalf("%d MiB of failed commits kept, over the %d MiB bound", n>>20, maxUnsureBytes>>20)
+	}
+}
+
+// An OR remove of several tags (one ORMAP_PUSH_DIFF entry's tombstones)
+// merges as the same removes one by one would: known tombstones and
+// repeated tags add nothing, tombstoned records go, a later add of a
+// removed tag is suppressed, and each new tag is announced once.
+func TestStore_OR_removeOfManyTagsMergesLikeOneByOne(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	add := func(tag string, at record.Timestamp) Op {
+		return Op{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue(tag), Timestamp: at, Tag: tag}
+	}
+	f.apply(add("t1", ts(t0, 0, "c1")), add("t2", ts(t0, 1, "c1")), Op{Map: "tags", Key: "k", Kind: OpORRemove, Tag: "old"})
+	<-sub.C()
+	r := f.apply(Op{Map: "tags", Key: "k", Kind: OpORRemove, Tags: []string{"old", "t1", "x", "t1", "x"}})
+	if !r[0].Changed || r[0].Err != nil {
+		t.Fatalf("remove of many tags: %+v", r[0])
+	}
+	cm := <-sub.C()
+	var announced []string
+	for _, ch := range cm.Changes {
+		if ch.Kind == ChangeORRemove {
+			announced = append(announced, ch.Tag)
+		}
+	}
+	if !slices.Equal(announced, []string{"t1", "x"}) {
+		t.Fatalf("announced removes %v, want [t1 x]", announced)
+	}
+	if r := f.apply(add("x", ts(t0, 2, "c1"))); r[0].Changed {
+		t.Fatalf("add of a tag removed by a many-tag remove was applied")
+	}
+	if r := f.apply(Op{Map: "tags", Key: "k", Kind: OpORRemove, Tags: []string{"x", "t1"}}); r[0].Changed {
+		t.Fatalf("re-sent many-tag remove changed the key")
+	}
+	if r := f.apply(Op{Map: "tags", Key: "k", Kind: OpORRemove, Tags: []string{"y", ""}}); r[0].Err == nil {
+		t.Fatalf("many-tag remove with an empty tag not rejected")
+	}
+	e, ok, err := f.s.Get(context.Background(), "tags", "k")
+	if err != nil || !ok {
+		t.Fatalf("get: %v %v", ok, err)
+	}
+	if n := len(e.Record.ORMap.Records); n != 1 || e.Record.ORMap.Records[0].Tag != "t2" {
+		t.Fatalf("records %+v, want only t2", e.Record.ORMap.Records)
+	}
+	if tombs := e.Record.ORMap.Tombstones; !slices.Equal(tombs, []string{"old", "t1", "x"}) {
+		t.Fatalf("tombstones %v, want [old t1 x]", tombs)
+	}
+}
+
+// A commit writes each key once, with its last state: ops of one request
+// on one key used to add a mutation (a full copy of the record) each.
+func TestStore_commitWritesEachKeyOnce(t *testing.T) {
+	var mu sync.Mutex
+	var batches []int
+	f := newFixture(t, null.Open(), func(o *Options) {
+		o.OnCommit = func(records int, _ time.Duration, err error) {
+			mu.Lock()
+			batches = append(batches, records)
+			mu.Unlock()
+		}
+	})
+	var ops []Op
+	for i := 0; i < 50; i++ {
+		tag := "t" + strconv.Itoa(i)
+		ops = append(ops, Op{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue(tag), Timestamp: ts(t0, uint32(i), "c1"), Tag: tag, TTLMs: uint64(1000 + i)})
+		if i%3 == 0 {
+			ops = append(ops, Op{Map: "tags", Key: "k", Kind: OpORRemove, Tag: tag})
+		}
+		ops = append(ops, put("m", "lww", strconv.Itoa(i), ts(t0, uint32(i), "c1")))
+	}
+	for _, r := range f.apply(ops...) {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	mu.Lock()
+	got := slices.Clone(batches)
+	mu.Unlock()
+	if !slices.Equal(got, []int{2}) {
+		t.Fatalf("commits wrote %v records, want one commit of 2 (one per key)", got)
+	}
+	e, ok, err := f.s.Get(context.Background(), "tags", "k")
+	if err != nil || !ok || len(e.Record.ORMap.Records) != 33 || len(e.Record.ORMap.Tombstones) != 17 {
+		t.Fatalf("k: %v %v %d records %d tombstones", ok, err, len(e.Record.ORMap.Records), len(e.Record.ORMap.Tombstones))
+	}
+	if e.ExpirationTime != int64(t0+1001) { // t1 (ttl 1001) is the earliest live entry
+		t.Fatalf("expiration %d, want %d", e.ExpirationTime, t0+1001)
+	}
+	if v, _ := f.get("m", "lww"); v != "49" {
+		t.Fatalf("lww %q, want 49", v)
 	}
 }

@@ -14,7 +14,7 @@ const (
 	OpPut      OpKind = iota + 1 // LWW put
 	OpRemove                     // LWW remove: keeps a tombstone
 	OpORAdd                      // OR-Map add of one tagged entry
-	OpORRemove                   // OR-Map remove of one tag
+	OpORRemove                   // OR-Map remove of one tag (or of Tags)
 )
 
 func (k OpKind) String() string {
@@ -46,6 +46,11 @@ type Op struct {
 	TTLMs uint64
 	// Tag is the OR tag of an OR add (the client's) or of an OR remove.
 	Tag string
+	// Tags, when not empty, are the tags of an OR remove instead of Tag:
+	// the tombstones of one ORMAP_PUSH_DIFF entry, merged as one op (one
+	// copy, one encoding of the record), not one op per tag, which made
+	// a push of n tombstones cost n² in time and memory.
+	Tags []string
 }
 
 // Result is the outcome of one op of an Apply call.
@@ -83,7 +88,8 @@ type Change struct {
 	Map  string
 	Key  string
 	Kind ChangeKind
-	// Record is the key's whole state after the change.
+	// Record is the key's whole state after the change; for an OR add or
+	// remove, after all the ops of its Apply call on the key.
 	Record record.RecordValue
 	// ExpirationTime is the record's absolute expiry (ms), 0 for none.
 	ExpirationTime int64

@@ -1,0 +1,107 @@
+package protocol
+
+import (
+	"runtime"
+	"testing"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// pushTags returns n distinct tombstone tags shaped like the TS client's.
+func pushTags(n int) []string {
+	tags := make([]string, n)
+	for i := range tags {
+		tags[i] = "1700000000000:" + itoa(i) + ":client-5f3c2a9e-8d41-4b7a-9c11"
+	}
+	return tags
+}
+
+// TopGun's client sends, with every key of an ORMAP_PUSH_DIFF, the whole
+// tombstone set of its map (reference §3.6). A map holding more
+// tombstones than MaxBatchOps must still be able to push: the tombstones
+// of one key are one merge, not one new operation each.
+func TestPushDiff_entryCarryingTheMapsWholeTombstoneSetIsApplied(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxBatchOps: 100}})
+	c := e.dial(t)
+	tags := pushTags(250)
+	rec := wire.ORMapRecord{Value: "kept", Timestamp: cts("c"), Tag: "live-tag"}
+	c.send(&wire.ORMapPushDiff{MapName: "tags", Entries: []wire.ORMapEntry{
+		{Key: "post-1", Records: []wire.ORMapRecord{rec}, Tombstones: tags},
+		{Key: "post-2", Records: []wire.ORMapRecord{}, Tombstones: tags},
+	}})
+	if m := c.next(); m.Type() != wire.TypeOpAck {
+		t.Fatalf("push answered %s %+v, want OP_ACK", m.Type(), m)
+	}
+	en, ok, err := e.st.Get(t.Context(), "tags", "post-1")
+	if err != nil || !ok || len(en.Record.ORMap.Records) != 1 || len(en.Record.ORMap.Tombstones) != len(tags) {
+		t.Fatalf("post-1 after push: ok %v err %v, %d records, %d tombstones", ok, err, len(en.Record.ORMap.Records), len(en.Record.ORMap.Tombstones))
+	}
+}
+
+// One ORMAP_PUSH_DIFF entry of n tombstones must cost the server memory
+// in proportion to n, not n²: before, each tombstone was merged as its own
+// op, copying, re-encoding and announcing the whole row every time, so a
+// push of 6,000 tombstones (a 300 KB frame, within every default limit)
+// made the server allocate 5.6 GB and take 11 s.
+func TestPushDiff_tombstonesOfOneKeyCostLinearMemory(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	tags := pushTags(6000)
+	push := &wire.ORMapPushDiff{MapName: "tags", Entries: []wire.ORMapEntry{{Key: "post-1", Records: []wire.ORMapRecord{}, Tombstones: tags}}}
+	c.ping() // the connection is set up before measuring
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c.send(push)
+	if m := c.next(); m.Type() != wire.TypeOpAck {
+		t.Fatalf("push answered %s %+v, want OP_ACK", m.Type(), m)
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<20 {
+		t.Fatalf("a push of %d tombstones (%d bytes of tags) allocated %d MiB", len(tags), len(tags)*len(tags[0]), got>>20)
+	}
+	if _, ok, err := e.st.Get(t.Context(), "tags", "post-1"); err != nil || ok { // tombstones only: not live
+		t.Fatalf("post-1 after push: ok %v err %v", ok, err)
+	}
+}
+
+// Many OR ops on one key in one OP_BATCH (10,000 are within the default
+// limits, about a megabyte) must cost memory in proportion to their
+// number: each op used to copy and re-encode the whole record, and the
+// commit stored every copy, so 6,000 ops allocated gigabytes.
+func TestWrite_manyOROpsOnOneKeyCostLinearMemory(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	const n = 3000
+	ops := make([]wire.ClientOp, 0, 2*n)
+	for i := 0; i < n; i++ {
+		op := orAddOp(itoa(len(ops)+1), "tags", "post-1", "v"+itoa(i), cts("c"))
+		ops = append(ops, op)
+	}
+	for i := 0; i < n; i += 2 { // remove every other entry
+		ops = append(ops, orRemoveOp(itoa(len(ops)+1), "tags", "post-1", ops[i].ORRecord.Tag))
+	}
+	for len(ops) < 2*n { // and tombstone tags never added
+		ops = append(ops, orRemoveOp(itoa(len(ops)+1), "tags", "post-1", "never-added-"+itoa(len(ops))))
+	}
+	c.ping()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c.write(ops...)
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 96<<20 {
+		t.Fatalf("an OP_BATCH of %d OR ops on one key allocated %d MiB", len(ops), got>>20)
+	}
+	en, ok, err := e.st.Get(t.Context(), "tags", "post-1")
+	if err != nil || !ok || len(en.Record.ORMap.Records) != n/2 || len(en.Record.ORMap.Tombstones) != n {
+		t.Fatalf("post-1: ok %v err %v, %d records (want %d), %d tombstones (want %d)", ok, err,
+			len(en.Record.ORMap.Records), n/2, len(en.Record.ORMap.Tombstones), n)
+	}
+	for i, r := range en.Record.ORMap.Records {
+		if r.Tag != ops[2*i+1].ORRecord.Tag {
+			t.Fatalf("record %d has tag %q, want %q", i, r.Tag, ops[2*i+1].ORRecord.Tag)
+		}
+	}
+}
