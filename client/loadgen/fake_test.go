@@ -74,6 +74,28 @@ func lastID(m wire.Message) string {
 	return ""
 }
 
+// serveWrites answers a connection as a server would: DEVICE_ACK to
+// DEVICE_HELLO, and OP_ACK to each write batch ack accepts (numbered from
+// 1 on this connection), until the client leaves.
+func serveWrites(ws *websocket.Conn, ack func(batch int) bool) {
+	batches := 0
+	for {
+		m, err := readMsg(ws)
+		if err != nil {
+			return
+		}
+		switch m.(type) {
+		case *wire.DeviceHello:
+			_ = writeMsg(ws, &wire.DeviceAck{DeviceID: "d"})
+		case *wire.ClientOpMessage, *wire.OpBatch:
+			batches++
+			if ack(batches) {
+				_ = writeMsg(ws, &wire.OpAck{LastID: lastID(m), AchievedLevel: wire.Applied})
+			}
+		}
+	}
+}
+
 // The load goes to the address given and nowhere else: a server that
 // answers the upgrade with a redirect does not send the writes (and the
 // token) to another host.
@@ -82,18 +104,7 @@ func TestRun_doesNotFollowRedirects(t *testing.T) {
 	var elsewhere atomic.Int64
 	other := fakeServer(t, func(n int, ws *websocket.Conn) {
 		elsewhere.Add(1)
-		for {
-			m, err := readMsg(ws)
-			if err != nil {
-				return
-			}
-			switch m.(type) {
-			case *wire.DeviceHello:
-				_ = writeMsg(ws, &wire.DeviceAck{DeviceID: "d"})
-			case *wire.ClientOpMessage, *wire.OpBatch:
-				_ = writeMsg(ws, &wire.OpAck{LastID: lastID(m), AchievedLevel: wire.Applied})
-			}
-		}
+		serveWrites(ws, func(int) bool { return true })
 	})
 	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, other.URL+"/ws", http.StatusTemporaryRedirect)
@@ -163,23 +174,7 @@ func TestRun_elapsedEndsAtLastAck(t *testing.T) {
 	t.Parallel()
 	const ackTimeout = 3 * time.Second
 	srv := fakeServer(t, func(n int, ws *websocket.Conn) {
-		batches := 0
-		for {
-			m, err := readMsg(ws)
-			if err != nil {
-				return
-			}
-			switch m.(type) {
-			case *wire.DeviceHello:
-				_ = writeMsg(ws, &wire.DeviceAck{DeviceID: "d"})
-			case *wire.ClientOpMessage, *wire.OpBatch:
-				batches++
-				if batches <= 3 {
-					_ = writeMsg(ws, &wire.OpAck{LastID: lastID(m), AchievedLevel: wire.Applied})
-				}
-				// later batches are never acknowledged
-			}
-		}
+		serveWrites(ws, func(batch int) bool { return batch <= 3 }) // later batches are never acknowledged
 	})
 	res, err := loadgen.Run(context.Background(), loadgen.Options{
 		URL: wsURL(srv), Duration: 100 * time.Millisecond, AckTimeout: ackTimeout, Logger: testLogger(t),
