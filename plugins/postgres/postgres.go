@@ -121,13 +121,9 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 		return nil, err
 	}
 	o := opts.withDefaults()
-	if strings.TrimSpace(databaseURL) == "" {
-		return nil, abi.Errorf(abi.CodeInvalidArgument, "postgres: the database URL is empty; set DATABASE_URL to a URL such as postgres://user:password@host:5432/database")
-	}
-	cfg, err := pgxpool.ParseConfig(databaseURL)
+	cfg, err := parseURL(databaseURL)
 	if err != nil {
-		// pgx's message already masks the password.
-		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: the database URL is not valid; expected a URL such as postgres://user:password@host:5432/database")
+		return nil, err
 	}
 	cfg.MaxConns = o.MaxConns
 	if cfg.MinConns > cfg.MaxConns {
@@ -171,14 +167,22 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 // connection string Open can use; its error, like Open's, never shows the
 // password.
 func CheckURL(databaseURL string) error {
+	_, err := parseURL(databaseURL)
+	return err
+}
+
+// parseURL parses databaseURL into a pool configuration, or says what is
+// wrong with it (CodeInvalidArgument, without the password).
+func parseURL(databaseURL string) (*pgxpool.Config, error) {
 	if strings.TrimSpace(databaseURL) == "" {
-		return abi.Errorf(abi.CodeInvalidArgument, "postgres: the database URL is empty; set DATABASE_URL to a URL such as postgres://user:password@host:5432/database")
+		return nil, abi.Errorf(abi.CodeInvalidArgument, "postgres: the database URL is empty; set DATABASE_URL to a URL such as postgres://user:password@host:5432/database")
 	}
-	if _, err := pgxpool.ParseConfig(databaseURL); err != nil {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
 		// pgx's message already masks the password.
-		return abi.Wrap(abi.CodeInvalidArgument, err, "postgres: the database URL is not valid; expected a URL such as postgres://user:password@host:5432/database")
+		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: the database URL is not valid; expected a URL such as postgres://user:password@host:5432/database")
 	}
-	return nil
+	return cfg, nil
 }
 
 // Describe reports a durable, shared backend with atomic batches and, when
