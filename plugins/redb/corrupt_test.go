@@ -47,7 +47,12 @@ func smallFile(t *testing.T) []byte {
 // batch, then each of more applied in turn.
 func fileWith(t *testing.T, batch *abi.Batch, more ...*abi.Batch) []byte {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "db.redb")
+	return fileAt(t, filepath.Join(t.TempDir(), "db.redb"), batch, more...)
+}
+
+// fileAt is fileWith on the file at path (which may exist already).
+func fileAt(t *testing.T, path string, batch *abi.Batch, more ...*abi.Batch) []byte {
+	t.Helper()
 	b, err := Open(context.Background(), path, &Options{NoSync: true, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -817,22 +822,11 @@ func TestOpen_metaPageSizeMismatchRefused(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open(context.Background(), path, &Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	batch := &abi.Batch{Now: 1}
 	for i := range 3000 {
 		batch.Put("m", fmt.Sprintf("key-%06d", i), false, make([]byte, 100), 5)
 	}
-	mustApply(t, b, batch)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := fileAt(t, path, batch)
 	cur := append([]byte(nil), data[boltPageHeader:boltMetaReadSize]...)
 	if m1 := data[8192+boltPageHeader : 8192+boltMetaReadSize]; ne.Uint64(m1[48:]) > ne.Uint64(cur[48:]) {
 		cur = append(cur[:0], m1...)
@@ -859,7 +853,7 @@ func TestOpen_metaPageSizeMismatchRefused(t *testing.T) {
 	seal(m1)
 
 	path = writeFile(t, data)
-	b, err = Open(context.Background(), path, testOptions(t))
+	b, err := Open(context.Background(), path, testOptions(t))
 	if err == nil {
 		_ = b.Close()
 		t.Fatal("Open accepted the file")

@@ -16,7 +16,12 @@ const ctxEvery = 256
 // A bucket whose name fails its checksum is an error.
 func mapBucket(tx *bolt.Tx, mapName string, backup bool) (*bolt.Bucket, error) {
 	var stack [80]byte
-	name := appendBucketName(stack[:0], mapName, backup)
+	return namedBucket(tx, appendBucketName(stack[:0], mapName, backup))
+}
+
+// namedBucket returns the map bucket called name, nil when there is none,
+// or an error when it fails its name checksum.
+func namedBucket(tx *bolt.Tx, name []byte) (*bolt.Bucket, error) {
 	mb := tx.Bucket(name)
 	if mb == nil {
 		return nil, nil
@@ -94,11 +99,9 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 				j, ok := index[curID]
 				if !ok {
 					name := appendBucketName(nil, m.Map, m.Backup)
-					mb := tx.Bucket(name)
-					if mb != nil {
-						if err := checkBucketName(mb, name); err != nil {
-							return err
-						}
+					mb, err := namedBucket(tx, name)
+					if err != nil {
+						return err
 					}
 					j = len(buckets)
 					buckets = append(buckets, batchBucket{name: name, b: mb})
@@ -374,10 +377,11 @@ func (b *Backend) ListMaps(ctx context.Context) ([]string, error) {
 			if v != nil {
 				continue // not a bucket
 			}
-			if mb := tx.Bucket(k); mb != nil {
-				if err := checkBucketName(mb, k); err != nil {
-					return err
-				}
+			mb, err := namedBucket(tx, k)
+			if err != nil {
+				return err
+			}
+			if mb != nil {
 				if first, _ := mb.Cursor().First(); first != nil {
 					out = append(out, string(k[len(prefix):]))
 				}
