@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -11,7 +10,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/topgun-go/topgun/abi"
-	"github.com/topgun-go/topgun/plugins"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -20,13 +18,7 @@ import (
 // POST /sync count as those of a WebSocket do.
 func TestMetrics_opsAppliedCountsPostSync(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	store, err := plugins.Open(ctx, "null", &plugins.Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	srv := metricsServer(t, store)
+	srv := nullMetricsServer(t)
 	now := wire.Timestamp{Millis: uint64(time.Now().UnixMilli()), NodeID: "sync-client"}
 	put := func(id, key string) wire.ClientOp {
 		return wire.ClientOp{ID: id, MapName: "m", Key: key, OpType: "PUT", Record: &wire.LWWRecord{Value: "v", Timestamp: now}}

@@ -105,15 +105,21 @@ func mustMetric(t *testing.T, fams map[string]*dto.MetricFamily, name string, wa
 	}
 }
 
-func TestMetrics_protocolAndRuntime(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	store, err := plugins.Open(ctx, "null", &plugins.Options{Logger: testLogger(t)})
+// nullMetricsServer is metricsServer on a fresh null backend.
+func nullMetricsServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	store, err := plugins.Open(context.Background(), "null", &plugins.Options{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	srv := metricsServer(t, store)
+	t.Cleanup(func() { store.Close() })
+	return metricsServer(t, store)
+}
+
+func TestMetrics_protocolAndRuntime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv := nullMetricsServer(t)
 	fams := scrape(t, srv)
 	mustMetric(t, fams, "topgun_backend_info", 1, "backend", "null")
 	mustMetric(t, fams, "topgun_connections", 0)
