@@ -77,7 +77,10 @@
 //     CodeDeadlineExceeded). Applying the same batch again is safe.
 //   - Statements are prepared and cached per connection (pgx's default). Behind
 //     a PgBouncer in transaction mode, add default_query_exec_mode=exec to the
-//     URL.
+//     URL. Servers sharing a database hear each other's commits through
+//     LISTEN on the same URL, which transaction pooling does not carry: a
+//     shared database must be reached directly (or through session pooling),
+//     or each server's index and live queries miss the others' writes.
 //   - Scans cost the database about 1 µs per record more than a plain keyset
 //     query, for the window that applies the byte budget.
 //   - Scans are in byte order of the keys, as from every backend. With a C,

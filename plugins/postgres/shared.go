@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"hash/fnv"
@@ -30,11 +31,16 @@ var (
 const maxNotice = 7000
 
 // notice is a notification's payload: the origin backend and the records
-// it changed, all of a map when K is empty, or everything with A.
+// it changed, all of a map when K and B are empty, or everything with A.
+// B holds, in base64, the keys whose base64 is shorter than their JSON
+// string (which takes six bytes for each "<", "&" or control character):
+// every valid key then fits in a notice beside any valid map name. A
+// server that does not know B re-reads the whole map, as before.
 type notice struct {
 	O string   `json:"o"`
 	M string   `json:"m,omitempty"`
 	K []string `json:"k,omitempty"`
+	B [][]byte `json:"b,omitempty"`
 	A bool     `json:"a,omitempty"`
 }
 
@@ -73,9 +79,9 @@ func (b *Backend) notices(ids []recordID) []string {
 		m := ids[i].mapName
 		cur := &notice{O: b.origin, M: m}
 		base, _ := json.Marshal(cur)
-		// The payload is base plus `,"k":[` and `]` plus the keys and
-		// their commas.
-		empty := len(base) + len(`,"k":[]`)
+		// The payload is base plus `,"k":[]` and `,"b":[]` plus the keys
+		// and their commas (counted one per key).
+		empty := len(base) + len(`,"k":[]`) + len(`,"b":[]`)
 		if empty > maxNotice {
 			emit(&notice{O: b.origin, A: true})
 			for i < len(ids) && ids[i].mapName == m {
@@ -88,24 +94,29 @@ func (b *Backend) notices(ids []recordID) []string {
 			if ids[i].backup || whole {
 				continue
 			}
-			k := jsonSize(ids[i].key)
-			if empty+k > maxNotice {
+			key := ids[i].key
+			k, b64 := jsonSize(key), base64.StdEncoding.EncodedLen(len(key))+2
+			if b64 < k {
+				k = b64
+			}
+			if empty+k+1 > maxNotice {
 				whole = true // a key too long for any notice
 				continue
 			}
-			if len(cur.K) > 0 && size+1+k > maxNotice {
+			if size+k+1 > maxNotice {
 				emit(cur)
 				cur = &notice{O: b.origin, M: m}
 				size = empty
 			}
-			if len(cur.K) > 0 {
-				size++ // the comma
+			if k == b64 {
+				cur.B = append(cur.B, []byte(key))
+			} else {
+				cur.K = append(cur.K, key)
 			}
-			cur.K = append(cur.K, ids[i].key)
-			size += k
+			size += k + 1
 		}
 		if whole {
-			cur.K = nil
+			cur.K, cur.B = nil, nil
 		}
 		emit(cur)
 	}
@@ -211,8 +222,12 @@ func (b *Backend) watch(ctx context.Context, conn *pgx.Conn, fn func(abi.Changed
 		case abi.ValidateMapName(nt.M) != nil:
 			b.log.Warn("ignoring a notification naming an invalid map", "map", nt.M)
 		default:
+			named := len(nt.K) + len(nt.B)
+			for _, k := range nt.B {
+				nt.K = append(nt.K, string(k))
+			}
 			keys := slices.DeleteFunc(nt.K, func(k string) bool { return abi.ValidateKey(k) != nil })
-			if len(nt.K) == 0 {
+			if named == 0 {
 				keys = nil
 			}
 			fn(abi.Changed{Map: nt.M, Keys: keys})

@@ -158,3 +158,44 @@ func TestJSONSize(t *testing.T) {
 		}
 	}
 }
+
+// A key that encoding/json escapes at six bytes a character ("<", "&",
+// control characters) is still named to the other servers, even at the
+// key and map name limits: named whole instead, its map was re-read in
+// full by every other server on each write of that key.
+func TestWatch_namesKeysJSONEscapes(t *testing.T) {
+	t.Parallel()
+	a, url := openFresh(t)
+	b := openURL(t, url)
+	fromB := watchInto(t, b)
+	m := strings.Repeat("\x01", abi.MaxMapNameBytes)
+	keys := []string{
+		strings.Repeat("<", abi.MaxKeyBytes),
+		strings.Repeat("\x1f", abi.MaxKeyBytes),
+		strings.Repeat("&", 1200) + "plain",
+		"plain",
+	}
+	batch := &abi.Batch{Now: 1}
+	for _, k := range keys {
+		batch.Put(m, k, false, []byte("v"), 0)
+	}
+	apply(t, a, batch)
+	var heard []string
+	for len(heard) < len(keys) {
+		c := nextChanged(t, fromB)
+		if c.All || c.Map != m || c.Keys == nil {
+			t.Fatalf("B was told to re-read all (%v) or the whole map, not the keys written: %d keys named", c.All, len(c.Keys))
+		}
+		heard = append(heard, c.Keys...)
+	}
+	slices.Sort(heard)
+	slices.Sort(keys)
+	if !slices.Equal(heard, keys) {
+		t.Fatalf("B heard %d keys, not the %d written", len(heard), len(keys))
+	}
+	for _, n := range a.notices([]recordID{{mapName: m, key: keys[0]}, {mapName: m, key: keys[1]}}) {
+		if len(n) > maxNotice {
+			t.Fatalf("notice of %d bytes", len(n))
+		}
+	}
+}
