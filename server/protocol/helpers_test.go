@@ -46,6 +46,7 @@ type gateBackend struct {
 	fail     error         // non-nil: Apply fails with it
 	scanHook func() error  // non-nil: called by every Scan, which fails with its error
 	applied  atomic.Int64  // mutations committed
+	scans    atomic.Int64  // scans started (first pages asked for)
 	durable  bool
 }
 
@@ -104,6 +105,9 @@ func (g *gateBackend) setScanHook(hook func() error) {
 }
 
 func (g *gateBackend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	if len(req.Cursor) == 0 {
+		g.scans.Add(1)
+	}
 	g.mu.Lock()
 	hook := g.scanHook
 	g.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"sort"
@@ -44,6 +45,10 @@ import (
 // required (TopGun's default lets anonymous HTTP writes through).
 
 const httpSyncTimeout = 30 * time.Second
+
+// maxDeltasPerMap is how many syncMaps entries of one request may name
+// the same map (TopGun's client names each map once).
+const maxDeltasPerMap = 4
 
 func httpError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
@@ -143,9 +148,16 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 	if req.Operations != nil {
 		s.httpOps(ctx, req.Operations, resp, addErr)
 	}
+	named := map[string]int{}
 	for _, sm := range req.SyncMaps {
 		if reservedMap(sm.MapName) {
 			addErr(403, "map "+quoteName(sm.MapName)+" is reserved for the server", sm.MapName)
+			continue
+		}
+		// Each entry reads the whole map: naming one map thousands of
+		// times would cost as many reads of it.
+		if named[sm.MapName]++; named[sm.MapName] > maxDeltasPerMap {
+			addErr(400, fmt.Sprintf("the request asks for the changes of map %s more than %d times; ask once per map", quoteName(sm.MapName), maxDeltasPerMap), sm.MapName)
 			continue
 		}
 		d, code, err := s.delta(ctx, sm, budget)
@@ -158,21 +170,8 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 		}
 		resp.Deltas = append(resp.Deltas, d)
 	}
-	for i := range req.Queries {
-		q := &req.Queries[i]
-		if reservedMap(q.MapName) {
-			addErr(403, "map "+quoteName(q.MapName)+" is reserved for the server", q.QueryID)
-			continue
-		}
-		qr, code, err := s.httpQuery(ctx, q, budget)
-		if err != nil {
-			if code == 500 {
-				s.log.Warn("cannot run a query", "map", q.MapName, "error", err)
-			}
-			addErr(code, err.Error(), q.QueryID)
-			continue
-		}
-		resp.QueryResults = append(resp.QueryResults, qr)
+	if len(req.Queries) > 0 {
+		s.httpQueries(ctx, req.Queries, budget, resp, addErr)
 	}
 	resp.ServerHLC = tsToWire(s.store.Clock().Now())
 	return resp
@@ -308,74 +307,232 @@ func decodeCursor(c string) (string, bool) {
 	return string(b), err == nil
 }
 
-// httpQuery runs one HTTP query. code is the error's HTTP-style code.
-func (s *Server) httpQuery(ctx context.Context, hq *wire.HTTPQuery, budget *answerBudget) (wire.HTTPQueryResult, uint32, error) {
-	q := &wire.Query{}
-	if m, ok := hq.Filter.(map[string]any); ok {
-		q.Where = m
+// HTTP queries. The queries of a request that name one map share one read
+// of it: a request naming a large map thousands of times must not cost
+// thousands of scans. The answers are those of running the queries one
+// after another: a query whose results pass what the queries before it
+// left of the answer (answerBudget) gets an error (413). A read keeps the
+// values it finds only while, all queries together, they fit in what was
+// left of the answer when the queries started; past that it only counts,
+// so a request never holds more than one answer's worth of records, and
+// the maps of the queries that fit are read once more for their values.
+// A request thus costs at most two reads of each map its queries name.
+
+// httpQueryRun is one query of a request and what a read found for it.
+type httpQueryRun struct {
+	hq        *wire.HTTPQuery
+	q         wire.Query
+	after     string // with hasCursor: results come after this key
+	hasCursor bool
+	offset    int
+	limit     int // -1 when none
+
+	skip       int
+	n          int // results found
+	bytes      int64
+	keys       []string // the results' keys and values, when kept
+	values     []any
+	more, over bool
+	done       bool // nothing more to find in this read
+
+	code uint32 // an error (HTTP-style code) instead of results
+	err  error
+	// grantN and grantBytes are what the answer's budget gave the query.
+	grantN     int
+	grantBytes int64
+}
+
+func (r *httpQueryRun) reset() {
+	r.skip, r.n, r.bytes, r.keys, r.values = r.offset, 0, 0, nil, nil
+	r.more, r.over, r.done = false, false, false
+}
+
+// offer hands the run one live LWW record of its map, v its value, and
+// reports whether it is a result. maxN and maxBytes bound the results:
+// past them the query is over.
+func (r *httpQueryRun) offer(e *store.Entry, v any, maxN int, maxBytes int64, keep bool) bool {
+	if r.done || (r.hasCursor && e.Key <= r.after) || !r.q.Match(v) {
+		return false
 	}
-	after, hasCursor := "", hq.Cursor != ""
-	if hasCursor {
-		var ok bool
-		if after, ok = decodeCursor(hq.Cursor); !ok {
-			return wire.HTTPQueryResult{}, 400, errors.New("invalid or expired cursor")
+	if r.skip > 0 {
+		r.skip--
+		return false
+	}
+	if r.limit >= 0 && r.n == r.limit {
+		r.more, r.done = true, true
+		return false
+	}
+	if r.n >= maxN || r.bytes+int64(e.Size) > maxBytes {
+		r.over, r.done = true, true
+		return false
+	}
+	r.n++
+	r.bytes += int64(e.Size)
+	if keep {
+		r.keys = append(r.keys, e.Key)
+		r.values = append(r.values, v)
+	}
+	return true
+}
+
+// queryKeep tracks the values one request's query reads hold.
+type queryKeep struct {
+	keep    bool
+	n       int
+	bytes   int64
+	maxN    int
+	maxB    int64
+	holding []*httpQueryRun // the runs that may hold values
+}
+
+// add counts a kept result; past the bounds every run drops its values.
+func (k *queryKeep) add(size int) {
+	k.n++
+	k.bytes += int64(size)
+	if k.n > k.maxN || k.bytes > k.maxB {
+		k.keep = false
+		for _, r := range k.holding {
+			r.keys, r.values = nil, nil
 		}
+		k.holding = nil
 	}
-	skip := 0
-	if hq.Offset != nil && !hasCursor {
-		skip = int(*hq.Offset)
+}
+
+// readQueries reads a map once for runs, each bounded by maxN and maxB (or,
+// when grant, by what the budget gave it). A read error fails them all.
+func (s *Server) readQueries(ctx context.Context, mapName string, runs []*httpQueryRun, maxN int, maxB int64, grant bool, k *queryKeep) {
+	for _, r := range runs {
+		r.reset()
 	}
-	limit := -1
-	if hq.Limit != nil {
-		limit = int(*hq.Limit)
+	if k.keep {
+		k.holding = append(k.holding, runs...)
 	}
-	var keys []string
-	var values []any
-	var bytes int64
-	more, over := false, false
-	err := s.store.Scan(ctx, hq.MapName, func(e *store.Entry) bool {
-		if e.Record.Kind != record.KindLWW || (hasCursor && e.Key <= after) {
+	left := len(runs)
+	err := s.store.Scan(ctx, mapName, func(e *store.Entry) bool {
+		if e.Record.Kind != record.KindLWW {
 			return true
 		}
 		v := e.Record.LWW.Value.ToWire()
-		if !q.Match(v) {
-			return true
+		for _, r := range runs {
+			if r.done {
+				continue
+			}
+			n, b := maxN, maxB
+			if grant {
+				n, b = r.grantN, r.grantBytes
+			}
+			if r.offer(e, v, n, b, k.keep) && k.keep {
+				k.add(e.Size)
+			}
+			if r.done {
+				left--
+			}
 		}
-		if skip > 0 {
-			skip--
-			return true
-		}
-		if limit >= 0 && len(values) == limit {
-			more = true
-			return false
-		}
-		if len(values) >= budget.records || bytes+int64(e.Size) > budget.bytes {
-			over = true
-			return false
-		}
-		keys = append(keys, e.Key)
-		values = append(values, v)
-		bytes += int64(e.Size)
-		return true
+		return left > 0
 	})
 	if err != nil {
-		return wire.HTTPQueryResult{}, 500, fmt.Errorf("cannot read map %s; retry later", quoteName(hq.MapName))
+		for _, r := range runs {
+			r.code, r.err = 500, fmt.Errorf("cannot read map %s; retry later", quoteName(mapName))
+		}
+		s.log.Warn("cannot run a query", "map", mapName, "error", err)
 	}
-	if over {
-		return wire.HTTPQueryResult{}, 413, fmt.Errorf("the query's results pass what is left of %s; ask for fewer with limit and page with the cursor", s.answerLimit())
+}
+
+// httpQueries answers the queries of a request, in their order.
+func (s *Server) httpQueries(ctx context.Context, queries []wire.HTTPQuery, budget *answerBudget, resp *wire.HTTPSyncResponse, addErr func(uint32, string, string)) {
+	runs := make([]*httpQueryRun, len(queries))
+	var order []string
+	byMap := map[string][]*httpQueryRun{}
+	for i := range queries {
+		hq := &queries[i]
+		r := &httpQueryRun{hq: hq, limit: -1}
+		runs[i] = r
+		if reservedMap(hq.MapName) {
+			r.code, r.err = 403, errors.New("map "+quoteName(hq.MapName)+" is reserved for the server")
+			continue
+		}
+		if m, ok := hq.Filter.(map[string]any); ok {
+			r.q.Where = m
+		}
+		if hq.Cursor != "" {
+			var ok bool
+			if r.after, ok = decodeCursor(hq.Cursor); !ok {
+				r.code, r.err = 400, errors.New("invalid or expired cursor")
+				continue
+			}
+			r.hasCursor = true
+		}
+		if hq.Offset != nil && !r.hasCursor {
+			r.offset = int(*hq.Offset)
+		}
+		if hq.Limit != nil {
+			r.limit = int(*hq.Limit)
+		}
+		if byMap[hq.MapName] == nil {
+			order = append(order, hq.MapName)
+		}
+		byMap[hq.MapName] = append(byMap[hq.MapName], r)
 	}
-	budget.records -= len(values)
-	budget.bytes -= bytes
-	// Keys are compared as the backend orders them (byte order).
-	res := wire.HTTPQueryResult{QueryID: hq.QueryID, Results: values}
-	if res.Results == nil {
-		res.Results = []any{}
+	k := &queryKeep{keep: true, maxN: budget.records, maxB: budget.bytes}
+	for _, m := range order {
+		s.readQueries(ctx, m, byMap[m], budget.records, budget.bytes, false, k)
 	}
-	if limit >= 0 {
-		res.HasMore = &more
-		if more && len(keys) > 0 {
-			res.NextCursor = encodeCursor(keys[len(keys)-1])
+	// What each query gets, in order, as if each ran after the ones before.
+	reread := map[string][]*httpQueryRun{}
+	for _, r := range runs {
+		if r.err != nil {
+			continue
+		}
+		if r.over || (r.n > 0 && (r.n > budget.records || r.bytes > budget.bytes)) {
+			r.code, r.err = 413, fmt.Errorf("the query's results pass what is left of %s; ask for fewer with limit and page with the cursor", s.answerLimit())
+			continue
+		}
+		r.grantN, r.grantBytes = r.n, r.bytes
+		budget.records -= r.n
+		budget.bytes -= r.bytes
+		if len(r.values) != r.n {
+			reread[r.hq.MapName] = append(reread[r.hq.MapName], r)
 		}
 	}
-	return res, 0, nil
+	// The values of the queries that fit, which the first read only counted.
+	k = &queryKeep{keep: true, maxN: math.MaxInt, maxB: math.MaxInt64}
+	for _, m := range order {
+		rs := reread[m]
+		if len(rs) == 0 {
+			continue
+		}
+		s.readQueries(ctx, m, rs, 0, 0, true, k)
+		for _, r := range rs {
+			if r.err == nil && r.over {
+				// The map grew between the reads.
+				r.code, r.err = 413, fmt.Errorf("the query's results pass what is left of %s; ask for fewer with limit and page with the cursor", s.answerLimit())
+			}
+			if r.err != nil {
+				budget.records += r.grantN
+				budget.bytes += r.grantBytes
+				continue
+			}
+			budget.records += r.grantN - r.n
+			budget.bytes += r.grantBytes - r.bytes
+		}
+	}
+	for _, r := range runs {
+		if r.err != nil {
+			addErr(r.code, r.err.Error(), r.hq.QueryID)
+			continue
+		}
+		// Keys are compared as the backend orders them (byte order).
+		res := wire.HTTPQueryResult{QueryID: r.hq.QueryID, Results: r.values}
+		if res.Results == nil {
+			res.Results = []any{}
+		}
+		if r.limit >= 0 {
+			more := r.more
+			res.HasMore = &more
+			if more && len(r.keys) > 0 {
+				res.NextCursor = encodeCursor(r.keys[len(r.keys)-1])
+			}
+		}
+		resp.QueryResults = append(resp.QueryResults, res)
+	}
 }

@@ -457,3 +457,99 @@ func TestHTTPSync_queryCursorAfterEmptyKey(t *testing.T) {
 		t.Fatalf("paged results %v, want [0 1 2]", got)
 	}
 }
+
+// A request naming one map many times reads it a bounded number of
+// times, whatever the count, and answers as if each query ran alone.
+func TestHTTPSync_repeatedMapScansBounded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	var ops []wire.ClientOp
+	for i := 0; i < 20; i++ {
+		ops = append(ops, putOp(itoa(i), "big", "k"+itoa(100+i), map[string]any{"i": int64(i), "even": i%2 == 0}, cts("h")))
+	}
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("h"), Operations: ops}, "")
+
+	lim := uint32(3)
+	req := &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("h")}
+	for i := 0; i < 200; i++ {
+		q := wire.HTTPQuery{QueryID: "q" + itoa(i), MapName: "big", Filter: map[string]any{"even": i%2 == 0}}
+		if i%3 == 0 {
+			q.Limit = &lim
+		}
+		req.Queries = append(req.Queries, q)
+	}
+	for i := 0; i < 200; i++ {
+		req.SyncMaps = append(req.SyncMaps, wire.SyncMapEntry{MapName: "big"})
+	}
+	before := e.be.scans.Load()
+	resp := e.postSync(t, req, "")
+	// Queries: at most two reads of the map; deltas: maxDeltasPerMap, and
+	// one more read of a millisecond once per answer.
+	if n := e.be.scans.Load() - before; n > 2+maxDeltasPerMap+1 {
+		t.Fatalf("%d scans of one map for one request", n)
+	}
+	if len(resp.Deltas) != maxDeltasPerMap || len(resp.Deltas[0].Records) != 20 {
+		t.Fatalf("%d deltas", len(resp.Deltas))
+	}
+	if len(resp.QueryResults) != 200 {
+		t.Fatalf("%d query results, errors %+v", len(resp.QueryResults), resp.Errors)
+	}
+	for i, qr := range resp.QueryResults {
+		want := 10
+		if i%3 == 0 {
+			want = 3
+		}
+		if qr.QueryID != "q"+itoa(i) || len(qr.Results) != want {
+			t.Fatalf("query %d: %s %d results", i, qr.QueryID, len(qr.Results))
+		}
+		for _, v := range qr.Results {
+			if v.(map[string]any)["even"] != (i%2 == 0) {
+				t.Fatalf("query %d: result %v", i, v)
+			}
+		}
+		if i%3 == 0 && (qr.HasMore == nil || !*qr.HasMore || qr.NextCursor == "") {
+			t.Fatalf("query %d: hasMore %v cursor %q", i, qr.HasMore, qr.NextCursor)
+		}
+	}
+}
+
+// Queries that together pass the answer's budget get what running them
+// one after another gives: each fits in what the ones before it left.
+func TestHTTPSync_queriesShareBudgetInOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxQueryResults: 25}})
+	var ops []wire.ClientOp
+	for i := 0; i < 20; i++ {
+		ops = append(ops, putOp(itoa(i), "a", "k"+itoa(100+i), map[string]any{"i": int64(i)}, cts("h")))
+		ops = append(ops, putOp(itoa(100+i), "b", "k"+itoa(100+i), map[string]any{"i": int64(i)}, cts("h")))
+	}
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("h"), Operations: ops}, "")
+	lim := uint32(5)
+	before := e.be.scans.Load()
+	// a (20) fits; b (20) does not; a with limit 5 fits (5 left); b
+	// matching nothing fits; a limited again does not (nothing left).
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("h"), Queries: []wire.HTTPQuery{
+		{QueryID: "1", MapName: "a"},
+		{QueryID: "2", MapName: "b"},
+		{QueryID: "3", MapName: "a", Limit: &lim},
+		{QueryID: "4", MapName: "b", Filter: map[string]any{"i": int64(99)}},
+		{QueryID: "5", MapName: "a", Limit: &lim},
+	}}, "")
+	if n := e.be.scans.Load() - before; n > 4 {
+		t.Fatalf("%d scans for two maps", n)
+	}
+	var ok []string
+	for _, qr := range resp.QueryResults {
+		ok = append(ok, qr.QueryID+":"+itoa(len(qr.Results)))
+	}
+	var failed []string
+	for _, er := range resp.Errors {
+		failed = append(failed, er.Context+":"+itoa(int(er.Code)))
+	}
+	if !slices.Equal(ok, []string{"1:20", "3:5", "4:0"}) || !slices.Equal(failed, []string{"2:413", "5:413"}) {
+		t.Fatalf("results %v errors %v", ok, failed)
+	}
+	if v := resp.QueryResults[1].Results[0].(map[string]any)["i"]; v != int64(0) {
+		t.Fatalf("query 3 starts at %v", v)
+	}
+}
