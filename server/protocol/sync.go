@@ -138,8 +138,16 @@ func (c *conn) handleDiffRequest(m *wire.ORMapDiffRequest) {
 		c.reply(&wire.ErrorMessage{Code: 500, Message: "protocol: ORMAP_DIFF_REQUEST failed: cannot read the keys; retry later"})
 		return
 	}
-	out := make([]wire.ORMapEntry, 0, len(m.Keys))
+	// One entry per distinct key: a key named many times would otherwise
+	// copy its whole state into the answer once per mention (a 2 MiB
+	// frame names a key a million times). TopGun's client never repeats one.
+	out := make([]wire.ORMapEntry, 0, min(len(m.Keys), 1024))
+	seen := make(map[string]struct{}, min(len(m.Keys), 1024))
 	for _, k := range m.Keys {
+		if _, dup := seen[k]; dup {
+			continue
+		}
+		seen[k] = struct{}{}
 		if st, ok := states[k]; ok {
 			out = append(out, orStateToWire(k, st))
 		} else {
