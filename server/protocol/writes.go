@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -136,6 +137,7 @@ type jobState struct {
 	rejected []rejection
 	err      *wire.ErrorMessage // the whole job failed
 	grouped  bool               // an op was skipped because an earlier job of the group carries it
+	ack      string             // lastId of its OP_ACK when not the job's (a partial ack)
 }
 
 // writeWorker is the connection's write loop.
@@ -237,12 +239,25 @@ func (c *conn) applyGroup(group []*writeJob) {
 			}
 		}
 		if len(cands) > s.opts.MaxBatchOps {
-			st.err = &wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
-				"protocol: %s asks to apply %d operations, more than the limit of %d operations per batch (TOPGUN_MAX_BATCH_OPS); send smaller batches or raise the limit",
-				job.typ, len(cands), s.opts.MaxBatchOps)}
-			st.rejected = nil
-			st.grouped = false
-			continue
+			if k, ok := ackablePrefix(job, cands[s.opts.MaxBatchOps-1].ref.idx); ok {
+				// TopGun's client re-sends every unacknowledged op with
+				// each write, so refusing a batch of more new ops than
+				// the limit (an offline client's backlog) would refuse it
+				// forever. Its ops carry ascending numeric ids and the
+				// client marks every op up to lastId as synced: apply the
+				// first MaxBatchOps and acknowledge up to the last of
+				// them; the client sends the rest again.
+				cands = cands[:s.opts.MaxBatchOps]
+				st.rejected = slices.DeleteFunc(st.rejected, func(r rejection) bool { return r.idx > k })
+				st.ack = job.ops[k].ID
+			} else {
+				st.err = &wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
+					"protocol: %s asks to apply %d operations, more than the limit of %d operations per batch (TOPGUN_MAX_BATCH_OPS); send smaller batches or raise the limit",
+					job.typ, len(cands), s.opts.MaxBatchOps)}
+				st.rejected = nil
+				st.grouped = false
+				continue
+			}
 		}
 		for _, cd := range cands {
 			if cd.ref.fpOK {
@@ -297,8 +312,32 @@ func (c *conn) applyGroup(group []*writeJob) {
 			}
 			c.answerWrite(&m)
 		}
-		c.answerWrite(&wire.OpAck{LastID: st.job.ack, AchievedLevel: s.ackLevel})
+		ack := st.job.ack
+		if st.ack != "" {
+			ack = st.ack
+		}
+		c.answerWrite(&wire.OpAck{LastID: ack, AchievedLevel: s.ackLevel})
 	}
+}
+
+// ackablePrefix reports whether an OP_ACK with the id of op k of an
+// OP_BATCH or CLIENT_OP job acknowledges exactly its ops 0..k with
+// TopGun's client, which marks synced every op whose numeric id is at most
+// lastId's: every op's id is a decimal number and the ids ascend. It
+// returns k.
+func ackablePrefix(job *writeJob, k int) (int, bool) {
+	if job.push != nil || k < 0 || k >= len(job.ops) {
+		return 0, false
+	}
+	var prev uint64
+	for i := range job.ops {
+		id, err := strconv.ParseUint(job.ops[i].ID, 10, 64)
+		if err != nil || (i > 0 && id <= prev) {
+			return 0, false
+		}
+		prev = id
+	}
+	return k, true
 }
 
 // lastOpID is the lastId TopGun acknowledges a batch with: the id of its

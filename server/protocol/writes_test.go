@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -133,9 +135,11 @@ func TestWrite_batchLimitErrorKeepsConnection(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{opts: Options{MaxBatchOps: 10}})
 	c := e.dial(t)
+	// Ids that are not ascending numbers cannot be acknowledged in part
+	// (see TestWrite_backlogOverBatchLimitIsAcknowledgedInParts).
 	ops := make([]wire.ClientOp, 11)
 	for i := range ops {
-		ops[i] = putOp(itoa(i+1), "m", "k"+itoa(i), i, cts("c1"))
+		ops[i] = putOp("op-"+itoa(i+1), "m", "k"+itoa(i), i, cts("c1"))
 	}
 	c.send(&wire.OpBatch{Ops: ops})
 	m := expect[*wire.ErrorMessage](c)
@@ -146,7 +150,7 @@ func TestWrite_batchLimitErrorKeepsConnection(t *testing.T) {
 	if e.be.applied.Load() != 0 {
 		t.Fatal("ops of a refused batch were applied")
 	}
-	if ack := c.write(ops[:10]...); ack.LastID != "10" {
+	if ack := c.write(ops[:10]...); ack.LastID != "op-10" {
 		t.Fatalf("OP_ACK = %+v", ack)
 	}
 }
@@ -337,6 +341,61 @@ func TestWrite_groupsStayWithinTheBatchLimit(t *testing.T) {
 	for _, want := range []string{"1", "11", itoa(11 + abi.MaxBatchOps)} {
 		if ack := expect[*wire.OpAck](c); ack.LastID != want {
 			t.Fatalf("OP_ACK %+v, want lastId %s", ack, want)
+		}
+	}
+}
+
+// TopGun's client sends its whole backlog of unacknowledged ops in one
+// OP_BATCH on connect and with every later write (reference §3.5), with
+// ascending numeric ids, and marks synced every op whose id is at most the
+// OP_ACK's lastId. A backlog of more new ops than MaxBatchOps (an offline
+// client's) must still reach the server: refused whole, it would be
+// refused on every re-send and never sync. It is applied in parts, each
+// acknowledged up to its last op.
+func TestWrite_backlogOverBatchLimitIsAcknowledgedInParts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxBatchOps: 10}})
+	c := e.dial(t)
+	var pending []wire.ClientOp
+	for i := 1; i <= 25; i++ {
+		pending = append(pending, putOp(itoa(i), "backlog", "k"+itoa(i), i, cts("c1")))
+	}
+	// A refused op past the first part is refused when its part is
+	// applied, not before.
+	pending[14] = putOp("15", "_topgun_device_credentials", "x", 1, cts("c1"))
+	var rejected []string
+	for round := 0; len(pending) > 0; round++ {
+		if round == 5 {
+			t.Fatalf("%d ops still unacknowledged after %d rounds", len(pending), round)
+		}
+		c.send(&wire.OpBatch{Ops: pending})
+		var ack *wire.OpAck
+		for ack == nil {
+			switch m := c.next().(type) {
+			case *wire.OpAck:
+				ack = m
+			case *wire.OpRejected:
+				rejected = append(rejected, m.OpID)
+			default:
+				t.Fatalf("round %d: got %s %+v, want OP_ACK", round, m.Type(), m)
+			}
+		}
+		last, err := strconv.Atoi(ack.LastID)
+		if err != nil {
+			t.Fatalf("round %d: OP_ACK lastId %q is not an op id", round, ack.LastID)
+		}
+		// As TopGun's client: drop every op up to lastId.
+		pending = slices.DeleteFunc(pending, func(op wire.ClientOp) bool {
+			id, _ := strconv.Atoi(op.ID)
+			return id <= last
+		})
+	}
+	if !slices.Equal(rejected, []string{"15"}) {
+		t.Fatalf("OP_REJECTED for %v, want once for op 15", rejected)
+	}
+	for i := 1; i <= 25; i++ {
+		if _, _, ok := e.getLWW("backlog", "k"+itoa(i)); ok != (i != 15) {
+			t.Fatalf("key k%d stored = %v", i, ok)
 		}
 	}
 }
