@@ -156,6 +156,12 @@ type Store struct {
 	maps  map[string]*mapState
 	nodes []string
 	nodeI map[string]uint32
+	// nodeRefs counts the indexed LWW keys stamped by each node; a node id
+	// no key uses any more is forgotten and its slot (in nodeFree) reused:
+	// node ids come from clients, and kept forever they grew with writes,
+	// not with data.
+	nodeRefs []uint32
+	nodeFree []uint32
 
 	// repair holds the keys of failed commits whose stored state is not
 	// known (the batch may have been applied); guarded by mu, written only
@@ -349,14 +355,36 @@ func (s *Store) mapState(name string, create bool) *mapState {
 	return ms
 }
 
+// nodeIndex returns the index of a node id, counting one more key stamped
+// by it (releaseNode undoes that).
 func (s *Store) nodeIndex(id string) uint32 {
 	if i, ok := s.nodeI[id]; ok {
+		s.nodeRefs[i]++
 		return i
 	}
-	i := uint32(len(s.nodes))
-	s.nodes = append(s.nodes, id)
+	var i uint32
+	if n := len(s.nodeFree); n > 0 {
+		i = s.nodeFree[n-1]
+		s.nodeFree = s.nodeFree[:n-1]
+		s.nodes[i] = id
+		s.nodeRefs[i] = 1
+	} else {
+		i = uint32(len(s.nodes))
+		s.nodes = append(s.nodes, id)
+		s.nodeRefs = append(s.nodeRefs, 1)
+	}
 	s.nodeI[id] = i
 	return i
+}
+
+// releaseNode counts one key fewer stamped by the node of m.
+func (s *Store) releaseNode(m lwwMeta) {
+	i := m.node &^ tombstoneBit
+	if s.nodeRefs[i]--; s.nodeRefs[i] == 0 {
+		delete(s.nodeI, s.nodes[i])
+		s.nodes[i] = ""
+		s.nodeFree = append(s.nodeFree, i)
+	}
 }
 
 func (s *Store) lwwTimestamp(m lwwMeta) record.Timestamp {
@@ -375,6 +403,7 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 	if hadL && (rv == nil || rv.Kind != record.KindLWW) {
 		ms.lww.remove(key, lwwItemHash(key, s.lwwTimestamp(oldL)))
 		delete(ms.exp, key)
+		s.releaseNode(oldL)
 	}
 	if hadO && (rv == nil || rv.Kind == record.KindLWW) {
 		ms.or.remove(key, oldO.hash)
@@ -384,6 +413,12 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 		delete(ms.orTags, key)
 	}
 	if rv == nil {
+		if ms.lww.size == 0 && ms.or.size == 0 {
+			// Forget a map left with no keys (its tombstones collected):
+			// map names come from clients, and state kept for every name
+			// ever written would only grow.
+			delete(s.maps, mapName)
+		}
 		return
 	}
 	switch rv.Kind {
@@ -403,6 +438,9 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 			oldItem = lwwItemHash(key, s.lwwTimestamp(oldL))
 		}
 		ms.lww.set(key, m, hadL, oldItem, lwwItemHash(key, ts))
+		if hadL {
+			s.releaseNode(oldL) // after taking the new one: it may be the same
+		}
 	default:
 		// TopGun's legacy orTombstones shape holds tombstones only (its
 		// ORMap has no records): it is indexed like a current key with

@@ -14,94 +14,125 @@ import (
 //
 // The trie is also the record index: each of the 4096 depth-3 leaves holds
 // the metadata of its keys, so a key is stored once and a leaf request lists
-// its keys without a scan. Node hashes are kept per level in fixed arrays and
-// updated incrementally (combine is a sum, so a child's change is a delta).
+// its keys without a scan. Node hashes are updated incrementally (combine is
+// a sum, so a child's change is a delta).
+//
+// A map costs memory in proportion to the leaves it uses: leaf hashes live
+// in the leaves, and the two upper levels (2 KiB) exist only while the trie
+// holds a key. Fixed arrays for all 4096 leaves cost 34 KiB per trie, two
+// per map, so each write to a new map name held 68 KiB of heap for as long
+// as the server ran, whatever the record's size.
 type trie[M any] struct {
-	leaves map[uint16]map[string]M // leaf id (first 3 hex digits) -> key -> meta
-	h3     [4096]uint32            // leaf hashes
-	h2     [256]uint32
-	h1     [16]uint32
-	n3     [4096]uint32 // keys under each node, to list only non-empty children
-	n2     [256]uint32
-	n1     [16]uint32
+	leaves map[uint16]*leaf[M] // leaf id (first 3 hex digits) -> its keys
+	up     *upper              // nil while the trie is empty
 	size   int
 }
 
-func newTrie[M any]() *trie[M] { return &trie[M]{leaves: map[uint16]map[string]M{}} }
+type leaf[M any] struct {
+	keys map[string]M
+	hash uint32
+}
+
+// upper holds the hashes and key counts of levels 1 and 2.
+type upper struct {
+	h2 [256]uint32
+	h1 [16]uint32
+	n2 [256]uint32
+	n1 [16]uint32
+}
+
+func newTrie[M any]() *trie[M] { return &trie[M]{leaves: map[uint16]*leaf[M]{}} }
 
 // leafOf returns the depth-3 leaf id of a key: its path's first 3 hex digits.
 func leafOf(key string) uint16 { return uint16(merkle.FNV1a(key) >> 20) }
 
 func (t *trie[M]) get(key string) (M, bool) {
-	m, ok := t.leaves[leafOf(key)][key]
-	return m, ok
+	if lf := t.leaves[leafOf(key)]; lf != nil {
+		m, ok := lf.keys[key]
+		return m, ok
+	}
+	var zero M
+	return zero, false
 }
 
 // set stores meta for key. oldItem/newItem are the item hashes before and
 // after (had says whether the key was present).
 func (t *trie[M]) set(key string, meta M, had bool, oldItem, newItem uint32) {
-	leaf := leafOf(key)
-	lm := t.leaves[leaf]
-	if lm == nil {
-		lm = map[string]M{}
-		t.leaves[leaf] = lm
+	id := leafOf(key)
+	lf := t.leaves[id]
+	if lf == nil {
+		lf = &leaf[M]{keys: map[string]M{}}
+		t.leaves[id] = lf
 	}
-	lm[key] = meta
+	lf.keys[key] = meta
 	if !had {
-		t.count(leaf, 1)
+		if t.up == nil {
+			t.up = &upper{}
+		}
+		t.count(id, 1)
 		t.size++
 	}
-	t.rehash(leaf, oldItem, newItem, had)
+	t.rehash(lf, id, oldItem, newItem, had)
 }
 
 func (t *trie[M]) remove(key string, oldItem uint32) {
-	leaf := leafOf(key)
-	lm := t.leaves[leaf]
-	if _, ok := lm[key]; !ok {
+	id := leafOf(key)
+	lf := t.leaves[id]
+	if lf == nil {
 		return
 	}
-	delete(lm, key)
-	if len(lm) == 0 {
-		delete(t.leaves, leaf)
+	if _, ok := lf.keys[key]; !ok {
+		return
 	}
-	t.count(leaf, ^uint32(0))
+	delete(lf.keys, key)
+	t.count(id, ^uint32(0))
 	t.size--
-	t.rehashDelta(leaf, -merkle.Mix(oldItem))
+	t.rehashDelta(lf, id, -merkle.Mix(oldItem))
+	if len(lf.keys) == 0 {
+		delete(t.leaves, id)
+	}
+	if t.size == 0 {
+		// Every hash and count is back to 0 (sums of what was removed).
+		t.up = nil
+	}
 }
 
-func (t *trie[M]) count(leaf uint16, d uint32) {
-	t.n3[leaf] += d
-	t.n2[leaf>>4] += d
-	t.n1[leaf>>8] += d
+func (t *trie[M]) count(id uint16, d uint32) {
+	t.up.n2[id>>4] += d
+	t.up.n1[id>>8] += d
 }
 
-func (t *trie[M]) rehash(leaf uint16, oldItem, newItem uint32, had bool) {
+func (t *trie[M]) rehash(lf *leaf[M], id uint16, oldItem, newItem uint32, had bool) {
 	delta := merkle.Mix(newItem)
 	if had {
 		delta -= merkle.Mix(oldItem)
 	}
-	t.rehashDelta(leaf, delta)
+	t.rehashDelta(lf, id, delta)
 }
 
 // rehashDelta adds delta (mod 2^32) to the leaf hash and propagates the
 // change of each node's fmix32 to its parent.
-func (t *trie[M]) rehashDelta(leaf uint16, delta uint32) {
+func (t *trie[M]) rehashDelta(lf *leaf[M], id uint16, delta uint32) {
 	if delta == 0 {
 		return
 	}
-	old3 := t.h3[leaf]
-	t.h3[leaf] += delta
-	i2 := leaf >> 4
-	old2 := t.h2[i2]
-	t.h2[i2] += merkle.Mix(t.h3[leaf]) - merkle.Mix(old3)
-	i1 := leaf >> 8
-	t.h1[i1] += merkle.Mix(t.h2[i2]) - merkle.Mix(old2)
+	old3 := lf.hash
+	lf.hash += delta
+	u := t.up
+	i2 := id >> 4
+	old2 := u.h2[i2]
+	u.h2[i2] += merkle.Mix(lf.hash) - merkle.Mix(old3)
+	i1 := id >> 8
+	u.h1[i1] += merkle.Mix(u.h2[i2]) - merkle.Mix(old2)
 }
 
 // root is the hash of the level-0 node.
 func (t *trie[M]) root() uint32 {
+	if t.up == nil {
+		return 0
+	}
 	var r uint32
-	for _, h := range t.h1 {
+	for _, h := range t.up.h1 {
 		r += merkle.Mix(h)
 	}
 	return r
@@ -119,17 +150,21 @@ func (t *trie[M]) buckets(path string) (map[string]uint32, bool) {
 		return nil, false
 	}
 	out := map[string]uint32{}
+	if t.up == nil {
+		return out, true
+	}
 	for c := 0; c < 16; c++ {
 		var n, h uint32
 		switch len(path) {
 		case 0:
-			n, h = t.n1[c], t.h1[c]
+			n, h = t.up.n1[c], t.up.h1[c]
 		case 1:
 			i := prefix<<4 | uint32(c)
-			n, h = t.n2[i], t.h2[i]
+			n, h = t.up.n2[i], t.up.h2[i]
 		case 2:
-			i := prefix<<4 | uint32(c)
-			n, h = t.n3[i], t.h3[i]
+			if lf := t.leaves[uint16(prefix<<4|uint32(c))]; lf != nil {
+				n, h = uint32(len(lf.keys)), lf.hash
+			}
 		}
 		if n > 0 {
 			out[merkle.Digits[c:c+1]] = h
@@ -147,7 +182,10 @@ func (t *trie[M]) leafKeys(path string) ([]string, bool) {
 	if !ok {
 		return nil, false
 	}
-	lm := t.leaves[uint16(id)]
+	var lm map[string]M
+	if lf := t.leaves[uint16(id)]; lf != nil {
+		lm = lf.keys
+	}
 	keys := make([]string, 0, len(lm))
 	for k := range lm {
 		keys = append(keys, k)
@@ -171,8 +209,8 @@ func parseHexPath(path string) (uint32, bool) {
 
 // each calls f for every key until f returns false.
 func (t *trie[M]) each(f func(key string, m M) bool) {
-	for _, lm := range t.leaves {
-		for k, m := range lm {
+	for _, lf := range t.leaves {
+		for k, m := range lf.keys {
 			if !f(k, m) {
 				return
 			}
