@@ -554,6 +554,38 @@ var faults = []fault{
 			return maps, err
 		}}
 	}},
+	// A backend that keeps a batch, a get's records, a page or the map
+	// list in a fixed-size array loses records without an error.
+	{"apply drops mutations past 1024", []string{"Batch/Limits", "ListMaps"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if b != nil && len(b.Mutations) > 1024 && len(b.Mutations) <= abi.MaxBatchOps {
+				c := *b
+				c.Mutations = c.Mutations[:1024]
+				return in.Apply(ctx, &c)
+			}
+			return in.Apply(ctx, b)
+		}}
+	}},
+	{"get answers at most 1000 records", []string{"Batch/Limits"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+			recs, err := in.Get(ctx, m, backup, keys)
+			return recs[:min(len(recs), 1000)], err
+		}}
+	}},
+	{"scan treats a limit of 0 as no limit", []string{"Batch/Limits"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			if req.Limit <= 0 {
+				req.Limit = 1 << 30
+			}
+			return in.Scan(ctx, req)
+		}}
+	}},
+	{"list maps answers at most 1000 names", []string{"ListMaps"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listMaps: func(ctx context.Context) ([]string, error) {
+			maps, err := in.ListMaps(ctx)
+			return maps[:min(len(maps), 1000)], err
+		}}
+	}},
 	{"close not idempotent", []string{"Close/UseAfterClose"}, func(in *null.Backend) *faulty {
 		closed := false
 		return &faulty{inner: in, close: func() error {

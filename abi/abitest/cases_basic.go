@@ -2,6 +2,8 @@ package abitest
 
 import (
 	"errors"
+	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/topgun-go/topgun/abi"
@@ -373,5 +375,18 @@ func testListMaps(t TB, h Harness) {
 	want = []string{"A", "a", "a b", "a-b", "a/b", "b"}
 	if maps, err := be.ListMaps(ctx); err != nil || !equalStrings(maps, want) {
 		t.Errorf("ListMaps() = %s, %v; want %s", qs(maps), err, qs(want))
+	}
+	// Many maps are all listed: the server rebuilds its index from
+	// ListMaps at start, so a map left out is lost to clients.
+	b = &abi.Batch{Now: t0 + 3}
+	for i := 0; i < 2*abi.DefaultScanLimit+1; i++ {
+		name := fmt.Sprintf("many/%05d", i)
+		b.Put(name, "k", false, []byte("v"), 0)
+		want = append(want, name)
+	}
+	apply(t, be, b)
+	sort.Strings(want)
+	if maps, err := be.ListMaps(ctx); err != nil || !equalStrings(maps, want) {
+		t.Errorf("ListMaps() with %d maps = %d names, %v; want every map once, sorted", len(want), len(maps), err)
 	}
 }

@@ -2,6 +2,7 @@ package abitest
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -152,12 +153,32 @@ func testBatchLimits(t TB, h Harness) {
 	if d := diffState(snapshot(t, be, []string{"m"}), before); d != "" {
 		t.Errorf("a batch over MaxBatchOps changed the backend: %s", d)
 	}
+	// A large batch applies every mutation, and a get of many keys and a
+	// scan with the default limit answer all of them: a backend that
+	// keeps a batch, a get or a page in a fixed-size array would otherwise
+	// lose records silently.
+	n := abi.MaxBatchOps
 	if h.Short {
-		return
+		n = 4*abi.DefaultScanLimit + 1
 	}
-	b.Mutations = b.Mutations[:abi.MaxBatchOps]
-	if err := be.Apply(ctx, b); err != nil {
-		t.Errorf("Apply of exactly MaxBatchOps (%d) mutations = %v; want nil", abi.MaxBatchOps, err)
+	big := &abi.Batch{Now: t0 + 1, Mutations: make([]abi.Mutation, 0, n)}
+	big.Delete("m", "k", false)
+	keys := make([]string, 0, n-1)
+	want := make([]abi.Record, 0, n-1)
+	for i := 1; i < n; i++ {
+		k := fmt.Sprintf("p%06d", i)
+		keys = append(keys, k)
+		big.Put("big", k, false, []byte(k), 0)
+		want = append(want, abi.Record{Map: "big", Key: k, Value: []byte(k), CreatedAt: t0 + 1, UpdatedAt: t0 + 1})
+	}
+	if err := be.Apply(ctx, big); err != nil {
+		t.Fatalf("Apply of %d mutations = %v; want nil (the limit is %d)", n, err, abi.MaxBatchOps)
 	}
 	mustMiss(t, be, "m", "k", false)
+	if d := diffRecords(get(t, be, "big", false, keys...), want); d != "" {
+		t.Errorf("Get of the %d keys a batch of %d mutations put: %s (every mutation of a batch applies, and a get answers every key found)", len(keys), n, d)
+	}
+	if d := diffRecords(scanAll(t, be, "big", false, 0, 0), want); d != "" {
+		t.Errorf("Scan of the %d records a batch of %d mutations put: %s", len(keys), n, d)
+	}
 }
