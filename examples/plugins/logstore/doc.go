@@ -48,8 +48,11 @@
 //
 // # Caveats
 //
-// Only one process may open a directory at a time; nothing enforces it
-// (there are no file locks under wasip1). Open reads the whole log, so it
+// Only one store may use a directory at a time: two would write over each
+// other's batches. Natively Open locks the directory (flock) and refuses a
+// directory another store holds; under wasip1 there are no file locks and
+// nothing enforces it, so the operator must give each server its own
+// TOPGUN_PLUGIN_DATA_DIR. Open reads the whole log, so it
 // takes time proportional to the log's size. The index costs about 115
 // bytes plus the key per record (measured with 16-byte keys), so a plugin
 // instance under the host's default 256 MiB memory limit holds on the

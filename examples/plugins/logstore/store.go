@@ -95,6 +95,10 @@ type Store struct {
 	wmu sync.Mutex
 	buf []byte // write buffer, under wmu
 
+	// lock holds the directory's lock (lockDir) until Close; nil where
+	// there are no file locks.
+	lock *os.File
+
 	mu          sync.RWMutex
 	f           *os.File
 	size        int64 // end of the last committed batch and size of the file
@@ -115,7 +119,9 @@ const writeChunk = 1 << 20
 // crash (the frames of a batch whose commit frame is missing or damaged),
 // and refuses a log whose committed content is invalid.
 //
-// Only one Store may use a directory at a time; nothing enforces this.
+// Only one Store may use a directory at a time. Natively Open takes a lock
+// on the directory and refuses it while another Store (of any process)
+// holds it; under wasip1 there are no file locks and nothing enforces it.
 func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 	if opts == nil {
 		opts = DefaultOptions()
@@ -133,6 +139,20 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, abi.Wrap(abi.CodeUnavailable, err, "logstore: create data directory %s", dir)
 	}
+	lock, err := lockDir(dir)
+	if errors.Is(err, errLocked) {
+		return nil, abi.Errorf(abi.CodeUnavailable, "logstore: %s is in use by another store (another process, or a store not closed); give each store its own directory", dir)
+	}
+	if err != nil {
+		return nil, abi.Wrap(abi.CodeUnavailable, err, "logstore: lock data directory %s", dir)
+	}
+	s.lock = lock
+	ok := false
+	defer func() {
+		if !ok && lock != nil {
+			lock.Close()
+		}
+	}()
 	if err := os.Remove(filepath.Join(dir, compactFileName)); err == nil {
 		s.log.Info("removed an interrupted compaction", "file", compactFileName)
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -150,6 +170,7 @@ func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 	s.wmu.Lock()
 	s.maybeCompact()
 	s.wmu.Unlock()
+	ok = true
 	return s, nil
 }
 
@@ -779,6 +800,11 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.ix = newIndex()
+	if s.lock != nil {
+		// Released after the log is closed (deferred), so that a store
+		// opened next never shares the file with this one.
+		defer s.lock.Close()
+	}
 	if err := s.f.Close(); err != nil {
 		return abi.Wrap(abi.CodeInternal, err, "logstore: close %s", s.path)
 	}
