@@ -16,9 +16,12 @@
 // Put, Remove and Batch stamp each op with the client's hybrid logical
 // clock (TopGun's rules) and wait for OP_ACK. A single op goes as
 // CLIENT_OP, several as OP_BATCH (TopGun acks a batch with its last op's
-// id). Writes made while disconnected are queued and sent, with every other
-// unacknowledged write, as OP_BATCH right after the next handshake, as the
-// TS client does; delivery is therefore at-least-once. A write whose
+// id; an ack naming an earlier op of it, which this project's server sends
+// for a batch over its TOPGUN_MAX_BATCH_OPS, acknowledges that prefix and
+// the rest is sent again). Writes made while disconnected are queued and
+// sent, with every other unacknowledged write, as OP_BATCH right after the
+// next handshake, as the TS client does; delivery is therefore
+// at-least-once. A write whose
 // caller's context ends stays queued the same way. TopGun stamps each write
 // with its own clock when it arrives, so the last write to arrive wins: once
 // a write to a key is acknowledged, older unacknowledged writes to that key

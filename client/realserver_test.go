@@ -17,6 +17,12 @@ import (
 // auth) on 127.0.0.1 and returns its WebSocket URL.
 func realServer(t testing.TB) string {
 	t.Helper()
+	return realServerWith(t, nil)
+}
+
+// realServerWith is realServer with the server's options changed by edit.
+func realServerWith(t testing.TB, edit func(*protocol.Options)) string {
+	t.Helper()
 	be := null.Open()
 	clock, err := srvhlc.New("server-1", nil)
 	if err != nil {
@@ -26,7 +32,11 @@ func realServer(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := protocol.New(st, &protocol.Options{Logger: testLogger(t)})
+	po := &protocol.Options{Logger: testLogger(t)}
+	if edit != nil {
+		edit(po)
+	}
+	srv, err := protocol.New(st, po)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -280,24 +281,45 @@ func (c *Client) sendChunk(ctx context.Context, cn *conn, ps []*pendingOp, batch
 }
 
 // ack resolves the writes an OP_ACK acknowledges: the CLIENT_OP or
-// OP_BATCH whose last op id is lastID. An id that matches no message sent on
-// this connection is read as TopGun's TS client reads it: every op with a
-// numeric id up to it.
+// OP_BATCH whose last op id is lastID. The id of another op of a message
+// sent is a partial ack of that message: this project's server applies an
+// OP_BATCH of more ops than its TOPGUN_MAX_BATCH_OPS up to the limit,
+// acknowledges up to the last op it applied and expects the rest again, so
+// the rest is queued to be re-sent. An id that matches no op sent on this
+// connection is read as TopGun's TS client reads it: every op with a
+// numeric id up to it, of the messages sent on this connection (a write
+// still queued cannot have been received).
 func (c *Client) ack(lastID string) {
-	var done []*pendingOp
+	var done, resend []*pendingOp
 	c.mu.Lock()
 	if g, ok := c.groups[lastID]; ok {
 		delete(c.groups, lastID)
 		done = g
 	} else if n, err := strconv.ParseUint(lastID, 10, 64); err == nil {
-		for id, p := range c.pending {
-			if id <= n {
-				done = append(done, p)
+		// The message that holds op n, if any, is the only one this ack
+		// is about: re-sent remainders go out after later messages, so
+		// ids no longer tell which messages the server has answered.
+		only := ""
+		for k, g := range c.groups {
+			if slices.ContainsFunc(g, func(p *pendingOp) bool { return p.id == n }) {
+				only = k
+				break
 			}
 		}
-		for k := range c.groups {
-			if g, err := strconv.ParseUint(k, 10, 64); err == nil && g <= n {
-				delete(c.groups, k)
+		for k, g := range c.groups {
+			if g[0].id > n || (only != "" && k != only) {
+				continue // not covered: its own ack is still to come
+			}
+			delete(c.groups, k)
+			for _, p := range g {
+				switch {
+				case p.id <= n:
+					done = append(done, p) // as for a group's own ack
+				case c.pending[p.id] == p || c.superseded[p]:
+					// The server will not answer these: send them again
+					// (flush fails the superseded ones with ErrSuperseded).
+					resend = append(resend, p)
+				}
 			}
 		}
 	} else {
@@ -311,6 +333,21 @@ func (c *Client) ack(lastID string) {
 		}
 		c.settle(p)
 		acked = append(acked, p)
+	}
+	if len(resend) > 0 {
+		c.unsent = append(resend, c.unsent...)
+		slices.SortFunc(c.unsent, func(a, b *pendingOp) int { return cmp.Compare(a.id, b.id) })
+		// Not on the connection's goroutine, which must keep reading
+		// while the frame is written.
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if c.lockSend(c.ctx) != nil {
+				return // closed
+			}
+			defer c.unlockSend()
+			c.flush(c.ctx)
+		}()
 	}
 	c.mu.Unlock()
 	for _, p := range acked {
