@@ -18,8 +18,11 @@
 // every connection loops: it sends BatchSize puts of new keys with values
 // of ValueBytes bytes to one of Maps maps (as CLIENT_OP for one op, else
 // OP_BATCH), waits for the OP_ACK that names the batch's last op, and sends
-// the next batch. One batch is in flight per connection, so the offered
-// load is closed-loop: Connections x BatchSize ops at most wait at once.
+// the next batch. A server that acknowledges only a prefix of the batch
+// (this project's server over its TOPGUN_MAX_BATCH_OPS) gets the rest
+// again, as TopGun's client sends it, until the last op is acknowledged.
+// One batch is in flight per connection, so the offered load is
+// closed-loop: Connections x BatchSize ops at most wait at once.
 //
 // # What is counted
 //

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -616,26 +617,32 @@ func (w *worker) batch(ctx context.Context, n int, ackTimer *time.Timer) error {
 			Record:  &w.recs[i],
 		}
 	}
-	var m wire.Message = &wire.OpBatch{Ops: ops}
-	if n == 1 {
-		m = &wire.ClientOpMessage{ClientOp: ops[0]}
-	}
-	b, err := wire.Encode(m)
-	if err != nil {
-		return fmt.Errorf("loadgen: encode a batch: %w", err)
-	}
 	lastID := ops[n-1].ID
 	c := w.c
+	send := func(ops []wire.ClientOp) error {
+		var m wire.Message = &wire.OpBatch{Ops: ops}
+		if len(ops) == 1 {
+			m = &wire.ClientOpMessage{ClientOp: ops[0]}
+		}
+		b, err := wire.Encode(m)
+		if err != nil {
+			return fmt.Errorf("loadgen: encode a batch: %w", err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, o.AckTimeout)
+		defer cancel()
+		if err := c.ws.Write(wctx, websocket.MessageBinary, b); err != nil {
+			return fmt.Errorf("loadgen: send a batch: %w", err)
+		}
+		return nil
+	}
 
 	start := time.Now()
 	ackTimer.Reset(o.AckTimeout)
 	defer ackTimer.Stop()
-	wctx, cancel := context.WithTimeout(ctx, o.AckTimeout)
-	err = c.ws.Write(wctx, websocket.MessageBinary, b)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("loadgen: send a batch: %w", err)
+	if err := send(ops); err != nil {
+		return err
 	}
+	rest := ops // the ops not acknowledged yet
 	rejected := 0
 	var firstReject string
 	for {
@@ -646,7 +653,20 @@ func (w *worker) batch(ctx context.Context, n int, ackTimer *time.Timer) error {
 		switch m := m.(type) {
 		case *wire.OpAck:
 			if m.LastID != lastID {
-				continue // not ours (there is one batch in flight)
+				// A partial ack: this project's server applies a batch
+				// of more ops than its TOPGUN_MAX_BATCH_OPS up to the
+				// limit, acknowledges up to the last op applied and
+				// expects the rest again. Any other id is not ours
+				// (there is one batch in flight).
+				k := slices.IndexFunc(rest[:len(rest)-1], func(op wire.ClientOp) bool { return op.ID == m.LastID })
+				if k < 0 {
+					continue
+				}
+				rest = rest[k+1:]
+				if err := send(rest); err != nil {
+					return err
+				}
+				continue
 			}
 			lat := time.Since(start)
 			w.r.ops.Add(int64(n - rejected))

@@ -212,3 +212,26 @@ func TestOptions_Validate(t *testing.T) {
 		})
 	}
 }
+
+// A server whose TOPGUN_MAX_BATCH_OPS is below the batch size applies each
+// batch up to its limit and acknowledges up to the last op applied,
+// expecting the rest again (as TopGun's client sends it). Every batch then
+// completes: no batch is an error and every op sent is stored.
+func TestRun_batchOverServerLimitIsCompleted(t *testing.T) {
+	t.Parallel()
+	url := startServer(t, map[string]string{"STORAGE_BACKEND": "null", "TOPGUN_MAX_BATCH_OPS": "7"})
+	res, err := loadgen.Run(context.Background(), loadgen.Options{
+		URL: url, Connections: 2, BatchSize: 20, ValueBytes: 16, Duration: time.Minute, MaxOps: 100,
+		AckTimeout: 20 * time.Second, Logger: testLogger(t),
+	})
+	t.Log(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ops != 100 || res.Batches != 5 || res.Errors != 0 {
+		t.Errorf("Ops %d, Batches %d, Errors %d (first %v); want 100 ops in 5 batches, no error", res.Ops, res.Batches, res.Errors, res.FirstError)
+	}
+	if n := countRecords(t, url, "loadgen-", 1, 16); n != 100 {
+		t.Errorf("the server holds %d records, want 100", n)
+	}
+}
