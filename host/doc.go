@@ -91,7 +91,9 @@
 // A module using instructions the meter does not know (GC, typed function
 // references, exception handling) falls back to WithCloseOnContextDone,
 // and says so in the log. In trusted mode nothing is instrumented: a
-// guest that never returns hangs its caller; deadlines are checked only
+// guest that never returns hangs its caller, and the whole process at the
+// next garbage collection (Go cannot preempt compiled guest code, and the
+// collector waits for every goroutine); deadlines are checked only
 // before a call starts and while it waits for an instance. BenchmarkTrust
 // measures the difference (the README's Sandbox section has the figures).
 //

@@ -456,8 +456,13 @@ func (b *Backend) finish(in *instance, probe bool, err error) {
 // Options.BreakerFailures failures within BreakerWindow) and no retry is
 // due. When a retry is due Healthy returns nil and the next call is the
 // retry. plugins.Store.Ping consults it, so /ready reports the plugin
-// unavailable while the breaker is open.
-func (b *Backend) Healthy() error { return b.breaker.healthy() }
+// unavailable while the breaker is open, and once the backend is closed.
+func (b *Backend) Healthy() error {
+	if b.pool.closing.Load() {
+		return abi.Errorf(abi.CodeUnavailable, "%s: backend is closed", b.p.prefix)
+	}
+	return b.breaker.healthy()
+}
 
 // Stats are counters of a loaded plugin, for health checks and metrics.
 type Stats struct {
@@ -519,12 +524,15 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 }
 
 // Close closes every instance (calling the plugin's close) and the runtime.
-// It waits for calls in flight. It is idempotent.
+// It waits for calls in flight, and for the plugin's close, at most
+// CallTimeout in all: instances still busy then are abandoned (each is
+// discarded when its call returns, and the runtime closed after the last)
+// and Close returns an abi.CodeDeadlineExceeded error saying so. Calls
+// after Close fail with abi.CodeUnavailable. It is idempotent.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
 		ctx := context.Background()
-		b.closeErr = b.pool.close(ctx)
-		b.p.close(ctx)
+		b.closeErr = b.pool.close(ctx, b.p.opts.CallTimeout, func() { b.p.close(ctx) })
 	})
 	return b.closeErr
 }

@@ -27,7 +27,9 @@ const (
 	// several times more.
 	TrustSandboxed Trust = "sandboxed"
 	// TrustTrusted runs guest code without that instrumentation: faster,
-	// but a call that never returns hangs its caller. For first-party
+	// but a call that never returns hangs its caller, and the whole
+	// process at the next garbage collection, which waits for compiled
+	// guest code that Go cannot preempt. For first-party
 	// plugins only.
 	TrustTrusted Trust = "trusted"
 )

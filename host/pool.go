@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/topgun-go/topgun/abi"
 )
@@ -19,11 +20,26 @@ type pool struct {
 	idle  chan *instance
 	freed chan struct{} // a slot was freed
 	done  chan struct{} // closed by close
+	// wake tells close that a slot was freed (close takes instances that
+	// come back from idle itself). Only close reads it: a waiting call
+	// that takes a signal of freed must not leave close waiting for one
+	// that never comes.
+	wake chan struct{}
 
 	mu     sync.Mutex
 	live   int
 	nextID int
 	closed bool
+	// abandoned: close gave up waiting; instances still in use are
+	// discarded when their call returns.
+	abandoned bool
+	// closing mirrors closed for the fast path of acquire.
+	closing atomic.Bool
+	// onClosed (the runtime's close) runs once no instance is in use
+	// any more: closing the runtime under a running guest would race
+	// with its host calls.
+	onClosed     func()
+	onClosedOnce sync.Once
 
 	calls, failures, discarded atomic.Int64
 	// started counts the instances that started (ids are also used by
@@ -37,7 +53,7 @@ type pool struct {
 }
 
 func newPool(p *plugin, size int, first *instance) *pool {
-	pl := &pool{p: p, size: size, idle: make(chan *instance, size), freed: make(chan struct{}, size), done: make(chan struct{})}
+	pl := &pool{p: p, size: size, idle: make(chan *instance, size), freed: make(chan struct{}, size), done: make(chan struct{}), wake: make(chan struct{}, 1)}
 	pl.live, pl.nextID = 1, 1
 	pl.started.Store(1)
 	first.trackMemory(pl)
@@ -58,6 +74,11 @@ func (pl *pool) errClosed(call abi.WasmCall) error {
 // instance since.
 func (pl *pool) acquire(ctx context.Context, call abi.WasmCall, probe bool) (in *instance, startFailed bool, err error) {
 	for {
+		// A closed pool hands out no instance, not even one still idle
+		// that close has yet to close.
+		if pl.closing.Load() {
+			return nil, false, pl.errClosed(call)
+		}
 		select {
 		case in := <-pl.idle:
 			return in, false, nil
@@ -103,6 +124,10 @@ func (pl *pool) acquire(ctx context.Context, call abi.WasmCall, probe bool) (in 
 		select {
 		case in := <-pl.idle:
 			pl.waiting.Add(-1)
+			if pl.closing.Load() {
+				pl.release(in)
+				return nil, false, pl.errClosed(call)
+			}
 			return in, false, nil
 		case <-pl.freed:
 			pl.waiting.Add(-1)
@@ -120,60 +145,154 @@ func (pl *pool) acquire(ctx context.Context, call abi.WasmCall, probe bool) (in 
 func (pl *pool) slotFreed() {
 	pl.mu.Lock()
 	pl.live--
+	last := pl.abandoned && pl.live == 0
 	pl.mu.Unlock()
 	pl.signalFreed()
+	if last {
+		pl.onClosedOnce.Do(pl.onClosed)
+	}
 }
 
-// signalFreed wakes a call waiting for a slot, if any.
+// signalFreed wakes a call waiting for a slot, if any, and close.
 func (pl *pool) signalFreed() {
 	select {
 	case pl.freed <- struct{}{}:
 	default:
 	}
+	pl.signalClose()
 }
 
-// release returns an instance after a call, discarding it when poisoned.
-func (pl *pool) release(in *instance) {
-	if in.poisoned {
-		pl.discarded.Add(1)
-		pl.memBytes.Add(-in.memBytes)
-		in.memBytes = 0
-		in.discard(context.Background())
-		pl.slotFreed()
-		return
+// signalClose wakes close, if it waits.
+func (pl *pool) signalClose() {
+	select {
+	case pl.wake <- struct{}{}:
+	default:
 	}
-	in.trackMemory(pl)
-	pl.idle <- in
 }
 
-// close stops new calls, waits for the live instances and closes them.
-func (pl *pool) close(ctx context.Context) error {
+// release returns an instance after a call, discarding it when poisoned
+// or when close has given up waiting for it.
+func (pl *pool) release(in *instance) {
+	if !in.poisoned {
+		in.trackMemory(pl)
+		pl.mu.Lock()
+		if !pl.abandoned {
+			// Under the lock, so that abandon cannot miss it; the
+			// channel holds every live instance, so this never blocks.
+			pl.idle <- in
+			pl.mu.Unlock()
+			return
+		}
+		pl.mu.Unlock()
+	}
+	pl.discarded.Add(1)
+	pl.memBytes.Add(-in.memBytes)
+	in.memBytes = 0
+	in.discard(context.Background())
+	pl.slotFreed()
+}
+
+// close stops new calls, waits for the live instances and closes them
+// (calling the plugin's close), then runs onClosed. It gives up after wait:
+// the instances still in use, by calls in flight or by their own close, are
+// abandoned (each is discarded when its call returns, and the last one runs
+// onClosed) and close returns an error saying so.
+func (pl *pool) close(ctx context.Context, wait time.Duration, onClosed func()) error {
 	pl.mu.Lock()
 	if pl.closed {
 		pl.mu.Unlock()
 		return nil
 	}
+	pl.onClosed = onClosed
 	pl.closed = true
+	pl.closing.Store(true)
 	close(pl.done)
 	pl.mu.Unlock()
+	giveUp := make(chan struct{})
+	drained := make(chan error, 1)
+	go func() { drained <- pl.drain(ctx, giveUp) }()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case err := <-drained:
+		pl.onClosedOnce.Do(pl.onClosed)
+		return err
+	case <-timer.C:
+	}
+	close(giveUp)
+	busy := pl.abandon()
+	if busy == 0 {
+		pl.onClosedOnce.Do(pl.onClosed)
+	}
+	return abi.Errorf(abi.CodeDeadlineExceeded, "%s: close: %d instance(s) still busy after %s (TOPGUN_PLUGIN_CALL_TIMEOUT) were abandoned; each is discarded when its call returns",
+		pl.p.prefix, busy, wait)
+}
+
+// drain closes the live instances as they come back, each on its own
+// goroutine (so that one slow close does not eat the others' time), until
+// none is live or giveUp is closed.
+func (pl *pool) drain(ctx context.Context, giveUp <-chan struct{}) error {
+	var mu sync.Mutex
 	var errs []error
 	for {
 		pl.mu.Lock()
 		live := pl.live
 		pl.mu.Unlock()
 		if live == 0 {
+			mu.Lock()
+			defer mu.Unlock()
 			return errors.Join(errs...)
 		}
 		select {
 		case in := <-pl.idle:
-			if err := in.close(ctx); err != nil {
-				errs = append(errs, err)
+			select {
+			case <-giveUp:
+				// Too late for the plugin's close: abandon, or
+				// release once abandoned, discards it.
+				pl.release(in)
+				return nil
+			default:
 			}
-			pl.memBytes.Add(-in.memBytes)
-			pl.mu.Lock()
-			pl.live--
-			pl.mu.Unlock()
-		case <-pl.freed:
+			go func() {
+				err := in.close(ctx)
+				pl.memBytes.Add(-in.memBytes)
+				in.memBytes = 0
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+				pl.slotFreed()
+			}()
+		case <-pl.wake:
+		case <-giveUp:
+			return nil
 		}
 	}
+}
+
+// abandon makes release discard the instances still in use, discards the
+// idle ones and returns the number of instances left live.
+func (pl *pool) abandon() int {
+	pl.mu.Lock()
+	pl.abandoned = true
+	var idle []*instance
+	for more := true; more; {
+		select {
+		case in := <-pl.idle:
+			idle = append(idle, in)
+		default:
+			more = false
+		}
+	}
+	pl.live -= len(idle)
+	live := pl.live
+	pl.mu.Unlock()
+	for _, in := range idle {
+		pl.discarded.Add(1)
+		pl.memBytes.Add(-in.memBytes)
+		in.memBytes = 0
+		in.discard(context.Background())
+	}
+	return live
 }

@@ -1,0 +1,169 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// loadStubborn loads the stubborn test plugin (its close takes 10s)
+// sandboxed, with a pool of size instances, all of them started.
+func loadStubborn(t *testing.T, size int, timeout time.Duration) *Backend {
+	t.Helper()
+	o := testOptions(t)
+	o.PoolSize = size
+	o.CallTimeout = timeout
+	o.BreakerFailures = -1
+	b := mustLoad(t, buildTestPlugin(t, "stubborn"), o)
+	ctx := context.Background()
+	var held []*instance
+	for i := 0; i < size; i++ {
+		in, _, err := b.pool.acquire(ctx, abi.CallGet, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, in)
+	}
+	for _, in := range held {
+		b.pool.release(in)
+	}
+	if st := b.Stats(); st.Live != size {
+		t.Fatalf("stats %+v, want %d live instances", st, size)
+	}
+	return b
+}
+
+// TestBackend_Close_bounded checks that Close finishes within about one
+// call timeout however many instances the plugin has and however long
+// their close takes. A slow sandboxed close is stopped at the
+// call timeout, but Close used to close the instances one after another
+// and so took PoolSize call timeouts.
+func TestBackend_Close_bounded(t *testing.T) {
+	const size, timeout = 6, time.Second
+	b := loadStubborn(t, size, timeout)
+	start := time.Now()
+	err := b.Close()
+	took := time.Since(start)
+	t.Logf("Close took %s: %v", took, err)
+	// One call timeout, with room for a loaded machine; the instances one
+	// after another take size call timeouts.
+	if took > size*timeout/2 {
+		t.Errorf("Close took %s with %d instances and a call timeout of %s, want about one call timeout", took, size, timeout)
+	}
+	if !errors.Is(err, abi.ErrDeadlineExceeded) {
+		t.Errorf("Close = %v, want a deadline error (the plugin's close takes 10s)", err)
+	}
+	if _, err := b.Get(context.Background(), "m", false, []string{"k"}); !errors.Is(err, abi.ErrUnavailable) {
+		t.Errorf("Get after Close = %v, want unavailable", err)
+	}
+	if err := b.Healthy(); !errors.Is(err, abi.ErrUnavailable) {
+		t.Errorf("Healthy after Close = %v, want unavailable", err)
+	}
+	if err2 := b.Close(); err2 != err {
+		t.Errorf("second Close = %v, want the first one's %v", err2, err)
+	}
+	// The abandoned closes end at their own deadline.
+	waitFor(t, "the abandoned instances to be discarded", func() bool { return b.Stats().Live == 0 })
+}
+
+// TestBackend_Close_callsInFlight closes a backend while calls run on every
+// instance and more keep coming: Close is bounded, every call ends with a
+// clean error or none, and calls after Close fail with unavailable. Run it
+// with -race.
+func TestBackend_Close_callsInFlight(t *testing.T) {
+	const size, timeout = 2, time.Second
+	b := loadStubborn(t, size, timeout)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for i := 0; i < size; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			batch := &abi.Batch{Now: 1}
+			batch.Put("loop", "k", false, []byte("v"), 0)
+			errs <- b.Apply(ctx, batch)
+		}()
+	}
+	waitFor(t, "the spinning calls to start", func() bool { return b.Stats().Calls >= size })
+	stop := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := b.Get(ctx, "m", false, []string{"k"})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	cerr := b.Close()
+	took := time.Since(start)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	t.Logf("Close took %s: %v", took, cerr)
+	if took > 3*timeout {
+		t.Errorf("Close took %s, want about one call timeout (%s)", took, timeout)
+	}
+	for err := range errs {
+		if !errors.Is(err, abi.ErrUnavailable) && !errors.Is(err, abi.ErrDeadlineExceeded) && !errors.Is(err, abi.ErrInternal) {
+			t.Errorf("a call during Close = %v, want unavailable, a deadline or a discarded instance", err)
+		}
+	}
+	if _, err := b.Get(ctx, "m", false, []string{"k"}); !errors.Is(err, abi.ErrUnavailable) {
+		t.Errorf("Get after Close = %v, want unavailable", err)
+	}
+	waitFor(t, "the instances to be released", func() bool { return b.Stats().Live == 0 })
+}
+
+// TestBackend_Close_trustedCallInFlight closes a trusted plugin during a
+// call that takes longer than the call timeout (trusted code is not
+// interrupted): Close returns at the call timeout, the call runs to
+// completion on its instance (the runtime is closed after it, not under
+// it: that would race with the guest's host calls), and calls after Close
+// fail cleanly.
+func TestBackend_Close_trustedCallInFlight(t *testing.T) {
+	o := testOptions(t)
+	o.Trust = TrustTrusted
+	o.CallTimeout = 200 * time.Millisecond
+	b := mustLoad(t, buildTestPlugin(t, "stubborn"), o)
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() {
+		batch := &abi.Batch{Now: 1}
+		batch.Put("slow", "k", false, []byte("v"), 0) // spins for 3s
+		done <- b.Apply(ctx, batch)
+	}()
+	waitFor(t, "the slow call to start", func() bool { return b.Stats().Calls >= 1 })
+	cerr := b.Close()
+	t.Logf("Close: %v", cerr)
+	if !errors.Is(cerr, abi.ErrDeadlineExceeded) {
+		t.Errorf("Close = %v, want a deadline error naming the abandoned call", cerr)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("the call in flight = %v, want it run to completion", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the call in flight did not return")
+	}
+	if _, err := b.Get(ctx, "m", false, []string{"k"}); !errors.Is(err, abi.ErrUnavailable) {
+		t.Errorf("Get after Close = %v, want unavailable", err)
+	}
+	waitFor(t, "the abandoned instance to be discarded", func() bool { return b.Stats().Live == 0 })
+}
