@@ -45,6 +45,7 @@ type gateBackend struct {
 	hold     chan struct{} // non-nil: Apply waits until it is closed
 	fail     error         // non-nil: Apply fails with it
 	scanHook func() error  // non-nil: called by every Scan, which fails with its error
+	scanned  func()        // non-nil: called when a Scan has read its page
 	applied  atomic.Int64  // mutations committed
 	scans    atomic.Int64  // scans started (first pages asked for)
 	durable  bool
@@ -116,7 +117,14 @@ func (g *gateBackend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, 
 			return abi.Page{}, err
 		}
 	}
-	return g.Backend.Scan(ctx, req)
+	page, err := g.Backend.Scan(ctx, req)
+	g.mu.Lock()
+	scanned := g.scanned
+	g.mu.Unlock()
+	if scanned != nil {
+		scanned()
+	}
+	return page, err
 }
 
 func (g *gateBackend) setFail(err error) {

@@ -10,7 +10,9 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +27,11 @@ import (
 //
 //   - operations are applied like an OP_BATCH: ack{lastId} once durable,
 //     one error (with the op id as context) per op the store refused, or a
-//     single error and no ack when nothing could be stored;
+//     single error and no ack when nothing could be stored. An op repeated
+//     in the request (TopGun's client re-sends every unacknowledged op
+//     with each write, and its HttpSyncProvider sends all it queued since
+//     the last poll) is applied once; a backlog of more new ops than
+//     MaxBatchOps is applied and acknowledged in parts (httpAckablePrefix);
 //   - syncMaps, which TopGun ignores, are answered with deltas: every LWW
 //     record of the map (tombstones as REMOVE) committed since
 //     lastSyncTimestamp, less a millisecond. Its serverSyncTimestamp is a
@@ -178,23 +184,66 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 }
 
 func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HTTPSyncResponse, addErr func(uint32, string, string)) {
+	// TopGun's HttpSyncProvider sends in one request every OP_BATCH its
+	// client queued since the last poll, and each OP_BATCH re-sends every
+	// op not yet acknowledged: a repeat is applied once and, as on a
+	// WebSocket, does not count against MaxBatchOps.
+	fps := newSettledSet()
+	seen := map[uint64]struct{}{}
 	sops := make([]store.Op, 0, len(ops))
 	ids := make([]string, 0, len(ops))
+	type refusal struct {
+		id, reason string
+	}
+	var refused []refusal // the ops clientOp refused, once per id
+	refusedIDs := map[string]bool{}
 	for i := range ops {
 		sop, skip, err := clientOp(&ops[i])
 		if err != nil {
-			addErr(403, err.Error(), ops[i].ID)
+			if id := ops[i].ID; id == "" || !refusedIDs[id] {
+				refusedIDs[id] = true
+				refused = append(refused, refusal{id, err.Error()})
+			}
 			continue
 		}
-		if !skip {
-			sops = append(sops, sop)
-			ids = append(ids, ops[i].ID)
+		if skip {
+			continue
 		}
+		if fp, ok := fps.fingerprint(ops[i].ID, &sop); ok {
+			if _, dup := seen[fp]; dup {
+				s.opsSkipped.Add(1)
+				continue
+			}
+			seen[fp] = struct{}{}
+		}
+		sops = append(sops, sop)
+		ids = append(ids, ops[i].ID)
 	}
+	ack := lastOpID(ops)
 	if len(sops) > s.opts.MaxBatchOps {
-		addErr(413, fmt.Sprintf("the request carries %d operations, more than the limit of %d per batch (TOPGUN_MAX_BATCH_OPS); send fewer per request or raise the limit",
-			len(sops), s.opts.MaxBatchOps), "")
-		return
+		last, ok := httpAckablePrefix(ops, ids, s.opts.MaxBatchOps)
+		if !ok {
+			for _, r := range refused {
+				addErr(403, r.reason, r.id)
+			}
+			addErr(413, fmt.Sprintf("the request carries %d operations, more than the limit of %d per batch (TOPGUN_MAX_BATCH_OPS); send fewer per request or raise the limit",
+				len(sops), s.opts.MaxBatchOps), "")
+			return
+		}
+		// TopGun's client re-sends its whole backlog with every write, so
+		// refusing one larger than the limit would refuse it for good. It
+		// marks synced every op whose numeric id is at most ack.lastId:
+		// apply the first MaxBatchOps new ops and acknowledge up to the
+		// last of them; the client sends the rest again.
+		sops, ids, ack = sops[:s.opts.MaxBatchOps], ids[:s.opts.MaxBatchOps], ids[last]
+		lastID, _ := strconv.ParseUint(ack, 10, 64)
+		refused = slices.DeleteFunc(refused, func(r refusal) bool {
+			id, _ := strconv.ParseUint(r.id, 10, 64)
+			return id > lastID // refused when sent again
+		})
+	}
+	for _, r := range refused {
+		addErr(403, r.reason, r.id)
 	}
 	if len(sops) > 0 {
 		s.opsApplied.Add(uint64(len(sops)))
@@ -216,7 +265,31 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 			addErr(400, reason, ids[i])
 		}
 	}
-	resp.Ack = &wire.HTTPSyncAck{LastID: lastOpID(ops)}
+	resp.Ack = &wire.HTTPSyncAck{LastID: ack}
+}
+
+// httpAckablePrefix reports whether the first n new ops of a request (ids:
+// the new ops' ids, in order) may be applied alone and acknowledged with
+// the id of the last of them. TopGun's client marks synced every op whose
+// numeric id is at most lastId's, so every op id of the request must be a
+// decimal number and every new op left out must have a higher id. It
+// returns the index in ids of the op to acknowledge.
+func httpAckablePrefix(ops []wire.ClientOp, ids []string, n int) (int, bool) {
+	if n < 1 || n > len(ids) {
+		return 0, false
+	}
+	for i := range ops {
+		if _, err := strconv.ParseUint(ops[i].ID, 10, 64); err != nil {
+			return 0, false
+		}
+	}
+	last, _ := strconv.ParseUint(ids[n-1], 10, 64)
+	for _, id := range ids[n:] {
+		if v, _ := strconv.ParseUint(id, 10, 64); v <= last {
+			return 0, false
+		}
+	}
+	return n - 1, true
 }
 
 // answerBudget is what is left of the records and bytes (as stored) one
@@ -408,6 +481,11 @@ func (s *Server) readQueries(ctx context.Context, mapName string, runs []*httpQu
 		k.holding = append(k.holding, runs...)
 	}
 	left := len(runs)
+	// Every record is matched against every run: a page read costs its
+	// records times the runs, so the deadline is checked between matches,
+	// not only when the next page is read.
+	done, matches := ctx.Done(), 0
+	var stopped error
 	err := s.store.Scan(ctx, mapName, func(e *store.Entry) bool {
 		if e.Record.Kind != record.KindLWW {
 			return true
@@ -416,6 +494,14 @@ func (s *Server) readQueries(ctx context.Context, mapName string, runs []*httpQu
 		for _, r := range runs {
 			if r.done {
 				continue
+			}
+			if matches++; matches%16 == 0 {
+				select {
+				case <-done:
+					stopped = ctx.Err()
+					return false
+				default:
+				}
 			}
 			n, b := maxN, maxB
 			if grant {
@@ -430,6 +516,9 @@ func (s *Server) readQueries(ctx context.Context, mapName string, runs []*httpQu
 		}
 		return left > 0
 	})
+	if err == nil {
+		err = stopped
+	}
 	if err != nil {
 		for _, r := range runs {
 			r.code, r.err = 500, fmt.Errorf("cannot read map %s; retry later", quoteName(mapName))

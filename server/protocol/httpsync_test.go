@@ -3,15 +3,19 @@ package protocol
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/topgun-go/topgun/server/record"
+	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -170,10 +174,12 @@ func TestHTTPSync_errors(t *testing.T) {
 	if c, msg := jsonErr(out); code != 413 || c != 413 || !strings.Contains(msg, "TOPGUN_MAX_MESSAGE_BYTES") {
 		t.Fatalf("large body: %d %s", code, out)
 	}
-	// Over the ops limit: an error naming it, no ack, nothing stored.
+	// Over the ops limit: an error naming it, no ack, nothing stored
+	// (ids that are not numbers: TopGun's numeric ones are acknowledged in
+	// parts, see TestHTTPSync_backlogOverBatchLimitIsAcknowledgedInParts).
 	many := &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("c")}
 	for i := 0; i < 4; i++ {
-		many.Operations = append(many.Operations, putOp(itoa(i), "m", "k"+itoa(i), "v", cts("c")))
+		many.Operations = append(many.Operations, putOp("op-"+itoa(i), "m", "k"+itoa(i), "v", cts("c")))
 	}
 	resp := e.postSync(t, many, tok)
 	if resp.Ack != nil || len(resp.Errors) != 1 || resp.Errors[0].Code != 413 || !strings.Contains(resp.Errors[0].Message, "TOPGUN_MAX_BATCH_OPS") {
@@ -551,5 +557,146 @@ func TestHTTPSync_queriesShareBudgetInOrder(t *testing.T) {
 	}
 	if v := resp.QueryResults[1].Results[0].(map[string]any)["i"]; v != int64(0) {
 		t.Fatalf("query 3 starts at %v", v)
+	}
+}
+
+// httpPoll is one poll of TopGun's HttpSyncProvider: the request carries
+// every OP_BATCH its client sent since the last poll, one after another,
+// and each OP_BATCH carries every op not yet acknowledged. It returns the
+// ops still pending after the answer: the provider turns ack into OP_ACK,
+// and the client drops every op whose numeric id is at most lastId. The
+// provider drops the request's ops from its queue on any 200 answer, with
+// or without an ack (the client sends them again with its next write).
+func (e *env) httpPoll(t *testing.T, pending []wire.ClientOp, batches int) ([]wire.ClientOp, *wire.HTTPSyncResponse) {
+	t.Helper()
+	var ops []wire.ClientOp
+	for range batches {
+		ops = append(ops, pending...)
+	}
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("c"), Operations: ops}, "")
+	if resp.Ack == nil {
+		return pending, resp
+	}
+	last, err := strconv.Atoi(resp.Ack.LastID)
+	if err != nil {
+		t.Fatalf("ack lastId %q is not an op id", resp.Ack.LastID)
+	}
+	return slices.DeleteFunc(slices.Clone(pending), func(op wire.ClientOp) bool {
+		id, _ := strconv.Atoi(op.ID)
+		return id <= last
+	}), resp
+}
+
+// The ops TopGun's client re-sends do not count against MaxBatchOps on
+// POST /sync either (README): ten quick writes between two polls make a
+// request of 1+2+...+10 = 55 ops, ten of them new. Before, it was refused
+// with 413 and no ack, and so was every later poll holding as many.
+func TestHTTPSync_resentOperationsDoNotCount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxBatchOps: 10}})
+	var written, ops []wire.ClientOp
+	for i := 1; i <= 10; i++ {
+		written = append(written, putOp(itoa(i), "m", "k"+itoa(i), int64(i), cts("c")))
+		ops = append(ops, written...) // the OP_BATCH of write i
+	}
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("c"), Operations: ops}, "")
+	if len(resp.Errors) != 0 || resp.Ack == nil || resp.Ack.LastID != ops[len(ops)-1].ID {
+		t.Fatalf("ack %+v errors %+v", resp.Ack, resp.Errors)
+	}
+	if n := e.srv.opsApplied.Load(); n != 10 {
+		t.Fatalf("%d ops applied, want each of the 10 once", n)
+	}
+	for i := 1; i <= 10; i++ {
+		if _, _, ok := e.getLWW("m", "k"+itoa(i)); !ok {
+			t.Fatalf("k%d not stored", i)
+		}
+	}
+}
+
+// An offline client's backlog of more ops than MaxBatchOps reaches the
+// server over POST /sync in parts, as over a WebSocket: TopGun's client
+// marks every op up to ack.lastId synced, so the server applies the first
+// MaxBatchOps new ops and acknowledges up to the last of them. Before,
+// every poll was refused with 413 and no ack, for good: the client's
+// backlog only grows. Each round the client also makes one write, so its
+// request carries the backlog twice.
+func TestHTTPSync_backlogOverBatchLimitIsAcknowledgedInParts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxBatchOps: 10}})
+	var pending []wire.ClientOp
+	for i := 1; i <= 25; i++ {
+		pending = append(pending, putOp(itoa(i), "backlog", "k"+itoa(i), int64(i), cts("c")))
+	}
+	// A refused op past the first part is refused when its part is
+	// applied, not before.
+	pending[14] = putOp("15", "_topgun_device_credentials", "x", int64(1), cts("c"))
+	var refused []string
+	next := 26
+	for round := 0; len(pending) > 0; round++ {
+		if round == 6 {
+			t.Fatalf("%d ops still unacknowledged after %d polls", len(pending), round)
+		}
+		if next <= 28 {
+			pending = append(pending, putOp(itoa(next), "backlog", "k"+itoa(next), int64(next), cts("c")))
+			next++
+		}
+		var resp *wire.HTTPSyncResponse
+		pending, resp = e.httpPoll(t, pending, 2)
+		for _, er := range resp.Errors {
+			if er.Code != 403 {
+				t.Fatalf("round %d: error %+v", round, er)
+			}
+			refused = append(refused, er.Context)
+		}
+	}
+	if !slices.Equal(refused, []string{"15"}) {
+		t.Fatalf("refused %v, want op 15 once", refused)
+	}
+	for i := 1; i < next; i++ {
+		if _, _, ok := e.getLWW("backlog", "k"+itoa(i)); ok != (i != 15) {
+			t.Fatalf("key k%d stored = %v", i, ok)
+		}
+	}
+}
+
+// The queries of a request share one read of their map, so each record
+// read is matched against every query: a page of the scan costs its
+// records times the queries. The request's deadline must stop that work,
+// not only the read of the next page. Before, a request of a few hundred
+// queries with distinct $regex patterns (more than the pattern cache
+// holds, so each match compiles its pattern again) kept a CPU busy for
+// minutes per page past the deadline. Here the deadline passes as the
+// first page is read: the request must end at once and fail its queries.
+func TestHTTPSync_queriesStopAtDeadlineWithinPage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	const records, queries = 200, 300
+	ops := make([]store.Op, 0, records)
+	for i := 0; i < records; i++ {
+		ops = append(ops, store.Op{Map: "big", Key: "k" + itoa(1000+i), Kind: store.OpPut, Value: record.FromWire(map[string]any{"s": "abab"})})
+	}
+	if _, err := e.st.Apply(context.Background(), ops, 1); err != nil {
+		t.Fatal(err)
+	}
+	req := &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("c")}
+	alt := strings.Repeat("ab|", 100)
+	for i := 0; i < queries; i++ {
+		re := "^(" + alt + "q" + itoa(i) + ")$" // matches nothing here
+		req.Queries = append(req.Queries, wire.HTTPQuery{QueryID: itoa(i), MapName: "big", Filter: map[string]any{"s": map[string]any{"$regex": re}}})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.be.mu.Lock()
+	e.be.scanned = cancel
+	e.be.mu.Unlock()
+	start := time.Now()
+	resp := e.srv.httpSync(ctx, req)
+	// The whole page takes 60,000 compilations of a 300-byte pattern
+	// (seconds); stopping at the deadline, a few.
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the request ran %s past its deadline", d)
+	}
+	if len(resp.QueryResults) != 0 || len(resp.Errors) != queries || resp.Errors[0].Code != 500 {
+		t.Fatalf("%d results, %d errors: %+v", len(resp.QueryResults), len(resp.Errors), resp.Errors[:min(len(resp.Errors), 1)])
 	}
 }

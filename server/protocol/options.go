@@ -44,11 +44,12 @@ type Options struct {
 	// MaxBatchOps is the most operations one OP_BATCH, ORMAP_PUSH_DIFF or
 	// POST /sync may ask the store to apply (TOPGUN_MAX_BATCH_OPS). Ops the
 	// connection already made durable and re-sends (TopGun's client re-sends
-	// every unacknowledged op with each new write) are not counted. An
-	// OP_BATCH with more, whose op ids are ascending numbers (as TopGun's
+	// every unacknowledged op with each new write) are not counted, nor
+	// are the repeats of an op within one POST /sync. An OP_BATCH or POST
+	// /sync with more, whose op ids are ascending numbers (as TopGun's
 	// client's are), is applied up to the limit and acknowledged up to the
 	// last op applied; the client sends the rest again. Otherwise it is
-	// refused with ERROR 413.
+	// refused with ERROR 413 (POST /sync: error 413, no ack).
 	MaxBatchOps int
 
 	// AuthTimeout closes a connection that has not authenticated in time.
