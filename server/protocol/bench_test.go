@@ -141,14 +141,13 @@ func BenchmarkHandleOps(b *testing.B) {
 			acks := make(chan struct{}, 1024)
 			go func() {
 				for {
-					select {
-					case it := <-c.out:
-						c.sent(it)
-						if m, err := wire.Decode(it.b); err == nil && m.Type() == wire.TypeOpAck {
-							acks <- struct{}{}
-						}
-					case <-c.ctx.Done():
+					it, ok := c.out.next(c.ctx.Done())
+					if !ok {
 						return
+					}
+					c.sent(it)
+					if m, err := wire.Decode(it.b); err == nil && m.Type() == wire.TypeOpAck {
+						acks <- struct{}{}
 					}
 				}
 			}()

@@ -35,8 +35,8 @@ type conn struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // writer and write worker
 
-	out     chan outItem
-	queued  atomic.Int64  // bytes of the messages in out
+	out     outQueue
+	queued  atomic.Int64  // bytes of the messages in out, msgOverhead each included
 	wrote   chan struct{} // signalled by the writer after each message (for the reader)
 	wroteW  chan struct{} // the same, for the write worker
 	closing atomic.Bool   // a close is queued or done: send nothing more
@@ -73,6 +73,78 @@ type outItem struct {
 	close *closeReq
 }
 
+// msgOverhead is what one queued message costs besides its bytes (its
+// queue slot and allocation), counted against Options.OutboundBytes so
+// that many small messages are bounded as well as a few large ones.
+const msgOverhead = 64
+
+// outQueue is a connection's outbound FIFO. It is bounded by the bytes
+// counted in conn.queued, not by a number of messages: one commit can push
+// a message per change and live query to a client (an OP_BATCH of
+// thousands of ops, hundreds of queries on a map), far more than any fixed
+// number of slots, to a client that reads all of it.
+type outQueue struct {
+	mu    sync.Mutex
+	items []outItem
+	head  int
+	ready chan struct{} // signalled after a push (capacity 1)
+}
+
+func (q *outQueue) push(it outItem) {
+	q.mu.Lock()
+	if q.head > 0 && q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pop returns the oldest item, false when the queue is empty.
+func (q *outQueue) pop() (outItem, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return outItem{}, false
+	}
+	it := q.items[q.head]
+	q.items[q.head] = outItem{}
+	q.head++
+	if q.head == len(q.items) {
+		// Drained: a burst's large backing array is not kept.
+		if cap(q.items) > 1024 {
+			q.items = nil
+		} else {
+			q.items = q.items[:0]
+		}
+		q.head = 0
+	}
+	return it, true
+}
+
+func (q *outQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.items) - q.head
+}
+
+// next waits for the oldest item; false when done is closed first.
+func (q *outQueue) next(done <-chan struct{}) (outItem, bool) {
+	for {
+		if it, ok := q.pop(); ok {
+			return it, true
+		}
+		select {
+		case <-q.ready:
+		case <-done:
+			return outItem{}, false
+		}
+	}
+}
+
 type closeReq struct {
 	code   websocket.StatusCode
 	reason string
@@ -86,7 +158,7 @@ func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
 		log:         s.log.With("conn", id, "remote", remote),
 		ctx:         ctx,
 		cancel:      cancel,
-		out:         make(chan outItem, s.opts.OutboundQueue),
+		out:         outQueue{ready: make(chan struct{}, 1)},
 		wrote:       make(chan struct{}, 1),
 		wroteW:      make(chan struct{}, 1),
 		writes:      make(chan *writeJob, 256),
@@ -134,8 +206,8 @@ func (c *conn) touch() {
 	}
 }
 
-// send queues an encoded message. It never blocks: when the queue is full,
-// in messages or in bytes, the client is too slow and is disconnected.
+// send queues an encoded message. It never blocks: when the queue is full
+// (in bytes), the client is too slow and is disconnected.
 func (c *conn) send(b []byte) { c.enqueue(b, false) }
 
 // enqueue queues b; with requested (an answer the reader waited for room
@@ -144,7 +216,7 @@ func (c *conn) enqueue(b []byte, requested bool) {
 	if c.closing.Load() {
 		return
 	}
-	n := int64(len(b))
+	n := int64(len(b)) + msgOverhead
 	if q := c.queued.Add(n); !requested && q > c.s.opts.OutboundBytes && q != n {
 		c.queued.Add(-n)
 		c.log.Warn("disconnecting a client that does not read its messages", "queued_bytes", q-n, "message_bytes", n,
@@ -153,14 +225,7 @@ func (c *conn) enqueue(b []byte, requested bool) {
 		c.abort()
 		return
 	}
-	select {
-	case c.out <- outItem{b: b}:
-	default:
-		c.queued.Add(-n)
-		c.log.Warn("disconnecting a client that does not read its messages", "queued", cap(c.out))
-		c.s.slowDrops.Add(1)
-		c.abort()
-	}
+	c.out.push(outItem{b: b})
 }
 
 // sendMsg encodes and queues a message.
@@ -216,7 +281,7 @@ func (c *conn) waitRoom() { c.waitRoomOn(c.wrote) }
 
 func (c *conn) waitRoomOn(wrote chan struct{}) {
 	for !c.closing.Load() {
-		if c.queued.Load() <= c.s.opts.OutboundBytes/2 && len(c.out) < (cap(c.out)+1)/2 {
+		if c.queued.Load() <= c.s.opts.OutboundBytes/2 && c.out.len() < (c.s.opts.OutboundQueue+1)/2 {
 			return
 		}
 		select {
@@ -236,11 +301,7 @@ func (c *conn) closeGraceful(code websocket.StatusCode, reason string) {
 	if c.closing.Swap(true) {
 		return
 	}
-	select {
-	case c.out <- outItem{close: &closeReq{code: code, reason: reason}}:
-	default:
-		c.abort()
-	}
+	c.out.push(outItem{close: &closeReq{code: code, reason: reason}})
 }
 
 // abort drops the connection at once.
@@ -255,7 +316,7 @@ func (c *conn) abort() {
 // sent records that the writer is done with it (written, or failed):
 // its bytes leave the queue and a reader waiting for room looks again.
 func (c *conn) sent(it outItem) {
-	c.queued.Add(-int64(len(it.b)))
+	c.queued.Add(-int64(len(it.b)) - msgOverhead)
 	select {
 	case c.wrote <- struct{}{}:
 	default:
@@ -270,25 +331,24 @@ func (c *conn) sent(it outItem) {
 func (c *conn) writer() {
 	defer c.wg.Done()
 	for {
-		select {
-		case it := <-c.out:
-			if it.close != nil {
-				_ = c.ws.Close(it.close.code, it.close.reason)
-				c.abort()
-				return
+		it, ok := c.out.next(c.ctx.Done())
+		if !ok {
+			return
+		}
+		if it.close != nil {
+			_ = c.ws.Close(it.close.code, it.close.reason)
+			c.abort()
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.WriteTimeout)
+		err := c.ws.Write(ctx, websocket.MessageBinary, it.b)
+		cancel()
+		c.sent(it)
+		if err != nil {
+			if c.ctx.Err() == nil && !c.closing.Load() {
+				c.log.Debug("write to client failed", "error", err)
 			}
-			ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.WriteTimeout)
-			err := c.ws.Write(ctx, websocket.MessageBinary, it.b)
-			cancel()
-			c.sent(it)
-			if err != nil {
-				if c.ctx.Err() == nil && !c.closing.Load() {
-					c.log.Debug("write to client failed", "error", err)
-				}
-				c.abort()
-				return
-			}
-		case <-c.ctx.Done():
+			c.abort()
 			return
 		}
 	}

@@ -243,17 +243,20 @@ func TestConn_batchEnvelope(t *testing.T) {
 
 func TestConn_slowClientIsDisconnected(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{opts: Options{OutboundQueue: 4}})
-	// A connection whose writer never runs: its queue fills up.
+	e := newEnv(t, envConfig{opts: Options{OutboundBytes: MinOutboundBytes}})
+	// A connection whose writer never runs: its queue fills up. Small
+	// messages count msgOverhead each, so they are bounded too.
 	c := e.srv.newConn(nil, "test")
-	for i := 0; i < 4; i++ {
-		c.sendMsg(&wire.Ping{Timestamp: uint64(i)})
+	ping, _ := wire.Encode(&wire.Ping{})
+	fit := MinOutboundBytes / (len(ping) + msgOverhead)
+	for i := 0; i < fit; i++ {
+		c.send(ping)
 	}
 	if c.ctx.Err() != nil {
 		t.Fatal("disconnected before the queue was full")
 	}
 	done := make(chan struct{})
-	go func() { c.sendMsg(&wire.Ping{}); close(done) }()
+	go func() { c.send(ping); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(waitFor):
@@ -265,6 +268,7 @@ func TestConn_slowClientIsDisconnected(t *testing.T) {
 
 	// Through the fan-out: a subscriber that stops reading is cut off and
 	// writers and other subscribers go on.
+	e = newEnv(t, envConfig{opts: Options{OutboundBytes: 1 << 20}})
 	slowWS, _, err := websocket.Dial(context.Background(), e.wsURL("/ws"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -290,7 +294,7 @@ func TestConn_slowClientIsDisconnected(t *testing.T) {
 }
 
 // The queue is bounded in bytes too: a subscriber that stops reading while
-// large changes stream to it is cut off long before the 1024-message bound,
+// large changes stream to it is cut off after a few of them,
 // and one large message still goes to a client that reads.
 func TestConn_outboundBytesBound(t *testing.T) {
 	t.Parallel()
@@ -308,7 +312,7 @@ func TestConn_outboundBytesBound(t *testing.T) {
 	// Over the wire: a live query on a map whose records another client
 	// overwrites with 50 KB values; the subscriber reads nothing. 200
 	// writes make 400 messages (20 MB, more than loopback's socket buffers
-	// take), under the 1024-message bound, and the write timeout (a minute
+	// take), and the write timeout (a minute
 	// here) would not cut the subscriber off before.
 	e2 := newEnv(t, envConfig{opts: Options{OutboundBytes: 256 << 10, WriteTimeout: time.Minute}})
 	slow, _, err := websocket.Dial(context.Background(), e2.wsURL("/ws"), nil)
@@ -417,7 +421,7 @@ func TestConn_heldReaderIsNotIdle(t *testing.T) {
 	defer c.abort()
 	// 120 messages fill the queue to twice the half the reader waits for.
 	const n = 120
-	msg := make([]byte, MinOutboundBytes/n)
+	msg := make([]byte, MinOutboundBytes/n-msgOverhead)
 	for i := 0; i < n; i++ {
 		c.send(msg)
 	}
@@ -438,7 +442,8 @@ func TestConn_heldReaderIsNotIdle(t *testing.T) {
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
-		c.sent(<-c.out)
+		it, _ := c.out.next(nil)
+		c.sent(it)
 	}
 }
 

@@ -94,12 +94,11 @@ func FuzzHandleFrame(f *testing.F) {
 	c.start()
 	go func() {
 		for {
-			select {
-			case it := <-c.out:
-				c.sent(it)
-			case <-c.ctx.Done():
+			it, ok := c.out.next(c.ctx.Done())
+			if !ok {
 				return
 			}
+			c.sent(it)
 		}
 	}()
 	f.Cleanup(func() { c.abort(); c.wg.Wait() })

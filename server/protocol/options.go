@@ -63,9 +63,12 @@ type Options struct {
 	// WriteTimeout bounds the write of one message to a client.
 	WriteTimeout time.Duration
 
-	// OutboundQueue is the number of messages queued for one client. A client
-	// that lets it fill up is disconnected, so it never holds up writers or
-	// other clients.
+	// OutboundQueue is the number of messages queued for one client over
+	// which answers to its requests wait, as over half of OutboundBytes.
+	// Messages pushed to it are bounded by OutboundBytes alone (each counted
+	// with a small overhead): one commit can push more messages than any
+	// fixed number (an OP_BATCH of thousands of ops, many live queries on
+	// a map) to a client that reads them all.
 	OutboundQueue int
 
 	// OutboundBytes bounds the bytes of the messages queued for one client

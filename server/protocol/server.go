@@ -66,7 +66,7 @@ type Stats struct {
 	// OpsResent counts the re-sent operations recognised and skipped.
 	OpsResent uint64
 	// SlowClientsDropped counts connections cut because their client did
-	// not read its messages (OutboundQueue, OutboundBytes).
+	// not read its messages (OutboundBytes).
 	SlowClientsDropped uint64
 	// ClientsRefused counts WebSocket upgrades and POST /sync requests
 	// refused at MaxConnections.
