@@ -542,6 +542,7 @@ func (s *Server) httpQueries(ctx context.Context, queries []wire.HTTPQuery, budg
 		}
 		if m, ok := hq.Filter.(map[string]any); ok {
 			r.q.Where = m
+			r.q.Compile() // once here, not for every record the query reads
 		}
 		if hq.Cursor != "" {
 			var ok bool

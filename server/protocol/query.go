@@ -112,6 +112,7 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 		return
 	}
 	q := m.Query
+	q.Compile() // once here, not for every record the query reads
 	sub := &subscription{c: c, id: m.QueryID, mapName: m.MapName, q: &q, fields: m.Fields, limit: -1, members: map[string]member{}}
 	if q.Limit != nil {
 		sub.limit = int(*q.Limit)

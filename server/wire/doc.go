@@ -76,7 +76,9 @@
 // {"$gt": 18}-style operator objects as an extension), a Predicate tree,
 // Sort fields, Limit and Cursor. Query.Match, Predicate.Eval, Query.Compare
 // and Query.Apply evaluate it the way TopGun's server does (see Match for
-// the details and the deliberate differences). Aggregation queries
+// the details and the deliberate differences). Query.Compile compiles the
+// Where clause's $like/$regex patterns once; call it before matching a
+// query against many records. Aggregation queries
 // (GroupBy, Aggregations) are decoded and re-encoded but not evaluated;
 // Query.IsAggregate reports them. Cursor pagination is carried, not
 // evaluated.

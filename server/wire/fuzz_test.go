@@ -57,8 +57,12 @@ func FuzzDecode(f *testing.F) {
 		}
 		switch x := m.(type) {
 		case *QuerySub:
-			x.Query.Match(value)
+			want := x.Query.Match(value)
 			x.Query.Apply([]QueryResult{{Key: "k", Value: value}, {Key: "j", Value: "s"}})
+			x.Query.Compile()
+			if x.Query.Match(value) != want {
+				t.Fatal("Compile changed what the query matches")
+			}
 		case *Batch:
 			if items, err := x.Split(); err == nil {
 				for _, it := range items {
@@ -70,10 +74,25 @@ func FuzzDecode(f *testing.F) {
 }
 
 // FuzzDecodeHTTPSync feeds arbitrary bodies to both POST /sync decoders.
+// The filters of decoded queries are evaluated as the server does: as a
+// Where clause, compiled.
 func FuzzDecodeHTTPSync(f *testing.F) {
 	addSeeds(f)
+	f.Add(unhex(f, "83 a8'clientId' a1'c' a9'clientHlc' 83 a6'millis' 01 a7'counter' 00 a6'nodeId' a1'n'"+
+		" a7'queries' 91 83 a7'queryId' a1'q' a7'mapName' a1'm' a6'filter' 81 a4'name' 82 a5'$like' a2'x%' a6'$regex' a3'(a+'"))
+	value := map[string]any{"a": int64(1), "name": "xy", "tags": []any{"t"}, "nested": map[string]any{"b": 2.5}}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if req, err := DecodeHTTPSyncRequest(b); err == nil {
+			for _, hq := range req.Queries {
+				if m, ok := hq.Filter.(map[string]any); ok {
+					q := Query{Where: m}
+					want := q.Match(value)
+					q.Compile()
+					if q.Match(value) != want {
+						t.Fatal("Compile changed what the filter matches")
+					}
+				}
+			}
 			re, err := EncodeHTTPSyncRequest(req)
 			if err != nil {
 				t.Fatalf("re-encode request: %v", err)

@@ -7,7 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 )
 
 // Match reports whether a record value satisfies the query's filter, the
@@ -27,7 +27,8 @@ import (
 // Predicates: see PredicateOp. Attributes are dotted paths. eq/neq use the
 // same equality; gt/gte/lt/lte compare numbers with numbers and strings
 // with strings (byte-wise) and are false across kinds; like is SQL LIKE
-// (% and _), case-insensitive, anchored; regex is RE2, unanchored, case-
+// (% and _, neither matching a newline, as in TopGun's regexp form),
+// case-insensitive, anchored; regex is RE2, unanchored, case-
 // sensitive (a pattern longer than MaxPatternBytes matches nothing, as one
 // that does not compile); in takes an array; between takes [low, high] inclusive;
 // containsAll/containsAny test an array attribute; startsWith/endsWith test
@@ -47,7 +48,7 @@ func (q *Query) MatchAuth(value, auth any) bool {
 	case q.Predicate != nil:
 		return q.Predicate.eval(value, auth, 0)
 	case q.Where != nil:
-		return matchWhere(q.Where, value)
+		return matchWhere(q.Where, value, q.patterns)
 	}
 	return true
 }
@@ -150,8 +151,8 @@ func (p *Predicate) eval(data, auth any, depth int) bool {
 		if !ok1 || !ok2 {
 			return false
 		}
-		re := p.pattern(pattern)
-		return re != nil && re.MatchString(text)
+		m := p.pattern(pattern)
+		return m != nil && m.MatchString(text)
 	case OpIn:
 		list, ok := expected.([]any)
 		if !ok {
@@ -212,15 +213,21 @@ func cmpHolds(op PredicateOp, c int) bool {
 	return false
 }
 
-// pattern compiles (once per pattern) the regexp of a like/regex node. It
+// pattern compiles (once per pattern) the matcher of a like/regex node. It
 // returns nil for a pattern that does not compile.
-func (p *Predicate) pattern(pattern string) *regexp.Regexp {
+func (p *Predicate) pattern(pattern string) textMatcher {
 	if c := p.re.Load(); c != nil && c.pattern == pattern && c.op == p.Op {
-		return c.re
+		return c.m
 	}
-	c := &compiledPattern{op: p.Op, pattern: pattern, re: compilePattern(p.Op, pattern)}
+	c := &compiledPattern{op: p.Op, pattern: pattern, m: compilePattern(p.Op, pattern)}
 	p.re.Store(c)
-	return c.re
+	return c.m
+}
+
+// textMatcher is a compiled like or regex pattern; it is safe for
+// concurrent use.
+type textMatcher interface {
+	MatchString(s string) bool
 }
 
 // MaxPatternBytes bounds a like or regex pattern. A longer one does not
@@ -229,68 +236,82 @@ func (p *Predicate) pattern(pattern string) *regexp.Regexp {
 // the pattern's size for every record a query reads.
 const MaxPatternBytes = 4096
 
-func compilePattern(op PredicateOp, pattern string) *regexp.Regexp {
+// patternCompiles counts compilePattern calls, for tests that check
+// patterns are compiled per query rather than per record.
+var patternCompiles atomic.Uint64
+
+// compilePattern returns nil (not a typed nil) for a pattern that does not
+// compile.
+func compilePattern(op PredicateOp, pattern string) textMatcher {
+	patternCompiles.Add(1)
 	if len(pattern) > MaxPatternBytes {
 		return nil
 	}
-	src := pattern
 	if op == OpLike {
-		// QuoteMeta leaves % and _ alone; they become the wildcards.
-		q := regexp.QuoteMeta(pattern)
-		q = strings.ReplaceAll(q, "%", ".*")
-		q = strings.ReplaceAll(q, "_", ".")
-		src = "(?i)^" + q + "$"
+		if m := compileLike(pattern); m != nil {
+			return m
+		}
+		return nil
 	}
-	re, err := regexp.Compile(src)
+	re, err := regexp.Compile(pattern)
 	if err != nil {
 		return nil
 	}
 	return re
 }
 
-// wherePatterns caches the patterns of where-clause operators ($like,
-// $regex), which, unlike predicate nodes, have no node of their own to keep
-// them on: without it every record a query reads compiled its pattern
-// again. It is emptied when full; a *regexp.Regexp is safe for concurrent
-// use.
-var wherePatterns struct {
-	sync.Mutex
-	m map[patternKey]*regexp.Regexp
-}
-
+// patternKey names a where-clause pattern: its operator and its text.
 type patternKey struct {
 	op      PredicateOp
 	pattern string
 }
 
-const maxWherePatterns = 256
-
-func wherePattern(op PredicateOp, pattern string) *regexp.Regexp {
-	k := patternKey{op, pattern}
-	wherePatterns.Lock()
-	re, ok := wherePatterns.m[k]
-	wherePatterns.Unlock()
-	if ok {
-		return re
+// Compile compiles the $like and $regex patterns of the query's Where
+// clause and keeps them with the query (and with copies of it made after
+// the call), so Match does not compile them again for every record. Call it
+// once the query is built, before matching, and again after changing Where;
+// Match compiles a pattern Compile has not seen on every call. Predicate
+// nodes need no Compile: each keeps its own compiled pattern. Compile is
+// not safe for concurrent use with Match on the same Query.
+func (q *Query) Compile() {
+	if q == nil {
+		return
 	}
-	re = compilePattern(op, pattern)
-	wherePatterns.Lock()
-	if wherePatterns.m == nil || len(wherePatterns.m) >= maxWherePatterns {
-		wherePatterns.m = make(map[patternKey]*regexp.Regexp, maxWherePatterns)
+	q.patterns = nil
+	for _, want := range q.Where {
+		ops, ok := operatorObject(want)
+		if !ok {
+			continue
+		}
+		for op, arg := range ops {
+			kind, isPattern := patternOps[op]
+			pat, isString := arg.(string)
+			if !isPattern || !isString {
+				continue
+			}
+			k := patternKey{kind, pat}
+			if _, done := q.patterns[k]; done {
+				continue
+			}
+			if q.patterns == nil {
+				q.patterns = map[patternKey]textMatcher{}
+			}
+			q.patterns[k] = compilePattern(kind, pat)
+		}
 	}
-	wherePatterns.m[k] = re
-	wherePatterns.Unlock()
-	return re
 }
 
-func matchWhere(where map[string]any, data any) bool {
+// patternOps maps the where-clause pattern operators to their kind.
+var patternOps = map[string]PredicateOp{"$like": OpLike, "$regex": OpRegex}
+
+func matchWhere(where map[string]any, data any, patterns map[patternKey]textMatcher) bool {
 	if _, ok := data.(map[string]any); !ok {
 		return false
 	}
 	for field, want := range where {
 		got, ok := lookup(data, field)
 		if ops, isOps := operatorObject(want); isOps {
-			if !matchOperators(ops, got, ok) {
+			if !matchOperators(ops, got, ok, patterns) {
 				return false
 			}
 			continue
@@ -316,7 +337,7 @@ func operatorObject(v any) (map[string]any, bool) {
 	return m, true
 }
 
-func matchOperators(ops map[string]any, got any, present bool) bool {
+func matchOperators(ops map[string]any, got any, present bool, patterns map[patternKey]textMatcher) bool {
 	for op, arg := range ops {
 		if op == "$exists" {
 			want, _ := arg.(bool)
@@ -345,12 +366,12 @@ func matchOperators(ops map[string]any, got any, present bool) bool {
 			s, ok1 := got.(string)
 			pat, ok2 := arg.(string)
 			if ok1 && ok2 {
-				kind := OpRegex
-				if op == "$like" {
-					kind = OpLike
+				k := patternKey{patternOps[op], pat}
+				m, compiled := patterns[k]
+				if !compiled {
+					m = compilePattern(k.op, pat)
 				}
-				re := wherePattern(kind, pat)
-				ok = re != nil && re.MatchString(s)
+				ok = m != nil && m.MatchString(s)
 			}
 		}
 		if !ok {

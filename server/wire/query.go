@@ -2,7 +2,6 @@ package wire
 
 import (
 	"math"
-	"regexp"
 	"sync/atomic"
 )
 
@@ -26,6 +25,10 @@ type Query struct {
 	// GroupBy and Aggregations form TopGun's aggregation queries.
 	GroupBy      []string
 	Aggregations []Aggregation
+
+	// patterns holds the Where clause's $like/$regex patterns compiled by
+	// Compile; copies of the Query share it.
+	patterns map[patternKey]textMatcher
 }
 
 // IsAggregate reports whether the query asks for grouping or aggregation,
@@ -106,7 +109,7 @@ type Predicate struct {
 type compiledPattern struct {
 	op      PredicateOp
 	pattern string
-	re      *regexp.Regexp // nil when the pattern does not compile
+	m       textMatcher // nil when the pattern does not compile
 }
 
 func (d *decoder) query() (Query, error) {
