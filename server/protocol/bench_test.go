@@ -189,3 +189,43 @@ func BenchmarkHandleOps(b *testing.B) {
 		b.Logf("a re-sent op costs %.0f ns, %.2f of a new op (%.0f ns), server side", perResent, perResent/perNew, perNew)
 	}
 }
+
+// BenchmarkLimitedQueryWindow measures changes applied to a full window of
+// a limited live query (each change a record that sorts first: it enters
+// and the last member leaves), for a small window and a large one. With a
+// heap the two cost about the same; a scan of the window per change made
+// the large one ~window times slower.
+func BenchmarkLimitedQueryWindow(b *testing.B) {
+	for _, window := range []int{100, 20_000} {
+		b.Run(itoa(window), func(b *testing.B) {
+			e := newEnv(b, envConfig{opts: Options{Logger: hclog.NewNullLogger()}})
+			w := e.dial(b)
+			for i := 0; i <= window; {
+				ops := make([]wire.ClientOp, 0, 5000)
+				for ; i <= window && len(ops) < cap(ops); i++ {
+					ops = append(ops, putOp(itoa(i), "m", "k"+itoa(i), map[string]any{"s": int64(i)}, cts("w")))
+				}
+				w.write(ops...)
+			}
+			c := e.dial(b)
+			lim := uint32(window)
+			c.send(&wire.QuerySub{QueryID: "top", MapName: "m", Query: wire.Query{
+				Sort: []wire.SortField{{Field: "s", Direction: wire.Asc}}, Limit: &lim}})
+			skipUntil[*wire.QueryResp](c)
+			b.ResetTimer()
+			for i := 0; i < b.N; i += 100 {
+				n := min(100, b.N-i)
+				ops := make([]wire.ClientOp, n)
+				for j := range ops {
+					ops[j] = putOp("b"+itoa(i+j), "m", "n"+itoa(i+j), map[string]any{"s": int64(-1 - i - j)}, cts("w"))
+				}
+				w.send(&wire.OpBatch{Ops: ops})
+				for got := 0; got < 2*n; {
+					if _, ok := c.next().(*wire.QueryUpdate); ok {
+						got++
+					}
+				}
+			}
+		})
+	}
+}

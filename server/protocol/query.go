@@ -25,10 +25,13 @@ import (
 // read and the live updates; a buffered change older than what the read
 // saw for a key in the result is skipped.
 //
-// A limited query keeps only its top `limit` records. When one of them
-// leaves (or sinks to the bottom) while other matching records exist
-// outside the result, the subscription reads the map again in the
-// background and sends the difference, so the result refills.
+// A limited query keeps only its top `limit` records, in a heap by the
+// query's order (results.go), so that a change costs O(log limit)
+// comparisons on the feed loop. When one of them leaves (or sinks to the
+// bottom, past the edge: the first record the last read left out, or a
+// better one seen since) while other matching records exist outside the
+// result, the subscription reads the map again in the background and sends
+// the difference, so the result refills.
 //
 // Results hold the LWW records of the map; OR-Map keys are not query
 // results. Aggregation queries (groupBy, aggregations) are refused with an
@@ -48,16 +51,14 @@ const (
 	subClosed
 )
 
-type member struct {
-	ts    record.Timestamp
-	value any // the record's value, kept for limited queries (ordering)
-}
-
 type subscription struct {
 	c       *conn
 	id      string
 	mapName string
 	q       *wire.Query
+	// compare is q.Compare, the result order (a field so tests can count
+	// its calls).
+	compare func(a, b wire.QueryResult) int
 	fields  []string
 	limit   int // -1 when none
 
@@ -75,9 +76,15 @@ type subscription struct {
 	// retryIn is the wait before a failed resync is tried again (0 after
 	// a resync that read the map).
 	retryIn  time.Duration
-	members  map[string]member
+	members  *resultSet
 	complete bool // every matching record is in members (limited queries)
 	queued   bool // a resync is queued
+
+	// edge, when hasEdge, is a place in the result order that every
+	// matching record outside an incomplete result sorts at or after. It
+	// only moves toward the result between reads of the map.
+	edge    wire.QueryResult
+	hasEdge bool
 }
 
 func queryError(id, msg, code string) *wire.QueryResp {
@@ -113,10 +120,11 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 	}
 	q := m.Query
 	q.Compile() // once here, not for every record the query reads
-	sub := &subscription{c: c, id: m.QueryID, mapName: m.MapName, q: &q, fields: m.Fields, limit: -1, members: map[string]member{}}
+	sub := &subscription{c: c, id: m.QueryID, mapName: m.MapName, q: &q, compare: q.Compare, fields: m.Fields, limit: -1}
 	if q.Limit != nil {
 		sub.limit = int(*q.Limit)
 	}
+	sub.members = sub.newResults(0)
 	c.subsMu.Lock()
 	c.subs[m.QueryID] = sub
 	c.subsMu.Unlock()
@@ -174,7 +182,7 @@ func (s *Server) unregister(sub *subscription) {
 	sub.mu.Lock()
 	sub.state = subClosed
 	sub.pending = nil
-	sub.c.queryResults.Add(-int64(len(sub.members)))
+	sub.c.queryResults.Add(-int64(sub.members.Len()))
 	sub.members = nil
 	sub.mu.Unlock()
 }
@@ -289,11 +297,14 @@ func (s *Server) runQueryLocked(sub *subscription, reader bool) {
 	}
 	sub.retryIn = 0
 	complete := true
+	var edge wire.QueryResult
 	if sub.limit >= 0 && len(sc.res) > sub.limit {
-		complete = false
+		// The read's first record past the limit sorts before the others
+		// it left out.
+		complete, edge = false, sc.res[sub.limit]
 		sc.res = sc.res[:sub.limit]
 	}
-	delta := int64(len(sc.res) - len(sub.members))
+	delta := int64(len(sc.res) - sub.members.Len())
 	// The budget bounds a query when it starts (its QUERY_SUB, on the
 	// reader): a resync of a query the client holds, like the live updates
 	// it replaces, is not refused. Refusals thus always leave from the
@@ -304,14 +315,16 @@ func (s *Server) runQueryLocked(sub *subscription, reader bool) {
 			sub.c.queryResults.Load()+delta, limit), "LIMIT")
 		return
 	}
-	fresh := make(map[string]member, len(sc.res))
-	for _, r := range sc.res {
-		m := member{ts: sc.ts[r.Key]}
+	keys := make([]string, len(sc.res))
+	ms := make([]member, len(sc.res))
+	for i, r := range sc.res {
+		keys[i], ms[i] = r.Key, member{ts: sc.ts[r.Key]}
 		if sub.limit >= 0 {
-			m.value = r.Value
+			ms[i].value = r.Value
 		}
-		fresh[r.Key] = m
 	}
+	fresh := sub.newResults(len(sc.res))
+	fresh.appendSorted(keys, ms)
 	if reader {
 		results := make([]wire.QueryResult, len(sc.res))
 		for i, r := range sc.res {
@@ -324,23 +337,24 @@ func (s *Server) runQueryLocked(sub *subscription, reader bool) {
 		}
 		sub.c.replyNow(resp)
 	} else {
-		for k := range sub.members {
-			if _, ok := fresh[k]; !ok {
+		sub.members.Range(func(k string, _ member) {
+			if _, ok := fresh.Get(k); !ok {
 				sub.emit(k, nil, wire.Leave)
 			}
-		}
-		for _, r := range sc.res {
-			old, was := sub.members[r.Key]
+		})
+		for i, r := range sc.res {
+			old, was := sub.members.Get(r.Key)
 			switch {
 			case !was:
 				sub.emit(r.Key, r.Value, wire.Enter)
-			case old.ts != fresh[r.Key].ts:
+			case old.ts != ms[i].ts:
 				sub.emit(r.Key, r.Value, wire.Update)
 			}
 		}
 	}
 	sub.c.queryResults.Add(delta)
 	sub.members, sub.complete = fresh, complete
+	sub.edge, sub.hasEdge = edge, !complete
 	pending := sub.pending
 	sub.pending = nil
 	sub.state = subReady
@@ -381,17 +395,13 @@ func (sub *subscription) emit(key string, value any, ct wire.ChangeType) {
 	sub.c.sendMsg(&wire.QueryUpdate{QueryID: sub.id, Key: key, Value: value, ChangeType: ct})
 }
 
-// worst returns the member that sorts last.
-func (sub *subscription) worst() (string, member, bool) {
-	var wk string
-	var wm member
-	found := false
-	for k, m := range sub.members {
-		if !found || sub.q.Compare(wire.QueryResult{Key: k, Value: m.value}, wire.QueryResult{Key: wk, Value: wm.value}) > 0 {
-			wk, wm, found = k, m, true
-		}
+// newResults returns an empty result set for the subscription's query:
+// ordered for a limited one.
+func (sub *subscription) newResults(size int) *resultSet {
+	if sub.limit < 0 {
+		return newResultSet(nil, size)
 	}
-	return wk, wm, found
+	return newResultSet(sub.compare, size)
 }
 
 // applyLocked updates the result for one change and tells the client,
@@ -407,7 +417,7 @@ func (sub *subscription) applyLocked(ch *store.Change) {
 		}
 	}
 	ts := ch.Record.LWW.Timestamp
-	old, was := sub.members[ch.Key]
+	old, was := sub.members.Get(ch.Key)
 	if was && ts.Compare(old.ts) <= 0 {
 		return // older than what the result holds (a replayed change)
 	}
@@ -424,31 +434,38 @@ func (sub *subscription) applyLocked(ch *store.Change) {
 	}
 	switch {
 	case matches && was:
-		sub.members[ch.Key] = m
+		sub.members.Put(ch.Key, m)
 		send(ch.Key, v, wire.Update)
 		if sub.limit >= 0 && !sub.complete {
-			if wk, _, _ := sub.worst(); wk == ch.Key {
-				// It may now sort after a record outside the result.
+			// Now last, it may sort after a record outside the result,
+			// unless it sorts before the edge.
+			if wk, _, _ := sub.members.Worst(); wk == ch.Key &&
+				(!sub.hasEdge || sub.compare(wire.QueryResult{Key: ch.Key, Value: v}, sub.edge) >= 0) {
 				sub.c.s.queueResync(sub)
 			}
 		}
 	case matches:
-		if sub.limit < 0 || len(sub.members) < sub.limit {
-			sub.members[ch.Key] = m
+		if sub.limit < 0 || sub.members.Len() < sub.limit {
+			sub.members.Put(ch.Key, m)
 			sub.c.queryResults.Add(1)
 			send(ch.Key, v, wire.Enter)
 			return
 		}
-		wk, wm, _ := sub.worst()
-		if sub.q.Compare(wire.QueryResult{Key: ch.Key, Value: v}, wire.QueryResult{Key: wk, Value: wm.value}) < 0 {
-			delete(sub.members, wk)
-			sub.members[ch.Key] = m
+		wk, wm, _ := sub.members.Worst()
+		out := wire.QueryResult{Key: ch.Key, Value: v} // what is left outside
+		if sub.compare(out, wire.QueryResult{Key: wk, Value: wm.value}) < 0 {
+			sub.members.Delete(wk)
+			sub.members.Put(ch.Key, m)
 			send(wk, nil, wire.Leave)
 			send(ch.Key, v, wire.Enter)
+			out = wire.QueryResult{Key: wk, Value: wm.value}
+		}
+		if sub.complete || !sub.hasEdge || sub.compare(out, sub.edge) < 0 {
+			sub.edge, sub.hasEdge = out, true
 		}
 		sub.complete = false
 	case was:
-		delete(sub.members, ch.Key)
+		sub.members.Delete(ch.Key)
 		sub.c.queryResults.Add(-1)
 		send(ch.Key, nil, wire.Leave)
 		if sub.limit >= 0 && !sub.complete {
@@ -465,6 +482,7 @@ func (s *Server) queueResync(sub *subscription) {
 		return
 	}
 	sub.queued = true
+	s.resyncsQueued.Add(1)
 	s.resyncQ = append(s.resyncQ, sub)
 	s.resyncCond.Signal()
 }

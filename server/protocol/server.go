@@ -53,6 +53,8 @@ type Server struct {
 	refused    atomic.Uint64 // connections and requests refused at MaxConnections
 	queriesCut atomic.Uint64 // QUERY_SUBs refused at MaxQueries or MaxQueryResults
 	feedLags   atomic.Uint64 // times the change feed fell behind
+	// resyncsQueued counts the re-reads of a map queued for live queries.
+	resyncsQueued atomic.Int64
 
 	dispatchHook func() // tests: runs before each commit is dispatched
 }
