@@ -246,8 +246,7 @@ func (s *Store) applier() {
 					// Storage may hold the batch all the same: then it is
 					// a commit, which the feed must report (repairShared
 					// does so on shared storage).
-					s.unsure = append(s.unsure, t)
-					s.unsureBytes += cap(t.buf)
+					s.keepUnsure(t)
 					for len(s.unsure) > maxUnsure || (len(s.unsure) > 1 && s.unsureBytes > maxUnsureBytes) {
 						s.log.Warn("cannot tell whether a failed commit was applied; its changes, if it was, are not published", "records", len(s.unsure[0].order))
 						s.dropUnsure()
@@ -288,34 +287,75 @@ func (s *Store) dropUnsure() {
 
 // settleUnsure finds out, oldest first, whether the failed commits whose
 // outcome was unknown were applied after all, and publishes the changes of
-// those that were, as their commits. A batch is atomic, so it was applied
-// when storage holds exactly what it wrote for every key. One that cannot
+// those that were, as their commits. Each key is settled on its own: one a
+// later commit overwrote was settled by that commit (whose change the feed
+// reported, merged over what storage held), and storage holding exactly
+// what the failed commit wrote for a key means it was applied. Compared as
+// a whole, a key overwritten since made the commit count as not applied,
+// and the changes to its other keys were never published. One that cannot
 // be read now is tried again before the next commit. It runs on the
 // applier.
 func (s *Store) settleUnsure() {
 	for len(s.unsure) > 0 {
 		t := s.unsure[0]
-		applied, err := s.wasApplied(t)
+		applied, err := s.appliedKeys(t)
 		if err != nil {
 			s.log.Debug("cannot yet tell whether a failed commit was applied", "error", err)
 			return
 		}
 		s.dropUnsure()
-		if applied && (len(t.changes) > 0 || t.prune != nil) {
+		var changes []Change
+		for _, ch := range t.changes {
+			if applied[cacheKey{ch.Map, ch.Key}] {
+				changes = append(changes, ch)
+			}
+		}
+		// The batch was atomic: one key found applied means all were. With
+		// every key settled by later commits its cut-off stands (the
+		// tombstones it removed are gone or written again either way).
+		prune := t.prune
+		if len(applied) == 0 && len(t.open) > 0 {
+			prune = nil
+		}
+		if len(changes) > 0 || prune != nil {
 			s.log.Warn("a commit reported failed was applied by the backend; publishing its changes", "records", len(t.order))
-			s.feed.publish(&Commit{Seq: s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune})
+			s.feed.publish(&Commit{Seq: s.seq.Add(1), Changes: changes, PruneBefore: prune})
 		}
 	}
 }
 
-// wasApplied reports whether storage holds every key's final state of t.
-func (s *Store) wasApplied(t *txn) (bool, error) {
+// keepUnsure keeps a failed commit for settleUnsure, with all its keys
+// still to settle.
+func (s *Store) keepUnsure(t *txn) {
+	t.open = make(map[cacheKey]struct{}, len(t.order))
+	for _, st := range t.order {
+		t.open[cacheKey{st.mapName, st.key}] = struct{}{}
+	}
+	s.unsure = append(s.unsure, t)
+	s.unsureBytes += cap(t.buf)
+}
+
+// settledBy settles, in the failed commits kept for settleUnsure, the keys
+// the durable commit t wrote: their state is t's now, whichever way the
+// failed ones went. It runs on the applier.
+func (s *Store) settledBy(t *txn) {
+	for _, u := range s.unsure {
+		for _, st := range t.order {
+			delete(u.open, cacheKey{st.mapName, st.key})
+		}
+	}
+}
+
+// appliedKeys returns the keys of t not yet settled for which storage
+// holds t's state.
+func (s *Store) appliedKeys(t *txn) (map[cacheKey]bool, error) {
 	byMap := map[string][]*state{}
-	for ck, st := range t.pending {
-		if st.dirty {
+	for ck := range t.open {
+		if st := t.pending[ck]; st != nil && st.dirty {
 			byMap[ck.mapName] = append(byMap[ck.mapName], st)
 		}
 	}
+	applied := map[cacheKey]bool{}
 	for name, sts := range byMap {
 		keys := make([]string, len(sts))
 		for i, st := range sts {
@@ -323,7 +363,7 @@ func (s *Store) wasApplied(t *txn) (bool, error) {
 		}
 		recs, err := s.getRecords(context.Background(), name, keys)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		found := make(map[string]*abi.Record, len(recs))
 		for i := range recs {
@@ -331,18 +371,17 @@ func (s *Store) wasApplied(t *txn) (bool, error) {
 		}
 		for _, st := range sts {
 			r := found[st.key]
-			if !st.present {
-				if r != nil {
-					return false, nil
+			if st.present {
+				if r == nil || r.ExpirationTime != st.exp || !bytes.Equal(r.Value, st.enc) {
+					continue
 				}
+			} else if r != nil {
 				continue
 			}
-			if r == nil || r.ExpirationTime != st.exp || !bytes.Equal(r.Value, st.enc) {
-				return false, nil
-			}
+			applied[cacheKey{name, st.key}] = true
 		}
 	}
-	return true, nil
+	return applied, nil
 }
 
 // regroupWait bounds how long the applier waits for the callers it just
@@ -423,6 +462,9 @@ type txn struct {
 	changesFrom int
 	unsealed    []*state
 	err         error // infrastructure failure: the whole group fails
+	// open holds, once the txn failed with an unknown outcome, its keys
+	// no later commit settled (see settleUnsure; applier only).
+	open map[cacheKey]struct{}
 	// base is, on shared storage with checked commits, what storage held
 	// for each key when this txn first saw it: the commit applies only
 	// over that.
@@ -1002,6 +1044,7 @@ func (t *txn) commit() error {
 	for _, st := range t.order {
 		s.cache.put(cacheKey{st.mapName, st.key}, &entryValue{rv: st.rv, exp: st.exp, present: st.present})
 	}
+	s.settledBy(t)
 	c := &Commit{Seq: s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune}
 	s.feed.publish(c)
 	return nil

@@ -1315,3 +1315,56 @@ func TestStore_commitWritesEachKeyOnce(t *testing.T) {
 		t.Fatalf("lww %q, want 49", v)
 	}
 }
+
+// A commit reported failed that storage applied, settled only after a
+// later commit overwrote one of its keys (reads of storage were down in
+// between), still reaches the feed for its other keys: each key is settled
+// on its own, and one a known commit overwrote is settled by that commit.
+// Before, the overwritten key no longer matched, the whole commit counted
+// as not applied, and its write of b was never published.
+func TestStore_unknownOutcomeSettledPerKey(t *testing.T) {
+	be := &lyingBackend{Backend: null.Open()}
+	f := newFixture(t, be, nil)
+	f.apply(put("m", "a", "one", ts(t0, 0, "c1")), put("m", "b", "one", ts(t0, 0, "c1")))
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	be.lie.Store(true)
+	be.down.Store(true)
+	if _, err := f.s.Apply(context.Background(), []Op{put("m", "a", "two", ts(t0+1, 0, "c1")), put("m", "b", "two", ts(t0+1, 0, "c1"))}, 1); err == nil {
+		t.Fatal("expected the reported failure")
+	}
+	be.lie.Store(false)
+	be.down.Store(false)
+	// The overwrite of a is merged while storage can be read; reads fail
+	// again before it commits, so the failed commit is not settled first.
+	var arm atomic.Bool
+	arm.Store(true)
+	f.s.mergedHook = func() {
+		if arm.CompareAndSwap(true, false) {
+			be.down.Store(true)
+		}
+	}
+	f.apply(put("m", "a", "three", ts(t0+2, 0, "c1")))
+	be.down.Store(false)
+	f.apply(put("m", "other", "x", ts(t0, 0, "c1")))
+	got := map[string]string{}
+	for len(got) < 3 {
+		c := <-sub.C()
+		for _, ch := range c.Changes {
+			if ch.Key == "other" && got["b"] == "" {
+				t.Fatalf("the applied write of b never reached the change feed (feed so far %v)", got)
+			}
+			got[ch.Key] = ch.Record.LWW.Value.Text()
+		}
+	}
+	if got["a"] != "three" || got["b"] != "two" || got["other"] != "x" {
+		t.Fatalf("feed reported %v, want a=three b=two other=x", got)
+	}
+	if v, _ := f.get("m", "b"); v != "two" {
+		t.Fatalf("b = %q, want the stored %q", v, "two")
+	}
+	want := lwwRootOf(map[string]record.Timestamp{"a": ts(t0+2, 0, "c1"), "b": ts(t0+1, 0, "c1"), "other": ts(t0, 0, "c1")})
+	if got := f.s.Root("m", KindLWW); got != want {
+		t.Fatalf("root %d, want %d", got, want)
+	}
+}
