@@ -40,7 +40,8 @@ test:
 
 # The long crash test: SIGKILLs a writer CRASH_KILLS times per durable
 # backend (redb, postgres, the example plugin) and fails if any
-# acknowledged write is missing.
+# acknowledged write is missing, or an acknowledged overwrite or delete is
+# undone after a restart.
 crash-test:
 	TOPGUN_CRASH_KILLS=$(CRASH_KILLS) $(GO) test -count=1 -timeout 60m -run '^TestCrash_' -v ./server/store
 
