@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync/atomic"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -44,17 +43,11 @@ type instance struct {
 	// starting: the instance is being started; a failure is returned to
 	// Load or reported once by the pool, not logged here.
 	starting bool
-	// deadline stops a sandboxed call of a module the meter could not
-	// rewrite when it runs past the call timeout, by closing the module,
-	// which wazero's instrumented guest code notices. One
-	// reusable timer per instance is much cheaper than a context with a
-	// timeout per call (wazero watches such a context from a goroutine).
-	deadline *time.Timer
-	expired  atomic.Bool
 	// For a metered plugin: ctx carries the instance to meterCheck, which
 	// runs on the calling goroutine and traps the guest once the clock
 	// passes dueAt (nanoseconds on monoClock, 0 = none); overdue records
-	// that it did.
+	// that it did. For any sandboxed plugin, dueAt also stops the host
+	// functions' I/O (pastDeadline).
 	ctx     context.Context
 	dueAt   int64
 	overdue bool
@@ -86,7 +79,7 @@ func monoClock() int64 { return int64(time.Since(monoStart)) }
 // as one instruction and cannot stop it, and wazero's interruption only
 // acts between guest instructions. It runs on the calling goroutine.
 func (in *instance) pastDeadline() bool {
-	if (in.dueAt != 0 && monoClock() >= in.dueAt) || in.expired.Load() {
+	if in.dueAt != 0 && monoClock() >= in.dueAt {
 		in.overdue = true // the call is reported as timed out
 		return true
 	}
@@ -108,7 +101,7 @@ func (d deadlineReader) Read(p []byte) (int, error) {
 }
 
 // errPastDeadline fails a host function's I/O once the call is past its
-// deadline (the guest sees EIO or EINTR; the meter or the deadline timer
+// deadline (the guest sees EIO or EINTR; the meter or wazero's interruption
 // then ends the call).
 var errPastDeadline = errors.New("the call is past its deadline")
 
@@ -175,31 +168,30 @@ func (in *instance) callMetered(f api.Function, stack []uint64) (timedOut bool, 
 	return in.overdue, err
 }
 
-// callSandboxed runs topgun_call under the call timeout.
-func (in *instance) callSandboxed(ctx context.Context) (timedOut bool, err error) {
-	if in.deadline == nil {
-		in.deadline = time.AfterFunc(time.Hour, func() {
-			in.expired.Store(true)
-			in.mod.CloseWithExitCode(context.Background(), exitDeadline)
-		})
-		in.deadline.Stop()
+// callInterruptible runs f on a sandboxed instance the meter could not
+// rewrite, under the call timeout. wazero (WithCloseOnContextDone) watches
+// the context and, when it ends, marks the module closed, which the guest
+// code notices at its next loop or call; the module's resources (its sys
+// context, the files it has open in the data directory) are released on
+// this goroutine once the guest has stopped. Closing the module from
+// another goroutine instead (CloseWithExitCode) would release them under a
+// WASI host call still running. A call that returns after the deadline
+// passed fails too: wazero may have closed the module as it returned.
+func (in *instance) callInterruptible(ctx context.Context, f api.Function, stack []uint64) (timedOut bool, err error) {
+	d := in.timeout()
+	in.overdue = false
+	in.dueAt = monoClock() + int64(d) // for the host functions' I/O
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
+	err = f.CallWithStack(cctx, stack)
+	// Read before cancel, which would set it too.
+	expired := cctx.Err() != nil
+	cancel()
+	in.dueAt = 0
+	if err == nil && (expired || in.overdue) {
+		err = errPastDeadline
 	}
-	in.expired.Store(false)
-	in.deadline.Reset(in.timeout())
-	err = in.call.CallWithStack(context.WithoutCancel(ctx), in.stack[:])
-	if !in.deadline.Stop() || in.expired.Load() {
-		// The timer fired: the module is closed (or being closed), whether
-		// or not the call managed to return first.
-		if err == nil {
-			err = errors.New("the module was closed at its deadline")
-		}
-		return true, err
-	}
-	return false, err
+	return expired || in.overdue, err
 }
-
-// exitDeadline is the exit code the deadline timer closes a module with.
-const exitDeadline = 0xdead
 
 // trackMemory updates the pool's memory total with the instance's size. Only
 // the goroutine that holds the instance calls it (the guest may grow its
@@ -315,6 +307,12 @@ func (in *instance) invoke(ctx context.Context, f api.Function, arg []uint64) (u
 		}
 		return stack[0], nil
 	}
+	if in.p.opts.Trust == TrustSandboxed {
+		if timedOut, err := in.callInterruptible(ctx, f, stack[:]); err != nil {
+			return 0, callError{err: err, timedOut: timedOut}
+		}
+		return stack[0], nil
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.timeout())
 	defer cancel()
 	if err := f.CallWithStack(cctx, stack[:]); err != nil {
@@ -391,7 +389,7 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 		// CapMultiInstance, all it holds. Only the call timeout stops it.
 		timedOut, err = in.callMetered(in.call, in.stack[:])
 	case p.opts.Trust == TrustSandboxed:
-		timedOut, err = in.callSandboxed(ctx)
+		timedOut, err = in.callInterruptible(ctx, in.call, in.stack[:])
 	default:
 		// Trusted code is not interrupted, so a deadline would only cost.
 		err = in.call.CallWithStack(ctx, in.stack[:])
@@ -496,9 +494,6 @@ func (in *instance) close(ctx context.Context) error {
 // discard closes the module without calling into it.
 func (in *instance) discard(ctx context.Context) {
 	in.poisoned = true
-	if in.deadline != nil {
-		in.deadline.Stop()
-	}
 	if in.mod != nil {
 		_ = in.mod.Close(context.WithoutCancel(ctx))
 	}

@@ -124,3 +124,28 @@ func TestMeter_stackBoundHoldsTheHeap(t *testing.T) {
 		})
 	}
 }
+
+// A module the meter cannot rewrite and that is inside a WASI host call at
+// its deadline (here fd_write over a million large iovecs) is stopped
+// without its resources (the sys context, the files it has open) being
+// closed under that host call from another goroutine: under -race the
+// call must finish with a deadline error and no race report.
+func TestMeter_fallbackDeadlineInsideHostCall(t *testing.T) {
+	instrument = func([]byte, int32, int32) ([]byte, meter.Info, error) {
+		return nil, meter.Info{}, fmt.Errorf("%w: test", meter.ErrUnsupported)
+	}
+	defer func() { instrument = meter.Instrument }()
+	o := testOptions(t)
+	o.CallTimeout = 200 * time.Millisecond
+	o.CacheDir = t.TempDir() // no metered copy cached by other tests
+	b := mustLoad(t, "testdata/wat/iovec.wasm", o)
+	if b.p.metered {
+		t.Fatal("metered although the meter refused the module")
+	}
+	for i := range 3 {
+		_, err := b.Get(context.Background(), "evil", false, []string{"k"})
+		if !errors.Is(err, abi.ErrDeadlineExceeded) {
+			t.Fatalf("call %d: err = %v, want a deadline error", i, err)
+		}
+	}
+}
