@@ -37,6 +37,24 @@
 // capped at MaxLogLineBytes and rate-limited per plugin (200 lines per
 // second, bursts of 1000; dropped lines are counted in the log).
 //
+// # The data directory
+//
+// One DataDir serves one loaded plugin at a time. wasip1 has no file locks,
+// so a plugin cannot keep a second server (or a second Load in this
+// process) off its files, and two stores writing one directory write over
+// each other's data. Load therefore takes an exclusive flock on the
+// directory itself (not on a file in it, which a plugin may replace)
+// before the first instance starts; every instance of the plugin shares
+// it, and it is released only once Close has discarded every instance
+// (for an instance Close abandons, when its call returns), or when the
+// process dies. A Load on a directory another loaded plugin holds, under
+// any path, fails at once with abi.CodeUnavailable, naming the directory
+// and TOPGUN_PLUGIN_DATA_DIR. A plugin that declares abi.CapShared says
+// several processes may use its storage at once and coordinates them
+// itself: the lock is released as soon as its open returns, so two loads
+// starting at the same moment may still see one refused. Systems without
+// flock (Windows) lock nothing.
+//
 // # Limits and their defaults
 //
 //	MemoryLimitMB     256      TOPGUN_PLUGIN_MEMORY_MB        linear memory per instance

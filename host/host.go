@@ -62,7 +62,15 @@ type plugin struct {
 	// moves orders directory moves in the data directory against the
 	// other instances' path checks (see confinedFS).
 	moves sync.RWMutex
+	// dataLock holds the exclusive flock on the data directory (see
+	// lockDataDir), shared by every instance; p.close releases it after
+	// the runtime, so it is held until no instance can touch the files.
+	dataLock *os.File
 }
+
+// errDataDirLocked is the cause of the error Load returns for a data
+// directory another loaded plugin holds.
+var errDataDirLocked = errors.New("the data directory is locked by another loaded plugin")
 
 // wasm is the magic and version of a wasm binary module.
 var wasmMagic = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
@@ -82,6 +90,22 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 	if err != nil {
 		return nil, err
 	}
+	if p.opts.DataDir != "" {
+		// wasip1 has no file locks, so a plugin cannot keep a second
+		// server (or a second load in this process) off its files: two
+		// stores writing one directory would write over each other's
+		// data. The host locks the directory for it, before any instance
+		// can touch it.
+		if p.dataLock, err = lockDataDir(p.opts.DataDir); err != nil {
+			p.close(ctx)
+			if errors.Is(err, errDataDirLocked) {
+				return nil, abi.Wrap(abi.CodeUnavailable, err,
+					"%s: data directory %s is in use by another loaded plugin (another server, or another load in this process); stop it, or give each server its own TOPGUN_PLUGIN_DATA_DIR",
+					p.prefix, p.opts.DataDir)
+			}
+			return nil, fmt.Errorf("%s: data directory %s: cannot lock it: %w; check TOPGUN_PLUGIN_DATA_DIR", p.prefix, p.opts.DataDir, err)
+		}
+	}
 	b := &Backend{p: p, breaker: newBreaker(p)}
 	b.Caller = abi.NewCaller(b, p.prefix)
 	in, desc, err := p.newInstance(ctx, 0)
@@ -94,6 +118,13 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 		p.close(ctx)
 		return nil, fmt.Errorf("%s: open describes storage ABI %d.%d, this server implements %d.%d; rebuild the plugin against ABI %d",
 			p.prefix, desc.ABIMajor, desc.ABIMinor, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor)
+	}
+	if p.dataLock != nil && desc.Capabilities.Has(abi.CapShared) {
+		// The plugin says several processes may use its storage at once:
+		// it coordinates them itself, and the lock, held while it opened,
+		// would refuse the others.
+		p.unlockDataDir()
+		p.log.Debug("plugin declares shared storage; its data directory is not locked", "data_dir", p.opts.DataDir)
 	}
 	size := 1
 	if desc.Capabilities.Has(abi.CapMultiInstance) {
@@ -355,10 +386,20 @@ func (p *plugin) checkShape() error {
 	return nil
 }
 
-// close releases the runtime (and every instance in it).
+// close releases the runtime (and every instance in it), then the lock on
+// the data directory.
 func (p *plugin) close(ctx context.Context) {
 	if p.rt != nil {
 		_ = p.rt.Close(context.WithoutCancel(ctx))
+	}
+	p.unlockDataDir()
+}
+
+// unlockDataDir releases the data directory's lock, if held.
+func (p *plugin) unlockDataDir() {
+	if p.dataLock != nil {
+		_ = p.dataLock.Close()
+		p.dataLock = nil
 	}
 }
 

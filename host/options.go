@@ -63,7 +63,11 @@ type Options struct {
 	SHA256 string
 	// DataDir, when set, is the one host directory the plugin may use,
 	// mounted at abi.WasmDataDir ("/data") (TOPGUN_PLUGIN_DATA_DIR). It
-	// must exist. Without it the plugin sees no files at all.
+	// must exist. Without it the plugin sees no files at all. Load locks
+	// it (flock) until Close has discarded every instance, and refuses a
+	// directory another loaded plugin holds, in this process or another,
+	// with abi.CodeUnavailable; a plugin that declares abi.CapShared holds
+	// it only while it opens (see the package documentation).
 	DataDir string
 	// Config is passed to the plugin's open call (TOPGUN_PLUGIN_CONFIG).
 	// Keys starting with ReservedConfigPrefix are refused.

@@ -50,10 +50,10 @@
 //
 // Only one store may use a directory at a time: two would write over each
 // other's batches. Natively Open locks the directory (flock) and refuses a
-// directory another store holds; under wasip1 there are no file locks and
-// nothing enforces it, so the operator must give each server its own
-// TOPGUN_PLUGIN_DATA_DIR. Open reads the whole log, so it
-// takes time proportional to the log's size. The index costs about 115
+// directory another store holds; under wasip1 there are no file locks, and
+// the host locks the directory it grants (TOPGUN_PLUGIN_DATA_DIR) instead,
+// refusing a second server on it (see package host). Open reads the whole
+// log, so it takes time proportional to the log's size. The index costs about 115
 // bytes plus the key per record (measured with 16-byte keys), so a plugin
 // instance under the host's default 256 MiB memory limit holds on the
 // order of a million records. Each Apply pays a full fsync; concurrent

@@ -121,7 +121,8 @@ const writeChunk = 1 << 20
 //
 // Only one Store may use a directory at a time. Natively Open takes a lock
 // on the directory and refuses it while another Store (of any process)
-// holds it; under wasip1 there are no file locks and nothing enforces it.
+// holds it; under wasip1 there are no file locks, and the host locks the
+// data directory it grants instead (see package host).
 func Open(ctx context.Context, dir string, opts *Options) (*Store, error) {
 	if opts == nil {
 		opts = DefaultOptions()

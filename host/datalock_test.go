@@ -1,0 +1,97 @@
+//go:build linux || darwin || freebsd || openbsd || netbsd || dragonfly
+
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// Two loads on one data directory would write over each other's data
+// (wasip1 has no file locks, so the plugin cannot keep the second off): the
+// second Load is refused, naming the setting, while the first is open,
+// also through another path to the directory, and allowed once it is
+// closed.
+func TestLoad_dataDirLocked(t *testing.T) {
+	wasm := nullWasm(t)
+	dir := t.TempDir()
+	o := testOptions(t)
+	o.DataDir = dir
+	first := mustLoad(t, wasm, o)
+
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, link} {
+		o2 := testOptions(t)
+		o2.DataDir = d
+		b, err := Load(context.Background(), wasm, o2)
+		if err == nil {
+			b.Close()
+			t.Fatalf("a second Load on data directory %s while the first is open succeeded", d)
+		}
+		if !errors.Is(err, abi.ErrUnavailable) || !strings.Contains(err.Error(), "TOPGUN_PLUGIN_DATA_DIR") ||
+			!strings.Contains(err.Error(), d) || !strings.Contains(err.Error(), "plugin null.wasm:") {
+			t.Fatalf("second Load on %s: %v; want CodeUnavailable naming the plugin, the directory and TOPGUN_PLUGIN_DATA_DIR", d, err)
+		}
+	}
+	// Another directory is not affected.
+	o3 := testOptions(t)
+	o3.DataDir = t.TempDir()
+	mustLoad(t, wasm, o3)
+
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := mustLoad(t, wasm, o)
+	if err := again.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A load that fails after taking the lock (here: the plugin's
+// _initialize traps) releases it.
+func TestLoad_dataDirUnlockedAfterFailedLoad(t *testing.T) {
+	o := testOptions(t)
+	o.DataDir = t.TempDir()
+	if b, err := Load(context.Background(), "testdata/wat/inittrap.wasm", o); err == nil {
+		b.Close()
+		t.Fatal("inittrap.wasm loaded")
+	}
+	mustLoad(t, nullWasm(t), o)
+}
+
+// A plugin that declares abi.CapShared says several processes may use its
+// storage at once: its data directory is not held locked.
+func TestLoad_sharedPluginDataDirNotLocked(t *testing.T) {
+	bin, err := os.ReadFile("testdata/wat/loop.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// loop.wat's description [name "loop", 1, 0, capabilities 4]: declare
+	// shared (2) as well.
+	desc := []byte("\x94\xa4loop\x01\x00\x04")
+	if bytes.Count(bin, desc) != 1 {
+		t.Fatal("loop.wasm does not hold its description once")
+	}
+	shared := append(desc[:len(desc)-1:len(desc)-1], byte(abi.CapAtomicBatch|abi.CapShared))
+	path := filepath.Join(t.TempDir(), "sharedloop.wasm")
+	if err := os.WriteFile(path, bytes.Replace(bin, desc, shared, 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(t)
+	o.DataDir = t.TempDir()
+	first := mustLoad(t, path, o)
+	if !first.Describe().Capabilities.Has(abi.CapShared) {
+		t.Fatalf("capabilities %v, want shared", first.Describe().Capabilities.Names())
+	}
+	mustLoad(t, path, o)
+}
