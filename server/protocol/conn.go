@@ -94,6 +94,20 @@ func (q *outQueue) push(it outItem) {
 	q.mu.Lock()
 	if q.head > 0 && q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
+	} else if q.head >= 256 && q.head >= len(q.items)/2 {
+		// Move the queued items down over the ones already popped: a
+		// queue that never drains to empty would otherwise grow its
+		// backing array with every message that ever went through it.
+		// A burst's large backing array is not kept either.
+		rest := q.items[q.head:]
+		if cap(q.items) > 1024 && len(rest) < cap(q.items)/4 {
+			q.items = append(make([]outItem, 0, 2*len(rest)), rest...)
+		} else {
+			n := copy(q.items, rest)
+			clear(q.items[n:])
+			q.items = q.items[:n]
+		}
+		q.head = 0
 	}
 	q.items = append(q.items, it)
 	q.mu.Unlock()

@@ -63,8 +63,9 @@ type Options struct {
 	// WriteTimeout bounds the write of one message to a client.
 	WriteTimeout time.Duration
 
-	// OutboundQueue is the number of messages queued for one client over
-	// which answers to its requests wait, as over half of OutboundBytes.
+	// OutboundQueue is twice the number of messages queued for one client
+	// from which answers to its requests wait, as over half of
+	// OutboundBytes (see waitRoom).
 	// Messages pushed to it are bounded by OutboundBytes alone (each counted
 	// with a small overhead): one commit can push more messages than any
 	// fixed number (an OP_BATCH of thousands of ops, many live queries on
