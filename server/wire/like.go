@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"cmp"
+	"slices"
 	"unicode"
 	"unicode/utf8"
 )
@@ -16,14 +18,32 @@ import (
 // O(len(text) × len(pattern)/64) word operations. Go's regexp simulates
 // the same automaton one thread per position, and a hostile pattern such
 // as "%a%a%a…" (4 KB) took seconds per 100 KB record that way.
+//
+// The positions of each literal are kept sparsely, only for the words of
+// state that hold one (litWord), so that a pattern costs memory in
+// proportion to its length: a dense mask per distinct literal cost about
+// 480 KB for a 4 KB pattern of distinct runes (words × distinct runes),
+// held for as long as the query that holds the pattern.
 type likeMatcher struct {
 	n     int // tokens; the text matches when bit n is set at its end
 	words int
 	star  []uint64 // positions holding %
 	any   []uint64 // positions holding _
-	ascii [utf8.RuneSelf][]uint64
-	lit   map[rune][]uint64 // by folded rune, beyond ASCII
+	// lits holds each literal's litWords, grouped by literal and in word
+	// order; ascii and lit locate a folded rune's group in it.
+	lits  []litWord
+	ascii [utf8.RuneSelf]litSpan
+	lit   map[rune]litSpan // by folded rune, beyond ASCII
 }
+
+// litWord is the positions one literal holds in one word of state.
+type litWord struct {
+	w    int
+	bits uint64
+}
+
+// litSpan is where a literal's litWords are in likeMatcher.lits.
+type litSpan struct{ start, end int32 }
 
 // compileLike returns nil for a pattern that is not valid UTF-8, which the
 // regexp does not compile either.
@@ -49,9 +69,15 @@ func compileLike(pattern string) *likeMatcher {
 			toks = append(toks, token{r: foldRune(r)})
 		}
 	}
-	m := &likeMatcher{n: len(toks), words: len(toks)/64 + 1, lit: map[rune][]uint64{}}
+	m := &likeMatcher{n: len(toks), words: len(toks)/64 + 1}
 	m.star = make([]uint64, m.words)
 	m.any = make([]uint64, m.words)
+	// Literal positions, by literal and then by position.
+	type litPos struct {
+		r rune
+		i int
+	}
+	var pos []litPos
 	for i, t := range toks {
 		w, b := i/64, uint64(1)<<(i%64)
 		switch t.kind {
@@ -60,26 +86,42 @@ func compileLike(pattern string) *likeMatcher {
 		case '_':
 			m.any[w] |= b
 		default:
-			mask := m.litMask(t.r)
-			if mask == nil {
-				mask = make([]uint64, m.words)
-				if t.r < utf8.RuneSelf {
-					m.ascii[t.r] = mask
-				} else {
-					m.lit[t.r] = mask
-				}
+			pos = append(pos, litPos{t.r, i})
+		}
+	}
+	slices.SortStableFunc(pos, func(a, b litPos) int { return cmp.Compare(a.r, b.r) })
+	for j := 0; j < len(pos); {
+		r, start := pos[j].r, int32(len(m.lits))
+		for ; j < len(pos) && pos[j].r == r; j++ {
+			w, b := pos[j].i/64, uint64(1)<<(pos[j].i%64)
+			if k := len(m.lits) - 1; k >= int(start) && m.lits[k].w == w {
+				m.lits[k].bits |= b
+			} else {
+				m.lits = append(m.lits, litWord{w: w, bits: b})
 			}
-			mask[w] |= b
+		}
+		span := litSpan{start, int32(len(m.lits))}
+		if r < utf8.RuneSelf {
+			m.ascii[r] = span
+		} else {
+			if m.lit == nil {
+				m.lit = map[rune]litSpan{}
+			}
+			m.lit[r] = span
 		}
 	}
 	return m
 }
 
-func (m *likeMatcher) litMask(folded rune) []uint64 {
+// litWords returns the positions of a folded literal, by word.
+func (m *likeMatcher) litWords(folded rune) []litWord {
+	var sp litSpan
 	if folded >= 0 && folded < utf8.RuneSelf {
-		return m.ascii[folded]
+		sp = m.ascii[folded]
+	} else {
+		sp = m.lit[folded]
 	}
-	return m.lit[folded]
+	return m.lits[sp.start:sp.end]
 }
 
 // MatchString reports whether the whole of s matches the pattern.
@@ -94,14 +136,15 @@ func (m *likeMatcher) MatchString(s string) bool {
 	cur[0] = 1
 	m.closure(cur)
 	for _, r := range s {
-		lit := m.litMask(foldRune(r))
+		lit := m.litWords(foldRune(r))
 		nl := r == '\n'
 		var carry uint64
 		live := uint64(0)
 		for w := range m.words {
 			var step uint64 // positions consuming r and moving on
-			if lit != nil {
-				step = cur[w] & lit[w]
+			if len(lit) > 0 && lit[0].w == w {
+				step = cur[w] & lit[0].bits
+				lit = lit[1:]
 			}
 			stay := uint64(0) // % consuming r in place
 			if !nl {

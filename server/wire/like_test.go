@@ -3,9 +3,11 @@ package wire
 import (
 	"math/rand/v2"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // likeRegexp is the regexp TopGun's server builds for a like pattern
@@ -116,4 +118,37 @@ func FuzzLike(f *testing.F) {
 			t.Fatalf("like %q on %q = %v, regexp form says %v", pattern, text, got, want)
 		}
 	})
+}
+
+// A compiled like pattern is held for as long as its query: it must cost
+// memory in proportion to the pattern. A dense mask of the whole state per
+// distinct literal cost about 480 KB for a pattern of MaxPatternBytes
+// distinct runes (a QUERY_SUB frame holds hundreds of such patterns, and a
+// connection a thousand queries), several times the regexp it replaced.
+func TestLike_compiledSizeFollowsPattern(t *testing.T) {
+	var b strings.Builder
+	for r := rune(0x100); b.Len()+utf8.UTFMax <= MaxPatternBytes; r++ {
+		b.WriteRune(r)
+	}
+	pattern := b.String()
+	const n = 20
+	keep := make([]textMatcher, 0, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range n {
+		keep = append(keep, compilePattern(OpLike, pattern))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
+	t.Logf("%d heap bytes per compiled pattern of %d bytes", per, len(pattern))
+	if keep[0] == nil || !keep[0].MatchString(pattern) {
+		t.Fatal("the pattern does not match itself")
+	}
+	// The regexp form takes about 25 bytes per pattern byte.
+	if limit := int64(32 * len(pattern)); per > limit {
+		t.Fatalf("%d heap bytes per compiled pattern of %d bytes, want at most %d", per, len(pattern), limit)
+	}
+	runtime.KeepAlive(keep)
 }
