@@ -215,59 +215,139 @@ func (t *txn) add(r *request) {
 // plus one request.
 const maxCommitBytes = 64 << 20
 
-// applier commits txns in order and answers their callers.
+// Bounds of the wait between the re-reads the applier makes, while no
+// commit arrives, of keys and failed commits whose stored state is not
+// known (see applier).
+const (
+	settleRetryMin = 100 * time.Millisecond
+	settleRetryMax = 30 * time.Second
+)
+
+// closeSettleTimeout bounds Close's last try at settling failed commits of
+// unknown outcome, so a backend that does not answer cannot hold it up.
+const closeSettleTimeout = 2 * time.Second
+
+// applier commits txns in order and answers their callers. While failed
+// commits of unknown outcome (or keys to re-read) are pending and no
+// commit arrives, it retries on a timer, backing off: settled only before
+// the next commit, a commit storage did apply was never published while
+// no write came.
 func (s *Store) applier() {
 	defer s.wg.Done()
-	for t := range s.applyq {
-		// A re-read that failed is tried again before each commit, so the
-		// index does not stay behind storage once the backend is back.
-		s.repairIndex(true)
-		s.settleUnsure()
-		err := t.err
-		if err == nil && t.dep != nil && t.dep.failed.Load() {
-			err = t.dep.failErr
+	ctx, cancel := s.closingContext()
+	defer cancel()
+	var (
+		retry   *time.Timer
+		retryC  <-chan time.Time
+		backoff = settleRetryMin
+	)
+	defer func() {
+		if retry != nil {
+			retry.Stop()
 		}
-		if err == nil && len(t.order) > 0 {
-			err = t.commit()
-			if err != nil {
-				// The batch may have been applied (a networked backend can
-				// lose the connection after sending the commit): re-read its
-				// keys so the index matches storage.
-				s.mu.Lock()
-				for _, st := range t.order {
-					s.repair[cacheKey{st.mapName, st.key}] = struct{}{}
+	}()
+	for {
+		if len(s.unsure) > 0 || len(s.repair) > 0 { // applier-only state
+			if retryC == nil {
+				retry = time.NewTimer(backoff)
+				retryC = retry.C
+			}
+		} else {
+			if retry != nil {
+				retry.Stop()
+				retry, retryC = nil, nil
+			}
+			backoff = settleRetryMin
+		}
+		select {
+		case t, ok := <-s.applyq:
+			if !ok {
+				s.closeUnsure()
+				return
+			}
+			s.applyTxn(t)
+		case <-retryC:
+			retry, retryC = nil, nil
+			s.repairIndex(true)
+			s.settleUnsure(ctx)
+			backoff = min(2*backoff, settleRetryMax)
+		}
+	}
+}
+
+// closeUnsure tries a last time, at Close, to settle the failed commits of
+// unknown outcome, and reports those it must drop: if storage applied
+// them, their changes are never published.
+func (s *Store) closeUnsure() {
+	if len(s.unsure) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), closeSettleTimeout)
+	defer cancel()
+	s.settleUnsure(ctx)
+	if n := len(s.unsure); n > 0 {
+		records := 0
+		for _, t := range s.unsure {
+			records += len(t.order)
+		}
+		s.log.Warn("closing with failed commits whose outcome is unknown; their changes, if they were applied, are not published",
+			"commits", n, "records", records)
+		for len(s.unsure) > 0 {
+			s.dropUnsure()
+		}
+	}
+}
+
+// applyTxn commits one txn and answers its callers (applier only).
+func (s *Store) applyTxn(t *txn) {
+	// A re-read that failed is tried again before each commit, so the
+	// index does not stay behind storage once the backend is back.
+	s.repairIndex(true)
+	s.settleUnsure(context.Background())
+	err := t.err
+	if err == nil && t.dep != nil && t.dep.failed.Load() {
+		err = t.dep.failErr
+	}
+	if err == nil && len(t.order) > 0 {
+		err = t.commit()
+		if err != nil {
+			// The batch may have been applied (a networked backend can
+			// lose the connection after sending the commit): re-read its
+			// keys so the index matches storage.
+			s.mu.Lock()
+			for _, st := range t.order {
+				s.repair[cacheKey{st.mapName, st.key}] = struct{}{}
+			}
+			s.mu.Unlock()
+			for _, st := range t.order {
+				s.cache.remove(cacheKey{st.mapName, st.key})
+			}
+			s.repairIndex(false)
+			if !s.shared {
+				// Storage may hold the batch all the same: then it is
+				// a commit, which the feed must report (repairShared
+				// does so on shared storage).
+				s.keepUnsure(t)
+				for len(s.unsure) > maxUnsure || (len(s.unsure) > 1 && s.unsureBytes > maxUnsureBytes) {
+					s.log.Warn("cannot tell whether a failed commit was applied; its changes, if it was, are not published", "records", len(s.unsure[0].order))
+					s.dropUnsure()
 				}
-				s.mu.Unlock()
-				for _, st := range t.order {
-					s.cache.remove(cacheKey{st.mapName, st.key})
-				}
-				s.repairIndex(false)
-				if !s.shared {
-					// Storage may hold the batch all the same: then it is
-					// a commit, which the feed must report (repairShared
-					// does so on shared storage).
-					s.keepUnsure(t)
-					for len(s.unsure) > maxUnsure || (len(s.unsure) > 1 && s.unsureBytes > maxUnsureBytes) {
-						s.log.Warn("cannot tell whether a failed commit was applied; its changes, if it was, are not published", "records", len(s.unsure[0].order))
-						s.dropUnsure()
-					}
-					s.settleUnsure()
-				}
+				s.settleUnsure(context.Background())
 			}
 		}
-		if err == nil && len(t.order) == 0 {
-			t.settleClean()
-		}
-		if err != nil {
-			t.failErr = err
-			t.failed.Store(true)
-		}
-		t.settled.Store(true)
-		for _, r := range t.reqs {
-			r.done <- err
-		}
-		s.regroup(len(t.reqs))
 	}
+	if err == nil && len(t.order) == 0 {
+		t.settleClean()
+	}
+	if err != nil {
+		t.failErr = err
+		t.failed.Store(true)
+	}
+	t.settled.Store(true)
+	for _, r := range t.reqs {
+		r.done <- err
+	}
+	s.regroup(len(t.reqs))
 }
 
 // maxUnsure and maxUnsureBytes bound the failed commits kept for
@@ -293,12 +373,12 @@ func (s *Store) dropUnsure() {
 // what the failed commit wrote for a key means it was applied. Compared as
 // a whole, a key overwritten since made the commit count as not applied,
 // and the changes to its other keys were never published. One that cannot
-// be read now is tried again before the next commit. It runs on the
-// applier.
-func (s *Store) settleUnsure() {
+// be read now is tried again before the next commit, or on the applier's
+// retry timer while none comes. It runs on the applier.
+func (s *Store) settleUnsure(ctx context.Context) {
 	for len(s.unsure) > 0 {
 		t := s.unsure[0]
-		applied, err := s.appliedKeys(t)
+		applied, err := s.appliedKeys(ctx, t)
 		if err != nil {
 			s.log.Debug("cannot yet tell whether a failed commit was applied", "error", err)
 			return
@@ -348,7 +428,7 @@ func (s *Store) settledBy(t *txn) {
 
 // appliedKeys returns the keys of t not yet settled for which storage
 // holds t's state.
-func (s *Store) appliedKeys(t *txn) (map[cacheKey]bool, error) {
+func (s *Store) appliedKeys(ctx context.Context, t *txn) (map[cacheKey]bool, error) {
 	byMap := map[string][]*state{}
 	for ck := range t.open {
 		if st := t.pending[ck]; st != nil && st.dirty {
@@ -361,7 +441,7 @@ func (s *Store) appliedKeys(t *txn) (map[cacheKey]bool, error) {
 		for i, st := range sts {
 			keys[i] = st.key
 		}
-		recs, err := s.getRecords(context.Background(), name, keys)
+		recs, err := s.getRecords(ctx, name, keys)
 		if err != nil {
 			return nil, err
 		}

@@ -44,6 +44,9 @@ const reapBatch = 1000
 // become tombstones. It returns how many records it changed. The loop runs
 // it every ReapInterval; reads hide expired records before that.
 func (s *Store) ReapExpired(ctx context.Context) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed // the backend may be closed already
+	}
 	total := 0
 	for {
 		now := s.now()
@@ -156,6 +159,9 @@ func justAfter(ts record.Timestamp) record.Timestamp {
 // from storage and the Merkle index, and publishes the cut-off so clients
 // prune the same ones (GC_PRUNE). It returns how many it removed.
 func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
+	if s.closed.Load() {
+		return 0, ErrClosed // the backend may be closed already
+	}
 	if s.opts.TombstoneTTL < 0 {
 		return 0, nil
 	}
@@ -210,12 +216,17 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 	// TTL, and one sent again each TTL for good. Clients prune a tombstone
 	// stamped before that while the server keeps it; a client that syncs
 	// the map then receives it again, at the cost of a walk to its leaf.
+	//
+	// Recent means committed since now-ttl, not since the cut-off as
+	// lowered so far: that depended on the order of the walk, and kept
+	// late deletes committed long before (lowering the cut-off further).
 	latest := now + maxCommitAhead
 	floor := uint64(max(now-4*ttl, 0))
+	since := now - ttl
 	recent := map[cacheKey]bool{}
 	for _, v := range victims {
 		k := cacheKey{v.mapName, v.key}
-		if at, ok := committed[k]; ok && at >= int64(cutoff) && at <= latest {
+		if at, ok := committed[k]; ok && at >= since && at <= latest {
 			recent[k] = true
 			cutoff = min(cutoff, max(v.ts.Millis, floor))
 		}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -743,44 +744,59 @@ type entryValue struct {
 	present bool
 }
 
+// The in-memory sizes of the structs a cached record is made of: a decoded
+// value takes this much per element (80 bytes for a Value), so counting
+// 32 let arrays of small numbers use two and a half times the cache's
+// bound (TOPGUN_CACHE_MB).
+const (
+	valueBytes   = int(unsafe.Sizeof(record.Value{}))
+	fieldBytes   = int(unsafe.Sizeof(record.Field{}))
+	orEntryBytes = int(unsafe.Sizeof(record.ORMapEntry{}))
+	entryBytes   = int(unsafe.Sizeof(entryValue{}))
+)
+
+// size bounds the heap bytes a cached record state holds.
 func (v *entryValue) size() int {
 	if !v.present {
 		return 0
 	}
-	n := 64
+	n := entryBytes
 	switch v.rv.Kind {
 	case record.KindLWW:
 		n += valueSize(v.rv.LWW.Value) + len(v.rv.LWW.Timestamp.NodeID)
 	default:
+		n += orEntryBytes * cap(v.rv.ORMap.Records)
 		for i := range v.rv.ORMap.Records {
 			r := &v.rv.ORMap.Records[i]
-			n += 64 + valueSize(r.Value) + len(r.Tag) + len(r.Timestamp.NodeID)
+			n += valueSize(r.Value) + len(r.Tag) + len(r.Timestamp.NodeID)
 		}
+		n += 16 * cap(v.rv.ORMap.Tombstones)
 		for _, t := range v.rv.ORMap.Tombstones {
-			n += 16 + len(t)
+			n += len(t)
 		}
 	}
 	return n
 }
 
+// valueSize is the heap bytes a value holds beyond its own Value struct.
 func valueSize(v record.Value) int {
 	switch v.Type() {
-	case record.TypeString:
-		return 32 + len(v.Text())
-	case record.TypeBytes:
-		return 32 + len(v.Bytes())
+	case record.TypeString, record.TypeBytes:
+		return v.Len() // Bytes() would copy the value to measure it
 	case record.TypeArray:
-		n := 32
-		for _, it := range v.Items() {
+		items := v.Items()
+		n := valueBytes * cap(items)
+		for _, it := range items {
 			n += valueSize(it)
 		}
 		return n
 	case record.TypeMap:
-		n := 32
-		for _, f := range v.Fields() {
-			n += 16 + len(f.Key) + valueSize(f.Value)
+		fields := v.Fields()
+		n := fieldBytes * cap(fields)
+		for _, f := range fields {
+			n += len(f.Key) + valueSize(f.Value)
 		}
 		return n
 	}
-	return 32
+	return 0
 }
