@@ -177,6 +177,7 @@ func TestParseConfig_problems(t *testing.T) {
 		{name: "no_auth_setting", auth: true, want: []string{"1 problem", "set JWT_SECRET", "or set TOPGUN_NO_AUTH=1"}},
 		{name: "empty_auth_settings", auth: true, env: map[string]string{"JWT_SECRET": "", "TOPGUN_NO_AUTH": ""}, want: []string{"set JWT_SECRET", "TOPGUN_NO_AUTH=1"}},
 		{name: "bad_pem", auth: true, env: map[string]string{"JWT_SECRET": "-----BEGIN PUBLIC KEY-----\\nxx\\n-----END PUBLIC KEY-----"}, want: []string{"JWT_SECRET looks like a PEM"}},
+		{name: "small_rsa_key", auth: true, env: map[string]string{"JWT_SECRET": "-----BEGIN PUBLIC KEY-----\\nMFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBALWTKsqlr5fhuqRNJGRnx0nkfPPAw6IT\\nwfWLmFtKr34Cm1ziEEHsOJfki70WIhnsIuHKGMffIDsrA5HCvtyVxs8CAwEAAQ==\\n-----END PUBLIC KEY-----"}, want: []string{"JWT_SECRET is a 512-bit RSA public key"}},
 		{name: "no_auth_not_boolean", env: map[string]string{"TOPGUN_NO_AUTH": "maybe"}, want: []string{`TOPGUN_NO_AUTH="maybe" is not a boolean`}},
 		{name: "message_bytes", env: map[string]string{"TOPGUN_MAX_MESSAGE_BYTES": "10"}, want: []string{`TOPGUN_MAX_MESSAGE_BYTES="10" is not a message size`}},
 		{name: "batch_ops", env: map[string]string{"TOPGUN_MAX_BATCH_OPS": "0"}, want: []string{`TOPGUN_MAX_BATCH_OPS="0"`}},

@@ -16,6 +16,9 @@ var ErrAuth = errors.New("protocol: authentication failed")
 // clockSkew is the leeway on exp (TopGun's jwt_clock_skew_secs).
 const clockSkew = 60 * time.Second
 
+// minRSABits is the smallest RSA key crypto/rsa verifies signatures with.
+const minRSABits = 1024
+
 // Auth verifies the JWTs clients present in AUTH and in the Authorization
 // header of POST /sync, as TopGun's server does: one algorithm per server
 // (HS256 with a shared secret, or RS256 with an RSA public key), exp
@@ -50,6 +53,11 @@ func NewAuth(jwtSecret string) (*Auth, error) {
 		key, err := jwt.ParseRSAPublicKeyFromPEM([]byte(strings.TrimSpace(secret)))
 		if err != nil {
 			return nil, fmt.Errorf("protocol: JWT_SECRET looks like a PEM but is not an RSA public key (%v); give the PEM of the RSA public key that verifies RS256 tokens", err)
+		}
+		// crypto/rsa refuses to verify with a key under 1024 bits: such a
+		// key would start the server and then fail every client's token.
+		if n := key.N.BitLen(); n < minRSABits {
+			return nil, fmt.Errorf("protocol: JWT_SECRET is a %d-bit RSA public key, under the %d bits Go verifies tokens with; give the public key of an RSA key of at least 2048 bits", n, minRSABits)
 		}
 		a.alg, a.key = jwt.SigningMethodRS256.Alg(), key
 	} else {

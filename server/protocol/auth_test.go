@@ -6,12 +6,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -291,5 +293,58 @@ func TestAuth_WithClaims(t *testing.T) {
 	// Unset, neither is checked (TopGun's default).
 	if _, err := mustAuth(t, testSecret).WithClaims("", "").Verify(hsToken(t, testSecret, jwt.MapClaims{"sub": "u", "exp": exp, "aud": "billing"})); err != nil {
 		t.Errorf("without claims to check: %v", err)
+	}
+}
+
+// An RSA public key Go's crypto/rsa refuses to verify with (under 1024
+// bits) must be refused when JWT_SECRET is read, with the reason, rather
+// than accepted so that the server starts and then fails every client's
+// token.
+func TestNewAuth_smallRSAKeyRefused(t *testing.T) {
+	t.Parallel()
+	// A 512-bit RSA public key (openssl genrsa 512; openssl rsa -pubout).
+	const pem512 = "-----BEGIN PUBLIC KEY-----\\n" +
+		"MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBALWTKsqlr5fhuqRNJGRnx0nkfPPAw6IT\\n" +
+		"wfWLmFtKr34Cm1ziEEHsOJfki70WIhnsIuHKGMffIDsrA5HCvtyVxs8CAwEAAQ==\\n" +
+		"-----END PUBLIC KEY-----"
+	a, err := NewAuth(pem512)
+	if err == nil {
+		t.Fatalf("NewAuth accepted a 512-bit RSA key (algorithm %s); every RS256 token would then fail", a.Algorithm())
+	}
+	if !strings.HasPrefix(err.Error(), "protocol: ") || !strings.Contains(err.Error(), "512") {
+		t.Errorf("error = %q, want a protocol error naming the key size", err)
+	}
+}
+
+// Before AUTH_ACK only AUTH is served, so a frame of any other type must
+// be dropped without being decoded: decoding builds the frame's values,
+// which take many times the frame's size (about 80 times for an array of
+// nils), and an unauthenticated client could otherwise make the server
+// hold that much per connection, frame after frame.
+func TestAuth_frameBeforeAuthNotDecoded(t *testing.T) {
+	e := newEnv(t, envConfig{opts: Options{Auth: mustAuth(t, testSecret)}})
+	c := e.srv.newConn(nil, "test")
+	defer c.abort()
+	frame, err := msgpack.Marshal(map[string]any{"type": "OP_BATCH", "payload": map[string]any{"ops": []any{
+		map[string]any{"id": "1", "mapName": "m", "key": "k", "record": map[string]any{
+			"value":     make([]any, DefaultMaxMessageBytes-256),
+			"timestamp": map[string]any{"millis": 1, "counter": 0, "nodeId": "n"},
+		}},
+	}}})
+	if err != nil || len(frame) > DefaultMaxMessageBytes {
+		t.Fatalf("frame of %d bytes: %v", len(frame), err)
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c.handleFrame(frame, 0)
+	runtime.ReadMemStats(&after)
+	// Scanning the frame for its type allocates next to nothing; decoding
+	// it allocated over 150 MiB.
+	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+		t.Fatalf("an unauthenticated %d-byte OP_BATCH made the server allocate %d MiB", len(frame), got>>20)
+	}
+	if c.authed.Load() {
+		t.Fatal("the connection is authenticated")
 	}
 }

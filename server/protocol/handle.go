@@ -20,14 +20,21 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 	if c.closing.Load() {
 		return // closing (after AUTH_FAIL, a timeout, a shutdown): nothing more is served
 	}
-	m, err := c.s.limits.Decode(frame)
 	if !c.authed.Load() {
-		// Before AUTH_ACK everything but AUTH is dropped, without a word.
-		if a, ok := m.(*wire.Auth); ok && err == nil {
-			c.handleAuth(a)
+		// Before AUTH_ACK everything but AUTH is dropped, without a word,
+		// and without being decoded: decoded values take many times their
+		// frame's size, which an unauthenticated client must not cost.
+		if typ, err := c.s.limits.Type(frame); err != nil || typ != wire.TypeAuth {
+			return
+		}
+		if a, err := c.s.limits.Decode(frame); err == nil {
+			if a, ok := a.(*wire.Auth); ok {
+				c.handleAuth(a)
+			}
 		}
 		return
 	}
+	m, err := c.s.limits.Decode(frame)
 	if err != nil {
 		c.decodeFailed(err)
 		return

@@ -118,6 +118,27 @@ func (l Limits) Decode(b []byte) (Message, error) {
 	return m, nil
 }
 
+// Type returns the "type" of a frame without decoding its fields: the
+// first pass of Decode, which checks the frame's structure and allocates
+// nothing for its values. Callers that serve only some types (before
+// authentication, only AUTH) check it before they Decode. Its errors are
+// Decode's.
+func (l Limits) Type(b []byte) (string, error) {
+	if len(b) > l.MaxMessageBytes {
+		return "", &DecodeError{Kind: ErrTooLarge, Reason: "frame of " + itoa(len(b)) + " bytes exceeds the limit of " + itoa(l.MaxMessageBytes)}
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	d := newDecoder(b, l.MaxDepth)
+	defer putDecoder(d)
+	typ, err := d.scanType()
+	if err != nil {
+		return "", toDecodeError(typ, err)
+	}
+	return typ, nil
+}
+
 // scanType walks the whole frame once, returning the "type" string.
 func (d *decoder) scanType() (string, error) {
 	var typ string
