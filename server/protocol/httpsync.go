@@ -73,6 +73,10 @@ func bearer(r *http.Request) (string, bool) {
 }
 
 func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodOptions {
+		s.servePreflight(w, r)
+		return
+	}
 	if s.isClosed() {
 		httpError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
@@ -89,6 +93,7 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, s.originRefused(r))
 		return
 	}
+	allowOrigin(w, r)
 	if s.opts.Auth != nil {
 		token, ok := bearer(r)
 		if !ok {

@@ -56,7 +56,7 @@ func (s *Server) originAllowed(r *http.Request) bool {
 		}
 	}
 	for _, p := range patterns {
-		p = strings.ToLower(p)
+		p = ipv6Literal(strings.ToLower(p))
 		if ok, _ := path.Match(p, host); ok {
 			return true
 		}
@@ -65,6 +65,20 @@ func (s *Server) originAllowed(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// ipv6Literal escapes the brackets of a pattern that starts with an IPv6
+// address ("[::1]:3000"), as an Origin writes it: path.Match would read
+// them as a character class, and the pattern would never match its host.
+func ipv6Literal(p string) string {
+	if !strings.HasPrefix(p, "[") {
+		return p
+	}
+	end := strings.IndexByte(p, ']')
+	if end < 0 || net.ParseIP(p[1:end]) == nil {
+		return p
+	}
+	return `\[` + p[1:end] + `\]` + p[end+1:]
 }
 
 // rebindable reports whether host (host[:port]) is a DNS name that could
@@ -84,4 +98,39 @@ func (s *Server) originRefused(r *http.Request) string {
 		return fmt.Sprintf("origin %q may not use this server: without authentication it serves only pages of this machine; list the origin in TOPGUN_ALLOWED_ORIGINS", r.Header.Get("Origin"))
 	}
 	return fmt.Sprintf("origin %q may not use this server; list it in TOPGUN_ALLOWED_ORIGINS", r.Header.Get("Origin"))
+}
+
+// allowOrigin lets a browser page whose origin may use the server (checked
+// by the caller) read the answer to its POST /sync: without
+// Access-Control-Allow-Origin naming its origin, the browser hides the
+// answer (the ack) from the page. No credentials are allowed: clients
+// authenticate with a bearer token, not cookies.
+func allowOrigin(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	if origin := r.Header.Get("Origin"); origin != "" {
+		h.Set("Access-Control-Allow-Origin", origin)
+	}
+}
+
+// servePreflight answers the CORS preflight (OPTIONS /sync) a browser
+// sends before a POST /sync with TopGun's content type
+// (application/x-msgpack) or an Authorization header: allowed by the rule
+// of originAllowed, with the headers the page asked to send.
+func (s *Server) servePreflight(w http.ResponseWriter, r *http.Request) {
+	if !s.originAllowed(r) {
+		httpError(w, http.StatusForbidden, s.originRefused(r))
+		return
+	}
+	allowOrigin(w, r)
+	h := w.Header()
+	h.Set("Allow", "POST, OPTIONS")
+	h.Set("Access-Control-Allow-Methods", "POST")
+	headers := "Authorization, Content-Type"
+	if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+		headers = req
+	}
+	h.Set("Access-Control-Allow-Headers", headers)
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
 }

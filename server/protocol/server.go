@@ -137,19 +137,20 @@ func newServer(st *store.Store, opts *Options, dispatchHook func()) (*Server, er
 }
 
 // Register mounts the protocol's endpoints: the WebSocket upgrade at GET /
-// and GET /ws, and POST /sync. It leaves every other path (such as /health
-// and /ready) to the caller.
+// and GET /ws, and POST /sync (with OPTIONS /sync, its CORS preflight). It
+// leaves every other path (such as /health and /ready) to the caller.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", s.serveWS)
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("POST /sync", s.serveHTTPSync)
+	mux.HandleFunc("OPTIONS /sync", s.serveHTTPSync) // browsers' CORS preflight
 }
 
 // ServeWS is the WebSocket endpoint, for callers that route it themselves.
 func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request) { s.serveWS(w, r) }
 
-// ServeHTTPSync is the POST /sync endpoint, for callers that route it
-// themselves.
+// ServeHTTPSync is the POST /sync endpoint (and its CORS preflight,
+// OPTIONS), for callers that route it themselves.
 func (s *Server) ServeHTTPSync(w http.ResponseWriter, r *http.Request) { s.serveHTTPSync(w, r) }
 
 func isUpgrade(r *http.Request) bool {
