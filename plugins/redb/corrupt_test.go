@@ -899,3 +899,44 @@ func TestOpen_keyOutOfOrderRefused(t *testing.T) {
 		t.Fatalf("Open = %v; want invalid argument naming the file and the key out of order", err)
 	}
 }
+
+// A topgun database cut short (a partial copy or restore) must be reported
+// as corrupt, to be restored from a backup: before, it was called "not a
+// topgun redb database" with the advice to move it away, which leads an
+// operator to start afresh on an empty file.
+func TestOpen_truncatedFileIsCorrupt(t *testing.T) {
+	t.Parallel()
+	valid := validFile(t)
+	m, err := parseBoltMeta(valid[4096:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := int(m.pgid * m.pageSize)
+	for _, size := range []int{4096 + boltMetaReadSize, 8192, 20000, used / 2, used - 1} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			t.Parallel()
+			_, err := Open(context.Background(), writeFile(t, valid[:size]), testOptions(t))
+			wantCode(t, err, abi.CodeInvalidArgument)
+			if !errors.Is(err, errDamaged) {
+				t.Errorf("Open of a topgun database truncated to %d of %d bytes = %v; want it reported as damaged", size, used, err)
+			}
+		})
+	}
+}
+
+// TopGun's own server writes a redb-format file at the same default path;
+// README and doc.go promise that Open says it cannot read it, rather than
+// calling it garbage.
+func TestOpen_topGunRedbFile(t *testing.T) {
+	t.Parallel()
+	data := make([]byte, 3*4096)
+	copy(data, redbMagic[:])
+	data[len(redbMagic)] = 2                           // god byte
+	binary.LittleEndian.PutUint32(data[12:], 4096)     // page size
+	copy(data[4096:], []byte("map__todos\x00records")) // something like a table
+	_, err := Open(context.Background(), writeFile(t, data), testOptions(t))
+	wantCode(t, err, abi.CodeInvalidArgument)
+	if !errors.Is(err, errTopGunRedb) {
+		t.Errorf("Open of a redb file of TopGun's server = %v; want it named as such", err)
+	}
+}

@@ -84,8 +84,10 @@
 //     bbolt trusts the page ids in its meta page and panics or faults on a
 //     truncated file. Garbage, text, truncated files, directories and foreign
 //     bbolt files give abi.CodeInvalidArgument with the path and a fix, never
-//     a panic. An empty (0-byte) file is treated as a new database, as bbolt
-//     and SQLite do.
+//     a panic: a truncated file, or one whose valid meta page points outside
+//     it, is called corrupt (restore it from a backup), and a redb-format
+//     file of TopGun's own server is named as such. An empty (0-byte) file
+//     is treated as a new database, as bbolt and SQLite do.
 //   - Open also walks every page bbolt can reach from the root (walk.go)
 //     and refuses a file whose page structure is broken: a page that does
 //     not name itself, elements, keys or values past the end of their page,

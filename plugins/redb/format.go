@@ -206,6 +206,14 @@ const (
 	boltMetaReadSize = boltPageHeader + boltMetaLen
 )
 
+// redbMagic starts every file of the redb library, which TopGun's own
+// server writes to TOPGUN_REDB_PATH (redb 2.x): this server cannot read
+// that format, and says so rather than calling the file foreign.
+var redbMagic = [9]byte{'r', 'e', 'd', 'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A}
+
+// errTopGunRedb is the cause of refusing a file of TopGun's own server.
+var errTopGunRedb = errors.New("it is a redb-format file, as TopGun's own server writes, which this server cannot read (its redb backend stores a bbolt file)")
+
 // boltMeta is the part of a bbolt meta page the file check uses.
 type boltMeta struct {
 	pageSize uint64
@@ -267,6 +275,10 @@ func checkFile(r io.ReaderAt, size int64) error {
 	if size == 0 {
 		return nil
 	}
+	var magic [len(redbMagic)]byte
+	if n, _ := r.ReadAt(magic[:], 0); n == len(magic) && magic == redbMagic {
+		return errTopGunRedb
+	}
 	m0, err0 := readMeta(r, 0)
 	var m1 boltMeta
 	err1 := bolt.ErrInvalid
@@ -313,17 +325,17 @@ func checkFile(r io.ReaderAt, size int64) error {
 	// bbolt addresses pages with the page size of meta page 0 when it is
 	// valid, whichever meta page it then uses: the walk must use the same.
 	if err0 == nil && m.pageSize != m0.pageSize {
-		return fmt.Errorf("the bbolt meta pages disagree on the page size (%d and %d) (%w)", m0.pageSize, m.pageSize, bolt.ErrInvalid)
+		return damaged("the bbolt meta pages disagree on the page size (%d and %d)", m0.pageSize, m.pageSize)
 	}
 	ps := m.pageSize
 	if ps < boltMinPageSize || ps > boltMaxPageSize || ps&(ps-1) != 0 {
-		return fmt.Errorf("bbolt page size %d is not a power of two between %d and %d (%w)", ps, boltMinPageSize, boltMaxPageSize, bolt.ErrInvalid)
+		return damaged("bbolt page size %d is not a power of two between %d and %d", ps, boltMinPageSize, boltMaxPageSize)
 	}
 	if m.pgid < 3 || m.root < 2 || m.root >= m.pgid || (m.freelist != boltNoFreelist && (m.freelist < 2 || m.freelist >= m.pgid)) {
-		return fmt.Errorf("bbolt meta page holds page ids out of range (root %d, freelist %d, pages %d) (%w)", m.root, m.freelist, m.pgid, bolt.ErrInvalid)
+		return damaged("bbolt meta page holds page ids out of range (root %d, freelist %d, pages %d)", m.root, m.freelist, m.pgid)
 	}
 	if m.pgid > uint64(size)/ps {
-		return fmt.Errorf("file is truncated: it has %d bytes, its header needs %d (%w)", size, m.pgid*ps, bolt.ErrInvalid)
+		return damaged("file is truncated: it has %d bytes, its header needs %d", size, m.pgid*ps)
 	}
 	// bbolt reads the root page and the freelist at Open, trusting their
 	// headers (a bad freelist count makes it allocate without bound).
@@ -332,7 +344,7 @@ func checkFile(r io.ReaderAt, size int64) error {
 		return err
 	}
 	if root.id != m.root || (root.flags != boltBranchPage && root.flags != boltLeafPage) || m.root+uint64(root.overflow) >= m.pgid {
-		return fmt.Errorf("root page %d is damaged (%w)", m.root, bolt.ErrInvalid)
+		return damaged("root page %d is damaged", m.root)
 	}
 	if m.freelist == boltNoFreelist {
 		return walkTree(r, m)
@@ -342,7 +354,7 @@ func checkFile(r io.ReaderAt, size int64) error {
 		return err
 	}
 	if fl.id != m.freelist || fl.flags != boltFreelistPage || m.freelist+uint64(fl.overflow) >= m.pgid {
-		return fmt.Errorf("freelist page %d is damaged (%w)", m.freelist, bolt.ErrInvalid)
+		return damaged("freelist page %d is damaged", m.freelist)
 	}
 	capacity := ((uint64(fl.overflow)+1)*ps - boltPageHeader) / 8 // page ids that fit
 	count, idx := uint64(fl.count), uint64(0)
@@ -354,7 +366,7 @@ func checkFile(r io.ReaderAt, size int64) error {
 		count, idx = binary.NativeEndian.Uint64(buf[:]), 1
 	}
 	if count > capacity-idx {
-		return fmt.Errorf("freelist page %d claims %d entries, room for %d (%w)", m.freelist, count, capacity-idx, bolt.ErrInvalid)
+		return damaged("freelist page %d claims %d entries, room for %d", m.freelist, count, capacity-idx)
 	}
 	return walkTree(r, m)
 }

@@ -209,6 +209,8 @@ func precheck(path string, deadline time.Time) error {
 			return openError(path, err)
 		case errors.Is(err, errDamaged):
 			return abi.Wrap(abi.CodeInvalidArgument, err, "redb: %s is corrupt; restore it from a backup, or inspect it with `bbolt check`", path)
+		case errors.Is(err, errTopGunRedb):
+			return abi.Wrap(abi.CodeInvalidArgument, err, "redb: %s cannot be opened; keep it for TopGun's server and set TOPGUN_REDB_PATH to another file (its data is not converted)", path)
 		}
 		return notOurs(path, err)
 	}
