@@ -52,7 +52,9 @@
 //     running sum of octet_length that does not read values, so a page never
 //     transfers values it does not return.
 //   - ListMaps is a loose index scan of idx_topgun_maps_map (cost grows with
-//     the number of maps, not of records).
+//     the number of maps, not of records). It leaves out maps whose names
+//     no operation takes (empty, or longer than abi.MaxMapNameBytes), which
+//     a table TopGun's server wrote may hold, with a warning.
 //   - ListExpired reads the partial index topgun_maps_expiry.
 //
 // # Errors

@@ -432,8 +432,19 @@ func (b *Backend) ListMaps(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names) // byte order whatever the collation
-	return names, nil
+	// A table TopGun's server wrote may hold maps whose names no operation
+	// takes (it checks none on PostgreSQL): listed, the scan every caller
+	// makes of each listed map would fail. They are left in the table.
+	valid := names[:0]
+	for _, name := range names {
+		if abi.ValidateMapName(name) == nil {
+			valid = append(valid, name)
+		} else {
+			b.log.Warn("skipping a map whose name no operation takes", "name_bytes", len(name))
+		}
+	}
+	sort.Strings(valid) // byte order whatever the collation
+	return valid, nil
 }
 
 // ListExpired reads the partial index topgun_maps_expiry; ties are broken

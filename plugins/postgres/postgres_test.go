@@ -646,3 +646,32 @@ func TestScan_pagesPastLongKeyOfTopGunTable(t *testing.T) {
 	_, err = b.Scan(ctx, abi.ScanRequest{Map: "todos", Cursor: abi.KeyCursor("a\xff")})
 	mustCode(t, err, abi.ErrInvalidArgument)
 }
+
+// TopGun's server checks no map name on PostgreSQL, so its table may hold
+// maps whose names no operation of the contract takes (longer than
+// abi.MaxMapNameBytes, or empty). ListMaps must not name them: the server
+// scans every listed map at start, and the refused scan stopped it from
+// starting on such a database.
+func TestListMaps_skipsNamesNoOperationTakes(t *testing.T) {
+	t.Parallel()
+	b, url := openFresh(t)
+	ctx := testCtx(t)
+	long := strings.Repeat("m", abi.MaxMapNameBytes+100)
+	conn := sqlConn(t, url)
+	if _, err := conn.Exec(ctx, `INSERT INTO topgun_maps (map_name, key, value, created_at, updated_at)
+		SELECT m, 'k', '\x01', 1, 1 FROM unnest($1::text[]) AS m`, []string{"", "todos", long}); err != nil {
+		t.Fatal(err)
+	}
+	names, err := b.ListMaps(ctx)
+	if err != nil {
+		t.Fatalf("ListMaps: %v", err)
+	}
+	for _, name := range names {
+		if _, err := b.Scan(ctx, abi.ScanRequest{Map: name}); err != nil {
+			t.Errorf("ListMaps listed a map of %d bytes that Scan refuses: %v", len(name), err)
+		}
+	}
+	if !slices.Equal(names, []string{"todos"}) {
+		t.Errorf("ListMaps = %d names; want only \"todos\"", len(names))
+	}
+}
