@@ -76,9 +76,12 @@
 // {"$gt": 18}-style operator objects as an extension), a Predicate tree,
 // Sort fields, Limit and Cursor. Query.Match, Predicate.Eval, Query.Compare
 // and Query.Apply evaluate it the way TopGun's server does (see Match for
-// the details and the deliberate differences). Query.Compile compiles the
-// Where clause's $like/$regex patterns once; call it before matching a
-// query against many records. Aggregation queries
+// the details and the deliberate differences). Regex patterns have the
+// syntax and meaning of Rust's regex crate, as on TopGun (Unicode-aware \d
+// \s \w, \u escapes, the u and x flags), translated for Go's RE2; \b stays
+// an ASCII word boundary. Query.Compile compiles the Where clause's
+// $like/$regex patterns and builds hash sets of its long $in/$nin lists
+// once; call it before matching a query against many records. Aggregation queries
 // (GroupBy, Aggregations) are decoded and re-encoded but not evaluated;
 // Query.IsAggregate reports them. Cursor pagination is carried, not
 // evaluated.

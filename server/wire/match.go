@@ -28,9 +28,18 @@ import (
 // same equality; gt/gte/lt/lte compare numbers with numbers and strings
 // with strings (byte-wise) and are false across kinds; like is SQL LIKE
 // (% and _, neither matching a newline, as in TopGun's regexp form),
-// case-insensitive, anchored; regex is RE2, unanchored, case-
-// sensitive (a pattern longer than MaxPatternBytes matches nothing, as one
-// that does not compile); in takes an array; between takes [low, high] inclusive;
+// case-insensitive, anchored; regex is unanchored and case-sensitive,
+// with the syntax and meaning of Rust's regex crate, which TopGun's server
+// uses, run on Go's RE2 engine: \d \s \w (and \D \S \W) are Unicode-aware
+// unless (?-u), \u escapes and the u and x flags work, and what the crate
+// rejects matches nothing (see translateRegex for the full list). Three
+// differences remain: \b and \B are ASCII word boundaries (Rust's are
+// Unicode; they agree where both neighbouring characters are ASCII);
+// nested negated brackets and the set operators && -- ~~ are not
+// supported; \p{..} takes Go's names (general categories and scripts).
+// A pattern longer than MaxPatternBytes matches nothing, as one that does
+// not compile. in takes an array (a long one is looked up in a hash set,
+// with the same equality); between takes [low, high] inclusive;
 // containsAll/containsAny test an array attribute; startsWith/endsWith test
 // strings; isNull is true for a missing or nil attribute. and of no children
 // is true, or of none is false, not of none is true. A ValueRef "data.path"
@@ -48,7 +57,7 @@ func (q *Query) MatchAuth(value, auth any) bool {
 	case q.Predicate != nil:
 		return q.Predicate.eval(value, auth, 0)
 	case q.Where != nil:
-		return matchWhere(q.Where, value, q.patterns)
+		return matchWhere(q.Where, value, q.patterns, q.sets)
 	}
 	return true
 }
@@ -158,7 +167,11 @@ func (p *Predicate) eval(data, auth any, depth int) bool {
 		if !ok {
 			return false
 		}
-		return slices.ContainsFunc(list, func(x any) bool { return valuesEqual(actual, x) })
+		var set *valueSet
+		if p.ValueRef == "" { // a list read from the record changes per record
+			set = p.inSet(list)
+		}
+		return listContains(list, actual, set)
 	case OpBetween:
 		r, ok := expected.([]any)
 		if !ok || len(r) != 2 {
@@ -224,6 +237,20 @@ func (p *Predicate) pattern(pattern string) textMatcher {
 	return c.m
 }
 
+// inSet returns the set (built once per list) of a long in list, or nil.
+func (p *Predicate) inSet(list []any) *valueSet {
+	if len(list) < minSetLen {
+		return nil
+	}
+	k := keyOf(list)
+	if c := p.set.Load(); c != nil && c.key == k {
+		return c.set
+	}
+	c := &compiledSet{key: k, set: newValueSet(list)}
+	p.set.Store(c)
+	return c.set
+}
+
 // textMatcher is a compiled like or regex pattern; it is safe for
 // concurrent use.
 type textMatcher interface {
@@ -235,6 +262,13 @@ type textMatcher interface {
 // pattern takes about a second, and matching costs time in proportion to
 // the pattern's size for every record a query reads.
 const MaxPatternBytes = 4096
+
+// maxTranslatedPatternBytes bounds a regex pattern after translation to
+// Go's syntax (translateRegex), where \w becomes about 120 bytes and a
+// negated Unicode class inside brackets, such as [^\W_], about 11 KB of
+// ranges; a longer result matches nothing, as a pattern over
+// MaxPatternBytes. At the bound compiling takes about 0.2 s.
+const maxTranslatedPatternBytes = 256 << 10
 
 // patternCompiles counts compilePattern calls, for tests that check
 // patterns are compiled per query rather than per record.
@@ -253,7 +287,11 @@ func compilePattern(op PredicateOp, pattern string) textMatcher {
 		}
 		return nil
 	}
-	re, err := regexp.Compile(pattern)
+	goPattern, err := translateRegex(pattern)
+	if err != nil || len(goPattern) > maxTranslatedPatternBytes {
+		return nil
+	}
+	re, err := regexp.Compile(goPattern)
 	if err != nil {
 		return nil
 	}
@@ -267,23 +305,35 @@ type patternKey struct {
 }
 
 // Compile compiles the $like and $regex patterns of the query's Where
-// clause and keeps them with the query (and with copies of it made after
-// the call), so Match does not compile them again for every record. Call it
-// once the query is built, before matching, and again after changing Where;
-// Match compiles a pattern Compile has not seen on every call. Predicate
-// nodes need no Compile: each keeps its own compiled pattern. Compile is
+// clause, and builds hash sets of its long $in/$nin lists, and keeps them
+// with the query (and with copies of it made after the call), so Match
+// neither compiles them again nor scans a list for every record. Call it
+// once the query is built, before matching, and again after changing Where
+// (including the elements of a list in it); Match compiles a pattern, and
+// scans a list, Compile has not seen on every call. Predicate nodes need
+// no Compile: each keeps its own compiled pattern and in set, built on
+// first use (change a node's Value by assigning a new list, not by
+// writing into the old one). Compile is
 // not safe for concurrent use with Match on the same Query.
 func (q *Query) Compile() {
 	if q == nil {
 		return
 	}
 	q.patterns = nil
+	q.sets = nil
 	for _, want := range q.Where {
 		ops, ok := operatorObject(want)
 		if !ok {
 			continue
 		}
 		for op, arg := range ops {
+			if list, isList := arg.([]any); isList && (op == "$in" || op == "$nin") && len(list) >= minSetLen {
+				if q.sets == nil {
+					q.sets = map[listKey]*valueSet{}
+				}
+				q.sets[keyOf(list)] = newValueSet(list)
+				continue
+			}
 			kind, isPattern := patternOps[op]
 			pat, isString := arg.(string)
 			if !isPattern || !isString {
@@ -304,14 +354,14 @@ func (q *Query) Compile() {
 // patternOps maps the where-clause pattern operators to their kind.
 var patternOps = map[string]PredicateOp{"$like": OpLike, "$regex": OpRegex}
 
-func matchWhere(where map[string]any, data any, patterns map[patternKey]textMatcher) bool {
+func matchWhere(where map[string]any, data any, patterns map[patternKey]textMatcher, sets map[listKey]*valueSet) bool {
 	if _, ok := data.(map[string]any); !ok {
 		return false
 	}
 	for field, want := range where {
 		got, ok := lookup(data, field)
 		if ops, isOps := operatorObject(want); isOps {
-			if !matchOperators(ops, got, ok, patterns) {
+			if !matchOperators(ops, got, ok, patterns, sets) {
 				return false
 			}
 			continue
@@ -337,7 +387,7 @@ func operatorObject(v any) (map[string]any, bool) {
 	return m, true
 }
 
-func matchOperators(ops map[string]any, got any, present bool, patterns map[patternKey]textMatcher) bool {
+func matchOperators(ops map[string]any, got any, present bool, patterns map[patternKey]textMatcher, sets map[listKey]*valueSet) bool {
 	for op, arg := range ops {
 		if op == "$exists" {
 			want, _ := arg.(bool)
@@ -360,8 +410,7 @@ func matchOperators(ops map[string]any, got any, present bool, patterns map[patt
 			ok = comparable && cmpHolds(PredicateOp(op[1:]), c)
 		case "$in", "$nin":
 			list, isList := arg.([]any)
-			in := isList && slices.ContainsFunc(list, func(x any) bool { return valuesEqual(got, x) })
-			ok = isList && in == (op == "$in")
+			ok = isList && listContains(list, got, sets[keyOf(list)]) == (op == "$in")
 		case "$like", "$regex":
 			s, ok1 := got.(string)
 			pat, ok2 := arg.(string)

@@ -29,6 +29,9 @@ type Query struct {
 	// patterns holds the Where clause's $like/$regex patterns compiled by
 	// Compile; copies of the Query share it.
 	patterns map[patternKey]textMatcher
+	// sets holds hash sets of the Where clause's long $in/$nin lists, built
+	// by Compile; copies of the Query share it.
+	sets map[listKey]*valueSet
 }
 
 // IsAggregate reports whether the query asks for grouping or aggregation,
@@ -103,7 +106,13 @@ type Predicate struct {
 	Children  []*Predicate
 	ValueRef  string // "" when absent
 
-	re atomic.Pointer[compiledPattern] // like/regex, compiled on first use
+	re  atomic.Pointer[compiledPattern] // like/regex, compiled on first use
+	set atomic.Pointer[compiledSet]     // in with a long Value list, built on first use
+}
+
+type compiledSet struct {
+	key listKey
+	set *valueSet
 }
 
 type compiledPattern struct {

@@ -1,0 +1,722 @@
+package wire
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+)
+
+// TopGun's server evaluates regex predicates with Rust's regex crate. Its
+// syntax is close to RE2's, which Go's regexp implements, but not equal:
+// the same pattern can compile in both and match differently. translateRegex
+// rewrites a Rust-regex pattern into a Go regexp pattern with Rust's
+// meaning, or returns an error where Rust's parser rejects the pattern or
+// where Go cannot express its meaning (such a pattern then matches nothing,
+// as one that does not compile on TopGun). What it rewrites, with the Rust
+// rule (regex crate docs, "Syntax"; regex-syntax ast/parse.rs):
+//
+//   - \d \s \w and \D \S \W, inside and outside brackets, are Unicode-aware
+//     by default: \d is \p{Nd}, \s is \p{White_Space}, \w is the union
+//     of \p{Alphabetic}, \p{M}, \d, \p{Pc} and \p{Join_Control}. Go's are
+//     ASCII ([0-9], [\t\n\f\r ], [0-9A-Za-z_]); Go's \s lacks \v even there.
+//     Under (?-u) they are ASCII, \s being [\t\n\v\f\r ].
+//   - \xHH, \x{H…}, \uHHHH, \u{H…}, \UHHHHHHHH and \U{H…} name a Unicode
+//     scalar value; Go knows only \x, and accepts surrogates Rust rejects.
+//   - The flags u (Unicode) and x (verbose: whitespace and # comments are
+//     ignored, in brackets too) are tracked and removed; Go knows neither.
+//     i, m, s and U pass through. R (CRLF mode) cannot be expressed: error.
+//   - Under (?-u), Rust's str Regex rejects anything that could match
+//     invalid UTF-8 or needs Unicode: ., \D \S \W, negated brackets and
+//     [:^class:], \xHH above 7F, \p and \P. So does the translation. (This
+//     is conservative for a negated bracket whose result is ASCII anyway.)
+//   - Named groups: names are checked by Rust's rule (a letter or _, then
+//     letters, digits, _ . [ ]; no duplicates) and dropped, as Go's names
+//     are narrower and names do not change what matches.
+//   - A bracket nested in a bracket ([a[bc]]) is a union in Rust and a
+//     literal [ in Go: non-negated nested brackets are flattened; negated
+//     ones and the set operators && -- ~~ cannot be expressed: error.
+//   - Rust rejects \0…\9 (backreferences/octal), \< \> and \b{…} (word
+//     assertions in regex ≥ 1.10, errors before), \Q…\E, any other escaped
+//     letter, and a { that does not start a valid counted repetition (Go
+//     reads such a { as a literal). {m,n} may hold spaces in Rust; they are
+//     removed.
+//
+// What stays different (documented at Match): \b and \B are ASCII word
+// boundaries (Go has no other, and no look-around to build one), where
+// Rust's are Unicode; they agree wherever the characters on both sides of
+// the position are ASCII. (?i) folds case by Unicode rules even under
+// (?-u), where Rust folds ASCII only. \p{…} is left to Go, which knows
+// general categories and scripts by their exact names only (Rust also
+// knows binary properties and loose names such as \p{letter}). Go caps
+// counted repetitions at 1000. Unicode tables are Go's (15.0.0).
+func translateRegex(pattern string) (string, error) {
+	if !utf8.ValidString(pattern) {
+		return "", errRegex
+	}
+	t := &regexTranslator{src: pattern, flags: []rxFlags{{unicode: true}}}
+	t.out.Grow(len(pattern) + 16)
+	if err := t.run(); err != nil {
+		return "", err
+	}
+	return t.out.String(), nil
+}
+
+// errRegex is returned for a pattern that TopGun's regex crate rejects or
+// whose meaning Go's regexp cannot express; it is never shown to anyone.
+var errRegex = errors.New("wire: regex not supported")
+
+type rxFlags struct {
+	unicode bool // u: Unicode-aware \d \s \w (Rust's default)
+	verbose bool // x: ignore whitespace and # comments
+}
+
+type regexTranslator struct {
+	src   string
+	pos   int
+	out   strings.Builder
+	flags []rxFlags // one frame per open group; the last is current
+	names map[string]bool
+}
+
+func (t *regexTranslator) cur() *rxFlags { return &t.flags[len(t.flags)-1] }
+
+func (t *regexTranslator) eof() bool { return t.pos >= len(t.src) }
+
+func (t *regexTranslator) peek() byte {
+	if t.eof() {
+		return 0
+	}
+	return t.src[t.pos]
+}
+
+// skipSpace skips whitespace and # comments in verbose mode (Rust's
+// bump_space, which also runs inside brackets).
+func (t *regexTranslator) skipSpace() {
+	if !t.cur().verbose {
+		return
+	}
+	for !t.eof() {
+		r, n := utf8.DecodeRuneInString(t.src[t.pos:])
+		switch {
+		case unicode.IsSpace(r):
+			t.pos += n
+		case r == '#':
+			for !t.eof() && t.src[t.pos] != '\n' {
+				t.pos++
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (t *regexTranslator) run() error {
+	for {
+		t.skipSpace()
+		if t.eof() {
+			return nil
+		}
+		c := t.src[t.pos]
+		switch c {
+		case '\\':
+			if _, err := t.escape(false); err != nil {
+				return err
+			}
+		case '[':
+			t.pos++
+			if err := t.class(); err != nil {
+				return err
+			}
+		case '(':
+			if err := t.group(); err != nil {
+				return err
+			}
+		case ')':
+			t.pos++
+			if len(t.flags) > 1 {
+				t.flags = t.flags[:len(t.flags)-1]
+			}
+			t.out.WriteByte(')') // an unopened ) is left for Go to reject
+		case '{':
+			if err := t.counted(); err != nil {
+				return err
+			}
+		case '.':
+			if !t.cur().unicode {
+				return errRegex // (?-u:.) can match invalid UTF-8
+			}
+			t.pos++
+			t.out.WriteByte('.')
+		default:
+			_, n := utf8.DecodeRuneInString(t.src[t.pos:])
+			t.out.WriteString(t.src[t.pos : t.pos+n])
+			t.pos += n
+		}
+	}
+}
+
+// counted translates {m}, {m,} or {m,n}, which Rust lets hold spaces;
+// anything else after { is an error in Rust, and a literal in Go.
+func (t *regexTranslator) counted() error {
+	end := strings.IndexByte(t.src[t.pos:], '}')
+	if end < 0 {
+		return errRegex
+	}
+	body := t.src[t.pos+1 : t.pos+end]
+	t.pos += end + 1
+	lo, hi, comma := strings.Cut(body, ",")
+	lo, hi = strings.TrimSpace(lo), strings.TrimSpace(hi)
+	if !isDecimal(lo) || (comma && hi != "" && !isDecimal(hi)) {
+		return errRegex
+	}
+	m, err1 := strconv.ParseUint(lo, 10, 32)
+	if err1 != nil {
+		return errRegex
+	}
+	t.out.WriteByte('{')
+	t.out.WriteString(strconv.FormatUint(m, 10))
+	if comma {
+		t.out.WriteByte(',')
+		if hi != "" {
+			n, err := strconv.ParseUint(hi, 10, 32)
+			if err != nil || n < m {
+				return errRegex
+			}
+			t.out.WriteString(strconv.FormatUint(n, 10))
+		}
+	}
+	t.out.WriteByte('}')
+	return nil
+}
+
+func isDecimal(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// group translates an opening parenthesis and what follows it up to the
+// group's body: a plain group, a named one, or flags.
+func (t *regexTranslator) group() error {
+	t.pos++ // (
+	if t.peek() != '?' {
+		t.flags = append(t.flags, *t.cur())
+		t.out.WriteByte('(')
+		return nil
+	}
+	t.pos++ // ?
+	rest := t.src[t.pos:]
+	switch {
+	case strings.HasPrefix(rest, "P<"):
+		t.pos += 2
+		return t.namedGroup()
+	case strings.HasPrefix(rest, "<") && !strings.HasPrefix(rest, "<=") && !strings.HasPrefix(rest, "<!"):
+		t.pos++
+		return t.namedGroup()
+	}
+	// Flags: (?flags) or (?flags:…); Rust's parse_flags rules.
+	f := *t.cur()
+	var goOn, goOff strings.Builder
+	neg, seen, lastNeg := false, map[byte]bool{}, false
+	for {
+		if t.eof() {
+			return errRegex
+		}
+		c := t.src[t.pos]
+		t.pos++
+		if c == ')' || c == ':' {
+			if lastNeg || (c == ')' && len(seen) == 0 && !neg) {
+				return errRegex // dangling -, or the empty (?)
+			}
+			flags := goOn.String()
+			if goOff.Len() > 0 {
+				flags += "-" + goOff.String()
+			}
+			if c == ')' {
+				*t.cur() = f
+				if flags != "" {
+					t.out.WriteString("(?" + flags + ")")
+				}
+				return nil
+			}
+			t.flags = append(t.flags, f)
+			t.out.WriteString("(?" + flags + ":")
+			return nil
+		}
+		if c == '-' {
+			if neg {
+				return errRegex
+			}
+			neg, lastNeg = true, true
+			continue
+		}
+		lastNeg = false
+		if seen[c] {
+			return errRegex
+		}
+		seen[c] = true
+		switch c {
+		case 'i', 'm', 's', 'U':
+			if neg {
+				goOff.WriteByte(c)
+			} else {
+				goOn.WriteByte(c)
+			}
+		case 'u':
+			f.unicode = !neg
+		case 'x':
+			f.verbose = !neg
+		default: // R (CRLF mode), look-around, anything else
+			return errRegex
+		}
+	}
+}
+
+// namedGroup checks a group name by Rust's rule and opens a plain capturing
+// group: the name does not change what matches.
+func (t *regexTranslator) namedGroup() error {
+	end := strings.IndexByte(t.src[t.pos:], '>')
+	if end <= 0 {
+		return errRegex
+	}
+	name := t.src[t.pos : t.pos+end]
+	t.pos += end + 1
+	for i, r := range name {
+		ok := r == '_' || unicode.IsLetter(r) || unicode.Is(unicode.Other_Alphabetic, r) || unicode.Is(unicode.Nl, r)
+		if i > 0 {
+			ok = ok || r == '.' || r == '[' || r == ']' || unicode.IsNumber(r)
+		}
+		if !ok {
+			return errRegex
+		}
+	}
+	if t.names[name] {
+		return errRegex
+	}
+	if t.names == nil {
+		t.names = map[string]bool{}
+	}
+	t.names[name] = true
+	t.flags = append(t.flags, *t.cur())
+	t.out.WriteByte('(')
+	return nil
+}
+
+// escape translates the escape at t.pos; inClass tells whether it stands in
+// a bracket. isClass reports whether it wrote a class rather than a
+// literal or an assertion.
+func (t *regexTranslator) escape(inClass bool) (isClass bool, err error) {
+	t.pos++ // backslash
+	if t.eof() {
+		return false, errRegex
+	}
+	r, n := utf8.DecodeRuneInString(t.src[t.pos:])
+	t.pos += n
+	switch r {
+	case 'd', 'D', 's', 'S', 'w', 'W':
+		return true, t.perlClass(byte(r), inClass)
+	case 'p', 'P':
+		return true, t.unicodeClass(r)
+	}
+	return false, t.escapeLiteral(r, inClass)
+}
+
+// unicodeClass copies \pX or \p{…}, left to Go, after its p or P.
+func (t *regexTranslator) unicodeClass(r rune) error {
+	if !t.cur().unicode {
+		return errRegex // Unicode classes need Unicode mode
+	}
+	t.out.WriteByte('\\')
+	t.out.WriteRune(r)
+	if t.peek() == '{' {
+		end := strings.IndexByte(t.src[t.pos:], '}')
+		if end < 0 {
+			return errRegex
+		}
+		t.out.WriteString(t.src[t.pos : t.pos+end+1])
+		t.pos += end + 1
+		return nil
+	}
+	if t.eof() {
+		return errRegex
+	}
+	c, m := utf8.DecodeRuneInString(t.src[t.pos:])
+	if c == '\\' {
+		return errRegex
+	}
+	t.out.WriteRune(c)
+	t.pos += m
+	return nil
+}
+
+// escapeLiteral translates an escape (after its backslash) that is not a
+// class: a literal or an assertion.
+func (t *regexTranslator) escapeLiteral(r rune, inClass bool) error {
+	uni := t.cur().unicode
+	switch r {
+	case 'x', 'u', 'U':
+		c, err := t.hexEscape(byte(r))
+		if err != nil {
+			return err
+		}
+		if !uni && r == 'x' && c > 0x7f {
+			return errRegex // (?-u:\xFF) is a byte: invalid UTF-8
+		}
+		fmt.Fprintf(&t.out, `\x{%X}`, c)
+		return nil
+	case 'b', 'B':
+		if inClass {
+			return errRegex
+		}
+		if r == 'b' && t.peek() == '{' && !isDecimalStart(t.src[t.pos+1:]) {
+			return errRegex // \b{start} and friends
+		}
+		t.out.WriteByte('\\')
+		t.out.WriteRune(r)
+		return nil
+	case 'A', 'z':
+		if inClass {
+			return errRegex
+		}
+		t.out.WriteByte('\\')
+		t.out.WriteRune(r)
+		return nil
+	case 'a', 'f', 't', 'n', 'r', 'v':
+		t.out.WriteByte('\\')
+		t.out.WriteRune(r)
+		return nil
+	case '<', '>':
+		return errRegex
+	}
+	if r < utf8.RuneSelf && !isASCIIAlnum(byte(r)) {
+		t.out.WriteByte('\\') // an escaped punctuation, space or control
+		t.out.WriteRune(r)
+		return nil
+	}
+	return errRegex // \0-\9, \Q, \E, \C, \e, other letters, non-ASCII
+}
+
+func isDecimalStart(s string) bool {
+	s = strings.TrimLeft(s, " \t\n\r\f\v")
+	return s != "" && s[0] >= '0' && s[0] <= '9'
+}
+
+func isASCIIAlnum(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+// hexEscape reads the digits of \x, \u or \U (fixed width 2, 4 or 8, or
+// any number in braces) and returns a Unicode scalar value.
+func (t *regexTranslator) hexEscape(kind byte) (rune, error) {
+	var digits string
+	if t.peek() == '{' {
+		end := strings.IndexByte(t.src[t.pos:], '}')
+		if end < 0 {
+			return 0, errRegex
+		}
+		digits = t.src[t.pos+1 : t.pos+end]
+		t.pos += end + 1
+	} else {
+		width := map[byte]int{'x': 2, 'u': 4, 'U': 8}[kind]
+		if len(t.src)-t.pos < width {
+			return 0, errRegex
+		}
+		digits = t.src[t.pos : t.pos+width]
+		t.pos += width
+	}
+	if digits == "" {
+		return 0, errRegex
+	}
+	for i := 0; i < len(digits); i++ {
+		if !isHexDigit(digits[i]) {
+			return 0, errRegex
+		}
+	}
+	v, err := strconv.ParseUint(digits, 16, 32)
+	if err != nil || v > unicode.MaxRune || (v >= 0xD800 && v <= 0xDFFF) {
+		return 0, errRegex // Rust's char::from_u32 fails
+	}
+	return rune(v), nil
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// perlClass writes \d \s \w or a negation with Rust's meaning: as a class
+// of its own outside brackets, as class items inside.
+func (t *regexTranslator) perlClass(c byte, inClass bool) error {
+	if t.out.Len() > maxTranslatedPatternBytes {
+		return errRegex // stop early: the result is too long anyway
+	}
+	negated := c == 'D' || c == 'S' || c == 'W'
+	if !t.cur().unicode {
+		if negated {
+			return errRegex // (?-u:\W) can match invalid UTF-8
+		}
+		items := map[byte]string{'d': `0-9`, 's': `\t\n\v\f\r `, 'w': `0-9A-Za-z_`}[c]
+		if inClass {
+			t.out.WriteString(items)
+		} else {
+			t.out.WriteString("[" + items + "]")
+		}
+		return nil
+	}
+	lower := c | 0x20
+	if lower == 'd' {
+		if negated {
+			t.out.WriteString(`\P{Nd}`)
+		} else {
+			t.out.WriteString(`\p{Nd}`)
+		}
+		return nil
+	}
+	pc := perlClasses()
+	items, complement := pc.word, pc.wordComplement
+	if lower == 's' {
+		items, complement = pc.space, pc.spaceComplement
+	}
+	switch {
+	case !inClass && negated:
+		t.out.WriteString("[^" + items + "]")
+	case !inClass:
+		t.out.WriteString("[" + items + "]")
+	case negated:
+		t.out.WriteString(complement) // Go has no negated group inside [...]
+	default:
+		t.out.WriteString(items)
+	}
+	return nil
+}
+
+// class translates a bracket whose [ has been read, up to its ].
+func (t *regexTranslator) class() error {
+	t.out.WriteByte('[')
+	if err := t.classBody(true); err != nil {
+		return err
+	}
+	t.out.WriteByte(']')
+	return nil
+}
+
+// classBody writes the items of a bracket; top is false for a nested
+// bracket, flattened into its parent (Rust's union of the two).
+func (t *regexTranslator) classBody(top bool) error {
+	t.skipSpace()
+	if t.peek() == '^' {
+		if !top {
+			return errRegex // a negated nested bracket: Go has no way to say it
+		}
+		if !t.cur().unicode {
+			return errRegex // (?-u)[^a] can match invalid UTF-8
+		}
+		t.pos++
+		t.out.WriteByte('^')
+		t.skipSpace()
+	}
+	// Rust's parse_set_class_open: any number of leading - are literals,
+	// and then a ] that comes first is one.
+	empty := true
+	for t.peek() == '-' {
+		t.pos++
+		t.out.WriteString(`\-`)
+		empty = false
+		t.skipSpace()
+	}
+	if empty && t.peek() == ']' {
+		t.pos++
+		t.out.WriteString(`\]`)
+	}
+	lastWasClass := false
+	for {
+		t.skipSpace()
+		if t.eof() {
+			return errRegex
+		}
+		rest := t.src[t.pos:]
+		c := rest[0]
+		switch {
+		case c == ']':
+			t.pos++
+			return nil
+		case strings.HasPrefix(rest, "&&"), strings.HasPrefix(rest, "--"), strings.HasPrefix(rest, "~~"):
+			return errRegex // class set operations
+		case c == '[':
+			if negated, n, ok := asciiClassAt(rest); ok {
+				if negated && !t.cur().unicode {
+					return errRegex // [:^alpha:] holds non-ASCII bytes
+				}
+				t.pos += n
+				t.out.WriteString(rest[:n]) // the same ASCII class in Go
+			} else {
+				t.pos++
+				if err := t.classBody(false); err != nil {
+					return err
+				}
+			}
+			lastWasClass = true
+		case c == '-':
+			t.pos++
+			t.skipSpace()
+			if t.peek() == ']' {
+				t.out.WriteString(`\-`) // a trailing - is a literal
+				continue
+			}
+			next := t.src[t.pos:]
+			if lastWasClass || strings.HasPrefix(next, "[") ||
+				(len(next) > 1 && next[0] == '\\' && strings.IndexByte("dDsSwWpP", next[1]) >= 0) {
+				return errRegex // a range from or to a class
+			}
+			t.out.WriteByte('-')
+		case c == '\\':
+			isClass, err := t.escape(true)
+			if err != nil {
+				return err
+			}
+			lastWasClass = isClass
+		default:
+			_, n := utf8.DecodeRuneInString(rest)
+			t.out.WriteString(rest[:n])
+			t.pos += n
+			lastWasClass = false
+		}
+	}
+}
+
+// asciiClassAt recognises [:name:] and [:^name:] at the start of s.
+func asciiClassAt(s string) (negated bool, n int, ok bool) {
+	if !strings.HasPrefix(s, "[:") {
+		return false, 0, false
+	}
+	body := s[2:]
+	if strings.HasPrefix(body, "^") {
+		negated, body = true, body[1:]
+	}
+	end := strings.Index(body, ":]")
+	if end < 0 {
+		return false, 0, false
+	}
+	switch body[:end] {
+	case "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower",
+		"print", "punct", "space", "upper", "word", "xdigit":
+	default:
+		return false, 0, false
+	}
+	n = 2 + end + 2
+	if negated {
+		n++
+	}
+	return negated, n, true
+}
+
+// perlClasses holds the Unicode Perl classes as Go class items, built from
+// Go's tables on first use.
+type perlClassItems struct {
+	word, wordComplement, space, spaceComplement string
+}
+
+var perlClasses = sync.OnceValue(func() perlClassItems {
+	// \w = Alphabetic + M + Nd + Pc + Join_Control, Alphabetic being
+	// L + Nl + Other_Alphabetic (UTS #18 annex C, which the regex crate
+	// follows; Unicode DerivedCoreProperties). Go names the general
+	// categories; the few Other_Alphabetic and Join_Control runes outside
+	// them are listed.
+	cats := []*unicode.RangeTable{unicode.L, unicode.M, unicode.Nd, unicode.Nl, unicode.Pc}
+	var extra []runeRange
+	for _, rr := range tableRanges(unicode.Other_Alphabetic, unicode.Join_Control) {
+		for r := rr.lo; r <= rr.hi; r++ {
+			if !unicode.In(r, cats...) {
+				extra = addRune(extra, r)
+			}
+		}
+	}
+	word := tableRanges(append(cats, unicode.Other_Alphabetic, unicode.Join_Control)...)
+	space := tableRanges(unicode.White_Space) // \s = White_Space
+	return perlClassItems{
+		word:            `\p{L}\p{M}\p{Nd}\p{Nl}\p{Pc}` + formatRanges(extra),
+		wordComplement:  formatRanges(complementRanges(word)),
+		space:           formatRanges(space),
+		spaceComplement: formatRanges(complementRanges(space)),
+	}
+})
+
+type runeRange struct{ lo, hi rune }
+
+func addRune(rs []runeRange, r rune) []runeRange {
+	if n := len(rs); n > 0 && rs[n-1].hi+1 == r {
+		rs[n-1].hi = r
+		return rs
+	}
+	return append(rs, runeRange{r, r})
+}
+
+// tableRanges returns the union of tables as sorted, merged ranges.
+func tableRanges(tabs ...*unicode.RangeTable) []runeRange {
+	var rs []runeRange
+	add := func(lo, hi, stride rune) {
+		if stride == 1 {
+			rs = append(rs, runeRange{lo, hi})
+			return
+		}
+		for r := lo; r <= hi; r += stride {
+			rs = append(rs, runeRange{r, r})
+		}
+	}
+	for _, tab := range tabs {
+		for _, r := range tab.R16 {
+			add(rune(r.Lo), rune(r.Hi), rune(r.Stride))
+		}
+		for _, r := range tab.R32 {
+			add(rune(r.Lo), rune(r.Hi), rune(r.Stride))
+		}
+	}
+	slices.SortFunc(rs, func(a, b runeRange) int { return cmp.Compare(a.lo, b.lo) })
+	var out []runeRange
+	for _, r := range rs {
+		if n := len(out); n > 0 && r.lo <= out[n-1].hi+1 {
+			out[n-1].hi = max(out[n-1].hi, r.hi)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func complementRanges(rs []runeRange) []runeRange {
+	var out []runeRange
+	next := rune(0)
+	for _, r := range rs {
+		if r.lo > next {
+			out = append(out, runeRange{next, r.lo - 1})
+		}
+		next = r.hi + 1
+	}
+	if next <= unicode.MaxRune {
+		out = append(out, runeRange{next, unicode.MaxRune})
+	}
+	return out
+}
+
+func formatRanges(rs []runeRange) string {
+	var b strings.Builder
+	for _, r := range rs {
+		if r.lo == r.hi {
+			fmt.Fprintf(&b, `\x{%X}`, r.lo)
+		} else {
+			fmt.Fprintf(&b, `\x{%X}-\x{%X}`, r.lo, r.hi)
+		}
+	}
+	return b.String()
+}
