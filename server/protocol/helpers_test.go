@@ -189,7 +189,7 @@ func (e *env) start(be abi.Backend, node string, cfg envConfig) {
 	}
 	e.clock = clock
 	so := &store.Options{Clock: clock, WallClock: now, Logger: testLogger(t, node+"-store"),
-		ReapInterval: time.Hour, GCInterval: time.Hour}
+		ReapInterval: time.Hour, GCInterval: time.Hour, GCStartDelay: time.Hour}
 	if cfg.storeOpts != nil {
 		cfg.storeOpts(so)
 	}

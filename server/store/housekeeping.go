@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
@@ -14,24 +17,69 @@ func (s *Store) housekeeping() {
 	defer s.wg.Done()
 	reap := time.NewTicker(s.opts.ReapInterval)
 	defer reap.Stop()
-	gc := time.NewTicker(s.opts.GCInterval)
+	// The first collection comes soon after Open, not one GCInterval
+	// later: a server restarted more often than that never collected, and
+	// its tombstones grew without bound. Jittered, so that servers
+	// restarted together do not all collect at once.
+	gc := time.NewTimer(gcStartDelay(s.opts.GCStartDelay, s.opts.GCInterval))
 	defer gc.Stop()
 	ctx, cancel := s.closingContext()
 	defer cancel()
+	reapLog := failureLog{what: "expiry pass"}
+	gcLog := failureLog{what: "tombstone collection"}
 	for {
 		select {
 		case <-s.closing:
 			return
 		case <-reap.C:
-			if _, err := s.ReapExpired(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("expiry pass failed", "error", err)
+			_, err := s.ReapExpired(ctx)
+			if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+				reapLog.note(s, err)
 			}
 		case <-gc.C:
-			if _, err := s.CollectTombstones(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("tombstone collection failed", "error", err)
+			_, err := s.CollectTombstones(ctx)
+			if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+				gcLog.note(s, err)
 			}
+			gc.Reset(s.opts.GCInterval)
 		}
 	}
+}
+
+// gcStartDelay returns a random delay in [d, 2d), at most interval.
+func gcStartDelay(d, interval time.Duration) time.Duration {
+	return min(d+rand.N(d), interval)
+}
+
+// failureLogEvery is how often a pass that keeps failing is reported.
+const failureLogEvery = time.Minute
+
+// failureLog reports a failing housekeeping pass at its first failure,
+// then at most every failureLogEvery with the count, and once more when it
+// succeeds again: the reaper runs every second, and warned at each pass
+// for as long as the backend was down.
+type failureLog struct {
+	what     string
+	failures int   // since the last success
+	reported int   // of them, when last reported
+	lastWarn int64 // wall clock ms of the last warning
+}
+
+func (f *failureLog) note(s *Store, err error) {
+	if err == nil {
+		if f.failures > 0 {
+			s.log.Info(f.what+" recovered", "failures", f.failures)
+		}
+		*f = failureLog{what: f.what}
+		return
+	}
+	f.failures++
+	now := s.now()
+	if f.failures > 1 && now >= f.lastWarn && now-f.lastWarn < failureLogEvery.Milliseconds() {
+		return
+	}
+	s.log.Warn(f.what+" failed", "error", err, "failures", f.failures, "since_last_warning", f.failures-f.reported)
+	f.reported, f.lastWarn = f.failures, now
 }
 
 // reapBatch bounds the records one expiry commit handles.
@@ -43,6 +91,13 @@ const reapBatch = 1000
 // an OR-Map key by the same key without its expired entries, whose tags
 // become tombstones. It returns how many records it changed. The loop runs
 // it every ReapInterval; reads hide expired records before that.
+//
+// Records are found with the backend's ListExpired, which lists backup
+// records too (a table TopGun's server wrote may hold them) and takes no
+// cursor. When a full listing holds backup records only, the primary
+// records expired behind them are found in the index instead (see
+// expiredInIndex): the store never changes backup records, so they head
+// every listing for good, and the pass stopped there.
 func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 	if s.closed.Load() {
 		return 0, ErrClosed // the backend may be closed already
@@ -60,6 +115,11 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 				primary = append(primary, r)
 			}
 		}
+		listed := len(recs)
+		if len(primary) == 0 && len(recs) >= reapBatch {
+			primary = s.expiredInIndex(now, reapBatch)
+			listed = len(primary)
+		}
 		if len(primary) == 0 {
 			return total, nil
 		}
@@ -69,12 +129,34 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 			return total, err
 		}
 		total += n
-		if n == 0 || len(recs) < reapBatch {
+		if n == 0 || listed < reapBatch {
 			// Nothing more to do, or nothing changed (records re-written
 			// since the listing): stop rather than spin on them.
 			return total, nil
 		}
 	}
+}
+
+// expiredInIndex returns up to limit primary records (map and key only)
+// that the index holds as expired at now. It walks the keys that have an
+// expiry (mapState.exp), not every key; it is used only when the backend's
+// listing is blocked by backup records. Records the index does not hold
+// (undecodable ones) are not found this way.
+func (s *Store) expiredInIndex(now int64, limit int) []abi.Record {
+	var out []abi.Record
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for name, ms := range s.maps {
+		for k, exp := range ms.exp {
+			if len(out) >= limit {
+				return out
+			}
+			if exp <= now {
+				out = append(out, abi.Record{Map: name, Key: k, ExpirationTime: exp})
+			}
+		}
+	}
+	return out
 }
 
 func (t *txn) expire(recs []abi.Record, now int64) int {
@@ -155,6 +237,9 @@ func justAfter(ts record.Timestamp) record.Timestamp {
 	return record.Timestamp{Millis: ts.Millis, Counter: ts.Counter + 1}
 }
 
+// gcReadChunk bounds the keys of one read of tombstones' commit times.
+const gcReadChunk = 1000
+
 // CollectTombstones removes LWW tombstones older than the tombstone TTL
 // from storage and the Merkle index, and publishes the cut-off so clients
 // prune the same ones (GC_PRUNE). It returns how many it removed.
@@ -173,13 +258,14 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 	type victim struct {
 		mapName, key string
 		ts           record.Timestamp
+		old          bool // still stored, and not committed within the TTL
 	}
 	var victims []victim
 	s.mu.RLock()
 	for name, ms := range s.maps {
 		ms.lww.each(func(k string, m lwwMeta) bool {
 			if m.tombstone() && m.millis < cutoff {
-				victims = append(victims, victim{name, k, s.lwwTimestamp(m)})
+				victims = append(victims, victim{mapName: name, key: k, ts: s.lwwTimestamp(m)})
 			}
 			return true
 		})
@@ -191,20 +277,7 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 	// must still receive it. The cut-off (which clients prune by, too)
 	// stays at or below the stamp of every such tombstone, so clients keep
 	// what the server keeps and the roots stay equal.
-	byMap := map[string][]string{}
-	for _, v := range victims {
-		byMap[v.mapName] = append(byMap[v.mapName], v.key)
-	}
-	committed := make(map[cacheKey]int64, len(victims))
-	for name, keys := range byMap {
-		recs, err := s.getRecords(ctx, name, keys)
-		if err != nil {
-			return 0, err
-		}
-		for i := range recs {
-			committed[cacheKey{name, recs[i].Key}] = recs[i].UpdatedAt
-		}
-	}
+	//
 	// A commit time further ahead of the wall clock than maxCommitAhead
 	// says nothing of when the tombstone was committed (commit times
 	// stayed at a time the wall clock showed once, before it was set
@@ -220,21 +293,49 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 	// Recent means committed since now-ttl, not since the cut-off as
 	// lowered so far: that depended on the order of the walk, and kept
 	// late deletes committed long before (lowering the cut-off further).
+	//
+	// The commit times are read gcReadChunk keys at a time, and only
+	// whether each victim is old is kept: the cut-off needs every victim's
+	// commit time before any is collected, and holding every victim's
+	// stored record at once (a first collection over millions of
+	// tombstones) took memory in proportion to all of them.
 	latest := now + maxCommitAhead
 	floor := uint64(max(now-4*ttl, 0))
 	since := now - ttl
-	recent := map[cacheKey]bool{}
-	for _, v := range victims {
-		k := cacheKey{v.mapName, v.key}
-		if at, ok := committed[k]; ok && at >= since && at <= latest {
-			recent[k] = true
-			cutoff = min(cutoff, max(v.ts.Millis, floor))
+	keys := make([]string, 0, min(len(victims), gcReadChunk))
+	committed := make(map[string]int64, min(len(victims), gcReadChunk))
+	for i := 0; i < len(victims); {
+		name := victims[i].mapName
+		j := i
+		keys = keys[:0]
+		for j < len(victims) && j-i < gcReadChunk && victims[j].mapName == name {
+			keys = append(keys, victims[j].key)
+			j++
+		}
+		recs, err := s.be.Get(ctx, name, false, keys)
+		if err != nil {
+			return 0, fmt.Errorf("store: get from %q: %w", name, err)
+		}
+		clear(committed)
+		for r := range recs {
+			committed[recs[r].Key] = recs[r].UpdatedAt
+		}
+		for ; i < j; i++ {
+			v := &victims[i]
+			at, ok := committed[v.key]
+			if !ok {
+				continue // gone from storage since the index was read
+			}
+			if at >= since && at <= latest {
+				cutoff = min(cutoff, max(v.ts.Millis, floor))
+			} else {
+				v.old = true
+			}
 		}
 	}
 	old := victims[:0]
 	for _, v := range victims {
-		k := cacheKey{v.mapName, v.key}
-		if _, ok := committed[k]; ok && !recent[k] && v.ts.Millis < cutoff {
+		if v.old && v.ts.Millis < cutoff {
 			old = append(old, v)
 		}
 	}

@@ -9,11 +9,14 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/server/record"
 )
@@ -225,5 +228,268 @@ func TestStore_housekeepingAfterClose(t *testing.T) {
 	}
 	if _, err := f.s.CollectTombstones(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Errorf("CollectTombstones after Close: %v, want ErrClosed", err)
+	}
+}
+
+// A server restarted more often than GCInterval still collects tombstones:
+// the first collection runs GCStartDelay (jittered) after Open. Before,
+// the first one came a whole GCInterval (1h) after Open, so a server
+// redeployed hourly never collected and its tombstones grew for good.
+func TestStore_housekeeping_firstCollectionSoonAfterOpen(t *testing.T) {
+	const day = 24 * 3600_000
+	be := null.Open()
+	f := newFixture(t, be, nil)
+	f.apply(Op{Map: "m", Key: "gone", Kind: OpRemove, Timestamp: ts(t0, 0, "c1")})
+	f.s.Close()
+	f.wall.Store(t0 + 8*day) // past the 7-day TTL
+	newFixtureOn(t, be, f.wall, func(o *Options) {
+		o.GCInterval = time.Hour
+		o.GCStartDelay = time.Millisecond
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		recs, err := be.Get(context.Background(), "m", false, []string{"gone"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no tombstone collection ran soon after Open (GCInterval is an hour)")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestGCStartDelay(t *testing.T) {
+	t.Parallel()
+	d := DefaultOptions()
+	if d.GCStartDelay <= 0 || d.GCStartDelay > d.GCInterval/10 {
+		t.Fatalf("default GCStartDelay %v: the first collection must come well before GCInterval %v", d.GCStartDelay, d.GCInterval)
+	}
+	seen := map[time.Duration]bool{}
+	for range 200 {
+		got := gcStartDelay(time.Minute, time.Hour)
+		if got < time.Minute || got >= 2*time.Minute {
+			t.Fatalf("gcStartDelay(1m, 1h) = %v, want in [1m, 2m)", got)
+		}
+		seen[got] = true
+		if got := gcStartDelay(time.Hour, time.Minute); got != time.Minute {
+			t.Fatalf("gcStartDelay(1h, 1m) = %v, want the interval", got)
+		}
+	}
+	if len(seen) < 100 {
+		t.Fatalf("gcStartDelay is not jittered: %d distinct delays in 200", len(seen))
+	}
+}
+
+// Expired primary records sorted behind a full listing of expired backup
+// rows (which a topgun_maps table TopGun's server wrote may hold, and
+// which this server never changes) are still reaped. Before, every pass
+// saw a listing of backup rows only and stopped: those records were never
+// replaced by tombstones.
+func TestStore_ReapExpired_pastExpiredBackupRows(t *testing.T) {
+	be := null.Open()
+	f := newFixture(t, be, nil)
+	lww := put("m", "k", "v", ts(t0, 0, "c1"))
+	lww.TTLMs = 1000
+	or := Op{Map: "o", Key: "k", Kind: OpORAdd, Value: record.IntValue(1), Tag: "t1", Timestamp: ts(t0, 0, "c1"), TTLMs: 1000}
+	f.apply(lww, or)
+	// Backup rows that expired before them, enough to fill two listings.
+	bv := record.NewLWW(record.StringValue("b"), ts(t0, 0, "c1"))
+	val, err := record.Encode(nil, &bv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2*reapBatch; i += 500 {
+		b := &abi.Batch{Now: t0}
+		for j := i; j < i+500; j++ {
+			b.Put("a", strconv.Itoa(j), true, val, t0-1)
+		}
+		if err := be.Apply(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.wall.Store(t0 + 5000)
+	if n, err := f.s.ReapExpired(context.Background()); err != nil || n != 2 {
+		t.Fatalf("reaped %d records (%v), want the 2 expired primary records", n, err)
+	}
+	recs, err := be.Get(context.Background(), "m", false, []string{"k"})
+	if err != nil || len(recs) != 1 || recs[0].ExpirationTime != 0 {
+		t.Fatalf("stored LWW record %+v (%v), want a tombstone without expiry", recs, err)
+	}
+	if rv, err := record.Decode(recs[0].Value); err != nil || !rv.LWW.Value.IsNull() {
+		t.Fatalf("stored LWW record %+v (%v), want a tombstone", rv, err)
+	}
+	recs, err = be.Get(context.Background(), "o", false, []string{"k"})
+	if err != nil || len(recs) != 1 || recs[0].ExpirationTime != 0 {
+		t.Fatalf("stored OR record %+v (%v), want one without expiry", recs, err)
+	}
+	if rv, err := record.Decode(recs[0].Value); err != nil || len(rv.ORMap.Records) != 0 || len(rv.ORMap.Tombstones) != 1 {
+		t.Fatalf("stored OR record %+v (%v), want the expired entry's tag as a tombstone", rv, err)
+	}
+	f.s.mu.RLock()
+	for name, ms := range f.s.maps {
+		if len(ms.exp) != 0 {
+			t.Errorf("map %s: the index still holds expiries %v", name, ms.exp)
+		}
+	}
+	f.s.mu.RUnlock()
+	// The backup rows are left alone.
+	if left, err := be.ListExpired(context.Background(), t0+5000, 3*reapBatch); err != nil || len(left) != 2*reapBatch {
+		t.Fatalf("%d expired rows left (%v), want the %d backup rows", len(left), err, 2*reapBatch)
+	}
+}
+
+// weakGetBackend tracks, through weak pointers, the values of the records
+// its Get returned, so a test can tell how many of them the caller still
+// holds at its next read.
+type weakGetBackend struct {
+	abi.Backend
+	mu      sync.Mutex
+	values  []weak.Pointer[byte]
+	maxLive int // the most earlier values alive at one Get
+}
+
+func (b *weakGetBackend) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	runtime.GC()
+	b.mu.Lock()
+	live := 0
+	for _, w := range b.values {
+		if w.Value() != nil {
+			live++
+		}
+	}
+	b.maxLive = max(b.maxLive, live)
+	b.mu.Unlock()
+	recs, err := b.Backend.Get(ctx, m, backup, keys)
+	b.mu.Lock()
+	for i := range recs {
+		if len(recs[i].Value) > 0 {
+			b.values = append(b.values, weak.Make(&recs[i].Value[0]))
+		}
+	}
+	b.mu.Unlock()
+	return recs, err
+}
+
+// A collection over many tombstones reads their commit times in bounded
+// chunks, with the same result: a tombstone committed within the TTL holds
+// the cut-off at its stamp, across chunks. Before, every victim's stored
+// record of a map was held at once.
+func TestStore_CollectTombstones_boundedReads(t *testing.T) {
+	const day = 24 * 3600_000
+	be := &weakGetBackend{Backend: null.Open()}
+	f := newFixture(t, be, nil) // TombstoneTTL: 7 days
+	now := int64(t0 + 60*day)
+	removes := func(prefix string, n int, stamp int64, node string) {
+		for i := 0; i < n; i += 1000 {
+			var ops []Op
+			for j := i; j < min(n, i+1000); j++ {
+				ops = append(ops, Op{Map: "m", Key: prefix + strconv.Itoa(j), Kind: OpRemove, Timestamp: ts(uint64(stamp), 0, node)})
+			}
+			f.apply(ops...)
+		}
+	}
+	// Old deletes committed 10 days ago: c stamped 25 days back (collected),
+	// b stamped 15 days back (kept: after the cut-off the a deletes hold).
+	f.wall.Store(now - 10*day)
+	removes("c", 4000, now-25*day, "c1")
+	removes("b", 3000, now-15*day, "c1")
+	// Late deletes stamped 20 days back, committed a day ago.
+	f.wall.Store(now - day)
+	removes("a", 5, now-20*day, "c2")
+	f.wall.Store(now)
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	be.mu.Lock()
+	be.values, be.maxLive = nil, 0
+	be.mu.Unlock()
+	if n, err := f.s.CollectTombstones(context.Background()); err != nil || n != 4000 {
+		t.Fatalf("collected %d tombstones (%v), want the 4000 stamped before the kept ones", n, err)
+	}
+	var prune *record.Timestamp
+	for prune == nil {
+		c := <-sub.C()
+		prune = c.PruneBefore
+	}
+	if prune.Millis != uint64(now-20*day) {
+		t.Fatalf("prune cut-off %+v, want the stamp of the late deletes (%d)", prune, now-20*day)
+	}
+	be.mu.Lock()
+	maxLive := be.maxLive
+	be.mu.Unlock()
+	// The last chunk's records may still be held while the next is read.
+	if maxLive > 2*gcReadChunk {
+		t.Fatalf("%d stored records read earlier were held at one read, want at most two chunks (%d each)", maxLive, gcReadChunk)
+	}
+}
+
+// ListExpired fails while down, and counts its calls.
+type downListBackend struct {
+	abi.Backend
+	down  atomic.Bool
+	calls atomic.Int64
+}
+
+func (b *downListBackend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	b.calls.Add(1)
+	if b.down.Load() {
+		return nil, abi.Errorf(abi.CodeUnavailable, "test: connection down")
+	}
+	return b.Backend.ListExpired(ctx, now, limit)
+}
+
+// While storage is down, the expiry pass (every ReapInterval, 1 s by
+// default) warns at its first failure and then at most once a minute, with
+// the count, and says when it recovers. Before, it warned at every pass.
+func TestStore_housekeeping_reapFailuresWarnedRarely(t *testing.T) {
+	be := &downListBackend{Backend: null.Open()}
+	var logs syncBuffer
+	f := newFixture(t, be, func(o *Options) {
+		o.ReapInterval = time.Millisecond
+		o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, JSONFormat: true, Level: hclog.Debug})
+	})
+	waitCalls := func(n int64) {
+		t.Helper()
+		target := be.calls.Load() + n
+		deadline := time.Now().Add(30 * time.Second)
+		for be.calls.Load() < target {
+			if time.Now().After(deadline) {
+				t.Fatalf("the expiry pass did not run %d more times", n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	lines := func(level, msg string) []map[string]any {
+		var out []map[string]any
+		sc := bufio.NewScanner(bytes.NewReader([]byte(logs.String())))
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line["@level"] == level && line["@message"] == msg {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	be.down.Store(true)
+	waitCalls(30)
+	if w := lines("warn", "expiry pass failed"); len(w) != 1 {
+		t.Fatalf("%d warnings for 30 failed passes within a minute, want 1:\n%s", len(w), logs.String())
+	}
+	f.wall.Add(61_000)
+	waitCalls(3)
+	w := lines("warn", "expiry pass failed")
+	if len(w) != 2 || w[1]["failures"].(float64) < 30 {
+		t.Fatalf("after a minute: warnings %v, want a second one counting the failures", w)
+	}
+	be.down.Store(false)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(lines("info", "expiry pass recovered")) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no info when the expiry pass recovered:\n%s", logs.String())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

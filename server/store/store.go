@@ -40,6 +40,12 @@ type Options struct {
 	ReapInterval time.Duration
 	// GCInterval is how often old tombstones are collected (default 1h).
 	GCInterval time.Duration
+	// GCStartDelay: the first collection runs at a random time between
+	// this and twice this after Open (default 1 min, at most GCInterval),
+	// then every GCInterval. A server restarted more often than
+	// GCInterval still collects, and a fleet restarted together does not
+	// collect all at once.
+	GCStartDelay time.Duration
 	// MaxCommitOps caps the mutations of one group commit (default 4096).
 	MaxCommitOps int
 	// FeedBuffer is each change-feed subscriber's buffer in commits (default 1024).
@@ -64,6 +70,7 @@ func DefaultOptions() *Options {
 		TombstoneTTL: 7 * 24 * time.Hour,
 		ReapInterval: time.Second,
 		GCInterval:   time.Hour,
+		GCStartDelay: time.Minute,
 		MaxCommitOps: 4096,
 		FeedBuffer:   1024,
 		ScanBytes:    4 << 20,
@@ -88,6 +95,9 @@ func (o *Options) Validate() error {
 	}
 	if o.GCInterval <= 0 {
 		o.GCInterval = d.GCInterval
+	}
+	if o.GCStartDelay <= 0 {
+		o.GCStartDelay = d.GCStartDelay
 	}
 	if o.MaxCommitOps <= 0 {
 		o.MaxCommitOps = d.MaxCommitOps
@@ -126,16 +136,18 @@ const tombstoneBit = 1 << 31
 
 func (m lwwMeta) tombstone() bool { return m.node&tombstoneBit != 0 }
 
-// orMeta is what the index keeps per OR-Map key.
+// orMeta is what the index keeps per OR-Map key; the earliest entry expiry
+// of the keys that have one is kept beside it, in mapState.exp.
 type orMeta struct {
-	exp  int64  // earliest entry expiry, 0 for none
 	hash uint32 // the client's OR-Map leaf item hash
 }
 
 type mapState struct {
 	lww *trie[lwwMeta]
 	or  *trie[orMeta]
-	exp map[string]int64 // expiration of LWW keys that have one
+	// exp holds the expiration of the keys (LWW or OR) that have one, so
+	// expired keys are found without walking every key (expiredInIndex).
+	exp map[string]int64
 	// orTags holds, on shared storage only, the fingerprints of each
 	// indexed OR key's entry tags and tombstones (sorted), so that a
 	// re-read announces what changed, not the whole key (see changesSince).
@@ -408,6 +420,7 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 	}
 	if hadO && (rv == nil || rv.Kind == record.KindLWW) {
 		ms.or.remove(key, oldO.hash)
+		delete(ms.exp, key)
 		hadO = false
 	}
 	if ms.orTags != nil {
@@ -450,6 +463,7 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 		if !ok && len(rv.ORMap.Tombstones) == 0 {
 			if hadO {
 				ms.or.remove(key, oldO.hash)
+				delete(ms.exp, key)
 			}
 			return
 		}
@@ -460,8 +474,13 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 		// the leaf and receives the tombstones (as from TopGun's server,
 		// whose leaf covers them). Without it, such a client finds the
 		// bucket missing, pushes the entry back, and never learns.
-		m := orMeta{exp: exp, hash: h}
+		m := orMeta{hash: h}
 		ms.or.set(key, m, hadO, oldO.hash, m.hash)
+		if exp != 0 {
+			ms.exp[key] = exp
+		} else if hadO {
+			delete(ms.exp, key)
+		}
 		if ms.orTags != nil {
 			ms.orTags[key] = orTagSet(&rv.ORMap)
 		}

@@ -89,6 +89,7 @@ func newFixtureOn(t *testing.T, be abi.Backend, wall *atomic.Int64, mod func(*Op
 		WallClock:    func() time.Time { return time.UnixMilli(wall.Load()) },
 		ReapInterval: time.Hour, // tests drive housekeeping by hand
 		GCInterval:   time.Hour,
+		GCStartDelay: time.Hour,
 		Logger:       testLogger(t),
 	}
 	if mod != nil {
