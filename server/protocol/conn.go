@@ -53,7 +53,7 @@ type conn struct {
 
 	mu           sync.Mutex // guards pending, queuedWrites, draining, drained
 	pending      int        // write jobs queued or running
-	queuedWrites int        // bytes of the frames of those jobs
+	queuedWrites int        // decoded size of those jobs
 	writesFreed  chan struct{}
 	draining     bool
 	drained      chan struct{}
@@ -433,13 +433,15 @@ func (c *conn) finish() {
 	c.s.removeConn(c) // after this, Close may return: log nothing more
 }
 
-// writeQueueFrames is how many maximum-size messages of writes one
-// connection may have waiting for its worker: the queue's bound in bytes
-// is this times MaxMessageBytes (16 MiB by default).
+// writeQueueFrames bounds the writes one connection may have waiting for
+// its worker: their decoded size (wire.Limits.DecodeSize, which counts
+// what the values take once decoded and converted for the store, many
+// times their frames' bytes) is at most this times MaxMessageBytes (16 MiB
+// by default), or one write of any size.
 const writeQueueFrames = 8
 
 // enqueueWrite hands a write to the worker, in arrival order. It blocks
-// while the worker's queue is full, in jobs or in bytes of their frames
+// while the worker's queue is full, in jobs or in decoded size
 // (backpressure on the socket): a client cannot make the server hold more
 // than a bounded amount of its writes while the store is slow.
 func (c *conn) enqueueWrite(j *writeJob) {
@@ -468,7 +470,7 @@ func (c *conn) enqueueWrite(j *writeJob) {
 	}
 }
 
-// jobsDone records that n jobs whose frames held bytes are finished.
+// jobsDone records that n jobs of decoded size bytes are finished.
 func (c *conn) jobsDone(n, bytes int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

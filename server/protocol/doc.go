@@ -35,9 +35,12 @@
 // answer holds at most MaxQueryResults records and OutboundBytes bytes of
 // them: larger deltas come in pages, larger queries get an error (413).
 // Text frames are ignored. A frame over Options.MaxMessageBytes is read to
-// its end, dropped and answered with ERROR 413 naming the limit; a
-// malformed frame gets ERROR 400 and a frame of an unknown type (topics,
-// locks, search, ...) is ignored; the connection survives all of these.
+// its end, dropped and answered with ERROR 413 naming the limit, as is a
+// frame that would take more than 32 × MaxMessageBytes of memory once
+// decoded (wire.Limits.MaxDecodedBytes: a 2 MiB array of nils would take
+// 190 MiB); a malformed frame gets ERROR 400 and a frame of an unknown
+// type (topics, locks, search, ...) is ignored; the connection survives
+// all of these. POST /sync answers such bodies with 413.
 //
 // # Writes
 //
@@ -50,8 +53,10 @@
 // acknowledgement, so the client re-sends. The acknowledgement level is
 // PERSISTED on a durable backend, APPLIED otherwise. While the store is
 // slow, a connection queues at most 256 writes and 8 × MaxMessageBytes of
-// them; then its reader stops reading until the store catches up
-// (backpressure through the socket, nothing dropped).
+// them, counted by their decoded size (wire.Limits.DecodeSize, several
+// times their frames' bytes), or one write of any size; then its reader
+// stops reading until the store catches up (backpressure through the
+// socket, nothing dropped).
 //
 // TopGun's client re-sends every unacknowledged op with each new write;
 // such re-sends are recognised and skipped before they reach the store,

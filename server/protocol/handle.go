@@ -34,7 +34,9 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 		}
 		return
 	}
-	m, err := c.s.limits.Decode(frame)
+	// size is what the decoded message takes in memory: writes count it
+	// against the bound of the write queue (enqueueWrite).
+	m, size, err := c.s.limits.DecodeSize(frame)
 	if err != nil {
 		c.decodeFailed(err)
 		return
@@ -51,11 +53,11 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 		if id == "" {
 			id = "unknown"
 		}
-		c.enqueueWrite(&writeJob{typ: wire.TypeClientOp, ops: []wire.ClientOp{m.ClientOp}, ack: id, bytes: len(frame)})
+		c.enqueueWrite(&writeJob{typ: wire.TypeClientOp, ops: []wire.ClientOp{m.ClientOp}, ack: id, bytes: size})
 	case *wire.OpBatch:
-		c.enqueueWrite(&writeJob{typ: wire.TypeOpBatch, ops: m.Ops, ack: lastOpID(m.Ops), bytes: len(frame)})
+		c.enqueueWrite(&writeJob{typ: wire.TypeOpBatch, ops: m.Ops, ack: lastOpID(m.Ops), bytes: size})
 	case *wire.ORMapPushDiff:
-		c.enqueueWrite(&writeJob{typ: wire.TypeORMapPushDiff, push: m, ack: pushAckID, bytes: len(frame)})
+		c.enqueueWrite(&writeJob{typ: wire.TypeORMapPushDiff, push: m, ack: pushAckID, bytes: size})
 	case *wire.SyncInit:
 		c.handleSyncInit(m)
 	case *wire.MerkleReqBucket:
@@ -82,8 +84,9 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 
 // decodeFailed answers a frame that could not be decoded. Unknown types
 // (topics, locks, search, ...) are ignored as TopGun ignores them; a
-// malformed frame gets ERROR 400 and a frame nested too deeply ERROR 413.
-// The connection survives either way.
+// malformed frame gets ERROR 400, a frame nested too deeply or whose
+// decoded form would pass the decoded-size limit ERROR 413. The connection
+// survives either way.
 func (c *conn) decodeFailed(err error) {
 	switch {
 	case errors.Is(err, wire.ErrUnknownType):
@@ -91,6 +94,10 @@ func (c *conn) decodeFailed(err error) {
 	case errors.Is(err, wire.ErrTooDeep):
 		c.reply(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
 			"protocol: message nested deeper than the limit of %d maps and arrays; flatten the value", wire.DefaultMaxDepth)})
+	case errors.Is(err, wire.ErrDecodedTooLarge):
+		c.reply(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
+			"protocol: message ignored: %v; a message may take at most %d × TOPGUN_MAX_MESSAGE_BYTES once decoded: send smaller messages or raise the limit",
+			err, wire.DecodedBytesPerMessageByte)})
 	default:
 		c.reply(&wire.ErrorMessage{Code: 400, Message: "protocol: message ignored: " + err.Error()})
 	}

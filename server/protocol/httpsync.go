@@ -129,6 +129,12 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, err := s.limits.DecodeHTTPSyncRequest(body)
+	if errors.Is(err, wire.ErrDecodedTooLarge) {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
+			"body ignored: %v; a body may take at most %d × TOPGUN_MAX_MESSAGE_BYTES once decoded: send fewer operations per request or raise the limit",
+			err, wire.DecodedBytesPerMessageByte))
+		return
+	}
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "invalid MsgPack body: "+err.Error())
 		return

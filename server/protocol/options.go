@@ -38,7 +38,9 @@ type Options struct {
 
 	// MaxMessageBytes is the largest WebSocket message and POST /sync body
 	// accepted (TOPGUN_MAX_MESSAGE_BYTES). A larger message is answered
-	// with ERROR 413 and skipped; the connection survives.
+	// with ERROR 413 and skipped; the connection survives. So is one that
+	// would take more than wire.DecodedBytesPerMessageByte (32) times it
+	// in memory once decoded (wire.Limits.MaxDecodedBytes).
 	MaxMessageBytes int
 
 	// MaxBatchOps is the most operations one OP_BATCH, ORMAP_PUSH_DIFF or

@@ -49,8 +49,8 @@ type writeJob struct {
 	ops  []wire.ClientOp // CLIENT_OP, OP_BATCH
 	push *wire.ORMapPushDiff
 	ack  string // lastId of the OP_ACK
-	// bytes is the size of the frame the job came in, which bounds
-	// what a connection may queue.
+	// bytes is the decoded size of the message the job came in, which
+	// bounds what a connection may queue.
 	bytes int
 }
 

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -25,6 +26,10 @@ type decoder struct {
 	d     *msgpack.Decoder
 	depth int
 	max   int
+	// budget is what the values decoded so far may still take in memory
+	// (see charge); limit is what it starts from.
+	budget int
+	limit  int
 }
 
 var decoderPool = sync.Pool{New: func() any {
@@ -37,10 +42,11 @@ var decoderPool = sync.Pool{New: func() any {
 // newDecoder returns a pooled decoder over b; release it with putDecoder
 // once nothing decoded still points into it (decoded values never do: the
 // decoder copies every string and byte slice it returns).
-func newDecoder(b []byte, maxDepth int) *decoder {
+func newDecoder(b []byte, maxDepth, maxDecoded int) *decoder {
 	d := decoderPool.Get().(*decoder)
 	d.buf = b
 	d.max = maxDepth
+	d.limit = maxDecoded
 	d.reset()
 	return d
 }
@@ -51,21 +57,75 @@ func putDecoder(d *decoder) {
 	decoderPool.Put(d)
 }
 
-// maxPrealloc bounds the elements preallocated for a decoded array or map.
-// Pass 1 checked every length against the bytes left in the frame, but one
-// byte on the wire (a nil where a ClientOp belongs, a repeated key) can
-// stand for a hundred bytes in memory; past this bound a slice grows only as
-// its elements really decode.
+// maxPrealloc bounds the elements preallocated for a decoded array or map
+// whose elements were not charged (see charge) before they decode. Pass 1
+// checked every length against the bytes left in the frame, but one byte
+// on the wire (a nil where a ClientOp belongs, a repeated key) can stand
+// for a hundred bytes in memory; past this bound a slice grows only as its
+// elements really decode.
 const maxPrealloc = 1024
 
 // prealloc is the capacity to preallocate for n decoded elements.
 func prealloc(n int) int { return min(n, maxPrealloc) }
+
+// What decoded values cost in memory, as charge counts it. A user value
+// costs its interface slot here and the record.Value the server converts
+// it to (record.FromWire) before storing it: a one-byte nil in an array
+// stands for 96 bytes. Strings and binaries add their length, boxed
+// numbers, slices and maps their headers, map entries their hash-table
+// slot and the key of the record.Field they become.
+const (
+	costValue    = 16 + int(unsafe.Sizeof(record.Value{}))
+	costBox      = 8  // an int64, uint64 or float64 in an interface
+	costString   = 16 // a string header in an interface
+	costBytes    = 24 // a []byte header in an interface (record.Value copies the bytes once more)
+	costSlice    = 24 // a []any header in an interface
+	costMap      = 48 // a map header
+	costMapSlot  = 40 // a slot of its hash table (key, value, control byte, load factor); 8 at least
+	costFieldKey = int(unsafe.Sizeof(record.Field{}) - unsafe.Sizeof(record.Value{}))
+	costClientOp = int(unsafe.Sizeof(ClientOp{}))
+	costLWW      = int(unsafe.Sizeof(LWWRecord{}))
+	costORRecord = int(unsafe.Sizeof(ORMapRecord{}))
+	costOREntry  = int(unsafe.Sizeof(ORMapEntry{}))
+	costStrSlot  = int(unsafe.Sizeof(""))
+)
+
+// charge counts n more bytes of decoded memory against the budget
+// (Limits.MaxDecodedBytes). Containers are charged for all their elements
+// when their header is read, before anything is allocated for them, so a
+// message over the budget is refused having allocated at most the budget.
+func (d *decoder) charge(n int) error {
+	d.budget -= n
+	if d.budget < 0 {
+		return d.overBudget()
+	}
+	return nil
+}
+
+// chargeEach charges n elements of each bytes, without overflowing.
+func (d *decoder) chargeEach(n, each int) error {
+	if n > 0 && n > d.budget/each {
+		d.budget = -1
+		return d.overBudget()
+	}
+	d.budget -= n * each
+	return nil
+}
+
+func (d *decoder) overBudget() error {
+	return &fieldError{kind: ErrDecodedTooLarge, reason: fmt.Sprintf(
+		"decoded, it would take more than %d bytes of memory (Limits.MaxDecodedBytes)", d.limit)}
+}
+
+// decoded is the memory charged so far.
+func (d *decoder) decoded() int { return d.limit - d.budget }
 
 // reset rewinds to the start of the frame.
 func (d *decoder) reset() {
 	d.r.Reset(d.buf)
 	d.d.Reset(d.r)
 	d.depth = 0
+	d.budget = d.limit
 }
 
 func (d *decoder) remaining() int { return d.r.Len() }
@@ -347,6 +407,9 @@ func (d *decoder) str() (string, error) {
 	if !utf8.Valid(b) {
 		return "", errMalformed("string is not valid UTF-8")
 	}
+	if err := d.charge(len(b)); err != nil {
+		return "", err
+	}
 	return string(b), nil
 }
 
@@ -392,6 +455,9 @@ func (d *decoder) binary() ([]byte, error) {
 	}
 	b, err := d.rawBytes()
 	if err != nil {
+		return nil, err
+	}
+	if err := d.charge(len(b)); err != nil {
 		return nil, err
 	}
 	return append([]byte{}, b...), nil
@@ -487,7 +553,10 @@ func (d *decoder) stringList(nilOK bool) ([]string, error) {
 	var out []string
 	isNil, err := d.readArray(nilOK, func(i, n int) error {
 		if out == nil {
-			out = make([]string, 0, prealloc(n))
+			if err := d.chargeEach(n, costStrSlot); err != nil {
+				return err
+			}
+			out = make([]string, 0, n)
 		}
 		s, err := d.str()
 		out = append(out, s)
@@ -518,8 +587,17 @@ func (d *decoder) hashMap() (map[string]uint32, error) {
 // []any and map[string]any. Non-string map keys become their decimal or
 // textual form, as TopGun's server turns them into strings; MsgPack
 // extensions (including timestamps) decode to nil, as TopGun stores them as
-// Null.
+// Null. It charges the value's cost (see charge).
 func (d *decoder) value() (any, error) {
+	if err := d.charge(costValue); err != nil {
+		return nil, err
+	}
+	return d.valueBody()
+}
+
+// valueBody is value without the charge of costValue, which the container
+// of the value has already made.
+func (d *decoder) valueBody() (any, error) {
 	c, err := d.peek()
 	if err != nil {
 		return nil, err
@@ -535,6 +613,11 @@ func (d *decoder) value() (any, error) {
 		if err != nil {
 			return nil, errMalformed("truncated frame")
 		}
+		if u > 255 { // Go boxes smaller ones without allocating
+			if err := d.charge(costBox); err != nil {
+				return nil, err
+			}
+		}
 		if u <= math.MaxInt64 {
 			return int64(u), nil
 		}
@@ -544,19 +627,36 @@ func (d *decoder) value() (any, error) {
 		if err != nil {
 			return nil, errMalformed("truncated frame")
 		}
+		if uint64(i) > 255 {
+			if err := d.charge(costBox); err != nil {
+				return nil, err
+			}
+		}
 		return i, nil
 	case isFloatCode(c):
 		f, err := d.d.DecodeFloat64()
 		if err != nil {
 			return nil, errMalformed("truncated frame")
 		}
+		if err := d.charge(costBox); err != nil {
+			return nil, err
+		}
 		return f, nil
 	case msgpcode.IsString(c):
 		b, err := d.rawBytes()
-		return string(b), err
+		if err != nil {
+			return nil, err
+		}
+		if err := d.charge(costString + len(b)); err != nil {
+			return nil, err
+		}
+		return string(b), nil
 	case msgpcode.IsBin(c):
 		b, err := d.rawBytes()
 		if err != nil {
+			return nil, err
+		}
+		if err := d.chargeEach(len(b)+costBytes/2, 2); err != nil {
 			return nil, err
 		}
 		return append([]byte{}, b...), nil
@@ -564,9 +664,18 @@ func (d *decoder) value() (any, error) {
 		var out []any
 		_, err := d.readArray(false, func(i, n int) error {
 			if out == nil {
-				out = make([]any, 0, prealloc(n))
+				// Charged in full, the elements are allocated at once:
+				// a slice grown by append would allocate several times
+				// its final size.
+				if err := d.chargeEach(n, costValue); err != nil {
+					return err
+				}
+				if err := d.charge(costSlice); err != nil {
+					return err
+				}
+				out = make([]any, 0, n)
 			}
-			v, err := d.value()
+			v, err := d.valueBody()
 			out = append(out, v)
 			return err
 		})
@@ -574,6 +683,9 @@ func (d *decoder) value() (any, error) {
 			return nil, err
 		}
 		if out == nil {
+			if err := d.charge(costSlice); err != nil {
+				return nil, err
+			}
 			out = []any{}
 		}
 		return out, nil
@@ -585,13 +697,26 @@ func (d *decoder) value() (any, error) {
 		if err := d.enter(); err != nil {
 			return nil, err
 		}
+		slots := 0
+		if n > 0 {
+			slots = max(n, 8) // a small map has a whole group of 8
+		}
+		if err := d.chargeEach(n, costValue+costFieldKey); err != nil {
+			return nil, err
+		}
+		if err := d.chargeEach(slots, costMapSlot); err != nil {
+			return nil, err
+		}
+		if err := d.charge(costMap); err != nil {
+			return nil, err
+		}
 		out := make(map[string]any, prealloc(n))
 		for i := 0; i < n; i++ {
 			k, err := d.mapKey()
 			if err != nil {
 				return nil, err
 			}
-			v, err := d.value()
+			v, err := d.valueBody()
 			if err != nil {
 				return nil, inField(k, err)
 			}
@@ -616,30 +741,48 @@ func (d *decoder) mapKey() (string, error) {
 	switch {
 	case msgpcode.IsString(c):
 		b, err := d.rawBytes()
-		return string(b), err
+		if err != nil {
+			return "", err
+		}
+		if err := d.charge(len(b)); err != nil {
+			return "", err
+		}
+		return string(b), nil
 	case isUintCode(c), isIntCode(c), c == msgpcode.True, c == msgpcode.False, c == msgpcode.Nil:
 		// The common non-string keys, without a detour through record: a
 		// frame may hold a million of them.
-		v, err := d.value()
-		return keyString(v), err
+		v, err := d.valueBody()
+		if err != nil {
+			return "", err
+		}
+		k := keyString(v)
+		return k, d.charge(len(k))
 	case c == msgpcode.Float:
 		f, err := d.d.DecodeFloat32()
 		if err != nil {
 			return "", errMalformed("truncated frame")
 		}
-		return record.FloatKey(float64(f), 32), nil
+		k := record.FloatKey(float64(f), 32)
+		return k, d.charge(len(k))
 	case c == msgpcode.Double:
 		f, err := d.d.DecodeFloat64()
 		if err != nil {
 			return "", errMalformed("truncated frame")
 		}
-		return record.FloatKey(f, 64), nil
+		k := record.FloatKey(f, 64) // up to 309 digits, without exponent
+		return k, d.charge(len(k))
 	}
 	start := len(d.buf) - d.remaining()
 	if err := d.skip(); err != nil {
 		return "", err
 	}
-	return record.DisplayKey(d.buf[start : len(d.buf)-d.remaining()])
+	// A display string may be several times longer than its bytes ("[1,
+	// 2]"); it is made, then charged.
+	k, err := record.DisplayKey(d.buf[start : len(d.buf)-d.remaining()])
+	if err != nil {
+		return "", err
+	}
+	return k, d.charge(len(k))
 }
 
 func keyString(v any) string {

@@ -65,9 +65,33 @@
 // nested deeper than Limits.MaxDepth (256, as TopGun) and that no length
 // claims more elements or bytes than remain in the frame; only then is it
 // decoded. Frames above Limits.MaxMessageBytes (2 MiB) are refused outright
-// and a BATCH may hold at most Limits.MaxBatchItems (8192) items. Errors are
-// *DecodeError values naming the message type and the path of the bad
-// field; errors.Is(err, ErrMalformed / ErrTooLarge / ErrTooDeep /
+// and a BATCH may hold at most Limits.MaxBatchItems (8192) items.
+//
+// A frame takes many times its size once decoded: a one-byte nil in an
+// array is a 16-byte interface here and an 80-byte record.Value once the
+// server converts it, so 2 MiB of nils would take 190 MiB. While it
+// decodes, Decode therefore counts what the message will take in memory
+// and refuses it (ErrDecodedTooLarge, a kind of ErrTooLarge) as soon as
+// the count passes Limits.MaxDecodedBytes, which defaults to
+// DecodedBytesPerMessageByte (32) × MaxMessageBytes: 64 MiB. Each user
+// value counts 96 bytes (its interface and its record.Value), plus its
+// length for a string (twice for binary), 8 for a boxed number, 24 for an
+// array, and for a map 48 plus, per entry, 56 (its hash-table slot, at
+// least 8 of them, and the key of its record.Field) and its key's length;
+// message structs (ClientOp, OR-Map records and entries) count their size
+// and strings their length. An array or map is counted whole when its
+// header is read, before it is allocated (an array is then allocated at
+// its final size), so a refused message has allocated no more than the
+// limit, besides the display string of a non-string map key, made before
+// it is counted. Ordinary messages count 2 to 10 times their size (1000
+// records of 1 KB values: 2×; thousands of small documents: 8×); a 2 MiB
+// array of tiny objects ({"a": 1, "b": true}, 100×) goes over the default
+// limit, as does any 2 MiB frame of one-byte values: a third of that
+// fits. Limits.DecodeSize reports the count, by which a server holding
+// decoded messages can bound them.
+//
+// Errors are *DecodeError values naming the message type and the path of
+// the bad field; errors.Is(err, ErrMalformed / ErrTooLarge / ErrTooDeep /
 // ErrUnknownType) tells them apart.
 //
 // # Queries

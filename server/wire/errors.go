@@ -7,7 +7,7 @@ import (
 
 // Sentinel errors. Every error returned by Decode, DecodeHTTPSyncRequest,
 // DecodeHTTPSyncResponse and Batch.Split matches exactly one of them with
-// errors.Is.
+// errors.Is, but for ErrDecodedTooLarge, which also matches ErrTooLarge.
 var (
 	// ErrUnknownType: the frame is a well-formed message map whose type this
 	// package does not model. TopGun's server ignores such frames; so should
@@ -26,6 +26,11 @@ var (
 
 	// ErrTooDeep: containers are nested deeper than Limits.MaxDepth.
 	ErrTooDeep = errors.New("wire: message nested too deeply")
+
+	// ErrDecodedTooLarge: decoded, the message would take more memory
+	// than Limits.MaxDecodedBytes. It is a kind of ErrTooLarge:
+	// errors.Is(err, ErrTooLarge) holds for it too.
+	ErrDecodedTooLarge = errors.New("wire: decoded message too large")
 )
 
 // UnknownTypeError is returned by Decode for a well-formed frame whose
@@ -45,11 +50,12 @@ func (e *UnknownTypeError) Is(target error) bool { return target == ErrUnknownTy
 
 // DecodeError describes why a frame could not be decoded: the message type
 // (when known), the path of the offending field inside the message, and the
-// kind (one of ErrMalformed, ErrTooLarge, ErrTooDeep) for errors.Is.
+// kind (one of ErrMalformed, ErrTooLarge, ErrDecodedTooLarge, ErrTooDeep)
+// for errors.Is.
 type DecodeError struct {
 	Type   string // message type, "" when not known yet
 	Path   string // dotted field path, e.g. "payload.record.timestamp.millis"
-	Kind   error  // ErrMalformed, ErrTooLarge or ErrTooDeep
+	Kind   error  // ErrMalformed, ErrTooLarge, ErrDecodedTooLarge or ErrTooDeep
 	Reason string // what was wrong
 }
 
@@ -70,8 +76,11 @@ func (e *DecodeError) Error() string {
 	return b.String()
 }
 
-// Is reports whether target is the kind of this error.
-func (e *DecodeError) Is(target error) bool { return target == e.Kind }
+// Is reports whether target is the kind of this error (or ErrTooLarge
+// for ErrDecodedTooLarge).
+func (e *DecodeError) Is(target error) bool {
+	return target == e.Kind || (e.Kind == ErrDecodedTooLarge && target == ErrTooLarge)
+}
 
 // EncodeError is returned by Encode when a message cannot be encoded: a user
 // value of a Go type MsgPack cannot represent, a value nested deeper than

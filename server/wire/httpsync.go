@@ -407,7 +407,7 @@ func (l Limits) decodeStandalone(b []byte, fn func(d *decoder) error) error {
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = DefaultMaxDepth
 	}
-	d := newDecoder(b, l.MaxDepth)
+	d := newDecoder(b, l.MaxDepth, l.maxDecoded())
 	defer putDecoder(d)
 	if err := d.skip(); err != nil {
 		return err

@@ -58,24 +58,32 @@ func Decode(b []byte) (Message, error) { return DefaultLimits().Decode(b) }
 // type this package does not know, else a *DecodeError (ErrMalformed,
 // ErrTooLarge, ErrTooDeep). Decode never panics.
 func (l Limits) Decode(b []byte) (Message, error) {
+	m, _, err := l.DecodeSize(b)
+	return m, err
+}
+
+// DecodeSize is Decode that also returns the decoded size of the message:
+// the memory it takes, as counted against MaxDecodedBytes (see the package
+// doc). A server that holds decoded messages bounds them by it.
+func (l Limits) DecodeSize(b []byte) (Message, int, error) {
 	if len(b) > l.MaxMessageBytes {
-		return nil, &DecodeError{Kind: ErrTooLarge, Reason: "frame of " + itoa(len(b)) + " bytes exceeds the limit of " + itoa(l.MaxMessageBytes)}
+		return nil, 0, &DecodeError{Kind: ErrTooLarge, Reason: "frame of " + itoa(len(b)) + " bytes exceeds the limit of " + itoa(l.MaxMessageBytes)}
 	}
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = DefaultMaxDepth
 	}
-	d := newDecoder(b, l.MaxDepth)
+	d := newDecoder(b, l.MaxDepth, l.maxDecoded())
 	defer putDecoder(d)
 
 	// Pass 1: find "type" and check the whole frame's structure (depth,
 	// lengths, trailing bytes) before anything is allocated for it.
 	typ, err := d.scanType()
 	if err != nil {
-		return nil, toDecodeError(typ, err)
+		return nil, 0, toDecodeError(typ, err)
 	}
 	k, ok := kinds[typ]
 	if !ok {
-		return nil, &UnknownTypeError{Type: typ}
+		return nil, 0, &UnknownTypeError{Type: typ}
 	}
 
 	// Pass 2: decode the fields.
@@ -113,9 +121,9 @@ func (l Limits) Decode(b []byte) (Message, error) {
 		}
 	}
 	if err != nil {
-		return nil, toDecodeError(typ, err)
+		return nil, 0, toDecodeError(typ, err)
 	}
-	return m, nil
+	return m, d.decoded(), nil
 }
 
 // Type returns the "type" of a frame without decoding its fields: the
@@ -130,7 +138,7 @@ func (l Limits) Type(b []byte) (string, error) {
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = DefaultMaxDepth
 	}
-	d := newDecoder(b, l.MaxDepth)
+	d := newDecoder(b, l.MaxDepth, l.maxDecoded())
 	defer putDecoder(d)
 	typ, err := d.scanType()
 	if err != nil {

@@ -216,7 +216,10 @@ func (d *decoder) orMapRecords() ([]ORMapRecord, error) {
 	out := []ORMapRecord{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
-			out = make([]ORMapRecord, 0, prealloc(n))
+			if err := d.chargeEach(n, costORRecord); err != nil {
+				return err
+			}
+			out = make([]ORMapRecord, 0, n)
 		}
 		r, err := d.orMapRecord()
 		out = append(out, r)
@@ -229,7 +232,10 @@ func (d *decoder) orMapEntries() ([]ORMapEntry, error) {
 	out := []ORMapEntry{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
-			out = make([]ORMapEntry, 0, prealloc(n))
+			if err := d.chargeEach(n, costOREntry); err != nil {
+				return err
+			}
+			out = make([]ORMapEntry, 0, n)
 		}
 		en, err := d.orMapEntry()
 		out = append(out, en)
@@ -374,6 +380,9 @@ func (d *decoder) clientOpField(op *ClientOp, key []byte, have *uint8) error {
 			op.RecordNil = true
 			return nil
 		}
+		if err := d.charge(costLWW); err != nil {
+			return err
+		}
 		var r LWWRecord
 		r, err = d.lwwRecord()
 		op.Record = &r
@@ -383,6 +392,9 @@ func (d *decoder) clientOpField(op *ClientOp, key []byte, have *uint8) error {
 			_ = d.d.DecodeNil()
 			op.ORRecordNil = true
 			return nil
+		}
+		if err := d.charge(costORRecord); err != nil {
+			return err
 		}
 		var r ORMapRecord
 		r, err = d.orMapRecord()
@@ -421,7 +433,10 @@ func (d *decoder) clientOps() ([]ClientOp, error) {
 	out := []ClientOp{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
-			out = make([]ClientOp, 0, prealloc(n))
+			if err := d.chargeEach(n, costClientOp); err != nil {
+				return err
+			}
+			out = make([]ClientOp, 0, n)
 		}
 		op, err := d.clientOp()
 		out = append(out, op)

@@ -1,0 +1,140 @@
+package protocol
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// nilsBatch is an OP_BATCH of one op whose value is an array of n nils:
+// n bytes on the wire, about 96·n bytes once decoded and converted to
+// record values.
+func nilsBatch(t *testing.T, id string, n int) []byte {
+	t.Helper()
+	return mustEncode(t, &wire.OpBatch{Ops: []wire.ClientOp{putOp(id, "m", "k"+id, make([]any, n), cts("c"))}})
+}
+
+// An authenticated client's frame under MaxMessageBytes whose decoded form
+// would pass 32 × MaxMessageBytes (2M nils: ~190 MiB) gets ERROR 413
+// naming the limit, is not applied, and the connection stays open, as for
+// a frame over MaxMessageBytes. The same body over POST /sync gets 413.
+func TestWrite_decodedSizeLimitKeepsConnection(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	raw := nilsBatch(t, "1", 2_000_000)
+	if len(raw) > DefaultMaxMessageBytes {
+		t.Fatalf("frame of %d bytes is over MaxMessageBytes", len(raw))
+	}
+	c.sendRaw(raw)
+	m := expect[*wire.ErrorMessage](c)
+	if m.Code != 413 || !strings.Contains(m.Message, "TOPGUN_MAX_MESSAGE_BYTES") || !strings.Contains(m.Message, strconv.Itoa(32*DefaultMaxMessageBytes)) {
+		t.Fatalf("ERROR = %+v, want 413 naming the decoded-size limit", m)
+	}
+	c.ping()
+	c.write(putOp("2", "m", "small", "y", cts("c")))
+	if _, _, ok := e.getLWW("m", "k1"); ok {
+		t.Fatal("the refused write was applied")
+	}
+
+	body, err := wire.EncodeHTTPSyncRequest(&wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("c"),
+		Operations: []wire.ClientOp{putOp("3", "m", "k3", make([]any, 2_000_000), cts("c"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := e.postRaw(t, body, ""); code != 413 || !strings.Contains(string(out), "TOPGUN_MAX_MESSAGE_BYTES") {
+		t.Fatalf("POST /sync = %d %s, want 413 naming the limit", code, out)
+	}
+	if _, _, ok := e.getLWW("m", "k3"); ok {
+		t.Fatal("the refused POST /sync write was applied")
+	}
+}
+
+// While the store is slow, the writes a connection queues are bounded by
+// their decoded size, not by their frames' bytes: frames of 4,000 nils
+// (4 KB each, ~390 KB decoded) must not pile up to writeQueueFrames ×
+// MaxMessageBytes of frames (128 of them, ~48 MiB decoded). Nothing is
+// lost: every write is acknowledged once the store catches up.
+func TestConn_writeQueueBoundInDecodedSize(t *testing.T) {
+	t.Parallel()
+	const maxMsg = 64 << 10
+	e := newEnv(t, envConfig{opts: Options{MaxMessageBytes: maxMsg}})
+	c := e.dial(t)
+	c.ping()
+	var srvConn *conn
+	e.srv.mu.RLock()
+	for sc := range e.srv.conns {
+		srvConn = sc
+	}
+	e.srv.mu.RUnlock()
+	queued := func() (int, int) {
+		srvConn.mu.Lock()
+		defer srvConn.mu.Unlock()
+		return srvConn.queuedWrites, srvConn.pending
+	}
+
+	release := e.be.holdCommits()
+	defer release()
+	const batches = 40
+	frames := make([][]byte, batches)
+	for i := range frames {
+		frames[i] = nilsBatch(t, itoa(i+1), 4000)
+	}
+	_, size, err := wire.DefaultLimits().DecodeSize(frames[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := writeQueueFrames * maxMsg
+	if size <= limit/2 || len(frames[0])*batches > limit {
+		t.Fatalf("decoded size %d, frame %d bytes: the test needs frames small and decoded sizes large", size, len(frames[0]))
+	}
+	sent := make(chan error, 1)
+	go func() {
+		for _, b := range frames {
+			if err := c.ws.Write(context.Background(), websocket.MessageBinary, b); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	// Wait until the queue stays put, then check it.
+	last, stable := -1, 0
+	deadline := time.Now().Add(20 * time.Second)
+	for stable < 20 && time.Now().Before(deadline) {
+		q, jobs := queued()
+		if q > limit && jobs > 1 {
+			t.Fatalf("%d jobs of %d decoded bytes queued, over the bound of %d", jobs, q, limit)
+		}
+		if q == last {
+			stable++
+		} else {
+			last, stable = q, 0
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if q, jobs := queued(); q == 0 || jobs >= batches {
+		t.Fatalf("queued %d decoded bytes in %d jobs: the bound did not hold the writes back", q, jobs)
+	}
+	release()
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	acked := 0
+	for acked < batches {
+		if m, ok := c.next().(*wire.OpAck); ok {
+			acked, _ = strconv.Atoi(m.LastID)
+		}
+	}
+	for i := 1; i <= batches; i++ {
+		if _, _, ok := e.getLWW("m", "k"+itoa(i)); !ok {
+			t.Fatalf("write %d was lost", i)
+		}
+	}
+}

@@ -1,0 +1,163 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// opBatchWithValue is an OP_BATCH of one op whose record value is an array
+// of count elements, each the bytes elem: the value comes last in the
+// frame, so its elements can be appended raw.
+func opBatchWithValue(t testing.TB, count int, elem []byte) []byte {
+	t.Helper()
+	head := frame(t, "type", "OP_BATCH", "payload", kv{"ops", []any{kv{"id", "1", "mapName", "m", "key", "k",
+		"record", kv{"timestamp", kv{"millis", 1, "counter", 0, "nodeId", "n"},
+			"value", rawVal{0xdd, byte(count >> 24), byte(count >> 16), byte(count >> 8), byte(count)}}}}})
+	return append(head, bytes.Repeat(elem, count)...)
+}
+
+// allocated is what fn allocates (the heap's TotalAlloc), which counts
+// garbage too: a slice grown by append counts every copy.
+func allocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+// TestLimits_decodedSizeIsBounded: a frame under MaxMessageBytes whose
+// elements are one byte each (nils, empty maps, arrays or strings, nested
+// arrays) stands for a hundred times its size once decoded and converted
+// to record values (each element an interface here and an 80-byte
+// record.Value in the store). An authenticated client could make the
+// server hold gigabytes with a few such frames. Decode must refuse them
+// with ErrDecodedTooLarge (a kind of ErrTooLarge), having allocated no more
+// than MaxDecodedBytes.
+func TestLimits_decodedSizeIsBounded(t *testing.T) {
+	// Not parallel: it measures the heap's TotalAlloc.
+	n := DefaultMaxMessageBytes - 256
+	cases := []struct {
+		name string
+		raw  []byte
+	}{
+		{"2M nils", opBatchWithValue(t, n, []byte{0xc0})},
+		{"2M empty maps", opBatchWithValue(t, n, []byte{0x80})},
+		{"2M empty arrays", opBatchWithValue(t, n, []byte{0x90})},
+		{"2M empty strings", opBatchWithValue(t, n, []byte{0xa0})},
+		{"500k arrays of arrays of nil", opBatchWithValue(t, n/4, []byte{0x91, 0x91, 0x91, 0xc0})},
+		{"1M maps of one nil", opBatchWithValue(t, n/3, []byte{0x81, 0xa0, 0xc0})},
+		{"map of 1M entries", append(frame(t, "type", "QUERY_UPDATE", "payload",
+			kv{"queryId", "q", "key", "k", "changeType", "ENTER", "value", rawVal{0xdf, 0, byte(n / 2 >> 16), byte(n / 2 >> 8), byte(n / 2)}}),
+			bytes.Repeat([]byte{0x01, 0xc0}, n/2)...)},
+	}
+	limit := uint64(DecodedBytesPerMessageByte * DefaultMaxMessageBytes)
+	for _, tc := range cases {
+		if len(tc.raw) > DefaultMaxMessageBytes {
+			t.Fatalf("%s: frame of %d bytes is over the limit", tc.name, len(tc.raw))
+		}
+		var err error
+		got := allocated(func() { _, err = Decode(tc.raw) })
+		t.Logf("%s: %d KiB allocated, err %v", tc.name, got>>10, err)
+		if got > limit {
+			t.Errorf("%s: decoding a frame of %d KiB allocated %d MiB, over the %d MiB of MaxDecodedBytes",
+				tc.name, len(tc.raw)>>10, got>>20, limit>>20)
+		}
+		if !errors.Is(err, ErrDecodedTooLarge) || !errors.Is(err, ErrTooLarge) {
+			t.Errorf("%s: err = %v, want ErrDecodedTooLarge", tc.name, err)
+		} else if !strings.Contains(err.Error(), "MaxDecodedBytes") {
+			t.Errorf("%s: error %q does not name the limit", tc.name, err)
+		}
+	}
+}
+
+// TestLimits_MaxDecodedBytes: the limit is what the package doc says a
+// value costs (96 bytes a nil), it applies to POST /sync bodies too, and
+// DecodeSize reports what it counted.
+func TestLimits_MaxDecodedBytes(t *testing.T) {
+	t.Parallel()
+	l := DefaultLimits()
+	l.MaxDecodedBytes = 1 << 20
+	fits := (1<<20)/costValue - 100 // the ClientOp and its strings take the rest
+	if _, size, err := l.DecodeSize(opBatchWithValue(t, fits, []byte{0xc0})); err != nil || size <= fits*costValue || size > 1<<20 {
+		t.Fatalf("%d nils under a limit of 1 MiB: size %d, err %v", fits, size, err)
+	}
+	if _, err := l.Decode(opBatchWithValue(t, (1<<20)/costValue+1, []byte{0xc0})); !errors.Is(err, ErrDecodedTooLarge) {
+		t.Fatalf("nils over a limit of 1 MiB: err = %v, want ErrDecodedTooLarge", err)
+	}
+	values := make([]any, 20000)
+	body, err := EncodeHTTPSyncRequest(&HTTPSyncRequest{ClientID: "c", Operations: []ClientOp{{MapName: "m", Key: "k",
+		Record: &LWWRecord{Value: values}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.DecodeHTTPSyncRequest(body); !errors.Is(err, ErrDecodedTooLarge) {
+		t.Fatalf("POST /sync body over the limit: err = %v, want ErrDecodedTooLarge", err)
+	}
+	if _, err := DecodeHTTPSyncRequest(body); err != nil {
+		t.Fatalf("the same body under the default limit: %v", err)
+	}
+	// Zero means DecodedBytesPerMessageByte × MaxMessageBytes.
+	small := Limits{MaxMessageBytes: 64 << 10, MaxDepth: DefaultMaxDepth, MaxBatchItems: 1}
+	over := DecodedBytesPerMessageByte * small.MaxMessageBytes / costValue
+	if _, err := small.Decode(opBatchWithValue(t, over-100, []byte{0xc0})); err != nil {
+		t.Fatalf("%d nils under %d × MaxMessageBytes: %v", over-100, DecodedBytesPerMessageByte, err)
+	}
+	if _, err := small.Decode(opBatchWithValue(t, over+1, []byte{0xc0})); !errors.Is(err, ErrDecodedTooLarge) {
+		t.Fatalf("%d nils over %d × MaxMessageBytes: err = %v, want ErrDecodedTooLarge", over+1, DecodedBytesPerMessageByte, err)
+	}
+	if err := (Limits{MaxMessageBytes: 1 << 20, MaxDepth: 8, MaxBatchItems: 1, MaxDecodedBytes: -1}).Validate(); err == nil {
+		t.Fatal("Validate accepted a negative MaxDecodedBytes")
+	}
+}
+
+// TestLimits_realisticLargeMessageDecodes: a full-size OP_BATCH of
+// ordinary records (1000 ops of 1 KB values, and 10,000 small documents)
+// decodes under the default limits, and the decoded size DecodeSize reports
+// is of the order of what decoding it really allocates.
+func TestLimits_realisticLargeMessageDecodes(t *testing.T) {
+	// Not parallel: it measures the heap's TotalAlloc.
+	mk := func(n int, value func(i int) any) []byte {
+		ops := make([]ClientOp, n)
+		for i := range ops {
+			ops[i] = ClientOp{ID: itoa(i + 1), MapName: "todos", Key: "item-" + itoa(i), OpType: "PUT",
+				Record: &LWWRecord{Value: value(i), Timestamp: Timestamp{Millis: 1700000000000 + uint64(i), NodeID: "client-abc"}}}
+		}
+		raw, err := Encode(&OpBatch{Ops: ops})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	cases := map[string][]byte{
+		"1000 ops of 1 KB": mk(1000, func(i int) any {
+			return map[string]any{"title": strings.Repeat("x", 1000), "done": i%2 == 0, "n": int64(i)}
+		}),
+		"10000 small documents": mk(10000, func(i int) any {
+			return map[string]any{"title": "buy milk", "done": false, "tags": []any{"a", "b"}, "n": int64(i)}
+		}),
+	}
+	for name, raw := range cases {
+		if len(raw) > DefaultMaxMessageBytes {
+			t.Fatalf("%s: frame of %d bytes is over the limit", name, len(raw))
+		}
+		var m Message
+		var size int
+		var err error
+		got := allocated(func() { m, size, err = DefaultLimits().DecodeSize(raw) })
+		if err != nil {
+			t.Fatalf("%s (%d KiB): %v", name, len(raw)>>10, err)
+		}
+		if len(m.(*OpBatch).Ops) == 0 {
+			t.Fatalf("%s: no ops", name)
+		}
+		// The size counts the record values the server makes too, so it
+		// is above what Decode allocates, but of the same order.
+		if uint64(size) < got/2 || uint64(size) > 8*got {
+			t.Errorf("%s: decoded size %d, but decoding allocated %d", name, size, got)
+		}
+	}
+}
