@@ -324,6 +324,13 @@ func eventually(t testing.TB, what string, cond func() bool) {
 // next returns the next message, failing after waitFor.
 func (c *client) next() wire.Message {
 	c.t.Helper()
+	return c.nextWithin(waitFor)
+}
+
+// nextWithin returns the next message, failing after d: for answers to
+// work that takes long under -race on a loaded machine.
+func (c *client) nextWithin(d time.Duration) wire.Message {
+	c.t.Helper()
 	select {
 	case m := <-c.msgs:
 		return m
@@ -334,8 +341,8 @@ func (c *client) next() wire.Message {
 		default:
 		}
 		c.t.Fatalf("connection ended while waiting for a message: %v", c.err)
-	case <-time.After(waitFor):
-		c.t.Fatalf("no message within %s", waitFor)
+	case <-time.After(d):
+		c.t.Fatalf("no message within %s", d)
 	}
 	return nil
 }
