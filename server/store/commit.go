@@ -268,7 +268,9 @@ func (s *Store) applier() {
 			s.applyTxn(t)
 		case <-retryC:
 			retry, retryC = nil, nil
-			s.repairIndex(true)
+			// With ctx, which Close cancels: a backend that does not
+			// answer must not hold up Close while no commit is waiting.
+			s.repairIndex(ctx, true)
 			s.settleUnsure(ctx)
 			backoff = min(2*backoff, settleRetryMax)
 		}
@@ -302,7 +304,7 @@ func (s *Store) closeUnsure() {
 func (s *Store) applyTxn(t *txn) {
 	// A re-read that failed is tried again before each commit, so the
 	// index does not stay behind storage once the backend is back.
-	s.repairIndex(true)
+	s.repairIndex(context.Background(), true)
 	s.settleUnsure(context.Background())
 	err := t.err
 	if err == nil && t.dep != nil && t.dep.failed.Load() {
@@ -322,7 +324,7 @@ func (s *Store) applyTxn(t *txn) {
 			for _, st := range t.order {
 				s.cache.remove(cacheKey{st.mapName, st.key})
 			}
-			s.repairIndex(false)
+			s.repairIndex(context.Background(), false)
 			if !s.shared {
 				// Storage may hold the batch all the same: then it is
 				// a commit, which the feed must report (repairShared
@@ -1134,7 +1136,7 @@ func (t *txn) commit() error {
 // storage holds. Keys it cannot read stay queued: the applier tries again
 // before each commit (retry, logged quietly: the commits fail loudly
 // enough while the backend is down). It runs on the applier.
-func (s *Store) repairIndex(retry bool) {
+func (s *Store) repairIndex(ctx context.Context, retry bool) {
 	// Only the applier writes s.repair, so it may read its length without
 	// the lock: a commit with nothing to repair takes none.
 	if len(s.repair) == 0 {
@@ -1148,7 +1150,7 @@ func (s *Store) repairIndex(retry bool) {
 	s.mu.RUnlock()
 	for name, keys := range byMap {
 		if s.shared {
-			if err := s.repairShared(name, keys); err != nil {
+			if err := s.repairShared(ctx, name, keys); err != nil {
 				if retry {
 					s.log.Debug("still cannot re-read records after a failed commit", "map", name, "keys", len(keys), "error", err)
 				} else {
@@ -1157,7 +1159,7 @@ func (s *Store) repairIndex(retry bool) {
 			}
 			continue
 		}
-		es, err := s.loadRaw(context.Background(), name, keys)
+		es, err := s.loadRaw(ctx, name, keys)
 		if err != nil {
 			if retry {
 				s.log.Debug("still cannot re-read records after a failed commit", "map", name, "keys", len(keys), "error", err)
@@ -1189,8 +1191,8 @@ func (s *Store) repairIndex(retry bool) {
 // its notification found the key in flight or finds the index repaired.
 // So what differs from the index is published, as refresh does. It runs
 // on the applier.
-func (s *Store) repairShared(name string, keys []string) error {
-	rows, err := s.loadStored(context.Background(), name, keys)
+func (s *Store) repairShared(ctx context.Context, name string, keys []string) error {
+	rows, err := s.loadStored(ctx, name, keys)
 	if err != nil {
 		return err
 	}
