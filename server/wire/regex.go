@@ -41,6 +41,9 @@ import (
 //   - A bracket nested in a bracket ([a[bc]]) is a union in Rust and a
 //     literal [ in Go: non-negated nested brackets are flattened; negated
 //     ones and the set operators && -- ~~ cannot be expressed: error.
+//   - Rust repeats a repetition (a**, a{2}{3}, \d+* is (?:\d+)*); Go's parser
+//     rejects a repetition operator after another: the repeated
+//     repetition is wrapped in a non-capturing group.
 //   - Rust rejects \0…\9 (backreferences/octal), \< \> and \b{…} (word
 //     assertions in regex ≥ 1.10, errors before), \Q…\E, any other escaped
 //     letter, and a { that does not start a valid counted repetition (Go
@@ -59,7 +62,7 @@ func translateRegex(pattern string) (string, error) {
 	if !utf8.ValidString(pattern) {
 		return "", errRegex
 	}
-	t := &regexTranslator{src: pattern, flags: []rxFlags{{unicode: true}}}
+	t := &regexTranslator{src: pattern, flags: []rxFlags{{unicode: true}}, atom: -1}
 	t.out.Grow(len(pattern) + 16)
 	if err := t.run(); err != nil {
 		return "", err
@@ -82,6 +85,12 @@ type regexTranslator struct {
 	out   strings.Builder
 	flags []rxFlags // one frame per open group; the last is current
 	names map[string]bool
+	// atom is the offset in out where the last repeatable item written
+	// starts (-1 when there is none), rep whether a repetition of it was
+	// written last, and groups the offsets of the open groups' '('.
+	atom   int
+	rep    bool
+	groups []int
 }
 
 func (t *regexTranslator) cur() *rxFlags { return &t.flags[len(t.flags)-1] }
@@ -123,42 +132,95 @@ func (t *regexTranslator) run() error {
 			return nil
 		}
 		c := t.src[t.pos]
+		start := t.out.Len()
 		switch c {
 		case '\\':
 			if _, err := t.escape(false); err != nil {
 				return err
 			}
+			t.atom, t.rep = start, false
 		case '[':
 			t.pos++
 			if err := t.class(); err != nil {
 				return err
 			}
+			t.atom, t.rep = start, false
 		case '(':
+			depth := len(t.flags)
 			if err := t.group(); err != nil {
 				return err
 			}
+			if len(t.flags) > depth {
+				t.groups = append(t.groups, start)
+			}
+			t.atom, t.rep = -1, false // nothing to repeat yet (or flags)
 		case ')':
 			t.pos++
 			if len(t.flags) > 1 {
 				t.flags = t.flags[:len(t.flags)-1]
 			}
 			t.out.WriteByte(')') // an unopened ) is left for Go to reject
+			t.atom, t.rep = -1, false
+			if n := len(t.groups); n > 0 {
+				t.atom, t.groups = t.groups[n-1], t.groups[:n-1]
+			}
+		case '|':
+			t.pos++
+			t.out.WriteByte('|')
+			t.atom, t.rep = -1, false
 		case '{':
+			t.wrapRepeated()
 			if err := t.counted(); err != nil {
 				return err
 			}
+			t.repeated()
+		case '*', '+', '?':
+			t.wrapRepeated()
+			t.pos++
+			t.out.WriteByte(c)
+			t.repeated()
 		case '.':
 			if !t.cur().unicode {
 				return errRegex // (?-u:.) can match invalid UTF-8
 			}
 			t.pos++
 			t.out.WriteByte('.')
+			t.atom, t.rep = start, false
 		default:
 			_, n := utf8.DecodeRuneInString(t.src[t.pos:])
 			t.out.WriteString(t.src[t.pos : t.pos+n])
 			t.pos += n
+			t.atom, t.rep = start, false
 		}
 	}
+}
+
+// wrapRepeated puts the last item in a non-capturing group when it is a
+// repetition about to be repeated again: Rust reads a** as (?:a*)*, Go's
+// parser rejects it ("invalid nested repetition operator").
+func (t *regexTranslator) wrapRepeated() {
+	if !t.rep || t.atom < 0 {
+		return
+	}
+	s := t.out.String()
+	t.out.Reset()
+	t.out.Grow(len(s) + 4)
+	t.out.WriteString(s[:t.atom])
+	t.out.WriteString("(?:")
+	t.out.WriteString(s[t.atom:])
+	t.out.WriteByte(')')
+}
+
+// repeated notes that a repetition operator was written, and copies the ?
+// that makes it lazy, which Rust takes after it (and after spaces in
+// verbose mode), as part of it.
+func (t *regexTranslator) repeated() {
+	t.skipSpace()
+	if t.peek() == '?' {
+		t.pos++
+		t.out.WriteByte('?')
+	}
+	t.rep = t.atom >= 0
 }
 
 // counted translates {m}, {m,} or {m,n}, which Rust lets hold spaces;
