@@ -77,6 +77,12 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 		s.servePreflight(w, r)
 		return
 	}
+	// An allowed page reads every answer, the 503s below included (else
+	// its browser shows it a network error, not a status to retry on).
+	allowed := s.originAllowed(r)
+	if allowed {
+		allowOrigin(w, r)
+	}
 	if s.isClosed() {
 		httpError(w, http.StatusServiceUnavailable, "server shutting down")
 		return
@@ -89,11 +95,10 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 	defer s.clients.Add(-1)
 	// Without authentication a cross-site page could otherwise post writes
 	// (a text/plain POST needs no preflight) through a visitor's browser.
-	if !s.originAllowed(r) {
+	if !allowed {
 		httpError(w, http.StatusForbidden, s.originRefused(r))
 		return
 	}
-	allowOrigin(w, r)
 	if s.opts.Auth != nil {
 		token, ok := bearer(r)
 		if !ok {
