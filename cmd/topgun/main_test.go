@@ -171,6 +171,26 @@ func TestPluginTest_null(t *testing.T) {
 	}
 }
 
+// TestPluginTest_notDurable checks that the durability case of a plugin
+// that does not declare durable is skipped for that reason, in words a user
+// of the command understands (not "Harness.Reopen is nil").
+func TestPluginTest_notDurable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin for wasip1; skipped in -short mode")
+	}
+	t.Parallel()
+	wasm := hosttest.BuildPlugin(t, "../../examples/plugins/null")
+	code, stdout, _ := runT(t, nil, "plugin", "test", "-run", "^Durability/Reopen$", wasm)
+	if code != exitOK {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	for _, want := range []string{"\nSKIP Durability/Reopen: the backend does not declare CapDurable\n", "\n0 passed, 0 failed, 1 skipped\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q", want)
+		}
+	}
+}
+
 // TestPluginTest_logstore runs cases of the durable example plugin with
 // -data-dir, where every case leaves its data directory, and checks that the
 // plugin is reopened for the durability case. (The whole suite runs against
