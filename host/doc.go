@@ -116,7 +116,8 @@
 // measures the difference (the README's Sandbox section has the figures).
 //
 // Before wazero sees a module, meter.Precheck refuses one whose claimed
-// counts do not fit its bytes (wazero allocates for claimed counts first),
+// counts do not fit its bytes (wazero allocates for claimed counts first)
+// or that has more than meter.MaxSections sections,
 // and a panic of wazero's compiler is turned into a load error.
 //
 // A caller's context is checked before a call starts and while it waits

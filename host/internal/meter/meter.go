@@ -186,6 +186,9 @@ func parseModule(bin []byte) (*module, error) {
 	r := &reader{b: bin, i: 8}
 	last := 0
 	for r.i < len(r.b) {
+		if len(m.sections) == MaxSections {
+			return nil, malformed("more than %d sections", MaxSections)
+		}
 		id := r.byte()
 		size := r.u32()
 		body := r.bytes(int(size))

@@ -408,3 +408,23 @@ func TestPrecheck_functionCount(t *testing.T) {
 		t.Fatalf("%d functions: err = %v, want the limit", MaxFunctions+1, err)
 	}
 }
+
+// A module of more sections than MaxSections is refused while it is
+// parsed: millions of empty custom sections in a file within the 256 MiB
+// limit would otherwise cost gigabytes to parse and decode.
+func TestPrecheck_sectionCount(t *testing.T) {
+	custom := func(n int) []byte {
+		bin := emptyFunctions(1)
+		for i := 0; i < n; i++ {
+			bin = append(bin, 0x00, 0x02, 0x01, 'y') // custom section "y", empty
+		}
+		return bin
+	}
+	if err := Precheck(custom(100)); err != nil {
+		t.Fatalf("100 custom sections: %v", err)
+	}
+	err := Precheck(custom(MaxSections))
+	if err == nil || !strings.Contains(err.Error(), "more than 10000 sections") {
+		t.Fatalf("%d custom sections: err = %v, want the limit", MaxSections, err)
+	}
+}

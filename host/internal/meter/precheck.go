@@ -10,6 +10,13 @@ const MaxLocals = 50_000
 // would make the meter allocate gigabytes.
 const MaxFunctions = 1_000_000
 
+// MaxSections caps the sections of a module, custom sections included (a
+// Go plugin has about twenty). Each one costs the parser and wazero's
+// decoder a few hundred bytes however small it is, so without a cap a
+// plugin file of millions of 4-byte custom sections would make a load
+// allocate about 45 times the file's size.
+const MaxSections = 10_000
+
 // Precheck checks that every count a module claims fits the bytes that
 // follow it: vector lengths of all sections, element segments, data
 // segments, export names, the locals of each function and the name
