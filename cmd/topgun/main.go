@@ -6,6 +6,8 @@
 //	topgun bench [flags]                drive a running server with writes; print ops/s and latency
 //
 // Run `topgun help` or `topgun COMMAND -h` for the flags of each command.
+// SIGINT (Ctrl-C) or SIGTERM asks the running command to stop; a second
+// one kills the process at once.
 // Exit status: 0 on success, 1 when the command ran and failed (a failed
 // case, a plugin that does not load), 2 for usage errors.
 package main
@@ -52,6 +54,10 @@ type cli struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal asks the command to stop, which a plugin call in
+	// progress may delay up to its deadline (or forever, in trusted mode);
+	// a second one then kills the process, as without NotifyContext.
+	context.AfterFunc(ctx, stop)
 	code := runContext(ctx, os.Args[1:], &cli{stdout: os.Stdout, stderr: os.Stderr, lookupEnv: os.LookupEnv})
 	stop()
 	os.Exit(code)
