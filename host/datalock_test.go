@@ -95,3 +95,25 @@ func TestLoad_sharedPluginDataDirNotLocked(t *testing.T) {
 	}
 	mustLoad(t, path, o)
 }
+
+// LockDataDir refuses a directory a loaded plugin holds, and while it is
+// held no plugin loads on the directory.
+func TestLockDataDir(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	release, err := LockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockDataDir(dir); !errors.Is(err, abi.ErrUnavailable) {
+		t.Fatalf("a second LockDataDir of a held directory: err = %v, want CodeUnavailable", err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	release, err = LockDataDir(dir)
+	if err != nil {
+		t.Fatalf("LockDataDir after release: %v", err)
+	}
+	_ = release()
+}

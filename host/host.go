@@ -72,6 +72,26 @@ type plugin struct {
 // directory another loaded plugin holds.
 var errDataDirLocked = errors.New("the data directory is locked by another loaded plugin")
 
+// LockDataDir takes the lock Load takes on a data directory, for a caller
+// that puts other data there (topgun plugin test keeps its cases' data in
+// subdirectories of one): it fails with CodeUnavailable while a loaded
+// plugin, in any process, holds dir, and while it is held no plugin loads
+// on dir. release drops the lock. Where flock is missing, nothing is
+// locked.
+func LockDataDir(dir string) (release func() error, err error) {
+	f, err := lockDataDir(dir)
+	if err != nil {
+		if errors.Is(err, errDataDirLocked) {
+			return nil, abi.Wrap(abi.CodeUnavailable, err, "host: data directory %s is in use by a loaded plugin (a server, or another load)", dir)
+		}
+		return nil, fmt.Errorf("host: data directory %s: cannot lock it: %w", dir, err)
+	}
+	if f == nil {
+		return func() error { return nil }, nil
+	}
+	return f.Close, nil
+}
+
 // wasm is the magic and version of a wasm binary module.
 var wasmMagic = []byte{0x00, 'a', 's', 'm', 0x01, 0x00, 0x00, 0x00}
 

@@ -78,7 +78,7 @@ usage errors.
 func runPluginTest(ctx context.Context, c *cli, args []string) int {
 	const prog = "topgun plugin test"
 	fs := newFlagSet(prog, pluginTestUsage)
-	dataDir := fs.String("data-dir", "", "keep each case's data in a new subdirectory of this directory (created if needed) instead of a temporary directory removed at the end")
+	dataDir := fs.String("data-dir", "", "keep each case's data in a new subdirectory of this directory (created if needed; locked, like a server's plugin data directory, while the test runs) instead of a temporary directory removed at the end")
 	config := fs.String("config", "", "the plugin configuration, a JSON object like TOPGUN_PLUGIN_CONFIG (default: $TOPGUN_PLUGIN_CONFIG)")
 	runExpr := fs.String("run", "", "run only the cases whose name matches this regular expression")
 	core := fs.Bool("core", false, "run only the core cases: the basic semantics, quick on every backend")
@@ -137,8 +137,18 @@ func runPluginTest(ctx context.Context, c *cli, args []string) int {
 			return c.fail(prog, err)
 		}
 		defer os.RemoveAll(base)
-	} else if err := os.MkdirAll(base, 0o755); err != nil {
-		return c.fail(prog, fmt.Errorf("-data-dir: %w", err))
+	} else {
+		if err := os.MkdirAll(base, 0o755); err != nil {
+			return c.fail(prog, fmt.Errorf("-data-dir: %w", err))
+		}
+		// The cases' directories go inside base: never inside the data
+		// directory of a running server's plugin, and no server may load
+		// one on it while they are there.
+		release, err := host.LockDataDir(base)
+		if err != nil {
+			return c.fail(prog, fmt.Errorf("-data-dir: %w; give the test a directory of its own", err))
+		}
+		defer release()
 	}
 
 	pt := &pluginTester{path: path, opts: opts, base: base, ctx: ctx, dirs: map[abi.Backend]string{}}
