@@ -739,6 +739,12 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		if f := c.opts.OnServerError; f != nil {
 			c.notes.push(func() { f(m) })
 		}
+	case *wire.GCPrune:
+		// The client keeps no records: the caller prunes its own.
+		if f := c.opts.OnGCPrune; f != nil {
+			ts := m.OlderThan
+			c.notes.push(func() { f(ts) })
+		}
 	case *wire.AuthRequired:
 		// The server wants auth again (e.g. an expired session).
 		if c.opts.Token != "" {

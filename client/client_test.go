@@ -902,3 +902,32 @@ func stall(t *testing.T, fs *fakeServer, c *Client) {
 		t.Fatal(err)
 	}
 }
+
+// GC_PRUNE reaches the caller, who holds the records SyncMap compares and
+// must prune the same tombstones as the server for the roots to match.
+func TestOnGCPrune(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	want := wire.Timestamp{Millis: 1700000000000, Counter: 3, NodeID: "srv"}
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		if _, ok := m.(*wire.ClientOpMessage); ok {
+			fs.send(c, &wire.GCPrune{OlderThan: want})
+		}
+		return false
+	})
+	o := testOptions(t)
+	got := make(chan wire.Timestamp, 1)
+	o.OnGCPrune = func(ts wire.Timestamp) { got <- ts }
+	c := dial(t, fs.URL, o)
+	if err := c.Put(ctxT(t), "m", "k", 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ts := <-got:
+		if ts != want {
+			t.Errorf("OnGCPrune(%v), want %v", ts, want)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("GC_PRUNE did not reach OnGCPrune")
+	}
+}

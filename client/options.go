@@ -101,6 +101,13 @@ type Options struct {
 	// with ERROR 500 or 429 and a failed CLIENT_OP with nothing at all. It
 	// runs on the callback goroutine described at OnStateChange.
 	OnServerError func(*wire.ErrorMessage)
+	// OnGCPrune is called for every GC_PRUNE: the server has dropped its
+	// tombstones older than the timestamp, and a client that keeps records
+	// for SyncMap must drop its own (LWW records with a nil value and an
+	// older timestamp), as TopGun's TS client does, or its Merkle root never
+	// equals the server's again. It runs on the callback goroutine
+	// described at OnStateChange.
+	OnGCPrune func(olderThan wire.Timestamp)
 	// OnStateChange is called when the connection state changes. Both
 	// callbacks run on a goroutine of their own, one call at a time, in the
 	// order of the events; the client never waits for them, so a callback
