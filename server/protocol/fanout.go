@@ -114,25 +114,36 @@ func (s *Server) dispatch(cm *store.Commit) {
 		if f == nil {
 			continue
 		}
-		if ev := serverEvent(ch); ev != nil {
-			var b []byte
-			for _, c := range f.conns {
-				if c.id == ch.Origin {
-					continue
-				}
-				if b == nil {
-					var err error
-					if b, err = wire.Encode(wire.OmitAbsentORTTL(ev)); err != nil {
-						s.log.Error("cannot encode an event", "map", ch.Map, "error", err)
-						break
-					}
-				}
-				c.send(b)
+		if ch.Kind == store.ChangeORRemove && ch.Tag == "" {
+			// One change for the tags one op removed: an event each.
+			for _, tag := range ch.Tags {
+				s.sendEvent(f, ch, &wire.ServerEvent{MapName: ch.Map, Key: ch.Key, EventType: wire.EventORRemove, ORTag: tag})
 			}
+		} else if ev := serverEvent(ch); ev != nil {
+			s.sendEvent(f, ch, ev)
 		}
 		for _, sub := range f.subs {
 			sub.onChange(ch)
 		}
+	}
+}
+
+// sendEvent sends a change's SERVER_EVENT to the connections of its map
+// but the change's writer, encoded once.
+func (s *Server) sendEvent(f *mapFanout, ch *store.Change, ev *wire.ServerEvent) {
+	var b []byte
+	for _, c := range f.conns {
+		if c.id == ch.Origin {
+			continue
+		}
+		if b == nil {
+			var err error
+			if b, err = wire.Encode(wire.OmitAbsentORTTL(ev)); err != nil {
+				s.log.Error("cannot encode an event", "map", ch.Map, "error", err)
+				return
+			}
+		}
+		c.send(b)
 	}
 }
 

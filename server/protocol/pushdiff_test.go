@@ -105,3 +105,50 @@ func TestWrite_manyOROpsOnOneKeyCostLinearMemory(t *testing.T) {
 		}
 	}
 }
+
+// The new tombstones of one ORMAP_PUSH_DIFF entry are one change of the
+// store, not one each: a push of 100,000 short tags (a 600 KB frame, within
+// every default limit; 2 MiB holds a million) made 100,000 changes of 416
+// bytes each, growing to 250 MB and taking a second or more, and a push on
+// many keys the same. Subscribers still hear of each new tag.
+func TestPushDiff_manyTombstonesAreOneChange(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	watcher := e.dial(t)
+	watcher.send(&wire.QuerySub{QueryID: "q", MapName: "tags"})
+	skipUntil[*wire.QueryResp](watcher)
+	const n = 100_000
+	tags := make([]string, n)
+	for i := range tags {
+		tags[i] = itoa(i)
+	}
+	rec := wire.ORMapRecord{Value: "kept", Timestamp: cts("c"), Tag: "live-tag"}
+	push := &wire.ORMapPushDiff{MapName: "tags", Entries: []wire.ORMapEntry{{Key: "post-1", Records: []wire.ORMapRecord{rec}, Tombstones: tags}}}
+	c.ping()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	c.send(push)
+	if m := c.next(); m.Type() != wire.TypeOpAck {
+		t.Fatalf("push answered %s %+v, want OP_ACK", m.Type(), m)
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 100<<20 {
+		t.Fatalf("a push of %d tombstones allocated %d MiB", n, got>>20)
+	}
+	en, ok, err := e.st.Get(t.Context(), "tags", "post-1")
+	if err != nil || !ok || len(en.Record.ORMap.Records) != 1 || len(en.Record.ORMap.Tombstones) != n {
+		t.Fatalf("post-1 after push: ok %v err %v, %+v", ok, err, len(en.Record.ORMap.Tombstones))
+	}
+	seen := make(map[string]bool, n)
+	for len(seen) < n {
+		ev := skipUntil[*wire.ServerEvent](watcher)
+		if ev.EventType != wire.EventORRemove || ev.Key != "post-1" || seen[ev.ORTag] {
+			t.Fatalf("event %d: %+v", len(seen), ev)
+		}
+		seen[ev.ORTag] = true
+	}
+	if ev := skipUntil[*wire.ServerEvent](watcher); ev.EventType != wire.EventORAdd || ev.ORTag != "live-tag" {
+		t.Fatalf("event after the removes: %+v", ev)
+	}
+}

@@ -1019,9 +1019,13 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 		}
 		t.write(st)
 	}
-	for _, tag := range added {
-		t.changes = append(t.changes, Change{Map: op.Map, Key: op.Key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tag: tag, Origin: origin})
+	ch := Change{Map: op.Map, Key: op.Key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Origin: origin}
+	if len(added) == 1 {
+		ch.Tag = added[0]
+	} else {
+		ch.Tags = added
 	}
+	t.changes = append(t.changes, ch)
 	return Result{Changed: true}
 }
 

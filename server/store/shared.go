@@ -201,10 +201,18 @@ func (s *Store) changesSince(out []Change, st *state) []Change {
 				out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORAdd, Record: st.rv, ExpirationTime: st.exp, Entry: e, Tag: e.Tag})
 			}
 		}
+		var removed []string
 		for _, tag := range st.rv.ORMap.Tombstones {
 			if _, seen := slices.BinarySearch(known, orTagPrint('r', tag)); !seen {
-				out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tag: tag})
+				removed = append(removed, tag)
 			}
+		}
+		switch len(removed) {
+		case 0:
+		case 1: // one change for all (see Change.Tags)
+			out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tag: removed[0]})
+		default:
+			out = append(out, Change{Map: st.mapName, Key: st.key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Tags: removed})
 		}
 		return out
 	}

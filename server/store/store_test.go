@@ -1245,8 +1245,10 @@ func TestStore_OR_removeOfManyTagsMergesLikeOneByOne(t *testing.T) {
 	cm := <-sub.C()
 	var announced []string
 	for _, ch := range cm.Changes {
-		if ch.Kind == ChangeORRemove {
+		if ch.Kind == ChangeORRemove && ch.Tag != "" {
 			announced = append(announced, ch.Tag)
+		} else if ch.Kind == ChangeORRemove {
+			announced = append(announced, ch.Tags...)
 		}
 	}
 	if !slices.Equal(announced, []string{"t1", "x"}) {

@@ -97,7 +97,11 @@ type Change struct {
 	Entry record.ORMapEntry
 	// Tag is the OR tag removed (ChangeORRemove) or added (ChangeORAdd).
 	Tag string
-	// Tags are the tags of the OR entries dropped by expiry (ChangeExpired).
+	// Tags are the tags of the OR entries dropped by expiry (ChangeExpired)
+	// or, for a ChangeORRemove whose Tag is "", the tags one op removed
+	// (an ORMAP_PUSH_DIFF entry's new tombstones: one change for them all,
+	// as a change per tag cost hundreds of bytes for each of a push's up
+	// to a million tags).
 	Tags []string
 	// TTLMs of an LWW put, as the client gave it.
 	TTLMs uint64
