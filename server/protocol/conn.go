@@ -60,6 +60,9 @@ type conn struct {
 
 	subsMu sync.Mutex
 	subs   map[string]*subscription // by query id
+	// queryBytes is the memory the queries of subs take (subscription.
+	// bytes; bounded by queryBudget when a query starts), under subsMu.
+	queryBytes int
 	// queryResults is the records held in the results of subs (bounded
 	// by Options.MaxQueryResults when a query starts).
 	queryResults atomic.Int64

@@ -78,8 +78,14 @@
 // as changes commit; every connection with a live query on a map also gets
 // SERVER_EVENT for each change of it, except the change's writer. A
 // connection holds at most Options.MaxQueries live queries, whose results
-// hold at most Options.MaxQueryResults records when a query starts; a
-// QUERY_SUB beyond either gets QUERY_RESP with an error (code LIMIT). If
+// hold at most Options.MaxQueryResults records when a query starts, and
+// which take at most 8 × MaxMessageBytes of memory (a connection's only
+// query: 32 ×, as much as any message once decoded), counting each
+// QUERY_SUB decoded (wire.Limits.DecodeSize) plus its compiled $in sets and
+// patterns (wire.Query.CompileLimit: a regex can compile to thousands of
+// times its length); a QUERY_SUB beyond any of these gets QUERY_RESP with
+// an error (code LIMIT). What a query takes comes back when it is
+// unsubscribed, replaced or refused, or the connection closes. If
 // the server falls behind the store's change feed (Stats.FeedLags), the
 // events it missed cannot be rebuilt: the connections holding live queries
 // are closed with 1013 (try again later), and their clients reconnect and

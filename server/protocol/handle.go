@@ -69,7 +69,7 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 	case *wire.ORMapDiffRequest:
 		c.handleDiffRequest(m)
 	case *wire.QuerySub:
-		c.handleQuerySub(m)
+		c.handleQuerySub(m, size)
 	case *wire.QueryUnsub:
 		c.handleQueryUnsub(m)
 	case *wire.Batch:

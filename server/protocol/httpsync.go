@@ -548,6 +548,7 @@ func (s *Server) httpQueries(ctx context.Context, queries []wire.HTTPQuery, budg
 	runs := make([]*httpQueryRun, len(queries))
 	var order []string
 	byMap := map[string][]*httpQueryRun{}
+	compileLeft := s.queryBudget(0)
 	for i := range queries {
 		hq := &queries[i]
 		r := &httpQueryRun{hq: hq, limit: -1}
@@ -558,7 +559,16 @@ func (s *Server) httpQueries(ctx context.Context, queries []wire.HTTPQuery, budg
 		}
 		if m, ok := hq.Filter.(map[string]any); ok {
 			r.q.Where = m
-			r.q.Compile() // once here, not for every record the query reads
+			// Once here, not for every record the query reads. The
+			// patterns and sets of a request's queries may take as much
+			// as the live queries of a connection (a pattern can compile
+			// to thousands of times its size).
+			n, ok := r.q.CompileLimit(compileLeft)
+			if !ok {
+				r.code, r.err = 413, fmt.Errorf("the queries' patterns and $in lists would take more than %d bytes of memory once compiled; send fewer or simpler filters", s.queryBudget(0))
+				continue
+			}
+			compileLeft -= n
 		}
 		if hq.Cursor != "" {
 			var ok bool

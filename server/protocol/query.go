@@ -61,6 +61,11 @@ type subscription struct {
 	compare func(a, b wire.QueryResult) int
 	fields  []string
 	limit   int // -1 when none
+	// bytes is what the query takes in memory: its QUERY_SUB decoded,
+	// and its compiled patterns and sets (counted in c.queryBytes until
+	// released, under c.subsMu).
+	bytes    int
+	released bool
 
 	// run is held throughout a read of the map (runQuery; handleQuerySub
 	// from before the query is registered): one at a time. Two at once (a
@@ -91,7 +96,38 @@ func queryError(id, msg, code string) *wire.QueryResp {
 	return &wire.QueryResp{QueryID: id, Results: []wire.QueryResult{}, Error: msg, Code: code}
 }
 
-func (c *conn) handleQuerySub(m *wire.QuerySub) {
+// queryMemoryError refuses a QUERY_SUB over the connection's query budget.
+func queryMemoryError(id string, held, size, budget int) *wire.QueryResp {
+	return queryError(id, fmt.Sprintf("protocol: the query takes %d bytes of memory (its where-clause, predicates, patterns and $in lists), and the connection's live queries already %d, over the limit of %d (%d × TOPGUN_MAX_MESSAGE_BYTES); unsubscribe others or send a smaller query",
+		size, held, budget, queryBytesPerMessageByte), "LIMIT")
+}
+
+// queryBytesPerMessageByte is how many times MaxMessageBytes the live
+// queries of one connection may take in memory (queryBudget).
+const queryBytesPerMessageByte = 8
+
+// queryBudget is the memory the live queries of one connection may take:
+// their QUERY_SUBs decoded (wire.Limits.DecodeSize) and their compiled
+// patterns and $in sets (wire.Query.CompileLimit). Without it 1024 queries
+// of up to 64 MiB each, and patterns that compile to thousands of times
+// their size, could take tens of GiB. A connection's only query may take
+// as much as one message may once decoded, so that any QUERY_SUB the
+// decoder accepts can run alone.
+func (s *Server) queryBudget(held int) int {
+	budget := queryBytesPerMessageByte * s.opts.MaxMessageBytes
+	if held == 0 {
+		one := s.limits.MaxDecodedBytes
+		if one == 0 {
+			one = wire.DecodedBytesPerMessageByte * s.opts.MaxMessageBytes
+		}
+		budget = max(budget, one)
+	}
+	return budget
+}
+
+// handleQuerySub starts the live query of a QUERY_SUB whose decoded
+// message takes size bytes.
+func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 	// Room for the answer is waited for here, since runQuery sends it
 	// holding the subscription's lock, which the change feed needs.
 	c.waitRoom()
@@ -100,7 +136,13 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 	c.subsMu.Lock()
 	old := c.subs[m.QueryID]
 	full := old == nil && len(c.subs) >= c.s.opts.MaxQueries
+	held := c.queryBytes // without the query this one replaces
+	if old != nil && !old.released {
+		held -= old.bytes
+	}
 	c.subsMu.Unlock()
+	budget := c.s.queryBudget(held)
+	q := m.Query
 	var refusal *wire.QueryResp
 	switch {
 	case reservedMap(m.MapName):
@@ -110,6 +152,18 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 	case full:
 		c.s.queriesCut.Add(1)
 		refusal = queryError(m.QueryID, fmt.Sprintf("protocol: the connection already has %d live queries, the limit; unsubscribe some first", c.s.opts.MaxQueries), "LIMIT")
+	case held+size > budget:
+		c.s.queriesCut.Add(1)
+		refusal = queryMemoryError(m.QueryID, held, size, budget)
+	default:
+		// Once here, not for every record the query reads; stopped as
+		// soon as it would pass the budget.
+		compiled, ok := q.CompileLimit(budget - held - size)
+		size += compiled
+		if !ok {
+			c.s.queriesCut.Add(1)
+			refusal = queryMemoryError(m.QueryID, held, size, budget)
+		}
 	}
 	if refusal != nil {
 		if old != nil {
@@ -118,15 +172,14 @@ func (c *conn) handleQuerySub(m *wire.QuerySub) {
 		c.replyNow(refusal)
 		return
 	}
-	q := m.Query
-	q.Compile() // once here, not for every record the query reads
-	sub := &subscription{c: c, id: m.QueryID, mapName: m.MapName, q: &q, compare: q.Compare, fields: m.Fields, limit: -1}
+	sub := &subscription{c: c, id: m.QueryID, mapName: m.MapName, q: &q, compare: q.Compare, fields: m.Fields, limit: -1, bytes: size}
 	if q.Limit != nil {
 		sub.limit = int(*q.Limit)
 	}
 	sub.members = sub.newResults(0)
 	c.subsMu.Lock()
 	c.subs[m.QueryID] = sub
+	c.queryBytes += size
 	c.subsMu.Unlock()
 	// Its first read is under way before the query is in the fan-out
 	// index, where a lag resync can find it: that resync waits for the
@@ -177,6 +230,12 @@ func (s *Server) unregister(sub *subscription) {
 	sub.c.subsMu.Lock()
 	if sub.c.subs[sub.id] == sub {
 		delete(sub.c.subs, sub.id)
+	}
+	if !sub.released {
+		// Once, though a query may be unregistered twice (a refusal
+		// racing the connection's close).
+		sub.released = true
+		sub.c.queryBytes -= sub.bytes
 	}
 	sub.c.subsMu.Unlock()
 	sub.mu.Lock()

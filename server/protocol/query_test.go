@@ -510,3 +510,90 @@ func TestQuery_refusedResubscribeEndsPreviousQuery(t *testing.T) {
 		c.quiet(200 * time.Millisecond) // no QUERY_UPDATE for "q", no SERVER_EVENT
 	}
 }
+
+// The live queries of one connection take at most 8 × MaxMessageBytes of
+// memory, their QUERY_SUBs decoded plus their compiled $in sets and
+// patterns: past it a QUERY_SUB is refused with LIMIT and not kept, and the
+// memory comes back when a query ends. Before, 1024 queries of up to
+// 32 × MaxMessageBytes each were kept.
+func TestQuery_memoryBudget(t *testing.T) {
+	t.Parallel()
+	const msg = 64 << 10
+	e := newEnv(t, envConfig{opts: Options{MaxMessageBytes: msg}})
+	w := e.dial(t)
+	w.write(putOp("1", "m", "k", map[string]any{"n": int64(7)}, cts("w")))
+	c := e.dial(t)
+	in := make([]any, 1500) // about 230 KB decoded and hashed
+	for i := range in {
+		in[i] = int64(i)
+	}
+	sub := func(id string) *wire.QueryResp {
+		c.send(&wire.QuerySub{QueryID: id, MapName: "m", Query: wire.Query{Where: map[string]any{"n": map[string]any{"$in": in}}}})
+		return skipUntil[*wire.QueryResp](c)
+	}
+	n := 0
+	var r *wire.QueryResp
+	for ; n < 64; n++ {
+		if r = sub("q" + itoa(n)); r.Error != "" {
+			break
+		}
+		if len(r.Results) != 1 {
+			t.Fatalf("query %d: %+v", n, r)
+		}
+	}
+	if n < 2 || n >= 64 || r.Code != "LIMIT" || !strings.Contains(r.Error, "TOPGUN_MAX_MESSAGE_BYTES") || len(r.Results) != 0 {
+		t.Fatalf("after %d queries (%d bytes of queries allowed): %+v", n, queryBytesPerMessageByte*msg, r)
+	}
+	// The refused query was not kept: a write reaches the others only.
+	w.write(putOp("2", "m", "k2", map[string]any{"n": int64(8)}, cts("w")))
+	for i := 0; i < n; i++ {
+		if u := skipUntil[*wire.QueryUpdate](c); u.QueryID == "q"+itoa(n) || u.Key != "k2" {
+			t.Fatalf("update %+v", u)
+		}
+	}
+	c.quiet(200 * time.Millisecond)
+	// Ending a query frees its memory; a refused one held none.
+	if r := sub("again"); r.Code != "LIMIT" {
+		t.Fatalf("still full: %+v", r)
+	}
+	c.send(&wire.QueryUnsub{QueryID: "q0"})
+	if r := sub("again"); r.Error != "" || len(r.Results) != 2 {
+		t.Fatalf("after unsubscribing: %+v", r)
+	}
+	// Re-subscribing an id replaces its query's share, not adds to it.
+	if r := sub("again"); r.Error != "" || len(r.Results) != 2 {
+		t.Fatalf("re-subscribing: %+v", r)
+	}
+}
+
+// A regex compiles to thousands of times its size (\pL is 1,400 rune
+// ranges): the compiled patterns of a query count against the connection's
+// query memory, those of the predicate tree included, and a query whose
+// patterns would pass it is refused before they are all compiled. Before,
+// a 64 KB QUERY_SUB of 4 KB patterns took about 110 MB.
+func TestQuery_memoryBudgetCountsPatterns(t *testing.T) {
+	t.Parallel()
+	const msg = 64 << 10
+	e := newEnv(t, envConfig{opts: Options{MaxMessageBytes: msg}})
+	w := e.dial(t)
+	w.write(putOp("1", "m", "k", map[string]any{"s": "x"}, cts("w")))
+	c := e.dial(t)
+	var kids []*wire.Predicate
+	for i := 0; i < 15; i++ {
+		kids = append(kids, &wire.Predicate{Op: wire.OpRegex, Attribute: "s", Value: strings.Repeat(`\pL`, 1300) + itoa(i)})
+	}
+	c.send(&wire.QuerySub{QueryID: "big", MapName: "m", Query: wire.Query{Predicate: &wire.Predicate{Op: wire.OpOr, Children: kids}}})
+	if r := skipUntil[*wire.QueryResp](c); r.Code != "LIMIT" || !strings.Contains(r.Error, "TOPGUN_MAX_MESSAGE_BYTES") {
+		t.Fatalf("query with 15 large patterns: %+v", r)
+	}
+	// Small patterns are cheap, and identical ones in a tree are compiled
+	// once.
+	kids = kids[:0]
+	for i := 0; i < 500; i++ {
+		kids = append(kids, &wire.Predicate{Op: wire.OpRegex, Attribute: "s", Value: `^\w$`})
+	}
+	c.send(&wire.QuerySub{QueryID: "small", MapName: "m", Query: wire.Query{Predicate: &wire.Predicate{Op: wire.OpOr, Children: kids}}})
+	if r := skipUntil[*wire.QueryResp](c); r.Error != "" || len(r.Results) != 1 {
+		t.Fatalf("query with small patterns: %+v", r)
+	}
+}

@@ -73,8 +73,8 @@ type Stats struct {
 	// ClientsRefused counts WebSocket upgrades and POST /sync requests
 	// refused at MaxConnections.
 	ClientsRefused uint64
-	// QueriesRefused counts QUERY_SUBs refused at MaxQueries or
-	// MaxQueryResults.
+	// QueriesRefused counts QUERY_SUBs refused at MaxQueries,
+	// MaxQueryResults or the connection's query memory.
 	QueriesRefused uint64
 	// FeedLags counts the times the server fell behind the store's change
 	// feed and closed the connections holding live queries, so that their

@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"math"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Match reports whether a record value satisfies the query's filter, the
@@ -277,26 +279,95 @@ var patternCompiles atomic.Uint64
 // compilePattern returns nil (not a typed nil) for a pattern that does not
 // compile.
 func compilePattern(op PredicateOp, pattern string) textMatcher {
+	m, _ := compilePatternSize(op, pattern, math.MaxInt)
+	return m
+}
+
+// compilePatternSize is compilePattern that also returns an estimate of
+// the memory the matcher holds. A regex's compiled program can take
+// thousands of times its pattern's bytes (\pL is 1,400 rune ranges: a 4 KB
+// pattern of them takes 7 MB; \w repeated, 25 MB and half a second), so
+// its size is measured on a parse of its own before regexp compiles it,
+// and a pattern whose program would take more than limit bytes is not
+// compiled (nil, and a size over limit).
+func compilePatternSize(op PredicateOp, pattern string, limit int) (textMatcher, int) {
 	patternCompiles.Add(1)
 	if len(pattern) > MaxPatternBytes {
-		return nil
+		return nil, 0
 	}
 	if op == OpLike {
 		if m := compileLike(pattern); m != nil {
-			return m
+			// Per pattern rune at most a token, a literal position and a
+			// map entry; 1 KB of ASCII spans.
+			return m, likeOverhead + likeBytesPerPatternByte*len(pattern)
 		}
-		return nil
+		return nil, 0
 	}
 	goPattern, err := translateRegex(pattern)
 	if err != nil || len(goPattern) > maxTranslatedPatternBytes {
-		return nil
+		return nil, 0
+	}
+	size := 0
+	if limit < math.MaxInt {
+		var ok bool
+		if size, ok = regexSize(goPattern); !ok {
+			return nil, 0 // regexp would refuse it too
+		}
+		if size > limit {
+			return nil, size
+		}
 	}
 	re, err := regexp.Compile(goPattern)
 	if err != nil {
-		return nil
+		return nil, 0
 	}
-	return re
+	return re, size
 }
+
+// Estimates of compiled memory (see compilePatternSize, setSize).
+const (
+	likeOverhead            = 1280
+	likeBytesPerPatternByte = 48
+	regexOverhead           = 1024 // the Regexp, its prefix and expression strings
+	setOverhead             = 256
+	setBytesPerElement      = 48 // a hash-table slot of a value, keys of the list's values shared
+)
+
+// regexSize estimates what regexp.Compile(goPattern) holds: the
+// instructions of its program and the rune ranges they point to (shared
+// between the copies of a repetition), as regexp compiles them. ok is false
+// when the pattern does not compile.
+func regexSize(goPattern string) (int, bool) {
+	re, err := syntax.Parse(goPattern, syntax.Perl)
+	if err != nil {
+		return 0, false
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0, false
+	}
+	type runes struct {
+		p *rune
+		n int
+	}
+	seen := map[runes]struct{}{}
+	n := regexOverhead + 2*len(goPattern) + len(prog.Inst)*int(unsafe.Sizeof(syntax.Inst{}))
+	for i := range prog.Inst {
+		r := prog.Inst[i].Rune
+		if len(r) == 0 {
+			continue
+		}
+		k := runes{unsafe.SliceData(r), len(r)}
+		if _, dup := seen[k]; !dup {
+			seen[k] = struct{}{}
+			n += 4 * cap(r)
+		}
+	}
+	return n, true
+}
+
+// setSize estimates what the valueSet of a list holds.
+func setSize(list []any) int { return setOverhead + setBytesPerElement*len(list) }
 
 // patternKey names a where-clause pattern: its operator and its text.
 type patternKey struct {
@@ -316,11 +387,34 @@ type patternKey struct {
 // writing into the old one). Compile is
 // not safe for concurrent use with Match on the same Query.
 func (q *Query) Compile() {
+	q.compile(math.MaxInt, false)
+}
+
+// CompileLimit is Compile that also prepares the patterns and long in
+// lists of the Predicate tree's nodes (those that compare with a Value, not
+// a ValueRef; identical patterns share one matcher), and counts what all
+// of them take in memory, an estimate. It returns the count; ok is false,
+// and the count past limit, as soon as it passes limit, before anything
+// more is compiled: such a query still matches correctly, compiling the
+// rest on use, but a server holding it should drop it. A regex pattern
+// takes up to thousands of times its length once compiled (see
+// MaxPatternBytes), so this is what bounds the memory of a query beyond
+// its decoded size (Limits.DecodeSize).
+func (q *Query) CompileLimit(limit int) (size int, ok bool) {
+	return q.compile(limit, true)
+}
+
+func (q *Query) compile(limit int, tree bool) (int, bool) {
 	if q == nil {
-		return
+		return 0, true
 	}
 	q.patterns = nil
 	q.sets = nil
+	size := 0
+	add := func(n int) bool {
+		size += n
+		return size <= limit
+	}
 	for _, want := range q.Where {
 		ops, ok := operatorObject(want)
 		if !ok {
@@ -328,6 +422,9 @@ func (q *Query) Compile() {
 		}
 		for op, arg := range ops {
 			if list, isList := arg.([]any); isList && (op == "$in" || op == "$nin") && len(list) >= minSetLen {
+				if !add(setSize(list)) {
+					return size, false
+				}
 				if q.sets == nil {
 					q.sets = map[listKey]*valueSet{}
 				}
@@ -343,12 +440,62 @@ func (q *Query) Compile() {
 			if _, done := q.patterns[k]; done {
 				continue
 			}
+			m, n := compilePatternSize(kind, pat, max(limit-size, 0))
+			if !add(n) {
+				return size, false
+			}
 			if q.patterns == nil {
 				q.patterns = map[patternKey]textMatcher{}
 			}
-			q.patterns[k] = compilePattern(kind, pat)
+			q.patterns[k] = m
 		}
 	}
+	if !tree || q.Predicate == nil {
+		return size, true
+	}
+	shared := map[patternKey]*compiledPattern{}
+	var walk func(p *Predicate, depth int) bool
+	walk = func(p *Predicate, depth int) bool {
+		if p == nil || depth > maxEvalDepth {
+			return true
+		}
+		for _, c := range p.Children {
+			if !walk(c, depth+1) {
+				return false
+			}
+		}
+		if p.ValueRef != "" {
+			return true
+		}
+		switch p.Op {
+		case OpLike, OpRegex:
+			pat, isString := p.Value.(string)
+			if !isString {
+				return true
+			}
+			k := patternKey{p.Op, pat}
+			c := shared[k]
+			if c == nil {
+				m, n := compilePatternSize(p.Op, pat, max(limit-size, 0))
+				if !add(n) {
+					return false
+				}
+				c = &compiledPattern{op: p.Op, pattern: pat, m: m}
+				shared[k] = c
+			}
+			p.re.Store(c)
+		case OpIn:
+			if list, isList := p.Value.([]any); isList && len(list) >= minSetLen {
+				if !add(setSize(list)) {
+					return false
+				}
+				p.set.Store(&compiledSet{key: keyOf(list), set: newValueSet(list)})
+			}
+		}
+		return true
+	}
+	ok := walk(q.Predicate, 0)
+	return size, ok
 }
 
 // patternOps maps the where-clause pattern operators to their kind.
