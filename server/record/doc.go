@@ -76,6 +76,8 @@
 //     stored as an extra "ttlMs" field of the entry only when non-zero;
 //     TopGun's decoder ignores unknown fields, so such rows stay readable by
 //     TopGun (which then loses the TTL if it rewrites the row).
-//   - Timestamps order node ids byte-wise (TopGun's Rust order); the
-//     TypeScript client uses localeCompare, which agrees for ASCII ids.
+//   - Timestamps order node ids as the TypeScript client's localeCompare
+//     (Unicode root collation: "a" < "B", "A" > "a"), not byte-wise as
+//     TopGun's Rust core does: the server keeps client timestamps, so its
+//     LWW tie-break must be the clients' (CompareNodeID).
 package record

@@ -5,16 +5,18 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"golang.org/x/text/collate"
+	"golang.org/x/text/language"
 )
 
 // Timestamp is a hybrid logical clock timestamp: wall-clock milliseconds,
 // a logical counter and the id of the node that issued it.
 //
-// Timestamps order by Millis, then Counter, then NodeID compared byte-wise
-// (TopGun's Rust order; its TypeScript client uses localeCompare for the
-// node id, which agrees for ASCII ids).
+// Timestamps order by Millis, then Counter, then NodeID as TopGun's
+// TypeScript client orders it (see CompareNodeID).
 type Timestamp struct {
 	Millis  uint64
 	Counter uint32
@@ -33,7 +35,33 @@ func (t Timestamp) Compare(u Timestamp) int {
 	case t.Counter > u.Counter:
 		return 1
 	}
-	return strings.Compare(t.NodeID, u.NodeID)
+	return CompareNodeID(t.NodeID, u.NodeID)
+}
+
+// collators holds Unicode root collators (a Collator is not safe for
+// concurrent use).
+var collators = sync.Pool{New: func() any { return collate.New(language.Und) }}
+
+// CompareNodeID orders two node ids as the TypeScript client's HLC.compare
+// does, with String.prototype.localeCompare: by the Unicode (CLDR root)
+// collation, so "a" < "B" and "A" > "a", unlike byte order (TopGun's Rust
+// order). The server keeps the clients' own timestamps, so on an LWW tie
+// (same millis and counter) it must pick the winner the clients pick, or a
+// client keeps the write the server refused and never converges. Ids that
+// collate equal (canonically equivalent, or differing only in ignorable
+// characters; localeCompare returns 0) fall back to byte order, keeping
+// the order total.
+func CompareNodeID(a, b string) int {
+	if a == b {
+		return 0
+	}
+	c := collators.Get().(*collate.Collator)
+	r := c.CompareString(a, b)
+	collators.Put(c)
+	if r != 0 {
+		return r
+	}
+	return strings.Compare(a, b)
 }
 
 // IsZero reports whether t is the zero Timestamp.

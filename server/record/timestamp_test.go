@@ -18,7 +18,7 @@ func TestTimestamp_Compare(t *testing.T) {
 		{Timestamp{1, 1, "a"}, Timestamp{1, 2, "a"}, -1},
 		{Timestamp{1, 2, "a"}, Timestamp{1, 1, "z"}, 1},
 		{Timestamp{1, 1, "a"}, Timestamp{1, 1, "b"}, -1},
-		{Timestamp{1, 1, "B"}, Timestamp{1, 1, "a"}, -1}, // byte-wise, not locale order
+		{Timestamp{1, 1, "B"}, Timestamp{1, 1, "a"}, 1}, // the client's localeCompare, not byte order
 		{Timestamp{math.MaxUint64, 0, ""}, Timestamp{0, math.MaxUint32, "z"}, 1},
 	}
 	for _, tc := range cases {
@@ -28,6 +28,56 @@ func TestTimestamp_Compare(t *testing.T) {
 		if got := tc.b.Compare(tc.a); got != -tc.want {
 			t.Errorf("%v.Compare(%v) = %d, want %d", tc.b, tc.a, got, -tc.want)
 		}
+	}
+}
+
+// TestTimestamp_Compare_nodeIDTieAsClient checks the tie-break on equal
+// millis and counter against what TopGun's TypeScript client computes
+// (HLC.compare: a.nodeId.localeCompare(b.nodeId); the signs below were taken
+// from node 20, ICU 78). The server keeps client timestamps, so a different
+// winner on a tie leaves the losing client diverged forever: it refuses the
+// server's record as older, and the server refuses its re-sent write.
+func TestTimestamp_Compare_nodeIDTieAsClient(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		a, b string
+		want int // sign of a.localeCompare(b)
+	}{
+		{"a", "B", -1},
+		{"A", "a", 1},
+		{"x", "X", -1},
+		{"alice", "Bob", -1},
+		{"n1", "n_1", 1},
+		{"node_1", "node-1", -1},
+		{"node-a", "nodeA", -1},
+		{"node 2", "node-2", -1},
+		{"e", "é", -1},
+		{"é", "f", -1},
+		{"z", "é", 1},
+		{"Émile", "emile", 1},
+		{"ß", "ss", 1},
+		{"中", "a", 1},
+		{"😀", "a", -1},
+		{"10", "9", -1},
+		{"DB-Host-1-3f9a0c12", "d1b2c3d4-0000-4000-8000-000000000000", 1},
+		{"0f3c2a1e-aaaa-4bbb-8ccc-111111111111", "0f3c2a1e-aaaa-4bbb-8ccc-11111111111a", -1},
+	}
+	for _, tc := range cases {
+		a := Timestamp{Millis: 1700000000000, Counter: 3, NodeID: tc.a}
+		b := Timestamp{Millis: 1700000000000, Counter: 3, NodeID: tc.b}
+		if got := a.Compare(b); got != tc.want {
+			t.Errorf("Compare(%q, %q) = %d, the client's localeCompare gives %d", tc.a, tc.b, got, tc.want)
+		}
+		if got := b.Compare(a); got != -tc.want {
+			t.Errorf("Compare(%q, %q) = %d, the client's localeCompare gives %d", tc.b, tc.a, got, -tc.want)
+		}
+	}
+	// Canonically equivalent ids collate equal (localeCompare returns 0);
+	// the order stays total and antisymmetric.
+	nfc, nfd := "é", "e\u0301"
+	x, y := Timestamp{1, 0, nfc}, Timestamp{1, 0, nfd}
+	if c := x.Compare(y); c == 0 || c != -y.Compare(x) {
+		t.Errorf("Compare(NFC, NFD) = %d, reverse %d: want a non-zero antisymmetric order", c, y.Compare(x))
 	}
 }
 

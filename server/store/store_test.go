@@ -175,6 +175,23 @@ func TestStore_LWW_newerWinsOlderIgnored(t *testing.T) {
 	}
 }
 
+// TestStore_LWW_tieWinnerAsClient: two clients write one key with the same
+// millis and counter. TopGun's TypeScript clients keep the write whose node
+// id is greater by localeCompare ("Bob" > "alice"), and refuse the other as
+// older; the server keeps client timestamps, so it must keep that write too,
+// in either arrival order, or the client that wrote it never converges.
+func TestStore_LWW_tieWinnerAsClient(t *testing.T) {
+	for _, order := range [][2]string{{"alice", "Bob"}, {"Bob", "alice"}} {
+		f := newFixture(t, null.Open(), nil)
+		for _, node := range order {
+			f.apply(put("m", "k", "from "+node, ts(t0, 0, node)))
+		}
+		if v, _ := f.get("m", "k"); v != "from Bob" {
+			t.Errorf("writes from %q then %q: value %q, the clients keep %q", order[0], order[1], v, "from Bob")
+		}
+	}
+}
+
 func TestStore_LWW_resentOpIsNoOp(t *testing.T) {
 	f := newFixture(t, null.Open(), nil)
 	op := put("m", "k", "v", ts(t0, 0, "c1"))

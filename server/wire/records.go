@@ -3,6 +3,8 @@ package wire
 import (
 	"cmp"
 	"strconv"
+
+	"github.com/topgun-go/topgun/server/record"
 )
 
 // Timestamp is a hybrid-logical-clock timestamp as it travels on the wire:
@@ -19,8 +21,9 @@ func (t Timestamp) String() string {
 	return strconv.FormatUint(t.Millis, 10) + ":" + strconv.FormatUint(uint64(t.Counter), 10) + ":" + t.NodeID
 }
 
-// Compare orders timestamps by millis, then counter, then node id
-// (byte-wise), as TopGun's Rust core does. It returns -1, 0 or +1.
+// Compare orders timestamps by millis, then counter, then node id as
+// TopGun's TypeScript client does (record.CompareNodeID), the order the
+// server's LWW merge uses. It returns -1, 0 or +1.
 func (t Timestamp) Compare(u Timestamp) int {
 	if c := cmp.Compare(t.Millis, u.Millis); c != 0 {
 		return c
@@ -28,7 +31,7 @@ func (t Timestamp) Compare(u Timestamp) int {
 	if c := cmp.Compare(t.Counter, u.Counter); c != 0 {
 		return c
 	}
-	return cmp.Compare(t.NodeID, u.NodeID)
+	return record.CompareNodeID(t.NodeID, u.NodeID)
 }
 
 func (d *decoder) timestamp() (Timestamp, error) {
