@@ -376,6 +376,8 @@ func (c *Client) readLoop(cn *conn) {
 	defer close(cn.in)
 	limits := c.opts.Limits
 	limits.MaxMessageBytes = c.opts.MaxReadBytes
+	// What the server accepts once decoded does not bound its answers.
+	limits.MaxDecodedBytes = 0
 	for {
 		typ, r, err := cn.ws.Reader(c.ctx)
 		if err != nil {

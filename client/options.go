@@ -85,9 +85,11 @@ type Options struct {
 	SyncIdleTimeout time.Duration
 
 	// Limits bound the frames the client sends (MaxMessageBytes: the
-	// server's own limit, TopGun's 2 MiB) and the decoding of the frames
-	// it receives (MaxDepth, MaxBatchItems); the size of a received frame
-	// is bounded by MaxReadBytes instead.
+	// server's own limit, TopGun's 2 MiB; MaxDecodedBytes: what this
+	// project's server lets a message take once decoded, writes being split
+	// to fit both) and the decoding of the frames it receives (MaxDepth,
+	// MaxBatchItems); the size of a received frame is bounded by
+	// MaxReadBytes instead.
 	Limits wire.Limits
 	// MaxReadBytes bounds one frame from the server. The server's answers
 	// are not held to the limit on what it accepts: a QUERY_RESP carries

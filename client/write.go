@@ -3,6 +3,7 @@ package client
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -237,25 +238,23 @@ func (c *Client) sendChunk(ctx context.Context, cn *conn, ps []*pendingOp, batch
 		m = &wire.OpBatch{Ops: ops}
 	}
 	b, err := c.opts.Limits.Encode(m)
-	if err != nil || len(b) > c.opts.Limits.MaxMessageBytes {
+	if err == nil {
+		err = c.checkWriteFrame(b)
+	}
+	if err != nil && len(ps) > 1 {
 		// Split until the op that cannot go is alone, so that it fails
 		// by itself and not the other writes it was batched with (a
 		// replay batches every caller's writes together).
-		if len(ps) > 1 {
-			half := len(ps) / 2
-			n, err := c.sendChunk(ctx, cn, ps[:half], batch)
-			if err != nil {
-				return n, err
-			}
-			n, err = c.sendChunk(ctx, cn, ps[half:], batch)
-			return half + n, err
+		half := len(ps) / 2
+		n, err := c.sendChunk(ctx, cn, ps[:half], batch)
+		if err != nil {
+			return n, err
 		}
-	}
-	if err == nil && len(b) > c.opts.Limits.MaxMessageBytes {
-		err = fmt.Errorf("client: op on %s/%s encodes to %d bytes, over the %d-byte frame limit",
-			ps[0].op.MapName, ps[0].op.Key, len(b), c.opts.Limits.MaxMessageBytes)
+		n, err = c.sendChunk(ctx, cn, ps[half:], batch)
+		return half + n, err
 	}
 	if err != nil {
+		err = fmt.Errorf("client: op on %s/%s: %w", ps[0].op.MapName, ps[0].op.Key, err)
 		// The op can never be sent: fail it rather than replaying it forever.
 		c.mu.Lock()
 		for _, p := range ps {
@@ -278,6 +277,31 @@ func (c *Client) sendChunk(ctx context.Context, cn *conn, ps []*pendingOp, batch
 		return 0, err
 	}
 	return len(ps), nil
+}
+
+// checkWriteFrame reports why the server would refuse the encoded write
+// b without acknowledging any of its ops: a frame over the frame limit, or
+// one that would take more memory once decoded than the server lets a
+// message take (wire.Limits.MaxDecodedBytes; it answers an ERROR 413 that
+// names no op, so the ops would wait for an ack forever). No value takes a
+// thousand times its bytes once decoded, so smaller frames are not decoded
+// to check.
+func (c *Client) checkWriteFrame(b []byte) error {
+	l := c.opts.Limits
+	if len(b) > l.MaxMessageBytes {
+		return fmt.Errorf("encodes to %d bytes, over the %d-byte frame limit", len(b), l.MaxMessageBytes)
+	}
+	limit := int64(l.MaxDecodedBytes)
+	if limit == 0 {
+		limit = wire.DecodedBytesPerMessageByte * int64(l.MaxMessageBytes)
+	}
+	if int64(len(b)) <= limit/1024 {
+		return nil
+	}
+	if _, err := l.Decode(b); errors.Is(err, wire.ErrDecodedTooLarge) {
+		return fmt.Errorf("would take more than the %d bytes of memory the server lets a message take once decoded (Limits.MaxDecodedBytes)", limit)
+	}
+	return nil
 }
 
 // ack resolves the writes an OP_ACK acknowledges: the CLIENT_OP or
