@@ -88,6 +88,12 @@ const (
 	costORRecord = int(unsafe.Sizeof(ORMapRecord{}))
 	costOREntry  = int(unsafe.Sizeof(ORMapEntry{}))
 	costStrSlot  = int(unsafe.Sizeof(""))
+	costPtr      = 8
+	// A query's structures: a predicate node (and its allocation's size
+	// class), a sort field, an aggregation.
+	costPredicate   = int(unsafe.Sizeof(Predicate{})) + 16
+	costSortField   = int(unsafe.Sizeof(SortField{}))
+	costAggregation = int(unsafe.Sizeof(Aggregation{}))
 )
 
 // charge counts n more bytes of decoded memory against the budget

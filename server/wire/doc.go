@@ -78,8 +78,9 @@
 // length for a string (twice for binary), 8 for a boxed number, 24 for an
 // array, and for a map 48 plus, per entry, 56 (its hash-table slot, at
 // least 8 of them, and the key of its record.Field) and its key's length;
-// message structs (ClientOp, OR-Map records and entries) count their size
-// and strings their length. An array or map is counted whole when its
+// message structs (ClientOp, OR-Map records and entries, a query's
+// predicate nodes, sort fields and aggregations) count their size and
+// strings their length. An array or map is counted whole when its
 // header is read, before it is allocated (an array is then allocated at
 // its final size), so a refused message has allocated no more than the
 // limit, besides the display string of a non-string map key, made before

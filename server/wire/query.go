@@ -169,6 +169,11 @@ func (d *decoder) query() (Query, error) {
 }
 
 func (d *decoder) predicate() (*Predicate, error) {
+	// A live query holds its tree: a 7-byte {"op": "eq"} is a Predicate
+	// of over 100 bytes here.
+	if err := d.charge(costPredicate); err != nil {
+		return nil, err
+	}
 	p := &Predicate{}
 	var have uint8
 	err := d.readStruct(func(key []byte) error {
@@ -193,6 +198,12 @@ func (d *decoder) predicate() (*Predicate, error) {
 			}
 			p.Children = []*Predicate{}
 			_, err = d.readArray(false, func(i, n int) error {
+				if i == 0 {
+					if err := d.chargeEach(n, costPtr); err != nil {
+						return err
+					}
+					p.Children = make([]*Predicate, 0, n)
+				}
 				c, err := d.predicate()
 				p.Children = append(p.Children, c)
 				return err
@@ -234,6 +245,9 @@ func (d *decoder) sortFields() ([]SortField, error) {
 	case isMapCode(c):
 		out := []SortField{}
 		err := d.readStruct(func(key []byte) error {
+			if err := d.charge(2*costSortField + len(key)); err != nil { // the slice grows by append
+				return err
+			}
 			dr, err := dir()
 			out = append(out, SortField{Field: string(key), Direction: dr})
 			return err
@@ -242,6 +256,12 @@ func (d *decoder) sortFields() ([]SortField, error) {
 	}
 	out := []SortField{}
 	_, err = d.readArray(false, func(i, n int) error {
+		if i == 0 {
+			if err := d.chargeEach(n, costSortField); err != nil {
+				return err
+			}
+			out = make([]SortField, 0, n)
+		}
 		var f SortField
 		var have uint8
 		err := d.readStruct(func(key []byte) error {
@@ -274,6 +294,12 @@ func (d *decoder) aggregations() ([]Aggregation, error) {
 	}
 	out := []Aggregation{}
 	_, err := d.readArray(false, func(i, n int) error {
+		if i == 0 {
+			if err := d.chargeEach(n, costAggregation); err != nil {
+				return err
+			}
+			out = make([]Aggregation, 0, n)
+		}
 		var a Aggregation
 		var have uint8
 		err := d.readStruct(func(key []byte) error {
