@@ -551,6 +551,69 @@ type txn struct {
 	// for each key when this txn first saw it: the commit applies only
 	// over that.
 	base map[cacheKey]abi.Expect
+	// orTags indexes the tags of the OR states this txn's ops merge into
+	// (see orIndex).
+	orTags map[cacheKey]*orTagIndex
+}
+
+// orTagIndex holds the tags of one OR-Map state as sets, so that an OR op
+// asks whether its tags are tombstoned or live at a cost in proportion to
+// its own tags, not to the key's tombstones and records: before, every op
+// scanned them, and a remove of many tags rebuilt a set of all the key's
+// tombstones, so 10,000 ops on a key of a million tombstones took seconds.
+// It belongs to one txn and follows the state of its key there: built
+// once when an op first meets that state, moved to the copy an op makes
+// of it, and kept in step by the ops that change it in place.
+type orTagIndex struct {
+	st          *state
+	nrec, ntomb int // the lengths of st's records and tombstones it follows
+	tombs       map[string]struct{}
+	live        map[string]int // the records of each tag
+}
+
+// orTagScans counts the tombstones and records of a key that OR ops
+// examine (building orTagIndex, deleting removed records), for tests that
+// check an op costs its own tags, not the key's.
+var orTagScans atomic.Uint64
+
+// orIndex returns the tag index of st, an OR-Map state (or an absent one)
+// an op of this txn is about to merge into, building it when st is not
+// the state it follows. Its lengths also catch a change made to st behind
+// its back (none is known): it is then rebuilt.
+func (t *txn) orIndex(st *state) *orTagIndex {
+	ck := cacheKey{st.mapName, st.key}
+	m := &st.rv.ORMap
+	if x := t.orTags[ck]; x != nil && x.st == st && x.nrec == len(m.Records) && x.ntomb == len(m.Tombstones) {
+		return x
+	}
+	orTagScans.Add(uint64(len(m.Records) + len(m.Tombstones)))
+	x := &orTagIndex{st: st, nrec: len(m.Records), ntomb: len(m.Tombstones),
+		tombs: make(map[string]struct{}, len(m.Tombstones)), live: make(map[string]int, len(m.Records))}
+	for _, tag := range m.Tombstones {
+		x.tombs[tag] = struct{}{}
+	}
+	for _, r := range m.Records {
+		x.live[r.Tag]++
+	}
+	if t.orTags == nil {
+		t.orTags = map[cacheKey]*orTagIndex{}
+	}
+	t.orTags[ck] = x
+	return x
+}
+
+// follow moves the index to st, the key's state once an op changed it (in
+// place or in a copy), and takes in the op's change.
+func (x *orTagIndex) follow(st *state, added *record.ORMapEntry, removed []string) {
+	x.st = st
+	if added != nil {
+		x.live[added.Tag]++
+	}
+	for _, tag := range removed {
+		x.tombs[tag] = struct{}{}
+		delete(x.live, tag)
+	}
+	x.nrec, x.ntomb = len(st.rv.ORMap.Records), len(st.rv.ORMap.Tombstones)
 }
 
 // noteBase records the state a key had when this txn first saw it.
@@ -921,13 +984,12 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 	if !ok {
 		return res
 	}
-	if slices.Contains(cur.rv.ORMap.Tombstones, tag) {
+	x := t.orIndex(cur)
+	if _, gone := x.tombs[tag]; gone {
 		return Result{} // removed before: remove wins
 	}
-	for _, r := range cur.rv.ORMap.Records {
-		if r.Tag == tag {
-			return Result{} // a re-sent add
-		}
+	if x.live[tag] > 0 {
+		return Result{} // a re-sent add
 	}
 	e := record.ORMapEntry{Value: op.Value, Tag: tag, Timestamp: ts, TTLMs: op.TTLMs}
 	var st *state
@@ -951,6 +1013,7 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 		}
 		t.write(st)
 	}
+	x.follow(st, &e, nil)
 	t.changes = append(t.changes, Change{Map: op.Map, Key: op.Key, Kind: ChangeORAdd, Record: st.rv, ExpirationTime: st.exp, Entry: e, Tag: tag, Origin: origin})
 	return Result{Changed: true}
 }
@@ -969,17 +1032,18 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	if !ok {
 		return res
 	}
+	x := t.orIndex(cur)
 	var added []string
 	if len(tags) == 1 {
-		if !slices.Contains(cur.rv.ORMap.Tombstones, tags[0]) {
+		if _, gone := x.tombs[tags[0]]; !gone {
 			added = tags
 		}
 	} else {
-		seen := make(map[string]struct{}, len(cur.rv.ORMap.Tombstones)+len(tags))
-		for _, tag := range cur.rv.ORMap.Tombstones {
-			seen[tag] = struct{}{}
-		}
+		seen := make(map[string]struct{}, len(tags)) // the op's own repeats
 		for _, tag := range tags {
+			if _, gone := x.tombs[tag]; gone {
+				continue
+			}
 			if _, ok := seen[tag]; !ok {
 				seen[tag] = struct{}{}
 				added = append(added, tag)
@@ -989,9 +1053,12 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	if len(added) == 0 {
 		return Result{} // a re-sent remove
 	}
-	grow := 0
+	grow, live := 0, 0
 	for _, tag := range added {
 		grow += len(tag) + 5
+		if x.live[tag] > 0 {
+			live++
+		}
 	}
 	st := cur
 	inPlace := t.owns(cur) && t.grows(cur, grow) // as in applyORAdd
@@ -1000,12 +1067,18 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	}
 	m := &st.rv.ORMap
 	n := len(m.Records)
-	if len(added) == 1 {
+	switch {
+	case live == 0: // no record holds the tags: nothing to look for
+	case len(added) == 1:
+		orTagScans.Add(uint64(n))
 		m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { return r.Tag == added[0] })
-	} else {
-		gone := make(map[string]struct{}, len(added))
+	default:
+		orTagScans.Add(uint64(n))
+		gone := make(map[string]struct{}, live)
 		for _, tag := range added {
-			gone[tag] = struct{}{}
+			if x.live[tag] > 0 {
+				gone[tag] = struct{}{}
+			}
 		}
 		m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { _, ok := gone[r.Tag]; return ok })
 	}
@@ -1019,6 +1092,7 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 		}
 		t.write(st)
 	}
+	x.follow(st, nil, added)
 	ch := Change{Map: op.Map, Key: op.Key, Kind: ChangeORRemove, Record: st.rv, ExpirationTime: st.exp, Origin: origin}
 	if len(added) == 1 {
 		ch.Tag = added[0]
