@@ -106,8 +106,11 @@
 // \s \w, \u escapes, the u and x flags), translated for Go's RE2; \b stays
 // an ASCII word boundary. Query.Compile compiles the Where clause's
 // $like/$regex patterns and builds hash sets of its long $in/$nin lists
-// once; call it before matching a query against many records. Aggregation queries
-// (GroupBy, Aggregations) are decoded and re-encoded but not evaluated;
+// once; call it before matching a query against many records. A
+// predicate leaf whose pattern is a ValueRef reads it from each record: it
+// keeps the last few it compiled, and a regex so read that would compile
+// to more than MaxRefPatternSize matches nothing (see Match). Aggregation
+// queries (GroupBy, Aggregations) are decoded and re-encoded but not evaluated;
 // Query.IsAggregate reports them. Cursor pagination is carried, not
 // evaluated.
 package wire

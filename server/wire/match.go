@@ -8,7 +8,9 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"unicode"
 	"unsafe"
 )
 
@@ -40,7 +42,11 @@ import (
 // nested negated brackets and the set operators && -- ~~ are not
 // supported; \p{..} takes Go's names (general categories and scripts).
 // A pattern longer than MaxPatternBytes matches nothing, as one that does
-// not compile. in takes an array (a long one is looked up in a hash set,
+// not compile. A like/regex leaf with a ValueRef reads its pattern from
+// each record, so it compiles per record what it has not met among the
+// last few patterns; a regex read so whose compiled program would take
+// more than MaxRefPatternSize matches nothing, refused before it is
+// compiled. in takes an array (a long one is looked up in a hash set,
 // with the same equality); between takes [low, high] inclusive;
 // containsAll/containsAny test an array attribute; startsWith/endsWith test
 // strings; isNull is true for a missing or nil attribute. and of no children
@@ -231,12 +237,63 @@ func cmpHolds(op PredicateOp, c int) bool {
 // pattern compiles (once per pattern) the matcher of a like/regex node. It
 // returns nil for a pattern that does not compile.
 func (p *Predicate) pattern(pattern string) textMatcher {
+	if p.ValueRef != "" {
+		return p.refPattern(pattern)
+	}
 	if c := p.re.Load(); c != nil && c.pattern == pattern && c.op == p.Op {
 		return c.m
 	}
 	c := &compiledPattern{op: p.Op, pattern: pattern, m: compilePattern(p.Op, pattern)}
 	p.re.Store(c)
 	return c.m
+}
+
+// refPatternCache is how many patterns a like/regex node whose pattern is
+// read from each record (ValueRef) keeps compiled: the most recently
+// used, so records that share a few patterns compile each once.
+const refPatternCache = 4
+
+// MaxRefPatternSize bounds the compiled size of a regex pattern read from
+// the record or the auth value (ValueRef), as estimated before it is
+// compiled (regexSize): such a pattern may differ in every record, so it
+// is compiled per record, and a 4 KB pattern can otherwise take half a
+// second and 25 MB to compile. A larger one matches nothing, as one that
+// does not compile. 256 KiB holds about twenty Unicode classes such as \w
+// (each about 11 KB of rune ranges), and any pattern of literal runes and
+// ASCII classes up to MaxPatternBytes; compiling it takes a few
+// milliseconds.
+const MaxRefPatternSize = 256 << 10
+
+type refPatterns [refPatternCache]*compiledPattern
+
+// refPattern is pattern for a ValueRef node: a small cache of recent
+// patterns, and compiled size bounded by MaxRefPatternSize, so matching
+// one record costs at most one bounded compilation.
+func (p *Predicate) refPattern(pattern string) textMatcher {
+	cur := p.refs.Load()
+	if cur != nil {
+		for _, c := range cur {
+			if c != nil && c.pattern == pattern && c.op == p.Op {
+				return c.m
+			}
+		}
+	}
+	limit := math.MaxInt
+	if p.Op == OpRegex { // a like pattern compiles in linear time and space
+		limit = MaxRefPatternSize
+	}
+	m, size := compilePatternSize(p.Op, pattern, limit)
+	if size > limit {
+		m = nil
+	}
+	// Copy on write, most recent first: concurrent evaluations may lose
+	// an entry to each other, never see a torn one.
+	next := refPatterns{&compiledPattern{op: p.Op, pattern: pattern, m: m}}
+	if cur != nil {
+		copy(next[1:], cur[:])
+	}
+	p.refs.Store(&next)
+	return m
 }
 
 // inSet returns the set (built once per list) of a long in list, or nil.
@@ -310,7 +367,7 @@ func compilePatternSize(op PredicateOp, pattern string, limit int) (textMatcher,
 	size := 0
 	if limit < math.MaxInt {
 		var ok bool
-		if size, ok = regexSize(goPattern); !ok {
+		if size, ok = regexSize(goPattern, limit); !ok {
 			return nil, 0 // regexp would refuse it too
 		}
 		if size > limit {
@@ -335,36 +392,163 @@ const (
 
 // regexSize estimates what regexp.Compile(goPattern) holds: the
 // instructions of its program and the rune ranges they point to (shared
-// between the copies of a repetition), as regexp compiles them. ok is false
-// when the pattern does not compile.
-func regexSize(goPattern string) (int, bool) {
+// between the copies of a repetition, and between the runes of a
+// literal), as regexp compiles them. ok is false when the pattern does not
+// compile. With a limit (below math.MaxInt), a pattern that cannot fit is
+// told apart before the work of compiling it: by its length and the
+// Unicode tables it names, which the parser copies into its classes, and
+// then by the instructions its parsed repetitions expand to; the size
+// returned is then a bound past limit, not the full estimate.
+func regexSize(goPattern string, limit int) (int, bool) {
+	n := regexOverhead + 2*len(goPattern)
+	if limit < math.MaxInt {
+		if pre := n + 4*tableRunes(goPattern); pre > limit {
+			return pre, true
+		}
+	}
 	re, err := syntax.Parse(goPattern, syntax.Perl)
 	if err != nil {
 		return 0, false
+	}
+	if limit < math.MaxInt {
+		if insts := n + minInsts(re, 0)*int(unsafe.Sizeof(syntax.Inst{})); insts > limit {
+			return insts, true
+		}
 	}
 	prog, err := syntax.Compile(re.Simplify())
 	if err != nil {
 		return 0, false
 	}
-	type runes struct {
-		p *rune
-		n int
-	}
-	seen := map[runes]struct{}{}
-	n := regexOverhead + 2*len(goPattern) + len(prog.Inst)*int(unsafe.Sizeof(syntax.Inst{}))
+	n += len(prog.Inst) * int(unsafe.Sizeof(syntax.Inst{}))
+	// A rune slice may be a window on a larger array: the literal "abc"
+	// compiles to three instructions holding [a], [b] and [c] of one
+	// array. Count each array once, by where it ends, at its largest cap.
+	arrays := map[*rune]int{}
 	for i := range prog.Inst {
 		r := prog.Inst[i].Rune
-		if len(r) == 0 {
+		if cap(r) == 0 {
 			continue
 		}
-		k := runes{unsafe.SliceData(r), len(r)}
-		if _, dup := seen[k]; !dup {
-			seen[k] = struct{}{}
-			n += 4 * cap(r)
-		}
+		end := &r[:cap(r)][cap(r)-1]
+		arrays[end] = max(arrays[end], cap(r))
+	}
+	for _, c := range arrays {
+		n += 4 * c
 	}
 	return n, true
 }
+
+// minInsts is a lower bound of the instructions syntax.Compile makes of
+// re once simplified (counted repetitions expanded), saturating far past
+// any limit.
+func minInsts(re *syntax.Regexp, depth int) int {
+	const most = 1 << 40
+	if depth > maxEvalDepth {
+		return most
+	}
+	subs := 0
+	for _, s := range re.Sub {
+		subs = min(subs+minInsts(s, depth+1), most)
+	}
+	switch re.Op {
+	case syntax.OpLiteral:
+		return max(len(re.Rune), 1)
+	case syntax.OpCapture, syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		return subs + 1
+	case syntax.OpRepeat:
+		copies := re.Max
+		if copies == 0 {
+			return 1 // x{0} is the empty match
+		}
+		if copies < 0 {
+			copies = max(re.Min, 1)
+		}
+		return min(subs*copies, most)
+	case syntax.OpConcat, syntax.OpAlternate:
+		return max(subs, 1)
+	}
+	return subs + 1
+}
+
+// tableRunes counts the runes of the Unicode tables a Go pattern names
+// (\pL, \p{Greek}, \P{..}), as the parser copies them into its classes;
+// a name it does not know counts as the largest table.
+func tableRunes(goPattern string) int {
+	sizes := unicodeTableRunes()
+	n := 0
+	for i := 0; i < len(goPattern); i++ {
+		if goPattern[i] != '\\' || i+1 >= len(goPattern) {
+			continue
+		}
+		i++
+		if c := goPattern[i]; c != 'p' && c != 'P' || i+1 >= len(goPattern) {
+			continue
+		}
+		name := goPattern[i+1 : i+2]
+		if name == "{" {
+			end := strings.IndexByte(goPattern[i+1:], '}')
+			if end < 0 {
+				continue
+			}
+			name = strings.TrimPrefix(goPattern[i+2:i+1+end], "^")
+			i += end
+		}
+		i++
+		if c, ok := sizes.byName[name]; ok {
+			n += c
+		} else {
+			n += sizes.most
+		}
+	}
+	return n
+}
+
+type tableSizes struct {
+	byName map[string]int
+	most   int
+}
+
+// unicodeTableRunes is the number of runes the parser makes of each table
+// of unicode.Categories and unicode.Scripts (ranges of stride 1 are two
+// runes, others two per member, adjacent ones merged).
+var unicodeTableRunes = sync.OnceValue(func() tableSizes {
+	count := func(t *unicode.RangeTable) int {
+		n, last := 0, rune(-2)
+		add := func(lo, hi rune) {
+			if lo <= last+1 {
+				last = max(last, hi)
+				return
+			}
+			n += 2
+			last = hi
+		}
+		each := func(lo, hi, stride rune) {
+			if stride == 1 {
+				add(lo, hi)
+				return
+			}
+			for c := lo; c <= hi; c += stride {
+				add(c, c)
+			}
+		}
+		for _, r := range t.R16 {
+			each(rune(r.Lo), rune(r.Hi), rune(r.Stride))
+		}
+		for _, r := range t.R32 {
+			each(rune(r.Lo), rune(r.Hi), rune(r.Stride))
+		}
+		return n
+	}
+	s := tableSizes{byName: map[string]int{"Any": 2}}
+	for _, m := range []map[string]*unicode.RangeTable{unicode.Categories, unicode.Scripts} {
+		for name, t := range m {
+			c := count(t)
+			s.byName[name] = c
+			s.most = max(s.most, c)
+		}
+	}
+	return s
+})
 
 // setSize estimates what the valueSet of a list holds.
 func setSize(list []any) int { return setOverhead + setBytesPerElement*len(list) }

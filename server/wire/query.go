@@ -106,8 +106,9 @@ type Predicate struct {
 	Children  []*Predicate
 	ValueRef  string // "" when absent
 
-	re  atomic.Pointer[compiledPattern] // like/regex, compiled on first use
-	set atomic.Pointer[compiledSet]     // in with a long Value list, built on first use
+	re   atomic.Pointer[compiledPattern] // like/regex with a Value, compiled on first use
+	refs atomic.Pointer[refPatterns]     // like/regex with a ValueRef: recent patterns
+	set  atomic.Pointer[compiledSet]     // in with a long Value list, built on first use
 }
 
 type compiledSet struct {
