@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -490,6 +491,33 @@ func TestConn_writeQueueBoundInBytes(t *testing.T) {
 	t.Parallel()
 	const maxMsg = 64 << 10
 	e := newEnv(t, envConfig{opts: Options{MaxMessageBytes: maxMsg}})
+	const batches = 40 // 40 x 60 KB: 2.4 MB, well under the 256-job bound
+	value := strings.Repeat("v", 60<<10)
+	frames := make([][]byte, batches)
+	frameMax := 0
+	for i := range frames {
+		frames[i] = mustEncode(t, &wire.OpBatch{Ops: []wire.ClientOp{putOp(itoa(i+1), "m", "k"+itoa(i+1), value, cts("c"))}})
+		frameMax = max(frameMax, len(frames[i]))
+	}
+	// The reader is held once one more frame would not fit; the queue
+	// must then stay put.
+	limit := writeQueueFrames * maxMsg
+	heldWrites(t, e, frames, func(q, _ int) bool { return q+frameMax > limit }, func(q, _ int) string {
+		if q > limit {
+			return fmt.Sprintf("%d bytes of writes queued, over the bound of %d", q, limit)
+		}
+		return ""
+	})
+}
+
+// heldWrites sends frames (OP_BATCHes of ops "1".."n" writing keys k1..kn of
+// map m) on a new connection while the store's commits are held, waits
+// until the connection's write queue stays put with full reporting true
+// (failing at once when over reports a problem), checks that the reader
+// stopped before queueing every frame, then releases the commits and
+// checks that every write is acknowledged and stored.
+func heldWrites(t *testing.T, e *env, frames [][]byte, full func(queued, jobs int) bool, over func(queued, jobs int) string) {
+	t.Helper()
 	c := e.dial(t)
 	c.ping()
 	var srvConn *conn
@@ -503,17 +531,8 @@ func TestConn_writeQueueBoundInBytes(t *testing.T) {
 		defer srvConn.mu.Unlock()
 		return srvConn.queuedWrites, srvConn.pending
 	}
-
 	release := e.be.holdCommits()
 	defer release()
-	const batches = 40 // 40 x 60 KB: 2.4 MB, well under the 256-job bound
-	value := strings.Repeat("v", 60<<10)
-	frames := make([][]byte, batches)
-	frameMax := 0
-	for i := range frames {
-		frames[i] = mustEncode(t, &wire.OpBatch{Ops: []wire.ClientOp{putOp(itoa(i+1), "m", "k"+itoa(i+1), value, cts("c"))}})
-		frameMax = max(frameMax, len(frames[i]))
-	}
 	sent := make(chan error, 1)
 	go func() {
 		for _, b := range frames {
@@ -524,24 +543,21 @@ func TestConn_writeQueueBoundInBytes(t *testing.T) {
 		}
 		sent <- nil
 	}()
-	// Wait until the reader is held: one more frame would not fit. Then
-	// the queue must stay put.
-	limit := writeQueueFrames * maxMsg
 	last, stable := -1, 0
 	deadline := time.Now().Add(20 * time.Second)
 	for stable < 20 && time.Now().Before(deadline) {
-		q, _ := queued()
-		if q > limit {
-			t.Fatalf("%d bytes of writes queued, over the bound of %d", q, limit)
+		q, jobs := queued()
+		if msg := over(q, jobs); msg != "" {
+			t.Fatal(msg)
 		}
-		if q == last && q+frameMax > limit {
+		if q == last && full(q, jobs) {
 			stable++
 		} else {
 			last, stable = q, 0
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if q, jobs := queued(); q == 0 || jobs >= batches {
+	if q, jobs := queued(); q == 0 || jobs >= len(frames) {
 		t.Fatalf("queued %d bytes in %d jobs: the bound did not hold the writes back", q, jobs)
 	}
 	release()
@@ -549,12 +565,12 @@ func TestConn_writeQueueBoundInBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	acked := 0
-	for acked < batches {
+	for acked < len(frames) {
 		if m, ok := c.next().(*wire.OpAck); ok {
 			acked, _ = strconv.Atoi(m.LastID)
 		}
 	}
-	for i := 1; i <= batches; i++ {
+	for i := 1; i <= len(frames); i++ {
 		if _, _, ok := e.getLWW("m", "k"+itoa(i)); !ok {
 			t.Fatalf("write %d was lost", i)
 		}

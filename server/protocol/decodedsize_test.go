@@ -1,13 +1,10 @@
 package protocol
 
 import (
-	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -65,22 +62,6 @@ func TestConn_writeQueueBoundInDecodedSize(t *testing.T) {
 	t.Parallel()
 	const maxMsg = 64 << 10
 	e := newEnv(t, envConfig{opts: Options{MaxMessageBytes: maxMsg}})
-	c := e.dial(t)
-	c.ping()
-	var srvConn *conn
-	e.srv.mu.RLock()
-	for sc := range e.srv.conns {
-		srvConn = sc
-	}
-	e.srv.mu.RUnlock()
-	queued := func() (int, int) {
-		srvConn.mu.Lock()
-		defer srvConn.mu.Unlock()
-		return srvConn.queuedWrites, srvConn.pending
-	}
-
-	release := e.be.holdCommits()
-	defer release()
 	const batches = 40
 	frames := make([][]byte, batches)
 	for i := range frames {
@@ -94,47 +75,10 @@ func TestConn_writeQueueBoundInDecodedSize(t *testing.T) {
 	if size <= limit/2 || len(frames[0])*batches > limit {
 		t.Fatalf("decoded size %d, frame %d bytes: the test needs frames small and decoded sizes large", size, len(frames[0]))
 	}
-	sent := make(chan error, 1)
-	go func() {
-		for _, b := range frames {
-			if err := c.ws.Write(context.Background(), websocket.MessageBinary, b); err != nil {
-				sent <- err
-				return
-			}
-		}
-		sent <- nil
-	}()
-	// Wait until the queue stays put, then check it.
-	last, stable := -1, 0
-	deadline := time.Now().Add(20 * time.Second)
-	for stable < 20 && time.Now().Before(deadline) {
-		q, jobs := queued()
+	heldWrites(t, e, frames, func(int, int) bool { return true }, func(q, jobs int) string {
 		if q > limit && jobs > 1 {
-			t.Fatalf("%d jobs of %d decoded bytes queued, over the bound of %d", jobs, q, limit)
+			return fmt.Sprintf("%d jobs of %d decoded bytes queued, over the bound of %d", jobs, q, limit)
 		}
-		if q == last {
-			stable++
-		} else {
-			last, stable = q, 0
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if q, jobs := queued(); q == 0 || jobs >= batches {
-		t.Fatalf("queued %d decoded bytes in %d jobs: the bound did not hold the writes back", q, jobs)
-	}
-	release()
-	if err := <-sent; err != nil {
-		t.Fatal(err)
-	}
-	acked := 0
-	for acked < batches {
-		if m, ok := c.next().(*wire.OpAck); ok {
-			acked, _ = strconv.Atoi(m.LastID)
-		}
-	}
-	for i := 1; i <= batches; i++ {
-		if _, _, ok := e.getLWW("m", "k"+itoa(i)); !ok {
-			t.Fatalf("write %d was lost", i)
-		}
-	}
+		return ""
+	})
 }
