@@ -79,5 +79,7 @@
 //   - Timestamps order node ids as the TypeScript client's localeCompare
 //     (Unicode root collation: "a" < "B", "A" > "a"), not byte-wise as
 //     TopGun's Rust core does: the server keeps client timestamps, so its
-//     LWW tie-break must be the clients' (CompareNodeID).
+//     LWW tie-break must be the clients' (CompareNodeID). Only an id's
+//     first 256 bytes are collated (then ids compare byte-wise), which
+//     bounds the cost of a hostile id of megabytes.
 package record

@@ -3,7 +3,11 @@ package record
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestTimestamp_Compare(t *testing.T) {
@@ -108,6 +112,69 @@ func TestTimestamp_StringAndParse(t *testing.T) {
 	for _, in := range bad {
 		if got, err := ParseTimestamp(in); !errors.Is(err, ErrInvalidTimestamp) {
 			t.Errorf("ParseTimestamp(%q) = %+v, %v; want ErrInvalidTimestamp", in, got, err)
+		}
+	}
+}
+
+// A client's timestamp may carry a node id of megabytes (nothing bounds it
+// but the message), and collating costs up to about 700 ns per byte: one
+// write tying (same millis and counter) with a stored record whose node id
+// differed only at its end held the store's merging, and every other
+// writer, for over a second per 2 MiB. Only a bounded prefix is collated.
+func TestCompareNodeID_longIDsCostBounded(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("\ufdfa", (2<<20)/len("\ufdfa"))
+	a, b := long+"a", long+"b"
+	if c := CompareNodeID(a, b); c != -1 {
+		t.Errorf("CompareNodeID(long+a, long+b) = %d, want -1", c)
+	}
+	// What is collated is bounded (collating all of it took over a
+	// second), and cut at a character boundary.
+	for _, id := range []string{a, strings.Repeat("x", 255) + "\ufdfa", strings.Repeat("é", 200)} {
+		p := collatedPart(id)
+		if len(p) > maxCollatedNodeIDBytes || !strings.HasPrefix(id, p) || !utf8.ValidString(p) {
+			t.Errorf("collatedPart of a %d-byte id: %d bytes, valid %v", len(id), len(p), utf8.ValidString(p))
+		}
+	}
+}
+
+// CompareNodeID must be a total order (antisymmetric, transitive, zero only
+// for equal ids) for every string a client may send, invalid UTF-8, NUL,
+// combining and ignorable characters included, and ids longer than the
+// collated prefix: servers deciding LWW ties by a non-transitive order
+// could keep different winners.
+func TestCompareNodeID_totalOrder(t *testing.T) {
+	t.Parallel()
+	parts := []string{"a", "A", "b", "B", "e", "é", "e\u0301", "\u0301", "\u0327", "\x00", "\x01", "\xff", "\xc3",
+		"-", "_", " ", "\u200b", "\u00ad", "ß", "ss", "中", "😀", "\ufffd", "1", "9", "\u034f", "\ufeff", "Å", "A\u030a",
+		"\u212b", "\u1100", "\u1161", "\uac00", "\u0e40", "\u0e01", "\ufdfa", "\x80", "\xed\xa0\x80"}
+	// Ids around 256 bytes, the collated prefix.
+	prefixes := []string{"", strings.Repeat("x", 254), strings.Repeat("é", 127)}
+	r := rand.New(rand.NewPCG(1, 2))
+	ids := make([]string, 250)
+	for i := range ids {
+		var sb strings.Builder
+		sb.WriteString(prefixes[r.IntN(len(prefixes))])
+		for range r.IntN(6) {
+			sb.WriteString(parts[r.IntN(len(parts))])
+		}
+		ids[i] = sb.String()
+	}
+	for _, a := range ids {
+		for _, b := range ids {
+			c, d := CompareNodeID(a, b), CompareNodeID(b, a)
+			if c != -d || (c == 0) != (a == b) {
+				t.Fatalf("CompareNodeID(%q, %q) = %d, reverse %d", a, b, c, d)
+			}
+		}
+	}
+	sorted := slices.Clone(ids)
+	slices.SortFunc(sorted, CompareNodeID)
+	for i := range sorted {
+		for j := i + 1; j < len(sorted); j++ {
+			if CompareNodeID(sorted[i], sorted[j]) > 0 {
+				t.Fatalf("not transitive: %q sorts before %q but compares greater", sorted[i], sorted[j])
+			}
 		}
 	}
 }
