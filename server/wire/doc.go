@@ -108,8 +108,9 @@
 // $like/$regex patterns and builds hash sets of its long $in/$nin lists
 // once; call it before matching a query against many records. A
 // predicate leaf whose pattern is a ValueRef reads it from each record: it
-// keeps the last few it compiled, and a regex so read that would compile
-// to more than MaxRefPatternSize matches nothing (see Match). Aggregation
+// keeps the last few it compiled, up to 64 KiB (Query.CompileLimit counts
+// that much for it), and a regex so read that would compile to more than
+// MaxRefPatternSize matches nothing (see Match). Aggregation
 // queries (GroupBy, Aggregations) are decoded and re-encoded but not evaluated;
 // Query.IsAggregate reports them. Cursor pagination is carried, not
 // evaluated.

@@ -44,7 +44,8 @@ import (
 // A pattern longer than MaxPatternBytes matches nothing, as one that does
 // not compile. A like/regex leaf with a ValueRef reads its pattern from
 // each record, so it compiles per record what it has not met among the
-// last few patterns; a regex read so whose compiled program would take
+// last few patterns it keeps (at most refCacheBytes of them, which
+// CompileLimit counts); a regex read so whose compiled program would take
 // more than MaxRefPatternSize matches nothing, refused before it is
 // compiled. in takes an array (a long one is looked up in a hash set,
 // with the same equality); between takes [low, high] inclusive;
@@ -253,6 +254,18 @@ func (p *Predicate) pattern(pattern string) textMatcher {
 // used, so records that share a few patterns compile each once.
 const refPatternCache = 4
 
+// refCacheBytes bounds what such a node keeps (its patterns and their
+// compiled size as compilePatternSize estimates it); CompileLimit counts
+// it for each such node, so that the memory of a live query holding them
+// is bounded. A pattern larger than it is compiled for each record that
+// holds it and not kept: four kept patterns of up to MaxRefPatternSize
+// per node let a query of 100 such nodes hold 100 MB and count nothing.
+const refCacheBytes = 64 << 10
+
+// refEntryOverhead is what a kept pattern costs besides its string and
+// compiled size (its compiledPattern, the cache's copy).
+const refEntryOverhead = 128
+
 // MaxRefPatternSize bounds the compiled size of a regex pattern read from
 // the record or the auth value (ValueRef), as estimated before it is
 // compiled (regexSize): such a pattern may differ in every record, so it
@@ -286,11 +299,25 @@ func (p *Predicate) refPattern(pattern string) textMatcher {
 	if size > limit {
 		m = nil
 	}
-	// Copy on write, most recent first: concurrent evaluations may lose
-	// an entry to each other, never see a torn one.
-	next := refPatterns{&compiledPattern{op: p.Op, pattern: pattern, m: m}}
+	cost := refEntryOverhead + len(pattern)
+	if m != nil {
+		cost += size
+	}
+	if cost > refCacheBytes {
+		return m // compiled for this record only (see refCacheBytes)
+	}
+	// Copy on write, most recent first, within refCacheBytes: concurrent
+	// evaluations may lose an entry to each other, never see a torn one.
+	next := refPatterns{&compiledPattern{op: p.Op, pattern: pattern, m: m, cost: cost}}
 	if cur != nil {
-		copy(next[1:], cur[:])
+		for i, total := 1, cost; i < len(next); i++ {
+			c := cur[i-1]
+			if c == nil || total+c.cost > refCacheBytes {
+				break
+			}
+			total += c.cost
+			next[i] = c
+		}
 	}
 	p.refs.Store(&next)
 	return m
@@ -577,7 +604,9 @@ func (q *Query) Compile() {
 // CompileLimit is Compile that also prepares the patterns and long in
 // lists of the Predicate tree's nodes (those that compare with a Value, not
 // a ValueRef; identical patterns share one matcher), and counts what all
-// of them take in memory, an estimate. It returns the count; ok is false,
+// of them take in memory, an estimate, with what each like/regex node
+// with a ValueRef may keep of the patterns it reads from records
+// (refCacheBytes, 64 KiB). It returns the count; ok is false,
 // and the count past limit, as soon as it passes limit, before anything
 // more is compiled: such a query still matches correctly, compiling the
 // rest on use, but a server holding it should drop it. A regex pattern
@@ -649,6 +678,11 @@ func (q *Query) compile(limit int, tree bool) (int, bool) {
 			}
 		}
 		if p.ValueRef != "" {
+			// Patterns read from records are compiled on use; what
+			// the node keeps of them is bounded (refCacheBytes).
+			if p.Op == OpLike || p.Op == OpRegex {
+				return add(refCacheBytes)
+			}
 			return true
 		}
 		switch p.Op {

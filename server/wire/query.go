@@ -120,6 +120,7 @@ type compiledPattern struct {
 	op      PredicateOp
 	pattern string
 	m       textMatcher // nil when the pattern does not compile
+	cost    int         // what a ValueRef node's cache counts for it (refCacheBytes)
 }
 
 func (d *decoder) query() (Query, error) {
