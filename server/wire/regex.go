@@ -1,9 +1,12 @@
 package wire
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
+	"regexp/syntax"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +44,10 @@ import (
 //   - A bracket nested in a bracket ([a[bc]]) is a union in Rust and a
 //     literal [ in Go: non-negated nested brackets are flattened; negated
 //     ones and the set operators && -- ~~ cannot be expressed: error.
+//   - The flag i is tracked as well (and passed on): under (?i) a bracket
+//     is case-folded here, with Go's tables and Go's meaning, and written
+//     in (?-i:…), as Go's parser folds a bracket range by visiting each of
+//     its runes (see foldClass); \w \s and \W \S outside brackets too.
 //   - Rust repeats a repetition (a**, a{2}{3}, \d+* is (?:\d+)*); Go's parser
 //     rejects a repetition operator after another: the repeated
 //     repetition is wrapped in a non-capturing group.
@@ -59,10 +66,17 @@ import (
 // knows binary properties and loose names such as \p{letter}). Go caps
 // counted repetitions at 1000. Unicode tables are Go's (15.0.0).
 func translateRegex(pattern string) (string, error) {
+	return translateRegexFold(pattern, true)
+}
+
+// translateRegexFold is translateRegex; foldClasses false leaves the case
+// folding of bracket classes under (?i) to Go's parser, as a reference for
+// tests (see foldClass).
+func translateRegexFold(pattern string, foldClasses bool) (string, error) {
 	if !utf8.ValidString(pattern) {
 		return "", errRegex
 	}
-	t := &regexTranslator{src: pattern, flags: []rxFlags{{unicode: true}}, atom: -1}
+	t := &regexTranslator{src: pattern, flags: []rxFlags{{unicode: true}}, atom: -1, foldClasses: foldClasses}
 	t.out.Grow(len(pattern) + 16)
 	if err := t.run(); err != nil {
 		return "", err
@@ -77,14 +91,25 @@ var errRegex = errors.New("wire: regex not supported")
 type rxFlags struct {
 	unicode bool // u: Unicode-aware \d \s \w (Rust's default)
 	verbose bool // x: ignore whitespace and # comments
+	fold    bool // i: case-insensitive (passed to Go too; see foldClass)
 }
 
 type regexTranslator struct {
 	src   string
 	pos   int
-	out   strings.Builder
+	out   bytes.Buffer
 	flags []rxFlags // one frame per open group; the last is current
 	names map[string]bool
+	// foldClasses enables foldClass. For the bracket being translated
+	// under (?i), classNeg tells whether it is negated, classKept holds
+	// the class items taken out of out as (?i) needs no work on them and
+	// classExtra the runes (?i) adds to them (see foldNamed); namedFolds
+	// caches foldNamed's verdicts.
+	foldClasses bool
+	classNeg    bool
+	classKept   strings.Builder
+	classExtra  []runeRange
+	namedFolds  map[string]namedFold
 	// atom is the offset in out where the last repeatable item written
 	// starts (-1 when there is none), rep whether a repetition of it was
 	// written last, and groups the offsets of the open groups' '('.
@@ -202,12 +227,10 @@ func (t *regexTranslator) wrapRepeated() {
 	if !t.rep || t.atom < 0 {
 		return
 	}
-	s := t.out.String()
-	t.out.Reset()
-	t.out.Grow(len(s) + 4)
-	t.out.WriteString(s[:t.atom])
+	s := string(t.out.Bytes()[t.atom:])
+	t.out.Truncate(t.atom)
 	t.out.WriteString("(?:")
-	t.out.WriteString(s[t.atom:])
+	t.out.WriteString(s)
 	t.out.WriteByte(')')
 }
 
@@ -331,6 +354,9 @@ func (t *regexTranslator) group() error {
 		seen[c] = true
 		switch c {
 		case 'i', 'm', 's', 'U':
+			if c == 'i' {
+				f.fold = !neg
+			}
 			if neg {
 				goOff.WriteByte(c)
 			} else {
@@ -388,9 +414,23 @@ func (t *regexTranslator) escape(inClass bool) (isClass bool, err error) {
 	t.pos += n
 	switch r {
 	case 'd', 'D', 's', 'S', 'w', 'W':
-		return true, t.perlClass(byte(r), inClass)
+		before := t.out.Len()
+		if err := t.perlClass(byte(r), inClass); err != nil {
+			return true, err
+		}
+		if inClass && t.folding() && t.cur().unicode && perlClassesFoldClosed() {
+			t.keepClassItem(before) // (?i) adds nothing to them
+		}
+		return true, nil
 	case 'p', 'P':
-		return true, t.unicodeClass(r)
+		before := t.out.Len()
+		if err := t.unicodeClass(r); err != nil {
+			return true, err
+		}
+		if inClass && t.folding() {
+			return true, t.foldNamed(before)
+		}
+		return true, nil
 	}
 	return false, t.escapeLiteral(r, inClass)
 }
@@ -550,6 +590,20 @@ func (t *regexTranslator) perlClass(c byte, inClass bool) error {
 	if lower == 's' {
 		items, complement = pc.space, pc.spaceComplement
 	}
+	if !inClass && t.folding() {
+		folded, spaceFolded := perlFolded()
+		if lower == 's' {
+			folded = spaceFolded
+		}
+		// A class Go's parser would fold rune by rune (about 0.25 ms for
+		// \w): the folding, computed once, is written out instead.
+		if negated {
+			t.out.WriteString("(?-i:[^" + items + folded + "])")
+		} else {
+			t.out.WriteString("(?-i:[" + items + folded + "])")
+		}
+		return nil
+	}
 	switch {
 	case !inClass && negated:
 		t.out.WriteString("[^" + items + "]")
@@ -565,6 +619,9 @@ func (t *regexTranslator) perlClass(c byte, inClass bool) error {
 
 // class translates a bracket whose [ has been read, up to its ].
 func (t *regexTranslator) class() error {
+	if t.folding() {
+		return t.foldClass()
+	}
 	t.out.WriteByte('[')
 	if err := t.classBody(true); err != nil {
 		return err
@@ -586,6 +643,7 @@ func (t *regexTranslator) classBody(top bool) error {
 		}
 		t.pos++
 		t.out.WriteByte('^')
+		t.classNeg = true
 		t.skipSpace()
 	}
 	// Rust's parse_set_class_open: any number of leading - are literals,
@@ -621,7 +679,13 @@ func (t *regexTranslator) classBody(top bool) error {
 					return errRegex // [:^alpha:] holds non-ASCII bytes
 				}
 				t.pos += n
+				before := t.out.Len()
 				t.out.WriteString(rest[:n]) // the same ASCII class in Go
+				if t.folding() {
+					if err := t.foldNamed(before); err != nil {
+						return err
+					}
+				}
 			} else {
 				t.pos++
 				if err := t.classBody(false); err != nil {
@@ -689,6 +753,21 @@ type perlClassItems struct {
 	word, wordComplement, space, spaceComplement string
 }
 
+// perlFolded holds what (?i) adds to \w and \s (nothing, with Go's
+// tables; computed rather than assumed), for perlClass to write them
+// without leaving the folding to Go's parser.
+var perlFolded = sync.OnceValues(func() (word, space string) {
+	pc := perlClasses()
+	fold := func(items string) string {
+		rs, err := classRanges("["+items+"]", false)
+		if err != nil {
+			panic(err) // our own items
+		}
+		return formatRanges(foldAdditions(rs))
+	}
+	return fold(pc.word), fold(pc.space)
+})
+
 var perlClasses = sync.OnceValue(func() perlClassItems {
 	// \w = Alphabetic + M + Nd + Pc + Join_Control, Alphabetic being
 	// L + Nl + Other_Alphabetic (UTS #18 annex C, which the regex crate
@@ -744,6 +823,11 @@ func tableRanges(tabs ...*unicode.RangeTable) []runeRange {
 			add(rune(r.Lo), rune(r.Hi), rune(r.Stride))
 		}
 	}
+	return mergeRanges(rs)
+}
+
+// mergeRanges sorts rs and merges overlapping and adjacent ranges.
+func mergeRanges(rs []runeRange) []runeRange {
 	slices.SortFunc(rs, func(a, b runeRange) int { return cmp.Compare(a.lo, b.lo) })
 	var out []runeRange
 	for _, r := range rs {
@@ -781,4 +865,269 @@ func formatRanges(rs []runeRange) string {
 		}
 	}
 	return b.String()
+}
+
+// Case folding of bracket classes. Under (?i) Go's parser folds a class
+// range by visiting every rune of it that lies between U+0041 and U+1E943
+// (regexp/syntax appendFoldedRange): (?i)[B-\x{1E942}] takes milliseconds
+// to parse, a 4 KB pattern of such brackets a second, on every
+// compilation, though it looks small to regexSize. foldClass computes the
+// same class from the ~2,900 runes that fold at all and writes it in
+// (?-i:…), where Go's parser does no folding. Go's meaning, which is also
+// Rust's (simple case folding of each item, then the negation), is kept:
+// the items are written unchanged and the runes (?i) adds to them are
+// appended.
+
+func (t *regexTranslator) folding() bool { return t.foldClasses && t.cur().fold }
+
+// foldClass is class under (?i).
+func (t *regexTranslator) foldClass() error {
+	start := t.out.Len()
+	t.classNeg, t.classExtra = false, t.classExtra[:0]
+	t.classKept.Reset()
+	if err := t.classBody(true); err != nil {
+		return err
+	}
+	// What is left in out are runes and ranges (and ASCII classes under
+	// (?-u)): Go's parser reads them without folding, cheaply, and the
+	// runes sharing a case orbit with one of them are added.
+	body := string(t.out.Bytes()[start:])
+	t.out.Truncate(start)
+	if t.classNeg {
+		body = body[1:] // the ^ classBody wrote
+	}
+	if strings.HasPrefix(body, "^") {
+		body = `\` + body // a literal ^ that keepClassItem left first
+	}
+	var items []runeRange
+	if body != "" {
+		var err error
+		if items, err = classRanges("["+body+"]", false); err != nil {
+			return errRegex // Go's parser would reject it as well
+		}
+	}
+	extra := mergeRanges(append(foldAdditions(items), t.classExtra...))
+	added := formatRanges(subtractRanges(extra, items))
+	kept := t.classKept.String()
+	t.out.WriteString("(?-i:[")
+	switch {
+	case body == "" && kept == "" && added == "" && t.classNeg:
+		t.out.WriteString(`\x{0}-\x{10FFFF}`) // the negation of nothing
+	case body == "" && kept == "" && added == "":
+		t.out.WriteString(`^\x{0}-\x{10FFFF}`) // an empty class
+	default:
+		if t.classNeg {
+			t.out.WriteByte('^')
+		}
+		t.out.WriteString(body)
+		t.out.WriteString(kept)
+		t.out.WriteString(added)
+	}
+	t.out.WriteString("])")
+	if t.out.Len() > maxTranslatedPatternBytes {
+		return errRegex // stop early: the result is too long anyway
+	}
+	return nil
+}
+
+// keepClassItem moves the class item written at out[before:] to
+// classKept, out of what foldClass parses and folds.
+func (t *regexTranslator) keepClassItem(before int) {
+	t.classKept.Write(t.out.Bytes()[before:])
+	t.out.Truncate(before)
+}
+
+// namedFold is foldNamed's verdict on one named class item.
+type namedFold struct {
+	keep  bool        // the item stays as written, and
+	extra []runeRange // these runes are what (?i) adds to it
+}
+
+// foldNamed handles, under (?i), the named class just written at
+// out[before:] (\p{…}, \P{…}, [:name:] or [:^name:]), which Go's parser
+// folds from its tables rather than rune by rune: it asks Go's parser what
+// the item is with and without (?i). Folding a negated class is not
+// negating the folded one ((?i)\P{Lu} holds no cased letter), so an item
+// whose folded form does not contain its plain form is replaced by the
+// folded runes.
+func (t *regexTranslator) foldNamed(before int) error {
+	item := string(t.out.Bytes()[before:])
+	key := namedClassKey(item)
+	nf, ok := t.namedFolds[key]
+	if !ok {
+		plain, err1 := classRanges("["+item+"]", false)
+		folded, err2 := classRanges("["+item+"]", true)
+		if err1 != nil || err2 != nil {
+			return errRegex // an unknown \p name: Go's parser rejects it too
+		}
+		if len(subtractRanges(plain, folded)) == 0 {
+			nf = namedFold{keep: true, extra: subtractRanges(folded, plain)}
+		} else {
+			nf = namedFold{extra: folded}
+		}
+		if t.namedFolds == nil {
+			t.namedFolds = map[string]namedFold{}
+		}
+		t.namedFolds[key] = nf
+	}
+	if nf.keep {
+		t.keepClassItem(before)
+	} else {
+		t.out.Truncate(before)
+	}
+	t.classExtra = append(t.classExtra, nf.extra...)
+	return nil
+}
+
+// namedClassKey names a \p item by its sign and its name as Go's parser
+// looks it up (ASCII case, spaces, _ and - ignored), so that spellings of
+// one table are examined once.
+func namedClassKey(item string) string {
+	if len(item) < 3 || item[0] != '\\' {
+		return item // [:name:]
+	}
+	neg := item[1] == 'P'
+	name := strings.TrimSuffix(strings.TrimPrefix(item[2:], "{"), "}")
+	if strings.HasPrefix(name, "^") {
+		neg, name = !neg, name[1:]
+	}
+	key := []byte{'+'}
+	if neg {
+		key[0] = '-'
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '_' || c == '-' || c == ' ':
+		case 'A' <= c && c <= 'Z':
+			key = append(key, c+'a'-'A')
+		default:
+			key = append(key, c)
+		}
+	}
+	return string(key)
+}
+
+// perlClassesFoldClosed reports whether (?i) adds nothing to the Unicode
+// \d, \s and \w (and so to \D, \S, \W): true with Go's tables, checked
+// rather than assumed.
+var perlClassesFoldClosed = sync.OnceValue(func() bool {
+	word, space := perlFolded()
+	digits, err := classRanges(`[\p{Nd}]`, false)
+	return err == nil && word == "" && space == "" && len(foldAdditions(digits)) == 0
+})
+
+// classRanges parses a Go bracket expression (as Go's regexp would, with
+// FoldCase when fold) and returns its runes as sorted, merged ranges.
+func classRanges(class string, fold bool) ([]runeRange, error) {
+	flags := syntax.Perl
+	if fold {
+		flags |= syntax.FoldCase
+	}
+	re, err := syntax.Parse(class, flags)
+	if err != nil {
+		return nil, err
+	}
+	var rs []runeRange
+	switch re.Op {
+	case syntax.OpCharClass:
+		for i := 0; i+1 < len(re.Rune); i += 2 {
+			rs = append(rs, runeRange{re.Rune[i], re.Rune[i+1]})
+		}
+	case syntax.OpLiteral: // the parser's form of [a], and of [Aa] with FoldCase
+		for _, r := range re.Rune {
+			rs = append(rs, runeRange{r, r})
+			if re.Flags&syntax.FoldCase != 0 {
+				for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+					rs = append(rs, runeRange{f, f})
+				}
+			}
+		}
+	case syntax.OpAnyChar:
+		rs = append(rs, runeRange{0, unicode.MaxRune})
+	case syntax.OpAnyCharNotNL:
+		rs = append(rs, runeRange{0, '\n' - 1}, runeRange{'\n' + 1, unicode.MaxRune})
+	case syntax.OpNoMatch:
+	default:
+		return nil, errRegex
+	}
+	return mergeRanges(rs), nil
+}
+
+// foldOrbits lists the runes whose simple case folding orbit holds other
+// runes (about 2,900), sorted, each with the other members of its orbit.
+var foldOrbits = sync.OnceValue(func() (o struct {
+	runes  []rune
+	others [][]rune
+}) {
+	// A rune folds only if it has a case mapping (unicode.SimpleFold) or
+	// shares an orbit with one that has (ß with ẞ), so the orbits of the
+	// runes of unicode.CaseRanges are all there is.
+	seen := map[rune]bool{}
+	for _, cr := range unicode.CaseRanges {
+		for r := rune(cr.Lo); r <= rune(cr.Hi); r++ {
+			for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+				seen[r], seen[f] = true, true
+			}
+		}
+	}
+	o.runes = slices.Sorted(maps.Keys(seen))
+	for _, r := range o.runes {
+		var others []rune
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			others = append(others, f)
+		}
+		o.others = append(o.others, others)
+	}
+	return o
+})
+
+// foldAdditions returns the runes outside rs (sorted and merged) that
+// share a case orbit with a rune of rs, as merged ranges: what (?i) adds
+// to the class rs. It visits only the runes of rs that fold.
+func foldAdditions(rs []runeRange) []runeRange {
+	o := foldOrbits()
+	var add []runeRange
+	for _, r := range rs {
+		i, _ := slices.BinarySearch(o.runes, r.lo)
+		for ; i < len(o.runes) && o.runes[i] <= r.hi; i++ {
+			for _, f := range o.others[i] {
+				if !inRanges(rs, f) {
+					add = append(add, runeRange{f, f})
+				}
+			}
+		}
+	}
+	return mergeRanges(add)
+}
+
+func inRanges(rs []runeRange, r rune) bool {
+	_, found := slices.BinarySearchFunc(rs, r, func(x runeRange, r rune) int {
+		switch {
+		case x.hi < r:
+			return -1
+		case x.lo > r:
+			return +1
+		}
+		return 0
+	})
+	return found
+}
+
+// subtractRanges returns the runes of a (merged) not in b (merged).
+func subtractRanges(a, b []runeRange) []runeRange {
+	var out []runeRange
+	for _, r := range a {
+		lo := r.lo
+		i, _ := slices.BinarySearchFunc(b, lo, func(x runeRange, r rune) int { return cmp.Compare(x.hi, r) })
+		for ; i < len(b) && b[i].lo <= r.hi && lo <= r.hi; i++ {
+			if b[i].lo > lo {
+				out = append(out, runeRange{lo, b[i].lo - 1})
+			}
+			lo = max(lo, b[i].hi+1)
+		}
+		if lo <= r.hi {
+			out = append(out, runeRange{lo, r.hi})
+		}
+	}
+	return out
 }
