@@ -29,7 +29,10 @@
 // get ErrSuperseded once those cannot come).
 // TopGun's server sends no reply at all for a failed CLIENT_OP and an
 // uncorrelated ERROR for a failed OP_BATCH, so a failed write surfaces as
-// the caller's context expiring (and through Options.OnServerError). A
+// the caller's context expiring (and through Options.OnServerError); a
+// write that could never be sent (alone over Options.Limits: the frame
+// limit, or the memory the server lets a message take once decoded) fails
+// at once instead. A
 // write the server refuses with OP_REJECTED (this project's server does,
 // and still covers it with the batch's OP_ACK) fails with a
 // *RejectedError (errors.Is ErrRejected) and is not re-sent.

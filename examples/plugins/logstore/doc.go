@@ -4,8 +4,9 @@
 //
 // It uses only the standard library and package abi, so the same code runs
 // natively (where its tests run, with -race) and as a wasm plugin
-// (GOOS=wasip1, see the cmd directory): it uses plain os file calls, no mmap,
-// no file locks and no background goroutines.
+// (GOOS=wasip1, see the cmd directory): it uses plain os file calls, no mmap
+// and no background goroutines, and takes a file lock only natively (see
+// Caveats).
 //
 // # Basics
 //
