@@ -66,13 +66,10 @@ func (l Limits) Decode(b []byte) (Message, error) {
 // the memory it takes, as counted against MaxDecodedBytes (see the package
 // doc). A server that holds decoded messages bounds them by it.
 func (l Limits) DecodeSize(b []byte) (Message, int, error) {
-	if len(b) > l.MaxMessageBytes {
-		return nil, 0, &DecodeError{Kind: ErrTooLarge, Reason: "frame of " + itoa(len(b)) + " bytes exceeds the limit of " + itoa(l.MaxMessageBytes)}
+	d, err := l.frameDecoder(b)
+	if err != nil {
+		return nil, 0, err
 	}
-	if l.MaxDepth <= 0 {
-		l.MaxDepth = DefaultMaxDepth
-	}
-	d := newDecoder(b, l.MaxDepth, l.maxDecoded())
 	defer putDecoder(d)
 
 	// Pass 1: find "type" and check the whole frame's structure (depth,
@@ -132,19 +129,28 @@ func (l Limits) DecodeSize(b []byte) (Message, int, error) {
 // authentication, only AUTH) check it before they Decode. Its errors are
 // Decode's.
 func (l Limits) Type(b []byte) (string, error) {
-	if len(b) > l.MaxMessageBytes {
-		return "", &DecodeError{Kind: ErrTooLarge, Reason: "frame of " + itoa(len(b)) + " bytes exceeds the limit of " + itoa(l.MaxMessageBytes)}
+	d, err := l.frameDecoder(b)
+	if err != nil {
+		return "", err
 	}
-	if l.MaxDepth <= 0 {
-		l.MaxDepth = DefaultMaxDepth
-	}
-	d := newDecoder(b, l.MaxDepth, l.maxDecoded())
 	defer putDecoder(d)
 	typ, err := d.scanType()
 	if err != nil {
 		return "", toDecodeError(typ, err)
 	}
 	return typ, nil
+}
+
+// frameDecoder checks a frame's size and returns a pooled decoder over it
+// with the limits applied; release it with putDecoder.
+func (l Limits) frameDecoder(b []byte) (*decoder, error) {
+	if len(b) > l.MaxMessageBytes {
+		return nil, &DecodeError{Kind: ErrTooLarge, Reason: "frame of " + itoa(len(b)) + " bytes exceeds the limit of " + itoa(l.MaxMessageBytes)}
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	return newDecoder(b, l.MaxDepth, l.maxDecoded()), nil
 }
 
 // scanType walks the whole frame once, returning the "type" string.
