@@ -239,7 +239,7 @@ func (c *conn) applyGroup(group []*writeJob) {
 			}
 		}
 		if len(cands) > s.opts.MaxBatchOps {
-			if k, ok := ackablePrefix(job, cands[s.opts.MaxBatchOps-1].ref.idx); ok {
+			if k := cands[s.opts.MaxBatchOps-1].ref.idx; job.push == nil && idsAscend(job.ops) {
 				// TopGun's client re-sends every unacknowledged op with
 				// each write, so refusing a batch of more new ops than
 				// the limit (an offline client's backlog) would refuse it
@@ -320,24 +320,20 @@ func (c *conn) applyGroup(group []*writeJob) {
 	}
 }
 
-// ackablePrefix reports whether an OP_ACK with the id of op k of an
-// OP_BATCH or CLIENT_OP job acknowledges exactly its ops 0..k with
-// TopGun's client, which marks synced every op whose numeric id is at most
-// lastId's: every op's id is a decimal number and the ids ascend. It
-// returns k.
-func ackablePrefix(job *writeJob, k int) (int, bool) {
-	if job.push != nil || k < 0 || k >= len(job.ops) {
-		return 0, false
-	}
+// idsAscend reports whether every op id is a decimal number and the ids
+// ascend, as TopGun's client's do: its OP_ACK then acknowledges exactly the
+// ops up to the one whose id it names (the client marks synced every op
+// whose numeric id is at most lastId's).
+func idsAscend(ops []wire.ClientOp) bool {
 	var prev uint64
-	for i := range job.ops {
-		id, err := strconv.ParseUint(job.ops[i].ID, 10, 64)
+	for i := range ops {
+		id, err := strconv.ParseUint(ops[i].ID, 10, 64)
 		if err != nil || (i > 0 && id <= prev) {
-			return 0, false
+			return false
 		}
 		prev = id
 	}
-	return k, true
+	return true
 }
 
 // lastOpID is the lastId TopGun acknowledges a batch with: the id of its
