@@ -126,6 +126,15 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 		return nil, err
 	}
 	cfg.MaxConns = o.MaxConns
+	// Keys, map names and notifications are sent as UTF-8. Another client
+	// encoding (from the URL, or the role's or database's settings) makes
+	// PostgreSQL convert them: LATIN1 stores every non-ASCII key doubly
+	// encoded, unlike what TopGun's server and other servers read and
+	// write, and other encodings refuse valid keys.
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	cfg.ConnConfig.RuntimeParams["client_encoding"] = "UTF8"
 	if cfg.MinConns > cfg.MaxConns {
 		cfg.MinConns = cfg.MaxConns
 	}

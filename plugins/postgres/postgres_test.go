@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 )
@@ -673,5 +674,41 @@ func TestListMaps_skipsNamesNoOperationTakes(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{"todos"}) {
 		t.Errorf("ListMaps = %d names; want only \"todos\"", len(names))
+	}
+}
+
+// TestOpen_forcesUTF8ClientEncoding asks for another client encoding in
+// the URL (as a role's or database's settings may): keys must still be
+// stored as their UTF-8 bytes, which TopGun's server and other servers
+// read, not taken for LATIN1 and stored doubly encoded.
+func TestOpen_forcesUTF8ClientEncoding(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	for _, u := range []string{
+		withURLParam(t, url, "client_encoding", "LATIN1"),
+		// Startup options; url already has a query (search_path).
+		url + "&options=-c%20client_encoding%3DLATIN1",
+	} {
+		checkStoredUTF8(t, url, openURL(t, u))
+	}
+}
+
+func checkStoredUTF8(t *testing.T, url string, b *Backend) {
+	t.Helper()
+	var batch abi.Batch
+	batch.Now = 10
+	batch.Put("карта", "ключ", false, []byte("v"), 0)
+	batch.Put("карта", "é", false, []byte("v"), 0)
+	apply(t, b, &batch)
+	rows, err := sqlConn(t, url).Query(testCtx(t), `SELECT map_name || '/' || key FROM topgun_maps ORDER BY key`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"карта/é", "карта/ключ"}; !slices.Equal(got, want) {
+		t.Fatalf("a UTF-8 connection reads %q; want %q", got, want)
 	}
 }
