@@ -16,12 +16,14 @@
 //	CREATE INDEX IF NOT EXISTS topgun_maps_expiry ON topgun_maps (expiration_time) WHERE expiration_time > 0;
 //
 // The table lives in the first schema of the connection's search_path (set
-// it in the URL, e.g. ?search_path=tenant1). Nothing outside the topgun_
+// it in the URL, e.g. ?search_path=tenant1); pg_temp first is refused, as
+// the table would be temporary. Nothing outside the topgun_
 // namespace is created, altered or dropped; an existing topgun_maps that
 // lacks the columns or primary key above, or that no put could be stored
 // in or kept apart in (an extra NOT NULL column without a default, a
 // DEFERRABLE primary key, a nondeterministic collation on map_name or
-// key), is refused before anything is added to it. It needs PostgreSQL 12
+// key), or that is UNLOGGED (emptied by a database crash), is refused
+// before anything is added to it. It needs PostgreSQL 12
 // or later. Schema creation is serialised between processes with a
 // transaction-level advisory lock, so several servers may start at once.
 // Only missing objects are created, so a role allowed only to read and
@@ -93,7 +95,8 @@
 //     COLLATE "C") to serve them; a role that may not add it gets a
 //     warning, and each page then sorts the map. ListMaps is sorted by
 //     bytes in any case.
-//   - The database must use the UTF8 encoding (or SQL_ASCII).
+//   - The database must use the UTF8 encoding (or SQL_ASCII). Connections
+//     use client_encoding UTF8 whatever the URL or the role's settings say.
 //   - TopGun creates its own idx_topgun_maps_expiry on (map_name,
 //     expiration_time), which ListExpired cannot use; on such a database Open
 //     adds topgun_maps_expiry beside it. Creating an index on a large

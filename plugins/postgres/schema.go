@@ -89,6 +89,12 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 		_ = b.pool.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&path)
 		return abi.Errorf(abi.CodeInvalidArgument, "postgres: no schema to create %s in: search_path %q names no existing schema; create the schema or set search_path in DATABASE_URL", tableName, path)
 	}
+	if strings.HasPrefix(*schema, "pg_temp_") {
+		// pg_temp first on search_path: the table would be a temporary
+		// one, private to one pooled connection and dropped with it, so
+		// acknowledged writes would vanish.
+		return abi.Errorf(abi.CodeInvalidArgument, "postgres: search_path puts pg_temp first, so %s would be a temporary table, dropped when its connection closes; list a permanent schema first in search_path (in DATABASE_URL or the role's settings)", tableName)
+	}
 	b.schema, b.channel = *schema, channelName(*schema)
 	if encoding != "UTF8" && encoding != "SQL_ASCII" {
 		return abi.Errorf(abi.CodeUnsupported, "postgres: the database encoding is %s; keys are UTF-8, so use a database created with ENCODING 'UTF8'", encoding)
@@ -239,6 +245,16 @@ WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, table).Scan(&pk, &deferrab
 	} else if deferrable {
 		// ON CONFLICT cannot use a deferrable constraint: every put would fail.
 		problems = append(problems, "primary key is DEFERRABLE, which INSERT ... ON CONFLICT cannot use")
+	}
+	var persistence string
+	err = b.pool.QueryRow(ctx, `SELECT relpersistence::text FROM pg_class WHERE oid = $1::regclass`, table).Scan(&persistence)
+	if err != nil {
+		return b.mapErr(ctx, "open: inspect table "+table, err)
+	}
+	if persistence == "u" {
+		// PostgreSQL empties an unlogged table after a crash, while the
+		// backend declares every applied batch durable.
+		problems = append(problems, "it is UNLOGGED, so a database crash empties it (make it durable with ALTER TABLE "+table+" SET LOGGED)")
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)

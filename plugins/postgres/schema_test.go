@@ -593,3 +593,46 @@ func TestOpen_keyCollationInAnotherSchema(t *testing.T) {
 		t.Fatalf("scan order %q, want %q", got, want)
 	}
 }
+
+// TestOpen_refusesTemporarySchema puts pg_temp first on search_path, where
+// an unqualified CREATE TABLE makes a temporary table: private to one
+// connection and dropped with it, so acknowledged writes would vanish.
+func TestOpen_refusesTemporarySchema(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	p, err := neturl.Parse(url)
+	if err != nil {
+		t.Skipf("test database URL is not a URL (%v); set %s to a postgres:// URL", err, pgtest.EnvURL)
+	}
+	q := p.Query()
+	schema := q.Get("search_path")
+	q.Set("search_path", "pg_temp,"+schema)
+	p.RawQuery = q.Encode()
+	b, err := Open(testCtx(t), p.String(), testOptions(t))
+	if err == nil {
+		_ = b.Close()
+		t.Fatalf("Open with search_path=pg_temp,%s succeeded in schema %q; want an error, as the table would be temporary", schema, b.schema)
+	}
+	mustCode(t, err, abi.ErrInvalidArgument)
+	t.Logf("error: %v", err)
+	if !strings.Contains(err.Error(), "pg_temp") {
+		t.Fatalf("error %q does not name pg_temp", err)
+	}
+}
+
+// TestOpen_refusesUnloggedTable: PostgreSQL empties an UNLOGGED table after
+// a crash, so a backend on it cannot keep the durability it declares.
+func TestOpen_refusesUnloggedTable(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	ddl := strings.Replace(schemaDDL[0], "CREATE TABLE", "CREATE UNLOGGED TABLE", 1)
+	if _, err := sqlConn(t, url).Exec(testCtx(t), ddl); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(testCtx(t), url, testOptions(t))
+	mustCode(t, err, abi.ErrInvalidArgument)
+	t.Logf("error: %v", err)
+	if !strings.Contains(err.Error(), "UNLOGGED") {
+		t.Fatalf("error %q does not say that the table is unlogged", err)
+	}
+}
