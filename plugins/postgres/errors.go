@@ -83,7 +83,8 @@ func classifySQLState(state string) abi.Code {
 		"25006", // read_only_sql_transaction (a standby)
 		"40001", // serialization_failure
 		"40P01", // deadlock_detected
-		"55P03": // lock_not_available (lock_timeout)
+		"55P03", // lock_not_available (lock_timeout)
+		"57014": // query_canceled not by the caller: statement_timeout or pg_cancel_backend
 		return abi.CodeUnavailable
 	case "54000": // program_limit_exceeded (e.g. an index row too large)
 		return abi.CodeInvalidArgument

@@ -29,6 +29,7 @@ func TestClassify(t *testing.T) {
 		{"read-only standby", pg("25006"), abi.CodeUnavailable},
 		{"deadlock", pg("40P01"), abi.CodeUnavailable},
 		{"lock timeout", pg("55P03"), abi.CodeUnavailable},
+		{"statement timeout", pg("57014"), abi.CodeUnavailable},
 		{"disk full", pg("53100"), abi.CodeResourceExhausted},
 		{"invalid byte sequence", pg("22021"), abi.CodeInvalidArgument},
 		{"index row too large", pg("54000"), abi.CodeInvalidArgument},
