@@ -348,3 +348,28 @@ func TestAuth_frameBeforeAuthNotDecoded(t *testing.T) {
 		t.Fatal("the connection is authenticated")
 	}
 }
+
+// TestAuth_largeFramesBeforeAuthNotBuffered: before AUTH_ACK, a frame
+// larger than any AUTH is skipped as it arrives, not read into memory (up
+// to MaxMessageBytes each, per connection, by anyone who can connect).
+func TestAuth_largeFramesBeforeAuthNotBuffered(t *testing.T) {
+	e := newEnv(t, envConfig{opts: Options{Auth: mustAuth(t, testSecret)}})
+	c := e.dial(t)
+	expect[*wire.AuthRequired](c)
+	frame := make([]byte, DefaultMaxMessageBytes)
+	const frames = 16
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range frames {
+		c.sendRaw(frame)
+	}
+	c.send(&wire.Auth{Token: userToken(t, "alice")})
+	expect[*wire.AuthAck](c)
+	runtime.ReadMemStats(&after)
+	// Buffering them allocated at least their size, 32 MiB.
+	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+		t.Fatalf("%d unauthenticated frames of %d bytes made the process allocate %d MiB", frames, len(frame), got>>20)
+	}
+	c.ping() // the connection serves on
+}

@@ -395,8 +395,14 @@ func (c *conn) readLoop() {
 			c.log.Debug("ignoring a text frame")
 			continue
 		}
-		frame, err := io.ReadAll(io.LimitReader(r, max+1))
-		if err == nil && int64(len(frame)) > max {
+		limit := max
+		if !c.authed.Load() && limit > maxFrameBeforeAuth {
+			// Only AUTH is read before authentication: a stranger must
+			// not make the server buffer megabytes per connection.
+			limit = maxFrameBeforeAuth
+		}
+		frame, err := io.ReadAll(io.LimitReader(r, limit+1))
+		if err == nil && int64(len(frame)) > limit {
 			_, err = io.Copy(io.Discard, r)
 			if err == nil {
 				err = errFrameTooLarge
@@ -417,6 +423,11 @@ func (c *conn) readLoop() {
 		c.handleFrame(frame, 0)
 	}
 }
+
+// maxFrameBeforeAuth is the largest frame read before AUTH_ACK (AUTH is
+// the only one served then; a JWT is a few KiB). A larger one is skipped
+// unbuffered and unanswered, as any other frame before authentication.
+const maxFrameBeforeAuth = 64 << 10
 
 // finish tears the connection down once its reader has returned.
 func (c *conn) finish() {

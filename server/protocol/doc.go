@@ -13,9 +13,10 @@
 // # Connections
 //
 // With authentication on, the server speaks first with AUTH_REQUIRED.
-// Until AUTH_ACK every message but AUTH is dropped; a connection that has
-// not authenticated within Options.AuthTimeout (10 s) is closed; a bad
-// token gets AUTH_FAIL, then the close. A repeated AUTH is ignored. AUTH
+// Until AUTH_ACK every message but AUTH is dropped (one over 64 KiB
+// unread); a connection that has not authenticated within
+// Options.AuthTimeout (10 s) is closed; a bad token gets AUTH_FAIL, then
+// the close. A repeated AUTH is ignored. AUTH
 // and DEVICE_HELLO bind the connection to a device identity, minting one
 // (and returning its token once) unless the client presents a valid one.
 // Without authentication AUTH is acknowledged without checking (TopGun
@@ -40,7 +41,9 @@
 // decoded (wire.Limits.MaxDecodedBytes: a 2 MiB array of nils would take
 // 190 MiB); a malformed frame gets ERROR 400 and a frame of an unknown
 // type (topics, locks, search, ...) is ignored; the connection survives
-// all of these. POST /sync answers such bodies with 413.
+// all of these. A frame over 8 × MaxMessageBytes is not read: the
+// connection is closed with 1009 (message too big). Before AUTH_ACK
+// none of these is answered. POST /sync answers such bodies with 413.
 //
 // # Writes
 //

@@ -40,7 +40,8 @@ type Options struct {
 	// accepted (TOPGUN_MAX_MESSAGE_BYTES). A larger message is answered
 	// with ERROR 413 and skipped; the connection survives. So is one that
 	// would take more than wire.DecodedBytesPerMessageByte (32) times it
-	// in memory once decoded (wire.Limits.MaxDecodedBytes). The live
+	// in memory once decoded (wire.Limits.MaxDecodedBytes). A WebSocket
+	// message over 8 times it closes the connection (1009). The live
 	// queries of one connection may take 8 times it in memory, decoded and
 	// compiled (see the package doc, Live queries).
 	MaxMessageBytes int
