@@ -10,7 +10,8 @@
 // GET /health (the process is up) and GET /ready (the storage answers). On
 // SIGINT or SIGTERM it closes the client connections once their writes in
 // flight are acknowledged, drains requests for at most drainTimeout, closes
-// the record store and the storage and exits 0.
+// the record store and the storage (for at most storageCloseTimeout, else
+// it exits 1 without them) and exits 0.
 package main
 
 import (
@@ -48,6 +49,11 @@ const (
 	drainTimeout = 10 * time.Second
 	// readyTimeout bounds the storage check of GET /ready.
 	readyTimeout = 2 * time.Second
+	// storageCloseTimeout bounds closing the record store and the backend
+	// at shutdown. A commit waiting on a database behind a dead link holds
+	// both until TCP gives up (minutes, or never); its writes were not
+	// acknowledged, so their clients send them again.
+	storageCloseTimeout = 10 * time.Second
 )
 
 func main() {
@@ -118,11 +124,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	log.Info("storage opened", "backend", d.Name, "location", store.Location(), "capabilities", strings.Join(d.Capabilities.Names(), ","))
 	if ctx.Err() != nil {
 		log.Info("stopped before serving")
-		return closeStore(store, log, exitOK)
+		return closeStorage(nil, store, log, exitOK)
 	}
 
-	code := serveProtocol(ctx, cfg, store, root, log, stdout)
-	code = closeStore(store, log, code)
+	code, st := serveProtocol(ctx, cfg, store, root, log, stdout)
+	code = closeStorage(st, store, log, code)
 	if code == exitOK {
 		log.Info("stopped")
 	}
@@ -132,9 +138,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 // serveProtocol opens the record store on the storage backend and serves
 // the client protocol beside /health and /ready until ctx is done. It
 // closes, in order, the protocol server (acknowledging the writes in
-// flight), the HTTP server and the record store; the caller closes the
-// backend.
-func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, root, log hclog.Logger, stdout io.Writer) int {
+// flight) and the HTTP server, and returns the record store (nil if it did
+// not open) for the caller to close with the backend.
+func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, root, log hclog.Logger, stdout io.Writer) (int, *recordstore.Store) {
 	nodeID := cfg.nodeID
 	if nodeID == "" {
 		nodeID = hlc.DefaultNodeID()
@@ -142,7 +148,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	clock, err := hlc.New(nodeID, &hlc.Options{MaxDrift: cfg.maxDrift, Logger: log})
 	if err != nil {
 		log.Error("cannot start the clock", "node_id", nodeID, "error", err)
-		return exitFailed
+		return exitFailed, nil
 	}
 	cacheBytes := cfg.cacheMB << 20
 	if cacheBytes == 0 {
@@ -159,20 +165,15 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	if err != nil {
 		if ctx.Err() != nil {
 			log.Info("stopped before the record store was open")
-			return exitOK
+			return exitOK, nil
 		}
 		log.Error("cannot open the record store", "error", err)
-		return exitFailed
+		return exitFailed, nil
 	}
-	defer func() {
-		if err := st.Close(); err != nil {
-			log.Error("cannot close the record store", "error", err)
-		}
-	}()
 	auth, err := cfg.auth()
 	if err != nil {
 		log.Error("cannot use JWT_SECRET", "error", err) // checked with the configuration already
-		return exitFailed
+		return exitFailed, st
 	}
 	proto, err := protocol.New(st, &protocol.Options{
 		Auth:            auth,
@@ -186,7 +187,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	})
 	if err != nil {
 		log.Error("cannot start the protocol server", "error", err)
-		return exitFailed
+		return exitFailed, st
 	}
 	defer proto.Close()
 	authMode := "off"
@@ -199,21 +200,45 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	mux := newMux(backend, log, &draining)
 	mux.Handle("GET /metrics", metrics.handler(proto, backend))
 	proto.Register(mux)
-	return serve(ctx, cfg, mux, func() {
+	code := serve(ctx, cfg, mux, func() {
 		// /ready fails while connections drain, so load balancers stop
 		// sending new clients before the listener closes.
 		draining.Store(true)
 		proto.Close()
 	}, log, stdout)
+	return code, st
 }
 
-// closeStore closes store and returns code, or exitFailed if closing fails.
-func closeStore(store *plugins.Store, log hclog.Logger, code int) int {
-	if err := store.Close(); err != nil {
-		log.Error("cannot close storage", "backend", store.Describe().Name, "error", err)
+// closeStorage closes the record store st (if not nil), then the backend
+// store, and returns code, or exitFailed if closing fails or does not end
+// within storageCloseTimeout. Then the process exits without waiting for
+// them, as after a crash, which the durable backends survive.
+func closeStorage(st *recordstore.Store, store *plugins.Store, log hclog.Logger, code int) int {
+	done := make(chan int, 1)
+	go func() {
+		c := code
+		if st != nil {
+			if err := st.Close(); err != nil {
+				log.Error("cannot close the record store", "error", err)
+				c = exitFailed
+			}
+		}
+		if err := store.Close(); err != nil {
+			log.Error("cannot close storage", "backend", store.Describe().Name, "error", err)
+			c = exitFailed
+		}
+		done <- c
+	}()
+	t := time.NewTimer(storageCloseTimeout)
+	defer t.Stop()
+	select {
+	case c := <-done:
+		return c
+	case <-t.C:
+		log.Error("storage did not close in time: a commit is still waiting for the backend; exiting without closing it (its writes were not acknowledged, and clients send them again)",
+			"backend", store.Describe().Name, "timeout", storageCloseTimeout)
 		return exitFailed
 	}
-	return code
 }
 
 // backendName names the backend a spec selects, for logs.

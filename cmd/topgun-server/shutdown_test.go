@@ -1,0 +1,122 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// freezingProxy forwards TCP connections to target until freeze is called;
+// from then on it forwards nothing and closes nothing, as a database behind
+// a dead network link: writes are accepted, no answer ever comes.
+type freezingProxy struct {
+	ln      net.Listener
+	target  string
+	frozen  chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func newFreezingProxy(t *testing.T, target string) *freezingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &freezingProxy{ln: ln, target: target, frozen: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(func() { close(p.release); ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *freezingProxy) freeze() { p.once.Do(func() { close(p.frozen) }) }
+
+func (p *freezingProxy) serve(c net.Conn) {
+	defer c.Close()
+	s, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return
+	}
+	defer s.Close()
+	done := make(chan struct{}, 2)
+	go func() { p.copy(s, c); done <- struct{}{} }()
+	go func() { p.copy(c, s); done <- struct{}{} }()
+	<-done
+}
+
+// copy forwards src to dst until the proxy freezes; then it holds the
+// connection open, unanswered, until the test ends.
+func (p *freezingProxy) copy(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-p.frozen:
+			<-p.release
+			return
+		default:
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// TestBinary_shutdownBoundedWhileStorageHangs stops the server while a
+// commit waits for a database that no longer answers: shutdown must still
+// end within its bounds, with exit 1 and a message saying why, rather than
+// wait for TCP to give up on the link (minutes, or never).
+func TestBinary_shutdownBoundedWhileStorageHangs(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(pgtest.FreshSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newFreezingProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	p := startServer(t, map[string]string{"STORAGE_BACKEND": "postgres", "DATABASE_URL": u.String()})
+	c := dialServer(t, p)
+	c.send(&wire.ClientOpMessage{ClientOp: putOp("1", "a", "before")})
+	c.expect(wire.TypeOpAck)
+
+	proxy.freeze()
+	c.send(&wire.ClientOpMessage{ClientOp: putOp("2", "b", "never acknowledged")})
+	time.Sleep(300 * time.Millisecond) // the commit is now waiting on the frozen link
+
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The protocol's shutdown (5 s, cut 2 s later), the HTTP drain and the
+	// storage's close bound sum to under 20 s here; 40 s leaves room for
+	// a loaded machine.
+	code := p.wait(t, 40*time.Second)
+	t.Logf("stopped in %v with exit code %d", time.Since(start).Round(time.Millisecond), code)
+	if code != exitFailed {
+		t.Errorf("exit code = %d, want %d (the storage was not closed)", code, exitFailed)
+	}
+	if !strings.Contains(p.stderr.String(), "storage did not close") {
+		t.Errorf("stderr does not say the storage did not close:\n%s", p.stderr)
+	}
+}
