@@ -1,0 +1,80 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/topgun-go/topgun/abi"
+)
+
+// A plugin whose topgun_abi_version says 1.0 gets no apply_runs (an ABI
+// 1.1 op), even when its description claims 1.1: WASM.md promises that
+// the host never sends an op newer than the plugin's minor, and a plugin
+// written from the checklist (topgun_abi_version = 0x00010000) may still
+// describe itself with the minor of the document's title.
+func TestLoad_minorIsTheLowerOfBothReports(t *testing.T) {
+	t.Parallel()
+	b := mustLoad(t, "testdata/wat/minormix.wasm", nil)
+	batch := &abi.Batch{Now: 1}
+	batch.Put("m", "k", false, []byte("v"), 0)
+	if err := b.Apply(context.Background(), batch); err != nil {
+		t.Fatalf("Apply: %v (the host sent an op the plugin's topgun_abi_version does not offer)", err)
+	}
+}
+
+// stage makes the liar (testdata/wat/liar.wasm) answer its next call with
+// the given status, length and body.
+func stage(t *testing.T, b *Backend, status, length uint32, body []byte) {
+	t.Helper()
+	in, _, err := b.pool.acquire(context.Background(), abi.CallGet, false)
+	if err != nil {
+		t.Fatalf("acquire: %v", err)
+	}
+	defer b.pool.release(in)
+	var result [8]byte
+	for i := range result {
+		result[i] = byte(abi.PackResult(status, length) >> (8 * i))
+	}
+	if !in.mem.Write(16, result[:]) || !in.mem.WriteUint32Le(24, 1) || !in.mem.Write(0x20000, body) {
+		t.Fatal("staging outside the liar's memory")
+	}
+}
+
+// The answers WASM.md section 3.2 describes beyond the malformed ones of
+// TestFault: an error message over 4096 bytes is cut, not malformed; the
+// buffer-moved flag is followed with an error code too; a non-empty
+// success response of apply is malformed.
+func TestRoundTrip_documentedAnswers(t *testing.T) {
+	t.Parallel()
+	o := testOptions(t)
+	o.BreakerFailures = -1
+	b := mustLoad(t, "testdata/wat/liar.wasm", o)
+	ctx := context.Background()
+	apply := func() error { return b.Apply(ctx, &abi.Batch{Now: 1}) }
+
+	long := make([]byte, 5000)
+	for i := range long {
+		long[i] = 'x'
+	}
+	stage(t, b, uint32(abi.CodeConflict)|abi.StatusBufferMoved, uint32(len(long)), long)
+	err := apply()
+	if !errors.Is(err, abi.ErrConflict) || abi.IsMalformed(err) {
+		t.Fatalf("error message of 5000 bytes with a moved buffer: %v, want a conflict", err)
+	}
+	if msg := err.Error(); !strings.HasSuffix(msg, ": "+string(long[:abi.MaxErrorMessageBytes])) {
+		t.Errorf("message of %d bytes, want the plugin's cut at %d", len(msg), abi.MaxErrorMessageBytes)
+	}
+	if st := b.Stats(); st.InstancesDiscarded != 0 {
+		t.Errorf("an error answer discarded the instance: %+v", st)
+	}
+
+	stage(t, b, 0, 1, []byte{0x90})
+	if err := apply(); !abi.IsMalformed(err) {
+		t.Fatalf("apply answered with a body: %v, want a malformed response", err)
+	}
+	if err := apply(); err != nil {
+		t.Fatalf("the call after a malformed answer: %v", err)
+	}
+}
