@@ -409,6 +409,11 @@ func adversaries() []adversary {
 			want: []string{"plugin noexports.wasm:", "missing exports", "topgun_abi_version", "topgun_buffer", "topgun_call"}},
 		{name: "UnknownHostImports", file: wat("badimport"),
 			want: []string{"plugin badimport.wasm:", "topgun_v1.http_get", "does not provide", "env.abort", "may import only"}},
+		{name: "WrongImportSignatures", file: wat("badimportsig"),
+			want: []string{"plugin badimportsig.wasm: not a storage plugin:",
+				"topgun_v1.log with signature (i32, i32) -> (), want (i32, i32, i32) -> ()",
+				"wasi_snapshot_preview1.fd_write with signature (i32) -> (), want (i32, i32, i32, i32) -> (i32)",
+				"wasi_snapshot_preview1.sock_listen, which WASI preview 1 does not define"}},
 		// Invalid as written; metered, its global 0 would be the meter's
 		// budget, refilled in a loop the deadline could then not stop.
 		{name: "WritesTheMetersGlobal", file: wat("metglobal"),

@@ -265,13 +265,13 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 		}
 		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
 	}
-	if err := p.checkShape(); err != nil {
-		p.close(ctx)
-		return nil, err
-	}
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
 		p.close(ctx)
 		return nil, fmt.Errorf("%s: wasi: %w", prefix, err)
+	}
+	if err := p.checkShape(p.rt.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions()); err != nil {
+		p.close(ctx)
+		return nil, err
 	}
 	if p.metered {
 		_, err = p.rt.NewHostModuleBuilder(meter.ImportModule).
@@ -289,7 +289,7 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	}
 	_, err = p.rt.NewHostModuleBuilder(abi.WasmImportModule).
 		NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(p.hostLog), []api.ValueType{api.ValueTypeI32, api.ValueTypeI32, api.ValueTypeI32}, nil).
+		WithGoModuleFunction(api.GoModuleFunc(p.hostLog), logParams, nil).
 		WithParameterNames("level", "ptr", "len").
 		Export(abi.WasmImportLog).
 		Instantiate(ctx)
@@ -307,6 +307,9 @@ type wantFunc struct {
 }
 
 var i32, i64 = api.ValueTypeI32, api.ValueTypeI64
+
+// logParams is the signature of topgun_v1.log: (level, ptr, len) -> ().
+var logParams = []api.ValueType{i32, i32, i32}
 
 var wantExports = []wantFunc{
 	{abi.WasmExportInitialize, nil, nil},
@@ -352,17 +355,29 @@ func (p *plugin) importedFunctions() []api.FunctionDefinition {
 	return imports
 }
 
-// checkShape checks exports and imports before any guest code runs.
-func (p *plugin) checkShape() error {
+// checkShape checks exports and imports before any guest code runs. wasi
+// is what the host's wasi_snapshot_preview1 exports: an import it lacks,
+// or one of another signature, would otherwise fail only at instantiation,
+// with wazero's words and none of the plugin's other problems.
+func (p *plugin) checkShape(wasi map[string]api.FunctionDefinition) error {
 	var problems []string
 	for _, imp := range p.importedFunctions() {
 		mod, name, _ := imp.Import()
+		got := sig(imp.ParamTypes(), imp.ResultTypes())
 		switch {
 		case mod == wasi_snapshot_preview1.ModuleName:
+			f, ok := wasi[name]
+			if !ok {
+				problems = append(problems, fmt.Sprintf("it imports %s.%s, which WASI preview 1 does not define", mod, name))
+			} else if want := sig(f.ParamTypes(), f.ResultTypes()); got != want {
+				problems = append(problems, fmt.Sprintf("it imports %s.%s with signature %s, want %s", mod, name, got, want))
+			}
 		case mod == abi.WasmImportModule:
 			if name != abi.WasmImportLog {
 				problems = append(problems, fmt.Sprintf("it imports %s.%s, which this server (storage ABI %d.%d) does not provide; it needs a newer server",
 					mod, name, abi.VersionMajor, abi.VersionMinor))
+			} else if want := sig(logParams, nil); got != want {
+				problems = append(problems, fmt.Sprintf("it imports %s.%s with signature %s, want %s", mod, name, got, want))
 			}
 		case strings.HasPrefix(mod, abi.WasmPrefix):
 			if n, err := strconv.Atoi(mod[len(abi.WasmPrefix):]); err == nil {
