@@ -34,6 +34,8 @@ func TestLoad_errors(t *testing.T) {
 		{"WrongMajorImport", "testdata/wat/v2import.wasm", nil, []string{"plugin v2import.wasm", "storage ABI 2", "topgun_v2.log", "implements 1.1"}},
 		{"WrongMajorExport", "testdata/wat/v2export.wasm", nil, []string{"plugin v2export.wasm", "storage ABI 2.3", "implements 1.1"}},
 		{"BadSignature", "testdata/wat/badsig.wasm", nil, []string{"topgun_call", "signature (i32) -> (i32)", "want (i32, i32) -> (i64)"}},
+		{"ExceptionHandling", "testdata/wat/exceptions.wasm", nil, []string{"plugin exceptions.wasm: invalid wasm module", "exception-handling"}},
+		{"TailCall", "testdata/wat/tailcall.wasm", nil, []string{"plugin tailcall.wasm: invalid wasm module", "tail-call"}},
 		{"InitTrap", "testdata/wat/inittrap.wasm", nil, []string{"plugin inittrap.wasm", "initialize", "trapped", "unreachable"}},
 		{"InitNeverReturns", "testdata/wat/initloop.wasm", func(o *Options) { o.CallTimeout = 300 * time.Millisecond }, []string{"plugin initloop.wasm", "initialize", "did not finish within 300ms"}},
 		{"MemoryLimitAtInit", "testdata/wat/bigmem.wasm", nil, []string{"plugin bigmem.wasm", "limit of 256 MiB", "TOPGUN_PLUGIN_MEMORY_MB"}},
