@@ -22,14 +22,18 @@ func (s *Store) maybeCompact() {
 	}
 	total := s.size - headerLen
 	garbage := total - s.ix.liveBytes
-	if s.size < s.opts.CompactMinBytes || total <= 0 || float64(garbage) < s.opts.CompactGarbageRatio*float64(total) {
+	if s.size < s.opts.CompactMinBytes || s.size < s.compactRetry || total <= 0 || float64(garbage) < s.opts.CompactGarbageRatio*float64(total) {
 		return
 	}
 	before := s.size
 	if err := s.compact(); err != nil {
-		s.log.Warn("compaction failed; the log is unchanged", "file", s.path, "error", err)
+		// Try again once the log has grown by half: attempts then cost
+		// at most a constant share of the bytes written, as compactions do.
+		s.compactRetry = s.size + s.size/2
+		s.log.Warn("compaction failed; the log is unchanged", "file", s.path, "error", err, "retry_at_bytes", s.compactRetry)
 		return
 	}
+	s.compactRetry = 0
 	s.log.Debug("log compacted", "file", s.path, "bytes_before", before, "bytes_after", s.size)
 }
 

@@ -45,7 +45,9 @@
 // garbage, the live frames are copied in key order to logstore.log.compact,
 // which is synced and renamed over the log; then the directory is synced.
 // Compaction runs inside the Apply call that triggers it, which is slower by
-// the time it takes to copy the live data.
+// the time it takes to copy the live data. A compaction that fails (a disk
+// without room for the copy, say) is logged and tried again once the log
+// has grown by half, not after every batch.
 //
 // # Caveats
 //
@@ -54,7 +56,10 @@
 // directory another store holds; under wasip1 there are no file locks, and
 // the host locks the directory it grants (TOPGUN_PLUGIN_DATA_DIR) instead,
 // refusing a second server on it (see package host). Open reads the whole
-// log, so it takes time proportional to the log's size. The index costs about 115
+// log, so it takes time proportional to the log's size: as a wasm plugin,
+// about 3.4 s for a 200 MB log, so a log of more than about 500 MB needs a
+// longer TOPGUN_PLUGIN_CALL_TIMEOUT than the default 10 s to open (the
+// host's error names it). The index costs about 115
 // bytes plus the key per record (measured with 16-byte keys), so a plugin
 // instance under the host's default 256 MiB memory limit holds on the
 // order of a million records. Each Apply pays a full fsync; concurrent

@@ -106,6 +106,12 @@ type Store struct {
 	closed      bool
 	failed      error // set when the file's tail is in an unknown state
 	compactions int
+
+	// compactRetry is the log size below which a compaction is not tried
+	// after one failed (under wmu), so that a lasting cause, such as a
+	// disk without room for the copy, does not cost every batch a full
+	// pass over the store.
+	compactRetry int64
 }
 
 var _ abi.Backend = (*Store)(nil)
