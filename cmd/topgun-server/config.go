@@ -46,6 +46,7 @@ type config struct {
 	maxDrift        time.Duration
 	cacheMB         int64         // 0 disables the value cache
 	tombstoneTTL    time.Duration // negative keeps tombstones forever
+	commitTimeout   time.Duration
 
 	pluginEnv map[string]string // TOPGUN_PLUGIN_* values
 	plugin    *host.Options
@@ -86,6 +87,7 @@ var settings = []setting{
 	{"TOPGUN_MAX_DRIFT_MS", "max-drift-ms", "60000", "writes stamped further ahead of the server clock than this (ms) are rejected", setMaxDrift},
 	{"TOPGUN_CACHE_MB", "cache-mb", "64", "memory for cached record values, in MiB; 0 disables the cache", setCacheMB},
 	{"TOPGUN_TOMBSTONE_TTL", "tombstone-ttl", "168h", "how long deletes are remembered for offline clients (e.g. 168h); off keeps them forever", setTombstoneTTL},
+	{"TOPGUN_COMMIT_TIMEOUT", "commit-timeout", "30s", "longest a commit waits for the storage backend; its writes then fail unacknowledged (clients re-send them) and the server finds out later whether storage applied them", setCommitTimeout},
 	{"TOPGUN_PLUGIN_CACHE_DIR", "plugin-cache-dir", "", "directory of the wasm compilation cache, so a plugin is compiled once; default: topgun/wasm under the user cache directory (~/.cache); - disables it", pluginSetting("TOPGUN_PLUGIN_CACHE_DIR")},
 	{"TOPGUN_PLUGIN_SHA256", "plugin-sha256", "", "hex SHA-256 the plugin file must have, or it is refused", pluginSetting("TOPGUN_PLUGIN_SHA256")},
 	{"TOPGUN_PLUGIN_DATA_DIR", "plugin-data-dir", "", "the one directory a plugin may use (it sees it as /data); unset: no files at all", pluginSetting("TOPGUN_PLUGIN_DATA_DIR")},
@@ -194,6 +196,15 @@ func setTombstoneTTL(c *config, v string) error {
 		return errors.New("is not a tombstone lifetime: use a duration of at least 1m such as 168h, or off to keep tombstones forever")
 	}
 	c.tombstoneTTL = d
+	return nil
+}
+
+func setCommitTimeout(c *config, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < time.Second || d > time.Hour {
+		return errors.New("is not a commit timeout: use a duration from 1s to 1h such as 30s (default 30s)")
+	}
+	c.commitTimeout = d
 	return nil
 }
 

@@ -41,6 +41,7 @@ func withProtocolDefaults(c config) config {
 	c.maxDrift = time.Minute
 	c.cacheMB = 64
 	c.tombstoneTTL = 168 * time.Hour
+	c.commitTimeout = 30 * time.Second
 	return c
 }
 
@@ -91,12 +92,13 @@ func TestParseConfig_sources(t *testing.T) {
 				"TOPGUN_MAX_OUTBOUND_BYTES": "1048576", "TOPGUN_MAX_CONNECTIONS": "50",
 				"TOPGUN_MAX_QUERY_RESULTS": "5000",
 				"TOPGUN_NODE_ID":           "node-7", "TOPGUN_MAX_DRIFT_MS": "1500", "TOPGUN_CACHE_MB": "0", "TOPGUN_TOMBSTONE_TTL": "off",
-				"TOPGUN_JWT_ISSUER": "https://id.example", "TOPGUN_JWT_AUDIENCE": "topgun", "TOPGUN_ALLOWED_ORIGINS": " app.example.com, localhost:* ,",
+				"TOPGUN_COMMIT_TIMEOUT": "5s",
+				"TOPGUN_JWT_ISSUER":     "https://id.example", "TOPGUN_JWT_AUDIENCE": "topgun", "TOPGUN_ALLOWED_ORIGINS": " app.example.com, localhost:* ,",
 			},
 			// With authentication the default bind is every address.
 			want: config{storageBackend: "null", redbPath: "./topgun.redb", port: 8080, bindAddr: "0.0.0.0", logLevel: hclog.Info,
 				jwtSecret: "s3cret", jwtIssuer: "https://id.example", jwtAudience: "topgun", allowedOrigins: []string{"app.example.com", "localhost:*"}, maxMessageBytes: 65536, maxBatchOps: 500, maxOutbound: 1 << 20, maxConnections: 50, maxQueryResults: 5000, nodeID: "node-7", maxDrift: 1500 * time.Millisecond,
-				cacheMB: 0, tombstoneTTL: -1},
+				cacheMB: 0, tombstoneTTL: -1, commitTimeout: 5 * time.Second},
 		},
 		{
 			name: "no_auth_values",
@@ -188,6 +190,9 @@ func TestParseConfig_problems(t *testing.T) {
 		{name: "drift", env: map[string]string{"TOPGUN_MAX_DRIFT_MS": "-5"}, want: []string{`TOPGUN_MAX_DRIFT_MS="-5"`}},
 		{name: "cache", env: map[string]string{"TOPGUN_CACHE_MB": "lots"}, want: []string{`TOPGUN_CACHE_MB="lots"`}},
 		{name: "tombstone_ttl", env: map[string]string{"TOPGUN_TOMBSTONE_TTL": "7d"}, want: []string{`TOPGUN_TOMBSTONE_TTL="7d" is not a tombstone lifetime`}},
+		{name: "commit_timeout_short", env: map[string]string{"TOPGUN_COMMIT_TIMEOUT": "10ms"}, want: []string{`TOPGUN_COMMIT_TIMEOUT="10ms" is not a commit timeout`}},
+		{name: "commit_timeout_long", env: map[string]string{"TOPGUN_COMMIT_TIMEOUT": "2h"}, want: []string{`TOPGUN_COMMIT_TIMEOUT="2h" is not a commit timeout`}},
+		{name: "commit_timeout_unit", env: map[string]string{"TOPGUN_COMMIT_TIMEOUT": "30"}, want: []string{`TOPGUN_COMMIT_TIMEOUT="30" is not a commit timeout`}},
 		{name: "port_not_a_number", env: map[string]string{"PORT": "abc"}, want: []string{`PORT="abc" is not a port number`}},
 		{name: "port_out_of_range", env: map[string]string{"PORT": "70000"}, want: []string{`PORT="70000"`}},
 		{name: "port_flag", args: []string{"--port=-1"}, want: []string{`--port="-1"`}},

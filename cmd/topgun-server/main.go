@@ -156,11 +156,12 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	}
 	metrics := newServerMetrics()
 	st, err := recordstore.Open(ctx, backend.Backend(), &recordstore.Options{
-		Clock:        clock,
-		CacheBytes:   cacheBytes,
-		TombstoneTTL: cfg.tombstoneTTL,
-		Logger:       root.Named("store"),
-		OnCommit:     metrics.observeCommit,
+		Clock:         clock,
+		CacheBytes:    cacheBytes,
+		TombstoneTTL:  cfg.tombstoneTTL,
+		CommitTimeout: cfg.commitTimeout,
+		Logger:        root.Named("store"),
+		OnCommit:      metrics.observeCommit,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

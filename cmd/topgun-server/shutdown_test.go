@@ -120,3 +120,30 @@ func TestBinary_shutdownBoundedWhileStorageHangs(t *testing.T) {
 		t.Errorf("stderr does not say the storage did not close:\n%s", p.stderr)
 	}
 }
+
+// TestBinary_writeFailsWhileStorageHangs writes while the database no
+// longer answers: the write must get an ERROR within about
+// TOPGUN_COMMIT_TIMEOUT, unacknowledged, rather than no answer until TCP
+// gives up on the link (minutes, or never), as every write behind it did.
+func TestBinary_writeFailsWhileStorageHangs(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(pgtest.FreshSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newFreezingProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	p := startServer(t, map[string]string{"STORAGE_BACKEND": "postgres", "DATABASE_URL": u.String(), "TOPGUN_COMMIT_TIMEOUT": "1s"})
+	c := dialServer(t, p)
+	c.send(&wire.ClientOpMessage{ClientOp: putOp("1", "a", "before")})
+	c.expect(wire.TypeOpAck)
+
+	proxy.freeze()
+	start := time.Now()
+	c.send(&wire.ClientOpMessage{ClientOp: putOp("2", "b", "never acknowledged")})
+	m := c.expect(wire.TypeError) // within recv's 10 s
+	t.Logf("answered in %v: %+v", time.Since(start).Round(time.Millisecond), m)
+	if e := m.(*wire.ErrorMessage); e.Code != 500 || !strings.Contains(e.Message, "not acknowledged") {
+		t.Fatalf("ERROR %+v, want 500 saying the write was not acknowledged", e)
+	}
+}

@@ -31,6 +31,12 @@ type request struct {
 // store, ctx done before the commit — in that last case the ops may still
 // be committed, and re-sending them is harmless).
 //
+// A commit the backend does not finish within Options.CommitTimeout fails
+// like one whose connection broke: the backend may still have applied it,
+// so the store re-reads its records (writes to them merge against storage
+// until then) and publishes its changes on the feed if storage holds them,
+// as for every failed commit of unknown outcome (see settleUnsure).
+//
 // On shared storage a commit fails with CodeConflict when another process
 // changed one of its records after this one read it; the ops are then
 // merged again against what storage holds, up to maxConflictTries times.
@@ -93,6 +99,10 @@ func (s *Store) submit(ctx context.Context, req *request) error {
 //
 // A txn merged on top of a txn that then fails is failed too, unapplied:
 // its merge decisions assumed the failed one's state.
+//
+// Every backend call of the pipeline has a deadline, CommitTimeout: one
+// that never returned (a database behind a dead link) stopped every write
+// after it, unanswered, until TCP gave up, if ever.
 
 // committer is the only goroutine that merges. It reads the index under
 // the read lock; the applier is the only writer of the index.
@@ -270,8 +280,11 @@ func (s *Store) applier() {
 			retry, retryC = nil, nil
 			// With ctx, which Close cancels: a backend that does not
 			// answer must not hold up Close while no commit is waiting.
-			s.repairIndex(ctx, true)
-			s.settleUnsure(ctx)
+			// Bounded too, or the next commit would wait behind it.
+			rctx, rcancel := context.WithTimeout(ctx, s.opts.CommitTimeout)
+			s.repairIndex(rctx, true)
+			s.settleUnsure(rctx)
+			rcancel()
 			backoff = min(2*backoff, settleRetryMax)
 		}
 	}
@@ -300,18 +313,28 @@ func (s *Store) closeUnsure() {
 	}
 }
 
-// applyTxn commits one txn and answers its callers (applier only).
+// applyTxn commits one txn and answers its callers (applier only). All
+// it asks of the backend, re-reads included, shares one deadline,
+// CommitTimeout, so its callers are answered within about that: a backend
+// that does not answer (a database behind a dead link) held them, and
+// every commit after them, until TCP gave up, if ever.
 func (s *Store) applyTxn(t *txn) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
+	defer cancel()
 	// A re-read that failed is tried again before each commit, so the
 	// index does not stay behind storage once the backend is back.
-	s.repairIndex(context.Background(), true)
-	s.settleUnsure(context.Background())
+	s.repairIndex(ctx, true)
+	s.settleUnsure(ctx)
 	err := t.err
 	if err == nil && t.dep != nil && t.dep.failed.Load() {
 		err = t.dep.failErr
 	}
-	if err == nil && len(t.order) > 0 {
-		err = t.commit()
+	if err == nil && len(t.order) > 0 && ctx.Err() != nil {
+		// The re-reads took it all: the batch is not sent, so nothing
+		// about it is unknown.
+		err = abi.Errorf(abi.CodeDeadlineExceeded, "store: commit of %d records not started: the re-reads before it took the commit timeout (%s)", len(t.order), s.opts.CommitTimeout)
+	} else if err == nil && len(t.order) > 0 {
+		err = t.commit(ctx)
 		if err != nil {
 			// The batch may have been applied (a networked backend can
 			// lose the connection after sending the commit): re-read its
@@ -324,7 +347,10 @@ func (s *Store) applyTxn(t *txn) {
 			for _, st := range t.order {
 				s.cache.remove(cacheKey{st.mapName, st.key})
 			}
-			s.repairIndex(context.Background(), false)
+			// With what is left of ctx: after a timeout the re-read fails
+			// at once and the applier's retry timer takes over, rather
+			// than holding the callers another timeout.
+			s.repairIndex(ctx, false)
 			if !s.shared {
 				// Storage may hold the batch all the same: then it is
 				// a commit, which the feed must report (repairShared
@@ -334,7 +360,7 @@ func (s *Store) applyTxn(t *txn) {
 					s.log.Warn("cannot tell whether a failed commit was applied; its changes, if it was, are not published", "records", len(s.unsure[0].order))
 					s.dropUnsure()
 				}
-				s.settleUnsure(context.Background())
+				s.settleUnsure(ctx)
 			}
 		}
 	}
@@ -646,15 +672,22 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 	if st, ok := t.peekIndex(mapName, key, needValue); ok {
 		return st, nil
 	}
+	if t.err != nil {
+		// The txn fails anyway: no read (of up to CommitTimeout each over
+		// a dead link) for the rest of its ops.
+		return nil, t.err
+	}
+	ctx, cancel := t.s.readContext()
+	defer cancel()
 	if t.s.shared {
-		rows, err := t.s.loadStored(context.Background(), mapName, []string{key})
+		rows, err := t.s.loadStored(ctx, mapName, []string{key})
 		if err != nil {
 			return nil, err
 		}
 		return t.admitStored(rows, mapName, key), nil
 	}
 	st := &state{mapName: mapName, key: key}
-	es, err := t.s.loadRaw(context.Background(), mapName, []string{key})
+	es, err := t.s.loadRaw(ctx, mapName, []string{key})
 	if err != nil {
 		return nil, err
 	}
@@ -664,6 +697,13 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 	}
 	t.pending[ck] = st
 	return st, nil
+}
+
+// readContext bounds a read a merge makes (on the committer) by the
+// commit timeout: one that never returned stopped every merge, as a
+// commit that never returned stopped every commit.
+func (s *Store) readContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 }
 
 // prefetch reads, on shared storage, the stored states of the keys that
@@ -687,8 +727,10 @@ func (t *txn) prefetch(keys []cacheKey) {
 		seen[ck] = true
 		byMap[ck.mapName] = append(byMap[ck.mapName], ck.key)
 	}
+	ctx, cancel := t.s.readContext()
+	defer cancel()
 	for name, ks := range byMap {
-		rows, err := t.s.loadStored(context.Background(), name, ks)
+		rows, err := t.s.loadStored(ctx, name, ks)
 		if err != nil {
 			t.err = err
 			return
@@ -1149,9 +1191,10 @@ func (t *txn) checkSize(st *state) error {
 	return nil
 }
 
-// commit writes the dirty states as one backend batch and, once it is
-// durable, installs them in the index and cache and publishes the changes.
-func (t *txn) commit() error {
+// commit writes the dirty states as one backend batch, under ctx (see
+// applyTxn), and, once it is durable, installs them in the index and
+// cache and publishes the changes.
+func (t *txn) commit(ctx context.Context) error {
 	s := t.s
 	b := &abi.Batch{Now: s.stamp(), Mutations: make([]abi.Mutation, 0, len(t.order))}
 	defer s.applied()
@@ -1179,12 +1222,16 @@ func (t *txn) commit() error {
 				expect = append(expect, e)
 			}
 		}
-		err = s.checked.ApplyChecked(context.Background(), b, expect)
+		err = s.checked.ApplyChecked(ctx, b, expect)
 	} else {
-		err = s.be.Apply(context.Background(), b)
+		err = s.be.Apply(ctx, b)
 	}
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(b.Mutations), time.Since(start), err)
+	}
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("store: commit of %d records did not finish within the commit timeout (%s); the backend may have applied it: %w",
+			len(b.Mutations), s.opts.CommitTimeout, err)
 	}
 	if err != nil {
 		return fmt.Errorf("store: commit of %d records: %w", len(b.Mutations), err)

@@ -107,7 +107,9 @@ func (t *txn) refresh(mapName string, keys []string) (held []string, err error) 
 	if len(need) == 0 {
 		return held, nil
 	}
-	rows, err := t.s.loadStored(context.Background(), mapName, need)
+	ctx, cancel := t.s.readContext()
+	defer cancel()
+	rows, err := t.s.loadStored(ctx, mapName, need)
 	if err != nil {
 		return nil, err
 	}

@@ -52,6 +52,15 @@ type Options struct {
 	FeedBuffer int
 	// ScanBytes is the page budget of the start-up index rebuild (default 4 MiB).
 	ScanBytes int
+	// CommitTimeout bounds the backend work of one group commit (default
+	// 30s): the batch, and the re-reads the applier makes with it. A
+	// commit past it fails like one whose connection broke: its writers
+	// get the error, unacknowledged, and since the backend may have
+	// applied it all the same, its keys are re-read and its outcome
+	// settled later (see settleUnsure). It also bounds each read a merge
+	// makes. Without it a database behind a dead link held every write
+	// until TCP gave up, which may be never.
+	CommitTimeout time.Duration
 	// WallClock returns the current time; tests replace it. Default time.Now.
 	WallClock func() time.Time
 	Logger    hclog.Logger
@@ -66,15 +75,16 @@ type Options struct {
 // DefaultOptions returns the defaults (without a Clock).
 func DefaultOptions() *Options {
 	return &Options{
-		CacheBytes:   64 << 20,
-		TombstoneTTL: 7 * 24 * time.Hour,
-		ReapInterval: time.Second,
-		GCInterval:   time.Hour,
-		GCStartDelay: time.Minute,
-		MaxCommitOps: 4096,
-		FeedBuffer:   1024,
-		ScanBytes:    4 << 20,
-		WallClock:    time.Now,
+		CacheBytes:    64 << 20,
+		TombstoneTTL:  7 * 24 * time.Hour,
+		ReapInterval:  time.Second,
+		GCInterval:    time.Hour,
+		GCStartDelay:  time.Minute,
+		MaxCommitOps:  4096,
+		FeedBuffer:    1024,
+		ScanBytes:     4 << 20,
+		CommitTimeout: 30 * time.Second,
+		WallClock:     time.Now,
 	}
 }
 
@@ -110,6 +120,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ScanBytes <= 0 {
 		o.ScanBytes = d.ScanBytes
+	}
+	if o.CommitTimeout <= 0 {
+		o.CommitTimeout = d.CommitTimeout
 	}
 	if o.WallClock == nil {
 		o.WallClock = d.WallClock

@@ -1,0 +1,212 @@
+package store
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
+	"github.com/topgun-go/topgun/server/record"
+)
+
+// stallingBackend stands for a database behind a dead link: while stall
+// is set, Apply (after applying the batch, with applyFirst: the commit
+// reached the database, its answer is lost) and, with readsStall, Get wait
+// for their context, as a connection whose packets vanish does.
+type stallingBackend struct {
+	abi.Backend
+	stall, applyFirst, readsStall atomic.Bool
+	release                       chan struct{} // closed at the end of the test
+}
+
+func (b *stallingBackend) wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return abi.FromContext(ctx.Err())
+	case <-b.release:
+		return abi.Errorf(abi.CodeUnavailable, "test: connection lost")
+	}
+}
+
+func (b *stallingBackend) Apply(ctx context.Context, batch *abi.Batch) error {
+	if !b.stall.Load() {
+		return b.Backend.Apply(ctx, batch)
+	}
+	if b.applyFirst.Load() {
+		if err := b.Backend.Apply(ctx, batch); err != nil {
+			return err
+		}
+	}
+	return b.wait(ctx)
+}
+
+func (b *stallingBackend) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if b.readsStall.Load() {
+		return nil, b.wait(ctx)
+	}
+	return b.Backend.Get(ctx, m, backup, keys)
+}
+
+const testCommitTimeout = 300 * time.Millisecond
+
+func newStallingFixture(t *testing.T) (*fixture, *stallingBackend) {
+	be := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
+	f := newFixture(t, be, func(o *Options) { o.CommitTimeout = testCommitTimeout })
+	t.Cleanup(func() { close(be.release) }) // before the fixture's Close
+	return f, be
+}
+
+// applyWithin applies ops and fails the test when the store does not
+// answer within limit.
+func applyWithin(t *testing.T, f *fixture, limit time.Duration, ops ...Op) ([]Result, error) {
+	t.Helper()
+	type answer struct {
+		res []Result
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := f.s.Apply(context.Background(), ops, 1)
+		done <- answer{res, err}
+	}()
+	select {
+	case a := <-done:
+		return a.res, a.err
+	case <-time.After(limit):
+		t.Fatalf("the write was not answered within %s (commit timeout %s)", limit, testCommitTimeout)
+		return nil, nil
+	}
+}
+
+// A commit the backend never answers fails at the commit timeout, as one
+// whose connection broke, and the store goes on: before, it waited with a
+// context nothing cancelled, and every write queued behind it stayed
+// unanswered until TCP gave up (if ever).
+func TestStore_commitTimeoutFailsStalledCommit(t *testing.T) {
+	f, be := newStallingFixture(t)
+	f.apply(put("m", "k", "one", ts(t0, 0, "c1")))
+	be.stall.Store(true)
+	start := time.Now()
+	_, err := applyWithin(t, f, 10*time.Second, put("m", "k", "two", ts(t0+1, 0, "c1")))
+	if err == nil {
+		t.Fatal("a commit the backend never answered succeeded")
+	}
+	if abi.CodeOf(err) != abi.CodeDeadlineExceeded {
+		t.Fatalf("error %v (code %v), want deadline exceeded", err, abi.CodeOf(err))
+	}
+	if took := time.Since(start); took < testCommitTimeout {
+		t.Fatalf("failed after %s, before the commit timeout", took)
+	}
+	be.stall.Store(false)
+	// Not applied: the re-sent write changes the record.
+	if r := f.apply(put("m", "k", "two", ts(t0+1, 0, "c1"))); !r[0].Changed {
+		t.Fatal("the re-sent write of a commit storage never applied was taken for a no-op")
+	}
+	if v, _ := f.get("m", "k"); v != "two" {
+		t.Fatalf("value %q, want two", v)
+	}
+	if got, want := f.s.Root("m", KindLWW), lwwRootOf(map[string]record.Timestamp{"k": ts(t0+1, 0, "c1")}); got != want {
+		t.Fatalf("root %d, want %d", got, want)
+	}
+}
+
+// A commit the backend applied but whose answer never came fails at the
+// commit timeout, unacknowledged, and is then settled like any commit of
+// unknown outcome: the index and cache take what storage holds, and the
+// change reaches the feed once (without another write arriving).
+func TestStore_commitTimeoutAppliedCommitSettles(t *testing.T) {
+	f, be := newStallingFixture(t)
+	f.apply(put("m", "k", "one", ts(t0, 0, "c1")))
+	if v, _ := f.get("m", "k"); v != "one" { // cached
+		t.Fatalf("value %q, want one", v)
+	}
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	be.stall.Store(true)
+	be.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "two", ts(t0+1, 0, "c1"))); err == nil {
+		t.Fatal("a commit whose answer never came succeeded")
+	}
+	be.stall.Store(false)
+	timeout := time.After(30 * time.Second)
+wait:
+	for {
+		select {
+		case c, ok := <-sub.C():
+			if !ok {
+				t.Fatalf("feed closed: %v", sub.Err())
+			}
+			for _, ch := range c.Changes {
+				if ch.Key == "k" {
+					if ch.Kind != ChangePut || ch.Record.LWW.Value.Text() != "two" {
+						t.Fatalf("feed reported %+v for k", ch)
+					}
+					break wait
+				}
+			}
+		case <-timeout:
+			t.Fatal("the applied write of k never reached the change feed")
+		}
+	}
+	if v, _ := f.get("m", "k"); v != "two" {
+		t.Fatalf("value %q after the timed-out commit was applied, want two", v)
+	}
+	if r := f.apply(put("m", "k", "two", ts(t0+1, 0, "c1"))); r[0].Changed {
+		t.Fatal("the re-sent write of an applied commit changed the record again")
+	}
+	if r := f.apply(put("m", "k", "older", ts(t0, 5, "c2"))); r[0].Changed {
+		t.Fatal("a write older than the stored one was applied")
+	}
+	if got, want := f.s.Root("m", KindLWW), lwwRootOf(map[string]record.Timestamp{"k": ts(t0+1, 0, "c1")}); got != want {
+		t.Fatalf("root %d, want %d", got, want)
+	}
+	select {
+	case c := <-sub.C():
+		for _, ch := range c.Changes {
+			if ch.Key == "k" {
+				t.Fatalf("k published again: %+v", ch)
+			}
+		}
+	default:
+	}
+}
+
+// With reads stalled too (the whole link is dead), the re-reads after a
+// timed-out commit, those before the next commit, and the reads a merge
+// makes are bounded as well: every write is answered, with an error,
+// about one commit timeout after its commit started, and once the link is
+// back the store holds what storage holds.
+func TestStore_commitTimeoutDeadLink(t *testing.T) {
+	f, be := newStallingFixture(t)
+	f.apply(put("m", "k", "one", ts(t0, 0, "c1")))
+	be.readsStall.Store(true)
+	be.stall.Store(true)
+	be.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "two", ts(t0+1, 0, "c1"))); err == nil {
+		t.Fatal("a commit over a dead link succeeded")
+	}
+	// k is to be re-read: the next commit's re-read stalls first, and the
+	// merge of a write to k reads storage, which stalls as well.
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "other", "x", ts(t0, 0, "c1"))); err == nil {
+		t.Fatal("a commit over a dead link succeeded")
+	}
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "three", ts(t0+2, 0, "c1"))); err == nil {
+		t.Fatal("a write merged over a dead link succeeded")
+	}
+	be.stall.Store(false)
+	be.applyFirst.Store(false)
+	be.readsStall.Store(false)
+	if r := f.apply(put("m", "k", "older", ts(t0, 5, "c2"))); r[0].Changed {
+		t.Fatal("a write older than the stored one was applied")
+	}
+	f.apply(put("m", "other", "x", ts(t0, 0, "c1")))
+	if v, _ := f.get("m", "k"); v != "two" {
+		t.Fatalf("value %q, want two (applied before the link died)", v)
+	}
+	want := lwwRootOf(map[string]record.Timestamp{"k": ts(t0+1, 0, "c1"), "other": ts(t0, 0, "c1")})
+	if got := f.s.Root("m", KindLWW); got != want {
+		t.Fatalf("root %d, want %d", got, want)
+	}
+}
