@@ -78,7 +78,14 @@
 //   - If the connection breaks after a batch was sent, PostgreSQL may or may
 //     not have committed it; Apply then returns CodeUnavailable and says so.
 //     The same holds when ctx ends while the statement runs (CodeCanceled or
-//     CodeDeadlineExceeded). Applying the same batch again is safe.
+//     CodeDeadlineExceeded). Applying the same batch again is safe. Such a
+//     statement may still be on its way (pgx closed the connection, but the
+//     kernel goes on sending it) and commit once the link is back, after
+//     the caller read the records to learn the outcome: so the next
+//     operation first ends that session (pg_terminate_backend, on the
+//     session's pid and start time) and waits until it is gone, failing
+//     while the database cannot be reached (see fence.go). Behind a pooler,
+//     whose pids are its own, sessions are not known and this is not done.
 //   - Statements are prepared and cached per connection (pgx's default). Behind
 //     a PgBouncer in transaction mode, add default_query_exec_mode=exec to the
 //     URL. Servers sharing a database hear each other's commits through

@@ -179,8 +179,13 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	p := newPlan(batch)
 	notes := b.notices(p.ids)
 	if p.recreated || p.valueBytes > b.maxStatementBytes {
-		err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
-			return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+		err := b.retry(ctx, "apply", false, func(ctx context.Context) (err error) {
+			c, err := b.acquireWrite(ctx)
+			if err != nil {
+				return err
+			}
+			defer func() { b.releaseWrite(c, err) }()
+			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 				return b.writeTx(ctx, tx, p, notes)
 			})
 		})
@@ -200,8 +205,13 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	default:
 		sql, args = applyNotifySQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, p.now, dels.maps, dels.keys, dels.backups, b.channel, notes}
 	}
-	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
-		_, err := b.pool.Exec(ctx, sql, args...)
+	err := b.retry(ctx, "apply", false, func(ctx context.Context) (err error) {
+		c, err := b.acquireWrite(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { b.releaseWrite(c, err) }()
+		_, err = c.Exec(ctx, sql, args...)
 		return err
 	})
 	return b.applyErr(ctx, err)

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -103,6 +104,13 @@ type Backend struct {
 	schema, origin, channel string
 	// stop ends the listeners of Watch at Close.
 	stop chan struct{}
+
+	// fences are the sessions of interrupted writes that the next
+	// operation ends first; fencing is set while there are some (see
+	// fence.go).
+	fenceMu sync.Mutex
+	fences  []session
+	fencing atomic.Bool
 }
 
 var _ abi.Backend = (*Backend)(nil)
@@ -141,6 +149,7 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = o.ConnectTimeout
 	}
+	cfg.AfterConnect = noteSession
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: cannot configure a connection pool for %s", RedactURL(databaseURL))
@@ -236,6 +245,9 @@ func (b *Backend) begin(ctx context.Context) error {
 	}
 	if b.closed.Load() {
 		return errClosed()
+	}
+	if b.fencing.Load() {
+		return b.endFenced(ctx)
 	}
 	return nil
 }

@@ -288,8 +288,13 @@ func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []a
 	}
 	slices.Sort(locks)
 	locks = slices.Compact(locks)
-	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
-		return pgx.BeginFunc(ctx, b.pool, func(tx pgx.Tx) error {
+	err := b.retry(ctx, "apply", false, func(ctx context.Context) (err error) {
+		c, err := b.acquireWrite(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { b.releaseWrite(c, err) }()
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, lockSQL, lockClass, locks); err != nil {
 				return err
 			}

@@ -1,0 +1,179 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
+)
+
+// holdingProxy forwards loopback TCP connections to the database. hold
+// stops forwarding what the client sends on the connections open then,
+// keeping it, as a dead link keeps it in the sender's kernel (and a client
+// that closed the connection still has it sent); deliver sends it on, as
+// the link coming back does. Connections made after hold are forwarded.
+type holdingProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []*heldConn
+}
+
+type heldConn struct {
+	mu     sync.Mutex
+	client net.Conn
+	server net.Conn
+	held   bool
+	buf    []byte
+	eof    bool // the client closed its side while held
+}
+
+func newHoldingProxy(t *testing.T, target string) *holdingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &holdingProxy{ln: ln, target: target}
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, hc := range p.conns {
+			hc.client.Close()
+			hc.server.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			hc := &heldConn{client: c, server: s}
+			p.mu.Lock()
+			p.conns = append(p.conns, hc)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(c, s); c.Close() }()
+			go hc.forward(c)
+		}
+	}()
+	return p
+}
+
+func (hc *heldConn) forward(c net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		hc.mu.Lock()
+		if hc.held {
+			hc.buf = append(hc.buf, buf[:n]...)
+			hc.eof = err != nil
+		} else if n > 0 {
+			_, _ = hc.server.Write(buf[:n])
+		}
+		if err != nil && !hc.held {
+			hc.server.(*net.TCPConn).CloseWrite()
+		}
+		hc.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *holdingProxy) hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, hc := range p.conns {
+		hc.mu.Lock()
+		hc.held = true
+		hc.mu.Unlock()
+	}
+}
+
+// deliver sends on what the held connections kept, and reports how many
+// bytes.
+func (p *holdingProxy) deliver() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, hc := range p.conns {
+		hc.mu.Lock()
+		if hc.held {
+			n += len(hc.buf)
+			_, _ = hc.server.Write(hc.buf)
+			hc.buf, hc.held = nil, false
+			if hc.eof {
+				hc.server.(*net.TCPConn).CloseWrite()
+			}
+		}
+		hc.mu.Unlock()
+	}
+	return n
+}
+
+// A write cut off by its context while its statement is still on the way
+// must not commit after the backend has answered a later read: the next
+// operation ends the write's session first. Before, the statement, sent
+// on when the link came back, committed after a read had shown the record
+// unchanged, so a caller that settled the write as not applied (the
+// record store) diverged from storage, and a commit landing after a
+// later write undid that write.
+func TestBackend_interruptedWriteCannotCommitLater(t *testing.T) {
+	t.Parallel()
+	u, err := url.Parse(pgtest.FreshSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newHoldingProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	b := openURL(t, u.String())
+	ctx := testCtx(t)
+	put := func(v string, now int64) *abi.Batch {
+		bt := &abi.Batch{Now: now}
+		bt.Put("m", "k", false, []byte(v), 0)
+		return bt
+	}
+	apply(t, b, put("one", 1))
+
+	p.hold()
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	err = b.Apply(cctx, put("two", 2))
+	cancel()
+	if !errors.Is(err, abi.ErrDeadlineExceeded) {
+		t.Fatalf("Apply over a held link: %v (code %v), want deadline exceeded", err, abi.CodeOf(err))
+	}
+	// The link is back for new connections: the outcome is read.
+	recs, err := b.Get(ctx, "m", false, []string{"k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || string(recs[0].Value) != "one" {
+		t.Fatalf("read %+v, want one", recs)
+	}
+	// Then the statement kept on the old connection arrives.
+	if n := p.deliver(); n == 0 {
+		t.Fatal("the proxy held nothing: the test did not interrupt a sent statement")
+	}
+	time.Sleep(300 * time.Millisecond) // time for it to commit, if it could
+	recs, err = b.Get(ctx, "m", false, []string{"k"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || string(recs[0].Value) != "one" {
+		t.Fatalf("after the interrupted write's statement arrived, read %+v, want one: it committed after a read had settled it", recs)
+	}
+}
