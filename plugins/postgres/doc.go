@@ -104,6 +104,10 @@
 //     bytes in any case.
 //   - The database must use the UTF8 encoding (or SQL_ASCII). Connections
 //     use client_encoding UTF8 whatever the URL or the role's settings say.
+//     A table written by an earlier version through a connection of
+//     another client encoding (LATIN1, say) holds its non-ASCII keys
+//     converted, and they now read as other keys: convert those rows
+//     (convert_from(convert_to(key, 'LATIN1'), 'UTF8')) before upgrading.
 //   - TopGun creates its own idx_topgun_maps_expiry on (map_name,
 //     expiration_time), which ListExpired cannot use; on such a database Open
 //     adds topgun_maps_expiry beside it. Creating an index on a large

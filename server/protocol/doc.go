@@ -13,10 +13,10 @@
 // # Connections
 //
 // With authentication on, the server speaks first with AUTH_REQUIRED.
-// Until AUTH_ACK every message but AUTH is dropped (one over 64 KiB
-// unread); a connection that has not authenticated within
-// Options.AuthTimeout (10 s) is closed; a bad token gets AUTH_FAIL, then
-// the close. A repeated AUTH is ignored. AUTH
+// Until AUTH_ACK every message but AUTH is dropped (one over 64 KiB is
+// discarded as it arrives, never held); a connection that has not
+// authenticated within Options.AuthTimeout (10 s) is closed; a bad token
+// gets AUTH_FAIL, then the close. A repeated AUTH is ignored. AUTH
 // and DEVICE_HELLO bind the connection to a device identity, minting one
 // (and returning its token once) unless the client presents a valid one.
 // Without authentication AUTH is acknowledged without checking (TopGun

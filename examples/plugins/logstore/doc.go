@@ -57,7 +57,8 @@
 // the host locks the directory it grants (TOPGUN_PLUGIN_DATA_DIR) instead,
 // refusing a second server on it (see package host). Open reads the whole
 // log, so it takes time proportional to the log's size: as a wasm plugin,
-// about 3.4 s for a 200 MB log, so a log of more than about 500 MB needs a
+// about 3.4 s for a 200 MB log (plus a compaction, about 1.1 s per 100 MB
+// live, when it is mostly garbage), so a log of more than about 500 MB needs a
 // longer TOPGUN_PLUGIN_CALL_TIMEOUT than the default 10 s to open (the
 // host's error names it). The index costs about 115
 // bytes plus the key per record (measured with 16-byte keys), so a plugin
