@@ -61,15 +61,64 @@ type compileCache struct {
 	lock    string // the file locked against sweeps (see compile)
 	metered string // metered copies of plugins (see meteredDirName)
 
-	// mu orders sweeps, which remove entries no record covers (Lock),
-	// against compiles in flight, whose fresh entries have no record yet
-	// (RLock).
-	mu sync.RWMutex
+	// mu orders sweeps, which remove entries no record covers, and guards
+	// the compiles in flight in this process: inflight counts them, shared
+	// releases the shared file lock they hold together, and since is when
+	// the oldest began. It is never held across a compile: a tenant whose
+	// module takes minutes to compile must not hold up every other load.
+	mu       sync.Mutex
+	inflight int
+	shared   func()
+	since    time.Time
+	// modules holds a lock per module being compiled (under modulesMu):
+	// loads of one file at once (tenants starting together) compile it
+	// once, the others then find it in wazero's memory.
+	modulesMu sync.Mutex
+	modules   map[string]*moduleLock
 	// recordMu serialises rewriting one module's record in this process.
 	recordMu sync.Mutex
+	// beforeCompile, when set (by tests), runs as a compile starts.
+	beforeCompile func()
 }
 
 const sumsDirName = "topgun-sums"
+
+// moduleLock is held by the compile of one module in this process.
+type moduleLock struct {
+	held  chan struct{}
+	users int
+}
+
+// lockModule waits, as long as ctx allows, until no other compile of
+// module runs in this process, and returns the function that lets the
+// next one in.
+func (c *compileCache) lockModule(ctx context.Context, module string) (unlock func(), err error) {
+	c.modulesMu.Lock()
+	if c.modules == nil {
+		c.modules = map[string]*moduleLock{}
+	}
+	l := c.modules[module]
+	if l == nil {
+		l = &moduleLock{held: make(chan struct{}, 1)}
+		c.modules[module] = l
+	}
+	l.users++
+	c.modulesMu.Unlock()
+	leave := func() {
+		c.modulesMu.Lock()
+		if l.users--; l.users == 0 {
+			delete(c.modules, module)
+		}
+		c.modulesMu.Unlock()
+	}
+	select {
+	case l.held <- struct{}{}:
+		return func() { <-l.held; leave() }, nil
+	case <-ctx.Done():
+		leave()
+		return nil, fmt.Errorf("waiting for another load compiling the same module: %w", context.Cause(ctx))
+	}
+}
 
 // newCompileCache opens the cache in dir, which must exist.
 func newCompileCache(dir string) (*compileCache, error) {
@@ -135,28 +184,53 @@ func (c *compileCache) compile(ctx context.Context, rt wazero.Runtime, code []by
 	sum := sha256.Sum256(code)
 	module := hex.EncodeToString(sum[:])
 
-	// The in-process lock orders this process's sweeps and compiles; the
-	// file lock does the same across the processes sharing the directory.
-	c.mu.Lock()
-	unlock, locked, err := c.lockFile(ctx, true, log)
+	// The file lock orders sweeps (exclusive) and compiles (shared) across
+	// the processes sharing the directory. In this process, the compiles
+	// in flight hold one shared lock together; a load that starts beside
+	// them does not wait for them (the exclusive lock would) but sweeps
+	// sparing the entries written since the oldest of them began, which
+	// may be theirs and not yet recorded.
+	unlockModule, err := c.lockModule(ctx, module)
 	if err != nil {
-		c.mu.Unlock()
 		return nil, err
 	}
-	c.check(module, log)
-	c.sweep(log)
-	unlock()
-	c.mu.Unlock()
-
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if locked { // else warned about: not waited for twice
-		if unlock, _, err = c.lockFile(ctx, false, log); err != nil {
+	defer unlockModule()
+	c.mu.Lock()
+	if c.inflight == 0 {
+		unlock, locked, err := c.lockFile(ctx, true, log)
+		if err != nil {
+			c.mu.Unlock()
 			return nil, err
 		}
-		defer unlock()
+		c.check(module, log)
+		c.sweep(log, time.Time{})
+		unlock()
+		c.shared = func() {}
+		if locked { // else warned about: not waited for twice
+			if c.shared, _, err = c.lockFile(ctx, false, log); err != nil {
+				c.mu.Unlock()
+				return nil, err
+			}
+		}
+		c.since = time.Now()
+	} else {
+		c.check(module, log)
+		c.sweep(log, c.since)
 	}
+	c.inflight++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.inflight--; c.inflight == 0 {
+			c.shared()
+			c.shared = nil
+		}
+		c.mu.Unlock()
+	}()
 	before := c.listEntries()
+	if c.beforeCompile != nil {
+		c.beforeCompile()
+	}
 	mod, err := compileModule(ctx, rt, code)
 	if err != nil {
 		return nil, err
@@ -232,7 +306,10 @@ func (c *compileCache) check(module string, log hclog.Logger) {
 // sweep removes the entries no record covers (nothing vouches for what
 // they hold), anything but a regular file under an entry's name, records
 // whose entries are all gone, and temporary files a crash left behind.
-func (c *compileCache) sweep(log hclog.Logger) {
+// With spare set, it keeps unrecorded entries written since then (less a
+// second, for the file system's coarse clock): compiles in flight may
+// have written them.
+func (c *compileCache) sweep(log hclog.Logger, spare time.Time) {
 	entries := map[string]bool{}
 	des, _ := os.ReadDir(c.entries)
 	for _, d := range des {
@@ -273,6 +350,11 @@ func (c *compileCache) sweep(log hclog.Logger) {
 		}
 	}
 	for e := range entries {
+		if !covered[e] && !spare.IsZero() {
+			if st, err := os.Stat(filepath.Join(c.entries, e)); err != nil || st.ModTime().After(spare.Add(-time.Second)) {
+				continue
+			}
+		}
 		if !covered[e] {
 			log.Warn("removing a compilation cache entry that has no checksum record (left by a crash or an older server); its plugin is compiled again when loaded", "entry", filepath.Join(c.entries, e))
 			_ = os.Remove(filepath.Join(c.entries, e))
