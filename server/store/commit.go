@@ -313,27 +313,29 @@ func (s *Store) closeUnsure() {
 	}
 }
 
-// applyTxn commits one txn and answers its callers (applier only). All
-// it asks of the backend, re-reads included, shares one deadline,
-// CommitTimeout, so its callers are answered within about that: a backend
-// that does not answer (a database behind a dead link) held them, and
-// every commit after them, until TCP gave up, if ever.
+// applyTxn commits one txn and answers its callers (applier only). The
+// re-reads before the commit, and the commit with those after it, have a
+// deadline each, CommitTimeout, so its callers are answered within about
+// twice that: a backend that does not answer (a database behind a dead
+// link) held them, and every commit after them, until TCP gave up, if
+// ever.
 func (s *Store) applyTxn(t *txn) {
+	// A re-read that failed is tried again before each commit, so the
+	// index does not stay behind storage once the backend is back. Not
+	// under the commit's deadline: re-reads that take longer than it (a
+	// failed commit over many maps, a slow backend) took all of it each
+	// time, and no commit was sent again while the backend stayed slow.
+	rctx, rcancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
+	s.repairIndex(rctx, true)
+	s.settleUnsure(rctx)
+	rcancel()
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
-	// A re-read that failed is tried again before each commit, so the
-	// index does not stay behind storage once the backend is back.
-	s.repairIndex(ctx, true)
-	s.settleUnsure(ctx)
 	err := t.err
 	if err == nil && t.dep != nil && t.dep.failed.Load() {
 		err = t.dep.failErr
 	}
-	if err == nil && len(t.order) > 0 && ctx.Err() != nil {
-		// The re-reads took it all: the batch is not sent, so nothing
-		// about it is unknown.
-		err = abi.Errorf(abi.CodeDeadlineExceeded, "store: commit of %d records not started: the re-reads before it took the commit timeout (%s)", len(t.order), s.opts.CommitTimeout)
-	} else if err == nil && len(t.order) > 0 {
+	if err == nil && len(t.order) > 0 {
 		err = t.commit(ctx)
 		if err != nil {
 			// The batch may have been applied (a networked backend can
@@ -406,15 +408,14 @@ func (s *Store) dropUnsure() {
 func (s *Store) settleUnsure(ctx context.Context) {
 	for len(s.unsure) > 0 {
 		t := s.unsure[0]
-		applied, err := s.appliedKeys(ctx, t)
-		if err != nil {
+		if err := s.readUnsure(ctx, t); err != nil {
 			s.log.Debug("cannot yet tell whether a failed commit was applied", "error", err)
 			return
 		}
 		s.dropUnsure()
 		var changes []Change
 		for _, ch := range t.changes {
-			if applied[cacheKey{ch.Map, ch.Key}] {
+			if t.applied[cacheKey{ch.Map, ch.Key}] {
 				changes = append(changes, ch)
 			}
 		}
@@ -422,7 +423,7 @@ func (s *Store) settleUnsure(ctx context.Context) {
 		// every key settled by later commits its cut-off stands (the
 		// tombstones it removed are gone or written again either way).
 		prune := t.prune
-		if len(applied) == 0 && len(t.open) > 0 {
+		if t.read && !t.wasApplied {
 			prune = nil
 		}
 		if len(changes) > 0 || prune != nil {
@@ -436,6 +437,7 @@ func (s *Store) settleUnsure(ctx context.Context) {
 // still to settle.
 func (s *Store) keepUnsure(t *txn) {
 	t.open = make(map[cacheKey]struct{}, len(t.order))
+	t.applied = map[cacheKey]bool{}
 	for _, st := range t.order {
 		t.open[cacheKey{st.mapName, st.key}] = struct{}{}
 	}
@@ -450,20 +452,23 @@ func (s *Store) settledBy(t *txn) {
 	for _, u := range s.unsure {
 		for _, st := range t.order {
 			delete(u.open, cacheKey{st.mapName, st.key})
+			delete(u.applied, cacheKey{st.mapName, st.key})
 		}
 	}
 }
 
-// appliedKeys returns the keys of t not yet settled for which storage
-// holds t's state.
-func (s *Store) appliedKeys(ctx context.Context, t *txn) (map[cacheKey]bool, error) {
+// readUnsure reads the keys of t not yet settled, one map at a time, and
+// settles them: out of t.open, into t.applied when storage holds t's
+// state. What it read stands when a later read fails: begun again each
+// time, a failed commit over more maps than one CommitTimeout reads was
+// never settled while the backend stayed that slow.
+func (s *Store) readUnsure(ctx context.Context, t *txn) error {
 	byMap := map[string][]*state{}
 	for ck := range t.open {
 		if st := t.pending[ck]; st != nil && st.dirty {
 			byMap[ck.mapName] = append(byMap[ck.mapName], st)
 		}
 	}
-	applied := map[cacheKey]bool{}
 	for name, sts := range byMap {
 		keys := make([]string, len(sts))
 		for i, st := range sts {
@@ -471,13 +476,16 @@ func (s *Store) appliedKeys(ctx context.Context, t *txn) (map[cacheKey]bool, err
 		}
 		recs, err := s.getRecords(ctx, name, keys)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		found := make(map[string]*abi.Record, len(recs))
 		for i := range recs {
 			found[recs[i].Key] = &recs[i]
 		}
 		for _, st := range sts {
+			ck := cacheKey{name, st.key}
+			delete(t.open, ck)
+			t.read = true
 			r := found[st.key]
 			if st.present {
 				if r == nil || r.ExpirationTime != st.exp || !bytes.Equal(r.Value, st.enc) {
@@ -486,10 +494,11 @@ func (s *Store) appliedKeys(ctx context.Context, t *txn) (map[cacheKey]bool, err
 			} else if r != nil {
 				continue
 			}
-			applied[cacheKey{name, st.key}] = true
+			t.applied[ck] = true
+			t.wasApplied = true
 		}
 	}
-	return applied, nil
+	return nil
 }
 
 // regroupWait bounds how long the applier waits for the callers it just
@@ -571,8 +580,13 @@ type txn struct {
 	unsealed    []*state
 	err         error // infrastructure failure: the whole group fails
 	// open holds, once the txn failed with an unknown outcome, its keys
-	// no later commit settled (see settleUnsure; applier only).
-	open map[cacheKey]struct{}
+	// neither read nor settled by a later commit; applied those read
+	// and found applied that no later commit settled since; read and
+	// wasApplied say whether some key was read, and found applied (see
+	// settleUnsure; applier only).
+	open             map[cacheKey]struct{}
+	applied          map[cacheKey]bool
+	read, wasApplied bool
 	// base is, on shared storage with checked commits, what storage held
 	// for each key when this txn first saw it: the commit applies only
 	// over that.

@@ -210,3 +210,95 @@ func TestStore_commitTimeoutDeadLink(t *testing.T) {
 		t.Fatalf("root %d, want %d", got, want)
 	}
 }
+
+// slowBackend answers every Get after delay (or when its context ends
+// first), as a database under load does.
+type slowBackend struct {
+	*stallingBackend
+	delay atomic.Int64 // nanoseconds; 0: no delay
+}
+
+func (b *slowBackend) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if d := time.Duration(b.delay.Load()); d > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, abi.FromContext(ctx.Err())
+		case <-time.After(d):
+		}
+	}
+	return b.stallingBackend.Get(ctx, m, backup, keys)
+}
+
+// A failed commit of unknown outcome whose records take longer than the
+// commit timeout to re-read (one read per map, each well within it) does
+// not stop every later commit. Before, the re-reads before a commit shared
+// its deadline: they took all of it each time, never finishing, and every
+// commit after was refused unsent ("not started") for as long as the
+// backend stayed that slow.
+func TestStore_commitTimeoutSlowRereadsDoNotStopCommits(t *testing.T) {
+	sb := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
+	be := &slowBackend{stallingBackend: sb}
+	f := newFixture(t, be, func(o *Options) { o.CommitTimeout = testCommitTimeout })
+	t.Cleanup(func() { close(sb.release) })
+	sb.stall.Store(true)
+	sb.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second,
+		put("m1", "k", "v", ts(t0, 0, "c1")), put("m2", "k", "v", ts(t0, 0, "c1")), put("m3", "k", "v", ts(t0, 0, "c1"))); err == nil {
+		t.Fatal("a commit whose answer never came succeeded")
+	}
+	sb.stall.Store(false)
+	sb.applyFirst.Store(false)
+	be.delay.Store(int64(testCommitTimeout * 4 / 10)) // three maps: 1.2 commit timeouts
+	for i := range 4 {
+		if _, err := applyWithin(t, f, 10*time.Second, put("other", "j", "x", ts(t0+1, uint32(i), "c1"))); err != nil {
+			t.Fatalf("write %d on a backend that answers every call within the commit timeout: %v", i, err)
+		}
+	}
+}
+
+// A failed commit of unknown outcome whose records take longer than the
+// commit timeout to re-read is settled all the same, over several tries:
+// what one try read stands. Before, each try began again, read as far as
+// the timeout let it, and the commit's changes never reached the feed.
+func TestStore_commitTimeoutSlowRereadsSettle(t *testing.T) {
+	sb := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
+	be := &slowBackend{stallingBackend: sb}
+	f := newFixture(t, be, func(o *Options) { o.CommitTimeout = testCommitTimeout })
+	t.Cleanup(func() { close(sb.release) })
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	sb.stall.Store(true)
+	sb.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second,
+		put("m1", "k", "v", ts(t0, 0, "c1")), put("m2", "k", "v", ts(t0, 0, "c1")), put("m3", "k", "v", ts(t0, 0, "c1"))); err == nil {
+		t.Fatal("a commit whose answer never came succeeded")
+	}
+	sb.stall.Store(false)
+	sb.applyFirst.Store(false)
+	be.delay.Store(int64(testCommitTimeout * 4 / 10)) // three maps: 1.2 commit timeouts
+	published := map[string]bool{}
+	for i := 0; i < 8 && len(published) < 3; i++ {
+		if _, err := applyWithin(t, f, 10*time.Second, put("other", "j", "x", ts(t0+1, uint32(i), "c1"))); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	drain:
+		for {
+			select {
+			case c := <-sub.C():
+				for _, ch := range c.Changes {
+					if ch.Key == "k" {
+						if published[ch.Map] {
+							t.Fatalf("%s/k published twice", ch.Map)
+						}
+						published[ch.Map] = true
+					}
+				}
+			default:
+				break drain
+			}
+		}
+	}
+	if len(published) < 3 {
+		t.Fatalf("the applied commit's changes reached the feed for %v only, want m1, m2 and m3", published)
+	}
+}

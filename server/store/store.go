@@ -53,13 +53,14 @@ type Options struct {
 	// ScanBytes is the page budget of the start-up index rebuild (default 4 MiB).
 	ScanBytes int
 	// CommitTimeout bounds the backend work of one group commit (default
-	// 30s): the batch, and the re-reads the applier makes with it. A
-	// commit past it fails like one whose connection broke: its writers
-	// get the error, unacknowledged, and since the backend may have
-	// applied it all the same, its keys are re-read and its outcome
-	// settled later (see settleUnsure). It also bounds each read a merge
-	// makes. Without it a database behind a dead link held every write
-	// until TCP gave up, which may be never.
+	// 30s): the batch with the re-reads after it, and, on their own, the
+	// re-reads the applier makes before it. A commit past it fails like
+	// one whose connection broke: its writers get the error,
+	// unacknowledged, and since the backend may have applied it all the
+	// same, its keys are re-read and its outcome settled later (see
+	// settleUnsure). It also bounds each read a merge makes. Without it a
+	// database behind a dead link held every write until TCP gave up,
+	// which may be never.
 	CommitTimeout time.Duration
 	// WallClock returns the current time; tests replace it. Default time.Now.
 	WallClock func() time.Time
