@@ -85,7 +85,9 @@
 //     operation first ends that session (pg_terminate_backend, on the
 //     session's pid and start time) and waits until it is gone, failing
 //     while the database cannot be reached (see fence.go). Behind a pooler,
-//     whose pids are its own, sessions are not known and this is not done.
+//     whose pids are its own, sessions are not known and this is not done;
+//     nor when they run as a role without the login role's rights (SET
+//     ROLE), which may neither see their start time nor end them.
 //   - Statements are prepared and cached per connection (pgx's default). Behind
 //     a PgBouncer in transaction mode, add default_query_exec_mode=exec to the
 //     URL. Servers sharing a database hear each other's commits through

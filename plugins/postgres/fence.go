@@ -39,13 +39,19 @@ const sessionKey = "topgun.session"
 // noteSession is the pool's AfterConnect: it records the session of a new
 // connection. Behind a pooler (PgBouncer), which gives the client a pid of
 // its own, the session the query ran in is not the connection's: none is
-// recorded, and the connection is used without a fence.
+// recorded, and the connection is used without a fence. So it is when
+// the session runs as a role without the rights of the one that logged in
+// (SET ROLE, by a role setting or the URL's options): pg_stat_activity
+// then hides its start time, and pg_terminate_backend would refuse it.
 func noteSession(ctx context.Context, c *pgx.Conn) error {
-	var s session
-	err := c.QueryRow(ctx, `SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()`).Scan(&s.pid, &s.start)
+	var (
+		pid   uint32
+		start *time.Time
+	)
+	err := c.QueryRow(ctx, `SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()`).Scan(&pid, &start)
 	if err == nil {
-		if s.pid == c.PgConn().PID() {
-			c.PgConn().CustomData()[sessionKey] = s
+		if pid == c.PgConn().PID() && start != nil {
+			c.PgConn().CustomData()[sessionKey] = session{pid: pid, start: *start}
 		}
 		return nil
 	}
@@ -96,17 +102,27 @@ func (b *Backend) releaseWrite(c *pgxpool.Conn, err error) {
 // refusal of the database (no right to end the session) drops the fence
 // with a warning, as every operation would fail for good.
 func (b *Backend) endFenced(ctx context.Context) error {
-	b.fenceMu.Lock()
-	defer b.fenceMu.Unlock()
-	if len(b.fences) == 0 {
-		return nil
+	// One at a time, but a waiter gives up with its ctx: under a mutex an
+	// operation waited up to fenceWait per operation ahead of it,
+	// whatever its deadline.
+	select {
+	case b.fenceTurn <- struct{}{}:
+	case <-ctx.Done():
+		return abi.ContextError(ctx)
 	}
-	pids := make([]int64, len(b.fences))
-	starts := make([]time.Time, len(b.fences))
+	defer func() { <-b.fenceTurn }()
+	b.fenceMu.Lock()
+	n := len(b.fences)
+	pids := make([]int64, n)
+	starts := make([]time.Time, n)
 	for i, s := range b.fences {
 		pids[i], starts[i] = int64(s.pid), s.start
 	}
-	// Bounded whatever ctx is: the operations behind it wait on fenceMu.
+	b.fenceMu.Unlock()
+	if n == 0 {
+		return nil
+	}
+	// Bounded whatever ctx is: the operations behind it wait for it.
 	ctx, cancel := context.WithTimeout(ctx, fenceWait)
 	defer cancel()
 	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
@@ -130,7 +146,10 @@ func (b *Backend) endFenced(ctx context.Context) error {
 		}
 	}
 	b.log.Debug("ended the sessions of interrupted writes", "sessions", len(pids))
-	b.fences = b.fences[:0]
-	b.fencing.Store(false)
+	// Those fenced meanwhile (appended after the first n) stay.
+	b.fenceMu.Lock()
+	b.fences = append(b.fences[:0], b.fences[n:]...)
+	b.fencing.Store(len(b.fences) > 0)
+	b.fenceMu.Unlock()
 	return nil
 }

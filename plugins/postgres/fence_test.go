@@ -5,11 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/url"
+	neturl "net/url"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 )
@@ -134,7 +135,7 @@ func (p *holdingProxy) deliver() int {
 // later write undid that write.
 func TestBackend_interruptedWriteCannotCommitLater(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(pgtest.FreshSchema(t))
+	u, err := neturl.Parse(pgtest.FreshSchema(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,5 +176,108 @@ func TestBackend_interruptedWriteCannotCommitLater(t *testing.T) {
 	}
 	if len(recs) != 1 || string(recs[0].Value) != "one" {
 		t.Fatalf("after the interrupted write's statement arrived, read %+v, want one: it committed after a read had settled it", recs)
+	}
+}
+
+// A role whose sessions run as another role (SET ROLE by a role setting or
+// the URL's options, as when a login role acts as the owner of the
+// table) cannot see its own session's backend_start in pg_stat_activity:
+// the connection is used, without a fence. Before, the NULL start time
+// failed every new connection, so Open failed.
+func TestOpen_sessionRunAsAnotherRole(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	ctx := testCtx(t)
+	var schema string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	owner, login := schema+"_owner", schema+"_login"
+	// Registered first: roles outlive the test's schema.
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), url)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		_, _ = c.Exec(context.Background(), `DROP OWNED BY `+owner)
+		_, _ = c.Exec(context.Background(), `DROP ROLE IF EXISTS `+login)
+		_, _ = c.Exec(context.Background(), `DROP ROLE IF EXISTS `+owner)
+	})
+	for _, stmt := range []string{
+		`CREATE ROLE ` + owner + ` NOLOGIN`,
+		`CREATE ROLE ` + login + ` LOGIN IN ROLE ` + owner,
+		`ALTER ROLE ` + login + ` SET role = ` + owner,
+		`GRANT USAGE, CREATE ON SCHEMA ` + schema + ` TO ` + owner,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.User(login)
+	if c, err := pgx.Connect(ctx, u.String()); err != nil {
+		t.Skipf("cannot log in as a new role without a password on this server (%v); the test needs trust authentication, as CI has", err)
+	} else {
+		_ = c.Close(ctx)
+	}
+	b := openURL(t, u.String())
+	batch := &abi.Batch{Now: 1}
+	batch.Put("m", "k", false, []byte("v"), 0)
+	apply(t, b, batch)
+	if recs, err := b.Get(ctx, "m", false, []string{"k"}); err != nil || len(recs) != 1 {
+		t.Fatalf("Get: %+v %v", recs, err)
+	}
+}
+
+// An operation waiting while another ends the sessions of interrupted
+// writes gives up when its context ends. Before, it waited for the lock
+// the other held for up to fenceWait (10 s), and the commit timeout of
+// the record store did not bound a commit.
+func TestBackend_fenceWaitHonoursContext(t *testing.T) {
+	t.Parallel()
+	u, err := neturl.Parse(pgtest.FreshSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newHoldingProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	b := openURL(t, u.String())
+	ctx := testCtx(t)
+	bt := &abi.Batch{Now: 1}
+	bt.Put("m", "k", false, []byte("v"), 0)
+	apply(t, b, bt)
+	// A session to end, and a database that no longer answers on the
+	// pool's connections: the first operation's fence query hangs.
+	b.fenceMu.Lock()
+	b.fences = append(b.fences, session{pid: 1, start: time.Unix(1, 0)})
+	b.fencing.Store(true)
+	b.fenceMu.Unlock()
+	p.hold()
+	t.Cleanup(func() { p.deliver() }) // before Close, which waits for the pool
+	first := make(chan error, 1)
+	go func() {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		_, err := b.Get(cctx, "m", false, []string{"k"})
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the first holds the fence
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = b.Get(cctx, "m", false, []string{"k"})
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("an operation with a 200ms deadline waited %s for another's fence (error %v)", took, err)
+	}
+	if !errors.Is(err, abi.ErrDeadlineExceeded) {
+		t.Fatalf("error %v (code %v), want deadline exceeded", err, abi.CodeOf(err))
+	}
+	if err := <-first; err == nil {
+		t.Fatal("the fence query over a held link succeeded")
 	}
 }

@@ -107,10 +107,12 @@ type Backend struct {
 
 	// fences are the sessions of interrupted writes that the next
 	// operation ends first; fencing is set while there are some (see
-	// fence.go).
-	fenceMu sync.Mutex
-	fences  []session
-	fencing atomic.Bool
+	// fence.go). fenceMu guards fences; fenceTurn is held by the one
+	// operation ending them, which the others wait for, or for their ctx.
+	fenceMu   sync.Mutex
+	fences    []session
+	fencing   atomic.Bool
+	fenceTurn chan struct{}
 }
 
 var _ abi.Backend = (*Backend)(nil)
@@ -155,7 +157,7 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: cannot configure a connection pool for %s", RedactURL(databaseURL))
 	}
 	b := &Backend{pool: pool, log: o.Logger, maxRetries: int(cfg.MaxConns) + 1, maxStatementBytes: maxStatementBytes,
-		origin: newOrigin(), stop: make(chan struct{})}
+		origin: newOrigin(), stop: make(chan struct{}), fenceTurn: make(chan struct{}, 1)}
 
 	// Bound the first connection even when ctx has no deadline: with
 	// several hosts pgx may try each in turn.
