@@ -55,6 +55,8 @@ type callState struct {
 	// (Decoder.MaxItems); 0 for calls without one.
 	maxItems int
 	strs     []string
+	// keys are the keys of the get in flight (Decoder.Known).
+	keys []string
 }
 
 // maxPooledBuffer bounds the request buffer a Caller keeps between calls.
@@ -93,8 +95,9 @@ func (c *Caller) put(s *callState) {
 		s.req = nil
 	}
 	s.dec.Reset(nil)
+	s.dec.Known = nil
 	// The results belong to the caller now.
-	s.mapName, s.desc, s.recs, s.page, s.strs, s.maxItems = "", Description{}, nil, Page{}, nil, 0
+	s.mapName, s.desc, s.recs, s.page, s.strs, s.maxItems, s.keys = "", Description{}, nil, Page{}, nil, 0, nil
 	c.pool.Put(s)
 }
 
@@ -118,6 +121,7 @@ func (s *callState) handleResponse(status Code, resp []byte) error {
 	d := s.dec
 	d.Reset(resp)
 	d.MaxItems = s.maxItems
+	d.Known = s.keys
 	var err error
 	switch call {
 	case CallDescribe, CallOpen:
@@ -193,7 +197,7 @@ func (c *Caller) Get(ctx context.Context, mapName string, backup bool, keys []st
 	s := c.get()
 	defer c.put(s)
 	s.enc.GetRequest(mapName, backup, keys)
-	s.mapName, s.backup, s.maxItems = mapName, backup, max(len(keys), 1)
+	s.mapName, s.backup, s.maxItems, s.keys = mapName, backup, max(len(keys), 1), keys
 	err = c.do(ctx, s, CallGet)
 	return s.recs, err
 }

@@ -13,7 +13,8 @@ import (
 
 // This file is the msgpack encoding of the wasm ABI's request and response
 // bodies (WASM.md, "Messages"). Both sides use the streaming Encoder and
-// Decoder methods of github.com/vmihailenco/msgpack/v5, never reflection.
+// Decoder methods of github.com/vmihailenco/msgpack/v5, never reflection,
+// and write and read the common forms of the hot paths themselves (fast.go).
 //
 // Every message is a msgpack array of fields in a fixed order. A decoder
 // reads the fields it knows and skips any further elements, so a later minor
@@ -81,12 +82,8 @@ func (e *Encoder) Len() int { return len(e.w.b) }
 // Errors of the msgpack encoder come only from the writer, and appendWriter
 // never fails, so the Encoder methods return no error.
 
-func (e *Encoder) arr(n int)       { _ = e.enc.EncodeArrayLen(n) }
-func (e *Encoder) str(s string)    { _ = e.enc.EncodeString(s) }
-func (e *Encoder) bin(b []byte)    { _ = e.enc.EncodeBytes(b) }
-func (e *Encoder) boolean(v bool)  { _ = e.enc.EncodeBool(v) }
-func (e *Encoder) int64(v int64)   { _ = e.enc.EncodeInt(v) }
-func (e *Encoder) uint64(v uint64) { _ = e.enc.EncodeUint(v) }
+// arr, str, bin, boolean, int64 and uint64 are in fast.go.
+
 func (e *Encoder) optBin(b []byte) { e.binOrNil(b, b == nil) }
 func (e *Encoder) binOrNil(b []byte, isNil bool) {
 	if isNil {
@@ -291,8 +288,13 @@ type Decoder struct {
 	// A key kept by the caller keeps its whole chunk alive, so it is for a
 	// caller whose backend keeps few keys or clones those it keeps.
 	ShareKeys bool
-	last      string // last map name, reused to avoid one allocation per record
-	keys      strings.Builder
+	// Known, when set, holds the keys a get asked for: Records returns the
+	// key of a record as the string of the equal requested key instead of
+	// a new one (a get answers in the order of its keys, so only the next
+	// few are compared). Records consumes it.
+	Known []string
+	last  string // last map name, reused to avoid one allocation per record
+	keys  strings.Builder
 }
 
 // keyChunk is the size of the chunks ShareKeys cuts keys from (about 20
@@ -337,7 +339,8 @@ func NewDecoder() *Decoder {
 
 // Reset makes b the input. Every string and byte slice the decoder returns
 // is a copy, except the values of ApplyRequest when AliasValues is set
-// (keys are copies with ShareKeys too, only not one allocation each).
+// (keys are copies with ShareKeys too, only not one allocation each, and
+// the keys of Records may be the caller's strings, see Known).
 func (d *Decoder) Reset(b []byte) {
 	// The msgpack decoder reads d.r and keeps no state between values, so
 	// resetting the slice is enough (and avoids its per-reset type
@@ -359,7 +362,7 @@ func (d *Decoder) End() error {
 // arr reads an array header with at least min elements and returns its
 // length. Each element takes at least one byte, which bounds the length.
 func (d *Decoder) arr(what string, min int) (int, error) {
-	n, err := d.dec.DecodeArrayLen()
+	n, err := d.arrayLen()
 	if err != nil {
 		return 0, malformed("%s: %v", what, err)
 	}
@@ -371,7 +374,7 @@ func (d *Decoder) arr(what string, min int) (int, error) {
 
 // list reads an array header of any length (nil counts as empty).
 func (d *Decoder) list(what string, minElemBytes int) (int, error) {
-	n, err := d.dec.DecodeArrayLen()
+	n, err := d.arrayLen()
 	if err != nil {
 		return 0, malformed("%s: %v", what, err)
 	}
@@ -406,7 +409,7 @@ func (d *Decoder) skip(what string, n, have int) error {
 		pending--
 		switch {
 		case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
-			k, err := d.dec.DecodeArrayLen()
+			k, err := d.arrayLen()
 			if err != nil {
 				return malformed("%s: %v", what, err)
 			}
@@ -441,7 +444,7 @@ func (d *Decoder) skip(what string, n, have int) error {
 }
 
 func (d *Decoder) rawLen(what string) (int, error) {
-	n, err := d.dec.DecodeBytesLen()
+	n, err := d.bytesLen()
 	if err != nil {
 		return 0, malformed("%s: %v", what, err)
 	}
@@ -500,7 +503,7 @@ func (d *Decoder) bin(what string) ([]byte, error) {
 }
 
 func (d *Decoder) int64(what string) (int64, error) {
-	v, err := d.dec.DecodeInt64()
+	v, err := d.int64v()
 	if err != nil {
 		return 0, malformed("%s: %v", what, err)
 	}
@@ -508,7 +511,7 @@ func (d *Decoder) int64(what string) (int64, error) {
 }
 
 func (d *Decoder) uint64(what string) (uint64, error) {
-	v, err := d.dec.DecodeUint64()
+	v, err := d.uint64v()
 	if err != nil {
 		return 0, malformed("%s: %v", what, err)
 	}
@@ -532,7 +535,7 @@ func (d *Decoder) int(what string) (int, error) {
 }
 
 func (d *Decoder) boolean(what string) (bool, error) {
-	v, err := d.dec.DecodeBool()
+	v, err := d.boolv()
 	if err != nil {
 		return false, malformed("%s: %v", what, err)
 	}
@@ -634,39 +637,38 @@ func (d *Decoder) ApplyRequest(b *Batch) error {
 			clear(b.Mutations[count:old])
 		}
 	}
-	// The loop calls the msgpack decoder directly instead of through the
-	// helpers above: inside wasm every call that is not inlined costs
+	// The loop calls the primitives of fast.go directly instead of through
+	// the helpers above: inside wasm every call that is not inlined costs
 	// 15-25 ns, and the helpers are too big to inline. Each mutation is
 	// [kind uint, map str, key str, backup bool, value bin, expiration int].
-	dec := d.dec
 	for i := 0; i < count; i++ {
 		m := &b.Mutations[i]
-		f, err := dec.DecodeArrayLen()
+		f, err := d.arrayLen()
 		if err != nil || f < 6 || f > d.r.len() {
 			return d.badMutation(i, "array", f, err)
 		}
-		kind, err := dec.DecodeUint64()
+		kind, err := d.uint64v()
 		if err != nil || kind > math.MaxUint8 {
 			return d.badMutation(i, "kind", int(min(kind, math.MaxInt32)), err)
 		}
 		m.Kind = OpKind(kind)
-		l, err := dec.DecodeBytesLen()
+		l, err := d.bytesLen()
 		if err != nil || l > d.r.len() {
 			return d.badMutation(i, "map name", l, err)
 		}
 		m.Map = d.reuseName(d.r.next(max(l, 0)))
-		if l, err = dec.DecodeBytesLen(); err != nil || l > d.r.len() {
+		if l, err = d.bytesLen(); err != nil || l > d.r.len() {
 			return d.badMutation(i, "key", l, err)
 		}
 		m.Key = d.key(d.r.next(max(l, 0)))
-		if m.Backup, err = dec.DecodeBool(); err != nil {
+		if m.Backup, err = d.boolv(); err != nil {
 			return d.badMutation(i, "backup", 0, err)
 		}
-		if l, err = dec.DecodeBytesLen(); err != nil || l > d.r.len() {
+		if l, err = d.bytesLen(); err != nil || l > d.r.len() {
 			return d.badMutation(i, "value", l, err)
 		}
 		m.Value = d.value(l)
-		if m.ExpirationTime, err = dec.DecodeInt64(); err != nil {
+		if m.ExpirationTime, err = d.int64v(); err != nil {
 			return d.badMutation(i, "expiration time", 0, err)
 		}
 		if f > 6 {
@@ -696,23 +698,22 @@ func (d *Decoder) badMutation(i int, what string, v int, err error) error {
 // GetRequest decodes the body of get, reusing the capacity of keys. More
 // than MaxGetKeys keys is an *Error with CodeInvalidArgument.
 func (d *Decoder) GetRequest(keys []string) (GetRequest, error) {
-	// Like ApplyRequest, it calls msgpack directly instead of through the
-	// helpers: a get is one of the most frequent calls.
+	// Like ApplyRequest, it calls the primitives directly instead of
+	// through the helpers: a get is one of the most frequent calls.
 	var r GetRequest
-	dec := d.dec
-	n, err := dec.DecodeArrayLen()
+	n, err := d.arrayLen()
 	if err != nil || n < 3 || n > d.r.len() {
 		return r, d.badGet("array", n, err)
 	}
-	l, err := dec.DecodeBytesLen()
+	l, err := d.bytesLen()
 	if err != nil || l > d.r.len() {
 		return r, d.badGet("map name", l, err)
 	}
 	r.Map = d.reuseName(d.r.next(max(l, 0)))
-	if r.Backup, err = dec.DecodeBool(); err != nil {
+	if r.Backup, err = d.boolv(); err != nil {
 		return r, d.badGet("backup", 0, err)
 	}
-	count, err := dec.DecodeArrayLen()
+	count, err := d.arrayLen()
 	if err != nil || count > d.r.len() {
 		return r, d.badGet("keys", count, err)
 	}
@@ -721,7 +722,7 @@ func (d *Decoder) GetRequest(keys []string) (GetRequest, error) {
 	}
 	r.Keys = keys[:0]
 	for i := 0; i < count; i++ {
-		l, err := dec.DecodeBytesLen()
+		l, err := d.bytesLen()
 		if err != nil || l > d.r.len() {
 			return r, d.badGet(fmt.Sprintf("key %d", i), l, err)
 		}
@@ -800,9 +801,11 @@ func (d *Decoder) Records(mapName string, backup bool) ([]Record, error) {
 		if err != nil {
 			return nil, err
 		}
-		if r.Key, err = d.str("key"); err != nil {
+		p, _, err := d.raw("key")
+		if err != nil {
 			return nil, err
 		}
+		r.Key = d.knownKey(p)
 		if r.Value, err = d.bin("value"); err != nil {
 			return nil, err
 		}
@@ -823,6 +826,24 @@ func (d *Decoder) Records(mapName string, backup bool) ([]Record, error) {
 		}
 	}
 	return out, nil
+}
+
+// knownKeyAhead bounds the requested keys knownKey compares a record's
+// key with: keys absent from storage are skipped by the response, and a
+// plugin answering keys it was not asked for must not cost a comparison
+// with every requested key per record.
+const knownKeyAhead = 8
+
+// knownKey returns p as a string: the equal key of d.Known when one of
+// the next knownKeyAhead is, else a copy.
+func (d *Decoder) knownKey(p []byte) string {
+	for i, k := range d.Known[:min(len(d.Known), knownKeyAhead)] {
+		if k == string(p) {
+			d.Known = d.Known[i+1:]
+			return k
+		}
+	}
+	return string(p)
 }
 
 // Page decodes the response of scan.

@@ -77,25 +77,24 @@ func (d *Decoder) ApplyRunsRequest(b *Batch) error {
 	}
 	old := len(b.Mutations)
 	b.Mutations = b.Mutations[:0]
-	dec := d.dec
 	for r := 0; r < runs; r++ {
-		// The run header, like the items below, calls the msgpack decoder
-		// directly: every call that is not inlined costs 15-25 ns inside
-		// wasm, and a batch of one put is one run.
-		f, err := dec.DecodeArrayLen()
+		// The run header, like the items below, calls the primitives of
+		// fast.go directly: every call that is not inlined costs 15-25 ns
+		// inside wasm, and a batch of one put is one run.
+		f, err := d.arrayLen()
 		if err != nil || f < 4 || f > d.r.len() {
 			return badRun(r, "array", f, err)
 		}
-		kind, err := dec.DecodeUint64()
+		kind, err := d.uint64v()
 		if err != nil || kind > math.MaxUint8 {
 			return badRun(r, "kind", int(min(kind, math.MaxInt32)), err)
 		}
-		l, err := dec.DecodeBytesLen()
+		l, err := d.bytesLen()
 		if err != nil || l > d.r.len() {
 			return badRun(r, "map name", l, err)
 		}
 		mapName := d.reuseName(d.r.next(max(l, 0)))
-		backup, err := dec.DecodeBool()
+		backup, err := d.boolv()
 		if err != nil {
 			return badRun(r, "backup", 0, err)
 		}
@@ -103,7 +102,7 @@ func (d *Decoder) ApplyRunsRequest(b *Batch) error {
 		if OpKind(kind) == OpDelete {
 			per = 1
 		}
-		items, err := dec.DecodeArrayLen()
+		items, err := d.arrayLen()
 		if err != nil || items > d.r.len() {
 			return badRun(r, "items", items, err)
 		}
@@ -122,12 +121,12 @@ func (d *Decoder) ApplyRunsRequest(b *Batch) error {
 			b.Mutations = grown
 		}
 		b.Mutations = b.Mutations[:at+count]
-		// As in ApplyRequest, the msgpack decoder is called directly: every
+		// As in ApplyRequest, the primitives are called directly: every
 		// call that is not inlined costs 15-25 ns inside wasm.
 		for i := at; i < at+count; i++ {
 			m := &b.Mutations[i]
 			m.Kind, m.Map, m.Backup = OpKind(kind), mapName, backup
-			l, err := dec.DecodeBytesLen()
+			l, err := d.bytesLen()
 			if err != nil || l > d.r.len() {
 				return d.badMutation(i, "key", l, err)
 			}
@@ -136,11 +135,11 @@ func (d *Decoder) ApplyRunsRequest(b *Batch) error {
 				m.Value, m.ExpirationTime = nil, 0
 				continue
 			}
-			if l, err = dec.DecodeBytesLen(); err != nil || l > d.r.len() {
+			if l, err = d.bytesLen(); err != nil || l > d.r.len() {
 				return d.badMutation(i, "value", l, err)
 			}
 			m.Value = d.value(l)
-			if m.ExpirationTime, err = dec.DecodeInt64(); err != nil {
+			if m.ExpirationTime, err = d.int64v(); err != nil {
 				return d.badMutation(i, "expiration time", 0, err)
 			}
 		}
