@@ -742,7 +742,11 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 			c.notes.push(func() { f(m) })
 		}
 	case *wire.GCPrune:
-		// The client keeps no records: the caller prunes its own.
+		// The client keeps no records: the caller prunes its own. A
+		// running SyncMap still to compare roots leaves the pruned
+		// tombstones out (this project's server sends GC_PRUNE before
+		// the root of a connection's first sync).
+		c.toSyncsBeforeRoot(m)
 		if f := c.opts.OnGCPrune; f != nil {
 			ts := m.OlderThan
 			c.notes.push(func() { f(ts) })

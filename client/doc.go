@@ -60,7 +60,9 @@
 // did not ask for (including late replies to an earlier, abandoned SyncMap)
 // are ignored, so a sync sends at most 4,369 bucket requests. The server's
 // GC_PRUNE goes to Options.OnGCPrune: the caller prunes the tombstones it
-// keeps for SyncMap as the server did.
+// keeps for SyncMap as the server did. This project's server also sends
+// one before the root of a connection's first sync (for clients offline
+// when it collected); SyncMap then compares without those tombstones.
 //
 // # Reconnecting
 //

@@ -107,8 +107,10 @@ type Options struct {
 	// tombstones older than the timestamp, and a client that keeps records
 	// for SyncMap must drop its own (LWW records with a nil value and an
 	// older timestamp), as TopGun's TS client does, or its Merkle root never
-	// equals the server's again. It runs on the callback goroutine
-	// described at OnStateChange.
+	// equals the server's again. This project's server sends one when it
+	// collects and one before the root of each connection's first sync, so
+	// the same cut-off may come again (dropping is idempotent). It runs on
+	// the callback goroutine described at OnStateChange.
 	OnGCPrune func(olderThan wire.Timestamp)
 	// OnStateChange is called when the connection state changes. Both
 	// callbacks run on a goroutine of their own, one call at a time, in the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -96,7 +97,8 @@ type syncSession struct {
 	outstanding map[syncKey]bool
 
 	mu     sync.Mutex
-	queue  []wire.Message // replies claimed from outstanding: at most one per request
+	queue  []wire.Message  // replies claimed from outstanding: at most one per request
+	prune  *wire.Timestamp // the greatest GC_PRUNE cut-off received before the root
 	err    error
 	notify chan struct{} // capacity 1: something was queued or err set
 }
@@ -108,6 +110,21 @@ func newSyncSession() *syncSession {
 func (s *syncSession) push(m wire.Message) {
 	s.mu.Lock()
 	s.queue = append(s.queue, m)
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// notePrune keeps a GC_PRUNE cut-off for the sync (the greatest: pruning
+// by it prunes by the others too), not queued: it answers no request, so a
+// queue would grow with every one a server sent.
+func (s *syncSession) notePrune(ts wire.Timestamp) {
+	s.mu.Lock()
+	if s.prune == nil || ts.Compare(*s.prune) > 0 {
+		s.prune = &ts
+	}
 	s.mu.Unlock()
 	select {
 	case s.notify <- struct{}{}:
@@ -127,12 +144,12 @@ func (s *syncSession) abort(err error) {
 	}
 }
 
-func (s *syncSession) take() ([]wire.Message, error) {
+func (s *syncSession) take() ([]wire.Message, *wire.Timestamp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	q := s.queue
-	s.queue = nil
-	return q, s.err
+	q, p := s.queue, s.prune
+	s.queue, s.prune = nil, nil
+	return q, p, s.err
 }
 
 // toSync hands a sync reply to the SyncMap that asked for it, if any.
@@ -162,6 +179,24 @@ func (c *Client) resetSync(mapName string, m wire.Message) {
 	}
 }
 
+// toSyncsBeforeRoot hands GC_PRUNE, which answers no request, to every
+// running SyncMap whose SYNC_RESP_ROOT has not come yet. It runs on the
+// reader, as toSync does, so the cut-off is noted before the root is
+// queued.
+func (c *Client) toSyncsBeforeRoot(m *wire.GCPrune) {
+	var ss []*syncSession
+	c.mu.Lock()
+	for _, ms := range c.syncs {
+		if s := ms.cur; s != nil && s.outstanding[syncKey{init: true}] {
+			ss = append(ss, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range ss {
+		s.notePrune(m.OlderThan)
+	}
+}
+
 // SyncMap reconciles an LWW map with the server by Merkle drill-down, as
 // TopGun's TS client does: SYNC_INIT; if the server's root differs from the
 // root of local, MERKLE_REQ_BUCKET for the root path, then for every child
@@ -179,6 +214,14 @@ func (c *Client) resetSync(mapName string, m wire.Message) {
 // once, and bucket names must be single hex digits (else ErrSyncProtocol),
 // so a sync sends at most 4,369 bucket requests (1+16+256+4096, the paths
 // of TopGun's depth-3 trie) whatever the server answers.
+//
+// A GC_PRUNE arriving before the server's root (this project's server
+// sends one, when it has collected tombstones, before the root of a
+// connection's first sync) applies to the comparison: the tombstones of
+// local older than its cut-off are left out, as TopGun's TS client drops
+// them before it compares, and LocalRoot is the root without them; a
+// record the server sends for such a key counts as Newer. local itself is
+// not changed: the caller drops them in Options.OnGCPrune.
 func (c *Client) SyncMap(ctx context.Context, mapName string, local map[string]wire.LWWRecord) (*SyncResult, error) {
 	r := &syncRun{c: c, mapName: mapName, local: local, tree: newMerkleTree(local),
 		s: newSyncSession(), requested: map[syncKey]bool{}}
@@ -213,7 +256,12 @@ func (c *Client) SyncMap(ctx context.Context, mapName string, local map[string]w
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		msgs, err := r.s.take()
+		msgs, prune, err := r.s.take()
+		if prune != nil {
+			// Noted before any root in msgs was queued.
+			r.res.Messages++
+			r.prune(*prune)
+		}
 		for _, m := range msgs {
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -242,7 +290,31 @@ type syncRun struct {
 	cn        *conn
 	requested map[syncKey]bool
 	waiting   int // requests sent whose replies have not been handled
+	rooted    bool
 	res       SyncResult
+}
+
+// prune leaves out of the comparison the local tombstones older than
+// before, as the server asked with GC_PRUNE, unless the roots were
+// compared already.
+func (r *syncRun) prune(before wire.Timestamp) {
+	if r.rooted {
+		return
+	}
+	var kept map[string]wire.LWWRecord
+	for k, rec := range r.local {
+		if rec.Value == nil && rec.Timestamp.Compare(before) < 0 {
+			if kept == nil {
+				kept = maps.Clone(r.local) // local is the caller's
+			}
+			delete(kept, k)
+		}
+	}
+	if kept == nil {
+		return // nothing to drop
+	}
+	r.local, r.tree = kept, newMerkleTree(kept)
+	r.res.LocalRoot = r.tree.Root()
 }
 
 // start registers the session as the map's running sync.
@@ -334,6 +406,7 @@ func (r *syncRun) handle(ctx context.Context, m wire.Message) error {
 	r.waiting--
 	switch m := m.(type) {
 	case *wire.SyncRespRoot:
+		r.rooted = true
 		res.ServerRoot = m.RootHash
 		if m.RootHash == res.LocalRoot {
 			res.InSync = true

@@ -47,6 +47,9 @@ type conn struct {
 	principal   Principal
 	deviceID    string
 	deviceBound bool
+	// pruneSent: the store's tombstone cut-off was offered to this
+	// connection, at its first sync (reader-owned; see sendPruneOnce).
+	pruneSent bool
 
 	writes  chan *writeJob
 	settled *settledSet // write worker only

@@ -73,7 +73,12 @@
 // twin) returns the children of a path or, at depth 3, the leaf's records,
 // tombstones and expired records included, with ttlMs. ORMAP_DIFF_REQUEST
 // returns the OR state of keys. GC_PRUNE is relayed to every client when
-// the store collects old tombstones.
+// the store collects old tombstones, and a connection's first SYNC_INIT or
+// ORMAP_SYNC_INIT is preceded by GC_PRUNE with the greatest cut-off the
+// store has published since it started (store.Store.PruneBefore), for
+// clients that were offline at the collection. It never comes before the
+// handshake's answer (AUTH_ACK, DEVICE_ACK): TopGun's client without a
+// token takes any other message then for a server without auth.
 //
 // # Live queries
 //

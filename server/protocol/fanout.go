@@ -13,7 +13,8 @@ import (
 // feedLoop is the Server's one reader of the store's change feed. For each
 // commit it sends SERVER_EVENT to every connection holding a live query on
 // a changed map (except the connection that wrote the change), updates the
-// live queries (QUERY_UPDATE) and relays GC_PRUNE to every client. It never
+// live queries (QUERY_UPDATE) and relays GC_PRUNE to every client (those
+// connecting later get it at their first sync, see sendPruneOnce). It never
 // blocks on a client: sends only enqueue, and a full queue disconnects that
 // client.
 func (s *Server) feedLoop(sub *store.Subscription) {

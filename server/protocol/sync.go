@@ -35,10 +35,37 @@ func quoteName(s string) string {
 	return "\"" + s + "\""
 }
 
+// sendPruneOnce sends, before the answer to the connection's first
+// SYNC_INIT or ORMAP_SYNC_INIT, GC_PRUNE with the greatest tombstone
+// cut-off the store has published (if any). The feed's GC_PRUNE reaches
+// only the clients connected when tombstones are collected; one offline
+// then (or connected to the server before a restart) kept them and its
+// root never equalled the server's again. Sent here, it is handled (TopGun's
+// client prunes every map at once) before the client compares any root;
+// sent at connect, it would reach a client still in its handshake, which
+// takes any message then for the answer of a server without auth.
+//
+// Sending a cut-off again is safe: pruning is idempotent (a client holding
+// no tombstone older than it drops nothing), and only tombstones older than
+// a cut-off the server published are dropped, which it has collected too;
+// a kept one stamped before it (see store.Store.PruneBefore) comes back in
+// the leaf of the same sync. Later cut-offs reach the connection through
+// the feed, as it is authenticated by now.
+func (c *conn) sendPruneOnce() {
+	if c.pruneSent {
+		return
+	}
+	c.pruneSent = true
+	if ts, ok := c.s.store.PruneBefore(); ok {
+		c.reply(&wire.GCPrune{OlderThan: tsToWire(ts)})
+	}
+}
+
 func (c *conn) handleSyncInit(m *wire.SyncInit) {
 	if c.reservedMapError(m.Type(), m.MapName) {
 		return
 	}
+	c.sendPruneOnce()
 	c.reply(&wire.SyncRespRoot{
 		MapName:   m.MapName,
 		RootHash:  c.s.store.Root(m.MapName, store.KindLWW),
@@ -50,6 +77,7 @@ func (c *conn) handleORSyncInit(m *wire.ORMapSyncInit) {
 	if c.reservedMapError(m.Type(), m.MapName) {
 		return
 	}
+	c.sendPruneOnce()
 	c.reply(&wire.ORMapSyncRespRoot{
 		MapName:   m.MapName,
 		RootHash:  c.s.store.Root(m.MapName, store.KindOR),

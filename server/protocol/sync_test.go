@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/topgun-go/topgun/server/merkle"
 	"github.com/topgun-go/topgun/server/record"
+	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -411,5 +413,102 @@ func TestSync_ORKeyWithOnlyTombstonesReachesStaleClients(t *testing.T) {
 	w.write(putOp("3", "tags", "post-1", "now lww", cts("w")))
 	if v, _, ok := e.getLWW("tags", "post-1"); !ok || v.Text() != "now lww" {
 		t.Fatalf("LWW write over OR tombstones: %v %v", v, ok)
+	}
+}
+
+// A client offline when tombstones were collected missed the feed's
+// GC_PRUNE and kept them: its root never equalled the server's again. The
+// cut-off now comes before the root of a connection's first sync. Each
+// handshake is the one of TopGun's TS client: DEVICE_HELLO without a token
+// (which takes any other message in 500 ms for a server without auth, so
+// nothing may come before DEVICE_ACK), AUTH with one.
+func TestSync_gcPruneOnFirstSync(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		auth, or bool
+	}{
+		{"noAuth", false, false},
+		{"auth", true, false},
+		{"orMapSyncInit", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := envConfig{fakeWall: true, storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }}
+			if tc.auth {
+				cfg.opts.Auth = mustAuth(t, testSecret)
+			}
+			e := newEnv(t, cfg)
+			connect := func() *client {
+				c := e.dial(t)
+				if tc.auth {
+					c.send(&wire.Auth{Token: userToken(t, "u1")})
+					expect[*wire.AuthRequired](c)
+					expect[*wire.AuthAck](c)
+				} else {
+					c.send(&wire.DeviceHello{})
+					expect[*wire.DeviceAck](c)
+				}
+				c.quiet(50 * time.Millisecond) // nothing unasked
+				return c
+			}
+			syncInit := func(c *client) {
+				if tc.or {
+					c.send(&wire.ORMapSyncInit{MapName: "m"})
+				} else {
+					c.send(&wire.SyncInit{MapName: "m"})
+				}
+			}
+			root := func(c *client) uint32 {
+				if tc.or {
+					return expect[*wire.ORMapSyncRespRoot](c).RootHash
+				}
+				return expect[*wire.SyncRespRoot](c).RootHash
+			}
+
+			w := connect()
+			syncInit(w) // nothing collected yet: the root alone
+			root(w)
+			live := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "w"}
+			gone := live
+			gone.Counter++
+			w.write(putOp("1", "m", "live", "v", live))
+			w.write(putOp("2", "m", "gone", "v", gone))
+			gone.Counter++
+			w.write(removeOp("3", "m", "gone", gone))
+			// What an offline client holds, hashed as TopGun's client does.
+			local := newRefTrie()
+			local.set("live", refLWWItem("live", live))
+			local.set("gone", refLWWItem("gone", gone))
+
+			e.wall.Add(int64(2 * time.Minute / time.Millisecond))
+			if n, err := e.st.CollectTombstones(context.Background()); err != nil || n != 1 {
+				t.Fatalf("CollectTombstones = %d, %v", n, err)
+			}
+			cutoff, _ := e.st.PruneBefore()
+			if p := expect[*wire.GCPrune](w); p.OlderThan != tsToWire(cutoff) {
+				t.Fatalf("feed GC_PRUNE %+v, want %v", p, cutoff)
+			}
+
+			c := connect()
+			syncInit(c)
+			p := expect[*wire.GCPrune](c)
+			if p.OlderThan != tsToWire(cutoff) || gone.Compare(p.OlderThan) >= 0 {
+				t.Fatalf("GC_PRUNE %+v: want %v, above the collected tombstone %v", p, cutoff, gone)
+			}
+			r := root(c)
+			if !tc.or {
+				delete(local.leaves[refPath("gone")[:3]], "gone") // pruned
+				if r != local.root() {
+					t.Fatalf("server root %d, pruned client root %d", r, local.root())
+				}
+			}
+			// Once per connection: later syncs get the root alone, and
+			// the connection connected at the collection got no second one.
+			syncInit(c)
+			root(c)
+			syncInit(w)
+			root(w)
+		})
 	}
 }

@@ -428,7 +428,7 @@ func (s *Store) settleUnsure(ctx context.Context) {
 		}
 		if len(changes) > 0 || prune != nil {
 			s.log.Warn("a commit reported failed was applied by the backend; publishing its changes", "records", len(t.order))
-			s.feed.publish(&Commit{Seq: s.seq.Add(1), Changes: changes, PruneBefore: prune})
+			s.publish(&Commit{Seq: s.seq.Add(1), Changes: changes, PruneBefore: prune})
 		}
 	}
 }
@@ -787,7 +787,7 @@ func (t *txn) settleClean() {
 		t.s.mu.Unlock()
 	}
 	if len(t.changes) > 0 || t.prune != nil {
-		t.s.feed.publish(&Commit{Seq: t.s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune})
+		t.s.publish(&Commit{Seq: t.s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune})
 	}
 }
 
@@ -1266,8 +1266,7 @@ func (t *txn) commit(ctx context.Context) error {
 		s.cache.put(cacheKey{st.mapName, st.key}, &entryValue{rv: st.rv, exp: st.exp, present: st.present})
 	}
 	s.settledBy(t)
-	c := &Commit{Seq: s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune}
-	s.feed.publish(c)
+	s.publish(&Commit{Seq: s.seq.Add(1), Changes: t.changes, PruneBefore: t.prune})
 	return nil
 }
 

@@ -237,6 +237,48 @@ func justAfter(ts record.Timestamp) record.Timestamp {
 	return record.Timestamp{Millis: ts.Millis, Counter: ts.Counter + 1}
 }
 
+// publish publishes a commit, first noting its tombstone cut-off for
+// PruneBefore.
+func (s *Store) publish(c *Commit) {
+	if c.PruneBefore != nil {
+		ts := *c.PruneBefore
+		for {
+			cur := s.pruned.Load()
+			if cur != nil && cur.Compare(ts) >= 0 {
+				break
+			}
+			if s.pruned.CompareAndSwap(cur, &ts) {
+				break
+			}
+		}
+	}
+	s.feed.publish(c)
+}
+
+// PruneBefore returns the greatest tombstone cut-off this Store has
+// published (Commit.PruneBefore) since Open, and false before its first
+// collection pass. The protocol sends it (GC_PRUNE) to clients that were
+// not connected when it was published: a client that keeps tombstones the
+// server collected never has the server's Merkle root again.
+//
+// The greatest, not the latest: a pass can publish a lower cut-off than
+// the one before (a delete stamped long ago that arrived since is kept for
+// a TTL), and a client connected throughout has pruned by both, which the
+// greater one alone reproduces. A client told to prune such a kept
+// tombstone gets it back in the leaf of the same sync.
+//
+// It is kept in memory only: that costs speed, not correctness. The first
+// pass after Open (1 to 2 GCStartDelay later) publishes a cut-off even
+// when it collects nothing, which reaches every client connected then,
+// and is kept for those that connect later; until then a client holding
+// tombstones collected before the restart walks down to their leaves.
+func (s *Store) PruneBefore() (record.Timestamp, bool) {
+	if p := s.pruned.Load(); p != nil {
+		return *p, true
+	}
+	return record.Timestamp{}, false
+}
+
 // gcReadChunk bounds the keys of one read of tombstones' commit times.
 const gcReadChunk = 1000
 
@@ -341,10 +383,15 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 	}
 	victims = old
 	before := record.Timestamp{Millis: cutoff}
-	if len(victims) == 0 && s.shared {
+	if _, known := s.PruneBefore(); len(victims) == 0 && (s.shared || !known) {
 		// Another process may have collected them first: this store
 		// re-reads the deletions without announcing them, so the cut-off
 		// is announced anyway, for this server's clients to prune too.
+		// The first pass since Open announces it too: the tombstones may
+		// have been collected before a restart, and PruneBefore knows
+		// nothing of that cut-off. (The server holds no tombstone older
+		// than the cut-off, but ones stamped before the floor, so
+		// announcing it when nothing was collected is safe.)
 		return 0, s.submit(ctx, &request{done: make(chan error, 1), fn: func(t *txn) { t.prune = &before }})
 	}
 	total := 0

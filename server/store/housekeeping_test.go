@@ -493,3 +493,85 @@ func TestStore_housekeeping_reapFailuresWarnedRarely(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// The store remembers the greatest cut-off it has published, for the
+// protocol to tell clients that were offline when it was published; the
+// first pass after a restart publishes one even when it collects nothing
+// (everything old went before the restart), so that it is known again.
+func TestStore_PruneBefore(t *testing.T) {
+	const day = 24 * 3600_000
+	f := newFixture(t, null.Open(), nil) // TombstoneTTL: 7 days
+	ctx := context.Background()
+	if _, ok := f.s.PruneBefore(); ok {
+		t.Fatal("PruneBefore known before any collection")
+	}
+	now := int64(t0 + 60*day)
+	f.wall.Store(now - 30*day)
+	f.apply(Op{Map: "m", Key: "old", Kind: OpRemove, Timestamp: ts(uint64(now-30*day), 0, "c1")})
+	f.wall.Store(now)
+	if n, err := f.s.CollectTombstones(ctx); err != nil || n != 1 {
+		t.Fatalf("collected %d (%v), want 1", n, err)
+	}
+	first, ok := f.s.PruneBefore()
+	if want := uint64(now - 7*day); !ok || first.Millis != want {
+		t.Fatalf("PruneBefore = %v, %v; want %d", first, ok, want)
+	}
+
+	// Deletes stamped long ago arrive after that pass: one stamped 21
+	// days back now, one stamped 20 days back 5 days later. The next pass
+	// collects the first and keeps the second (committed within the TTL),
+	// which lowers its cut-off, but not what PruneBefore reports: a
+	// client connected throughout pruned by the greater one.
+	f.apply(Op{Map: "m", Key: "late1", Kind: OpRemove, Timestamp: ts(uint64(now-21*day), 0, "c2")})
+	f.wall.Store(now + 5*day)
+	f.apply(Op{Map: "m", Key: "late2", Kind: OpRemove, Timestamp: ts(uint64(now-20*day), 0, "c2")})
+	f.wall.Store(now + 8*day)
+	sub := f.s.Subscribe()
+	if n, err := f.s.CollectTombstones(ctx); err != nil || n != 1 {
+		t.Fatalf("collected %d (%v), want 1", n, err)
+	}
+	if c := <-sub.C(); c.PruneBefore == nil || c.PruneBefore.Millis != uint64(now-20*day) {
+		t.Fatalf("published cut-off %+v, want %d (the stamp of the kept delete)", c.PruneBefore, now-20*day)
+	}
+	sub.Close()
+	if got, _ := f.s.PruneBefore(); got != first {
+		t.Fatalf("PruneBefore = %v after a lower cut-off, want %v", got, first)
+	}
+
+	// After a restart nothing is known until the first pass, which
+	// publishes its cut-off although it collects nothing.
+	f.s.Close()
+	f.open()
+	if _, ok := f.s.PruneBefore(); ok {
+		t.Fatal("PruneBefore known after a restart before any collection")
+	}
+	f.wall.Store(now + 30*day) // late2 was committed 25 days ago: collected
+	if n, err := f.s.CollectTombstones(ctx); err != nil || n != 1 {
+		t.Fatalf("collected %d (%v), want late2", n, err)
+	}
+	f.wall.Store(now + 31*day)
+	f.s.Close()
+	f.open()
+	sub = f.s.Subscribe()
+	defer sub.Close()
+	if n, err := f.s.CollectTombstones(ctx); err != nil || n != 0 {
+		t.Fatalf("collected %d (%v), want nothing", n, err)
+	}
+	want := uint64(now + 24*day)
+	if c := <-sub.C(); c.PruneBefore == nil || c.PruneBefore.Millis != want {
+		t.Fatalf("first pass after a restart published %+v, want a cut-off of %d", c.PruneBefore, want)
+	}
+	if got, ok := f.s.PruneBefore(); !ok || got.Millis != want {
+		t.Fatalf("PruneBefore = %v, %v; want %d", got, ok, want)
+	}
+	// Later passes that collect nothing publish nothing.
+	f.wall.Store(now + 32*day)
+	if _, err := f.s.CollectTombstones(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-sub.C():
+		t.Fatalf("a pass that collected nothing published %+v", c)
+	case <-time.After(50 * time.Millisecond):
+	}
+}

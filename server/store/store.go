@@ -201,6 +201,10 @@ type Store struct {
 	unsure      []*txn
 	unsureBytes int // the encodings the txns in unsure hold
 
+	// pruned is the greatest tombstone cut-off published (see
+	// PruneBefore); nil until a collection published one.
+	pruned atomic.Pointer[record.Timestamp]
+
 	mergedHook func() // tests: called after each request is merged
 	// maxCommitBytes is maxCommitBytes (tests lower it).
 	maxCommitBytes int

@@ -468,6 +468,11 @@ func TestStore_tombstoneGC(t *testing.T) {
 	if n, _ := f.s.CollectTombstones(context.Background()); n != 0 {
 		t.Fatalf("young tombstone collected")
 	}
+	// The first pass announces its cut-off although it collected nothing
+	// (see PruneBefore): below the young tombstone.
+	if c := <-sub.C(); len(c.Changes) != 0 || c.PruneBefore == nil || c.PruneBefore.Millis != uint64(t0-time.Hour.Milliseconds()) {
+		t.Fatalf("first pass published %+v", c)
+	}
 	f.wall.Add(2 * time.Hour.Milliseconds())
 	n, err := f.s.CollectTombstones(context.Background())
 	if err != nil || n != 1 {
