@@ -56,6 +56,7 @@ func TestRun_usage(t *testing.T) {
 		{"test -run matching nothing", []string{"plugin", "test", "-run", "NoSuchCase", "a.wasm"}, exitUsage, "", "no case matches"},
 		{"test bad -log-level", []string{"plugin", "test", "-log-level", "loud", "a.wasm"}, exitUsage, "", `-log-level "loud" is unknown`},
 		{"test bad -config", []string{"plugin", "test", "-config", "[1]", "a.wasm"}, exitUsage, "", "TOPGUN_PLUGIN_CONFIG is not a JSON object"},
+		{"test reserved -config key", []string{"plugin", "test", "-config", `{"topgun.data_dir":"/etc"}`, "a.wasm"}, exitUsage, "", `key "topgun.data_dir" is reserved`},
 		{"test bad -timeout", []string{"plugin", "test", "-timeout", "0s", "a.wasm"}, exitUsage, "", "-timeout 0s must be positive"},
 		{"inspect without file", []string{"plugin", "inspect"}, exitUsage, "", "want one plugin file, got 0 arguments"},
 		{"inspect unknown flag", []string{"plugin", "inspect", "-x", "a.wasm"}, exitUsage, "", "flag provided but not defined: -x"},

@@ -117,6 +117,12 @@ func runPluginTest(ctx context.Context, c *cli, args []string) int {
 		if opts.Config, err = host.ParseConfig(*config); err != nil {
 			return c.usageError(prog, "-config: %v", err)
 		}
+		// hostOptions validated the environment's configuration; this one
+		// replaces it, so check it too (reserved keys) as a usage error
+		// rather than a load failure.
+		if err := opts.Validate(); err != nil {
+			return c.usageError(prog, "-config: %v", err)
+		}
 	}
 	filter := func(tc abitest.Case) bool {
 		return (!*core || tc.Core) && (re == nil || re.MatchString(tc.Name))
