@@ -331,6 +331,20 @@ func TestFault(t *testing.T) {
 	}
 }
 
+// TestREADME_countsEveryAdversary keeps the README's promise ("holds that
+// promise against N hostile plugins") in step with the suite, so an
+// adversary added here is also counted, and listed, there.
+func TestREADME_countsEveryAdversary(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatalf("read README.md: %v", err)
+	}
+	want := fmt.Sprintf("`host/fault_test.go` holds that promise against %d hostile", len(adversaries()))
+	if !strings.Contains(strings.Join(strings.Fields(string(readme)), " "), want) {
+		t.Errorf("README.md does not say %q", want)
+	}
+}
+
 func adversaries() []adversary {
 	return []adversary{
 		// Time.

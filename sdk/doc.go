@@ -67,7 +67,8 @@
 // # Rules for backends inside wasm
 //
 // Go in wasip1 is single-threaded and an export runs to completion: a
-// goroutine started during a call does not run after the call returns, and
+// goroutine started during a call does not run after the call returns (only
+// when a later call yields, at a moment the backend does not choose), and
 // blocking (time.Sleep, waiting on a channel nobody else will send to)
 // hangs the call until the host's deadline discards the instance. Keep all
 // work inside the call. There is no network; the filesystem is only the

@@ -91,7 +91,7 @@ var settings = []setting{
 	{"TOPGUN_PLUGIN_CACHE_DIR", "plugin-cache-dir", "", "directory of the wasm compilation cache, so a plugin is compiled once; default: topgun/wasm under the user cache directory (~/.cache); - disables it", pluginSetting("TOPGUN_PLUGIN_CACHE_DIR")},
 	{"TOPGUN_PLUGIN_SHA256", "plugin-sha256", "", "hex SHA-256 the plugin file must have, or it is refused", pluginSetting("TOPGUN_PLUGIN_SHA256")},
 	{"TOPGUN_PLUGIN_DATA_DIR", "plugin-data-dir", "", "the one directory a plugin may use (it sees it as /data); unset: no files at all", pluginSetting("TOPGUN_PLUGIN_DATA_DIR")},
-	{"TOPGUN_PLUGIN_CONFIG", "plugin-config", "", `plugin configuration as a JSON object, e.g. {"sync":"always"}`, pluginSetting("TOPGUN_PLUGIN_CONFIG")},
+	{"TOPGUN_PLUGIN_CONFIG", "plugin-config", "", `plugin configuration as a JSON object of the keys the plugin reads, e.g. {"compact_min_bytes":67108864} for the logstore example`, pluginSetting("TOPGUN_PLUGIN_CONFIG")},
 	{"TOPGUN_PLUGIN_MEMORY_MB", "plugin-memory-mb", strconv.Itoa(host.DefaultMemoryLimitMB), "memory limit of each plugin instance, in MiB", pluginSetting("TOPGUN_PLUGIN_MEMORY_MB")},
 	{"TOPGUN_PLUGIN_CALL_TIMEOUT", "plugin-call-timeout", host.DefaultCallTimeout.String(), "deadline of each call into a plugin", pluginSetting("TOPGUN_PLUGIN_CALL_TIMEOUT")},
 	{"TOPGUN_PLUGIN_MAX_REQUEST_BYTES", "plugin-max-request-bytes", strconv.Itoa(host.DefaultMaxRequestBytes), "largest request sent to a plugin, in bytes", pluginSetting("TOPGUN_PLUGIN_MAX_REQUEST_BYTES")},
