@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 )
@@ -194,38 +193,16 @@ func TestOpen_sessionRunAsAnotherRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	owner, login := schema+"_owner", schema+"_login"
-	// Registered first: roles outlive the test's schema.
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), url)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), `DROP OWNED BY `+owner)
-		_, _ = c.Exec(context.Background(), `DROP ROLE IF EXISTS `+login)
-		_, _ = c.Exec(context.Background(), `DROP ROLE IF EXISTS `+owner)
-	})
-	for _, stmt := range []string{
+	b := openURL(t, roleURL(t, url, login, []string{
 		`CREATE ROLE ` + owner + ` NOLOGIN`,
 		`CREATE ROLE ` + login + ` LOGIN IN ROLE ` + owner,
 		`ALTER ROLE ` + login + ` SET role = ` + owner,
 		`GRANT USAGE, CREATE ON SCHEMA ` + schema + ` TO ` + owner,
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	u, err := neturl.Parse(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = neturl.User(login)
-	if c, err := pgx.Connect(ctx, u.String()); err != nil {
-		t.Skipf("cannot log in as a new role without a password on this server (%v); the test needs trust authentication, as CI has", err)
-	} else {
-		_ = c.Close(ctx)
-	}
-	b := openURL(t, u.String())
+	}, []string{
+		`DROP OWNED BY ` + owner,
+		`DROP ROLE IF EXISTS ` + login,
+		`DROP ROLE IF EXISTS ` + owner,
+	}))
 	batch := &abi.Batch{Now: 1}
 	batch.Put("m", "k", false, []byte("v"), 0)
 	apply(t, b, batch)

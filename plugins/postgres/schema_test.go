@@ -415,38 +415,17 @@ func TestOpen_leastPrivilegeRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	role := schema + "_app"
-	// Registered first: roles outlive the test's schema.
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), url)
-		if err != nil {
-			return
-		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), `REVOKE ALL ON topgun_maps FROM `+role)
-		_, _ = c.Exec(context.Background(), `REVOKE ALL ON SCHEMA `+schema+` FROM `+role)
-		_, _ = c.Exec(context.Background(), `DROP ROLE IF EXISTS `+role)
-	})
-	for _, stmt := range []string{
+	login := roleURL(t, url, role, []string{
 		schemaDDL[0], schemaDDL[1],
 		`CREATE ROLE ` + role + ` LOGIN`,
 		`GRANT USAGE ON SCHEMA ` + schema + ` TO ` + role,
 		`GRANT SELECT, INSERT, UPDATE, DELETE ON topgun_maps TO ` + role,
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	u, err := neturl.Parse(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = neturl.User(role)
-	if c, err := pgx.Connect(ctx, u.String()); err != nil {
-		t.Skipf("cannot log in as a new role without a password on this server (%v); the test needs trust authentication, as CI has", err)
-	} else {
-		_ = c.Close(ctx)
-	}
-	b := openURL(t, u.String())
+	}, []string{
+		`REVOKE ALL ON topgun_maps FROM ` + role,
+		`REVOKE ALL ON SCHEMA ` + schema + ` FROM ` + role,
+		`DROP ROLE IF EXISTS ` + role,
+	})
+	b := openURL(t, login)
 	if b.Describe().Capabilities.Has(abi.CapExpiryIndex) {
 		t.Fatal("declares an expiry index it could not create")
 	}
@@ -635,4 +614,40 @@ func TestOpen_refusesUnloggedTable(t *testing.T) {
 	if !strings.Contains(err.Error(), "UNLOGGED") {
 		t.Fatalf("error %q does not say that the table is unlogged", err)
 	}
+}
+
+// roleURL runs setup (which creates roles) on url, registers cleanup to
+// run on url when the test ends (roles outlive the test's schema, so it is
+// registered first), and returns url logging in as login. It skips the
+// test when the server wants a password for the new role.
+func roleURL(t *testing.T, url, login string, setup, cleanup []string) string {
+	t.Helper()
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), url)
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		for _, stmt := range cleanup {
+			_, _ = c.Exec(context.Background(), stmt)
+		}
+	})
+	ctx := testCtx(t)
+	conn := sqlConn(t, url)
+	for _, stmt := range setup {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.User(login)
+	c, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		t.Skipf("cannot log in as a new role without a password on this server (%v); the test needs trust authentication, as CI has", err)
+	}
+	_ = c.Close(ctx)
+	return u.String()
 }
