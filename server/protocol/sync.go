@@ -51,13 +51,61 @@ func quoteName(s string) string {
 // a kept one stamped before it (see store.Store.PruneBefore) comes back in
 // the leaf of the same sync. Later cut-offs reach the connection through
 // the feed, as it is authenticated by now.
+//
+// It waits (up to pruneWritesWait) for the writes the connection sent
+// before: TopGun's client sends its offline writes, then its SYNC_INITs,
+// and prunes the OR-Map tombstones whose tag (the entry's add time) is
+// older than the cut-off, so an entry added long ago and removed offline
+// loses its tombstone at once. A leaf served before that OR_REMOVE is
+// committed still holds the entry, which the client then takes back (and
+// the writer gets no event for its own remove): the removed entry
+// reappeared there until its next connection. The same held for its own
+// LWW delete made offline longer than the TTL ago. While writes are still
+// pending after the wait, the cut-off is left for a later sync.
 func (c *conn) sendPruneOnce() {
 	if c.pruneSent {
 		return
 	}
+	ts, ok := c.s.store.PruneBefore()
+	if !ok {
+		c.pruneSent = true
+		return
+	}
+	if !c.writesSettled(pruneWritesWait) {
+		return
+	}
 	c.pruneSent = true
-	if ts, ok := c.s.store.PruneBefore(); ok {
-		c.reply(&wire.GCPrune{OlderThan: tsToWire(ts)})
+	c.reply(&wire.GCPrune{OlderThan: tsToWire(ts)})
+}
+
+// pruneWritesWait bounds how long the reader waits, before the cut-off at
+// a connection's first sync, for the connection's earlier writes.
+const pruneWritesWait = time.Second
+
+// writesSettled waits, up to d, until none of the connection's writes is
+// queued or being committed, and reports whether that came. It runs on the
+// reader, which alone queues writes: none is added meanwhile.
+func (c *conn) writesSettled(d time.Duration) bool {
+	var timeout <-chan time.Time
+	for {
+		c.mu.Lock()
+		n := c.pending
+		c.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		if timeout == nil {
+			tm := time.NewTimer(d)
+			defer tm.Stop()
+			timeout = tm.C
+		}
+		select {
+		case <-c.writesFreed:
+		case <-timeout:
+			return false
+		case <-c.ctx.Done():
+			return false
+		}
 	}
 }
 

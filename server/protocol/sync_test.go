@@ -512,3 +512,59 @@ func TestSync_gcPruneOnFirstSync(t *testing.T) {
 		})
 	}
 }
+
+// The cut-off at a connection's first sync waits for the writes the
+// client sent before it. TopGun's client sends its offline writes, then
+// SYNC_INIT for every map, and prunes on GC_PRUNE the OR-Map tombstones
+// whose tag (the entry's add time) is older than the cut-off: one for an
+// entry added long ago and removed offline goes at once. Sent while that
+// OR_REMOVE was still being committed, the leaf that followed still held
+// the entry, and the client, no longer holding its tombstone, took it
+// back (the writer gets no event for its own remove), so the removed
+// entry reappeared on that client until its next connection; the same for
+// its own LWW delete made offline longer than the TTL ago.
+func TestSync_gcPruneWaitsForEarlierWrites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true, storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }})
+	w := e.dial(t)
+	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
+	w.write(orAddOp("1", "m", "k", "v", added))
+	e.wall.Add(int64(2 * time.Minute / time.Millisecond))
+	if _, err := e.st.CollectTombstones(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cutoff, ok := e.st.PruneBefore()
+	if !ok || added.Compare(tsToWire(cutoff)) >= 0 {
+		t.Fatalf("cut-off %v, %v: want one above the entry's tag %v", cutoff, ok, added)
+	}
+	expect[*wire.GCPrune](w) // the feed's
+
+	// Commits done within the wait: OP_ACK, then GC_PRUNE and the root.
+	c := e.dial(t)
+	release := e.be.holdCommits()
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{orRemoveOp("2", "m", "k", added.String())}})
+	c.send(&wire.ORMapSyncInit{MapName: "m"})
+	time.Sleep(100 * time.Millisecond)
+	release()
+	expect[*wire.OpAck](c)
+	expect[*wire.GCPrune](c)
+	expect[*wire.ORMapSyncRespRoot](c)
+
+	// Commits held past the wait: the root alone, the cut-off at a later
+	// sync of the connection.
+	added.Counter++
+	w.write(orAddOp("3", "m", "k2", "v", added))
+	d := e.dial(t)
+	release = e.be.holdCommits()
+	defer release()
+	d.send(&wire.OpBatch{Ops: []wire.ClientOp{orRemoveOp("4", "m", "k2", added.String())}})
+	d.send(&wire.ORMapSyncInit{MapName: "m"})
+	if m := d.nextWithin(10 * time.Second); m.Type() != wire.TypeORMapSyncRespRoot {
+		t.Fatalf("got %s %+v before the OR_REMOVE was committed, want the root alone", m.Type(), m)
+	}
+	release()
+	expect[*wire.OpAck](d)
+	d.send(&wire.ORMapSyncInit{MapName: "m"})
+	expect[*wire.GCPrune](d)
+	expect[*wire.ORMapSyncRespRoot](d)
+}
