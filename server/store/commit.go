@@ -135,6 +135,10 @@ func (s *Store) committer() {
 		}
 		t := s.newTxn(&inflight)
 		t.add(first)
+		select {
+		case s.txnReady <- struct{}{}: // see applier
+		default:
+		}
 	fill:
 		for t.n < s.opts.MaxCommitOps && len(t.buf) < s.maxCommitBytes {
 			select {
@@ -156,6 +160,10 @@ func (s *Store) committer() {
 		if t != nil {
 			s.applyq <- t
 			inflight = append(inflight, t)
+		}
+		select {
+		case <-s.txnReady: // delivered: no longer waiting
+		default:
 		}
 	}
 }
@@ -280,8 +288,18 @@ func (s *Store) applier() {
 			retry, retryC = nil, nil
 			// With ctx, which Close cancels: a backend that does not
 			// answer must not hold up Close while no commit is waiting.
-			// Bounded too, or the next commit would wait behind it.
+			// Bounded too, and cut short when a txn is waiting: that
+			// commit re-reads the same records first, under a deadline
+			// of its own, and its writers would otherwise wait for both
+			// (a third commit timeout over a dead link).
 			rctx, rcancel := context.WithTimeout(ctx, s.opts.CommitTimeout)
+			go func() {
+				select {
+				case <-s.txnReady:
+					rcancel()
+				case <-rctx.Done():
+				}
+			}()
 			s.repairIndex(rctx, true)
 			s.settleUnsure(rctx)
 			rcancel()

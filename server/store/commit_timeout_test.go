@@ -302,3 +302,52 @@ func TestStore_commitTimeoutSlowRereadsSettle(t *testing.T) {
 		t.Fatalf("the applied commit's changes reached the feed for %v only, want m1, m2 and m3", published)
 	}
 }
+
+// readSignalBackend reports each stalled read that starts with time left
+// on its context.
+type readSignalBackend struct {
+	*stallingBackend
+	reading chan struct{}
+}
+
+func (b *readSignalBackend) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if b.readsStall.Load() && ctx.Err() == nil {
+		select {
+		case b.reading <- struct{}{}:
+		default:
+		}
+	}
+	return b.stallingBackend.Get(ctx, m, backup, keys)
+}
+
+// A write that arrives while the applier re-reads, on its own (retry
+// timer), the records of a failed commit gives way to it: over a dead link
+// it is answered within about twice the commit timeout (the re-reads
+// before it, then its commit), as documented. Before, it first waited for
+// the retry pass to time out too: three commit timeouts.
+func TestStore_commitTimeoutRetryPassGivesWayToWrites(t *testing.T) {
+	const timeout = time.Second
+	sb := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
+	be := &readSignalBackend{stallingBackend: sb, reading: make(chan struct{}, 1)}
+	f := newFixture(t, be, func(o *Options) { o.CommitTimeout = timeout })
+	t.Cleanup(func() { close(sb.release) })
+	f.apply(put("m", "k", "one", ts(t0, 0, "c1")), put("m", "other", "x", ts(t0, 0, "c1")))
+	sb.readsStall.Store(true)
+	sb.stall.Store(true)
+	sb.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "two", ts(t0+1, 0, "c1"))); err == nil {
+		t.Fatal("a commit over a dead link succeeded")
+	}
+	select {
+	case <-be.reading: // the retry pass reads k again, and stalls
+	case <-time.After(10 * time.Second):
+		t.Fatal("no re-read of the failed commit's records")
+	}
+	start := time.Now()
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "other", "y", ts(t0+1, 0, "c1"))); err == nil {
+		t.Fatal("a commit over a dead link succeeded")
+	}
+	if took := time.Since(start); took > 5*timeout/2 {
+		t.Fatalf("a write was answered after %s, over twice the commit timeout (%s)", took, timeout)
+	}
+}

@@ -236,6 +236,11 @@ type Store struct {
 	wg      sync.WaitGroup
 	once    sync.Once
 	closed  atomic.Bool
+
+	// txnReady (capacity 1) holds a token while the committer has a txn
+	// waiting for the applier: a re-read pass the applier runs on its
+	// own gives way to it (see applier).
+	txnReady chan struct{}
 }
 
 // Open builds the index by scanning the backend with bounded memory and
@@ -262,6 +267,7 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		repair:         map[cacheKey]struct{}{},
 		reqs:           make(chan *request, 1024),
 		applyq:         make(chan *txn),
+		txnReady:       make(chan struct{}, 1),
 		closing:        make(chan struct{}),
 		stopped:        make(chan struct{}),
 	}
