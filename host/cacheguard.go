@@ -350,15 +350,17 @@ func (c *compileCache) sweep(log hclog.Logger, spare time.Time) {
 		}
 	}
 	for e := range entries {
-		if !covered[e] && !spare.IsZero() {
-			if st, err := os.Stat(filepath.Join(c.entries, e)); err != nil || st.ModTime().After(spare.Add(-time.Second)) {
+		if covered[e] {
+			continue
+		}
+		path := filepath.Join(c.entries, e)
+		if !spare.IsZero() {
+			if st, err := os.Stat(path); err != nil || st.ModTime().After(spare.Add(-time.Second)) {
 				continue
 			}
 		}
-		if !covered[e] {
-			log.Warn("removing a compilation cache entry that has no checksum record (left by a crash or an older server); its plugin is compiled again when loaded", "entry", filepath.Join(c.entries, e))
-			_ = os.Remove(filepath.Join(c.entries, e))
-		}
+		log.Warn("removing a compilation cache entry that has no checksum record (left by a crash or an older server); its plugin is compiled again when loaded", "entry", path)
+		_ = os.Remove(path)
 	}
 }
 

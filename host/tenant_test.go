@@ -385,6 +385,16 @@ func slowCompile(t *testing.T) string {
 	return path
 }
 
+// loggedOptions returns test options with a data directory whose log,
+// debug lines included, goes to the returned buffer.
+func loggedOptions(t *testing.T) (*Options, *testbin.LockedBuffer) {
+	logs := &testbin.LockedBuffer{}
+	o := testOptions(t)
+	o.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
+	o.DataDir = t.TempDir()
+	return o, logs
+}
+
 // A load beside another compile in the same process still removes an old
 // entry no record covers, and spares the entry the other compile writes.
 func TestCompileCache_sweepBesideACompile(t *testing.T) {
@@ -397,10 +407,7 @@ func TestCompileCache_sweepBesideACompile(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cache.wz.Close(ctx)
-		logs := &testbin.LockedBuffer{}
-		o := testOptions(t)
-		o.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
-		o.DataDir = t.TempDir()
+		o, logs := loggedOptions(t)
 		b, err := load(ctx, path, o, cache)
 		if err != nil {
 			t.Fatalf("load %s: %v", path, err)
@@ -427,10 +434,7 @@ func TestCompileCache_sweepBesideACompile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cache.wz.Close(ctx)
-	logs := &testbin.LockedBuffer{}
-	o := testOptions(t)
-	o.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
-	o.DataDir = t.TempDir()
+	o, logs := loggedOptions(t)
 	done := make(chan error, 1)
 	go func() {
 		b, err := load(ctx, slow, o, cache)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"strings"
@@ -83,22 +84,33 @@ func (p *freezingProxy) copy(dst io.Writer, src io.Reader) {
 	}
 }
 
-// TestBinary_shutdownBoundedWhileStorageHangs stops the server while a
-// commit waits for a database that no longer answers: shutdown must still
-// end within its bounds, with exit 1 and a message saying why, rather than
-// wait for TCP to give up on the link (minutes, or never).
-func TestBinary_shutdownBoundedWhileStorageHangs(t *testing.T) {
-	t.Parallel()
+// startBehindFreezingProxy starts the server with env on PostgreSQL
+// reached through a freezingProxy, and returns it with a client whose
+// first write was acknowledged.
+func startBehindFreezingProxy(t *testing.T, env map[string]string) (*proc, *freezingProxy, *wsClient) {
+	t.Helper()
 	u, err := url.Parse(pgtest.FreshSchema(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	proxy := newFreezingProxy(t, u.Host)
 	u.Host = proxy.ln.Addr().String()
-	p := startServer(t, map[string]string{"STORAGE_BACKEND": "postgres", "DATABASE_URL": u.String()})
+	all := map[string]string{"STORAGE_BACKEND": "postgres", "DATABASE_URL": u.String()}
+	maps.Copy(all, env)
+	p := startServer(t, all)
 	c := dialServer(t, p)
 	c.send(&wire.ClientOpMessage{ClientOp: putOp("1", "a", "before")})
 	c.expect(wire.TypeOpAck)
+	return p, proxy, c
+}
+
+// TestBinary_shutdownBoundedWhileStorageHangs stops the server while a
+// commit waits for a database that no longer answers: shutdown must still
+// end within its bounds, with exit 1 and a message saying why, rather than
+// wait for TCP to give up on the link (minutes, or never).
+func TestBinary_shutdownBoundedWhileStorageHangs(t *testing.T) {
+	t.Parallel()
+	p, proxy, c := startBehindFreezingProxy(t, nil)
 
 	proxy.freeze()
 	c.send(&wire.ClientOpMessage{ClientOp: putOp("2", "b", "never acknowledged")})
@@ -127,16 +139,7 @@ func TestBinary_shutdownBoundedWhileStorageHangs(t *testing.T) {
 // gives up on the link (minutes, or never), as every write behind it did.
 func TestBinary_writeFailsWhileStorageHangs(t *testing.T) {
 	t.Parallel()
-	u, err := url.Parse(pgtest.FreshSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newFreezingProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
-	p := startServer(t, map[string]string{"STORAGE_BACKEND": "postgres", "DATABASE_URL": u.String(), "TOPGUN_COMMIT_TIMEOUT": "1s"})
-	c := dialServer(t, p)
-	c.send(&wire.ClientOpMessage{ClientOp: putOp("1", "a", "before")})
-	c.expect(wire.TypeOpAck)
+	_, proxy, c := startBehindFreezingProxy(t, map[string]string{"TOPGUN_COMMIT_TIMEOUT": "1s"})
 
 	proxy.freeze()
 	start := time.Now()

@@ -75,10 +75,15 @@ func transient(state string) bool {
 	return c == abi.CodeUnavailable || c == abi.CodeResourceExhausted
 }
 
-// acquireWrite takes a connection of the pool for one attempt of a write,
-// which gives it back with releaseWrite.
-func (b *Backend) acquireWrite(ctx context.Context) (*pgxpool.Conn, error) {
-	return b.pool.Acquire(ctx)
+// onWriteConn runs one attempt of a write, f, on a connection of the pool,
+// and gives it back with releaseWrite.
+func (b *Backend) onWriteConn(ctx context.Context, f func(c *pgxpool.Conn) error) (err error) {
+	c, err := b.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { b.releaseWrite(c, err) }()
+	return f(c)
 }
 
 // releaseWrite gives back the connection of a write attempt that ended
@@ -103,7 +108,7 @@ func (b *Backend) releaseWrite(c *pgxpool.Conn, err error) {
 // with a warning, as every operation would fail for good.
 func (b *Backend) endFenced(ctx context.Context) error {
 	// One at a time, but a waiter gives up with its ctx: under a mutex an
-	// operation waited up to fenceWait per operation ahead of it,
+	// operation would wait up to fenceWait per operation ahead of it,
 	// whatever its deadline.
 	select {
 	case b.fenceTurn <- struct{}{}:

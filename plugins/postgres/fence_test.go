@@ -125,6 +125,19 @@ func (p *holdingProxy) deliver() int {
 	return n
 }
 
+// openBehindHoldingProxy opens a backend on a fresh schema reached through
+// a holdingProxy.
+func openBehindHoldingProxy(t *testing.T) (*Backend, *holdingProxy) {
+	t.Helper()
+	u, err := neturl.Parse(pgtest.FreshSchema(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newHoldingProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	return openURL(t, u.String()), p
+}
+
 // A write cut off by its context while its statement is still on the way
 // must not commit after the backend has answered a later read: the next
 // operation ends the write's session first. Before, the statement, sent
@@ -134,13 +147,7 @@ func (p *holdingProxy) deliver() int {
 // later write undid that write.
 func TestBackend_interruptedWriteCannotCommitLater(t *testing.T) {
 	t.Parallel()
-	u, err := neturl.Parse(pgtest.FreshSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newHoldingProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
-	b := openURL(t, u.String())
+	b, p := openBehindHoldingProxy(t)
 	ctx := testCtx(t)
 	put := func(v string, now int64) *abi.Batch {
 		bt := &abi.Batch{Now: now}
@@ -151,7 +158,7 @@ func TestBackend_interruptedWriteCannotCommitLater(t *testing.T) {
 
 	p.hold()
 	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	err = b.Apply(cctx, put("two", 2))
+	err := b.Apply(cctx, put("two", 2))
 	cancel()
 	if !errors.Is(err, abi.ErrDeadlineExceeded) {
 		t.Fatalf("Apply over a held link: %v (code %v), want deadline exceeded", err, abi.CodeOf(err))
@@ -217,13 +224,7 @@ func TestOpen_sessionRunAsAnotherRole(t *testing.T) {
 // the record store did not bound a commit.
 func TestBackend_fenceWaitHonoursContext(t *testing.T) {
 	t.Parallel()
-	u, err := neturl.Parse(pgtest.FreshSchema(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newHoldingProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
-	b := openURL(t, u.String())
+	b, p := openBehindHoldingProxy(t)
 	ctx := testCtx(t)
 	bt := &abi.Batch{Now: 1}
 	bt.Put("m", "k", false, []byte("v"), 0)
@@ -247,7 +248,7 @@ func TestBackend_fenceWaitHonoursContext(t *testing.T) {
 	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = b.Get(cctx, "m", false, []string{"k"})
+	_, err := b.Get(cctx, "m", false, []string{"k"})
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("an operation with a 200ms deadline waited %s for another's fence (error %v)", took, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/topgun-go/topgun/abi"
 )
 
@@ -179,14 +180,11 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	p := newPlan(batch)
 	notes := b.notices(p.ids)
 	if p.recreated || p.valueBytes > b.maxStatementBytes {
-		err := b.retry(ctx, "apply", false, func(ctx context.Context) (err error) {
-			c, err := b.acquireWrite(ctx)
-			if err != nil {
-				return err
-			}
-			defer func() { b.releaseWrite(c, err) }()
-			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-				return b.writeTx(ctx, tx, p, notes)
+		err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
+			return b.onWriteConn(ctx, func(c *pgxpool.Conn) error {
+				return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+					return b.writeTx(ctx, tx, p, notes)
+				})
 			})
 		})
 		return b.applyErr(ctx, err)
@@ -205,14 +203,11 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	default:
 		sql, args = applyNotifySQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, p.now, dels.maps, dels.keys, dels.backups, b.channel, notes}
 	}
-	err := b.retry(ctx, "apply", false, func(ctx context.Context) (err error) {
-		c, err := b.acquireWrite(ctx)
-		if err != nil {
+	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
+		return b.onWriteConn(ctx, func(c *pgxpool.Conn) error {
+			_, err := c.Exec(ctx, sql, args...)
 			return err
-		}
-		defer func() { b.releaseWrite(c, err) }()
-		_, err = c.Exec(ctx, sql, args...)
-		return err
+		})
 	})
 	return b.applyErr(ctx, err)
 }

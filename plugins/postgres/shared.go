@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/topgun-go/topgun/abi"
 )
 
@@ -288,47 +289,44 @@ func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []a
 	}
 	slices.Sort(locks)
 	locks = slices.Compact(locks)
-	err := b.retry(ctx, "apply", false, func(ctx context.Context) (err error) {
-		c, err := b.acquireWrite(ctx)
-		if err != nil {
-			return err
-		}
-		defer func() { b.releaseWrite(c, err) }()
-		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, lockSQL, lockClass, locks); err != nil {
-				return err
-			}
-			rows, err := tx.Query(ctx, expectSQL, maps, keys)
-			if err != nil {
-				return err
-			}
-			seen := make(map[recordID]bool, len(expect))
-			var conflict *abi.Expect
-			for rows.Next() {
-				var id recordID
-				var v []byte
-				if err := rows.Scan(&id.mapName, &id.key, &v); err != nil {
-					rows.Close()
+	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
+		return b.onWriteConn(ctx, func(c *pgxpool.Conn) error {
+			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, lockSQL, lockClass, locks); err != nil {
 					return err
 				}
-				seen[id] = true
-				if e := want[id]; e != nil && (!e.Present || !bytes.Equal(e.Value, v)) && conflict == nil {
-					conflict = e
+				rows, err := tx.Query(ctx, expectSQL, maps, keys)
+				if err != nil {
+					return err
 				}
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-			for id, e := range want {
-				if e.Present && !seen[id] && conflict == nil {
-					conflict = e
+				seen := make(map[recordID]bool, len(expect))
+				var conflict *abi.Expect
+				for rows.Next() {
+					var id recordID
+					var v []byte
+					if err := rows.Scan(&id.mapName, &id.key, &v); err != nil {
+						rows.Close()
+						return err
+					}
+					seen[id] = true
+					if e := want[id]; e != nil && (!e.Present || !bytes.Equal(e.Value, v)) && conflict == nil {
+						conflict = e
+					}
 				}
-			}
-			if conflict != nil {
-				return abi.Errorf(abi.CodeConflict, "postgres: apply: record %q of map %q changed since it was read (another server wrote it); merge again", conflict.Key, conflict.Map)
-			}
-			return b.writeTx(ctx, tx, p, notes)
+				rows.Close()
+				if err := rows.Err(); err != nil {
+					return err
+				}
+				for id, e := range want {
+					if e.Present && !seen[id] && conflict == nil {
+						conflict = e
+					}
+				}
+				if conflict != nil {
+					return abi.Errorf(abi.CodeConflict, "postgres: apply: record %q of map %q changed since it was read (another server wrote it); merge again", conflict.Key, conflict.Map)
+				}
+				return b.writeTx(ctx, tx, p, notes)
+			})
 		})
 	})
 	return b.applyErr(ctx, err)

@@ -229,6 +229,29 @@ func (b *slowBackend) Get(ctx context.Context, m string, backup bool, keys []str
 	return b.stallingBackend.Get(ctx, m, backup, keys)
 }
 
+// newSlowRereadFixture returns a store on a slowBackend and the function
+// that leaves it a failed commit of unknown outcome over three maps, whose
+// re-reads then take 1.2 commit timeouts in all (one read per map, each
+// well within it).
+func newSlowRereadFixture(t *testing.T) (*fixture, func()) {
+	sb := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
+	be := &slowBackend{stallingBackend: sb}
+	f := newFixture(t, be, func(o *Options) { o.CommitTimeout = testCommitTimeout })
+	t.Cleanup(func() { close(sb.release) })
+	return f, func() {
+		t.Helper()
+		sb.stall.Store(true)
+		sb.applyFirst.Store(true)
+		if _, err := applyWithin(t, f, 10*time.Second,
+			put("m1", "k", "v", ts(t0, 0, "c1")), put("m2", "k", "v", ts(t0, 0, "c1")), put("m3", "k", "v", ts(t0, 0, "c1"))); err == nil {
+			t.Fatal("a commit whose answer never came succeeded")
+		}
+		sb.stall.Store(false)
+		sb.applyFirst.Store(false)
+		be.delay.Store(int64(testCommitTimeout * 4 / 10)) // three maps: 1.2 commit timeouts
+	}
+}
+
 // A failed commit of unknown outcome whose records take longer than the
 // commit timeout to re-read (one read per map, each well within it) does
 // not stop every later commit. Before, the re-reads before a commit shared
@@ -236,19 +259,8 @@ func (b *slowBackend) Get(ctx context.Context, m string, backup bool, keys []str
 // commit after was refused unsent ("not started") for as long as the
 // backend stayed that slow.
 func TestStore_commitTimeoutSlowRereadsDoNotStopCommits(t *testing.T) {
-	sb := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
-	be := &slowBackend{stallingBackend: sb}
-	f := newFixture(t, be, func(o *Options) { o.CommitTimeout = testCommitTimeout })
-	t.Cleanup(func() { close(sb.release) })
-	sb.stall.Store(true)
-	sb.applyFirst.Store(true)
-	if _, err := applyWithin(t, f, 10*time.Second,
-		put("m1", "k", "v", ts(t0, 0, "c1")), put("m2", "k", "v", ts(t0, 0, "c1")), put("m3", "k", "v", ts(t0, 0, "c1"))); err == nil {
-		t.Fatal("a commit whose answer never came succeeded")
-	}
-	sb.stall.Store(false)
-	sb.applyFirst.Store(false)
-	be.delay.Store(int64(testCommitTimeout * 4 / 10)) // three maps: 1.2 commit timeouts
+	f, failCommit := newSlowRereadFixture(t)
+	failCommit()
 	for i := range 4 {
 		if _, err := applyWithin(t, f, 10*time.Second, put("other", "j", "x", ts(t0+1, uint32(i), "c1"))); err != nil {
 			t.Fatalf("write %d on a backend that answers every call within the commit timeout: %v", i, err)
@@ -261,21 +273,10 @@ func TestStore_commitTimeoutSlowRereadsDoNotStopCommits(t *testing.T) {
 // what one try read stands. Before, each try began again, read as far as
 // the timeout let it, and the commit's changes never reached the feed.
 func TestStore_commitTimeoutSlowRereadsSettle(t *testing.T) {
-	sb := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
-	be := &slowBackend{stallingBackend: sb}
-	f := newFixture(t, be, func(o *Options) { o.CommitTimeout = testCommitTimeout })
-	t.Cleanup(func() { close(sb.release) })
+	f, failCommit := newSlowRereadFixture(t)
 	sub := f.s.Subscribe()
 	defer sub.Close()
-	sb.stall.Store(true)
-	sb.applyFirst.Store(true)
-	if _, err := applyWithin(t, f, 10*time.Second,
-		put("m1", "k", "v", ts(t0, 0, "c1")), put("m2", "k", "v", ts(t0, 0, "c1")), put("m3", "k", "v", ts(t0, 0, "c1"))); err == nil {
-		t.Fatal("a commit whose answer never came succeeded")
-	}
-	sb.stall.Store(false)
-	sb.applyFirst.Store(false)
-	be.delay.Store(int64(testCommitTimeout * 4 / 10)) // three maps: 1.2 commit timeouts
+	failCommit()
 	published := map[string]bool{}
 	for i := 0; i < 8 && len(published) < 3; i++ {
 		if _, err := applyWithin(t, f, 10*time.Second, put("other", "j", "x", ts(t0+1, uint32(i), "c1"))); err != nil {
