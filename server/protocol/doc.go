@@ -78,10 +78,10 @@
 // store has published since it started (store.Store.PruneBefore), for
 // clients that were offline at the collection, once the writes the client
 // sent before it are committed (else TopGun's client, pruning the OR-Map
-// tombstone of an old entry it removed offline, took the entry back from
-// a leaf served before that remove was committed). It never comes before
-// the handshake's answer (AUTH_ACK, DEVICE_ACK): TopGun's client without
-// a token takes any other message then for a server without auth.
+// tombstone of an old entry it removed offline, would take the entry back
+// from a leaf served before that remove was committed). It never comes
+// before the handshake's answer (AUTH_ACK, DEVICE_ACK): TopGun's client
+// without a token takes any other message then for a server without auth.
 //
 // # Live queries
 //

@@ -39,11 +39,12 @@ func quoteName(s string) string {
 // SYNC_INIT or ORMAP_SYNC_INIT, GC_PRUNE with the greatest tombstone
 // cut-off the store has published (if any). The feed's GC_PRUNE reaches
 // only the clients connected when tombstones are collected; one offline
-// then (or connected to the server before a restart) kept them and its
-// root never equalled the server's again. Sent here, it is handled (TopGun's
-// client prunes every map at once) before the client compares any root;
-// sent at connect, it would reach a client still in its handshake, which
-// takes any message then for the answer of a server without auth.
+// then (or connected to the server before a restart) keeps them, and its
+// root would never equal the server's again. Sent here, it is handled
+// (TopGun's client prunes every map at once) before the client compares
+// any root; sent at connect, it would reach a client still in its
+// handshake, which takes any message then for the answer of a server
+// without auth.
 //
 // Sending a cut-off again is safe: pruning is idempotent (a client holding
 // no tombstone older than it drops nothing), and only tombstones older than
@@ -57,11 +58,11 @@ func quoteName(s string) string {
 // and prunes the OR-Map tombstones whose tag (the entry's add time) is
 // older than the cut-off, so an entry added long ago and removed offline
 // loses its tombstone at once. A leaf served before that OR_REMOVE is
-// committed still holds the entry, which the client then takes back (and
-// the writer gets no event for its own remove): the removed entry
-// reappeared there until its next connection. The same held for its own
-// LWW delete made offline longer than the TTL ago. While writes are still
-// pending after the wait, the cut-off is left for a later sync.
+// committed still holds the entry, which the client would then take back
+// until its next connection (and the writer gets no event for its own
+// remove); so would its own LWW delete made offline longer than the TTL
+// ago. While writes are still pending after the wait, the cut-off is left
+// for a later sync.
 func (c *conn) sendPruneOnce() {
 	if c.pruneSent {
 		return

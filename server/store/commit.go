@@ -101,8 +101,8 @@ func (s *Store) submit(ctx context.Context, req *request) error {
 // its merge decisions assumed the failed one's state.
 //
 // Every backend call of the pipeline has a deadline, CommitTimeout: one
-// that never returned (a database behind a dead link) stopped every write
-// after it, unanswered, until TCP gave up, if ever.
+// that never returns (a database behind a dead link) would stop every
+// write after it, unanswered, until TCP gave up, if ever.
 
 // committer is the only goroutine that merges. It reads the index under
 // the read lock; the applier is the only writer of the index.
@@ -334,15 +334,13 @@ func (s *Store) closeUnsure() {
 // applyTxn commits one txn and answers its callers (applier only). The
 // re-reads before the commit, and the commit with those after it, have a
 // deadline each, CommitTimeout, so its callers are answered within about
-// twice that: a backend that does not answer (a database behind a dead
-// link) held them, and every commit after them, until TCP gave up, if
-// ever.
+// twice that even when the backend does not answer.
 func (s *Store) applyTxn(t *txn) {
 	// A re-read that failed is tried again before each commit, so the
 	// index does not stay behind storage once the backend is back. Not
 	// under the commit's deadline: re-reads that take longer than it (a
-	// failed commit over many maps, a slow backend) took all of it each
-	// time, and no commit was sent again while the backend stayed slow.
+	// failed commit over many maps, a slow backend) would take all of it
+	// each time, and no commit would be sent while the backend stayed slow.
 	rctx, rcancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	s.repairIndex(rctx, true)
 	s.settleUnsure(rctx)
@@ -477,9 +475,9 @@ func (s *Store) settledBy(t *txn) {
 
 // readUnsure reads the keys of t not yet settled, one map at a time, and
 // settles them: out of t.open, into t.applied when storage holds t's
-// state. What it read stands when a later read fails: begun again each
-// time, a failed commit over more maps than one CommitTimeout reads was
-// never settled while the backend stayed that slow.
+// state. What it read stands when a later read fails, so a failed commit
+// over more maps than one CommitTimeout reads is settled over several
+// passes.
 func (s *Store) readUnsure(ctx context.Context, t *txn) error {
 	byMap := map[string][]*state{}
 	for ck := range t.open {
@@ -732,8 +730,7 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 }
 
 // readContext bounds a read a merge makes (on the committer) by the
-// commit timeout: one that never returned stopped every merge, as a
-// commit that never returned stopped every commit.
+// commit timeout: one that never returned would stop every merge.
 func (s *Store) readContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 }

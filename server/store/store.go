@@ -58,9 +58,9 @@ type Options struct {
 	// one whose connection broke: its writers get the error,
 	// unacknowledged, and since the backend may have applied it all the
 	// same, its keys are re-read and its outcome settled later (see
-	// settleUnsure). It also bounds each read a merge makes. Without it a
-	// database behind a dead link held every write until TCP gave up,
-	// which may be never.
+	// settleUnsure). It also bounds each read a merge makes, so that a
+	// database behind a dead link cannot hold every write until TCP gives
+	// up, which may be never.
 	CommitTimeout time.Duration
 	// WallClock returns the current time; tests replace it. Default time.Now.
 	WallClock func() time.Time
