@@ -340,7 +340,7 @@ func (c *compileCache) sweep(log hclog.Logger, spare time.Time) {
 			live = live || entries[entry]
 		}
 		if !live {
-			_ = os.Remove(path)
+			c.removeDeadRecord(path)
 		}
 	}
 	metered, _ := os.ReadDir(c.metered)
@@ -362,6 +362,22 @@ func (c *compileCache) sweep(log hclog.Logger, spare time.Time) {
 		log.Warn("removing a compilation cache entry that has no checksum record (left by a crash or an older server); its plugin is compiled again when loaded", "entry", path)
 		_ = os.Remove(path)
 	}
+}
+
+// removeDeadRecord removes the record at path unless one of its entries
+// exists now. The sweep lists the entries before it reads the records, and
+// a compile ending in between (beside the sweep, in this process or
+// another) writes its entry and then the record, which would look dead:
+// removed, it would leave the entry unchecked.
+func (c *compileCache) removeDeadRecord(path string) {
+	c.recordMu.Lock() // no record of this process is rewritten meanwhile
+	defer c.recordMu.Unlock()
+	for entry := range c.readRecord(path) {
+		if _, err := os.Lstat(filepath.Join(c.entries, entry)); err == nil {
+			return
+		}
+	}
+	_ = os.Remove(path)
 }
 
 // removeStale removes a temporary file old enough that no writer (of this
