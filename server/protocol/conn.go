@@ -11,6 +11,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -54,12 +55,23 @@ type conn struct {
 	writes  chan *writeJob
 	settled *settledSet // write worker only
 
-	mu           sync.Mutex // guards pending, queuedWrites, draining, drained
+	mu           sync.Mutex // guards pending, queuedWrites, draining, drained, prune*, staleRead
 	pending      int        // write jobs queued or running
 	queuedWrites int        // decoded size of those jobs
 	writesFreed  chan struct{}
 	draining     bool
 	drained      chan struct{}
+	// prune is the greatest tombstone cut-off held back (havePrune) while
+	// writes are pending or a stale read is being answered (offerPrune).
+	prune     record.Timestamp
+	havePrune bool
+	// writeFailed: a write of the connection was answered ERROR 500, not
+	// stored (set by the write worker before its answer; see
+	// pruneHeldLocked).
+	writeFailed atomic.Bool
+	// staleRead: the reader is answering with state it read while writes
+	// of the connection were pending (beginStateRead).
+	staleRead bool
 
 	subsMu sync.Mutex
 	subs   map[string]*subscription // by query id
@@ -497,6 +509,8 @@ func (c *conn) jobsDone(n, bytes int) {
 	case c.writesFreed <- struct{}{}:
 	default:
 	}
+	// After the jobs' acks, and before a drain's close.
+	c.flushPruneLocked()
 	if c.draining && c.pending == 0 {
 		c.closeDrained()
 	}

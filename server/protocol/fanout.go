@@ -13,8 +13,9 @@ import (
 // feedLoop is the Server's one reader of the store's change feed. For each
 // commit it sends SERVER_EVENT to every connection holding a live query on
 // a changed map (except the connection that wrote the change), updates the
-// live queries (QUERY_UPDATE) and relays GC_PRUNE to every client (those
-// connecting later get it at their first sync, see sendPruneOnce). It never
+// live queries (QUERY_UPDATE) and relays GC_PRUNE to every client (held
+// back while its writes are pending, see offerPrune; those connecting
+// later get it at their first sync, see sendPruneOnce). It never
 // blocks on a client: sends only enqueue, and a full queue disconnects that
 // client.
 func (s *Server) feedLoop(sub *store.Subscription) {
@@ -76,7 +77,7 @@ type mapFanout struct {
 
 func (s *Server) dispatch(cm *store.Commit) {
 	if cm.PruneBefore != nil {
-		s.broadcast(&wire.GCPrune{OlderThan: tsToWire(*cm.PruneBefore)})
+		s.broadcastPrune(*cm.PruneBefore)
 	}
 	var fan map[string]*mapFanout
 	s.mu.RLock()
@@ -179,11 +180,12 @@ func serverEvent(ch *store.Change) *wire.ServerEvent {
 	return ev
 }
 
-// broadcast sends a message to every authenticated connection.
-func (s *Server) broadcast(m wire.Message) {
-	b, err := wire.Encode(m)
+// broadcastPrune offers GC_PRUNE with a tombstone cut-off to every
+// authenticated connection (offerPrune), encoded once.
+func (s *Server) broadcastPrune(ts record.Timestamp) {
+	b, err := wire.Encode(&wire.GCPrune{OlderThan: tsToWire(ts)})
 	if err != nil {
-		s.log.Error("cannot encode message", "type", m.Type(), "error", err)
+		s.log.Error("cannot encode message", "type", wire.TypeGCPrune, "error", err)
 		return
 	}
 	s.mu.RLock()
@@ -194,7 +196,7 @@ func (s *Server) broadcast(m wire.Message) {
 	s.mu.RUnlock()
 	for _, c := range conns {
 		if c.authed.Load() {
-			c.send(b)
+			c.offerPrune(ts, b)
 		}
 	}
 }

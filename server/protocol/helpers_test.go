@@ -46,7 +46,9 @@ type gateBackend struct {
 	fail     error         // non-nil: Apply fails with it
 	scanHook func() error  // non-nil: called by every Scan, which fails with its error
 	scanned  func()        // non-nil: called when a Scan has read its page
+	getHook  func()        // non-nil: called by every Get once it has read
 	applied  atomic.Int64  // mutations committed
+	held     atomic.Int64  // Apply calls waiting on hold
 	scans    atomic.Int64  // scans started (first pages asked for)
 	durable  bool
 }
@@ -64,9 +66,12 @@ func (g *gateBackend) Apply(ctx context.Context, b *abi.Batch) error {
 	hold, fail := g.hold, g.fail
 	g.mu.Unlock()
 	if hold != nil {
+		g.held.Add(1)
 		select {
 		case <-hold:
+			g.held.Add(-1)
 		case <-ctx.Done():
+			g.held.Add(-1)
 			return ctx.Err()
 		}
 	}
@@ -125,6 +130,25 @@ func (g *gateBackend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, 
 		scanned()
 	}
 	return page, err
+}
+
+// setGetHook makes every Get call hook once it has read (before it
+// returns); nil removes it.
+func (g *gateBackend) setGetHook(hook func()) {
+	g.mu.Lock()
+	g.getHook = hook
+	g.mu.Unlock()
+}
+
+func (g *gateBackend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	recs, err := g.Backend.Get(ctx, mapName, backup, keys)
+	g.mu.Lock()
+	hook := g.getHook
+	g.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	return recs, err
 }
 
 func (g *gateBackend) setFail(err error) {

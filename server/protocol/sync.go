@@ -53,61 +53,95 @@ func quoteName(s string) string {
 // the leaf of the same sync. Later cut-offs reach the connection through
 // the feed, as it is authenticated by now.
 //
-// It waits (up to pruneWritesWait) for the writes the connection sent
-// before: TopGun's client sends its offline writes, then its SYNC_INITs,
-// and prunes the OR-Map tombstones whose tag (the entry's add time) is
-// older than the cut-off, so an entry added long ago and removed offline
-// loses its tombstone at once. A leaf served before that OR_REMOVE is
-// committed still holds the entry, which the client would then take back
-// until its next connection (and the writer gets no event for its own
-// remove); so would its own LWW delete made offline longer than the TTL
-// ago. While writes are still pending after the wait, the cut-off is left
-// for a later sync.
+// While writes the client sent before are pending, the cut-off is held
+// back until they are committed (offerPrune), and the root goes first.
 func (c *conn) sendPruneOnce() {
 	if c.pruneSent {
 		return
 	}
+	c.pruneSent = true
 	ts, ok := c.s.store.PruneBefore()
 	if !ok {
-		c.pruneSent = true
 		return
 	}
-	if !c.writesSettled(pruneWritesWait) {
+	c.mu.Lock()
+	if c.pruneHeldLocked() {
+		c.holdPruneLocked(ts)
+		c.mu.Unlock()
 		return
 	}
-	c.pruneSent = true
+	c.mu.Unlock()
+	// Only the reader adds writes: none is pending until this is queued.
 	c.reply(&wire.GCPrune{OlderThan: tsToWire(ts)})
 }
 
-// pruneWritesWait bounds how long the reader waits, before the cut-off at
-// a connection's first sync, for the connection's earlier writes.
-const pruneWritesWait = time.Second
-
-// writesSettled waits, up to d, until none of the connection's writes is
-// queued or being committed, and reports whether that came. It runs on the
-// reader, which alone queues writes: none is added meanwhile.
-func (c *conn) writesSettled(d time.Duration) bool {
-	var timeout <-chan time.Time
-	for {
-		c.mu.Lock()
-		n := c.pending
-		c.mu.Unlock()
-		if n == 0 {
-			return true
-		}
-		if timeout == nil {
-			tm := time.NewTimer(d)
-			defer tm.Stop()
-			timeout = tm.C
-		}
-		select {
-		case <-c.writesFreed:
-		case <-timeout:
-			return false
-		case <-c.ctx.Done():
-			return false
-		}
+// offerPrune sends GC_PRUNE with cut-off ts (encoded in b) to the
+// connection, or holds it back while the connection's writes are queued or
+// being committed, or the reader answers with state it read meanwhile,
+// and sends it once neither is so (flushPruneLocked). It never blocks.
+//
+// TopGun's client prunes on GC_PRUNE the OR-Map tombstones whose tag (the
+// entry's add time) is older than the cut-off, so the tombstone of an
+// entry added long ago and just removed goes at once; so does its own LWW
+// delete made offline longer than the TTL ago. A leaf (or diff) read
+// before that remove was committed still holds the entry, and the client,
+// no longer holding the tombstone, takes it back (the writer gets no event
+// for its own remove), until its next connection. Held back, the cut-off
+// comes after the remove's OP_ACK and after every answer read before it.
+// Only the greatest cut-off is kept: pruning by it prunes by the others.
+func (c *conn) offerPrune(ts record.Timestamp, b []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pruneHeldLocked() {
+		c.holdPruneLocked(ts)
+		return
 	}
+	c.send(b)
+}
+
+// pruneHeldLocked reports whether a cut-off must wait (see offerPrune):
+// writes of the connection are pending, or the reader answers with state
+// read meanwhile, or a write of it failed. A failed write (ERROR 500) is
+// not stored, and TopGun's client sends it again only at its next
+// connection, whose first sync gets the cut-off (PruneBefore); until then
+// a leaf lacks its remove as it lacks one still committing.
+func (c *conn) pruneHeldLocked() bool {
+	return c.pending > 0 || c.staleRead || c.writeFailed.Load()
+}
+
+func (c *conn) holdPruneLocked(ts record.Timestamp) {
+	if !c.havePrune || c.prune.Compare(ts) < 0 {
+		c.prune, c.havePrune = ts, true
+	}
+}
+
+// flushPruneLocked sends the held-back cut-off once nothing holds it back.
+// Called under c.mu wherever pending or staleRead may drop, so that none
+// is held while neither does; sending under it keeps the held one and a
+// new offer in the order they were decided.
+func (c *conn) flushPruneLocked() {
+	if !c.havePrune || c.pruneHeldLocked() {
+		return
+	}
+	c.havePrune = false
+	c.sendMsg(&wire.GCPrune{OlderThan: tsToWire(c.prune)})
+}
+
+// beginStateRead is called by the reader before it reads state it answers
+// with (a leaf, a diff); endStateRead once the answer is queued. State read
+// while the connection's writes are pending may miss them, and no cut-off
+// may overtake it (offerPrune).
+func (c *conn) beginStateRead() {
+	c.mu.Lock()
+	c.staleRead = c.pending > 0
+	c.mu.Unlock()
+}
+
+func (c *conn) endStateRead() {
+	c.mu.Lock()
+	c.staleRead = false
+	c.flushPruneLocked()
+	c.mu.Unlock()
 }
 
 func (c *conn) handleSyncInit(m *wire.SyncInit) {
@@ -160,6 +194,8 @@ func (c *conn) handleBucket(mapName, path string, or bool) {
 		}
 		return
 	}
+	c.beginStateRead()
+	defer c.endStateRead()
 	ctx, cancel := context.WithTimeout(c.ctx, syncTimeout)
 	defer cancel()
 	entries, ok, err := c.s.store.Leaf(ctx, mapName, kind, path)
@@ -207,6 +243,8 @@ func (c *conn) handleDiffRequest(m *wire.ORMapDiffRequest) {
 	if c.reservedMapError(m.Type(), m.MapName) {
 		return
 	}
+	c.beginStateRead()
+	defer c.endStateRead()
 	ctx, cancel := context.WithTimeout(c.ctx, syncTimeout)
 	defer cancel()
 	states, err := c.s.orStates(ctx, m.MapName, m.Keys)

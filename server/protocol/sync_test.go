@@ -6,9 +6,12 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf16"
+
+	"github.com/coder/websocket"
 
 	"github.com/topgun-go/topgun/server/merkle"
 	"github.com/topgun-go/topgun/server/record"
@@ -522,7 +525,8 @@ func TestSync_gcPruneOnFirstSync(t *testing.T) {
 // the entry, and the client, no longer holding its tombstone, took it
 // back (the writer gets no event for its own remove), so the removed
 // entry reappeared on that client until its next connection; the same for
-// its own LWW delete made offline longer than the TTL ago.
+// its own LWW delete made offline longer than the TTL ago. Held back, the
+// cut-off follows the OP_ACK however long the commit takes.
 func TestSync_gcPruneWaitsForEarlierWrites(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{fakeWall: true, storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }})
@@ -539,32 +543,167 @@ func TestSync_gcPruneWaitsForEarlierWrites(t *testing.T) {
 	}
 	expect[*wire.GCPrune](w) // the feed's
 
-	// Commits done within the wait: OP_ACK, then GC_PRUNE and the root.
 	c := e.dial(t)
 	release := e.be.holdCommits()
+	defer release()
 	c.send(&wire.OpBatch{Ops: []wire.ClientOp{orRemoveOp("2", "m", "k", added.String())}})
 	c.send(&wire.ORMapSyncInit{MapName: "m"})
-	time.Sleep(100 * time.Millisecond)
+	expect[*wire.ORMapSyncRespRoot](c)
+	c.quiet(100 * time.Millisecond) // no cut-off while the remove is held
+	release()
+	expect[*wire.OpAck](c)
+	if p := expect[*wire.GCPrune](c); p.OlderThan != tsToWire(cutoff) {
+		t.Fatalf("GC_PRUNE %+v, want %v", p, cutoff)
+	}
+	// Once per connection.
+	c.send(&wire.ORMapSyncInit{MapName: "m"})
+	expect[*wire.ORMapSyncRespRoot](c)
+}
+
+// The feed's GC_PRUNE (a collection pass) is held back from a connection
+// whose writes are queued or being committed, for the reason above, and
+// sent after their OP_ACK, the greatest cut-off only; a connection with
+// no pending writes gets each at once.
+func TestSync_gcPruneHeldForPendingWrites(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true})
+	w := e.dial(t)
+	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
+	w.write(orAddOp("1", "m", "k", "v", added))
+	c := e.dial(t)
+	c.ping()
+
+	release := e.be.holdCommits()
+	defer release()
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{orRemoveOp("2", "m", "k", added.String())}})
+	c.ping() // the remove is queued: the reader handles frames in order
+	high := record.Timestamp{Millis: added.Millis + 1000}
+	low := record.Timestamp{Millis: added.Millis + 500}
+	e.srv.dispatch(&store.Commit{PruneBefore: &high})
+	e.srv.dispatch(&store.Commit{PruneBefore: &low})
+	for _, want := range []record.Timestamp{high, low} {
+		if p := expect[*wire.GCPrune](w); p.OlderThan != tsToWire(want) {
+			t.Fatalf("idle connection: GC_PRUNE %+v, want %v", p, want)
+		}
+	}
+	c.quiet(100 * time.Millisecond)
+	release()
+	expect[*wire.OpAck](c)
+	if p := expect[*wire.GCPrune](c); p.OlderThan != tsToWire(high) {
+		t.Fatalf("GC_PRUNE %+v, want the greatest cut-off %v", p, high)
+	}
+	c.quiet(100 * time.Millisecond) // the lower one is not sent after it
+}
+
+// A leaf read while the connection's remove was being committed holds the
+// removed entry; a cut-off released by that commit must not overtake it.
+func TestSync_gcPruneAfterLeafReadBeforeCommit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true, storeOpts: func(o *store.Options) { o.CacheBytes = -1 }})
+	w := e.dial(t)
+	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
+	w.write(orAddOp("1", "m", "k", "v", added))
+	c := e.dial(t)
+	c.ping()
+
+	release := e.be.holdCommits()
+	defer release()
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{orRemoveOp("2", "m", "k", added.String())}})
+	eventually(t, "held commit", func() bool { return e.be.held.Load() == 1 })
+	entered, unblock := make(chan struct{}), make(chan struct{})
+	var once, unblockOnce sync.Once
+	e.be.setGetHook(func() {
+		once.Do(func() { close(entered); <-unblock })
+	})
+	done := func() { unblockOnce.Do(func() { close(unblock) }) }
+	defer done() // a failing test must not leave the reader stuck
+	c.send(&wire.ORMapMerkleReqBucket{MapName: "m", Path: refPath("k")[:3]})
+	select {
+	case <-entered:
+	case <-time.After(waitFor):
+		t.Fatal("the leaf was not read")
+	}
+	cut := record.Timestamp{Millis: added.Millis + 1000}
+	e.srv.dispatch(&store.Commit{PruneBefore: &cut})
+	release()
+	expect[*wire.OpAck](c)
+	c.quiet(100 * time.Millisecond) // the leaf read goes on
+	done()
+	leaf := expect[*wire.ORMapSyncRespLeaf](c)
+	if len(leaf.Entries) != 1 || len(leaf.Entries[0].Records) != 1 {
+		t.Fatalf("leaf %+v: want the entry as read before the remove", leaf.Entries)
+	}
+	expect[*wire.GCPrune](c)
+}
+
+// A cut-off held back when the server shuts down goes out with the acks
+// the drain waits for, before the close.
+func TestSync_gcPruneHeldSentBeforeShutdown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true})
+	w := e.dial(t)
+	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
+	w.write(orAddOp("1", "m", "k", "v", added))
+	c := e.dial(t)
+	c.ping()
+	release := e.be.holdCommits()
+	defer release()
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{orRemoveOp("2", "m", "k", added.String())}})
+	c.ping()
+	cut := record.Timestamp{Millis: added.Millis + 1000}
+	e.srv.dispatch(&store.Commit{PruneBefore: &cut})
+	closed := make(chan struct{})
+	go func() { e.srv.Close(); close(closed) }()
+	eventually(t, "drain", func() bool {
+		e.srv.mu.RLock()
+		defer e.srv.mu.RUnlock()
+		for sc := range e.srv.conns {
+			if !sc.isDraining() {
+				return false
+			}
+		}
+		return true
+	})
 	release()
 	expect[*wire.OpAck](c)
 	expect[*wire.GCPrune](c)
-	expect[*wire.ORMapSyncRespRoot](c)
-
-	// Commits held past the wait: the root alone, the cut-off at a later
-	// sync of the connection.
-	added.Counter++
-	w.write(orAddOp("3", "m", "k2", "v", added))
-	d := e.dial(t)
-	release = e.be.holdCommits()
-	defer release()
-	d.send(&wire.OpBatch{Ops: []wire.ClientOp{orRemoveOp("4", "m", "k2", added.String())}})
-	d.send(&wire.ORMapSyncInit{MapName: "m"})
-	if m := d.nextWithin(10 * time.Second); m.Type() != wire.TypeORMapSyncRespRoot {
-		t.Fatalf("got %s %+v before the OR_REMOVE was committed, want the root alone", m.Type(), m)
+	if code := c.closed(); code != websocket.StatusGoingAway {
+		t.Fatalf("close %v, want going away", code)
 	}
-	release()
-	expect[*wire.OpAck](d)
-	d.send(&wire.ORMapSyncInit{MapName: "m"})
-	expect[*wire.GCPrune](d)
-	expect[*wire.ORMapSyncRespRoot](d)
+	<-closed
+}
+
+// After a write of the connection failed (ERROR 500, not stored; TopGun's
+// client sends it again at its next connection), no cut-off reaches the
+// connection: a leaf lacks that remove as it lacks one still committing,
+// so the client would take the removed entry back.
+func TestSync_gcPruneNotAfterAFailedWrite(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true, storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }})
+	w := e.dial(t)
+	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
+	w.write(orAddOp("1", "m", "k", "v", added))
+	e.wall.Add(int64(2 * time.Minute / time.Millisecond))
+	if _, err := e.st.CollectTombstones(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.st.PruneBefore(); !ok {
+		t.Fatal("no cut-off published")
+	}
+	expect[*wire.GCPrune](w) // the feed's
+
+	c := e.dial(t)
+	c.ping()
+	e.be.setFail(errInjected)
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{orRemoveOp("2", "m", "k", added.String())}})
+	if m := expect[*wire.ErrorMessage](c); m.Code != 500 {
+		t.Fatalf("got ERROR %d, want 500", m.Code)
+	}
+	e.be.setFail(nil)
+	c.send(&wire.ORMapSyncInit{MapName: "m"})
+	expect[*wire.ORMapSyncRespRoot](c)
+	later := record.Timestamp{Millis: added.Millis + 90_000}
+	e.srv.dispatch(&store.Commit{PruneBefore: &later})
+	expect[*wire.GCPrune](w)
+	c.quiet(100 * time.Millisecond) // neither the first sync's nor the feed's
 }

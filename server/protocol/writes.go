@@ -286,6 +286,7 @@ func (c *conn) applyGroup(group []*writeJob) {
 			continue
 		}
 		if applyErr != nil && (len(st.refs) > 0 || st.grouped) {
+			c.writeFailed.Store(true)
 			c.answerWrite(&wire.ErrorMessage{Code: 500, Message: "protocol: the write could not be stored (" + applyErr.Error() + "); it was not acknowledged, re-send it"})
 			continue
 		}
