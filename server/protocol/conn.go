@@ -66,8 +66,8 @@ type conn struct {
 	prune     record.Timestamp
 	havePrune bool
 	// writeFailed: a write of the connection was answered ERROR 500, not
-	// stored (set by the write worker before its answer; see
-	// pruneHeldLocked).
+	// stored, or acknowledged in part (set by the write worker before its
+	// answer; see pruneHeldLocked).
 	writeFailed atomic.Bool
 	// staleRead: the reader is answering with state it read while writes
 	// of the connection were pending (beginStateRead).

@@ -78,12 +78,12 @@
 // store has published since it started (store.Store.PruneBefore), for
 // clients that were offline at the collection. Either is held back while
 // writes of the connection are queued or being committed (for good once
-// one failed: the client sends it again at its next connection), then
-// sent after their OP_ACK and after any leaf or diff read before they
-// were committed (the greatest cut-off only; at a first sync, after the
-// root): TopGun's
-// client, pruning the OR-Map tombstone of an old entry it has just
-// removed, would take the entry back from a leaf served before that
+// one failed or was acknowledged only in part, MaxBatchOps: the client's
+// next connection gets it at its first sync), then sent after their OP_ACK
+// and after any leaf or diff read before they were committed (the
+// greatest cut-off only; at a first sync, usually after the root):
+// TopGun's client, pruning the OR-Map tombstone of an old entry it has
+// just removed, would take the entry back from a leaf served before that
 // remove was committed. It never comes before the handshake's answer
 // (AUTH_ACK, DEVICE_ACK): TopGun's client without a token takes any
 // other message then for a server without auth.

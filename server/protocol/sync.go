@@ -102,9 +102,10 @@ func (c *conn) offerPrune(ts record.Timestamp, b []byte) {
 // pruneHeldLocked reports whether a cut-off must wait (see offerPrune):
 // writes of the connection are pending, or the reader answers with state
 // read meanwhile, or a write of it failed. A failed write (ERROR 500) is
-// not stored, and TopGun's client sends it again only at its next
-// connection, whose first sync gets the cut-off (PruneBefore); until then
-// a leaf lacks its remove as it lacks one still committing.
+// not stored, nor are the ops past a partial OP_ACK (MaxBatchOps); until
+// TopGun's client sends them again (with its next write, or at its next
+// connection, whose first sync gets the cut-off: PruneBefore) a leaf lacks
+// such a remove as it lacks one still committing.
 func (c *conn) pruneHeldLocked() bool {
 	return c.pending > 0 || c.staleRead || c.writeFailed.Load()
 }

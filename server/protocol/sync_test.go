@@ -707,3 +707,37 @@ func TestSync_gcPruneNotAfterAFailedWrite(t *testing.T) {
 	expect[*wire.GCPrune](w)
 	c.quiet(100 * time.Millisecond) // neither the first sync's nor the feed's
 }
+
+// A backlog of more new ops than MaxBatchOps is acknowledged up to the
+// last op applied; the rest (here an OR_REMOVE) is not stored until the
+// client sends it again, so as after a failed write no cut-off may reach
+// the connection: a leaf lacks that remove, and the client, pruning the
+// tombstone of the entry it removed, would take the entry back.
+func TestSync_gcPruneNotAfterAPartialAck(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true, opts: Options{MaxBatchOps: 2},
+		storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }})
+	w := e.dial(t)
+	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
+	w.write(orAddOp("1", "m", "k", "v", added))
+	e.wall.Add(int64(2 * time.Minute / time.Millisecond))
+	if _, err := e.st.CollectTombstones(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	expect[*wire.GCPrune](w) // the feed's
+
+	c := e.dial(t)
+	c.ping()
+	ts := cts("c")
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{
+		putOp("1", "other", "a", "x", ts),
+		putOp("2", "other", "b", "x", ts),
+		orRemoveOp("3", "m", "k", added.String()),
+	}})
+	if a := expect[*wire.OpAck](c); a.LastID != "2" {
+		t.Fatalf("OP_ACK %+v, want a partial ack up to 2", a)
+	}
+	c.send(&wire.ORMapSyncInit{MapName: "m"})
+	expect[*wire.ORMapSyncRespRoot](c)
+	c.quiet(100 * time.Millisecond)
+}

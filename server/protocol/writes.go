@@ -316,6 +316,9 @@ func (c *conn) applyGroup(group []*writeJob) {
 		ack := st.job.ack
 		if st.ack != "" {
 			ack = st.ack
+			// The ops past it are not stored until the client sends
+			// them again, as after a failed write (pruneHeldLocked).
+			c.writeFailed.Store(true)
 		}
 		c.answerWrite(&wire.OpAck{LastID: ack, AchievedLevel: s.ackLevel})
 	}
