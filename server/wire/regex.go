@@ -53,9 +53,10 @@ import (
 //     repetition is wrapped in a non-capturing group.
 //   - Rust rejects \0…\9 (backreferences/octal), \< \> and \b{…} (word
 //     assertions in regex ≥ 1.10, errors before), \Q…\E, any other escaped
-//     letter, and a { that does not start a valid counted repetition (Go
-//     reads such a { as a literal). {m,n} may hold spaces in Rust; they are
-//     removed.
+//     letter, a { that does not start a valid counted repetition (Go
+//     reads such a { as a literal), and a repetition operator right after
+//     a (?flags) group (Go repeats the item before it). {m,n} may hold
+//     spaces in Rust; they are removed.
 //
 // What stays different (documented at Match): \b and \B are ASCII word
 // boundaries (Go has no other, and no look-around to build one), where
@@ -118,6 +119,9 @@ type regexTranslator struct {
 	groups []int
 }
 
+// atomFlags is atom right after a (?flags) group.
+const atomFlags = -2
+
 func (t *regexTranslator) cur() *rxFlags { return &t.flags[len(t.flags)-1] }
 
 func (t *regexTranslator) eof() bool { return t.pos >= len(t.src) }
@@ -178,7 +182,12 @@ func (t *regexTranslator) run() error {
 			if len(t.flags) > depth {
 				t.groups = append(t.groups, start)
 			}
-			t.atom, t.rep = -1, false // nothing to repeat yet (or flags)
+			t.atom, t.rep = -1, false // nothing to repeat yet
+			if len(t.flags) == depth {
+				// (?flags): Rust rejects a repetition operator after it
+				// (RepetitionMissing); Go would repeat the item before.
+				t.atom = atomFlags
+			}
 		case ')':
 			t.pos++
 			if len(t.flags) > 1 {
@@ -194,12 +203,18 @@ func (t *regexTranslator) run() error {
 			t.out.WriteByte('|')
 			t.atom, t.rep = -1, false
 		case '{':
+			if t.atom == atomFlags {
+				return errRegex
+			}
 			t.wrapRepeated()
 			if err := t.counted(); err != nil {
 				return err
 			}
 			t.repeated()
 		case '*', '+', '?':
+			if t.atom == atomFlags {
+				return errRegex
+			}
 			t.wrapRepeated()
 			t.pos++
 			t.out.WriteByte(c)

@@ -87,6 +87,14 @@ func TestCompilePattern_regexRustSemantics(t *testing.T) {
 		{"word start rejected", `\<a`, "<a", false},
 		{"special boundary rejected", `\b{start}a`, "a", false},
 		{"quote rejected", `\Qa.b\E`, "a.b", false},
+		// A repetition of a flags group is RepetitionMissing in Rust; Go
+		// repeats the item before it.
+		{"plus after flags rejected", `a(?i)+`, "a", false},
+		{"count after flags rejected", `^a(?m){2}$`, "aa", false},
+		{"lazy after verbose flags rejected", "a(?x) ?", "a", false},
+		{"question after two flag groups rejected", `a(?s)(?U)?`, "a", false},
+		{"repeated scoped flags group", `^a(?i:b)+$`, "abB", true},
+		{"repetition after flags and an item", `^(?i)a+$`, "aA", true},
 		{"named groups", `^(?P<first>a)(?<second>b)$`, "ab", true},
 		{"unicode group name", `^(?P<café>a)$`, "a", true},
 		{"duplicate group name", `(?P<n>a)(?P<n>b)`, "ab", false},
