@@ -136,3 +136,48 @@ func TestRecordsKnownKeys(t *testing.T) {
 		t.Fatal("a key behind the cursor was matched")
 	}
 }
+
+// FuzzFastPrimitives reads arbitrary bytes as a sequence of msgpack values
+// with the Decoder's primitives and with msgpack's decoder: each must
+// decode the same value, fail where msgpack fails, and consume the same
+// bytes. ops picks the primitive of each step, three bits each.
+func FuzzFastPrimitives(f *testing.F) {
+	f.Add(uint32(0), []byte{0x92, 0xa1, 'a', 0xcd, 0x01, 0x00})
+	f.Add(uint32(0o1234), []byte{0xdc, 0x00, 0x02, 0xd9, 0x01, 'x', 0xcf, 1, 2, 3, 4, 5, 6, 7, 8, 0xc3})
+	f.Fuzz(func(t *testing.T, ops uint32, in []byte) {
+		d := NewDecoder()
+		d.Reset(in)
+		r := bytes.NewReader(in)
+		ld := msgpack.NewDecoder(r)
+		for step := 0; step < 10; step, ops = step+1, ops>>3 {
+			var got, exp any
+			var gerr, lerr error
+			switch ops & 7 {
+			case 0:
+				got, gerr = d.arrayLen()
+				exp, lerr = ld.DecodeArrayLen()
+			case 1, 5:
+				got, gerr = d.bytesLen()
+				exp, lerr = ld.DecodeBytesLen()
+			case 2, 6:
+				got, gerr = d.int64v()
+				exp, lerr = ld.DecodeInt64()
+			case 3, 7:
+				got, gerr = d.uint64v()
+				exp, lerr = ld.DecodeUint64()
+			case 4:
+				got, gerr = d.boolv()
+				exp, lerr = ld.DecodeBool()
+			}
+			if (gerr == nil) != (lerr == nil) || (gerr == nil && got != exp) {
+				t.Fatalf("step %d (op %d) on % x: decoded %v, %v; msgpack decoded %v, %v", step, ops&7, in, got, gerr, exp, lerr)
+			}
+			if gerr != nil {
+				return
+			}
+			if d.r.len() != r.Len() {
+				t.Fatalf("step %d (op %d) on % x: %d bytes left, msgpack left %d", step, ops&7, in, d.r.len(), r.Len())
+			}
+		}
+	})
+}
