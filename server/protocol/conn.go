@@ -55,7 +55,7 @@ type conn struct {
 	writes  chan *writeJob
 	settled *settledSet // write worker only
 
-	mu           sync.Mutex // guards pending, queuedWrites, draining, drained, prune*, staleRead
+	mu           sync.Mutex // guards pending, queuedWrites, draining, drained, prune*, staleRead, greeted
 	pending      int        // write jobs queued or running
 	queuedWrites int        // decoded size of those jobs
 	writesFreed  chan struct{}
@@ -72,6 +72,9 @@ type conn struct {
 	// staleRead: the reader is answering with state it read while writes
 	// of the connection were pending (beginStateRead).
 	staleRead bool
+	// greeted: the reader has handled a frame of the authenticated client
+	// (its AUTH or DEVICE_HELLO first, answered); see noteGreeted.
+	greeted bool
 
 	subsMu sync.Mutex
 	subs   map[string]*subscription // by query id
@@ -436,7 +439,23 @@ func (c *conn) readLoop() {
 			continue
 		}
 		c.handleFrame(frame, 0)
+		c.noteGreeted()
 	}
+}
+
+// noteGreeted records, once the first frame of the authenticated client is
+// handled, that its handshake is answered, and releases a GC_PRUNE held
+// back until then: TopGun's client, which opens with AUTH or DEVICE_HELLO,
+// takes any other message before AUTH_ACK or DEVICE_ACK for the answer of
+// a server without auth (its DEVICE_HELLO's 500 ms grace).
+func (c *conn) noteGreeted() {
+	if c.greeted || !c.authed.Load() {
+		return
+	}
+	c.mu.Lock()
+	c.greeted = true
+	c.flushPruneLocked()
+	c.mu.Unlock()
 }
 
 // maxFrameBeforeAuth is the largest frame read before AUTH_ACK (AUTH is

@@ -106,8 +106,11 @@ func (c *conn) offerPrune(ts record.Timestamp, b []byte) {
 // TopGun's client sends them again (with its next write, or at its next
 // connection, whose first sync gets the cut-off: PruneBefore) a leaf lacks
 // such a remove as it lacks one still committing.
+//
+// It also waits for the handshake's answer (noteGreeted): the feed offers
+// cut-offs to a client without auth from its connection on.
 func (c *conn) pruneHeldLocked() bool {
-	return c.pending > 0 || c.staleRead || c.writeFailed.Load()
+	return !c.greeted || c.pending > 0 || c.staleRead || c.writeFailed.Load()
 }
 
 func (c *conn) holdPruneLocked(ts record.Timestamp) {

@@ -741,3 +741,27 @@ func TestSync_gcPruneNotAfterAPartialAck(t *testing.T) {
 	expect[*wire.ORMapSyncRespRoot](c)
 	c.quiet(100 * time.Millisecond)
 }
+
+// The feed offers GC_PRUNE to a connection without auth from its start;
+// sent before DEVICE_ACK, TopGun's client (DEVICE_HELLO, 500 ms grace)
+// took it for the answer of a server without auth. It is held back until
+// the handshake is answered.
+func TestSync_gcPruneNotBeforeDeviceAck(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{fakeWall: true})
+	c := e.dial(t)
+	eventually(t, "connection registered", func() bool {
+		e.srv.mu.RLock()
+		defer e.srv.mu.RUnlock()
+		return len(e.srv.conns) == 1
+	})
+	low, high := record.Timestamp{Millis: 5}, record.Timestamp{Millis: 9}
+	e.srv.dispatch(&store.Commit{PruneBefore: &high})
+	e.srv.dispatch(&store.Commit{PruneBefore: &low})
+	c.send(&wire.DeviceHello{})
+	expect[*wire.DeviceAck](c)
+	if p := expect[*wire.GCPrune](c); p.OlderThan != tsToWire(high) {
+		t.Fatalf("GC_PRUNE %+v, want the greatest cut-off %v", p, high)
+	}
+	c.quiet(100 * time.Millisecond)
+}
