@@ -529,19 +529,7 @@ func TestSync_gcPruneOnFirstSync(t *testing.T) {
 // cut-off follows the OP_ACK however long the commit takes.
 func TestSync_gcPruneWaitsForEarlierWrites(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{fakeWall: true, storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }})
-	w := e.dial(t)
-	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
-	w.write(orAddOp("1", "m", "k", "v", added))
-	e.wall.Add(int64(2 * time.Minute / time.Millisecond))
-	if _, err := e.st.CollectTombstones(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	cutoff, ok := e.st.PruneBefore()
-	if !ok || added.Compare(tsToWire(cutoff)) >= 0 {
-		t.Fatalf("cut-off %v, %v: want one above the entry's tag %v", cutoff, ok, added)
-	}
-	expect[*wire.GCPrune](w) // the feed's
+	e, _, added, cutoff := collectedAfterORAdd(t, envConfig{})
 
 	c := e.dial(t)
 	release := e.be.holdCommits()
@@ -566,10 +554,7 @@ func TestSync_gcPruneWaitsForEarlierWrites(t *testing.T) {
 // no pending writes gets each at once.
 func TestSync_gcPruneHeldForPendingWrites(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{fakeWall: true})
-	w := e.dial(t)
-	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
-	w.write(orAddOp("1", "m", "k", "v", added))
+	e, w, added := withORAdd(t, envConfig{})
 	c := e.dial(t)
 	c.ping()
 
@@ -599,10 +584,7 @@ func TestSync_gcPruneHeldForPendingWrites(t *testing.T) {
 // removed entry; a cut-off released by that commit must not overtake it.
 func TestSync_gcPruneAfterLeafReadBeforeCommit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{fakeWall: true, storeOpts: func(o *store.Options) { o.CacheBytes = -1 }})
-	w := e.dial(t)
-	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
-	w.write(orAddOp("1", "m", "k", "v", added))
+	e, _, added := withORAdd(t, envConfig{storeOpts: func(o *store.Options) { o.CacheBytes = -1 }})
 	c := e.dial(t)
 	c.ping()
 
@@ -640,10 +622,7 @@ func TestSync_gcPruneAfterLeafReadBeforeCommit(t *testing.T) {
 // the drain waits for, before the close.
 func TestSync_gcPruneHeldSentBeforeShutdown(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{fakeWall: true})
-	w := e.dial(t)
-	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
-	w.write(orAddOp("1", "m", "k", "v", added))
+	e, _, added := withORAdd(t, envConfig{})
 	c := e.dial(t)
 	c.ping()
 	release := e.be.holdCommits()
@@ -679,18 +658,7 @@ func TestSync_gcPruneHeldSentBeforeShutdown(t *testing.T) {
 // so the client would take the removed entry back.
 func TestSync_gcPruneNotAfterAFailedWrite(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{fakeWall: true, storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }})
-	w := e.dial(t)
-	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
-	w.write(orAddOp("1", "m", "k", "v", added))
-	e.wall.Add(int64(2 * time.Minute / time.Millisecond))
-	if _, err := e.st.CollectTombstones(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := e.st.PruneBefore(); !ok {
-		t.Fatal("no cut-off published")
-	}
-	expect[*wire.GCPrune](w) // the feed's
+	e, w, added, _ := collectedAfterORAdd(t, envConfig{})
 
 	c := e.dial(t)
 	c.ping()
@@ -715,16 +683,7 @@ func TestSync_gcPruneNotAfterAFailedWrite(t *testing.T) {
 // tombstone of the entry it removed, would take the entry back.
 func TestSync_gcPruneNotAfterAPartialAck(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{fakeWall: true, opts: Options{MaxBatchOps: 2},
-		storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }})
-	w := e.dial(t)
-	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
-	w.write(orAddOp("1", "m", "k", "v", added))
-	e.wall.Add(int64(2 * time.Minute / time.Millisecond))
-	if _, err := e.st.CollectTombstones(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	expect[*wire.GCPrune](w) // the feed's
+	e, _, added, _ := collectedAfterORAdd(t, envConfig{opts: Options{MaxBatchOps: 2}})
 
 	c := e.dial(t)
 	c.ping()
@@ -764,4 +723,35 @@ func TestSync_gcPruneNotBeforeDeviceAck(t *testing.T) {
 		t.Fatalf("GC_PRUNE %+v, want the greatest cut-off %v", p, high)
 	}
 	c.quiet(100 * time.Millisecond)
+}
+
+// withORAdd starts an env with a settable wall clock (cfg otherwise), and
+// a connection that has added an OR-Map entry (m/k, tag added).
+func withORAdd(t *testing.T, cfg envConfig) (*env, *client, wire.Timestamp) {
+	t.Helper()
+	cfg.fakeWall = true
+	e := newEnv(t, cfg)
+	w := e.dial(t)
+	added := wire.Timestamp{Millis: uint64(e.wall.Load()), NodeID: "c"}
+	w.write(orAddOp("1", "m", "k", "v", added))
+	return e, w, added
+}
+
+// collectedAfterORAdd is withORAdd with a one-minute tombstone TTL, two
+// minutes later, after a collection pass whose cut-off (returned) is above
+// the entry's tag and whose GC_PRUNE the adding connection has read.
+func collectedAfterORAdd(t *testing.T, cfg envConfig) (*env, *client, wire.Timestamp, record.Timestamp) {
+	t.Helper()
+	cfg.storeOpts = func(o *store.Options) { o.TombstoneTTL = time.Minute }
+	e, w, added := withORAdd(t, cfg)
+	e.wall.Add(int64(2 * time.Minute / time.Millisecond))
+	if _, err := e.st.CollectTombstones(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cutoff, ok := e.st.PruneBefore()
+	if !ok || added.Compare(tsToWire(cutoff)) >= 0 {
+		t.Fatalf("cut-off %v, %v: want one above the entry's tag %v", cutoff, ok, added)
+	}
+	expect[*wire.GCPrune](w) // the feed's
+	return e, w, added, cutoff
 }
