@@ -130,26 +130,7 @@ func TestStore_commitTimeoutAppliedCommitSettles(t *testing.T) {
 		t.Fatal("a commit whose answer never came succeeded")
 	}
 	be.stall.Store(false)
-	timeout := time.After(30 * time.Second)
-wait:
-	for {
-		select {
-		case c, ok := <-sub.C():
-			if !ok {
-				t.Fatalf("feed closed: %v", sub.Err())
-			}
-			for _, ch := range c.Changes {
-				if ch.Key == "k" {
-					if ch.Kind != ChangePut || ch.Record.LWW.Value.Text() != "two" {
-						t.Fatalf("feed reported %+v for k", ch)
-					}
-					break wait
-				}
-			}
-		case <-timeout:
-			t.Fatal("the applied write of k never reached the change feed")
-		}
-	}
+	awaitFeedPut(t, sub, "k", "two", "the applied write of k never reached the change feed")
 	if v, _ := f.get("m", "k"); v != "two" {
 		t.Fatalf("value %q after the timed-out commit was applied, want two", v)
 	}

@@ -39,6 +39,13 @@ func TestStore_unknownOutcomeSettledWhenIdle(t *testing.T) {
 	}
 	be.lie.Store(false)
 	be.down.Store(false)
+	awaitFeedPut(t, sub, "k", "two", "the applied write of k never reached the change feed while the store was idle")
+}
+
+// awaitFeedPut reads the feed until it reports key, which must be a put of
+// value; it fails with timedOut if that takes 30 s.
+func awaitFeedPut(t *testing.T, sub *Subscription, key, value, timedOut string) {
+	t.Helper()
 	timeout := time.After(30 * time.Second)
 	for {
 		select {
@@ -47,15 +54,15 @@ func TestStore_unknownOutcomeSettledWhenIdle(t *testing.T) {
 				t.Fatalf("feed closed: %v", sub.Err())
 			}
 			for _, ch := range c.Changes {
-				if ch.Key == "k" {
-					if ch.Kind != ChangePut || ch.Record.LWW.Value.Text() != "two" {
-						t.Fatalf("feed reported %+v for k", ch)
+				if ch.Key == key {
+					if ch.Kind != ChangePut || ch.Record.LWW.Value.Text() != value {
+						t.Fatalf("feed reported %+v for %s", ch, key)
 					}
 					return
 				}
 			}
 		case <-timeout:
-			t.Fatal("the applied write of k never reached the change feed while the store was idle")
+			t.Fatal(timedOut)
 		}
 	}
 }
