@@ -66,8 +66,9 @@ type conn struct {
 	prune     record.Timestamp
 	havePrune bool
 	// writeFailed: a write of the connection was answered ERROR 500, not
-	// stored, or acknowledged in part (set by the write worker before its
-	// answer; see pruneHeldLocked).
+	// stored, refused whole (400, 403, 413) or acknowledged in part (set
+	// by the write worker or the reader before its answer; see
+	// pruneHeldLocked and writeRefused).
 	writeFailed atomic.Bool
 	// staleRead: the reader is answering with state it read while writes
 	// of the connection were pending (beginStateRead).
@@ -429,6 +430,8 @@ func (c *conn) readLoop() {
 		switch {
 		case errors.Is(err, errFrameTooLarge):
 			if c.authed.Load() {
+				// Unread, its type is unknown: it may be a write.
+				c.writeRefused("")
 				c.reply(tooLargeError(c.s.opts.MaxMessageBytes))
 			}
 			continue

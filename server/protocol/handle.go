@@ -88,6 +88,14 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 // decoded form would pass the decoded-size limit ERROR 413. The connection
 // survives either way.
 func (c *conn) decodeFailed(err error) {
+	if !errors.Is(err, wire.ErrUnknownType) {
+		var de *wire.DecodeError
+		typ := ""
+		if errors.As(err, &de) {
+			typ = de.Type
+		}
+		c.writeRefused(typ)
+	}
 	switch {
 	case errors.Is(err, wire.ErrUnknownType):
 		c.log.Debug("ignoring message of an unknown type", "error", err)
@@ -103,6 +111,17 @@ func (c *conn) decodeFailed(err error) {
 	}
 }
 
+// writeRefused records that a frame of type typ ("" when not known) was
+// refused before its ops reached the store (ERROR 400 or 413): a write
+// among them is not stored until the client sends it again, as after a
+// failed write, so cut-offs are held back (writeFailed, pruneHeldLocked).
+func (c *conn) writeRefused(typ string) {
+	switch typ {
+	case "", wire.TypeClientOp, wire.TypeOpBatch, wire.TypeORMapPushDiff, wire.TypeBatch:
+		c.writeFailed.Store(true)
+	}
+}
+
 // tooLargeError is the ERROR for a frame over MaxMessageBytes.
 func tooLargeError(limit int) *wire.ErrorMessage {
 	return &wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
@@ -113,11 +132,13 @@ func tooLargeError(limit int) *wire.ErrorMessage {
 // arrived alone.
 func (c *conn) handleBatch(b *wire.Batch, depth int) {
 	if depth >= maxBatchNesting {
+		c.writeRefused(wire.TypeBatch)
 		c.reply(&wire.ErrorMessage{Code: 400, Message: "protocol: a BATCH inside a BATCH is not unpacked"})
 		return
 	}
 	frames, err := c.s.limits.SplitBatch(b)
 	if err != nil {
+		c.writeRefused(wire.TypeBatch)
 		code := uint32(400)
 		if errors.Is(err, wire.ErrTooLarge) {
 			code = 413

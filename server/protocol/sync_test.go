@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -754,4 +755,62 @@ func collectedAfterORAdd(t *testing.T, cfg envConfig) (*env, *client, wire.Times
 	}
 	expect[*wire.GCPrune](w) // the feed's
 	return e, w, added, cutoff
+}
+
+// A write refused whole, unread or unapplied (ERROR 413: a frame over
+// MaxMessageBytes, one whose decoded form passes the decoded-size limit,
+// an OP_BATCH of more new ops than MaxBatchOps whose ids do not ascend),
+// is not stored, as a failed one is not: TopGun's client keeps its ops in
+// its op log and sends them again. Until then a leaf lacks its OR_REMOVE,
+// and a cut-off would make the client prune the tombstone of the entry it
+// removed and take the entry back from that leaf. Neither the first
+// sync's cut-off nor the feed's may reach the connection. The checks are
+// by order: a GC_PRUNE sent would come before the answer expected.
+func TestSync_gcPruneNotAfterARefusedWrite(t *testing.T) {
+	t.Parallel()
+	const maxMsg = 4096
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		frame func(t *testing.T, remove wire.ClientOp) []byte
+	}{
+		{"frameTooLarge", Options{MaxMessageBytes: maxMsg}, func(t *testing.T, remove wire.ClientOp) []byte {
+			b := mustEncode(t, &wire.OpBatch{Ops: []wire.ClientOp{
+				remove, putOp("3", "other", "big", strings.Repeat("x", 2*maxMsg), cts("c"))}})
+			if len(b) <= maxMsg || len(b) > 8*maxMsg {
+				t.Fatalf("frame of %d bytes: want one over %d, read and refused", len(b), maxMsg)
+			}
+			return b
+		}},
+		{"decodedTooLarge", Options{MaxMessageBytes: maxMsg}, func(t *testing.T, remove wire.ClientOp) []byte {
+			b := mustEncode(t, &wire.OpBatch{Ops: []wire.ClientOp{
+				remove, putOp("3", "other", "nils", make([]any, maxMsg/2), cts("c"))}})
+			if len(b) > maxMsg {
+				t.Fatalf("frame of %d bytes: want one under %d", len(b), maxMsg)
+			}
+			return b
+		}},
+		{"overMaxBatchOps", Options{MaxBatchOps: 1}, func(t *testing.T, remove wire.ClientOp) []byte {
+			remove.ID = "b"
+			return mustEncode(t, &wire.OpBatch{Ops: []wire.ClientOp{putOp("a", "other", "k", "x", cts("c")), remove}})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, w, added, _ := collectedAfterORAdd(t, envConfig{opts: tc.opts})
+			c := e.dial(t)
+			c.ping()
+			c.sendRaw(tc.frame(t, orRemoveOp("2", "m", "k", added.String())))
+			if m := expect[*wire.ErrorMessage](c); m.Code != 413 {
+				t.Fatalf("got ERROR %+v, want 413", m)
+			}
+			c.send(&wire.ORMapSyncInit{MapName: "m"})
+			expect[*wire.ORMapSyncRespRoot](c) // no first sync's GC_PRUNE before it
+			later := record.Timestamp{Millis: added.Millis + 90_000}
+			e.srv.dispatch(&store.Commit{PruneBefore: &later})
+			expect[*wire.GCPrune](w)
+			c.send(&wire.Ping{Timestamp: 1})
+			expect[*wire.Pong](c) // no feed GC_PRUNE before it
+		})
+	}
 }

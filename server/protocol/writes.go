@@ -282,6 +282,8 @@ func (c *conn) applyGroup(group []*writeJob) {
 	for i := range states {
 		st := &states[i]
 		if st.err != nil {
+			// Refused whole (403, 413): not stored, as a failed write.
+			c.writeFailed.Store(true)
 			c.answerWrite(st.err)
 			continue
 		}
