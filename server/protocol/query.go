@@ -249,16 +249,25 @@ func (s *Server) unregister(sub *subscription) {
 type scanned struct {
 	res []wire.QueryResult
 	ts  map[string]record.Timestamp
+	// over: the read stopped once the result was known to pass maxN.
+	over bool
 }
 
 // scanQuery reads the map and returns the matching records in result
 // order, at most limit+1 of them for a limited query (the extra one tells
-// whether the result is complete).
-func (s *Server) scanQuery(ctx context.Context, sub *subscription) (scanned, error) {
+// whether the result is complete). With maxN >= 0, the read stops (over)
+// as soon as the result is known to hold more than maxN records, so that
+// a query refused for its size does not first load the map into memory.
+func (s *Server) scanQuery(ctx context.Context, sub *subscription, maxN int) (scanned, error) {
 	out := scanned{ts: map[string]record.Timestamp{}}
 	keep := -1
 	if sub.limit >= 0 {
 		keep = sub.limit + 1
+	}
+	// A limited query within maxN never passes it: its trimming bounds
+	// what the read holds.
+	if maxN >= 0 && keep >= 0 && sub.limit <= maxN {
+		maxN = -1
 	}
 	err := s.store.Scan(ctx, sub.mapName, func(e *store.Entry) bool {
 		if e.Record.Kind != record.KindLWW {
@@ -270,6 +279,10 @@ func (s *Server) scanQuery(ctx context.Context, sub *subscription) (scanned, err
 		}
 		out.res = append(out.res, wire.QueryResult{Key: e.Key, Value: v})
 		out.ts[e.Key] = e.Record.LWW.Timestamp
+		if maxN >= 0 && len(out.res) > maxN {
+			out.over = true
+			return false
+		}
 		if keep >= 0 && len(out.res) > 2*keep+64 {
 			sub.q.SortResults(out.res)
 			for _, r := range out.res[keep:] {
@@ -310,8 +323,14 @@ func (s *Server) runQueryLocked(sub *subscription, reader bool) {
 	sub.state, sub.pending, sub.overflow = subInit, nil, false
 	sub.mu.Unlock()
 
+	// The budget bounds a query when it starts (see below): the reader's
+	// read stops once the result is known to pass what is left of it.
+	maxN := -1
+	if reader {
+		maxN = max(s.opts.MaxQueryResults-int(sub.c.queryResults.Load()), 0)
+	}
 	ctx, cancel := context.WithTimeout(sub.c.ctx, queryTimeout)
-	sc, err := s.scanQuery(ctx, sub)
+	sc, err := s.scanQuery(ctx, sub, maxN)
 	cancel()
 
 	sub.mu.Lock()
@@ -368,10 +387,14 @@ func (s *Server) runQueryLocked(sub *subscription, reader bool) {
 	// reader): a resync of a query the client holds, like the live updates
 	// it replaces, is not refused. Refusals thus always leave from the
 	// reader (which waited for room), in order with its other answers.
-	if limit := int64(s.opts.MaxQueryResults); reader && delta > 0 && sub.c.queryResults.Load()+delta > limit {
+	if limit := int64(s.opts.MaxQueryResults); reader && (sc.over || delta > 0 && sub.c.queryResults.Load()+delta > limit) {
 		s.queriesCut.Add(1)
-		refusal = queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
-			sub.c.queryResults.Load()+delta, limit), "LIMIT")
+		more := ""
+		if sc.over {
+			more = " or more" // the read stopped there
+		}
+		refusal = queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records%s, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
+			sub.c.queryResults.Load()+delta, more, limit), "LIMIT")
 		return
 	}
 	keys := make([]string, len(sc.res))

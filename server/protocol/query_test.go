@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -595,5 +596,50 @@ func TestQuery_memoryBudgetCountsPatterns(t *testing.T) {
 	c.send(&wire.QuerySub{QueryID: "small", MapName: "m", Query: wire.Query{Predicate: &wire.Predicate{Op: wire.OpOr, Children: kids}}})
 	if r := skipUntil[*wire.QueryResp](c); r.Error != "" || len(r.Results) != 1 {
 		t.Fatalf("query with small patterns: %+v", r)
+	}
+}
+
+// A QUERY_SUB whose result would pass MaxQueryResults is refused without
+// the whole map read into memory first: the read stops once the result
+// is known to be over the bound (a map larger than memory must not be
+// loaded whole to answer LIMIT).
+func TestQuery_resultBudgetStopsTheRead(t *testing.T) {
+	t.Parallel()
+	// One record per scan page, so pages count the records read.
+	e := newEnv(t, envConfig{opts: Options{MaxQueryResults: 10}, storeOpts: func(o *store.Options) { o.ScanBytes = 1 }})
+	w := e.dial(t)
+	const n = 200
+	var ops []wire.ClientOp
+	for i := 0; i < n; i++ {
+		ops = append(ops, putOp(itoa(i+1), "m", fmt.Sprintf("k%03d", i), map[string]any{"n": int64(i)}, cts("w")))
+	}
+	w.write(ops...)
+	var pages atomic.Int64
+	e.be.mu.Lock()
+	e.be.scanned = func() { pages.Add(1) }
+	e.be.mu.Unlock()
+	c := e.dial(t)
+	for _, tc := range []struct {
+		id    string
+		limit *uint32
+	}{
+		{"all", nil},
+		{"limited", func() *uint32 { l := uint32(n); return &l }()},
+	} {
+		pages.Store(0)
+		c.send(&wire.QuerySub{QueryID: tc.id, MapName: "m", Query: wire.Query{Limit: tc.limit}})
+		r := skipUntil[*wire.QueryResp](c)
+		if r.Code != "LIMIT" || !strings.Contains(r.Error, "TOPGUN_MAX_QUERY_RESULTS") || len(r.Results) != 0 {
+			t.Fatalf("%s: query over the budget: %+v", tc.id, r)
+		}
+		if p := pages.Load(); p > 20 {
+			t.Fatalf("%s: the refused query read %d pages of the map's %d records; it should stop past the bound of 10", tc.id, p, n)
+		}
+	}
+	// Within the budget, limited queries are answered as before.
+	l := uint32(3)
+	c.send(&wire.QuerySub{QueryID: "top3", MapName: "m", Query: wire.Query{Limit: &l}})
+	if r := skipUntil[*wire.QueryResp](c); r.Error != "" || len(r.Results) != 3 || r.Results[0].Key != "k000" {
+		t.Fatalf("top3: %+v", r)
 	}
 }
