@@ -374,6 +374,8 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	if in.poisoned {
 		return abi.Errorf(abi.CodeUnavailable, "%s: %s: the instance was discarded after an earlier failure", p.prefix, call)
 	}
+	// A failure quotes the last stderr line of this op, not of an earlier one.
+	in.stderr.forget()
 	if p.opts.Trust == TrustSandboxed {
 		in.opDue = monoClock() + int64(p.opts.CallTimeout)
 		defer func() { in.opDue = 0 }()

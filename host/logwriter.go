@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -24,6 +25,9 @@ type lineWriter struct {
 	// "panic: ..."): the useful line of a Go runtime's dying words, which
 	// end with a stack trace.
 	fatal string
+	// said: lastLine or fatal is set, so that forget, once per op, takes
+	// the lock only after the guest wrote something.
+	said atomic.Bool
 	// stop, when set, fails writes once the call is past its deadline
 	// (instance.pastDeadline).
 	stop func() bool
@@ -68,6 +72,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 func (w *lineWriter) emit() {
 	line := string(bytes.TrimRight(w.buf, "\r"))
 	w.lastLine = line
+	w.said.Store(true)
 	if strings.HasPrefix(line, "fatal error: ") || strings.HasPrefix(line, "panic: ") {
 		w.fatal = line
 	}
@@ -89,8 +94,20 @@ func (w *lineWriter) flush() {
 	}
 }
 
+// forget starts a new call: last reports only what is written after it, so
+// that a failure does not quote a line of an earlier call.
+func (w *lineWriter) forget() {
+	if !w.said.Load() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lastLine, w.fatal = "", ""
+	w.said.Store(false)
+}
+
 // last returns the last line that reported a crash, or else the last line
-// written.
+// written, since forget.
 func (w *lineWriter) last() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()

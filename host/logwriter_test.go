@@ -1,6 +1,9 @@
 package host
 
 import (
+	"context"
+	"errors"
+	"github.com/topgun-go/topgun/abi"
 	"strings"
 	"testing"
 	"time"
@@ -48,5 +51,31 @@ func TestLogLimiter(t *testing.T) {
 	l.emit(log, hclog.Info, "after")
 	if d := c.find("dropped"); d == "" {
 		t.Error("no line reports the dropped lines")
+	}
+}
+
+// TestFailure_stderrLineIsFromTheFailingCall checks that the stderr line a
+// failure quotes ("its stderr said: ...") was written by the call that
+// failed: a line an earlier, successful call wrote says nothing about the
+// failure and points the operator at the wrong cause.
+func TestFailure_stderrLineIsFromTheFailingCall(t *testing.T) {
+	b := mustLoad(t, hostileWasm(t), nil)
+	ctx := context.Background()
+	put := func(mapName string) *abi.Batch {
+		batch := &abi.Batch{Now: 1}
+		batch.Put(mapName, "k", false, []byte("v"), 0)
+		return batch
+	}
+	// "log" writes "hello from stderr" and succeeds.
+	if err := b.Apply(ctx, put("log")); err != nil {
+		t.Fatal(err)
+	}
+	// "exit" exits with code 3 and writes nothing to stderr.
+	err := b.Apply(ctx, put("exit"))
+	if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "exited with code 3") {
+		t.Fatalf("Apply(exit) = %v, want the exit", err)
+	}
+	if strings.Contains(err.Error(), "hello from stderr") {
+		t.Errorf("Apply(exit) = %q: it quotes a stderr line an earlier call wrote", err)
 	}
 }
