@@ -253,6 +253,11 @@ func ParseConfig(s string) (map[string]string, error) {
 	}
 	for k, v := range raw {
 		var str string
+		// null decodes into a string without error, as "" (and into a
+		// number or a boolean too): refuse it like any other non-value.
+		if strings.TrimSpace(string(v)) == "null" {
+			return nil, fmt.Errorf("host: TOPGUN_PLUGIN_CONFIG key %q has value null; values must be strings, numbers or booleans (leave the key out for the plugin's default)", k)
+		}
 		if err := json.Unmarshal(v, &str); err == nil {
 			out[k] = str
 			continue

@@ -19,6 +19,8 @@ func TestParseConfig(t *testing.T) {
 		{"NotObject", `a=b,c=d`, nil, "not a JSON object"},
 		{"Nested", `{"a":{"b":1}}`, nil, `key "a"`},
 		{"Null", `null`, nil, "null"},
+		// null would decode as "": a plugin could take it for a setting.
+		{"NullValue", `{"sync":null}`, nil, `key "sync" has value null`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
