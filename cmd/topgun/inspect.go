@@ -65,6 +65,9 @@ func runPluginInspect(ctx context.Context, c *cli, args []string) int {
 	if out.Capabilities == nil {
 		out.Capabilities = []string{}
 	}
+	if out.Imports == nil {
+		out.Imports = []string{}
+	}
 	enc := json.NewEncoder(c.stdout)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)

@@ -315,3 +315,25 @@ func TestPluginInspect(t *testing.T) {
 		})
 	}
 }
+
+// TestPluginInspect_jsonListsAreArrays checks that -json gives every list
+// as an array, also when it is empty: a plugin that imports nothing (a
+// minimal reactor in wat, C or Rust) must show "imports": [], not null, as
+// capabilities already do, or `jq '.imports[]'` fails on it.
+func TestPluginInspect_jsonListsAreArrays(t *testing.T) {
+	t.Parallel()
+	// minormix.wasm imports nothing.
+	code, stdout, _ := runT(t, nil, "plugin", "inspect", "-json", "../../host/testdata/wat/minormix.wasm")
+	if code != exitOK {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("-json output is not JSON: %v", err)
+	}
+	for _, k := range []string{"capabilities", "exports", "imports"} {
+		if _, ok := got[k].([]any); !ok {
+			t.Errorf("%q = %#v, want a JSON array", k, got[k])
+		}
+	}
+}
