@@ -40,8 +40,10 @@
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o bin/plugins/NAME.wasm ./path/to/plugin
 //
 // and run it with STORAGE_BACKEND=bin/plugins/NAME.wasm. Call Serve or
-// ServeOpen exactly once, from init; calling neither, or both, or twice, is
-// a programming error and panics at start.
+// ServeOpen exactly once, from init; calling both, or either twice, is a
+// programming error and panics at start. A plugin that calls neither
+// starts, but its open fails ("the plugin registered no backend"), so the
+// host refuses to load it.
 //
 // # What the SDK does
 //
