@@ -1344,7 +1344,21 @@ func (s *Store) repairIndex(ctx context.Context, retry bool) {
 // its notification found the key in flight or finds the index repaired.
 // So what differs from the index is published, as refresh does. It runs
 // on the applier.
+//
+// When other processes' commits are heard, the keys are re-read as theirs
+// are, through the committer (refresh): a merge that read them since the
+// failed commit announced what the index lacked with its own commit, and
+// publishing it here as well, outside the committer, announced it twice.
 func (s *Store) repairShared(ctx context.Context, name string, keys []string) error {
+	if s.watchq != nil {
+		s.mu.Lock()
+		for _, k := range keys {
+			delete(s.repair, cacheKey{name, k})
+		}
+		s.mu.Unlock()
+		s.watchq.add(abi.Changed{Map: name, Keys: keys})
+		return nil
+	}
 	rows, err := s.loadStored(ctx, name, keys)
 	if err != nil {
 		return err

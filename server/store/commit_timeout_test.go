@@ -333,3 +333,75 @@ func TestStore_commitTimeoutRetryPassGivesWayToWrites(t *testing.T) {
 		t.Fatalf("a write was answered after %s, over twice the commit timeout (%s)", took, timeout)
 	}
 }
+
+// repairRaceBackend is a stallingBackend on shared storage, heard by a
+// Watch that reports nothing, whose reads of one key fail while
+// failSingle is set (reads of several keys, as a merge's prefetch of a
+// batch makes, go through).
+type repairRaceBackend struct {
+	*stallingBackend
+	failSingle atomic.Bool
+}
+
+func (b *repairRaceBackend) Describe() abi.Description {
+	d := b.stallingBackend.Describe()
+	d.Capabilities |= abi.CapShared
+	return d
+}
+
+func (b *repairRaceBackend) Watch(ctx context.Context, fn func(abi.Changed)) error { return nil }
+
+func (b *repairRaceBackend) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if len(keys) == 1 && b.failSingle.Load() {
+		return nil, abi.Errorf(abi.CodeUnavailable, "test: read failed")
+	}
+	return b.stallingBackend.Get(ctx, m, backup, keys)
+}
+
+// On shared storage, a timed-out commit that storage applied reaches the
+// feed once, even when a write to its key was merged (reading storage,
+// and announcing what the index lacked) before the re-read of the failed
+// commit's keys succeeded. Before, the re-read published the change on
+// its own (repairShared), and the write's commit published it again.
+func TestStore_commitTimeoutSharedPublishedOnce(t *testing.T) {
+	sb := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
+	be := &repairRaceBackend{stallingBackend: sb}
+	f := newFixture(t, be, func(o *Options) { o.CommitTimeout = testCommitTimeout })
+	t.Cleanup(func() { close(sb.release) })
+	f.apply(put("m", "k", "one", ts(t0, 0, "c1")))
+	sub := f.s.Subscribe()
+	defer sub.Close()
+
+	// Once merged, the failed commit's keys cannot be re-read.
+	f.s.mergedHook = func() { be.failSingle.Store(true) }
+	sb.stall.Store(true)
+	sb.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "two", ts(t0+1, 0, "c1"))); err == nil {
+		t.Fatal("a commit whose answer never came succeeded")
+	}
+	sb.stall.Store(false)
+	sb.applyFirst.Store(false)
+	// The next write reads k from storage (a read of two keys), then the
+	// re-reads work again.
+	f.s.mergedHook = func() { be.failSingle.Store(false) }
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "three", ts(t0+2, 0, "c1")), put("m", "k2", "x", ts(t0, 0, "c1"))); err != nil {
+		t.Fatal(err)
+	}
+	twos := 0
+	for {
+		select {
+		case c := <-sub.C():
+			for _, ch := range c.Changes {
+				if ch.Key == "k" && ch.Kind == ChangePut && ch.Record.LWW.Value.Text() == "two" {
+					twos++
+				}
+			}
+			continue
+		default:
+		}
+		break
+	}
+	if twos != 1 {
+		t.Fatalf("the applied write of k (two) reached the feed %d times, want once", twos)
+	}
+}
