@@ -41,8 +41,11 @@
 // decoded (wire.Limits.MaxDecodedBytes: a 2 MiB array of nils would take
 // 190 MiB); a malformed frame gets ERROR 400 and a frame of an unknown
 // type (topics, locks, search, ...) is ignored; the connection survives
-// all of these. A frame over 8 × MaxMessageBytes is not read: the
-// connection is closed with 1009 (message too big). Before AUTH_ACK
+// all of these. ENTRY_PROCESS and ENTRY_PROCESS_BATCH are answered at once
+// with success false, as TopGun's server answers them (it runs no entry
+// processors either; its client would otherwise wait 30 s for a
+// timeout). A frame over 8 × MaxMessageBytes is not read: the connection
+// is closed with 1009 (message too big). Before AUTH_ACK
 // none of these is answered. POST /sync answers such bodies with 413.
 //
 // # Writes

@@ -76,11 +76,26 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 		c.handleBatch(m, depth)
 	case *wire.ClientApplyAck:
 		// Tombstone GC by client epochs is not used: nothing to do.
+	case *wire.EntryProcess:
+		c.reply(&wire.EntryProcessResponse{RequestID: m.RequestID,
+			EntryProcessKeyResult: wire.EntryProcessKeyResult{Error: entryProcessRefusal}})
+	case *wire.EntryProcessBatch:
+		results := make(map[string]wire.EntryProcessKeyResult, len(m.Keys))
+		for _, k := range m.Keys {
+			results[k] = wire.EntryProcessKeyResult{Error: entryProcessRefusal}
+		}
+		c.reply(&wire.EntryProcessBatchResponse{RequestID: m.RequestID, Results: results})
 	default:
 		// Server-to-client types sent by a client are ignored, as TopGun does.
 		c.log.Debug("ignoring message", "type", m.Type())
 	}
 }
+
+// entryProcessRefusal is the error of every ENTRY_PROCESS result: the
+// server runs no entry processors. It is TopGun's server's text, which
+// refuses them the same way (at once, success false), so that its client
+// returns the failure instead of waiting 30 s and failing with a timeout.
+const entryProcessRefusal = "Entry processing not available: WASM sandbox required"
 
 // decodeFailed answers a frame that could not be decoded. Unknown types
 // (topics, locks, search, ...) are ignored as TopGun ignores them; a

@@ -19,9 +19,11 @@
 // PING, PONG, SYNC_INIT, ORMAP_SYNC_INIT, CLIENT_APPLY_ACK, BATCH) carry
 // their fields beside "type"; all others carry them in a "payload" map.
 // Types lists the types Decode understands. A well-formed frame of any
-// other type (topics, locks, counters, search, cluster, journal, entry
-// processors, resolvers, partition map, or something newer) is an
-// *UnknownTypeError, which TopGun's server ignores.
+// other type (topics, locks, counters, search, cluster, journal,
+// resolvers, partition map, or something newer) is an *UnknownTypeError,
+// which the server ignores. Entry-processor requests (ENTRY_PROCESS,
+// ENTRY_PROCESS_BATCH) and their responses are decoded, so that a server
+// can refuse them as TopGun's server does.
 //
 // BATCH envelopes carry several length-prefixed frames; Batch.Split and
 // PackBatch unpack and build them. HTTP POST /sync bodies have no "type";

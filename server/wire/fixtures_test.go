@@ -30,7 +30,6 @@ var outOfScope = []struct{ prefix, reason string }{
 	{"LOCK_", "distributed locks are out of scope"},
 	{"COUNTER_", "PN counters are out of scope"},
 	{"JOURNAL_", "the event journal is out of scope"},
-	{"ENTRY_PROCESS", "entry processors are out of scope"},
 	{"REGISTER_RESOLVER", "conflict resolvers are out of scope"},
 	{"LIST_RESOLVERS", "conflict resolvers are out of scope"},
 	{"MERGE_REJECTED", "conflict resolvers are out of scope"},
@@ -277,6 +276,8 @@ func TestTypes_inScope(t *testing.T) {
 		"ORMAP_DIFF_REQUEST", "ORMAP_DIFF_RESPONSE", "ORMAP_PUSH_DIFF", "QUERY_SUB",
 		"QUERY_UNSUB", "QUERY_RESP", "QUERY_UPDATE", "SERVER_EVENT", "SERVER_BATCH_EVENT",
 		"GC_PRUNE", "BATCH", "CLIENT_APPLY_ACK",
+		// Decoded only to be refused as TopGun's server refuses them.
+		"ENTRY_PROCESS", "ENTRY_PROCESS_BATCH", "ENTRY_PROCESS_RESPONSE", "ENTRY_PROCESS_BATCH_RESPONSE",
 	}
 	have := map[string]bool{}
 	for _, typ := range Types() {

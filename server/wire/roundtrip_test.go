@@ -108,6 +108,10 @@ func (g gen) value(depth int) any {
 	return m
 }
 
+func (g gen) entryResult() EntryProcessKeyResult {
+	return EntryProcessKeyResult{Success: g.bool(), Result: g.value(0), NewValue: g.value(0), Error: g.optStr()}
+}
+
 func (g gen) strs(nilOK bool) []string {
 	if nilOK && g.bool() {
 		return nil
@@ -362,6 +366,22 @@ func (g gen) message(i int) Message {
 				evs[i] = g.serverEvent()
 			}
 			return &ServerBatchEvent{Events: evs}
+		},
+		func() Message {
+			return &EntryProcess{RequestID: g.str(), MapName: g.str(), Key: g.str(), Processor: g.value(0)}
+		},
+		func() Message {
+			return &EntryProcessBatch{RequestID: g.str(), MapName: g.str(), Keys: g.strs(false), Processor: g.value(0)}
+		},
+		func() Message {
+			return &EntryProcessResponse{RequestID: g.str(), EntryProcessKeyResult: g.entryResult()}
+		},
+		func() Message {
+			res := map[string]EntryProcessKeyResult{}
+			for range g.r.IntN(3) {
+				res[g.str()] = g.entryResult()
+			}
+			return &EntryProcessBatchResponse{RequestID: g.str(), Results: res}
 		},
 	}
 	m := all[i%len(all)]()
