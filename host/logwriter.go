@@ -25,8 +25,9 @@ type lineWriter struct {
 	// "panic: ..."): the useful line of a Go runtime's dying words, which
 	// end with a stack trace.
 	fatal string
-	// said: lastLine or fatal is set, so that forget, once per op, takes
-	// the lock only after the guest wrote something.
+	// said: the guest wrote since forget (lastLine, fatal or buf may be
+	// set), so that forget, once per op, takes the lock only after the
+	// guest wrote something, and last quotes buf only if it went on since.
 	said atomic.Bool
 	// stop, when set, fails writes once the call is past its deadline
 	// (instance.pastDeadline).
@@ -48,6 +49,9 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	n := len(p)
+	if n > 0 {
+		w.said.Store(true)
+	}
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		chunk := p
@@ -72,7 +76,6 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 func (w *lineWriter) emit() {
 	line := string(bytes.TrimRight(w.buf, "\r"))
 	w.lastLine = line
-	w.said.Store(true)
 	if strings.HasPrefix(line, "fatal error: ") || strings.HasPrefix(line, "panic: ") {
 		w.fatal = line
 	}
@@ -114,8 +117,8 @@ func (w *lineWriter) last() string {
 	if w.fatal != "" {
 		return w.fatal
 	}
-	if len(w.buf) > 0 {
-		return string(w.buf)
+	if len(w.buf) > 0 && w.said.Load() {
+		return string(w.buf) // an unended line is this call's once it went on
 	}
 	return w.lastLine
 }

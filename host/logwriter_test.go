@@ -79,3 +79,52 @@ func TestFailure_stderrLineIsFromTheFailingCall(t *testing.T) {
 		t.Errorf("Apply(exit) = %q: it quotes a stderr line an earlier call wrote", err)
 	}
 }
+
+// A line an earlier call began and did not end is not the failing call's
+// either: a failure that printed nothing must not quote it.
+func TestFailure_stderrPartialLineOfAnEarlierCallNotQuoted(t *testing.T) {
+	b := mustLoad(t, hostileWasm(t), nil)
+	ctx := context.Background()
+	put := func(mapName string) *abi.Batch {
+		batch := &abi.Batch{Now: 1}
+		batch.Put(mapName, "k", false, []byte("v"), 0)
+		return batch
+	}
+	// "partial" writes "half a line from stderr", no newline, and succeeds.
+	if err := b.Apply(ctx, put("partial")); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Apply(ctx, put("exit"))
+	if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "exited with code 3") {
+		t.Fatalf("Apply(exit) = %v, want the exit", err)
+	}
+	if strings.Contains(err.Error(), "half a line") {
+		t.Errorf("Apply(exit) = %q: it quotes a stderr line an earlier call wrote", err)
+	}
+}
+
+// The same at the writer: forget drops what was written before it,
+// including an unended line, from what last reports, but not from the log.
+func TestLineWriter_forgetUnendedLine(t *testing.T) {
+	c := &logCapture{t: t}
+	log := hclog.New(&hclog.LoggerOptions{Output: c, Level: hclog.Trace, DisableTime: true})
+	w := newLineWriter(log, newLogLimiter(), 1, "stderr")
+	_, _ = w.Write([]byte("done\nhalf"))
+	w.forget()
+	if l := w.last(); l != "" {
+		t.Errorf("last() after forget = %q, want nothing", l)
+	}
+	_, _ = w.Write([]byte(" ended\n"))
+	if l := w.last(); l != "half ended" {
+		t.Errorf("last() = %q, want the line this call ended", l)
+	}
+	_, _ = w.Write([]byte("again"))
+	w.forget()
+	_, _ = w.Write([]byte(" more"))
+	if l := w.last(); l != "again more" {
+		t.Errorf("last() = %q, want the line this call went on with", l)
+	}
+	if c.find("half ended") == "" {
+		t.Error("the line begun before forget was not logged whole")
+	}
+}

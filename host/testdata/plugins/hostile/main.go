@@ -2,7 +2,7 @@
 // batch to certain maps misbehaves, so tests can check that the host
 // survives it: "loop" spins forever, "panic" panics, "oom" allocates until
 // the memory limit, "exit" exits, "slow" takes 300ms, "log" logs a very long line and writes to
-// stdout and stderr.
+// stdout and stderr, "partial" writes to stderr a line it does not end.
 package main
 
 import (
@@ -45,6 +45,8 @@ func (h hostile) Apply(ctx context.Context, b *abi.Batch) error {
 			sdk.Log(abi.LogWarn, "hostile: "+strings.Repeat("x", 10000))
 			fmt.Println("hello from stdout")
 			fmt.Fprintln(os.Stderr, "hello from stderr")
+		case "partial":
+			fmt.Fprint(os.Stderr, "half a line from stderr")
 		}
 	}
 	return h.Backend.Apply(ctx, b)
