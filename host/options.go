@@ -44,6 +44,8 @@ const (
 	MaxPluginFileBytes = 256 << 20
 	// MaxLogLineBytes caps each line a plugin logs (log import, stdout, stderr).
 	MaxLogLineBytes = 4096
+	// MaxPoolSize bounds Options.PoolSize, and so its default.
+	MaxPoolSize = 1024
 	// ReservedConfigPrefix starts configuration keys the host sets itself.
 	ReservedConfigPrefix = "topgun."
 )
@@ -86,7 +88,8 @@ type Options struct {
 	// (TOPGUN_PLUGIN_MAX_RESPONSE_BYTES). Default 32 MiB.
 	MaxResponseBytes int
 	// PoolSize bounds the instances of a plugin that declares
-	// abi.CapMultiInstance (TOPGUN_PLUGIN_POOL_SIZE). Default GOMAXPROCS.
+	// abi.CapMultiInstance (TOPGUN_PLUGIN_POOL_SIZE). Default GOMAXPROCS,
+	// at most MaxPoolSize.
 	// Other plugins always run on one instance.
 	PoolSize int
 	// Trust is TrustSandboxed (default) or TrustTrusted (TOPGUN_PLUGIN_TRUST).
@@ -116,7 +119,7 @@ func DefaultOptions() *Options {
 		CallTimeout:       DefaultCallTimeout,
 		MaxRequestBytes:   DefaultMaxRequestBytes,
 		MaxResponseBytes:  DefaultMaxResponseBytes,
-		PoolSize:          runtime.GOMAXPROCS(0),
+		PoolSize:          min(runtime.GOMAXPROCS(0), MaxPoolSize),
 		Trust:             TrustSandboxed,
 		BreakerFailures:   DefaultBreakerFailures,
 		BreakerWindow:     DefaultBreakerWindow,
@@ -220,8 +223,8 @@ func (o *Options) Validate() error {
 	if c.MaxResponseBytes < minBody || c.MaxResponseBytes > 1<<30 {
 		bad("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES %d is out of range; use %d (the largest value plus overhead) to %d", c.MaxResponseBytes, minBody, 1<<30)
 	}
-	if c.PoolSize < 1 || c.PoolSize > 1024 {
-		bad("TOPGUN_PLUGIN_POOL_SIZE %d is out of range; use 1 to 1024", c.PoolSize)
+	if c.PoolSize < 1 || c.PoolSize > MaxPoolSize {
+		bad("TOPGUN_PLUGIN_POOL_SIZE %d is out of range; use 1 to %d", c.PoolSize, MaxPoolSize)
 	}
 	if c.Trust != TrustSandboxed && c.Trust != TrustTrusted {
 		bad("TOPGUN_PLUGIN_TRUST %q is unknown; use %q or %q", c.Trust, TrustSandboxed, TrustTrusted)

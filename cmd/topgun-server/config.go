@@ -96,7 +96,7 @@ var settings = []setting{
 	{"TOPGUN_PLUGIN_CALL_TIMEOUT", "plugin-call-timeout", host.DefaultCallTimeout.String(), "deadline of each call into a plugin", pluginSetting("TOPGUN_PLUGIN_CALL_TIMEOUT")},
 	{"TOPGUN_PLUGIN_MAX_REQUEST_BYTES", "plugin-max-request-bytes", strconv.Itoa(host.DefaultMaxRequestBytes), "largest request sent to a plugin, in bytes", pluginSetting("TOPGUN_PLUGIN_MAX_REQUEST_BYTES")},
 	{"TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", "plugin-max-response-bytes", strconv.Itoa(host.DefaultMaxResponseBytes), "largest response accepted from a plugin, in bytes", pluginSetting("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES")},
-	{"TOPGUN_PLUGIN_POOL_SIZE", "plugin-pool-size", "", "instances of a plugin that declares multi_instance; default: the number of CPUs", pluginSetting("TOPGUN_PLUGIN_POOL_SIZE")},
+	{"TOPGUN_PLUGIN_POOL_SIZE", "plugin-pool-size", "", "instances of a plugin that declares multi_instance; default: the number of CPUs, at most 1024", pluginSetting("TOPGUN_PLUGIN_POOL_SIZE")},
 	{"TOPGUN_PLUGIN_TRUST", "plugin-trust", string(host.TrustSandboxed), "sandboxed (deadlines stop running plugin code) or trusted (first-party plugins: faster, deadlines only between calls)", pluginSetting("TOPGUN_PLUGIN_TRUST")},
 	{"TOPGUN_PLUGIN_BREAKER_FAILURES", "plugin-breaker-failures", strconv.Itoa(host.DefaultBreakerFailures), "failures of a plugin within the breaker window that open its circuit breaker (calls then fail fast); negative: no breaker", pluginSetting("TOPGUN_PLUGIN_BREAKER_FAILURES")},
 	{"TOPGUN_PLUGIN_BREAKER_WINDOW", "plugin-breaker-window", host.DefaultBreakerWindow.String(), "window in which the breaker counts a plugin's failures", pluginSetting("TOPGUN_PLUGIN_BREAKER_WINDOW")},

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"github.com/topgun-go/topgun/host"
 	"os"
 	"reflect"
 	"regexp"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -317,6 +320,23 @@ func TestREADME_listsEverySetting(t *testing.T) {
 			t.Errorf("README.md has no table row | `%s` | `--%s` | %s |", s.env, s.flag, def)
 		}
 	}
+	// And the other way: every row of the settings table (a variable and
+	// a flag) is a setting the server reads, under that flag.
+	row := regexp.MustCompile("^\\| `([A-Z0-9_]+)` \\| `--([a-z0-9-]+)` \\|")
+	n := 0
+	for _, l := range rows {
+		m := row.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		n++
+		if !slices.ContainsFunc(settings, func(s setting) bool { return s.env == m[1] && s.flag == m[2] }) {
+			t.Errorf("README.md documents %s (--%s), which the server does not read:\n%s", m[1], m[2], l)
+		}
+	}
+	if n != len(settings) {
+		t.Errorf("README.md's settings table has %d rows, the server %d settings", n, len(settings))
+	}
 }
 
 // TestRun_badDatabaseURLIsAConfigProblem checks README's promise that every
@@ -432,5 +452,45 @@ func TestRun_startFailureReportedWithLogsOff(t *testing.T) {
 	}
 	if out := stderr.String(); !strings.Contains(out, "cannot open storage") || !strings.Contains(out, missing) {
 		t.Errorf("stderr does not say why the server cannot start:\n%q", out)
+	}
+}
+
+// TestParseConfig_defaultPoolSizeOnManyCPUs checks that the default of
+// TOPGUN_PLUGIN_POOL_SIZE ("the number of CPUs") stays in the range README
+// gives (1 to 1024): on a machine with more than 1024 CPUs (or with
+// GOMAXPROCS set above it) a server that sets nothing must start, rather
+// than be refused over a setting its operator never gave. Not parallel: it
+// changes GOMAXPROCS for the process while it runs.
+func TestParseConfig_defaultPoolSizeOnManyCPUs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1100))
+	for _, backend := range []string{"null", "redb"} {
+		if _, err := parseConfig(nil, envOf(withNoAuth(map[string]string{"STORAGE_BACKEND": backend})), &bytes.Buffer{}); err != nil {
+			t.Errorf("STORAGE_BACKEND=%s with GOMAXPROCS=1100 and no TOPGUN_PLUGIN_POOL_SIZE: %v", backend, err)
+		}
+	}
+	if o, err := host.OptionsFromEnv(envOf(nil)); err != nil {
+		t.Errorf("host.OptionsFromEnv with nothing set: %v", err)
+	} else if err := o.Validate(); err != nil {
+		t.Errorf("default host options: %v", err)
+	}
+}
+
+// TestREADME_statesExitCodes keeps README's exit statuses true: 2 for a
+// configuration refused before start, 1 for a server that cannot open its
+// storage or its port (which init scripts and supervisors tell apart).
+func TestREADME_statesExitCodes(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatalf("read README.md: %v", err)
+	}
+	text := strings.Join(strings.Fields(string(readme)), " ")
+	for _, want := range []string{
+		fmt.Sprintf("each with its fix, and the server then exits with status %d", exitConfig),
+		fmt.Sprintf("a port in use) is logged with its fix, and the server exits with status %d", exitFailed),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("README.md does not say %q", want)
+		}
 	}
 }
