@@ -341,6 +341,7 @@ func (s *Store) applyTxn(t *txn) {
 	// under the commit's deadline: re-reads that take longer than it (a
 	// failed commit over many maps, a slow backend) would take all of it
 	// each time, and no commit would be sent while the backend stayed slow.
+	s.settleByReads(t)
 	rctx, rcancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	s.repairIndex(rctx, true)
 	s.settleUnsure(rctx)
@@ -463,12 +464,66 @@ func (s *Store) keepUnsure(t *txn) {
 
 // settledBy settles, in the failed commits kept for settleUnsure, the keys
 // the durable commit t wrote: their state is t's now, whichever way the
-// failed ones went. It runs on the applier.
+// failed ones went. An LWW change of theirs t's change supersedes; an OR
+// one it does not (t's event carries only its own entries and tags), so
+// those of a failed commit found applied on the key are published now,
+// before t's. It runs on the applier.
 func (s *Store) settledBy(t *txn) {
+	var rescued []Change
 	for _, u := range s.unsure {
+		var hit map[cacheKey]bool
 		for _, st := range t.order {
-			delete(u.open, cacheKey{st.mapName, st.key})
-			delete(u.applied, cacheKey{st.mapName, st.key})
+			ck := cacheKey{st.mapName, st.key}
+			if u.applied[ck] {
+				if hit == nil {
+					hit = map[cacheKey]bool{}
+				}
+				hit[ck] = true
+			}
+			delete(u.open, ck)
+			delete(u.applied, ck)
+		}
+		for _, ch := range u.changes {
+			if (ch.Kind == ChangeORAdd || ch.Kind == ChangeORRemove) && hit[cacheKey{ch.Map, ch.Key}] {
+				rescued = append(rescued, ch)
+			}
+		}
+	}
+	if len(rescued) > 0 {
+		s.publish(&Commit{Seq: s.seq.Add(1), Changes: rescued})
+	}
+}
+
+// settleByReads settles, in the failed commits kept for settleUnsure, the
+// keys t's merge read from storage: no commit wrote them between (it
+// would have settled them), so what t read is what a re-read would find,
+// and it is known before t's own commit overwrites it. Otherwise a key
+// read only after a later commit storage applied (failed too, so not
+// settling it) held that commit's state, and the failed commit's OR change
+// of it was taken for not applied, never published. It runs on the
+// applier.
+func (s *Store) settleByReads(t *txn) {
+	if len(s.unsure) == 0 {
+		return
+	}
+	for ck, ld := range t.loaded {
+		for i := len(s.unsure) - 1; i >= 0; i-- {
+			u := s.unsure[i]
+			st := u.pending[ck]
+			if st == nil || !st.dirty {
+				continue
+			}
+			// The newest failed commit writing the key: storage holds its
+			// state if it was applied.
+			if _, open := u.open[ck]; open {
+				delete(u.open, ck)
+				u.read = true
+				if st.present == ld.present && (!st.present || st.exp == ld.exp && st.rv.Equal(&ld.rv)) {
+					u.applied[ck] = true
+					u.wasApplied = true
+				}
+			}
+			break
 		}
 	}
 }
@@ -603,6 +658,9 @@ type txn struct {
 	open             map[cacheKey]struct{}
 	applied          map[cacheKey]bool
 	read, wasApplied bool
+	// loaded holds, on storage that is not shared, the states this txn's
+	// merge read from storage (or the cache) as read (see settleByReads).
+	loaded map[cacheKey]*state
 	// base is, on shared storage with checked commits, what storage held
 	// for each key when this txn first saw it: the commit applies only
 	// over that.
@@ -726,6 +784,10 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 		st.rv.Normalize()
 	}
 	t.pending[ck] = st
+	if t.loaded == nil {
+		t.loaded = map[cacheKey]*state{}
+	}
+	t.loaded[ck] = st
 	return st, nil
 }
 

@@ -405,3 +405,154 @@ func TestStore_commitTimeoutSharedPublishedOnce(t *testing.T) {
 		t.Fatalf("the applied write of k (two) reached the feed %d times, want once", twos)
 	}
 }
+
+// multiReadBackend is a stallingBackend whose reads of several keys at
+// once fail while failMulti is set: the re-reads of a failed commit over
+// several keys of a map fail, while a merge's read of one key goes through.
+type multiReadBackend struct {
+	*stallingBackend
+	failMulti atomic.Bool
+}
+
+func (b *multiReadBackend) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if len(keys) > 1 && b.failMulti.Load() {
+		return nil, abi.Errorf(abi.CodeUnavailable, "test: read failed")
+	}
+	return b.stallingBackend.Get(ctx, m, backup, keys)
+}
+
+func orAdd(m, k, tag string, at record.Timestamp) Op {
+	return Op{Map: m, Key: k, Kind: OpORAdd, Value: record.StringValue(tag), Tag: tag, Timestamp: at}
+}
+
+// drainFeed counts, by key and tag (OR adds) or value (LWW puts), the
+// changes the feed holds now.
+func drainFeed(sub *Subscription) map[string]int {
+	seen := map[string]int{}
+	for range 1000 {
+		select {
+		case c := <-sub.C():
+			for _, ch := range c.Changes {
+				switch ch.Kind {
+				case ChangeORAdd:
+					seen[ch.Key+"/"+ch.Tag]++
+				case ChangePut:
+					seen[ch.Key+"="+ch.Record.LWW.Value.Text()]++
+				}
+			}
+			continue
+		default:
+		}
+		break
+	}
+	return seen
+}
+
+func newMultiReadFixture(t *testing.T) (*fixture, *multiReadBackend) {
+	sb := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
+	be := &multiReadBackend{stallingBackend: sb}
+	f := newFixture(t, be, func(o *Options) { o.CommitTimeout = testCommitTimeout })
+	t.Cleanup(func() { close(sb.release) })
+	return f, be
+}
+
+// An OR entry of a timed-out commit storage applied reaches the feed once,
+// even when a later commit writes its key while the failed commit's
+// records cannot be re-read: the later commit's event carries only its own
+// entry, and the client's re-sent add is a no-op. Before, that commit
+// settled the key and the entry was never announced.
+func TestStore_commitTimeoutOREntryReachesFeedAfterLaterCommit(t *testing.T) {
+	f, be := newMultiReadFixture(t)
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	be.failMulti.Store(true)
+	be.stall.Store(true)
+	be.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second, orAdd("o", "k", "a", ts(t0, 0, "c1")), orAdd("o", "k2", "c", ts(t0, 1, "c1")), orAdd("o", "k3", "d", ts(t0, 2, "c1"))); err == nil {
+		t.Fatal("a commit whose answer never came succeeded")
+	}
+	be.stall.Store(false)
+	be.applyFirst.Store(false)
+	// Merged reading k alone; the re-reads of the failed commit's keys
+	// before its commit fail.
+	if _, err := applyWithin(t, f, 10*time.Second, orAdd("o", "k", "b", ts(t0+1, 0, "c2"))); err != nil {
+		t.Fatal(err)
+	}
+	be.failMulti.Store(false)
+	// The client re-sends its add: a no-op, storage has it.
+	if r, err := applyWithin(t, f, 10*time.Second, orAdd("o", "k", "a", ts(t0, 0, "c1"))); err != nil || r[0].Changed {
+		t.Fatalf("re-sent add: %+v, %v", r, err)
+	}
+	if _, err := applyWithin(t, f, 10*time.Second, put("other", "j", "x", ts(t0, 0, "c1"))); err != nil {
+		t.Fatal(err)
+	}
+	seen := drainFeed(sub)
+	for _, k := range []string{"k/a", "k/b", "k2/c", "k3/d"} {
+		if seen[k] != 1 {
+			t.Errorf("OR add %s reached the feed %d times, want once (feed: %v)", k, seen[k], seen)
+		}
+	}
+}
+
+// The same for LWW: the later write of the key supersedes the failed
+// commit's value, and its event carries the whole record, so the failed
+// commit's own change of the key is not needed (it is not published).
+func TestStore_commitTimeoutLWWAfterLaterCommit(t *testing.T) {
+	f, be := newMultiReadFixture(t)
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	be.failMulti.Store(true)
+	be.stall.Store(true)
+	be.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "two", ts(t0, 0, "c1")), put("m", "k2", "x", ts(t0, 1, "c1"))); err == nil {
+		t.Fatal("a commit whose answer never came succeeded")
+	}
+	be.stall.Store(false)
+	be.applyFirst.Store(false)
+	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "three", ts(t0+1, 0, "c2"))); err != nil {
+		t.Fatal(err)
+	}
+	be.failMulti.Store(false)
+	if _, err := applyWithin(t, f, 10*time.Second, put("other", "j", "x", ts(t0, 0, "c1"))); err != nil {
+		t.Fatal(err)
+	}
+	seen := drainFeed(sub)
+	if seen["k=three"] != 1 || seen["k2=x"] != 1 || seen["k=two"] > 1 {
+		t.Fatalf("feed %v, want k=three and k2=x once (k=two, superseded, at most once)", seen)
+	}
+	if v, _ := f.get("m", "k"); v != "three" {
+		t.Fatalf("value %q, want three", v)
+	}
+}
+
+// An OR entry of a timed-out commit storage applied reaches the feed once
+// when the next commit on its key times out too, applied as well: storage
+// then holds the later commit's state of the key, and, compared with it,
+// the first commit looked not applied there. Before, its entry was never
+// announced (the later commit's event carries only its own entry).
+func TestStore_commitTimeoutOREntryReachesFeedAfterLaterFailedCommit(t *testing.T) {
+	f, be := newMultiReadFixture(t)
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	be.failMulti.Store(true)
+	be.stall.Store(true)
+	be.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second, orAdd("o", "k", "a", ts(t0, 0, "c1")), orAdd("o", "k2", "c", ts(t0, 1, "c1")), orAdd("o", "k3", "d", ts(t0, 2, "c1"))); err == nil {
+		t.Fatal("a commit whose answer never came succeeded")
+	}
+	if _, err := applyWithin(t, f, 10*time.Second, orAdd("o", "k", "b", ts(t0+1, 0, "c2"))); err == nil {
+		t.Fatal("a commit whose answer never came succeeded")
+	}
+	be.stall.Store(false)
+	be.applyFirst.Store(false)
+	be.failMulti.Store(false)
+	if _, err := applyWithin(t, f, 10*time.Second, put("other", "j", "x", ts(t0, 0, "c1"))); err != nil {
+		t.Fatal(err)
+	}
+	seen := drainFeed(sub)
+	for _, k := range []string{"k/a", "k/b", "k2/c", "k3/d"} {
+		if seen[k] != 1 {
+			t.Errorf("OR add %s reached the feed %d times, want once (feed: %v)", k, seen[k], seen)
+		}
+	}
+}
