@@ -94,6 +94,10 @@
 //     LISTEN on the same URL, which transaction pooling does not carry: a
 //     shared database must be reached directly (or through session pooling),
 //     or each server's index and live queries miss the others' writes.
+//     Watch's connection is checked after 5 s of silence (its LISTEN sent
+//     again, to be answered within 5 s): one whose link died without a
+//     reset is given up within about 10 s, not when TCP keepalive gives up
+//     (minutes); Watch then connects again and reports everything changed.
 //   - Scans cost the database about 1 µs per record more than a plain keyset
 //     query, for the window that applies the byte budget.
 //   - Scans are in byte order of the keys, as from every backend. With a C,

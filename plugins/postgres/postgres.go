@@ -102,8 +102,13 @@ type Backend struct {
 	// schema holds the table; origin tells this backend's notifications
 	// from other processes' (see shared.go).
 	schema, origin, channel string
-	// stop ends the listeners of Watch at Close.
-	stop chan struct{}
+	// stop ends the listeners of Watch at Close; watchers counts them
+	// until they have closed their connections.
+	stop     chan struct{}
+	watchers sync.WaitGroup
+	// watchIdle and watchTimeout are watchIdle and watchTimeout, lowered
+	// by tests.
+	watchIdle, watchTimeout time.Duration
 
 	// fences are the sessions of interrupted writes that the next
 	// operation ends first; fencing is set while there are some (see
@@ -157,7 +162,8 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: cannot configure a connection pool for %s", RedactURL(databaseURL))
 	}
 	b := &Backend{pool: pool, log: o.Logger, maxRetries: int(cfg.MaxConns) + 1, maxStatementBytes: maxStatementBytes,
-		origin: newOrigin(), stop: make(chan struct{}), fenceTurn: make(chan struct{}, 1)}
+		origin: newOrigin(), stop: make(chan struct{}), fenceTurn: make(chan struct{}, 1),
+		watchIdle: watchIdle, watchTimeout: watchTimeout}
 
 	// Bound the first connection even when ctx has no deadline: with
 	// several hosts pgx may try each in turn.

@@ -138,9 +138,22 @@ func jsonSize(s string) int {
 	return len(s) + 2
 }
 
+// watchIdle is how long the listening connection may stay silent before
+// Watch checks it, and watchTimeout bounds that check: a link that died
+// without a word (no RST: a dropped NAT or firewall entry, a failover
+// that moved the address) is noticed within about watchIdle +
+// watchTimeout, instead of when TCP keepalive gives up (minutes). The
+// check sends the LISTEN again, which PostgreSQL does nothing for, so
+// the connection still shows as the LISTEN in pg_stat_activity.
+const (
+	watchIdle    = 5 * time.Second
+	watchTimeout = 5 * time.Second
+)
+
 // Watch listens on the table's channel on a connection of its own (not
 // the pool's) and reports other backends' notifications to fn. When the
-// connection is lost it connects again, backing off up to 5 s, and then
+// connection is lost, or silent for watchIdle and then unanswering for
+// watchTimeout, it connects again, backing off up to 5 s, and then
 // reports Changed{All: true}.
 func (b *Backend) Watch(ctx context.Context, fn func(abi.Changed)) error {
 	if err := b.begin(ctx); err != nil {
@@ -150,7 +163,11 @@ func (b *Backend) Watch(ctx context.Context, fn func(abi.Changed)) error {
 	if err != nil {
 		return err
 	}
-	go b.watch(ctx, conn, fn)
+	b.watchers.Add(1)
+	go func() {
+		defer b.watchers.Done()
+		b.watch(ctx, conn, fn)
+	}()
 	return nil
 }
 
@@ -159,11 +176,26 @@ func (b *Backend) listen(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, b.mapErr(ctx, "listen", err)
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize()); err != nil {
+	// Bounded as the checks are: a link dying just after connecting
+	// must not hold the listener until TCP keepalive gives up.
+	if err := b.alive(ctx, conn); err != nil {
 		_ = conn.Close(context.Background())
 		return nil, b.mapErr(ctx, "listen", err)
 	}
 	return conn, nil
+}
+
+func (b *Backend) listenSQL() string { return "LISTEN " + pgx.Identifier{b.channel}.Sanitize() }
+
+// alive reports whether conn answers a LISTEN (a no-op on it) within
+// watchTimeout. It runs between waits for notifications, never beside
+// one: a pgx.Conn is for one goroutine at a time. A notification it reads
+// is kept by pgx for the next wait.
+func (b *Backend) alive(ctx context.Context, conn *pgx.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, b.watchTimeout)
+	defer cancel()
+	_, err := conn.Exec(ctx, b.listenSQL())
+	return err
 }
 
 func (b *Backend) watch(ctx context.Context, conn *pgx.Conn, fn func(abi.Changed)) {
@@ -199,7 +231,18 @@ func (b *Backend) watch(ctx context.Context, conn *pgx.Conn, fn func(abi.Changed
 			b.log.Info("listening again for other servers' commits; re-reading everything they may have changed meanwhile")
 			fn(abi.Changed{All: true})
 		}
-		n, err := conn.WaitForNotification(ctx)
+		// Wait at most watchIdle, then check the connection: a dead link
+		// that no RST reports gives no error here for minutes. A wait cut
+		// off by its deadline leaves the connection usable.
+		wctx, cancelWait := context.WithTimeout(ctx, b.watchIdle)
+		n, err := conn.WaitForNotification(wctx)
+		idle := err != nil && wctx.Err() != nil
+		cancelWait()
+		if err != nil && idle && ctx.Err() == nil {
+			if err = b.alive(ctx, conn); err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -4,12 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	neturl "net/url"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 )
 
 // watchInto starts b's Watch and returns the channel of what it reports.
@@ -198,4 +203,148 @@ func TestWatch_namesKeysJSONEscapes(t *testing.T) {
 			t.Fatalf("notice of %d bytes", len(n))
 		}
 	}
+}
+
+// freezingProxy forwards loopback TCP connections to the database until
+// freeze; from then on the connections open then forward nothing either
+// way and are not closed, as over a network path that died silently (no
+// RST, no FIN). Connections made after freeze are forwarded.
+type freezingProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []*frozenConn
+}
+
+type frozenConn struct {
+	client, server net.Conn
+	frozen         atomic.Bool
+}
+
+func newFreezingProxy(t *testing.T, target string) *freezingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &freezingProxy{ln: ln, target: target}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, fc := range p.conns {
+			fc.client.Close()
+			fc.server.Close()
+		}
+		p.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			fc := &frozenConn{client: c, server: s}
+			p.mu.Lock()
+			p.conns = append(p.conns, fc)
+			p.mu.Unlock()
+			wg.Go(func() { fc.copy(s, c) })
+			wg.Go(func() { fc.copy(c, s) })
+		}
+	})
+	return p
+}
+
+// copy forwards src to dst; once frozen it drops what it reads and closes
+// nothing (the test's cleanup does).
+func (fc *frozenConn) copy(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !fc.frozen.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !fc.frozen.Load() {
+				dst.Close()
+			}
+			return
+		}
+	}
+}
+
+// freeze stops the connections open now.
+func (p *freezingProxy) freeze() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, fc := range p.conns {
+		fc.frozen.Store(true)
+	}
+	return len(p.conns)
+}
+
+// The listening connection's network path dies silently (no RST): Watch
+// notices it by its own check, connects again and reports everything
+// changed, instead of hearing nothing until TCP keepalive gives up
+// (minutes, while other servers' commits go unheard). Close then ends the
+// listener.
+func TestWatch_noticesSilentlyDeadConnection(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newFreezingProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	writer := openURL(t, url)
+	a := openURL(t, u.String())
+	// Checks a link silent for 20 ms; a slow database is given a second
+	// (a check timing out early only re-reads everything once more).
+	a.watchIdle, a.watchTimeout = 20*time.Millisecond, time.Second
+	fromA := watchInto(t, a)
+
+	put := func(k string, now int64) {
+		bt := &abi.Batch{Now: now}
+		bt.Put("m", k, false, []byte("v"), 0)
+		apply(t, writer, bt)
+	}
+	// heard waits for a report matching ok, skipping others (re-reads
+	// after a check that timed out on a slow machine).
+	heard := func(what string, ok func(abi.Changed) bool) {
+		t.Helper()
+		for range 1000 {
+			if c := nextChanged(t, fromA); ok(c) {
+				return
+			}
+		}
+		t.Fatalf("A never heard %s", what)
+	}
+	named := func(k string) func(abi.Changed) bool {
+		return func(c abi.Changed) bool { return c.Map == "m" && slices.Equal(c.Keys, []string{k}) }
+	}
+	put("k1", 1)
+	heard("k1 before the freeze", named("k1"))
+
+	if p.freeze() == 0 {
+		t.Fatal("no connection to freeze")
+	}
+	put("k2", 2) // its notification is lost with the link
+	heard("that it must re-read everything", func(c abi.Changed) bool { return c.All })
+	put("k3", 3) // heard on the new connection
+	heard("k3 after reconnecting", named("k3"))
+
+	// Close ends the listener, which closes its connection.
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.watchers.Wait()
 }
