@@ -122,7 +122,7 @@ func newServerMetrics() *serverMetrics {
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "topgun_store_commit_seconds",
 			Help:    "Time the storage backend took to make one group commit durable (or to fail it).",
-			Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 12), // 100 us to about 2 min
+			Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 16), // 100 us to 93 s, past the default commit timeout (30 s)
 		}),
 		commitRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "topgun_store_committed_records_total",

@@ -65,3 +65,36 @@ func TestMetrics_conflictRetriedIsNotACommitFailure(t *testing.T) {
 		t.Errorf("topgun_store_committed_records_total = %v, want 3", got)
 	}
 }
+
+// topgun_store_commit_seconds must tell slow commits apart up to the
+// commit timeout: with buckets ending at 2.4 s, a commit of 3 s, one of
+// 29 s and one cut off at the default TOPGUN_COMMIT_TIMEOUT (30 s) all
+// fell into +Inf alone, though the help text promised about 2 minutes.
+func TestMetrics_commitHistogramReachesCommitTimeout(t *testing.T) {
+	t.Parallel()
+	m := newServerMetrics()
+	m.observeCommit(1, 3*time.Second, nil)
+	m.observeCommit(1, 29*time.Second, nil)
+	var d dto.Metric
+	if err := m.commitSeconds.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	buckets := d.GetHistogram().GetBucket()
+	top := buckets[len(buckets)-1].GetUpperBound()
+	if top < (30 * time.Second).Seconds() {
+		t.Errorf("largest finite bucket of topgun_store_commit_seconds is %vs, under the default commit timeout of 30s", top)
+	}
+	// The 3 s and the 29 s commits land in different finite buckets.
+	var le3, le29 uint64
+	for _, b := range buckets {
+		if b.GetUpperBound() >= 3 && le3 == 0 {
+			le3 = b.GetCumulativeCount()
+		}
+		if b.GetUpperBound() >= 29 && le29 == 0 {
+			le29 = b.GetCumulativeCount()
+		}
+	}
+	if le3 != 1 || le29 != 2 {
+		t.Errorf("cumulative counts at 3 s and 29 s = %d, %d; want 1, 2", le3, le29)
+	}
+}
