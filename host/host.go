@@ -448,6 +448,12 @@ func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 	if n > MaxLogLineBytes {
 		n, truncated = MaxLogLineBytes, true
 	}
+	if level < hclog.Trace || level > hclog.Error {
+		level = hclog.Info
+	}
+	if !shown(p.log, level) {
+		return // filtered out: it spends none of the limit
+	}
 	// The limit is checked first, so a plugin that logs in a loop costs
 	// the host no copy of the lines it drops.
 	allowed, dropped := p.limiter.allow()
@@ -458,9 +464,6 @@ func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 	if !ok {
 		write(p.log, hclog.Warn, dropped, "plugin log call with a range outside its memory", "ptr", ptr, "len", n)
 		return
-	}
-	if level < hclog.Trace || level > hclog.Error {
-		level = hclog.Info
 	}
 	msg := strings.TrimRight(string(b), "\n")
 	if strings.ContainsAny(msg, "\n\r") {

@@ -128,3 +128,46 @@ func TestLineWriter_forgetUnendedLine(t *testing.T) {
 		t.Error("the line begun before forget was not logged whole")
 	}
 }
+
+// Lines below the logger's level are never shown, so they must not spend
+// the plugin's log budget: a plugin chatting at debug (logstore logs at
+// debug) would otherwise have its warnings and errors dropped at the
+// default level, info, and the server would warn about "dropped" lines
+// that it would not have shown anyway.
+func TestLogging_filteredLinesSpareTheRateLimit(t *testing.T) {
+	c := &logCapture{t: t}
+	o := DefaultOptions()
+	o.Logger = hclog.New(&hclog.LoggerOptions{Output: c, Level: hclog.Info, DisableTime: true})
+	b := mustLoad(t, hostileWasm(t), o)
+	batch := &abi.Batch{Now: 1}
+	batch.Put("chatty", "k", false, nil, 0) // 2000 debug lines, then an error
+	if err := b.Apply(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if c.find("the error after the chatter") == "" {
+		t.Error("the plugin's error line was dropped by the rate limit its debug lines used up")
+	}
+	if l := c.find("dropped"); l != "" {
+		t.Errorf("debug lines the logger filters out were counted as dropped: %q", l)
+	}
+}
+
+// The same for stdout and stderr: stdout lines (info) of a server logging
+// at warn spend nothing.
+func TestLogLimiter_filteredLinesSpareTheLimit(t *testing.T) {
+	c := &logCapture{t: t}
+	log := hclog.New(&hclog.LoggerOptions{Output: c, Level: hclog.Warn, DisableTime: true})
+	l := newLogLimiter()
+	clock := l.last
+	l.now = func() time.Time { return clock }
+	for i := 0; i < 2*logBurst; i++ {
+		l.emit(log, hclog.Info, "stdout chatter")
+	}
+	l.emit(log, hclog.Warn, "a warning")
+	if c.find("a warning") == "" {
+		t.Error("the warning was dropped by the rate limit filtered lines used up")
+	}
+	if d := c.find("dropped"); d != "" {
+		t.Errorf("filtered lines counted as dropped: %q", d)
+	}
+}

@@ -48,8 +48,18 @@ func (l *logLimiter) allow() (ok bool, dropped int) {
 	return true, dropped
 }
 
+// shown reports whether log writes lines of level: a line it filters out
+// must not spend the limit, or a plugin chatting at debug would have its
+// warnings dropped at the default level.
+func shown(log hclog.Logger, level hclog.Level) bool {
+	return level >= log.GetLevel()
+}
+
 // emit logs one plugin line at level under the limit.
 func (l *logLimiter) emit(log hclog.Logger, level hclog.Level, msg string, args ...any) {
+	if !shown(log, level) {
+		return
+	}
 	ok, dropped := l.allow()
 	if !ok {
 		return

@@ -2,7 +2,8 @@
 // batch to certain maps misbehaves, so tests can check that the host
 // survives it: "loop" spins forever, "panic" panics, "oom" allocates until
 // the memory limit, "exit" exits, "slow" takes 300ms, "log" logs a very long line and writes to
-// stdout and stderr, "partial" writes to stderr a line it does not end.
+// stdout and stderr, "partial" writes to stderr a line it does not end,
+// "chatty" logs 2000 debug lines, then an error line.
 package main
 
 import (
@@ -47,6 +48,11 @@ func (h hostile) Apply(ctx context.Context, b *abi.Batch) error {
 			fmt.Fprintln(os.Stderr, "hello from stderr")
 		case "partial":
 			fmt.Fprint(os.Stderr, "half a line from stderr")
+		case "chatty":
+			for i := 0; i < 2000; i++ {
+				sdk.Log(abi.LogDebug, "hostile: debug chatter")
+			}
+			sdk.Log(abi.LogError, "hostile: the error after the chatter")
 		}
 	}
 	return h.Backend.Apply(ctx, b)
