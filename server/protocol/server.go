@@ -31,6 +31,7 @@ type Server struct {
 	ackLevel wire.WriteConcern
 	origins  atomic.Uint64 // origin ids of connections and HTTP requests
 	clients  atomic.Int64  // WebSocket connections being upgraded or open, and POST /sync requests
+	refusing atomic.Bool   // a refusal at MaxConnections was warned of and no client admitted since
 
 	mu     sync.RWMutex
 	conns  map[*conn]struct{}
@@ -210,9 +211,20 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	if n := s.clients.Add(1); n > int64(s.opts.MaxConnections) {
 		s.clients.Add(-1)
 		s.refused.Add(1)
-		s.log.Warn("client refused: too many connections", "remote", r.RemoteAddr, "path", r.URL.Path, "limit", s.opts.MaxConnections)
+		// Warned once per spell of refusals (they are counted in
+		// Stats.ClientsRefused): anyone who reaches the port could
+		// otherwise write a warning per attempt.
+		if !s.refusing.Swap(true) {
+			s.log.Warn("client refused: too many connections; further refusals are logged at debug until a client is admitted again",
+				"remote", r.RemoteAddr, "path", r.URL.Path, "limit", s.opts.MaxConnections)
+		} else {
+			s.log.Debug("client refused: too many connections", "remote", r.RemoteAddr, "path", r.URL.Path, "limit", s.opts.MaxConnections)
+		}
 		w.Header().Set("Retry-After", "5")
 		return false
+	}
+	if s.refusing.Load() {
+		s.refusing.Store(false)
 	}
 	return true
 }
