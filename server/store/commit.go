@@ -342,6 +342,7 @@ func (s *Store) applyTxn(t *txn) {
 	// failed commit over many maps, a slow backend) would take all of it
 	// each time, and no commit would be sent while the backend stayed slow.
 	s.settleByReads(t)
+	t.loaded = nil // read once: a failed t kept for settling must not hold it
 	rctx, rcancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	s.repairIndex(rctx, true)
 	s.settleUnsure(rctx)
