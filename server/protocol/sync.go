@@ -277,28 +277,20 @@ func (c *conn) handleDiffRequest(m *wire.ORMapDiffRequest) {
 }
 
 // orStates reads the full OR state (expired entries and tombstones
-// included) of some keys, through the leaves that hold them: Store.Get
-// hides expired entries, which a syncing client still needs to hash.
+// included) of some keys, as the leaves that hold them list it: Store.Get
+// hides expired entries, which a syncing client still needs to hash. Only
+// the keys named are read, not their leaves: one key per leaf would read
+// the whole map.
 func (s *Server) orStates(ctx context.Context, mapName string, keys []string) (map[string]*record.ORMap, error) {
-	want := map[string]map[string]bool{} // leaf path -> keys
-	for _, k := range keys {
-		p := merkle.Path(k)[:merkle.Depth]
-		if want[p] == nil {
-			want[p] = map[string]bool{}
-		}
-		want[p][k] = true
+	entries, err := s.store.Entries(ctx, mapName, store.KindOR, keys)
+	if err != nil {
+		return nil, err
 	}
-	out := map[string]*record.ORMap{}
-	for p, ks := range want {
-		entries, _, err := s.store.Leaf(ctx, mapName, store.KindOR, p)
-		if err != nil {
-			return nil, err
-		}
-		for i := range entries {
-			e := &entries[i]
-			if ks[e.Key] && e.Record.Kind != record.KindLWW {
-				out[e.Key] = &e.Record.ORMap
-			}
+	out := make(map[string]*record.ORMap, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		if e.Record.Kind != record.KindLWW {
+			out[e.Key] = &e.Record.ORMap
 		}
 	}
 	return out, nil

@@ -588,6 +588,42 @@ func (s *Store) Leaf(ctx context.Context, mapName string, kind Kind, path string
 	return entries, true, err
 }
 
+// Entries returns the records of those of keys that the map's LWW or OR
+// index holds, each once, tombstones and expired records included, as Leaf
+// returns them. It reads only those keys, not their leaves. The index is
+// looked up a chunk of keys at a time, so that a long list does not hold
+// commits back.
+func (s *Store) Entries(ctx context.Context, mapName string, kind Kind, keys []string) ([]Entry, error) {
+	seen := make(map[string]struct{}, min(len(keys), 1024))
+	var held []string
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), 1024)]
+		keys = keys[len(chunk):]
+		s.mu.RLock()
+		ms := s.maps[mapName]
+		for _, k := range chunk {
+			if _, dup := seen[k]; dup || ms == nil {
+				continue
+			}
+			seen[k] = struct{}{}
+			var ok bool
+			if kind == KindOR {
+				_, ok = ms.or.get(k)
+			} else {
+				_, ok = ms.lww.get(k)
+			}
+			if ok {
+				held = append(held, k)
+			}
+		}
+		s.mu.RUnlock()
+	}
+	if len(held) == 0 {
+		return nil, nil
+	}
+	return s.load(ctx, mapName, held)
+}
+
 // Get returns the live record of a key. Expired records and LWW tombstones
 // are reported as absent.
 func (s *Store) Get(ctx context.Context, mapName, key string) (Entry, bool, error) {
