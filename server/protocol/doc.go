@@ -44,8 +44,10 @@
 // all of these. ENTRY_PROCESS and ENTRY_PROCESS_BATCH are answered at once
 // with success false, as TopGun's server answers them (it runs no entry
 // processors either; its client would otherwise wait 30 s for a
-// timeout). A frame over 8 × MaxMessageBytes is not read: the connection
-// is closed with 1009 (message too big). Before AUTH_ACK
+// timeout); an ENTRY_PROCESS_BATCH whose answer would take more memory
+// than a decoded message may gets ERROR 413 instead. A frame over 8 ×
+// MaxMessageBytes is not read: the connection is closed with 1009
+// (message too big). Before AUTH_ACK
 // none of these is answered. POST /sync answers such bodies with 413.
 //
 // # Writes

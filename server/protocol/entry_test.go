@@ -3,6 +3,7 @@ package protocol
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/topgun-go/topgun/server/wire"
@@ -41,4 +42,56 @@ func TestConn_entryProcess_refusedAsTopGun(t *testing.T) {
 		}
 	}
 	expect[*wire.Pong](c)
+}
+
+// An ENTRY_PROCESS_BATCH within MaxMessageBytes must cost the server no
+// more memory than a decoded message may take (32 × MaxMessageBytes):
+// its answer holds a result per key, many times a key's bytes on the
+// wire. 2M repeats of one key (a 2 MiB frame) made the server allocate
+// 350 MiB (a results map sized for 2M keys); 400k distinct keys, 146 MiB.
+// Repeats are answered once; an answer too large is refused with 413.
+func TestConn_entryProcessBatch_memoryBounded(t *testing.T) {
+	// Not parallel: it measures the heap's TotalAlloc.
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	c.ping()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	distinct := make([]string, 0, 400_000)
+	for i := range cap(distinct) {
+		distinct = append(distinct, string([]byte{alphabet[i>>18&63], alphabet[i>>12&63], alphabet[i>>6&63], alphabet[i&63]}))
+	}
+	limit := uint64(wire.DecodedBytesPerMessageByte * DefaultMaxMessageBytes)
+	for _, tc := range []struct {
+		name string
+		keys []string
+		ok   func(wire.Message) bool
+	}{
+		{"2M repeats of one key", make([]string, 2_000_000), func(m wire.Message) bool {
+			r, ok := m.(*wire.EntryProcessBatchResponse)
+			return ok && r.RequestID == "epb" && len(r.Results) == 1 && r.Results[""].Error != ""
+		}},
+		{"400k distinct keys", distinct, func(m wire.Message) bool {
+			r, ok := m.(*wire.ErrorMessage)
+			return ok && r.Code == 413
+		}},
+	} {
+		frame := mustEncode(t, &wire.EntryProcessBatch{RequestID: "epb", MapName: "m", Keys: tc.keys})
+		if len(frame) > DefaultMaxMessageBytes {
+			t.Fatalf("%s: frame of %d bytes is over MaxMessageBytes", tc.name, len(frame))
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		c.sendRaw(frame)
+		m := c.next()
+		runtime.ReadMemStats(&after)
+		if !tc.ok(m) {
+			t.Errorf("%s: answered %s %+v", tc.name, m.Type(), m)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > limit {
+			t.Errorf("%s: a frame of %d KiB made the server allocate %d MiB, over the %d MiB a decoded message may take",
+				tc.name, len(frame)>>10, got>>20, limit>>20)
+		}
+		c.ping() // the connection serves on
+	}
 }

@@ -80,8 +80,23 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 		c.reply(&wire.EntryProcessResponse{RequestID: m.RequestID,
 			EntryProcessKeyResult: wire.EntryProcessKeyResult{Error: entryProcessRefusal}})
 	case *wire.EntryProcessBatch:
-		results := make(map[string]wire.EntryProcessKeyResult, len(m.Keys))
+		// The answer holds each distinct key once (no capacity hint: 2M
+		// repeats of one key would make a map of 2M slots), and is bounded
+		// as a decoded message is: its results take many times the bytes
+		// of their keys on the wire.
+		limit := wire.DecodedBytesPerMessageByte * int64(c.s.opts.MaxMessageBytes)
+		results := make(map[string]wire.EntryProcessKeyResult)
+		var cost int64
 		for _, k := range m.Keys {
+			if _, ok := results[k]; ok {
+				continue
+			}
+			if cost += entryResultBytes + int64(len(k)); cost > limit {
+				c.reply(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
+					"protocol: ENTRY_PROCESS_BATCH ignored: its answer (a result per key) would take more than %d bytes of memory, %d × TOPGUN_MAX_MESSAGE_BYTES: send fewer keys",
+					limit, wire.DecodedBytesPerMessageByte)})
+				return
+			}
 			results[k] = wire.EntryProcessKeyResult{Error: entryProcessRefusal}
 		}
 		c.reply(&wire.EntryProcessBatchResponse{RequestID: m.RequestID, Results: results})
@@ -96,6 +111,11 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 // refuses them the same way (at once, success false), so that its client
 // returns the failure instead of waiting 30 s and failing with a timeout.
 const entryProcessRefusal = "Entry processing not available: WASM sandbox required"
+
+// entryResultBytes is what one key's result of ENTRY_PROCESS_BATCH takes
+// besides its key, allocated: its slot in the results map and its encoded
+// form (about 70 bytes), each with the slack of their growth.
+const entryResultBytes = 512
 
 // decodeFailed answers a frame that could not be decoded. Unknown types
 // (topics, locks, search, ...) are ignored as TopGun ignores them; a
