@@ -61,7 +61,7 @@
 //	CallTimeout       10s      TOPGUN_PLUGIN_CALL_TIMEOUT     every call, and _initialize
 //	MaxRequestBytes   32 MiB   TOPGUN_PLUGIN_MAX_REQUEST_BYTES
 //	MaxResponseBytes  32 MiB   TOPGUN_PLUGIN_MAX_RESPONSE_BYTES
-//	PoolSize          GOMAXPROCS TOPGUN_PLUGIN_POOL_SIZE     instances of a multi-instance plugin
+//	PoolSize          GOMAXPROCS TOPGUN_PLUGIN_POOL_SIZE     instances of a multi-instance plugin (at most 1024)
 //	Trust             sandboxed  TOPGUN_PLUGIN_TRUST          sandboxed | trusted
 //	CacheDir          DefaultCacheDir() TOPGUN_PLUGIN_CACHE_DIR
 //	SHA256            none     TOPGUN_PLUGIN_SHA256
