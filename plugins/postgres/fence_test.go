@@ -37,13 +37,8 @@ type heldConn struct {
 
 func newHoldingProxy(t *testing.T, target string) *holdingProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &holdingProxy{ln: ln, target: target}
+	p := &holdingProxy{target: target}
 	t.Cleanup(func() {
-		ln.Close()
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, hc := range p.conns {
@@ -51,7 +46,34 @@ func newHoldingProxy(t *testing.T, target string) *holdingProxy {
 			hc.server.Close()
 		}
 	})
+	p.ln = serveProxy(t, target, func(c, s net.Conn) {
+		hc := &heldConn{client: c, server: s}
+		p.mu.Lock()
+		p.conns = append(p.conns, hc)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(c, s); c.Close() }()
+		go hc.forward(c)
+	})
+	return p
+}
+
+// serveProxy listens on loopback and, for each connection it accepts,
+// dials target and hands both ends to pair (on the accept loop). The
+// listener closes at cleanup, before the caller's cleanups registered
+// earlier run.
+func serveProxy(t *testing.T, target string, pair func(client, server net.Conn)) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
 	go func() {
+		defer close(done)
 		for {
 			c, err := ln.Accept()
 			if err != nil {
@@ -62,15 +84,10 @@ func newHoldingProxy(t *testing.T, target string) *holdingProxy {
 				c.Close()
 				continue
 			}
-			hc := &heldConn{client: c, server: s}
-			p.mu.Lock()
-			p.conns = append(p.conns, hc)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(c, s); c.Close() }()
-			go hc.forward(c)
+			pair(c, s)
 		}
 	}()
-	return p
+	return ln
 }
 
 func (hc *heldConn) forward(c net.Conn) {

@@ -223,14 +223,9 @@ type frozenConn struct {
 
 func newFreezingProxy(t *testing.T, target string) *freezingProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &freezingProxy{ln: ln, target: target}
+	p := &freezingProxy{target: target}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
-		ln.Close()
 		p.mu.Lock()
 		for _, fc := range p.conns {
 			fc.client.Close()
@@ -239,24 +234,13 @@ func newFreezingProxy(t *testing.T, target string) *freezingProxy {
 		p.mu.Unlock()
 		wg.Wait()
 	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			fc := &frozenConn{client: c, server: s}
-			p.mu.Lock()
-			p.conns = append(p.conns, fc)
-			p.mu.Unlock()
-			wg.Go(func() { fc.copy(s, c) })
-			wg.Go(func() { fc.copy(c, s) })
-		}
+	p.ln = serveProxy(t, target, func(c, s net.Conn) {
+		fc := &frozenConn{client: c, server: s}
+		p.mu.Lock()
+		p.conns = append(p.conns, fc)
+		p.mu.Unlock()
+		wg.Go(func() { fc.copy(s, c) })
+		wg.Go(func() { fc.copy(c, s) })
 	})
 	return p
 }
