@@ -50,6 +50,7 @@ type gateBackend struct {
 	applied  atomic.Int64  // mutations committed
 	held     atomic.Int64  // Apply calls waiting on hold
 	scans    atomic.Int64  // scans started (first pages asked for)
+	scanErrs atomic.Int64  // Scan calls that failed
 	durable  bool
 }
 
@@ -123,6 +124,9 @@ func (g *gateBackend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, 
 		}
 	}
 	page, err := g.Backend.Scan(ctx, req)
+	if err != nil {
+		g.scanErrs.Add(1)
+	}
 	g.mu.Lock()
 	scanned := g.scanned
 	g.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/topgun-go/topgun/server/record"
@@ -31,7 +32,8 @@ import (
 // bottom, past the edge: the first record the last read left out, or a
 // better one seen since) while other matching records exist outside the
 // result, the subscription reads the map again in the background and sends
-// the difference, so the result refills.
+// the difference, so the result refills. The re-reads queued for one map
+// share one read of it (resyncMap), however many queries wait.
 //
 // Results hold the LWW records of the map; OR-Map keys are not query
 // results. Aggregation queries (groupBy, aggregations) are refused with an
@@ -67,11 +69,11 @@ type subscription struct {
 	bytes    int
 	released bool
 
-	// run is held throughout a read of the map (runQuery; handleQuerySub
-	// from before the query is registered): one at a time. Two at once (a
-	// QUERY_SUB's and a lag resync's, or two resyncs) would reset each
-	// other's buffered changes, and the older read finishing last would
-	// leave a stale result.
+	// run is held throughout a read of the map (resyncMap, from before it
+	// is taken off the resync queue; handleQuerySub from before the query
+	// is registered): one at a time. Two at once (a QUERY_SUB's and a lag
+	// resync's, or two resyncs) would reset each other's buffered changes,
+	// and the older read finishing last would leave a stale result.
 	run sync.Mutex
 
 	mu       sync.Mutex
@@ -128,7 +130,7 @@ func (s *Server) queryBudget(held int) int {
 // handleQuerySub starts the live query of a QUERY_SUB whose decoded
 // message takes size bytes.
 func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
-	// Room for the answer is waited for here, since runQuery sends it
+	// Room for the answer is waited for here, since finishRead sends it
 	// holding the subscription's lock, which the change feed needs.
 	c.waitRoom()
 	// The QUERY_SUB replaces any query of the same id, whatever its
@@ -253,47 +255,76 @@ type scanned struct {
 	over bool
 }
 
-// scanQuery reads the map and returns the matching records in result
-// order, at most limit+1 of them for a limited query (the extra one tells
-// whether the result is complete). With maxN >= 0, the read stops (over)
-// as soon as the result is known to hold more than maxN records, so that
-// a query refused for its size does not first load the map into memory.
-func (s *Server) scanQuery(ctx context.Context, sub *subscription, maxN int) (scanned, error) {
-	out := scanned{ts: map[string]record.Timestamp{}}
-	keep := -1
+// queryRead is what one read of a map finds for one query.
+type queryRead struct {
+	sub  *subscription
+	keep int // limit+1 for a limited query (the extra one tells whether the result is complete), else -1
+	maxN int
+	done bool
+	out  scanned
+}
+
+// newQueryRead readies a read for sub. With maxN >= 0, the read stops
+// (over) as soon as the result is known to hold more than maxN records,
+// so that a query refused for its size does not first load the map into
+// memory.
+func newQueryRead(sub *subscription, maxN int) *queryRead {
+	r := &queryRead{sub: sub, keep: -1, maxN: maxN, out: scanned{ts: map[string]record.Timestamp{}}}
 	if sub.limit >= 0 {
-		keep = sub.limit + 1
+		r.keep = sub.limit + 1
 	}
 	// A limited query within maxN never passes it: its trimming bounds
 	// what the read holds.
-	if maxN >= 0 && keep >= 0 && sub.limit <= maxN {
-		maxN = -1
+	if maxN >= 0 && r.keep >= 0 && sub.limit <= maxN {
+		r.maxN = -1
 	}
-	err := s.store.Scan(ctx, sub.mapName, func(e *store.Entry) bool {
+	return r
+}
+
+// offer hands the read one live LWW record of the map, v its value.
+func (r *queryRead) offer(e *store.Entry, v any) {
+	if r.done || !r.sub.q.Match(v) {
+		return
+	}
+	out := &r.out
+	out.res = append(out.res, wire.QueryResult{Key: e.Key, Value: v})
+	out.ts[e.Key] = e.Record.LWW.Timestamp
+	if r.maxN >= 0 && len(out.res) > r.maxN {
+		out.over, r.done = true, true
+		return
+	}
+	if r.keep >= 0 && len(out.res) > 2*r.keep+64 {
+		r.sub.q.SortResults(out.res)
+		for _, x := range out.res[r.keep:] {
+			delete(out.ts, x.Key)
+		}
+		out.res = out.res[:r.keep]
+	}
+}
+
+// scanQueries reads a map once for reads, leaving in each the matching
+// records in result order, at most limit+1 of them for a limited query.
+func (s *Server) scanQueries(ctx context.Context, mapName string, reads []*queryRead) error {
+	left := len(reads)
+	err := s.store.Scan(ctx, mapName, func(e *store.Entry) bool {
 		if e.Record.Kind != record.KindLWW {
 			return true
 		}
 		v := e.Record.LWW.Value.ToWire()
-		if !sub.q.Match(v) {
-			return true
-		}
-		out.res = append(out.res, wire.QueryResult{Key: e.Key, Value: v})
-		out.ts[e.Key] = e.Record.LWW.Timestamp
-		if maxN >= 0 && len(out.res) > maxN {
-			out.over = true
-			return false
-		}
-		if keep >= 0 && len(out.res) > 2*keep+64 {
-			sub.q.SortResults(out.res)
-			for _, r := range out.res[keep:] {
-				delete(out.ts, r.Key)
+		for _, r := range reads {
+			if r.done {
+				continue
 			}
-			out.res = out.res[:keep]
+			if r.offer(e, v); r.done {
+				left--
+			}
 		}
-		return true
+		return left > 0
 	})
-	sub.q.SortResults(out.res)
-	return out, err
+	for _, r := range reads {
+		r.sub.q.SortResults(r.out.res)
+	}
+	return err
 }
 
 // resyncRetry is how long a resync that could not read the map first
@@ -303,36 +334,80 @@ const (
 	maxResyncRetry = time.Minute
 )
 
-// runQuery (re)reads a subscription's map and brings its result up to
-// date: for the connection's reader handling the QUERY_SUB, by sending
-// the QUERY_RESP; for a resync, by sending the difference as
-// QUERY_UPDATEs.
-func (s *Server) runQuery(sub *subscription, reader bool) {
-	sub.run.Lock()
-	defer sub.run.Unlock()
-	s.runQueryLocked(sub, reader)
-}
-
-// runQueryLocked is runQuery for a caller holding sub.run.
+// runQueryLocked (re)reads a subscription's map for it alone and brings
+// its result up to date (finishRead); the caller holds sub.run.
 func (s *Server) runQueryLocked(sub *subscription, reader bool) {
-	sub.mu.Lock()
-	if sub.state == subClosed {
-		sub.mu.Unlock()
+	if !sub.startRead() {
 		return
 	}
-	sub.state, sub.pending, sub.overflow = subInit, nil, false
-	sub.mu.Unlock()
-
-	// The budget bounds a query when it starts (see below): the reader's
-	// read stops once the result is known to pass what is left of it.
+	// The budget bounds a query when it starts (see finishRead): the
+	// reader's read stops once the result is known to pass what is left
+	// of it.
 	maxN := -1
 	if reader {
 		maxN = max(s.opts.MaxQueryResults-int(sub.c.queryResults.Load()), 0)
 	}
+	r := newQueryRead(sub, maxN)
 	ctx, cancel := context.WithTimeout(sub.c.ctx, queryTimeout)
-	sc, err := s.scanQuery(ctx, sub, maxN)
+	err := s.scanQueries(ctx, sub.mapName, []*queryRead{r})
 	cancel()
+	s.finishRead(sub, reader, r.out, err)
+}
 
+// resyncMap re-reads a map for subscriptions of it, whose run locks the
+// caller holds: one read of the map, however many they are. Each then
+// goes on as after a read of its own.
+func (s *Server) resyncMap(mapName string, subs []*subscription) {
+	reads := make([]*queryRead, 0, len(subs))
+	for _, sub := range subs {
+		if sub.startRead() {
+			reads = append(reads, newQueryRead(sub, -1))
+		}
+	}
+	if len(reads) == 0 {
+		return
+	}
+	// The read matches every record against each query: it has the time
+	// their reads one by one would have had. It ends early once every
+	// subscription's connection closed.
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout*time.Duration(len(reads)))
+	var open atomic.Int64
+	open.Store(int64(len(reads)))
+	stops := make([]func() bool, len(reads))
+	for i, r := range reads {
+		stops[i] = context.AfterFunc(r.sub.c.ctx, func() {
+			if open.Add(-1) == 0 {
+				cancel()
+			}
+		})
+	}
+	err := s.scanQueries(ctx, mapName, reads)
+	cancel()
+	for _, stop := range stops {
+		stop()
+	}
+	for _, r := range reads {
+		s.finishRead(r.sub, false, r.out, err)
+	}
+}
+
+// startRead readies sub for a read of its map (the feed buffers its
+// changes from then on) and reports whether it is still open.
+func (sub *subscription) startRead() bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.state == subClosed {
+		return false
+	}
+	sub.state, sub.pending, sub.overflow = subInit, nil, false
+	return true
+}
+
+// finishRead brings sub's result up to date with what a read of its map
+// found (sc, or the read's error err): for the connection's reader
+// handling the QUERY_SUB, by sending the QUERY_RESP; for a resync, by
+// sending the difference as QUERY_UPDATEs.
+func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err error) {
 	sub.mu.Lock()
 	// A refusal is sent after the subscription left the fan-out index, so
 	// a client that read it hears nothing more of the query (no
@@ -586,6 +661,33 @@ func (s *Server) resyncWorker() {
 		s.resyncQ = s.resyncQ[1:]
 		sub.queued = false
 		s.resyncMu.Unlock()
-		s.runQuery(sub, false)
+		sub.run.Lock()
+		subs := s.takeResyncs(sub)
+		s.resyncMap(sub.mapName, subs)
+		for _, o := range subs {
+			o.run.Unlock()
+		}
 	}
+}
+
+// takeResyncs returns sub, whose run lock the caller holds, with the
+// other queued resyncs of its map, taken off the queue with their run
+// locks held: one read of the map serves them all. A subscription being
+// read (its run lock held) stays queued.
+func (s *Server) takeResyncs(sub *subscription) []*subscription {
+	subs := []*subscription{sub}
+	s.resyncMu.Lock()
+	defer s.resyncMu.Unlock()
+	q := s.resyncQ[:0]
+	for _, o := range s.resyncQ {
+		if o.mapName == sub.mapName && o.run.TryLock() {
+			o.queued = false
+			subs = append(subs, o)
+			continue
+		}
+		q = append(q, o)
+	}
+	clear(s.resyncQ[len(q):])
+	s.resyncQ = q
+	return subs
 }

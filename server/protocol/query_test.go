@@ -643,3 +643,110 @@ func TestQuery_resultBudgetStopsTheRead(t *testing.T) {
 		t.Fatalf("top3: %+v", r)
 	}
 }
+
+// Resyncs queued for one map at the same time share one read of it: a
+// connection holding many limited queries on a large map must not turn
+// two small writes (the top key removed, then put back) into one full
+// read of the map per query, which would keep the resync workers, shared
+// by every client, busy. Both workers are held on reads of other maps
+// while the resyncs of n queries on two connections queue up; once
+// released, the queries refill with at most one read of the map per
+// worker, also when one of the connections closes during the read.
+// Before, each query read the map on its own: n reads.
+func TestQuery_queuedResyncsShareOneRead(t *testing.T) {
+	t.Parallel()
+	for _, closeOne := range []bool{false, true} {
+		t.Run(fmt.Sprint("closeOne_", closeOne), func(t *testing.T) {
+			t.Parallel()
+			testQueuedResyncsShareOneRead(t, closeOne)
+		})
+	}
+}
+
+func testQueuedResyncsShareOneRead(t *testing.T, closeOne bool) {
+	const n = 64
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	lim := uint32(1)
+	q := wire.Query{Sort: []wire.SortField{{Field: "s", Direction: wire.Desc}}, Limit: &lim}
+	for _, m := range []string{"m", "b0", "b1"} {
+		w.write(
+			putOp(m+"1", m, "a", map[string]any{"s": int64(30)}, cts("w")),
+			putOp(m+"2", m, "b", map[string]any{"s": int64(20)}, cts("w")),
+			putOp(m+"3", m, "c", map[string]any{"s": int64(10)}, cts("w")),
+		)
+	}
+	// The queries of m on two connections (most on the one that may
+	// close), a blocker query on each of the other maps.
+	conns := []*client{e.dial(t), e.dial(t)}
+	per := []int{0, 0}
+	for i := 0; i < n; i++ {
+		ci := min(i%8, 1)
+		per[ci]++
+		c := conns[ci]
+		c.send(&wire.QuerySub{QueryID: "q" + itoa(i), MapName: "m", Query: q})
+		if r := skipUntil[*wire.QueryResp](c); len(r.Results) != 1 || r.Results[0].Key != "a" {
+			t.Fatalf("q%d: %+v", i, r)
+		}
+	}
+	blk := e.dial(t)
+	for _, m := range []string{"b0", "b1"} {
+		blk.send(&wire.QuerySub{QueryID: m, MapName: m, Query: q})
+		if r := skipUntil[*wire.QueryResp](blk); len(r.Results) != 1 {
+			t.Fatalf("%s: %+v", m, r)
+		}
+	}
+	// Both resync workers are held on reads of b0 and b1.
+	entered := make(chan struct{}, 2*resyncWorkers)
+	hold := func(gate chan struct{}) func() error {
+		return func() error { entered <- struct{}{}; <-gate; return nil }
+	}
+	gate := make(chan struct{})
+	e.be.setScanHook(hold(gate))
+	w.write(removeOp("rb0", "b0", "a", cts("w")), removeOp("rb1", "b1", "a", cts("w")))
+	for range resyncWorkers {
+		<-entered
+	}
+	base := e.srv.resyncsQueued.Load()
+	w.write(removeOp("rm", "m", "a", cts("w")))
+	eventually(t, "the queries' resyncs queued", func() bool { return e.srv.resyncsQueued.Load()-base == n })
+	scans := e.be.scans.Load()
+	open := conns
+	if closeOne {
+		// The read of m is held in turn, and one connection closes.
+		gate2 := make(chan struct{})
+		e.be.setScanHook(hold(gate2))
+		close(gate)
+		<-entered
+		conns[1].ws.CloseNow()
+		open = conns[:1]
+		eventually(t, "the connection closed", func() bool { return e.srv.Connections() == 3 })
+		e.be.setScanHook(nil)
+		close(gate2)
+	} else {
+		e.be.setScanHook(nil)
+		close(gate)
+	}
+	for i, c := range open {
+		for j := 0; j < per[i]; j++ {
+			var u *wire.QueryUpdate
+			for u == nil || u.ChangeType != wire.Enter {
+				u = skipUntil[*wire.QueryUpdate](c)
+			}
+			if u.Key != "b" {
+				t.Fatalf("connection %d: refill %+v, want b ENTER", i, u)
+			}
+		}
+	}
+	for range 4 {
+		if u := skipUntil[*wire.QueryUpdate](blk); u.Key != "a" && u.Key != "b" {
+			t.Fatalf("blocker: %+v", u)
+		}
+	}
+	if got := e.be.scans.Load() - scans; got > resyncWorkers {
+		t.Fatalf("%d queued resyncs of one map read it %d times, want at most %d (one per worker)", n, got, resyncWorkers)
+	}
+	if got := e.be.scanErrs.Load(); got != 0 {
+		t.Fatalf("%d reads failed, want 0 (a closed connection ends only its own queries)", got)
+	}
+}
