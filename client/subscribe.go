@@ -17,6 +17,12 @@ import (
 //     and Value are copied from it (Value nil for removes);
 //   - a reset after a reconnect: Reset is true and Results holds the
 //     query's full result set as the server re-sent it.
+//
+// A result set (Initial or a Reset) holds what the server read, and a
+// change committed while it read may reach the subscription first, as a
+// map event newer than the result set: the QUERY_UPDATEs after the result
+// set bring it up to date. Keep a query's state from the result set and
+// the live-query changes after it; map events alone can leave it stale.
 type Update struct {
 	Key     string
 	Value   any
