@@ -98,7 +98,8 @@ func (s *Store) submit(ctx context.Context, req *request) error {
 // so that many writers do not split into two half-full alternating groups.
 //
 // A txn merged on top of a txn that then fails is failed too, unapplied:
-// its merge decisions assumed the failed one's state.
+// its merge decisions assumed the failed one's state (unless, on checked
+// storage, it read none of it and that one only conflicted: standsAlone).
 //
 // Every backend call of the pipeline has a deadline, CommitTimeout: one
 // that never returns (a database behind a dead link) would stop every
@@ -194,6 +195,18 @@ func (s *Store) newTxn(inflight *[]*txn) *txn {
 		t.dep = live[len(live)-1]
 	}
 	return t
+}
+
+// standsAlone reports whether t may be committed though the txn before it
+// failed: on checked storage, when that one's commit was refused as a
+// conflict (so applied nothing) and t's merges read no state of a txn in
+// flight, t assumed nothing of it, and its own commit checks what it read.
+// Failed with it, a write of other keys (or a re-read of another server's
+// changes) merged behind a conflict failed too, and under steady writes
+// each such txn failed the next one merged behind it, spending writers'
+// retries in milliseconds with no commit tried.
+func (t *txn) standsAlone() bool {
+	return t.base != nil && !t.readFlight && abi.CodeOf(t.dep.failErr) == abi.CodeConflict
 }
 
 // add merges one request into the txn.
@@ -350,7 +363,7 @@ func (s *Store) applyTxn(t *txn) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
 	err := t.err
-	if err == nil && t.dep != nil && t.dep.failed.Load() {
+	if err == nil && t.dep != nil && t.dep.failed.Load() && !t.standsAlone() {
 		err = t.dep.failErr
 	}
 	if err == nil && len(t.order) > 0 {
@@ -666,6 +679,8 @@ type txn struct {
 	// for each key when this txn first saw it: the commit applies only
 	// over that.
 	base map[cacheKey]abi.Expect
+	// readFlight says a merge read the state of a txn in flight.
+	readFlight bool
 	// orTags indexes the tags of the OR states this txn's ops merge into
 	// (see orIndex).
 	orTags map[cacheKey]*orTagIndex
@@ -755,6 +770,7 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 		return st, nil
 	}
 	if st, ok := t.inFlight(ck); ok {
+		t.readFlight = true
 		t.noteBase(st)
 		return st, nil
 	}

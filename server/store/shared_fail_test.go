@@ -40,8 +40,8 @@ func (b *failingPG) ApplyChecked(ctx context.Context, batch *abi.Batch, expect [
 }
 
 // sharedPairFailing is sharedPairURL whose second store's commits can be
-// made to fail.
-func sharedPairFailing(t *testing.T) (a, b *fixture, fb *failingPG, url string) {
+// made to fail; opts, if not nil, adjusts the second store's options.
+func sharedPairFailing(t *testing.T, opts func(*Options)) (a, b *fixture, fb *failingPG, url string) {
 	t.Helper()
 	url = pgtest.FreshSchema(t)
 	wall := &atomic.Int64{}
@@ -56,7 +56,7 @@ func sharedPairFailing(t *testing.T) (a, b *fixture, fb *failingPG, url string) 
 	}
 	a = newFixtureOn(t, open(), wall, nil)
 	fb = &failingPG{Backend: open(), entered: make(chan struct{}, 1)}
-	b = newFixtureOn(t, fb, wall, nil)
+	b = newFixtureOn(t, fb, wall, opts)
 	return a, b, fb, url
 }
 
@@ -87,7 +87,7 @@ func awaitAnnounced(t *testing.T, a, b *fixture, sub *Subscription, k, want stri
 // store whose commit then fails, is still announced and indexed once its
 // notification arrives after the failure.
 func TestShared_readByFailedCommitHeardAfter(t *testing.T) {
-	a, b, fb, url := sharedPairFailing(t)
+	a, b, fb, url := sharedPairFailing(t, nil)
 	sub := b.s.Subscribe()
 	defer sub.Close()
 	notify := writeElsewhere(t, url, a, "m", "k2", record.NewLWW(record.StringValue("fromA"), ts(t0+10, 0, "c1")))
@@ -103,7 +103,7 @@ func TestShared_readByFailedCommitHeardAfter(t *testing.T) {
 // The same with the notification heard while the failing commit is in
 // flight: the refresh finds the key held and reads it again after.
 func TestShared_readByFailedCommitHeardDuring(t *testing.T) {
-	a, b, fb, url := sharedPairFailing(t)
+	a, b, fb, url := sharedPairFailing(t, nil)
 	sub := b.s.Subscribe()
 	defer sub.Close()
 	notify := writeElsewhere(t, url, a, "m", "k2", record.NewLWW(record.StringValue("fromA"), ts(t0+10, 0, "c1")))
