@@ -366,6 +366,10 @@ func (s *Store) applyTxn(t *txn) {
 	if err == nil && t.dep != nil && t.dep.failed.Load() && !t.standsAlone() {
 		err = t.dep.failErr
 	}
+	// Merged, and its dep settled: the txns it was merged over are no
+	// longer needed, and held, each txn kept the one before it, back to
+	// the last pause in writes.
+	t.dep, t.overlay = nil, nil
 	if err == nil && len(t.order) > 0 {
 		err = t.commit(ctx)
 		if err != nil {
