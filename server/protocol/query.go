@@ -78,7 +78,7 @@ type subscription struct {
 
 	mu       sync.Mutex
 	state    subState
-	pending  []store.Change
+	pending  []*store.Change // the feed's, shared by the queries of the map (resyncMap reads for many at once): not a copy each
 	overflow bool
 	// retryIn is the wait before a failed resync is tried again (0 after
 	// a resync that read the map).
@@ -439,8 +439,8 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 		pending := sub.pending
 		sub.pending, sub.overflow = nil, false
 		sub.state = subReady
-		for i := range pending {
-			sub.applyLocked(&pending[i])
+		for _, ch := range pending {
+			sub.applyLocked(ch)
 		}
 		// Doubling, so that a map that stays unreadable does not take a
 		// resync worker every second.
@@ -515,8 +515,8 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 	pending := sub.pending
 	sub.pending = nil
 	sub.state = subReady
-	for i := range pending {
-		sub.applyLocked(&pending[i])
+	for _, ch := range pending {
+		sub.applyLocked(ch)
 	}
 	if sub.overflow {
 		sub.overflow = false
@@ -536,7 +536,7 @@ func (sub *subscription) onChange(ch *store.Change) {
 			sub.overflow = true
 			return
 		}
-		sub.pending = append(sub.pending, *ch)
+		sub.pending = append(sub.pending, ch)
 		return
 	}
 	sub.applyLocked(ch)

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/coder/websocket"
 
@@ -748,5 +749,130 @@ func testQueuedResyncsShareOneRead(t *testing.T, closeOne bool) {
 	}
 	if got := e.be.scanErrs.Load(); got != 0 {
 		t.Fatalf("%d reads failed, want 0 (a closed connection ends only its own queries)", got)
+	}
+}
+
+// The queries sharing one read of their map all buffer the changes that
+// commit meanwhile, and there may be as many as a connection holds (1024):
+// each must not hold its own copy of every change (416 bytes each), or one
+// client's batch of writes landing during the read makes the server hold
+// queries × changes copies (4 GiB for 1024 queries and 10,000 changes),
+// where reads one by one buffered for two queries at a time. The changes
+// are the feed's, held once; a query's buffer holds a reference to each.
+func TestQuery_sharedReadBuffersChangesOnce(t *testing.T) {
+	t.Parallel()
+	const n, k = 128, 1000
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	lim := uint32(1)
+	q := wire.Query{Sort: []wire.SortField{{Field: "s", Direction: wire.Desc}}, Limit: &lim}
+	for _, m := range []string{"m", "b0", "b1"} {
+		w.write(
+			putOp(m+"1", m, "a", map[string]any{"s": int64(30)}, cts("w")),
+			putOp(m+"2", m, "b", map[string]any{"s": int64(20)}, cts("w")),
+			putOp(m+"3", m, "c", map[string]any{"s": int64(10)}, cts("w")),
+		)
+	}
+	c := e.dial(t)
+	for i := 0; i < n; i++ {
+		c.send(&wire.QuerySub{QueryID: "q" + itoa(i), MapName: "m", Query: q})
+		if r := skipUntil[*wire.QueryResp](c); len(r.Results) != 1 {
+			t.Fatalf("q%d: %+v", i, r)
+		}
+	}
+	var subs []*subscription
+	e.srv.mu.RLock()
+	for sc := range e.srv.conns {
+		sc.subsMu.Lock()
+		for _, sub := range sc.subs {
+			if sub.mapName == "m" {
+				subs = append(subs, sub)
+			}
+		}
+		sc.subsMu.Unlock()
+	}
+	e.srv.mu.RUnlock()
+	if len(subs) != n {
+		t.Fatalf("%d queries of m, want %d", len(subs), n)
+	}
+	blk := e.dial(t)
+	for _, m := range []string{"b0", "b1"} {
+		blk.send(&wire.QuerySub{QueryID: m, MapName: m, Query: q})
+		if r := skipUntil[*wire.QueryResp](blk); len(r.Results) != 1 {
+			t.Fatalf("%s: %+v", m, r)
+		}
+	}
+	// Both resync workers are held on reads of b0 and b1 while the
+	// resyncs of m queue, then on the read(s) of m.
+	entered := make(chan struct{}, 4*resyncWorkers)
+	hold := func(gate chan struct{}) func() error {
+		return func() error { entered <- struct{}{}; <-gate; return nil }
+	}
+	gate := make(chan struct{})
+	e.be.setScanHook(hold(gate))
+	w.write(removeOp("rb0", "b0", "a", cts("w")), removeOp("rb1", "b1", "a", cts("w")))
+	for range resyncWorkers {
+		<-entered
+	}
+	base := e.srv.resyncsQueued.Load()
+	w.write(removeOp("rm", "m", "a", cts("w")))
+	eventually(t, "the queries' resyncs queued", func() bool { return e.srv.resyncsQueued.Load()-base == n })
+	gate2 := make(chan struct{})
+	e.be.setScanHook(hold(gate2))
+	close(gate)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			e.be.setScanHook(nil)
+			close(gate2)
+		}
+	}
+	defer release()
+	buffering := func(sub *subscription) (int, bool) {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return len(sub.pending), sub.state == subInit
+	}
+	eventually(t, "every query of m reading it", func() bool {
+		for _, sub := range subs {
+			if _, init := buffering(sub); !init {
+				return false
+			}
+		}
+		return true
+	})
+	// k changes of m commit during the read.
+	ops := make([]wire.ClientOp, k)
+	for i := range ops {
+		ops[i] = putOp("x"+itoa(i), "m", "x"+itoa(i), map[string]any{"s": int64(1)}, cts("w"))
+	}
+	w.write(ops...)
+	eventually(t, "the changes buffered", func() bool {
+		for _, sub := range subs {
+			if p, _ := buffering(sub); p != k {
+				return false
+			}
+		}
+		return true
+	})
+	held := 0
+	for _, sub := range subs {
+		sub.mu.Lock()
+		held += len(sub.pending) * int(unsafe.Sizeof(sub.pending[0]))
+		sub.mu.Unlock()
+	}
+	if bound := k*int(unsafe.Sizeof(store.Change{})) + n*k*int(unsafe.Sizeof(uintptr(0))); held > bound {
+		t.Fatalf("%d queries sharing a read buffer %d bytes for %d changes, want at most %d (the changes once, a word per query and change)", n, held, k, bound)
+	}
+	release()
+	for j := 0; j < n; j++ {
+		var u *wire.QueryUpdate
+		for u == nil || u.ChangeType != wire.Enter {
+			u = skipUntil[*wire.QueryUpdate](c)
+		}
+		if u.Key != "b" {
+			t.Fatalf("refill %+v, want b ENTER", u)
+		}
 	}
 }
