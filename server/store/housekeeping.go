@@ -237,6 +237,23 @@ func justAfter(ts record.Timestamp) record.Timestamp {
 	return record.Timestamp{Millis: ts.Millis, Counter: ts.Counter + 1}
 }
 
+// submitWork submits the store's own work (tombstone collection, re-reads
+// of other servers' changes) and waits for its commit. On shared storage
+// a conflict is most often a client write's in the same group commit, not
+// the work's: the work is merged again at once, as the write is, up to
+// maxConflictTries times, rather than failing (a collection pass then
+// waited a GCInterval with its cut-off unpublished, a re-read the
+// refresher's second). fn must start afresh each time it runs.
+func (s *Store) submitWork(ctx context.Context, muts int, fn func(t *txn)) error {
+	for try := 1; ; try++ {
+		err := s.submit(ctx, &request{done: make(chan error, 1), fnMuts: muts, fn: fn})
+		if err != nil && try < maxConflictTries && abi.CodeOf(err) == abi.CodeConflict && ctx.Err() == nil {
+			continue
+		}
+		return err
+	}
+}
+
 // publish publishes a commit, first noting its tombstone cut-off for
 // PruneBefore.
 func (s *Store) publish(c *Commit) {
@@ -282,6 +299,10 @@ func (s *Store) PruneBefore() (record.Timestamp, bool) {
 // gcReadChunk bounds the keys of one read of tombstones' commit times.
 const gcReadChunk = 1000
 
+// gcWalkChunk is about how many index keys the collection walks at one
+// hold of the read lock (it lets go between leaves).
+const gcWalkChunk = 4096
+
 // CollectTombstones removes LWW tombstones older than the tombstone TTL
 // from storage and the Merkle index, and publishes the cut-off so clients
 // prune the same ones (GC_PRUNE). It returns how many it removed.
@@ -303,14 +324,57 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 		old          bool // still stored, and not committed within the TTL
 	}
 	var victims []victim
+	// The index is walked with the read lock let go every gcWalkChunk keys
+	// or so (between leaves): held across every key of every map, it kept
+	// commits (installed under the write lock) and, behind them, every
+	// read of the index waiting for the whole walk. What changes meanwhile
+	// is checked again when collected.
 	s.mu.RLock()
-	for name, ms := range s.maps {
-		ms.lww.each(func(k string, m lwwMeta) bool {
-			if m.tombstone() && m.millis < cutoff {
-				victims = append(victims, victim{mapName: name, key: k, ts: s.lwwTimestamp(m)})
+	names := make([]string, 0, len(s.maps))
+	for name := range s.maps {
+		names = append(names, name)
+	}
+	walked := 0
+	yield := func() {
+		if walked >= gcWalkChunk {
+			s.mu.RUnlock()
+			walked = 0
+			s.mu.RLock()
+		}
+	}
+	found := func(name, k string, m lwwMeta) {
+		if m.tombstone() && m.millis < cutoff {
+			victims = append(victims, victim{mapName: name, key: k, ts: s.lwwTimestamp(m)})
+			if h := s.gcWalkHook; h != nil {
+				h()
 			}
-			return true
-		})
+		}
+	}
+	for _, name := range names {
+		yield()
+		ms := s.maps[name]
+		if ms == nil {
+			continue
+		}
+		if ms.lww.size <= gcWalkChunk {
+			walked += ms.lww.size
+			ms.lww.each(func(k string, m lwwMeta) bool { found(name, k, m); return true })
+			continue
+		}
+		for id := 0; id < 1<<12; id++ {
+			yield()
+			if ms = s.maps[name]; ms == nil {
+				break
+			}
+			lf := ms.lww.leaves[uint16(id)]
+			if lf == nil {
+				continue
+			}
+			walked += len(lf.keys)
+			for k, m := range lf.keys {
+				found(name, k, m)
+			}
+		}
 	}
 	s.mu.RUnlock()
 	// A tombstone is kept for the TTL from when it was committed too: a
@@ -392,7 +456,7 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 		// nothing of that cut-off. (The server holds no tombstone older
 		// than the cut-off, but ones stamped before the floor, so
 		// announcing it when nothing was collected is safe.)
-		return 0, s.submit(ctx, &request{done: make(chan error, 1), fn: func(t *txn) { t.prune = &before }})
+		return 0, s.submitWork(ctx, 0, func(t *txn) { t.prune = &before })
 	}
 	total := 0
 	for len(victims) > 0 {
@@ -400,7 +464,8 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 		victims = victims[len(chunk):]
 		last := len(victims) == 0
 		n := 0
-		req := &request{done: make(chan error, 1), fnMuts: len(chunk), fn: func(t *txn) {
+		err := s.submitWork(ctx, len(chunk), func(t *txn) {
+			n = 0 // merged again after a conflict
 			if t.s.shared {
 				keys := make([]cacheKey, len(chunk))
 				for i, v := range chunk {
@@ -423,8 +488,8 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 			if last {
 				t.prune = &before
 			}
-		}}
-		if err := s.submit(ctx, req); err != nil {
+		})
+		if err != nil {
 			return total, err
 		}
 		total += n

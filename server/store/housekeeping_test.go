@@ -582,3 +582,51 @@ func TestStore_PruneBefore(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 }
+
+// The collection's walk of the index lets go of the read lock every
+// gcWalkChunk keys or so. Before, it held it across every key of every
+// map: a commit (installed under the write lock) and, behind it, every
+// read of the index (sync, writes' merges) waited for the whole walk,
+// hourly, for as long as walking millions of keys takes.
+func TestStore_CollectTombstones_walkLetsCommitsIn(t *testing.T) {
+	f := newFixture(t, null.Open(), func(o *Options) { o.TombstoneTTL = time.Hour })
+	const n = 3 * gcWalkChunk
+	for i := 0; i < n; i += 1000 {
+		var ops []Op
+		for j := i; j < min(n, i+1000); j++ {
+			ops = append(ops, Op{Map: "m", Key: "k" + strconv.Itoa(j), Kind: OpRemove, Timestamp: ts(t0, 0, "c1")})
+		}
+		f.apply(ops...)
+	}
+	f.wall.Add(2 * time.Hour.Milliseconds())
+	var found, foundWhenLocked atomic.Int64
+	locked := make(chan struct{})
+	f.s.gcWalkHook = func() {
+		if found.Add(1) != 1 {
+			return
+		}
+		// A writer (the applier installing a commit) comes to the lock
+		// while the walk holds it.
+		go func() {
+			f.s.mu.Lock()
+			foundWhenLocked.Store(found.Load())
+			f.s.mu.Unlock()
+			close(locked)
+		}()
+		for i := 0; i < 10_000; i++ {
+			if !f.s.mu.TryRLock() {
+				return // the writer waits
+			}
+			f.s.mu.RUnlock()
+			time.Sleep(time.Millisecond)
+		}
+		t.Error("the writer never came to the lock")
+	}
+	if c, err := f.s.CollectTombstones(context.Background()); err != nil || c != n {
+		t.Fatalf("collected %d (%v), want %d", c, err, n)
+	}
+	<-locked
+	if w := foundWhenLocked.Load(); w >= 2*gcWalkChunk {
+		t.Errorf("a writer waited for the walk of %d of %d tombstones, want fewer than %d", w, n, 2*gcWalkChunk)
+	}
+}

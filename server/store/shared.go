@@ -381,18 +381,10 @@ func (s *Store) refreshKeys(ctx context.Context, mapName string, keys []string) 
 			held []string
 		)
 		// A conflict is a write's in the same group commit, not the
-		// re-read's: it is merged again at once, as the write is, rather
-		// than after the refresher's wait.
-		for try := 1; ; try++ {
-			req := &request{done: make(chan error, 1), fn: func(t *txn) { held, rerr = t.refresh(mapName, chunk) }}
-			err := s.submit(ctx, req)
-			if err != nil && try < maxConflictTries && abi.CodeOf(err) == abi.CodeConflict && ctx.Err() == nil {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			break
+		// re-read's: submitWork merges it again at once, as the write is,
+		// rather than after the refresher's wait.
+		if err := s.submitWork(ctx, 0, func(t *txn) { held, rerr = t.refresh(mapName, chunk) }); err != nil {
+			return err
 		}
 		if rerr != nil {
 			return rerr

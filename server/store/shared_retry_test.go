@@ -146,3 +146,57 @@ func TestShared_refreshInConflictingGroupRetried(t *testing.T) {
 		t.Error("the re-read did not index the other server's record")
 	}
 }
+
+// A tombstone collection chunk grouped with a client write whose own
+// checked commit conflicts failed with that conflict: the pass stopped
+// there (its cut-off unpublished, the tombstones kept) and the next one
+// came a GCInterval (an hour) later. It is merged again at once, as the
+// write is.
+func TestShared_tombstoneCollectionInConflictingGroupRetried(t *testing.T) {
+	a, b, fb, url := sharedPairFailing(t, func(o *Options) { o.TombstoneTTL = time.Hour })
+	b.apply(Op{Map: "g", Key: "gone", Kind: OpRemove, Timestamp: ts(t0, 0, "c2")})
+	b.wall.Add(2 * time.Hour.Milliseconds())
+	hold := make(chan struct{})
+	fb.held.Store(&hold)
+	zDone := make(chan error, 1)
+	go func() {
+		_, err := b.s.Apply(context.Background(), []Op{put("m", "z", "z", ts(t0, 0, "c2"))}, 1)
+		zDone <- err
+	}()
+	<-fb.entered // a commit in flight: the next txn fills behind it
+	wDone := make(chan error, 1)
+	go func() {
+		_, err := b.s.Apply(context.Background(), []Op{put("m", "k", "fromB", ts(t0+20, 0, "c2"))}, 1)
+		wDone <- err
+	}()
+	awaitMerged(t, b, 1) // k read from storage
+	// Another server's write, unheard: B's commit of k conflicts.
+	writeElsewhere(t, url, a, "m", "k", record.NewLWW(record.StringValue("fromA"), ts(t0+10, 0, "c1")))
+	type result struct {
+		n   int
+		err error
+	}
+	cDone := make(chan result, 1)
+	go func() {
+		n, err := b.s.CollectTombstones(context.Background())
+		cDone <- result{n, err}
+	}()
+	awaitMerged(t, b, 2) // the collection, in the txn whose commit conflicts
+	fb.held.Store(nil)
+	close(hold)
+	for _, done := range []chan error{zDone, wDone} {
+		if err := <-done; err != nil {
+			t.Fatalf("B's write: %v", err)
+		}
+	}
+	r := <-cDone
+	if r.err != nil || r.n != 1 {
+		t.Fatalf("collection: %d collected, error %v; want 1, nil", r.n, r.err)
+	}
+	if recs, err := b.be.Get(context.Background(), "g", false, []string{"gone"}); err != nil || len(recs) != 0 {
+		t.Fatalf("the old tombstone is still stored (%d records, %v)", len(recs), err)
+	}
+	if p, ok := b.s.PruneBefore(); !ok || p.Millis != uint64(b.wall.Load()-time.Hour.Milliseconds()) {
+		t.Errorf("cut-off %v (%v) not published", p, ok)
+	}
+}

@@ -206,6 +206,9 @@ type Store struct {
 	pruned atomic.Pointer[record.Timestamp]
 
 	mergedHook func() // tests: called after each request is merged
+	// gcWalkHook, tests: called for each old tombstone the collection's
+	// walk of the index finds, with the read lock held.
+	gcWalkHook func()
 	// maxCommitBytes is maxCommitBytes (tests lower it).
 	maxCommitBytes int
 	// merged counts the requests merged into the txn being filled (reset
