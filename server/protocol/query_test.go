@@ -668,17 +668,9 @@ func testQueuedResyncsShareOneRead(t *testing.T, closeOne bool) {
 	const n = 64
 	e := newEnv(t, envConfig{})
 	w := e.dial(t)
-	lim := uint32(1)
-	q := wire.Query{Sort: []wire.SortField{{Field: "s", Direction: wire.Desc}}, Limit: &lim}
-	for _, m := range []string{"m", "b0", "b1"} {
-		w.write(
-			putOp(m+"1", m, "a", map[string]any{"s": int64(30)}, cts("w")),
-			putOp(m+"2", m, "b", map[string]any{"s": int64(20)}, cts("w")),
-			putOp(m+"3", m, "c", map[string]any{"s": int64(10)}, cts("w")),
-		)
-	}
+	q := resyncMaps(w)
 	// The queries of m on two connections (most on the one that may
-	// close), a blocker query on each of the other maps.
+	// close).
 	conns := []*client{e.dial(t), e.dial(t)}
 	per := []int{0, 0}
 	for i := 0; i < n; i++ {
@@ -690,35 +682,15 @@ func testQueuedResyncsShareOneRead(t *testing.T, closeOne bool) {
 			t.Fatalf("q%d: %+v", i, r)
 		}
 	}
-	blk := e.dial(t)
-	for _, m := range []string{"b0", "b1"} {
-		blk.send(&wire.QuerySub{QueryID: m, MapName: m, Query: q})
-		if r := skipUntil[*wire.QueryResp](blk); len(r.Results) != 1 {
-			t.Fatalf("%s: %+v", m, r)
-		}
-	}
-	// Both resync workers are held on reads of b0 and b1.
-	entered := make(chan struct{}, 2*resyncWorkers)
-	hold := func(gate chan struct{}) func() error {
-		return func() error { entered <- struct{}{}; <-gate; return nil }
-	}
-	gate := make(chan struct{})
-	e.be.setScanHook(hold(gate))
-	w.write(removeOp("rb0", "b0", "a", cts("w")), removeOp("rb1", "b1", "a", cts("w")))
-	for range resyncWorkers {
-		<-entered
-	}
-	base := e.srv.resyncsQueued.Load()
-	w.write(removeOp("rm", "m", "a", cts("w")))
-	eventually(t, "the queries' resyncs queued", func() bool { return e.srv.resyncsQueued.Load()-base == n })
+	blk, h, gate := queueResyncsOfM(t, e, w, q, n)
 	scans := e.be.scans.Load()
 	open := conns
 	if closeOne {
 		// The read of m is held in turn, and one connection closes.
 		gate2 := make(chan struct{})
-		e.be.setScanHook(hold(gate2))
+		e.be.setScanHook(h.hook(gate2))
 		close(gate)
-		<-entered
+		<-h.entered
 		conns[1].ws.CloseNow()
 		open = conns[:1]
 		eventually(t, "the connection closed", func() bool { return e.srv.Connections() == 3 })
@@ -764,15 +736,7 @@ func TestQuery_sharedReadBuffersChangesOnce(t *testing.T) {
 	const n, k = 128, 1000
 	e := newEnv(t, envConfig{})
 	w := e.dial(t)
-	lim := uint32(1)
-	q := wire.Query{Sort: []wire.SortField{{Field: "s", Direction: wire.Desc}}, Limit: &lim}
-	for _, m := range []string{"m", "b0", "b1"} {
-		w.write(
-			putOp(m+"1", m, "a", map[string]any{"s": int64(30)}, cts("w")),
-			putOp(m+"2", m, "b", map[string]any{"s": int64(20)}, cts("w")),
-			putOp(m+"3", m, "c", map[string]any{"s": int64(10)}, cts("w")),
-		)
-	}
+	q := resyncMaps(w)
 	c := e.dial(t)
 	for i := 0; i < n; i++ {
 		c.send(&wire.QuerySub{QueryID: "q" + itoa(i), MapName: "m", Query: q})
@@ -795,30 +759,11 @@ func TestQuery_sharedReadBuffersChangesOnce(t *testing.T) {
 	if len(subs) != n {
 		t.Fatalf("%d queries of m, want %d", len(subs), n)
 	}
-	blk := e.dial(t)
-	for _, m := range []string{"b0", "b1"} {
-		blk.send(&wire.QuerySub{QueryID: m, MapName: m, Query: q})
-		if r := skipUntil[*wire.QueryResp](blk); len(r.Results) != 1 {
-			t.Fatalf("%s: %+v", m, r)
-		}
-	}
 	// Both resync workers are held on reads of b0 and b1 while the
 	// resyncs of m queue, then on the read(s) of m.
-	entered := make(chan struct{}, 4*resyncWorkers)
-	hold := func(gate chan struct{}) func() error {
-		return func() error { entered <- struct{}{}; <-gate; return nil }
-	}
-	gate := make(chan struct{})
-	e.be.setScanHook(hold(gate))
-	w.write(removeOp("rb0", "b0", "a", cts("w")), removeOp("rb1", "b1", "a", cts("w")))
-	for range resyncWorkers {
-		<-entered
-	}
-	base := e.srv.resyncsQueued.Load()
-	w.write(removeOp("rm", "m", "a", cts("w")))
-	eventually(t, "the queries' resyncs queued", func() bool { return e.srv.resyncsQueued.Load()-base == n })
+	_, h, gate := queueResyncsOfM(t, e, w, q, n)
 	gate2 := make(chan struct{})
-	e.be.setScanHook(hold(gate2))
+	e.be.setScanHook(h.hook(gate2))
 	close(gate)
 	released := false
 	release := func() {
@@ -875,4 +820,52 @@ func TestQuery_sharedReadBuffersChangesOnce(t *testing.T) {
 			t.Fatalf("refill %+v, want b ENTER", u)
 		}
 	}
+}
+
+// resyncMaps writes maps m, b0 and b1, each with keys a, b and c (s 30,
+// 20, 10), and returns the limited query the resync tests hold on them:
+// the top key by s.
+func resyncMaps(w *client) wire.Query {
+	for _, m := range []string{"m", "b0", "b1"} {
+		w.write(
+			putOp(m+"1", m, "a", map[string]any{"s": int64(30)}, cts("w")),
+			putOp(m+"2", m, "b", map[string]any{"s": int64(20)}, cts("w")),
+			putOp(m+"3", m, "c", map[string]any{"s": int64(10)}, cts("w")),
+		)
+	}
+	lim := uint32(1)
+	return wire.Query{Sort: []wire.SortField{{Field: "s", Direction: wire.Desc}}, Limit: &lim}
+}
+
+// resyncHold holds the resync workers' reads: a scan hook made by hook
+// reports each read on entered and waits until its gate is closed.
+type resyncHold struct{ entered chan struct{} }
+
+func (h resyncHold) hook(gate chan struct{}) func() error {
+	return func() error { h.entered <- struct{}{}; <-gate; return nil }
+}
+
+// queueResyncsOfM holds both resync workers on reads of b0 and b1 (q on
+// each, on a connection of its own, returned) until gate is closed, then
+// removes m's top key and waits until n resyncs of m are queued.
+func queueResyncsOfM(t *testing.T, e *env, w *client, q wire.Query, n int) (blk *client, h resyncHold, gate chan struct{}) {
+	t.Helper()
+	blk = e.dial(t)
+	for _, m := range []string{"b0", "b1"} {
+		blk.send(&wire.QuerySub{QueryID: m, MapName: m, Query: q})
+		if r := skipUntil[*wire.QueryResp](blk); len(r.Results) != 1 {
+			t.Fatalf("%s: %+v", m, r)
+		}
+	}
+	h = resyncHold{entered: make(chan struct{}, 4*resyncWorkers)}
+	gate = make(chan struct{})
+	e.be.setScanHook(h.hook(gate))
+	w.write(removeOp("rb0", "b0", "a", cts("w")), removeOp("rb1", "b1", "a", cts("w")))
+	for range resyncWorkers {
+		<-h.entered
+	}
+	base := e.srv.resyncsQueued.Load()
+	w.write(removeOp("rm", "m", "a", cts("w")))
+	eventually(t, "the queries' resyncs queued", func() bool { return e.srv.resyncsQueued.Load()-base == int64(n) })
+	return blk, h, gate
 }
