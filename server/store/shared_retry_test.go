@@ -105,34 +105,11 @@ func TestShared_txnBehindConflictNotFailed(t *testing.T) {
 // once, as a client write is.
 func TestShared_refreshInConflictingGroupRetried(t *testing.T) {
 	a, b, fb, url, _ := sharedPairHeld(t)
-	hold := make(chan struct{})
-	fb.held.Store(&hold)
-	zDone := make(chan error, 1)
-	go func() {
-		_, err := b.s.Apply(context.Background(), []Op{put("m", "z", "z", ts(t0, 0, "c2"))}, 1)
-		zDone <- err
-	}()
-	<-fb.entered // a commit in flight: the next txn fills behind it
-	wDone := make(chan error, 1)
-	go func() {
-		_, err := b.s.Apply(context.Background(), []Op{put("m", "k", "fromB", ts(t0+20, 0, "c2"))}, 1)
-		wDone <- err
-	}()
-	awaitMerged(t, b, 1) // k read from storage
-	// Another server's write, unheard (no notification: no re-read
-	// joins the txns below).
-	writeElsewhere(t, url, a, "m", "k", record.NewLWW(record.StringValue("fromA"), ts(t0+10, 0, "c1")))
-	writeElsewhere(t, url, a, "n", "other", record.NewLWW(record.StringValue("elsewhere"), ts(t0+1, 0, "c9")))
 	rDone := make(chan error, 1)
-	go func() { rDone <- b.s.refreshKeys(context.Background(), "n", []string{"other"}) }()
-	awaitMerged(t, b, 2) // the re-read, in the txn whose commit conflicts
-	fb.held.Store(nil)
-	close(hold)
-	for _, done := range []chan error{zDone, wDone} {
-		if err := <-done; err != nil {
-			t.Fatalf("B's write: %v", err)
-		}
-	}
+	inConflictingGroup(t, a, b, fb, url, func() {
+		writeElsewhere(t, url, a, "n", "other", record.NewLWW(record.StringValue("elsewhere"), ts(t0+1, 0, "c9")))
+		go func() { rDone <- b.s.refreshKeys(context.Background(), "n", []string{"other"}) }()
+	})
 	if err := <-rDone; err != nil {
 		t.Fatalf("the re-read failed: %v", err)
 	}
@@ -156,6 +133,36 @@ func TestShared_tombstoneCollectionInConflictingGroupRetried(t *testing.T) {
 	a, b, fb, url := sharedPairFailing(t, func(o *Options) { o.TombstoneTTL = time.Hour })
 	b.apply(Op{Map: "g", Key: "gone", Kind: OpRemove, Timestamp: ts(t0, 0, "c2")})
 	b.wall.Add(2 * time.Hour.Milliseconds())
+	type result struct {
+		n   int
+		err error
+	}
+	cDone := make(chan result, 1)
+	inConflictingGroup(t, a, b, fb, url, func() {
+		go func() {
+			n, err := b.s.CollectTombstones(context.Background())
+			cDone <- result{n, err}
+		}()
+	})
+	r := <-cDone
+	if r.err != nil || r.n != 1 {
+		t.Fatalf("collection: %d collected, error %v; want 1, nil", r.n, r.err)
+	}
+	if recs, err := b.be.Get(context.Background(), "g", false, []string{"gone"}); err != nil || len(recs) != 0 {
+		t.Fatalf("the old tombstone is still stored (%d records, %v)", len(recs), err)
+	}
+	if p, ok := b.s.PruneBefore(); !ok || p.Millis != uint64(b.wall.Load()-time.Hour.Milliseconds()) {
+		t.Errorf("cut-off %v (%v) not published", p, ok)
+	}
+}
+
+// inConflictingGroup has start (which starts some work of B's store in a
+// goroutine of its own) merged into the txn of a client write of k whose
+// checked commit conflicts: another server writes k after B read it, while
+// a commit of B is held in flight. It returns once B's writes are
+// answered.
+func inConflictingGroup(t *testing.T, a, b *fixture, fb *failingPG, url string, start func()) {
+	t.Helper()
 	hold := make(chan struct{})
 	fb.held.Store(&hold)
 	zDone := make(chan error, 1)
@@ -170,33 +177,16 @@ func TestShared_tombstoneCollectionInConflictingGroupRetried(t *testing.T) {
 		wDone <- err
 	}()
 	awaitMerged(t, b, 1) // k read from storage
-	// Another server's write, unheard: B's commit of k conflicts.
+	// Another server's write, unheard (no notification: no re-read joins
+	// the txns below): B's commit of k conflicts.
 	writeElsewhere(t, url, a, "m", "k", record.NewLWW(record.StringValue("fromA"), ts(t0+10, 0, "c1")))
-	type result struct {
-		n   int
-		err error
-	}
-	cDone := make(chan result, 1)
-	go func() {
-		n, err := b.s.CollectTombstones(context.Background())
-		cDone <- result{n, err}
-	}()
-	awaitMerged(t, b, 2) // the collection, in the txn whose commit conflicts
+	start()
+	awaitMerged(t, b, 2) // the work, in the txn whose commit conflicts
 	fb.held.Store(nil)
 	close(hold)
 	for _, done := range []chan error{zDone, wDone} {
 		if err := <-done; err != nil {
 			t.Fatalf("B's write: %v", err)
 		}
-	}
-	r := <-cDone
-	if r.err != nil || r.n != 1 {
-		t.Fatalf("collection: %d collected, error %v; want 1, nil", r.n, r.err)
-	}
-	if recs, err := b.be.Get(context.Background(), "g", false, []string{"gone"}); err != nil || len(recs) != 0 {
-		t.Fatalf("the old tombstone is still stored (%d records, %v)", len(recs), err)
-	}
-	if p, ok := b.s.PruneBefore(); !ok || p.Millis != uint64(b.wall.Load()-time.Hour.Milliseconds()) {
-		t.Errorf("cut-off %v (%v) not published", p, ok)
 	}
 }
