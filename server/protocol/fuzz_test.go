@@ -41,6 +41,11 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 		&wire.QuerySub{QueryID: "p", MapName: "m", Query: wire.Query{Predicate: &wire.Predicate{Op: wire.OpRegex, Attribute: "a", Value: "(a+"}}},
 		&wire.QueryUnsub{QueryID: "q"},
 		&wire.ClientApplyAck{Cursor: 1},
+		&wire.EntryProcess{RequestID: "ep", MapName: "m", Key: "k", Processor: map[string]any{"name": "p", "code": "return 1;"}},
+		&wire.EntryProcessBatch{RequestID: "epb", MapName: "m", Keys: []string{"a", "b", "a", ""}, Processor: map[string]any{"name": "p"}},
+		// Distinct keys whose answer passes the bound (handleFrame's 413
+		// for ENTRY_PROCESS_BATCH) at FuzzHandleFrame's MaxMessageBytes.
+		&wire.EntryProcessBatch{RequestID: "epb-big", MapName: "m", Keys: entryKeys(fuzzMaxMessageBytes * wire.DecodedBytesPerMessageByte / entryResultBytes)},
 	}
 	var out [][]byte
 	for _, m := range msgs {
@@ -63,6 +68,19 @@ func fuzzSeeds(tb testing.TB) [][]byte {
 	return out
 }
 
+// fuzzMaxMessageBytes is FuzzHandleFrame's MaxMessageBytes: small, so
+// that a seed of a few KiB reaches the bounds it scales.
+const fuzzMaxMessageBytes = 64 << 10
+
+// entryKeys returns n distinct short keys.
+func entryKeys(n int) []string {
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = itoa(i)
+	}
+	return keys
+}
+
 // FuzzHandleFrame feeds arbitrary frames to a connection's handler on a
 // null store: it must never panic, and a record no frame can name must
 // keep its stored bytes.
@@ -74,7 +92,7 @@ func FuzzHandleFrame(f *testing.F) {
 	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Add(append(bytes.Repeat([]byte{0x91}, 400), 0xc0))
 
-	e := newEnv(f, envConfig{opts: Options{Logger: hclog.NewNullLogger(), IdleTimeout: time.Hour, MaxQueries: 64}})
+	e := newEnv(f, envConfig{opts: Options{Logger: hclog.NewNullLogger(), IdleTimeout: time.Hour, MaxQueries: 64, MaxMessageBytes: fuzzMaxMessageBytes}})
 	const guardMap, guardKey = "guard_5b1e0c9a7d2f4e8a", "k_93c7e1a0b6d24f58"
 	ctx := context.Background()
 	res, err := e.st.Apply(ctx, []store.Op{{Map: guardMap, Key: guardKey, Kind: store.OpPut, Value: record.StringValue("precious")}}, 0)

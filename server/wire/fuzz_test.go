@@ -25,6 +25,22 @@ func addSeeds(f *testing.F) {
 	f.Add(unhex(f, "82 a4'type' a5'BATCH' a4'data' c4 0a 00000002 81a4'type' 91")) // bad batch
 	f.Add(unhex(f, "82 a4'type' a9'QUERY_SUB' a7'payload' 83 a7'queryId' a1'q' a7'mapName' a1'm'"+
 		" a5'query' 81 a9'predicate' 83 a2'op' a5'regex' a9'attribute' a1'a' a5'value' a3'(a+'"))
+	// The entry-processor messages: TopGun's fixtures hold no BATCH forms.
+	proc := map[string]any{"name": "inc", "code": "return (value || 0) + 1;", "args": []any{int64(1), "x"}}
+	for _, m := range []Message{
+		&EntryProcess{RequestID: "ep", MapName: "m", Key: "k"},
+		&EntryProcessBatch{RequestID: "epb", MapName: "m", Keys: []string{"a", "b", "a", ""}, Processor: proc},
+		&EntryProcessBatch{RequestID: "epb", Keys: []string{}},
+		&EntryProcessBatchResponse{RequestID: "epb", Results: map[string]EntryProcessKeyResult{
+			"a": {Error: "refused"}, "b": {Success: true, Result: int64(2), NewValue: map[string]any{"n": 2.5}}}},
+	} {
+		b, err := Encode(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add(unhex(f, "83 a4'type' b3'ENTRY_PROCESS_BATCH' a9'requestId' a1'r' a4'keys' dd ffffffff a1'k'")) // huge key count
 }
 
 // FuzzDecode feeds arbitrary frames to Decode. It must never panic; errors
