@@ -105,7 +105,12 @@
 // query: 32 ×, as much as any message once decoded), counting each
 // QUERY_SUB decoded (wire.Limits.DecodeSize) plus its compiled $in sets and
 // patterns (wire.Query.CompileLimit: a regex can compile to thousands of
-// times its length); a QUERY_SUB beyond any of these gets QUERY_RESP with
+// times its length). A query's filter may cost at most wire.MaxQueryCost
+// (10000: predicate nodes, scanned list elements and 64 bytes of patterns
+// and field paths, wire.Query.Cost; TopGun has no such bound) to match
+// against one record, since the feed matches each change against every
+// live query of its map on one goroutine for all clients (POST /sync
+// filters too: 413). A QUERY_SUB beyond any of these gets QUERY_RESP with
 // an error (code LIMIT). What a query takes comes back when it is
 // unsubscribed, replaced or refused, or the connection closes. If
 // the server falls behind the store's change feed (Stats.FeedLags), the

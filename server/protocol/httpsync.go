@@ -559,6 +559,10 @@ func (s *Server) httpQueries(ctx context.Context, queries []wire.HTTPQuery, budg
 		}
 		if m, ok := hq.Filter.(map[string]any); ok {
 			r.q.Where = m
+			if r.q.Cost(wire.MaxQueryCost) > wire.MaxQueryCost {
+				r.code, r.err = 413, errors.New(strings.TrimPrefix(queryCostError, "protocol: "))
+				continue
+			}
 			// Once here, not for every record the query reads. The
 			// patterns and sets of a request's queries may take as much
 			// as the live queries of a connection (a pattern can compile

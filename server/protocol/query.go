@@ -104,6 +104,9 @@ func queryMemoryError(id string, held, size, budget int) *wire.QueryResp {
 		size, held, budget, queryBytesPerMessageByte), "LIMIT")
 }
 
+// queryCostError refuses a query over wire.MaxQueryCost.
+var queryCostError = fmt.Sprintf("protocol: the query's filter is too complex: matching it against one record would visit more than %d predicate nodes, list elements and %d-byte pieces of patterns and field names (wire.MaxQueryCost), the limit; send a simpler query or split it", wire.MaxQueryCost, wire.CostBytesPerUnit)
+
 // queryBytesPerMessageByte is how many times MaxMessageBytes the live
 // queries of one connection may take in memory (queryBudget).
 const queryBytesPerMessageByte = 8
@@ -154,6 +157,11 @@ func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 	case full:
 		c.s.queriesCut.Add(1)
 		refusal = queryError(m.QueryID, fmt.Sprintf("protocol: the connection already has %d live queries, the limit; unsubscribe some first", c.s.opts.MaxQueries), "LIMIT")
+	case q.Cost(wire.MaxQueryCost) > wire.MaxQueryCost:
+		// Before compiling: the feed matches every change of the map
+		// against the query, for all clients on one goroutine.
+		c.s.queriesCut.Add(1)
+		refusal = queryError(m.QueryID, queryCostError, "LIMIT")
 	case held+size > budget:
 		c.s.queriesCut.Add(1)
 		refusal = queryMemoryError(m.QueryID, held, size, budget)

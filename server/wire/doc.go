@@ -112,7 +112,8 @@
 // predicate leaf whose pattern is a ValueRef reads it from each record: it
 // keeps the last few it compiled, up to 64 KiB (Query.CompileLimit counts
 // that much for it), and a regex so read that would compile to more than
-// MaxRefPatternSize matches nothing (see Match). Aggregation
+// MaxRefPatternSize matches nothing (see Match). Query.Cost estimates the
+// work of matching one record, which servers bound by MaxQueryCost. Aggregation
 // queries (GroupBy, Aggregations) are decoded and re-encoded but not evaluated;
 // Query.IsAggregate reports them. Cursor pagination is carried, not
 // evaluated.

@@ -1,0 +1,73 @@
+package protocol
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// orOf is an or of n eq leaves: wire.Query.Cost 1 + n.
+func orOf(n int) wire.Query {
+	kids := make([]*wire.Predicate, n)
+	for i := range kids {
+		kids[i] = &wire.Predicate{Op: wire.OpEq, Attribute: "n", Value: int64(i)}
+	}
+	return wire.Query{Predicate: &wire.Predicate{Op: wire.OpOr, Children: kids}}
+}
+
+// Every change of a map is matched against each live query of it on the
+// one goroutine of the change feed: a QUERY_SUB whose filter costs more
+// than wire.MaxQueryCost to match is refused (LIMIT), though it fits the
+// query memory budget. Before, an or of hundreds of thousands of leaves
+// was accepted and made every write of its map cost that much.
+func TestQuery_costBound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	w.write(putOp("1", "m", "k", map[string]any{"n": int64(3)}, cts("w")))
+	c := e.dial(t)
+	c.send(&wire.QuerySub{QueryID: "big", MapName: "m", Query: orOf(wire.MaxQueryCost)})
+	if r := skipUntil[*wire.QueryResp](c); r.Code != "LIMIT" || !strings.Contains(r.Error, "10000") ||
+		!strings.Contains(r.Error, "wire.MaxQueryCost") || len(r.Results) != 0 {
+		t.Fatalf("query of %d nodes: %+v", 1+wire.MaxQueryCost, r)
+	}
+	c.send(&wire.QuerySub{QueryID: "ok", MapName: "m", Query: orOf(wire.MaxQueryCost - 1)})
+	if r := skipUntil[*wire.QueryResp](c); r.Error != "" || len(r.Results) != 1 {
+		t.Fatalf("query of %d nodes: %+v", wire.MaxQueryCost, r)
+	}
+	// The refused one was not kept: a write reaches the accepted one only.
+	w.write(putOp("2", "m", "k2", map[string]any{"n": int64(4)}, cts("w")))
+	if u := skipUntil[*wire.QueryUpdate](c); u.QueryID != "ok" || u.Key != "k2" {
+		t.Fatalf("update %+v", u)
+	}
+}
+
+// POST /sync filters share the bound: a where-clause of more fields than
+// it allows gets 413.
+func TestHTTPSync_queryCostBound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("h"), Operations: []wire.ClientOp{
+		putOp("1", "m", "k", map[string]any{"f0": int64(0)}, cts("h")),
+	}}, "")
+	where := func(n int) map[string]any {
+		m := map[string]any{}
+		for i := 0; i < n; i++ {
+			m["f"+itoa(i)] = map[string]any{"$exists": i == 0}
+		}
+		return m
+	}
+	// Each field and its one operator count 1 each.
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("h"), Queries: []wire.HTTPQuery{
+		{QueryID: "big", MapName: "m", Filter: where(wire.MaxQueryCost/2 + 1)},
+		{QueryID: "ok", MapName: "m", Filter: where(wire.MaxQueryCost / 2)},
+	}}, "")
+	if len(resp.Errors) != 1 || resp.Errors[0].Code != 413 || resp.Errors[0].Context != "big" ||
+		!strings.Contains(resp.Errors[0].Message, "wire.MaxQueryCost") {
+		t.Fatalf("errors %+v", resp.Errors)
+	}
+	if len(resp.QueryResults) != 1 || resp.QueryResults[0].QueryID != "ok" || len(resp.QueryResults[0].Results) != 1 {
+		t.Fatalf("results %+v", resp.QueryResults)
+	}
+}
