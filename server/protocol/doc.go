@@ -106,8 +106,9 @@
 // QUERY_SUB decoded (wire.Limits.DecodeSize) plus its compiled $in sets and
 // patterns (wire.Query.CompileLimit: a regex can compile to thousands of
 // times its length). A query's filter may cost at most wire.MaxQueryCost
-// (10000: predicate nodes, scanned list elements and 64 bytes of patterns
-// and field paths, wire.Query.Cost; TopGun has no such bound) to match
+// (10000: predicate nodes, scanned list elements, elements of compared
+// arrays and maps, 64 bytes of patterns and field paths, 64 instructions
+// of a compiled regex, wire.Query.Cost; TopGun has no such bound) to match
 // against one record, since the feed matches each change against every
 // live query of its map on one goroutine for all clients (POST /sync
 // filters too: 413). A QUERY_SUB beyond any of these gets QUERY_RESP with

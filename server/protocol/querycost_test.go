@@ -71,3 +71,47 @@ func TestHTTPSync_queryCostBound(t *testing.T) {
 		t.Fatalf("results %+v", resp.QueryResults)
 	}
 }
+
+// A long in list is a hash set for its scalars only: one of arrays is
+// scanned for every change of the map, and costs accordingly (as does
+// equality with a large array).
+func TestQuery_costBoundScannedValues(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	list := make([]any, wire.MaxQueryCost)
+	for i := range list {
+		list[i] = []any{int64(i)}
+	}
+	c.send(&wire.QuerySub{QueryID: "in", MapName: "m", Query: wire.Query{Predicate: &wire.Predicate{Op: wire.OpIn, Attribute: "a", Value: list}}})
+	if r := skipUntil[*wire.QueryResp](c); r.QueryID != "in" || r.Code != "LIMIT" || !strings.Contains(r.Error, "wire.MaxQueryCost") {
+		t.Fatalf("in of %d arrays: %+v", len(list), r)
+	}
+	c.send(&wire.QuerySub{QueryID: "eq", MapName: "m", Query: wire.Query{Where: map[string]any{"a": list}}})
+	if r := skipUntil[*wire.QueryResp](c); r.QueryID != "eq" || r.Code != "LIMIT" || !strings.Contains(r.Error, "wire.MaxQueryCost") {
+		t.Fatalf("where equal to %d arrays: %+v", len(list), r)
+	}
+}
+
+// A regex costs by its compiled program, which a short pattern can make
+// large: an or of 700 leaves of [a-z]{1000}! (one shared program of 1001
+// instructions, a few hundred bytes of memory per leaf) steps through
+// about 1000 instructions per byte of every string it is matched with.
+func TestQuery_costBoundRegexProgram(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	kids := make([]*wire.Predicate, 700)
+	for i := range kids {
+		kids[i] = &wire.Predicate{Op: wire.OpRegex, Attribute: "s", Value: "[a-z]{1000}!"}
+	}
+	c.send(&wire.QuerySub{QueryID: "re", MapName: "m", Query: wire.Query{Predicate: &wire.Predicate{Op: wire.OpOr, Children: kids}}})
+	if r := skipUntil[*wire.QueryResp](c); r.QueryID != "re" || r.Code != "LIMIT" || !strings.Contains(r.Error, "wire.MaxQueryCost") {
+		t.Fatalf("or of %d regex leaves: %+v", len(kids), r)
+	}
+	// One such leaf is fine.
+	c.send(&wire.QuerySub{QueryID: "one", MapName: "m", Query: wire.Query{Predicate: kids[0]}})
+	if r := skipUntil[*wire.QueryResp](c); r.QueryID != "one" || r.Error != "" {
+		t.Fatalf("one regex leaf: %+v", r)
+	}
+}

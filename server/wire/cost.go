@@ -1,5 +1,10 @@
 package wire
 
+import (
+	"regexp/syntax"
+	"strings"
+)
+
 // MaxQueryCost bounds Query.Cost for the queries a server accepts: it
 // bounds the work of matching one change against a live query, which the
 // server does for every write to the query's map on the one goroutine
@@ -18,13 +23,17 @@ const CostBytesPerUnit = 64
 // filter (Match) in units of about one predicate node visited: every node
 // of the Predicate tree counts 1 (not counts its first child only, as it
 // evaluates), plus one per CostBytesPerUnit bytes of its attribute and
-// ValueRef, a like/regex pattern one per CostBytesPerUnit bytes
-// (MaxPatternBytes for one read from records), an in list one per element
-// when it is scanned (under 16 elements) and 1 when looked up in a hash
-// set, and a containsAll/containsAny list one per element; without a
-// Predicate, each Where field and each operator of it counts likewise.
-// Comparing with a value read from the record costs what the record's
-// size allows and counts nothing more. Counting stops as soon as the
+// ValueRef, a like/regex pattern one per CostBytesPerUnit bytes or, for a
+// regex, compiled instructions (MaxPatternBytes for one read from
+// records), an in list one per element when it is scanned (under 16
+// elements) and, when looked up in a hash set, one per element that is
+// not a number, string, boolean or nil (those the set still scans), and
+// a containsAll/containsAny list one per element; an array or map the
+// record's value is compared with (eq, neq, in and contains elements)
+// one more per element, nested; without a Predicate, each Where field
+// and each operator of it counts likewise. Comparing with a value read
+// from the record costs what the record's size allows and counts nothing
+// more. Counting stops as soon as the
 // total passes limit; the count returned is then past limit.
 func (q *Query) Cost(limit int) int {
 	if q == nil {
@@ -40,6 +49,10 @@ func (q *Query) Cost(limit int) int {
 		n += 1 + len(field)/CostBytesPerUnit
 		ops, ok := operatorObject(want)
 		if !ok {
+			literalCost(want, &n, limit, 0)
+			if n > limit {
+				return n
+			}
 			continue
 		}
 		for op, arg := range ops {
@@ -47,12 +60,14 @@ func (q *Query) Cost(limit int) int {
 			switch op {
 			case "$like", "$regex":
 				if s, ok := arg.(string); ok {
-					n += len(s) / CostBytesPerUnit
+					n += patternCost(patternOps[op], s)
 				}
 			case "$in", "$nin":
-				if list, ok := arg.([]any); ok && len(list) < minSetLen {
-					n += len(list)
+				if list, ok := arg.([]any); ok {
+					listCost(list, &n, limit)
 				}
+			case "$eq", "$ne", "$neq":
+				literalCost(arg, &n, limit, 0)
 			}
 		}
 		if n > limit {
@@ -86,15 +101,139 @@ func (p *Predicate) cost(n *int, limit, depth int) {
 		if p.ValueRef != "" {
 			*n += MaxPatternBytes / CostBytesPerUnit
 		} else if s, ok := p.Value.(string); ok {
-			*n += len(s) / CostBytesPerUnit
+			*n += patternCost(p.Op, s)
+		}
+	case OpEq, OpNeq:
+		if p.ValueRef == "" {
+			literalCost(p.Value, n, limit, 0)
 		}
 	case OpIn:
-		if list, ok := p.Value.([]any); ok && p.ValueRef == "" && len(list) < minSetLen {
-			*n += len(list)
+		if list, ok := p.Value.([]any); ok && p.ValueRef == "" {
+			listCost(list, n, limit)
 		}
 	case OpContainsAll, OpContainsAny:
 		if list, ok := p.Value.([]any); ok && p.ValueRef == "" {
-			*n += len(list)
+			for _, v := range list {
+				if *n++; *n > limit {
+					return
+				}
+				if literalCost(v, n, limit, 1); *n > limit {
+					return
+				}
+			}
 		}
 	}
+}
+
+// patternCost is the cost of matching a like or regex pattern, one per
+// CostBytesPerUnit bytes or, for a regex, compiled instructions, whichever
+// is more: matching a text steps through up to all of a regex's
+// instructions for each of its bytes, and a short pattern can compile to
+// thousands of them ([a-z]{1000}: 1000).
+func patternCost(op PredicateOp, pattern string) int {
+	n := len(pattern)
+	if op == OpRegex && len(pattern) <= MaxPatternBytes {
+		if goPattern, err := translateRegex(pattern); err == nil && len(goPattern) <= maxTranslatedPatternBytes {
+			if re, err := syntax.Parse(withoutTables(goPattern), syntax.Perl); err == nil {
+				n = max(n, minInsts(re, 0))
+			}
+		}
+	}
+	return n / CostBytesPerUnit
+}
+
+// withoutTables is goPattern with each Unicode table it names (\pL,
+// \p{Greek}, \P{..}) replaced by a letter, which compiles to as many
+// instructions: parsing copies the tables, which takes a pattern of them
+// (a translated \w names five) a tenth of a second to parse.
+func withoutTables(goPattern string) string {
+	var b []byte
+	last := 0
+	for i := 0; i < len(goPattern); i++ {
+		if goPattern[i] != '\\' || i+1 >= len(goPattern) {
+			continue
+		}
+		start := i
+		i++
+		if c := goPattern[i]; c != 'p' && c != 'P' || i+1 >= len(goPattern) {
+			continue
+		}
+		end := i + 1 // the one-letter name
+		if goPattern[i+1] == '{' {
+			close := strings.IndexByte(goPattern[i+1:], '}')
+			if close < 0 {
+				continue
+			}
+			end = i + 1 + close
+		}
+		b = append(append(b, goPattern[last:start]...), 'a')
+		last = end + 1
+		i = end
+	}
+	if b == nil {
+		return goPattern
+	}
+	return string(append(b, goPattern[last:]...))
+}
+
+// literalCost adds what comparing a query's literal value v with a
+// record's value (valuesEqual) may visit beyond the comparison itself:
+// one per element of its arrays and maps, at any depth (equality of two
+// arrays or maps visits at most the elements of either).
+func literalCost(v any, n *int, limit, depth int) {
+	if depth > maxEvalDepth {
+		return
+	}
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			if *n++; *n > limit {
+				return
+			}
+			if literalCost(e, n, limit, depth+1); *n > limit {
+				return
+			}
+		}
+	case map[string]any:
+		for _, e := range x {
+			if *n++; *n > limit {
+				return
+			}
+			if literalCost(e, n, limit, depth+1); *n > limit {
+				return
+			}
+		}
+	}
+}
+
+// listCost adds the cost of an in, $in or $nin list: one per element
+// (and its literalCost) when it is scanned, under minSetLen elements;
+// a longer one is looked up in a hash set (valueSet), which still scans
+// its elements that are not numbers, strings, booleans or nil.
+func listCost(list []any, n *int, limit int) {
+	hashed := len(list) >= minSetLen
+	for _, v := range list {
+		if hashed && setScalar(v) {
+			continue
+		}
+		if *n++; *n > limit {
+			return
+		}
+		if literalCost(v, n, limit, 1); *n > limit {
+			return
+		}
+	}
+}
+
+// setScalar reports whether a valueSet looks v up by hash (see
+// newValueSet) rather than keeping it in the list it scans.
+func setScalar(v any) bool {
+	if _, ok := toNumber(v); ok {
+		return true
+	}
+	switch v.(type) {
+	case nil, string, bool:
+		return true
+	}
+	return false
 }

@@ -50,3 +50,73 @@ func TestQueryCost(t *testing.T) {
 		t.Errorf("cost past limit %d, want 11", got)
 	}
 }
+
+// A cheap-looking filter must not cost more to match than Cost says: a
+// long in list is looked up in a hash set only for its scalars (bytes,
+// arrays and maps are scanned, valueSet.rest), and equality with an
+// array or map literal visits its elements.
+func TestQueryCost_scannedValues(t *testing.T) {
+	arrays := func(n int) []any {
+		l := make([]any, n)
+		for i := range l {
+			l[i] = []any{int64(i)} // one element each: scanned, 2 apiece
+		}
+		return l
+	}
+	blobs := make([]any, 1000)
+	for i := range blobs {
+		blobs[i] = []byte{byte(i), byte(i >> 8)}
+	}
+	big := make([]any, 1000)
+	for i := range big {
+		big[i] = int64(i)
+	}
+	obj := map[string]any{}
+	for i := 0; i < 1000; i++ {
+		obj["k"+string(rune('a'+i%26))+string(rune('a'+i/26))] = int64(i)
+	}
+	for _, c := range []struct {
+		name string
+		q    *Query
+		want int
+	}{
+		{"in of arrays, hashed list", &Query{Predicate: &Predicate{Op: OpIn, Attribute: "a", Value: arrays(1000)}}, 1 + 2000},
+		{"in of bytes, hashed list", &Query{Predicate: &Predicate{Op: OpIn, Attribute: "a", Value: blobs}}, 1 + 1000},
+		{"eq of a long array", &Query{Predicate: &Predicate{Op: OpEq, Attribute: "a", Value: big}}, 1 + 1000},
+		{"neq of a large object", &Query{Predicate: &Predicate{Op: OpNeq, Attribute: "a", Value: obj}}, 1 + 1000},
+		{"containsAny of arrays", &Query{Predicate: &Predicate{Op: OpContainsAny, Attribute: "a", Value: arrays(10)}}, 1 + 20},
+		{"where $in of arrays", &Query{Where: map[string]any{"a": map[string]any{"$in": arrays(1000)}}}, 2 + 2000},
+		{"where $nin of bytes", &Query{Where: map[string]any{"a": map[string]any{"$nin": blobs}}}, 2 + 1000},
+		{"where plain long array", &Query{Where: map[string]any{"a": big}}, 1 + 1000},
+		{"where $eq of a large object", &Query{Where: map[string]any{"a": map[string]any{"$eq": obj}}}, 2 + 1000},
+	} {
+		if got := c.q.Cost(MaxQueryCost); got != c.want {
+			t.Errorf("%s: cost %d, want %d", c.name, got, c.want)
+		}
+	}
+	// Counting stops past the limit inside a value too.
+	if got := (&Query{Predicate: &Predicate{Op: OpEq, Attribute: "a", Value: arrays(100000)}}).Cost(10); got != 11 {
+		t.Errorf("cost past limit %d, want 11", got)
+	}
+}
+
+// Matching a regex steps through up to all its compiled instructions for
+// each byte of the text: a short pattern of a large program costs by its
+// program ([a-z]{1000}! is 1001 instructions: 15 units), not its 12 bytes.
+func TestQueryCost_regexProgram(t *testing.T) {
+	const pat = "[a-z]{1000}!"
+	for _, c := range []struct {
+		name string
+		q    *Query
+		want int
+	}{
+		{"predicate", &Query{Predicate: &Predicate{Op: OpRegex, Attribute: "s", Value: pat}}, 1 + 1001/CostBytesPerUnit},
+		{"where", &Query{Where: map[string]any{"s": map[string]any{"$regex": pat}}}, 2 + 1001/CostBytesPerUnit},
+		{"like is linear in its pattern", &Query{Predicate: &Predicate{Op: OpLike, Attribute: "s", Value: pat}}, 1},
+		{"invalid regex matches nothing", &Query{Predicate: &Predicate{Op: OpRegex, Attribute: "s", Value: "(" + pat}}, 1},
+	} {
+		if got := c.q.Cost(MaxQueryCost); got != c.want {
+			t.Errorf("%s: cost %d, want %d", c.name, got, c.want)
+		}
+	}
+}
