@@ -428,6 +428,7 @@ func (s *Store) dropUnsure() {
 	s.unsureBytes -= cap(s.unsure[0].buf)
 	s.unsure[0] = nil
 	s.unsure = s.unsure[1:]
+	s.unsureN.Store(int32(len(s.unsure)))
 }
 
 // settleUnsure finds out, oldest first, whether the failed commits whose
@@ -477,6 +478,7 @@ func (s *Store) keepUnsure(t *txn) {
 		t.open[cacheKey{st.mapName, st.key}] = struct{}{}
 	}
 	s.unsure = append(s.unsure, t)
+	s.unsureN.Store(int32(len(s.unsure)))
 	s.unsureBytes += cap(t.buf)
 }
 
@@ -676,8 +678,9 @@ type txn struct {
 	open             map[cacheKey]struct{}
 	applied          map[cacheKey]bool
 	read, wasApplied bool
-	// loaded holds, on storage that is not shared, the states this txn's
-	// merge read from storage (or the cache) as read (see settleByReads).
+	// loaded holds, on storage that is not shared and while failed commits
+	// are kept for settling, the states this txn's merge read from storage
+	// (or the cache) as read (see settleByReads).
 	loaded map[cacheKey]*state
 	// base is, on shared storage with checked commits, what storage held
 	// for each key when this txn first saw it: the commit applies only
@@ -805,10 +808,12 @@ func (t *txn) current(mapName, key string, needValue bool) (*state, error) {
 		st.rv.Normalize()
 	}
 	t.pending[ck] = st
-	if t.loaded == nil {
-		t.loaded = map[cacheKey]*state{}
+	if t.s.unsureN.Load() > 0 {
+		if t.loaded == nil {
+			t.loaded = map[cacheKey]*state{}
+		}
+		t.loaded[ck] = st
 	}
-	t.loaded[ck] = st
 	return st, nil
 }
 

@@ -200,6 +200,11 @@ type Store struct {
 	// settleUnsure).
 	unsure      []*txn
 	unsureBytes int // the encodings the txns in unsure hold
+	// unsureN is len(unsure) for the committer, whose merges note what
+	// they read from storage (txn.loaded) only while a failed commit is
+	// kept: it is set before that commit is marked settled, and a merge
+	// reads a key of it from storage only after.
+	unsureN atomic.Int32
 
 	// pruned is the greatest tombstone cut-off published (see
 	// PruneBefore); nil until a collection published one.
