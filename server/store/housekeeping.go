@@ -361,19 +361,12 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 			ms.lww.each(func(k string, m lwwMeta) bool { found(name, k, m); return true })
 			continue
 		}
-		for id := 0; id < 1<<12; id++ {
+		for id := 0; id < leafCount; id++ {
 			yield()
 			if ms = s.maps[name]; ms == nil {
 				break
 			}
-			lf := ms.lww.leaves[uint16(id)]
-			if lf == nil {
-				continue
-			}
-			walked += len(lf.keys)
-			for k, m := range lf.keys {
-				found(name, k, m)
-			}
+			walked += ms.lww.eachInLeaf(uint16(id), func(k string, m lwwMeta) { found(name, k, m) })
 		}
 	}
 	s.mu.RUnlock()

@@ -207,6 +207,21 @@ func parseHexPath(path string) (uint32, bool) {
 	return uint32(v), err == nil
 }
 
+// leafCount is the number of depth-3 leaves: ids 0 to leafCount-1.
+const leafCount = 1 << 12
+
+// eachInLeaf calls f for every key of leaf id and returns how many.
+func (t *trie[M]) eachInLeaf(id uint16, f func(key string, m M)) int {
+	lf := t.leaves[id]
+	if lf == nil {
+		return 0
+	}
+	for k, m := range lf.keys {
+		f(k, m)
+	}
+	return len(lf.keys)
+}
+
 // each calls f for every key until f returns false.
 func (t *trie[M]) each(f func(key string, m M) bool) {
 	for _, lf := range t.leaves {
