@@ -448,6 +448,29 @@ func drainFeed(sub *Subscription) map[string]int {
 	return seen
 }
 
+// applyTimedOut applies ops as a commit of unknown outcome: the backend
+// applies them but never answers, and re-reads of several keys fail (the
+// failed commit's keys cannot be re-read).
+func applyTimedOut(t *testing.T, f *fixture, be *multiReadBackend, ops ...Op) {
+	t.Helper()
+	be.failMulti.Store(true)
+	be.stall.Store(true)
+	be.applyFirst.Store(true)
+	if _, err := applyWithin(t, f, 10*time.Second, ops...); err == nil {
+		t.Fatal("a commit whose answer never came succeeded")
+	}
+}
+
+// wantOnce checks that each of the OR adds (key/tag) reached the feed once.
+func wantOnce(t *testing.T, seen map[string]int, adds ...string) {
+	t.Helper()
+	for _, k := range adds {
+		if seen[k] != 1 {
+			t.Errorf("OR add %s reached the feed %d times, want once (feed: %v)", k, seen[k], seen)
+		}
+	}
+}
+
 func newMultiReadFixture(t *testing.T) (*fixture, *multiReadBackend) {
 	sb := &stallingBackend{Backend: null.Open(), release: make(chan struct{})}
 	be := &multiReadBackend{stallingBackend: sb}
@@ -465,12 +488,7 @@ func TestStore_commitTimeoutOREntryReachesFeedAfterLaterCommit(t *testing.T) {
 	f, be := newMultiReadFixture(t)
 	sub := f.s.Subscribe()
 	defer sub.Close()
-	be.failMulti.Store(true)
-	be.stall.Store(true)
-	be.applyFirst.Store(true)
-	if _, err := applyWithin(t, f, 10*time.Second, orAdd("o", "k", "a", ts(t0, 0, "c1")), orAdd("o", "k2", "c", ts(t0, 1, "c1")), orAdd("o", "k3", "d", ts(t0, 2, "c1"))); err == nil {
-		t.Fatal("a commit whose answer never came succeeded")
-	}
+	applyTimedOut(t, f, be, orAdd("o", "k", "a", ts(t0, 0, "c1")), orAdd("o", "k2", "c", ts(t0, 1, "c1")), orAdd("o", "k3", "d", ts(t0, 2, "c1")))
 	be.stall.Store(false)
 	be.applyFirst.Store(false)
 	// Merged reading k alone; the re-reads of the failed commit's keys
@@ -486,12 +504,7 @@ func TestStore_commitTimeoutOREntryReachesFeedAfterLaterCommit(t *testing.T) {
 	if _, err := applyWithin(t, f, 10*time.Second, put("other", "j", "x", ts(t0, 0, "c1"))); err != nil {
 		t.Fatal(err)
 	}
-	seen := drainFeed(sub)
-	for _, k := range []string{"k/a", "k/b", "k2/c", "k3/d"} {
-		if seen[k] != 1 {
-			t.Errorf("OR add %s reached the feed %d times, want once (feed: %v)", k, seen[k], seen)
-		}
-	}
+	wantOnce(t, drainFeed(sub), "k/a", "k/b", "k2/c", "k3/d")
 }
 
 // The same for LWW: the later write of the key supersedes the failed
@@ -501,12 +514,7 @@ func TestStore_commitTimeoutLWWAfterLaterCommit(t *testing.T) {
 	f, be := newMultiReadFixture(t)
 	sub := f.s.Subscribe()
 	defer sub.Close()
-	be.failMulti.Store(true)
-	be.stall.Store(true)
-	be.applyFirst.Store(true)
-	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "two", ts(t0, 0, "c1")), put("m", "k2", "x", ts(t0, 1, "c1"))); err == nil {
-		t.Fatal("a commit whose answer never came succeeded")
-	}
+	applyTimedOut(t, f, be, put("m", "k", "two", ts(t0, 0, "c1")), put("m", "k2", "x", ts(t0, 1, "c1")))
 	be.stall.Store(false)
 	be.applyFirst.Store(false)
 	if _, err := applyWithin(t, f, 10*time.Second, put("m", "k", "three", ts(t0+1, 0, "c2"))); err != nil {
@@ -534,25 +542,13 @@ func TestStore_commitTimeoutOREntryReachesFeedAfterLaterFailedCommit(t *testing.
 	f, be := newMultiReadFixture(t)
 	sub := f.s.Subscribe()
 	defer sub.Close()
-	be.failMulti.Store(true)
-	be.stall.Store(true)
-	be.applyFirst.Store(true)
-	if _, err := applyWithin(t, f, 10*time.Second, orAdd("o", "k", "a", ts(t0, 0, "c1")), orAdd("o", "k2", "c", ts(t0, 1, "c1")), orAdd("o", "k3", "d", ts(t0, 2, "c1"))); err == nil {
-		t.Fatal("a commit whose answer never came succeeded")
-	}
-	if _, err := applyWithin(t, f, 10*time.Second, orAdd("o", "k", "b", ts(t0+1, 0, "c2"))); err == nil {
-		t.Fatal("a commit whose answer never came succeeded")
-	}
+	applyTimedOut(t, f, be, orAdd("o", "k", "a", ts(t0, 0, "c1")), orAdd("o", "k2", "c", ts(t0, 1, "c1")), orAdd("o", "k3", "d", ts(t0, 2, "c1")))
+	applyTimedOut(t, f, be, orAdd("o", "k", "b", ts(t0+1, 0, "c2")))
 	be.stall.Store(false)
 	be.applyFirst.Store(false)
 	be.failMulti.Store(false)
 	if _, err := applyWithin(t, f, 10*time.Second, put("other", "j", "x", ts(t0, 0, "c1"))); err != nil {
 		t.Fatal(err)
 	}
-	seen := drainFeed(sub)
-	for _, k := range []string{"k/a", "k/b", "k2/c", "k3/d"} {
-		if seen[k] != 1 {
-			t.Errorf("OR add %s reached the feed %d times, want once (feed: %v)", k, seen[k], seen)
-		}
-	}
+	wantOnce(t, drainFeed(sub), "k/a", "k/b", "k2/c", "k3/d")
 }
