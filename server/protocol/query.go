@@ -105,7 +105,7 @@ func queryMemoryError(id string, held, size, budget int) *wire.QueryResp {
 }
 
 // queryCostError refuses a query over wire.MaxQueryCost.
-var queryCostError = fmt.Sprintf("protocol: the query's filter is too complex: matching it against one record would visit more than %d predicate nodes, list elements and %d-byte pieces of patterns and field names (wire.MaxQueryCost), the limit; send a simpler query or split it", wire.MaxQueryCost, wire.CostBytesPerUnit)
+var queryCostError = fmt.Sprintf("protocol: the query's filter is too complex: matching it against one record would cost more than %d (wire.MaxQueryCost: predicate nodes, elements of lists and compared values, %d-byte pieces of patterns and field names, compiled regex instructions), the limit; send a simpler query or split it", wire.MaxQueryCost, wire.CostBytesPerUnit)
 
 // queryBytesPerMessageByte is how many times MaxMessageBytes the live
 // queries of one connection may take in memory (queryBudget).
