@@ -224,16 +224,3 @@ func listCost(list []any, n *int, limit int) {
 		}
 	}
 }
-
-// setScalar reports whether a valueSet looks v up by hash (see
-// newValueSet) rather than keeping it in the list it scans.
-func setScalar(v any) bool {
-	if _, ok := toNumber(v); ok {
-		return true
-	}
-	switch v.(type) {
-	case nil, string, bool:
-		return true
-	}
-	return false
-}

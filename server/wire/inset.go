@@ -29,6 +29,20 @@ type valueSet struct {
 	anyNumber bool
 }
 
+// setScalar reports whether a valueSet looks v up by hash rather than
+// keeping it in rest, which it scans (newValueSet's split; Query.Cost
+// counts the others).
+func setScalar(v any) bool {
+	if _, ok := toNumber(v); ok {
+		return true
+	}
+	switch v.(type) {
+	case nil, string, bool:
+		return true
+	}
+	return false
+}
+
 // maxExactInt is the magnitude up to which float64 holds every integer.
 const maxExactInt = 1 << 53
 
