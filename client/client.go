@@ -83,6 +83,7 @@ type Client struct {
 	subs       map[string]*Subscription
 	nextSub    uint64
 	syncs      map[string]*mapSyncs
+	orGets     []*orGet // ORGets waiting on the current connection, in request order
 	pings      map[uint64]chan struct{}
 	lastPing   uint64
 }
@@ -220,6 +221,7 @@ func (c *Client) fail(err error) {
 	c.syncs = map[string]*mapSyncs{}
 	pings := c.pings
 	c.pings = map[uint64]chan struct{}{}
+	c.failORGets(err)
 	c.notifyState(StateClosed)
 	c.notes.stop()
 	c.mu.Unlock()
@@ -496,6 +498,7 @@ func (c *Client) run(cn *conn, leftover wire.Message) {
 		c.syncs = map[string]*mapSyncs{}
 		pings := c.pings
 		c.pings = map[uint64]chan struct{}{}
+		c.failORGets(ErrDisconnected)
 		c.notifyState(StateDisconnected)
 		c.mu.Unlock()
 		c.log.Warn("connection lost", "error", cn.readErr)
@@ -736,8 +739,13 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 	case *wire.SyncResetRequired:
 		c.log.Warn("server requires a full resync", "map", m.MapName, "reason", m.Reason)
 		c.resetSync(m.MapName, m)
+	case *wire.ORMapDiffResponse:
+		c.answerORGet(m.MapName, orGetResult{entries: m.Entries})
 	case *wire.ErrorMessage:
 		c.log.Warn("server error", "code", m.Code, "message", m.Message)
+		if orGetError(m) {
+			c.answerORGet("", orGetResult{err: &ORGetError{Code: m.Code, Message: m.Message}})
+		}
 		if f := c.opts.OnServerError; f != nil {
 			c.notes.push(func() { f(m) })
 		}

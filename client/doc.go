@@ -41,6 +41,19 @@
 // during a blocked frame write; a write cut short drops the connection,
 // which is then re-established.
 //
+// # OR-Maps
+//
+// ORAdd adds a value to a key of an OR-Map under a new tag (TopGun's
+// "millis:counter:nodeId" form, from the client's clock) and returns the
+// tag; adds of several clients to one key are all kept. ORRemove removes
+// one entry by its tag, and remove wins over an add of that tag arriving
+// later. Both are queued and re-sent like LWW writes, and never superseded
+// (a re-sent add or remove changes nothing). Batch takes them too (Op.OR).
+// ORGet reads keys of an OR-Map with ORMAP_DIFF_REQUEST: their live
+// entries and tombstones. Live queries return LWW records only, as
+// TopGun's do; a subscription still carries the map's OR_ADD and
+// OR_REMOVE events.
+//
 // # Subscriptions
 //
 // Subscribe sends QUERY_SUB and returns the initial results; the

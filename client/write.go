@@ -12,15 +12,24 @@ import (
 	"github.com/topgun-go/topgun/server/wire"
 )
 
-// Op is one write of a Batch: a put of Value, or a remove.
+// Op is one write of a Batch: on an LWW map a put of Value or a remove; on
+// an OR-Map (OR set) an add of Value or the remove of the entry tagged Tag.
 type Op struct {
 	Map    string
 	Key    string
 	Value  any
 	Remove bool
-	// TTL, when positive, makes the record expire that long after the
-	// op's timestamp (sent as the record's ttlMs, whole milliseconds).
+	// TTL, when positive, makes the record (or OR entry) expire that long
+	// after the op's timestamp (sent as ttlMs, whole milliseconds).
 	TTL time.Duration
+	// OR makes the op an OR-Map op (OR_ADD, or OR_REMOVE with Remove).
+	OR bool
+	// Tag names an OR entry: the one an OR remove removes (required), or
+	// the tag of an OR add; an add without one gets its timestamp's text
+	// form ("millis:counter:nodeId"), as TopGun's client tags entries.
+	// Use NewTag for a tag known before the add is sent; ORAdd returns
+	// the one it used.
+	Tag string
 }
 
 // pendingOp is a write waiting for its OP_ACK.
@@ -91,19 +100,30 @@ func (c *Client) Batch(ctx context.Context, ops ...Op) error {
 		if o.Map == "" {
 			return fmt.Errorf("client: op %d has an empty map name", i)
 		}
-		rec := &wire.LWWRecord{Value: o.Value, Timestamp: c.hlc.Now()}
-		opType := "PUT"
-		if o.Remove {
-			opType = "REMOVE"
-			rec.Value = nil
-		} else if o.TTL > 0 {
+		var ttl *uint64
+		if o.TTL > 0 && !o.Remove {
 			ms := uint64(max(o.TTL.Milliseconds(), 1))
-			rec.TTLMs = &ms
+			ttl = &ms
 		}
-		ps[i] = &pendingOp{
-			op:   wire.ClientOp{MapName: o.Map, Key: o.Key, OpType: opType, Record: rec},
-			done: make(chan error, 1),
+		var op wire.ClientOp
+		switch {
+		case o.OR && o.Remove:
+			if o.Tag == "" {
+				return fmt.Errorf("client: OR remove %d (%s/%s) has no tag", i, o.Map, o.Key)
+			}
+			op = wire.ClientOp{MapName: o.Map, Key: o.Key, OpType: "OR_REMOVE", ORTag: &o.Tag}
+		case o.OR:
+			rec := &wire.ORMapRecord{Value: o.Value, Timestamp: c.hlc.Now(), Tag: o.Tag, TTLMs: ttl}
+			if rec.Tag == "" {
+				rec.Tag = rec.Timestamp.String()
+			}
+			op = wire.ClientOp{MapName: o.Map, Key: o.Key, OpType: "OR_ADD", ORRecord: rec}
+		case o.Remove:
+			op = wire.ClientOp{MapName: o.Map, Key: o.Key, OpType: "REMOVE", Record: &wire.LWWRecord{Timestamp: c.hlc.Now()}}
+		default:
+			op = wire.ClientOp{MapName: o.Map, Key: o.Key, OpType: "PUT", Record: &wire.LWWRecord{Value: o.Value, Timestamp: c.hlc.Now(), TTLMs: ttl}}
 		}
+		ps[i] = &pendingOp{op: op, done: make(chan error, 1)}
 	}
 	if err := c.enqueue(ps); err != nil {
 		return err

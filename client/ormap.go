@@ -1,0 +1,176 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// ORAdd adds value to the entries of key in an OR-Map under a new tag and
+// waits for the ack. Adds of other clients to the key are kept beside it
+// (an OR set, not last-write-wins); the entry lives until an ORRemove of
+// its tag, or until ttl when ttl is positive. It returns the tag, which
+// is also the entry's in SERVER_EVENTs and ORMAP sync. It is queued and
+// re-sent as Put is (a re-sent add is idempotent), but never superseded:
+// every add and remove is replayed until acknowledged.
+func (c *Client) ORAdd(ctx context.Context, mapName, key string, value any, ttl time.Duration) (string, error) {
+	tag := c.NewTag()
+	return tag, c.Batch(ctx, Op{Map: mapName, Key: key, Value: value, TTL: ttl, OR: true, Tag: tag})
+}
+
+// ORRemove removes the entry tagged tag from key of an OR-Map and waits
+// for the ack. The tag is remembered as removed (remove wins), so an add
+// of it that arrives later is ignored; removing a tag the server has not
+// seen is not an error.
+func (c *Client) ORRemove(ctx context.Context, mapName, key, tag string) error {
+	return c.Batch(ctx, Op{Map: mapName, Key: key, Remove: true, OR: true, Tag: tag})
+}
+
+// NewTag returns a tag for an OR add no other add has: the text form of a
+// fresh timestamp of the client's clock, unique per node id.
+func (c *Client) NewTag() string { return c.hlc.Now().String() }
+
+// ORGet reads keys of an OR-Map (ORMAP_DIFF_REQUEST, the read TopGun's
+// client makes when it syncs) and returns one entry per distinct key, in
+// the order named: its live records (entries whose TTL has run out by
+// this client's clock are left out) and its tombstones (the tags
+// removed). A key that holds nothing, or an LWW record, comes back with
+// no records. It needs a live connection (ErrNotConnected) and fails with
+// ErrDisconnected when the connection drops before the answer; a read the
+// server refuses (a map it reserves, a failed read) fails with an
+// *ORGetError carrying the server's ERROR.
+func (c *Client) ORGet(ctx context.Context, mapName string, keys ...string) ([]wire.ORMapEntry, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	if err := c.lockSend(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	cn := c.conn
+	switch {
+	case c.state == StateClosed:
+		c.mu.Unlock()
+		c.unlockSend()
+		return nil, c.err
+	case cn == nil:
+		c.mu.Unlock()
+		c.unlockSend()
+		return nil, ErrNotConnected
+	}
+	// Queued before the request goes out, under the send lock: the answers
+	// come in the order of the requests, which is the queue's.
+	g := &orGet{mapName: mapName, res: make(chan orGetResult, 1)}
+	c.orGets = append(c.orGets, g)
+	c.mu.Unlock()
+	err := c.send(ctx, cn, &wire.ORMapDiffRequest{MapName: mapName, Keys: keys})
+	if err != nil {
+		// Not sent (or cut short, which drops the connection): no
+		// answer will come for it.
+		c.mu.Lock()
+		if i := len(c.orGets) - 1; i >= 0 && c.orGets[i] == g {
+			c.orGets = c.orGets[:i]
+		}
+		c.mu.Unlock()
+	}
+	c.unlockSend()
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-g.res:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return liveEntries(r.entries, time.Now()), nil
+	case <-ctx.Done():
+		// g stays queued: its answer, when it comes, is dropped.
+		return nil, ctx.Err()
+	}
+}
+
+// ORGetError is the server's refusal of an ORGet (an ERROR answering its
+// ORMAP_DIFF_REQUEST).
+type ORGetError struct {
+	Code    uint32
+	Message string
+}
+
+func (e *ORGetError) Error() string {
+	return fmt.Sprintf("client: the server refused to read the OR-Map keys: %d %s", e.Code, e.Message)
+}
+
+// orGet is an ORMAP_DIFF_REQUEST waiting for its answer.
+type orGet struct {
+	mapName string
+	res     chan orGetResult // capacity 1: the answer never blocks the reader
+}
+
+type orGetResult struct {
+	entries []wire.ORMapEntry
+	err     error
+}
+
+// answerORGet hands an answer to the oldest ORGet waiting on this
+// connection. The server answers a connection's requests in order, each
+// with an ORMAP_DIFF_RESPONSE or an ERROR; an ORGet of another map ahead
+// of the answer's was not answered (nothing else is queued before it) and
+// fails.
+func (c *Client) answerORGet(mapName string, r orGetResult) {
+	var skipped []*orGet
+	var g *orGet
+	c.mu.Lock()
+	for len(c.orGets) > 0 {
+		h := c.orGets[0]
+		c.orGets = c.orGets[1:]
+		if r.err != nil || h.mapName == mapName {
+			g = h
+			break
+		}
+		skipped = append(skipped, h)
+	}
+	c.mu.Unlock()
+	for _, h := range skipped {
+		h.res <- orGetResult{err: fmt.Errorf("client: the server answered a later ORMAP_DIFF_REQUEST (map %q) and not this one (map %q)", mapName, h.mapName)}
+	}
+	if g == nil {
+		c.log.Debug("ignoring an ORMAP_DIFF_RESPONSE no ORGet waits for", "map", mapName)
+		return
+	}
+	g.res <- r
+}
+
+// orGetError reports whether an ERROR answers an ORMAP_DIFF_REQUEST: the
+// only tie the protocol gives is the message's text, which names the
+// request type on this project's server.
+func orGetError(m *wire.ErrorMessage) bool {
+	return strings.Contains(m.Message, wire.TypeORMapDiffRequest)
+}
+
+// failORGets fails every waiting ORGet with err (the connection is gone).
+// Caller holds mu; the sends do not block.
+func (c *Client) failORGets(err error) {
+	for _, g := range c.orGets {
+		g.res <- orGetResult{err: err}
+	}
+	c.orGets = nil
+}
+
+// liveEntries leaves out of es the records expired at now: TopGun's sync
+// answer keeps them, for the Merkle hashes.
+func liveEntries(es []wire.ORMapEntry, now time.Time) []wire.ORMapEntry {
+	ms := uint64(max(now.UnixMilli(), 0))
+	for i := range es {
+		rs := es[i].Records[:0:0]
+		for _, r := range es[i].Records {
+			if r.TTLMs == nil || *r.TTLMs == 0 || ms < r.Timestamp.Millis || ms-r.Timestamp.Millis < *r.TTLMs {
+				rs = append(rs, r)
+			}
+		}
+		es[i].Records = rs
+	}
+	return es
+}

@@ -1,0 +1,198 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// orValues returns the values of an ORGet entry's records, sorted, and its
+// tags.
+func orValues(t *testing.T, e wire.ORMapEntry) (vals, tags []string) {
+	t.Helper()
+	for _, r := range e.Records {
+		s, ok := r.Value.(string)
+		if !ok {
+			t.Fatalf("record %+v: value is not a string", r)
+		}
+		vals = append(vals, s)
+		tags = append(tags, r.Tag)
+	}
+	slices.Sort(vals)
+	slices.Sort(tags)
+	return vals, tags
+}
+
+// nextEvent returns the next map event of sub, failing after waitFor.
+func nextEvent(t *testing.T, sub *Subscription) *wire.ServerEvent {
+	t.Helper()
+	for {
+		select {
+		case u, ok := <-sub.Updates:
+			if !ok {
+				t.Fatalf("subscription closed: %v", sub.Err())
+			}
+			if u.Event != nil {
+				return u.Event
+			}
+		case <-time.After(waitFor):
+			t.Fatal("no map event")
+		}
+	}
+}
+
+func TestOR_addRemoveGetAgainstServer(t *testing.T) {
+	t.Parallel()
+	url := realServer(t)
+	c1 := dial(t, url, testOptions(t))
+	c2 := dial(t, url, testOptions(t))
+	sub, err := c1.Subscribe(ctxT(t), "tags", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t1, err := c2.ORAdd(ctxT(t), "tags", "k", "a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, sub); ev.EventType != "OR_ADD" || ev.Key != "k" || ev.ORRecord == nil || ev.ORRecord.Tag != t1 || ev.ORRecord.Value != "a" {
+		t.Fatalf("event %+v (record %+v), want OR_ADD of a tagged %s", ev, ev.ORRecord, t1)
+	}
+	if t1 != "" && t1 == c2.NewTag() {
+		t.Fatal("NewTag repeated a tag")
+	}
+	// Both adds are kept beside each other: an OR set, not LWW.
+	if _, err := c1.ORAdd(ctxT(t), "tags", "k", "b", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	es, err := c2.ORGet(ctxT(t), "tags", "k", "none", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 || es[0].Key != "k" || es[1].Key != "none" || len(es[1].Records) != 0 {
+		t.Fatalf("ORGet = %+v, want k then an empty none", es)
+	}
+	if vals, _ := orValues(t, es[0]); !slices.Equal(vals, []string{"a", "b"}) {
+		t.Fatalf("values %v, want [a b]", vals)
+	}
+	for _, r := range es[0].Records {
+		if r.Value == "b" && (r.TTLMs == nil || *r.TTLMs != uint64(time.Hour.Milliseconds())) {
+			t.Fatalf("the add with a TTL came back with ttlMs %v", r.TTLMs)
+		}
+	}
+
+	if err := c2.ORRemove(ctxT(t), "tags", "k", t1); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, sub); ev.EventType != "OR_REMOVE" || ev.ORTag != t1 {
+		t.Fatalf("event %+v, want OR_REMOVE of %s", ev, t1)
+	}
+	// An add of a removed tag arriving later is ignored: remove wins.
+	if err := c1.Batch(ctxT(t), Op{Map: "tags", Key: "k", Value: "again", OR: true, Tag: t1}); err != nil {
+		t.Fatal(err)
+	}
+	es, err = c1.ORGet(ctxT(t), "tags", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals, _ := orValues(t, es[0]); !slices.Equal(vals, []string{"b"}) || !slices.Equal(es[0].Tombstones, []string{t1}) {
+		t.Fatalf("after the remove: values %v, tombstones %v; want [b], [%s]", vals, es[0].Tombstones, t1)
+	}
+}
+
+func TestOR_refusals(t *testing.T) {
+	t.Parallel()
+	url := realServer(t)
+	c := dial(t, url, testOptions(t))
+	if err := c.ORRemove(ctxT(t), "tags", "k", ""); err == nil {
+		t.Fatal("an OR remove without a tag was sent")
+	}
+	if err := c.Put(ctxT(t), "tags", "lww", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ORAdd(ctxT(t), "tags", "lww", "y", 0); !errors.Is(err, ErrRejected) {
+		t.Fatalf("OR add on an LWW key: %v, want ErrRejected", err)
+	}
+	var ge *ORGetError
+	if _, err := c.ORGet(ctxT(t), "_topgun_internal", "k"); !errors.As(err, &ge) || ge.Code != 403 {
+		t.Fatalf("ORGet of a reserved map: %v, want an *ORGetError 403", err)
+	}
+	// The refusal answered its own request: the next read gets its answer.
+	es, err := c.ORGet(ctxT(t), "tags", "lww")
+	if err != nil || len(es) != 1 || es[0].Key != "lww" || len(es[0].Records) != 0 {
+		t.Fatalf("ORGet after a refused one = %+v, %v", es, err)
+	}
+}
+
+// An ORGet given up before its answer leaves the answer to nobody: the
+// next ORGet gets its own, not the late one.
+func TestORGet_abandonedAnswerIsNotTakenByTheNext(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	held := make(chan *fakeConn, 1)
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		r, ok := m.(*wire.ORMapDiffRequest)
+		if !ok {
+			return false
+		}
+		if r.Keys[0] == "first" {
+			held <- c // answered with the second
+			return true
+		}
+		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: []wire.ORMapEntry{{Key: "first", Records: []wire.ORMapRecord{}, Tombstones: []string{}}}})
+		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: []wire.ORMapEntry{{Key: r.Keys[0],
+			Records: []wire.ORMapRecord{{Value: "v", Tag: "1:0:n"}}, Tombstones: []string{}}}})
+		return true
+	})
+	c := dial(t, fs.URL, testOptions(t))
+	ctx, cancel := context.WithCancel(ctxT(t))
+	go func() { <-held; cancel() }()
+	if _, err := c.ORGet(ctx, "m", "first"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first ORGet: %v, want canceled", err)
+	}
+	es, err := c.ORGet(ctxT(t), "m", "second")
+	if err != nil || len(es) != 1 || es[0].Key != "second" || len(es[0].Records) != 1 {
+		t.Fatalf("second ORGet = %+v, %v; want its own answer", es, err)
+	}
+}
+
+// A connection that drops before the answer fails the ORGet.
+func TestORGet_disconnected(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		if _, ok := m.(*wire.ORMapDiffRequest); ok {
+			go fs.dropAll()
+			return true
+		}
+		return false
+	})
+	c := dial(t, fs.URL, testOptions(t))
+	if _, err := c.ORGet(ctxT(t), "m", "k"); !errors.Is(err, ErrDisconnected) {
+		t.Fatalf("ORGet: %v, want ErrDisconnected", err)
+	}
+}
+
+func TestLiveEntries_leavesOutExpired(t *testing.T) {
+	ttl := func(ms uint64) *uint64 { return &ms }
+	now := time.UnixMilli(10_000)
+	es := liveEntries([]wire.ORMapEntry{{Key: "k", Records: []wire.ORMapRecord{
+		{Value: "forever", Timestamp: wire.Timestamp{Millis: 1}},
+		{Value: "zero", Timestamp: wire.Timestamp{Millis: 1}, TTLMs: ttl(0)},
+		{Value: "expired", Timestamp: wire.Timestamp{Millis: 9_000}, TTLMs: ttl(1_000)},
+		{Value: "live", Timestamp: wire.Timestamp{Millis: 9_000}, TTLMs: ttl(1_001)},
+		{Value: "huge", Timestamp: wire.Timestamp{Millis: 9_000}, TTLMs: ttl(^uint64(0))},
+		{Value: "future", Timestamp: wire.Timestamp{Millis: 20_000}, TTLMs: ttl(1)},
+	}}}, now)
+	var got []string
+	for _, r := range es[0].Records {
+		got = append(got, r.Value.(string))
+	}
+	if want := []string{"forever", "zero", "live", "huge", "future"}; !slices.Equal(got, want) {
+		t.Fatalf("live %v, want %v", got, want)
+	}
+}
