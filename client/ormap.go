@@ -63,10 +63,18 @@ func (c *Client) ORGet(ctx context.Context, mapName string, keys ...string) ([]w
 	}
 	// Queued before the request goes out, under the send lock: the answers
 	// come in the order of the requests, which is the queue's.
-	g := &orGet{mapName: mapName, res: make(chan orGetResult, 1)}
+	g := &orGet{mapName: mapName, keys: distinct(keys), res: make(chan orGetResult, 1)}
 	c.orGets = append(c.orGets, g)
 	c.mu.Unlock()
-	err := c.send(ctx, cn, &wire.ORMapDiffRequest{MapName: mapName, Keys: keys})
+	// Checked as writes are: the server would refuse a request over its
+	// limits with an ERROR that does not name it.
+	b, err := c.opts.Limits.Encode(&wire.ORMapDiffRequest{MapName: mapName, Keys: keys})
+	if err == nil {
+		err = c.checkWriteFrame(b)
+	}
+	if err == nil {
+		err = c.write(ctx, cn, b)
+	}
 	if err != nil {
 		// Not sent (or cut short, which drops the connection): no
 		// answer will come for it.
@@ -106,6 +114,7 @@ func (e *ORGetError) Error() string {
 // orGet is an ORMAP_DIFF_REQUEST waiting for its answer.
 type orGet struct {
 	mapName string
+	keys    []string         // the distinct keys named, in order: the answer's
 	res     chan orGetResult // capacity 1: the answer never blocks the reader
 }
 
@@ -115,32 +124,56 @@ type orGetResult struct {
 }
 
 // answerORGet hands an answer to the oldest ORGet waiting on this
-// connection. The server answers a connection's requests in order, each
-// with an ORMAP_DIFF_RESPONSE or an ERROR; an ORGet of another map ahead
-// of the answer's was not answered (nothing else is queued before it) and
-// fails.
+// connection that it answers. The server answers a connection's requests
+// in order, each with an ORMAP_DIFF_RESPONSE (one entry per distinct key
+// named, in order) or an ERROR (err set, entries nil); ORGets ahead of the
+// one answered got no answer and fail.
 func (c *Client) answerORGet(mapName string, r orGetResult) {
 	var skipped []*orGet
 	var g *orGet
 	c.mu.Lock()
-	for len(c.orGets) > 0 {
-		h := c.orGets[0]
-		c.orGets = c.orGets[1:]
-		if r.err != nil || h.mapName == mapName {
+	for i, h := range c.orGets {
+		if r.err != nil || h.answeredBy(mapName, r.entries) {
 			g = h
+			skipped = c.orGets[:i]
+			c.orGets = c.orGets[i+1:]
 			break
 		}
-		skipped = append(skipped, h)
 	}
 	c.mu.Unlock()
-	for _, h := range skipped {
-		h.res <- orGetResult{err: fmt.Errorf("client: the server answered a later ORMAP_DIFF_REQUEST (map %q) and not this one (map %q)", mapName, h.mapName)}
-	}
 	if g == nil {
 		c.log.Debug("ignoring an ORMAP_DIFF_RESPONSE no ORGet waits for", "map", mapName)
 		return
 	}
+	for _, h := range skipped {
+		h.res <- orGetResult{err: fmt.Errorf("client: the server answered a later ORMAP_DIFF_REQUEST and not this one (map %q)", h.mapName)}
+	}
 	g.res <- r
+}
+
+func (g *orGet) answeredBy(mapName string, es []wire.ORMapEntry) bool {
+	if g.mapName != mapName || len(es) != len(g.keys) {
+		return false
+	}
+	for i := range es {
+		if es[i].Key != g.keys[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// distinct returns keys without repeats, in order.
+func distinct(keys []string) []string {
+	seen := make(map[string]bool, len(keys))
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // orGetError reports whether an ERROR answers an ORMAP_DIFF_REQUEST: the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -129,34 +130,66 @@ func TestOR_refusals(t *testing.T) {
 }
 
 // An ORGet given up before its answer leaves the answer to nobody: the
-// next ORGet gets its own, not the late one.
+// next ORGet of the same key gets its own, not the late one.
 func TestORGet_abandonedAnswerIsNotTakenByTheNext(t *testing.T) {
 	t.Parallel()
 	fs := newFakeServer(t, "")
 	held := make(chan *fakeConn, 1)
+	var n atomic.Int32
 	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
 		r, ok := m.(*wire.ORMapDiffRequest)
 		if !ok {
 			return false
 		}
-		if r.Keys[0] == "first" {
+		if n.Add(1) == 1 {
 			held <- c // answered with the second
 			return true
 		}
-		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: []wire.ORMapEntry{{Key: "first", Records: []wire.ORMapRecord{}, Tombstones: []string{}}}})
-		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: []wire.ORMapEntry{{Key: r.Keys[0],
+		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: []wire.ORMapEntry{{Key: "k", Records: []wire.ORMapRecord{}, Tombstones: []string{}}}})
+		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: []wire.ORMapEntry{{Key: "k",
 			Records: []wire.ORMapRecord{{Value: "v", Tag: "1:0:n"}}, Tombstones: []string{}}}})
 		return true
 	})
 	c := dial(t, fs.URL, testOptions(t))
 	ctx, cancel := context.WithCancel(ctxT(t))
 	go func() { <-held; cancel() }()
-	if _, err := c.ORGet(ctx, "m", "first"); !errors.Is(err, context.Canceled) {
+	if _, err := c.ORGet(ctx, "m", "k"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("first ORGet: %v, want canceled", err)
 	}
-	es, err := c.ORGet(ctxT(t), "m", "second")
-	if err != nil || len(es) != 1 || es[0].Key != "second" || len(es[0].Records) != 1 {
+	es, err := c.ORGet(ctxT(t), "m", "k")
+	if err != nil || len(es) != 1 || es[0].Key != "k" || len(es[0].Records) != 1 {
 		t.Fatalf("second ORGet = %+v, %v; want its own answer", es, err)
+	}
+}
+
+// A request the server never answers fails once a later one is answered,
+// and does not take that answer.
+func TestORGet_unansweredFailsWhenALaterIsAnswered(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	seen := make(chan struct{}, 1)
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		r, ok := m.(*wire.ORMapDiffRequest)
+		if !ok {
+			return false
+		}
+		if r.Keys[0] == "lost" {
+			seen <- struct{}{}
+			return true
+		}
+		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: []wire.ORMapEntry{{Key: r.Keys[0], Records: []wire.ORMapRecord{}, Tombstones: []string{}}}})
+		return true
+	})
+	c := dial(t, fs.URL, testOptions(t))
+	lost := make(chan error, 1)
+	go func() { _, err := c.ORGet(ctxT(t), "m", "lost"); lost <- err }()
+	<-seen
+	es, err := c.ORGet(ctxT(t), "m", "k")
+	if err != nil || len(es) != 1 || es[0].Key != "k" {
+		t.Fatalf("second ORGet = %+v, %v", es, err)
+	}
+	if err := <-lost; err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unanswered ORGet: %v, want it failed by the later answer", err)
 	}
 }
 
