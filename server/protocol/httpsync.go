@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
@@ -174,6 +175,12 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 	for _, sm := range req.SyncMaps {
 		if reservedMap(sm.MapName) {
 			addErr(403, "map "+quoteName(sm.MapName)+" is reserved for the server", sm.MapName)
+			continue
+		}
+		// The request's fault: the backend would refuse the read, which
+		// answers 500 "retry later", retried forever.
+		if err := abi.ValidateMapName(sm.MapName); err != nil {
+			addErr(400, err.Error(), sm.MapName)
 			continue
 		}
 		// Each entry reads the whole map: naming one map thousands of
@@ -555,6 +562,10 @@ func (s *Server) httpQueries(ctx context.Context, queries []wire.HTTPQuery, budg
 		runs[i] = r
 		if reservedMap(hq.MapName) {
 			r.code, r.err = 403, errors.New("map "+quoteName(hq.MapName)+" is reserved for the server")
+			continue
+		}
+		if err := abi.ValidateMapName(hq.MapName); err != nil {
+			r.code, r.err = 400, err
 			continue
 		}
 		if m, ok := hq.Filter.(map[string]any); ok {

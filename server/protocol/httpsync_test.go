@@ -700,3 +700,26 @@ func TestHTTPSync_queriesStopAtDeadlineWithinPage(t *testing.T) {
 		t.Fatalf("%d results, %d errors: %+v", len(resp.QueryResults), len(resp.Errors), resp.Errors[:min(len(resp.Errors), 1)])
 	}
 }
+
+// A map name no map can have (empty, with a NUL byte, longer than the
+// storage contract allows) is the request's fault, never the server's: its
+// deltas and queries get error 400, not the 500 "retry later" a failed
+// read of the storage gets, which a client would retry forever.
+func TestHTTPSync_invalidMapNameRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	for _, name := range []string{"", "m\x00", strings.Repeat("m", 513)} {
+		resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("c"),
+			SyncMaps: []wire.SyncMapEntry{{MapName: name}},
+			Queries:  []wire.HTTPQuery{{QueryID: "q", MapName: name}},
+		}, "")
+		if len(resp.Deltas) != 0 || len(resp.QueryResults) != 0 || len(resp.Errors) != 2 {
+			t.Fatalf("map name %.20q: %+v", name, resp)
+		}
+		for _, er := range resp.Errors {
+			if er.Code != 400 || !strings.Contains(er.Message, "map name") {
+				t.Errorf("map name %.20q: error %+v, want 400 naming the map name", name, er)
+			}
+		}
+	}
+}
