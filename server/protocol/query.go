@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"fmt"
+	"github.com/topgun-go/topgun/abi"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,6 +153,9 @@ func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 	switch {
 	case reservedMap(m.MapName):
 		refusal = queryError(m.QueryID, "protocol: map "+quoteName(m.MapName)+" is reserved for the server", "FORBIDDEN")
+	case abi.ValidateMapName(m.MapName) != nil:
+		// Storage would refuse the read: UNAVAILABLE, "subscribe again".
+		refusal = queryError(m.QueryID, "protocol: "+abi.ValidateMapName(m.MapName).Error(), "INVALID")
 	case m.Query.IsAggregate():
 		refusal = queryError(m.QueryID, "protocol: aggregation queries (groupBy, aggregations) are not supported by this server", "UNSUPPORTED")
 	case full:

@@ -869,3 +869,18 @@ func queueResyncsOfM(t *testing.T, e *env, w *client, q wire.Query, n int) (blk 
 	eventually(t, "the queries' resyncs queued", func() bool { return e.srv.resyncsQueued.Load()-base == int64(n) })
 	return blk, h, gate
 }
+
+// A QUERY_SUB on a map name no map can have is the request's fault: it
+// gets the code INVALID, not UNAVAILABLE ("subscribe again later", with a
+// warning logged), which a failed storage read gets.
+func TestQuerySub_invalidMapNameRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	c := e.dial(t)
+	for _, name := range []string{"", "m\x00", strings.Repeat("m", abi.MaxMapNameBytes+1)} {
+		c.send(&wire.QuerySub{QueryID: "q", MapName: name})
+		if r := expect[*wire.QueryResp](c); r.Code != "INVALID" || !strings.Contains(r.Error, "map name") {
+			t.Fatalf("map name %.20q: QUERY_SUB answered %+v, want INVALID naming the map name", name, r)
+		}
+	}
+}
