@@ -2,7 +2,9 @@ package wire
 
 import (
 	"regexp/syntax"
+	"strconv"
 	"strings"
+	"unicode"
 )
 
 // MaxQueryCost bounds Query.Cost for the queries a server accepts: it
@@ -143,12 +145,17 @@ func patternCost(op PredicateOp, pattern string) int {
 }
 
 // withoutTables is goPattern with each Unicode table it names (\pL,
-// \p{Greek}, \P{..}) replaced by a letter, which compiles to as many
+// \p{Greek}, \P{..}) replaced by a rune, which compiles to as many
 // instructions: parsing copies the tables, which takes a pattern of them
-// (a translated \w names five) a tenth of a second to parse.
+// (a translated \w names five) a tenth of a second to parse. Each gets a
+// private-use rune of its own: with one letter for all, the parser would
+// factor out of alternatives what only looks shared (\pL[a-z]{1000}|
+// \pN[a-z]{1000} would count 1001 instructions, not 2002). A pattern within
+// maxTranslatedPatternBytes names fewer tables than there are such runes.
 func withoutTables(goPattern string) string {
 	var b []byte
 	last := 0
+	next := rune(0xF0000) // planes 15 and 16 are private use
 	for i := 0; i < len(goPattern); i++ {
 		if goPattern[i] != '\\' || i+1 >= len(goPattern) {
 			continue
@@ -166,7 +173,9 @@ func withoutTables(goPattern string) string {
 			}
 			end = i + 1 + close
 		}
-		b = append(append(b, goPattern[last:start]...), 'a')
+		b = append(b, goPattern[last:start]...)
+		b = append(strconv.AppendInt(append(b, `\x{`...), int64(next), 16), '}')
+		next = min(next+1, unicode.MaxRune)
 		last = end + 1
 		i = end
 	}
