@@ -314,6 +314,7 @@ func (s *Store) applier() {
 				}
 			}()
 			s.repairIndex(rctx, true)
+			s.flushWatchLater()
 			s.settleUnsure(rctx)
 			rcancel()
 			backoff = min(2*backoff, settleRetryMax)
@@ -409,6 +410,7 @@ func (s *Store) applyTxn(t *txn) {
 		t.failed.Store(true)
 	}
 	t.settled.Store(true)
+	s.flushWatchLater()
 	for _, r := range t.reqs {
 		r.done <- err
 	}
@@ -1426,6 +1428,15 @@ func (s *Store) repairIndex(ctx context.Context, retry bool) {
 	}
 }
 
+// flushWatchLater queues the re-reads repairShared left for after the
+// commit being applied (applier only).
+func (s *Store) flushWatchLater() {
+	for _, c := range s.watchLater {
+		s.watchq.add(c)
+	}
+	s.watchLater = nil
+}
+
 // repairShared is repairIndex on shared storage: what storage holds now
 // may be another process's commit (the one a checked commit conflicted
 // with), which this store's clients hear of only here, as the refresh of
@@ -1444,7 +1455,10 @@ func (s *Store) repairShared(ctx context.Context, name string, keys []string) er
 			delete(s.repair, cacheKey{name, k})
 		}
 		s.mu.Unlock()
-		s.watchq.add(abi.Changed{Map: name, Keys: keys})
+		// Queued once the failed commit is settled (flushWatchLater): a
+		// re-read queued now was merged behind it and failed with it,
+		// and with the re-read, writes merged beside it.
+		s.watchLater = append(s.watchLater, abi.Changed{Map: name, Keys: keys})
 		return nil
 	}
 	rows, err := s.loadStored(ctx, name, keys)

@@ -210,6 +210,9 @@ type Store struct {
 	// PruneBefore); nil until a collection published one.
 	pruned atomic.Pointer[record.Timestamp]
 
+	// watchLater: re-reads of a failed commit's keys, queued on watchq
+	// once that commit is settled (applier only).
+	watchLater []abi.Changed
 	mergedHook func() // tests: called after each request is merged
 	// gcWalkHook, tests: called for each old tombstone the collection's
 	// walk of the index finds, with the read lock held.
