@@ -49,6 +49,8 @@
 // one entry by its tag, and remove wins over an add of that tag arriving
 // later. Both are queued and re-sent like LWW writes, and never superseded
 // (a re-sent add or remove changes nothing). Batch takes them too (Op.OR).
+// That holds on this project's server, which keeps the client's tags:
+// TopGun's server tags each add from its own clock instead.
 // ORGet reads keys of an OR-Map with ORMAP_DIFF_REQUEST: their live
 // entries and tombstones. Live queries return LWW records only, as
 // TopGun's do; a subscription still carries the map's OR_ADD and

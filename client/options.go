@@ -22,7 +22,10 @@ type Options struct {
 	// for its own reconnects (see Client.Session).
 	DeviceToken string
 	// NodeID names this client in its HLC timestamps. It must not contain
-	// ':'. Default: "go-client-" and 8 random hex digits.
+	// ':'. Default: "go-client-" and 8 random hex digits. A NodeID set here
+	// must not be shared by clients running at once: OR tags are its
+	// timestamps, and an add under a tag another add used is dropped by
+	// the server as a re-send, though acknowledged.
 	NodeID string
 	// Header is sent with the WebSocket upgrade request.
 	Header http.Header

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,7 +16,10 @@ import (
 // its tag, or until ttl when ttl is positive. It returns the tag, which
 // is also the entry's in SERVER_EVENTs and ORMAP sync. It is queued and
 // re-sent as Put is (a re-sent add is idempotent), but never superseded:
-// every add and remove is replayed until acknowledged.
+// every add and remove is replayed until acknowledged. This project's
+// server keeps the client's tag; TopGun's tags the entry from its own
+// clock, so there the returned tag is not the entry's (read it from the
+// OR_ADD event or ORGet) and a re-sent add adds again.
 func (c *Client) ORAdd(ctx context.Context, mapName, key string, value any, ttl time.Duration) (string, error) {
 	tag := c.NewTag()
 	return tag, c.Batch(ctx, Op{Map: mapName, Key: key, Value: value, TTL: ttl, OR: true, Tag: tag})
@@ -63,7 +67,7 @@ func (c *Client) ORGet(ctx context.Context, mapName string, keys ...string) ([]w
 	}
 	// Queued before the request goes out, under the send lock: the answers
 	// come in the order of the requests, which is the queue's.
-	g := &orGet{mapName: mapName, keys: distinct(keys), res: make(chan orGetResult, 1)}
+	g := &orGet{mapName: mapName, keys: distinct(keys), named: slices.Clone(keys), res: make(chan orGetResult, 1)}
 	c.orGets = append(c.orGets, g)
 	c.mu.Unlock()
 	// Checked as writes are: the server would refuse a request over its
@@ -93,7 +97,7 @@ func (c *Client) ORGet(ctx context.Context, mapName string, keys ...string) ([]w
 		if r.err != nil {
 			return nil, r.err
 		}
-		return liveEntries(r.entries, time.Now()), nil
+		return liveEntries(firstOfEach(r.entries), time.Now()), nil
 	case <-ctx.Done():
 		// g stays queued: its answer, when it comes, is dropped.
 		return nil, ctx.Err()
@@ -115,6 +119,7 @@ func (e *ORGetError) Error() string {
 type orGet struct {
 	mapName string
 	keys    []string         // the distinct keys named, in order: the answer's
+	named   []string         // the keys as named: TopGun's answer has an entry for each
 	res     chan orGetResult // capacity 1: the answer never blocks the reader
 }
 
@@ -126,8 +131,8 @@ type orGetResult struct {
 // answerORGet hands an answer to the oldest ORGet waiting on this
 // connection that it answers. The server answers a connection's requests
 // in order, each with an ORMAP_DIFF_RESPONSE (one entry per distinct key
-// named, in order) or an ERROR (err set, entries nil); ORGets ahead of the
-// one answered got no answer and fail.
+// named, in order; TopGun's, per key named) or an ERROR (err set, entries
+// nil); ORGets ahead of the one answered got no answer and fail.
 func (c *Client) answerORGet(mapName string, r orGetResult) {
 	var skipped []*orGet
 	var g *orGet
@@ -152,15 +157,33 @@ func (c *Client) answerORGet(mapName string, r orGetResult) {
 }
 
 func (g *orGet) answeredBy(mapName string, es []wire.ORMapEntry) bool {
-	if g.mapName != mapName || len(es) != len(g.keys) {
+	return g.mapName == mapName && (sameKeys(es, g.keys) || sameKeys(es, g.named))
+}
+
+func sameKeys(es []wire.ORMapEntry, keys []string) bool {
+	if len(es) != len(keys) {
 		return false
 	}
 	for i := range es {
-		if es[i].Key != g.keys[i] {
+		if es[i].Key != keys[i] {
 			return false
 		}
 	}
 	return true
+}
+
+// firstOfEach returns es without the entries of keys named again (TopGun's
+// answer repeats them), in order.
+func firstOfEach(es []wire.ORMapEntry) []wire.ORMapEntry {
+	seen := make(map[string]bool, len(es))
+	out := es[:0]
+	for _, e := range es {
+		if !seen[e.Key] {
+			seen[e.Key] = true
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // distinct returns keys without repeats, in order.

@@ -229,3 +229,31 @@ func TestLiveEntries_leavesOutExpired(t *testing.T) {
 		t.Fatalf("live %v, want %v", got, want)
 	}
 }
+
+// TopGun's server answers ORMAP_DIFF_REQUEST with one entry per key named
+// (its sync handler), repeats included: ORGet takes that answer too, and
+// still returns one entry per distinct key.
+func TestORGet_repeatedKeysAnsweredPerKeyNamed(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		r, ok := m.(*wire.ORMapDiffRequest)
+		if !ok {
+			return false
+		}
+		es := make([]wire.ORMapEntry, 0, len(r.Keys))
+		for _, k := range r.Keys {
+			es = append(es, wire.ORMapEntry{Key: k, Records: []wire.ORMapRecord{{Value: "v-" + k, Tag: "1:0:n"}}, Tombstones: []string{}})
+		}
+		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: es})
+		return true
+	})
+	c := dial(t, fs.URL, testOptions(t))
+	es, err := c.ORGet(ctxT(t), "m", "a", "b", "a")
+	if err != nil {
+		t.Fatalf("ORGet: %v", err)
+	}
+	if len(es) != 2 || es[0].Key != "a" || es[1].Key != "b" || len(es[0].Records) != 1 || len(es[1].Records) != 1 {
+		t.Fatalf("ORGet = %+v; want one entry each for a and b", es)
+	}
+}
