@@ -420,7 +420,7 @@ func (c *compileCache) listEntries() []string {
 // is skipped, which at worst costs a compile.
 func (c *compileCache) readRecord(path string) map[string]string {
 	rec := map[string]string{}
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return rec
 	}
@@ -481,7 +481,7 @@ func writeFileAtomic(dir, name string, data []byte) error {
 // forgery: a CRC finds it and, in hardware, reads a 17 MB entry in about a
 // millisecond, where a SHA-256 would add a tenth to a warm load.
 func fileSum(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return "", err
 	}
@@ -495,6 +495,21 @@ func fileSum(path string) (string, error) {
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// openRegular opens path for reading if it is a regular file. Opening a
+// FIFO blocks until a writer comes, which would hang the load for good;
+// the check of a module's entries runs before the sweep that removes what
+// is not a regular file.
+func openRegular(path string) (*os.File, error) {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	return os.Open(path)
+}
 
 func isHexName(s string) bool {
 	if len(s) != 64 {

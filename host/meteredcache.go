@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -36,7 +37,12 @@ func meteredKey(fileSum string) string {
 // SHA-256 is fileSum.
 func (c *compileCache) loadMetered(fileSum string) (code []byte, info meter.Info, ok bool) {
 	path := filepath.Join(c.metered, meteredKey(fileSum))
-	b, err := os.ReadFile(path)
+	f, err := openRegular(path)
+	if err != nil {
+		return nil, info, false
+	}
+	b, err := io.ReadAll(f)
+	f.Close()
 	if err != nil {
 		return nil, info, false
 	}
