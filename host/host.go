@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -247,15 +248,28 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 		p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 		p.mod, err = compileModule(ctx, p.rt, code)
 	}
-	if err != nil && cache != nil && strings.Contains(err.Error(), "compilationcache") {
-		// A damaged cache entry (wazero checks a checksum of the code it
-		// caches) is no reason to refuse the plugin: compile it again
-		// without the cache.
-		p.log.Warn("the compilation cache holds a damaged entry for this plugin; compiling it without the cache (delete the cache directory to rebuild it)",
-			"cache_dir", o.CacheDir, "error", err)
-		_ = p.rt.Close(ctx)
-		p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
-		p.mod, err = compileModule(ctx, p.rt, code)
+	var pathErr *fs.PathError
+	var linkErr *os.LinkError
+	if err != nil && cache != nil {
+		why := ""
+		switch {
+		case strings.Contains(err.Error(), "compilationcache"):
+			// A damaged cache entry (wazero checks a checksum of the code
+			// it caches) is no reason to refuse the plugin: compile it
+			// again without the cache.
+			why = "the compilation cache holds a damaged entry for this plugin; compiling it without the cache (delete the cache directory to rebuild it)"
+		case errors.As(err, &pathErr) || errors.As(err, &linkErr):
+			// wazero returns the file errors of reading or writing an
+			// entry as they are: nor is a cache that cannot be used (its
+			// directory deleted while the process runs, a full disk).
+			why = "cannot read or write the compilation cache; compiling this plugin without it"
+		}
+		if why != "" {
+			p.log.Warn(why, "cache_dir", o.CacheDir, "error", err)
+			_ = p.rt.Close(ctx)
+			p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
+			p.mod, err = compileModule(ctx, p.rt, code)
+		}
 	}
 	p.compileTime = time.Since(start)
 	if err != nil {

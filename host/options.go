@@ -58,7 +58,9 @@ type Options struct {
 	// "-" disables the on-disk cache. The host runs the native code it
 	// holds, so on Unix Load refuses a directory that belongs to another
 	// user or that others may write to. A damaged entry (wazero checks a
-	// checksum of the code) is compiled again, with a warning.
+	// checksum of the code), or one that cannot be read or written (the
+	// directory deleted meanwhile, a full disk), is compiled again without
+	// the cache, with a warning.
 	CacheDir string
 	// SHA256, when set, pins the plugin file: its hex SHA-256 must match
 	// or Load fails (TOPGUN_PLUGIN_SHA256).
