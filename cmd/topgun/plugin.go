@@ -170,6 +170,9 @@ func runPluginTest(ctx context.Context, c *cli, args []string) int {
 	if err := probe.Close(); err != nil {
 		return c.fail(prog, fmt.Errorf("close after the first load: %w", err))
 	}
+	// Every case loads the file again: the results printed under this
+	// sha256 must be those of this file, not of one rebuilt meanwhile.
+	pt.sum = probe.SHA256()
 
 	// Reopen is always set: the durability case skips a plugin that does not
 	// declare durable, saying so, rather than naming the harness field.
@@ -200,6 +203,7 @@ type pluginTester struct {
 	opts *host.Options
 	base string
 	ctx  context.Context
+	sum  string // the file's sha256 at the first load; later loads must match
 
 	mu   sync.Mutex
 	dirs map[abi.Backend]string
@@ -220,6 +224,10 @@ func (pt *pluginTester) loadIn(dir string) (*host.Backend, error) {
 	b, err := host.Load(pt.ctx, pt.path, &o)
 	if err != nil {
 		return nil, err
+	}
+	if pt.sum != "" && b.SHA256() != pt.sum {
+		_ = b.Close()
+		return nil, fmt.Errorf("%s changed during the run: it has sha256 %s, the run began with %s", pt.path, b.SHA256(), pt.sum)
 	}
 	pt.mu.Lock()
 	pt.dirs[b] = dir
