@@ -49,30 +49,34 @@ const maxExactInt = 1 << 53
 func newValueSet(list []any) *valueSet {
 	s := &valueSet{}
 	for _, x := range list {
-		if n, ok := toNumber(x); ok {
-			s.anyNumber = true
-			s.addNumber(n)
-			continue
-		}
-		switch x := x.(type) {
-		case nil:
-			s.hasNil = true
-		case string:
-			if s.strs == nil {
-				s.strs = map[string]struct{}{}
-			}
-			s.strs[x] = struct{}{}
-		case bool:
-			if x {
-				s.hasTrue = true
-			} else {
-				s.hasFalse = true
-			}
-		default:
-			s.rest = append(s.rest, x)
-		}
+		s.add(x)
 	}
 	return s
+}
+
+func (s *valueSet) add(x any) {
+	if n, ok := toNumber(x); ok {
+		s.anyNumber = true
+		s.addNumber(n)
+		return
+	}
+	switch x := x.(type) {
+	case nil:
+		s.hasNil = true
+	case string:
+		if s.strs == nil {
+			s.strs = map[string]struct{}{}
+		}
+		s.strs[x] = struct{}{}
+	case bool:
+		if x {
+			s.hasTrue = true
+		} else {
+			s.hasFalse = true
+		}
+	default:
+		s.rest = append(s.rest, x)
+	}
 }
 
 func (s *valueSet) addNumber(n number) {

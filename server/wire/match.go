@@ -195,18 +195,7 @@ func (p *Predicate) eval(data, auth any, depth int) bool {
 		if !ok1 || !ok2 {
 			return false
 		}
-		contains := func(x any) bool {
-			return slices.ContainsFunc(have, func(h any) bool { return valuesEqual(h, x) })
-		}
-		if p.Op == OpContainsAll {
-			for _, w := range want {
-				if !contains(w) {
-					return false
-				}
-			}
-			return true
-		}
-		return slices.ContainsFunc(want, contains)
+		return containsMatch(have, want, p.Op == OpContainsAll)
 	case OpStartsWith, OpEndsWith:
 		s, ok1 := actual.(string)
 		x, ok2 := expected.(string)
