@@ -335,45 +335,4 @@ func scalarHash(h uint64) valueHash { return valueHash{canon: h, loose: h, ok: t
 // canonEqual is valuesEqualDepth with big numbers (isBig) equal only to
 // numbers of their kind (integer or float): two values it finds equal
 // are equal by valuesEqual to the same values.
-func canonEqual(a, b any, depth int) bool {
-	if depth > maxEvalDepth {
-		return false
-	}
-	if na, ok := toNumber(a); ok {
-		nb, ok := toNumber(b)
-		if !ok {
-			return false
-		}
-		if isBig(na) && na.isFloat != nb.isFloat {
-			return false
-		}
-		c, ok := compareNumbers(na, nb)
-		return ok && c == 0
-	}
-	switch x := a.(type) {
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !canonEqual(x[i], y[i], depth+1) {
-				return false
-			}
-		}
-		return true
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, xv := range x {
-			yv, ok := y[k]
-			if !ok || !canonEqual(xv, yv, depth+1) {
-				return false
-			}
-		}
-		return true
-	}
-	return valuesEqualDepth(a, b, depth)
-}
+func canonEqual(a, b any, depth int) bool { return equalDepth(a, b, depth, true) }

@@ -898,12 +898,22 @@ func valuesEqual(a, b any) bool {
 }
 
 func valuesEqualDepth(a, b any, depth int) bool {
+	return equalDepth(a, b, depth, false)
+}
+
+// equalDepth is valuesEqualDepth, or with canon canonEqual: big numbers
+// (isBig) equal only numbers of their kind (integer or float), so that two
+// values it finds equal are equal by valuesEqual to the same values.
+func equalDepth(a, b any, depth int, canon bool) bool {
 	if depth > maxEvalDepth {
 		return false
 	}
 	if na, ok := toNumber(a); ok {
 		nb, ok := toNumber(b)
 		if !ok {
+			return false
+		}
+		if canon && isBig(na) && na.isFloat != nb.isFloat {
 			return false
 		}
 		c, ok := compareNumbers(na, nb)
@@ -927,7 +937,7 @@ func valuesEqualDepth(a, b any, depth int) bool {
 			return false
 		}
 		for i := range x {
-			if !valuesEqualDepth(x[i], y[i], depth+1) {
+			if !equalDepth(x[i], y[i], depth+1, canon) {
 				return false
 			}
 		}
@@ -939,7 +949,7 @@ func valuesEqualDepth(a, b any, depth int) bool {
 		}
 		for k, xv := range x {
 			yv, ok := y[k]
-			if !ok || !valuesEqualDepth(xv, yv, depth+1) {
+			if !ok || !equalDepth(xv, yv, depth+1, canon) {
 				return false
 			}
 		}
