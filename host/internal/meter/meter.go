@@ -175,7 +175,10 @@ func unsupported(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrUnsupported}, args...)...)
 }
 
-func parseModule(bin []byte) (*module, error) {
+// splitModule reads the module's sections and checks that each vector
+// count fits its section's bytes. It does not look inside the sections, so
+// Precheck, which uses it, covers modules the meter cannot rewrite.
+func splitModule(bin []byte) (*module, error) {
 	if len(bin) < 8 || string(bin[:4]) != "\x00asm" {
 		return nil, malformed("no wasm magic")
 	}
@@ -206,7 +209,11 @@ func parseModule(bin []byte) (*module, error) {
 		} else {
 			rank, ok := order[id]
 			if !ok {
-				return nil, unsupported("section id %d", id)
+				// The runtime knows no other section either, but decodes
+				// those before it: malformed, not unsupported, so that
+				// Precheck refuses the module instead of leaving them
+				// unchecked.
+				return nil, malformed("section id %d is not a wasm section", id)
 			}
 			if rank <= last {
 				return nil, malformed("section %d out of order", id)
@@ -226,6 +233,16 @@ func parseModule(bin []byte) (*module, error) {
 				return nil, malformed("section %d claims %d elements in %d bytes", s.id, n, len(s.body))
 			}
 		}
+	}
+	return m, nil
+}
+
+func parseModule(bin []byte) (*module, error) {
+	m, err := splitModule(bin)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range m.sections {
 		var err error
 		switch s.id {
 		case secType:

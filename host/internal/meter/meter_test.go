@@ -438,3 +438,53 @@ func TestPrecheck_sectionCount(t *testing.T) {
 		t.Fatalf("%d custom sections: err = %v, want the limit", MaxSections, err)
 	}
 }
+
+// A name section claiming four billion names is refused even when a part
+// of the module the meter does not understand comes after it: the runtime
+// decodes the name section (and allocates ~100 GiB for it) before it
+// reaches that part.
+func TestPrecheck_bombBeforeWhatTheMeterDoesNotKnow(t *testing.T) {
+	bomb := "\x00asm\x01\x00\x00\x00" + "\x00\x10\x04name\x01\x09\xff\xff\xff\xff\x0f\x00\x00\x00\x00"
+	for name, tail := range map[string]string{
+		"unknown section":  "\x7f\x00",
+		"rec group type":   "\x01\x05\x01\x4e\x01\x60\x00", // (rec (func)), then cut short
+		"tag import":       "\x02\x07\x01\x01m\x01t\x04\x00",
+		"element flags 8+": "\x09\x02\x01\x08",
+	} {
+		// The host passes a module refused as unsupported to the runtime.
+		if err := Precheck([]byte(bomb + tail)); err == nil || errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: err = %v, want the module refused", name, err)
+		}
+	}
+}
+
+// The globals, segments and elements the runtime allocates for each
+// instance, outside its memory limit, are capped.
+func TestPrecheck_perInstanceCounts(t *testing.T) {
+	section := func(id byte, count int, prefix []byte, item ...byte) []byte {
+		body := binary.AppendUvarint(append([]byte(nil), prefix...), uint64(count))
+		for i := 0; i < count; i++ {
+			body = append(body, item...)
+		}
+		return append(append([]byte{id}, binary.AppendUvarint(nil, uint64(len(body)))...), body...)
+	}
+	header := []byte("\x00asm\x01\x00\x00\x00")
+	for _, c := range []struct {
+		name string
+		ok   []byte
+		over []byte
+		want string
+	}{
+		{"globals", section(6, MaxGlobals, nil, 0x7f, 0x00, 0x41, 0x00, 0x0b), section(6, MaxGlobals+1, nil, 0x7f, 0x00, 0x41, 0x00, 0x0b), "globals, the limit is 100000"},
+		{"data segments", section(11, MaxSegments, nil, 0x01, 0x00), section(11, MaxSegments+1, nil, 0x01, 0x00), "data and element segments"},
+		{"element segments", section(9, MaxSegments, nil, 0x01, 0x00, 0x00), section(9, MaxSegments+1, nil, 0x01, 0x00, 0x00), "data and element segments"},
+		{"elements", section(9, MaxElements, []byte{0x01, 0x01, 0x00}, 0x00), section(9, MaxElements+1, []byte{0x01, 0x01, 0x00}, 0x00), "elements in element segments"},
+	} {
+		if err := Precheck(append(append([]byte(nil), header...), c.ok...)); err != nil {
+			t.Errorf("%s at the limit: %v", c.name, err)
+		}
+		if err := Precheck(append(append([]byte(nil), header...), c.over...)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s over the limit: err = %v, want %q", c.name, err, c.want)
+		}
+	}
+}

@@ -1,5 +1,10 @@
 package meter
 
+import (
+	"cmp"
+	"errors"
+)
+
 // MaxLocals caps the locals one function declares (the limit V8 and
 // wasmtime use too).
 const MaxLocals = 50_000
@@ -17,29 +22,59 @@ const MaxFunctions = 1_000_000
 // allocate about 45 times the file's size.
 const MaxSections = 10_000
 
+// The runtime allocates for each instance, on the host's heap and outside
+// its memory limit, about 90 bytes per global, 24 per data or element
+// segment and 8 per element: without caps, a module of a few megabytes
+// would make every instance of a pool take hundreds. Go plugins have 8
+// globals, one element segment of a few thousand elements and tens of
+// thousands of data segments.
+const (
+	// MaxGlobals caps the globals a module defines (9 MiB per instance).
+	MaxGlobals = 100_000
+	// MaxSegments caps the data and element segments of a module (12 MiB
+	// per instance).
+	MaxSegments = 1 << 19
+	// MaxElements caps the elements of all element segments of a module
+	// (8 MiB per instance).
+	MaxElements = 1 << 20
+)
+
 // Precheck checks that every count a module claims fits the bytes that
 // follow it: vector lengths of all sections, element segments, data
 // segments, export names, the locals of each function and the name
 // section's maps. (Import names, type signatures and section sizes are
-// checked as the module is parsed.)
+// checked as the module is parsed.) It also refuses a module past
+// MaxGlobals, MaxSegments or MaxElements.
 //
 // wazero v1.12 allocates for a claimed count before it reads the elements,
 // so a module of a hundred bytes claiming four billion function names or
 // locals makes it allocate gigabytes and takes the process down. The host
 // runs Precheck on every module before wazero sees it, in every trust mode.
 func Precheck(bin []byte) error {
-	m, err := parseModule(bin)
+	m, err := splitModule(bin)
 	if err != nil {
 		return err
 	}
+	segments, elements := 0, 0
+	// A section the meter does not understand ends the check of that
+	// section only: the runtime may accept it, and decodes the others.
+	var unknown error
 	for _, s := range m.sections {
 		r := &reader{b: s.body}
 		var err error
 		switch s.id {
+		case secType:
+			_, _, err = typeSigs(s.body)
+		case secImport:
+			_, _, err = countImports(s.body)
+		case secGlobal:
+			if n := r.u32(); n > MaxGlobals {
+				err = malformed("%d globals, the limit is %d", n, MaxGlobals)
+			}
 		case secElement:
-			err = precheckElements(r)
+			err = precheckElements(r, &segments, &elements)
 		case secData:
-			err = precheckData(r)
+			err = precheckData(r, &segments)
 		case secExport:
 			n := r.count("export section", 3)
 			for i := uint32(0); i < n && r.err == nil; i++ {
@@ -55,11 +90,21 @@ func Precheck(bin []byte) error {
 				err = precheckNames(r)
 			}
 		}
+		if err == nil && segments > MaxSegments {
+			err = malformed("more than %d data and element segments", MaxSegments)
+		}
+		if err == nil && elements > MaxElements {
+			err = malformed("more than %d elements in element segments", MaxElements)
+		}
+		if errors.Is(err, ErrUnsupported) {
+			unknown = cmp.Or(unknown, err)
+			continue
+		}
 		if err != nil {
 			return err
 		}
 	}
-	return nil
+	return unknown
 }
 
 // count reads a vector length that must fit the remaining bytes, each
@@ -82,8 +127,9 @@ func skipExpr(r *reader) {
 	}
 }
 
-func precheckElements(r *reader) error {
+func precheckElements(r *reader, segments, elements *int) error {
 	n := r.count("element section", 1)
+	*segments += int(n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		flags := r.u32()
 		if flags > 7 {
@@ -99,6 +145,7 @@ func precheckElements(r *reader) error {
 			r.byte()
 		}
 		k := r.count("element segment", 1)
+		*elements += int(k)
 		for j := uint32(0); j < k && r.err == nil; j++ {
 			if flags&4 != 0 {
 				skipExpr(r)
@@ -110,8 +157,9 @@ func precheckElements(r *reader) error {
 	return r.done("element section")
 }
 
-func precheckData(r *reader) error {
+func precheckData(r *reader, segments *int) error {
 	n := r.count("data section", 1)
+	*segments += int(n)
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		flags := r.u32()
 		switch flags {

@@ -1,0 +1,159 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/host/internal/meter"
+)
+
+// withSection returns trap.wasm, made multi-instance, with the entries of
+// body (a vector) added to its section id, or as a new section.
+func withSection(t *testing.T, id byte, body []byte) string {
+	t.Helper()
+	bin, err := os.ReadFile("testdata/wat/trap.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// capabilities atomic_batch|multi_instance, so that several instances live
+	bin = bytes.Replace(bin, []byte("\xa4trap\x01\x00\x04"), []byte("\xa4trap\x01\x00\x14"), 1)
+	out := append([]byte(nil), bin[:8]...)
+	section := func(b []byte) {
+		out = append(out, id)
+		out = binary.AppendUvarint(out, uint64(len(b)))
+		out = append(out, b...)
+	}
+	done := false
+	for i := 8; i < len(bin); {
+		sid := bin[i]
+		n, k := binary.Uvarint(bin[i+1:])
+		end := i + 1 + k + int(n)
+		switch {
+		case done || sid == 0 || sid < id:
+			out = append(out, bin[i:end]...)
+		case sid == id:
+			old := bin[i+1+k : end]
+			on, ok := binary.Uvarint(old)
+			bn, bk := binary.Uvarint(body)
+			merged := binary.AppendUvarint(nil, on+bn)
+			merged = append(append(merged, old[ok:]...), body[bk:]...)
+			section(merged)
+			done = true
+		default:
+			section(body)
+			out = append(out, bin[i:end]...)
+			done = true
+		}
+		i = end
+	}
+	if !done {
+		section(body)
+	}
+	path := filepath.Join(t.TempDir(), "amp.wasm")
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// vector returns a vector of n copies of item.
+func vector(n int, prefix []byte, item ...byte) []byte {
+	b := binary.AppendUvarint(append([]byte(nil), prefix...), uint64(n))
+	for i := 0; i < n; i++ {
+		b = append(b, item...)
+	}
+	return b
+}
+
+// What wazero allocates on the Go heap for each instance, beside its
+// linear memory, is bounded: a few megabytes of a module cannot make every
+// instance of a pool take tens of megabytes outside TOPGUN_PLUGIN_MEMORY_MB
+// (globals, data segments and element entries are allocated per instance).
+func TestTenants_instanceHeapOutsideMemoryLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates hundreds of megabytes")
+	}
+	for _, c := range []struct {
+		name string
+		id   byte
+		body []byte
+	}{
+		// i32 globals, 5 bytes each
+		{"globals", 6, vector(1<<20, nil, 0x7f, 0x00, 0x41, 0x00, 0x0b)},
+		// empty passive data segments, 2 bytes each
+		{"dataSegments", 11, vector(2<<20, nil, 0x01, 0x00)},
+		// one passive segment of 8M references to function 0
+		{"elementEntries", 9, vector(8<<20, []byte{1, 1, 0}, 0)},
+		// empty passive element segments, 3 bytes each
+		{"elementSegments", 9, vector(2<<20, nil, 1, 0, 0)},
+		// as many as a module may have
+		{"globalsAtLimit", 6, vector(meter.MaxGlobals, nil, 0x7f, 0x00, 0x41, 0x00, 0x0b)},
+		{"dataSegmentsAtLimit", 11, vector(meter.MaxSegments-1000, nil, 0x01, 0x00)},
+		{"elementEntriesAtLimit", 9, vector(meter.MaxElements, []byte{1, 1, 0}, 0)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			o := testOptions(t)
+			o.Logger = hclog.NewNullLogger()
+			o.CacheDir = "-"
+			o.MemoryLimitMB = 1
+			o.PoolSize = 2
+			b, err := Load(context.Background(), withSection(t, c.id, c.body), o)
+			if err != nil {
+				t.Logf("refused: %v", err)
+				return
+			}
+			defer b.Close()
+			first, _, err := b.pool.acquire(context.Background(), abi.CallGet, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.pool.release(first)
+			before := heapAfterGC()
+			second, _, err := b.pool.acquire(context.Background(), abi.CallGet, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.pool.release(second)
+			grew := int64(heapAfterGC()) - int64(before)
+			t.Logf("a second instance takes %d MiB of heap", grew>>20)
+			if grew > 16<<20 {
+				t.Errorf("an instance limited to 1 MiB of memory takes %d MiB of the host's heap", grew>>20)
+			}
+		})
+	}
+}
+
+// A module whose name section claims four billion names, followed by a
+// section id the meter does not know, is refused before wazero sees it:
+// before, the meter's "unsupported" let it through and wazero's decoder
+// took the process (and every tenant in it) down with an out-of-memory
+// fatal error.
+func TestLoad_nameBombBeforeUnknownSection(t *testing.T) {
+	bin := "\x00asm\x01\x00\x00\x00" +
+		"\x00\x10\x04name\x01\x09\xff\xff\xff\xff\x0f\x00\x00\x00\x00" +
+		"\x7f\x00"
+	path := filepath.Join(t.TempDir(), "bypass.wasm")
+	if err := os.WriteFile(path, []byte(bin), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, trust := range []Trust{TrustSandboxed, TrustTrusted} {
+		o := testOptions(t)
+		o.CacheDir = "-"
+		o.Trust = trust
+		b, err := Load(context.Background(), path, o)
+		if err == nil {
+			_ = b.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "plugin bypass.wasm: invalid wasm module:") {
+			t.Errorf("%s: err = %v, want an invalid module", trust, err)
+		}
+	}
+}
