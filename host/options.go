@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -150,6 +151,9 @@ func (o *Options) withDefaults() *Options {
 		return d
 	}
 	c := *o
+	// Every fresh instance opens with Config: a caller reusing the map for
+	// its next load (another tenant) must not change this plugin's.
+	c.Config = maps.Clone(o.Config)
 	if c.CacheDir == "" {
 		c.CacheDir = d.CacheDir
 	}

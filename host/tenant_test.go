@@ -464,3 +464,37 @@ func TestCompileCache_sweepBesideACompile(t *testing.T) {
 		}
 	}
 }
+
+// An operator that loads its tenants from one Options, changing Config
+// (and DataDir) between loads, gives each tenant the configuration it had
+// at its load: a fresh instance, started after a failure, opens with that
+// configuration, not with whatever the map holds later.
+func TestTenants_configSnapshotAtLoad(t *testing.T) {
+	path := buildTestPlugin(t, "tenant")
+	base := t.TempDir()
+	o := testOptions(t)
+	o.Logger = hclog.NewNullLogger()
+	o.CallTimeout = 300 * time.Millisecond
+	o.BreakerFailures = -1
+	o.Config = map[string]string{}
+	var ts []*Backend
+	for _, name := range []string{"alice", "bob"} {
+		o.Config["tenant"] = name
+		o.DataDir = filepath.Join(base, name)
+		if err := os.Mkdir(o.DataDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, mustLoad(t, path, o))
+	}
+	alice := ts[0]
+	if got, err := tenantGet(alice, "whoami", "k"); err != nil || got != "alice" {
+		t.Fatalf("whoami = %q, %v", got, err)
+	}
+	// Alice's instance is discarded; her next call starts a fresh one.
+	if _, err := alice.Get(context.Background(), "loop", false, []string{"k"}); err == nil {
+		t.Fatal("loop returned")
+	}
+	if got, err := tenantGet(alice, "whoami", "k"); err != nil || got != "alice" {
+		t.Errorf("alice's fresh instance: whoami = %q, %v; want alice", got, err)
+	}
+}
