@@ -117,7 +117,9 @@
 //
 // Before wazero sees a module, meter.Precheck refuses one whose claimed
 // counts do not fit its bytes (wazero allocates for claimed counts first)
-// or that has more than meter.MaxSections sections,
+// or that has more than meter.MaxSections sections, or more globals,
+// segments or elements than meter.MaxGlobals, MaxSegments and MaxElements
+// (each instance keeps those on the host's heap, outside MemoryLimitMB),
 // and a panic of wazero's compiler is turned into a load error.
 //
 // A caller's context is checked before a call starts and while it waits

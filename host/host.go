@@ -260,8 +260,9 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 			why = "the compilation cache holds a damaged entry for this plugin; compiling it without the cache (delete the cache directory to rebuild it)"
 		case errors.As(err, &pathErr) || errors.As(err, &linkErr):
 			// wazero returns the file errors of reading or writing an
-			// entry as they are: nor is a cache that cannot be used (its
-			// directory deleted while the process runs, a full disk).
+			// entry as they are; a cache that cannot be used (its
+			// directory deleted while the process runs, a full disk) is
+			// no reason to refuse the plugin either.
 			why = "cannot read or write the compilation cache; compiling this plugin without it"
 		}
 		if why != "" {

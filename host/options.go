@@ -75,7 +75,9 @@ type Options struct {
 	// it only while it opens (see the package documentation).
 	DataDir string
 	// Config is passed to the plugin's open call (TOPGUN_PLUGIN_CONFIG).
-	// Keys starting with ReservedConfigPrefix are refused.
+	// Keys starting with ReservedConfigPrefix are refused. Load keeps a
+	// copy, which every fresh instance opens with: changing the map later
+	// changes nothing for a plugin already loaded.
 	Config map[string]string
 	// MemoryLimitMB caps the linear memory of each instance
 	// (TOPGUN_PLUGIN_MEMORY_MB). Default 256.

@@ -112,7 +112,9 @@
 // against one record, since the feed matches each change against every
 // live query of its map on one goroutine for all clients (POST /sync
 // filters too: 413). A QUERY_SUB beyond any of these gets QUERY_RESP with
-// an error (code LIMIT). What a query takes comes back when it is
+// an error (code LIMIT); one on a map name abi.ValidateMapName refuses
+// gets code INVALID (a POST /sync entry or query naming one: 400), not the
+// UNAVAILABLE of a failed read. What a query takes comes back when it is
 // unsubscribed, replaced or refused, or the connection closes. If
 // the server falls behind the store's change feed (Stats.FeedLags), the
 // events it missed cannot be rebuilt: the connections holding live queries

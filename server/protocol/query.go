@@ -3,11 +3,11 @@ package protocol
 import (
 	"context"
 	"fmt"
-	"github.com/topgun-go/topgun/abi"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
@@ -154,7 +154,8 @@ func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 	case reservedMap(m.MapName):
 		refusal = queryError(m.QueryID, "protocol: map "+quoteName(m.MapName)+" is reserved for the server", "FORBIDDEN")
 	case abi.ValidateMapName(m.MapName) != nil:
-		// Storage would refuse the read: UNAVAILABLE, "subscribe again".
+		// Storage would refuse the read, which gets UNAVAILABLE ("subscribe
+		// again later"): the client would retry it for good.
 		refusal = queryError(m.QueryID, "protocol: "+abi.ValidateMapName(m.MapName).Error(), "INVALID")
 	case m.Query.IsAggregate():
 		refusal = queryError(m.QueryID, "protocol: aggregation queries (groupBy, aggregations) are not supported by this server", "UNSUPPORTED")
