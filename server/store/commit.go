@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sync/atomic"
@@ -978,32 +979,109 @@ func (t *txn) owns(cur *state) bool {
 	return cur.dirty && cur.req == t.req && cur.size > 0 && t.pending[cacheKey{cur.mapName, cur.key}] == cur
 }
 
-// grows reports whether an owned state may grow by at most delta encoded
-// bytes without an exact check: its size bound stays within the backend's
-// value limit. It then takes the growth into the bound and drops the
-// encoding, which seal redoes once.
-func (t *txn) grows(st *state, delta int) bool {
-	// A longer array or string header, and the tombstones field appearing.
-	n := st.size + delta + 24
+// grow changes the size of an owned state, about to be changed in place,
+// by delta encoded bytes (exactly: its size stays exact), or refuses the
+// change when the record would pass the backend's value limit. It drops
+// the encoding, which seal redoes once. Exact, it refuses without copying
+// or encoding the record: with a bound, every op near the limit took the
+// exact path, copying and encoding the whole record and keeping the
+// encoding (an OP_BATCH of 166 adds and removes of 12 KB on a key of 8 MB
+// took 7 GB and 14 s).
+func (t *txn) grow(st *state, delta int) error {
+	n := st.size + delta
 	if n > abi.MaxValueBytes {
-		return false
+		return fmt.Errorf("record of key %q would be %d bytes, the limit is %d", st.key, n, abi.MaxValueBytes)
 	}
 	if st.enc != nil {
 		t.unsealed = append(t.unsealed, st)
 	}
 	st.size, st.enc = n, nil
-	return true
+	return nil
 }
 
-// entrySize bounds the encoded bytes an OR entry adds to a record.
+// tooLarge refuses a change of delta encoded bytes to a state whose size
+// is known (a size is exact once set), before the change copies or encodes
+// the record.
+func tooLarge(cur *state, delta int) error {
+	if n := cur.size + delta; cur.size > 0 && n > abi.MaxValueBytes {
+		return fmt.Errorf("record of key %q would be %d bytes, the limit is %d", cur.key, n, abi.MaxValueBytes)
+	}
+	return nil
+}
+
+// learnSize keeps the size of cur, a state this txn read and did not
+// change, measured by st, its copy changed by delta bytes, whose
+// encoding was refused as too large: later ops on the key are refused by
+// tooLarge without copying and encoding it again (every op of an OP_BATCH
+// on a full key did, 2 ms each for a key of 8 MB).
+func (t *txn) learnSize(cur, st *state, delta int) {
+	if st.size > 0 && cur.size == 0 && !cur.dirty && t.pending[cacheKey{cur.mapName, cur.key}] == cur {
+		cur.size = st.size - delta
+	}
+}
+
+// entrySize is the encoded bytes an OR entry takes in a record's records
+// array, or -1 when it cannot be encoded (the exact path reports it).
 func (t *txn) entrySize(e *record.ORMapEntry) int {
 	rv := record.NewORMap([]record.ORMapEntry{*e}, nil)
 	b, err := record.Encode(t.scratch[:0], &rv)
 	if err != nil {
-		return abi.MaxValueBytes + 1 // take the exact path, which reports it
+		return -1
 	}
 	t.scratch = b[:0]
+	return len(b) - emptyORSize
+}
+
+// emptyORSize is the encoded size of an OR-Map record with no records and
+// no tombstones (its records array header included).
+var emptyORSize = func() int {
+	rv := record.NewORMap(nil, nil)
+	b, err := record.Encode(nil, &rv)
+	if err != nil {
+		panic(err)
+	}
 	return len(b)
+}()
+
+// arrayHeaderSize and stringSize are the encoded sizes of an array header
+// and of a string, in msgpack's most compact forms, as record.Encode writes
+// them.
+func arrayHeaderSize(n int) int {
+	switch {
+	case n < 16:
+		return 1
+	case n <= math.MaxUint16:
+		return 3
+	}
+	return 5
+}
+
+func stringSize(s string) int {
+	switch n := len(s); {
+	case n < 32:
+		return 1 + n
+	case n < 256:
+		return 2 + n
+	case n <= math.MaxUint16:
+		return 3 + n
+	default:
+		return 5 + n
+	}
+}
+
+// tombstonesDelta is the exact change of the encoded size of an OR-Map
+// record when the tags are appended to its tombstones (the field appears
+// with the first).
+func tombstonesDelta(m *record.ORMap, tags []string) int {
+	d := 0
+	for _, tag := range tags {
+		d += stringSize(tag)
+	}
+	m0, m1 := len(m.Tombstones), len(m.Tombstones)+len(tags)
+	if m0 == 0 {
+		return d + stringSize("tombstones") + arrayHeaderSize(m1)
+	}
+	return d + arrayHeaderSize(m1) - arrayHeaderSize(m0)
 }
 
 // seal finishes merging a request: it encodes the states its ops changed
@@ -1153,10 +1231,19 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 		return Result{} // a re-sent add
 	}
 	e := record.ORMapEntry{Value: op.Value, Tag: tag, Timestamp: ts, TTLMs: op.TTLMs}
+	es := t.entrySize(&e)
+	n := len(cur.rv.ORMap.Records)
+	delta := es + arrayHeaderSize(n+1) - arrayHeaderSize(n)
+	if es >= 0 {
+		if err := tooLarge(cur, delta); err != nil {
+			return reject(i, "%v", err)
+		}
+	}
 	var st *state
-	if t.owns(cur) && t.grows(cur, t.entrySize(&e)) {
+	if es >= 0 && t.owns(cur) {
 		// Written by an earlier op of this request: changed in place, as
 		// copying and encoding it for every op cost n² for n ops on a key.
+		_ = t.grow(cur, delta) // it fits (tooLarge)
 		st = cur
 		st.rv.ORMap.Records = append(st.rv.ORMap.Records, e)
 		if e.TTLMs > 0 {
@@ -1170,6 +1257,9 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 		m.Records = append(m.Records, e)
 		st.exp = orExpiry(m)
 		if err := t.checkSize(st); err != nil {
+			if es >= 0 {
+				t.learnSize(cur, st, delta)
+			}
 			return reject(i, "%v", err)
 		}
 		t.write(st)
@@ -1214,34 +1304,54 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	if len(added) == 0 {
 		return Result{} // a re-sent remove
 	}
-	grow, live := 0, 0
+	live := 0
 	for _, tag := range added {
-		grow += len(tag) + 5
 		if x.live[tag] > 0 {
 			live++
 		}
 	}
-	st := cur
-	inPlace := t.owns(cur) && t.grows(cur, grow) // as in applyORAdd
-	if !inPlace {
-		st = cur.orCopy()
-	}
-	m := &st.rv.ORMap
-	n := len(m.Records)
+	var removed func(tag string) bool // the tags of the records removed
 	switch {
 	case live == 0: // no record holds the tags: nothing to look for
 	case len(added) == 1:
-		orTagScans.Add(uint64(n))
-		m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { return r.Tag == added[0] })
+		removed = func(tag string) bool { return tag == added[0] }
 	default:
-		orTagScans.Add(uint64(n))
 		gone := make(map[string]struct{}, live)
 		for _, tag := range added {
 			if x.live[tag] > 0 {
 				gone[tag] = struct{}{}
 			}
 		}
-		m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { _, ok := gone[r.Tag]; return ok })
+		removed = func(tag string) bool { _, ok := gone[tag]; return ok }
+	}
+	// The exact change of the record's size (see grow).
+	delta := tombstonesDelta(&cur.rv.ORMap, added)
+	if removed != nil {
+		rs := cur.rv.ORMap.Records
+		orTagScans.Add(uint64(len(rs)))
+		k := 0
+		for j := range rs {
+			if removed(rs[j].Tag) {
+				delta -= t.entrySize(&rs[j]) // stored: it encodes
+				k++
+			}
+		}
+		delta += arrayHeaderSize(len(rs)-k) - arrayHeaderSize(len(rs))
+	}
+	if err := tooLarge(cur, delta); err != nil {
+		return reject(i, "%v", err)
+	}
+	st := cur
+	inPlace := t.owns(cur) // as in applyORAdd
+	if inPlace {
+		_ = t.grow(cur, delta) // it fits (tooLarge)
+	} else {
+		st = cur.orCopy()
+	}
+	m := &st.rv.ORMap
+	n := len(m.Records)
+	if removed != nil {
+		m.Records = slices.DeleteFunc(m.Records, func(r record.ORMapEntry) bool { return removed(r.Tag) })
 	}
 	m.Tombstones = append(m.Tombstones, added...)
 	if !inPlace || len(m.Records) != n {
@@ -1249,6 +1359,7 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	}
 	if !inPlace {
 		if err := t.checkSize(st); err != nil {
+			t.learnSize(cur, st, delta)
 			return reject(i, "%v", err)
 		}
 		t.write(st)
@@ -1302,6 +1413,7 @@ func (t *txn) checkSize(st *state) error {
 	}
 	if n := len(b) - start; n > abi.MaxValueBytes {
 		t.buf = b[:start]
+		st.size = n // for learnSize; st is not written
 		return fmt.Errorf("record of key %q would be %d bytes, the limit is %d", st.key, n, abi.MaxValueBytes)
 	}
 	t.buf = b

@@ -1,0 +1,248 @@
+package store
+
+import (
+	"context"
+	"math/rand"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
+	"github.com/topgun-go/topgun/server/record"
+)
+
+// encodedSize is the stored size of a key's record.
+func encodedSize(t *testing.T, f *fixture, key string) int {
+	t.Helper()
+	e, ok, err := f.s.Get(context.Background(), "tags", key)
+	if err != nil || !ok {
+		t.Fatalf("get %q: %v %v", key, ok, err)
+	}
+	b, err := record.Encode(nil, &e.Record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(b)
+}
+
+// OR ops on a key near the value limit must not each copy and encode the
+// whole record: the size bound of a record changed in place grew with
+// every op (and removes never lowered it), so near the limit each op of a
+// request took the exact path, copying the record, encoding it and keeping
+// the encoding until the commit; on a full key every refused op did. An
+// OP_BATCH of 166 adds and removes of 12 KB on a key of 8 MB (2 MB, within
+// the default limits) took 7 GB and 14 s, holding 1.3 GB of encodings.
+func TestStore_OR_opsNearTheValueLimitCostNoCopies(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	n := 0
+	add := func(v string) Op {
+		n++
+		return Op{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue(v), Timestamp: ts(t0, uint32(n), "c"), Tag: "tag-" + strconv.Itoa(n)}
+	}
+	fill := make([]Op, 0, 7600)
+	for range 7600 {
+		fill = append(fill, add(strings.Repeat("x", 1000)))
+	}
+	for _, r := range f.apply(fill...) {
+		if r.Err != nil {
+			t.Fatalf("fill: %v", r.Err)
+		}
+	}
+	left := abi.MaxValueBytes - encodedSize(t, f, "k")
+	if left < 20_000 {
+		t.Fatalf("fill left %d bytes", left)
+	}
+	big := strings.Repeat("y", left*3/4)
+	var ops []Op
+	for range 60 { // adds and removes that each fit
+		a := add(big)
+		ops = append(ops, a, Op{Map: "tags", Key: "k", Kind: OpORRemove, Tag: a.Tag})
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i, r := range f.apply(ops...) {
+		if r.Err != nil || !r.Changed {
+			t.Fatalf("op %d: %+v", i, r)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 256<<20 {
+		t.Fatalf("60 adds and removes that fit on a key of %d bytes allocated %d MiB", abi.MaxValueBytes-left, got>>20)
+	}
+
+	// Full: every add is refused.
+	f.apply(add(strings.Repeat("z", abi.MaxValueBytes-encodedSize(t, f, "k")-200)))
+	ops = ops[:0]
+	for range 500 {
+		ops = append(ops, add(big))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i, r := range f.apply(ops...) {
+		if r.Err == nil {
+			t.Fatalf("op %d on the full key not refused: %+v", i, r)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 256<<20 {
+		t.Fatalf("500 refused adds on a full key allocated %d MiB", got>>20)
+	}
+}
+
+// orSizeModel is an OR-Map key merged as the store merges it, refusing an
+// op when the encoded record would pass the value limit, measured by
+// encoding it whole.
+type orSizeModel struct {
+	m     record.ORMap
+	tombs map[string]bool
+}
+
+func (md *orSizeModel) apply(op *Op) Result {
+	next := record.ORMap{Records: md.m.Records, Tombstones: md.m.Tombstones}
+	switch op.Kind {
+	case OpORAdd:
+		if md.tombs[op.Tag] {
+			return Result{}
+		}
+		for _, r := range md.m.Records {
+			if r.Tag == op.Tag {
+				return Result{}
+			}
+		}
+		next.Records = append(append([]record.ORMapEntry(nil), md.m.Records...),
+			record.ORMapEntry{Value: op.Value, Tag: op.Tag, Timestamp: op.Timestamp, TTLMs: op.TTLMs})
+	case OpORRemove:
+		tags := op.Tags
+		if len(tags) == 0 {
+			tags = []string{op.Tag}
+		}
+		added := map[string]bool{}
+		next.Tombstones = append([]string(nil), md.m.Tombstones...)
+		for _, tag := range tags {
+			if !md.tombs[tag] && !added[tag] {
+				added[tag] = true
+				next.Tombstones = append(next.Tombstones, tag)
+			}
+		}
+		if len(added) == 0 {
+			return Result{}
+		}
+		next.Records = nil
+		for _, r := range md.m.Records {
+			if !added[r.Tag] {
+				next.Records = append(next.Records, r)
+			}
+		}
+	}
+	rv := record.NewORMap(next.Records, next.Tombstones)
+	b, err := record.Encode(nil, &rv)
+	if err != nil {
+		panic(err)
+	}
+	if len(b) > abi.MaxValueBytes {
+		return Result{Err: &RejectError{}}
+	}
+	md.m = next
+	if op.Kind == OpORRemove {
+		for _, tag := range next.Tombstones {
+			md.tombs[tag] = true
+		}
+	}
+	return Result{Changed: true}
+}
+
+// An OR-Map record changed in place keeps its exact encoded size: near
+// the value limit, each op is refused exactly when its record would pass
+// the limit, across the array and string header sizes, the tombstones
+// field appearing, TTLs and removes of several tags, and the record the
+// store commits is the model's.
+func TestStore_OR_sizeNearTheLimitIsExact(t *testing.T) {
+	seed := int64(rand.Uint32())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	f := newFixture(t, null.Open(), nil)
+	md := &orSizeModel{tombs: map[string]bool{}}
+	n := 0
+	tagOf := func() string {
+		n++
+		lens := []int{1, 5, 20, 30, 31, 32, 33, 254, 255, 256, 257}
+		l := lens[rng.Intn(len(lens))]
+		s := strconv.Itoa(n) + "-"
+		return s + strings.Repeat("t", max(l-len(s), 0))
+	}
+	// Seven entries of about 1.1 MB: the records array crosses 15/16 and the
+	// tombstones field appears near the limit.
+	var first []Op
+	for range 7 {
+		first = append(first, Op{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue(strings.Repeat("v", 1_180_000+rng.Intn(5000))),
+			Timestamp: ts(t0, uint32(n), "c"), Tag: tagOf()})
+	}
+	for round := 0; round < 4; round++ {
+		ops := first
+		first = nil
+		var want []Result
+		for _, op := range ops {
+			want = append(want, md.apply(&op))
+		}
+		for range 60 {
+			rv := record.NewORMap(md.m.Records, md.m.Tombstones)
+			b, _ := record.Encode(nil, &rv)
+			left := abi.MaxValueBytes - len(b)
+			live := make([]string, 0, len(md.m.Records))
+			for _, r := range md.m.Records {
+				live = append(live, r.Tag)
+			}
+			var op Op
+			switch k := rng.Intn(10); {
+			case k < 6:
+				size := max(left-40-rng.Intn(40), 0) // about what fits, either side
+				if rng.Intn(3) == 0 {
+					size = rng.Intn(300)
+				}
+				op = Op{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue(strings.Repeat("a", size)),
+					Timestamp: ts(t0+uint64(round), uint32(n), "c"), Tag: tagOf()}
+				if rng.Intn(3) == 0 {
+					op.TTLMs = uint64(rng.Intn(1 << 20))
+				}
+			case k < 8 && len(live) > 0:
+				op = Op{Map: "tags", Key: "k", Kind: OpORRemove, Tag: live[rng.Intn(len(live))]}
+			default:
+				var tags []string
+				for m := rng.Intn(20); m >= 0; m-- {
+					if len(live) > 0 && rng.Intn(2) == 0 {
+						tags = append(tags, live[rng.Intn(len(live))])
+					} else {
+						tags = append(tags, tagOf())
+					}
+				}
+				op = Op{Map: "tags", Key: "k", Kind: OpORRemove, Tags: tags}
+			}
+			ops = append(ops, op)
+			want = append(want, md.apply(&op))
+		}
+		got := f.apply(ops...)
+		refused := 0
+		for i := range ops {
+			if (got[i].Err != nil) != (want[i].Err != nil) || got[i].Changed != want[i].Changed {
+				t.Fatalf("round %d op %d (%v, tag %q, %d tags): store %+v, model %+v", round, i, ops[i].Kind, ops[i].Tag, len(ops[i].Tags), got[i], want[i])
+			}
+			if got[i].Err != nil {
+				refused++
+			}
+		}
+		es, err := f.s.Entries(context.Background(), "tags", KindOR, []string{"k"})
+		if err != nil || len(es) != 1 {
+			t.Fatalf("entries: %v %v", es, err)
+		}
+		e := es[0]
+		if !slices.EqualFunc(e.Record.ORMap.Records, md.m.Records, func(a, b record.ORMapEntry) bool { return a.Tag == b.Tag }) ||
+			!slices.Equal(e.Record.ORMap.Tombstones, md.m.Tombstones) {
+			t.Fatalf("round %d: the store's record differs from the model's", round)
+		}
+		t.Logf("round %d: %d ops, %d refused, %d records, %d tombstones", round, len(ops), refused, len(md.m.Records), len(md.m.Tombstones))
+	}
+}
