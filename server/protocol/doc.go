@@ -126,7 +126,10 @@
 //
 // Deliberate, each for the client's benefit: OP_REJECTED for refused ops;
 // acks only after durability; ORMAP_PUSH_DIFF acknowledged with lastId "0"
-// (TopGun's internal call id can mark unrelated pending ops as synced);
+// (TopGun's internal call id can mark unrelated pending ops as synced),
+// its OR_ADD events sent as every write's are, to the connections with a
+// live query on the map other than the writer's (TopGun sends them to
+// every connection, the writer's included);
 // SERVER_EVENT for removes carries the tombstone record; POST /sync answers
 // syncMaps with deltas and requires a token when authentication is on;
 // maps whose names start with "_topgun_", "__topgun" or "$sys/" are the
