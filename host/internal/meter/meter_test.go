@@ -488,3 +488,91 @@ func TestPrecheck_perInstanceCounts(t *testing.T) {
 		}
 	}
 }
+
+// A count the runtime allocates for is checked even inside a part of the
+// module the meter does not understand, which the runtime decodes all the
+// same (recursive type groups, typed references, exnref): each module here
+// claims four billion items in a few bytes, which makes wazero allocate 4
+// to 96 GiB (8 bytes per parameter or local, 24 per element, 1 per byte)
+// before it fails. None may be refused as merely unsupported (the host
+// passes those to the runtime).
+func TestPrecheck_bombInsideWhatTheMeterDoesNotKnow(t *testing.T) {
+	sec := func(id byte, body string) string {
+		return string(id) + string(binary.AppendUvarint(nil, uint64(len(body)))) + body
+	}
+	const huge = "\xff\xff\xff\xff\x0f"
+	for name, m := range map[string]string{
+		// (rec (func (param ×4G)))
+		"params in a rec group": sec(1, "\x01\x4e\x01\x60"+huge+"\x7f"),
+		// (rec (func)) (func (param ×4G))
+		"params after a rec group": sec(1, "\x02\x4e\x01\x60\x00\x00\x60"+huge+"\x7f"),
+		// (func (param exnref)) (func (param ×4G))
+		"params after an exnref": sec(1, "\x02\x60\x01\x69\x00\x60"+huge+"\x7f"),
+		// (func (param (ref func))) (func (param ×4G))
+		"params after a typed reference": sec(1, "\x02\x60\x01\x64\x70\x00\x60"+huge+"\x7f"),
+		// a table import of type (ref 0), then an import module name of 4 GiB
+		"import after a typed table": sec(2, "\x02\x01m\x01t\x01\x64\x00\x00\x05"+huge+"\x00\x00\x00"),
+		// (elem funcref (ref.null exn)), then a segment of 4G function indices
+		"elements after ref.null exn": sec(9, "\x02\x05\x70\x01\xd0\x69\x0b\x01\x00"+huge+"\x00"),
+		// an element segment of type (ref func) claiming 4G expressions
+		"elements of a typed reference": sec(9, "\x01\x05\x64\x70"+huge+"\xd2\x00\x0b"),
+		// a data segment at offset (ref.null exn), then one of 4 GiB
+		"data after ref.null exn": sec(11, "\x02\x00\xd0\x69\x0b\x00\x01"+huge+"\x00"),
+		// locals (ref func) ×1 and i32 ×(4G-1): 32 GiB written
+		"locals after a typed reference": sec(10, "\x01\x0b\x02\x01\x64\x70\xfe\xff\xff\xff\x0f\x7f\x0b"),
+	} {
+		if err := Precheck([]byte("\x00asm\x01\x00\x00\x00" + m)); err == nil || errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: err = %v, want the module refused", name, err)
+		}
+	}
+}
+
+// Precheck reads what the runtime decodes the way it decodes it: modules
+// the runtime accepts are not refused, whether the meter can rewrite them
+// or not.
+func TestPrecheck_acceptsWhatTheRuntimeAccepts(t *testing.T) {
+	sec := func(id byte, body string) string {
+		return string(id) + string(binary.AppendUvarint(nil, uint64(len(body)))) + body
+	}
+	fn := sec(3, "\x01\x00") + sec(10, "\x01\x02\x00\x0b")
+	for name, m := range map[string]string{
+		"rec group":               sec(1, "\x01\x4e\x01\x60\x00\x00") + fn,
+		"exnref parameter":        sec(1, "\x02\x60\x00\x00\x60\x01\x69\x00") + fn,
+		"typed reference":         sec(1, "\x02\x60\x00\x00\x60\x01\x64\x70\x00") + fn,
+		"typed reference local":   sec(1, "\x01\x60\x00\x00") + sec(3, "\x01\x00") + sec(10, "\x01\x05\x01\x01\x63\x70\x0b"),
+		"typed element segment":   sec(1, "\x01\x60\x00\x00") + sec(3, "\x01\x00") + sec(9, "\x01\x05\x64\x70\x01\xd2\x00\x0b") + sec(10, "\x01\x02\x00\x0b"),
+		"data at imported global": sec(2, "\x01\x01m\x01g\x03\x7f\x00") + sec(5, "\x01\x00\x01") + sec(11, "\x01\x00\x23\x00\x0b\x00"),
+	} {
+		bin := []byte("\x00asm\x01\x00\x00\x00" + m)
+		rt := wazero.NewRuntime(context.Background())
+		_, werr := rt.CompileModule(context.Background(), bin)
+		_ = rt.Close(context.Background())
+		if werr != nil {
+			t.Fatalf("%s: the runtime refuses the module: %v", name, werr)
+		}
+		if err := Precheck(bin); err != nil && !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%s: Precheck refuses a module the runtime accepts: %v", name, err)
+		}
+	}
+}
+
+// A module of more exports than MaxExports is refused: wazero allocates 28
+// times the size of an export section of empty names before it finds the
+// duplicates (7 GiB for a file within the 256 MiB limit).
+func TestPrecheck_exportCount(t *testing.T) {
+	exports := func(n int) []byte {
+		body := binary.AppendUvarint(nil, uint64(n))
+		for i := 0; i < n; i++ {
+			body = append(body, 0x00, 0x00, 0x00)
+		}
+		bin := append([]byte("\x00asm\x01\x00\x00\x00\x07"), binary.AppendUvarint(nil, uint64(len(body)))...)
+		return append(bin, body...)
+	}
+	if err := Precheck(exports(10)); err != nil {
+		t.Fatalf("10 exports: %v", err)
+	}
+	err := Precheck(exports(MaxExports + 1))
+	if err == nil || !strings.Contains(err.Error(), "exports, the limit is 1000000") {
+		t.Fatalf("%d exports: err = %v, want the limit", MaxExports+1, err)
+	}
+}

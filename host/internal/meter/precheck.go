@@ -15,6 +15,11 @@ const MaxLocals = 50_000
 // would make the meter allocate gigabytes.
 const MaxFunctions = 1_000_000
 
+// MaxExports caps the exports of a module (V8's limit too). wazero sizes
+// a map and a slice by the claimed count first, 28 times the bytes of
+// exports with empty names: gigabytes for a plugin file within its limit.
+const MaxExports = 1_000_000
+
 // MaxSections caps the sections of a module, custom sections included (a
 // Go plugin has about twenty). Each one costs the parser and wazero's
 // decoder a few hundred bytes however small it is, so without a cap a
@@ -42,9 +47,11 @@ const (
 // Precheck checks that every count a module claims fits the bytes that
 // follow it: vector lengths of all sections, element segments, data
 // segments, export names, the locals of each function and the name
-// section's maps. (Import names, type signatures and section sizes are
-// checked as the module is parsed.) It also refuses a module past
-// MaxGlobals, MaxSegments or MaxElements.
+// section's maps, import names and type signatures. It reads them as the
+// runtime decodes them, typed references and recursive type groups
+// included, which the meter cannot rewrite but the runtime decodes all the
+// same. It also refuses a module past MaxGlobals, MaxSegments or
+// MaxElements.
 //
 // wazero v1.12 allocates for a claimed count before it reads the elements,
 // so a module of a hundred bytes claiming four billion function names or
@@ -56,17 +63,19 @@ func Precheck(bin []byte) error {
 		return err
 	}
 	segments, elements := 0, 0
-	// A section the meter does not understand ends the check of that
-	// section only: the runtime may accept it, and decodes the others.
+	// What is left unsupported here (a type other than a function, a tag
+	// import, unknown limits, element or data flags) the runtime refuses
+	// where it meets it; the sections before it, which it has decoded, are
+	// checked.
 	var unknown error
 	for _, s := range m.sections {
 		r := &reader{b: s.body}
 		var err error
 		switch s.id {
 		case secType:
-			_, _, err = typeSigs(s.body)
+			err = precheckTypes(r)
 		case secImport:
-			_, _, err = countImports(s.body)
+			err = precheckImports(r)
 		case secGlobal:
 			if n := r.u32(); n > MaxGlobals {
 				err = malformed("%d globals, the limit is %d", n, MaxGlobals)
@@ -77,6 +86,10 @@ func Precheck(bin []byte) error {
 			err = precheckData(r, &segments)
 		case secExport:
 			n := r.count("export section", 3)
+			if n > MaxExports {
+				err = malformed("%d exports, the limit is %d", n, MaxExports)
+				break
+			}
 			for i := uint32(0); i < n && r.err == nil; i++ {
 				r.name()
 				r.byte()
@@ -118,13 +131,114 @@ func (r *reader) count(what string, min int) uint32 {
 	return n
 }
 
-// skipExpr skips a constant expression, which ends at its first end opcode
-// at depth zero; the runtime validates what it contains.
-func skipExpr(r *reader) {
-	w := &walker{remap: func(f uint32) uint32 { return f }, r: r}
-	if err := w.expr(false); err != nil {
-		r.fail(err)
+// anyType reads a value type as the runtime decodes it, whatever features
+// are enabled: one byte, or a reference prefix and a heap type. Reading it
+// as one byte (the meter's valType) would leave Precheck out of step with
+// the runtime, which decodes the rest of the section differently.
+func (r *reader) anyType() {
+	if c := r.byte(); c == 0x63 || c == 0x64 {
+		r.sleb(5)
 	}
+}
+
+// skipExpr skips a constant expression as the runtime decodes it: the
+// opcodes it knows, up to the first end. It validates the expression
+// later, after decoding the whole module.
+func skipExpr(r *reader) {
+	for r.err == nil {
+		switch op := r.byte(); op {
+		case 0x0b:
+			return
+		case 0x41:
+			r.sleb(5)
+		case 0x42:
+			r.sleb(10)
+		case 0x43:
+			r.bytes(4)
+		case 0x44:
+			r.bytes(8)
+		case 0x23, 0xd2: // global.get, ref.func
+			r.u32()
+		case 0xd0: // ref.null: funcref, externref, exnref or a type index
+			if c := r.byte(); r.err == nil && c != 0x70 && c != 0x6f && c != 0x69 {
+				r.i--
+				r.u32()
+			}
+		case 0xfd: // v128.const
+			if r.byte() != 0x0c && r.err == nil {
+				r.fail(malformed("opcode 0xfd %d in a constant expression", r.b[r.i-1]))
+			}
+			r.bytes(16)
+		case 0x6a, 0x6b, 0x6c, 0x7c, 0x7d, 0x7e: // extended constants
+		default:
+			if r.err == nil {
+				r.fail(malformed("opcode %#x in a constant expression", op))
+			}
+		}
+	}
+}
+
+// precheckTypes reads the type section as the runtime decodes it,
+// recursive type groups and typed references included: the meter cannot
+// rewrite such a module, but the runtime loads it, after allocating for
+// every count it claims.
+func precheckTypes(r *reader) error {
+	n := r.count("type section", 1)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		k := uint32(1)
+		if r.i < len(r.b) && r.b[r.i] == 0x4e {
+			r.i++
+			k = r.count("recursive type group", 1)
+		}
+		for j := uint32(0); j < k && r.err == nil; j++ {
+			if form := r.byte(); form != 0x60 && r.err == nil {
+				return unsupported("type form %#x", form)
+			}
+			for p := 0; p < 2; p++ {
+				m := r.count("function type", 1)
+				for v := uint32(0); v < m && r.err == nil; v++ {
+					r.anyType()
+				}
+			}
+		}
+	}
+	return r.done("type section")
+}
+
+// precheckImports reads the import section as the runtime decodes it.
+func precheckImports(r *reader) error {
+	n := r.count("import section", 3)
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		r.name()
+		r.name()
+		switch kind := r.byte(); kind {
+		case 0x00:
+			r.u32()
+		case 0x01:
+			init := false
+			if r.i < len(r.b) && r.b[r.i] == 0x40 { // a table with an initializer
+				r.bytes(2)
+				init = true
+			}
+			r.anyType()
+			r.limits()
+			if init {
+				skipExpr(r)
+			}
+		case 0x02:
+			r.limits()
+		case 0x03:
+			r.anyType()
+			r.byte()
+		default:
+			// Tags (exception handling is off in the host's runtime) or no
+			// import at all: the runtime stops decoding here too.
+			if r.err == nil {
+				return unsupported("import kind %#x", kind)
+			}
+		}
+	}
+	return r.done("import section")
 }
 
 func precheckElements(r *reader, segments, elements *int) error {
@@ -141,7 +255,9 @@ func precheckElements(r *reader, segments, elements *int) error {
 		if flags&1 == 0 {
 			skipExpr(r)
 		}
-		if flags&3 != 0 {
+		if flags&4 != 0 && flags&3 != 0 {
+			r.anyType()
+		} else if flags&3 != 0 {
 			r.byte()
 		}
 		k := r.count("element segment", 1)
@@ -192,7 +308,7 @@ func precheckCode(r *reader) error {
 		var sum uint64
 		for j := uint32(0); j < k && br.err == nil; j++ {
 			sum += uint64(br.u32())
-			br.byte()
+			br.anyType()
 		}
 		if br.err != nil {
 			return br.err
