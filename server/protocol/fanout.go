@@ -34,8 +34,10 @@ func (s *Server) feedLoop(sub *store.Subscription) {
 					// again first: a query registered after the listing
 					// misses nothing.
 					sub = s.store.Subscribe()
-					n := s.closeQueryHolders()
+					// Counted first: a client seeing its connection
+					// closed finds the lag in Stats.
 					s.feedLags.Add(1)
+					n := s.closeQueryHolders()
 					s.log.Warn("change feed fell behind; closed the connections holding live queries so that their clients sync again", "connections", n)
 					continue
 				}
