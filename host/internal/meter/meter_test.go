@@ -576,3 +576,117 @@ func TestPrecheck_exportCount(t *testing.T) {
 		t.Fatalf("%d exports: err = %v, want the limit", MaxExports+1, err)
 	}
 }
+
+// A function type of more than MaxParams parameters or results is refused:
+// wazero builds each type's key by appending the name of one value at a
+// time, quadratic in their number (a type of 32,768 parameters, a file of
+// 32 KiB, makes it allocate 1.7 GB; one of a million, 1.6 TB).
+func TestPrecheck_typeParams(t *testing.T) {
+	sec := func(id byte, body []byte) []byte {
+		return append(append([]byte{id}, binary.AppendUvarint(nil, uint64(len(body)))...), body...)
+	}
+	values := func(n int) []byte {
+		return append(binary.AppendUvarint(nil, uint64(n)), bytes.Repeat([]byte{0x7f}, n)...)
+	}
+	module := func(group bool, params, results int) []byte {
+		ft := append(append([]byte{0x60}, values(params)...), values(results)...)
+		body := []byte{0x01}
+		if group {
+			body = append(body, 0x4e, 0x01)
+		}
+		return append([]byte("\x00asm\x01\x00\x00\x00"), sec(1, append(body, ft...))...)
+	}
+	for _, group := range []bool{false, true} {
+		if err := Precheck(module(group, MaxParams, MaxParams)); err != nil {
+			t.Errorf("rec group %v, %d parameters and results: %v", group, MaxParams, err)
+		}
+		for _, m := range [][]byte{module(group, MaxParams+1, 0), module(group, 0, MaxParams+1)} {
+			err := Precheck(m)
+			if err == nil || !strings.Contains(err.Error(), "the limit is 1000") {
+				t.Errorf("rec group %v, %d values: err = %v, want the limit", group, MaxParams+1, err)
+			}
+		}
+	}
+}
+
+// A module of more types than MaxTypes, members of recursive type groups
+// included, is refused: wazero keeps 96 bytes per type of 3 in the file
+// and allocates about 200 times the section's size while it appends them.
+func TestPrecheck_typeCount(t *testing.T) {
+	types := func(n int, group bool) []byte {
+		body := []byte{0x01, 0x4e}
+		if !group {
+			body = nil
+		}
+		body = binary.AppendUvarint(body, uint64(n))
+		body = append(body, bytes.Repeat([]byte{0x60, 0x00, 0x00}, n)...)
+		bin := append([]byte("\x00asm\x01\x00\x00\x00\x01"), binary.AppendUvarint(nil, uint64(len(body)))...)
+		return append(bin, body...)
+	}
+	for _, group := range []bool{false, true} {
+		if err := Precheck(types(10, group)); err != nil {
+			t.Fatalf("rec group %v, 10 types: %v", group, err)
+		}
+		err := Precheck(types(MaxTypes+1, group))
+		if err == nil || !strings.Contains(err.Error(), "types, the limit is 1000000") {
+			t.Errorf("rec group %v, %d types: err = %v, want the limit", group, MaxTypes+1, err)
+		}
+	}
+}
+
+// A module of more imports than MaxImports is refused: wazero sizes a
+// slice of 112-byte imports by the claimed count, 44 times the bytes of
+// imports with empty names.
+func TestPrecheck_importCount(t *testing.T) {
+	imports := func(n int) []byte {
+		body := binary.AppendUvarint(nil, uint64(n))
+		body = append(body, bytes.Repeat([]byte{0x01, 'm', 0x00, 0x00, 0x00}, n)...)
+		bin := append([]byte("\x00asm\x01\x00\x00\x00\x01\x04\x01\x60\x00\x00\x02"), binary.AppendUvarint(nil, uint64(len(body)))...)
+		return append(bin, body...)
+	}
+	if err := Precheck(imports(10)); err != nil {
+		t.Fatalf("10 imports: %v", err)
+	}
+	err := Precheck(imports(MaxImports + 1))
+	if err == nil || !strings.Contains(err.Error(), "imports, the limit is 1000000") {
+		t.Fatalf("%d imports: err = %v, want the limit", MaxImports+1, err)
+	}
+}
+
+// A module whose functions times its exports and local-name entries pass
+// MaxDefinitionScan is refused: wazero scans every export and local-name
+// entry for each function when it builds their definitions, which the host
+// asks for right after compiling (16,384 functions and as many exports, a
+// file of 200 KB, take 0.3 s; a million of each, hours).
+func TestPrecheck_definitionScan(t *testing.T) {
+	sec := func(id byte, body []byte) []byte {
+		return append(append([]byte{id}, binary.AppendUvarint(nil, uint64(len(body)))...), body...)
+	}
+	const funcs = 1 << 17 // imported functions "a" "" of type 0
+	module := func(exports, localNames int) []byte {
+		bin := []byte("\x00asm\x01\x00\x00\x00")
+		bin = append(bin, sec(1, []byte{0x01, 0x60, 0x00, 0x00})...)
+		imports := binary.AppendUvarint(nil, funcs)
+		bin = append(bin, sec(2, append(imports, bytes.Repeat([]byte{0x01, 'a', 0x00, 0x00, 0x00}, funcs)...))...)
+		ex := binary.AppendUvarint(nil, uint64(exports))
+		for i := 0; i < exports; i++ {
+			name := fmt.Sprint(i)
+			ex = append(append(append(ex, byte(len(name))), name...), 0x00, 0x00)
+		}
+		bin = append(bin, sec(7, ex)...)
+		locals := binary.AppendUvarint(nil, uint64(localNames))
+		locals = append(locals, bytes.Repeat([]byte{0x00, 0x00}, localNames)...) // function 0, no names
+		names := append(append([]byte("\x04name\x02"), binary.AppendUvarint(nil, uint64(len(locals)))...), locals...)
+		return append(bin, sec(0, names)...)
+	}
+	for _, c := range []struct{ exports, localNames int }{{MaxDefinitionScan / funcs, 0}, {0, MaxDefinitionScan / funcs}, {10, MaxDefinitionScan/funcs - 10}} {
+		if err := Precheck(module(c.exports, c.localNames)); err != nil {
+			t.Errorf("%d exports and %d local-name entries at the limit: %v", c.exports, c.localNames, err)
+		}
+		for _, m := range [][]byte{module(c.exports+1, c.localNames), module(c.exports, c.localNames+1)} {
+			if err := Precheck(m); err == nil || !strings.Contains(err.Error(), "local-name entries, the limit is") {
+				t.Errorf("%d exports and %d local-name entries over the limit: err = %v, want the limit", c.exports, c.localNames, err)
+			}
+		}
+	}
+}

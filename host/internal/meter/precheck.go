@@ -20,6 +20,29 @@ const MaxFunctions = 1_000_000
 // exports with empty names: gigabytes for a plugin file within its limit.
 const MaxExports = 1_000_000
 
+// MaxImports caps the imports of a module (V8's limit too). wazero sizes
+// a slice of 112-byte imports by the claimed count first: 44 times the
+// bytes of imports with empty names.
+const MaxImports = 1_000_000
+
+// MaxTypes caps the types of a module, members of recursive type groups
+// included (V8's limit too). wazero keeps 96 bytes for each type of 3
+// bytes, and allocates about 200 times the section's size appending them.
+const MaxTypes = 1_000_000
+
+// MaxParams caps the parameters, and the results, of one function type
+// (V8's limit too). wazero builds the key of each type by appending one
+// value's name at a time, quadratic in their number: a type of a million
+// parameters, a file of one megabyte, makes it allocate 1.6 TB.
+const MaxParams = 1000
+
+// MaxDefinitionScan caps a module's functions (imported and defined)
+// times its exports and local-name entries. wazero builds each function's
+// definition, which the host asks for right after compiling, by scanning
+// every export and every local-name entry: 16,384 functions and as many
+// exports, a file of 200 KB, take 0.3 s, and a million of each hours.
+const MaxDefinitionScan = 1 << 34
+
 // MaxSections caps the sections of a module, custom sections included (a
 // Go plugin has about twenty). Each one costs the parser and wazero's
 // decoder a few hundred bytes however small it is, so without a cap a
@@ -50,8 +73,8 @@ const (
 // section's maps, import names and type signatures. It reads them as the
 // runtime decodes them, typed references and recursive type groups
 // included, which the meter cannot rewrite but the runtime decodes all the
-// same. It also refuses a module past MaxGlobals, MaxSegments or
-// MaxElements.
+// same. It also refuses a module past MaxGlobals, MaxSegments,
+// MaxElements, MaxImports, MaxTypes, MaxParams or MaxDefinitionScan.
 //
 // wazero v1.12 allocates for a claimed count before it reads the elements,
 // so a module of a hundred bytes claiming four billion function names or
@@ -63,6 +86,8 @@ func Precheck(bin []byte) error {
 		return err
 	}
 	segments, elements := 0, 0
+	// What wazero's function definitions scan: see MaxDefinitionScan.
+	funcs, scanned := 0, 0
 	// What is left unsupported here (a type other than a function, a tag
 	// import, unknown limits, element or data flags) the runtime refuses
 	// where it meets it; the sections before it, which it has decoded, are
@@ -75,7 +100,9 @@ func Precheck(bin []byte) error {
 		case secType:
 			err = precheckTypes(r)
 		case secImport:
-			err = precheckImports(r)
+			err = precheckImports(r, &funcs)
+		case secFunction:
+			funcs += int(r.u32())
 		case secGlobal:
 			if n := r.u32(); n > MaxGlobals {
 				err = malformed("%d globals, the limit is %d", n, MaxGlobals)
@@ -90,6 +117,7 @@ func Precheck(bin []byte) error {
 				err = malformed("%d exports, the limit is %d", n, MaxExports)
 				break
 			}
+			scanned += int(n)
 			for i := uint32(0); i < n && r.err == nil; i++ {
 				r.name()
 				r.byte()
@@ -100,7 +128,7 @@ func Precheck(bin []byte) error {
 			err = precheckCode(r)
 		case secCustom:
 			if s.name == "name" {
-				err = precheckNames(r)
+				err = precheckNames(r, &scanned)
 			}
 		}
 		if err == nil && segments > MaxSegments {
@@ -116,6 +144,9 @@ func Precheck(bin []byte) error {
 		if err != nil {
 			return err
 		}
+	}
+	if uint64(funcs)*uint64(scanned) > MaxDefinitionScan {
+		return malformed("%d functions times %d exports and local-name entries, the limit is %d", funcs, scanned, uint64(MaxDefinitionScan))
 	}
 	return unknown
 }
@@ -184,11 +215,15 @@ func skipExpr(r *reader) {
 // every count it claims.
 func precheckTypes(r *reader) error {
 	n := r.count("type section", 1)
+	types := 0
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		k := uint32(1)
 		if r.i < len(r.b) && r.b[r.i] == 0x4e {
 			r.i++
 			k = r.count("recursive type group", 1)
+		}
+		if types += int(k); types > MaxTypes {
+			return malformed("at least %d types, the limit is %d", types, MaxTypes)
 		}
 		for j := uint32(0); j < k && r.err == nil; j++ {
 			if form := r.byte(); form != 0x60 && r.err == nil {
@@ -196,6 +231,9 @@ func precheckTypes(r *reader) error {
 			}
 			for p := 0; p < 2; p++ {
 				m := r.count("function type", 1)
+				if m > MaxParams {
+					return malformed("type %d has %d parameters or results, the limit is %d", types-int(k)+int(j), m, MaxParams)
+				}
 				for v := uint32(0); v < m && r.err == nil; v++ {
 					r.anyType()
 				}
@@ -206,14 +244,18 @@ func precheckTypes(r *reader) error {
 }
 
 // precheckImports reads the import section as the runtime decodes it.
-func precheckImports(r *reader) error {
+func precheckImports(r *reader, funcs *int) error {
 	n := r.count("import section", 3)
+	if n > MaxImports {
+		return malformed("%d imports, the limit is %d", n, MaxImports)
+	}
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		r.name()
 		r.name()
 		switch kind := r.byte(); kind {
 		case 0x00:
 			r.u32()
+			*funcs++
 		case 0x01:
 			init := false
 			if r.i < len(r.b) && r.b[r.i] == 0x40 { // a table with an initializer
@@ -320,7 +362,7 @@ func precheckCode(r *reader) error {
 	return r.done("code section")
 }
 
-func precheckNames(r *reader) error {
+func precheckNames(r *reader, scanned *int) error {
 	for r.i < len(r.b) && r.err == nil {
 		id := r.byte()
 		sub := &reader{b: r.bytes(int(r.u32()))}
@@ -338,6 +380,7 @@ func precheckNames(r *reader) error {
 			}
 		case 2:
 			n := sub.count("local names", 2)
+			*scanned += int(n)
 			for i := uint32(0); i < n && sub.err == nil; i++ {
 				sub.u32()
 				k := sub.count("local names of a function", 2)
