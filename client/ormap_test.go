@@ -152,7 +152,13 @@ func TestORGet_abandonedAnswerIsNotTakenByTheNext(t *testing.T) {
 	})
 	c := dial(t, fs.URL, testOptions(t))
 	ctx, cancel := context.WithCancel(ctxT(t))
-	go func() { <-held; cancel() }()
+	go func() {
+		<-held
+		// Cancelled once its request is written (a write cut short drops
+		// the connection): the PING goes out after it, under the send lock.
+		_, _ = c.Ping(ctxT(t))
+		cancel()
+	}()
 	if _, err := c.ORGet(ctx, "m", "k"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("first ORGet: %v, want canceled", err)
 	}
