@@ -980,23 +980,18 @@ func (t *txn) owns(cur *state) bool {
 }
 
 // grow changes the size of an owned state, about to be changed in place,
-// by delta encoded bytes (exactly: its size stays exact), or refuses the
-// change when the record would pass the backend's value limit. It drops
-// the encoding, which seal redoes once. Exact, it refuses without copying
-// or encoding the record: with a bound, every op near the limit took the
-// exact path, copying and encoding the whole record and keeping the
-// encoding (an OP_BATCH of 166 adds and removes of 12 KB on a key of 8 MB
-// took 7 GB and 14 s).
-func (t *txn) grow(st *state, delta int) error {
-	n := st.size + delta
-	if n > abi.MaxValueBytes {
-		return fmt.Errorf("record of key %q would be %d bytes, the limit is %d", st.key, n, abi.MaxValueBytes)
-	}
+// by delta encoded bytes (exactly: its size stays exact), which tooLarge
+// has found to fit, and drops the encoding, which seal redoes once.
+// Exact, a size lets tooLarge refuse an op without copying or encoding
+// the record: with a bound, every op near the limit took the exact path,
+// copying and encoding the whole record and keeping the encoding (an
+// OP_BATCH of 166 adds and removes of 12 KB on a key of 8 MB took 7 GB
+// and 14 s).
+func (t *txn) grow(st *state, delta int) {
 	if st.enc != nil {
 		t.unsealed = append(t.unsealed, st)
 	}
-	st.size, st.enc = n, nil
-	return nil
+	st.size, st.enc = st.size+delta, nil
 }
 
 // tooLarge refuses a change of delta encoded bytes to a state whose size
@@ -1243,7 +1238,7 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 	if es >= 0 && t.owns(cur) {
 		// Written by an earlier op of this request: changed in place, as
 		// copying and encoding it for every op cost n² for n ops on a key.
-		_ = t.grow(cur, delta) // it fits (tooLarge)
+		t.grow(cur, delta)
 		st = cur
 		st.rv.ORMap.Records = append(st.rv.ORMap.Records, e)
 		if e.TTLMs > 0 {
@@ -1344,7 +1339,7 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	st := cur
 	inPlace := t.owns(cur) // as in applyORAdd
 	if inPlace {
-		_ = t.grow(cur, delta) // it fits (tooLarge)
+		t.grow(cur, delta)
 	} else {
 		st = cur.orCopy()
 	}
