@@ -150,13 +150,14 @@ func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 	budget := c.s.queryBudget(held)
 	q := m.Query
 	var refusal *wire.QueryResp
+	nameErr := abi.ValidateMapName(m.MapName)
 	switch {
 	case reservedMap(m.MapName):
 		refusal = queryError(m.QueryID, "protocol: map "+quoteName(m.MapName)+" is reserved for the server", "FORBIDDEN")
-	case abi.ValidateMapName(m.MapName) != nil:
+	case nameErr != nil:
 		// Storage would refuse the read, which gets UNAVAILABLE ("subscribe
 		// again later"): the client would retry it for good.
-		refusal = queryError(m.QueryID, "protocol: "+abi.ValidateMapName(m.MapName).Error(), "INVALID")
+		refusal = queryError(m.QueryID, "protocol: "+nameErr.Error(), "INVALID")
 	case m.Query.IsAggregate():
 		refusal = queryError(m.QueryID, "protocol: aggregation queries (groupBy, aggregations) are not supported by this server", "UNSUPPORTED")
 	case full:
