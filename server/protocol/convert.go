@@ -1,9 +1,11 @@
 package protocol
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
@@ -63,6 +65,20 @@ func orStateToWire(key string, m *record.ORMap) wire.ORMapEntry {
 // server's own maps (device credentials and the like).
 func reservedMap(name string) bool {
 	return strings.HasPrefix(name, "_topgun_") || strings.HasPrefix(name, "__topgun") || strings.HasPrefix(name, "$sys/")
+}
+
+// readRefusal says why a client may not read the map name: 403 for a map
+// of the server's own, 400 for a name no map can have (storage would
+// refuse the read, which answers "retry later", retried for good); code 0
+// when it may.
+func readRefusal(name string) (code uint32, err error) {
+	if reservedMap(name) {
+		return 403, errors.New("map " + quoteName(name) + " is reserved for the server")
+	}
+	if err := abi.ValidateMapName(name); err != nil {
+		return 400, err
+	}
+	return 0, nil
 }
 
 // clientOp turns one client op into a store op, following TopGun's rules

@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
@@ -173,14 +172,8 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 	}
 	named := map[string]int{}
 	for _, sm := range req.SyncMaps {
-		if reservedMap(sm.MapName) {
-			addErr(403, "map "+quoteName(sm.MapName)+" is reserved for the server", sm.MapName)
-			continue
-		}
-		// The request's fault: the backend would refuse the read, which
-		// answers 500 "retry later", retried forever.
-		if err := abi.ValidateMapName(sm.MapName); err != nil {
-			addErr(400, err.Error(), sm.MapName)
+		if code, err := readRefusal(sm.MapName); err != nil {
+			addErr(code, err.Error(), sm.MapName)
 			continue
 		}
 		// Each entry reads the whole map: naming one map thousands of
@@ -560,12 +553,8 @@ func (s *Server) httpQueries(ctx context.Context, queries []wire.HTTPQuery, budg
 		hq := &queries[i]
 		r := &httpQueryRun{hq: hq, limit: -1}
 		runs[i] = r
-		if reservedMap(hq.MapName) {
-			r.code, r.err = 403, errors.New("map "+quoteName(hq.MapName)+" is reserved for the server")
-			continue
-		}
-		if err := abi.ValidateMapName(hq.MapName); err != nil {
-			r.code, r.err = 400, err
+		if code, err := readRefusal(hq.MapName); err != nil {
+			r.code, r.err = code, err
 			continue
 		}
 		if m, ok := hq.Filter.(map[string]any); ok {

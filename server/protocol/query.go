@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
@@ -150,13 +149,13 @@ func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 	budget := c.s.queryBudget(held)
 	q := m.Query
 	var refusal *wire.QueryResp
-	nameErr := abi.ValidateMapName(m.MapName)
+	nameCode, nameErr := readRefusal(m.MapName)
 	switch {
-	case reservedMap(m.MapName):
-		refusal = queryError(m.QueryID, "protocol: map "+quoteName(m.MapName)+" is reserved for the server", "FORBIDDEN")
+	case nameCode == 403:
+		refusal = queryError(m.QueryID, "protocol: "+nameErr.Error(), "FORBIDDEN")
 	case nameErr != nil:
-		// Storage would refuse the read, which gets UNAVAILABLE ("subscribe
-		// again later"): the client would retry it for good.
+		// Not UNAVAILABLE ("subscribe again later"), which a failed read
+		// gets: the client would retry it for good.
 		refusal = queryError(m.QueryID, "protocol: "+nameErr.Error(), "INVALID")
 	case m.Query.IsAggregate():
 		refusal = queryError(m.QueryID, "protocol: aggregation queries (groupBy, aggregations) are not supported by this server", "UNSUPPORTED")
