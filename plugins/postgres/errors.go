@@ -64,6 +64,11 @@ func classify(ctx context.Context, err error) abi.Code {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		// A full NOTIFY queue (a listener somewhere stopped reading) shares
+		// 54000 with limits of the input, but passes once it drains.
+		if pgErr.Code == "54000" && strings.Contains(pgErr.Message, "NOTIFY queue") {
+			return abi.CodeUnavailable
+		}
 		return classifySQLState(pgErr.Code)
 	}
 	if isConnectionError(err) {

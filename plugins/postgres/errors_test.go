@@ -33,6 +33,7 @@ func TestClassify(t *testing.T) {
 		{"disk full", pg("53100"), abi.CodeResourceExhausted},
 		{"invalid byte sequence", pg("22021"), abi.CodeInvalidArgument},
 		{"index row too large", pg("54000"), abi.CodeInvalidArgument},
+		{"notify queue full", &pgconn.PgError{Severity: "ERROR", Code: "54000", Message: "too many notifications in the NOTIFY queue"}, abi.CodeUnavailable},
 		{"undefined table", pg("42P01"), abi.CodeInternal},
 		{"raise exception", pg("P0001"), abi.CodeInternal},
 		{"eof", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), abi.CodeUnavailable},
