@@ -121,9 +121,10 @@
 // segments or elements than meter.MaxGlobals, MaxSegments and MaxElements
 // (each instance keeps those on the host's heap, outside MemoryLimitMB),
 // or more imports, types or values of one type than meter.MaxImports,
-// MaxTypes and MaxParams, or functions times exports and local names past
-// MaxDefinitionScan (wazero's handling of those costs many times their
-// bytes), and a panic of wazero's compiler is turned into a load error.
+// MaxTypes and MaxParams, or more locals in all than MaxModuleLocals, or
+// functions times exports and local names past MaxDefinitionScan
+// (wazero's handling of those costs many times their bytes), and a panic
+// of wazero's compiler is turned into a load error.
 //
 // A caller's context is checked before a call starts and while it waits
 // for an instance; a call that has started runs to completion or to the

@@ -690,3 +690,38 @@ func TestPrecheck_definitionScan(t *testing.T) {
 		}
 	}
 }
+
+// A module whose function bodies declare more than MaxModuleLocals locals
+// in all is refused: wazero keeps 8 bytes for each local a body declares
+// in 3 bytes, so 5,000 bodies of MaxLocals locals each, a file of 40 KB,
+// made it hold 1.9 GiB, and a file of a few megabytes took the process
+// down.
+func TestPrecheck_moduleLocals(t *testing.T) {
+	sec := func(id byte, body []byte) []byte {
+		return append(append([]byte{id}, binary.AppendUvarint(nil, uint64(len(body)))...), body...)
+	}
+	// functions () -> () declaring locals[i] i32 each
+	module := func(locals ...int) []byte {
+		code := binary.AppendUvarint(nil, uint64(len(locals)))
+		for _, k := range locals {
+			body := append(append([]byte{0x01}, binary.AppendUvarint(nil, uint64(k))...), 0x7f, 0x0b)
+			code = append(append(code, byte(len(body))), body...)
+		}
+		fs := append(binary.AppendUvarint(nil, uint64(len(locals))), make([]byte, len(locals))...)
+		bin := []byte("\x00asm\x01\x00\x00\x00")
+		bin = append(bin, sec(1, []byte{0x01, 0x60, 0x00, 0x00})...)
+		return append(append(bin, sec(3, fs)...), sec(10, code)...)
+	}
+	full := make([]int, MaxModuleLocals/MaxLocals)
+	for i := range full {
+		full[i] = MaxLocals
+	}
+	rest := MaxModuleLocals % MaxLocals
+	if err := Precheck(module(append(full, rest)...)); err != nil {
+		t.Fatalf("%d locals: %v", MaxModuleLocals, err)
+	}
+	err := Precheck(module(append(full, rest+1)...))
+	if err == nil || !strings.Contains(err.Error(), "locals in all, the limit is") {
+		t.Errorf("%d locals: err = %v, want the limit", MaxModuleLocals+1, err)
+	}
+}

@@ -9,6 +9,12 @@ import (
 // wasmtime use too).
 const MaxLocals = 50_000
 
+// MaxModuleLocals caps the locals of all function bodies of a module (a
+// Go plugin declares about 10,000). wazero keeps 8 bytes for each local a
+// body declares in 3 bytes: 5,000 bodies of MaxLocals locals, a file of
+// 40 KB, made it hold 1.9 GiB. This cap is 32 MiB.
+const MaxModuleLocals = 1 << 22
+
 // MaxFunctions caps the function bodies of a module (V8's limit is
 // 1,000,000; a Go plugin has a few thousand). The metered copy of a tiny
 // body is many times its size, so a file of millions of empty functions
@@ -74,7 +80,8 @@ const (
 // runtime decodes them, typed references and recursive type groups
 // included, which the meter cannot rewrite but the runtime decodes all the
 // same. It also refuses a module past MaxGlobals, MaxSegments,
-// MaxElements, MaxImports, MaxTypes, MaxParams or MaxDefinitionScan.
+// MaxElements, MaxImports, MaxTypes, MaxParams, MaxModuleLocals or
+// MaxDefinitionScan.
 //
 // wazero v1.12 allocates for a claimed count before it reads the elements,
 // so a module of a hundred bytes claiming four billion function names or
@@ -340,6 +347,7 @@ func precheckCode(r *reader) error {
 	if n > MaxFunctions && r.err == nil {
 		return malformed("%d function bodies, the limit is %d", n, MaxFunctions)
 	}
+	var total uint64
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		body := r.bytes(int(r.u32()))
 		if r.err != nil {
@@ -357,6 +365,9 @@ func precheckCode(r *reader) error {
 		}
 		if sum > MaxLocals {
 			return malformed("function body %d declares %d locals, the limit is %d", i, sum, MaxLocals)
+		}
+		if total += sum; total > MaxModuleLocals {
+			return malformed("function bodies 0 to %d declare %d locals in all, the limit is %d", i, total, MaxModuleLocals)
 		}
 	}
 	return r.done("code section")
