@@ -121,7 +121,8 @@
 // segments or elements than meter.MaxGlobals, MaxSegments and MaxElements
 // (each instance keeps those on the host's heap, outside MemoryLimitMB),
 // or more imports, types or values of one type than meter.MaxImports,
-// MaxTypes and MaxParams, or more locals in all than MaxModuleLocals, or
+// MaxTypes and MaxParams, or more locals in all than MaxModuleLocals, a
+// body over MaxBodySize, a name section over MaxNames entries, or
 // functions times exports and local names past MaxDefinitionScan
 // (wazero's handling of those costs many times their bytes), and a panic
 // of wazero's compiler is turned into a load error.

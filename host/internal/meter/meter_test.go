@@ -391,16 +391,18 @@ func FuzzInstrument(f *testing.F) {
 	})
 }
 
+// vec is a section of count copies of item.
+func vec(id byte, count int, item []byte) []byte {
+	body := binary.AppendUvarint(nil, uint64(count))
+	for i := 0; i < count; i++ {
+		body = append(body, item...)
+	}
+	out := append([]byte{id}, binary.AppendUvarint(nil, uint64(len(body)))...)
+	return append(out, body...)
+}
+
 // emptyFunctions is a module of n functions () -> () with empty bodies.
 func emptyFunctions(n int) []byte {
-	vec := func(id byte, count int, item []byte) []byte {
-		body := binary.AppendUvarint(nil, uint64(count))
-		for i := 0; i < count; i++ {
-			body = append(body, item...)
-		}
-		out := append([]byte{id}, binary.AppendUvarint(nil, uint64(len(body)))...)
-		return append(out, body...)
-	}
 	bin := []byte("\x00asm\x01\x00\x00\x00")
 	bin = append(bin, vec(1, 1, []byte{0x60, 0x00, 0x00})...)
 	bin = append(bin, vec(3, n, []byte{0x00})...)
@@ -723,5 +725,72 @@ func TestPrecheck_moduleLocals(t *testing.T) {
 	err := Precheck(module(append(full, rest+1)...))
 	if err == nil || !strings.Contains(err.Error(), "locals in all, the limit is") {
 		t.Errorf("%d locals: err = %v, want the limit", MaxModuleLocals+1, err)
+	}
+}
+
+// The function section's count is capped like the code section's: wazero
+// allocates for it before it meets the code section, 4 bytes per byte of
+// the file.
+func TestPrecheck_functionSectionCount(t *testing.T) {
+	module := func(n int) []byte {
+		bin := []byte("\x00asm\x01\x00\x00\x00")
+		bin = append(bin, vec(1, 1, []byte{0x60, 0x00, 0x00})...)
+		return append(bin, vec(3, n, []byte{0x00})...)
+	}
+	if err := Precheck(module(MaxFunctions)); err != nil {
+		t.Fatalf("%d functions: %v", MaxFunctions, err)
+	}
+	err := Precheck(module(MaxFunctions + 1))
+	if err == nil || !strings.Contains(err.Error(), "functions, the limit is 1000000") {
+		t.Fatalf("%d functions: err = %v, want the limit", MaxFunctions+1, err)
+	}
+}
+
+// A function body over MaxBodySize is refused: wazero's compiler takes
+// about 85 times a body's size at its peak.
+func TestPrecheck_bodySize(t *testing.T) {
+	module := func(size int) []byte {
+		body := append(append([]byte{0x00}, bytes.Repeat([]byte{0x01}, size-2)...), 0x0b) // no locals, nops, end
+		code := append(append([]byte{0x01}, binary.AppendUvarint(nil, uint64(len(body)))...), body...)
+		bin := []byte("\x00asm\x01\x00\x00\x00")
+		bin = append(bin, vec(1, 1, []byte{0x60, 0x00, 0x00})...)
+		bin = append(bin, vec(3, 1, []byte{0x00})...)
+		return append(append(append(bin, 10), binary.AppendUvarint(nil, uint64(len(code)))...), code...)
+	}
+	if err := Precheck(module(MaxBodySize)); err != nil {
+		t.Fatalf("a body of %d bytes: %v", MaxBodySize, err)
+	}
+	err := Precheck(module(MaxBodySize + 1))
+	if err == nil || !strings.Contains(err.Error(), "bytes, the limit is 7654321") {
+		t.Fatalf("a body of %d bytes: err = %v, want the limit", MaxBodySize+1, err)
+	}
+}
+
+// A name section of more than MaxNames entries is refused: wazero keeps 24
+// to 32 bytes for each entry of 2 bytes while it loads the module.
+func TestPrecheck_names(t *testing.T) {
+	subsection := func(id byte, body []byte) []byte {
+		return append(append([]byte{id}, binary.AppendUvarint(nil, uint64(len(body)))...), body...)
+	}
+	// functionNames entries of function 0 with an empty name, then one
+	// function with localNames empty local names.
+	module := func(functionNames, localNames int) []byte {
+		fn := append(binary.AppendUvarint(nil, uint64(functionNames)), bytes.Repeat([]byte{0x00, 0x00}, functionNames)...)
+		ln := append([]byte{0x01, 0x00}, binary.AppendUvarint(nil, uint64(localNames))...)
+		ln = append(ln, bytes.Repeat([]byte{0x00, 0x00}, localNames)...)
+		names := append([]byte("\x04name"), subsection(1, fn)...)
+		names = append(names, subsection(2, ln)...)
+		return append(append([]byte("\x00asm\x01\x00\x00\x00\x00"), binary.AppendUvarint(nil, uint64(len(names)))...), names...)
+	}
+	// The local-name subsection's one function counts as an entry.
+	for _, c := range []struct{ functionNames, localNames int }{{MaxNames - 1, 0}, {0, MaxNames - 1}, {MaxNames / 2, MaxNames/2 - 1}} {
+		if err := Precheck(module(c.functionNames, c.localNames)); err != nil {
+			t.Errorf("%d function names and %d local names: %v", c.functionNames, c.localNames, err)
+		}
+		for _, m := range [][]byte{module(c.functionNames+1, c.localNames), module(c.functionNames, c.localNames+1)} {
+			if err := Precheck(m); err == nil || !strings.Contains(err.Error(), "more than 4194304 entries") {
+				t.Errorf("%d function names and %d local names, one more: err = %v, want the limit", c.functionNames, c.localNames, err)
+			}
+		}
 	}
 }

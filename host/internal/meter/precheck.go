@@ -21,6 +21,17 @@ const MaxModuleLocals = 1 << 22
 // would make the meter allocate gigabytes.
 const MaxFunctions = 1_000_000
 
+// MaxBodySize caps the bytes of one function body (V8's limit; the
+// largest body of a Go plugin is about 30 KB). wazero's compiler takes
+// about 85 times a body's size at its peak: a 12 MB body, 1 GB.
+const MaxBodySize = 7_654_321
+
+// MaxNames caps the entries of a module's name section: function names,
+// functions with local names, and local names (a Go plugin has a few
+// thousand). wazero keeps 24 to 32 bytes for each entry of 2 bytes while
+// it loads the module: 4 GiB for a file within its limit.
+const MaxNames = 1 << 22
+
 // MaxExports caps the exports of a module (V8's limit too). wazero sizes
 // a map and a slice by the claimed count first, 28 times the bytes of
 // exports with empty names: gigabytes for a plugin file within its limit.
@@ -80,8 +91,8 @@ const (
 // runtime decodes them, typed references and recursive type groups
 // included, which the meter cannot rewrite but the runtime decodes all the
 // same. It also refuses a module past MaxGlobals, MaxSegments,
-// MaxElements, MaxImports, MaxTypes, MaxParams, MaxModuleLocals or
-// MaxDefinitionScan.
+// MaxElements, MaxImports, MaxTypes, MaxParams, MaxFunctions,
+// MaxModuleLocals, MaxBodySize, MaxNames or MaxDefinitionScan.
 //
 // wazero v1.12 allocates for a claimed count before it reads the elements,
 // so a module of a hundred bytes claiming four billion function names or
@@ -95,6 +106,7 @@ func Precheck(bin []byte) error {
 	segments, elements := 0, 0
 	// What wazero's function definitions scan: see MaxDefinitionScan.
 	funcs, scanned := 0, 0
+	names := uint64(0)
 	// What is left unsupported here (a type other than a function, a tag
 	// import, unknown limits, element or data flags) the runtime refuses
 	// where it meets it; the sections before it, which it has decoded, are
@@ -109,7 +121,13 @@ func Precheck(bin []byte) error {
 		case secImport:
 			err = precheckImports(r, &funcs)
 		case secFunction:
-			funcs += int(r.u32())
+			// The code section is checked against MaxFunctions, but wazero
+			// allocates for this count first.
+			n := r.u32()
+			if n > MaxFunctions {
+				err = malformed("%d functions, the limit is %d", n, MaxFunctions)
+			}
+			funcs += int(n)
 		case secGlobal:
 			if n := r.u32(); n > MaxGlobals {
 				err = malformed("%d globals, the limit is %d", n, MaxGlobals)
@@ -135,7 +153,7 @@ func Precheck(bin []byte) error {
 			err = precheckCode(r)
 		case secCustom:
 			if s.name == "name" {
-				err = precheckNames(r, &scanned)
+				err = precheckNames(r, &scanned, &names)
 			}
 		}
 		if err == nil && segments > MaxSegments {
@@ -353,6 +371,9 @@ func precheckCode(r *reader) error {
 		if r.err != nil {
 			break
 		}
+		if len(body) > MaxBodySize {
+			return malformed("function body %d is %d bytes, the limit is %d", i, len(body), MaxBodySize)
+		}
 		br := &reader{b: body}
 		k := br.count("locals", 2)
 		var sum uint64
@@ -373,7 +394,14 @@ func precheckCode(r *reader) error {
 	return r.done("code section")
 }
 
-func precheckNames(r *reader, scanned *int) error {
+// precheckNames reads a name section; names counts the entries of every
+// name section of the module.
+func precheckNames(r *reader, scanned *int, names *uint64) error {
+	tooMany := func(sub *reader, n uint32) {
+		if *names += uint64(n); *names > MaxNames && sub.err == nil {
+			sub.fail(malformed("the name section has more than %d entries", MaxNames))
+		}
+	}
 	for r.i < len(r.b) && r.err == nil {
 		id := r.byte()
 		sub := &reader{b: r.bytes(int(r.u32()))}
@@ -385,6 +413,7 @@ func precheckNames(r *reader, scanned *int) error {
 			sub.name()
 		case 1:
 			n := sub.count("function names", 2)
+			tooMany(sub, n)
 			for i := uint32(0); i < n && sub.err == nil; i++ {
 				sub.u32()
 				sub.name()
@@ -392,9 +421,11 @@ func precheckNames(r *reader, scanned *int) error {
 		case 2:
 			n := sub.count("local names", 2)
 			*scanned += int(n)
+			tooMany(sub, n)
 			for i := uint32(0); i < n && sub.err == nil; i++ {
 				sub.u32()
 				k := sub.count("local names of a function", 2)
+				tooMany(sub, k)
 				for j := uint32(0); j < k && sub.err == nil; j++ {
 					sub.u32()
 					sub.name()
