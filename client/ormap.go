@@ -77,7 +77,11 @@ func (c *Client) ORGet(ctx context.Context, mapName string, keys ...string) ([]w
 		err = c.checkWriteFrame(b)
 	}
 	if err == nil {
-		err = c.write(ctx, cn, b)
+		// A write cut short dropped the connection; its error (a
+		// deadline of WriteTimeout's, say) is not the caller's ctx's.
+		if err = c.write(ctx, cn, b); err != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w: %v", ErrDisconnected, err)
+		}
 	}
 	if err != nil {
 		// Not sent (or cut short, which drops the connection): no

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -262,4 +263,81 @@ func TestORGet_repeatedKeysAnsweredPerKeyNamed(t *testing.T) {
 	if len(es) != 2 || es[0].Key != "a" || es[1].Key != "b" || len(es[0].Records) != 1 || len(es[1].Records) != 1 {
 		t.Fatalf("ORGet = %+v; want one entry each for a and b", es)
 	}
+}
+
+// A tag (or map name, or key) that is not valid UTF-8 can never be sent:
+// the server cannot decode the frame and answers an ERROR naming no op, so
+// the write would wait for an ack forever and, replayed after a reconnect
+// in one OP_BATCH with every other unacknowledged write, keep those from
+// being acknowledged too. Batch refuses it at once instead.
+func TestBatch_invalidUTF8IsRefusedAndDoesNotBlockTheReplay(t *testing.T) {
+	t.Parallel()
+	proxy, url := newCutProxy(t, realServer(t))
+	c := dial(t, url, testOptions(t))
+	for _, tc := range []struct {
+		name string
+		op   Op
+	}{
+		{"OR remove tag", Op{Map: "tags", Key: "k", OR: true, Remove: true, Tag: "\xff"}},
+		{"OR add tag", Op{Map: "tags", Key: "k", Value: "v", OR: true, Tag: "1:0:\xff"}},
+		{"key", Op{Map: "tags", Key: "k\xff", Value: "v", OR: true}},
+		{"map", Op{Map: "tags\xff", Key: "k", Value: "v"}},
+	} {
+		// Bounded: without the check the write waits for an ack that
+		// never comes, and stays queued.
+		ctx, cancel := context.WithTimeout(ctxT(t), time.Second)
+		err := c.Batch(ctx, tc.op)
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: Batch = %v, want it refused", tc.name, err)
+		}
+	}
+	if n := c.Pending(); n != 0 {
+		t.Errorf("%d writes still queued", n)
+	}
+	// The replay after a cut must carry a good write through.
+	proxy.cut()
+	if err := c.Put(ctxT(t), "docs", "k", "v"); err != nil {
+		t.Fatalf("Put after the cut: %v", err)
+	}
+}
+
+// A request write cut off by WriteTimeout (a server that stopped reading)
+// drops the connection: the ORGet fails with ErrDisconnected, as one whose
+// connection drops while it waits does, and not with the write's own
+// deadline, which the caller would take for its ctx's.
+func TestORGet_writeCutOffIsDisconnected(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	o := testOptions(t)
+	o.WriteTimeout = 500 * time.Millisecond
+	c := dial(t, fs.URL, o)
+	stall(t, fs, c)
+	keys := make([]string, 19000) // about 1.9 MB, under the 2 MiB frame limit
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%0100d", i)
+	}
+	// Some requests fill the socket buffers, the next write blocks and
+	// is cut off.
+	type result struct {
+		err    error
+		ctxErr error
+	}
+	results := make(chan result, 10)
+	for range 10 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := c.ORGet(ctx, "m", keys...)
+			results <- result{err, ctx.Err()}
+		}()
+	}
+	for range 10 {
+		r := <-results
+		if r.ctxErr == nil && errors.Is(r.err, context.DeadlineExceeded) {
+			t.Errorf("ORGet = %v, a deadline while its ctx had not ended", r.err)
+		}
+	}
+	// A write was cut off: the connection was replaced.
+	eventually(t, "a new connection", func() bool { return fs.upgrades.Load() > 1 })
 }

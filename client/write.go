@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -99,6 +100,13 @@ func (c *Client) Batch(ctx context.Context, ops ...Op) error {
 	for i, o := range ops {
 		if o.Map == "" {
 			return fmt.Errorf("client: op %d has an empty map name", i)
+		}
+		// The server cannot decode such a frame and answers an ERROR
+		// naming no op: queued, the op would never be acknowledged, and
+		// replayed in one OP_BATCH with the others it would keep them
+		// from being acknowledged too.
+		if !utf8.ValidString(o.Map) || !utf8.ValidString(o.Key) || (o.OR && !utf8.ValidString(o.Tag)) {
+			return fmt.Errorf("client: op %d (%q/%q) has a map name, key or tag that is not valid UTF-8", i, o.Map, o.Key)
 		}
 		var ttl *uint64
 		if o.TTL > 0 && !o.Remove {
