@@ -204,10 +204,24 @@ func distinct(keys []string) []string {
 }
 
 // orGetError reports whether an ERROR answers an ORMAP_DIFF_REQUEST: the
-// only tie the protocol gives is the message's text, which names the
-// request type on this project's server.
+// only tie the protocol gives is the message's text, which on this
+// project's server starts by naming the request type. (Elsewhere in a
+// message it may be a map name or key another ERROR quotes.)
 func orGetError(m *wire.ErrorMessage) bool {
-	return strings.Contains(m.Message, wire.TypeORMapDiffRequest)
+	for _, p := range orGetErrorPrefixes {
+		if rest, ok := strings.CutPrefix(m.Message, p); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, ":")) {
+			return true
+		}
+	}
+	return false
+}
+
+// orGetErrorPrefixes are how the server's ERRORs answering an
+// ORMAP_DIFF_REQUEST start: its own refusals and failures, and a request
+// it could not decode.
+var orGetErrorPrefixes = []string{
+	"protocol: " + wire.TypeORMapDiffRequest,
+	"protocol: message ignored: wire: cannot decode " + wire.TypeORMapDiffRequest,
 }
 
 // failORGets fails every waiting ORGet with err (the connection is gone).

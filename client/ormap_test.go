@@ -123,7 +123,12 @@ func TestOR_refusals(t *testing.T) {
 	if _, err := c.ORGet(ctxT(t), "_topgun_internal", "k"); !errors.As(err, &ge) || ge.Code != 403 {
 		t.Fatalf("ORGet of a reserved map: %v, want an *ORGetError 403", err)
 	}
-	// The refusal answered its own request: the next read gets its answer.
+	// The server cannot decode a key that is not valid UTF-8: its ERROR
+	// answers that request.
+	if _, err := c.ORGet(ctxT(t), "tags", "k\xff"); !errors.As(err, &ge) || ge.Code != 400 {
+		t.Fatalf("ORGet of a key that is not UTF-8: %v, want an *ORGetError 400", err)
+	}
+	// The refusals answered their own requests: the next read gets its answer.
 	es, err := c.ORGet(ctxT(t), "tags", "lww")
 	if err != nil || len(es) != 1 || es[0].Key != "lww" || len(es[0].Records) != 0 {
 		t.Fatalf("ORGet after a refused one = %+v, %v", es, err)
@@ -340,4 +345,27 @@ func TestORGet_writeCutOffIsDisconnected(t *testing.T) {
 	}
 	// A write was cut off: the connection was replaced.
 	eventually(t, "a new connection", func() bool { return fs.upgrades.Load() > 1 })
+}
+
+// An ERROR answering another message that quotes "ORMAP_DIFF_REQUEST" (a
+// map name or key chosen by a user) does not fail a waiting ORGet, which
+// then gets its own answer.
+func TestORGet_otherErrorNamingTheTypeIsNotItsAnswer(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		r, ok := m.(*wire.ORMapDiffRequest)
+		if !ok {
+			return false
+		}
+		fs.send(c, &wire.ErrorMessage{Code: 403, Message: `protocol: CLIENT_OP refused: map "ORMAP_DIFF_REQUEST" is reserved for the server`})
+		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: []wire.ORMapEntry{{Key: "k",
+			Records: []wire.ORMapRecord{{Value: "v", Tag: "1:0:n"}}, Tombstones: []string{}}}})
+		return true
+	})
+	c := dial(t, fs.URL, testOptions(t))
+	es, err := c.ORGet(ctxT(t), "m", "k")
+	if err != nil || len(es) != 1 || len(es[0].Records) != 1 {
+		t.Fatalf("ORGet = %+v, %v; want its own answer", es, err)
+	}
 }
