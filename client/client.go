@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/hashicorp/go-hclog"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -399,13 +401,27 @@ func (c *Client) readLoop(cn *conn) {
 			return
 		}
 		if len(data) > c.opts.MaxReadBytes {
+			typ := frameType(data)
 			data = nil
 			n, err := io.Copy(io.Discard, r)
 			if err != nil {
 				cn.readErr = err
 				return
 			}
-			c.log.Error("ignoring a frame over Options.MaxReadBytes", "bytes", int64(c.opts.MaxReadBytes)+1+n, "max_read_bytes", c.opts.MaxReadBytes)
+			c.log.Error("ignoring a frame over Options.MaxReadBytes", "bytes", int64(c.opts.MaxReadBytes)+1+n, "max_read_bytes", c.opts.MaxReadBytes, "type", typ)
+			if typ == wire.TypeORMapDiffResponse {
+				// An ORGet waits for it: fail that one, in turn, or its
+				// place would take the answer of the next ORGet of the
+				// same keys.
+				m := droppedORAnswer{&wire.ORMapDiffResponse{}}
+				select {
+				case cn.in <- m:
+				case <-cn.done:
+					return
+				case <-c.ctx.Done():
+					return
+				}
+			}
 			continue
 		}
 		m, err := limits.Decode(data)
@@ -421,6 +437,26 @@ func (c *Client) readLoop(cn *conn) {
 			return
 		}
 	}
+}
+
+// droppedORAnswer stands for an ORMAP_DIFF_RESPONSE over MaxReadBytes,
+// dropped unread, in the order of the frames around it.
+type droppedORAnswer struct{ *wire.ORMapDiffResponse }
+
+// frameType reads the type of a message from the start of its frame, ""
+// when its first field is not the type (the servers write it first; the
+// rest is not looked at, which might be nested as deep as the frame is
+// long).
+func frameType(prefix []byte) string {
+	d := msgpack.NewDecoder(bytes.NewReader(prefix))
+	if n, err := d.DecodeMapLen(); err != nil || n < 1 {
+		return ""
+	}
+	if k, err := d.DecodeString(); err != nil || k != "type" {
+		return ""
+	}
+	t, _ := d.DecodeString()
+	return t
 }
 
 // install makes cn the current connection: it replays unacknowledged
@@ -741,6 +777,8 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		c.resetSync(m.MapName, m)
 	case *wire.ORMapDiffResponse:
 		c.answerORGet(m.MapName, orGetResult{entries: m.Entries})
+	case droppedORAnswer:
+		c.answerORGet("", orGetResult{err: fmt.Errorf("client: the answer to ORGet was over Options.MaxReadBytes (%d bytes) and was dropped; read fewer keys at once or raise the limit", c.opts.MaxReadBytes)})
 	case *wire.ErrorMessage:
 		c.log.Warn("server error", "code", m.Code, "message", m.Message)
 		if orGetError(m) {

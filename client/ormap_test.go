@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -367,5 +368,37 @@ func TestORGet_otherErrorNamingTheTypeIsNotItsAnswer(t *testing.T) {
 	es, err := c.ORGet(ctxT(t), "m", "k")
 	if err != nil || len(es) != 1 || len(es[0].Records) != 1 {
 		t.Fatalf("ORGet = %+v, %v; want its own answer", es, err)
+	}
+}
+
+// An answer over Options.MaxReadBytes, dropped unread, fails its ORGet at
+// once; the next ORGet of the same keys gets its own answer, not the
+// dropped one's place.
+func TestORGet_answerOverMaxReadBytes(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	var n atomic.Int32
+	fs.setIntercept(func(c *fakeConn, m wire.Message) bool {
+		r, ok := m.(*wire.ORMapDiffRequest)
+		if !ok {
+			return false
+		}
+		v := "small"
+		if n.Add(1) == 1 {
+			v = strings.Repeat("x", 4096)
+		}
+		fs.send(c, &wire.ORMapDiffResponse{MapName: r.MapName, Entries: []wire.ORMapEntry{{Key: "k",
+			Records: []wire.ORMapRecord{{Value: v, Tag: "1:0:n"}}, Tombstones: []string{}}}})
+		return true
+	})
+	o := testOptions(t)
+	o.MaxReadBytes = 1024
+	c := dial(t, fs.URL, o)
+	if _, err := c.ORGet(ctxT(t), "m", "k"); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ORGet of an answer over MaxReadBytes: %v, want it failed", err)
+	}
+	es, err := c.ORGet(ctxT(t), "m", "k")
+	if err != nil || len(es) != 1 || len(es[0].Records) != 1 || es[0].Records[0].Value != "small" {
+		t.Fatalf("next ORGet = %+v, %v; want its own answer", es, err)
 	}
 }
