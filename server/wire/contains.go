@@ -13,6 +13,14 @@ import (
 // lists, both of which a ValueRef reads from the record.
 const maxPairwiseContains = 256
 
+// maxPairwiseShort is the length of a list up to which comparing it with
+// every element of the other, however long, is still compared pairwise:
+// indexing costs about as much per element as that many comparisons
+// (hashing, map inserts, allocation), so for the common short list
+// (containsAny(tags, ["vip"])) an index of the record's array would cost
+// ten to forty times the scan.
+const maxPairwiseShort = 8
+
 // containsCompares counts the elements containsMatch compares a value
 // with (by valuesEqual or canonEqual), for tests that check matching two
 // long lists is not quadratic.
@@ -21,7 +29,7 @@ var containsCompares atomic.Uint64
 // containsMatch reports whether every element (all) or some element of
 // want equals, by valuesEqual, an element of have.
 func containsMatch(have, want []any, all bool) bool {
-	if len(have)*len(want) <= maxPairwiseContains {
+	if len(have)*len(want) <= maxPairwiseContains || min(len(have), len(want)) <= maxPairwiseShort {
 		n := 0
 		contains := func(x any) bool {
 			for _, h := range have {
