@@ -31,7 +31,8 @@ const CostBytesPerUnit = 64
 // elements) and, when looked up in a hash set, one per element that is
 // not a number, string, boolean or nil (those the set still scans), and
 // a containsAll/containsAny list one per element; an array or map the
-// record's value is compared with (eq, neq, in and contains elements)
+// record's value is compared with (eq, neq, in and contains elements, or
+// an in/contains operand that is not a list)
 // one more per element, nested; without a Predicate, each Where field
 // and each operator of it counts likewise. Comparing with a value read
 // from the record costs what the record's size allows and counts nothing
@@ -110,18 +111,31 @@ func (p *Predicate) cost(n *int, limit, depth int) {
 			literalCost(p.Value, n, limit, 0)
 		}
 	case OpIn:
-		if list, ok := p.Value.([]any); ok && p.ValueRef == "" {
+		if p.ValueRef != "" {
+			return
+		}
+		if list, ok := p.Value.([]any); ok {
 			listCost(list, n, limit)
+		} else {
+			// Compared with each element of the record's array.
+			literalCost(p.Value, n, limit, 0)
 		}
 	case OpContainsAll, OpContainsAny:
-		if list, ok := p.Value.([]any); ok && p.ValueRef == "" {
-			for _, v := range list {
-				if *n++; *n > limit {
-					return
-				}
-				if literalCost(v, n, limit, 1); *n > limit {
-					return
-				}
+		if p.ValueRef != "" {
+			return
+		}
+		list, ok := p.Value.([]any)
+		if !ok {
+			// A list of this one value.
+			literalCost(p.Value, n, limit, 0)
+			return
+		}
+		for _, v := range list {
+			if *n++; *n > limit {
+				return
+			}
+			if literalCost(v, n, limit, 1); *n > limit {
+				return
 			}
 		}
 	}

@@ -48,9 +48,11 @@ import (
 // CompileLimit counts); a regex read so whose compiled program would take
 // more than MaxRefPatternSize matches nothing, refused before it is
 // compiled. in takes an array (a long one is looked up in a hash set,
-// with the same equality); between takes [low, high] inclusive;
-// containsAll/containsAny test an array attribute; startsWith/endsWith test
-// strings; isNull is true for a missing or nil attribute. and of no children
+// with the same equality) or, as on TopGun, a value that is not one, which
+// an array attribute must hold; between takes [low, high] inclusive;
+// containsAll/containsAny test an array attribute against an array, or
+// (as TopGun) a value that is not one as a list of it; startsWith/endsWith
+// test strings; isNull is true for a missing or nil attribute. and of no children
 // is true, or of none is false, not of none is true. A ValueRef "data.path"
 // reads the record itself; "auth.path" reads the auth value given to
 // MatchAuth (Match has none, so such leaves are false).
@@ -174,7 +176,11 @@ func (p *Predicate) eval(data, auth any, depth int) bool {
 	case OpIn:
 		list, ok := expected.([]any)
 		if !ok {
-			return false
+			// As on TopGun's server, in with a value that is not a list
+			// tests whether the attribute's array holds it (its DSL's
+			// "tags contains 'vip'").
+			arr, ok := actual.([]any)
+			return ok && listContains(arr, expected, nil)
 		}
 		var set *valueSet
 		if p.ValueRef == "" { // a list read from the record changes per record
@@ -190,10 +196,15 @@ func (p *Predicate) eval(data, auth any, depth int) bool {
 		hi, ok2 := compareOrdered(actual, r[1])
 		return ok1 && ok2 && lo >= 0 && hi <= 0
 	case OpContainsAll, OpContainsAny:
-		have, ok1 := actual.([]any)
-		want, ok2 := expected.([]any)
-		if !ok1 || !ok2 {
+		have, ok := actual.([]any)
+		if !ok {
 			return false
+		}
+		want, ok := expected.([]any)
+		if !ok {
+			// TopGun's server takes a value that is not a list as a list
+			// of that one value.
+			return containsMatch(have, []any{expected}, p.Op == OpContainsAll)
 		}
 		return containsMatch(have, want, p.Op == OpContainsAll)
 	case OpStartsWith, OpEndsWith:
