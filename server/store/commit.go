@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
@@ -630,8 +631,8 @@ type state struct {
 	dirty        bool
 	enc          []byte // encoded rv, set by checkSize (nil: changed since)
 	// size is the length of enc, or, after ops of this txn changed the
-	// state in place (enc nil), a bound on the length of its encoding;
-	// 0 when unknown.
+	// state in place (enc nil), the exact length of its encoding (see
+	// grow); 0 when unknown.
 	size int
 	ord  int // index in txn.order (dirty states)
 	req  int // txn.req when written
@@ -1085,7 +1086,7 @@ func tombstonesDelta(m *record.ORMap, tags []string) int {
 func (t *txn) seal() {
 	for _, st := range t.unsealed {
 		if st.present && st.enc == nil && t.pending[cacheKey{st.mapName, st.key}] == st {
-			_ = t.checkSize(st) // within its bound: it fits
+			_ = t.checkSize(st) // its exact size fits (tooLarge)
 		}
 	}
 	t.unsealed = t.unsealed[:0]
@@ -1272,6 +1273,11 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	for _, tag := range tags {
 		if tag == "" {
 			return reject(i, "OR remove of key %q has no tag", op.Key)
+		}
+		// Checked here: a remove changing the record in place is not
+		// encoded before the commit, which would fail whole.
+		if !utf8.ValidString(tag) {
+			return reject(i, "OR remove of key %q has a tag that is not valid UTF-8", op.Key)
 		}
 	}
 	cur, res, ok := t.orCurrent(i, op)

@@ -246,3 +246,27 @@ func TestStore_OR_sizeNearTheLimitIsExact(t *testing.T) {
 		t.Logf("round %d: %d ops, %d refused, %d records, %d tombstones", round, len(ops), refused, len(md.m.Records), len(md.m.Tombstones))
 	}
 }
+
+// A remove whose tag cannot be stored (not valid UTF-8) is refused
+// wherever it comes in a request: after an add of the same key it changed
+// the record in place, where nothing encodes it before the commit, whose
+// encoding then failed every write of the group commit.
+func TestStore_OR_removeOfUnstorableTagRefused(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	add := Op{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue("v"), Timestamp: ts(t0, 1, "c"), Tag: "a"}
+	bad := Op{Map: "tags", Key: "k", Kind: OpORRemove, Tag: "b\xff"}
+	ok := put("m", "x", "kept", ts(t0, 2, "c"))
+	res, err := f.s.Apply(context.Background(), []Op{add, bad, ok}, 1)
+	if err != nil {
+		t.Fatalf("the request failed whole: %v", err)
+	}
+	if res[0].Err != nil || !res[0].Changed || res[1].Err == nil || res[2].Err != nil {
+		t.Fatalf("results %+v, want the add and the put applied, the remove refused", res)
+	}
+	if v, found := f.get("m", "x"); !found || v != "kept" {
+		t.Fatalf("put: %q %v", v, found)
+	}
+	if e, found, err := f.s.Get(context.Background(), "tags", "k"); err != nil || !found || len(e.Record.ORMap.Records) != 1 || len(e.Record.ORMap.Tombstones) != 0 {
+		t.Fatalf("key k: %+v %v %v", e, found, err)
+	}
+}
