@@ -402,6 +402,16 @@ func (c *Client) readLoop(cn *conn) {
 		}
 		if len(data) > c.opts.MaxReadBytes {
 			typ := frameType(data)
+			var lost *droppedSyncAnswer
+			switch typ {
+			case wire.TypeSyncRespRoot, wire.TypeSyncRespBuckets, wire.TypeSyncRespLeaf:
+				// A SyncMap waits for it: fail that one, or it would
+				// count the leaf as a path holding nothing and report
+				// success without its records.
+				if mapName, path, ok := syncFrameTarget(data, typ != wire.TypeSyncRespRoot); ok {
+					lost = &droppedSyncAnswer{&wire.SyncRespLeaf{MapName: mapName, Path: path}, typ}
+				}
+			}
 			data = nil
 			n, err := io.Copy(io.Discard, r)
 			if err != nil {
@@ -416,6 +426,15 @@ func (c *Client) readLoop(cn *conn) {
 				m := droppedORAnswer{&wire.ORMapDiffResponse{}}
 				select {
 				case cn.in <- m:
+				case <-cn.done:
+					return
+				case <-c.ctx.Done():
+					return
+				}
+			}
+			if lost != nil {
+				select {
+				case cn.in <- lost:
 				case <-cn.done:
 					return
 				case <-c.ctx.Done():
@@ -442,6 +461,59 @@ func (c *Client) readLoop(cn *conn) {
 // droppedORAnswer stands for an ORMAP_DIFF_RESPONSE over MaxReadBytes,
 // dropped unread, in the order of the frames around it.
 type droppedORAnswer struct{ *wire.ORMapDiffResponse }
+
+// droppedSyncAnswer stands for a sync reply over MaxReadBytes, dropped
+// unread: it answers the request of its map and path (the leaf holds no
+// records; typ is the dropped frame's type).
+type droppedSyncAnswer struct {
+	*wire.SyncRespLeaf
+	typ string
+}
+
+// syncFrameTarget reads the mapName (and, with wantPath, the path) of a
+// wrapped sync reply from the start of its frame: both servers write the
+// type first, then the payload with those fields before the records.
+// Nothing else is decoded, so a frame of another layout gives ok false.
+func syncFrameTarget(prefix []byte, wantPath bool) (mapName, path string, ok bool) {
+	d := msgpack.NewDecoder(bytes.NewReader(prefix))
+	if n, err := d.DecodeMapLen(); err != nil || n < 2 {
+		return "", "", false
+	}
+	if k, err := d.DecodeString(); err != nil || k != "type" {
+		return "", "", false
+	}
+	if _, err := d.DecodeString(); err != nil {
+		return "", "", false
+	}
+	if k, err := d.DecodeString(); err != nil || k != "payload" {
+		return "", "", false
+	}
+	n, err := d.DecodeMapLen()
+	if err != nil {
+		return "", "", false
+	}
+	var haveMap, havePath bool
+	for i := 0; i < n && !(haveMap && (havePath || !wantPath)); i++ {
+		k, err := d.DecodeString()
+		if err != nil {
+			return "", "", false
+		}
+		switch k {
+		case "mapName":
+			mapName, err = d.DecodeString()
+			haveMap = true
+		case "path":
+			path, err = d.DecodeString()
+			havePath = true
+		default:
+			return "", "", false
+		}
+		if err != nil {
+			return "", "", false
+		}
+	}
+	return mapName, path, haveMap && (havePath || !wantPath)
+}
 
 // frameType reads the type of a message from the start of its frame, ""
 // when its first field is not the type (the servers write it first; the
@@ -777,6 +849,12 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		c.resetSync(m.MapName, m)
 	case *wire.ORMapDiffResponse:
 		c.answerORGet(m.MapName, orGetResult{entries: m.Entries})
+	case *droppedSyncAnswer:
+		k := syncKey{path: m.Path}
+		if m.typ == wire.TypeSyncRespRoot {
+			k = syncKey{init: true}
+		}
+		c.toSync(m.MapName, k, m)
 	case droppedORAnswer:
 		c.answerORGet("", orGetResult{err: fmt.Errorf("client: the answer to ORGet was over Options.MaxReadBytes (%d bytes) and was dropped; read fewer keys at once or raise the limit", c.opts.MaxReadBytes)})
 	case *wire.ErrorMessage:

@@ -33,5 +33,31 @@ func FuzzFrameType(f *testing.F) {
 	f.Add([]byte{0x81, 0xa4, 't', 'y', 'p', 'e', 0xdb, 0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = frameType(b)
+		_, _, _ = syncFrameTarget(b, true)
 	})
+}
+
+// syncFrameTarget reads the map and path of a sync reply from a prefix of
+// its frame, which ends inside its records.
+func TestSyncFrameTarget(t *testing.T) {
+	t.Parallel()
+	leaf := &wire.SyncRespLeaf{MapName: "docs", Path: "0af", Records: []wire.LeafRecord{{Key: "k", Record: wire.LWWRecord{Value: "v"}}}}
+	root := &wire.SyncRespRoot{MapName: "docs", RootHash: 7}
+	for _, tc := range []struct {
+		m        wire.Message
+		wantPath bool
+		path     string
+	}{{leaf, true, "0af"}, {&wire.SyncRespBuckets{MapName: "docs", Path: "0", Buckets: map[string]uint32{"1": 2}}, true, "0"}, {root, false, ""}} {
+		b, err := wire.Encode(tc.m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, p, ok := syncFrameTarget(b[:min(len(b), 60)], tc.wantPath)
+		if !ok || m != "docs" || p != tc.path {
+			t.Errorf("syncFrameTarget(%s) = %q %q %v", tc.m.Type(), m, p, ok)
+		}
+	}
+	if _, _, ok := syncFrameTarget([]byte{0x82, 0xa4, 't', 'y', 'p', 'e'}, true); ok {
+		t.Error("a truncated frame gave a target")
+	}
 }

@@ -78,3 +78,31 @@ func TestSubscribe_realServerResultsLargerThanTheSendLimit(t *testing.T) {
 		t.Fatalf("Initial has %d results, want 3", len(sub.Initial))
 	}
 }
+
+// A SYNC_RESP_LEAF over MaxReadBytes is dropped unread: SyncMap must fail
+// at once, not wait SyncIdleTimeout and report success with the leaf
+// counted as one of TopGun's unanswered empty paths. The caller would take
+// the map for synced while the leaf's records never arrive, at every sync.
+func TestSyncMap_leafOverMaxReadBytesFails(t *testing.T) {
+	t.Parallel()
+	url := realServer(t)
+	w := dial(t, url, testOptions(t))
+	if err := w.Put(ctxT(t), "docs", "a", strings.Repeat("x", 128<<10)); err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(t)
+	o.MaxReadBytes = 64 << 10
+	o.SyncIdleTimeout = 2 * time.Second
+	c := dial(t, url, o)
+	res, err := c.SyncMap(ctxT(t), "docs", nil)
+	if !errors.Is(err, ErrSyncTooLarge) {
+		t.Fatalf("SyncMap = %+v, %v; want ErrSyncTooLarge (its leaf was over MaxReadBytes)", res, err)
+	}
+	// The connection survives, and a later sync of another map works.
+	if err := w.Put(ctxT(t), "small", "b", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.SyncMap(ctxT(t), "small", nil); err != nil || len(res.Records) != 1 {
+		t.Fatalf("SyncMap(small) = %+v, %v", res, err)
+	}
+}
