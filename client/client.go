@@ -401,45 +401,22 @@ func (c *Client) readLoop(cn *conn) {
 			return
 		}
 		if len(data) > c.opts.MaxReadBytes {
-			typ := frameType(data)
-			var lost *droppedSyncAnswer
-			switch typ {
-			case wire.TypeSyncRespRoot, wire.TypeSyncRespBuckets, wire.TypeSyncRespLeaf:
-				// A SyncMap waits for it: fail that one, or it would
-				// count the leaf as a path holding nothing and report
-				// success without its records.
-				if mapName, path, ok := syncFrameTarget(data, typ != wire.TypeSyncRespRoot); ok {
-					lost = &droppedSyncAnswer{&wire.SyncRespLeaf{MapName: mapName, Path: path}, typ}
-				}
-			}
+			lost := droppedHead(data)
 			data = nil
 			n, err := io.Copy(io.Discard, r)
 			if err != nil {
 				cn.readErr = err
 				return
 			}
-			c.log.Error("ignoring a frame over Options.MaxReadBytes", "bytes", int64(c.opts.MaxReadBytes)+1+n, "max_read_bytes", c.opts.MaxReadBytes, "type", typ)
-			if typ == wire.TypeORMapDiffResponse {
-				// An ORGet waits for it: fail that one, in turn, or its
-				// place would take the answer of the next ORGet of the
-				// same keys.
-				m := droppedORAnswer{&wire.ORMapDiffResponse{}}
-				select {
-				case cn.in <- m:
-				case <-cn.done:
-					return
-				case <-c.ctx.Done():
-					return
-				}
-			}
-			if lost != nil {
-				select {
-				case cn.in <- lost:
-				case <-cn.done:
-					return
-				case <-c.ctx.Done():
-					return
-				}
+			c.log.Error("ignoring a frame over Options.MaxReadBytes", "bytes", int64(c.opts.MaxReadBytes)+1+n, "max_read_bytes", c.opts.MaxReadBytes, "type", lost.typ)
+			// A call or subscription may wait for it: it fails, in the
+			// order of the frames around it.
+			select {
+			case cn.in <- lost:
+			case <-cn.done:
+				return
+			case <-c.ctx.Done():
+				return
 			}
 			continue
 		}
@@ -458,77 +435,75 @@ func (c *Client) readLoop(cn *conn) {
 	}
 }
 
-// droppedORAnswer stands for an ORMAP_DIFF_RESPONSE over MaxReadBytes,
-// dropped unread, in the order of the frames around it.
-type droppedORAnswer struct{ *wire.ORMapDiffResponse }
-
-// droppedSyncAnswer stands for a sync reply over MaxReadBytes, dropped
-// unread: it answers the request of its map and path (the leaf holds no
-// records; typ is the dropped frame's type).
-type droppedSyncAnswer struct {
-	*wire.SyncRespLeaf
-	typ string
+// droppedFrame stands for a frame over MaxReadBytes, dropped unread: its
+// type and the string fields its payload starts with, as far as
+// droppedHead read them (the map and path of a sync reply, the query id
+// of a QUERY_RESP or QUERY_UPDATE).
+type droppedFrame struct {
+	wire.Message // nil: never encoded
+	typ          string
+	head         map[string]string
 }
 
-// syncFrameTarget reads the mapName (and, with wantPath, the path) of a
-// wrapped sync reply from the start of its frame: both servers write the
-// type first, then the payload with those fields before the records.
-// Nothing else is decoded, so a frame of another layout gives ok false.
-func syncFrameTarget(prefix []byte, wantPath bool) (mapName, path string, ok bool) {
+func (d *droppedFrame) Type() string { return d.typ }
+
+// droppedHead reads what a dropped frame starts with: its type, and the
+// fields of its payload up to the first that is not a string. Both servers
+// write the type first and, in the replies a caller waits for, the ids
+// before the bulk; nothing past them is decoded (it might be nested as
+// deep as the frame is long).
+func droppedHead(prefix []byte) *droppedFrame {
+	f := &droppedFrame{head: map[string]string{}}
 	d := msgpack.NewDecoder(bytes.NewReader(prefix))
-	if n, err := d.DecodeMapLen(); err != nil || n < 2 {
-		return "", "", false
+	n, err := d.DecodeMapLen()
+	if err != nil || n < 1 {
+		return f
 	}
 	if k, err := d.DecodeString(); err != nil || k != "type" {
-		return "", "", false
+		return f
 	}
-	if _, err := d.DecodeString(); err != nil {
-		return "", "", false
+	if f.typ, err = d.DecodeString(); err != nil || n < 2 {
+		return f
 	}
 	if k, err := d.DecodeString(); err != nil || k != "payload" {
-		return "", "", false
+		return f
 	}
-	n, err := d.DecodeMapLen()
-	if err != nil {
-		return "", "", false
-	}
-	var haveMap, havePath bool
-	for i := 0; i < n && !(haveMap && (havePath || !wantPath)); i++ {
-		k, err := d.DecodeString()
-		if err != nil {
-			return "", "", false
-		}
-		switch k {
-		case "mapName":
-			mapName, err = d.DecodeString()
-			haveMap = true
-		case "path":
-			path, err = d.DecodeString()
-			havePath = true
-		default:
-			return "", "", false
-		}
-		if err != nil {
-			return "", "", false
+	n, err = d.DecodeMapLen()
+	for i := 0; err == nil && i < min(n, 4); i++ {
+		var k, v string
+		if k, err = d.DecodeString(); err == nil {
+			if v, err = d.DecodeString(); err == nil {
+				f.head[k] = v
+			}
 		}
 	}
-	return mapName, path, haveMap && (havePath || !wantPath)
+	return f
 }
 
-// frameType reads the type of a message from the start of its frame, ""
-// when its first field is not the type (the servers write it first; the
-// rest is not looked at, which might be nested as deep as the frame is
-// long).
-func frameType(prefix []byte) string {
-	d := msgpack.NewDecoder(bytes.NewReader(prefix))
-	if n, err := d.DecodeMapLen(); err != nil || n < 1 {
-		return ""
+// dropped fails what waited for a frame over MaxReadBytes: an ORGet (the
+// oldest waiting; its place would take the answer of the next ORGet of the
+// same keys), a SyncMap (it would count the leaf as a path holding nothing
+// and report success without its records), a subscription (it would miss
+// its results or a change, for good).
+func (c *Client) dropped(f *droppedFrame) {
+	err := fmt.Errorf("%w: %s (Options.MaxReadBytes is %d)", ErrTooLarge, f.typ, c.opts.MaxReadBytes)
+	switch f.typ {
+	case wire.TypeORMapDiffResponse:
+		c.answerORGet("", orGetResult{err: err})
+	case wire.TypeSyncRespRoot:
+		c.toSync(f.head["mapName"], syncKey{init: true}, f)
+	case wire.TypeSyncRespBuckets, wire.TypeSyncRespLeaf:
+		if p, ok := f.head["path"]; ok {
+			c.toSync(f.head["mapName"], syncKey{path: p}, f)
+		}
+	case wire.TypeQueryResp, wire.TypeQueryUpdate:
+		c.mu.Lock()
+		s := c.subs[f.head["queryId"]]
+		c.mu.Unlock()
+		if s != nil {
+			s.unsubscribe(err)
+		}
 	}
-	if k, err := d.DecodeString(); err != nil || k != "type" {
-		return ""
-	}
-	t, _ := d.DecodeString()
-	return t
 }
 
 // install makes cn the current connection: it replays unacknowledged
@@ -849,14 +824,8 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		c.resetSync(m.MapName, m)
 	case *wire.ORMapDiffResponse:
 		c.answerORGet(m.MapName, orGetResult{entries: m.Entries})
-	case *droppedSyncAnswer:
-		k := syncKey{path: m.Path}
-		if m.typ == wire.TypeSyncRespRoot {
-			k = syncKey{init: true}
-		}
-		c.toSync(m.MapName, k, m)
-	case droppedORAnswer:
-		c.answerORGet("", orGetResult{err: fmt.Errorf("client: the answer to ORGet was over Options.MaxReadBytes (%d bytes) and was dropped; read fewer keys at once or raise the limit", c.opts.MaxReadBytes)})
+	case *droppedFrame:
+		c.dropped(m)
 	case *wire.ErrorMessage:
 		c.log.Warn("server error", "code", m.Code, "message", m.Message)
 		if orGetError(m) {

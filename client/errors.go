@@ -39,10 +39,11 @@ var (
 	// TopGun's Merkle protocol (e.g. a bucket name that is not one hex
 	// digit); the server is not TopGun-compatible.
 	ErrSyncProtocol = errors.New("client: the server's sync reply breaks the Merkle protocol")
-	// ErrSyncTooLarge: during SyncMap a reply of the server was over
-	// Options.MaxReadBytes and was dropped unread; the records it carried
-	// were not received. Raise MaxReadBytes and sync again.
-	ErrSyncTooLarge = errors.New("client: a sync reply was over Options.MaxReadBytes and was dropped")
+	// ErrTooLarge: a reply of the server was over Options.MaxReadBytes
+	// and was dropped unread. The ORGet or SyncMap that waited for it
+	// fails, and the subscription whose results or change it carried
+	// closes, with it. Raise MaxReadBytes, or read less at once.
+	ErrTooLarge = errors.New("client: a reply of the server was over Options.MaxReadBytes and was dropped")
 	// ErrSuperseded: a write was not acknowledged and is no longer re-sent,
 	// because a later write to the same key was acknowledged (TopGun stamps
 	// writes on arrival, so re-sending it would overwrite the later one).

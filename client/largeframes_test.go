@@ -95,8 +95,8 @@ func TestSyncMap_leafOverMaxReadBytesFails(t *testing.T) {
 	o.SyncIdleTimeout = 2 * time.Second
 	c := dial(t, url, o)
 	res, err := c.SyncMap(ctxT(t), "docs", nil)
-	if !errors.Is(err, ErrSyncTooLarge) {
-		t.Fatalf("SyncMap = %+v, %v; want ErrSyncTooLarge (its leaf was over MaxReadBytes)", res, err)
+	if !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("SyncMap = %+v, %v; want ErrTooLarge (its leaf was over MaxReadBytes)", res, err)
 	}
 	// The connection survives, and a later sync of another map works.
 	if err := w.Put(ctxT(t), "small", "b", "v"); err != nil {
@@ -104,5 +104,40 @@ func TestSyncMap_leafOverMaxReadBytesFails(t *testing.T) {
 	}
 	if res, err := c.SyncMap(ctxT(t), "small", nil); err != nil || len(res.Records) != 1 {
 		t.Fatalf("SyncMap(small) = %+v, %v", res, err)
+	}
+}
+
+// A QUERY_RESP over MaxReadBytes fails Subscribe at once, and a
+// QUERY_UPDATE over it closes the subscription with ErrTooLarge: the
+// subscription would otherwise miss its results, or a change, for good.
+func TestSubscribe_replyOverMaxReadBytes(t *testing.T) {
+	t.Parallel()
+	url := realServer(t)
+	w := dial(t, url, testOptions(t))
+	big := strings.Repeat("x", 128<<10)
+	if err := w.Put(ctxT(t), "docs", "a", big); err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(t)
+	o.MaxReadBytes = 64 << 10
+	c := dial(t, url, o)
+	if _, err := c.Subscribe(ctxT(t), "docs", nil); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Subscribe with results over MaxReadBytes: %v, want ErrTooLarge", err)
+	}
+	sub, err := c.Subscribe(ctxT(t), "other", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Put(ctxT(t), "other", "b", big); err != nil {
+		t.Fatal(err)
+	}
+	for range sub.Updates {
+	}
+	if err := sub.Err(); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("subscription after a change over MaxReadBytes: Err = %v, want ErrTooLarge", err)
+	}
+	// The connection survives.
+	if _, err := c.Ping(ctxT(t)); err != nil {
+		t.Fatal(err)
 	}
 }

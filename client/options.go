@@ -98,8 +98,9 @@ type Options struct {
 	// are not held to the limit on what it accepts: a QUERY_RESP carries
 	// every result of a query, a SYNC_RESP_LEAF every record of a leaf.
 	// A larger frame is read to its end and ignored (logged as an error),
-	// as frames that do not decode are; the connection survives. An ORGet
-	// or SyncMap waiting for it fails (SyncMap with ErrSyncTooLarge).
+	// as frames that do not decode are; the connection survives. The
+	// ORGet or SyncMap waiting for it fails, and a subscription whose
+	// results or change it was closes, with ErrTooLarge.
 	MaxReadBytes int
 
 	// OnServerError is called for every ERROR the server sends. TopGun

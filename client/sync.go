@@ -441,8 +441,8 @@ func (r *syncRun) handle(ctx context.Context, m wire.Message) error {
 		}
 	case *wire.SyncResetRequired:
 		return ErrSyncReset
-	case *droppedSyncAnswer:
-		return fmt.Errorf("%w (%s for map %q, path %q; MaxReadBytes %d)", ErrSyncTooLarge, m.typ, r.mapName, m.Path, r.c.opts.MaxReadBytes)
+	case *droppedFrame:
+		return fmt.Errorf("%w: %s of map %q, path %q (Options.MaxReadBytes is %d)", ErrTooLarge, m.typ, r.mapName, m.head["path"], r.c.opts.MaxReadBytes)
 	}
 	return nil
 }
