@@ -24,6 +24,10 @@ type request struct {
 	fn      func(t *txn) // server-side work (expiry, GC) instead of ops
 	fnMuts  int          // the most records fn writes
 	done    chan error
+	// alone puts the request in a commit of its own; split is set, before
+	// done is sent, when its commit failed as too large with other requests
+	// in it, or failed with the one it was merged over (see Apply).
+	alone, split bool
 }
 
 // Apply merges ops into the store and returns once the changes are durable
@@ -42,12 +46,25 @@ type request struct {
 // On shared storage a commit fails with CodeConflict when another process
 // changed one of its records after this one read it; the ops are then
 // merged again against what storage holds, up to maxConflictTries times.
+//
+// A group commit the backend refuses as too large (a wasm plugin's request
+// limit) while it carried other requests too, and a commit merged over such
+// a refused one, are merged again and committed alone: a write that fits
+// the backend on its own must not fail because others were gathered with
+// it.
 func (s *Store) Apply(ctx context.Context, ops []Op, origin uint64) ([]Result, error) {
+	alone := false
 	for try := 1; ; try++ {
-		req := &request{ops: ops, origin: origin, results: make([]Result, len(ops)), done: make(chan error, 1)}
+		req := &request{ops: ops, origin: origin, results: make([]Result, len(ops)), done: make(chan error, 1), alone: alone}
 		err := s.submit(ctx, req)
 		if err != nil && try < maxConflictTries && abi.CodeOf(err) == abi.CodeConflict && ctx.Err() == nil {
 			s.log.Debug("another server changed records this commit merged against; merging again", "try", try, "error", err)
+			continue
+		}
+		// ctx first: submit may return on ctx before the applier answers.
+		if err != nil && ctx.Err() == nil && try < maxConflictTries && req.split {
+			s.log.Debug("a group commit was too large for the backend; committing this write alone", "error", err)
+			alone = true
 			continue
 		}
 		if err != nil {
@@ -143,16 +160,17 @@ func (s *Store) committer() {
 		default:
 		}
 	fill:
-		for t.n < s.opts.MaxCommitOps && len(t.buf) < s.maxCommitBytes {
+		for !first.alone && t.n < s.opts.MaxCommitOps && len(t.buf) < s.maxCommitBytes {
 			select {
 			case s.applyq <- t:
 				inflight = append(inflight, t)
 				t = nil
 				break fill
 			case r := <-s.reqs:
-				if len(t.order)+r.maxMuts() > abi.MaxBatchOps {
+				if r.alone || len(t.order)+r.maxMuts() > abi.MaxBatchOps {
 					// The backend would refuse the batch, failing every
-					// caller in it: r goes into the next one.
+					// caller in it (or r asks for a commit of its own):
+					// r goes into the next one.
 					next = r
 					break fill
 				}
@@ -365,9 +383,10 @@ func (s *Store) applyTxn(t *txn) {
 	rcancel()
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.CommitTimeout)
 	defer cancel()
-	err := t.err
+	err, inherited := t.err, false
 	if err == nil && t.dep != nil && t.dep.failed.Load() && !t.standsAlone() {
 		err = t.dep.failErr
+		inherited = true
 	}
 	// Merged, and its dep settled: the txns it was merged over are no
 	// longer needed, and held, each txn kept the one before it, back to
@@ -407,6 +426,9 @@ func (s *Store) applyTxn(t *txn) {
 	if err == nil && len(t.order) == 0 {
 		t.settleClean()
 	}
+	// A batch refused as too large (or the failure of the one this txn was
+	// merged over) may be no fault of a request: it was gathered with others.
+	split := err != nil && t.err == nil && (inherited || len(t.reqs) > 1) && abi.CodeOf(err) == abi.CodeResourceExhausted
 	if err != nil {
 		t.failErr = err
 		t.failed.Store(true)
@@ -414,6 +436,7 @@ func (s *Store) applyTxn(t *txn) {
 	t.settled.Store(true)
 	s.flushWatchLater()
 	for _, r := range t.reqs {
+		r.split = split && r.fn == nil
 		r.done <- err
 	}
 	s.regroup(len(t.reqs))
