@@ -277,9 +277,12 @@ func (s *Store) load(ctx context.Context) error {
 		if err := s.f.Truncate(committed); err != nil {
 			return abi.Wrap(abi.CodeUnavailable, err, "logstore: truncate the unfinished tail of %s", s.path)
 		}
-		if err := s.f.Sync(); err != nil {
-			return abi.Wrap(abi.CodeUnavailable, err, "logstore: sync %s", s.path)
-		}
+	}
+	// The last batch may be complete yet unsynced (the process died
+	// between its write and its fsync): readers are about to see it, so it
+	// must not vanish at a power loss after that.
+	if err := s.f.Sync(); err != nil {
+		return abi.Wrap(abi.CodeUnavailable, err, "logstore: sync %s", s.path)
 	}
 	s.size = committed
 	s.log.Debug("log loaded", "file", s.path, "batches", batches, "records", s.ix.records, "bytes", committed)
