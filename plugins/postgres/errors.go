@@ -65,8 +65,10 @@ func classify(ctx context.Context, err error) abi.Code {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// A full NOTIFY queue (a listener somewhere stopped reading) shares
-		// 54000 with limits of the input, but passes once it drains.
-		if pgErr.Code == "54000" && strings.Contains(pgErr.Message, "NOTIFY queue") {
+		// 54000 with limits of the input, but passes once it drains. The
+		// message is in the server's lc_messages; the routine that raises
+		// it is not translated.
+		if pgErr.Code == "54000" && (pgErr.Routine == "PreCommit_Notify" || strings.Contains(pgErr.Message, "NOTIFY queue")) {
 			return abi.CodeUnavailable
 		}
 		return classifySQLState(pgErr.Code)

@@ -34,6 +34,10 @@ func TestClassify(t *testing.T) {
 		{"invalid byte sequence", pg("22021"), abi.CodeInvalidArgument},
 		{"index row too large", pg("54000"), abi.CodeInvalidArgument},
 		{"notify queue full", &pgconn.PgError{Severity: "ERROR", Code: "54000", Message: "too many notifications in the NOTIFY queue"}, abi.CodeUnavailable},
+		// A server whose lc_messages is not English (its text from
+		// PostgreSQL 15's German catalog) names the same routine.
+		{"notify queue full, lc_messages de", &pgconn.PgError{Severity: "ERROR", Code: "54000", Message: "zu viele Benachrichtigungen in NOTIFY-Schlange", Routine: "PreCommit_Notify"}, abi.CodeUnavailable},
+		{"notify queue full, lc_messages ja", &pgconn.PgError{Severity: "ERROR", Code: "54000", Message: "NOTIFY キューで発生した通知イベントが多すぎます", Routine: "PreCommit_Notify"}, abi.CodeUnavailable},
 		{"undefined table", pg("42P01"), abi.CodeInternal},
 		{"raise exception", pg("P0001"), abi.CodeInternal},
 		{"eof", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), abi.CodeUnavailable},
