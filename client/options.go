@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -21,11 +22,11 @@ type Options struct {
 	// identity across processes. The client keeps the one the server issues
 	// for its own reconnects (see Client.Session).
 	DeviceToken string
-	// NodeID names this client in its HLC timestamps. It must not contain
-	// ':'. Default: "go-client-" and 8 random hex digits. A NodeID set here
-	// must not be shared by clients running at once: OR tags are its
-	// timestamps, and an add under a tag another add used is dropped by
-	// the server as a re-send, though acknowledged.
+	// NodeID names this client in its HLC timestamps. It must be valid
+	// UTF-8 without ':'. Default: "go-client-" and 8 random hex digits. A
+	// NodeID set here must not be shared by clients running at once: OR
+	// tags are its timestamps, and an add under a tag another add used is
+	// dropped by the server as a re-send, though acknowledged.
 	NodeID string
 	// Header is sent with the WebSocket upgrade request.
 	Header http.Header
@@ -157,6 +158,10 @@ func (o *Options) Validate() error {
 	bad := func(format string, args ...any) { probs = append(probs, fmt.Sprintf(format, args...)) }
 	if strings.Contains(o.NodeID, ":") {
 		bad("NodeID %q contains ':'; use a name without colons", o.NodeID)
+	}
+	// It is in every op's timestamp: the server could decode none.
+	if !utf8.ValidString(o.NodeID) {
+		bad("NodeID %q is not valid UTF-8; use a UTF-8 name", o.NodeID)
 	}
 	positive := []struct {
 		name string
