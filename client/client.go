@@ -334,6 +334,8 @@ func (c *Client) handshake(ctx context.Context, cn *conn) (wire.Message, error) 
 				}
 				c.mu.Unlock()
 				return nil, nil
+			case *droppedFrame:
+				continue // nothing waits for a reply yet
 			case *wire.AuthFail:
 				msg := m.Error
 				return nil, &AuthError{Message: msg}
@@ -411,18 +413,34 @@ func (c *Client) readLoop(cn *conn) {
 			c.log.Error("ignoring a frame over Options.MaxReadBytes", "bytes", int64(c.opts.MaxReadBytes)+1+n, "max_read_bytes", c.opts.MaxReadBytes, "type", lost.typ)
 			// A call or subscription may wait for it: it fails, in the
 			// order of the frames around it.
-			select {
-			case cn.in <- lost:
-			case <-cn.done:
-				return
-			case <-c.ctx.Done():
-				return
+			if lost.awaited() {
+				select {
+				case cn.in <- lost:
+				case <-cn.done:
+					return
+				case <-c.ctx.Done():
+					return
+				}
 			}
 			continue
 		}
 		m, err := limits.Decode(data)
 		if err != nil {
 			c.log.Debug("ignoring frame", "error", err)
+			// A reply nested past Limits.MaxDepth, say (a value the
+			// server took 3 levels below a CLIENT_OP is 6 below an
+			// ORGet's answer): what waits for it fails, as for one over
+			// MaxReadBytes.
+			if lost := droppedHead(data); lost.awaited() {
+				lost.err = err
+				select {
+				case cn.in <- lost:
+				case <-cn.done:
+					return
+				case <-c.ctx.Done():
+					return
+				}
+			}
 			continue
 		}
 		select {
@@ -435,17 +453,28 @@ func (c *Client) readLoop(cn *conn) {
 	}
 }
 
-// droppedFrame stands for a frame over MaxReadBytes, dropped unread: its
-// type and the string fields its payload starts with, as far as
-// droppedHead read them (the map and path of a sync reply, the query id
-// of a QUERY_RESP or QUERY_UPDATE).
+// droppedFrame stands for a frame dropped (over MaxReadBytes, or not
+// decodable): its type and the string fields its payload starts with, as
+// far as droppedHead read them (the map and path of a sync reply, the
+// query id of a QUERY_RESP or QUERY_UPDATE).
 type droppedFrame struct {
 	wire.Message // nil: never encoded
 	typ          string
 	head         map[string]string
+	err          error // why it could not be decoded; nil: over MaxReadBytes
 }
 
 func (d *droppedFrame) Type() string { return d.typ }
+
+// awaited reports whether a call or subscription may wait for the frame.
+func (d *droppedFrame) awaited() bool {
+	switch d.typ {
+	case wire.TypeORMapDiffResponse, wire.TypeSyncRespRoot, wire.TypeSyncRespBuckets, wire.TypeSyncRespLeaf,
+		wire.TypeQueryResp, wire.TypeQueryUpdate:
+		return true
+	}
+	return false
+}
 
 // droppedHead reads what a dropped frame starts with: its type, and the
 // fields of its payload up to the first that is not a string. Both servers
@@ -487,6 +516,9 @@ func droppedHead(prefix []byte) *droppedFrame {
 // its results or a change, for good).
 func (c *Client) dropped(f *droppedFrame) {
 	err := fmt.Errorf("%w: %s (Options.MaxReadBytes is %d)", ErrTooLarge, f.typ, c.opts.MaxReadBytes)
+	if f.err != nil {
+		err = fmt.Errorf("client: a reply of the server could not be decoded and was dropped: %w", f.err)
+	}
 	switch f.typ {
 	case wire.TypeORMapDiffResponse:
 		c.answerORGet("", orGetResult{err: err})

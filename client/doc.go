@@ -31,9 +31,10 @@
 // uncorrelated ERROR for a failed OP_BATCH, so a failed write surfaces as
 // the caller's context expiring (and through Options.OnServerError); a
 // write that could never be sent (alone over Options.Limits: the frame
-// limit, or the memory the server lets a message take once decoded; or
-// with a map name, key or OR tag that is not valid UTF-8) fails at once
-// instead. A
+// limit, the memory the server lets a message take once decoded, or its
+// depth, which counts the 5 levels above a value in an OP_BATCH; or with a
+// map name, key or OR tag that is not valid UTF-8) fails at once instead.
+// A
 // write the server refuses with OP_REJECTED (this project's server does,
 // and still covers it with the batch's OP_ACK) fails with a
 // *RejectedError (errors.Is ErrRejected) and is not re-sent.

@@ -402,3 +402,80 @@ func TestORGet_answerOverMaxReadBytes(t *testing.T) {
 		t.Fatalf("next ORGet = %+v, %v; want its own answer", es, err)
 	}
 }
+
+// nested is v inside n arrays.
+func nested(v any, n int) any {
+	for range n {
+		v = []any{v}
+	}
+	return v
+}
+
+// An answer the client cannot decode (here a value the server took in a
+// CLIENT_OP, 3 levels below the message, is 6 below it in the answer,
+// past Limits.MaxDepth) is dropped as one over MaxReadBytes is: its ORGet
+// fails at once, and the next ORGet of the same key gets its own answer,
+// not the dropped one's place.
+func TestORGet_answerThatCannotBeDecoded(t *testing.T) {
+	t.Parallel()
+	c := dial(t, realServer(t), testOptions(t))
+	deep := nested("x", wire.DefaultMaxDepth-5)
+	tag, err := c.ORAdd(ctxT(t), "deep", "k", deep, 0)
+	if err != nil {
+		t.Fatalf("ORAdd: %v", err)
+	}
+	if _, err := c.ORGet(ctxT(t), "deep", "k"); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ORGet of an answer too deep to decode: %v, want it failed", err)
+	}
+	if err := c.ORRemove(ctxT(t), "deep", "k", tag); err != nil {
+		t.Fatalf("ORRemove: %v", err)
+	}
+	es, err := c.ORGet(ctxT(t), "deep", "k")
+	if err != nil || len(es) != 1 || len(es[0].Records) != 0 || !slices.Equal(es[0].Tombstones, []string{tag}) {
+		t.Fatalf("next ORGet = %+v, %v; want its own answer (tag %s removed)", es, err, tag)
+	}
+}
+
+// A value the server cannot decode where a write puts it (in an OP_BATCH,
+// 5 levels below the message, which the server counts against
+// Limits.MaxDepth; the encoder counts only the value's own levels) is
+// refused at once, as one the encoder refuses: sent, it would wait for an
+// ack forever and, replayed in one OP_BATCH with the other writes, keep
+// those from being acknowledged too.
+func TestBatch_valueTooDeepForTheServerIsRefused(t *testing.T) {
+	t.Parallel()
+	proxy, url := newCutProxy(t, realServer(t))
+	c := dial(t, url, testOptions(t))
+	tooDeep := []struct {
+		name string
+		ops  []Op
+	}{
+		// 3 levels below a CLIENT_OP: past the limit.
+		{"put", []Op{{Map: "docs", Key: "k", Value: nested("x", wire.DefaultMaxDepth-2)}}},
+		{"OR add", []Op{{Map: "tags", Key: "k", Value: nested("x", wire.DefaultMaxDepth-2), OR: true}}},
+		// Within it in a CLIENT_OP, past it in an OP_BATCH.
+		{"batch", []Op{{Map: "docs", Key: "a", Value: nested("x", wire.DefaultMaxDepth-4)}, {Map: "docs", Key: "b", Value: "v"}}},
+	}
+	for _, tc := range tooDeep {
+		// Bounded: without the check the write waits for an ack that
+		// never comes, and stays queued.
+		ctx, cancel := context.WithTimeout(ctxT(t), time.Second)
+		err := c.Batch(ctx, tc.ops...)
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: Batch = %v, want it refused", tc.name, err)
+		}
+	}
+	// The batch's other op, alone, is acknowledged.
+	eventually(t, "no write queued", func() bool { return c.Pending() == 0 })
+	// The deepest value the server takes in an OP_BATCH goes.
+	ok := nested("x", wire.DefaultMaxDepth-5)
+	if err := c.Batch(ctxT(t), Op{Map: "docs", Key: "a", Value: ok}, Op{Map: "docs", Key: "b", Value: ok}); err != nil {
+		t.Fatalf("Batch of values %d levels deep: %v", wire.DefaultMaxDepth-5, err)
+	}
+	// The replay after a cut must carry a good write through.
+	proxy.cut()
+	if err := c.Put(ctxT(t), "docs", "k", "v"); err != nil {
+		t.Fatalf("Put after the cut: %v", err)
+	}
+}

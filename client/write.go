@@ -254,6 +254,10 @@ func (c *Client) sendOps(ctx context.Context, cn *conn, ps []*pendingOp, batch b
 	return done, nil
 }
 
+// opValueDepth is how many maps and arrays hold an op's value in an
+// OP_BATCH: the message, its payload, the ops, the op and its record.
+const opValueDepth = 5
+
 func (c *Client) sendChunk(ctx context.Context, cn *conn, ps []*pendingOp, batch bool) (int, error) {
 	var m wire.Message
 	if len(ps) == 1 && !batch {
@@ -265,7 +269,12 @@ func (c *Client) sendChunk(ctx context.Context, cn *conn, ps []*pendingOp, batch
 		}
 		m = &wire.OpBatch{Ops: ops}
 	}
-	b, err := c.opts.Limits.Encode(m)
+	// The server counts the levels above a value against MaxDepth too,
+	// the encoder only the value's own: an op the server cannot decode
+	// in an OP_BATCH (as a replay sends it) is refused here.
+	l := c.opts.Limits
+	l.MaxDepth = max(l.MaxDepth-opValueDepth, 1)
+	b, err := l.Encode(m)
 	if err == nil {
 		err = c.checkWriteFrame(b)
 	}
