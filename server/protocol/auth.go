@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -42,7 +44,8 @@ type Principal struct {
 // `\n` sequences are first turned into newlines (so a PEM fits on one line
 // of an environment variable); a value that then starts with "-----BEGIN"
 // is an RSA public key in PEM form and tokens must be RS256, anything else
-// is the HS256 secret itself.
+// is the HS256 secret itself, unless it holds a public key in another form
+// (looksLikePublicKey), which is refused.
 func NewAuth(jwtSecret string) (*Auth, error) {
 	if jwtSecret == "" {
 		return nil, errors.New("protocol: JWT_SECRET is empty; set it to an HS256 secret or an RSA public key PEM, or set TOPGUN_NO_AUTH=1 to disable authentication")
@@ -61,10 +64,35 @@ func NewAuth(jwtSecret string) (*Auth, error) {
 		}
 		a.alg, a.key = jwt.SigningMethodRS256.Alg(), key
 	} else {
+		if looksLikePublicKey(secret) {
+			return nil, errors.New("protocol: JWT_SECRET holds a public key, but not as a PEM block at its start (quotes, text before it, or bare base64); as an HS256 secret anyone with the public key could sign tokens: give the PEM itself, starting with -----BEGIN PUBLIC KEY-----")
+		}
 		a.alg, a.key = jwt.SigningMethodHS256.Alg(), []byte(secret)
 	}
 	a.parser = a.newParser("", "")
 	return a, nil
+}
+
+// looksLikePublicKey reports whether an HS256 secret is in fact a public
+// key (or certificate) in a form NewAuth does not read as one: a PEM block
+// somewhere in it, or bare base64 DER as identity providers publish keys.
+// Used as an HMAC secret, a public value would let anyone sign tokens.
+func looksLikePublicKey(secret string) bool {
+	if strings.Contains(secret, "-----BEGIN") {
+		return true
+	}
+	der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(secret), ""))
+	if err != nil {
+		return false
+	}
+	if _, err := x509.ParsePKIXPublicKey(der); err == nil {
+		return true
+	}
+	if _, err := x509.ParsePKCS1PublicKey(der); err == nil {
+		return true
+	}
+	_, err = x509.ParseCertificate(der)
+	return err == nil
 }
 
 // WithClaims returns a verifier that also requires a token's iss claim to

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"runtime"
@@ -372,4 +373,49 @@ func TestAuth_largeFramesBeforeAuthNotBuffered(t *testing.T) {
 		t.Fatalf("%d unauthenticated frames of %d bytes made the process allocate %d MiB", frames, len(frame), got>>20)
 	}
 	c.ping() // the connection serves on
+}
+
+// A public key that NewAuth does not see as a PEM block at the start of
+// JWT_SECRET (quoted, as a docker --env-file keeps quotes; after other
+// text; bare base64, as identity providers such as Keycloak publish it)
+// must not become an HS256 secret: anyone holding the public key, which is
+// public, could then sign tokens the server accepts.
+func TestNewAuth_publicKeyNotTakenForSecret(t *testing.T) {
+	t.Parallel()
+	key, pemText := rsaKeyPEM(t)
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, tc := range []struct{ name, secret string }{
+		{"double-quoted pem", `"` + pemText + `"`},
+		{"single-quoted pem", `'` + pemText + `'`},
+		{"pem after text", `public key:\n` + pemText},
+		{"bare base64 pkix", base64.StdEncoding.EncodeToString(der)},
+		{"bare base64 pkcs1", base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&key.PublicKey))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := NewAuth(tc.secret)
+			if err == nil {
+				forged := hsToken(t, strings.ReplaceAll(tc.secret, `\n`, "\n"), jwt.MapClaims{"sub": "mallory", "exp": exp})
+				_, verr := a.Verify(forged)
+				t.Fatalf("NewAuth took a public key for an %s secret (a token signed with the public key verifies: %v)", a.Algorithm(), verr == nil)
+			}
+			if !strings.HasPrefix(err.Error(), "protocol: ") {
+				t.Errorf("error = %q, want a protocol error", err)
+			}
+		})
+	}
+	// Secrets made as TopGun's docs suggest (openssl rand -base64 32) stay
+	// HS256 secrets.
+	secret := make([]byte, 32)
+	if _, err := rand.Read(secret); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{base64.StdEncoding.EncodeToString(secret), testSecret} {
+		if a, err := NewAuth(s); err != nil || a.Algorithm() != "HS256" {
+			t.Fatalf("NewAuth(%q) = %v, %v; want an HS256 verifier", s, a, err)
+		}
+	}
 }
