@@ -270,3 +270,85 @@ func TestStore_OR_removeOfUnstorableTagRefused(t *testing.T) {
 		t.Fatalf("key k: %+v %v %v", e, found, err)
 	}
 }
+
+// The size of a record whose removes are deferred (see orRemoved) stays
+// exact: its records array header counts the records that stay, not
+// those still held until seal, and the removes past orRemoveScans find
+// their records' sizes by their positions, so an add that takes the array
+// from 15 to 16 records after removes in place is refused exactly when
+// the record would pass the value limit by a byte, and one byte less fits.
+func TestStore_OR_sizeAfterRemovesInPlaceIsExact(t *testing.T) {
+	small := func(tag string, c uint32) Op {
+		return Op{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue("s" + tag), Timestamp: ts(t0, c, "c"), Tag: tag}
+	}
+	remove := func(tags ...string) Op {
+		return Op{Map: "tags", Key: "k", Kind: OpORRemove, Tags: tags}
+	}
+	setup := func(big int) []Op {
+		ops := []Op{{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue(strings.Repeat("v", big)), Timestamp: ts(t0, 0, "c"), Tag: "big"}}
+		for i := range 40 { // 41 records
+			ops = append(ops, small("s"+strconv.Itoa(i), uint32(1+i)))
+		}
+		return ops
+	}
+	last := func(l int) Op {
+		return Op{Map: "tags", Key: "k", Kind: OpORAdd, Value: record.StringValue(strings.Repeat("x", l)), Timestamp: ts(t0, 99, "c"), Tag: "last"}
+	}
+	// In one request: an add (the request's copy of the key: 42 records),
+	// removes in place (17 stay, 42 held), an add and its remove, a remove
+	// of several (14 stay), an add (15), then adds that take the records
+	// to 16.
+	request := func(l int) []Op {
+		ops := []Op{small("a", 50)}
+		for i := range 25 {
+			ops = append(ops, remove("s"+strconv.Itoa(i)))
+		}
+		return append(ops, small("b", 51), remove("b"), remove("s25", "none", "s26", "s25", "s27"),
+			small("c", 52), last(l+1), last(l))
+	}
+	// The big value's length for which the record with last(l) is exactly
+	// the limit (its string header is the same for every length near it).
+	const l = 2000
+	md := &orSizeModel{tombs: map[string]bool{}}
+	for _, op := range append(setup(1_000_000), request(l)[:len(request(l))-2]...) {
+		md.apply(&op)
+	}
+	rv := record.NewORMap(append(slices.Clone(md.m.Records), record.ORMapEntry{Value: record.StringValue(strings.Repeat("x", l)), Tag: "last", Timestamp: ts(t0, 99, "c")}), md.m.Tombstones)
+	b, err := record.Encode(nil, &rv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := 1_000_000 + abi.MaxValueBytes - len(b)
+
+	f := newFixture(t, null.Open(), nil)
+	md = &orSizeModel{tombs: map[string]bool{}}
+	for i, r := range f.apply(setup(big)...) {
+		if r.Err != nil || !r.Changed {
+			t.Fatalf("setup op %d: %+v", i, r)
+		}
+	}
+	for _, op := range setup(big) {
+		md.apply(&op)
+	}
+	ops := request(l)
+	got := f.apply(ops...)
+	for i := range ops {
+		want := md.apply(&ops[i])
+		if (got[i].Err != nil) != (want.Err != nil) || got[i].Changed != want.Changed {
+			t.Fatalf("op %d (%v %q): store %+v, model %+v", i, ops[i].Kind, ops[i].Tag, got[i], want)
+		}
+	}
+	if n := len(got); got[n-2].Err == nil || !got[n-1].Changed {
+		t.Fatalf("the adds a byte over and at the limit: %+v %+v", got[n-2], got[n-1])
+	}
+	if n := encodedSize(t, f, "k"); n != abi.MaxValueBytes {
+		t.Fatalf("record of %d bytes, want %d", n, abi.MaxValueBytes)
+	}
+	es, err := f.s.Entries(context.Background(), "tags", KindOR, []string{"k"})
+	if err != nil || len(es) != 1 {
+		t.Fatalf("entries: %v %v", es, err)
+	}
+	if !es[0].Record.Equal(&record.RecordValue{Kind: record.KindORMap, ORMap: md.m}) {
+		t.Fatal("the store's record differs from the model's")
+	}
+}
