@@ -157,7 +157,7 @@ func project(v any, fields []string) any {
 	if !ok {
 		return v
 	}
-	out := make(map[string]any, len(fields))
+	out := make(map[string]any, min(len(fields), len(m)))
 	for _, f := range fields {
 		if x, ok := m[f]; ok {
 			out[f] = x

@@ -105,14 +105,16 @@
 // query: 32 ×, as much as any message once decoded), counting each
 // QUERY_SUB decoded (wire.Limits.DecodeSize) plus its compiled $in sets and
 // patterns (wire.Query.CompileLimit: a regex can compile to thousands of
-// times its length). A query's filter may cost at most wire.MaxQueryCost
-// (10000: predicate nodes, scanned list elements, elements of compared
-// arrays and maps, 64 bytes of patterns and field paths, 64 instructions
-// of a compiled regex, wire.Query.Cost; TopGun has no such bound) to match
-// against one record, since the feed matches each change against every
-// live query of its map on one goroutine for all clients (POST /sync
-// filters too: 413). A QUERY_SUB beyond any of these gets QUERY_RESP with
-// an error (code LIMIT); one on a map name abi.ValidateMapName refuses
+// times its length). A query's filter, sort and fields may cost at most
+// wire.MaxQueryCost (10000: predicate nodes, scanned list elements,
+// elements of compared arrays and maps, 64 bytes of patterns and field
+// paths, 64 instructions of a compiled regex, sort fields looked up for
+// each comparison, wire.Query.Cost, and projected fields; TopGun has no
+// such bound) to match, place and project one record, since the feed
+// matches each change against every live query of its map on one
+// goroutine for all clients (POST /sync filters too: 413). A QUERY_SUB
+// beyond any of these gets QUERY_RESP with an error (code LIMIT); one on
+// a map name abi.ValidateMapName refuses
 // gets code INVALID (a POST /sync entry or query naming one: 400), not the
 // UNAVAILABLE of a failed read. What a query takes comes back when it is
 // unsubscribed, replaced or refused, or the connection closes. If

@@ -115,3 +115,56 @@ func TestQuery_costBoundRegexProgram(t *testing.T) {
 		t.Fatalf("one regex leaf: %+v", r)
 	}
 }
+
+// A limited query's sort places every change of its map on the feed's
+// goroutine, looking each sort field up in both records of each
+// comparison: a QUERY_SUB of thousands of sort fields (hundreds of
+// thousands fit one frame) is refused like a costly filter. It was
+// accepted at cost 0.
+func TestQuery_costBoundSortFields(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	w.write(putOp("1", "m", "k", map[string]any{"a": int64(1)}, cts("w")))
+	c := e.dial(t)
+	sort := make([]wire.SortField, 5000)
+	for i := range sort {
+		sort[i] = wire.SortField{Field: "a", Direction: wire.Asc}
+	}
+	limit := uint32(1000)
+	c.send(&wire.QuerySub{QueryID: "sort", MapName: "m", Query: wire.Query{Sort: sort, Limit: &limit}})
+	if r := skipUntil[*wire.QueryResp](c); r.QueryID != "sort" || r.Code != "LIMIT" || !strings.Contains(r.Error, "wire.MaxQueryCost") {
+		t.Fatalf("sort of %d fields: %+v", len(sort), r)
+	}
+	// A real sort is fine.
+	c.send(&wire.QuerySub{QueryID: "ok", MapName: "m", Query: wire.Query{Sort: sort[:3], Limit: &limit}})
+	if r := skipUntil[*wire.QueryResp](c); r.QueryID != "ok" || r.Error != "" || len(r.Results) != 1 {
+		t.Fatalf("sort of 3 fields: %+v", r)
+	}
+}
+
+// The feed projects the value of every update it sends on the query's
+// fields: a QUERY_SUB naming thousands of them (hundreds of thousands fit
+// one frame, 33 ms of the feed per update) is refused like a costly
+// filter. It was accepted at cost 0.
+func TestQuery_costBoundFields(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	w.write(putOp("1", "m", "k", map[string]any{"a": int64(1), "b": int64(2)}, cts("w")))
+	c := e.dial(t)
+	fields := make([]string, wire.MaxQueryCost+1)
+	for i := range fields {
+		fields[i] = "a"
+	}
+	c.send(&wire.QuerySub{QueryID: "fields", MapName: "m", Fields: fields})
+	if r := skipUntil[*wire.QueryResp](c); r.QueryID != "fields" || r.Code != "LIMIT" || !strings.Contains(r.Error, "wire.MaxQueryCost") {
+		t.Fatalf("%d fields: %+v", len(fields), r)
+	}
+	// A real projection is fine.
+	c.send(&wire.QuerySub{QueryID: "ok", MapName: "m", Fields: fields[:2]})
+	r := skipUntil[*wire.QueryResp](c)
+	if v, _ := r.Results[0].Value.(map[string]any); r.QueryID != "ok" || r.Error != "" || len(r.Results) != 1 || len(v) != 1 || v["a"] != int64(1) {
+		t.Fatalf("2 fields: %+v", r)
+	}
+}

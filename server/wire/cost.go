@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"math/bits"
 	"regexp/syntax"
 	"strconv"
 	"strings"
@@ -36,18 +37,21 @@ const CostBytesPerUnit = 64
 // one more per element, nested; without a Predicate, each Where field
 // and each operator of it counts likewise. Comparing with a value read
 // from the record costs what the record's size allows and counts nothing
-// more. Counting stops as soon as the
-// total passes limit; the count returned is then past limit.
+// more. Ordering a record by the Sort fields counts too (sortCost).
+// Counting stops as soon as the total passes limit; the count returned is
+// then past limit.
 func (q *Query) Cost(limit int) int {
 	if q == nil {
 		return 0
 	}
+	n := q.sortCost(limit)
+	if n > limit {
+		return n
+	}
 	if q.Predicate != nil {
-		n := 0
 		q.Predicate.cost(&n, limit, 0)
 		return n
 	}
-	n := 0
 	for field, want := range q.Where {
 		n += 1 + len(field)/CostBytesPerUnit
 		ops, ok := operatorObject(want)
@@ -74,6 +78,31 @@ func (q *Query) Cost(limit int) int {
 			}
 		}
 		if n > limit {
+			return n
+		}
+	}
+	return n
+}
+
+// sortCost is the cost of ordering one record by the query's Sort fields:
+// each comparison looks every field up in both records (1 each, plus one
+// per CostBytesPerUnit bytes of its path), and a change of a limited
+// query's map takes up to 2 comparisons per level of the heap of its
+// result and 2 more, a record of an unlimited one about 32 as its first
+// read sorts it. Without it a QUERY_SUB of hundreds of thousands of sort
+// fields cost nothing, and every change of its map took a quarter of a
+// second of the feed's one goroutine.
+func (q *Query) sortCost(limit int) int {
+	if len(q.Sort) == 0 {
+		return 0
+	}
+	compares := 32
+	if q.Limit != nil {
+		compares = 2*bits.Len32(*q.Limit) + 2
+	}
+	n := 0
+	for _, f := range q.Sort {
+		if n += 2 * compares * (1 + len(f.Field)/CostBytesPerUnit); n > limit {
 			return n
 		}
 	}

@@ -37,6 +37,13 @@ func TestQueryCost(t *testing.T) {
 		{"long attribute", pred(&Predicate{Op: OpIsNull, Attribute: long}), 11},
 		{"where", &Query{Where: map[string]any{"a": int64(1), long: map[string]any{"$in": list(3), "$gt": 1}}}, 1 + 11 + 1 + 3 + 1},
 		{"where long $in", &Query{Where: map[string]any{"a": map[string]any{"$nin": list(100)}}}, 2},
+		// Each comparison looks every sort field up in both records: a
+		// limited query's change takes 2 per level of its heap and 2 more
+		// (limit 50: 6 levels, 14), an unlimited query's read 32 a record.
+		{"sort, limited", &Query{Sort: []SortField{{"a", Asc}, {"b", Desc}}, Limit: u32p(50)}, 2 * 2 * 14},
+		{"sort, limit 0", &Query{Sort: []SortField{{long, Asc}}, Limit: u32p(0)}, 2 * 2 * 11},
+		{"sort, unlimited", &Query{Sort: []SortField{{"a", Asc}}}, 2 * 32},
+		{"sort and filter", &Query{Sort: []SortField{{"a", Asc}}, Where: map[string]any{"a": int64(1)}}, 2*32 + 1},
 	} {
 		if got := c.q.Cost(MaxQueryCost); got != c.want {
 			t.Errorf("%s: cost %d, want %d", c.name, got, c.want)
@@ -49,6 +56,27 @@ func TestQueryCost(t *testing.T) {
 	}
 	if got := pred(&Predicate{Op: OpAnd, Children: kids}).Cost(10); got != 11 {
 		t.Errorf("cost past limit %d, want 11", got)
+	}
+}
+
+// Sort fields are looked up in both records of every comparison, on the
+// feed's goroutine for a limited query: a QUERY_SUB of one 2 MB frame
+// could name 340,000 of them (map form, "a": "asc" repeated), and each
+// change of its map then took about 0.25 s to place. Its cost used to
+// be 0, whatever the filter.
+func TestQueryCost_sortFields(t *testing.T) {
+	sort := make([]SortField, 340000)
+	for i := range sort {
+		sort[i] = SortField{Field: "a", Direction: Asc}
+	}
+	q := &Query{Sort: sort, Limit: u32p(1000)}
+	if got := q.Cost(MaxQueryCost); got <= MaxQueryCost {
+		t.Errorf("cost of %d sort fields %d, within MaxQueryCost", len(sort), got)
+	}
+	// A real query's sort costs little.
+	q = &Query{Sort: sort[:3], Limit: u32p(1000), Where: map[string]any{"a": map[string]any{"$gt": 1}}}
+	if got := q.Cost(MaxQueryCost); got > 200 {
+		t.Errorf("cost of a 3-field sort %d", got)
 	}
 }
 
