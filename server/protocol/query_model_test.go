@@ -41,7 +41,37 @@ func modelQueries() []wire.Query {
 			{Op: wire.OpIsNull, Attribute: "s"},
 		}}, Sort: []wire.SortField{{Field: "s", Direction: wire.Desc}}, Limit: lim(1)},
 		{Limit: lim(0)},
+		// Where operators, sorts by a field of mixed kinds (numbers past
+		// 2^53 as integers and floats, strings, booleans, nil, missing).
+		{Where: map[string]any{"s": map[string]any{"$in": []any{int64(1), int64(2), int64(3), 4.5, int64(7)}}},
+			Sort: []wire.SortField{{Field: "x", Direction: wire.Desc}}, Limit: lim(2)},
+		{Where: map[string]any{"n": map[string]any{"$regex": "^n[01]$"}, "g": map[string]any{"$exists": true}},
+			Sort: []wire.SortField{{Field: "x", Direction: wire.Asc}, {Field: "s", Direction: wire.Desc}}, Limit: lim(3)},
+		{Where: map[string]any{"s": map[string]any{"$ne": int64(3), "$lte": int64(8)}},
+			Sort: []wire.SortField{{Field: "x", Direction: wire.Asc}}, Limit: lim(4)},
+		{Predicate: &wire.Predicate{Op: wire.OpNot, Children: []*wire.Predicate{{Op: wire.OpBetween, Attribute: "s", Value: []any{int64(2), 5.5}}}},
+			Sort: []wire.SortField{{Field: "x", Direction: wire.Desc}, {Field: "n", Direction: wire.Asc}}, Limit: lim(3)},
 	}
+}
+
+// mixedValue is a sort value of any kind, numbers near 2^60 included,
+// where float64 and int64 round differently.
+func mixedValue(rng *rand.Rand) any {
+	switch rng.IntN(8) {
+	case 0:
+		return int64(1<<60) + int64(rng.IntN(3)) - 1
+	case 1:
+		return float64(1 << 60)
+	case 2:
+		return fmt.Sprint("x", rng.IntN(3))
+	case 3:
+		return rng.IntN(2) == 0
+	case 4:
+		return nil
+	case 5:
+		return float64(rng.IntN(4)) / 2
+	}
+	return int64(rng.IntN(4))
 }
 
 // TestQuery_liveResultsMatchFreshQuery drives random writes, removes,
@@ -171,6 +201,8 @@ func runQueryModel(t *testing.T, seed uint64, steps int) {
 			return map[string]any{"g": rng.IntN(2) == 0, "n": fmt.Sprint("n", rng.IntN(3))}
 		case 2:
 			return map[string]any{"s": float64(rng.IntN(10)) + 0.5, "g": rng.IntN(2) == 0, "z": int64(rng.IntN(4))}
+		case 3, 4:
+			return map[string]any{"s": int64(rng.IntN(10)), "g": rng.IntN(2) == 0, "n": fmt.Sprint("n", rng.IntN(3)), "x": mixedValue(rng)}
 		}
 		return map[string]any{"s": int64(rng.IntN(10)), "g": rng.IntN(2) == 0, "n": fmt.Sprint("n", rng.IntN(3)), "z": int64(rng.IntN(4))}
 	}

@@ -27,9 +27,9 @@ type ranked struct {
 // per change would stall it (its lag closes every query holder).
 //
 // The heap is found and changed by index, never by searching with the
-// comparison, so an order that is not quite transitive (integers past
-// 2^53 against floats) can only misplace the worst member, as the linear
-// scan it replaces could, not lose one.
+// comparison, so an order that is not quite transitive could only
+// misplace the worst member, as the linear scan it replaces could, not
+// lose one (wire.Query.Compare is a total order).
 type resultSet struct {
 	all map[string]member // unlimited query (cmp nil)
 

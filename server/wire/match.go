@@ -970,7 +970,7 @@ func equalDepth(a, b any, depth int, canon bool) bool {
 }
 
 // Compare orders two results by the query's sort fields and returns -1, 0
-// or +1. Numbers compare with numbers (across int and float), strings
+// or +1. Numbers compare with numbers (across int and float, exactly), strings
 // byte-wise, false before true; across kinds numbers come before strings,
 // strings before booleans, and booleans before everything else (nil,
 // arrays, maps, binary), which tie. Desc reverses that order. A missing
@@ -1013,7 +1013,7 @@ func sortCompare(a, b any) int {
 	case 0:
 		na, _ := toNumber(a)
 		nb, _ := toNumber(b)
-		c, ok := compareNumbers(na, nb)
+		c, ok := compareExact(na, nb)
 		if !ok { // NaN sorts after every other number
 			return cmp.Compare(boolInt(math.IsNaN(na.f)), boolInt(math.IsNaN(nb.f)))
 		}
@@ -1024,6 +1024,39 @@ func sortCompare(a, b any) int {
 		return cmp.Compare(boolInt(a.(bool)), boolInt(b.(bool)))
 	}
 	return 0
+}
+
+// compareExact is compareNumbers without rounding an integer compared
+// with a float: rounded, 2^60-1 and 2^60+1 both equal 2^60.0, and an
+// order that is not transitive gives a limited live query a result that
+// depends on the order of the writes. ok is false when a NaN is involved.
+func compareExact(a, b number) (int, bool) {
+	if a.isFloat == b.isFloat {
+		return compareNumbers(a, b)
+	}
+	if a.isFloat {
+		c, ok := compareExact(b, a)
+		return -c, ok
+	}
+	if math.IsNaN(b.f) {
+		return 0, false
+	}
+	// Rounding to nearest keeps order: an integer and a float that differ
+	// once it is rounded compare as they do then.
+	if c := cmp.Compare(a.f, b.f); c != 0 {
+		return c, true
+	}
+	// b equals a rounded: a whole number in [-2^63, 2^64].
+	if b.f >= 1<<64 {
+		return -1, true
+	}
+	bi := number{neg: b.f < 0}
+	if bi.neg {
+		bi.mag = uint64(-b.f)
+	} else {
+		bi.mag = uint64(b.f)
+	}
+	return compareNumbers(a, bi)
 }
 
 func sortRank(v any) int {

@@ -264,6 +264,27 @@ func TestQuery_Compare_totalOrder(t *testing.T) {
 			}
 		}
 	}
+	// Integers past 2^53 against floats: rounded to float64, 2^60-1 and
+	// 2^60+1 both equal 2^60.0, and the key made c < b < a < c.
+	big := []QueryResult{
+		{Key: "k3", Value: map[string]any{"v": int64(1<<60 - 1)}},
+		{Key: "k2", Value: map[string]any{"v": float64(1 << 60)}},
+		{Key: "k1", Value: map[string]any{"v": int64(1<<60 + 1)}},
+		{Key: "k0", Value: map[string]any{"v": uint64(math.MaxUint64)}},
+		{Key: "k4", Value: map[string]any{"v": float64(1 << 64)}},
+		{Key: "k5", Value: map[string]any{"v": int64(math.MinInt64 + 1)}},
+		{Key: "k6", Value: map[string]any{"v": float64(math.MinInt64)}},
+	}
+	want := []string{"k6", "k5", "k3", "k2", "k1", "k0", "k4"}
+	for i := range big {
+		for j := range big {
+			a, b := big[i], big[j]
+			ia, ib := slices.Index(want, a.Key), slices.Index(want, b.Key)
+			if got := sign(q.Compare(a, b)); got != cmp.Compare(ia, ib) {
+				t.Errorf("Compare(%v, %v) = %d, want %d", a.Value, b.Value, got, cmp.Compare(ia, ib))
+			}
+		}
+	}
 }
 
 // A where-clause $like or $regex is compiled once, not once per record a
