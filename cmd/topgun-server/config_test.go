@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"github.com/topgun-go/topgun/host"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -492,5 +494,25 @@ func TestREADME_statesExitCodes(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("README.md does not say %q", want)
 		}
+	}
+}
+
+// A port in use stops the server with exit status 1 and a log line saying
+// what to do, as README promises for every start-up failure.
+func TestRun_portInUseSaysTheFix(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	var stdout, stderr bytes.Buffer
+	env := withNoAuth(map[string]string{"STORAGE_BACKEND": "null", "PORT": port, "TOPGUN_BIND_ADDR": "127.0.0.1"})
+	if code := run(context.Background(), nil, envOf(env), &stdout, &stderr); code != exitFailed {
+		t.Fatalf("run = %d, want %d; stderr:\n%s", code, exitFailed, &stderr)
+	}
+	if out := stderr.String(); !strings.Contains(out, "cannot listen") || !strings.Contains(out, "choose another with PORT") {
+		t.Errorf("stderr does not say how to fix a port in use:\n%s", out)
 	}
 }

@@ -250,13 +250,26 @@ func backendName(spec string) string {
 	return spec
 }
 
+// listenFix says what to do about a failure to listen.
+func listenFix(err error) string {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return "another process (another server?) listens on that port: stop it, or choose another with PORT"
+	case errors.Is(err, syscall.EACCES):
+		return "ports below 1024 need privileges: choose PORT 1024 or above"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "TOPGUN_BIND_ADDR is not an address of this machine: choose one of its addresses, or unset it"
+	}
+	return "check PORT and TOPGUN_BIND_ADDR"
+}
+
 // serve listens and serves HTTP until ctx is done; then it calls stop
 // (which closes the WebSocket connections, which the HTTP server does not
 // track) and drains the remaining requests.
 func serve(ctx context.Context, cfg *config, handler http.Handler, stop func(), log hclog.Logger, stdout io.Writer) int {
 	ln, err := net.Listen("tcp", cfg.listenAddr())
 	if err != nil {
-		log.Error("cannot listen", "addr", cfg.listenAddr(), "error", err)
+		log.Error("cannot listen", "addr", cfg.listenAddr(), "error", err, "fix", listenFix(err))
 		return exitFailed
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
