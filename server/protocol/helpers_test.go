@@ -180,6 +180,7 @@ type envConfig struct {
 	storeOpts func(*store.Options)
 	fakeWall  bool // a settable wall clock for the store and the HLC
 	hook      func()
+	readyHook func() // Server.readyHook
 	durable   bool
 }
 
@@ -233,6 +234,7 @@ func (e *env) start(be abi.Backend, node string, cfg envConfig) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.srv.readyHook = cfg.readyHook
 	e.mux = http.NewServeMux()
 	e.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	e.srv.Register(e.mux)

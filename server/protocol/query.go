@@ -435,6 +435,19 @@ func (sub *subscription) startRead() bool {
 // handling the QUERY_SUB, by sending the QUERY_RESP; for a resync, by
 // sending the difference as QUERY_UPDATEs.
 func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err error) {
+	// What the read found is put in order, and the QUERY_RESP encoded,
+	// before sub is locked: the change feed, which hands changes to every
+	// live query on one goroutine for all clients, waits for that lock
+	// (a million records take seconds). Meanwhile the feed buffers the
+	// map's changes for sub (subInit), as during the read, and nothing
+	// else changes sub's result: the caller holds sub.run.
+	var rd readResult
+	if err == nil && !(reader && sc.over) {
+		rd = sub.prepareRead(reader, sc)
+	}
+	if s.readyHook != nil {
+		s.readyHook()
+	}
 	sub.mu.Lock()
 	// A refusal is sent after the subscription left the fan-out index, so
 	// a client that read it hears nothing more of the query (no
@@ -476,15 +489,11 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 		return
 	}
 	sub.retryIn = 0
-	complete := true
-	var edge wire.QueryResult
-	if sub.limit >= 0 && len(sc.res) > sub.limit {
-		// The read's first record past the limit sorts before the others
-		// it left out.
-		complete, edge = false, sc.res[sub.limit]
-		sc.res = sc.res[:sub.limit]
+	n := len(sc.res)
+	if sub.limit >= 0 {
+		n = min(n, sub.limit)
 	}
-	delta := int64(len(sc.res) - sub.members.Len())
+	delta := int64(n - sub.members.Len())
 	// The budget bounds a query when it starts (its QUERY_SUB, on the
 	// reader): a resync of a query the client holds, like the live updates
 	// it replaces, is not refused. Refusals thus always leave from the
@@ -499,46 +508,30 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 			sub.c.queryResults.Load()+delta, more, limit), "LIMIT")
 		return
 	}
-	keys := make([]string, len(sc.res))
-	ms := make([]member, len(sc.res))
-	for i, r := range sc.res {
-		keys[i], ms[i] = r.Key, member{ts: sc.ts[r.Key]}
-		if sub.limit >= 0 {
-			ms[i].value = r.Value
-		}
-	}
-	fresh := sub.newResults(len(sc.res))
-	fresh.appendSorted(keys, ms)
+	fresh := rd.fresh
 	if reader {
-		results := make([]wire.QueryResult, len(sc.res))
-		for i, r := range sc.res {
-			results[i] = wire.QueryResult{Key: r.Key, Value: project(r.Value, sub.fields)}
+		if rd.resp != nil {
+			sub.c.enqueue(rd.resp, true)
 		}
-		resp := &wire.QueryResp{QueryID: sub.id, Results: results}
-		if sub.limit >= 0 {
-			more := !complete
-			resp.HasMore = &more
-		}
-		sub.c.replyNow(resp)
 	} else {
 		sub.members.Range(func(k string, _ member) {
 			if _, ok := fresh.Get(k); !ok {
 				sub.emit(k, nil, wire.Leave)
 			}
 		})
-		for i, r := range sc.res {
+		for _, r := range rd.res {
 			old, was := sub.members.Get(r.Key)
 			switch {
 			case !was:
 				sub.emit(r.Key, r.Value, wire.Enter)
-			case old.ts != ms[i].ts:
+			case old.ts != sc.ts[r.Key]:
 				sub.emit(r.Key, r.Value, wire.Update)
 			}
 		}
 	}
 	sub.c.queryResults.Add(delta)
-	sub.members, sub.complete = fresh, complete
-	sub.edge, sub.hasEdge = edge, !complete
+	sub.members, sub.complete = fresh, rd.complete
+	sub.edge, sub.hasEdge = rd.edge, !rd.complete
 	pending := sub.pending
 	sub.pending = nil
 	sub.state = subReady
@@ -549,6 +542,55 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 		sub.overflow = false
 		s.queueResync(sub)
 	}
+}
+
+// readResult is a read's result made ready for finishRead.
+type readResult struct {
+	res      []wire.QueryResult // the result, in order
+	complete bool               // every matching record is in res
+	edge     wire.QueryResult   // when not complete, the first one left out
+	fresh    *resultSet         // res as sub's result set
+	resp     []byte             // the QUERY_RESP encoded (the reader's read; nil if it cannot be)
+}
+
+// prepareRead orders what a read found into a result set and, for the
+// reader, encodes the QUERY_RESP. It uses only what does not change while
+// sub is read (its query, limit and fields), not its lock.
+func (sub *subscription) prepareRead(reader bool, sc scanned) readResult {
+	rd := readResult{res: sc.res, complete: true}
+	if sub.limit >= 0 && len(rd.res) > sub.limit {
+		// The read's first record past the limit sorts before the others
+		// it left out.
+		rd.complete, rd.edge = false, rd.res[sub.limit]
+		rd.res = rd.res[:sub.limit]
+	}
+	keys := make([]string, len(rd.res))
+	ms := make([]member, len(rd.res))
+	for i, r := range rd.res {
+		keys[i], ms[i] = r.Key, member{ts: sc.ts[r.Key]}
+		if sub.limit >= 0 {
+			ms[i].value = r.Value
+		}
+	}
+	rd.fresh = sub.newResults(len(rd.res))
+	rd.fresh.appendSorted(keys, ms)
+	if reader {
+		results := make([]wire.QueryResult, len(rd.res))
+		for i, r := range rd.res {
+			results[i] = wire.QueryResult{Key: r.Key, Value: project(r.Value, sub.fields)}
+		}
+		resp := &wire.QueryResp{QueryID: sub.id, Results: results}
+		if sub.limit >= 0 {
+			more := !rd.complete
+			resp.HasMore = &more
+		}
+		b, err := wire.Encode(resp)
+		if err != nil {
+			sub.c.log.Error("cannot encode message", "type", resp.Type(), "error", err)
+		}
+		rd.resp = b
+	}
+	return rd
 }
 
 // onChange hands one committed change of the subscription's map to it.

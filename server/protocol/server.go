@@ -58,6 +58,7 @@ type Server struct {
 	resyncsQueued atomic.Int64
 
 	dispatchHook func() // tests: runs before each commit is dispatched
+	readyHook    func() // tests: runs once a query's read is made ready, before its result is replaced
 }
 
 // Stats are counters of a Server since New.
