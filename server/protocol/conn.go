@@ -38,6 +38,7 @@ type conn struct {
 
 	out     outQueue
 	queued  atomic.Int64  // bytes of the messages in out, msgOverhead each included
+	pushed  atomic.Int64  // the part of queued sent without being asked for (send)
 	wrote   chan struct{} // signalled by the writer after each message (for the reader)
 	wroteW  chan struct{} // the same, for the write worker
 	closing atomic.Bool   // a close is queued or done: send nothing more
@@ -91,8 +92,9 @@ type conn struct {
 }
 
 type outItem struct {
-	b     []byte
-	close *closeReq
+	b      []byte
+	close  *closeReq
+	pushed bool // counted in conn.pushed
 }
 
 // msgOverhead is what one queued message costs besides its bytes (its
@@ -248,20 +250,31 @@ func (c *conn) send(b []byte) { c.enqueue(b, false) }
 
 // enqueue queues b; with requested (an answer the reader waited for room
 // for, see reply) the byte bound does not apply.
+//
+// A message sent without being asked for disconnects the client when the
+// queue would pass the bound while such messages take over half of it:
+// the other half is the answers' (waitRoom), and an answer larger than
+// that, which the client asked for and may be reading as fast as it can,
+// does not leave the changes that follow it without room.
 func (c *conn) enqueue(b []byte, requested bool) {
 	if c.closing.Load() {
 		return
 	}
 	n := int64(len(b)) + msgOverhead
-	if q := c.queued.Add(n); !requested && q > c.s.opts.OutboundBytes && q != n {
-		c.queued.Add(-n)
-		c.log.Warn("disconnecting a client that does not read its messages", "queued_bytes", q-n, "message_bytes", n,
-			"limit_bytes", c.s.opts.OutboundBytes)
-		c.s.slowDrops.Add(1)
-		c.abort()
-		return
+	q := c.queued.Add(n)
+	if !requested {
+		p := c.pushed.Add(n)
+		if bound := c.s.opts.OutboundBytes; q > bound && p > bound/2 && q != n {
+			c.queued.Add(-n)
+			c.pushed.Add(-n)
+			c.log.Warn("disconnecting a client that does not read its messages", "queued_bytes", q-n, "message_bytes", n,
+				"limit_bytes", bound)
+			c.s.slowDrops.Add(1)
+			c.abort()
+			return
+		}
 	}
-	c.out.push(outItem{b: b})
+	c.out.push(outItem{b: b, pushed: !requested})
 }
 
 // sendMsg encodes and queues a message.
@@ -353,6 +366,9 @@ func (c *conn) abort() {
 // its bytes leave the queue and a reader waiting for room looks again.
 func (c *conn) sent(it outItem) {
 	c.queued.Add(-int64(len(it.b)) - msgOverhead)
+	if it.pushed {
+		c.pushed.Add(-int64(len(it.b)) - msgOverhead)
+	}
 	select {
 	case c.wrote <- struct{}{}:
 	default:

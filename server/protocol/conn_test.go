@@ -344,6 +344,65 @@ func TestConn_outboundBytesBound(t *testing.T) {
 	w.ping() // the writer's connection is untouched
 }
 
+// An answer larger than the bound (a QUERY_RESP the client asked for)
+// does not leave the changes that follow it without room: a client that
+// has not read it all yet is not cut off for one small change behind it.
+// Changes still get only half the bound behind it.
+func TestConn_bigAnswerLeavesRoomForChanges(t *testing.T) {
+	t.Parallel()
+	const bound = 256 << 10
+	e := newEnv(t, envConfig{opts: Options{OutboundBytes: bound}})
+	w := e.dial(t)
+	const records = 5 // a QUERY_RESP of 500 KB
+	value := strings.Repeat("x", 100<<10)
+	for i := 0; i < records; i++ {
+		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), value, cts("w")))
+	}
+	// A connection whose writer has not yet written the answer: this
+	// test plays the socket.
+	c := e.srv.newConn(nil, "test")
+	defer func() { c.abort(); e.srv.removeConn(c) }()
+	c.handleFrame(mustEncode(t, &wire.QuerySub{QueryID: "q", MapName: "big"}), 0)
+	w.write(putOp(itoa(records+1), "big", "small", "v", cts("w")))
+	// SERVER_EVENT and QUERY_UPDATE of the change, behind the answer.
+	eventually(t, "the change to be queued or the client cut off", func() bool {
+		return c.out.len() == 3 || c.ctx.Err() != nil
+	})
+	if n := e.srv.Stats().SlowClientsDropped; n != 0 || c.ctx.Err() != nil {
+		t.Fatalf("a client was cut off (SlowClientsDropped = %d) for one change queued behind the answer it asked for", n)
+	}
+	var got []wire.Message
+	for it, ok := c.out.pop(); ok; it, ok = c.out.pop() {
+		m, err := wire.DefaultLimits().Decode(it.b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m)
+		c.sent(it)
+	}
+	if r, ok := got[0].(*wire.QueryResp); !ok || len(r.Results) != records {
+		t.Fatalf("first %s %+v, want QUERY_RESP with %d results", got[0].Type(), got[0], records)
+	}
+	if u, ok := got[2].(*wire.QueryUpdate); !ok || u.Key != "small" {
+		t.Fatalf("last %s %+v, want QUERY_UPDATE of small", got[2].Type(), got[2])
+	}
+
+	// Behind such an answer, changes that pass half the bound still cut
+	// the client off.
+	sc := e.srv.newConn(nil, "test")
+	sc.enqueue(make([]byte, 2*bound), true)
+	msg := make([]byte, 1000)
+	for i := 0; sc.ctx.Err() == nil && i < bound; i++ {
+		sc.send(msg)
+	}
+	if sc.ctx.Err() == nil {
+		t.Fatal("changes behind a large answer were never cut off")
+	}
+	if p := sc.pushed.Load(); p > bound/2 {
+		t.Fatalf("%d bytes of changes queued behind the answer, over half the bound (%d)", p, bound/2)
+	}
+}
+
 // Answers to requests are not cut off but hold the reader back: a client
 // that asks for the same 250 KB query 100 times and reads nothing makes
 // the server queue at most half the byte bound plus one answer, and gets

@@ -83,7 +83,8 @@ type Options struct {
 	// it, so a client that asks for much is slowed down, not cut off;
 	// messages pushed to it (changes of its live queries)
 	// that would pass it disconnect the client, before they exhaust the
-	// server's memory. A single message larger than the bound is still
+	// server's memory (behind an answer larger than half of it, once they
+	// take half of it). A single message larger than the bound is still
 	// sent when nothing else is queued. It also bounds the bytes of stored
 	// records one POST /sync answer holds (see httpsync.go).
 	OutboundBytes int64
