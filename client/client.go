@@ -483,25 +483,40 @@ func (d *droppedFrame) awaited() bool {
 // deep as the frame is long).
 func droppedHead(prefix []byte) *droppedFrame {
 	f := &droppedFrame{head: map[string]string{}}
-	d := msgpack.NewDecoder(bytes.NewReader(prefix))
+	r := bytes.NewReader(prefix)
+	d := msgpack.NewDecoder(r)
+	// DecodeString, not the library's: that one allocates up to 1 MiB for
+	// the length a header claims before finding the bytes missing.
+	str := func() (string, error) {
+		n, err := d.DecodeBytesLen()
+		if err != nil || n <= 0 {
+			return "", err
+		}
+		if n > r.Len() {
+			return "", io.ErrUnexpectedEOF
+		}
+		b := make([]byte, n)
+		_, err = io.ReadFull(r, b)
+		return string(b), err
+	}
 	n, err := d.DecodeMapLen()
 	if err != nil || n < 1 {
 		return f
 	}
-	if k, err := d.DecodeString(); err != nil || k != "type" {
+	if k, err := str(); err != nil || k != "type" {
 		return f
 	}
-	if f.typ, err = d.DecodeString(); err != nil || n < 2 {
+	if f.typ, err = str(); err != nil || n < 2 {
 		return f
 	}
-	if k, err := d.DecodeString(); err != nil || k != "payload" {
+	if k, err := str(); err != nil || k != "payload" {
 		return f
 	}
 	n, err = d.DecodeMapLen()
 	for i := 0; err == nil && i < min(n, 4); i++ {
 		var k, v string
-		if k, err = d.DecodeString(); err == nil {
-			if v, err = d.DecodeString(); err == nil {
+		if k, err = str(); err == nil {
+			if v, err = str(); err == nil {
 				f.head[k] = v
 			}
 		}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/topgun-go/topgun/server/wire"
@@ -38,6 +39,42 @@ func TestDroppedHead(t *testing.T) {
 	}
 	if f := droppedHead([]byte{0x82, 0xa4, 't', 'y', 'p', 'e'}); f.typ != "" || len(f.head) != 0 {
 		t.Errorf("a truncated frame gave %+v", f)
+	}
+}
+
+// A frame a few bytes long whose string header claims gigabytes must not
+// make droppedHead allocate for the claim: the msgpack library allocates up
+// to 1 MiB ahead of the bytes it reads, which made each such frame of a
+// server (one that failed to decode) cost the client a megabyte.
+func TestDroppedHead_claimedLengthAllocatesNothing(t *testing.T) {
+	str32 := []byte{0xdb, 0xff, 0xff, 0xff, 0xff, 'x', 'y'}
+	cat := func(parts ...[]byte) []byte {
+		var b []byte
+		for _, p := range parts {
+			b = append(b, p...)
+		}
+		return b
+	}
+	typeKey := []byte{0xa4, 't', 'y', 'p', 'e'}
+	typ := []byte{0xac, 'Q', 'U', 'E', 'R', 'Y', '_', 'U', 'P', 'D', 'A', 'T', 'E'}
+	payloadKey := []byte{0xa7, 'p', 'a', 'y', 'l', 'o', 'a', 'd'}
+	for name, in := range map[string][]byte{
+		"type key":      cat([]byte{0x81}, str32),
+		"type":          cat([]byte{0x82}, typeKey, str32),
+		"payload key":   cat([]byte{0x82}, typeKey, typ, str32),
+		"payload field": cat([]byte{0x82}, typeKey, typ, payloadKey, []byte{0x82}, str32),
+		"payload value": cat([]byte{0x82}, typeKey, typ, payloadKey, []byte{0x82, 0xa7, 'q', 'u', 'e', 'r', 'y', 'I', 'd'}, str32),
+	} {
+		const runs = 20
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := 0; i < runs; i++ {
+			droppedHead(in)
+		}
+		runtime.ReadMemStats(&after)
+		if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 64<<10 {
+			t.Errorf("%s: droppedHead of %d bytes allocated %d bytes", name, len(in), per)
+		}
 	}
 }
 
