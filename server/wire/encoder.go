@@ -2,7 +2,9 @@ package wire
 
 import (
 	"bytes"
+	"encoding"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
 	"sync"
@@ -281,12 +283,106 @@ func (e *encoder) reflectValue(rv reflect.Value) {
 		e.fail("user value of Go type %s cannot be encoded as MsgPack", rv.Type())
 	default:
 		if e.err == nil {
+			// The library recurses without a bound: a cycle through a
+			// struct's fields overflowed the stack, which kills the
+			// process.
+			if tooDeepForLibrary(rv, e.max-e.depth, 0) {
+				e.fail("user value of Go type %s nested deeper than %d levels (or cyclic)", rv.Type(), e.max)
+				return
+			}
+			start := e.buf.Len()
 			if err := e.e.Encode(rv.Interface()); err != nil {
 				e.fail("user value of Go type %s: %v", rv.Type(), err)
+				return
+			}
+			// The library counts no depth: a struct's fields (a linked
+			// list of structs, say) nest as deep as they go, and a
+			// message the decoder refuses gets an ERROR naming no op.
+			d := newDecoder(e.buf.Bytes()[start:], e.max-e.depth, math.MaxInt)
+			err := d.skip()
+			putDecoder(d)
+			if fe, ok := err.(*fieldError); ok && fe.kind == ErrTooDeep {
+				e.fail("user value of Go type %s nested deeper than %d levels", rv.Type(), e.max)
 			}
 		}
 	}
 }
+
+// tooDeepForLibrary reports whether the msgpack library, encoding rv,
+// would nest its structs, maps, slices and arrays more than levels deep
+// (or follow more than 64 pointers in a row): a cyclic value is. It walks
+// what the library writes: exported fields not tagged "-", and not into
+// types that encode themselves.
+func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
+	if rv.Kind() != reflect.Pointer && rv.Kind() != reflect.Interface && encodesItself(rv.Type()) {
+		return false
+	}
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if rv.IsNil() {
+			return false
+		}
+		return hops >= 64 || tooDeepForLibrary(rv.Elem(), levels, hops+1)
+	case reflect.Struct:
+		if levels <= 0 {
+			return true
+		}
+		t := rv.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() && !f.Anonymous || f.Tag.Get("msgpack") == "-" {
+				continue
+			}
+			if tooDeepForLibrary(rv.Field(i), levels-1, 0) {
+				return true
+			}
+		}
+	case reflect.Map:
+		if rv.IsNil() {
+			return false
+		}
+		if levels <= 0 {
+			return true
+		}
+		for it := rv.MapRange(); it.Next(); {
+			if tooDeepForLibrary(it.Key(), levels-1, 0) || tooDeepForLibrary(it.Value(), levels-1, 0) {
+				return true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if rv.Type().Elem().Kind() == reflect.Uint8 || rv.Kind() == reflect.Slice && rv.IsNil() {
+			return false // binary, or nil
+		}
+		if levels <= 0 {
+			return true
+		}
+		for i := range rv.Len() {
+			if tooDeepForLibrary(rv.Index(i), levels-1, 0) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// encodesItself reports whether the msgpack library encodes values of t
+// (or of *t) by their own method rather than by their fields.
+func encodesItself(t reflect.Type) bool {
+	for _, x := range []reflect.Type{t, reflect.PointerTo(t)} {
+		if x.Implements(customEncoderType) || x.Implements(marshalerType) ||
+			x.Implements(binaryMarshalerType) || x.Implements(textMarshalerType) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	customEncoderType   = reflect.TypeFor[msgpack.CustomEncoder]()
+	marshalerType       = reflect.TypeFor[msgpack.Marshaler]()
+	binaryMarshalerType = reflect.TypeFor[encoding.BinaryMarshaler]()
+	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
+)
 
 // normalizeKey turns a reflected map key into the value model for keyString.
 func normalizeKey(k reflect.Value) any {
