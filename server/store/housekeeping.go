@@ -103,6 +103,7 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 		return 0, ErrClosed // the backend may be closed already
 	}
 	total := 0
+	batch := reapBatch // the records one commit takes (see below)
 	for {
 		now := s.now()
 		recs, err := s.be.ListExpired(ctx, now, reapBatch)
@@ -115,21 +116,39 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 				primary = append(primary, r)
 			}
 		}
-		listed := len(recs)
-		if len(primary) == 0 && len(recs) >= reapBatch {
+		more := len(recs) >= reapBatch
+		if len(primary) == 0 && more {
 			primary = s.expiredInIndex(now, reapBatch)
-			listed = len(primary)
+			more = len(primary) >= reapBatch
 		}
 		if len(primary) == 0 {
 			return total, nil
 		}
-		n := 0
-		req := &request{done: make(chan error, 1), fnMuts: len(primary), fn: func(t *txn) { n = t.expire(primary, now) }}
-		if err := s.submit(ctx, req); err != nil {
+		if len(primary) > batch {
+			primary, more = primary[:batch], true
+		}
+		n, used := 0, 0
+		// Merged again after a conflict (another server reaping the same
+		// records, or a client write in the same group commit): failed,
+		// the pass waited a ReapInterval, and under steady conflicting
+		// writes it never got through.
+		err = s.submitWork(ctx, len(primary), func(t *txn) { n, used = t.expire(primary, now) })
+		if err != nil && len(primary) > 1 && abi.CodeOf(err) == abi.CodeResourceExhausted && ctx.Err() == nil {
+			// Expired OR keys keep their other entries: those at the head
+			// of every listing can be, together, over a wasm plugin's
+			// request limit, which failed every pass for good. Fewer per
+			// commit; one always fits.
+			batch = len(primary) / 2
+			continue
+		}
+		if err != nil {
 			return total, err
 		}
 		total += n
-		if n == 0 || listed < reapBatch {
+		if used < len(primary) {
+			continue // stopped at the byte bound (see expire)
+		}
+		if n == 0 || !more {
 			// Nothing more to do, or nothing changed (records re-written
 			// since the listing): stop rather than spin on them.
 			return total, nil
@@ -159,8 +178,12 @@ func (s *Store) expiredInIndex(now int64, limit int) []abi.Record {
 	return out
 }
 
-func (t *txn) expire(recs []abi.Record, now int64) int {
-	n := 0
+// expire replaces the expired records among recs. It returns how many it
+// changed and how many of recs it went through: it stops once it has
+// encoded maxCommitBytes (the bound of a group commit), as OR keys keep
+// their unexpired entries and a thousand of them could take gigabytes.
+func (t *txn) expire(recs []abi.Record, now int64) (n, used int) {
+	start := len(t.buf)
 	if t.s.shared {
 		keys := make([]cacheKey, len(recs))
 		for i := range recs {
@@ -169,10 +192,14 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 		t.prefetch(keys)
 	}
 	for _, r := range recs {
+		if len(t.buf)-start >= t.s.maxCommitBytes {
+			return n, used
+		}
+		used++
 		cur, err := t.current(r.Map, r.Key, true)
 		if err != nil {
 			t.err = err
-			return n
+			return n, used
 		}
 		if !cur.present {
 			// Listed as expired but nothing readable is there: gone since
@@ -218,7 +245,7 @@ func (t *txn) expire(recs []abi.Record, now int64) int {
 		t.changes = append(t.changes, Change{Map: r.Map, Key: r.Key, Kind: ChangeExpired, Record: st.rv, ExpirationTime: st.exp, Tags: dropped})
 		n++
 	}
-	return n
+	return n, used
 }
 
 // justAfter returns a timestamp greater than ts and below every timestamp

@@ -11,6 +11,7 @@ import (
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/host"
 	"github.com/topgun-go/topgun/host/hosttest"
+	"github.com/topgun-go/topgun/server/record"
 )
 
 // A wasm plugin refuses a request over TOPGUN_PLUGIN_MAX_REQUEST_BYTES.
@@ -113,5 +114,51 @@ func TestStore_writeBehindOversizedBatchCommits(t *testing.T) {
 	}
 	if _, ok := f.get("m", "a"); ok {
 		t.Fatal("the refused batch was stored")
+	}
+}
+
+// The expiry of OR keys keeps their unexpired entries: a pass over keys
+// that are large together is a batch over a plugin's request limit, which
+// failed at every pass, for good (they head every listing), and no record
+// expired after them was reaped either.
+func TestStore_ReapExpired_fitsPluginRequestLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a wasm plugin")
+	}
+	wasm := hosttest.BuildPlugin(t, "../../examples/plugins/logstore/cmd/logstore")
+	limit := abi.MaxValueBytes + 64<<10 // the least TOPGUN_PLUGIN_MAX_REQUEST_BYTES
+	pb, err := host.Load(context.Background(), wasm, &host.Options{DataDir: t.TempDir(), MaxRequestBytes: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pb.Close() })
+	f := newFixture(t, pb, nil)
+	big := record.StringValue(strings.Repeat("x", 3<<20)) // three keys do not fit one request
+	const keys = 3
+	for i := range keys {
+		k := "k" + strconv.Itoa(i)
+		r := f.apply(
+			Op{Map: "m", Key: k, Kind: OpORAdd, Value: big, Timestamp: ts(t0, 0, "c"), Tag: k + "-kept"},
+			Op{Map: "m", Key: k, Kind: OpORAdd, Value: record.StringValue("v"), Timestamp: ts(t0, 1, "c"), Tag: k + "-gone", TTLMs: 1000},
+		)
+		if !r[0].Changed || !r[1].Changed {
+			t.Fatalf("adds to %s: %+v", k, r)
+		}
+	}
+	f.apply(Op{Map: "m", Key: "later", Kind: OpPut, Value: record.StringValue("v"), Timestamp: ts(t0, 2, "c"), TTLMs: 2000})
+	f.wall.Add(5000)
+	n, err := f.s.ReapExpired(context.Background())
+	if err != nil {
+		t.Fatalf("reap: %v", err)
+	}
+	if n != keys+1 {
+		t.Errorf("reaped %d records, want %d", n, keys+1)
+	}
+	recs, err := pb.ListExpired(context.Background(), f.wall.Load(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 0 {
+		t.Errorf("%d records still listed as expired after the pass", len(recs))
 	}
 }

@@ -498,3 +498,51 @@ func TestShared_closeDuringRefresh(t *testing.T) {
 		}
 	}
 }
+
+// checkedHook runs before, once, the first checked commit of its store.
+type checkedHook struct {
+	*postgres.Backend
+	once   sync.Once
+	before func()
+}
+
+func (b *checkedHook) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []abi.Expect) error {
+	b.once.Do(b.before)
+	return b.Backend.ApplyChecked(ctx, batch, expect)
+}
+
+// Two servers reap the same expired record at once: the one whose commit
+// comes second conflicts. Its pass failed (a warning, and the rest of its
+// pass waited a ReapInterval), as did every pass that shared a group
+// commit with a client write another server's conflicted with; it merges
+// again instead, as a write does, and finds the record reaped.
+func TestShared_bothServersReapOneRecord(t *testing.T) {
+	url := pgtest.FreshSchema(t)
+	wall := &atomic.Int64{}
+	wall.Store(t0)
+	open := func() *postgres.Backend {
+		be, err := postgres.Open(context.Background(), url, nil)
+		if err != nil {
+			t.Fatalf("postgres open: %v", err)
+		}
+		t.Cleanup(func() { be.Close() })
+		return be
+	}
+	a := newFixtureOn(t, open(), wall, nil)
+	hb := &checkedHook{Backend: open()}
+	b := newFixtureOn(t, hb, wall, nil)
+	a.apply(Op{Map: "m", Key: "k", Kind: OpPut, Value: record.StringValue("v"), Timestamp: ts(t0, 0, "c"), TTLMs: 1000})
+	until(t, "B indexed A's write", func() bool { return a.s.Root("m", KindLWW) == b.s.Root("m", KindLWW) })
+	wall.Add(5000)
+	hb.before = func() { // B has merged its expiry of k: A reaps k first
+		if n, err := a.s.ReapExpired(context.Background()); n != 1 || err != nil {
+			t.Errorf("A reaped %d, %v", n, err)
+		}
+	}
+	if _, err := b.s.ReapExpired(context.Background()); err != nil {
+		t.Errorf("B's expiry pass failed: %v", err)
+	}
+	if v, ok := storedLWW(t, a, "m", "k"); ok {
+		t.Errorf("storage holds %q after both passes", v)
+	}
+}

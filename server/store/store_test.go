@@ -1393,3 +1393,39 @@ func TestStore_unknownOutcomeSettledPerKey(t *testing.T) {
 		t.Fatalf("root %d, want %d", got, want)
 	}
 }
+
+// An expiry pass commits at most about maxCommitBytes of records at once:
+// expired OR keys keep their other entries, and a thousand large ones made
+// one batch of gigabytes, held in memory twice.
+func TestStore_ReapExpired_boundedInBytes(t *testing.T) {
+	be := &sizeBackend{Backend: null.Open(), entered: make(chan struct{}, 1), hold: make(chan struct{})}
+	close(be.hold)
+	f := newFixture(t, be, nil)
+	const keys = 8
+	big := record.StringValue(strings.Repeat("x", 256<<10))
+	for i := range keys {
+		k := "k" + strconv.Itoa(i)
+		f.apply(
+			Op{Map: "m", Key: k, Kind: OpORAdd, Value: big, Timestamp: ts(t0, 0, "c"), Tag: k + "-kept"},
+			Op{Map: "m", Key: k, Kind: OpORAdd, Value: record.StringValue("v"), Timestamp: ts(t0, 1, "c"), Tag: k + "-gone", TTLMs: 1000},
+		)
+	}
+	f.s.maxCommitBytes = 1 << 20
+	be.mu.Lock()
+	be.largest = 0
+	be.mu.Unlock()
+	f.wall.Add(5000)
+	n, err := f.s.ReapExpired(context.Background())
+	if err != nil || n != keys {
+		t.Fatalf("reaped %d, %v; want %d", n, err, keys)
+	}
+	if limit := 1<<20 + 2*(256<<10); be.largest > limit {
+		t.Fatalf("an expiry batch held %d value bytes, over the bound of %d plus a record", be.largest, 1<<20)
+	}
+	for i := range keys {
+		e, ok, err := f.s.Get(context.Background(), "m", "k"+strconv.Itoa(i))
+		if err != nil || !ok || len(e.Record.ORMap.Records) != 1 || len(e.Record.ORMap.Tombstones) != 1 {
+			t.Fatalf("k%d after the pass: %d entries, %d tombstones, found %v, %v", i, len(e.Record.ORMap.Records), len(e.Record.ORMap.Tombstones), ok, err)
+		}
+	}
+}
