@@ -1209,16 +1209,17 @@ func tombstonesDelta(m *record.ORMap, tags []string) int {
 // its OR changes the final state of the key (later ops changed it in place
 // after the change was noted).
 func (t *txn) seal() {
-	// OR states with removes deferred that an LWW write of the request then
-	// replaced (a copy applies them first): the key's OR changes get them,
-	// as they got the records left by the last remove.
+	// OR states changed in place that an LWW write of the request then
+	// replaced: the key's OR changes get them, as they got the records
+	// left by the last remove. Whether removes are still deferred does not
+	// tell: a refused add's copy applied them earlier, to the records
+	// those changes share.
 	var replaced map[cacheKey]*state
 	for _, st := range t.unsealed {
-		deferred := st.orDel != nil && len(st.orDel.dead) > 0
 		t.compact(st)
 		ck := cacheKey{st.mapName, st.key}
 		if t.pending[ck] != st {
-			if deferred {
+			if st.present && st.rv.Kind == record.KindORMap {
 				if replaced == nil {
 					replaced = map[cacheKey]*state{}
 				}

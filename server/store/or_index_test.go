@@ -279,3 +279,39 @@ func TestStore_OR_changesOfKeyThenWrittenLWW(t *testing.T) {
 		t.Fatalf("k: %q %v", v, ok)
 	}
 }
+
+// As TestStore_OR_changesOfKeyThenWrittenLWW, with an add in between that
+// cannot be stored (not valid UTF-8): refused, it copied the key first,
+// which applied the removes held until seal to the records the earlier
+// changes still shared, and seal, finding no removes held, left those
+// changes with the zeroed slots of the deleted records.
+func TestStore_OR_changesOfKeyThenWrittenLWW_afterRefusedAdd(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	f.apply(Op{Map: "m", Key: "k", Kind: OpORAdd, Value: record.StringValue("w"), Timestamp: ts(t0, 0, "c"), Tag: "w"})
+	sub := f.s.Subscribe()
+	defer sub.Close()
+	res := f.apply(
+		Op{Map: "m", Key: "k", Kind: OpORAdd, Value: record.StringValue("x"), Timestamp: ts(t0, 1, "c"), Tag: "x", TTLMs: 5000},
+		Op{Map: "m", Key: "k", Kind: OpORRemove, Tags: []string{"x", "w"}},
+		Op{Map: "m", Key: "k", Kind: OpORAdd, Value: record.StringValue("bad\xff"), Timestamp: ts(t0, 2, "c"), Tag: "y"},
+		put("m", "k", "v", ts(t0, 3, "c")))
+	for i, r := range res {
+		if (i == 2) != (r.Err != nil) || (i != 2 && !r.Changed) {
+			t.Fatalf("op %d: %+v", i, r)
+		}
+	}
+	var cm *Commit
+	select {
+	case cm = <-sub.C():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no commit on the feed")
+	}
+	if len(cm.Changes) != 3 {
+		t.Fatalf("changes %+v", cm.Changes)
+	}
+	for _, ch := range cm.Changes[:2] {
+		if m := ch.Record.ORMap; len(m.Records) != 0 || !slices.Equal(m.Tombstones, []string{"x", "w"}) || ch.ExpirationTime != 0 {
+			t.Errorf("%v change carries records %+v, tombstones %q, expiry %d; want none, [x w], 0", ch.Kind, m.Records, m.Tombstones, ch.ExpirationTime)
+		}
+	}
+}
