@@ -4,6 +4,7 @@ package hosttest
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -25,7 +26,8 @@ var (
 // relative to the test's working directory or absolute) with
 // GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared and returns the path
 // of the .wasm file. Builds are cached under the user cache directory by a
-// hash of the module's Go sources, so a suite rebuilds only after a change;
+// hash of the Go sources of the module and of the modules its go.mod
+// replaces with local directories, so a suite rebuilds only after a change;
 // within one process each package is built once.
 func BuildPlugin(t testing.TB, pkgDir string) string {
 	t.Helper()
@@ -86,11 +88,61 @@ func moduleRoot(dir string) (string, error) {
 }
 
 // sourceHash hashes the Go version, the package path, go.mod, go.sum,
-// every non-test .go file of the module and its PGO profiles.
+// every non-test .go file and the PGO profiles of the module and of the
+// modules its go.mod replaces with local directories.
 func sourceHash(root, pkg string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintln(h, runtime.Version(), pkg)
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	dirs, err := localReplacements(root)
+	if err != nil {
+		return "", err
+	}
+	for _, dir := range append([]string{root}, dirs...) {
+		if err := hashSources(h, dir); err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// localReplacements returns the directories that root's go.mod replaces
+// modules with. A plugin kept outside this repository points at a checkout
+// of it so, and builds from the checkout's sources as much as its own.
+func localReplacements(root string) ([]string, error) {
+	cmd := exec.Command("go", "mod", "edit", "-json")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go mod edit -json in %s: %v", root, err)
+	}
+	var mod struct {
+		Replace []struct {
+			New struct{ Path, Version string }
+		}
+	}
+	if err := json.Unmarshal(out, &mod); err != nil {
+		return nil, fmt.Errorf("go mod edit -json in %s: %v", root, err)
+	}
+	var dirs []string
+	for _, r := range mod.Replace {
+		// A replacement without a version is a directory; one with a
+		// version cannot change without go.sum changing.
+		if r.New.Version != "" {
+			continue
+		}
+		dir := r.New.Path
+		if !filepath.IsAbs(dir) {
+			dir = filepath.Join(root, dir)
+		}
+		dirs = append(dirs, dir)
+	}
+	return dirs, nil
+}
+
+// hashSources writes into h the path and contents of each source file of
+// the module in root that a build reads.
+func hashSources(h io.Writer, root string) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -113,7 +165,6 @@ func sourceHash(root, pkg string) (string, error) {
 		_, err = io.Copy(h, f)
 		return err
 	})
-	return hex.EncodeToString(h.Sum(nil)), err
 }
 
 // Writer is an io.Writer that sends each write to t.Log, for routing an

@@ -1,0 +1,67 @@
+package hosttest
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBuildPlugin_rebuildsAfterChangeInLocalReplacement checks that a plugin
+// kept in a module of its own, which points at a checkout of this repository
+// with a replace directive (as examples/plugins/README.md tells authors
+// outside it to do), is built again after the checkout's sources change:
+// they are sources of the plugin as much as its own module's are.
+func TestBuildPlugin_rebuildsAfterChangeInLocalReplacement(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin for wasip1 twice; skipped in -short mode")
+	}
+	gocache, err := exec.Command("go", "env", "GOCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env GOCACHE: %v", err)
+	}
+	// A cache of plugins of this test's own, and Go's build cache kept
+	// where it is, so that the standard library is not built again.
+	t.Setenv("GOCACHE", strings.TrimSpace(string(gocache)))
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+
+	root := t.TempDir()
+	write := func(rel, text string) {
+		t.Helper()
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("lib/go.mod", "module example.com/lib\n\ngo 1.21\n")
+	write("lib/lib.go", "package lib\n\nconst Marker = \"marker-alpha\"\n")
+	write("plugin/go.mod", "module example.com/plugin\n\ngo 1.21\n\nrequire example.com/lib v0.0.0\n\nreplace example.com/lib => ../lib\n")
+	write("plugin/main.go", "package main\n\nimport \"example.com/lib\"\n\nvar marker = lib.Marker\n\nfunc init() { println(marker) }\n\nfunc main() {}\n")
+	pluginDir := filepath.Join(root, "plugin")
+
+	contains := func(path, marker string) bool {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Contains(b, []byte(marker))
+	}
+	if p := BuildPlugin(t, pluginDir); !contains(p, "marker-alpha") {
+		t.Fatalf("the first build %s does not hold the library's marker", p)
+	}
+
+	write("lib/lib.go", "package lib\n\nconst Marker = \"marker-bravo\"\n")
+	// A later test process: nothing remembered but the cache on disk.
+	mu.Lock()
+	clear(built)
+	mu.Unlock()
+	if p := BuildPlugin(t, pluginDir); !contains(p, "marker-bravo") {
+		t.Errorf("after the replaced module changed, BuildPlugin returned %s, built from its old sources", p)
+	}
+}
