@@ -272,9 +272,19 @@ func (c *conn) applyGroup(group []*writeJob) {
 	var results []store.Result
 	var applyErr error
 	if len(all) > 0 {
-		s.opsApplied.Add(uint64(len(all)))
 		results, applyErr = s.store.Apply(c.ctx, all, c.id)
 	}
+	if applyErr != nil && len(group) > 1 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil {
+		// Too large for the backend together (a wasm plugin's request
+		// limit), though each job may fit: one at a time, so that only a
+		// write too large on its own fails.
+		c.log.Debug("writes grouped were too large for the backend; applying them one by one", "jobs", len(group), "error", applyErr)
+		for _, job := range group {
+			c.applyGroup([]*writeJob{job})
+		}
+		return
+	}
+	s.opsApplied.Add(uint64(len(all)))
 	if applyErr != nil && c.ctx.Err() == nil {
 		c.log.Warn("write failed", "ops", len(all), "error", applyErr)
 	}

@@ -1,0 +1,72 @@
+package protocol
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// requestLimitBackend refuses a batch whose values pass limit bytes, as a
+// wasm plugin refuses a request over TOPGUN_PLUGIN_MAX_REQUEST_BYTES.
+type requestLimitBackend struct {
+	abi.Backend
+	limit int
+}
+
+func (b *requestLimitBackend) Apply(ctx context.Context, batch *abi.Batch) error {
+	n := 0
+	for _, m := range batch.Mutations {
+		n += len(m.Value)
+	}
+	if n > b.limit {
+		return abi.Errorf(abi.CodeResourceExhausted, "request of %d bytes exceeds the limit of %d bytes", n, b.limit)
+	}
+	return b.Backend.Apply(ctx, batch)
+}
+
+// The writes one connection queued while the store was busy are applied
+// with one store.Apply: together over a backend's request limit, each of
+// them within it, they are applied one by one, not all refused (ERROR 500,
+// again at every re-send, grouped again).
+func TestWrites_groupOverTheBackendsRequestLimitAppliedOneByOne(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{backend: &requestLimitBackend{Backend: null.Open(), limit: 1 << 20}})
+	c := e.dial(t)
+	release := e.be.holdCommits()
+	defer release()
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "first", "v", cts("c"))}})
+	eventually(t, "the first write held", func() bool { return e.be.held.Load() == 1 })
+	big := strings.Repeat("x", 600<<10) // one fits, two do not
+	for i := 2; i <= 4; i++ {
+		c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp(itoa(i), "m", "k"+itoa(i), big, cts("c"))}})
+	}
+	eventually(t, "the big writes queued", func() bool {
+		var conn *conn
+		e.srv.mu.RLock()
+		for sc := range e.srv.conns {
+			conn = sc
+		}
+		e.srv.mu.RUnlock()
+		conn.mu.Lock()
+		defer conn.mu.Unlock()
+		return conn.pending >= 4
+	})
+	release()
+	for acked := 0; acked < 4; {
+		switch m := c.next().(type) {
+		case *wire.OpAck:
+			acked++
+		case *wire.ErrorMessage:
+			t.Fatalf("a write within the backend's limit failed: %d %s", m.Code, m.Message)
+		}
+	}
+	for i := 2; i <= 4; i++ {
+		if _, _, ok := e.getLWW("m", "k"+itoa(i)); !ok {
+			t.Errorf("k%d not stored", i)
+		}
+	}
+}
