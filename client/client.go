@@ -413,14 +413,8 @@ func (c *Client) readLoop(cn *conn) {
 			c.log.Error("ignoring a frame over Options.MaxReadBytes", "bytes", int64(c.opts.MaxReadBytes)+1+n, "max_read_bytes", c.opts.MaxReadBytes, "type", lost.typ)
 			// A call or subscription may wait for it: it fails, in the
 			// order of the frames around it.
-			if lost.awaited() {
-				select {
-				case cn.in <- lost:
-				case <-cn.done:
-					return
-				case <-c.ctx.Done():
-					return
-				}
+			if lost.awaited() && !c.deliver(cn, lost) {
+				return
 			}
 			continue
 		}
@@ -433,23 +427,28 @@ func (c *Client) readLoop(cn *conn) {
 			// MaxReadBytes.
 			if lost := droppedHead(data); lost.awaited() {
 				lost.err = err
-				select {
-				case cn.in <- lost:
-				case <-cn.done:
-					return
-				case <-c.ctx.Done():
+				if !c.deliver(cn, lost) {
 					return
 				}
 			}
 			continue
 		}
-		select {
-		case cn.in <- m:
-		case <-cn.done:
-			return
-		case <-c.ctx.Done():
+		if !c.deliver(cn, m) {
 			return
 		}
+	}
+}
+
+// deliver hands m to cn's dispatcher; false when the connection or the
+// client is done.
+func (c *Client) deliver(cn *conn, m wire.Message) bool {
+	select {
+	case cn.in <- m:
+		return true
+	case <-cn.done:
+		return false
+	case <-c.ctx.Done():
+		return false
 	}
 }
 
