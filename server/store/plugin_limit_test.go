@@ -14,20 +14,28 @@ import (
 	"github.com/topgun-go/topgun/server/record"
 )
 
-// A wasm plugin refuses a request over TOPGUN_PLUGIN_MAX_REQUEST_BYTES.
-// Writers whose writes each fit must not fail because a group commit
-// gathered them into one batch over it.
-func TestStore_groupCommitFitsPluginRequestLimit(t *testing.T) {
+// limitedLogstore opens the logstore example plugin with the least
+// TOPGUN_PLUGIN_MAX_REQUEST_BYTES, which a request over it the plugin
+// refuses as too large.
+func limitedLogstore(t *testing.T) abi.Backend {
 	if testing.Short() {
 		t.Skip("builds a wasm plugin")
 	}
 	wasm := hosttest.BuildPlugin(t, "../../examples/plugins/logstore/cmd/logstore")
-	limit := abi.MaxValueBytes + 64<<10 // the least TOPGUN_PLUGIN_MAX_REQUEST_BYTES
+	limit := abi.MaxValueBytes + 64<<10
 	pb, err := host.Load(context.Background(), wasm, &host.Options{DataDir: t.TempDir(), MaxRequestBytes: limit})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pb.Close() })
+	return pb
+}
+
+// A wasm plugin refuses a request over TOPGUN_PLUGIN_MAX_REQUEST_BYTES.
+// Writers whose writes each fit must not fail because a group commit
+// gathered them into one batch over it.
+func TestStore_groupCommitFitsPluginRequestLimit(t *testing.T) {
+	pb := limitedLogstore(t)
 	be := &sizeBackend{Backend: pb, entered: make(chan struct{}, 1), hold: make(chan struct{})}
 	f := newFixture(t, be, nil)
 	var merged atomic.Int64
@@ -71,16 +79,7 @@ func TestStore_groupCommitFitsPluginRequestLimit(t *testing.T) {
 // it (its merge may have read that batch's state), but is merged again and
 // committed: it does not fail for another client's oversized batch.
 func TestStore_writeBehindOversizedBatchCommits(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a wasm plugin")
-	}
-	wasm := hosttest.BuildPlugin(t, "../../examples/plugins/logstore/cmd/logstore")
-	limit := abi.MaxValueBytes + 64<<10
-	pb, err := host.Load(context.Background(), wasm, &host.Options{DataDir: t.TempDir(), MaxRequestBytes: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pb.Close() })
+	pb := limitedLogstore(t)
 	be := &sizeBackend{Backend: pb, entered: make(chan struct{}, 1), hold: make(chan struct{})}
 	f := newFixture(t, be, nil)
 	var merged atomic.Int64
@@ -122,16 +121,7 @@ func TestStore_writeBehindOversizedBatchCommits(t *testing.T) {
 // failed at every pass, for good (they head every listing), and no record
 // expired after them was reaped either.
 func TestStore_ReapExpired_fitsPluginRequestLimit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a wasm plugin")
-	}
-	wasm := hosttest.BuildPlugin(t, "../../examples/plugins/logstore/cmd/logstore")
-	limit := abi.MaxValueBytes + 64<<10 // the least TOPGUN_PLUGIN_MAX_REQUEST_BYTES
-	pb, err := host.Load(context.Background(), wasm, &host.Options{DataDir: t.TempDir(), MaxRequestBytes: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pb.Close() })
+	pb := limitedLogstore(t)
 	f := newFixture(t, pb, nil)
 	big := record.StringValue(strings.Repeat("x", 3<<20)) // three keys do not fit one request
 	const keys = 3
