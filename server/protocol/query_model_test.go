@@ -272,7 +272,21 @@ func runQueryModel(t *testing.T, seed uint64, steps int) {
 		t.Fatal(err)
 	}
 
-	fresh := e.dial(t)
+	var ids []string
+	for id, lm := range models {
+		if !lm.closing && !lm.closed {
+			ids = append(ids, id)
+		}
+	}
+	// Let resyncs finish: wait for a pause in the updates.
+	matchFresh(t, seed, e.dial(t), c, handle, models, ids, 200*time.Millisecond)
+}
+
+// matchFresh checks that the live result of each query ids names equals
+// a fresh QUERY_SUB of it on fresh, once c's updates (handed to handle)
+// pause for quiet, until waitFor has passed.
+func matchFresh(t *testing.T, seed uint64, fresh, c *client, handle func(wire.Message), models map[string]*liveModel, ids []string, quiet time.Duration) {
+	t.Helper()
 	freshResult := func(id string, q wire.Query) map[string]any {
 		fid := "fresh-" + id
 		fresh.send(&wire.QuerySub{QueryID: fid, MapName: "m", Query: q})
@@ -284,22 +298,15 @@ func runQueryModel(t *testing.T, seed uint64, steps int) {
 		}
 		return out
 	}
-	var ids []string
-	for id, lm := range models {
-		if !lm.closing && !lm.closed {
-			ids = append(ids, id)
-		}
-	}
 	slices.Sort(ids)
 	deadline := time.Now().Add(waitFor)
 	for {
-		// Let resyncs finish: wait for a pause in the updates.
-		for quiet := false; !quiet; {
+		for paused := false; !paused; {
 			select {
 			case m := <-c.msgs:
 				handle(m)
-			case <-time.After(200 * time.Millisecond):
-				quiet = true
+			case <-time.After(quiet):
+				paused = true
 			}
 		}
 		var diffs []string
@@ -311,7 +318,7 @@ func runQueryModel(t *testing.T, seed uint64, steps int) {
 			}
 		}
 		if len(diffs) == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("seed %d: live results differ from a fresh query:\n%s", seed, strings.Join(diffs, "\n"))

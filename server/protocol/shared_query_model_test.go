@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -147,46 +145,9 @@ func TestShared_liveResultsMatchFreshQuery(t *testing.T) {
 		return true
 	})
 
-	fresh := a.dial(t)
-	freshResult := func(id string, q wire.Query) map[string]any {
-		fid := "fresh-" + id
-		fresh.send(&wire.QuerySub{QueryID: fid, MapName: "m", Query: q})
-		r := skipUntil[*wire.QueryResp](fresh)
-		fresh.send(&wire.QueryUnsub{QueryID: fid})
-		out := map[string]any{}
-		for _, x := range r.Results {
-			out[x.Key] = x.Value
-		}
-		return out
-	}
 	ids := make([]string, 0, len(models))
 	for id := range models {
 		ids = append(ids, id)
 	}
-	slices.Sort(ids)
-	deadline := time.Now().Add(waitFor)
-	for {
-		for quiet := false; !quiet; {
-			select {
-			case m := <-c.msgs:
-				handle(m)
-			case <-time.After(300 * time.Millisecond):
-				quiet = true
-			}
-		}
-		var diffs []string
-		for _, id := range ids {
-			lm := models[id]
-			want := freshResult(id, lm.q)
-			if !lm.answered || !reflect.DeepEqual(lm.rows, want) {
-				diffs = append(diffs, fmt.Sprintf("query %s (%+v):\n  live  %v\n  fresh %v", id, lm.q, sortedRows(lm.rows), sortedRows(want)))
-			}
-		}
-		if len(diffs) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("seed %d: live results differ from a fresh query:\n%s", seed, strings.Join(diffs, "\n"))
-		}
-	}
+	matchFresh(t, seed, a.dial(t), c, handle, models, ids, 300*time.Millisecond)
 }
