@@ -484,7 +484,7 @@ func droppedHead(prefix []byte) *droppedFrame {
 	f := &droppedFrame{head: map[string]string{}}
 	r := bytes.NewReader(prefix)
 	d := msgpack.NewDecoder(r)
-	// DecodeString, not the library's: that one allocates up to 1 MiB for
+	// A DecodeString of its own: the library's allocates up to 1 MiB for
 	// the length a header claims before finding the bytes missing.
 	str := func() (string, error) {
 		n, err := d.DecodeBytesLen()
@@ -523,7 +523,7 @@ func droppedHead(prefix []byte) *droppedFrame {
 	return f
 }
 
-// dropped fails what waited for a frame over MaxReadBytes: an ORGet (the
+// dropped fails what waited for a dropped frame: an ORGet (the
 // oldest waiting; its place would take the answer of the next ORGet of the
 // same keys), a SyncMap (it would count the leaf as a path holding nothing
 // and report success without its records), a subscription (it would miss
