@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -938,5 +940,31 @@ func TestOpen_topGunRedbFile(t *testing.T) {
 	wantCode(t, err, abi.CodeInvalidArgument)
 	if !errors.Is(err, errTopGunRedb) {
 		t.Errorf("Open of a redb file of TopGun's server = %v; want it named as such", err)
+	}
+}
+
+// TestOpen_fileSystemErrors: a file (or its directory) on a read-only
+// mount is a setting to fix, as an unwritable file is, and a full disk
+// while bbolt writes a new file's first pages is a lack of space, neither
+// a storage that is unavailable for now. Making such a mount needs
+// privileges, so the test gives openError what bbolt's open returns there.
+func TestOpen_fileSystemErrors(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "db.redb")
+	for _, tc := range []struct {
+		name  string
+		cause error
+		code  abi.Code
+	}{
+		{"read-only", &fs.PathError{Op: "open", Path: path, Err: syscall.EROFS}, abi.CodeInvalidArgument},
+		{"full", &fs.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}, abi.CodeResourceExhausted},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := openError(path, tc.cause)
+			wantCode(t, err, tc.code)
+			if !errors.Is(err, tc.cause) {
+				t.Errorf("error %v does not keep its cause", err)
+			}
+		})
 	}
 }

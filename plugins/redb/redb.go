@@ -266,6 +266,13 @@ func openError(path string, err error) error {
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot create %s: its directory does not exist; create it or set TOPGUN_REDB_PATH to another file", path)
 	case errors.Is(err, fs.ErrPermission):
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot open %s for reading and writing; fix its permissions or set TOPGUN_REDB_PATH to another file", path)
+	case errors.Is(err, syscall.EROFS):
+		// A read-only mount (a volume mounted :ro, a read-only root file
+		// system in a container) is a setting to fix, like a permission.
+		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot open %s for writing: its file system is read-only; mount it read-write or set TOPGUN_REDB_PATH to a file on a writable file system", path)
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// bbolt writes the first pages of a new file while opening it.
+		return abi.Wrap(abi.CodeResourceExhausted, err, "redb: no space left to create %s; free disk space or set TOPGUN_REDB_PATH to a file on another file system", path)
 	case errors.Is(err, syscall.ENOTDIR):
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot open %s: a parent of it is not a directory; set TOPGUN_REDB_PATH to another file", path)
 	case errors.Is(err, syscall.EISDIR):
