@@ -194,6 +194,9 @@ func (c *conn) applyGroup(group []*writeJob) {
 		ref opRef
 	}
 	var cands []candidate
+	// Counted once the group is applied: a group split below counts its
+	// skips again, job by job.
+	skipped := 0
 	for gi, job := range group {
 		st := &states[gi]
 		st.job = job
@@ -202,11 +205,11 @@ func (c *conn) applyGroup(group []*writeJob) {
 			fp, ok := c.settled.fingerprint(id, &op)
 			if ok {
 				if c.settled.has(fp) {
-					s.opsSkipped.Add(1)
+					skipped++
 					return
 				}
 				if _, dup := inGroup[fp]; dup {
-					s.opsSkipped.Add(1)
+					skipped++
 					st.grouped = true
 					return
 				}
@@ -285,6 +288,7 @@ func (c *conn) applyGroup(group []*writeJob) {
 		return
 	}
 	s.opsApplied.Add(uint64(len(all)))
+	s.opsSkipped.Add(uint64(skipped))
 	if applyErr != nil && c.ctx.Err() == nil {
 		c.log.Warn("write failed", "ops", len(all), "error", applyErr)
 	}

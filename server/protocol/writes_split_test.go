@@ -70,3 +70,48 @@ func TestWrites_groupOverTheBackendsRequestLimitAppliedOneByOne(t *testing.T) {
 		}
 	}
 }
+
+// Writes split one by one after the backend refused them together count
+// each re-sent op they skip once: TopGun's client re-sends every op not yet
+// acknowledged, and OpsResent (topgun_ops_resent_total) counted those of a
+// split group twice, once for the group and once for the job.
+func TestWrites_groupSplitCountsResentOpsOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{backend: &requestLimitBackend{Backend: null.Open(), limit: 1 << 20}})
+	c := e.dial(t)
+	release := e.be.holdCommits()
+	defer release()
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "first", "v", cts("c"))}})
+	eventually(t, "the first write held", func() bool { return e.be.held.Load() == 1 })
+	big := strings.Repeat("x", 600<<10) // one fits, two do not
+	var ops []wire.ClientOp
+	for i := 2; i <= 4; i++ {
+		// As TopGun's client: each write re-sends those not acknowledged.
+		ops = append(ops, putOp(itoa(i), "m", "k"+itoa(i), big, cts("c")))
+		c.send(&wire.OpBatch{Ops: append([]wire.ClientOp(nil), ops...)})
+	}
+	eventually(t, "the big writes queued", func() bool {
+		var conn *conn
+		e.srv.mu.RLock()
+		for sc := range e.srv.conns {
+			conn = sc
+		}
+		e.srv.mu.RUnlock()
+		conn.mu.Lock()
+		defer conn.mu.Unlock()
+		return conn.pending >= 4
+	})
+	release()
+	for acked := 0; acked < 4; {
+		switch m := c.next().(type) {
+		case *wire.OpAck:
+			acked++
+		case *wire.ErrorMessage:
+			t.Fatalf("a write within the backend's limit failed: %d %s", m.Code, m.Message)
+		}
+	}
+	// k2 is re-sent twice, k3 once.
+	if st := e.srv.Stats(); st.OpsApplied != 4 || st.OpsResent != 3 {
+		t.Fatalf("stats %+v: want 4 ops applied and 3 re-sends skipped", st)
+	}
+}
