@@ -89,7 +89,8 @@ func moduleRoot(dir string) (string, error) {
 
 // sourceHash hashes the Go version, the package path, go.mod, go.sum,
 // every non-test .go file and the PGO profiles of the module and of the
-// modules its go.mod replaces with local directories.
+// modules its go.mod (or its workspace's go.work) replaces with local
+// directories or the workspace uses.
 func sourceHash(root, pkg string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintln(h, runtime.Version(), pkg)
@@ -136,12 +137,70 @@ func localReplacements(root string) ([]string, error) {
 		}
 		dirs = append(dirs, dir)
 	}
+	work, err := workspaceDirs(root)
+	if err != nil {
+		return nil, err
+	}
+	return append(dirs, work...), nil
+}
+
+// workspaceDirs returns, when the build in root is in a workspace (a
+// go.work above it, or GOWORK), the go.work file and the directories it
+// uses and replaces modules with: go build takes those modules from them,
+// whatever go.mod says.
+func workspaceDirs(root string) ([]string, error) {
+	cmd := exec.Command("go", "env", "GOWORK")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env GOWORK in %s: %v", root, err)
+	}
+	file := strings.TrimSpace(string(out))
+	if file == "" || file == "off" {
+		return nil, nil
+	}
+	cmd = exec.Command("go", "work", "edit", "-json", file)
+	cmd.Dir = root
+	if out, err = cmd.Output(); err != nil {
+		return nil, fmt.Errorf("go work edit -json %s: %v", file, err)
+	}
+	var work struct {
+		Use     []struct{ DiskPath string }
+		Replace []struct {
+			New struct{ Path, Version string }
+		}
+	}
+	if err := json.Unmarshal(out, &work); err != nil {
+		return nil, fmt.Errorf("go work edit -json %s: %v", file, err)
+	}
+	base := filepath.Dir(file)
+	abs := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(base, p)
+	}
+	dirs := []string{file}
+	for _, u := range work.Use {
+		dirs = append(dirs, abs(u.DiskPath))
+	}
+	for _, r := range work.Replace {
+		if r.New.Version == "" {
+			dirs = append(dirs, abs(r.New.Path))
+		}
+	}
 	return dirs, nil
 }
 
 // hashSources writes into h the path and contents of each source file of
-// the module in root that a build reads.
+// the module in root that a build reads (of root itself when it is a file,
+// a go.work).
 func hashSources(h io.Writer, root string) error {
+	// WalkDir does not follow a root that is a symbolic link (a checkout
+	// linked into the author's tree), and hashed nothing of it.
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	}
 	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -153,7 +212,7 @@ func hashSources(h io.Writer, root string) error {
 			}
 			return nil
 		}
-		if !(strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) && name != "go.mod" && name != "go.sum" && name != "default.pgo" {
+		if !(strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, "_test.go")) && name != "go.mod" && name != "go.sum" && name != "default.pgo" && path != root {
 			return nil
 		}
 		f, err := os.Open(path)
