@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -328,9 +330,23 @@ func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
 			return true
 		}
 		t := rv.Type()
+		if embedsItself(t) {
+			return true
+		}
 		for i := range t.NumField() {
 			f := t.Field(i)
-			if !f.IsExported() && !f.Anonymous || f.Tag.Get("msgpack") == "-" {
+			// The library skips a field named "-", options or not.
+			name, opts, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+			if !f.IsExported() && !f.Anonymous || name == "-" {
+				continue
+			}
+			if f.Anonymous && !strings.Contains(opts, "noinline") && inlinable(f.Type) {
+				// Written in this struct's map (unless shadowed, which
+				// the check of what was written catches): no level of
+				// its own, and hops bound a cycle of embedded pointers.
+				if hops >= 64 || tooDeepForLibrary(rv.Field(i), levels, hops+1) {
+					return true
+				}
 				continue
 			}
 			if tooDeepForLibrary(rv.Field(i), levels-1, 0) {
@@ -363,6 +379,53 @@ func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
 		}
 	}
 	return false
+}
+
+// embedsItselfCache holds embedsItself's answer by type.
+var embedsItselfCache sync.Map
+
+// embedsItself reports whether t embeds, through embedded structs and
+// pointers to structs, a type that embeds itself (type T struct{ *T }):
+// the library, listing the fields it writes inline, recursed until the
+// stack overflowed, whatever the value (a nil pointer too).
+func embedsItself(t reflect.Type) bool {
+	if v, ok := embedsItselfCache.Load(t); ok {
+		return v.(bool)
+	}
+	var walk func(t reflect.Type, path []reflect.Type) bool
+	walk = func(t reflect.Type, path []reflect.Type) bool {
+		if slices.Contains(path, t) {
+			return true
+		}
+		path = append(path, t)
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, opts, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+			if !f.Anonymous || name == "-" || strings.Contains(opts, "noinline") {
+				continue
+			}
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct && (!encodesItself(ft) || strings.Contains(opts, "inline")) && walk(ft, path) {
+				return true
+			}
+		}
+		return false
+	}
+	v := walk(t, nil)
+	embedsItselfCache.Store(t, v)
+	return v
+}
+
+// inlinable reports whether the library may write an embedded field of
+// type t inline: a struct, or a pointer to one, written field by field.
+func inlinable(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct && !encodesItself(t)
 }
 
 // encodesItself reports whether the msgpack library encodes values of t

@@ -87,3 +87,72 @@ func TestLimits_Encode_cyclicStructValue(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// embLink is embedded in embNode: the library writes its fields inline,
+// in embNode's own map, so each node of a list is one level.
+type embLink struct {
+	V    int      `msgpack:"v"`
+	Next *embNode `msgpack:"next,omitempty"`
+}
+
+type embNode struct {
+	embLink
+}
+
+type omitBackNode struct {
+	Next   *omitBackNode `msgpack:"next,omitempty"`
+	Parent *omitBackNode `msgpack:"-,omitempty"` // not written: its name is "-"
+}
+
+// Values the library writes within the depth limit are encoded: the walk
+// that guards the library from cycles follows what it writes, so an
+// embedded struct (written inline, no level of its own) and a field whose
+// tag names it "-" with options (not written) do not count.
+func TestLimits_Encode_structValueAsTheLibraryWritesIt(t *testing.T) {
+	t.Parallel()
+	put := func(v any) Message {
+		return &ClientOpMessage{ClientOp: ClientOp{MapName: "m", Key: "k", OpType: "PUT", Record: &LWWRecord{Value: v}}}
+	}
+	var list *embNode
+	for i := range DefaultMaxDepth * 2 / 3 { // written that deep; walked as twice that
+		list = &embNode{embLink{V: i, Next: list}}
+	}
+	child := &omitBackNode{}
+	root := &omitBackNode{Next: child}
+	child.Parent = root
+	for name, v := range map[string]any{"embedded struct": list, "field tagged -,omitempty": root} {
+		b, err := DefaultLimits().Encode(put(v))
+		if err != nil {
+			t.Errorf("%s: Encode: %v", name, err)
+			continue
+		}
+		if _, err := DefaultLimits().Decode(b); err != nil {
+			t.Errorf("%s: Decode: %v", name, err)
+		}
+	}
+}
+
+// selfEmbedded embeds a pointer to its own type.
+type selfEmbedded struct {
+	*selfEmbedded
+	X int `msgpack:"x"`
+}
+
+// A type that embeds itself is refused, whatever its value: the library,
+// listing the fields it writes inline, recursed through the embedding
+// until the stack overflowed (a nil pointer too), killing the process.
+func TestLimits_Encode_typeEmbeddingItself(t *testing.T) {
+	t.Parallel()
+	put := func(v any) Message {
+		return &ClientOpMessage{ClientOp: ClientOp{MapName: "m", Key: "k", OpType: "PUT", Record: &LWWRecord{Value: v}}}
+	}
+	cyclic := &selfEmbedded{X: 1}
+	cyclic.selfEmbedded = cyclic
+	for name, v := range map[string]any{"nil": &selfEmbedded{X: 1}, "cyclic": cyclic, "in a slice": []any{selfEmbedded{X: 1}}} {
+		_, err := DefaultLimits().Encode(put(v))
+		var ee *EncodeError
+		if !errors.As(err, &ee) {
+			t.Errorf("%s: Encode = %v, want an *EncodeError", name, err)
+		}
+	}
+}
