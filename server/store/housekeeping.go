@@ -184,16 +184,22 @@ func (s *Store) expiredInIndex(now int64, limit int) []abi.Record {
 // their unexpired entries and a thousand of them could take gigabytes.
 func (t *txn) expire(recs []abi.Record, now int64) (n, used int) {
 	start := len(t.buf)
-	if t.s.shared {
-		keys := make([]cacheKey, len(recs))
-		for i := range recs {
-			keys[i] = cacheKey{recs[i].Map, recs[i].Key}
-		}
-		t.prefetch(keys)
-	}
+	fetched := 0 // recs read ahead on shared storage
 	for _, r := range recs {
 		if len(t.buf)-start >= t.s.maxCommitBytes {
 			return n, used
+		}
+		if t.s.shared && used == fetched {
+			// Read ahead in doubling chunks, not the whole listing: the
+			// records past the byte bound were read, and held, all the
+			// same (large OR keys, gigabytes), and again by each commit.
+			k := min(max(fetched, 1), len(recs)-fetched)
+			keys := make([]cacheKey, k)
+			for i := range keys {
+				keys[i] = cacheKey{recs[fetched+i].Map, recs[fetched+i].Key}
+			}
+			t.prefetch(keys)
+			fetched += k
 		}
 		used++
 		cur, err := t.current(r.Map, r.Key, true)

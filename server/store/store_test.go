@@ -1429,3 +1429,60 @@ func TestStore_ReapExpired_boundedInBytes(t *testing.T) {
 		}
 	}
 }
+
+// getSizeBackend is shared storage that records the value bytes of its
+// largest Get once armed.
+type getSizeBackend struct {
+	sharedBackend
+	armed   atomic.Bool
+	mu      sync.Mutex
+	largest int
+}
+
+func (b *getSizeBackend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	recs, err := b.sharedBackend.Get(ctx, mapName, backup, keys)
+	if b.armed.Load() {
+		n := 0
+		for i := range recs {
+			n += len(recs[i].Value)
+		}
+		b.mu.Lock()
+		b.largest = max(b.largest, n)
+		b.mu.Unlock()
+	}
+	return recs, err
+}
+
+// On shared storage an expiry pass reads the records it merges against
+// (prefetch): read all at once, the listed OR keys a commit stops short of
+// (at maxCommitBytes) were held all the same, a thousand large ones
+// gigabytes, and read again by every commit of the pass.
+func TestStore_ReapExpired_sharedReadsBoundedInBytes(t *testing.T) {
+	be := &getSizeBackend{sharedBackend: sharedBackend{null.Open()}}
+	f := newFixture(t, be, nil)
+	const keys = 8
+	big := record.StringValue(strings.Repeat("x", 256<<10))
+	for i := range keys {
+		k := "k" + strconv.Itoa(i)
+		f.apply(
+			Op{Map: "m", Key: k, Kind: OpORAdd, Value: big, Timestamp: ts(t0, 0, "c"), Tag: k + "-kept"},
+			Op{Map: "m", Key: k, Kind: OpORAdd, Value: record.StringValue("v"), Timestamp: ts(t0, 1, "c"), Tag: k + "-gone", TTLMs: 1000},
+		)
+	}
+	f.s.maxCommitBytes = 1 << 20
+	f.wall.Add(5000)
+	be.armed.Store(true)
+	n, err := f.s.ReapExpired(context.Background())
+	if err != nil || n != keys {
+		t.Fatalf("reaped %d, %v; want %d", n, err, keys)
+	}
+	if limit := 1<<20 + 2*(256<<10); be.largest > limit {
+		t.Fatalf("an expiry commit read %d value bytes at once, over the bound of %d plus a record", be.largest, 1<<20)
+	}
+	for i := range keys {
+		e, ok, err := f.s.Get(context.Background(), "m", "k"+strconv.Itoa(i))
+		if err != nil || !ok || len(e.Record.ORMap.Records) != 1 || len(e.Record.ORMap.Tombstones) != 1 {
+			t.Fatalf("k%d after the pass: %d entries, %d tombstones, found %v, %v", i, len(e.Record.ORMap.Records), len(e.Record.ORMap.Tombstones), ok, err)
+		}
+	}
+}
