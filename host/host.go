@@ -378,36 +378,37 @@ func (p *plugin) checkShape(wasi map[string]api.FunctionDefinition) error {
 	var problems []string
 	for _, imp := range p.importedFunctions() {
 		mod, name, _ := imp.Import()
+		full := printable(mod + "." + name) // names are any UTF-8 (see printable)
 		got := sig(imp.ParamTypes(), imp.ResultTypes())
 		switch {
 		case mod == wasi_snapshot_preview1.ModuleName:
 			f, ok := wasi[name]
 			if !ok {
-				problems = append(problems, fmt.Sprintf("it imports %s.%s, which WASI preview 1 does not define", mod, name))
+				problems = append(problems, fmt.Sprintf("it imports %s, which WASI preview 1 does not define", full))
 			} else if want := sig(f.ParamTypes(), f.ResultTypes()); got != want {
-				problems = append(problems, fmt.Sprintf("it imports %s.%s with signature %s, want %s", mod, name, got, want))
+				problems = append(problems, fmt.Sprintf("it imports %s with signature %s, want %s", full, got, want))
 			}
 		case mod == abi.WasmImportModule:
 			if name != abi.WasmImportLog {
-				problems = append(problems, fmt.Sprintf("it imports %s.%s, which this server (storage ABI %d.%d) does not provide; it needs a newer server",
-					mod, name, abi.VersionMajor, abi.VersionMinor))
+				problems = append(problems, fmt.Sprintf("it imports %s, which this server (storage ABI %d.%d) does not provide; it needs a newer server",
+					full, abi.VersionMajor, abi.VersionMinor))
 			} else if want := sig(logParams, nil); got != want {
-				problems = append(problems, fmt.Sprintf("it imports %s.%s with signature %s, want %s", mod, name, got, want))
+				problems = append(problems, fmt.Sprintf("it imports %s with signature %s, want %s", full, got, want))
 			}
 		case strings.HasPrefix(mod, abi.WasmPrefix):
 			if n, err := strconv.Atoi(mod[len(abi.WasmPrefix):]); err == nil {
-				return fmt.Errorf("%s was built for storage ABI %d (it imports %s.%s), this server implements %d.%d; rebuild the plugin against ABI %d",
-					p.prefix, n, mod, name, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor)
+				return fmt.Errorf("%s was built for storage ABI %d (it imports %s), this server implements %d.%d; rebuild the plugin against ABI %d",
+					p.prefix, n, full, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor)
 			}
-			problems = append(problems, fmt.Sprintf("it imports %s.%s from an unknown module", mod, name))
+			problems = append(problems, fmt.Sprintf("it imports %s from an unknown module", full))
 		default:
-			problems = append(problems, fmt.Sprintf("it imports %s.%s; plugins may import only from %s and %s",
-				mod, name, wasi_snapshot_preview1.ModuleName, abi.WasmImportModule))
+			problems = append(problems, fmt.Sprintf("it imports %s; plugins may import only from %s and %s",
+				full, wasi_snapshot_preview1.ModuleName, abi.WasmImportModule))
 		}
 	}
 	for _, m := range p.mod.ImportedMemories() {
 		mod, name, _ := m.Import()
-		problems = append(problems, fmt.Sprintf("it imports memory %s.%s; a plugin must define and export its own memory", mod, name))
+		problems = append(problems, fmt.Sprintf("it imports memory %s; a plugin must define and export its own memory", printable(mod+"."+name)))
 	}
 	exports := p.mod.ExportedFunctions()
 	var missing []string

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/topgun-go/topgun/abi"
 )
@@ -82,6 +84,12 @@ func Inspect(ctx context.Context, path string, opts *Options) (Info, error) {
 		return info, err
 	}
 	info.Name, info.Capabilities = d.Name, d.Capabilities
+	// Load refuses a description of another major (see load); inspect
+	// must not pass what the server will not load.
+	if d.ABIMajor != abi.VersionMajor {
+		return info, fmt.Errorf("%s: describe says storage ABI %d.%d, this server implements %d.%d; rebuild the plugin against ABI %d",
+			p.prefix, d.ABIMajor, d.ABIMinor, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor)
+	}
 	return info, nil
 }
 
@@ -90,13 +98,32 @@ func (i Info) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "file:         %s (%d bytes)\n", i.Path, i.Size)
 	fmt.Fprintf(&b, "sha256:       %s\n", i.SHA256)
-	fmt.Fprintf(&b, "name:         %s\n", i.Name)
+	fmt.Fprintf(&b, "name:         %s\n", printable(i.Name))
 	fmt.Fprintf(&b, "abi:          %d.%d (this server: %d.%d)\n", i.ABIMajor, i.ABIMinor, abi.VersionMajor, abi.VersionMinor)
 	fmt.Fprintf(&b, "capabilities: %s\n", strings.Join(i.Capabilities.Names(), ", "))
 	fmt.Fprintf(&b, "memory:       %d pages (%d KiB) after init\n", i.InitialMemoryPages, i.InitialMemoryPages*64)
 	fmt.Fprintf(&b, "compile:      %s, init %s\n", i.CompileTime.Round(time.Millisecond), i.InitTime.Round(time.Microsecond))
 	fmt.Fprintf(&b, "deadlines:    %s\n", i.Deadlines)
-	fmt.Fprintf(&b, "exports:      %s\n", strings.Join(i.Exports, "\n              "))
-	fmt.Fprintf(&b, "imports:      %s\n", strings.Join(i.Imports, "\n              "))
+	fmt.Fprintf(&b, "exports:      %s\n", strings.Join(printables(i.Exports), "\n              "))
+	fmt.Fprintf(&b, "imports:      %s\n", strings.Join(printables(i.Imports), "\n              "))
 	return b.String()
+}
+
+// printable returns s, or s quoted when it holds anything but printable
+// characters: a module's export and import names are any UTF-8 its author
+// chose, and a newline or a terminal escape in one would forge lines of
+// the output or drive the reader's terminal.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+func printables(list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = printable(s)
+	}
+	return out
 }
