@@ -481,13 +481,10 @@ func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 		write(p.log, hclog.Warn, dropped, "plugin log call with a range outside its memory", "ptr", ptr, "len", n)
 		return
 	}
-	msg := strings.TrimRight(string(b), "\n")
-	if strings.ContainsAny(msg, "\n\r") {
-		// A log call is one line (abi/WASM.md): line breaks inside it
-		// would let the plugin write lines that look like the server's
-		// own entries, many per rate-limited call.
-		msg = lineBreaks.Replace(msg)
-	}
+	// A log call is one line (abi/WASM.md): line breaks inside it would
+	// let the plugin write lines that look like the server's own entries,
+	// many per rate-limited call.
+	msg := escapeControls(strings.TrimRight(string(b), "\n"))
 	if truncated {
 		write(p.log, level, dropped, msg, "truncated", true)
 		return
@@ -495,8 +492,34 @@ func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 	write(p.log, level, dropped, msg)
 }
 
-// lineBreaks escapes the line breaks of a plugin's log call.
-var lineBreaks = strings.NewReplacer("\n", `\n`, "\r", `\r`)
+// escapeControls writes the control characters of a plugin's log line
+// (but tab) as escapes: line breaks would add lines dressed as the
+// server's own, a carriage return or a terminal escape would overwrite
+// or hide what the reader's terminal shows.
+func escapeControls(s string) string {
+	if strings.IndexFunc(s, isControl) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case isControl(r) && r < 0x80:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case isControl(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// isControl reports a C0 or C1 control character or DEL, tab aside.
+func isControl(r rune) bool { return r != '\t' && (r < 0x20 || r >= 0x7f && r <= 0x9f) }
 
 // Describe returns the description the plugin gave when it was opened.
 func (b *Backend) Describe() abi.Description { return b.desc }

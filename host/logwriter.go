@@ -74,7 +74,7 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 }
 
 func (w *lineWriter) emit() {
-	line := string(bytes.TrimRight(w.buf, "\r"))
+	line := escapeControls(string(bytes.TrimRight(w.buf, "\r")))
 	w.lastLine = line
 	if strings.HasPrefix(line, "fatal error: ") || strings.HasPrefix(line, "panic: ") {
 		w.fatal = line

@@ -151,3 +151,27 @@ func TestLogLimiter_filteredLinesSpareTheLimit(t *testing.T) {
 		t.Errorf("filtered lines counted as dropped: %q", d)
 	}
 }
+
+// A plugin's output and log lines reach the server's log with their
+// control characters escaped: a carriage return or a terminal escape
+// (clear the screen, move the cursor) would overwrite or hide what an
+// operator's terminal shows of the log.
+func TestLineWriter_controlCharactersEscaped(t *testing.T) {
+	c := &logCapture{t: t}
+	log := hclog.New(&hclog.LoggerOptions{Output: c, Level: hclog.Trace, DisableTime: true})
+	w := newLineWriter(log, newLogLimiter(), 2, "stderr")
+	_, _ = w.Write([]byte("marker\x1b[2J\x1b[1A over\rwritten\x00\x7f\u009b\tok\n"))
+	l := c.find("marker")
+	if l == "" {
+		t.Fatal("the line was not logged")
+	}
+	if i := strings.IndexFunc(strings.TrimSuffix(l, "\n"), isControl); i >= 0 {
+		t.Errorf("logged line %q holds a control character at byte %d", l, i)
+	}
+	if !strings.Contains(l, `marker\x1b[2J\x1b[1A over\rwritten\x00\x7f\u009b`+"\tok") {
+		t.Errorf("logged line %q does not show the escapes", l)
+	}
+	if got := escapeControls("plain text\twith tab, ünïcode"); got != "plain text\twith tab, ünïcode" {
+		t.Errorf("escapeControls changed a line without control characters: %q", got)
+	}
+}
