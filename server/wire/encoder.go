@@ -293,7 +293,7 @@ func (e *encoder) reflectValue(rv reflect.Value) {
 				return
 			}
 			start := e.buf.Len()
-			if err := e.e.Encode(rv.Interface()); err != nil {
+			if err := libraryEncode(e.e, rv.Interface()); err != nil {
 				e.fail("user value of Go type %s: %v", rv.Type(), err)
 				return
 			}
@@ -308,6 +308,20 @@ func (e *encoder) reflectValue(rv reflect.Value) {
 			}
 		}
 	}
+}
+
+// libraryEncode has the msgpack library encode v, its panics returned as
+// errors: it panics on some types it cannot write (an unexported embedded
+// field it must read through an interface, a pointer embedded with the
+// option inline), which would kill the process from a goroutine that
+// encodes in the background (a client's replay).
+func libraryEncode(enc *msgpack.Encoder, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("the msgpack library cannot encode it: %v", r)
+		}
+	}()
+	return enc.Encode(v)
 }
 
 // tooDeepForLibrary reports whether the msgpack library, encoding rv,
@@ -329,30 +343,10 @@ func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
 		if levels <= 0 {
 			return true
 		}
-		t := rv.Type()
-		if embedsItself(t) {
+		if embedsItself(rv.Type()) {
 			return true
 		}
-		for i := range t.NumField() {
-			f := t.Field(i)
-			// The library skips a field named "-", options or not.
-			name, opts, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
-			if !f.IsExported() && !f.Anonymous || name == "-" {
-				continue
-			}
-			if f.Anonymous && !strings.Contains(opts, "noinline") && inlinable(f.Type) {
-				// Written in this struct's map (unless shadowed, which
-				// the check of what was written catches): no level of
-				// its own, and hops bound a cycle of embedded pointers.
-				if hops >= 64 || tooDeepForLibrary(rv.Field(i), levels, hops+1) {
-					return true
-				}
-				continue
-			}
-			if tooDeepForLibrary(rv.Field(i), levels-1, 0) {
-				return true
-			}
-		}
+		return fieldsTooDeep(rv, levels, hops)
 	case reflect.Map:
 		if rv.IsNil() {
 			return false
@@ -376,6 +370,56 @@ func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
 			if tooDeepForLibrary(rv.Index(i), levels-1, 0) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// fieldsTooDeep is tooDeepForLibrary for the fields of the struct rv,
+// whether or not its type encodes itself: the library lists the fields of
+// a struct embedded with the option inline even then.
+func fieldsTooDeep(rv reflect.Value, levels, hops int) bool {
+	t := rv.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		// The library skips a field named "-", options or not.
+		name, opts, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+		if !f.IsExported() && !f.Anonymous || name == "-" {
+			continue
+		}
+		if f.Anonymous && hasTagOption(opts, "inline") {
+			// Inline forced: the library lists the fields of a struct
+			// that encodes itself too, and panics on any other type.
+			if f.Type.Kind() != reflect.Struct {
+				return true
+			}
+			if hops >= 64 || fieldsTooDeep(rv.Field(i), levels, hops+1) {
+				return true
+			}
+			continue
+		}
+		if f.Anonymous && !strings.Contains(opts, "noinline") && inlinable(f.Type) {
+			// Written in this struct's map (unless shadowed, which
+			// the check of what was written catches): no level of
+			// its own, and hops bound a cycle of embedded pointers.
+			if hops >= 64 || tooDeepForLibrary(rv.Field(i), levels, hops+1) {
+				return true
+			}
+			continue
+		}
+		if tooDeepForLibrary(rv.Field(i), levels-1, 0) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasTagOption reports whether a msgpack tag's options (what follows the
+// name) hold name, as the library's tag parser reads them.
+func hasTagOption(opts, name string) bool {
+	for o := range strings.SplitSeq(opts, ",") {
+		if k, _, _ := strings.Cut(o, ":"); k == name {
+			return true
 		}
 	}
 	return false

@@ -3,6 +3,8 @@ package wire
 import (
 	"errors"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 type depthNode struct {
@@ -154,5 +156,72 @@ func TestLimits_Encode_typeEmbeddingItself(t *testing.T) {
 		if !errors.As(err, &ee) {
 			t.Errorf("%s: Encode = %v, want an *EncodeError", name, err)
 		}
+	}
+}
+
+// inlineSelfEncoder encodes itself, but embedded with the option inline
+// the library writes its fields in the embedding struct's map all the same.
+type inlineSelfEncoder struct {
+	Next *inlineForcedNode `msgpack:"next"`
+}
+
+func (inlineSelfEncoder) EncodeMsgpack(e *msgpack.Encoder) error { return e.EncodeNil() }
+
+// OtherSelfEncoder makes EncodeMsgpack ambiguous in inlineForcedNode, so
+// that inlineForcedNode does not encode itself.
+type OtherSelfEncoder struct{}
+
+func (OtherSelfEncoder) EncodeMsgpack(e *msgpack.Encoder) error { return e.EncodeNil() }
+
+type inlineForcedNode struct {
+	inlineSelfEncoder `msgpack:",inline"`
+	OtherSelfEncoder  `msgpack:"o"`
+	V                 int `msgpack:"v"`
+}
+
+type inlinePtrInner struct{ A int }
+
+// labels is a named slice of strings, embedded unexported in labelled.
+type labels []string
+
+type labelled struct {
+	labels
+	Name string
+}
+
+type inlinePtrOuter struct {
+	*inlinePtrInner `msgpack:",inline"`
+	B               int
+}
+
+// A struct embedded with the option inline is written inline even when
+// its type encodes itself: a cycle through its fields overflowed the
+// stack inside the library (the walk took its fields for unwritten),
+// killing the process. A pointer embedded with the option inline, or an
+// unexported embedded slice of strings, made the library panic: in a
+// client, in the Put that flushed it, holding the send lock, and in every
+// later flush of the queue it stayed in.
+func TestLimits_Encode_forcedInline(t *testing.T) {
+	t.Parallel()
+	put := func(v any) Message {
+		return &ClientOpMessage{ClientOp: ClientOp{MapName: "m", Key: "k", OpType: "PUT", Record: &LWWRecord{Value: v}}}
+	}
+	cyclic := &inlineForcedNode{V: 1}
+	cyclic.Next = cyclic
+	for name, v := range map[string]any{"cycle through a forced inline": cyclic, "pointer embedded inline": inlinePtrOuter{B: 1},
+		"unexported embedded slice": labelled{labels{"a"}, "n"}} {
+		_, err := DefaultLimits().Encode(put(v))
+		var ee *EncodeError
+		if !errors.As(err, &ee) {
+			t.Errorf("%s: Encode = %v, want an *EncodeError", name, err)
+		}
+	}
+	// Acyclic, it is written as the library writes it.
+	b, err := DefaultLimits().Encode(put(&inlineForcedNode{inlineSelfEncoder: inlineSelfEncoder{Next: &inlineForcedNode{V: 2}}, V: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DefaultLimits().Decode(b); err != nil {
+		t.Fatal(err)
 	}
 }
