@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/tetratelabs/wazero"
@@ -495,25 +496,29 @@ func (p *plugin) hostLog(ctx context.Context, m api.Module, stack []uint64) {
 // escapeControls writes the control characters of a plugin's log line
 // (but tab) as escapes: line breaks would add lines dressed as the
 // server's own, a carriage return or a terminal escape would overwrite
-// or hide what the reader's terminal shows.
+// or hide what the reader's terminal shows. A byte that is not UTF-8 is
+// escaped too: 0x80 to 0x9f alone are C1 controls to a terminal reading
+// 8-bit ones (0x9b is CSI).
 func escapeControls(s string) string {
-	if strings.IndexFunc(s, isControl) < 0 {
+	if strings.IndexFunc(s, isControl) < 0 && utf8.ValidString(s) {
 		return s
 	}
 	var b strings.Builder
-	for _, r := range s {
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
 		switch {
 		case r == '\n':
 			b.WriteString(`\n`)
 		case r == '\r':
 			b.WriteString(`\r`)
-		case isControl(r) && r < 0x80:
-			fmt.Fprintf(&b, `\x%02x`, r)
+		case isControl(r) && r < 0x80, r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
 		case isControl(r):
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
-			b.WriteRune(r)
+			b.WriteString(s[:n])
 		}
+		s = s[n:]
 	}
 	return b.String()
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -173,5 +174,25 @@ func TestLineWriter_controlCharactersEscaped(t *testing.T) {
 	}
 	if got := escapeControls("plain text\twith tab, ünïcode"); got != "plain text\twith tab, ünïcode" {
 		t.Errorf("escapeControls changed a line without control characters: %q", got)
+	}
+}
+
+// A byte that is not UTF-8 is escaped too: a lone 0x9b is CSI to a
+// terminal reading 8-bit controls (the Linux console outside UTF-8 mode),
+// and it passed through raw in a line with no other control character
+// (and became U+FFFD, its value lost, in a line with one).
+func TestLineWriter_invalidUTF8Escaped(t *testing.T) {
+	for _, in := range []string{"marker\x9b2J hidden", "marker\x9b2J\x1b[1A hidden"} {
+		c := &logCapture{t: t}
+		log := hclog.New(&hclog.LoggerOptions{Output: c, Level: hclog.Trace, DisableTime: true})
+		w := newLineWriter(log, newLogLimiter(), 2, "stderr")
+		_, _ = w.Write([]byte(in + "\n"))
+		l := c.find("marker")
+		if l == "" {
+			t.Fatal("the line was not logged")
+		}
+		if !utf8.ValidString(l) || !strings.Contains(l, `marker\x9b2J`) {
+			t.Errorf("logged line %q for %q: want the byte 0x9b escaped as \\x9b", l, in)
+		}
 	}
 }
