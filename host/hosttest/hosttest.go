@@ -110,6 +110,20 @@ func sourceHash(root, pkg string) (string, error) {
 // modules with. A plugin kept outside this repository points at a checkout
 // of it so, and builds from the checkout's sources as much as its own.
 func localReplacements(root string) ([]string, error) {
+	dirs, err := modReplacements(root)
+	if err != nil {
+		return nil, err
+	}
+	work, err := workspaceDirs(root)
+	if err != nil {
+		return nil, err
+	}
+	return append(dirs, work...), nil
+}
+
+// modReplacements returns the directories that root's go.mod replaces
+// modules with.
+func modReplacements(root string) ([]string, error) {
 	cmd := exec.Command("go", "mod", "edit", "-json")
 	cmd.Dir = root
 	out, err := cmd.Output()
@@ -137,17 +151,13 @@ func localReplacements(root string) ([]string, error) {
 		}
 		dirs = append(dirs, dir)
 	}
-	work, err := workspaceDirs(root)
-	if err != nil {
-		return nil, err
-	}
-	return append(dirs, work...), nil
+	return dirs, nil
 }
 
 // workspaceDirs returns, when the build in root is in a workspace (a
-// go.work above it, or GOWORK), the go.work file and the directories it
-// uses and replaces modules with: go build takes those modules from them,
-// whatever go.mod says.
+// go.work above it, or GOWORK), the go.work file, the directories it uses
+// and those it and its modules' go.mod files replace modules with: go
+// build takes those modules from them, whatever root's go.mod says.
 func workspaceDirs(root string) ([]string, error) {
 	cmd := exec.Command("go", "env", "GOWORK")
 	cmd.Dir = root
@@ -183,6 +193,13 @@ func workspaceDirs(root string) ([]string, error) {
 	dirs := []string{file}
 	for _, u := range work.Use {
 		dirs = append(dirs, abs(u.DiskPath))
+		// In a workspace the replacements of every module it uses
+		// apply, not only the main module's.
+		more, err := modReplacements(abs(u.DiskPath))
+		if err != nil {
+			return nil, err
+		}
+		dirs = append(dirs, more...)
 	}
 	for _, r := range work.Replace {
 		if r.New.Version == "" {

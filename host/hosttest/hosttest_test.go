@@ -176,3 +176,60 @@ func TestBuildPlugin_rebuildsAfterChangeInWorkspaceModule(t *testing.T) {
 		t.Errorf("after the workspace's module changed, BuildPlugin returned %s, built from its old sources", p)
 	}
 }
+
+// TestBuildPlugin_rebuildsAfterChangeInWorkspaceModuleReplacement checks the
+// same for a directory a workspace module's go.mod replaces a module with:
+// in a workspace every used module's replacements apply, not only the main
+// module's.
+func TestBuildPlugin_rebuildsAfterChangeInWorkspaceModuleReplacement(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a plugin for wasip1 twice; skipped in -short mode")
+	}
+	gocache, err := exec.Command("go", "env", "GOCACHE").Output()
+	if err != nil {
+		t.Fatalf("go env GOCACHE: %v", err)
+	}
+	t.Setenv("GOCACHE", strings.TrimSpace(string(gocache)))
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("GOWORK", "") // found from the plugin's directory
+
+	root := t.TempDir()
+	write := func(rel, text string) {
+		t.Helper()
+		p := filepath.Join(root, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("go.work", "go 1.21\n\nuse (\n\t./lib\n\t./plugin\n)\n")
+	write("lib/go.mod", "module example.com/lib\n\ngo 1.21\n\nrequire example.com/dep v0.0.0\n\nreplace example.com/dep => ../dep\n")
+	write("lib/lib.go", "package lib\n\nimport \"example.com/dep\"\n\nconst Marker = dep.Marker\n")
+	write("dep/go.mod", "module example.com/dep\n\ngo 1.21\n")
+	write("dep/dep.go", "package dep\n\nconst Marker = \"marker-alpha\"\n")
+	write("plugin/go.mod", "module example.com/plugin\n\ngo 1.21\n") // a workspace module needs no require of another
+	write("plugin/main.go", "package main\n\nimport \"example.com/lib\"\n\nvar marker = lib.Marker\n\nfunc init() { println(marker) }\n\nfunc main() {}\n")
+	pluginDir := filepath.Join(root, "plugin")
+
+	contains := func(path, marker string) bool {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Contains(b, []byte(marker))
+	}
+	if p := BuildPlugin(t, pluginDir); !contains(p, "marker-alpha") {
+		t.Fatalf("the first build %s does not hold the dependency's marker", p)
+	}
+
+	write("dep/dep.go", "package dep\n\nconst Marker = \"marker-bravo\"\n")
+	mu.Lock()
+	clear(built)
+	mu.Unlock()
+	if p := BuildPlugin(t, pluginDir); !contains(p, "marker-bravo") {
+		t.Errorf("after the module a workspace module replaces changed, BuildPlugin returned %s, built from its old sources", p)
+	}
+}
