@@ -62,9 +62,14 @@ func orStateToWire(key string, m *record.ORMap) wire.ORMapEntry {
 }
 
 // reservedMap reports map names clients may not read or write: the
-// server's own maps (device credentials and the like).
+// server's own maps (device credentials and the like). Case does not
+// matter: a plugin may store names without it.
 func reservedMap(name string) bool {
-	return strings.HasPrefix(name, "_topgun_") || strings.HasPrefix(name, "__topgun") || strings.HasPrefix(name, "$sys/")
+	return hasPrefixFold(name, "_topgun_") || hasPrefixFold(name, "__topgun") || hasPrefixFold(name, "$sys/")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // readRefusal says why a client may not read the map name: 403 for a map

@@ -134,7 +134,7 @@
 // every connection, the writer's included);
 // SERVER_EVENT for removes carries the tombstone record; POST /sync answers
 // syncMaps with deltas and requires a token when authentication is on;
-// maps whose names start with "_topgun_", "__topgun" or "$sys/" are the
+// maps whose names start with "_topgun_", "__topgun" or "$sys/" (in any case) are the
 // server's own and refused to clients; AUTH is acknowledged on a server
 // without authentication, which serves browser pages of this machine only
 // unless Options.OriginPatterns lists others (origin.go).

@@ -97,7 +97,8 @@ func TestWrite_rejectedOps(t *testing.T) {
 		putOp("3", "mixed", "or-key", "lww on an or key", cts("c1")),
 		putOp("4", "mixed", "drift", "from the future", future),
 		putOp("5", "_topgun_device_credentials", "x", "sneaky", cts("c1")),
-		putOp("6", "mixed", "ok2", "fine", cts("c1")),
+		putOp("6", "_TopGun_Device_Credentials", "x", "sneaky", cts("c1")), // any case
+		putOp("7", "mixed", "ok2", "fine", cts("c1")),
 	}})
 	var rejected []string
 	for {
@@ -113,13 +114,13 @@ func TestWrite_rejectedOps(t *testing.T) {
 		if !ok {
 			t.Fatalf("got %s", m.Type())
 		}
-		if ack.LastID != "6" {
+		if ack.LastID != "7" {
 			t.Fatalf("OP_ACK = %+v", ack)
 		}
 		break
 	}
-	if strings.Join(rejected, ",") != "3,4,5" {
-		t.Fatalf("rejected ops %v, want 3,4,5 in order", rejected)
+	if strings.Join(rejected, ",") != "3,4,5,6" {
+		t.Fatalf("rejected ops %v, want 3,4,5,6 in order", rejected)
 	}
 	for _, k := range []string{"ok", "ok2"} {
 		if _, _, ok := e.getLWW("mixed", k); !ok {
