@@ -49,3 +49,37 @@ func TestHistogram_buckets(t *testing.T) {
 		t.Errorf("out-of-range durations: total %d, max quantile %v", h.total, h.quantile(1))
 	}
 }
+
+// TestHistogram_quantile_nearestRank checks that a quantile is a value at
+// least that fraction of the samples do not exceed: with 60 samples, one
+// slow batch is 1.7 % of them, so the p99 is that batch.
+func TestHistogram_quantile_nearestRank(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		fast, slow int
+		q          float64
+		want       time.Duration
+	}{
+		{"p99 of 60 with 1 slow", 59, 1, 0.99, 100 * time.Millisecond},
+		{"p99 of 160 with 2 slow", 158, 2, 0.99, 100 * time.Millisecond},
+		{"p99 of 160 with 1 slow", 159, 1, 0.99, time.Millisecond},
+		{"p99 of 100 with 1 slow", 99, 1, 0.99, time.Millisecond},
+		{"p50 of 3 with 2 slow", 1, 2, 0.5, 100 * time.Millisecond},
+		{"p50 of 4 with 2 slow", 2, 2, 0.5, time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var h histogram
+			for range tc.fast {
+				h.record(time.Millisecond)
+			}
+			for range tc.slow {
+				h.record(100 * time.Millisecond)
+			}
+			got := h.quantile(tc.q)
+			if got < tc.want || float64(got) > float64(tc.want)*1.016 {
+				t.Errorf("quantile(%v) = %v, want %v within +1.6%%", tc.q, got, tc.want)
+			}
+		})
+	}
+}
