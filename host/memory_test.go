@@ -67,3 +67,59 @@ func TestMemory_steadyLoad(t *testing.T) {
 		t.Errorf("linear memory grew from %d to %d pages under steady load", warm, final)
 	}
 }
+
+// TestMemory_listExpiredStaysFlat calls list_expired over many expired
+// records, as the store's reaper does when they expire together. Each call
+// makes garbage in proportion to the expired records (null's ListExpired
+// lists and sorts them all) but answers a short list, so the guest must
+// not wait for 1 MiB of traffic to yield: its collector only runs when it
+// does, and the instance ran out of memory, losing every record.
+func TestMemory_listExpiredStaysFlat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("list_expired over 20,000 records 60 times; skipped in -short mode")
+	}
+	o := testOptions(t)
+	o.Trust = TrustTrusted
+	o.MemoryLimitMB = 64
+	b := mustLoad(t, nullWasm(t), o)
+	ctx := context.Background()
+	value := make([]byte, 100)
+	for i := 0; i < 20_000; i += 1000 {
+		batch := &abi.Batch{Now: 1}
+		for j := i; j < i+1000; j++ {
+			batch.Put("m", fmt.Sprintf("key-%05d", j), false, value, 5)
+		}
+		if err := b.Apply(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pages := func() uint32 {
+		in := <-b.pool.idle
+		defer func() { b.pool.idle <- in }()
+		return in.mem.Size() / 65536
+	}
+	start := pages()
+	var warm uint32
+	for i := 1; i <= 60; i++ {
+		recs, err := b.ListExpired(ctx, 10, 1000)
+		if err != nil {
+			t.Fatalf("call %d (%d pages after the writes): %v", i, start, err)
+		}
+		if len(recs) != 1000 {
+			t.Fatalf("call %d: %d records, want 1000", i, len(recs))
+		}
+		if i%10 == 0 {
+			t.Logf("after %d listings: %d pages", i, pages())
+		}
+		if i == 20 {
+			warm = pages()
+		}
+	}
+	final := pages()
+	t.Logf("memory: %d pages after the writes, %d after 20 listings, %d after 60", start, warm, final)
+	// Each listing makes about 7 MB of garbage: 60 of them without a
+	// collection would need 420 MB.
+	if final > warm+32 {
+		t.Errorf("linear memory grew from %d to %d pages under repeated list_expired", warm, final)
+	}
+}

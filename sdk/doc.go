@@ -79,7 +79,9 @@
 // Memory only grows in wasm: the Go runtime never returns linear memory to
 // the host, and the garbage collector only makes progress when the guest
 // yields. The SDK therefore yields (runtime.Gosched) after every 1 MiB of
-// request and response traffic and every 256 calls otherwise, sets Go's
+// request and response traffic and every 256 calls otherwise, and after
+// every list_expired (a backend may walk every expired record to answer a
+// few, which makes garbage the traffic does not show), sets Go's
 // soft memory limit to half of the instance's limit, and forces a
 // collection when the heap passes a quarter of the limit, or twice what the
 // last forced collection left if that is more, so memory stays flat under
