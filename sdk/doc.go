@@ -53,7 +53,10 @@
 // crosses as its abi.Code and message, so errors.Is(err, abi.ErrNotFound)
 // holds on the host. A panic in the backend is recovered and returned as
 // abi.CodeInternal with the panic value and stack in the message; the
-// instance stays usable. The context of every call carries the host's
+// instance stays usable. The SDK cannot undo what an Apply did before it
+// panicked, so a backend that declares atomic_batch must not panic midway
+// (the server takes any failed commit for an unknown outcome and reads its
+// keys again). The context of every call carries the host's
 // response limit (abi.ResponseLimit): a backend that reads values from
 // storage should refuse a get that cannot fit with
 // abi.CodeResourceExhausted before reading them, as logstore does, since
