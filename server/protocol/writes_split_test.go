@@ -28,21 +28,21 @@ func (b *requestLimitBackend) Apply(ctx context.Context, batch *abi.Batch) error
 	return b.Backend.Apply(ctx, batch)
 }
 
-// The writes one connection queued while the store was busy are applied
-// with one store.Apply: together over a backend's request limit, each of
-// them within it, they are applied one by one, not all refused (ERROR 500,
-// again at every re-send, grouped again).
-func TestWrites_groupOverTheBackendsRequestLimitAppliedOneByOne(t *testing.T) {
-	t.Parallel()
+// groupOverLimit has a connection queue, behind a held first write, three
+// OP_BATCHes of 600 KB writes (one fits the backend's 1 MiB request limit,
+// two do not), each holding the ops batch(i) gives, then releases the
+// store, checks every batch is acknowledged and returns the env.
+func groupOverLimit(t *testing.T, batch func(i int, big string) []wire.ClientOp) *env {
+	t.Helper()
 	e := newEnv(t, envConfig{backend: &requestLimitBackend{Backend: null.Open(), limit: 1 << 20}})
 	c := e.dial(t)
 	release := e.be.holdCommits()
 	defer release()
 	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "first", "v", cts("c"))}})
 	eventually(t, "the first write held", func() bool { return e.be.held.Load() == 1 })
-	big := strings.Repeat("x", 600<<10) // one fits, two do not
+	big := strings.Repeat("x", 600<<10)
 	for i := 2; i <= 4; i++ {
-		c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp(itoa(i), "m", "k"+itoa(i), big, cts("c"))}})
+		c.send(&wire.OpBatch{Ops: batch(i, big)})
 	}
 	eventually(t, "the big writes queued", func() bool {
 		var conn *conn
@@ -64,6 +64,18 @@ func TestWrites_groupOverTheBackendsRequestLimitAppliedOneByOne(t *testing.T) {
 			t.Fatalf("a write within the backend's limit failed: %d %s", m.Code, m.Message)
 		}
 	}
+	return e
+}
+
+// The writes one connection queued while the store was busy are applied
+// with one store.Apply: together over a backend's request limit, each of
+// them within it, they are applied one by one, not all refused (ERROR 500,
+// again at every re-send, grouped again).
+func TestWrites_groupOverTheBackendsRequestLimitAppliedOneByOne(t *testing.T) {
+	t.Parallel()
+	e := groupOverLimit(t, func(i int, big string) []wire.ClientOp {
+		return []wire.ClientOp{putOp(itoa(i), "m", "k"+itoa(i), big, cts("c"))}
+	})
 	for i := 2; i <= 4; i++ {
 		if _, _, ok := e.getLWW("m", "k"+itoa(i)); !ok {
 			t.Errorf("k%d not stored", i)
@@ -77,39 +89,12 @@ func TestWrites_groupOverTheBackendsRequestLimitAppliedOneByOne(t *testing.T) {
 // split group twice, once for the group and once for the job.
 func TestWrites_groupSplitCountsResentOpsOnce(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{backend: &requestLimitBackend{Backend: null.Open(), limit: 1 << 20}})
-	c := e.dial(t)
-	release := e.be.holdCommits()
-	defer release()
-	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "first", "v", cts("c"))}})
-	eventually(t, "the first write held", func() bool { return e.be.held.Load() == 1 })
-	big := strings.Repeat("x", 600<<10) // one fits, two do not
 	var ops []wire.ClientOp
-	for i := 2; i <= 4; i++ {
+	e := groupOverLimit(t, func(i int, big string) []wire.ClientOp {
 		// As TopGun's client: each write re-sends those not acknowledged.
 		ops = append(ops, putOp(itoa(i), "m", "k"+itoa(i), big, cts("c")))
-		c.send(&wire.OpBatch{Ops: append([]wire.ClientOp(nil), ops...)})
-	}
-	eventually(t, "the big writes queued", func() bool {
-		var conn *conn
-		e.srv.mu.RLock()
-		for sc := range e.srv.conns {
-			conn = sc
-		}
-		e.srv.mu.RUnlock()
-		conn.mu.Lock()
-		defer conn.mu.Unlock()
-		return conn.pending >= 4
+		return append([]wire.ClientOp(nil), ops...)
 	})
-	release()
-	for acked := 0; acked < 4; {
-		switch m := c.next().(type) {
-		case *wire.OpAck:
-			acked++
-		case *wire.ErrorMessage:
-			t.Fatalf("a write within the backend's limit failed: %d %s", m.Code, m.Message)
-		}
-	}
 	// k2 is re-sent twice, k3 once.
 	if st := e.srv.Stats(); st.OpsApplied != 4 || st.OpsResent != 3 {
 		t.Fatalf("stats %+v: want 4 ops applied and 3 re-sends skipped", st)
