@@ -1394,14 +1394,10 @@ func TestStore_unknownOutcomeSettledPerKey(t *testing.T) {
 	}
 }
 
-// An expiry pass commits at most about maxCommitBytes of records at once:
-// expired OR keys keep their other entries, and a thousand large ones made
-// one batch of gigabytes, held in memory twice.
-func TestStore_ReapExpired_boundedInBytes(t *testing.T) {
-	be := &sizeBackend{Backend: null.Open(), entered: make(chan struct{}, 1), hold: make(chan struct{})}
-	close(be.hold)
-	f := newFixture(t, be, nil)
-	const keys = 8
+// largeExpiringORKeys writes OR keys k0... of a 256 KiB entry and one
+// expiring at t0+1s each, and lowers the store's commit byte bound to
+// 1 MiB, which four of them pass.
+func largeExpiringORKeys(t *testing.T, f *fixture, keys int) {
 	big := record.StringValue(strings.Repeat("x", 256<<10))
 	for i := range keys {
 		k := "k" + strconv.Itoa(i)
@@ -1411,6 +1407,29 @@ func TestStore_ReapExpired_boundedInBytes(t *testing.T) {
 		)
 	}
 	f.s.maxCommitBytes = 1 << 20
+}
+
+// checkExpiredORKeys checks each key of largeExpiringORKeys kept its large
+// entry and holds a tombstone of the one expired.
+func checkExpiredORKeys(t *testing.T, f *fixture, keys int) {
+	t.Helper()
+	for i := range keys {
+		e, ok, err := f.s.Get(context.Background(), "m", "k"+strconv.Itoa(i))
+		if err != nil || !ok || len(e.Record.ORMap.Records) != 1 || len(e.Record.ORMap.Tombstones) != 1 {
+			t.Fatalf("k%d after the pass: %d entries, %d tombstones, found %v, %v", i, len(e.Record.ORMap.Records), len(e.Record.ORMap.Tombstones), ok, err)
+		}
+	}
+}
+
+// An expiry pass commits at most about maxCommitBytes of records at once:
+// expired OR keys keep their other entries, and a thousand large ones made
+// one batch of gigabytes, held in memory twice.
+func TestStore_ReapExpired_boundedInBytes(t *testing.T) {
+	be := &sizeBackend{Backend: null.Open(), entered: make(chan struct{}, 1), hold: make(chan struct{})}
+	close(be.hold)
+	f := newFixture(t, be, nil)
+	const keys = 8
+	largeExpiringORKeys(t, f, keys)
 	be.mu.Lock()
 	be.largest = 0
 	be.mu.Unlock()
@@ -1422,12 +1441,7 @@ func TestStore_ReapExpired_boundedInBytes(t *testing.T) {
 	if limit := 1<<20 + 2*(256<<10); be.largest > limit {
 		t.Fatalf("an expiry batch held %d value bytes, over the bound of %d plus a record", be.largest, 1<<20)
 	}
-	for i := range keys {
-		e, ok, err := f.s.Get(context.Background(), "m", "k"+strconv.Itoa(i))
-		if err != nil || !ok || len(e.Record.ORMap.Records) != 1 || len(e.Record.ORMap.Tombstones) != 1 {
-			t.Fatalf("k%d after the pass: %d entries, %d tombstones, found %v, %v", i, len(e.Record.ORMap.Records), len(e.Record.ORMap.Tombstones), ok, err)
-		}
-	}
+	checkExpiredORKeys(t, f, keys)
 }
 
 // getSizeBackend is shared storage that records the value bytes of its
@@ -1461,15 +1475,7 @@ func TestStore_ReapExpired_sharedReadsBoundedInBytes(t *testing.T) {
 	be := &getSizeBackend{sharedBackend: sharedBackend{null.Open()}}
 	f := newFixture(t, be, nil)
 	const keys = 8
-	big := record.StringValue(strings.Repeat("x", 256<<10))
-	for i := range keys {
-		k := "k" + strconv.Itoa(i)
-		f.apply(
-			Op{Map: "m", Key: k, Kind: OpORAdd, Value: big, Timestamp: ts(t0, 0, "c"), Tag: k + "-kept"},
-			Op{Map: "m", Key: k, Kind: OpORAdd, Value: record.StringValue("v"), Timestamp: ts(t0, 1, "c"), Tag: k + "-gone", TTLMs: 1000},
-		)
-	}
-	f.s.maxCommitBytes = 1 << 20
+	largeExpiringORKeys(t, f, keys)
 	f.wall.Add(5000)
 	be.armed.Store(true)
 	n, err := f.s.ReapExpired(context.Background())
@@ -1479,10 +1485,5 @@ func TestStore_ReapExpired_sharedReadsBoundedInBytes(t *testing.T) {
 	if limit := 1<<20 + 2*(256<<10); be.largest > limit {
 		t.Fatalf("an expiry commit read %d value bytes at once, over the bound of %d plus a record", be.largest, 1<<20)
 	}
-	for i := range keys {
-		e, ok, err := f.s.Get(context.Background(), "m", "k"+strconv.Itoa(i))
-		if err != nil || !ok || len(e.Record.ORMap.Records) != 1 || len(e.Record.ORMap.Tombstones) != 1 {
-			t.Fatalf("k%d after the pass: %d entries, %d tombstones, found %v, %v", i, len(e.Record.ORMap.Records), len(e.Record.ORMap.Tombstones), ok, err)
-		}
-	}
+	checkExpiredORKeys(t, f, keys)
 }
