@@ -293,6 +293,11 @@ func (e *encoder) reflectValue(rv reflect.Value) {
 				return
 			}
 			start := e.buf.Len()
+			// The library keeps the strings of fields tagged intern
+			// across calls and writes a repeat as an index into them:
+			// no reader of this value (a later message from this pooled
+			// encoder) holds that dictionary.
+			e.e.ResetWriter(&e.buf)
 			if err := libraryEncode(e.e, rv.Interface()); err != nil {
 				e.fail("user value of Go type %s: %v", rv.Type(), err)
 				return
