@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
@@ -68,8 +69,18 @@ func reservedMap(name string) bool {
 	return hasPrefixFold(name, "_topgun_") || hasPrefixFold(name, "__topgun") || hasPrefixFold(name, "$sys/")
 }
 
+// hasPrefixFold reports whether s starts with prefix under Unicode case
+// folding, rune by rune: a rune folding onto an ASCII letter (ſ onto s)
+// is longer than the letter, so a prefix of prefix's bytes would miss it.
 func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+	for _, p := range prefix {
+		_, n := utf8.DecodeRuneInString(s)
+		if n == 0 || !strings.EqualFold(s[:n], string(p)) {
+			return false
+		}
+		s = s[n:]
+	}
+	return true
 }
 
 // readRefusal says why a client may not read the map name: 403 for a map
