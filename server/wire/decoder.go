@@ -30,6 +30,9 @@ type decoder struct {
 	// (see charge); limit is what it starts from.
 	budget int
 	limit  int
+	// internRefs counts the extensions skip met of the type the msgpack
+	// library writes a repeated interned string as (the encoder's check).
+	internRefs int
 }
 
 var decoderPool = sync.Pool{New: func() any {
@@ -132,6 +135,7 @@ func (d *decoder) reset() {
 	d.d.Reset(d.r)
 	d.depth = 0
 	d.budget = d.limit
+	d.internRefs = 0
 }
 
 func (d *decoder) remaining() int { return d.r.Len() }
@@ -263,13 +267,21 @@ func (d *decoder) rawBytes() ([]byte, error) {
 	return d.buf[pos : pos+n : pos+n], nil
 }
 
+// internedStringExt is the extension type the msgpack library writes a
+// repeated string of a field tagged intern as: an index into the strings
+// it wrote before, which no reader of a message holds.
+const internedStringExt = -128
+
 // skipExt consumes an extension value. The library's Skip would allocate
 // up to 1 MiB for the length a hostile header claims before finding the
 // frame too short.
 func (d *decoder) skipExt() error {
-	_, n, err := d.d.DecodeExtHeader()
+	typ, n, err := d.d.DecodeExtHeader()
 	if err != nil {
 		return errMalformed("truncated frame")
+	}
+	if typ == internedStringExt {
+		d.internRefs++
 	}
 	if n > d.remaining() {
 		return errMalformed(fmt.Sprintf("extension claims %d bytes but only %d remain", n, d.remaining()))

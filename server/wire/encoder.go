@@ -307,9 +307,13 @@ func (e *encoder) reflectValue(rv reflect.Value) {
 			// message the decoder refuses gets an ERROR naming no op.
 			d := newDecoder(e.buf.Bytes()[start:], e.max-e.depth, math.MaxInt)
 			err := d.skip()
+			interned := d.internRefs
 			putDecoder(d)
 			if fe, ok := err.(*fieldError); ok && fe.kind == ErrTooDeep {
 				e.fail("user value of Go type %s nested deeper than %d levels", rv.Type(), e.max)
+			} else if interned > 0 {
+				// A reader would decode it to nil, silently.
+				e.fail("user value of Go type %s repeats a string of a field tagged intern, which the msgpack library writes as a reference no reader can resolve; drop the tag", rv.Type())
 			}
 		}
 	}

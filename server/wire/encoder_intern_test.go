@@ -1,6 +1,9 @@
 package wire
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 type internedName struct {
 	Name string `msgpack:"name,intern"`
@@ -25,5 +28,34 @@ func TestLimits_Encode_internedStringAcrossMessages(t *testing.T) {
 		if v, _ := m.(*ClientOpMessage).Record.Value.(map[string]any); v["name"] != "alice" {
 			t.Fatalf("message %d: value %#v, want name alice", i, m.(*ClientOpMessage).Record.Value)
 		}
+	}
+}
+
+type internedPair struct {
+	A string `msgpack:"a,intern"`
+	B string `msgpack:"b,intern"`
+}
+
+// A value repeating a string of fields tagged intern is refused: the
+// library writes the repeat as a reference to the first, which a reader
+// decodes to nil (it was stored so, silently).
+func TestLimits_Encode_internedStringRepeatedInAValue(t *testing.T) {
+	t.Parallel()
+	put := func(v any) Message {
+		return &ClientOpMessage{ClientOp: ClientOp{MapName: "m", Key: "k", OpType: "PUT", Record: &LWWRecord{Value: v}}}
+	}
+	if _, err := DefaultLimits().Encode(put(internedPair{"xyz", "xyz"})); err == nil || !strings.Contains(err.Error(), "intern") {
+		t.Fatalf("Encode of a repeated interned string: %v, want it refused", err)
+	}
+	b, err := DefaultLimits().Encode(put(internedPair{"xyz", "abc"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := DefaultLimits().Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := m.(*ClientOpMessage).Record.Value.(map[string]any); v["a"] != "xyz" || v["b"] != "abc" {
+		t.Fatalf("value %#v", m.(*ClientOpMessage).Record.Value)
 	}
 }
