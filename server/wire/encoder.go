@@ -298,7 +298,12 @@ func (e *encoder) reflectValue(rv reflect.Value) {
 			// no reader of this value (a later message from this pooled
 			// encoder) holds that dictionary.
 			e.e.ResetWriter(&e.buf)
-			if err := libraryEncode(e.e, rv.Interface()); err != nil {
+			err := libraryEncode(e.e, rv.Interface())
+			// Once it holds a string, the library writes every string it
+			// is given again (this encoder's own: a sibling value, a
+			// nodeId, a field name) as an index into it, tagged or not.
+			e.e.ResetWriter(&e.buf)
+			if err != nil {
 				e.fail("user value of Go type %s: %v", rv.Type(), err)
 				return
 			}
@@ -306,7 +311,7 @@ func (e *encoder) reflectValue(rv reflect.Value) {
 			// list of structs, say) nest as deep as they go, and a
 			// message the decoder refuses gets an ERROR naming no op.
 			d := newDecoder(e.buf.Bytes()[start:], e.max-e.depth, math.MaxInt)
-			err := d.skip()
+			err = d.skip()
 			interned := d.internRefs
 			putDecoder(d)
 			if fe, ok := err.(*fieldError); ok && fe.kind == ErrTooDeep {

@@ -59,3 +59,52 @@ func TestLimits_Encode_internedStringRepeatedInAValue(t *testing.T) {
 		t.Fatalf("value %#v", m.(*ClientOpMessage).Record.Value)
 	}
 }
+
+// The library's dictionary outlives its call: the wire encoder's own
+// strings written after a value with a field tagged intern (a sibling
+// string, the record's nodeId, a field name) went through the same
+// library encoder and a repeat came out as a reference a reader cannot
+// resolve.
+func TestLimits_Encode_internedStringAfterTheValue(t *testing.T) {
+	t.Parallel()
+	put := &ClientOpMessage{ClientOp: ClientOp{MapName: "m", Key: "k", OpType: "PUT", Record: &LWWRecord{
+		Value:     map[string]any{"a": internedName{"alice"}, "b": "alice"},
+		Timestamp: Timestamp{Millis: 1, NodeID: "alice"},
+	}}}
+	b, err := DefaultLimits().Encode(put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := DefaultLimits().Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := m.(*ClientOpMessage).Record
+	if v, _ := rec.Value.(map[string]any); v["b"] != "alice" || rec.Timestamp.NodeID != "alice" {
+		t.Fatalf("value %#v, nodeId %q: want b and nodeId alice", rec.Value, rec.Timestamp.NodeID)
+	}
+}
+
+// Nor did the dictionary end with the message: the pooled encoder wrote
+// the next message's strings (another op's key) as references into it.
+func TestLimits_Encode_internedStringInTheNextMessage(t *testing.T) {
+	t.Parallel()
+	put := &ClientOpMessage{ClientOp: ClientOp{MapName: "m", Key: "k", OpType: "PUT", Record: &LWWRecord{Value: internedName{"alice"}}}}
+	next := &ClientOpMessage{ClientOp: ClientOp{MapName: "m", Key: "alice", OpType: "REMOVE"}}
+	for i := range 10 {
+		if _, err := DefaultLimits().Encode(put); err != nil {
+			t.Fatal(err)
+		}
+		b, err := DefaultLimits().Encode(next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := DefaultLimits().Decode(b)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if k := m.(*ClientOpMessage).Key; k != "alice" {
+			t.Fatalf("message %d: key %q, want alice", i, k)
+		}
+	}
+}
