@@ -163,6 +163,30 @@ func pushDiffOps(m *wire.ORMapPushDiff) ([]store.Op, error) {
 	return ops, nil
 }
 
+// splitPush splits a push into pushes of whole entries, each of at most
+// max ops as writeJob.size counts them (an entry over max alone).
+func splitPush(m *wire.ORMapPushDiff, max int) []*wire.ORMapPushDiff {
+	entryOps := func(en *wire.ORMapEntry) int { return len(en.Records) + min(len(en.Tombstones), 1) }
+	total := 0
+	for i := range m.Entries {
+		total += entryOps(&m.Entries[i])
+	}
+	if total <= max {
+		return []*wire.ORMapPushDiff{m}
+	}
+	var parts []*wire.ORMapPushDiff
+	start, n := 0, 0
+	for i := range m.Entries {
+		k := entryOps(&m.Entries[i])
+		if n > 0 && n+k > max {
+			parts = append(parts, &wire.ORMapPushDiff{MapName: m.MapName, Entries: m.Entries[start:i]})
+			start, n = i, 0
+		}
+		n += k
+	}
+	return append(parts, &wire.ORMapPushDiff{MapName: m.MapName, Entries: m.Entries[start:]})
+}
+
 // project keeps only the named top-level fields of a map value (QUERY_SUB
 // fields); other values pass unchanged.
 func project(v any, fields []string) any {

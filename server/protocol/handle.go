@@ -57,7 +57,18 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 	case *wire.OpBatch:
 		c.enqueueWrite(&writeJob{typ: wire.TypeOpBatch, ops: m.Ops, ack: lastOpID(m.Ops), bytes: size})
 	case *wire.ORMapPushDiff:
-		c.enqueueWrite(&writeJob{typ: wire.TypeORMapPushDiff, push: m, ack: pushAckID, bytes: size})
+		// TopGun's client pushes every key of a bucket the server lacks at
+		// once and cannot split a push: one over MaxBatchOps, refused
+		// whole, came again at every sync. Its entries go in jobs within
+		// the limit, each answered (idempotent per entry); an entry over
+		// it alone is still refused.
+		for i, part := range splitPush(m, c.s.opts.MaxBatchOps) {
+			b := 0
+			if i == 0 {
+				b = size // the frame's decoded size, counted once
+			}
+			c.enqueueWrite(&writeJob{typ: wire.TypeORMapPushDiff, push: part, ack: pushAckID, bytes: b})
+		}
 	case *wire.SyncInit:
 		c.handleSyncInit(m)
 	case *wire.MerkleReqBucket:

@@ -53,8 +53,11 @@ type Options struct {
 	// are the repeats of an op within one POST /sync. An OP_BATCH or POST
 	// /sync with more, whose op ids are ascending numbers (as TopGun's
 	// client's are), is applied up to the limit and acknowledged up to the
-	// last op applied; the client sends the rest again. Otherwise it is
-	// refused with ERROR 413 (POST /sync: error 413, no ack).
+	// last op applied; the client sends the rest again. An ORMAP_PUSH_DIFF
+	// with more is applied in parts of whole entries within the limit,
+	// each answered with its OP_ACK (an entry over it alone is refused).
+	// Otherwise it is refused with ERROR 413 (POST /sync: error 413, no
+	// ack).
 	MaxBatchOps int
 
 	// AuthTimeout closes a connection that has not authenticated in time.

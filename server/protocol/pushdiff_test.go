@@ -152,3 +152,41 @@ func TestPushDiff_manyTombstonesAreOneChange(t *testing.T) {
 		t.Fatalf("event after the removes: %+v", ev)
 	}
 }
+
+// A push of more ops than MaxBatchOps (TopGun's client pushes every key of
+// a bucket the server lacks at once, and cannot split a push) is applied
+// in parts within the limit, not refused whole at every sync; an entry
+// over the limit on its own is still refused.
+func TestPushDiff_overMaxBatchOpsAppliedInParts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{opts: Options{MaxBatchOps: 10}})
+	c := e.dial(t)
+	var entries []wire.ORMapEntry
+	for i := range 25 {
+		entries = append(entries, wire.ORMapEntry{Key: "k" + itoa(i), Tombstones: []string{},
+			Records: []wire.ORMapRecord{{Value: "v", Timestamp: cts("c"), Tag: "t" + itoa(i)}}})
+	}
+	c.send(&wire.ORMapPushDiff{MapName: "tags", Entries: entries})
+	for acks := 0; acks < 3; {
+		switch m := c.next().(type) {
+		case *wire.OpAck:
+			acks++
+		case *wire.ErrorMessage:
+			t.Fatalf("push of %d entries: ERROR %d %s", len(entries), m.Code, m.Message)
+		}
+	}
+	for i := range entries {
+		if en, ok, err := e.st.Get(t.Context(), "tags", "k"+itoa(i)); err != nil || !ok || len(en.Record.ORMap.Records) != 1 {
+			t.Fatalf("k%d after the push: ok %v err %v", i, ok, err)
+		}
+	}
+	// One entry of 11 records is over the limit alone.
+	big := wire.ORMapEntry{Key: "big", Tombstones: []string{}}
+	for i := range 11 {
+		big.Records = append(big.Records, wire.ORMapRecord{Value: "v", Timestamp: cts("c"), Tag: "b" + itoa(i)})
+	}
+	c.send(&wire.ORMapPushDiff{MapName: "tags", Entries: []wire.ORMapEntry{big}})
+	if m := skipUntil[*wire.ErrorMessage](c); m.Code != 413 {
+		t.Fatalf("an entry over the limit alone: %+v, want ERROR 413", m)
+	}
+}
