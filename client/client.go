@@ -251,6 +251,16 @@ func (c *Client) notifyState(s State) {
 	}
 }
 
+// sendFailed is the error of a call whose send failed for a reason other
+// than its ctx: the client's own error once it is closed (Close cuts
+// blocked writes and waits for the send lock short), else ErrDisconnected.
+func (c *Client) sendFailed(err error) error {
+	if cerr := c.Err(); cerr != nil {
+		return cerr
+	}
+	return fmt.Errorf("%w: %v", ErrDisconnected, err)
+}
+
 // closedErr is the error of a call that found the client closed.
 func (c *Client) closedErr() error {
 	if err := c.Err(); err != nil {
@@ -750,7 +760,7 @@ func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
-		return 0, fmt.Errorf("%w: %v", ErrDisconnected, err)
+		return 0, c.sendFailed(err)
 	}
 	select {
 	case _, ok := <-ch:

@@ -80,7 +80,7 @@ func (c *Client) ORGet(ctx context.Context, mapName string, keys ...string) ([]w
 		// A write cut short dropped the connection; its error (a
 		// deadline of WriteTimeout's, say) is not the caller's ctx's.
 		if err = c.write(ctx, cn, b); err != nil && ctx.Err() == nil {
-			err = fmt.Errorf("%w: %v", ErrDisconnected, err)
+			err = c.sendFailed(err)
 		}
 	}
 	if err != nil {

@@ -200,12 +200,24 @@ func (s *Subscription) unsubscribe(err error) {
 	_, live := c.subs[s.ID]
 	delete(c.subs, s.ID)
 	cn := c.conn
+	// Not closed, so run is still counted in wg and Close waits for this.
+	send := live && cn != nil && c.state != StateClosed
+	if send {
+		c.wg.Add(1)
+	}
 	c.mu.Unlock()
 	s.closeWith(err)
-	if live && cn != nil {
-		if err := c.sendLocked(c.ctx, cn, &wire.QueryUnsub{QueryID: s.ID}); err != nil {
-			c.log.Debug("QUERY_UNSUB failed", "query_id", s.ID, "error", err)
-		}
+	if send {
+		// Sent on a goroutine of its own: the send lock may be held by a
+		// write blocked for up to WriteTimeout, which neither the
+		// connection's reader (closing a slow consumer) nor a Subscribe
+		// whose ctx ended may wait for.
+		go func() {
+			defer c.wg.Done()
+			if err := c.sendLocked(c.ctx, cn, &wire.QueryUnsub{QueryID: s.ID}); err != nil {
+				c.log.Debug("QUERY_UNSUB failed", "query_id", s.ID, "error", err)
+			}
+		}()
 	}
 }
 

@@ -392,7 +392,7 @@ func (r *syncRun) request(ctx context.Context, k syncKey) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("%w: %v", ErrDisconnected, err)
+		return r.c.sendFailed(err)
 	}
 	r.res.Messages++
 	r.waiting++
