@@ -824,13 +824,10 @@ func TestPut_ctxEndsDuringBlockedWrite(t *testing.T) {
 	}
 }
 
-// While one write is blocked holding the send lock, other calls give up
-// waiting for it when their ctx ends.
-func TestCalls_ctxEndsWaitingForBlockedSend(t *testing.T) {
-	t.Parallel()
-	_, c := stalledClient(t)
-	// 8 writes of 1.9 MB to a server that does not read: the first to get
-	// the send lock blocks in a write for up to WriteTimeout.
+// blockSend starts 8 writes of 1.9 MB on c, whose server does not read:
+// the first to get the send lock blocks in its write for up to
+// WriteTimeout. It returns once one is (about) blocked.
+func blockSend(c *Client) {
 	big := strings.Repeat("x", 1900<<10)
 	for i := 0; i < 8; i++ {
 		go func() {
@@ -840,6 +837,14 @@ func TestCalls_ctxEndsWaitingForBlockedSend(t *testing.T) {
 		}()
 	}
 	time.Sleep(300 * time.Millisecond)
+}
+
+// While one write is blocked holding the send lock, other calls give up
+// waiting for it when their ctx ends.
+func TestCalls_ctxEndsWaitingForBlockedSend(t *testing.T) {
+	t.Parallel()
+	_, c := stalledClient(t)
+	blockSend(c)
 	calls := []struct {
 		name string
 		call func(ctx context.Context) error

@@ -142,15 +142,7 @@ func TestSubscribe_ctxEndsWhileSendBlocked(t *testing.T) {
 	go func() { _, err := c.Subscribe(ctx, "m", nil); subErr <- err }()
 	eventually(t, "QUERY_SUB", func() bool { return fs.count(wire.TypeQuerySub) == 1 })
 	stall(t, fs, c)
-	big := strings.Repeat("x", 1900<<10)
-	for i := 0; i < 8; i++ {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), stalledWriteTimeout)
-			defer cancel()
-			_ = c.Put(ctx, "m", strconv.Itoa(i), big)
-		}()
-	}
-	time.Sleep(300 * time.Millisecond) // one Put is now blocked in its write
+	blockSend(c)
 	cancel()
 	select {
 	case err := <-subErr:
@@ -187,15 +179,7 @@ func TestSlowConsumer_doesNotStallReaderBehindBlockedWrite(t *testing.T) {
 	}
 	fs.mu.Unlock()
 	stall(t, fs, c)
-	big := strings.Repeat("x", 1900<<10)
-	for i := 0; i < 8; i++ {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), stalledWriteTimeout)
-			defer cancel()
-			_ = c.Put(ctx, "m", strconv.Itoa(i), big)
-		}()
-	}
-	time.Sleep(300 * time.Millisecond) // one Put is now blocked in its write
+	blockSend(c)
 	// Two updates to slow: the first fills its buffer, the second closes it.
 	for i := 0; i < 3; i++ {
 		fs.send(conn, &wire.QueryUpdate{QueryID: fast.ID, Key: "k" + strconv.Itoa(i), Value: i, ChangeType: wire.Enter})
