@@ -218,12 +218,7 @@ func TestStore_OR_removesInPlaceCostTheirOwnRecords(t *testing.T) {
 	if e.ExpirationTime != exp {
 		t.Errorf("expiry %d, want %d, the earliest of the entries left", e.ExpirationTime, exp)
 	}
-	var cm *Commit
-	select {
-	case cm = <-sub.C():
-	case <-time.After(10 * time.Second):
-		t.Fatal("no commit on the feed")
-	}
+	cm := nextCommit(t, sub)
 	changed := 0
 	for _, r := range got {
 		if r.Changed {
@@ -261,20 +256,8 @@ func TestStore_OR_changesOfKeyThenWrittenLWW(t *testing.T) {
 			t.Fatalf("op %d: %+v", i, r)
 		}
 	}
-	var cm *Commit
-	select {
-	case cm = <-sub.C():
-	case <-time.After(10 * time.Second):
-		t.Fatal("no commit on the feed")
-	}
-	if len(cm.Changes) != 3 {
-		t.Fatalf("changes %+v", cm.Changes)
-	}
-	for _, ch := range cm.Changes[:2] {
-		if m := ch.Record.ORMap; len(m.Records) != 0 || !slices.Equal(m.Tombstones, []string{"x", "w"}) || ch.ExpirationTime != 0 {
-			t.Errorf("%v change carries records %+v, tombstones %q, expiry %d; want none, [x w], 0", ch.Kind, m.Records, m.Tombstones, ch.ExpirationTime)
-		}
-	}
+	cm := nextCommit(t, sub)
+	checkORChangesAfterRemoves(t, cm)
 	if v, ok := f.get("m", "k"); !ok || v != "v" {
 		t.Fatalf("k: %q %v", v, ok)
 	}
@@ -300,12 +283,27 @@ func TestStore_OR_changesOfKeyThenWrittenLWW_afterRefusedAdd(t *testing.T) {
 			t.Fatalf("op %d: %+v", i, r)
 		}
 	}
-	var cm *Commit
+	cm := nextCommit(t, sub)
+	checkORChangesAfterRemoves(t, cm)
+}
+
+// nextCommit is the next commit on sub's feed.
+func nextCommit(t *testing.T, sub *Subscription) *Commit {
+	t.Helper()
 	select {
-	case cm = <-sub.C():
+	case cm := <-sub.C():
+		return cm
 	case <-time.After(10 * time.Second):
 		t.Fatal("no commit on the feed")
+		return nil
 	}
+}
+
+// checkORChangesAfterRemoves checks a commit of add x, remove [x w] and an
+// LWW write of one key: both OR changes carry the key's OR state after
+// the removes.
+func checkORChangesAfterRemoves(t *testing.T, cm *Commit) {
+	t.Helper()
 	if len(cm.Changes) != 3 {
 		t.Fatalf("changes %+v", cm.Changes)
 	}

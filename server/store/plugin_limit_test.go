@@ -37,15 +37,7 @@ func limitedLogstore(t *testing.T) abi.Backend {
 func TestStore_groupCommitFitsPluginRequestLimit(t *testing.T) {
 	pb := limitedLogstore(t)
 	be := &sizeBackend{Backend: pb, entered: make(chan struct{}, 1), hold: make(chan struct{})}
-	f := newFixture(t, be, nil)
-	var merged atomic.Int64
-	f.s.mergedHook = func() { merged.Add(1) }
-	first := make(chan error, 1)
-	go func() {
-		_, err := f.s.Apply(context.Background(), []Op{put("m", "first", "v", ts(t0, 0, "c"))}, 1)
-		first <- err
-	}()
-	<-be.entered // the applier is busy: what arrives now is gathered
+	f, merged, first := heldFirstCommit(t, be, nil)
 	const writers = 3
 	big := strings.Repeat("x", 4<<20) // one fits a request; three do not
 	errs := make(chan error, writers)

@@ -927,21 +927,32 @@ func (b *sizeBackend) Apply(ctx context.Context, batch *abi.Batch) error {
 	return b.Backend.Apply(ctx, batch)
 }
 
-// A group commit gathers at most maxCommitBytes of records, plus one
-// request: writers of large values arriving during a slow commit no
-// longer make one batch of them all.
-func TestStore_groupCommitBoundedInBytes(t *testing.T) {
-	be := &sizeBackend{Backend: null.Open(), entered: make(chan struct{}, 1), hold: make(chan struct{})}
-	f := newFixture(t, be, nil)
-	f.s.maxCommitBytes = 1 << 20
-	var merged atomic.Int64
+// heldFirstCommit opens a store on be (mod, when set, changes it), counts
+// its merges in merged, and starts a first write whose commit be holds:
+// what arrives then is gathered into the next group commit. first gets
+// the first write's result.
+func heldFirstCommit(t *testing.T, be *sizeBackend, mod func(*Store)) (f *fixture, merged *atomic.Int64, first chan error) {
+	f = newFixture(t, be, nil)
+	if mod != nil {
+		mod(f.s)
+	}
+	merged = &atomic.Int64{}
 	f.s.mergedHook = func() { merged.Add(1) }
-	first := make(chan error, 1)
+	first = make(chan error, 1)
 	go func() {
 		_, err := f.s.Apply(context.Background(), []Op{put("m", "first", "v", ts(t0, 0, "c"))}, 1)
 		first <- err
 	}()
 	<-be.entered // the applier is busy: what arrives now is gathered
+	return f, merged, first
+}
+
+// A group commit gathers at most maxCommitBytes of records, plus one
+// request: writers of large values arriving during a slow commit no
+// longer make one batch of them all.
+func TestStore_groupCommitBoundedInBytes(t *testing.T) {
+	be := &sizeBackend{Backend: null.Open(), entered: make(chan struct{}, 1), hold: make(chan struct{})}
+	f, merged, first := heldFirstCommit(t, be, func(s *Store) { s.maxCommitBytes = 1 << 20 })
 	const writers = 40
 	big := strings.Repeat("x", 256<<10)
 	errs := make(chan error, writers)
