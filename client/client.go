@@ -189,10 +189,14 @@ func (c *Client) Close() error {
 		c.wg.Wait()
 		return nil
 	}
+	c.mu.Unlock()
+	// Closed first, then the connection taken: a call in between would
+	// otherwise see no connection and no close, and report ErrNotConnected.
+	c.fail(ErrClosed)
+	c.mu.Lock()
 	cn := c.conn
 	c.conn = nil
 	c.mu.Unlock()
-	c.fail(ErrClosed)
 	if cn != nil {
 		_ = cn.ws.Close(websocket.StatusNormalClosure, "client closed")
 	}

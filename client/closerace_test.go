@@ -14,7 +14,7 @@ import (
 )
 
 // Close racing every call: each returns ErrClosed (or, having started
-// before it, succeeds or fails with ErrNotConnected / ErrSyncInProgress),
+// before it, succeeds or fails with ErrSyncInProgress),
 // and no goroutine of the client outlives it.
 func TestCloseRacesEveryCall(t *testing.T) {
 	for round := 0; round < 10; round++ {
@@ -66,7 +66,7 @@ func TestCloseRacesEveryCall(t *testing.T) {
 		wg.Wait()
 		close(errs)
 		for err := range errs {
-			if err == nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrNotConnected) || errors.Is(err, ErrSyncInProgress) {
+			if err == nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrSyncInProgress) {
 				continue
 			}
 			t.Errorf("round %d: call after Close = %v", round, err)
@@ -193,4 +193,52 @@ func TestSlowConsumer_doesNotStallReaderBehindBlockedWrite(t *testing.T) {
 		}
 	}
 	eventually(t, "slow closed", func() bool { return errors.Is(slow.Err(), ErrSlowConsumer) })
+}
+
+// A call made while Close runs sees either the connection or the close,
+// never a client that is neither connected nor closed (ErrNotConnected
+// says "wait for a reconnect", which never comes).
+func TestClose_noNotConnectedWindow(t *testing.T) {
+	fs := newFakeServer(t, "")
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel() // Ping answers at once from its checks, without the network
+	for round := 0; round < 300; round++ {
+		c := dial(t, fs.URL, testOptions(t))
+		stop := make(chan struct{})
+		bad := make(chan error, 1)
+		var wg sync.WaitGroup
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; n < 1_000_000; n++ {
+					_, err := c.Ping(cancelled)
+					if errors.Is(err, ErrNotConnected) {
+						select {
+						case bad <- err:
+						default:
+						}
+						return
+					}
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					select {
+					case <-stop:
+						return
+					default:
+					}
+				}
+			}()
+		}
+		runtime.Gosched()
+		_ = c.Close()
+		close(stop)
+		wg.Wait()
+		select {
+		case err := <-bad:
+			t.Fatalf("round %d: Ping during Close = %v, want ErrClosed", round, err)
+		default:
+		}
+	}
 }
