@@ -181,6 +181,7 @@ type envConfig struct {
 	fakeWall  bool // a settable wall clock for the store and the HLC
 	hook      func()
 	readyHook func() // Server.readyHook
+	diffHook  func() // Server.resyncDiffHook
 	durable   bool
 }
 
@@ -235,6 +236,7 @@ func (e *env) start(be abi.Backend, node string, cfg envConfig) {
 		t.Fatal(err)
 	}
 	e.srv.readyHook = cfg.readyHook
+	e.srv.resyncDiffHook = cfg.diffHook
 	e.mux = http.NewServeMux()
 	e.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	e.srv.Register(e.mux)

@@ -443,7 +443,16 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 	// else changes sub's result: the caller holds sub.run.
 	var rd readResult
 	if err == nil && !(reader && sc.over) {
-		rd = sub.prepareRead(reader, sc)
+		var held *resultSet
+		if !reader {
+			// What the client holds: nothing changes it during the read
+			// (the feed buffers, the caller holds sub.run), only a close
+			// drops it, which finishRead checks under the lock.
+			sub.mu.Lock()
+			held = sub.members
+			sub.mu.Unlock()
+		}
+		rd = sub.prepareRead(reader, sc, held)
 	}
 	if s.readyHook != nil {
 		s.readyHook()
@@ -514,19 +523,8 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 			sub.c.enqueue(rd.resp, true)
 		}
 	} else {
-		sub.members.Range(func(k string, _ member) {
-			if _, ok := fresh.Get(k); !ok {
-				sub.emit(k, nil, wire.Leave)
-			}
-		})
-		for _, r := range rd.res {
-			old, was := sub.members.Get(r.Key)
-			switch {
-			case !was:
-				sub.emit(r.Key, r.Value, wire.Enter)
-			case old.ts != sc.ts[r.Key]:
-				sub.emit(r.Key, r.Value, wire.Update)
-			}
+		for _, b := range rd.updates {
+			sub.c.send(b)
 		}
 	}
 	sub.c.queryResults.Add(delta)
@@ -551,12 +549,15 @@ type readResult struct {
 	edge     wire.QueryResult   // when not complete, the first one left out
 	fresh    *resultSet         // res as sub's result set
 	resp     []byte             // the QUERY_RESP encoded (the reader's read; nil if it cannot be)
+	updates  [][]byte           // a resync's QUERY_UPDATEs from the result the client holds to res, encoded
 }
 
-// prepareRead orders what a read found into a result set and, for the
-// reader, encodes the QUERY_RESP. It uses only what does not change while
-// sub is read (its query, limit and fields), not its lock.
-func (sub *subscription) prepareRead(reader bool, sc scanned) readResult {
+// prepareRead orders what a read found into a result set and encodes what
+// the client is sent: for the reader, the QUERY_RESP; for a resync, the
+// QUERY_UPDATEs from held, the result the client holds. It uses only what
+// does not change while sub is read (its query, limit and fields, held),
+// not its lock.
+func (sub *subscription) prepareRead(reader bool, sc scanned, held *resultSet) readResult {
 	rd := readResult{res: sc.res, complete: true}
 	if sub.limit >= 0 && len(rd.res) > sub.limit {
 		// The read's first record past the limit sorts before the others
@@ -589,6 +590,32 @@ func (sub *subscription) prepareRead(reader bool, sc scanned) readResult {
 			sub.c.log.Error("cannot encode message", "type", resp.Type(), "error", err)
 		}
 		rd.resp = b
+		return rd
+	}
+	if held == nil {
+		return rd // closed meanwhile: nothing is sent
+	}
+	if h := sub.c.s.resyncDiffHook; h != nil {
+		h()
+	}
+	add := func(key string, value any, ct wire.ChangeType) {
+		if b := sub.updateMsg(key, value, ct); b != nil {
+			rd.updates = append(rd.updates, b)
+		}
+	}
+	held.Range(func(k string, _ member) {
+		if _, ok := rd.fresh.Get(k); !ok {
+			add(k, nil, wire.Leave)
+		}
+	})
+	for _, r := range rd.res {
+		old, was := held.Get(r.Key)
+		switch {
+		case !was:
+			add(r.Key, r.Value, wire.Enter)
+		case old.ts != sc.ts[r.Key]:
+			add(r.Key, r.Value, wire.Update)
+		}
 	}
 	return rd
 }
@@ -613,12 +640,24 @@ func (sub *subscription) onChange(ch *store.Change) {
 
 // emit sends one QUERY_UPDATE (the value projected; nil on LEAVE).
 func (sub *subscription) emit(key string, value any, ct wire.ChangeType) {
+	if b := sub.updateMsg(key, value, ct); b != nil {
+		sub.c.send(b)
+	}
+}
+
+// updateMsg encodes one QUERY_UPDATE (nil, logged, if it cannot be).
+func (sub *subscription) updateMsg(key string, value any, ct wire.ChangeType) []byte {
 	if ct == wire.Leave {
 		value = nil
 	} else {
 		value = project(value, sub.fields)
 	}
-	sub.c.sendMsg(&wire.QueryUpdate{QueryID: sub.id, Key: key, Value: value, ChangeType: ct})
+	m := &wire.QueryUpdate{QueryID: sub.id, Key: key, Value: value, ChangeType: ct}
+	b, err := wire.Encode(m)
+	if err != nil {
+		sub.c.log.Error("cannot encode message", "type", m.Type(), "error", err)
+	}
+	return b
 }
 
 // newResults returns an empty result set for the subscription's query:

@@ -75,3 +75,81 @@ func TestQuery_answerDoesNotHoldTheFeed(t *testing.T) {
 		t.Fatalf("got %s %+v, want QUERY_UPDATE ENTER of new", got[1].Type(), got[1])
 	}
 }
+
+// A resync's QUERY_UPDATEs (for a large unlimited query, seconds of
+// comparing and encoding) are made without holding the lock the change
+// feed needs: the feed goes on serving other clients meanwhile. The
+// client gets the resync's updates, then the change buffered during it.
+func TestQuery_resyncDoesNotHoldTheFeed(t *testing.T) {
+	t.Parallel()
+	var armed atomic.Bool
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	e := newEnv(t, envConfig{diffHook: func() {
+		if armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-release // a resync taking long to compare and encode
+		}
+	}})
+	w := e.dial(t)
+	for i := 0; i < 3; i++ {
+		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), "v", cts("w")))
+	}
+	other := e.dial(t)
+	other.send(&wire.QuerySub{QueryID: "o", MapName: "other"})
+	expect[*wire.QueryResp](other)
+	a := e.dial(t)
+	a.send(&wire.QuerySub{QueryID: "q", MapName: "big"})
+	if r := skipUntil[*wire.QueryResp](a); len(r.Results) != 3 {
+		t.Fatalf("QUERY_RESP %+v, want 3 results", r)
+	}
+
+	// The result the server believes the client holds lacks k0 and has
+	// a key the map does not: the resync puts both right.
+	e.srv.mu.Lock()
+	var sub *subscription
+	for s := range e.srv.byMap["big"] {
+		sub = s
+	}
+	e.srv.mu.Unlock()
+	sub.mu.Lock()
+	sub.members.Delete("k0")
+	sub.members.Put("gone", member{})
+	sub.mu.Unlock()
+	armed.Store(true)
+	e.srv.queueResync(sub)
+	<-entered
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	w.write(putOp("4", "big", "new", "v", cts("w")))
+	w.write(putOp("5", "other", "x", "v", cts("w")))
+	// Bounded only against a hang: without the fix this never comes
+	// while the resync compares.
+	hang := time.After(10 * time.Second)
+	for got := false; !got; {
+		select {
+		case m := <-other.msgs:
+			u, ok := m.(*wire.QueryUpdate)
+			got = ok && u.Key == "x"
+		case <-hang:
+			t.Fatal("the change feed stopped while a resync compared its read")
+		}
+	}
+	released = true
+	close(release)
+	got := map[string]wire.ChangeType{}
+	var order []string
+	for len(order) < 3 {
+		if u, ok := a.next().(*wire.QueryUpdate); ok {
+			got[u.Key] = u.ChangeType
+			order = append(order, u.Key)
+		}
+	}
+	if got["gone"] != wire.Leave || got["k0"] != wire.Enter || got["new"] != wire.Enter || order[2] != "new" {
+		t.Fatalf("updates %v in order %v, want LEAVE gone and ENTER k0, then ENTER new", got, order)
+	}
+}
