@@ -184,7 +184,7 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 		}
 		d, code, err := s.delta(ctx, sm, budget)
 		if err != nil {
-			if code == 500 {
+			if code == 500 && ctx.Err() == nil {
 				s.log.Warn("cannot read deltas", "map", sm.MapName, "error", err)
 			}
 			addErr(code, err.Error(), sm.MapName)
@@ -194,6 +194,11 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 	}
 	if len(req.Queries) > 0 {
 		s.httpQueries(ctx, req.Queries, budget, resp, addErr)
+	}
+	if err := ctx.Err(); err != nil {
+		// Once, not per map: a request may name tens of thousands of
+		// maps, and each read after its end fails at once.
+		s.log.Warn("POST /sync ended before its reads: its client left or it ran out of time", "timeout", httpSyncTimeout, "error", err)
 	}
 	resp.ServerHLC = tsToWire(s.store.Clock().Now())
 	return resp
@@ -330,6 +335,11 @@ func (s *Server) answerLimit() string {
 func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answerBudget) (wire.MapDelta, uint32, error) {
 	if budget.records <= 0 || budget.bytes <= 0 {
 		return wire.MapDelta{}, 413, fmt.Errorf("this answer reached %s; ask for the changes of map %s in another request", s.answerLimit(), quoteName(sm.MapName))
+	}
+	if ctx.Err() != nil {
+		// The request ended (its client left, or httpSyncTimeout passed):
+		// the backend is not asked for what no one will read.
+		return wire.MapDelta{}, 500, fmt.Errorf("the request ended before the changes of map %s were read; retry", quoteName(sm.MapName))
 	}
 	since := tsFromWire(sm.LastSyncTimestamp)
 	// Taken before reading: the next request resumes from it, so it must
@@ -493,6 +503,13 @@ func (s *Server) readQueries(ctx context.Context, mapName string, runs []*httpQu
 	for _, r := range runs {
 		r.reset()
 	}
+	if ctx.Err() != nil {
+		// The request ended: see delta.
+		for _, r := range runs {
+			r.code, r.err = 500, fmt.Errorf("the request ended before map %s was read; retry", quoteName(mapName))
+		}
+		return
+	}
 	if k.keep {
 		k.holding = append(k.holding, runs...)
 	}
@@ -539,7 +556,9 @@ func (s *Server) readQueries(ctx context.Context, mapName string, runs []*httpQu
 		for _, r := range runs {
 			r.code, r.err = 500, fmt.Errorf("cannot read map %s; retry later", quoteName(mapName))
 		}
-		s.log.Warn("cannot run a query", "map", mapName, "error", err)
+		if ctx.Err() == nil { // else httpSync logs the request's end once
+			s.log.Warn("cannot run a query", "map", mapName, "error", err)
+		}
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
@@ -698,6 +700,46 @@ func TestHTTPSync_queriesStopAtDeadlineWithinPage(t *testing.T) {
 	}
 	if len(resp.QueryResults) != 0 || len(resp.Errors) != queries || resp.Errors[0].Code != 500 {
 		t.Fatalf("%d results, %d errors: %+v", len(resp.QueryResults), len(resp.Errors), resp.Errors[:min(len(resp.Errors), 1)])
+	}
+}
+
+// A request that ends (its client left, or httpSyncTimeout passed) while
+// it still has maps to read asks the backend for none of them and logs
+// one warning. Before, each of its syncMaps entries and query maps was
+// still read, failed at once and logged a warning of its own naming the
+// map: one 2 MiB request naming tens of thousands of maps, whose client
+// hung up at once, wrote as many warnings.
+func TestHTTPSync_endedRequestReadsAndWarnsNoMore(t *testing.T) {
+	t.Parallel()
+	lc := &lineCounter{t: t, want: "[WARN]"}
+	e := newEnv(t, envConfig{opts: Options{Logger: hclog.New(&hclog.LoggerOptions{Output: lc, Level: hclog.Info})}})
+	const maps = 200
+	req := &wire.HTTPSyncRequest{ClientID: "c", ClientHLC: cts("c")}
+	for i := 0; i < maps; i++ {
+		req.SyncMaps = append(req.SyncMaps, wire.SyncMapEntry{MapName: "d" + itoa(i)})
+		req.Queries = append(req.Queries, wire.HTTPQuery{QueryID: itoa(i), MapName: "q" + itoa(i)})
+	}
+	// The request ends as its first read is made.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e.be.mu.Lock()
+	e.be.scanned = cancel
+	e.be.mu.Unlock()
+	resp := e.srv.httpSync(ctx, req)
+	if n := e.be.scans.Load(); n != 1 {
+		t.Errorf("%d maps read after the request ended, want none (1 read in all)", n-1)
+	}
+	if n := lc.count(); n != 1 {
+		t.Errorf("%d warnings logged for one request that ended, want 1", n)
+	}
+	// Every entry the request did not read is still answered.
+	if len(resp.Deltas)+len(resp.Errors) != 2*maps {
+		t.Fatalf("%d deltas and %d errors for %d entries", len(resp.Deltas), len(resp.Errors), 2*maps)
+	}
+	for _, er := range resp.Errors {
+		if er.Code != 500 || er.Context == "" {
+			t.Fatalf("error %+v", er)
+		}
 	}
 }
 
