@@ -30,6 +30,9 @@ func (e *entry) valuePos() int64 { return e.off + int64(e.valueOff) }
 // inserted since the last sort wait in added, deleted keys stay in sorted
 // until the next sort, which merges both in O(n + k log k).
 type bucket struct {
+	// id is the bucket's name, whose map name the expiry heap's items
+	// share: the callers' ids are a new string per frame at Open.
+	id     bucketID
 	recs   map[string]*entry
 	sorted []string // sorted, may hold deleted keys
 	added  []string // new keys since the last sort, unsorted
@@ -98,7 +101,7 @@ func (ix *index) put(id bucketID, key string, e *entry) {
 	key = keepKey(key)
 	b := ix.buckets[id]
 	if b == nil {
-		b = &bucket{recs: map[string]*entry{}}
+		b = &bucket{id: id, recs: map[string]*entry{}}
 		ix.buckets[id] = b
 	}
 	old := b.recs[key]
@@ -112,7 +115,7 @@ func (ix *index) put(id bucketID, key string, e *entry) {
 	ix.liveBytes += int64(e.frameLen)
 	if e.exp > 0 {
 		ix.nExpiring++
-		heap.Push(&ix.exp, expItem{exp: e.exp, id: id, key: key})
+		heap.Push(&ix.exp, expItem{exp: e.exp, id: b.id, key: key})
 		ix.maybeRebuildExpiry()
 	}
 }
