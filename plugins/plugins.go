@@ -7,8 +7,9 @@
 //	"", "redb"   embedded, file-backed (Options.RedbPath)
 //	"postgres"   PostgreSQL (Options.DatabaseURL)
 //	"null"       in memory, lost on Close
-//	"x.wasm"     a wasm storage plugin: any value ending in ".wasm" or
-//	             containing a path separator (not supported yet)
+//	"x.wasm"     a wasm storage plugin, loaded by the host package
+//	             (Options.Plugin): any value ending in ".wasm" or
+//	             containing a path separator
 //
 // Store holds what every backend shares, once: the description, a
 // human-readable location for logs, a cheap reachability check (Ping) and an
