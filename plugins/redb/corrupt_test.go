@@ -968,3 +968,22 @@ func TestOpen_fileSystemErrors(t *testing.T) {
 		})
 	}
 }
+
+// A TOPGUN_REDB_PATH that is a symbolic link to a file in a directory that
+// does not exist names the link's target: the link's own directory exists,
+// so "its directory does not exist" alone would send the operator looking
+// in the wrong place.
+func TestOpen_danglingSymlinkNamesTarget(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "missing", "data.redb")
+	path := filepath.Join(dir, "link.redb")
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), path, testOptions(t))
+	wantCode(t, err, abi.CodeInvalidArgument)
+	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "symbolic link to "+target) {
+		t.Errorf("error %v does not name the link's target %s", err, target)
+	}
+}

@@ -263,6 +263,10 @@ func openError(path string, err error) error {
 	case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrVersionMismatch), errors.Is(err, bolt.ErrChecksum):
 		return notOurs(path, err)
 	case errors.Is(err, fs.ErrNotExist):
+		if target, lerr := os.Readlink(path); lerr == nil {
+			// A dangling link: the missing directory is its target's.
+			return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot create %s: it is a symbolic link to %s, whose directory does not exist; create it or set TOPGUN_REDB_PATH to another file", path, target)
+		}
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot create %s: its directory does not exist; create it or set TOPGUN_REDB_PATH to another file", path)
 	case errors.Is(err, fs.ErrPermission):
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot open %s for reading and writing; fix its permissions or set TOPGUN_REDB_PATH to another file", path)
