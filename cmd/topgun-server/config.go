@@ -49,7 +49,10 @@ type config struct {
 	commitTimeout   time.Duration
 
 	pluginEnv map[string]string // TOPGUN_PLUGIN_* values
-	plugin    *host.Options
+	// pluginFlags names the flag of each TOPGUN_PLUGIN_* value given as
+	// one, for host.OptionsFromEnv's errors, which name the variable.
+	pluginFlags map[string]string
+	plugin      *host.Options
 }
 
 // setting is one configuration value: an environment variable mirrored by a
@@ -114,6 +117,31 @@ func pluginSetting(name string) func(c *config, v string) error {
 		c.pluginEnv[name] = v
 		return nil
 	}
+}
+
+// nameFlags rewrites a host error naming a TOPGUN_PLUGIN_* variable to
+// name the flag it was given as instead, so the operator fixes the right
+// setting.
+func (c *config) nameFlags(problem string) string {
+	for env, flag := range c.pluginFlags {
+		// Whole names only: no variable is followed by a letter, digit or
+		// underscore in an error.
+		for i := 0; ; {
+			j := strings.Index(problem[i:], env)
+			if j < 0 {
+				break
+			}
+			j += i
+			end := j + len(env)
+			if end < len(problem) && (problem[end] == '_' || 'A' <= problem[end] && problem[end] <= 'Z' || '0' <= problem[end] && problem[end] <= '9') {
+				i = end
+				continue
+			}
+			problem = problem[:j] + flag + problem[end:]
+			i = j + len(flag)
+		}
+	}
+	return problem
 }
 
 func setNoAuth(c *config, v string) error {
@@ -332,6 +360,12 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 		v, source := s.def, ""
 		if setFlags[s.flag] {
 			v, source = flagValues[i], "--"+s.flag
+			if strings.HasPrefix(s.env, "TOPGUN_PLUGIN_") {
+				if c.pluginFlags == nil {
+					c.pluginFlags = map[string]string{}
+				}
+				c.pluginFlags[s.env] = source
+			}
 		} else if ev, ok := lookupEnv(s.env); ok && ev != "" {
 			v, source = ev, s.env
 		}
@@ -348,7 +382,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 	})
 	if err != nil {
 		for _, e := range strings.Split(err.Error(), "\n") {
-			problems = append(problems, e)
+			problems = append(problems, c.nameFlags(e))
 		}
 	} else {
 		c.plugin = po

@@ -208,6 +208,7 @@ func TestParseConfig_problems(t *testing.T) {
 		{name: "unknown_backend", env: map[string]string{"STORAGE_BACKEND": "mysql"}, want: []string{"valid: null, postgres, redb, or a path to a .wasm plugin"}},
 		{name: "missing_wasm_backend", env: map[string]string{"STORAGE_BACKEND": "./kv.wasm"}, want: []string{"STORAGE_BACKEND=./kv.wasm names a wasm plugin, but"}},
 		{name: "plugin_settings", env: map[string]string{"TOPGUN_PLUGIN_MEMORY_MB": "lots", "TOPGUN_PLUGIN_TRUST": "yolo", "TOPGUN_PLUGIN_CONFIG": "a=b"}, want: []string{"TOPGUN_PLUGIN_MEMORY_MB", "TOPGUN_PLUGIN_CONFIG"}},
+		{name: "plugin_flags", args: []string{"--plugin-memory-mb=-1", "--plugin-breaker-backoff=0"}, env: map[string]string{"TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF": "soon"}, want: []string{"--plugin-memory-mb -1", "--plugin-breaker-backoff=0", "TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF"}},
 		{name: "unknown_flag", args: []string{"--nope"}, want: []string{"-nope"}},
 		{name: "positional_argument", args: []string{"serve"}, want: []string{`unexpected argument "serve"`}},
 		{
