@@ -173,7 +173,7 @@ func (c *conn) writeWorker() {
 				break gather
 			}
 		}
-		c.applyGroup(group)
+		c.applyGroup(group, c.s.opts.MaxBatchOps)
 		bytes := 0
 		for _, j := range group {
 			bytes += j.bytes
@@ -183,8 +183,9 @@ func (c *conn) writeWorker() {
 }
 
 // applyGroup applies a group of jobs with one store.Apply and answers them
-// in order.
-func (c *conn) applyGroup(group []*writeJob) {
+// in order. A job of more than limit new ops is refused, or, from TopGun's
+// client, applied in part (see below).
+func (c *conn) applyGroup(group []*writeJob, limit int) {
 	s := c.s
 	states := make([]jobState, len(group))
 	var all []store.Op
@@ -241,8 +242,8 @@ func (c *conn) applyGroup(group []*writeJob) {
 				}
 			}
 		}
-		if len(cands) > s.opts.MaxBatchOps {
-			if k := cands[s.opts.MaxBatchOps-1].ref.idx; job.push == nil && idsAscend(job.ops) {
+		if len(cands) > limit {
+			if k := cands[limit-1].ref.idx; job.push == nil && idsAscend(job.ops) {
 				// TopGun's client re-sends every unacknowledged op with
 				// each write, so refusing a batch of more new ops than
 				// the limit (an offline client's backlog) would refuse it
@@ -250,7 +251,7 @@ func (c *conn) applyGroup(group []*writeJob) {
 				// client marks every op up to lastId as synced: apply the
 				// first MaxBatchOps and acknowledge up to the last of
 				// them; the client sends the rest again.
-				cands = cands[:s.opts.MaxBatchOps]
+				cands = cands[:limit]
 				st.rejected = slices.DeleteFunc(st.rejected, func(r rejection) bool { return r.idx > k })
 				st.ack = job.ops[k].ID
 			} else {
@@ -283,8 +284,18 @@ func (c *conn) applyGroup(group []*writeJob) {
 		// write too large on its own fails.
 		c.log.Debug("writes grouped were too large for the backend; applying them one by one", "jobs", len(group), "error", applyErr)
 		for _, job := range group {
-			c.applyGroup([]*writeJob{job})
+			c.applyGroup([]*writeJob{job}, limit)
 		}
+		return
+	}
+	if applyErr != nil && len(group) == 1 && len(all) > 1 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil &&
+		group[0].push == nil && idsAscend(group[0].ops) {
+		// One message too large for the backend (TOPGUN_MAX_MESSAGE_BYTES
+		// above a plugin's request limit): refused, TopGun's client would
+		// send it again with every write, for good. Its first half is
+		// applied and acknowledged instead; the client re-sends the rest.
+		c.log.Debug("a write was too large for the backend; applying it in part", "ops", len(all), "error", applyErr)
+		c.applyGroup(group, len(all)/2)
 		return
 	}
 	s.opsApplied.Add(uint64(len(all)))

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -98,5 +99,49 @@ func TestWrites_groupSplitCountsResentOpsOnce(t *testing.T) {
 	// k2 is re-sent twice, k3 once.
 	if st := e.srv.Stats(); st.OpsApplied != 4 || st.OpsResent != 3 {
 		t.Fatalf("stats %+v: want 4 ops applied and 3 re-sends skipped", st)
+	}
+}
+
+// One OP_BATCH of TopGun's client (ascending numeric ids) whose writes
+// together pass the backend's request limit, each within it (possible
+// with TOPGUN_MAX_MESSAGE_BYTES above a plugin's request limit), is
+// applied in part and acknowledged up to its last write applied; the
+// client's re-sends of the rest land. Refused whole, it failed again at
+// every re-send, for good.
+func TestWrites_messageOverTheBackendsRequestLimitAppliedInPart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{backend: &requestLimitBackend{Backend: null.Open(), limit: 1 << 20}})
+	c := e.dial(t)
+	big := strings.Repeat("x", 400<<10)
+	var ops []wire.ClientOp
+	for i := 1; i <= 4; i++ {
+		ops = append(ops, putOp(itoa(i), "m", "k"+itoa(i), big, cts("c")))
+	}
+	// As TopGun's client: every op not acknowledged is sent again, until
+	// all are. Bounded: each answer acknowledges at least one more.
+	for round := 0; len(ops) > 0; round++ {
+		if round == 10 {
+			t.Fatalf("ops %v still not acknowledged", ops)
+		}
+		c.send(&wire.OpBatch{Ops: ops})
+		var ack *wire.OpAck
+		for ack == nil {
+			switch m := c.next().(type) {
+			case *wire.OpAck:
+				ack = m
+			case *wire.ErrorMessage:
+				t.Fatalf("a write within the backend's limit failed: %d %s", m.Code, m.Message)
+			}
+		}
+		i := slices.IndexFunc(ops, func(op wire.ClientOp) bool { return op.ID == ack.LastID })
+		if i < 0 {
+			t.Fatalf("OP_ACK lastId %q names none of the ops sent", ack.LastID)
+		}
+		ops = ops[i+1:]
+	}
+	for i := 1; i <= 4; i++ {
+		if _, _, ok := e.getLWW("m", "k"+itoa(i)); !ok {
+			t.Errorf("k%d not stored", i)
+		}
 	}
 }
