@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
@@ -241,6 +242,7 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 		ids = append(ids, ops[i].ID)
 	}
 	ack := lastOpID(ops)
+	cut := false // applied in part: the refusals past ack are not reported
 	if len(sops) > s.opts.MaxBatchOps {
 		last, ok := httpAckablePrefix(ops, ids, s.opts.MaxBatchOps)
 		if !ok {
@@ -256,7 +258,26 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 		// marks synced every op whose numeric id is at most ack.lastId:
 		// apply the first MaxBatchOps new ops and acknowledge up to the
 		// last of them; the client sends the rest again.
-		sops, ids, ack = sops[:s.opts.MaxBatchOps], ids[:s.opts.MaxBatchOps], ids[last]
+		sops, ids, ack, cut = sops[:s.opts.MaxBatchOps], ids[:s.opts.MaxBatchOps], ids[last], true
+	}
+	var results []store.Result
+	var err error
+	for len(sops) > 0 {
+		results, err = s.store.Apply(ctx, sops, s.origins.Add(1))
+		if err != nil && len(sops) > 1 && abi.CodeOf(err) == abi.CodeResourceExhausted && ctx.Err() == nil {
+			// Too large for the backend (a plugin's request limit below
+			// TOPGUN_MAX_MESSAGE_BYTES): refused, it would be refused at
+			// every re-send, for good. Its first half, acknowledged alone,
+			// is tried instead; the client sends the rest again.
+			if last, ok := httpAckablePrefix(ops, ids, len(sops)/2); ok {
+				n := len(sops) / 2
+				sops, ids, ack, cut = sops[:n], ids[:n], ids[last], true
+				continue
+			}
+		}
+		break
+	}
+	if cut {
 		lastID, _ := strconv.ParseUint(ack, 10, 64)
 		refused = slices.DeleteFunc(refused, func(r refusal) bool {
 			id, _ := strconv.ParseUint(r.id, 10, 64)
@@ -268,7 +289,6 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 	}
 	if len(sops) > 0 {
 		s.opsApplied.Add(uint64(len(sops)))
-		results, err := s.store.Apply(ctx, sops, s.origins.Add(1))
 		if err != nil {
 			s.log.Warn("write failed", "ops", len(sops), "error", err)
 			addErr(500, "the operations could not be stored ("+err.Error()+"); they were not acknowledged, re-send them", "")

@@ -145,3 +145,40 @@ func TestWrites_messageOverTheBackendsRequestLimitAppliedInPart(t *testing.T) {
 		}
 	}
 }
+
+// POST /sync as OP_BATCH above: writes together over the backend's
+// request limit, each within it, are applied in part and acknowledged up
+// to the last applied; the client's next polls carry the rest.
+func TestHTTPSync_opsOverTheBackendsRequestLimitAppliedInPart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{backend: &requestLimitBackend{Backend: null.Open(), limit: 1 << 20}})
+	big := strings.Repeat("x", 400<<10)
+	var pending []wire.ClientOp
+	for i := 1; i <= 4; i++ {
+		pending = append(pending, putOp(itoa(i), "m", "k"+itoa(i), big, cts("c")))
+	}
+	// A refused op past the part applied is reported when its part is.
+	pending = append(pending, putOp("5", "_topgun_device_credentials", "x", int64(1), cts("c")))
+	var refused []string
+	for round := 0; len(pending) > 0; round++ {
+		if round == 10 {
+			t.Fatalf("ops %v still not acknowledged", pending)
+		}
+		var resp *wire.HTTPSyncResponse
+		pending, resp = e.httpPoll(t, pending, 1)
+		for _, er := range resp.Errors {
+			if er.Code != 403 {
+				t.Fatalf("round %d: error %+v", round, er)
+			}
+			refused = append(refused, er.Context)
+		}
+	}
+	if !slices.Equal(refused, []string{"5"}) {
+		t.Fatalf("refused %v, want op 5 once", refused)
+	}
+	for i := 1; i <= 4; i++ {
+		if _, _, ok := e.getLWW("m", "k"+itoa(i)); !ok {
+			t.Errorf("k%d not stored", i)
+		}
+	}
+}
