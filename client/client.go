@@ -891,6 +891,9 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		if orGetError(m) {
 			c.answerORGet("", orGetResult{err: &ORGetError{Code: m.Code, Message: m.Message}})
 		}
+		if bucketRequestError(m) {
+			c.failSyncs(m)
+		}
 		if f := c.opts.OnServerError; f != nil {
 			c.notes.push(func() { f(m) })
 		}

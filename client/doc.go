@@ -75,7 +75,9 @@
 // received and the number of messages exchanged. Replies are matched to
 // the requests: each path is requested at most once, and replies the call
 // did not ask for (including late replies to an earlier, abandoned SyncMap)
-// are ignored, so a sync sends at most 4,369 bucket requests. The server's
+// are ignored, so a sync sends at most 4,369 bucket requests. An ERROR
+// answering a bucket request (a leaf the server could not read) fails the
+// sync with a *SyncError. The server's
 // GC_PRUNE goes to Options.OnGCPrune: the caller prunes the tombstones it
 // keeps for SyncMap as the server did. This project's server also sends
 // one before the root of a connection's first sync (for clients offline

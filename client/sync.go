@@ -32,7 +32,8 @@ type SyncResult struct {
 	// BucketRequests counts the MERKLE_REQ_BUCKET messages sent.
 	BucketRequests int
 	// Unanswered counts bucket requests the server never answered (TopGun
-	// sends nothing for a path that holds no keys).
+	// sends nothing for a path that holds no keys). A request it answers
+	// with an ERROR fails SyncMap with a *SyncError instead.
 	Unanswered int
 }
 
@@ -77,7 +78,7 @@ func (ms *mapSyncs) claim(k syncKey, now time.Time) *syncSession {
 		}
 		return nil
 	}
-	if s := ms.cur; s != nil && s.outstanding[k] {
+	if s := ms.cur; s != nil && s.outstanding[k] > 0 {
 		delete(s.outstanding, k)
 		return s
 	}
@@ -92,9 +93,11 @@ func (ms *mapSyncs) abort(err error) {
 
 // syncSession receives the sync replies for one SyncMap call.
 type syncSession struct {
-	// outstanding are the requests sent and not yet answered; guarded by
-	// Client.mu.
-	outstanding map[syncKey]bool
+	// outstanding are the requests sent and not yet answered, each with
+	// its place in the order they were sent (from 1; sent is the last
+	// given); guarded by Client.mu.
+	outstanding map[syncKey]uint64
+	sent        uint64
 
 	mu     sync.Mutex
 	queue  []wire.Message  // replies claimed from outstanding: at most one per request
@@ -104,7 +107,7 @@ type syncSession struct {
 }
 
 func newSyncSession() *syncSession {
-	return &syncSession{outstanding: map[syncKey]bool{}, notify: make(chan struct{}, 1)}
+	return &syncSession{outstanding: map[syncKey]uint64{}, notify: make(chan struct{}, 1)}
 }
 
 func (s *syncSession) push(m wire.Message) {
@@ -187,13 +190,70 @@ func (c *Client) toSyncsBeforeRoot(m *wire.GCPrune) {
 	var ss []*syncSession
 	c.mu.Lock()
 	for _, ms := range c.syncs {
-		if s := ms.cur; s != nil && s.outstanding[syncKey{init: true}] {
+		if s := ms.cur; s != nil && s.outstanding[syncKey{init: true}] > 0 {
 			ss = append(ss, s)
 		}
 	}
 	c.mu.Unlock()
 	for _, s := range ss {
 		s.notePrune(m.OlderThan)
+	}
+}
+
+// SyncError is the server's ERROR answering a MERKLE_REQ_BUCKET of a
+// SyncMap (it failed to read a leaf, refused the map or the path): the sync
+// did not get that part of the map.
+type SyncError struct {
+	Code    uint32
+	Message string
+}
+
+func (e *SyncError) Error() string {
+	return fmt.Sprintf("client: the server failed a bucket request of the sync: %d %s", e.Code, e.Message)
+}
+
+// bucketRequestError reports whether an ERROR answers a MERKLE_REQ_BUCKET:
+// as for ORGet (orGetError), the only tie the protocol gives is the text,
+// which on this project's server starts by naming the request type.
+func bucketRequestError(m *wire.ErrorMessage) bool {
+	for _, p := range [...]string{"protocol: " + wire.TypeMerkleReqBucket, "protocol: message ignored: wire: cannot decode " + wire.TypeMerkleReqBucket} {
+		if rest, ok := strings.CutPrefix(m.Message, p); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, ":")) {
+			return true
+		}
+	}
+	return false
+}
+
+// failSyncs fails, with the server's ERROR answering a MERKLE_REQ_BUCKET,
+// the running SyncMaps waiting for a bucket request: taken for a path
+// that holds nothing, a leaf the server could not read made SyncMap report
+// success without its records. The ERROR names no map, so every such sync
+// fails (their callers sync again). In each, it answers the oldest bucket
+// request (the server answers a connection's requests in order), which is
+// then not owed.
+func (c *Client) failSyncs(m *wire.ErrorMessage) {
+	var ss []*syncSession
+	c.mu.Lock()
+	for _, ms := range c.syncs {
+		s := ms.cur
+		if s == nil {
+			continue
+		}
+		var oldest syncKey
+		var at uint64
+		for k, n := range s.outstanding {
+			if !k.init && (at == 0 || n < at) {
+				oldest, at = k, n
+			}
+		}
+		if at > 0 {
+			delete(s.outstanding, oldest)
+			ss = append(ss, s)
+		}
+	}
+	c.mu.Unlock()
+	for _, s := range ss {
+		s.abort(&SyncError{Code: m.Code, Message: m.Message})
 	}
 }
 
@@ -208,6 +268,9 @@ func (c *Client) toSyncsBeforeRoot(m *wire.GCPrune) {
 // ErrDisconnected if it drops; only one sync per map may run at a time.
 // A SYNC_INIT left unanswered for Options.SyncIdleTimeout fails it with
 // ErrSyncUnanswered (a server answers SYNC_INIT for every map it serves).
+// A bucket request the server answers with an ERROR (this project's server
+// does when it cannot read a leaf) fails it with a *SyncError; as the ERROR
+// names no map, so does every other SyncMap waiting for a bucket then.
 //
 // Only replies to this call's own requests count: a reply for a path it did
 // not ask for, or already got, is ignored. Each path is requested at most
@@ -245,7 +308,7 @@ func (c *Client) SyncMap(ctx context.Context, mapName string, local map[string]w
 			// must not turn them into debts that would swallow the
 			// answer to the next SyncMap's request for the same path.
 			c.mu.Lock()
-			noRoot := r.s.outstanding[syncKey{init: true}]
+			noRoot := r.s.outstanding[syncKey{init: true}] > 0
 			clear(r.s.outstanding)
 			c.mu.Unlock()
 			if noRoot {
@@ -383,7 +446,8 @@ func (r *syncRun) request(ctx context.Context, k syncKey) error {
 	}
 	// Outstanding before the send: the reply may come before send returns.
 	r.c.mu.Lock()
-	r.s.outstanding[k] = true
+	r.s.sent++
+	r.s.outstanding[k] = r.s.sent
 	r.c.mu.Unlock()
 	if err := r.c.sendLocked(ctx, r.cn, m); err != nil {
 		r.c.mu.Lock()

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -12,7 +15,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
+	srvhlc "github.com/topgun-go/topgun/server/hlc"
 	"github.com/topgun-go/topgun/server/merkle"
+	"github.com/topgun-go/topgun/server/protocol"
+	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -390,5 +398,77 @@ func TestSyncMap_unansweredSyncInitIsAnError(t *testing.T) {
 	// The next sync of another map is not disturbed.
 	if _, err := c.SyncMap(ctxT(t), "m", nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// failingGets is a backend whose reads fail while fail is set.
+type failingGets struct {
+	abi.Backend
+	fail atomic.Bool
+}
+
+func (f *failingGets) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	if f.fail.Load() {
+		return nil, errors.New("injected read failure")
+	}
+	return f.Backend.Get(ctx, mapName, backup, keys)
+}
+
+// The server answers a MERKLE_REQ_BUCKET whose leaf it cannot read with
+// ERROR 500. SyncMap took it for a path holding nothing and, after
+// SyncIdleTimeout, reported success without the leaf's records (counted
+// as Unanswered). It now fails at once with the server's ERROR, and the
+// next sync gets the records.
+func TestSyncMap_serverErrorFailsTheSync(t *testing.T) {
+	t.Parallel()
+	be := &failingGets{Backend: null.Open()}
+	clock, err := srvhlc.New("server-1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No value cache: the leaf's records are read from the backend.
+	st, err := store.Open(context.Background(), be, &store.Options{Clock: clock, Logger: testLogger(t), CacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := protocol.New(st, &protocol.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	hs := httptest.NewUnstartedServer(mux)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Listener = l
+	hs.Start()
+	t.Cleanup(func() {
+		srv.Close()
+		hs.Close()
+		st.Close()
+		be.Close()
+	})
+	o := testOptions(t)
+	// Without the fix SyncMap returned success once this passed.
+	o.SyncIdleTimeout = 10 * time.Second
+	c := dial(t, "ws://"+l.Addr().String()+"/ws", o)
+	if err := c.Put(ctxT(t), "m", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+
+	be.fail.Store(true)
+	res, err := c.SyncMap(ctxT(t), "m", nil)
+	var se *SyncError
+	if !errors.As(err, &se) || se.Code != 500 {
+		t.Fatalf("SyncMap = %+v, %v; want a *SyncError with code 500", res, err)
+	}
+	be.fail.Store(false)
+	// Once the server can read again, the sync gets the record (the
+	// failed request is not owed: the leaf's answer is this sync's).
+	res, err = c.SyncMap(ctxT(t), "m", nil)
+	if err != nil || len(res.Newer) != 1 || res.Newer[0].Key != "k" {
+		t.Fatalf("SyncMap = %+v, %v; want the record of k", res, err)
 	}
 }
