@@ -79,6 +79,44 @@ type compileCache struct {
 	recordMu sync.Mutex
 	// beforeCompile, when set (by tests), runs as a compile starts.
 	beforeCompile func()
+	// kept holds the compiled modules of the loads last closed, most
+	// recent last, at most keptModules distinct ones (see keep).
+	keptMu sync.Mutex
+	kept   []keptModule
+}
+
+// keptModules bounds the modules whose compiled code the process keeps
+// once no load uses them.
+const keptModules = 2
+
+type keptModule struct {
+	key string
+	mod wazero.CompiledModule
+}
+
+// keep takes the compiled module of a closed load. wazero's engine, which
+// every runtime of the cache shares, frees a module's code once each load
+// that compiled it has closed it; a reload then reads the code back from
+// disk, several times slower than from memory. The few modules last closed
+// are kept for a reload (topgun plugin test, a tenant restarted), older
+// ones freed, so that tenants and plugin builds coming and going do not
+// pile up in memory.
+func (c *compileCache) keep(key string, mod wazero.CompiledModule) {
+	c.keptMu.Lock()
+	defer c.keptMu.Unlock()
+	for i, k := range c.kept {
+		if k.key == key {
+			// The reference kept already holds the code.
+			_ = mod.Close(context.Background())
+			c.kept = append(slices.Delete(c.kept, i, i+1), k)
+			return
+		}
+	}
+	c.kept = append(c.kept, keptModule{key, mod})
+	if len(c.kept) > keptModules {
+		_ = c.kept[0].mod.Close(context.Background())
+		c.kept = slices.Delete(c.kept, 0, 1)
+	}
 }
 
 const sumsDirName = "topgun-sums"

@@ -12,7 +12,9 @@
 // (through wazero's on-disk compilation cache in CacheDir, shared by every
 // plugin the process loads, so a second start does not recompile; the
 // host checks each entry against its own record before wazero reads it,
-// see compileCache), checks
+// see compileCache; once closed, a plugin's compiled code stays in
+// memory for a reload only until two other plugins have been closed
+// since), checks
 // the exports, the imports and the ABI version before and after running
 // _initialize, and opens the plugin with its configuration. Every error
 // names the file ("plugin null.wasm: ...") and says what to do. Inspect

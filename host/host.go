@@ -68,6 +68,11 @@ type plugin struct {
 	// lockDataDir), shared by every instance; p.close releases it after
 	// the runtime, so it is held until no instance can touch the files.
 	dataLock *os.File
+	// cache is the compilation cache the module was compiled through (nil
+	// without one), which keeps the compiled code of the modules last
+	// closed (see compileCache.keep); moduleKey names the module there.
+	cache     *compileCache
+	moduleKey string
 }
 
 // errDataDirLocked is the cause of the error Load returns for a data
@@ -245,6 +250,11 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	if cache != nil {
 		p.rt = wazero.NewRuntimeWithConfig(ctx, rc.WithCompilationCache(cache.wz))
 		p.mod, err = cache.compile(ctx, p.rt, code, p.log)
+		if err == nil {
+			// The code compiled is a function of the file and the trust
+			// mode.
+			p.cache, p.moduleKey = cache, p.sum+" "+string(o.Trust)
+		}
 	} else {
 		p.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 		p.mod, err = compileModule(ctx, p.rt, code)
@@ -440,11 +450,24 @@ func (p *plugin) checkShape(wasi map[string]api.FunctionDefinition) error {
 	return nil
 }
 
-// close releases the runtime (and every instance in it), then the lock on
-// the data directory.
+// close releases the runtime (and every instance in it) and the compiled
+// module, then the lock on the data directory.
 func (p *plugin) close(ctx context.Context) {
 	if p.rt != nil {
 		_ = p.rt.Close(context.WithoutCancel(ctx))
+	}
+	if p.mod != nil {
+		// Through the compilation cache every runtime uses one engine,
+		// which keeps a module's native code until each load that compiled
+		// it closes it; closing the runtime does not. Left open, every
+		// plugin build the process ever loaded stayed in memory (about 14
+		// MiB of code and 7 MiB of heap for a Go plugin).
+		if p.cache != nil {
+			p.cache.keep(p.moduleKey, p.mod)
+		} else {
+			_ = p.mod.Close(context.WithoutCancel(ctx))
+		}
+		p.mod = nil
 	}
 	p.unlockDataDir()
 }
