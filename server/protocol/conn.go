@@ -221,6 +221,16 @@ func (c *conn) start() {
 	c.wg.Add(1)
 	go c.writeWorker()
 	c.idle = time.AfterFunc(c.s.opts.IdleTimeout, func() {
+		c.mu.Lock()
+		busy := c.pending > 0
+		c.mu.Unlock()
+		if busy {
+			// Its writes wait for storage (the reader, held behind them,
+			// reads no PING meanwhile): the client is not idle, and
+			// closing it would only make it send them all again.
+			c.touch()
+			return
+		}
 		if !c.closing.Load() {
 			c.log.Debug("closing idle connection", "idle_timeout", c.s.opts.IdleTimeout)
 			c.closeGraceful(websocket.StatusGoingAway, "idle timeout")

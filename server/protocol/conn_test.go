@@ -701,3 +701,31 @@ func (e *env) waitConnections(n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A connection whose writes wait for storage is not idle: its reader,
+// held behind them once the write queue is full, reads none of the
+// client's PINGs meanwhile, and closing it made the client send every
+// write again to a store as slow. Once its writes are answered, a silent
+// connection is closed as idle again.
+func TestConn_writesWaitingForStorageAreNotIdle(t *testing.T) {
+	t.Parallel()
+	const idle = time.Second
+	e := newEnv(t, envConfig{opts: Options{IdleTimeout: idle}})
+	c := e.dial(t)
+	release := e.be.holdCommits()
+	defer release()
+	c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "k", "v", cts("c"))}})
+	eventually(t, "the write held", func() bool { return e.be.held.Load() == 1 })
+	select {
+	case <-c.done:
+		t.Fatalf("closed while its write waited for storage: %v", c.err)
+	case <-time.After(3 * idle):
+	}
+	release()
+	if a := skipUntil[*wire.OpAck](c); a.LastID != "1" {
+		t.Fatalf("OP_ACK %+v", a)
+	}
+	if code := c.closed(); code != websocket.StatusGoingAway {
+		t.Fatalf("silent connection closed with %v, want going away (idle)", code)
+	}
+}
