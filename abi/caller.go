@@ -3,7 +3,9 @@ package abi
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // RoundTripper carries one encoded call to a plugin and hands its encoded
@@ -113,10 +115,7 @@ func (c *Caller) do(ctx context.Context, s *callState, call WasmCall) error {
 func (s *callState) handleResponse(status Code, resp []byte) error {
 	c, call := s.c, s.call
 	if status != CodeOK {
-		if len(resp) > MaxErrorMessageBytes {
-			resp = resp[:MaxErrorMessageBytes]
-		}
-		return &Error{Code: status, Message: c.prefix + ": " + call.String() + ": " + string(resp)}
+		return &Error{Code: status, Message: c.prefix + ": " + call.String() + ": " + errorText(status, resp)}
 	}
 	d := s.dec
 	d.Reset(resp)
@@ -142,6 +141,30 @@ func (s *callState) handleResponse(status Code, resp []byte) error {
 		return Wrap(CodeInternal, err, "%s: %s: malformed response", c.prefix, call)
 	}
 	return nil
+}
+
+// errorText is the message of an error response as the host reports it:
+// cut to MaxErrorMessageBytes at a character boundary, with bytes that
+// are not UTF-8 replaced, since the message reaches clients whose decoders
+// refuse invalid UTF-8 (this server's wire package does), and the code's
+// name when the plugin gave no text.
+func errorText(status Code, resp []byte) string {
+	if len(resp) > MaxErrorMessageBytes {
+		n := MaxErrorMessageBytes
+		for i := n; i > n-utf8.UTFMax && i > 0; i-- {
+			if utf8.RuneStart(resp[i]) {
+				// resp[i] starts the character the cut would split, or
+				// the one after the cut: keep what precedes it.
+				n = i
+				break
+			}
+		}
+		resp = resp[:n]
+	}
+	if len(resp) == 0 {
+		return status.String()
+	}
+	return strings.ToValidUTF8(string(resp), "\uFFFD")
 }
 
 // IsMalformed reports whether err says a plugin's response did not decode.

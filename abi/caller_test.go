@@ -2,7 +2,10 @@ package abi
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // cannedRT answers every call with one fixed response.
@@ -10,6 +13,53 @@ type cannedRT struct{ resp []byte }
 
 func (rt cannedRT) RoundTrip(_ context.Context, _ WasmCall, _ []byte, handle func(Code, []byte) error) error {
 	return handle(CodeOK, rt.resp)
+}
+
+// erringRT answers every call with one error status and message.
+type erringRT struct {
+	code Code
+	msg  []byte
+}
+
+func (rt erringRT) RoundTrip(_ context.Context, _ WasmCall, _ []byte, handle func(Code, []byte) error) error {
+	return handle(rt.code, rt.msg)
+}
+
+// An error message crosses as the plugin's text, cut to
+// MaxErrorMessageBytes. The cut must not split a character: the message
+// reaches clients (an ERROR frame of a failed write), and a decoder that
+// checks UTF-8, like this server's own wire package, refuses the frame.
+// An empty message must still say what went wrong.
+func TestCaller_errorMessage(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		code Code
+		msg  string
+		want string // the error's text after the prefix
+	}{
+		{"cutAtCharacter", CodeConflict, "x" + strings.Repeat("é", 3000), "x" + strings.Repeat("é", 2047)},
+		{"notUTF8", CodeInternal, "bad \xff byte", "bad \uFFFD byte"},
+		{"empty", CodeNotFound, "", "not found"},
+		{"short", CodeUnavailable, "closed", "closed"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewCaller(erringRT{code: tc.code, msg: []byte(tc.msg)}, "plugin test")
+			_, err := c.ListMaps(ctx)
+			if !errors.Is(err, &Error{Code: tc.code}) {
+				t.Fatalf("ListMaps = %v, want code %v", err, tc.code)
+			}
+			const prefix = "plugin test: list_maps: "
+			if got := err.Error(); got != prefix+tc.want {
+				t.Errorf("error = %.80q... (%d bytes), want %.80q... (%d bytes)", got, len(got), prefix+tc.want, len(prefix+tc.want))
+			}
+			if !utf8.ValidString(err.Error()) {
+				t.Errorf("error is not valid UTF-8: %q", err.Error())
+			}
+		})
+	}
 }
 
 // BenchmarkCaller_Get measures the host's side of a get of one record: the
