@@ -78,3 +78,23 @@ func TestRoundTrip_documentedAnswers(t *testing.T) {
 		t.Fatalf("the call after a malformed answer: %v", err)
 	}
 }
+
+// WASM.md section 3.1: a topgun_buffer that answers 0 keeps its old
+// buffer, so the op that needed more fails with code 6 and the instance
+// is kept (the liar's buffer never grows past 64 KiB).
+func TestRoundTrip_bufferThatCannotGrow(t *testing.T) {
+	t.Parallel()
+	b := mustLoad(t, "testdata/wat/liar.wasm", nil)
+	ctx := context.Background()
+	batch := &abi.Batch{Now: 1}
+	batch.Put("m", "k", false, make([]byte, 100<<10), 0)
+	if err := b.Apply(ctx, batch); !errors.Is(err, abi.ErrResourceExhausted) || abi.IsMalformed(err) {
+		t.Fatalf("apply of a request over the buffer the plugin can grow: %v, want resource exhausted", err)
+	}
+	if err := b.Apply(ctx, &abi.Batch{Now: 1}); err != nil {
+		t.Fatalf("the call after: %v", err)
+	}
+	if st := b.Stats(); st.InstancesDiscarded != 0 || st.InstancesStarted != 1 {
+		t.Errorf("a buffer that cannot grow cost the instance: %+v", st)
+	}
+}
