@@ -85,6 +85,7 @@ type Client struct {
 	subs       map[string]*Subscription
 	nextSub    uint64
 	syncs      map[string]*mapSyncs
+	syncSent   uint64   // sync requests sent, all maps: the place of each in the server's answers
 	orGets     []*orGet // ORGets waiting on the current connection, in request order
 	pings      map[uint64]chan struct{}
 	lastPing   uint64

@@ -59,7 +59,10 @@ type mapSyncs struct {
 	// messages.) TopGun sends nothing for a path that holds no keys, so the
 	// debts lapse after SyncIdleTimeout, the wait after which SyncMap deems
 	// a request unanswered; otherwise they would swallow future answers.
-	owed      map[syncKey]int
+	// Each debt is kept as its request's place in the order sent
+	// (Client.syncSent), oldest first, so that an ERROR answering it is
+	// told from one answering a running sync (failSyncs).
+	owed      map[syncKey][]uint64
 	owedUntil time.Time
 }
 
@@ -71,10 +74,11 @@ func (ms *mapSyncs) claim(k syncKey, now time.Time) *syncSession {
 	if now.After(ms.owedUntil) {
 		ms.owed = nil
 	}
-	if ms.owed[k] > 0 {
-		ms.owed[k]--
-		if ms.owed[k] == 0 {
+	if q := ms.owed[k]; len(q) > 0 {
+		if len(q) == 1 {
 			delete(ms.owed, k)
+		} else {
+			ms.owed[k] = q[1:]
 		}
 		return nil
 	}
@@ -94,10 +98,9 @@ func (ms *mapSyncs) abort(err error) {
 // syncSession receives the sync replies for one SyncMap call.
 type syncSession struct {
 	// outstanding are the requests sent and not yet answered, each with
-	// its place in the order they were sent (from 1; sent is the last
-	// given); guarded by Client.mu.
+	// its place in the order the client sent sync requests (from 1,
+	// Client.syncSent); guarded by Client.mu.
 	outstanding map[syncKey]uint64
-	sent        uint64
 
 	mu     sync.Mutex
 	queue  []wire.Message  // replies claimed from outstanding: at most one per request
@@ -230,10 +233,38 @@ func bucketRequestError(m *wire.ErrorMessage) bool {
 // success without its records. The ERROR names no map, so every such sync
 // fails (their callers sync again). In each, it answers the oldest bucket
 // request (the server answers a connection's requests in order), which is
-// then not owed.
+// then not owed. An ERROR answering a request older than all of those,
+// owed by a SyncMap that returned early, pays that debt instead and fails
+// none: else the debt would swallow the answer to the next SyncMap's
+// request for the path, which would report success without its records.
 func (c *Client) failSyncs(m *wire.ErrorMessage) {
 	var ss []*syncSession
 	c.mu.Lock()
+	var debtMap *mapSyncs
+	var debtKey syncKey
+	var debtAt, oldest uint64
+	now := time.Now()
+	for _, ms := range c.syncs {
+		if !now.After(ms.owedUntil) {
+			for k, q := range ms.owed {
+				if !k.init && (debtAt == 0 || q[0] < debtAt) {
+					debtMap, debtKey, debtAt = ms, k, q[0]
+				}
+			}
+		}
+		if s := ms.cur; s != nil {
+			for k, n := range s.outstanding {
+				if !k.init && (oldest == 0 || n < oldest) {
+					oldest = n
+				}
+			}
+		}
+	}
+	if debtAt > 0 && (oldest == 0 || debtAt < oldest) {
+		debtMap.claim(debtKey, now) // paid: its answer came
+		c.mu.Unlock()
+		return
+	}
 	for _, ms := range c.syncs {
 		s := ms.cur
 		if s == nil {
@@ -421,10 +452,10 @@ func (r *syncRun) end() {
 	}
 	if len(r.s.outstanding) > 0 {
 		if ms.owed == nil {
-			ms.owed = map[syncKey]int{}
+			ms.owed = map[syncKey][]uint64{}
 		}
-		for k := range r.s.outstanding {
-			ms.owed[k]++
+		for k, n := range r.s.outstanding {
+			ms.owed[k] = append(ms.owed[k], n)
 		}
 		ms.owedUntil = now.Add(c.opts.SyncIdleTimeout)
 	}
@@ -445,11 +476,18 @@ func (r *syncRun) request(ctx context.Context, k syncKey) error {
 		r.res.BucketRequests++
 	}
 	// Outstanding before the send: the reply may come before send returns.
-	r.c.mu.Lock()
-	r.s.sent++
-	r.s.outstanding[k] = r.s.sent
-	r.c.mu.Unlock()
-	if err := r.c.sendLocked(ctx, r.cn, m); err != nil {
+	// Numbered under the send lock, so that the numbers of all maps'
+	// requests follow the order they go out in (failSyncs).
+	err := r.c.lockSend(ctx)
+	if err == nil {
+		r.c.mu.Lock()
+		r.c.syncSent++
+		r.s.outstanding[k] = r.c.syncSent
+		r.c.mu.Unlock()
+		err = r.c.send(ctx, r.cn, m)
+		r.c.unlockSend()
+	}
+	if err != nil {
 		r.c.mu.Lock()
 		delete(r.s.outstanding, k) // not sent, or the connection is gone
 		r.c.mu.Unlock()

@@ -401,32 +401,14 @@ func TestSyncMap_unansweredSyncInitIsAnError(t *testing.T) {
 	}
 }
 
-// failingGets is a backend whose reads fail while fail is set.
-type failingGets struct {
-	abi.Backend
-	fail atomic.Bool
-}
-
-func (f *failingGets) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
-	if f.fail.Load() {
-		return nil, errors.New("injected read failure")
-	}
-	return f.Backend.Get(ctx, mapName, backup, keys)
-}
-
-// The server answers a MERKLE_REQ_BUCKET whose leaf it cannot read with
-// ERROR 500. SyncMap took it for a path holding nothing and, after
-// SyncIdleTimeout, reported success without the leaf's records (counted
-// as Unanswered). It now fails at once with the server's ERROR, and the
-// next sync gets the records.
-func TestSyncMap_serverErrorFailsTheSync(t *testing.T) {
-	t.Parallel()
-	be := &failingGets{Backend: null.Open()}
+// uncachedServer serves be, with no value cache (so that a Merkle leaf's
+// records are read from be), and returns its WebSocket URL.
+func uncachedServer(t *testing.T, be abi.Backend) string {
+	t.Helper()
 	clock, err := srvhlc.New("server-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// No value cache: the leaf's records are read from the backend.
 	st, err := store.Open(context.Background(), be, &store.Options{Clock: clock, Logger: testLogger(t), CacheBytes: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -450,10 +432,35 @@ func TestSyncMap_serverErrorFailsTheSync(t *testing.T) {
 		st.Close()
 		be.Close()
 	})
+	return "ws://" + l.Addr().String() + "/ws"
+}
+
+// failingGets is a backend whose reads fail while fail is set.
+type failingGets struct {
+	abi.Backend
+	fail atomic.Bool
+}
+
+func (f *failingGets) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	if f.fail.Load() {
+		return nil, errors.New("injected read failure")
+	}
+	return f.Backend.Get(ctx, mapName, backup, keys)
+}
+
+// The server answers a MERKLE_REQ_BUCKET whose leaf it cannot read with
+// ERROR 500. SyncMap took it for a path holding nothing and, after
+// SyncIdleTimeout, reported success without the leaf's records (counted
+// as Unanswered). It now fails at once with the server's ERROR, and the
+// next sync gets the records.
+func TestSyncMap_serverErrorFailsTheSync(t *testing.T) {
+	t.Parallel()
+	be := &failingGets{Backend: null.Open()}
+	url := uncachedServer(t, be)
 	o := testOptions(t)
 	// Without the fix SyncMap returned success once this passed.
 	o.SyncIdleTimeout = 10 * time.Second
-	c := dial(t, "ws://"+l.Addr().String()+"/ws", o)
+	c := dial(t, url, o)
 	if err := c.Put(ctxT(t), "m", "k", "v"); err != nil {
 		t.Fatal(err)
 	}
@@ -468,6 +475,75 @@ func TestSyncMap_serverErrorFailsTheSync(t *testing.T) {
 	// Once the server can read again, the sync gets the record (the
 	// failed request is not owed: the leaf's answer is this sync's).
 	res, err = c.SyncMap(ctxT(t), "m", nil)
+	if err != nil || len(res.Newer) != 1 || res.Newer[0].Key != "k" {
+		t.Fatalf("SyncMap = %+v, %v; want the record of k", res, err)
+	}
+}
+
+// blockingGets is a backend whose reads, while armed, wait for release and
+// then fail.
+type blockingGets struct {
+	abi.Backend
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingGets) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	if b.armed.CompareAndSwap(true, false) {
+		close(b.entered)
+		<-b.release
+		return nil, errors.New("injected read failure")
+	}
+	return b.Backend.Get(ctx, mapName, backup, keys)
+}
+
+// A SyncMap abandoned (its ctx ended) while the server reads a leaf for it
+// leaves that request owed; the server then answers it with ERROR. The
+// ERROR pays that debt: before, it was taken for an answer to a running
+// sync's request and the debt stayed, so the next SyncMap of the map had
+// its own leaf's answer swallowed as the old sync's and reported success
+// without the leaf's records (Unanswered 1).
+func TestSyncMap_serverErrorToAnAbandonedSyncPaysItsDebt(t *testing.T) {
+	t.Parallel()
+	be := &blockingGets{Backend: null.Open(), entered: make(chan struct{}), release: make(chan struct{})}
+	url := uncachedServer(t, be)
+	released := false
+	t.Cleanup(func() { // before the server's: its Close waits for the read
+		if !released {
+			close(be.release)
+		}
+	})
+	o := testOptions(t)
+	o.SyncIdleTimeout = 3 * time.Second
+	c := dial(t, url, o)
+	if err := c.Put(ctxT(t), "m", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+
+	be.armed.Store(true)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.SyncMap(ctx, "m", nil)
+		done <- err
+	}()
+	select {
+	case <-be.entered: // the server reads the leaf for the first sync
+	case err := <-done:
+		t.Fatalf("first SyncMap ended before its leaf was read: %v", err)
+	}
+	// Its ctx ends once the request's write is over: a write cut by its
+	// ctx drops the connection, and its debts with it.
+	eventually(t, "the send lock free", func() bool { return len(c.sendLock) == 0 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first SyncMap = %v, want context.Canceled", err)
+	}
+	released = true
+	close(be.release) // the server answers the abandoned request with ERROR 500
+
+	res, err := c.SyncMap(ctxT(t), "m", nil)
 	if err != nil || len(res.Newer) != 1 || res.Newer[0].Key != "k" {
 		t.Fatalf("SyncMap = %+v, %v; want the record of k", res, err)
 	}
