@@ -14,6 +14,12 @@ type cache struct {
 	ll    *list.List
 	items map[cacheKey]*list.Element
 	gen   uint64 // bumped by every write, so a reader's fill cannot undo one
+	// writing counts the commits writing each key, from before their
+	// backend write until their own cache update (begin to end). Fills of
+	// those keys are refused: a reader may have read the record before the
+	// write and another after it, and the older fill, landing last, made
+	// reads go back to the old record after one had returned the new.
+	writing map[cacheKey]int
 }
 
 type cacheKey struct {
@@ -31,7 +37,7 @@ type cacheEntry struct {
 const cacheOverhead = 96
 
 func newCache(maxBytes int64) *cache {
-	return &cache{max: maxBytes, ll: list.New(), items: map[cacheKey]*list.Element{}, gen: 1}
+	return &cache{max: maxBytes, ll: list.New(), items: map[cacheKey]*list.Element{}, gen: 1, writing: map[cacheKey]int{}}
 }
 
 func (c *cache) get(k cacheKey) (*entryValue, bool) {
@@ -84,7 +90,7 @@ func (c *cache) insert(k cacheKey, v *entryValue, fillGen uint64) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if fillGen != 0 && c.gen != fillGen {
+	if fillGen != 0 && (c.gen != fillGen || c.writing[k] > 0) {
 		return
 	}
 	if e, ok := c.items[k]; ok {
@@ -102,6 +108,34 @@ func (c *cache) insert(k cacheKey, v *entryValue, fillGen uint64) {
 		c.ll.Remove(e)
 		delete(c.items, ce.k)
 		c.used -= ce.size
+	}
+}
+
+// begin marks keys as being written (see writing), before the backend
+// write.
+func (c *cache) begin(keys []cacheKey) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		c.writing[k]++
+	}
+}
+
+// end undoes begin, once the commit has put its records in the cache (or
+// failed).
+func (c *cache) end(keys []cacheKey) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		if c.writing[k]--; c.writing[k] <= 0 {
+			delete(c.writing, k)
+		}
 	}
 }
 

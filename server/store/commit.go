@@ -1596,6 +1596,14 @@ func (t *txn) commit(ctx context.Context) error {
 		}
 		b.Put(st.mapName, st.key, false, st.enc, st.exp)
 	}
+	// Until the records are in the cache (or dropped from it, below and in
+	// applyTxn), readers must not fill it with what they read of them.
+	keys := make([]cacheKey, len(t.order))
+	for i, st := range t.order {
+		keys[i] = cacheKey{st.mapName, st.key}
+	}
+	s.cache.begin(keys)
+	defer s.cache.end(keys)
 	start := time.Now()
 	var err error
 	if t.base != nil {
@@ -1614,6 +1622,11 @@ func (t *txn) commit(ctx context.Context) error {
 	}
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(len(b.Mutations), time.Since(start), err)
+	}
+	if err != nil {
+		for _, k := range keys {
+			s.cache.remove(k) // storage may hold the batch or not
+		}
 	}
 	if err != nil && ctx.Err() != nil {
 		return fmt.Errorf("store: commit of %d records did not finish within the commit timeout (%s); the backend may have applied it: %w",
