@@ -91,8 +91,8 @@ func lastBatch(t testing.TB, s *Store) int {
 	return n
 }
 
-// crashKills returns the number of kills: TOPGUN_CRASH_KILLS when set (the
-// long run of make crash-test), else def.
+// crashKills returns the number of kills: TOPGUN_CRASH_KILLS when set (for
+// a longer run by hand; make crash-test runs ./server/store only), else def.
 func crashKills(t *testing.T, def int) int {
 	v := os.Getenv("TOPGUN_CRASH_KILLS")
 	if v == "" {

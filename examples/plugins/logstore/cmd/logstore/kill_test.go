@@ -109,7 +109,7 @@ func TestHost_killKeepsData(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 2))
 	t.Logf("seed %d", seed)
 	rounds := 5
-	if v := os.Getenv("TOPGUN_CRASH_KILLS"); v != "" { // the long run of make crash-test
+	if v := os.Getenv("TOPGUN_CRASH_KILLS"); v != "" { // a longer run by hand (make crash-test runs ./server/store only)
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			t.Fatalf("TOPGUN_CRASH_KILLS=%q is not a positive integer", v)
