@@ -89,6 +89,12 @@ type Client struct {
 	orGets     []*orGet // ORGets waiting on the current connection, in request order
 	pings      map[uint64]chan struct{}
 	lastPing   uint64
+
+	// unsubs are the QUERY_UNSUBs of closed subscriptions still to be
+	// sent on conn (cleared with each new connection, which never had
+	// them). A QUERY_SUB is sent after them: the server would otherwise
+	// count the closed queries against its limits on live queries.
+	unsubs []string
 }
 
 // conn is one WebSocket connection and its reader.
@@ -583,6 +589,7 @@ func (c *Client) install(cn *conn) {
 	}
 	c.conn = cn
 	c.state = StateConnected
+	c.unsubs = nil
 	ops := c.pendingInOrder()
 	c.unsent = nil // all of them are in ops
 	c.groups = map[string][]*pendingOp{}

@@ -64,7 +64,13 @@
 // Subscription's Updates channel then carries QUERY_UPDATE changes and the
 // map's SERVER_EVENTs. A subscriber that does not drain its channel is
 // closed with ErrSlowConsumer instead of stalling the connection; if that
-// happens before the initial results, Subscribe returns ErrSlowConsumer.
+// happens before the initial results, Subscribe returns ErrSlowConsumer. A
+// query the server could not decode (see Subscribe) fails at once: it
+// would get an ERROR naming no query, never its results. As with TopGun,
+// the server sends a client no update or event for its own writes: a client
+// that writes to a map it also subscribes to applies its own writes to its
+// view (in a limited query, one that pushes a record out of the window
+// comes with no LEAVE for it).
 //
 // # Merkle sync
 //

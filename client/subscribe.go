@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 
@@ -63,7 +64,9 @@ type Subscription struct {
 // QUERY_SUB is sent: if more than Options.SubscriptionBuffer of them arrive
 // before the initial results, Subscribe fails with ErrSlowConsumer (nobody
 // could read them yet). After a reconnect the query is re-sent and its new
-// result set arrives as a Reset update.
+// result set arrives as a Reset update. A QUERY_SUB the server could not
+// decode (over Options.Limits, a map name that is not UTF-8, a sort
+// direction other than wire.Asc or wire.Desc) fails at once.
 func (c *Client) Subscribe(ctx context.Context, mapName string, query *wire.Query) (*Subscription, error) {
 	var q wire.Query
 	if query != nil {
@@ -110,15 +113,42 @@ func (c *Client) register(ctx context.Context, s *Subscription) error {
 	}
 	c.nextSub++
 	s.ID = "go-q-" + strconv.FormatUint(c.nextSub, 10)
+	c.mu.Unlock()
+	b, err := c.querySubFrame(s)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.state == StateClosed {
+		err := c.err
+		c.mu.Unlock()
+		return err
+	}
 	c.subs[s.ID] = s
 	cn := c.conn
 	c.mu.Unlock()
-	if cn != nil {
-		if err := c.send(ctx, cn, s.subMessage()); err != nil {
+	if cn != nil && c.flushUnsubs(ctx, cn) == nil {
+		if err := c.write(ctx, cn, b); err != nil {
 			c.log.Debug("QUERY_SUB not sent; it is re-sent after reconnecting", "query_id", s.ID, "error", err)
 		}
 	}
 	return nil
+}
+
+// querySubFrame encodes s's QUERY_SUB and decodes it as the server will.
+// One the server cannot take (over the frame or decoded-size limit, too
+// deep, a string that is not UTF-8, a sort direction other than asc or
+// desc) gets an ERROR that names no query, never a QUERY_RESP: Subscribe
+// would wait for its ctx, and every reconnect would send it again.
+func (c *Client) querySubFrame(s *Subscription) ([]byte, error) {
+	b, err := c.opts.Limits.Encode(s.subMessage())
+	if err == nil {
+		_, err = c.opts.Limits.Decode(b)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("client: the server could not take the query on %q: %w", s.MapName, err)
+	}
+	return b, nil
 }
 
 // QueryError is a QUERY_RESP that carries an error instead of results.
@@ -203,6 +233,7 @@ func (s *Subscription) unsubscribe(err error) {
 	// Not closed, so run is still counted in wg and Close waits for this.
 	send := live && cn != nil && c.state != StateClosed
 	if send {
+		c.unsubs = append(c.unsubs, s.ID)
 		c.wg.Add(1)
 	}
 	c.mu.Unlock()
@@ -211,14 +242,45 @@ func (s *Subscription) unsubscribe(err error) {
 		// Sent on a goroutine of its own: the send lock may be held by a
 		// write blocked for up to WriteTimeout, which neither the
 		// connection's reader (closing a slow consumer) nor a Subscribe
-		// whose ctx ended may wait for.
+		// whose ctx ended may wait for. A Subscribe taking the send lock
+		// first sends it before its QUERY_SUB.
 		go func() {
 			defer c.wg.Done()
-			if err := c.sendLocked(c.ctx, cn, &wire.QueryUnsub{QueryID: s.ID}); err != nil {
-				c.log.Debug("QUERY_UNSUB failed", "query_id", s.ID, "error", err)
+			if c.lockSend(c.ctx) != nil {
+				return
 			}
+			defer c.unlockSend()
+			_ = c.flushUnsubs(c.ctx, cn)
 		}()
 	}
+}
+
+// flushUnsubs sends the QUERY_UNSUBs queued for cn, if it is still the
+// connection; the caller holds the send lock. Those not sent stay queued
+// when cn is left intact (ctx ended before a write).
+func (c *Client) flushUnsubs(ctx context.Context, cn *conn) error {
+	c.mu.Lock()
+	if c.conn != cn {
+		// Gone: the next connection never had the closed queries (and
+		// install clears the queue).
+		c.mu.Unlock()
+		return nil
+	}
+	ids := c.unsubs
+	c.unsubs = nil
+	c.mu.Unlock()
+	for i, id := range ids {
+		if err := c.send(ctx, cn, &wire.QueryUnsub{QueryID: id}); err != nil {
+			c.log.Debug("QUERY_UNSUB failed", "query_id", id, "error", err)
+			c.mu.Lock()
+			if c.conn == cn {
+				c.unsubs = append(ids[i:len(ids):len(ids)], c.unsubs...)
+			}
+			c.mu.Unlock()
+			return err
+		}
+	}
+	return nil
 }
 
 // closeWith closes Updates once, recording err (nil for ErrClosed-free
