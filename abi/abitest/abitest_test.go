@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/abi/abitest"
@@ -586,6 +588,172 @@ var faults = []fault{
 			return maps[:min(len(maps), 1000)], err
 		}}
 	}},
+	// Faults found by mutation testing that the suite once let through.
+	{"apply validates and commits 1000 mutations at a time", []string{"Batch/Atomicity"}, func(in *null.Backend) *faulty {
+		// Each chunk is atomic, the batch is not: an invalid mutation in a
+		// later chunk fails the batch after the earlier chunks applied.
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if b == nil || len(b.Mutations) <= 1000 || len(b.Mutations) > abi.MaxBatchOps {
+				return in.Apply(ctx, b)
+			}
+			for i := 0; i < len(b.Mutations); i += 1000 {
+				chunk := &abi.Batch{Now: b.Now, Mutations: b.Mutations[i:min(i+1000, len(b.Mutations))]}
+				if err := in.Apply(ctx, chunk); err != nil {
+					return err
+				}
+			}
+			return nil
+		}}
+	}},
+	{"map name length counted in runes", []string{"Batch/Atomicity"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			for _, m := range b.Mutations {
+				if len(m.Map) > abi.MaxMapNameBytes && utf8.RuneCountInString(m.Map) <= abi.MaxMapNameBytes {
+					return nil // taken as valid (and, here, dropped)
+				}
+			}
+			return in.Apply(ctx, b)
+		}}
+	}},
+	{"scan skips the record after a deleted cursor key", []string{"Scan/WritesBetweenPages"}, func(in *null.Backend) *faulty {
+		// Seeks to the cursor's key and always steps once: right while
+		// that key exists, one record too far once it was deleted.
+		return &faulty{inner: in, scan: func(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+			after, ok, err := abi.ParseKeyCursor(req.Cursor)
+			if err != nil || !ok {
+				return in.Scan(ctx, req)
+			}
+			if _, err := abi.GetOne(ctx, in, req.Map, after, req.Backup); !errors.Is(err, abi.ErrNotFound) {
+				return in.Scan(ctx, req)
+			}
+			skip, err := in.Scan(ctx, abi.ScanRequest{Map: req.Map, Backup: req.Backup, Cursor: req.Cursor, Limit: 1})
+			if err != nil || len(skip.Cursor) == 0 {
+				return abi.Page{}, err
+			}
+			req.Cursor = skip.Cursor
+			return in.Scan(ctx, req)
+		}}
+	}},
+	{"put of an unchanged record keeps UpdatedAt", []string{"Put/Overwrite", "Model/Random"}, func(in *null.Backend) *faulty {
+		// Skips a put whose value and expiration are those stored.
+		var mu sync.Mutex // makes the check and the apply one atomic step
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if abi.ValidateBatch(b) != nil {
+				return in.Apply(ctx, b)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			type id struct {
+				m, k string
+				bk   bool
+			}
+			touched := map[id]bool{}
+			c := &abi.Batch{Now: b.Now}
+			for _, m := range b.Mutations {
+				i := id{m.Map, m.Key, m.Backup}
+				if m.Kind == abi.OpPut && !touched[i] {
+					if r, err := abi.GetOne(ctx, in, m.Map, m.Key, m.Backup); err == nil && bytes.Equal(r.Value, m.Value) && r.ExpirationTime == m.ExpirationTime {
+						continue
+					}
+				}
+				touched[i] = true
+				c.Mutations = append(c.Mutations, m)
+			}
+			return in.Apply(ctx, c)
+		}}
+	}},
+	{"list maps in UTF-16 order", []string{"ListMaps"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listMaps: func(ctx context.Context) ([]string, error) {
+			maps, err := in.ListMaps(ctx)
+			sort.SliceStable(maps, func(i, j int) bool {
+				return slices.Compare(utf16.Encode([]rune(maps[i])), utf16.Encode([]rune(maps[j]))) < 0
+			})
+			return maps, err
+		}}
+	}},
+	{"get of many keys answers repeated keys again", []string{"Get/Order"}, func(in *null.Backend) *faulty {
+		// Drops duplicates only on its path for few keys.
+		return &faulty{inner: in, get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+			if len(keys) <= 8 || abi.ValidateGet(m, keys) != nil {
+				return in.Get(ctx, m, backup, keys)
+			}
+			var out []abi.Record
+			for _, k := range keys {
+				r, err := in.Get(ctx, m, backup, []string{k})
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, r...)
+			}
+			return out, nil
+		}}
+	}},
+	{"list expired answers at most 1000 records", []string{"ListExpired/Limit"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in, listExpired: func(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+			return in.ListExpired(ctx, now, min(abi.ScanLimit(limit), 1000))
+		}}
+	}},
+	{"expirations past PostgreSQL's timestamp range refused", []string{"ListExpired"}, func(in *null.Backend) *faulty {
+		// Keeps expirations in a date type, which ends in 294276 AD.
+		return &faulty{inner: in, apply: func(ctx context.Context, b *abi.Batch) error {
+			if b != nil {
+				for _, m := range b.Mutations {
+					if m.ExpirationTime > 9_224_318_015_999_999 {
+						return abi.Errorf(abi.CodeInvalidArgument, "faulty: timestamp out of range")
+					}
+				}
+			}
+			return in.Apply(ctx, b)
+		}}
+	}},
+	{"expiry index ignores the backup flag", []string{"Backup/Separation", "Model/Random"}, func(in *null.Backend) *faulty {
+		// Keys its expiry index by map and key: the last put or delete of
+		// either side decides for both.
+		type mk struct{ m, k string }
+		type entry struct {
+			exp    int64
+			backup bool
+		}
+		var mu sync.Mutex
+		idx := map[mk]entry{}
+		return &faulty{inner: in,
+			apply: func(ctx context.Context, b *abi.Batch) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if err := in.Apply(ctx, b); err != nil {
+					return err
+				}
+				for _, m := range b.Mutations {
+					if m.Kind == abi.OpPut && m.ExpirationTime > 0 {
+						idx[mk{m.Map, m.Key}] = entry{m.ExpirationTime, m.Backup}
+					} else {
+						delete(idx, mk{m.Map, m.Key})
+					}
+				}
+				return nil
+			},
+			listExpired: func(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if _, err := in.ListExpired(ctx, now, 1); err != nil {
+					return nil, err
+				}
+				var out []abi.Record
+				for id, e := range idx {
+					if r, err := abi.GetOne(ctx, in, id.m, id.k, e.backup); err == nil && e.exp <= now {
+						r.Value = nil
+						out = append(out, r)
+					}
+				}
+				sort.Slice(out, func(i, j int) bool { return null.ExpiredLess(&out[i], &out[j]) })
+				return out[:min(len(out), abi.ScanLimit(limit))], nil
+			},
+		}
+	}},
+	{"map and key joined with a unit separator", []string{"Backup/Separation"}, func(in *null.Backend) *faulty {
+		j := &oneKeyspace{sep: "\x1f", recs: [2]map[string]abi.Record{{}, {}}}
+		return &faulty{inner: in, apply: j.Apply, get: j.Get, scan: j.Scan, listMaps: j.ListMaps, listExpired: j.ListExpired, close: j.Close}
+	}},
 	{"close not idempotent", []string{"Close/UseAfterClose"}, func(in *null.Backend) *faulty {
 		closed := false
 		return &faulty{inner: in, close: func() error {
@@ -878,5 +1046,174 @@ func TestRun_failureOutput(t *testing.T) {
 	checkOutput(t, out)
 	if failed != 1 || !strings.HasPrefix(out, "FAIL Describe (") || !strings.Contains(out, "\n    Describe().ABIMajor = 2") {
 		t.Errorf("Run output for a failing case:\n%s\nwant a FAIL line and the indented message", out)
+	}
+}
+
+// oneKeyspace is an in-memory backend that keeps the records of every map
+// in one keyspace per side, under map + sep + key, as a plugin on a plain
+// key-value store might; it is correct only for a sep that no map name
+// holds (NUL).
+type oneKeyspace struct {
+	sep    string
+	mu     sync.Mutex
+	closed bool
+	recs   [2]map[string]abi.Record // primary, backup
+}
+
+func side(backup bool) int {
+	if backup {
+		return 1
+	}
+	return 0
+}
+
+func (j *oneKeyspace) check(ctx context.Context) error {
+	if err := abi.ContextError(ctx); err != nil {
+		return err
+	}
+	if j.closed {
+		return abi.Errorf(abi.CodeUnavailable, "onekeyspace: closed")
+	}
+	return nil
+}
+
+func (j *oneKeyspace) Apply(ctx context.Context, b *abi.Batch) error {
+	if err := abi.ValidateBatch(b); err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.check(ctx); err != nil {
+		return err
+	}
+	for _, m := range b.Mutations {
+		id, tbl := m.Map+j.sep+m.Key, j.recs[side(m.Backup)]
+		if m.Kind == abi.OpDelete {
+			delete(tbl, id)
+			continue
+		}
+		r, ok := tbl[id]
+		if !ok {
+			r.CreatedAt = b.Now
+		}
+		r.Map, r.Key, r.Backup, r.Value = m.Map, m.Key, m.Backup, bytes.Clone(m.Value)
+		r.ExpirationTime, r.UpdatedAt = m.ExpirationTime, b.Now
+		tbl[id] = r
+	}
+	return nil
+}
+
+func (j *oneKeyspace) Get(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+	if err := abi.ValidateGet(m, keys); err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.check(ctx); err != nil {
+		return nil, err
+	}
+	var out []abi.Record
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if r, ok := j.recs[side(backup)][m+j.sep+k]; ok && !seen[k] {
+			seen[k] = true
+			r.Map, r.Key, r.Value = m, k, bytes.Clone(r.Value)
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func (j *oneKeyspace) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	if err := abi.ValidateScan(&req); err != nil {
+		return abi.Page{}, err
+	}
+	after, hasAfter, err := abi.ParseKeyCursor(req.Cursor)
+	if err != nil {
+		return abi.Page{}, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.check(ctx); err != nil {
+		return abi.Page{}, err
+	}
+	prefix, tbl := req.Map+j.sep, j.recs[side(req.Backup)]
+	var ids []string
+	for id := range tbl {
+		if strings.HasPrefix(id, prefix) && (!hasAfter || id[len(prefix):] > after) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	var p abi.Page
+	used := 0
+	for _, id := range ids {
+		r := tbl[id]
+		r.Map, r.Key, r.Value = req.Map, id[len(prefix):], bytes.Clone(r.Value)
+		if n := len(p.Records); n >= req.Limit || (n > 0 && used+r.Size() > req.MaxBytes) {
+			p.Cursor = abi.KeyCursor(p.Records[n-1].Key)
+			break
+		}
+		p.Records = append(p.Records, r)
+		used += r.Size()
+	}
+	return p, nil
+}
+
+func (j *oneKeyspace) ListMaps(ctx context.Context) ([]string, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.check(ctx); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range j.recs[0] {
+		if !slices.Contains(out, r.Map) {
+			out = append(out, r.Map)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (j *oneKeyspace) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.check(ctx); err != nil {
+		return nil, err
+	}
+	var out []abi.Record
+	for _, tbl := range j.recs {
+		for _, r := range tbl {
+			if r.ExpirationTime > 0 && r.ExpirationTime <= now {
+				r.Value = nil
+				out = append(out, r)
+			}
+		}
+	}
+	sort.Slice(out, func(a, b int) bool { return null.ExpiredLess(&out[a], &out[b]) })
+	return out[:min(len(out), abi.ScanLimit(limit))], nil
+}
+
+func (j *oneKeyspace) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.closed = true
+	return nil
+}
+
+// TestOneKeyspace_nulSeparator checks the fault "map and key joined with a
+// unit separator" for what it claims: the same backend joining with NUL,
+// which names and keys cannot hold, passes every case it fails.
+func TestOneKeyspace_nulSeparator(t *testing.T) {
+	h := abitest.Harness{Open: func(abitest.TB) abi.Backend {
+		in := null.Open()
+		j := &oneKeyspace{sep: "\x00", recs: [2]map[string]abi.Record{{}, {}}}
+		return &faulty{inner: in, apply: j.Apply, get: j.Get, scan: j.Scan, listMaps: j.ListMaps, listExpired: j.ListExpired, close: j.Close}
+	}, Short: true}
+	var buf bytes.Buffer
+	passed, failed, skipped := abitest.Run(context.Background(), &buf, h, nil)
+	if failed != 0 {
+		t.Errorf("the one-keyspace backend joining with NUL = %d passed, %d failed, %d skipped; want no failure\n%s", passed, failed, skipped, buf.String())
 	}
 }

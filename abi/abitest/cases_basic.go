@@ -73,6 +73,10 @@ func testGetOrder(t TB, h Harness) {
 		{[]string{"k3", "missing", "k1", "k3", "", "k5", "k1"}, []string{"k3", "k1", "k5"}},
 		{[]string{"k2", "k2", "k2"}, []string{"k2"}},
 		{[]string{"x", "k4", "y"}, []string{"k4"}},
+		// A long list, so that a backend with another path for many keys
+		// (a batched lookup, a merge with a sorted index) keeps the order
+		// and answers a repeated key once too.
+		{manyKeys(h.Short), []string{"k5", "k4", "k3", "k2", "k1"}},
 	} {
 		got := get(t, be, "m", false, tc.keys...)
 		var want []abi.Record
@@ -80,9 +84,28 @@ func testGetOrder(t TB, h Harness) {
 			want = append(want, byKey[k])
 		}
 		if d := diffRecords(got, want); d != "" {
-			t.Errorf("Get(%s): %s (records come in the order of keys, missing keys skipped, duplicates once)", qs(tc.keys), d)
+			desc := qs(tc.keys)
+			if len(tc.keys) > 10 {
+				desc = fmt.Sprintf("%d keys %s…", len(tc.keys), qs(tc.keys[:6]))
+			}
+			t.Errorf("Get(%s): %s (records come in the order of keys, missing keys skipped, duplicates once)", desc, d)
 		}
 	}
+}
+
+// manyKeys returns a long key list (MaxGetKeys of them, fewer when short)
+// that names k5 to k1 in that order, each many times, and a missing key.
+func manyKeys(short bool) []string {
+	n := abi.MaxGetKeys
+	if short {
+		n = 4*abi.DefaultScanLimit + 1
+	}
+	cycle := []string{"k5", "k4", "missing", "k3", "k2", "k1"}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = cycle[i%len(cycle)]
+	}
+	return keys
 }
 
 func testGetInvalid(t TB, h Harness) {
@@ -96,6 +119,7 @@ func testGetInvalid(t TB, h Harness) {
 	}{
 		{"empty map name", "", []string{"k"}},
 		{"map name too long", strings.Repeat("m", abi.MaxMapNameBytes+1), []string{"k"}},
+		{"multi-byte map name too long", strings.Repeat("я", abi.MaxMapNameBytes/2) + "x", []string{"k"}},
 		{"map name not UTF-8", "m\xff", []string{"k"}},
 		{"NUL in map name", "m\x00", []string{"k"}},
 		{"key too long", "m", []string{"k", strings.Repeat("k", abi.MaxKeyBytes+1)}},
@@ -160,6 +184,9 @@ func testPutOverwrite(t TB, h Harness) {
 	}{
 		{"the same time as the record's UpdatedAt", t0 + 2_000, "same time"},
 		{"an older time than the record's UpdatedAt", t0 + 500, "older batch"},
+		// The same value and expiration again: a backend that skips writes
+		// that change nothing must still move UpdatedAt.
+		{"the stored value and expiration at a later time", t0 + 3_000, "older batch"},
 	} {
 		putRecs(t, be, tc.now, rec("m", "k", false, tc.value, 0, 0, 0))
 		want := rec("m", "k", false, tc.value, 0, t0, tc.now)
@@ -336,6 +363,55 @@ func testBackupSeparation(t TB, h Harness) {
 	if want := []string{"map__x", "map__x__backup"}; err != nil || !equalStrings(maps, want) {
 		t.Errorf("ListMaps() after deleting m's only primary record = %s, %v; want %s (m holds backup records only)", qs(maps), err, qs(want))
 	}
+	// Deleting the primary side leaves the backup side's expiration listed
+	// (an expiry index keyed by map and key alone loses it).
+	if exp, err := listExpiredAll(ctxOf(t), be, t0+5); err != nil {
+		t.Fatalf("%v", err)
+	} else if d := diffRecords(exp, []abi.Record{{Map: "m", Key: "k", Backup: true, ExpirationTime: t0 + 5, CreatedAt: t0, UpdatedAt: t0}}); d != "" {
+		t.Errorf("ListExpired(now=%d) after deleting the primary side of a key: %s (the backup side keeps its expiration)", t0+5, d)
+	}
+	// A backend that keeps every record in one keyspace under map + sep +
+	// key makes ("x"+sep+"p", "q"+sep+"r") and ("x"+sep+"p"+sep+"q", "r")
+	// one record, for any sep that names may hold (every byte but NUL).
+	b = &abi.Batch{Now: t0 + 2}
+	var joined []abi.Record
+	names := []string{"map__x", "map__x__backup"}
+	for i, sep := range separators() {
+		r1 := rec("x"+sep+"p", "q"+sep+"r", false, fmt.Sprintf("1/%d", i), 0, t0+2, t0+2)
+		r2 := rec("x"+sep+"p"+sep+"q", "r", false, fmt.Sprintf("2/%d", i), 0, t0+2, t0+2)
+		for _, r := range []abi.Record{r1, r2} {
+			b.Put(r.Map, r.Key, false, r.Value, 0)
+			joined = append(joined, r)
+			names = append(names, r.Map)
+		}
+	}
+	apply(t, be, b)
+	for _, r := range joined {
+		if got := scanAll(t, be, r.Map, false, 0, 0); len(got) != 1 || !sameRecord(got[0], r) {
+			t.Errorf("Scan(%s) = %d records; want only %s (map names and keys that share a separator must stay apart)", q(r.Map), len(got), fmtRec(r))
+		}
+		mustHave(t, be, r)
+		if t.Failed() {
+			return
+		}
+	}
+	sort.Strings(names)
+	if maps, err := be.ListMaps(ctxOf(t)); err != nil || !equalStrings(maps, names) {
+		t.Errorf("ListMaps() with names that share a separator with keys = %s, %v; want %s", qs(maps), err, qs(names))
+	}
+}
+
+// separators returns what a backend might put between a map name and a
+// key: every ASCII byte but NUL, letters and digits, and a few longer
+// strings.
+func separators() []string {
+	var seps []string
+	for c := byte(1); c < 0x80; c++ {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			seps = append(seps, string(rune(c)))
+		}
+	}
+	return append(seps, "::", "__", "||", "//", "\u00a0", "\u241f")
 }
 
 func testListMaps(t TB, h Harness) {
@@ -344,13 +420,15 @@ func testListMaps(t TB, h Harness) {
 	if maps, err := be.ListMaps(ctx); err != nil || len(maps) != 0 {
 		t.Fatalf("ListMaps() of an empty backend = %s, %v; want none", qs(maps), err)
 	}
-	names := []string{"b", "a", "ключ", "A", "a/b", "a b", "c", "a-b"}
+	// "～" (U+FF5E) and "😀" sort the other way round in UTF-16, the
+	// order of string comparison in JavaScript, Java and C#.
+	names := []string{"b", "a", "ключ", "😀", "A", "a/b", "a b", "c", "a-b", "～"}
 	var recs []abi.Record
 	for _, n := range names {
 		recs = append(recs, rec(n, "k1", false, "v", 0, 0, 0), rec(n, "k2", false, "v", 0, 0, 0))
 	}
 	putRecs(t, be, t0, recs...)
-	want := []string{"A", "a", "a b", "a-b", "a/b", "b", "c", "ключ"} // byte order
+	want := []string{"A", "a", "a b", "a-b", "a/b", "b", "c", "ключ", "～", "😀"} // byte order
 	if maps, err := be.ListMaps(ctx); err != nil || !equalStrings(maps, want) {
 		t.Errorf("ListMaps() = %s, %v; want %s (sorted in byte order, each once)", qs(maps), err, qs(want))
 	}
@@ -360,7 +438,7 @@ func testListMaps(t TB, h Harness) {
 	b.Delete("c", "k1", false)
 	b.Delete("c", "k2", false)
 	apply(t, be, b)
-	want = []string{"A", "a", "a b", "a-b", "a/b", "b", "ключ"}
+	want = []string{"A", "a", "a b", "a-b", "a/b", "b", "ключ", "～", "😀"}
 	if maps, err := be.ListMaps(ctx); err != nil || !equalStrings(maps, want) {
 		t.Errorf("ListMaps() after deleting every record of \"c\" = %s, %v; want %s", qs(maps), err, qs(want))
 	}
@@ -372,7 +450,7 @@ func testListMaps(t TB, h Harness) {
 	b.Delete("ключ", "k1", false)
 	b.Delete("ключ", "k2", false)
 	apply(t, be, b)
-	want = []string{"A", "a", "a b", "a-b", "a/b", "b"}
+	want = []string{"A", "a", "a b", "a-b", "a/b", "b", "～", "😀"}
 	if maps, err := be.ListMaps(ctx); err != nil || !equalStrings(maps, want) {
 		t.Errorf("ListMaps() = %s, %v; want %s", qs(maps), err, qs(want))
 	}

@@ -34,6 +34,7 @@ func testBatchAtomicity(t TB, h Harness) {
 		{"map name not UTF-8", t0 + 10, put("m\xc3", "k", nil)},
 		{"NUL in map name", t0 + 10, put("m\x00n", "k", nil)},
 		{"key too long", t0 + 10, put("atom", strings.Repeat("k", abi.MaxKeyBytes+1), nil)},
+		{"multi-byte map name too long", t0 + 10, put(strings.Repeat("я", abi.MaxMapNameBytes/2)+"x", "k", nil)},
 		{"multi-byte key too long", t0 + 10, put("atom", strings.Repeat("я", abi.MaxKeyBytes/2)+"x", nil)},
 		{"key not UTF-8", t0 + 10, put("atom", "bad\xff\xfe", nil)},
 		{"NUL in key", t0 + 10, put("atom", "a\x00b", nil)},
@@ -63,6 +64,26 @@ func testBatchAtomicity(t TB, h Harness) {
 			// Later variants would only repeat this failure.
 			return
 		}
+	}
+	// A large batch whose last mutation is invalid: a backend that commits
+	// a batch in chunks (of SQL statements, of a fixed-size buffer) and
+	// validates each chunk on its own has applied the earlier chunks by
+	// the time it finds the invalid one.
+	n := abi.MaxBatchOps
+	if h.Short {
+		n = 4*abi.DefaultScanLimit + 1
+	}
+	big := &abi.Batch{Now: t0 + 10, Mutations: make([]abi.Mutation, 0, n)}
+	big.Delete("atom", "victim", false)
+	for i := 1; i < n-1; i++ {
+		big.Put("atom", fmt.Sprintf("bulk%06d", i), i%2 == 0, []byte("b"), 0)
+	}
+	big.Mutations = append(big.Mutations, put("", "k", nil))
+	if err := be.Apply(ctx, big); !errors.Is(err, abi.ErrInvalidArgument) {
+		t.Errorf("Apply of a batch of %d mutations whose last one has an empty map name = %v; want an error with CodeInvalidArgument", n, err)
+	}
+	if d := diffState(snapshot(t, be, maps), before); d != "" {
+		t.Errorf("Apply of a batch of %d mutations whose last one is invalid changed the backend (a failed batch must apply nothing, however large): %s", n, d)
 	}
 }
 

@@ -62,6 +62,23 @@ func testListExpired(t TB, h Harness) {
 	check(t0, "after updates and a delete", bk, never, atNow)
 	past.ExpirationTime, past.UpdatedAt = t0+2_000_000, t0+1
 	check(math.MaxInt64, "at the end of time, after updates", bk, never, atNow, future, past)
+
+	// Expirations far in the future are stored exactly: the server writes
+	// 2^62 for a record whose ttlMs (any u64 from a client) would pass it,
+	// and any value up to MaxInt64 is valid. A backend that keeps them in
+	// a date type, a float or fewer bits fails or loses the record.
+	const far = int64(1) << 62
+	b = &abi.Batch{Now: t0 + 2}
+	b.Put("m", "far", false, []byte("far"), far)
+	b.Put("m", "max", true, []byte("max"), math.MaxInt64)
+	apply(t, be, b)
+	mustHave(t, be, rec("m", "far", false, "far", far, t0+2, t0+2))
+	mustHave(t, be, rec("m", "max", true, "max", math.MaxInt64, t0+2, t0+2))
+	farRec := abi.Record{Map: "m", Key: "far", ExpirationTime: far, CreatedAt: t0 + 2, UpdatedAt: t0 + 2}
+	maxRec := abi.Record{Map: "m", Key: "max", Backup: true, ExpirationTime: math.MaxInt64, CreatedAt: t0 + 2, UpdatedAt: t0 + 2}
+	check(far-1, "just before 2^62", bk, never, atNow, future, past)
+	check(far, "at 2^62", bk, never, atNow, future, past, farRec)
+	check(math.MaxInt64, "at the end of time, with expirations at 2^62 and MaxInt64", bk, never, atNow, future, past, farRec, maxRec)
 }
 
 func testListExpiredLimit(t TB, h Harness) {
@@ -147,6 +164,11 @@ func testListExpiredLimit(t TB, h Harness) {
 		if earliest != n {
 			t.Errorf("ListExpired(now=%d, limit=%d) returned %d of the %d earliest-expiring records; want all of them (earliest first)", t0, limit, earliest, n)
 		}
+	}
+	// A limit above DefaultScanLimit is not capped at it either.
+	eligible := n + abi.DefaultScanLimit + 1
+	if got, err := be.ListExpired(ctx, t0, 2*abi.DefaultScanLimit); err != nil || len(got) != eligible {
+		t.Errorf("ListExpired(now=%d, limit=%d) with %d records eligible = %d records, %v; want all %d (min(limit, eligible))", t0, 2*abi.DefaultScanLimit, eligible, len(got), err, eligible)
 	}
 }
 

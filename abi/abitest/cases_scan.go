@@ -275,6 +275,30 @@ func testScanWritesBetweenPages(t TB, h Harness) {
 	if len(deleted) < 4 {
 		t.Errorf("internal: the scan ended after deleting only %d records; the case tests too little", len(deleted))
 	}
+	// The record a cursor names may be deleted before the next page: the
+	// scan resumes at the first key after it. A backend that seeks to the
+	// cursor's key and then always steps once skips that record.
+	var five []abi.Record
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		five = append(five, rec("c", k, false, "v"+k, 0, t0, t0))
+	}
+	putRecs(t, be, t0, five...)
+	p1, err := be.Scan(ctx, abi.ScanRequest{Map: "c", Limit: 2})
+	if err != nil || len(p1.Records) == 0 || len(p1.Cursor) == 0 {
+		t.Fatalf("Scan(\"c\", limit=2) = %d records, cursor %q, %v; want records and a cursor", len(p1.Records), p1.Cursor, err)
+	}
+	last := p1.Records[len(p1.Records)-1].Key
+	rest := five[len(p1.Records):] // the records after last
+	b := &abi.Batch{Now: t0 + 1_000}
+	b.Delete("c", last, false)
+	apply(t, be, b)
+	p2, err := be.Scan(ctx, abi.ScanRequest{Map: "c", Cursor: p1.Cursor, Limit: 2})
+	if err != nil {
+		t.Fatalf("Scan(\"c\") from a cursor whose record was deleted = %v; want nil", err)
+	}
+	if n := len(p2.Records); n == 0 || n > len(rest) || diffRecords(p2.Records, rest[:n]) != "" {
+		t.Errorf("Scan(\"c\", limit=2) from the cursor after %s, deleted since, returned keys %s; want the records from %s on (the next page starts at the first key after the cursor's, whether or not its record still exists)", q(last), qs(keysOf(p2.Records)), q(rest[0].Key))
+	}
 }
 
 func testScanInvalid(t TB, h Harness) {
@@ -283,6 +307,7 @@ func testScanInvalid(t TB, h Harness) {
 	for _, tc := range []struct{ name, m string }{
 		{"empty map name", ""},
 		{"map name too long", strings.Repeat("m", abi.MaxMapNameBytes+1)},
+		{"multi-byte map name too long", strings.Repeat("я", abi.MaxMapNameBytes/2) + "x"},
 		{"map name not UTF-8", "\xff"},
 		{"NUL in map name", "m\x00"},
 	} {
