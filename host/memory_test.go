@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -121,5 +122,39 @@ func TestMemory_listExpiredStaysFlat(t *testing.T) {
 	// collection would need 420 MB.
 	if final > warm+32 {
 		t.Errorf("linear memory grew from %d to %d pages under repeated list_expired", warm, final)
+	}
+}
+
+// TestMemory_refusedGetKeepsRecords makes gets the host's response limit
+// refuses, of records the null plugin lends (sdk.LendRecords). The SDK
+// encoded lent records until they passed the limit, the last one whole:
+// with 24 MiB of records in a 64 MiB instance the first such get ran it
+// out of memory, and the host discarded it with every record.
+func TestMemory_refusedGetKeepsRecords(t *testing.T) {
+	o := testOptions(t)
+	o.Trust = TrustTrusted
+	o.MemoryLimitMB = 64
+	o.MaxResponseBytes = 16 << 20
+	b := mustLoad(t, nullWasm(t), o)
+	ctx := context.Background()
+	value := make([]byte, 6<<20)
+	var keys []string
+	for i := range 4 {
+		k := fmt.Sprintf("k%d", i)
+		keys = append(keys, k)
+		batch := &abi.Batch{Now: 1}
+		batch.Put("m", k, false, value, 0)
+		if err := b.Apply(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		if _, err := b.Get(ctx, "m", false, keys); !errors.Is(err, abi.ErrResourceExhausted) {
+			t.Fatalf("get %d of 24 MiB with a 16 MiB limit: %v; want resource exhausted", i, err)
+		}
+	}
+	recs, err := b.Get(ctx, "m", false, keys[3:])
+	if err != nil || len(recs) != 1 || len(recs[0].Value) != len(value) {
+		t.Fatalf("get of a record after the refused gets: %d records, %v; want it", len(recs), err)
 	}
 }

@@ -39,8 +39,10 @@ type server struct {
 	open    OpenFunc
 	opened  bool
 	maxResp uint32
-	// over: the records a viewer lent passed maxResp (viewRecord).
-	over bool
+	// over: the records a viewer lent passed maxResp (viewRecord), which
+	// their response needs overBy bytes or more to hold.
+	over   bool
+	overBy int
 
 	enc *abi.Encoder
 	dec *abi.Decoder
@@ -280,7 +282,7 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			err := v.ViewGet(ctx, r.Map, r.Backup, r.Keys, s.viewFn)
 			clear(s.keys)
 			if err == nil && s.over {
-				err = s.tooBig(call, len(s.side.Bytes()))
+				err = s.tooBig(call, s.overBy)
 			}
 			if err != nil {
 				s.endView()
@@ -319,7 +321,7 @@ func (s *server) dispatch(call abi.WasmCall, req, out []byte) error {
 			s.startView()
 			cursor, err := v.ViewScan(ctx, r, s.viewFn)
 			if err == nil && s.over {
-				err = s.tooBig(call, len(s.side.Bytes()))
+				err = s.tooBig(call, s.overBy)
 			}
 			if err != nil {
 				s.endView()
@@ -409,15 +411,25 @@ func (s *server) startView() {
 }
 
 // viewRecord encodes one record lent by an abi.RecordViewer, until the
-// encoding passes the host's limit (over; the call then fails).
+// response would pass the host's limit (over; the call then fails). Like
+// checkFits it refuses a record by a lower bound of its encoding before
+// encoding it: encoding the record that crosses the limit (up to a whole
+// value more, and the growth of the side buffer) ran a guest out of
+// memory on a get the host refuses anyway.
 func (s *server) viewRecord(r *abi.Record) {
 	if s.over {
 		return
 	}
+	if s.maxResp > 0 {
+		if n := len(s.side.Bytes()) + len(r.Key) + len(r.Value) + recordMinOverhead; n > int(s.maxResp) {
+			s.over, s.overBy = true, n
+			return
+		}
+	}
 	s.side.Record(r)
 	s.viewed++
 	if s.maxResp > 0 && len(s.side.Bytes()) > int(s.maxResp) {
-		s.over = true
+		s.over, s.overBy = true, len(s.side.Bytes())
 	}
 }
 

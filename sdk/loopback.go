@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/topgun-go/topgun/abi"
@@ -22,9 +23,17 @@ var _ abi.Backend = (*loopback)(nil)
 // Loopback returns b served through the whole plugin path in process: each
 // call is encoded as the host encodes it, dispatched by the code that runs
 // inside wasm, and decoded as the host decodes it. Errors are prefixed with
-// "plugin <name> (loopback)".
+// "plugin <name> (loopback)". It panics, naming the cause, where a host
+// would refuse the plugin at load: when b's description does not decode
+// (a name that is empty, over 64 bytes or holds control characters, see
+// abi/WASM.md section 4).
 func Loopback(b abi.Backend, opts ...Option) abi.Backend {
-	lb, _ := newLoopback(context.Background(), newServer(b, "", 0, nil).with(opts), nil, "")
+	lb, err := newLoopback(context.Background(), newServer(b, "", 0, nil).with(opts), nil, "")
+	if err != nil {
+		// Returning lb would hand out a nil *loopback, whose first call
+		// panics with a nil dereference that hides the cause.
+		panic(fmt.Sprintf("sdk: Loopback: %v", err))
+	}
 	return lb
 }
 

@@ -517,3 +517,66 @@ func TestYield_afterListExpired(t *testing.T) {
 		t.Fatalf("after list_expired: %d calls and %d bytes since the last yield, want a yield", s.calls, s.work)
 	}
 }
+
+// unnamed is a backend whose description has no name, which a host
+// refuses at load.
+type unnamed struct{ *null.Backend }
+
+func (unnamed) Describe() abi.Description {
+	return abi.Description{Capabilities: abi.CapAtomicBatch}
+}
+
+// Loopback of a backend the host would refuse at load names the cause. It
+// returned a nil *loopback instead, whose first call panicked with a nil
+// dereference that hid it.
+func TestLoopback_invalidDescriptionNamesCause(t *testing.T) {
+	var b abi.Backend
+	msg := func() (msg string) {
+		defer func() {
+			if r := recover(); r != nil {
+				msg = fmt.Sprint(r)
+			}
+		}()
+		b = Loopback(unnamed{null.Open()})
+		return ""
+	}()
+	if !strings.Contains(msg, "backend name") {
+		t.Fatalf("Loopback of a backend without a name returned %#v and panicked with %q; want a panic naming the name", b, msg)
+	}
+}
+
+// A lent record whose encoding cannot fit in the host's limit is refused
+// before it is encoded: encoding it took up to a whole value more than the
+// limit (and the side buffer's growth), which ran a 64 MiB instance out of
+// memory on a get the host refuses anyway (host's
+// TestMemory_refusedGetKeepsRecords).
+func TestDispatch_lendStopsBeforeRecordOverLimit(t *testing.T) {
+	const limit = 1 << 20
+	s := newServer(null.Open(), "", 0, nil).with([]Option{LendRecords()})
+	e := abi.NewEncoder()
+	e.OpenRequest(&abi.OpenRequest{MaxResponseBytes: limit})
+	if code, msg := call(s, abi.CallOpen, e.Bytes()); code != abi.CodeOK {
+		t.Fatalf("open = %v %q", code, msg)
+	}
+	value := make([]byte, 600<<10)
+	for _, k := range []string{"a", "b", "c"} {
+		mustPut(t, s, "m", k, value)
+	}
+	for _, q := range []struct {
+		call abi.WasmCall
+		req  func()
+	}{
+		{abi.CallGet, func() { e.GetRequest("m", false, []string{"a", "b", "c"}) }},
+		{abi.CallScan, func() { e.ScanRequest(&abi.ScanRequest{Map: "m", MaxBytes: 4 << 20}) }},
+	} {
+		e.Reset(nil)
+		q.req()
+		code, msg := call(s, q.call, e.Bytes())
+		if code != abi.CodeResourceExhausted {
+			t.Fatalf("%s of 1.8 MiB with a 1 MiB limit = %v %q; want resource exhausted", q.call, code, msg)
+		}
+		if n := len(s.side.Bytes()); n > limit {
+			t.Errorf("%s: %d bytes of records encoded for a response limited to %d", q.call, n, limit)
+		}
+	}
+}
