@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/null"
 	srvhlc "github.com/topgun-go/topgun/server/hlc"
 	"github.com/topgun-go/topgun/server/protocol"
@@ -23,12 +24,19 @@ func realServer(t testing.TB) string {
 // realServerWith is realServer with the server's options changed by edit.
 func realServerWith(t testing.TB, edit func(*protocol.Options)) string {
 	t.Helper()
-	be := null.Open()
+	return serveBackend(t, null.Open(), 0, edit)
+}
+
+// serveBackend runs this project's server on be (closed with it), with a
+// value cache of cacheBytes (0: the default; -1: none) and the options
+// changed by edit (when not nil), and returns its WebSocket URL.
+func serveBackend(t testing.TB, be abi.Backend, cacheBytes int64, edit func(*protocol.Options)) string {
+	t.Helper()
 	clock, err := srvhlc.New("server-1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(context.Background(), be, &store.Options{Clock: clock, Logger: testLogger(t)})
+	st, err := store.Open(context.Background(), be, &store.Options{Clock: clock, Logger: testLogger(t), CacheBytes: cacheBytes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"sort"
 	"sync/atomic"
 	"testing"
@@ -17,10 +14,7 @@ import (
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/null"
-	srvhlc "github.com/topgun-go/topgun/server/hlc"
 	"github.com/topgun-go/topgun/server/merkle"
-	"github.com/topgun-go/topgun/server/protocol"
-	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -401,40 +395,6 @@ func TestSyncMap_unansweredSyncInitIsAnError(t *testing.T) {
 	}
 }
 
-// uncachedServer serves be, with no value cache (so that a Merkle leaf's
-// records are read from be), and returns its WebSocket URL.
-func uncachedServer(t *testing.T, be abi.Backend) string {
-	t.Helper()
-	clock, err := srvhlc.New("server-1", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Open(context.Background(), be, &store.Options{Clock: clock, Logger: testLogger(t), CacheBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := protocol.New(st, &protocol.Options{Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	srv.Register(mux)
-	hs := httptest.NewUnstartedServer(mux)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs.Listener = l
-	hs.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		hs.Close()
-		st.Close()
-		be.Close()
-	})
-	return "ws://" + l.Addr().String() + "/ws"
-}
-
 // failingGets is a backend whose reads fail while fail is set.
 type failingGets struct {
 	abi.Backend
@@ -456,7 +416,7 @@ func (f *failingGets) Get(ctx context.Context, mapName string, backup bool, keys
 func TestSyncMap_serverErrorFailsTheSync(t *testing.T) {
 	t.Parallel()
 	be := &failingGets{Backend: null.Open()}
-	url := uncachedServer(t, be)
+	url := serveBackend(t, be, -1, nil) // no value cache: leaves are read from be
 	o := testOptions(t)
 	// Without the fix SyncMap returned success once this passed.
 	o.SyncIdleTimeout = 10 * time.Second
@@ -507,7 +467,7 @@ func (b *blockingGets) Get(ctx context.Context, mapName string, backup bool, key
 func TestSyncMap_serverErrorToAnAbandonedSyncPaysItsDebt(t *testing.T) {
 	t.Parallel()
 	be := &blockingGets{Backend: null.Open(), entered: make(chan struct{}), release: make(chan struct{})}
-	url := uncachedServer(t, be)
+	url := serveBackend(t, be, -1, nil) // no value cache: leaves are read from be
 	released := false
 	t.Cleanup(func() { // before the server's: its Close waits for the read
 		if !released {
