@@ -16,15 +16,8 @@ import (
 // QUERY_RESP.
 func TestQuery_answerDoesNotHoldTheFeed(t *testing.T) {
 	t.Parallel()
-	var armed atomic.Bool
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	e := newEnv(t, envConfig{readyHook: func() {
-		if armed.CompareAndSwap(true, false) {
-			close(entered)
-			<-release // a read taking long to make ready
-		}
-	}})
+	h := newHeldHook(t) // a read taking long to make ready
+	e := newEnv(t, envConfig{readyHook: h.hook})
 	w := e.dial(t)
 	for i := 0; i < 3; i++ {
 		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), "v", cts("w")))
@@ -34,32 +27,11 @@ func TestQuery_answerDoesNotHoldTheFeed(t *testing.T) {
 	expect[*wire.QueryResp](other)
 
 	a := e.dial(t)
-	armed.Store(true)
+	h.armed.Store(true)
 	a.send(&wire.QuerySub{QueryID: "q", MapName: "big"})
-	<-entered
-	released := false
-	defer func() {
-		if !released {
-			close(release)
-		}
-	}()
-	// A change of the map being answered, then one of another map.
-	w.write(putOp("4", "big", "new", "v", cts("w")))
-	w.write(putOp("5", "other", "x", "v", cts("w")))
-	// Bounded only against a hang: without the fix this never comes
-	// while the answer is held.
-	hang := time.After(10 * time.Second)
-	for got := false; !got; {
-		select {
-		case m := <-other.msgs:
-			u, ok := m.(*wire.QueryUpdate)
-			got = ok && u.Key == "x"
-		case <-hang:
-			t.Fatal("the change feed stopped while a query's answer was made ready")
-		}
-	}
-	released = true
-	close(release)
+	<-h.entered
+	feedServesOthers(t, w, other, "a query's answer was made ready")
+	h.free()
 	// SERVER_EVENTs aside (they are not the query's), the QUERY_RESP
 	// comes first, then the update of the change buffered meanwhile.
 	var got []wire.Message
@@ -82,15 +54,8 @@ func TestQuery_answerDoesNotHoldTheFeed(t *testing.T) {
 // client gets the resync's updates, then the change buffered during it.
 func TestQuery_resyncDoesNotHoldTheFeed(t *testing.T) {
 	t.Parallel()
-	var armed atomic.Bool
-	entered := make(chan struct{})
-	release := make(chan struct{})
-	e := newEnv(t, envConfig{diffHook: func() {
-		if armed.CompareAndSwap(true, false) {
-			close(entered)
-			<-release // a resync taking long to compare and encode
-		}
-	}})
+	h := newHeldHook(t) // a resync taking long to compare and encode
+	e := newEnv(t, envConfig{diffHook: h.hook})
 	w := e.dial(t)
 	for i := 0; i < 3; i++ {
 		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), "v", cts("w")))
@@ -116,31 +81,11 @@ func TestQuery_resyncDoesNotHoldTheFeed(t *testing.T) {
 	sub.members.Delete("k0")
 	sub.members.Put("gone", member{})
 	sub.mu.Unlock()
-	armed.Store(true)
+	h.armed.Store(true)
 	e.srv.queueResync(sub)
-	<-entered
-	released := false
-	defer func() {
-		if !released {
-			close(release)
-		}
-	}()
-	w.write(putOp("4", "big", "new", "v", cts("w")))
-	w.write(putOp("5", "other", "x", "v", cts("w")))
-	// Bounded only against a hang: without the fix this never comes
-	// while the resync compares.
-	hang := time.After(10 * time.Second)
-	for got := false; !got; {
-		select {
-		case m := <-other.msgs:
-			u, ok := m.(*wire.QueryUpdate)
-			got = ok && u.Key == "x"
-		case <-hang:
-			t.Fatal("the change feed stopped while a resync compared its read")
-		}
-	}
-	released = true
-	close(release)
+	<-h.entered
+	feedServesOthers(t, w, other, "a resync compared its read")
+	h.free()
 	got := map[string]wire.ChangeType{}
 	var order []string
 	for len(order) < 3 {
@@ -151,5 +96,53 @@ func TestQuery_resyncDoesNotHoldTheFeed(t *testing.T) {
 	}
 	if got["gone"] != wire.Leave || got["k0"] != wire.Enter || got["new"] != wire.Enter || order[2] != "new" {
 		t.Fatalf("updates %v in order %v, want LEAVE gone and ENTER k0, then ENTER new", got, order)
+	}
+}
+
+// heldHook is a server hook that, once armed, signals entered and waits
+// for free (at the latest when the test ends).
+type heldHook struct {
+	armed    atomic.Bool
+	entered  chan struct{}
+	release  chan struct{}
+	released atomic.Bool
+}
+
+func newHeldHook(t *testing.T) *heldHook {
+	h := &heldHook{entered: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(h.free)
+	return h
+}
+
+func (h *heldHook) hook() {
+	if h.armed.CompareAndSwap(true, false) {
+		close(h.entered)
+		<-h.release
+	}
+}
+
+func (h *heldHook) free() {
+	if h.released.CompareAndSwap(false, true) {
+		close(h.release)
+	}
+}
+
+// feedServesOthers has w write a change of map big, then one of map other,
+// and checks that other's live query (on other) gets the latter while the
+// server is held in what (a hook holding big's query).
+func feedServesOthers(t *testing.T, w, other *client, what string) {
+	t.Helper()
+	w.write(putOp("4", "big", "new", "v", cts("w")))
+	w.write(putOp("5", "other", "x", "v", cts("w")))
+	// Bounded only against a hang: the feed blocked never sends it.
+	hang := time.After(10 * time.Second)
+	for got := false; !got; {
+		select {
+		case m := <-other.msgs:
+			u, ok := m.(*wire.QueryUpdate)
+			got = ok && u.Key == "x"
+		case <-hang:
+			t.Fatalf("the change feed stopped while %s", what)
+		}
 	}
 }
