@@ -195,15 +195,7 @@ var faults = []fault{
 	}},
 	{"get without dedup", []string{"Get/Order", "Model/Random"}, func(in *null.Backend) *faulty {
 		return &faulty{inner: in, get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
-			var out []abi.Record
-			for _, k := range keys {
-				r, err := in.Get(ctx, m, backup, []string{k})
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, r...)
-			}
-			return out, nil
+			return getOneByOne(ctx, in, m, backup, keys)
 		}}
 	}},
 	{"get in key order", []string{"Get/Order"}, func(in *null.Backend) *faulty {
@@ -677,15 +669,7 @@ var faults = []fault{
 			if len(keys) <= 8 || abi.ValidateGet(m, keys) != nil {
 				return in.Get(ctx, m, backup, keys)
 			}
-			var out []abi.Record
-			for _, k := range keys {
-				r, err := in.Get(ctx, m, backup, []string{k})
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, r...)
-			}
-			return out, nil
+			return getOneByOne(ctx, in, m, backup, keys)
 		}}
 	}},
 	{"list expired answers at most 1000 records", []string{"ListExpired/Limit"}, func(in *null.Backend) *faulty {
@@ -1216,4 +1200,18 @@ func TestOneKeyspace_nulSeparator(t *testing.T) {
 	if failed != 0 {
 		t.Errorf("the one-keyspace backend joining with NUL = %d passed, %d failed, %d skipped; want no failure\n%s", passed, failed, skipped, buf.String())
 	}
+}
+
+// getOneByOne gets each of keys alone, so a key named twice is answered
+// twice.
+func getOneByOne(ctx context.Context, in *null.Backend, m string, backup bool, keys []string) ([]abi.Record, error) {
+	var out []abi.Record
+	for _, k := range keys {
+		r, err := in.Get(ctx, m, backup, []string{k})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r...)
+	}
+	return out, nil
 }

@@ -18,13 +18,7 @@ func TestQuery_answerDoesNotHoldTheFeed(t *testing.T) {
 	t.Parallel()
 	h := newHeldHook(t) // a read taking long to make ready
 	e := newEnv(t, envConfig{readyHook: h.hook})
-	w := e.dial(t)
-	for i := 0; i < 3; i++ {
-		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), "v", cts("w")))
-	}
-	other := e.dial(t)
-	other.send(&wire.QuerySub{QueryID: "o", MapName: "other"})
-	expect[*wire.QueryResp](other)
+	w, other := bigAndOther(t, e)
 
 	a := e.dial(t)
 	h.armed.Store(true)
@@ -56,13 +50,7 @@ func TestQuery_resyncDoesNotHoldTheFeed(t *testing.T) {
 	t.Parallel()
 	h := newHeldHook(t) // a resync taking long to compare and encode
 	e := newEnv(t, envConfig{diffHook: h.hook})
-	w := e.dial(t)
-	for i := 0; i < 3; i++ {
-		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), "v", cts("w")))
-	}
-	other := e.dial(t)
-	other.send(&wire.QuerySub{QueryID: "o", MapName: "other"})
-	expect[*wire.QueryResp](other)
+	w, other := bigAndOther(t, e)
 	a := e.dial(t)
 	a.send(&wire.QuerySub{QueryID: "q", MapName: "big"})
 	if r := skipUntil[*wire.QueryResp](a); len(r.Results) != 3 {
@@ -145,4 +133,18 @@ func feedServesOthers(t *testing.T, w, other *client, what string) {
 			t.Fatalf("the change feed stopped while %s", what)
 		}
 	}
+}
+
+// bigAndOther has a writer put three records in map big and a client
+// subscribe to map other; it returns both.
+func bigAndOther(t *testing.T, e *env) (w, other *client) {
+	t.Helper()
+	w = e.dial(t)
+	for i := 0; i < 3; i++ {
+		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), "v", cts("w")))
+	}
+	other = e.dial(t)
+	other.send(&wire.QuerySub{QueryID: "o", MapName: "other"})
+	expect[*wire.QueryResp](other)
+	return w, other
 }
