@@ -57,8 +57,9 @@ type Backend interface {
 	// issue gives CodeInvalidArgument or a valid page of that map.
 	Scan(ctx context.Context, req ScanRequest) (Page, error)
 
-	// ListMaps returns the sorted names of the maps that hold at least one
-	// primary record.
+	// ListMaps returns the names of the maps that hold at least one
+	// primary record, each once, sorted in byte order (as Go compares
+	// strings; not UTF-16 order, which differs above U+FFFF).
 	ListMaps(ctx context.Context) ([]string, error)
 
 	// ListExpired returns min(limit, eligible) records (with metadata, without
