@@ -221,6 +221,9 @@ func (c *conn) start() {
 	c.wg.Add(1)
 	go c.writeWorker()
 	c.idle = time.AfterFunc(c.s.opts.IdleTimeout, func() {
+		if c.ctx.Err() != nil {
+			return // ended: the timer must not start again
+		}
 		c.mu.Lock()
 		busy := c.pending > 0
 		c.mu.Unlock()
