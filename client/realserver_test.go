@@ -24,13 +24,15 @@ func realServer(t testing.TB) string {
 // realServerWith is realServer with the server's options changed by edit.
 func realServerWith(t testing.TB, edit func(*protocol.Options)) string {
 	t.Helper()
-	return serveBackend(t, null.Open(), 0, edit)
+	url, _ := serveBackend(t, null.Open(), 0, edit)
+	return url
 }
 
 // serveBackend runs this project's server on be (closed with it), with a
 // value cache of cacheBytes (0: the default; -1: none) and the options
-// changed by edit (when not nil), and returns its WebSocket URL.
-func serveBackend(t testing.TB, be abi.Backend, cacheBytes int64, edit func(*protocol.Options)) string {
+// changed by edit (when not nil), and returns its WebSocket URL and its
+// store (for reading what it holds).
+func serveBackend(t testing.TB, be abi.Backend, cacheBytes int64, edit func(*protocol.Options)) (string, *store.Store) {
 	t.Helper()
 	clock, err := srvhlc.New("server-1", nil)
 	if err != nil {
@@ -63,5 +65,5 @@ func serveBackend(t testing.TB, be abi.Backend, cacheBytes int64, edit func(*pro
 		st.Close()
 		be.Close()
 	})
-	return "ws://" + l.Addr().String() + "/ws"
+	return "ws://" + l.Addr().String() + "/ws", st
 }

@@ -416,7 +416,7 @@ func (f *failingGets) Get(ctx context.Context, mapName string, backup bool, keys
 func TestSyncMap_serverErrorFailsTheSync(t *testing.T) {
 	t.Parallel()
 	be := &failingGets{Backend: null.Open()}
-	url := serveBackend(t, be, -1, nil) // no value cache: leaves are read from be
+	url, _ := serveBackend(t, be, -1, nil) // no value cache: leaves are read from be
 	o := testOptions(t)
 	// Without the fix SyncMap returned success once this passed.
 	o.SyncIdleTimeout = 10 * time.Second
@@ -467,7 +467,7 @@ func (b *blockingGets) Get(ctx context.Context, mapName string, backup bool, key
 func TestSyncMap_serverErrorToAnAbandonedSyncPaysItsDebt(t *testing.T) {
 	t.Parallel()
 	be := &blockingGets{Backend: null.Open(), entered: make(chan struct{}), release: make(chan struct{})}
-	url := serveBackend(t, be, -1, nil) // no value cache: leaves are read from be
+	url, _ := serveBackend(t, be, -1, nil) // no value cache: leaves are read from be
 	released := false
 	t.Cleanup(func() { // before the server's: its Close waits for the read
 		if !released {
