@@ -306,11 +306,20 @@ func (c *Client) sendChunk(ctx context.Context, cn *conn, ps []*pendingOp, batch
 	if err := ctx.Err(); err != nil {
 		return 0, err // not sent, so no ack group
 	}
+	id := ps[len(ps)-1].op.ID
 	c.mu.Lock()
-	c.groups[ps[len(ps)-1].op.ID] = ps
+	c.groups[id] = ps
 	c.mu.Unlock()
 	if err := c.write(ctx, cn, b); err != nil {
 		c.log.Debug("write failed; ops stay queued", "ops", len(ps), "error", err)
+		// No ack can answer the group: nothing was sent (ctx ended just
+		// before), or the connection is dropped. Left, it could take a
+		// later partial ack naming one of its ops from the group that is.
+		c.mu.Lock()
+		if g := c.groups[id]; len(g) > 0 && g[0] == ps[0] {
+			delete(c.groups, id)
+		}
+		c.mu.Unlock()
 		return 0, err
 	}
 	return len(ps), nil
