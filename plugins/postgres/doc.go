@@ -17,17 +17,21 @@
 //
 // The table lives in the first schema of the connection's search_path (set
 // it in the URL, e.g. ?search_path=tenant1); pg_temp first is refused, as
-// the table would be temporary. Nothing outside the topgun_
+// the table would be temporary. Every statement names the table with that
+// schema, so one dropped or renamed later is missing, never the
+// topgun_maps of a later schema on the path. Nothing outside the topgun_
 // namespace is created, altered or dropped; an existing topgun_maps that
 // lacks the columns or primary key above, or that no put could be stored
 // in or kept apart in (an extra NOT NULL column without a default, a
 // DEFERRABLE primary key, a nondeterministic collation on map_name or
 // key), or that is UNLOGGED (emptied by a database crash), is refused
-// before anything is added to it. It needs PostgreSQL 12
-// or later. Schema creation is serialised between processes with a
+// before anything is added to it. A database that takes no writes (a
+// standby, or default_transaction_read_only on) is refused. It needs
+// PostgreSQL 12 or later. Schema creation is serialised between processes with a
 // transaction-level advisory lock, so several servers may start at once.
 // Only missing objects are created, so a role allowed only to read and
-// write an existing table opens it; an expiry index such a role may not
+// write an existing table opens it (one lacking any of SELECT, INSERT,
+// UPDATE and DELETE on it is refused); an expiry index such a role may not
 // add is done without (Describe then lacks CapExpiryIndex and
 // ListExpired scans the table).
 //

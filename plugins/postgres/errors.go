@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/topgun-go/topgun/abi"
 )
@@ -31,6 +32,12 @@ func (b *Backend) mapErr(ctx context.Context, op string, err error) error {
 		return abi.Wrap(abi.CodeUnavailable, err, "postgres: %s: backend is closed; open a new one", op)
 	}
 	code := classify(ctx, err)
+	var pgErr *pgconn.PgError
+	if code == abi.CodeInternal && b != nil && b.schema != "" && errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+		// The statements name the table of the schema Open found, which
+		// is what is missing (an operator dropped or renamed it).
+		return abi.Wrap(code, err, "postgres: %s: table %s no longer exists (dropped or renamed since the backend opened it); restore it, or restart the server to create it empty", op, pgx.Identifier{b.schema, tableName}.Sanitize())
+	}
 	switch code {
 	case abi.CodeCanceled:
 		return abi.Wrap(code, err, "postgres: %s canceled", op)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -46,6 +47,34 @@ WHERE t.map_name = d.m AND t.key = d.k AND t.is_backup = d.b),
 upserted AS (` + upsertSQL + `)
 SELECT pg_notify($10, n) FROM unnest($11::text[]) AS n`
 )
+
+// statements are the statements of a Backend, on its own table.
+type statements struct {
+	upsert, del, upsertNotify, deleteNotify, applyNotify string
+	get, listMaps, listExpired, expect                   string
+}
+
+// tableRef is the table's name in the statements of this package.
+var tableRef = regexp.MustCompile(`\btopgun_maps\b`)
+
+// qualify names the table of schema in sql, one of this package's
+// statements. PostgreSQL looks an unqualified name up on search_path at
+// each statement: once the table is dropped or renamed by an operator, it
+// would find a topgun_maps of a later schema on the path (another
+// tenant's, or public's) and read and write that one.
+func qualify(sql, schema string) string {
+	return tableRef.ReplaceAllLiteralString(sql, pgx.Identifier{schema, tableName}.Sanitize())
+}
+
+func newStatements(schema string) statements {
+	return statements{
+		upsert: qualify(upsertSQL, schema), del: qualify(deleteSQL, schema),
+		upsertNotify: qualify(upsertNotifySQL, schema), deleteNotify: qualify(deleteNotifySQL, schema),
+		applyNotify: qualify(applyNotifySQL, schema),
+		get:         qualify(getSQL, schema), listMaps: qualify(listMapsSQL, schema),
+		listExpired: qualify(listExpiredSQL, schema), expect: qualify(expectSQL, schema),
+	}
+}
 
 type recordID struct {
 	mapName string
@@ -197,11 +226,11 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	puts, dels := &p.puts, &p.dels
 	switch {
 	case len(dels.keys) == 0:
-		sql, args = upsertNotifySQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, p.now, b.channel, notes}
+		sql, args = b.sql.upsertNotify, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, p.now, b.channel, notes}
 	case len(puts.keys) == 0:
-		sql, args = deleteNotifySQL, []any{dels.maps, dels.keys, dels.backups, b.channel, notes}
+		sql, args = b.sql.deleteNotify, []any{dels.maps, dels.keys, dels.backups, b.channel, notes}
 	default:
-		sql, args = applyNotifySQL, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, p.now, dels.maps, dels.keys, dels.backups, b.channel, notes}
+		sql, args = b.sql.applyNotify, []any{puts.maps, puts.keys, puts.vals, puts.exps, puts.backups, p.now, dels.maps, dels.keys, dels.backups, b.channel, notes}
 	}
 	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
 		return b.onWriteConn(ctx, func(c *pgxpool.Conn) error {
@@ -218,7 +247,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 func (b *Backend) writeTx(ctx context.Context, tx pgx.Tx, p *plan, notes []string) error {
 	puts, dels := &p.puts, &p.dels
 	if len(dels.keys) > 0 {
-		if _, err := tx.Exec(ctx, deleteSQL, dels.maps, dels.keys, dels.backups); err != nil {
+		if _, err := tx.Exec(ctx, b.sql.del, dels.maps, dels.keys, dels.backups); err != nil {
 			return err
 		}
 	}
@@ -228,7 +257,7 @@ func (b *Backend) writeTx(ctx context.Context, tx pgx.Tx, p *plan, notes []strin
 			size += len(puts.vals[end])
 			end++
 		}
-		if _, err := tx.Exec(ctx, upsertSQL, puts.maps[start:end], puts.keys[start:end], puts.vals[start:end],
+		if _, err := tx.Exec(ctx, b.sql.upsert, puts.maps[start:end], puts.keys[start:end], puts.vals[start:end],
 			puts.exps[start:end], puts.backups[start:end], p.now); err != nil {
 			return err
 		}
@@ -290,7 +319,7 @@ func (b *Backend) Get(ctx context.Context, mapName string, backup bool, keys []s
 	var found map[string]abi.Record
 	err := b.retry(ctx, "get", true, func(ctx context.Context) error {
 		found = make(map[string]abi.Record, len(uniq))
-		rows, err := b.pool.Query(ctx, getSQL, mapName, backup, uniq)
+		rows, err := b.pool.Query(ctx, b.sql.get, mapName, backup, uniq)
 		if err != nil {
 			return err
 		}
@@ -427,7 +456,7 @@ func (b *Backend) ListMaps(ctx context.Context) ([]string, error) {
 	}
 	var names []string
 	err := b.retry(ctx, "list maps", true, func(ctx context.Context) error {
-		rows, err := b.pool.Query(ctx, listMapsSQL)
+		rows, err := b.pool.Query(ctx, b.sql.listMaps)
 		if err != nil {
 			return err
 		}
@@ -468,7 +497,7 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 	limit = abi.ScanLimit(limit)
 	var out []abi.Record
 	err := b.retry(ctx, "list expired", true, func(ctx context.Context) error {
-		rows, err := b.pool.Query(ctx, listExpiredSQL, now, int64(limit))
+		rows, err := b.pool.Query(ctx, b.sql.listExpired, now, int64(limit))
 		if err != nil {
 			return err
 		}

@@ -94,6 +94,9 @@ type Backend struct {
 	byteOrder bool
 	// scanFirst and scanAfter are the scan statements for that order.
 	scanFirst, scanAfter string
+	// sql are the other statements, naming the table of schema (see
+	// qualify).
+	sql statements
 	// expiryIndex is false when the role could not create the expiry
 	// index (not the table's owner, or the table locked): ListExpired
 	// then scans the table.

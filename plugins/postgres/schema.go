@@ -70,7 +70,7 @@ var orderProbe = []string{"", " ", "-", "1", "10", "9", "A", "B", "Z", "_", "a",
 func (b *Backend) ensureSchema(ctx context.Context) error {
 	var (
 		schema                       *string
-		encoding                     string
+		encoding, readOnly           string
 		hasTable, hasMapIdx, hasExpI bool
 	)
 	// quote_ident, unlike format's %I, takes a NULL current_schema() (a
@@ -79,15 +79,22 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 	err := b.pool.QueryRow(ctx, `SELECT current_schema(), current_setting('server_encoding'),
   to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1::text)) IS NOT NULL,
   to_regclass(quote_ident(current_schema()) || '.' || quote_ident($2::text)) IS NOT NULL,
-  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($3::text)) IS NOT NULL`,
-		tableName, mapIndexName, expiryIndexName).Scan(&schema, &encoding, &hasTable, &hasMapIdx, &hasExpI)
+  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($3::text)) IS NOT NULL,
+  current_setting('transaction_read_only')`,
+		tableName, mapIndexName, expiryIndexName).Scan(&schema, &encoding, &hasTable, &hasMapIdx, &hasExpI, &readOnly)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect schema", err)
+	}
+	if readOnly == "on" {
+		// A standby (a read replica's address), or a role or database
+		// set read-only: the backend would open, and /ready pass, but
+		// every write fail, as if the database were unreachable.
+		return abi.Errorf(abi.CodeInvalidArgument, "postgres: the database takes no writes (transaction_read_only is on: it is a standby, or default_transaction_read_only is on for the role, the database or in DATABASE_URL); point DATABASE_URL at the primary (with several hosts, add target_session_attrs=read-write) or turn default_transaction_read_only off")
 	}
 	if schema == nil {
 		var path string
 		_ = b.pool.QueryRow(ctx, `SELECT current_setting('search_path')`).Scan(&path)
-		return abi.Errorf(abi.CodeInvalidArgument, "postgres: no schema to create %s in: search_path %q names no existing schema; create the schema or set search_path in DATABASE_URL", tableName, path)
+		return abi.Errorf(abi.CodeInvalidArgument, "postgres: no schema to create %s in: search_path %q names no existing schema the role may use; create the schema, grant the role USAGE on it, or set search_path in DATABASE_URL", tableName, path)
 	}
 	if strings.HasPrefix(*schema, "pg_temp_") {
 		// pg_temp first on search_path: the table would be a temporary
@@ -95,7 +102,7 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 		// acknowledged writes would vanish.
 		return abi.Errorf(abi.CodeInvalidArgument, "postgres: search_path puts pg_temp first, so %s would be a temporary table, dropped when its connection closes; list a permanent schema first in search_path (in DATABASE_URL or the role's settings)", tableName)
 	}
-	b.schema, b.channel = *schema, channelName(*schema)
+	b.schema, b.channel, b.sql = *schema, channelName(*schema), newStatements(*schema)
 	if encoding != "UTF8" && encoding != "SQL_ASCII" {
 		return abi.Errorf(abi.CodeUnsupported, "postgres: the database encoding is %s; keys are UTF-8, so use a database created with ENCODING 'UTF8'", encoding)
 	}
@@ -103,6 +110,9 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 	// foreign table that happens to be called topgun_maps is left alone.
 	if hasTable {
 		if err := b.checkTable(ctx, *schema); err != nil {
+			return err
+		}
+		if err := b.checkPrivileges(ctx, *schema); err != nil {
 			return err
 		}
 	}
@@ -263,6 +273,25 @@ WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, table).Scan(&pk, &deferrab
 	return nil
 }
 
+// checkPrivileges reports the rights on an existing table that the role
+// lacks: without them Open succeeded, and every write (or every
+// operation) failed later as an internal error.
+func (b *Backend) checkPrivileges(ctx context.Context, schema string) error {
+	table := pgx.Identifier{schema, tableName}.Sanitize()
+	var role string
+	var missing []string
+	err := b.pool.QueryRow(ctx, `SELECT current_user::text, coalesce(array_agg(p ORDER BY o) FILTER (WHERE NOT has_table_privilege($1::regclass, p)), '{}')
+FROM unnest('{SELECT,INSERT,UPDATE,DELETE}'::text[]) WITH ORDINALITY AS r(p, o)`, table).Scan(&role, &missing)
+	if err != nil {
+		return b.mapErr(ctx, "open: inspect privileges on "+table, err)
+	}
+	if len(missing) > 0 {
+		return abi.Errorf(abi.CodeInvalidArgument, "postgres: open: the role %s may not %s on table %s; GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO %s",
+			role, strings.Join(missing, ", "), table, table, pgx.Identifier{role}.Sanitize())
+	}
+	return nil
+}
+
 // checkOrder finds out whether the key column's collation sorts keys by
 // their bytes, as the other backends do. If it does not, scans still page
 // exactly once, in the collation's order, and a warning is logged: an
@@ -292,11 +321,13 @@ WHERE a.attrelid = $1::regclass AND a.attname = 'key'`, table).Scan(&coll, &coll
 	b.byteOrder = slices.Equal(got, want)
 	if b.byteOrder {
 		b.scanFirst, b.scanAfter = scanSQL("")
+		b.scanFirst, b.scanAfter = qualify(b.scanFirst, schema), qualify(b.scanAfter, schema)
 		return nil
 	}
 	// Every backend scans in byte order (the server pages by comparing
 	// keys as bytes): order by COLLATE "C", from an index of our own.
 	b.scanFirst, b.scanAfter = scanSQL(` COLLATE "C"`)
+	b.scanFirst, b.scanAfter = qualify(b.scanFirst, schema), qualify(b.scanAfter, schema)
 	var hasIdx bool
 	if err := b.pool.QueryRow(ctx, `SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL`, schema, keyIndexName).Scan(&hasIdx); err != nil {
 		return b.mapErr(ctx, "open: inspect schema", err)

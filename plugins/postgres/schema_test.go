@@ -651,3 +651,153 @@ func roleURL(t *testing.T, url, login string, setup, cleanup []string) string {
 	_ = c.Close(ctx)
 	return u.String()
 }
+
+// A table dropped (or renamed) by an operator while the backend runs must
+// not be replaced by the topgun_maps of a later schema on search_path:
+// unqualified, every statement found that one (another tenant's, or
+// public's), so the backend read another tenant's records and acknowledged
+// writes into its table, absent from its own once recreated.
+func TestBackend_droppedTableNotReplacedByAnotherSchemas(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	otherURL := pgtest.FreshSchema(t)
+	other := openURL(t, otherURL)
+	seed := &abi.Batch{Now: 1}
+	seed.Put("m", "theirs", false, []byte("other tenant"), 5)
+	apply(t, other, seed)
+
+	url := pgtest.FreshSchema(t)
+	conn := sqlConn(t, url)
+	var mine, theirs string
+	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&mine); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlConn(t, otherURL).QueryRow(ctx, `SELECT current_schema()`).Scan(&theirs); err != nil {
+		t.Fatal(err)
+	}
+	both, err := pgtest.WithSearchPath(url, mine+","+theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := openURL(t, both)
+	if _, err := conn.Exec(ctx, `DROP TABLE topgun_maps`); err != nil {
+		t.Fatal(err)
+	}
+
+	batch := &abi.Batch{Now: 2}
+	batch.Put("m", "mine", false, []byte("v"), 0)
+	if err := b.Apply(ctx, batch); err == nil {
+		t.Error("Apply succeeded after the table was dropped")
+	} else if !strings.Contains(err.Error(), "restore it") {
+		t.Errorf("Apply error %q does not say what to do", err)
+	}
+	if err := b.ApplyChecked(ctx, batch, nil); err == nil {
+		t.Error("ApplyChecked succeeded after the table was dropped")
+	}
+	if recs, err := b.Get(ctx, "m", false, []string{"theirs"}); err == nil {
+		t.Errorf("Get read another schema's table: %v", recs)
+	}
+	if page, err := b.Scan(ctx, abi.ScanRequest{Map: "m", Limit: 10, MaxBytes: 1 << 20}); err == nil {
+		t.Errorf("Scan read another schema's table: %v", page.Records)
+	}
+	if names, err := b.ListMaps(ctx); err == nil {
+		t.Errorf("ListMaps read another schema's table: %v", names)
+	}
+	if recs, err := b.ListExpired(ctx, 10, 10); err == nil {
+		t.Errorf("ListExpired read another schema's table: %v", recs)
+	}
+	if recs, err := other.Get(ctx, "m", false, []string{"mine"}); err != nil || len(recs) != 0 {
+		t.Errorf("another schema's table holds this backend's write: %v %v", recs, err)
+	}
+}
+
+// A database that takes no writes (a standby, such as a read replica's
+// address given by mistake, or default_transaction_read_only set on the
+// role or database) is refused at Open, saying so. Before, with the table
+// in place, Open succeeded and every write failed as "database
+// unavailable; retry when PostgreSQL is reachable"; without it, Open gave
+// that same advice.
+func TestOpen_refusesReadOnlyDatabase(t *testing.T) {
+	t.Parallel()
+	for _, withTable := range []bool{true, false} {
+		t.Run(fmt.Sprintf("table=%v", withTable), func(t *testing.T) {
+			t.Parallel()
+			url := pgtest.FreshSchema(t)
+			ctx := testCtx(t)
+			var schema string
+			if err := sqlConn(t, url).QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+				t.Fatal(err)
+			}
+			role := schema + "_ro"
+			setup := []string{
+				`CREATE ROLE ` + role + ` LOGIN`,
+				`GRANT USAGE, CREATE ON SCHEMA ` + schema + ` TO ` + role,
+				`ALTER ROLE ` + role + ` SET default_transaction_read_only = on`,
+			}
+			if withTable {
+				setup = append(setup, schemaDDL[0], schemaDDL[1], schemaDDL[2],
+					`GRANT SELECT, INSERT, UPDATE, DELETE ON topgun_maps TO `+role)
+			}
+			login := roleURL(t, url, role, setup, []string{
+				`DROP OWNED BY ` + role,
+				`DROP ROLE IF EXISTS ` + role,
+			})
+			b, err := Open(ctx, login, testOptions(t))
+			if err == nil {
+				_ = b.Close()
+				t.Fatal("Open accepted a database that takes no writes")
+			}
+			mustCode(t, err, abi.ErrInvalidArgument)
+			if !strings.Contains(err.Error(), "default_transaction_read_only") {
+				t.Fatalf("error %q does not name the setting", err)
+			}
+		})
+	}
+}
+
+// A role that may not use what DATABASE_URL names is told so at Open, with
+// the grant that fixes it. Before, a role allowed only to read the table
+// (or not even that) opened it, and then every write failed as an internal
+// error; and a schema the role had no USAGE on was called missing, so the
+// advice was to create a schema that exists.
+func TestOpen_refusesRoleWithoutRights(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		grants []string
+		want   string
+	}{
+		{"no usage on schema", nil, "grant the role USAGE"},
+		{"select only", []string{`GRANT USAGE ON SCHEMA %[1]s TO %[2]s`, `GRANT SELECT ON topgun_maps TO %[2]s`},
+			"may not INSERT, UPDATE, DELETE on table"},
+		{"no table rights", []string{`GRANT USAGE ON SCHEMA %[1]s TO %[2]s`}, "may not SELECT, INSERT, UPDATE, DELETE on table"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url := pgtest.FreshSchema(t)
+			ctx := testCtx(t)
+			var schema string
+			if err := sqlConn(t, url).QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+				t.Fatal(err)
+			}
+			role := schema + "_app"
+			setup := []string{schemaDDL[0], schemaDDL[1], schemaDDL[2], `CREATE ROLE ` + role + ` LOGIN`}
+			for _, g := range tc.grants {
+				setup = append(setup, fmt.Sprintf(g, schema, role))
+			}
+			login := roleURL(t, url, role, setup, []string{
+				`DROP OWNED BY ` + role,
+				`DROP ROLE IF EXISTS ` + role,
+			})
+			b, err := Open(ctx, login, testOptions(t))
+			if err == nil {
+				_ = b.Close()
+				t.Fatal("Open accepted a role that may not use the table")
+			}
+			mustCode(t, err, abi.ErrInvalidArgument)
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+}

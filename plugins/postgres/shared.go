@@ -338,7 +338,7 @@ func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []a
 				if _, err := tx.Exec(ctx, lockSQL, lockClass, locks); err != nil {
 					return err
 				}
-				rows, err := tx.Query(ctx, expectSQL, maps, keys)
+				rows, err := tx.Query(ctx, b.sql.expect, maps, keys)
 				if err != nil {
 					return err
 				}
