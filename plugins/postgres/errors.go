@@ -93,6 +93,7 @@ func classifySQLState(state string) abi.Code {
 		"57P02", // crash_shutdown
 		"57P03", // cannot_connect_now
 		"57P05", // idle_session_timeout
+		"25P03", // idle_in_transaction_session_timeout
 		"53300", // too_many_connections
 		"25006", // read_only_sql_transaction (a standby)
 		"40001", // serialization_failure
@@ -154,7 +155,9 @@ func retryable(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
-		case "57P01", "57P02", "57P03", "40001", "40P01":
+		case "57P01", "57P02", "57P03", "57P05", "25P03", "40001", "40P01":
+			// 57P05 and 25P03: the session was ended as idle (outside a
+			// transaction, or inside one this backend had not committed).
 			return true
 		}
 		return strings.HasPrefix(pgErr.Code, "08")

@@ -133,6 +133,12 @@ func (b *Backend) endFenced(ctx context.Context) error {
 	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		var left int64
 		err := b.pool.QueryRow(ctx, fenceSQL, pids, starts).Scan(&left)
+		if err != nil && retryable(err) && ctx.Err() == nil {
+			// The pooled connection it ran on was dead (a session the
+			// database ended as idle): the next try takes another.
+			left = int64(len(pids))
+			err = nil
+		}
 		if err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && ctx.Err() == nil && !transient(pgErr.Code) {

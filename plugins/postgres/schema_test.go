@@ -801,3 +801,35 @@ func TestOpen_refusesRoleWithoutRights(t *testing.T) {
 		})
 	}
 }
+
+// Sessions the database ended as idle (idle_session_timeout, SQLSTATE
+// 57P05) are retried on a fresh connection like those an administrator
+// ended: the statement never ran. Before, the first write and read on each
+// such pooled connection failed (pgxpool checks only connections idle
+// for over a second).
+func TestBackend_sessionsEndedAsIdleAreRetried(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("idle_session_timeout", "200")
+	u.RawQuery = q.Encode()
+	b := openURL(t, u.String())
+	ctx := testCtx(t)
+	for i := range 3 {
+		// Past the timeout: the server ends every pooled session.
+		time.Sleep(500 * time.Millisecond)
+		batch := &abi.Batch{Now: int64(i + 1)}
+		batch.Put("m", fmt.Sprintf("k%d", i), false, []byte("v"), 0)
+		if err := b.Apply(ctx, batch); err != nil {
+			t.Fatalf("write %d after the sessions idled out: %v", i, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if recs, err := b.Get(ctx, "m", false, []string{fmt.Sprintf("k%d", i)}); err != nil || len(recs) != 1 {
+			t.Fatalf("read %d after the sessions idled out: %v, %v", i, recs, err)
+		}
+	}
+}
