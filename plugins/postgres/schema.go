@@ -60,6 +60,13 @@ var wantColumns = map[string]string{
 	"updated_at":      "bigint",
 }
 
+// allColumns are the columns the statements read and insert;
+// updatedColumns those an overwrite sets (see upsertSQL).
+var (
+	allColumns     = []string{"map_name", "key", "value", "expiration_time", "is_backup", "created_at", "updated_at"}
+	updatedColumns = []string{"value", "expiration_time", "updated_at"}
+)
+
 // orderProbe are keys whose byte order differs from most natural-language
 // collations; comparing how the database sorts them with Go's byte order
 // tells whether scans are in byte order.
@@ -280,8 +287,14 @@ func (b *Backend) checkPrivileges(ctx context.Context, schema string) error {
 	table := pgx.Identifier{schema, tableName}.Sanitize()
 	var role string
 	var missing []string
-	err := b.pool.QueryRow(ctx, `SELECT current_user::text, coalesce(array_agg(p ORDER BY o) FILTER (WHERE NOT has_table_privilege($1::regclass, p)), '{}')
-FROM unnest('{SELECT,INSERT,UPDATE,DELETE}'::text[]) WITH ORDINALITY AS r(p, o)`, table).Scan(&role, &missing)
+	// Per column, as the statements need them (has_column_privilege also
+	// counts table-wide grants): a role may hold UPDATE on only the columns
+	// an overwrite sets, and write as well as one with UPDATE on the table.
+	err := b.pool.QueryRow(ctx, `SELECT current_user::text, coalesce(array_agg(p ORDER BY o) FILTER (WHERE NOT CASE p
+  WHEN 'DELETE' THEN has_table_privilege($1::regclass, p)
+  ELSE (SELECT bool_and(has_column_privilege($1::regclass, c, p)) FROM unnest(CASE p WHEN 'UPDATE' THEN $3::text[] ELSE $2::text[] END) AS c)
+END), '{}')
+FROM unnest('{SELECT,INSERT,UPDATE,DELETE}'::text[]) WITH ORDINALITY AS r(p, o)`, table, allColumns, updatedColumns).Scan(&role, &missing)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect privileges on "+table, err)
 	}
