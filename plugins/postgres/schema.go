@@ -77,7 +77,7 @@ var orderProbe = []string{"", " ", "-", "1", "10", "9", "A", "B", "Z", "_", "a",
 func (b *Backend) ensureSchema(ctx context.Context) error {
 	var (
 		schema                       *string
-		encoding, readOnly           string
+		encoding                     string
 		hasTable, hasMapIdx, hasExpI bool
 	)
 	// quote_ident, unlike format's %I, takes a NULL current_schema() (a
@@ -86,17 +86,10 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 	err := b.pool.QueryRow(ctx, `SELECT current_schema(), current_setting('server_encoding'),
   to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1::text)) IS NOT NULL,
   to_regclass(quote_ident(current_schema()) || '.' || quote_ident($2::text)) IS NOT NULL,
-  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($3::text)) IS NOT NULL,
-  current_setting('transaction_read_only')`,
-		tableName, mapIndexName, expiryIndexName).Scan(&schema, &encoding, &hasTable, &hasMapIdx, &hasExpI, &readOnly)
+  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($3::text)) IS NOT NULL`,
+		tableName, mapIndexName, expiryIndexName).Scan(&schema, &encoding, &hasTable, &hasMapIdx, &hasExpI)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect schema", err)
-	}
-	if readOnly == "on" {
-		// A standby (a read replica's address), or a role or database
-		// set read-only: the backend would open, and /ready pass, but
-		// every write fail, as if the database were unreachable.
-		return abi.Errorf(abi.CodeInvalidArgument, "postgres: the database takes no writes (transaction_read_only is on: it is a standby, or default_transaction_read_only is on for the role, the database or in DATABASE_URL); point DATABASE_URL at the primary (with several hosts, add target_session_attrs=read-write) or turn default_transaction_read_only off")
 	}
 	if schema == nil {
 		var path string
@@ -136,6 +129,9 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 	if len(required) > 0 {
 		if err := b.createSchema(ctx, required); err != nil {
 			var pgErr *pgconn.PgError
+			if ro := readOnlyErr(err); ro != nil {
+				return ro
+			}
 			if errors.As(err, &pgErr) && pgErr.Code == "42501" {
 				return abi.Wrap(abi.CodeInvalidArgument, err, "postgres: open: the role may not create %s in schema %s; create the table and its index once as a role that may (the statements are in the README), or grant CREATE on the schema", tableName, *schema)
 			}
@@ -167,7 +163,28 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 			return err
 		}
 	}
+	// A write that changes nothing, sent as writes are (a pooler that
+	// routes reads to standbys sends it to the primary, as it would a
+	// client write).
+	if _, err := b.pool.Exec(ctx, "UPDATE "+pgx.Identifier{*schema, tableName}.Sanitize()+" SET updated_at = updated_at WHERE false"); err != nil {
+		if ro := readOnlyErr(err); ro != nil {
+			return ro
+		}
+		return b.mapErr(ctx, "open: check that the table takes writes", err)
+	}
 	return b.checkOrder(ctx, *schema)
+}
+
+// readOnlyErr explains err when it says the database takes no writes (a
+// standby, such as a read replica's address, or default_transaction_read_only
+// set): the backend would open, and /ready pass, but every write fail as
+// if the database were unreachable. It returns nil for other errors.
+func readOnlyErr(err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "25006" {
+		return nil
+	}
+	return abi.Wrap(abi.CodeInvalidArgument, err, "postgres: the database takes no writes (it is a standby, or default_transaction_read_only is on for the role, the database or in DATABASE_URL); point DATABASE_URL at the primary (with several hosts, add target_session_attrs=read-write) or turn default_transaction_read_only off")
 }
 
 // createSchema runs stmts in one transaction, serialised with other
