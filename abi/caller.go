@@ -164,7 +164,17 @@ func errorText(status Code, resp []byte) string {
 	if len(resp) == 0 {
 		return status.String()
 	}
-	return strings.ToValidUTF8(string(resp), "\uFFFD")
+	msg := strings.ToValidUTF8(string(resp), "\uFFFD")
+	if len(msg) > MaxErrorMessageBytes {
+		// Each invalid byte became three: cut again, now between
+		// characters of valid UTF-8.
+		n := MaxErrorMessageBytes
+		for n > 0 && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n]
+	}
+	return msg
 }
 
 // IsMalformed reports whether err says a plugin's response did not decode.

@@ -41,6 +41,8 @@ func TestCaller_errorMessage(t *testing.T) {
 	}{
 		{"cutAtCharacter", CodeConflict, "x" + strings.Repeat("é", 3000), "x" + strings.Repeat("é", 2047)},
 		{"notUTF8", CodeInternal, "bad \xff byte", "bad \uFFFD byte"},
+		// 4096 bytes cut, then each 0xff replaced by three bytes: cut again.
+		{"notUTF8Long", CodeInternal, strings.Repeat("a\xff", 3000), strings.Repeat("a\uFFFD", 1024)},
 		{"empty", CodeNotFound, "", "not found"},
 		{"short", CodeUnavailable, "closed", "closed"},
 	}
