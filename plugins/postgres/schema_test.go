@@ -723,12 +723,7 @@ func TestOpen_refusesReadOnlyDatabase(t *testing.T) {
 	for _, withTable := range []bool{true, false} {
 		t.Run(fmt.Sprintf("table=%v", withTable), func(t *testing.T) {
 			t.Parallel()
-			url := pgtest.FreshSchema(t)
-			ctx := testCtx(t)
-			var schema string
-			if err := sqlConn(t, url).QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-				t.Fatal(err)
-			}
+			url, schema := freshSchemaName(t)
 			role := schema + "_ro"
 			setup := []string{
 				`CREATE ROLE ` + role + ` LOGIN`,
@@ -743,15 +738,7 @@ func TestOpen_refusesReadOnlyDatabase(t *testing.T) {
 				`DROP OWNED BY ` + role,
 				`DROP ROLE IF EXISTS ` + role,
 			})
-			b, err := Open(ctx, login, testOptions(t))
-			if err == nil {
-				_ = b.Close()
-				t.Fatal("Open accepted a database that takes no writes")
-			}
-			mustCode(t, err, abi.ErrInvalidArgument)
-			if !strings.Contains(err.Error(), "default_transaction_read_only") {
-				t.Fatalf("error %q does not name the setting", err)
-			}
+			wantRefused(t, login, "a database that takes no writes", "default_transaction_read_only")
 		})
 	}
 }
@@ -775,12 +762,7 @@ func TestOpen_refusesRoleWithoutRights(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			url := pgtest.FreshSchema(t)
-			ctx := testCtx(t)
-			var schema string
-			if err := sqlConn(t, url).QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-				t.Fatal(err)
-			}
+			url, schema := freshSchemaName(t)
 			role := schema + "_app"
 			setup := []string{schemaDDL[0], schemaDDL[1], schemaDDL[2], `CREATE ROLE ` + role + ` LOGIN`}
 			for _, g := range tc.grants {
@@ -790,15 +772,7 @@ func TestOpen_refusesRoleWithoutRights(t *testing.T) {
 				`DROP OWNED BY ` + role,
 				`DROP ROLE IF EXISTS ` + role,
 			})
-			b, err := Open(ctx, login, testOptions(t))
-			if err == nil {
-				_ = b.Close()
-				t.Fatal("Open accepted a role that may not use the table")
-			}
-			mustCode(t, err, abi.ErrInvalidArgument)
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %q does not say %q", err, tc.want)
-			}
+			wantRefused(t, login, "a role that may not use the table", tc.want)
 		})
 	}
 }
@@ -854,12 +828,8 @@ func TestOpen_acceptsRoleWithRightsHeldOtherwise(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			url := pgtest.FreshSchema(t)
+			url, schema := freshSchemaName(t)
 			ctx := testCtx(t)
-			var schema string
-			if err := sqlConn(t, url).QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
-				t.Fatal(err)
-			}
 			role := schema + "_app"
 			setup := []string{schemaDDL[0], schemaDDL[1], schemaDDL[2], `CREATE ROLE ` + role + ` LOGIN`,
 				`GRANT USAGE ON SCHEMA ` + schema + ` TO ` + role}
@@ -889,5 +859,30 @@ func TestOpen_acceptsRoleWithRightsHeldOtherwise(t *testing.T) {
 			del.Delete("m", "k", false)
 			apply(t, b, del)
 		})
+	}
+}
+
+// freshSchemaName is pgtest.FreshSchema, with the schema's name.
+func freshSchemaName(t *testing.T) (url, schema string) {
+	t.Helper()
+	url = pgtest.FreshSchema(t)
+	if err := sqlConn(t, url).QueryRow(testCtx(t), `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	return url, schema
+}
+
+// wantRefused checks that Open refuses login as the caller's mistake
+// (what), with an error that says want.
+func wantRefused(t *testing.T, login, what, want string) {
+	t.Helper()
+	b, err := Open(testCtx(t), login, testOptions(t))
+	if err == nil {
+		_ = b.Close()
+		t.Fatalf("Open accepted %s", what)
+	}
+	mustCode(t, err, abi.ErrInvalidArgument)
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %q does not say %q", err, want)
 	}
 }
