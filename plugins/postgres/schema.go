@@ -142,6 +142,9 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 	b.expiryIndex = true
 	if !hasExpI {
 		err := b.createSchema(ctx, schemaDDL[2:])
+		if ro := readOnlyErr(err); ro != nil {
+			return ro
+		}
 		var pgErr *pgconn.PgError
 		switch {
 		case err == nil:
