@@ -166,7 +166,7 @@ func errorText(status Code, resp []byte) string {
 	}
 	msg := strings.ToValidUTF8(string(resp), "\uFFFD")
 	if len(msg) > MaxErrorMessageBytes {
-		// Each invalid byte became three: cut again, now between
+		// Each run of invalid bytes became three bytes: cut again, now between
 		// characters of valid UTF-8.
 		n := MaxErrorMessageBytes
 		for n > 0 && !utf8.RuneStart(msg[n]) {

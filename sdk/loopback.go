@@ -25,8 +25,8 @@ var _ abi.Backend = (*loopback)(nil)
 // inside wasm, and decoded as the host decodes it. Errors are prefixed with
 // "plugin <name> (loopback)". It panics, naming the cause, where a host
 // would refuse the plugin at load: when b's description does not decode
-// (a name that is empty, over 64 bytes or holds control characters, see
-// abi/WASM.md section 4).
+// (a name that is empty, over 64 bytes, not valid UTF-8 or holds control
+// characters, see abi/WASM.md section 4).
 func Loopback(b abi.Backend, opts ...Option) abi.Backend {
 	lb, err := newLoopback(context.Background(), newServer(b, "", 0, nil).with(opts), nil, "")
 	if err != nil {
