@@ -644,12 +644,7 @@ func TestHTTPSync_backlogOverBatchLimitIsAcknowledgedInParts(t *testing.T) {
 		}
 		var resp *wire.HTTPSyncResponse
 		pending, resp = e.httpPoll(t, pending, 2)
-		for _, er := range resp.Errors {
-			if er.Code != 403 {
-				t.Fatalf("round %d: error %+v", round, er)
-			}
-			refused = append(refused, er.Context)
-		}
+		refused = append(refused, refusals(t, round, resp)...)
 	}
 	if !slices.Equal(refused, []string{"15"}) {
 		t.Fatalf("refused %v, want op 15 once", refused)
@@ -764,4 +759,18 @@ func TestHTTPSync_invalidMapNameRefused(t *testing.T) {
 			}
 		}
 	}
+}
+
+// refusals returns the ids of the ops resp refused (error 403), failing
+// the test on any other error.
+func refusals(t *testing.T, round int, resp *wire.HTTPSyncResponse) []string {
+	t.Helper()
+	var ids []string
+	for _, er := range resp.Errors {
+		if er.Code != 403 {
+			t.Fatalf("round %d: error %+v", round, er)
+		}
+		ids = append(ids, er.Context)
+	}
+	return ids
 }
