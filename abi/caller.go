@@ -149,25 +149,18 @@ func (s *callState) handleResponse(status Code, resp []byte) error {
 // refuse invalid UTF-8 (this server's wire package does), and the code's
 // name when the plugin gave no text.
 func errorText(status Code, resp []byte) string {
-	if len(resp) > MaxErrorMessageBytes {
-		n := MaxErrorMessageBytes
-		for i := n; i > n-utf8.UTFMax && i > 0; i-- {
-			if utf8.RuneStart(resp[i]) {
-				// resp[i] starts the character the cut would split, or
-				// the one after the cut: keep what precedes it.
-				n = i
-				break
-			}
-		}
-		resp = resp[:n]
+	// A few bytes past the limit, so that the character the limit splits
+	// stays whole until the cut below drops it.
+	if len(resp) > MaxErrorMessageBytes+utf8.UTFMax {
+		resp = resp[:MaxErrorMessageBytes+utf8.UTFMax]
 	}
 	if len(resp) == 0 {
 		return status.String()
 	}
+	// Each run of invalid bytes becomes three: the cut comes after, between
+	// characters of valid UTF-8.
 	msg := strings.ToValidUTF8(string(resp), "\uFFFD")
 	if len(msg) > MaxErrorMessageBytes {
-		// Each run of invalid bytes became three bytes: cut again, now between
-		// characters of valid UTF-8.
 		n := MaxErrorMessageBytes
 		for n > 0 && !utf8.RuneStart(msg[n]) {
 			n--
