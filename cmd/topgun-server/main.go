@@ -7,9 +7,10 @@
 // TOPGUN_NO_AUTH is set), opens the storage backend and the record store on
 // it, listens on TOPGUN_BIND_ADDR:PORT and prints `PORT=<port>` on stdout.
 // It serves TopGun's client protocol (WebSocket at / and /ws, POST /sync),
-// GET /health (the process is up) and GET /ready (the storage answers). On
-// SIGINT or SIGTERM it closes the client connections once their writes in
-// flight are acknowledged, drains requests for at most drainTimeout, closes
+// GET /health (the process is up) and GET /ready (the storage answers and
+// no commit waits on it). On SIGINT or SIGTERM it closes the client
+// connections once their writes in flight are acknowledged, drains
+// requests for at most drainTimeout, closes
 // the record store and the storage (for at most storageCloseTimeout, else
 // it exits 1 without them) and exits 0.
 package main
@@ -198,7 +199,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	log.Info("protocol ready", "node_id", nodeID, "auth", authMode, "max_message_bytes", cfg.maxMessageBytes, "max_batch_ops", cfg.maxBatchOps)
 
 	var draining atomic.Bool
-	mux := newMux(backend, log, &draining)
+	mux := newMux(backend, st.CommitStalled, log, &draining)
 	mux.Handle("GET /metrics", metrics.handler(proto, backend))
 	proto.Register(mux)
 	code := serve(ctx, cfg, mux, func() {
@@ -309,8 +310,9 @@ func serve(ctx context.Context, cfg *config, handler http.Handler, stop func(), 
 }
 
 // newMux builds the server's own HTTP routes; the protocol server mounts
-// its endpoints (/, /ws, /sync) beside them.
-func newMux(store *plugins.Store, log hclog.Logger, draining *atomic.Bool) *http.ServeMux {
+// its endpoints (/, /ws, /sync) beside them. stalled, if not nil, reports
+// a commit that has waited for storage longer than its argument.
+func newMux(store *plugins.Store, stalled func(time.Duration) error, log hclog.Logger, draining *atomic.Bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -326,7 +328,12 @@ func newMux(store *plugins.Store, log hclog.Logger, draining *atomic.Bool) *http
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
-		if err := store.Ping(ctx); err != nil {
+		err := store.Ping(ctx)
+		if err == nil && stalled != nil {
+			// A read answers while writes can wait behind a lock.
+			err = stalled(readyTimeout)
+		}
+		if err != nil {
 			if !unready.Swap(true) {
 				log.Warn("not ready", "error", err)
 			}

@@ -55,7 +55,7 @@ func TestNewMux_healthAndReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(newMux(store, testLogger(t), nil))
+	srv := httptest.NewServer(newMux(store, nil, testLogger(t), nil))
 	defer srv.Close()
 	client := srv.Client()
 

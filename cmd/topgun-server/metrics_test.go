@@ -37,7 +37,7 @@ func metricsServer(t *testing.T, store *plugins.Store) *httptest.Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proto.Close() })
-	mux := newMux(store, testLogger(t), nil)
+	mux := newMux(store, nil, testLogger(t), nil)
 	mux.Handle("GET /metrics", metrics.handler(proto, store))
 	proto.Register(mux)
 	srv := httptest.NewServer(mux)

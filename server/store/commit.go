@@ -370,6 +370,8 @@ func (s *Store) closeUnsure() {
 // deadline each, CommitTimeout, so its callers are answered within about
 // twice that even when the backend does not answer.
 func (s *Store) applyTxn(t *txn) {
+	s.applyingSince.Store(time.Now().UnixNano())
+	defer s.applyingSince.Store(0)
 	// A re-read that failed is tried again before each commit, so the
 	// index does not stay behind storage once the backend is back. Not
 	// under the commit's deadline: re-reads that take longer than it (a

@@ -231,7 +231,10 @@ type Store struct {
 	maxStored    record.Timestamp
 	maxCommitted int64
 	applying     int64 // the commit time of the batch being applied, 0 for none
-	shared       bool  // other processes commit to the same storage
+	// applyingSince is when the applier took the txn it works on (Unix
+	// nanoseconds), 0 while it waits for one; see CommitStalled.
+	applyingSince atomic.Int64
+	shared        bool // other processes commit to the same storage
 	// checked applies commits on shared storage (nil: unchecked); watchq
 	// gathers the other processes' commits (nil: not heard), which
 	// stopWatch stops hearing. See shared.go.
@@ -809,6 +812,21 @@ func (s *Store) closingContext() (context.Context, context.CancelFunc) {
 		}
 	}()
 	return ctx, cancel
+}
+
+// CommitStalled reports an error while the commit being applied has
+// waited for the storage backend longer than d: a backend that answers
+// reads can still hold every write (a lock another database session
+// holds), which a read alone does not show.
+func (s *Store) CommitStalled(d time.Duration) error {
+	since := s.applyingSince.Load()
+	if since == 0 {
+		return nil
+	}
+	if waited := time.Since(time.Unix(0, since)); waited > d {
+		return fmt.Errorf("store: a commit has waited %s for the storage backend", waited.Round(time.Millisecond))
+	}
+	return nil
 }
 
 // Close stops the loops, waits for in-flight commits and closes the feed.
