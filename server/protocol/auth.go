@@ -4,6 +4,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -65,7 +66,7 @@ func NewAuth(jwtSecret string) (*Auth, error) {
 		a.alg, a.key = jwt.SigningMethodRS256.Alg(), key
 	} else {
 		if looksLikePublicKey(secret) {
-			return nil, errors.New("protocol: JWT_SECRET holds a public key, but not as a PEM block at its start (quotes, text before it, or bare base64); as an HS256 secret anyone with the public key could sign tokens: give the PEM itself, starting with -----BEGIN PUBLIC KEY-----")
+			return nil, errors.New("protocol: JWT_SECRET holds a public key, but not as a PEM block at its start (quotes, text before it, bare base64, or a JSON Web Key); as an HS256 secret anyone with the public key could sign tokens: give the PEM itself, starting with -----BEGIN PUBLIC KEY-----")
 		}
 		a.alg, a.key = jwt.SigningMethodHS256.Alg(), []byte(secret)
 	}
@@ -75,10 +76,11 @@ func NewAuth(jwtSecret string) (*Auth, error) {
 
 // looksLikePublicKey reports whether an HS256 secret is in fact a public
 // key (or certificate) in a form NewAuth does not read as one: a PEM block
-// somewhere in it, or bare base64 DER as identity providers publish keys.
-// Used as an HMAC secret, a public value would let anyone sign tokens.
+// somewhere in it, bare base64 DER, or a JSON Web Key (or key set), as
+// identity providers publish keys. Used as an HMAC secret, a public value
+// would let anyone sign tokens.
 func looksLikePublicKey(secret string) bool {
-	if strings.Contains(secret, "-----BEGIN") {
+	if strings.Contains(secret, "-----BEGIN") || isPublicJWK(secret) {
 		return true
 	}
 	der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(secret), ""))
@@ -93,6 +95,30 @@ func looksLikePublicKey(secret string) bool {
 	}
 	_, err = x509.ParseCertificate(der)
 	return err == nil
+}
+
+// isPublicJWK reports whether s is a JSON Web Key of an asymmetric key
+// (kty RSA, EC or OKP), or a key set holding one, quoted or not. A
+// symmetric key ("oct") is a secret, not a public value.
+func isPublicJWK(s string) bool {
+	s = strings.Trim(strings.TrimSpace(s), `'"`)
+	type jwk struct {
+		Kty string `json:"kty"`
+	}
+	var v struct {
+		jwk
+		Keys []jwk `json:"keys"`
+	}
+	if json.Unmarshal([]byte(s), &v) != nil {
+		return false
+	}
+	for _, k := range append(v.Keys, v.jwk) {
+		switch strings.ToUpper(k.Kty) {
+		case "RSA", "EC", "OKP":
+			return true
+		}
+	}
+	return false
 }
 
 // WithClaims returns a verifier that also requires a token's iss claim to

@@ -388,12 +388,18 @@ func TestNewAuth_publicKeyNotTakenForSecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	exp := time.Now().Add(time.Hour).Unix()
+	jwk := `{"kty":"RSA","use":"sig","alg":"RS256","kid":"k1","n":"` +
+		base64.RawURLEncoding.EncodeToString(key.PublicKey.N.Bytes()) + `","e":"AQAB"}`
 	for _, tc := range []struct{ name, secret string }{
 		{"double-quoted pem", `"` + pemText + `"`},
 		{"single-quoted pem", `'` + pemText + `'`},
 		{"pem after text", `public key:\n` + pemText},
 		{"bare base64 pkix", base64.StdEncoding.EncodeToString(der)},
 		{"bare base64 pkcs1", base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&key.PublicKey))},
+		// As identity providers publish keys at their JWKS endpoint.
+		{"jwk", jwk},
+		{"jwk set", `{"keys":[` + jwk + `]}`},
+		{"single-quoted jwk", `'` + jwk + `'`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := NewAuth(tc.secret)
@@ -407,13 +413,14 @@ func TestNewAuth_publicKeyNotTakenForSecret(t *testing.T) {
 			}
 		})
 	}
-	// Secrets made as TopGun's docs suggest (openssl rand -base64 32) stay
-	// HS256 secrets.
+	// Secrets made as TopGun's docs suggest (openssl rand -base64 32), and
+	// a symmetric JSON Web Key (a secret itself), stay HS256 secrets.
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{base64.StdEncoding.EncodeToString(secret), testSecret} {
+	for _, s := range []string{base64.StdEncoding.EncodeToString(secret), testSecret,
+		`{"kty":"oct","k":"` + base64.RawURLEncoding.EncodeToString(secret) + `"}`} {
 		if a, err := NewAuth(s); err != nil || a.Algorithm() != "HS256" {
 			t.Fatalf("NewAuth(%q) = %v, %v; want an HS256 verifier", s, a, err)
 		}
