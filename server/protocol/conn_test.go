@@ -353,10 +353,18 @@ func TestConn_bigAnswerLeavesRoomForChanges(t *testing.T) {
 	const bound = 256 << 10
 	e := newEnv(t, envConfig{opts: Options{OutboundBytes: bound}})
 	w := e.dial(t)
+	// obs hears the puts below once the fan-out has passed them: the
+	// connection made after must get no event of theirs, which would come
+	// between the answer and the change this test queues behind it.
+	obs := e.dial(t)
+	obs.send(&wire.QuerySub{QueryID: "o", MapName: "big"})
+	expect[*wire.QueryResp](obs)
 	const records = 5 // a QUERY_RESP of 500 KB
 	value := strings.Repeat("x", 100<<10)
 	for i := 0; i < records; i++ {
 		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), value, cts("w")))
+	}
+	for skipUntil[*wire.QueryUpdate](obs).Key != "k"+itoa(records-1) {
 	}
 	// A connection whose writer has not yet written the answer: this
 	// test plays the socket.
