@@ -987,3 +987,32 @@ func TestOpen_danglingSymlinkNamesTarget(t *testing.T) {
 		t.Errorf("error %v does not name the link's target %s", err, target)
 	}
 }
+
+// A file that cannot be created because its directory is not writable has
+// no permissions to fix: the error points at the directory (or, through a
+// symbolic link, at the target). Root creates files anywhere, so the test
+// gives openError what opening returns there.
+func TestOpen_unwritableDirectoryNamed(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	target := filepath.Join(dir, "read-only", "data.redb")
+	link := filepath.Join(dir, "link.redb")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path, want string
+	}{
+		{"new file", filepath.Join(dir, "new.redb"), "its directory is not writable"},
+		{"link to a new file", link, "symbolic link to " + target + ", whose directory is not writable"},
+		{"existing file", writeFile(t, nil), "fix its permissions"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := openError(tc.path, &fs.PathError{Op: "open", Path: tc.path, Err: syscall.EACCES})
+			wantCode(t, err, abi.CodeInvalidArgument)
+			if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v; want it to keep the permission error and say %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -87,7 +87,10 @@
 //     a panic: a truncated file, or one whose valid meta page points outside
 //     it, is called corrupt (restore it from a backup), and a redb-format
 //     file of TopGun's own server is named as such. An empty (0-byte) file
-//     is treated as a new database, as bbolt and SQLite do.
+//     is treated as a new database, as bbolt and SQLite do, and so is a
+//     file cut short inside bbolt's first write (a disk that filled or a
+//     crash at the first start; its meta page 0 still holds transaction
+//     0, so it never held data): Open empties it and creates it again.
 //   - Open also walks every page bbolt can reach from the root (walk.go)
 //     and refuses a file whose page structure is broken: a page that does
 //     not name itself, elements, keys or values past the end of their page,

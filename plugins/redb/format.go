@@ -214,6 +214,10 @@ var redbMagic = [9]byte{'r', 'e', 'd', 'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A}
 // errTopGunRedb is the cause of refusing a file of TopGun's own server.
 var errTopGunRedb = errors.New("it is a redb-format file, as TopGun's own server writes, which this server cannot read (its redb backend stores a bbolt file)")
 
+// errUnfinished marks a file whose creation stopped inside bbolt's first
+// write (a disk that filled, a crash): it holds no data.
+var errUnfinished = errors.New("the creation of the file was interrupted before it held any data")
+
 // boltMeta is the part of a bbolt meta page the file check uses.
 type boltMeta struct {
 	pageSize uint64
@@ -335,6 +339,13 @@ func checkFile(r io.ReaderAt, size int64) error {
 		return damaged("bbolt meta page holds page ids out of range (root %d, freelist %d, pages %d)", m.root, m.freelist, m.pgid)
 	}
 	if m.pgid > uint64(size)/ps {
+		// bbolt writes transaction 2, the first commit, to meta page 0:
+		// while that page still holds transaction 0 (and no meta page a
+		// later one), bbolt's first write of the new file was cut short
+		// and the file never held data.
+		if err0 == nil && m0.txid == 0 && m.txid <= 1 {
+			return errUnfinished
+		}
 		return damaged("file is truncated: it has %d bytes, its header needs %d", size, m.pgid*ps)
 	}
 	// bbolt reads the root page and the freelist at Open, trusting their

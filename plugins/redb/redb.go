@@ -151,8 +151,13 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	if created && !o.NoSync {
 		// bbolt syncs the file, not the directory entry that names it: a
 		// power loss soon after the first start could lose the whole file,
-		// and with it writes already acknowledged as durable.
-		if err := syncDir(filepath.Dir(path)); err != nil {
+		// and with it writes already acknowledged as durable. Through a
+		// symbolic link the entry is in the directory of the link's target.
+		file, err := filepath.EvalSymlinks(path)
+		if err == nil {
+			err = syncDir(filepath.Dir(file))
+		}
+		if err != nil {
 			_ = db.Close()
 			return nil, abi.Wrap(abi.CodeUnavailable, err, "redb: cannot make the creation of %s durable", path)
 		}
@@ -205,6 +210,12 @@ func precheck(path string, deadline time.Time) error {
 	if err := checkFile(f, st.Size()); err != nil {
 		var pe *fs.PathError
 		switch {
+		case errors.Is(err, errUnfinished):
+			// Nothing to keep: emptied, bbolt creates the file again.
+			if err := os.Truncate(path, 0); err != nil {
+				return openError(path, err)
+			}
+			return nil
 		case errors.As(err, &pe):
 			return openError(path, err)
 		case errors.Is(err, errDamaged):
@@ -269,6 +280,13 @@ func openError(path string, err error) error {
 		}
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot create %s: its directory does not exist; create it or set TOPGUN_REDB_PATH to another file", path)
 	case errors.Is(err, fs.ErrPermission):
+		if _, serr := os.Stat(path); errors.Is(serr, fs.ErrNotExist) {
+			// The file is not there: its directory refused to create it.
+			if target, lerr := os.Readlink(path); lerr == nil {
+				return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot create %s: it is a symbolic link to %s, whose directory is not writable; fix that directory's permissions or set TOPGUN_REDB_PATH to another file", path, target)
+			}
+			return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot create %s: its directory is not writable; fix the directory's permissions or set TOPGUN_REDB_PATH to another file", path)
+		}
 		return abi.Wrap(abi.CodeInvalidArgument, err, "redb: cannot open %s for reading and writing; fix its permissions or set TOPGUN_REDB_PATH to another file", path)
 	case errors.Is(err, syscall.EROFS):
 		// A read-only mount (a volume mounted :ro, a read-only root file
@@ -365,8 +383,9 @@ func (b *Backend) Healthy() error {
 }
 
 // syncDir fsyncs a directory, making the entries it holds durable.
-// Windows has no such call (NTFS journals the entry with the file).
-func syncDir(dir string) error {
+// Windows has no such call (NTFS journals the entry with the file). It is
+// a variable so that tests can see which directory is synced.
+var syncDir = func(dir string) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}

@@ -571,3 +571,38 @@ func TestBackend_reopen(t *testing.T) {
 		t.Fatalf("GetOne of a missing key: %v", err)
 	}
 }
+
+// A TOPGUN_REDB_PATH that is a symbolic link to a file not created yet:
+// the new file's directory entry is in the target's directory, which must
+// be synced for the creation to survive a power loss.
+func TestOpen_createdThroughSymlinkSyncsTargetDir(t *testing.T) {
+	// Not parallel: it replaces syncDir.
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	if err := os.Mkdir(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.redb")
+	if err := os.Symlink(filepath.Join("data", "db.redb"), link); err != nil {
+		t.Fatal(err)
+	}
+	var synced []string
+	orig := syncDir
+	syncDir = func(d string) error {
+		synced = append(synced, d)
+		return orig(d)
+	}
+	defer func() { syncDir = orig }()
+	b, err := Open(context.Background(), link, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Close()
+	want, err := filepath.EvalSymlinks(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(synced, want) {
+		t.Errorf("synced directories %q; want the target's directory %s, which holds the new file's entry", synced, want)
+	}
+}
