@@ -106,7 +106,9 @@
 // the details and the deliberate differences). Regex patterns have the
 // syntax and meaning of Rust's regex crate, as on TopGun (Unicode-aware \d
 // \s \w, \u escapes, the u and x flags), translated for Go's RE2; \b stays
-// an ASCII word boundary. Query.Compile compiles the Where clause's
+// an ASCII word boundary, and a pattern using the crate's word-start or
+// word-end assertions (\< \> \b{start} ...) or its R flag matches nothing
+// (see Match). Query.Compile compiles the Where clause's
 // $like/$regex patterns and builds hash sets of its long $in/$nin lists
 // once; call it before matching a query against many records. A
 // predicate leaf whose pattern is a ValueRef reads it from each record: it

@@ -79,6 +79,12 @@ func FuzzDecode(f *testing.F) {
 			if x.Query.Match(value) != want {
 				t.Fatal("Compile changed what the query matches")
 			}
+			// As the server prepares a live query: its cost, then its
+			// predicate's patterns and sets, shared between nodes.
+			_ = x.Query.Cost(MaxQueryCost)
+			if _, ok := x.Query.CompileLimit(64 << 20); ok && x.Query.Match(value) != want {
+				t.Fatal("CompileLimit changed what the query matches")
+			}
 		case *Batch:
 			if items, err := x.Split(); err == nil {
 				for _, it := range items {

@@ -36,11 +36,15 @@ import (
 // with the syntax and meaning of Rust's regex crate, which TopGun's server
 // uses, run on Go's RE2 engine: \d \s \w (and \D \S \W) are Unicode-aware
 // unless (?-u), \u escapes and the u and x flags work, and what the crate
-// rejects matches nothing (see translateRegex for the full list). Three
+// rejects matches nothing (see translateRegex for the full list). Four
 // differences remain: \b and \B are ASCII word boundaries (Rust's are
 // Unicode; they agree where both neighbouring characters are ASCII);
 // nested negated brackets and the set operators && -- ~~ are not
-// supported; \p{..} takes Go's names (general categories and scripts).
+// supported; the crate's word-start and word-end assertions (\< \>
+// \b{start} \b{end} \b{start-half} \b{end-half}, since regex 1.10, which
+// TopGun builds with) and its R flag (CRLF mode) cannot be expressed on
+// RE2, so a pattern holding one matches nothing; \p{..} takes Go's names
+// (general categories and scripts).
 // A pattern longer than MaxPatternBytes matches nothing, as one that does
 // not compile. A like/regex leaf with a ValueRef reads its pattern from
 // each record, so it compiles per record what it has not met among the

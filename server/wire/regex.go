@@ -51,8 +51,10 @@ import (
 //   - Rust repeats a repetition (a**, a{2}{3}, \d+* is (?:\d+)*); Go's parser
 //     rejects a repetition operator after another: the repeated
 //     repetition is wrapped in a non-capturing group.
-//   - Rust rejects \0…\9 (backreferences/octal), \< \> and \b{…} (word
-//     assertions in regex ≥ 1.10, errors before), \Q…\E, any other escaped
+//   - \< \> and \b{…} are Unicode word-start and word-end assertions in
+//     regex ≥ 1.10 (errors before), which RE2 cannot express: error, as
+//     for the R flag (this differs from TopGun, documented at Match).
+//   - Rust rejects \0…\9 (backreferences/octal), \Q…\E, any other escaped
 //     letter, a { that does not start a valid counted repetition (Go
 //     reads such a { as a literal), and a repetition operator right after
 //     a (?flags) group (Go repeats the item before it). {m,n} may hold
