@@ -252,31 +252,40 @@ func (b *Backend) watch(ctx context.Context, conn *pgx.Conn, fn func(abi.Changed
 			conn = nil
 			continue
 		}
-		var nt notice
-		if err := json.Unmarshal([]byte(n.Payload), &nt); err != nil {
-			b.log.Warn("ignoring a malformed notification on the table's channel", "channel", n.Channel, "error", err)
-			continue
-		}
-		if nt.O == b.origin {
-			continue
-		}
-		switch {
-		case nt.A || nt.M == "":
-			fn(abi.Changed{All: true})
-		case abi.ValidateMapName(nt.M) != nil:
-			b.log.Warn("ignoring a notification naming an invalid map", "map", nt.M)
-		default:
-			named := len(nt.K) + len(nt.B)
-			for _, k := range nt.B {
-				nt.K = append(nt.K, string(k))
-			}
-			keys := slices.DeleteFunc(nt.K, func(k string) bool { return abi.ValidateKey(k) != nil })
-			if named == 0 {
-				keys = nil
-			}
-			fn(abi.Changed{Map: nt.M, Keys: keys})
+		if c, ok := b.readNotice(n.Channel, n.Payload); ok {
+			fn(c)
 		}
 	}
+}
+
+// readNotice reads a notification's payload (any bytes another session of
+// the database sent on the channel): what it names, or ok false for one
+// of this backend's own and for one to ignore, which it logs.
+func (b *Backend) readNotice(channel, payload string) (c abi.Changed, ok bool) {
+	var nt notice
+	if err := json.Unmarshal([]byte(payload), &nt); err != nil {
+		b.log.Warn("ignoring a malformed notification on the table's channel", "channel", channel, "error", err)
+		return c, false
+	}
+	if nt.O == b.origin {
+		return c, false
+	}
+	switch {
+	case nt.A || nt.M == "":
+		return abi.Changed{All: true}, true
+	case abi.ValidateMapName(nt.M) != nil:
+		b.log.Warn("ignoring a notification naming an invalid map", "map", nt.M)
+		return c, false
+	}
+	named := len(nt.K) + len(nt.B)
+	for _, k := range nt.B {
+		nt.K = append(nt.K, string(k))
+	}
+	keys := slices.DeleteFunc(nt.K, func(k string) bool { return abi.ValidateKey(k) != nil })
+	if named == 0 {
+		keys = nil
+	}
+	return abi.Changed{Map: nt.M, Keys: keys}, true
 }
 
 // lockClass is the first key of the transaction-level advisory locks
