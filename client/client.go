@@ -82,6 +82,9 @@ type Client struct {
 	superseded map[*pendingOp]bool
 	unsent     []*pendingOp            // pending ops not yet sent on conn, by id
 	groups     map[string][]*pendingOp // lastId of a sent CLIENT_OP/OP_BATCH → its ops
+	// storeRetry is the last wait before sending again a write the server
+	// could not store (storeFailed); 0 once a write is acknowledged.
+	storeRetry time.Duration
 	subs       map[string]*Subscription
 	nextSub    uint64
 	syncs      map[string]*mapSyncs
@@ -901,6 +904,9 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		}
 		if bucketRequestError(m) {
 			c.failSyncs(m)
+		}
+		if id, ok := storeFailedID(m); ok {
+			c.storeFailed(id)
 		}
 		if f := c.opts.OnServerError; f != nil {
 			c.notes.push(func() { f(m) })

@@ -26,22 +26,45 @@
 // with its own clock when it arrives, so the last write to arrive wins: once
 // a write to a key is acknowledged, older unacknowledged writes to that key
 // are no longer re-sent (their callers still wait for their own acks, and
-// get ErrSuperseded once those cannot come).
+// get ErrSuperseded once those cannot come). This project's server keeps
+// the client's timestamp instead (one further ahead of its clock than
+// TOPGUN_MAX_DRIFT_MS is refused with OP_REJECTED) and the record with the
+// greatest wins: a write stamped before the key's record (made by a client
+// whose clock is behind the writer's and which has seen none of its
+// timestamps) is acknowledged and changes nothing. Timestamps a client
+// receives (map events of its subscriptions, SyncMap) advance its clock,
+// so its later writes win over the records it has seen.
 // TopGun's server sends no reply at all for a failed CLIENT_OP and an
 // uncorrelated ERROR for a failed OP_BATCH, so a failed write surfaces as
-// the caller's context expiring (and through Options.OnServerError); a
+// the caller's context expiring (and through Options.OnServerError).
+// This project's server answers a write it could not store with an ERROR
+// 500 naming the write's lastId and keeps the connection: the client
+// sends that write again on it after Options.BackoffInitial, doubling up
+// to BackoffMax while the server keeps failing, until it is stored. A
 // write that could never be sent (alone over Options.Limits: the frame
 // limit, the memory the server lets a message take once decoded, or its
 // depth, which counts the 5 levels above a value in an OP_BATCH; or with a
 // map name, key or OR tag that is not valid UTF-8) fails at once instead.
-// A
-// write the server refuses with OP_REJECTED (this project's server does,
-// and still covers it with the batch's OP_ACK) fails with a
+// A write the server refuses with OP_REJECTED (this project's server
+// does, and still covers it with the batch's OP_ACK) fails with a
 // *RejectedError (errors.Is ErrRejected) and is not re-sent.
 //
 // Every call gives up when its context ends, also while waiting to send or
 // during a blocked frame write; a write cut short drops the connection,
 // which is then re-established.
+//
+// # Values
+//
+// A value is sent as MsgPack: Go's integers, floats, strings, []byte,
+// slices, arrays, maps and pointers directly, structs and other types
+// through the msgpack library (a struct as a map of its fields). The
+// server keeps what TopGun's keeps of it, so another client reads back
+// every integer as an int64 (a uint64 above math.MaxInt64 wraps to a
+// negative number), a float32 as a float64, a map's keys that are not
+// strings as their text, and a MsgPack extension (a time.Time, say) as
+// nil. On this project's server an LWW value that is nil, or that reads
+// back as nil, deletes the key as Remove does: store a time as a number or
+// a string.
 //
 // # OR-Maps
 //

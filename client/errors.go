@@ -17,10 +17,12 @@ var (
 	// ErrBacklogFull: Options.MaxPendingOps writes are already waiting for
 	// an ack.
 	ErrBacklogFull = errors.New("client: too many writes waiting for an ack; wait for some to finish or raise Options.MaxPendingOps")
-	// ErrNotConnected: the call needs a live connection (SyncMap).
+	// ErrNotConnected: the call needs a live connection (SyncMap, ORGet,
+	// Ping).
 	ErrNotConnected = errors.New("client: not connected")
 	// ErrDisconnected: the connection dropped while the call was waiting
-	// for the server (SyncMap, Ping). Retry after the client reconnects.
+	// for the server (SyncMap, ORGet, Ping). Retry after the client
+	// reconnects.
 	ErrDisconnected = errors.New("client: connection dropped during the call")
 	// ErrSlowConsumer: a Subscription's Updates channel was full, so the
 	// subscription was closed instead of stalling the connection.

@@ -61,6 +61,8 @@ type Options struct {
 	// backoff from BackoffInitial doubling up to BackoffMax (±20 % jitter),
 	// re-authenticates, re-sends every unacknowledged write and
 	// re-subscribes every live query. TopGun's TS client uses 1 s and 30 s.
+	// The same backoff spaces the sends of a write this project's server
+	// could not store (1 s to begin with when BackoffInitial is not set).
 	Reconnect      bool
 	BackoffInitial time.Duration
 	BackoffMax     time.Duration
@@ -128,10 +130,10 @@ type Options struct {
 }
 
 // DefaultOptions returns the defaults: no token, 5 s dial timeout, 10 s auth
-// timeout, 1 s no-auth grace, 5 s heartbeat with a 15 s pong timeout,
-// reconnect with 1 s..30 s backoff and no attempt limit, 10000 pending ops,
-// 500 ops per batch, 256 buffered updates per subscription, 5 s sync idle
-// timeout, wire.DefaultLimits, 256 MiB frames read.
+// timeout, 1 s no-auth grace, 10 s write timeout, 5 s heartbeat with a 15 s
+// pong timeout, reconnect with 1 s..30 s backoff and no attempt limit, 10000
+// pending ops, 500 ops per batch, 256 buffered updates per subscription, 5 s
+// sync idle timeout, wire.DefaultLimits, 256 MiB frames read.
 func DefaultOptions() *Options {
 	return &Options{
 		DialTimeout:        5 * time.Second,

@@ -34,8 +34,9 @@ type Update struct {
 }
 
 // Subscription is a live query (QUERY_SUB). Read Updates until it is
-// closed; then Err says why (a *QueryError if the server refused the
-// query when it was re-sent after a reconnect).
+// closed; then Err says why, unless it was closed by Close or Client.Close
+// (a *QueryError if the server refused the query when it was re-sent after
+// a reconnect).
 type Subscription struct {
 	c       *Client
 	ID      string
@@ -210,7 +211,10 @@ func (s *Subscription) deliver(u Update) {
 	s.unsubscribe(ErrSlowConsumer)
 }
 
-// Err returns why the subscription closed (nil after Close or while open).
+// Err returns why the subscription closed: nil while it is open and after
+// Close or Client.Close, else what closed it (ErrSlowConsumer, a
+// *QueryError, ErrTooLarge or a reply that could not be decoded, or the
+// error that stopped the client).
 func (s *Subscription) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

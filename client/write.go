@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -75,7 +76,9 @@ func lwwKey(op *wire.ClientOp) (opKey, bool) {
 // re-sending a write once a later write to the same key is acknowledged:
 // its Put still waits for its own ack, and fails with ErrSuperseded once
 // that cannot come (the connection it went out on is gone, or it was never
-// sent).
+// sent). This project's server keeps the client's timestamp instead: there
+// a write stamped before the key's record is acknowledged and changes
+// nothing (see the package doc, and its Values for what value is stored).
 func (c *Client) Put(ctx context.Context, mapName, key string, value any) error {
 	return c.Batch(ctx, Op{Map: mapName, Key: key, Value: value})
 }
@@ -405,25 +408,96 @@ func (c *Client) ack(lastID string) {
 		c.settle(p)
 		acked = append(acked, p)
 	}
+	if len(acked) > 0 {
+		c.storeRetry = 0
+	}
 	if len(resend) > 0 {
-		c.unsent = append(resend, c.unsent...)
-		slices.SortFunc(c.unsent, func(a, b *pendingOp) int { return cmp.Compare(a.id, b.id) })
-		// Not on the connection's goroutine, which must keep reading
-		// while the frame is written.
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			if c.lockSend(c.ctx) != nil {
-				return // closed
-			}
-			defer c.unlockSend()
-			c.flush(c.ctx)
-		}()
+		c.resendLocked(resend, 0)
 	}
 	c.mu.Unlock()
 	for _, p := range acked {
 		p.finish(nil)
 	}
+}
+
+// resendLocked queues ps, sent and never to be answered, to be sent again
+// on the current connection after wait (a new connection replays them
+// anyway). Caller holds mu.
+func (c *Client) resendLocked(ps []*pendingOp, wait time.Duration) {
+	c.unsent = append(ps, c.unsent...)
+	slices.SortFunc(c.unsent, func(a, b *pendingOp) int { return cmp.Compare(a.id, b.id) })
+	// Not on the connection's goroutine, which must keep reading while
+	// the frame is written.
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+				return
+			}
+		}
+		if c.lockSend(c.ctx) != nil {
+			return // closed
+		}
+		defer c.unlockSend()
+		c.flush(c.ctx)
+	}()
+}
+
+// storeFailedID returns the lastId of the write an ERROR answers when it
+// is this project's server's answer to a write it could not store: it
+// asks for the write again and keeps the connection, so no reconnect
+// would replay it.
+func storeFailedID(m *wire.ErrorMessage) (string, bool) {
+	if m.Code != 500 || !strings.HasPrefix(m.Message, "protocol: the write could not be stored") {
+		return "", false
+	}
+	i := strings.LastIndex(m.Message, "; lastId ")
+	if i < 0 {
+		return "", false
+	}
+	id, err := strconv.Unquote(m.Message[i+len("; lastId "):])
+	return id, err == nil
+}
+
+// storeFailed sends again the write with lastId id that the server could
+// not store, after Options.BackoffInitial, doubling up to BackoffMax while
+// the server keeps failing (its store may be down).
+func (c *Client) storeFailed(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	group, ok := c.groups[id]
+	if !ok {
+		return
+	}
+	delete(c.groups, id)
+	var resend []*pendingOp
+	for _, p := range group {
+		// As for a partial ack's rest: flush fails the superseded ones
+		// with ErrSuperseded.
+		if c.pending[p.id] == p || c.superseded[p] {
+			resend = append(resend, p)
+		}
+	}
+	if len(resend) == 0 {
+		return
+	}
+	wait := c.storeRetry
+	switch {
+	case wait <= 0 && c.opts.BackoffInitial > 0:
+		wait = c.opts.BackoffInitial
+	case wait <= 0:
+		wait = time.Second // reconnecting is off: no backoff is set
+	default:
+		wait = min(2*wait, max(c.opts.BackoffMax, wait))
+	}
+	c.storeRetry = wait
+	c.log.Debug("the server could not store a write; sending it again", "ops", len(resend), "retry_in", wait)
+	c.resendLocked(resend, wait)
 }
 
 // reject fails the write the server refused with OP_REJECTED. This

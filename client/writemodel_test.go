@@ -88,7 +88,7 @@ func clientGoroutines() (int, string) {
 // the same client, no call fails otherwise (or, in the runs that close a
 // client while its calls run, with anything but ErrClosed), and no client
 // goroutine is left after Close. Some runs add heartbeats, whose PINGs
-// contend for the send lock.
+// contend for the send lock, and some fail every seventh commit.
 func TestWrites_modelAcrossForcedReconnects(t *testing.T) {
 	for seed := uint64(1); seed <= 3; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runWriteModel(t, seed) })
@@ -99,7 +99,13 @@ func runWriteModel(t *testing.T, seed uint64) {
 	t.Logf("seed %d", seed)
 	before, _ := clientGoroutines()
 	quiet := hclog.New(&hclog.LoggerOptions{Name: "test", Level: hclog.Warn, Output: testWriter{t}})
-	srvURL, st := serveBackend(t, null.Open(), 0, func(o *protocol.Options) {
+	// In some runs commits fail now and then: the server answers ERROR 500
+	// and the client sends the write again.
+	be := &failingApply{Backend: null.Open()}
+	if seed >= 2 {
+		be.every = 7
+	}
+	srvURL, st := serveBackend(t, be, 0, func(o *protocol.Options) {
 		o.Logger = quiet
 		if seed%3 != 0 {
 			o.MaxBatchOps = 3

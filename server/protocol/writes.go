@@ -314,7 +314,9 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 		}
 		if applyErr != nil && (len(st.refs) > 0 || st.grouped) {
 			c.writeFailed.Store(true)
-			c.answerWrite(&wire.ErrorMessage{Code: 500, Message: "protocol: the write could not be stored (" + applyErr.Error() + "); it was not acknowledged, re-send it"})
+			// lastId names the message answered, as an OP_ACK would: ERROR
+			// has no field for it.
+			c.answerWrite(&wire.ErrorMessage{Code: 500, Message: "protocol: the write could not be stored (" + applyErr.Error() + "); it was not acknowledged, re-send it; lastId " + strconv.Quote(st.job.ack)})
 			continue
 		}
 		for _, ref := range st.refs {

@@ -1,0 +1,98 @@
+package client
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// failingApply is a backend whose next fail commits fail, and, when every
+// is set, every every-th commit, as a store that is briefly unreachable
+// does.
+type failingApply struct {
+	abi.Backend
+	fail    atomic.Int32
+	every   int64
+	commits atomic.Int64
+}
+
+func (f *failingApply) Apply(ctx context.Context, b *abi.Batch) error {
+	n := f.commits.Add(1)
+	if f.fail.Add(-1) >= 0 || (f.every > 0 && n%f.every == 0) {
+		return abi.Errorf(abi.CodeUnavailable, "injected commit failure")
+	}
+	return f.Backend.Apply(ctx, b)
+}
+
+// This project's server answers a write it could not store with ERROR 500
+// ("re-send it") and keeps the connection. The client kept such a write
+// pending without sending it again for as long as the connection lived
+// (not with the next write either): its Put waited for its ctx and
+// Pending stayed above 0. It is sent again now, after a pause, on the same
+// connection, until stored; a write queued behind it waits for nothing.
+func TestPut_writeTheServerFailedToStoreIsSentAgain(t *testing.T) {
+	before, _ := clientGoroutines()
+	be := &failingApply{Backend: null.Open()}
+	url, st := serveBackend(t, be, -1, nil)
+	o := testOptions(t)
+	var mu sync.Mutex
+	var states []State
+	o.OnStateChange = func(s State) {
+		mu.Lock()
+		states = append(states, s)
+		mu.Unlock()
+	}
+	var serverErrors atomic.Int32
+	o.OnServerError = func(*wire.ErrorMessage) { serverErrors.Add(1) }
+	c := dial(t, url, o)
+
+	be.fail.Store(3) // the first write fails three times
+	if err := c.Put(ctxT(t), "m", "k", "v1"); err != nil {
+		t.Fatalf("Put of a write the server failed to store, then stored: %v", err)
+	}
+	if n := serverErrors.Load(); n != 3 {
+		t.Errorf("%d ERRORs, want 3 (one per failed commit)", n)
+	}
+	if err := c.Put(ctxT(t), "m", "k2", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Pending(); n != 0 {
+		t.Errorf("%d writes pending after every Put returned", n)
+	}
+	for _, k := range []string{"k", "k2"} {
+		if _, ok, err := st.Get(ctxT(t), "m", k); err != nil || !ok {
+			t.Errorf("%s not stored (%v, %v)", k, ok, err)
+		}
+	}
+	mu.Lock()
+	if slices.Contains(states, StateDisconnected) {
+		t.Errorf("states %v: the write was re-sent by a reconnect, not on its connection", states)
+	}
+	mu.Unlock()
+
+	// Close while a failed write waits to be sent again.
+	be.fail.Store(1 << 30)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Put(ctx, "m", "k3", "v3") }()
+	eventually(t, "an ERROR for the failing write", func() bool { return serverErrors.Load() > 3 })
+	_ = c.Close()
+	cancel()
+	<-done
+	deadline := time.Now().Add(waitFor)
+	n, dump := clientGoroutines()
+	for n > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		n, dump = clientGoroutines()
+	}
+	if n > before {
+		t.Errorf("%d client goroutines left after Close (%d before)\n%s", n, before, dump)
+	}
+}
