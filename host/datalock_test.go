@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/topgun-go/topgun/abi"
 )
@@ -116,4 +117,85 @@ func TestLockDataDir(t *testing.T) {
 		t.Fatalf("LockDataDir after release: %v", err)
 	}
 	_ = release()
+}
+
+// The directory a plugin's instances use is the one Load locked: a fresh
+// instance (after a failure) must not follow the configured path to
+// another directory, where a second load may hold the lock. Here the
+// path is a link switched to another directory, on which a second tenant
+// then loads; the first tenant's fresh instance must still see its own
+// files, and nothing of it may reach the second's directory.
+func TestLoad_freshInstanceKeepsTheLockedDataDir(t *testing.T) {
+	path := buildTestPlugin(t, "tenant")
+	first, second := t.TempDir(), t.TempDir()
+	link := filepath.Join(t.TempDir(), "data")
+	if err := os.Symlink(first, link); err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(t)
+	o.DataDir = link
+	o.CallTimeout = 300 * time.Millisecond
+	o.Config = map[string]string{"tenant": "a"}
+	a := mustLoad(t, path, o)
+	if got, err := tenantGet(a, "write", "/data/owner"); err != nil || got != "ok: " {
+		t.Fatalf("write = %q, %v", got, err)
+	}
+
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(second, link); err != nil {
+		t.Fatal(err)
+	}
+	o2 := testOptions(t)
+	o2.DataDir = second
+	o2.Config = map[string]string{"tenant": "b"}
+	mustLoad(t, path, o2)
+
+	// A failure discards a's instance; the next call starts a fresh one.
+	if _, err := tenantGet(a, "loop", "k"); !errors.Is(err, abi.ErrDeadlineExceeded) {
+		t.Fatalf("loop: err = %v, want deadline exceeded", err)
+	}
+	if got, err := tenantGet(a, "read", "/data/owner"); err != nil || got != "ok: a" {
+		t.Errorf("a's fresh instance reads its file as %q, %v; want \"ok: a\" (from %s)", got, err, first)
+	}
+	if _, err := tenantGet(a, "write", "/data/stray"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(second, "stray")); err == nil {
+		t.Errorf("a's fresh instance wrote into %s, the data directory b holds", second)
+	}
+}
+
+// A data directory moved away and replaced by another at its path is no
+// longer the one Load locked: a fresh instance refuses to start rather
+// than use the new one.
+func TestLoad_freshInstanceRefusesAReplacedDataDir(t *testing.T) {
+	path := buildTestPlugin(t, "tenant")
+	base := t.TempDir()
+	dir := filepath.Join(base, "data")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(t)
+	o.DataDir = dir
+	o.CallTimeout = 300 * time.Millisecond
+	o.Config = map[string]string{"tenant": "a"}
+	a := mustLoad(t, path, o)
+	if err := os.Rename(dir, filepath.Join(base, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tenantGet(a, "loop", "k"); !errors.Is(err, abi.ErrDeadlineExceeded) {
+		t.Fatalf("loop: err = %v, want deadline exceeded", err)
+	}
+	_, err := tenantGet(a, "write", "/data/stray")
+	if err == nil || !strings.Contains(err.Error(), "moved or replaced") {
+		t.Errorf("a call needing a fresh instance: err = %v, want it refused as the data directory was moved or replaced", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stray")); err == nil {
+		t.Errorf("a's fresh instance wrote into the directory now at %s", dir)
+	}
 }

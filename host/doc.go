@@ -49,9 +49,13 @@
 // before the first instance starts; every instance of the plugin shares
 // it, and it is released only once Close has discarded every instance
 // (for an instance Close abandons, when its call returns), or when the
-// process dies. A Load on a directory another loaded plugin holds, under
-// any path, fails at once with abi.CodeUnavailable, naming the directory
-// and TOPGUN_PLUGIN_DATA_DIR. A plugin that declares abi.CapShared says
+// process dies. The path is resolved once, by Load: every instance, fresh
+// ones after a failure included, uses the directory locked then, wherever
+// the path (a link, a relative path) leads later, and a fresh instance
+// refuses to start once that directory was moved or replaced. A Load on a
+// directory another loaded plugin holds, under any path, fails at once
+// with abi.CodeUnavailable, naming the directory and
+// TOPGUN_PLUGIN_DATA_DIR. A plugin that declares abi.CapShared says
 // several processes may use its storage at once and coordinates them
 // itself: the lock is released as soon as its open returns, so two loads
 // starting at the same moment may still see one refused. Systems without

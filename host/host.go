@@ -68,6 +68,13 @@ type plugin struct {
 	// lockDataDir), shared by every instance; p.close releases it after
 	// the runtime, so it is held until no instance can touch the files.
 	dataLock *os.File
+	// dataRoot is the data directory as Load resolved it (absolute, links
+	// followed) and dataInfo what it was then: every instance mounts that
+	// directory, not whatever the configured path leads to later (a link
+	// switched, a relative path after a chdir), which may be another
+	// load's.
+	dataRoot string
+	dataInfo os.FileInfo
 	// cache is the compilation cache the module was compiled through (nil
 	// without one), which keeps the compiled code of the modules last
 	// closed (see compileCache.keep); moduleKey names the module there.
@@ -123,7 +130,7 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 		// stores writing one directory would write over each other's
 		// data. The host locks the directory for it, before any instance
 		// can touch it.
-		if p.dataLock, err = lockDataDir(p.opts.DataDir); err != nil {
+		if err := p.lockDataRoot(); err != nil {
 			p.close(ctx)
 			if errors.Is(err, errDataDirLocked) {
 				return nil, abi.Wrap(abi.CodeUnavailable, err,
@@ -470,6 +477,27 @@ func (p *plugin) close(ctx context.Context) {
 		p.mod = nil
 	}
 	p.unlockDataDir()
+}
+
+// lockDataRoot resolves the data directory, locks it and records what it
+// is (see dataRoot).
+func (p *plugin) lockDataRoot() error {
+	abs, err := filepath.Abs(p.opts.DataDir)
+	if err != nil {
+		return err
+	}
+	if p.dataRoot, err = filepath.EvalSymlinks(abs); err != nil {
+		return err
+	}
+	if p.dataLock, err = lockDataDir(p.dataRoot); err != nil {
+		return err
+	}
+	if p.dataLock != nil {
+		p.dataInfo, err = p.dataLock.Stat()
+	} else {
+		p.dataInfo, err = os.Stat(p.dataRoot)
+	}
+	return err
 }
 
 // unlockDataDir releases the data directory's lock, if held.

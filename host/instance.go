@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -259,7 +260,10 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 		WithSysNanotime().
 		WithRandSource(deadlineReader{rand.Reader, in.pastDeadline})
 	if p.opts.DataDir != "" {
-		dir, err := newConfinedFS(p.opts.DataDir, in.pastDeadline, &p.moves)
+		if st, err := os.Stat(p.dataRoot); err != nil || !os.SameFile(st, p.dataInfo) {
+			return nil, fmt.Errorf("%s: data directory %s (%s) was moved or replaced since the plugin was loaded; close the plugin and load it again", p.prefix, p.opts.DataDir, p.dataRoot)
+		}
+		dir, err := newConfinedFS(p.dataRoot, in.pastDeadline, &p.moves)
 		if err != nil {
 			return nil, fmt.Errorf("%s: data directory %s: %w; check TOPGUN_PLUGIN_DATA_DIR", p.prefix, p.opts.DataDir, err)
 		}

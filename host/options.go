@@ -68,7 +68,8 @@ type Options struct {
 	SHA256 string
 	// DataDir, when set, is the one host directory the plugin may use,
 	// mounted at abi.WasmDataDir ("/data") (TOPGUN_PLUGIN_DATA_DIR). It
-	// must exist. Without it the plugin sees no files at all. Load locks
+	// must exist. Without it the plugin sees no files at all. Load resolves
+	// it once (every instance uses the directory found then) and locks
 	// it (flock) until Close has discarded every instance, and refuses a
 	// directory another loaded plugin holds, in this process or another,
 	// with abi.CodeUnavailable; a plugin that declares abi.CapShared holds
