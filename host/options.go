@@ -250,7 +250,8 @@ func (o *Options) Validate() error {
 
 // ParseConfig parses TOPGUN_PLUGIN_CONFIG: a JSON object whose values are
 // strings (numbers and booleans are taken as their JSON text), e.g.
-// {"sync":"always","segment_mb":64}. The empty string is an empty map.
+// {"sync":"always","segment_mb":64}. The empty string is an empty map; a
+// key given twice is refused.
 func ParseConfig(s string) (map[string]string, error) {
 	out := map[string]string{}
 	if strings.TrimSpace(s) == "" {
@@ -262,6 +263,11 @@ func ParseConfig(s string) (map[string]string, error) {
 	}
 	if raw == nil {
 		return nil, fmt.Errorf("host: TOPGUN_PLUGIN_CONFIG is null; write a JSON object like {\"key\":\"value\"}")
+	}
+	// A key given twice decodes as its last value without a word: the
+	// operator would believe the other one set.
+	if k, ok := repeatedKey(s); ok {
+		return nil, fmt.Errorf("host: TOPGUN_PLUGIN_CONFIG key %q is given more than once; keep one", k)
 	}
 	for k, v := range raw {
 		var str string
@@ -286,6 +292,33 @@ func ParseConfig(s string) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// repeatedKey returns a key that the JSON object s, already known to
+// decode, holds more than once (compared as decoded, so "a" and "\u0061"
+// are one key).
+func repeatedKey(s string) (string, bool) {
+	dec := json.NewDecoder(strings.NewReader(s))
+	if _, err := dec.Token(); err != nil { // the object's {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		k, ok := t.(string)
+		if err != nil || !ok {
+			return "", false
+		}
+		if seen[k] {
+			return k, true
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // OptionsFromEnv builds Options from the TOPGUN_PLUGIN_* settings found by

@@ -21,6 +21,9 @@ func TestParseConfig(t *testing.T) {
 		{"Null", `null`, nil, "null"},
 		// null would decode as "": a plugin could take it for a setting.
 		{"NullValue", `{"sync":null}`, nil, `key "sync" has value null`},
+		// Decoded as the last value, the first would be dropped unsaid.
+		{"RepeatedKey", `{"sync":"always","mb":64,"sync":"never"}`, nil, `key "sync" is given more than once`},
+		{"RepeatedKeyEscaped", `{"a":1,"\u0061":2}`, nil, `key "a" is given more than once`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
