@@ -40,9 +40,13 @@
 // its end, dropped and answered with ERROR 413 naming the limit, as is a
 // frame that would take more than 32 × MaxMessageBytes of memory once
 // decoded (wire.Limits.MaxDecodedBytes: a 2 MiB array of nils would take
-// 190 MiB); a malformed frame gets ERROR 400 and a frame of an unknown
-// type (topics, locks, search, ...) is ignored; the connection survives
-// all of these. ENTRY_PROCESS and ENTRY_PROCESS_BATCH are answered at once
+// 190 MiB); a malformed frame gets ERROR 400; a frame of a TopGun feature
+// the server does not serve (topics, locks, counters, journal, search, SQL,
+// the cluster's partition map, ...) gets ERROR 501 naming its type, but a
+// one-shot SEARCH, SQL_QUERY, VECTOR_SEARCH or HYBRID_SEARCH gets its reply
+// type with no results and the error, with which TopGun's client fails the
+// call at once (it would otherwise wait 30 s, a lock its ttl plus 5 s, and
+// fail with a timeout); the connection survives all of these. ENTRY_PROCESS and ENTRY_PROCESS_BATCH are answered at once
 // with success false, as TopGun's server answers them (it runs no entry
 // processors either; its client would otherwise wait 30 s for a
 // timeout); an ENTRY_PROCESS_BATCH whose answer would take more memory
@@ -138,5 +142,7 @@
 // maps whose names start with "_topgun_", "__topgun" or "$sys/" (in any case) are the
 // server's own and refused to clients; AUTH is acknowledged on a server
 // without authentication, which serves browser pages of this machine only
-// unless Options.OriginPatterns lists others (origin.go).
+// unless Options.OriginPatterns lists others (origin.go). TopGun's topics,
+// locks, counters, journal, search, SQL and cluster messages are not
+// served: they are refused at once (see Connections).
 package protocol

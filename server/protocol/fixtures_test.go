@@ -71,7 +71,10 @@ func TestFixtures_topgunClientFrames(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 	c.sendRaw(load("QUERY_UNSUB"))
-	c.sendRaw(load("TOPIC_PUB"))    // out of scope: ignored
+	c.sendRaw(load("TOPIC_PUB")) // out of scope: refused
+	if m := expect[*wire.ErrorMessage](c); m.Code != 501 {
+		t.Fatalf("%+v", m)
+	}
 	c.sendRaw(load("SERVER_EVENT")) // server-to-client type: ignored
 	c.ping()
 }

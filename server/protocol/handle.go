@@ -128,9 +128,13 @@ const entryProcessRefusal = "Entry processing not available: WASM sandbox requir
 // form (about 70 bytes), each with the slack of their growth.
 const entryResultBytes = 512
 
-// decodeFailed answers a frame that could not be decoded. Unknown types
-// (topics, locks, search, ...) are ignored as TopGun ignores them; a
-// malformed frame gets ERROR 400, a frame nested too deeply or whose
+// decodeFailed answers a frame that could not be decoded. A type of a
+// feature the server does not serve (topics, locks, counters, search, ...)
+// is refused: TopGun's client waits for the answer to many of them (a
+// search 30 s, a lock its ttl plus 5 s) and then fails with a timeout that
+// does not say why. A one-shot search or SQL query gets its reply type with
+// the error, which fails the call at once; any other such type ERROR 501.
+// A malformed frame gets ERROR 400, a frame nested too deeply or whose
 // decoded form would pass the decoded-size limit ERROR 413. The connection
 // survives either way.
 func (c *conn) decodeFailed(err error) {
@@ -142,9 +146,16 @@ func (c *conn) decodeFailed(err error) {
 		}
 		c.writeRefused(typ)
 	}
+	var ut *wire.UnknownTypeError
 	switch {
-	case errors.Is(err, wire.ErrUnknownType):
-		c.log.Debug("ignoring message of an unknown type", "error", err)
+	case errors.As(err, &ut):
+		c.log.Debug("refusing message of an unsupported type", "type", ut.Type)
+		reason := fmt.Sprintf("protocol: %s is not supported by this server, which serves maps (writes, sync, live queries) only", ut.Type)
+		if r, ok := wire.NewRefusal(ut, reason); ok {
+			c.reply(r)
+			return
+		}
+		c.reply(&wire.ErrorMessage{Code: 501, Message: reason + "; the message was ignored"})
 	case errors.Is(err, wire.ErrTooDeep):
 		c.reply(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
 			"protocol: message nested deeper than the limit of %d maps and arrays; flatten the value", wire.DefaultMaxDepth)})

@@ -575,3 +575,30 @@ func TestLimits_frameAllocatesInProportionToItsContent(t *testing.T) {
 		}
 	}
 }
+
+func TestDecode_unknownTypeRequestID(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		id    string
+	}{
+		{"search", frame(t, "type", "SEARCH", "payload", kv{"requestId", "r-1", "mapName", "m", "query", "q"}), "r-1"},
+		{"type last", frame(t, "payload", kv{"queryId", "q-1", "sql", "SELECT 1"}, "type", "SQL_QUERY"), "q-1"},
+		{"vector id", frame(t, "type", "VECTOR_SEARCH", "payload", kv{"id", "v-1", "k", 3}), "v-1"},
+		{"id not a string", frame(t, "type", "HYBRID_SEARCH", "payload", kv{"requestId", 7}), ""},
+		{"no payload", frame(t, "type", "SEARCH", "requestId", "flat"), ""},
+		{"not refusable", frame(t, "type", "LOCK_REQUEST", "payload", kv{"requestId", "l-1"}), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode(tc.frame)
+			var ut *UnknownTypeError
+			if !errors.As(err, &ut) || ut.RequestID != tc.id {
+				t.Fatalf("err = %#v, want an *UnknownTypeError with RequestID %q", err, tc.id)
+			}
+			if r, ok := NewRefusal(ut, "no"); ok != (tc.id != "") || ok && r.ID != tc.id {
+				t.Fatalf("NewRefusal = %+v, %v", r, ok)
+			}
+		})
+	}
+}

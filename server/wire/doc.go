@@ -21,7 +21,9 @@
 // Types lists the types Decode understands. A well-formed frame of any
 // other type (topics, locks, counters, search, cluster, journal,
 // resolvers, partition map, or something newer) is an *UnknownTypeError,
-// which the server ignores. Entry-processor requests (ENTRY_PROCESS,
+// which the server refuses; for a one-shot search or SQL query it carries
+// the request's id, and NewRefusal builds the reply that refuses it.
+// Entry-processor requests (ENTRY_PROCESS,
 // ENTRY_PROCESS_BATCH) and their responses are decoded, so that a server
 // can refuse them as TopGun's server does.
 //

@@ -10,8 +10,8 @@ import (
 // errors.Is, but for ErrDecodedTooLarge, which also matches ErrTooLarge.
 var (
 	// ErrUnknownType: the frame is a well-formed message map whose type this
-	// package does not model. TopGun's server ignores such frames; so should
-	// ours. The concrete error is an *UnknownTypeError naming the type.
+	// package does not model. The concrete error is an *UnknownTypeError
+	// naming the type.
 	ErrUnknownType = errors.New("wire: unknown message type")
 
 	// ErrMalformed: the bytes are not a valid message (bad MsgPack, a field
@@ -39,10 +39,14 @@ var (
 // client). errors.Is(err, ErrUnknownType) holds.
 type UnknownTypeError struct {
 	Type string
+	// RequestID is the id of a one-shot request TopGun's client waits on
+	// (SEARCH, SQL_QUERY, VECTOR_SEARCH, HYBRID_SEARCH), "" for other
+	// types: NewRefusal answers it.
+	RequestID string
 }
 
 func (e *UnknownTypeError) Error() string {
-	return "wire: unknown message type " + quote(e.Type) + " (ignored by the server)"
+	return "wire: unknown message type " + quote(e.Type)
 }
 
 // Is reports whether target is ErrUnknownType.

@@ -80,7 +80,11 @@ func (l Limits) DecodeSize(b []byte) (Message, int, error) {
 	}
 	k, ok := kinds[typ]
 	if !ok {
-		return nil, 0, &UnknownTypeError{Type: typ}
+		ut := &UnknownTypeError{Type: typ}
+		if r, ok := refusable[typ]; ok {
+			ut.RequestID = d.requestID(r.id)
+		}
+		return nil, 0, ut
 	}
 
 	// Pass 2: decode the fields.
@@ -194,7 +198,8 @@ func (l Limits) Encode(m Message) ([]byte, error) {
 	e := getEncoder(l.MaxDepth)
 	defer putEncoder(e)
 	typ := m.Type()
-	if kinds[typ].wrapped {
+	_, refusal := m.(*Refusal)
+	if kinds[typ].wrapped || refusal {
 		e.mapLen(2)
 		e.kv("type", typ)
 		e.str("payload")
