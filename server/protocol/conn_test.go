@@ -353,25 +353,26 @@ func TestConn_bigAnswerLeavesRoomForChanges(t *testing.T) {
 	const bound = 256 << 10
 	e := newEnv(t, envConfig{opts: Options{OutboundBytes: bound}})
 	w := e.dial(t)
-	// obs hears the puts below once the fan-out has passed them: the
-	// connection made after must get no event of theirs, which would come
-	// between the answer and the change this test queues behind it.
+	// obs hears of a write made after the puts below once the fan-out
+	// (which dispatches commits in order) has passed them: the connection
+	// made after must get no event of theirs, which would come between
+	// the answer and the change this test queues behind it.
 	obs := e.dial(t)
-	obs.send(&wire.QuerySub{QueryID: "o", MapName: "big"})
+	obs.send(&wire.QuerySub{QueryID: "o", MapName: "marker"})
 	expect[*wire.QueryResp](obs)
 	const records = 5 // a QUERY_RESP of 500 KB
 	value := strings.Repeat("x", 100<<10)
 	for i := 0; i < records; i++ {
 		w.write(putOp(itoa(i+1), "big", "k"+itoa(i), value, cts("w")))
 	}
-	for skipUntil[*wire.QueryUpdate](obs).Key != "k"+itoa(records-1) {
-	}
+	w.write(putOp(itoa(records+1), "marker", "m", "v", cts("w")))
+	skipUntil[*wire.QueryUpdate](obs)
 	// A connection whose writer has not yet written the answer: this
 	// test plays the socket.
 	c := e.srv.newConn(nil, "test")
 	defer func() { c.abort(); e.srv.removeConn(c) }()
 	c.handleFrame(mustEncode(t, &wire.QuerySub{QueryID: "q", MapName: "big"}), 0)
-	w.write(putOp(itoa(records+1), "big", "small", "v", cts("w")))
+	w.write(putOp(itoa(records+2), "big", "small", "v", cts("w")))
 	// SERVER_EVENT and QUERY_UPDATE of the change, behind the answer.
 	eventually(t, "the change to be queued or the client cut off", func() bool {
 		return c.out.len() == 3 || c.ctx.Err() != nil
