@@ -14,7 +14,10 @@ import (
 // that serves the change feed to all clients. The memory budgets of
 // queries alone allow a predicate of hundreds of thousands of nodes. A
 // real query costs a few dozen units; TopGun sets no such bound (its
-// only one is the decoder's depth, Limits.MaxDepth).
+// only one is the decoder's depth, Limits.MaxDepth). It does not bound
+// the length of the strings a like or regex node is matched with, which
+// it reads whole: about 20 ms per MiB for a regex without a literal
+// prefix (Go's regexp runs its NFA on long texts), whatever its cost.
 const MaxQueryCost = 10000
 
 // CostBytesPerUnit is how many bytes of a string a node reads or hashes
