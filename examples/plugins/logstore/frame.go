@@ -97,9 +97,17 @@ func checkHeader(h []byte) error {
 		return errors.New("its header checksum does not match")
 	}
 	if v := binary.LittleEndian.Uint32(h[8:12]); v != formatVersion {
-		return fmt.Errorf("it has format version %d, this build reads version %d", v, formatVersion)
+		return &versionError{v}
 	}
 	return nil
+}
+
+// versionError reports a log header of a format version this build does not
+// read: the log is a logstore log, most likely of a newer build.
+type versionError struct{ version uint32 }
+
+func (e *versionError) Error() string {
+	return fmt.Sprintf("it has format version %d, this build reads version %d", e.version, formatVersion)
 }
 
 // appendPut appends a put frame and returns the offset of the value from

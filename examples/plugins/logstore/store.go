@@ -211,6 +211,12 @@ func (s *Store) load(ctx context.Context) error {
 		return nil
 	}
 	if err := checkHeader(hdr); err != nil {
+		var ve *versionError
+		if errors.As(err, &ve) && ve.version > formatVersion {
+			// Pointing the store elsewhere would be the wrong advice:
+			// the log is fine, this build is too old for it.
+			return abi.Errorf(abi.CodeInvalidArgument, "logstore: %s was written by a newer logstore (log format version %d, this build reads version %d); open it with that build of the plugin or a later one", s.path, ve.version, formatVersion)
+		}
 		return abi.Errorf(abi.CodeInvalidArgument, "logstore: %s is not a logstore log: %v; point the store at its own directory", s.path, err)
 	}
 

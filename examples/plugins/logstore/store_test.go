@@ -346,6 +346,31 @@ func TestOpen_invalidContent(t *testing.T) {
 	}
 }
 
+// TestOpen_newerFormatVersion checks that a log of a newer format version is
+// refused as such, untouched, and not as a file that is no logstore log: the
+// operator needs a newer build, not another directory.
+func TestOpen_newerFormatVersion(t *testing.T) {
+	t.Parallel()
+	h := binary.LittleEndian.AppendUint32([]byte(fileMagic), formatVersion+1)
+	data := binary.LittleEndian.AppendUint32(h, crc32.Checksum(h, castagnoli))
+	data = append(data, "frames of the newer format"...)
+	d := t.TempDir()
+	path := filepath.Join(d, FileName)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(context.Background(), d, testOptions(t))
+	if !errors.Is(err, abi.ErrInvalidArgument) {
+		t.Fatalf("Open = %v, want %v", err, abi.ErrInvalidArgument)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "newer") || !strings.Contains(msg, fmt.Sprintf("version %d", formatVersion+1)) || strings.Contains(msg, "not a logstore log") {
+		t.Fatalf("Open = %q; want it to say the log is of a newer format version", msg)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
+		t.Fatalf("Open changed a log it refused")
+	}
+}
+
 // TestOpen_newFileCrash covers a crash between creating the log and
 // syncing its header: a file shorter than the header is started afresh.
 func TestOpen_newFileCrash(t *testing.T) {
