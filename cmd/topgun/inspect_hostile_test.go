@@ -94,3 +94,22 @@ func TestPluginCommands_importNameCannotForgeOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginTest_describeBeforeOpen tests a plugin that answers open but
+// traps in describe, which the server never calls and inspect calls before
+// open: certifying it would pass a plugin that inspect cannot show.
+func TestPluginTest_describeBeforeOpen(t *testing.T) {
+	t.Parallel()
+	const wasm = "testdata/wat/nodescribe.wasm"
+	env := map[string]string{"TOPGUN_PLUGIN_CACHE_DIR": t.TempDir()}
+	code, stdout, stderr := runT(t, env, "plugin", "test", "-log-level", "off", "-run", "^Describe$", wasm)
+	if code != exitFail {
+		t.Errorf("exit code %d, want %d", code, exitFail)
+	}
+	if !strings.Contains(stderr, "describe before open") || !strings.Contains(stderr, "trapped") {
+		t.Errorf("stderr %q does not report the describe that traps", stderr)
+	}
+	if strings.Contains(stdout, "passed") {
+		t.Errorf("stdout %q; want no summary for a plugin inspect cannot describe", stdout)
+	}
+}

@@ -70,10 +70,11 @@ wasm host exactly as the server loads it, and prints one line per case:
   FAIL name (duration), followed by the failure messages, indented
   SKIP name: why
 
-then a summary "N passed, N failed, N skipped". Every case gets a fresh
-data directory. A plugin that declares the durable capability is also
-closed and loaded again on the same directory to check that its data
-survives. The exit status is 0 when no case failed, 1 otherwise, 2 for
+then a summary "N passed, N failed, N skipped". Before the cases it calls the
+plugin's describe before open, as inspect does, and stops if that fails.
+Every case gets a fresh data directory. A plugin that declares the durable
+capability is also closed and loaded again on the same directory to check
+that its data survives. The exit status is 0 when no case failed, 1 otherwise, 2 for
 usage errors.
 ` + envSettings
 
@@ -173,6 +174,18 @@ func runPluginTest(ctx context.Context, c *cli, args []string) int {
 	// Every case loads the file again: the results printed under this
 	// sha256 must be those of this file, not of one rebuilt meanwhile.
 	pt.sum = probe.SHA256()
+	// The server keeps the description open returns and never calls
+	// describe, which `topgun plugin inspect` calls before open (WASM.md):
+	// without this, a plugin could pass every case and fail inspect.
+	// A file replaced since the probe is not judged here: the cases
+	// report the change.
+	info, err := host.Inspect(ctx, path, opts)
+	if err == nil && info.SHA256 == pt.sum && info.Name != desc.Name {
+		err = fmt.Errorf("describe names the plugin %q, open names it %q; the two must agree", info.Name, desc.Name)
+	}
+	if err != nil && info.SHA256 == pt.sum {
+		return c.fail(prog, fmt.Errorf("describe before open (as topgun plugin inspect calls it): %w", err))
+	}
 
 	// Reopen is always set: the durability case skips a plugin that does not
 	// declare durable, saying so, rather than naming the harness field.
