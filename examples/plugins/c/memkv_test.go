@@ -697,6 +697,10 @@ func BenchmarkMemkv(b *testing.B) {
 	abitest.RunBenchmarks(b, func(b *testing.B) abi.Backend {
 		o := host.DefaultOptions()
 		o.CacheDir = cache
+		// BatchPut1000 keeps every record of its b.N batches in the
+		// instance's memory: a round of a second holds over a million,
+		// more than the default limit.
+		o.MemoryLimitMB = 4096
 		be, err := host.Load(context.Background(), path, o)
 		if err != nil {
 			b.Fatalf("host.Load(%s): %v", path, err)
