@@ -80,8 +80,11 @@
 // data directory; the environment and arguments are empty; clocks are real.
 //
 // Memory only grows in wasm: the Go runtime never returns linear memory to
-// the host, and the garbage collector only makes progress when the guest
-// yields. The SDK therefore yields (runtime.Gosched) after every 1 MiB of
+// the host. Between calls nothing runs: the collector's background workers,
+// finalizers and a backend's goroutines run only when the guest yields (a
+// collection still finishes through the allocations that pay for it, as
+// the host's memory tests show with the yields below removed). The SDK
+// therefore yields (runtime.Gosched) after every 1 MiB of
 // request and response traffic and every 256 calls otherwise, and after
 // every list_expired (a backend may walk every expired record to answer a
 // few, which makes garbage the traffic does not show), sets Go's
