@@ -170,6 +170,10 @@ func (s *server) describe() abi.Description {
 		}
 		if d.Name == "" {
 			d.Name = s.name
+		} else if s.name == "" {
+			// A backend given to Serve names itself only here; a panic's
+			// message names it by s.name.
+			s.name = d.Name
 		}
 		return d
 	}

@@ -26,7 +26,7 @@ var _ abi.Backend = (*loopback)(nil)
 // "plugin <name> (loopback)". It panics, naming the cause, where a host
 // would refuse the plugin at load: when b's description does not decode
 // (a name that is empty, over 64 bytes, not valid UTF-8 or holds control
-// characters, see abi/WASM.md section 4).
+// characters, see abi/WASM.md section 4) or names another ABI major.
 func Loopback(b abi.Backend, opts ...Option) abi.Backend {
 	lb, err := newLoopback(context.Background(), newServer(b, "", 0, nil).with(opts), nil, "")
 	if err != nil {
@@ -53,6 +53,13 @@ func newLoopback(ctx context.Context, srv *server, cfg map[string]string, dataDi
 	d, err := lb.Caller.Open(ctx, &abi.OpenRequest{Config: cfg, DataDir: dataDir, MaxResponseBytes: 32 << 20})
 	if err != nil {
 		return nil, err
+	}
+	if d.ABIMajor != abi.VersionMajor {
+		// The host refuses such a plugin at load; a native test must not
+		// pass with it.
+		_ = lb.Caller.Close(ctx)
+		return nil, abi.Errorf(abi.CodeInvalidArgument, "plugin %s (loopback): open describes storage ABI %d.%d, the host implements %d.%d and refuses it; describe ABI %d (or leave ABIMajor 0)",
+			d.Name, d.ABIMajor, d.ABIMinor, abi.VersionMajor, abi.VersionMinor, abi.VersionMajor)
 	}
 	lb.desc = d
 	lb.Caller.SetPeerMinor(d.ABIMinor)

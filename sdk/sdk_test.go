@@ -53,6 +53,10 @@ func TestDispatch_panicBecomesInternal(t *testing.T) {
 		if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "kaboom") {
 			t.Fatalf("%s: Get = %v, want CodeInternal naming the panic", name, err)
 		}
+		// A backend given to Serve has no name but its description's.
+		if !strings.Contains(err.Error(), `backend "null": panic in get`) {
+			t.Fatalf("%s: Get = %v, want the backend named", name, err)
+		}
 		if _, err := b.Get(ctx, "fine", false, []string{"k"}); err != nil {
 			t.Fatalf("%s: Get after a panic: %v", name, err)
 		}
@@ -504,8 +508,9 @@ func TestDispatch_listMapsAtMostMaxMaps(t *testing.T) {
 
 // A list_expired call ends with a yield whatever its traffic: the backend
 // may walk every expired record to answer a few (null does), garbage the
-// guest's collector only gets to at a yield (host's
-// TestMemory_listExpiredStaysFlat: a 64 MiB instance ran out of memory).
+// traffic does not show. (What keeps the host's
+// TestMemory_listExpiredStaysFlat within its 64 MiB is Go's soft memory
+// limit, which open sets: without it the instance ran out of memory.)
 func TestYield_afterListExpired(t *testing.T) {
 	s := newServer(null.Open(), "", 0, nil)
 	mustPut(t, s, "m", "k", []byte("v"))
@@ -578,5 +583,36 @@ func TestDispatch_lendStopsBeforeRecordOverLimit(t *testing.T) {
 		if n := len(s.side.Bytes()); n > limit {
 			t.Errorf("%s: %d bytes of records encoded for a response limited to %d", q.call, n, limit)
 		}
+	}
+}
+
+// otherMajor describes a storage ABI major the host does not implement.
+type otherMajor struct{ *null.Backend }
+
+func (otherMajor) Describe() abi.Description {
+	return abi.Description{Name: "other", ABIMajor: abi.VersionMajor + 1, Capabilities: abi.CapAtomicBatch}
+}
+
+// A host refuses a plugin whose description names another ABI major
+// (abi/WASM.md section 2), so Loopback must too: a plugin's native tests
+// passed while the host refused to load it.
+func TestLoopback_otherMajorRefused(t *testing.T) {
+	msg := func() (msg string) {
+		defer func() {
+			if r := recover(); r != nil {
+				msg = fmt.Sprint(r)
+			}
+		}()
+		Loopback(otherMajor{null.Open()})
+		return ""
+	}()
+	if !strings.Contains(msg, "ABI 2.0") {
+		t.Fatalf("Loopback of a backend describing ABI %d panicked with %q; want a panic naming the major", abi.VersionMajor+1, msg)
+	}
+	_, err := LoopbackOpen(context.Background(), "other", abi.CapAtomicBatch, func(map[string]string) (abi.Backend, error) {
+		return otherMajor{null.Open()}, nil
+	}, nil)
+	if !errors.Is(err, abi.ErrInvalidArgument) {
+		t.Fatalf("LoopbackOpen of a backend describing ABI %d = %v; want invalid argument", abi.VersionMajor+1, err)
 	}
 }
