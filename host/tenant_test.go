@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/internal/testbin"
 )
 
@@ -268,6 +269,19 @@ func TestTenants_pooledMemory(t *testing.T) {
 	o.PoolSize = 6
 	b := mustLoad(t, buildTestPlugin(t, "multi"), o)
 	one := b.Stats().MemoryBytes
+	// Three instances held at once: the pool starts them whatever the
+	// machine's load (calls alone may all find the first one idle).
+	var held []*instance
+	for i := 0; i < 3; i++ {
+		in, _, err := b.pool.acquire(context.Background(), abi.CallGet, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, in)
+	}
+	for _, in := range held {
+		b.pool.release(in)
+	}
 	var wg sync.WaitGroup
 	for g := 0; g < 12; g++ {
 		wg.Add(1)
