@@ -115,12 +115,14 @@
 // elements of compared arrays and maps, 64 bytes of patterns and field
 // paths, 64 instructions of a compiled regex, sort fields looked up for
 // each comparison, wire.Query.Cost, and projected fields; TopGun has no
-// such bound) to match, place and project one record, since the feed
-// matches each change against every live query of its map on one
-// goroutine for all clients (POST /sync filters too: 413). The cost does
-// not count the length of the record's strings, which each like/regex
-// node reads whole (a regex about 20 ms per MiB): such queries on a map of
-// long strings delay the feed for every client. A QUERY_SUB
+// such bound) to match, place and project one record, since each change
+// is matched against every live query of its map (POST /sync filters
+// too: 413). The cost does not count the length of the record's strings,
+// which each like/regex node reads whole (a regex about 20 ms per MiB):
+// such queries on a map of long strings are slow to match. Each
+// connection's queries are matched by its own feed worker, so they delay
+// only that connection, which is closed with 1013 once it falls feedQueue
+// commits behind (Stats.FeedLags). A QUERY_SUB
 // beyond any of these gets QUERY_RESP with an error (code LIMIT); one on
 // a map name abi.ValidateMapName refuses
 // gets code INVALID (a POST /sync entry or query naming one: 400), not the

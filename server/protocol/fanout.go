@@ -11,13 +11,13 @@ import (
 )
 
 // feedLoop is the Server's one reader of the store's change feed. For each
-// commit it sends SERVER_EVENT to every connection holding a live query on
-// a changed map (except the connection that wrote the change), updates the
-// live queries (QUERY_UPDATE) and relays GC_PRUNE to every client (held
+// commit it hands every connection holding a live query on a changed map
+// its SERVER_EVENTs (but for the connection that wrote the change) and the
+// changes its live queries match (QUERY_UPDATE), which the connection's
+// feed worker sends and matches, and relays GC_PRUNE to every client (held
 // back while its writes are pending, see offerPrune; those connecting
-// later get it at their first sync, see sendPruneOnce). It never
-// blocks on a client: sends only enqueue, and a full queue disconnects that
-// client.
+// later get it at their first sync, see sendPruneOnce). It never blocks on
+// a client: sends only enqueue, and a full queue disconnects that client.
 func (s *Server) feedLoop(sub *store.Subscription) {
 	defer s.wg.Done()
 	for {
@@ -71,17 +71,42 @@ func (s *Server) closeQueryHolders() int {
 	return len(conns)
 }
 
-// mapFanout is who hears about one map's changes in one commit.
-type mapFanout struct {
-	subs  []*subscription
-	conns []*conn
+// mapFanout is who hears about one map's changes in one commit: the live
+// queries of each connection holding one.
+type mapFanout map[*conn][]*subscription
+
+// feedQueue is how many commits a connection's feed worker may fall
+// behind before the connection is closed (as the whole feed is, see
+// feedLoop).
+const feedQueue = 1024
+
+// feedItem is one commit's work for one connection's feed worker: a
+// GC_PRUNE offer, or the changes of its maps.
+type feedItem struct {
+	prune   *pruneOffer
+	changes []connChange
 }
 
+type pruneOffer struct {
+	ts record.Timestamp
+	b  []byte
+}
+
+// connChange is one change for one connection: the SERVER_EVENTs to send
+// (none for its own writes) and the live queries to update.
+type connChange struct {
+	ch     *store.Change
+	events [][]byte
+	subs   []*subscription
+}
+
+// dispatch hands one commit to the feed workers of the connections holding
+// live queries on its maps, with each SERVER_EVENT encoded once for all.
 func (s *Server) dispatch(cm *store.Commit) {
 	if cm.PruneBefore != nil {
 		s.broadcastPrune(*cm.PruneBefore)
 	}
-	var fan map[string]*mapFanout
+	var fan map[string]mapFanout
 	s.mu.RLock()
 	if len(s.byMap) > 0 {
 		for i := range cm.Changes {
@@ -91,19 +116,14 @@ func (s *Server) dispatch(cm *store.Commit) {
 				continue
 			}
 			if fan == nil {
-				fan = map[string]*mapFanout{}
+				fan = map[string]mapFanout{}
 			}
 			if fan[name] != nil {
 				continue
 			}
-			f := &mapFanout{}
-			seen := map[*conn]bool{}
+			f := mapFanout{}
 			for sub := range subs {
-				f.subs = append(f.subs, sub)
-				if !seen[sub.c] {
-					seen[sub.c] = true
-					f.conns = append(f.conns, sub.c)
-				}
+				f[sub.c] = append(f[sub.c], sub)
 			}
 			fan[name] = f
 		}
@@ -112,42 +132,112 @@ func (s *Server) dispatch(cm *store.Commit) {
 	if fan == nil {
 		return
 	}
+	items := map[*conn]*feedItem{}
 	for i := range cm.Changes {
 		ch := &cm.Changes[i]
 		f := fan[ch.Map]
 		if f == nil {
 			continue
 		}
-		if ch.Kind == store.ChangeORRemove && ch.Tag == "" {
+		var events [][]byte
+		heard := false // by a connection other than the writer's
+		for c := range f {
+			heard = heard || c.id != ch.Origin
+		}
+		switch {
+		case !heard:
+		case ch.Kind == store.ChangeORRemove && ch.Tag == "":
 			// One change for the tags one op removed: an event each.
 			for _, tag := range ch.Tags {
-				s.sendEvent(f, ch, &wire.ServerEvent{MapName: ch.Map, Key: ch.Key, EventType: wire.EventORRemove, ORTag: tag})
+				events = s.appendEvent(events, ch, &wire.ServerEvent{MapName: ch.Map, Key: ch.Key, EventType: wire.EventORRemove, ORTag: tag})
 			}
-		} else if ev := serverEvent(ch); ev != nil {
-			s.sendEvent(f, ch, ev)
+		default:
+			if ev := serverEvent(ch); ev != nil {
+				events = s.appendEvent(events, ch, ev)
+			}
 		}
-		for _, sub := range f.subs {
-			sub.onChange(ch)
+		for c, subs := range f {
+			it := items[c]
+			if it == nil {
+				it = &feedItem{}
+				items[c] = it
+			}
+			cc := connChange{ch: ch, subs: subs}
+			if c.id != ch.Origin { // no events for the writer's own change
+				cc.events = events
+			}
+			it.changes = append(it.changes, cc)
 		}
+	}
+	for c, it := range items {
+		c.offerFeed(*it)
 	}
 }
 
-// sendEvent sends a change's SERVER_EVENT to the connections of its map
-// but the change's writer, encoded once.
-func (s *Server) sendEvent(f *mapFanout, ch *store.Change, ev *wire.ServerEvent) {
-	var b []byte
-	for _, c := range f.conns {
-		if c.id == ch.Origin {
-			continue
-		}
-		if b == nil {
-			var err error
-			if b, err = wire.Encode(wire.OmitAbsentORTTL(ev)); err != nil {
-				s.log.Error("cannot encode an event", "map", ch.Map, "error", err)
-				return
+// appendEvent appends a change's SERVER_EVENT, encoded.
+func (s *Server) appendEvent(events [][]byte, ch *store.Change, ev *wire.ServerEvent) [][]byte {
+	b, err := wire.Encode(wire.OmitAbsentORTTL(ev))
+	if err != nil {
+		s.log.Error("cannot encode an event", "map", ch.Map, "error", err)
+		return events
+	}
+	return append(events, b)
+}
+
+// startFeed starts the connection's feed worker, once, before its first
+// live query joins the fan-out index. Called on the reader's goroutine
+// (finish waits for the worker only once the reader returned).
+func (c *conn) startFeed() {
+	if c.feedOn.Load() {
+		return
+	}
+	c.feedq = make(chan feedItem, feedQueue)
+	c.wg.Add(1)
+	go c.feedWorker()
+	c.feedOn.Store(true)
+}
+
+// offerFeed queues a commit's work for the feed worker, closing the
+// connection when the worker is feedQueue commits behind: its client
+// reconnects, subscribes again and catches up through a Merkle sync.
+func (c *conn) offerFeed(it feedItem) {
+	if c.closing.Load() {
+		return
+	}
+	select {
+	case c.feedq <- it:
+	default:
+		c.s.feedLags.Add(1)
+		c.log.Warn("matching this connection's live queries fell behind the changes; closing it so that its client syncs again", "commits_behind", feedQueue)
+		c.closeGraceful(websocket.StatusTryAgainLater, "server fell behind on changes; reconnect and sync")
+	}
+}
+
+// feedWorker sends a connection its SERVER_EVENTs and GC_PRUNEs and updates
+// its live queries, in commit order.
+func (c *conn) feedWorker() {
+	defer c.wg.Done()
+	for {
+		select {
+		case it := <-c.feedq:
+			if it.prune != nil {
+				c.offerPrune(it.prune.ts, it.prune.b)
+				continue
 			}
+			for _, cc := range it.changes {
+				for _, b := range cc.events {
+					c.send(b)
+				}
+				for _, sub := range cc.subs {
+					if c.ctx.Err() != nil {
+						return
+					}
+					sub.onChange(cc.ch)
+				}
+			}
+		case <-c.ctx.Done():
+			return
 		}
-		c.send(b)
 	}
 }
 
@@ -197,7 +287,12 @@ func (s *Server) broadcastPrune(ts record.Timestamp) {
 	}
 	s.mu.RUnlock()
 	for _, c := range conns {
-		if c.authed.Load() {
+		switch {
+		case !c.authed.Load():
+		case c.feedOn.Load():
+			// After the events of the commits before it.
+			c.offerFeed(feedItem{prune: &pruneOffer{ts, b}})
+		default:
 			c.offerPrune(ts, b)
 		}
 	}

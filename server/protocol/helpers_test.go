@@ -175,14 +175,15 @@ type env struct {
 }
 
 type envConfig struct {
-	backend   abi.Backend // default: a fresh null backend
-	opts      Options
-	storeOpts func(*store.Options)
-	fakeWall  bool // a settable wall clock for the store and the HLC
-	hook      func()
-	readyHook func() // Server.readyHook
-	diffHook  func() // Server.resyncDiffHook
-	durable   bool
+	backend    abi.Backend // default: a fresh null backend
+	opts       Options
+	storeOpts  func(*store.Options)
+	fakeWall   bool // a settable wall clock for the store and the HLC
+	hook       func()
+	readyHook  func()              // Server.readyHook
+	diffHook   func()              // Server.resyncDiffHook
+	changeHook func(*subscription) // Server.changeHook
+	durable    bool
 }
 
 func newEnv(t testing.TB, cfg envConfig) *env {
@@ -237,6 +238,7 @@ func (e *env) start(be abi.Backend, node string, cfg envConfig) {
 	}
 	e.srv.readyHook = cfg.readyHook
 	e.srv.resyncDiffHook = cfg.diffHook
+	e.srv.changeHook = cfg.changeHook
 	e.mux = http.NewServeMux()
 	e.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
 	e.srv.Register(e.mux)

@@ -177,8 +177,8 @@ func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 		refusal = queryError(m.QueryID, fmt.Sprintf("protocol: the connection already has %d live queries, the limit; unsubscribe some first", c.s.opts.MaxQueries), "LIMIT")
 	case q.Cost(wire.MaxQueryCost)+fieldsCost(m.Fields) > wire.MaxQueryCost:
 		// Before compiling: the feed matches every change of the map
-		// against the query, for all clients on one goroutine, and
-		// projects the value of each update it sends.
+		// against the query and projects the value of each update it
+		// sends.
 		c.s.queriesCut.Add(1)
 		refusal = queryError(m.QueryID, queryCostError, "LIMIT")
 	case held+size > budget:
@@ -215,6 +215,7 @@ func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 	// QUERY_RESP (or refusal) of the QUERY_SUB.
 	sub.run.Lock()
 	defer sub.run.Unlock()
+	c.startFeed()
 	// The new query joins the fan-out index before the old one of its id
 	// leaves it, so no SERVER_EVENT of the map falls between the two.
 	c.s.register(sub)
@@ -436,9 +437,9 @@ func (sub *subscription) startRead() bool {
 // sending the difference as QUERY_UPDATEs.
 func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err error) {
 	// What the read found is put in order, and the QUERY_RESP encoded,
-	// before sub is locked: the change feed, which hands changes to every
-	// live query on one goroutine for all clients, waits for that lock
-	// (a million records take seconds). Meanwhile the feed buffers the
+	// before sub is locked: the connection's feed worker, which hands
+	// changes to its live queries, waits for that lock (a million records
+	// take seconds). Meanwhile the feed buffers the
 	// map's changes for sub (subInit), as during the read, and nothing
 	// else changes sub's result: the caller holds sub.run.
 	var rd readResult
@@ -622,6 +623,9 @@ func (sub *subscription) prepareRead(reader bool, sc scanned, held *resultSet) r
 
 // onChange hands one committed change of the subscription's map to it.
 func (sub *subscription) onChange(ch *store.Change) {
+	if h := sub.c.s.changeHook; h != nil {
+		h(sub)
+	}
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
 	switch sub.state {

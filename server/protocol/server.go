@@ -57,9 +57,10 @@ type Server struct {
 	// resyncsQueued counts the re-reads of a map queued for live queries.
 	resyncsQueued atomic.Int64
 
-	dispatchHook   func() // tests: runs before each commit is dispatched
-	readyHook      func() // tests: runs once a query's read is made ready, before its result is replaced
-	resyncDiffHook func() // tests: runs as a resync starts comparing its read with the result the client holds
+	dispatchHook   func()              // tests: runs before each commit is dispatched
+	readyHook      func()              // tests: runs once a query's read is made ready, before its result is replaced
+	resyncDiffHook func()              // tests: runs as a resync starts comparing its read with the result the client holds
+	changeHook     func(*subscription) // tests: runs as a live query is handed a change
 }
 
 // Stats are counters of a Server since New.

@@ -10,8 +10,9 @@ import (
 
 // MaxQueryCost bounds Query.Cost for the queries a server accepts: it
 // bounds the work of matching one change against a live query, which the
-// server does for every write to the query's map on the one goroutine
-// that serves the change feed to all clients. The memory budgets of
+// server does for every write to the query's map (on a goroutine per
+// connection, which falls behind and is closed if its queries are too
+// slow to match). The memory budgets of
 // queries alone allow a predicate of hundreds of thousands of nodes. A
 // real query costs a few dozen units; TopGun sets no such bound (its
 // only one is the decoder's depth, Limits.MaxDepth). It does not bound
@@ -94,7 +95,7 @@ func (q *Query) Cost(limit int) int {
 // result and 2 more, a record of an unlimited one about 32 as its first
 // read sorts it. Without it a QUERY_SUB of hundreds of thousands of sort
 // fields cost nothing, and every change of its map took a quarter of a
-// second of the feed's one goroutine.
+// second of the feed.
 func (q *Query) sortCost(limit int) int {
 	if len(q.Sort) == 0 {
 		return 0
