@@ -84,7 +84,9 @@ type Client struct {
 	groups     map[string][]*pendingOp // lastId of a sent CLIENT_OP/OP_BATCH → its ops
 	// storeRetry is the last wait before sending again a write the server
 	// could not store (storeFailed); 0 once a write is acknowledged.
+	// retry holds such writes until that wait is over (nil: none waits).
 	storeRetry time.Duration
+	retry      *retryRound
 	subs       map[string]*Subscription
 	nextSub    uint64
 	syncs      map[string]*mapSyncs
@@ -596,6 +598,7 @@ func (c *Client) install(cn *conn) {
 	ops := c.pendingInOrder()
 	c.unsent = nil // all of them are in ops
 	c.groups = map[string][]*pendingOp{}
+	c.stopRetryLocked() // its writes are in ops too
 	// The connection the superseded writes went out on is gone with
 	// their acks.
 	superseded := c.superseded
@@ -906,7 +909,7 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 			c.failSyncs(m)
 		}
 		if id, ok := storeFailedID(m); ok {
-			c.storeFailed(id)
+			c.storeFailed(cn, id)
 		}
 		if f := c.opts.OnServerError; f != nil {
 			c.notes.push(func() { f(m) })

@@ -40,7 +40,9 @@
 // This project's server answers a write it could not store with an ERROR
 // 500 naming the write's lastId and keeps the connection: the client
 // sends that write again on it after Options.BackoffInitial, doubling up
-// to BackoffMax while the server keeps failing, until it is stored. A
+// to BackoffMax while the server keeps failing (the writes that fail
+// meanwhile wait with it; once the server acknowledges a write they go at
+// once), until it is stored. A
 // write that could never be sent (alone over Options.Limits: the frame
 // limit, the memory the server lets a message take once decoded, or its
 // depth, which counts the 5 levels above a value in an OP_BATCH; or with a

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -94,5 +95,95 @@ func TestPut_writeTheServerFailedToStoreIsSentAgain(t *testing.T) {
 	}
 	if n > before {
 		t.Errorf("%d client goroutines left after Close (%d before)\n%s", n, before, dump)
+	}
+}
+
+// keyAttempts counts, per key, the commits a backend was asked to make
+// that carried it.
+type keyAttempts struct {
+	abi.Backend
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (k *keyAttempts) Apply(ctx context.Context, b *abi.Batch) error {
+	k.mu.Lock()
+	for _, m := range b.Mutations {
+		k.n[m.Key]++
+	}
+	k.mu.Unlock()
+	return k.Backend.Apply(ctx, b)
+}
+
+func (k *keyAttempts) of(key string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.n[key]
+}
+
+// A write the server could not store waits out its backoff before it is
+// sent again, also while the client sends other writes. Sent along with
+// each new write, a client writing steadily while its server's storage is
+// down sent its whole backlog of failed writes again with every new one.
+func TestPut_failedWriteWaitsItsBackoffWhileOthersAreSent(t *testing.T) {
+	failing := &failingApply{Backend: null.Open()}
+	failing.fail.Store(1 << 30)
+	be := &keyAttempts{Backend: failing, n: map[string]int{}}
+	url, _ := serveBackend(t, be, -1, nil)
+	o := testOptions(t)
+	o.BackoffInitial = time.Hour
+	o.BackoffMax = time.Hour
+	var serverErrors atomic.Int32
+	o.OnServerError = func(*wire.ErrorMessage) { serverErrors.Add(1) }
+	c := dial(t, url, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	const writes = 5
+	for i := range writes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.Put(ctx, "m", fmt.Sprint("k", i), "v")
+		}()
+		eventually(t, "the write's ERROR", func() bool {
+			return be.of(fmt.Sprint("k", i)) > 0 && serverErrors.Load() >= int32(i+1)
+		})
+	}
+	for i := range writes {
+		if n := be.of(fmt.Sprint("k", i)); n != 1 {
+			t.Errorf("k%d was sent %d times within its first backoff of an hour, want once", i, n)
+		}
+	}
+	if n := serverErrors.Load(); n != writes {
+		t.Errorf("%d ERRORs for %d failed writes, each within its first backoff", n, writes)
+	}
+}
+
+// Once the server acknowledges a write, its storage stores again: a write
+// it failed to store is sent at once, not after the rest of its backoff.
+func TestPut_failedWriteSentAgainOnceAnotherIsAcknowledged(t *testing.T) {
+	be := &failingApply{Backend: null.Open()}
+	url, st := serveBackend(t, be, -1, nil)
+	o := testOptions(t)
+	o.BackoffInitial = time.Hour
+	o.BackoffMax = time.Hour
+	var serverErrors atomic.Int32
+	o.OnServerError = func(*wire.ErrorMessage) { serverErrors.Add(1) }
+	c := dial(t, url, o)
+	be.fail.Store(1)
+	done := make(chan error, 1)
+	go func() { done <- c.Put(ctxT(t), "m", "failed", "v") }()
+	eventually(t, "the write's ERROR", func() bool { return serverErrors.Load() > 0 })
+	if err := c.Put(ctxT(t), "m", "stored", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the failed write, once another was acknowledged: %v", err)
+	}
+	if _, ok, err := st.Get(ctxT(t), "m", "failed"); err != nil || !ok {
+		t.Errorf("the failed write is not stored (%v, %v)", ok, err)
 	}
 }

@@ -409,10 +409,15 @@ func (c *Client) ack(lastID string) {
 		acked = append(acked, p)
 	}
 	if len(acked) > 0 {
+		// Storage stores again: the writes it failed need wait no longer.
 		c.storeRetry = 0
+		if r := c.retry; r != nil {
+			c.stopRetryLocked()
+			resend = append(resend, r.ops...)
+		}
 	}
 	if len(resend) > 0 {
-		c.resendLocked(resend, 0)
+		c.resendLocked(resend)
 	}
 	c.mu.Unlock()
 	for _, p := range acked {
@@ -420,10 +425,10 @@ func (c *Client) ack(lastID string) {
 	}
 }
 
-// resendLocked queues ps, sent and never to be answered, to be sent again
-// on the current connection after wait (a new connection replays them
-// anyway). Caller holds mu.
-func (c *Client) resendLocked(ps []*pendingOp, wait time.Duration) {
+// resendLocked queues ps, sent and never to be answered, and sends them
+// again on the current connection (a new connection replays them anyway).
+// Caller holds mu.
+func (c *Client) resendLocked(ps []*pendingOp) {
 	c.unsent = append(ps, c.unsent...)
 	slices.SortFunc(c.unsent, func(a, b *pendingOp) int { return cmp.Compare(a.id, b.id) })
 	// Not on the connection's goroutine, which must keep reading while
@@ -431,15 +436,6 @@ func (c *Client) resendLocked(ps []*pendingOp, wait time.Duration) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-c.ctx.Done():
-				return
-			}
-		}
 		if c.lockSend(c.ctx) != nil {
 			return // closed
 		}
@@ -464,10 +460,31 @@ func storeFailedID(m *wire.ErrorMessage) (string, bool) {
 	return id, err == nil
 }
 
-// storeFailed sends again the write with lastId id that the server could
-// not store, after Options.BackoffInitial, doubling up to BackoffMax while
-// the server keeps failing (its store may be down).
-func (c *Client) storeFailed(id string) {
+// retryRound is the writes the server could not store on cn, held back
+// until the wait before sending them again is over: not queued before,
+// where every later write's flush would send them at once, and again
+// after each failure, as many times as the client writes.
+type retryRound struct {
+	cn   *conn
+	ops  []*pendingOp
+	stop chan struct{} // closed when the round no longer waits
+}
+
+// stopRetryLocked ends the waiting round, if any, leaving its writes to
+// the caller. Caller holds mu.
+func (c *Client) stopRetryLocked() {
+	if c.retry != nil {
+		close(c.retry.stop)
+		c.retry = nil
+	}
+}
+
+// storeFailed sends again the write with lastId id, which the server could
+// not store on cn, after Options.BackoffInitial, doubling up to BackoffMax
+// while the server keeps failing (its store may be down). The writes that
+// fail while a round waits join it; an ack (storage stores again) ends
+// the wait.
+func (c *Client) storeFailed(cn *conn, id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	group, ok := c.groups[id]
@@ -486,6 +503,10 @@ func (c *Client) storeFailed(id string) {
 	if len(resend) == 0 {
 		return
 	}
+	if r := c.retry; r != nil && r.cn == cn {
+		r.ops = append(r.ops, resend...)
+		return
+	}
 	wait := c.storeRetry
 	switch {
 	case wait <= 0 && c.opts.BackoffInitial > 0:
@@ -497,7 +518,29 @@ func (c *Client) storeFailed(id string) {
 	}
 	c.storeRetry = wait
 	c.log.Debug("the server could not store a write; sending it again", "ops", len(resend), "retry_in", wait)
-	c.resendLocked(resend, wait)
+	c.stopRetryLocked()
+	r := &retryRound{cn: cn, ops: resend, stop: make(chan struct{})}
+	c.retry = r
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.stop: // an ack re-sent them, or a new connection replays them
+			return
+		case <-c.ctx.Done():
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.retry != r {
+			return
+		}
+		c.retry = nil
+		c.resendLocked(r.ops)
+	}()
 }
 
 // reject fails the write the server refused with OP_REJECTED. This
