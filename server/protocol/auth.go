@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,27 +99,40 @@ func looksLikePublicKey(secret string) bool {
 }
 
 // isPublicJWK reports whether s is a JSON Web Key of an asymmetric key
-// (kty RSA, EC or OKP), or a key set holding one, quoted or not. A
-// symmetric key ("oct") is a secret, not a public value.
+// (kty RSA, EC or OKP), or a key set or array holding one, quoted or not,
+// also as a JSON string (as a JSON or YAML config quotes it). A symmetric
+// key ("oct") is a secret, not a public value.
 func isPublicJWK(s string) bool {
-	s = strings.Trim(strings.TrimSpace(s), `'"`)
-	type jwk struct {
-		Kty string `json:"kty"`
-	}
-	var v struct {
-		jwk
-		Keys []jwk `json:"keys"`
-	}
-	if json.Unmarshal([]byte(s), &v) != nil {
-		return false
-	}
-	for _, k := range append(v.Keys, v.jwk) {
-		switch strings.ToUpper(k.Kty) {
-		case "RSA", "EC", "OKP":
-			return true
+	var v any
+	if json.Unmarshal([]byte(strings.TrimSpace(s)), &v) != nil {
+		if json.Unmarshal([]byte(strings.Trim(strings.TrimSpace(s), `'"`)), &v) != nil {
+			return false
 		}
 	}
-	return false
+	if str, ok := v.(string); ok {
+		if json.Unmarshal([]byte(strings.TrimSpace(str)), &v) != nil {
+			return false
+		}
+	}
+	var public func(v any, depth int) bool
+	public = func(v any, depth int) bool {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, x := range v {
+				if kty, ok := x.(string); ok && strings.EqualFold(k, "kty") {
+					switch strings.ToUpper(kty) {
+					case "RSA", "EC", "OKP":
+						return true
+					}
+				}
+			}
+			return depth == 0 && public(v["keys"], 1)
+		case []any:
+			return depth <= 1 && slices.ContainsFunc(v, func(x any) bool { return public(x, 2) })
+		}
+		return false
+	}
+	return public(v, 0)
 }
 
 // WithClaims returns a verifier that also requires a token's iss claim to

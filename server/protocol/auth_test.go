@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -400,6 +401,10 @@ func TestNewAuth_publicKeyNotTakenForSecret(t *testing.T) {
 		{"jwk", jwk},
 		{"jwk set", `{"keys":[` + jwk + `]}`},
 		{"single-quoted jwk", `'` + jwk + `'`},
+		// A JSON string holding the key, as a JSON or YAML config quotes
+		// it, and a bare array of keys.
+		{"jwk as a json string", strconv.Quote(jwk)},
+		{"jwk array", `[` + jwk + `]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a, err := NewAuth(tc.secret)
