@@ -36,15 +36,15 @@ type conn struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // writer, write worker and feed worker
 
-	// feedq carries to feedWorker, in commit order, the changes of the
+	// feed carries to feedWorker, in commit order, the changes of the
 	// maps this connection holds live queries on and the GC_PRUNE offers
 	// (see Server.dispatch). Matching changes against a connection's
 	// queries runs there, not on the one goroutine that serves the change
 	// feed to every client: queries slow to match (a regex over long
 	// strings) hold up only their own connection, which is closed when it
-	// falls feedQueue commits behind. Nil until its first live query.
-	feedq  chan feedItem
-	feedOn atomic.Bool // feedq is set and feedWorker runs
+	// falls feedQueue commits behind.
+	feed   feedBacklog
+	feedOn atomic.Bool // feedWorker runs (from the first live query on)
 
 	out     outQueue
 	queued  atomic.Int64  // bytes of the messages in out, msgOverhead each included

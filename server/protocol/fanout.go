@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/coder/websocket"
 
@@ -184,6 +185,52 @@ func (s *Server) appendEvent(events [][]byte, ch *store.Change, ev *wire.ServerE
 	return append(events, b)
 }
 
+// feedBacklog is a connection's queue of feedItems: a slice, not a
+// channel of feedQueue items, so that it takes memory only while the
+// connection is behind.
+type feedBacklog struct {
+	mu    sync.Mutex
+	items []feedItem
+	head  int           // items[head:] wait
+	ready chan struct{} // capacity 1: signalled after a push
+}
+
+// push queues it, or reports false when feedQueue items already wait.
+func (q *feedBacklog) push(it feedItem) bool {
+	q.mu.Lock()
+	ok := len(q.items)-q.head < feedQueue
+	if ok {
+		q.items = append(q.items, it)
+	}
+	q.mu.Unlock()
+	if ok {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	return ok
+}
+
+// pop takes the oldest item, if any.
+func (q *feedBacklog) pop() (feedItem, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+		return feedItem{}, false
+	}
+	it := q.items[q.head]
+	q.items[q.head] = feedItem{} // its commit is not held any longer
+	q.head++
+	if q.head >= feedQueue && q.head*2 >= len(q.items) {
+		// Never empty while changes keep coming: move what waits down.
+		q.items = q.items[:copy(q.items, q.items[q.head:])]
+		q.head = 0
+	}
+	return it, true
+}
+
 // startFeed starts the connection's feed worker, once, before its first
 // live query joins the fan-out index. Called on the reader's goroutine
 // (finish waits for the worker only once the reader returned).
@@ -191,7 +238,7 @@ func (c *conn) startFeed() {
 	if c.feedOn.Load() {
 		return
 	}
-	c.feedq = make(chan feedItem, feedQueue)
+	c.feed.ready = make(chan struct{}, 1)
 	c.wg.Add(1)
 	go c.feedWorker()
 	c.feedOn.Store(true)
@@ -201,42 +248,42 @@ func (c *conn) startFeed() {
 // connection when the worker is feedQueue commits behind: its client
 // reconnects, subscribes again and catches up through a Merkle sync.
 func (c *conn) offerFeed(it feedItem) {
-	if c.closing.Load() {
+	if c.closing.Load() || c.feed.push(it) {
 		return
 	}
-	select {
-	case c.feedq <- it:
-	default:
-		c.s.feedLags.Add(1)
-		c.log.Warn("matching this connection's live queries fell behind the changes; closing it so that its client syncs again", "commits_behind", feedQueue)
-		c.closeGraceful(websocket.StatusTryAgainLater, "server fell behind on changes; reconnect and sync")
-	}
+	c.s.feedLags.Add(1)
+	c.log.Warn("matching this connection's live queries fell behind the changes; closing it so that its client syncs again", "commits_behind", feedQueue)
+	c.closeGraceful(websocket.StatusTryAgainLater, "server fell behind on changes; reconnect and sync")
 }
 
 // feedWorker sends a connection its SERVER_EVENTs and GC_PRUNEs and updates
 // its live queries, in commit order.
 func (c *conn) feedWorker() {
 	defer c.wg.Done()
-	for {
-		select {
-		case it := <-c.feedq:
-			if it.prune != nil {
-				c.offerPrune(it.prune.ts, it.prune.b)
+	for c.ctx.Err() == nil {
+		it, ok := c.feed.pop()
+		if !ok {
+			select {
+			case <-c.feed.ready:
 				continue
+			case <-c.ctx.Done():
+				return
 			}
-			for _, cc := range it.changes {
-				for _, b := range cc.events {
-					c.send(b)
-				}
-				for _, sub := range cc.subs {
-					if c.ctx.Err() != nil {
-						return
-					}
-					sub.onChange(cc.ch)
-				}
+		}
+		if it.prune != nil {
+			c.offerPrune(it.prune.ts, it.prune.b)
+			continue
+		}
+		for _, cc := range it.changes {
+			for _, b := range cc.events {
+				c.send(b)
 			}
-		case <-c.ctx.Done():
-			return
+			for _, sub := range cc.subs {
+				if c.ctx.Err() != nil {
+					return
+				}
+				sub.onChange(cc.ch)
+			}
 		}
 	}
 }

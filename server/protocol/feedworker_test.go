@@ -83,3 +83,42 @@ func TestFeed_connectionFallenBehindIsClosedAlone(t *testing.T) {
 		t.Fatalf("other client got %+v, want its query's update of k", u)
 	}
 }
+
+// The backlog keeps commit order and its bound while the worker never
+// empties it (changes keep coming as fast as it takes them).
+func TestFeedBacklog_orderAndBound(t *testing.T) {
+	q := feedBacklog{ready: make(chan struct{}, 1)}
+	next, want := 0, 0
+	push := func(n int) {
+		for i := 0; i < n; i++ {
+			if !q.push(feedItem{changes: make([]connChange, next)}) {
+				t.Fatalf("push %d refused with %d waiting", next, next-want)
+			}
+			next++
+		}
+	}
+	pop := func(n int) {
+		for i := 0; i < n; i++ {
+			it, ok := q.pop()
+			if !ok || len(it.changes) != want {
+				t.Fatalf("pop = %d items, %v; want item %d", len(it.changes), ok, want)
+			}
+			want++
+		}
+	}
+	push(feedQueue)
+	if q.push(feedItem{}) {
+		t.Fatalf("push accepted with %d waiting", feedQueue)
+	}
+	for round := 0; round < 5; round++ {
+		pop(feedQueue - 10)
+		push(feedQueue - 10)
+	}
+	if len(q.items) > 2*feedQueue+1 {
+		t.Errorf("backlog holds %d slots for %d waiting", len(q.items), next-want)
+	}
+	pop(next - want)
+	if _, ok := q.pop(); ok {
+		t.Fatal("pop from an empty backlog")
+	}
+}
