@@ -140,12 +140,23 @@ func TestRun_canceled(t *testing.T) {
 
 func TestRun_unreachable(t *testing.T) {
 	t.Parallel()
+	// A port kept by a listener that hangs up at once: closed, it could
+	// be taken by another test's server meanwhile.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	addr := ln.Addr().String()
-	ln.Close()
 	_, err = loadgen.Run(context.Background(), loadgen.Options{URL: "ws://" + addr + "/ws", Duration: time.Second, DialTimeout: 5 * time.Second})
 	if err == nil || !strings.Contains(err.Error(), "loadgen: dial") {
 		t.Fatalf("err = %v, want a dial error", err)

@@ -114,12 +114,23 @@ func TestBench_maxOpsWithoutProgress(t *testing.T) {
 
 func TestBench_usageAndFailures(t *testing.T) {
 	t.Parallel()
+	// A port kept by a listener that hangs up at once: closed, it could
+	// be taken by another test's server meanwhile.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	closed := "ws://" + ln.Addr().String() + "/ws"
-	ln.Close()
 	for _, tc := range []struct {
 		name       string
 		args       []string
