@@ -49,7 +49,7 @@ func newCollector(proto *protocol.Server, store *plugins.Store) *collector {
 		slowDropped:    d("slow_clients_dropped_total", "Connections cut because their client did not read its messages (TOPGUN_MAX_OUTBOUND_BYTES)."),
 		refused:        d("clients_refused_total", "WebSocket upgrades and POST /sync requests refused at TOPGUN_MAX_CONNECTIONS."),
 		queriesRefused: d("queries_refused_total", "QUERY_SUBs refused at the live-query limits (TOPGUN_MAX_QUERY_RESULTS, the 1024 queries per connection and their memory, 8 × TOPGUN_MAX_MESSAGE_BYTES)."),
-		feedLags:       d("feed_lags_total", "Times the server fell behind the record store's changes and closed the connections holding live queries (1013) so that their clients sync again."),
+		feedLags:       d("feed_lags_total", "Times the server, or one connection's matching of its live queries, fell behind the record store's changes and closed the connections concerned (1013) so that their clients sync again."),
 	}
 	if p, ok := store.Backend().(pluginStats); ok {
 		c.plugin = p

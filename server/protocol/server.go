@@ -81,8 +81,9 @@ type Stats struct {
 	// MaxQueryResults or the connection's query memory.
 	QueriesRefused uint64
 	// FeedLags counts the times the server fell behind the store's change
-	// feed and closed the connections holding live queries, so that their
-	// clients sync again the changes they were not sent.
+	// feed and closed the connections holding live queries, or one
+	// connection's feed worker fell behind and it was closed, so that
+	// their clients sync again the changes they were not sent.
 	FeedLags uint64
 }
 
