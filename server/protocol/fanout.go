@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/coder/websocket"
@@ -82,10 +83,12 @@ type mapFanout map[*conn][]*subscription
 const feedQueue = 1024
 
 // feedItem is one commit's work for one connection's feed worker: a
-// GC_PRUNE offer, or the changes of its maps.
+// GC_PRUNE offer, or the commit's changes of the maps the connection holds
+// live queries on (subs, the queries by map).
 type feedItem struct {
-	prune   *pruneOffer
-	changes []connChange
+	prune  *pruneOffer
+	commit *feedCommit
+	subs   map[string][]*subscription
 }
 
 type pruneOffer struct {
@@ -93,12 +96,20 @@ type pruneOffer struct {
 	b  []byte
 }
 
-// connChange is one change for one connection: the SERVER_EVENTs to send
-// (none for its own writes) and the live queries to update.
-type connChange struct {
+// feedCommit is one commit's changes of the maps with live queries, shared
+// by the feed workers of every connection handed it, so that what a
+// connection's backlog takes for a commit does not grow with its changes
+// (an OP_BATCH commits thousands).
+type feedCommit struct {
+	changes []feedChange
+	byMap   map[string][]int // indices in changes, in commit order
+}
+
+// feedChange is one change with its SERVER_EVENTs, encoded once for all
+// (none when only its writer's connection hears of it).
+type feedChange struct {
 	ch     *store.Change
 	events [][]byte
-	subs   []*subscription
 }
 
 // dispatch hands one commit to the feed workers of the connections holding
@@ -133,7 +144,7 @@ func (s *Server) dispatch(cm *store.Commit) {
 	if fan == nil {
 		return
 	}
-	items := map[*conn]*feedItem{}
+	fc := &feedCommit{byMap: make(map[string][]int, len(fan))}
 	for i := range cm.Changes {
 		ch := &cm.Changes[i]
 		f := fan[ch.Map]
@@ -157,17 +168,18 @@ func (s *Server) dispatch(cm *store.Commit) {
 				events = s.appendEvent(events, ch, ev)
 			}
 		}
+		fc.byMap[ch.Map] = append(fc.byMap[ch.Map], len(fc.changes))
+		fc.changes = append(fc.changes, feedChange{ch: ch, events: events})
+	}
+	items := map[*conn]*feedItem{}
+	for name, f := range fan {
 		for c, subs := range f {
 			it := items[c]
 			if it == nil {
-				it = &feedItem{}
+				it = &feedItem{commit: fc, subs: map[string][]*subscription{}}
 				items[c] = it
 			}
-			cc := connChange{ch: ch, subs: subs}
-			if c.id != ch.Origin { // no events for the writer's own change
-				cc.events = events
-			}
-			it.changes = append(it.changes, cc)
+			it.subs[name] = subs
 		}
 	}
 	for c, it := range items {
@@ -195,6 +207,10 @@ type feedBacklog struct {
 	ready chan struct{} // capacity 1: signalled after a push
 }
 
+// feedKeep is the most slots an emptied feedBacklog keeps for the next
+// items.
+const feedKeep = 64
+
 // push queues it, or reports false when feedQueue items already wait.
 func (q *feedBacklog) push(it feedItem) bool {
 	q.mu.Lock()
@@ -218,15 +234,21 @@ func (q *feedBacklog) pop() (feedItem, bool) {
 	defer q.mu.Unlock()
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
+		if cap(q.items) > feedKeep {
+			q.items = nil // a burst's array is not kept while caught up
+		}
 		return feedItem{}, false
 	}
 	it := q.items[q.head]
 	q.items[q.head] = feedItem{} // its commit is not held any longer
 	q.head++
 	if q.head >= feedQueue && q.head*2 >= len(q.items) {
-		// Never empty while changes keep coming: move what waits down.
-		q.items = q.items[:copy(q.items, q.items[q.head:])]
-		q.head = 0
+		// Never empty while changes keep coming: move what waits down,
+		// and clear the slots it leaves, which would otherwise hold
+		// their commits until overwritten.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
 	}
 	return it, true
 }
@@ -274,16 +296,37 @@ func (c *conn) feedWorker() {
 			c.offerPrune(it.prune.ts, it.prune.b)
 			continue
 		}
-		for _, cc := range it.changes {
-			for _, b := range cc.events {
+		c.feedChanges(it)
+	}
+}
+
+// feedChanges sends a commit's SERVER_EVENTs of the maps of it.subs (none
+// of the connection's own changes) and hands the changes to the live
+// queries of their maps, in commit order.
+func (c *conn) feedChanges(it feedItem) {
+	var order []int
+	for name := range it.subs {
+		if order == nil {
+			order = it.commit.byMap[name] // not written to: shared
+			continue
+		}
+		order = append(slices.Clip(order), it.commit.byMap[name]...)
+	}
+	if len(it.subs) > 1 {
+		slices.Sort(order)
+	}
+	for _, i := range order {
+		fch := &it.commit.changes[i]
+		if fch.ch.Origin != c.id {
+			for _, b := range fch.events {
 				c.send(b)
 			}
-			for _, sub := range cc.subs {
-				if c.ctx.Err() != nil {
-					return
-				}
-				sub.onChange(cc.ch)
+		}
+		for _, sub := range it.subs[fch.ch.Map] {
+			if c.ctx.Err() != nil {
+				return
 			}
+			sub.onChange(fch.ch)
 		}
 	}
 }
