@@ -282,7 +282,8 @@ func (c *conn) offerFeed(it feedItem) {
 // its live queries, in commit order.
 func (c *conn) feedWorker() {
 	defer c.wg.Done()
-	for c.ctx.Err() == nil {
+	// Once closing, nothing more is sent: what waits is not matched.
+	for c.ctx.Err() == nil && !c.closing.Load() {
 		it, ok := c.feed.pop()
 		if !ok {
 			select {
