@@ -28,6 +28,22 @@ func holdMap(mapName string) (hook func(*subscription), release func()) {
 	}, release
 }
 
+// slowAndOther serves a connection with a live query on map "slow", whose
+// matching is held until release, another with one on map "fast", and a
+// writer.
+func slowAndOther(t *testing.T) (e *env, release func(), slow, other, w *client) {
+	hook, release := holdMap("slow")
+	e = newEnv(t, envConfig{changeHook: hook})
+	t.Cleanup(release)
+	slow = e.dial(t)
+	slow.send(&wire.QuerySub{QueryID: "s", MapName: "slow"})
+	expect[*wire.QueryResp](slow)
+	other = e.dial(t)
+	other.send(&wire.QuerySub{QueryID: "o", MapName: "fast"})
+	expect[*wire.QueryResp](other)
+	return e, release, slow, other, e.dial(t)
+}
+
 // A connection whose live queries are slow to match holds up only itself:
 // another client's live query hears of a later change meanwhile, and the
 // slow one gets its update once its matching is done. Matching ran on the
@@ -35,16 +51,7 @@ func holdMap(mapName string) (hook func(*subscription), release func()) {
 // client's costly queries delayed every client's events and updates.
 func TestFeed_slowMatchingHoldsUpOnlyItsConnection(t *testing.T) {
 	t.Parallel()
-	hook, release := holdMap("slow")
-	e := newEnv(t, envConfig{changeHook: hook})
-	t.Cleanup(release)
-	slow := e.dial(t)
-	slow.send(&wire.QuerySub{QueryID: "s", MapName: "slow"})
-	expect[*wire.QueryResp](slow)
-	other := e.dial(t)
-	other.send(&wire.QuerySub{QueryID: "o", MapName: "fast"})
-	expect[*wire.QueryResp](other)
-	w := e.dial(t)
+	_, release, slow, other, w := slowAndOther(t)
 	w.write(putOp("1", "slow", "k", "v", cts("w")))
 	w.write(putOp("2", "fast", "k", "v", cts("w")))
 	if u := skipUntil[*wire.QueryUpdate](other); u.QueryID != "o" || u.Key != "k" {
@@ -60,16 +67,7 @@ func TestFeed_slowMatchingHoldsUpOnlyItsConnection(t *testing.T) {
 // (1013: its client reconnects and syncs), alone: the others are served.
 func TestFeed_connectionFallenBehindIsClosedAlone(t *testing.T) {
 	t.Parallel()
-	hook, release := holdMap("slow")
-	e := newEnv(t, envConfig{changeHook: hook})
-	t.Cleanup(release)
-	slow := e.dial(t)
-	slow.send(&wire.QuerySub{QueryID: "s", MapName: "slow"})
-	expect[*wire.QueryResp](slow)
-	other := e.dial(t)
-	other.send(&wire.QuerySub{QueryID: "o", MapName: "fast"})
-	expect[*wire.QueryResp](other)
-	w := e.dial(t)
+	e, _, slow, other, w := slowAndOther(t)
 	// The first commit holds the worker; feedQueue more fill its queue;
 	// the next one finds it full.
 	for i := 0; i < feedQueue+2; i++ {
