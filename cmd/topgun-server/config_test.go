@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/server/protocol"
 )
 
 // withNoAuth returns m plus TOPGUN_NO_AUTH=1 unless m sets TOPGUN_NO_AUTH or
@@ -414,6 +416,70 @@ func TestREADME_statesSettingRanges(t *testing.T) {
 	}
 }
 
+// TestREADME_settingRangesHold checks the settings table the other way
+// round from TestREADME_statesSettingRanges: every range a row states
+// ("From A to B", "at least A") is the one the server applies, so A and B
+// are accepted and the values just outside them refused. An operator
+// setting a bound the README gives must not be refused, nor one past it
+// taken.
+func TestREADME_settingRangesHold(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatalf("read README.md: %v", err)
+	}
+	rows := map[string]string{}
+	for _, l := range strings.Split(string(readme), "\n") {
+		if env, _, ok := strings.Cut(strings.TrimPrefix(l, "| `"), "` | `--"); ok && strings.HasPrefix(l, "| `") {
+			rows[env] = l
+		}
+	}
+	// "From 1 to 1024", "from `1s` to `1h`", "From 8454144 (why) to
+	// 1073741824", "From 1 to a year (31536000000)"; "at least `1m`".
+	fromTo := regexp.MustCompile("[Ff]rom `?([0-9][0-9a-z]*)`? (?:\\([^)]*\\) )?to (?:[a-z ]+\\()?`?([0-9][0-9a-z]*)`?")
+	atLeast := regexp.MustCompile("[Aa]t least `([0-9][0-9a-z]*)`")
+	// step returns v moved by one unit (1, or 1ns for a duration).
+	step := func(v string, by int64) string {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return strconv.FormatInt(n+by, 10)
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("README bound %q is neither an integer nor a duration", v)
+		}
+		return (d + time.Duration(by)).String()
+	}
+	accepts := func(s setting, v string) bool {
+		_, err := parseConfig([]string{"--" + s.flag + "=" + v, "--no-auth", "--storage-backend=null"}, envOf(nil), &bytes.Buffer{})
+		return err == nil
+	}
+	checked := 0
+	for _, s := range settings {
+		row := rows[s.env]
+		if m := fromTo.FindStringSubmatch(row); m != nil {
+			checked++
+			for _, v := range []string{m[1], m[2]} {
+				if !accepts(s, v) {
+					t.Errorf("%s=%s is refused, but README.md gives the range %s to %s", s.env, v, m[1], m[2])
+				}
+			}
+			for _, v := range []string{step(m[1], -1), step(m[2], 1)} {
+				if accepts(s, v) {
+					t.Errorf("%s=%s is accepted, but README.md gives the range %s to %s", s.env, v, m[1], m[2])
+				}
+			}
+		} else if m := atLeast.FindStringSubmatch(row); m != nil {
+			checked++
+			if v := step(m[1], -1); accepts(s, v) {
+				t.Errorf("%s=%s is accepted, but README.md says at least %s", s.env, v, m[1])
+			}
+		}
+	}
+	if checked < 15 {
+		t.Errorf("found a range in %d rows of README.md's settings table; the test no longer reads them", checked)
+	}
+}
+
 // TestRun_warnsAboutIgnoredSettings checks that a setting the chosen
 // configuration does not use is not ignored silently: DATABASE_URL without
 // STORAGE_BACKEND=postgres (the data then goes to ./topgun.redb, not the
@@ -491,6 +557,33 @@ func TestREADME_statesExitCodes(t *testing.T) {
 	for _, want := range []string{
 		fmt.Sprintf("each with its fix, and the server then exits with status %d", exitConfig),
 		fmt.Sprintf("a port in use) is logged with its fix, and the server exits with status %d", exitFailed),
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("README.md does not say %q", want)
+		}
+	}
+}
+
+// TestREADME_statesTimeouts keeps README's timeouts in step with the ones
+// the server applies: operators size load balancer and supervisor
+// timeouts, and client keep-alives, from them.
+func TestREADME_statesTimeouts(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatalf("read README.md: %v", err)
+	}
+	text := strings.Join(strings.Fields(string(readme)), " ")
+	secs := func(d time.Duration) string { return fmt.Sprintf("%d s", int(d.Seconds())) }
+	for _, want := range []string{
+		fmt.Sprintf("arrives for %s, and none of whose writes is waiting for storage, is closed", secs(protocol.DefaultIdleTimeout)),
+		fmt.Sprintf("takes longer than %s to arrive is answered 408", secs(protocol.DefaultIdleTimeout)),
+		fmt.Sprintf("a WebSocket not authenticated %s after it opened is closed", secs(protocol.DefaultAuthTimeout)),
+		fmt.Sprintf("at most %d live queries", protocol.DefaultMaxQueries),
+		fmt.Sprintf("answers within about %s", secs(readyTimeout)),
+		fmt.Sprintf("closes the client connections (within %s; one whose close has not finished 2 s later is cut), drains HTTP requests for at most %s",
+			secs(protocol.DefaultShutdownTimeout), secs(drainTimeout)),
+		fmt.Sprintf("after %s the server exits %d without it", secs(storageCloseTimeout), exitFailed),
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("README.md does not say %q", want)

@@ -48,7 +48,7 @@ func newCollector(proto *protocol.Server, store *plugins.Store) *collector {
 		opsResent:      d("ops_resent_total", "Re-sent client operations recognised and skipped."),
 		slowDropped:    d("slow_clients_dropped_total", "Connections cut because their client did not read its messages (TOPGUN_MAX_OUTBOUND_BYTES)."),
 		refused:        d("clients_refused_total", "WebSocket upgrades and POST /sync requests refused at TOPGUN_MAX_CONNECTIONS."),
-		queriesRefused: d("queries_refused_total", "QUERY_SUBs refused at the live-query limits (TOPGUN_MAX_QUERY_RESULTS, the 1024 queries per connection and their memory, 8 × TOPGUN_MAX_MESSAGE_BYTES)."),
+		queriesRefused: d("queries_refused_total", "QUERY_SUBs refused at the live-query limits (TOPGUN_MAX_QUERY_RESULTS, the 1024 queries per connection and their memory, 8 × TOPGUN_MAX_MESSAGE_BYTES, and the cost of a filter, 10000)."),
 		feedLags:       d("feed_lags_total", "Times the server, or one connection's matching of its live queries, fell behind the record store's changes and closed the connections concerned (1013) so that their clients sync again."),
 	}
 	if p, ok := store.Backend().(pluginStats); ok {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -186,5 +188,55 @@ func TestMetrics_plugin(t *testing.T) {
 	mustMetric(t, fams, "topgun_plugin_calls_total", calls+1)
 	if v, _ := metricValue(fams, "topgun_plugin_memory_bytes"); v < 0 {
 		t.Fatalf("plugin memory %v", v)
+	}
+}
+
+// TestREADME_namesEveryMetric keeps README's description of GET /metrics
+// true: every topgun_ metric it names is served, and every topgun_ metric
+// served is named there (the plugin's under topgun_plugin_*), so an
+// operator building dashboards and alerts from it finds what it lists.
+func TestREADME_namesEveryMetric(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatalf("read README.md: %v", err)
+	}
+	text := string(readme)
+	start := strings.Index(text, "`GET /metrics` serves")
+	end := strings.Index(text, "Go's runtime and process metrics")
+	if start < 0 || end < start {
+		t.Fatal("README.md has no paragraph on GET /metrics (from \"`GET /metrics` serves\" to \"Go's runtime and process metrics\")")
+	}
+	para := text[start:end]
+	named := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(topgun_[a-z_]+)`").FindAllStringSubmatch(para, -1) {
+		named[m[1]] = true
+	}
+	if !strings.Contains(para, "`topgun_plugin_*`") {
+		t.Error("README.md does not name the plugin metrics (`topgun_plugin_*`)")
+	}
+	// A plugin backend, so that the plugin's metrics are served too.
+	store, err := plugins.Open(context.Background(), "../../host/testdata/wat/trap.wasm", &plugins.Options{Plugin: host.DefaultOptions(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	fams := scrape(t, metricsServer(t, store))
+	for name := range named {
+		if fams[name] == nil {
+			t.Errorf("README.md names the metric %s, which /metrics does not serve", name)
+		}
+	}
+	plugin := 0
+	for name := range fams {
+		switch {
+		case strings.HasPrefix(name, "topgun_plugin_"):
+			plugin++
+		case strings.HasPrefix(name, "topgun_") && !named[name]:
+			t.Errorf("/metrics serves %s, which README.md does not name", name)
+		}
+	}
+	if plugin == 0 {
+		t.Error("/metrics serves no topgun_plugin_* metric on a plugin backend")
 	}
 }

@@ -150,3 +150,32 @@ func TestBinary_writeFailsWhileStorageHangs(t *testing.T) {
 		t.Fatalf("ERROR %+v, want 500 saying the write was not acknowledged", e)
 	}
 }
+
+// TestBinary_secondSignalEndsAtOnce checks README's promise that a second
+// SIGINT or SIGTERM ends the server at once: an operator whose server
+// waits through its shutdown bounds (here for a database that no longer
+// answers) can stop it without SIGKILL.
+func TestBinary_secondSignalEndsAtOnce(t *testing.T) {
+	t.Parallel()
+	p, proxy, c := startBehindFreezingProxy(t, nil)
+
+	proxy.freeze()
+	c.send(&wire.ClientOpMessage{ClientOp: putOp("2", "b", "never acknowledged")})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(p.stderr.String(), "shutting down"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not start shutting down:\n%s", p.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// Killed by the signal (exit code -1), not ended by the shutdown
+	// bounds with exit 1, which take over 10 s here.
+	if code := p.wait(t, 40*time.Second); code != -1 {
+		t.Errorf("exit code = %d, want death by the second signal; stderr:\n%s", code, p.stderr)
+	}
+}

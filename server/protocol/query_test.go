@@ -929,3 +929,35 @@ func TestQuerySub_invalidMapNameRefused(t *testing.T) {
 		}
 	}
 }
+
+// A connection holds at most MaxQueries live queries (1024 by default, as
+// README says): one more is refused with LIMIT and counted, a QUERY_SUB
+// that replaces a query of the same id is not one more, and ending a
+// query makes room.
+func TestQuery_maxQueriesPerConnection(t *testing.T) {
+	t.Parallel()
+	if DefaultMaxQueries != 1024 {
+		t.Fatalf("DefaultMaxQueries = %d; README.md and the metric's help say 1024", DefaultMaxQueries)
+	}
+	e := newEnv(t, envConfig{opts: Options{MaxQueries: 2}})
+	c := e.dial(t)
+	sub := func(id string) *wire.QueryResp {
+		c.send(&wire.QuerySub{QueryID: id, MapName: "m", Query: wire.Query{}})
+		return skipUntil[*wire.QueryResp](c)
+	}
+	for _, id := range []string{"a", "b", "a"} {
+		if r := sub(id); r.Error != "" {
+			t.Fatalf("query %s within the limit: %+v", id, r)
+		}
+	}
+	if r := sub("c"); r.Code != "LIMIT" || !strings.Contains(r.Error, "2 live queries") {
+		t.Fatalf("third query: %+v", r)
+	}
+	c.send(&wire.QueryUnsub{QueryID: "b"})
+	if r := sub("c"); r.Error != "" {
+		t.Fatalf("after unsubscribing one: %+v", r)
+	}
+	if n := e.srv.Stats().QueriesRefused; n != 1 {
+		t.Fatalf("QueriesRefused = %d, want 1", n)
+	}
+}

@@ -41,6 +41,10 @@ func TestQuery_costBound(t *testing.T) {
 	if u := skipUntil[*wire.QueryUpdate](c); u.QueryID != "ok" || u.Key != "k2" {
 		t.Fatalf("update %+v", u)
 	}
+	// Counted with the other refusals (topgun_queries_refused_total).
+	if n := e.srv.Stats().QueriesRefused; n != 1 {
+		t.Fatalf("QueriesRefused = %d, want 1", n)
+	}
 }
 
 // POST /sync filters share the bound: a where-clause of more fields than

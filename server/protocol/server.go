@@ -52,7 +52,7 @@ type Server struct {
 	opsSkipped atomic.Uint64 // re-sent ops skipped
 	slowDrops  atomic.Uint64 // connections cut for not reading
 	refused    atomic.Uint64 // connections and requests refused at MaxConnections
-	queriesCut atomic.Uint64 // QUERY_SUBs refused at MaxQueries or MaxQueryResults
+	queriesCut atomic.Uint64 // QUERY_SUBs refused at MaxQueries, MaxQueryResults, their memory or wire.MaxQueryCost
 	feedLags   atomic.Uint64 // times the change feed fell behind
 	// resyncsQueued counts the re-reads of a map queued for live queries.
 	resyncsQueued atomic.Int64
@@ -78,7 +78,8 @@ type Stats struct {
 	// refused at MaxConnections.
 	ClientsRefused uint64
 	// QueriesRefused counts QUERY_SUBs refused at MaxQueries,
-	// MaxQueryResults or the connection's query memory.
+	// MaxQueryResults, the connection's query memory or the cost of their
+	// filter (wire.MaxQueryCost).
 	QueriesRefused uint64
 	// FeedLags counts the times the server fell behind the store's change
 	// feed and closed the connections holding live queries, or one
