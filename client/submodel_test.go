@@ -197,14 +197,16 @@ func runSubModel(t *testing.T, seed uint64) {
 
 	fresh := dial(t, srvURL, testOptions(t))
 	for name, q := range queries {
-		fs, err := fresh.Subscribe(ctxT(t), mapName, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want := resultMap(fs.Initial)
-		_ = fs.Close()
 		deadline := time.Now().Add(waitFor)
 		for {
+			// Asked again each time: an expiring record the fresh query
+			// finds can expire before the subscriber is compared with it.
+			fs, err := fresh.Subscribe(ctxT(t), mapName, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := resultMap(fs.Initial)
+			_ = fs.Close()
 			got := views[name].snapshot()
 			if reflect.DeepEqual(got, want) {
 				break
