@@ -58,11 +58,14 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		// After the first signal, a second one kills the process at once.
-		<-ctx.Done()
+		// After the first signal, a second one kills the process at once:
+		// the default handling is back before the shutdown starts.
+		<-sig.Done()
 		stop()
+		cancel()
 	}()
 	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
