@@ -371,7 +371,6 @@ func (s *Store) closeUnsure() {
 // twice that even when the backend does not answer.
 func (s *Store) applyTxn(t *txn) {
 	s.applyingSince.Store(time.Now().UnixNano())
-	defer s.applyingSince.Store(0)
 	// A re-read that failed is tried again before each commit, so the
 	// index does not stay behind storage once the backend is back. Not
 	// under the commit's deadline: re-reads that take longer than it (a
@@ -437,6 +436,9 @@ func (s *Store) applyTxn(t *txn) {
 	}
 	t.settled.Store(true)
 	s.flushWatchLater()
+	// Before the callers hear of it: one that checks CommitStalled as its
+	// write returns must not find that write still waiting.
+	s.applyingSince.Store(0)
 	for _, r := range t.reqs {
 		r.split = split && r.fn == nil
 		r.done <- err

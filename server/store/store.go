@@ -232,7 +232,8 @@ type Store struct {
 	maxCommitted int64
 	applying     int64 // the commit time of the batch being applied, 0 for none
 	// applyingSince is when the applier took the txn it works on (Unix
-	// nanoseconds), 0 while it waits for one; see CommitStalled.
+	// nanoseconds), 0 once that txn's callers are answered; see
+	// CommitStalled.
 	applyingSince atomic.Int64
 	shared        bool // other processes commit to the same storage
 	// checked applies commits on shared storage (nil: unchecked); watchq
