@@ -731,11 +731,16 @@ func testQueuedResyncsShareOneRead(t *testing.T, closeOne bool) {
 	scans := e.be.scans.Load()
 	open := conns
 	if closeOne {
-		// The read of m is held in turn, and one connection closes.
+		// The read of m is held in turn, and one connection closes. The
+		// workers are let go one at a time, so that the first takes every
+		// query of m into its read: let go together, the second can take
+		// some of the closing connection's alone, and that read rightly
+		// ends with the connection.
 		gate2 := make(chan struct{})
 		e.be.setScanHook(h.hook(gate2))
-		close(gate)
+		gate <- struct{}{}
 		<-h.entered
+		close(gate)
 		conns[1].ws.CloseNow()
 		open = conns[:1]
 		eventually(t, "the connection closed", func() bool { return e.srv.Connections() == 3 })
@@ -883,7 +888,8 @@ func resyncMaps(w *client) wire.Query {
 }
 
 // resyncHold holds the resync workers' reads: a scan hook made by hook
-// reports each read on entered and waits until its gate is closed.
+// reports each read on entered and waits until its gate is closed (a send
+// on the gate lets one read go).
 type resyncHold struct{ entered chan struct{} }
 
 func (h resyncHold) hook(gate chan struct{}) func() error {
