@@ -371,12 +371,10 @@ func TestRun_badDatabaseURLIsAConfigProblem(t *testing.T) {
 	}
 }
 
-// TestREADME_statesSettingRanges keeps the README's settings table in step
-// with the validation of each setting: every bound an out-of-range value is
-// refused with ("from A to B", "use A to B", "at least A") appears in the
-// setting's row.
-func TestREADME_statesSettingRanges(t *testing.T) {
-	t.Parallel()
+// readmeSettingRows returns the rows of README.md's settings table by
+// environment variable.
+func readmeSettingRows(t *testing.T) map[string]string {
+	t.Helper()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatalf("read README.md: %v", err)
@@ -387,6 +385,16 @@ func TestREADME_statesSettingRanges(t *testing.T) {
 			rows[env] = l
 		}
 	}
+	return rows
+}
+
+// TestREADME_statesSettingRanges keeps the README's settings table in step
+// with the validation of each setting: every bound an out-of-range value is
+// refused with ("from A to B", "use A to B", "at least A") appears in the
+// setting's row.
+func TestREADME_statesSettingRanges(t *testing.T) {
+	t.Parallel()
+	rows := readmeSettingRows(t)
 	bound := regexp.MustCompile(`(?:from|use) (?:a number of \w+ )?(-?[0-9][0-9a-z]*) (?:\([^)]*\) )?to ([0-9][0-9a-z]*)|at least ([0-9][0-9a-z]*)`)
 	for _, s := range settings {
 		row, ok := rows[s.env]
@@ -424,16 +432,7 @@ func TestREADME_statesSettingRanges(t *testing.T) {
 // taken.
 func TestREADME_settingRangesHold(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatalf("read README.md: %v", err)
-	}
-	rows := map[string]string{}
-	for _, l := range strings.Split(string(readme), "\n") {
-		if env, _, ok := strings.Cut(strings.TrimPrefix(l, "| `"), "` | `--"); ok && strings.HasPrefix(l, "| `") {
-			rows[env] = l
-		}
-	}
+	rows := readmeSettingRows(t)
 	// "From 1 to 1024", "from `1s` to `1h`", "From 8454144 (why) to
 	// 1073741824", "From 1 to a year (31536000000)"; "at least `1m`".
 	fromTo := regexp.MustCompile("[Ff]rom `?([0-9][0-9a-z]*)`? (?:\\([^)]*\\) )?to (?:[a-z ]+\\()?`?([0-9][0-9a-z]*)`?")
