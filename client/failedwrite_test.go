@@ -137,10 +137,9 @@ func TestPut_failedWriteWaitsItsBackoffWhileOthersAreSent(t *testing.T) {
 	o.OnServerError = func(*wire.ErrorMessage) { serverErrors.Add(1) }
 	c := dial(t, url, o)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer cancel()
+	defer cancel() // before the wait: the Puts wait out an hour otherwise
 	const writes = 5
 	for i := range writes {
 		wg.Add(1)
