@@ -154,7 +154,10 @@ func (s *Server) dispatch(cm *store.Commit) {
 		var events [][]byte
 		heard := false // by a connection other than the writer's
 		for c := range f {
-			heard = heard || c.id != ch.Origin
+			if c.id != ch.Origin {
+				heard = true
+				break
+			}
 		}
 		switch {
 		case !heard:
