@@ -87,15 +87,7 @@ func TestPut_writeTheServerFailedToStoreIsSentAgain(t *testing.T) {
 	_ = c.Close()
 	cancel()
 	<-done
-	deadline := time.Now().Add(waitFor)
-	n, dump := clientGoroutines()
-	for n > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		n, dump = clientGoroutines()
-	}
-	if n > before {
-		t.Errorf("%d client goroutines left after Close (%d before)\n%s", n, before, dump)
-	}
+	noGoroutinesLeft(t, before)
 }
 
 // keyAttempts counts, per key, the commits a backend was asked to make

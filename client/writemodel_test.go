@@ -60,6 +60,21 @@ func wmCompare(a, b wire.Timestamp) int {
 		record.Timestamp{Millis: b.Millis, Counter: b.Counter, NodeID: b.NodeID})
 }
 
+// noGoroutinesLeft fails t unless the client's goroutines are back to
+// before within waitFor.
+func noGoroutinesLeft(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	n, dump := clientGoroutines()
+	for n > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		n, dump = clientGoroutines()
+	}
+	if n > before {
+		t.Errorf("%d client goroutines left after Close (%d before)\n%s", n, before, dump)
+	}
+}
+
 // clientGoroutines counts the goroutines running the clients' code.
 func clientGoroutines() (int, string) {
 	buf := make([]byte, 4<<20)
@@ -467,13 +482,5 @@ func runWriteModel(t *testing.T, seed uint64) {
 	for _, c := range cs {
 		_ = c.Close()
 	}
-	deadline := time.Now().Add(waitFor)
-	n, dump := clientGoroutines()
-	for n > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-		n, dump = clientGoroutines()
-	}
-	if n > before {
-		t.Errorf("%d client goroutines left after Close (%d before)\n%s", n, before, dump)
-	}
+	noGoroutinesLeft(t, before)
 }
