@@ -150,7 +150,7 @@ func (c *conn) decodeFailed(err error) {
 	switch {
 	case errors.As(err, &ut):
 		c.log.Debug("refusing message of an unsupported type", "type", ut.Type)
-		reason := fmt.Sprintf("protocol: %s is not supported by this server, which serves maps (writes, sync, live queries) only", cutName(ut.Type))
+		reason := fmt.Sprintf("protocol: %s is not supported by this server, which serves maps (writes, sync, live queries) only", wire.CutName(ut.Type))
 		if r, ok := wire.NewRefusal(ut, reason); ok {
 			c.reply(r)
 			return

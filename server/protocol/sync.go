@@ -3,9 +3,7 @@ package protocol
 import (
 	"context"
 	"sort"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/topgun-go/topgun/server/merkle"
 	"github.com/topgun-go/topgun/server/record"
@@ -30,22 +28,9 @@ func (c *conn) reservedMapError(typ, mapName string) bool {
 	return true
 }
 
-// quoteName quotes a name a client sent for an error text (see cutName).
-func quoteName(s string) string { return "\"" + cutName(s) + "\"" }
-
-// cutName cuts a name a client sent, for an error text, after 64 bytes at
-// a character boundary and makes it valid UTF-8: error texts reach clients
-// as strings, which decoders that check them refuse otherwise.
-func cutName(s string) string {
-	if len(s) > 64 {
-		i := 64
-		for i > 0 && !utf8.RuneStart(s[i]) {
-			i--
-		}
-		s = s[:i] + "..."
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
-}
+// quoteName quotes a name a client sent for an error text (see
+// wire.CutName).
+func quoteName(s string) string { return "\"" + wire.CutName(s) + "\"" }
 
 // sendPruneOnce sends, before the answer to the connection's first
 // SYNC_INIT or ORMAP_SYNC_INIT, GC_PRUNE with the greatest tombstone

@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"strings"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Every error returned by Decode, DecodeHTTPSyncRequest,
@@ -159,9 +160,18 @@ func cleanLibError(err error) string {
 	return s
 }
 
-func quote(s string) string {
+func quote(s string) string { return "\"" + CutName(s) + "\"" }
+
+// CutName cuts a name a client sent, for an error text, after 64 bytes at
+// a character boundary and makes it valid UTF-8: error texts reach clients
+// as strings, which decoders that check them refuse otherwise.
+func CutName(s string) string {
 	if len(s) > 64 {
-		s = s[:64] + "..."
+		i := 64
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i] + "..."
 	}
-	return "\"" + strings.ToValidUTF8(s, "?") + "\""
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
