@@ -10,9 +10,9 @@
 // GET /health (the process is up) and GET /ready (the storage answers and
 // no commit waits on it). On SIGINT or SIGTERM it closes the client
 // connections once their writes in flight are acknowledged, drains
-// requests for at most drainTimeout, closes
-// the record store and the storage (for at most storageCloseTimeout, else
-// it exits 1 without them) and exits 0.
+// requests for at most drainTimeout, closes the record store and the
+// storage (for at most storageCloseTimeout, else it exits 1 without them)
+// and exits 0.
 package main
 
 import (

@@ -74,8 +74,8 @@ then a summary "N passed, N failed, N skipped". Before the cases it calls the
 plugin's describe before open, as inspect does, and stops if that fails.
 Every case gets a fresh data directory. A plugin that declares the durable
 capability is also closed and loaded again on the same directory to check
-that its data survives. The exit status is 0 when no case failed, 1 otherwise, 2 for
-usage errors.
+that its data survives. The exit status is 0 when no case failed, 1
+otherwise, 2 for usage errors.
 ` + envSettings
 
 func runPluginTest(ctx context.Context, c *cli, args []string) int {
