@@ -333,6 +333,11 @@ func makeValue(n int, seed []byte) string {
 // dialAll connects every worker, at most 32 at a time, and fails with the
 // first error.
 func dialAll(ctx context.Context, workers []*worker) error {
+	// The first failure ends the dialling: otherwise each connection not
+	// dialled yet could wait its DialTimeout first (minutes for thousands
+	// of connections to a server that does not answer).
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	sem := make(chan struct{}, 32)
 	errc := make(chan error, len(workers))
 	var wg sync.WaitGroup
@@ -348,7 +353,8 @@ func dialAll(ctx context.Context, workers []*worker) error {
 			}
 			defer func() { <-sem }()
 			if err := w.dial(ctx); err != nil {
-				errc <- err
+				errc <- err // before cancel: the first error is the real one
+				cancel()
 			}
 		}()
 	}
@@ -441,10 +447,16 @@ func (w *worker) dial(ctx context.Context) error {
 	o := &w.r.o
 	dctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
 	defer cancel()
-	ws, _, err := websocket.Dial(dctx, o.URL, &websocket.DialOptions{HTTPClient: noRedirects})
+	ws, resp, err := websocket.Dial(dctx, o.URL, &websocket.DialOptions{HTTPClient: noRedirects})
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
+			// The server runs and turned the connection away (its
+			// TOPGUN_MAX_CONNECTIONS, or it is shutting down): its answer
+			// says which, where the hint below would mislead.
+			return fmt.Errorf("loadgen: dial %s: the server refused the connection (HTTP 503): %s", o.URL, serverSays(resp))
 		}
 		return fmt.Errorf("loadgen: dial %s: %w; check that the server runs and the URL ends in / or /ws", o.URL, err)
 	}
@@ -460,6 +472,19 @@ func (w *worker) dial(ctx context.Context) error {
 	}
 	w.c = c
 	return nil
+}
+
+// serverSays returns the text of a refused upgrade's answer (websocket.Dial
+// keeps its first 1024 bytes).
+func serverSays(resp *http.Response) string {
+	if resp.Body == nil {
+		return "no reason given"
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if s := strings.TrimSpace(strings.ToValidUTF8(string(b), "\uFFFD")); s != "" {
+		return s
+	}
+	return "no reason given"
 }
 
 // noRedirects dials without following redirects: the load (and the token)
