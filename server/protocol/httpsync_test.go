@@ -16,6 +16,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
@@ -773,4 +775,42 @@ func refusals(t *testing.T, round int, resp *wire.HTTPSyncResponse) []string {
 		ids = append(ids, er.Context)
 	}
 	return ids
+}
+
+// keepOpen is a backend a server's close leaves open, for a restart on
+// the same storage.
+type keepOpen struct{ abi.Backend }
+
+func (keepOpen) Close() error { return nil }
+
+// An HTTP client keeps its serverSyncTimestamp across a restart of the
+// server. Here it polled an idle map, and the server restarted with its
+// wall clock behind the point it was given (stepped back while the server
+// was down, or another host): before, the writes made after the restart
+// were committed at times below that point, and the client's next polls
+// never returned them.
+func TestHTTPSync_deltaAfterRestartWithClockBehind(t *testing.T) {
+	t.Parallel()
+	inner := null.Open()
+	defer inner.Close()
+	e := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("1", "m", "a", "v", cts("w"))}}, "")
+	e.wall.Add(10_000)
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "")
+	last := resp.Deltas[0].ServerSyncTimestamp
+	e.srv.Close()
+	e.http.Close()
+	e.st.Close()
+
+	// The restarted server's clock is 10 s behind the first one's.
+	e2 := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
+	e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("2", "m", "b", "v", cts("w"))}}, "")
+	e2.wall.Add(1)
+	resp = e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
+	for _, r := range resp.Deltas[0].Records {
+		if r.Key == "b" {
+			return
+		}
+	}
+	t.Fatalf("the write made after the restart is missing from the delta since %+v: %+v", last, resp.Deltas[0].Records)
 }

@@ -1639,6 +1639,12 @@ func (t *txn) commit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: commit of %d records: %w", len(b.Mutations), err)
 	}
+	for _, st := range t.order {
+		if st.present { // a commit of deletes only leaves no commit time stored
+			s.committed(b.Now)
+			break
+		}
+	}
 	s.mu.Lock()
 	for _, st := range t.order {
 		if st.present {

@@ -151,18 +151,26 @@ func (s *Store) applied() {
 	s.stampMu.Unlock()
 }
 
+// committed notes the commit time of a commit storage holds (SyncPoint).
+func (s *Store) committed(at int64) {
+	s.stampMu.Lock()
+	s.maxCommitted = max(s.maxCommitted, at)
+	s.stampMu.Unlock()
+}
+
 // SyncPoint returns the commit time (Unix ms) up to which a Since call
 // made after it sees every change: the last whole millisecond, and before
-// the batch being applied, whose changes may not be visible yet; less
-// SharedSyncAllowance on shared storage. A caller that resumes with
-// since = SyncPoint misses nothing this store commits.
+// the batch being applied, whose changes may not be visible yet; at most
+// the latest commit time, or less SharedSyncAllowance on shared storage.
+// A caller that resumes with since = SyncPoint misses nothing this store
+// commits, nor a store reopened on its storage later.
 func (s *Store) SyncPoint() int64 {
 	s.stampMu.Lock()
 	now := max(s.lastStamp, s.now())
 	// Later commits are stamped at now or after, above the point given
 	// out, even if the wall clock steps back meanwhile.
 	s.lastStamp = now
-	applying := s.applying
+	applying, maxCommitted := s.applying, s.maxCommitted
 	s.stampMu.Unlock()
 	p := now - 1
 	if applying != 0 {
@@ -170,6 +178,14 @@ func (s *Store) SyncPoint() int64 {
 	}
 	if s.shared {
 		p -= SharedSyncAllowance
+	} else {
+		// Not past the latest commit time: a point of the wall clock
+		// beyond it is known to this process only. A restart with the
+		// wall clock behind that point (stepped back while the server was
+		// down, another host) would stamp its commits below it, and a
+		// client resuming there would miss them; the next process resumes
+		// commit times past the stored ones (resumeClocks).
+		p = min(p, maxCommitted)
 	}
 	return p
 }

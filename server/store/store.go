@@ -227,7 +227,8 @@ type Store struct {
 	stampMu   sync.Mutex
 	lastStamp int64 // commit times never go back, even if the wall clock does
 	// maxStored is the greatest record timestamp rebuild read, and
-	// maxCommitted the latest commit time (see resumeClocks).
+	// maxCommitted the latest commit time: stored at Open (see
+	// resumeClocks), then of each commit (under stampMu; see SyncPoint).
 	maxStored    record.Timestamp
 	maxCommitted int64
 	applying     int64 // the commit time of the batch being applied, 0 for none
@@ -384,7 +385,9 @@ func (s *Store) resumeClocks() {
 		s.log.Warn("the storage holds commit times far ahead of the wall clock; commit times restart from the wall clock",
 			"latest", s.maxCommitted, "now", now)
 	} else {
-		s.lastStamp = s.maxCommitted
+		// Past it: SyncPoint may have given out the latest commit time
+		// itself, and a commit stamped at it would not be after it.
+		s.lastStamp = s.maxCommitted + 1
 	}
 	if s.maxStored.IsZero() {
 		return

@@ -856,15 +856,27 @@ func TestStore_Since_pages(t *testing.T) {
 }
 
 // SyncPoint is the last whole millisecond, before a commit still being
-// applied (its changes may not be visible to a scan yet), and further
-// back on storage other processes share.
+// applied (its changes may not be visible to a scan yet), and not past the
+// latest commit time (see TestStore_SyncPoint_resumeMissesNothingAfterReopenWithClockBehind);
+// further back on storage other processes share.
 func TestStore_SyncPoint(t *testing.T) {
 	be := &gateBackend{Backend: null.Open(), entered: make(chan struct{}), release: make(chan bool)}
 	f := newFixture(t, be, nil)
-	now := f.wall.Load()
-	if p := f.s.SyncPoint(); p != now-1 {
-		t.Fatalf("idle: SyncPoint %d, want %d", p, now-1)
+	if p := f.s.SyncPoint(); p != 0 {
+		t.Fatalf("idle, nothing committed: SyncPoint %d, want 0", p)
 	}
+	first := make(chan error, 1)
+	go func() {
+		_, err := f.s.Apply(context.Background(), []Op{put("m", "j", "v", ts(t0, 0, "c1"))}, 1)
+		first <- err
+	}()
+	<-be.entered
+	be.release <- false
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	f.wall.Add(100)
+	now := f.wall.Load()
 	done := make(chan error, 1)
 	go func() {
 		_, err := f.s.Apply(context.Background(), []Op{put("m", "k", "v", ts(t0, 0, "c1"))}, 1)
@@ -872,21 +884,21 @@ func TestStore_SyncPoint(t *testing.T) {
 	}()
 	<-be.entered // stamped at now, not yet applied
 	f.wall.Add(50)
-	if p := f.s.SyncPoint(); p != now-1 {
-		t.Fatalf("during a commit stamped %d: SyncPoint %d, want %d", now, p, now-1)
+	if p := f.s.SyncPoint(); p != now-100 {
+		t.Fatalf("during a commit stamped %d: SyncPoint %d, want the commit before it, %d", now, p, now-100)
 	}
 	be.release <- false
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if p := f.s.SyncPoint(); p != now+49 {
-		t.Fatalf("after the commit: SyncPoint %d, want %d", p, now+49)
+	if p := f.s.SyncPoint(); p != now {
+		t.Fatalf("after the commit: SyncPoint %d, want its commit time %d", p, now)
 	}
 	// A wall clock stepping back does not take SyncPoint below a commit
 	// time or a SyncPoint already given out.
 	f.wall.Add(-1000)
-	if p := f.s.SyncPoint(); p != now+49 {
-		t.Fatalf("clock stepped back: SyncPoint %d, want %d", p, now+49)
+	if p := f.s.SyncPoint(); p != now {
+		t.Fatalf("clock stepped back: SyncPoint %d, want %d", p, now)
 	}
 
 	shared := newFixture(t, sharedBackend{null.Open()}, nil)

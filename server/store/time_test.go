@@ -233,3 +233,25 @@ func TestStore_tombstoneGC_ancientLateDeleteDoesNotStopCollection(t *testing.T) 
 		t.Fatalf("prune cut-off %+v: lowered further back than four TTLs (%d)", c.PruneBefore, floor)
 	}
 }
+
+// A resume point SyncPoint gave out before a restart must hold after it:
+// an HTTP client keeps its serverSyncTimestamp across the server's
+// restart. Here the point was given out while no commit was made (a
+// client polling an idle map), and the server restarts with its wall
+// clock behind that point (NTP stepped it back while it was down, or it
+// moved to a host whose clock is behind). Before, the commits made after
+// the restart were stamped between the last stored commit and the point,
+// and Since(point) never returned them: the client missed them for good.
+func TestStore_SyncPoint_resumeMissesNothingAfterReopenWithClockBehind(t *testing.T) {
+	f := newFixture(t, null.Open(), nil)
+	f.apply(put("m", "a", "v", ts(t0, 0, "c1")))
+	f.wall.Add(100)
+	point := f.s.SyncPoint() // handed to an HTTP client as its resume point
+	f.s.Close()
+	f.wall.Add(-1000) // the restarted server's clock is behind
+	f.open()
+	f.apply(put("m", "b", "v", ts(t0+1, 0, "c1")))
+	if got := sinceKeys(t, f, "m", point); !got["b"] {
+		t.Fatalf("Since(SyncPoint %d given out before the restart) = %v: the commit after the restart is missed", point, got)
+	}
+}
