@@ -2,12 +2,14 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/topgun-go/topgun/abi"
 )
@@ -208,8 +210,18 @@ func parseURL(databaseURL string) (*pgxpool.Config, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
-		// pgx's message already masks the password.
-		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: the database URL is not valid; expected a URL such as postgres://user:password@host:5432/database")
+		// pgx masks the password only as it expects it spelled (not
+		// "password = x", which libpq's syntax allows): its message is
+		// rebuilt around RedactURL's, and pgx's error (whose ConnString
+		// holds the password) is not kept.
+		detail := "it cannot be parsed"
+		var pce *pgconn.ParseConfigError
+		if errors.As(err, &pce) {
+			if d, ok := strings.CutPrefix(pce.Error(), pgconn.NewParseConfigError(pce.ConnString, "", nil).Error()); ok {
+				detail = d
+			}
+		}
+		return nil, abi.Errorf(abi.CodeInvalidArgument, "postgres: the database URL is not valid: cannot parse `%s`: %s; expected a URL such as postgres://user:password@host:5432/database", RedactURL(databaseURL), detail)
 	}
 	return cfg, nil
 }

@@ -17,13 +17,15 @@ const unshown = "(a connection string whose password cannot be told apart; not s
 
 var (
 	// password=... in a keyword/value connection string, quoted or not.
-	kvPassword = regexp.MustCompile(`\b((?:ssl)?password)\s*=\s*(?:'(?:[^'\\]|\\.)*'|[^\s]*)`)
+	// An unquoted value ends at a space not escaped by a backslash.
+	kvPassword = regexp.MustCompile(`(?s)\b((?:ssl)?password)\s*=\s*(?:'(?:[^'\\]|\\.)*'|(?:[^\s\v\\]|\\.)*)`)
 	// user:password@ in a URL that net/url cannot parse (one with '#' or
 	// '?' in the password, which pgx accepts): up to the last '@', which
 	// may hide more than the password but never less.
 	urlUserinfo = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@?#]*:).*@`)
 	// password=... in a URL's query string.
-	urlQueryPassword = regexp.MustCompile(`([?&](?:ssl)?password=)[^&#]*`)
+	// pgx reads '#' as part of the value: it knows no fragment.
+	urlQueryPassword = regexp.MustCompile(`([?&](?:ssl)?password=)[^&]*`)
 )
 
 // RedactURL returns the database URL u fit for a log line: the password in
@@ -53,7 +55,9 @@ func redactSyntax(u string) string {
 		return kvPassword.ReplaceAllString(u, "${1}="+redacted)
 	}
 	p, err := url.Parse(u)
-	if err != nil {
+	// net/url ends the query at '#', pgx does not: a password holding one
+	// would be cut in two.
+	if err != nil || strings.ContainsRune(u, '#') {
 		u = urlUserinfo.ReplaceAllString(u, "${1}"+redacted+"@")
 		return urlQueryPassword.ReplaceAllString(u, "${1}"+redacted)
 	}

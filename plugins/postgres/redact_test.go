@@ -26,6 +26,10 @@ func TestRedactURL(t *testing.T) {
 		{"postgres://postgres:pa?s3cret@127.0.0.1:5432/test?sslmode=disable", "postgres://postgres:xxxxx@127.0.0.1:5432/test?sslmode=disable"},
 		// Keyword/value, whatever the password holds.
 		{"host=127.0.0.1 user=postgres dbname=test password=ab://s3cret", "host=127.0.0.1 user=postgres dbname=test password=xxxxx"},
+		// An unquoted value escapes a space with a backslash, and pgx
+		// reads '#' in a URL's query as part of the value.
+		{`host=localhost password=ab\ s3cret user=u`, "host=localhost password=xxxxx user=u"},
+		{"postgres://127.0.0.1/db?user=u&password=ab#s3cret", "postgres://127.0.0.1/db?user=u&password=xxxxx"},
 	}
 	for _, c := range cases {
 		got := RedactURL(c.in)
@@ -52,4 +56,31 @@ func FuzzRedactURL(f *testing.F) {
 			t.Fatalf("RedactURL(%q) = %q shows the password %q", s, out, cfg.Password)
 		}
 	})
+}
+
+// CheckURL's (and so Open's) error for a malformed connection string never
+// shows its password, in any spelling pgx accepts: libpq's syntax allows
+// spaces around '=', which pgx's own masking does not expect.
+func TestCheckURL_neverShowsPassword(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{
+		"host=127.0.0.1 password = s3cret port=x",
+		"host=127.0.0.1 password= s3cret port=x",
+		"host=127.0.0.1 password =s3cret port=x",
+		`host=127.0.0.1 password='ab\' s3cret' port=x`,
+		`host=127.0.0.1 password=ab\ s3cret port=x`,
+		"postgres://u:s3cret@127.0.0.1:x/db",
+		"postgres://u@127.0.0.1/db?password=s3cret&sslmode=bogus",
+	} {
+		err := CheckURL(u)
+		if err == nil {
+			t.Fatalf("CheckURL(%q) accepted it", u)
+		}
+		if strings.Contains(err.Error(), "cret") {
+			t.Errorf("CheckURL(%q) shows the password: %v", u, err)
+		}
+		if !strings.Contains(err.Error(), "port") && !strings.Contains(err.Error(), "sslmode") {
+			t.Errorf("CheckURL(%q) no longer says what is wrong: %v", u, err)
+		}
+	}
 }
