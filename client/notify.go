@@ -1,6 +1,9 @@
 package client
 
 import (
+	"bytes"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
@@ -16,9 +19,11 @@ type notifier struct {
 	stopped bool          // stop was called: nothing more is queued
 	wake    chan struct{} // capacity 1: something was queued
 	done    chan struct{} // closed when the goroutine has run all and exited
-	// inCallback is set while a callback runs, so that Close called from
-	// one does not wait for the goroutine it is running on.
-	inCallback atomic.Bool
+	// goroutine is the id of the goroutine running the callbacks, so
+	// that Close called from one does not wait for itself. (A flag set
+	// while a callback runs also let a Close on another goroutine return
+	// before the callbacks still queued had run.)
+	goroutine atomic.Uint64
 }
 
 func newNotifier() *notifier {
@@ -55,6 +60,7 @@ func (n *notifier) poke() {
 
 func (n *notifier) run() {
 	defer close(n.done)
+	n.goroutine.Store(goroutineID())
 	for range n.wake {
 		for {
 			n.mu.Lock()
@@ -69,20 +75,35 @@ func (n *notifier) run() {
 			f := n.queue[0]
 			n.queue = n.queue[1:]
 			n.mu.Unlock()
-			n.inCallback.Store(true)
 			f()
-			n.inCallback.Store(false)
 		}
 	}
 }
 
 // wait returns once every queued callback has run (after stop). Called from
-// a callback it returns at once: the callback cannot wait for itself. (A
-// Close on another goroutine during a callback may then also return early;
-// that is allowed.)
+// a callback it returns at once: the callback cannot wait for itself.
 func (n *notifier) wait() {
-	if n.inCallback.Load() {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	if id := goroutineID(); id != 0 && id == n.goroutine.Load() {
 		return
 	}
 	<-n.done
+}
+
+// goroutineID returns the id of the calling goroutine, from the first line
+// of its stack ("goroutine 18 [running]:"), or 0 if it cannot be read. Go
+// has no other way to tell a call from a callback's goroutine.
+func goroutineID() uint64 {
+	var buf [64]byte
+	b := bytes.TrimPrefix(buf[:runtime.Stack(buf[:], false)], []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		if id, err := strconv.ParseUint(string(b[:i]), 10, 64); err == nil {
+			return id
+		}
+	}
+	return 0
 }
