@@ -63,10 +63,11 @@
 // server keeps what TopGun's keeps of it, so another client reads back
 // every integer as an int64 (a uint64 above math.MaxInt64 wraps to a
 // negative number), a float32 as a float64, a map's keys that are not
-// strings as their text, and a MsgPack extension (a time.Time, say) as
-// nil. On this project's server an LWW value that is nil, or that reads
-// back as nil, deletes the key as Remove does: store a time as a number or
-// a string.
+// strings as their text, a string (or map key) that is not valid UTF-8 as
+// "" (send such bytes as []byte), and a MsgPack extension (a time.Time,
+// say) as nil. On this project's server an LWW value that is nil, or that
+// reads back as nil, deletes the key as Remove does: store a time as a
+// number or a string.
 //
 // # OR-Maps
 //

@@ -33,6 +33,8 @@ func TestValues_asAnotherClientReadsThem(t *testing.T) {
 		{"intkeys", map[int]string{1: "a"}, map[string]any{"1": "a"}},
 		{"nested", map[string]any{"a": []any{int64(1), 2.5, nil, []byte("x"), time.Unix(1, 0)}},
 			map[string]any{"a": []any{int64(1), 2.5, nil, []byte("x"), nil}}},
+		{"notutf8", "a\xffb", ""},
+		{"notutf8key", map[string]any{"\xff": 1}, map[string]any{"": int64(1)}},
 		{"time", time.Unix(1, 0), nil},
 		{"nil", nil, nil},
 	}
