@@ -23,8 +23,9 @@ import (
 //
 // While the map is being read the subscription buffers the changes the
 // feed delivers and replays them afterwards, so no change falls between the
-// read and the live updates; a buffered change older than what the read
-// saw for a key in the result is skipped.
+// read and the live updates; only the last buffered change of each key is
+// replayed, and not when it is older than what the read saw for a key in
+// the result.
 //
 // A limited query keeps only its top `limit` records, in a heap by the
 // query's order (results.go), so that a change costs O(log limit)
@@ -534,12 +535,35 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 	pending := sub.pending
 	sub.pending = nil
 	sub.state = subReady
-	for _, ch := range pending {
-		sub.applyLocked(ch)
-	}
+	sub.replayLocked(pending)
 	if sub.overflow {
 		sub.overflow = false
 		s.queueResync(sub)
+	}
+}
+
+// replayLocked applies the changes buffered during a read of the map, in
+// commit order, but only the newest one of each key (the last of the
+// greatest timestamp): each carries the key's whole state, and the read
+// may have seen a later state than an older change's (a key written and
+// then deleted before the read reached it, absent from the result), which
+// replayed would take the result the client was just answered back to an
+// older state (an ENTER, pushing a member out of a limited query, then a
+// LEAVE).
+func (sub *subscription) replayLocked(pending []*store.Change) {
+	newest := make(map[string]int, len(pending))
+	for i, ch := range pending {
+		if ch.Record.Kind != record.KindLWW {
+			continue
+		}
+		if j, ok := newest[ch.Key]; !ok || ch.Record.LWW.Timestamp.Compare(pending[j].Record.LWW.Timestamp) >= 0 {
+			newest[ch.Key] = i
+		}
+	}
+	for i, ch := range pending {
+		if j, ok := newest[ch.Key]; ok && j == i {
+			sub.applyLocked(ch)
+		}
 	}
 }
 

@@ -967,3 +967,67 @@ func TestQuery_maxQueriesPerConnection(t *testing.T) {
 		t.Fatalf("QueriesRefused = %d, want 1", n)
 	}
 }
+
+// A record written and deleted while a QUERY_SUB reads the map, both
+// before the read reaches it, is absent from the QUERY_RESP, and nothing
+// about it follows: the buffered changes replayed after the read must not
+// take the result back to a state older than the one it answered. The
+// put was replayed as an ENTER (pushing the window's member out of a
+// limited query: LEAVE a, a re-read to refill it) and the delete as a
+// LEAVE, so the client saw a record deleted before its answer appear
+// and a member that never left leave.
+func TestQuery_changesBufferedDuringReadDoNotReplayOlderState(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	w := e.dial(t)
+	w.write(putOp("1", "m", "a", map[string]any{"s": int64(5)}, cts("w")))
+	started := make(chan struct{})
+	gate := make(chan struct{})
+	var once sync.Once
+	e.be.setScanHook(func() error {
+		once.Do(func() { close(started) })
+		<-gate
+		return nil
+	})
+	t.Cleanup(func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
+	lim := uint32(1)
+	c := e.dial(t)
+	c.send(&wire.QuerySub{QueryID: "q", MapName: "m", Query: wire.Query{Sort: []wire.SortField{{Field: "s", Direction: wire.Asc}}, Limit: &lim}})
+	<-started // registered: the feed buffers the map's changes for it
+	w.write(putOp("2", "m", "k", map[string]any{"s": int64(1)}, cts("w")))
+	w.write(removeOp("3", "m", "k", cts("w")))
+	sub := e.liveSub(t, "m", "q")
+	eventually(t, "both changes buffered", func() bool {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return len(sub.pending) == 2
+	})
+	close(gate)
+	c.send(&wire.Ping{Timestamp: 12345})
+	var got []string
+	for {
+		switch m := c.next().(type) {
+		case *wire.ServerEvent:
+		case *wire.QueryResp:
+			if len(m.Results) != 1 || m.Results[0].Key != "a" {
+				t.Fatalf("QUERY_RESP %+v, want a alone", m.Results)
+			}
+			got = append(got, "RESP")
+		case *wire.QueryUpdate:
+			got = append(got, string(m.ChangeType)+" "+m.Key)
+		case *wire.Pong:
+			if len(got) != 1 {
+				t.Fatalf("client got %v before PONG, want the QUERY_RESP alone", got)
+			}
+			return
+		default:
+			t.Fatalf("unexpected %s %+v", m.Type(), m)
+		}
+	}
+}
