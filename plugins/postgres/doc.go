@@ -49,8 +49,9 @@
 //     sent in (map, key, backup) order so that concurrent batches lock them
 //     in the same order. Two cases take a transaction of several statements:
 //     a record deleted and put again in the batch (deleted first, so that it
-//     gets a new created_at), and batches whose values exceed 256 MiB
-//     (PostgreSQL's array parameters stay below 1 GiB).
+//     gets a new created_at), and batches whose values, keys, map names
+//     and notifications exceed 256 MiB (each statement's parameters stay
+//     below the 1 GiB pgx and PostgreSQL take).
 //   - Get is one key = ANY($keys) query on the primary key.
 //   - Scan pages with a keyset on key within (map_name, is_backup), one
 //     statement (one snapshot) per page on the primary key index. The byte

@@ -98,11 +98,19 @@ func compareID(a, b recordID) int {
 	return 1
 }
 
-// maxStatementBytes bounds the values sent in one statement: PostgreSQL
-// cannot take an array parameter of 1 GiB or more, while a batch may hold
-// up to MaxBatchOps values of MaxValueBytes. Larger batches are split into
-// several statements of one transaction.
+// maxStatementBytes bounds the parameters of one statement (values, keys,
+// map names, notifications): PostgreSQL and pgx take no message or array
+// of 1 GiB or more, while a batch may hold up to MaxBatchOps values of
+// MaxValueBytes, and its keys, map names and notifications (up to about
+// 6 KB a record, for names JSON escapes) can pass 1 GiB beside 256 MiB of
+// values. Larger batches are split into several statements of one
+// transaction.
 const maxStatementBytes = 256 << 20
+
+// rowOverhead bounds what a row adds to the array parameters beyond its
+// map name, key and value: their lengths (4 bytes each), an expiration
+// time (8 + 4) and a backup flag (1 + 4).
+const rowOverhead = 3*4 + 12 + 5
 
 // rows are the columns of a batch's puts or deletes, as array parameters.
 type rows struct {
@@ -117,6 +125,41 @@ func (r *rows) add(id recordID) {
 	r.maps, r.keys, r.backups = append(r.maps, id.mapName), append(r.keys, id.key), append(r.backups, id.backup)
 }
 
+// size bounds what row i adds to a statement's parameters.
+func (r *rows) size(i int) int {
+	n := len(r.maps[i]) + len(r.keys[i]) + rowOverhead
+	if r.vals != nil {
+		n += len(r.vals[i])
+	}
+	return n
+}
+
+// split calls f with consecutive ranges of [0, n) whose sizes sum to at
+// most limit, or of one element larger than limit.
+func split(n, limit int, size func(int) int, f func(start, end int) error) error {
+	for start := 0; start < n; {
+		end, sum := start, 0
+		for end < n && (end == start || sum+size(end) <= limit) {
+			sum += size(end)
+			end++
+		}
+		if err := f(start, end); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+// noticesSize bounds what notes add to a statement's parameters.
+func noticesSize(notes []string) int {
+	n := 0
+	for _, s := range notes {
+		n += len(s) + 4
+	}
+	return n
+}
+
 // plan is a batch collapsed to the last mutation of each record, sorted
 // by record so that concurrent batches lock rows in one order.
 type plan struct {
@@ -124,9 +167,9 @@ type plan struct {
 	ids        []recordID
 	puts, dels rows
 	// recreated: a record is deleted and put again (so deleted first,
-	// which one statement cannot do); valueBytes sums the put values.
-	recreated  bool
-	valueBytes int
+	// which one statement cannot do); bytes sums the rows' sizes.
+	recreated bool
+	bytes     int
 }
 
 func newPlan(batch *abi.Batch) *plan {
@@ -171,10 +214,12 @@ func newPlan(batch *abi.Batch) *plan {
 		m := &muts[last[id]]
 		if m.Kind == abi.OpDelete {
 			p.dels.add(id)
+			p.bytes += p.dels.size(len(p.dels.keys) - 1)
 			continue
 		}
 		if recreated[id] {
 			p.dels.add(id)
+			p.bytes += p.dels.size(len(p.dels.keys) - 1)
 		}
 		v := m.Value
 		if v == nil {
@@ -182,16 +227,16 @@ func newPlan(batch *abi.Batch) *plan {
 		}
 		p.puts.add(id)
 		p.puts.vals, p.puts.exps = append(p.puts.vals, v), append(p.puts.exps, m.ExpirationTime)
-		p.valueBytes += len(v)
+		p.bytes += p.puts.size(len(p.puts.keys) - 1)
 	}
 	return p
 }
 
 // Apply commits the batch atomically. A batch is usually one statement:
 // one round trip and one commit. It is a transaction of several statements
-// when a record is deleted and put again in the batch, or when its values
-// exceed maxStatementBytes. Either way it notifies the other processes
-// sharing the table of the records it changed (see Watch).
+// when a record is deleted and put again in the batch, or when its rows
+// and notifications exceed maxStatementBytes. Either way it notifies the
+// other processes sharing the table of the records it changed (see Watch).
 //
 // If the connection breaks after the batch was sent, PostgreSQL may or may
 // not have committed it; Apply then returns CodeUnavailable and says so.
@@ -208,7 +253,7 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	}
 	p := newPlan(batch)
 	notes := b.notices(p.ids)
-	if p.recreated || p.valueBytes > b.maxStatementBytes {
+	if p.recreated || p.bytes+noticesSize(notes) > b.maxStatementBytes {
 		err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
 			return b.onWriteConn(ctx, func(c *pgxpool.Conn) error {
 				return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
@@ -242,33 +287,29 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 }
 
 // writeTx writes a plan inside tx: the deletes first (which include the
-// records put again), then the puts in statements of at most
-// b.maxStatementBytes of values, then the notifications.
+// records put again), then the puts, then the notifications, each in
+// statements of at most b.maxStatementBytes of parameters.
 func (b *Backend) writeTx(ctx context.Context, tx pgx.Tx, p *plan, notes []string) error {
 	puts, dels := &p.puts, &p.dels
-	if len(dels.keys) > 0 {
-		if _, err := tx.Exec(ctx, b.sql.del, dels.maps, dels.keys, dels.backups); err != nil {
-			return err
-		}
+	err := split(len(dels.keys), b.maxStatementBytes, dels.size, func(start, end int) error {
+		_, err := tx.Exec(ctx, b.sql.del, dels.maps[start:end], dels.keys[start:end], dels.backups[start:end])
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	for start := 0; start < len(puts.keys); {
-		end, size := start, 0
-		for end < len(puts.keys) && (end == start || size+len(puts.vals[end]) <= b.maxStatementBytes) {
-			size += len(puts.vals[end])
-			end++
-		}
-		if _, err := tx.Exec(ctx, b.sql.upsert, puts.maps[start:end], puts.keys[start:end], puts.vals[start:end],
-			puts.exps[start:end], puts.backups[start:end], p.now); err != nil {
-			return err
-		}
-		start = end
+	err = split(len(puts.keys), b.maxStatementBytes, puts.size, func(start, end int) error {
+		_, err := tx.Exec(ctx, b.sql.upsert, puts.maps[start:end], puts.keys[start:end], puts.vals[start:end],
+			puts.exps[start:end], puts.backups[start:end], p.now)
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	if len(notes) > 0 {
-		if _, err := tx.Exec(ctx, notifySQL, b.channel, notes); err != nil {
-			return err
-		}
-	}
-	return nil
+	return split(len(notes), b.maxStatementBytes, func(i int) int { return len(notes[i]) + 4 }, func(start, end int) error {
+		_, err := tx.Exec(ctx, notifySQL, b.channel, notes[start:end])
+		return err
+	})
 }
 
 // applyErr explains a connection failure after a batch was sent.

@@ -9,10 +9,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 )
@@ -612,6 +614,101 @@ func TestApply_largeBatchIsSplit(t *testing.T) {
 	after, _ := scanAll(t, b, "big", false, 0, 0)
 	if !recordsEqual(after, recs) {
 		t.Fatal("a failed multi-statement batch left changes")
+	}
+}
+
+// largestWrite records the largest write made on connections it dialed:
+// pgx sends a statement's messages in one write.
+type largestWrite struct {
+	net.Conn
+	max *atomic.Int64
+}
+
+func (c largestWrite) Write(p []byte) (int, error) {
+	for n := int64(len(p)); ; {
+		m := c.max.Load()
+		if n <= m || c.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// The statement budget counts keys, map names and notifications, not only
+// values. A valid batch of long keys in a map whose name JSON escapes
+// (notifications of about 6 KB a record) could make a statement over the
+// 1 GiB pgx and PostgreSQL take: pgx failed it as safe to retry, so each
+// retry built it again, closed and fenced a connection, and the batch
+// ended, long after, as "database unavailable". Here the budget is
+// lowered and the largest message sent measured, for Apply (one statement
+// or a transaction) and ApplyChecked.
+func TestApply_statementBudgetCountsKeysAndNotices(t *testing.T) {
+	t.Parallel()
+	b, url := openFresh(t)
+	ctx := testCtx(t)
+	var largest atomic.Int64
+	cfg := b.pool.Config()
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return largestWrite{Conn: c, max: &largest}, nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.pool.Close()
+	b.pool = pool
+	const budget = 64 << 10
+	b.maxStatementBytes = budget
+	other := openURL(t, url)
+	heard := watchInto(t, other)
+
+	m := strings.Repeat("\x01", abi.MaxMapNameBytes)
+	for round, write := range []func(*abi.Batch) error{
+		func(bt *abi.Batch) error { return b.Apply(ctx, bt) },
+		func(bt *abi.Batch) error {
+			bt.Delete(m, "k0", false) // deleted and put again: a transaction
+			bt.Put(m, "k0", false, []byte("again"), 0)
+			return b.Apply(ctx, bt)
+		},
+		func(bt *abi.Batch) error { return b.ApplyChecked(ctx, bt, []abi.Expect{{Map: m, Key: "absent"}}) },
+	} {
+		largest.Store(0)
+		bt := &abi.Batch{Now: int64(round + 1)}
+		var keys []string
+		for i := range 60 {
+			k := fmt.Sprintf("%d-%d-%s", round, i, strings.Repeat("<", abi.MaxKeyBytes-10))
+			keys = append(keys, k)
+			bt.Put(m, k, false, []byte("v"), 0)
+		}
+		if err := write(bt); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		// The fixed parameters and the statement's other messages are
+		// far under 4 KiB.
+		if n := largest.Load(); n > budget+4<<10 {
+			t.Fatalf("round %d: a write of %d bytes, over the budget of %d", round, n, budget)
+		}
+		recs, err := b.Get(ctx, m, false, keys)
+		if err != nil || len(recs) != len(keys) {
+			t.Fatalf("round %d: %d of %d records stored (%v)", round, len(recs), len(keys), err)
+		}
+		var got []string
+		for len(got) < len(keys) {
+			c := nextChanged(t, heard)
+			if c.Map != m || c.Keys == nil {
+				t.Fatalf("round %d: heard %v for map %q, not keys", round, c.All, c.Map)
+			}
+			got = append(got, slices.DeleteFunc(c.Keys, func(k string) bool { return k == "k0" })...)
+		}
+		slices.Sort(got)
+		slices.Sort(keys)
+		if !slices.Equal(got, keys) {
+			t.Fatalf("round %d: heard %d keys, not the %d written", round, len(got), len(keys))
+		}
 	}
 }
 
