@@ -107,10 +107,11 @@ type Backend struct {
 	// schema holds the table; origin tells this backend's notifications
 	// from other processes' (see shared.go).
 	schema, origin, channel string
-	// stop ends the listeners of Watch at Close; watchers counts them
-	// until they have closed their connections.
-	stop     chan struct{}
-	watchers sync.WaitGroup
+	// stop ends the listeners of Watch at Close. listeners are those
+	// running, guarded by watchMu (see Close).
+	stop      chan struct{}
+	watchMu   sync.Mutex
+	listeners map[*listener]struct{}
 	// watchIdle and watchTimeout are watchIdle and watchTimeout, lowered
 	// by tests.
 	watchIdle, watchTimeout time.Duration
@@ -250,13 +251,19 @@ func (b *Backend) capabilities() abi.Capability {
 // order by COLLATE "C", with an index of their own (see the package doc).
 func (b *Backend) ByteOrder() bool { return b.byteOrder }
 
-// Close closes the pool. It waits for operations in flight to release
-// their connections and is idempotent.
+// Close stops the listeners of Watch and closes the pool. It waits for
+// operations in flight to release their connections, and for the
+// listeners to close theirs: once it returns, no listening session is
+// left and fn is not called again. It does not wait for a call of fn in
+// progress, whose listener's connection it closes itself, so fn may call
+// Close and a blocked fn does not hold Close up; such a call may still be
+// running when Close returns. Close is idempotent.
 func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
 	close(b.stop)
+	b.stopListeners()
 	b.pool.Close()
 	return nil
 }

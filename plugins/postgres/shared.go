@@ -154,7 +154,8 @@ const (
 // the pool's) and reports other backends' notifications to fn. When the
 // connection is lost, or silent for watchIdle and then unanswering for
 // watchTimeout, it connects again, backing off up to 5 s, and then
-// reports Changed{All: true}.
+// reports Changed{All: true}. It stops when ctx is done or at Close (see
+// Close for a call of fn then in progress).
 func (b *Backend) Watch(ctx context.Context, fn func(abi.Changed)) error {
 	if err := b.begin(ctx); err != nil {
 		return err
@@ -163,12 +164,55 @@ func (b *Backend) Watch(ctx context.Context, fn func(abi.Changed)) error {
 	if err != nil {
 		return err
 	}
-	b.watchers.Add(1)
-	go func() {
-		defer b.watchers.Done()
-		b.watch(ctx, conn, fn)
-	}()
+	l := &listener{done: make(chan struct{})}
+	b.watchMu.Lock()
+	if b.closed.Load() {
+		// Closed while connecting: Close did not see this listener.
+		b.watchMu.Unlock()
+		_ = conn.Close(context.Background())
+		return errClosed()
+	}
+	if b.listeners == nil {
+		b.listeners = map[*listener]struct{}{}
+	}
+	b.listeners[l] = struct{}{}
+	b.watchMu.Unlock()
+	go b.watch(ctx, l, conn, fn)
 	return nil
+}
+
+// listener is a running Watch. conn is its connection while it calls fn
+// (nil otherwise), for Close to close; done is closed once it has ended
+// and closed its connection. Both are guarded by Backend.watchMu.
+type listener struct {
+	conn *pgx.Conn
+	done chan struct{}
+}
+
+// stopListeners ends the listeners at Close (ctx of each is cancelled by
+// b.stop): it closes the connection of each one calling fn, which then
+// ends without calling fn again, and waits for the others, which end
+// without calling fn (see watch's call).
+func (b *Backend) stopListeners() {
+	var conns []*pgx.Conn
+	var waits []chan struct{}
+	b.watchMu.Lock()
+	for l := range b.listeners {
+		if l.conn != nil {
+			conns = append(conns, l.conn)
+			l.conn = nil
+			delete(b.listeners, l)
+		} else {
+			waits = append(waits, l.done)
+		}
+	}
+	b.watchMu.Unlock()
+	for _, c := range conns {
+		_ = c.Close(context.Background())
+	}
+	for _, w := range waits {
+		<-w
+	}
 }
 
 func (b *Backend) listen(ctx context.Context) (*pgx.Conn, error) {
@@ -198,7 +242,7 @@ func (b *Backend) alive(ctx context.Context, conn *pgx.Conn) error {
 	return err
 }
 
-func (b *Backend) watch(ctx context.Context, conn *pgx.Conn, fn func(abi.Changed)) {
+func (b *Backend) watch(ctx context.Context, l *listener, conn *pgx.Conn, fn func(abi.Changed)) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -209,10 +253,31 @@ func (b *Backend) watch(ctx context.Context, conn *pgx.Conn, fn func(abi.Changed
 		}
 	}()
 	defer func() {
+		b.watchMu.Lock()
+		delete(b.listeners, l)
+		b.watchMu.Unlock()
 		if conn != nil {
 			_ = conn.Close(context.Background())
 		}
+		close(l.done)
 	}()
+	// call calls fn unless the backend is closing. While fn runs, Close
+	// may come, close conn and not wait (fn may be what calls it): call
+	// then reports false, and the listener ends.
+	call := func(c abi.Changed) bool {
+		b.watchMu.Lock()
+		if b.closed.Load() {
+			b.watchMu.Unlock()
+			return false
+		}
+		l.conn = conn
+		b.watchMu.Unlock()
+		fn(c)
+		b.watchMu.Lock()
+		conn, l.conn = l.conn, nil
+		b.watchMu.Unlock()
+		return conn != nil
+	}
 	wait := 100 * time.Millisecond
 	for {
 		if conn == nil {
@@ -229,7 +294,9 @@ func (b *Backend) watch(ctx context.Context, conn *pgx.Conn, fn func(abi.Changed
 			}
 			conn, wait = c, 100*time.Millisecond
 			b.log.Info("listening again for other servers' commits; re-reading everything they may have changed meanwhile")
-			fn(abi.Changed{All: true})
+			if !call(abi.Changed{All: true}) {
+				return
+			}
 		}
 		// Wait at most watchIdle, then check the connection: a dead link
 		// that no RST reports gives no error here for minutes. A wait cut
@@ -252,8 +319,8 @@ func (b *Backend) watch(ctx context.Context, conn *pgx.Conn, fn func(abi.Changed
 			conn = nil
 			continue
 		}
-		if c, ok := b.readNotice(n.Channel, n.Payload); ok {
-			fn(c)
+		if c, ok := b.readNotice(n.Channel, n.Payload); ok && !call(c) {
+			return
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/postgres/pgtest"
 )
@@ -330,5 +331,123 @@ func TestWatch_noticesSilentlyDeadConnection(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	a.watchers.Wait()
+}
+
+// Close ends the listeners of Watch: once it returns, their LISTEN
+// sessions end and fn is not called again, also when fn is blocked at
+// that moment, and without waiting for it when fn is what calls Close.
+// Before, Close returned with the listener still running: its LISTEN
+// session stayed open for as long as fn was blocked.
+func TestBackend_Close_endsWatch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		block, fromFn bool
+	}{
+		{name: "idle"},
+		{name: "fn blocked", block: true},
+		{name: "fn calls Close", fromFn: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testCtx(t)
+			app := "topgun_test_watch_close_" + newOrigin()
+			url := withURLParam(t, pgtest.FreshSchema(t), "application_name", app)
+			a, writer, observer := openURL(t, url), openURL(t, url), openURL(t, url)
+			admin := sqlConn(t, pgtest.URL(t))
+			listening := func() []uint32 {
+				t.Helper()
+				rows, err := admin.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'`, app)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pids, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
+				if err != nil {
+					t.Fatal(err)
+				}
+				return pids
+			}
+			fromObserver := watchInto(t, observer)
+			put := func(k string) {
+				t.Helper()
+				bt := &abi.Batch{Now: 1}
+				bt.Put("m", k, false, []byte("v"), 0)
+				apply(t, writer, bt)
+				if c := nextChanged(t, fromObserver); c.Map != "m" || !slices.Equal(c.Keys, []string{k}) {
+					t.Fatalf("observer heard %+v", c)
+				}
+			}
+
+			var calls, late atomic.Int32
+			var closed atomic.Bool
+			entered, release, closedInFn := make(chan struct{}), make(chan struct{}), make(chan struct{})
+			var releaseOnce sync.Once
+			t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+			fn := func(abi.Changed) {
+				if closed.Load() {
+					late.Add(1)
+				}
+				if calls.Add(1) != 1 {
+					return
+				}
+				close(entered)
+				switch {
+				case tc.block:
+					<-release
+				case tc.fromFn:
+					_ = a.Close()
+					close(closedInFn)
+				}
+			}
+			wctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			if err := a.Watch(wctx, fn); err != nil {
+				t.Fatal(err)
+			}
+			// Both other backends listen too: one session of a's.
+			if n := len(listening()); n != 2 {
+				t.Fatalf("%d LISTEN sessions, want 2 (a's and the observer's)", n)
+			}
+			if tc.block || tc.fromFn {
+				put("k1")
+				select {
+				case <-entered:
+				case <-time.After(10 * time.Second):
+					t.Fatal("fn not called within 10s")
+				}
+			}
+			if tc.fromFn {
+				select {
+				case <-closedInFn:
+				case <-time.After(10 * time.Second):
+					t.Fatal("Close called from fn did not return within 10s")
+				}
+			} else if err := a.Close(); err != nil {
+				t.Fatal(err)
+			}
+			closed.Store(true)
+			a.watchMu.Lock()
+			left := len(a.listeners)
+			a.watchMu.Unlock()
+			if left != 0 {
+				t.Fatalf("%d listeners still running after Close returned", left)
+			}
+			// Its session ends (the observer's stays); a backend process
+			// exits a moment after its client closed the connection.
+			for i := 0; ; i++ {
+				if n := len(listening()); n == 1 {
+					break
+				} else if i == 200 {
+					t.Fatalf("%d LISTEN sessions 10s after Close, want 1 (the observer's)", n)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			put("k2")
+			releaseOnce.Do(func() { close(release) })
+			put("k3")
+			if n := late.Load(); n != 0 {
+				t.Fatalf("fn called %d times after Close returned", n)
+			}
+		})
+	}
 }
