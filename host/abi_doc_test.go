@@ -98,3 +98,20 @@ func TestRoundTrip_bufferThatCannotGrow(t *testing.T) {
 		t.Errorf("a buffer that cannot grow cost the instance: %+v", st)
 	}
 }
+
+// WASM.md section 6: a plugin's stdout and stderr are no terminal.
+// fd_fdstat_get reports them as block devices (WASI file type 1), not
+// character devices (2), so wasi-libc's isatty is false and its stdio
+// buffers a C plugin's stdout fully: the document tells C authors to ask
+// for line buffering, flush, or log otherwise.
+func TestSandbox_stdioIsNoTerminal(t *testing.T) {
+	t.Parallel()
+	b := mustLoad(t, "testdata/wat/stdiotype.wasm", nil)
+	got, err := b.ListMaps(context.Background())
+	if err != nil {
+		t.Fatalf("ListMaps: %v", err)
+	}
+	if len(got) != 1 || got[0] != "11" {
+		t.Fatalf("WASI file types of stdout and stderr: %q, want block devices (\"11\") as WASM.md says", got)
+	}
+}

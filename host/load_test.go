@@ -31,6 +31,7 @@ func TestLoad_errors(t *testing.T) {
 		{"MissingFile", "testdata/wat/nope.wasm", nil, []string{"plugin nope.wasm", "no such file"}},
 		{"MissingExports", "testdata/wat/noexports.wasm", nil, []string{"plugin noexports.wasm", "missing exports", "topgun_abi_version", "topgun_buffer", "topgun_call"}},
 		{"Command", "testdata/wat/command.wasm", nil, []string{"command module", "-buildmode=c-shared", "_initialize"}},
+		{"RustCdylib", "testdata/wat/rustcdylib.wasm", nil, []string{"plugin rustcdylib.wasm", "missing exports _initialize"}},
 		{"WrongMajorImport", "testdata/wat/v2import.wasm", nil, []string{"plugin v2import.wasm", "storage ABI 2", "topgun_v2.log", "implements 1.1"}},
 		{"WrongMajorExport", "testdata/wat/v2export.wasm", nil, []string{"plugin v2export.wasm", "storage ABI 2.3", "implements 1.1"}},
 		{"BadSignature", "testdata/wat/badsig.wasm", nil, []string{"topgun_call", "signature (i32) -> (i32)", "want (i32, i32) -> (i64)"}},
