@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
@@ -36,6 +37,10 @@ type confinedFS struct {
 	root  string        // absolute, links resolved
 	stop  func() bool   // past the call's deadline (see deadlineFile); nil: never
 	moves *sync.RWMutex // shared by the instances of one plugin
+	// files counts the files open through the FS of every instance of one
+	// plugin (nil: not counted): each holds a descriptor of the process,
+	// whose limit every tenant and the server share.
+	files *atomic.Int64
 }
 
 // newConfinedFS confines a plugin instance to dir. moves must be shared
@@ -110,11 +115,43 @@ func (c *confinedFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.F
 	if e := c.check(path, flag&experimentalsys.O_NOFOLLOW == 0); e != 0 {
 		return nil, e
 	}
+	if c.files != nil {
+		// wasip1 has no EMFILE; the guest sees EIO, as it would for the
+		// process's own limit.
+		if c.files.Add(1) > MaxOpenFiles {
+			c.files.Add(-1)
+			return nil, experimentalsys.EIO
+		}
+	}
 	f, e := c.FS.OpenFile(path, flag, perm)
-	if e != 0 || c.stop == nil {
+	if e != 0 {
+		if c.files != nil {
+			c.files.Add(-1)
+		}
+		return f, e
+	}
+	if c.files != nil {
+		f = &countedFile{File: f, files: c.files}
+	}
+	if c.stop == nil {
 		return f, e
 	}
 	return deadlineFile{File: f, stop: c.stop}, 0
+}
+
+// countedFile gives its place in confinedFS.files back when closed (once:
+// wazero may close a file again when the module closes).
+type countedFile struct {
+	experimentalsys.File
+	files  *atomic.Int64
+	closed atomic.Bool
+}
+
+func (f *countedFile) Close() experimentalsys.Errno {
+	if f.closed.CompareAndSwap(false, true) {
+		defer f.files.Add(-1)
+	}
+	return f.File.Close()
 }
 
 // deadlineFile fails reads and writes once the call is past its deadline:

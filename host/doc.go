@@ -29,7 +29,9 @@
 // included, and refused with EPERM when it leads outside the directory,
 // and the guest cannot create links nor move them (see confinedFS for the
 // one race left: another host process swapping a path between check and
-// use).
+// use). A plugin has at most MaxOpenFiles files open there at once, all
+// its instances together (one more open fails with EIO): each takes a
+// descriptor of the process, which every tenant and the server share.
 // Go's net package for wasip1 emulates a network inside the guest; no
 // host socket is reachable. Configuration reaches the guest only through the open call
 // (Config; TOPGUN_PLUGIN_CONFIG is a JSON object, see ParseConfig). Clocks

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -64,6 +65,9 @@ type plugin struct {
 	// moves orders directory moves in the data directory against the
 	// other instances' path checks (see confinedFS).
 	moves sync.RWMutex
+	// files counts the files the instances have open in the data
+	// directory, at most MaxOpenFiles (see confinedFS).
+	files atomic.Int64
 	// dataLock holds the exclusive flock on the data directory (see
 	// lockDataDir), shared by every instance; p.close releases it after
 	// the runtime, so it is held until no instance can touch the files.

@@ -401,3 +401,7 @@ func OptionsFromEnv(lookup func(string) (string, bool)) (*Options, error) {
 	}
 	return o, errors.Join(errs...)
 }
+
+// MaxOpenFiles bounds the files a plugin has open in its data directory at
+// once, all its instances together.
+const MaxOpenFiles = 1024

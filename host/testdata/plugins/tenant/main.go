@@ -4,11 +4,14 @@
 // key; "read", "write" and "ls" try each key as a path and return what
 // happened; "log" logs one line naming the tenant; "flood" logs 100,000
 // lines; "loop" spins forever; "oom" allocates until the memory limit;
-// "giant" returns a value of 8 MiB per key.
+// "giant" returns a value of 8 MiB per key; "fds" opens the file named by
+// its key until an open fails, keeps every file open and returns how many
+// it opened and the error.
 package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 
@@ -23,6 +26,8 @@ type tenant struct {
 }
 
 var sink [][]byte
+
+var held []*os.File
 
 func result(data []byte, err error) []byte {
 	if err != nil {
@@ -70,6 +75,20 @@ func (t tenant) Get(ctx context.Context, mapName string, backup bool, keys []str
 	case "oom":
 		for {
 			sink = append(sink, make([]byte, 8<<20))
+		}
+	case "fds":
+		for _, k := range keys {
+			n := 0
+			var err error
+			for {
+				var f *os.File
+				if f, err = os.OpenFile(k, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+					break
+				}
+				held = append(held, f)
+				n++
+			}
+			add(k, []byte(fmt.Sprintf("%d %v", n, err)))
 		}
 	case "giant":
 		for _, k := range keys {
