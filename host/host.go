@@ -302,7 +302,7 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 		}
 		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
 	}
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, p.rt); err != nil {
+	if err := instantiateWASI(ctx, p.rt); err != nil {
 		p.close(ctx)
 		return nil, fmt.Errorf("%s: wasi: %w", prefix, err)
 	}
@@ -335,6 +335,56 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 		return nil, fmt.Errorf("%s: host module: %w", prefix, err)
 	}
 	return p, nil
+}
+
+// maxRenumberTo is the highest descriptor fd_renumber may move a file
+// to: stdin, stdout, stderr, the data directory and MaxOpenFiles files.
+const maxRenumberTo = 3 + MaxOpenFiles
+
+// errnoBadf is wasip1's EBADF.
+const errnoBadf = 8
+
+// wasiRenumber is wazero's fd_renumber, taken from its WASI module once.
+var wasiRenumber = sync.OnceValues(func() (api.GoModuleFunction, error) {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	b := rt.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
+	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
+	mod, err := b.Compile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, ok := mod.ExportedFunctions()["fd_renumber"].GoFunction().(api.GoModuleFunction)
+	if !ok {
+		return nil, errors.New("wazero's fd_renumber is not a Go function")
+	}
+	return f, nil
+})
+
+// instantiateWASI instantiates WASI preview 1 in rt, with fd_renumber
+// refusing a target descriptor no file of the plugin can have: wazero's
+// descriptor table grows to hold every number up to the target, so one
+// call to 2^31-1 would allocate 16 GiB of the host's heap.
+func instantiateWASI(ctx context.Context, rt wazero.Runtime) error {
+	renumber, err := wasiRenumber()
+	if err != nil {
+		return err
+	}
+	b := rt.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
+	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
+	_, err = b.NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
+			if uint32(stack[1]) > maxRenumberTo {
+				stack[0] = errnoBadf
+				return
+			}
+			renumber.Call(ctx, m, stack)
+		}), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("fd", "to").
+		Export("fd_renumber").
+		Instantiate(ctx)
+	return err
 }
 
 type wantFunc struct {

@@ -161,3 +161,24 @@ func TestLoad_nameBombBeforeUnknownSection(t *testing.T) {
 		}
 	}
 }
+
+// A plugin cannot make the host allocate for a descriptor number of its
+// choice: fd_renumber to 2^26 grew wazero's descriptor table to hold every
+// number up to it, 512 MiB of the host's heap outside the memory limit
+// (16 GiB for 2^31-1, the out-of-memory end of the process and of every
+// tenant in it), kept while the instance lived.
+func TestTenants_renumberFarDescriptor(t *testing.T) {
+	o := testOptions(t)
+	o.Logger = hclog.NewNullLogger()
+	o.DataDir = t.TempDir()
+	b := mustLoad(t, "testdata/wat/renumber.wasm", o)
+	before := heapAfterGC()
+	if _, err := b.Get(context.Background(), "evil", false, []string{"k"}); err != nil {
+		t.Fatal(err)
+	}
+	grew := int64(heapAfterGC()) - int64(before)
+	t.Logf("the renumber took %d MiB of heap", grew>>20)
+	if grew > 16<<20 {
+		t.Errorf("a plugin limited to %d MiB of memory made the host allocate %d MiB for one descriptor", o.MemoryLimitMB, grew>>20)
+	}
+}
