@@ -1,8 +1,11 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,6 +24,46 @@ func TestLoad_minorIsTheLowerOfBothReports(t *testing.T) {
 	batch.Put("m", "k", false, []byte("v"), 0)
 	if err := b.Apply(context.Background(), batch); err != nil {
 		t.Fatalf("Apply: %v (the host sent an op the plugin's topgun_abi_version does not offer)", err)
+	}
+}
+
+// The other way round: topgun_abi_version says 1.1 (as every Go SDK
+// plugin's does) while the description says 1.0 (a Go backend whose
+// Describe sets ABIMajor but not ABIMinor). The host speaks 1.0 with it,
+// so plugin test (which prints Describe) and inspect must both say 1.0,
+// not the 1.1 the server does not use.
+func TestLoad_describedMinorLowerThanExport(t *testing.T) {
+	t.Parallel()
+	bin, err := os.ReadFile("testdata/wat/minormix.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Same lengths, so the module stays valid: the body of
+	// topgun_abi_version (no locals, i32.const 0x10000, end) and the
+	// description [name "mixed", 1, 1, 4].
+	bad := bytes.Replace(bin, []byte("\x00\x41\x80\x80\x04\x0b"), []byte("\x00\x41\x81\x80\x04\x0b"), 1)
+	bad = bytes.Replace(bad, []byte("\xa5mixed\x01\x01\x04"), []byte("\xa5mixed\x01\x00\x04"), 1)
+	if bytes.Count(bad, []byte("\x41\x81\x80\x04")) != 1 || !bytes.Contains(bad, []byte("\xa5mixed\x01\x00")) {
+		t.Fatal("minormix.wasm does not hold its version and description where expected")
+	}
+	path := filepath.Join(t.TempDir(), "minorlow.wasm")
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info, err := Inspect(context.Background(), path, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ABIMajor != 1 || info.ABIMinor != 0 {
+		t.Errorf("Inspect says ABI %d.%d, want 1.0, the version the server speaks", info.ABIMajor, info.ABIMinor)
+	}
+	b := mustLoad(t, path, nil)
+	if d := b.Describe(); d.ABIMajor != 1 || d.ABIMinor != 0 {
+		t.Errorf("Describe says ABI %d.%d, want 1.0", d.ABIMajor, d.ABIMinor)
+	}
+	// The minor reported for a plugin exporting 1.0 and describing 1.1.
+	if d := mustLoad(t, "testdata/wat/minormix.wasm", nil).Describe(); d.ABIMinor != 0 {
+		t.Errorf("minormix: Describe says ABI %d.%d, want 1.0, the version the server speaks", d.ABIMajor, d.ABIMinor)
 	}
 }
 

@@ -168,10 +168,12 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 	if desc.Capabilities.Has(abi.CapMultiInstance) {
 		size = p.opts.PoolSize
 	}
-	b.desc = desc
 	// The plugin reports its minor twice (topgun_abi_version and the
-	// description); the host sends no op newer than either says.
-	b.Caller.SetPeerMinor(min(in.minor, desc.ABIMinor))
+	// description); the host sends no op newer than either says, and
+	// Describe reports that minor, the one spoken (plugin test prints it).
+	desc.ABIMinor = min(in.minor, desc.ABIMinor)
+	b.desc = desc
+	b.Caller.SetPeerMinor(desc.ABIMinor)
 	b.pool = newPool(p, size, in)
 	b.pool.br = b.breaker
 	p.log.Debug("plugin loaded", "name", desc.Name, "abi", fmt.Sprintf("%d.%d", desc.ABIMajor, desc.ABIMinor),
