@@ -35,6 +35,12 @@
 //			})
 //	}
 //
+// A backend's Describe may leave ABIMajor and ABIMinor 0: the SDK then
+// reports the ABI it implements. One that sets ABIMajor should set ABIMinor
+// to abi.VersionMinor too: the host speaks the lower of the minors the
+// plugin reports, and at ABI 1.0 it sends batches as apply, not as the
+// faster apply_runs of 1.1.
+//
 // Build it with
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o bin/plugins/NAME.wasm ./path/to/plugin
