@@ -182,3 +182,18 @@ func ResponseLimit(ctx context.Context) int {
 	n, _ := ctx.Value(responseLimitKey{}).(int)
 	return n
 }
+
+// ClampScan returns req with its page cut to what a host whose response
+// limit is maxResponse bytes asks of a plugin: a byte budget of at most
+// half the limit (a record's framing aside, a page then fits) and at most
+// MaxGetKeys records. The host and sdk.Loopback both apply it, so that a
+// plugin pages natively as it does in wasm.
+func ClampScan(req ScanRequest, maxResponse int) ScanRequest {
+	if max := maxResponse / 2; req.MaxBytes <= 0 || req.MaxBytes > max {
+		if req.MaxBytes > 0 || DefaultScanBytes > max {
+			req.MaxBytes = max
+		}
+	}
+	req.Limit = min(req.Limit, MaxGetKeys)
+	return req
+}

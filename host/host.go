@@ -736,15 +736,7 @@ func (b *Backend) Stats() Stats {
 
 // Scan clamps the page to what fits in a response, then runs scan.
 func (b *Backend) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
-	if max := b.p.opts.MaxResponseBytes / 2; req.MaxBytes <= 0 || req.MaxBytes > max {
-		if req.MaxBytes > 0 || abi.DefaultScanBytes > max {
-			req.MaxBytes = max
-		}
-	}
-	if req.Limit > abi.MaxGetKeys {
-		req.Limit = abi.MaxGetKeys
-	}
-	return b.Caller.Scan(ctx, req)
+	return b.Caller.Scan(ctx, abi.ClampScan(req, b.p.opts.MaxResponseBytes))
 }
 
 // ListExpired clamps limit like Scan, then runs list_expired.

@@ -166,6 +166,7 @@
 // code runs under ordinary Go tools. Loopback and LoopbackOpen serve a
 // backend through the whole ABI path in process: each call is encoded as
 // the host encodes it, dispatched by the same code that runs inside wasm,
-// and its response decoded as the host decodes it. Natively, Log writes to
+// and its response decoded as the host decodes it, with the host's
+// default limits (scan pages cut as the host cuts them). Natively, Log writes to
 // the function set by SetLogOutput (default: discard).
 package sdk

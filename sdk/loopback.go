@@ -47,10 +47,14 @@ func LoopbackOpen(ctx context.Context, name string, caps abi.Capability, open Op
 	return newLoopback(ctx, newServer(nil, name, caps, open).with(opts), cfg, "")
 }
 
+// loopbackMaxResponse is the host's default response limit
+// (TOPGUN_PLUGIN_MAX_RESPONSE_BYTES).
+const loopbackMaxResponse = 32 << 20
+
 func newLoopback(ctx context.Context, srv *server, cfg map[string]string, dataDir string) (*loopback, error) {
 	lb := &loopback{srv: srv, buf: make([]byte, 64<<10)}
 	lb.Caller = abi.NewCaller(lb, "plugin "+srv.describe().Name+" (loopback)")
-	d, err := lb.Caller.Open(ctx, &abi.OpenRequest{Config: cfg, DataDir: dataDir, MaxResponseBytes: 32 << 20})
+	d, err := lb.Caller.Open(ctx, &abi.OpenRequest{Config: cfg, DataDir: dataDir, MaxResponseBytes: loopbackMaxResponse})
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +88,16 @@ func (lb *loopback) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 	}
 	lb.srv.afterCall(n, len(resp))
 	return handle(abi.Code(status&abi.StatusCodeMask), resp)
+}
+
+// Scan cuts the page to what fits in a response, as the host does.
+func (lb *loopback) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	return lb.Caller.Scan(ctx, abi.ClampScan(req, loopbackMaxResponse))
+}
+
+// ListExpired cuts limit as the host does.
+func (lb *loopback) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	return lb.Caller.ListExpired(ctx, now, min(limit, abi.MaxGetKeys))
 }
 
 // Describe returns the description the plugin gave at open.
