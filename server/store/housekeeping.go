@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+	"unicode/utf8"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
@@ -104,6 +105,10 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 	}
 	total := 0
 	batch := reapBatch // the records one commit takes (see below)
+	// gone: the records the last round deleted as absent. A backend
+	// listing them again (a plugin whose expiry index misses deletes)
+	// had every round delete them anew, and the pass never ended.
+	gone, deleted := map[cacheKey]struct{}{}, map[cacheKey]struct{}{}
 	for {
 		now := s.now()
 		recs, err := s.be.ListExpired(ctx, now, reapBatch)
@@ -112,7 +117,13 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 		}
 		primary := recs[:0]
 		for _, r := range recs {
-			if !r.Backup {
+			// A key or map name that is not valid UTF-8 no client wrote
+			// (a faulty plugin's): its change would reach clients, whose
+			// decoders refuse it. Left alone, as backup records are.
+			if !r.Backup && utf8.ValidString(r.Key) && utf8.ValidString(r.Map) {
+				if _, again := gone[cacheKey{r.Map, r.Key}]; again {
+					return total, fmt.Errorf("store: the backend lists key %q of map %q as expired again after the expiry pass deleted it", r.Key, r.Map)
+				}
 				primary = append(primary, r)
 			}
 		}
@@ -132,7 +143,7 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 		// records, or a client write in the same group commit): failed,
 		// the pass waited a ReapInterval, and under steady conflicting
 		// writes it never got through.
-		err = s.submitWork(ctx, len(primary), func(t *txn) { n, used = t.expire(primary, now) })
+		err = s.submitWork(ctx, len(primary), func(t *txn) { clear(deleted); n, used = t.expire(primary, now, deleted) })
 		if err != nil && len(primary) > 1 && abi.CodeOf(err) == abi.CodeResourceExhausted && ctx.Err() == nil {
 			// Expired OR keys keep their other entries: those at the head
 			// of every listing can be, together, over a wasm plugin's
@@ -145,6 +156,7 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 			return total, err
 		}
 		total += n
+		gone, deleted = deleted, gone
 		if used < len(primary) {
 			continue // stopped at the byte bound (see expire)
 		}
@@ -182,7 +194,8 @@ func (s *Store) expiredInIndex(now int64, limit int) []abi.Record {
 // changed and how many of recs it went through: it stops once it has
 // encoded maxCommitBytes (the bound of a group commit), as OR keys keep
 // their unexpired entries and a thousand of them could take gigabytes.
-func (t *txn) expire(recs []abi.Record, now int64) (n, used int) {
+// It adds the records it deletes as absent to absent.
+func (t *txn) expire(recs []abi.Record, now int64, absent map[cacheKey]struct{}) (n, used int) {
 	start := len(t.buf)
 	fetched := 0 // recs read ahead on shared storage
 	for _, r := range recs {
@@ -213,6 +226,7 @@ func (t *txn) expire(recs []abi.Record, now int64) (n, used int) {
 			// it loses nothing readable, and keeps such rows from heading
 			// every listing and stopping the pass.
 			t.write(&state{mapName: r.Map, key: r.Key})
+			absent[cacheKey{r.Map, r.Key}] = struct{}{}
 			n++
 			continue
 		}

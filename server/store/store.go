@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
@@ -731,6 +733,13 @@ func (s *Store) scanPages(ctx context.Context, mapName string, limit int, f func
 				return fmt.Errorf("store: scan map %q: the backend returned key %q after %q, out of order", mapName, r.Key, last)
 			}
 			started, last = true, r.Key
+			if !utf8.ValidString(r.Key) {
+				// No client can have written it (the wire decoder refuses
+				// such keys), and a client's decoder refuses a frame
+				// naming it: a query answering it dropped the connection.
+				s.log.Warn("skipping a record whose key is not valid UTF-8", "map", mapName, "key", r.Key)
+				continue
+			}
 			if !f(r) {
 				return nil
 			}
@@ -793,6 +802,9 @@ func (s *Store) getRecords(ctx context.Context, mapName string, keys []string) (
 		if err != nil {
 			return nil, fmt.Errorf("store: get from %q: %w", mapName, err)
 		}
+		if err := answersAsked(mapName, keys[:n], recs); err != nil {
+			return nil, err
+		}
 		if out == nil && n == len(keys) {
 			return recs, nil // one call: no copy
 		}
@@ -800,6 +812,25 @@ func (s *Store) getRecords(ctx context.Context, mapName string, keys []string) (
 		keys = keys[n:]
 	}
 	return out, nil
+}
+
+// answersAsked checks that every record a get returned is of a key it
+// asked for: a faulty plugin's record of another key was taken for the
+// asked key's, and a merge stored that key's entries in it. Records in
+// the order of keys cost one pass.
+func answersAsked(mapName string, keys []string, recs []abi.Record) error {
+	j := 0
+	for i := range recs {
+		k := recs[i].Key
+		if n := slices.Index(keys[j:], k); n >= 0 {
+			j += n + 1
+			continue
+		}
+		if !slices.Contains(keys[:j], k) {
+			return abi.Errorf(abi.CodeInternal, "store: get from %q: the backend answered with key %q, which was not asked for", mapName, k)
+		}
+	}
+	return nil
 }
 
 // closingContext is the context of the store's own goroutines' requests,
