@@ -32,6 +32,9 @@
 // use). A plugin has at most MaxOpenFiles files open there at once, all
 // its instances together (one more open fails with EIO): each takes a
 // descriptor of the process, which every tenant and the server share.
+// fd_renumber refuses a target above any descriptor the plugin can have,
+// and poll_oneoff more than 4096 subscriptions (EINVAL): wazero allocates
+// on the host's heap for each.
 // Go's net package for wasip1 emulates a network inside the guest; no
 // host socket is reachable. Configuration reaches the guest only through the open call
 // (Config; TOPGUN_PLUGIN_CONFIG is a JSON object, see ParseConfig). Clocks

@@ -343,11 +343,20 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 // to: stdin, stdout, stderr, the data directory and MaxOpenFiles files.
 const maxRenumberTo = 3 + MaxOpenFiles
 
-// errnoBadf is wasip1's EBADF.
-const errnoBadf = 8
+// maxPollSubscriptions is the most subscriptions one poll_oneoff may
+// carry: two for each descriptor a plugin can have, and clocks. wazero
+// allocates about 64 bytes of the host's heap for each, so a guest's whole
+// memory of them would cost as much again outside the memory limit.
+const maxPollSubscriptions = 4096
 
-// wasiRenumber is wazero's fd_renumber, taken from its WASI module once.
-var wasiRenumber = sync.OnceValues(func() (api.GoModuleFunction, error) {
+// wasip1's EBADF and EINVAL.
+const (
+	errnoBadf  = 8
+	errnoInval = 28
+)
+
+// wasiFuncs is wazero's WASI preview 1 functions, taken from its module once.
+var wasiFuncs = sync.OnceValues(func() (map[string]api.FunctionDefinition, error) {
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
@@ -357,35 +366,69 @@ var wasiRenumber = sync.OnceValues(func() (api.GoModuleFunction, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, ok := mod.ExportedFunctions()["fd_renumber"].GoFunction().(api.GoModuleFunction)
-	if !ok {
-		return nil, errors.New("wazero's fd_renumber is not a Go function")
+	defs := mod.ExportedFunctions()
+	for name, d := range defs {
+		if _, ok := d.GoFunction().(api.GoModuleFunction); !ok {
+			return nil, fmt.Errorf("wazero's %s is not a Go function", name)
+		}
 	}
-	return f, nil
+	return defs, nil
 })
 
-// instantiateWASI instantiates WASI preview 1 in rt, with fd_renumber
-// refusing a target descriptor no file of the plugin can have: wazero's
+// instantiateWASI instantiates WASI preview 1 in rt, each function (but
+// the clocks and sched_yield, cheap and frequent) trapping a sandboxed
+// guest whose call is past its deadline: the meter charges a host call as
+// one instruction, so a loop of calls that each take the host long (a
+// million empty iovecs, many poll subscriptions) would otherwise run
+// hours between two of its checks. Two refuse a number no plugin needs:
+// fd_renumber a target descriptor no file of the plugin can have (wazero's
 // descriptor table grows to hold every number up to the target, so one
-// call to 2^31-1 would allocate 16 GiB of the host's heap.
+// call to 2^31-1 would allocate 16 GiB of the host's heap), poll_oneoff
+// more than maxPollSubscriptions subscriptions.
 func instantiateWASI(ctx context.Context, rt wazero.Runtime) error {
-	renumber, err := wasiRenumber()
+	defs, err := wasiFuncs()
 	if err != nil {
 		return err
 	}
 	b := rt.NewHostModuleBuilder(wasi_snapshot_preview1.ModuleName)
 	wasi_snapshot_preview1.NewFunctionExporter().ExportFunctions(b)
-	_, err = b.NewFunctionBuilder().
-		WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, m api.Module, stack []uint64) {
-			if uint32(stack[1]) > maxRenumberTo {
-				stack[0] = errnoBadf
-				return
+	for name, d := range defs {
+		var fn api.GoModuleFunc
+		f := d.GoFunction().(api.GoModuleFunction)
+		switch name {
+		case "clock_time_get", "clock_res_get", "sched_yield":
+			continue
+		case "fd_renumber":
+			fn = func(ctx context.Context, m api.Module, stack []uint64) {
+				trapOverdue(ctx)
+				if uint32(stack[1]) > maxRenumberTo {
+					stack[0] = errnoBadf
+					return
+				}
+				f.Call(ctx, m, stack)
 			}
-			renumber.Call(ctx, m, stack)
-		}), []api.ValueType{i32, i32}, []api.ValueType{i32}).
-		WithParameterNames("fd", "to").
-		Export("fd_renumber").
-		Instantiate(ctx)
+		case "poll_oneoff":
+			fn = func(ctx context.Context, m api.Module, stack []uint64) {
+				trapOverdue(ctx)
+				if uint32(stack[2]) > maxPollSubscriptions {
+					stack[0] = errnoInval
+					return
+				}
+				f.Call(ctx, m, stack)
+			}
+		default:
+			fn = func(ctx context.Context, m api.Module, stack []uint64) {
+				trapOverdue(ctx)
+				f.Call(ctx, m, stack)
+			}
+		}
+		b.NewFunctionBuilder().
+			WithGoModuleFunction(fn, d.ParamTypes(), d.ResultTypes()).
+			WithParameterNames(d.ParamNames()...).
+			WithResultNames(d.ResultNames()...).
+			Export(name)
+	}
+	_, err = b.Instantiate(ctx)
 	return err
 }
 

@@ -113,11 +113,17 @@ var errOverdue = errors.New("the call ran past its deadline")
 // meterCheck is the metered guest's topgun_meter.check: it refills the
 // guest's budget, or traps it when its call is overdue.
 func meterCheck(ctx context.Context, _ api.Module, stack []uint64) {
+	trapOverdue(ctx)
+	stack[0] = meterBudget
+}
+
+// trapOverdue traps a metered guest whose call is overdue (ctx is the
+// call's: a host function of a guest run otherwise finds no instance).
+func trapOverdue(ctx context.Context) {
 	if in, ok := ctx.Value(instanceKey{}).(*instance); ok && in.dueAt != 0 && monoClock() >= in.dueAt {
 		in.overdue = true
 		panic(errOverdue)
 	}
-	stack[0] = meterBudget
 }
 
 // meterStackLimit bounds a metered guest's call stack, as the meter

@@ -53,6 +53,11 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 		w.said.Store(true)
 	}
 	for len(p) > 0 {
+		if w.stop != nil && len(p) < n && w.stop() {
+			// Checked at every line, not only per write: one write of a
+			// guest's memory of newlines is hundreds of millions of lines.
+			return n - len(p), errPastDeadline
+		}
 		i := bytes.IndexByte(p, '\n')
 		chunk := p
 		if i >= 0 {

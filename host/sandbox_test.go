@@ -230,3 +230,24 @@ func TestCancel_runningCallKeepsInstance(t *testing.T) {
 		t.Errorf("stats %+v, want one instance and no failures", st)
 	}
 }
+
+// A host call that takes the host long is stopped at the call's deadline
+// (sandboxed mode), not when the meter next checks, which counts a host
+// call as one instruction: one fd_write of 64 MiB of newlines to stdout
+// (64 million lines, tens of seconds) ran to its end and the call then
+// succeeded, and a loop of fd_reads of a million empty iovecs each (no
+// reader runs to check the deadline) ran for hours.
+func TestSandbox_hostCallsStopAtTheDeadline(t *testing.T) {
+	for _, file := range []string{"newlines", "emptyiov"} {
+		t.Run(file, func(t *testing.T) {
+			o := testOptions(t)
+			o.Logger = hclog.NewNullLogger()
+			o.CallTimeout = 100 * time.Millisecond
+			b := mustLoad(t, "testdata/wat/"+file+".wasm", o)
+			_, err := b.Get(context.Background(), "m", false, []string{"k"})
+			if !errors.Is(err, abi.ErrDeadlineExceeded) {
+				t.Fatalf("get = %v, want deadline exceeded", err)
+			}
+		})
+	}
+}

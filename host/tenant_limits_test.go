@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -180,5 +181,27 @@ func TestTenants_renumberFarDescriptor(t *testing.T) {
 	t.Logf("the renumber took %d MiB of heap", grew>>20)
 	if grew > 16<<20 {
 		t.Errorf("a plugin limited to %d MiB of memory made the host allocate %d MiB for one descriptor", o.MemoryLimitMB, grew>>20)
+	}
+}
+
+// One poll_oneoff cannot make the host allocate for subscriptions of the
+// guest's choice: 800,000 of them (64 MiB of the guest's memory) took
+// about 70 MiB of the host's heap; more than maxPollSubscriptions are
+// refused (EINVAL).
+func TestTenants_pollSubscriptionsOnTheHostHeap(t *testing.T) {
+	o := testOptions(t)
+	o.Logger = hclog.NewNullLogger()
+	b := mustLoad(t, "testdata/wat/pollflood.wasm", o)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := b.Get(context.Background(), "m", false, []string{"k"}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	n := after.TotalAlloc - before.TotalAlloc
+	t.Logf("the poll allocated %d MiB", n>>20)
+	if n > 16<<20 {
+		t.Errorf("one poll_oneoff allocated %d MiB on the host's heap", n>>20)
 	}
 }
