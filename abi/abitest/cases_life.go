@@ -295,6 +295,21 @@ func testDurability(t TB, h Harness) {
 	b.Delete("m", "b", false)
 	b.Delete("gone", "x", false)
 	apply(t, be, b)
+	// One record written several times in a batch: what storage keeps
+	// (a log replayed at open, say) must apply the mutations in order.
+	b = &abi.Batch{Now: t0 + 15}
+	b.Put("m", "c", false, []byte("c2"), 0)
+	b.Delete("m", "c", false) // put then delete: gone
+	b.Put("m", "tmp", false, []byte("t"), t0+1)
+	b.Delete("m", "tmp", false) // a new record put then deleted: never there
+	b.Delete("m", "big", false)
+	b.Put("m", "big", false, []byte("big2"), 0) // delete then put: CreatedAt t0+15
+	b.Put("m", "twice", false, []byte("1"), t0+1)
+	b.Put("m", "twice", false, []byte("2"), 0) // the later put wins
+	b.Put("m", "a", true, []byte("a backup 2"), 0)
+	b.Delete("m", "a", true)
+	b.Put("m", "a", true, []byte("a backup 3"), 400)
+	apply(t, be, b)
 	bad := &abi.Batch{Now: t0 + 20}
 	bad.Put("m", "never", false, []byte("x"), 0)
 	bad.Put("", "invalid", false, nil, 0)
