@@ -158,3 +158,36 @@ func TestSandbox_stdioIsNoTerminal(t *testing.T) {
 		t.Fatalf("WASI file types of stdout and stderr: %q, want block devices (\"11\") as WASM.md says", got)
 	}
 }
+
+// A plugin built against a newer minor of the ABI (both reports say 1.2)
+// loads, and the host speaks its own minor with it: plugin test (through
+// Describe) and inspect report that one, not the plugin's 1.2, which the
+// server does not speak.
+func TestLoad_newerMinorReportsTheHostsMinor(t *testing.T) {
+	t.Parallel()
+	bin, err := os.ReadFile("testdata/wat/minormix.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// topgun_abi_version 0x10002 and the description [name "mixed", 1, 2, 4],
+	// same lengths as in TestLoad_describedMinorLowerThanExport.
+	newer := bytes.Replace(bin, []byte("\x00\x41\x80\x80\x04\x0b"), []byte("\x00\x41\x82\x80\x04\x0b"), 1)
+	newer = bytes.Replace(newer, []byte("\xa5mixed\x01\x01\x04"), []byte("\xa5mixed\x01\x02\x04"), 1)
+	if !bytes.Contains(newer, []byte("\x00\x41\x82\x80\x04\x0b")) || !bytes.Contains(newer, []byte("\xa5mixed\x01\x02\x04")) {
+		t.Fatal("minormix.wasm does not hold its version and description where expected")
+	}
+	path := filepath.Join(t.TempDir(), "minornewer.wasm")
+	if err := os.WriteFile(path, newer, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info, err := Inspect(context.Background(), path, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.ABIMinor != abi.VersionMinor {
+		t.Errorf("Inspect says ABI %d.%d, want %d.%d, the version the server speaks", info.ABIMajor, info.ABIMinor, abi.VersionMajor, abi.VersionMinor)
+	}
+	if d := mustLoad(t, path, nil).Describe(); d.ABIMinor != abi.VersionMinor {
+		t.Errorf("Describe says ABI %d.%d, want %d.%d, the version the server speaks", d.ABIMajor, d.ABIMinor, abi.VersionMajor, abi.VersionMinor)
+	}
+}

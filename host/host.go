@@ -170,8 +170,9 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 	}
 	// The plugin reports its minor twice (topgun_abi_version and the
 	// description); the host sends no op newer than either says, and
-	// Describe reports that minor, the one spoken (plugin test prints it).
-	desc.ABIMinor = min(in.minor, desc.ABIMinor)
+	// Describe reports that minor, the one spoken (plugin test prints it):
+	// never past this host's, for a plugin built against a newer minor.
+	desc.ABIMinor = min(in.minor, desc.ABIMinor, abi.VersionMinor)
 	b.desc = desc
 	b.Caller.SetPeerMinor(desc.ABIMinor)
 	b.pool = newPool(p, size, in)

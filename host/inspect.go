@@ -18,8 +18,8 @@ type Info struct {
 	Size   int64
 	SHA256 string
 	// ABIMajor and ABIMinor are what topgun_abi_version reports, the
-	// minor lowered to describe's when that is lower: the version the
-	// server speaks with the plugin.
+	// minor lowered to describe's or this server's when that is lower:
+	// the version the server speaks with the plugin.
 	ABIMajor, ABIMinor uint32
 	// Name and Capabilities are what describe reports before open.
 	Name         string
@@ -86,8 +86,9 @@ func Inspect(ctx context.Context, path string, opts *Options) (Info, error) {
 		return info, err
 	}
 	info.Name, info.Capabilities = d.Name, d.Capabilities
-	// The host sends no op newer than either minor (see load).
-	info.ABIMinor = min(info.ABIMinor, d.ABIMinor)
+	// The host sends no op newer than either minor, nor than its own
+	// (see load).
+	info.ABIMinor = min(info.ABIMinor, d.ABIMinor, abi.VersionMinor)
 	// Load refuses a description of another major (see load); inspect
 	// must not pass what the server will not load.
 	if d.ABIMajor != abi.VersionMajor {
