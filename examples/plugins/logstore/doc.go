@@ -29,9 +29,12 @@
 // Each frame carries its length and a CRC32-C of its length and body. At
 // Open, reading stops at the first frame that is incomplete or whose
 // checksum does not match, and the file is truncated after the last commit
-// frame before it: a batch is there completely or not at all. A frame whose
-// checksum matches but whose content is invalid means the file was damaged
-// or written by something else; Open refuses it rather than lose data.
+// frame before it: a batch is there completely or not at all. Open then
+// syncs the log and its directory, so that neither a last batch nor a
+// compaction's rename left unsynced by the crash can vanish under batches
+// acknowledged after it. A frame whose checksum matches but whose content
+// is invalid means the file was damaged or written by something else; Open
+// refuses it rather than lose data.
 //
 // When a write or fsync fails, Apply truncates the batch away and returns an
 // error. If even that fails, the store refuses further writes until it is

@@ -290,6 +290,12 @@ func (s *Store) load(ctx context.Context) error {
 	if err := s.f.Sync(); err != nil {
 		return abi.Wrap(abi.CodeUnavailable, err, "logstore: sync %s", s.path)
 	}
+	// The log's name may not be durable either: a crash or trap between a
+	// compaction's rename and its directory sync (or initFile's) leaves
+	// it so, and batches acknowledged in the file would go with it.
+	if err := syncDir(s.dir); err != nil {
+		return abi.Wrap(abi.CodeUnavailable, err, "logstore: sync directory %s", s.dir)
+	}
 	s.size = committed
 	s.log.Debug("log loaded", "file", s.path, "batches", batches, "records", s.ix.records, "bytes", committed)
 	return nil
@@ -375,8 +381,9 @@ func (s *Store) initFile(size int64) error {
 	return nil
 }
 
-// syncDir makes the creation or renaming of files in dir durable.
-func syncDir(dir string) error {
+// syncDir makes the creation or renaming of files in dir durable. A
+// variable so that tests can see the calls.
+var syncDir = func(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

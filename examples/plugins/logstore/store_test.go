@@ -727,3 +727,45 @@ func TestStore_valuesOwned(t *testing.T) {
 		}
 	}
 }
+
+// TestOpen_syncsDirectory: Open makes the log's directory entry durable
+// before the store takes writes. A compaction renames its file over the
+// log and then syncs the directory; a crash or a trap of the wasm instance
+// between the two (at the deadline, every WASI call after the rename
+// traps) left a log whose name a power loss could take back to the old
+// file, and Open did not sync the directory again, so batches acknowledged
+// after it could vanish with the new file. Not parallel: it replaces
+// syncDir.
+func TestOpen_syncsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, testOptions(t))
+	var b abi.Batch
+	b.Now = 1
+	b.Put("m", "k", false, []byte("v"), 0)
+	applyT(t, s, &b)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The state a compaction leaves between its rename and its directory
+	// sync: a complete log under the log's name.
+	orig := syncDir
+	t.Cleanup(func() { syncDir = orig })
+	var synced []string
+	syncDir = func(d string) error {
+		synced = append(synced, d)
+		return orig(d)
+	}
+	s = openT(t, dir, testOptions(t))
+	if !slices.Contains(synced, dir) {
+		t.Fatalf("Open of an existing log synced directories %q; want %s synced before it takes writes", synced, dir)
+	}
+	// A directory that cannot be synced is reported, not written to.
+	s.Close()
+	syncDir = func(string) error { return errors.New("sync refused") }
+	if s, err := Open(context.Background(), dir, testOptions(t)); err == nil {
+		s.Close()
+		t.Fatalf("Open with a failing directory sync succeeded; want an error")
+	} else if !errors.Is(err, abi.ErrUnavailable) || !strings.Contains(err.Error(), "sync refused") {
+		t.Fatalf("Open with a failing directory sync = %v; want CodeUnavailable with the cause", err)
+	}
+}
