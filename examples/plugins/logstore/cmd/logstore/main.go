@@ -51,19 +51,27 @@ func open(cfg map[string]string) (abi.Backend, error) {
 func options(cfg map[string]string) (*logstore.Options, error) {
 	o := logstore.DefaultOptions()
 	o.Logger = hostLogger{}
+	// Range errors are reported here, with the key the operator set
+	// (Validate names the Go fields).
+	bad := func(k, v, use string) error {
+		return abi.Errorf(abi.CodeInvalidArgument, "logstore: TOPGUN_PLUGIN_CONFIG key %q has value %q; use %s", k, v, use)
+	}
 	for k, v := range cfg {
 		var err error
 		switch k {
 		case sdk.DataDirKey:
 		case "compact_min_bytes":
 			o.CompactMinBytes, err = strconv.ParseInt(v, 10, 64)
+			if err != nil || o.CompactMinBytes < 0 {
+				return nil, bad(k, v, "a whole number of bytes, 0 or more, for example 16777216")
+			}
 		case "compact_garbage_ratio":
 			o.CompactGarbageRatio, err = strconv.ParseFloat(v, 64)
+			if err != nil || !(o.CompactGarbageRatio > 0 && o.CompactGarbageRatio <= 1) {
+				return nil, bad(k, v, "a number in (0, 1], for example 0.5")
+			}
 		default:
 			return nil, abi.Errorf(abi.CodeInvalidArgument, "logstore: unknown TOPGUN_PLUGIN_CONFIG key %q; the keys are compact_min_bytes and compact_garbage_ratio", k)
-		}
-		if err != nil {
-			return nil, abi.Errorf(abi.CodeInvalidArgument, "logstore: TOPGUN_PLUGIN_CONFIG key %q has value %q, which is not a number", k, v)
 		}
 	}
 	if err := o.Validate(); err != nil {

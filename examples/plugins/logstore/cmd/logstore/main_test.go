@@ -144,3 +144,24 @@ func TestHost_conformance(t *testing.T) {
 		return b
 	}))
 }
+
+// TestOptions_errorsNameTheKey: a refused value names the configuration key
+// the operator set and what it takes. "1e9" was refused as "not a number",
+// and -1 or 0 with the Go field's name (CompactMinBytes), which appears
+// nowhere in TOPGUN_PLUGIN_CONFIG.
+func TestOptions_errorsNameTheKey(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ key, value, want string }{
+		{"compact_min_bytes", "1e9", "whole number of bytes"},
+		{"compact_min_bytes", "-1", "whole number of bytes"},
+		{"compact_garbage_ratio", "0", "(0, 1]"},
+		{"compact_garbage_ratio", "NaN", "(0, 1]"},
+		{"compact_garbage_ratio", "50%", "(0, 1]"},
+	} {
+		_, err := options(map[string]string{tt.key: tt.value})
+		if !errors.Is(err, abi.ErrInvalidArgument) || !strings.Contains(err.Error(), `"`+tt.key+`"`) ||
+			!strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "not a number") {
+			t.Errorf("options(%s=%s) = %v; want CodeInvalidArgument naming %q and saying %q", tt.key, tt.value, err, tt.key, tt.want)
+		}
+	}
+}
