@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+)
+
+// Config is the tenants file, for example:
+//
+//	{"tenants": [
+//	  {"name": "acme", "plugin": "bin/plugins/logstore.wasm", "data_dir": "data/acme",
+//	   "memory_mb": 64, "call_timeout": "5s"},
+//	  {"name": "globex", "plugin": "bin/plugins/null.wasm"}
+//	]}
+type Config struct {
+	Tenants []TenantConfig `json:"tenants"`
+}
+
+// TenantConfig is one tenant. Only name and plugin are required.
+type TenantConfig struct {
+	// Name is the tenant's URL path segment (/t/<name>/), its log name
+	// (tenant.<name>) and the aud claim its clients' tokens must carry.
+	Name string `json:"name"`
+	// Plugin is the path of the tenant's wasm storage plugin.
+	Plugin string `json:"plugin"`
+	// DataDir is the one directory the plugin may use (created if
+	// missing); empty: no files at all (fine for the null plugin).
+	DataDir string `json:"data_dir"`
+	// MemoryMB caps each plugin instance's linear memory (default 256).
+	MemoryMB int `json:"memory_mb"`
+	// CallTimeout bounds each call into the plugin, as a Go duration
+	// (default 10s).
+	CallTimeout string `json:"call_timeout"`
+
+	callTimeout time.Duration
+}
+
+// A name goes into a URL path and a logger name (where "." separates
+// names), so it is kept to a safe alphabet.
+var tenantName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// LoadConfig reads and validates the tenants file at path.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tenants file: %w", err)
+	}
+	return ParseConfig(b)
+}
+
+// ParseConfig decodes a tenants file and reports every problem in it at
+// once, each naming the tenant and the field.
+func ParseConfig(b []byte) (*Config, error) {
+	var c Config
+	dec := json.NewDecoder(bytes.NewReader(b))
+	// A misspelt field ("datadir") would otherwise be ignored, and the
+	// tenant run without the data directory the operator meant to give.
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("tenants file: %v; see examples/tenants/tenants.json for the format", err)
+	}
+	var errs []error
+	bad := func(i int, name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("tenants file: tenant %d (%q): %s", i+1, name, fmt.Sprintf(format, args...)))
+	}
+	if len(c.Tenants) == 0 {
+		errs = append(errs, errors.New(`tenants file: no tenants; list them as {"tenants": [{"name": "...", "plugin": "...wasm"}]}`))
+	}
+	names := map[string]bool{}
+	dirs := map[string]string{}
+	for i := range c.Tenants {
+		t := &c.Tenants[i]
+		if !tenantName.MatchString(t.Name) {
+			bad(i, t.Name, "name must be 1 to 63 lower-case letters, digits, '-' or '_', starting with a letter or digit")
+		} else if names[t.Name] {
+			bad(i, t.Name, "name is given to another tenant too; names must be unique")
+		}
+		names[t.Name] = true
+		if t.Plugin == "" {
+			bad(i, t.Name, "plugin is missing; give the path of a .wasm storage plugin")
+		}
+		if t.DataDir != "" {
+			// The host would refuse the second load on a directory anyway
+			// (it locks it); saying so here names both tenants.
+			abs, err := filepath.Abs(t.DataDir)
+			if err != nil {
+				bad(i, t.Name, "data_dir %q: %v", t.DataDir, err)
+			} else if other, ok := dirs[abs]; ok {
+				bad(i, t.Name, "data_dir %q is also tenant %q's; each tenant needs its own", t.DataDir, other)
+			} else {
+				dirs[abs] = t.Name
+			}
+		}
+		if t.MemoryMB < 0 || t.MemoryMB > 4096 {
+			bad(i, t.Name, "memory_mb %d is out of range; use 1 to 4096, or leave it out for 256", t.MemoryMB)
+		}
+		if t.CallTimeout != "" {
+			d, err := time.ParseDuration(t.CallTimeout)
+			if err != nil || d < time.Millisecond || d > time.Hour {
+				bad(i, t.Name, "call_timeout %q is not a duration from 1ms to 1h (like \"5s\"); leave it out for 10s", t.CallTimeout)
+			}
+			t.callTimeout = d
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}

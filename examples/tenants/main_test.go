@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/client"
+	"github.com/topgun-go/topgun/host/hosttest"
+	"github.com/topgun-go/topgun/server/protocol"
+)
+
+const secret = "tenants-test-secret"
+
+// cacheDir is the compilation cache every test of the binary shares, so
+// each plugin is compiled once per run (hosttest builds each once too).
+var cacheDir string
+
+func TestMain(m *testing.M) {
+	d, err := os.MkdirTemp("", "tenants-cache-")
+	if err != nil {
+		panic(err)
+	}
+	cacheDir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
+// serve opens cfg's tenants with authentication on and serves them on
+// 127.0.0.1; cleanup closes the tenants (if the test has not), then the
+// listener.
+func serve(t *testing.T, cfg *Config) (*Tenants, *httptest.Server) {
+	t.Helper()
+	auth, err := protocol.NewAuth(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := Open(context.Background(), cfg, Shared{CacheDir: cacheDir, Auth: auth, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	srv := httptest.NewServer(ts)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		if err := ts.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return ts, srv
+}
+
+// token is a client JWT for tenant aud.
+func token(t *testing.T, aud string) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": "user-of-" + aud, "aud": aud, "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func dial(ctx context.Context, srv *httptest.Server, tenant, tok string) (*client.Client, error) {
+	o := client.DefaultOptions()
+	o.Token = tok
+	o.Reconnect = false
+	return client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/t/"+tenant+"/", o)
+}
+
+func mustDial(t *testing.T, ctx context.Context, srv *httptest.Server, tenant string) *client.Client {
+	t.Helper()
+	c, err := dial(ctx, srv, tenant, token(t, tenant))
+	if err != nil {
+		t.Fatalf("dial tenant %s: %v", tenant, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// read returns the records of a map as the tenant's server holds them.
+func read(t *testing.T, ctx context.Context, c *client.Client, mapName string) map[string]any {
+	t.Helper()
+	sub, err := c.Subscribe(ctx, mapName, nil)
+	if err != nil {
+		t.Fatalf("subscribe %s: %v", mapName, err)
+	}
+	defer sub.Close()
+	out := map[string]any{}
+	for _, r := range sub.Initial {
+		out[r.Key] = r.Value
+	}
+	return out
+}
+
+func status(t *testing.T, method, url string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// dirHolds reports whether any file under dir contains s.
+func dirHolds(t *testing.T, dir, s string) bool {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		found = found || bytes.Contains(b, []byte(s))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// TestTenants_isolation runs two tenants on the durable example plugin
+// behind one handler: a write to one is read back from it and is absent
+// from the other, lands in its own data directory only, a token for one is
+// refused by the other, and closing one leaves the other serving.
+func TestTenants_isolation(t *testing.T) {
+	wasm := hosttest.BuildPlugin(t, "../plugins/logstore/cmd/logstore")
+	dirA, dirB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	cfg := &Config{Tenants: []TenantConfig{
+		{Name: "a", Plugin: wasm, DataDir: dirA, MemoryMB: 64},
+		{Name: "b", Plugin: wasm, DataDir: dirB},
+	}}
+	ts, srv := serve(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	ca, cb := mustDial(t, ctx, srv, "a"), mustDial(t, ctx, srv, "b")
+	const secretOfA = "written-to-tenant-a-only"
+	if err := ca.Put(ctx, "notes", "n1", secretOfA); err != nil {
+		t.Fatalf("put to a: %v", err)
+	}
+	if got := read(t, ctx, ca, "notes"); got["n1"] != secretOfA {
+		t.Fatalf("a reads %v, want n1=%q", got, secretOfA)
+	}
+	if got := read(t, ctx, cb, "notes"); len(got) != 0 {
+		t.Fatalf("b reads a's write: %v", got)
+	}
+	if !dirHolds(t, dirA, secretOfA) || dirHolds(t, dirB, secretOfA) {
+		t.Fatalf("a's record is not (only) in a's data directory: in a %v, in b %v", dirHolds(t, dirA, secretOfA), dirHolds(t, dirB, secretOfA))
+	}
+
+	// One key signs every tenant's tokens; aud keeps them apart.
+	if c, err := dial(ctx, srv, "b", token(t, "a")); !errors.Is(err, client.ErrAuthFailed) {
+		if c != nil {
+			c.Close()
+		}
+		t.Fatalf("b with a's token: err = %v, want ErrAuthFailed", err)
+	}
+	// The routes reach the tenant's protocol server (POST /sync without a
+	// token: 401), and an unknown tenant is 404.
+	if got := status(t, "POST", srv.URL+"/t/a/sync"); got != http.StatusUnauthorized {
+		t.Fatalf("POST /t/a/sync without a token: %d, want 401", got)
+	}
+	if got := status(t, "GET", srv.URL+"/t/nope/"); got != http.StatusNotFound {
+		t.Fatalf("GET /t/nope/: %d, want 404", got)
+	}
+
+	if err := ts.Remove("a"); err != nil {
+		t.Fatalf("Remove(a): %v", err)
+	}
+	if got := status(t, "GET", srv.URL+"/t/a/ws"); got != http.StatusNotFound {
+		t.Fatalf("GET /t/a/ws after Remove: %d, want 404", got)
+	}
+	if err := cb.Put(ctx, "notes", "n2", "b still serves"); err != nil {
+		t.Fatalf("put to b after a closed: %v", err)
+	}
+	if got := read(t, ctx, cb, "notes"); len(got) != 1 || got["n2"] != "b still serves" {
+		t.Fatalf("b reads %v after a closed", got)
+	}
+	if got := status(t, "GET", srv.URL+"/t/b/ready"); got != http.StatusOK {
+		t.Fatalf("GET /t/b/ready: %d", got)
+	}
+
+	// Closing a released its data directory and kept its data: it opens
+	// again, in another set of tenants, with the record.
+	_, srv2 := serve(t, &Config{Tenants: cfg.Tenants[:1]})
+	if got := read(t, ctx, mustDial(t, ctx, srv2, "a"), "notes"); got["n1"] != secretOfA {
+		t.Fatalf("a after reopening reads %v", got)
+	}
+}
+
+// TestTenants_slowNeighbour runs a tenant whose plugin loops on every
+// write to map "loop" beside one on the example null plugin: while the
+// first one's calls run to their deadline and fail, the other's writes
+// are acknowledged, and the looping tenant still closes.
+func TestTenants_slowNeighbour(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	hostile := hosttest.BuildPlugin(t, "../../host/testdata/plugins/hostile")
+	cfg, err := ParseConfig([]byte(`{"tenants": [
+		{"name": "good", "plugin": "` + null + `"},
+		{"name": "bad", "plugin": "` + hostile + `", "call_timeout": "1s"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, srv := serve(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	o := client.DefaultOptions()
+	o.Token = token(t, "bad")
+	o.Reconnect = false
+	// The client re-sends the failed write at once, so that the plugin
+	// loops nearly all the time while good is written (until its breaker
+	// opens after 5 failures).
+	o.BackoffInitial, o.BackoffMax = time.Millisecond, time.Millisecond
+	bad, err := client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/t/bad/", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	badCtx, stopBad := context.WithCancel(ctx)
+	badDone := make(chan error, 1)
+	go func() { badDone <- bad.Put(badCtx, "loop", "k", "never stored") }()
+	ts.mu.RLock()
+	badBackend := ts.tenants["bad"].backend
+	ts.mu.RUnlock()
+	for badBackend.Stats().Failures == 0 {
+		select {
+		case err := <-badDone:
+			t.Fatalf("the looping write returned %v before any call failed", err)
+		case <-ctx.Done():
+			t.Fatal("the looping plugin's call never failed")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+
+	good := mustDial(t, ctx, srv, "good")
+	for i := range 3 {
+		if err := good.Put(ctx, "notes", "k", i); err != nil {
+			t.Fatalf("put %d to good beside the looping tenant: %v", i, err)
+		}
+	}
+	if got := read(t, ctx, good, "notes"); got["k"] != int64(2) {
+		t.Fatalf("good reads %v", got)
+	}
+	select {
+	case err := <-badDone:
+		t.Fatalf("the looping write returned %v", err)
+	default:
+	}
+	stopBad()
+	if err := <-badDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the looping write: %v, want context.Canceled", err)
+	}
+	bad.Close()
+	// Bounded by the call timeout: an instance still looping is abandoned.
+	if err := ts.Remove("bad"); err != nil {
+		t.Logf("Remove(bad): %v", err) // may report an abandoned instance
+	}
+	if err := good.Put(ctx, "notes", "k2", "after"); err != nil {
+		t.Fatalf("put to good after bad closed: %v", err)
+	}
+}
+
+// TestOpen_failureClosesTheOthers: when a tenant cannot open, Open fails
+// naming it, and closes the tenants it had opened, releasing their data
+// directories.
+func TestOpen_failureClosesTheOthers(t *testing.T) {
+	wasm := hosttest.BuildPlugin(t, "../plugins/logstore/cmd/logstore")
+	dir := t.TempDir()
+	cfg := &Config{Tenants: []TenantConfig{
+		{Name: "a", Plugin: wasm, DataDir: dir},
+		{Name: "b", Plugin: filepath.Join(t.TempDir(), "missing.wasm")},
+	}}
+	ts, err := Open(context.Background(), cfg, Shared{CacheDir: cacheDir})
+	if err == nil {
+		ts.Close()
+		t.Fatal("Open succeeded with a missing plugin")
+	}
+	if !strings.Contains(err.Error(), "tenant b:") {
+		t.Fatalf("error does not name the tenant: %v", err)
+	}
+	serve(t, &Config{Tenants: cfg.Tenants[:1]}) // fails if a's directory is still locked
+}
+
+func TestParseConfig_errors(t *testing.T) {
+	for _, tc := range []struct{ json, want string }{
+		{`{}`, "no tenants"},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "datadir": "x"}]}`, `unknown field "datadir"`},
+		{`{"tenants": [{"name": "A.b", "plugin": "p.wasm"}]}`, "name must be"},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}, {"name": "a", "plugin": "p.wasm"}]}`, "names must be unique"},
+		{`{"tenants": [{"name": "a"}]}`, "plugin is missing"},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d"}, {"name": "b", "plugin": "p.wasm", "data_dir": "./d/"}]}`, `is also tenant "a"'s`},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "memory_mb": 5000}]}`, "memory_mb 5000 is out of range"},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "call_timeout": "5"}]}`, `call_timeout "5" is not a duration`},
+	} {
+		_, err := ParseConfig([]byte(tc.json))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.json, err, tc.want)
+		}
+	}
+	// Every problem at once.
+	_, err := ParseConfig([]byte(`{"tenants": [{"name": "", "memory_mb": -1}]}`))
+	if err == nil || strings.Count(err.Error(), "\n") != 2 {
+		t.Errorf("want three problems, got %v", err)
+	}
+}
+
+func TestAuthAndAddr(t *testing.T) {
+	for _, tc := range []struct {
+		secret, noAuth, addr string
+		want                 string // the listen address, or part of the error
+		auth                 bool
+	}{
+		{"", "", "", "set JWT_SECRET", false},
+		{"", "1", "", "127.0.0.1:8080", false},
+		{"", "true", "[::1]:9000", "[::1]:9000", false},
+		{"", "1", ":8080", "reachable from other machines", false},
+		{"", "1", "0.0.0.0:8080", "reachable from other machines", false},
+		{"", "maybe", "", "TOPGUN_NO_AUTH", false},
+		{"s3cret", "", "", ":8080", true},
+		{"s3cret", "0", "10.0.0.1:80", "10.0.0.1:80", true},
+	} {
+		auth, addr, err := authAndAddr(tc.secret, tc.noAuth, tc.addr)
+		got := addr
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, tc.want) || (auth != nil) != tc.auth {
+			t.Errorf("authAndAddr(%q, %q, %q) = %v, %q, %v; want %q, auth %v", tc.secret, tc.noAuth, tc.addr, auth, addr, err, tc.want, tc.auth)
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/host"
+	"github.com/topgun-go/topgun/server/hlc"
+	"github.com/topgun-go/topgun/server/protocol"
+	recordstore "github.com/topgun-go/topgun/server/store"
+)
+
+// cacheBytesPerTenant bounds each tenant's cache of record values. The
+// server's default (64 MiB) is meant for one store per process; here it
+// is paid once per tenant, outside any plugin's memory limit.
+const cacheBytesPerTenant = 16 << 20
+
+// Shared is what every tenant of the process shares.
+type Shared struct {
+	// CacheDir is the wasm compilation cache ("" for the default, "-" for
+	// none): one plugin file used by many tenants is compiled once.
+	CacheDir string
+	// Auth verifies client tokens; each tenant accepts only tokens whose
+	// aud claim names it. nil turns authentication off (loopback only).
+	Auth *protocol.Auth
+	// Logger is the parent of each tenant's logger, tenant.<name>.
+	Logger hclog.Logger
+}
+
+// Tenants serves every tenant on one http.Handler:
+//
+//	GET  /t/<name>/ or /t/<name>/ws   TopGun's WebSocket protocol
+//	POST /t/<name>/sync               TopGun's HTTP sync (and its CORS preflight)
+//	GET  /t/<name>/ready              200 while the tenant's storage is healthy
+//	GET  /health                      200 while the process runs
+type Tenants struct {
+	mux *http.ServeMux
+
+	mu      sync.RWMutex
+	tenants map[string]*tenant
+}
+
+// tenant is one tenant's stack: plugin, record store, protocol server.
+type tenant struct {
+	backend *host.Backend
+	store   *recordstore.Store
+	proto   *protocol.Server
+	// requests counts the HTTP requests in this tenant's handlers (a
+	// WebSocket's lasts as long as the connection), so that closing waits
+	// for them before it closes the store under them.
+	requests sync.WaitGroup
+}
+
+// Open opens every tenant of cfg. If one fails, those already open are
+// closed and the error names the tenant.
+func Open(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
+	if sh.Logger == nil {
+		sh.Logger = hclog.NewNullLogger()
+	}
+	ts := &Tenants{mux: http.NewServeMux(), tenants: map[string]*tenant{}}
+	for _, tc := range cfg.Tenants {
+		t, err := openTenant(ctx, tc, sh)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("tenant %s: %w", tc.Name, err), ts.Close())
+		}
+		ts.tenants[tc.Name] = t
+		sh.Logger.Named("tenant."+tc.Name).Info("serving", "path", "/t/"+tc.Name+"/", "plugin", t.backend.Describe().Name, "data_dir", tc.DataDir)
+	}
+	// The protocol's handlers do not look at the path, so they can be
+	// mounted under a prefix as they are, without http.StripPrefix.
+	ws := ts.route(func(t *tenant, w http.ResponseWriter, r *http.Request) { t.proto.ServeWS(w, r) })
+	ts.mux.HandleFunc("GET /t/{tenant}", ws)
+	ts.mux.HandleFunc("GET /t/{tenant}/{$}", ws)
+	ts.mux.HandleFunc("GET /t/{tenant}/ws", ws)
+	httpSync := ts.route(func(t *tenant, w http.ResponseWriter, r *http.Request) { t.proto.ServeHTTPSync(w, r) })
+	ts.mux.HandleFunc("POST /t/{tenant}/sync", httpSync)
+	ts.mux.HandleFunc("OPTIONS /t/{tenant}/sync", httpSync)
+	ts.mux.HandleFunc("GET /t/{tenant}/ready", ts.route((*tenant).ready))
+	ts.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	return ts, nil
+}
+
+func openTenant(ctx context.Context, tc TenantConfig, sh Shared) (_ *tenant, err error) {
+	log := sh.Logger.Named("tenant." + tc.Name)
+	if tc.DataDir != "" {
+		if err := os.MkdirAll(tc.DataDir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	t := &tenant{}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, t.close())
+		}
+	}()
+	// Each Load gets its own wazero runtime, memory limit, call deadline,
+	// open-file cap, circuit breaker and data directory (locked while
+	// loaded); the plugin logs as tenant.<name>.plugin.<file>.
+	t.backend, err = host.Load(ctx, tc.Plugin, &host.Options{
+		DataDir:       tc.DataDir,
+		MemoryLimitMB: tc.MemoryMB,
+		CallTimeout:   tc.callTimeout,
+		CacheDir:      sh.CacheDir,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	clock, err := hlc.New(hlc.DefaultNodeID(), &hlc.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	t.store, err = recordstore.Open(ctx, t.backend, &recordstore.Options{
+		Clock:      clock,
+		CacheBytes: cacheBytesPerTenant,
+		Logger:     log.Named("store"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	var auth *protocol.Auth
+	if sh.Auth != nil {
+		// One key for all tenants, but a token for one is refused by the
+		// others: without this a client of one tenant could use another's
+		// data.
+		auth = sh.Auth.WithClaims("", tc.Name)
+	}
+	t.proto, err = protocol.New(t.store, &protocol.Options{Auth: auth, Logger: log.Named("protocol")})
+	return t, err
+}
+
+// close closes, in order, the protocol server (acknowledging writes in
+// flight, then closing its connections), the record store once no request
+// uses it, and the plugin (which releases its data directory).
+func (t *tenant) close() error {
+	if t.proto != nil {
+		t.proto.Close()
+	}
+	t.requests.Wait()
+	var errs []error
+	if t.store != nil {
+		errs = append(errs, t.store.Close())
+	}
+	if t.backend != nil {
+		errs = append(errs, t.backend.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// route hands a request to the tenant its path names, or answers 404.
+func (ts *Tenants) route(serve func(*tenant, http.ResponseWriter, *http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ts.mu.RLock()
+		t := ts.tenants[r.PathValue("tenant")]
+		if t != nil {
+			// Under the lock: once Remove has taken the tenant out of the
+			// map, no request can start on it, and its Wait is safe.
+			t.requests.Add(1)
+		}
+		ts.mu.RUnlock()
+		if t == nil {
+			http.Error(w, "no such tenant", http.StatusNotFound)
+			return
+		}
+		defer t.requests.Done()
+		serve(t, w, r)
+	}
+}
+
+// ready answers 503 while the tenant's plugin has its circuit breaker
+// open or a commit has been stuck on it for 2 s.
+func (t *tenant) ready(w http.ResponseWriter, r *http.Request) {
+	err := t.backend.Healthy()
+	if err == nil {
+		err = t.store.CommitStalled(2 * time.Second)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (ts *Tenants) ServeHTTP(w http.ResponseWriter, r *http.Request) { ts.mux.ServeHTTP(w, r) }
+
+// Remove stops serving one tenant and closes it (see tenant.close); the
+// others keep serving. Its path then answers 404.
+func (ts *Tenants) Remove(name string) error {
+	ts.mu.Lock()
+	t := ts.tenants[name]
+	delete(ts.tenants, name)
+	ts.mu.Unlock()
+	if t == nil {
+		return fmt.Errorf("no tenant %q", name)
+	}
+	if err := t.close(); err != nil {
+		return fmt.Errorf("tenant %s: %w", name, err)
+	}
+	return nil
+}
+
+// Close removes every tenant, all at once: closing one waits for its
+// clients' acknowledgements (up to protocol.DefaultShutdownTimeout).
+func (ts *Tenants) Close() error {
+	ts.mu.RLock()
+	var names []string
+	for n := range ts.tenants {
+		names = append(names, n)
+	}
+	ts.mu.RUnlock()
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, n := range names {
+		wg.Go(func() { errs[i] = ts.Remove(n) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body map[string]string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(body)
+}
