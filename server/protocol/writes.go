@@ -288,6 +288,20 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 		}
 		return
 	}
+	if p := group[0].push; applyErr != nil && len(group) == 1 && p != nil && len(p.Entries) > 1 &&
+		abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil {
+		// A push too large for the backend, refused, came again at every
+		// sync of TopGun's client, for good. Its entries are applied in
+		// halves instead (idempotent each; every part is acknowledged, as
+		// the parts of a push over MaxBatchOps are), so that only an entry
+		// too large on its own fails.
+		c.log.Debug("a push was too large for the backend; applying it in parts", "entries", len(p.Entries), "error", applyErr)
+		half := len(p.Entries) / 2
+		for _, part := range [][]wire.ORMapEntry{p.Entries[:half], p.Entries[half:]} {
+			c.applyGroup([]*writeJob{{typ: group[0].typ, push: &wire.ORMapPushDiff{MapName: p.MapName, Entries: part}, ack: group[0].ack}}, limit)
+		}
+		return
+	}
 	if applyErr != nil && len(group) == 1 && len(all) > 1 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil &&
 		group[0].push == nil && idsAscend(group[0].ops) {
 		// One message too large for the backend (TOPGUN_MAX_MESSAGE_BYTES

@@ -177,3 +177,35 @@ func TestHTTPSync_opsOverTheBackendsRequestLimitAppliedInPart(t *testing.T) {
 		}
 	}
 }
+
+// An ORMAP_PUSH_DIFF whose entries together pass the backend's request
+// limit, each within it, is applied in parts of whole entries, each
+// acknowledged. Refused whole (ERROR 500), TopGun's client pushed it
+// again at every sync, refused again, and the keys never converged.
+func TestWrites_pushOverTheBackendsRequestLimitAppliedInParts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{backend: &requestLimitBackend{Backend: null.Open(), limit: 1 << 20}})
+	c := e.dial(t)
+	big := strings.Repeat("x", 400<<10)
+	push := &wire.ORMapPushDiff{MapName: "tags"}
+	for i := 1; i <= 3; i++ {
+		push.Entries = append(push.Entries, wire.ORMapEntry{Key: "k" + itoa(i),
+			Records: []wire.ORMapRecord{{Value: big, Timestamp: cts("c"), Tag: "t" + itoa(i)}}})
+	}
+	c.send(push)
+	// Two parts (k1; k2 and k3), each acknowledged.
+	for acked := 0; acked < 2; {
+		switch m := c.next().(type) {
+		case *wire.OpAck:
+			acked++
+		case *wire.ErrorMessage:
+			t.Fatalf("a push of entries each within the backend's limit failed: %d %s", m.Code, m.Message)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		en, ok, err := e.st.Get(t.Context(), "tags", "k"+itoa(i))
+		if err != nil || !ok || len(en.Record.ORMap.Records) != 1 {
+			t.Fatalf("k%d after the push: ok %v err %v", i, ok, err)
+		}
+	}
+}
