@@ -168,7 +168,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Upgrade", "websocket")
 		w.WriteHeader(http.StatusUpgradeRequired)
-		_, _ = w.Write([]byte("TopGun-compatible server: connect a TopGun client over WebSocket to / or /ws\n"))
+		_, _ = w.Write([]byte("TopGun-compatible server: connect a TopGun client to this URL over WebSocket (ws:// or wss://)\n"))
 		return
 	}
 	if s.isClosed() {
