@@ -49,7 +49,11 @@
 // map name, key or OR tag that is not valid UTF-8) fails at once instead.
 // A write the server refuses with OP_REJECTED (this project's server
 // does, and still covers it with the batch's OP_ACK) fails with a
-// *RejectedError (errors.Is ErrRejected) and is not re-sent.
+// *RejectedError (errors.Is ErrRejected) and is not re-sent. That is also
+// what a write gets whose storage refuses it for what it holds (the
+// backend's invalid argument, not found or unsupported: say a plugin's
+// stricter rule for a map name), with the backend's message in Reason;
+// other failures of storage are ERROR 500, and the write is sent again.
 //
 // Every call gives up when its context ends, also while waiting to send or
 // during a blocked frame write; a write cut short drops the connection,

@@ -2,8 +2,10 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -176,5 +178,61 @@ func TestPut_failedWriteSentAgainOnceAnotherIsAcknowledged(t *testing.T) {
 	}
 	if _, ok, err := st.Get(ctxT(t), "m", "failed"); err != nil || !ok {
 		t.Errorf("the failed write is not stored (%v, %v)", ok, err)
+	}
+}
+
+// mapRefusingBackend refuses every batch writing to one map, and every
+// read of it, with CodeInvalidArgument, as a wasm plugin whose rules for
+// map names are stricter than the server's does.
+type mapRefusingBackend struct {
+	abi.Backend
+	refused string
+}
+
+func (b *mapRefusingBackend) Apply(ctx context.Context, batch *abi.Batch) error {
+	for _, m := range batch.Mutations {
+		if m.Map == b.refused {
+			return abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", m.Map)
+		}
+	}
+	return b.Backend.Apply(ctx, batch)
+}
+
+func (b *mapRefusingBackend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	if mapName == b.refused {
+		return nil, abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", mapName)
+	}
+	return b.Backend.Get(ctx, mapName, backup, keys)
+}
+
+// A write the server's storage refuses for what it holds (a plugin's
+// stricter rule) is final: Put and ORAdd return a *RejectedError with
+// storage's reason at once, and the write is not sent again. The server
+// answered it with ERROR 500 ("re-send it") before, so the client sent it
+// again after every backoff, for good, and Put waited for its ctx.
+func TestPut_writeStorageRefusesIsRejected(t *testing.T) {
+	url, _ := serveBackend(t, &mapRefusingBackend{Backend: null.Open(), refused: "bad"}, -1, nil)
+	o := testOptions(t)
+	var serverErrors atomic.Int32
+	o.OnServerError = func(*wire.ErrorMessage) { serverErrors.Add(1) }
+	c := dial(t, url, o)
+	check := func(what string, err error) {
+		t.Helper()
+		var re *RejectedError
+		if !errors.As(err, &re) || !errors.Is(err, ErrRejected) || !strings.Contains(re.Reason, `map "bad" is not allowed by this plugin`) {
+			t.Errorf("%s = %v, want a *RejectedError with storage's reason", what, err)
+		}
+	}
+	check("Put", c.Put(ctxT(t), "bad", "k", "v"))
+	_, err := c.ORAdd(ctxT(t), "bad", "o", "v", 0) // refused at the merge's read
+	check("ORAdd", err)
+	if err := c.Put(ctxT(t), "good", "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Pending(); n != 0 {
+		t.Errorf("%d writes pending: the refused ones are kept to send again", n)
+	}
+	if n := serverErrors.Load(); n != 0 {
+		t.Errorf("%d ERRORs, want none", n)
 	}
 }

@@ -62,8 +62,11 @@
 // acknowledgements leave in the order the writes arrived (TopGun's client
 // marks every op up to lastId as synced). An op the store refuses gets
 // OP_REJECTED with the reason (TopGun drops it silently) and is still
-// covered by the batch's OP_ACK. A backend failure gets ERROR 500 and no
-// acknowledgement, so the client re-sends. The acknowledgement level is
+// covered by the batch's OP_ACK; so does an op the backend refuses for its
+// content (store.Apply's refusesContent: invalid argument, not found,
+// unsupported), with the backend's message, as re-sending it is useless.
+// Any other backend failure gets ERROR 500 and no acknowledgement, so the
+// client re-sends. The acknowledgement level is
 // PERSISTED on a durable backend, APPLIED otherwise. While the store is
 // slow, a connection queues at most 256 writes and 8 × MaxMessageBytes of
 // them, counted by their decoded size (wire.Limits.DecodeSize, several

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -51,7 +52,10 @@ type request struct {
 // limit) while it carried other requests too, and a commit merged over such
 // a refused one, are merged again and committed alone: a write that fits
 // the backend on its own must not fail because others were gathered with
-// it.
+// it. So are those of a group commit storage refused for what one of its
+// writes holds (refusesContent), and the write so refused alone is applied
+// in parts, down to single ops (see applyApart): storage's refusal of an
+// op is a rejection of that op, with storage's message, in its Result.
 func (s *Store) Apply(ctx context.Context, ops []Op, origin uint64) ([]Result, error) {
 	alone := false
 	for try := 1; ; try++ {
@@ -63,15 +67,68 @@ func (s *Store) Apply(ctx context.Context, ops []Op, origin uint64) ([]Result, e
 		}
 		// ctx first: submit may return on ctx before the applier answers.
 		if err != nil && ctx.Err() == nil && try < maxConflictTries && req.split {
-			s.log.Debug("a group commit was too large for the backend; committing this write alone", "error", err)
+			s.log.Debug("a group commit was too large for the backend, or refused for another write; committing this write alone", "error", err)
 			alone = true
 			continue
+		}
+		if err != nil && ctx.Err() == nil && !req.split && refusesContent(err) {
+			// Refused in a commit of its own: for what this write holds.
+			return s.applyApart(ctx, ops, origin, err)
 		}
 		if err != nil {
 			return nil, err
 		}
 		return req.results, nil
 	}
+}
+
+// refusesContent reports whether err, a failed commit or merge read, is
+// storage refusing what it was asked for, as it will again (a plugin's
+// stricter rule for a map name or key, data PostgreSQL rejects), rather
+// than a failure that may pass (a dropped connection, a timeout, a closed
+// store). Refused so, a group commit failed every write gathered with the
+// one refused, and each client's re-send (ERROR 500) met it again.
+func refusesContent(err error) bool {
+	switch abi.CodeOf(err) {
+	case abi.CodeInvalidArgument, abi.CodeNotFound, abi.CodeUnsupported:
+		return true
+	}
+	return false
+}
+
+// applyApart applies ops, which storage refused in a commit of their own
+// for their content (refusesContent: first is that refusal), in halves,
+// down to single ops, so that only the ops storage refuses on their own
+// are rejected, with its message, and the rest stored. Failed whole, the
+// write came back refused at every re-send of its client. A part failing
+// otherwise fails the call, though parts before it may be stored (as after
+// any failed commit, re-sending them is harmless).
+func (s *Store) applyApart(ctx context.Context, ops []Op, origin uint64, first error) ([]Result, error) {
+	// Debug: a client writing what storage refuses must not flood the log.
+	s.log.Debug("storage refused a write for its content; refusing its ops that storage refuses alone", "ops", len(ops), "error", first)
+	if len(ops) == 1 {
+		msg := first.Error()
+		var ae *abi.Error
+		if errors.As(first, &ae) {
+			msg = ae.Error() // the backend's own, without the store's prefix
+		}
+		return []Result{{Err: &RejectError{Reason: fmt.Sprintf("storage refused it (%s): %s", abi.CodeOf(first), msg)}}}, nil
+	}
+	half := len(ops) / 2
+	out := make([]Result, 0, len(ops))
+	for at, part := range [][]Op{ops[:half], ops[half:]} {
+		res, err := s.Apply(ctx, part, origin)
+		if err != nil {
+			return nil, err
+		}
+		for i := range res {
+			if re, ok := res[i].Err.(*RejectError); ok {
+				re.Op += at * half
+			}
+		}
+		out = append(out, res...)
+	}
+	return out, nil
 }
 
 // maxConflictTries bounds the merges of one Apply on shared storage.
@@ -395,7 +452,11 @@ func (s *Store) applyTxn(t *txn) {
 	t.dep, t.overlay = nil, nil
 	if err == nil && len(t.order) > 0 {
 		err = t.commit(ctx)
-		if err != nil {
+		// A batch refused for its content was not applied (abi.Backend's
+		// Apply: only a lost connection or a deadline leaves it unknown):
+		// nothing to re-read, and a re-read of a map storage refuses
+		// failed before every later commit, kept for ever.
+		if err != nil && !(refusesContent(err) && ctx.Err() == nil) {
 			// The batch may have been applied (a networked backend can
 			// lose the connection after sending the commit): re-read its
 			// keys so the index matches storage.
@@ -427,9 +488,12 @@ func (s *Store) applyTxn(t *txn) {
 	if err == nil && len(t.order) == 0 {
 		t.settleClean()
 	}
-	// A batch refused as too large (or the failure of the one this txn was
-	// merged over) may be no fault of a request: it was gathered with others.
-	split := err != nil && t.err == nil && (inherited || len(t.reqs) > 1) && abi.CodeOf(err) == abi.CodeResourceExhausted
+	// A batch refused as too large, or for what one of its writes holds (a
+	// commit, or a read merging it: t.err), or the failure of the one this
+	// txn was merged over, may be no fault of a request: it was gathered
+	// with others.
+	split := err != nil && (inherited || len(t.reqs) > 1) &&
+		(t.err == nil && abi.CodeOf(err) == abi.CodeResourceExhausted || refusesContent(err))
 	if err != nil {
 		t.failErr = err
 		t.failed.Store(true)

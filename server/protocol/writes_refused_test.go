@@ -1,0 +1,274 @@
+package protocol
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/plugins/null"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// mapRefusingBackend refuses every batch writing to one map, and every read
+// of it, with CodeInvalidArgument, as a wasm plugin whose rules for map
+// names are stricter than the server's does.
+type mapRefusingBackend struct {
+	abi.Backend
+	refused string
+}
+
+func (b *mapRefusingBackend) Apply(ctx context.Context, batch *abi.Batch) error {
+	for _, m := range batch.Mutations {
+		if m.Map == b.refused {
+			return abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", m.Map)
+		}
+	}
+	return b.Backend.Apply(ctx, batch)
+}
+
+func (b *mapRefusingBackend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
+	if mapName == b.refused {
+		return nil, abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", mapName)
+	}
+	return b.Backend.Get(ctx, mapName, backup, keys)
+}
+
+// roundTrip sends one OP_BATCH and returns the answers up to its OP_ACK or
+// an ERROR, from any goroutine (it fails nothing itself). written, when not
+// nil, is called once the frame is sent.
+func (c *client) roundTrip(written func(), ops ...wire.ClientOp) ([]wire.Message, error) {
+	b, err := wire.Encode(&wire.OpBatch{Ops: ops})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := c.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+		return nil, err
+	}
+	if written != nil {
+		written()
+	}
+	var got []wire.Message
+	for {
+		select {
+		case m := <-c.msgs:
+			switch m.(type) {
+			case *wire.ServerEvent, *wire.QueryUpdate:
+				continue
+			}
+			got = append(got, m)
+			switch m.(type) {
+			case *wire.OpAck, *wire.ErrorMessage:
+				return got, nil
+			}
+		case <-c.done:
+			return got, fmt.Errorf("connection ended: %v", c.err)
+		case <-ctx.Done():
+			return got, fmt.Errorf("no OP_ACK or ERROR within %s (got %d messages)", waitFor, len(got))
+		}
+	}
+}
+
+// A write storage refuses for what it holds (a plugin's stricter rule for
+// one map, on commit or on the read merging it) is refused alone, with
+// OP_REJECTED naming storage's reason and the OP_ACK that ends its
+// client's re-sends; writes of other clients gathered into the same group
+// commit, or merged behind it, are stored. Before, the group commit failed
+// whole: every write in it, and those merged behind it, got ERROR 500 on
+// every connection, and the refused write, re-sent for ever by its client,
+// kept failing others.
+func TestWrites_storageRefusalRejectsOnlyTheRefusedWrite(t *testing.T) {
+	t.Parallel()
+	inner := null.Open()
+	e := newEnv(t, envConfig{backend: &mapRefusingBackend{Backend: inner, refused: "bad"}})
+	const writers, rounds = 4, 40
+	good := make([]*client, writers)
+	for i := range good {
+		good[i] = e.dial(t)
+	}
+	bad := e.dial(t)
+
+	// Every client's first write waits behind a held commit, so that the
+	// store gathers them into one group commit.
+	release := e.be.holdCommits()
+	defer release()
+	first := e.dial(t)
+	first.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "m", "first", "v", cts("f"))}})
+	eventually(t, "the first write held", func() bool { return e.be.held.Load() == 1 })
+
+	var wg sync.WaitGroup
+	var sent sync.WaitGroup
+	sent.Add(writers + 1)
+	wg.Add(writers + 1)
+	for w := range writers {
+		go func() {
+			defer wg.Done()
+			node := "good" + itoa(w)
+			for r := 1; r <= rounds; r++ {
+				id := itoa(r)
+				op := putOp(id, "m"+itoa(w), "k"+id, "v", cts(node))
+				if r%2 == 0 { // an OR write needs a merge read
+					op = orAddOp(id, "or"+itoa(w), "k"+id, "v", cts(node))
+				}
+				got, err := good[w].roundTrip(sentOnce(r, &sent), op)
+				if err != nil {
+					t.Errorf("writer %d, write %d: %v", w, r, err)
+					return
+				}
+				for _, m := range got {
+					switch m := m.(type) {
+					case *wire.OpAck:
+						if m.LastID != id {
+							t.Errorf("writer %d, write %d: OP_ACK %q", w, r, m.LastID)
+						}
+					case *wire.ErrorMessage:
+						t.Errorf("writer %d, write %d failed for another client's refused write: ERROR %d %s", w, r, m.Code, m.Message)
+					default:
+						t.Errorf("writer %d, write %d: %s %+v", w, r, m.Type(), m)
+					}
+				}
+			}
+		}()
+	}
+	go func() {
+		defer wg.Done()
+		for r := 1; r <= rounds; r++ {
+			id := itoa(r)
+			op := putOp(id, "bad", "k"+id, "v", cts("bad"))
+			if r%2 == 0 { // refused at the merge's read
+				op = orAddOp(id, "bad", "k"+id, "v", cts("bad"))
+			}
+			got, err := bad.roundTrip(sentOnce(r, &sent), op)
+			if err != nil {
+				t.Errorf("refused write %d: %v", r, err)
+				return
+			}
+			if len(got) != 2 {
+				t.Errorf("refused write %d answered %d messages, want OP_REJECTED and OP_ACK: %+v", r, len(got), got)
+				continue
+			}
+			rej, ok := got[0].(*wire.OpRejected)
+			if !ok || rej.OpID != id || !strings.Contains(rej.Reason, `map "bad" is not allowed by this plugin`) || !strings.Contains(rej.Reason, "invalid argument") {
+				t.Errorf("refused write %d: %s %+v, want OP_REJECTED with storage's reason", r, got[0].Type(), got[0])
+			}
+			if ack, ok := got[1].(*wire.OpAck); !ok || ack.LastID != id {
+				t.Errorf("refused write %d: then %s %+v, want OP_ACK %q", r, got[1].Type(), got[1], id)
+			}
+		}
+	}()
+	sent.Wait()
+	eventually(t, "every first write read", func() bool {
+		e.srv.mu.RLock()
+		defer e.srv.mu.RUnlock()
+		for sc := range e.srv.conns {
+			sc.mu.Lock()
+			p := sc.pending
+			sc.mu.Unlock()
+			if p < 1 {
+				return false
+			}
+		}
+		return true
+	})
+	release()
+	wg.Wait()
+	if ack := expect[*wire.OpAck](first); ack.LastID != "1" {
+		t.Fatalf("first write: OP_ACK %q", ack.LastID)
+	}
+	for w := range writers {
+		for r := 1; r <= rounds; r += 2 {
+			if _, _, ok := e.getLWW("m"+itoa(w), "k"+itoa(r)); !ok {
+				t.Errorf("writer %d, write %d not stored", w, r)
+			}
+		}
+	}
+	if recs, err := inner.Get(t.Context(), "bad", false, []string{"k1", "k2"}); err != nil || len(recs) != 0 {
+		t.Errorf("the refused writes: %d stored, %v", len(recs), err)
+	}
+}
+
+// sentOnce is the written callback of round r: the first round's marks sent.
+func sentOnce(r int, sent *sync.WaitGroup) func() {
+	if r != 1 {
+		return nil
+	}
+	return sent.Done
+}
+
+// An OP_BATCH mixing writes storage refuses with writes it takes, and a
+// POST /sync the same, store the writes it takes and refuse the others one
+// by one, with storage's reason: OP_REJECTED and the OP_ACK over them, the
+// errors list (400) and the ack for POST /sync. Before, the whole message
+// failed (ERROR 500, error 500), at every re-send of its client.
+func TestWrites_storageRefusalInAMixedBatchRejectsItsOpsOnly(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{backend: &mapRefusingBackend{Backend: null.Open(), refused: "bad"}})
+	c := e.dial(t)
+	ops := []wire.ClientOp{
+		putOp("1", "m", "a", "v", cts("c")),
+		putOp("2", "bad", "a", "v", cts("c")),
+		putOp("3", "m", "b", "v", cts("c")),
+		orAddOp("4", "bad", "b", "v", cts("c")),
+		putOp("5", "m", "c", "v", cts("c")),
+	}
+	got, err := c.roundTrip(nil, ops...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rejected []string
+	for _, m := range got[:len(got)-1] {
+		rej, ok := m.(*wire.OpRejected)
+		if !ok {
+			t.Fatalf("got %s %+v, want OP_REJECTED", m.Type(), m)
+		}
+		if !strings.Contains(rej.Reason, `map "bad" is not allowed by this plugin`) {
+			t.Errorf("OP_REJECTED %s: reason %q does not give storage's", rej.OpID, rej.Reason)
+		}
+		rejected = append(rejected, rej.OpID)
+	}
+	if strings.Join(rejected, ",") != "2,4" {
+		t.Errorf("rejected %v, want 2,4", rejected)
+	}
+	if ack, ok := got[len(got)-1].(*wire.OpAck); !ok || ack.LastID != "5" {
+		t.Fatalf("got %s %+v, want OP_ACK 5", got[len(got)-1].Type(), got[len(got)-1])
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if _, _, ok := e.getLWW("m", k); !ok {
+			t.Errorf("m/%s not stored", k)
+		}
+	}
+
+	ops = []wire.ClientOp{
+		putOp("1", "m", "d", "v", cts("h")),
+		putOp("2", "bad", "d", "v", cts("h")),
+		putOp("3", "m", "e", "v", cts("h")),
+	}
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "h", ClientHLC: cts("h"), Operations: ops}, "")
+	if resp.Ack == nil || resp.Ack.LastID != "3" {
+		t.Fatalf("POST /sync ack %+v, errors %+v", resp.Ack, resp.Errors)
+	}
+	if len(resp.Errors) != 1 || resp.Errors[0].Context != "2" || resp.Errors[0].Code != 400 ||
+		!strings.Contains(resp.Errors[0].Message, `map "bad" is not allowed by this plugin`) {
+		t.Fatalf("POST /sync errors %+v", resp.Errors)
+	}
+	for _, k := range []string{"d", "e"} {
+		if _, _, ok := e.getLWW("m", k); !ok {
+			t.Errorf("m/%s not stored", k)
+		}
+	}
+
+	// ORMAP_PUSH_DIFF: its ops storage refuses get OP_REJECTED (no op id:
+	// a push has none), then the push's OP_ACK; TopGun's client pushes it
+	// again at its next sync only.
+	c.send(&wire.ORMapPushDiff{MapName: "bad", Entries: []wire.ORMapEntry{{Key: "k",
+		Records: []wire.ORMapRecord{{Value: "v", Timestamp: cts("c"), Tag: "t1"}}}}})
+	if rej := expect[*wire.OpRejected](c); !strings.Contains(rej.Reason, `map "bad" is not allowed by this plugin`) {
+		t.Errorf("push: OP_REJECTED reason %q", rej.Reason)
+	}
+	expect[*wire.OpAck](c)
+}
