@@ -161,4 +161,23 @@
 //
 // A guest error crosses as its abi.Code and message, so
 // errors.Is(err, abi.ErrNotFound) holds for plugins as for built-ins.
+//
+// # A full data directory
+//
+// wazero maps ENOSPC, EDQUOT and EFBIG to EIO, so a plugin whose data
+// directory's file system is full can only report an I/O error. When a
+// call into a plugin with a DataDir fails with abi.CodeUnavailable,
+// CodeInternal or CodeResourceExhausted (open included, at Load or in a
+// fresh instance), the host statfs()es the directory, at most once per
+// second (spaceCheckEvery) and only after a failure, and appends to the
+// error "; the file system of the data directory <dir> is full (N bytes
+// free), which a wasm plugin sees as an I/O error; free space there" when
+// less than 16 MiB (or twice the failed request) is free, a similar note
+// when no inode is free, and one naming the file and the limit when the
+// process has a file size limit (RLIMIT_FSIZE) that the largest file there
+// is near. The error keeps the plugin's code and message: a full disk is
+// not a batch too large, which the server would split on
+// CodeResourceExhausted. The first finding is logged once at warn, its end
+// (seen by a look on any call while it lasts) at info. Quotas are not
+// looked at; on systems without statfs nothing is added.
 package host

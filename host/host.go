@@ -79,6 +79,9 @@ type plugin struct {
 	// load's.
 	dataRoot string
 	dataInfo os.FileInfo
+	// space watches the data directory's file system for failed calls
+	// (see noteSpace).
+	space spaceWatch
 	// cache is the compilation cache the module was compiled through (nil
 	// without one), which keeps the compiled code of the modules last
 	// closed (see compileCache.keep); moduleKey names the module there.
@@ -148,6 +151,7 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 	b.Caller = abi.NewCaller(b, p.prefix)
 	in, desc, err := p.newInstance(ctx, 0)
 	if err != nil {
+		err = p.noteSpace(err, 0)
 		p.close(ctx)
 		return nil, err
 	}
@@ -704,12 +708,19 @@ func (b *Backend) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, 
 		o := outcomeNeutral
 		if startFailed {
 			o = outcomeFailed
+			err = b.p.noteSpace(err, 0)
 		}
 		b.breaker.done(probe, o, err)
 		return err
 	}
 	b.pool.calls.Add(1)
 	err = in.RoundTrip(ctx, call, req, handle)
+	if err != nil {
+		// Before the breaker keeps it as the last failure.
+		err = b.p.noteSpace(err, len(req))
+	} else {
+		b.p.spaceOK()
+	}
 	b.finish(in, probe, err)
 	return err
 }
