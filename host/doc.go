@@ -34,7 +34,8 @@
 // descriptor of the process, which every tenant and the server share.
 // fd_renumber refuses a target above any descriptor the plugin can have,
 // and poll_oneoff more than 4096 subscriptions (EINVAL): wazero allocates
-// on the host's heap for each.
+// on the host's heap for each. fd_readdir fills a buffer 1 KiB at a time,
+// as wazero keeps the entries a read asked for per open directory.
 // Go's net package for wasip1 emulates a network inside the guest; no
 // host socket is reachable. Configuration reaches the guest only through the open call
 // (Config; TOPGUN_PLUGIN_CONFIG is a JSON object, see ParseConfig). Clocks

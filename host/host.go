@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -354,11 +356,119 @@ const maxRenumberTo = 3 + MaxOpenFiles
 // memory of them would cost as much again outside the memory limit.
 const maxPollSubscriptions = 4096
 
-// wasip1's EBADF and EINVAL.
+// wasip1's EBADF, EFAULT and EINVAL.
 const (
 	errnoBadf  = 8
+	errnoFault = 21
 	errnoInval = 28
 )
+
+// maxReaddirChunk is the most of a guest's buffer one fd_readdir hands
+// wazero at once (see readdirChunked): about 40 entries, four of the
+// longest names Linux allows.
+const maxReaddirChunk = 1024
+
+// direntSize is the size of wasip1's dirent header; an entry is the header
+// followed by its name.
+const direntSize = 24
+
+// readdirChunked is fd_readdir(fd, buf, buf_len, cookie, bufused) made of
+// calls of wazero's of at most maxReaddirChunk bytes, each continuing from
+// the last whole entry the one before wrote. The guest reads the same
+// entries, cookies and bufused, but wazero reads and keeps, per open
+// directory until its next read or close, up to buf_len/24 entries whether
+// or not the guest's memory can take them: 16 descriptors read once with
+// buf_len 0xffffffff kept a directory of 20,000 long names 16 times, 88 MiB
+// of the host's heap. It now keeps a chunk's entries, and an overdue guest
+// traps between chunks rather than after the whole directory is read.
+// Only a cookie the last chunk of a read did not reach is now unknown
+// (ENOENT, as for any cookie before wazero's cache), which only seekdir
+// to an entry in the middle of a large read can ask for, and a guest whose
+// bufused lies in its buffer gets one chunk.
+func readdirChunked(ctx context.Context, f api.GoModuleFunction, m api.Module, stack []uint64) {
+	trapOverdue(ctx)
+	buf, bufLen, cookie, usedAt := uint32(stack[1]), uint32(stack[2]), stack[3], uint32(stack[4])
+	if bufLen <= maxReaddirChunk {
+		f.Call(ctx, m, stack)
+		return
+	}
+	if uint64(usedAt)+4 > uint64(buf) && uint64(usedAt) < uint64(buf)+uint64(bufLen) {
+		// bufused in the buffer: wazero writes it over the entries, which
+		// then cannot be read back to continue. One chunk is all it gets.
+		stack[2] = maxReaddirChunk
+		f.Call(ctx, m, stack)
+		return
+	}
+	var off, want uint32 // want: the size of an entry longer than a chunk
+	for {
+		if uint64(buf)+uint64(off) > math.MaxUint32 {
+			stack[0] = errnoFault // wazero would fault writing there
+			return
+		}
+		n := min(bufLen-off, max(maxReaddirChunk, want))
+		if n < direntSize {
+			// The cut entry's header the last chunk wrote is all there is
+			// room for: wazero too answers bufused == buf_len.
+			break
+		}
+		sub := [5]uint64{stack[0], uint64(buf + off), uint64(n), cookie, uint64(usedAt)}
+		f.Call(ctx, m, sub[:])
+		if sub[0] != 0 {
+			stack[0] = sub[0]
+			return
+		}
+		used, ok := m.Memory().ReadUint32Le(usedAt)
+		if !ok {
+			stack[0] = errnoFault
+			return
+		}
+		if used < n { // the end of the directory
+			stack[0] = 0
+			if !m.Memory().WriteUint32Le(usedAt, off+used) {
+				stack[0] = errnoFault
+			}
+			return
+		}
+		if off+n == bufLen {
+			break // full, maybe with a cut entry last: as wazero answers
+		}
+		// More entries: continue after the last whole one. wazero wrote
+		// them and the cut one's header, which may be less than n: the
+		// chunk may pass the end of the guest's memory.
+		chunk, ok := m.Memory().Read(buf+off, min(n, m.Memory().Size()-min(buf+off, m.Memory().Size())))
+		if !ok {
+			stack[0] = errnoFault
+			return
+		}
+		var pos uint32
+		for uint64(pos)+direntSize <= uint64(len(chunk)) {
+			size := uint64(direntSize) + uint64(binary.LittleEndian.Uint32(chunk[pos+16:]))
+			if uint64(pos)+size > uint64(len(chunk)) {
+				break
+			}
+			cookie = binary.LittleEndian.Uint64(chunk[pos:])
+			pos += uint32(size)
+		}
+		switch {
+		case pos > 0:
+			off += pos
+			want = 0
+		case len(chunk) < direntSize: // wazero wrote the cut header or faulted
+			stack[0] = errnoFault
+			return
+		default:
+			// An entry longer than a chunk (no name Linux allows is):
+			// read it again with room for it.
+			want = uint32(min(direntSize+uint64(binary.LittleEndian.Uint32(chunk[16:])), math.MaxUint32))
+		}
+		trapOverdue(ctx)
+	}
+	if !m.Memory().WriteUint32Le(usedAt, bufLen) {
+		stack[0] = errnoFault
+		return
+	}
+	stack[0] = 0
+}
 
 // wasiFuncs is wazero's WASI preview 1 functions, taken from its module once.
 var wasiFuncs = sync.OnceValues(func() (map[string]api.FunctionDefinition, error) {
@@ -389,7 +499,8 @@ var wasiFuncs = sync.OnceValues(func() (map[string]api.FunctionDefinition, error
 // fd_renumber a target descriptor no file of the plugin can have (wazero's
 // descriptor table grows to hold every number up to the target, so one
 // call to 2^31-1 would allocate 16 GiB of the host's heap), poll_oneoff
-// more than maxPollSubscriptions subscriptions.
+// more than maxPollSubscriptions subscriptions; fd_readdir reads in
+// chunks (readdirChunked).
 func instantiateWASI(ctx context.Context, rt wazero.Runtime) error {
 	defs, err := wasiFuncs()
 	if err != nil {
@@ -411,6 +522,10 @@ func instantiateWASI(ctx context.Context, rt wazero.Runtime) error {
 					return
 				}
 				f.Call(ctx, m, stack)
+			}
+		case "fd_readdir":
+			fn = func(ctx context.Context, m api.Module, stack []uint64) {
+				readdirChunked(ctx, f, m, stack)
 			}
 		case "poll_oneoff":
 			fn = func(ctx context.Context, m api.Module, stack []uint64) {

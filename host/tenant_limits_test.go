@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -203,5 +206,72 @@ func TestTenants_pollSubscriptionsOnTheHostHeap(t *testing.T) {
 	t.Logf("the poll allocated %d MiB", n>>20)
 	if n > 16<<20 {
 		t.Errorf("one poll_oneoff allocated %d MiB on the host's heap", n>>20)
+	}
+}
+
+// longNamesDir returns a new directory of n files with names of 245 bytes.
+func longNamesDir(t *testing.T, n int) string {
+	t.Helper()
+	dir := t.TempDir()
+	pad := strings.Repeat("x", 240)
+	for i := 0; i < n; i++ {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%05d%s", i, pad)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = f.Close()
+	}
+	return dir
+}
+
+// fd_readdir cannot make the host keep a directory of the guest's choice:
+// wazero reads, and keeps until the descriptor's next read or close, up to
+// buf_len/24 entries of it, whatever part of them the guest's memory can
+// take. 16 descriptors read with buf_len 0xffffffff (readdir.wasm, 128 KiB
+// of memory) kept a directory of 20,000 long names 16 times, 88 MiB of the
+// host's heap; 1024 open descriptors on 50,000 such names would keep 14 GiB.
+func TestTenants_readdirCacheOnTheHostHeap(t *testing.T) {
+	o := testOptions(t)
+	o.Logger = hclog.NewNullLogger()
+	o.DataDir = longNamesDir(t, 20000)
+	o.CallTimeout = time.Minute
+	b := mustLoad(t, "testdata/wat/readdir.wasm", o)
+	before := heapAfterGC()
+	if _, err := b.Get(context.Background(), "m", false, []string{"k"}); err != nil {
+		t.Fatal(err)
+	}
+	grew := int64(heapAfterGC()) - int64(before)
+	t.Logf("16 descriptors read kept %d MiB of heap", grew>>20)
+	in, _, err := b.pool.acquire(context.Background(), abi.CallGet, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.pool.release(in)
+	count := func(off uint32) uint32 { v, _ := in.mem.ReadUint32Le(off); return v }
+	// The reads must have run: each opens, then fails only as it writes
+	// past the guest's memory.
+	if count(80) != 16 || count(88) != 16 {
+		t.Fatalf("%d opens, %d reads failing with EFAULT (last errnos %d, %d), want 16 and 16",
+			count(80), count(88), count(92), count(96))
+	}
+	if grew > 16<<20 {
+		t.Errorf("16 directory descriptors of a plugin with 128 KiB of memory kept %d MiB of the host's heap", grew>>20)
+	}
+}
+
+// One fd_readdir cannot hold a call past its deadline: wazero read all of
+// a large buffer's entries inside the one host call (an lstat each, about
+// 70 ms for 20,000), and a call of a 1 ms deadline whose guest made no
+// other host call after it succeeded. The host reads in chunks and traps
+// an overdue guest between them.
+func TestTenants_readdirPastTheDeadline(t *testing.T) {
+	o := testOptions(t)
+	o.Logger = hclog.NewNullLogger()
+	o.DataDir = longNamesDir(t, 20000)
+	b := mustLoad(t, "testdata/wat/readdirlong.wasm", o)
+	b.p.opts.CallTimeout = time.Millisecond // after Load, which it would fail
+	_, err := b.Get(context.Background(), "m", false, []string{"k"})
+	if !errors.Is(err, abi.ErrDeadlineExceeded) {
+		t.Fatalf("get = %v, want deadline exceeded", err)
 	}
 }
