@@ -161,7 +161,10 @@
 // logged once under plugin.<file name> and counted in Stats.
 //
 // A guest error crosses as its abi.Code and message, so
-// errors.Is(err, abi.ErrNotFound) holds for plugins as for built-ins.
+// errors.Is(err, abi.ErrNotFound) holds for plugins as for built-ins. A
+// call whose fresh instance cannot start fails with the open's code,
+// except that not found, invalid argument and unsupported become
+// abi.CodeUnavailable: they would say the call's request was refused.
 //
 // # A full data directory
 //

@@ -112,7 +112,15 @@ func (pl *pool) acquire(ctx context.Context, call abi.WasmCall, probe bool) (in 
 				pl.slotFreed()
 				pl.failures.Add(1)
 				pl.p.log.Warn("plugin instance failed to start", "plugin", pl.p.file, "op", call.String(), "error", err)
-				return nil, true, abi.Wrap(abi.CodeOf(err), err, "%s: %s: cannot start a fresh instance", pl.p.prefix, call)
+				code := abi.CodeOf(err)
+				switch code {
+				case abi.CodeInvalidArgument, abi.CodeNotFound, abi.CodeUnsupported:
+					// Not about the call's request, as these codes say
+					// (the server rejects a write so refused for good):
+					// its open refused the plugin's state or setup.
+					code = abi.CodeUnavailable
+				}
+				return nil, true, abi.Wrap(code, err, "%s: %s: cannot start a fresh instance", pl.p.prefix, call)
 			}
 			pl.started.Add(1)
 			in.trackMemory(pl)
