@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/faultbackend"
 	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -181,37 +182,13 @@ func TestPut_failedWriteSentAgainOnceAnotherIsAcknowledged(t *testing.T) {
 	}
 }
 
-// mapRefusingBackend refuses every batch writing to one map, and every
-// read of it, with CodeInvalidArgument, as a wasm plugin whose rules for
-// map names are stricter than the server's does.
-type mapRefusingBackend struct {
-	abi.Backend
-	refused string
-}
-
-func (b *mapRefusingBackend) Apply(ctx context.Context, batch *abi.Batch) error {
-	for _, m := range batch.Mutations {
-		if m.Map == b.refused {
-			return abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", m.Map)
-		}
-	}
-	return b.Backend.Apply(ctx, batch)
-}
-
-func (b *mapRefusingBackend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
-	if mapName == b.refused {
-		return nil, abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", mapName)
-	}
-	return b.Backend.Get(ctx, mapName, backup, keys)
-}
-
 // A write the server's storage refuses for what it holds (a plugin's
 // stricter rule) is final: Put and ORAdd return a *RejectedError with
 // storage's reason at once, and the write is not sent again. The server
 // answered it with ERROR 500 ("re-send it") before, so the client sent it
 // again after every backoff, for good, and Put waited for its ctx.
 func TestPut_writeStorageRefusesIsRejected(t *testing.T) {
-	url, _ := serveBackend(t, &mapRefusingBackend{Backend: null.Open(), refused: "bad"}, -1, nil)
+	url, _ := serveBackend(t, &faultbackend.MapRefusing{Backend: null.Open(), Refused: "bad"}, -1, nil)
 	o := testOptions(t)
 	var serverErrors atomic.Int32
 	o.OnServerError = func(*wire.ErrorMessage) { serverErrors.Add(1) }

@@ -8,34 +8,10 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
-	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/faultbackend"
 	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/server/wire"
 )
-
-// mapRefusingBackend refuses every batch writing to one map, and every read
-// of it, with CodeInvalidArgument, as a wasm plugin whose rules for map
-// names are stricter than the server's does.
-type mapRefusingBackend struct {
-	abi.Backend
-	refused string
-}
-
-func (b *mapRefusingBackend) Apply(ctx context.Context, batch *abi.Batch) error {
-	for _, m := range batch.Mutations {
-		if m.Map == b.refused {
-			return abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", m.Map)
-		}
-	}
-	return b.Backend.Apply(ctx, batch)
-}
-
-func (b *mapRefusingBackend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
-	if mapName == b.refused {
-		return nil, abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", mapName)
-	}
-	return b.Backend.Get(ctx, mapName, backup, keys)
-}
 
 // roundTrip sends one OP_BATCH and returns the answers up to its OP_ACK or
 // an ERROR, from any goroutine (it fails nothing itself). written, when not
@@ -85,7 +61,7 @@ func (c *client) roundTrip(written func(), ops ...wire.ClientOp) ([]wire.Message
 func TestWrites_storageRefusalRejectsOnlyTheRefusedWrite(t *testing.T) {
 	t.Parallel()
 	inner := null.Open()
-	e := newEnv(t, envConfig{backend: &mapRefusingBackend{Backend: inner, refused: "bad"}})
+	e := newEnv(t, envConfig{backend: &faultbackend.MapRefusing{Backend: inner, Refused: "bad"}})
 	const writers, rounds = 4, 40
 	good := make([]*client, writers)
 	for i := range good {
@@ -207,7 +183,7 @@ func sentOnce(r int, sent *sync.WaitGroup) func() {
 // failed (ERROR 500, error 500), at every re-send of its client.
 func TestWrites_storageRefusalInAMixedBatchRejectsItsOpsOnly(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envConfig{backend: &mapRefusingBackend{Backend: null.Open(), refused: "bad"}})
+	e := newEnv(t, envConfig{backend: &faultbackend.MapRefusing{Backend: null.Open(), Refused: "bad"}})
 	c := e.dial(t)
 	ops := []wire.ClientOp{
 		putOp("1", "m", "a", "v", cts("c")),

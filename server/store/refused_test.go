@@ -4,40 +4,14 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/faultbackend"
 	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/server/record"
 )
-
-// refusingBackend refuses every batch writing to one map, and every read of
-// it, with CodeInvalidArgument, as a wasm plugin whose rules for map names
-// are stricter than the server's does.
-type refusingBackend struct {
-	abi.Backend
-	refused string
-	reads   atomic.Int64 // reads of the refused map
-}
-
-func (b *refusingBackend) Apply(ctx context.Context, batch *abi.Batch) error {
-	for _, m := range batch.Mutations {
-		if m.Map == b.refused {
-			return abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", m.Map)
-		}
-	}
-	return b.Backend.Apply(ctx, batch)
-}
-
-func (b *refusingBackend) Get(ctx context.Context, mapName string, backup bool, keys []string) ([]abi.Record, error) {
-	if mapName == b.refused {
-		b.reads.Add(1)
-		return nil, abi.Errorf(abi.CodeInvalidArgument, "map %q is not allowed by this plugin", mapName)
-	}
-	return b.Backend.Get(ctx, mapName, backup, keys)
-}
 
 // A group commit storage refuses for what one of its writes holds (on
 // commit, or on the read merging it) fails only the ops refused: the other
@@ -48,7 +22,7 @@ func TestStore_groupCommitRefusedForOneWriteFailsOnlyIt(t *testing.T) {
 	for _, refusedAt := range []string{"commit", "read"} {
 		t.Run(refusedAt, func(t *testing.T) {
 			inner := null.Open()
-			rb := &refusingBackend{Backend: inner, refused: "bad"}
+			rb := &faultbackend.MapRefusing{Backend: inner, Refused: "bad"}
 			be := &sizeBackend{Backend: rb, entered: make(chan struct{}, 1), hold: make(chan struct{})}
 			f, merged, first := heldFirstCommit(t, be, nil)
 			bad := put("bad", "k", "v", ts(t0, 1, "b"))
@@ -105,9 +79,9 @@ func TestStore_groupCommitRefusedForOneWriteFailsOnlyIt(t *testing.T) {
 			}
 			// Refused, the batch was not applied: no commit after it
 			// re-reads its keys (which failed before each, for good).
-			reads := rb.reads.Load()
+			reads := rb.Reads.Load()
 			f.apply(put("m", "later", "v", ts(t0, 2, "c")))
-			if n := rb.reads.Load() - reads; n != 0 {
+			if n := rb.Reads.Load() - reads; n != 0 {
 				t.Errorf("a later commit read the refused map %d times", n)
 			}
 		})
