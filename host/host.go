@@ -406,10 +406,11 @@ func readdirChunked(ctx context.Context, f api.GoModuleFunction, m api.Module, s
 			return
 		}
 		n := min(bufLen-off, max(maxReaddirChunk, want))
-		if n < direntSize {
-			// The cut entry's header the last chunk wrote is all there is
-			// room for: wazero too answers bufused == buf_len.
-			break
+		if bufLen-off-n < direntSize {
+			// Less room than a header would be left: wazero must see it
+			// to answer whether an entry follows (bufused == buf_len,
+			// EFAULT past the end of memory) or the directory ends.
+			n = bufLen - off
 		}
 		sub := [5]uint64{stack[0], uint64(buf + off), uint64(n), cookie, uint64(usedAt)}
 		f.Call(ctx, m, sub[:])

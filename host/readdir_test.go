@@ -180,3 +180,45 @@ func TestReaddirChunked_goPlugin(t *testing.T) {
 		t.Fatalf("listed %d bytes, want %d", len(got), len(w))
 	}
 }
+
+// A directory whose entries end exactly at the end of a chunk, less than a
+// header before the end of the buffer: wazero answers bufused less than
+// buf_len (the end of the directory), and EFAULT when the buffer passes the
+// end of memory, as it counts that room for a cut entry only when there is
+// one. The host answered buf_len and 0, without asking wazero about the room.
+func TestReaddirChunked_endAtAChunk(t *testing.T) {
+	dir := t.TempDir()
+	// "." and ".." take 51 bytes, these 973: 1024 in all.
+	for i, n := range []int{255, 255, 255, 112} {
+		name := fmt.Sprintf("%d", i) + strings.Repeat("n", n-1)
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref, got := readdirGuest(t, dir, false), readdirGuest(t, dir, true)
+	memSize := ref.Memory().Size()
+	const usedAt = 40
+	check := func(buf, bufLen uint32) {
+		t.Helper()
+		var es [2]uint32
+		var used [2]uint32
+		for i, m := range []api.Module{ref, got} {
+			fd := guestCall(t, m, "open")
+			es[i] = guestCall(t, m, "readdir", uint64(fd), uint64(buf), uint64(bufLen), 0, usedAt)
+			used[i], _ = m.Memory().ReadUint32Le(usedAt)
+		}
+		if es[0] != es[1] || es[0] == 0 && used[0] != used[1] {
+			t.Errorf("buf %d buf_len %d: errno %d bufused %d, wazero's %d and %d", buf, bufLen, es[1], used[1], es[0], used[0])
+		}
+	}
+	for _, bufLen := range []uint32{1025, 1030, 1047} {
+		check(1024, bufLen)
+	}
+	check(memSize-1026, 1030)
+	// One entry more: it is cut, bufused is buf_len.
+	if err := os.WriteFile(filepath.Join(dir, "4"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check(1024, 1030)
+	check(memSize-1026, 1030)
+}
