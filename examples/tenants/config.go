@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,6 +65,11 @@ func ParseConfig(b []byte) (*Config, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("tenants file: %v; see examples/tenants/tenants.json for the format", err)
+	}
+	// Decode stops after one value: the tenants of a second object (two
+	// files joined) would otherwise be left out without a word.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("tenants file: more after the closing brace of its object; it must hold one JSON object, see examples/tenants/tenants.json for the format")
 	}
 	var errs []error
 	bad := func(i int, name, format string, args ...any) {

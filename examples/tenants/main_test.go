@@ -310,11 +310,17 @@ func TestParseConfig_errors(t *testing.T) {
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d"}, {"name": "b", "plugin": "p.wasm", "data_dir": "./d/"}]}`, `is also tenant "a"'s`},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "memory_mb": 5000}]}`, "memory_mb 5000 is out of range"},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "call_timeout": "5"}]}`, `call_timeout "5" is not a duration`},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}]}` + "\n" + `{"tenants": [{"name": "b", "plugin": "p.wasm"}]}`, "more after the closing brace"},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}]}}`, "more after the closing brace"},
 	} {
 		_, err := ParseConfig([]byte(tc.json))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one containing %q", tc.json, err, tc.want)
 		}
+	}
+	// White space after the object is fine.
+	if _, err := ParseConfig([]byte(`{"tenants": [{"name": "a", "plugin": "p.wasm"}]}` + "\n\n")); err != nil {
+		t.Errorf("one object and a newline: %v", err)
 	}
 	// Every problem at once.
 	_, err := ParseConfig([]byte(`{"tenants": [{"name": "", "memory_mb": -1}]}`))
@@ -346,5 +352,33 @@ func TestAuthAndAddr(t *testing.T) {
 		if !strings.Contains(got, tc.want) || (auth != nil) != tc.auth {
 			t.Errorf("authAndAddr(%q, %q, %q) = %v, %q, %v; want %q, auth %v", tc.secret, tc.noAuth, tc.addr, auth, addr, err, tc.want, tc.auth)
 		}
+	}
+}
+
+// TestRun_cacheDirFromEnv: the host's errors about the compilation cache
+// say to set TOPGUN_PLUGIN_CACHE_DIR, so without -cache-dir the program
+// uses it (here a directory others may write to, which the host refuses).
+func TestRun_cacheDirFromEnv(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // where the default would go
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	cfgPath := filepath.Join(t.TempDir(), "tenants.json")
+	if err := os.WriteFile(cfgPath, []byte(`{"tenants": [{"name": "a", "plugin": "`+null+`"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"JWT_SECRET": secret, "TOPGUN_PLUGIN_CACHE_DIR": open}
+	// Cancelled: run returns once it has opened the tenants, if it can.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stderr bytes.Buffer
+	err := run(ctx, []string{"-config", cfgPath, "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "compilation cache "+open) {
+		t.Fatalf("run with TOPGUN_PLUGIN_CACHE_DIR=%s (mode 0777): %v, want the host to refuse that cache", open, err)
 	}
 }
