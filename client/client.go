@@ -678,13 +678,18 @@ func (c *Client) run(cn *conn, leftover wire.Message) {
 	}
 }
 
+// jitter returns d scaled by a random factor in [0.8, 1.2), so that
+// clients failed by one event do not all try again at the same moments.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
 // reconnect dials with exponential backoff until it succeeds, the client is
 // closed, the server refuses the credentials, or the attempts run out.
 func (c *Client) reconnect() (*conn, wire.Message) {
 	delay := c.opts.BackoffInitial
 	for attempt := 1; ; attempt++ {
-		jittered := time.Duration(float64(delay) * (0.8 + 0.4*rand.Float64()))
-		t := time.NewTimer(jittered)
+		t := time.NewTimer(jitter(delay))
 		select {
 		case <-c.ctx.Done():
 			t.Stop()

@@ -40,7 +40,7 @@
 // This project's server answers a write it could not store with an ERROR
 // 500 naming the write's lastId and keeps the connection: the client
 // sends that write again on it after Options.BackoffInitial, doubling up
-// to BackoffMax while the server keeps failing (the writes that fail
+// to BackoffMax (±20 % jitter) while the server keeps failing (the writes that fail
 // meanwhile wait with it; once the server acknowledges a write they go at
 // once), until it is stored. A
 // write that could never be sent (alone over Options.Limits: the frame

@@ -524,7 +524,9 @@ func (c *Client) storeFailed(cn *conn, id string) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		t := time.NewTimer(wait)
+		// Jittered as reconnecting is: the writes of many clients failed
+		// by one storage outage would otherwise come back all at once.
+		t := time.NewTimer(jitter(wait))
 		defer t.Stop()
 		select {
 		case <-t.C:
