@@ -471,6 +471,20 @@ func readdirChunked(ctx context.Context, f api.GoModuleFunction, m api.Module, s
 	stack[0] = 0
 }
 
+// guarded wraps wazero's WASI function f as every other is wrapped (an
+// overdue guest traps), and answers errno without calling f when argument
+// arg passes limit.
+func guarded(f api.GoModuleFunction, arg int, limit uint32, errno uint64) api.GoModuleFunc {
+	return func(ctx context.Context, m api.Module, stack []uint64) {
+		trapOverdue(ctx)
+		if uint32(stack[arg]) > limit {
+			stack[0] = errno
+			return
+		}
+		f.Call(ctx, m, stack)
+	}
+}
+
 // wasiFuncs is wazero's WASI preview 1 functions, taken from its module once.
 var wasiFuncs = sync.OnceValues(func() (map[string]api.FunctionDefinition, error) {
 	ctx := context.Background()
@@ -515,28 +529,14 @@ func instantiateWASI(ctx context.Context, rt wazero.Runtime) error {
 		switch name {
 		case "clock_time_get", "clock_res_get", "sched_yield":
 			continue
-		case "fd_renumber":
-			fn = func(ctx context.Context, m api.Module, stack []uint64) {
-				trapOverdue(ctx)
-				if uint32(stack[1]) > maxRenumberTo {
-					stack[0] = errnoBadf
-					return
-				}
-				f.Call(ctx, m, stack)
-			}
+		case "fd_renumber": // (fd, to)
+			fn = guarded(f, 1, maxRenumberTo, errnoBadf)
 		case "fd_readdir":
 			fn = func(ctx context.Context, m api.Module, stack []uint64) {
 				readdirChunked(ctx, f, m, stack)
 			}
-		case "poll_oneoff":
-			fn = func(ctx context.Context, m api.Module, stack []uint64) {
-				trapOverdue(ctx)
-				if uint32(stack[2]) > maxPollSubscriptions {
-					stack[0] = errnoInval
-					return
-				}
-				f.Call(ctx, m, stack)
-			}
+		case "poll_oneoff": // (in, out, nsubscriptions, nevents)
+			fn = guarded(f, 2, maxPollSubscriptions, errnoInval)
 		default:
 			fn = func(ctx context.Context, m api.Module, stack []uint64) {
 				trapOverdue(ctx)
