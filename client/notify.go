@@ -1,11 +1,10 @@
 package client
 
 import (
-	"bytes"
-	"runtime"
-	"strconv"
 	"sync"
 	"sync/atomic"
+
+	"github.com/topgun-go/topgun/internal/goroutine"
 )
 
 // notifier runs the user's callbacks (Options.OnStateChange and
@@ -60,7 +59,7 @@ func (n *notifier) poke() {
 
 func (n *notifier) run() {
 	defer close(n.done)
-	n.goroutine.Store(goroutineID())
+	n.goroutine.Store(goroutine.ID())
 	for range n.wake {
 		for {
 			n.mu.Lock()
@@ -88,22 +87,8 @@ func (n *notifier) wait() {
 		return
 	default:
 	}
-	if id := goroutineID(); id != 0 && id == n.goroutine.Load() {
+	if id := goroutine.ID(); id != 0 && id == n.goroutine.Load() {
 		return
 	}
 	<-n.done
-}
-
-// goroutineID returns the id of the calling goroutine, from the first line
-// of its stack ("goroutine 18 [running]:"), or 0 if it cannot be read. Go
-// has no other way to tell a call from a callback's goroutine.
-func goroutineID() uint64 {
-	var buf [64]byte
-	b := bytes.TrimPrefix(buf[:runtime.Stack(buf[:], false)], []byte("goroutine "))
-	if i := bytes.IndexByte(b, ' '); i > 0 {
-		if id, err := strconv.ParseUint(string(b[:i]), 10, 64); err == nil {
-			return id
-		}
-	}
-	return 0
 }

@@ -104,8 +104,8 @@
 //     reset is given up within about 10 s, not when TCP keepalive gives up
 //     (minutes); Watch then connects again and reports everything changed.
 //     Close ends the listeners and closes their connections before it
-//     returns, after which fn is not called; it does not wait for a call
-//     of fn in progress (fn may call Close; a blocked fn holds nothing up).
+//     returns, after which fn is not called; it waits for a call of fn in
+//     progress to return, unless fn is what calls Close.
 //   - Scans cost the database about 1 µs per record more than a plain keyset
 //     query, for the window that applies the byte budget.
 //   - Scans are in byte order of the keys, as from every backend. With a C,

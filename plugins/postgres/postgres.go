@@ -252,12 +252,13 @@ func (b *Backend) capabilities() abi.Capability {
 func (b *Backend) ByteOrder() bool { return b.byteOrder }
 
 // Close stops the listeners of Watch and closes the pool. It waits for
-// operations in flight to release their connections, and for the
-// listeners to close theirs: once it returns, no listening session is
-// left and fn is not called again. It does not wait for a call of fn in
-// progress, whose listener's connection it closes itself, so fn may call
-// Close and a blocked fn does not hold Close up; such a call may still be
-// running when Close returns. Close is idempotent.
+// operations in flight to release their connections, for calls of fn in
+// progress to return, and for the listeners to close their connections:
+// once it returns, no listening session is left and fn is neither running
+// nor called again. fn may call Close, which then does not wait for that
+// call of fn (it closes its listener's connection itself); a fn that
+// blocks holds Close up until it returns, so fn must not wait for anything
+// the caller of Close does after Close returns. Close is idempotent.
 func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/goroutine"
 )
 
 // Several servers may share the table. Each needs to hear of the others'
@@ -154,8 +155,8 @@ const (
 // the pool's) and reports other backends' notifications to fn. When the
 // connection is lost, or silent for watchIdle and then unanswering for
 // watchTimeout, it connects again, backing off up to 5 s, and then
-// reports Changed{All: true}. It stops when ctx is done or at Close (see
-// Close for a call of fn then in progress).
+// reports Changed{All: true}. It stops when ctx is done or at Close, which
+// waits for a call of fn in progress unless fn is what calls Close.
 func (b *Backend) Watch(ctx context.Context, fn func(abi.Changed)) error {
 	if err := b.begin(ctx); err != nil {
 		return err
@@ -182,23 +183,27 @@ func (b *Backend) Watch(ctx context.Context, fn func(abi.Changed)) error {
 }
 
 // listener is a running Watch. conn is its connection while it calls fn
-// (nil otherwise), for Close to close; done is closed once it has ended
-// and closed its connection. Both are guarded by Backend.watchMu.
+// (nil otherwise), for a Close called from fn to close; done is closed
+// once it has ended and closed its connection. Both are guarded by
+// Backend.watchMu, as is goroutine, the id of the goroutine calling fn.
 type listener struct {
-	conn *pgx.Conn
-	done chan struct{}
+	conn      *pgx.Conn
+	done      chan struct{}
+	goroutine uint64
 }
 
 // stopListeners ends the listeners at Close (ctx of each is cancelled by
-// b.stop): it closes the connection of each one calling fn, which then
-// ends without calling fn again, and waits for the others, which end
-// without calling fn (see watch's call).
+// b.stop) and waits for them to end, a call of fn in progress included;
+// they end without calling fn again (see watch's call). Called from fn,
+// it does not wait for that listener, which cannot end before fn returns:
+// it closes its connection instead, and the listener ends once fn returns.
 func (b *Backend) stopListeners() {
 	var conns []*pgx.Conn
 	var waits []chan struct{}
+	self := goroutine.ID()
 	b.watchMu.Lock()
 	for l := range b.listeners {
-		if l.conn != nil {
+		if l.conn != nil && self != 0 && l.goroutine == self {
 			conns = append(conns, l.conn)
 			l.conn = nil
 			delete(b.listeners, l)
@@ -243,6 +248,7 @@ func (b *Backend) alive(ctx context.Context, conn *pgx.Conn) error {
 }
 
 func (b *Backend) watch(ctx context.Context, l *listener, conn *pgx.Conn, fn func(abi.Changed)) {
+	self := goroutine.ID()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -262,21 +268,23 @@ func (b *Backend) watch(ctx context.Context, l *listener, conn *pgx.Conn, fn fun
 		close(l.done)
 	}()
 	// call calls fn unless the backend is closing. While fn runs, Close
-	// may come, close conn and not wait (fn may be what calls it): call
-	// then reports false, and the listener ends.
+	// may come and wait for it; or fn may call Close, which closes conn
+	// and does not wait. Either way call then reports false, and the
+	// listener ends.
 	call := func(c abi.Changed) bool {
 		b.watchMu.Lock()
 		if b.closed.Load() {
 			b.watchMu.Unlock()
 			return false
 		}
-		l.conn = conn
+		l.conn, l.goroutine = conn, self
 		b.watchMu.Unlock()
 		fn(c)
 		b.watchMu.Lock()
 		conn, l.conn = l.conn, nil
+		closed := b.closed.Load()
 		b.watchMu.Unlock()
-		return conn != nil
+		return conn != nil && !closed
 	}
 	wait := 100 * time.Millisecond
 	for {
@@ -371,7 +379,8 @@ JOIN unnest($1::text[], $2::text[]) AS e(m, k) ON t.map_name = e.m AND t.key = e
 // advisory lock per record of the batch and of expect (in one order, so
 // two servers never deadlock), then compares expect with what the table
 // holds. A lock, unlike a row lock, also covers a record that does not
-// exist yet.
+// exist yet. Like a batch's rows, the locks and the expected records are
+// sent in statements of at most maxStatementBytes of parameters.
 func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []abi.Expect) error {
 	if err := b.begin(ctx); err != nil {
 		return err
@@ -411,29 +420,38 @@ func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []a
 	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
 		return b.onWriteConn(ctx, func(c *pgxpool.Conn) error {
 			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-				if _, err := tx.Exec(ctx, lockSQL, lockClass, locks); err != nil {
+				// Locks and expected records go in statements under the
+				// budget, as a batch's rows do: a direct caller's expect
+				// list has no bound. The locks stay in one order.
+				err := split(len(locks), b.maxStatementBytes, func(int) int { return 8 }, func(start, end int) error {
+					_, err := tx.Exec(ctx, lockSQL, lockClass, locks[start:end])
 					return err
-				}
-				rows, err := tx.Query(ctx, b.sql.expect, maps, keys)
+				})
 				if err != nil {
 					return err
 				}
 				seen := make(map[recordID]bool, len(expect))
 				var conflict *abi.Expect
-				for rows.Next() {
-					var id recordID
-					var v []byte
-					if err := rows.Scan(&id.mapName, &id.key, &v); err != nil {
-						rows.Close()
+				err = split(len(expect), b.maxStatementBytes, func(i int) int { return len(maps[i]) + len(keys[i]) + 8 }, func(start, end int) error {
+					rows, err := tx.Query(ctx, b.sql.expect, maps[start:end], keys[start:end])
+					if err != nil {
 						return err
 					}
-					seen[id] = true
-					if e := want[id]; e != nil && (!e.Present || !bytes.Equal(e.Value, v)) && conflict == nil {
-						conflict = e
+					defer rows.Close()
+					for rows.Next() {
+						var id recordID
+						var v []byte
+						if err := rows.Scan(&id.mapName, &id.key, &v); err != nil {
+							return err
+						}
+						seen[id] = true
+						if e := want[id]; e != nil && (!e.Present || !bytes.Equal(e.Value, v)) && conflict == nil {
+							conflict = e
+						}
 					}
-				}
-				rows.Close()
-				if err := rows.Err(); err != nil {
+					return rows.Err()
+				})
+				if err != nil {
 					return err
 				}
 				for id, e := range want {

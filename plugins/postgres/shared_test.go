@@ -334,10 +334,12 @@ func TestWatch_noticesSilentlyDeadConnection(t *testing.T) {
 }
 
 // Close ends the listeners of Watch: once it returns, their LISTEN
-// sessions end and fn is not called again, also when fn is blocked at
-// that moment, and without waiting for it when fn is what calls Close.
-// Before, Close returned with the listener still running: its LISTEN
-// session stayed open for as long as fn was blocked.
+// sessions end and fn is not called again; it waits for a call of fn in
+// progress (a blocked one: until it returns), but not when fn is what
+// calls Close. Before, Close returned with the listener still running:
+// its LISTEN session stayed open for as long as fn was blocked; and then
+// while a call of fn was still running, so a caller could tear down what
+// fn uses while fn used it.
 func TestBackend_Close_endsWatch(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -379,7 +381,7 @@ func TestBackend_Close_endsWatch(t *testing.T) {
 			}
 
 			var calls, late atomic.Int32
-			var closed atomic.Bool
+			var closed, returned atomic.Bool
 			entered, release, closedInFn := make(chan struct{}), make(chan struct{}), make(chan struct{})
 			var releaseOnce sync.Once
 			t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
@@ -394,6 +396,7 @@ func TestBackend_Close_endsWatch(t *testing.T) {
 				switch {
 				case tc.block:
 					<-release
+					returned.Store(true)
 				case tc.fromFn:
 					_ = a.Close()
 					close(closedInFn)
@@ -421,6 +424,28 @@ func TestBackend_Close_endsWatch(t *testing.T) {
 				case <-closedInFn:
 				case <-time.After(10 * time.Second):
 					t.Fatal("Close called from fn did not return within 10s")
+				}
+			} else if tc.block {
+				closeErr := make(chan error, 1)
+				go func() { closeErr <- a.Close() }()
+				// Not a timed assertion: Close must not return before
+				// fn does, however long this waits.
+				select {
+				case err := <-closeErr:
+					t.Fatalf("Close returned (%v) while a call of fn was running", err)
+				case <-time.After(200 * time.Millisecond):
+				}
+				releaseOnce.Do(func() { close(release) })
+				select {
+				case err := <-closeErr:
+					if err != nil {
+						t.Fatal(err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("Close did not return within 10s of fn returning")
+				}
+				if !returned.Load() {
+					t.Fatal("Close returned before fn")
 				}
 			} else if err := a.Close(); err != nil {
 				t.Fatal(err)
