@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/rlimit"
 )
 
 // A full file system reaches a wasm plugin as an I/O error: wazero has no
@@ -42,7 +43,7 @@ var statDataFS = statFS
 
 // fileSizeLimit returns the process's file size limit, 0 for none. A
 // variable for tests, like statDataFS.
-var fileSizeLimit = fsizeLimit
+var fileSizeLimit = rlimit.FileSize
 
 // spaceCheckEvery bounds how often a failing plugin makes the host look at
 // its data directory: calls failing in a burst share one look.

@@ -4,6 +4,3 @@ package host
 
 // statFS cannot read a file system's free space on this system.
 func statFS(string) (free, files, filesFree uint64, ok bool) { return 0, 0, 0, false }
-
-// fsizeLimit knows no file size limit on this system.
-func fsizeLimit() uint64 { return 0 }

@@ -21,14 +21,3 @@ func statFS(dir string) (free, files, filesFree uint64, ok bool) {
 	}
 	return blocks * uint64(st.Bsize), uint64(st.Files), uint64(st.Ffree), true
 }
-
-// fsizeLimit returns the process's file size limit (RLIMIT_FSIZE), 0 for
-// none. Go ignores SIGXFSZ, so a write past it fails with EFBIG.
-func fsizeLimit() uint64 {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &rl); err != nil || uint64(rl.Cur) >= 1<<62 {
-		// RLIM_INFINITY is all ones on Linux, 2^63-1 on the BSDs.
-		return 0
-	}
-	return uint64(rl.Cur)
-}

@@ -76,7 +76,11 @@
 // abi.CodeUnavailable, a full disk abi.CodeResourceExhausted, a context
 // done before or during an operation abi.CodeCanceled or
 // abi.CodeDeadlineExceeded (long loops check it every 256 records; a
-// commit in progress is not interrupted).
+// commit in progress is not interrupted). A commit the file cannot grow
+// for under the process's file size limit (ulimit -f) is a full disk too:
+// bbolt reports its failed resize without the EFBIG, so a commit failing
+// for no known reason counts as one when the file is within what the
+// commit could add of the limit.
 //
 // # Caveats
 //

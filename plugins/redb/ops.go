@@ -71,14 +71,16 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	}
 	// bbolt keeps a reference to every value until the commit, so all
 	// encoded records of the batch live in one allocation.
-	size := 0
+	size, keys := 0, 0
 	for i := range batch.Mutations {
-		if m := &batch.Mutations[i]; m.Kind == abi.OpPut {
+		m := &batch.Mutations[i]
+		if m.Kind == abi.OpPut {
 			size += recordHeaderLen + len(m.Value)
 		}
+		keys += len(m.Map) + len(m.Key)
 	}
 	arena := make([]byte, size)
-	return b.update(func(tx *bolt.Tx) error {
+	return b.update(size+keys, len(batch.Mutations), func(tx *bolt.Tx) error {
 		expiry := tx.Bucket(bucketExpiry)
 		var (
 			buckets []batchBucket

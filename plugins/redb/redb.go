@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/rlimit"
 )
 
 // Name is the backend name reported by Describe (STORAGE_BACKEND=redb).
@@ -333,7 +334,7 @@ func (b *Backend) initFormat() (created bool, err error) {
 	if err != nil || !fresh {
 		return false, err
 	}
-	err = b.update(func(tx *bolt.Tx) error {
+	err = b.update(0, 3, func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucket(bucketExpiry); err != nil {
 			return err
 		}
@@ -415,10 +416,41 @@ func (b *Backend) view(fn func(*bolt.Tx) error) (err error) {
 	return b.mapErr(b.db.View(fn))
 }
 
-func (b *Backend) update(fn func(*bolt.Tx) error) (err error) {
+// reqBytes and muts bound what the transaction writes (see
+// overFileSizeLimit).
+func (b *Backend) update(reqBytes, muts int, fn func(*bolt.Tx) error) (err error) {
 	defer b.recoverCorrupt(&err)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	return b.mapErr(b.db.Update(fn))
+	err = b.db.Update(fn)
+	mapped := b.mapErr(err)
+	if abi.CodeOf(mapped) == abi.CodeInternal && !b.damaged.Load() {
+		if size, limit, over := b.overFileSizeLimit(reqBytes, muts); over {
+			// As a full disk: the server then splits a group commit.
+			return abi.Wrap(abi.CodeResourceExhausted, err, "redb: %s (%d bytes) cannot grow past the process's file size limit (RLIMIT_FSIZE, ulimit -f) of %d bytes; raise the limit", b.path, size, limit)
+		}
+	}
+	return mapped
+}
+
+// overFileSizeLimit reports whether a commit that failed for no known
+// reason may have been stopped by the process's file size limit: bbolt
+// reports a file it could not grow without the EFBIG ("file resize
+// error: ..."), so the cause is told from the sizes. The file grows to at
+// most its size plus what the commit wrote (reqBytes of keys and values,
+// a page per mutation, branch pages and the freelist) plus bbolt's
+// allocation step.
+func (b *Backend) overFileSizeLimit(reqBytes, muts int) (size, limit uint64, over bool) {
+	limit = rlimit.FileSize()
+	if limit == 0 {
+		return 0, 0, false
+	}
+	st, err := os.Stat(b.db.Path())
+	if err != nil {
+		return 0, limit, false
+	}
+	size = uint64(st.Size())
+	grow := 2*uint64(reqBytes) + uint64(muts)*uint64(b.db.Info().PageSize) + size/256 + uint64(b.db.AllocSize)
+	return size, limit, size+grow >= limit
 }
 
 func (b *Backend) recoverCorrupt(err *error) {
@@ -441,6 +473,8 @@ func (b *Backend) mapErr(err error) error {
 		return abi.Wrap(abi.CodeUnavailable, err, "redb: backend for %s is closed", b.path)
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return abi.Wrap(abi.CodeResourceExhausted, err, "redb: no space left for %s; free disk space", b.path)
+	case errors.Is(err, syscall.EFBIG):
+		return abi.Wrap(abi.CodeResourceExhausted, err, "redb: %s cannot grow past the process's file size limit (RLIMIT_FSIZE, ulimit -f); raise the limit", b.path)
 	case errors.Is(err, errCorruptRecord):
 		b.damaged.Store(true)
 		return abi.Wrap(abi.CodeInternal, err, "redb: %s is corrupt; restore it from a backup, or inspect it with `bbolt check`", b.path)

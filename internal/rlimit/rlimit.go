@@ -1,0 +1,3 @@
+// Package rlimit reads the process's resource limits that storage runs
+// into.
+package rlimit
