@@ -814,3 +814,24 @@ func TestHTTPSync_deltaAfterRestartWithClockBehind(t *testing.T) {
 	}
 	t.Fatalf("the write made after the restart is missing from the delta since %+v: %+v", last, resp.Deltas[0].Records)
 }
+
+// A filter bound that is not valid UTF-8 is bytes to TopGun's server, and
+// its $lt never holds, even where the bytes would compare below it.
+func TestHTTPSync_filterInvalidUTF8MatchesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envConfig{})
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: cts("h"), Operations: []wire.ClientOp{
+		putOp("1", "items", "a", map[string]any{"n": "b"}, cts("h")),
+	}}, "")
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: cts("h"), Queries: []wire.HTTPQuery{
+		{QueryID: "bytes", MapName: "items", Filter: map[string]any{"n": map[string]any{"$lt": "\xff"}}},
+		{QueryID: "text", MapName: "items", Filter: map[string]any{"n": map[string]any{"$lt": "c"}}},
+	}}, "")
+	var got []string
+	for _, qr := range resp.QueryResults {
+		got = append(got, qr.QueryID+":"+itoa(len(qr.Results)))
+	}
+	if !slices.Equal(got, []string{"bytes:0", "text:1"}) {
+		t.Fatalf("results %v, want [bytes:0 text:1] (errors %+v)", got, resp.Errors)
+	}
+}

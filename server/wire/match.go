@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"unicode"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -30,7 +31,9 @@ import (
 //
 // Predicates: see PredicateOp. Attributes are dotted paths. eq/neq use the
 // same equality; gt/gte/lt/lte compare numbers with numbers and strings
-// with strings (byte-wise) and are false across kinds; like is SQL LIKE
+// with strings (byte-wise) and are false across kinds and for a query
+// string that is not valid UTF-8 (as are between, startsWith and endsWith:
+// TopGun's server reads such a string as bytes); like is SQL LIKE
 // (% and _, neither matching a newline, as in TopGun's regexp form),
 // case-insensitive, anchored; regex is unanchored and case-sensitive,
 // with the syntax and meaning of Rust's regex crate, which TopGun's server
@@ -168,7 +171,7 @@ func (p *Predicate) eval(data, auth any, depth int) bool {
 		return !valuesEqual(actual, expected)
 	case OpGt, OpGte, OpLt, OpLte:
 		c, ok := compareOrdered(actual, expected)
-		return ok && cmpHolds(p.Op, c)
+		return ok && cmpHolds(p.Op, c) && (p.ValueRef != "" || isText(expected))
 	case OpLike, OpRegex:
 		text, ok1 := actual.(string)
 		pattern, ok2 := expected.(string)
@@ -198,7 +201,7 @@ func (p *Predicate) eval(data, auth any, depth int) bool {
 		}
 		lo, ok1 := compareOrdered(actual, r[0])
 		hi, ok2 := compareOrdered(actual, r[1])
-		return ok1 && ok2 && lo >= 0 && hi <= 0
+		return ok1 && ok2 && lo >= 0 && hi <= 0 && (p.ValueRef != "" || isText(r[0]) && isText(r[1]))
 	case OpContainsAll, OpContainsAny:
 		have, ok := actual.([]any)
 		if !ok {
@@ -218,9 +221,9 @@ func (p *Predicate) eval(data, auth any, depth int) bool {
 			return false
 		}
 		if p.Op == OpStartsWith {
-			return strings.HasPrefix(s, x)
+			return strings.HasPrefix(s, x) && (p.ValueRef != "" || isText(x))
 		}
-		return strings.HasSuffix(s, x)
+		return strings.HasSuffix(s, x) && (p.ValueRef != "" || isText(x))
 	}
 	return false
 }
@@ -776,7 +779,7 @@ func matchOperators(ops map[string]any, got any, present bool, patterns map[patt
 			ok = !valuesEqual(got, arg)
 		case "$gt", "$gte", "$lt", "$lte":
 			c, comparable := compareOrdered(got, arg)
-			ok = comparable && cmpHolds(PredicateOp(op[1:]), c)
+			ok = comparable && cmpHolds(PredicateOp(op[1:]), c) && isText(arg)
 		case "$in", "$nin":
 			list, isList := arg.([]any)
 			ok = isList && listContains(list, got, sets[keyOf(list)]) == (op == "$in")
@@ -888,6 +891,18 @@ func compareNumbers(a, b number) (int, bool) {
 		return cmp.Compare(b.mag, a.mag), true
 	}
 	return cmp.Compare(a.mag, b.mag), true
+}
+
+// isText is false for a string that is not valid UTF-8, true for any
+// other value. TopGun's server decodes such a string of a query as bytes,
+// which gt/gte/lt/lte, between, startsWith and endsWith never match, so
+// they ask it of the query's own operand once its bytes would match. The
+// strings of records (and what a ValueRef reads from one) are not checked,
+// which would read each whole string: the server stores a string that is
+// not valid UTF-8 as "" and refuses one read back from storage.
+func isText(v any) bool {
+	s, ok := v.(string)
+	return !ok || utf8.ValidString(s)
 }
 
 // compareOrdered compares numbers with numbers and strings with strings.

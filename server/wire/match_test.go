@@ -409,3 +409,45 @@ func TestQuery_Compile_patternsOncePerQuery(t *testing.T) {
 		t.Error("a pattern added after Compile did not match")
 	}
 }
+
+// A query string that is not valid UTF-8 is bytes to TopGun's server (its
+// MsgPack decoder gives such a string to the predicate as binary), so the
+// string operators never hold for it, even where its bytes would compare.
+func TestPredicate_Eval_invalidUTF8(t *testing.T) {
+	t.Parallel()
+	rec := map[string]any{"name": "€uro", "n": "b"}
+	tests := []struct {
+		name string
+		p    *Predicate
+		want bool
+	}{
+		{"gt", leaf(OpGt, "n", "a\xff"), false},
+		{"gte", leaf(OpGte, "n", "a\xff"), false},
+		{"lt", leaf(OpLt, "n", "\xff"), false},
+		{"lte", leaf(OpLte, "n", "\xff"), false},
+		{"between", leaf(OpBetween, "n", []any{"a", "\xff"}), false},
+		{"startsWith a split rune", leaf(OpStartsWith, "name", "\xe2\x82"), false},
+		{"endsWith a split rune", leaf(OpEndsWith, "name", "\x82\xacuro"), false},
+		{"eq", leaf(OpEq, "n", "b\xff"), false},
+		{"neq", leaf(OpNeq, "n", "b\xff"), true},
+		// Valid strings still compare byte-wise.
+		{"valid gt", leaf(OpGt, "n", "a"), true},
+		{"valid startsWith", leaf(OpStartsWith, "name", "€"), true},
+	}
+	for _, tc := range tests {
+		if got := tc.p.Eval(rec, nil); got != tc.want {
+			t.Errorf("%s: Eval = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// The where clause's operators agree.
+	for _, op := range []string{"$gt", "$gte", "$lt", "$lte"} {
+		bound := "\xff"
+		if op == "$gt" || op == "$gte" {
+			bound = "a\xff"
+		}
+		q := &Query{Where: map[string]any{"n": map[string]any{op: bound}}}
+		if q.Match(rec) {
+			t.Errorf("where %s %q matched %q", op, bound, rec["n"])
+		}
+	}
+}
