@@ -495,7 +495,7 @@ func (d *droppedFrame) Type() string { return d.typ }
 func (d *droppedFrame) awaited() bool {
 	switch d.typ {
 	case wire.TypeORMapDiffResponse, wire.TypeSyncRespRoot, wire.TypeSyncRespBuckets, wire.TypeSyncRespLeaf,
-		wire.TypeQueryResp, wire.TypeQueryUpdate:
+		wire.TypeQueryResp, wire.TypeQueryUpdate, wire.TypeServerEvent, wire.TypeServerBatchEvent:
 		return true
 	}
 	return false
@@ -553,7 +553,7 @@ func droppedHead(prefix []byte) *droppedFrame {
 // oldest waiting; its place would take the answer of the next ORGet of the
 // same keys), a SyncMap (it would count the leaf as a path holding nothing
 // and report success without its records), a subscription (it would miss
-// its results or a change, for good).
+// its results, a change or a map event, for good).
 func (c *Client) dropped(f *droppedFrame) {
 	err := fmt.Errorf("%w: %s (Options.MaxReadBytes is %d)", ErrTooLarge, f.typ, c.opts.MaxReadBytes)
 	if f.err != nil {
@@ -573,6 +573,21 @@ func (c *Client) dropped(f *droppedFrame) {
 		s := c.subs[f.head["queryId"]]
 		c.mu.Unlock()
 		if s != nil {
+			s.unsubscribe(err)
+		}
+	case wire.TypeServerEvent, wire.TypeServerBatchEvent:
+		// Every subscription on the event's map misses it; with no map
+		// known (a batch, or a payload not starting with it), every one.
+		name, known := f.head["mapName"]
+		c.mu.Lock()
+		var lost []*Subscription
+		for _, s := range c.subs {
+			if !known || s.MapName == name {
+				lost = append(lost, s)
+			}
+		}
+		c.mu.Unlock()
+		for _, s := range lost {
 			s.unsubscribe(err)
 		}
 	}

@@ -94,7 +94,10 @@
 // Subscription's Updates channel then carries QUERY_UPDATE changes and the
 // map's SERVER_EVENTs. A subscriber that does not drain its channel is
 // closed with ErrSlowConsumer instead of stalling the connection; if that
-// happens before the initial results, Subscribe returns ErrSlowConsumer. A
+// happens before the initial results, Subscribe returns ErrSlowConsumer.
+// One whose results, change or map event came in a frame over
+// Options.MaxReadBytes is closed with ErrTooLarge: it would have missed
+// it. A
 // query the server could not decode (see Subscribe) fails at once: it
 // would get an ERROR naming no query, never its results. As with TopGun,
 // the server sends a client no update or event for its own writes: a client

@@ -44,7 +44,8 @@ var (
 	// ErrTooLarge: a reply of the server was over Options.MaxReadBytes
 	// and was dropped unread. The ORGet or SyncMap that waited for it
 	// fails, and the subscription whose results or change it carried
-	// closes, with it. Raise MaxReadBytes, or read less at once.
+	// (every one on the map, for a map event) closes, with it. Raise
+	// MaxReadBytes, or read less at once.
 	ErrTooLarge = errors.New("client: a reply of the server was over Options.MaxReadBytes and was dropped")
 	// ErrSuperseded: a write was not acknowledged and is no longer re-sent,
 	// because a later write to the same key was acknowledged (TopGun stamps

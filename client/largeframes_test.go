@@ -143,3 +143,65 @@ func TestSubscribe_replyOverMaxReadBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A SERVER_EVENT over MaxReadBytes closes the subscriptions on its map
+// with ErrTooLarge, as a QUERY_UPDATE over it does, even when the change
+// is outside their query (no QUERY_UPDATE comes for it): they would
+// otherwise miss a map event without knowing. Those on other maps stay.
+func TestSubscribe_mapEventOverMaxReadBytes(t *testing.T) {
+	t.Parallel()
+	url := realServer(t)
+	w := dial(t, url, testOptions(t))
+	o := testOptions(t)
+	o.MaxReadBytes = 64 << 10
+	c := dial(t, url, o)
+	small := &wire.Query{Predicate: &wire.Predicate{Op: wire.OpEq, Attribute: "kind", Value: "small"}}
+	sub, err := c.Subscribe(ctxT(t), "docs", small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := c.Subscribe(ctxT(t), "other", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := map[string]any{"kind": "big", "data": strings.Repeat("x", 128<<10)}
+	if err := w.Put(ctxT(t), "docs", "a", big); err != nil {
+		t.Fatal(err)
+	}
+	// Its events come after the big one's: seen with sub still open, the
+	// big one was lost unnoticed.
+	if err := w.Put(ctxT(t), "docs", "b", map[string]any{"kind": "small"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(ctxT(t), 10*time.Second)
+	defer cancel()
+	for open := true; open; {
+		select {
+		case u, ok := <-sub.Updates:
+			if ok && u.Key == "b" {
+				t.Fatalf("got %q's update after the event of %q over MaxReadBytes was dropped, subscription still open", u.Key, "a")
+			}
+			open = ok
+		case <-ctx.Done():
+			t.Fatal("the subscription neither closed nor got the next change")
+		}
+	}
+	if err := sub.Err(); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("subscription after a map event over MaxReadBytes: Err = %v, want ErrTooLarge", err)
+	}
+	// The subscription on another map is still live.
+	if err := w.Put(ctxT(t), "other", "c", "v"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case u, ok := <-other.Updates:
+		if !ok {
+			t.Fatalf("the subscription on another map closed: %v", other.Err())
+		}
+		if u.Key != "c" {
+			t.Fatalf("other got %+v, want an update of c", u)
+		}
+	case <-ctx.Done():
+		t.Fatal("no update on the other map's subscription")
+	}
+}

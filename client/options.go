@@ -103,7 +103,9 @@ type Options struct {
 	// A larger frame is read to its end and ignored (logged as an error),
 	// as frames that do not decode are; the connection survives. The
 	// ORGet or SyncMap waiting for it fails, and a subscription whose
-	// results or change it was closes, with ErrTooLarge.
+	// results or change it was closes, with ErrTooLarge; a map event
+	// (SERVER_EVENT) closes every subscription on its map so, even one
+	// whose query the change is outside.
 	MaxReadBytes int
 
 	// OnServerError is called for every ERROR the server sends. TopGun
