@@ -76,11 +76,17 @@ type conn struct {
 	// writes are pending or a stale read is being answered (offerPrune).
 	prune     record.Timestamp
 	havePrune bool
-	// writeFailed: a write of the connection was answered ERROR 500, not
-	// stored, refused whole (400, 403, 413) or acknowledged in part (set
-	// by the write worker or the reader before its answer; see
-	// pruneHeldLocked and writeRefused).
+	// writeFailed: a write of the connection was refused whole (400, 403,
+	// 413) before its ops were known, or left unstored ops that cannot be
+	// recognised when sent again (set by the write worker or the reader
+	// before its answer; see pruneHeldLocked and writeRefused).
 	writeFailed atomic.Bool
+	// unstored holds the fingerprints of ops a failed, refused or partly
+	// acknowledged write left unstored, until the client sends them again
+	// and they are settled (write worker only); unstoredN is its size,
+	// stored before the jobs are counted done (see noteUnstored).
+	unstored  map[uint64]struct{}
+	unstoredN atomic.Int64
 	// staleRead: the reader is answering with state it read while writes
 	// of the connection were pending (beginStateRead).
 	staleRead bool

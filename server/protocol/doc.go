@@ -90,10 +90,13 @@
 // ORMAP_SYNC_INIT is preceded by GC_PRUNE with the greatest cut-off the
 // store has published since it started (store.Store.PruneBefore), for
 // clients that were offline at the collection. Either is held back while
-// writes of the connection are queued or being committed (for good once
-// one failed, was refused (ERROR 400, 403, 413) or was acknowledged only
-// in part, MaxBatchOps: the client's next connection gets it at its first
-// sync), then sent after their OP_ACK
+// writes of the connection are queued or being committed (and once one
+// failed, was refused over MaxBatchOps (ERROR 413) or was acknowledged
+// only in part, until the client has sent the ops left unstored again and
+// they are stored or rejected; for good after a message refused unread
+// (ERROR 400, 403, 413) or ops the server cannot recognise again: the
+// client's next connection gets it at its first sync), then sent after
+// their OP_ACK
 // and after any leaf or diff read before they were committed (the
 // greatest cut-off only; at a first sync, usually after the root):
 // TopGun's client, pruning the OR-Map tombstone of an old entry it has

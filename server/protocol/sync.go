@@ -98,16 +98,18 @@ func (c *conn) offerPrune(ts record.Timestamp, b []byte) {
 
 // pruneHeldLocked reports whether a cut-off must wait (see offerPrune):
 // writes of the connection are pending, or the reader answers with state
-// read meanwhile, or a write of it failed. A failed write (ERROR 500) is
-// not stored, nor are the ops past a partial OP_ACK (MaxBatchOps); until
-// TopGun's client sends them again (with its next write, or at its next
-// connection, whose first sync gets the cut-off: PruneBefore) a leaf lacks
-// such a remove as it lacks one still committing.
+// read meanwhile, or ops of a failed write are not stored yet. A failed
+// write (ERROR 500) is not stored, nor is one refused whole (413), nor are
+// the ops past a partial OP_ACK (MaxBatchOps); until the client sends them
+// again (TopGun's client with its next write) and they are settled
+// (noteUnstored), a leaf lacks such a remove as it lacks one still
+// committing. Ops that cannot be recognised again hold cut-offs back until
+// the client's next connection, whose first sync gets them (PruneBefore).
 //
 // It also waits for the handshake's answer (noteGreeted): the feed offers
 // cut-offs to a client without auth from its connection on.
 func (c *conn) pruneHeldLocked() bool {
-	return !c.greeted || c.pending > 0 || c.staleRead || c.writeFailed.Load()
+	return !c.greeted || c.pending > 0 || c.staleRead || c.unstoredN.Load() > 0 || c.writeFailed.Load()
 }
 
 func (c *conn) holdPruneLocked(ts record.Timestamp) {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/topgun-go/topgun/internal/faultbackend"
+	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/server/merkle"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
@@ -654,9 +656,10 @@ func TestSync_gcPruneHeldSentBeforeShutdown(t *testing.T) {
 }
 
 // After a write of the connection failed (ERROR 500, not stored; TopGun's
-// client sends it again at its next connection), no cut-off reaches the
-// connection: a leaf lacks that remove as it lacks one still committing,
-// so the client would take the removed entry back.
+// client sends it again with its next write or at its next connection),
+// no cut-off reaches the connection until it is sent again: a leaf lacks
+// that remove as it lacks one still committing, so the client would take
+// the removed entry back.
 func TestSync_gcPruneNotAfterAFailedWrite(t *testing.T) {
 	t.Parallel()
 	e, w, added, _ := collectedAfterORAdd(t, envConfig{})
@@ -811,6 +814,96 @@ func TestSync_gcPruneNotAfterARefusedWrite(t *testing.T) {
 			expect[*wire.GCPrune](w)
 			c.send(&wire.Ping{Timestamp: 1})
 			expect[*wire.Pong](c) // no feed GC_PRUNE before it
+		})
+	}
+}
+
+// Once the ops a failed, refused or partly acknowledged write left
+// unstored are sent again and settled, the connection has nothing pending
+// and gets cut-offs again: the one held back (the greatest), after the
+// OP_ACK of the write that stored the last of them. Before, it got none
+// until it reconnected. A write storage refuses (OP_REJECTED) is settled:
+// it never held cut-offs back.
+func TestSync_gcPruneAfterUnstoredOpsResent(t *testing.T) {
+	t.Parallel()
+	put := putOp("a", "other", "k", "x", cts("c")) // sent again as it was
+	for _, tc := range []struct {
+		name string
+		cfg  envConfig
+		// write sends the remove (m/k, tagged added) in a write that
+		// leaves it unstored, and reads the answer; resend sends what
+		// the client sends again, one slice per OP_BATCH.
+		write  func(t *testing.T, e *env, c *client, remove wire.ClientOp)
+		resend func(remove wire.ClientOp) [][]wire.ClientOp
+	}{
+		{"failed", envConfig{}, func(t *testing.T, e *env, c *client, remove wire.ClientOp) {
+			e.be.setFail(errInjected)
+			c.send(&wire.OpBatch{Ops: []wire.ClientOp{remove}})
+			if m := expect[*wire.ErrorMessage](c); m.Code != 500 {
+				t.Fatalf("got ERROR %+v, want 500", m)
+			}
+			e.be.setFail(nil)
+		}, func(remove wire.ClientOp) [][]wire.ClientOp {
+			return [][]wire.ClientOp{{remove, putOp("4", "other", "a", "x", cts("c"))}}
+		}},
+		{"refusedWhole", envConfig{opts: Options{MaxBatchOps: 1}}, func(t *testing.T, e *env, c *client, remove wire.ClientOp) {
+			c.send(&wire.OpBatch{Ops: []wire.ClientOp{put, remove}})
+			if m := expect[*wire.ErrorMessage](c); m.Code != 413 {
+				t.Fatalf("got ERROR %+v, want 413", m)
+			}
+		}, func(remove wire.ClientOp) [][]wire.ClientOp {
+			return [][]wire.ClientOp{{put}, {remove}}
+		}},
+		{"partialAck", envConfig{opts: Options{MaxBatchOps: 2}}, func(t *testing.T, e *env, c *client, remove wire.ClientOp) {
+			ts := cts("c")
+			c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "other", "a", "x", ts), putOp("2", "other", "b", "x", ts), remove}})
+			if a := expect[*wire.OpAck](c); a.LastID != "2" {
+				t.Fatalf("OP_ACK %+v, want a partial ack up to 2", a)
+			}
+		}, func(remove wire.ClientOp) [][]wire.ClientOp {
+			return [][]wire.ClientOp{{remove}}
+		}},
+		{"rejectedByStorage", envConfig{backend: &faultbackend.MapRefusing{Backend: null.Open(), Refused: "bad"}}, func(t *testing.T, e *env, c *client, remove wire.ClientOp) {
+			c.send(&wire.OpBatch{Ops: []wire.ClientOp{putOp("1", "bad", "k", "x", cts("c"))}})
+			expect[*wire.OpRejected](c)
+			expect[*wire.OpAck](c)
+			c.write(remove)
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, w, added, _ := collectedAfterORAdd(t, tc.cfg)
+			c := e.dial(t)
+			c.ping()
+			remove := orRemoveOp("3", "m", "k", added.String())
+			tc.write(t, e, c, remove)
+			later := record.Timestamp{Millis: added.Millis + 90_000}
+			if tc.resend == nil {
+				e.srv.dispatch(&store.Commit{PruneBefore: &later})
+				expect[*wire.GCPrune](w)
+				if p := expect[*wire.GCPrune](c); p.OlderThan != tsToWire(later) {
+					t.Fatalf("GC_PRUNE %+v, want %v", p, later)
+				}
+				return
+			}
+			c.send(&wire.ORMapSyncInit{MapName: "m"})
+			expect[*wire.ORMapSyncRespRoot](c) // the first sync's cut-off is held
+			e.srv.dispatch(&store.Commit{PruneBefore: &later})
+			expect[*wire.GCPrune](w)
+			c.ping() // and the feed's
+			batches := tc.resend(remove)
+			for i, ops := range batches {
+				if a := c.write(ops...); a.LastID != ops[len(ops)-1].ID {
+					t.Fatalf("OP_ACK %+v, want %q", a, ops[len(ops)-1].ID)
+				}
+				if i < len(batches)-1 {
+					c.ping() // the remove is not stored yet
+				}
+			}
+			if p := expect[*wire.GCPrune](c); p.OlderThan != tsToWire(later) {
+				t.Fatalf("GC_PRUNE %+v, want the greatest cut-off %v", p, later)
+			}
+			c.ping() // once
 		})
 	}
 }

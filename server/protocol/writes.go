@@ -138,6 +138,7 @@ type jobState struct {
 	err      *wire.ErrorMessage // the whole job failed
 	grouped  bool               // an op was skipped because an earlier job of the group carries it
 	ack      string             // lastId of its OP_ACK when not the job's (a partial ack)
+	unstored []opRef            // ops not applied: past a partial ack, or of a job refused whole
 }
 
 // writeWorker is the connection's write loop.
@@ -174,6 +175,7 @@ func (c *conn) writeWorker() {
 			}
 		}
 		c.applyGroup(group, c.s.opts.MaxBatchOps)
+		c.unstoredN.Store(int64(len(c.unstored))) // before pending drops
 		bytes := 0
 		for _, j := range group {
 			bytes += j.bytes
@@ -251,6 +253,9 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 				// client marks every op up to lastId as synced: apply the
 				// first MaxBatchOps and acknowledge up to the last of
 				// them; the client sends the rest again.
+				for _, cd := range cands[limit:] {
+					st.unstored = append(st.unstored, cd.ref)
+				}
 				cands = cands[:limit]
 				st.rejected = slices.DeleteFunc(st.rejected, func(r rejection) bool { return r.idx > k })
 				st.ack = job.ops[k].ID
@@ -258,6 +263,9 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 				st.err = &wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
 					"protocol: %s asks to apply %d operations, more than the limit of %d operations per batch (TOPGUN_MAX_BATCH_OPS); send smaller batches or raise the limit",
 					job.typ, len(cands), s.opts.MaxBatchOps)}
+				for _, cd := range cands {
+					st.unstored = append(st.unstored, cd.ref)
+				}
 				st.rejected = nil
 				st.grouped = false
 				continue
@@ -321,13 +329,19 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 	for i := range states {
 		st := &states[i]
 		if st.err != nil {
-			// Refused whole (403, 413): not stored, as a failed write.
-			c.writeFailed.Store(true)
+			// Refused whole (403, 413): not stored, as a failed write. A
+			// push refused unread (403) would be refused again.
+			if st.unstored == nil {
+				c.writeFailed.Store(true)
+			}
+			c.noteUnstored(st.unstored)
 			c.answerWrite(st.err)
 			continue
 		}
 		if applyErr != nil && (len(st.refs) > 0 || st.grouped) {
-			c.writeFailed.Store(true)
+			// A grouped op is noted by the earlier job carrying it.
+			c.noteUnstored(st.refs)
+			c.noteUnstored(st.unstored)
 			// lastId names the message answered, as an OP_ACK would: ERROR
 			// has no field for it.
 			c.answerWrite(&wire.ErrorMessage{Code: 500, Message: "protocol: the write could not be stored (" + applyErr.Error() + "); it was not acknowledged, re-send it; lastId " + strconv.Quote(st.job.ack)})
@@ -346,6 +360,7 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 			}
 			if ref.fpOK {
 				c.settled.add(ref.fp)
+				delete(c.unstored, ref.fp)
 			}
 		}
 		sort.SliceStable(st.rejected, func(a, b int) bool { return st.rejected[a].idx < st.rejected[b].idx })
@@ -361,9 +376,27 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 			ack = st.ack
 			// The ops past it are not stored until the client sends
 			// them again, as after a failed write (pruneHeldLocked).
-			c.writeFailed.Store(true)
+			c.noteUnstored(st.unstored)
 		}
 		c.answerWrite(&wire.OpAck{LastID: ack, AchievedLevel: s.ackLevel})
+	}
+}
+
+// noteUnstored records ops the connection sent that a write left
+// unstored: cut-offs are held back until the client has sent each again
+// and it is settled (applied or refused; pruneHeldLocked). An op without a
+// fingerprint cannot be recognised again, nor is more than settledCap/2
+// remembered: then they are held back until the client's next connection.
+func (c *conn) noteUnstored(refs []opRef) {
+	for _, r := range refs {
+		if !r.fpOK || len(c.unstored) >= settledCap/2 {
+			c.writeFailed.Store(true)
+			return
+		}
+		if c.unstored == nil {
+			c.unstored = map[uint64]struct{}{}
+		}
+		c.unstored[r.fp] = struct{}{}
 	}
 }
 
