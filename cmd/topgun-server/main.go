@@ -8,11 +8,11 @@
 // it, listens on TOPGUN_BIND_ADDR:PORT and prints `PORT=<port>` on stdout.
 // It serves TopGun's client protocol (WebSocket at / and /ws, POST /sync),
 // GET /health (the process is up) and GET /ready (the storage answers and
-// no commit waits on it). On SIGINT or SIGTERM it closes the client
-// connections once their writes in flight are acknowledged, drains
-// requests for at most drainTimeout, closes the record store and the
-// storage (for at most storageCloseTimeout, else it exits 1 without them)
-// and exits 0.
+// no commit waits on it longer than its size explains). On SIGINT or
+// SIGTERM it closes the client connections once their writes in flight are
+// acknowledged, drains requests for at most drainTimeout, closes the
+// record store and the storage (for at most storageCloseTimeout, else it
+// exits 1 without them) and exits 0.
 package main
 
 import (
@@ -314,7 +314,8 @@ func serve(ctx context.Context, cfg *config, handler http.Handler, stop func(), 
 
 // newMux builds the server's own HTTP routes; the protocol server mounts
 // its endpoints (/, /ws, /sync) beside them. stalled, if not nil, reports
-// a commit that has waited for storage longer than its argument.
+// a commit that has waited for storage longer than its argument plus the
+// time its size may take (store.Store.CommitStalled).
 func newMux(store *plugins.Store, stalled func(time.Duration) error, log hclog.Logger, draining *atomic.Bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {

@@ -178,7 +178,8 @@ func (ts *Tenants) route(serve func(*tenant, http.ResponseWriter, *http.Request)
 }
 
 // ready answers 503 while the tenant's plugin has its circuit breaker
-// open or a commit has been stuck on it for 2 s.
+// open or a commit has been stuck on it for 2 s more than its size may
+// take (store.Store.CommitStalled).
 func (t *tenant) ready(w http.ResponseWriter, r *http.Request) {
 	err := t.backend.Healthy()
 	if err == nil {

@@ -427,6 +427,7 @@ func (s *Store) closeUnsure() {
 // deadline each, CommitTimeout, so its callers are answered within about
 // twice that even when the backend does not answer.
 func (s *Store) applyTxn(t *txn) {
+	s.applyingAllow.Store(int64(commitAllowance(len(t.order), len(t.buf))))
 	s.applyingSince.Store(time.Now().UnixNano())
 	// A re-read that failed is tried again before each commit, so the
 	// index does not stay behind storage once the backend is back. Not
