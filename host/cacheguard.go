@@ -493,12 +493,16 @@ func (c *compileCache) writeRecord(module string, rec map[string]string) error {
 // writeFileAtomic writes data to dir/name through a synced temporary file
 // renamed into place (removed on failure; a sweep removes those a crash
 // leaves), so a reader sees the old file or the new one, never part of it.
-func writeFileAtomic(dir, name string, data []byte) error {
+func writeFileAtomic(dir, name string, data ...[]byte) error {
 	tmp, err := os.CreateTemp(dir, name+".*.tmp")
 	if err != nil {
 		return err
 	}
-	_, err = tmp.Write(data)
+	for _, d := range data {
+		if err == nil {
+			_, err = tmp.Write(d)
+		}
+	}
 	if err == nil {
 		err = tmp.Sync()
 	}

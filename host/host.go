@@ -3,12 +3,9 @@ package host
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math"
 	"os"
@@ -129,7 +126,7 @@ func Load(ctx context.Context, path string, opts *Options) (*Backend, error) {
 // load is Load with an optional compilation cache that overrides the shared
 // one for opts.CacheDir (benchmarks use a fresh one to measure the disk).
 func load(ctx context.Context, path string, opts *Options, cache *compileCache) (*Backend, error) {
-	p, err := compile(ctx, path, opts, cache)
+	p, err := compile(ctx, path, opts, cache, false)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +186,9 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 }
 
 // compile reads, verifies and compiles the file and prepares its runtime.
-func compile(ctx context.Context, path string, opts *Options, cache *compileCache) (*plugin, error) {
+// elide compiles the module without its large custom sections' payloads
+// (see readPluginFile), and then without the caches.
+func compile(ctx context.Context, path string, opts *Options, cache *compileCache, elide bool) (*plugin, error) {
 	file := filepath.Base(path)
 	prefix := "plugin " + file
 	if err := opts.Validate(); err != nil {
@@ -197,13 +196,12 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	}
 	o := opts.withDefaults()
 	p := &plugin{path: path, file: file, prefix: prefix, opts: o, log: o.Logger.Named("plugin." + file), limiter: newLogLimiter()}
-	bin, err := readPluginFile(prefix, path)
+	pf, err := readPluginFile(prefix, path, elide)
 	if err != nil {
 		return nil, err
 	}
-	p.size = int64(len(bin))
-	h := sha256.Sum256(bin)
-	p.sum = hex.EncodeToString(h[:])
+	bin := pf.bin
+	p.size, p.sum = pf.size, pf.sum
 	if !bytes.HasPrefix(bin, wasmMagic) {
 		return nil, fmt.Errorf("%s: %s is not a wasm binary module (it does not start with \\0asm version 1); build plugins with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared", prefix, path)
 	}
@@ -213,7 +211,11 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 			return nil, fmt.Errorf("%s: sha256 mismatch: the file has %s, TOPGUN_PLUGIN_SHA256 pins %s; refusing to load it", prefix, p.sum, want)
 		}
 	}
-	if cache == nil {
+	if pf.elided {
+		// The caches are keyed by the file: an entry made from another
+		// module must not stand for it.
+		cache = nil
+	} else if cache == nil {
 		if cache, err = sharedCache(o.CacheDir); err != nil {
 			return nil, fmt.Errorf("%s: compilation cache %s: %w; set TOPGUN_PLUGIN_CACHE_DIR to a private writable directory (or - to disable it)", prefix, o.CacheDir, err)
 		}
@@ -264,9 +266,13 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 			p.log.Info("plugin uses wasm features the deadline meter does not know; deadlines use wazero's slower interruption", "reason", err)
 		}
 	}
+	// With debug info on, wazero keeps a copy of every custom section for
+	// the compiled module's life; the metered copy has no debug sections
+	// for it to read (the meter drops them).
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithMemoryLimitPages(uint32(o.MemoryLimitMB) * 16).
-		WithCloseOnContextDone(o.Trust == TrustSandboxed && !p.metered)
+		WithCloseOnContextDone(o.Trust == TrustSandboxed && !p.metered).
+		WithDebugInfoEnabled(!p.metered)
 	if cache != nil {
 		p.rt = wazero.NewRuntimeWithConfig(ctx, rc.WithCompilationCache(cache.wz))
 		p.mod, err = cache.compile(ctx, p.rt, code, p.log)
@@ -967,38 +973,4 @@ func sharedCache(dir string) (*compileCache, error) {
 	}
 	caches.m[abs] = c
 	return c, nil
-}
-
-// readPluginFile reads the plugin file at path, refusing anything but a
-// regular file of at most MaxPluginFileBytes before reading it: a FIFO
-// would block the read forever and a device such as /dev/zero would be
-// read without end. The read itself is bounded too, in case the file grows
-// after the check.
-func readPluginFile(prefix, path string) ([]byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", prefix, err)
-	}
-	if st.IsDir() {
-		return nil, fmt.Errorf("%s: %s is a directory, not a wasm file", prefix, path)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %s is not a regular file (%s), not a wasm file", prefix, path, st.Mode().Type())
-	}
-	if st.Size() > MaxPluginFileBytes {
-		return nil, fmt.Errorf("%s: file is %d bytes, the limit is %d", prefix, st.Size(), MaxPluginFileBytes)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", prefix, err)
-	}
-	defer f.Close()
-	bin, err := io.ReadAll(io.LimitReader(f, MaxPluginFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", prefix, err)
-	}
-	if len(bin) > MaxPluginFileBytes {
-		return nil, fmt.Errorf("%s: file is over %d bytes, the limit", prefix, MaxPluginFileBytes)
-	}
-	return bin, nil
 }

@@ -50,7 +50,9 @@ func Inspect(ctx context.Context, path string, opts *Options) (Info, error) {
 		o = *opts
 	}
 	o.DataDir, o.Config = "", nil
-	p, err := compile(ctx, path, &o, nil)
+	// Inspect needs no custom section's payload but the name section's
+	// (see readPluginFile).
+	p, err := compile(ctx, path, &o, nil, true)
 	if p != nil {
 		info.Size, info.SHA256 = p.size, p.sum
 	}

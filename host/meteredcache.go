@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -41,7 +40,11 @@ func (c *compileCache) loadMetered(fileSum string) (code []byte, info meter.Info
 	if err != nil {
 		return nil, info, false
 	}
-	b, err := io.ReadAll(f)
+	var b []byte
+	st, err := f.Stat()
+	if err == nil {
+		b, err = readSized(f, st.Size())
+	}
 	f.Close()
 	if err != nil {
 		return nil, info, false
@@ -59,10 +62,10 @@ func (c *compileCache) loadMetered(fileSum string) (code []byte, info meter.Info
 // storeMetered caches the metered copy of the plugin file whose SHA-256 is
 // fileSum.
 func (c *compileCache) storeMetered(fileSum string, code []byte, info meter.Info) error {
-	b := make([]byte, 0, len(code)+meteredTrailer)
-	b = append(b, code...)
-	b = binary.LittleEndian.AppendUint32(b, uint32(info.Checks))
-	b = binary.LittleEndian.AppendUint32(b, uint32(info.Functions))
-	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	return writeFileAtomic(c.metered, meteredKey(fileSum), b)
+	// The trailer is written after the code, not appended to a copy of it.
+	t := make([]byte, 0, meteredTrailer)
+	t = binary.LittleEndian.AppendUint32(t, uint32(info.Checks))
+	t = binary.LittleEndian.AppendUint32(t, uint32(info.Functions))
+	t = binary.LittleEndian.AppendUint32(t, crc32.Update(crc32.Checksum(code, castagnoli), castagnoli, t))
+	return writeFileAtomic(c.metered, meteredKey(fileSum), code, t)
 }

@@ -422,10 +422,14 @@ func (m *module) rewrite(budget, stackLimit int32) ([]byte, Info, error) {
 			} else {
 				body = s.body
 			}
-			var cb []byte
-			cb = binary.AppendUvarint(cb, uint64(len(s.name)))
-			cb = append(cb, s.name...)
-			emit(secCustom, append(cb, body...))
+			// Written in place: a copy of the payload joined to its
+			// name would cost the section's size again.
+			nameLen := binary.AppendUvarint(nil, uint64(len(s.name)))
+			out = append(out, secCustom)
+			out = binary.AppendUvarint(out, uint64(len(nameLen)+len(s.name)+len(body)))
+			out = append(out, nameLen...)
+			out = append(out, s.name...)
+			out = append(out, body...)
 			continue
 		case secType:
 			body, err = appendToVec(s.body, newTypes...)
