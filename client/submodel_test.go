@@ -90,7 +90,12 @@ func runSubModel(t *testing.T, seed uint64) {
 	proxy, url := newCutProxy(t, srvURL)
 	const mapName = "submodel"
 	writer := dial(t, url, testOptions(t))
-	reader := dial(t, url, testOptions(t))
+	// The model is about reconnects, not slow consumers: a drain
+	// goroutine starved on a loaded machine must not close a subscription
+	// (ErrSlowConsumer) with every update of the run still to come.
+	ropts := testOptions(t)
+	ropts.SubscriptionBuffer = 1 << 14
+	reader := dial(t, url, ropts)
 
 	u32 := func(n uint32) *uint32 { return &n }
 	queries := map[string]*wire.Query{
