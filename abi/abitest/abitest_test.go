@@ -548,6 +548,21 @@ var faults = []fault{
 			return maps, err
 		}}
 	}},
+	{"calls with nothing to do succeed after close", []string{"Close/UseAfterClose"}, func(in *null.Backend) *faulty {
+		return &faulty{inner: in,
+			apply: func(ctx context.Context, b *abi.Batch) error {
+				if ctx.Err() == nil && b != nil && b.Now > 0 && len(b.Mutations) == 0 {
+					return nil
+				}
+				return in.Apply(ctx, b)
+			},
+			get: func(ctx context.Context, m string, backup bool, keys []string) ([]abi.Record, error) {
+				if ctx.Err() == nil && len(keys) == 0 && abi.ValidateGet(m, keys) == nil {
+					return nil, nil
+				}
+				return in.Get(ctx, m, backup, keys)
+			}}
+	}},
 	// A backend that keeps a batch, a get's records, a page or the map
 	// list in a fixed-size array loses records without an error.
 	{"apply drops mutations past 1024", []string{"Batch/Limits", "ListMaps"}, func(in *null.Backend) *faulty {

@@ -260,6 +260,15 @@ func testUseAfterClose(t TB, h Harness) {
 			t.Errorf("%s after Close = %v; want an error with CodeUnavailable", r.name, r.err)
 		}
 	}
+	// Calls with nothing to do fail too: a caller learns the backend is
+	// closed from whatever it calls.
+	ctx := ctxOf(t)
+	if err := be.Apply(ctx, &abi.Batch{Now: t0 + 5}); !errors.Is(err, abi.ErrUnavailable) {
+		t.Errorf("Apply of a batch without mutations after Close = %v; want an error with CodeUnavailable", err)
+	}
+	if _, err := be.Get(ctx, "m", false, nil); !errors.Is(err, abi.ErrUnavailable) {
+		t.Errorf("Get with no keys after Close = %v; want an error with CodeUnavailable", err)
+	}
 	if err := be.Close(); err != nil {
 		t.Errorf("second Close() = %v; want nil (Close is idempotent)", err)
 	}
