@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -198,4 +199,29 @@ func TestLoad_freshInstanceRefusesAReplacedDataDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "stray")); err == nil {
 		t.Errorf("a's fresh instance wrote into the directory now at %s", dir)
 	}
+}
+
+// A data directory a fresh instance cannot stat for another reason than
+// its being gone (permissions, I/O) is reported with that reason, not as
+// moved or replaced, which would send the operator after the wrong cause.
+func TestLoad_freshInstanceReportsDataDirStatError(t *testing.T) {
+	path := buildTestPlugin(t, "tenant")
+	o := testOptions(t)
+	o.DataDir = t.TempDir()
+	o.CallTimeout = 300 * time.Millisecond
+	o.Config = map[string]string{"tenant": "a"}
+	a := mustLoad(t, path, o)
+	// Not parallel: the variable is the package's.
+	t.Cleanup(func() { statDataRoot = os.Stat })
+	statDataRoot = func(name string) (os.FileInfo, error) {
+		return nil, &os.PathError{Op: "stat", Path: name, Err: syscall.EACCES}
+	}
+	if _, err := tenantGet(a, "loop", "k"); !errors.Is(err, abi.ErrDeadlineExceeded) {
+		t.Fatalf("loop: err = %v, want deadline exceeded", err)
+	}
+	_, err := tenantGet(a, "write", "/data/stray")
+	if !errors.Is(err, os.ErrPermission) || strings.Contains(err.Error(), "moved or replaced") {
+		t.Fatalf("a call needing a fresh instance: err = %v, want the stat's permission error", err)
+	}
+	t.Log(err)
 }

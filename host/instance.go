@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -248,6 +250,10 @@ func (p *plugin) newInstance(ctx context.Context, id int) (*instance, abi.Descri
 	return in, desc, nil
 }
 
+// statDataRoot is os.Stat, a variable so that tests can fail it as an
+// unreadable directory does, which they cannot do as root.
+var statDataRoot = os.Stat
+
 // startInstance instantiates the module, runs _initialize, checks the ABI
 // version and finds the scratch buffer. On error the returned instance, if
 // any, has recorded how far it got and must be discarded.
@@ -266,8 +272,14 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 		WithSysNanotime().
 		WithRandSource(deadlineReader{rand.Reader, in.pastDeadline})
 	if p.opts.DataDir != "" {
-		if st, err := os.Stat(p.dataRoot); err != nil || !os.SameFile(st, p.dataInfo) {
+		st, err := statDataRoot(p.dataRoot)
+		// Gone, or a part of its path replaced by a file: replaced. Any
+		// other failure (permissions, I/O) says nothing of that.
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || err == nil && !os.SameFile(st, p.dataInfo) {
 			return nil, fmt.Errorf("%s: data directory %s (%s) was moved or replaced since the plugin was loaded; close the plugin and load it again", p.prefix, p.opts.DataDir, p.dataRoot)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: data directory %s: %w; a fresh instance starts once it can be read again", p.prefix, p.opts.DataDir, err)
 		}
 		dir, err := newConfinedFS(p.dataRoot, in.pastDeadline, &p.moves)
 		if err != nil {
