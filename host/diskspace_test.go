@@ -167,3 +167,33 @@ func TestNoteSpace_loadFailure(t *testing.T) {
 		t.Fatalf("Load on a full file system = %v (code %s); want logstore's unavailable error with the note", err, abi.CodeOf(err))
 	}
 }
+
+// A fresh instance that cannot start after a trap (here logstore's open
+// fails: its log became a directory) is a failed call too: its error
+// carries the note, as a failed call and a failed Load do.
+func TestNoteSpace_freshInstanceStartFailure(t *testing.T) {
+	var free atomic.Uint64
+	fakeSpace(t, &free)
+	dir := t.TempDir()
+	o := testOptions(t)
+	o.DataDir = dir
+	b := mustLoad(t, buildTestPlugin(t, "crashstore"), o)
+	ctx := context.Background()
+	trap := &abi.Batch{Now: 1}
+	trap.Put("trap", "k", false, []byte("x"), 0)
+	if err := b.Apply(ctx, trap); !errors.Is(err, abi.ErrInternal) {
+		t.Fatalf("apply to map trap = %v, want the instance trapped", err)
+	}
+	log := filepath.Join(dir, "logstore.log")
+	if err := os.Remove(log); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(log, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := b.Get(ctx, "m", false, []string{"k"})
+	if err == nil || !strings.Contains(err.Error(), "cannot start a fresh instance") || !strings.Contains(err.Error(), "open /data/logstore.log") ||
+		!strings.HasSuffix(err.Error(), "is full (0 bytes free), which a wasm plugin sees as an I/O error; free space there") {
+		t.Fatalf("call whose fresh instance cannot start = %v (code %s); want logstore's open error with the note", err, abi.CodeOf(err))
+	}
+}
