@@ -1,6 +1,9 @@
 package abi
 
-import "context"
+import (
+	"context"
+	"slices"
+)
 
 // ABI version of the storage contract. A change of VersionMajor breaks
 // plugins; VersionMinor adds operations or fields that old plugins may ignore.
@@ -203,6 +206,34 @@ func ScanLimit(limit int) int {
 		return DefaultScanLimit
 	}
 	return limit
+}
+
+// UnaskedKey returns the index of the first record of recs whose key is
+// not one of keys, or -1: a get answered with another key's record is
+// wrong whatever the count. Records in the order of keys, as Get returns
+// them, cost one pass over keys and no allocation; others a set of keys,
+// so that a long answer out of order is not compared with every key per
+// record.
+func UnaskedKey(keys []string, recs []Record) int {
+	j := 0
+	var asked map[string]struct{}
+	for i := range recs {
+		k := recs[i].Key
+		if asked == nil {
+			if n := slices.Index(keys[j:], k); n >= 0 {
+				j += n + 1
+				continue
+			}
+			asked = make(map[string]struct{}, len(keys))
+			for _, k := range keys {
+				asked[k] = struct{}{}
+			}
+		}
+		if _, ok := asked[k]; !ok {
+			return i
+		}
+	}
+	return -1
 }
 
 // GetOne returns one record, or an error with CodeNotFound when it is absent.

@@ -127,6 +127,11 @@ func (s *callState) handleResponse(status Code, resp []byte) error {
 		s.desc, err = d.Description()
 	case CallGet:
 		s.recs, err = d.Records(s.mapName, s.backup)
+		// Checked here, not by the server alone: a malformed answer
+		// discards the instance that gave it.
+		if i := UnaskedKey(s.keys, s.recs); i >= 0 {
+			err = malformed("record %d is of key %.64q, which the get did not ask for", i, s.recs[i].Key)
+		}
 	case CallScan:
 		s.page, err = d.Page(s.mapName, s.backup)
 	case CallListMaps:

@@ -164,3 +164,39 @@ func TestCaller_responseBoundedByRequest(t *testing.T) {
 		t.Errorf("list_expired with limit 1 answered with 2 records: %v, want malformed", err)
 	}
 }
+
+// UnaskedKey finds a record of a key the get did not ask for, whatever the
+// order; an answer in the order of keys costs no allocation.
+func TestUnaskedKey(t *testing.T) {
+	recs := func(keys ...string) []Record {
+		out := make([]Record, len(keys))
+		for i, k := range keys {
+			out[i] = Record{Map: "m", Key: k}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		keys []string
+		recs []Record
+		want int
+	}{
+		{"none", []string{"a"}, nil, -1},
+		{"in order, skipping", []string{"a", "b", "c", "d"}, recs("b", "d"), -1},
+		{"repeated key", []string{"a", "b", "a"}, recs("b", "a"), -1},
+		{"out of order", []string{"a", "b", "c"}, recs("c", "a", "b"), -1},
+		{"another key", []string{"a"}, recs("x"), 0},
+		{"no key asked", nil, recs("a"), 0},
+		{"another key after asked ones", []string{"a", "b"}, recs("a", "b", "x"), 2},
+		{"another key out of order", []string{"a", "b"}, recs("b", "a", "x"), 2},
+	} {
+		if got := UnaskedKey(tc.keys, tc.recs); got != tc.want {
+			t.Errorf("%s: UnaskedKey(%q, %d records) = %d, want %d", tc.name, tc.keys, len(tc.recs), got, tc.want)
+		}
+	}
+	keys := []string{"a", "b", "c", "d"}
+	inOrder := recs("a", "c", "d")
+	if n := testing.AllocsPerRun(100, func() { UnaskedKey(keys, inOrder) }); n != 0 {
+		t.Errorf("UnaskedKey of an answer in order made %v allocations", n)
+	}
+}

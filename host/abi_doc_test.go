@@ -27,6 +27,40 @@ func TestLoad_minorIsTheLowerOfBothReports(t *testing.T) {
 	}
 }
 
+// A plugin reporting 1.1 in both places but answering apply_runs
+// unsupported (built with the 1.0 ops only) would have every write
+// refused: Load refuses it, naming the op and the minor.
+func TestLoad_minorOneWithoutApplyRuns(t *testing.T) {
+	t.Parallel()
+	bin, err := os.ReadFile("testdata/wat/minormix.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// topgun_abi_version 0x10001; the description already says 1.1.
+	bad := bytes.Replace(bin, []byte("\x00\x41\x80\x80\x04\x0b"), []byte("\x00\x41\x81\x80\x04\x0b"), 1)
+	if bytes.Equal(bad, bin) {
+		t.Fatal("minormix.wasm does not hold its version where expected")
+	}
+	path := filepath.Join(t.TempDir(), "minorone.wasm")
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(context.Background(), path, testOptions(t))
+	if err == nil {
+		batch := &abi.Batch{Now: 1}
+		batch.Put("m", "k", false, []byte("v"), 0)
+		err := b.Apply(context.Background(), batch)
+		_ = b.Close()
+		t.Fatalf("Load succeeded; then Apply: %v", err)
+	}
+	t.Log(err)
+	for _, w := range []string{"plugin minorone.wasm", "storage ABI 1.1", "apply_runs", "unsupported", "report minor 0"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+}
+
 // The other way round: topgun_abi_version says 1.1 (as every Go SDK
 // plugin's does) while the description says 1.0 (a Go backend whose
 // Describe sets ABIMajor but not ABIMinor). The host speaks 1.0 with it,
@@ -122,6 +156,55 @@ func TestRoundTrip_documentedAnswers(t *testing.T) {
 	}
 }
 
+// WASM.md section 3.3: a get answered with a record of a key it did not
+// ask for is malformed whatever the count, and discards the instance;
+// records of asked keys pass in any order.
+func TestRoundTrip_getOfKeysNotAsked(t *testing.T) {
+	t.Parallel()
+	// Records answering a get: each [key, bin "v", 0, 0, 0].
+	records := func(keys ...string) []byte {
+		b := []byte{0x90 | byte(len(keys))}
+		for _, k := range keys {
+			b = append(b, 0x95, 0xa0|byte(len(k)))
+			b = append(b, k...)
+			b = append(b, 0xc4, 1, 'v', 0, 0, 0)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name   string
+		keys   []string
+		answer []byte
+		ok     bool
+	}{
+		{"another key", []string{"k"}, records("x"), false},
+		{"no key asked", nil, records("k"), false},
+		{"one asked, one not", []string{"a", "b"}, records("a", "c"), false},
+		{"asked keys", []string{"a", "b", "c"}, records("a", "c"), true},
+		{"asked keys out of order", []string{"a", "b"}, records("b", "a"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := testOptions(t)
+			o.BreakerFailures = -1
+			b := mustLoad(t, "testdata/wat/liar.wasm", o)
+			stage(t, b, 0, uint32(len(tc.answer)), tc.answer)
+			recs, err := b.Get(context.Background(), "m", false, tc.keys)
+			discarded := b.Stats().InstancesDiscarded
+			if tc.ok {
+				if err != nil || len(recs) != bytes.Count(tc.answer, []byte{0x95}) || discarded != 0 {
+					t.Fatalf("Get(%q) = %d records, %v (%d instances discarded), want the answer taken", tc.keys, len(recs), err, discarded)
+				}
+				return
+			}
+			if !errors.Is(err, abi.ErrInternal) || !abi.IsMalformed(err) || !strings.Contains(err.Error(), "did not ask for") || discarded != 1 {
+				t.Fatalf("Get(%q) = %d records, %v (%d instances discarded), want a malformed response discarding the instance", tc.keys, len(recs), err, discarded)
+			}
+			t.Log(err)
+		})
+	}
+}
+
 // WASM.md section 3.1: a topgun_buffer that answers 0 keeps its old
 // buffer, so the op that needed more fails with code 6 and the instance
 // is kept (the liar's buffer never grows past 64 KiB).
@@ -173,8 +256,12 @@ func TestLoad_newerMinorReportsTheHostsMinor(t *testing.T) {
 	// same lengths as in TestLoad_describedMinorLowerThanExport.
 	newer := bytes.Replace(bin, []byte("\x00\x41\x80\x80\x04\x0b"), []byte("\x00\x41\x82\x80\x04\x0b"), 1)
 	newer = bytes.Replace(newer, []byte("\xa5mixed\x01\x01\x04"), []byte("\xa5mixed\x01\x02\x04"), 1)
-	if !bytes.Contains(newer, []byte("\x00\x41\x82\x80\x04\x0b")) || !bytes.Contains(newer, []byte("\xa5mixed\x01\x02\x04")) {
-		t.Fatal("minormix.wasm does not hold its version and description where expected")
+	// A 1.2 plugin has apply_runs: op 9 answers i64.const 0 (padded to
+	// the length of the unsupported status it replaces).
+	newer = bytes.Replace(newer, []byte("\x42\x8a\x80\x80\x80\xd0\x00"), []byte("\x42\x80\x80\x80\x80\x80\x00"), 1)
+	if !bytes.Contains(newer, []byte("\x00\x41\x82\x80\x04\x0b")) || !bytes.Contains(newer, []byte("\xa5mixed\x01\x02\x04")) ||
+		!bytes.Contains(newer, []byte("\x42\x80\x80\x80\x80\x80\x00")) {
+		t.Fatal("minormix.wasm does not hold its version, description and apply_runs status where expected")
 	}
 	path := filepath.Join(t.TempDir(), "minornewer.wasm")
 	if err := os.WriteFile(path, newer, 0o644); err != nil {

@@ -16,7 +16,9 @@
 // memory for a reload only until two other plugins have been closed
 // since), checks
 // the exports, the imports and the ABI version before and after running
-// _initialize, and opens the plugin with its configuration. Every error
+// _initialize, and opens the plugin with its configuration; a plugin
+// reporting ABI minor 1 or later that answers an empty apply_runs as
+// unsupported is refused (its every write would be). Every error
 // names the file ("plugin null.wasm: ...") and says what to do. Inspect
 // does the same short of opening, for `topgun plugin inspect`.
 //

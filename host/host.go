@@ -175,7 +175,15 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 	// description); the host sends no op newer than either says, and
 	// Describe reports that minor, the one spoken (plugin test prints it):
 	// never past this host's, for a plugin built against a newer minor.
-	desc.ABIMinor = min(in.minor, desc.ABIMinor, abi.VersionMinor)
+	reported := min(in.minor, desc.ABIMinor)
+	desc.ABIMinor = min(reported, abi.VersionMinor)
+	if desc.ABIMinor >= 1 {
+		if err := probeApplyRuns(ctx, in, reported); err != nil {
+			in.discard(ctx)
+			p.close(ctx)
+			return nil, err
+		}
+	}
 	b.desc = desc
 	b.Caller.SetPeerMinor(desc.ABIMinor)
 	b.pool = newPool(p, size, in)
@@ -183,6 +191,28 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 	p.log.Debug("plugin loaded", "name", desc.Name, "abi", fmt.Sprintf("%d.%d", desc.ABIMajor, desc.ABIMinor),
 		"capabilities", strings.Join(desc.Capabilities.Names(), ","), "instances", size, "compile_time", p.compileTime)
 	return b, nil
+}
+
+// probeApplyRuns sends in an empty batch as apply_runs, the op by which
+// a plugin reporting minor 1 or later gets every write: one answering it
+// unsupported (a plugin built with the 1.0 ops only, reporting the minor
+// of the document it read) would have every write refused for good, so it
+// is refused now. A trap fails the load too; another error is left to the
+// writes that meet it.
+func probeApplyRuns(ctx context.Context, in *instance, minor uint32) error {
+	c := abi.NewCaller(in, in.p.prefix)
+	c.SetPeerMinor(minor)
+	in.starting = true
+	err := c.Apply(ctx, &abi.Batch{Now: time.Now().UnixMilli()})
+	in.starting = false
+	switch {
+	case errors.Is(err, abi.ErrUnsupported):
+		return fmt.Errorf("%s reports storage ABI %d.%d but answers apply_runs (op %d, which ABI 1.1 adds and by which the host sends it every write) as unsupported; implement apply_runs, or report minor 0 in topgun_abi_version and the description to be sent apply",
+			in.p.prefix, abi.VersionMajor, minor, uint32(abi.CallApplyRuns))
+	case in.poisoned:
+		return err
+	}
+	return nil
 }
 
 // compile reads, verifies and compiles the file and prepares its runtime.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -818,19 +817,10 @@ func (s *Store) getRecords(ctx context.Context, mapName string, keys []string) (
 
 // answersAsked checks that every record a get returned is of a key it
 // asked for: a faulty plugin's record of another key was taken for the
-// asked key's, and a merge stored that key's entries in it. Records in
-// the order of keys cost one pass.
+// asked key's, and a merge stored that key's entries in it.
 func answersAsked(mapName string, keys []string, recs []abi.Record) error {
-	j := 0
-	for i := range recs {
-		k := recs[i].Key
-		if n := slices.Index(keys[j:], k); n >= 0 {
-			j += n + 1
-			continue
-		}
-		if !slices.Contains(keys[:j], k) {
-			return abi.Errorf(abi.CodeInternal, "store: get from %q: the backend answered with key %q, which was not asked for", mapName, k)
-		}
+	if i := abi.UnaskedKey(keys, recs); i >= 0 {
+		return abi.Errorf(abi.CodeInternal, "store: get from %q: the backend answered with key %q, which was not asked for", mapName, recs[i].Key)
 	}
 	return nil
 }

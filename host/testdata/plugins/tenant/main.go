@@ -41,7 +41,9 @@ func (t tenant) Get(ctx context.Context, mapName string, backup bool, keys []str
 	add := func(k string, v []byte) { out = append(out, abi.Record{Map: mapName, Key: k, Value: v}) }
 	switch mapName {
 	case "whoami":
-		add("id", []byte(t.name))
+		for _, k := range keys {
+			add(k, []byte(t.name))
+		}
 	case "read":
 		for _, k := range keys {
 			add(k, result(os.ReadFile(k)))
