@@ -107,7 +107,9 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 	batch := reapBatch // the records one commit takes (see below)
 	// gone: the records the last round deleted as absent. A backend
 	// listing them again (a plugin whose expiry index misses deletes)
-	// had every round delete them anew, and the pass never ended.
+	// had every round delete them anew, and the pass never ended. One
+	// listed again that is readable now was written since (by a client,
+	// or by another server on shared storage) and is reaped as usual.
 	gone, deleted := map[cacheKey]struct{}{}, map[cacheKey]struct{}{}
 	for {
 		now := s.now()
@@ -121,9 +123,6 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 			// (a faulty plugin's): its change would reach clients, whose
 			// decoders refuse it. Left alone, as backup records are.
 			if !r.Backup && utf8.ValidString(r.Key) && utf8.ValidString(r.Map) {
-				if _, again := gone[cacheKey{r.Map, r.Key}]; again {
-					return total, fmt.Errorf("store: the backend lists key %q of map %q as expired again after the expiry pass deleted it", r.Key, r.Map)
-				}
 				primary = append(primary, r)
 			}
 		}
@@ -139,11 +138,15 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 			primary, more = primary[:batch], true
 		}
 		n, used := 0, 0
+		var relisted *cacheKey
 		// Merged again after a conflict (another server reaping the same
 		// records, or a client write in the same group commit): failed,
 		// the pass waited a ReapInterval, and under steady conflicting
 		// writes it never got through.
-		err = s.submitWork(ctx, len(primary), func(t *txn) { clear(deleted); n, used = t.expire(primary, now, deleted) })
+		err = s.submitWork(ctx, len(primary), func(t *txn) {
+			clear(deleted)
+			n, used, relisted = t.expire(primary, now, gone, deleted)
+		})
 		if err != nil && len(primary) > 1 && abi.CodeOf(err) == abi.CodeResourceExhausted && ctx.Err() == nil {
 			// Expired OR keys keep their other entries: those at the head
 			// of every listing can be, together, over a wasm plugin's
@@ -156,6 +159,9 @@ func (s *Store) ReapExpired(ctx context.Context) (int, error) {
 			return total, err
 		}
 		total += n
+		if relisted != nil {
+			return total, fmt.Errorf("store: the backend lists key %q of map %q as expired again after the expiry pass deleted it", relisted.key, relisted.mapName)
+		}
 		gone, deleted = deleted, gone
 		if used < len(primary) {
 			continue // stopped at the byte bound (see expire)
@@ -194,13 +200,15 @@ func (s *Store) expiredInIndex(now int64, limit int) []abi.Record {
 // changed and how many of recs it went through: it stops once it has
 // encoded maxCommitBytes (the bound of a group commit), as OR keys keep
 // their unexpired entries and a thousand of them could take gigabytes.
-// It adds the records it deletes as absent to absent.
-func (t *txn) expire(recs []abi.Record, now int64, absent map[cacheKey]struct{}) (n, used int) {
+// It adds the records it deletes as absent to absent, and leaves alone
+// those of gone (deleted as absent by the previous round) that still read
+// absent, returning the first of them as relisted.
+func (t *txn) expire(recs []abi.Record, now int64, gone, absent map[cacheKey]struct{}) (n, used int, relisted *cacheKey) {
 	start := len(t.buf)
 	fetched := 0 // recs read ahead on shared storage
 	for _, r := range recs {
 		if len(t.buf)-start >= t.s.maxCommitBytes {
-			return n, used
+			return n, used, relisted
 		}
 		if t.s.shared && used == fetched {
 			// Read ahead in doubling chunks, not the whole listing: the
@@ -218,7 +226,16 @@ func (t *txn) expire(recs []abi.Record, now int64, absent map[cacheKey]struct{})
 		cur, err := t.current(r.Map, r.Key, true)
 		if err != nil {
 			t.err = err
-			return n, used
+			return n, used, relisted
+		}
+		ck := cacheKey{r.Map, r.Key}
+		if _, again := gone[ck]; again && !cur.present {
+			// Deleted already, and nothing was written since: the backend
+			// lists what it does not hold (see ReapExpired).
+			if relisted == nil {
+				relisted = &ck
+			}
+			continue
 		}
 		if !cur.present {
 			// Listed as expired but nothing readable is there: gone since
@@ -226,7 +243,7 @@ func (t *txn) expire(recs []abi.Record, now int64, absent map[cacheKey]struct{})
 			// it loses nothing readable, and keeps such rows from heading
 			// every listing and stopping the pass.
 			t.write(&state{mapName: r.Map, key: r.Key})
-			absent[cacheKey{r.Map, r.Key}] = struct{}{}
+			absent[ck] = struct{}{}
 			n++
 			continue
 		}
@@ -265,7 +282,7 @@ func (t *txn) expire(recs []abi.Record, now int64, absent map[cacheKey]struct{})
 		t.changes = append(t.changes, Change{Map: r.Map, Key: r.Key, Kind: ChangeExpired, Record: st.rv, ExpirationTime: st.exp, Tags: dropped})
 		n++
 	}
-	return n, used
+	return n, used, relisted
 }
 
 // justAfter returns a timestamp greater than ts and below every timestamp

@@ -50,6 +50,70 @@ func TestStore_reapStopsOnRecordsListedAgain(t *testing.T) {
 	t.Log(err)
 }
 
+// relistBackend's first listing of expired records is first, records it
+// does not hold (removed since the listing); before its second it calls
+// between. Past maxLists listings it fails, so that a looping pass ends.
+type relistBackend struct {
+	abi.Backend
+	first    []abi.Record
+	between  func()
+	lists    atomic.Int64
+	maxLists int64
+}
+
+func (b *relistBackend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.Record, error) {
+	switch n := b.lists.Add(1); {
+	case n > b.maxLists:
+		return nil, abi.Errorf(abi.CodeUnavailable, "test: listed %d times", b.maxLists)
+	case n == 1:
+		return append([]abi.Record(nil), b.first[:min(len(b.first), limit)]...), nil
+	case n == 2:
+		b.between()
+	}
+	return b.Backend.ListExpired(ctx, now, limit)
+}
+
+// On shared storage, a key the expiry pass deleted as absent that another
+// server writes again, expired already, before the pass's next round is
+// listed again rightly: the pass ended with an error (taking the backend
+// for one that lists deleted records) instead of reaping it.
+func TestStore_reapKeyWrittenAgainByAnotherServer(t *testing.T) {
+	inner := null.Open()
+	wall := &atomic.Int64{}
+	wall.Store(t0)
+	other := newFixtureOn(t, sharedBackend{inner}, wall, nil)
+	be := &relistBackend{Backend: sharedBackend{inner}, maxLists: 10}
+	for i := range reapBatch - 1 {
+		be.first = append(be.first, abi.Record{Map: "m", Key: "gone" + strconv.Itoa(i), ExpirationTime: t0 - 1})
+	}
+	be.first = append(be.first, abi.Record{Map: "m", Key: "k", ExpirationTime: t0 - 1})
+	be.between = func() {
+		op := put("m", "k", "again", ts(t0-5000, 0, "c2"))
+		op.TTLMs = 1000 // expired at t0-4000
+		if _, err := other.s.Apply(context.Background(), []Op{op}, 1); err != nil {
+			t.Error(err)
+		}
+	}
+	f := newFixtureOn(t, be, wall, nil)
+	if _, err := f.s.ReapExpired(context.Background()); err != nil {
+		t.Fatalf("expiry pass: %v", err)
+	}
+	if n := be.lists.Load(); n > 3 {
+		t.Fatalf("one expiry pass listed %d times", n)
+	}
+	recs, err := inner.Get(context.Background(), "m", false, []string{"k"})
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("stored k: %v %v", recs, err)
+	}
+	rv, err := record.Decode(recs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rv.Kind != record.KindLWW || !rv.LWW.Value.IsNull() || recs[0].ExpirationTime != 0 {
+		t.Fatalf("k holds %+v (expires %d), want the tombstone of its expiry", rv.LWW, recs[0].ExpirationTime)
+	}
+}
+
 // wrongKeyBackend answers a get of key from with the stored record of key
 // to, as a plugin whose lookup mixes keys up would (the host checks only
 // the count of the answer).
