@@ -37,3 +37,24 @@ func (b *MapRefusing) Get(ctx context.Context, mapName string, backup bool, keys
 	}
 	return b.Backend.Get(ctx, mapName, backup, keys)
 }
+
+// MapUnavailable fails every batch writing to the map Down with
+// abi.CodeUnavailable while Failing is set, as storage whose connection
+// drops does: a failure that may pass.
+type MapUnavailable struct {
+	abi.Backend
+	Down    string
+	Failing atomic.Bool
+}
+
+// Apply fails a batch that writes to the map Down while Failing is set.
+func (b *MapUnavailable) Apply(ctx context.Context, batch *abi.Batch) error {
+	if b.Failing.Load() {
+		for _, m := range batch.Mutations {
+			if m.Map == b.Down {
+				return abi.Errorf(abi.CodeUnavailable, "connection to storage lost")
+			}
+		}
+	}
+	return b.Backend.Apply(ctx, batch)
+}

@@ -66,7 +66,9 @@
 // content (store.Apply's refusesContent: invalid argument, not found,
 // unsupported), with the backend's message, as re-sending it is useless.
 // Any other backend failure gets ERROR 500 and no acknowledgement, so the
-// client re-sends. The acknowledgement level is
+// client re-sends; when it strikes a message applied in parts after such a
+// refusal, the ops stored before it get a partial OP_ACK instead, if the
+// message's ids allow one (see jobState.cutAt). The acknowledgement level is
 // PERSISTED on a durable backend, APPLIED otherwise. While the store is
 // slow, a connection queues at most 256 writes and 8 × MaxMessageBytes of
 // them, counted by their decoded size (wire.Limits.DecodeSize, several

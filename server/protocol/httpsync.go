@@ -276,6 +276,18 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 	var err error
 	for len(sops) > 0 {
 		results, err = s.store.Apply(ctx, sops, s.origins.Add(1))
+		if err != nil && len(results) > 0 {
+			// Applied in parts after storage refused an op, and a later
+			// part failed: the ops settled before it, a prefix, are
+			// acknowledged when they can be, as an op the server stamps
+			// (an OR add without a tag) sent again would be stored twice.
+			if last, ok := httpAckablePrefix(ops, ids, len(results)); ok {
+				s.log.Warn("write failed in part; acknowledging the operations stored", "ops", len(sops), "stored", len(results), "error", err)
+				n := len(results)
+				sops, ids, ack, cut, err = sops[:n], ids[:n], ids[last], true, nil
+			}
+			break
+		}
 		if err != nil && len(sops) > 1 && abi.CodeOf(err) == abi.CodeResourceExhausted && ctx.Err() == nil {
 			// Too large for the backend (a plugin's request limit below
 			// TOPGUN_MAX_MESSAGE_BYTES): refused, it would be refused at

@@ -139,6 +139,7 @@ type jobState struct {
 	grouped  bool               // an op was skipped because an earlier job of the group carries it
 	ack      string             // lastId of its OP_ACK when not the job's (a partial ack)
 	unstored []opRef            // ops not applied: past a partial ack, or of a job refused whole
+	end      int                // index in the Apply call past its ops (and those it skipped as grouped)
 }
 
 // writeWorker is the connection's write loop.
@@ -279,6 +280,7 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 			all = append(all, cd.op)
 			st.refs = append(st.refs, cd.ref)
 		}
+		st.end = len(all)
 	}
 
 	var results []store.Result
@@ -286,7 +288,11 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 	if len(all) > 0 {
 		results, applyErr = s.store.Apply(c.ctx, all, c.id)
 	}
-	if applyErr != nil && len(group) > 1 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil {
+	// With applyErr, results holds those of the ops stored (or refused)
+	// before the failure, a prefix of all (store.Apply): nothing here
+	// applies them again, as an op the server stamps would be stored twice.
+	settled := len(results)
+	if applyErr != nil && settled == 0 && len(group) > 1 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil {
 		// Too large for the backend together (a wasm plugin's request
 		// limit), though each job may fit: one at a time, so that only a
 		// write too large on its own fails.
@@ -296,7 +302,7 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 		}
 		return
 	}
-	if p := group[0].push; applyErr != nil && len(group) == 1 && p != nil && len(p.Entries) > 1 &&
+	if p := group[0].push; applyErr != nil && settled == 0 && len(group) == 1 && p != nil && len(p.Entries) > 1 &&
 		abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil {
 		// A push too large for the backend, refused, came again at every
 		// sync of TopGun's client, for good. Its entries are applied in
@@ -310,7 +316,7 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 		}
 		return
 	}
-	if applyErr != nil && len(group) == 1 && len(all) > 1 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil &&
+	if applyErr != nil && settled == 0 && len(group) == 1 && len(all) > 1 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil &&
 		group[0].push == nil && idsAscend(group[0].ops) {
 		// One message too large for the backend (TOPGUN_MAX_MESSAGE_BYTES
 		// above a plugin's request limit): refused, TopGun's client would
@@ -338,7 +344,7 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 			c.answerWrite(st.err)
 			continue
 		}
-		if applyErr != nil && (len(st.refs) > 0 || st.grouped) {
+		if applyErr != nil && (len(st.refs) > 0 || st.grouped) && st.end > settled && !st.cutAt(settled) {
 			// A grouped op is noted by the earlier job carrying it.
 			c.noteUnstored(st.refs)
 			c.noteUnstored(st.unstored)
@@ -380,6 +386,32 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 		}
 		c.answerWrite(&wire.OpAck{LastID: ack, AchievedLevel: s.ackLevel})
 	}
+}
+
+// cutAt acknowledges in part a job whose ops the store settled up to
+// index settled of the Apply call only (a request applied in parts, one of
+// which failed), as a job over MaxBatchOps is: an ERROR 500 had its client
+// send the stored ops again, and an op the server stamps (an OR add
+// without a tag) was then stored twice. Only a job of TopGun's ascending
+// numeric ids whose ops stored are a prefix of it can be, as its client
+// marks synced every op up to lastId. It reports whether the job was cut.
+func (st *jobState) cutAt(settled int) bool {
+	if st.job.push != nil || !idsAscend(st.job.ops) {
+		return false
+	}
+	n := 0 // refs are in the order of the job's ops and of the call
+	for n < len(st.refs) && st.refs[n].at < settled {
+		n++
+	}
+	if n == 0 {
+		return false
+	}
+	k := st.refs[n-1].idx
+	st.unstored = append(slices.Clone(st.refs[n:]), st.unstored...)
+	st.refs = st.refs[:n]
+	st.rejected = slices.DeleteFunc(st.rejected, func(r rejection) bool { return r.idx > k })
+	st.ack = st.job.ops[k].ID
+	return true
 }
 
 // noteUnstored records ops the connection sent that a write left

@@ -248,3 +248,88 @@ func TestWrites_storageRefusalInAMixedBatchRejectsItsOpsOnly(t *testing.T) {
 	}
 	expect[*wire.OpAck](c)
 }
+
+// A message applied in parts after storage refused one of its ops, whose
+// later part then fails for a while (storage unreachable), acknowledges
+// the ops stored before the failure: it answered ERROR 500, its client
+// sent every op again, and an OR add without a tag (stamped by the server)
+// was stored a second time.
+func TestWrites_failureWhileAppliedInPartsAcknowledgesStoredOps(t *testing.T) {
+	t.Parallel()
+	down := &faultbackend.MapUnavailable{Backend: null.Open(), Down: "flaky"}
+	e := newEnv(t, envConfig{backend: &faultbackend.MapRefusing{Backend: down, Refused: "bad"}})
+	c := e.dial(t)
+	ops := []wire.ClientOp{
+		{ID: "1", MapName: "or", Key: "k", OpType: "OR_ADD", ORRecord: &wire.ORMapRecord{Value: "v"}},
+		putOp("2", "bad", "k", "v", cts("c")),
+		putOp("3", "flaky", "k", "v", cts("c")),
+	}
+	down.Failing.Store(true)
+	got, err := c.roundTrip(nil, ops...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down.Failing.Store(false)
+	t.Logf("answers: %+v", got)
+	// Sent again as TopGun's client does: every op not acknowledged.
+	resend := ops
+	switch last := got[len(got)-1].(type) {
+	case *wire.OpAck:
+		if last.LastID != "2" {
+			t.Fatalf("OP_ACK %q, want 2: the ops stored before the failure", last.LastID)
+		}
+		if rej, ok := got[0].(*wire.OpRejected); len(got) != 2 || !ok || rej.OpID != "2" {
+			t.Fatalf("answers %+v, want OP_REJECTED 2 then OP_ACK 2", got)
+		}
+		resend = ops[2:]
+	case *wire.ErrorMessage:
+		t.Errorf("answered ERROR %d %s though ops 1 and 2 were settled", last.Code, last.Message)
+	}
+	got, err = c.roundTrip(nil, resend...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack, ok := got[len(got)-1].(*wire.OpAck); !ok || ack.LastID != "3" {
+		t.Fatalf("re-sent: %+v, want OP_ACK 3", got)
+	}
+	if _, _, ok := e.getLWW("flaky", "k"); !ok {
+		t.Error("flaky/k not stored once storage was back")
+	}
+	en, ok, err := e.st.Get(t.Context(), "or", "k")
+	if err != nil || !ok {
+		t.Fatalf("or/k: %v %v", ok, err)
+	}
+	if n := len(en.Record.ORMap.Records); n != 1 {
+		t.Fatalf("or/k holds %d entries, want the one add: %+v", n, en.Record.ORMap.Records)
+	}
+
+	// POST /sync the same: ack of the ops stored, the rest sent again.
+	ops = []wire.ClientOp{
+		{ID: "1", MapName: "or", Key: "h", OpType: "OR_ADD", ORRecord: &wire.ORMapRecord{Value: "v"}},
+		putOp("2", "bad", "h", "v", cts("h")),
+		putOp("3", "flaky", "h", "v", cts("h")),
+	}
+	down.Failing.Store(true)
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "h", ClientHLC: cts("h"), Operations: ops}, "")
+	down.Failing.Store(false)
+	t.Logf("POST /sync: ack %+v, errors %+v", resp.Ack, resp.Errors)
+	resend = ops
+	if resp.Ack == nil {
+		t.Errorf("POST /sync: no ack though ops 1 and 2 were settled: errors %+v", resp.Errors)
+	} else if resp.Ack.LastID != "2" || len(resp.Errors) != 1 || resp.Errors[0].Context != "2" || resp.Errors[0].Code != 400 {
+		t.Fatalf("POST /sync: ack %+v, errors %+v; want ack 2 and op 2 refused", resp.Ack, resp.Errors)
+	} else {
+		resend = ops[2:]
+	}
+	resp = e.postSync(t, &wire.HTTPSyncRequest{ClientID: "h", ClientHLC: cts("h"), Operations: resend}, "")
+	if resp.Ack == nil || resp.Ack.LastID != "3" {
+		t.Fatalf("POST /sync re-sent: ack %+v, errors %+v", resp.Ack, resp.Errors)
+	}
+	en, ok, err = e.st.Get(t.Context(), "or", "h")
+	if err != nil || !ok {
+		t.Fatalf("or/h: %v %v", ok, err)
+	}
+	if n := len(en.Record.ORMap.Records); n != 1 {
+		t.Fatalf("POST /sync: or/h holds %d entries, want the one add: %+v", n, en.Record.ORMap.Records)
+	}
+}

@@ -36,7 +36,10 @@ type request struct {
 // callers). Ops that cannot be applied are rejected one by one in the
 // results; the error is for the call as a whole (backend failure, closed
 // store, ctx done before the commit — in that last case the ops may still
-// be committed, and re-sending them is harmless).
+// be committed, and re-sending them is harmless). With an error, results
+// is empty unless the ops were applied in parts (see applyApart): then it
+// holds the results of the ops settled before the failing part, a prefix
+// of ops (stored, or rejected for good).
 //
 // A commit the backend does not finish within Options.CommitTimeout fails
 // like one whose connection broke: the backend may still have applied it,
@@ -101,8 +104,9 @@ func refusesContent(err error) bool {
 // down to single ops, so that only the ops storage refuses on their own
 // are rejected, with its message, and the rest stored. Failed whole, the
 // write came back refused at every re-send of its client. A part failing
-// otherwise fails the call, though parts before it may be stored (as after
-// any failed commit, re-sending them is harmless).
+// otherwise fails the call, with the results of the parts before it: they
+// are stored, and an op the server stamps (an OR add without a tag) would
+// be stored again if re-sent, so the caller acknowledges them (see Apply).
 func (s *Store) applyApart(ctx context.Context, ops []Op, origin uint64, first error) ([]Result, error) {
 	// Debug: a client writing what storage refuses must not flood the log.
 	s.log.Debug("storage refused a write for its content; refusing its ops that storage refuses alone", "ops", len(ops), "error", first)
@@ -118,15 +122,15 @@ func (s *Store) applyApart(ctx context.Context, ops []Op, origin uint64, first e
 	out := make([]Result, 0, len(ops))
 	for at, part := range [][]Op{ops[:half], ops[half:]} {
 		res, err := s.Apply(ctx, part, origin)
-		if err != nil {
-			return nil, err
-		}
 		for i := range res {
 			if re, ok := res[i].Err.(*RejectError); ok {
 				re.Op += at * half
 			}
 		}
 		out = append(out, res...)
+		if err != nil {
+			return out, err // the parts before this one settled: a prefix
+		}
 	}
 	return out, nil
 }

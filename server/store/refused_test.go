@@ -105,3 +105,31 @@ type failingApply struct {
 }
 
 func (b *failingApply) Apply(context.Context, *abi.Batch) error { return b.err }
+
+// A call applied in parts after storage refused one of its ops, whose
+// later part then fails otherwise, returns the results of the ops settled
+// before that part with the error, for the caller to acknowledge them:
+// without them its client sent every op again, and an OR add without a
+// tag (the server stamps it) was stored twice.
+func TestStore_failureWhileAppliedApartReturnsSettledPrefix(t *testing.T) {
+	down := &faultbackend.MapUnavailable{Backend: null.Open(), Down: "flaky"}
+	f := newFixture(t, &faultbackend.MapRefusing{Backend: down, Refused: "bad"}, nil)
+	down.Failing.Store(true)
+	res, err := f.s.Apply(context.Background(), []Op{
+		{Map: "or", Key: "k", Kind: OpORAdd, Value: record.StringValue("v")},
+		put("bad", "k", "v", ts(t0, 1, "c")),
+		put("flaky", "k", "v", ts(t0, 1, "c")),
+	}, 1)
+	if abi.CodeOf(err) != abi.CodeUnavailable {
+		t.Fatalf("Apply = %v, want the unavailable error", err)
+	}
+	if len(res) != 2 || res[0].Err != nil {
+		t.Fatalf("results %+v, want those of ops 0 and 1", res)
+	}
+	if re, ok := res[1].Err.(*RejectError); !ok || re.Op != 1 {
+		t.Fatalf("op 1: %#v, want its rejection", res[1].Err)
+	}
+	if e, ok, err := f.s.Get(context.Background(), "or", "k"); err != nil || !ok || len(e.Record.ORMap.Records) != 1 {
+		t.Fatalf("or/k: %+v %v %v, want the add stored", e, ok, err)
+	}
+}
