@@ -10,16 +10,27 @@ import (
 	"path/filepath"
 	"regexp"
 	"time"
+
+	"github.com/topgun-go/topgun/server/protocol"
 )
 
 // Config is the tenants file, for example:
 //
-//	{"tenants": [
+//	{"max_connections": 10000,
+//	 "tenants": [
 //	  {"name": "acme", "plugin": "bin/plugins/logstore.wasm", "data_dir": "data/acme",
 //	   "memory_mb": 64, "call_timeout": "5s"},
 //	  {"name": "globex", "plugin": "bin/plugins/null.wasm"}
 //	]}
 type Config struct {
+	// MaxConnections is the most WebSocket connections and POST /sync
+	// requests the process serves at once, all tenants together (default
+	// protocol.DefaultMaxConnections, 10000, what one topgun-server
+	// serves): each takes a file descriptor and memory from the whole
+	// process. One beyond it is answered 503 with Retry-After, as a
+	// protocol server answers past its own limit.
+	MaxConnections int `json:"max_connections"`
+
 	Tenants []TenantConfig `json:"tenants"`
 }
 
@@ -77,6 +88,9 @@ func ParseConfig(b []byte) (*Config, error) {
 	}
 	if len(c.Tenants) == 0 {
 		errs = append(errs, errors.New(`tenants file: no tenants; list them as {"tenants": [{"name": "...", "plugin": "...wasm"}]}`))
+	}
+	if c.MaxConnections < 0 || c.MaxConnections > 1_000_000 {
+		errs = append(errs, fmt.Errorf("tenants file: max_connections %d is out of range; use 1 to 1000000, or leave it out for %d", c.MaxConnections, protocol.DefaultMaxConnections))
 	}
 	names := map[string]bool{}
 	dirs := map[string]string{}

@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/topgun-go/topgun/client"
 	"github.com/topgun-go/topgun/host/hosttest"
@@ -310,6 +315,7 @@ func TestParseConfig_errors(t *testing.T) {
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d"}, {"name": "b", "plugin": "p.wasm", "data_dir": "./d/"}]}`, `is also tenant "a"'s`},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "memory_mb": 5000}]}`, "memory_mb 5000 is out of range"},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "call_timeout": "5"}]}`, `call_timeout "5" is not a duration`},
+		{`{"max_connections": -1, "tenants": [{"name": "a", "plugin": "p.wasm"}]}`, "max_connections -1 is out of range"},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}]}` + "\n" + `{"tenants": [{"name": "b", "plugin": "p.wasm"}]}`, "more after the closing brace"},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}]}}`, "more after the closing brace"},
 	} {
@@ -380,5 +386,150 @@ func TestRun_cacheDirFromEnv(t *testing.T) {
 	err := run(ctx, []string{"-config", cfgPath, "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "compilation cache "+open) {
 		t.Fatalf("run with TOPGUN_PLUGIN_CACHE_DIR=%s (mode 0777): %v, want the host to refuse that cache", open, err)
+	}
+}
+
+// TestTenants_maxConnections: max_connections bounds the WebSocket
+// connections and POST /sync requests of all tenants together, each
+// tenant's protocol server counting only its own. One beyond it is
+// refused as a protocol server refuses past its own limit (503 with
+// Retry-After, counted in the tenant's ClientsRefused), and a slot
+// freed is taken again.
+func TestTenants_maxConnections(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	ts, srv := serve(t, &Config{MaxConnections: 2, Tenants: []TenantConfig{
+		{Name: "a", Plugin: null}, {Name: "b", Plugin: null},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ca := mustDial(t, ctx, srv, "a")
+	mustDial(t, ctx, srv, "b")
+
+	req, err := http.NewRequest("GET", srv.URL+"/t/a/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Upgrade", "websocket")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "max_connections") {
+		t.Fatalf("a third WebSocket (tenant a) with 2 open and max_connections 2: %d, Retry-After %q, %q; want 503, Retry-After, a message naming max_connections",
+			resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if got := status(t, "POST", srv.URL+"/t/b/sync"); got != http.StatusServiceUnavailable {
+		t.Fatalf("POST /t/b/sync with 2 WebSockets open and max_connections 2: %d, want 503", got)
+	}
+	ts.mu.RLock()
+	refusedA, refusedB := ts.tenants["a"].proto.Stats().ClientsRefused, ts.tenants["b"].proto.Stats().ClientsRefused
+	ts.mu.RUnlock()
+	if refusedA != 1 || refusedB != 1 {
+		t.Fatalf("ClientsRefused: a %d, b %d; want 1 each", refusedA, refusedB)
+	}
+
+	// The server side of a closed connection ends a moment later.
+	ca.Close()
+	for i := 0; ; i++ {
+		c, err := dial(ctx, srv, "b", token(t, "b"))
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 500 {
+			t.Fatalf("no connection admitted after one closed: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// scrapeMetrics reads GET /metrics into name{label="value",...} (labels
+// sorted by name) -> value.
+func scrapeMetrics(t *testing.T, srv *httptest.Server) map[string]float64 {
+	t.Helper()
+	resp, err := srv.Client().Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %d", resp.StatusCode)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics is not in the text format: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+strconv.Quote(l.GetValue()))
+			}
+			slices.Sort(labels)
+			out[name+"{"+strings.Join(labels, ",")+"}"] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// TestTenants_metrics: GET /metrics serves each tenant's connections, ops
+// and plugin under its tenant label, from one registry, and a tenant
+// removed leaves no series.
+func TestTenants_metrics(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	ts, srv := serve(t, &Config{Tenants: []TenantConfig{
+		{Name: "a", Plugin: null}, {Name: "b", Plugin: null},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ca := mustDial(t, ctx, srv, "a")
+	for i := range 3 {
+		if err := ca.Put(ctx, "notes", "k", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := scrapeMetrics(t, srv)
+	for key, want := range map[string]float64{
+		`topgun_connections{tenant="a"}`:                         1,
+		`topgun_connections{tenant="b"}`:                         0,
+		`topgun_ops_applied_total{tenant="a"}`:                   3,
+		`topgun_ops_applied_total{tenant="b"}`:                   0,
+		`topgun_clients_refused_total{tenant="b"}`:               0,
+		`topgun_plugin_breaker_state{state="closed",tenant="a"}`: 1,
+		`topgun_plugin_breaker_state{state="open",tenant="b"}`:   0,
+		`topgun_plugin_failures_total{tenant="a"}`:               0,
+		`topgun_backend_info{backend="null",tenant="b"}`:         1,
+		`topgun_plugin_instances{tenant="b"}`:                    1,
+	} {
+		if got, ok := m[key]; !ok || got != want {
+			t.Errorf("%s = %v (served: %v), want %v", key, got, ok, want)
+		}
+	}
+	if _, ok := m[`go_goroutines{}`]; !ok {
+		t.Error("no go_goroutines: the Go runtime's metrics are not served")
+	}
+
+	if err := ts.Remove("b"); err != nil {
+		t.Fatal(err)
+	}
+	for key := range scrapeMetrics(t, srv) {
+		if strings.Contains(key, `tenant="b"`) {
+			t.Errorf("%s is served after tenant b was removed", key)
+		}
+	}
+}
+
+// The tenants file shipped with the example is valid.
+func TestParseConfig_example(t *testing.T) {
+	c, err := LoadConfig("tenants.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxConnections != 10000 || len(c.Tenants) != 3 {
+		t.Fatalf("tenants.json: max_connections %d, %d tenants", c.MaxConnections, len(c.Tenants))
 	}
 }

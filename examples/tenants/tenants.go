@@ -11,9 +11,13 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/topgun-go/topgun/host"
 	"github.com/topgun-go/topgun/server/hlc"
+	"github.com/topgun-go/topgun/server/metrics"
 	"github.com/topgun-go/topgun/server/protocol"
 	recordstore "github.com/topgun-go/topgun/server/store"
 )
@@ -41,8 +45,12 @@ type Shared struct {
 //	POST /t/<name>/sync               TopGun's HTTP sync (and its CORS preflight)
 //	GET  /t/<name>/ready              200 while the tenant's storage is healthy
 //	GET  /health                      200 while the process runs
+//	GET  /metrics                     Prometheus metrics, each tenant's labelled tenant="<name>"
 type Tenants struct {
 	mux *http.ServeMux
+	// conns is Config.MaxConnections, shared by every tenant's protocol
+	// server: each counts its own clients only.
+	conns *protocol.ConnectionLimit
 
 	mu      sync.RWMutex
 	tenants map[string]*tenant
@@ -65,9 +73,17 @@ func Open(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
 	if sh.Logger == nil {
 		sh.Logger = hclog.NewNullLogger()
 	}
-	ts := &Tenants{mux: http.NewServeMux(), tenants: map[string]*tenant{}}
+	maxConns := cfg.MaxConnections
+	if maxConns == 0 {
+		maxConns = protocol.DefaultMaxConnections
+	}
+	ts := &Tenants{
+		mux:     http.NewServeMux(),
+		conns:   protocol.NewConnectionLimit(maxConns, "max_connections in the tenants file"),
+		tenants: map[string]*tenant{},
+	}
 	for _, tc := range cfg.Tenants {
-		t, err := openTenant(ctx, tc, sh)
+		t, err := openTenant(ctx, tc, sh, ts.conns)
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("tenant %s: %w", tc.Name, err), ts.Close())
 		}
@@ -87,10 +103,34 @@ func Open(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
 	ts.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	// One collector reads every tenant's counters when scraped, so a
+	// tenant adds label values, not metrics or registries, and a removed
+	// one leaves no series behind.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.NewCollector([]string{"tenant"}, ts.samples),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ts.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return ts, nil
 }
 
-func openTenant(ctx context.Context, tc TenantConfig, sh Shared) (_ *tenant, err error) {
+// samples reads the counters of every tenant being served.
+func (ts *Tenants) samples() []metrics.Sample {
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	out := make([]metrics.Sample, 0, len(ts.tenants))
+	for name, t := range ts.tenants {
+		p := t.backend.Stats()
+		out = append(out, metrics.Sample{
+			LabelValues: []string{name},
+			Backend:     t.backend.Describe().Name,
+			Protocol:    t.proto.Stats(),
+			Plugin:      &p,
+		})
+	}
+	return out
+}
+
+func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol.ConnectionLimit) (_ *tenant, err error) {
 	log := sh.Logger.Named("tenant." + tc.Name)
 	if tc.DataDir != "" {
 		if err := os.MkdirAll(tc.DataDir, 0o700); err != nil {
@@ -135,7 +175,15 @@ func openTenant(ctx context.Context, tc TenantConfig, sh Shared) (_ *tenant, err
 		// data.
 		auth = sh.Auth.WithClaims("", tc.Name)
 	}
-	t.proto, err = protocol.New(t.store, &protocol.Options{Auth: auth, Logger: log.Named("protocol")})
+	t.proto, err = protocol.New(t.store, &protocol.Options{
+		Auth: auth,
+		// The process's limit, for the tenant too: its own count never
+		// passes the shared one, so only the shared one refuses, with a
+		// message naming max_connections.
+		MaxConnections:    conns.Max(),
+		SharedConnections: conns,
+		Logger:            log.Named("protocol"),
+	})
 	return t, err
 }
 

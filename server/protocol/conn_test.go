@@ -551,6 +551,48 @@ func TestServer_maxConnections(t *testing.T) {
 	b.ping()
 }
 
+// Servers sharing a ConnectionLimit are bounded together, each counting
+// its own clients as well: beyond the shared limit an upgrade or a POST
+// /sync on any of them gets 503 with Retry-After and a message naming the
+// shared limit's setting, counted in that server's ClientsRefused.
+func TestServer_sharedConnections(t *testing.T) {
+	t.Parallel()
+	shared := NewConnectionLimit(2, "max_connections")
+	e1 := newEnv(t, envConfig{opts: Options{SharedConnections: shared}})
+	e2 := newEnv(t, envConfig{opts: Options{SharedConnections: shared}})
+	a, b := e1.dial(t), e2.dial(t)
+	a.ping()
+	b.ping()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, e1.wsURL("/ws"), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("third connection, on the first server: err %v, response %+v", err, resp)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "at most 2 at once (max_connections)") {
+		t.Fatalf("refusal does not name the shared limit: %q", body)
+	}
+	if code, out := e2.postRaw(t, nil, ""); code != http.StatusServiceUnavailable || !strings.Contains(string(out), "max_connections") {
+		t.Fatalf("POST /sync on the second server with every shared slot taken: %d %s", code, out)
+	}
+	if n1, n2 := e1.srv.Stats().ClientsRefused, e2.srv.Stats().ClientsRefused; n1 != 1 || n2 != 1 {
+		t.Fatalf("ClientsRefused = %d and %d, want 1 each", n1, n2)
+	}
+	// A refusal by the shared limit takes no slot of the server's own.
+	if n := e1.srv.clients.Load(); n != 1 {
+		t.Fatalf("the first server counts %d clients, want 1", n)
+	}
+	a.ws.Close(websocket.StatusNormalClosure, "")
+	deadline := time.Now().Add(10 * time.Second)
+	for shared.clients.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c := e2.dial(t)
+	c.ping()
+	b.ping()
+}
+
 // While the store is slow, a connection holds at most writeQueueFrames
 // maximum-size messages of writes: the reader stops reading instead of
 // queueing more. Nothing is lost: every write is acknowledged once the

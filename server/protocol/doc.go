@@ -23,9 +23,10 @@
 // ignores it, leaving a client configured with a token waiting).
 //
 // At most Options.MaxConnections WebSocket connections and POST /sync
-// requests are served at once; one beyond it is answered 503 with
-// Retry-After. Each connection has a reader, a writer draining an outbound
-// queue bounded in bytes, and a write worker. Answers to
+// requests are served at once (and at most Options.SharedConnections'
+// limit together with the other Servers sharing it); one beyond it is
+// answered 503 with Retry-After. Each connection has a reader, a writer
+// draining an outbound queue bounded in bytes, and a write worker. Answers to
 // the client's requests wait for room in the queue, so the reader stops
 // reading while the client does not read; a client that lets changes
 // pushed to it fill the queue is disconnected. Either way it never holds

@@ -95,11 +95,11 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Each request holds up to MaxMessageBytes of body while it runs.
-	if !s.admit(w, r) {
-		httpError(w, http.StatusServiceUnavailable, s.tooManyClients())
+	if msg, ok := s.admit(w, r); !ok {
+		httpError(w, http.StatusServiceUnavailable, msg)
 		return
 	}
-	defer s.clients.Add(-1)
+	defer s.release()
 	// Without authentication a cross-site page could otherwise post writes
 	// (a text/plain POST needs no preflight) through a visitor's browser.
 	if !allowed {

@@ -109,6 +109,12 @@ type Options struct {
 	// client retries.
 	MaxConnections int
 
+	// SharedConnections, when set, is a limit on clients that this Server
+	// shares with others (NewConnectionLimit), such as all the tenants of
+	// one process: an upgrade or a request is also refused, the same way,
+	// when it would pass that limit.
+	SharedConnections *ConnectionLimit
+
 	// OriginPatterns restricts the Origin of WebSocket upgrades and POST
 	// /sync requests from browsers (host[:port] patterns as in path.Match,
 	// "*" for any, "null" for pages without a host such as file: pages,

@@ -51,7 +51,7 @@ type Server struct {
 	opsApplied atomic.Uint64 // ops handed to the store
 	opsSkipped atomic.Uint64 // re-sent ops skipped
 	slowDrops  atomic.Uint64 // connections cut for not reading
-	refused    atomic.Uint64 // connections and requests refused at MaxConnections
+	refused    atomic.Uint64 // connections and requests refused at MaxConnections or SharedConnections
 	queriesCut atomic.Uint64 // QUERY_SUBs refused at MaxQueries, MaxQueryResults, their memory or wire.MaxQueryCost
 	feedLags   atomic.Uint64 // times the change feed fell behind
 	// resyncsQueued counts the re-reads of a map queued for live queries.
@@ -75,7 +75,7 @@ type Stats struct {
 	// not read its messages (OutboundBytes).
 	SlowClientsDropped uint64
 	// ClientsRefused counts WebSocket upgrades and POST /sync requests
-	// refused at MaxConnections.
+	// refused at MaxConnections or SharedConnections.
 	ClientsRefused uint64
 	// QueriesRefused counts QUERY_SUBs refused at MaxQueries,
 	// MaxQueryResults, the connection's query memory or the cost of their
@@ -177,11 +177,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Counted before the upgrade, so that a flood of connections is refused
 	// before each costs its goroutines and queue.
-	if !s.admit(w, r) {
-		http.Error(w, s.tooManyClients(), http.StatusServiceUnavailable)
+	if msg, ok := s.admit(w, r); !ok {
+		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
-	defer s.clients.Add(-1)
+	defer s.release()
 	if !s.originAllowed(r) {
 		s.log.Debug("websocket upgrade refused: origin not allowed", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 		http.Error(w, s.originRefused(r), http.StatusForbidden)
@@ -207,31 +207,74 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	c.finish()
 }
 
+// A ConnectionLimit is a cap on the WebSocket connections and POST /sync
+// requests of several Servers together (Options.SharedConnections).
+// Each Server's MaxConnections counts its own clients only, so a process
+// serving many stores on one listener needs this to bound them all.
+type ConnectionLimit struct {
+	max     int64
+	setting string
+	clients atomic.Int64
+}
+
+// NewConnectionLimit returns a limit of n clients at once (at least 1).
+// setting names it in the refusal's message, such as "max_connections",
+// for the operator to raise.
+func NewConnectionLimit(n int, setting string) *ConnectionLimit {
+	return &ConnectionLimit{max: int64(max(n, 1)), setting: setting}
+}
+
+// Max returns the limit.
+func (l *ConnectionLimit) Max() int { return int(l.max) }
+
 // admit takes one of the MaxConnections slots shared by WebSocket
-// connections and POST /sync requests. When none is free it sets
-// Retry-After and returns false; the caller answers 503 with
-// tooManyClients. A caller admitted releases the slot with
-// s.clients.Add(-1).
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
-	if n := s.clients.Add(1); n > int64(s.opts.MaxConnections) {
+// connections and POST /sync requests, and one of SharedConnections'.
+// When either has none free it sets Retry-After and returns the
+// refusal's message and false; the caller answers 503 with it. A caller
+// admitted releases the slots with s.release.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (string, bool) {
+	// The shared slot is taken first and released last, so that this
+	// Server's count never passes it: with an equal MaxConnections only
+	// the shared limit refuses.
+	var msg string
+	var limit int64
+	l := s.opts.SharedConnections
+	if l != nil && l.clients.Add(1) > l.max {
+		l.clients.Add(-1)
+		msg, limit = fmt.Sprintf("too many connections: this process serves at most %d at once (%s); retry later", l.max, l.setting), l.max
+	} else if s.clients.Add(1) > int64(s.opts.MaxConnections) {
 		s.clients.Add(-1)
+		if l != nil {
+			l.clients.Add(-1)
+		}
+		msg, limit = s.tooManyClients(), int64(s.opts.MaxConnections)
+	}
+	if msg != "" {
 		s.refused.Add(1)
 		// Warned once per spell of refusals (they are counted in
 		// Stats.ClientsRefused): anyone who reaches the port could
 		// otherwise write a warning per attempt.
 		if !s.refusing.Swap(true) {
 			s.log.Warn("client refused: too many connections; further refusals are logged at debug until a client is admitted again",
-				"remote", r.RemoteAddr, "path", r.URL.Path, "limit", s.opts.MaxConnections)
+				"remote", r.RemoteAddr, "path", r.URL.Path, "limit", limit)
 		} else {
-			s.log.Debug("client refused: too many connections", "remote", r.RemoteAddr, "path", r.URL.Path, "limit", s.opts.MaxConnections)
+			s.log.Debug("client refused: too many connections", "remote", r.RemoteAddr, "path", r.URL.Path, "limit", limit)
 		}
 		w.Header().Set("Retry-After", "5")
-		return false
+		return msg, false
 	}
 	if s.refusing.Load() {
 		s.refusing.Store(false)
 	}
-	return true
+	return "", true
+}
+
+// release gives back the slots admit took.
+func (s *Server) release() {
+	s.clients.Add(-1)
+	if l := s.opts.SharedConnections; l != nil {
+		l.clients.Add(-1)
+	}
 }
 
 func (s *Server) tooManyClients() string {
