@@ -109,6 +109,10 @@ type conn struct {
 	done     chan struct{}     // closed when the connection is finished with
 	readErr  error             // why the reader stopped (valid after in is closed)
 	lastPong atomic.Int64      // unix ms of the last PONG (or of the connect)
+	// writing (a 1-slot semaphore) is held from the start of a frame
+	// write to its end, which can come after its caller gave up: the next
+	// write waits for it, so frames still go out whole and in order.
+	writing chan struct{}
 }
 
 // Dial connects to url (ws://host:port/ or /ws), completes TopGun's
@@ -298,7 +302,7 @@ func (c *Client) connect(ctx context.Context) (_ *conn, leftover wire.Message, e
 	// one is skipped rather than closing the connection (which a
 	// reconnect's re-subscribe would then meet again, forever).
 	ws.SetReadLimit(-1)
-	cn := &conn{ws: ws, in: make(chan wire.Message, 64), done: make(chan struct{})}
+	cn := &conn{ws: ws, in: make(chan wire.Message, 64), done: make(chan struct{}), writing: make(chan struct{}, 1)}
 	cn.lastPong.Store(time.Now().UnixMilli())
 	go c.readLoop(cn)
 
@@ -848,26 +852,63 @@ func (c *Client) send(ctx context.Context, cn *conn, m wire.Message) error {
 	return c.write(ctx, cn, b)
 }
 
-// write writes one frame on cn, bounded by the earlier of ctx and
-// WriteTimeout. A write that fails may have sent part of the frame, which
-// leaves the WebSocket unusable (coder/websocket closes it when the deadline
-// cuts a write short), so any write error drops the connection: run then
-// reconnects and replays what was not acknowledged.
+// write writes one frame on cn, bounded by WriteTimeout. A write that fails
+// may have sent part of the frame, which leaves the WebSocket unusable
+// (coder/websocket closes it when the deadline cuts a write short), so any
+// write error drops the connection: run then reconnects and replays what
+// was not acknowledged. The caller's ctx only bounds the wait: the
+// library also closes the connection when the ctx of a Write ends before
+// the write has finished, even just after its last byte went out, so the
+// frame is written under a ctx the caller cannot cancel. If ctx ends
+// while the frame is being written, write returns nil at once and the
+// frame goes on (whole, or its failure drops the connection), as a frame
+// written just before ctx ended would: the caller's wait for an answer
+// then ends with ctx.
 func (c *Client) write(ctx context.Context, cn *conn, b []byte) error {
 	if len(b) > c.opts.Limits.MaxMessageBytes {
 		return fmt.Errorf("client: message of %d bytes exceeds the %d-byte frame limit", len(b), c.opts.Limits.MaxMessageBytes)
 	}
-	if err := ctx.Err(); err != nil {
-		return err // nothing written: the connection is intact
+	select {
+	case cn.writing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err() // nothing written: the connection is intact
+	case <-c.ctx.Done():
+		return c.closedErr()
 	}
-	wctx, cancel := context.WithTimeout(ctx, c.opts.WriteTimeout)
-	defer cancel()
-	defer context.AfterFunc(c.ctx, cancel)()
-	if err := cn.ws.Write(wctx, websocket.MessageBinary, b); err != nil {
-		_ = cn.ws.CloseNow()
+	if err := ctx.Err(); err != nil {
+		<-cn.writing
 		return err
 	}
-	return nil
+	// Counted in wg under mu while open, so that Close waits for it.
+	c.mu.Lock()
+	closed := c.state == StateClosed
+	if !closed {
+		c.wg.Add(1)
+	}
+	c.mu.Unlock()
+	if closed {
+		<-cn.writing
+		return c.closedErr()
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer c.wg.Done()
+		defer func() { <-cn.writing }()
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.WriteTimeout)
+		defer cancel()
+		defer context.AfterFunc(c.ctx, cancel)()
+		err := cn.ws.Write(wctx, websocket.MessageBinary, b)
+		if err != nil {
+			_ = cn.ws.CloseNow()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // dispatch handles one server message.

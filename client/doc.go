@@ -56,14 +56,18 @@
 // other failures of storage are ERROR 500, and the write is sent again.
 //
 // Every call gives up when its context ends, also while waiting to send or
-// during a blocked frame write; a write cut short drops the connection,
-// which is then re-established.
+// during a blocked frame write. That frame still goes out whole, after
+// the call returned: only Options.WriteTimeout cuts a write short, and a
+// write cut short drops the connection, which is then re-established.
 //
 // # Values
 //
 // A value is sent as MsgPack: Go's integers, floats, strings, []byte,
 // slices, arrays, maps and pointers directly, structs and other types
-// through the msgpack library (a struct as a map of its fields). The
+// through the msgpack library (a struct as a map of its fields). A part
+// the value holds twice (two pointers to one struct) is written twice, so
+// a value sharing its parts over many levels can be far over the frame
+// limit: such a write fails at once (errors.Is wire.ErrTooLarge). The
 // server keeps what TopGun's keeps of it, so another client reads back
 // every integer as an int64 (a uint64 above math.MaxInt64 wraps to a
 // negative number), a float32 as a float64, a map's keys that are not

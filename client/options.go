@@ -43,10 +43,11 @@ type Options struct {
 	// with auth off sends nothing (or DEVICE_ACK), so silence for this long
 	// means "no auth". TopGun's TS client waits 500 ms.
 	NoAuthGrace time.Duration
-	// WriteTimeout bounds one frame write, as does the ctx of the call
-	// that makes it (whichever ends first). A write cut short leaves part
+	// WriteTimeout bounds one frame write. A write cut short leaves part
 	// of a frame on the wire, so it drops the connection (and the client
-	// reconnects and re-sends what was not acknowledged).
+	// reconnects and re-sends what was not acknowledged). The ctx of the
+	// call that makes the write does not cut it short: a call whose ctx
+	// ends during its write returns then, and its frame goes on.
 	WriteTimeout time.Duration
 
 	// PingInterval is the heartbeat period (TopGun's server reaps a

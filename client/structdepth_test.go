@@ -53,3 +53,51 @@ func TestBatch_structValueTooDeepForTheServerIsRefused(t *testing.T) {
 		t.Fatalf("Put after the cut: %v", err)
 	}
 }
+
+// dagNode is a value whose two fields point to the same child: written
+// out, it has 2^depth leaves.
+type dagNode struct {
+	L, R *dagNode
+	V    int
+}
+
+func dag(depth int) *dagNode {
+	n := &dagNode{V: 1}
+	for range depth {
+		n = &dagNode{L: n, R: n}
+	}
+	return n
+}
+
+// sliceDAG is dag's shape made of slices: each level holds the one below
+// twice.
+func sliceDAG(depth int) any {
+	var v any = 1
+	for range depth {
+		v = []any{v, v}
+	}
+	return v
+}
+
+// A value whose parts are shared (a DAG 40 levels deep) was encoded in
+// time exponential in its depth (2^40 parts written out): the write never
+// returned. It is refused as over the frame limit once it has more parts
+// than the frame has bytes.
+func TestBatch_valueOfSharedPartsOverTheFrameLimitIsRefused(t *testing.T) {
+	t.Parallel()
+	fs := newFakeServer(t, "")
+	c := dial(t, fs.URL, testOptions(t))
+	for name, v := range map[string]any{"structs": dag(40), "slices": sliceDAG(40)} {
+		err := c.Put(ctxT(t), "docs", name, v)
+		if !errors.Is(err, wire.ErrTooLarge) {
+			t.Errorf("Put of %s shared 40 levels deep = %v, want wire.ErrTooLarge", name, err)
+		}
+	}
+	if n := c.Pending(); n != 0 {
+		t.Errorf("%d writes still queued", n)
+	}
+	// A small one of the same shape goes.
+	if err := c.Put(ctxT(t), "docs", "small", dag(8)); err != nil {
+		t.Fatalf("Put of a DAG 8 levels deep: %v", err)
+	}
+}

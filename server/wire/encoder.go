@@ -24,6 +24,11 @@ type encoder struct {
 	err   error
 	depth int
 	max   int
+	// maxBytes, when positive, is the frame limit the message must fit:
+	// encoding stops once it cannot, so that a value of shared parts (a
+	// DAG, written once per path to each part) fails at once rather than
+	// after time exponential in its depth.
+	maxBytes int
 	// omitAbsentTTL: OR-Map records without a TTL are written without a
 	// ttlMs field (OmitAbsentORTTL).
 	omitAbsentTTL bool
@@ -43,6 +48,7 @@ func getEncoder(maxDepth int) *encoder {
 	e.err = nil
 	e.depth = 0
 	e.max = maxDepth
+	e.maxBytes = 0
 	e.omitAbsentTTL = false
 	return e
 }
@@ -156,7 +162,24 @@ func (e *encoder) enter() bool {
 		e.fail("value nested deeper than %d levels (or cyclic)", e.max)
 		return false
 	}
+	// Every value but a pointer writes a byte at least, so this bounds
+	// the values visited by the frame limit (times the depth).
+	if e.maxBytes > 0 && e.buf.Len() > e.maxBytes {
+		e.tooLarge("")
+		return false
+	}
 	return true
+}
+
+// tooLarge fails the message as over the frame limit, naming the Go type
+// whose value made it so when there is one.
+func (e *encoder) tooLarge(goType string) {
+	if goType != "" {
+		goType = ": a user value of Go type " + goType + " has more parts than the frame has bytes left"
+	}
+	if e.err == nil {
+		e.err = fmt.Errorf("%w: it cannot fit the %d-byte frame limit (Limits.MaxMessageBytes)%s", ErrTooLarge, e.maxBytes, goType)
+	}
 }
 
 func (e *encoder) leave() { e.depth-- }
@@ -288,8 +311,16 @@ func (e *encoder) reflectValue(rv reflect.Value) {
 			// The library recurses without a bound: a cycle through a
 			// struct's fields overflowed the stack, which kills the
 			// process.
-			if tooDeepForLibrary(rv, e.max-e.depth, 0) {
-				e.fail("user value of Go type %s nested deeper than %d levels (or cyclic)", rv.Type(), e.max)
+			parts := math.MaxInt
+			if e.maxBytes > 0 {
+				parts = e.maxBytes - e.buf.Len()
+			}
+			if tooDeepForLibrary(rv, e.max-e.depth, 0, &parts) {
+				if parts < 0 {
+					e.tooLarge(rv.Type().String())
+				} else {
+					e.fail("user value of Go type %s nested deeper than %d levels (or cyclic)", rv.Type(), e.max)
+				}
 				return
 			}
 			start := e.buf.Len()
@@ -342,8 +373,12 @@ func libraryEncode(enc *msgpack.Encoder, v any) (err error) {
 // would nest its structs, maps, slices and arrays more than levels deep
 // (or follow more than 64 pointers in a row): a cyclic value is. It walks
 // what the library writes: exported fields not tagged "-", and not into
-// types that encode themselves.
-func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
+// types that encode themselves. It also counts the elements, map entries
+// and fields it walks down from *parts (each written takes a byte at
+// least) and stops, true, when *parts goes below 0: the library would
+// write more than that, and a value whose parts are shared would take it
+// time exponential in its depth.
+func tooDeepForLibrary(rv reflect.Value, levels, hops int, parts *int) bool {
 	if rv.Kind() != reflect.Pointer && rv.Kind() != reflect.Interface && encodesItself(rv.Type()) {
 		return false
 	}
@@ -352,7 +387,7 @@ func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
 		if rv.IsNil() {
 			return false
 		}
-		return hops >= 64 || tooDeepForLibrary(rv.Elem(), levels, hops+1)
+		return hops >= 64 || tooDeepForLibrary(rv.Elem(), levels, hops+1, parts)
 	case reflect.Struct:
 		if levels <= 0 {
 			return true
@@ -360,7 +395,7 @@ func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
 		if embedsItself(rv.Type()) {
 			return true
 		}
-		return fieldsTooDeep(rv, levels, hops)
+		return fieldsTooDeep(rv, levels, hops, parts)
 	case reflect.Map:
 		if rv.IsNil() {
 			return false
@@ -369,7 +404,7 @@ func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
 			return true
 		}
 		for it := rv.MapRange(); it.Next(); {
-			if tooDeepForLibrary(it.Key(), levels-1, 0) || tooDeepForLibrary(it.Value(), levels-1, 0) {
+			if *parts--; *parts < 0 || tooDeepForLibrary(it.Key(), levels-1, 0, parts) || tooDeepForLibrary(it.Value(), levels-1, 0, parts) {
 				return true
 			}
 		}
@@ -381,7 +416,7 @@ func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
 			return true
 		}
 		for i := range rv.Len() {
-			if tooDeepForLibrary(rv.Index(i), levels-1, 0) {
+			if *parts--; *parts < 0 || tooDeepForLibrary(rv.Index(i), levels-1, 0, parts) {
 				return true
 			}
 		}
@@ -392,12 +427,16 @@ func tooDeepForLibrary(rv reflect.Value, levels, hops int) bool {
 // fieldsTooDeep is tooDeepForLibrary for the fields of the struct rv,
 // whether or not its type encodes itself: the library lists the fields of
 // a struct embedded with the option inline even then.
-func fieldsTooDeep(rv reflect.Value, levels, hops int) bool {
+func fieldsTooDeep(rv reflect.Value, levels, hops int, parts *int) bool {
 	t := rv.Type()
+	omitAll := false // the library's struct-wide omitempty, for the fields after it
 	for i := range t.NumField() {
 		f := t.Field(i)
 		// The library skips a field named "-", options or not.
 		name, opts, _ := strings.Cut(f.Tag.Get("msgpack"), ",")
+		if f.Name == "_msgpack" && name != "-" && hasTagOption(opts, "omitempty") {
+			omitAll = true
+		}
 		if !f.IsExported() && !f.Anonymous || name == "-" {
 			continue
 		}
@@ -407,7 +446,7 @@ func fieldsTooDeep(rv reflect.Value, levels, hops int) bool {
 			if f.Type.Kind() != reflect.Struct {
 				return true
 			}
-			if hops >= 64 || fieldsTooDeep(rv.Field(i), levels, hops+1) {
+			if hops >= 64 || fieldsTooDeep(rv.Field(i), levels, hops+1, parts) {
 				return true
 			}
 			continue
@@ -416,12 +455,16 @@ func fieldsTooDeep(rv reflect.Value, levels, hops int) bool {
 			// Written in this struct's map (unless shadowed, which
 			// the check of what was written catches): no level of
 			// its own, and hops bound a cycle of embedded pointers.
-			if hops >= 64 || tooDeepForLibrary(rv.Field(i), levels, hops+1) {
+			if hops >= 64 || tooDeepForLibrary(rv.Field(i), levels, hops+1, parts) {
 				return true
 			}
 			continue
 		}
-		if tooDeepForLibrary(rv.Field(i), levels-1, 0) {
+		// Left out by the library, and holding no pointer to walk.
+		if (omitAll || hasTagOption(opts, "omitempty")) && rv.Field(i).IsZero() {
+			continue
+		}
+		if *parts--; *parts < 0 || tooDeepForLibrary(rv.Field(i), levels-1, 0, parts) {
 			return true
 		}
 	}

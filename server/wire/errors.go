@@ -89,15 +89,21 @@ func (e *DecodeError) Is(target error) bool {
 
 // EncodeError is returned by Encode when a message cannot be encoded: a user
 // value of a Go type MsgPack cannot represent, a value nested deeper than
-// Limits.MaxDepth (or cyclic), or a required field left empty.
+// Limits.MaxDepth (or cyclic), a required field left empty, or (from
+// Limits.Encode) a message that cannot fit Limits.MaxMessageBytes, whose
+// Kind is ErrTooLarge.
 type EncodeError struct {
 	Type   string
 	Reason string
+	Kind   error // ErrTooLarge, or nil
 }
 
 func (e *EncodeError) Error() string {
 	return "wire: cannot encode " + e.Type + ": " + e.Reason
 }
+
+// Unwrap returns the kind, for errors.Is(err, ErrTooLarge).
+func (e *EncodeError) Unwrap() error { return e.Kind }
 
 // fieldError is the internal error carried while unwinding nested decoders;
 // each level prepends its field name. It is turned into a *DecodeError at

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"sort"
 	"strconv"
 )
@@ -182,13 +183,18 @@ func (d *decoder) scanType() (string, error) {
 	return typ, nil
 }
 
-// Encode encodes m with DefaultLimits.
-func Encode(m Message) ([]byte, error) { return DefaultLimits().Encode(m) }
+// Encode encodes m with DefaultLimits' MaxDepth, and no bound on its size
+// (the server's answers are not held to the limit on what it accepts).
+func Encode(m Message) ([]byte, error) { return DefaultLimits().encode(m, 0) }
 
 // Encode encodes m as TopGun's server does: "type" first, then the fields in
 // TopGun's order, optional fields omitted where TopGun omits them, integers
-// in their most compact form, user-value maps with sorted keys.
-func (l Limits) Encode(m Message) ([]byte, error) {
+// in their most compact form, user-value maps with sorted keys. A message
+// that cannot fit MaxMessageBytes may fail (errors.Is ErrTooLarge) as soon
+// as that is seen, before all its values are written.
+func (l Limits) Encode(m Message) ([]byte, error) { return l.encode(m, l.MaxMessageBytes) }
+
+func (l Limits) encode(m Message, maxBytes int) ([]byte, error) {
 	if m == nil {
 		return nil, &EncodeError{Type: "<nil>", Reason: "nil message"}
 	}
@@ -197,6 +203,7 @@ func (l Limits) Encode(m Message) ([]byte, error) {
 	}
 	e := getEncoder(l.MaxDepth)
 	defer putEncoder(e)
+	e.maxBytes = maxBytes
 	typ := m.Type()
 	_, refusal := m.(*Refusal)
 	if kinds[typ].wrapped || refusal {
@@ -211,7 +218,11 @@ func (l Limits) Encode(m Message) ([]byte, error) {
 		m.body(e)
 	}
 	if e.err != nil {
-		return nil, &EncodeError{Type: typ, Reason: e.err.Error()}
+		ee := &EncodeError{Type: typ, Reason: e.err.Error()}
+		if errors.Is(e.err, ErrTooLarge) {
+			ee.Kind = ErrTooLarge
+		}
+		return nil, ee
 	}
 	return e.bytes(), nil
 }

@@ -225,3 +225,38 @@ func TestLimits_Encode_forcedInline(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+type sharedNode struct {
+	L, R *sharedNode
+}
+
+// Limits.Encode stops a message once it cannot fit MaxMessageBytes: a
+// value whose parts are shared 40 levels deep, written once per path,
+// took time exponential in its depth. Encode, which the server's answers
+// use, has no such bound.
+func TestLimits_Encode_sharedPartsOverTheFrameLimit(t *testing.T) {
+	t.Parallel()
+	put := func(v any) Message {
+		return &ClientOpMessage{ClientOp: ClientOp{MapName: "m", Key: "k", OpType: "PUT", Record: &LWWRecord{Value: v}}}
+	}
+	n := &sharedNode{}
+	var s any = 1
+	for range 40 {
+		n = &sharedNode{L: n, R: n}
+		s = []any{s, s}
+	}
+	for _, v := range []any{n, s, []any{"x", n}} {
+		_, err := DefaultLimits().Encode(put(v))
+		var ee *EncodeError
+		if !errors.Is(err, ErrTooLarge) || !errors.As(err, &ee) {
+			t.Errorf("Encode of a %T shared 40 levels deep = %v, want an *EncodeError of ErrTooLarge", v, err)
+		}
+	}
+	big := make([]any, DefaultMaxMessageBytes)
+	for i := range big {
+		big[i] = i % 100
+	}
+	if _, err := Encode(put(big)); err != nil {
+		t.Errorf("Encode of a message over the frame limit: %v", err)
+	}
+}
