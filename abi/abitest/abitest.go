@@ -14,8 +14,10 @@
 //
 // Backends add tests only for what is theirs alone; the core semantics of
 // the contract are tested here, once. Optional behaviour is tested only when
-// the backend declares it (durability needs CapDurable and Harness.Reopen);
-// the other cases are skipped with a message saying why.
+// the backend declares it (durability needs CapDurable and Harness.Reopen)
+// or implements it (the Shared cases need abi.CheckedApplier or
+// abi.Watcher, and Watch also Harness.OpenShared); the other cases are
+// skipped with a message saying why.
 //
 // # Order
 //
@@ -64,6 +66,10 @@ type Harness struct {
 	// Reopen closes b and opens the same storage again. Nil for backends
 	// that do not declare CapDurable.
 	Reopen func(t TB, b abi.Backend) abi.Backend
+	// OpenShared opens another backend on the storage of b, which stays
+	// open: a second process sharing it. Nil for backends that do not
+	// declare CapShared; the cases of abi.Watcher need it.
+	OpenShared func(t TB, b abi.Backend) abi.Backend
 	// Short trims the heaviest cases (fewer model steps, fewer goroutines,
 	// no values or batches at the exact limits) for slow backends.
 	Short bool
@@ -116,6 +122,10 @@ func Cases() []Case {
 		{Name: "Close/UseAfterClose", Core: true, Run: testUseAfterClose},
 		{Name: "Durability/Reopen", Run: testDurability},
 		{Name: "Concurrency/Writers", Run: testConcurrency},
+		{Name: "Shared/ApplyChecked", Run: testApplyChecked},
+		{Name: "Shared/ApplyChecked/Writers", Run: testApplyCheckedWriters},
+		{Name: "Shared/Watch", Run: testWatch},
+		{Name: "Shared/Watch/Stop", Run: testWatchStop},
 		{Name: "Model/Random", Run: testModel},
 	}
 }

@@ -808,6 +808,241 @@ var faults = []fault{
 	}},
 }
 
+// sharedFaults are broken backends on shared storage (sharedHarness), for
+// the cases of the optional interfaces, each with the cases that must
+// catch it.
+var sharedFaults = []struct {
+	name  string
+	cases []string
+	make  func(h *sharedHandle)
+}{
+	{name: "apply checked ignores expect", cases: []string{"Shared/ApplyChecked", "Shared/ApplyChecked/Writers"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, _ []abi.Expect) error { return h.Apply(ctx, b) }
+	}},
+	{name: "apply checked conflicts with another code", cases: []string{"Shared/ApplyChecked"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			err := h.checked(ctx, b, expect)
+			if errors.Is(err, abi.ErrConflict) {
+				return abi.Errorf(abi.CodeInternal, "faulty: record changed")
+			}
+			return err
+		}
+	}},
+	{name: "apply checked applies the batch on a conflict", cases: []string{"Shared/ApplyChecked"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			err := h.checked(ctx, b, expect)
+			if errors.Is(err, abi.ErrConflict) {
+				_ = h.Apply(ctx, b)
+			}
+			return err
+		}
+	}},
+	{name: "apply checked compares presence only", cases: []string{"Shared/ApplyChecked", "Shared/ApplyChecked/Writers"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			e := slices.Clone(expect)
+			for i := range e {
+				e[i].Value = nil
+			}
+			ignore := func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+				if err := h.live(ctx); err != nil {
+					return err
+				}
+				if err := abi.ValidateBatch(b); err != nil {
+					return err
+				}
+				h.s.mu.Lock()
+				defer h.s.mu.Unlock()
+				for _, x := range expect {
+					recs, err := h.s.data.Get(ctx, x.Map, false, []string{x.Key})
+					if err != nil {
+						return err
+					}
+					if (len(recs) == 1) != x.Present {
+						return abi.Errorf(abi.CodeConflict, "faulty: changed")
+					}
+				}
+				return h.s.commit(ctx, h, b)
+			}
+			return ignore(ctx, b, e)
+		}
+	}},
+	{name: "apply checked checks only the first expect", cases: []string{"Shared/ApplyChecked"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			return h.checked(ctx, b, expect[:min(len(expect), 1)])
+		}
+	}},
+	{name: "apply checked takes a backup record for its primary", cases: []string{"Shared/ApplyChecked"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			e := slices.Clone(expect)
+			for i := range e {
+				if r, err := abi.GetOne(ctx, h.s.data, e[i].Map, e[i].Key, true); err == nil && !e[i].Present {
+					e[i].Present, e[i].Value = true, r.Value // absent no longer: a conflict
+				}
+			}
+			return h.checked(ctx, b, e)
+		}
+	}},
+	{name: "apply checked succeeds without mutations", cases: []string{"Shared/ApplyChecked"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			if b != nil && b.Now > 0 && len(b.Mutations) == 0 && h.live(ctx) == nil {
+				return nil
+			}
+			return h.checked(ctx, b, expect)
+		}
+	}},
+	{name: "apply checked commits 1000 mutations at a time, checking before each", cases: []string{"Shared/ApplyChecked"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			if abi.ValidateBatch(b) != nil || len(b.Mutations) <= 1000 {
+				return h.checked(ctx, b, expect)
+			}
+			for i := 0; i < len(b.Mutations); i += 1000 {
+				chunk := &abi.Batch{Now: b.Now, Mutations: b.Mutations[i:min(i+1000, len(b.Mutations))]}
+				if err := h.checked(ctx, chunk, expect); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}},
+	{name: "apply checked compares with what this backend wrote", cases: []string{"Shared/ApplyChecked"}, make: func(h *sharedHandle) {
+		// Keeps the values it wrote and takes them for storage's.
+		var mu sync.Mutex
+		wrote := map[[2]string][]byte{}
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			mu.Lock()
+			defer mu.Unlock()
+			var rest []abi.Expect
+			for _, e := range expect {
+				if v, ok := wrote[[2]string{e.Map, e.Key}]; ok && e.Present {
+					if !bytes.Equal(v, e.Value) {
+						return abi.Errorf(abi.CodeConflict, "faulty: changed")
+					}
+					continue
+				}
+				rest = append(rest, e)
+			}
+			if err := h.checked(ctx, b, rest); err != nil {
+				return err
+			}
+			for _, m := range b.Mutations {
+				if m.Kind == abi.OpPut && !m.Backup {
+					wrote[[2]string{m.Map, m.Key}] = bytes.Clone(m.Value)
+				}
+			}
+			return nil
+		}
+	}},
+	{name: "apply checked ignores the context", cases: []string{"Shared/ApplyChecked"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(_ context.Context, b *abi.Batch, expect []abi.Expect) error {
+			return h.checked(context.Background(), b, expect)
+		}
+	}},
+	{name: "apply checked works after close", cases: []string{"Shared/ApplyChecked"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			if err := h.checked(ctx, b, expect); !errors.Is(err, abi.ErrUnavailable) {
+				return err
+			}
+			h.s.mu.Lock()
+			defer h.s.mu.Unlock()
+			if err := h.s.check(ctx, expect); err != nil {
+				return err
+			}
+			return h.s.commit(ctx, h, b)
+		}
+	}},
+	{name: "apply checked checks and applies in two steps", cases: []string{"Shared/ApplyChecked/Writers"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			if err := h.live(ctx); err != nil {
+				return err
+			}
+			h.s.mu.Lock()
+			err := h.s.check(ctx, expect)
+			h.s.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			time.Sleep(time.Millisecond) // another writer's batch may come here
+			return h.Apply(ctx, b)
+		}
+	}},
+	{name: "watch reports nothing", cases: []string{"Shared/Watch", "Shared/Watch/Stop"}, make: func(h *sharedHandle) {
+		h.watch = func(ctx context.Context, _ func(abi.Changed)) error { return h.listen(ctx, func(abi.Changed) {}) }
+	}},
+	{name: "watch listens only after it returned", cases: []string{"Shared/Watch"}, make: func(h *sharedHandle) {
+		h.watch = func(ctx context.Context, fn func(abi.Changed)) error {
+			if err := h.live(ctx); err != nil {
+				return err
+			}
+			go func() {
+				time.Sleep(100 * time.Millisecond)
+				_ = h.listen(ctx, fn)
+			}()
+			return nil
+		}
+	}},
+	{name: "watch misses deletes", cases: []string{"Shared/Watch"}, make: func(h *sharedHandle) {
+		// Names only the keys present after the commit.
+		h.watch = func(ctx context.Context, fn func(abi.Changed)) error {
+			return h.listen(ctx, func(c abi.Changed) {
+				c.Keys = slices.DeleteFunc(c.Keys, func(k string) bool {
+					_, err := abi.GetOne(context.Background(), h.s.data, c.Map, k, false)
+					return err != nil
+				})
+				if len(c.Keys) > 0 {
+					fn(c)
+				}
+			})
+		}
+	}},
+	{name: "watch names a commit's first key only", cases: []string{"Shared/Watch"}, make: func(h *sharedHandle) {
+		h.watch = func(ctx context.Context, fn func(abi.Changed)) error {
+			return h.listen(ctx, func(c abi.Changed) {
+				c.Keys = c.Keys[:min(len(c.Keys), 1)]
+				fn(c)
+			})
+		}
+	}},
+	{name: "watch misses the commits of apply checked", cases: []string{"Shared/Watch"}, make: func(h *sharedHandle) {
+		h.applyChecked = func(ctx context.Context, b *abi.Batch, expect []abi.Expect) error {
+			if err := h.live(ctx); err != nil {
+				return err
+			}
+			h.s.mu.Lock()
+			defer h.s.mu.Unlock()
+			if err := h.s.check(ctx, expect); err != nil {
+				return err
+			}
+			return h.s.data.Apply(ctx, b)
+		}
+	}},
+	{name: "watch calls fn from a goroutine per change", cases: []string{"Shared/Watch"}, make: func(h *sharedHandle) {
+		h.watch = func(ctx context.Context, fn func(abi.Changed)) error {
+			return h.listen(ctx, func(c abi.Changed) { go fn(c) })
+		}
+	}},
+	{name: "watch ignores its context", cases: []string{"Shared/Watch/Stop"}, make: func(h *sharedHandle) {
+		h.watch = func(_ context.Context, fn func(abi.Changed)) error { return h.listen(context.Background(), fn) }
+	}},
+	{name: "watch goes on after close", cases: []string{"Shared/Watch/Stop"}, make: func(h *sharedHandle) {
+		// Listens for a hidden handle of the same storage, never closed.
+		h.watch = func(ctx context.Context, fn func(abi.Changed)) error {
+			if err := h.live(ctx); err != nil {
+				return err
+			}
+			hidden := &sharedHandle{s: h.s, stop: make(chan struct{})}
+			return hidden.listen(ctx, func(c abi.Changed) { fn(c) })
+		}
+	}},
+	{name: "watch starts after close", cases: []string{"Shared/Watch/Stop"}, make: func(h *sharedHandle) {
+		h.watch = func(ctx context.Context, fn func(abi.Changed)) error {
+			if err := h.listen(ctx, fn); !errors.Is(err, abi.ErrUnavailable) {
+				return err
+			}
+			return nil
+		}
+	}},
+}
+
 // runOne runs one case with Run and returns its counts and output.
 func runOne(t *testing.T, h abitest.Harness, name string) (passed, failed, skipped int, out string) {
 	t.Helper()
@@ -837,6 +1072,25 @@ func TestSuite_catchesFaults(t *testing.T) {
 	}
 }
 
+// TestSuite_catchesSharedFaults is TestSuite_catchesFaults for the faults
+// of shared storage. Their subtests run in parallel: a case waits 10 s for
+// a commit that a broken Watch never reports.
+func TestSuite_catchesSharedFaults(t *testing.T) {
+	for _, f := range sharedFaults {
+		h := sharedHarness(f.make)
+		for _, name := range f.cases {
+			t.Run(f.name+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				_, failed, _, out := runOne(t, h, name)
+				t.Logf("%s", out)
+				if failed != 1 {
+					t.Errorf("case %s passed against a backend on shared storage whose %s", name, f.name)
+				}
+			})
+		}
+	}
+}
+
 // TestSuite_everyCaseCanFail makes sure the fault table covers the cases
 // that test a backend's own behaviour.
 func TestSuite_everyCaseCanFail(t *testing.T) {
@@ -845,6 +1099,11 @@ func TestSuite_everyCaseCanFail(t *testing.T) {
 		"Durability/Reopen": true,
 	}
 	for _, f := range faults {
+		for _, c := range f.cases {
+			covered[c] = true
+		}
+	}
+	for _, f := range sharedFaults {
 		for _, c := range f.cases {
 			covered[c] = true
 		}
@@ -1017,11 +1276,42 @@ func TestRun_null(t *testing.T) {
 	out := buf.String()
 	t.Logf("%s", out)
 	checkOutput(t, out)
-	if failed != 0 || skipped != 1 || passed != len(abitest.Cases())-1 {
-		t.Errorf("Run against null = %d passed, %d failed, %d skipped; want %d, 0, 1 (durability)", passed, failed, skipped, len(abitest.Cases())-1)
+	if failed != 0 || skipped != 5 || passed != len(abitest.Cases())-5 {
+		t.Errorf("Run against null = %d passed, %d failed, %d skipped; want %d, 0, 5 (durability and shared storage)", passed, failed, skipped, len(abitest.Cases())-5)
 	}
-	if !strings.Contains(out, "SKIP Durability/Reopen: Harness.Reopen is nil") {
-		t.Errorf("Run did not say why it skipped durability")
+	for _, want := range []string{
+		"SKIP Durability/Reopen: Harness.Reopen is nil",
+		"SKIP Shared/ApplyChecked: the backend does not implement abi.CheckedApplier",
+		"SKIP Shared/Watch: the backend does not implement abi.Watcher",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("Run did not say why it skipped: no line %q", want)
+		}
+	}
+}
+
+// TestRun_shared checks that a correct backend on shared storage passes
+// every case, those of ApplyChecked and Watch included, and that without
+// Harness.OpenShared the cases of Watch say why they skip.
+func TestRun_shared(t *testing.T) {
+	var buf bytes.Buffer
+	passed, failed, skipped := abitest.Run(context.Background(), &buf, sharedHarness(nil), nil)
+	t.Logf("%s", buf.String())
+	checkOutput(t, buf.String())
+	if failed != 0 || skipped != 1 || passed != len(abitest.Cases())-1 {
+		t.Errorf("Run against shared storage = %d passed, %d failed, %d skipped; want %d, 0, 1 (durability)", passed, failed, skipped, len(abitest.Cases())-1)
+	}
+	h := sharedHarness(nil)
+	h.OpenShared = nil
+	for _, name := range []string{"Shared/ApplyChecked", "Shared/ApplyChecked/Writers"} {
+		if _, failed, skipped, out := runOne(t, h, name); failed != 0 || skipped != 0 {
+			t.Errorf("%s without Harness.OpenShared did not pass:\n%s", name, out)
+		}
+	}
+	for _, name := range []string{"Shared/Watch", "Shared/Watch/Stop"} {
+		if _, _, _, out := runOne(t, h, name); !strings.HasPrefix(out, "SKIP "+name+": Harness.OpenShared is nil") {
+			t.Errorf("%s without Harness.OpenShared = %q; want it skipped for that reason", name, out)
+		}
 	}
 }
 
@@ -1029,8 +1319,8 @@ func TestRun_durable(t *testing.T) {
 	var buf bytes.Buffer
 	passed, failed, skipped := abitest.Run(context.Background(), &buf, durableHarness(false), nil)
 	t.Logf("%s", buf.String())
-	if failed != 0 || skipped != 0 || passed != len(abitest.Cases()) {
-		t.Errorf("Run against a durable store = %d passed, %d failed, %d skipped; want all %d passed", passed, failed, skipped, len(abitest.Cases()))
+	if failed != 0 || skipped != 4 || passed != len(abitest.Cases())-4 {
+		t.Errorf("Run against a durable store = %d passed, %d failed, %d skipped; want all %d passed but the 4 of shared storage", passed, failed, skipped, len(abitest.Cases())-4)
 	}
 	for _, name := range []string{"Durability/Reopen"} {
 		_, failed, _, out := runOne(t, durableHarness(true), name)

@@ -12,7 +12,8 @@ import (
 )
 
 // harness opens each case's backend on a fresh schema; Reopen closes the
-// backend and opens the same schema again.
+// backend and opens the same schema again, and OpenShared opens another
+// backend on it, as another server sharing the table.
 func harness() abitest.Harness {
 	var urls sync.Map // abi.Backend -> url
 	open := func(t abitest.TB, url string) abi.Backend {
@@ -38,6 +39,14 @@ func harness() abitest.Harness {
 			}
 			if err := b.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
+			}
+			return open(t, url.(string))
+		},
+		OpenShared: func(t abitest.TB, b abi.Backend) abi.Backend {
+			t.Helper()
+			url, ok := urls.Load(b)
+			if !ok {
+				t.Fatalf("OpenShared of a backend the harness did not open")
 			}
 			return open(t, url.(string))
 		},
