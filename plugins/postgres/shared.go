@@ -267,13 +267,14 @@ func (b *Backend) watch(ctx context.Context, l *listener, conn *pgx.Conn, fn fun
 		}
 		close(l.done)
 	}()
-	// call calls fn unless the backend is closing. While fn runs, Close
-	// may come and wait for it; or fn may call Close, which closes conn
-	// and does not wait. Either way call then reports false, and the
-	// listener ends.
+	// call calls fn unless the backend is closing or ctx is done (a
+	// notice read just before the cancel must not be reported after it).
+	// While fn runs, Close may come and wait for it; or fn may call Close,
+	// which closes conn and does not wait. Either way call then reports
+	// false, and the listener ends.
 	call := func(c abi.Changed) bool {
 		b.watchMu.Lock()
-		if b.closed.Load() {
+		if b.closed.Load() || ctx.Err() != nil {
 			b.watchMu.Unlock()
 			return false
 		}
@@ -369,18 +370,33 @@ func (b *Backend) readNotice(channel, payload string) (c abi.Changed, ok bool) {
 // unrelated writes.
 const lockClass = 0x7467
 
+// tableLockClass is the first key of the advisory lock of the whole table
+// ("tt"); the second is a hash of the schema. Every ApplyChecked takes it,
+// shared beside its record locks, or exclusive instead of them for more
+// than maxRecordLocks records: PostgreSQL keeps advisory locks in a lock
+// table all sessions share (max_locks_per_transaction times
+// max_connections entries, 6,400 by default), so a transaction locking
+// every record of a large batch failed with "out of shared memory".
+const (
+	tableLockClass = 0x7474
+	maxRecordLocks = 1024
+)
+
 const (
 	lockSQL   = `SELECT pg_advisory_xact_lock($1::int4, h) FROM unnest($2::int4[]) AS h`
+	tableSQL  = `SELECT pg_advisory_xact_lock($1::int4, $2::int4)`
+	sharedSQL = `SELECT pg_advisory_xact_lock_shared($1::int4, $2::int4)`
 	expectSQL = `SELECT t.map_name, t.key, t.value FROM topgun_maps AS t
 JOIN unnest($1::text[], $2::text[]) AS e(m, k) ON t.map_name = e.m AND t.key = e.k AND NOT t.is_backup`
 )
 
 // ApplyChecked applies the batch in one transaction that first takes an
 // advisory lock per record of the batch and of expect (in one order, so
-// two servers never deadlock), then compares expect with what the table
-// holds. A lock, unlike a row lock, also covers a record that does not
-// exist yet. Like a batch's rows, the locks and the expected records are
-// sent in statements of at most maxStatementBytes of parameters.
+// two servers never deadlock), or the table's lock for more than
+// maxRecordLocks records, then compares expect with what the table holds.
+// A lock, unlike a row lock, also covers a record that does not exist yet.
+// Like a batch's rows, the locks and the expected records are sent in
+// statements of at most maxStatementBytes of parameters.
 func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []abi.Expect) error {
 	if err := b.begin(ctx); err != nil {
 		return err
@@ -417,9 +433,17 @@ func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []a
 	}
 	slices.Sort(locks)
 	locks = slices.Compact(locks)
+	tableLock := sharedSQL
+	if len(locks) > maxRecordLocks {
+		tableLock, locks = tableSQL, nil
+	}
 	err := b.retry(ctx, "apply", false, func(ctx context.Context) error {
 		return b.onWriteConn(ctx, func(c *pgxpool.Conn) error {
 			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+				// The table's lock first, then the records': one order.
+				if _, err := tx.Exec(ctx, tableLock, tableLockClass, b.tableLockKey()); err != nil {
+					return err
+				}
 				// Locks and expected records go in statements under the
 				// budget, as a batch's rows do: a direct caller's expect
 				// list has no bound. The locks stay in one order.
@@ -467,6 +491,12 @@ func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []a
 		})
 	})
 	return b.applyErr(ctx, err)
+}
+
+func (b *Backend) tableLockKey() int32 {
+	h := fnv.New32a()
+	h.Write([]byte(b.schema))
+	return int32(h.Sum32())
 }
 
 func (b *Backend) lockKey(mapName, key string) int32 {
