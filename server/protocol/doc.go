@@ -152,9 +152,7 @@
 // live query on the map other than the writer's (TopGun sends them to
 // every connection, the writer's included);
 // SERVER_EVENT for removes carries the tombstone record; POST /sync answers
-// syncMaps with deltas (and an error 410 for a map whose delta may lack
-// deletes tombstone collection removed: see httpsync.go) and requires a
-// token when authentication is on;
+// syncMaps with deltas and requires a token when authentication is on;
 // maps whose names start with "_topgun_", "__topgun" or "$sys/" (in any case) are the
 // server's own and refused to clients; AUTH is acknowledged on a server
 // without authentication, which serves browser pages of this machine only

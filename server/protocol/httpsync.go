@@ -37,13 +37,7 @@ import (
 //     record of the map (tombstones as REMOVE) committed since
 //     lastSyncTimestamp, less a millisecond. Its serverSyncTimestamp is a
 //     commit time of the store (store.SyncPoint), never past a commit
-//     still being applied, so a client that sends it back misses nothing
-//     but the deletes tombstone collection removed meanwhile: when the
-//     store may have collected one committed after lastSyncTimestamp
-//     (store.Store.CollectedUpTo), the delta comes with an error (410,
-//     the map as context) telling the client to drop its copy of the map
-//     and sync it again from 0. TopGun's protocol has no field for that,
-//     and its HttpSyncProvider ignores errors;
+//     still being applied, so a client that sends it back misses nothing;
 //   - queries scan the LWW records of a map, filter with `filter` used as a
 //     where-clause, in key order, with offset, limit and a cursor;
 //   - one answer holds at most MaxQueryResults records and OutboundBytes
@@ -198,12 +192,6 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 			continue
 		}
 		resp.Deltas = append(resp.Deltas, d)
-		// Checked after the read: a collection raises the bound before
-		// removing its tombstones.
-		if since := deltaFrom(sm.LastSyncTimestamp); since > 0 && since < s.store.CollectedUpTo() {
-			addErr(410, fmt.Sprintf("deletes of map %s made since lastSyncTimestamp may have been collected (TOPGUN_TOMBSTONE_TTL) and are missing from this delta: "+
-				"drop the copy of the map (keeping writes not yet acknowledged) and sync it again from lastSyncTimestamp 0", quoteName(sm.MapName)), sm.MapName)
-		}
 	}
 	if len(req.Queries) > 0 {
 		s.httpQueries(ctx, req.Queries, budget, resp, addErr)
@@ -385,12 +373,19 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 		// the backend is not asked for what no one will read.
 		return wire.MapDelta{}, 500, fmt.Errorf("the request ended before the changes of map %s were read; retry", quoteName(sm.MapName))
 	}
+	since := tsFromWire(sm.LastSyncTimestamp)
 	// Taken before reading: the next request resumes from it, so it must
 	// not pass what commits while this one reads. It is a commit time
 	// (the store's wall clock), not the HLC, which a client's write
 	// stamped ahead can move up to the allowed drift.
 	point := s.store.SyncPoint()
-	millis := deltaFrom(sm.LastSyncTimestamp)
+	// The client sends back serverSyncTimestamp as lastSyncTimestamp, and
+	// a request reads what committed after it less one millisecond (a
+	// re-sent record is harmless to the client's LWW merge).
+	millis := int64(min(since.Millis, 1<<62))
+	if millis > 0 {
+		millis--
+	}
 	// One delta per answer may pass what is left by the changes of one
 	// millisecond, so that no map is ever stuck behind one larger than
 	// the rest of an answer (whichever maps come before it).
@@ -426,18 +421,6 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 		budget.oversized = true // this delta passed what was left
 	}
 	return d, 0, nil
-}
-
-// deltaFrom returns the commit time after which a delta reads. The client
-// sends back serverSyncTimestamp as lastSyncTimestamp, and a request reads
-// what committed after it less one millisecond (a re-sent record is
-// harmless to the client's LWW merge).
-func deltaFrom(lastSync wire.Timestamp) int64 {
-	millis := int64(min(lastSync.Millis, 1<<62))
-	if millis > 0 {
-		millis--
-	}
-	return millis
 }
 
 // cursorMark starts a query cursor: the last key returned, base64url

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -834,83 +833,5 @@ func TestHTTPSync_filterInvalidUTF8MatchesNothing(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"bytes:0", "text:1"}) {
 		t.Fatalf("results %v, want [bytes:0 text:1] (errors %+v)", got, resp.Errors)
-	}
-}
-
-// An HTTP client that last synced before a delete that has since been
-// collected cannot get that delete from a delta: the delta still comes,
-// with an errors entry (410, the map as context) telling it to drop its
-// copy and sync again from 0. Clients that synced after the delete, or
-// from 0, and polling clients of an idle store after the collection and
-// after a restart, are not told.
-func TestHTTPSync_deltaWarnsOfCollectedDeletes(t *testing.T) {
-	t.Parallel()
-	inner := null.Open()
-	defer inner.Close()
-	cfg := envConfig{backend: keepOpen{inner}, fakeWall: true, storeOpts: func(o *store.Options) { o.TombstoneTTL = time.Minute }}
-	e := newEnv(t, cfg)
-	poll := func(e *env, since wire.Timestamp) *wire.HTTPSyncResponse {
-		t.Helper()
-		return e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: since}}}, "")
-	}
-	warned := func(resp *wire.HTTPSyncResponse) bool {
-		t.Helper()
-		if len(resp.Deltas) != 1 {
-			t.Fatalf("deltas %+v, errors %+v", resp.Deltas, resp.Errors)
-		}
-		for _, er := range resp.Errors {
-			if er.Code == 410 && er.Context == "m" {
-				return true
-			}
-		}
-		if len(resp.Errors) != 0 {
-			t.Fatalf("errors %+v", resp.Errors)
-		}
-		return false
-	}
-	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{
-		putOp("1", "m", "a", "v", cts("w")), putOp("2", "m", "b", "v", cts("w"))}}, "")
-	e.wall.Add(10)
-	before := poll(e, wire.Timestamp{}).Deltas[0].ServerSyncTimestamp
-	e.wall.Add(10)
-	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{removeOp("3", "m", "a", cts("w"))}}, "")
-	e.wall.Add(10)
-	// Stored after the delete: a restarted store knows the delete was
-	// committed before it (see store.Store.CollectedUpTo).
-	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("4", "m", "c", "v", cts("w"))}}, "")
-	e.wall.Add(10)
-	after := poll(e, before).Deltas[0].ServerSyncTimestamp
-	e.wall.Add(int64(2 * time.Minute / time.Millisecond))
-	if n, err := e.st.CollectTombstones(context.Background()); err != nil || n != 1 {
-		t.Fatalf("CollectTombstones = %d, %v", n, err)
-	}
-
-	resp := poll(e, before)
-	if !warned(resp) {
-		t.Fatalf("a client that synced before the collected delete of a was not told: delta %+v, errors %+v", resp.Deltas[0].Records, resp.Errors)
-	}
-	if rs := resp.Deltas[0].Records; len(rs) != 1 || rs[0].Key != "c" {
-		t.Fatalf("delta %+v", rs)
-	}
-	if warned(poll(e, after)) || warned(poll(e, wire.Timestamp{})) {
-		t.Fatal("a client that has every delete was told to sync again")
-	}
-	now := poll(e, after).Deltas[0].ServerSyncTimestamp
-	if warned(poll(e, now)) {
-		t.Fatal("a polling client of an idle store was told to sync again")
-	}
-
-	// After a restart the collection is known only by its bound.
-	e.srv.Close()
-	e.http.Close()
-	e.st.Close()
-	e2 := &env{t: t, be: &gateBackend{Backend: keepOpen{inner}}, wall: &atomic.Int64{}}
-	e2.wall.Store(e.wall.Load() + 10) // the clock of the first run, at Open
-	e2.start(e2.be, "server-1", cfg)
-	if !warned(poll(e2, before)) {
-		t.Fatal("after a restart, a client that synced before the collected delete was not told")
-	}
-	if warned(poll(e2, now)) || warned(poll(e2, poll(e2, now).Deltas[0].ServerSyncTimestamp)) {
-		t.Fatal("after a restart, a polling client of an idle store was told to sync again")
 	}
 }

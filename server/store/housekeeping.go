@@ -360,37 +360,6 @@ func (s *Store) PruneBefore() (record.Timestamp, bool) {
 	return record.Timestamp{}, false
 }
 
-// CollectedUpTo returns a commit time (Unix ms) at or after which every
-// LWW tombstone collected is known to have been committed: an HTTP client
-// whose delta reads the commits after a time below it may have missed a
-// delete it can no longer get (POST /sync warns it to sync the map again
-// from scratch). 0 when none is known to be missing.
-//
-// It counts the tombstones this Store collected, raised before their
-// removal commits, so a delta that no longer finds one sees the bound.
-// Those collected before Open, or by other servers on shared storage, are
-// known only to have been committed a TTL before they were collected:
-// they are bounded by now less the TTL (at Open, by the latest stored
-// commit time too, so that clients of an idle store are not warned again
-// at every poll).
-func (s *Store) CollectedUpTo() int64 {
-	h := s.collectedUpTo.Load()
-	if ttl := s.opts.TombstoneTTL.Milliseconds(); s.shared && ttl >= 0 {
-		h = max(h, s.now()-ttl-1)
-	}
-	return h
-}
-
-// noteCollected raises CollectedUpTo to at.
-func (s *Store) noteCollected(at int64) {
-	for {
-		cur := s.collectedUpTo.Load()
-		if at <= cur || s.collectedUpTo.CompareAndSwap(cur, at) {
-			return
-		}
-	}
-}
-
 // gcReadChunk bounds the keys of one read of tombstones' commit times.
 const gcReadChunk = 1000
 
@@ -416,8 +385,7 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 	type victim struct {
 		mapName, key string
 		ts           record.Timestamp
-		old          bool  // still stored, and not committed within the TTL
-		at           int64 // its commit time, once old
+		old          bool // still stored, and not committed within the TTL
 	}
 	var victims []victim
 	// The index is walked with the read lock let go every gcWalkChunk keys
@@ -524,7 +492,7 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 			if at >= since && at <= latest {
 				cutoff = min(cutoff, max(v.ts.Millis, floor))
 			} else {
-				v.old, v.at = true, at
+				v.old = true
 			}
 		}
 	}
@@ -548,12 +516,6 @@ func (s *Store) CollectTombstones(ctx context.Context) (int, error) {
 		return 0, s.submitWork(ctx, 0, func(t *txn) { t.prune = &before })
 	}
 	total := 0
-	for _, v := range victims {
-		// A commit time ahead of the clock (see latest) counts as a TTL
-		// back: deltas returned the tombstone to every client polling
-		// since, and it must not keep warning them all.
-		s.noteCollected(min(v.at, since-1))
-	}
 	for len(victims) > 0 {
 		chunk := victims[:min(len(victims), s.opts.MaxCommitOps)]
 		victims = victims[len(chunk):]

@@ -210,9 +210,6 @@ type Store struct {
 	// pruned is the greatest tombstone cut-off published (see
 	// PruneBefore); nil until a collection published one.
 	pruned atomic.Pointer[record.Timestamp]
-	// collectedUpTo bounds the commit times of the tombstones collected
-	// (see CollectedUpTo).
-	collectedUpTo atomic.Int64
 
 	// watchLater: re-reads of a failed commit's keys, queued on watchq
 	// once that commit is settled (applier only).
@@ -307,12 +304,6 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s.resumeClocks()
-	if ttl := s.opts.TombstoneTTL.Milliseconds(); ttl >= 0 && !s.shared {
-		// Collected before Open: committed over a TTL before now, and
-		// (unless every later commit was collected too) before the
-		// latest stored one.
-		s.collectedUpTo.Store(max(min(s.now()-ttl-1, s.maxCommitted), 0))
-	}
 	s.log.Info("index rebuilt", "maps", len(s.maps), "records", n, "took", time.Since(start).Round(time.Millisecond))
 	s.wg.Add(3)
 	go s.committer()
