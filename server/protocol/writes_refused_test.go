@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -331,5 +332,74 @@ func TestWrites_failureWhileAppliedInPartsAcknowledgesStoredOps(t *testing.T) {
 	}
 	if n := len(en.Record.ORMap.Records); n != 1 {
 		t.Fatalf("POST /sync: or/h holds %d entries, want the one add: %+v", n, en.Record.ORMap.Records)
+	}
+}
+
+// Writes TopGun's client queued while the store was busy, applied as one
+// group, whose second message crosses the point where applying in parts
+// failed: the first is acknowledged whole, the second up to its last op
+// stored (after the rejection of the op storage refused), and once the
+// client sends the rest again the connection holds no cut-off back.
+func TestWrites_failureWhileAppliedInPartsCutsTheGroupsJobAtIt(t *testing.T) {
+	t.Parallel()
+	down := &faultbackend.MapUnavailable{Backend: null.Open(), Down: "flaky"}
+	e := newEnv(t, envConfig{backend: &faultbackend.MapRefusing{Backend: down, Refused: "bad"}})
+	c := e.dial(t)
+	release := e.be.holdCommits()
+	defer release()
+	all := []wire.ClientOp{
+		putOp("1", "m", "first", "v", cts("c")),
+		{ID: "2", MapName: "or", Key: "k", OpType: "OR_ADD", ORRecord: &wire.ORMapRecord{Value: "v", Timestamp: cts("c"), Tag: "t2"}},
+		putOp("3", "bad", "k", "v", cts("c")),
+		putOp("4", "m", "a", "v", cts("c")),
+		putOp("5", "flaky", "k", "v", cts("c")),
+		putOp("6", "m", "b", "v", cts("c")),
+	}
+	c.send(&wire.OpBatch{Ops: all[:1]})
+	eventually(t, "the first write held", func() bool { return e.be.held.Load() == 1 })
+	// As TopGun's client: each write re-sends those not acknowledged.
+	c.send(&wire.OpBatch{Ops: all[:2]})
+	c.send(&wire.OpBatch{Ops: all})
+	var sc *conn
+	eventually(t, "the writes queued", func() bool {
+		e.srv.mu.RLock()
+		for k := range e.srv.conns {
+			sc = k
+		}
+		e.srv.mu.RUnlock()
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		return sc.pending >= 3
+	})
+	down.Failing.Store(true)
+	release()
+	var got []string
+	for len(got) < 4 {
+		switch m := c.next().(type) {
+		case *wire.OpAck:
+			got = append(got, "ack "+m.LastID)
+		case *wire.OpRejected:
+			got = append(got, "rejected "+m.OpID)
+		case *wire.ErrorMessage:
+			got = append(got, fmt.Sprintf("error %d", m.Code))
+		}
+	}
+	if want := []string{"ack 1", "ack 2", "rejected 3", "ack 3"}; !slices.Equal(got, want) {
+		t.Fatalf("answers %v, want %v", got, want)
+	}
+	down.Failing.Store(false)
+	resent, err := c.roundTrip(nil, all[3:]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack, ok := resent[len(resent)-1].(*wire.OpAck); !ok || ack.LastID != "6" {
+		t.Fatalf("re-sent: %+v, want OP_ACK 6", resent)
+	}
+	if n := sc.unstoredN.Load(); n != 0 || sc.writeFailed.Load() {
+		t.Fatalf("%d ops still unstored (write failed: %v): cut-offs held back", n, sc.writeFailed.Load())
+	}
+	en, ok, err := e.st.Get(t.Context(), "or", "k")
+	if err != nil || !ok || len(en.Record.ORMap.Records) != 1 {
+		t.Fatalf("or/k: %+v %v %v, want the one add", en, ok, err)
 	}
 }
