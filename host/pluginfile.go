@@ -146,12 +146,12 @@ func readElided(r *bufio.Reader) (out []byte, elided bool, err error) {
 			out = append(out, nameRaw...)
 			return rest()
 		}
-		name := make([]byte, nameLen)
-		k, err := io.ReadFull(r, name)
+		// Read as the file holds it, not allocated as claimed.
+		name, err := copyN(nil, r, int64(nameLen))
 		payload := int64(size) - int64(len(nameRaw)) - int64(nameLen)
 		if err != nil || !utf8.Valid(name) || string(name) == "name" || payload < elideMin {
 			out = append(out, nameRaw...)
-			out = append(out, name[:k]...)
+			out = append(out, name...)
 			if err != nil {
 				return rest()
 			}

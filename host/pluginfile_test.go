@@ -226,3 +226,27 @@ func TestReadPluginFile_elideKeepsVerdict(t *testing.T) {
 		})
 	}
 }
+
+// A custom section's name is read as the file holds it: a few bytes
+// claiming a section and a name of a gigabyte made inspect allocate the
+// claimed name at once.
+func TestReadPluginFile_claimedNameNotAllocated(t *testing.T) {
+	const claim = 1 << 30
+	b := append([]byte(nil), wasmMagic...)
+	b = append(b, customSection)
+	b = binary.AppendUvarint(b, claim+5)
+	b = binary.AppendUvarint(b, claim)
+	b = append(b, "abc"...)
+	path := filepath.Join(t.TempDir(), "claim.wasm")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var pf pluginFile
+	var err error
+	if n := allocated(func() { pf, err = readPluginFile("p", path, true) }); n > 1<<20 {
+		t.Errorf("reading a %d-byte file allocated %d bytes", len(b), n)
+	}
+	if err != nil || !slices.Equal(pf.bin, b) || pf.elided {
+		t.Errorf("readPluginFile = %d bytes, elided %v, %v; want the file as it is", len(pf.bin), pf.elided, err)
+	}
+}
