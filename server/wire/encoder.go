@@ -461,7 +461,7 @@ func fieldsTooDeep(rv reflect.Value, levels, hops int, parts *int) bool {
 			continue
 		}
 		// Left out by the library, and holding no pointer to walk.
-		if (omitAll || hasTagOption(opts, "omitempty")) && rv.Field(i).IsZero() {
+		if (omitAll || hasTagOption(opts, "omitempty")) && emptyForLibrary(rv.Field(i)) {
 			continue
 		}
 		if *parts--; *parts < 0 || tooDeepForLibrary(rv.Field(i), levels-1, 0, parts) {
@@ -469,6 +469,21 @@ func fieldsTooDeep(rv reflect.Value, levels, hops int, parts *int) bool {
 		}
 	}
 	return false
+}
+
+// emptyForLibrary reports whether the library leaves v out as an empty
+// field tagged omitempty (a zero value, or a slice, map, array or string
+// of no elements, also in an interface); none holds a pointer to walk. A
+// value whose IsZero method says so is left out too, but is walked.
+func emptyForLibrary(v reflect.Value) bool {
+	for v.Kind() == reflect.Interface && !v.IsNil() {
+		v = v.Elem()
+	}
+	switch v.Kind() {
+	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
+		return v.Len() == 0
+	}
+	return v.IsZero()
 }
 
 // hasTagOption reports whether a msgpack tag's options (what follows the

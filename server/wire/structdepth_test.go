@@ -260,3 +260,33 @@ func TestLimits_Encode_sharedPartsOverTheFrameLimit(t *testing.T) {
 		t.Errorf("Encode of a message over the frame limit: %v", err)
 	}
 }
+
+// emptyFields has fields the library leaves out when empty: a slice or
+// map with no elements (nil or not), as it decides.
+type emptyFields struct {
+	A          int            `msgpack:"a"`
+	B, C, D, E []int          `msgpack:",omitempty"`
+	F, G, H, I map[string]int `msgpack:",omitempty"`
+}
+
+// Fields the library leaves out take no byte of the frame, so they count
+// for no part of it: a value that fits is not refused as over the limit.
+func TestLimits_Encode_omittedEmptyFieldsFit(t *testing.T) {
+	t.Parallel()
+	put := func(v any) Message {
+		return &ClientOpMessage{ClientOp: ClientOp{MapName: "m", Key: "k", OpType: "PUT", Record: &LWWRecord{Value: v}}}
+	}
+	// Each element writes 4 bytes (a map of "a": 0) whatever its empty
+	// fields: 1 MB in all, half the frame limit, for 2.25 million fields.
+	v := struct{ L []emptyFields }{L: make([]emptyFields, 250_000)}
+	for i := range v.L {
+		v.L[i] = emptyFields{B: []int{}, C: []int{}, D: []int{}, E: []int{}, F: map[string]int{}, G: map[string]int{}, H: map[string]int{}, I: map[string]int{}}
+	}
+	b, err := DefaultLimits().Encode(put(v))
+	if err != nil {
+		t.Fatalf("Encode of a value of empty fields left out: %v", err)
+	}
+	if len(b) > DefaultMaxMessageBytes/2 {
+		t.Fatalf("encoded to %d bytes", len(b))
+	}
+}
