@@ -423,7 +423,10 @@ func (b *Backend) update(reqBytes, muts int, fn func(*bolt.Tx) error) (err error
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	err = b.db.Update(fn)
 	mapped := b.mapErr(err)
-	if abi.CodeOf(mapped) == abi.CodeInternal && !b.damaged.Load() {
+	// Only a failure that lost its errno, as the resize's does: one that
+	// kept it (an fsync's EIO) says what it is.
+	var errno syscall.Errno
+	if abi.CodeOf(mapped) == abi.CodeInternal && !b.damaged.Load() && !errors.As(err, &errno) {
 		if size, limit, over := b.overFileSizeLimit(reqBytes, muts); over {
 			// As a full disk: the server then splits a group commit.
 			return abi.Wrap(abi.CodeResourceExhausted, err, "redb: %s (%d bytes) cannot grow past the process's file size limit (RLIMIT_FSIZE, ulimit -f) of %d bytes; raise the limit", b.path, size, limit)
