@@ -41,6 +41,9 @@ type confinedFS struct {
 	// plugin (nil: not counted): each holds a descriptor of the process,
 	// whose limit every tenant and the server share.
 	files *atomic.Int64
+	// quota bounds what the directory holds (nil: not limited); shared
+	// by the instances of one plugin.
+	quota *dataQuota
 }
 
 // newConfinedFS confines a plugin instance to dir. moves must be shared
@@ -123,6 +126,14 @@ func (c *confinedFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.F
 			return nil, experimentalsys.EIO
 		}
 	}
+	if c.quota != nil {
+		if e := c.admitOpen(path, flag); e != 0 {
+			if c.files != nil {
+				c.files.Add(-1)
+			}
+			return nil, e
+		}
+	}
 	f, e := c.FS.OpenFile(path, flag, perm)
 	if e != 0 {
 		if c.files != nil {
@@ -133,10 +144,84 @@ func (c *confinedFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.F
 	if c.files != nil {
 		f = &countedFile{File: f, files: c.files}
 	}
+	if c.quota != nil && c.quota.maxBytes != 0 {
+		f = quotaFile{File: f, q: c.quota}
+	}
 	if c.stop == nil {
 		return f, e
 	}
 	return deadlineFile{File: f, stop: c.stop}, 0
+}
+
+// admitOpen counts what opening path with flag may add to or free in the
+// directory: a creation (an open of an existing file with O_CREAT counts
+// too, until the next walk, but is not refused), or a truncation. The guest sees EIO for a
+// refusal: wazero has no ENOSPC nor EDQUOT.
+func (c *confinedFS) admitOpen(path string, flag experimentalsys.Oflag) experimentalsys.Errno {
+	if flag&experimentalsys.O_TRUNC != 0 {
+		if st, e := c.FS.Stat(path); e == 0 && st.Mode.IsRegular() {
+			c.quota.freed(st.Size, 0)
+		}
+	}
+	if flag&experimentalsys.O_CREAT == 0 {
+		return 0
+	}
+	// At the limit, an open of a file that exists creates nothing and
+	// must work (a store opening its own files).
+	exists := func() bool {
+		_, e := c.FS.Lstat(path)
+		return e == 0 && flag&experimentalsys.O_EXCL == 0
+	}
+	if !c.quota.create(0, exists) {
+		return experimentalsys.EIO
+	}
+	return 0
+}
+
+// quotaFile counts what the guest writes to a file of the data directory
+// against its quota (see dataQuota).
+type quotaFile struct {
+	experimentalsys.File
+	q *dataQuota
+}
+
+func (f quotaFile) Write(p []byte) (int, experimentalsys.Errno) {
+	if !f.q.grow(int64(len(p))) {
+		return 0, experimentalsys.EIO
+	}
+	n, e := f.File.Write(p)
+	f.q.unwrite(int64(len(p) - n))
+	return n, e
+}
+
+func (f quotaFile) Pwrite(p []byte, off int64) (int, experimentalsys.Errno) {
+	if !f.q.grow(int64(len(p))) {
+		return 0, experimentalsys.EIO
+	}
+	n, e := f.File.Pwrite(p, off)
+	f.q.unwrite(int64(len(p) - n))
+	return n, e
+}
+
+// Truncate counts a file grown (fd_filestat_set_size, fd_allocate) by what
+// it grows, and a file cut as freed.
+func (f quotaFile) Truncate(size int64) experimentalsys.Errno {
+	st, e := f.File.Stat()
+	if e != 0 {
+		return e
+	}
+	if size <= st.Size {
+		f.q.freed(st.Size-size, 0)
+		return f.File.Truncate(size)
+	}
+	if !f.q.grow(size - st.Size) {
+		return experimentalsys.EIO
+	}
+	if e := f.File.Truncate(size); e != 0 {
+		f.q.unwrite(size - st.Size)
+		return e
+	}
+	return 0
 }
 
 // countedFile gives its place in confinedFS.files back when closed (once:
@@ -214,6 +299,9 @@ func (c *confinedFS) Mkdir(path string, perm fs.FileMode) experimentalsys.Errno 
 	if e := c.check(path, true); e != 0 {
 		return e
 	}
+	if !c.quota.create(0, nil) {
+		return experimentalsys.EIO
+	}
 	return c.FS.Mkdir(path, perm)
 }
 
@@ -238,6 +326,12 @@ func (c *confinedFS) Rename(from, to string) experimentalsys.Errno {
 	if c.isLink(from) {
 		return experimentalsys.EPERM
 	}
+	if c.quota != nil {
+		// Replacing a file frees it.
+		if st, e := c.FS.Lstat(to); e == 0 {
+			c.quota.freed(st.Size, 1)
+		}
+	}
 	return c.FS.Rename(from, to)
 }
 
@@ -257,7 +351,11 @@ func (c *confinedFS) Rmdir(path string) experimentalsys.Errno {
 	if e := c.check(path, false); e != 0 {
 		return e
 	}
-	return c.FS.Rmdir(path)
+	e := c.FS.Rmdir(path)
+	if e == 0 {
+		c.quota.freed(0, 1)
+	}
+	return e
 }
 
 func (c *confinedFS) Unlink(path string) experimentalsys.Errno {
@@ -266,7 +364,17 @@ func (c *confinedFS) Unlink(path string) experimentalsys.Errno {
 	if e := c.check(path, false); e != 0 {
 		return e
 	}
-	return c.FS.Unlink(path)
+	var size int64
+	if c.quota != nil {
+		if st, e := c.FS.Lstat(path); e == 0 && st.Mode.IsRegular() {
+			size = st.Size
+		}
+	}
+	e := c.FS.Unlink(path)
+	if e == 0 {
+		c.quota.freed(size, 1)
+	}
+	return e
 }
 
 func (c *confinedFS) Link(oldPath, newPath string) experimentalsys.Errno {
@@ -282,6 +390,16 @@ func (c *confinedFS) Link(oldPath, newPath string) experimentalsys.Errno {
 		// The hard link would be to the link itself, not to what it
 		// resolves to (the check above).
 		return experimentalsys.EPERM
+	}
+	if c.quota != nil {
+		// The walk counts every name of a file with its size.
+		st, e := c.FS.Stat(oldPath)
+		if e != 0 {
+			return e
+		}
+		if !c.quota.create(st.Size, nil) {
+			return experimentalsys.EIO
+		}
 	}
 	return c.FS.Link(oldPath, newPath)
 }

@@ -65,22 +65,36 @@ type spaceWatch struct {
 	looked bool
 }
 
+// quotaMark is the quota's refusals before a call, for noteSpace.
+func (p *plugin) quotaMark() int64 {
+	if p.quota == nil {
+		return 0
+	}
+	return p.quota.refusals.Load()
+}
+
 // noteSpace adds to err, a failed call with a request of reqBytes, what
-// the host finds short in the data directory: nothing when the plugin has
-// none, the error is not one a full disk leads to, or there is room.
-func (p *plugin) noteSpace(err error, reqBytes int) error {
+// the host finds short in the data directory: its quota when the quota
+// refused a write since mark (quotaMark before the call), else the file
+// system's space; nothing when the plugin has no data directory, the error
+// is not one a full disk leads to, or there is room.
+func (p *plugin) noteSpace(err error, reqBytes int, mark int64) error {
 	if err == nil || p.dataRoot == "" {
 		return err
 	}
-	switch abi.CodeOf(err) {
-	case abi.CodeUnavailable, abi.CodeInternal, abi.CodeResourceExhausted:
-	default:
-		// Not found, invalid argument, a deadline...: answers a full
-		// disk does not produce.
-		return err
+	var note string
+	if p.quota != nil && p.quota.refusals.Load() != mark {
+		note = p.quota.lastNote()
+	} else {
+		switch abi.CodeOf(err) {
+		case abi.CodeUnavailable, abi.CodeInternal, abi.CodeResourceExhausted:
+		default:
+			// Not found, invalid argument, a deadline...: answers a full
+			// disk does not produce.
+			return err
+		}
+		note = spaceNote(p.dataRoot, p.lookAtSpace(), uint64(reqBytes))
 	}
-	f := p.lookAtSpace()
-	note := spaceNote(p.dataRoot, f, uint64(reqBytes))
 	if note == "" {
 		return err
 	}

@@ -145,7 +145,7 @@ func TestSpaceNote(t *testing.T) {
 		t.Fatalf("small file under a file size limit: %q", n)
 	}
 	p := &plugin{}
-	if err := p.noteSpace(abi.Errorf(abi.CodeUnavailable, "x"), 0); err.Error() != "x" {
+	if err := p.noteSpace(abi.Errorf(abi.CodeUnavailable, "x"), 0, 0); err.Error() != "x" {
 		t.Fatalf("without a data directory: %v", err)
 	}
 }

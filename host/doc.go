@@ -80,6 +80,8 @@
 //	CacheDir          DefaultCacheDir() TOPGUN_PLUGIN_CACHE_DIR
 //	SHA256            none     TOPGUN_PLUGIN_SHA256
 //	DataDir           none     TOPGUN_PLUGIN_DATA_DIR
+//	DataMaxMB         none     TOPGUN_PLUGIN_DATA_MAX_MB      bytes of the files in DataDir
+//	DataMaxFiles      100,000  TOPGUN_PLUGIN_DATA_MAX_FILES   files and directories in DataDir
 //
 // OptionsFromEnv maps these variables to Options for cmd/.
 //
@@ -186,4 +188,22 @@
 // CodeResourceExhausted. The first finding is logged once at warn, its end
 // (seen by a look on any call while it lasts) at info. Quotas are not
 // looked at; on systems without statfs nothing is added.
+//
+// # The data directory's quota
+//
+// DataMaxMB and DataMaxFiles bound the bytes of the files in DataDir and
+// the files and directories there, all instances of the plugin together
+// (dataQuota). Load reads the directory (at most DataMaxFiles entries);
+// from then on the host adds what the guest writes, grows and creates, an
+// atomic add per write that overstates the usage (overwrites, deletes and
+// truncations are not subtracted). When the count would pass a limit the
+// directory is read again, at most once per sixteenth of the limit
+// written, created or freed since, and only if it still holds too much
+// does the write or creation fail, with EIO; a failed call during which
+// the quota refused something gets the note "; the data directory <dir>
+// is at its quota (TOPGUN_PLUGIN_DATA_MAX_MB=N), so a write failed, ..."
+// (or one naming TOPGUN_PLUGIN_DATA_MAX_FILES) instead of a look at the
+// file system, whatever its code. An open with O_CREAT of a name that
+// exists is not refused. Writes running while the directory is read can
+// go uncounted until the next reading.
 package host

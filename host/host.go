@@ -81,6 +81,9 @@ type plugin struct {
 	// space watches the data directory's file system for failed calls
 	// (see noteSpace).
 	space spaceWatch
+	// quota bounds what the instances keep in the data directory (nil:
+	// not bounded).
+	quota *dataQuota
 	// cache is the compilation cache the module was compiled through (nil
 	// without one), which keeps the compiled code of the modules last
 	// closed (see compileCache.keep); moduleKey names the module there.
@@ -145,12 +148,13 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 			}
 			return nil, fmt.Errorf("%s: data directory %s: cannot lock it: %w; check TOPGUN_PLUGIN_DATA_DIR", p.prefix, p.opts.DataDir, err)
 		}
+		p.quota = newDataQuota(p.dataRoot, p.opts, &p.moves, p.log)
 	}
 	b := &Backend{p: p, breaker: newBreaker(p)}
 	b.Caller = abi.NewCaller(b, p.prefix)
 	in, desc, err := p.newInstance(ctx, 0)
 	if err != nil {
-		err = p.noteSpace(err, 0)
+		err = p.noteSpace(err, 0, 0)
 		p.close(ctx)
 		return nil, err
 	}
@@ -855,21 +859,23 @@ func (b *Backend) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, 
 	if err != nil {
 		return err
 	}
+	mark := b.p.quotaMark()
 	in, startFailed, err := b.pool.acquire(ctx, call, probe)
 	if err != nil {
 		o := outcomeNeutral
 		if startFailed {
 			o = outcomeFailed
-			err = b.p.noteSpace(err, 0)
+			err = b.p.noteSpace(err, 0, mark)
 		}
 		b.breaker.done(probe, o, err)
 		return err
 	}
 	b.pool.calls.Add(1)
+	mark = b.p.quotaMark()
 	err = in.RoundTrip(ctx, call, req, handle)
 	if err != nil {
 		// Before the breaker keeps it as the last failure.
-		err = b.p.noteSpace(err, len(req))
+		err = b.p.noteSpace(err, len(req), mark)
 	} else {
 		b.p.spaceOK()
 	}

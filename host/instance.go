@@ -286,6 +286,7 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 			return nil, fmt.Errorf("%s: data directory %s: %w; check TOPGUN_PLUGIN_DATA_DIR", p.prefix, p.opts.DataDir, err)
 		}
 		dir.files = &p.files
+		dir.quota = p.quota
 		cfg = cfg.WithFSConfig(wazero.NewFSConfig().(sysfs.FSConfig).WithSysFSMount(dir, abi.WasmDataDir))
 	}
 	// Instantiation runs the module's start function, if any, under the

@@ -41,6 +41,11 @@ const (
 	DefaultCallTimeout      = 10 * time.Second
 	DefaultMaxRequestBytes  = 32 << 20
 	DefaultMaxResponseBytes = 32 << 20
+	// DefaultDataMaxFiles bounds the files and directories a plugin's
+	// data directory holds: far more than a storage engine keeps (logstore
+	// two, bbolt one, SQLite a few), far fewer than a file system's inodes,
+	// which every tenant and the server share.
+	DefaultDataMaxFiles = 100_000
 	// MaxPluginFileBytes bounds the size of a plugin file.
 	MaxPluginFileBytes = 256 << 20
 	// MaxLogLineBytes caps each line a plugin logs (log import, stdout, stderr).
@@ -75,6 +80,17 @@ type Options struct {
 	// with abi.CodeUnavailable; a plugin that declares abi.CapShared holds
 	// it only while it opens (see the package documentation).
 	DataDir string
+	// DataMaxMB bounds the bytes of the files in DataDir, in MiB
+	// (TOPGUN_PLUGIN_DATA_MAX_MB). Default 0: not bounded. DataMaxFiles
+	// bounds the files and directories there (TOPGUN_PLUGIN_DATA_MAX_FILES),
+	// default DefaultDataMaxFiles; a negative number does not bound them
+	// (refused with DataMaxMB, whose measurement walks the directory up to
+	// DataMaxFiles entries). Both count every instance of the plugin
+	// together; past either, the write or creation fails as an I/O error
+	// and the failed call names the setting (see the package
+	// documentation).
+	DataMaxMB    int
+	DataMaxFiles int
 	// Config is passed to the plugin's open call (TOPGUN_PLUGIN_CONFIG).
 	// Keys starting with ReservedConfigPrefix are refused. Load keeps a
 	// copy, which every fresh instance opens with: changing the map later
@@ -126,6 +142,7 @@ func DefaultOptions() *Options {
 		MaxRequestBytes:   DefaultMaxRequestBytes,
 		MaxResponseBytes:  DefaultMaxResponseBytes,
 		PoolSize:          min(runtime.GOMAXPROCS(0), MaxPoolSize),
+		DataMaxFiles:      DefaultDataMaxFiles,
 		Trust:             TrustSandboxed,
 		BreakerFailures:   DefaultBreakerFailures,
 		BreakerWindow:     DefaultBreakerWindow,
@@ -177,6 +194,9 @@ func (o *Options) withDefaults() *Options {
 	}
 	if c.Trust == "" {
 		c.Trust = d.Trust
+	}
+	if c.DataMaxFiles == 0 {
+		c.DataMaxFiles = d.DataMaxFiles
 	}
 	if c.BreakerFailures == 0 {
 		c.BreakerFailures = d.BreakerFailures
@@ -234,6 +254,15 @@ func (o *Options) Validate() error {
 	}
 	if c.PoolSize < 1 || c.PoolSize > MaxPoolSize {
 		bad("TOPGUN_PLUGIN_POOL_SIZE %d is out of range; use 1 to %d", c.PoolSize, MaxPoolSize)
+	}
+	if c.DataMaxMB < 0 || c.DataMaxMB > 1<<30 {
+		bad("TOPGUN_PLUGIN_DATA_MAX_MB %d is out of range; use 0 (no quota) to %d", c.DataMaxMB, 1<<30)
+	}
+	if c.DataMaxFiles > 1<<30 {
+		bad("TOPGUN_PLUGIN_DATA_MAX_FILES %d is out of range; use 1 to %d, or a negative number for no limit", c.DataMaxFiles, 1<<30)
+	}
+	if c.DataMaxMB > 0 && c.DataMaxFiles < 0 {
+		bad("TOPGUN_PLUGIN_DATA_MAX_MB needs a limit on the files (the host measures the directory by reading it); set TOPGUN_PLUGIN_DATA_MAX_FILES to a positive number, or leave it out for %d", DefaultDataMaxFiles)
 	}
 	if c.Trust != TrustSandboxed && c.Trust != TrustTrusted {
 		bad("TOPGUN_PLUGIN_TRUST %q is unknown; use %q or %q", c.Trust, TrustSandboxed, TrustTrusted)
@@ -391,6 +420,15 @@ func OptionsFromEnv(lookup func(string) (string, bool)) (*Options, error) {
 	num("TOPGUN_PLUGIN_MAX_REQUEST_BYTES", &o.MaxRequestBytes, def.MaxRequestBytes)
 	num("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", &o.MaxResponseBytes, def.MaxResponseBytes)
 	num("TOPGUN_PLUGIN_POOL_SIZE", &o.PoolSize, def.PoolSize)
+	// 0 is the default (no quota) here, so it may be written.
+	if v, ok := get("TOPGUN_PLUGIN_DATA_MAX_MB"); ok {
+		if n, err := strconv.Atoi(v); err != nil {
+			errs = append(errs, fmt.Errorf("host: TOPGUN_PLUGIN_DATA_MAX_MB=%q is not an integer", v))
+		} else {
+			o.DataMaxMB = n
+		}
+	}
+	num("TOPGUN_PLUGIN_DATA_MAX_FILES", &o.DataMaxFiles, def.DataMaxFiles)
 	if v, ok := get("TOPGUN_PLUGIN_TRUST"); ok {
 		o.Trust = Trust(v)
 	}

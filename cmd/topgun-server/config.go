@@ -94,6 +94,8 @@ var settings = []setting{
 	{"TOPGUN_PLUGIN_CACHE_DIR", "plugin-cache-dir", "", "directory of the wasm compilation cache, so a plugin is compiled once; default: topgun/wasm under the user cache directory (~/.cache); - disables it", pluginSetting("TOPGUN_PLUGIN_CACHE_DIR")},
 	{"TOPGUN_PLUGIN_SHA256", "plugin-sha256", "", "hex SHA-256 the plugin file must have, or it is refused", pluginSetting("TOPGUN_PLUGIN_SHA256")},
 	{"TOPGUN_PLUGIN_DATA_DIR", "plugin-data-dir", "", "the one directory a plugin may use (it sees it as /data); unset: no files at all", pluginSetting("TOPGUN_PLUGIN_DATA_DIR")},
+	{"TOPGUN_PLUGIN_DATA_MAX_MB", "plugin-data-max-mb", "0", "bytes the plugin's data directory may hold, in MiB, all its instances together (a write past it fails); 0: no quota", pluginSetting("TOPGUN_PLUGIN_DATA_MAX_MB")},
+	{"TOPGUN_PLUGIN_DATA_MAX_FILES", "plugin-data-max-files", strconv.Itoa(host.DefaultDataMaxFiles), "files and directories the plugin's data directory may hold (creating one past it fails); negative: no limit (not with TOPGUN_PLUGIN_DATA_MAX_MB)", pluginSetting("TOPGUN_PLUGIN_DATA_MAX_FILES")},
 	{"TOPGUN_PLUGIN_CONFIG", "plugin-config", "", `plugin configuration as a JSON object of the keys the plugin reads, e.g. {"compact_min_bytes":67108864} for the logstore example`, pluginSetting("TOPGUN_PLUGIN_CONFIG")},
 	{"TOPGUN_PLUGIN_MEMORY_MB", "plugin-memory-mb", strconv.Itoa(host.DefaultMemoryLimitMB), "memory limit of each plugin instance, in MiB", pluginSetting("TOPGUN_PLUGIN_MEMORY_MB")},
 	{"TOPGUN_PLUGIN_CALL_TIMEOUT", "plugin-call-timeout", host.DefaultCallTimeout.String(), "deadline of each call into a plugin", pluginSetting("TOPGUN_PLUGIN_CALL_TIMEOUT")},

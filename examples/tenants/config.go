@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/topgun-go/topgun/host"
 	"github.com/topgun-go/topgun/server/protocol"
 )
 
@@ -19,7 +20,7 @@ import (
 //	{"max_connections": 10000,
 //	 "tenants": [
 //	  {"name": "acme", "plugin": "bin/plugins/logstore.wasm", "data_dir": "data/acme",
-//	   "memory_mb": 64, "call_timeout": "5s"},
+//	   "memory_mb": 64, "call_timeout": "5s", "data_max_mb": 1024, "data_max_files": 1000},
 //	  {"name": "globex", "plugin": "bin/plugins/null.wasm"}
 //	]}
 type Config struct {
@@ -49,6 +50,13 @@ type TenantConfig struct {
 	// CallTimeout bounds each call into the plugin, as a Go duration
 	// (default 10s).
 	CallTimeout string `json:"call_timeout"`
+	// DataMaxMB bounds the bytes the plugin keeps in DataDir, in MiB
+	// (default 0: no quota); DataMaxFiles the files and directories there
+	// (default 100,000; negative: no limit, not with data_max_mb). Past
+	// either the plugin's writes fail, so one tenant cannot fill the disk
+	// or use up the inodes the others share.
+	DataMaxMB    int `json:"data_max_mb"`
+	DataMaxFiles int `json:"data_max_files"`
 
 	callTimeout time.Duration
 }
@@ -119,6 +127,15 @@ func ParseConfig(b []byte) (*Config, error) {
 		}
 		if t.MemoryMB < 0 || t.MemoryMB > 4096 {
 			bad(i, t.Name, "memory_mb %d is out of range; use 1 to 4096, or leave it out for 256", t.MemoryMB)
+		}
+		if t.DataMaxMB < 0 || t.DataMaxMB > 1<<30 {
+			bad(i, t.Name, "data_max_mb %d is out of range; use 0 (no quota) to %d", t.DataMaxMB, 1<<30)
+		}
+		if t.DataMaxFiles > 1<<30 {
+			bad(i, t.Name, "data_max_files %d is out of range; use 1 to %d, leave it out for %d, or a negative number for no limit", t.DataMaxFiles, 1<<30, host.DefaultDataMaxFiles)
+		}
+		if t.DataMaxMB > 0 && t.DataMaxFiles < 0 {
+			bad(i, t.Name, "data_max_mb needs a limit on the files (the host measures the directory by reading it); leave data_max_files out for %d", host.DefaultDataMaxFiles)
 		}
 		if t.CallTimeout != "" {
 			d, err := time.ParseDuration(t.CallTimeout)

@@ -145,11 +145,13 @@ func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol
 	}()
 	// Each Load gets its own wazero runtime, memory limit, call deadline,
 	// open-file cap, circuit breaker and data directory (locked while
-	// loaded); the plugin logs as tenant.<name>.plugin.<file>.
+	// loaded, with its own quota); the plugin logs as tenant.<name>.plugin.<file>.
 	t.backend, err = host.Load(ctx, tc.Plugin, &host.Options{
 		DataDir:       tc.DataDir,
 		MemoryLimitMB: tc.MemoryMB,
 		CallTimeout:   tc.callTimeout,
+		DataMaxMB:     tc.DataMaxMB,
+		DataMaxFiles:  tc.DataMaxFiles,
 		CacheDir:      sh.CacheDir,
 		Logger:        log,
 	})

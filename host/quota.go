@@ -1,0 +1,233 @@
+package host
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// dataQuota bounds what a plugin keeps in its data directory
+// (Options.DataMaxMB, DataMaxFiles), all its instances together. Usage is
+// measured by walking the directory at Load; from then on every byte the
+// guest writes (or grows a file by) and every file or directory it creates
+// is added to the measurement, an atomic add, which makes the count an
+// upper bound: overwrites, deletes and truncations are not subtracted. When
+// the count would pass a limit, the directory is walked again for its true
+// usage, at most once per quotaStep of the limit written, created or freed
+// since the last walk, and only if the truth is still over is the write or
+// creation refused (the guest sees EIO: wazero has no ENOSPC nor EDQUOT).
+// Each walk reads at most DataMaxFiles+1 entries.
+type dataQuota struct {
+	root               string
+	maxBytes, maxFiles int64 // 0: not limited
+	// bytes and files are the usage measured at the last walk plus what
+	// was written and created since, refused attempts included (so that
+	// attempts at a full quota lead to a walk once they add up to a
+	// step). Writes running while a walk reads the directory may be
+	// counted once less until the next walk.
+	bytes, files atomic.Int64
+	// freedBytes and freedFiles estimate what deletes, truncations and
+	// replacements freed since the last walk: they only let the next walk
+	// come sooner.
+	freedBytes, freedFiles atomic.Int64
+	// refusals counts refused writes and creations; a failed call during
+	// which it moved gets the quota's note (see noteSpace).
+	refusals atomic.Int64
+	moves    *sync.RWMutex // the plugin's: a walk holds it shared
+	log      hclog.Logger
+
+	mu sync.Mutex // one walk at a time; guards what follows
+	// walkedBytes and walkedFiles are the counts right after the last walk.
+	walkedBytes, walkedFiles int64
+	note                     string // of the last refusal
+	full                     bool   // refusing since the last walk found room (warned once)
+}
+
+// quotaStep is the fraction of a limit that must be written, created or
+// freed between two walks of the directory.
+const quotaStep = 16
+
+// newDataQuota measures root for the limits of o; nil when neither is set.
+func newDataQuota(root string, o *Options, moves *sync.RWMutex, log hclog.Logger) *dataQuota {
+	if o.DataMaxMB <= 0 && o.DataMaxFiles <= 0 {
+		return nil
+	}
+	q := &dataQuota{root: root, maxBytes: int64(o.DataMaxMB) << 20, maxFiles: max(int64(o.DataMaxFiles), 0), moves: moves, log: log}
+	b, f := q.walk()
+	q.bytes.Store(b)
+	q.files.Store(f)
+	q.walkedBytes, q.walkedFiles = b, f
+	return q
+}
+
+// grow admits n more bytes in the directory. It is the write's hot path:
+// one atomic add while under the limit.
+func (q *dataQuota) grow(n int64) bool {
+	if q == nil || q.maxBytes == 0 || n <= 0 {
+		return true
+	}
+	if q.bytes.Add(n) <= q.maxBytes {
+		return true
+	}
+	return q.settle(false, n, 0, true, false)
+}
+
+// unwrite gives back n bytes admitted by grow but not written.
+func (q *dataQuota) unwrite(n int64) {
+	if q != nil && q.maxBytes != 0 && n > 0 {
+		q.bytes.Add(-n)
+	}
+}
+
+// create admits one more file or directory, and bytes more bytes (a hard
+// link: the walk counts each name's size). At the limit, exists (when not
+// nil) is asked whether the name exists already, in which case nothing is
+// created: the attempt is not counted and is admitted. The caller holds
+// moves shared.
+func (q *dataQuota) create(bytes int64, exists func() bool) bool {
+	if q == nil {
+		return true
+	}
+	overF := q.maxFiles != 0 && q.files.Add(1) > q.maxFiles
+	overB := q.maxBytes != 0 && bytes > 0 && q.bytes.Add(bytes) > q.maxBytes
+	if !overF && !overB {
+		return true
+	}
+	if exists != nil && exists() {
+		if q.maxFiles != 0 {
+			q.files.Add(-1)
+		}
+		return true
+	}
+	var nF int64
+	if q.maxFiles != 0 {
+		nF = 1
+	}
+	return q.settle(true, max(bytes, 0), nF, overB, overF)
+}
+
+// freed records that about bytes and files were freed.
+func (q *dataQuota) freed(bytes, files int64) {
+	if q == nil {
+		return
+	}
+	if bytes > 0 {
+		q.freedBytes.Add(bytes)
+	}
+	if files > 0 {
+		q.freedFiles.Add(files)
+	}
+}
+
+// over reports which of the limits checked the counts b and f pass.
+func (q *dataQuota) over(b, f int64, checkB, checkF bool) (overB, overF bool) {
+	return checkB && q.maxBytes != 0 && b > q.maxBytes, checkF && q.maxFiles != 0 && f > q.maxFiles
+}
+
+// settle is the slow path of an admission whose count passed a limit (the
+// attempt already counted): it walks the directory if enough happened
+// since the last walk, and reports whether the usage with the attempt (nB
+// bytes and nF files, counted already) is within the limits checked
+// (checkB: bytes, checkF: files). held: the caller holds moves shared.
+func (q *dataQuota) settle(held bool, nB, nF int64, checkB, checkF bool) bool {
+	if !held {
+		q.moves.RLock()
+		defer q.moves.RUnlock()
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b, f := q.bytes.Load(), q.files.Load()
+	overB, overF := q.over(b, f, checkB, checkF)
+	if !overB && !overF {
+		return true // a walk meanwhile found room
+	}
+	due := overB && b-q.walkedBytes+q.freedBytes.Load() >= max(q.maxBytes/quotaStep, 1) ||
+		overF && f-q.walkedFiles+q.freedFiles.Load() >= max(q.maxFiles/quotaStep, 1)
+	if due {
+		wb, wf := q.walk()
+		// The walk's truth replaces what was counted before it; the
+		// attempt (not made yet), and what was admitted during the walk,
+		// stay counted on top.
+		q.walkedBytes = q.bytes.Add(wb - b + nB)
+		q.walkedFiles = q.files.Add(wf - f + nF)
+		q.freedBytes.Store(0)
+		q.freedFiles.Store(0)
+		if overB, overF = q.over(q.walkedBytes, q.walkedFiles, checkB, checkF); !overB && !overF {
+			if q.full {
+				q.full = false
+				q.log.Info("the data directory is under its quota again", "data_dir", q.root, "bytes", wb, "files", wf)
+			}
+			return true
+		}
+	}
+	q.refusals.Add(1)
+	if overF {
+		q.note = fmt.Sprintf("; the data directory %s holds as many files and directories as its limit allows (TOPGUN_PLUGIN_DATA_MAX_FILES=%d), so creating one failed, which a wasm plugin sees as an I/O error; remove files there or raise the limit", q.root, q.maxFiles)
+	} else {
+		q.note = fmt.Sprintf("; the data directory %s is at its quota (TOPGUN_PLUGIN_DATA_MAX_MB=%d), so a write failed, which a wasm plugin sees as an I/O error; remove data there or raise the quota", q.root, q.maxBytes>>20)
+	}
+	if !q.full {
+		q.full = true
+		q.log.Warn("the data directory reached its quota; the plugin's writes fail (as I/O errors)", "data_dir", q.root, "problem", q.note[2:])
+	}
+	return false
+}
+
+// lastNote returns the note of the last refusal.
+func (q *dataQuota) lastNote() string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.note
+}
+
+// walkBatch is how many entries a walk reads from a directory at once.
+const walkBatch = 256
+
+// walk returns the bytes of the regular files under root and the number of
+// entries (files, directories, links...), reading at most maxFiles+1
+// entries when files are limited. A directory is read in batches, and one
+// directory is open at a time, so neither the host's heap nor its
+// descriptors grow with the directory; links are not followed.
+func (q *dataQuota) walk() (bytes, files int64) {
+	dirs := []string{q.root}
+	for len(dirs) > 0 {
+		d := dirs[len(dirs)-1]
+		dirs = dirs[:len(dirs)-1]
+		f, err := os.Open(d)
+		if err != nil {
+			continue // gone meanwhile, or unreadable: nothing to count there
+		}
+		for {
+			ents, err := f.ReadDir(walkBatch)
+			for _, e := range ents {
+				files++
+				if q.maxFiles != 0 && files > q.maxFiles {
+					_ = f.Close()
+					return bytes, files
+				}
+				switch {
+				case e.IsDir():
+					dirs = append(dirs, filepath.Join(d, e.Name()))
+				case e.Type().IsRegular():
+					if info, err := e.Info(); err == nil {
+						bytes += info.Size()
+					}
+				}
+			}
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					q.log.Debug("data directory quota: cannot read a directory", "dir", d, "error", err)
+				}
+				break
+			}
+		}
+		_ = f.Close()
+	}
+	return bytes, files
+}
