@@ -83,7 +83,13 @@
 //	DataMaxMB         none     TOPGUN_PLUGIN_DATA_MAX_MB      bytes of the files in DataDir
 //	DataMaxFiles      100,000  TOPGUN_PLUGIN_DATA_MAX_FILES   files and directories in DataDir
 //
-// OptionsFromEnv maps these variables to Options for cmd/.
+// OptionsFromEnv maps these variables to Options for cmd/. The host's
+// errors and notes name a setting by its variable ("raise
+// TOPGUN_PLUGIN_MEMORY_MB"); a program that configures the host another
+// way sets Options.SettingName to name it as its operators know it (a
+// field of its configuration file, a flag). OptionsFromEnv's and
+// ParseConfig's own errors, about the variables' values, keep the
+// variables' names.
 //
 // # Calls and concurrency
 //

@@ -143,10 +143,10 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 			p.close(ctx)
 			if errors.Is(err, errDataDirLocked) {
 				return nil, abi.Wrap(abi.CodeUnavailable, err,
-					"%s: data directory %s is in use by another loaded plugin (another server, or another load in this process); stop it, or give each server its own TOPGUN_PLUGIN_DATA_DIR",
-					p.prefix, p.opts.DataDir)
+					"%s: data directory %s is in use by another loaded plugin (another server, or another load in this process); stop it, or give each server its own %s",
+					p.prefix, p.opts.DataDir, p.opts.setting("TOPGUN_PLUGIN_DATA_DIR"))
 			}
-			return nil, fmt.Errorf("%s: data directory %s: cannot lock it: %w; check TOPGUN_PLUGIN_DATA_DIR", p.prefix, p.opts.DataDir, err)
+			return nil, fmt.Errorf("%s: data directory %s: cannot lock it: %w; check %s", p.prefix, p.opts.DataDir, err, p.opts.setting("TOPGUN_PLUGIN_DATA_DIR"))
 		}
 		p.quota = newDataQuota(p.dataRoot, p.opts, &p.moves, p.log)
 	}
@@ -242,7 +242,7 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	if o.SHA256 != "" {
 		want := strings.TrimPrefix(strings.ToLower(o.SHA256), "sha256:")
 		if want != p.sum {
-			return nil, fmt.Errorf("%s: sha256 mismatch: the file has %s, TOPGUN_PLUGIN_SHA256 pins %s; refusing to load it", prefix, p.sum, want)
+			return nil, fmt.Errorf("%s: sha256 mismatch: the file has %s, %s pins %s; refusing to load it", prefix, p.sum, o.setting("TOPGUN_PLUGIN_SHA256"), want)
 		}
 	}
 	if pf.elided {
@@ -251,7 +251,7 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 		cache = nil
 	} else if cache == nil {
 		if cache, err = sharedCache(o.CacheDir); err != nil {
-			return nil, fmt.Errorf("%s: compilation cache %s: %w; set TOPGUN_PLUGIN_CACHE_DIR to a private writable directory (or - to disable it)", prefix, o.CacheDir, err)
+			return nil, fmt.Errorf("%s: compilation cache %s: %w; set %s to a private writable directory (or - to disable it)", prefix, o.CacheDir, err, o.setting("TOPGUN_PLUGIN_CACHE_DIR"))
 		}
 	}
 	// wazero allocates for the counts a module claims before reading what
@@ -289,7 +289,7 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 			}
 		}
 		if errors.Is(err, meter.ErrFrameTooLarge) {
-			return nil, fmt.Errorf("%s: %w (sandboxed plugins' call stacks are bounded; deep recursion needs TOPGUN_PLUGIN_TRUST=trusted)", prefix, err)
+			return nil, fmt.Errorf("%s: %w (sandboxed plugins' call stacks are bounded; deep recursion needs %s=%s)", prefix, err, o.setting("TOPGUN_PLUGIN_TRUST"), TrustTrusted)
 		}
 		if err == nil {
 			code, p.metered = metered, true
@@ -347,7 +347,7 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 	if err != nil {
 		p.close(ctx)
 		if strings.Contains(err.Error(), "over limit") {
-			return nil, fmt.Errorf("%s: the module needs more memory than the limit of %d MiB (TOPGUN_PLUGIN_MEMORY_MB): %w", prefix, o.MemoryLimitMB, err)
+			return nil, fmt.Errorf("%s: the module needs more memory than the limit of %d MiB (%s): %w", prefix, o.MemoryLimitMB, o.setting("TOPGUN_PLUGIN_MEMORY_MB"), err)
 		}
 		return nil, fmt.Errorf("%s: invalid wasm module: %w", prefix, err)
 	}
@@ -852,8 +852,8 @@ func (b *Backend) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, 
 		return abi.Wrap(abi.CodeOf(err), err, "%s: %s: %s", b.p.prefix, call, err)
 	}
 	if len(req) > b.p.opts.MaxRequestBytes {
-		return abi.Errorf(abi.CodeResourceExhausted, "%s: %s: request of %d bytes exceeds the limit of %d bytes; send smaller batches or raise TOPGUN_PLUGIN_MAX_REQUEST_BYTES",
-			b.p.prefix, call, len(req), b.p.opts.MaxRequestBytes)
+		return abi.Errorf(abi.CodeResourceExhausted, "%s: %s: request of %d bytes exceeds the limit of %d bytes; send smaller batches or raise %s",
+			b.p.prefix, call, len(req), b.p.opts.MaxRequestBytes, b.p.opts.setting("TOPGUN_PLUGIN_MAX_REQUEST_BYTES"))
 	}
 	probe, err := b.breaker.allow(call)
 	if err != nil {

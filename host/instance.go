@@ -283,7 +283,7 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 		}
 		dir, err := newConfinedFS(p.dataRoot, in.pastDeadline, &p.moves)
 		if err != nil {
-			return nil, fmt.Errorf("%s: data directory %s: %w; check TOPGUN_PLUGIN_DATA_DIR", p.prefix, p.opts.DataDir, err)
+			return nil, fmt.Errorf("%s: data directory %s: %w; check %s", p.prefix, p.opts.DataDir, err, p.opts.setting("TOPGUN_PLUGIN_DATA_DIR"))
 		}
 		dir.files = &p.files
 		dir.quota = p.quota
@@ -302,9 +302,9 @@ func (p *plugin) startInstance(ctx context.Context) (*instance, error) {
 	in.dueAt = 0
 	if err != nil {
 		if in.overdue || ictx.Err() != nil {
-			return nil, fmt.Errorf("%s: instantiate: its start function did not finish within %s (TOPGUN_PLUGIN_CALL_TIMEOUT)", p.prefix, p.opts.CallTimeout)
+			return nil, fmt.Errorf("%s: instantiate: its start function did not finish within %s (%s)", p.prefix, p.opts.CallTimeout, p.opts.setting("TOPGUN_PLUGIN_CALL_TIMEOUT"))
 		}
-		return nil, fmt.Errorf("%s: instantiate: %w (the memory limit is %d MiB, TOPGUN_PLUGIN_MEMORY_MB)", p.prefix, err, p.opts.MemoryLimitMB)
+		return nil, fmt.Errorf("%s: instantiate: %w (the memory limit is %d MiB, %s)", p.prefix, err, p.opts.MemoryLimitMB, p.opts.setting("TOPGUN_PLUGIN_MEMORY_MB"))
 	}
 	in.mod = mod
 	in.mem = mod.ExportedMemory(abi.WasmExportMemory)
@@ -379,8 +379,8 @@ func (in *instance) grow(ctx context.Context, op string, n uint32) error {
 	}
 	ptr := uint32(res)
 	if ptr == 0 {
-		return abi.Errorf(abi.CodeResourceExhausted, "%s: %s: the plugin cannot grow its buffer to %d bytes (memory limit %d MiB, TOPGUN_PLUGIN_MEMORY_MB)",
-			in.p.prefix, op, n, in.p.opts.MemoryLimitMB)
+		return abi.Errorf(abi.CodeResourceExhausted, "%s: %s: the plugin cannot grow its buffer to %d bytes (memory limit %d MiB, %s)",
+			in.p.prefix, op, n, in.p.opts.MemoryLimitMB, in.p.opts.setting("TOPGUN_PLUGIN_MEMORY_MB"))
 	}
 	if uint64(ptr)+uint64(n) > uint64(in.mem.Size()) {
 		in.poisoned = true
@@ -438,7 +438,7 @@ func (in *instance) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte
 		return in.malformed(call, fmt.Sprintf("status code %d is not an error code of storage ABI %d.%d", uint32(code), abi.VersionMajor, abi.VersionMinor))
 	}
 	if n > uint32(p.opts.MaxResponseBytes) {
-		return in.malformed(call, fmt.Sprintf("response of %d bytes exceeds the limit of %d bytes (TOPGUN_PLUGIN_MAX_RESPONSE_BYTES)", n, p.opts.MaxResponseBytes))
+		return in.malformed(call, fmt.Sprintf("response of %d bytes exceeds the limit of %d bytes (%s)", n, p.opts.MaxResponseBytes, p.opts.setting("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES")))
 	}
 	if status&abi.StatusBufferMoved != 0 {
 		if err := in.grow(ctx, call.String(), n); err != nil {
@@ -487,7 +487,7 @@ func (in *instance) failure(_ context.Context, op string, err error) error {
 	switch {
 	case timedOut:
 		out = abi.Wrap(abi.CodeDeadlineExceeded, context.DeadlineExceeded,
-			"%s: %s: did not finish within %s (TOPGUN_PLUGIN_CALL_TIMEOUT); the instance was discarded", p.prefix, op, p.opts.CallTimeout)
+			"%s: %s: did not finish within %s (%s); the instance was discarded", p.prefix, op, p.opts.CallTimeout, p.opts.setting("TOPGUN_PLUGIN_CALL_TIMEOUT"))
 	case errors.As(err, &exit):
 		msg := fmt.Sprintf("%s: %s: the plugin exited with code %d", p.prefix, op, exit.ExitCode())
 		if last := in.stderr.last(); last != "" {

@@ -131,6 +131,26 @@ type Options struct {
 	// Logger is the parent logger; the plugin logs under
 	// Named("plugin.<file name>"). Default hclog.NewNullLogger().
 	Logger hclog.Logger
+	// SettingName names a setting in the host's errors and notes (such
+	// as "raise TOPGUN_PLUGIN_MEMORY_MB"): it is given the server's
+	// environment variable for the setting (see the package
+	// documentation) and returns what the operators of a program that
+	// configures the host another way set instead, such as a field of
+	// its configuration file. nil, or a result of "", keeps the
+	// variable's name. It is called by Load and when an error is
+	// written, from any goroutine.
+	SettingName func(env string) string
+}
+
+// setting is the name of the setting read from the environment variable
+// env in o's errors (see SettingName).
+func (o *Options) setting(env string) string {
+	if o != nil && o.SettingName != nil {
+		if n := o.SettingName(env); n != "" {
+			return n
+		}
+	}
+	return env
 }
 
 // DefaultOptions returns the options with every default filled in.
@@ -221,58 +241,59 @@ func (o *Options) Validate() error {
 	c := o.withDefaults()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("host: "+format, args...)) }
+	name := c.setting
 	if c.SHA256 != "" {
 		h := strings.TrimPrefix(strings.ToLower(c.SHA256), "sha256:")
 		if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
-			bad("TOPGUN_PLUGIN_SHA256 %q is not a hex SHA-256 (64 hex digits, e.g. from sha256sum)", c.SHA256)
+			bad("%s %q is not a hex SHA-256 (64 hex digits, e.g. from sha256sum)", name("TOPGUN_PLUGIN_SHA256"), c.SHA256)
 		}
 	}
 	if c.DataDir != "" {
 		if st, err := os.Stat(c.DataDir); err != nil {
-			bad("TOPGUN_PLUGIN_DATA_DIR %q: %v; create the directory first", c.DataDir, err)
+			bad("%s %q: %v; create the directory first", name("TOPGUN_PLUGIN_DATA_DIR"), c.DataDir, err)
 		} else if !st.IsDir() {
-			bad("TOPGUN_PLUGIN_DATA_DIR %q is not a directory", c.DataDir)
+			bad("%s %q is not a directory", name("TOPGUN_PLUGIN_DATA_DIR"), c.DataDir)
 		}
 	}
 	for k := range c.Config {
 		if strings.HasPrefix(k, ReservedConfigPrefix) {
-			bad("TOPGUN_PLUGIN_CONFIG key %q is reserved (keys starting with %q are set by the host); rename it", k, ReservedConfigPrefix)
+			bad("%s key %q is reserved (keys starting with %q are set by the host); rename it", name("TOPGUN_PLUGIN_CONFIG"), k, ReservedConfigPrefix)
 		}
 	}
 	if c.MemoryLimitMB < 1 || c.MemoryLimitMB > 4096 {
-		bad("TOPGUN_PLUGIN_MEMORY_MB %d is out of range; use 1 to 4096", c.MemoryLimitMB)
+		bad("%s %d is out of range; use 1 to 4096", name("TOPGUN_PLUGIN_MEMORY_MB"), c.MemoryLimitMB)
 	}
 	if c.CallTimeout < time.Millisecond || c.CallTimeout > time.Hour {
-		bad("TOPGUN_PLUGIN_CALL_TIMEOUT %s is out of range; use 1ms to 1h", c.CallTimeout)
+		bad("%s %s is out of range; use 1ms to 1h", name("TOPGUN_PLUGIN_CALL_TIMEOUT"), c.CallTimeout)
 	}
 	minBody := abi.MaxValueBytes + 64<<10
 	if c.MaxRequestBytes < minBody || c.MaxRequestBytes > 1<<30 {
-		bad("TOPGUN_PLUGIN_MAX_REQUEST_BYTES %d is out of range; use %d (the largest value plus overhead) to %d", c.MaxRequestBytes, minBody, 1<<30)
+		bad("%s %d is out of range; use %d (the largest value plus overhead) to %d", name("TOPGUN_PLUGIN_MAX_REQUEST_BYTES"), c.MaxRequestBytes, minBody, 1<<30)
 	}
 	if c.MaxResponseBytes < minBody || c.MaxResponseBytes > 1<<30 {
-		bad("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES %d is out of range; use %d (the largest value plus overhead) to %d", c.MaxResponseBytes, minBody, 1<<30)
+		bad("%s %d is out of range; use %d (the largest value plus overhead) to %d", name("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES"), c.MaxResponseBytes, minBody, 1<<30)
 	}
 	if c.PoolSize < 1 || c.PoolSize > MaxPoolSize {
-		bad("TOPGUN_PLUGIN_POOL_SIZE %d is out of range; use 1 to %d", c.PoolSize, MaxPoolSize)
+		bad("%s %d is out of range; use 1 to %d", name("TOPGUN_PLUGIN_POOL_SIZE"), c.PoolSize, MaxPoolSize)
 	}
 	if c.DataMaxMB < 0 || c.DataMaxMB > 1<<30 {
-		bad("TOPGUN_PLUGIN_DATA_MAX_MB %d is out of range; use 0 (no quota) to %d", c.DataMaxMB, 1<<30)
+		bad("%s %d is out of range; use 0 (no quota) to %d", name("TOPGUN_PLUGIN_DATA_MAX_MB"), c.DataMaxMB, 1<<30)
 	}
 	if c.DataMaxFiles > 1<<30 {
-		bad("TOPGUN_PLUGIN_DATA_MAX_FILES %d is out of range; use 1 to %d, or a negative number for no limit", c.DataMaxFiles, 1<<30)
+		bad("%s %d is out of range; use 1 to %d, or a negative number for no limit", name("TOPGUN_PLUGIN_DATA_MAX_FILES"), c.DataMaxFiles, 1<<30)
 	}
 	if c.DataMaxMB > 0 && c.DataMaxFiles < 0 {
-		bad("TOPGUN_PLUGIN_DATA_MAX_MB needs a limit on the files (the host measures the directory by reading it); set TOPGUN_PLUGIN_DATA_MAX_FILES to a positive number, or leave it out for %d", DefaultDataMaxFiles)
+		bad("%s needs a limit on the files (the host measures the directory by reading it); set %s to a positive number, or leave it out for %d", name("TOPGUN_PLUGIN_DATA_MAX_MB"), name("TOPGUN_PLUGIN_DATA_MAX_FILES"), DefaultDataMaxFiles)
 	}
 	if c.Trust != TrustSandboxed && c.Trust != TrustTrusted {
-		bad("TOPGUN_PLUGIN_TRUST %q is unknown; use %q or %q", c.Trust, TrustSandboxed, TrustTrusted)
+		bad("%s %q is unknown; use %q or %q", name("TOPGUN_PLUGIN_TRUST"), c.Trust, TrustSandboxed, TrustTrusted)
 	}
 	if c.BreakerFailures > 1000 {
-		bad("TOPGUN_PLUGIN_BREAKER_FAILURES %d is out of range; use 1 to 1000, or a negative number to disable the breaker", c.BreakerFailures)
+		bad("%s %d is out of range; use 1 to 1000, or a negative number to disable the breaker", name("TOPGUN_PLUGIN_BREAKER_FAILURES"), c.BreakerFailures)
 	}
 	if c.BreakerWindow < time.Millisecond || c.BreakerBackoff < time.Millisecond || c.BreakerMaxBackoff < c.BreakerBackoff || c.BreakerMaxBackoff > 24*time.Hour {
-		bad("TOPGUN_PLUGIN_BREAKER_WINDOW %s, TOPGUN_PLUGIN_BREAKER_BACKOFF %s and TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF %s are out of range; use durations of at least 1ms with backoff <= maximum backoff <= 24h",
-			c.BreakerWindow, c.BreakerBackoff, c.BreakerMaxBackoff)
+		bad("%s %s, %s %s and %s %s are out of range; use durations of at least 1ms with backoff <= maximum backoff <= 24h",
+			name("TOPGUN_PLUGIN_BREAKER_WINDOW"), c.BreakerWindow, name("TOPGUN_PLUGIN_BREAKER_BACKOFF"), c.BreakerBackoff, name("TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF"), c.BreakerMaxBackoff)
 	}
 	return errors.Join(errs...)
 }

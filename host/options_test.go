@@ -109,6 +109,27 @@ func TestOptionsFromEnv(t *testing.T) {
 	}
 }
 
+// Every setting Validate names goes through SettingName, and without it
+// (or where it returns "") the variable's name is kept.
+func TestOptions_Validate_settingName(t *testing.T) {
+	o := &Options{Config: map[string]string{"topgun.x": "1"}, DataDir: "/nonexistent/dir", SHA256: "xyz",
+		MemoryLimitMB: -1, CallTimeout: -1, MaxRequestBytes: 10, MaxResponseBytes: 10, PoolSize: -1,
+		DataMaxMB: 1 << 31, DataMaxFiles: -1, Trust: "yolo", BreakerFailures: 2000, BreakerWindow: -1}
+	plain := o.Validate().Error()
+	o.SettingName = func(env string) string { return "«" + env + "»" }
+	named := o.Validate().Error()
+	if got := strings.NewReplacer("«", "", "»", "").Replace(named); got != plain {
+		t.Fatalf("with SettingName:\n%s\nwithout:\n%s", named, plain)
+	}
+	if n := strings.Count(named, "«TOPGUN_PLUGIN_"); n != strings.Count(plain, "TOPGUN_PLUGIN_") || n < 16 {
+		t.Fatalf("%d of %d names went through SettingName:\n%s", n, strings.Count(plain, "TOPGUN_PLUGIN_"), named)
+	}
+	o.SettingName = func(string) string { return "" }
+	if got := o.Validate().Error(); got != plain {
+		t.Fatalf("SettingName returning \"\": %s, want %s", got, plain)
+	}
+}
+
 func TestOptions_Validate(t *testing.T) {
 	if err := (*Options)(nil).Validate(); err != nil {
 		t.Errorf("nil options: %v", err)

@@ -232,8 +232,8 @@ func (pl *pool) close(ctx context.Context, wait time.Duration, onClosed func()) 
 	if busy == 0 {
 		pl.onClosedOnce.Do(pl.onClosed)
 	}
-	return abi.Errorf(abi.CodeDeadlineExceeded, "%s: close: %d instance(s) still busy after %s (TOPGUN_PLUGIN_CALL_TIMEOUT) were abandoned; each is discarded when its call returns",
-		pl.p.prefix, busy, wait)
+	return abi.Errorf(abi.CodeDeadlineExceeded, "%s: close: %d instance(s) still busy after %s (%s) were abandoned; each is discarded when its call returns",
+		pl.p.prefix, busy, wait, pl.p.opts.setting("TOPGUN_PLUGIN_CALL_TIMEOUT"))
 }
 
 // drain closes the live instances as they come back, each on its own

@@ -41,6 +41,9 @@ type dataQuota struct {
 	refusals atomic.Int64
 	moves    *sync.RWMutex // the plugin's: a walk holds it shared
 	log      hclog.Logger
+	// bytesName and filesName are the limits' names in the note
+	// (Options.SettingName).
+	bytesName, filesName string
 
 	mu sync.Mutex // one walk at a time; guards what follows
 	// walkedBytes and walkedFiles are the counts right after the last walk.
@@ -58,7 +61,8 @@ func newDataQuota(root string, o *Options, moves *sync.RWMutex, log hclog.Logger
 	if o.DataMaxMB <= 0 && o.DataMaxFiles <= 0 {
 		return nil
 	}
-	q := &dataQuota{root: root, maxBytes: int64(o.DataMaxMB) << 20, maxFiles: max(int64(o.DataMaxFiles), 0), moves: moves, log: log}
+	q := &dataQuota{root: root, maxBytes: int64(o.DataMaxMB) << 20, maxFiles: max(int64(o.DataMaxFiles), 0), moves: moves, log: log,
+		bytesName: o.setting("TOPGUN_PLUGIN_DATA_MAX_MB"), filesName: o.setting("TOPGUN_PLUGIN_DATA_MAX_FILES")}
 	b, f := q.walk()
 	q.bytes.Store(b)
 	q.files.Store(f)
@@ -168,9 +172,9 @@ func (q *dataQuota) settle(held bool, nB, nF int64, checkB, checkF bool) bool {
 	}
 	q.refusals.Add(1)
 	if overF {
-		q.note = fmt.Sprintf("; the data directory %s holds as many files and directories as its limit allows (TOPGUN_PLUGIN_DATA_MAX_FILES=%d), so creating one failed, which a wasm plugin sees as an I/O error; remove files there or raise the limit", q.root, q.maxFiles)
+		q.note = fmt.Sprintf("; the data directory %s holds as many files and directories as its limit allows (%s=%d), so creating one failed, which a wasm plugin sees as an I/O error; remove files there or raise the limit", q.root, q.filesName, q.maxFiles)
 	} else {
-		q.note = fmt.Sprintf("; the data directory %s is at its quota (TOPGUN_PLUGIN_DATA_MAX_MB=%d), so a write failed, which a wasm plugin sees as an I/O error; remove data there or raise the quota", q.root, q.maxBytes>>20)
+		q.note = fmt.Sprintf("; the data directory %s is at its quota (%s=%d), so a write failed, which a wasm plugin sees as an I/O error; remove data there or raise the quota", q.root, q.bytesName, q.maxBytes>>20)
 	}
 	if !q.full {
 		q.full = true

@@ -61,6 +61,31 @@ type TenantConfig struct {
 	callTimeout time.Duration
 }
 
+// settingNames names the host's settings in its errors and notes
+// (host.Options.SettingName) as this example sets them: a tenant's field,
+// the -cache-dir flag (whose default is TOPGUN_PLUGIN_CACHE_DIR), or, for a
+// setting every tenant gets the host's default of, the host.Options field
+// to set in openTenant. Without it they would name the server's
+// TOPGUN_PLUGIN_* variables, which the example does not read.
+var settingNames = map[string]string{
+	"TOPGUN_PLUGIN_DATA_DIR":            "data_dir",
+	"TOPGUN_PLUGIN_MEMORY_MB":           "memory_mb",
+	"TOPGUN_PLUGIN_CALL_TIMEOUT":        "call_timeout",
+	"TOPGUN_PLUGIN_DATA_MAX_MB":         "data_max_mb",
+	"TOPGUN_PLUGIN_DATA_MAX_FILES":      "data_max_files",
+	"TOPGUN_PLUGIN_CACHE_DIR":           "-cache-dir (or TOPGUN_PLUGIN_CACHE_DIR)",
+	"TOPGUN_PLUGIN_CONFIG":              "host.Options.Config",
+	"TOPGUN_PLUGIN_SHA256":              "host.Options.SHA256",
+	"TOPGUN_PLUGIN_MAX_REQUEST_BYTES":   "host.Options.MaxRequestBytes",
+	"TOPGUN_PLUGIN_MAX_RESPONSE_BYTES":  "host.Options.MaxResponseBytes",
+	"TOPGUN_PLUGIN_POOL_SIZE":           "host.Options.PoolSize",
+	"TOPGUN_PLUGIN_TRUST":               "host.Options.Trust",
+	"TOPGUN_PLUGIN_BREAKER_FAILURES":    "host.Options.BreakerFailures",
+	"TOPGUN_PLUGIN_BREAKER_WINDOW":      "host.Options.BreakerWindow",
+	"TOPGUN_PLUGIN_BREAKER_BACKOFF":     "host.Options.BreakerBackoff",
+	"TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF": "host.Options.BreakerMaxBackoff",
+}
+
 // A name goes into a URL path and a logger name (where "." separates
 // names), so it is kept to a safe alphabet.
 var tenantName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)

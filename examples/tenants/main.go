@@ -56,8 +56,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "tenants file (JSON, see tenants.json); required")
 	addr := fs.String("addr", "", "listen address (default :8080, or 127.0.0.1:8080 with TOPGUN_NO_AUTH)")
-	// The host's errors about the cache say to set TOPGUN_PLUGIN_CACHE_DIR,
-	// so it is read here too.
+	// The server's TOPGUN_PLUGIN_CACHE_DIR is read too, so that one setting
+	// points both programs at one cache.
 	cacheDir := fs.String("cache-dir", getenv("TOPGUN_PLUGIN_CACHE_DIR"), "wasm compilation cache shared by all tenants (default: TOPGUN_PLUGIN_CACHE_DIR, else the user cache directory; - for none)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/client"
 	"github.com/topgun-go/topgun/host/hosttest"
 	"github.com/topgun-go/topgun/server/protocol"
@@ -361,9 +362,9 @@ func TestAuthAndAddr(t *testing.T) {
 	}
 }
 
-// TestRun_cacheDirFromEnv: the host's errors about the compilation cache
-// say to set TOPGUN_PLUGIN_CACHE_DIR, so without -cache-dir the program
-// uses it (here a directory others may write to, which the host refuses).
+// TestRun_cacheDirFromEnv: without -cache-dir the program uses the
+// server's TOPGUN_PLUGIN_CACHE_DIR (here a directory others may write to,
+// which the host refuses).
 func TestRun_cacheDirFromEnv(t *testing.T) {
 	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // where the default would go
 	null := hosttest.BuildPlugin(t, "../plugins/null")
@@ -532,4 +533,66 @@ func TestParseConfig_example(t *testing.T) {
 	if c.MaxConnections != 10000 || len(c.Tenants) != 3 {
 		t.Fatalf("tenants.json: max_connections %d, %d tenants", c.MaxConnections, len(c.Tenants))
 	}
+}
+
+// TestTenants_errorsNameTheTenantsFile: the host's errors and notes name
+// the tenants file's fields (and -cache-dir), which the operator sets,
+// not the server's TOPGUN_PLUGIN_* variables, which the example does not
+// read (but for -cache-dir's default).
+func TestTenants_errorsNameTheTenantsFile(t *testing.T) {
+	logstore := hosttest.BuildPlugin(t, "../plugins/logstore/cmd/logstore")
+	openErr := func(t *testing.T, cfg *Config, cache string) error {
+		t.Helper()
+		ts, err := Open(context.Background(), cfg, Shared{CacheDir: cache})
+		if err == nil {
+			ts.Close()
+			t.Fatal("Open succeeded")
+		}
+		return err
+	}
+	check := func(t *testing.T, err error, want string) {
+		t.Helper()
+		if !strings.Contains(err.Error(), want) || strings.Contains(strings.Replace(err.Error(), want, "", 1), "TOPGUN_") {
+			t.Fatalf("error %q: want it to name %q, and no TOPGUN_PLUGIN_* variable", err, want)
+		}
+	}
+
+	t.Run("memory_mb", func(t *testing.T) {
+		err := openErr(t, &Config{Tenants: []TenantConfig{{Name: "a", Plugin: logstore, MemoryMB: 1}}}, cacheDir)
+		check(t, err, "limit of 1 MiB (memory_mb)")
+	})
+	t.Run("data_dir", func(t *testing.T) {
+		dir := t.TempDir()
+		serve(t, &Config{Tenants: []TenantConfig{{Name: "a", Plugin: logstore, DataDir: dir}}})
+		err := openErr(t, &Config{Tenants: []TenantConfig{{Name: "b", Plugin: logstore, DataDir: dir}}}, cacheDir)
+		check(t, err, "its own data_dir")
+	})
+	t.Run("cache-dir", func(t *testing.T) {
+		open := filepath.Join(t.TempDir(), "open")
+		if err := os.Mkdir(open, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(open, 0o777); err != nil { // others may write: refused
+			t.Fatal(err)
+		}
+		err := openErr(t, &Config{Tenants: []TenantConfig{{Name: "a", Plugin: logstore}}}, open)
+		check(t, err, "set -cache-dir (or TOPGUN_PLUGIN_CACHE_DIR) to")
+	})
+	t.Run("data_max_mb", func(t *testing.T) {
+		ts, _ := serve(t, &Config{Tenants: []TenantConfig{{Name: "a", Plugin: logstore, DataDir: t.TempDir(), DataMaxMB: 1}}})
+		ts.mu.RLock()
+		b := ts.tenants["a"].backend
+		ts.mu.RUnlock()
+		value := bytes.Repeat([]byte("v"), 60<<10)
+		var err error
+		for i := 0; i < 40 && err == nil; i++ {
+			batch := &abi.Batch{Now: int64(i + 1)}
+			batch.Put("m", strconv.Itoa(i), false, value, 0)
+			err = b.Apply(context.Background(), batch)
+		}
+		if err == nil {
+			t.Fatal("40 batches of 60 KiB were all stored under data_max_mb 1")
+		}
+		check(t, err, "at its quota (data_max_mb=1)")
+	})
 }

@@ -154,6 +154,7 @@ func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol
 		DataMaxFiles:  tc.DataMaxFiles,
 		CacheDir:      sh.CacheDir,
 		Logger:        log,
+		SettingName:   func(env string) string { return settingNames[env] },
 	})
 	if err != nil {
 		return nil, err
