@@ -2,6 +2,7 @@ package host
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -145,7 +146,7 @@ func (c *confinedFS) OpenFile(path string, flag experimentalsys.Oflag, perm fs.F
 		f = &countedFile{File: f, files: c.files}
 	}
 	if c.quota != nil && c.quota.maxBytes != 0 {
-		f = quotaFile{File: f, q: c.quota}
+		f = c.quota.track(f)
 	}
 	if c.stop == nil {
 		return f, e
@@ -172,7 +173,7 @@ func (c *confinedFS) admitOpen(path string, flag experimentalsys.Oflag) experime
 		_, e := c.FS.Lstat(path)
 		return e == 0 && flag&experimentalsys.O_EXCL == 0
 	}
-	if !c.quota.create(0, exists) {
+	if !c.quota.create(entryBytes(path, false), exists) {
 		return experimentalsys.EIO
 	}
 	return 0
@@ -183,29 +184,87 @@ func (c *confinedFS) admitOpen(path string, flag experimentalsys.Oflag) experime
 type quotaFile struct {
 	experimentalsys.File
 	q *dataQuota
+	// id and base are the file's identity and size when opened (a zero id:
+	// not a regular file, or not known); grown is what was admitted
+	// through this descriptor since. A walk that does not find the file
+	// (deleted, or moved where a path cannot reach) counts base+grown.
+	id     fileID
+	base   int64
+	grown  atomic.Int64
+	closed atomic.Bool
 }
 
-func (f quotaFile) Write(p []byte) (int, experimentalsys.Errno) {
-	if !f.q.grow(int64(len(p))) {
+// growth is what writing n bytes at off (-1: at the file's offset) may add
+// to the file: n, or up to the end of the write when it starts past the
+// end, since the gap grows the file as much (and each block written in it
+// takes disk space).
+func (f *quotaFile) growth(n int, off int64) int64 {
+	if n == 0 || f.IsAppend() {
+		return int64(n)
+	}
+	if off < 0 {
+		var e experimentalsys.Errno
+		if off, e = f.File.Seek(0, io.SeekCurrent); e != 0 {
+			return int64(n)
+		}
+	}
+	st, e := f.File.Stat()
+	if e != 0 {
+		return int64(n)
+	}
+	return max(int64(n), off+int64(n)-st.Size)
+}
+
+// admit admits c more bytes through the file.
+func (f *quotaFile) admit(c int64) bool {
+	if !f.q.grow(c) {
+		return false
+	}
+	f.grown.Add(c)
+	return true
+}
+
+// unwrite gives back c bytes admitted but not written.
+func (f *quotaFile) unwrite(c int64) {
+	if c > 0 {
+		f.q.unwrite(c)
+		f.grown.Add(-c)
+	}
+}
+
+// unwritten gives back what a write of want bytes that wrote n did not add:
+// all it admitted when it wrote nothing, else the bytes not written.
+func (f *quotaFile) unwritten(admitted int64, want, n int) {
+	if n <= 0 {
+		f.unwrite(admitted)
+	} else {
+		f.unwrite(int64(want - n))
+	}
+}
+
+func (f *quotaFile) Write(p []byte) (int, experimentalsys.Errno) {
+	c := f.growth(len(p), -1)
+	if !f.admit(c) {
 		return 0, experimentalsys.EIO
 	}
 	n, e := f.File.Write(p)
-	f.q.unwrite(int64(len(p) - n))
+	f.unwritten(c, len(p), n)
 	return n, e
 }
 
-func (f quotaFile) Pwrite(p []byte, off int64) (int, experimentalsys.Errno) {
-	if !f.q.grow(int64(len(p))) {
+func (f *quotaFile) Pwrite(p []byte, off int64) (int, experimentalsys.Errno) {
+	c := f.growth(len(p), off)
+	if !f.admit(c) {
 		return 0, experimentalsys.EIO
 	}
 	n, e := f.File.Pwrite(p, off)
-	f.q.unwrite(int64(len(p) - n))
+	f.unwritten(c, len(p), n)
 	return n, e
 }
 
 // Truncate counts a file grown (fd_filestat_set_size, fd_allocate) by what
 // it grows, and a file cut as freed.
-func (f quotaFile) Truncate(size int64) experimentalsys.Errno {
+func (f *quotaFile) Truncate(size int64) experimentalsys.Errno {
 	st, e := f.File.Stat()
 	if e != 0 {
 		return e
@@ -214,14 +273,21 @@ func (f quotaFile) Truncate(size int64) experimentalsys.Errno {
 		f.q.freed(st.Size-size, 0)
 		return f.File.Truncate(size)
 	}
-	if !f.q.grow(size - st.Size) {
+	if !f.admit(size - st.Size) {
 		return experimentalsys.EIO
 	}
 	if e := f.File.Truncate(size); e != 0 {
-		f.q.unwrite(size - st.Size)
+		f.unwrite(size - st.Size)
 		return e
 	}
 	return 0
+}
+
+func (f *quotaFile) Close() experimentalsys.Errno {
+	if f.closed.CompareAndSwap(false, true) {
+		f.q.untrack(f)
+	}
+	return f.File.Close()
 }
 
 // countedFile gives its place in confinedFS.files back when closed (once:
@@ -299,7 +365,7 @@ func (c *confinedFS) Mkdir(path string, perm fs.FileMode) experimentalsys.Errno 
 	if e := c.check(path, true); e != 0 {
 		return e
 	}
-	if !c.quota.create(0, nil) {
+	if !c.quota.create(entryBytes(path, true), nil) {
 		return experimentalsys.EIO
 	}
 	return c.FS.Mkdir(path, perm)

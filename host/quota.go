@@ -5,18 +5,22 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+	"github.com/tetratelabs/wazero/sys"
 )
 
 // dataQuota bounds what a plugin keeps in its data directory
 // (Options.DataMaxMB, DataMaxFiles), all its instances together. Usage is
 // measured by walking the directory at Load; from then on every byte the
-// guest writes (or grows a file by) and every file or directory it creates
-// is added to the measurement, an atomic add, which makes the count an
+// guest writes (or grows a file by, a write past the end counting the gap)
+// and every file or directory it creates (see entryBytes) is added to the
+// measurement, an atomic add, which makes the count an
 // upper bound: overwrites, deletes and truncations are not subtracted. When
 // the count would pass a limit, the directory is walked again for its true
 // usage, at most once per quotaStep of the limit written, created or freed
@@ -44,6 +48,12 @@ type dataQuota struct {
 	// bytesName and filesName are the limits' names in the note
 	// (Options.SettingName).
 	bytesName, filesName string
+
+	// open holds the files open for writing, which a walk may not find
+	// (deleted while open, or moved out of a path's reach) though they
+	// keep their space and can still be written.
+	openMu sync.Mutex
+	open   map[*quotaFile]struct{}
 
 	mu sync.Mutex // one walk at a time; guards what follows
 	// walkedBytes and walkedFiles are the counts right after the last walk.
@@ -190,15 +200,86 @@ func (q *dataQuota) lastNote() string {
 	return q.note
 }
 
+// entryBytes estimates what creating the entry name adds to its directory
+// (ext4 keeps 8 bytes and the name rounded to 4), plus, for a directory,
+// the block it starts with: the walk counts directories by their size.
+func entryBytes(name string, dir bool) int64 {
+	n := int64(8 + (len(path.Base(name))+3)&^3)
+	if dir {
+		n += 4096
+	}
+	return n
+}
+
+// fileID identifies a file (zero: unknown, as on systems without inode
+// numbers).
+type fileID struct{ dev, ino uint64 }
+
+func statID(st sys.Stat_t) fileID { return fileID{st.Dev, st.Ino} }
+
+// track wraps f, just opened, so that its writes are counted, and keeps
+// it for the walks while it is open.
+func (q *dataQuota) track(f experimentalsys.File) experimentalsys.File {
+	qf := &quotaFile{File: f, q: q}
+	if st, e := f.Stat(); e == 0 && st.Mode.IsRegular() && st.Ino != 0 {
+		qf.id, qf.base = statID(st), st.Size
+		q.openMu.Lock()
+		if q.open == nil {
+			q.open = map[*quotaFile]struct{}{}
+		}
+		q.open[qf] = struct{}{}
+		q.openMu.Unlock()
+	}
+	return qf
+}
+
+func (q *dataQuota) untrack(f *quotaFile) {
+	q.openMu.Lock()
+	delete(q.open, f)
+	q.openMu.Unlock()
+}
+
+// openSizes returns, for each file open for writing, an upper bound of its
+// size: the largest size at an open plus what every descriptor admitted.
+func (q *dataQuota) openSizes() map[fileID]int64 {
+	q.openMu.Lock()
+	defer q.openMu.Unlock()
+	if len(q.open) == 0 {
+		return nil
+	}
+	base, grown := map[fileID]int64{}, map[fileID]int64{}
+	for f := range q.open {
+		base[f.id] = max(base[f.id], f.base)
+		grown[f.id] += f.grown.Load()
+	}
+	for id, g := range grown {
+		base[id] += g
+	}
+	return base
+}
+
 // walkBatch is how many entries a walk reads from a directory at once.
 const walkBatch = 256
 
-// walk returns the bytes of the regular files under root and the number of
+// walk returns the bytes of the regular files and directories under root
+// (not root's own) and the number of
 // entries (files, directories, links...), reading at most maxFiles+1
 // entries when files are limited. A directory is read in batches, and one
 // directory is open at a time, so neither the host's heap nor its
 // descriptors grow with the directory; links are not followed.
+//
+// A file open for writing that the walk does not find is counted by the
+// bound openSizes gives.
 func (q *dataQuota) walk() (bytes, files int64) {
+	unseen := q.openSizes()
+	blind := false // the system gives entries no inode numbers
+	defer func() {
+		if !blind {
+			for _, n := range unseen {
+				bytes += n
+			}
+		}
+	}()
 	dirs := []string{q.root}
 	for len(dirs) > 0 {
 		d := dirs[len(dirs)-1]
@@ -218,9 +299,19 @@ func (q *dataQuota) walk() (bytes, files int64) {
 				switch {
 				case e.IsDir():
 					dirs = append(dirs, filepath.Join(d, e.Name()))
+					// Its blocks: a directory keeps them after its
+					// entries are deleted (ext4 never shrinks one).
+					if info, err := e.Info(); err == nil {
+						bytes += info.Size()
+					}
 				case e.Type().IsRegular():
 					if info, err := e.Info(); err == nil {
 						bytes += info.Size()
+						if len(unseen) > 0 {
+							id := statID(sys.NewStat_t(info))
+							blind = blind || id.ino == 0
+							delete(unseen, id)
+						}
 					}
 				}
 			}

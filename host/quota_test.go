@@ -267,3 +267,94 @@ func TestOptionsFromEnv_dataQuota(t *testing.T) {
 		})
 	}
 }
+
+// A write past the end of a file grows it by the gap too: one byte written
+// far past the end (pwrite, or a seek and a write) is refused when the
+// file would then pass the quota, as filling it would be.
+func TestDataQuota_writePastEndCountsTheGap(t *testing.T) {
+	for _, how := range []string{"hole", "seekhole"} {
+		t.Run(how, func(t *testing.T) {
+			o, root := quotaOptions(t, 1, 0)
+			b := mustLoad(t, buildTestPlugin(t, "filer"), o)
+			batch := &abi.Batch{Now: 1}
+			batch.Put(how, "sparse", false, []byte(fmt.Sprint(64<<20)), 0)
+			err := b.Apply(context.Background(), batch)
+			if used, _ := dirUsage(t, root); used > 1<<20 {
+				t.Errorf("one byte written at 64 MiB (%v): the data directory holds %d bytes, over its quota of %d", err, used, 1<<20)
+			}
+			if err == nil || !strings.HasSuffix(err.Error(), bytesNote(root, 1)) {
+				t.Errorf("write at 64 MiB under a quota of 1 MiB: %v, want an error ending with %q", err, bytesNote(root, 1))
+			}
+		})
+	}
+}
+
+// A file the plugin deleted but keeps open still takes its space: writes
+// to it count until it is closed, and are refused past the quota.
+func TestDataQuota_deletedOpenFileCounts(t *testing.T) {
+	o, root := quotaOptions(t, 1, 0)
+	o.PoolSize = 1 // one instance, which keeps the file open across calls
+	b := mustLoad(t, buildTestPlugin(t, "filer"), o)
+	ctx := context.Background()
+	put := func() error {
+		batch := &abi.Batch{Now: 1}
+		batch.Put("keep", "held", false, make([]byte, 256<<10), 0)
+		return b.Apply(ctx, batch)
+	}
+	if err := put(); err != nil {
+		t.Fatal(err)
+	}
+	del := &abi.Batch{Now: 2}
+	del.Delete("file", "held", false)
+	if err := b.Apply(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	written := 256 << 10
+	var err error
+	for i := 0; i < 32 && err == nil; i++ {
+		if err = put(); err == nil {
+			written += 256 << 10
+		}
+	}
+	if written > 2<<20 {
+		t.Errorf("the plugin wrote %d bytes to a file it deleted and keeps open, under a quota of %d", written, 1<<20)
+	}
+	if err == nil || !strings.HasSuffix(err.Error(), bytesNote(root, 1)) {
+		t.Errorf("write past the quota to a deleted open file: %v, want an error ending with %q", err, bytesNote(root, 1))
+	}
+}
+
+// Directories keep the blocks their entries took after the entries are
+// deleted (ext4 never shrinks one): emptied directories must not hold far
+// more than the quota.
+func TestDataQuota_emptiedDirectoriesCount(t *testing.T) {
+	o, root := quotaOptions(t, 1, 2000)
+	b := mustLoad(t, buildTestPlugin(t, "filer"), o)
+	ctx := context.Background()
+	long := strings.Repeat("n", 200)
+	var err error
+	for d := 0; d < 8 && err == nil; d++ {
+		mk, del := &abi.Batch{Now: 1}, &abi.Batch{Now: 2}
+		mk.Put("dir", fmt.Sprint("d", d), false, nil, 0)
+		for i := 0; i < 1000; i++ {
+			name := fmt.Sprintf("d%d/%s%04d", d, long, i)
+			mk.Put("file", name, false, nil, 0)
+			del.Delete("file", name, false)
+		}
+		if err = b.Apply(ctx, mk); err == nil {
+			err = b.Apply(ctx, del)
+		}
+	}
+	var dirBytes int64
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() && p != root {
+			if info, err := d.Info(); err == nil {
+				dirBytes += info.Size()
+			}
+		}
+		return err
+	})
+	if dirBytes > 2<<20 {
+		t.Errorf("emptied directories hold %d bytes under a quota of %d (last error %v)", dirBytes, 1<<20, err)
+	}
+}

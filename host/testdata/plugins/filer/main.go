@@ -3,14 +3,22 @@
 // the value to the file named by the key, a delete removes it, a put of
 // map "dir" makes a directory, and a get of map "file" reads files back.
 // It declares abi.CapMultiInstance, so the host runs it on a pool.
+//
+// It also does what a hostile plugin would: a put of map "hole" writes
+// one byte at the offset the value holds (decimal) with pwrite, one of map
+// "seekhole" likewise with a seek and a write; a put of map "keep" appends
+// the value to the file named by the key through a descriptor the instance
+// keeps open across calls (so a delete of map "file" leaves it open).
 package main
 
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/null"
@@ -40,6 +48,10 @@ func (f filer) Apply(ctx context.Context, b *abi.Batch) error {
 			err = os.WriteFile(p, m.Value, 0o644)
 		case m.Map == "dir":
 			err = os.Mkdir(p, 0o755)
+		case m.Map == "hole" || m.Map == "seekhole":
+			err = hole(p, string(m.Value), m.Map == "seekhole")
+		case m.Map == "keep":
+			err = keep(p, m.Value)
 		}
 		if err != nil {
 			return abi.Wrap(abi.CodeInternal, err, "filer: %s %s: %v", m.Map, m.Key, err)
@@ -64,6 +76,43 @@ func (f filer) Get(ctx context.Context, mapName string, backup bool, keys []stri
 		out = append(out, abi.Record{Map: mapName, Key: k, Value: v})
 	}
 	return out, nil
+}
+
+// hole writes one byte at offset off of the file p.
+func hole(p, off string, seek bool) error {
+	n, err := strconv.ParseInt(off, 10, 64)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if !seek {
+		_, err = f.WriteAt([]byte{1}, n)
+		return err
+	}
+	if _, err = f.Seek(n, io.SeekStart); err == nil {
+		_, err = f.Write([]byte{1})
+	}
+	return err
+}
+
+// kept are the files a put of map "keep" opened, by path.
+var kept = map[string]*os.File{}
+
+func keep(p string, v []byte) error {
+	f := kept[p]
+	if f == nil {
+		var err error
+		if f, err = os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644); err != nil {
+			return err
+		}
+		kept[p] = f
+	}
+	_, err := f.Write(v)
+	return err
 }
 
 func init() {
