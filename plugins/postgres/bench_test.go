@@ -245,3 +245,39 @@ func BenchmarkRatio(b *testing.B) {
 	b.ReportMetric(median(times[0]), "backend-ns/batch")
 	b.ReportMetric(median(times[best]), "raw-ns/batch")
 }
+
+// BenchmarkApplyChecked measures a checked commit of 1, 10 and 100
+// records, each expected to hold what the commit before wrote (the store's
+// commit on shared storage): ns/op is per commit.
+func BenchmarkApplyChecked(b *testing.B) {
+	pgtest.URL(b)
+	for _, n := range []int{1, 10, 100} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			be, _ := benchOpen(b)
+			ctx := context.Background()
+			vals := [2][]byte{make([]byte, benchValue), make([]byte, benchValue)}
+			vals[1][0] = 1
+			batch := func(i int) *abi.Batch {
+				bt := &abi.Batch{Now: int64(i + 1)}
+				for k := range n {
+					bt.Put("bench", benchKey(k), false, vals[i%2], 0)
+				}
+				return bt
+			}
+			if err := be.Apply(ctx, batch(1)); err != nil {
+				b.Fatal(err)
+			}
+			expect := make([]abi.Expect, n)
+			i := 0
+			for b.Loop() {
+				for k := range expect {
+					expect[k] = abi.Expect{Map: "bench", Key: benchKey(k), Present: true, Value: vals[(i+1)%2]}
+				}
+				if err := be.ApplyChecked(ctx, batch(i), expect); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}

@@ -441,22 +441,22 @@ func (b *Backend) ApplyChecked(ctx context.Context, batch *abi.Batch, expect []a
 		return b.onWriteConn(ctx, func(c *pgxpool.Conn) error {
 			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
 				// The table's lock first, then the records': one order.
-				if _, err := tx.Exec(ctx, tableLock, tableLockClass, b.tableLockKey()); err != nil {
-					return err
-				}
 				// Locks and expected records go in statements under the
 				// budget, as a batch's rows do: a direct caller's expect
-				// list has no bound. The locks stay in one order.
-				err := split(len(locks), b.maxStatementBytes, func(int) int { return 8 }, func(start, end int) error {
-					_, err := tx.Exec(ctx, lockSQL, lockClass, locks[start:end])
-					return err
+				// list has no bound. The lock statements are sent in one
+				// round trip (run in order; the first failure ends it).
+				var lb pgx.Batch
+				lb.Queue(tableLock, tableLockClass, b.tableLockKey())
+				_ = split(len(locks), b.maxStatementBytes, func(int) int { return 8 }, func(start, end int) error {
+					lb.Queue(lockSQL, lockClass, locks[start:end])
+					return nil
 				})
-				if err != nil {
+				if err := tx.SendBatch(ctx, &lb).Close(); err != nil {
 					return err
 				}
 				seen := make(map[recordID]bool, len(expect))
 				var conflict *abi.Expect
-				err = split(len(expect), b.maxStatementBytes, func(i int) int { return len(maps[i]) + len(keys[i]) + 8 }, func(start, end int) error {
+				err := split(len(expect), b.maxStatementBytes, func(i int) int { return len(maps[i]) + len(keys[i]) + 8 }, func(start, end int) error {
 					rows, err := tx.Query(ctx, b.sql.expect, maps[start:end], keys[start:end])
 					if err != nil {
 						return err

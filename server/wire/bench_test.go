@@ -81,3 +81,49 @@ func BenchmarkEncode(b *testing.B) {
 		})
 	}
 }
+
+// benchTodo is a user value of Go structs, encoded by the msgpack library
+// after the checks of the frame limit and depth walk it.
+type benchTodo struct {
+	Title string   `msgpack:"title"`
+	Done  bool     `msgpack:"done"`
+	N     int64    `msgpack:"n"`
+	Tags  []string `msgpack:"tags,omitempty"`
+	Note  string   `msgpack:"note,omitempty"`
+}
+
+type benchList struct {
+	Name  string      `msgpack:"name"`
+	Items []benchTodo `msgpack:"items"`
+}
+
+// BenchmarkEncodeUserValue encodes a CLIENT_OP as the Go client does
+// (Limits.Encode, held to the frame limit) with a user value of a map, of
+// a struct, and of a struct holding 100 structs.
+func BenchmarkEncodeUserValue(b *testing.B) {
+	items := make([]benchTodo, 100)
+	for i := range items {
+		items[i] = benchTodo{Title: "buy milk", N: int64(i), Tags: []string{"home"}}
+	}
+	values := []struct {
+		name  string
+		value any
+	}{
+		{"map", map[string]any{"title": "buy milk", "done": false, "n": int64(1)}},
+		{"struct", benchTodo{Title: "buy milk", N: 1}},
+		{"struct100", &benchList{Name: "groceries", Items: items}},
+	}
+	limits := DefaultLimits()
+	for _, v := range values {
+		m := &ClientOpMessage{ClientOp{ID: "1", MapName: "todos", Key: "item-1", OpType: "PUT",
+			Record: &LWWRecord{Value: v.value, Timestamp: Timestamp{Millis: 1700000000000, NodeID: "client-abc"}}}}
+		b.Run(v.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := limits.Encode(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
