@@ -57,8 +57,9 @@
 //
 // Every call gives up when its context ends, also while waiting to send or
 // during a blocked frame write. That frame still goes out whole, after
-// the call returned: only Options.WriteTimeout cuts a write short, and a
-// write cut short drops the connection, which is then re-established.
+// the call returned: only Options.WriteTimeout (or Close) cuts a write
+// short, and a write cut short drops the connection, which is then
+// re-established.
 //
 // # Values
 //

@@ -192,8 +192,9 @@
 // is near. The error keeps the plugin's code and message: a full disk is
 // not a batch too large, which the server would split on
 // CodeResourceExhausted. The first finding is logged once at warn, its end
-// (seen by a look on any call while it lasts) at info. Quotas are not
-// looked at; on systems without statfs nothing is added.
+// (seen by a look on any call while it lasts) at info. The file system's
+// quotas are not looked at (the host's own is, below); on systems without
+// statfs nothing is added.
 //
 // # The data directory's quota
 //

@@ -96,12 +96,13 @@
 // writes of the connection are queued or being committed (and once one
 // failed, was refused over MaxBatchOps (ERROR 413) or was acknowledged
 // only in part, until the client has sent the ops left unstored again and
-// they are stored or rejected; for good after a message refused unread
-// (ERROR 400, 403, 413) or ops the server cannot recognise again: the
-// client's next connection gets it at its first sync), then sent after
-// their OP_ACK
-// and after any leaf or diff read before they were committed (the
-// greatest cut-off only; at a first sync, usually after the root):
+// they are stored or rejected; for the rest of the connection after a
+// message refused unread (ERROR 400, 403, 413) or a failed write of ops
+// the server cannot recognise again, such as an ORMAP_PUSH_DIFF's
+// removals: the client's next connection gets it at its first sync), then
+// sent after their OP_ACK and after any leaf or diff read before they
+// were committed (the greatest cut-off only; at a first sync, usually
+// after the root):
 // TopGun's client, pruning the OR-Map tombstone of an old entry it has
 // just removed, would take the entry back from a leaf served before that
 // remove was committed. It never comes before the handshake's answer
