@@ -20,7 +20,8 @@ func nilsBatch(t *testing.T, id string, n int) []byte {
 // An authenticated client's frame under MaxMessageBytes whose decoded form
 // would pass 32 × MaxMessageBytes (2M nils: ~190 MiB) gets ERROR 413
 // naming the limit, is not applied, and the connection stays open, as for
-// a frame over MaxMessageBytes. The same body over POST /sync gets 413.
+// a frame over MaxMessageBytes; it says which setting raises the limit.
+// The same body over POST /sync gets 413.
 func TestWrite_decodedSizeLimitKeepsConnection(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{})
@@ -31,7 +32,7 @@ func TestWrite_decodedSizeLimitKeepsConnection(t *testing.T) {
 	}
 	c.sendRaw(raw)
 	m := expect[*wire.ErrorMessage](c)
-	if m.Code != 413 || !strings.Contains(m.Message, "TOPGUN_MAX_MESSAGE_BYTES") || !strings.Contains(m.Message, strconv.Itoa(32*DefaultMaxMessageBytes)) {
+	if m.Code != 413 || !strings.Contains(m.Message, "raise TOPGUN_MAX_MESSAGE_BYTES") || !strings.Contains(m.Message, strconv.Itoa(32*DefaultMaxMessageBytes)) {
 		t.Fatalf("ERROR = %+v, want 413 naming the decoded-size limit", m)
 	}
 	c.ping()
@@ -45,7 +46,7 @@ func TestWrite_decodedSizeLimitKeepsConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, out := e.postRaw(t, body, ""); code != 413 || !strings.Contains(string(out), "TOPGUN_MAX_MESSAGE_BYTES") {
+	if code, out := e.postRaw(t, body, ""); code != 413 || !strings.Contains(string(out), "raise TOPGUN_MAX_MESSAGE_BYTES") {
 		t.Fatalf("POST /sync = %d %s, want 413 naming the limit", code, out)
 	}
 	if _, _, ok := e.getLWW("m", "k3"); ok {

@@ -161,7 +161,7 @@ func (c *conn) decodeFailed(err error) {
 			"protocol: message nested deeper than the limit of %d maps and arrays; flatten the value", wire.DefaultMaxDepth)})
 	case errors.Is(err, wire.ErrDecodedTooLarge):
 		c.reply(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
-			"protocol: message ignored: %v; a message may take at most %d × TOPGUN_MAX_MESSAGE_BYTES once decoded: send smaller messages or raise the limit",
+			"protocol: message ignored: %v; a message may take at most %d × TOPGUN_MAX_MESSAGE_BYTES once decoded: send smaller messages or raise TOPGUN_MAX_MESSAGE_BYTES",
 			err, wire.DecodedBytesPerMessageByte)})
 	default:
 		c.reply(&wire.ErrorMessage{Code: 400, Message: "protocol: message ignored: " + err.Error()})

@@ -137,7 +137,7 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 	req, err := s.limits.DecodeHTTPSyncRequest(body)
 	if errors.Is(err, wire.ErrDecodedTooLarge) {
 		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
-			"body ignored: %v; a body may take at most %d × TOPGUN_MAX_MESSAGE_BYTES once decoded: send fewer operations per request or raise the limit",
+			"body ignored: %v; a body may take at most %d × TOPGUN_MAX_MESSAGE_BYTES once decoded: send fewer operations per request or raise TOPGUN_MAX_MESSAGE_BYTES",
 			err, wire.DecodedBytesPerMessageByte))
 		return
 	}

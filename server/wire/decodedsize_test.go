@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/topgun-go/topgun/server/record"
 )
 
 // opBatchWithValue is an OP_BATCH of one op whose record value is an array
@@ -158,6 +160,102 @@ func TestLimits_realisticLargeMessageDecodes(t *testing.T) {
 		// is above what Decode allocates, but of the same order.
 		if uint64(size) < got/2 || uint64(size) > 8*got {
 			t.Errorf("%s: decoded size %d, but decoding allocated %d", name, size, got)
+		}
+	}
+}
+
+// retained is the live heap fn's results keep (HeapAlloc after GC), which
+// fn must hold in variables of its caller's.
+func retained(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	return after.HeapAlloc - before.HeapAlloc
+}
+
+// mapOfNils is a MsgPack map of n entries, two-byte keys, nil values.
+func mapOfNils(n int) []byte {
+	b := []byte{0xde, byte(n >> 8), byte(n)}
+	for i := range n {
+		b = append(b, 0xa2, byte('A'+i/64), byte('A'+i%64), 0xc0)
+	}
+	return b
+}
+
+// TestLimits_realHeapWithinDecodedSize: for the shapes that take the most
+// memory for their count, a message that just fits MaxDecodedBytes really
+// holds no more than the limit once decoded and converted to record values
+// (as the server holds a write), within 10%. Maps just past a size where
+// Go's hash table doubles are the worst: counted by their entries, maps of
+// 57 took 1.27 times the limit. Arrays of just over 32 KiB of record
+// values are allowed 25%: the allocator rounds them up to whole 8 KiB
+// pages, which the count leaves out.
+func TestLimits_realHeapWithinDecodedSize(t *testing.T) {
+	// Not parallel: it measures the live heap.
+	const limit = 16 << 20
+	l := DefaultLimits()
+	l.MaxDecodedBytes = limit
+	l.MaxMessageBytes = limit // strings take their length
+	cases := []struct {
+		name string
+		elem []byte
+		over int // percent of the limit the heap may pass it by; 10 if 0
+	}{
+		{"nils", []byte{0xc0}, 0},
+		{"empty maps", []byte{0x80}, 0},
+		{`{"a": 1}`, []byte{0x81, 0xa1, 'a', 0x01}, 0},
+		{"arrays of arrays of nil", []byte{0x91, 0x91, 0x91, 0xc0}, 0},
+		{"arrays of 13 nils", append([]byte{0x9d}, bytes.Repeat([]byte{0xc0}, 13)...), 0},
+		{"arrays of 410 nils", append([]byte{0xdc, 410 >> 8, 410 & 0xff}, bytes.Repeat([]byte{0xc0}, 410)...), 25},
+		{"strings of 33 bytes", append([]byte{0xd9, 33}, bytes.Repeat([]byte{'x'}, 33)...), 0},
+		{"maps of 9", mapOfNils(9), 0},
+		{"maps of 16", mapOfNils(16), 0},
+		{"maps of 29", mapOfNils(29), 0},
+		{"maps of 57", mapOfNils(57), 0},
+		{"maps of 113", mapOfNils(113), 0},
+		{"maps of 1100", mapOfNils(1100), 0},
+	}
+	for _, tc := range cases {
+		// The most elements that fit: the count grows by a fixed cost
+		// per element.
+		_, s1, err1 := l.DecodeSize(opBatchWithValue(t, 10, tc.elem))
+		_, s2, err2 := l.DecodeSize(opBatchWithValue(t, 20, tc.elem))
+		if err1 != nil || err2 != nil {
+			t.Fatalf("%s: %v %v", tc.name, err1, err2)
+		}
+		each := (s2 - s1) / 10
+		n := (limit - (s1 - 10*each)) / each
+		raw := opBatchWithValue(t, n, tc.elem)
+		if _, err := l.Decode(opBatchWithValue(t, n+1, tc.elem)); !errors.Is(err, ErrDecodedTooLarge) {
+			t.Fatalf("%s: %d elements (%d bytes each counted) not refused: %v", tc.name, n+1, each, err)
+		}
+		var m Message
+		var size int
+		var err error
+		var v record.Value
+		got := retained(func() {
+			m, size, err = l.DecodeSize(raw)
+			if err == nil {
+				v = record.FromWire(m.(*OpBatch).Ops[0].Record.Value)
+			}
+		})
+		runtime.KeepAlive(m)
+		runtime.KeepAlive(v)
+		if err != nil {
+			t.Fatalf("%s: %d elements: %v", tc.name, n, err)
+		}
+		t.Logf("%s: %d elements, %d KiB frame, counted %d KiB, heap %d KiB (%.2f of the count)",
+			tc.name, n, len(raw)>>10, size>>10, got>>10, float64(got)/float64(size))
+		over := tc.over
+		if over == 0 {
+			over = 10
+		}
+		if got > uint64(limit+limit/100*over) {
+			t.Errorf("%s: a message counted %d KiB of %d KiB allowed takes %d KiB decoded and converted",
+				tc.name, size>>10, limit>>10, got>>10)
 		}
 	}
 }

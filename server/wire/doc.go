@@ -80,19 +80,24 @@
 // DecodedBytesPerMessageByte (32) × MaxMessageBytes: 64 MiB. Each user
 // value counts 96 bytes (its interface and its record.Value), plus its
 // length for a string (twice for binary), 8 for a boxed number, 24 for an
-// array, and for a map 48 plus, per entry, 56 (its hash-table slot, at
-// least 8 of them, and the key of its record.Field) and its key's length;
+// array, and for a map 48, 40 per slot of its hash table (8 up to 8
+// entries, else room for them at 7/8 full rounded up to a power of two:
+// 128 for 57 entries) and per entry 16 (the key of its record.Field) and
+// its key's length;
 // message structs (ClientOp, OR-Map records and entries, a query's
 // predicate nodes, sort fields and aggregations) count their size and
 // strings their length. An array or map is counted whole when its
 // header is read, before it is allocated (an array is then allocated at
 // its final size), so a refused message has allocated no more than the
 // limit, besides the display string of a non-string map key, made before
-// it is counted. Ordinary messages count 2 to 10 times their size (1000
-// records of 1 KB values: 2×; thousands of small documents: 8×); a 2 MiB
-// array of tiny objects ({"a": 1, "b": true}, 100×) goes over the default
-// limit, as does any 2 MiB frame of one-byte values: a third of that
-// fits. Limits.DecodeSize reports the count, by which a server holding
+// it is counted. The count is what the decoded message and its record
+// values really take, within about 10% (arrays of just over 32 KiB of
+// record values take up to 20% more: the allocator's page rounding).
+// Ordinary messages count 2 to 10 times their size (1000 records of 1 KB
+// values: 2×; thousands of small documents: 8×); a 2 MiB array of tiny
+// objects ({"a": 1, "b": true}, 100×: about 180 MiB in memory) goes over
+// the default limit, as does any 2 MiB frame of one-byte values: a third
+// of that fits. Limits.DecodeSize reports the count, by which a server holding
 // decoded messages can bound them.
 //
 // Errors are *DecodeError values naming the message type and the path of
