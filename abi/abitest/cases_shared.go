@@ -218,7 +218,10 @@ func testApplyChecked(t TB, h Harness) {
 // testApplyCheckedWriters has writers increment one counter by reading it
 // and writing it back with ApplyChecked, retrying on conflicts, on backends
 // of their own when the harness opens them: no increment may be lost, so
-// the check and the batch must be one step.
+// the check and the batch must be one step. Each increment's first read
+// waits until every writer has made it, so that each round has writers
+// apply what they read before the round's first commit: however the
+// goroutines are scheduled, all but one of them expect a stale value.
 func testApplyCheckedWriters(t TB, h Harness) {
 	be := open(t, h)
 	checkedApplier(t, be)
@@ -237,6 +240,19 @@ func testApplyCheckedWriters(t TB, h Harness) {
 	start := make(chan struct{})
 	errs := make(chan error, writers)
 	var conflicts atomic.Int64
+	// read[i] is closed once every writer has read the counter for its
+	// increment i; quit once a writer has given up, so none waits for it.
+	read := make([]chan struct{}, incs)
+	for i := range read {
+		read[i] = make(chan struct{})
+	}
+	reads := make([]atomic.Int32, incs)
+	quit := make(chan struct{})
+	var quitOnce sync.Once
+	fail := func(err error) {
+		errs <- err
+		quitOnce.Do(func() { close(quit) })
+	}
 	for g := 0; g < writers; g++ {
 		wb := bes[g%len(bes)]
 		ca, ok := wb.(abi.CheckedApplier)
@@ -248,21 +264,32 @@ func testApplyCheckedWriters(t TB, h Harness) {
 			for i := 0; i < incs; i++ {
 				for try := 0; ; try++ {
 					if try == maxTries {
-						errs <- fmt.Errorf("writer %d: increment %d conflicted %d times in a row", g, i, maxTries)
+						fail(fmt.Errorf("writer %d: increment %d conflicted %d times in a row", g, i, maxTries))
 						return
 					}
 					recs, err := wb.Get(ctx, "ctr", false, []string{"n"})
 					if err != nil {
-						errs <- fmt.Errorf("writer %d: Get = %v; want nil", g, err)
+						fail(fmt.Errorf("writer %d: Get = %v; want nil", g, err))
 						return
 					}
 					n, expect := 0, absent("ctr", "n")
 					if len(recs) == 1 {
 						if _, err := fmt.Sscanf(string(recs[0].Value), "%d", &n); err != nil {
-							errs <- fmt.Errorf("writer %d: the counter holds %s; want a number", g, fmtRec(recs[0]))
+							fail(fmt.Errorf("writer %d: the counter holds %s; want a number", g, fmtRec(recs[0])))
 							return
 						}
 						expect = present("ctr", "n", string(recs[0].Value))
+					}
+					if try == 0 {
+						if reads[i].Add(1) == int32(writers) {
+							close(read[i])
+						}
+						select {
+						case <-read[i]:
+						case <-quit:
+							errs <- nil // the writer that gave up reports
+							return
+						}
 					}
 					b := &abi.Batch{Now: t0 + int64(n) + 1}
 					b.Put("ctr", "n", false, []byte(fmt.Sprint(n+1)), 0)
@@ -280,7 +307,7 @@ func testApplyCheckedWriters(t TB, h Harness) {
 						continue
 					}
 					if err != nil {
-						errs <- fmt.Errorf("writer %d: ApplyChecked(%s, expect %s) = %v; want nil or a conflict", g, fmtBatch(b), fmtExpects([]abi.Expect{expect}), err)
+						fail(fmt.Errorf("writer %d: ApplyChecked(%s, expect %s) = %v; want nil or a conflict", g, fmtBatch(b), fmtExpects([]abi.Expect{expect}), err))
 						return
 					}
 					break
