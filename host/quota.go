@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -85,6 +86,15 @@ func newDataQuota(root string, o *Options, moves *sync.RWMutex, log hclog.Logger
 func (q *dataQuota) grow(n int64) bool {
 	if q == nil || q.maxBytes == 0 || n <= 0 {
 		return true
+	}
+	if n > q.maxBytes {
+		// Never fits. Counted whole, a write near offset 2^63 (a sparse
+		// file tmpfs or xfs allows) would overflow the count and open
+		// the quota; counted as just over the limit, it still adds to
+		// the refused attempts that lead to a walk.
+		q.bytes.Add(q.maxBytes + 1)
+		q.settle(false, q.maxBytes+1, 0, true, false)
+		return false
 	}
 	if q.bytes.Add(n) <= q.maxBytes {
 		return true
@@ -276,7 +286,7 @@ func (q *dataQuota) walk() (bytes, files int64) {
 	defer func() {
 		if !blind {
 			for _, n := range unseen {
-				bytes += n
+				bytes = addSat(bytes, n)
 			}
 		}
 	}()
@@ -302,11 +312,11 @@ func (q *dataQuota) walk() (bytes, files int64) {
 					// Its blocks: a directory keeps them after its
 					// entries are deleted (ext4 never shrinks one).
 					if info, err := e.Info(); err == nil {
-						bytes += info.Size()
+						bytes = addSat(bytes, info.Size())
 					}
 				case e.Type().IsRegular():
 					if info, err := e.Info(); err == nil {
-						bytes += info.Size()
+						bytes = addSat(bytes, info.Size())
 						if len(unseen) > 0 {
 							id := statID(sys.NewStat_t(info))
 							blind = blind || id.ino == 0
@@ -325,4 +335,13 @@ func (q *dataQuota) walk() (bytes, files int64) {
 		_ = f.Close()
 	}
 	return bytes, files
+}
+
+// addSat adds sizes without wrapping: a sparse file near 2^63 bytes
+// already in the directory must not turn the sum negative, under the quota.
+func addSat(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }

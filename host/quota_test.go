@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -356,5 +358,38 @@ func TestDataQuota_emptiedDirectoriesCount(t *testing.T) {
 	})
 	if dirBytes > 2<<20 {
 		t.Errorf("emptied directories hold %d bytes under a quota of %d (last error %v)", dirBytes, 1<<20, err)
+	}
+}
+
+// A write far past the end on a file system that allows huge sparse files
+// (tmpfs, xfs, btrfs) grows the file by almost 2^63: counting it must not
+// overflow the count, which would leave the quota open from then on.
+func TestDataQuota_hugeGapDoesNotOverflow(t *testing.T) {
+	shm, err := os.MkdirTemp("/dev/shm", "quota")
+	if err != nil {
+		t.Skip("no /dev/shm:", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	probe := filepath.Join(shm, "probe")
+	if f, err := os.Create(probe); err != nil {
+		t.Skip(err)
+	} else {
+		_, err = f.WriteAt([]byte{1}, math.MaxInt64-1)
+		f.Close()
+		os.Remove(probe)
+		if err != nil {
+			t.Skip("this file system refuses a write at 2^63-2:", err)
+		}
+	}
+	o, _ := quotaOptions(t, 1, 0)
+	o.DataDir = shm
+	b := mustLoad(t, buildTestPlugin(t, "filer"), o)
+	batch := &abi.Batch{Now: 1}
+	batch.Put("hole", "sparse", false, []byte(fmt.Sprint(int64(math.MaxInt64-1))), 0)
+	if err := b.Apply(context.Background(), batch); err == nil {
+		t.Errorf("one byte written at 2^63-2 under a quota of 1 MiB succeeded")
+	}
+	if err := putFile(b, "big", 4<<20); err == nil {
+		t.Errorf("a write of 4 MiB under a quota of 1 MiB succeeded after a write at 2^63-2")
 	}
 }
