@@ -105,7 +105,8 @@
 //     (minutes); Watch then connects again and reports everything changed.
 //     Close ends the listeners and closes their connections before it
 //     returns, after which fn is not called; it waits for a call of fn in
-//     progress to return, unless fn is what calls Close.
+//     progress to return, unless fn is what calls Close. A Close called
+//     while another is in progress waits for it, unless called from fn.
 //   - Scans cost the database about 1 µs per record more than a plain keyset
 //     query, for the window that applies the byte budget.
 //   - Scans are in byte order of the keys, as from every backend. With a C,

@@ -108,8 +108,10 @@ type Backend struct {
 	// from other processes' (see shared.go).
 	schema, origin, channel string
 	// stop ends the listeners of Watch at Close. listeners are those
-	// running, guarded by watchMu (see Close).
+	// running, guarded by watchMu (see Close). closeDone is closed when
+	// the first Close returns, for the others to wait for.
 	stop      chan struct{}
+	closeDone chan struct{}
 	watchMu   sync.Mutex
 	listeners map[*listener]struct{}
 	// watchIdle and watchTimeout are watchIdle and watchTimeout, lowered
@@ -168,7 +170,7 @@ func Open(ctx context.Context, databaseURL string, opts *Options) (*Backend, err
 		return nil, abi.Wrap(abi.CodeInvalidArgument, err, "postgres: cannot configure a connection pool for %s", RedactURL(databaseURL))
 	}
 	b := &Backend{pool: pool, log: o.Logger, maxRetries: int(cfg.MaxConns) + 1, maxStatementBytes: maxStatementBytes,
-		origin: newOrigin(), stop: make(chan struct{}), fenceTurn: make(chan struct{}, 1),
+		origin: newOrigin(), stop: make(chan struct{}), closeDone: make(chan struct{}), fenceTurn: make(chan struct{}, 1),
 		watchIdle: watchIdle, watchTimeout: watchTimeout}
 
 	// Bound the first connection even when ctx has no deadline: with
@@ -258,11 +260,16 @@ func (b *Backend) ByteOrder() bool { return b.byteOrder }
 // nor called again. fn may call Close, which then does not wait for that
 // call of fn (it closes its listener's connection itself); a fn that
 // blocks holds Close up until it returns, so fn must not wait for anything
-// the caller of Close does after Close returns. Close is idempotent.
+// the caller of Close does after Close returns. Close is idempotent: a
+// second Close waits for the first to end, unless called from fn.
 func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
+		if !b.inFn() {
+			<-b.closeDone
+		}
 		return nil
 	}
+	defer close(b.closeDone)
 	close(b.stop)
 	b.stopListeners()
 	b.pool.Close()

@@ -220,6 +220,23 @@ func (b *Backend) stopListeners() {
 	}
 }
 
+// inFn reports whether the caller is a listener's call of fn, which a
+// Close in progress waits for.
+func (b *Backend) inFn() bool {
+	self := goroutine.ID()
+	if self == 0 {
+		return false
+	}
+	b.watchMu.Lock()
+	defer b.watchMu.Unlock()
+	for l := range b.listeners {
+		if l.conn != nil && l.goroutine == self {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *Backend) listen(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
 	if err != nil {

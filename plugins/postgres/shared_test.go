@@ -476,3 +476,75 @@ func TestBackend_Close_endsWatch(t *testing.T) {
 		})
 	}
 }
+
+// A second Close, called while the first waits for a call of fn, waits as
+// the first does: once it returns, fn is not running. A Close from that
+// call of fn meanwhile returns at once.
+func TestBackend_Close_secondCloseWaits(t *testing.T) {
+	t.Parallel()
+	a, url := openFresh(t)
+	writer := openURL(t, url)
+	entered, release, fnDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	var calls atomic.Int32
+	var returned atomic.Bool
+	fn := func(abi.Changed) {
+		if calls.Add(1) != 1 {
+			return
+		}
+		close(entered)
+		<-release
+		_ = a.Close()
+		close(fnDone)
+		returned.Store(true)
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := a.Watch(wctx, fn); err != nil {
+		t.Fatal(err)
+	}
+	bt := &abi.Batch{Now: 1}
+	bt.Put("m", "k", false, []byte("v"), 0)
+	apply(t, writer, bt)
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("fn not called within 10s")
+	}
+
+	first, second := make(chan bool, 1), make(chan bool, 1)
+	go func() { _ = a.Close(); first <- returned.Load() }()
+	for i := 0; !a.closed.Load(); i++ {
+		if i == 1000 {
+			t.Fatal("first Close did not start within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	go func() { _ = a.Close(); second <- returned.Load() }()
+	// Not a timed assertion: neither Close may return before fn does,
+	// however long this waits.
+	select {
+	case <-first:
+		t.Fatal("first Close returned while a call of fn was running")
+	case <-second:
+		t.Fatal("second Close returned while the first waited for a call of fn")
+	case <-time.After(200 * time.Millisecond):
+	}
+	releaseOnce.Do(func() { close(release) })
+	select {
+	case <-fnDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close called from fn did not return within 10s")
+	}
+	for name, ch := range map[string]chan bool{"first": first, "second": second} {
+		select {
+		case ok := <-ch:
+			if !ok {
+				t.Fatalf("%s Close returned before fn", name)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s Close did not return within 10s of fn returning", name)
+		}
+	}
+}
