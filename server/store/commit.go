@@ -431,8 +431,7 @@ func (s *Store) closeUnsure() {
 // deadline each, CommitTimeout, so its callers are answered within about
 // twice that even when the backend does not answer.
 func (s *Store) applyTxn(t *txn) {
-	s.applyingAllow.Store(int64(commitAllowance(len(t.order), len(t.buf))))
-	s.applyingSince.Store(time.Now().UnixNano())
+	s.applyingMark.Store(&commitMark{since: time.Now(), allow: commitAllowance(len(t.order), len(t.buf))})
 	// A re-read that failed is tried again before each commit, so the
 	// index does not stay behind storage once the backend is back. Not
 	// under the commit's deadline: re-reads that take longer than it (a
@@ -507,7 +506,7 @@ func (s *Store) applyTxn(t *txn) {
 	s.flushWatchLater()
 	// Before the callers hear of it: one that checks CommitStalled as its
 	// write returns must not find that write still waiting.
-	s.applyingSince.Store(0)
+	s.applyingMark.Store(nil)
 	for _, r := range t.reqs {
 		r.split = split && r.fn == nil
 		r.done <- err

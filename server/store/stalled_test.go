@@ -55,7 +55,9 @@ func TestCommitStalled_allowsALargeCommitItsSize(t *testing.T) {
 				done <- err
 			}()
 			<-be.applied
-			f.s.applyingSince.Store(time.Now().Add(-waited).UnixNano())
+			m := *f.s.applyingMark.Load()
+			m.since = time.Now().Add(-waited)
+			f.s.applyingMark.Store(&m)
 			err := f.s.CommitStalled(d)
 			close(be.release)
 			if werr := <-done; werr != nil {

@@ -233,13 +233,11 @@ type Store struct {
 	maxStored    record.Timestamp
 	maxCommitted int64
 	applying     int64 // the commit time of the batch being applied, 0 for none
-	// applyingSince is when the applier took the txn it works on (Unix
-	// nanoseconds), 0 once that txn's callers are answered; see
-	// CommitStalled. applyingAllow is the time that txn's size may take
-	// (commitAllowance), stored before applyingSince.
-	applyingSince atomic.Int64
-	applyingAllow atomic.Int64
-	shared        bool // other processes commit to the same storage
+	// applyingMark is the txn the applier works on, nil once that txn's
+	// callers are answered; see CommitStalled. One pointer, so that a
+	// probe never pairs one txn's start with the next one's allowance.
+	applyingMark atomic.Pointer[commitMark]
+	shared       bool // other processes commit to the same storage
 	// checked applies commits on shared storage (nil: unchecked); watchq
 	// gathers the other processes' commits (nil: not heard), which
 	// stopWatch stops hearing. See shared.go.
@@ -847,15 +845,21 @@ func (s *Store) closingContext() (context.Context, context.CancelFunc) {
 // every write (a lock another database session holds), which a read alone
 // does not show, while a large commit in progress is no fault.
 func (s *Store) CommitStalled(d time.Duration) error {
-	since := s.applyingSince.Load()
-	if since == 0 {
+	m := s.applyingMark.Load()
+	if m == nil {
 		return nil
 	}
-	allow := time.Duration(s.applyingAllow.Load())
-	if waited := time.Since(time.Unix(0, since)); waited > d+allow {
-		return fmt.Errorf("store: a commit has waited %s for the storage backend (%s allowed for its size)", waited.Round(time.Millisecond), allow.Round(time.Millisecond))
+	if waited := time.Since(m.since); waited > d+m.allow {
+		return fmt.Errorf("store: a commit has waited %s for the storage backend (%s allowed for its size)", waited.Round(time.Millisecond), m.allow.Round(time.Millisecond))
 	}
 	return nil
+}
+
+// commitMark is when the applier took a txn and the time that txn's size
+// may take (commitAllowance).
+type commitMark struct {
+	since time.Time
+	allow time.Duration
 }
 
 // The time CommitStalled allows a commit beyond its d for its size: about
