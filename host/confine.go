@@ -458,12 +458,13 @@ func (c *confinedFS) Link(oldPath, newPath string) experimentalsys.Errno {
 		return experimentalsys.EPERM
 	}
 	if c.quota != nil {
-		// The walk counts every name of a file with its size.
+		// The walk counts every name of a file with its size; the new
+		// name takes its directory entry, as any creation does.
 		st, e := c.FS.Stat(oldPath)
 		if e != 0 {
 			return e
 		}
-		if !c.quota.create(st.Size, nil) {
+		if !c.quota.create(st.Size+entryBytes(newPath, false), nil) {
 			return experimentalsys.EIO
 		}
 	}

@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/topgun-go/topgun/abi"
 )
 
@@ -391,5 +394,36 @@ func TestDataQuota_hugeGapDoesNotOverflow(t *testing.T) {
 	}
 	if err := putFile(b, "big", 4<<20); err == nil {
 		t.Errorf("a write of 4 MiB under a quota of 1 MiB succeeded after a write at 2^63-2")
+	}
+}
+
+// A hard link adds a directory entry as any creation does, on top of the
+// size of the file it names again (which the walk counts once per name).
+func TestDataQuota_linkCountsItsEntry(t *testing.T) {
+	o, root := quotaOptions(t, 1, 0)
+	if err := os.WriteFile(filepath.Join(root, "f"), make([]byte, 100), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var moves sync.RWMutex
+	fsys, err := newConfinedFS(root, nil, &moves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys.quota = newDataQuota(root, o, &moves, hclog.NewNullLogger())
+	counted := fsys.quota.bytes.Load()
+	f, e := fsys.OpenFile("created", experimentalsys.O_CREAT|experimentalsys.O_RDWR, 0o644)
+	if e != 0 {
+		t.Fatal(e)
+	}
+	f.Close()
+	if got, want := fsys.quota.bytes.Load()-counted, entryBytes("created", false); got != want {
+		t.Fatalf("creating a file counted %d bytes, want %d", got, want)
+	}
+	counted = fsys.quota.bytes.Load()
+	if e := fsys.Link("f", "linked"); e != 0 {
+		t.Fatal(e)
+	}
+	if got, want := fsys.quota.bytes.Load()-counted, 100+entryBytes("linked", false); got != want {
+		t.Fatalf("a hard link to a file of 100 bytes counted %d bytes, want %d", got, want)
 	}
 }
