@@ -28,8 +28,9 @@
 //
 // Each frame carries its length and a CRC32-C of its length and body. At
 // Open, reading stops at the first frame that is incomplete or whose
-// checksum does not match, and the file is truncated after the last commit
-// frame before it: a batch is there completely or not at all. Open then
+// checksum does not match, and unless a later batch follows it intact (see
+// Caveats) the file is truncated after the last commit frame before it: a
+// batch is there completely or not at all. Open then
 // syncs the log and its directory, so that neither a last batch nor a
 // compaction's rename left unsynced by the crash can vanish under batches
 // acknowledged after it. A frame whose checksum matches but whose content
@@ -68,10 +69,16 @@
 // instance under the host's default 256 MiB memory limit holds on the
 // order of a million records. Each Apply pays a full fsync; concurrent
 // Apply calls are serialized, not group-committed, so callers should batch
-// (the server commits in groups). A frame whose checksum fails is a torn
-// tail when nothing past its batch is intact, and the log is truncated
-// there (logged with its size). When a later batch follows intact, the
-// damage is in the middle: Open refuses the log and leaves it as it is,
-// since cutting it would lose acknowledged batches. Damage to a frame's
-// length field cannot be told from a tear and is still truncated.
+// (the server commits in groups). A frame that does not check (cut short,
+// or a damaged length or checksum) is a torn tail when nothing past its
+// batch is intact, and the log is truncated there (logged with its size).
+// When a later batch follows intact, the damage is in the middle: Open
+// refuses the log, naming the damaged offset, and leaves it as it is, since
+// cutting it would lose acknowledged batches. A damaged length no longer
+// says where the next frame starts, so Open looks for one that checks at
+// every later byte; it reads only the bytes after the damage, once, which
+// for a torn tail are few. Damage within the last batch cannot be told
+// from a tear and is truncated as one; and a value that holds the bytes of
+// whole logstore frames can make a tear inside it look like damage in the
+// middle, which Open then refuses.
 package logstore

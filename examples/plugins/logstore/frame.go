@@ -206,8 +206,7 @@ func (fr *frameReader) next() (frame, error) {
 		}
 		return frame{}, err
 	}
-	crc := crc32.Update(crc32.Checksum(hdr[0:4], castagnoli), castagnoli, body)
-	if crc != binary.LittleEndian.Uint32(hdr[4:8]) {
+	if !sumMatches(hdr[:], body) {
 		return frame{}, errTorn
 	}
 	f, err := decodeBody(body)
@@ -219,6 +218,12 @@ func (fr *frameReader) next() (frame, error) {
 	}
 	fr.off += frameLen(len(body))
 	return f, nil
+}
+
+// sumMatches reports whether a frame's checksum, in its header hdr, matches
+// its length and body.
+func sumMatches(hdr, body []byte) bool {
+	return crc32.Update(crc32.Checksum(hdr[0:4], castagnoli), castagnoli, body) == binary.LittleEndian.Uint32(hdr[4:8])
 }
 
 // decodeBody decodes a frame body whose checksum matched. valueOff is

@@ -123,7 +123,8 @@ const writeChunk = 1 << 20
 // Open opens the store kept in dir, creating dir and the log if needed. It
 // reads the whole log to rebuild the index, truncates a torn tail left by a
 // crash (the frames of a batch whose commit frame is missing or damaged),
-// and refuses a log whose committed content is invalid.
+// and refuses a log whose committed content is invalid, or damaged with a
+// later batch intact after the damage.
 //
 // Only one Store may use a directory at a time. Natively Open takes a lock
 // on the directory and refuses it while another Store (of any process)
@@ -238,9 +239,15 @@ func (s *Store) load(ctx context.Context) error {
 		}
 		start := fr.off
 		f, err := fr.next()
-		if err == errTorn && s.batchAfter(start, size, len(pending)) {
-			err := &corruptError{off: start, msg: "a frame fails its checksum, and a later batch follows it intact"}
-			return abi.Wrap(abi.CodeInternal, err, "logstore: %s is damaged in the middle (not a torn tail, which would be cut off); restore it from a backup, or move it aside to start empty", s.path)
+		if err == errTorn {
+			later, err := s.batchAfter(start, size, len(pending))
+			if err != nil {
+				return abi.Wrap(abi.CodeUnavailable, err, "logstore: read %s", s.path)
+			}
+			if later {
+				err := &corruptError{off: start, msg: "a frame does not check (its length, checksum or size), and a later batch follows it intact"}
+				return abi.Wrap(abi.CodeInternal, err, "logstore: %s is damaged in the middle (not a torn tail, which would be cut off); restore it from a backup, or move it aside to start empty", s.path)
+			}
 		}
 		if err == io.EOF || err == errTorn {
 			break
@@ -314,52 +321,158 @@ func (s *Store) allZero(size int64) bool {
 	return !slices.ContainsFunc(b, func(c byte) bool { return c != 0 })
 }
 
-// batchAfter reports whether a complete later batch follows the damaged
-// frame at off. A crash tears only the last batch, which was never synced:
-// its frames may reach the disk out of order, so damage followed by valid
-// frames of the same batch is a torn tail. A later batch is written only
-// after the damaged one was synced and acknowledged, so frames past the
-// damaged batch's commit mean damage in the middle, which cutting off
-// would lose acknowledged batches and bring back what they overwrote.
-// The first commit frame after the damaged one must end the damaged
-// frame's batch, that is count the pending frames read before it, the
-// damaged frame and those between: otherwise the damaged frame ended an
-// earlier batch (a damaged commit frame) and that commit belongs to a later,
-// acknowledged batch.
-// It needs the damaged frame's length field intact (a flipped byte in its
-// body or checksum); damage to the length reads as a torn tail.
-func (s *Store) batchAfter(off, size int64, pending int) bool {
+// batchAfter reports whether a complete later batch follows the frame that
+// failed to check at off. A crash tears only the last batch, which was never
+// synced: its frames may reach the disk out of order, so damage followed by
+// valid frames of the same batch is a torn tail. A later batch is written
+// only after the damaged one was synced and acknowledged, so frames past the
+// damaged batch's commit mean damage in the middle, which cutting off would
+// lose acknowledged batches and bring back what they overwrote.
+// The first commit frame after the damaged one must end the damaged frame's
+// batch, that is count at least the pending frames read before it, the
+// damaged frame and the valid frames between: otherwise the damaged frame
+// ended an earlier batch (a damaged commit frame) and that commit belongs to
+// a later, acknowledged batch. (A torn batch may count more: damaged frames
+// that could not be read are in it too.)
+// The damaged frame's length may be damaged as well, so where the frame it
+// gives is not followed by a valid one, the frames after it are found by
+// looking for one that checks at every later byte (findFrame); the same
+// skips any further damage. Reading is bounded by the bytes after off, few
+// for a torn tail, and done once at Open.
+func (s *Store) batchAfter(off, size int64, pending int) (bool, error) {
 	var hdr [frameHeaderLen]byte
-	if _, err := s.f.ReadAt(hdr[:], off); err != nil {
-		return false
+	if _, err := s.f.ReadAt(hdr[:], off); err != nil && !errors.Is(err, io.EOF) {
+		return false, err
 	}
-	n := binary.LittleEndian.Uint32(hdr[0:4])
-	next := off + frameLen(int(n))
-	if n == 0 || n > maxFrameBody || next >= size {
-		return false
-	}
-	fr := newFrameReader(io.NewSectionReader(s.f, next, size-next), next, size)
-	committed := false
-	between := 0 // frames between the damaged frame and the first commit
-	for {
-		f, err := fr.next()
+	next := int64(-1)
+	if n := binary.LittleEndian.Uint32(hdr[0:4]); n != 0 && n <= maxFrameBody {
+		// The length may be intact (damage in the body or checksum): try
+		// the frame it points to first, rather than look inside the
+		// damaged frame's value for bytes that happen to check.
+		next = off + frameLen(int(n))
+		ok, err := s.frameAt(next, size, nil)
 		if err != nil {
-			return false
+			return false, err
 		}
-		if committed {
-			return true // a frame of a later batch
+		if !ok {
+			next = -1
 		}
-		if f.kind != kindCommit {
-			between++
+	}
+	committed := false
+	between := 0 // valid frames between the damaged frame and the first commit
+	for {
+		if next < 0 {
+			var err error
+			if next, err = s.findFrame(off+1, size); err != nil || next < 0 {
+				return false, err
+			}
+		}
+		fr := newFrameReader(io.NewSectionReader(s.f, next, size-next), next, size)
+		for {
+			f, err := fr.next()
+			if err == io.EOF {
+				return false, nil
+			}
+			var ce *corruptError
+			if err != nil && err != errTorn && !errors.As(err, &ce) {
+				return false, err
+			}
+			if err != nil {
+				break // more damage: look past it
+			}
+			if committed {
+				return true, nil // a frame of a later batch
+			}
+			if f.kind != kindCommit {
+				between++
+				continue
+			}
+			if int64(f.count) < int64(pending)+1+int64(between) {
+				// This commit does not end the damaged frame's batch: the
+				// damaged frame was the commit of an earlier batch.
+				return true, nil
+			}
+			committed = true
+		}
+		off, next = fr.off, -1
+	}
+}
+
+// findScanWindow is how much of the log findFrame reads at a time.
+const findScanWindow = 64 << 10
+
+// findFrame returns the offset of the first frame at or after from that
+// checks (a plausible length, its checksum, valid content), or -1 if none
+// does before size. Most offsets are ruled out by their length and kind
+// byte alone, read from a window that moves through the file once; only
+// the few left have their body read and checked.
+func (s *Store) findFrame(from, size int64) (int64, error) {
+	win := make([]byte, findScanWindow)
+	var body []byte
+	base, have := from, 0 // win[:have] holds the file from base
+	for p := from; p+frameHeaderLen < size; p++ {
+		if p+frameHeaderLen+1 > base+int64(have) {
+			k, err := s.f.ReadAt(win[:min(int64(len(win)), size-p)], p)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return -1, err
+			}
+			base, have = p, k
+			if have < frameHeaderLen+1 {
+				return -1, nil
+			}
+		}
+		h := win[p-base:]
+		n := binary.LittleEndian.Uint32(h[0:4])
+		if n == 0 || n > maxFrameBody || int64(n) > size-p-frameHeaderLen {
 			continue
 		}
-		if int64(f.count) != int64(pending)+1+int64(between) {
-			// This commit does not end the damaged frame's batch: the
-			// damaged frame was the commit of an earlier batch.
-			return true
+		if k := h[frameHeaderLen]; k != kindPut && k != kindDelete && (k != kindCommit || n != 5) {
+			continue
 		}
-		committed = true
+		ok, err := s.frameAt(p, size, &body)
+		if err != nil {
+			return -1, err
+		}
+		if ok {
+			return p, nil
+		}
 	}
+	return -1, nil
+}
+
+// frameAt reports whether a frame that checks starts at off. buf, if not
+// nil, is reused for the frame's bytes.
+func (s *Store) frameAt(off, size int64, buf *[]byte) (bool, error) {
+	var hdr [frameHeaderLen]byte
+	if off+frameHeaderLen >= size {
+		return false, nil
+	}
+	if _, err := s.f.ReadAt(hdr[:], off); err != nil {
+		return false, err
+	}
+	n := binary.LittleEndian.Uint32(hdr[0:4])
+	if n == 0 || n > maxFrameBody || int64(n) > size-off-frameHeaderLen {
+		return false, nil
+	}
+	var b []byte
+	if buf != nil {
+		b = *buf
+	}
+	if cap(b) < int(n) {
+		b = make([]byte, n)
+	}
+	b = b[:n]
+	if buf != nil {
+		*buf = b
+	}
+	if _, err := s.f.ReadAt(b, off+frameHeaderLen); err != nil {
+		return false, err
+	}
+	if !sumMatches(hdr[:], b) {
+		return false, nil
+	}
+	_, err := decodeBody(b)
+	return err == nil, nil
 }
 
 // initFile writes the header of a new log, replacing partial content.

@@ -194,6 +194,13 @@ func TestOpen_tornTail(t *testing.T) {
 		"flipped byte in last batch": func(b []byte) []byte { b[end2+10] ^= 0x40; return b },
 		"zeroed commit frame":        func(b []byte) []byte { clear(b[end3-13:]); return b },
 		"zero-filled tail":           func(b []byte) []byte { return append(b[:end2], make([]byte, 4096)...) },
+		// The last batch's frames may reach the disk out of order: a
+		// damaged length with the rest of its batch intact after it is
+		// still a torn tail, however many frames the damage covers.
+		"length of first frame in last batch": func(b []byte) []byte { b[end2] ^= 0x40; return b },
+		"length zeroed in last batch":         func(b []byte) []byte { clear(b[end2 : end2+4]); return b },
+		"two frames zeroed in last batch":     func(b []byte) []byte { clear(b[end2 : end2+40]); return b },
+		"length of last commit":               func(b []byte) []byte { b[end3-13] ^= 0x01; return b },
 	}
 	for name, damage := range damaged {
 		t.Run(name, func(t *testing.T) {
@@ -226,17 +233,31 @@ func TestOpen_tornTail(t *testing.T) {
 // torn tail is cut, would lose acknowledged batches and bring back a key
 // a later batch deleted. That holds when the damaged frame is a batch's
 // commit followed by exactly one more batch too (the next commit is then
-// that batch's own).
+// that batch's own), and when the damage is to a frame's length, which no
+// longer says where the next frame starts.
 func TestOpen_damagedMiddleRefused(t *testing.T) {
 	t.Parallel()
+	// Batch 2 starts at end1 with its put; batch 1's commit frame is its
+	// last 13 bytes.
+	const commitLen = frameHeaderLen + 5
 	for _, tc := range []struct {
 		name    string
 		batches int
-		// at is the offset to damage, given the file size after batch 1.
-		at func(end1 int64) int64
+		// damage damages data, given the file size after batch 1.
+		damage func(data []byte, end1 int64)
 	}{
-		{"put of batch 2 of 3", 3, func(end1 int64) int64 { return end1 + frameHeaderLen + 2 }},
-		{"commit of batch 1 of 2", 2, func(end1 int64) int64 { return end1 - 1 }},
+		{"body of put of batch 2 of 3", 3, func(b []byte, end1 int64) { b[end1+frameHeaderLen+2] ^= 0x01 }},
+		{"checksum of put of batch 2 of 3", 3, func(b []byte, end1 int64) { b[end1+5] ^= 0x01 }},
+		{"commit of batch 1 of 2", 2, func(b []byte, end1 int64) { b[end1-1] ^= 0x01 }},
+		{"checksum of commit of batch 1 of 2", 2, func(b []byte, end1 int64) { b[end1-commitLen+4] ^= 0x01 }},
+		{"length of put of batch 2 of 3 zeroed", 3, func(b []byte, end1 int64) { clear(b[end1 : end1+4]) }},
+		{"length of put of batch 2 of 3 one longer", 3, func(b []byte, end1 int64) { b[end1]++ }},
+		{"length of put of batch 2 of 3 one shorter", 3, func(b []byte, end1 int64) { b[end1]-- }},
+		{"length of put of batch 2 of 3 past the end", 3, func(b []byte, end1 int64) { b[end1+2] ^= 0x10 }},
+		{"length of put of batch 2 of 3 huge", 3, func(b []byte, end1 int64) { b[end1+3] = 0xff }},
+		{"length of commit of batch 1 of 2", 2, func(b []byte, end1 int64) { b[end1-commitLen] ^= 0x40 }},
+		{"commit of batch 1 of 2 zeroed", 2, func(b []byte, end1 int64) { clear(b[end1-commitLen : end1]) }},
+		{"start of put of batch 2 of 3 zeroed", 3, func(b []byte, end1 int64) { clear(b[end1 : end1+frameHeaderLen+4]) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -262,7 +283,7 @@ func TestOpen_damagedMiddleRefused(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			data[tc.at(end1)] ^= 0x01 // the frame's length stays intact
+			tc.damage(data, end1)
 			if err := os.WriteFile(path, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -272,7 +293,7 @@ func TestOpen_damagedMiddleRefused(t *testing.T) {
 				s2.Close()
 				t.Fatalf("Open succeeded with records %+v; want the damage refused (every batch was acknowledged)", got)
 			}
-			if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "damaged in the middle") {
+			if !errors.Is(err, abi.ErrInternal) || !strings.Contains(err.Error(), "damaged in the middle") || !strings.Contains(err.Error(), "offset") {
 				t.Fatalf("Open = %v, want the damage refused", err)
 			}
 			if after, _ := os.ReadFile(path); !bytes.Equal(after, data) {
