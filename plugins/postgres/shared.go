@@ -203,7 +203,7 @@ func (b *Backend) stopListeners() {
 	self := goroutine.ID()
 	b.watchMu.Lock()
 	for l := range b.listeners {
-		if l.conn != nil && self != 0 && l.goroutine == self {
+		if l.callingFn(self) {
 			conns = append(conns, l.conn)
 			l.conn = nil
 			delete(b.listeners, l)
@@ -224,17 +224,20 @@ func (b *Backend) stopListeners() {
 // Close in progress waits for.
 func (b *Backend) inFn() bool {
 	self := goroutine.ID()
-	if self == 0 {
-		return false
-	}
 	b.watchMu.Lock()
 	defer b.watchMu.Unlock()
 	for l := range b.listeners {
-		if l.conn != nil && l.goroutine == self {
+		if l.callingFn(self) {
 			return true
 		}
 	}
 	return false
+}
+
+// callingFn reports whether l is calling fn on the goroutine self (0:
+// unknown, never). The caller holds watchMu.
+func (l *listener) callingFn(self uint64) bool {
+	return self != 0 && l.conn != nil && l.goroutine == self
 }
 
 func (b *Backend) listen(ctx context.Context) (*pgx.Conn, error) {
