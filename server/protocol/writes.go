@@ -292,7 +292,10 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 	// before the failure, a prefix of all (store.Apply): nothing here
 	// applies them again, as an op the server stamps would be stored twice.
 	settled := len(results)
-	if applyErr != nil && settled == 0 && len(group) > 1 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil {
+	// Refused whole as too large for the backend (nothing stored): split
+	// as the cases below say.
+	tooLarge := applyErr != nil && settled == 0 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil
+	if tooLarge && len(group) > 1 {
 		// Too large for the backend together (a wasm plugin's request
 		// limit), though each job may fit: one at a time, so that only a
 		// write too large on its own fails.
@@ -302,8 +305,7 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 		}
 		return
 	}
-	if p := group[0].push; applyErr != nil && settled == 0 && len(group) == 1 && p != nil && len(p.Entries) > 1 &&
-		abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil {
+	if p := group[0].push; tooLarge && len(group) == 1 && p != nil && len(p.Entries) > 1 {
 		// A push too large for the backend, refused, came again at every
 		// sync of TopGun's client, for good. Its entries are applied in
 		// halves instead (idempotent each; every part is acknowledged, as
@@ -316,8 +318,7 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 		}
 		return
 	}
-	if applyErr != nil && settled == 0 && len(group) == 1 && len(all) > 1 && abi.CodeOf(applyErr) == abi.CodeResourceExhausted && c.ctx.Err() == nil &&
-		group[0].push == nil && idsAscend(group[0].ops) {
+	if tooLarge && len(group) == 1 && len(all) > 1 && group[0].push == nil && idsAscend(group[0].ops) {
 		// One message too large for the backend (TOPGUN_MAX_MESSAGE_BYTES
 		// above a plugin's request limit): refused, TopGun's client would
 		// send it again with every write, for good. Its first half is
