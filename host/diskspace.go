@@ -161,18 +161,13 @@ func spaceNote(dir string, f spaceFacts, reqBytes uint64) string {
 // largestFile returns the largest regular file under dir (of the first
 // maxSpaceWalk entries), "" when there is none.
 func largestFile(dir string) (path string, size uint64) {
-	n := 0
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if n++; n > maxSpaceWalk {
-			return filepath.SkipAll
+	walkData(dir, maxSpaceWalk, func(d string, e fs.DirEntry) {
+		if !e.Type().IsRegular() {
+			return
 		}
-		if err != nil || !d.Type().IsRegular() {
-			return nil
+		if info, err := e.Info(); err == nil && uint64(info.Size()) >= size {
+			path, size = filepath.Join(d, e.Name()), uint64(info.Size())
 		}
-		if info, err := d.Info(); err == nil && uint64(info.Size()) >= size {
-			path, size = p, uint64(info.Size())
-		}
-		return nil
 	})
 	return path, size
 }

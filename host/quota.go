@@ -1,9 +1,8 @@
 package host
 
 import (
-	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path"
@@ -268,71 +267,75 @@ func (q *dataQuota) openSizes() map[fileID]int64 {
 	return base
 }
 
-// walkBatch is how many entries a walk reads from a directory at once.
+// walkBatch is how many entries walkData reads from a directory at once.
 const walkBatch = 256
 
+// walkData visits the entries under root (not root itself), depth first.
+// A directory is read walkBatch entries at a time and one directory is
+// open at a time, so neither the host's heap nor its descriptors grow
+// with the directory; links are not followed; a directory that cannot be
+// read is skipped. It stops once it has read more than limit entries (0:
+// no limit), that one not visited, and returns how many it read.
+func walkData(root string, limit int64, visit func(dir string, e fs.DirEntry)) (n int64) {
+	dirs := []string{root}
+	for len(dirs) > 0 {
+		d := dirs[len(dirs)-1]
+		dirs = dirs[:len(dirs)-1]
+		f, err := os.Open(d)
+		if err != nil {
+			continue // gone meanwhile, or unreadable: nothing there
+		}
+		for {
+			ents, err := f.ReadDir(walkBatch)
+			for _, e := range ents {
+				if n++; limit != 0 && n > limit {
+					_ = f.Close()
+					return n
+				}
+				if e.IsDir() {
+					dirs = append(dirs, filepath.Join(d, e.Name()))
+				}
+				visit(d, e)
+			}
+			if err != nil {
+				break // the end, or a directory that cannot be read further
+			}
+		}
+		_ = f.Close()
+	}
+	return n
+}
+
 // walk returns the bytes of the regular files and directories under root
-// (not root's own) and the number of
-// entries (files, directories, links...), reading at most maxFiles+1
-// entries when files are limited. A directory is read in batches, and one
-// directory is open at a time, so neither the host's heap nor its
-// descriptors grow with the directory; links are not followed.
+// (not root's own) and the number of entries (files, directories,
+// links...), reading at most maxFiles+1 entries when files are limited.
 //
 // A file open for writing that the walk does not find is counted by the
 // bound openSizes gives.
 func (q *dataQuota) walk() (bytes, files int64) {
 	unseen := q.openSizes()
 	blind := false // the system gives entries no inode numbers
-	defer func() {
-		if !blind {
-			for _, n := range unseen {
-				bytes = addSat(bytes, n)
-			}
+	files = walkData(q.root, q.maxFiles, func(_ string, e fs.DirEntry) {
+		if !e.IsDir() && !e.Type().IsRegular() {
+			return
 		}
-	}()
-	dirs := []string{q.root}
-	for len(dirs) > 0 {
-		d := dirs[len(dirs)-1]
-		dirs = dirs[:len(dirs)-1]
-		f, err := os.Open(d)
+		info, err := e.Info()
 		if err != nil {
-			continue // gone meanwhile, or unreadable: nothing to count there
+			return
 		}
-		for {
-			ents, err := f.ReadDir(walkBatch)
-			for _, e := range ents {
-				files++
-				if q.maxFiles != 0 && files > q.maxFiles {
-					_ = f.Close()
-					return bytes, files
-				}
-				switch {
-				case e.IsDir():
-					dirs = append(dirs, filepath.Join(d, e.Name()))
-					// Its blocks: a directory keeps them after its
-					// entries are deleted (ext4 never shrinks one).
-					if info, err := e.Info(); err == nil {
-						bytes = addSat(bytes, info.Size())
-					}
-				case e.Type().IsRegular():
-					if info, err := e.Info(); err == nil {
-						bytes = addSat(bytes, info.Size())
-						if len(unseen) > 0 {
-							id := statID(sys.NewStat_t(info))
-							blind = blind || id.ino == 0
-							delete(unseen, id)
-						}
-					}
-				}
-			}
-			if err != nil {
-				if !errors.Is(err, io.EOF) {
-					q.log.Debug("data directory quota: cannot read a directory", "dir", d, "error", err)
-				}
-				break
-			}
+		// A directory's blocks count: it keeps them after its entries are
+		// deleted (ext4 never shrinks one).
+		bytes = addSat(bytes, info.Size())
+		if e.Type().IsRegular() && len(unseen) > 0 {
+			id := statID(sys.NewStat_t(info))
+			blind = blind || id.ino == 0
+			delete(unseen, id)
 		}
-		_ = f.Close()
+	})
+	if !blind {
+		for _, n := range unseen {
+			bytes = addSat(bytes, n)
+		}
 	}
 	return bytes, files
 }
