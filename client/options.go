@@ -20,7 +20,9 @@ type Options struct {
 	Token string
 	// DeviceToken is presented in AUTH or DEVICE_HELLO to keep a device
 	// identity across processes. The client keeps the one the server issues
-	// for its own reconnects (see Client.Session).
+	// for its own reconnects (see Client.Session). A server closes a
+	// connection whose device identity a newer connection presents, so
+	// clients running at once must not share one.
 	DeviceToken string
 	// NodeID names this client in its HLC timestamps. It must be valid
 	// UTF-8 without ':'. Default: "go-client-" and 8 random hex digits. A

@@ -59,6 +59,9 @@ type conn struct {
 	principal   Principal
 	deviceID    string
 	deviceBound bool
+	// deviceKey is the identity this connection owns in Server.devices
+	// (set once by the reader, read under Server.mu).
+	deviceKey string
 	// pruneSent: the store's tombstone cut-off was offered to this
 	// connection, at its first sync (reader-owned; see sendPruneOnce).
 	pruneSent bool

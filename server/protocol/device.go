@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
 )
@@ -23,7 +25,9 @@ import (
 // presenting a valid token keeps its device id and gets no new token;
 // otherwise a new identity is minted and its token returned once. Binding a
 // device never fails a handshake: on a storage error the client simply gets
-// no device id.
+// no device id. A newer connection bound to an identity closes the older
+// one holding it (TopGun's takeover), so a device reconnecting after a
+// network change does not leave its half-open connection behind.
 
 // DeviceMap is the reserved map holding device credentials.
 const DeviceMap = "_topgun_device_credentials"
@@ -49,6 +53,7 @@ func (c *conn) bindDevice(principal, presented string) (id, token string) {
 	if presented != "" {
 		if id, ok := c.s.checkDevice(ctx, principal, presented); ok {
 			c.deviceID, c.deviceBound = id, true
+			c.s.claimDevice(c, deviceKey(principal, id))
 			return id, ""
 		}
 	}
@@ -58,7 +63,32 @@ func (c *conn) bindDevice(principal, presented string) (id, token string) {
 		return "", ""
 	}
 	c.deviceID, c.deviceBound = id, true
+	c.s.claimDevice(c, deviceKey(principal, id))
 	return id, token
+}
+
+// takeoverReason is the close reason a displaced connection gets.
+const takeoverReason = "device identity taken over by a newer connection"
+
+// claimDevice makes c the owner of the device identity key and closes the
+// connection that owned it, after the messages already queued for it (its
+// acks). Writes it received but had not acknowledged are re-sent by its
+// client as after any drop.
+func (s *Server) claimDevice(c *conn, key string) {
+	s.mu.Lock()
+	old := s.devices[key]
+	if _, open := s.conns[c]; !open {
+		// c already ended (its removal would not release the key).
+		s.mu.Unlock()
+		return
+	}
+	s.devices[key] = c
+	c.deviceKey = key
+	s.mu.Unlock()
+	if old != nil && old != c {
+		old.log.Info("closing: a newer connection took over its device identity", "by", c.id)
+		old.closeGraceful(websocket.StatusPolicyViolation, takeoverReason)
+	}
 }
 
 // checkDevice verifies a presented device token.

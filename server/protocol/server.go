@@ -33,11 +33,15 @@ type Server struct {
 	clients  atomic.Int64  // WebSocket connections being upgraded or open, and POST /sync requests
 	refusing atomic.Bool   // a refusal at MaxConnections was warned of and no client admitted since
 
-	mu     sync.RWMutex
-	conns  map[*conn]struct{}
-	byMap  map[string]map[*subscription]struct{} // live queries by map
-	closed bool
-	connWG sync.WaitGroup
+	mu    sync.RWMutex
+	conns map[*conn]struct{}
+	byMap map[string]map[*subscription]struct{} // live queries by map
+	// devices: the connection owning each device identity (deviceKey),
+	// as TopGun's registry keeps it: a newer connection bound to an
+	// identity displaces the older one (see claimDevice).
+	devices map[string]*conn
+	closed  bool
+	connWG  sync.WaitGroup
 
 	resyncMu   sync.Mutex
 	resyncCond *sync.Cond
@@ -124,6 +128,7 @@ func newServer(st *store.Store, opts *Options, dispatchHook func()) (*Server, er
 		ackLevel: wire.Applied,
 		conns:    map[*conn]struct{}{},
 		byMap:    map[string]map[*subscription]struct{}{},
+		devices:  map[string]*conn{},
 		stop:     make(chan struct{}),
 
 		dispatchHook: dispatchHook,
@@ -312,6 +317,9 @@ func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	_, ok := s.conns[c]
 	delete(s.conns, c)
+	if c.deviceKey != "" && s.devices[c.deviceKey] == c {
+		delete(s.devices, c.deviceKey)
+	}
 	s.mu.Unlock()
 	if ok {
 		s.connWG.Done()
