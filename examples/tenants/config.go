@@ -61,12 +61,14 @@ type TenantConfig struct {
 	callTimeout time.Duration
 }
 
-// settingNames names the host's settings in its errors and notes
-// (host.Options.SettingName) as this example sets them: a tenant's field,
-// the -cache-dir flag (whose default is TOPGUN_PLUGIN_CACHE_DIR), or, for a
-// setting every tenant gets the host's default of, the host.Options field
-// to set in openTenant. Without it they would name the server's
-// TOPGUN_PLUGIN_* variables, which the example does not read.
+// settingNames names the settings of the host's errors and notes
+// (host.Options.SettingName) and of the /metrics help texts
+// (metrics.Options.SettingName) as this example sets them: a field of the
+// tenants file, the -cache-dir flag (whose default is
+// TOPGUN_PLUGIN_CACHE_DIR), or, for a setting every tenant gets the
+// default of, the host.Options or protocol.Options field to set in
+// openTenant. Without it they would name the server's TOPGUN_*
+// variables, which the example does not read.
 var settingNames = map[string]string{
 	"TOPGUN_PLUGIN_DATA_DIR":            "data_dir",
 	"TOPGUN_PLUGIN_MEMORY_MB":           "memory_mb",
@@ -84,7 +86,15 @@ var settingNames = map[string]string{
 	"TOPGUN_PLUGIN_BREAKER_WINDOW":      "host.Options.BreakerWindow",
 	"TOPGUN_PLUGIN_BREAKER_BACKOFF":     "host.Options.BreakerBackoff",
 	"TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF": "host.Options.BreakerMaxBackoff",
+	"TOPGUN_MAX_CONNECTIONS":            "max_connections",
+	"TOPGUN_MAX_OUTBOUND_BYTES":         "protocol.Options.OutboundBytes",
+	"TOPGUN_MAX_QUERY_RESULTS":          "protocol.Options.MaxQueryResults",
+	"TOPGUN_MAX_MESSAGE_BYTES":          "protocol.Options.MaxMessageBytes",
 }
+
+// settingName is the SettingName of the host and of /metrics ("" keeps
+// the variable's name).
+func settingName(env string) string { return settingNames[env] }
 
 // A name goes into a URL path and a logger name (where "." separates
 // names), so it is kept to a safe alphabet.

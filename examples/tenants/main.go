@@ -15,8 +15,8 @@
 // One of the two is required.
 //
 // The file's max_connections (default 10000) bounds the clients of all
-// tenants together; GET /metrics serves every tenant's protocol and plugin
-// metrics, labelled tenant="<name>", without a token.
+// tenants together; GET /metrics serves every tenant's protocol, commit
+// and plugin metrics, labelled tenant="<name>", without a token.
 //
 // On SIGINT or SIGTERM it stops accepting requests, lets those in flight
 // finish (at most 10 s), then closes every tenant: its protocol server

@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/go-hclog"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -449,8 +450,25 @@ func TestTenants_maxConnections(t *testing.T) {
 }
 
 // scrapeMetrics reads GET /metrics into name{label="value",...} (labels
-// sorted by name) -> value.
+// sorted by name) -> value; a histogram's is its count of observations.
 func scrapeMetrics(t *testing.T, srv *httptest.Server) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for name, f := range scrapeFamilies(t, srv) {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+strconv.Quote(l.GetValue()))
+			}
+			slices.Sort(labels)
+			out[name+"{"+strings.Join(labels, ",")+"}"] = m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return out
+}
+
+// scrapeFamilies reads GET /metrics into its metric families by name.
+func scrapeFamilies(t *testing.T, srv *httptest.Server) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := srv.Client().Get(srv.URL + "/metrics")
 	if err != nil {
@@ -465,18 +483,7 @@ func scrapeMetrics(t *testing.T, srv *httptest.Server) map[string]float64 {
 	if err != nil {
 		t.Fatalf("/metrics is not in the text format: %v", err)
 	}
-	out := map[string]float64{}
-	for name, f := range fams {
-		for _, m := range f.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+strconv.Quote(l.GetValue()))
-			}
-			slices.Sort(labels)
-			out[name+"{"+strings.Join(labels, ",")+"}"] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return out
+	return fams
 }
 
 // TestTenants_metrics: GET /metrics serves each tenant's connections, ops
@@ -522,6 +529,84 @@ func TestTenants_metrics(t *testing.T) {
 	for key := range scrapeMetrics(t, srv) {
 		if strings.Contains(key, `tenant="b"`) {
 			t.Errorf("%s is served after tenant b was removed", key)
+		}
+	}
+}
+
+// TestTenants_commitMetrics: each tenant's record store commits are
+// served under its tenant label, with the server's names: a tenant's
+// commits move its own series only.
+func TestTenants_commitMetrics(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	_, srv := serve(t, &Config{Tenants: []TenantConfig{
+		{Name: "a", Plugin: null}, {Name: "b", Plugin: null},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ca := mustDial(t, ctx, srv, "a")
+	// Connecting stores the client's device before PONG; count from here.
+	if _, err := ca.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := scrapeMetrics(t, srv)
+	for _, key := range []string{
+		`topgun_store_commit_seconds{tenant="a"}`, `topgun_store_commit_seconds{tenant="b"}`,
+		`topgun_store_committed_records_total{tenant="a"}`, `topgun_store_committed_records_total{tenant="b"}`,
+		`topgun_store_commit_failures_total{tenant="a"}`, `topgun_store_commit_failures_total{tenant="b"}`,
+	} {
+		if _, ok := before[key]; !ok {
+			t.Fatalf("%s is not served", key)
+		}
+	}
+	for i := range 3 {
+		if err := ca.Put(ctx, "notes", strconv.Itoa(i), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := scrapeMetrics(t, srv)
+	moved := func(key string) float64 { return after[key] - before[key] }
+	if d := moved(`topgun_store_committed_records_total{tenant="a"}`); d != 3 {
+		t.Errorf("tenant a's topgun_store_committed_records_total moved by %v after 3 puts, want 3", d)
+	}
+	if d := moved(`topgun_store_commit_seconds{tenant="a"}`); d < 1 {
+		t.Errorf("tenant a's topgun_store_commit_seconds observed %v commits after 3 puts, want at least 1", d)
+	}
+	for _, key := range []string{
+		`topgun_store_commit_seconds{tenant="b"}`, `topgun_store_committed_records_total{tenant="b"}`,
+		`topgun_store_commit_failures_total{tenant="a"}`, `topgun_store_commit_failures_total{tenant="b"}`,
+	} {
+		if after[key] != 0 {
+			t.Errorf("%s = %v, want 0", key, after[key])
+		}
+	}
+}
+
+// TestTenants_metricsHelpNamesTheTenantsSettings: the help texts of
+// /metrics name the settings as this process has them (max_connections,
+// the protocol.Options fields it leaves at their defaults), not the
+// server's TOPGUN_* variables, which it does not read.
+func TestTenants_metricsHelpNamesTheTenantsSettings(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	_, srv := serve(t, &Config{Tenants: []TenantConfig{{Name: "a", Plugin: null}}})
+	fams := scrapeFamilies(t, srv)
+	for name, f := range fams {
+		if strings.Contains(f.GetHelp(), "TOPGUN_") {
+			t.Errorf("%s's help names a server variable: %q", name, f.GetHelp())
+		}
+	}
+	for name, want := range map[string][]string{
+		"topgun_clients_refused_total":      {"max_connections"},
+		"topgun_slow_clients_dropped_total": {"protocol.Options.OutboundBytes"},
+		"topgun_queries_refused_total":      {"protocol.Options.MaxQueryResults", "8 × protocol.Options.MaxMessageBytes"},
+	} {
+		f := fams[name]
+		if f == nil {
+			t.Fatalf("%s is not served", name)
+		}
+		for _, w := range want {
+			if !strings.Contains(f.GetHelp(), w) {
+				t.Errorf("%s's help %q does not name %s", name, f.GetHelp(), w)
+			}
 		}
 	}
 }

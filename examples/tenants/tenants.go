@@ -51,6 +51,8 @@ type Tenants struct {
 	// conns is Config.MaxConnections, shared by every tenant's protocol
 	// server: each counts its own clients only.
 	conns *protocol.ConnectionLimit
+	// commits observes every tenant's group commits as they happen.
+	commits *metrics.Commits
 
 	mu      sync.RWMutex
 	tenants map[string]*tenant
@@ -80,10 +82,11 @@ func Open(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
 	ts := &Tenants{
 		mux:     http.NewServeMux(),
 		conns:   protocol.NewConnectionLimit(maxConns, "max_connections in the tenants file"),
+		commits: metrics.NewCommits([]string{"tenant"}),
 		tenants: map[string]*tenant{},
 	}
 	for _, tc := range cfg.Tenants {
-		t, err := openTenant(ctx, tc, sh, ts.conns)
+		t, err := openTenant(ctx, tc, sh, ts.conns, ts.commits.Observer(tc.Name))
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("tenant %s: %w", tc.Name, err), ts.Close())
 		}
@@ -103,12 +106,13 @@ func Open(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
 	ts.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	// One collector reads every tenant's counters when scraped, so a
-	// tenant adds label values, not metrics or registries, and a removed
-	// one leaves no series behind.
+	// One collector reads every tenant's counters when scraped, and one
+	// observes their commits, so a tenant adds label values, not metrics
+	// or registries, and a removed one leaves no series behind. The help
+	// texts name the settings as settingNames does.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(metrics.NewCollector([]string{"tenant"}, ts.samples),
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(metrics.NewCollector([]string{"tenant"}, ts.samples, &metrics.Options{SettingName: settingName}),
+		ts.commits, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ts.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return ts, nil
 }
@@ -130,7 +134,7 @@ func (ts *Tenants) samples() []metrics.Sample {
 	return out
 }
 
-func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol.ConnectionLimit) (_ *tenant, err error) {
+func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol.ConnectionLimit, onCommit func(int, time.Duration, error)) (_ *tenant, err error) {
 	log := sh.Logger.Named("tenant." + tc.Name)
 	if tc.DataDir != "" {
 		if err := os.MkdirAll(tc.DataDir, 0o700); err != nil {
@@ -154,7 +158,7 @@ func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol
 		DataMaxFiles:  tc.DataMaxFiles,
 		CacheDir:      sh.CacheDir,
 		Logger:        log,
-		SettingName:   func(env string) string { return settingNames[env] },
+		SettingName:   settingName,
 	})
 	if err != nil {
 		return nil, err
@@ -167,6 +171,7 @@ func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol
 		Clock:      clock,
 		CacheBytes: cacheBytesPerTenant,
 		Logger:     log.Named("store"),
+		OnCommit:   onCommit,
 	})
 	if err != nil {
 		return nil, err
@@ -255,7 +260,9 @@ func (ts *Tenants) Remove(name string) error {
 	if t == nil {
 		return fmt.Errorf("no tenant %q", name)
 	}
-	if err := t.close(); err != nil {
+	err := t.close()
+	ts.commits.Delete(name)
+	if err != nil {
 		return fmt.Errorf("tenant %s: %w", name, err)
 	}
 	return nil

@@ -1,18 +1,38 @@
 // Package metrics serves the counters a protocol server and a wasm
 // plugin's host already keep as Prometheus metrics, read when scraped, so
-// the hot paths carry no metric updates of their own. topgun-server
-// serves one server's; a process hosting many (examples/tenants) serves
-// them all from one Collector, each under its own label values (such as
-// tenant="acme").
+// the hot paths carry no metric updates of their own (Collector), and a
+// record store's group commits, observed as they happen (Commits): a
+// latency histogram needs every observation, which no counter read at
+// scrape time gives. topgun-server serves one server's; a process hosting
+// many (examples/tenants) serves them all from one Collector and one
+// Commits, each under its own label values (such as tenant="acme").
 package metrics
 
 import (
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/host"
 	"github.com/topgun-go/topgun/server/protocol"
+)
+
+// Options are a Collector's; nil means the defaults.
+type Options struct {
+	// SettingName names a setting in the help texts (such as "refused at
+	// TOPGUN_MAX_CONNECTIONS"): it is given topgun-server's environment
+	// variable for the setting and returns what the operators of a
+	// program that configures its protocol servers another way set
+	// instead, as host.Options.SettingName does for the host. nil, or a
+	// result of "", keeps the variable's name. NewCollector calls it.
+	SettingName func(env string) string
+}
+
+var (
+	_ prometheus.Collector = (*Collector)(nil)
+	_ prometheus.Collector = (*Commits)(nil)
 )
 
 // Sample is one protocol server's counters and its backend's.
@@ -41,9 +61,17 @@ type Collector struct {
 
 // NewCollector returns a Collector of the metrics read returns, each
 // with the labels named (none for a process serving one store).
-func NewCollector(labels []string, read func() []Sample) *Collector {
+func NewCollector(labels []string, read func() []Sample, opts *Options) *Collector {
 	d := func(name, help string, more ...string) *prometheus.Desc {
 		return prometheus.NewDesc("topgun_"+name, help, append(append([]string(nil), labels...), more...), nil)
+	}
+	set := func(env string) string {
+		if opts != nil && opts.SettingName != nil {
+			if n := opts.SettingName(env); n != "" {
+				return n
+			}
+		}
+		return env
 	}
 	return &Collector{
 		read:            read,
@@ -51,9 +79,9 @@ func NewCollector(labels []string, read func() []Sample) *Collector {
 		connections:     d("connections", "Open WebSocket connections."),
 		opsApplied:      d("ops_applied_total", "Client operations handed to the record store."),
 		opsResent:       d("ops_resent_total", "Re-sent client operations recognised and skipped."),
-		slowDropped:     d("slow_clients_dropped_total", "Connections cut because their client did not read its messages (TOPGUN_MAX_OUTBOUND_BYTES)."),
-		refused:         d("clients_refused_total", "WebSocket upgrades and POST /sync requests refused at TOPGUN_MAX_CONNECTIONS."),
-		queriesRefused:  d("queries_refused_total", "QUERY_SUBs refused at the live-query limits (TOPGUN_MAX_QUERY_RESULTS, the 1024 queries per connection and their memory, 8 × TOPGUN_MAX_MESSAGE_BYTES, and the cost of a filter, 10000)."),
+		slowDropped:     d("slow_clients_dropped_total", "Connections cut because their client did not read its messages ("+set("TOPGUN_MAX_OUTBOUND_BYTES")+")."),
+		refused:         d("clients_refused_total", "WebSocket upgrades and POST /sync requests refused at "+set("TOPGUN_MAX_CONNECTIONS")+"."),
+		queriesRefused:  d("queries_refused_total", "QUERY_SUBs refused at the live-query limits ("+set("TOPGUN_MAX_QUERY_RESULTS")+", the 1024 queries per connection and their memory, 8 × "+set("TOPGUN_MAX_MESSAGE_BYTES")+", and the cost of a filter, 10000)."),
 		feedLags:        d("feed_lags_total", "Times the server, or one connection's matching of its live queries, fell behind the record store's changes and closed the connections concerned (1013) so that their clients sync again."),
 		pluginCalls:     d("plugin_calls_total", "Calls that reached a plugin instance."),
 		pluginFailures:  d("plugin_failures_total", "Calls that poisoned their plugin instance (a trap, a deadline, an exit, a malformed result), and fresh instances that could not start."),
@@ -121,4 +149,77 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.breakerOpened, float64(p.Breaker.Opened))
 		counter(c.breakerRejected, float64(p.Breaker.Rejected))
 	}
+}
+
+// Commits is a prometheus.Collector of record stores' group commits, each
+// store's under its own label values.
+type Commits struct {
+	seconds           *prometheus.HistogramVec
+	records, failures *prometheus.CounterVec
+}
+
+// NewCommits returns a Commits whose metrics have the labels named (none
+// for a process serving one store).
+func NewCommits(labels []string) *Commits {
+	return &Commits{
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "topgun_store_commit_seconds",
+			Help:    "Time the storage backend took to make one group commit durable (or to fail it).",
+			Buckets: prometheus.ExponentialBuckets(100e-6, 2.5, 16), // 100 us to 93 s, past the default commit timeout (30 s)
+		}, labels),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "topgun_store_committed_records_total",
+			Help: "Records written to the storage backend by successful group commits.",
+		}, labels),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "topgun_store_commit_failures_total",
+			Help: "Group commits the storage backend failed (their writes were not acknowledged).",
+		}, labels),
+	}
+}
+
+// Observer returns the store.Options.OnCommit of the record store whose
+// metrics have labelValues (in the order of the labels). Its series are
+// served from now on, at zero until its first commit.
+func (c *Commits) Observer(labelValues ...string) func(records int, took time.Duration, err error) {
+	seconds := c.seconds.WithLabelValues(labelValues...)
+	records := c.records.WithLabelValues(labelValues...)
+	failures := c.failures.WithLabelValues(labelValues...)
+	return func(n int, took time.Duration, err error) {
+		seconds.Observe(took.Seconds())
+		if err != nil {
+			// On shared storage (postgres) a commit that another server's
+			// write overtook fails with CodeConflict and store.Apply merges
+			// its ops again and commits them: their writes are not lost, so
+			// it is no failure of the commit's writes.
+			if abi.CodeOf(err) != abi.CodeConflict {
+				failures.Inc()
+			}
+			return
+		}
+		records.Add(float64(n))
+	}
+}
+
+// Delete stops serving the series of labelValues, once their record
+// store is closed for good. Its Observer, if still called, changes no
+// series served.
+func (c *Commits) Delete(labelValues ...string) {
+	c.seconds.DeleteLabelValues(labelValues...)
+	c.records.DeleteLabelValues(labelValues...)
+	c.failures.DeleteLabelValues(labelValues...)
+}
+
+// Describe sends the descriptions of the commit metrics.
+func (c *Commits) Describe(ch chan<- *prometheus.Desc) {
+	c.seconds.Describe(ch)
+	c.records.Describe(ch)
+	c.failures.Describe(ch)
+}
+
+// Collect sends the series of every record store observed and not deleted.
+func (c *Commits) Collect(ch chan<- prometheus.Metric) {
+	c.seconds.Collect(ch)
+	c.records.Collect(ch)
+	c.failures.Collect(ch)
 }
