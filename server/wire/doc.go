@@ -119,7 +119,7 @@
 // $like/$regex patterns and builds hash sets of its long $in/$nin lists
 // once; call it before matching a query against many records. A
 // predicate leaf whose pattern is a ValueRef reads it from each record: it
-// keeps the last few it compiled, up to 64 KiB (Query.CompileLimit counts
+// keeps the last 32 it compiled, up to 64 KiB (Query.CompileLimit counts
 // that much for it), and a regex so read that would compile to more than
 // MaxRefPatternSize matches nothing (see Match). Query.Cost estimates the
 // work of matching one record, which servers bound by MaxQueryCost. Aggregation

@@ -51,17 +51,17 @@ import (
 // A pattern longer than MaxPatternBytes matches nothing, as one that does
 // not compile. A like/regex leaf with a ValueRef reads its pattern from
 // each record, so it compiles per record what it has not met among the
-// last few patterns it keeps (at most refCacheBytes of them, which
-// CompileLimit counts); a regex read so whose compiled program would take
-// more than MaxRefPatternSize matches nothing, refused before it is
-// compiled. in takes an array (a long one is looked up in a hash set,
-// with the same equality) or, as on TopGun, a value that is not one, which
-// an array attribute must hold; between takes [low, high] inclusive;
-// containsAll/containsAny test an array attribute against an array, or
-// (as TopGun) a value that is not one as a list of it; startsWith/endsWith
-// test strings; isNull is true for a missing or nil attribute. and of no children
-// is true, or of none is false, not of none is true. A ValueRef "data.path"
-// reads the record itself; "auth.path" reads the auth value given to
+// last patterns it keeps (at most refPatternCache, 32, of at most
+// refCacheBytes together, which CompileLimit counts); a regex read so
+// whose compiled program would take more than MaxRefPatternSize matches
+// nothing, refused before it is compiled. in takes an array (a long one
+// is looked up in a hash set, with the same equality) or, as on TopGun, a
+// value that is not one, which an array attribute must hold; between
+// takes [low, high] inclusive; containsAll/containsAny test an array
+// attribute against an array, or (as TopGun) a value that is not one as a
+// list of it; startsWith/endsWith test strings; isNull is true for a
+// missing or nil attribute. and of no children is true, or of none is
+// false, not of none is true. A ValueRef "data.path" reads the record itself; "auth.path" reads the auth value given to
 // MatchAuth (Match has none, so such leaves are false).
 func (q *Query) Match(value any) bool { return q.MatchAuth(value, nil) }
 
@@ -257,20 +257,24 @@ func (p *Predicate) pattern(pattern string) textMatcher {
 }
 
 // refPatternCache is how many patterns a like/regex node whose pattern is
-// read from each record (ValueRef) keeps compiled: the most recently
-// used, so records that share a few patterns compile each once.
-const refPatternCache = 4
+// read from each record (ValueRef) keeps compiled, the most recently
+// compiled first: enough that records sharing a few dozen patterns
+// (rules or masks stored with the data) compile each once. It also
+// bounds the work of a miss, which copies what is kept.
+const refPatternCache = 32
 
 // refCacheBytes bounds what such a node keeps (its patterns and their
-// compiled size as compilePatternSize estimates it); CompileLimit counts
-// it for each such node, so that the memory of a live query holding them
-// is bounded. A pattern larger than it is compiled for each record that
+// compiled size as compilePatternSize estimates it, about 1.5 KB for a
+// short pattern, 14 KB for one holding \w); CompileLimit counts it for
+// each such node, so that the memory of a live query holding them is
+// bounded. A pattern larger than it is compiled for each record that
 // holds it and not kept: four kept patterns of up to MaxRefPatternSize
 // per node let a query of 100 such nodes hold 100 MB and count nothing.
 const refCacheBytes = 64 << 10
 
 // refEntryOverhead is what a kept pattern costs besides its string and
-// compiled size (its compiledPattern, the cache's copy).
+// compiled size (its compiledPattern, its slots in the cache's map and
+// list).
 const refEntryOverhead = 128
 
 // MaxRefPatternSize bounds the compiled size of a regex pattern read from
@@ -284,18 +288,23 @@ const refEntryOverhead = 128
 // milliseconds.
 const MaxRefPatternSize = 256 << 10
 
-type refPatterns [refPatternCache]*compiledPattern
+// refPatterns is what a ValueRef like/regex node keeps: at most
+// refPatternCache patterns of at most refCacheBytes together (their
+// cost), by pattern and in order, most recently compiled first. A stored
+// refPatterns is never changed (copy on write), so lookups take no lock.
+type refPatterns struct {
+	byPattern map[string]*compiledPattern
+	order     []*compiledPattern
+}
 
-// refPattern is pattern for a ValueRef node: a small cache of recent
+// refPattern is pattern for a ValueRef node: a bounded cache of recent
 // patterns, and compiled size bounded by MaxRefPatternSize, so matching
 // one record costs at most one bounded compilation.
 func (p *Predicate) refPattern(pattern string) textMatcher {
 	cur := p.refs.Load()
 	if cur != nil {
-		for _, c := range cur {
-			if c != nil && c.pattern == pattern && c.op == p.Op {
-				return c.m
-			}
+		if c := cur.byPattern[pattern]; c != nil && c.op == p.Op {
+			return c.m
 		}
 	}
 	limit := math.MaxInt
@@ -313,20 +322,29 @@ func (p *Predicate) refPattern(pattern string) textMatcher {
 	if cost > refCacheBytes {
 		return m // compiled for this record only (see refCacheBytes)
 	}
-	// Copy on write, most recent first, within refCacheBytes: concurrent
+	// Copy on write, within both bounds, dropping the oldest: concurrent
 	// evaluations may lose an entry to each other, never see a torn one.
-	next := refPatterns{&compiledPattern{op: p.Op, pattern: pattern, m: m, cost: cost}}
+	// Hits do not reorder, so they write nothing.
+	c := &compiledPattern{op: p.Op, pattern: pattern, m: m, cost: cost}
+	keep := []*compiledPattern{c}
 	if cur != nil {
-		for i, total := 1, cost; i < len(next); i++ {
-			c := cur[i-1]
-			if c == nil || total+c.cost > refCacheBytes {
+		total := cost
+		for _, old := range cur.order {
+			if len(keep) == refPatternCache || total+old.cost > refCacheBytes {
 				break
 			}
-			total += c.cost
-			next[i] = c
+			if old.pattern == pattern { // kept for another op
+				continue
+			}
+			total += old.cost
+			keep = append(keep, old)
 		}
 	}
-	p.refs.Store(&next)
+	next := &refPatterns{byPattern: make(map[string]*compiledPattern, len(keep)), order: keep}
+	for _, k := range keep {
+		next.byPattern[k.pattern] = k
+	}
+	p.refs.Store(next)
 	return m
 }
 

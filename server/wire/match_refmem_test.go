@@ -18,8 +18,8 @@ func heldRefPatterns(p *Predicate) int {
 		n += heldRefPatterns(c)
 	}
 	if cache := p.refs.Load(); cache != nil {
-		for _, c := range cache {
-			if c == nil || c.m == nil {
+		for _, c := range cache.order {
+			if c.m == nil {
 				continue
 			}
 			if c.op == OpLike {
