@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"math"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // maxPairwiseContains is the number of element pairs up to which
@@ -87,6 +88,7 @@ type containsIndex struct {
 	canon, big, float map[uint64]int32
 	memo              map[uint64][]memoEntry
 	compares          int
+	hasBytes          bool // elems holds bytes, which a string not valid UTF-8 may equal
 }
 
 type indexedValue struct {
@@ -136,6 +138,8 @@ func newContainsIndex(have []any) *containsIndex {
 		if !hv.ok || ix.find(h, hv, false) >= 0 {
 			continue
 		}
+		_, isBytes := h.([]byte)
+		ix.hasBytes = ix.hasBytes || isBytes
 		i := int32(len(ix.elems))
 		e := indexedValue{v: h, h: hv}
 		e.nextCanon = chain(&ix.canon, hv.canon, i)
@@ -180,7 +184,14 @@ func (ix *containsIndex) find(v any, hv valueHash, byValuesEqual bool) int32 {
 
 func (ix *containsIndex) contains(w any) bool {
 	if setScalar(w) {
-		return ix.scalars.contains(w)
+		if ix.scalars.contains(w) {
+			return true
+		}
+		// A string that is not valid UTF-8 equals bytes holding it
+		// (stringIsBytes), which are among the elements, hashed as it is.
+		if s, ok := w.(string); !ok || !ix.hasBytes || utf8.ValidString(s) {
+			return false
+		}
 	}
 	hv := hashValue(w, 0)
 	if !hv.ok {
@@ -188,6 +199,10 @@ func (ix *containsIndex) contains(w any) bool {
 	}
 	if ix.find(w, hv, true) >= 0 {
 		return true
+	}
+	if _, ok := w.([]byte); ok {
+		// Or a string of have holding it, not valid UTF-8.
+		return ix.scalars.contains(w)
 	}
 	if !hv.big {
 		// Whatever equals w is canonically equal to it: it was found.
@@ -228,8 +243,7 @@ const (
 	tagFloat
 	tagInt
 	tagNegInt
-	tagString
-	tagBytes
+	tagString // and bytes, which equal a string holding them that is not valid UTF-8
 	tagArray
 	tagMap
 )
@@ -301,7 +315,7 @@ func hashValue(v any, depth int) valueHash {
 	case string:
 		return scalarHash(leafHash(tagString, maphash.String(hashSeed, x)))
 	case []byte:
-		return scalarHash(leafHash(tagBytes, maphash.Bytes(hashSeed, x)))
+		return scalarHash(leafHash(tagString, maphash.Bytes(hashSeed, x))) // as maphash.String of them
 	case []any:
 		h := leafHash(tagArray, uint64(len(x)))
 		hv := valueHash{canon: h, loose: h, ok: true}

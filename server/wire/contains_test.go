@@ -48,6 +48,8 @@ var containsAtoms = func() []any {
 		int64(math.MinInt64), int64(math.MinInt64 + 1), float64(math.MinInt64),
 		uint64(math.MaxUint64), uint64(math.MaxUint64 - 1), float64(math.MaxUint64),
 		struct{}{}, []string{"a"}, // outside the value model: equal to nothing
+		// A string that is not valid UTF-8 equals its bytes.
+		"\xff", []byte{0xff}, "a\xff", []byte("a\xff"),
 	}
 }()
 

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"math"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -27,6 +28,7 @@ type valueSet struct {
 	hasNil    bool
 	rest      []any // bytes, arrays, maps and other kinds: scanned
 	anyNumber bool
+	restBytes bool // rest holds bytes, which a string not valid UTF-8 may equal
 }
 
 // setScalar reports whether a valueSet looks v up by hash rather than
@@ -75,6 +77,8 @@ func (s *valueSet) add(x any) {
 			s.hasFalse = true
 		}
 	default:
+		_, isBytes := x.([]byte)
+		s.restBytes = s.restBytes || isBytes
 		s.rest = append(s.rest, x)
 	}
 }
@@ -115,10 +119,16 @@ func (s *valueSet) contains(v any) bool {
 	case nil:
 		return s.hasNil
 	case string:
-		_, ok := s.strs[v]
-		return ok
+		if _, ok := s.strs[v]; ok || !s.restBytes || utf8.ValidString(v) {
+			return ok
+		}
+		// Not valid UTF-8: it equals bytes holding it (stringIsBytes).
 	case bool:
 		return (v && s.hasTrue) || (!v && s.hasFalse)
+	case []byte:
+		if _, ok := s.strs[string(v)]; ok && !utf8.Valid(v) {
+			return true
+		}
 	}
 	for _, x := range s.rest {
 		if valuesEqual(v, x) {

@@ -24,6 +24,7 @@ func edgeValue(r *rand.Rand) any {
 		int32(5), int64(5), float32(5), uint8(5), 5.0, int(7), int64(7),
 		[]byte{1}, []byte{}, []any{int64(1)}, []any{1.0}, map[string]any{"a": int64(1)}, map[string]any{"a": 1.0},
 		[]any(nil),
+		"\xff", []byte{0xff}, "a\xff", []byte("a\xff"), []byte("a"), []any{"\xff"}, []any{[]byte{0xff}},
 	}
 	if r.IntN(4) == 0 {
 		return int64(r.IntN(40) - 20)

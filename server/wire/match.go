@@ -33,7 +33,8 @@ import (
 // same equality; gt/gte/lt/lte compare numbers with numbers and strings
 // with strings (byte-wise) and are false across kinds and for a query
 // string that is not valid UTF-8 (as are between, startsWith and endsWith:
-// TopGun's server reads such a string as bytes); like is SQL LIKE
+// TopGun's server reads such a string as bytes, which equality compares
+// with a record's bytes, see valuesEqual); like is SQL LIKE
 // (% and _, neither matching a newline, as in TopGun's regexp form),
 // case-insensitive, anchored; regex is unanchored and case-sensitive,
 // with the syntax and meaning of Rust's regex crate, which TopGun's server
@@ -923,6 +924,17 @@ func isText(v any) bool {
 	return !ok || utf8.ValidString(s)
 }
 
+// stringIsBytes reports whether s, a string that is not valid UTF-8, holds
+// b. TopGun's server decodes such a string of a query as bytes (rmp-serde
+// hands them to rmpv, which keeps them as Binary), and so finds it equal
+// to a record's bytes (eq, neq, in, containsAll/containsAny and the where
+// clause, at any depth); a record's strings are valid UTF-8 (isText), so
+// it equals none of them. Only a string meeting bytes comes here, and the
+// string is read for validity only when its bytes are theirs.
+func stringIsBytes(s string, b []byte) bool {
+	return s == string(b) && !utf8.ValidString(s)
+}
+
 // compareOrdered compares numbers with numbers and strings with strings.
 func compareOrdered(a, b any) (int, bool) {
 	if na, ok := toNumber(a); ok {
@@ -940,7 +952,8 @@ func compareOrdered(a, b any) (int, bool) {
 }
 
 // valuesEqual is TopGun's equality: numbers across int/float, then strings,
-// booleans, nil, bytes, and structural equality for arrays and maps.
+// booleans, nil, bytes, and structural equality for arrays and maps. A
+// string that is not valid UTF-8 equals the bytes it holds (stringIsBytes).
 func valuesEqual(a, b any) bool {
 	return valuesEqualDepth(a, b, 0)
 }
@@ -971,14 +984,24 @@ func equalDepth(a, b any, depth int, canon bool) bool {
 	case nil:
 		return b == nil
 	case string:
-		y, ok := b.(string)
-		return ok && x == y
+		switch y := b.(type) {
+		case string:
+			return x == y
+		case []byte:
+			return stringIsBytes(x, y)
+		}
+		return false
 	case bool:
 		y, ok := b.(bool)
 		return ok && x == y
 	case []byte:
-		y, ok := b.([]byte)
-		return ok && bytes.Equal(x, y)
+		switch y := b.(type) {
+		case []byte:
+			return bytes.Equal(x, y)
+		case string:
+			return stringIsBytes(y, x)
+		}
+		return false
 	case []any:
 		y, ok := b.([]any)
 		if !ok || len(x) != len(y) {

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"math"
@@ -449,5 +450,108 @@ func TestPredicate_Eval_invalidUTF8(t *testing.T) {
 		if q.Match(rec) {
 			t.Errorf("where %s %q matched %q", op, bound, rec["n"])
 		}
+	}
+}
+
+// TopGun's server decodes a query string that is not valid UTF-8 as bytes
+// (rmp-serde falls back to bytes, rmpv keeps them as Binary), and its
+// values_equal then finds it equal to a record's bytes, at any depth: eq,
+// neq, in, containsAll/containsAny and the where clause hold or fail as
+// for a binary operand. Such a string never equalled the record's bytes
+// here. A valid string still equals no bytes (TopGun: a String is not a
+// Binary), and the ordering and string operators stay false.
+func TestPredicate_Eval_invalidUTF8StringIsBytes(t *testing.T) {
+	t.Parallel()
+	// What a JS string with a lone surrogate becomes in MsgPack.
+	const bad = "\xed\xa0\x80"
+	long := func(v any) []any { // a list long enough to be looked up in a set
+		l := []any{v}
+		for i := range minSetLen {
+			l = append(l, fmt.Sprintf("x%d", i), []byte{byte(i)})
+		}
+		return l
+	}
+	many := make([]any, 300) // contains over an index, not pairwise
+	for i := range many {
+		many[i] = fmt.Sprintf("t%d", i)
+	}
+	many[150] = []byte(bad)
+	rec := map[string]any{
+		"b":    []byte(bad),
+		"ab":   []byte("ab"),
+		"s":    "ab",
+		"tags": []any{"vip", []byte(bad)},
+		"many": many,
+		"doc":  map[string]any{"k": []any{[]byte(bad)}},
+	}
+	wantMany := make([]any, 20)
+	for i := range wantMany {
+		wantMany[i] = fmt.Sprintf("w%d", i)
+	}
+	wantMany[19] = bad
+	allMany := slices.Clone(many[140:160])
+	allMany[10] = bad
+	tests := []struct {
+		name string
+		p    *Predicate
+		want bool
+	}{
+		{"eq", leaf(OpEq, "b", bad), true},
+		{"neq", leaf(OpNeq, "b", bad), false},
+		{"eq other bytes", leaf(OpEq, "b", bad+"x"), false},
+		{"in", leaf(OpIn, "b", []any{"vip", bad}), true},
+		{"in a set", leaf(OpIn, "b", long(bad)), true},
+		{"in a set, bytes", leaf(OpIn, "b", long([]byte(bad))), true},
+		{"in an array attribute", leaf(OpIn, "tags", bad), true},
+		{"containsAny", leaf(OpContainsAny, "tags", []any{bad}), true},
+		{"containsAll", leaf(OpContainsAll, "tags", []any{"vip", bad}), true},
+		{"containsAll indexed", leaf(OpContainsAll, "many", allMany), true},
+		{"containsAny indexed", leaf(OpContainsAny, "many", wantMany), true},
+		{"nested", leaf(OpEq, "doc", map[string]any{"k": []any{bad}}), true},
+		// Valid strings are strings, never bytes.
+		{"valid eq bytes", leaf(OpEq, "ab", "ab"), false},
+		{"valid in bytes", leaf(OpIn, "ab", long("ab")), false},
+		{"bad eq string", leaf(OpEq, "s", "a\xff"), false},
+		// Bytes do not order.
+		{"gte", leaf(OpGte, "b", bad), false},
+		{"startsWith", leaf(OpStartsWith, "b", bad), false},
+	}
+	for _, tc := range tests {
+		if got := tc.p.Eval(rec, nil); got != tc.want {
+			t.Errorf("%s: Eval = %v, want %v", tc.name, got, tc.want)
+		}
+		q := &Query{Predicate: tc.p}
+		q.CompileLimit(math.MaxInt)
+		if got := q.Match(rec); got != tc.want {
+			t.Errorf("%s compiled: Match = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	for _, where := range []map[string]any{
+		{"b": bad},
+		{"b": map[string]any{"$eq": bad}},
+		{"b": map[string]any{"$in": long(bad)}},
+		{"ab": map[string]any{"$nin": long("ab")}},
+	} {
+		q := &Query{Where: where}
+		q.Compile()
+		if !q.Match(rec) {
+			t.Errorf("where %q did not match", where)
+		}
+	}
+
+	// As a client sends it: a str of those bytes in a QUERY_SUB.
+	frame, err := Encode(&QuerySub{QueryID: "q", MapName: "m", Query: Query{Predicate: leaf(OpEq, "b", bad)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(frame, append([]byte{0xa0 | byte(len(bad))}, bad...)) {
+		t.Fatalf("the frame does not hold %q as a MsgPack str: % x", bad, frame)
+	}
+	m, err := Decode(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := m.(*QuerySub).Query; !q.Match(rec) {
+		t.Error("a decoded QUERY_SUB comparing with a str that is not valid UTF-8 did not match the record's bytes")
 	}
 }
