@@ -27,10 +27,10 @@ func smallInts(n int) []any {
 func TestBatch_splitsAtTheServersDecodedLimit(t *testing.T) {
 	t.Parallel()
 	c := dial(t, realServer(t), testOptions(t))
-	ops := make([]Op, 8)
+	ops := make([]Op, 10)
 	for i := range ops {
-		// 100,000 bytes each, 800 KB in all: under the 2 MiB frame limit;
-		// about 77 MB decoded in all, over the 64 MiB decoded limit.
+		// 100,000 bytes each, 1 MB in all: under the 2 MiB frame limit;
+		// about 80 MB decoded in all, over the 64 MiB decoded limit.
 		ops[i] = Op{Map: "m", Key: "k" + string(rune('a'+i)), Value: smallInts(100_000)}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -52,8 +52,8 @@ func TestPut_overTheServersDecodedLimitFails(t *testing.T) {
 	c := dial(t, realServer(t), testOptions(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	// 800 KB on the wire, about 77 MB decoded.
-	err := c.Put(ctx, "m", "big", smallInts(800_000))
+	// 1 MB on the wire, about 80 MB decoded.
+	err := c.Put(ctx, "m", "big", smallInts(1_000_000))
 	if err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Put of a value over the server's decoded limit = %v, want an error at once", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/topgun-go/topgun/server/merkle"
+	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -194,6 +195,7 @@ func (fs *fakeServer) serve(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			continue // TopGun ignores undecodable frames
 		}
+		plainValues(m)
 		fs.mu.Lock()
 		fs.seen = append(fs.seen, m.Type())
 		fs.mu.Unlock()
@@ -458,4 +460,37 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// plainValues puts the record values of a client's writes, which
+// wire.Decode gives as the record.Values a server stores, back into the
+// value model the fake server keeps and its tests compare.
+func plainValues(m wire.Message) {
+	plain := func(v *any) {
+		if rv, ok := (*v).(record.Value); ok {
+			*v = rv.ToWire()
+		}
+	}
+	op := func(op *wire.ClientOp) {
+		if op.Record != nil {
+			plain(&op.Record.Value)
+		}
+		if op.ORRecord != nil {
+			plain(&op.ORRecord.Value)
+		}
+	}
+	switch m := m.(type) {
+	case *wire.ClientOpMessage:
+		op(&m.ClientOp)
+	case *wire.OpBatch:
+		for i := range m.Ops {
+			op(&m.Ops[i])
+		}
+	case *wire.ORMapPushDiff:
+		for i := range m.Entries {
+			for j := range m.Entries[i].Records {
+				plain(&m.Entries[i].Records[j].Value)
+			}
+		}
+	}
 }

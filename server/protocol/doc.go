@@ -40,8 +40,8 @@
 // Text frames are ignored. A frame over Options.MaxMessageBytes is read to
 // its end, dropped and answered with ERROR 413 naming the limit, as is a
 // frame that would take more than 32 × MaxMessageBytes of memory once
-// decoded (wire.Limits.MaxDecodedBytes: a 2 MiB array of nils would take
-// 190 MiB); a malformed frame gets ERROR 400; a frame of a TopGun feature
+// decoded (wire.Limits.MaxDecodedBytes: a 2 MiB array of nils in a record
+// would take 160 MiB); a malformed frame gets ERROR 400; a frame of a TopGun feature
 // the server does not serve (topics, locks, counters, journal, search, SQL,
 // the cluster's partition map, ...) gets ERROR 501 naming its type, but a
 // one-shot SEARCH, SQL_QUERY, VECTOR_SEARCH or HYBRID_SEARCH gets its reply

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"sync"
 	"unicode/utf8"
@@ -73,9 +74,9 @@ const maxPrealloc = 1024
 func prealloc(n int) int { return min(n, maxPrealloc) }
 
 // What decoded values cost in memory, as charge counts it. A user value
-// costs its interface slot here and the record.Value the server converts
-// it to (record.FromWire) before storing it: a one-byte nil in an array
-// stands for 96 bytes. Strings and binaries add their length, boxed
+// (but a write's record value: recordValue) costs its interface slot here
+// and the record.Value it may become (record.FromWire): a one-byte nil in
+// an array stands for 96 bytes. Strings and binaries add their length, boxed
 // numbers, slices and maps their headers, map entries their hash-table
 // slot and the key of the record.Field they become.
 const (
@@ -92,6 +93,12 @@ const (
 	costORRecord = int(unsafe.Sizeof(ORMapRecord{}))
 	costOREntry  = int(unsafe.Sizeof(ORMapEntry{}))
 	costStrSlot  = int(unsafe.Sizeof(""))
+	// The value of a client's write decodes straight into the record.Value
+	// the server stores (see recordValue): each value is its record.Value,
+	// each map entry its record.Field, plus the length of a string, binary
+	// or key (one copy).
+	costRecValue = int(unsafe.Sizeof(record.Value{}))
+	costRecField = int(unsafe.Sizeof(record.Field{}))
 	costPtr      = 8
 	// A query's structures: a predicate node (and its allocation's size
 	// class), a sort field, an aggregation.
@@ -743,6 +750,180 @@ func (d *decoder) valueBody() (any, error) {
 		return nil, d.skipExt()
 	}
 	return nil, errMalformed(fmt.Sprintf("invalid MsgPack code 0x%02x", c))
+}
+
+// recordValue decodes the value of a record a client writes straight into
+// the record.Value the server stores, converting as record.FromWire does
+// the value model value decodes (an integer above MaxInt64 wraps, invalid
+// UTF-8 becomes "", an extension Null, a map key what mapKey makes of it,
+// the last of equal keys wins), so no tree of interfaces is built and then
+// converted. It returns the Value in an interface, or nil for Null. Its
+// limits and errors are value's; it counts what the Value takes (see
+// costRecValue), about half what value and the conversion take.
+func (d *decoder) recordValue() (any, error) {
+	if err := d.charge(costRecValue); err != nil {
+		return nil, err
+	}
+	v, err := d.recordBody(0)
+	if err != nil {
+		return nil, err
+	}
+	if v.IsNull() {
+		d.budget += costRecValue // nil takes no box
+		return nil, nil
+	}
+	return v, nil
+}
+
+// recordBody is recordValue for a value at the given depth of the record
+// value, its own record.Value already counted by its container.
+func (d *decoder) recordBody(depth int) (record.Value, error) {
+	if depth > record.MaxStoredDepth {
+		// FromWire makes Null of what is nested deeper. It is read as
+		// value reads it, for value's errors, and counted as value
+		// counts it: it is allocated before it is dropped.
+		_, err := d.valueBody()
+		return record.Value{}, err
+	}
+	c, err := d.peek()
+	if err != nil {
+		return record.Value{}, err
+	}
+	switch {
+	case c == msgpcode.Nil:
+		_ = d.d.DecodeNil()
+		return record.Value{}, nil
+	case c == msgpcode.True || c == msgpcode.False:
+		b, err := d.boolean()
+		return record.BoolValue(b), err
+	case isUintCode(c):
+		u, err := d.d.DecodeUint64()
+		if err != nil {
+			return record.Value{}, errMalformed("truncated frame")
+		}
+		return record.IntValue(int64(u)), nil // wraps above MaxInt64, as FromWire does
+	case isIntCode(c):
+		i, err := d.d.DecodeInt64()
+		if err != nil {
+			return record.Value{}, errMalformed("truncated frame")
+		}
+		return record.IntValue(i), nil
+	case isFloatCode(c):
+		f, err := d.d.DecodeFloat64() // a float32 widened
+		if err != nil {
+			return record.Value{}, errMalformed("truncated frame")
+		}
+		return record.FloatValue(f), nil
+	case msgpcode.IsString(c):
+		b, err := d.rawBytes()
+		if err != nil {
+			return record.Value{}, err
+		}
+		if !utf8.Valid(b) {
+			return record.StringValue(""), nil
+		}
+		if err := d.charge(heapSize(len(b), false)); err != nil {
+			return record.Value{}, err
+		}
+		return record.StringValue(string(b)), nil
+	case msgpcode.IsBin(c):
+		b, err := d.rawBytes()
+		if err != nil {
+			return record.Value{}, err
+		}
+		if err := d.charge(heapSize(len(b), false)); err != nil {
+			return record.Value{}, err
+		}
+		return record.BytesValue(b), nil
+	case isArrayCode(c):
+		var items []record.Value
+		_, err := d.readArray(false, func(i, n int) error {
+			if items == nil {
+				// Charged in full, the elements are allocated at once.
+				if err := d.chargeSlice(n, costRecValue); err != nil {
+					return err
+				}
+				items = make([]record.Value, 0, n)
+			}
+			v, err := d.recordBody(depth + 1)
+			items = append(items, v)
+			return err
+		})
+		if err != nil {
+			return record.Value{}, err
+		}
+		return record.ArrayValue(items...), nil
+	case isMapCode(c):
+		n, _, err := d.mapHeader()
+		if err != nil {
+			return record.Value{}, err
+		}
+		if err := d.enter(); err != nil {
+			return record.Value{}, err
+		}
+		if err := d.chargeSlice(n, costRecField); err != nil {
+			return record.Value{}, err
+		}
+		fields := make([]record.Field, 0, n)
+		for i := 0; i < n; i++ {
+			k, err := d.mapKey()
+			if err != nil {
+				return record.Value{}, err
+			}
+			key := k
+			if !utf8.ValidString(k) {
+				d.budget += len(k) // counted by mapKey, but not kept
+				key = ""
+			}
+			v, err := d.recordBody(depth + 1)
+			if err != nil {
+				return record.Value{}, inField(k, err)
+			}
+			fields = append(fields, record.Field{Key: key, Value: v})
+		}
+		d.leave()
+		return record.MapValue(fields...), nil
+	case msgpcode.IsExt(c):
+		return record.Value{}, d.skipExt()
+	}
+	return record.Value{}, errMalformed(fmt.Sprintf("invalid MsgPack code 0x%02x", c))
+}
+
+// heapSize is the memory Go's allocator takes for an object of n bytes,
+// which pointers tells whether it holds: its size class, counting the
+// 8-byte header of an object holding pointers over 512 bytes, and whole
+// 8 KiB pages above 32 KiB (internal/runtime/gc: SizeClassToSize,
+// MinSizeForMallocHeader, MaxSmallSize). Counting a slice of record values
+// by its length instead missed up to a quarter of it: 410 values took
+// five 8 KiB pages for 32,800 bytes. Objects under 16 bytes without
+// pointers share 16-byte blocks: their length is what they take.
+func heapSize(n int, pointers bool) int {
+	if pointers && n > 512 {
+		n += 8
+	}
+	switch {
+	case n < 16 && !pointers:
+		return n
+	case n > 32768:
+		return (n + 8191) &^ 8191
+	}
+	i, _ := slices.BinarySearch(sizeClasses[:], uint16(n))
+	return int(sizeClasses[i])
+}
+
+// sizeClasses are the sizes of Go's small objects.
+var sizeClasses = [...]uint16{0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792, 2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576, 27264, 28672, 32768}
+
+// chargeSlice charges a slice of n elements of each bytes holding
+// pointers, as the allocator takes it (heapSize).
+func (d *decoder) chargeSlice(n, each int) error {
+	if n == 0 {
+		return nil
+	}
+	if err := d.chargeEach(n, each); err != nil {
+		return err
+	}
+	return d.charge(heapSize(n*each, true) - n*each)
 }
 
 // mapSlots is how many slots Go's hash table of n entries has: none while

@@ -59,6 +59,13 @@
 // map keys sorted as TopGun's server writes them; other Go values (structs,
 // typed maps and slices) are written through reflection.
 //
+// The record values of a client's writes (the records of CLIENT_OP,
+// OP_BATCH and POST /sync operations, and of ORMAP_PUSH_DIFF entries),
+// which the server only stores, decode instead straight into the
+// record.Value it stores (nil for Null), as record.FromWire would convert
+// the value model, in half the memory or less. Encode writes a
+// record.Value as its ToWire form.
+//
 // LWW and OR-Map records always carry ttlMs, written as nil when absent, as
 // TopGun's server does.
 //
@@ -71,33 +78,38 @@
 // decoded. Frames above Limits.MaxMessageBytes (2 MiB) are refused outright
 // and a BATCH may hold at most Limits.MaxBatchItems (8192) items.
 //
-// A frame takes many times its size once decoded: a one-byte nil in an
-// array is a 16-byte interface here and an 80-byte record.Value once the
-// server converts it, so 2 MiB of nils would take 190 MiB. While it
+// A frame takes many times its size once decoded: a one-byte nil in the
+// record value of a write is an 80-byte record.Value (and a 16-byte
+// interface more elsewhere), so 2 MiB of nils would take 160 MiB. While it
 // decodes, Decode therefore counts what the message will take in memory
 // and refuses it (ErrDecodedTooLarge, a kind of ErrTooLarge) as soon as
 // the count passes Limits.MaxDecodedBytes, which defaults to
-// DecodedBytesPerMessageByte (32) × MaxMessageBytes: 64 MiB. Each user
-// value counts 96 bytes (its interface and its record.Value), plus its
-// length for a string (twice for binary), 8 for a boxed number, 24 for an
-// array, and for a map 48, 40 per slot of its hash table (8 up to 8
-// entries, else room for them at 7/8 full rounded up to a power of two:
-// 128 for 57 entries) and per entry 16 (the key of its record.Field) and
-// its key's length;
+// DecodedBytesPerMessageByte (32) × MaxMessageBytes: 64 MiB. A value in
+// the record of a write counts what its record.Value takes as Go's
+// allocator takes it: 80 bytes, an array's elements and a map's entries
+// (record.Fields, 96 bytes each) in one allocation rounded up to Go's size
+// class or whole 8 KiB pages, a string or binary its length so rounded.
+// Any other user value counts 96 bytes (its interface and the
+// record.Value it may become), plus its length for a string (twice for
+// binary), 8 for a boxed number, 24 for an array, and for a map 48, 40
+// per slot of its hash table (8 up to 8 entries, else room for them at
+// 7/8 full rounded up to a power of two: 128 for 57 entries) and per
+// entry 16 (the key of its record.Field) and its key's length;
 // message structs (ClientOp, OR-Map records and entries, a query's
 // predicate nodes, sort fields and aggregations) count their size and
 // strings their length. An array or map is counted whole when its
 // header is read, before it is allocated (an array is then allocated at
 // its final size), so a refused message has allocated no more than the
 // limit, besides the display string of a non-string map key, made before
-// it is counted. The count is what the decoded message and its record
-// values really take, within about 10% (arrays of just over 32 KiB of
-// record values take up to 20% more: the allocator's page rounding).
-// Ordinary messages count 2 to 10 times their size (1000 records of 1 KB
-// values: 2×; thousands of small documents: 8×); a 2 MiB array of tiny
-// objects ({"a": 1, "b": true}, 100×: about 180 MiB in memory) goes over
-// the default limit, as does any 2 MiB frame of one-byte values: a third
-// of that fits. Limits.DecodeSize reports the count, by which a server holding
+// it is counted, and the error naming the refused field. The count is what
+// the decoded message and its record values really take, within about 3%
+// for the record values of writes and 10% for other values (their arrays
+// of just over 32 KiB take up to 20% more: the allocator's page rounding).
+// Ordinary writes count 1.5 to 6 times
+// their size (1000 records of 1 KB values: 1.4×; thousands of small
+// documents: 5.5×); a 2 MiB array of tiny objects ({"a": 1}, 44×: about
+// 88 MiB in memory) goes over the default limit, as does any 2 MiB frame of
+// one-byte values: two fifths of that fits. Limits.DecodeSize reports the count, by which a server holding
 // decoded messages can bound them.
 //
 // Errors are *DecodeError values naming the message type and the path of

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/topgun-go/topgun/server/record"
 )
 
 // encoder writes one message with the msgpack library. Writes go to a
@@ -226,6 +228,8 @@ func (e *encoder) value(v any) {
 		e.err = e.e.EncodeFloat64(float64(x))
 	case []byte:
 		e.bin(x)
+	case record.Value:
+		e.recordValue(x)
 	case []any:
 		if !e.enter() {
 			return
@@ -252,6 +256,47 @@ func (e *encoder) value(v any) {
 		e.leave()
 	default:
 		e.reflectValue(reflect.ValueOf(v))
+	}
+}
+
+// recordValue writes a record.Value (the value of a decoded client write)
+// as its wire form, the one ToWire gives, its map keys already sorted.
+func (e *encoder) recordValue(v record.Value) {
+	if e.err != nil {
+		return
+	}
+	switch v.Type() {
+	case record.TypeNull:
+		e.null()
+	case record.TypeBool:
+		e.boolean(v.Bool())
+	case record.TypeInt:
+		e.err = e.e.EncodeInt(v.Int())
+	case record.TypeFloat:
+		e.err = e.e.EncodeFloat64(v.Float())
+	case record.TypeString:
+		e.str(v.Text())
+	case record.TypeBytes:
+		e.bin(v.Bytes())
+	case record.TypeArray:
+		if !e.enter() {
+			return
+		}
+		e.arrayLen(v.Len())
+		for _, it := range v.Items() {
+			e.recordValue(it)
+		}
+		e.leave()
+	case record.TypeMap:
+		if !e.enter() {
+			return
+		}
+		e.mapLen(v.Len())
+		for _, f := range v.Fields() {
+			e.str(f.Key)
+			e.recordValue(f.Value)
+		}
+		e.leave()
 	}
 }
 

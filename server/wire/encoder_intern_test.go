@@ -25,7 +25,7 @@ func TestLimits_Encode_internedStringAcrossMessages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if v, _ := m.(*ClientOpMessage).Record.Value.(map[string]any); v["name"] != "alice" {
+		if v, _ := plain(m.(*ClientOpMessage).Record.Value).(map[string]any); v["name"] != "alice" {
 			t.Fatalf("message %d: value %#v, want name alice", i, m.(*ClientOpMessage).Record.Value)
 		}
 	}
@@ -55,7 +55,7 @@ func TestLimits_Encode_internedStringRepeatedInAValue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := m.(*ClientOpMessage).Record.Value.(map[string]any); v["a"] != "xyz" || v["b"] != "abc" {
+	if v, _ := plain(m.(*ClientOpMessage).Record.Value).(map[string]any); v["a"] != "xyz" || v["b"] != "abc" {
 		t.Fatalf("value %#v", m.(*ClientOpMessage).Record.Value)
 	}
 }
@@ -80,7 +80,7 @@ func TestLimits_Encode_internedStringAfterTheValue(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := m.(*ClientOpMessage).Record
-	if v, _ := rec.Value.(map[string]any); v["b"] != "alice" || rec.Timestamp.NodeID != "alice" {
+	if v, _ := plain(rec.Value).(map[string]any); v["b"] != "alice" || rec.Timestamp.NodeID != "alice" {
 		t.Fatalf("value %#v, nodeId %q: want b and nodeId alice", rec.Value, rec.Timestamp.NodeID)
 	}
 }

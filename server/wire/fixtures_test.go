@@ -313,7 +313,7 @@ func TestFixtures_semantics(t *testing.T) {
 	if op.Record == nil || op.Record.Timestamp != ts || op.Record.TTLMs == nil || *op.Record.TTLMs != 60000 {
 		t.Errorf("CLIENT_OP record = %+v", op.Record)
 	}
-	if v := op.Record.Value.(map[string]any); v["name"] != "Alice" || v["age"] != int64(30) {
+	if v, _ := plain(op.Record.Value).(map[string]any); v["name"] != "Alice" || v["age"] != int64(30) {
 		t.Errorf("CLIENT_OP value = %#v", v)
 	}
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/topgun-go/topgun/server/record"
 )
 
 // Test-only builders for hand-made frames. Values are written with exact
@@ -110,3 +112,47 @@ func u32p(v uint32) *uint32 { return &v }
 func u64p(v uint64) *uint64 { return &v }
 func strp(s string) *string { return &s }
 func boolp(b bool) *bool    { return &b }
+
+// plain is a record value of a decoded client write (a record.Value, or
+// nil for Null) in the package's value model, for comparisons.
+func plain(v any) any { return record.FromWire(v).ToWire() }
+
+// stored is what decoding gives for a record value v of a client's write:
+// the record.Value the server stores, nil for Null.
+func stored(v any) any {
+	if x := record.FromWire(v); !x.IsNull() {
+		return x
+	}
+	return nil
+}
+
+// asDecoded sets the record values of the client writes in m (CLIENT_OP,
+// OP_BATCH, ORMAP_PUSH_DIFF, a POST /sync request) to what decoding them
+// gives (stored).
+func asDecoded(m any) {
+	ops := func(ops []ClientOp) {
+		for i := range ops {
+			if r := ops[i].Record; r != nil {
+				r.Value = stored(r.Value)
+			}
+			if r := ops[i].ORRecord; r != nil {
+				r.Value = stored(r.Value)
+			}
+		}
+	}
+	switch x := m.(type) {
+	case *ClientOpMessage:
+		ops([]ClientOp{x.ClientOp})
+	case *OpBatch:
+		ops(x.Ops)
+	case *HTTPSyncRequest:
+		ops(x.Operations)
+	case *ORMapPushDiff:
+		for i := range x.Entries {
+			for j := range x.Entries[i].Records {
+				r := &x.Entries[i].Records[j]
+				r.Value = stored(r.Value)
+			}
+		}
+	}
+}

@@ -335,7 +335,7 @@ func (d *decoder) mapDelta() (MapDelta, error) {
 						dr.Key, err = d.str()
 						h |= 1
 					case "record":
-						dr.Record, err = d.lwwRecord()
+						dr.Record, err = d.lwwRecord(false)
 						h |= 2
 					case "eventType":
 						var s string

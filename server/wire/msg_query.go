@@ -228,7 +228,7 @@ func (d *decoder) serverEventField(m *ServerEvent, key []byte, have *uint8) erro
 			return nil
 		}
 		var r LWWRecord
-		r, err = d.lwwRecord()
+		r, err = d.lwwRecord(false)
 		m.Record = &r
 	case "orRecord":
 		if d.isNil() {
@@ -236,7 +236,7 @@ func (d *decoder) serverEventField(m *ServerEvent, key []byte, have *uint8) erro
 			return nil
 		}
 		var r ORMapRecord
-		r, err = d.orMapRecord()
+		r, err = d.orMapRecord(false)
 		m.ORRecord = &r
 	case "orTag":
 		m.ORTag, _, err = d.optStr()

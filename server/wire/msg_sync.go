@@ -460,7 +460,7 @@ func init() {
 						lr.Key, err = d.str()
 						h |= 1
 					case "record":
-						lr.Record, err = d.lwwRecord()
+						lr.Record, err = d.lwwRecord(false)
 						h |= 2
 					default:
 						return d.skip()
@@ -573,7 +573,7 @@ func init() {
 			var err error
 			switch string(key) {
 			case "entries":
-				m.Entries, err = d.orMapEntries()
+				m.Entries, err = d.orMapEntries(false)
 				have |= 4
 			case "coveringEpoch":
 				m.CoveringEpoch, err = d.optU64()
@@ -613,7 +613,7 @@ func init() {
 				m.MapName, err = d.str()
 				have |= 1
 			case "entries":
-				m.Entries, err = d.orMapEntries()
+				m.Entries, err = d.orMapEntries(false)
 				have |= 2
 			case "coveringEpoch":
 				m.CoveringEpoch, err = d.optU64()
@@ -634,7 +634,7 @@ func init() {
 				m.MapName, err = d.str()
 				have |= 1
 			case "entries":
-				m.Entries, err = d.orMapEntries()
+				m.Entries, err = d.orMapEntries(true)
 				have |= 2
 			default:
 				return d.skip()

@@ -81,7 +81,8 @@ func missing(have uint8, names ...string) error {
 }
 
 // LWWRecord is a last-writer-wins record on the wire. Value is the user's
-// value in the package's value model (nil for a tombstone). TTLMs is the
+// value in the package's value model (nil for a tombstone); decoded from
+// a client's write, a record.Value (see the package doc). TTLMs is the
 // client's time-to-live; TopGun echoes it in SERVER_EVENT but never stores
 // it, and always writes the key (`ttlMs: nil` when absent).
 type LWWRecord struct {
@@ -90,14 +91,24 @@ type LWWRecord struct {
 	TTLMs     *uint64
 }
 
-func (d *decoder) lwwRecord() (LWWRecord, error) {
+// recordOrValue decodes a record's value: into the record.Value the
+// server stores when stored (the records of a client's write, which the
+// server only converts: recordValue), else into the value model (value).
+func (d *decoder) recordOrValue(stored bool) (any, error) {
+	if stored {
+		return d.recordValue()
+	}
+	return d.value()
+}
+
+func (d *decoder) lwwRecord(stored bool) (LWWRecord, error) {
 	var r LWWRecord
 	var have uint8
 	err := d.readStruct(func(key []byte) error {
 		var err error
 		switch string(key) {
 		case "value":
-			r.Value, err = d.value()
+			r.Value, err = d.recordOrValue(stored)
 		case "timestamp":
 			r.Timestamp, err = d.timestamp()
 			have |= 1
@@ -133,6 +144,7 @@ func (e *encoder) optU64(u *uint64) {
 }
 
 // ORMapRecord is one tagged entry of an observed-remove map on the wire.
+// Value is as LWWRecord's.
 type ORMapRecord struct {
 	Value     any
 	Timestamp Timestamp
@@ -140,14 +152,14 @@ type ORMapRecord struct {
 	TTLMs     *uint64
 }
 
-func (d *decoder) orMapRecord() (ORMapRecord, error) {
+func (d *decoder) orMapRecord(stored bool) (ORMapRecord, error) {
 	var r ORMapRecord
 	var have uint8
 	err := d.readStruct(func(key []byte) error {
 		var err error
 		switch string(key) {
 		case "value":
-			r.Value, err = d.value()
+			r.Value, err = d.recordOrValue(stored)
 		case "timestamp":
 			r.Timestamp, err = d.timestamp()
 			have |= 1
@@ -189,7 +201,7 @@ type ORMapEntry struct {
 	Tombstones []string
 }
 
-func (d *decoder) orMapEntry() (ORMapEntry, error) {
+func (d *decoder) orMapEntry(stored bool) (ORMapEntry, error) {
 	var en ORMapEntry
 	var have uint8
 	err := d.readStruct(func(key []byte) error {
@@ -199,7 +211,7 @@ func (d *decoder) orMapEntry() (ORMapEntry, error) {
 			en.Key, err = d.str()
 			have |= 1
 		case "records":
-			en.Records, err = d.orMapRecords()
+			en.Records, err = d.orMapRecords(stored)
 			have |= 2
 		case "tombstones":
 			en.Tombstones, err = d.stringList(false)
@@ -215,7 +227,7 @@ func (d *decoder) orMapEntry() (ORMapEntry, error) {
 	return en, err
 }
 
-func (d *decoder) orMapRecords() ([]ORMapRecord, error) {
+func (d *decoder) orMapRecords(stored bool) ([]ORMapRecord, error) {
 	out := []ORMapRecord{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
@@ -224,14 +236,14 @@ func (d *decoder) orMapRecords() ([]ORMapRecord, error) {
 			}
 			out = make([]ORMapRecord, 0, n)
 		}
-		r, err := d.orMapRecord()
+		r, err := d.orMapRecord(stored)
 		out = append(out, r)
 		return err
 	})
 	return out, err
 }
 
-func (d *decoder) orMapEntries() ([]ORMapEntry, error) {
+func (d *decoder) orMapEntries(stored bool) ([]ORMapEntry, error) {
 	out := []ORMapEntry{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
@@ -240,7 +252,7 @@ func (d *decoder) orMapEntries() ([]ORMapEntry, error) {
 			}
 			out = make([]ORMapEntry, 0, n)
 		}
-		en, err := d.orMapEntry()
+		en, err := d.orMapEntry(stored)
 		out = append(out, en)
 		return err
 	})
@@ -387,7 +399,7 @@ func (d *decoder) clientOpField(op *ClientOp, key []byte, have *uint8) error {
 			return err
 		}
 		var r LWWRecord
-		r, err = d.lwwRecord()
+		r, err = d.lwwRecord(true)
 		op.Record = &r
 	case "orRecord":
 		op.ORRecord, op.ORRecordNil = nil, false
@@ -400,7 +412,7 @@ func (d *decoder) clientOpField(op *ClientOp, key []byte, have *uint8) error {
 			return err
 		}
 		var r ORMapRecord
-		r, err = d.orMapRecord()
+		r, err = d.orMapRecord(true)
 		op.ORRecord = &r
 	case "orTag":
 		op.ORTag, op.ORTagNil = nil, false

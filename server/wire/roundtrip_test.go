@@ -410,6 +410,7 @@ func TestRoundTrip_property(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %d #%d: Decode(Encode(%T)): %v\n%x", seed, i, m, err, raw)
 		}
+		asDecoded(m)
 		if !reflect.DeepEqual(got, m) {
 			t.Fatalf("seed %d #%d: round trip changed %T:\nwant %#v\ngot  %#v", seed, i, m, m, got)
 		}
@@ -446,6 +447,7 @@ func TestRoundTrip_httpSync(t *testing.T) {
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
+		asDecoded(req)
 		if !reflect.DeepEqual(got, req) {
 			t.Fatalf("seed %d: request round trip:\nwant %#v\ngot  %#v", seed, req, got)
 		}
