@@ -300,6 +300,13 @@ func compile(ctx context.Context, path string, opts *Options, cache *compileCach
 			p.log.Info("plugin uses wasm features the deadline meter does not know; deadlines use wazero's slower interruption", "reason", err)
 		}
 	}
+	if !p.metered {
+		// Compiled with debug info on, which makes wazero refuse a module
+		// ending in an empty custom section. The pin and the caches'
+		// records stay those of the file (p.sum); wazero's own cache key
+		// is the code compiled, a function of the file.
+		code = meter.TrimEmptyCustomTail(code)
+	}
 	// With debug info on, wazero keeps a copy of every custom section for
 	// the compiled module's life; the metered copy has no debug sections
 	// for it to read (the meter drops them).

@@ -171,3 +171,48 @@ func TestLoad_badName(t *testing.T) {
 		}
 	}
 }
+
+// A custom section means nothing to the runtime, but wazero refuses a
+// module whose last section is an empty one when it keeps custom sections
+// (debug info, on for unmetered code). A plugin ending in such sections
+// loads in both trust modes, from the compilation cache too, its pin and
+// SHA256 being those of the file as given; Inspect reads it as well.
+func TestLoad_trailingEmptyCustomSections(t *testing.T) {
+	t.Parallel()
+	bin, err := os.ReadFile("testdata/wat/evil.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two custom sections named "x" with no payload, then one named "y".
+	bin = append(bytes.Clone(bin), 0x00, 0x02, 0x01, 'x', 0x00, 0x02, 0x01, 'x', 0x00, 0x02, 0x01, 'y')
+	path := filepath.Join(t.TempDir(), "tail.wasm")
+	if err := os.WriteFile(path, bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(bin)
+	pin := hex.EncodeToString(sum[:])
+	cacheDir := t.TempDir()
+	ctx := context.Background()
+	for _, trust := range []Trust{TrustTrusted, TrustSandboxed} {
+		for _, round := range []string{"compiled", "cached"} {
+			o := testOptions(t)
+			o.Trust, o.CacheDir, o.SHA256 = trust, cacheDir, pin
+			b, err := Load(ctx, path, o)
+			if err != nil {
+				t.Fatalf("%s, %s: Load: %v", trust, round, err)
+			}
+			if err := b.Apply(ctx, &abi.Batch{Now: 1}); err != nil {
+				t.Errorf("%s, %s: Apply: %v", trust, round, err)
+			}
+			if b.SHA256() != pin {
+				t.Errorf("%s, %s: SHA256() = %s, want the file's %s", trust, round, b.SHA256(), pin)
+			}
+			b.Close()
+		}
+		o := testOptions(t)
+		o.Trust = trust
+		if info, err := Inspect(ctx, path, o); err != nil || info.SHA256 != pin {
+			t.Errorf("%s: Inspect = %+v, %v; want the plugin with the file's hash", trust, info, err)
+		}
+	}
+}
