@@ -34,12 +34,24 @@ type spaceFacts struct {
 	// largest and largestPath the largest file in the data directory.
 	limit, largest uint64
 	largestPath    string
+	// probe is the error of a write of one block there (probeDataWrite;
+	// nil when it succeeded or was not tried).
+	probe error
 }
 
 // statDataFS reads the free space of the file system holding dir (ok
 // false where it cannot be read). A variable so that tests can fill a
 // file system no test can fill for real.
 var statDataFS = statFS
+
+// probeDataWrite writes one block to an unnamed file in dir, which the
+// plugin never sees, and returns the write's error (nil where it cannot
+// try). wazero maps EDQUOT to EIO before the host sees a plugin's write
+// fail, and statfs knows nothing of quotas (nor, on some file systems, of
+// space it cannot allocate), so after a failed call the host asks the file
+// system itself. A variable so that tests can fail it with errnos no test
+// can cause for real, like statDataFS.
+var probeDataWrite = probeWrite
 
 // fileSizeLimit returns the process's file size limit, 0 for none. A
 // variable for tests, like statDataFS.
@@ -129,6 +141,11 @@ func (p *plugin) lookAtSpace() spaceFacts {
 	w.looked, w.at = true, now
 	f := spaceFacts{}
 	f.free, f.files, f.filesFree, f.ok = statDataFS(p.dataRoot)
+	if !f.ok || f.free >= spaceFloor {
+		// statfs sees room (or cannot tell): no block is written to a
+		// file system it already finds full.
+		f.probe = probeDataWrite(p.dataRoot)
+	}
 	if f.limit = fileSizeLimit(); f.limit != 0 {
 		f.largestPath, f.largest = largestFile(p.dataRoot)
 	}
@@ -152,6 +169,10 @@ func spaceNote(dir string, f spaceFacts, reqBytes uint64) string {
 		return fmt.Sprintf("; the file system of the data directory %s is full (%d bytes free), which a wasm plugin sees as an I/O error; free space there", dir, f.free)
 	case f.ok && f.files != 0 && f.filesFree == 0:
 		return fmt.Sprintf("; the file system of the data directory %s has no free inodes, which a wasm plugin sees as an I/O error; remove files there", dir)
+	case errors.Is(f.probe, errQuota):
+		return fmt.Sprintf("; the data directory %s is over a file system quota (disk quota exceeded, EDQUOT), which a wasm plugin sees as an I/O error; raise the quota of the server's user, group or project there, or free space", dir)
+	case errors.Is(f.probe, errNoSpace):
+		return fmt.Sprintf("; the file system of the data directory %s is full (a write of one block fails with no space left on device, though it reports %d bytes free), which a wasm plugin sees as an I/O error; free space there", dir, f.free)
 	case f.limit != 0 && f.largestPath != "" && f.largest+max(2*reqBytes, 64<<10) >= f.limit:
 		return fmt.Sprintf("; %s holds %d bytes and the server's file size limit (RLIMIT_FSIZE, ulimit -f) is %d bytes, past which writes fail, which a wasm plugin sees as an I/O error; raise the limit", f.largestPath, f.largest, f.limit)
 	}

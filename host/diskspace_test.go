@@ -197,3 +197,102 @@ func TestNoteSpace_freshInstanceStartFailure(t *testing.T) {
 		t.Fatalf("call whose fresh instance cannot start = %v (code %s); want logstore's open error with the note", err, abi.CodeOf(err))
 	}
 }
+
+// fakeProbe replaces probeDataWrite for one test (not parallel: the
+// variable is the package's) with one answering *errno, and counts the
+// probes.
+func fakeProbe(t *testing.T, errno *atomic.Pointer[error]) *atomic.Int64 {
+	var probes atomic.Int64
+	old := probeDataWrite
+	probeDataWrite = func(string) error {
+		probes.Add(1)
+		return *errno.Load()
+	}
+	t.Cleanup(func() { probeDataWrite = old })
+	return &probes
+}
+
+// statfs knows nothing of quotas: a failed call into a plugin whose data
+// directory is over a file system quota (a write there fails with EDQUOT,
+// which wazero hands the plugin as EIO) must say so, as it says a full
+// file system, and one whose file system has no block to give though its
+// figures show room must be named full.
+func TestNoteSpace_quotaNamedInFailedCall(t *testing.T) {
+	var free atomic.Uint64
+	free.Store(1 << 40)
+	fakeSpace(t, &free)
+	var errno atomic.Pointer[error]
+	answer := func(err error) { errno.Store(&err) }
+	answer(errQuota)
+	probes := fakeProbe(t, &errno)
+	spaceCheckEvery = 0
+	var logs testbin.LockedBuffer
+	o := testOptions(t)
+	o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
+	dir := t.TempDir()
+	o.DataDir = dir
+	b := mustLoad(t, logstoreWasm(t), o)
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	put := &abi.Batch{Now: 1}
+	put.Put("m", "k", false, []byte("value"), 0)
+	if err := b.Apply(ctx, put); err != nil {
+		t.Fatal(err)
+	}
+	if probes.Load() != 0 {
+		t.Fatalf("the host probed the file system %d times without a failed call", probes.Load())
+	}
+
+	want := fmt.Sprintf("; the data directory %s is over a file system quota (disk quota exceeded, EDQUOT), which a wasm plugin sees as an I/O error; raise the quota of the server's user, group or project there, or free space", root)
+	err = failGet(t, b, dir)
+	if abi.CodeOf(err) != abi.CodeInternal || !strings.HasPrefix(err.Error(), "plugin logstore.wasm: get: logstore: read value of key \"k\"") || !strings.HasSuffix(err.Error(), want) {
+		t.Fatalf("failed get = %v (code %s); want the plugin's internal error ending with %q", err, abi.CodeOf(err), want)
+	}
+	if n := strings.Count(logs.String(), "the data directory is out of space"); n != 1 {
+		t.Fatalf("the quota was warned of %d times; want once:\n%s", n, logs.String())
+	}
+
+	// Under the quota again: the next look ends the episode.
+	answer(nil)
+	if err := b.Apply(ctx, put); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "the data directory has space again") {
+		t.Fatalf("the end of the episode was not logged:\n%s", logs.String())
+	}
+	if err := failGet(t, b, dir); strings.Contains(err.Error(), "data directory") {
+		t.Fatalf("failed get under the quota = %v; want no note", err)
+	}
+
+	// No block to write though statfs shows room.
+	answer(errNoSpace)
+	if err := failGet(t, b, dir); !strings.Contains(err.Error(), "is full (a write of one block fails with no space left on device, though it reports 1099511627776 bytes free)") {
+		t.Fatalf("failed get on a file system with no block left = %v", err)
+	}
+
+	// A file system statfs finds full is not written to.
+	free.Store(0)
+	before := probes.Load()
+	if err := failGet(t, b, dir); !strings.Contains(err.Error(), "is full (0 bytes free)") {
+		t.Fatalf("failed get on a full file system = %v", err)
+	}
+	if probes.Load() != before {
+		t.Errorf("the host probed a file system statfs finds full")
+	}
+}
+
+// The probe itself writes to a file the plugin never sees: a directory
+// with room takes the block and is left as it was.
+func TestProbeWrite(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := probeWrite(dir); err != nil {
+		t.Fatalf("probe of a directory with room = %v", err)
+	}
+	if ents, err := os.ReadDir(dir); err != nil || len(ents) != 0 {
+		t.Fatalf("the probe left %v (%v) in the directory", ents, err)
+	}
+}

@@ -192,9 +192,13 @@
 // is near. The error keeps the plugin's code and message: a full disk is
 // not a batch too large, which the server would split on
 // CodeResourceExhausted. The first finding is logged once at warn, its end
-// (seen by a look on any call while it lasts) at info. The file system's
-// quotas are not looked at (the host's own is, below); on systems without
-// statfs nothing is added.
+// (seen by a look on any call while it lasts) at info. statfs knows
+// nothing of quotas, so when it shows room the host (on Linux) also writes
+// one block to an unnamed O_TMPFILE file there (probeDataWrite): EDQUOT
+// gets a note that the directory is over a file system quota (disk quota
+// exceeded), ENOSPC one that the file system is full though its figures
+// show room. The host's own quota is noted too (below); on systems
+// without statfs nothing is added.
 //
 // # The data directory's quota
 //
