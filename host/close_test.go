@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,4 +167,51 @@ func TestBackend_Close_trustedCallInFlight(t *testing.T) {
 		t.Errorf("Get after Close = %v, want unavailable", err)
 	}
 	waitFor(t, "the abandoned instance to be discarded", func() bool { return b.Stats().Live == 0 })
+}
+
+// TestBackend_Close_lastCloseEndsAsTheWaitDoes: when the plugin's own
+// close ends just as Close's wait does, no instance is left busy, and
+// Close must say what happened (the close's own error), not that 0
+// instances were abandoned. The test holds Close at the end of its wait
+// until the close has ended, which otherwise happens only by timing.
+func TestBackend_Close_lastCloseEndsAsTheWaitDoes(t *testing.T) {
+	b := loadStubborn(t, 1, time.Second) // its close is stopped at 1s
+	ctx := context.Background()
+	b.pool.waitEnded = func() {
+		waitFor(t, "the plugin's close to end", func() bool { return b.Stats().Live == 0 })
+	}
+	closed := false
+	err := b.pool.close(ctx, time.Millisecond, func() { closed = true; b.p.close(ctx) })
+	t.Logf("close: %v", err)
+	if err == nil || strings.Contains(err.Error(), "still busy") {
+		t.Errorf("close = %v, want the plugin's close's error and no instance busy", err)
+	}
+	if !errors.Is(err, abi.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "plugin stubborn.wasm: close: did not finish within 1s") {
+		t.Errorf("close = %v, want the deadline of the plugin's close", err)
+	}
+	if !closed {
+		t.Error("the runtime was not closed, with no instance left")
+	}
+}
+
+// TestBackend_Close_callEndsAsTheWaitDoes: an instance whose call returns
+// just after Close's wait ended is discarded without the plugin's close;
+// Close says so, and does not count it as busy.
+func TestBackend_Close_callEndsAsTheWaitDoes(t *testing.T) {
+	b := loadStubborn(t, 1, time.Second)
+	ctx := context.Background()
+	in, _, err := b.pool.acquire(ctx, abi.CallGet, false) // a call in flight
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.pool.waitEnded = func() { b.pool.release(in) }
+	err = b.pool.close(ctx, time.Millisecond, func() { b.p.close(ctx) })
+	t.Logf("close: %v", err)
+	if !errors.Is(err, abi.ErrDeadlineExceeded) || strings.Contains(err.Error(), "still busy") ||
+		!strings.Contains(err.Error(), "1 instance(s) came back from a call after 1ms") {
+		t.Errorf("close = %v, want the instance discarded without the plugin's close, none busy", err)
+	}
+	if st := b.Stats(); st.Live != 0 {
+		t.Errorf("stats %+v, want no instance live", st)
+	}
 }

@@ -971,8 +971,10 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 // It waits for calls in flight, and for the plugin's close, at most
 // CallTimeout in all: instances still busy then are abandoned (each is
 // discarded when its call returns, and the runtime closed after the last)
-// and Close returns an abi.CodeDeadlineExceeded error saying so. Calls
-// after Close fail with abi.CodeUnavailable. It is idempotent.
+// and Close returns an abi.CodeDeadlineExceeded error saying so (or, with
+// none busy, that an instance back from its call too late for the plugin's
+// close was discarded without it). Calls after Close fail with
+// abi.CodeUnavailable. It is idempotent.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
 		ctx := context.Background()

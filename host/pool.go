@@ -40,6 +40,9 @@ type pool struct {
 	// with its host calls.
 	onClosed     func()
 	onClosedOnce sync.Once
+	// waitEnded, when set (by tests), runs once close's wait has ended,
+	// before it counts the instances left live.
+	waitEnded func()
 
 	calls, failures, discarded atomic.Int64
 	// started counts the instances that started (ids are also used by
@@ -71,7 +74,12 @@ func (pl *pool) errClosed(call abi.WasmCall) error {
 // plugin, which the breaker counts). A call that is not the breaker's retry
 // (probe) does not start a fresh instance while the breaker is open: it may
 // have been let through while the breaker was closed and waited for an
-// instance since.
+// instance since. The retry starts a fresh instance when a slot is free
+// (as it all but always is: the failure that opened the breaker freed
+// one, and nothing else starts while it is open), even with instances
+// idle: it is to find out whether the plugin works again, which an
+// instance that survived the failures does not show (fresh instances may
+// be what fails), and a success resets the backoff.
 func (pl *pool) acquire(ctx context.Context, call abi.WasmCall, probe bool) (in *instance, startFailed bool, err error) {
 	for {
 		// A closed pool hands out no instance, not even one still idle
@@ -79,10 +87,12 @@ func (pl *pool) acquire(ctx context.Context, call abi.WasmCall, probe bool) (in 
 		if pl.closing.Load() {
 			return nil, false, pl.errClosed(call)
 		}
-		select {
-		case in := <-pl.idle:
-			return in, false, nil
-		default:
+		if !probe {
+			select {
+			case in := <-pl.idle:
+				return in, false, nil
+			default:
+			}
 		}
 		pl.mu.Lock()
 		if pl.closed {
@@ -204,7 +214,10 @@ func (pl *pool) release(in *instance) {
 // (calling the plugin's close), then runs onClosed. It gives up after wait:
 // the instances still in use, by calls in flight or by their own close, are
 // abandoned (each is discarded when its call returns, and the last one runs
-// onClosed) and close returns an error saying so.
+// onClosed) and close returns an error saying so. When none is busy by
+// then (the last closes ended as the wait did), it returns what the
+// plugin's closes returned, or that instances back from their calls too
+// late for the plugin's close were discarded without it.
 func (pl *pool) close(ctx context.Context, wait time.Duration, onClosed func()) error {
 	pl.mu.Lock()
 	if pl.closed {
@@ -217,39 +230,72 @@ func (pl *pool) close(ctx context.Context, wait time.Duration, onClosed func()) 
 	close(pl.done)
 	pl.mu.Unlock()
 	giveUp := make(chan struct{})
-	drained := make(chan error, 1)
-	go func() { drained <- pl.drain(ctx, giveUp) }()
+	drained := make(chan struct{})
+	var errs closeErrors
+	go func() {
+		pl.drain(ctx, giveUp, &errs)
+		close(drained)
+	}()
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	select {
-	case err := <-drained:
+	case <-drained:
 		pl.onClosedOnce.Do(pl.onClosed)
-		return err
+		return errs.join()
 	case <-timer.C:
 	}
 	close(giveUp)
-	busy := pl.abandon()
+	// drain returns at once now; once it has, no instance is between idle
+	// and its release by drain, where abandon would count it as busy.
+	<-drained
+	if pl.waitEnded != nil {
+		pl.waitEnded()
+	}
+	busy, skipped := pl.abandon()
 	if busy == 0 {
 		pl.onClosedOnce.Do(pl.onClosed)
+		if skipped == 0 {
+			// Every instance's close returned, its error recorded before
+			// its slot was freed.
+			return errs.join()
+		}
+		return abi.Errorf(abi.CodeDeadlineExceeded, "%s: close: %d instance(s) came back from a call after %s (%s), too late for the plugin's close, and were discarded without it",
+			pl.p.prefix, skipped, wait, pl.p.opts.setting("TOPGUN_PLUGIN_CALL_TIMEOUT"))
 	}
 	return abi.Errorf(abi.CodeDeadlineExceeded, "%s: close: %d instance(s) still busy after %s (%s) were abandoned; each is discarded when its call returns",
 		pl.p.prefix, busy, wait, pl.p.opts.setting("TOPGUN_PLUGIN_CALL_TIMEOUT"))
 }
 
+// closeErrors collects the errors of the plugin's closes, which run on
+// goroutines of their own.
+type closeErrors struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+func (e *closeErrors) add(err error) {
+	e.mu.Lock()
+	e.errs = append(e.errs, err)
+	e.mu.Unlock()
+}
+
+func (e *closeErrors) join() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return errors.Join(e.errs...)
+}
+
 // drain closes the live instances as they come back, each on its own
 // goroutine (so that one slow close does not eat the others' time), until
-// none is live or giveUp is closed.
-func (pl *pool) drain(ctx context.Context, giveUp <-chan struct{}) error {
-	var mu sync.Mutex
-	var errs []error
+// none is live or giveUp is closed. The closes' errors go to errs, each
+// before its instance's slot is freed.
+func (pl *pool) drain(ctx context.Context, giveUp <-chan struct{}, errs *closeErrors) {
 	for {
 		pl.mu.Lock()
 		live := pl.live
 		pl.mu.Unlock()
 		if live == 0 {
-			mu.Lock()
-			defer mu.Unlock()
-			return errors.Join(errs...)
+			return
 		}
 		select {
 		case in := <-pl.idle:
@@ -258,7 +304,7 @@ func (pl *pool) drain(ctx context.Context, giveUp <-chan struct{}) error {
 				// Too late for the plugin's close: abandon, or
 				// release once abandoned, discards it.
 				pl.release(in)
-				return nil
+				return
 			default:
 			}
 			go func() {
@@ -266,22 +312,21 @@ func (pl *pool) drain(ctx context.Context, giveUp <-chan struct{}) error {
 				pl.memBytes.Add(-in.memBytes)
 				in.memBytes = 0
 				if err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
+					errs.add(err)
 				}
 				pl.slotFreed()
 			}()
 		case <-pl.wake:
 		case <-giveUp:
-			return nil
+			return
 		}
 	}
 }
 
 // abandon makes release discard the instances still in use, discards the
-// idle ones and returns the number of instances left live.
-func (pl *pool) abandon() int {
+// idle ones (without the plugin's close) and returns the number of
+// instances left live and of idle ones discarded.
+func (pl *pool) abandon() (busy, skipped int) {
 	pl.mu.Lock()
 	pl.abandoned = true
 	var idle []*instance
@@ -302,5 +347,5 @@ func (pl *pool) abandon() int {
 		in.memBytes = 0
 		in.discard(context.Background())
 	}
-	return live
+	return live, len(idle)
 }

@@ -140,3 +140,69 @@ func TestStats_failedStartsAreNotInstancesStarted(t *testing.T) {
 		t.Errorf("stats %+v: started - discarded != live", st)
 	}
 }
+
+// TestBreaker_retryStartsAFreshInstance checks the retry's promise (doc.go,
+// "Circuit breaker"): after the backoff the retry runs on a fresh instance,
+// even when an instance that survived the failures is idle. Fresh
+// instances may be what fails: here the data directory is gone, so none
+// can start, and the surviving instance answering the retry would close
+// the breaker on a plugin that cannot start one.
+func TestBreaker_retryStartsAFreshInstance(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		removeDir bool
+	}{{"FreshStarts", false}, {"FreshCannotStart", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := testOptions(t)
+			o.DataDir = t.TempDir()
+			o.PoolSize = 2
+			o.BreakerFailures = 1
+			o.BreakerBackoff = time.Second
+			o.BreakerMaxBackoff = time.Minute
+			b := mustLoad(t, "testdata/wat/evil.wasm", o) // multi_instance
+			clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+			b.breaker.now = clock.Now
+			ctx := context.Background()
+
+			// The first instance is held while a second one traps: the
+			// breaker opens with the first one left, idle once released.
+			survivor, _, err := b.pool.acquire(ctx, abi.CallGet, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Get(ctx, "evil", false, []string{"t"}); !errors.Is(err, abi.ErrInternal) {
+				t.Fatalf("get of a trapping key = %v, want the trap", err)
+			}
+			b.pool.release(survivor)
+			st := b.Stats()
+			if st.Breaker.State != "open" || st.Live != 1 {
+				t.Fatalf("stats %+v, want the breaker open and the survivor live", st)
+			}
+			if tc.removeDir {
+				if err := os.RemoveAll(o.DataDir); err != nil {
+					t.Fatal(err)
+				}
+			}
+			clock.Add(time.Second)
+			err = b.Apply(ctx, &abi.Batch{Now: 1}) // the retry
+			after := b.Stats()
+			if tc.removeDir {
+				if err == nil || !strings.Contains(err.Error(), "cannot start a fresh instance") {
+					t.Errorf("retry = %v, want a fresh instance that cannot start", err)
+				}
+				if after.Breaker.State != "open" || after.Breaker.Opened != 2 || after.Breaker.RetryIn != 2*time.Second {
+					t.Errorf("breaker %+v, want it open again, the wait doubled", after.Breaker)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("retry = %v", err)
+			}
+			if after.InstancesStarted != st.InstancesStarted+1 || after.Live != 2 || after.Breaker.State != "closed" {
+				t.Errorf("stats %+v after the retry (before: %+v), want it run on a fresh instance and the breaker closed", after, st)
+			}
+		})
+	}
+}
