@@ -62,9 +62,10 @@ type TenantConfig struct {
 }
 
 // settingNames names the settings of the host's errors and notes
-// (host.Options.SettingName) and of the /metrics help texts
-// (metrics.Options.SettingName) as this example sets them: a field of the
-// tenants file, the -cache-dir flag (whose default is
+// (host.Options.SettingName), of the protocol servers' messages to
+// clients and logs (protocol.Options.SettingName) and of the /metrics
+// help texts (metrics.Options.SettingName) as this example sets them: a
+// field of the tenants file, the -cache-dir flag (whose default is
 // TOPGUN_PLUGIN_CACHE_DIR), or, for a setting every tenant gets the
 // default of, the host.Options or protocol.Options field to set in
 // openTenant. Without it they would name the server's TOPGUN_*
@@ -90,10 +91,12 @@ var settingNames = map[string]string{
 	"TOPGUN_MAX_OUTBOUND_BYTES":         "protocol.Options.OutboundBytes",
 	"TOPGUN_MAX_QUERY_RESULTS":          "protocol.Options.MaxQueryResults",
 	"TOPGUN_MAX_MESSAGE_BYTES":          "protocol.Options.MaxMessageBytes",
+	"TOPGUN_MAX_BATCH_OPS":              "protocol.Options.MaxBatchOps",
+	"TOPGUN_ALLOWED_ORIGINS":            "protocol.Options.OriginPatterns",
 }
 
-// settingName is the SettingName of the host and of /metrics ("" keeps
-// the variable's name).
+// settingName is the SettingName of the host, of the protocol servers
+// and of /metrics ("" keeps the variable's name).
 func settingName(env string) string { return settingNames[env] }
 
 // A name goes into a URL path and a logger name (where "." separates

@@ -683,3 +683,61 @@ func TestTenants_errorsNameTheTenantsFile(t *testing.T) {
 		check(t, err, "at its quota (data_max_mb=1)")
 	})
 }
+
+// TestTenants_refusalsNameTheTenantsSettings: a tenant's clients are
+// told the setting to raise as the example has it
+// (protocol.Options.SettingName), not the server's TOPGUN_* variables,
+// which the example does not read.
+func TestTenants_refusalsNameTheTenantsSettings(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	post := func(t *testing.T, url, tok, origin string, body []byte) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("POST", url, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-msgpack")
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	check := func(t *testing.T, what string, code, want int, msg, name string) {
+		t.Helper()
+		if code != want || !strings.Contains(msg, name) || strings.Contains(msg, "TOPGUN_") {
+			t.Fatalf("%s: %d %q; want %d naming %s and no TOPGUN_ variable", what, code, msg, want, name)
+		}
+	}
+
+	t.Run("body over the limit", func(t *testing.T) {
+		_, srv := serve(t, &Config{Tenants: []TenantConfig{{Name: "a", Plugin: null}}})
+		code, msg := post(t, srv.URL+"/t/a/sync", token(t, "a"), "", make([]byte, protocol.DefaultMaxMessageBytes+1))
+		check(t, "POST /t/a/sync over the limit", code, http.StatusRequestEntityTooLarge, msg, "protocol.Options.MaxMessageBytes")
+	})
+	t.Run("origin refused", func(t *testing.T) {
+		// Without authentication only pages of this machine are served.
+		ts, err := Open(context.Background(), &Config{Tenants: []TenantConfig{{Name: "a", Plugin: null}}},
+			Shared{CacheDir: cacheDir, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		srv := httptest.NewServer(ts)
+		t.Cleanup(srv.Close)
+		t.Cleanup(func() {
+			if err := ts.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		code, msg := post(t, srv.URL+"/t/a/sync", "", "https://elsewhere.example", nil)
+		check(t, "POST /t/a/sync from a page elsewhere", code, http.StatusForbidden, msg, "protocol.Options.OriginPatterns")
+	})
+}

@@ -191,6 +191,7 @@ func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol
 		MaxConnections:    conns.Max(),
 		SharedConnections: conns,
 		Logger:            log.Named("protocol"),
+		SettingName:       settingName,
 	})
 	return t, err
 }

@@ -480,7 +480,7 @@ func (c *conn) readLoop() {
 			if c.authed.Load() {
 				// Unread, its type is unknown: it may be a write.
 				c.writeRefused("")
-				c.reply(tooLargeError(c.s.opts.MaxMessageBytes))
+				c.reply(c.s.tooLargeError())
 			}
 			continue
 		case err != nil:

@@ -104,8 +104,8 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 			}
 			if cost += entryResultBytes + int64(len(k)); cost > limit {
 				c.reply(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
-					"protocol: ENTRY_PROCESS_BATCH ignored: its answer (a result per key) would take more than %d bytes of memory, %d × TOPGUN_MAX_MESSAGE_BYTES: send fewer keys",
-					limit, wire.DecodedBytesPerMessageByte)})
+					"protocol: ENTRY_PROCESS_BATCH ignored: its answer (a result per key) would take more than %d bytes of memory, %d × %s: send fewer keys",
+					limit, wire.DecodedBytesPerMessageByte, c.s.opts.setting("TOPGUN_MAX_MESSAGE_BYTES"))})
 				return
 			}
 			results[k] = wire.EntryProcessKeyResult{Error: entryProcessRefusal}
@@ -161,8 +161,8 @@ func (c *conn) decodeFailed(err error) {
 			"protocol: message nested deeper than the limit of %d maps and arrays; flatten the value", wire.DefaultMaxDepth)})
 	case errors.Is(err, wire.ErrDecodedTooLarge):
 		c.reply(&wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
-			"protocol: message ignored: %v; a message may take at most %d × TOPGUN_MAX_MESSAGE_BYTES once decoded: send smaller messages or raise TOPGUN_MAX_MESSAGE_BYTES",
-			err, wire.DecodedBytesPerMessageByte)})
+			"protocol: message ignored: %v; a message may take at most %d × %[3]s once decoded: send smaller messages or raise %[3]s",
+			err, wire.DecodedBytesPerMessageByte, c.s.opts.setting("TOPGUN_MAX_MESSAGE_BYTES"))})
 	default:
 		c.reply(&wire.ErrorMessage{Code: 400, Message: "protocol: message ignored: " + err.Error()})
 	}
@@ -180,9 +180,10 @@ func (c *conn) writeRefused(typ string) {
 }
 
 // tooLargeError is the ERROR for a frame over MaxMessageBytes.
-func tooLargeError(limit int) *wire.ErrorMessage {
+func (s *Server) tooLargeError() *wire.ErrorMessage {
 	return &wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
-		"protocol: message ignored: it is larger than the limit of %d bytes (TOPGUN_MAX_MESSAGE_BYTES); send smaller messages or raise the limit", limit)}
+		"protocol: message ignored: it is larger than the limit of %d bytes (%s); send smaller messages or raise the limit",
+		s.opts.MaxMessageBytes, s.opts.setting("TOPGUN_MAX_MESSAGE_BYTES"))}
 }
 
 // handleBatch unpacks a BATCH; each inner message is handled as if it had

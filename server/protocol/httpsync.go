@@ -123,7 +123,8 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
-				"body larger than the limit of %d bytes (TOPGUN_MAX_MESSAGE_BYTES); send fewer operations per request or raise the limit", s.opts.MaxMessageBytes))
+				"body larger than the limit of %d bytes (%s); send fewer operations per request or raise the limit",
+				s.opts.MaxMessageBytes, s.opts.setting("TOPGUN_MAX_MESSAGE_BYTES")))
 			return
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -137,8 +138,8 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 	req, err := s.limits.DecodeHTTPSyncRequest(body)
 	if errors.Is(err, wire.ErrDecodedTooLarge) {
 		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf(
-			"body ignored: %v; a body may take at most %d × TOPGUN_MAX_MESSAGE_BYTES once decoded: send fewer operations per request or raise TOPGUN_MAX_MESSAGE_BYTES",
-			err, wire.DecodedBytesPerMessageByte))
+			"body ignored: %v; a body may take at most %d × %[3]s once decoded: send fewer operations per request or raise %[3]s",
+			err, wire.DecodedBytesPerMessageByte, s.opts.setting("TOPGUN_MAX_MESSAGE_BYTES")))
 		return
 	}
 	if err != nil {
@@ -249,8 +250,8 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 			for _, r := range refused {
 				addErr(403, r.reason, r.id)
 			}
-			addErr(413, fmt.Sprintf("the request carries %d operations, more than the limit of %d per batch (TOPGUN_MAX_BATCH_OPS); send fewer per request or raise the limit",
-				len(sops), s.opts.MaxBatchOps), "")
+			addErr(413, fmt.Sprintf("the request carries %d operations, more than the limit of %d per batch (%s); send fewer per request or raise the limit",
+				len(sops), s.opts.MaxBatchOps, s.opts.setting("TOPGUN_MAX_BATCH_OPS")), "")
 			return
 		}
 		// TopGun's client re-sends its whole backlog with every write, so
@@ -357,8 +358,8 @@ type answerBudget struct {
 }
 
 func (s *Server) answerLimit() string {
-	return fmt.Sprintf("the limit of %d records or %d bytes per answer (TOPGUN_MAX_QUERY_RESULTS, TOPGUN_MAX_OUTBOUND_BYTES)",
-		s.opts.MaxQueryResults, s.opts.OutboundBytes)
+	return fmt.Sprintf("the limit of %d records or %d bytes per answer (%s, %s)",
+		s.opts.MaxQueryResults, s.opts.OutboundBytes, s.opts.setting("TOPGUN_MAX_QUERY_RESULTS"), s.opts.setting("TOPGUN_MAX_OUTBOUND_BYTES"))
 }
 
 // delta lists the LWW records of a map changed after lastSyncTimestamp,

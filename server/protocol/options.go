@@ -135,6 +135,27 @@ type Options struct {
 
 	// Logger receives the server's logs. Default: a null logger.
 	Logger hclog.Logger
+
+	// SettingName names a setting in the server's messages to clients and
+	// its logs (such as "raise TOPGUN_MAX_MESSAGE_BYTES"): it is given
+	// topgun-server's environment variable for the setting and returns
+	// what the operators of a program that configures its protocol
+	// servers another way set instead, as host.Options.SettingName does
+	// for the host. nil, or a result of "", keeps the variable's name
+	// (SharedConnections' refusals name the ConnectionLimit's own). It is
+	// called when a message is written, from any goroutine.
+	SettingName func(env string) string
+}
+
+// setting is the name of the setting read from the environment variable
+// env in o's messages (see SettingName).
+func (o *Options) setting(env string) string {
+	if o != nil && o.SettingName != nil {
+		if n := o.SettingName(env); n != "" {
+			return n
+		}
+	}
+	return env
 }
 
 // DefaultOptions returns the defaults: no authentication, TopGun's limits

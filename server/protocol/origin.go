@@ -95,9 +95,9 @@ func rebindable(host string) bool {
 
 func (s *Server) originRefused(r *http.Request) string {
 	if s.opts.Auth == nil && s.opts.OriginPatterns == nil {
-		return fmt.Sprintf("origin %q may not use this server: without authentication it serves only pages of this machine; list the origin in TOPGUN_ALLOWED_ORIGINS", r.Header.Get("Origin"))
+		return fmt.Sprintf("origin %q may not use this server: without authentication it serves only pages of this machine; list the origin in %s", r.Header.Get("Origin"), s.opts.setting("TOPGUN_ALLOWED_ORIGINS"))
 	}
-	return fmt.Sprintf("origin %q may not use this server; list it in TOPGUN_ALLOWED_ORIGINS", r.Header.Get("Origin"))
+	return fmt.Sprintf("origin %q may not use this server; list it in %s", r.Header.Get("Origin"), s.opts.setting("TOPGUN_ALLOWED_ORIGINS"))
 }
 
 // allowOrigin lets a browser page whose origin may use the server (checked

@@ -100,9 +100,9 @@ func queryError(id, msg, code string) *wire.QueryResp {
 }
 
 // queryMemoryError refuses a QUERY_SUB over the connection's query budget.
-func queryMemoryError(id string, held, size, budget int) *wire.QueryResp {
-	return queryError(id, fmt.Sprintf("protocol: the query takes %d bytes of memory (its where-clause, predicates, patterns and $in lists), and the connection's live queries already %d, over the limit of %d (%d × TOPGUN_MAX_MESSAGE_BYTES); unsubscribe others or send a smaller query",
-		size, held, budget, queryBytesPerMessageByte), "LIMIT")
+func (s *Server) queryMemoryError(id string, held, size, budget int) *wire.QueryResp {
+	return queryError(id, fmt.Sprintf("protocol: the query takes %d bytes of memory (its where-clause, predicates, patterns and $in lists), and the connection's live queries already %d, over the limit of %d (%d × %s); unsubscribe others or send a smaller query",
+		size, held, budget, queryBytesPerMessageByte, s.opts.setting("TOPGUN_MAX_MESSAGE_BYTES")), "LIMIT")
 }
 
 // queryCostError refuses a query over wire.MaxQueryCost.
@@ -184,7 +184,7 @@ func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 		refusal = queryError(m.QueryID, queryCostError, "LIMIT")
 	case held+size > budget:
 		c.s.queriesCut.Add(1)
-		refusal = queryMemoryError(m.QueryID, held, size, budget)
+		refusal = c.s.queryMemoryError(m.QueryID, held, size, budget)
 	default:
 		// Once here, not for every record the query reads; stopped as
 		// soon as it would pass the budget.
@@ -192,7 +192,7 @@ func (c *conn) handleQuerySub(m *wire.QuerySub, size int) {
 		size += compiled
 		if !ok {
 			c.s.queriesCut.Add(1)
-			refusal = queryMemoryError(m.QueryID, held, size, budget)
+			refusal = c.s.queryMemoryError(m.QueryID, held, size, budget)
 		}
 	}
 	if refusal != nil {
@@ -515,8 +515,8 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 		if sc.over {
 			more = " or more" // the read stopped there
 		}
-		refusal = queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records%s, over the limit of %d (TOPGUN_MAX_QUERY_RESULTS); narrow the query with a where-clause or a limit, or unsubscribe others",
-			sub.c.queryResults.Load()+delta, more, limit), "LIMIT")
+		refusal = queryError(sub.id, fmt.Sprintf("protocol: the connection's live queries would hold %d records%s, over the limit of %d (%s); narrow the query with a where-clause or a limit, or unsubscribe others",
+			sub.c.queryResults.Load()+delta, more, limit, s.opts.setting("TOPGUN_MAX_QUERY_RESULTS")), "LIMIT")
 		return
 	}
 	fresh := rd.fresh

@@ -283,7 +283,7 @@ func (s *Server) release() {
 }
 
 func (s *Server) tooManyClients() string {
-	return fmt.Sprintf("too many connections: this server serves at most %d at once (TOPGUN_MAX_CONNECTIONS); retry later", s.opts.MaxConnections)
+	return fmt.Sprintf("too many connections: this server serves at most %d at once (%s); retry later", s.opts.MaxConnections, s.opts.setting("TOPGUN_MAX_CONNECTIONS"))
 }
 
 func (s *Server) isClosed() bool {

@@ -262,8 +262,8 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 				st.ack = job.ops[k].ID
 			} else {
 				st.err = &wire.ErrorMessage{Code: 413, Message: fmt.Sprintf(
-					"protocol: %s asks to apply %d operations, more than the limit of %d operations per batch (TOPGUN_MAX_BATCH_OPS); send smaller batches or raise the limit",
-					job.typ, len(cands), s.opts.MaxBatchOps)}
+					"protocol: %s asks to apply %d operations, more than the limit of %d operations per batch (%s); send smaller batches or raise the limit",
+					job.typ, len(cands), s.opts.MaxBatchOps, s.opts.setting("TOPGUN_MAX_BATCH_OPS"))}
 				for _, cd := range cands {
 					st.unstored = append(st.unstored, cd.ref)
 				}
