@@ -187,13 +187,26 @@ func mapOfNils(n int) []byte {
 	return b
 }
 
+// mapOfLongKeys is a map of n nils under distinct keys of keyLen bytes.
+func mapOfLongKeys(n, keyLen int) []byte {
+	b := []byte{0x80 | byte(n)}
+	for i := range n {
+		k := bytes.Repeat([]byte{'k'}, keyLen)
+		k[0] = byte('A' + i)
+		b = append(b, 0xd9, byte(keyLen))
+		b = append(append(b, k...), 0xc0)
+	}
+	return b
+}
+
 // TestLimits_realHeapWithinDecodedSize: for the shapes that take the most
 // memory for their count, a message that just fits MaxDecodedBytes really
 // holds the limit once decoded and converted to record values (as the
 // server holds a write), within 3% either way. The count follows the
 // allocator: counted by their length, arrays of 410 record values took
-// 1.25 times the limit (rounded up to whole 8 KiB pages) and maps of 16
-// 1.11 times (the header of an object over 512 bytes).
+// 1.25 times the limit (rounded up to whole 8 KiB pages), maps of 16
+// 1.11 times (the header of an object over 512 bytes) and maps of 33-byte
+// keys 1.10 times (each key rounded up to its size class, 48 bytes).
 func TestLimits_realHeapWithinDecodedSize(t *testing.T) {
 	// Not parallel: it measures the live heap.
 	const limit = 4 << 20
@@ -218,6 +231,9 @@ func TestLimits_realHeapWithinDecodedSize(t *testing.T) {
 		{"maps of 57", mapOfNils(57)},
 		{"maps of 113", mapOfNils(113)},
 		{"maps of 1100", mapOfNils(1100)},
+		{"maps of 4 keys of 33 bytes", mapOfLongKeys(4, 33)},
+		{"maps of 1 key of 17 bytes", mapOfLongKeys(1, 17)},
+		{"maps of 1 key of 33 bytes", mapOfLongKeys(1, 33)},
 	}
 	for _, tc := range cases {
 		// The most elements that fit, by bisection: the count does not

@@ -874,6 +874,10 @@ func (d *decoder) recordBody(depth int) (record.Value, error) {
 			if !utf8.ValidString(k) {
 				d.budget += len(k) // counted by mapKey, but not kept
 				key = ""
+			} else if err := d.charge(heapSize(len(k), false) - len(k)); err != nil {
+				// Kept: mapKey counted its length, the allocator takes
+				// its size class (a 33-byte key takes 48).
+				return record.Value{}, err
 			}
 			v, err := d.recordBody(depth + 1)
 			if err != nil {

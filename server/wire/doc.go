@@ -88,7 +88,8 @@
 // the record of a write counts what its record.Value takes as Go's
 // allocator takes it: 80 bytes, an array's elements and a map's entries
 // (record.Fields, 96 bytes each) in one allocation rounded up to Go's size
-// class or whole 8 KiB pages, a string or binary its length so rounded.
+// class or whole 8 KiB pages, a string, binary or map key its length so
+// rounded.
 // Any other user value counts 96 bytes (its interface and the
 // record.Value it may become), plus its length for a string (twice for
 // binary), 8 for a boxed number, 24 for an array, and for a map 48, 40
