@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/setting"
 )
 
 // Trust selects how much the host trusts a plugin's code.
@@ -145,12 +146,10 @@ type Options struct {
 // setting is the name of the setting read from the environment variable
 // env in o's errors (see SettingName).
 func (o *Options) setting(env string) string {
-	if o != nil && o.SettingName != nil {
-		if n := o.SettingName(env); n != "" {
-			return n
-		}
+	if o == nil {
+		return env
 	}
-	return env
+	return setting.Name(o.SettingName, env)
 }
 
 // DefaultOptions returns the options with every default filled in.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/host"
+	"github.com/topgun-go/topgun/internal/setting"
 	"github.com/topgun-go/topgun/server/protocol"
 )
 
@@ -66,12 +67,10 @@ func NewCollector(labels []string, read func() []Sample, opts *Options) *Collect
 		return prometheus.NewDesc("topgun_"+name, help, append(append([]string(nil), labels...), more...), nil)
 	}
 	set := func(env string) string {
-		if opts != nil && opts.SettingName != nil {
-			if n := opts.SettingName(env); n != "" {
-				return n
-			}
+		if opts == nil {
+			return env
 		}
-		return env
+		return setting.Name(opts.SettingName, env)
 	}
 	return &Collector{
 		read:            read,
