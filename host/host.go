@@ -866,19 +866,16 @@ func (b *Backend) RoundTrip(ctx context.Context, call abi.WasmCall, req []byte, 
 	if err != nil {
 		return err
 	}
-	mark := b.p.quotaMark()
 	in, startFailed, err := b.pool.acquire(ctx, call, probe)
 	if err != nil {
-		o := outcomeNeutral
-		if startFailed {
-			o = outcomeFailed
-			err = b.p.noteSpace(err, 0, mark)
+		if !startFailed {
+			// (acquire told the breaker of a failed start itself.)
+			b.breaker.done(probe, outcomeNeutral, err)
 		}
-		b.breaker.done(probe, o, err)
 		return err
 	}
 	b.pool.calls.Add(1)
-	mark = b.p.quotaMark()
+	mark := b.p.quotaMark()
 	err = in.RoundTrip(ctx, call, req, handle)
 	if err != nil {
 		// Before the breaker keeps it as the last failure.
@@ -973,7 +970,8 @@ func (b *Backend) ListExpired(ctx context.Context, now int64, limit int) ([]abi.
 // discarded when its call returns, and the runtime closed after the last)
 // and Close returns an abi.CodeDeadlineExceeded error saying so (or, with
 // none busy, that an instance back from its call too late for the plugin's
-// close was discarded without it). Calls after Close fail with
+// close was discarded without it), joined with the errors the plugin's
+// closes returned by then. Calls after Close fail with
 // abi.CodeUnavailable. It is idempotent.
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {

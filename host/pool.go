@@ -43,6 +43,9 @@ type pool struct {
 	// waitEnded, when set (by tests), runs once close's wait has ended,
 	// before it counts the instances left live.
 	waitEnded func()
+	// startFailed, when set (by tests), runs once a fresh instance that
+	// failed to start has freed its slot.
+	startFailed func()
 
 	calls, failures, discarded atomic.Int64
 	// started counts the instances that started (ids are also used by
@@ -70,11 +73,13 @@ func (pl *pool) errClosed(call abi.WasmCall) error {
 
 // acquire returns an instance for one call, creating one when none is idle
 // and fewer than size are live, or waiting for one. startFailed reports
-// that err is a fresh instance that failed to start (a failure of the
-// plugin, which the breaker counts). A call that is not the breaker's retry
-// (probe) does not start a fresh instance while the breaker is open: it may
-// have been let through while the breaker was closed and waited for an
-// instance since. The retry starts a fresh instance when a slot is free
+// that err is a fresh instance that failed to start: a failure of the
+// plugin, which acquire has told the breaker (as done with probe) before
+// freeing the slot, so that a call waiting for the slot sees the breaker as
+// this failure left it. A call that is not the breaker's retry (probe) does
+// not start a fresh instance while the breaker is open: it may have been
+// let through while the breaker was closed and waited for an instance
+// since. The retry starts a fresh instance when a slot is free
 // (as it all but always is: the failure that opened the breaker freed
 // one, and nothing else starts while it is open), even with instances
 // idle: it is to find out whether the plugin works again, which an
@@ -113,13 +118,13 @@ func (pl *pool) acquire(ctx context.Context, call abi.WasmCall, probe bool) (in 
 			id := pl.nextID
 			pl.nextID++
 			pl.mu.Unlock()
+			mark := pl.p.quotaMark()
 			in, desc, err := pl.p.newInstance(ctx, id)
 			if err == nil && desc.ABIMajor != abi.VersionMajor {
 				in.discard(ctx)
 				err = abi.Errorf(abi.CodeInternal, "%s: a new instance describes storage ABI %d.%d", pl.p.prefix, desc.ABIMajor, desc.ABIMinor)
 			}
 			if err != nil {
-				pl.slotFreed()
 				pl.failures.Add(1)
 				pl.p.log.Warn("plugin instance failed to start", "plugin", pl.p.file, "op", call.String(), "error", err)
 				code := abi.CodeOf(err)
@@ -130,7 +135,17 @@ func (pl *pool) acquire(ctx context.Context, call abi.WasmCall, probe bool) (in 
 					// its open refused the plugin's state or setup.
 					code = abi.CodeUnavailable
 				}
-				return nil, true, abi.Wrap(code, err, "%s: %s: cannot start a fresh instance", pl.p.prefix, call)
+				err = pl.p.noteSpace(abi.Wrap(code, err, "%s: %s: cannot start a fresh instance", pl.p.prefix, call), 0, mark)
+				if pl.br != nil {
+					// Before the slot is freed, as Backend.finish does
+					// for a failed call.
+					pl.br.done(probe, outcomeFailed, err)
+				}
+				pl.slotFreed()
+				if pl.startFailed != nil {
+					pl.startFailed()
+				}
+				return nil, true, err
 			}
 			pl.started.Add(1)
 			in.trackMemory(pl)
@@ -217,7 +232,8 @@ func (pl *pool) release(in *instance) {
 // onClosed) and close returns an error saying so. When none is busy by
 // then (the last closes ended as the wait did), it returns what the
 // plugin's closes returned, or that instances back from their calls too
-// late for the plugin's close were discarded without it.
+// late for the plugin's close were discarded without it. Either error is
+// followed by the errors the plugin's closes returned by then.
 func (pl *pool) close(ctx context.Context, wait time.Duration, onClosed func()) error {
 	pl.mu.Lock()
 	if pl.closed {
@@ -259,11 +275,11 @@ func (pl *pool) close(ctx context.Context, wait time.Duration, onClosed func()) 
 			// its slot was freed.
 			return errs.join()
 		}
-		return abi.Errorf(abi.CodeDeadlineExceeded, "%s: close: %d instance(s) came back from a call after %s (%s), too late for the plugin's close, and were discarded without it",
-			pl.p.prefix, skipped, wait, pl.p.opts.setting("TOPGUN_PLUGIN_CALL_TIMEOUT"))
+		return errs.joinAfter(abi.Errorf(abi.CodeDeadlineExceeded, "%s: close: %d instance(s) came back from a call after %s (%s), too late for the plugin's close, and were discarded without it",
+			pl.p.prefix, skipped, wait, pl.p.opts.setting("TOPGUN_PLUGIN_CALL_TIMEOUT")))
 	}
-	return abi.Errorf(abi.CodeDeadlineExceeded, "%s: close: %d instance(s) still busy after %s (%s) were abandoned; each is discarded when its call returns",
-		pl.p.prefix, busy, wait, pl.p.opts.setting("TOPGUN_PLUGIN_CALL_TIMEOUT"))
+	return errs.joinAfter(abi.Errorf(abi.CodeDeadlineExceeded, "%s: close: %d instance(s) still busy after %s (%s) were abandoned; each is discarded when its call returns",
+		pl.p.prefix, busy, wait, pl.p.opts.setting("TOPGUN_PLUGIN_CALL_TIMEOUT")))
 }
 
 // closeErrors collects the errors of the plugin's closes, which run on
@@ -283,6 +299,18 @@ func (e *closeErrors) join() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return errors.Join(e.errs...)
+}
+
+// joinAfter returns first followed by the errors collected so far. first
+// leads, so its code is the one abi.CodeOf finds (errors.As walks a joined
+// error's errors in order).
+func (e *closeErrors) joinAfter(first error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.errs) == 0 {
+		return first
+	}
+	return errors.Join(append([]error{first}, e.errs...)...)
 }
 
 // drain closes the live instances as they come back, each on its own

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,5 +205,88 @@ func TestBreaker_retryStartsAFreshInstance(t *testing.T) {
 				t.Errorf("stats %+v after the retry (before: %+v), want it run on a fresh instance and the breaker closed", after, st)
 			}
 		})
+	}
+}
+
+// TestBreaker_failedStartsOpenItBeforeTheirSlotIsFreed: with
+// BreakerFailures n, n fresh instances that fail to start open the breaker
+// (doc.go, "Circuit breaker"), and a call waiting for the slot the nth
+// failure frees must find it open, not start an (n+1)th instance. The test
+// holds each failed start after its slot is freed until the next waiting
+// call has either started an instance or been refused, which otherwise
+// happens only by timing.
+func TestBreaker_failedStartsOpenItBeforeTheirSlotIsFreed(t *testing.T) {
+	t.Parallel()
+	const n = 3
+	o := testOptions(t)
+	o.DataDir = t.TempDir()
+	o.BreakerFailures = n
+	o.BreakerBackoff = time.Hour
+	o.BreakerMaxBackoff = time.Hour
+	b := mustLoad(t, "testdata/wat/trap.wasm", o) // one instance
+	b.breaker.now = (&fakeClock{now: time.Unix(1_800_000_000, 0)}).Now
+	ctx := context.Background()
+	attempts := func() int {
+		b.pool.mu.Lock()
+		defer b.pool.mu.Unlock()
+		return b.pool.nextID - 1 // the first instance is id 0
+	}
+
+	// Hold the only instance, so the calls below wait for its slot.
+	in, _, err := b.pool.acquire(ctx, abi.CallGet, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = n + 1
+	var failed atomic.Int32
+	b.pool.startFailed = func() { // on a call's goroutine: no t.Fatal
+		k := int(failed.Add(1))
+		for i := 0; k < calls && attempts()+int(b.Stats().Breaker.Rejected) <= k; i++ {
+			if i == 20000 {
+				t.Errorf("the next waiting call neither started an instance nor was refused after failed start %d", k)
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	errs := make(chan error, calls)
+	var wg sync.WaitGroup
+	for i := 0; i < calls; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- b.Apply(ctx, &abi.Batch{Now: 1})
+		}()
+	}
+	waitFor(t, "the calls to wait for an instance", func() bool { return b.pool.waiting.Load() == calls })
+
+	// The data directory goes away, so fresh instances cannot start, and
+	// the held instance is discarded (not a failure): each waiting call in
+	// turn gets the freed slot.
+	if err := os.RemoveAll(o.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	in.poisoned = true
+	b.pool.release(in)
+	wg.Wait()
+	close(errs)
+	var startErrs, fastErrs int
+	for err := range errs {
+		switch {
+		case errors.Is(err, abi.ErrUnavailable) && strings.Contains(err.Error(), "circuit breaker is open"):
+			fastErrs++ // (its message quotes the last failed start)
+		case err != nil && strings.Contains(err.Error(), "cannot start a fresh instance"):
+			startErrs++
+		default:
+			t.Errorf("call = %v, want a failed start or the breaker open", err)
+		}
+	}
+	st := b.Stats()
+	if got := attempts(); got != n || startErrs != n || fastErrs != 1 {
+		t.Errorf("%d fresh instances tried, %d calls failed to start one, %d failed fast; want %d, %d and 1 (the breaker open after %d failures)",
+			got, startErrs, fastErrs, n, n, n)
+	}
+	if st.Breaker.State != "open" || st.Breaker.Opened != 1 || st.Breaker.Rejected != 1 {
+		t.Errorf("breaker %+v, want it opened once and the last call rejected", st.Breaker)
 	}
 }
