@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,7 +182,9 @@ func TestBackend_Close_lastCloseEndsAsTheWaitDoes(t *testing.T) {
 		waitFor(t, "the plugin's close to end", func() bool { return b.Stats().Live == 0 })
 	}
 	closed := false
-	err := b.pool.close(ctx, time.Millisecond, func() { closed = true; b.p.close(ctx) })
+	// Half the plugin's close: long enough for the drain to have taken the
+	// idle instance under any load, short enough to end first.
+	err := b.pool.close(ctx, 500*time.Millisecond, func() { closed = true; b.p.close(ctx) })
 	t.Logf("close: %v", err)
 	if err == nil || strings.Contains(err.Error(), "still busy") {
 		t.Errorf("close = %v, want the plugin's close's error and no instance busy", err)
@@ -213,5 +216,62 @@ func TestBackend_Close_callEndsAsTheWaitDoes(t *testing.T) {
 	}
 	if st := b.Stats(); st.Live != 0 {
 		t.Errorf("stats %+v, want no instance live", st)
+	}
+}
+
+// TestBackend_Close_keepsThePluginsCloseErrors: when Close gives up with an
+// instance left (busy, or back from its call too late for the plugin's
+// close), its error says so with its deadline code, and still carries the
+// errors the plugin's closes of the other instances returned. The test holds
+// Close at the end of its wait until the other instance's close (stopped at
+// the call timeout) has ended.
+func TestBackend_Close_keepsThePluginsCloseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, want string
+		back       bool // the held instance comes back as the wait ends
+	}{
+		{"StillBusy", "1 instance(s) still busy after 1s", false},
+		{"BackTooLate", "1 instance(s) came back from a call after 1s", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := loadStubborn(t, 2, time.Second)
+			ctx := context.Background()
+			in, _, err := b.pool.acquire(ctx, abi.CallGet, false) // a call in flight
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.pool.waitEnded = func() {
+				waitFor(t, "the other instance's close to end", func() bool { return b.Stats().Live == 1 })
+				if tc.back {
+					b.pool.release(in)
+				}
+			}
+			var closed atomic.Bool
+			err = b.pool.close(ctx, time.Second, func() { closed.Store(true); b.p.close(ctx) })
+			t.Logf("close: %v", err)
+			if abi.CodeOf(err) != abi.CodeDeadlineExceeded || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("close = %v (code %s), want a deadline error saying %q", err, abi.CodeOf(err), tc.want)
+			}
+			if err == nil || !strings.Contains(err.Error(), "plugin stubborn.wasm: close: did not finish within 1s") {
+				t.Errorf("close = %v, want it to carry the error of the other instance's close", err)
+			}
+			if !tc.back {
+				b.pool.release(in) // the call returns: discarded, the last
+			}
+			waitFor(t, "the runtime to be closed", closed.Load)
+		})
+	}
+}
+
+// The error saying that Close gave up leads the plugin's close errors, so
+// that abi.CodeOf (errors.As, which walks a joined error in order) finds its
+// deadline code and not theirs.
+func TestCloseErrors_joinAfterKeepsTheLeadingCode(t *testing.T) {
+	var errs closeErrors
+	errs.add(abi.Errorf(abi.CodeInternal, "close: trapped"))
+	err := errs.joinAfter(abi.Errorf(abi.CodeDeadlineExceeded, "close: gave up"))
+	if abi.CodeOf(err) != abi.CodeDeadlineExceeded || err.Error() != "close: gave up\nclose: trapped" {
+		t.Errorf("joinAfter = %q (code %s), want the deadline first and both errors", err, abi.CodeOf(err))
 	}
 }
