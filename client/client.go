@@ -119,8 +119,9 @@ type conn struct {
 // handshake and returns a connected Client. With Options.Token it sends AUTH
 // and waits for AUTH_ACK; without it it sends DEVICE_HELLO. A server that
 // stays silent for Options.NoAuthGrace, or answers DEVICE_ACK, has auth
-// off. Dial fails if this first connection fails; later drops are handled by
-// reconnecting (Options.Reconnect).
+// off. Dial fails if this first connection fails (when ctx ends, at once:
+// the connection is dropped without waiting for the server); later drops
+// are handled by reconnecting (Options.Reconnect).
 func Dial(ctx context.Context, url string, opts *Options) (*Client, error) {
 	if opts == nil {
 		opts = DefaultOptions()
@@ -308,11 +309,16 @@ func (c *Client) connect(ctx context.Context) (_ *conn, leftover wire.Message, e
 
 	leftover, err = c.handshake(ctx, cn)
 	if err != nil {
-		code := websocket.StatusPolicyViolation
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			code = websocket.StatusGoingAway
+		// The library's Close waits up to 5 s for its close frame to be
+		// written and answered: behind a handshake frame still being
+		// written (left so only when ctx ended, and nobody waits for it
+		// any longer) or from a server that stopped reading. A caller
+		// that gave up waits for neither.
+		if ctx.Err() != nil || c.ctx.Err() != nil {
+			_ = ws.CloseNow()
+		} else {
+			_ = ws.Close(websocket.StatusPolicyViolation, "handshake failed")
 		}
-		_ = ws.Close(code, "handshake failed")
 		close(cn.done)
 		return nil, nil, err
 	}
