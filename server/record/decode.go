@@ -33,6 +33,7 @@ type decoder struct {
 	size     int           // len of the input when r != nil
 	wire     bool          // decoding the plain wire form (for error messages)
 	maxDepth int
+	keyMax   int      // the longest display string of a map key (DisplayKeyMax)
 	scratch  [32]byte // holds field and variant names, which need no allocation
 }
 
@@ -59,6 +60,7 @@ func (p *pooledDecoder) reset(b []byte) {
 	p.size = len(b)
 	p.wire = false
 	p.maxDepth = MaxStoredDepth
+	p.keyMax = math.MaxInt
 }
 
 func putDecoder(p *pooledDecoder) {

@@ -10,6 +10,10 @@ import (
 // the DecodeMsgpack methods return for bytes that are not a valid encoding.
 var ErrMalformed = errors.New("record: malformed encoding")
 
+// ErrKeyTooLong is returned by DisplayKeyMax for a key whose display string
+// would be longer than its limit.
+var ErrKeyTooLong = errors.New("record: the display string of a map key is over its limit")
+
 // ErrInvalid is matched (errors.Is) by every error Encode and EncodeWire
 // return for a value they refuse to write (invalid UTF-8, nesting deeper than
 // the limit, an unknown kind).

@@ -241,12 +241,39 @@ func (d *decoder) wireKey(depth int) (string, error) {
 	return b.String(), nil
 }
 
+// displayWriter is what display writes to: a strings.Builder, or a
+// lenCounter measuring the string first.
+type displayWriter interface {
+	WriteString(s string) (int, error)
+	WriteByte(c byte) error
+	Len() int
+}
+
+// lenCounter counts what is written to it.
+type lenCounter struct{ n int }
+
+func (c *lenCounter) WriteString(s string) (int, error) { c.n += len(s); return len(s), nil }
+func (c *lenCounter) WriteByte(byte) error              { c.n++; return nil }
+func (c *lenCounter) Len() int                          { return c.n }
+
+// room refuses (ErrKeyTooLong) a display string that would pass keyMax
+// with n bytes more.
+func (d *decoder) room(b displayWriter, n int) error {
+	if b.Len() > d.keyMax-n {
+		return ErrKeyTooLong
+	}
+	return nil
+}
+
 // display writes the next value the way TopGun's server turns a non-string
 // map key into a string (rmpv's Display): integers in decimal, floats in
 // Rust's shortest form without exponent ("1", "0.1", "inf", "NaN"), "true",
 // "nil", strings in double quotes, binary and arrays as "[a, b]", maps as
 // "{k: v}", extensions as "[type, [bytes]]".
-func (d *decoder) display(b *strings.Builder, depth int) error {
+func (d *decoder) display(b displayWriter, depth int) error {
+	if err := d.room(b, 0); err != nil {
+		return err
+	}
 	c, off, err := d.peek()
 	if err != nil {
 		return err
@@ -290,6 +317,9 @@ func (d *decoder) display(b *strings.Builder, depth int) error {
 		if err != nil {
 			return err
 		}
+		if err := d.room(b, len(s)); err != nil {
+			return err
+		}
 		if utf8.ValidString(s) {
 			b.WriteByte('"')
 			b.WriteString(s)
@@ -300,6 +330,9 @@ func (d *decoder) display(b *strings.Builder, depth int) error {
 	case isBin(c):
 		v, err := d.binary(off)
 		if err != nil {
+			return err
+		}
+		if err := d.room(b, 2*len(v)); err != nil {
 			return err
 		}
 		writeByteList(b, v)
@@ -341,6 +374,9 @@ func (d *decoder) display(b *strings.Builder, depth int) error {
 			}
 			data = append(data, chunk...)
 		}
+		if err := d.room(b, 2*len(data)); err != nil {
+			return err
+		}
 		b.WriteByte('[')
 		b.WriteString(strconv.Itoa(int(typ)))
 		b.WriteString(", ")
@@ -352,7 +388,7 @@ func (d *decoder) display(b *strings.Builder, depth int) error {
 	return nil
 }
 
-func writeByteList(b *strings.Builder, p []byte) {
+func writeByteList(b displayWriter, p []byte) {
 	b.WriteByte('[')
 	for i, x := range p {
 		if i > 0 {
@@ -466,19 +502,40 @@ func fromWire(x any, depth int) Value {
 // key that is not a string, given its msgpack encoding raw (exactly one
 // value): rmpv's Display, as DecodeWire converts keys ("1", "0.1", "nil",
 // "[1, 2]", "{k: v}", "[type, [bytes]]").
-func DisplayKey(raw []byte) (string, error) {
+func DisplayKey(raw []byte) (string, error) { return DisplayKeyMax(raw, math.MaxInt) }
+
+// DisplayKeyMax is DisplayKey refusing (ErrKeyTooLong) a key whose display
+// string would pass max bytes, having allocated none of it: a display
+// string can be 35 times its encoding (a float64 1e308 writes 309 digits),
+// so a decoder bounding memory cannot make it before counting it.
+func DisplayKeyMax(raw []byte, max int) (string, error) {
+	// Measured first, then written into a buffer of its size: grown as it
+	// is written, a long one left four times its size of garbage.
+	var n lenCounter
+	if err := displayKey(raw, max, &n); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.Grow(n.n)
+	if err := displayKey(raw, max, &b); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+func displayKey(raw []byte, max int, w displayWriter) error {
 	p := getDecoder(raw)
 	defer putDecoder(p)
 	p.wire = true
 	p.maxDepth = MaxWireDepth
-	var b strings.Builder
-	if err := p.display(&b, 0); err != nil {
-		return "", err
+	p.keyMax = max
+	if err := p.display(w, 0); err != nil {
+		return err
 	}
 	if p.reader.Len() != 0 {
-		return "", p.failAt(p.offset(), "%d unexpected bytes after the key", p.reader.Len())
+		return p.failAt(p.offset(), "%d unexpected bytes after the key", p.reader.Len())
 	}
-	return b.String(), nil
+	return nil
 }
 
 // displayGo is display for a map key already decoded into a Go value. Keys

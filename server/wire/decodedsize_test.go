@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -52,6 +53,10 @@ func TestLimits_decodedSizeIsBounded(t *testing.T) {
 		{"2M empty strings", opBatchWithValue(t, n, []byte{0xa0})},
 		{"500k arrays of arrays of nil", opBatchWithValue(t, n/4, []byte{0x91, 0x91, 0x91, 0xc0})},
 		{"1M maps of one nil", opBatchWithValue(t, n/3, []byte{0x81, 0xa0, 0xc0})},
+		// Refused midway (each inner array is charged when reached): the
+		// maps it sorted before allocated more, uncounted.
+		{"arrays of 15 unsorted maps", opBatchWithValue(t, n/106, append([]byte{0x9f},
+			bytes.Repeat([]byte{0x82, 0xa1, 'b', 0x01, 0xa1, 'a', 0x01}, 15)...))},
 		{"map of 1M entries", append(frame(t, "type", "QUERY_UPDATE", "payload",
 			kv{"queryId", "q", "key", "k", "changeType", "ENTER", "value", rawVal{0xdf, 0, byte(n / 2 >> 16), byte(n / 2 >> 8), byte(n / 2)}}),
 			bytes.Repeat([]byte{0x01, 0xc0}, n/2)...)},
@@ -61,8 +66,14 @@ func TestLimits_decodedSizeIsBounded(t *testing.T) {
 		if len(tc.raw) > DefaultMaxMessageBytes {
 			t.Fatalf("%s: frame of %d bytes is over the limit", tc.name, len(tc.raw))
 		}
+		// The least of three runs: the runtime's own allocations (a GC
+		// starting its workers under load) once added 5 KiB to one, while
+		// what decoding allocates is the same each time.
 		var err error
-		got := allocated(func() { _, err = Decode(tc.raw) })
+		got := uint64(math.MaxUint64)
+		for range 3 {
+			got = min(got, allocated(func() { _, err = Decode(tc.raw) }))
+		}
 		t.Logf("%s: %d KiB allocated, err %v", tc.name, got>>10, err)
 		if got > limit+4<<10 {
 			t.Errorf("%s: decoding a frame of %d KiB allocated %d MiB, over the %d MiB of MaxDecodedBytes",
@@ -187,6 +198,33 @@ func mapOfNils(n int) []byte {
 	return b
 }
 
+// TestLimits_longDisplayKeyNotMade: a map key that is not a string
+// becomes its display string, which can be 35 times its bytes (a float64
+// 1e308 displays as 309 digits): a 2 MiB key of them displays in 72 MB.
+// Decode must refuse it over MaxDecodedBytes without making it (it was
+// made, then counted: 675 MiB allocated under a 1 MiB limit).
+func TestLimits_longDisplayKeyNotMade(t *testing.T) {
+	// Not parallel: it measures the heap's TotalAlloc.
+	l := DefaultLimits()
+	l.MaxDecodedBytes = 1 << 20
+	n := (DefaultMaxMessageBytes - 300) / 9
+	key := []byte{0xdd, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	for range n {
+		key = append(key, 0xcb, 0x7f, 0xe1, 0xcc, 0xf3, 0x85, 0xeb, 0xc8, 0xa0) // 1e308
+	}
+	raw := opBatchWithValue(t, 1, append(append([]byte{0x81}, key...), 0xc0))
+	display := n * 311
+	var err error
+	got := allocated(func() { _, err = l.Decode(raw) })
+	t.Logf("a %d KiB key displaying in %d MiB: %d MiB allocated, err %v", len(key)>>10, display>>20, got>>20, err)
+	if !errors.Is(err, ErrDecodedTooLarge) {
+		t.Fatalf("err = %v, want ErrDecodedTooLarge", err)
+	}
+	if got >= uint64(display) {
+		t.Errorf("refusing the key allocated %d MiB, more than its %d MiB display string", got>>20, display>>20)
+	}
+}
+
 // mapOfLongKeys is a map of n nils under distinct keys of keyLen bytes.
 func mapOfLongKeys(n, keyLen int) []byte {
 	b := []byte{0x80 | byte(n)}
@@ -205,8 +243,12 @@ func mapOfLongKeys(n, keyLen int) []byte {
 // server holds a write), within 3% either way. The count follows the
 // allocator: counted by their length, arrays of 410 record values took
 // 1.25 times the limit (rounded up to whole 8 KiB pages), maps of 16
-// 1.11 times (the header of an object over 512 bytes) and maps of 33-byte
-// keys 1.10 times (each key rounded up to its size class, 48 bytes).
+// 1.11 times (the header of an object over 512 bytes), maps of 33-byte
+// keys 1.10 times (each key rounded up to its size class, 48 bytes),
+// strings of 9 bytes 1.08 times (each a 16-byte block of its own), maps
+// of the key [nil × 60] 1.39 times (its display string in a builder of
+// twice its length) and of the keys [] and -1 1.03 times (each sharing a
+// 16-byte block with garbage).
 func TestLimits_realHeapWithinDecodedSize(t *testing.T) {
 	// Not parallel: it measures the live heap.
 	const limit = 4 << 20
@@ -234,6 +276,12 @@ func TestLimits_realHeapWithinDecodedSize(t *testing.T) {
 		{"maps of 4 keys of 33 bytes", mapOfLongKeys(4, 33)},
 		{"maps of 1 key of 17 bytes", mapOfLongKeys(1, 17)},
 		{"maps of 1 key of 33 bytes", mapOfLongKeys(1, 33)},
+		{"strings of 9 bytes", append([]byte{0xa9}, bytes.Repeat([]byte{'x'}, 9)...)},
+		{"maps of a 9-byte key to a 9-byte string", append(append([]byte{0x81, 0xa9}, bytes.Repeat([]byte{'k'}, 9)...),
+			append([]byte{0xa9}, bytes.Repeat([]byte{'v'}, 9)...)...)},
+		{"maps of the key -1", []byte{0x81, 0xff, 0xc0}},
+		{"maps of the key []", []byte{0x81, 0x90, 0xc0}},
+		{"maps of the key [nil × 60]", append(append([]byte{0x81, 0xdc, 0, 60}, bytes.Repeat([]byte{0xc0}, 60)...), 0xc0)},
 	}
 	for _, tc := range cases {
 		// The most elements that fit, by bisection: the count does not

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -866,22 +867,13 @@ func (d *decoder) recordBody(depth int) (record.Value, error) {
 		}
 		fields := make([]record.Field, 0, n)
 		for i := 0; i < n; i++ {
-			k, err := d.mapKey()
+			key, bad, err := d.recordKey()
 			if err != nil {
-				return record.Value{}, err
-			}
-			key := k
-			if !utf8.ValidString(k) {
-				d.budget += len(k) // counted by mapKey, but not kept
-				key = ""
-			} else if err := d.charge(heapSize(len(k), false) - len(k)); err != nil {
-				// Kept: mapKey counted its length, the allocator takes
-				// its size class (a 33-byte key takes 48).
 				return record.Value{}, err
 			}
 			v, err := d.recordBody(depth + 1)
 			if err != nil {
-				return record.Value{}, inField(k, err)
+				return record.Value{}, inField(key+string(bad), err)
 			}
 			fields = append(fields, record.Field{Key: key, Value: v})
 		}
@@ -893,6 +885,44 @@ func (d *decoder) recordBody(depth int) (record.Value, error) {
 	return record.Value{}, errMalformed(fmt.Sprintf("invalid MsgPack code 0x%02x", c))
 }
 
+// recordKey is mapKey for a map of a record value: the key FromWire keeps
+// it as, counted as the allocator takes it (a 33-byte key takes 48). A
+// string key that is not valid UTF-8 becomes "" and is not made at all
+// (bad holds its bytes, for errors): made and not counted, a refused
+// message's keys could allocate past the limit.
+func (d *decoder) recordKey() (key string, bad []byte, err error) {
+	c, err := d.peek()
+	if err != nil {
+		return "", nil, err
+	}
+	if !msgpcode.IsString(c) {
+		// Its display string, always valid UTF-8 (record.DisplayKey
+		// writes such a string inside it as a list of bytes), which
+		// mapKey counted by its length. A short one made by DisplayKey
+		// (a container's, a binary's or an extension's) keeps alive a
+		// 16-byte block it shares with DisplayKey's garbage: "[]" took 16.
+		if key, err = d.mapKey(); err != nil {
+			return "", nil, err
+		}
+		n := heapSize(len(key), false)
+		if isArrayCode(c) || isMapCode(c) || msgpcode.IsBin(c) || msgpcode.IsExt(c) {
+			n = max(n, 16)
+		}
+		return key, nil, d.charge(n - len(key))
+	}
+	b, err := d.rawBytes()
+	if err != nil {
+		return "", nil, err
+	}
+	if !utf8.Valid(b) {
+		return "", b, nil
+	}
+	if err := d.charge(heapSize(len(b), false)); err != nil {
+		return "", nil, err
+	}
+	return string(b), nil, nil
+}
+
 // heapSize is the memory Go's allocator takes for an object of n bytes,
 // which pointers tells whether it holds: its size class, counting the
 // 8-byte header of an object holding pointers over 512 bytes, and whole
@@ -900,14 +930,19 @@ func (d *decoder) recordBody(depth int) (record.Value, error) {
 // MinSizeForMallocHeader, MaxSmallSize). Counting a slice of record values
 // by its length instead missed up to a quarter of it: 410 values took
 // five 8 KiB pages for 32,800 bytes. Objects under 16 bytes without
-// pointers share 16-byte blocks: their length is what they take.
+// pointers share 16-byte blocks, as many as fit whole: a 9-byte string
+// takes a block of its own (counted by their length, arrays of them took
+// 1.08 times their count), a 5-byte one a third of one.
 func heapSize(n int, pointers bool) int {
 	if pointers && n > 512 {
 		n += 8
 	}
 	switch {
+	case n == 0:
+		return 0
 	case n < 16 && !pointers:
-		return n
+		per := 16 / n
+		return (16 + per - 1) / per
 	case n > 32768:
 		return (n + 8191) &^ 8191
 	}
@@ -965,15 +1000,29 @@ func (d *decoder) mapKey() (string, error) {
 			return "", err
 		}
 		return string(b), nil
-	case isUintCode(c), isIntCode(c), c == msgpcode.True, c == msgpcode.False, c == msgpcode.Nil:
-		// The common non-string keys, without a detour through record: a
-		// frame may hold a million of them.
-		v, err := d.valueBody()
+	// The common non-string keys, without a detour through record (a frame
+	// may hold a million of them) nor a boxed number, which would share a
+	// 16-byte block with a short key and keep it alive: -1 took 16.
+	case isUintCode(c):
+		u, err := d.d.DecodeUint64()
 		if err != nil {
-			return "", err
+			return "", errMalformed("truncated frame")
 		}
-		k := keyString(v)
+		k := strconv.FormatUint(u, 10)
 		return k, d.charge(len(k))
+	case isIntCode(c):
+		i, err := d.d.DecodeInt64()
+		if err != nil {
+			return "", errMalformed("truncated frame")
+		}
+		k := strconv.FormatInt(i, 10)
+		return k, d.charge(len(k))
+	case c == msgpcode.True, c == msgpcode.False:
+		b, err := d.boolean()
+		return strconv.FormatBool(b), err
+	case c == msgpcode.Nil:
+		_ = d.d.DecodeNil()
+		return "nil", nil
 	case c == msgpcode.Float:
 		f, err := d.d.DecodeFloat32()
 		if err != nil {
@@ -993,9 +1042,14 @@ func (d *decoder) mapKey() (string, error) {
 	if err := d.skip(); err != nil {
 		return "", err
 	}
-	// A display string may be several times longer than its bytes ("[1,
-	// 2]"); it is made, then charged.
-	k, err := record.DisplayKey(d.buf[start : len(d.buf)-d.remaining()])
+	// A display string may be many times longer than its bytes ("[1, 2]";
+	// 309 digits for a 9-byte float): made whole before it was counted, a
+	// 2 MiB key of floats allocated 675 MiB whatever the limit.
+	k, err := record.DisplayKeyMax(d.buf[start:len(d.buf)-d.remaining()], d.budget)
+	if errors.Is(err, record.ErrKeyTooLong) {
+		d.budget = -1
+		return "", d.overBudget()
+	}
 	if err != nil {
 		return "", err
 	}

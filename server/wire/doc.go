@@ -89,7 +89,9 @@
 // allocator takes it: 80 bytes, an array's elements and a map's entries
 // (record.Fields, 96 bytes each) in one allocation rounded up to Go's size
 // class or whole 8 KiB pages, a string, binary or map key its length so
-// rounded.
+// rounded (one under 16 bytes the share of a 16-byte block it takes: 16
+// for 9 bytes; a map key displayed from a container or extension at
+// least 16).
 // Any other user value counts 96 bytes (its interface and the
 // record.Value it may become), plus its length for a string (twice for
 // binary), 8 for a boxed number, 24 for an array, and for a map 48, 40
@@ -101,8 +103,9 @@
 // strings their length. An array or map is counted whole when its
 // header is read, before it is allocated (an array is then allocated at
 // its final size), so a refused message has allocated no more than the
-// limit, besides the display string of a non-string map key, made before
-// it is counted, and the error naming the refused field. The count is what
+// limit, besides the error naming the refused field. The display string
+// of a non-string map key, which can be 35 times its bytes (a float64
+// 1e308 displays as 309 digits), is measured before it is made. The count is what
 // the decoded message and its record values really take, within about 3%
 // for the record values of writes and 10% for other values (their arrays
 // of just over 32 KiB take up to 20% more: the allocator's page rounding).
