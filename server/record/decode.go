@@ -35,6 +35,7 @@ type decoder struct {
 	maxDepth int
 	keyMax   int      // the longest display string of a map key (DisplayKeyMax)
 	scratch  [32]byte // holds field and variant names, which need no allocation
+	floatBuf []byte   // a float displayed in a map key (writeRustFloat)
 }
 
 type pooledDecoder struct {

@@ -246,6 +246,7 @@ func (d *decoder) wireKey(depth int) (string, error) {
 type displayWriter interface {
 	WriteString(s string) (int, error)
 	WriteByte(c byte) error
+	Write(p []byte) (int, error)
 	Len() int
 }
 
@@ -254,6 +255,7 @@ type lenCounter struct{ n int }
 
 func (c *lenCounter) WriteString(s string) (int, error) { c.n += len(s); return len(s), nil }
 func (c *lenCounter) WriteByte(byte) error              { c.n++; return nil }
+func (c *lenCounter) Write(p []byte) (int, error)       { c.n += len(p); return len(p), nil }
 func (c *lenCounter) Len() int                          { return c.n }
 
 // room refuses (ErrKeyTooLong) a display string that would pass keyMax
@@ -305,13 +307,13 @@ func (d *decoder) display(b displayWriter, depth int) error {
 		if err != nil {
 			return d.ioFail(off, err)
 		}
-		b.WriteString(rustFloat(float64(f), 32))
+		d.floatBuf = writeRustFloat(b, d.floatBuf, float64(f), 32)
 	case c == msgpcode.Double:
 		f, err := d.readFloat(off)
 		if err != nil {
 			return err
 		}
-		b.WriteString(rustFloat(f, 64))
+		d.floatBuf = writeRustFloat(b, d.floatBuf, f, 64)
 	case isStr(c):
 		s, err := d.text(off)
 		if err != nil {
@@ -417,6 +419,24 @@ func rustFloat(f float64, bits int) string {
 		return "-inf"
 	}
 	return strconv.FormatFloat(f, 'f', -1, bits)
+}
+
+// writeRustFloat writes rustFloat(f, bits) to b through buf, which it
+// returns for reuse: a key of many floats (up to 309 digits each) is
+// displayed twice (measured, then made) without a string per float.
+func writeRustFloat(b displayWriter, buf []byte, f float64, bits int) []byte {
+	switch {
+	case math.IsNaN(f):
+		b.WriteString("NaN")
+	case math.IsInf(f, 1):
+		b.WriteString("inf")
+	case math.IsInf(f, -1):
+		b.WriteString("-inf")
+	default:
+		buf = strconv.AppendFloat(buf[:0], f, 'f', -1, bits)
+		b.Write(buf)
+	}
+	return buf
 }
 
 // FromWire converts a Go value holding a decoded wire value — the types the

@@ -227,3 +227,28 @@ func TestValue_accessors(t *testing.T) {
 		t.Fatalf("String = %s", s)
 	}
 }
+
+// A key of many floats is displayed without a string per float: measured,
+// then made, it allocated two throwaway strings of up to 309 digits per
+// float (214 MiB for a 2 MiB key).
+func TestDisplayKey_floatsMakeNoStringEach(t *testing.T) {
+	raw := []byte{0xdc, 0x03, 0xe8} // array 16 of 1000
+	for range 1000 {
+		raw = append(raw, 0xcb, 0x7f, 0xe1, 0xcc, 0xf3, 0x85, 0xeb, 0xc8, 0xa0) // 1e308
+	}
+	key, err := DisplayKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 2 + 1000*309 + 999*2; len(key) != want {
+		t.Fatalf("display string of %d bytes, want %d", len(key), want)
+	}
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, err := DisplayKey(raw); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 10 {
+		t.Errorf("displaying a key of 1000 floats made %v allocations, want a few", allocs)
+	}
+}
