@@ -3,6 +3,7 @@ package record
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,7 +157,7 @@ func (t Timestamp) EncodeMsgpack(enc *msgpack.Encoder) error {
 // any order, unknown fields skipped, a whole float64 (as the TypeScript
 // client sends for large millis) for millis and counter.
 func (t *Timestamp) DecodeMsgpack(dec *msgpack.Decoder) error {
-	d := decoder{dec: dec, wire: true, maxDepth: MaxWireDepth}
+	d := decoder{dec: dec, wire: true, maxDepth: MaxWireDepth, keyMax: math.MaxInt}
 	ts, err := d.timestamp(1)
 	if err != nil {
 		return err

@@ -59,6 +59,10 @@ func TestUnmarshalWire_conversions(t *testing.T) {
 			if !got.Equal(tc.want) {
 				t.Fatalf("UnmarshalWire = %v, want %v", got, tc.want)
 			}
+			// DecodeWire, which a Value's DecodeMsgpack uses, the same.
+			if got, err := DecodeWire(msgpack.NewDecoder(bytes.NewReader(hx(t, tc.in)))); err != nil || !got.Equal(tc.want) {
+				t.Fatalf("DecodeWire = %v, %v, want %v", got, err, tc.want)
+			}
 		})
 	}
 }
@@ -250,5 +254,61 @@ func TestDisplayKey_floatsMakeNoStringEach(t *testing.T) {
 	})
 	if allocs > 10 {
 		t.Errorf("displaying a key of 1000 floats made %v allocations, want a few", allocs)
+	}
+}
+
+// A key of bytes over 99 (a binary, an extension, a string that is not
+// valid UTF-8) is displayed without a string per byte: 8 bytes of garbage
+// for each, twice (measured, then made), uncounted by a decoder bounding
+// memory.
+func TestDisplayKey_bytesMakeNoStringEach(t *testing.T) {
+	raw := append([]byte{0xc5, 0x03, 0xe8}, bytes.Repeat([]byte{0xff}, 1000)...) // bin 16 of 1000
+	key, err := DisplayKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "[" + strings.Repeat("255, ", 999) + "255]"; key != want {
+		t.Fatalf("display string %.40q..., want %.40q...", key, want)
+	}
+	allocs := testing.AllocsPerRun(5, func() {
+		if _, err := DisplayKey(raw); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 10 {
+		t.Errorf("displaying a key of 1000 bytes made %v allocations, want a few", allocs)
+	}
+}
+
+// DisplayKeyMax refuses a key whose display string passes max, whatever
+// writes past it: a float's digits, the bytes of a binary or of a string
+// that is not valid UTF-8 (up to 5 bytes of display each), closing
+// brackets. Each was written whole once the string so far fitted, and the
+// string returned: up to 5 times max for a decoder bounding memory.
+func TestDisplayKeyMax_refusesPastMax(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, in string
+	}{
+		{"float", f64(1e308)},
+		{"array of a float", `91 ` + f64(1e308)},
+		{"binary", `c4 04 ff ff ff ff`},
+		{"array of invalid UTF-8", `91 a4 ff ff ff ff`},
+		{"extension", `d6 01 ff ff ff ff`},
+		{"nested arrays", strings.Repeat("91 ", 20) + "c0"},
+	} {
+		raw := hx(t, tc.in)
+		full, err := DisplayKey(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got, err := DisplayKeyMax(raw, len(full)); err != nil || got != full {
+			t.Errorf("%s: DisplayKeyMax(%d) = %q, %v, want %q", tc.name, len(full), got, err, full)
+		}
+		for _, max := range []int{len(full) - 1, len(full) / 4, 1} {
+			if got, err := DisplayKeyMax(raw, max); !errors.Is(err, ErrKeyTooLong) {
+				t.Errorf("%s: DisplayKeyMax(%d) = %d bytes, %v, want ErrKeyTooLong", tc.name, max, len(got), err)
+			}
+		}
 	}
 }

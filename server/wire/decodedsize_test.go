@@ -225,6 +225,35 @@ func TestLimits_longDisplayKeyNotMade(t *testing.T) {
 	}
 }
 
+// TestLimits_displayKeyPastTheLimitNotMade: the display string of a
+// non-string map key is refused, not made, when it would pass what is
+// left of MaxDecodedBytes, even when one part of it passes at once: a
+// string that is not valid UTF-8 displays as a list of its bytes, up to 5
+// times its length ("255, " each). Measured against the limit by its
+// length, a key of one such string of 900 KiB was made (4.5 MiB, besides a
+// string per byte in each pass), then counted and refused, under a 1 MiB
+// limit.
+func TestLimits_displayKeyPastTheLimitNotMade(t *testing.T) {
+	// Not parallel: it measures the heap's TotalAlloc.
+	l := DefaultLimits()
+	l.MaxDecodedBytes = 1 << 20
+	n := 900 << 10
+	key := append([]byte{0x91, 0xdb, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}, bytes.Repeat([]byte{0xff}, n)...)
+	raw := opBatchWithValue(t, 1, append(append([]byte{0x81}, key...), 0xc0))
+	var err error
+	got := uint64(math.MaxUint64)
+	for range 3 {
+		got = min(got, allocated(func() { _, err = l.Decode(raw) }))
+	}
+	t.Logf("%d KiB allocated, err %v", got>>10, err)
+	if !errors.Is(err, ErrDecodedTooLarge) {
+		t.Fatalf("err = %v, want ErrDecodedTooLarge", err)
+	}
+	if limit := uint64(l.MaxDecodedBytes); got > limit+4<<10 {
+		t.Errorf("refusing the key allocated %d KiB, over the %d KiB of MaxDecodedBytes", got>>10, limit>>10)
+	}
+}
+
 // mapOfLongKeys is a map of n nils under distinct keys of keyLen bytes.
 func mapOfLongKeys(n, keyLen int) []byte {
 	b := []byte{0x80 | byte(n)}
