@@ -45,6 +45,31 @@ func failGet(t *testing.T, b *Backend, dir string) error {
 	return err
 }
 
+// loadLogstoreWithValue loads the logstore plugin on a fresh data
+// directory, logging to logs, and stores one value (key "k" of map "m"),
+// so that a failing Get reads the file system; put stores it again. root
+// is the directory with its symbolic links resolved, as the host's notes
+// name it.
+func loadLogstoreWithValue(t *testing.T) (b *Backend, dir, root string, logs *testbin.LockedBuffer, put *abi.Batch) {
+	t.Helper()
+	logs = &testbin.LockedBuffer{}
+	o := testOptions(t)
+	o.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
+	dir = t.TempDir()
+	o.DataDir = dir
+	b = mustLoad(t, logstoreWasm(t), o)
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put = &abi.Batch{Now: 1}
+	put.Put("m", "k", false, []byte("value"), 0)
+	if err := b.Apply(context.Background(), put); err != nil {
+		t.Fatal(err)
+	}
+	return b, dir, root, logs, put
+}
+
 // A wasm plugin cannot tell a full disk (wazero maps ENOSPC to EIO): a
 // failed call into a plugin whose data directory's file system is full
 // must say so, keeping the plugin's message and code, and the host must
@@ -55,22 +80,8 @@ func TestNoteSpace_fullFileSystemNamedInFailedCall(t *testing.T) {
 	free.Store(4096)
 	looks := fakeSpace(t, &free)
 	spaceCheckEvery = time.Hour // every failure below but the last shares one look
-	var logs testbin.LockedBuffer
-	o := testOptions(t)
-	o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
-	dir := t.TempDir()
-	o.DataDir = dir
-	b := mustLoad(t, logstoreWasm(t), o)
-	root, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, dir, root, logs, put := loadLogstoreWithValue(t)
 	ctx := context.Background()
-	put := &abi.Batch{Now: 1}
-	put.Put("m", "k", false, []byte("value"), 0)
-	if err := b.Apply(ctx, put); err != nil {
-		t.Fatal(err)
-	}
 	if looks.Load() != 0 {
 		t.Fatalf("the host looked at the file system %d times without a failed call", looks.Load())
 	}
@@ -226,28 +237,14 @@ func TestNoteSpace_quotaNamedInFailedCall(t *testing.T) {
 	answer(errQuota)
 	probes := fakeProbe(t, &errno)
 	spaceCheckEvery = 0
-	var logs testbin.LockedBuffer
-	o := testOptions(t)
-	o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
-	dir := t.TempDir()
-	o.DataDir = dir
-	b := mustLoad(t, logstoreWasm(t), o)
-	root, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, dir, root, logs, put := loadLogstoreWithValue(t)
 	ctx := context.Background()
-	put := &abi.Batch{Now: 1}
-	put.Put("m", "k", false, []byte("value"), 0)
-	if err := b.Apply(ctx, put); err != nil {
-		t.Fatal(err)
-	}
 	if probes.Load() != 0 {
 		t.Fatalf("the host probed the file system %d times without a failed call", probes.Load())
 	}
 
 	want := fmt.Sprintf("; the data directory %s is over a file system quota (disk quota exceeded, EDQUOT), which a wasm plugin sees as an I/O error; raise the quota of the server's user, group or project there, or free space", root)
-	err = failGet(t, b, dir)
+	err := failGet(t, b, dir)
 	if abi.CodeOf(err) != abi.CodeInternal || !strings.HasPrefix(err.Error(), "plugin logstore.wasm: get: logstore: read value of key \"k\"") || !strings.HasSuffix(err.Error(), want) {
 		t.Fatalf("failed get = %v (code %s); want the plugin's internal error ending with %q", err, abi.CodeOf(err), want)
 	}

@@ -232,51 +232,39 @@ func TestValue_accessors(t *testing.T) {
 	}
 }
 
-// A key of many floats is displayed without a string per float: measured,
-// then made, it allocated two throwaway strings of up to 309 digits per
-// float (214 MiB for a 2 MiB key).
-func TestDisplayKey_floatsMakeNoStringEach(t *testing.T) {
-	raw := []byte{0xdc, 0x03, 0xe8} // array 16 of 1000
-	for range 1000 {
-		raw = append(raw, 0xcb, 0x7f, 0xe1, 0xcc, 0xf3, 0x85, 0xeb, 0xc8, 0xa0) // 1e308
-	}
-	key, err := DisplayKey(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := 2 + 1000*309 + 999*2; len(key) != want {
-		t.Fatalf("display string of %d bytes, want %d", len(key), want)
-	}
-	allocs := testing.AllocsPerRun(5, func() {
-		if _, err := DisplayKey(raw); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if allocs > 10 {
-		t.Errorf("displaying a key of 1000 floats made %v allocations, want a few", allocs)
-	}
-}
-
-// A key of bytes over 99 (a binary, an extension, a string that is not
-// valid UTF-8) is displayed without a string per byte: 8 bytes of garbage
-// for each, twice (measured, then made), uncounted by a decoder bounding
+// A key of many floats, or of bytes over 99 (a binary, an extension, a
+// string that is not valid UTF-8), is displayed without a string per
+// element: measured, then made, it allocated two throwaway strings for each
+// (214 MiB for a 2 MiB key of floats), uncounted by a decoder bounding
 // memory.
-func TestDisplayKey_bytesMakeNoStringEach(t *testing.T) {
-	raw := append([]byte{0xc5, 0x03, 0xe8}, bytes.Repeat([]byte{0xff}, 1000)...) // bin 16 of 1000
-	key, err := DisplayKey(raw)
-	if err != nil {
-		t.Fatal(err)
+func TestDisplayKey_makesNoStringPerElement(t *testing.T) {
+	floats := []byte{0xdc, 0x03, 0xe8} // array 16 of 1000
+	for range 1000 {
+		floats = append(floats, 0xcb, 0x7f, 0xe1, 0xcc, 0xf3, 0x85, 0xeb, 0xc8, 0xa0) // 1e308
 	}
-	if want := "[" + strings.Repeat("255, ", 999) + "255]"; key != want {
-		t.Fatalf("display string %.40q..., want %.40q...", key, want)
-	}
-	allocs := testing.AllocsPerRun(5, func() {
-		if _, err := DisplayKey(raw); err != nil {
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+		want string
+	}{
+		{"1000 floats", floats, "[" + strings.Repeat("1"+strings.Repeat("0", 308)+", ", 999) + "1" + strings.Repeat("0", 308) + "]"},
+		{"1000 bytes", append([]byte{0xc5, 0x03, 0xe8}, bytes.Repeat([]byte{0xff}, 1000)...), "[" + strings.Repeat("255, ", 999) + "255]"},
+	} {
+		key, err := DisplayKey(tc.raw)
+		if err != nil {
 			t.Fatal(err)
 		}
-	})
-	if allocs > 10 {
-		t.Errorf("displaying a key of 1000 bytes made %v allocations, want a few", allocs)
+		if key != tc.want {
+			t.Fatalf("%s: display string %.40q... of %d bytes, want %.40q... of %d", tc.name, key, len(key), tc.want, len(tc.want))
+		}
+		allocs := testing.AllocsPerRun(5, func() {
+			if _, err := DisplayKey(tc.raw); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 10 {
+			t.Errorf("displaying a key of %s made %v allocations, want a few", tc.name, allocs)
+		}
 	}
 }
 
