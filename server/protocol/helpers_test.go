@@ -528,6 +528,21 @@ func (c *client) write(ops ...wire.ClientOp) *wire.OpAck {
 	}
 }
 
+// feedCaughtUp returns once the commits acknowledged before it have been
+// handed to the live queries. The server reads the store's change feed
+// apart from acknowledging writes, so a query registered just after an
+// OP_ACK can still hear of that commit: its SERVER_EVENTs, before or after
+// the QUERY_RESP that already holds its records. A probe query hears of
+// a probe write only once every commit before it was dispatched.
+func (e *env) feedCaughtUp(t testing.TB) {
+	t.Helper()
+	p := e.dial(t)
+	p.send(&wire.QuerySub{QueryID: "probe", MapName: "feed_probe"})
+	expect[*wire.QueryResp](p)
+	e.dial(t).write(putOp("1", "feed_probe", "k", true, cts("probe")))
+	skipUntil[*wire.ServerEvent](p)
+}
+
 // getLWW reads a live LWW record from the store.
 func (e *env) getLWW(mapName, key string) (record.Value, record.Timestamp, bool) {
 	e.t.Helper()

@@ -45,6 +45,7 @@ func TestQuery_initialResultsSortedAndFiltered(t *testing.T) {
 		orAddOp("6", "users", "u6", person("Orr", 99), cts("w")),
 	)
 	w.write(removeOp("7", "users", "u4", cts("w")))
+	e.feedCaughtUp(t) // c hears of no write above: only results
 	c := e.dial(t)
 	c.send(adultsQuery("q1"))
 	resp := expect[*wire.QueryResp](c)
@@ -172,6 +173,9 @@ func TestQuery_limitRefills(t *testing.T) {
 		putOp("2", "scores", "b", map[string]any{"s": int64(20)}, cts("w")),
 		putOp("3", "scores", "c", map[string]any{"s": int64(30)}, cts("w")),
 	)
+	// Else, under load, c could hear of a, b and c too: their SERVER_EVENTs
+	// in place of d's.
+	e.feedCaughtUp(t)
 	lim := uint32(2)
 	c := e.dial(t)
 	c.send(&wire.QuerySub{QueryID: "top", MapName: "scores", Query: wire.Query{Sort: []wire.SortField{{Field: "s", Direction: wire.Desc}}, Limit: &lim}})
