@@ -262,8 +262,10 @@ func TestDisplayKey_makesNoStringPerElement(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		if allocs > 10 {
-			t.Errorf("displaying a key of %s made %v allocations, want a few", tc.name, allocs)
+		// A few, besides refills of the decoder pool (which the race
+		// detector empties at random); one per element was 2000 or more.
+		if allocs > 100 {
+			t.Errorf("displaying a key of %s made %v allocations, want far fewer than one per element", tc.name, allocs)
 		}
 	}
 }
