@@ -103,17 +103,18 @@
 // strings their length. An array or map is counted whole when its
 // header is read, before it is allocated (an array is then allocated at
 // its final size), so a refused message has allocated no more than the
-// limit, besides the error naming the refused field. The display string
-// of a non-string map key, which can be 35 times its bytes (a float64
-// 1e308 displays as 309 digits), is measured before it is made. The count is what
+// limit, besides the error naming the refused field and the raw bytes of
+// one non-string map key (read before its display string, which can be 35
+// times them: a float64 1e308 displays as 309 digits, is measured and
+// refused unmade). The count is what
 // the decoded message and its record values really take, within about 3%
 // for the record values of writes and 10% for other values (their arrays
 // of just over 32 KiB take up to 20% more: the allocator's page rounding).
-// Ordinary writes count 1.5 to 6 times
-// their size (1000 records of 1 KB values: 1.4×; thousands of small
-// documents: 5.5×); a 2 MiB array of tiny objects ({"a": 1}, 44×: about
-// 88 MiB in memory) goes over the default limit, as does any 2 MiB frame of
-// one-byte values: two fifths of that fits. Limits.DecodeSize reports the count, by which a server holding
+// Ordinary writes count 1.4 to 6 times their size (1000 records of 1 KB
+// values: 1.4×; thousands of small documents: 5.5×); a 2 MiB array of tiny
+// objects ({"a": 1}, 44×: about 88 MiB in memory) goes over the default
+// limit, as does any 2 MiB frame of one-byte values: two fifths of that
+// fits. Limits.DecodeSize reports the count, by which a server holding
 // decoded messages can bound them.
 //
 // Errors are *DecodeError values naming the message type and the path of
