@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/topgun-go/topgun/internal/metricstest"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
@@ -31,7 +32,7 @@ func TestMetrics_opsAppliedCountsPostSync(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST /sync = %d", resp.StatusCode)
 	}
-	fams := scrape(t, srv)
+	fams := metricstest.Scrape(t, srv)
 	mustMetric(t, fams, "topgun_store_committed_records_total", 2)
 	mustMetric(t, fams, "topgun_ops_applied_total", 2)
 	mustMetric(t, fams, "topgun_connections", 0)

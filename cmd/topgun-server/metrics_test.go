@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
@@ -10,11 +9,10 @@ import (
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/topgun-go/topgun/client"
 	"github.com/topgun-go/topgun/host"
+	"github.com/topgun-go/topgun/internal/metricstest"
 	"github.com/topgun-go/topgun/plugins"
 	"github.com/topgun-go/topgun/server/hlc"
 	"github.com/topgun-go/topgun/server/protocol"
@@ -45,25 +43,6 @@ func metricsServer(t *testing.T, store *plugins.Store) *httptest.Server {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-// scrape reads /metrics in Prometheus' text format.
-func scrape(t *testing.T, srv *httptest.Server) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := srv.Client().Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics = %d", resp.StatusCode)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics is not in the text format: %v", err)
-	}
-	return fams
 }
 
 // metricValue returns the value of the metric of fams named name whose
@@ -122,7 +101,7 @@ func TestMetrics_protocolAndRuntime(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	srv := nullMetricsServer(t)
-	fams := scrape(t, srv)
+	fams := metricstest.Scrape(t, srv)
 	mustMetric(t, fams, "topgun_backend_info", 1, "backend", "null")
 	mustMetric(t, fams, "topgun_connections", 0)
 	mustMetric(t, fams, "topgun_ops_applied_total", 0)
@@ -147,11 +126,11 @@ func TestMetrics_protocolAndRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Connecting stores the client's device before PONG; count from here.
-	before, _ := metricValue(scrape(t, srv), "topgun_store_committed_records_total")
+	before, _ := metricValue(metricstest.Scrape(t, srv), "topgun_store_committed_records_total")
 	if err := c.Batch(ctx, client.Op{Map: "m", Key: "a", Value: "1"}, client.Op{Map: "m", Key: "b", Value: "2"}); err != nil {
 		t.Fatal(err)
 	}
-	fams = scrape(t, srv)
+	fams = metricstest.Scrape(t, srv)
 	mustMetric(t, fams, "topgun_connections", 1)
 	mustMetric(t, fams, "topgun_ops_applied_total", 2)
 	mustMetric(t, fams, "topgun_store_committed_records_total", before+2)
@@ -174,7 +153,7 @@ func TestMetrics_plugin(t *testing.T) {
 	}
 	defer store.Close()
 	srv := metricsServer(t, store)
-	fams := scrape(t, srv)
+	fams := metricstest.Scrape(t, srv)
 	mustMetric(t, fams, "topgun_plugin_failures_total", 0)
 	mustMetric(t, fams, "topgun_plugin_instances", 1)
 	mustMetric(t, fams, "topgun_plugin_breaker_state", 1, "state", "closed")
@@ -182,7 +161,7 @@ func TestMetrics_plugin(t *testing.T) {
 	if _, err := store.Backend().Get(ctx, "evil", false, []string{"k"}); err == nil {
 		t.Fatal("Get(evil) succeeded, want the trap")
 	}
-	fams = scrape(t, srv)
+	fams = metricstest.Scrape(t, srv)
 	mustMetric(t, fams, "topgun_plugin_failures_total", 1)
 	mustMetric(t, fams, "topgun_plugin_instances_discarded_total", 1)
 	mustMetric(t, fams, "topgun_plugin_calls_total", calls+1)
@@ -221,7 +200,7 @@ func TestREADME_namesEveryMetric(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	fams := scrape(t, metricsServer(t, store))
+	fams := metricstest.Scrape(t, metricsServer(t, store))
 	for name := range named {
 		if fams[name] == nil {
 			t.Errorf("README.md names the metric %s, which /metrics does not serve", name)

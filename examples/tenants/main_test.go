@@ -17,13 +17,11 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/go-hclog"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/client"
 	"github.com/topgun-go/topgun/host/hosttest"
+	"github.com/topgun-go/topgun/internal/metricstest"
 	"github.com/topgun-go/topgun/server/protocol"
 )
 
@@ -454,7 +452,7 @@ func TestTenants_maxConnections(t *testing.T) {
 func scrapeMetrics(t *testing.T, srv *httptest.Server) map[string]float64 {
 	t.Helper()
 	out := map[string]float64{}
-	for name, f := range scrapeFamilies(t, srv) {
+	for name, f := range metricstest.Scrape(t, srv) {
 		for _, m := range f.GetMetric() {
 			var labels []string
 			for _, l := range m.GetLabel() {
@@ -465,25 +463,6 @@ func scrapeMetrics(t *testing.T, srv *httptest.Server) map[string]float64 {
 		}
 	}
 	return out
-}
-
-// scrapeFamilies reads GET /metrics into its metric families by name.
-func scrapeFamilies(t *testing.T, srv *httptest.Server) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := srv.Client().Get(srv.URL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d", resp.StatusCode)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("/metrics is not in the text format: %v", err)
-	}
-	return fams
 }
 
 // TestTenants_metrics: GET /metrics serves each tenant's connections, ops
@@ -588,7 +567,7 @@ func TestTenants_commitMetrics(t *testing.T) {
 func TestTenants_metricsHelpNamesTheTenantsSettings(t *testing.T) {
 	null := hosttest.BuildPlugin(t, "../plugins/null")
 	_, srv := serve(t, &Config{Tenants: []TenantConfig{{Name: "a", Plugin: null}}})
-	fams := scrapeFamilies(t, srv)
+	fams := metricstest.Scrape(t, srv)
 	for name, f := range fams {
 		if strings.Contains(f.GetHelp(), "TOPGUN_") {
 			t.Errorf("%s's help names a server variable: %q", name, f.GetHelp())
