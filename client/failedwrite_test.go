@@ -46,13 +46,7 @@ func TestPut_writeTheServerFailedToStoreIsSentAgain(t *testing.T) {
 	be := &failingApply{Backend: null.Open()}
 	url, st := serveBackend(t, be, -1, nil)
 	o := testOptions(t)
-	var mu sync.Mutex
-	var states []State
-	o.OnStateChange = func(s State) {
-		mu.Lock()
-		states = append(states, s)
-		mu.Unlock()
-	}
+	states := recordStates(o)
 	var serverErrors atomic.Int32
 	o.OnServerError = func(*wire.ErrorMessage) { serverErrors.Add(1) }
 	c := dial(t, url, o)
@@ -75,11 +69,9 @@ func TestPut_writeTheServerFailedToStoreIsSentAgain(t *testing.T) {
 			t.Errorf("%s not stored (%v, %v)", k, ok, err)
 		}
 	}
-	mu.Lock()
-	if slices.Contains(states, StateDisconnected) {
-		t.Errorf("states %v: the write was re-sent by a reconnect, not on its connection", states)
+	if st := states(); slices.Contains(st, StateDisconnected) {
+		t.Errorf("states %v: the write was re-sent by a reconnect, not on its connection", st)
 	}
-	mu.Unlock()
 
 	// Close while a failed write waits to be sent again.
 	be.fail.Store(1 << 30)
