@@ -260,43 +260,10 @@ func (e *encoder) value(v any) {
 }
 
 // recordValue writes a record.Value (the value of a decoded client write)
-// as its wire form, the one ToWire gives, its map keys already sorted.
+// as its wire form, the one ToWire gives (record.EncodeWire).
 func (e *encoder) recordValue(v record.Value) {
-	if e.err != nil {
-		return
-	}
-	switch v.Type() {
-	case record.TypeNull:
-		e.null()
-	case record.TypeBool:
-		e.boolean(v.Bool())
-	case record.TypeInt:
-		e.err = e.e.EncodeInt(v.Int())
-	case record.TypeFloat:
-		e.err = e.e.EncodeFloat64(v.Float())
-	case record.TypeString:
-		e.str(v.Text())
-	case record.TypeBytes:
-		e.bin(v.Bytes())
-	case record.TypeArray:
-		if !e.enter() {
-			return
-		}
-		e.arrayLen(v.Len())
-		for _, it := range v.Items() {
-			e.recordValue(it)
-		}
-		e.leave()
-	case record.TypeMap:
-		if !e.enter() {
-			return
-		}
-		e.mapLen(v.Len())
-		for _, f := range v.Fields() {
-			e.str(f.Key)
-			e.recordValue(f.Value)
-		}
-		e.leave()
+	if e.err == nil {
+		e.err = record.EncodeWire(e.e, v)
 	}
 }
 
