@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/testbin"
 )
 
 // loadStubborn loads the stubborn test plugin (its close takes 10s)
@@ -273,5 +276,34 @@ func TestCloseErrors_joinAfterKeepsTheLeadingCode(t *testing.T) {
 	err := errs.joinAfter(abi.Errorf(abi.CodeDeadlineExceeded, "close: gave up"))
 	if abi.CodeOf(err) != abi.CodeDeadlineExceeded || err.Error() != "close: gave up\nclose: trapped" {
 		t.Errorf("joinAfter = %q (code %s), want the deadline first and both errors", err, abi.CodeOf(err))
+	}
+}
+
+// TestBackend_Close_logsACloseEndingLate: a plugin's close still running
+// when Close gives up can end, with an error of its own, after Close has
+// returned; that error is logged then rather than lost.
+func TestBackend_Close_logsACloseEndingLate(t *testing.T) {
+	var logs testbin.LockedBuffer
+	o := testOptions(t)
+	o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
+	o.CallTimeout = time.Minute
+	o.BreakerFailures = -1
+	o.Config = map[string]string{"close_spin": "300ms", "close_error": "flush failed"}
+	b := mustLoad(t, buildTestPlugin(t, "stubborn"), o)
+	ctx := context.Background()
+	// Close gives up once the drain has taken the idle instance and
+	// started its close, which then runs on for 300ms.
+	b.pool.waitEnded = func() {
+		waitFor(t, "the plugin's close to start", func() bool { return len(b.pool.idle) == 0 })
+	}
+	var closed atomic.Bool
+	err := b.pool.close(ctx, time.Millisecond, func() { closed.Store(true); b.p.close(ctx) })
+	t.Logf("close: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "1 instance(s) still busy") || strings.Contains(err.Error(), "flush failed") {
+		t.Fatalf("close = %v, want the closing instance counted busy", err)
+	}
+	waitFor(t, "the runtime to be closed", closed.Load)
+	if out := logs.String(); !strings.Contains(out, "ended after Close had returned") || !strings.Contains(out, "flush failed") {
+		t.Errorf("log = %q, want the late close's error", out)
 	}
 }

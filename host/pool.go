@@ -233,7 +233,8 @@ func (pl *pool) release(in *instance) {
 // then (the last closes ended as the wait did), it returns what the
 // plugin's closes returned, or that instances back from their calls too
 // late for the plugin's close were discarded without it. Either error is
-// followed by the errors the plugin's closes returned by then.
+// followed by the errors the plugin's closes returned by then; a close
+// ending later is logged with its error.
 func (pl *pool) close(ctx context.Context, wait time.Duration, onClosed func()) error {
 	pl.mu.Lock()
 	if pl.closed {
@@ -247,7 +248,9 @@ func (pl *pool) close(ctx context.Context, wait time.Duration, onClosed func()) 
 	pl.mu.Unlock()
 	giveUp := make(chan struct{})
 	drained := make(chan struct{})
-	var errs closeErrors
+	errs := closeErrors{late: func(err error) {
+		pl.p.log.Warn("the plugin's close of an instance ended after Close had returned", "error", err)
+	}}
 	go func() {
 		pl.drain(ctx, giveUp, &errs)
 		close(drained)
@@ -283,14 +286,25 @@ func (pl *pool) close(ctx context.Context, wait time.Duration, onClosed func()) 
 }
 
 // closeErrors collects the errors of the plugin's closes, which run on
-// goroutines of their own.
+// goroutines of their own. A close still running when close gives up ends
+// after close has returned its error: late gets that close's error, which
+// would otherwise be lost.
 type closeErrors struct {
-	mu   sync.Mutex
-	errs []error
+	mu       sync.Mutex
+	errs     []error
+	returned bool
+	late     func(error)
 }
 
 func (e *closeErrors) add(err error) {
 	e.mu.Lock()
+	if e.returned {
+		e.mu.Unlock()
+		if e.late != nil {
+			e.late(err)
+		}
+		return
+	}
 	e.errs = append(e.errs, err)
 	e.mu.Unlock()
 }
@@ -298,6 +312,7 @@ func (e *closeErrors) add(err error) {
 func (e *closeErrors) join() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.returned = true
 	return errors.Join(e.errs...)
 }
 
@@ -307,6 +322,7 @@ func (e *closeErrors) join() error {
 func (e *closeErrors) joinAfter(first error) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.returned = true
 	if len(e.errs) == 0 {
 		return first
 	}

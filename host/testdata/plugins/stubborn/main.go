@@ -1,5 +1,6 @@
 // Command stubborn is a test plugin that declares abi.CapMultiInstance and
-// takes its time: its close spins for 10 seconds, applying a batch to map
+// takes its time: its close spins for 10 seconds (or for its config's
+// close_spin, then returning close_error if set), applying a batch to map
 // "loop" spins forever and to map "slow" spins for 3 seconds. Sandboxed,
 // each is stopped at the call timeout; the tests check that Backend.Close
 // is bounded all the same.
@@ -7,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/topgun-go/topgun/abi"
@@ -14,7 +16,11 @@ import (
 	"github.com/topgun-go/topgun/sdk"
 )
 
-type stubborn struct{ *null.Backend }
+type stubborn struct {
+	*null.Backend
+	closeSpin  time.Duration
+	closeError string
+}
 
 func (s stubborn) Describe() abi.Description {
 	d := s.Backend.Describe()
@@ -50,13 +56,24 @@ func spinFor(d time.Duration) {
 }
 
 func (s stubborn) Close() error {
-	spinFor(10 * time.Second)
+	spinFor(s.closeSpin)
+	if s.closeError != "" {
+		return errors.New(s.closeError)
+	}
 	return nil
 }
 
 func init() {
-	sdk.ServeOpen("stubborn", abi.CapAtomicBatch|abi.CapMultiInstance, func(map[string]string) (abi.Backend, error) {
-		return stubborn{null.Open()}, nil
+	sdk.ServeOpen("stubborn", abi.CapAtomicBatch|abi.CapMultiInstance, func(cfg map[string]string) (abi.Backend, error) {
+		s := stubborn{Backend: null.Open(), closeSpin: 10 * time.Second, closeError: cfg["close_error"]}
+		if v, ok := cfg["close_spin"]; ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return nil, err
+			}
+			s.closeSpin = d
+		}
+		return s, nil
 	})
 }
 
