@@ -139,6 +139,10 @@ func load(ctx context.Context, path string, opts *Options, cache *compileCache) 
 		// stores writing one directory would write over each other's
 		// data. The host locks the directory for it, before any instance
 		// can touch it.
+		if err := p.checkDataApartFromCache(); err != nil {
+			p.close(ctx)
+			return nil, err
+		}
 		if err := p.lockDataRoot(); err != nil {
 			p.close(ctx)
 			if errors.Is(err, errDataDirLocked) {
@@ -765,6 +769,47 @@ func (p *plugin) lockDataRoot() error {
 		p.dataInfo, err = os.Stat(p.dataRoot)
 	}
 	return err
+}
+
+// checkDataApartFromCache refuses a data directory that holds the
+// compilation cache or lies inside it: the host runs the native code and
+// the metered copies the cache holds, so a plugin writing there could
+// replace the code of every plugin the cache serves (another tenant's
+// among them), as a user who may write to the cache could (checkCacheDir).
+func (p *plugin) checkDataApartFromCache() error {
+	if p.opts.CacheDir == "-" {
+		return nil
+	}
+	data, err := resolvePath(p.opts.DataDir)
+	if err != nil {
+		return nil // lockDataRoot reports it
+	}
+	cache, err := resolvePath(p.opts.CacheDir)
+	if err != nil {
+		return nil // the cache could not be opened either: nothing to replace
+	}
+	if pathWithin(cache, data) || pathWithin(data, cache) {
+		return fmt.Errorf("%s: data directory %s and compilation cache %s overlap (one holds the other), and the server runs the native code the cache holds: the plugin could replace the code other plugins run; give %s and %s directories apart",
+			p.prefix, p.opts.DataDir, p.opts.CacheDir, p.opts.setting("TOPGUN_PLUGIN_DATA_DIR"), p.opts.setting("TOPGUN_PLUGIN_CACHE_DIR"))
+	}
+	return nil
+}
+
+// resolvePath is the absolute path of dir with its symbolic links
+// followed.
+func resolvePath(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
+}
+
+// pathWithin reports whether path is root or lies under it (both clean
+// and absolute).
+func pathWithin(path, root string) bool {
+	rel, err := filepath.Rel(root, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // unlockDataDir releases the data directory's lock, if held.

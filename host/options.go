@@ -79,7 +79,9 @@ type Options struct {
 	// it (flock) until Close has discarded every instance, and refuses a
 	// directory another loaded plugin holds, in this process or another,
 	// with abi.CodeUnavailable; a plugin that declares abi.CapShared holds
-	// it only while it opens (see the package documentation).
+	// it only while it opens (see the package documentation). Load
+	// refuses a DataDir that holds CacheDir or lies inside it: the plugin
+	// could replace the code the cache holds.
 	DataDir string
 	// DataMaxMB bounds the bytes of the files in DataDir, in MiB
 	// (TOPGUN_PLUGIN_DATA_MAX_MB). Default 0: not bounded. DataMaxFiles

@@ -6,7 +6,8 @@
 // lines; "loop" spins forever; "oom" allocates until the memory limit;
 // "giant" returns a value of 8 MiB per key; "fds" opens the file named by
 // its key until an open fails, keeps every file open and returns how many
-// it opened and the error.
+// it opened and the error; "copy" copies the file before the key's ">"
+// to the path after it.
 package main
 
 import (
@@ -51,6 +52,15 @@ func (t tenant) Get(ctx context.Context, mapName string, backup bool, keys []str
 	case "write":
 		for _, k := range keys {
 			add(k, result(nil, os.WriteFile(k, []byte(t.name), 0o644)))
+		}
+	case "copy":
+		for _, k := range keys {
+			src, dst, _ := strings.Cut(k, ">")
+			b, err := os.ReadFile(src)
+			if err == nil {
+				err = os.WriteFile(dst, b, 0o644)
+			}
+			add(k, result(nil, err))
 		}
 	case "ls":
 		for _, k := range keys {
