@@ -43,7 +43,8 @@ type TenantConfig struct {
 	// Plugin is the path of the tenant's wasm storage plugin.
 	Plugin string `json:"plugin"`
 	// DataDir is the one directory the plugin may use (created if
-	// missing); empty: no files at all (fine for the null plugin).
+	// missing); empty: no files at all (fine for the null plugin). It may
+	// not hold, nor lie inside, another tenant's, nor hold a plugin file.
 	DataDir string `json:"data_dir"`
 	// MemoryMB caps each plugin instance's linear memory (default 256).
 	MemoryMB int `json:"memory_mb"`
@@ -102,6 +103,21 @@ func settingName(env string) string { return settingNames[env] }
 // A name goes into a URL path and a logger name (where "." separates
 // names), so it is kept to a safe alphabet.
 var tenantName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// holder returns the tenant whose data directory (in dirs, by absolute
+// path) is dir or one of its parents.
+func holder(dirs map[string]string, dir string) (string, bool) {
+	for {
+		if name, ok := dirs[dir]; ok {
+			return name, true
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", false
+		}
+		dir = parent
+	}
+}
 
 // LoadConfig reads and validates the tenants file at path.
 func LoadConfig(path string) (*Config, error) {
@@ -181,6 +197,27 @@ func ParseConfig(b []byte) (*Config, error) {
 				bad(i, t.Name, "call_timeout %q is not a duration from 1ms to 1h (like \"5s\"); leave it out for 10s", t.CallTimeout)
 			}
 			t.callTimeout = d
+		}
+	}
+	// A plugin sees everything under its data directory: a tenant whose
+	// data_dir holds another's could read and overwrite that tenant's
+	// data, and one holding a plugin file could change the code another
+	// tenant runs at its next start.
+	for i := range c.Tenants {
+		t := &c.Tenants[i]
+		if t.DataDir != "" {
+			if abs, err := filepath.Abs(t.DataDir); err == nil {
+				if other, ok := holder(dirs, filepath.Dir(abs)); ok {
+					bad(i, t.Name, "data_dir %q is inside tenant %q's, whose plugin could read and change its files; give each tenant a directory of its own, apart from the others", t.DataDir, other)
+				}
+			}
+		}
+		if t.Plugin != "" {
+			if abs, err := filepath.Abs(t.Plugin); err == nil {
+				if other, ok := holder(dirs, filepath.Dir(abs)); ok {
+					bad(i, t.Name, "plugin %q is inside tenant %q's data_dir, whose plugin could replace it; keep plugin files out of every data_dir", t.Plugin, other)
+				}
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

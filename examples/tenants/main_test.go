@@ -720,3 +720,22 @@ func TestTenants_refusalsNameTheTenantsSettings(t *testing.T) {
 		check(t, "POST /t/a/sync from a page elsewhere", code, http.StatusForbidden, msg, "protocol.Options.OriginPatterns")
 	})
 }
+
+// A plugin sees everything under its data directory, so no tenant's
+// data_dir may hold another's, nor a plugin file.
+func TestParseConfig_dataDirsApart(t *testing.T) {
+	for _, tc := range []struct{ json, want string }{
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d"}, {"name": "b", "plugin": "p.wasm", "data_dir": "d/b"}]}`, `tenant 2 ("b"): data_dir "d/b" is inside tenant "a"'s`},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d/x/a"}, {"name": "b", "plugin": "p.wasm", "data_dir": "./d"}]}`, `tenant 1 ("a"): data_dir "d/x/a" is inside tenant "b"'s`},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d"}, {"name": "b", "plugin": "d/plugins/p.wasm"}]}`, `tenant 2 ("b"): plugin "d/plugins/p.wasm" is inside tenant "a"'s data_dir`},
+	} {
+		_, err := ParseConfig([]byte(tc.json))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.json, err, tc.want)
+		}
+	}
+	// Names that only begin alike are apart.
+	if _, err := ParseConfig([]byte(`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d"}, {"name": "b", "plugin": "d-b.wasm", "data_dir": "d-b"}]}`)); err != nil {
+		t.Errorf("directories apart: %v", err)
+	}
+}
