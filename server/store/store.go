@@ -176,6 +176,7 @@ type Store struct {
 	be    abi.Backend
 	opts  Options
 	log   hclog.Logger
+	skips skipLog
 	clock Clock
 	cache *cache
 	feed  *feed
@@ -294,7 +295,7 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		}
 	}
 	start := time.Now()
-	n, err := s.rebuild(ctx)
+	n, skipped, err := s.rebuild(ctx)
 	if err != nil {
 		if s.stopWatch != nil {
 			s.stopWatch()
@@ -302,7 +303,7 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s.resumeClocks()
-	s.log.Info("index rebuilt", "maps", len(s.maps), "records", n, "took", time.Since(start).Round(time.Millisecond))
+	s.log.Info("index rebuilt", "maps", len(s.maps), "records", n, "skipped", skipped, "took", time.Since(start).Round(time.Millisecond))
 	s.wg.Add(3)
 	go s.committer()
 	go s.applier()
@@ -315,13 +316,13 @@ func Open(ctx context.Context, be abi.Backend, opts *Options) (*Store, error) {
 }
 
 // rebuild scans every map's primary records and indexes them. It notes
-// the latest commit time and record timestamp stored (see resumeClocks).
-func (s *Store) rebuild(ctx context.Context) (int, error) {
+// the latest commit time and record timestamp stored (see resumeClocks),
+// and counts the undecodable records it skips.
+func (s *Store) rebuild(ctx context.Context) (total, skipped int, err error) {
 	names, err := s.be.ListMaps(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("store: list maps: %w", err)
+		return 0, 0, fmt.Errorf("store: list maps: %w", err)
 	}
-	total := 0
 	for _, name := range names {
 		err := s.scanPages(ctx, name, 4096, func(r *abi.Record) bool {
 			if !s.shared { // other processes' commit times are their clocks'
@@ -331,7 +332,8 @@ func (s *Store) rebuild(ctx context.Context) (int, error) {
 			if err != nil {
 				// A record we cannot read must not stop the server; it is
 				// left untouched in storage and skipped.
-				s.log.Warn("skipping undecodable record", "map", name, "key", r.Key, "error", err)
+				s.warnSkipped("skipping undecodable record", "map", name, "key", r.Key, "error", err)
+				skipped++
 				return true
 			}
 			s.noteStored(&rv)
@@ -340,10 +342,10 @@ func (s *Store) rebuild(ctx context.Context) (int, error) {
 			return true
 		})
 		if err != nil {
-			return total, err
+			return total, skipped, err
 		}
 	}
-	return total, nil
+	return total, skipped, nil
 }
 
 // noteStored keeps the greatest timestamp of a stored record (rebuild).
@@ -736,7 +738,7 @@ func (s *Store) scanPages(ctx context.Context, mapName string, limit int, f func
 				// No client can have written it (the wire decoder refuses
 				// such keys), and a client's decoder refuses a frame
 				// naming it: a query answering it dropped the connection.
-				s.log.Warn("skipping a record whose key is not valid UTF-8", "map", mapName, "key", r.Key)
+				s.warnSkipped("skipping a record whose key is not valid UTF-8", "map", mapName, "key", r.Key)
 				continue
 			}
 			if !f(r) {
@@ -783,7 +785,7 @@ func (s *Store) loadRaw(ctx context.Context, mapName string, keys []string) ([]E
 		r := &recs[i]
 		rv, err := record.Decode(r.Value)
 		if err != nil {
-			s.log.Warn("skipping undecodable record", "map", mapName, "key", r.Key, "error", err)
+			s.warnSkipped("skipping undecodable record", "map", mapName, "key", r.Key, "error", err)
 			continue
 		}
 		out = append(out, Entry{Key: r.Key, Record: rv, ExpirationTime: r.ExpirationTime})
