@@ -66,7 +66,7 @@ func noteSession(ctx context.Context, c *pgx.Conn) error {
 // ends at once unless stuck, and the operation waiting fails after it.
 const fenceWait = 10 * time.Second
 
-const fenceSQL = `SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity AS a
+const fenceSQL = `SELECT pg_catalog.count(pg_terminate_backend(a.pid)) FROM pg_stat_activity AS a
 JOIN unnest($1::int8[], $2::timestamptz[]) AS f(pid, start) ON a.pid = f.pid AND a.backend_start = f.start`
 
 // transient reports whether an SQLSTATE may pass on retry.

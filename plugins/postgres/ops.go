@@ -31,21 +31,30 @@ SET value = EXCLUDED.value, expiration_time = EXCLUDED.expiration_time, updated_
 	deleteSQL = `DELETE FROM topgun_maps AS t USING unnest($1::text[], $2::text[], $3::bool[]) AS d(m, k, b)
 WHERE t.map_name = d.m AND t.key = d.k AND t.is_backup = d.b`
 
+	// Functions whose parameters are polymorphic or "any" (unnest, count,
+	// array_agg, ...) are called as pg_catalog's: PostgreSQL prefers an
+	// overload of closer argument types from any schema on search_path,
+	// which a role allowed to create objects there (every role, in
+	// public, before PostgreSQL 15) could plant to run its code with the
+	// server's rights. unnest of several arrays in FROM is pg_catalog's
+	// already, and may not be qualified (only that form expands into
+	// one unnest per array).
+	//
 	// The statements of a one-statement batch also notify the other
 	// processes (see Watch): data-modifying WITH clauses always run, and
 	// the notifications go out when, and only if, the statement commits.
-	notifySQL       = `SELECT pg_notify($1, n) FROM unnest($2::text[]) AS n`
+	notifySQL       = `SELECT pg_notify($1, n) FROM pg_catalog.unnest($2::text[]) AS n`
 	upsertNotifySQL = `WITH upserted AS (` + upsertSQL + `)
-SELECT pg_notify($7, n) FROM unnest($8::text[]) AS n`
+SELECT pg_notify($7, n) FROM pg_catalog.unnest($8::text[]) AS n`
 	deleteNotifySQL = `WITH deleted AS (` + deleteSQL + `)
-SELECT pg_notify($4, n) FROM unnest($5::text[]) AS n`
+SELECT pg_notify($4, n) FROM pg_catalog.unnest($5::text[]) AS n`
 	// Deletes and upserts in one statement touch disjoint rows (the batch
 	// is collapsed), so their order inside the statement does not matter.
 	applyNotifySQL = `WITH deleted AS (
 DELETE FROM topgun_maps AS t USING unnest($7::text[], $8::text[], $9::bool[]) AS d(m, k, b)
 WHERE t.map_name = d.m AND t.key = d.k AND t.is_backup = d.b),
 upserted AS (` + upsertSQL + `)
-SELECT pg_notify($10, n) FROM unnest($11::text[]) AS n`
+SELECT pg_notify($10, n) FROM pg_catalog.unnest($11::text[]) AS n`
 )
 
 // statements are the statements of a Backend, on its own table.

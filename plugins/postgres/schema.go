@@ -199,7 +199,7 @@ func (b *Backend) createSchema(ctx context.Context, stmts []string) error {
 		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '60s'`); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_catalog.pg_advisory_xact_lock($1::int8)`, schemaLockKey); err != nil {
 			return err
 		}
 		for _, stmt := range stmts {
@@ -270,8 +270,8 @@ WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, table)
 	}
 	var pk []string
 	var deferrable bool
-	err = b.pool.QueryRow(ctx, `SELECT coalesce(array_agg(a.attname::text ORDER BY k.ord), '{}'), coalesce(bool_or(c.condeferrable), false)
-FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+	err = b.pool.QueryRow(ctx, `SELECT coalesce(pg_catalog.array_agg(a.attname::text ORDER BY k.ord), '{}'), coalesce(bool_or(c.condeferrable), false)
+FROM pg_constraint c CROSS JOIN LATERAL pg_catalog.unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
 WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, table).Scan(&pk, &deferrable)
 	if err != nil {
@@ -310,11 +310,11 @@ func (b *Backend) checkPrivileges(ctx context.Context, schema string) error {
 	// Per column, as the statements need them (has_column_privilege also
 	// counts table-wide grants): a role may hold UPDATE on only the columns
 	// an overwrite sets, and write as well as one with UPDATE on the table.
-	err := b.pool.QueryRow(ctx, `SELECT current_user::text, coalesce(array_agg(p ORDER BY o) FILTER (WHERE NOT CASE p
-  WHEN 'DELETE' THEN has_table_privilege($1::regclass, p)
-  ELSE (SELECT bool_and(has_column_privilege($1::regclass, c, p)) FROM unnest(CASE p WHEN 'UPDATE' THEN $3::text[] ELSE $2::text[] END) AS c)
+	err := b.pool.QueryRow(ctx, `SELECT current_user::text, coalesce(pg_catalog.array_agg(p ORDER BY o) FILTER (WHERE NOT CASE p
+  WHEN 'DELETE' THEN pg_catalog.has_table_privilege($1::regclass, p)
+  ELSE (SELECT bool_and(pg_catalog.has_column_privilege($1::regclass, c, p)) FROM pg_catalog.unnest(CASE p WHEN 'UPDATE' THEN $3::text[] ELSE $2::text[] END) AS c)
 END), '{}')
-FROM unnest('{SELECT,INSERT,UPDATE,DELETE}'::text[]) WITH ORDINALITY AS r(p, o)`, table, allColumns, updatedColumns).Scan(&role, &missing)
+FROM pg_catalog.unnest('{SELECT,INSERT,UPDATE,DELETE}'::text[]) WITH ORDINALITY AS r(p, o)`, table, allColumns, updatedColumns).Scan(&role, &missing)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect privileges on "+table, err)
 	}
@@ -345,7 +345,7 @@ WHERE a.attrelid = $1::regclass AND a.attname = 'key'`, table).Scan(&coll, &coll
 		collate = " COLLATE " + pgx.Identifier{collSchema, coll}.Sanitize()
 	}
 	var got []string
-	err = b.pool.QueryRow(ctx, `SELECT array_agg(k`+collate+` ORDER BY k`+collate+`) FROM unnest($1::text[]) AS p(k)`, orderProbe).Scan(&got)
+	err = b.pool.QueryRow(ctx, `SELECT pg_catalog.array_agg(k`+collate+` ORDER BY k`+collate+`) FROM pg_catalog.unnest($1::text[]) AS p(k)`, orderProbe).Scan(&got)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect collation of "+table, err)
 	}
@@ -362,7 +362,7 @@ WHERE a.attrelid = $1::regclass AND a.attname = 'key'`, table).Scan(&coll, &coll
 	b.scanFirst, b.scanAfter = scanSQL(` COLLATE "C"`)
 	b.scanFirst, b.scanAfter = qualify(b.scanFirst, schema), qualify(b.scanAfter, schema)
 	var hasIdx bool
-	if err := b.pool.QueryRow(ctx, `SELECT to_regclass(format('%I.%I', $1::text, $2::text)) IS NOT NULL`, schema, keyIndexName).Scan(&hasIdx); err != nil {
+	if err := b.pool.QueryRow(ctx, `SELECT to_regclass(pg_catalog.format('%I.%I', $1::text, $2::text)) IS NOT NULL`, schema, keyIndexName).Scan(&hasIdx); err != nil {
 		return b.mapErr(ctx, "open: inspect schema", err)
 	}
 	if hasIdx {

@@ -888,3 +888,123 @@ func wantRefused(t *testing.T, login, what, want string) {
 		t.Fatalf("error %q does not say %q", err, want)
 	}
 }
+
+// TestBackend_lookalikeFunctionsOfOtherRolesNotCalled plants, as a role
+// that may only create objects in the table's schema (as every role may in
+// public before PostgreSQL 15), functions named as those the backend calls
+// with argument types they match more exactly than pg_catalog's own
+// (unnest(anyarray), count("any"), array_agg(anynonarray), ...). PostgreSQL
+// would pick those, running that role's code with the server's rights on
+// every write; the backend's statements must call pg_catalog's.
+func TestBackend_lookalikeFunctionsOfOtherRolesNotCalled(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	owner := sqlConn(t, url)
+	ctx := testCtx(t)
+	var schema, coll string
+	if err := owner.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		t.Fatal(err)
+	}
+	// A collation that does not sort by bytes takes Open through every
+	// statement it may run (the index of scans in byte order included).
+	if err := owner.QueryRow(ctx, `SELECT collname FROM pg_collation WHERE collname IN ('en-x-icu', 'und-x-icu', 'en_US.utf8', 'en_US') ORDER BY 1 LIMIT 1`).Scan(&coll); err != nil {
+		t.Skipf("no natural-language collation in this database: %v", err)
+	}
+	for _, ddl := range []string{
+		strings.Replace(schemaDDL[0], "key TEXT NOT NULL", "key TEXT COLLATE "+pgx.Identifier{coll}.Sanitize()+" NOT NULL", 1),
+		schemaDDL[1],
+	} {
+		if _, err := owner.Exec(ctx, ddl); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	role := pgtest.SchemaName(t)
+	base := pgtest.URL(t)
+	pgtest.Exec(t, base, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" NOLOGIN")
+	t.Cleanup(func() {
+		pgtest.Exec(t, base, "DROP OWNED BY "+pgx.Identifier{role}.Sanitize())
+		pgtest.Exec(t, base, "DROP ROLE "+pgx.Identifier{role}.Sanitize())
+	})
+	pgtest.Exec(t, base, "GRANT USAGE, CREATE ON SCHEMA "+pgx.Identifier{schema}.Sanitize()+" TO "+pgx.Identifier{role}.Sanitize())
+	other := sqlConn(t, url)
+	called := pgx.Identifier{schema, "called"}.Sanitize()
+	// Each lookalike records its call and then does what the real one does.
+	record := func(fn string) string { return "INSERT INTO " + called + " VALUES ('" + fn + "');" }
+	for _, stmt := range []string{
+		"SET ROLE " + pgx.Identifier{role}.Sanitize(),
+		"CREATE TABLE " + called + " (fn text)",
+		"GRANT INSERT ON " + called + " TO PUBLIC",
+		`CREATE FUNCTION unnest(text[]) RETURNS SETOF text LANGUAGE sql AS $$` + record("unnest(text[])") + `SELECT pg_catalog.unnest($1) $$`,
+		`CREATE FUNCTION unnest(integer[]) RETURNS SETOF integer LANGUAGE sql AS $$` + record("unnest(integer[])") + `SELECT pg_catalog.unnest($1) $$`,
+		`CREATE FUNCTION unnest(smallint[]) RETURNS SETOF smallint LANGUAGE sql AS $$` + record("unnest(smallint[])") + `SELECT pg_catalog.unnest($1) $$`,
+		`CREATE FUNCTION count_step(bigint, boolean) RETURNS bigint LANGUAGE sql AS $$` + record("count(boolean)") + `SELECT $1 + CASE WHEN $2 IS NULL THEN 0 ELSE 1 END $$`,
+		`CREATE AGGREGATE count(boolean) (sfunc = count_step, stype = bigint, initcond = '0')`,
+		`CREATE FUNCTION agg_step(text[], text) RETURNS text[] LANGUAGE sql AS $$` + record("array_agg(text)") + `SELECT pg_catalog.array_append($1, $2) $$`,
+		`CREATE AGGREGATE array_agg(text) (sfunc = agg_step, stype = text[])`,
+		`CREATE FUNCTION has_table_privilege(regclass, text) RETURNS boolean LANGUAGE sql AS $$` + record("has_table_privilege") + `SELECT pg_catalog.has_table_privilege($1, $2) $$`,
+		`CREATE FUNCTION has_column_privilege(regclass, text, text) RETURNS boolean LANGUAGE sql AS $$` + record("has_column_privilege") + `SELECT pg_catalog.has_column_privilege($1, $2, $3) $$`,
+		`CREATE FUNCTION format(text, text, text) RETURNS text LANGUAGE sql AS $$` + record("format") + `SELECT pg_catalog.format($1, $2, $3) $$`,
+		`CREATE FUNCTION pg_advisory_xact_lock(text) RETURNS void LANGUAGE sql AS $$` + record("pg_advisory_xact_lock(text)") + `SELECT pg_catalog.pg_advisory_xact_lock($1::bigint) $$`,
+		"RESET ROLE",
+	} {
+		if _, err := other.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+
+	b := openURL(t, url)
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	puts := &abi.Batch{Now: 1}
+	puts.Put("m", "a", false, []byte("1"), 5)
+	puts.Put("m", "b", false, []byte("2"), 0)
+	must("Apply puts", b.Apply(ctx, puts))
+	both := &abi.Batch{Now: 2}
+	both.Delete("m", "a", false)
+	both.Put("m", "c", false, []byte("3"), 0)
+	must("Apply puts and deletes", b.Apply(ctx, both))
+	dels := &abi.Batch{Now: 3}
+	dels.Delete("m", "c", false)
+	must("Apply deletes", b.Apply(ctx, dels))
+	again := &abi.Batch{Now: 4}
+	again.Delete("m", "d", false)
+	again.Put("m", "d", false, []byte("4"), 0)
+	must("Apply of a record deleted and put again", b.Apply(ctx, again))
+	checked := &abi.Batch{Now: 5}
+	checked.Put("m", "e", false, []byte("5"), 0)
+	must("ApplyChecked", b.ApplyChecked(ctx, checked, []abi.Expect{{Map: "m", Key: "e"}}))
+	recs, err := b.Get(ctx, "m", false, []string{"a", "b", "d", "e"})
+	must("Get", err)
+	if len(recs) != 3 {
+		t.Errorf("Get found %d records, want 3 (b, d, e)", len(recs))
+	}
+	_, err = b.Scan(ctx, abi.ScanRequest{Map: "m"})
+	must("Scan", err)
+	_, err = b.ListMaps(ctx)
+	must("ListMaps", err)
+	_, err = b.ListExpired(ctx, 10, 10)
+	must("ListExpired", err)
+	// A session to end as that of an interrupted write.
+	victim := sqlConn(t, url)
+	var s session
+	must("victim session", victim.QueryRow(ctx, `SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()`).Scan(&s.pid, &s.start))
+	b.fenceMu.Lock()
+	b.fences = append(b.fences, s)
+	b.fencing.Store(true)
+	b.fenceMu.Unlock()
+	_, err = b.Get(ctx, "m", false, []string{"b"})
+	must("Get after ending a session", err)
+
+	rows, err := owner.Query(ctx, "SELECT DISTINCT fn FROM "+called+" ORDER BY 1")
+	must("read calls", err)
+	fns, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	must("read calls", err)
+	if len(fns) > 0 {
+		t.Errorf("the backend called functions another role planted on its search_path: %s", strings.Join(fns, ", "))
+	}
+}

@@ -403,7 +403,7 @@ const (
 )
 
 const (
-	lockSQL   = `SELECT pg_advisory_xact_lock($1::int4, h) FROM unnest($2::int4[]) AS h`
+	lockSQL   = `SELECT pg_advisory_xact_lock($1::int4, h) FROM pg_catalog.unnest($2::int4[]) AS h`
 	tableSQL  = `SELECT pg_advisory_xact_lock($1::int4, $2::int4)`
 	sharedSQL = `SELECT pg_advisory_xact_lock_shared($1::int4, $2::int4)`
 	expectSQL = `SELECT t.map_name, t.key, t.value FROM topgun_maps AS t
