@@ -33,7 +33,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -115,12 +115,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 // required unless explicitly turned off, and then only this machine may
 // connect.
 func authAndAddr(secret, noAuth, addr string) (*protocol.Auth, string, error) {
+	// The forms topgun-server accepts.
 	off := false
-	if noAuth != "" {
-		var err error
-		if off, err = strconv.ParseBool(noAuth); err != nil {
-			return nil, "", fmt.Errorf("TOPGUN_NO_AUTH=%q: use 1 or 0", noAuth)
-		}
+	switch strings.ToLower(noAuth) {
+	case "", "0", "false", "no", "off":
+	case "1", "true", "yes", "on":
+		off = true
+	default:
+		return nil, "", fmt.Errorf("TOPGUN_NO_AUTH=%q is not a boolean: use 1 or true to disable authentication, 0 or false to keep it", noAuth)
 	}
 	if off {
 		if addr == "" {

@@ -347,6 +347,9 @@ func TestAuthAndAddr(t *testing.T) {
 		{"", "1", ":8080", "reachable from other machines", false},
 		{"", "1", "0.0.0.0:8080", "reachable from other machines", false},
 		{"", "maybe", "", "TOPGUN_NO_AUTH", false},
+		{"", "Yes", "", "127.0.0.1:8080", false},
+		{"", "on", "", "127.0.0.1:8080", false},
+		{"", "off", "", "set JWT_SECRET", false},
 		{"s3cret", "", "", ":8080", true},
 		{"s3cret", "0", "10.0.0.1:80", "10.0.0.1:80", true},
 	} {
