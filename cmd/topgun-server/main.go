@@ -1,6 +1,7 @@
 // Command topgun-server is a TopGun-compatible data server whose storage is
-// pluggable. It is the only place that reads the environment: every setting
-// is listed by `topgun-server --help` and in README.md.
+// pluggable. The server's library packages read no environment; this
+// command does, and every setting is listed by `topgun-server --help` and in
+// README.md.
 //
 // On start it validates the whole configuration (reporting every problem at
 // once and exiting 2; client authentication needs JWT_SECRET unless

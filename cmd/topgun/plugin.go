@@ -130,13 +130,15 @@ func runPluginTest(ctx context.Context, c *cli, args []string) int {
 		return (!*core || tc.Core) && (re == nil || re.MatchString(tc.Name))
 	}
 	n := 0
+	var names []string
 	for _, tc := range abitest.Cases() {
 		if filter(tc) {
 			n++
 		}
+		names = append(names, tc.Name)
 	}
 	if n == 0 {
-		return c.usageError(prog, "no case matches -run %q (and -core=%v); list them with -run . -core=false", *runExpr, *core)
+		return c.usageError(prog, "no case matches -run %q (and -core=%v); the cases are %s", *runExpr, *core, strings.Join(names, ", "))
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
