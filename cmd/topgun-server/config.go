@@ -84,7 +84,7 @@ var settings = []setting{
 	{"TOPGUN_MAX_MESSAGE_BYTES", "max-message-bytes", strconv.Itoa(protocol.DefaultMaxMessageBytes), "largest WebSocket message or POST /sync body accepted, in bytes", setMaxMessageBytes},
 	{"TOPGUN_MAX_BATCH_OPS", "max-batch-ops", strconv.Itoa(protocol.DefaultMaxBatchOps), "most new operations one OP_BATCH or POST /sync may carry (re-sent ones do not count)", setMaxBatchOps},
 	{"TOPGUN_MAX_OUTBOUND_BYTES", "max-outbound-bytes", strconv.Itoa(protocol.DefaultOutboundBytes), "bytes of messages queued for one client (a client that lets more pile up unread is disconnected), and of records in one POST /sync answer", setMaxOutbound},
-	{"TOPGUN_MAX_CONNECTIONS", "max-connections", strconv.Itoa(protocol.DefaultMaxConnections), "most WebSocket connections and POST /sync requests served at once; more are answered 503 and retry", setMaxConnections},
+	{"TOPGUN_MAX_CONNECTIONS", "max-connections", strconv.Itoa(protocol.DefaultMaxConnections), "most WebSocket connections and POST /sync requests served at once; more are answered 503 and retry (1% more WebSocket connections are admitted on trial, for a device taking over its half-open connection)", setMaxConnections},
 	{"TOPGUN_MAX_QUERY_RESULTS", "max-query-results", strconv.Itoa(protocol.DefaultMaxQueryResults), "most records the live queries of one connection may hold when a query starts (a query over it is refused), and one POST /sync answer may hold (deltas come in pages)", setMaxQueryResults},
 	{"TOPGUN_NODE_ID", "node-id", "", "node id in the server's timestamps; default: the host name plus a random suffix", setNodeID},
 	{"TOPGUN_MAX_DRIFT_MS", "max-drift-ms", "60000", "writes stamped further ahead of the server clock than this (ms) are rejected", setMaxDrift},

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/hashicorp/go-hclog"
 
@@ -394,7 +395,8 @@ func TestRun_cacheDirFromEnv(t *testing.T) {
 
 // TestTenants_maxConnections: max_connections bounds the WebSocket
 // connections and POST /sync requests of all tenants together, each
-// tenant's protocol server counting only its own. One beyond it is
+// tenant's protocol server counting only its own. One beyond it (and its
+// reserve for a device's takeover of its connection, one here) is
 // refused as a protocol server refuses past its own limit (503 with
 // Retry-After, counted in the tenant's ClientsRefused), and a slot
 // freed is taken again.
@@ -407,6 +409,12 @@ func TestTenants_maxConnections(t *testing.T) {
 	defer cancel()
 	ca := mustDial(t, ctx, srv, "a")
 	mustDial(t, ctx, srv, "b")
+	// Admitted on trial into the reserve; it says nothing.
+	trial, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/t/b/ws", nil)
+	if err != nil {
+		t.Fatalf("a WebSocket on trial: %v", err)
+	}
+	defer trial.CloseNow()
 
 	req, err := http.NewRequest("GET", srv.URL+"/t/a/ws", nil)
 	if err != nil {

@@ -79,7 +79,7 @@ func NewCollector(labels []string, read func() []Sample, opts *Options) *Collect
 		opsApplied:      d("ops_applied_total", "Client operations handed to the record store."),
 		opsResent:       d("ops_resent_total", "Re-sent client operations recognised and skipped."),
 		slowDropped:     d("slow_clients_dropped_total", "Connections cut because their client did not read its messages ("+set("TOPGUN_MAX_OUTBOUND_BYTES")+")."),
-		refused:         d("clients_refused_total", "WebSocket upgrades and POST /sync requests refused at "+set("TOPGUN_MAX_CONNECTIONS")+"."),
+		refused:         d("clients_refused_total", "WebSocket connections and POST /sync requests refused at "+set("TOPGUN_MAX_CONNECTIONS")+"."),
 		queriesRefused:  d("queries_refused_total", "QUERY_SUBs refused at the live-query limits ("+set("TOPGUN_MAX_QUERY_RESULTS")+", the 1024 queries per connection and their memory, 8 × "+set("TOPGUN_MAX_MESSAGE_BYTES")+", and the cost of a filter, 10000)."),
 		feedLags:        d("feed_lags_total", "Times the server, or one connection's matching of its live queries, fell behind the record store's changes and closed the connections concerned (1013) so that their clients sync again."),
 		pluginCalls:     d("plugin_calls_total", "Calls that reached a plugin instance."),

@@ -62,6 +62,16 @@ type conn struct {
 	// deviceKey is the identity this connection owns in Server.devices
 	// (set once by the reader, read under Server.mu).
 	deviceKey string
+	// trial: admitted over the connection limit (set before start).
+	// onTrial (reader-owned): still so, served nothing until it takes
+	// over its device's open connection (claimDevice) or a slot freed
+	// meanwhile (Server.promote). reserved: it holds slots of the limits'
+	// reserves, not regular ones (under Server.mu; a takeover trades them
+	// with the displaced connection's).
+	trial    bool
+	onTrial  bool
+	reserved bool
+	refusal  string // a connection on trial's close reason (trialRefusal)
 	// pruneSent: the store's tombstone cut-off was offered to this
 	// connection, at its first sync (reader-owned; see sendPruneOnce).
 	pruneSent bool
@@ -261,11 +271,20 @@ func (c *conn) start() {
 	if !c.authed.Load() {
 		c.authTimer = time.AfterFunc(c.s.opts.AuthTimeout, func() {
 			if !c.authed.Load() && !c.closing.Load() {
+				if c.trial {
+					c.log.Debug("closing connection on trial that took over no device's connection", "auth_timeout", c.s.opts.AuthTimeout)
+					c.closeGraceful(websocket.StatusTryAgainLater, c.refusal)
+					return
+				}
 				c.log.Debug("closing connection that did not authenticate", "auth_timeout", c.s.opts.AuthTimeout)
 				c.closeGraceful(websocket.StatusPolicyViolation, "authentication timeout")
 			}
 		})
-		c.sendMsg(&wire.AuthRequired{})
+		if c.s.opts.Auth != nil {
+			// (Without Auth, only a connection on trial waits: TopGun's
+			// client would take AUTH_REQUIRED for a demand of a token.)
+			c.sendMsg(&wire.AuthRequired{})
+		}
 	}
 }
 

@@ -516,14 +516,16 @@ func TestConn_heldReaderIsNotIdle(t *testing.T) {
 	}
 }
 
-// Beyond MaxConnections an upgrade or a POST /sync gets 503 with
-// Retry-After; a slot freed by a closed connection is taken again.
+// Beyond MaxConnections (and its reserve for takeovers, one connection
+// here) an upgrade or a POST /sync gets 503 with Retry-After; a slot
+// freed by a closed connection is taken again.
 func TestServer_maxConnections(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envConfig{opts: Options{MaxConnections: 2}})
 	a, b := e.dial(t), e.dial(t)
 	a.ping()
 	b.ping()
+	e.dial(t) // admitted on trial, into the reserve
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, resp, err := websocket.Dial(ctx, e.wsURL("/ws"), nil)
@@ -563,6 +565,7 @@ func TestServer_sharedConnections(t *testing.T) {
 	a, b := e1.dial(t), e2.dial(t)
 	a.ping()
 	b.ping()
+	e1.dial(t) // admitted on trial, into the shared reserve
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, resp, err := websocket.Dial(ctx, e1.wsURL("/ws"), nil)

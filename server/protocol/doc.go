@@ -25,7 +25,20 @@
 // At most Options.MaxConnections WebSocket connections and POST /sync
 // requests are served at once (and at most Options.SharedConnections'
 // limit together with the other Servers sharing it); one beyond it is
-// answered 503 with Retry-After. Each connection has a reader, a writer
+// answered 503 with Retry-After. A device reconnecting after a network
+// change would meet that while its half-open connection, still taken
+// for open, holds a slot, until the idle timeout. So beyond a limit a
+// few WebSocket upgrades are admitted on trial (1% of the limit, at
+// least 1 and at most 100; beyond those, 503): such a connection is
+// served nothing until its AUTH or DEVICE_HELLO, within AuthTimeout,
+// presents a valid device token whose identity an open connection
+// holds. It then takes that connection over (closed with 1008, see
+// device.go) and its slot. Any other (no token or another, a bad JWT,
+// or nothing in time) is closed without an answer with 1013 (try again
+// later; a bad JWT still gets AUTH_FAIL and 1008), unless a slot freed
+// meanwhile, and is counted in Stats.ClientsRefused, as its upgrade was
+// before. POST /sync carries no device identity and is never admitted
+// on trial. Each connection has a reader, a writer
 // draining an outbound queue bounded in bytes, and a write worker. Answers to
 // the client's requests wait for room in the queue, so the reader stops
 // reading while the client does not read; a client that lets changes

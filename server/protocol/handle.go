@@ -24,13 +24,21 @@ func (c *conn) handleFrame(frame []byte, depth int) {
 		// Before AUTH_ACK everything but AUTH is dropped, without a word,
 		// and without being decoded: decoded values take many times their
 		// frame's size, which an unauthenticated client must not cost.
-		if typ, err := c.s.limits.Type(frame); err != nil || typ != wire.TypeAuth {
+		// Without Auth only a connection on trial gets here, and
+		// DEVICE_HELLO may present its device token too.
+		typ, err := c.s.limits.Type(frame)
+		if err != nil || typ != wire.TypeAuth && (typ != wire.TypeDeviceHello || c.s.opts.Auth != nil) {
 			return
 		}
-		if a, err := c.s.limits.Decode(frame); err == nil {
-			if a, ok := a.(*wire.Auth); ok {
-				c.handleAuth(a)
-			}
+		m, err := c.s.limits.Decode(frame)
+		if err != nil {
+			return
+		}
+		switch m := m.(type) {
+		case *wire.Auth:
+			c.handleAuth(m)
+		case *wire.DeviceHello:
+			c.handleDeviceHello(m)
 		}
 		return
 	}
@@ -220,8 +228,12 @@ func (c *conn) handleAuth(a *wire.Auth) {
 		// No authentication: TopGun ignores AUTH here, which leaves its
 		// client waiting for AUTH_ACK forever; acknowledging it lets a
 		// client configured with a token work against a no-auth server.
-		id, token := c.bindDevice("", a.DeviceToken)
+		id, token, ok := c.bindDevice("", a.DeviceToken)
+		if !ok {
+			return
+		}
 		c.authAcked = true
+		c.authed.Store(true) // (a connection on trial was not)
 		c.reply(&wire.AuthAck{DeviceID: id, DeviceToken: token})
 		return
 	}
@@ -236,7 +248,10 @@ func (c *conn) handleAuth(a *wire.Auth) {
 	if c.authTimer != nil {
 		c.authTimer.Stop()
 	}
-	id, token := c.bindDevice(p.UserID, a.DeviceToken)
+	id, token, ok := c.bindDevice(p.UserID, a.DeviceToken)
+	if !ok {
+		return // on trial, and refused: not AUTH_FAIL, which makes TopGun's client drop its token
+	}
 	c.authAcked = true
 	c.authed.Store(true)
 	c.log.Debug("authenticated", "user", p.UserID)
@@ -246,6 +261,10 @@ func (c *conn) handleAuth(a *wire.Auth) {
 // handleDeviceHello answers DEVICE_HELLO (a client without a token, on a
 // server without authentication) with its device identity.
 func (c *conn) handleDeviceHello(m *wire.DeviceHello) {
-	id, token := c.bindDevice(c.principal.UserID, m.DeviceToken)
+	id, token, ok := c.bindDevice(c.principal.UserID, m.DeviceToken)
+	if !ok {
+		return
+	}
+	c.authed.Store(true) // (a connection on trial was not)
 	c.reply(&wire.DeviceAck{DeviceID: id, DeviceToken: token})
 }

@@ -89,11 +89,12 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Each request holds up to MaxMessageBytes of body while it runs.
-	if msg, ok := s.admit(w, r); !ok {
+	// No device identity comes with it: it is never admitted on trial.
+	if _, _, _, msg, ok := s.admit(w, r, false); !ok {
 		httpError(w, http.StatusServiceUnavailable, msg)
 		return
 	}
-	defer s.release()
+	defer s.release(false)
 	// Without authentication a cross-site page could otherwise post writes
 	// (a text/plain POST needs no preflight) through a visitor's browser.
 	if !allowed {

@@ -107,13 +107,17 @@ type Options struct {
 	// MaxConnections is the most WebSocket connections and POST /sync
 	// requests served at once (TOPGUN_MAX_CONNECTIONS); an upgrade or a
 	// request beyond it is answered 503 with Retry-After, and TopGun's
-	// client retries.
+	// client retries. A few upgrades beyond it (1% of it, at least 1
+	// and at most 100) are admitted on trial instead, each served only if
+	// it takes over its device's open connection and its slot, else
+	// closed with 1013 (see the package doc, Connections).
 	MaxConnections int
 
 	// SharedConnections, when set, is a limit on clients that this Server
 	// shares with others (NewConnectionLimit), such as all the tenants of
 	// one process: an upgrade or a request is also refused, the same way,
-	// when it would pass that limit.
+	// when it would pass that limit (with a reserve of its own for
+	// connections on trial).
 	SharedConnections *ConnectionLimit
 
 	// OriginPatterns restricts the Origin of WebSocket upgrades and POST

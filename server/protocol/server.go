@@ -32,6 +32,10 @@ type Server struct {
 	origins  atomic.Uint64 // origin ids of connections and HTTP requests
 	clients  atomic.Int64  // WebSocket connections being upgraded or open, and POST /sync requests
 	refusing atomic.Bool   // a refusal at MaxConnections was warned of and no client admitted since
+	// reserved counts the WebSocket connections admitted over the limit
+	// on trial (at most reserve; see admit and claimDevice).
+	reserved atomic.Int64
+	reserve  int64
 
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
@@ -79,7 +83,8 @@ type Stats struct {
 	// not read its messages (OutboundBytes).
 	SlowClientsDropped uint64
 	// ClientsRefused counts WebSocket upgrades and POST /sync requests
-	// refused at MaxConnections or SharedConnections.
+	// refused at MaxConnections or SharedConnections, and the connections
+	// admitted over them on trial that took over no device's connection.
 	ClientsRefused uint64
 	// QueriesRefused counts QUERY_SUBs refused at MaxQueries,
 	// MaxQueryResults, the connection's query memory or the cost of their
@@ -129,6 +134,7 @@ func newServer(st *store.Store, opts *Options, dispatchHook func()) (*Server, er
 		conns:    map[*conn]struct{}{},
 		byMap:    map[string]map[*subscription]struct{}{},
 		devices:  map[string]*conn{},
+		reserve:  takeoverReserve(int64(o.MaxConnections)),
 		stop:     make(chan struct{}),
 
 		dispatchHook: dispatchHook,
@@ -182,11 +188,22 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// Counted before the upgrade, so that a flood of connections is refused
 	// before each costs its goroutines and queue.
-	if msg, ok := s.admit(w, r); !ok {
+	trial, limit, setting, msg, ok := s.admit(w, r, true)
+	if !ok {
 		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
-	defer s.release()
+	var c *conn
+	defer func() {
+		reserved := trial
+		if c != nil {
+			// A takeover may have traded the connection's slots.
+			s.mu.RLock()
+			reserved = c.reserved
+			s.mu.RUnlock()
+		}
+		s.release(reserved)
+	}()
 	if !s.originAllowed(r) {
 		s.log.Debug("websocket upgrade refused: origin not allowed", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 		http.Error(w, s.originRefused(r), http.StatusForbidden)
@@ -201,15 +218,31 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// Frames up to this size are read and, when over MaxMessageBytes,
 	// answered with an ERROR; a larger one closes the connection.
 	ws.SetReadLimit(int64(s.opts.MaxMessageBytes) * 8)
-	c := s.newConn(ws, r.RemoteAddr)
+	c = s.newConn(ws, r.RemoteAddr)
+	if trial {
+		// Served only once it takes over its device's open connection
+		// (claimDevice): until then it is not authenticated, even
+		// without Auth.
+		c.reserved, c.trial, c.onTrial = true, true, true
+		c.refusal = trialRefusal(setting)
+		c.authed.Store(false)
+	}
 	if !s.addConn(c) {
 		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
-	c.log.Debug("connected")
+	if trial {
+		c.log.Debug("connected over the connection limit, on trial: served only if it takes over its device's connection", "limit", limit)
+	} else {
+		c.log.Debug("connected")
+	}
 	c.start()
 	c.readLoop()
 	c.finish()
+	if c.onTrial {
+		// Refused after all, as it would have been at the upgrade.
+		s.noteRefused(r, limit, "closed: it took over no open connection of its device")
+	}
 }
 
 // A ConnectionLimit is a cap on the WebSocket connections and POST /sync
@@ -217,69 +250,153 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // Each Server's MaxConnections counts its own clients only, so a process
 // serving many stores on one listener needs this to bound them all.
 type ConnectionLimit struct {
-	max     int64
-	setting string
-	clients atomic.Int64
+	max      int64
+	setting  string
+	clients  atomic.Int64
+	reserved atomic.Int64 // connections over max on trial (see Server.admit)
+	reserve  int64
 }
 
 // NewConnectionLimit returns a limit of n clients at once (at least 1).
 // setting names it in the refusal's message, such as "max_connections",
-// for the operator to raise.
+// for the operator to raise. Like MaxConnections, it admits a few
+// WebSocket connections over it on trial, each served only if it takes
+// over its device's open connection (see the package doc, Connections).
 func NewConnectionLimit(n int, setting string) *ConnectionLimit {
-	return &ConnectionLimit{max: int64(max(n, 1)), setting: setting}
+	m := int64(max(n, 1))
+	return &ConnectionLimit{max: m, setting: setting, reserve: takeoverReserve(m)}
 }
+
+// takeoverReserve is how many WebSocket connections a limit of n admits
+// over it on trial: 1% of n, at least 1 and at most 100. A device
+// reconnecting after a network change while its half-open connection
+// still holds a slot could otherwise not get in before the idle timeout
+// freed it; clients without such a connection cannot pass the limit by
+// more than this, each for about AuthTimeout.
+func takeoverReserve(n int64) int64 { return min(max(n/100, 1), 100) }
 
 // Max returns the limit.
 func (l *ConnectionLimit) Max() int { return int(l.max) }
 
 // admit takes one of the MaxConnections slots shared by WebSocket
 // connections and POST /sync requests, and one of SharedConnections'.
-// When either has none free it sets Retry-After and returns the
-// refusal's message and false; the caller answers 503 with it. A caller
-// admitted releases the slots with s.release.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request) (string, bool) {
+// When either has none free and onTrial is set (a WebSocket upgrade),
+// it takes a slot of their reserves instead (trial true) if both have one
+// free: the connection is then served only if it takes over its device's
+// open connection, whose slots it gets (claimDevice); limit is the limit
+// that was full. Otherwise it sets Retry-After and returns the refusal's
+// message and false; the caller answers 503 with it. A caller admitted
+// releases the slots with s.release.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, onTrial bool) (trial bool, limit int64, setting string, _ string, _ bool) {
+	msg, limit, setting := s.takeSlots()
+	if msg != "" {
+		if onTrial && s.takeReserve() {
+			return true, limit, setting, "", true
+		}
+		s.noteRefused(r, limit, "")
+		w.Header().Set("Retry-After", "5")
+		return false, 0, "", msg, false
+	}
+	s.noteAdmitted()
+	return false, 0, "", "", true
+}
+
+// takeSlots takes one of the MaxConnections slots and one of
+// SharedConnections'. When either has none free it takes neither and
+// returns the refusal's message, and the limit that refused and the name
+// of its setting.
+func (s *Server) takeSlots() (string, int64, string) {
 	// The shared slot is taken first and released last, so that this
 	// Server's count never passes it: with an equal MaxConnections only
 	// the shared limit refuses.
-	var msg string
-	var limit int64
 	l := s.opts.SharedConnections
 	if l != nil && l.clients.Add(1) > l.max {
 		l.clients.Add(-1)
-		msg, limit = fmt.Sprintf("too many connections: this process serves at most %d at once (%s); retry later", l.max, l.setting), l.max
-	} else if s.clients.Add(1) > int64(s.opts.MaxConnections) {
+		return fmt.Sprintf("too many connections: this process serves at most %d at once (%s); retry later", l.max, l.setting), l.max, l.setting
+	}
+	if s.clients.Add(1) > int64(s.opts.MaxConnections) {
 		s.clients.Add(-1)
 		if l != nil {
 			l.clients.Add(-1)
 		}
-		msg, limit = s.tooManyClients(), int64(s.opts.MaxConnections)
+		return s.tooManyClients(), int64(s.opts.MaxConnections), s.opts.setting("TOPGUN_MAX_CONNECTIONS")
 	}
-	if msg != "" {
-		s.refused.Add(1)
-		// Warned once per spell of refusals (they are counted in
-		// Stats.ClientsRefused): anyone who reaches the port could
-		// otherwise write a warning per attempt.
-		if !s.refusing.Swap(true) {
-			s.log.Warn("client refused: too many connections; further refusals are logged at debug until a client is admitted again",
-				"remote", r.RemoteAddr, "path", r.URL.Path, "limit", limit)
-		} else {
-			s.log.Debug("client refused: too many connections", "remote", r.RemoteAddr, "path", r.URL.Path, "limit", limit)
-		}
-		w.Header().Set("Retry-After", "5")
-		return msg, false
+	return "", 0, ""
+}
+
+// noteRefused counts a client refused at limit and logs it. how, when not
+// empty, says how a connection admitted on trial was refused.
+func (s *Server) noteRefused(r *http.Request, limit int64, how string) {
+	s.refused.Add(1)
+	args := []any{"remote", r.RemoteAddr, "path", r.URL.Path, "limit", limit}
+	if how != "" {
+		args = append(args, "refusal", how)
 	}
+	// Warned once per spell of refusals (they are counted in
+	// Stats.ClientsRefused): anyone who reaches the port could otherwise
+	// write a warning per attempt.
+	if !s.refusing.Swap(true) {
+		s.log.Warn("client refused: too many connections; further refusals are logged at debug until a client is admitted again", args...)
+	} else {
+		s.log.Debug("client refused: too many connections", args...)
+	}
+}
+
+// noteAdmitted ends a spell of refusals (see noteRefused).
+func (s *Server) noteAdmitted() {
 	if s.refusing.Load() {
 		s.refusing.Store(false)
 	}
-	return "", true
 }
 
-// release gives back the slots admit took.
-func (s *Server) release() {
+// takeReserve takes a slot of the reserve of MaxConnections and one of
+// SharedConnections' (see takeoverReserve), false when either is used up.
+func (s *Server) takeReserve() bool {
+	l := s.opts.SharedConnections
+	if l != nil && l.reserved.Add(1) > l.reserve {
+		l.reserved.Add(-1)
+		return false
+	}
+	if s.reserved.Add(1) > s.reserve {
+		s.reserved.Add(-1)
+		if l != nil {
+			l.reserved.Add(-1)
+		}
+		return false
+	}
+	return true
+}
+
+// release gives back the slots admit took: those of the reserves when
+// reserved.
+func (s *Server) release(reserved bool) {
+	l := s.opts.SharedConnections
+	if reserved {
+		s.reserved.Add(-1)
+		if l != nil {
+			l.reserved.Add(-1)
+		}
+		return
+	}
 	s.clients.Add(-1)
-	if l := s.opts.SharedConnections; l != nil {
+	if l != nil {
 		l.clients.Add(-1)
 	}
+}
+
+// promote gives a connection on trial regular slots freed since it was
+// admitted, in place of its reserve ones; false when there are none.
+func (s *Server) promote(c *conn) bool {
+	if msg, _, _ := s.takeSlots(); msg != "" {
+		return false
+	}
+	s.mu.Lock()
+	c.reserved = false
+	s.mu.Unlock()
+	s.release(true)
+	c.onTrial = false
+	s.noteAdmitted()
+	return true
 }
 
 func (s *Server) tooManyClients() string {

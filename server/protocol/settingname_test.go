@@ -71,7 +71,9 @@ func TestServer_settingNameInRefusals(t *testing.T) {
 		}
 		check(t, "batch over the limit", m.Message, "limits.batch_ops")
 
-		// The only slot is taken: a second client is refused.
+		// The only slot is taken, and its reserve for takeovers: a third
+		// client is refused.
+		e.dial(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_, resp, err := websocket.Dial(ctx, e.wsURL("/ws"), nil)
