@@ -45,6 +45,7 @@ type config struct {
 	nodeID          string // "" = hlc.DefaultNodeID() at start
 	maxDrift        time.Duration
 	cacheMB         int64         // 0 disables the value cache
+	maxIndexMB      int64         // 0: no bound on the record index
 	tombstoneTTL    time.Duration // negative keeps tombstones forever
 	commitTimeout   time.Duration
 
@@ -89,6 +90,7 @@ var settings = []setting{
 	{"TOPGUN_NODE_ID", "node-id", "", "node id in the server's timestamps; default: the host name plus a random suffix", setNodeID},
 	{"TOPGUN_MAX_DRIFT_MS", "max-drift-ms", "60000", "writes stamped further ahead of the server clock than this (ms) are rejected", setMaxDrift},
 	{"TOPGUN_CACHE_MB", "cache-mb", "64", "memory for cached record values, in MiB; 0 disables the cache", setCacheMB},
+	{"TOPGUN_MAX_INDEX_MB", "max-index-mb", "0", "memory the index of stored keys may take, in MiB (about 100 bytes plus the key per record): past it the server does not start, and writes of new keys are refused; 0: no limit", setMaxIndexMB},
 	{"TOPGUN_TOMBSTONE_TTL", "tombstone-ttl", "168h", "how long deletes are remembered for offline clients (e.g. 168h); off keeps them forever", setTombstoneTTL},
 	{"TOPGUN_COMMIT_TIMEOUT", "commit-timeout", "30s", "longest a commit waits for the storage backend; its writes then fail unacknowledged (clients re-send them) and the server finds out later whether storage applied them", setCommitTimeout},
 	{"TOPGUN_PLUGIN_CACHE_DIR", "plugin-cache-dir", "", "directory of the wasm compilation cache, so a plugin is compiled once; default: topgun/wasm under the user cache directory (~/.cache); - disables it", pluginSetting("TOPGUN_PLUGIN_CACHE_DIR")},
@@ -212,6 +214,15 @@ func setCacheMB(c *config, v string) error {
 		return errors.New("is not a cache size: use a number of MiB, 0 to disable the cache (default 64)")
 	}
 	c.cacheMB = n
+	return nil
+}
+
+func setMaxIndexMB(c *config, v string) error {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > 1<<30 {
+		return errors.New("is not an index size: use a number of MiB from 1 to 1073741824, or 0 for no limit (default 0)")
+	}
+	c.maxIndexMB = n
 	return nil
 }
 

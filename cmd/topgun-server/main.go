@@ -163,6 +163,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 	st, err := recordstore.Open(ctx, backend.Backend(), &recordstore.Options{
 		Clock:         clock,
 		CacheBytes:    cacheBytes,
+		MaxIndexBytes: cfg.maxIndexMB << 20,
 		TombstoneTTL:  cfg.tombstoneTTL,
 		CommitTimeout: cfg.commitTimeout,
 		Logger:        root.Named("store"),

@@ -20,7 +20,8 @@ import (
 //	{"max_connections": 10000,
 //	 "tenants": [
 //	  {"name": "acme", "plugin": "bin/plugins/logstore.wasm", "data_dir": "data/acme",
-//	   "memory_mb": 64, "call_timeout": "5s", "data_max_mb": 1024, "data_max_files": 1000},
+//	   "memory_mb": 64, "call_timeout": "5s", "data_max_mb": 1024, "data_max_files": 1000,
+//	   "max_index_mb": 128},
 //	  {"name": "globex", "plugin": "bin/plugins/null.wasm"}
 //	]}
 type Config struct {
@@ -58,12 +59,38 @@ type TenantConfig struct {
 	// or use up the inodes the others share.
 	DataMaxMB    int `json:"data_max_mb"`
 	DataMaxFiles int `json:"data_max_files"`
+	// MaxIndexMB bounds the tenant's record index, in MiB (default
+	// DefaultMaxIndexMB; negative: no limit): the index of every stored
+	// key is on the process's heap, outside the plugin's memory_mb, so a
+	// plugin listing endless made-up keys at start, or clients writing
+	// endless new keys, would otherwise make the process, every tenant
+	// with it, run out of memory. Past it the tenant does not open, and
+	// its writes of new keys are refused (store.Options.MaxIndexBytes).
+	MaxIndexMB int `json:"max_index_mb"`
 
 	callTimeout time.Duration
 }
 
+// DefaultMaxIndexMB is a tenant's max_index_mb when the tenants file
+// leaves it out: as much as memory_mb's default, about 2.5 million records
+// of short keys, so that a tenant's index takes no more of the process
+// than one plugin instance may.
+const DefaultMaxIndexMB = 256
+
+// maxIndexBytes is the tenant's store.Options.MaxIndexBytes.
+func (t *TenantConfig) maxIndexBytes() int64 {
+	switch {
+	case t.MaxIndexMB == 0:
+		return DefaultMaxIndexMB << 20
+	case t.MaxIndexMB < 0:
+		return 0
+	}
+	return int64(t.MaxIndexMB) << 20
+}
+
 // settingNames names the settings of the host's errors and notes
-// (host.Options.SettingName), of the protocol servers' messages to
+// (host.Options.SettingName), of the record stores' errors
+// (store.Options.SettingName), of the protocol servers' messages to
 // clients and logs (protocol.Options.SettingName) and of the /metrics
 // help texts (metrics.Options.SettingName) as this example sets them: a
 // field of the tenants file, the -cache-dir flag (whose default is
@@ -89,6 +116,7 @@ var settingNames = map[string]string{
 	"TOPGUN_PLUGIN_BREAKER_BACKOFF":     "host.Options.BreakerBackoff",
 	"TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF": "host.Options.BreakerMaxBackoff",
 	"TOPGUN_MAX_CONNECTIONS":            "max_connections",
+	"TOPGUN_MAX_INDEX_MB":               "max_index_mb",
 	"TOPGUN_MAX_OUTBOUND_BYTES":         "protocol.Options.OutboundBytes",
 	"TOPGUN_MAX_QUERY_RESULTS":          "protocol.Options.MaxQueryResults",
 	"TOPGUN_MAX_MESSAGE_BYTES":          "protocol.Options.MaxMessageBytes",
@@ -96,8 +124,8 @@ var settingNames = map[string]string{
 	"TOPGUN_ALLOWED_ORIGINS":            "protocol.Options.OriginPatterns",
 }
 
-// settingName is the SettingName of the host, of the protocol servers
-// and of /metrics ("" keeps the variable's name).
+// settingName is the SettingName of the host, of the record stores, of
+// the protocol servers and of /metrics ("" keeps the variable's name).
 func settingName(env string) string { return settingNames[env] }
 
 // A name goes into a URL path and a logger name (where "." separates
@@ -187,6 +215,9 @@ func ParseConfig(b []byte) (*Config, error) {
 		}
 		if t.DataMaxFiles > 1<<30 {
 			bad(i, t.Name, "data_max_files %d is out of range; use 1 to %d, leave it out for %d, or a negative number for no limit", t.DataMaxFiles, 1<<30, host.DefaultDataMaxFiles)
+		}
+		if t.MaxIndexMB > 1<<30 {
+			bad(i, t.Name, "max_index_mb %d is out of range; use 1 to %d, leave it out for %d, or a negative number for no limit", t.MaxIndexMB, 1<<30, DefaultMaxIndexMB)
 		}
 		if t.DataMaxMB > 0 && t.DataMaxFiles < 0 {
 			bad(i, t.Name, "data_max_mb needs a limit on the files (the host measures the directory by reading it); leave data_max_files out for %d", host.DefaultDataMaxFiles)

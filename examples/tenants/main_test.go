@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -316,6 +317,7 @@ func TestParseConfig_errors(t *testing.T) {
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d"}, {"name": "b", "plugin": "p.wasm", "data_dir": "./d/"}]}`, `is also tenant "a"'s`},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "memory_mb": 5000}]}`, "memory_mb 5000 is out of range"},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "call_timeout": "5"}]}`, `call_timeout "5" is not a duration`},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "max_index_mb": 2000000000}]}`, "max_index_mb 2000000000 is out of range"},
 		{`{"max_connections": -1, "tenants": [{"name": "a", "plugin": "p.wasm"}]}`, "max_connections -1 is out of range"},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}]}` + "\n" + `{"tenants": [{"name": "b", "plugin": "p.wasm"}]}`, "more after the closing brace"},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}]}}`, "more after the closing brace"},
@@ -748,5 +750,70 @@ func TestParseConfig_dataDirsApart(t *testing.T) {
 	// Names that only begin alike are apart.
 	if _, err := ParseConfig([]byte(`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d"}, {"name": "b", "plugin": "d-b.wasm", "data_dir": "d-b"}]}`)); err != nil {
 		t.Errorf("directories apart: %v", err)
+	}
+}
+
+// A tenant's plugin listing endless made-up keys filled the process's
+// heap with its index at start, every tenant with it. Its index is
+// bounded (max_index_mb, 256 MiB by default): the tenant's start fails
+// with an error naming it and the setting, and closes the tenants opened
+// before it, which open again.
+func TestOpen_endlessKeysRefused(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	endless := hosttest.BuildPlugin(t, "../../host/testdata/plugins/endless")
+	cfg, err := ParseConfig([]byte(`{"tenants": [
+		{"name": "good", "plugin": "` + null + `"},
+		{"name": "bad", "plugin": "` + endless + `", "max_index_mb": 4}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := Open(context.Background(), cfg, Shared{CacheDir: cacheDir})
+	if err == nil {
+		ts.Close()
+		t.Fatal("Open indexed a plugin's 300,000 made-up keys past max_index_mb 4")
+	}
+	t.Log(err)
+	for _, want := range []string{"tenant bad:", "max_index_mb", "records"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+	if !errors.Is(err, abi.ErrResourceExhausted) {
+		t.Errorf("error %v, want resource exhausted", err)
+	}
+	_, srv := serve(t, &Config{Tenants: cfg.Tenants[:1]})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := mustDial(t, ctx, srv, "good").Put(ctx, "notes", "k", "v"); err != nil {
+		t.Fatalf("put to good: %v", err)
+	}
+}
+
+// A tenant's clients cannot grow its index past max_index_mb either: a
+// write of a new key past it is refused, naming the setting, while an
+// update of a stored key passes.
+func TestTenants_newKeysRefusedAtIndexLimit(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	cfg, err := ParseConfig([]byte(`{"tenants": [{"name": "a", "plugin": "` + null + `", "max_index_mb": 1}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, srv := serve(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := mustDial(t, ctx, srv, "a")
+	var refused error
+	for i := 0; i < 20_000 && refused == nil; i++ {
+		refused = c.Put(ctx, "m", fmt.Sprintf("key-%06d", i), i)
+	}
+	if refused == nil {
+		t.Fatal("20,000 new keys stored at max_index_mb 1")
+	}
+	t.Log(refused)
+	if !strings.Contains(refused.Error(), "max_index_mb") {
+		t.Fatalf("refusal %q does not name max_index_mb", refused)
+	}
+	if err := c.Put(ctx, "m", "key-000000", "updated"); err != nil {
+		t.Fatalf("update of a stored key at the limit: %v", err)
 	}
 }

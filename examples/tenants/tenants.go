@@ -168,10 +168,12 @@ func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol
 		return nil, err
 	}
 	t.store, err = recordstore.Open(ctx, t.backend, &recordstore.Options{
-		Clock:      clock,
-		CacheBytes: cacheBytesPerTenant,
-		Logger:     log.Named("store"),
-		OnCommit:   onCommit,
+		Clock:         clock,
+		CacheBytes:    cacheBytesPerTenant,
+		MaxIndexBytes: tc.maxIndexBytes(),
+		Logger:        log.Named("store"),
+		OnCommit:      onCommit,
+		SettingName:   settingName,
 	})
 	if err != nil {
 		return nil, err

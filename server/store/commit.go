@@ -890,6 +890,10 @@ type txn struct {
 	// orTags indexes the tags of the OR states this txn's ops merge into
 	// (see orIndex).
 	orTags map[cacheKey]*orTagIndex
+	// newBytes is what the keys this txn adds to the index take, and
+	// newMaps the maps new to it they are in (see admitKey).
+	newBytes int64
+	newMaps  map[string]struct{}
 }
 
 // orTagIndex holds the tags of one OR-Map state as sets, so that an OR op
@@ -1381,6 +1385,9 @@ func (t *txn) applyLWW(i int, op *Op, ts record.Timestamp, origin uint64) Result
 			return Result{} // older or the same write: LWW keeps the current one
 		}
 	}
+	if res, ok := t.admitKey(i, cur); !ok {
+		return res
+	}
 	v := op.Value
 	kind := ChangePut
 	if op.Kind == OpRemove {
@@ -1443,6 +1450,9 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 	}
 	if x.live[tag] > 0 {
 		return Result{} // a re-sent add
+	}
+	if res, ok := t.admitKey(i, cur); !ok {
+		return res
 	}
 	e := record.ORMapEntry{Value: op.Value, Tag: tag, Timestamp: ts, TTLMs: op.TTLMs}
 	es := t.entrySize(&e)
@@ -1562,6 +1572,9 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	}
 	if err := tooLarge(cur, delta); err != nil {
 		return reject(i, "%v", err)
+	}
+	if res, ok := t.admitKey(i, cur); !ok {
+		return res
 	}
 	st := cur
 	if inPlace {

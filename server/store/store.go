@@ -66,6 +66,20 @@ type Options struct {
 	// WallClock returns the current time; tests replace it. Default time.Now.
 	WallClock func() time.Time
 	Logger    hclog.Logger
+	// MaxIndexBytes bounds the in-memory index (IndexBytes; 0, the
+	// default: no bound). The index holds every key storage holds, so
+	// without a bound a backend listing endless keys at Open, or clients
+	// writing endless new keys, grow it until the process runs out of
+	// memory. Past it Open fails, and a write that would add a key to the
+	// index (a put, remove or OR op on a key it does not hold) is rejected
+	// with abi.CodeResourceExhausted; writes to keys it holds, and the
+	// collection of their tombstones, still pass.
+	MaxIndexBytes int64
+	// SettingName names a setting in the store's errors (such as
+	// "TOPGUN_MAX_INDEX_MB"): a program that sets MaxIndexBytes another
+	// way names its own setting instead, as host.Options.SettingName
+	// does for the host. nil, or a "" answer, keeps topgun-server's name.
+	SettingName func(env string) string
 	// OnCommit, when set, is called after each group commit's backend
 	// batch with its number of records, the time the backend took and its
 	// error (nil once durable). It runs on the commit path: it must be
@@ -120,6 +134,9 @@ func (o *Options) Validate() error {
 	if o.FeedBuffer <= 0 {
 		o.FeedBuffer = d.FeedBuffer
 	}
+	if o.MaxIndexBytes < 0 {
+		return fmt.Errorf("store: MaxIndexBytes %d is negative; use 0 for no bound", o.MaxIndexBytes)
+	}
 	if o.ScanBytes <= 0 {
 		o.ScanBytes = d.ScanBytes
 	}
@@ -163,6 +180,8 @@ type mapState struct {
 	// exp holds the expiration of the keys (LWW or OR) that have one, so
 	// expired keys are found without walking every key (expiredInIndex).
 	exp map[string]int64
+	// orTagBytes is what orTags holds by the index's count.
+	orTagBytes int64
 	// orTags holds, on shared storage only, the fingerprints of each
 	// indexed OR key's entry tags and tombstones (sorted), so that a
 	// re-read announces what changed, not the whole key (see changesSince).
@@ -191,6 +210,9 @@ type Store struct {
 	// not with data.
 	nodeRefs []uint32
 	nodeFree []uint32
+	// indexBytes is the index's size (IndexBytes): written with mu held
+	// for writing (or by rebuild), read without it.
+	indexBytes atomic.Int64
 
 	// repair holds the keys of failed commits whose stored state is not
 	// known (the batch may have been applied); guarded by mu, written only
@@ -323,6 +345,7 @@ func (s *Store) rebuild(ctx context.Context) (total, skipped int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: list maps: %w", err)
 	}
+	full := false
 	for _, name := range names {
 		err := s.scanPages(ctx, name, 4096, func(r *abi.Record) bool {
 			if !s.shared { // other processes' commit times are their clocks'
@@ -339,10 +362,17 @@ func (s *Store) rebuild(ctx context.Context) (total, skipped int, err error) {
 			s.noteStored(&rv)
 			s.index(name, r.Key, &rv, r.ExpirationTime)
 			total++
+			if max := s.opts.MaxIndexBytes; max > 0 && s.indexBytes.Load() > max+rebuildSlack(max) {
+				full = true
+				return false
+			}
 			return true
 		})
 		if err != nil {
 			return total, skipped, err
+		}
+		if full {
+			return total, skipped, s.indexFull(total)
 		}
 	}
 	return total, skipped, nil
@@ -432,6 +462,7 @@ func (s *Store) nodeIndex(id string) uint32 {
 		s.nodeRefs = append(s.nodeRefs, 1)
 	}
 	s.nodeI[id] = i
+	s.indexBytes.Add(indexNodeBytes + int64(len(id)))
 	return i
 }
 
@@ -439,6 +470,7 @@ func (s *Store) nodeIndex(id string) uint32 {
 func (s *Store) releaseNode(m lwwMeta) {
 	i := m.node &^ tombstoneBit
 	if s.nodeRefs[i]--; s.nodeRefs[i] == 0 {
+		s.indexBytes.Add(-indexNodeBytes - int64(len(s.nodes[i])))
 		delete(s.nodeI, s.nodes[i])
 		s.nodes[i] = ""
 		s.nodeFree = append(s.nodeFree, i)
@@ -452,10 +484,20 @@ func (s *Store) lwwTimestamp(m lwwMeta) record.Timestamp {
 // index installs the state of one key (caller holds s.mu for writing, or
 // is the rebuild before any reader exists). rv nil removes the key.
 func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
-	ms := s.mapState(mapName, rv != nil)
-	if ms == nil {
+	ms := s.maps[mapName]
+	var before int64
+	if ms != nil {
+		before = ms.bytes(mapName)
+	} else if ms = s.mapState(mapName, rv != nil); ms == nil {
 		return
 	}
+	defer func() {
+		var after int64
+		if s.maps[mapName] == ms {
+			after = ms.bytes(mapName)
+		}
+		s.indexBytes.Add(after - before)
+	}()
 	oldL, hadL := ms.lww.get(key)
 	oldO, hadO := ms.or.get(key)
 	if hadL && (rv == nil || rv.Kind != record.KindLWW) {
@@ -469,7 +511,10 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 		hadO = false
 	}
 	if ms.orTags != nil {
-		delete(ms.orTags, key)
+		if tags, ok := ms.orTags[key]; ok {
+			ms.orTagBytes -= indexTagsBytes + 8*int64(cap(tags))
+			delete(ms.orTags, key)
+		}
 	}
 	if rv == nil {
 		if ms.lww.size == 0 && ms.or.size == 0 {
@@ -527,7 +572,9 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 			delete(ms.exp, key)
 		}
 		if ms.orTags != nil {
-			ms.orTags[key] = orTagSet(&rv.ORMap)
+			tags := orTagSet(&rv.ORMap)
+			ms.orTags[key] = tags
+			ms.orTagBytes += indexTagsBytes + 8*int64(cap(tags))
 		}
 	}
 }

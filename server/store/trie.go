@@ -26,6 +26,8 @@ type trie[M any] struct {
 	leaves map[uint16]*leaf[M] // leaf id (first 3 hex digits) -> its keys
 	up     *upper              // nil while the trie is empty
 	size   int
+	// keyBytes is the length of its keys, for the index's size (bytes).
+	keyBytes int
 }
 
 type leaf[M any] struct {
@@ -71,6 +73,7 @@ func (t *trie[M]) set(key string, meta M, had bool, oldItem, newItem uint32) {
 		}
 		t.count(id, 1)
 		t.size++
+		t.keyBytes += len(key)
 	}
 	t.rehash(lf, id, oldItem, newItem, had)
 }
@@ -87,6 +90,7 @@ func (t *trie[M]) remove(key string, oldItem uint32) {
 	delete(lf.keys, key)
 	t.count(id, ^uint32(0))
 	t.size--
+	t.keyBytes -= len(key)
 	t.rehashDelta(lf, id, -merkle.Mix(oldItem))
 	if len(lf.keys) == 0 {
 		delete(t.leaves, id)
@@ -124,6 +128,15 @@ func (t *trie[M]) rehashDelta(lf *leaf[M], id uint16, delta uint32) {
 	u.h2[i2] += merkle.Mix(lf.hash) - merkle.Mix(old3)
 	i1 := id >> 8
 	u.h1[i1] += merkle.Mix(u.h2[i2]) - merkle.Mix(old2)
+}
+
+// bytes is the heap the trie holds by the index's count (see indexsize.go).
+func (t *trie[M]) bytes() int64 {
+	n := int64(t.size)*indexKeyBytes + int64(t.keyBytes) + int64(len(t.leaves))*indexLeafBytes
+	if t.up != nil {
+		n += indexUpperBytes
+	}
+	return n
 }
 
 // root is the hash of the level-0 node.

@@ -67,9 +67,14 @@ type Result struct {
 type RejectError struct {
 	Op     int // index in the Apply call
 	Reason string
+	// Err, when set, is the refusal as an *abi.Error, for errors.Is (an
+	// op refused at the index's bound: abi.ErrResourceExhausted).
+	Err error
 }
 
 func (e *RejectError) Error() string { return "store: op rejected: " + e.Reason }
+
+func (e *RejectError) Unwrap() error { return e.Err }
 
 // ChangeKind is the kind of a committed change.
 type ChangeKind uint8
