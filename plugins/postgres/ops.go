@@ -32,7 +32,8 @@ SET value = EXCLUDED.value, expiration_time = EXCLUDED.expiration_time, updated_
 WHERE t.map_name = d.m AND t.key = d.k AND t.is_backup = d.b`
 
 	// Functions whose parameters are polymorphic or "any" (unnest, count,
-	// array_agg, ...) are called as pg_catalog's: PostgreSQL prefers an
+	// array_agg, ...) or take an argument only through an implicit cast,
+	// and such operators, are called as pg_catalog's: PostgreSQL prefers an
 	// overload of closer argument types from any schema on search_path,
 	// which a role allowed to create objects there (every role, in
 	// public, before PostgreSQL 15) could plant to run its code with the

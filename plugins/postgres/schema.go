@@ -82,11 +82,13 @@ func (b *Backend) ensureSchema(ctx context.Context) error {
 	)
 	// quote_ident, unlike format's %I, takes a NULL current_schema() (a
 	// search_path naming no existing schema) without an error, so that
-	// case reaches the explanation below.
+	// case reaches the explanation below. pg_catalog's quote_ident takes
+	// text: one of name elsewhere on search_path would match more exactly
+	// (see ops.go).
 	err := b.pool.QueryRow(ctx, `SELECT current_schema(), current_setting('server_encoding'),
-  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1::text)) IS NOT NULL,
-  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($2::text)) IS NOT NULL,
-  to_regclass(quote_ident(current_schema()) || '.' || quote_ident($3::text)) IS NOT NULL`,
+  to_regclass(pg_catalog.quote_ident(current_schema()) || '.' || quote_ident($1::text)) IS NOT NULL,
+  to_regclass(pg_catalog.quote_ident(current_schema()) || '.' || quote_ident($2::text)) IS NOT NULL,
+  to_regclass(pg_catalog.quote_ident(current_schema()) || '.' || quote_ident($3::text)) IS NOT NULL`,
 		tableName, mapIndexName, expiryIndexName).Scan(&schema, &encoding, &hasTable, &hasMapIdx, &hasExpI)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect schema", err)
@@ -225,10 +227,12 @@ func (b *Backend) schemaErr(ctx context.Context, schema string, err error) error
 // Open rather than at the first write.
 func (b *Backend) checkTable(ctx context.Context, schema string) error {
 	table := pgx.Identifier{schema, tableName}.Sanitize()
+	// ::oid: pg_catalog has no = of oid and regclass, so one planted
+	// elsewhere on search_path would be picked (see ops.go); so below.
 	rows, err := b.pool.Query(ctx, `SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
   a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '', coalesce(co.collname::text, ''), coalesce(co.collisdeterministic, true)
 FROM pg_attribute a LEFT JOIN pg_collation co ON co.oid = a.attcollation
-WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, table)
+WHERE a.attrelid = $1::regclass::oid AND a.attnum > 0 AND NOT a.attisdropped`, table)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect table "+table, err)
 	}
@@ -273,7 +277,7 @@ WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped`, table)
 	err = b.pool.QueryRow(ctx, `SELECT coalesce(pg_catalog.array_agg(a.attname::text ORDER BY k.ord), '{}'), coalesce(bool_or(c.condeferrable), false)
 FROM pg_constraint c CROSS JOIN LATERAL pg_catalog.unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, table).Scan(&pk, &deferrable)
+WHERE c.conrelid = $1::regclass::oid AND c.contype = 'p'`, table).Scan(&pk, &deferrable)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect table "+table, err)
 	}
@@ -284,7 +288,7 @@ WHERE c.conrelid = $1::regclass AND c.contype = 'p'`, table).Scan(&pk, &deferrab
 		problems = append(problems, "primary key is DEFERRABLE, which INSERT ... ON CONFLICT cannot use")
 	}
 	var persistence string
-	err = b.pool.QueryRow(ctx, `SELECT relpersistence::text FROM pg_class WHERE oid = $1::regclass`, table).Scan(&persistence)
+	err = b.pool.QueryRow(ctx, `SELECT relpersistence::text FROM pg_class WHERE oid = $1::regclass::oid`, table).Scan(&persistence)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect table "+table, err)
 	}
@@ -334,7 +338,7 @@ func (b *Backend) checkOrder(ctx context.Context, schema string) error {
 	var coll, collSchema string
 	err := b.pool.QueryRow(ctx, `SELECT co.collname::text, n.nspname::text FROM pg_attribute a JOIN pg_collation co ON co.oid = a.attcollation
 JOIN pg_namespace n ON n.oid = co.collnamespace
-WHERE a.attrelid = $1::regclass AND a.attname = 'key'`, table).Scan(&coll, &collSchema)
+WHERE a.attrelid = $1::regclass::oid AND a.attname = 'key'`, table).Scan(&coll, &collSchema)
 	if err != nil {
 		return b.mapErr(ctx, "open: inspect collation of "+table, err)
 	}

@@ -946,6 +946,13 @@ func TestBackend_lookalikeFunctionsOfOtherRolesNotCalled(t *testing.T) {
 		`CREATE FUNCTION has_column_privilege(regclass, text, text) RETURNS boolean LANGUAGE sql AS $$` + record("has_column_privilege") + `SELECT pg_catalog.has_column_privilege($1, $2, $3) $$`,
 		`CREATE FUNCTION format(text, text, text) RETURNS text LANGUAGE sql AS $$` + record("format") + `SELECT pg_catalog.format($1, $2, $3) $$`,
 		`CREATE FUNCTION pg_advisory_xact_lock(text) RETURNS void LANGUAGE sql AS $$` + record("pg_advisory_xact_lock(text)") + `SELECT pg_catalog.pg_advisory_xact_lock($1::bigint) $$`,
+		// pg_catalog's own take these arguments only through an implicit
+		// cast (name to text, regclass to oid).
+		`CREATE FUNCTION quote_ident(name) RETURNS text LANGUAGE sql AS $$` + record("quote_ident(name)") + `SELECT pg_catalog.quote_ident($1::text) $$`,
+		`CREATE FUNCTION oid_eq(oid, regclass) RETURNS boolean LANGUAGE sql AS $$` + record("=(oid, regclass)") + `SELECT $1 OPERATOR(pg_catalog.=) $2::oid $$`,
+		`CREATE OPERATOR = (leftarg = oid, rightarg = regclass, function = oid_eq)`,
+		`CREATE FUNCTION pg_terminate_backend(integer) RETURNS boolean LANGUAGE sql AS $$` + record("pg_terminate_backend(integer)") + `SELECT pg_catalog.pg_terminate_backend($1) $$`,
+		`CREATE FUNCTION pg_notify(text, varchar) RETURNS void LANGUAGE sql AS $$` + record("pg_notify(text, varchar)") + `SELECT pg_catalog.pg_notify($1, $2) $$`,
 		"RESET ROLE",
 	} {
 		if _, err := other.Exec(ctx, stmt); err != nil {
