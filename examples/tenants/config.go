@@ -147,6 +147,52 @@ func holder(dirs map[string]string, dir string) (string, bool) {
 	}
 }
 
+// checkRealPaths repeats ParseConfig's checks that no data_dir lies inside
+// another's and no plugin file inside one, on the real paths (symbolic
+// links followed): paths apart as written can lead into one another. It
+// creates the data directories, which need not exist before.
+func checkRealPaths(cfg *Config) error {
+	dirs := map[string]string{}
+	real := make([]string, len(cfg.Tenants))
+	for i, t := range cfg.Tenants {
+		if t.DataDir == "" {
+			continue
+		}
+		if err := os.MkdirAll(t.DataDir, 0o700); err != nil {
+			return fmt.Errorf("tenant %s: %w", t.Name, err)
+		}
+		r, err := realPath(t.DataDir)
+		if err != nil {
+			return fmt.Errorf("tenant %s: data_dir %q: %w", t.Name, t.DataDir, err)
+		}
+		real[i], dirs[r] = r, t.Name
+	}
+	var errs []error
+	for i, t := range cfg.Tenants {
+		if real[i] != "" {
+			if other, ok := holder(dirs, filepath.Dir(real[i])); ok {
+				errs = append(errs, fmt.Errorf("tenant %s: data_dir %q is inside tenant %q's (%s), whose plugin could read and change its files; give each tenant a directory of its own, apart from the others", t.Name, t.DataDir, other, real[i]))
+			}
+		}
+		// A plugin file that does not exist is reported when it loads.
+		if r, err := realPath(t.Plugin); err == nil {
+			if other, ok := holder(dirs, filepath.Dir(r)); ok {
+				errs = append(errs, fmt.Errorf("tenant %s: plugin %q is inside tenant %q's data_dir (%s), whose plugin could replace it; keep plugin files out of every data_dir", t.Name, t.Plugin, other, r))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// realPath is the absolute path of p with its symbolic links followed.
+func realPath(p string) (string, error) {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
+}
+
 // LoadConfig reads and validates the tenants file at path.
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)

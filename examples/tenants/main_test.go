@@ -817,3 +817,50 @@ func TestTenants_newKeysRefusedAtIndexLimit(t *testing.T) {
 		t.Fatalf("update of a stored key at the limit: %v", err)
 	}
 }
+
+// Directories apart as written can still lead into one another through
+// symbolic links: Open checks the real paths, once the data directories
+// exist, as ParseConfig checks the written ones.
+func TestOpen_dataDirsApartThroughLinks(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	base := t.TempDir()
+	a := filepath.Join(base, "a")
+	if err := os.Mkdir(a, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "link")
+	if err := os.Symlink(a, link); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(null)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a, "p.wasm"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  []TenantConfig
+		want string
+	}{
+		{"data_dir", []TenantConfig{{Name: "a", Plugin: null, DataDir: a}, {Name: "b", Plugin: null, DataDir: filepath.Join(link, "b")}},
+			`data_dir "` + filepath.Join(link, "b") + `" is inside tenant "a"'s`},
+		{"data_dir holding another's", []TenantConfig{{Name: "b", Plugin: null, DataDir: filepath.Join(link, "c")}, {Name: "a", Plugin: null, DataDir: a}},
+			`data_dir "` + filepath.Join(link, "c") + `" is inside tenant "a"'s`},
+		{"plugin", []TenantConfig{{Name: "a", Plugin: null, DataDir: a}, {Name: "b", Plugin: filepath.Join(link, "p.wasm")}},
+			`plugin "` + filepath.Join(link, "p.wasm") + `" is inside tenant "a"'s data_dir`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &Config{Tenants: tc.cfg}
+			ts, err := Open(context.Background(), cfg, Shared{CacheDir: cacheDir, Logger: hclog.NewNullLogger()})
+			if err == nil {
+				ts.Close()
+				t.Fatalf("Open succeeded, want it refused: %s", tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -79,6 +79,9 @@ func Open(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
 	if maxConns == 0 {
 		maxConns = protocol.DefaultMaxConnections
 	}
+	if err := checkRealPaths(cfg); err != nil {
+		return nil, err
+	}
 	ts := &Tenants{
 		mux:     http.NewServeMux(),
 		conns:   protocol.NewConnectionLimit(maxConns, "max_connections in the tenants file"),
