@@ -18,9 +18,18 @@
 // tenants together; GET /metrics serves every tenant's protocol, commit
 // and plugin metrics, labelled tenant="<name>", without a token.
 //
-// On SIGINT or SIGTERM it stops accepting requests, lets those in flight
-// finish (at most 10 s), then closes every tenant: its protocol server
-// (acknowledging writes in flight), its record store and its plugin.
+// It listens at once and opens the tenants in the background, a few at a
+// time, serving each as soon as it is open (see Start): until then the
+// tenant's paths answer 503 with Retry-After, saying that it is starting
+// and, if its open failed, why. A tenant whose open fails is logged and
+// opened again, after a wait doubling from 1 s to 1 min; every 10 s the
+// log names the tenants not serving yet. Mistakes in the tenants file (a
+// missing plugin file included) stop the start as before.
+//
+// On SIGINT or SIGTERM it stops the opens in progress, stops accepting
+// requests, lets those in flight finish (at most 10 s), then closes every
+// tenant: its protocol server (acknowledging writes in flight), its record
+// store and its plugin.
 package main
 
 import (
@@ -75,7 +84,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	log := hclog.New(&hclog.LoggerOptions{Output: stderr})
-	ts, err := Open(ctx, cfg, Shared{CacheDir: *cacheDir, Auth: auth, Logger: log})
+	// The tenants open in the background, each served once open, so that
+	// one slow to open or failing does not keep the others unserved.
+	ts, err := Start(ctx, cfg, Shared{CacheDir: *cacheDir, Auth: auth, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -95,9 +106,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	select {
 	case err = <-served: // the listener failed
 	case <-ctx.Done():
-		// Shutdown stops accepting and waits for POST /sync requests;
-		// WebSockets left the HTTP server at the upgrade and are closed
-		// by their tenant's protocol server in ts.Close.
+		// ctx has stopped the opens in progress (Start). Shutdown
+		// stops accepting and waits for POST /sync requests; WebSockets
+		// left the HTTP server at the upgrade and are closed by their
+		// tenant's protocol server in ts.Close.
 		dctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if srv.Shutdown(dctx) != nil {

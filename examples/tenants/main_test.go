@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -369,10 +370,12 @@ func TestAuthAndAddr(t *testing.T) {
 
 // TestRun_cacheDirFromEnv: without -cache-dir the program uses the
 // server's TOPGUN_PLUGIN_CACHE_DIR (here a directory others may write to,
-// which the host refuses).
+// which the host refuses, so the tenant's open fails and is logged).
 func TestRun_cacheDirFromEnv(t *testing.T) {
-	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // where the default would go
+	// Built first: hosttest keeps the plugins it builds in the user cache
+	// directory, for the other tests too.
 	null := hosttest.BuildPlugin(t, "../plugins/null")
+	t.Setenv("XDG_CACHE_HOME", t.TempDir()) // where the default would go
 	cfgPath := filepath.Join(t.TempDir(), "tenants.json")
 	if err := os.WriteFile(cfgPath, []byte(`{"tenants": [{"name": "a", "plugin": "`+null+`"}]}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -385,14 +388,42 @@ func TestRun_cacheDirFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := map[string]string{"JWT_SECRET": secret, "TOPGUN_PLUGIN_CACHE_DIR": open}
-	// Cancelled: run returns once it has opened the tenants, if it can.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	var stderr bytes.Buffer
-	err := run(ctx, []string{"-config", cfgPath, "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, &stderr)
-	if err == nil || !strings.Contains(err.Error(), "compilation cache "+open) {
-		t.Fatalf("run with TOPGUN_PLUGIN_CACHE_DIR=%s (mode 0777): %v, want the host to refuse that cache", open, err)
+	// run stops once the log has the refusal (or after a minute).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	want := "compilation cache " + open
+	stderr := &watchWriter{want: want, found: cancel}
+	if err := run(ctx, []string{"-config", cfgPath, "-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, stderr); err != nil {
+		t.Fatalf("run: %v", err)
 	}
+	if l := stderr.String(); !strings.Contains(l, "tenant.a: cannot open the tenant") || !strings.Contains(l, want) {
+		t.Fatalf("run with TOPGUN_PLUGIN_CACHE_DIR=%s (mode 0777) logged:\n%s\nwant the host to refuse that cache for tenant a", open, l)
+	}
+}
+
+// watchWriter keeps what is written to it and calls found once it holds
+// want.
+type watchWriter struct {
+	mu    sync.Mutex
+	b     strings.Builder
+	want  string
+	found func()
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.b.Write(p)
+	if strings.Contains(w.b.String(), w.want) {
+		w.found()
+	}
+	return n, err
+}
+
+func (w *watchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }
 
 // TestTenants_maxConnections: max_connections bounds the WebSocket

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -46,6 +47,9 @@ type Shared struct {
 //	GET  /t/<name>/ready              200 while the tenant's storage is healthy
 //	GET  /health                      200 while the process runs
 //	GET  /metrics                     Prometheus metrics, each tenant's labelled tenant="<name>"
+//
+// A tenant Start has not opened yet is answered 503 with Retry-After on
+// its paths, saying why (see Start).
 type Tenants struct {
 	mux *http.ServeMux
 	// conns is Config.MaxConnections, shared by every tenant's protocol
@@ -56,6 +60,16 @@ type Tenants struct {
 
 	mu      sync.RWMutex
 	tenants map[string]*tenant
+	// starting holds the tenants Start is still opening, each until it
+	// serves (moved to tenants) or is removed.
+	starting map[string]*starting
+	// closed is set by Close: an open ending after it is not served.
+	closed bool
+
+	// stop cancels Start's opens and retries; openers counts the
+	// goroutines running them, which Close waits for.
+	stop    context.CancelFunc
+	openers sync.WaitGroup
 }
 
 // tenant is one tenant's stack: plugin, record store, protocol server.
@@ -69,9 +83,28 @@ type tenant struct {
 	requests sync.WaitGroup
 }
 
-// Open opens every tenant of cfg. If one fails, those already open are
-// closed and the error names the tenant.
+// Open opens every tenant of cfg, one after another, and returns once all
+// serve. If one fails, those already open are closed and the error names
+// the tenant. Start is the form for a server: it serves each tenant as
+// soon as it is open and keeps retrying those that fail.
 func Open(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
+	if err := checkRealPaths(cfg); err != nil {
+		return nil, err
+	}
+	ts, sh := newTenants(cfg, sh)
+	for _, tc := range cfg.Tenants {
+		t, err := ts.openTenant(ctx, tc, sh)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("tenant %s: %w", tc.Name, err), ts.Close())
+		}
+		ts.tenants[tc.Name] = t
+		ts.logServing(tc, sh, t)
+	}
+	return ts, nil
+}
+
+// newTenants makes the handler of cfg's tenants, serving none yet.
+func newTenants(cfg *Config, sh Shared) (*Tenants, Shared) {
 	if sh.Logger == nil {
 		sh.Logger = hclog.NewNullLogger()
 	}
@@ -79,33 +112,24 @@ func Open(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
 	if maxConns == 0 {
 		maxConns = protocol.DefaultMaxConnections
 	}
-	if err := checkRealPaths(cfg); err != nil {
-		return nil, err
-	}
 	ts := &Tenants{
-		mux:     http.NewServeMux(),
-		conns:   protocol.NewConnectionLimit(maxConns, "max_connections in the tenants file"),
-		commits: metrics.NewCommits([]string{"tenant"}),
-		tenants: map[string]*tenant{},
-	}
-	for _, tc := range cfg.Tenants {
-		t, err := openTenant(ctx, tc, sh, ts.conns, ts.commits.Observer(tc.Name))
-		if err != nil {
-			return nil, errors.Join(fmt.Errorf("tenant %s: %w", tc.Name, err), ts.Close())
-		}
-		ts.tenants[tc.Name] = t
-		sh.Logger.Named("tenant."+tc.Name).Info("serving", "path", "/t/"+tc.Name+"/", "plugin", t.backend.Describe().Name, "data_dir", tc.DataDir)
+		mux:      http.NewServeMux(),
+		conns:    protocol.NewConnectionLimit(maxConns, "max_connections in the tenants file"),
+		commits:  metrics.NewCommits([]string{"tenant"}),
+		tenants:  map[string]*tenant{},
+		starting: map[string]*starting{},
+		stop:     func() {},
 	}
 	// The protocol's handlers do not look at the path, so they can be
 	// mounted under a prefix as they are, without http.StripPrefix.
-	ws := ts.route(func(t *tenant, w http.ResponseWriter, r *http.Request) { t.proto.ServeWS(w, r) })
+	ws := ts.route(func(t *tenant, w http.ResponseWriter, r *http.Request) { t.proto.ServeWS(w, r) }, false)
 	ts.mux.HandleFunc("GET /t/{tenant}", ws)
 	ts.mux.HandleFunc("GET /t/{tenant}/{$}", ws)
 	ts.mux.HandleFunc("GET /t/{tenant}/ws", ws)
-	httpSync := ts.route(func(t *tenant, w http.ResponseWriter, r *http.Request) { t.proto.ServeHTTPSync(w, r) })
+	httpSync := ts.route(func(t *tenant, w http.ResponseWriter, r *http.Request) { t.proto.ServeHTTPSync(w, r) }, false)
 	ts.mux.HandleFunc("POST /t/{tenant}/sync", httpSync)
 	ts.mux.HandleFunc("OPTIONS /t/{tenant}/sync", httpSync)
-	ts.mux.HandleFunc("GET /t/{tenant}/ready", ts.route((*tenant).ready))
+	ts.mux.HandleFunc("GET /t/{tenant}/ready", ts.route((*tenant).ready, true))
 	ts.mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -117,7 +141,11 @@ func Open(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
 	reg.MustRegister(metrics.NewCollector([]string{"tenant"}, ts.samples, &metrics.Options{SettingName: settingName}),
 		ts.commits, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ts.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return ts, nil
+	return ts, sh
+}
+
+func (ts *Tenants) logServing(tc TenantConfig, sh Shared, t *tenant) {
+	sh.Logger.Named("tenant."+tc.Name).Info("serving", "path", "/t/"+tc.Name+"/", "plugin", t.backend.Describe().Name, "data_dir", tc.DataDir)
 }
 
 // samples reads the counters of every tenant being served.
@@ -137,7 +165,11 @@ func (ts *Tenants) samples() []metrics.Sample {
 	return out
 }
 
-func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol.ConnectionLimit, onCommit func(int, time.Duration, error)) (_ *tenant, err error) {
+// openTenant opens one tenant's plugin, record store and protocol server.
+// On failure it closes what it opened and removes the tenant's commit
+// series, so that a tenant not served has none.
+func (ts *Tenants) openTenant(ctx context.Context, tc TenantConfig, sh Shared) (_ *tenant, err error) {
+	conns := ts.conns
 	log := sh.Logger.Named("tenant." + tc.Name)
 	if tc.DataDir != "" {
 		if err := os.MkdirAll(tc.DataDir, 0o700); err != nil {
@@ -148,6 +180,7 @@ func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, t.close())
+			ts.commits.Delete(tc.Name)
 		}
 	}()
 	// Each Load gets its own wazero runtime, memory limit, call deadline,
@@ -175,7 +208,7 @@ func openTenant(ctx context.Context, tc TenantConfig, sh Shared, conns *protocol
 		CacheBytes:    cacheBytesPerTenant,
 		MaxIndexBytes: tc.maxIndexBytes(),
 		Logger:        log.Named("store"),
-		OnCommit:      onCommit,
+		OnCommit:      ts.commits.Observer(tc.Name),
 		SettingName:   settingName,
 	})
 	if err != nil {
@@ -219,19 +252,35 @@ func (t *tenant) close() error {
 	return errors.Join(errs...)
 }
 
-// route hands a request to the tenant its path names, or answers 404.
-func (ts *Tenants) route(serve func(*tenant, http.ResponseWriter, *http.Request)) http.HandlerFunc {
+// route hands a request to the tenant its path names, answers 503 for a
+// tenant still starting (in JSON for /ready), or 404.
+func (ts *Tenants) route(serve func(*tenant, http.ResponseWriter, *http.Request), asJSON bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("tenant")
 		ts.mu.RLock()
-		t := ts.tenants[r.PathValue("tenant")]
+		t := ts.tenants[name]
 		if t != nil {
 			// Under the lock: once Remove has taken the tenant out of the
 			// map, no request can start on it, and its Wait is safe.
 			t.requests.Add(1)
 		}
+		var why string
+		var retry time.Duration
+		if st := ts.starting[name]; t == nil && st != nil {
+			why, retry = st.status(name, time.Now())
+		}
 		ts.mu.RUnlock()
 		if t == nil {
-			http.Error(w, "no such tenant", http.StatusNotFound)
+			if why == "" {
+				http.Error(w, "no such tenant", http.StatusNotFound)
+				return
+			}
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(time.Second, retry.Round(time.Second))/time.Second)))
+			if asJSON {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "error": why})
+			} else {
+				http.Error(w, why, http.StatusServiceUnavailable)
+			}
 			return
 		}
 		defer t.requests.Done()
@@ -257,12 +306,22 @@ func (t *tenant) ready(w http.ResponseWriter, r *http.Request) {
 func (ts *Tenants) ServeHTTP(w http.ResponseWriter, r *http.Request) { ts.mux.ServeHTTP(w, r) }
 
 // Remove stops serving one tenant and closes it (see tenant.close); the
-// others keep serving. Its path then answers 404.
+// others keep serving. Its path then answers 404. A tenant Start is still
+// opening stops opening: Remove waits for the open in progress, if any,
+// to end (at the plugin's next call, or its call's deadline) and closes
+// what it opened.
 func (ts *Tenants) Remove(name string) error {
 	ts.mu.Lock()
 	t := ts.tenants[name]
 	delete(ts.tenants, name)
+	st := ts.starting[name]
+	delete(ts.starting, name)
 	ts.mu.Unlock()
+	if st != nil {
+		st.cancel()
+		<-st.done
+		return nil
+	}
 	if t == nil {
 		return fmt.Errorf("no tenant %q", name)
 	}
@@ -274,9 +333,18 @@ func (ts *Tenants) Remove(name string) error {
 	return nil
 }
 
-// Close removes every tenant, all at once: closing one waits for its
-// clients' acknowledgements (up to protocol.DefaultShutdownTimeout).
+// Close stops the opens and retries Start has in progress, waits for them
+// (each closes what it opened), then removes every tenant, all at once:
+// closing one waits for its clients' acknowledgements (up to
+// protocol.DefaultShutdownTimeout).
 func (ts *Tenants) Close() error {
+	ts.mu.Lock()
+	ts.closed = true
+	ts.starting = map[string]*starting{}
+	ts.mu.Unlock()
+	ts.stop()
+	ts.openers.Wait()
+
 	ts.mu.RLock()
 	var names []string
 	for n := range ts.tenants {
