@@ -272,7 +272,8 @@ func NewConnectionLimit(n int, setting string) *ConnectionLimit {
 // reconnecting after a network change while its half-open connection
 // still holds a slot could otherwise not get in before the idle timeout
 // freed it; clients without such a connection cannot pass the limit by
-// more than this, each for about AuthTimeout.
+// more than this, each for up to AuthTimeout and the close
+// handshake after it (up to 5 s).
 func takeoverReserve(n int64) int64 { return min(max(n/100, 1), 100) }
 
 // Max returns the limit.
