@@ -891,9 +891,10 @@ type txn struct {
 	// (see orIndex).
 	orTags map[cacheKey]*orTagIndex
 	// newBytes is what the keys this txn adds to the index take, and
-	// newMaps the maps new to it they are in (see admitKey).
+	// newParts the parts of the index new to it they install (see
+	// admitKey).
 	newBytes int64
-	newMaps  map[string]struct{}
+	newParts map[newPart]struct{}
 }
 
 // orTagIndex holds the tags of one OR-Map state as sets, so that an OR op
@@ -1385,7 +1386,7 @@ func (t *txn) applyLWW(i int, op *Op, ts record.Timestamp, origin uint64) Result
 			return Result{} // older or the same write: LWW keeps the current one
 		}
 	}
-	if res, ok := t.admitKey(i, cur); !ok {
+	if res, ok := t.admitKey(i, cur, false, ts.NodeID, op.TTLMs > 0 && op.Kind == OpPut && !op.Value.IsNull()); !ok {
 		return res
 	}
 	v := op.Value
@@ -1451,7 +1452,7 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 	if x.live[tag] > 0 {
 		return Result{} // a re-sent add
 	}
-	if res, ok := t.admitKey(i, cur); !ok {
+	if res, ok := t.admitKey(i, cur, true, "", op.TTLMs > 0); !ok {
 		return res
 	}
 	e := record.ORMapEntry{Value: op.Value, Tag: tag, Timestamp: ts, TTLMs: op.TTLMs}
@@ -1573,7 +1574,7 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	if err := tooLarge(cur, delta); err != nil {
 		return reject(i, "%v", err)
 	}
-	if res, ok := t.admitKey(i, cur); !ok {
+	if res, ok := t.admitKey(i, cur, true, "", false); !ok {
 		return res
 	}
 	st := cur

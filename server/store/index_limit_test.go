@@ -352,3 +352,141 @@ func TestIndexBytes_followsWrites(t *testing.T) {
 	}
 	checkIndexBytes(t, f)
 }
+
+// Writes admitted at MaxIndexBytes must not take the index past what Open
+// accepts (MaxIndexBytes plus rebuildSlack), or a server stopped then does
+// not start again. A new key of a new map (or of a map's other, empty,
+// trie) installs the trie's upper levels and a leaf, and a key in a new
+// leaf, stamped by a new node id, expiring, installs them too: admitted by
+// the key alone, a commit of such keys took the index several times past
+// the bound.
+func TestStore_reopensAfterWritesAtIndexLimit(t *testing.T) {
+	node := func(i int) string {
+		n := fmt.Sprintf("n%06d", i)
+		return n + strings.Repeat("y", 256-len(n))
+	}
+	for _, tc := range []struct {
+		name  string
+		limit int64
+		ops   func(f *fixture) []Op
+	}{
+		{"new-maps", 4 << 20, func(f *fixture) []Op {
+			ops := make([]Op, 0, 4096)
+			for i := range cap(ops) {
+				op := put(fmt.Sprintf("m%05d", i), "k", "v", ts(t0, 0, node(i)))
+				op.TTLMs = 3600_000
+				ops = append(ops, op)
+			}
+			return ops
+		}},
+		{"new-or-tries", 32 << 20, func(f *fixture) []Op {
+			// Maps holding LWW keys, filling most of the index.
+			var pre []Op
+			for i := range 9000 {
+				pre = append(pre, put(fmt.Sprintf("m%05d", i), "k", "v", ts(t0, 0, "c")))
+			}
+			for _, r := range f.apply(pre...) {
+				if r.Err != nil {
+					t.Fatal(r.Err)
+				}
+			}
+			ops := make([]Op, 0, 9000)
+			for i := range cap(ops) {
+				ops = append(ops, Op{Map: fmt.Sprintf("m%05d", i), Key: "o", Kind: OpORAdd, Value: record.StringValue("a"),
+					Timestamp: ts(t0, 1, "c"), Tag: "t", TTLMs: 3600_000})
+			}
+			return ops
+		}},
+		{"new-leaves-and-nodes", 4 << 20, func(f *fixture) []Op {
+			const maps = 8
+			var pre []Op
+			for m := range maps {
+				pre = append(pre, put(fmt.Sprintf("m%d", m), "k", "v", ts(t0, 0, "c")))
+			}
+			f.apply(pre...)
+			ops := make([]Op, 0, 20_000)
+			used := map[string]bool{}
+			for i := 0; len(ops) < cap(ops); i++ {
+				k := strconv.Itoa(i)
+				m := fmt.Sprintf("m%d", len(ops)%maps)
+				if l := fmt.Sprintf("%s/%d", m, leafOf(k)); !used[l] {
+					used[l] = true
+					op := put(m, k, "v", ts(t0, 0, node(len(ops))))
+					op.TTLMs = 3600_000
+					ops = append(ops, op)
+				}
+			}
+			return ops
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			limit := tc.limit
+			f := newFixture(t, null.Open(), func(o *Options) { o.MaxIndexBytes = limit })
+			ops := tc.ops(f)
+			stored := 0
+			for _, r := range f.apply(ops...) {
+				if r.Err == nil {
+					stored++
+				}
+			}
+			t.Logf("%d of %d new keys stored: index %d bytes at a limit of %d (Open accepts %d)",
+				stored, len(ops), f.s.IndexBytes(), limit, limit+rebuildSlack(limit))
+			f.s.Close()
+			s, err := Open(context.Background(), f.be, &f.opts)
+			if err != nil {
+				t.Fatalf("a store stopped after writes admitted at its index limit does not open again: %v", err)
+			}
+			f.s = s
+		})
+	}
+}
+
+// At MaxIndexBytes, a write to a stored key that would add a node id new
+// to the index is refused, as a new key is: updates of every key of a
+// full index, each by a new 256-byte node id, took it to about 4 times
+// its bound, past what Open accepts, and the store did not open again.
+// Writes by node ids the index holds still pass.
+func TestStore_updatesByNewNodesAtIndexLimit(t *testing.T) {
+	const limit = 4 << 20
+	f := newFixture(t, null.Open(), func(o *Options) { o.MaxIndexBytes = limit })
+	var ops []Op
+	for i := range 60_000 {
+		ops = append(ops, put("m", strconv.Itoa(i), "v", ts(t0, 0, "c")))
+	}
+	stored := 0
+	for _, r := range f.apply(ops...) {
+		if r.Err == nil {
+			stored++
+		}
+	}
+	ops = ops[:0]
+	for i := range stored {
+		n := fmt.Sprintf("n%06d", i)
+		ops = append(ops, put("m", strconv.Itoa(i), "w", ts(t0+1, 0, n+strings.Repeat("y", 256-len(n)))))
+	}
+	updated, refused := 0, 0
+	for _, r := range f.apply(ops...) {
+		switch {
+		case errors.Is(r.Err, abi.ErrResourceExhausted):
+			refused++
+		case r.Err == nil && r.Changed:
+			updated++
+		default:
+			t.Fatalf("update: %+v", r)
+		}
+	}
+	t.Logf("%d keys stored, %d updated by new node ids, %d refused: index %d bytes at a limit of %d",
+		stored, updated, refused, f.s.IndexBytes(), limit)
+	if refused == 0 || f.s.IndexBytes() > limit {
+		t.Fatalf("index of %d bytes at a limit of %d after updates by new node ids (%d refused)", f.s.IndexBytes(), limit, refused)
+	}
+	// The node id of the first key's writer is held: its writes pass.
+	if r := f.apply(put("m", strconv.Itoa(stored-1), "x", ts(t0+2, 0, "c")))[0]; r.Err != nil || !r.Changed {
+		t.Fatalf("update by a node id the index holds: %+v", r)
+	}
+	if r := f.apply(Op{Map: "m", Key: strconv.Itoa(stored - 2), Kind: OpRemove, Timestamp: ts(t0+2, 0, "c")})[0]; r.Err != nil || !r.Changed {
+		t.Fatalf("remove by a node id the index holds: %+v", r)
+	}
+	f.s.Close()
+	f.open()
+}

@@ -53,11 +53,12 @@ func (s *Store) IndexBytes() int64 { return s.indexBytes.Load() }
 // settingName names the setting env in the store's errors.
 func (s *Store) settingName(env string) string { return setting.Name(s.opts.SettingName, env) }
 
-// rebuildSlack is how far past max Open indexes before refusing: writes
-// are admitted by their keys alone, and their leaves and node ids, counted
-// once installed, can take a server stopped at its limit past it (by
-// about a group commit's, at most a few MiB). Without the slack such a
-// server would not start again.
+// rebuildSlack is how far past max Open indexes before refusing. Writes
+// admitted at the limit keep the index within it, but a few things grow
+// it without a write's admission: an expiry set on a stored key, the
+// re-reads of records a failed commit left unknown, other servers'
+// changes on shared storage. Without the slack a server stopped at its
+// limit could fail to start again.
 func rebuildSlack(max int64) int64 { return max/8 + 8<<20 }
 
 // indexFull is Open's error when the index of the records storage holds
@@ -69,25 +70,64 @@ func (s *Store) indexFull(records int) error {
 		s.opts.MaxIndexBytes, s.settingName("TOPGUN_MAX_INDEX_MB"), records, s.indexBytes.Load(), s.settingName("TOPGUN_MAX_INDEX_MB"))
 }
 
-// admitKey refuses op i, about to add key to the index (cur, its state,
-// is absent), when the index with the keys the commits in flight add
-// would pass Options.MaxIndexBytes. It runs on the committer. The keys in
-// flight are counted by what the key alone takes (and a map new to the
-// index); their leaves and node ids count once installed, so the index
-// can pass the bound by those of the commits in flight.
-func (t *txn) admitKey(i int, cur *state) (Result, bool) {
+// admitKey refuses op i on cur's key when what it would add to the index,
+// with what the commits in flight add, would take the index past
+// Options.MaxIndexBytes. It runs on the committer. A write adds the key
+// when cur is absent (with its expiry), its map, its trie's upper levels
+// and leaf when new, and (LWW, node not "") its node id when new: so a
+// write to a stored key adds nothing unless stamped by a node id the index
+// does not hold, or it changes the key's kind. Each part is counted once
+// per commit (newParts); a part counted by two commits in flight counts
+// twice until the first is installed, so the index stays within the
+// bound.
+func (t *txn) admitKey(i int, cur *state, or bool, node string, expiring bool) (Result, bool) {
 	s := t.s
-	if s.opts.MaxIndexBytes == 0 || cur.present {
+	if s.opts.MaxIndexBytes == 0 {
 		return Result{}, true
 	}
-	add := indexKeyBytes + int64(len(cur.key))
-	if _, ok := t.newMaps[cur.mapName]; !ok {
-		s.mu.RLock()
-		_, ok = s.maps[cur.mapName]
-		s.mu.RUnlock()
-		if !ok {
-			add += indexMapBytes + int64(len(cur.mapName))
+	var add int64
+	if !cur.present {
+		add = indexKeyBytes + int64(len(cur.key))
+		if expiring {
+			add += indexExpBytes
 		}
+	}
+	var parts [4]newPart
+	n := 0
+	need := func(p newPart, bytes int64) {
+		if _, ok := t.newParts[p]; !ok {
+			parts[n] = p
+			n++
+			add += bytes
+		}
+	}
+	leaf := leafOf(cur.key)
+	s.mu.RLock()
+	ms := s.maps[cur.mapName]
+	hasUpper, hasLeaf := false, false
+	if ms != nil {
+		if or {
+			hasUpper, hasLeaf = ms.or.up != nil, ms.or.leaves[leaf] != nil
+		} else {
+			hasUpper, hasLeaf = ms.lww.up != nil, ms.lww.leaves[leaf] != nil
+		}
+	} else {
+		need(newPart{name: cur.mapName, what: partMap}, indexMapBytes+int64(len(cur.mapName)))
+	}
+	if !hasUpper {
+		need(newPart{name: cur.mapName, what: partTrie, or: or}, indexUpperBytes)
+	}
+	if !hasLeaf {
+		need(newPart{name: cur.mapName, what: partLeaf, or: or, leaf: leaf}, indexLeafBytes)
+	}
+	if node != "" {
+		if _, ok := s.nodeI[node]; !ok {
+			need(newPart{name: node, what: partNode}, indexNodeBytes+int64(len(node)))
+		}
+	}
+	s.mu.RUnlock()
+	if add == 0 {
+		return Result{}, true
 	}
 	held := s.indexBytes.Load() + t.newBytes
 	for _, o := range t.overlay {
@@ -96,17 +136,38 @@ func (t *txn) admitKey(i int, cur *state) (Result, bool) {
 		}
 	}
 	if held+add > s.opts.MaxIndexBytes {
-		msg := fmt.Sprintf("key %q of map %q is not stored: the server's in-memory index of keys is full (%d of %d bytes, %s); "+
-			"writes to stored keys still pass, new keys once keys are removed or the limit is raised",
+		what := "key %q of map %q is not stored: the server's in-memory index of keys is full"
+		if cur.present {
+			what = "the write to key %q of map %q is refused: it would add its writer's node id to the server's in-memory index of keys, which is full"
+		}
+		msg := fmt.Sprintf(what+" (%d of %d bytes, %s); "+
+			"writes that add nothing to it (to stored keys, by clients whose node id it holds) still pass, others once keys are removed or the limit is raised",
 			cur.key, cur.mapName, held, s.opts.MaxIndexBytes, s.settingName("TOPGUN_MAX_INDEX_MB"))
 		return Result{Err: &RejectError{Op: i, Reason: msg, Err: abi.Errorf(abi.CodeResourceExhausted, "store: %s", msg)}}, false
 	}
-	if add > indexKeyBytes+int64(len(cur.key)) {
-		if t.newMaps == nil {
-			t.newMaps = map[string]struct{}{}
-		}
-		t.newMaps[cur.mapName] = struct{}{}
+	if n > 0 && t.newParts == nil {
+		t.newParts = map[newPart]struct{}{}
+	}
+	for _, p := range parts[:n] {
+		t.newParts[p] = struct{}{}
 	}
 	t.newBytes += add
 	return Result{}, true
 }
+
+// newPart is a part of the index a txn's new keys add (see admitKey),
+// counted once per txn: a map, one of its tries' upper levels, a leaf of
+// one, or a node id (name).
+type newPart struct {
+	name string
+	what uint8
+	or   bool
+	leaf uint16
+}
+
+const (
+	partMap = iota
+	partTrie
+	partLeaf
+	partNode
+)
