@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -173,6 +174,27 @@ func (a *Auth) RSAKey() *rsa.PublicKey {
 type claims struct {
 	jwt.RegisteredClaims
 	Roles []string `json:"roles,omitempty"`
+}
+
+// claimNames are the claims Verify reads.
+var claimNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "roles"}
+
+// UnmarshalJSON reads the claims by their exact names, as TopGun does.
+// encoding/json matches names regardless of case, so a "Sub" or "ROLES"
+// claim after "sub" or "roles" (custom claims an identity provider may let
+// its users set) would otherwise choose the principal or its roles.
+func (c *claims) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	maps.DeleteFunc(m, func(k string, _ json.RawMessage) bool { return !slices.Contains(claimNames, k) })
+	exact, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	type plain claims // without this method
+	return json.Unmarshal(exact, (*plain)(c))
 }
 
 // Verify checks a token and returns its principal. Every error matches

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -430,4 +431,45 @@ func TestNewAuth_publicKeyNotTakenForSecret(t *testing.T) {
 			t.Fatalf("NewAuth(%q) = %v, %v; want an HS256 verifier", s, a, err)
 		}
 	}
+}
+
+// Claims are read by their exact names: a "Sub" or "ROLES" claim (a custom
+// claim an identity provider may let its users set) after the real one
+// must not choose the principal or its roles.
+func TestAuth_Verify_claimNamesExact(t *testing.T) {
+	t.Parallel()
+	a := mustAuth(t, testSecret)
+	exp := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	b64 := base64.RawURLEncoding
+	token := func(t *testing.T, claims string) string {
+		signing := b64.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + b64.EncodeToString([]byte(claims))
+		sig, err := jwt.SigningMethodHS256.Sign(signing, []byte(testSecret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signing + "." + b64.EncodeToString(sig)
+	}
+	for _, tc := range []struct {
+		name, claims string
+	}{
+		{"sub", `{"sub":"alice","exp":` + exp + `,"Sub":"bob"}`},
+		{"roles", `{"sub":"alice","roles":["reader"],"exp":` + exp + `,"ROLES":["admin"]}`},
+		{"foldedRune", `{"sub":"alice","exp":` + exp + `,"ſub":"bob"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := a.Verify(token(t, tc.claims))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.UserID != "alice" || slices.Contains(p.Roles, "admin") {
+				t.Fatalf("claims %s: principal %+v, want alice without admin", tc.claims, p)
+			}
+		})
+	}
+	t.Run("issuer", func(t *testing.T) {
+		claims := `{"sub":"alice","exp":` + exp + `,"iss":"other","ISS":"mine"}`
+		if p, err := a.WithClaims("mine", "").Verify(token(t, claims)); !errors.Is(err, ErrAuth) {
+			t.Fatalf("claims %s with issuer mine: %+v, %v; want ErrAuth", claims, p, err)
+		}
+	})
 }
