@@ -1,13 +1,13 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -179,16 +179,41 @@ type claims struct {
 // claimNames are the claims Verify reads.
 var claimNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "roles"}
 
-// UnmarshalJSON reads the claims by their exact names, as TopGun does.
-// encoding/json matches names regardless of case, so a "Sub" or "ROLES"
-// claim after "sub" or "roles" (custom claims an identity provider may let
-// its users set) would otherwise choose the principal or its roles.
+// UnmarshalJSON reads the claims by their exact names, as TopGun does, and
+// refuses a claim it reads given twice (TopGun's decoder does too).
+// encoding/json matches names regardless of case, the last match winning,
+// so a "Sub" or "ROLES" claim after "sub" or "roles" (custom claims an
+// identity provider may let its users set) would otherwise choose the
+// principal or its roles.
 func (c *claims) UnmarshalJSON(b []byte) error {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(b, &m); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if t, err := dec.Token(); err != nil {
+		return err
+	} else if t != json.Delim('{') {
+		return errors.New("the claims are not a JSON object")
+	}
+	m := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		name, _ := t.(string) // an object's keys are strings
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		if !slices.Contains(claimNames, name) {
+			continue
+		}
+		if _, dup := m[name]; dup {
+			return fmt.Errorf("claim %q given twice", name)
+		}
+		m[name] = v
+	}
+	if _, err := dec.Token(); err != nil {
 		return err
 	}
-	maps.DeleteFunc(m, func(k string, _ json.RawMessage) bool { return !slices.Contains(claimNames, k) })
 	exact, err := json.Marshal(m)
 	if err != nil {
 		return err

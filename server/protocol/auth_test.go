@@ -466,6 +466,12 @@ func TestAuth_Verify_claimNamesExact(t *testing.T) {
 			}
 		})
 	}
+	t.Run("twice", func(t *testing.T) {
+		claims := `{"sub":"alice","exp":` + exp + `,"sub":"bob"}`
+		if p, err := a.Verify(token(t, claims)); !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), `claim "sub" given twice`) {
+			t.Fatalf("claims %s: %+v, %v; want ErrAuth naming the claim given twice", claims, p, err)
+		}
+	})
 	t.Run("issuer", func(t *testing.T) {
 		claims := `{"sub":"alice","exp":` + exp + `,"iss":"other","ISS":"mine"}`
 		if p, err := a.WithClaims("mine", "").Verify(token(t, claims)); !errors.Is(err, ErrAuth) {
