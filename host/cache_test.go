@@ -200,6 +200,15 @@ func TestSharedCache_refusesADirectoryOthersCanWrite(t *testing.T) {
 	if _, err := Load(context.Background(), "testdata/wat/trap.wasm", o); err == nil || !strings.Contains(err.Error(), "TOPGUN_PLUGIN_CACHE_DIR") {
 		t.Fatalf("Load with a world-writable cache: %v", err)
 	}
+	// CheckCacheDir tells before any Load.
+	if err := CheckCacheDir(open); err == nil || !strings.Contains(err.Error(), "compilation cache "+open) {
+		t.Fatalf("CheckCacheDir of a world-writable directory: %v", err)
+	}
+	for _, ok := range []string{dir, "-"} {
+		if err := CheckCacheDir(ok); err != nil {
+			t.Fatalf("CheckCacheDir(%q): %v", ok, err)
+		}
+	}
 	if os.Getuid() != 0 {
 		t.Log("not root: the ownership check is not exercised")
 		return

@@ -1031,6 +1031,22 @@ var caches struct {
 	m map[string]*compileCache
 }
 
+// CheckCacheDir opens the compilation cache of dir as Load does ("" is
+// DefaultCacheDir(), "-" none), creating the directory, and returns the
+// error Load would fail with: the directory holds native code the server
+// runs, so it must belong to the server's user and be writable by no one
+// else. A program loading many plugins can so report a cache it cannot use
+// once, at start.
+func CheckCacheDir(dir string) error {
+	if dir == "" {
+		dir = DefaultCacheDir()
+	}
+	if _, err := sharedCache(dir); err != nil {
+		return fmt.Errorf("compilation cache %s: %w", dir, err)
+	}
+	return nil
+}
+
 // sharedCache returns the process-wide compilation cache of dir (nil for
 // "-"), creating the directory.
 func sharedCache(dir string) (*compileCache, error) {

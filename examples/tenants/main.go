@@ -24,7 +24,8 @@
 // and, if its open failed, why. A tenant whose open fails is logged and
 // opened again, after a wait doubling from 1 s to 1 min; every 10 s the
 // log names the tenants not serving yet. Mistakes in the tenants file (a
-// missing plugin file included) stop the start as before.
+// missing plugin file included) and a compilation cache the host refuses
+// stop the start.
 //
 // On SIGINT or SIGTERM it stops the opens in progress, stops accepting
 // requests, lets those in flight finish (at most 10 s), then closes every

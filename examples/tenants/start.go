@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/topgun-go/topgun/host"
 )
 
 const (
@@ -115,6 +117,11 @@ func Start(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
 	}
 	if err := checkRealPaths(cfg); err != nil {
 		return nil, err
+	}
+	// A cache no tenant can use is the operator's to fix, not a failure
+	// to retry per tenant.
+	if err := host.CheckCacheDir(sh.CacheDir); err != nil {
+		return nil, fmt.Errorf("%w; set %s to a private writable directory (or - to disable it)", err, settingName("TOPGUN_PLUGIN_CACHE_DIR"))
 	}
 	ts, sh := newTenants(cfg, sh)
 	ctx, ts.stop = context.WithCancel(ctx)
