@@ -268,7 +268,7 @@ func (s *Store) newTxn(inflight *[]*txn) *txn {
 		}
 	}
 	*inflight = live
-	t := &txn{s: s, pending: map[cacheKey]*state{}, overlay: append([]*txn(nil), live...)}
+	t := &txn{s: s, pending: map[cacheKey]*state{}, overlay: append([]*txn(nil), live...), freedAt: s.partsFreed.Load()}
 	if s.checked != nil {
 		t.base = map[cacheKey]abi.Expect{}
 	}
@@ -895,6 +895,8 @@ type txn struct {
 	// admitKey).
 	newBytes int64
 	newParts map[newPart]struct{}
+	// freedAt is Store.partsFreed as the txn started (see admitKey).
+	freedAt int64
 }
 
 // orTagIndex holds the tags of one OR-Map state as sets, so that an OR op
@@ -1386,7 +1388,7 @@ func (t *txn) applyLWW(i int, op *Op, ts record.Timestamp, origin uint64) Result
 			return Result{} // older or the same write: LWW keeps the current one
 		}
 	}
-	if res, ok := t.admitKey(i, cur, false, ts.NodeID, op.TTLMs > 0 && op.Kind == OpPut && !op.Value.IsNull()); !ok {
+	if res, ok := t.admitKey(i, cur, false, ts.NodeID, op.TTLMs > 0 && op.Kind == OpPut && !op.Value.IsNull(), 0); !ok {
 		return res
 	}
 	v := op.Value
@@ -1452,7 +1454,7 @@ func (t *txn) applyORAdd(i int, op *Op, ts record.Timestamp, origin uint64) Resu
 	if x.live[tag] > 0 {
 		return Result{} // a re-sent add
 	}
-	if res, ok := t.admitKey(i, cur, true, "", op.TTLMs > 0); !ok {
+	if res, ok := t.admitKey(i, cur, true, "", op.TTLMs > 0, 1); !ok {
 		return res
 	}
 	e := record.ORMapEntry{Value: op.Value, Tag: tag, Timestamp: ts, TTLMs: op.TTLMs}
@@ -1563,18 +1565,21 @@ func (t *txn) applyORRemove(i int, op *Op, origin uint64) Result {
 	// The exact change of the record's size (see grow).
 	delta := tombstonesDelta(&cur.rv.ORMap, added)
 	inPlace := t.owns(cur) // as in applyORAdd
+	// k counts the records removed.
+	k := 0
 	if removed != nil {
 		if inPlace {
 			t.orRemovals(cur) // deferred to seal (see orRemoved)
 		}
-		bytes, k := t.removedSize(cur, added, removed)
+		var bytes int
+		bytes, k = t.removedSize(cur, added, removed)
 		n := cur.orLive()
 		delta += arrayHeaderSize(n-k) - arrayHeaderSize(n) - bytes
 	}
 	if err := tooLarge(cur, delta); err != nil {
 		return reject(i, "%v", err)
 	}
-	if res, ok := t.admitKey(i, cur, true, "", false); !ok {
+	if res, ok := t.admitKey(i, cur, true, "", false, len(added)-k); !ok {
 		return res
 	}
 	st := cur

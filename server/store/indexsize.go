@@ -76,11 +76,14 @@ func (s *Store) indexFull(records int) error {
 // when cur is absent (with its expiry), its map, its trie's upper levels
 // and leaf when new, and (LWW, node not "") its node id when new: so a
 // write to a stored key adds nothing unless stamped by a node id the index
-// does not hold, or it changes the key's kind. Each part is counted once
+// does not hold, or it changes the key's kind. On shared storage an OR
+// write also adds tag fingerprints (the net change of the key's records
+// and tombstones; a new key's slice too). Each part is counted once
 // per commit (newParts); a part counted by two commits in flight counts
-// twice until the first is installed, so the index stays within the
-// bound.
-func (t *txn) admitKey(i int, cur *state, or bool, node string, expiring bool) (Result, bool) {
+// twice until the first is installed, and a part an install forgets
+// counts until the commits in flight then are installed (partsFreed), so
+// the index stays within the bound.
+func (t *txn) admitKey(i int, cur *state, or bool, node string, expiring bool, tags int) (Result, bool) {
 	s := t.s
 	if s.opts.MaxIndexBytes == 0 {
 		return Result{}, true
@@ -91,6 +94,12 @@ func (t *txn) admitKey(i int, cur *state, or bool, node string, expiring bool) (
 		if expiring {
 			add += indexExpBytes
 		}
+	}
+	if t.s.shared && or {
+		if !cur.present {
+			add += indexTagsBytes
+		}
+		add += 8 * int64(max(tags, 0))
 	}
 	var parts [4]newPart
 	n := 0
@@ -129,12 +138,19 @@ func (t *txn) admitKey(i int, cur *state, or bool, node string, expiring bool) (
 	if add == 0 {
 		return Result{}, true
 	}
-	held := s.indexBytes.Load() + t.newBytes
+	// A txn seen settled was installed before, so indexBytes, read after
+	// the flags, holds what it added. The parts freed since the oldest txn
+	// in flight (or this one) started count as held: a write admitted
+	// while one was indexed adds it again.
+	held, since := t.newBytes, t.freedAt
 	for _, o := range t.overlay {
 		if !o.settled.Load() {
 			held += o.newBytes
+			since = min(since, o.freedAt)
 		}
 	}
+	held += s.indexBytes.Load()
+	held += s.partsFreed.Load() - since
 	if held+add > s.opts.MaxIndexBytes {
 		what := "key %q of map %q is not stored: the server's in-memory index of keys is full"
 		if cur.present {

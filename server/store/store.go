@@ -213,6 +213,12 @@ type Store struct {
 	// indexBytes is the index's size (IndexBytes): written with mu held
 	// for writing (or by rebuild), read without it.
 	indexBytes atomic.Int64
+	// partsFreed counts, ever growing, the bytes of the index's parts
+	// (maps, tries' upper levels, leaves, node ids) that installs forgot:
+	// a write admitted while a part was indexed adds nothing for it, so
+	// until the commits in flight then are installed, the room its
+	// release made is not free (see admitKey).
+	partsFreed atomic.Int64
 
 	// repair holds the keys of failed commits whose stored state is not
 	// known (the batch may have been applied); guarded by mu, written only
@@ -471,6 +477,7 @@ func (s *Store) releaseNode(m lwwMeta) {
 	i := m.node &^ tombstoneBit
 	if s.nodeRefs[i]--; s.nodeRefs[i] == 0 {
 		s.indexBytes.Add(-indexNodeBytes - int64(len(s.nodes[i])))
+		s.partsFreed.Add(indexNodeBytes + int64(len(s.nodes[i])))
 		delete(s.nodeI, s.nodes[i])
 		s.nodes[i] = ""
 		s.nodeFree = append(s.nodeFree, i)
@@ -485,18 +492,23 @@ func (s *Store) lwwTimestamp(m lwwMeta) record.Timestamp {
 // is the rebuild before any reader exists). rv nil removes the key.
 func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 	ms := s.maps[mapName]
-	var before int64
+	var before, lwwParts, orParts int64
 	if ms != nil {
 		before = ms.bytes(mapName)
+		lwwParts, orParts = ms.lww.partBytes(), ms.or.partBytes()
 	} else if ms = s.mapState(mapName, rv != nil); ms == nil {
 		return
 	}
 	defer func() {
 		var after int64
+		freed := max(lwwParts-ms.lww.partBytes(), 0) + max(orParts-ms.or.partBytes(), 0)
 		if s.maps[mapName] == ms {
 			after = ms.bytes(mapName)
+		} else if before != 0 {
+			freed = lwwParts + orParts + indexMapBytes + int64(len(mapName))
 		}
 		s.indexBytes.Add(after - before)
+		s.partsFreed.Add(freed)
 	}()
 	oldL, hadL := ms.lww.get(key)
 	oldO, hadO := ms.or.get(key)

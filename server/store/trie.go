@@ -139,6 +139,15 @@ func (t *trie[M]) bytes() int64 {
 	return n
 }
 
+// partBytes is what its leaves and upper levels take of bytes.
+func (t *trie[M]) partBytes() int64 {
+	n := int64(len(t.leaves)) * indexLeafBytes
+	if t.up != nil {
+		n += indexUpperBytes
+	}
+	return n
+}
+
 // root is the hash of the level-0 node.
 func (t *trie[M]) root() uint32 {
 	if t.up == nil {
