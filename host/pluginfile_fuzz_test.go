@@ -21,12 +21,16 @@ func FuzzReadElided(f *testing.F) {
 	ctx := context.Background()
 	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
 	defer rt.Close(ctx)
-	types := []byte{1, 4, 1, 0x60, 0, 0}            // type section: one () -> ()
-	funcs := []byte{3, 2, 1, 0, 10, 4, 1, 2, 0, 11} // one function, its body
-	exports := []byte{7, 5, 1, 1, 'f', 0, 0}        // export "f"
-	mod := slices.Concat(types, funcs, exports)
+	// Sections in the order the runtime requires (the export section
+	// before the code section), so that the seeds compile.
+	types := []byte{1, 4, 1, 0x60, 0, 0}     // type section: one () -> ()
+	funcs := []byte{3, 2, 1, 0}              // one function
+	exports := []byte{7, 5, 1, 1, 'f', 0, 0} // export "f"
+	code := []byte{10, 4, 1, 2, 0, 11}       // its body
+	mod := slices.Concat(types, funcs, exports, code)
 	f.Add(true, []byte(nil), "big", mod, uint32(0))
-	f.Add(true, types, "big", slices.Concat(funcs, exports), uint32(0))
+	f.Add(true, types, "big", slices.Concat(funcs, exports, code), uint32(0))
+	f.Add(true, slices.Concat(types, funcs, exports), "big", code, uint32(0))
 	f.Add(true, mod, "name", []byte(nil), uint32(0))
 	f.Add(true, mod, "big", []byte(nil), uint32(5))
 	f.Add(false, mod, "", []byte(nil), uint32(0))
