@@ -176,9 +176,6 @@ type claims struct {
 	Roles []string `json:"roles,omitempty"`
 }
 
-// claimNames are the claims Verify reads.
-var claimNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "roles"}
-
 // UnmarshalJSON reads the claims by their exact names, as TopGun does, and
 // refuses a claim it reads given twice (TopGun's decoder does too).
 // encoding/json matches names regardless of case, the last match winning,
@@ -192,35 +189,54 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 	} else if t != json.Delim('{') {
 		return errors.New("the claims are not a JSON object")
 	}
-	m := map[string]json.RawMessage{}
+	var seen [8]bool
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
 			return err
 		}
 		name, _ := t.(string) // an object's keys are strings
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return err
-		}
-		if !slices.Contains(claimNames, name) {
+		var dst any
+		switch name {
+		case "iss":
+			dst = &c.Issuer
+		case "sub":
+			dst = &c.Subject
+		case "aud":
+			dst = &c.Audience
+		case "exp":
+			dst = &c.ExpiresAt
+		case "nbf":
+			dst = &c.NotBefore
+		case "iat":
+			dst = &c.IssuedAt
+		case "jti":
+			dst = &c.ID
+		case "roles":
+			dst = &c.Roles
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
 			continue
 		}
-		if _, dup := m[name]; dup {
+		k := slices.Index(claimNames, name)
+		if seen[k] {
 			return fmt.Errorf("claim %q given twice", name)
 		}
-		m[name] = v
+		seen[k] = true
+		if err := dec.Decode(dst); err != nil {
+			return fmt.Errorf("claim %q: %w", name, err)
+		}
 	}
-	if _, err := dec.Token(); err != nil {
-		return err
-	}
-	exact, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	type plain claims // without this method
-	return json.Unmarshal(exact, (*plain)(c))
+	_, err := dec.Token()
+	return err
 }
+
+// claimNames are the claims Verify reads, in the order of
+// UnmarshalJSON's seen.
+var claimNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "roles"}
 
 // Verify checks a token and returns its principal. Every error matches
 // ErrAuth; its text says what was wrong with the token, for logs (clients
