@@ -226,6 +226,21 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 			return fmt.Errorf("claim %q given twice", name)
 		}
 		seen[k] = true
+		if name == "exp" || name == "nbf" || name == "iat" {
+			// A NumericDate is a JSON number (RFC 7519); the library
+			// would take a string holding one too, which TopGun refuses.
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return err
+			}
+			if len(raw) > 0 && raw[0] == '"' {
+				return fmt.Errorf("claim %q is a string, not a number", name)
+			}
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return fmt.Errorf("claim %q: %w", name, err)
+			}
+			continue
+		}
 		if err := dec.Decode(dst); err != nil {
 			return fmt.Errorf("claim %q: %w", name, err)
 		}

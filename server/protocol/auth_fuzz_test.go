@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ func FuzzAuthVerify(f *testing.F) {
 		`{"sub":"alice","Sub":"bob","exp":` + jsonInt(exp) + `}`,
 		`{"sub":"","exp":` + jsonInt(exp) + `}`,
 		`{"sub":"a","exp":"soon"}`,
+		`{"sub":"a","exp":"` + jsonInt(exp) + `"}`,
 		`{"sub":"a","exp":` + jsonInt(exp) + `,"roles":[1]}`,
 	} {
 		f.Add([]byte(`{"alg":"HS256","typ":"JWT"}`), []byte(c), "")
@@ -67,7 +69,8 @@ func FuzzAuthVerify(f *testing.F) {
 		}
 		var sub string
 		var expNum json.Number
-		if json.Unmarshal(m["sub"], &sub) != nil || sub == "" || json.Unmarshal(m["exp"], &expNum) != nil {
+		if json.Unmarshal(m["sub"], &sub) != nil || sub == "" || json.Unmarshal(m["exp"], &expNum) != nil ||
+			bytes.HasPrefix(bytes.TrimSpace(m["exp"]), []byte(`"`)) {
 			t.Fatalf("accepted claims %q without a string sub and a number exp", claims)
 		}
 		if p.UserID != sub {

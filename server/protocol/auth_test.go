@@ -472,6 +472,12 @@ func TestAuth_Verify_claimNamesExact(t *testing.T) {
 			t.Fatalf("claims %s: %+v, %v; want ErrAuth naming the claim given twice", claims, p, err)
 		}
 	})
+	t.Run("stringDate", func(t *testing.T) {
+		claims := `{"sub":"alice","exp":"` + exp + `"}`
+		if p, err := a.Verify(token(t, claims)); !errors.Is(err, ErrAuth) {
+			t.Fatalf("claims %s: %+v, %v; want ErrAuth (exp must be a number)", claims, p, err)
+		}
+	})
 	t.Run("issuer", func(t *testing.T) {
 		claims := `{"sub":"alice","exp":` + exp + `,"iss":"other","ISS":"mine"}`
 		if p, err := a.WithClaims("mine", "").Verify(token(t, claims)); !errors.Is(err, ErrAuth) {
