@@ -304,7 +304,11 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 	if len(sops) > 0 {
 		s.opsApplied.Add(uint64(len(sops)))
 		if err != nil {
-			s.log.Warn("write failed", "ops", len(sops), "error", err)
+			if ctx.Err() == nil {
+				// A client that left is noted once, at the end; its
+				// write's wait cut short is no failure of storage.
+				s.log.Warn("write failed", "ops", len(sops), "error", err)
+			}
 			addErr(500, "the operations could not be stored ("+err.Error()+"); they were not acknowledged, re-send them", "")
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -833,5 +834,74 @@ func TestHTTPSync_filterInvalidUTF8MatchesNothing(t *testing.T) {
 	}
 	if !slices.Equal(got, []string{"bytes:0", "text:1"}) {
 		t.Fatalf("results %v, want [bytes:0 text:1] (errors %+v)", got, resp.Errors)
+	}
+}
+
+// lineLog keeps the log lines written to it, and sends each to t.Log.
+type lineLog struct {
+	t     testing.TB
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *lineLog) Write(p []byte) (int, error) {
+	line := strings.TrimRight(string(p), "\n")
+	l.mu.Lock()
+	l.lines = append(l.lines, line)
+	l.mu.Unlock()
+	l.t.Log(line)
+	return len(p), nil
+}
+
+func (l *lineLog) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// A POST /sync whose client leaves while its write waits for storage is
+// not a failure of storage: the server notes once that the request ended
+// early, and does not also warn that the write failed, as it does not for
+// a WebSocket whose connection ends while its write waits. Clients on a
+// poor network leave often, and each would add a warning that reads like
+// a storage fault.
+func TestHTTPSync_clientLeavingDuringWriteIsNoWriteFailure(t *testing.T) {
+	t.Parallel()
+	logs := &lineLog{t: t}
+	e := newEnv(t, envConfig{opts: Options{Logger: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})}})
+	release := e.be.holdCommits()
+	defer release()
+	body, err := wire.EncodeHTTPSyncRequest(&wire.HTTPSyncRequest{ClientID: "c1", ClientHLC: cts("c1"),
+		Operations: []wire.ClientOp{putOp("1", "m", "k", "v", cts("c1"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, err := http.NewRequestWithContext(ctx, "POST", e.http.URL+"/sync", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Content-Type", "application/x-msgpack")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.DefaultClient.Do(r); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	eventually(t, "the write to wait for storage", func() bool { return e.be.held.Load() > 0 })
+	cancel()
+	<-done
+	// Logged after the request's write returned.
+	eventually(t, "the server to note the request's early end", func() bool { return logs.count("POST /sync ended before its reads") == 1 })
+	if n := logs.count("write failed"); n != 0 {
+		t.Errorf("%d \"write failed\" warnings for a write whose client left, want 0", n)
 	}
 }
