@@ -183,75 +183,53 @@ type claims struct {
 // identity provider may let its users set) would otherwise choose the
 // principal or its roles.
 func (c *claims) UnmarshalJSON(b []byte) error {
+	// date: a NumericDate, which is a JSON number (RFC 7519); the library
+	// would take a string holding one too, which TopGun refuses.
+	type field struct {
+		name string
+		dst  any
+		date bool
+	}
+	fields := [...]field{
+		{"iss", &c.Issuer, false}, {"sub", &c.Subject, false}, {"aud", &c.Audience, false},
+		{"exp", &c.ExpiresAt, true}, {"nbf", &c.NotBefore, true}, {"iat", &c.IssuedAt, true},
+		{"jti", &c.ID, false}, {"roles", &c.Roles, false},
+	}
+	var seen [len(fields)]bool
 	dec := json.NewDecoder(bytes.NewReader(b))
 	if t, err := dec.Token(); err != nil {
 		return err
 	} else if t != json.Delim('{') {
 		return errors.New("the claims are not a JSON object")
 	}
-	var seen [8]bool
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
 			return err
 		}
 		name, _ := t.(string) // an object's keys are strings
-		var dst any
-		switch name {
-		case "iss":
-			dst = &c.Issuer
-		case "sub":
-			dst = &c.Subject
-		case "aud":
-			dst = &c.Audience
-		case "exp":
-			dst = &c.ExpiresAt
-		case "nbf":
-			dst = &c.NotBefore
-		case "iat":
-			dst = &c.IssuedAt
-		case "jti":
-			dst = &c.ID
-		case "roles":
-			dst = &c.Roles
-		default:
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return err
-			}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return err
+		}
+		k := slices.IndexFunc(fields[:], func(f field) bool { return f.name == name })
+		if k < 0 {
 			continue
 		}
-		k := slices.Index(claimNames, name)
 		if seen[k] {
 			return fmt.Errorf("claim %q given twice", name)
 		}
 		seen[k] = true
-		if name == "exp" || name == "nbf" || name == "iat" {
-			// A NumericDate is a JSON number (RFC 7519); the library
-			// would take a string holding one too, which TopGun refuses.
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				return err
-			}
-			if len(raw) > 0 && raw[0] == '"' {
-				return fmt.Errorf("claim %q is a string, not a number", name)
-			}
-			if err := json.Unmarshal(raw, dst); err != nil {
-				return fmt.Errorf("claim %q: %w", name, err)
-			}
-			continue
+		if fields[k].date && len(raw) > 0 && raw[0] == '"' {
+			return fmt.Errorf("claim %q is a string, not a number", name)
 		}
-		if err := dec.Decode(dst); err != nil {
+		if err := json.Unmarshal(raw, fields[k].dst); err != nil {
 			return fmt.Errorf("claim %q: %w", name, err)
 		}
 	}
 	_, err := dec.Token()
 	return err
 }
-
-// claimNames are the claims Verify reads, in the order of
-// UnmarshalJSON's seen.
-var claimNames = []string{"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "roles"}
 
 // Verify checks a token and returns its principal. Every error matches
 // ErrAuth; its text says what was wrong with the token, for logs (clients
