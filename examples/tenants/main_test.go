@@ -113,16 +113,8 @@ func read(t *testing.T, ctx context.Context, c *client.Client, mapName string) m
 
 func status(t *testing.T, method, url string) int {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
+	code, _, _ := get(t, method, url)
+	return code
 }
 
 // dirHolds reports whether any file under dir contains s.
