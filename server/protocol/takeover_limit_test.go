@@ -58,6 +58,17 @@ func slotsBack(t *testing.T, srv *Server, want int64) {
 	})
 }
 
+// limitOne is a server of MaxConnections 1, with authentication when
+// withAuth, and the user its clients' tokens name then ("" without).
+func limitOne(t *testing.T, withAuth bool) (*env, string) {
+	cfg := envConfig{opts: Options{MaxConnections: 1}}
+	if !withAuth {
+		return newEnv(t, cfg), ""
+	}
+	cfg.opts.Auth = mustAuth(t, testSecret)
+	return newEnv(t, cfg), "alice"
+}
+
 func authName(withAuth bool) string {
 	return map[bool]string{false: "no auth", true: "auth"}[withAuth]
 }
@@ -73,12 +84,7 @@ func TestDevice_takeoverAtConnectionLimit(t *testing.T) {
 	for _, withAuth := range []bool{false, true} {
 		t.Run(authName(withAuth), func(t *testing.T) {
 			t.Parallel()
-			cfg := envConfig{opts: Options{MaxConnections: 1}}
-			if withAuth {
-				cfg.opts.Auth = mustAuth(t, testSecret)
-			}
-			e := newEnv(t, cfg)
-			user := map[bool]string{true: "alice"}[withAuth]
+			e, user := limitOne(t, withAuth)
 
 			// The device gets its identity.
 			first := e.dial(t)
@@ -137,12 +143,7 @@ func TestServer_connectionOnTrialRefused(t *testing.T) {
 	for _, withAuth := range []bool{false, true} {
 		t.Run(authName(withAuth), func(t *testing.T) {
 			t.Parallel()
-			cfg := envConfig{opts: Options{MaxConnections: 1}}
-			if withAuth {
-				cfg.opts.Auth = mustAuth(t, testSecret)
-			}
-			e := newEnv(t, cfg)
-			user := map[bool]string{true: "alice"}[withAuth]
+			e, user := limitOne(t, withAuth)
 			holder := e.dial(t)
 			handshake(t, holder, withAuth, "alice", "")
 			_, holderToken := acked(t, holder, withAuth)
