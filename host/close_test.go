@@ -283,27 +283,53 @@ func TestCloseErrors_joinAfterKeepsTheLeadingCode(t *testing.T) {
 // when Close gives up can end, with an error of its own, after Close has
 // returned; that error is logged then rather than lost.
 func TestBackend_Close_logsACloseEndingLate(t *testing.T) {
+	// Close's wait starts with its drain, so on a loaded machine it can
+	// end before the drain has taken the idle instance, which is then
+	// discarded without the plugin's close; such a try is made again with
+	// a longer wait.
+	for wait := time.Millisecond; ; wait *= 4 {
+		if closeEndingLate(t, wait) {
+			return
+		}
+		if wait > 10*time.Second {
+			t.Fatalf("the drain never took the idle instance within Close's wait (last %s)", wait)
+		}
+	}
+}
+
+// closeEndingLate closes a backend whose plugin's close is held until
+// Close has given up with wait, and checks that close's error is logged.
+// It reports false when the wait ended before the plugin's close began.
+func closeEndingLate(t *testing.T, wait time.Duration) bool {
 	var logs testbin.LockedBuffer
 	o := testOptions(t)
 	o.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug})
 	o.CallTimeout = time.Minute
 	o.BreakerFailures = -1
-	o.Config = map[string]string{"close_spin": "300ms", "close_error": "flush failed"}
+	o.Config = map[string]string{"close_spin": "1ms", "close_error": "flush failed"}
 	b := mustLoad(t, buildTestPlugin(t, "stubborn"), o)
 	ctx := context.Background()
-	// Close gives up once the drain has taken the idle instance and
-	// started its close, which then runs on for 300ms.
-	b.pool.waitEnded = func() {
-		waitFor(t, "the plugin's close to start", func() bool { return len(b.pool.idle) == 0 })
+	started, hold := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(hold) })
+	defer release()
+	b.pool.closeStarted = func() {
+		close(started)
+		<-hold
 	}
 	var closed atomic.Bool
-	err := b.pool.close(ctx, time.Millisecond, func() { closed.Store(true); b.p.close(ctx) })
-	t.Logf("close: %v", err)
+	err := b.pool.close(ctx, wait, func() { closed.Store(true); b.p.close(ctx) })
+	t.Logf("close after %s: %v", wait, err)
+	if err != nil && strings.Contains(err.Error(), "1 instance(s) came back from a call after") {
+		return false // the plugin's close never began
+	}
 	if err == nil || !strings.Contains(err.Error(), "1 instance(s) still busy") || strings.Contains(err.Error(), "flush failed") {
 		t.Fatalf("close = %v, want the closing instance counted busy", err)
 	}
+	<-started
+	release()
 	waitFor(t, "the runtime to be closed", closed.Load)
 	if out := logs.String(); !strings.Contains(out, "ended after Close had returned") || !strings.Contains(out, "flush failed") {
 		t.Errorf("log = %q, want the late close's error", out)
 	}
+	return true
 }

@@ -46,6 +46,9 @@ type pool struct {
 	// startFailed, when set (by tests), runs once a fresh instance that
 	// failed to start has freed its slot.
 	startFailed func()
+	// closeStarted, when set (by tests), runs before close's drain calls
+	// the plugin's close of an instance, on that close's goroutine.
+	closeStarted func()
 
 	calls, failures, discarded atomic.Int64
 	// started counts the instances that started (ids are also used by
@@ -352,6 +355,9 @@ func (pl *pool) drain(ctx context.Context, giveUp <-chan struct{}, errs *closeEr
 			default:
 			}
 			go func() {
+				if pl.closeStarted != nil {
+					pl.closeStarted()
+				}
 				err := in.close(ctx)
 				pl.memBytes.Add(-in.memBytes)
 				in.memBytes = 0

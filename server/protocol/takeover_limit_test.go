@@ -93,20 +93,29 @@ func TestDevice_takeoverAtConnectionLimit(t *testing.T) {
 			first.ws.Close(websocket.StatusNormalClosure, "")
 			slotsBack(t, e.srv, 0)
 
-			// Its next connection holds the only slot, and then reads
-			// nothing more: half-open as far as the server can tell.
+			// Its next connection holds the only slot, sends a write, and
+			// then reads nothing more: half-open as far as the server can
+			// tell.
 			old := e.dialPaused(t)
 			if withAuth {
 				old.sendRaw(mustEncode(t, &wire.Auth{Token: userToken(t, "alice"), DeviceToken: token}))
 			} else {
 				old.sendRaw(mustEncode(t, &wire.DeviceHello{DeviceToken: token}))
 			}
-			key := deviceKey(user, id)
-			eventually(t, "the old connection bound to the device", func() bool {
-				e.srv.mu.RLock()
-				defer e.srv.mu.RUnlock()
-				return e.srv.devices[key] != nil
+			old.sendRaw(mustEncode(t, &wire.ClientOpMessage{ClientOp: putOp("1", "m", "k", "v", cts("c"))}))
+			// The write is handled after the handshake, whose answer is
+			// then queued (the device is bound just before it).
+			eventually(t, "the old connection's write applied", func() bool {
+				_, found, _ := e.st.Get(context.Background(), "m", "k")
+				return found
 			})
+			key := deviceKey(user, id)
+			e.srv.mu.RLock()
+			bound := e.srv.devices[key] != nil
+			e.srv.mu.RUnlock()
+			if !bound {
+				t.Fatal("the old connection is not bound to the device")
+			}
 
 			// The reconnection gets in over the limit and takes over.
 			recon := e.dial(t)
@@ -228,7 +237,9 @@ func TestServer_connectionOnTrialTimesOut(t *testing.T) {
 	for _, withAuth := range []bool{false, true} {
 		t.Run(authName(withAuth), func(t *testing.T) {
 			t.Parallel()
-			cfg := envConfig{opts: Options{MaxConnections: 1, AuthTimeout: 200 * time.Millisecond}}
+			// The holder must authenticate within it too: long enough
+			// for a client that does so at once on a loaded machine.
+			cfg := envConfig{opts: Options{MaxConnections: 1, AuthTimeout: 2 * time.Second}}
 			if withAuth {
 				cfg.opts.Auth = mustAuth(t, testSecret)
 			}
