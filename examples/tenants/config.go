@@ -147,13 +147,14 @@ func holder(dirs map[string]string, dir string) (string, bool) {
 	}
 }
 
-// checkRealPaths repeats ParseConfig's checks that no data_dir lies inside
-// another's and no plugin file inside one, on the real paths (symbolic
-// links followed): paths apart as written can lead into one another. It
-// creates the data directories, which need not exist before.
+// checkRealPaths repeats ParseConfig's checks that no data_dir is or lies
+// inside another's and no plugin file lies inside one, on the real paths
+// (symbolic links followed): paths apart as written can lead into one
+// another. It creates the data directories, which need not exist before.
 func checkRealPaths(cfg *Config) error {
 	dirs := map[string]string{}
 	real := make([]string, len(cfg.Tenants))
+	var errs []error
 	for i, t := range cfg.Tenants {
 		if t.DataDir == "" {
 			continue
@@ -165,9 +166,15 @@ func checkRealPaths(cfg *Config) error {
 		if err != nil {
 			return fmt.Errorf("tenant %s: data_dir %q: %w", t.Name, t.DataDir, err)
 		}
+		// One directory under two names: the host's lock would refuse the
+		// second open at every retry, and a plugin declaring shared would
+		// serve both tenants from it.
+		if other, ok := dirs[r]; ok {
+			errs = append(errs, fmt.Errorf("tenant %s: data_dir %q is also tenant %q's (%s); each tenant needs its own", t.Name, t.DataDir, other, r))
+			continue
+		}
 		real[i], dirs[r] = r, t.Name
 	}
-	var errs []error
 	for i, t := range cfg.Tenants {
 		if real[i] != "" {
 			if other, ok := holder(dirs, filepath.Dir(real[i])); ok {

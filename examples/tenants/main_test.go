@@ -843,6 +843,10 @@ func TestOpen_dataDirsApartThroughLinks(t *testing.T) {
 			`data_dir "` + filepath.Join(link, "c") + `" is inside tenant "a"'s`},
 		{"plugin", []TenantConfig{{Name: "a", Plugin: null, DataDir: a}, {Name: "b", Plugin: filepath.Join(link, "p.wasm")}},
 			`plugin "` + filepath.Join(link, "p.wasm") + `" is inside tenant "a"'s data_dir`},
+		// One directory under two names: a plugin declaring shared would
+		// otherwise serve both tenants from it.
+		{"same data_dir", []TenantConfig{{Name: "a", Plugin: null, DataDir: a}, {Name: "b", Plugin: null, DataDir: link}},
+			`data_dir "` + link + `" is also tenant "a"'s`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := &Config{Tenants: tc.cfg}
