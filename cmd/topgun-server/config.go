@@ -90,7 +90,7 @@ var settings = []setting{
 	{"TOPGUN_NODE_ID", "node-id", "", "node id in the server's timestamps; default: the host name plus a random suffix", setNodeID},
 	{"TOPGUN_MAX_DRIFT_MS", "max-drift-ms", "60000", "writes stamped further ahead of the server clock than this (ms) are rejected", setMaxDrift},
 	{"TOPGUN_CACHE_MB", "cache-mb", "64", "memory for cached record values, in MiB; 0 disables the cache", setCacheMB},
-	{"TOPGUN_MAX_INDEX_MB", "max-index-mb", "0", "memory the index of stored keys may take, in MiB (about 100 bytes plus the key per record): past it the server does not start, and writes of new keys are refused; 0: no limit", setMaxIndexMB},
+	{"TOPGUN_MAX_INDEX_MB", "max-index-mb", "0", "memory the index of stored keys may take, in MiB (about 80 bytes plus the key per record, plus some per map and Merkle leaf): past it the server does not start, and writes of new keys are refused; 0: no limit", setMaxIndexMB},
 	{"TOPGUN_TOMBSTONE_TTL", "tombstone-ttl", "168h", "how long deletes are remembered for offline clients (e.g. 168h); off keeps them forever", setTombstoneTTL},
 	{"TOPGUN_COMMIT_TIMEOUT", "commit-timeout", "30s", "longest a commit waits for the storage backend; its writes then fail unacknowledged (clients re-send them) and the server finds out later whether storage applied them", setCommitTimeout},
 	{"TOPGUN_PLUGIN_CACHE_DIR", "plugin-cache-dir", "", "directory of the wasm compilation cache, so a plugin is compiled once; default: topgun/wasm under the user cache directory (~/.cache); - disables it", pluginSetting("TOPGUN_PLUGIN_CACHE_DIR")},

@@ -84,6 +84,8 @@ func TestAuth_Verify(t *testing.T) {
 		{"no exp", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": "a"}), "", nil},
 		{"no sub", hs, hsToken(t, testSecret, jwt.MapClaims{"exp": exp}), "", nil},
 		{"numeric sub", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": 42, "exp": exp}), "", nil},
+		{"roles not an array", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": "a", "roles": "admin", "exp": exp}), "", nil},
+		{"not yet valid", hs, hsToken(t, testSecret, jwt.MapClaims{"sub": "a", "nbf": time.Now().Add(10 * time.Minute).Unix(), "exp": exp}), "", nil},
 		{"wrong secret", hs, hsToken(t, "other", jwt.MapClaims{"sub": "a", "exp": exp}), "", nil},
 		{"alg none", hs, noneToken, "", nil},
 		{"garbage", hs, "not.a.jwt", "", nil},

@@ -35,9 +35,9 @@
 // holds. It then takes that connection over (closed with 1008, see
 // device.go) and its slot. Any other (no token or another, a bad JWT,
 // or nothing in time) is closed without an answer with 1013 (try again
-// later; a bad JWT still gets AUTH_FAIL and 1008), unless a slot freed
-// meanwhile, and is counted in Stats.ClientsRefused, as its upgrade was
-// before. POST /sync carries no device identity and is never admitted
+// later; a bad JWT still gets AUTH_FAIL and 1008), unless a slot has
+// freed by the time its AUTH or DEVICE_HELLO arrives, and is counted in
+// Stats.ClientsRefused, as its upgrade was before. POST /sync carries no device identity and is never admitted
 // on trial. Each connection has a reader, a writer
 // draining an outbound queue bounded in bytes, and a write worker. Answers to
 // the client's requests wait for room in the queue, so the reader stops

@@ -70,10 +70,12 @@ type Options struct {
 	// default: no bound). The index holds every key storage holds, so
 	// without a bound a backend listing endless keys at Open, or clients
 	// writing endless new keys, grow it until the process runs out of
-	// memory. Past it Open fails, and a write that would add a key to the
-	// index (a put, remove or OR op on a key it does not hold) is rejected
-	// with abi.CodeResourceExhausted; writes to keys it holds, and the
-	// collection of their tombstones, still pass.
+	// memory. Past it (by more than an eighth and 8 MiB) Open fails, and
+	// a write that would add to the index is rejected with
+	// abi.CodeResourceExhausted: a put, remove or OR op on a key it does
+	// not hold, an LWW write stamped by a node id it does not hold, and, on
+	// shared storage, an OR op adding a tag (see admitKey). Other writes to
+	// keys it holds, and the collection of tombstones, still pass.
 	MaxIndexBytes int64
 	// SettingName names a setting in the store's errors (such as
 	// "TOPGUN_MAX_INDEX_MB"): a program that sets MaxIndexBytes another
