@@ -54,7 +54,7 @@ func deviceKey(principal, deviceID string) string {
 // the limit of setting: named as a 503's message names it, when the
 // reason fits in a close frame.
 func trialRefusal(setting string) string {
-	const rest = ": only a device taking over its open connection is served; retry later"
+	const rest = ": only a device taking over its connection is served; retry later"
 	if r := "too many connections (" + setting + ")" + rest; len(r) <= 123 {
 		return r
 	}

@@ -288,6 +288,10 @@ func TestServer_takeoverReserveBound(t *testing.T) {
 	if r := trialRefusal(strings.Repeat("x", 200)); len(r) > 123 || !strings.HasPrefix(r, "too many connections: ") {
 		t.Fatalf("close reason with a long setting name: %q", r)
 	}
+	// The tenants example's name for its shared limit fits.
+	if r := trialRefusal("max_connections in the tenants file"); !strings.Contains(r, "(max_connections in the tenants file)") {
+		t.Fatalf("close reason %q (%d bytes) does not name the tenants file's setting", r, len(r))
+	}
 	e := newEnv(t, envConfig{opts: Options{MaxConnections: 1}})
 	holder := e.dial(t)
 	holder.send(&wire.DeviceHello{})
@@ -341,7 +345,7 @@ func TestServer_takeoverAtSharedLimit(t *testing.T) {
 	}
 	// The identity is the first server's: unknown to the second.
 	a.send(&wire.DeviceHello{DeviceToken: token})
-	closedWith(t, a, websocket.StatusTryAgainLater, "too many connections (max_connections): only a device taking over its open connection is served; retry later")
+	closedWith(t, a, websocket.StatusTryAgainLater, "too many connections (max_connections): only a device taking over its connection is served; retry later")
 	eventually(t, "the shared reserve free", func() bool { return shared.reserved.Load() == 0 })
 
 	b := e1.dial(t)
