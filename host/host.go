@@ -777,22 +777,37 @@ func (p *plugin) lockDataRoot() error {
 // replace the code of every plugin the cache serves (another tenant's
 // among them), as a user who may write to the cache could (checkCacheDir).
 func (p *plugin) checkDataApartFromCache() error {
-	if p.opts.CacheDir == "-" {
+	if p.opts.CacheDir == "-" || !dirsOverlap(p.opts.DataDir, p.opts.CacheDir) {
 		return nil
 	}
-	data, err := resolvePath(p.opts.DataDir)
+	return fmt.Errorf("%s: data directory %s and compilation cache %s overlap (one holds the other), and the server runs the native code the cache holds: the plugin could replace the code other plugins run; give %s and %s directories apart",
+		p.prefix, p.opts.DataDir, p.opts.CacheDir, p.opts.setting("TOPGUN_PLUGIN_DATA_DIR"), p.opts.setting("TOPGUN_PLUGIN_CACHE_DIR"))
+}
+
+// DataDirApartFromCache reports whether a plugin given dataDir could not
+// write into the compilation cache cacheDir ("" is DefaultCacheDir(), "-"
+// none), as Load requires: neither may hold the other, symbolic links
+// followed. A directory that does not exist yet holds nothing. A program
+// loading many plugins can so refuse such a directory at start.
+func DataDirApartFromCache(dataDir, cacheDir string) bool {
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir()
+	}
+	return cacheDir == "-" || !dirsOverlap(dataDir, cacheDir)
+}
+
+// dirsOverlap reports whether the directories data and cache, both
+// existing, hold one another (links followed).
+func dirsOverlap(data, cache string) bool {
+	d, err := resolvePath(data)
 	if err != nil {
-		return nil // lockDataRoot reports it
+		return false // lockDataRoot reports it
 	}
-	cache, err := resolvePath(p.opts.CacheDir)
+	c, err := resolvePath(cache)
 	if err != nil {
-		return nil // the cache could not be opened either: nothing to replace
+		return false // the cache could not be opened either: nothing to replace
 	}
-	if pathWithin(cache, data) || pathWithin(data, cache) {
-		return fmt.Errorf("%s: data directory %s and compilation cache %s overlap (one holds the other), and the server runs the native code the cache holds: the plugin could replace the code other plugins run; give %s and %s directories apart",
-			p.prefix, p.opts.DataDir, p.opts.CacheDir, p.opts.setting("TOPGUN_PLUGIN_DATA_DIR"), p.opts.setting("TOPGUN_PLUGIN_CACHE_DIR"))
-	}
-	return nil
+	return pathWithin(c, d) || pathWithin(d, c)
 }
 
 // resolvePath is the absolute path of dir with its symbolic links

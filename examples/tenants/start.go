@@ -123,6 +123,18 @@ func Start(ctx context.Context, cfg *Config, sh Shared) (*Tenants, error) {
 	if err := host.CheckCacheDir(sh.CacheDir); err != nil {
 		return nil, fmt.Errorf("%w; set %s to a private writable directory (or - to disable it)", err, settingName("TOPGUN_PLUGIN_CACHE_DIR"))
 	}
+	// As the host refuses at each open (the plugin could replace the
+	// code the cache holds): a mistake in the tenants file, not a failure
+	// to retry.
+	for i, tc := range cfg.Tenants {
+		if tc.DataDir != "" && !host.DataDirApartFromCache(tc.DataDir, sh.CacheDir) {
+			errs = append(errs, fmt.Errorf("tenants file: tenant %d (%q): data_dir %s holds the compilation cache or lies inside it (%s), whose code the server runs; give them directories apart",
+				i+1, tc.Name, tc.DataDir, settingName("TOPGUN_PLUGIN_CACHE_DIR")))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	ts, sh := newTenants(cfg, sh)
 	ctx, ts.stop = context.WithCancel(ctx)
 	slots := make(chan struct{}, openSlots())

@@ -288,3 +288,20 @@ func TestStart_missingPlugin(t *testing.T) {
 		t.Fatalf("Start with a missing plugin: %v, want an error naming tenant b's plugin", err)
 	}
 }
+
+// A data_dir holding the compilation cache, or inside it, stops the start,
+// as the host would refuse it at every open.
+func TestStart_dataDirOverlappingTheCache(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	base := t.TempDir()
+	cache := filepath.Join(base, "cache")
+	for _, dir := range []string{base, filepath.Join(cache, "inside")} {
+		_, err := Start(context.Background(), &Config{Tenants: []TenantConfig{
+			{Name: "a", Plugin: null, DataDir: t.TempDir()},
+			{Name: "b", Plugin: null, DataDir: dir},
+		}}, Shared{CacheDir: cache})
+		if err == nil || !strings.Contains(err.Error(), `tenant 2 ("b"): data_dir `+dir+` holds the compilation cache or lies inside it`) {
+			t.Fatalf("Start with data_dir %s and cache %s: %v, want tenant b refused", dir, cache, err)
+		}
+	}
+}
