@@ -205,7 +205,7 @@ func serveProtocol(ctx context.Context, cfg *config, backend *plugins.Store, roo
 
 	var draining atomic.Bool
 	mux := newMux(backend, st.CommitStalled, log, &draining)
-	mux.Handle("GET /metrics", metrics.handler(proto, backend))
+	mux.Handle("GET /metrics", metrics.handler(proto, st, backend))
 	proto.Register(mux)
 	code := serve(ctx, cfg, mux, func() {
 		// /ready fails while connections drain, so load balancers stop

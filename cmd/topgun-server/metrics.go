@@ -12,22 +12,25 @@ import (
 	"github.com/topgun-go/topgun/plugins"
 	"github.com/topgun-go/topgun/server/metrics"
 	"github.com/topgun-go/topgun/server/protocol"
+	recordstore "github.com/topgun-go/topgun/server/store"
 )
 
 // GET /metrics serves Prometheus metrics: the counters the protocol
-// server and the plugin host keep, read when scraped, and the record
-// store's commits, observed as they happen (server/metrics).
+// server, the record store's index and the plugin host keep, read when
+// scraped, and the record store's commits, observed as they happen
+// (server/metrics).
 
 // pluginStats is implemented by the wasm host's backend.
 type pluginStats interface{ Stats() host.Stats }
 
-// newCollector reads proto's counters, and the plugin's if store's backend
-// is a wasm plugin.
-func newCollector(proto *protocol.Server, store *plugins.Store) *metrics.Collector {
+// newCollector reads proto's counters, st's, and the plugin's if store's
+// backend is a wasm plugin.
+func newCollector(proto *protocol.Server, st *recordstore.Store, store *plugins.Store) *metrics.Collector {
 	name := store.Describe().Name
 	plugin, _ := store.Backend().(pluginStats)
 	return metrics.NewCollector(nil, func() []metrics.Sample {
-		s := metrics.Sample{Backend: name, Protocol: proto.Stats()}
+		sst := st.Stats()
+		s := metrics.Sample{Backend: name, Protocol: proto.Stats(), Store: &sst}
 		if plugin != nil {
 			p := plugin.Stats()
 			s.Plugin = &p
@@ -52,10 +55,10 @@ func newServerMetrics() *serverMetrics {
 	return m
 }
 
-// handler adds the protocol's and the backend's counters and serves the
-// metrics with Go's runtime and the process's own (memory, descriptors,
-// CPU). Call it once.
-func (m *serverMetrics) handler(proto *protocol.Server, store *plugins.Store) http.Handler {
-	m.reg.MustRegister(newCollector(proto, store))
+// handler adds the protocol's, the record store's and the backend's
+// counters and serves the metrics with Go's runtime and the process's own
+// (memory, descriptors, CPU). Call it once.
+func (m *serverMetrics) handler(proto *protocol.Server, st *recordstore.Store, store *plugins.Store) http.Handler {
+	m.reg.MustRegister(newCollector(proto, st, store))
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -22,12 +25,22 @@ import (
 // metricsServer serves the binary's mux (/metrics, the protocol) on store.
 func metricsServer(t *testing.T, store *plugins.Store) *httptest.Server {
 	t.Helper()
+	srv, _ := metricsServerIndex(t, store, 0)
+	return srv
+}
+
+// metricsServerIndex is metricsServer with the record store's
+// MaxIndexBytes, and returns the record store too.
+func metricsServerIndex(t *testing.T, store *plugins.Store, maxIndexBytes int64) (*httptest.Server, *recordstore.Store) {
+	t.Helper()
 	clock, err := hlc.New("metrics-test", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics := newServerMetrics()
-	st, err := recordstore.Open(context.Background(), store.Backend(), &recordstore.Options{Clock: clock, Logger: testLogger(t), OnCommit: metrics.observeCommit})
+	st, err := recordstore.Open(context.Background(), store.Backend(), &recordstore.Options{
+		Clock: clock, Logger: testLogger(t), OnCommit: metrics.observeCommit, MaxIndexBytes: maxIndexBytes,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,11 +51,11 @@ func metricsServer(t *testing.T, store *plugins.Store) *httptest.Server {
 	}
 	t.Cleanup(func() { proto.Close() })
 	mux := newMux(store, nil, testLogger(t), nil)
-	mux.Handle("GET /metrics", metrics.handler(proto, store))
+	mux.Handle("GET /metrics", metrics.handler(proto, st, store))
 	proto.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, st
 }
 
 // metricValue returns the value of the metric of fams named name whose
@@ -138,6 +151,78 @@ func TestMetrics_protocolAndRuntime(t *testing.T) {
 	h := fams["topgun_store_commit_seconds"]
 	if h == nil || len(h.GetMetric()) != 1 || h.GetMetric()[0].GetHistogram().GetSampleCount() < 1 {
 		t.Fatalf("topgun_store_commit_seconds: %v", h)
+	}
+}
+
+// The record store's index is served as the limit counts it, with its
+// limit (TOPGUN_MAX_INDEX_MB, named in the help texts) and the writes
+// refused at it, so operators see how close the server is.
+func TestMetrics_index(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t.Run("no limit", func(t *testing.T) {
+		t.Parallel()
+		fams := metricstest.Scrape(t, nullMetricsServer(t))
+		mustMetric(t, fams, "topgun_store_index_limit_bytes", 0)
+		mustMetric(t, fams, "topgun_store_index_refusals_total", 0)
+		if _, ok := metricValue(fams, "topgun_store_index_bytes"); !ok {
+			t.Error("metric topgun_store_index_bytes missing")
+		}
+	})
+	const limit = 64 << 10
+	store, err := plugins.Open(ctx, "null", &plugins.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv, st := metricsServerIndex(t, store, limit)
+	fams := metricstest.Scrape(t, srv)
+	mustMetric(t, fams, "topgun_store_index_limit_bytes", limit)
+	mustMetric(t, fams, "topgun_store_index_bytes", float64(st.IndexBytes()))
+	mustMetric(t, fams, "topgun_store_index_refusals_total", 0)
+	for _, name := range []string{"topgun_store_index_bytes", "topgun_store_index_limit_bytes", "topgun_store_index_refusals_total"} {
+		if f := fams[name]; !strings.Contains(f.GetHelp(), "TOPGUN_MAX_INDEX_MB") {
+			t.Errorf("%s's help %q does not name TOPGUN_MAX_INDEX_MB", name, f.GetHelp())
+		}
+	}
+
+	opts := client.DefaultOptions()
+	opts.Logger = testLogger(t)
+	opts.Reconnect = false
+	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stored := 0
+	for ; stored < 10_000; stored++ {
+		if err := c.Put(ctx, "m", fmt.Sprintf("key-%05d", stored), stored); err != nil {
+			if !errors.Is(err, client.ErrRejected) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if stored == 10_000 {
+		t.Fatalf("10,000 new keys stored at an index limit of %d bytes", limit)
+	}
+	// Two more new keys are refused; an update of a stored key is not.
+	for _, k := range []string{"new-1", "new-2"} {
+		if err := c.Put(ctx, "m", k, 1); !errors.Is(err, client.ErrRejected) {
+			t.Fatalf("put of a new key at the limit: %v, want it rejected", err)
+		}
+	}
+	if err := c.Put(ctx, "m", "key-00000", "updated"); err != nil {
+		t.Fatalf("update of a stored key at the limit: %v", err)
+	}
+	fams = metricstest.Scrape(t, srv)
+	mustMetric(t, fams, "topgun_store_index_refusals_total", 3)
+	mustMetric(t, fams, "topgun_store_index_limit_bytes", limit)
+	n := st.IndexBytes()
+	mustMetric(t, fams, "topgun_store_index_bytes", float64(n))
+	if n <= limit*7/8 || n > limit {
+		t.Errorf("index of %d bytes with %d keys stored and new ones refused at a limit of %d", n, stored, limit)
 	}
 }
 

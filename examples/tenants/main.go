@@ -15,8 +15,8 @@
 // One of the two is required.
 //
 // The file's max_connections (default 10000) bounds the clients of all
-// tenants together; GET /metrics serves every tenant's protocol, commit
-// and plugin metrics, labelled tenant="<name>", without a token.
+// tenants together; GET /metrics serves every tenant's protocol, commit,
+// index and plugin metrics, labelled tenant="<name>", without a token.
 //
 // It listens at once and opens the tenants in the background, a few at a
 // time, serving each as soon as it is open (see Start): until then the

@@ -811,6 +811,65 @@ func TestTenants_newKeysRefusedAtIndexLimit(t *testing.T) {
 	}
 }
 
+// Each tenant's index is served under its tenant label, with its
+// max_index_mb (named in the help texts) and the writes refused at it:
+// a tenant's refusals move its own series only.
+func TestTenants_indexMetrics(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	cfg, err := ParseConfig([]byte(`{"tenants": [
+		{"name": "a", "plugin": "` + null + `", "max_index_mb": 1},
+		{"name": "b", "plugin": "` + null + `"},
+		{"name": "c", "plugin": "` + null + `", "max_index_mb": -1}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, srv := serve(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := mustDial(t, ctx, srv, "a")
+	stored := 0
+	for ; stored < 20_000; stored++ {
+		if err := c.Put(ctx, "m", fmt.Sprintf("key-%06d", stored), stored); err != nil {
+			if !errors.Is(err, client.ErrRejected) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if stored == 20_000 {
+		t.Fatal("20,000 new keys stored at max_index_mb 1")
+	}
+	if err := c.Put(ctx, "m", "new", 1); !errors.Is(err, client.ErrRejected) {
+		t.Fatalf("put of a new key at the limit: %v, want it rejected", err)
+	}
+	m := scrapeMetrics(t, srv)
+	ts.mu.RLock()
+	indexA, indexB := ts.tenants["a"].store.IndexBytes(), ts.tenants["b"].store.IndexBytes()
+	ts.mu.RUnlock()
+	for key, want := range map[string]float64{
+		`topgun_store_index_bytes{tenant="a"}`:          float64(indexA),
+		`topgun_store_index_bytes{tenant="b"}`:          float64(indexB),
+		`topgun_store_index_limit_bytes{tenant="a"}`:    1 << 20,
+		`topgun_store_index_limit_bytes{tenant="b"}`:    DefaultMaxIndexMB << 20,
+		`topgun_store_index_limit_bytes{tenant="c"}`:    0,
+		`topgun_store_index_refusals_total{tenant="a"}`: 2,
+		`topgun_store_index_refusals_total{tenant="b"}`: 0,
+		`topgun_store_index_refusals_total{tenant="c"}`: 0,
+	} {
+		if got, ok := m[key]; !ok || got != want {
+			t.Errorf("%s = %v (served: %v), want %v", key, got, ok, want)
+		}
+	}
+	if indexA <= indexB || indexA > 1<<20 {
+		t.Errorf("tenant a's index of %d bytes at its limit of 1 MiB, b's %d", indexA, indexB)
+	}
+	for name, f := range metricstest.Scrape(t, srv) {
+		if strings.HasPrefix(name, "topgun_store_index_") && !strings.Contains(f.GetHelp(), "max_index_mb") {
+			t.Errorf("%s's help %q does not name max_index_mb", name, f.GetHelp())
+		}
+	}
+}
+
 // Directories apart as written can still lead into one another through
 // symbolic links: Open checks the real paths, once the data directories
 // exist, as ParseConfig checks the written ones.

@@ -148,18 +148,20 @@ func (ts *Tenants) logServing(tc TenantConfig, sh Shared, t *tenant) {
 	sh.Logger.Named("tenant."+tc.Name).Info("serving", "path", "/t/"+tc.Name+"/", "plugin", t.backend.Describe().Name, "data_dir", tc.DataDir)
 }
 
-// samples reads the counters of every tenant being served.
+// samples reads the counters of every tenant being served: its protocol
+// server's, its record store's index and its plugin's.
 func (ts *Tenants) samples() []metrics.Sample {
 	ts.mu.RLock()
 	defer ts.mu.RUnlock()
 	out := make([]metrics.Sample, 0, len(ts.tenants))
 	for name, t := range ts.tenants {
-		p := t.backend.Stats()
+		p, st := t.backend.Stats(), t.store.Stats()
 		out = append(out, metrics.Sample{
 			LabelValues: []string{name},
 			Backend:     t.backend.Describe().Name,
 			Protocol:    t.proto.Stats(),
 			Plugin:      &p,
+			Store:       &st,
 		})
 	}
 	return out

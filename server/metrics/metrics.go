@@ -1,11 +1,12 @@
-// Package metrics serves the counters a protocol server and a wasm
-// plugin's host already keep as Prometheus metrics, read when scraped, so
-// the hot paths carry no metric updates of their own (Collector), and a
-// record store's group commits, observed as they happen (Commits): a
-// latency histogram needs every observation, which no counter read at
-// scrape time gives. topgun-server serves one server's; a process hosting
-// many (examples/tenants) serves them all from one Collector and one
-// Commits, each under its own label values (such as tenant="acme").
+// Package metrics serves the counters a protocol server, a record store's
+// index and a wasm plugin's host already keep as Prometheus metrics, read
+// when scraped, so the hot paths carry no metric updates of their own
+// (Collector), and a record store's group commits, observed as they
+// happen (Commits): a latency histogram needs every observation, which no
+// counter read at scrape time gives. topgun-server serves one server's; a
+// process hosting many (examples/tenants) serves them all from one
+// Collector and one Commits, each under its own label values (such as
+// tenant="acme").
 package metrics
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/topgun-go/topgun/host"
 	"github.com/topgun-go/topgun/internal/setting"
 	"github.com/topgun-go/topgun/server/protocol"
+	"github.com/topgun-go/topgun/server/store"
 )
 
 // Options are a Collector's; nil means the defaults.
@@ -47,6 +49,9 @@ type Sample struct {
 	// Plugin is the wasm host's Stats, nil unless the backend is a wasm
 	// plugin (then no topgun_plugin_* metric is served for it).
 	Plugin *host.Stats
+	// Store is the record store's Stats, nil to serve no
+	// topgun_store_index_* metric for the sample.
+	Store *store.Stats
 }
 
 // Collector is a prometheus.Collector of the Samples its read function
@@ -58,6 +63,8 @@ type Collector struct {
 
 	pluginCalls, pluginFailures, pluginStarted, pluginDiscarded, pluginLive, pluginMemory *prometheus.Desc
 	breakerState, breakerOpened, breakerRejected                                          *prometheus.Desc
+
+	indexBytes, indexLimit, indexRefused *prometheus.Desc
 }
 
 // NewCollector returns a Collector of the metrics read returns, each
@@ -91,6 +98,9 @@ func NewCollector(labels []string, read func() []Sample, opts *Options) *Collect
 		breakerState:    d("plugin_breaker_state", "1 for the circuit breaker's current state: closed, open or half-open.", "state"),
 		breakerOpened:   d("plugin_breaker_opened_total", "Openings of the plugin's circuit breaker."),
 		breakerRejected: d("plugin_breaker_rejected_total", "Calls that failed fast because the plugin's circuit breaker was open."),
+		indexBytes:      d("store_index_bytes", "Size of the record store's in-memory index of keys, as "+set("TOPGUN_MAX_INDEX_MB")+" bounds it (about the heap bytes it holds)."),
+		indexLimit:      d("store_index_limit_bytes", "The bound on topgun_store_index_bytes ("+set("TOPGUN_MAX_INDEX_MB")+"; 0: no limit)."),
+		indexRefused:    d("store_index_refusals_total", "Writes (client operations) refused because they would take the in-memory index past "+set("TOPGUN_MAX_INDEX_MB")+"."),
 	}
 }
 
@@ -101,6 +111,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 		c.info, c.connections, c.opsApplied, c.opsResent, c.slowDropped, c.refused, c.queriesRefused, c.feedLags,
 		c.pluginCalls, c.pluginFailures, c.pluginStarted, c.pluginDiscarded, c.pluginLive, c.pluginMemory,
 		c.breakerState, c.breakerOpened, c.breakerRejected,
+		c.indexBytes, c.indexLimit, c.indexRefused,
 	} {
 		ch <- d
 	}
@@ -128,6 +139,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.refused, float64(s.ClientsRefused))
 		counter(c.queriesRefused, float64(s.QueriesRefused))
 		counter(c.feedLags, float64(s.FeedLags))
+		if st := smp.Store; st != nil {
+			gauge(c.indexBytes, float64(st.IndexBytes))
+			gauge(c.indexLimit, float64(st.MaxIndexBytes))
+			counter(c.indexRefused, float64(st.IndexRefused))
+		}
 		p := smp.Plugin
 		if p == nil {
 			continue

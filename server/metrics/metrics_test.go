@@ -9,6 +9,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/server/store"
 )
 
 // gather registers c alone and returns its families by name.
@@ -127,14 +128,46 @@ func TestNewCollector_SettingName(t *testing.T) {
 		return b.String()
 	}
 	plain := help(nil)
-	if n := strings.Count(plain, "TOPGUN_"); n != 4 {
-		t.Fatalf("%d TOPGUN_ names in the help texts, want 4:\n%s", n, plain)
+	// Four protocol limits, and TOPGUN_MAX_INDEX_MB in the three index
+	// metrics.
+	if n := strings.Count(plain, "TOPGUN_"); n != 7 {
+		t.Fatalf("%d TOPGUN_ names in the help texts, want 7:\n%s", n, plain)
 	}
 	if got := help(&Options{SettingName: func(string) string { return "" }}); got != plain {
 		t.Errorf("SettingName returning \"\":\n%s\nwant\n%s", got, plain)
 	}
 	named := help(&Options{SettingName: func(env string) string { return "«" + strings.ToLower(env) + "»" }})
-	if strings.Contains(named, "TOPGUN_") || strings.Count(named, "«topgun_max_") != 4 {
+	if strings.Contains(named, "TOPGUN_") || strings.Count(named, "«topgun_max_") != 7 {
 		t.Errorf("with SettingName:\n%s", named)
+	}
+}
+
+// A sample's index metrics are served from its Store, and none for a
+// sample without one.
+func TestCollector_storeIndex(t *testing.T) {
+	t.Parallel()
+	c := NewCollector([]string{"tenant"}, func() []Sample {
+		return []Sample{
+			{LabelValues: []string{"a"}, Backend: "null", Store: &store.Stats{IndexBytes: 1234, MaxIndexBytes: 1 << 20, IndexRefused: 5}},
+			{LabelValues: []string{"b"}, Backend: "null"},
+		}
+	}, nil)
+	fams := gather(t, c)
+	for name, want := range map[string]float64{
+		"topgun_store_index_bytes":          1234,
+		"topgun_store_index_limit_bytes":    1 << 20,
+		"topgun_store_index_refusals_total": 5,
+	} {
+		f := fams[name]
+		if f == nil || len(f.GetMetric()) != 1 {
+			t.Fatalf("%s: %v, want tenant a's series alone", name, f)
+		}
+		m := series(t, f, "a")
+		if got := m.GetGauge().GetValue() + m.GetCounter().GetValue(); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	if fams["topgun_store_index_refusals_total"].GetType() != dto.MetricType_COUNTER || fams["topgun_store_index_bytes"].GetType() != dto.MetricType_GAUGE {
+		t.Error("topgun_store_index_refusals_total must be a counter and topgun_store_index_bytes a gauge")
 	}
 }

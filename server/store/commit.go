@@ -29,6 +29,9 @@ type request struct {
 	// done is sent, when its commit failed as too large with other requests
 	// in it, or failed with the one it was merged over (see Apply).
 	alone, split bool
+	// indexRefused is the number of ops of this merge admitKey rejected
+	// (set by the committer before done is sent).
+	indexRefused int
 }
 
 // Apply merges ops into the store and returns once the changes are durable
@@ -80,6 +83,11 @@ func (s *Store) Apply(ctx context.Context, ops []Op, origin uint64) ([]Result, e
 		}
 		if err != nil {
 			return nil, err
+		}
+		// Counted here, once the caller gets the rejections: a request
+		// merged again (a conflict, a split) was refused at each merge.
+		if req.indexRefused > 0 {
+			s.indexRefused.Add(uint64(req.indexRefused))
 		}
 		return req.results, nil
 	}
@@ -312,9 +320,11 @@ func (t *txn) add(r *request) {
 		}
 		t.prefetch(keys)
 	}
+	refused := t.indexRefused
 	for i := range r.ops {
 		r.results[i] = t.apply(i, &r.ops[i], r.origin)
 	}
+	r.indexRefused = t.indexRefused - refused
 	if h := t.s.mergedHook; h != nil {
 		h()
 	}
@@ -897,6 +907,8 @@ type txn struct {
 	newParts map[newPart]struct{}
 	// freedAt is Store.partsFreed as the txn started (see admitKey).
 	freedAt int64
+	// indexRefused counts the ops admitKey rejected (see request).
+	indexRefused int
 }
 
 // orTagIndex holds the tags of one OR-Map state as sets, so that an OR op

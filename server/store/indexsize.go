@@ -50,6 +50,25 @@ func (ms *mapState) bytes(name string) int64 {
 // bounds it: about the heap bytes it holds.
 func (s *Store) IndexBytes() int64 { return s.indexBytes.Load() }
 
+// Stats are a Store's figures for metrics.
+type Stats struct {
+	// IndexBytes is IndexBytes.
+	IndexBytes int64
+	// MaxIndexBytes is Options.MaxIndexBytes (0: no bound).
+	MaxIndexBytes int64
+	// IndexRefused counts the ops rejected because they would take the
+	// index past MaxIndexBytes, as Apply returned them: an op merged again
+	// (after a conflict on shared storage, to be committed alone or in
+	// parts) counts once, and one of a call that failed not at all (its
+	// writer gets the failure, not the rejection, and sends it again).
+	IndexRefused uint64
+}
+
+// Stats returns the store's figures.
+func (s *Store) Stats() Stats {
+	return Stats{IndexBytes: s.indexBytes.Load(), MaxIndexBytes: s.opts.MaxIndexBytes, IndexRefused: s.indexRefused.Load()}
+}
+
 // settingName names the setting env in the store's errors.
 func (s *Store) settingName(env string) string { return setting.Name(s.opts.SettingName, env) }
 
@@ -159,6 +178,7 @@ func (t *txn) admitKey(i int, cur *state, or bool, node string, expiring bool, t
 		msg := fmt.Sprintf(what+" (%d of %d bytes, %s); "+
 			"writes that add nothing to it (to stored keys, by clients whose node id it holds) still pass, others once keys are removed or the limit is raised",
 			cur.key, cur.mapName, held, s.opts.MaxIndexBytes, s.settingName("TOPGUN_MAX_INDEX_MB"))
+		t.indexRefused++
 		return Result{Err: &RejectError{Op: i, Reason: msg, Err: abi.Errorf(abi.CodeResourceExhausted, "store: %s", msg)}}, false
 	}
 	if n > 0 && t.newParts == nil {

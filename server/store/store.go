@@ -75,7 +75,8 @@ type Options struct {
 	// abi.CodeResourceExhausted: a put, remove or OR op on a key it does
 	// not hold, an LWW write stamped by a node id it does not hold, and, on
 	// shared storage, an OR op adding a tag (see admitKey). Other writes to
-	// keys it holds, and the collection of tombstones, still pass.
+	// keys it holds, and the collection of tombstones, still pass. Stats
+	// reports the index's size, this bound and the ops rejected at it.
 	MaxIndexBytes int64
 	// SettingName names a setting in the store's errors (such as
 	// "TOPGUN_MAX_INDEX_MB"): a program that sets MaxIndexBytes another
@@ -221,6 +222,9 @@ type Store struct {
 	// until the commits in flight then are installed, the room its
 	// release made is not free (see admitKey).
 	partsFreed atomic.Int64
+	// indexRefused counts the ops rejected at MaxIndexBytes, as Apply
+	// returned them (Stats).
+	indexRefused atomic.Uint64
 
 	// repair holds the keys of failed commits whose stored state is not
 	// known (the batch may have been applied); guarded by mu, written only
