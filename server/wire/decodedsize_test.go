@@ -361,3 +361,87 @@ func TestLimits_realHeapWithinDecodedSize(t *testing.T) {
 		}
 	}
 }
+
+// entryProcessWithValue is an ENTRY_PROCESS whose processor (a value
+// other than a record's, decoded into the value model) is an array of
+// count elements, each the bytes elem.
+func entryProcessWithValue(t testing.TB, count int, elem []byte) []byte {
+	t.Helper()
+	head := frame(t, "type", "ENTRY_PROCESS", "requestId", "r", "mapName", "m", "key", "k",
+		"processor", rawVal{0xdd, byte(count >> 24), byte(count >> 16), byte(count >> 8), byte(count)})
+	return append(head, bytes.Repeat(elem, count)...)
+}
+
+// TestLimits_realHeapWithinDecodedSizeOtherValues: a value other than a
+// write's record value (here an entry processor) counts its interfaces and
+// the record values it may become; a message that just fits
+// MaxDecodedBytes holds that once decoded and converted, at most 3% more
+// and at most 10% less (maps and small objects are counted high). An
+// array is allocated whole, rounded up by Go's allocator: counted by
+// their length, arrays of 410 nils took 1.21 times the count (their
+// record values, 32,800 bytes, take five 8 KiB pages), arrays of 13 and
+// of 2049 nils 1.08 times.
+func TestLimits_realHeapWithinDecodedSizeOtherValues(t *testing.T) {
+	// Not parallel: it measures the live heap.
+	const limit = 4 << 20
+	l := DefaultLimits()
+	l.MaxDecodedBytes = limit
+	l.MaxMessageBytes = limit
+	cases := []struct {
+		name string
+		elem []byte
+	}{
+		{"nils", []byte{0xc0}},
+		{`{"a": 1}`, []byte{0x81, 0xa1, 'a', 0x01}},
+		{"arrays of 13 nils", append([]byte{0x9d}, bytes.Repeat([]byte{0xc0}, 13)...)},
+		{"arrays of 410 nils", append([]byte{0xdc, 410 >> 8, 410 & 0xff}, bytes.Repeat([]byte{0xc0}, 410)...)},
+		{"arrays of 2049 nils", append([]byte{0xdc, 2049 >> 8, 2049 & 0xff}, bytes.Repeat([]byte{0xc0}, 2049)...)},
+		{"maps of 16", mapOfNils(16)},
+		{"maps of 342", mapOfNils(342)},
+	}
+	for _, tc := range cases {
+		lo, hi := 0, (limit-256)/len(tc.elem)
+		if _, err := l.Decode(entryProcessWithValue(t, hi, tc.elem)); !errors.Is(err, ErrDecodedTooLarge) {
+			t.Fatalf("%s: a full frame of them is not refused: %v", tc.name, err)
+		}
+		for hi-lo > 1 {
+			mid := (lo + hi) / 2
+			_, err := l.Decode(entryProcessWithValue(t, mid, tc.elem))
+			switch {
+			case err == nil:
+				lo = mid
+			case errors.Is(err, ErrDecodedTooLarge):
+				hi = mid
+			default:
+				t.Fatalf("%s: %d elements: %v", tc.name, mid, err)
+			}
+		}
+		raw := entryProcessWithValue(t, lo, tc.elem)
+		var m Message
+		var size int
+		var err error
+		var v record.Value
+		got := retained(func() {
+			m, size, err = l.DecodeSize(raw)
+			if err == nil {
+				v = record.FromWire(m.(*EntryProcess).Processor)
+			}
+		})
+		runtime.KeepAlive(m)
+		runtime.KeepAlive(v)
+		runtime.KeepAlive(raw)
+		if err != nil {
+			t.Fatalf("%s: %d elements: %v", tc.name, lo, err)
+		}
+		t.Logf("%s: %d elements, %d KiB frame, counted %d KiB, heap %d KiB (%.2f of the count)",
+			tc.name, lo, len(raw)>>10, size>>10, got>>10, float64(got)/float64(size))
+		over := size / 33
+		if raceEnabled {
+			over = size / 5 // short keys take 16 bytes each (see raceEnabled)
+		}
+		if got > uint64(size+over) || got < uint64(size-size/10) {
+			t.Errorf("%s: a message counted %d KiB of %d KiB allowed takes %d KiB decoded and converted",
+				tc.name, size>>10, limit>>10, got>>10)
+		}
+	}
+}

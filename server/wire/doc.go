@@ -94,10 +94,11 @@
 // least 16).
 // Any other user value counts 96 bytes (its interface and the
 // record.Value it may become), plus its length for a string (twice for
-// binary), 8 for a boxed number, 24 for an array, and for a map 48, 40
-// per slot of its hash table (8 up to 8 entries, else room for them at
-// 7/8 full rounded up to a power of two: 128 for 57 entries) and per
-// entry 16 (the key of its record.Field) and its key's length;
+// binary), 8 for a boxed number, 24 for an array (whose slices of
+// interfaces and of record values are each rounded as above), and for a
+// map 48, 40 per slot of its hash table (8 up to 8 entries, else room for
+// them at 7/8 full rounded up to a power of two: 128 for 57 entries) and
+// per entry 16 (the key of its record.Field) and its key's length;
 // message structs (ClientOp, OR-Map records and entries, a query's
 // predicate nodes, sort fields and aggregations) count their size and
 // strings their length. An array or map is counted whole when its
@@ -108,8 +109,8 @@
 // times them: a float64 1e308 displays as 309 digits, is measured and
 // refused unmade). The count is what
 // the decoded message and its record values really take, within about 3%
-// for the record values of writes and 10% for other values (their arrays
-// of just over 32 KiB take up to 20% more: the allocator's page rounding).
+// for the record values of writes and for other values at most 3% more
+// and 10% less (their maps and small objects are counted high).
 // Ordinary writes count 1.4 to 6 times their size (1000 records of 1 KB
 // values: 1.4×; thousands of small documents: 5.5×); a 2 MiB array of tiny
 // objects ({"a": 1}, 44×: about 88 MiB in memory) goes over the default
