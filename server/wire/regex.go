@@ -35,9 +35,12 @@ import (
 //     ignored, in brackets too) are tracked and removed; Go knows neither.
 //     i, m, s and U pass through. R (CRLF mode) cannot be expressed: error.
 //   - Under (?-u), Rust's str Regex rejects anything that could match
-//     invalid UTF-8 or needs Unicode: ., \D \S \W, negated brackets and
-//     [:^class:], \xHH above 7F, \p and \P. So does the translation. (This
-//     is conservative for a negated bracket whose result is ASCII anyway.)
+//     invalid UTF-8 or needs Unicode: ., \D \S \W, \xHH above 7F, \p and
+//     \P, a bracket holding a non-ASCII character (its items are bytes),
+//     and a negated bracket or [:^class:] unless the bracket's class is
+//     ASCII ([^[:^alpha:]] is). So does the translation (which refuses
+//     those two under (?i) too, where Go would fold [:^class:] by Unicode
+//     rules). A braced \x{H…} is a character there, as elsewhere.
 //   - Named groups: names are checked by Rust's rule (a letter or _, then
 //     letters, digits, _ . [ ]; no duplicates) and dropped, as Go's names
 //     are narrower and names do not change what matches.
@@ -113,6 +116,9 @@ type regexTranslator struct {
 	classKept   strings.Builder
 	classExtra  []runeRange
 	namedFolds  map[string]namedFold
+	// classASCII is set for a bracket under (?-u) that is negated or holds
+	// [:^name:]: Rust accepts it only if what it matches is ASCII.
+	classASCII bool
 	// atom is the offset in out where the last repeatable item written
 	// starts (-1 when there is none), rep whether a repetition of it was
 	// written last, and groups the offsets of the open groups' '('.
@@ -486,11 +492,16 @@ func (t *regexTranslator) escapeLiteral(r rune, inClass bool) error {
 	uni := t.cur().unicode
 	switch r {
 	case 'x', 'u', 'U':
+		braced := t.peek() == '{'
 		c, err := t.hexEscape(byte(r))
 		if err != nil {
 			return err
 		}
-		if !uni && r == 'x' && c > 0x7f {
+		switch {
+		case uni || c <= 0x7f:
+		case inClass:
+			return errRegex // Rust's byte classes hold ASCII literals only
+		case r == 'x' && !braced:
 			return errRegex // (?-u:\xFF) is a byte: invalid UTF-8
 		}
 		fmt.Fprintf(&t.out, `\x{%X}`, c)
@@ -639,11 +650,22 @@ func (t *regexTranslator) class() error {
 	if t.folding() {
 		return t.foldClass()
 	}
+	start := t.out.Len()
+	t.classASCII = false
 	t.out.WriteByte('[')
 	if err := t.classBody(true); err != nil {
 		return err
 	}
 	t.out.WriteByte(']')
+	if t.classASCII {
+		// Its items are ASCII, but for [:^name:], which is all other
+		// bytes in Rust and all other runes in Go: the two agree on
+		// ASCII, and either both leave the rest out or neither does.
+		rs, err := classRanges(string(t.out.Bytes()[start:]), false)
+		if err != nil || (len(rs) > 0 && rs[len(rs)-1].hi > 0x7f) {
+			return errRegex // it can match invalid UTF-8 in Rust
+		}
+	}
 	return nil
 }
 
@@ -656,7 +678,13 @@ func (t *regexTranslator) classBody(top bool) error {
 			return errRegex // a negated nested bracket: Go has no way to say it
 		}
 		if !t.cur().unicode {
-			return errRegex // (?-u)[^a] can match invalid UTF-8
+			// (?-u)[^a] can match invalid UTF-8, (?-u)[^[:^alpha:]]
+			// cannot (see class). Under (?i) Go would fold [:^name:]
+			// by Unicode rules, unlike Rust: not translated.
+			if t.cur().fold {
+				return errRegex
+			}
+			t.classASCII = true
 		}
 		t.pos++
 		t.out.WriteByte('^')
@@ -693,7 +721,12 @@ func (t *regexTranslator) classBody(top bool) error {
 		case c == '[':
 			if negated, n, ok := asciiClassAt(rest); ok {
 				if negated && !t.cur().unicode {
-					return errRegex // [:^alpha:] holds non-ASCII bytes
+					// [:^alpha:] holds non-ASCII bytes: allowed only where
+					// a negation can take them out again (see class).
+					if !top || t.cur().fold {
+						return errRegex
+					}
+					t.classASCII = true
 				}
 				t.pos += n
 				before := t.out.Len()
@@ -730,7 +763,10 @@ func (t *regexTranslator) classBody(top bool) error {
 			}
 			lastWasClass = isClass
 		default:
-			_, n := utf8.DecodeRuneInString(rest)
+			r, n := utf8.DecodeRuneInString(rest)
+			if r >= utf8.RuneSelf && !t.cur().unicode {
+				return errRegex // Rust's byte classes hold ASCII literals only
+			}
 			t.out.WriteString(rest[:n])
 			t.pos += n
 			lastWasClass = false

@@ -51,6 +51,18 @@ func TestCompilePattern_regexRustSemantics(t *testing.T) {
 		{"ascii W rejected", `(?-u)\W`, "!", false},
 		{"ascii negated class rejected", `(?-u)[^a]`, "b", false},
 		{"ascii high byte rejected", `(?-u)\xFF`, "ÿ", false},
+		// ...but a braced \x names a character, as outside (?-u); inside
+		// brackets, which hold bytes there, only ASCII is accepted.
+		{"ascii braced x is a character", `(?-u)^\x{FF}$`, "ÿ", true},
+		{"ascii class of a non-ascii literal rejected", `(?-u)[é]`, "é", false},
+		{"ascii class of a non-ascii escape rejected", `(?-u)[\u00e9]`, "é", false},
+		// A negated bracket, or [:^name:], is accepted where the bracket
+		// matches ASCII only (Rust checks the class it ends up with).
+		{"ascii negated class of a negated name", `(?-u)^[^[:^alpha:]]+$`, "aZ", true},
+		{"ascii negated class of a negated name, digit", `(?-u)[^[:^alpha:]]`, "1", false},
+		{"ascii negated class matching nothing", `(?-u)a|[^[:^alpha:][:alpha:]]`, "a", true},
+		{"ascii negated name alone rejected", `(?-u)[[:^alpha:]]`, "!", false},
+		{"ascii negated name in nested bracket rejected", `(?-u)[^[[:^alpha:]]]`, "a", false},
 		// Escapes: \x, \u and \U in fixed and braced forms; scalar values only.
 		{"u4", `\u00e9`, "café", true},
 		{"u braced", `\u{e9}`, "é", true},
