@@ -93,12 +93,13 @@
 // for 9 bytes; a map key displayed from a container or extension at
 // least 16).
 // Any other user value counts 96 bytes (its interface and the
-// record.Value it may become), plus its length for a string (twice for
-// binary), 8 for a boxed number, 24 for an array (whose slices of
-// interfaces and of record values are each rounded as above), and for a
-// map 48, 40 per slot of its hash table (8 up to 8 entries, else room for
-// them at 7/8 full rounded up to a power of two: 128 for 57 entries) and
-// per entry 16 (the key of its record.Field) and its key's length;
+// record.Value it may become), plus 16 and its length rounded as above
+// for a string (24 and twice that for binary), 8 for a boxed number, 24
+// for an array (whose slices of interfaces and of record values are each
+// rounded as above), and for a map 48, 40 per slot of its hash table (8
+// up to 8 entries, else room for them at 7/8 full rounded up to a power
+// of two: 128 for 57 entries) and per entry 16 (the key of its
+// record.Field) and its key's length so rounded;
 // message structs (ClientOp, OR-Map records and entries, a query's
 // predicate nodes, sort fields and aggregations) count their size and
 // strings their length. An array or map is counted whole when its
