@@ -37,10 +37,10 @@ import (
 //   - Under (?-u), Rust's str Regex rejects anything that could match
 //     invalid UTF-8 or needs Unicode: ., \D \S \W, \xHH above 7F, \p and
 //     \P, a bracket holding a non-ASCII character (its items are bytes),
-//     and a negated bracket or [:^class:] unless the bracket's class is
-//     ASCII ([^[:^alpha:]] is). So does the translation (which refuses
-//     those two under (?i) too, where Go would fold [:^class:] by Unicode
-//     rules). A braced \x{H…} is a character there, as elsewhere.
+//     [:^class:] (checked on its own, whatever bracket holds it) and a
+//     negated bracket (its items being ASCII, it holds the bytes past 7F).
+//     So does the translation. A braced \x{H…} is a character there, as
+//     elsewhere.
 //   - Named groups: names are checked by Rust's rule (a letter or _, then
 //     letters, digits, _ . [ ]; no duplicates) and dropped, as Go's names
 //     are narrower and names do not change what matches.
@@ -116,9 +116,6 @@ type regexTranslator struct {
 	classKept   strings.Builder
 	classExtra  []runeRange
 	namedFolds  map[string]namedFold
-	// classASCII is set for a bracket under (?-u) that is negated or holds
-	// [:^name:]: Rust accepts it only if what it matches is ASCII.
-	classASCII bool
 	// atom is the offset in out where the last repeatable item written
 	// starts (-1 when there is none), rep whether a repetition of it was
 	// written last, and groups the offsets of the open groups' '('.
@@ -650,22 +647,11 @@ func (t *regexTranslator) class() error {
 	if t.folding() {
 		return t.foldClass()
 	}
-	start := t.out.Len()
-	t.classASCII = false
 	t.out.WriteByte('[')
 	if err := t.classBody(true); err != nil {
 		return err
 	}
 	t.out.WriteByte(']')
-	if t.classASCII {
-		// Its items are ASCII, but for [:^name:], which is all other
-		// bytes in Rust and all other runes in Go: the two agree on
-		// ASCII, and either both leave the rest out or neither does.
-		rs, err := classRanges(string(t.out.Bytes()[start:]), false)
-		if err != nil || (len(rs) > 0 && rs[len(rs)-1].hi > 0x7f) {
-			return errRegex // it can match invalid UTF-8 in Rust
-		}
-	}
 	return nil
 }
 
@@ -678,13 +664,9 @@ func (t *regexTranslator) classBody(top bool) error {
 			return errRegex // a negated nested bracket: Go has no way to say it
 		}
 		if !t.cur().unicode {
-			// (?-u)[^a] can match invalid UTF-8, (?-u)[^[:^alpha:]]
-			// cannot (see class). Under (?i) Go would fold [:^name:]
-			// by Unicode rules, unlike Rust: not translated.
-			if t.cur().fold {
-				return errRegex
-			}
-			t.classASCII = true
+			// Its items are ASCII (see below), so it holds the bytes
+			// past 7F, invalid UTF-8: Rust refuses every one.
+			return errRegex
 		}
 		t.pos++
 		t.out.WriteByte('^')
@@ -721,12 +703,9 @@ func (t *regexTranslator) classBody(top bool) error {
 		case c == '[':
 			if negated, n, ok := asciiClassAt(rest); ok {
 				if negated && !t.cur().unicode {
-					// [:^alpha:] holds non-ASCII bytes: allowed only where
-					// a negation can take them out again (see class).
-					if !top || t.cur().fold {
-						return errRegex
-					}
-					t.classASCII = true
+					// [:^alpha:] holds non-ASCII bytes, which Rust
+					// checks on the item itself: refused in any bracket.
+					return errRegex
 				}
 				t.pos += n
 				before := t.out.Len()
