@@ -382,17 +382,15 @@ func largeTinyObjects(t testing.TB) []byte {
 func peakOfConversion(t testing.TB, raw []byte) (heap uint64, counted int) {
 	l := DefaultLimits()
 	l.MaxDecodedBytes = math.MaxInt
-	var m Message
-	var v record.Value
 	var err error
-	heap = retained(func() {
+	heap = retained(t, func() any {
+		var m Message
 		m, counted, err = l.DecodeSize(raw)
-		if err == nil {
-			v = record.FromWire(m.(*OpBatch).Ops[0].Record.Value)
+		if err != nil {
+			return nil
 		}
+		return []any{m, record.FromWire(m.(*OpBatch).Ops[0].Record.Value)}
 	})
-	runtime.KeepAlive(m)
-	runtime.KeepAlive(v)
 	runtime.KeepAlive(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -412,16 +410,12 @@ func TestRecordValue_halvesLargeWrite(t *testing.T) {
 	// The value model's heap: the message's record value decoded by
 	// value, then converted.
 	start := bytes.Index(raw, []byte{0xdd})
-	var old any
-	var oldV record.Value
-	oldHeap := retained(func() {
+	oldHeap := retained(t, func() any {
 		d := newDecoder(raw[start:], DefaultMaxDepth, math.MaxInt)
-		old, _ = d.value()
+		old, _ := d.value()
 		putDecoder(d)
-		oldV = record.FromWire(old)
+		return []any{old, record.FromWire(old)}
 	})
-	runtime.KeepAlive(old)
-	runtime.KeepAlive(oldV)
 	runtime.KeepAlive(raw)
 	t.Logf("2 MiB of {\"a\": 1}: %d MiB decoded straight (counted %d MiB), %d MiB through the value model",
 		heap>>20, counted>>20, oldHeap>>20)
