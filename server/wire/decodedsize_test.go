@@ -331,25 +331,7 @@ func TestLimits_realHeapWithinDecodedSize(t *testing.T) {
 		{"maps of the key [nil × 60]", append(append([]byte{0x81, 0xdc, 0, 60}, bytes.Repeat([]byte{0xc0}, 60)...), 0xc0)},
 	}
 	for _, tc := range cases {
-		// The most elements that fit, by bisection: the count does not
-		// grow by a fixed cost per element.
-		lo, hi := 0, (limit-256)/len(tc.elem)
-		if _, err := l.Decode(opBatchWithValue(t, hi, tc.elem)); !errors.Is(err, ErrDecodedTooLarge) {
-			t.Fatalf("%s: a full frame of them is not refused: %v", tc.name, err)
-		}
-		for hi-lo > 1 {
-			mid := (lo + hi) / 2
-			_, err := l.Decode(opBatchWithValue(t, mid, tc.elem))
-			switch {
-			case err == nil:
-				lo = mid
-			case errors.Is(err, ErrDecodedTooLarge):
-				hi = mid
-			default:
-				t.Fatalf("%s: %d elements: %v", tc.name, mid, err)
-			}
-		}
-		n := lo
+		n := mostThatFit(t, l, limit, tc.name, tc.elem, opBatchWithValue)
 		raw := opBatchWithValue(t, n, tc.elem)
 		var size int
 		var err error
@@ -381,6 +363,30 @@ func TestLimits_realHeapWithinDecodedSize(t *testing.T) {
 // entryProcessWithValue is an ENTRY_PROCESS whose processor (a value
 // other than a record's, decoded into the value model) is an array of
 // count elements, each the bytes elem.
+// mostThatFit is the most elements elem a message build makes of them may
+// hold within l's decoded-size limit, found by bisection: the count does
+// not grow by a fixed cost per element.
+func mostThatFit(t *testing.T, l Limits, limit int, name string, elem []byte, build func(testing.TB, int, []byte) []byte) int {
+	t.Helper()
+	lo, hi := 0, (limit-256)/len(elem)
+	if _, err := l.Decode(build(t, hi, elem)); !errors.Is(err, ErrDecodedTooLarge) {
+		t.Fatalf("%s: a full frame of them is not refused: %v", name, err)
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		_, err := l.Decode(build(t, mid, elem))
+		switch {
+		case err == nil:
+			lo = mid
+		case errors.Is(err, ErrDecodedTooLarge):
+			hi = mid
+		default:
+			t.Fatalf("%s: %d elements: %v", name, mid, err)
+		}
+	}
+	return lo
+}
+
 func entryProcessWithValue(t testing.TB, count int, elem []byte) []byte {
 	t.Helper()
 	head := frame(t, "type", "ENTRY_PROCESS", "requestId", "r", "mapName", "m", "key", "k",
@@ -421,22 +427,7 @@ func TestLimits_realHeapWithinDecodedSizeOtherValues(t *testing.T) {
 		{"maps of 56 keys of 33 bytes", mapOfKeys(56, 33)},
 	}
 	for _, tc := range cases {
-		lo, hi := 0, (limit-256)/len(tc.elem)
-		if _, err := l.Decode(entryProcessWithValue(t, hi, tc.elem)); !errors.Is(err, ErrDecodedTooLarge) {
-			t.Fatalf("%s: a full frame of them is not refused: %v", tc.name, err)
-		}
-		for hi-lo > 1 {
-			mid := (lo + hi) / 2
-			_, err := l.Decode(entryProcessWithValue(t, mid, tc.elem))
-			switch {
-			case err == nil:
-				lo = mid
-			case errors.Is(err, ErrDecodedTooLarge):
-				hi = mid
-			default:
-				t.Fatalf("%s: %d elements: %v", tc.name, mid, err)
-			}
-		}
+		lo := mostThatFit(t, l, limit, tc.name, tc.elem, entryProcessWithValue)
 		raw := entryProcessWithValue(t, lo, tc.elem)
 		var size int
 		var err error
