@@ -127,14 +127,7 @@ func TestMetrics_protocolAndRuntime(t *testing.T) {
 		t.Error("plugin metrics on a built-in backend")
 	}
 
-	opts := client.DefaultOptions()
-	opts.Logger = testLogger(t)
-	opts.Reconnect = false
-	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialMetricsServer(ctx, t, srv)
 	if _, err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -187,14 +180,7 @@ func TestMetrics_index(t *testing.T) {
 		}
 	}
 
-	opts := client.DefaultOptions()
-	opts.Logger = testLogger(t)
-	opts.Reconnect = false
-	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialMetricsServer(ctx, t, srv)
 	stored := 0
 	for ; stored < 10_000; stored++ {
 		if err := c.Put(ctx, "m", fmt.Sprintf("key-%05d", stored), stored); err != nil {
@@ -303,4 +289,19 @@ func TestREADME_namesEveryMetric(t *testing.T) {
 	if plugin == 0 {
 		t.Error("/metrics serves no topgun_plugin_* metric on a plugin backend")
 	}
+}
+
+// dialMetricsServer connects a client, without reconnecting, to the
+// server srv serves.
+func dialMetricsServer(ctx context.Context, t *testing.T, srv *httptest.Server) *client.Client {
+	t.Helper()
+	opts := client.DefaultOptions()
+	opts.Logger = testLogger(t)
+	opts.Reconnect = false
+	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
