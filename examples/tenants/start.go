@@ -65,8 +65,8 @@ func (st *starting) state(now time.Time) string {
 	switch {
 	case !st.opening.IsZero():
 		s += ", opening"
-	case st.err != nil:
-		s += ", next open in " + max(0, st.retryAt.Sub(now)).Round(time.Second).String()
+	case st.err != nil && st.retryAt.After(now):
+		s += ", next open in " + st.retryAt.Sub(now).Round(time.Second).String()
 	default:
 		s += ", waiting its turn to open"
 	}
@@ -83,7 +83,7 @@ func (st *starting) status(name string, now time.Time) (string, time.Duration) {
 	if st.err != nil {
 		why += "; its last open failed: " + st.err.Error()
 	}
-	if st.opening.IsZero() && st.err != nil {
+	if st.opening.IsZero() && st.err != nil && st.retryAt.After(now) {
 		return why, st.retryAt.Sub(now)
 	}
 	return why, startingRetryAfter

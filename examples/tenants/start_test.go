@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -303,5 +304,20 @@ func TestStart_dataDirOverlappingTheCache(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), `tenant 2 ("b"): data_dir `+dir+` holds the compilation cache or lies inside it`) {
 			t.Fatalf("Start with data_dir %s and cache %s: %v, want tenant b refused", dir, cache, err)
 		}
+	}
+}
+
+// A tenant whose retry is due but which waits for a free open slot says
+// so, and is asked again after startingRetryAfter, not at once.
+func TestStarting_retryDueWaitsItsTurn(t *testing.T) {
+	now := time.Now()
+	st := &starting{since: now.Add(-time.Minute), failures: 1, err: errors.New("boom"), retryAt: now.Add(-time.Second)}
+	why, retry := st.status("a", now)
+	if !strings.Contains(why, "waiting its turn to open") || strings.Contains(why, "next open in") || retry != startingRetryAfter {
+		t.Fatalf("status = %q, %v; want waiting its turn, asked again after %v", why, retry, startingRetryAfter)
+	}
+	st.retryAt = now.Add(30 * time.Second)
+	if why, retry := st.status("a", now); !strings.Contains(why, "next open in 30s") || retry != 30*time.Second {
+		t.Fatalf("status = %q, %v; want the next open in 30s", why, retry)
 	}
 }
