@@ -513,8 +513,13 @@ func (s *Store) index(mapName, key string, rv *record.RecordValue, exp int64) {
 		} else if before != 0 {
 			freed = lwwParts + orParts + indexMapBytes + int64(len(mapName))
 		}
-		s.indexBytes.Add(after - before)
-		s.partsFreed.Add(freed)
+		// An overwrite changes neither: no atomic write for it.
+		if after != before {
+			s.indexBytes.Add(after - before)
+		}
+		if freed != 0 {
+			s.partsFreed.Add(freed)
+		}
 	}()
 	oldL, hadL := ms.lww.get(key)
 	oldO, hadO := ms.or.get(key)
