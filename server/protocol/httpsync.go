@@ -385,6 +385,14 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 	// (the store's wall clock), not the HLC, which a client's write
 	// stamped ahead can move up to the allowed drift.
 	point := s.store.SyncPoint()
+	if since.Millis > uint64(max(point, 0))+1 && !s.store.Backend().Describe().Capabilities.Has(abi.CapShared) {
+		// Past every point this storage's commit times have reached: given
+		// out by a process whose commit times ran ahead (the store restarts
+		// them from the wall clock when far ahead). The commits since the
+		// restart are below it, and the point this answer gives would move
+		// the client past them: it gets the changes from the start.
+		since = record.Timestamp{}
+	}
 	// The client sends back serverSyncTimestamp as lastSyncTimestamp, and
 	// a request reads what committed after it less one millisecond (a
 	// re-sent record is harmless to the client's LWW merge).

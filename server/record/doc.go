@@ -81,5 +81,10 @@
 //     TopGun's Rust core does: the server keeps client timestamps, so its
 //     LWW tie-break must be the clients' (CompareNodeID). Only an id's
 //     first 256 bytes are collated (then ids compare byte-wise), which
-//     bounds the cost of a hostile id of megabytes.
+//     bounds the cost of a hostile id of megabytes. The collation tables
+//     are Unicode 6.2's (golang.org/x/text): ids holding characters
+//     assigned since, or a few whose root order changed (U+FFFD,
+//     ideographs beyond the BMP against those within it), can order
+//     differently from a current ICU (node 20 with ICU 78 was compared);
+//     ASCII ids order as there.
 package record

@@ -1,0 +1,49 @@
+package protocol
+
+import (
+	"testing"
+
+	"github.com/topgun-go/topgun/plugins/null"
+	"github.com/topgun-go/topgun/server/wire"
+)
+
+// An HTTP client keeps its serverSyncTimestamp across a restart of the
+// server, and takes whatever point the next answer gives. Here the host's
+// clock ran two hours ahead while the client polled (further ahead than
+// the store resumes commit times past: they restart from the wall clock),
+// and was set right before the server restarted. The writes made after the
+// restart are committed at times below the client's point: the first
+// answer returned none of them and moved the client's point back past
+// them, so it never received them.
+func TestHTTPSync_deltaAfterRestartOnceClockWasFarAhead(t *testing.T) {
+	t.Parallel()
+	const twoHours = 2 * 3600_000
+	inner := null.Open()
+	defer inner.Close()
+	e := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
+	e.wall.Add(twoHours)
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("1", "m", "a", "v", cts("w"))}}, "")
+	e.wall.Add(10)
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "")
+	last := resp.Deltas[0].ServerSyncTimestamp
+	e.srv.Close()
+	e.http.Close()
+	e.st.Close()
+
+	// The restarted server's clock is right: two hours behind the first's.
+	e2 := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
+	e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("2", "m", "b", "v", cts("w"))}}, "")
+	e2.wall.Add(10)
+	got := map[string]bool{}
+	for range 2 { // the point the first answer gives, the client sends next
+		resp = e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
+		for _, r := range resp.Deltas[0].Records {
+			got[r.Key] = true
+		}
+		last = resp.Deltas[0].ServerSyncTimestamp
+		e2.wall.Add(10)
+	}
+	if !got["b"] {
+		t.Fatalf("the write made after the restart never reached the client polling from its earlier point: got %v", got)
+	}
+}
