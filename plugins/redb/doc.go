@@ -9,7 +9,11 @@
 // Open takes an exclusive lock on the file for the life of the Backend. A
 // second process that opens the same file waits Options.Timeout (1 s by
 // default) and then fails with abi.CodeUnavailable and an error naming the
-// file; the server is meant to be the only process using it. Describe
+// file; the server is meant to be the only process using it.
+// Options.ReadOnly opens an existing file for reading only (`topgun copy`
+// reads its source so) under a shared lock: readers do not exclude each
+// other, a writer and readers exclude each other the same way, and the file
+// is never created, emptied or written. Describe
 // declares abi.CapDurable, abi.CapAtomicBatch and abi.CapExpiryIndex, not
 // abi.CapShared.
 //

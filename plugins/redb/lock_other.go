@@ -9,4 +9,4 @@ import (
 
 // lockFile does nothing where flock is not available: bbolt's own lock in
 // bolt.Open still keeps a second process out.
-func lockFile(*os.File, time.Time) error { return nil }
+func lockFile(*os.File, time.Time, bool) error { return nil }

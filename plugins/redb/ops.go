@@ -63,6 +63,9 @@ func (b *Backend) Apply(ctx context.Context, batch *abi.Batch) error {
 	if b.closed.Load() {
 		return b.errClosed()
 	}
+	if b.readOnly {
+		return abi.Errorf(abi.CodeUnsupported, "redb: %s is open read-only", b.path)
+	}
 	if b.damaged.Load() {
 		return b.errDamaged()
 	}

@@ -46,6 +46,14 @@ type Options struct {
 	// abi.CapDurable.
 	NoSync bool
 
+	// ReadOnly opens an existing file for reading only, as a backup or a
+	// copy reads it: the file is never written (a missing or empty file
+	// is an error rather than a new database), Apply fails with
+	// abi.CodeUnsupported, and the lock taken is shared, so
+	// several readers may hold it at once while no writer (a server) can,
+	// and a writer's lock keeps readers out (Timeout bounds the wait).
+	ReadOnly bool
+
 	// Logger receives the backend's few debug logs. Nil means
 	// hclog.NewNullLogger().
 	Logger hclog.Logger
@@ -88,8 +96,10 @@ type Backend struct {
 	db     *bolt.DB
 	path   string
 	noSync bool
-	log    hclog.Logger
-	closed atomic.Bool
+	// readOnly: Options.ReadOnly; Apply is refused.
+	readOnly bool
+	log      hclog.Logger
+	closed   atomic.Bool
 	// damaged is set when bbolt panicked or faulted reading the file, or a
 	// record failed its checksum: from then on writes are refused, because
 	// bbolt trusts what it reads and a write through a damaged page can
@@ -127,7 +137,21 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 		}
 		return abi.Wrap(abi.CodeUnavailable, cause, "redb: %s is locked by another process (is another server running on it?); stop it or set TOPGUN_REDB_PATH to another file", path)
 	}
-	if err := precheck(path, deadline); err != nil {
+	if o.ReadOnly {
+		// Never create (or empty) the file a reader names: a mistyped
+		// path is an error, not a new empty database.
+		st, err := os.Stat(path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, abi.Wrap(abi.CodeNotFound, err, "redb: %s does not exist", path)
+			}
+			return nil, openError(path, err)
+		}
+		if st.Mode().IsRegular() && st.Size() == 0 {
+			return nil, abi.Errorf(abi.CodeInvalidArgument, "redb: %s is empty: it holds no database", path)
+		}
+	}
+	if err := precheck(path, deadline, o.ReadOnly); err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, locked(err)
 		}
@@ -136,14 +160,14 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 	// Another process may take the lock between precheck and here; bbolt
 	// then waits for what is left of the timeout.
 	timeout := max(time.Until(deadline), 50*time.Millisecond)
-	db, err := openBolt(path, &bolt.Options{Timeout: timeout, NoSync: o.NoSync})
+	db, err := openBolt(path, &bolt.Options{Timeout: timeout, NoSync: o.NoSync, ReadOnly: o.ReadOnly})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, locked(err)
 		}
 		return nil, openError(path, err)
 	}
-	b := &Backend{db: db, path: path, noSync: o.NoSync, log: o.Logger}
+	b := &Backend{db: db, path: path, noSync: o.NoSync, readOnly: o.ReadOnly, log: o.Logger}
 	created, err := b.initFormat()
 	if err != nil {
 		_ = db.Close()
@@ -171,8 +195,9 @@ func Open(ctx context.Context, path string, opts *Options) (*Backend, error) {
 // truncated before bbolt sees it (bbolt panics, faults or allocates without
 // bound on some of them). It holds the file lock while it reads, waiting
 // until deadline, and returns bolt.ErrTimeout if the lock stays taken. A
-// missing or empty file is fine: bbolt initialises it.
-func precheck(path string, deadline time.Time) error {
+// missing or empty file is fine: bbolt initialises it. readOnly takes a
+// shared lock and never empties the file.
+func precheck(path string, deadline time.Time, readOnly bool) error {
 	// Stat before opening: opening a FIFO blocks until a writer comes,
 	// which no context or timeout can interrupt.
 	st, err := os.Stat(path)
@@ -202,7 +227,7 @@ func precheck(path string, deadline time.Time) error {
 	if st.Size() == 0 {
 		return nil
 	}
-	if err := lockFile(f, deadline); err != nil {
+	if err := lockFile(f, deadline, !readOnly); err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return err
 		}
@@ -211,6 +236,8 @@ func precheck(path string, deadline time.Time) error {
 	if err := checkFile(f, st.Size()); err != nil {
 		var pe *fs.PathError
 		switch {
+		case errors.Is(err, errUnfinished) && readOnly:
+			return abi.Wrap(abi.CodeInvalidArgument, err, "redb: %s holds no database: its first write never finished", path)
 		case errors.Is(err, errUnfinished):
 			// Nothing to keep: emptied, bbolt creates the file again.
 			if err := os.Truncate(path, 0); err != nil {
@@ -333,6 +360,9 @@ func (b *Backend) initFormat() (created bool, err error) {
 	})
 	if err != nil || !fresh {
 		return false, err
+	}
+	if b.readOnly {
+		return false, notOurs(b.path, errors.New("it is an empty bbolt database, without the topgun layout"))
 	}
 	err = b.update(0, 3, func(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucket(bucketExpiry); err != nil {
