@@ -4,6 +4,13 @@
 //	topgun plugin inspect FILE.wasm     describe a storage plugin without running its storage
 //	topgun plugin test FILE.wasm        run the conformance suite against a storage plugin
 //	topgun bench [flags]                drive a running server with writes; print ops/s and latency
+//	topgun copy --from SPEC --to SPEC   copy every stored record to another (empty) storage backend
+//
+// copy moves a server's data to another backend, or takes an offline
+// backup: a SPEC is redb:PATH, postgres:URL (postgres alone reads
+// DATABASE_URL) or PATH.wasm. The source is only read (a redb file is
+// opened read-only), the destination must hold no record, and both are
+// read again at the end to compare each map's count and checksum.
 //
 // Run `topgun help` or `topgun COMMAND -h` for the flags of each command.
 // SIGINT (Ctrl-C) or SIGTERM asks the running command to stop; a second
@@ -43,6 +50,7 @@ type command struct {
 var commands = []command{
 	{name: "plugin", args: "COMMAND ...", summary: "inspect and test wasm storage plugins", run: runPlugin},
 	{name: "bench", args: "[flags]", summary: "drive a running server with acknowledged writes; print ops/s and latency", run: runBench},
+	{name: "copy", args: "--from SPEC --to SPEC", summary: "copy every stored record into another, empty storage backend (switch backends, back up)", run: runCopy},
 }
 
 // cli carries what every command needs; main fills it from the process.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/topgun-go/topgun/abi"
@@ -308,4 +309,24 @@ func (b *Backend) retry(ctx context.Context, op string, idempotent bool, fn func
 		b.log.Debug("retrying on another connection", "op", op, "attempt", attempt+1, "error", err)
 	}
 	return b.mapErr(ctx, op, err)
+}
+
+// StorageID names the table this backend stores records in, the same for
+// every backend on that table whatever its URL says (another host name,
+// user or option): the cluster's start time, the database's oid and the
+// table's oid. A copy uses it to refuse a source and a destination that are
+// one table.
+func (b *Backend) StorageID(ctx context.Context) (string, error) {
+	if b.closed.Load() {
+		return "", abi.Errorf(abi.CodeUnavailable, "postgres: backend is closed")
+	}
+	var id string
+	err := b.pool.QueryRow(ctx, `SELECT pg_catalog.concat_ws('/', pg_catalog.pg_postmaster_start_time(),
+  (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()),
+  pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid)`,
+		pgx.Identifier{b.schema, tableName}.Sanitize()).Scan(&id)
+	if err != nil {
+		return "", b.mapErr(ctx, "storage id", err)
+	}
+	return id, nil
 }
