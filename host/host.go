@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
@@ -901,8 +902,16 @@ func escapeControls(s string) string {
 	return b.String()
 }
 
-// isControl reports a C0 or C1 control character or DEL, tab aside.
-func isControl(r rune) bool { return r != '\t' && (r < 0x20 || r >= 0x7f && r <= 0x9f) }
+// isControl reports a C0 or C1 control character or DEL, tab aside, and
+// Unicode's line and paragraph separators (line breaks to viewers that
+// follow Unicode) and bidirectional controls (which reorder what follows
+// them on the line as shown).
+func isControl(r rune) bool {
+	if r < 0x80 {
+		return r != '\t' && (r < 0x20 || r == 0x7f)
+	}
+	return r <= 0x9f || r >= 0x61c && unicode.In(r, unicode.Zl, unicode.Zp, unicode.Bidi_Control)
+}
 
 // Describe returns the description the plugin gave when it was opened.
 func (b *Backend) Describe() abi.Description { return b.desc }

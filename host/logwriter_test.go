@@ -196,3 +196,23 @@ func TestLineWriter_invalidUTF8Escaped(t *testing.T) {
 		}
 	}
 }
+
+// Unicode's line and paragraph separators end a line in viewers that
+// follow Unicode (and in JavaScript), and its bidirectional controls
+// reorder what a terminal or a viewer with bidi support shows of the rest
+// of the line (U+202E shows "evil" as "live"): a plugin line holding them
+// could pass for several lines, or hide what it says. They are escaped as
+// the server's own fields are; other characters, joiners included, are not.
+func TestLineWriter_unicodeBreaksAndBidiEscaped(t *testing.T) {
+	c := &logCapture{t: t}
+	log := hclog.New(&hclog.LoggerOptions{Output: c, Level: hclog.Trace, DisableTime: true})
+	w := newLineWriter(log, newLogLimiter(), 2, "stderr")
+	_, _ = w.Write([]byte("marker a\u2028b\u2029c\u202eevil\u202c\u2066d\u2069\u200f e 👩\u200d💻\n"))
+	l := c.find("marker")
+	if l == "" {
+		t.Fatal("the line was not logged")
+	}
+	if !strings.Contains(l, `marker a\u2028b\u2029c\u202eevil\u202c\u2066d\u2069\u200f e 👩`+"\u200d💻") {
+		t.Errorf("logged line %q: want the separators and bidi controls escaped, the joiner kept", l)
+	}
+}
