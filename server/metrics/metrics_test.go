@@ -9,6 +9,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/host"
+	"github.com/topgun-go/topgun/server/protocol"
 	"github.com/topgun-go/topgun/server/store"
 )
 
@@ -169,5 +171,73 @@ func TestCollector_storeIndex(t *testing.T) {
 	}
 	if fams["topgun_store_index_refusals_total"].GetType() != dto.MetricType_COUNTER || fams["topgun_store_index_bytes"].GetType() != dto.MetricType_GAUGE {
 		t.Error("topgun_store_index_refusals_total must be a counter and topgun_store_index_bytes a gauge")
+	}
+}
+
+// Every counter a Sample carries is served under its own metric: each
+// field is given a value no other has, so a metric reading the wrong
+// field (or none) shows.
+func TestCollector_everyFieldItsMetric(t *testing.T) {
+	t.Parallel()
+	c := NewCollector(nil, func() []Sample {
+		return []Sample{{
+			Backend: "plug",
+			Protocol: protocol.Stats{Connections: 1, OpsApplied: 2, OpsResent: 3, SlowClientsDropped: 4,
+				ClientsRefused: 5, QueriesRefused: 6, FeedLags: 7},
+			Store: &store.Stats{IndexBytes: 8, MaxIndexBytes: 9, IndexRefused: 10},
+			Plugin: &host.Stats{Calls: 11, Failures: 12, InstancesStarted: 13, InstancesDiscarded: 14, Live: 15, MemoryBytes: 16,
+				Breaker: host.BreakerStats{State: "half-open", Opened: 17, Rejected: 18}},
+		}}
+	}, nil)
+	fams := gather(t, c)
+	want := map[string]float64{
+		"topgun_backend_info":                     1,
+		"topgun_connections":                      1,
+		"topgun_ops_applied_total":                2,
+		"topgun_ops_resent_total":                 3,
+		"topgun_slow_clients_dropped_total":       4,
+		"topgun_clients_refused_total":            5,
+		"topgun_queries_refused_total":            6,
+		"topgun_feed_lags_total":                  7,
+		"topgun_store_index_bytes":                8,
+		"topgun_store_index_limit_bytes":          9,
+		"topgun_store_index_refusals_total":       10,
+		"topgun_plugin_calls_total":               11,
+		"topgun_plugin_failures_total":            12,
+		"topgun_plugin_instances_started_total":   13,
+		"topgun_plugin_instances_discarded_total": 14,
+		"topgun_plugin_instances":                 15,
+		"topgun_plugin_memory_bytes":              16,
+		"topgun_plugin_breaker_opened_total":      17,
+		"topgun_plugin_breaker_rejected_total":    18,
+	}
+	for name, v := range want {
+		f := fams[name]
+		if f == nil || len(f.GetMetric()) != 1 {
+			t.Errorf("%s: %v, want one series", name, f)
+			continue
+		}
+		m := f.GetMetric()[0]
+		if got := m.GetGauge().GetValue() + m.GetCounter().GetValue(); got != v {
+			t.Errorf("%s = %v, want %v", name, got, v)
+		}
+		if strings.HasSuffix(name, "_total") != (f.GetType() == dto.MetricType_COUNTER) {
+			t.Errorf("%s is a %v", name, f.GetType())
+		}
+	}
+	if l := fams["topgun_backend_info"].GetMetric()[0].GetLabel(); len(l) != 1 || l[0].GetValue() != "plug" {
+		t.Errorf("topgun_backend_info labels %v, want backend=plug", l)
+	}
+	states := map[string]float64{}
+	for _, m := range fams["topgun_plugin_breaker_state"].GetMetric() {
+		states[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+	}
+	if len(states) != 3 || states["half-open"] != 1 || states["open"] != 0 || states["closed"] != 0 {
+		t.Errorf("topgun_plugin_breaker_state %v, want half-open alone at 1", states)
+	}
+	for name := range fams {
+		if _, ok := want[name]; !ok && name != "topgun_plugin_breaker_state" {
+			t.Errorf("%s is served but not checked here", name)
+		}
 	}
 }
