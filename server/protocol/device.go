@@ -105,7 +105,7 @@ func (c *conn) bindDevice(principal, presented string) (id, token string, ok boo
 	}
 	id, token, err := c.s.mintDevice(ctx, principal)
 	if err != nil {
-		c.log.Warn("cannot store a device identity; the client continues without one", "error", err)
+		c.s.storageWarns.Warn(c.log, "cannot store a device identity; the client continues without one", "error", err)
 		return "", "", true
 	}
 	c.deviceID, c.deviceBound = id, true

@@ -239,7 +239,7 @@ func (c *conn) handleAuth(a *wire.Auth) {
 	}
 	p, err := c.s.opts.Auth.Verify(a.Token)
 	if err != nil {
-		c.log.Info("authentication failed", "error", err)
+		c.s.noteAuthFailed(c.log, err)
 		c.reply(&wire.AuthFail{Error: "Authentication failed"})
 		c.closeGraceful(websocket.StatusPolicyViolation, "authentication failed")
 		return

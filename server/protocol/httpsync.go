@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/server/record"
 	"github.com/topgun-go/topgun/server/store"
@@ -108,7 +110,7 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if _, err := s.opts.Auth.Verify(token); err != nil {
-			s.log.Info("authentication failed", "remote", r.RemoteAddr, "error", err)
+			s.noteAuthFailed(s.log, err, "remote", r.RemoteAddr)
 			httpError(w, http.StatusUnauthorized, "Authentication failed")
 			return
 		}
@@ -188,7 +190,7 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 		d, code, err := s.delta(ctx, sm, budget)
 		if err != nil {
 			if code == 500 && ctx.Err() == nil {
-				s.log.Warn("cannot read deltas", "map", sm.MapName, "error", err)
+				s.storageWarns.Warn(s.log, "cannot read deltas", "map", sm.MapName, "error", err)
 			}
 			addErr(code, err.Error(), sm.MapName)
 			continue
@@ -201,7 +203,13 @@ func (s *Server) httpSync(ctx context.Context, req *wire.HTTPSyncRequest) *wire.
 	if err := ctx.Err(); err != nil {
 		// Once, not per map: a request may name tens of thousands of
 		// maps, and each read after its end fails at once.
-		s.log.Warn("POST /sync ended before its reads: its client left or it ran out of time", "timeout", httpSyncTimeout, "error", err)
+		// A client that left is at debug, as on WebSocket: it can leave
+		// every request it sends. Running out of time is worth a warning.
+		level := hclog.Warn
+		if !errors.Is(err, context.DeadlineExceeded) {
+			level = hclog.Debug
+		}
+		s.log.Log(level, "POST /sync ended before its reads: its client left or it ran out of time", "timeout", httpSyncTimeout, "error", err)
 	}
 	resp.ServerHLC = tsToWire(s.store.Clock().Now())
 	return resp
@@ -272,7 +280,7 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 			// acknowledged when they can be, as an op the server stamps
 			// (an OR add without a tag) sent again would be stored twice.
 			if last, ok := httpAckablePrefix(ops, ids, len(results)); ok {
-				s.log.Warn("write failed in part; acknowledging the operations stored", "ops", len(sops), "stored", len(results), "error", err)
+				s.storageWarns.Warn(s.log, "write failed in part; acknowledging the operations stored", "ops", len(sops), "stored", len(results), "error", err)
 				n := len(results)
 				sops, ids, ack, cut, err = sops[:n], ids[:n], ids[last], true, nil
 			}
@@ -307,7 +315,7 @@ func (s *Server) httpOps(ctx context.Context, ops []wire.ClientOp, resp *wire.HT
 			if ctx.Err() == nil {
 				// A client that left is noted once, at the end; its
 				// write's wait cut short is no failure of storage.
-				s.log.Warn("write failed", "ops", len(sops), "error", err)
+				s.storageWarns.Warn(s.log, "write failed", "ops", len(sops), "error", err)
 			}
 			addErr(500, "the operations could not be stored ("+err.Error()+"); they were not acknowledged, re-send them", "")
 			return
@@ -603,7 +611,7 @@ func (s *Server) readQueries(ctx context.Context, mapName string, runs []*httpQu
 			r.code, r.err = 500, fmt.Errorf("cannot read map %s; retry later", quoteName(mapName))
 		}
 		if ctx.Err() == nil { // else httpSync logs the request's end once
-			s.log.Warn("cannot run a query", "map", mapName, "error", err)
+			s.storageWarns.Warn(s.log, "cannot run a query", "map", mapName, "error", err)
 		}
 	}
 }

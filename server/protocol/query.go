@@ -476,7 +476,7 @@ func (s *Server) finishRead(sub *subscription, reader bool, sc scanned, err erro
 	}
 	if err != nil {
 		if sub.c.ctx.Err() == nil {
-			sub.c.log.Warn("cannot read the map of a live query", "map", sub.mapName, "query", sub.id, "error", err)
+			sub.c.s.storageWarns.Warn(sub.c.log, "cannot read the map of a live query", "map", sub.mapName, "query", wire.CutName(sub.id), "error", err)
 		}
 		if reader {
 			// The client is told its QUERY_SUB failed: it must not go on

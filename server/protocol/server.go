@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/sparselog"
 	"github.com/topgun-go/topgun/server/store"
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -36,6 +37,13 @@ type Server struct {
 	// on trial (at most reserve; see admit and claimDevice).
 	reserved atomic.Int64
 	reserve  int64
+
+	// authFails: failed authentications (noteAuthFailed).
+	authFails sparselog.Log
+	// storageWarns: warnings of storage failures met serving a client's
+	// message, which clients (and a plugin failing each call) cause at
+	// the rate they send messages.
+	storageWarns sparselog.ByMessage
 
 	mu    sync.RWMutex
 	conns map[*conn]struct{}
@@ -341,6 +349,13 @@ func (s *Server) noteRefused(r *http.Request, limit int64, how string) {
 	} else {
 		s.log.Debug("client refused: too many connections", args...)
 	}
+}
+
+// noteAuthFailed logs a token refused, at info once per sparselog.Every
+// and at debug otherwise: anyone who reaches the port can present bad
+// tokens as fast as it sends requests.
+func (s *Server) noteAuthFailed(log hclog.Logger, err error, args ...any) {
+	s.authFails.Log(log, hclog.Info, "authentication failed", append(args, "error", err)...)
 }
 
 // noteAdmitted ends a spell of refusals (see noteRefused).

@@ -204,7 +204,7 @@ func (c *conn) handleBucket(mapName, path string, or bool) {
 	entries, ok, err := c.s.store.Leaf(ctx, mapName, kind, path)
 	switch {
 	case err != nil:
-		c.log.Warn("cannot read a Merkle leaf", "map", mapName, "path", path, "error", err)
+		c.s.storageWarns.Warn(c.log, "cannot read a Merkle leaf", "map", mapName, "path", path, "error", err)
 		c.reply(&wire.ErrorMessage{Code: 500, Message: "protocol: " + typ + " failed: cannot read the records of the leaf; retry later"})
 		return
 	case !ok:
@@ -252,7 +252,7 @@ func (c *conn) handleDiffRequest(m *wire.ORMapDiffRequest) {
 	defer cancel()
 	states, err := c.s.orStates(ctx, m.MapName, m.Keys)
 	if err != nil {
-		c.log.Warn("cannot read OR-Map keys", "map", m.MapName, "error", err)
+		c.s.storageWarns.Warn(c.log, "cannot read OR-Map keys", "map", m.MapName, "error", err)
 		c.reply(&wire.ErrorMessage{Code: 500, Message: "protocol: ORMAP_DIFF_REQUEST failed: cannot read the keys; retry later"})
 		return
 	}

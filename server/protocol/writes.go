@@ -330,7 +330,7 @@ func (c *conn) applyGroup(group []*writeJob, limit int) {
 	s.opsApplied.Add(uint64(len(all)))
 	s.opsSkipped.Add(uint64(skipped))
 	if applyErr != nil && c.ctx.Err() == nil {
-		c.log.Warn("write failed", "ops", len(all), "error", applyErr)
+		c.s.storageWarns.Warn(c.log, "write failed", "ops", len(all), "error", applyErr)
 	}
 
 	for i := range states {

@@ -492,7 +492,7 @@ func (s *Store) applyTxn(t *txn) {
 				// does so on shared storage).
 				s.keepUnsure(t)
 				for len(s.unsure) > maxUnsure || (len(s.unsure) > 1 && s.unsureBytes > maxUnsureBytes) {
-					s.log.Warn("cannot tell whether a failed commit was applied; its changes, if it was, are not published", "records", len(s.unsure[0].order))
+					s.unsureDrops.Warn(s.log, "cannot tell whether a failed commit was applied; its changes, if it was, are not published", "records", len(s.unsure[0].order))
 					s.dropUnsure()
 				}
 				s.settleUnsure(ctx)
@@ -1780,24 +1780,35 @@ func (s *Store) repairIndex(ctx context.Context, retry bool) {
 		byMap[k.mapName] = append(byMap[k.mapName], k.key)
 	}
 	s.mu.RUnlock()
+	// The maps that cannot be read are warned of in one line, at most one
+	// per sparselog.Every: every failed commit re-reads all the maps still
+	// waiting, so while storage is down a line per map and commit would
+	// grow with the square of the maps clients write to.
+	var failedMaps, failedKeys int
+	var firstErr error
+	failed := func(name string, keys []string, err error) {
+		s.log.Debug("still cannot re-read records after a failed commit", "map", name, "keys", len(keys), "error", err)
+		if failedMaps++; firstErr == nil {
+			firstErr = err
+		}
+		failedKeys += len(keys)
+	}
+	defer func() {
+		if firstErr != nil && !retry {
+			s.rereads.Warn(s.log, "cannot re-read records after a failed commit; until they are, writes to them read storage",
+				"maps", failedMaps, "keys", failedKeys, "error", firstErr)
+		}
+	}()
 	for name, keys := range byMap {
 		if s.shared {
 			if err := s.repairShared(ctx, name, keys); err != nil {
-				if retry {
-					s.log.Debug("still cannot re-read records after a failed commit", "map", name, "keys", len(keys), "error", err)
-				} else {
-					s.log.Warn("cannot re-read records after a failed commit; until they are, writes to them read storage", "map", name, "keys", len(keys), "error", err)
-				}
+				failed(name, keys, err)
 			}
 			continue
 		}
 		es, err := s.loadRaw(ctx, name, keys)
 		if err != nil {
-			if retry {
-				s.log.Debug("still cannot re-read records after a failed commit", "map", name, "keys", len(keys), "error", err)
-			} else {
-				s.log.Warn("cannot re-read records after a failed commit; until they are, writes to them read storage", "map", name, "keys", len(keys), "error", err)
-			}
+			failed(name, keys, err)
 			continue
 		}
 		found := make(map[string]*Entry, len(es))

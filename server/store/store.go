@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/topgun-go/topgun/abi"
+	"github.com/topgun-go/topgun/internal/sparselog"
 	"github.com/topgun-go/topgun/server/record"
 )
 
@@ -198,10 +199,15 @@ type Store struct {
 	be    abi.Backend
 	opts  Options
 	log   hclog.Logger
-	skips skipLog
+	skips sparselog.Log
 	clock Clock
 	cache *cache
 	feed  *feed
+	// rereads and unsureDrops: the warnings of failed commits' records
+	// that cannot be re-read (repairIndex) and of failed commits given up
+	// (dropUnsure), at most one per sparselog.Every each: while storage is
+	// down, clients cause them at the rate they send writes.
+	rereads, unsureDrops sparselog.Log
 
 	mu    sync.RWMutex // guards maps and nodes; written only by the committer
 	maps  map[string]*mapState
