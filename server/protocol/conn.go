@@ -457,6 +457,20 @@ func (c *conn) writer() {
 	}
 }
 
+// touchReader reads a message, recording activity as its bytes arrive.
+type touchReader struct {
+	r io.Reader
+	c *conn
+}
+
+func (t touchReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.c.touch()
+	}
+	return n, err
+}
+
 // errFrameTooLarge: the frame is over MaxMessageBytes (it was read to its
 // end and dropped).
 var errFrameTooLarge = errors.New("protocol: frame too large")
@@ -473,6 +487,10 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.touch()
+		// Each part of a message arriving is activity too: a client on a
+		// slow link would otherwise be closed as idle halfway through a
+		// large message, and send it again, in vain, at every reconnection.
+		r = touchReader{r, c}
 		if typ != websocket.MessageBinary {
 			// TopGun's protocol is binary only; text frames are ignored.
 			if _, err := io.Copy(io.Discard, r); err != nil {
