@@ -584,6 +584,9 @@ func TestREADME_statesTimeouts(t *testing.T) {
 		fmt.Sprintf("closes the client connections (within %s; one whose close has not finished 2 s later is cut), drains HTTP requests for at most %s",
 			secs(protocol.DefaultShutdownTimeout), secs(drainTimeout)),
 		fmt.Sprintf("after %s the server exits %d without it", secs(storageCloseTimeout), exitFailed),
+		fmt.Sprintf("idle keep-alive HTTP connections are closed after %d minutes", int(httpIdleTimeout.Minutes())),
+		fmt.Sprintf("A request's headers must arrive within %s (at most %d KiB of them, else 431), the rest of a request (but a `POST /sync` body) within %s, and an answer (but that of a `POST /sync`) be read within %s of the request's headers",
+			secs(httpReadHeaderTimeout), httpMaxHeaderBytes>>10, secs(httpReadTimeout), secs(httpWriteTimeout)),
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("README.md does not say %q", want)

@@ -56,6 +56,25 @@ const (
 	// both until TCP gives up (minutes, or never); its writes were not
 	// acknowledged, so their clients send them again.
 	storageCloseTimeout = 10 * time.Second
+
+	// The HTTP server's bounds on a client. A WebSocket leaves them at the
+	// upgrade, and POST /sync sets its own for its body (the protocol's
+	// IdleTimeout) and its answer (WriteTimeout). Without the read and
+	// write timeouts, a request whose declared body never comes (its
+	// handler done, the server reads the rest before the next request) or
+	// a client that never reads its answers holds a connection and a
+	// goroutine forever, whoever it is: these do not count against
+	// TOPGUN_MAX_CONNECTIONS.
+	httpReadHeaderTimeout = 10 * time.Second
+	httpReadTimeout       = 15 * time.Second
+	// Past httpReadTimeout, so that a request refused before its body was
+	// read, whose body the server reads to its end first, still gets its
+	// answer.
+	httpWriteTimeout = 30 * time.Second
+	httpIdleTimeout  = 2 * time.Minute
+	// httpMaxHeaderBytes bounds a request's headers (431 beyond): a JWT
+	// takes a few KiB; Go's default is 1 MiB per connection.
+	httpMaxHeaderBytes = 64 << 10
 )
 
 func main() {
@@ -282,12 +301,15 @@ func serve(ctx context.Context, cfg *config, handler http.Handler, stop func(), 
 
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
 		// Keep-alive connections between requests; without it an idle
 		// HTTP client holds its connection forever. (WebSocket connections
 		// leave the HTTP server at the upgrade and have their own.)
-		IdleTimeout: 2 * time.Minute,
-		ErrorLog:    log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		IdleTimeout:    httpIdleTimeout,
+		MaxHeaderBytes: httpMaxHeaderBytes,
+		ErrorLog:       log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -95,10 +95,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return errors.Join(err, ts.Close())
 	}
+	// As topgun-server's: without the read and write timeouts a request
+	// whose declared body never comes, or a client that never reads its
+	// answers, holds a connection forever (max_connections does not count
+	// them); POST /sync sets its own, and WebSockets leave them at the
+	// upgrade.
 	srv := &http.Server{
 		Handler:           ts,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

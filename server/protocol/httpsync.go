@@ -122,6 +122,9 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(s.opts.MaxMessageBytes)))
+	// The answers below come after the body, which may take longer than
+	// an HTTP server's own write timeout counted from the headers.
+	_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

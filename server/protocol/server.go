@@ -164,6 +164,13 @@ func newServer(st *store.Store, opts *Options, dispatchHook func()) (*Server, er
 // Register mounts the protocol's endpoints: the WebSocket upgrade at GET /
 // and GET /ws, and POST /sync (with OPTIONS /sync, its CORS preflight). It
 // leaves every other path (such as /health and /ready) to the caller.
+//
+// The caller's http.Server should bound every request (ReadHeaderTimeout,
+// ReadTimeout, WriteTimeout and MaxHeaderBytes, as topgun-server's do):
+// POST /sync extends the deadlines of its connection for its body
+// (IdleTimeout) and its answer (WriteTimeout), and a WebSocket leaves
+// them at the upgrade, but a request refused before its body is read, or
+// one to another path, is held by its client as long as they allow.
 func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /{$}", s.serveWS)
 	mux.HandleFunc("GET /ws", s.serveWS)
