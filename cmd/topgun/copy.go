@@ -132,6 +132,10 @@ const copyBatchRecords = 1000
 // within a plugin's default request limit.
 const copyBatchBytes = abi.DefaultScanBytes
 
+// copyMaxBatchBytes bounds --batch-bytes: a batch is held in memory, and
+// PostgreSQL takes no message over 1 GiB.
+const copyMaxBatchBytes = 256 << 20
+
 // copyAfterApply, when set by tests, runs after every applied batch.
 var copyAfterApply func()
 
@@ -145,7 +149,7 @@ func runCopy(ctx context.Context, c *cli, args []string) int {
 	fromConfig := fs.String("from-config", "", "configuration of a --from plugin, a JSON object (as TOPGUN_PLUGIN_CONFIG)")
 	toConfig := fs.String("to-config", "", "configuration of a --to plugin, a JSON object (as TOPGUN_PLUGIN_CONFIG)")
 	batchRecords := fs.Int("batch-records", copyBatchRecords, fmt.Sprintf("most records per write to the destination (1 to %d)", abi.MaxBatchOps))
-	batchBytes := fs.Int("batch-bytes", copyBatchBytes, "most bytes of keys and values per write to the destination (a larger record goes alone)")
+	batchBytes := fs.Int("batch-bytes", copyBatchBytes, fmt.Sprintf("most bytes of keys and values per write to the destination, 1 to %d (a larger record goes alone)", copyMaxBatchBytes))
 	noProgress := fs.Bool("no-progress", false, "do not write the progress line")
 	logLevel := fs.String("log-level", "warn", "level of the backends' log lines on stderr: trace, debug, info, warn, error or off")
 	pos, code, done := c.parseFlags(fs, args)
@@ -186,8 +190,8 @@ func runCopy(ctx context.Context, c *cli, args []string) int {
 	if *batchRecords < 1 || *batchRecords > abi.MaxBatchOps {
 		return c.usageError(prog, "--batch-records %d: use 1 to %d", *batchRecords, abi.MaxBatchOps)
 	}
-	if *batchBytes < 1 {
-		return c.usageError(prog, "--batch-bytes %d must be positive", *batchBytes)
+	if *batchBytes < 1 || *batchBytes > copyMaxBatchBytes {
+		return c.usageError(prog, "--batch-bytes %d: use 1 to %d", *batchBytes, copyMaxBatchBytes)
 	}
 	lvl := hclog.LevelFromString(*logLevel)
 	if lvl == hclog.NoLevel {
@@ -420,6 +424,16 @@ func (cp *copier) check(ctx context.Context) error {
 	if len(dmaps) > 0 {
 		return fmt.Errorf("--to %s already holds records (%d maps, the first %q); a copy never merges: copy into empty storage (a new redb file, an empty schema or database, an empty data directory)", cp.dst, len(dmaps), dmaps[0])
 	}
+	if pg, ok := cp.dstB.(*postgres.Backend); ok {
+		// A table of backup records only lists no map.
+		n, err := pg.CountRecords(ctx)
+		if err != nil {
+			return fmt.Errorf("--to %s: count records: %w", cp.dst, err)
+		}
+		if n > 0 {
+			return fmt.Errorf("--to %s already holds records (%d, in maps without a primary record); a copy never merges: copy into empty storage (an empty schema or database)", cp.dst, n)
+		}
+	}
 	return nil
 }
 
@@ -517,12 +531,21 @@ func (e *scanError) Unwrap() error { return e.err }
 // error of fn stops it and is returned as is.
 func scanAll(ctx context.Context, b abi.Backend, m string, backup bool, limit, maxBytes int, fn func(*abi.Record) error) error {
 	var cursor []byte
+	var last string
+	first := true
 	for {
 		page, err := b.Scan(ctx, abi.ScanRequest{Map: m, Backup: backup, Cursor: cursor, Limit: limit, MaxBytes: maxBytes})
 		if err != nil {
 			return &scanError{err}
 		}
 		for i := range page.Records {
+			// Keys come in byte order, each once: a key not after the
+			// last is a scan going back (or round forever), whose count
+			// and checksum would not be the map's.
+			if k := page.Records[i].Key; !first && k <= last {
+				return &scanError{fmt.Errorf("scan of map %q returned key %q after key %q: keys must come in byte order, each once", m, k, last)}
+			}
+			first, last = false, page.Records[i].Key
 			if err := fn(&page.Records[i]); err != nil {
 				return err
 			}
@@ -620,6 +643,21 @@ func (cp *copier) verify(ctx context.Context) error {
 			return fmt.Errorf("verify: map %q has %d records in the destination, %d in the source", m, d.records, want.records)
 		case d != want:
 			return fmt.Errorf("verify: map %q differs between the source and the destination (%d records each; their keys, values or expiration times differ)", m, d.records)
+		}
+	}
+	if pg, ok := cp.srcB.(*postgres.Backend); ok {
+		// Records of maps ListMaps leaves out were never scanned: the
+		// copy is not complete while the table holds any.
+		var copied int64
+		for _, m := range cp.maps {
+			copied += cp.got[m].records
+		}
+		n, err := pg.CountRecords(ctx)
+		if err != nil {
+			return fmt.Errorf("verify: --from %s: count records: %w", cp.src, err)
+		}
+		if n != copied {
+			return fmt.Errorf("verify: --from %s holds %d records, the copy reached %d: %d records are in maps that list no primary record or whose names are longer than %d bytes, which no scan reaches", cp.src, n, copied, n-copied, abi.MaxMapNameBytes)
 		}
 	}
 	if dstMin >= 0 && dstMin <= srcMax {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -329,10 +330,13 @@ func TestCopy_refusals(t *testing.T) {
 		{"empty source", []string{"--from", "redb:" + empty, "--to", "redb:" + filepath.Join(dir, "n4.redb")}, exitFail, "holds no record: nothing to copy"},
 		{"no --to", []string{"--from", "redb:" + src}, exitUsage, "--to is required"},
 		{"bare URL", []string{"--from", "postgres://u:secret@h/db", "--to", "redb:x"}, exitUsage, "is a URL, not a SPEC"},
+		{"bare URL of another scheme", []string{"--from", "postgresql+psycopg://u:secret@h/db", "--to", "redb:x"}, exitUsage, "is a URL, not a SPEC"},
+		{"postgres: with another scheme's URL", []string{"--from", "redb:x", "--to", "postgres:mysql://u:secret@h/db"}, exitUsage, "the database URL is not valid"},
 		{"unknown spec", []string{"--from", "sqlite:x", "--to", "redb:x"}, exitUsage, "is not a SPEC"},
 		{"data dir of a redb side", []string{"--from", "redb:" + src, "--to", "redb:x", "--to-data-dir", dir}, exitUsage, "--to-data-dir is for a plugin"},
 		{"postgres without DATABASE_URL", []string{"--from", "postgres", "--to", "redb:x"}, exitUsage, "DATABASE_URL, which is not set"},
 		{"batch records over the limit", []string{"--from", "redb:" + src, "--to", "redb:x", "--batch-records", "100001"}, exitUsage, "--batch-records 100001"},
+		{"batch bytes over the limit", []string{"--from", "redb:" + src, "--to", "redb:x", "--batch-bytes", "268435457"}, exitUsage, "--batch-bytes 268435457: use 1 to 268435456"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -479,4 +483,70 @@ func TestCopy_postgresToPostgres(t *testing.T) {
 		t.Fatalf("exit %d, want 0", code)
 	}
 	checkCopied(t, dump(t, p), dump(t, openPostgresT(t, dst)))
+}
+
+// TestCopy_postgresSourceRecordsNotReached: a table TopGun's server wrote
+// can hold records no scan reaches (a map named past the name limit, which
+// ListMaps skips, or one with backup records only). The copy must not call
+// itself complete and verified while they stay behind.
+func TestCopy_postgresSourceRecordsNotReached(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	applyAll(t, openPostgresT(t, url), copyRecords(2, 5), time.Now().UnixMilli())
+	for _, m := range []struct {
+		name   string
+		backup bool
+	}{{strings.Repeat("x", abi.MaxMapNameBytes+1), false}, {"only-backup", true}} {
+		pgtest.Exec(t, url, `INSERT INTO topgun_maps (map_name, key, value, is_backup, created_at, updated_at) VALUES ($1, 'k', '\x01', $2, 1, 1)`, m.name, m.backup)
+	}
+	dst := filepath.Join(t.TempDir(), "dst.redb")
+	code, stdout, stderr := runT(t, nil, "copy", "--no-progress", "--from", "postgres:"+url, "--to", "redb:"+dst)
+	if code != exitFail || strings.Contains(stdout, "verified") {
+		t.Fatalf("exit %d, stdout %q: want a failure", code, stdout)
+	}
+	if !strings.Contains(stderr, "2 records") {
+		t.Errorf("stderr does not count the 2 records left behind")
+	}
+}
+
+// repeatingScan is a backend whose scan never advances: every page is the
+// same record with a cursor, as a faulty plugin may answer.
+type repeatingScan struct{ abi.Backend }
+
+func (repeatingScan) Scan(ctx context.Context, req abi.ScanRequest) (abi.Page, error) {
+	return abi.Page{Records: []abi.Record{{Map: req.Map, Key: "a", Value: []byte{1}}}, Cursor: abi.KeyCursor("a")}, nil
+}
+
+// TestCopy_scanThatDoesNotAdvance: a source whose pages repeat a key is
+// refused rather than read forever (and its records copied again and again).
+func TestCopy_scanThatDoesNotAdvance(t *testing.T) {
+	t.Parallel()
+	const bound = 1000
+	calls := 0
+	errLooped := fmt.Errorf("still reading after %d records", bound)
+	err := scanAll(context.Background(), repeatingScan{}, "m", false, 10, 1<<20, func(*abi.Record) error {
+		if calls++; calls > bound {
+			return errLooped
+		}
+		return nil
+	})
+	var se *scanError
+	if err == nil || err == errLooped || !errors.As(err, &se) {
+		t.Fatalf("scanAll = %v, want a scan error after the repeated key", err)
+	}
+}
+
+// TestCopy_postgresDestinationWithBackupRecordsOnly: a table holding only
+// backup records lists no map, but it is not empty: a copy never merges.
+func TestCopy_postgresDestinationWithBackupRecordsOnly(t *testing.T) {
+	t.Parallel()
+	url := pgtest.FreshSchema(t)
+	openPostgresT(t, url) // creates the table
+	pgtest.Exec(t, url, `INSERT INTO topgun_maps (map_name, key, value, is_backup, created_at, updated_at) VALUES ('m', 'k', '\x01', true, 1, 1)`)
+	src := filepath.Join(t.TempDir(), "src.redb")
+	seedRedb(t, src, copyRecords(2, 5), time.Now().UnixMilli())
+	code, _, stderr := runT(t, nil, "copy", "--no-progress", "--from", "redb:"+src, "--to", "postgres:"+url)
+	if code != exitFail || !strings.Contains(stderr, "already holds records") {
+		t.Fatalf("exit %d, stderr %q: want the destination refused", code, stderr)
+	}
 }

@@ -330,3 +330,21 @@ func (b *Backend) StorageID(ctx context.Context) (string, error) {
 	}
 	return id, nil
 }
+
+// CountRecords returns how many records the table holds, primary and
+// backup, whatever their map names: a copy compares it with what its scans
+// reached, since ListMaps leaves out maps without a primary record and
+// names no operation takes.
+func (b *Backend) CountRecords(ctx context.Context) (int64, error) {
+	if err := b.begin(ctx); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := b.retry(ctx, "count records", true, func(ctx context.Context) error {
+		return b.pool.QueryRow(ctx, `SELECT pg_catalog.count(*) FROM `+pgx.Identifier{b.schema, tableName}.Sanitize()).Scan(&n)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}

@@ -52,6 +52,9 @@ func RedactURL(u string) string {
 // postgresql://, anything else is keyword/value.
 func redactSyntax(u string) string {
 	if !strings.HasPrefix(u, "postgres://") && !strings.HasPrefix(u, "postgresql://") {
+		// Another scheme's URL (given by mistake) is no connection string
+		// pgx reads, but its user info holds a password all the same.
+		u = urlUserinfo.ReplaceAllString(u, "${1}"+redacted+"@")
 		return kvPassword.ReplaceAllString(u, "${1}="+redacted)
 	}
 	p, err := url.Parse(u)

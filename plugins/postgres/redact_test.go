@@ -30,6 +30,12 @@ func TestRedactURL(t *testing.T) {
 		// reads '#' in a URL's query as part of the value.
 		{`host=localhost password=ab\ s3cret user=u`, "host=localhost password=xxxxx user=u"},
 		{"postgres://127.0.0.1/db?user=u&password=ab#s3cret", "postgres://127.0.0.1/db?user=u&password=xxxxx"},
+		// Another scheme's URL, given by mistake: pgx reads it as
+		// keyword/value and fails, but its user info is a password all
+		// the same.
+		{"mysql://u:s3cret@h/db", "mysql://u:xxxxx@h/db"},
+		{"postgresql+psycopg://u:s3cret@h:5432/db", "postgresql+psycopg://u:xxxxx@h:5432/db"},
+		{"https://u:s3cret@h/p.wasm", "https://u:xxxxx@h/p.wasm"},
 	}
 	for _, c := range cases {
 		got := RedactURL(c.in)
