@@ -33,7 +33,10 @@
 // whose clock is behind the writer's and which has seen none of its
 // timestamps) is acknowledged and changes nothing. Timestamps a client
 // receives (map events of its subscriptions, SyncMap) advance its clock,
-// so its later writes win over the records it has seen.
+// so its later writes win over the records it has seen, except one further
+// ahead of its wall clock than 60 s (the server's default
+// TOPGUN_MAX_DRIFT_MS): the client's clock ignores it, as the server's
+// does, since the server would refuse writes stamped after it.
 // TopGun's server sends no reply at all for a failed CLIENT_OP and an
 // uncorrelated ERROR for a failed OP_BATCH, so a failed write surfaces as
 // the caller's context expiring (and through Options.OnServerError).

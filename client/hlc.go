@@ -7,11 +7,16 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/topgun-go/topgun/internal/sparselog"
 	"github.com/topgun-go/topgun/server/wire"
 )
 
 // maxDrift is how far ahead of the wall clock a remote timestamp may be
-// before the clock warns (TopGun's default, non-strict: it still advances).
+// for the clock to advance to it: this project's server's default bound
+// (TOPGUN_MAX_DRIFT_MS). Past it the clock ignores the timestamp, as the
+// server's does: writes stamped after it would be refused by the server
+// (OP_REJECTED) until the wall clock caught up, and one at the top of the
+// range would stop the clock, repeating every later stamp and OR tag.
 const maxDrift = 60 * time.Second
 
 // hlc is a hybrid logical clock with TopGun's rules (core HLC.ts/hlc.rs):
@@ -25,6 +30,9 @@ type hlc struct {
 	nodeID  string
 	wall    func() uint64
 	log     hclog.Logger
+	// ahead: the warnings of ignored timestamps, which the server (or
+	// the records it holds) may send in every message.
+	ahead sparselog.Log
 }
 
 func newHLC(nodeID string, log hclog.Logger) *hlc {
@@ -57,13 +65,15 @@ func (h *hlc) bump() {
 	h.counter++
 }
 
-// Update merges a remote timestamp so later Now values order after it.
+// Update merges a remote timestamp so later Now values order after it,
+// unless it is more than maxDrift ahead of the wall clock.
 func (h *hlc) Update(remote wire.Timestamp) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w := h.wall()
 	if remote.Millis > w && remote.Millis-w > uint64(maxDrift/time.Millisecond) {
-		h.log.Warn("remote clock ahead of local clock", "drift_ms", remote.Millis-w, "node_id", remote.NodeID)
+		h.ahead.Warn(h.log, "ignoring a timestamp too far ahead of the local clock", "drift_ms", remote.Millis-w, "node_id", remote.NodeID)
+		return
 	}
 	m := max(h.millis, w, remote.Millis)
 	switch {
