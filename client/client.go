@@ -100,6 +100,12 @@ type Client struct {
 	// them). A QUERY_SUB is sent after them: the server would otherwise
 	// count the closed queries against its limits on live queries.
 	unsubs []string
+
+	// pruneQueued is the cut-off of the OnGCPrune call waiting to run, if
+	// any (guarded by mu); droppedErrors counts the ERRORs not passed to
+	// OnServerError while it was behind (the dispatcher's only).
+	pruneQueued   *wire.Timestamp
+	droppedErrors uint64
 }
 
 // conn is one WebSocket connection and its reader.
@@ -314,10 +320,24 @@ func (c *Client) connect(ctx context.Context) (_ *conn, leftover wire.Message, e
 		// written (left so only when ctx ended, and nobody waits for it
 		// any longer) or from a server that stopped reading. A caller
 		// that gave up waits for neither.
+		// Nor does one whose ctx ends while the server is yet to answer
+		// (one reading and never answering holds Close the whole 5 s, and
+		// CloseNow cannot cut it short): that Close ends on its own.
 		if ctx.Err() != nil || c.ctx.Err() != nil {
 			_ = ws.CloseNow()
 		} else {
-			_ = ws.Close(websocket.StatusPolicyViolation, "handshake failed")
+			closed := make(chan struct{})
+			c.wg.Add(1) // Dial's client is not out yet; else run holds wg
+			go func() {
+				defer c.wg.Done()
+				defer close(closed)
+				_ = ws.Close(websocket.StatusPolicyViolation, "handshake failed")
+			}()
+			select {
+			case <-closed:
+			case <-ctx.Done():
+			case <-c.ctx.Done():
+			}
 		}
 		close(cn.done)
 		return nil, nil, err
@@ -978,8 +998,11 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		if id, ok := storeFailedID(m); ok {
 			c.storeFailed(cn, id)
 		}
-		if f := c.opts.OnServerError; f != nil {
-			c.notes.push(func() { f(m) })
+		if f := c.opts.OnServerError; f != nil && !c.notes.pushLimited(func() { f(m) }) {
+			// Counted, and logged at powers of two: the server may flood.
+			if c.droppedErrors++; c.droppedErrors&(c.droppedErrors-1) == 0 {
+				c.log.Warn("OnServerError is behind; server errors not passed to it", "dropped", c.droppedErrors)
+			}
 		}
 	case *wire.GCPrune:
 		// The client keeps no records: the caller prunes its own. A
@@ -988,8 +1011,25 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		// the root of a connection's first sync).
 		c.toSyncsBeforeRoot(m)
 		if f := c.opts.OnGCPrune; f != nil {
-			ts := m.OlderThan
-			c.notes.push(func() { f(ts) })
+			// One call waiting to run takes the greatest cut-off of those
+			// arriving meanwhile (pruning by it prunes by the others), so
+			// a flood of them queues one call.
+			c.mu.Lock()
+			queued := c.pruneQueued != nil
+			if !queued || m.OlderThan.Compare(*c.pruneQueued) > 0 {
+				ts := m.OlderThan
+				c.pruneQueued = &ts
+			}
+			c.mu.Unlock()
+			if !queued {
+				c.notes.push(func() {
+					c.mu.Lock()
+					ts := *c.pruneQueued
+					c.pruneQueued = nil
+					c.mu.Unlock()
+					f(ts)
+				})
+			}
 		}
 	case *wire.AuthRequired:
 		// The server wants auth again (e.g. an expired session).

@@ -16,6 +16,7 @@ type notifier struct {
 	mu      sync.Mutex
 	queue   []func()
 	stopped bool          // stop was called: nothing more is queued
+	limited int           // callbacks queued by pushLimited, not yet run
 	wake    chan struct{} // capacity 1: something was queued
 	done    chan struct{} // closed when the goroutine has run all and exited
 	// goroutine is the id of the goroutine running the callbacks, so
@@ -91,4 +92,30 @@ func (n *notifier) wait() {
 		return
 	}
 	<-n.done
+}
+
+// maxLimitedNotes bounds the callbacks of pushLimited waiting to run: a
+// callback may block, and the server decides how many ERRORs it sends.
+const maxLimitedNotes = 1024
+
+// pushLimited queues f unless maxLimitedNotes callbacks it queued are
+// waiting already; then f is dropped and pushLimited reports false.
+func (n *notifier) pushLimited(f func()) bool {
+	n.mu.Lock()
+	if n.limited >= maxLimitedNotes {
+		n.mu.Unlock()
+		return false
+	}
+	if !n.stopped {
+		n.limited++
+		n.queue = append(n.queue, func() {
+			n.mu.Lock()
+			n.limited--
+			n.mu.Unlock()
+			f()
+		})
+	}
+	n.mu.Unlock()
+	n.poke()
+	return true
 }

@@ -114,7 +114,10 @@ type Options struct {
 	// OnServerError is called for every ERROR the server sends. TopGun
 	// cannot correlate them with a request: it answers a failed OP_BATCH
 	// with ERROR 500 or 429 and a failed CLIENT_OP with nothing at all. It
-	// runs on the callback goroutine described at OnStateChange.
+	// runs on the callback goroutine described at OnStateChange. While
+	// 1,024 of its calls wait to run (behind a slow or blocked callback),
+	// further ERRORs are not passed to it, only counted in the log: the
+	// server decides how many it sends.
 	OnServerError func(*wire.ErrorMessage)
 	// OnGCPrune is called for every GC_PRUNE: the server has dropped its
 	// tombstones older than the timestamp, and a client that keeps records
@@ -123,7 +126,9 @@ type Options struct {
 	// equals the server's again. This project's server sends one when it
 	// collects and one before the root of each connection's first sync, so
 	// the same cut-off may come again (dropping is idempotent). It runs on
-	// the callback goroutine described at OnStateChange.
+	// the callback goroutine described at OnStateChange; GC_PRUNEs arriving
+	// while a call waits to run come to it as one, with the greatest
+	// cut-off.
 	OnGCPrune func(olderThan wire.Timestamp)
 	// OnStateChange is called when the connection state changes. Both
 	// callbacks run on a goroutine of their own, one call at a time, in the
