@@ -54,6 +54,11 @@ func NewAuth(jwtSecret string) (*Auth, error) {
 		return nil, errors.New("protocol: JWT_SECRET is empty; set it to an HS256 secret or an RSA public key PEM, or set TOPGUN_NO_AUTH=1 to disable authentication")
 	}
 	secret := strings.ReplaceAll(jwtSecret, `\n`, "\n")
+	if strings.TrimSpace(secret) == "" {
+		// A stray space after JWT_SECRET= is a mistake, not a secret:
+		// anyone could sign tokens with it.
+		return nil, errors.New("protocol: JWT_SECRET holds only whitespace; set it to an HS256 secret (such as the output of openssl rand -base64 32) or an RSA public key PEM, or set TOPGUN_NO_AUTH=1 to disable authentication")
+	}
 	a := &Auth{}
 	if strings.HasPrefix(strings.TrimSpace(secret), "-----BEGIN") {
 		key, err := jwt.ParseRSAPublicKeyFromPEM([]byte(strings.TrimSpace(secret)))

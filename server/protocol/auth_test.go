@@ -27,6 +27,11 @@ func TestNewAuth_errors(t *testing.T) {
 		name, secret string
 	}{
 		{"empty", ""},
+		// Whitespace alone (a stray space after JWT_SECRET= in an env
+		// file) is no secret: anyone could sign tokens with it.
+		{"space", " "},
+		{"whitespace", " \t\r\n"},
+		{"escaped newlines", `\n\n`},
 		{"pem that is not a key", "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
