@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/topgun-go/topgun/host"
@@ -160,7 +161,7 @@ func checkRealPaths(cfg *Config) error {
 			continue
 		}
 		if err := os.MkdirAll(t.DataDir, 0o700); err != nil {
-			return fmt.Errorf("tenant %s: %w", t.Name, err)
+			return fmt.Errorf("tenant %s: data_dir %q: %w", t.Name, t.DataDir, err)
 		}
 		r, err := realPath(t.DataDir)
 		if err != nil {
@@ -200,6 +201,46 @@ func realPath(p string) (string, error) {
 	return filepath.EvalSymlinks(abs)
 }
 
+// repeatedField returns a field that an object of the JSON text b, already
+// decoded, gives more than once. encoding/json keeps the last one, matching
+// names regardless of case, so the operator would believe the other set (a
+// second "tenants" list would drop the first's tenants).
+func repeatedField(b []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var walk func() (string, bool)
+	walk = func() (string, bool) {
+		t, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		if t != json.Delim('{') && t != json.Delim('[') {
+			return "", false
+		}
+		var seen []string // few: the file's fields are all known
+		for dec.More() {
+			if t == json.Delim('{') {
+				kt, err := dec.Token()
+				k, ok := kt.(string)
+				if err != nil || !ok {
+					return "", false
+				}
+				for _, s := range seen {
+					if strings.EqualFold(s, k) {
+						return k, true
+					}
+				}
+				seen = append(seen, k)
+			}
+			if k, ok := walk(); ok {
+				return k, true
+			}
+		}
+		dec.Token() // the closing delimiter
+		return "", false
+	}
+	return walk()
+}
+
 // LoadConfig reads and validates the tenants file at path.
 func LoadConfig(path string) (*Config, error) {
 	b, err := os.ReadFile(path)
@@ -224,6 +265,9 @@ func ParseConfig(b []byte) (*Config, error) {
 	// files joined) would otherwise be left out without a word.
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("tenants file: more after the closing brace of its object; it must hold one JSON object, see examples/tenants/tenants.json for the format")
+	}
+	if k, ok := repeatedField(b); ok {
+		return nil, fmt.Errorf("tenants file: field %q is given more than once in one object; keep one", k)
 	}
 	var errs []error
 	bad := func(i int, name, format string, args ...any) {

@@ -55,10 +55,20 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "tenants:", err)
-		os.Exit(1)
+	os.Exit(exitStatus(run(ctx, os.Args[1:], os.Getenv, os.Stderr), os.Stderr))
+}
+
+// exitStatus reports err (run's) on stderr and returns the process's exit
+// status.
+func exitStatus(err error, stderr io.Writer) int {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0 // -h: the usage is printed, as asked
+	case err != nil:
+		fmt.Fprintln(stderr, "tenants:", err)
+		return 1
 	}
+	return 0
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {

@@ -313,6 +313,11 @@ func TestParseConfig_errors(t *testing.T) {
 		{`{"max_connections": -1, "tenants": [{"name": "a", "plugin": "p.wasm"}]}`, "max_connections -1 is out of range"},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}]}` + "\n" + `{"tenants": [{"name": "b", "plugin": "p.wasm"}]}`, "more after the closing brace"},
 		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}]}}`, "more after the closing brace"},
+		// encoding/json keeps a field's last value (matching names
+		// regardless of case) without a word.
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "data_dir": "d", "data_dir": "e"}]}`, `field "data_dir" is given more than once`},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm", "Plugin": "q.wasm"}]}`, `field "Plugin" is given more than once`},
+		{`{"tenants": [{"name": "a", "plugin": "p.wasm"}], "tenants": [{"name": "b", "plugin": "p.wasm"}]}`, `field "tenants" is given more than once`},
 	} {
 		_, err := ParseConfig([]byte(tc.json))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -347,6 +352,7 @@ func TestAuthAndAddr(t *testing.T) {
 		{"", "off", "", "set JWT_SECRET", false},
 		{"s3cret", "", "", ":8080", true},
 		{"s3cret", "0", "10.0.0.1:80", "10.0.0.1:80", true},
+		{" ", "", "", "JWT_SECRET holds only whitespace", false},
 	} {
 		auth, addr, err := authAndAddr(tc.secret, tc.noAuth, tc.addr)
 		got := addr
@@ -918,5 +924,24 @@ func TestOpen_dataDirsApartThroughLinks(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// -h prints the usage, as asked: the program then exits 0, not 1 with
+// "flag: help requested" as if it had failed.
+func TestExitStatus_help(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &stderr)
+	if !strings.Contains(stderr.String(), "-config") {
+		t.Errorf("-h printed no usage:\n%s", &stderr)
+	}
+	var out bytes.Buffer
+	if code := exitStatus(err, &out); code != 0 || out.Len() != 0 {
+		t.Errorf("after -h: exit status %d, printed %q; want 0 and nothing more", code, &out)
+	}
+	out.Reset()
+	err = run(context.Background(), nil, func(string) string { return "" }, &stderr)
+	if code := exitStatus(err, &out); code != 1 || !strings.Contains(out.String(), "tenants: -config is required") {
+		t.Errorf("without -config: exit status %d, printed %q; want 1 and the error", code, &out)
 	}
 }

@@ -321,3 +321,22 @@ func TestStarting_retryDueWaitsItsTurn(t *testing.T) {
 		t.Fatalf("status = %q, %v; want the next open in 30s", why, retry)
 	}
 }
+
+// A data_dir that cannot be a directory (a file, or under one) stops the
+// start with an error naming the field, so the operator knows which path
+// of the tenants file to fix.
+func TestStart_dataDirNotADirectory(t *testing.T) {
+	null := hosttest.BuildPlugin(t, "../plugins/null")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{file, filepath.Join(file, "sub")} {
+		_, err := Start(context.Background(), &Config{Tenants: []TenantConfig{
+			{Name: "a", Plugin: null, DataDir: dir},
+		}}, Shared{CacheDir: cacheDir})
+		if err == nil || !strings.Contains(err.Error(), `tenant a: data_dir "`+dir+`"`) {
+			t.Errorf("Start with data_dir %s: %v, want an error naming tenant a's data_dir", dir, err)
+		}
+	}
+}
