@@ -386,23 +386,35 @@ func OptionsFromEnv(lookup func(string) (string, bool)) (*Options, error) {
 	// refused rather than silently replaced (BREAKER_FAILURES=0 reads as
 	// "no breaker", which is a negative number).
 	def := DefaultOptions()
-	zero := func(name string, dflt any) {
-		errs = append(errs, fmt.Errorf("host: %s=0 is out of range; unset it for the default (%v)", name, dflt))
+	// Each error says what to give instead (rng, as Validate states it),
+	// however the value is wrong.
+	zero := func(name string, dflt any, rng string) {
+		errs = append(errs, fmt.Errorf("host: %s=0 is out of range; use %s, or unset it for the default (%v)", name, rng, dflt))
 	}
-	num := func(name string, dst *int, dflt int) {
+	atoi := func(name, v, rng string) (int, bool) {
+		n, err := strconv.Atoi(v)
+		switch {
+		case errors.Is(err, strconv.ErrRange):
+			errs = append(errs, fmt.Errorf("host: %s=%q is out of range; use %s", name, v, rng))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("host: %s=%q is not an integer; use %s", name, v, rng))
+		}
+		return n, err == nil
+	}
+	num := func(name string, dst *int, dflt int, rng string) {
 		if v, ok := get(name); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("host: %s=%q is not an integer", name, v))
+			n, ok := atoi(name, v, rng)
+			if !ok {
 				return
 			}
 			if n == 0 {
-				zero(name, dflt)
+				zero(name, dflt, rng)
 				return
 			}
 			*dst = n
 		}
 	}
+	bodyRange := fmt.Sprintf("%d (the largest value plus overhead) to %d", abi.MaxValueBytes+64<<10, 1<<30)
 	if v, ok := get("TOPGUN_PLUGIN_CACHE_DIR"); ok {
 		o.CacheDir = v
 	}
@@ -419,38 +431,37 @@ func OptionsFromEnv(lookup func(string) (string, bool)) (*Options, error) {
 		}
 		o.Config = cfg
 	}
-	num("TOPGUN_PLUGIN_MEMORY_MB", &o.MemoryLimitMB, def.MemoryLimitMB)
-	dur := func(name string, dst *time.Duration, dflt time.Duration) {
+	num("TOPGUN_PLUGIN_MEMORY_MB", &o.MemoryLimitMB, def.MemoryLimitMB, "1 to 4096")
+	dur := func(name string, dst *time.Duration, dflt time.Duration, rng string) {
 		if v, ok := get(name); ok {
 			d, err := time.ParseDuration(v)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("host: %s=%q is not a duration; write it like 10s or 500ms", name, v))
+				// Also a duration past time.Duration's range (9999999h).
+				errs = append(errs, fmt.Errorf("host: %s=%q is not a duration written like 10s or 500ms; use %s", name, v, rng))
 				return
 			}
 			if d == 0 {
-				zero(name, dflt)
+				zero(name, dflt, rng)
 				return
 			}
 			*dst = d
 		}
 	}
-	dur("TOPGUN_PLUGIN_CALL_TIMEOUT", &o.CallTimeout, def.CallTimeout)
-	num("TOPGUN_PLUGIN_BREAKER_FAILURES", &o.BreakerFailures, def.BreakerFailures)
-	dur("TOPGUN_PLUGIN_BREAKER_WINDOW", &o.BreakerWindow, def.BreakerWindow)
-	dur("TOPGUN_PLUGIN_BREAKER_BACKOFF", &o.BreakerBackoff, def.BreakerBackoff)
-	dur("TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF", &o.BreakerMaxBackoff, def.BreakerMaxBackoff)
-	num("TOPGUN_PLUGIN_MAX_REQUEST_BYTES", &o.MaxRequestBytes, def.MaxRequestBytes)
-	num("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", &o.MaxResponseBytes, def.MaxResponseBytes)
-	num("TOPGUN_PLUGIN_POOL_SIZE", &o.PoolSize, def.PoolSize)
+	dur("TOPGUN_PLUGIN_CALL_TIMEOUT", &o.CallTimeout, def.CallTimeout, "a duration from 1ms to 1h")
+	num("TOPGUN_PLUGIN_BREAKER_FAILURES", &o.BreakerFailures, def.BreakerFailures, "1 to 1000, or a negative number to disable the breaker")
+	dur("TOPGUN_PLUGIN_BREAKER_WINDOW", &o.BreakerWindow, def.BreakerWindow, "a duration of at least 1ms")
+	dur("TOPGUN_PLUGIN_BREAKER_BACKOFF", &o.BreakerBackoff, def.BreakerBackoff, "a duration of at least 1ms, at most the maximum backoff")
+	dur("TOPGUN_PLUGIN_BREAKER_MAX_BACKOFF", &o.BreakerMaxBackoff, def.BreakerMaxBackoff, "a duration from 1ms (and at least the backoff) to 24h")
+	num("TOPGUN_PLUGIN_MAX_REQUEST_BYTES", &o.MaxRequestBytes, def.MaxRequestBytes, bodyRange)
+	num("TOPGUN_PLUGIN_MAX_RESPONSE_BYTES", &o.MaxResponseBytes, def.MaxResponseBytes, bodyRange)
+	num("TOPGUN_PLUGIN_POOL_SIZE", &o.PoolSize, def.PoolSize, fmt.Sprintf("1 to %d", MaxPoolSize))
 	// 0 is the default (no quota) here, so it may be written.
 	if v, ok := get("TOPGUN_PLUGIN_DATA_MAX_MB"); ok {
-		if n, err := strconv.Atoi(v); err != nil {
-			errs = append(errs, fmt.Errorf("host: TOPGUN_PLUGIN_DATA_MAX_MB=%q is not an integer", v))
-		} else {
+		if n, ok := atoi("TOPGUN_PLUGIN_DATA_MAX_MB", v, fmt.Sprintf("0 (no quota) to %d", 1<<30)); ok {
 			o.DataMaxMB = n
 		}
 	}
-	num("TOPGUN_PLUGIN_DATA_MAX_FILES", &o.DataMaxFiles, def.DataMaxFiles)
+	num("TOPGUN_PLUGIN_DATA_MAX_FILES", &o.DataMaxFiles, def.DataMaxFiles, fmt.Sprintf("1 to %d, or a negative number for no limit", 1<<30))
 	if v, ok := get("TOPGUN_PLUGIN_TRUST"); ok {
 		o.Trust = Trust(v)
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/host"
+	"github.com/topgun-go/topgun/internal/setting"
 	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/plugins/postgres"
 	"github.com/topgun-go/topgun/plugins/redb"
@@ -251,9 +252,19 @@ func checkPlugin(path string, opts *Options) error {
 			kind: ErrPluginNotFound,
 		}
 	}
-	if opts.Plugin != nil {
-		if err := opts.Plugin.Validate(); err != nil {
+	if p := opts.Plugin; p != nil {
+		if err := p.Validate(); err != nil {
 			return fmt.Errorf("plugins: STORAGE_BACKEND=%s: %w", path, err)
+		}
+		// The host refuses it too, but only once the plugin is compiled,
+		// by then into its data directory: a mistake in the settings.
+		if p.DataDir != "" && !host.DataDirApartFromCache(p.DataDir, p.CacheDir) {
+			cache := p.CacheDir
+			if cache == "" {
+				cache = host.DefaultCacheDir()
+			}
+			return fmt.Errorf("plugins: %s %s and %s %s overlap (one holds the other), and the server runs the native code the cache holds: the plugin could replace it; give them directories apart",
+				setting.Name(p.SettingName, "TOPGUN_PLUGIN_DATA_DIR"), p.DataDir, setting.Name(p.SettingName, "TOPGUN_PLUGIN_CACHE_DIR"), cache)
 		}
 	}
 	return nil

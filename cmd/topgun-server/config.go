@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -54,6 +55,10 @@ type config struct {
 	// one, for host.OptionsFromEnv's errors, which name the variable.
 	pluginFlags map[string]string
 	plugin      *host.Options
+	// given names each setting given a value (by flag or environment) as
+	// it was given, so a setting the backend does not use can be warned
+	// about.
+	given map[string]string
 }
 
 // setting is one configuration value: an environment variable mirrored by a
@@ -211,7 +216,7 @@ func setMaxDrift(c *config, v string) error {
 func setCacheMB(c *config, v string) error {
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 || n > 1<<30 {
-		return errors.New("is not a cache size: use a number of MiB, 0 to disable the cache (default 64)")
+		return errors.New("is not a cache size: use a number of MiB from 0 (no cache) to 1073741824 (default 64)")
 	}
 	c.cacheMB = n
 	return nil
@@ -382,6 +387,12 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 		} else if ev, ok := lookupEnv(s.env); ok && ev != "" {
 			v, source = ev, s.env
 		}
+		if source != "" {
+			if c.given == nil {
+				c.given = map[string]string{}
+			}
+			c.given[s.env] = source
+		}
 		if err := s.set(c, v); err != nil {
 			if source == "" {
 				source = s.env + " default"
@@ -401,7 +412,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 		c.plugin = po
 	}
 	if err := plugins.Check(c.storageBackend, c.storageOptions(nil)); err != nil {
-		problems = append(problems, err.Error())
+		problems = append(problems, c.nameFlags(err.Error()))
 	}
 	switch {
 	case c.noAuth:
@@ -423,6 +434,24 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), stdout io
 		return nil, &configError{problems: problems}
 	}
 	return c, nil
+}
+
+// ignoredSettings returns, as they were given, TOPGUN_REDB_PATH if the
+// chosen storage backend is not redb, and the TOPGUN_PLUGIN_* settings if
+// it is not a wasm plugin: the backend does not use them.
+func (c *config) ignoredSettings() (redbPath string, plugin []string) {
+	spec := c.storageBackend
+	if spec != "" && spec != "redb" {
+		redbPath = c.given["TOPGUN_REDB_PATH"]
+	}
+	if spec == "" || slices.Contains(plugins.Builtins(), spec) {
+		for _, s := range settings {
+			if g := c.given[s.env]; g != "" && strings.HasPrefix(s.env, "TOPGUN_PLUGIN_") {
+				plugin = append(plugin, g)
+			}
+		}
+	}
+	return redbPath, plugin
 }
 
 // auth returns the verifier of client tokens, nil without authentication.

@@ -150,6 +150,7 @@ func TestParseConfig_sources(t *testing.T) {
 				t.Errorf("plugin options = %+v, want the defaults", got.plugin)
 			}
 			got.pluginEnv, got.plugin = nil, nil // checked by TestParseConfig_plugin
+			got.given = nil                      // checked by TestRun_warnsAboutIgnoredSettings
 			if !reflect.DeepEqual(*got, tt.want) {
 				t.Errorf("parseConfig = %+v, want %+v", *got, tt.want)
 			}
@@ -187,6 +188,7 @@ func TestParseConfig_problems(t *testing.T) {
 		{name: "empty_auth_settings", auth: true, env: map[string]string{"JWT_SECRET": "", "TOPGUN_NO_AUTH": ""}, want: []string{"set JWT_SECRET", "TOPGUN_NO_AUTH=1"}},
 		{name: "bad_pem", auth: true, env: map[string]string{"JWT_SECRET": "-----BEGIN PUBLIC KEY-----\\nxx\\n-----END PUBLIC KEY-----"}, want: []string{"JWT_SECRET looks like a PEM"}},
 		{name: "small_rsa_key", auth: true, env: map[string]string{"JWT_SECRET": "-----BEGIN PUBLIC KEY-----\\nMFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBALWTKsqlr5fhuqRNJGRnx0nkfPPAw6IT\\nwfWLmFtKr34Cm1ziEEHsOJfki70WIhnsIuHKGMffIDsrA5HCvtyVxs8CAwEAAQ==\\n-----END PUBLIC KEY-----"}, want: []string{"JWT_SECRET is a 512-bit RSA public key"}},
+		{name: "whitespace_secret", auth: true, env: map[string]string{"JWT_SECRET": " "}, want: []string{"JWT_SECRET holds only whitespace"}},
 		{name: "no_auth_not_boolean", env: map[string]string{"TOPGUN_NO_AUTH": "maybe"}, want: []string{`TOPGUN_NO_AUTH="maybe" is not a boolean`}},
 		{name: "message_bytes", env: map[string]string{"TOPGUN_MAX_MESSAGE_BYTES": "10"}, want: []string{`TOPGUN_MAX_MESSAGE_BYTES="10" is not a message size`}},
 		{name: "batch_ops", env: map[string]string{"TOPGUN_MAX_BATCH_OPS": "0"}, want: []string{`TOPGUN_MAX_BATCH_OPS="0"`}},
@@ -238,6 +240,53 @@ func TestParseConfig_problems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRun_dataDirHoldingCacheIsAConfigProblem checks that a plugin data
+// directory holding the compilation cache, or inside it, is reported with
+// the other settings (status 2), as the host would refuse it anyway: found
+// at load, it was an exit 1 after the plugin's compile, which had written
+// the cache's entries into the plugin's data directory by then.
+func TestRun_dataDirHoldingCacheIsAConfigProblem(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	wasm := dir + "/kv.wasm"
+	if err := os.WriteFile(wasm, []byte("\x00asm\x01\x00\x00\x00"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := dir + "/data"
+	for _, tc := range []struct{ name, data, cache string }{
+		{"cache inside data", data, data + "/cache"},
+		{"data inside cache", data + "/cache", data},
+		{"one directory", data, data},
+	} {
+		for _, d := range []string{tc.data, tc.cache} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var stdout, stderr bytes.Buffer
+		env := withNoAuth(map[string]string{"STORAGE_BACKEND": wasm, "TOPGUN_PLUGIN_DATA_DIR": tc.data, "PORT": "0", "TOPGUN_BIND_ADDR": "127.0.0.1"})
+		code := run(context.Background(), []string{"--plugin-cache-dir=" + tc.cache}, envOf(env), &stdout, &stderr)
+		if code != exitConfig {
+			t.Errorf("%s: exit code = %d, want %d; stderr:\n%s", tc.name, code, exitConfig, &stderr)
+			continue
+		}
+		for _, w := range []string{"TOPGUN_PLUGIN_DATA_DIR", "--plugin-cache-dir", tc.data, tc.cache} {
+			if !strings.Contains(stderr.String(), w) {
+				t.Errorf("%s: stderr does not name %q:\n%s", tc.name, w, &stderr)
+			}
+		}
+	}
+	// Directories apart pass this check.
+	cache := dir + "/cache"
+	if err := os.MkdirAll(cache, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := withNoAuth(map[string]string{"STORAGE_BACKEND": wasm, "TOPGUN_PLUGIN_DATA_DIR": data, "TOPGUN_PLUGIN_CACHE_DIR": cache})
+	if _, err := parseConfig(nil, envOf(env), &bytes.Buffer{}); err != nil {
+		t.Errorf("data and cache apart: %v", err)
 	}
 }
 
@@ -453,9 +502,41 @@ func TestREADME_settingRangesHold(t *testing.T) {
 		_, err := parseConfig([]string{"--" + s.flag + "=" + v, "--no-auth", "--storage-backend=null"}, envOf(nil), &bytes.Buffer{})
 		return err == nil
 	}
+	// refusal is the problem reported for v, "" if none names s.
+	refusal := func(s setting, v string) string {
+		_, err := parseConfig([]string{"--" + s.flag + "=" + v, "--no-auth", "--storage-backend=null"}, envOf(nil), &bytes.Buffer{})
+		var ce *configError
+		if errors.As(err, &ce) {
+			for _, p := range ce.problems {
+				if strings.Contains(p, "--"+s.flag) {
+					return p
+				}
+			}
+		}
+		return ""
+	}
+	// An operator whose value is refused must learn what to give instead,
+	// however it is wrong: past the range, too large for a number, not a
+	// number at all.
+	namesRange := func(s setting, bounds []string, vs ...string) {
+		for _, v := range vs {
+			p := refusal(s, v)
+			for _, b := range bounds {
+				if p != "" && !strings.Contains(p, b) {
+					t.Errorf("%s=%s is refused without the bound %s README.md gives: %s", s.env, v, b, p)
+				}
+			}
+		}
+	}
 	checked := 0
 	for _, s := range settings {
 		row := rows[s.env]
+		huge := "99999999999999999999"
+		if _, err := strconv.ParseInt(s.def, 10, 64); err != nil {
+			if _, err := time.ParseDuration(s.def); err == nil {
+				huge = "9999999h" // a duration past time.Duration's range
+			}
+		}
 		if m := fromTo.FindStringSubmatch(row); m != nil {
 			checked++
 			for _, v := range []string{m[1], m[2]} {
@@ -468,11 +549,13 @@ func TestREADME_settingRangesHold(t *testing.T) {
 					t.Errorf("%s=%s is accepted, but README.md gives the range %s to %s", s.env, v, m[1], m[2])
 				}
 			}
+			namesRange(s, m[1:3], step(m[1], -1), step(m[2], 1), huge, "x")
 		} else if m := atLeast.FindStringSubmatch(row); m != nil {
 			checked++
 			if v := step(m[1], -1); accepts(s, v) {
 				t.Errorf("%s=%s is accepted, but README.md says at least %s", s.env, v, m[1])
 			}
+			namesRange(s, m[1:2], step(m[1], -1), huge, "x")
 		}
 	}
 	if checked < 15 {
@@ -493,18 +576,39 @@ func TestRun_warnsAboutIgnoredSettings(t *testing.T) {
 		"STORAGE_BACKEND": "null", "TOPGUN_NO_AUTH": "1",
 		"DATABASE_URL":        "postgres://u:pw-must-not-leak@127.0.0.1:5432/db",
 		"TOPGUN_JWT_AUDIENCE": "my-api",
+		// The data goes to memory, not to this file or a plugin.
+		"TOPGUN_REDB_PATH": "/var/lib/topgun/data.redb", "TOPGUN_PLUGIN_MEMORY_MB": "64",
 	}
-	if code := run(ctx, nil, envOf(env), &stdout, &stderr); code != exitOK {
+	if code := run(ctx, []string{"--plugin-trust=trusted"}, envOf(env), &stdout, &stderr); code != exitOK {
 		t.Fatalf("run = %d, want 0; stderr:\n%s", code, &stderr)
 	}
 	out := stderr.String()
-	for _, w := range []string{"DATABASE_URL is ignored", "TOPGUN_JWT_AUDIENCE are ignored"} {
+	for _, w := range []string{"DATABASE_URL is ignored", "TOPGUN_JWT_AUDIENCE are ignored", "TOPGUN_REDB_PATH is ignored",
+		"used only with a wasm plugin", "TOPGUN_PLUGIN_MEMORY_MB", "--plugin-trust"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("stderr does not warn %q:\n%s", w, out)
 		}
 	}
 	if strings.Contains(out, "pw-must-not-leak") {
 		t.Errorf("the password was printed:\n%s", out)
+	}
+	// Each backend uses its own settings without a warning.
+	wasm := t.TempDir() + "/kv.wasm"
+	if err := os.WriteFile(wasm, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range []map[string]string{
+		{"TOPGUN_REDB_PATH": "/var/lib/topgun/data.redb"},
+		{"STORAGE_BACKEND": "redb", "TOPGUN_REDB_PATH": "/var/lib/topgun/data.redb"},
+		{"STORAGE_BACKEND": wasm, "TOPGUN_PLUGIN_MEMORY_MB": "64"},
+	} {
+		c, err := parseConfig(nil, envOf(withNoAuth(env)), &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%v: %v", env, err)
+		}
+		if r, p := c.ignoredSettings(); r != "" || p != nil {
+			t.Errorf("%v: ignored settings %q, %q; want none", env, r, p)
+		}
 	}
 }
 

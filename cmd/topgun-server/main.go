@@ -133,6 +133,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		// data goes instead.
 		log.Warn("DATABASE_URL is ignored: it is used only with STORAGE_BACKEND=postgres", "backend", backendName(cfg.storageBackend))
 	}
+	// Likewise: the data does not go where these settings say.
+	redbPath, pluginSettings := cfg.ignoredSettings()
+	if redbPath != "" {
+		log.Warn(redbPath+" is ignored: it is used only with STORAGE_BACKEND=redb", "backend", backendName(cfg.storageBackend))
+	}
+	if len(pluginSettings) > 0 {
+		log.Warn("plugin settings are ignored: they are used only with a wasm plugin (STORAGE_BACKEND=<path>.wasm)",
+			"backend", backendName(cfg.storageBackend), "settings", strings.Join(pluginSettings, ","))
+	}
 
 	store, err := plugins.Open(ctx, cfg.storageBackend, cfg.storageOptions(root))
 	if err != nil {
