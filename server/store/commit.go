@@ -29,6 +29,10 @@ type request struct {
 	// done is sent, when its commit failed as too large with other requests
 	// in it, or failed with the one it was merged over (see Apply).
 	alone, split bool
+	// grouped is set, before done is sent, when its commit failed with
+	// other requests in it, or with the one it was merged over: the
+	// failure (a conflict) may be theirs.
+	grouped bool
 	// indexRefused is the number of ops of this merge admitKey rejected
 	// (set by the committer before done is sent).
 	indexRefused int
@@ -52,7 +56,9 @@ type request struct {
 //
 // On shared storage a commit fails with CodeConflict when another process
 // changed one of its records after this one read it; the ops are then
-// merged again against what storage holds, up to maxConflictTries times.
+// merged again against what storage holds, up to maxConflictTries times;
+// after a group commit of several requests conflicted, in a commit of
+// their own, so that only their own records' conflicts spend those tries.
 //
 // A group commit the backend refuses as too large (a wasm plugin's request
 // limit) while it carried other requests too, and a commit merged over such
@@ -69,6 +75,11 @@ func (s *Store) Apply(ctx context.Context, ops []Op, origin uint64) ([]Result, e
 		err := s.submit(ctx, req)
 		if err != nil && try < maxConflictTries && abi.CodeOf(err) == abi.CodeConflict && ctx.Err() == nil {
 			s.log.Debug("another server changed records this commit merged against; merging again", "try", try, "error", err)
+			// Gathered with others, the conflict may be another write's:
+			// merged again with them, a write of records no other server
+			// writes spent its tries on a record another server keeps
+			// changing. Alone, only its own records' conflicts count.
+			alone = alone || req.grouped
 			continue
 		}
 		// ctx first: submit may return on ctx before the applier answers.
@@ -519,6 +530,7 @@ func (s *Store) applyTxn(t *txn) {
 	s.applyingMark.Store(nil)
 	for _, r := range t.reqs {
 		r.split = split && r.fn == nil
+		r.grouped = err != nil && (inherited || len(t.reqs) > 1)
 		r.done <- err
 	}
 	s.regroup(len(t.reqs))
