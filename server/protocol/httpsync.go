@@ -396,6 +396,14 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 	// (the store's wall clock), not the HLC, which a client's write
 	// stamped ahead can move up to the allowed drift.
 	point := s.store.SyncPoint()
+	restartedAt, mark, restarted := s.store.ClockRestart()
+	if restarted && since.Counter != mark && since.Millis > uint64(max(restartedAt, 0)) {
+		// Given out before commit times restarted from the wall clock
+		// (see below): once the wall clock has passed it, it is no longer
+		// past this process's points, yet the commits since the restart
+		// are below it. They are all at or after restartedAt.
+		since = record.Timestamp{Millis: uint64(max(restartedAt, 0))}
+	}
 	if since.Millis > uint64(max(point, 0))+1 && !s.store.Backend().Describe().Capabilities.Has(abi.CapShared) {
 		// Past every point this storage's commit times have reached: given
 		// out by a process whose commit times ran ahead (the store restarts
@@ -428,7 +436,7 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 		resume = min(resume, upTo)
 	}
 	d := wire.MapDelta{MapName: sm.MapName, Records: []wire.DeltaRecord{},
-		ServerSyncTimestamp: wire.Timestamp{Millis: uint64(max(resume+1, 0)), NodeID: s.store.Clock().NodeID()}}
+		ServerSyncTimestamp: wire.Timestamp{Millis: uint64(max(resume+1, 0)), Counter: mark, NodeID: s.store.Clock().NodeID()}}
 	for i := range entries {
 		e := &entries[i]
 		budget.records--

@@ -47,3 +47,52 @@ func TestHTTPSync_deltaAfterRestartOnceClockWasFarAhead(t *testing.T) {
 		t.Fatalf("the write made after the restart never reached the client polling from its earlier point: got %v", got)
 	}
 }
+
+// As above, but the client polls again only once the wall clock has
+// passed its point (a laptop asleep, a tab in the background: TopGun's
+// HttpSyncProvider keeps its points in memory while the page lives). The
+// point is then no longer past the restarted server's own sync points, so
+// it looks like one this server gave out; the writes made since the
+// restart, stamped below it, were never sent to that client.
+func TestHTTPSync_deltaAfterRestartOnceClockWasFarAheadPolledLate(t *testing.T) {
+	t.Parallel()
+	const twoHours = 2 * 3600_000
+	inner := null.Open()
+	defer inner.Close()
+	e := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
+	e.wall.Add(twoHours)
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("1", "m", "a", "v", cts("w"))}}, "")
+	e.wall.Add(10)
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "")
+	last := resp.Deltas[0].ServerSyncTimestamp
+	e.srv.Close()
+	e.http.Close()
+	e.st.Close()
+
+	e2 := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
+	e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("2", "m", "b", "v", cts("w"))}}, "")
+	// Another client polls meanwhile: the points this server gives out
+	// are its own, and are not answered from the start ("a", stamped
+	// ahead, is after every one of them until the clock passes it).
+	e2.wall.Add(10)
+	other := e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "o", ClientHLC: cts("o"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "").Deltas[0].ServerSyncTimestamp
+	e2.wall.Add(10)
+	for _, r := range e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "o", ClientHLC: cts("o"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: other}}}, "").Deltas[0].Records {
+		if r.Key == "b" {
+			t.Errorf("a client of the restarted server polling from its own point %+v got %q again", other, r.Key)
+		}
+	}
+	e2.wall.Add(twoHours + 60_000) // the wall clock passes the client's point
+	got := map[string]bool{}
+	for range 2 {
+		resp = e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
+		for _, r := range resp.Deltas[0].Records {
+			got[r.Key] = true
+		}
+		last = resp.Deltas[0].ServerSyncTimestamp
+		e2.wall.Add(10)
+	}
+	if !got["b"] {
+		t.Fatalf("the write made after the restart never reached the client polling from its earlier point once the clock passed it: got %v", got)
+	}
+}

@@ -158,6 +158,17 @@ func (s *Store) committed(at int64) {
 	s.stampMu.Unlock()
 }
 
+// ClockRestart reports whether commit times restarted from the wall clock
+// at Open (the storage held commit times more than maxCommitAhead ahead
+// of it), and then when: this process's commits are at or after at, below
+// sync points an earlier process may have given out, which are unknown to
+// this one. mark tells this process's sync points apart: a caller that
+// hands out SyncPoints puts it with them, and takes a point without it
+// past at for one of an earlier process.
+func (s *Store) ClockRestart() (at int64, mark uint32, ok bool) {
+	return s.restartedAt, s.restartMark, s.restartMark != 0
+}
+
 // SyncPoint returns the commit time (Unix ms) up to which a Since call
 // made after it sees every change: the last whole millisecond, and before
 // the batch being applied, whose changes may not be visible yet; at most

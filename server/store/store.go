@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,6 +265,10 @@ type Store struct {
 	// merged counts the requests merged into the txn being filled (reset
 	// when it is handed to the applier); see regroup.
 	merged atomic.Int64
+	// restartedAt and restartMark: set at Open when commit times restart
+	// from the wall clock (see ClockRestart); never changed after.
+	restartedAt int64
+	restartMark uint32
 
 	// stampMu orders stamping a batch's commit time against SyncPoint.
 	stampMu   sync.Mutex
@@ -435,6 +440,7 @@ func (s *Store) resumeClocks() {
 	if now := s.now(); s.maxCommitted > now+maxCommitAhead {
 		s.log.Warn("the storage holds commit times far ahead of the wall clock; commit times restart from the wall clock",
 			"latest", s.maxCommitted, "now", now)
+		s.restartedAt, s.restartMark = now, rand.Uint32()|1
 	} else {
 		// Past it: SyncPoint may have given out the latest commit time
 		// itself, and a commit stamped at it would not be after it.
