@@ -443,7 +443,7 @@ func (c *conn) writer() {
 			c.abort()
 			return
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.WriteTimeout)
+		ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.writeTimeout(len(it.b)))
 		err := c.ws.Write(ctx, websocket.MessageBinary, it.b)
 		cancel()
 		c.sent(it)

@@ -164,7 +164,7 @@ func (s *Server) serveHTTPSync(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/msgpack")
 	w.Header().Set("Cache-Control", "no-store")
 	// Nor may a client that does not read the answer.
-	_ = rc.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	_ = rc.SetWriteDeadline(time.Now().Add(s.opts.writeTimeout(len(out))))
 	_, _ = w.Write(out)
 }
 

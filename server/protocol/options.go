@@ -27,6 +27,16 @@ const (
 	DefaultShutdownTimeout = 5 * time.Second
 )
 
+// MinWriteRate is the slowest a client may read a message, in bytes per
+// second, beyond Options.WriteTimeout (see writeTimeout): about a 0.5
+// Mbit/s link.
+const MinWriteRate = 64 << 10
+
+// writeTimeout is the time the write of a message of n bytes may take.
+func (o *Options) writeTimeout(n int) time.Duration {
+	return o.WriteTimeout + time.Duration(n)*time.Second/MinWriteRate
+}
+
 // MinOutboundBytes is the smallest Options.OutboundBytes accepted.
 const MinOutboundBytes = 64 << 10
 
@@ -69,7 +79,9 @@ type Options struct {
 	// bounds the time a POST /sync body may take to arrive (408 after it).
 	IdleTimeout time.Duration
 
-	// WriteTimeout bounds the write of one message to a client.
+	// WriteTimeout bounds the write of one message to a client, plus the
+	// time its size takes at MinWriteRate: a client on a slow link still
+	// receives a large answer (a POST /sync answer may hold OutboundBytes).
 	WriteTimeout time.Duration
 
 	// OutboundQueue is twice the number of messages queued for one client
