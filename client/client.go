@@ -946,6 +946,9 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 		c.reject(m)
 	case *wire.Pong:
 		cn.lastPong.Store(time.Now().UnixMilli())
+		if m.ServerTime != 0 {
+			c.hlc.ServerTime(m.ServerTime)
+		}
 		c.mu.Lock()
 		ch := c.pings[m.Timestamp]
 		delete(c.pings, m.Timestamp)
@@ -974,6 +977,9 @@ func (c *Client) dispatch(cn *conn, m wire.Message) {
 			c.onEvent(&m.Events[i])
 		}
 	case *wire.SyncRespRoot:
+		// The server's clock (at least its wall clock), before the
+		// records it sends next.
+		c.hlc.ServerTime(m.Timestamp.Millis)
 		c.hlc.Update(m.Timestamp)
 		c.toSync(m.MapName, syncKey{init: true}, m)
 	case *wire.SyncRespBuckets:

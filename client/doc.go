@@ -34,9 +34,16 @@
 // timestamps) is acknowledged and changes nothing. Timestamps a client
 // receives (map events of its subscriptions, SyncMap) advance its clock,
 // so its later writes win over the records it has seen, except one further
-// ahead of its wall clock than 60 s (the server's default
-// TOPGUN_MAX_DRIFT_MS): the client's clock ignores it, as the server's
-// does, since the server would refuse writes stamped after it.
+// ahead of the server's clock than 60 s (the server's default
+// TOPGUN_MAX_DRIFT_MS; the server's clock as its last PONG or
+// SYNC_RESP_ROOT gave it, the client's own before the first, so a client
+// only subscribed judges by its own until its first heartbeat): the
+// client's clock ignores it, as the server's does, since the server would
+// refuse writes stamped after it.
+// With a larger TOPGUN_MAX_DRIFT_MS, a write made after reading a record
+// stamped past those 60 s can lose to it (acknowledged, changing nothing).
+// TopGun's TS client follows every timestamp, only warning past 60 s (its
+// server stamps writes itself, so there no client's clock decides).
 // TopGun's server sends no reply at all for a failed CLIENT_OP and an
 // uncorrelated ERROR for a failed OP_BATCH, so a failed write surfaces as
 // the caller's context expiring (and through Options.OnServerError).

@@ -19,6 +19,11 @@ import (
 // range would stop the clock, repeating every later stamp and OR tag.
 const maxDrift = 60 * time.Second
 
+// maxServerAhead bounds how far ahead of the wall clock the server's clock
+// (see ServerTime) is believed to be: a broken or hostile server must not
+// carry the clock to the top of the range through it.
+const maxServerAhead = 24 * time.Hour
+
 // hlc is a hybrid logical clock with TopGun's rules (core HLC.ts/hlc.rs):
 // now() takes the wall clock when it moved forward, else bumps the counter;
 // update() merges a remote timestamp; a counter overflow carries into
@@ -33,6 +38,13 @@ type hlc struct {
 	// ahead: the warnings of ignored timestamps, which the server (or
 	// the records it holds) may send in every message.
 	ahead sparselog.Log
+	// serverAhead is how far (ms) the server's clock was ahead of this
+	// one at its last reading (0 if behind, or before the first). The
+	// server bounds stamps by its own clock: a record stamped within its
+	// bound, by a client whose clock runs ahead, is further ahead of a
+	// client whose clock runs behind than maxDrift, yet a later write of
+	// that client must still win over it.
+	serverAhead uint64
 }
 
 func newHLC(nodeID string, log hclog.Logger) *hlc {
@@ -65,13 +77,27 @@ func (h *hlc) bump() {
 	h.counter++
 }
 
+// ServerTime records the server's clock (ms), read from a PONG (its wall
+// clock) or a SYNC_RESP_ROOT (its clock, which may be ahead of its wall
+// clock as far as the stamps it took: then records up to that much
+// further ahead are followed, and writes after them may be refused).
+func (h *hlc) ServerTime(ms uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.serverAhead = 0
+	if w := h.wall(); ms > w {
+		h.serverAhead = min(ms-w, uint64(maxServerAhead/time.Millisecond))
+	}
+}
+
 // Update merges a remote timestamp so later Now values order after it,
-// unless it is more than maxDrift ahead of the wall clock.
+// unless it is more than maxDrift ahead of the server's clock (as last
+// read, else of this one's wall clock).
 func (h *hlc) Update(remote wire.Timestamp) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w := h.wall()
-	if remote.Millis > w && remote.Millis-w > uint64(maxDrift/time.Millisecond) {
+	if ref := w + h.serverAhead; remote.Millis > ref && remote.Millis-ref > uint64(maxDrift/time.Millisecond) {
 		h.ahead.Warn(h.log, "ignoring a timestamp too far ahead of the local clock", "drift_ms", remote.Millis-w, "node_id", remote.NodeID)
 		return
 	}
