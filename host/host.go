@@ -788,7 +788,8 @@ func (p *plugin) checkDataApartFromCache() error {
 // DataDirApartFromCache reports whether a plugin given dataDir could not
 // write into the compilation cache cacheDir ("" is DefaultCacheDir(), "-"
 // none), as Load requires: neither may hold the other, symbolic links
-// followed. A directory that does not exist yet holds nothing. A program
+// followed; one not made yet is taken where it would be made (the cache is
+// made at the first compile, the data directory before). A program
 // loading many plugins can so refuse such a directory at start.
 func DataDirApartFromCache(dataDir, cacheDir string) bool {
 	if cacheDir == "" {
@@ -797,8 +798,8 @@ func DataDirApartFromCache(dataDir, cacheDir string) bool {
 	return cacheDir == "-" || !dirsOverlap(dataDir, cacheDir)
 }
 
-// dirsOverlap reports whether the directories data and cache, both
-// existing, hold one another (links followed).
+// dirsOverlap reports whether the directories data and cache hold one
+// another (links followed; one not made yet is where it would be made).
 func dirsOverlap(data, cache string) bool {
 	d, err := resolvePath(data)
 	if err != nil {
@@ -812,13 +813,26 @@ func dirsOverlap(data, cache string) bool {
 }
 
 // resolvePath is the absolute path of dir with its symbolic links
-// followed.
+// followed. Of a dir not made yet, the part that exists is resolved and
+// the rest appended: a cache made at the first compile lands there.
 func resolvePath(dir string) (string, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
 	}
-	return filepath.EvalSymlinks(abs)
+	var rest []string
+	for {
+		r, err := filepath.EvalSymlinks(abs)
+		if err == nil {
+			return filepath.Join(append([]string{r}, rest...)...), nil
+		}
+		parent := filepath.Dir(abs)
+		if !errors.Is(err, fs.ErrNotExist) || parent == abs {
+			return "", err
+		}
+		rest = append([]string{filepath.Base(abs)}, rest...)
+		abs = parent
+	}
 }
 
 // pathWithin reports whether path is root or lies under it (both clean

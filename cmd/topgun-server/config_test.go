@@ -279,6 +279,15 @@ func TestRun_dataDirHoldingCacheIsAConfigProblem(t *testing.T) {
 			}
 		}
 	}
+	// A cache not made yet, which the host would make inside the data
+	// directory at the plugin's first compile.
+	{
+		var stderr bytes.Buffer
+		env := withNoAuth(map[string]string{"STORAGE_BACKEND": wasm, "TOPGUN_PLUGIN_DATA_DIR": data, "TOPGUN_PLUGIN_CACHE_DIR": data + "/new/cache", "PORT": "0", "TOPGUN_BIND_ADDR": "127.0.0.1"})
+		if code := run(context.Background(), nil, envOf(env), &bytes.Buffer{}, &stderr); code != exitConfig {
+			t.Errorf("cache to be made inside data: exit code = %d, want %d; stderr:\n%s", code, exitConfig, &stderr)
+		}
+	}
 	// Directories apart pass this check.
 	cache := dir + "/cache"
 	if err := os.MkdirAll(cache, 0o700); err != nil {

@@ -36,6 +36,11 @@ func TestRedactURL(t *testing.T) {
 		{"mysql://u:s3cret@h/db", "mysql://u:xxxxx@h/db"},
 		{"postgresql+psycopg://u:s3cret@h:5432/db", "postgresql+psycopg://u:xxxxx@h:5432/db"},
 		{"https://u:s3cret@h/p.wasm", "https://u:xxxxx@h/p.wasm"},
+		// A URL pgx does not take for one: a space before it (an env
+		// file's DATABASE_URL= postgres://...), a JDBC URL, one slash.
+		{" postgres://u:s3cret@h/db", " postgres://u:xxxxx@h/db"},
+		{"jdbc:postgresql://u:s3cret@h/db", "jdbc:postgresql://u:xxxxx@h/db"},
+		{"postgres:/u:s3cret@h/db", "postgres:/u:xxxxx@h/db"},
 	}
 	for _, c := range cases {
 		got := RedactURL(c.in)
