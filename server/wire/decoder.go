@@ -101,6 +101,12 @@ const (
 	costRecValue = int(unsafe.Sizeof(record.Value{}))
 	costRecField = int(unsafe.Sizeof(record.Field{}))
 	costPtr      = 8
+	// The elements of the arrays only a server sends (the client's read
+	// path): each is charged when its array's header is read.
+	costQueryResult = int(unsafe.Sizeof(QueryResult{}))
+	costServerEvent = int(unsafe.Sizeof(ServerEvent{}))
+	costLeafRecord  = int(unsafe.Sizeof(LeafRecord{}))
+	costOpResult    = int(unsafe.Sizeof(OpResult{}))
 	// A query's structures: a predicate node (and its allocation's size
 	// class), a sort field, an aggregation.
 	costPredicate   = int(unsafe.Sizeof(Predicate{})) + 16
@@ -357,12 +363,23 @@ func (d *decoder) skip() error {
 // valid during the call. Non-string keys are skipped with their values, as
 // TopGun's decoder ignores unknown fields.
 func (d *decoder) readStruct(fn func(key []byte) error) error {
+	return d.readStructN(nil, fn)
+}
+
+// readStructN is readStruct that first calls head, when not nil, with the
+// number of entries the map holds (to charge and allocate them at once).
+func (d *decoder) readStructN(head func(n int) error, fn func(key []byte) error) error {
 	n, isNil, err := d.mapHeader()
 	if err != nil {
 		return err
 	}
 	if isNil {
 		return errMalformed("expected a map, got nil")
+	}
+	if head != nil {
+		if err := head(n); err != nil {
+			return err
+		}
 	}
 	if err := d.enter(); err != nil {
 		return err
@@ -598,14 +615,30 @@ func (d *decoder) stringList(nilOK bool) ([]string, error) {
 	return out, nil
 }
 
-// hashMap decodes a {string: u32} map (Merkle buckets).
+// hashMap decodes a {string: u32} map (Merkle buckets), charging its
+// table when its header is read and each key as it is made.
 func (d *decoder) hashMap() (map[string]uint32, error) {
-	out := map[string]uint32{}
-	err := d.readStruct(func(key []byte) error {
+	var out map[string]uint32
+	err := d.readStructN(func(n int) error {
+		if err := d.charge(costMap); err != nil {
+			return err
+		}
+		if err := d.chargeEach(mapSlots(n), costMapSlot); err != nil {
+			return err
+		}
+		out = make(map[string]uint32, n)
+		return nil
+	}, func(key []byte) error {
+		if err := d.charge(heapSize(len(key), false)); err != nil {
+			return err
+		}
 		h, err := d.u32()
 		out[string(key)] = h
 		return err
 	})
+	if out == nil {
+		out = map[string]uint32{}
+	}
 	return out, err
 }
 

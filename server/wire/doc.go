@@ -101,8 +101,11 @@
 // of two: 128 for 57 entries) and per entry 16 (the key of its
 // record.Field) and its key's length so rounded;
 // message structs (ClientOp, OR-Map records and entries, a query's
-// predicate nodes, sort fields and aggregations) count their size and
-// strings their length. An array or map is counted whole when its
+// predicate nodes, sort fields and aggregations, and in what servers send
+// the results of a QUERY_RESP, the events of a SERVER_BATCH_EVENT and
+// their records, the records of a SYNC_RESP_LEAF, the results of an
+// OP_ACK) count their size, a Merkle bucket map its table as above and
+// its keys their length so rounded, and strings their length. An array or map is counted whole when its
 // header is read, before it is allocated (an array is then allocated at
 // its final size), so a refused message has allocated no more than the
 // limit, besides the error naming the refused field and the raw bytes of

@@ -227,6 +227,9 @@ func (d *decoder) serverEventField(m *ServerEvent, key []byte, have *uint8) erro
 			_ = d.d.DecodeNil()
 			return nil
 		}
+		if err := d.charge(heapSize(costLWW, true)); err != nil {
+			return err
+		}
 		var r LWWRecord
 		r, err = d.lwwRecord(false)
 		m.Record = &r
@@ -234,6 +237,9 @@ func (d *decoder) serverEventField(m *ServerEvent, key []byte, have *uint8) erro
 		if d.isNil() {
 			_ = d.d.DecodeNil()
 			return nil
+		}
+		if err := d.charge(heapSize(costORRecord, true)); err != nil {
+			return err
 		}
 		var r ORMapRecord
 		r, err = d.orMapRecord(false)
@@ -299,7 +305,10 @@ func init() {
 				m.Results = []QueryResult{}
 				_, err = d.readArray(false, func(i, n int) error {
 					if i == 0 {
-						m.Results = make([]QueryResult, 0, prealloc(n))
+						if err := d.chargeSlice(n, costQueryResult); err != nil {
+							return err
+						}
+						m.Results = make([]QueryResult, 0, n)
 					}
 					var r QueryResult
 					var h uint8
@@ -403,7 +412,10 @@ func init() {
 			m.Events = []ServerEvent{}
 			_, err := d.readArray(false, func(i, n int) error {
 				if i == 0 {
-					m.Events = make([]ServerEvent, 0, prealloc(n))
+					if err := d.chargeSlice(n, costServerEvent); err != nil {
+						return err
+					}
+					m.Events = make([]ServerEvent, 0, n)
 				}
 				var ev ServerEvent
 				var h uint8

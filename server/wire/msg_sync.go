@@ -449,7 +449,10 @@ func init() {
 			m.Records = []LeafRecord{}
 			_, err := d.readArray(false, func(i, n int) error {
 				if i == 0 {
-					m.Records = make([]LeafRecord, 0, prealloc(n))
+					if err := d.chargeSlice(n, costLeafRecord); err != nil {
+						return err
+					}
+					m.Records = make([]LeafRecord, 0, n)
 				}
 				var lr LeafRecord
 				var h uint8

@@ -296,9 +296,11 @@ func (d *decoder) writeConcern() (WriteConcern, error) {
 	if err != nil {
 		return "", err
 	}
-	switch WriteConcern(s) {
-	case FireAndForget, Memory, Applied, Replicated, Persisted:
-		return WriteConcern(s), nil
+	// The constant, not s: each result of an OP_ACK would keep a copy.
+	for _, w := range [...]WriteConcern{FireAndForget, Memory, Applied, Replicated, Persisted} {
+		if WriteConcern(s) == w {
+			return w, nil
+		}
 	}
 	return "", errMalformed("unknown write concern " + quote(s) + " (want FIRE_AND_FORGET, MEMORY, APPLIED, REPLICATED or PERSISTED)")
 }
@@ -492,7 +494,10 @@ func (d *decoder) opResults() ([]OpResult, error) {
 	out := []OpResult{}
 	_, err := d.readArray(false, func(i, n int) error {
 		if i == 0 {
-			out = make([]OpResult, 0, prealloc(n))
+			if err := d.chargeSlice(n, costOpResult); err != nil {
+				return err
+			}
+			out = make([]OpResult, 0, n)
 		}
 		var r OpResult
 		var have uint8
