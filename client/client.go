@@ -436,10 +436,9 @@ func (c *Client) handshake(ctx context.Context, cn *conn) (wire.Message, error) 
 // whole) and frames that do not decode are ignored, as TopGun does.
 func (c *Client) readLoop(cn *conn) {
 	defer close(cn.in)
-	limits := c.opts.Limits
-	limits.MaxMessageBytes = c.opts.MaxReadBytes
-	// What the server accepts once decoded does not bound its answers.
-	limits.MaxDecodedBytes = 0
+	// What the server accepts does not bound its answers: they have
+	// limits of their own (Options.MaxReadDecodedBytes).
+	limits := c.opts.readLimits()
 	for {
 		typ, r, err := cn.ws.Reader(c.ctx)
 		if err != nil {
@@ -474,18 +473,20 @@ func (c *Client) readLoop(cn *conn) {
 			}
 			continue
 		}
-		m, err := limits.Decode(data)
-		if err != nil {
-			c.log.Debug("ignoring frame", "error", err)
+		m, lost := readFrame(limits, data)
+		if lost != nil {
+			if errors.Is(lost.err, wire.ErrDecodedTooLarge) {
+				c.log.Error("ignoring a frame over Options.MaxReadDecodedBytes once decoded", "bytes", len(data),
+					"max_read_decoded_bytes", limits.MaxDecodedBytes, "type", lost.typ)
+			} else {
+				c.log.Debug("ignoring frame", "error", lost.err)
+			}
 			// A reply nested past Limits.MaxDepth, say (a value the
 			// server took 3 levels below a CLIENT_OP is 6 below an
-			// ORGet's answer): what waits for it fails, as for one over
-			// MaxReadBytes.
-			if lost := droppedHead(data); lost.awaited() {
-				lost.err = err
-				if !c.deliver(cn, lost) {
-					return
-				}
+			// ORGet's answer), or one over MaxReadDecodedBytes: what
+			// waits for it fails, as for one over MaxReadBytes.
+			if lost.awaited() && !c.deliver(cn, lost) {
+				return
 			}
 			continue
 		}
@@ -493,6 +494,19 @@ func (c *Client) readLoop(cn *conn) {
 			return
 		}
 	}
+}
+
+// readFrame decodes a frame of the server under l; a frame that does not
+// decode (or would take more than l.MaxDecodedBytes decoded, refused
+// before it is allocated) gives what droppedHead reads of it instead.
+func readFrame(l wire.Limits, data []byte) (wire.Message, *droppedFrame) {
+	m, err := l.Decode(data)
+	if err == nil {
+		return m, nil
+	}
+	lost := droppedHead(data)
+	lost.err = err
+	return nil, lost
 }
 
 // deliver hands m to cn's dispatcher; false when the connection or the
@@ -516,7 +530,7 @@ type droppedFrame struct {
 	wire.Message // nil: never encoded
 	typ          string
 	head         map[string]string
-	err          error // why it could not be decoded; nil: over MaxReadBytes
+	err          error // why it could not be decoded (or over MaxReadDecodedBytes); nil: over MaxReadBytes
 }
 
 func (d *droppedFrame) Type() string { return d.typ }
@@ -579,16 +593,26 @@ func droppedHead(prefix []byte) *droppedFrame {
 	return f
 }
 
+// droppedError is what a call or subscription waiting for the dropped
+// frame f fails with; what names the frame.
+func (c *Client) droppedError(f *droppedFrame, what string) error {
+	switch {
+	case errors.Is(f.err, wire.ErrDecodedTooLarge):
+		return fmt.Errorf("%w: %s would take more than %d bytes once decoded (Options.MaxReadDecodedBytes)",
+			ErrTooLarge, what, c.opts.maxReadDecoded())
+	case f.err != nil:
+		return fmt.Errorf("client: %s could not be decoded and was dropped: %w", what, f.err)
+	}
+	return fmt.Errorf("%w: %s (Options.MaxReadBytes is %d)", ErrTooLarge, what, c.opts.MaxReadBytes)
+}
+
 // dropped fails what waited for a dropped frame: an ORGet (the
 // oldest waiting; its place would take the answer of the next ORGet of the
 // same keys), a SyncMap (it would count the leaf as a path holding nothing
 // and report success without its records), a subscription (it would miss
 // its results, a change or a map event, for good).
 func (c *Client) dropped(f *droppedFrame) {
-	err := fmt.Errorf("%w: %s (Options.MaxReadBytes is %d)", ErrTooLarge, f.typ, c.opts.MaxReadBytes)
-	if f.err != nil {
-		err = fmt.Errorf("client: a reply of the server could not be decoded and was dropped: %w", f.err)
-	}
+	err := c.droppedError(f, f.typ)
 	switch f.typ {
 	case wire.TypeORMapDiffResponse:
 		c.answerORGet("", orGetResult{err: err})

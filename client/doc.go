@@ -111,8 +111,8 @@
 // closed with ErrSlowConsumer instead of stalling the connection; if that
 // happens before the initial results, Subscribe returns ErrSlowConsumer.
 // One whose results, change or map event came in a frame over
-// Options.MaxReadBytes is closed with ErrTooLarge: it would have missed
-// it. A
+// Options.MaxReadBytes, or over Options.MaxReadDecodedBytes once decoded,
+// is closed with ErrTooLarge: it would have missed it. A
 // query the server could not decode (see Subscribe) fails at once: it
 // would get an ERROR naming no query, never its results. As with TopGun,
 // the server sends a client no update or event for its own writes: a client
@@ -136,6 +136,20 @@
 // keeps for SyncMap as the server did. This project's server also sends
 // one before the root of a connection's first sync (for clients offline
 // when it collected); SyncMap then compares without those tombstones.
+//
+// # What the server sends
+//
+// The server's answers are not held to the limits on what it accepts (a
+// QUERY_RESP carries every result of a query), so the client bounds them
+// itself: a frame over Options.MaxReadBytes (256 MiB) is read to its end
+// and ignored, and one that would take more than
+// Options.MaxReadDecodedBytes once decoded (8 × MaxReadBytes: 2 GiB) is
+// refused as package wire counts it while decoding, before more is
+// allocated, so a hostile server cannot make the client allocate more
+// than that for one frame. Either is logged as an error; the connection
+// stays up, unacknowledged writes stay queued, and the call or
+// subscription waiting for the frame fails with ErrTooLarge, as for a
+// reply that does not decode.
 //
 // # Reconnecting
 //

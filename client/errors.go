@@ -42,11 +42,13 @@ var (
 	// digit); the server is not TopGun-compatible.
 	ErrSyncProtocol = errors.New("client: the server's sync reply breaks the Merkle protocol")
 	// ErrTooLarge: a reply of the server was over Options.MaxReadBytes
-	// and was dropped unread. The ORGet or SyncMap that waited for it
+	// and was dropped unread, or would have taken more than
+	// Options.MaxReadDecodedBytes once decoded and was dropped before
+	// taking more. The ORGet or SyncMap that waited for it
 	// fails, and the subscription whose results or change it carried
 	// (every one on the map, for a map event) closes, with it. Raise
-	// MaxReadBytes, or read less at once.
-	ErrTooLarge = errors.New("client: a reply of the server was over Options.MaxReadBytes and was dropped")
+	// the limit it names, or read less at once.
+	ErrTooLarge = errors.New("client: a reply of the server was over Options.MaxReadBytes or Options.MaxReadDecodedBytes and was dropped")
 	// ErrSuperseded: a write was not acknowledged and is no longer re-sent,
 	// because a later write to the same key was acknowledged (TopGun stamps
 	// writes on arrival, so re-sending it would overwrite the later one).

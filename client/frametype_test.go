@@ -88,3 +88,43 @@ func FuzzDroppedHead(f *testing.F) {
 		_ = droppedHead(b)
 	})
 }
+
+// FuzzReadFrame: the client's read path (readFrame: a server's frame
+// decoded under the read limits, else droppedHead of it) must not panic,
+// whatever the frame; a frame it delivers was counted within
+// MaxReadDecodedBytes, and one it drops says why.
+//
+//	go test ./client -run '^$' -fuzz FuzzReadFrame -fuzztime 60s
+func FuzzReadFrame(f *testing.F) {
+	for _, m := range []wire.Message{
+		&wire.ServerBatchEvent{Events: []wire.ServerEvent{{MapName: "m", EventType: wire.EventPut, Key: "k",
+			Record: &wire.LWWRecord{Value: emptyMaps(3), Timestamp: wire.Timestamp{Millis: 1, NodeID: "s"}}}}},
+		&wire.QueryResp{QueryID: "q", Results: []wire.QueryResult{{Key: "k", Value: map[string]any{"a": int64(1)}}}},
+		&wire.SyncRespLeaf{MapName: "m", Path: "1", Records: []wire.LeafRecord{{Key: "k", Record: wire.LWWRecord{Value: "v"}}}},
+		&wire.SyncRespBuckets{MapName: "m", Path: "", Buckets: map[string]uint32{"0": 1, "a": 2}},
+	} {
+		b, err := wire.Encode(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add(hostileBatch(f, "m", 100, 100)) // over the bound below
+	o := DefaultOptions()
+	o.MaxReadBytes = 1 << 20
+	o.MaxReadDecodedBytes = 64 << 10
+	l := o.readLimits()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, lost := readFrame(l, b)
+		switch {
+		case (m == nil) == (lost == nil):
+			t.Fatalf("readFrame = %v, %v: want a message or a dropped frame", m, lost)
+		case lost != nil && lost.err == nil:
+			t.Fatalf("dropped %q without a reason", lost.typ)
+		case m != nil:
+			if _, size, err := l.DecodeSize(b); err != nil || size > l.MaxDecodedBytes {
+				t.Fatalf("delivered a frame counted %d bytes (err %v), over %d", size, err, l.MaxDecodedBytes)
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -11,6 +12,10 @@ import (
 
 	"github.com/topgun-go/topgun/server/wire"
 )
+
+// DecodedBytesPerReadByte is how many times MaxReadBytes a frame from the
+// server may take once decoded when Options.MaxReadDecodedBytes is zero.
+const DecodedBytesPerReadByte = 8
 
 // Options configure a Client. A nil *Options means DefaultOptions().
 type Options struct {
@@ -98,7 +103,7 @@ type Options struct {
 	// project's server lets a message take once decoded, writes being split
 	// to fit both) and the decoding of the frames it receives (MaxDepth,
 	// MaxBatchItems); the size of a received frame is bounded by
-	// MaxReadBytes instead.
+	// MaxReadBytes instead, and its decoded size by MaxReadDecodedBytes.
 	Limits wire.Limits
 	// MaxReadBytes bounds one frame from the server. The server's answers
 	// are not held to the limit on what it accepts: a QUERY_RESP carries
@@ -110,6 +115,28 @@ type Options struct {
 	// (SERVER_EVENT) closes every subscription on its map so, even one
 	// whose query the change is outside.
 	MaxReadBytes int
+	// MaxReadDecodedBytes bounds the memory one frame from the server may
+	// take once decoded, as package wire counts it while decoding
+	// (wire.Limits.MaxDecodedBytes; values count the record values a
+	// server would make of them too, so the client holds at most the
+	// count, ordinary documents a half to three quarters of it). It bounds
+	// each frame, not the frames decoded ahead of the client's dispatch
+	// (up to 64) or held by subscriptions (SubscriptionBuffer each).
+	// A frame over it is refused as soon as the count passes it, having
+	// allocated no more, and is then handled as one over MaxReadBytes:
+	// logged as an error and ignored, the connection survives
+	// (unacknowledged writes stay queued), and what waited for it fails,
+	// or closes, with ErrTooLarge.
+	// Zero means DecodedBytesPerReadByte (8) × MaxReadBytes: 2 GiB at the
+	// default. That holds the largest answers of this project's server at
+	// its default limits, a QUERY_RESP of TOPGUN_MAX_QUERY_RESULTS
+	// (1,000,000) small documents (about 1.2 GiB counted) and any record
+	// it stored (at most 64 MiB counted there, at most about 3.3 times
+	// that here: arrays of one-entry maps), while a hostile server can
+	// make a frame cost no more than it besides the frame's bytes (before,
+	// a 256 MiB frame could take over 10 GiB). A client that must stay
+	// small lowers it, with MaxReadBytes.
+	MaxReadDecodedBytes int
 
 	// OnServerError is called for every ERROR the server sends. TopGun
 	// cannot correlate them with a request: it answers a failed OP_BATCH
@@ -143,7 +170,8 @@ type Options struct {
 // timeout, 1 s no-auth grace, 10 s write timeout, 5 s heartbeat with a 15 s
 // pong timeout, reconnect with 1 s..30 s backoff and no attempt limit, 10000
 // pending ops, 500 ops per batch, 256 buffered updates per subscription, 5 s
-// sync idle timeout, wire.DefaultLimits, 256 MiB frames read.
+// sync idle timeout, wire.DefaultLimits, 256 MiB frames read, taking at
+// most 2 GiB decoded (MaxReadDecodedBytes zero: 8 × MaxReadBytes).
 func DefaultOptions() *Options {
 	return &Options{
 		DialTimeout:        5 * time.Second,
@@ -216,8 +244,28 @@ func (o *Options) Validate() error {
 	if o.MaxReadBytes < 16 {
 		bad("MaxReadBytes is %d; set at least 16 (default 256 MiB)", o.MaxReadBytes)
 	}
+	if o.MaxReadDecodedBytes < 0 {
+		bad("MaxReadDecodedBytes is %d; set 0 for %d × MaxReadBytes, or a positive number of bytes", o.MaxReadDecodedBytes, DecodedBytesPerReadByte)
+	}
 	if len(probs) > 0 {
 		return fmt.Errorf("client: invalid options: %s", strings.Join(probs, "; "))
 	}
 	return nil
+}
+
+// readLimits are the limits a frame from the server is decoded under.
+func (o *Options) readLimits() wire.Limits {
+	l := o.Limits
+	l.MaxMessageBytes = o.MaxReadBytes
+	l.MaxDecodedBytes = o.maxReadDecoded()
+	return l
+}
+
+// maxReadDecoded is MaxReadDecodedBytes with its default applied.
+func (o *Options) maxReadDecoded() int {
+	if o.MaxReadDecodedBytes > 0 {
+		return o.MaxReadDecodedBytes
+	}
+	// In int64, then clamped: 8 × 256 MiB does not fit a 32-bit int.
+	return int(min(DecodedBytesPerReadByte*int64(max(o.MaxReadBytes, 0)), math.MaxInt))
 }

@@ -544,10 +544,7 @@ func (r *syncRun) handle(ctx context.Context, m wire.Message) error {
 	case *wire.SyncResetRequired:
 		return ErrSyncReset
 	case *droppedFrame:
-		if m.err != nil {
-			return fmt.Errorf("client: %s of map %q, path %q could not be decoded: %w", m.typ, r.mapName, m.head["path"], m.err)
-		}
-		return fmt.Errorf("%w: %s of map %q, path %q (Options.MaxReadBytes is %d)", ErrTooLarge, m.typ, r.mapName, m.head["path"], r.c.opts.MaxReadBytes)
+		return r.c.droppedError(m, fmt.Sprintf("%s of map %q, path %q", m.typ, r.mapName, m.head["path"]))
 	}
 	return nil
 }
