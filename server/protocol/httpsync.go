@@ -401,8 +401,10 @@ func (s *Server) delta(ctx context.Context, sm wire.SyncMapEntry, budget *answer
 		// Given out before commit times restarted from the wall clock
 		// (see below): once the wall clock has passed it, it is no longer
 		// past this process's points, yet the commits since the restart
-		// are below it. They are all at or after restartedAt.
-		since = record.Timestamp{Millis: uint64(max(restartedAt, 0))}
+		// are below it. So are those of an earlier process that restarted
+		// them too, before restartedAt: the client gets the changes from
+		// the start.
+		since = record.Timestamp{}
 	}
 	if since.Millis > uint64(max(point, 0))+1 && !s.store.Backend().Describe().Capabilities.Has(abi.CapShared) {
 		// Past every point this storage's commit times have reached: given

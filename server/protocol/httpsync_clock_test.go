@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"sync/atomic"
 	"testing"
 
 	"github.com/topgun-go/topgun/plugins/null"
@@ -94,5 +95,55 @@ func TestHTTPSync_deltaAfterRestartOnceClockWasFarAheadPolledLate(t *testing.T) 
 	}
 	if !got["b"] {
 		t.Fatalf("the write made after the restart never reached the client polling from its earlier point once the clock passed it: got %v", got)
+	}
+}
+
+// As the first test, but the server restarts twice before the client
+// polls again, the wall clock still behind the commit times stamped ahead:
+// both restarted servers restart commit times from the wall clock. The
+// write made under the first restarted server is stamped before the second
+// one's restart: answered from that restart's time, the client's earlier
+// point skipped it for good.
+func TestHTTPSync_deltaAfterTwoRestartsOnceClockWasFarAhead(t *testing.T) {
+	t.Parallel()
+	const twoHours = 2 * 3600_000
+	inner := null.Open()
+	defer inner.Close()
+	e := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
+	e.wall.Add(twoHours)
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("1", "m", "a", "v", cts("w"))}}, "")
+	e.wall.Add(10)
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "")
+	last := resp.Deltas[0].ServerSyncTimestamp
+	e.srv.Close()
+	e.http.Close()
+	e.st.Close()
+
+	// The first restarted server's clock is right; it takes a write,
+	// stamped at its (stopped) wall clock.
+	e2 := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
+	e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("2", "m", "b", "v", cts("w"))}}, "")
+	e2.srv.Close()
+	e2.http.Close()
+	e2.st.Close()
+
+	// The second starts a minute later, the clock still far behind "a".
+	e3 := &env{t: t, be: &gateBackend{Backend: keepOpen{inner}}, wall: &atomic.Int64{}}
+	e3.wall.Store(e2.wall.Load() + 60_000)
+	e3.start(e3.be, "server-1", envConfig{})
+	if _, _, restarted := e3.st.ClockRestart(); !restarted {
+		t.Fatal("the second restarted server did not restart its commit times; the test does not test what it says")
+	}
+	got := map[string]bool{}
+	for range 2 {
+		resp = e3.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
+		for _, r := range resp.Deltas[0].Records {
+			got[r.Key] = true
+		}
+		last = resp.Deltas[0].ServerSyncTimestamp
+		e3.wall.Add(10)
+	}
+	if !got["b"] {
+		t.Fatalf("the write made under the first restarted server never reached the client polling from its point of before both restarts: got %v", got)
 	}
 }
