@@ -103,3 +103,26 @@ func TestHLC_serverTimeFarAheadIsBounded(t *testing.T) {
 		t.Errorf("after a PONG and a timestamp at the top of the range, Now = %v then %v", a, b)
 	}
 }
+
+// A timestamp further ahead of the server's clock than the drift bound is
+// ignored, as the client's docs say, also when the client's own clock runs
+// ahead of the server's: followed, it would stamp the client's next writes
+// past the server's bound, which the server refuses.
+func TestHLC_judgedByServerClockWhenServerIsBehind(t *testing.T) {
+	t.Parallel()
+	const wall = uint64(1_800_000_000_000)
+	h := newHLC("c", testLogger(t))
+	h.wall = func() uint64 { return wall }
+	h.ServerTime(wall - 30_000)                                   // the server's clock 30 s behind this one
+	far := wire.Timestamp{Millis: wall + 40_000, NodeID: "other"} // 70 s ahead of the server's
+	h.Update(far)
+	if now := h.Now(); now.Compare(far) > 0 {
+		t.Errorf("after a timestamp 70 s ahead of the server's clock, Now = %v; want it ignored (Now before %v)", now, far)
+	}
+	// Within the bound of the server's clock it is followed.
+	near := wire.Timestamp{Millis: wall + 20_000, NodeID: "other"} // 50 s ahead of the server's
+	h.Update(near)
+	if now := h.Now(); now.Compare(near) <= 0 {
+		t.Errorf("after a timestamp 50 s ahead of the server's clock, Now = %v; want after %v", now, near)
+	}
+}

@@ -146,7 +146,7 @@
 // Options.MaxReadDecodedBytes once decoded (8 × MaxReadBytes: 2 GiB) is
 // refused as package wire counts it while decoding, before more is
 // allocated, so a hostile server cannot make the client allocate more
-// than that for one frame. Either is logged as an error; the connection
+// than that for one frame, besides the frame's own bytes. Either is logged as an error; the connection
 // stays up, unacknowledged writes stay queued, and the call or
 // subscription waiting for the frame fails with ErrTooLarge, as for a
 // reply that does not decode.

@@ -39,12 +39,14 @@ type hlc struct {
 	// the records it holds) may send in every message.
 	ahead sparselog.Log
 	// serverAhead is how far (ms) the server's clock was ahead of this
-	// one at its last reading (0 if behind, or before the first). The
-	// server bounds stamps by its own clock: a record stamped within its
-	// bound, by a client whose clock runs ahead, is further ahead of a
+	// one at its last reading (negative if behind, 0 before the first).
+	// The server bounds stamps by its own clock: a record stamped within
+	// its bound, by a client whose clock runs ahead, is further ahead of a
 	// client whose clock runs behind than maxDrift, yet a later write of
-	// that client must still win over it.
-	serverAhead uint64
+	// that client must still win over it; and a client whose clock runs
+	// ahead must not follow a stamp past that bound, since its later
+	// writes would be refused.
+	serverAhead int64
 }
 
 func newHLC(nodeID string, log hclog.Logger) *hlc {
@@ -84,9 +86,11 @@ func (h *hlc) bump() {
 func (h *hlc) ServerTime(ms uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.serverAhead = 0
+	limit := uint64(maxServerAhead / time.Millisecond)
 	if w := h.wall(); ms > w {
-		h.serverAhead = min(ms-w, uint64(maxServerAhead/time.Millisecond))
+		h.serverAhead = int64(min(ms-w, limit))
+	} else {
+		h.serverAhead = -int64(min(w-ms, limit))
 	}
 }
 
@@ -97,7 +101,11 @@ func (h *hlc) Update(remote wire.Timestamp) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w := h.wall()
-	if ref := w + h.serverAhead; remote.Millis > ref && remote.Millis-ref > uint64(maxDrift/time.Millisecond) {
+	ref := w + uint64(max(h.serverAhead, 0))
+	if h.serverAhead < 0 {
+		ref = w - min(w, uint64(-h.serverAhead))
+	}
+	if remote.Millis > ref && remote.Millis-ref > uint64(maxDrift/time.Millisecond) {
 		h.ahead.Warn(h.log, "ignoring a timestamp too far ahead of the local clock", "drift_ms", remote.Millis-w, "node_id", remote.NodeID)
 		return
 	}
