@@ -698,7 +698,7 @@ func TestREADME_statesTimeouts(t *testing.T) {
 			secs(protocol.DefaultShutdownTimeout), secs(drainTimeout)),
 		fmt.Sprintf("after %s the server exits %d without it", secs(storageCloseTimeout), exitFailed),
 		fmt.Sprintf("idle keep-alive HTTP connections are closed after %d minutes", int(httpIdleTimeout.Minutes())),
-		fmt.Sprintf("A request's headers must arrive within %s (at most %d KiB of them, else 431), the rest of a request (but a `POST /sync` body) within %s, and an answer (but that of a `POST /sync`) be read within %s of the request's headers",
+		fmt.Sprintf("A request's headers must arrive within %s (at most %d KiB of them, else 431), the whole request (but a `POST /sync` body) within %s, and an answer (but that of a `POST /sync`) be read within %s of the request's headers",
 			secs(httpReadHeaderTimeout), httpMaxHeaderBytes>>10, secs(httpReadTimeout), secs(httpWriteTimeout)),
 	} {
 		if !strings.Contains(text, want) {
