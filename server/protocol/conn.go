@@ -52,6 +52,10 @@ type conn struct {
 	wrote   chan struct{} // signalled by the writer after each message (for the reader)
 	wroteW  chan struct{} // the same, for the write worker
 	closing atomic.Bool   // a close is queued or done: send nothing more
+	// roomWait: the reader waits for room (waitRoom), reading nothing, so
+	// nothing arriving is not the client's idleness; the write in progress
+	// has its own deadline.
+	roomWait atomic.Bool
 
 	// Reader-owned handshake state; authed is read by other goroutines.
 	authed      atomic.Bool
@@ -254,7 +258,7 @@ func (c *conn) start() {
 			return // ended: the timer must not start again
 		}
 		c.mu.Lock()
-		busy := c.pending > 0
+		busy := c.pending > 0 || c.roomWait.Load()
 		c.mu.Unlock()
 		if busy {
 			// Its writes wait for storage (the reader, held behind them,
@@ -377,7 +381,11 @@ func (c *conn) replyNow(m wire.Message) {
 // held up. Only the reader and the write worker wait (each on its own
 // signal, so that neither takes the other's), never while holding a lock
 // others need.
-func (c *conn) waitRoom() { c.waitRoomOn(c.wrote) }
+func (c *conn) waitRoom() {
+	c.roomWait.Store(true)
+	defer c.roomWait.Store(false)
+	c.waitRoomOn(c.wrote)
+}
 
 func (c *conn) waitRoomOn(wrote chan struct{}) {
 	for !c.closing.Load() {

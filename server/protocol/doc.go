@@ -45,8 +45,9 @@
 // pushed to it fill the queue is disconnected. Either way it never holds
 // up the store or other clients, nor piles up messages in the server's
 // memory. PING gets PONG; a connection
-// from which nothing arrived for Options.IdleTimeout (60 s), and none of
-// whose writes waits for storage, is closed, and
+// from which nothing arrived for Options.IdleTimeout (60 s), none of
+// whose writes waits for storage, and that is not reading answers the
+// server waits for before it reads on, is closed, and
 // a POST /sync body gets as long to arrive (408 after it). A POST /sync
 // answer holds at most MaxQueryResults records and OutboundBytes bytes of
 // them: larger deltas come in pages, larger queries get an error (413).

@@ -75,7 +75,10 @@ type Options struct {
 	AuthTimeout time.Duration
 
 	// IdleTimeout closes a connection from which nothing (not even PING)
-	// arrived for this long. TopGun's client pings every 5 s. It also
+	// arrived for this long, unless the server reads nothing from it
+	// meanwhile: its writes wait for storage, or it is reading an answer
+	// (then the write's own deadline bounds it, see WriteTimeout).
+	// TopGun's client pings every 5 s. It also
 	// bounds the time a POST /sync body may take to arrive (408 after it).
 	IdleTimeout time.Duration
 
