@@ -114,7 +114,7 @@ type conn struct {
 	in       chan wire.Message // decoded frames; closed when the reader stops
 	done     chan struct{}     // closed when the connection is finished with
 	readErr  error             // why the reader stopped (valid after in is closed)
-	lastPong atomic.Int64      // unix ms of the last PONG (or of the connect)
+	lastPong atomic.Int64      // unix ms of the last PONG (or of the connect, or of a frame's bytes arriving)
 	// writing (a 1-slot semaphore) is held from the start of a frame
 	// write to its end, which can come after its caller gave up: the next
 	// write waits for it, so frames still go out whole and in order.
@@ -445,6 +445,11 @@ func (c *Client) readLoop(cn *conn) {
 			cn.readErr = err
 			return
 		}
+		// A large frame on a slow link may take longer than PongTimeout,
+		// the PONGs queued behind it: its bytes arriving show the server
+		// alive, else the client would drop the connection halfway and be
+		// sent the same frame on the next.
+		r = aliveReader{r, cn}
 		if typ != websocket.MessageBinary {
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				cn.readErr = err
@@ -494,6 +499,21 @@ func (c *Client) readLoop(cn *conn) {
 			return
 		}
 	}
+}
+
+// aliveReader reads a frame, recording the server alive as its bytes
+// arrive (see heartbeat).
+type aliveReader struct {
+	r  io.Reader
+	cn *conn
+}
+
+func (a aliveReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.cn.lastPong.Store(time.Now().UnixMilli())
+	}
+	return n, err
 }
 
 // readFrame decodes a frame of the server under l; a frame that does not

@@ -153,9 +153,10 @@
 //
 // # Reconnecting
 //
-// When the connection drops (or sends no PONG for Options.PongTimeout) the
-// client re-dials with exponential backoff (Options.BackoffInitial doubling
-// to Options.BackoffMax, ±20 % jitter), re-authenticates, replays
+// When the connection drops (or sends no PONG, nor any part of a frame,
+// for Options.PongTimeout) the client re-dials with exponential backoff
+// (Options.BackoffInitial doubling to Options.BackoffMax, ±20 % jitter),
+// re-authenticates, replays
 // unacknowledged writes and re-subscribes live queries, whose fresh result
 // sets arrive as Reset updates. An AUTH_FAIL on reconnect, or
 // Options.MaxReconnectAttempts failures in a row, stop the client for good

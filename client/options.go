@@ -61,8 +61,10 @@ type Options struct {
 	// connection that sends no PING for 60 s; the TS client pings every 5 s).
 	// Zero disables the heartbeat.
 	PingInterval time.Duration
-	// PongTimeout drops a connection that has sent no PONG for this long
-	// (the TS client uses 15 s). Ignored when PingInterval is zero.
+	// PongTimeout drops a connection that has sent no PONG, nor any part
+	// of a frame, for this long (the TS client uses 15 s): a large frame on
+	// a slow link, the PONGs queued behind it, keeps the connection while
+	// its bytes arrive. Ignored when PingInterval is zero.
 	PongTimeout time.Duration
 
 	// Reconnect re-dials after a connection drops, with exponential
@@ -128,14 +130,20 @@ type Options struct {
 	// (unacknowledged writes stay queued), and what waited for it fails,
 	// or closes, with ErrTooLarge.
 	// Zero means DecodedBytesPerReadByte (8) × MaxReadBytes: 2 GiB at the
-	// default. That holds the largest answers of this project's server at
-	// its default limits, a QUERY_RESP of TOPGUN_MAX_QUERY_RESULTS
+	// default. That holds a QUERY_RESP of TOPGUN_MAX_QUERY_RESULTS
 	// (1,000,000) small documents (about 1.2 GiB counted) and any record
-	// it stored (at most 64 MiB counted there, at most about 3.3 times
-	// that here: arrays of one-entry maps), while a hostile server can
-	// make a frame cost no more than it besides the frame's bytes (before,
-	// a 256 MiB frame could take over 10 GiB). A client that must stay
-	// small lowers it, with MaxReadBytes.
+	// this project's server stored (at most 64 MiB counted there, at most
+	// about 3.3 times that here: arrays of one-entry maps), while a hostile
+	// server can make a frame cost no more than it besides the frame's
+	// bytes (before, a 256 MiB frame could take over 10 GiB). It does not
+	// hold every answer the server may send at its default limits: records
+	// of many small containers count up to about 144 times their bytes
+	// here, so a QUERY_RESP or SYNC_RESP_LEAF holding ten records of 1.5
+	// MiB of one-entry maps (a 15 MiB frame) passes it, and so does a
+	// million documents counted over about 2.1 KiB each (one of four
+	// fields, a nested map and a list of two tags, counts 1.9 KiB). A
+	// client reading such maps raises it; one that must stay small lowers
+	// it, with MaxReadBytes.
 	MaxReadDecodedBytes int
 
 	// OnServerError is called for every ERROR the server sends. TopGun
