@@ -21,10 +21,11 @@ var (
 	kvPassword = regexp.MustCompile(`(?s)\b((?:ssl)?password)\s*=\s*(?:'(?:[^'\\]|\\.)*'|(?:[^\s\v\\]|\\.)*)`)
 	// user:password@ in a URL that net/url cannot parse (one with '#' or
 	// '?' in the password, which pgx accepts): up to the last '@', which
-	// may hide more than the password but never less. Also with spaces
-	// before it, a scheme holding ':' (jdbc:postgresql://) or one '/':
-	// mistakes pgx reads as keyword/value and fails on.
-	urlUserinfo = regexp.MustCompile(`^(\s*[a-zA-Z][a-zA-Z0-9+.:-]*:/+[^:/@?#]*:).*@`)
+	// may hide more than the password but never less. Also with blanks
+	// before it, a scheme holding ':' (jdbc:postgresql://), one '/', no
+	// ':' or '/' after the scheme, or no scheme at all: mistakes pgx
+	// reads as keyword/value and fails on.
+	urlUserinfo = regexp.MustCompile(`^([\s\v\p{Z}]*(?:[a-zA-Z][a-zA-Z0-9+.:-]*[:/]+)?[^:/@?#\s]*:).*@`)
 	// password=... in a URL's query string.
 	// pgx reads '#' as part of the value: it knows no fragment.
 	urlQueryPassword = regexp.MustCompile(`([?&](?:ssl)?password=)[^&]*`)

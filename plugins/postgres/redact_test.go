@@ -41,6 +41,13 @@ func TestRedactURL(t *testing.T) {
 		{" postgres://u:s3cret@h/db", " postgres://u:xxxxx@h/db"},
 		{"jdbc:postgresql://u:s3cret@h/db", "jdbc:postgresql://u:xxxxx@h/db"},
 		{"postgres:/u:s3cret@h/db", "postgres:/u:xxxxx@h/db"},
+		// Other slips of the same kind: no colon, no slashes, no scheme,
+		// other blanks before it.
+		{"postgres//u:s3cret@h/db", "postgres//u:xxxxx@h/db"},
+		{"postgres:u:s3cret@h/db", "postgres:u:xxxxx@h/db"},
+		{"u:s3cret@h/db", "u:xxxxx@h/db"},
+		{"\vpostgres://u:s3cret@h/db", "\vpostgres://u:xxxxx@h/db"},
+		{"\u00a0postgres://u:s3cret@h/db", "\u00a0postgres://u:xxxxx@h/db"},
 	}
 	for _, c := range cases {
 		got := RedactURL(c.in)
