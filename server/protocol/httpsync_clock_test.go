@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/topgun-go/topgun/abi"
 	"github.com/topgun-go/topgun/plugins/null"
 	"github.com/topgun-go/topgun/server/wire"
 )
@@ -18,32 +19,13 @@ import (
 // them, so it never received them.
 func TestHTTPSync_deltaAfterRestartOnceClockWasFarAhead(t *testing.T) {
 	t.Parallel()
-	const twoHours = 2 * 3600_000
-	inner := null.Open()
-	defer inner.Close()
-	e := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
-	e.wall.Add(twoHours)
-	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("1", "m", "a", "v", cts("w"))}}, "")
-	e.wall.Add(10)
-	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "")
-	last := resp.Deltas[0].ServerSyncTimestamp
-	e.srv.Close()
-	e.http.Close()
-	e.st.Close()
+	inner, last := pointFromClockAhead(t)
 
 	// The restarted server's clock is right: two hours behind the first's.
 	e2 := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
 	e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("2", "m", "b", "v", cts("w"))}}, "")
 	e2.wall.Add(10)
-	got := map[string]bool{}
-	for range 2 { // the point the first answer gives, the client sends next
-		resp = e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
-		for _, r := range resp.Deltas[0].Records {
-			got[r.Key] = true
-		}
-		last = resp.Deltas[0].ServerSyncTimestamp
-		e2.wall.Add(10)
-	}
+	got := e2.pollTwice(t, last)
 	if !got["b"] {
 		t.Fatalf("the write made after the restart never reached the client polling from its earlier point: got %v", got)
 	}
@@ -57,18 +39,7 @@ func TestHTTPSync_deltaAfterRestartOnceClockWasFarAhead(t *testing.T) {
 // restart, stamped below it, were never sent to that client.
 func TestHTTPSync_deltaAfterRestartOnceClockWasFarAheadPolledLate(t *testing.T) {
 	t.Parallel()
-	const twoHours = 2 * 3600_000
-	inner := null.Open()
-	defer inner.Close()
-	e := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
-	e.wall.Add(twoHours)
-	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("1", "m", "a", "v", cts("w"))}}, "")
-	e.wall.Add(10)
-	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "")
-	last := resp.Deltas[0].ServerSyncTimestamp
-	e.srv.Close()
-	e.http.Close()
-	e.st.Close()
+	inner, last := pointFromClockAhead(t)
 
 	e2 := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
 	e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("2", "m", "b", "v", cts("w"))}}, "")
@@ -83,16 +54,8 @@ func TestHTTPSync_deltaAfterRestartOnceClockWasFarAheadPolledLate(t *testing.T) 
 			t.Errorf("a client of the restarted server polling from its own point %+v got %q again", other, r.Key)
 		}
 	}
-	e2.wall.Add(twoHours + 60_000) // the wall clock passes the client's point
-	got := map[string]bool{}
-	for range 2 {
-		resp = e2.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
-		for _, r := range resp.Deltas[0].Records {
-			got[r.Key] = true
-		}
-		last = resp.Deltas[0].ServerSyncTimestamp
-		e2.wall.Add(10)
-	}
+	e2.wall.Add(clockAhead + 60_000) // the wall clock passes the client's point
+	got := e2.pollTwice(t, last)
 	if !got["b"] {
 		t.Fatalf("the write made after the restart never reached the client polling from its earlier point once the clock passed it: got %v", got)
 	}
@@ -106,18 +69,7 @@ func TestHTTPSync_deltaAfterRestartOnceClockWasFarAheadPolledLate(t *testing.T) 
 // point skipped it for good.
 func TestHTTPSync_deltaAfterTwoRestartsOnceClockWasFarAhead(t *testing.T) {
 	t.Parallel()
-	const twoHours = 2 * 3600_000
-	inner := null.Open()
-	defer inner.Close()
-	e := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
-	e.wall.Add(twoHours)
-	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("1", "m", "a", "v", cts("w"))}}, "")
-	e.wall.Add(10)
-	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "")
-	last := resp.Deltas[0].ServerSyncTimestamp
-	e.srv.Close()
-	e.http.Close()
-	e.st.Close()
+	inner, last := pointFromClockAhead(t)
 
 	// The first restarted server's clock is right; it takes a write,
 	// stamped at its (stopped) wall clock.
@@ -134,16 +86,46 @@ func TestHTTPSync_deltaAfterTwoRestartsOnceClockWasFarAhead(t *testing.T) {
 	if _, _, restarted := e3.st.ClockRestart(); !restarted {
 		t.Fatal("the second restarted server did not restart its commit times; the test does not test what it says")
 	}
+	got := e3.pollTwice(t, last)
+	if !got["b"] {
+		t.Fatalf("the write made under the first restarted server never reached the client polling from its point of before both restarts: got %v", got)
+	}
+}
+
+// clockAhead is how far the first server's clock runs ahead in these
+// tests: further than the store resumes commit times past.
+const clockAhead = 2 * 3600_000
+
+// pointFromClockAhead runs a server whose clock is clockAhead ahead: it
+// stores "a" in map m and gives client "r" a sync point, then stops. It
+// returns the storage (kept open for the next server) and that point.
+func pointFromClockAhead(t *testing.T) (abi.Backend, wire.Timestamp) {
+	t.Helper()
+	inner := null.Open()
+	t.Cleanup(func() { inner.Close() })
+	e := newEnv(t, envConfig{backend: keepOpen{inner}, fakeWall: true})
+	e.wall.Add(clockAhead)
+	e.postSync(t, &wire.HTTPSyncRequest{ClientID: "w", ClientHLC: cts("w"), Operations: []wire.ClientOp{putOp("1", "m", "a", "v", cts("w"))}}, "")
+	e.wall.Add(10)
+	resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m"}}}, "")
+	e.srv.Close()
+	e.http.Close()
+	e.st.Close()
+	return inner, resp.Deltas[0].ServerSyncTimestamp
+}
+
+// pollTwice polls map m as client "r" from point last, then from the point
+// the answer gives (as TopGun's client does), and returns the keys it got.
+func (e *env) pollTwice(t *testing.T, last wire.Timestamp) map[string]bool {
+	t.Helper()
 	got := map[string]bool{}
 	for range 2 {
-		resp = e3.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
+		resp := e.postSync(t, &wire.HTTPSyncRequest{ClientID: "r", ClientHLC: cts("r"), SyncMaps: []wire.SyncMapEntry{{MapName: "m", LastSyncTimestamp: last}}}, "")
 		for _, r := range resp.Deltas[0].Records {
 			got[r.Key] = true
 		}
 		last = resp.Deltas[0].ServerSyncTimestamp
-		e3.wall.Add(10)
+		e.wall.Add(10)
 	}
-	if !got["b"] {
-		t.Fatalf("the write made under the first restarted server never reached the client polling from its point of before both restarts: got %v", got)
-	}
+	return got
 }
