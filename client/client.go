@@ -439,6 +439,9 @@ func (c *Client) readLoop(cn *conn) {
 	// What the server accepts does not bound its answers: they have
 	// limits of their own (Options.MaxReadDecodedBytes).
 	limits := c.opts.readLimits()
+	// One per connection, not per frame: boxed afresh into an io.Reader
+	// it was an allocation per frame read.
+	alive := &aliveReader{cn: cn}
 	for {
 		typ, r, err := cn.ws.Reader(c.ctx)
 		if err != nil {
@@ -449,7 +452,8 @@ func (c *Client) readLoop(cn *conn) {
 		// the PONGs queued behind it: its bytes arriving show the server
 		// alive, else the client would drop the connection halfway and be
 		// sent the same frame on the next.
-		r = aliveReader{r, cn}
+		alive.r = r
+		r = alive
 		if typ != websocket.MessageBinary {
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				cn.readErr = err
@@ -508,7 +512,7 @@ type aliveReader struct {
 	cn *conn
 }
 
-func (a aliveReader) Read(p []byte) (int, error) {
+func (a *aliveReader) Read(p []byte) (int, error) {
 	n, err := a.r.Read(p)
 	if n > 0 {
 		a.cn.lastPong.Store(time.Now().UnixMilli())

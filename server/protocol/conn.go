@@ -471,7 +471,7 @@ type touchReader struct {
 	c *conn
 }
 
-func (t touchReader) Read(p []byte) (int, error) {
+func (t *touchReader) Read(p []byte) (int, error) {
 	n, err := t.r.Read(p)
 	if n > 0 {
 		t.c.touch()
@@ -486,6 +486,9 @@ var errFrameTooLarge = errors.New("protocol: frame too large")
 // readLoop reads frames until the connection ends.
 func (c *conn) readLoop() {
 	max := int64(c.s.opts.MaxMessageBytes)
+	// One per connection, not per message: boxed afresh into an
+	// io.Reader it was an allocation per frame read.
+	tr := &touchReader{c: c}
 	for {
 		typ, r, err := c.ws.Reader(c.ctx)
 		if err != nil {
@@ -498,7 +501,8 @@ func (c *conn) readLoop() {
 		// Each part of a message arriving is activity too: a client on a
 		// slow link would otherwise be closed as idle halfway through a
 		// large message, and send it again, in vain, at every reconnection.
-		r = touchReader{r, c}
+		tr.r = r
+		r = tr
 		if typ != websocket.MessageBinary {
 			// TopGun's protocol is binary only; text frames are ignored.
 			if _, err := io.Copy(io.Discard, r); err != nil {
