@@ -81,8 +81,10 @@ func TestLimits_realHeapWithinDecodedSizeAnswers(t *testing.T) {
 		over := size / 33
 		if raceEnabled {
 			// Short keys take 16 bytes each (see raceEnabled): bucket
-			// maps of 4-byte keys measure 1.22.
-			over = size / 4
+			// maps of 4-byte keys measure 1.20-1.27, the median of five
+			// maps varying with their hash seeds (how their tables
+			// split); at size/4 one run in five failed.
+			over = size / 3
 		}
 		if got > uint64(size+over) {
 			t.Errorf("%s: a message counted %d KiB of %d KiB allowed takes %d KiB decoded",
