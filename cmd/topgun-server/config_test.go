@@ -689,7 +689,7 @@ func TestREADME_statesTimeouts(t *testing.T) {
 	text := strings.Join(strings.Fields(string(readme)), " ")
 	secs := func(d time.Duration) string { return fmt.Sprintf("%d s", int(d.Seconds())) }
 	for _, want := range []string{
-		fmt.Sprintf("arrives for %s, and none of whose writes is waiting for storage, is closed", secs(protocol.DefaultIdleTimeout)),
+		fmt.Sprintf("arrives for %s, none of whose writes is waiting for storage, and which is not reading an answer the server waits for before it reads on, is closed", secs(protocol.DefaultIdleTimeout)),
 		fmt.Sprintf("takes longer than %s to arrive is answered 408", secs(protocol.DefaultIdleTimeout)),
 		fmt.Sprintf("a WebSocket not authenticated %s after it opened is closed", secs(protocol.DefaultAuthTimeout)),
 		fmt.Sprintf("at most %d live queries", protocol.DefaultMaxQueries),
