@@ -2,7 +2,6 @@ package wire
 
 import (
 	"bytes"
-	"runtime"
 	"testing"
 )
 
@@ -64,20 +63,7 @@ func TestLimits_realHeapWithinDecodedSizeAnswers(t *testing.T) {
 	}
 	for _, tc := range cases {
 		n := mostThatFit(t, l, limit, tc.name, tc.elem, tc.build)
-		raw := tc.build(t, n, tc.elem)
-		var size int
-		var err error
-		got := retained(t, func() any {
-			var m Message
-			m, size, err = l.DecodeSize(raw)
-			return m
-		})
-		runtime.KeepAlive(raw)
-		if err != nil {
-			t.Fatalf("%s: %d elements: %v", tc.name, n, err)
-		}
-		t.Logf("%s: %d elements, %d KiB frame, counted %d KiB, heap %d KiB (%.2f of the count)",
-			tc.name, n, len(raw)>>10, size>>10, got>>10, float64(got)/float64(size))
+		size, got := decodedHeap(t, l, tc.name, n, tc.build(t, n, tc.elem), func(m Message) any { return m })
 		over := size / 33
 		if raceEnabled {
 			// Short keys take 16 bytes each (see raceEnabled): bucket

@@ -178,6 +178,29 @@ func TestLimits_realisticLargeMessageDecodes(t *testing.T) {
 	}
 }
 
+// decodedHeap decodes raw (a message of n elements of the case name) with
+// l and returns its counted size and the heap that keep(message) retains
+// (see retained), logging both.
+func decodedHeap(t *testing.T, l Limits, name string, n int, raw []byte, keep func(Message) any) (size int, got uint64) {
+	t.Helper()
+	var err error
+	got = retained(t, func() any {
+		var m Message
+		m, size, err = l.DecodeSize(raw)
+		if err != nil {
+			return nil
+		}
+		return keep(m)
+	})
+	runtime.KeepAlive(raw) // else its freeing is subtracted
+	if err != nil {
+		t.Fatalf("%s: %d elements: %v", name, n, err)
+	}
+	t.Logf("%s: %d elements, %d KiB frame, counted %d KiB, heap %d KiB (%.2f of the count)",
+		name, n, len(raw)>>10, size>>10, got>>10, float64(got)/float64(size))
+	return size, got
+}
+
 // retained is the live heap held by what fn returns (HeapAlloc after GC).
 // HeapAlloc is the whole process's: memory another goroutine holds at the
 // second collection counts too, and memory it frees in between counts
@@ -332,23 +355,9 @@ func TestLimits_realHeapWithinDecodedSize(t *testing.T) {
 	}
 	for _, tc := range cases {
 		n := mostThatFit(t, l, limit, tc.name, tc.elem, opBatchWithValue)
-		raw := opBatchWithValue(t, n, tc.elem)
-		var size int
-		var err error
-		got := retained(t, func() any {
-			var m Message
-			m, size, err = l.DecodeSize(raw)
-			if err != nil {
-				return nil
-			}
+		size, got := decodedHeap(t, l, tc.name, n, opBatchWithValue(t, n, tc.elem), func(m Message) any {
 			return []any{m, record.FromWire(m.(*OpBatch).Ops[0].Record.Value)}
 		})
-		runtime.KeepAlive(raw) // else its freeing is subtracted
-		if err != nil {
-			t.Fatalf("%s: %d elements: %v", tc.name, n, err)
-		}
-		t.Logf("%s: %d elements, %d KiB frame, counted %d KiB, heap %d KiB (%.2f of the count)",
-			tc.name, n, len(raw)>>10, size>>10, got>>10, float64(got)/float64(size))
 		over := size / 33
 		if raceEnabled {
 			over = size / 5 // short keys take 16 bytes each (see raceEnabled): maps measure 1.14
@@ -428,23 +437,9 @@ func TestLimits_realHeapWithinDecodedSizeOtherValues(t *testing.T) {
 	}
 	for _, tc := range cases {
 		lo := mostThatFit(t, l, limit, tc.name, tc.elem, entryProcessWithValue)
-		raw := entryProcessWithValue(t, lo, tc.elem)
-		var size int
-		var err error
-		got := retained(t, func() any {
-			var m Message
-			m, size, err = l.DecodeSize(raw)
-			if err != nil {
-				return nil
-			}
+		size, got := decodedHeap(t, l, tc.name, lo, entryProcessWithValue(t, lo, tc.elem), func(m Message) any {
 			return []any{m, record.FromWire(m.(*EntryProcess).Processor)}
 		})
-		runtime.KeepAlive(raw)
-		if err != nil {
-			t.Fatalf("%s: %d elements: %v", tc.name, lo, err)
-		}
-		t.Logf("%s: %d elements, %d KiB frame, counted %d KiB, heap %d KiB (%.2f of the count)",
-			tc.name, lo, len(raw)>>10, size>>10, got>>10, float64(got)/float64(size))
 		over := size / 33
 		if raceEnabled {
 			over = size / 5 // short keys take 16 bytes each (see raceEnabled)
